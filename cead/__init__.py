@@ -1,0 +1,1 @@
+"""The `cead` command line and the multi-organisation demo."""

@@ -1,0 +1,1 @@
+"""An organisation's wallet: credential store, presentations, pipeline client and QR codes."""
