@@ -1,0 +1,82 @@
+"""Binding a presentation to one HTTP request, so a captured presentation cannot be replayed elsewhere.
+
+The wallet (when presenting) and the verifier (when deciding) both call ``request_binding``; see
+docs/architecture.md, "The wire contract".
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import rfc8785
+
+from .keys import b64url, b64url_decode
+from .results import CeadError
+
+PRESENTATION_HEADER = "Cead-Presentation"
+MANIFEST_HEADER = "Cead-Transfer-Manifest"
+BINDING_PREFIX = "urn:cead:req:"
+
+
+def _sha256_hex(data: bytes | None) -> str:
+    return hashlib.sha256(data).hexdigest() if data else ""
+
+
+def request_binding(method: str, url: str, body: bytes | None = None, manifest: dict | None = None) -> str:
+    """The challenge/nonce that ties a presentation to exactly this request."""
+    material = {
+        "method": method.upper(),
+        "url": url,
+        "bodySha256": _sha256_hex(body),
+        "manifestSha256": _sha256_hex(rfc8785.dumps(manifest)) if manifest is not None else "",
+    }
+    return BINDING_PREFIX + b64url(hashlib.sha256(rfc8785.dumps(material)).digest())
+
+
+def origin(url: str) -> str:
+    """The audience of a request: scheme://host:port (port always explicit)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        raise CeadError("request.url_invalid", f"Not an absolute URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def encode_manifest(manifest: dict) -> str:
+    return b64url(json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode())
+
+
+def decode_manifest(header: str) -> dict[str, Any]:
+    try:
+        value = json.loads(b64url_decode(header.strip()))
+    except (ValueError, CeadError):
+        raise CeadError("manifest.invalid", "The transfer manifest header is not base64url-encoded JSON.") from None
+    if not isinstance(value, dict):
+        raise CeadError("manifest.invalid", "The transfer manifest must be a JSON object.")
+    return value
+
+
+def encode_presentation(vp: dict | str) -> str:
+    """Header value for a presentation: a compact JWT as is, a JSON VP as base64url(JSON)."""
+    if isinstance(vp, str):
+        return vp
+    return b64url(json.dumps(vp, separators=(",", ":")).encode())
+
+
+def decode_presentation(header: str) -> dict | str:
+    value = header.strip()
+    if value.lower().startswith("vp "):
+        value = value[3:].strip()
+    if value.count(".") == 2:
+        return value  # compact JWS
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except ValueError:
+        raise CeadError("presentation.malformed",
+                        "The presentation header is neither a compact JWT nor base64url-encoded JSON.") from None
+    if not isinstance(doc, dict):
+        raise CeadError("presentation.malformed", "The presentation must be a JSON object.")
+    return doc
