@@ -53,7 +53,18 @@ def _load() -> None:
             main.add_command(cmd)
 
 
+def _compose() -> None:
+    """Serve the node app with the wallet's inbox from `cead issuer serve` when the wallet is installed."""
+    try:
+        import issuer.cli
+        from wallet.app import create_node_app
+    except ModuleNotFoundError:
+        return
+    issuer.cli.app_factory = create_node_app
+
+
 _load()
+_compose()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,104 @@
+"""The issuer's HTTP API (Flask app factory).
+
+Public: ``GET /.well-known/did.json`` (and ``/<path>/did.json`` for a path did:web), ``GET /status/<id>`` (the
+signed status list credential, with ``Cache-Control`` and ``ETag``; ``If-None-Match`` -> 304).
+Bearer token: ``POST /credentials/issue`` (VC-API; 201 with ``{"verifiableCredential": ...}``) and
+``POST /credentials/status`` (VC-API; revoke, suspend, reinstate; committed before the reply).
+Every error is JSON ``{"error": {"code", "message"}}`` with a 4xx status; never a stack trace.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from verifier.results import CeadError
+
+from . import service, statuslist, tokens
+
+MAX_BODY = 256 * 1024
+log = logging.getLogger("cead.issuer")
+
+
+def _json(status: int, body: dict, headers: dict | None = None) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, headers=headers or {},
+                    mimetype="application/json")
+
+
+def _error(status: int, code: str, message: str, detail: dict | None = None) -> Response:
+    err = {"code": code, "message": message}
+    if detail:
+        err["detail"] = detail
+    return _json(status, {"error": err})
+
+
+def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Flask:
+    app = Flask("cead.issuer")
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.config["CEAD_NODE"] = node
+
+    @app.errorhandler(CeadError)
+    def _cead_error(exc: CeadError):
+        status = service.HTTP_STATUS.get(exc.code, 400)
+        if status >= 500:
+            log.error("issuer error %s: %s", exc.code, exc.message)
+            return _error(status, exc.code, "The issuer cannot sign right now; see the node's log.")
+        return _error(status, exc.code, exc.message, dict(exc.detail) or None)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        codes = {404: "request.not_found", 405: "request.method_not_allowed", 413: "request.too_large"}
+        message = f"The request body is larger than {max_body} bytes." if exc.code == 413 else exc.description
+        return _error(exc.code or 400, codes.get(exc.code, "request.invalid"), message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error in the issuer API")
+        return _error(500, "server.error", "Unexpected error; nothing was signed or stored.")
+
+    def body_json() -> dict:
+        if not request.is_json:
+            raise CeadError("request.content_type", "Send the body as application/json.")
+        try:
+            data = json.loads(request.get_data(cache=False) or b"")
+        except (ValueError, UnicodeDecodeError):
+            raise CeadError("request.malformed_json", "The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise CeadError("request.invalid", "The request body must be a JSON object.")
+        return data
+
+    def did_document():
+        return _json(200, node.did_document(), {"Cache-Control": f"public, max-age={cache_seconds}"})
+
+    app.add_url_rule("/.well-known/did.json", "did", did_document)
+    if node.config.get("path"):
+        app.add_url_rule(f"/{node.config['path'].strip('/')}/did.json", "did_path", did_document)
+
+    @app.get("/status/<int:list_id>")
+    def status_list(list_id: int):
+        published = statuslist.publish(node, list_id)
+        headers = {"ETag": published.etag, "Cache-Control": f"public, max-age={cache_seconds}, must-revalidate"}
+        if published.etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            return Response(status=304, headers=headers)
+        return Response(published.body, status=200, headers=headers, mimetype=published.media_type)
+
+    @app.post("/credentials/issue")
+    def issue():
+        token = tokens.authenticate(node.engine, request.headers.get("Authorization"))
+        body = body_json()
+        if "credential" not in body:
+            raise CeadError("request.invalid", "The request needs a 'credential' object.", field="credential")
+        issued = service.issue(node, body["credential"], body.get("options"), issued_by=token.name,
+                               scopes=token.scopes.split(","))
+        return _json(201, issued.response())
+
+    @app.post("/credentials/status")
+    def status():
+        token = tokens.authenticate(node.engine, request.headers.get("Authorization"))
+        tokens.require(token, "status:change")
+        credential_id, action = service.parse_status_request(body_json())
+        return _json(200, service.change_status(node, credential_id, action, by=token.name))
+
+    return app

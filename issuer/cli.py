@@ -1,0 +1,341 @@
+"""The DPO's command line for a node: init, serve, DID, tokens, keys, issuing, status changes and the register.
+
+Every command takes ``--home`` (default ``$CEAD_HOME`` or ``./cead-home``). The key passphrase comes from
+``$CEAD_PASSPHRASE`` or a prompt; it is never stored. Errors print ``error [code]: message`` and exit 1.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from verifier.keys import ED25519, P256
+from verifier.results import CeadError
+
+from . import service, tokens
+from .node import Node, default_home, passphrase_from_env
+
+home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+                           help="Node home directory (default $CEAD_HOME or ./cead-home).")
+
+
+def _fail_on_cead_error(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except CeadError as exc:
+            click.echo(f"error [{exc.code}]: {exc.message}", err=True)
+            sys.exit(1)
+    return wrapper
+
+
+def _passphrase(new: bool = False) -> bytes:
+    value = passphrase_from_env()
+    if value:
+        return value
+    text = click.prompt("Key passphrase", hide_input=True, confirmation_prompt=new)
+    if not text:
+        raise CeadError("key.passphrase_required", "A passphrase is needed.")
+    return text.encode()
+
+
+def _open(home: Path | None, unlock: bool = False) -> Node:
+    node = Node.open(home or default_home(), _passphrase() if unlock else None)
+    from . import db
+    db.migrate(node.engine)
+    return node
+
+
+# ---- init, did ---------------------------------------------------------------------------------------------------
+
+@click.command("init")
+@click.option("--name", required=True, help="The organisation's name, e.g. 'Fife Council'.")
+@click.option("--domain", default=None, help="did:web host (with optional :port), e.g. fife.example.")
+@click.option("--path", "did_path", default=None, help="did:web path, e.g. orgs/fife -> did:web:host:orgs:fife.")
+@click.option("--did", "did_method", type=click.Choice(["web", "key"]), default="web", show_default=True)
+@click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite node.db in the home).")
+@click.option("--public-url", default=None, help="Public base URL for status lists (default https://DOMAIN).")
+@home_option
+@_fail_on_cead_error
+def init(name, domain, did_path, did_method, database_url, public_url, home):
+    """Create a node home: keys (encrypted), DID, database and config. Never overwrites keys."""
+    home = home or default_home()
+    exists = (home / "config.yaml").exists()
+    node, created = Node.init(home, name, None if exists else _passphrase(new=True), domain=domain,
+                              path=did_path, did_method=did_method, database_url=database_url,
+                              public_url=public_url)
+    if created:
+        click.echo(f"Created node {node.did} in {home}")
+    else:
+        click.echo(f"{home} already holds node {node.did}; keys left unchanged.")
+    click.echo(node.did)
+
+
+@click.group("did")
+def did():
+    """The node's DID."""
+
+
+@did.command("show")
+@click.option("--document", is_flag=True, help="Print the DID document instead of the DID.")
+@home_option
+@_fail_on_cead_error
+def did_show(document, home):
+    node = Node.open(home)
+    click.echo(json.dumps(node.did_document(), indent=2) if document else node.did)
+
+
+# ---- serve -------------------------------------------------------------------------------------------------------
+
+@click.group("issuer")
+def issuer():
+    """The issuer HTTP service."""
+
+
+# The web app `cead issuer serve` runs. The top-level command line (cead.cli) swaps in the node app that adds the
+# wallet's inbox when the wallet is installed, so this package never imports the wallet.
+app_factory = None
+
+
+@issuer.command("serve")
+@home_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8443, show_default=True)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--public-url", default=None, help="Override the public base URL used in status entries.")
+@_fail_on_cead_error
+def serve(home, host, port, tls_cert, tls_key, public_url):
+    """Serve the DID document, VC-API issuing and status endpoints, the status lists (and the wallet inbox)."""
+    import ssl
+
+    from werkzeug.serving import make_server
+
+    from .app import create_app
+    factory = app_factory or create_app
+    if bool(tls_cert) != bool(tls_key):
+        raise CeadError("serve.tls", "Give both --tls-cert and --tls-key, or neither.")
+    node = _open(home, unlock=True)
+    node.signing_key()  # fail now, not on the first request, if the passphrase is wrong
+    if public_url:
+        node.config["public_url"] = public_url
+    context = None
+    if tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls_cert, tls_key)
+    server = make_server(host, port, factory(node), threaded=True, ssl_context=context)
+    click.echo(f"Serving {node.did} on {'https' if context else 'http'}://{host}:{server.server_port}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+# ---- tokens and keys ---------------------------------------------------------------------------------------------
+
+@click.group("token")
+def token():
+    """Bearer tokens for the issuing API."""
+
+
+@token.command("create")
+@home_option
+@click.option("--name", required=True, help="Who the caller is (one token per caller).")
+@click.option("--scope", required=True, help=f"Comma-separated: {', '.join(tokens.SCOPES)}.")
+@_fail_on_cead_error
+def token_create(home, name, scope):
+    """Create a token; it is printed once and stored only as a hash."""
+    node = _open(home)
+    click.echo(tokens.create_token(node.engine, name, scope))
+
+
+@token.command("list")
+@home_option
+@_fail_on_cead_error
+def token_list(home):
+    node = _open(home)
+    for row in tokens.list_tokens(node.engine):
+        click.echo(f"{row.name}\t{row.scopes}\t{row.created}\t{'revoked' if row.revoked else 'active'}")
+
+
+@token.command("revoke")
+@home_option
+@click.argument("name")
+@_fail_on_cead_error
+def token_revoke(home, name):
+    tokens.revoke_token(_open(home).engine, name)
+    click.echo(f"Token {name} revoked.")
+
+
+@click.group("key")
+def key():
+    """Signing keys: rotate and retire."""
+
+
+@key.command("rotate")
+@home_option
+@click.option("--kind", type=click.Choice([ED25519, P256]), default=ED25519, show_default=True)
+@_fail_on_cead_error
+def key_rotate(home, kind):
+    """Add a new signing key; the previous one keeps verifying until retired."""
+    node = Node.open(home or default_home(), _passphrase())
+    click.echo(node.rotate_key(kind))
+
+
+@key.command("retire")
+@home_option
+@click.argument("key_id")
+@_fail_on_cead_error
+def key_retire(home, key_id):
+    """Take a previous key out of the DID document's purposes (its credentials stop verifying)."""
+    Node.open(home or default_home()).retire_key(key_id)
+    click.echo(f"Retired {key_id}.")
+
+
+# ---- issuing -----------------------------------------------------------------------------------------------------
+
+_KINDS = {"certification": "OrganisationCertificationCredential",
+          "delegation": "DelegatedAuthorityCredential",
+          "approval": "DataSharingApprovalCredential"}
+
+
+def _load_file(path: str) -> dict:
+    try:
+        text = Path(path).read_text()
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise CeadError("request.invalid", f"Cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CeadError("request.invalid", f"{path} must hold a JSON/YAML object.")
+    return data
+
+
+def _set_path(target: dict, dotted: str, raw: str) -> None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    *parents, last = dotted.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise CeadError("request.invalid", f"--set {dotted}: {part} is not an object.")
+    target[last] = value
+
+
+def _build(node: Node, kind: str, file: str | None, subject: str | None, sets: tuple[str, ...],
+           valid_until: str | None) -> dict:
+    from schemas.models import CREDENTIAL_MODELS
+    data = _load_file(file) if file else {}
+    if "credentialSubject" in data:
+        credential = data
+    else:
+        body = dict(data)
+        if subject:
+            body["id"] = subject
+        for item in sets:
+            name, sep, raw = item.partition("=")
+            if not sep:
+                raise CeadError("request.invalid", f"--set needs name=value, got {item!r}.")
+            _set_path(body, name, raw)
+        model = CREDENTIAL_MODELS[_KINDS[kind]]
+        try:
+            credential = model.model_validate(body).to_credential(node.did, valid_until=valid_until)
+        except ValueError as exc:
+            from schemas.models import describe
+            raise CeadError("schema.invalid", f"{_KINDS[kind]}: {describe(exc) if hasattr(exc, 'errors') else exc}")
+    if _KINDS[kind] not in service._types(credential):
+        raise CeadError("credential.type_unknown", f"The file is not a {_KINDS[kind]}.")
+    return credential
+
+
+def _issue_command(kind: str):
+    @click.command(kind)
+    @home_option
+    @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), default=None,
+                  help="JSON/YAML: a whole credential, or its credentialSubject.")
+    @click.option("--subject", default=None, help="The subject's DID (credentialSubject.id).")
+    @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                  help="A subject field (dotted path; VALUE parsed as JSON when it can be). Repeatable.")
+    @click.option("--valid-until", default=None, help="Expiry, e.g. 2027-03-31T23:59:59Z.")
+    @click.option("--format", "fmt", type=click.Choice(["eddsa-rdfc-2022", "eddsa-jcs-2022", "vc+jwt"]),
+                  default="eddsa-rdfc-2022", show_default=True)
+    @click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default=None, help="JWT algorithm (vc+jwt).")
+    @click.option("--suspendable", is_flag=True, help="Add a suspension status entry too.")
+    @click.option("--delegation", default=None,
+                  help="The signer's own DelegatedAuthorityCredential (file, or id in HOME/delegations/).")
+    @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file, not stdout.")
+    @_fail_on_cead_error
+    def command(home, file, subject, sets, valid_until, fmt, alg, suspendable, delegation, out):
+        node = _open(home, unlock=True)
+        credential = _build(node, kind, file, subject, sets, valid_until)
+        options: dict = {"format": "vc+jwt"} if fmt == "vc+jwt" else {"cryptosuite": fmt}
+        if alg:
+            options["alg"] = alg
+        if suspendable:
+            options["credentialStatus"] = {"type": "BitstringStatusListEntry",
+                                           "statusPurpose": ["revocation", "suspension"]}
+        if delegation:
+            options["delegation"] = _load_file(delegation) if Path(delegation).is_file() else delegation
+        issued = service.issue(node, credential, options, issued_by="cli")
+        text = issued.credential if isinstance(issued.credential, str) else json.dumps(issued.credential, indent=2)
+        if out:
+            Path(out).write_text(text + "\n")
+            click.echo(f"Issued {issued.id} -> {out}", err=True)
+        else:
+            click.echo(text)
+    command.__doc__ = f"Issue a {_KINDS[kind]} from flags or a JSON/YAML file."
+    return command
+
+
+@click.group("issue")
+def issue():
+    """Issue credentials as this node."""
+
+
+for _kind in _KINDS:
+    issue.add_command(_issue_command(_kind))
+
+
+def _status_command(action: str, help_text: str):
+    @click.command(action)
+    @home_option
+    @click.argument("credential_id")
+    @click.option("--reason", default=None, help="Recorded in the status log.")
+    @_fail_on_cead_error
+    def command(home, credential_id, reason):
+        node = _open(home, unlock=True)
+        result = service.change_status(node, credential_id, action, by="cli", reason=reason)
+        click.echo(f"{result['credentialId']}: {result['status']}")
+    command.__doc__ = help_text
+    return command
+
+
+revoke = _status_command("revoke", "Revoke a credential this node issued (final).")
+suspend = _status_command("suspend", "Suspend a credential issued with a suspension entry.")
+reinstate = _status_command("reinstate", "Lift a suspension.")
+
+
+@click.group("issued")
+def issued():
+    """The register of credentials this node issued."""
+
+
+@issued.command("list")
+@home_option
+@click.option("--csv", "as_csv", is_flag=True, help="CSV for the DPO's accountability log.")
+@_fail_on_cead_error
+def issued_list(home, as_csv):
+    rows = service.register(_open(home))
+    if as_csv:
+        click.echo(service.register_csv(rows), nl=False)
+        return
+    for row in rows:
+        click.echo(f"{row.issued_at}  {row.status:9}  {row.types.split(',')[-1]:36}  {row.id}  {row.subject or ''}")

@@ -1,0 +1,268 @@
+"""The node home: an organisation's identity (did:web or did:key), its keys encrypted at rest, its config and
+its database. ``Node`` is the one object the issuer, the wallet and the command line use.
+
+Layout of a home directory (``--home``, ``$CEAD_HOME`` or ``./cead-home``)::
+
+    config.yaml     name, domain, path, did, public_url, database_url (null = node.db here), keys
+    keys/*.pem      PKCS#8, encrypted with the passphrase ($CEAD_PASSPHRASE or a prompt), mode 0600
+    node.db         SQLite database (unless database_url names another, e.g. PostgreSQL)
+
+The passphrase is never stored. ``cead init`` on an existing home never overwrites keys.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+from verifier.keys import ED25519, P256, PublicKey
+from verifier.results import CeadError
+
+from . import db
+from .keys import PrivateKey
+
+CONFIG = "config.yaml"
+PASSPHRASE_ENV = "CEAD_PASSPHRASE"
+HOME_ENV = "CEAD_HOME"
+_DOMAIN = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or "cead-home")
+
+
+def did_web(domain: str, path: str | None = None) -> str:
+    """``did:web`` for a host (port percent-encoded, ``127.0.0.1:8443`` -> ``127.0.0.1%3A8443``) and path."""
+    if not isinstance(domain, str) or not _DOMAIN.match(domain):
+        raise CeadError("node.domain_invalid", f"Not a host name (with optional port): {domain!r}.")
+    did = "did:web:" + quote(domain.lower(), safe=".-")
+    for segment in (path or "").strip("/").split("/") if path and path.strip("/") else []:
+        if not _PATH_SEGMENT.match(segment):
+            raise CeadError("node.domain_invalid", f"Path segment {segment!r} is not allowed in a did:web.")
+        did += ":" + segment
+    return did
+
+
+def passphrase_from_env() -> bytes | None:
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode() if value else None
+
+
+class Node:
+    """An opened node home. Keys are decrypted on first use and kept in memory only."""
+
+    def __init__(self, home: Path, config: dict[str, Any], passphrase: bytes | None = None):
+        self.home = Path(home)
+        self.config = config
+        self._passphrase = passphrase
+        self._keys: dict[str, PrivateKey] = {}
+        self._engine = None
+        self._lock = threading.Lock()
+
+    # ---- creating and opening ---------------------------------------------------------------------------
+    @classmethod
+    def init(cls, home: str | Path, name: str, passphrase: bytes | None, *, domain: str | None = None,
+             path: str | None = None, did_method: str = "web", database_url: str | None = None,
+             public_url: str | None = None) -> tuple["Node", bool]:
+        """Create a node home; returns ``(node, created)``. An existing home is opened and never overwritten
+        (``CeadError('node.exists_conflict')`` if the flags ask for a different identity)."""
+        home = Path(home)
+        if (home / CONFIG).exists():
+            node = cls.open(home, passphrase)
+            wanted = did_web(domain, path) if did_method == "web" and domain else None
+            if (did_method == "key") != node.did.startswith("did:key:") or (wanted and wanted != node.did):
+                raise CeadError("node.exists_conflict",
+                                f"{home} already holds the node {node.did}; its keys are never overwritten.")
+            return node, False
+        if not passphrase:
+            raise CeadError("key.passphrase_required", "A passphrase is needed to encrypt the keys at rest.")
+        if not isinstance(name, str) or not name.strip():
+            raise CeadError("node.name_required", "The organisation needs a name (--name).")
+        if did_method not in ("web", "key"):
+            raise CeadError("node.did_method", f"Unsupported DID method {did_method!r}; use web or key.")
+        if did_method == "web" and not domain:
+            raise CeadError("node.domain_required", "A did:web node needs --domain.")
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "keys").mkdir(mode=0o700, exist_ok=True)
+        ed = PrivateKey.generate(ED25519)
+        if did_method == "key":
+            from verifier.did import did_key
+            did = did_key(ed.public)
+            keys = [{"id": ed.public.to_multikey(), "kind": ED25519, "file": "keys/ed25519-1.pem",
+                     "public": ed.public.to_multikey(), "status": "active", "created": db.utcnow()}]
+            pairs = [(ed, keys[0])]
+        else:
+            did = did_web(domain, path)
+            p256 = PrivateKey.generate(P256)
+            keys = [{"id": "key-1", "kind": ED25519, "file": "keys/key-1.pem", "public": ed.public.to_multikey(),
+                     "status": "active", "created": db.utcnow()},
+                    {"id": "key-p256-1", "kind": P256, "file": "keys/key-p256-1.pem",
+                     "public": p256.public.to_multikey(), "status": "active", "created": db.utcnow()}]
+            pairs = [(ed, keys[0]), (p256, keys[1])]
+        for key, meta in pairs:
+            _write_key(home / meta["file"], key, passphrase)
+        config = {
+            "name": name.strip(), "did": did, "did_method": did_method,
+            "domain": domain if did_method == "web" else None, "path": (path or "").strip("/") or None,
+            "public_url": (public_url or (_default_public_url(domain, path) if domain else None)),
+            "database_url": database_url, "keys": keys,
+        }
+        node = cls(home, config, passphrase)
+        node.save_config()
+        db.migrate(node.engine)
+        return node, True
+
+    @classmethod
+    def open(cls, home: str | Path | None = None, passphrase: bytes | str | None = None,
+             migrate: bool = False) -> "Node":
+        home = Path(home) if home else default_home()
+        try:
+            config = yaml.safe_load((home / CONFIG).read_text())
+        except FileNotFoundError:
+            raise CeadError("node.not_found", f"No node at {home} (run `cead init`).") from None
+        except yaml.YAMLError as exc:
+            raise CeadError("node.config_invalid", f"{home / CONFIG} is not valid YAML: {exc}") from None
+        if not isinstance(config, dict) or not isinstance(config.get("did"), str) or not config.get("keys"):
+            raise CeadError("node.config_invalid", f"{home / CONFIG} lacks a did or keys.")
+        if isinstance(passphrase, str):
+            passphrase = passphrase.encode()
+        node = cls(home, config, passphrase)
+        if migrate:
+            db.migrate(node.engine)
+        return node
+
+    def save_config(self) -> None:
+        tmp = self.home / (CONFIG + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        os.replace(tmp, self.home / CONFIG)
+
+    # ---- identity ---------------------------------------------------------------------------------------
+    @property
+    def did(self) -> str:
+        return self.config["did"]
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name", "")
+
+    @property
+    def public_url(self) -> str:
+        url = self.config.get("public_url")
+        if not url:
+            raise CeadError("node.public_url_missing",
+                            "This node has no public URL for its status lists (set public_url or --public-url).")
+        return url.rstrip("/")
+
+    def _active(self, kind: str) -> dict:
+        for meta in reversed(self.config["keys"]):
+            if meta["kind"] == kind and meta.get("status") == "active":
+                return meta
+        raise CeadError("key.missing", f"This node has no active {kind} key.")
+
+    def vm_id(self, meta: dict) -> str:
+        return f"{self.did}#{meta['id']}"
+
+    @property
+    def verification_method_id(self) -> str:
+        """The DID URL of the current Ed25519 signing key."""
+        return self.vm_id(self._active(ED25519))
+
+    def verification_method_for(self, kind: str = ED25519) -> str:
+        return self.vm_id(self._active(kind))
+
+    def signing_key(self, kind: str = ED25519) -> PrivateKey:
+        """The current signing key of ``kind`` (decrypted on first use with the passphrase)."""
+        meta = self._active(kind)
+        with self._lock:
+            if meta["id"] not in self._keys:
+                passphrase = self._passphrase or passphrase_from_env()
+                if not passphrase:
+                    raise CeadError("key.locked", f"The node's keys are encrypted; set {PASSPHRASE_ENV}.")
+                self._keys[meta["id"]] = PrivateKey.from_pem((self.home / meta["file"]).read_bytes(), passphrase)
+            return self._keys[meta["id"]]
+
+    @property
+    def key(self) -> PrivateKey:
+        return self.signing_key(ED25519)
+
+    def public_keys(self, retired: bool = False) -> list[tuple[str, PublicKey]]:
+        """``[(vm_id, PublicKey)]`` of the keys that are (``retired=False``) or are not in use any more."""
+        return [(self.vm_id(m), PublicKey.from_multikey(m["public"]))
+                for m in self.config["keys"] if (m.get("status") == "retired") == retired]
+
+    def did_document(self) -> dict:
+        """Current and previous keys under every purpose; retired keys only as key material (no purpose)."""
+        from verifier.did import build_did_document
+        return build_did_document(self.did, self.public_keys(), retired=self.public_keys(retired=True))
+
+    # ---- key rotation -----------------------------------------------------------------------------------
+    def rotate_key(self, kind: str = ED25519) -> str:
+        """Add a new active key of ``kind``; the previous one stays in the DID document until retired."""
+        if self.did.startswith("did:key:"):
+            raise CeadError("key.rotate_unsupported", "A did:key node cannot rotate keys; its DID is its key.")
+        passphrase = self._passphrase or passphrase_from_env()
+        if not passphrase:
+            raise CeadError("key.locked", f"Set {PASSPHRASE_ENV} to encrypt the new key.")
+        self.signing_key(kind)  # proves the passphrase is the node's before writing a key with it
+        prefix = "key" if kind == ED25519 else "key-p256"
+        n = 1 + sum(1 for m in self.config["keys"] if m["kind"] == kind)
+        key_id = f"{prefix}-{n}"
+        key = PrivateKey.generate(kind)
+        _write_key(self.home / f"keys/{key_id}.pem", key, passphrase)
+        for meta in self.config["keys"]:
+            if meta["kind"] == kind and meta.get("status") == "active":
+                meta["status"] = "previous"
+        self.config["keys"].append({"id": key_id, "kind": kind, "file": f"keys/{key_id}.pem",
+                                    "public": key.public.to_multikey(), "status": "active",
+                                    "created": db.utcnow()})
+        self.save_config()
+        return self.vm_id(self.config["keys"][-1])
+
+    def retire_key(self, key_id: str) -> None:
+        """Remove a previous key from the DID document: credentials it signed stop verifying."""
+        key_id = key_id.split("#")[-1]
+        for meta in self.config["keys"]:
+            if meta["id"] == key_id:
+                if meta.get("status") == "active":
+                    raise CeadError("key.retire_active", f"{key_id} is the current signing key; rotate first.")
+                meta["status"] = "retired"
+                meta["retired"] = db.utcnow()
+                self.save_config()
+                return
+        raise CeadError("key.missing", f"No key {key_id!r} in this node.")
+
+    # ---- database ---------------------------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        return self.config.get("database_url") or f"sqlite:///{(self.home / 'node.db').resolve()}"
+
+    @property
+    def engine(self):
+        with self._lock:
+            if self._engine is None:
+                self._engine = db.make_engine(self.database_url)
+            return self._engine
+
+    def session(self):
+        return db.session(self.engine)
+
+
+def _default_public_url(domain: str, path: str | None) -> str:
+    url = f"https://{domain}"
+    if path and path.strip("/"):
+        url += "/" + path.strip("/")
+    return url
+
+
+def _write_key(path: Path, key: PrivateKey, passphrase: bytes) -> None:
+    if path.exists():
+        raise CeadError("key.exists", f"{path} exists; keys are never overwritten.")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.to_pem(passphrase))

@@ -1,0 +1,311 @@
+"""Issuing independent of HTTP: check a credential request, sign it, record it; change a credential's status.
+
+``issue`` and ``change_status`` are what both the Flask app and the command line call. Every refusal is a
+``CeadError`` with a stable code and an HTTP status in ``HTTP_STATUS``; nothing is signed or stored when one is
+raised (allocation, signing and the register row share one database transaction).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from schemas.models import credential_digest
+from verifier.keys import ED25519, P256
+from verifier.results import CeadError
+
+from . import db, statuslist
+from .signing import sign_jwt
+
+V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
+TYPE_SCOPES = {
+    "OrganisationCertificationCredential": "issue:certification",
+    "DelegatedAuthorityCredential": "issue:delegation",
+    "DataSharingApprovalCredential": "issue:approval",
+}
+GUARDED_TYPES = ("DelegatedAuthorityCredential", "DataSharingApprovalCredential")
+CRYPTOSUITES = ("eddsa-rdfc-2022", "eddsa-jcs-2022")
+JWT_FORMAT = "vc+jwt"
+ACTIONS = {"revoke": ("revocation", True, "revoked"), "suspend": ("suspension", True, "suspended"),
+           "reinstate": ("suspension", False, "active")}
+
+# HTTP status for each refusal code (anything else that is a CeadError -> 400).
+HTTP_STATUS = {
+    "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403,
+    "credential.type_unknown": 422, "credential.issuer_mismatch": 422, "scope.too_wide": 422,
+    "delegation.invalid": 422, "credential.duplicate_id": 409, "credential.not_found": 404,
+    "status.no_entry": 409, "status.revoked_permanent": 409, "status.list_not_found": 404,
+    "schema.invalid": 422, "key.locked": 500, "key.missing": 500, "node.public_url_missing": 500,
+}
+
+
+@dataclass
+class Issued:
+    id: str
+    format: str
+    credential: dict | str          # the signed credential (dict) or the compact JWT
+    verifiable_credential: dict     # what VC-API returns: the credential, or an EnvelopedVerifiableCredential
+
+    def response(self) -> dict:
+        return {"verifiableCredential": self.verifiable_credential}
+
+
+def _fail(code: str, message: str, **detail: Any) -> CeadError:
+    return CeadError(code, message, **detail)
+
+
+def _types(credential: dict) -> list[str]:
+    value = credential.get("type")
+    return [value] if isinstance(value, str) else [t for t in value or [] if isinstance(t, str)]
+
+
+def _ref(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]:
+    """Validate an issue request; returns ``(credential copy, options, cead type)``."""
+    if not isinstance(credential, dict):
+        raise _fail("request.invalid", "The request needs a 'credential' JSON object.", field="credential")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise _fail("options.invalid", "'options' must be a JSON object.", field="options")
+    credential = copy.deepcopy(credential)
+    contexts = credential.get("@context")
+    if not isinstance(contexts, list) or not contexts or contexts[0] != V2_CONTEXT:
+        raise _fail("credential.invalid", f"'@context' must be a list starting with {V2_CONTEXT}.",
+                    field="@context")
+    types = _types(credential)
+    if "VerifiableCredential" not in types:
+        raise _fail("credential.invalid", "'type' must include VerifiableCredential.", field="type")
+    cead_types = [t for t in types if t in TYPE_SCOPES]
+    if len(cead_types) != 1:
+        others = [t for t in types if t != "VerifiableCredential"]
+        raise _fail("credential.type_unknown",
+                    f"Unknown credential type {others!r}; this node issues {', '.join(TYPE_SCOPES)}.",
+                    field="type")
+    for forbidden in ("proof", "credentialStatus"):
+        if forbidden in credential:
+            raise _fail("credential.invalid", f"Do not send '{forbidden}'; the issuer adds it.", field=forbidden)
+    issuer = _ref(credential.get("issuer", node.did))
+    if issuer != node.did:
+        raise _fail("credential.issuer_mismatch", f"This node issues as {node.did}, not {issuer!r}.",
+                    field="issuer")
+    if isinstance(credential.get("issuer"), dict):
+        credential["issuer"]["id"] = node.did
+    else:
+        credential["issuer"] = node.did
+    subject = credential.get("credentialSubject")
+    if not isinstance(subject, dict) or not isinstance(subject.get("id"), str) or not subject["id"]:
+        raise _fail("credential.invalid", "'credentialSubject' must be an object with an 'id'.",
+                    field="credentialSubject")
+    for name in ("validFrom", "validUntil"):
+        if name in credential and not isinstance(credential[name], str):
+            raise _fail("credential.invalid", f"'{name}' must be an XML Schema dateTime string.", field=name)
+    credential.setdefault("validFrom", db.utcnow())
+    cid = credential.setdefault("id", f"urn:uuid:{uuid.uuid4()}")
+    if not isinstance(cid, str) or ":" not in cid:
+        raise _fail("credential.invalid", "'id' must be a URL (e.g. urn:uuid:...).", field="id")
+    _validate_model(credential, cead_types[0])
+    _check_options(node, options)
+    return credential, options, cead_types[0]
+
+
+def _validate_model(credential: dict, cead_type: str) -> None:
+    """Check the subject against the vocabulary's typed model (raises ``schema.invalid`` naming the field)."""
+    from schemas.models import model_for
+    model = model_for(credential)
+    if model is None:
+        raise _fail("credential.type_unknown", f"No model for {cead_type}.", field="type")
+    model.from_credential(credential)
+
+
+def _check_options(node, options: dict) -> None:
+    fmt = options.get("format")
+    if fmt is not None and fmt not in (JWT_FORMAT, "ldp_vc"):
+        raise _fail("options.invalid", f"Unknown format {fmt!r}; use {JWT_FORMAT} or omit it.", field="format")
+    suite = options.get("cryptosuite")
+    if suite is not None and suite not in CRYPTOSUITES:
+        raise _fail("options.invalid", f"Unknown cryptosuite {suite!r}; use {' or '.join(CRYPTOSUITES)}.",
+                    field="cryptosuite")
+    if fmt == JWT_FORMAT and suite is not None:
+        raise _fail("options.invalid", "Choose either a cryptosuite or format vc+jwt, not both.", field="format")
+    alg = options.get("alg")
+    if alg is not None and (fmt != JWT_FORMAT or alg not in ("EdDSA", "ES256")):
+        raise _fail("options.invalid", "'alg' is EdDSA or ES256 and only with format vc+jwt.", field="alg")
+    _purposes(options)
+
+
+def _purposes(options: dict) -> list[str]:
+    """Status purposes: revocation always; suspension when ``options.credentialStatus`` asks for it."""
+    wanted = options.get("credentialStatus")
+    if wanted is None:
+        return ["revocation"]
+    if not isinstance(wanted, dict) or wanted.get("type", "BitstringStatusListEntry") != "BitstringStatusListEntry":
+        raise _fail("options.invalid", "options.credentialStatus must be {\"type\": \"BitstringStatusListEntry\", "
+                    "\"statusPurpose\": [...]}.", field="credentialStatus")
+    purposes = wanted.get("statusPurpose", ["revocation"])
+    purposes = [purposes] if isinstance(purposes, str) else purposes
+    if not isinstance(purposes, list) or any(p not in ("revocation", "suspension") for p in purposes):
+        raise _fail("options.invalid", "statusPurpose may be revocation and/or suspension.",
+                    field="credentialStatus")
+    return ["revocation"] + (["suspension"] if "suspension" in purposes else [])
+
+
+def check_delegation(node, credential: dict, cead_type: str, delegation: Any) -> None:
+    """Guard rail: refuse a child whose scope is wider than the signer's own delegation (``scope.too_wide``)."""
+    if cead_type not in GUARDED_TYPES or delegation is None:
+        return
+    parent = _load_delegation(node, delegation)
+    if "DelegatedAuthorityCredential" not in _types(parent):
+        raise _fail("delegation.invalid", "options.delegation must be a DelegatedAuthorityCredential.")
+    subject = parent.get("credentialSubject")
+    if not isinstance(subject, dict) or subject.get("id") != node.did:
+        raise _fail("delegation.invalid", f"The delegation given is not held by this node ({node.did}).")
+    from schemas.models import DataSharingApproval, DelegatedAuthority
+    from verifier import scope
+    if cead_type == "DelegatedAuthorityCredential":
+        violations = scope.delegation_within(DelegatedAuthority.from_credential(credential), parent)
+    else:
+        violations = scope.approval_within(DataSharingApproval.from_credential(credential),
+                                           DelegatedAuthority.from_credential(parent))
+    if violations:
+        raise _fail("scope.too_wide", "Wider than the signer's own delegation: "
+                    + "; ".join(f"{v.dimension}: {v.message}" for v in violations),
+                    dimensions=[v.dimension for v in violations],
+                    violations=[v.to_problem().to_dict() for v in violations])
+
+
+def _load_delegation(node, delegation: Any) -> dict:
+    if isinstance(delegation, dict):
+        return delegation
+    if isinstance(delegation, str):
+        for path in sorted((node.home / "delegations").glob("*.json")):
+            try:
+                doc = json.loads(path.read_text())
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("id") == delegation:
+                return doc
+        raise _fail("delegation.invalid", f"No delegation {delegation!r} in {node.home / 'delegations'}.")
+    raise _fail("delegation.invalid", "options.delegation must be a credential object or the id of one.")
+
+
+def issue(node, credential: Any, options: Any = None, *, issued_by: str | None = None,
+          scopes: Iterable[str] | None = None) -> Issued:
+    """Sign ``credential`` as this node and record it. ``scopes`` (None = all, for the DPO's command line)."""
+    credential, options, cead_type = check_request(node, credential, options)
+    if scopes is not None and TYPE_SCOPES[cead_type] not in set(scopes):
+        raise _fail("auth.scope", f"This token may not issue {cead_type} (needs {TYPE_SCOPES[cead_type]}).",
+                    scope=TYPE_SCOPES[cead_type])
+    check_delegation(node, credential, cead_type, options.get("delegation"))
+    fmt = JWT_FORMAT if options.get("format") == JWT_FORMAT else options.get("cryptosuite") or CRYPTOSUITES[0]
+    kind = P256 if options.get("alg") == "ES256" else ED25519
+    key, vm = node.signing_key(kind), node.verification_method_for(kind)
+    try:
+        with node.session() as s:
+            if s.get(db.IssuedCredential, credential["id"]) is not None:
+                raise _fail("credential.duplicate_id", f"A credential with id {credential['id']} was issued before.")
+            entries = [statuslist.allocate(s, node, credential["id"], p) for p in _purposes(options)]
+            credential["credentialStatus"] = entries[0] if len(entries) == 1 else entries
+            if fmt == JWT_FORMAT:
+                signed: dict | str = sign_jwt(credential, key, vm)
+                vc = {"@context": V2_CONTEXT, "id": f"data:application/vc+jwt,{signed}",
+                      "type": "EnvelopedVerifiableCredential"}
+            else:
+                from .signing import add_proof
+                signed = add_proof(credential, key, vm, cryptosuite=fmt)
+                vc = signed
+            digest = credential_digest(signed)
+            subject = credential["credentialSubject"]
+            s.add(db.IssuedCredential(
+                id=credential["id"], types=",".join(_types(credential)), subject=subject.get("id"),
+                valid_from=credential.get("validFrom"), valid_until=credential.get("validUntil"), format=fmt,
+                verification_method=vm, digest=digest, status_entries=json.dumps(entries), issued_by=issued_by))
+            s.commit()
+    except IntegrityError:
+        raise _fail("credential.duplicate_id", f"A credential with id {credential['id']} was issued before.") \
+            from None
+    return Issued(credential["id"], fmt, signed, vc)
+
+
+def change_status(node, credential_id: str, action: str, *, by: str | None = None,
+                  reason: str | None = None) -> dict:
+    """Revoke, suspend or reinstate; committed before returning. Revocation is final."""
+    if action not in ACTIONS:
+        raise _fail("request.invalid", f"Unknown status action {action!r}; use revoke, suspend or reinstate.")
+    if not isinstance(credential_id, str) or not credential_id:
+        raise _fail("request.invalid", "A credentialId is needed.", field="credentialId")
+    purpose, value, new_status = ACTIONS[action]
+    with node.session() as s:
+        row = s.get(db.IssuedCredential, credential_id)
+        if row is None:
+            raise _fail("credential.not_found", f"This node has not issued {credential_id}.")
+        if row.status == "revoked" and action != "revoke":
+            raise _fail("status.revoked_permanent", f"{credential_id} is revoked; revocation cannot be undone.")
+        statuslist.set_status(s, credential_id, purpose, value)
+        if row.status != new_status:
+            row.status = new_status
+            row.updated_at = db.utcnow()
+            s.add(row)
+            s.add(db.StatusEvent(credential_id=credential_id, action=action, by=by, reason=reason))
+        s.commit()
+    return {"credentialId": credential_id, "status": new_status}
+
+
+def parse_status_request(body: Any) -> tuple[str, str]:
+    """VC-API ``POST /credentials/status`` body -> (credentialId, action).
+
+    Accepts ``{"credentialId": ID, "credentialStatus": [{"type": "BitstringStatusListCredential", "status":
+    "revoked" | "suspended" | "active"}]}`` (a single object is accepted too).
+    """
+    if not isinstance(body, dict):
+        raise _fail("request.invalid", "The request body must be a JSON object.")
+    cid = body.get("credentialId")
+    if not isinstance(cid, str) or not cid:
+        raise _fail("request.invalid", "'credentialId' is missing.", field="credentialId")
+    statuses = body.get("credentialStatus")
+    statuses = [statuses] if isinstance(statuses, dict) else statuses
+    if not isinstance(statuses, list) or len(statuses) != 1 or not isinstance(statuses[0], dict):
+        raise _fail("request.invalid", "'credentialStatus' must hold one {type, status} object.",
+                    field="credentialStatus")
+    wanted = statuses[0].get("status")
+    actions = {"revoked": "revoke", "suspended": "suspend", "active": "reinstate"}
+    if wanted not in actions:
+        raise _fail("request.invalid", "status must be revoked, suspended or active.", field="status")
+    return cid, actions[wanted]
+
+
+# ---- the register ----------------------------------------------------------------------------------------------
+
+REGISTER_FIELDS = ("id", "types", "subject", "issued_at", "valid_from", "valid_until", "format",
+                   "verification_method", "status", "status_entries", "digest", "issued_by", "updated_at")
+
+
+def register(node) -> list[db.IssuedCredential]:
+    with node.session() as s:
+        return list(s.exec(select(db.IssuedCredential).order_by(db.IssuedCredential.issued_at,
+                                                                 db.IssuedCredential.id)))
+
+
+def register_csv(rows: Iterable[db.IssuedCredential]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REGISTER_FIELDS)
+    for row in rows:
+        writer.writerow([_csv_safe(getattr(row, f)) for f in REGISTER_FIELDS])
+    return out.getvalue()
+
+
+def _csv_safe(value: Any) -> str:
+    """Neutralise spreadsheet formulas (a subject id could start with '=')."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

@@ -1,0 +1,115 @@
+"""Status-list allocation and publishing (W3C Bitstring Status List v1.0) for this node.
+
+Allocation picks a random free index in the current list for a purpose; the database's unique constraint on
+(list, index) makes reuse impossible even with many issuers at once (a collision retries inside a savepoint).
+A list is closed once half full (random picks stay cheap) and a new one opened. Publishing derives the bitstring
+from the entries, signs the ``BitstringStatusListCredential`` with the node's key, and caches the signed copy
+with the list's version; any status change bumps the version, so the next request re-signs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from verifier.results import CeadError
+from verifier.status import MIN_ENTRIES, PURPOSES, make_entry, make_list_credential, new_bitstring, set_bit
+
+from . import db
+
+LIST_SIZE = MIN_ENTRIES
+FILL_LIMIT = LIST_SIZE // 2
+MAX_TRIES = 64
+LIST_CRYPTOSUITE = "eddsa-rdfc-2022"
+MEDIA_TYPE = "application/vc"   # VC Data Model 2.0, a credential secured with an embedded proof
+
+
+def list_url(node, list_id: int) -> str:
+    return f"{node.public_url}/status/{list_id}"
+
+
+def _current_list(session, purpose: str) -> db.StatusList:
+    lst = session.exec(select(db.StatusList).where(db.StatusList.purpose == purpose)
+                       .order_by(db.StatusList.id.desc())).first()
+    if lst is not None:
+        used = session.exec(select(func.count()).select_from(db.StatusEntry)
+                            .where(db.StatusEntry.list_id == lst.id)).one()
+        if used < min(FILL_LIMIT, lst.size // 2):
+            return lst
+    lst = db.StatusList(purpose=purpose, size=LIST_SIZE)
+    session.add(lst)
+    session.flush()
+    return lst
+
+
+def allocate(session, node, credential_id: str, purpose: str) -> dict:
+    """Reserve a fresh index for ``credential_id`` in the open transaction; returns the credentialStatus entry."""
+    if purpose not in PURPOSES:
+        raise CeadError("status.purpose_invalid", f"Status purpose must be one of {', '.join(PURPOSES)}.")
+    lst = _current_list(session, purpose)
+    for _ in range(MAX_TRIES):
+        idx = secrets.randbelow(lst.size)
+        try:
+            with session.begin_nested():
+                session.add(db.StatusEntry(list_id=lst.id, idx=idx, purpose=purpose, credential_id=credential_id))
+        except IntegrityError:
+            continue
+        return make_entry(list_url(node, lst.id), idx, purpose)
+    raise CeadError("status.allocation_failed", "Could not find a free status index; try again.")
+
+
+def set_status(session, credential_id: str, purpose: str, value: bool) -> bool:
+    """Set the bit of ``credential_id`` for ``purpose``; returns whether anything changed."""
+    entry = session.exec(select(db.StatusEntry).where(db.StatusEntry.credential_id == credential_id,
+                                                      db.StatusEntry.purpose == purpose)).first()
+    if entry is None:
+        raise CeadError("status.no_entry", f"The credential has no {purpose} status entry.", purpose=purpose)
+    if entry.value == value:
+        return False
+    entry.value = value
+    session.add(entry)
+    session.execute(update(db.StatusList).where(db.StatusList.id == entry.list_id)
+                    .values(version=db.StatusList.version + 1))
+    return True
+
+
+@dataclass(frozen=True)
+class Published:
+    body: str
+    etag: str
+    media_type: str = MEDIA_TYPE
+
+
+def publish(node, list_id: int) -> Published:
+    """The signed status list credential for ``list_id`` (re-signed if its bits changed since last time)."""
+    with node.session() as s:
+        lst = s.get(db.StatusList, list_id)
+        if lst is None:
+            raise CeadError("status.list_not_found", f"No status list {list_id}.")
+        if lst.signed is not None and lst.signed_version == lst.version:
+            return _published(lst.signed)
+        version = lst.version
+        bits = new_bitstring(lst.size)
+        for idx in s.exec(select(db.StatusEntry.idx).where(db.StatusEntry.list_id == list_id,
+                                                           db.StatusEntry.value == True)):  # noqa: E712
+            set_bit(bits, idx)
+        signed = json.dumps(sign_list(node, list_url(node, list_id), lst.purpose, bits), separators=(",", ":"))
+        s.execute(update(db.StatusList).where(db.StatusList.id == list_id, db.StatusList.version == version)
+                  .values(signed=signed, signed_version=version))
+        s.commit()
+    return _published(signed)
+
+
+def sign_list(node, url: str, purpose: str, bits: bytes) -> dict:
+    from .signing import add_proof
+    credential = make_list_credential(url, node.did, purpose, bits, db.utcnow())
+    return add_proof(credential, node.signing_key(), node.verification_method_id, cryptosuite=LIST_CRYPTOSUITE)
+
+
+def _published(body: str) -> Published:
+    return Published(body, '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"')

@@ -1,0 +1,216 @@
+"""The issuer's HTTP API: bad input, concurrency (SQLite, PostgreSQL), and the full loop over real HTTPS."""
+import json
+import os
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from issuer import db, service
+from issuer.app import create_app
+from issuer.node import Node
+
+from issuer_fixtures import PASS, certification, make_node, token
+
+
+@pytest.fixture
+def node(tmp_path):
+    node = make_node(tmp_path / "h", public_url="https://fife.example")
+    node._passphrase = PASS
+    return node
+
+
+def counts(node):
+    with node.engine.connect() as conn:
+        return tuple(conn.execute(sa.text(f"select count(*) from {t}")).scalar_one()
+                     for t in ("issuer_credential", "issuer_status_entry"))
+
+
+def post(client, path, body, tok, raw=None, content_type="application/json"):
+    headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+    data = raw if raw is not None else json.dumps(body)
+    return client.post(path, data=data, headers=headers, content_type=content_type)
+
+
+def test_bad_input_is_refused_with_json_and_nothing_stored(node):
+    client = create_app(node, max_body=64 * 1024).test_client()
+    tok = token(node)
+    narrow = token(node, "issue:approval", name="narrow")
+    good = certification(node.did)
+    cases = [
+        (dict(raw=b"{not json"), tok, 400, "request.malformed_json"),
+        (dict(body=[1, 2]), tok, 400, "request.invalid"),
+        (dict(body={"options": {}}), tok, 400, "request.invalid"),
+        (dict(body={"credential": {**good, "type": ["VerifiableCredential", "MadeUpCredential"]}}), tok, 422,
+         "credential.type_unknown"),
+        (dict(body={"credential": {k: v for k, v in good.items() if k != "credentialSubject"}}), tok, 400,
+         "credential.invalid"),
+        (dict(body={"credential": {**good, "credentialSubject": {"id": "did:web:x.example"}}}), tok, 422,
+         "schema.invalid"),
+        (dict(body={"credential": {**good, "issuer": "did:web:evil.example"}}), tok, 422,
+         "credential.issuer_mismatch"),
+        (dict(body={"credential": good, "options": {"cryptosuite": "rsa-2048"}}), tok, 400, "options.invalid"),
+        (dict(body={"credential": {**good, "padding": "x" * 70_000}}), tok, 413, "request.too_large"),
+        (dict(body={"credential": good}), None, 401, "auth.missing"),
+        (dict(body={"credential": good}), "cead_forged", 401, "auth.invalid"),
+        (dict(body={"credential": good}), narrow, 403, "auth.scope"),
+    ]
+    for kwargs, tk, status, code in cases:
+        resp = post(client, "/credentials/issue", kwargs.get("body"), tk, raw=kwargs.get("raw"))
+        assert resp.status_code == status, (code, resp.get_json())
+        assert resp.get_json()["error"]["code"] == code
+        assert resp.get_json()["error"]["message"]
+    assert counts(node) == (0, 0)
+    resp = post(client, "/credentials/status", {"credentialId": "urn:uuid:x",
+                                                "credentialStatus": [{"status": "revoked"}]}, narrow)
+    assert resp.status_code == 403
+    resp = post(client, "/credentials/status", {"credentialId": "urn:uuid:x",
+                                                "credentialStatus": [{"status": "revoked"}]}, tok)
+    assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "credential.not_found"
+
+
+def test_issue_duplicate_id_and_status_endpoint(node):
+    client = create_app(node).test_client()
+    tok = token(node)
+    cred = {**certification(node.did), "id": "urn:uuid:" + str(uuid.uuid4())}
+    resp = post(client, "/credentials/issue", {"credential": cred, "options": {"format": "vc+jwt"}}, tok)
+    assert resp.status_code == 201
+    vc = resp.get_json()["verifiableCredential"]
+    assert vc["type"] == "EnvelopedVerifiableCredential" and vc["id"].startswith("data:application/vc+jwt,ey")
+    again = post(client, "/credentials/issue", {"credential": cred, "options": {"format": "vc+jwt"}}, tok)
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "credential.duplicate_id"
+    assert counts(node) == (1, 1)
+    resp = post(client, "/credentials/status", {"credentialId": cred["id"],
+                                                "credentialStatus": [{"type": "BitstringStatusListCredential",
+                                                                      "status": "revoked"}]}, tok)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "revoked"
+    # public: the list, with caching headers; a conditional GET gets 304
+    entry = json.loads(service.register(node)[0].status_entries)[0]
+    path = "/" + entry["statusListCredential"].split("/", 3)[3]
+    listing = client.get(path)
+    assert listing.status_code == 200 and "max-age" in listing.headers["Cache-Control"]
+    assert client.get(path, headers={"If-None-Match": listing.headers["ETag"]}).status_code == 304
+    assert client.get("/status/999").status_code == 404
+    assert client.get("/.well-known/did.json").get_json()["id"] == node.did
+
+
+def _concurrent_issue(node, n=8):
+    client = create_app(node).test_client()
+    tok = token(node, name=f"t-{uuid.uuid4()}")
+    barrier = threading.Barrier(n)
+
+    def one(_):
+        barrier.wait()
+        return post(client, "/credentials/issue", {"credential": certification(node.did),
+                                                   "options": {"format": "vc+jwt"}}, tok)
+
+    with ThreadPoolExecutor(n) as pool:
+        responses = list(pool.map(one, range(n)))
+    assert [r.status_code for r in responses] == [201] * n, [r.get_json() for r in responses]
+    rows = service.register(node)
+    assert len(rows) == n
+    entries = [json.loads(r.status_entries)[0] for r in rows]
+    assert len({(e["statusListCredential"], e["statusListIndex"]) for e in entries}) == n
+    assert all(isinstance(e["statusListIndex"], str) for e in entries)
+
+
+def test_concurrent_issuers_sqlite(node):
+    _concurrent_issue(node)
+
+
+@pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="set CEAD_TEST_DATABASE_URL for PostgreSQL")
+def test_concurrent_issuers_postgresql(tmp_path):
+    url = os.environ["CEAD_TEST_DATABASE_URL"]
+    schema = "cead_test_" + uuid.uuid4().hex[:12]
+    admin = db.make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"create schema {schema}"))
+    try:
+        sep = "&" if "?" in url else "?"
+        node = make_node(tmp_path / "pg", database_url=f"{url}{sep}options=-csearch_path%3D{schema}",
+                         public_url="https://fife.example")
+        node._passphrase = PASS
+        _concurrent_issue(node)
+        node.engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"drop schema {schema} cascade"))
+        admin.dispose()
+
+
+def test_full_loop_over_https(tmp_path):
+    from helpers_https import https_server
+    from verifier.credential import Verifier
+    from verifier.did import Resolver
+    from verifier.http import Fetcher
+    from verifier.status import StatusLists
+
+    holder = {}
+    with https_server(lambda environ, start: holder["app"](environ, start)) as (base_url, ca_bundle):
+        port = base_url.rsplit(":", 1)[1]
+        node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain=f"localhost:{port}", public_url=base_url)
+        node._passphrase = PASS
+        holder["app"] = create_app(node)
+        tok = token(node)
+        fetcher = Fetcher(allow_private=True, ca_bundle=ca_bundle)
+        resolver = Resolver(fetcher)
+        assert resolver.resolve(node.did)["id"] == node.did == f"did:web:localhost%3A{port}"
+        verifier = Verifier(resolver=resolver, status=StatusLists(fetcher, ttl=0))
+
+        import requests
+        issued = []
+        for options in ({"cryptosuite": "eddsa-rdfc-2022"}, {"cryptosuite": "eddsa-jcs-2022"},
+                        {"format": "vc+jwt"}, {"format": "vc+jwt", "alg": "ES256"}):
+            resp = requests.post(base_url + "/credentials/issue", json={"credential": certification(node.did),
+                                 "options": options}, headers={"Authorization": f"Bearer {tok}"},
+                                 verify=ca_bundle, timeout=10)
+            assert resp.status_code == 201, resp.text
+            vc = resp.json()["verifiableCredential"]
+            result = verifier.verify_credential(vc)
+            assert result.verified, (options, [p.to_dict() for p in result.problems])
+            issued.append((vc, result.document["id"]))
+
+        for vc, cid in issued:
+            resp = requests.post(base_url + "/credentials/status", json={"credentialId": cid, "credentialStatus": [
+                {"type": "BitstringStatusListCredential", "status": "revoked"}]},
+                headers={"Authorization": f"Bearer {tok}"}, verify=ca_bundle, timeout=10)
+            assert resp.status_code == 200
+            result = verifier.verify_credential(vc)
+            assert not result.verified and "status.revoked" in [p.code for p in result.problems]
+
+
+def test_guard_rail_refuses_a_delegation_wider_than_the_signers(node):
+    from schemas.models import credential_digest
+    client = create_app(node).test_client()
+    tok = token(node)
+    meals, pupils = "https://data.fife.example/meals", "https://data.fife.example/pupils"
+    parent = {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+              "id": "urn:uuid:parent-1", "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
+              "issuer": "did:web:council.example",
+              "credentialSubject": {"id": node.did, "role": "DataProtectionOfficer", "onBehalfOf":
+                                    "did:web:council.example", "allowedActions": ["SubDelegate", "ApproveDisclosure"],
+                                    "scope": {"datasets": [meals]}}}
+
+    def child(datasets):
+        subject = {"id": "did:web:approver.example", "role": "InformationAssetOwner",
+                   "onBehalfOf": "did:web:council.example", "allowedActions": ["ApproveDisclosure"],
+                   "parentDelegation": {"id": parent["id"], "digest": credential_digest(parent)},
+                   "scope": {"datasets": datasets}}
+        return {"@context": parent["@context"], "type": parent["type"], "credentialSubject": subject}
+
+    wide = post(client, "/credentials/issue", {"credential": child([meals, pupils]),
+                                               "options": {"format": "vc+jwt", "delegation": parent}}, tok)
+    assert wide.status_code == 422, wide.get_json()
+    error = wide.get_json()["error"]
+    assert error["code"] == "scope.too_wide" and error["detail"]["dimensions"] == ["datasets"]
+    assert "datasets" in error["message"]
+    assert counts(node) == (0, 0)
+    narrow = post(client, "/credentials/issue", {"credential": child([meals]),
+                                                 "options": {"format": "vc+jwt", "delegation": parent}}, tok)
+    assert narrow.status_code == 201, narrow.get_json()
+    not_mine = {**parent, "credentialSubject": {**parent["credentialSubject"], "id": "did:web:someone.example"}}
+    resp = post(client, "/credentials/issue", {"credential": child([meals]),
+                                               "options": {"format": "vc+jwt", "delegation": not_mine}}, tok)
+    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "delegation.invalid"

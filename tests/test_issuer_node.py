@@ -1,0 +1,161 @@
+"""Node home, keys at rest, DIDs, rotation, tokens, migrations and the DPO command line."""
+import json
+import os
+import stat
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from cead.cli import main
+from issuer import db, service, tokens
+from issuer.node import Node, did_web
+from verifier.results import CeadError
+
+from issuer_fixtures import PASS, certification, make_node, token
+
+
+def test_did_web_forms():
+    assert did_web("fife.example") == "did:web:fife.example"
+    assert did_web("127.0.0.1:8443") == "did:web:127.0.0.1%3A8443"
+    assert did_web("host", "orgs/fife") == "did:web:host:orgs:fife"
+    for bad in ("fife example", "https://fife.example", ""):
+        with pytest.raises(CeadError) as err:
+            did_web(bad)
+        assert err.value.code == "node.domain_invalid"
+
+
+def test_keys_are_encrypted_private_and_never_overwritten(tmp_path):
+    node = make_node(tmp_path / "h")
+    pem_files = sorted((tmp_path / "h" / "keys").glob("*.pem"))
+    assert len(pem_files) == 2
+    before = {p: p.read_bytes() for p in pem_files}
+    for path, data in before.items():
+        assert b"BEGIN ENCRYPTED PRIVATE KEY" in data
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert "passphrase" not in (tmp_path / "h" / "config.yaml").read_text().lower()
+    with pytest.raises(CeadError) as err:
+        Node.open(tmp_path / "h", b"wrong").signing_key()
+    assert err.value.code == "key.locked"
+    again, created = Node.init(tmp_path / "h", "Fife Council", PASS, domain="fife.example")
+    assert not created and again.did == node.did
+    assert {p: p.read_bytes() for p in pem_files} == before
+    with pytest.raises(CeadError) as err:
+        Node.init(tmp_path / "h", "Fife Council", PASS, domain="other.example")
+    assert err.value.code == "node.exists_conflict"
+
+
+def test_did_key_node(tmp_path):
+    node, _ = Node.init(tmp_path / "k", "Service", PASS, did_method="key")
+    assert node.did.startswith("did:key:z6Mk")
+    doc = node.did_document()
+    assert doc["id"] == node.did and doc["assertionMethod"] == [node.verification_method_id]
+    with pytest.raises(CeadError) as err:
+        node.rotate_key()
+    assert err.value.code == "key.rotate_unsupported"
+
+
+def test_rotate_then_retire(tmp_path):
+    node = make_node(tmp_path / "h")
+    old = node.verification_method_id
+    new = node.rotate_key()
+    assert node.verification_method_id == new != old
+    assert Node.open(tmp_path / "h", PASS).verification_method_id == new
+    doc = node.did_document()
+    assert {old, new} <= set(doc["assertionMethod"])
+    with pytest.raises(CeadError):
+        node.retire_key(new)                                # the current key cannot be retired
+    node.retire_key(old)
+    doc = Node.open(tmp_path / "h").did_document()
+    assert old not in doc["assertionMethod"] and new in doc["assertionMethod"]
+
+
+def test_migrations_are_idempotent_and_keep_rows(tmp_path):
+    node = make_node(tmp_path / "h")
+    token(node)
+    db.migrate(node.engine)
+    db.migrate(node.engine)
+    assert [t.name for t in tokens.list_tokens(node.engine)] == ["tester"]
+    names = sa.inspect(node.engine).get_table_names()
+    assert "alembic_version_issuer" in names and "issuer_credential" in names
+
+
+def test_tokens_hashed_and_scoped(tmp_path):
+    node = make_node(tmp_path / "h")
+    secret = token(node, "issue:certification")
+    with node.engine.connect() as conn:
+        stored = conn.execute(sa.text("select token_hash from issuer_token")).scalar_one()
+    assert secret not in stored and len(stored) == 64
+    row = tokens.authenticate(node.engine, f"Bearer {secret}")
+    tokens.require(row, "issue:certification")
+    with pytest.raises(CeadError) as err:
+        tokens.require(row, "status:change")
+    assert err.value.code == "auth.scope"
+    for header, code in [(None, "auth.missing"), ("Bearer nope", "auth.invalid"), (f"Basic {secret}", "auth.invalid")]:
+        with pytest.raises(CeadError) as err:
+            tokens.authenticate(node.engine, header)
+        assert err.value.code == code
+    with pytest.raises(CeadError) as err:
+        tokens.create_token(node.engine, "x", "issue:everything")
+    assert err.value.code == "token.scope_invalid"
+
+
+def test_revocation_is_final_and_register_records(tmp_path):
+    node = make_node(tmp_path / "h", public_url="https://fife.example")
+    node._passphrase = PASS
+    issued = service.issue(node, certification(node.did), {"format": "vc+jwt", "credentialStatus": {
+        "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
+    assert service.change_status(node, issued.id, "suspend")["status"] == "suspended"
+    assert service.change_status(node, issued.id, "reinstate")["status"] == "active"
+    assert service.change_status(node, issued.id, "revoke")["status"] == "revoked"
+    with pytest.raises(CeadError) as err:
+        service.change_status(node, issued.id, "reinstate")
+    assert err.value.code == "status.revoked_permanent"
+    [row] = service.register(node)
+    assert row.id == issued.id and row.status == "revoked" and row.subject == "did:web:nhs-fife.example"
+    assert row.digest.startswith("sha256-") and len(json.loads(row.status_entries)) == 2
+
+
+# ---- the command line ------------------------------------------------------------------------------------------
+
+def run(*args, env=None):
+    result = CliRunner().invoke(main, list(args), env={"CEAD_PASSPHRASE": PASS.decode(), **(env or {})})
+    return result
+
+
+def test_cli_init_twice_issue_revoke_and_csv(tmp_path):
+    home = str(tmp_path / "h")
+    first = run("init", "--name", "Fife Council", "--domain", "fife.example", "--home", home)
+    assert first.exit_code == 0, first.output
+    assert first.output.strip().endswith("did:web:fife.example")
+    keys = {p.name: p.read_bytes() for p in (tmp_path / "h" / "keys").iterdir()}
+    second = run("init", "--name", "Fife Council", "--domain", "fife.example", "--home", home)
+    assert second.exit_code == 0 and "unchanged" in second.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "h" / "keys").iterdir()} == keys
+    conflict = run("init", "--name", "Fife Council", "--domain", "other.example", "--home", home)
+    assert conflict.exit_code != 0 and "node.exists_conflict" in conflict.output
+    assert run("did", "show", "--home", home).output.strip() == "did:web:fife.example"
+
+    subject = tmp_path / "subject.yaml"
+    subject.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in
+                                 certification("did:web:fife.example")["credentialSubject"].items()))
+    out = tmp_path / "vc.jwt"
+    issued = run("issue", "certification", "--home", home, "--file", str(subject), "--format", "vc+jwt",
+                 "--out", str(out))
+    assert issued.exit_code == 0, issued.output
+    assert out.read_text().count(".") == 2
+    bad = run("issue", "certification", "--home", home, "--subject", "did:web:x.example", "--format", "vc+jwt")
+    assert bad.exit_code == 1 and "schema.invalid" in bad.output
+
+    listing = run("issued", "list", "--home", home, "--csv")
+    lines = listing.output.strip().splitlines()
+    assert lines[0].startswith("id,types,subject") and len(lines) == 2
+    cid = lines[1].split(",")[0]
+    assert run("revoke", cid, "--home", home).exit_code == 0
+    assert "revoked" in run("issued", "list", "--home", home).output
+    assert run("suspend", cid, "--home", home).exit_code == 1    # revoked is final (and no suspension entry)
+
+    tok = run("token", "create", "--home", home, "--name", "pipeline", "--scope", "issue:approval")
+    assert tok.exit_code == 0 and tok.output.strip().startswith("cead_")
+    rotated = run("key", "rotate", "--home", home)
+    assert rotated.exit_code == 0 and rotated.output.strip() == "did:web:fife.example#key-2"

@@ -1,0 +1,202 @@
+"""Bitstring Status List: the codec and the verifier-side checker (fake fetcher, fake list verifier)."""
+import base64
+import gzip
+import json
+from datetime import timedelta
+
+import pytest
+
+from verifier.http import FetchResult
+from verifier.results import CeadError, Problem, VerificationResult
+from verifier.status import (MIN_ENTRIES, StatusLists, decode_list, encode_list, get_bit, make_entry,
+                             make_list_credential, new_bitstring, set_bit)
+
+ISSUER = "did:web:fife.example"
+URL = "https://fife.example/status/1"
+
+
+def test_round_trip_and_bit_order():
+    bits = new_bitstring()
+    assert len(bits) * 8 == MIN_ENTRIES
+    set_bit(bits, 0)
+    set_bit(bits, 9)
+    assert bits[0] == 0x80 and bits[1] == 0x40          # index 0 is the left-most bit
+    encoded = encode_list(bits)
+    assert encoded.startswith("u") and "=" not in encoded
+    back = decode_list(encoded)
+    assert get_bit(back, 0) and get_bit(back, 9) and not get_bit(back, 1)
+    set_bit(bits, 9, False)
+    assert not get_bit(bits, 9)
+
+
+def test_decodes_an_independently_encoded_list():
+    raw = bytearray(MIN_ENTRIES // 8)
+    raw[12345 // 8] = 0x80 >> (12345 % 8)
+    encoded = "u" + base64.urlsafe_b64encode(gzip.compress(bytes(raw))).decode().rstrip("=")
+    assert get_bit(decode_list(encoded), 12345)
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (None, "no encodedList"),
+    ("H4sIAAAAAAAA", "multibase"),
+    ("u!!!", "base64url"),
+    ("u" + base64.urlsafe_b64encode(b"not gzip at all").decode().rstrip("="), "GZIP"),
+    ("u" + base64.urlsafe_b64encode(gzip.compress(bytes(1000))).decode().rstrip("="), "at least"),
+    ("u" + base64.urlsafe_b64encode(gzip.compress(bytes(17 * 1024 * 1024))).decode().rstrip("="), "inflates"),
+    ("u" + base64.urlsafe_b64encode(gzip.compress(bytes(MIN_ENTRIES // 8))[:-10]).decode().rstrip("="),
+     "truncated"),
+])
+def test_decode_rejects_bad_lists(value, fragment):
+    with pytest.raises(CeadError) as err:
+        decode_list(value)
+    assert err.value.code == "status.list_invalid" and fragment in err.value.message
+
+
+def test_bit_range_and_list_size():
+    with pytest.raises(CeadError) as err:
+        get_bit(new_bitstring(), MIN_ENTRIES)
+    assert err.value.code == "status.index_out_of_range"
+    with pytest.raises(CeadError):
+        new_bitstring(1024)
+
+
+# ---- the checker -----------------------------------------------------------------------------------------------
+
+class FakeFetcher:
+    def __init__(self):
+        self.lists = {}          # url -> list credential (dict) or an exception to raise
+        self.calls = 0
+
+    def get(self, url):
+        self.calls += 1
+        value = self.lists.get(url)
+        if isinstance(value, Exception):
+            raise value
+        if value is None:
+            raise CeadError("http.status", "404", url=url)
+        return FetchResult(json.dumps(value).encode(), {}, 200, url)
+
+
+class FakeVerifier:
+    """Accepts a list credential whose proof is the string "ok"."""
+    def verify_credential(self, credential, now=None):
+        if isinstance(credential, dict) and credential.get("proof") == "ok":
+            return VerificationResult(True, document=credential)
+        return VerificationResult.failed(Problem("proof.signature_invalid", "bad signature"))
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def publish(fetcher, purpose="revocation", set_indexes=(), url=URL, issuer=ISSUER, proof="ok", bits=None):
+    if bits is None:
+        bits = new_bitstring()
+        for i in set_indexes:
+            set_bit(bits, i)
+    cred = make_list_credential(url, issuer, purpose, bits, "2025-01-01T00:00:00Z")
+    cred["proof"] = proof
+    fetcher.lists[url] = cred
+
+
+def credential(*entries, issuer=ISSUER):
+    return {"issuer": issuer, "credentialStatus": list(entries) if len(entries) != 1 else entries[0]}
+
+
+@pytest.fixture
+def env():
+    fetcher, clock = FakeFetcher(), Clock()
+    checker = StatusLists(fetcher, FakeVerifier(), ttl=60, max_staleness=timedelta(minutes=10), clock=clock)
+    return fetcher, clock, checker
+
+
+def codes(problems):
+    return [p.code for p in problems]
+
+
+def test_active_revoked_and_suspended(env):
+    fetcher, _, checker = env
+    publish(fetcher, set_indexes=[42])
+    susp = "https://fife.example/status/2"
+    publish(fetcher, "suspension", [7], url=susp)
+    assert checker.check(credential(make_entry(URL, 41, "revocation"))) == []
+    assert codes(checker.check(credential(make_entry(URL, 42, "revocation")))) == ["status.revoked"]
+    both = credential(make_entry(URL, 41, "revocation"), make_entry(susp, 7, "suspension"))
+    assert codes(checker.check(both)) == ["status.suspended"]
+    assert checker.check({"issuer": ISSUER}) == []       # no credentialStatus: nothing to check
+
+
+def test_refetches_after_ttl_and_sees_revocation(env):
+    fetcher, clock, checker = env
+    publish(fetcher)
+    entry = credential(make_entry(URL, 5, "revocation"))
+    assert checker.check(entry) == []
+    publish(fetcher, set_indexes=[5])
+    clock.t += 30
+    assert checker.check(entry) == [] and fetcher.calls == 1      # cached within ttl
+    clock.t += 31
+    assert codes(checker.check(entry)) == ["status.revoked"] and fetcher.calls == 2
+
+
+def test_unreachable_and_stale(env):
+    fetcher, clock, checker = env
+    entry = credential(make_entry(URL, 5, "revocation"))
+    assert codes(checker.check(entry)) == ["status.unreachable"]
+    publish(fetcher)
+    assert checker.check(entry) == []
+    fetcher.lists[URL] = CeadError("http.timeout", "timeout")
+    clock.t += 120                       # past ttl, within max_staleness: the cached copy still counts
+    assert checker.check(entry) == []
+    clock.t += 600                       # older than max_staleness: deny
+    assert codes(checker.check(entry)) == ["status.stale"]
+
+
+@pytest.mark.parametrize("change, code", [
+    (dict(proof="forged"), "status.list_invalid"),
+    (dict(issuer="did:web:evil.example"), "status.list_invalid"),
+    (dict(purpose="suspension"), "status.list_invalid"),
+    (dict(bits=bytearray(1024)), "status.list_invalid"),
+])
+def test_bad_lists_deny(env, change, code):
+    fetcher, _, checker = env
+    publish(fetcher, **change)
+    assert codes(checker.check(credential(make_entry(URL, 5, "revocation")))) == [code]
+
+
+def test_list_served_under_another_id_is_refused(env):
+    fetcher, _, checker = env
+    publish(fetcher, url="https://fife.example/status/9")
+    fetcher.lists[URL] = fetcher.lists.pop("https://fife.example/status/9")
+    assert codes(checker.check(credential(make_entry(URL, 5, "revocation")))) == ["status.list_invalid"]
+
+
+def test_bad_entries(env):
+    fetcher, _, checker = env
+    publish(fetcher)
+    good = make_entry(URL, 5, "revocation")
+    assert codes(checker.check(credential({**good, "statusListIndex": 5}))) == ["status.entry_invalid"]
+    assert codes(checker.check(credential({**good, "statusListIndex": "-1"}))) == ["status.entry_invalid"]
+    assert codes(checker.check(credential({**good, "type": "MadeUpStatus"}))) == ["status.unsupported"]
+    assert codes(checker.check(credential({**good, "statusListCredential": "ftp://x"}))) == ["status.entry_invalid"]
+    assert codes(checker.check(credential({**good, "statusListIndex": str(MIN_ENTRIES)}))) == \
+        ["status.index_out_of_range"]
+    assert codes(checker.check({"credentialStatus": "revoked"})) == ["status.entry_invalid"]
+
+
+def test_list_verification_turns_status_checking_off_for_the_list():
+    """A list credential that itself carries credentialStatus must not send the checker into a loop."""
+    fetcher = FakeFetcher()
+
+    class Recursing(FakeVerifier):
+        def verify_credential(self, credential, now=None):
+            assert checker.check(credential) == []       # re-entrant call: status checking is off
+            return super().verify_credential(credential, now)
+
+    checker = StatusLists(fetcher, Recursing())
+    publish(fetcher, set_indexes=[3])
+    fetcher.lists[URL]["credentialStatus"] = make_entry(URL, 3, "revocation")
+    assert codes(checker.check(credential(make_entry(URL, 3, "revocation")))) == ["status.revoked"]

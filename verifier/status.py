@@ -1,0 +1,334 @@
+"""W3C Bitstring Status List v1.0: the bitstring codec (shared with the issuer) and the verifier-side checker.
+
+A status list is a bitstring of at least 131,072 entries; index 0 is the left-most bit (the most significant
+bit of the first byte). ``encodedList`` is the multibase base64url ("u" prefix, no padding) of the GZIP-compressed
+bitstring. A credential points into a list with a ``BitstringStatusListEntry``::
+
+    {"type": "BitstringStatusListEntry", "statusPurpose": "revocation",
+     "statusListIndex": "94567", "statusListCredential": "https://example.org/status/1"}
+
+``StatusLists.check(credential)`` fetches (and caches) the list credentials, verifies their proofs with the
+kernel's ``Verifier`` and returns ``Problem`` values; it fails closed: a list that cannot be fetched, verified or
+decoded, or that is older than ``max_staleness``, denies.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .keys import b64url, b64url_decode
+from .results import CeadError, Problem
+
+MIN_ENTRIES = 131_072                      # 16 KB, the spec's minimum (herd privacy)
+MAX_LIST_BYTES = 16 * 1024 * 1024          # refuse to inflate anything larger (decompression bombs)
+PURPOSES = ("revocation", "suspension")    # purposes that can make a credential invalid
+ENTRY_TYPE = "BitstringStatusListEntry"
+LIST_CREDENTIAL_TYPE = "BitstringStatusListCredential"
+LIST_TYPE = "BitstringStatusList"
+# VC Data Model 1.1 peers still use StatusList2021 (same bitstring; encodedList without the multibase prefix).
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_LEGACY = {"StatusList2021Entry": ("StatusList2021Credential", "StatusList2021")}
+
+
+# ---- the bitstring ---------------------------------------------------------------------------------------------
+
+def new_bitstring(entries: int = MIN_ENTRIES) -> bytearray:
+    if entries < MIN_ENTRIES or entries % 8:
+        raise CeadError("status.list_invalid",
+                        f"A status list needs a multiple of 8 entries and at least {MIN_ENTRIES}; got {entries}.")
+    return bytearray(entries // 8)
+
+
+def get_bit(bits: bytes, index: int) -> bool:
+    if not 0 <= index < len(bits) * 8:
+        raise CeadError("status.index_out_of_range",
+                        f"Status index {index} is outside the list of {len(bits) * 8} entries.", index=index)
+    return bool(bits[index // 8] & (0x80 >> (index % 8)))
+
+
+def set_bit(bits: bytearray, index: int, value: bool = True) -> None:
+    get_bit(bits, index)  # range check
+    mask = 0x80 >> (index % 8)
+    if value:
+        bits[index // 8] |= mask
+    else:
+        bits[index // 8] &= ~mask & 0xFF
+
+
+def encode_list(bits: bytes) -> str:
+    """``encodedList`` value: "u" + base64url(GZIP(bits)). ``mtime=0`` keeps the output deterministic."""
+    return "u" + b64url(gzip.compress(bytes(bits), mtime=0))
+
+
+def decode_list(encoded: str, *, multibase: bool = True, min_entries: int = MIN_ENTRIES) -> bytes:
+    """Inverse of ``encode_list``; raises ``CeadError('status.list_invalid')`` for anything malformed."""
+    if not isinstance(encoded, str) or not encoded:
+        raise CeadError("status.list_invalid", "The status list has no encodedList string.")
+    if multibase:
+        if encoded[0] != "u":
+            raise CeadError("status.list_invalid", "encodedList must be multibase base64url (start with 'u').")
+        encoded = encoded[1:]
+    if not _B64URL.fullmatch(encoded):
+        raise CeadError("status.list_invalid", "encodedList is not valid base64url.")
+    compressed = b64url_decode(encoded)
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # GZIP only
+    try:
+        bits = inflater.decompress(compressed, MAX_LIST_BYTES + 1)
+    except zlib.error:
+        raise CeadError("status.list_invalid", "encodedList is not GZIP-compressed data.") from None
+    if len(bits) > MAX_LIST_BYTES or inflater.unconsumed_tail:
+        raise CeadError("status.list_invalid", f"The status list inflates to more than {MAX_LIST_BYTES} bytes.")
+    if not inflater.eof:
+        raise CeadError("status.list_invalid", "encodedList is truncated GZIP data.")
+    if len(bits) * 8 < min_entries:
+        raise CeadError("status.list_invalid",
+                        f"The status list has {len(bits) * 8} entries; at least {min_entries} are required.")
+    return bits
+
+
+def make_entry(list_url: str, index: int, purpose: str) -> dict[str, Any]:
+    """A ``BitstringStatusListEntry`` (the index is a string, as the specification requires)."""
+    return {"id": f"{list_url}#{index}", "type": ENTRY_TYPE, "statusPurpose": purpose,
+            "statusListIndex": str(index), "statusListCredential": list_url}
+
+
+def make_list_credential(list_url: str, issuer: str, purpose: str, bits: bytes, valid_from: str) -> dict[str, Any]:
+    """The unsigned ``BitstringStatusListCredential`` for ``bits`` (VC Data Model 2.0)."""
+    return {
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "id": list_url,
+        "type": ["VerifiableCredential", LIST_CREDENTIAL_TYPE],
+        "issuer": issuer,
+        "validFrom": valid_from,
+        "credentialSubject": {"id": f"{list_url}#list", "type": LIST_TYPE,
+                              "statusPurpose": purpose, "encodedList": encode_list(bits)},
+    }
+
+
+# ---- reading a credential's entries ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    url: str
+    index: int
+    purpose: str
+    legacy: bool = False   # StatusList2021Entry
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _types(obj: dict) -> list[str]:
+    return [t for t in _as_list(obj.get("type")) if isinstance(t, str)]
+
+
+def parse_entries(credential: dict) -> list[Entry]:
+    """The status entries of ``credential`` that this module understands; raises for malformed ones."""
+    out: list[Entry] = []
+    for raw in _as_list(credential.get("credentialStatus")):
+        if not isinstance(raw, dict):
+            raise CeadError("status.entry_invalid", "credentialStatus must be an object or a list of objects.")
+        types = _types(raw)
+        legacy = any(t in _LEGACY for t in types)
+        if ENTRY_TYPE not in types and not legacy:
+            raise CeadError("status.unsupported",
+                            f"Unsupported credentialStatus type {types!r}; expected {ENTRY_TYPE}.", types=types)
+        url, purpose, index = raw.get("statusListCredential"), raw.get("statusPurpose"), raw.get("statusListIndex")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise CeadError("status.entry_invalid", "statusListCredential must be an http(s) URL.")
+        if not isinstance(purpose, str) or not purpose:
+            raise CeadError("status.entry_invalid", "statusPurpose is missing.")
+        if not isinstance(index, str) or not index.isascii() or not index.isdigit():
+            raise CeadError("status.entry_invalid",
+                            "statusListIndex must be a string holding a non-negative integer.", value=index)
+        size = raw.get("statusSize", 1)
+        if size != 1 and purpose in PURPOSES:
+            raise CeadError("status.entry_invalid", f"statusSize must be 1 for purpose {purpose!r}.")
+        out.append(Entry(url, int(index), purpose, legacy))
+    return out
+
+
+# ---- the checker -----------------------------------------------------------------------------------------------
+
+@dataclass
+class _Cached:
+    fetched: float          # monotonic seconds
+    bits: bytes
+    purposes: tuple[str, ...]
+    issuer: str | None
+
+
+_guard = threading.local()  # set while verifying a list credential: status checking is off for the list itself
+
+
+class StatusLists:
+    """Checks ``credentialStatus`` entries against published status lists.
+
+    ``fetcher`` is a ``verifier.http.Fetcher`` (``get(url) -> FetchResult(body, headers, status)``);
+    ``verifier`` a ``verifier.credential.Verifier`` used to check each list credential's proof (default: one
+    resolving DIDs with ``fetcher``; status checking is off while a list itself is verified). Lists are cached for ``ttl`` seconds; when a refetch fails, a copy
+    younger than ``max_staleness`` is still used, an older one denies with ``status.stale``.
+    """
+
+    def __init__(self, fetcher, verifier=None, ttl: float = 60, max_staleness: timedelta = timedelta(minutes=10),
+                 cache_size: int = 256, clock=time.monotonic):
+        self.fetcher = fetcher
+        self.verifier = verifier
+        self.ttl = float(ttl)
+        self.max_staleness = max_staleness.total_seconds() if isinstance(max_staleness, timedelta) \
+            else float(max_staleness)
+        self.cache_size = cache_size
+        self._clock = clock
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # public -------------------------------------------------------------------------------------------------
+    def check(self, credential: dict, now=None) -> list[Problem]:
+        """Problems for ``credential``'s status entries (empty list: not revoked, not suspended)."""
+        if getattr(_guard, "active", False):
+            return []
+        if not isinstance(credential, dict):
+            return [Problem("status.entry_invalid", "The credential is not a JSON object.")]
+        try:
+            entries = parse_entries(credential)
+        except CeadError as exc:
+            return [exc.problem]
+        issuer = credential.get("issuer")
+        issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+        problems: list[Problem] = []
+        for entry in entries:
+            if entry.purpose not in PURPOSES:
+                continue  # e.g. "refresh" or "message": informative, never a reason to deny
+            try:
+                problem = self._check_entry(entry, issuer)
+            except CeadError as exc:
+                problem = exc.problem
+            if problem:
+                problems.append(problem)
+        return problems
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    # internals ----------------------------------------------------------------------------------------------
+    def _check_entry(self, entry: Entry, issuer: str | None) -> Problem | None:
+        cached = self._list(entry.url)
+        if entry.purpose not in cached.purposes:
+            return Problem("status.list_invalid",
+                           f"The status list {entry.url} is for {'/'.join(cached.purposes)}, "
+                           f"not {entry.purpose}.", {"url": entry.url})
+        if issuer is not None and cached.issuer != issuer:
+            return Problem("status.list_invalid",
+                           f"The status list {entry.url} was issued by {cached.issuer}, not by the credential's "
+                           f"issuer {issuer}.", {"url": entry.url})
+        if get_bit(cached.bits, entry.index):
+            code = "status.revoked" if entry.purpose == "revocation" else "status.suspended"
+            word = "revoked" if entry.purpose == "revocation" else "suspended"
+            return Problem(code, f"The credential is {word} (status list {entry.url}, index {entry.index}).",
+                           {"url": entry.url, "index": entry.index})
+        return None
+
+    def _list(self, url: str) -> _Cached:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(url)
+        if cached and now - cached.fetched < self.ttl:
+            return cached
+        try:
+            fresh = self._fetch(url)
+        except CeadError as exc:
+            if exc.code != "status.unreachable":
+                raise
+            if cached and now - cached.fetched <= self.max_staleness:
+                return cached
+            if cached:
+                raise CeadError("status.stale", f"Could not refresh the status list {url} and the cached copy is "
+                                f"older than {int(self.max_staleness)} s.", url=url) from None
+            raise
+        with self._lock:
+            self._cache[url] = fresh
+            self._cache.move_to_end(url)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return fresh
+
+    def _fetch(self, url: str) -> _Cached:
+        try:
+            result = self.fetcher.get(url)
+        except Exception as exc:  # network boundary: any failure to fetch is "unreachable", never an allow
+            raise CeadError("status.unreachable", f"Could not fetch the status list {url}: "
+                            f"{getattr(exc, 'message', None) or exc}", url=url) from None
+        if getattr(result, "status", 200) != 200:
+            raise CeadError("status.unreachable", f"Fetching the status list {url} returned HTTP {result.status}.",
+                            url=url)
+        body = result.body
+        text = body.decode("utf-8", "replace").strip() if isinstance(body, (bytes, bytearray)) else str(body).strip()
+        if text.startswith("{"):
+            try:
+                document: dict | str = json.loads(text)
+            except ValueError:
+                raise CeadError("status.list_invalid", f"The status list {url} is not valid JSON.", url=url) from None
+        elif text.count(".") == 2:
+            document = text  # VC-JOSE: a compact JWS
+        else:
+            raise CeadError("status.list_invalid", f"The status list {url} is neither JSON nor a JWT.", url=url)
+        verified = self._verify(url, document)
+        return self._parse_list(url, verified)
+
+    def _verify(self, url: str, document: dict | str) -> dict:
+        if self.verifier is None:  # default: resolve the list issuer's DID with the same fetcher
+            from .credential import Verifier
+            from .did import Resolver
+            self.verifier = Verifier(resolver=Resolver(self.fetcher))
+        _guard.active = True
+        try:
+            result = self.verifier.verify_credential(document)
+        finally:
+            _guard.active = False
+        if not result.verified or not isinstance(result.document, dict):
+            reasons = "; ".join(p.message for p in result.problems) or "unknown reason"
+            raise CeadError("status.list_invalid", f"The status list {url} did not verify: {reasons}",
+                            url=url, problems=[p.to_dict() for p in result.problems])
+        return result.document
+
+    def _parse_list(self, url: str, doc: dict) -> _Cached:
+        types = _types(doc)
+        legacy = "StatusList2021Credential" in types
+        if LIST_CREDENTIAL_TYPE not in types and not legacy:
+            raise CeadError("status.list_invalid", f"{url} is not a {LIST_CREDENTIAL_TYPE}.", url=url)
+        if doc.get("id") not in (None, url):
+            raise CeadError("status.list_invalid", f"The status list served at {url} has id {doc.get('id')!r}.",
+                            url=url)
+        subjects = _as_list(doc.get("credentialSubject"))
+        if len(subjects) != 1 or not isinstance(subjects[0], dict):
+            raise CeadError("status.list_invalid", f"The status list {url} must have one credentialSubject.", url=url)
+        subject = subjects[0]
+        if (LIST_TYPE if not legacy else "StatusList2021") not in _types(subject):
+            raise CeadError("status.list_invalid", f"The subject of {url} is not a {LIST_TYPE}.", url=url)
+        purposes = tuple(p for p in _as_list(subject.get("statusPurpose")) if isinstance(p, str))
+        if not purposes:
+            raise CeadError("status.list_invalid", f"The status list {url} has no statusPurpose.", url=url)
+        encoded = subject.get("encodedList")
+        if legacy and isinstance(encoded, str) and not encoded.startswith("u"):
+            bits = decode_list(encoded, multibase=False)
+        else:
+            bits = decode_list(encoded)
+        issuer = doc.get("issuer")
+        issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+        return _Cached(self._clock(), bytes(bits), purposes, issuer if isinstance(issuer, str) else None)
+
+
+__all__ = ["MIN_ENTRIES", "StatusLists", "Entry", "new_bitstring", "get_bit", "set_bit", "encode_list",
+           "decode_list", "make_entry", "make_list_credential", "parse_entries"]
