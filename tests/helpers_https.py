@@ -1,0 +1,64 @@
+"""Serve a WSGI app (e.g. Flask) or static files over real HTTPS on 127.0.0.1, with a throwaway trustme CA.
+
+    with https_server(app) as (base_url, ca_bundle):
+        Fetcher(allow_private=True, ca_bundle=ca_bundle).get(base_url + "/x")
+
+    with https_server(static={"/.well-known/did.json": doc}) as (base_url, ca_bundle): ...
+
+``base_url`` is ``https://localhost:<port>`` (the certificate covers ``localhost`` and ``127.0.0.1``).
+``tls=False`` serves plain HTTP instead (``ca_bundle`` is then None).
+"""
+from __future__ import annotations
+
+import json
+import ssl
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import trustme
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+def static_app(files: dict[str, Any]):
+    """A WSGI app serving ``{path: body}``; a dict/list body is served as JSON, str/bytes as is."""
+    def app(environ, start_response):
+        path = Request(environ).path
+        if path not in files:
+            return Response("not found", status=404)(environ, start_response)
+        body = files[path]
+        if isinstance(body, (dict, list)):
+            return Response(json.dumps(body), mimetype="application/json")(environ, start_response)
+        return Response(body, mimetype="application/octet-stream")(environ, start_response)
+    return app
+
+
+@contextmanager
+def https_server(app=None, *, static: dict[str, Any] | None = None, tls: bool = True,
+                 host: str = "127.0.0.1") -> Iterator[tuple[str, str | None]]:
+    """Run ``app`` (or ``static_app(static)``) in a background thread; yields ``(base_url, ca_bundle_path)``."""
+    if (app is None) == (static is None):
+        raise ValueError("pass exactly one of app or static")
+    app = app or static_app(static)
+    context = None
+    with tempfile.TemporaryDirectory() as tmp:
+        ca_path = None
+        if tls:
+            ca = trustme.CA()
+            cert = ca.issue_cert("localhost", "127.0.0.1")
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            cert.configure_cert(context)
+            ca_path = str(Path(tmp) / "ca.pem")
+            ca.cert_pem.write_to_path(ca_path)
+        server = make_server(host, 0, app, threaded=True, ssl_context=context)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            yield f"{'https' if tls else 'http'}://localhost:{server.server_port}", ca_path
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)

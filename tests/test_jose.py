@@ -1,0 +1,155 @@
+"""VC-JOSE-COSE compact JWS verification: algorithm allow-list, kid, typ, signatures, VC 1.1 JWT mapping."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from jwcrypto import jwk, jws
+
+from issuer.keys import PrivateKey
+from issuer.signing import sign_jwt
+from verifier.did import Resolver, did_key
+from verifier.jose import to_document, verify_jwt
+from verifier.keys import ED25519, P256, b64url, b64url_decode
+from verifier.results import CeadError
+
+CREDENTIAL = {
+    "@context": ["https://www.w3.org/ns/credentials/v2"],
+    "type": ["VerifiableCredential"],
+    "credentialSubject": {"id": "did:example:subject", "name": "Test"},
+}
+
+
+def issuer(kind=ED25519):
+    key = PrivateKey.generate(kind)
+    did = did_key(key.public)
+    return key, did, f"{did}#{did[8:]}"
+
+
+def raw_jws(key: PrivateKey, header: dict, claims: dict) -> str:
+    token = jws.JWS(json.dumps(claims).encode())
+    token.add_signature(jwk.JWK(**key.private_jwk()), alg=header["alg"], protected=json.dumps(header))
+    return token.serialize(compact=True)
+
+
+def unsigned(header: dict, claims: dict, signature: bytes = b"sig") -> str:
+    return ".".join(b64url(json.dumps(p).encode()) for p in (header, claims)) + "." + b64url(signature)
+
+
+def code_of(token, typ="vc+jwt", purpose="assertionMethod") -> str:
+    with pytest.raises(CeadError) as info:
+        verify_jwt(token, Resolver(), typ, purpose)
+    return info.value.code
+
+
+@pytest.mark.parametrize("kind,alg", [(ED25519, "EdDSA"), (P256, "ES256")])
+def test_round_trip(kind, alg):
+    key, did, kid = issuer(kind)
+    claims = dict(CREDENTIAL, issuer=did)
+    token = sign_jwt(claims, key, kid)
+    assert json.loads(b64url_decode(token.split(".")[0]))["alg"] == alg
+    found, found_kid = verify_jwt(token, Resolver(), "vc+jwt", "assertionMethod")
+    assert found == claims and found_kid == kid
+    presentation = sign_jwt({"@context": CREDENTIAL["@context"], "type": ["VerifiablePresentation"]}, key, kid,
+                            typ="vp+jwt")
+    assert verify_jwt(presentation, Resolver(), "vp+jwt", "authentication")[1] == kid
+
+
+@pytest.mark.parametrize("alg", ["none", "HS256", "RS256", "ES384", "PS256", None, ["EdDSA"]])
+def test_refused_algorithms(alg):
+    _, did, kid = issuer()
+    assert code_of(unsigned({"alg": alg, "kid": kid, "typ": "vc+jwt"}, dict(CREDENTIAL, issuer=did))) \
+        == "jose.alg_refused"
+
+
+def test_alg_must_match_key_type():
+    p256_key, _, _ = issuer(P256)
+    _, ed_did, ed_kid = issuer(ED25519)
+    token = raw_jws(p256_key, {"alg": "ES256", "kid": ed_kid, "typ": "vc+jwt"}, dict(CREDENTIAL, issuer=ed_did))
+    assert code_of(token) == "jose.alg_refused"
+
+
+def test_tampered_and_wrong_key():
+    key, did, kid = issuer()
+    token = sign_jwt(dict(CREDENTIAL, issuer=did), key, kid)
+    header, payload, signature = token.split(".")
+    forged = b64url(json.dumps(dict(CREDENTIAL, issuer=did, extra=1)).encode())
+    assert code_of(f"{header}.{forged}.{signature}") == "jose.signature_invalid"
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    assert code_of(f"{header}.{payload}.{flipped}") == "jose.signature_invalid"
+    other = PrivateKey.generate()
+    assert code_of(sign_jwt(dict(CREDENTIAL, issuer=did), other, kid)) == "jose.signature_invalid"
+
+
+def test_kid_rules():
+    key, did, kid = issuer()
+    claims = dict(CREDENTIAL, issuer=did)
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "typ": "vc+jwt"}, claims)) == "jose.kid_missing"
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "typ": "vc+jwt", "kid": "key-1"}, claims)) == "jose.kid_missing"
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "typ": "vc+jwt", "kid": did}, claims)) == "jose.kid_missing"
+    # a relative kid is resolved against iss
+    relative = raw_jws(key, {"alg": "EdDSA", "typ": "vc+jwt", "kid": "#" + did[8:]}, dict(claims, iss=did))
+    assert verify_jwt(relative, Resolver(), "vc+jwt", "assertionMethod")[1] == kid
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "typ": "vc+jwt", "kid": "#" + did[8:]}, claims)) \
+        == "jose.kid_missing"
+
+
+def test_key_must_be_authorised_for_purpose():
+    key, did, kid = issuer()
+    token = sign_jwt(dict(CREDENTIAL, issuer=did), key, kid)
+    assert code_of(token, purpose="keyAgreement") == "did.vm_not_authorized"
+    assert code_of(sign_jwt(dict(CREDENTIAL, issuer=did), key, did + "#nope")) == "did.vm_not_found"
+
+
+def test_typ_rules():
+    key, did, kid = issuer()
+    claims = dict(CREDENTIAL, issuer=did)
+    assert code_of(sign_jwt(claims, key, kid, typ="vp+jwt")) == "jose.typ_mismatch"
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "kid": kid, "typ": "JWT"}, claims)) == "jose.typ_mismatch"
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "kid": kid, "typ": "vc+ld+json"}, claims)) == "jose.typ_mismatch"
+    full = raw_jws(key, {"alg": "EdDSA", "kid": kid, "typ": "application/vc+jwt"}, claims)
+    assert verify_jwt(full, Resolver(), "vc+jwt", "assertionMethod")[0] == claims
+    legacy = raw_jws(key, {"alg": "EdDSA", "kid": kid, "typ": "JWT"}, {"iss": did, "vc": claims})
+    assert verify_jwt(legacy, Resolver(), "vc+jwt", "assertionMethod")[0]["vc"] == claims
+    assert code_of(legacy, typ="vp+jwt") == "jose.typ_mismatch"
+    no_typ = raw_jws(key, {"alg": "EdDSA", "kid": kid}, {"iss": did, "vp": {"type": "VerifiablePresentation"}})
+    assert verify_jwt(no_typ, Resolver(), "vp+jwt", "authentication")[0]["iss"] == did
+
+
+@pytest.mark.parametrize("token", [
+    "", "abc", "a.b", "a.b.c.d", "..", "!!!.???.###", 42, None,
+    b64url(b"[1]") + "." + b64url(b"{}") + ".sig",
+    b64url(b'{"alg":"EdDSA"') + "." + b64url(b"{}") + ".sig",
+])
+def test_malformed(token):
+    assert code_of(token) == "jose.malformed"
+
+
+def test_malformed_headers_and_claims():
+    key, did, kid = issuer()
+    claims = dict(CREDENTIAL, issuer=did)
+    crit = unsigned({"alg": "EdDSA", "kid": kid, "typ": "vc+jwt", "crit": ["exp"], "exp": 1}, claims)
+    assert code_of(crit) == "jose.malformed"
+    assert code_of(sign_jwt(dict(claims, exp="tomorrow"), key, kid)) == "jose.malformed"
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "kid": kid, "typ": 5}, claims)) == "jose.malformed"
+
+
+def test_to_document_vc11_mapping():
+    claims = {"iss": "did:example:issuer", "sub": "did:example:subject", "nbf": 1704067200.0, "exp": 1735689600,
+              "jti": "urn:uuid:1", "vc": {"@context": ["https://www.w3.org/2018/credentials/v1"],
+                                         "type": ["VerifiableCredential"], "credentialSubject": {"name": "x"}}}
+    doc = to_document(claims, "vc")
+    assert doc["issuer"] == "did:example:issuer" and doc["id"] == "urn:uuid:1"
+    assert doc["issuanceDate"] == "2024-01-01T00:00:00Z" and doc["expirationDate"] == "2025-01-01T00:00:00Z"
+    assert doc["credentialSubject"] == {"name": "x", "id": "did:example:subject"}
+    assert "vc" in claims and "issuer" not in claims["vc"]  # the claims are not modified
+    vp = to_document({"iss": "did:example:holder", "nonce": "n", "vp": {"type": ["VerifiablePresentation"]}}, "vp")
+    assert vp == {"type": ["VerifiablePresentation"], "holder": "did:example:holder"}
+    with pytest.raises(CeadError) as info:
+        to_document(dict(claims, sub="did:example:other", vc=dict(claims["vc"], credentialSubject={"id": "x"})), "vc")
+    assert info.value.code == "jose.malformed"
+
+
+def test_to_document_vc2_drops_registered_claims():
+    claims = dict(CREDENTIAL, issuer="did:example:i", iss="did:example:i", iat=1, exp=2, jti="j", nonce="n")
+    assert to_document(claims, "vc") == dict(CREDENTIAL, issuer="did:example:i")

@@ -1,0 +1,341 @@
+"""Verify credentials and presentations: proof (Data Integrity or VC-JOSE), data model, schema, issuer binding,
+validity period and status. Public methods never raise for bad input; they return a ``VerificationResult``.
+
+A credential is a JSON object secured with Data Integrity proofs, or a compact JWS string (``vc+jwt``; the VC 1.1
+JWT encoding is accepted for older peers). Checks follow the VC Data Model 2.0 (and 1.1 for ``/2018/credentials/v1``
+documents).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import unquote
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+import schemas
+
+from . import jose
+from .dataintegrity import verify_proofs
+from .did import Resolver
+from .jsonld import document_loader
+from .results import CeadError, Problem, VerificationResult
+
+log = logging.getLogger(__name__)
+
+V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
+V1_CONTEXT = "https://www.w3.org/2018/credentials/v1"
+ENVELOPED_JWT_PREFIX = "data:application/vc+jwt,"
+MAX_CREDENTIALS = 64
+MAX_JSON = 1024 * 1024
+# Data Integrity reports the request binding of a presentation as proof problems; use the presentation codes.
+_PRESENTATION_PROOF_CODES = {"proof.challenge_mismatch": "presentation.nonce_mismatch",
+                             "proof.domain_mismatch": "presentation.audience_mismatch",
+                             "proof.expired": "presentation.expired"}
+
+
+# ---- small helpers ----------------------------------------------------------------------------------------------
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _id_of(value: Any) -> str | None:
+    value = value.get("id") if isinstance(value, dict) else value
+    return value if isinstance(value, str) and value else None
+
+
+def _did_of(vm_id: str | None) -> str | None:
+    return vm_id.split("#", 1)[0] if isinstance(vm_id, str) else None
+
+
+def _parse_time(value: Any, name: str, *, require_zone: bool) -> datetime:
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None or (require_zone and when.tzinfo is None):
+        raise CeadError("credential.date_invalid", f"{name} must be an XML Schema dateTime"
+                        f"{' with a time zone' if require_zone else ''}, got {str(value)[:60]!r}.")
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _is_jwt(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().count(".") == 2 and not value.strip().startswith("{")
+
+
+def _load(value: Any, what: str) -> dict | str:
+    """A JSON document (dict), or a compact JWT (str); JSON text is parsed."""
+    code = f"{what}.malformed"
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CeadError(code, f"The {what} is not UTF-8 text.") from None
+    if not isinstance(value, str) or len(value) > MAX_JSON:
+        raise CeadError(code, f"The {what} must be a JSON object or a compact JWT string.")
+    if _is_jwt(value):
+        return value.strip()
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        raise CeadError(code, f"The {what} is neither JSON nor a compact JWT.") from None
+    if not isinstance(doc, dict):
+        raise CeadError(code, f"The {what} must be a JSON object.")
+    return doc
+
+
+def _unwrap_enveloped(entry: Any) -> Any:
+    """``EnvelopedVerifiableCredential`` (id ``data:application/vc+jwt,<jwt>``) -> the JWT string."""
+    if isinstance(entry, dict) and "EnvelopedVerifiableCredential" in _as_list(entry.get("type")):
+        data = entry.get("id")
+        if not (isinstance(data, str) and data.startswith(ENVELOPED_JWT_PREFIX)):
+            raise CeadError("credential.malformed", "An EnvelopedVerifiableCredential must have an id of the form "
+                            "data:application/vc+jwt,<jwt>.")
+        return unquote(data[len(ENVELOPED_JWT_PREFIX):])
+    return entry
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_registry():
+    """JSON Schemas shipped in ``schemas/jsonschema``, by ``$id``; schemas are never fetched."""
+    by_id: dict[str, dict] = {}
+    folder = schemas.data_path("jsonschema")
+    if folder.is_dir():
+        for item in folder.iterdir():
+            if item.name.endswith(".json"):
+                schema = json.loads(item.read_text(encoding="utf-8"))
+                if isinstance(schema, dict) and isinstance(schema.get("$id"), str):
+                    by_id[schema["$id"]] = schema
+    registry = Registry().with_resources(
+        (sid, Resource.from_contents(schema, default_specification=DRAFT202012)) for sid, schema in by_id.items())
+    return by_id, registry
+
+
+def _context_known(url: str) -> bool:
+    try:
+        document_loader(url)
+        return True
+    except CeadError:  # the loader refuses anything not pinned or registered
+        return False
+
+
+# ---- the verifier -----------------------------------------------------------------------------------------------
+class Verifier:
+    """Checks credentials and presentations against DIDs resolved by ``resolver``; ``status`` (optional) is a
+    ``verifier.status.StatusLists`` used for ``credentialStatus``; ``schemas=False`` skips JSON Schema checks."""
+
+    def __init__(self, resolver=None, status=None, skew: timedelta = timedelta(minutes=5), schemas: bool = True):
+        self.resolver = resolver if resolver is not None else Resolver()
+        self.status = status
+        self.skew = skew
+        self.check_schemas = schemas
+
+    # ---- public -------------------------------------------------------------------------------------------------
+    def verify_credential(self, credential: dict | str, now: datetime | None = None) -> VerificationResult:
+        return self._guard("credential", self._verify_credential, credential, self._now(now))
+
+    def verify_presentation(self, presentation: dict | str, challenge: str | None = None,
+                            domain: str | None = None, now: datetime | None = None, audience: str | None = None,
+                            nonce: str | None = None) -> VerificationResult:
+        """``challenge``/``nonce`` and ``domain``/``audience`` are synonyms (Data Integrity and JWT wording)."""
+        return self._guard("presentation", self._verify_presentation, presentation, self._now(now),
+                           challenge if challenge is not None else nonce,
+                           domain if domain is not None else audience)
+
+    # ---- plumbing -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _now(now: datetime | None) -> datetime:
+        if now is None:
+            return datetime.now(timezone.utc)
+        return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+
+    @staticmethod
+    def _guard(what: str, func, *args) -> VerificationResult:
+        try:
+            return func(*args)
+        except CeadError as exc:
+            return VerificationResult.failed(exc.problem)
+        except RecursionError:
+            return VerificationResult.failed(Problem(f"{what}.malformed", f"The {what} is nested too deeply."))
+        except Exception:  # a bug must not turn into an allow or a 500
+            log.exception("unexpected error verifying a %s", what)
+            return VerificationResult.failed(Problem("verifier.internal_error",
+                                                     f"The {what} could not be checked because of an internal error."))
+
+    def _check_time(self, result: VerificationResult, now: datetime, start: datetime | None, end: datetime | None,
+                    kind: str) -> None:
+        if start is not None and now + self.skew < start:
+            result.add(Problem(f"{kind}.not_yet_valid", f"The {kind} is not valid before {start.isoformat()}."))
+        if end is not None and now - self.skew > end:
+            result.add(Problem(f"{kind}.expired", f"The {kind} expired at {end.isoformat()}."))
+
+    def _check_jwt_times(self, result: VerificationResult, claims: dict, now: datetime, kind: str) -> None:
+        def at(name):
+            return datetime.fromtimestamp(claims[name], timezone.utc) if name in claims else None
+        self._check_time(result, now, at("nbf"), at("exp"), kind)
+
+    def _check_context_and_type(self, result: VerificationResult, doc: dict, kind: str, type_name: str) -> str:
+        """Returns "2.0" or "1.1"."""
+        contexts = _as_list(doc.get("@context"))
+        first = contexts[0] if contexts else None
+        if first not in (V2_CONTEXT, V1_CONTEXT):
+            raise CeadError(f"{kind}.context_invalid", f"The first @context of a {kind} must be {V2_CONTEXT} "
+                            f"(or {V1_CONTEXT}), got {str(first)[:80]!r}.")
+        for ctx in contexts:
+            if not isinstance(ctx, (str, dict)):
+                raise CeadError(f"{kind}.context_invalid", "Each @context entry must be a URL or an object.")
+            if isinstance(ctx, str) and not _context_known(ctx):
+                result.add(Problem(f"{kind}.context_unknown", f"@context {ctx[:120]!r} is not a pinned context.",
+                                   {"context": ctx[:200]}))
+        if type_name not in _as_list(doc.get("type")):
+            result.add(Problem(f"{kind}.type_missing", f"The {kind}'s type must include {type_name}."))
+        return "2.0" if first == V2_CONTEXT else "1.1"
+
+    # ---- credentials --------------------------------------------------------------------------------------------
+    def _verify_credential(self, credential: Any, now: datetime) -> VerificationResult:
+        loaded = _load(_unwrap_enveloped(credential), "credential")
+        result = VerificationResult(verified=True)
+        if isinstance(loaded, str):
+            claims, kid = jose.verify_jwt(loaded, self.resolver, "vc+jwt", "assertionMethod")
+            doc = jose.to_document(claims, "vc")
+            result.format, result.verification_method, result.document = "jwt", kid, doc
+            self._check_jwt_times(result, claims, now, "credential")
+            self._check_credential_document(result, doc, now)
+            if "iss" in claims and claims["iss"] != result.issuer:
+                result.add(Problem("credential.issuer_mismatch",
+                                   f"The JWT iss {str(claims['iss'])[:120]!r} is not the credential's issuer."))
+        else:
+            result.format, result.document = "ldp", loaded
+            unsecured = {k: v for k, v in loaded.items() if k != "proof"}
+            self._check_credential_document(result, unsecured, now)
+            problems, vm_id = verify_proofs(loaded, self.resolver, "assertionMethod", now=now, skew=self.skew)
+            for problem in problems:
+                result.add(problem)
+            if not problems and not vm_id:
+                result.add(Problem("proof.missing", "The credential has no verifiable proof."))
+            result.verification_method = vm_id
+        if result.verification_method and result.issuer and _did_of(result.verification_method) != result.issuer:
+            result.add(Problem("credential.issuer_mismatch", f"The signing key {result.verification_method} does "
+                               f"not belong to the issuer {result.issuer}."))
+        if result.verified and self.status is not None:  # no status fetches for credentials that already failed
+            for problem in self.status.check(result.document):
+                result.add(problem)
+        return result
+
+    def _check_credential_document(self, result: VerificationResult, doc: dict, now: datetime) -> None:
+        version = self._check_context_and_type(result, doc, "credential", "VerifiableCredential")
+        result.issuer = _id_of(doc.get("issuer"))
+        if result.issuer is None:
+            result.add(Problem("credential.issuer_missing", "The credential has no issuer (a URL or an object "
+                                                            "with an id)."))
+        subjects = _as_list(doc.get("credentialSubject"))
+        if not subjects or not all(isinstance(s, dict) and s for s in subjects):
+            result.add(Problem("credential.subject_missing", "The credential needs a credentialSubject object."))
+        if version == "2.0":
+            start, end = (_parse_time(doc[name], name, require_zone=True) if name in doc else None
+                          for name in ("validFrom", "validUntil"))
+        else:
+            if "issuanceDate" not in doc:
+                raise CeadError("credential.date_invalid", "A VC 1.1 credential must have an issuanceDate.")
+            start = _parse_time(doc["issuanceDate"], "issuanceDate", require_zone=False)
+            end = (_parse_time(doc["expirationDate"], "expirationDate", require_zone=False)
+                   if "expirationDate" in doc else None)
+        self._check_time(result, now, start, end, "credential")
+        if self.check_schemas:
+            self._check_schemas(result, doc)
+
+    def _check_schemas(self, result: VerificationResult, doc: dict) -> None:
+        by_id, registry = _schema_registry()
+        for entry in _as_list(doc.get("credentialSchema")):
+            schema_id = _id_of(entry)
+            if not isinstance(entry, dict) or entry.get("type") != "JsonSchema" or schema_id not in by_id:
+                result.add(Problem("credential.schema_unknown", f"credentialSchema {str(schema_id)[:120]!r} is not "
+                                   "a known JsonSchema (schemas are never fetched).", {"schema": str(schema_id)}))
+                continue
+            schema = by_id[schema_id]
+            try:
+                cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+                validator = cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
+                errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+            except jsonschema.exceptions.SchemaError:
+                result.add(Problem("credential.schema_unknown", f"Schema {schema_id} is itself invalid."))
+                continue
+            except Exception as exc:  # e.g. an unresolvable $ref: local registry only
+                result.add(Problem("credential.schema_unknown", f"Schema {schema_id} could not be used: "
+                                   f"{type(exc).__name__}."))
+                continue
+            for error in errors[:10]:
+                where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+                result.add(Problem("credential.schema_invalid", f"{where}: {error.message[:200]}",
+                                   {"schema": schema_id, "path": where}))
+
+    # ---- presentations ------------------------------------------------------------------------------------------
+    def _verify_presentation(self, presentation: Any, now: datetime, challenge: str | None,
+                             domain: str | None) -> VerificationResult:
+        loaded = _load(presentation, "presentation")
+        result = VerificationResult(verified=True)
+        if isinstance(loaded, str):
+            claims, kid = jose.verify_jwt(loaded, self.resolver, "vp+jwt", "authentication")
+            doc = jose.to_document(claims, "vp")
+            result.format, result.verification_method, result.document = "jwt", kid, doc
+            self._check_jwt_times(result, claims, now, "presentation")
+            self._check_binding(result, claims.get("nonce"), claims.get("aud"), challenge, domain)
+            self._check_presentation_document(result, doc)
+            result.issuer = result.issuer or (claims["iss"] if isinstance(claims.get("iss"), str) else None)
+            if "iss" in claims and claims["iss"] != result.issuer:
+                result.add(Problem("presentation.holder_mismatch",
+                                   f"The JWT iss {str(claims['iss'])[:120]!r} is not the presentation's holder."))
+        else:
+            result.format, result.document = "ldp", loaded
+            self._check_presentation_document(result, {k: v for k, v in loaded.items() if k != "proof"})
+            problems, vm_id = verify_proofs(loaded, self.resolver, "authentication", challenge, domain, now=now,
+                                            skew=self.skew)
+            for problem in problems:  # the proof carries the binding: report it in the same words as for a JWT
+                code = _PRESENTATION_PROOF_CODES.get(problem.code, problem.code)
+                result.add(Problem(code, problem.message, problem.detail) if code != problem.code else problem)
+            if not problems and not vm_id:
+                result.add(Problem("proof.missing", "The presentation has no verifiable proof."))
+            result.verification_method = vm_id
+        if result.issuer is None:
+            result.add(Problem("presentation.holder_mismatch", "The presentation names no holder."))
+        elif result.verification_method and _did_of(result.verification_method) != result.issuer:
+            result.add(Problem("presentation.holder_mismatch", f"The presentation is signed by "
+                               f"{result.verification_method}, not by its holder {result.issuer}."))
+        self._verify_embedded(result, result.document, now)
+        return result
+
+    def _check_presentation_document(self, result: VerificationResult, doc: dict) -> None:
+        self._check_context_and_type(result, doc, "presentation", "VerifiablePresentation")
+        result.issuer = _id_of(doc.get("holder"))
+
+    @staticmethod
+    def _check_binding(result: VerificationResult, got_nonce: Any, got_aud: Any, challenge: str | None,
+                       domain: str | None) -> None:
+        if challenge is not None and got_nonce != challenge:
+            result.add(Problem("presentation.nonce_mismatch",
+                               "The presentation is not bound to this request (challenge/nonce differs)."))
+        if domain is not None and domain not in _as_list(got_aud):
+            result.add(Problem("presentation.audience_mismatch",
+                               f"The presentation was made for another audience, not {domain}."))
+
+    def _verify_embedded(self, result: VerificationResult, doc: dict, now: datetime) -> None:
+        entries = _as_list(doc.get("verifiableCredential"))
+        if len(entries) > MAX_CREDENTIALS:
+            raise CeadError("presentation.malformed", f"A presentation may carry at most {MAX_CREDENTIALS} "
+                            "credentials.")
+        for index, entry in enumerate(entries):
+            sub = self.verify_credential(entry, now)
+            result.credentials.append(sub)
+            if not sub.verified:
+                result.add(Problem("presentation.credential_invalid", f"Credential {index} in the presentation "
+                                   "failed verification.", {"index": index,
+                                                             "codes": [p.code for p in sub.problems]}))

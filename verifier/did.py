@@ -1,0 +1,306 @@
+"""DID resolution: did:key (Ed25519, P-256), did:jwk and did:web, and verification-method lookup by purpose.
+
+``Resolver.public_key_for(vm_id, purpose)`` is the one place that decides whether a key may be used for a purpose
+(``assertionMethod`` to issue, ``authentication`` to present). did:web documents are fetched with
+``verifier.http.Fetcher`` and kept in a bounded TTL cache; failures are never cached.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+from typing import Any, Iterable
+from urllib.parse import quote, unquote, urlsplit
+
+import base58
+import rfc8785
+from cachetools import TTLCache
+
+from .http import Fetcher
+from .keys import ED25519, P256, PublicKey, b64url, b64url_decode
+from .results import CeadError
+
+DID_CONTEXT = "https://www.w3.org/ns/did/v1"
+MULTIKEY_CONTEXT = "https://w3id.org/security/multikey/v1"
+JWS2020_CONTEXT = "https://w3id.org/security/suites/jws-2020/v1"
+PURPOSES = ("assertionMethod", "authentication", "capabilityInvocation", "capabilityDelegation", "keyAgreement")
+DEFAULT_PURPOSES = ("assertionMethod", "authentication", "capabilityInvocation")
+
+# DID Core: did = "did:" method-name ":" method-specific-id; idchar = ALPHA / DIGIT / "." / "-" / "_" / pct-encoded
+_IDCHARS = r"(?:[A-Za-z0-9._-]|%[0-9A-Fa-f]{2})*"
+_DID_RE = re.compile(rf"^did:([a-z0-9]+):({_IDCHARS}(?::{_IDCHARS})*)$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~-]+$")
+MAX_DID_LENGTH = 2048
+_P256_JWK_TYPE = "EcdsaSecp256r1VerificationKey2019"  # as didkit writes P-256 keys
+_JWK_TYPES = ("JsonWebKey", "JsonWebKey2020", _P256_JWK_TYPE)
+
+
+def parse_did(did: str) -> tuple[str, str]:
+    """Split a bare DID into (method, method-specific-id); raises did.invalid."""
+    if not isinstance(did, str) or len(did) > MAX_DID_LENGTH:
+        raise CeadError("did.invalid", "A DID must be a string of reasonable length.")
+    match = _DID_RE.match(did)
+    if not match or not match.group(2) or did.endswith(":"):
+        raise CeadError("did.invalid", f"{did[:120]!r} is not a valid DID (did:<method>:<id>).", did=did[:120])
+    return match.group(1), match.group(2)
+
+
+def split_did_url(did_url: str) -> tuple[str, str]:
+    """Split a DID URL into (did, fragment). Only fragment DID URLs are supported (no path or query)."""
+    if not isinstance(did_url, str):
+        raise CeadError("did.invalid", "A DID URL must be a string.")
+    did, _, fragment = did_url.partition("#")
+    parse_did(did)
+    if not fragment:
+        raise CeadError("did.invalid", f"{did_url[:120]!r} has no #fragment naming a verification method.")
+    return did, fragment
+
+
+def _absolute(ref: str, base: str) -> str:
+    return base + ref if isinstance(ref, str) and ref.startswith("#") else ref
+
+
+# ---- building documents ----------------------------------------------------------------------------------------
+def did_key(key: PublicKey) -> str:
+    return "did:key:" + key.to_multikey()
+
+
+def did_jwk(key: PublicKey) -> str:
+    return "did:jwk:" + b64url(rfc8785.dumps(key.to_jwk()))
+
+
+def _multikey_vm(vm_id: str, controller: str, key: PublicKey) -> dict:
+    return {"id": vm_id, "type": "Multikey", "controller": controller, "publicKeyMultibase": key.to_multikey()}
+
+
+def build_did_document(did: str, keys: Iterable[tuple[str, PublicKey]], *,
+                       purposes: Iterable[str] = DEFAULT_PURPOSES,
+                       retired: Iterable[tuple[str, PublicKey]] = ()) -> dict:
+    """A DID document with Multikey verification methods.
+
+    Every key in ``keys`` is listed under ``verificationMethod`` and referenced from each of ``purposes``;
+    keys in ``retired`` appear only under ``verificationMethod`` (old signatures stay checkable as key material
+    but no longer count for any purpose). ``vm_id`` may be absolute or relative (``#key-1``).
+    """
+    parse_did(did)
+    purposes = list(purposes)
+    for purpose in purposes:
+        if purpose not in PURPOSES:
+            raise CeadError("did.document_invalid", f"Unknown verification relationship {purpose!r}.")
+    active = [(_absolute(vm_id, did), key) for vm_id, key in keys]
+    old = [(_absolute(vm_id, did), key) for vm_id, key in retired]
+    doc: dict[str, Any] = {
+        "@context": [DID_CONTEXT, MULTIKEY_CONTEXT],
+        "id": did,
+        "verificationMethod": [_multikey_vm(vm_id, did, key) for vm_id, key in active + old],
+    }
+    for purpose in purposes:
+        doc[purpose] = [vm_id for vm_id, _ in active]
+    return doc
+
+
+# ---- did:web URLs ------------------------------------------------------------------------------------------------
+def did_web_url(did: str) -> str:
+    """The HTTPS URL of a did:web document (did:web spec, "Read (Resolve)")."""
+    method, msid = parse_did(did)
+    if method != "web":
+        raise CeadError("did.invalid", f"{did!r} is not a did:web DID.")
+    domain, *path = msid.split(":")
+    host, _, port = unquote(domain).lower().partition(":")
+    if not _HOST_RE.match(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise CeadError("did.invalid", f"{did!r} does not name a valid domain (and optional %3A port).")
+    segments = [unquote(s) for s in path]
+    if any(not _SEGMENT_RE.match(s) or s in (".", "..") for s in segments):
+        raise CeadError("did.invalid", f"{did!r} has an invalid path segment.")
+    authority = f"{host}:{port}" if port else host
+    return f"https://{authority}/{'/'.join(segments) + '/' if segments else '.well-known/'}did.json"
+
+
+def did_web_from_url(url: str) -> str:
+    """The did:web DID for ``https://host[:port][/path]`` (an origin, a path, or the did.json URL itself)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username:
+        raise CeadError("did.invalid", f"{url!r} is not an https URL usable for did:web.")
+    host = parts.hostname.lower()
+    if not _HOST_RE.match(host):
+        raise CeadError("did.invalid", f"{host!r} is not a valid domain name for did:web.")
+    segments = [s for s in parts.path.split("/") if s]
+    if segments and segments[-1] == "did.json":
+        segments.pop()
+    if segments == [".well-known"]:
+        segments = []
+    if any(not _SEGMENT_RE.match(s) or s in (".", "..") for s in segments):
+        raise CeadError("did.invalid", f"{url!r} has a path segment not usable in a did:web DID.")
+    domain = host + (f"%3A{parts.port}" if parts.port and parts.port != 443 else "")
+    return ":".join(["did:web", domain] + [quote(s, safe="") for s in segments])
+
+
+# ---- verification methods -----------------------------------------------------------------------------------------
+def vm_public_key(vm: dict) -> PublicKey:
+    """The public key of a verification method (Multikey, JsonWebKey[2020], Ed25519VerificationKey2020/2018)."""
+    kind = vm.get("type")
+    try:
+        if kind in _JWK_TYPES or (kind == "Ed25519VerificationKey2018" and "publicKeyJwk" in vm):
+            key = PublicKey.from_jwk(vm.get("publicKeyJwk"))
+        elif kind in ("Multikey", "Ed25519VerificationKey2020"):
+            key = PublicKey.from_multikey(vm.get("publicKeyMultibase"))
+        elif kind == "Ed25519VerificationKey2018":
+            raw = vm.get("publicKeyBase58")
+            if not isinstance(raw, str):
+                raise CeadError("key.invalid", "publicKeyBase58 is missing.")
+            key = PublicKey(ED25519, base58.b58decode(raw))
+            key.crypto()
+        else:
+            raise CeadError("did.vm_unsupported", f"Verification method type {str(kind)[:60]!r} is not supported "
+                            "(use Multikey, JsonWebKey, Ed25519VerificationKey2020 or 2018).", vm=vm.get("id"))
+    except CeadError as exc:
+        if exc.code == "did.vm_unsupported":
+            raise
+        raise CeadError("did.document_invalid", f"Verification method {vm.get('id')!r} has unusable key "
+                        f"material: {exc.message}", vm=vm.get("id")) from None
+    except ValueError:
+        raise CeadError("did.document_invalid", f"Verification method {vm.get('id')!r} has undecodable key "
+                        "material.", vm=vm.get("id")) from None
+    if str(kind).startswith("Ed25519") and key.kind != ED25519 or kind == _P256_JWK_TYPE and key.kind != P256:
+        raise CeadError("did.document_invalid", f"{kind} {vm.get('id')!r} holds a key of another type.")
+    return key
+
+
+def _normalise(doc: Any, did: str) -> dict:
+    """Check the shape of a DID document and make every verification method id absolute."""
+    if not isinstance(doc, dict):
+        raise CeadError("did.document_invalid", f"The DID document for {did} is not a JSON object.", did=did)
+    if doc.get("id") != did:
+        raise CeadError("did.document_invalid", f"The DID document's id {str(doc.get('id'))[:120]!r} is not {did}.",
+                        did=did)
+    doc = copy.deepcopy(doc)
+
+    def fix_vm(vm: Any) -> dict:
+        if not isinstance(vm, dict) or not isinstance(vm.get("id"), str) or not isinstance(vm.get("type"), str):
+            raise CeadError("did.document_invalid", f"A verification method in {did} lacks an id or type.", did=did)
+        vm["id"] = _absolute(vm["id"], did)
+        vm.setdefault("controller", did)
+        return vm
+
+    vms = doc.get("verificationMethod", [])
+    if not isinstance(vms, list):
+        raise CeadError("did.document_invalid", f"verificationMethod in {did} must be a list.", did=did)
+    doc["verificationMethod"] = [fix_vm(vm) for vm in vms]
+    for purpose in PURPOSES:
+        if purpose not in doc:
+            continue
+        refs = doc[purpose]
+        if not isinstance(refs, list):
+            raise CeadError("did.document_invalid", f"{purpose} in {did} must be a list.", did=did)
+        doc[purpose] = [_absolute(ref, did) if isinstance(ref, str) else fix_vm(ref) for ref in refs]
+    return doc
+
+
+# ---- resolver -----------------------------------------------------------------------------------------------------
+class Resolver:
+    """Resolves did:key, did:jwk and did:web. Thread-safe; did:web documents are cached for ``ttl`` seconds."""
+
+    def __init__(self, fetcher: Fetcher | None = None, ttl: float = 300, cache_size: int = 1024, *,
+                 clock=time.monotonic):
+        self.fetcher = fetcher or Fetcher()
+        self._cache: TTLCache | None = (TTLCache(maxsize=cache_size, ttl=ttl, timer=clock)
+                                        if ttl > 0 and cache_size > 0 else None)
+        self._lock = threading.Lock()
+
+    def resolve(self, did: str) -> dict:
+        """The DID document (a fresh copy; verification method ids are absolute)."""
+        method, msid = parse_did(did)
+        if method == "key":
+            return self._resolve_key(did, msid)
+        if method == "jwk":
+            return self._resolve_jwk(did, msid)
+        if method == "web":
+            return self._resolve_web(did)
+        raise CeadError("did.method_unsupported", f"DID method {method!r} is not supported "
+                        "(did:key, did:jwk and did:web are).", did=did)
+
+    def dereference(self, did_url: str) -> dict:
+        """The verification method named by ``did:...#fragment`` (absolute ids)."""
+        did, _ = split_did_url(did_url)
+        doc = self.resolve(did)
+        for vm in _all_methods(doc):
+            if vm["id"] == did_url:
+                return vm
+        raise CeadError("did.vm_not_found", f"{did_url} is not a verification method of {did}.", vm=did_url)
+
+    def public_key_for(self, vm_id: str, purpose: str) -> tuple[dict, PublicKey]:
+        """The verification method and its key, provided it is listed under ``purpose`` in its DID document."""
+        if purpose not in PURPOSES:
+            raise CeadError("did.vm_not_authorized", f"Unknown verification relationship {purpose!r}.")
+        did, _ = split_did_url(vm_id)
+        doc = self.resolve(did)
+        vm = next((m for m in _all_methods(doc) if m["id"] == vm_id), None)
+        if vm is None:
+            raise CeadError("did.vm_not_found", f"{vm_id} is not a verification method of {did}.", vm=vm_id)
+        listed = any((ref if isinstance(ref, str) else ref["id"]) == vm_id for ref in doc.get(purpose, []))
+        if not listed:
+            raise CeadError("did.vm_not_authorized", f"{vm_id} is not authorised for {purpose} by {did}.",
+                            vm=vm_id, purpose=purpose)
+        return vm, vm_public_key(vm)
+
+    # ---- methods ----------------------------------------------------------------------------------------------
+    def _resolve_key(self, did: str, msid: str) -> dict:
+        try:
+            key = PublicKey.from_multikey(msid)
+        except CeadError as exc:
+            code = "did.method_unsupported" if exc.code == "key.unsupported" else "did.invalid"
+            raise CeadError(code, f"{did[:120]}: {exc.message}", did=did[:120]) from None
+        return build_did_document(did, [("#" + msid, key)], purposes=PURPOSES[:4])
+
+    def _resolve_jwk(self, did: str, msid: str) -> dict:
+        try:
+            jwk = json.loads(b64url_decode(msid))
+            PublicKey.from_jwk(jwk)  # validates: a supported public key, no private part
+        except (ValueError, CeadError) as exc:
+            code = "did.method_unsupported" if getattr(exc, "code", "") == "key.unsupported" else "did.invalid"
+            raise CeadError(code, f"did:jwk does not hold a usable public JWK: {getattr(exc, 'message', exc)}",
+                            did=did[:120]) from None
+        vm_id = did + "#0"
+        vm = {"id": vm_id, "type": "JsonWebKey2020", "controller": did, "publicKeyJwk": jwk}
+        purposes = ["keyAgreement"] if jwk.get("use") == "enc" else list(PURPOSES[:4])
+        doc = {"@context": [DID_CONTEXT, JWS2020_CONTEXT], "id": did, "verificationMethod": [vm]}
+        doc.update({p: [vm_id] for p in purposes})
+        return doc
+
+    def _resolve_web(self, did: str) -> dict:
+        url = did_web_url(did)
+        if self._cache is not None:
+            with self._lock:
+                cached = self._cache.get(did)
+            if cached is not None:
+                return copy.deepcopy(cached)
+        try:
+            result = self.fetcher.get(url)  # get(url) is the whole Fetcher contract
+        except CeadError as exc:
+            if exc.code == "http.status" and exc.detail.get("status") in (404, 410):
+                raise CeadError("did.not_found", f"{did} does not exist ({url} returned "
+                                f"{exc.detail['status']}).", did=did) from None
+            if exc.code in ("http.status", "http.unreachable"):
+                raise CeadError("did.unreachable", f"Cannot resolve {did}: {exc.message}", did=did,
+                                cause=exc.code) from None
+            raise  # http.scheme_refused / address_refused / too_large / timeout: already say what is wrong
+        try:
+            doc = json.loads(result.body)
+        except ValueError:
+            raise CeadError("did.document_invalid", f"The DID document at {url} is not JSON.", did=did) from None
+        doc = _normalise(doc, did)
+        if self._cache is not None:
+            with self._lock:
+                self._cache[did] = doc
+        return copy.deepcopy(doc)
+
+
+def _all_methods(doc: dict) -> Iterable[dict]:
+    yield from doc.get("verificationMethod", [])
+    for purpose in PURPOSES:
+        for ref in doc.get(purpose, []):
+            if isinstance(ref, dict):
+                yield ref

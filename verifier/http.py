@@ -1,0 +1,205 @@
+"""Careful HTTP GET for did:web documents and status lists.
+
+HTTPS only (unless ``allow_http``), never to loopback/private/link-local addresses (unless ``allow_private``),
+bounded in total time and in size. Redirects are followed by hand (at most a few) so every hop gets the same
+checks. The address is checked when the name is resolved and again on the connected socket, before the request is
+sent (DNS rebinding). Environment proxies are ignored.
+Every failure is a ``CeadError`` with an ``http.*`` code.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+
+from .results import CeadError
+
+MAX_REDIRECTS = 3
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status: int = 200
+    url: str = ""
+
+
+def _address_refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+            or ip.is_unspecified or not ip.is_global)
+
+
+def _refuse_private_peer(sock: socket.socket, host: str) -> None:
+    """Check the address actually connected to, before anything is sent (defeats DNS rebinding)."""
+    ip = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
+    if _address_refused(ip):
+        sock.close()
+        raise CeadError("http.address_refused", f"Refusing to talk to {host}: connected to non-public address {ip}.",
+                        address=str(ip))
+
+
+class _PublicHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _refuse_private_peer(sock, self.host)
+        return sock
+
+
+class _PublicHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _refuse_private_peer(sock, self.host)
+        return sock
+
+
+class _PublicHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _PublicHTTPConnection
+
+
+class _PublicHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _PublicHTTPSConnection
+
+
+class _PublicOnlyAdapter(requests.adapters.HTTPAdapter):
+    """A requests adapter whose connections refuse non-public peers."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
+
+
+class Fetcher:
+    """``get(url)`` with the safety rules above. Thread-safe (a new connection per request)."""
+
+    def __init__(self, allow_http: bool = False, allow_private: bool = False, ca_bundle: str | None = None,
+                 timeout: float = 5.0, max_bytes: int = 512 * 1024):
+        self.allow_http = allow_http
+        self.allow_private = allow_private
+        self.ca_bundle = ca_bundle
+        self.timeout = float(timeout)
+        self.max_bytes = int(max_bytes)
+
+    # ---- checks ---------------------------------------------------------------------------------------------
+    def _check_url(self, url: str) -> tuple[str, int]:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except (ValueError, TypeError):
+            raise CeadError("http.scheme_refused", f"Not a valid URL: {url!r}", url=str(url)) from None
+        allowed = ("https", "http") if self.allow_http else ("https",)
+        if parts.scheme not in allowed:
+            raise CeadError("http.scheme_refused",
+                            f"Refusing to fetch {url!r}: only {' and '.join(allowed)} URLs are allowed.", url=url)
+        if not parts.hostname:
+            raise CeadError("http.scheme_refused", f"URL {url!r} has no host.", url=url)
+        if parts.username or parts.password:
+            raise CeadError("http.scheme_refused", f"URL {url!r} must not carry credentials.", url=url)
+        return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+    def _check_addresses(self, url: str, host: str, port: int) -> None:
+        if self.allow_private:
+            return
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError, OSError) as exc:
+            raise CeadError("http.unreachable", f"Cannot resolve host {host!r}: {exc}", url=url) from None
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0].split("%")[0])
+            if _address_refused(ip):
+                raise CeadError("http.address_refused",
+                                f"Refusing to fetch {url!r}: {host} resolves to non-public address {ip}.",
+                                url=url, address=str(ip))
+
+    # ---- fetching -------------------------------------------------------------------------------------------
+    def get(self, url: str, accept: str = "application/json, application/did+json") -> FetchResult:
+        deadline = time.monotonic() + self.timeout
+        for _ in range(MAX_REDIRECTS + 1):
+            host, port = self._check_url(url)
+            self._check_addresses(url, host, port)
+            result = self._get_once(url, accept, deadline)
+            if result.status in (301, 302, 303, 307, 308) and result.headers.get("Location"):
+                url = urljoin(url, result.headers["Location"])
+                continue
+            if not 200 <= result.status < 300:
+                raise CeadError("http.status", f"GET {url} returned HTTP {result.status}.", url=url,
+                                status=result.status)
+            return result
+        raise CeadError("http.status", f"Too many redirects fetching {url!r}.", url=url)
+
+    def _remaining(self, url: str, deadline: float) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.", url=url)
+        return left
+
+    def _get_once(self, url: str, accept: str, deadline: float) -> FetchResult:
+        with requests.Session() as session:
+            session.trust_env = False  # no proxies or .netrc from the environment: the checks above must hold
+            if not self.allow_private:
+                session.mount("https://", _PublicOnlyAdapter())
+                session.mount("http://", _PublicOnlyAdapter())
+            try:
+                response = session.get(url, headers={"Accept": accept, "Accept-Encoding": "identity"}, stream=True,
+                                       allow_redirects=False, timeout=self._remaining(url, deadline),
+                                       verify=self.ca_bundle or True)
+            except CeadError:
+                raise
+            except requests.Timeout:
+                raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.",
+                                url=url) from None
+            except requests.RequestException as exc:
+                raise CeadError("http.unreachable", f"Cannot fetch {url}: {type(exc).__name__}.", url=url) from None
+            with response:
+                body = self._read_body(url, response, deadline)
+                return FetchResult(body, dict(response.headers), response.status_code, url)
+
+    def _read_body(self, url: str, response: requests.Response, deadline: float) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise CeadError("http.too_large", f"{url} is {declared} bytes; the limit is {self.max_bytes}.", url=url)
+        body = bytearray()
+        sock = _socket_of(response)
+        try:
+            while True:
+                left = self._remaining(url, deadline)
+                if sock is not None:
+                    try:
+                        sock.settimeout(left)  # each read may wait only for what is left of the total time
+                    except OSError:
+                        sock = None
+                chunk = response.raw.read1(_CHUNK)
+                if not chunk:
+                    return bytes(body)
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise CeadError("http.too_large", f"{url} is larger than {self.max_bytes} bytes.", url=url)
+        except CeadError:
+            raise
+        except (socket.timeout, TimeoutError):
+            raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.", url=url) from None
+        except Exception as exc:  # urllib3 wraps socket errors in several ways
+            if "timed out" in str(exc).lower():
+                raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.",
+                                url=url) from None
+            raise CeadError("http.unreachable", f"Connection to {url} failed while reading: {type(exc).__name__}.",
+                            url=url) from None
+
+
+def _socket_of(response: requests.Response):
+    """The socket a streamed response reads from, if it can be found (to shorten its timeout as time runs out)."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is None:  # http.client hands the socket to the response when the server closes the connection
+        sock = getattr(getattr(getattr(getattr(response.raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None

@@ -1,0 +1,138 @@
+"""VC-JOSE-COSE: verify compact JWS credentials (``vc+jwt``) and presentations (``vp+jwt``).
+
+Only EdDSA (Ed25519) and ES256 (P-256) are accepted, and the algorithm must match the key found through the
+``kid`` DID URL. The VC 1.1 JWT encoding (``vc``/``vp`` claim, ``typ`` "JWT" or absent, as didkit produces) is
+accepted too; ``to_document`` maps either form back to a credential or presentation document.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
+
+from .keys import b64url_decode
+from .results import CeadError
+
+ALGORITHMS = frozenset({"EdDSA", "ES256"})
+TYPES = {"vc+jwt": "vc", "vp+jwt": "vp"}
+JWT_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "cnf")
+MAX_TOKEN = 1024 * 1024
+
+
+def _part(segment: str, what: str) -> dict:
+    try:
+        value = json.loads(b64url_decode(segment))
+    except (ValueError, CeadError):
+        raise CeadError("jose.malformed", f"The JWT {what} is not base64url-encoded JSON.") from None
+    if not isinstance(value, dict):
+        raise CeadError("jose.malformed", f"The JWT {what} must be a JSON object.")
+    return value
+
+
+def _typ(header: dict) -> str | None:
+    typ = header.get("typ")
+    if typ is None:
+        return None
+    if not isinstance(typ, str):
+        raise CeadError("jose.malformed", "The JWT typ header must be a string.")
+    typ = typ.lower()
+    return typ[len("application/"):] if typ.startswith("application/") else typ
+
+
+def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]:
+    """Check a compact JWS and return ``(claims, kid)``; ``kid`` is the absolute DID URL of the key used.
+
+    ``typ`` is "vc+jwt" or "vp+jwt"; ``purpose`` the verification relationship the key must be listed under.
+    """
+    if typ not in TYPES:
+        raise ValueError(f"typ must be one of {sorted(TYPES)}")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN:
+        raise CeadError("jose.malformed", "A JWT must be a compact JWS string of reasonable size.")
+    token = token.strip()
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise CeadError("jose.malformed", "A JWT must have three non-empty dot-separated parts.")
+    header, claims = _part(parts[0], "header"), _part(parts[1], "payload")
+
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
+        raise CeadError("jose.alg_refused", f"JWT algorithm {alg!r} is refused; only EdDSA and ES256 are accepted.",
+                        alg=str(alg))
+    if "crit" in header or header.get("b64") is False:
+        raise CeadError("jose.malformed", "JWT critical header parameters are not supported.")
+    found = _typ(header)
+    legacy_ok = found in (None, "jwt") and isinstance(claims.get(TYPES[typ]), dict)
+    if found != typ and not legacy_ok:
+        raise CeadError("jose.typ_mismatch", f"Expected a {typ} JWT but the typ header is {header.get('typ')!r}.",
+                        typ=str(header.get("typ")))
+
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise CeadError("jose.kid_missing", "The JWT header has no kid naming the signing key (a DID URL).")
+    if kid.startswith("#"):
+        iss = claims.get("iss")
+        if not (isinstance(iss, str) and iss.startswith("did:")):
+            raise CeadError("jose.kid_missing", "The JWT kid is relative but iss is not a DID.")
+        kid = iss + kid
+    if not kid.startswith("did:") or "#" not in kid:
+        raise CeadError("jose.kid_missing", f"The JWT kid {kid[:120]!r} is not a DID URL with a #fragment.")
+
+    _, key = resolver.public_key_for(kid, purpose)
+    if key.jose_alg != alg:
+        raise CeadError("jose.alg_refused", f"JWT algorithm {alg} does not match the {key.kind} key {kid}.",
+                        alg=alg)
+    try:
+        jws_token = jws.JWS()
+        jws_token.deserialize(token)
+        jws_token.verify(jwk.JWK(**key.to_jwk()), alg=alg)
+    except jws.InvalidJWSSignature:
+        raise CeadError("jose.signature_invalid", "The JWT signature does not verify with the issuer's key.",
+                        kid=kid) from None
+    except (JWException, ValueError, TypeError) as exc:
+        raise CeadError("jose.malformed", f"The JWT could not be parsed: {type(exc).__name__}.") from None
+    for name in ("exp", "nbf", "iat"):
+        if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], (int, float))):
+            raise CeadError("jose.malformed", f"The JWT {name} claim must be a number (seconds since the epoch).")
+    return claims, kid
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _id_of(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def to_document(claims: dict, kind: str) -> dict:
+    """The credential (``kind`` "vc") or presentation ("vp") secured by a JWT's claims.
+
+    VC-JOSE-COSE: the claim set is the document (JWT registered claims are dropped). VC 1.1 JWT: the ``vc``/``vp``
+    claim, with ``iss``/``jti``/``nbf``/``exp``/``sub`` filling in what the embedded document leaves out
+    (VC Data Model 1.1, section 6.3.1); ``jti``/``sub`` contradicting the document is an error.
+    """
+    if kind not in ("vc", "vp"):
+        raise ValueError("kind must be 'vc' or 'vp'")
+    if not isinstance(claims.get(kind), dict):
+        return {k: v for k, v in claims.items() if k not in JWT_CLAIMS}
+    doc = json.loads(json.dumps(claims[kind]))
+    if "iss" in claims:  # the caller compares iss with the issuer/holder (they may differ: that is an error)
+        doc.setdefault("issuer" if kind == "vc" else "holder", claims["iss"])
+    if "jti" in claims:
+        if "id" in doc and doc["id"] != claims["jti"]:
+            raise CeadError("jose.malformed", "The JWT jti differs from the document id.")
+        doc.setdefault("id", claims["jti"])
+    if kind == "vc":
+        if "nbf" in claims:
+            doc.setdefault("issuanceDate", _iso(claims["nbf"]))
+        if "exp" in claims:
+            doc.setdefault("expirationDate", _iso(claims["exp"]))
+        subject = doc.get("credentialSubject")
+        if "sub" in claims and isinstance(subject, dict):
+            if "id" in subject and subject["id"] != claims["sub"]:
+                raise CeadError("jose.malformed", "The JWT sub differs from credentialSubject.id.")
+            subject.setdefault("id", claims["sub"])
+    return doc
