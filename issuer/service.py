@@ -104,8 +104,9 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
     else:
         credential["issuer"] = node.did
     subject = credential.get("credentialSubject")
-    if not isinstance(subject, dict) or not isinstance(subject.get("id"), str) or not subject["id"]:
-        raise _fail("credential.invalid", "'credentialSubject' must be an object with an 'id'.",
+    if not isinstance(subject, dict) or not subject:
+        # Whether the subject needs an 'id' is the typed model's rule (an approval's subject is the arrangement).
+        raise _fail("credential.invalid", "'credentialSubject' must be a non-empty object.",
                     field="credentialSubject")
     for name in ("validFrom", "validUntil"):
         if name in credential and not isinstance(credential[name], str):
@@ -227,7 +228,8 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
             digest = credential_digest(signed)
             subject = credential["credentialSubject"]
             s.add(db.IssuedCredential(
-                id=credential["id"], types=",".join(_types(credential)), subject=subject.get("id"),
+                id=credential["id"], types=",".join(_types(credential)),
+                subject=subject.get("id") or " ".join(subject.get("recipients") or []) or None,
                 valid_from=credential.get("validFrom"), valid_until=credential.get("validUntil"), format=fmt,
                 verification_method=vm, digest=digest, status_entries=json.dumps(entries), issued_by=issued_by))
             s.commit()

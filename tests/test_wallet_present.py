@@ -1,0 +1,222 @@
+"""Presentations (vp+jwt and Data Integrity), request binding, and choosing credentials (PEX 2.0, dataset+purpose)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from verifier.binding import decode_manifest, decode_presentation, origin, request_binding
+from verifier.credential import Verifier
+from verifier.results import CeadError
+from wallet import pex
+from wallet.present import build_presentation, present_for_request, select_credentials, select_for_transfer
+from wallet.store import jwt_payload
+
+from test_wallet_support import (CYBER_ESSENTIALS, DS_CLOTHING, DS_MEALS, ISO27001, P_MEALS, P_STATS,
+                                 approval_subject, certification_subject, delegation_subject, identity, make_wallet,
+                                 vc)
+
+URL = "https://api.example.gov.scot:8443/v1/meals?month=2025-01"
+
+
+def test_jwt_presentation_verifies_and_carries_claims():
+    holder, issuer = identity(), identity()
+    cred_jwt = vc(issuer, "VerifiableCredential", {"id": holder.did})
+    cred_ldp = vc(issuer, "VerifiableCredential", {"id": holder.did}, fmt="ldp")
+    vp = build_presentation(holder.did, holder.key, holder.kid, [cred_jwt, cred_ldp], audience="https://v.example:443",
+                            nonce="urn:cead:req:abc", lifetime=120)
+    header = jwt_payload(vp)
+    assert header["iss"] == holder.did and header["aud"] == "https://v.example:443"
+    assert header["nonce"] == "urn:cead:req:abc" and header["exp"] - header["iat"] == 120 and header["jti"]
+    assert header["verifiableCredential"][0] == {"@context": "https://www.w3.org/ns/credentials/v2",
+                                                 "id": f"data:application/vc+jwt,{cred_jwt}",
+                                                 "type": "EnvelopedVerifiableCredential"}
+    assert header["verifiableCredential"][1] == cred_ldp
+    result = Verifier().verify_presentation(vp, challenge="urn:cead:req:abc", domain="https://v.example:443")
+    assert result.verified, result.problems
+    assert result.issuer == holder.did and len(result.credentials) == 2
+    wrong = Verifier().verify_presentation(vp, challenge="urn:cead:req:other", domain="https://v.example:443")
+    assert "presentation.nonce_mismatch" in [p.code for p in wrong.problems]
+
+
+def test_data_integrity_presentation_verifies():
+    holder, issuer = identity(), identity()
+    vp = build_presentation(holder.did, holder.key, holder.kid, [vc(issuer, "VerifiableCredential",
+                                                                    {"id": holder.did})],
+                            format="ldp", domain="https://v.example:443", challenge="urn:cead:req:xyz")
+    proof = vp["proof"]
+    assert proof["proofPurpose"] == "authentication" and proof["challenge"] == "urn:cead:req:xyz"
+    assert proof["domain"] == "https://v.example:443" and proof["expires"] > proof["created"]
+    result = Verifier().verify_presentation(vp, challenge="urn:cead:req:xyz", domain="https://v.example:443")
+    assert result.verified, result.problems
+    assert not Verifier().verify_presentation(vp, challenge="urn:cead:req:xyz", domain="https://evil.example:443").verified
+
+
+@pytest.mark.parametrize("kwargs, code", [({"lifetime": 301}, "presentation.lifetime_invalid"),
+                                          ({"lifetime": 0}, "presentation.lifetime_invalid"),
+                                          ({"format": "cbor"}, "presentation.format_unsupported")])
+def test_presentation_rejects_bad_options(kwargs, code):
+    holder = identity()
+    with pytest.raises(CeadError) as err:
+        build_presentation(holder.did, holder.key, holder.kid, [], **kwargs)
+    assert err.value.code == code
+
+
+def test_presentation_rejects_non_credentials():
+    holder = identity()
+    with pytest.raises(CeadError) as err:
+        build_presentation(holder.did, holder.key, holder.kid, [42])
+    assert err.value.code == "credential.malformed"
+
+
+# ---- selection by dataset and purpose ------------------------------------------------------------------------
+@pytest.fixture
+def populated(tmp_path):
+    """A recipient wallet with approvals, the approver's delegation chain, certifications and noise."""
+    holder, council, dpo, approver, cert_body, other = (identity() for _ in range(6))
+    w = make_wallet(tmp_path, holder)
+    root = vc(council, "DelegatedAuthorityCredential", delegation_subject(dpo.did, council.did))
+    leaf = vc(dpo, "DelegatedAuthorityCredential", delegation_subject(approver.did, council.did, parent=root))
+    approval = vc(approver, "DataSharingApprovalCredential",
+                  approval_subject(council.did, holder.did, chain=[leaf], requirements=[CYBER_ESSENTIALS]))
+    clothing = vc(approver, "DataSharingApprovalCredential",
+                  approval_subject(council.did, holder.did, datasets=[DS_CLOTHING], purposes=[P_STATS]))
+    someone_elses = vc(approver, "DataSharingApprovalCredential",
+                       approval_subject(council.did, other.did, datasets=[DS_CLOTHING], purposes=[P_MEALS]))
+    cert = vc(cert_body, "OrganisationCertificationCredential", certification_subject(holder.did, CYBER_ESSENTIALS))
+    iso = vc(cert_body, "OrganisationCertificationCredential", certification_subject(holder.did, ISO27001))
+    noise = [vc(other, "VerifiableCredential", {"id": holder.did, "note": str(i)}) for i in range(5)]
+    for cred in [root, leaf, approval, clothing, someone_elses, cert, iso, *noise]:
+        assert w.import_credential(cred).ok
+    return w, dict(root=root, leaf=leaf, approval=approval, clothing=clothing, cert=cert, iso=iso,
+                   someone_elses=someone_elses)
+
+
+def test_select_by_dataset_and_purpose(populated):
+    w, c = populated
+    chosen = [r.credential for r in select_for_transfer(w, DS_MEALS, P_MEALS)]
+    assert chosen == [c["approval"], c["leaf"], c["root"], c["cert"]]
+    assert [r.credential for r in select_for_transfer(w, DS_CLOTHING)] == [c["clothing"]]
+    # a purpose within a broader approved one is covered; an unrelated one is not
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_CLOTHING, P_MEALS)
+    assert err.value.code == "wallet.no_approval" and DS_CLOTHING in err.value.message
+
+
+def test_missing_certification_and_delegation_are_named(tmp_path):
+    holder, council, approver = identity(), identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    delegation = vc(council, "DelegatedAuthorityCredential", delegation_subject(approver.did, council.did))
+    w.import_credential(vc(approver, "DataSharingApprovalCredential",
+                           approval_subject(council.did, holder.did, requirements=[ISO27001])))
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_MEALS)
+    assert err.value.code == "wallet.certification_missing" and ISO27001 in err.value.message
+    (tmp_path / "w2").mkdir()
+    w2 = make_wallet(tmp_path / "w2", holder)
+    w2.import_credential(vc(approver, "DataSharingApprovalCredential",
+                            approval_subject(council.did, holder.did, chain=[delegation])))
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w2, DS_MEALS)
+    assert err.value.code == "wallet.delegation_missing"
+
+
+def test_present_for_request_binds_to_the_request(populated):
+    w, c = populated
+    body = b'{"rows": 3}'
+    headers = present_for_request(w, "POST", URL, body, dataset=DS_MEALS, purpose=P_MEALS)
+    manifest = decode_manifest(headers["Cead-Transfer-Manifest"])
+    assert manifest == {"dataset": DS_MEALS, "purpose": P_MEALS, "recipient": w.holder,
+                        "columns": ["pupil_id", "entitlement"]}
+    vp = decode_presentation(headers["Cead-Presentation"])
+    claims = jwt_payload(vp)
+    assert claims["aud"] == origin(URL) == "https://api.example.gov.scot:8443"
+    assert claims["nonce"] == request_binding("POST", URL, body, manifest)
+    assert len(claims["verifiableCredential"]) == 4
+    again = present_for_request(w, "POST", URL, body, dataset=DS_MEALS, purpose=P_MEALS)
+    assert jwt_payload(again["Cead-Presentation"])["jti"] != claims["jti"]          # fresh every time
+    other = present_for_request(w, "POST", URL, b'{"rows": 4}', dataset=DS_MEALS, purpose=P_MEALS)
+    assert jwt_payload(other["Cead-Presentation"])["nonce"] != claims["nonce"]     # body digest is bound
+
+
+# ---- Presentation Exchange -----------------------------------------------------------------------------------
+def test_pex_chooses_the_right_credentials(populated):
+    w, c = populated
+    definition = {"id": "meals-transfer", "input_descriptors": [
+        {"id": "approval", "name": "Approval for school meals", "constraints": {"fields": [
+            {"path": ["$.type"], "filter": {"type": "array", "contains": {"const": "DataSharingApprovalCredential"}}},
+            {"path": ["$.credentialSubject.datasets[*]", "$.vc.credentialSubject.datasets[*]"],
+             "filter": {"type": "string", "const": DS_MEALS}}]}},
+        {"id": "cyber", "constraints": {"fields": [
+            {"path": ["$.credentialSubject.scheme"], "filter": {"type": "string", "pattern": "CyberEssentials$"}},
+            {"path": ["$.credentialSubject.level"], "optional": True}]}},
+        {"id": "iso", "constraints": {"fields": [
+            {"path": ["$['credentialSubject']['scheme']"], "filter": {"enum": [ISO27001]}}]}},
+    ]}
+    chosen = select_credentials(w, definition=definition)
+    assert chosen == [c["approval"], c["cert"], c["iso"]]
+    sel = pex.select(definition, [(r.credential, r.document) for r in w.search(usable=True)])
+    assert [d["id"] for d in sel.submission["descriptor_map"]] == ["approval", "cyber", "iso"]
+    assert sel.submission["descriptor_map"][1]["path"] == "$.verifiableCredential[1]"
+    assert sel.submission["definition_id"] == "meals-transfer"
+
+
+def test_pex_unsatisfiable_definition_names_what_is_missing(populated):
+    w, _ = populated
+    definition = {"id": "d", "input_descriptors": [
+        {"id": "approval", "constraints": {"fields": [
+            {"path": ["$.type"], "filter": {"type": "array", "contains": {"const": "DataSharingApprovalCredential"}}}]}},
+        {"id": "dpo", "name": "DPO delegation for housing", "constraints": {"fields": [
+            {"path": ["$.credentialSubject.role"], "filter": {"const": "DataProtectionOfficer"}}]}},
+        {"id": "iso9001", "constraints": {"fields": [{"path": ["$.credentialSubject.scheme"],
+                                                      "filter": {"const": "urn:iso:9001"}}]}},
+    ]}
+    with pytest.raises(CeadError) as err:
+        select_credentials(w, definition=definition)
+    assert err.value.code == "pex.unsatisfied"
+    assert err.value.detail["missing"] == ["dpo (DPO delegation for housing)", "iso9001"]
+    assert "dpo (DPO delegation for housing)" in err.value.message and "iso9001" in err.value.message
+
+
+@pytest.mark.parametrize("definition", [
+    {}, {"input_descriptors": "x"}, {"input_descriptors": [{"constraints": {}}]},
+    {"input_descriptors": [{"id": "a", "constraints": {"fields": [{"path": "$.type"}]}}]},
+    {"input_descriptors": [{"id": "a", "constraints": {"fields": [{"path": ["type"]}]}}]},
+    {"input_descriptors": [{"id": "a", "constraints": {"fields": [{"path": ["$..type"]}]}}]},
+    {"input_descriptors": [{"id": "a", "constraints": {"fields": [{"path": ["$.type"], "filter": {"type": 5}}]}}]},
+])
+def test_pex_invalid_definitions_are_reported(definition):
+    with pytest.raises(CeadError) as err:
+        pex.select(definition, [("c", {"type": ["VerifiableCredential"]})])
+    assert err.value.code == "pex.definition_invalid"
+
+
+def test_json_path_subset():
+    doc = {"a": {"b": [{"c": 1}, {"c": 2}], "d-e": "x"}, "type": ["T", "U"]}
+    assert pex.json_path(doc, "$.a.b[*].c") == [1, 2]
+    assert pex.json_path(doc, "$.a.b[1].c") == [2]
+    assert pex.json_path(doc, "$['a']['d-e']") == ["x"]
+    assert pex.json_path(doc, "$.type[0]") == ["T"]
+    assert pex.json_path(doc, "$.missing.x") == []
+    assert pex.json_path(doc, "$.a.b[5]") == []
+    assert pex.json_path(doc, "$") == [doc]
+
+
+def test_expired_credentials_are_not_selected(tmp_path):
+    holder, issuer = identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    w.import_credential(vc(issuer, "VerifiableCredential", {"id": holder.did, "n": 1}, valid_for=timedelta(days=2)))
+    definition = {"id": "d", "input_descriptors": [{"id": "any", "constraints": {"fields": [
+        {"path": ["$.credentialSubject.n"], "filter": {"const": 1}}]}}]}
+    assert len(select_credentials(w, definition=definition)) == 1
+    from test_wallet_support import now
+    from wallet.store import WalletCredential
+    from sqlmodel import Session
+    with Session(w.engine) as s:  # the credential has since expired
+        row = s.get(WalletCredential, w.search()[0].id)
+        row.valid_until = now() - timedelta(seconds=1)
+        s.add(row)
+        s.commit()
+    with pytest.raises(CeadError) as err:
+        select_credentials(w, definition=definition)
+    assert err.value.code == "pex.unsatisfied"

@@ -1,0 +1,80 @@
+"""QR codes: links decode back to the same URI; printable summaries lead to verification."""
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from verifier.results import CeadError
+from wallet import qr
+
+from test_wallet_support import approval_subject, identity
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _decode_png(data: bytes) -> list[str]:
+    return [b.text for b in zxingcpp.read_barcodes(Image.open(io.BytesIO(data)))]
+
+
+def test_presentation_request_qr_decodes_to_the_same_uri():
+    uri = qr.presentation_request_uri("did:web:gateway.example.gov.scot",
+                                      "https://gateway.example.gov.scot/requests/42?x=1&y=2")
+    assert uri.startswith("openid4vp://?")
+    query = parse_qs(urlsplit(uri).query)
+    assert query == {"client_id": ["did:web:gateway.example.gov.scot"],
+                     "request_uri": ["https://gateway.example.gov.scot/requests/42?x=1&y=2"]}
+    assert _decode_png(qr.qr_png(uri)) == [uri]
+
+
+def test_credential_offer_qr_decodes_to_the_same_uri():
+    uri = qr.credential_offer_uri("https://issuer.example.gov.scot", ["OrganisationCertificationCredential"],
+                                  pre_authorized_code="SplxlOBeZQQYbYS6WxSbIA")
+    offer = json.loads(parse_qs(urlsplit(uri).query)["credential_offer"][0])
+    assert offer["credential_issuer"] == "https://issuer.example.gov.scot"
+    assert offer["grants"]["urn:ietf:params:oauth:grant-type:pre-authorized_code"]["pre-authorized_code"]
+    assert _decode_png(qr.qr_png(uri)) == [uri]
+    by_ref = qr.credential_offer_uri("", [], offer_uri="https://issuer.example/offers/1")
+    assert by_ref == "openid-credential-offer://?credential_offer_uri=https%3A%2F%2Fissuer.example%2Foffers%2F1"
+
+
+def test_summary_png_and_svg_lead_to_verification():
+    org, recipient = identity(), identity()
+    doc = {"type": ["VerifiableCredential", "DataSharingApprovalCredential"], "issuer": org.did,
+           "validUntil": "2026-12-31T00:00:00Z", "id": "urn:uuid:abc",
+           "credentialSubject": approval_subject(org.did, recipient.did)}
+    verify_url = "https://node.example.gov.scot/verify?credential=urn%3Auuid%3Aabc"
+    png = qr.summary_png(doc, verify_url)
+    assert Image.open(io.BytesIO(png)).format == "PNG"
+    assert _decode_png(png) == [verify_url]
+    svg = ET.fromstring(qr.summary_svg(doc, verify_url))
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    assert texts[0] == "DataSharingApprovalCredential"
+    assert f"Issuer: {org.did}" in texts and verify_url in "".join(t or "" for t in texts)
+    links = list(svg.iter(f"{SVG}a"))
+    assert [a.get("href") for a in links] == [verify_url]
+    assert list(links[0].iter(f"{SVG}path")), "the link holds the QR code"
+
+
+def test_svg_qr_is_a_valid_svg():
+    root = ET.fromstring(qr.qr_svg("https://x.example/"))
+    assert root.tag == f"{SVG}svg" and list(root.iter(f"{SVG}path"))
+
+
+@pytest.mark.parametrize("call, code", [
+    (lambda: qr.presentation_request_uri("", "https://x.example/r"), "qr.client_id_missing"),
+    (lambda: qr.presentation_request_uri("c", "javascript:alert(1)"), "qr.url_invalid"),
+    (lambda: qr.credential_offer_uri("https://x.example", []), "qr.offer_invalid"),
+    (lambda: qr.summary_png({"type": "X"}, "ftp://x"), "qr.url_invalid"),
+    (lambda: qr.qr_png(""), "qr.data_missing"),
+    (lambda: qr.qr_png("x" * 5000), "qr.too_long"),
+])
+def test_bad_input_is_named(call, code):
+    with pytest.raises(CeadError) as err:
+        call()
+    assert err.value.code == code

@@ -1,0 +1,257 @@
+"""Wallet commands: `cead wallet import|list|show|remove|present|qr ...` and `cead fetch URL`. Registered by
+``cead.cli``.
+
+Exit codes: 0 done, 1 refused or denied (a credential that does not verify, a transfer the gateway denies, a
+definition the wallet cannot satisfy), 2 bad input (unreadable file, unknown id, bad option). Errors go to stderr
+as JSON ``{"error": {"code", "message"}}``; private keys are never printed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from verifier.results import CeadError
+
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+_REFUSALS = ("transfer.denied", "pex.unsatisfied", "wallet.no_approval")
+
+home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="CEAD_HOME",
+                           default=None, help="The node home (default: $CEAD_HOME or ./cead-home).")
+
+
+def _fail(code: str, message: str, exit_code: int = EXIT_BAD_INPUT, **detail) -> None:
+    error = {"code": code, "message": message, **({"detail": detail} if detail else {})}
+    click.echo(json.dumps({"error": error}), err=True)
+    sys.exit(exit_code)
+
+
+def _fail_with(exc: CeadError) -> None:
+    _fail(exc.code, exc.message, EXIT_REFUSED if exc.code in _REFUSALS else EXIT_BAD_INPUT, **exc.detail)
+
+
+def _wallet(home: Path | None):
+    from issuer.node import Node
+    from .store import Wallet
+    try:
+        return Wallet.from_node(Node.open(home))
+    except CeadError as exc:
+        _fail_with(exc)
+
+
+def _print(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group()
+def wallet() -> None:
+    """The organisation's wallet: credentials it holds, and presenting them."""
+
+
+@wallet.command("import")
+@click.argument("source")
+@home_option
+def import_(source: str, home: Path | None) -> None:
+    """Verify and store a credential from FILE, URL or - (stdin). Refused with the reasons if invalid."""
+    if source.startswith(("https://", "http://")):
+        import requests
+        try:
+            response = requests.get(source, timeout=30, headers={"Accept": "application/vc+jwt, application/json"})
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            _fail("input.unreadable", f"Cannot fetch {source}: {exc}")
+        data = response.content
+    else:
+        try:
+            data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        except OSError as exc:
+            _fail("input.unreadable", f"Cannot read {source!r}: {exc.strerror or exc}")
+    result = _wallet(home).import_credential(data, source=source)
+    if not result.ok:
+        click.echo(json.dumps({"refused": [p.to_dict() for p in result.problems]}, indent=2), err=True)
+        sys.exit(EXIT_REFUSED)
+    _print({"stored": result.record.summary(), "duplicate": result.duplicate})
+
+
+@wallet.command("list")
+@click.option("--type", "type_", help="Only credentials of this type, e.g. DataSharingApprovalCredential.")
+@click.option("--dataset", help="Only credentials naming this dataset IRI.")
+@click.option("--purpose", help="Only credentials naming this purpose IRI.")
+@click.option("--counterparty", help="Only credentials involving this DID (issuer or named party).")
+@click.option("--expiring-within", type=click.IntRange(min=0), help="Only credentials ending within DAYS.")
+@click.option("--warn-days", type=click.IntRange(min=0), default=None,
+              help="Warn about credentials ending within DAYS (default: the node's wallet.expiry_warning_days, 30).")
+@click.option("--check-status", is_flag=True, help="Re-read every credential's status list first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@home_option
+def list_(type_, dataset, purpose, counterparty, expiring_within, warn_days, check_status, as_json, home) -> None:
+    """List held credentials, with warnings (expiring, expired, revoked or suspended since receipt)."""
+    w = _wallet(home)
+    if check_status:
+        w.check_status()
+    rows = w.search(type=type_, dataset=dataset, purpose=purpose, counterparty=counterparty,
+                    expiring_within=expiring_within)
+    warnings = w.warnings(days=warn_days)
+    if as_json:
+        _print({"credentials": [r.summary() for r in rows], "warnings": [p.to_dict() for p in warnings]})
+        return
+    for r in rows:
+        s = r.summary()
+        click.echo(f"{s['id']}  {','.join(s['types']) or 'VerifiableCredential':<36} {s['issuer']}  "
+                   f"until {s['validUntil'] or '-'}  status {s['statusNow']}")
+    if not rows:
+        click.echo("No credentials.")
+    for p in warnings:
+        click.echo(f"warning {p.code}: {p.message}", err=True)
+
+
+@wallet.command("show")
+@click.argument("ident")
+@click.option("--raw", is_flag=True, help="Print the credential exactly as held (JSON or JWT).")
+@home_option
+def show(ident: str, raw: bool, home: Path | None) -> None:
+    """Show one credential (by local id, unique id prefix or credential id)."""
+    w = _wallet(home)
+    record = w.get(ident)
+    if record is None:
+        _fail("wallet.not_found", f"No credential {ident!r} in the wallet.")
+    if raw:
+        click.echo(record.raw)
+        return
+    _print({**record.summary(), "terms": w.terms(record.id), "credential": record.document})
+
+
+@wallet.command("remove")
+@click.argument("ident")
+@home_option
+def remove(ident: str, home: Path | None) -> None:
+    """Delete a credential from the wallet."""
+    if not _wallet(home).delete(ident):
+        _fail("wallet.not_found", f"No credential {ident!r} in the wallet.")
+    click.echo(f"removed {ident}")
+
+
+@wallet.command("present")
+@click.option("--dataset", help="Dataset IRI: present the approval covering it and what that approval relies on.")
+@click.option("--purpose", help="Purpose IRI (with --dataset).")
+@click.option("--definition", type=click.Path(dir_okay=False, path_type=Path),
+              help="A DIF Presentation Exchange 2.0 presentation definition (JSON file).")
+@click.option("--audience", "--domain", "audience", help="The verifier (aud / proof domain).")
+@click.option("--nonce", "--challenge", "nonce", help="The verifier's challenge (nonce / proof challenge).")
+@click.option("--format", "fmt", type=click.Choice(["jwt", "ldp"]), default="jwt", show_default=True)
+@click.option("--lifetime", type=click.IntRange(1, 300), default=60, show_default=True)
+@home_option
+def present(dataset, purpose, definition, audience, nonce, fmt, lifetime, home) -> None:
+    """Print a presentation of the credentials a verifier needs."""
+    from .present import build_presentation, select_credentials
+    definition_doc = None
+    if definition is not None:
+        try:
+            definition_doc = json.loads(definition.read_text())
+        except (OSError, ValueError) as exc:
+            _fail("input.unreadable", f"Cannot read the definition {str(definition)!r}: {exc}")
+        definition_doc = definition_doc.get("presentation_definition", definition_doc) \
+            if isinstance(definition_doc, dict) else definition_doc
+    w = _wallet(home)
+    try:
+        credentials = select_credentials(w, dataset=dataset, purpose=purpose, definition=definition_doc)
+        vp = build_presentation(w.holder, w.key, w.kid, credentials, format=fmt, audience=audience, nonce=nonce,
+                                lifetime=lifetime)
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(vp if isinstance(vp, str) else json.dumps(vp, indent=2))
+
+
+# ---- QR codes ----------------------------------------------------------------------------------------------------
+@wallet.group()
+def qr() -> None:
+    """QR codes: presentation requests, credential offers, printable summaries."""
+
+
+def _write_qr(text: str, output: Path | None) -> None:
+    from . import qr as q
+    if output is None:
+        click.echo(text)
+        return
+    data = q.qr_svg(text).encode() if output.suffix.lower() == ".svg" else q.qr_png(text)
+    output.write_bytes(data)
+    click.echo(text)
+
+
+@qr.command("request")
+@click.option("--client-id", required=True, help="The verifier's client_id (e.g. its DID or redirect URI).")
+@click.option("--request-uri", required=True, help="HTTPS URL of the signed request object.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG or SVG file.")
+def qr_request(client_id: str, request_uri: str, output: Path | None) -> None:
+    """An OpenID4VP presentation request link (openid4vp://?client_id=...&request_uri=...)."""
+    from . import qr as q
+    try:
+        _write_qr(q.presentation_request_uri(client_id, request_uri), output)
+    except CeadError as exc:
+        _fail_with(exc)
+
+
+@qr.command("offer")
+@click.option("--issuer", "credential_issuer", required=True, help="The credential issuer's HTTPS URL.")
+@click.option("--config", "configs", multiple=True, required=True, help="A credential configuration id.")
+@click.option("--pre-authorized-code", help="Pre-authorized code grant.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG or SVG file.")
+def qr_offer(credential_issuer: str, configs: tuple[str, ...], pre_authorized_code: str | None,
+             output: Path | None) -> None:
+    """An OpenID4VCI credential offer link."""
+    from . import qr as q
+    try:
+        _write_qr(q.credential_offer_uri(credential_issuer, list(configs), pre_authorized_code=pre_authorized_code),
+                  output)
+    except CeadError as exc:
+        _fail_with(exc)
+
+
+@qr.command("summary")
+@click.argument("ident")
+@click.option("--verify-url", required=True, help="Where the QR code leads: a page that verifies the credential.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file: .png or .svg.")
+@home_option
+def qr_summary(ident: str, verify_url: str, output: Path, home: Path | None) -> None:
+    """A printable summary of a held approval or certification, with a QR code to its verification."""
+    from . import qr as q
+    record = _wallet(home).get(ident)
+    if record is None:
+        _fail("wallet.not_found", f"No credential {ident!r} in the wallet.")
+    try:
+        if output.suffix.lower() == ".svg":
+            output.write_text(q.summary_svg(record.document, verify_url))
+        elif output.suffix.lower() == ".png":
+            output.write_bytes(q.summary_png(record.document, verify_url))
+        else:
+            _fail("input.invalid", "The output file must end in .png or .svg.")
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(str(output))
+
+
+# ---- the pipeline client for scripts -----------------------------------------------------------------------------
+@click.command()
+@click.argument("url")
+@click.option("--dataset", required=True, help="The dataset IRI being fetched.")
+@click.option("--purpose", help="The purpose IRI of the transfer.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the body here.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="CA certificates to trust.")
+@home_option
+def fetch(url: str, dataset: str, purpose: str | None, output: Path | None, ca_bundle: str | None,
+          home: Path | None) -> None:
+    """GET URL from a Cead-protected data API, presenting the approval for DATASET. A denial exits 1 with the
+    verifier's reasons."""
+    from .client import fetch as do_fetch
+    w = _wallet(home)
+    try:
+        response = do_fetch(w, url, dataset=dataset, purpose=purpose, verify=ca_bundle or True)
+    except CeadError as exc:
+        _fail_with(exc)
+    if output is None:
+        sys.stdout.buffer.write(response.content)
+    else:
+        output.write_bytes(response.content)

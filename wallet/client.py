@@ -1,0 +1,155 @@
+"""The pipeline client: every request carries a fresh presentation bound to it, so a scheduled job pulls (or pushes)
+each update with no manual step.
+
+``requests``::
+
+    session.get(url, auth=CeadAuth(wallet, dataset=IRI, purpose=IRI))
+
+``httpx``::
+
+    httpx.Client(auth=CeadHttpxAuth(wallet, dataset=IRI)).get(url)
+
+A denial by the gateway (401/403) raises :class:`TransferDenied` carrying the verifier's reasons.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import requests
+
+from verifier.binding import request_binding
+from verifier.results import CeadError, Problem
+
+from .present import build_presentation, present_for_request
+
+class TransferDenied(CeadError):
+    """The gateway refused the transfer; ``reasons`` are the verifier's problems."""
+
+    def __init__(self, status: int, reasons: list[Problem], url: str):
+        text = "; ".join(f"{p.code}: {p.message}" for p in reasons) or "no reason given"
+        super().__init__("transfer.denied", f"The transfer to {url} was denied (HTTP {status}): {text}",
+                         status=status, url=url, reasons=[p.to_dict() for p in reasons])
+        self.status = status
+        self.reasons = reasons
+
+
+def _reasons(body: bytes) -> list[Problem]:
+    """The problems in a denial body: ``{"problems": [...]}`` or ``{"reasons": [...]}`` or ``{"error": ...}``."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()[:500]
+        return [Problem("transfer.denied", text)] if text else []
+    if not isinstance(data, dict):
+        return []
+    items = data.get("problems") or data.get("reasons") or []
+    if not items and isinstance(data.get("error"), (str, dict)):
+        items = [data["error"]]
+    out = []
+    for item in items if isinstance(items, list) else [items]:
+        if isinstance(item, dict):
+            out.append(Problem(str(item.get("code", "transfer.denied")), str(item.get("message", "")),
+                               item.get("detail") or {}))
+        elif isinstance(item, str):
+            out.append(Problem("transfer.denied", item))
+    return out
+
+
+def check_response(status: int, body: bytes, url: str) -> None:
+    if status in (401, 403):
+        raise TransferDenied(status, _reasons(body), url)
+
+
+class _Presenting:
+    def __init__(self, wallet, *, dataset: str | None = None, purpose: str | None = None,
+                 definition: dict | None = None, manifest: dict | None = None, format: str = "jwt",
+                 lifetime: int = 60, raise_on_denial: bool = True):
+        self.wallet = wallet
+        self.options: dict[str, Any] = dict(dataset=dataset, purpose=purpose, definition=definition,
+                                            format=format, lifetime=lifetime)
+        self.manifest = manifest
+        self.raise_on_denial = raise_on_denial
+
+    def headers(self, method: str, url: str, body: bytes | None) -> dict[str, str]:
+        return present_for_request(self.wallet, method, url, body, self.manifest, **self.options)
+
+
+class CeadAuth(_Presenting, requests.auth.AuthBase):
+    """``requests`` auth: binds a fresh presentation to the final prepared request (method, URL, body)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body
+        if body is not None and not isinstance(body, (bytes, str)):
+            raise CeadError("request.body_unsupported",
+                            "A streamed request body cannot be bound to a presentation; pass bytes.")
+        request.headers.update(self.headers(request.method, request.url, body))
+        if self.raise_on_denial:
+            request.register_hook("response", self._check)
+        return request
+
+    @staticmethod
+    def _check(response: requests.Response, *args, **kwargs) -> requests.Response:
+        check_response(response.status_code, response.content, response.url)
+        return response
+
+
+class CeadHttpxAuth(_Presenting, httpx.Auth):
+    """``httpx`` auth: binds a fresh presentation to each request (its full body is read first)."""
+
+    requires_request_body = True
+    requires_response_body = True
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers.update(self.headers(request.method, str(request.url), request.content))
+        response = yield request
+        if self.raise_on_denial:
+            check_response(response.status_code, response.content, str(request.url))
+
+
+def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None = None,
+          definition: dict | None = None, method: str = "GET", data: bytes | None = None,
+          session: requests.Session | None = None, timeout: float = 30.0, verify: str | bool = True
+          ) -> requests.Response:
+    """One request with a presentation attached; raises :class:`TransferDenied` on denial and ``CeadError``
+    (``transfer.failed``) on any other HTTP error or network failure."""
+    session = session or requests.Session()
+    auth = CeadAuth(wallet, dataset=dataset, purpose=purpose, definition=definition)
+    try:
+        response = session.request(method, url, data=data, auth=auth, timeout=timeout, verify=verify)
+    except requests.RequestException as exc:
+        raise CeadError("transfer.failed", f"Could not reach {url}: {exc}") from None
+    if response.status_code >= 400:
+        raise CeadError("transfer.failed", f"{url} answered HTTP {response.status_code}.",
+                        status=response.status_code, body=response.text[:500])
+    return response
+
+
+# ---- delivering credentials to another node's inbox ------------------------------------------------------------
+def deliver(sender_did: str, key, kid: str, credentials: list[dict | str], inbox_url: str, *,
+            session: requests.Session | None = None, timeout: float = 30.0, verify: str | bool = True,
+            format: str = "jwt") -> dict:
+    """POST ``credentials`` to a node's inbox, wrapped in a presentation signed by the sender (the issuer) and
+    bound to the inbox URL. Returns the inbox's JSON answer; raises ``CeadError("inbox.refused")`` with the
+    recipient's reasons if it refused."""
+    from verifier.binding import origin
+    from .inbox import PRESENTATION_TYPES
+    vp = build_presentation(sender_did, key, kid, credentials, format=format, audience=origin(inbox_url),
+                            nonce=request_binding("POST", inbox_url))
+    if isinstance(vp, str):
+        body, ctype = vp.encode(), PRESENTATION_TYPES["jwt"]
+    else:
+        body, ctype = json.dumps(vp).encode(), PRESENTATION_TYPES["ldp"]
+    session = session or requests.Session()
+    try:
+        response = session.post(inbox_url, data=body, headers={"Content-Type": ctype}, timeout=timeout,
+                                verify=verify)
+    except requests.RequestException as exc:
+        raise CeadError("inbox.unreachable", f"Could not reach the inbox {inbox_url}: {exc}") from None
+    if response.status_code >= 400:
+        reasons = _reasons(response.content)
+        text = "; ".join(f"{p.code}: {p.message}" for p in reasons) or f"HTTP {response.status_code}"
+        raise CeadError("inbox.refused", f"The inbox {inbox_url} refused the delivery: {text}",
+                        status=response.status_code, reasons=[p.to_dict() for p in reasons])
+    return response.json()

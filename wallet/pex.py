@@ -1,0 +1,132 @@
+"""DIF Presentation Exchange 2.0: choose the credentials a verifier's presentation definition asks for.
+
+Supported: ``input_descriptors`` whose ``constraints.fields`` give JSONPath ``path`` lists (the common subset:
+``$.a.b``, ``$['a']``, ``$.a[0]``, ``$.a[*]``) and an optional JSON Schema ``filter`` (any keyword the
+``jsonschema`` library knows: const, enum, pattern, contains, ...), and ``optional`` fields. Every descriptor is
+treated as required (``submission_requirements`` asking for fewer are satisfied by submitting all). A field is
+satisfied when one of its paths yields a value the filter accepts; a descriptor when all its non-optional fields
+are. Paths are evaluated on the credential's JSON (the JWT payload for VC-JOSE, so ``$.vc...`` paths of VC 1.1
+peers work too).
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import jsonschema
+
+from verifier.results import CeadError
+
+_SEGMENT = re.compile(r"""\.(?P<name>[A-Za-z_@$][\w@$-]*)|\[(?P<index>\d+|\*)\]|\[(?P<q>['"])(?P<key>.*?)(?P=q)\]""")
+
+
+def _parse_path(path: str) -> list[str | int | None]:
+    """JSONPath (subset) -> segments: str key, int index, None for a wildcard."""
+    if not isinstance(path, str) or not path.startswith("$"):
+        raise CeadError("pex.definition_invalid", f"Unsupported JSONPath {path!r} (must start with '$').")
+    segments: list[str | int | None] = []
+    pos = 1
+    while pos < len(path):
+        match = _SEGMENT.match(path, pos)
+        if not match:
+            raise CeadError("pex.definition_invalid", f"Unsupported JSONPath {path!r} at position {pos}.")
+        if match["name"] is not None:
+            segments.append(match["name"])
+        elif match["key"] is not None:
+            segments.append(match["key"])
+        else:
+            segments.append(None if match["index"] == "*" else int(match["index"]))
+        pos = match.end()
+    return segments
+
+
+def json_path(document: Any, path: str) -> list[Any]:
+    """All values ``path`` selects in ``document``."""
+    values = [document]
+    for seg in _parse_path(path):
+        nxt: list[Any] = []
+        for value in values:
+            if seg is None:
+                if isinstance(value, list):
+                    nxt.extend(value)
+                elif isinstance(value, dict):
+                    nxt.extend(value.values())
+            elif isinstance(seg, int):
+                if isinstance(value, list) and seg < len(value):
+                    nxt.append(value[seg])
+            elif isinstance(value, dict) and seg in value:
+                nxt.append(value[seg])
+        values = nxt
+    return values
+
+
+def _field_matches(spec: dict, document: dict) -> bool:
+    paths = spec.get("path")
+    if not isinstance(paths, list) or not paths:
+        raise CeadError("pex.definition_invalid", "Every constraints field needs a non-empty 'path' list.")
+    schema = spec.get("filter")
+    validator = None
+    if schema is not None:
+        try:
+            cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+            cls.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise CeadError("pex.definition_invalid", f"Invalid filter: {exc.message}.") from None
+        validator = cls(schema)
+    for path in paths:
+        for value in json_path(document, path):
+            if validator is None or validator.is_valid(value):
+                return True
+    return False
+
+
+def descriptor_matches(descriptor: dict, document: dict) -> bool:
+    fields = (descriptor.get("constraints") or {}).get("fields") or []
+    if not isinstance(fields, list):
+        raise CeadError("pex.definition_invalid", f"Descriptor {descriptor.get('id')!r}: 'fields' must be a list.")
+    return all(spec.get("optional") or _field_matches(spec, document) for spec in fields)
+
+
+@dataclass
+class Selection:
+    """Chosen credentials (in descriptor order, each once) and the matching presentation_submission."""
+    credentials: list[Any] = field(default_factory=list)
+    submission: dict = field(default_factory=dict)
+
+
+def select(definition: dict, candidates: Iterable[tuple[Any, dict]]) -> Selection:
+    """For each input descriptor, the first candidate whose JSON matches it.
+
+    ``candidates``: ``(credential, json_document)`` pairs in order of preference (e.g. newest first). Raises
+    ``CeadError("pex.unsatisfied")`` naming every descriptor no candidate satisfies.
+    """
+    if not isinstance(definition, dict) or not isinstance(definition.get("input_descriptors"), list):
+        raise CeadError("pex.definition_invalid", "A presentation definition needs an 'input_descriptors' list.")
+    candidates = list(candidates)
+    chosen: list[Any] = []
+    descriptor_map: list[dict] = []
+    missing: list[str] = []
+    for descriptor in definition["input_descriptors"]:
+        if not isinstance(descriptor, dict) or not isinstance(descriptor.get("id"), str):
+            raise CeadError("pex.definition_invalid", "Every input descriptor needs a string 'id'.")
+        match = next((i for i, (_, doc) in enumerate(candidates) if descriptor_matches(descriptor, doc)), None)
+        if match is None:
+            label = descriptor["id"] + (f" ({descriptor['name']})" if descriptor.get("name") else "")
+            missing.append(label)
+            continue
+        credential = candidates[match][0]
+        if not any(credential is c for c in chosen):
+            chosen.append(credential)
+        index = next(i for i, c in enumerate(chosen) if c is credential)
+        descriptor_map.append({"id": descriptor["id"],
+                               "format": "jwt_vc_json" if isinstance(credential, str) else "ldp_vc",
+                               "path": f"$.verifiableCredential[{index}]"})
+    if missing:
+        raise CeadError("pex.unsatisfied",
+                        "The wallet holds no valid credential for: " + "; ".join(missing) + ".",
+                        missing=missing, definition=definition.get("id"))
+    submission = {"id": str(uuid.uuid4()), "definition_id": definition.get("id"), "descriptor_map": descriptor_map}
+    return Selection(chosen, submission)
+

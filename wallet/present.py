@@ -1,0 +1,186 @@
+"""Building verifiable presentations: VC-JOSE ``vp+jwt`` (default) or Data Integrity, bound to one request.
+
+The binding to an HTTP request is the wire contract's (``verifier.binding``); this module only chooses the
+credentials and signs.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from schemas.models import DataSharingApproval, DelegatedAuthority, OrganisationCertification
+from schemas.vocab import expand, registry
+from verifier.binding import (MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation, origin,
+                              request_binding)
+from verifier.results import CeadError
+
+from . import pex
+
+VC_V2 = "https://www.w3.org/ns/credentials/v2"
+MAX_LIFETIME = 300
+
+APPROVAL = DataSharingApproval.credential_type
+CERTIFICATION = OrganisationCertification.credential_type
+
+
+def _enveloped(credential: dict | str) -> dict:
+    """A JSON credential as is; a JWT credential as an EnvelopedVerifiableCredential (VC-JOSE-COSE)."""
+    if isinstance(credential, dict):
+        return credential
+    if isinstance(credential, str) and credential.count(".") == 2:
+        return {"@context": VC_V2, "id": f"data:application/vc+jwt,{credential}",
+                "type": "EnvelopedVerifiableCredential"}
+    raise CeadError("credential.malformed", "A credential must be a JSON object or a compact JWT.")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def build_presentation(holder_did: str, key, kid: str, credentials: Iterable[dict | str], *, format: str = "jwt",
+                       audience: str | None = None, nonce: str | None = None, domain: str | None = None,
+                       challenge: str | None = None, lifetime: int = 60, now: datetime | None = None) -> str | dict:
+    """A presentation by ``holder_did`` of ``credentials``, signed with ``key`` under verification method ``kid``.
+
+    ``format="jwt"``: a compact ``vp+jwt`` whose claims are the presentation plus iss, aud, nonce, iat, exp, jti.
+    ``format="ldp"``: the presentation with a Data Integrity proof (purpose ``authentication``, ``challenge``,
+    ``domain``, ``created``, ``expires``). ``audience``/``domain`` and ``nonce``/``challenge`` are synonyms.
+    """
+    if not 0 < lifetime <= MAX_LIFETIME:
+        raise CeadError("presentation.lifetime_invalid", f"A presentation lives 1 to {MAX_LIFETIME} seconds.")
+    audience = audience or domain
+    nonce = nonce or challenge
+    now = now or datetime.now(timezone.utc)
+    vp: dict[str, Any] = {
+        "@context": [VC_V2],
+        "type": ["VerifiablePresentation"],
+        "id": f"urn:uuid:{uuid.uuid4()}",
+        "holder": holder_did,
+        "verifiableCredential": [_enveloped(c) for c in credentials],
+    }
+    if format == "jwt":
+        from issuer.signing import sign_jwt
+        claims = dict(vp, iss=holder_did, jti=vp["id"], iat=int(now.timestamp()),
+                      exp=int(now.timestamp()) + lifetime)
+        if audience:
+            claims["aud"] = audience
+        if nonce:
+            claims["nonce"] = nonce
+        return sign_jwt(claims, key, kid, typ="vp+jwt")
+    if format == "ldp":
+        from issuer.signing import add_proof
+        return add_proof(vp, key, kid, purpose="authentication", challenge=nonce, domain=audience,
+                         created=_iso(now), expires=_iso(now + timedelta(seconds=lifetime)))
+    raise CeadError("presentation.format_unsupported", f"Unknown presentation format {format!r} (jwt or ldp).")
+
+
+# ---- choosing credentials -------------------------------------------------------------------------------------
+def _held(wallet, ref: dict):
+    """The usable held credential a ``{"id", "digest"}`` reference pins (by digest), or None."""
+    digest = ref.get("digest") if isinstance(ref, dict) else None
+    return next((r for r in wallet.search(usable=True) if digest and r.digest == digest), None)
+
+
+def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> list:
+    """The credentials a transfer of ``dataset`` for ``purpose`` needs, as stored records.
+
+    The newest valid DataSharingApprovalCredential naming this wallet as a recipient and covering the dataset (and
+    purpose, if given; a narrower dataset or purpose is covered by a broader one, per ``schemas.vocab``); the
+    delegations in its ``delegationChain`` (pinned by digest, with their ``parentDelegation``s); and, for each
+    scheme in ``recipientRequirements``, a valid OrganisationCertificationCredential of this wallet's holder.
+    Raises ``wallet.no_approval`` / ``wallet.delegation_missing`` / ``wallet.certification_missing``.
+    """
+    vocab = registry()
+    dataset_iri, purpose_iri = expand(dataset), expand(purpose) if purpose else None
+    approval = None
+    for record in wallet.search(type=APPROVAL, usable=True):
+        try:
+            subject = DataSharingApproval.from_credential(record.document)
+        except CeadError:
+            continue  # not a Cead approval (e.g. another vocabulary): never chosen
+        if (wallet.holder in subject.recipients and vocab.within_any(dataset_iri, subject.datasets)
+                and (purpose_iri is None or vocab.within_any(purpose_iri, subject.purposes))):
+            approval = (record, subject)
+            break
+    if approval is None:
+        what = f"dataset {dataset}" + (f" for purpose {purpose}" if purpose else "")
+        raise CeadError("wallet.no_approval", f"The wallet holds no valid {APPROVAL} for {wallet.holder} covering "
+                        f"{what}.", dataset=dataset, purpose=purpose)
+    record, subject = approval
+    chosen = [record]
+    refs = [r.to_json() for r in subject.delegation_chain]
+    while refs:
+        ref = refs.pop(0)
+        held = _held(wallet, ref)
+        if held is None:
+            raise CeadError("wallet.delegation_missing", f"The approval relies on the delegation {ref.get('id')}, "
+                            "which the wallet does not hold (or which is no longer valid).", reference=ref)
+        if held not in chosen:
+            chosen.append(held)
+            parent = DelegatedAuthority.from_credential(held.document).parent
+            if parent:
+                refs.append(parent)
+    today = datetime.now(timezone.utc).date()
+    certifications = []
+    for r in wallet.search(type=CERTIFICATION, usable=True):
+        try:
+            cert = OrganisationCertification.from_credential(r.document)
+        except CeadError:
+            continue
+        if cert.id == wallet.holder:
+            certifications.append((r, cert))
+    for scheme in subject.required_certifications:
+        held = next((r for r, cert in certifications
+                     if cert.status == "Certified" and vocab.within(cert.scheme, scheme)), None)
+        if held is None:
+            raise CeadError("wallet.certification_missing", f"The approval requires a certification under {scheme}, "
+                            "which the wallet does not hold (or which is no longer valid).", scheme=scheme)
+        if held not in chosen:
+            chosen.append(held)
+    return chosen
+
+
+def select_credentials(wallet, *, dataset: str | None = None, purpose: str | None = None,
+                       definition: dict | None = None) -> list[dict | str]:
+    """Credentials to present: from a Presentation Exchange definition if given, else by dataset and purpose."""
+    if definition is not None:
+        records = wallet.search(usable=True)
+        return pex.select(definition, [(r.credential, r.document) for r in records]).credentials
+    if dataset is None:
+        raise CeadError("wallet.selection_missing", "Give a dataset (and purpose) or a presentation definition.")
+    return [r.credential for r in select_for_transfer(wallet, dataset, purpose)]
+
+
+def present_for_request(wallet, method: str, url: str, body: bytes | str | None, manifest: dict | None = None, *,
+                        dataset: str | None = None, purpose: str | None = None, definition: dict | None = None,
+                        format: str = "jwt", lifetime: int = 60) -> dict[str, str]:
+    """Headers carrying a fresh presentation bound to this request (wire contract): ``Cead-Presentation`` and,
+    when there is a manifest, ``Cead-Transfer-Manifest``.
+
+    Without ``manifest``, one is made from ``dataset`` and ``purpose``: ``{"dataset", "purpose", "recipient",
+    "columns"}`` with the columns the chosen approval allows (``dataItems``). Pass a manifest to ask for fewer
+    columns or to state ``rowCount`` and protocol details.
+    """
+    if wallet.key is None or wallet.kid is None:
+        raise CeadError("wallet.no_key", "The wallet has no signing key to present with (open it from the node).")
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if definition is not None or dataset is None:
+        credentials = select_credentials(wallet, dataset=dataset, purpose=purpose, definition=definition)
+        if manifest is None and dataset is not None:
+            manifest = {"dataset": dataset, **({"purpose": purpose} if purpose else {})}
+    else:
+        records = select_for_transfer(wallet, dataset, purpose)
+        credentials = [r.credential for r in records]
+        if manifest is None:
+            approval = DataSharingApproval.from_credential(records[0].document)
+            manifest = {"dataset": dataset, **({"purpose": purpose} if purpose else {}), "recipient": wallet.holder,
+                        "columns": list(approval.data_items)}
+    vp = build_presentation(wallet.holder, wallet.key, wallet.kid, credentials, format=format,
+                            audience=origin(url), nonce=request_binding(method, url, body, manifest),
+                            lifetime=lifetime)
+    headers = {PRESENTATION_HEADER: encode_presentation(vp)}
+    if manifest is not None:
+        headers[MANIFEST_HEADER] = encode_manifest(manifest)
+    return headers

@@ -1,0 +1,458 @@
+"""The credential store: what an organisation holds, verified on receipt, searchable, with warnings.
+
+Two tables in the node's database (SQLite by default, PostgreSQL by URL), created by the Alembic revisions in
+``wallet/migrations/versions``: ``wallet_credential`` (one row per credential, exactly as received) and
+``wallet_term`` (search terms: type, dataset, purpose, party). An import writes both in one transaction, so an
+interrupted import leaves the credential either fully stored or absent.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlmodel import Field, Session, SQLModel, select
+
+from schemas.models import credential_digest
+from schemas.vocab import expand
+from verifier.credential import _unwrap_enveloped
+from verifier.keys import b64url_decode
+from verifier.results import CeadError, Problem
+
+VERSIONS_DIR = Path(__file__).parent / "migrations" / "versions"
+
+# Status of a credential's credentialStatus entries, as last seen.
+STATUS_NONE = "none"            # the credential has no credentialStatus
+STATUS_ACTIVE = "active"
+STATUS_REVOKED = "revoked"
+STATUS_SUSPENDED = "suspended"
+STATUS_UNKNOWN = "unknown"      # the status list could not be read
+_STATUS_FROM_CODE = {"status.revoked": STATUS_REVOKED, "status.suspended": STATUS_SUSPENDED,
+                     "status.stale": STATUS_UNKNOWN, "status.unreachable": STATUS_UNKNOWN}
+
+# Keys of credentialSubject (at any depth) whose values are indexed as datasets / purposes.
+_DATASET_KEYS = {"dataset", "datasets"}
+_PURPOSE_KEYS = {"purpose", "purposes"}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class WalletCredential(SQLModel, table=True):
+    __tablename__ = "wallet_credential"
+
+    id: str = Field(primary_key=True)                         # local identifier, short and stable
+    digest: str = Field(unique=True, index=True)              # schemas.models.credential_digest, as received
+    format: str                                               # "ldp" (JSON, Data Integrity) | "jwt" (VC-JOSE)
+    raw: str = Field(sa_column=Column(Text, nullable=False))  # the credential exactly as received
+    credential_id: str | None = None                          # the credential's own "id", if any
+    types: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
+    issuer: str = Field(index=True)
+    subject: str | None = Field(default=None, index=True)
+    valid_from: datetime | None = None
+    valid_until: datetime | None = Field(default=None, index=True)
+    status_at_receipt: str = STATUS_NONE
+    status_now: str = STATUS_NONE
+    status_checked_at: datetime | None = None
+    received_at: datetime = Field(default_factory=_utcnow)
+    source: str | None = None                                 # file path, URL or inbox sender
+
+    # ---- convenience ----------------------------------------------------------------------------------
+    @property
+    def type_list(self) -> list[str]:
+        return json.loads(self.types)
+
+    @property
+    def credential(self) -> dict | str:
+        """The credential as it is presented: a JSON object, or the compact JWT string."""
+        return self.raw if self.format == "jwt" else json.loads(self.raw)
+
+    @property
+    def document(self) -> dict:
+        """The credential as JSON (the JWT payload for VC-JOSE)."""
+        return jwt_payload(self.raw) if self.format == "jwt" else json.loads(self.raw)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "credentialId": self.credential_id, "format": self.format,
+            "types": [t for t in self.type_list if t != "VerifiableCredential"],
+            "issuer": self.issuer, "subject": self.subject,
+            "validFrom": _iso(self.valid_from), "validUntil": _iso(self.valid_until),
+            "statusAtReceipt": self.status_at_receipt, "statusNow": self.status_now,
+            "receivedAt": _iso(self.received_at), "source": self.source, "digest": self.digest,
+        }
+
+
+class WalletTerm(SQLModel, table=True):
+    __tablename__ = "wallet_term"
+    __table_args__ = (UniqueConstraint("credential_id", "kind", "value"), Index("ix_wallet_term_kv", "kind", "value"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    credential_id: str = Field(sa_column=Column(Text, ForeignKey("wallet_credential.id", ondelete="CASCADE"),
+                                                nullable=False, index=True))
+    kind: str          # "type" | "dataset" | "purpose" | "party"
+    value: str
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Datetimes read back from SQLite may lack their zone; every stored time is UTC."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return _aware(value).isoformat().replace("+00:00", "Z") if value else None
+
+
+def jwt_payload(token: str) -> dict:
+    """The claims of a compact JWS, unverified (only for reading what the store already verified)."""
+    try:
+        payload = json.loads(b64url_decode(token.split(".")[1]))
+    except (IndexError, ValueError, CeadError):
+        raise CeadError("credential.malformed", "Not a compact JWT.") from None
+    if not isinstance(payload, dict):
+        raise CeadError("credential.malformed", "The JWT payload is not a JSON object.")
+    return payload
+
+
+def parse_credential(data: str | bytes | dict) -> dict | str:
+    """A credential from a file or HTTP body: a JSON object (Data Integrity) or a compact JWT (VC-JOSE); an
+    EnvelopedVerifiableCredential is unwrapped to its JWT."""
+    if isinstance(data, dict):
+        return _unwrap_enveloped(data)
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CeadError("credential.malformed", "The credential is not UTF-8 text.") from None
+    text = data.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise CeadError("credential.malformed", f"The credential is not valid JSON: {exc}.") from None
+        if not isinstance(doc, dict):
+            raise CeadError("credential.malformed", "The credential must be a JSON object.")
+        return _unwrap_enveloped(doc)
+    if text.count(".") == 2 and " " not in text:
+        jwt_payload(text)
+        return text
+    raise CeadError("credential.malformed", "Expected a JSON credential or a compact JWT (application/vc+jwt).")
+
+
+# ---- reading a credential's searchable facts ----------------------------------------------------------------
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _ref(value: Any) -> str | None:
+    """An IRI-valued property: a string, or an object with an "id"."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    return None
+
+
+def _walk(value: Any, keys: set[str]) -> Iterable[str]:
+    """Every IRI found under any of ``keys`` anywhere in ``value``."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in keys:
+                for item in _as_list(v):
+                    if (ref := _ref(item)) is not None:
+                        yield expand(ref)
+            yield from _walk(v, keys)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item, keys)
+
+
+def _dids(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        if value.startswith("did:"):
+            yield value.split("#")[0]
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _dids(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _dids(v)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def describe(document: dict, holder: str | None = None) -> dict[str, Any]:
+    """The facts the store indexes, read from a credential's JSON (the JWT payload for VC-JOSE).
+
+    Accepts VC 2.0 and, for older peers, VC 1.1 (``expirationDate``, a ``vc`` claim in a JWT).
+    """
+    vc = document.get("vc") if isinstance(document.get("vc"), dict) else document
+    types = [t for t in _as_list(vc.get("type")) if isinstance(t, str)]
+    issuer = _ref(vc.get("issuer")) or document.get("iss")
+    if not types or not isinstance(issuer, str):
+        raise CeadError("credential.malformed", "The credential has no type or no issuer.")
+    subjects = _as_list(vc.get("credentialSubject"))
+    subject = next((s for s in (_ref(x) for x in subjects) if s), None) or document.get("sub")
+    mentioned = set(_dids(subjects))
+    parties = ({issuer} | mentioned) - {holder}
+    return {
+        "credential_id": vc.get("id") if isinstance(vc.get("id"), str) else document.get("jti"),
+        "types": types,
+        "issuer": issuer,
+        "subject": subject,
+        "valid_from": _parse_time(vc.get("validFrom") or vc.get("issuanceDate") or document.get("nbf")),
+        "valid_until": _parse_time(vc.get("validUntil") or vc.get("expirationDate") or document.get("exp")),
+        "datasets": sorted(set(_walk(subjects, _DATASET_KEYS))),
+        "purposes": sorted(set(_walk(subjects, _PURPOSE_KEYS))),
+        "parties": sorted(p for p in parties if p),
+        "has_status": bool(vc.get("credentialStatus")),
+        "names_holder": holder in mentioned,      # the holder is the subject or a named party (e.g. a recipient)
+    }
+
+
+def _status_of(problems: list[Problem]) -> str | None:
+    for p in problems:
+        if p.code in _STATUS_FROM_CODE:
+            return _STATUS_FROM_CODE[p.code]
+    return None
+
+
+@dataclass
+class ImportResult:
+    """Outcome of receiving one credential: stored (or already held), or refused with the reasons."""
+    record: WalletCredential | None = None
+    problems: list[Problem] = field(default_factory=list)
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None and not self.problems
+
+
+def make_verifier(fetcher=None):
+    """A verifier that resolves DIDs and reads status lists with ``fetcher`` (default: public HTTPS only)."""
+    from verifier.credential import Verifier
+    from verifier.did import Resolver
+    from verifier.http import Fetcher
+    from verifier.status import StatusLists
+    fetcher = fetcher or Fetcher()
+    verifier = Verifier(Resolver(fetcher))
+    verifier.status = StatusLists(fetcher, verifier=verifier)
+    return verifier
+
+
+class Wallet:
+    """An organisation's credential store and presenting identity.
+
+    ``engine``: the node's SQLAlchemy engine (tables created by :func:`upgrade`); ``holder``: the organisation's
+    DID; ``key``/``kid``: its signing key and a verification method listed under ``authentication`` (needed only
+    to present); ``verifier``: a ``verifier.credential.Verifier`` used on every receipt and status re-check.
+    """
+
+    def __init__(self, engine, holder: str, key=None, kid: str | None = None, verifier=None,
+                 expiry_warning_days: int = 30):
+        self.engine = engine
+        self.holder = holder
+        self._key = key
+        self._node = None
+        self.kid = kid
+        self._verifier = verifier
+        self.expiry_warning_days = expiry_warning_days
+
+    @classmethod
+    def from_node(cls, node, verifier=None, migrate: bool = True) -> "Wallet":
+        """The wallet of an issuer node (``issuer.node.Node``): same DID, keys and database. The wallet's tables
+        are brought up to date first (``migrate=False`` skips that)."""
+        if migrate:
+            upgrade(node.engine)
+        days = int((node.config.get("wallet") or {}).get("expiry_warning_days", 30))
+        wallet = cls(node.engine, node.did, kid=node.verification_method_id, verifier=verifier,
+                     expiry_warning_days=days)
+        wallet._node = node  # the key is decrypted only when presenting
+        return wallet
+
+    @property
+    def key(self):
+        if self._key is None and self._node is not None:
+            self._key = self._node.key
+        return self._key
+
+    @property
+    def verifier(self):
+        if self._verifier is None:
+            self._verifier = make_verifier()
+        return self._verifier
+
+    # ---- receiving --------------------------------------------------------------------------------------
+    def import_credential(self, data: str | bytes | dict, source: str | None = None) -> ImportResult:
+        """Verify a credential and store it; refused (with the verifier's problems) if it does not verify.
+
+        The row and its search terms are written in one transaction.
+        """
+        try:
+            credential = parse_credential(data)
+            digest = credential_digest(credential)
+        except CeadError as exc:
+            return ImportResult(problems=[exc.problem])
+        existing = self._by_digest(digest)
+        if existing is not None:
+            return ImportResult(record=existing, duplicate=True)
+        result = self.verifier.verify_credential(credential)
+        if not result.verified:
+            problems = result.problems or [Problem("credential.unverified", "The credential did not verify.")]
+            return ImportResult(problems=list(problems))
+        try:
+            facts = describe(result.document or (jwt_payload(credential) if isinstance(credential, str)
+                                                 else credential), self.holder)
+        except CeadError as exc:
+            return ImportResult(problems=[exc.problem])
+        status = STATUS_ACTIVE if facts["has_status"] else STATUS_NONE
+        record = WalletCredential(
+            id=uuid.uuid4().hex[:12], digest=digest,
+            format="jwt" if isinstance(credential, str) else "ldp",
+            raw=credential if isinstance(credential, str) else json.dumps(credential, ensure_ascii=False),
+            credential_id=facts["credential_id"], types=json.dumps(facts["types"]), issuer=facts["issuer"],
+            subject=facts["subject"], valid_from=facts["valid_from"], valid_until=facts["valid_until"],
+            status_at_receipt=status, status_now=status, status_checked_at=_utcnow(), source=source)
+        terms = [("type", t) for t in facts["types"]] + [("dataset", d) for d in facts["datasets"]] + \
+                [("purpose", p) for p in facts["purposes"]] + [("party", p) for p in facts["parties"]]
+        with Session(self.engine) as session:
+            session.add(record)
+            session.flush()
+            session.add_all(WalletTerm(credential_id=record.id, kind=k, value=v) for k, v in dict.fromkeys(terms))
+            session.commit()
+            session.refresh(record)
+            session.expunge(record)
+        return ImportResult(record=record)
+
+    def _by_digest(self, digest: str) -> WalletCredential | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(select(WalletCredential).where(WalletCredential.digest == digest)).first()
+
+    # ---- holding ----------------------------------------------------------------------------------------
+    def get(self, ident: str) -> WalletCredential | None:
+        """By local id (or a unique prefix of it), or by the credential's own ``id``."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            row = session.get(WalletCredential, ident) or session.exec(
+                select(WalletCredential).where(WalletCredential.credential_id == ident)).first()
+            if row is None and len(ident) >= 4:
+                rows = session.exec(select(WalletCredential).where(WalletCredential.id.startswith(ident))).all()
+                row = rows[0] if len(rows) == 1 else None
+            return row
+
+    def search(self, *, type: str | None = None, dataset: str | None = None, purpose: str | None = None,
+               counterparty: str | None = None, expiring_within: int | None = None,
+               include_expired: bool = True, usable: bool = False, now: datetime | None = None
+               ) -> list[WalletCredential]:
+        """Credentials matching every given criterion, newest first.
+
+        ``expiring_within``: only those whose validity ends within that many days; ``usable``: only those
+        currently valid (not expired, not known to be revoked or suspended).
+        """
+        now = (now or _utcnow()).astimezone(timezone.utc)
+        query = select(WalletCredential)
+        for kind, value in (("type", type), ("dataset", dataset), ("purpose", purpose), ("party", counterparty)):
+            if value is not None:
+                value = expand(value) if kind in ("dataset", "purpose") else value
+                query = query.where(WalletCredential.id.in_(
+                    select(WalletTerm.credential_id).where(WalletTerm.kind == kind, WalletTerm.value == value)))
+        if expiring_within is not None:
+            query = query.where(WalletCredential.valid_until.is_not(None),
+                                WalletCredential.valid_until <= now + timedelta(days=expiring_within))
+        if not include_expired or usable:
+            query = query.where((WalletCredential.valid_until.is_(None)) | (WalletCredential.valid_until > now))
+        if usable:
+            query = query.where(WalletCredential.status_now.in_([STATUS_NONE, STATUS_ACTIVE, STATUS_UNKNOWN]),
+                                (WalletCredential.valid_from.is_(None)) | (WalletCredential.valid_from <= now))
+        query = query.order_by(WalletCredential.received_at.desc(), WalletCredential.id)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.exec(query).all())
+
+    def terms(self, credential_id: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        with Session(self.engine) as session:
+            for term in session.exec(select(WalletTerm).where(WalletTerm.credential_id == credential_id)):
+                out.setdefault(term.kind, []).append(term.value)
+        return out
+
+    def delete(self, ident: str) -> bool:
+        record = self.get(ident)
+        if record is None:
+            return False
+        with Session(self.engine) as session:
+            for term in session.exec(select(WalletTerm).where(WalletTerm.credential_id == record.id)):
+                session.delete(term)
+            session.delete(session.get(WalletCredential, record.id))
+            session.commit()
+        return True
+
+    # ---- warnings ---------------------------------------------------------------------------------------
+    def check_status(self, now: datetime | None = None) -> list[Problem]:
+        """Re-read the status of every credential that has one; returns warnings for changes since receipt."""
+        lists = getattr(self.verifier, "status", None)
+        if lists is not None and hasattr(lists, "clear"):
+            lists.clear()  # fetch the lists afresh, not from the verifier's cache
+        with Session(self.engine) as session:
+            rows = session.exec(select(WalletCredential).where(WalletCredential.status_at_receipt != STATUS_NONE))
+            for row in rows:
+                result = self.verifier.verify_credential(row.credential, now=now)
+                row.status_now = _status_of(result.problems) or STATUS_ACTIVE
+                row.status_checked_at = _utcnow()
+                session.add(row)
+            session.commit()
+        return [w for w in self.warnings(now=now) if w.code == "wallet.status_changed"]
+
+    def warnings(self, days: int | None = None, now: datetime | None = None) -> list[Problem]:
+        """Credentials expired or expiring within ``days`` (default: the wallet's setting), and credentials whose
+        status changed since receipt (as of the last :meth:`check_status`)."""
+        days = self.expiry_warning_days if days is None else days
+        now = (now or _utcnow()).astimezone(timezone.utc)
+        out: list[Problem] = []
+        for row in self.search(expiring_within=days, now=now):
+            label = _label(row)
+            if _aware(row.valid_until) <= now:
+                out.append(Problem("wallet.expired", f"{label} expired on {_iso(row.valid_until)}.",
+                                   {"id": row.id, "validUntil": _iso(row.valid_until)}))
+            else:
+                out.append(Problem("wallet.expiring", f"{label} expires on {_iso(row.valid_until)} "
+                                   f"(within {days} days).", {"id": row.id, "validUntil": _iso(row.valid_until)}))
+        with Session(self.engine) as session:
+            changed = session.exec(select(WalletCredential).where(
+                WalletCredential.status_now != WalletCredential.status_at_receipt,
+                WalletCredential.status_now.in_([STATUS_REVOKED, STATUS_SUSPENDED]))).all()
+            for row in changed:
+                out.append(Problem("wallet.status_changed",
+                                   f"{_label(row)} is now {row.status_now} (it was {row.status_at_receipt} on "
+                                   f"receipt).", {"id": row.id, "status": row.status_now}))
+        return out
+
+
+def _label(row: WalletCredential) -> str:
+    kinds = [t for t in row.type_list if t != "VerifiableCredential"] or ["Credential"]
+    return f"{kinds[0]} {row.id} from {row.issuer}"
+
+
+# ---- schema migrations --------------------------------------------------------------------------------------
+def upgrade(engine) -> None:
+    """Bring the node database (issuer and wallet tables) to the newest revision; never drops stored rows."""
+    from issuer.db import migrate
+    migrate(engine, extra_version_locations=[VERSIONS_DIR])
