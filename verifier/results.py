@@ -9,31 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
-class Problem:
-    code: str       # stable, machine-readable, e.g. "proof.signature_invalid"
-    message: str    # one sentence for a person
-    detail: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.detail:
-            out["detail"] = self.detail
-        return out
-
-
-class CeadError(Exception):
-    """An error with a stable code; raised internally, reported as a Problem at the API boundary."""
-
-    def __init__(self, code: str, message: str, **detail: Any):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.detail = detail
-
-    @property
-    def problem(self) -> Problem:
-        return Problem(self.code, self.message, dict(self.detail))
+from schemas.errors import CeadError, Problem  # noqa: F401  (re-exported: the one error type)
 
 
 @dataclass

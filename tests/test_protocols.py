@@ -1,0 +1,222 @@
+"""Privacy protocols: the static 'at least as strict' order and the transfer-time checks (manifest and payload)."""
+from __future__ import annotations
+
+import pytest
+
+from verifier.protocols import at_least_as_strict, check_transfer
+
+A, B, C, D = (f"did:web:{n}.example" for n in "abcd")
+
+
+def codes(problems) -> list[str]:
+    return sorted(p.code for p in problems)
+
+
+def dims(violations) -> set[str]:
+    return {v.dimension for v in violations}
+
+
+# ------------------------------------------------------------------------------------------------ static order
+
+@pytest.mark.parametrize("candidate,reference,expected", [
+    ({"kind": "threshold", "minCellCount": 10}, {"kind": "threshold", "minCellCount": 10}, set()),
+    ({"kind": "threshold", "minCellCount": 11}, {"kind": "threshold", "minCellCount": 10}, set()),
+    ({"kind": "threshold", "minCellCount": 5}, {"kind": "threshold", "minCellCount": 10},
+     {"privacyProtocol.threshold.minCellCount"}),
+    ({"kind": "threshold", "minCellCount": 10}, {"kind": "threshold", "minCellCount": 10,
+                                                 "secondarySuppression": True},
+     {"privacyProtocol.threshold.secondarySuppression"}),
+    ({"kind": "threshold", "minCellCount": 10, "zerosAllowed": True}, {"kind": "threshold", "minCellCount": 10},
+     {"privacyProtocol.threshold.zerosAllowed"}),
+    ({"kind": "dominance", "n": 2, "k": 80}, {"kind": "dominance", "n": 1, "k": 85}, set()),
+    ({"kind": "dominance", "n": 1, "k": 90}, {"kind": "dominance", "n": 2, "k": 85},
+     {"privacyProtocol.dominance.n", "privacyProtocol.dominance.k"}),
+    ({"kind": "pseudonymisation", "keyHolder": B}, {"kind": "pseudonymisation", "keyHolder": A},
+     {"privacyProtocol.pseudonymisation.keyHolder"}),
+    ({"kind": "treOnly", "environments": ["https://tre.example/a"]},
+     {"kind": "treOnly", "environments": ["https://tre.example/a", "https://tre.example/b"]}, set()),
+    ({"kind": "treOnly"}, {"kind": "treOnly", "environments": ["https://tre.example/a"]},
+     {"privacyProtocol.treOnly.environments"}),
+    ({"kind": "treOnly", "outputChecking": False}, {"kind": "treOnly"}, {"privacyProtocol.treOnly.outputChecking"}),
+])
+def test_single_kind(candidate, reference, expected):
+    assert dims(at_least_as_strict(candidate, reference)) == expected
+
+
+def test_differential_privacy_epsilon_delta_rho():
+    ref = {"kind": "differentialPrivacy", "epsilon": 1.0, "delta": 1e-6}
+    assert at_least_as_strict({"kind": "differentialPrivacy", "epsilon": 0.5}, ref) == []
+    assert dims(at_least_as_strict({"kind": "differentialPrivacy", "epsilon": 0.5, "delta": 1e-5}, ref)) == {
+        "privacyProtocol.differentialPrivacy.delta"}
+    # rho-zCDP converts to (rho + 2 sqrt(rho ln(1/delta)), delta)-DP: rho=0.01 gives about 0.76 at delta=1e-6
+    assert at_least_as_strict({"kind": "differentialPrivacy", "rho": 0.01}, ref) == []
+    assert dims(at_least_as_strict({"kind": "differentialPrivacy", "rho": 0.1}, ref)) == {
+        "privacyProtocol.differentialPrivacy.rho"}
+    # zCDP never gives pure DP; pure eps-DP gives eps^2/2-zCDP; approximate DP gives no zCDP
+    assert at_least_as_strict({"kind": "differentialPrivacy", "rho": 0.001},
+                              {"kind": "differentialPrivacy", "epsilon": 1.0}) != []
+    assert at_least_as_strict({"kind": "differentialPrivacy", "epsilon": 0.4},
+                              {"kind": "differentialPrivacy", "rho": 0.1}) == []
+    assert at_least_as_strict({"kind": "differentialPrivacy", "epsilon": 0.4, "delta": 1e-9},
+                              {"kind": "differentialPrivacy", "rho": 0.1}) != []
+
+
+def test_differential_privacy_budget():
+    ref = {"kind": "differentialPrivacy", "epsilon": 1.0, "budget": {"period": "P1Y", "epsilon": 4, "maxReleases": 4}}
+    ok = {"kind": "differentialPrivacy", "epsilon": 1.0, "budget": {"period": "P2Y", "epsilon": 3, "maxReleases": 2}}
+    assert at_least_as_strict(ok, ref) == []
+    worse = {"kind": "differentialPrivacy", "epsilon": 1.0,
+             "budget": {"period": "P6M", "epsilon": 5, "maxReleases": 12}}
+    assert dims(at_least_as_strict(worse, ref)) == {
+        "privacyProtocol.differentialPrivacy.budget.period", "privacyProtocol.differentialPrivacy.budget.epsilon",
+        "privacyProtocol.differentialPrivacy.budget.maxReleases"}
+    assert dims(at_least_as_strict({"kind": "differentialPrivacy", "epsilon": 1.0}, ref)) == {
+        "privacyProtocol.differentialPrivacy.budget"}
+
+
+def test_secure_aggregation_and_psi_parties():
+    ref = {"kind": "secureAggregation", "inputParties": [A, B], "computeParties": [B, C, D],
+           "outputParties": [D], "collusionThreshold": 2}
+    assert at_least_as_strict({**ref, "collusionThreshold": 3, "threatModel": "malicious"}, ref) == []
+    got = at_least_as_strict({**ref, "outputParties": [D, A], "collusionThreshold": 1}, ref)
+    assert dims(got) == {"privacyProtocol.secureAggregation.outputParties",
+                         "privacyProtocol.secureAggregation.collusionThreshold"}
+    assert [v.offending for v in got if v.dimension.endswith("outputParties")] == [[A]]
+    psi = {"kind": "psiCardinality", "parties": [A, B], "learners": [B]}
+    assert at_least_as_strict(psi, {**psi, "learners": [A, B]}) == []
+    assert dims(at_least_as_strict({**psi, "learners": [A, B]}, psi)) == {"privacyProtocol.psiCardinality.learners"}
+    assert dims(at_least_as_strict(psi, {**psi, "threatModel": "malicious"})) == {
+        "privacyProtocol.psiCardinality.threatModel"}
+
+
+def test_combinations_every_reference_needs_a_stricter_candidate():
+    ref = [{"kind": "threshold", "minCellCount": 10}, {"kind": "differentialPrivacy", "epsilon": 1.0}]
+    assert at_least_as_strict([{"kind": "differentialPrivacy", "epsilon": 0.5},
+                               {"kind": "threshold", "minCellCount": 10},
+                               {"kind": "treOnly"}], ref) == []
+    [v] = at_least_as_strict([{"kind": "threshold", "minCellCount": 20}], ref)
+    assert v.dimension == "privacyProtocol.differentialPrivacy" and "missing" in v.message
+    assert at_least_as_strict([{"kind": "threshold", "minCellCount": 3}], None) == []
+    # two candidates of one kind: the stricter one satisfies the reference
+    assert at_least_as_strict([{"kind": "threshold", "minCellCount": 3}, {"kind": "threshold", "minCellCount": 10}],
+                              ref[:1]) == []
+
+
+@pytest.mark.parametrize("bad", [
+    {"kind": "threshold"}, {"kind": "threshold", "minCellCount": 0}, {"kind": "nope"}, "threshold",
+    {"kind": "differentialPrivacy", "epsilon": 1, "rho": 1}, {"kind": "differentialPrivacy"},
+    {"kind": "secureAggregation", "inputParties": [A], "computeParties": [B], "outputParties": [C],
+     "collusionThreshold": 2},
+    {"kind": "psiCardinality", "parties": [A, B], "learners": [C]},
+    {"kind": "threshold", "minCellCount": 10, "extra": 1},
+])
+def test_malformed_protocols_are_violations_not_exceptions(bad):
+    [v] = at_least_as_strict(bad, {"kind": "threshold", "minCellCount": 1})
+    assert v.dimension == "privacyProtocol" and "malformed" in v.message
+    assert codes(check_transfer(bad, {}, b"count\n10\n")) == ["protocol.malformed"]
+
+
+# ------------------------------------------------------------------------------------------------ transfer time
+
+THRESHOLD = {"kind": "threshold", "minCellCount": 10}
+
+
+def test_payload_threshold():
+    manifest = {"columns": ["area", "count"], "rowCount": 3}
+    assert check_transfer(THRESHOLD, manifest, b"area,count\nx,10\ny,*\nz,250\n") == []
+    [p] = check_transfer(THRESHOLD, manifest, b"area,count\nx,10\ny,9\nz,250\n")
+    assert p.code == "protocol.cell_below_threshold"
+    assert p.detail == {"row": 2, "column": "count", "threshold": 10} and "Row 2" in p.message
+    # zeros count as small unless the protocol allows structural zeros
+    assert codes(check_transfer(THRESHOLD, manifest, b"area,count\nx,0\ny,10\nz,10\n")) == [
+        "protocol.cell_below_threshold"]
+    assert check_transfer({**THRESHOLD, "zerosAllowed": True}, manifest, b"area,count\nx,0\ny,10\nz,10\n") == []
+
+
+def test_payload_count_columns_from_manifest():
+    manifest = {"countColumns": ["male", "female"], "columns": ["area", "male", "female"]}
+    [p] = check_transfer(THRESHOLD, manifest, b"area,male,female\nx,12,4\n")
+    assert p.detail["column"] == "female"
+    assert codes(check_transfer(THRESHOLD, {"countColumns": ["total"]}, b"area,male\nx,12\n")) == [
+        "protocol.payload_unparseable"]
+    assert codes(check_transfer(THRESHOLD, {}, b"area,people\nx,12\n")) == ["protocol.payload_unparseable"]
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"\xff\xfe\x00garbage", b"area,count\nx,10,extra\n", b"area,count\nx,ten\n", b"area,count\nx,-3\n",
+    b"area,count\nx,1.5\n", b"area,area\nx,10\n", b'area,count\n"x,10\n', b"area,count\nx,\xd9\xa3\xd9\xa3\n",
+])
+def test_unparseable_payload_is_a_problem(payload):
+    got = check_transfer(THRESHOLD, {}, payload)
+    assert got and set(codes(got)) == {"protocol.payload_unparseable"}
+
+
+def test_payload_missing_columns_and_row_count():
+    assert codes(check_transfer(THRESHOLD, {}, None)) == ["protocol.payload_missing"]
+    got = check_transfer(THRESHOLD, {"columns": ["area", "count"], "rowCount": 5}, b"area,count,name\nx,10,Bob\n",
+                         approved_columns=["area", "count"])
+    assert codes(got) == ["protocol.column_not_approved", "protocol.column_not_approved",
+                          "protocol.manifest_mismatch"]
+    assert all(p.detail.get("columns", ["name"]) == ["name"] for p in got)
+
+
+def test_secondary_suppression_with_published_total():
+    proto = {**THRESHOLD, "secondarySuppression": True}
+    manifest = {"countColumns": ["a", "b", "c"], "totalColumn": "total"}
+    [p] = check_transfer(proto, manifest, b"area,a,b,c,total\nx,*,20,30,55\n")
+    assert p.code == "protocol.secondary_suppression_missing" and p.detail == {"row": 1}
+    assert check_transfer(proto, manifest, b"area,a,b,c,total\nx,*,*,30,55\n") == []
+    assert check_transfer(proto, manifest, b"area,a,b,c,total\nx,*,20,30,*\n") == []
+
+
+DP = {"kind": "differentialPrivacy", "epsilon": 0.5, "budget": {"period": "P1Y", "epsilon": 2.0, "maxReleases": 4}}
+RUN = {"protocolRun": {"kind": "differentialPrivacy", "epsilon": 0.5}}
+
+
+def test_dp_budget_and_release_limit():
+    assert check_transfer(DP, {**RUN, "epsilonSpent": 1.5, "releasesInPeriod": 3}, None) == []
+    assert codes(check_transfer(DP, {**RUN, "epsilonSpent": 1.6, "releasesInPeriod": 3}, None)) == [
+        "protocol.budget_exhausted"]
+    [p] = check_transfer(DP, {**RUN, "epsilonSpent": 0.0, "releasesInPeriod": 4}, None)
+    assert p.code == "protocol.release_limit" and p.detail["release"] == 5 and p.detail["limit"] == 4
+    assert codes(check_transfer(DP, RUN, None)) == ["protocol.budget_unaccounted", "protocol.budget_unaccounted"]
+    assert codes(check_transfer(DP, {**RUN, "epsilonSpent": -1, "releasesInPeriod": 0}, None)) == [
+        "protocol.malformed"]
+    assert codes(check_transfer(DP, {**RUN, "epsilonSpent": 0, "releasesInPeriod": 1.5}, None)) == [
+        "protocol.malformed"]
+
+
+def test_dp_run_must_be_stated_and_not_weaker():
+    assert codes(check_transfer(DP, {"epsilonSpent": 0, "releasesInPeriod": 0}, None)) == ["protocol.run_missing"]
+    got = check_transfer(DP, {"protocolRun": {"kind": "differentialPrivacy", "epsilon": 1.0}, "epsilonSpent": 0,
+                              "releasesInPeriod": 0}, None)
+    assert codes(got) == ["protocol.run_weaker_than_approved"]
+    assert codes(check_transfer(DP, {"protocolRun": {"kind": "bogus"}}, None)) == ["protocol.malformed"]
+
+
+def test_output_parties_and_learners():
+    psi = {"kind": "psiCardinality", "parties": [A, B], "learners": [B]}
+    assert check_transfer(psi, {"protocolRun": psi, "recipient": B}, None) == []
+    assert codes(check_transfer(psi, {"protocolRun": psi, "recipient": A}, None)) == [
+        "protocol.output_party_not_allowed"]
+    assert codes(check_transfer(psi, {"protocolRun": {**psi, "learners": [A, B]}, "recipient": B}, None)) == [
+        "protocol.output_party_not_allowed"]
+    agg = {"kind": "secureAggregation", "inputParties": [A, B], "computeParties": [C, D], "outputParties": [D],
+           "collusionThreshold": 2}
+    assert check_transfer(agg, {"protocolRun": agg, "recipient": D}, None) == []
+    assert codes(check_transfer(agg, {"protocolRun": {**agg, "collusionThreshold": 1}, "recipient": D}, None)) == [
+        "protocol.run_weaker_than_approved"]
+
+
+def test_tre_only_and_bad_manifest():
+    tre = {"kind": "treOnly", "environments": ["https://tre.example/safe-haven"]}
+    assert check_transfer(tre, {"environment": "https://tre.example/safe-haven"}, None) == []
+    assert codes(check_transfer(tre, {"environment": "https://laptop.example"}, None)) == ["protocol.tre_required"]
+    assert codes(check_transfer(tre, {}, None)) == ["protocol.tre_required"]
+    assert codes(check_transfer(THRESHOLD, "not a dict", b"count\n10\n")) == ["protocol.malformed"]
+    assert check_transfer([], {}, None) == []
+
+
+
+def test_a_json_body_is_not_a_table_of_counts():
+    assert codes(check_transfer(THRESHOLD, {}, b'{"count": 3}')) == ["protocol.payload_unparseable"]
