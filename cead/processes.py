@@ -92,6 +92,17 @@ class ProcessGroup:
         self.services.append(service)
         return service
 
+    def is_ready(self, service: Service) -> bool:
+        """One readiness probe (any answer below 500); raises RuntimeError if the process has exited."""
+        if service.proc is not None and service.proc.poll() is not None:
+            tail = service.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{service.name} exited with status {service.proc.returncode}:\n{tail}")
+        try:
+            return requests.get(service.url + service.health_path, verify=str(self.ca.ca_pem),
+                                timeout=1).status_code < 500
+        except requests.RequestException:
+            return False
+
     def wait_ready(self, service: Service, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         url = service.url + service.health_path

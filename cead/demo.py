@@ -1,0 +1,498 @@
+"""`cead demo`: separate organisation nodes on 127.0.0.1 play the Scottish scenarios of ``schemas/examples``.
+
+Each organisation and each person who signs (DPO, Information Asset Owner) gets a node home with its own SQLite
+database and keys, served over HTTPS by its own process with a certificate from a CA made for the run; each data
+provider runs a data API behind the verifier middleware. The demo then acts as the people and pipelines: it asks
+nodes to issue over their VC-API, delivers credentials to inboxes, pulls data with fresh presentations and records
+every decision. It exits 0 only if every decision is the one the scenario expects.
+
+This module drives; it does no checking or signing of its own (the nodes, ``wallet`` and ``verifier`` do).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import demo_world as world
+from .processes import LocalCA, ProcessGroup, Service, free_port
+
+SUBJECT_REF_KEYS = ("delegationChain", "upstream")
+
+
+@dataclass
+class Live:
+    """A party's running node."""
+    party: world.Party
+    home: Path
+    port: int
+    did: str
+    token: str
+    service: Service | None = None
+    api: Service | None = None
+    _node: Any = None
+    _wallet: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Row:
+    step: int
+    kind: str                 # transfer | issue
+    organisation: str
+    dataset: str
+    label: str
+    expected: str             # allow | deny | issued | refused
+    expected_reason: str | None
+    decision: str = "not played"
+    reasons: list[str] = field(default_factory=list)
+    ms: float | None = None
+    http_status: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        if self.decision != self.expected:
+            return False
+        return self.expected_reason is None or self.expected_reason in self.reasons
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "kind": self.kind, "organisation": self.organisation, "dataset": self.dataset,
+                "label": self.label, "expected": self.expected, "expectedReason": self.expected_reason,
+                "decision": self.decision, "reasons": self.reasons, "verificationMs": self.ms,
+                "httpStatus": self.http_status, "ok": self.ok}
+
+
+class DemoError(Exception):
+    pass
+
+
+class Demo:
+    def __init__(self, workdir: Path, *, fast: bool = False, echo=click.echo):
+        self.workdir = workdir
+        self.fast = fast
+        self.echo = echo
+        self.passphrase = secrets.token_urlsafe(24)   # encrypts every demo key at rest; never printed
+        self.ca: LocalCA | None = None
+        self.group: ProcessGroup | None = None
+        self.live: dict[str, Live] = {}
+        self.did_map: dict[str, str] = {}
+        self.issued: dict[str, Any] = {}       # example file -> the signed credential
+        self.by_id: dict[str, Any] = {}        # credential id -> the signed credential
+        self.rows: list[Row] = []
+
+    # ---- set-up ----------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from issuer.node import Node
+        from issuer.tokens import SCOPES, create_token
+        from wallet.store import upgrade
+        from schemas.vocab import registry
+        registry().load(world.vocabulary())
+        self.ca = LocalCA(self.workdir / "ca")
+        self.group = ProcessGroup(self.ca)
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        self.echo(f"Setting up {len(world.CAST)} node homes in {self.workdir} ...")
+        for party in world.CAST:
+            port = free_port()
+            home = self.workdir / "nodes" / party.key
+            node, _ = Node.init(home, party.name, self.passphrase.encode(), domain=f"127.0.0.1:{port}",
+                                did_method="key" if party.is_person else "web",
+                                public_url=f"https://127.0.0.1:{port}")
+            upgrade(node.engine)
+            token = create_token(node.engine, "cead-demo", SCOPES)
+            live = Live(party, home, port, node.did, token)
+            live._node = node
+            self.live[party.key] = live
+            for example_did in party.plays:
+                self.did_map[example_did] = node.did
+
+    def _policy(self) -> dict:
+        from schemas.vocab import expand
+        body = self.live["certbody"].did
+        return {
+            "controllers": [{"prefix": p.data_prefix, "controller": self.live[p.key].did}
+                            for p in world.CAST if p.data_prefix],
+            "certification_bodies": {expand(s): [body] for s in
+                                     ("cead:CyberEssentials", "cead:CyberEssentialsPlus", "cead:ISO27001")},
+            "caches": {"status_lists": {"size": 64, "ttl": 0}},
+            "network": {"allow_private": True, "ca_bundle": str(self.ca.ca_pem)},
+        }
+
+    def start(self) -> None:
+        env = {"CEAD_PASSPHRASE": self.passphrase}
+        vocabulary = str(world.EXAMPLES / world.load_example("expected.json")["vocabulary"])
+        ca = self.ca
+        for live in self.live.values():
+            argv = [sys.executable, "-m", "cead.demo_api", "node", "--home", str(live.home), "--port",
+                    str(live.port), "--ca", str(ca.ca_pem), "--cert", str(ca.cert_pem), "--key", str(ca.key_pem),
+                    "--vocabulary", vocabulary]
+            live.service = self.group.start(Service(f"node {live.party.key}", argv, live.port, "/",
+                                                    self.workdir / "logs" / f"{live.party.key}.log", env=env))
+        policy = self._policy()
+        for live in self.live.values():
+            if not live.party.provides_data:
+                continue
+            port = free_port()
+            config = {"port": port, "cert": str(ca.cert_pem), "key": str(ca.key_pem), "policy": policy,
+                      "routes": live.party.data, "vocabulary": vocabulary, "examples": str(world.EXAMPLES)}
+            path = self.workdir / f"api-{live.party.key}.json"
+            path.write_text(json.dumps(config, indent=2))
+            live.api = self.group.start(Service(f"data API {live.party.key}",
+                                                [sys.executable, "-m", "cead.demo_api", "api", "--config",
+                                                 str(path)], port, "/", self.workdir / "logs" /
+                                                f"api-{live.party.key}.log"))
+        self._wait_all(timeout=90)
+
+    def _wait_all(self, timeout: float) -> None:
+        pending = list(self.group.services)
+        total = len(pending)
+        deadline = time.monotonic() + timeout
+        interactive = sys.stdout.isatty()
+        shown = -1
+        while pending:
+            for service in list(pending):
+                if self.group.is_ready(service):
+                    pending.remove(service)
+            done = total - len(pending)
+            if done != shown:
+                bar = "#" * done + "." * (total - done)
+                line = f"Starting nodes and data APIs [{bar}] {done}/{total}"
+                if interactive:
+                    self.echo("\r" + line, nl=done == total)
+                elif done == total or done // 4 != shown // 4:
+                    self.echo(line)
+                shown = done
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(s.name for s in pending)
+                raise DemoError(f"not ready after {timeout:.0f}s: {names} (logs in {self.workdir / 'logs'})")
+            if pending:
+                time.sleep(0.15)
+
+    # ---- helpers ----------------------------------------------------------------------------------------------
+    def substitute(self, value: Any) -> Any:
+        """Swap example DIDs for live ones and re-pin {id, digest} references to what was really signed."""
+        from schemas.models import credential_digest
+        if isinstance(value, str):
+            return self.did_map.get(value, value)
+        if isinstance(value, list):
+            return [self.substitute(v) for v in value]
+        if isinstance(value, dict):
+            out = {k: self.substitute(v) for k, v in value.items()}
+            if set(out) == {"id", "digest"} and out["id"] in self.by_id:
+                out["digest"] = credential_digest(self.by_id[out["id"]])
+            return out
+        return value
+
+    def wallet(self, key: str):
+        from verifier.http import Fetcher
+        from wallet.store import Wallet, make_verifier
+        live = self.live[key]
+        if live._wallet is None:
+            live._wallet = Wallet.from_node(live._node, verifier=make_verifier(
+                Fetcher(allow_private=True, ca_bundle=str(self.ca.ca_pem))))
+        return live._wallet
+
+    def _post(self, live: Live, path: str, body: dict):
+        import requests
+        return requests.post(live.url + path, json=body, headers={"Authorization": f"Bearer {live.token}"},
+                             verify=str(self.ca.ca_pem), timeout=60)
+
+    @staticmethod
+    def _short(iri: str) -> str:
+        return iri.rstrip("/").rsplit("/", 1)[-1]
+
+    # ---- the steps ----------------------------------------------------------------------------------------------
+    def issue(self, step: world.Issue, number: int) -> None:
+        issuer = self.live[step.issuer]
+        credential = self.substitute(world.load_example(step.example))
+        credential["credentialSubject"].update(self.substitute(step.changes))
+        kind = next(t for t in credential["type"] if t != "VerifiableCredential")
+        options: dict = {}
+        if step.under:
+            options["delegation"] = self.issued[step.under]
+        subject = credential["credentialSubject"].get("id") or ", ".join(credential["credentialSubject"].get(
+            "recipients", []))
+        target = self.live[step.deliver_to].party.short if step.deliver_to else self._name_of(subject)
+        row = None
+        if step.refused:
+            row = Row(number, "issue", f"{issuer.party.short} -> {target}", kind.replace("Credential", ""),
+                      step.example.removesuffix(".json"), "refused", step.refused)
+            self.rows.append(row)
+        response = self._post(issuer, "/credentials/issue", {"credential": credential, "options": options})
+        if response.status_code != 201:
+            error = self._error_of(response)
+            if row is not None:
+                row.decision, row.reasons, row.http_status = "refused", [error["code"]], response.status_code
+                self.echo(f"  - {issuer.party.name} tried to issue {step.example}: refused ({error['code']}): "
+                          f"{error['message'][:160]}")
+                return
+            raise DemoError(f"{issuer.party.name} could not issue {step.example}: HTTP {response.status_code} "
+                            f"{error['code']}: {error['message']}")
+        if row is not None:
+            row.decision, row.http_status = "issued", response.status_code
+            self.echo(f"  - {issuer.party.name} issued {step.example}, which should have been refused")
+            return
+        signed = response.json()["verifiableCredential"]
+        self.issued[step.example] = signed
+        self.by_id[credential["id"]] = signed
+        note = f" ({step.note})" if step.note else ""
+        article = "an" if kind[0] in "AEIOU" else "a"
+        self.echo(f"  - {issuer.party.name} issued {article} {kind} for {target}{note}")
+        if step.deliver_to:
+            self.deliver(issuer, self.live[step.deliver_to], signed, kind)
+
+    def _name_of(self, did: str) -> str:
+        return next((l.party.short for l in self.live.values() if l.did == did), did)
+
+    @staticmethod
+    def _error_of(response) -> dict:
+        try:
+            error = response.json().get("error") or {}
+        except ValueError:
+            error = {}
+        return {"code": error.get("code", f"http.{response.status_code}"), "message": error.get("message", "")}
+
+    def deliver(self, sender: Live, recipient: Live, signed: Any, kind: str) -> None:
+        from wallet.client import deliver
+        node = sender._node
+        deliver(sender.did, node.key, node.verification_method_id, [signed], recipient.url + "/inbox",
+                verify=str(self.ca.ca_pem))
+        self.echo(f"    delivered to the inbox of {recipient.party.name}")
+        if kind == "DataSharingApprovalCredential":
+            self._hand_over_references(recipient, signed)
+
+    def _hand_over_references(self, recipient: Live, approval: Any) -> None:
+        """The recipient also keeps the credentials the approval rests on (its delegation chain and, for a derived
+        dataset, the upstream approvals with theirs), so its pipeline can present them. The inbox takes only
+        credentials about the recipient, so these go straight into its wallet, which verifies each one."""
+        from wallet.store import jwt_payload
+        wallet = self.wallet(recipient.party.key)
+        queue = [approval]
+        seen: set[str] = set()
+        while queue:
+            doc = queue.pop(0)
+            doc = jwt_payload(doc) if isinstance(doc, str) else doc
+            subject = doc.get("credentialSubject") or {}
+            refs = [r for key in SUBJECT_REF_KEYS for r in subject.get(key) or []]
+            if isinstance(subject.get("parentDelegation"), dict):
+                refs.append(subject["parentDelegation"])
+            for ref in refs:
+                cred = self.by_id.get(ref.get("id"))
+                if cred is None or ref["id"] in seen:
+                    continue
+                seen.add(ref["id"])
+                result = wallet.import_credential(cred, source="handed over with the approval")
+                if not result.ok:
+                    codes = ", ".join(p.code for p in result.problems)
+                    raise DemoError(f"{recipient.party.name}'s wallet refused {ref['id']}: {codes}")
+                queue.append(cred)
+        if seen:
+            self.echo(f"    with the {len(seen)} credential(s) it rests on")
+
+    def revoke(self, step: world.Revoke) -> None:
+        issuer = self.live[step.issuer]
+        signed = self.issued[step.example]
+        cid = signed["id"] if isinstance(signed, dict) else None
+        response = self._post(issuer, "/credentials/status", {
+            "credentialId": cid, "credentialStatus": [{"type": "BitstringStatusListCredential",
+                                                        "status": "revoked"}]})
+        if response.status_code != 200:
+            error = self._error_of(response)
+            raise DemoError(f"{issuer.party.name} could not revoke {cid}: {error['code']}: {error['message']}")
+        self.echo(f"  - {issuer.party.name} revoked {cid}")
+
+    def manifest_for(self, step: world.Pull) -> dict:
+        if isinstance(step.manifest, dict):
+            return self.substitute(step.manifest)
+        if step.manifest == "derived":
+            from schemas.models import DataSharingApproval
+            from wallet.store import jwt_payload
+            signed = self.issued[step.present[0]]
+            model = DataSharingApproval.from_credential(jwt_payload(signed) if isinstance(signed, str) else signed)
+            return {"dataset": model.datasets[0], "columns": list(model.data_items), "rowCount": 3,
+                    "purpose": model.purposes[0], "recipient": self.live[step.recipient].did}
+        manifest = self.substitute(world.load_example(step.manifest))
+        manifest.update(step.changes)
+        return manifest
+
+    def pull(self, step: world.Pull, number: int) -> None:
+        import requests
+
+        from verifier.results import CeadError
+        from wallet.client import CeadAuth, TransferDenied, check_response
+        from .demo_api import VERIFY_TIME_HEADER
+        recipient, provider = self.live[step.recipient], self.live[step.provider]
+        route = provider.party.data[step.path]
+        row = Row(number, "transfer", f"{recipient.party.short} <- {provider.party.short}",
+                  self._short(route["dataset"]), step.label, step.expect, step.reason)
+        self.rows.append(row)
+        manifest = self.manifest_for(step)
+        definition = None
+        if step.present:
+            definition = {"id": f"demo-step-{number}", "input_descriptors": [
+                {"id": f"c{i}", "constraints": {"fields": [{"path": ["$.id"], "filter": {
+                    "type": "string", "const": self._id_of(self.issued[name])}}]}}
+                for i, name in enumerate(step.present)]}
+        auth = CeadAuth(self.wallet(step.recipient), dataset=route["dataset"], manifest=manifest,
+                        definition=definition, raise_on_denial=False)
+        url = provider.api.url + step.path + step.query
+        try:
+            response = requests.get(url, auth=auth, verify=str(self.ca.ca_pem), timeout=60)
+        except CeadError as exc:   # the wallet could not present (e.g. no approval held)
+            row.decision, row.reasons = "error", [exc.code]
+            self._say_row(row)
+            return
+        except requests.RequestException as exc:
+            row.decision, row.reasons = "error", [f"network: {exc.__class__.__name__}"]
+            self._say_row(row)
+            return
+        row.http_status = response.status_code
+        header = response.headers.get(VERIFY_TIME_HEADER)
+        row.ms = float(header) if header else None
+        if response.status_code == 200:
+            row.decision = "allow"
+        else:
+            try:
+                check_response(response.status_code, response.content, url)
+                row.decision, row.reasons = "error", [f"http.{response.status_code}"]
+            except TransferDenied as denied:
+                row.decision = "deny"
+                row.reasons = list(dict.fromkeys(p.code for p in denied.reasons))
+        self._say_row(row)
+
+    @staticmethod
+    def _id_of(signed: Any) -> str:
+        from wallet.store import jwt_payload
+        return (jwt_payload(signed) if isinstance(signed, str) else signed)["id"]
+
+    def _say_row(self, row: Row) -> None:
+        mark = "ok" if row.ok else "UNEXPECTED"
+        reasons = f" ({', '.join(row.reasons)})" if row.reasons else ""
+        ms = f" in {row.ms:.0f} ms" if row.ms is not None else ""
+        self.echo(f"  - {row.organisation}: {row.label}: {row.decision.upper()}{reasons}{ms} [{mark}]")
+
+    def play(self) -> None:
+        steps = world.script(self.fast)
+        disagreements = world.check_script_against_expected(steps)
+        if disagreements:
+            raise DemoError("the script disagrees with schemas/examples/expected.json: " + "; ".join(disagreements))
+        number = 0
+        for step in steps:
+            if isinstance(step, world.Say):
+                self.echo("")
+                self.echo(step.text)
+            elif isinstance(step, world.Issue):
+                if step.refused:
+                    number += 1
+                self.issue(step, number)
+            elif isinstance(step, world.Revoke):
+                self.revoke(step)
+            elif isinstance(step, world.Pull):
+                number += 1
+                self.pull(step, number)
+
+    # ---- output --------------------------------------------------------------------------------------------
+    def table(self) -> str:
+        headers = ["#", "organisation", "dataset", "what", "decision", "expected", "reasons", "ms"]
+        lines = [[str(r.step), r.organisation, r.dataset, r.label, r.decision,
+                  r.expected + (f" ({r.expected_reason})" if r.expected_reason else ""),
+                  ", ".join(r.reasons) or "-", f"{r.ms:.0f}" if r.ms is not None else "-"] for r in self.rows]
+        widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(headers)]
+        fmt = "  ".join(f"{{:{w}}}" for w in widths)
+        out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+        out += [fmt.format(*l) + ("" if r.ok else "   <-- MISMATCH") for l, r in zip(lines, self.rows)]
+        return "\n".join(out)
+
+    def processes(self) -> list[dict]:
+        out = []
+        for service in self.group.services if self.group else []:
+            out.append({"name": service.name, "pid": service.proc.pid if service.proc else None,
+                        "port": service.port, "url": service.url})
+        return out
+
+    def report(self, error: str | None = None) -> dict:
+        mismatches = [r.to_dict() for r in self.rows if not r.ok]
+        return {"ok": error is None and bool(self.rows) and not mismatches, "error": error, "fast": self.fast,
+                "rows": [r.to_dict() for r in self.rows], "mismatches": mismatches,
+                "processes": self.processes()}
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@click.command("demo")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where node homes, logs and the CA go (default: a temporary directory, removed afterwards).")
+@click.option("--keep-running", is_flag=True, help="Leave the nodes up after the script; stop with Ctrl-C.")
+@click.option("--fast", is_flag=True, help="Fewer pulls (used by the test suite).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the decision table (and the processes started) as JSON to this file.")
+def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path | None) -> None:
+    """Run the multi-organisation demonstration on 127.0.0.1 (exit 0 only if every decision is as expected)."""
+    own_dir = workdir is None
+    if own_dir:
+        workdir = Path(tempfile.mkdtemp(prefix="cead-demo-"))
+    elif workdir.exists() and any(workdir.iterdir()):
+        raise click.UsageError(f"--workdir {workdir} is not empty; give a new or empty directory.")
+    result: dict = {"ok": False}
+    workdir.mkdir(parents=True, exist_ok=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    runner = Demo(workdir.resolve(), fast=fast)
+    error = None
+    started = time.monotonic()
+    try:
+        runner.setup()
+        runner.start()
+        runner.play()
+    except KeyboardInterrupt:
+        error = "interrupted"
+    except DemoError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001  report, stop everything, exit 1
+        error = f"{exc.__class__.__name__}: {exc}"
+    try:
+        click.echo("")
+        if runner.rows:
+            click.echo(runner.table())
+        result = runner.report(error)
+        if report_path is not None:
+            report_path.write_text(json.dumps(result, indent=2))
+        if error:
+            click.echo(f"\nThe demo stopped: {error}", err=True)
+        elif result["mismatches"]:
+            names = "; ".join(f"#{m['step']} {m['label']}: {m['decision']} (expected {m['expected']})"
+                              for m in result["mismatches"])
+            click.echo(f"\n{len(result['mismatches'])} decision(s) differ from the scenario: {names}", err=True)
+        else:
+            click.echo(f"\nEvery decision matched the scenario ({len(runner.rows)} checks, "
+                       f"{time.monotonic() - started:.0f} s).")
+        if keep_running and error is None:
+            click.echo(f"\nThe nodes keep running (Ctrl-C stops them). Homes and logs: {runner.workdir}; "
+                       f"the demo CA (for curl --cacert): {runner.ca.ca_pem}")
+            for live in runner.live.values():
+                api = f"   data API {live.api.url}" if live.api else ""
+                click.echo(f"  {live.party.name:58} {live.url}{api}")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if runner.group is not None:
+            runner.group.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+        if own_dir and not keep_running:
+            shutil.rmtree(workdir, ignore_errors=True)
+    sys.exit(0 if result["ok"] else 1)

@@ -1,0 +1,134 @@
+"""The two kinds of process `cead demo` starts, each serving HTTPS on 127.0.0.1 with the demo CA's certificate.
+
+``python -m cead.demo_api node --home DIR --port N --ca CA --cert C --key K --vocabulary F``
+    An organisation's (or person's) node: the issuer app with the wallet inbox (``wallet.app.create_node_app``).
+    Its wallet resolves did:web and reads status lists on 127.0.0.1, trusting only the demo CA.
+
+``python -m cead.demo_api api --config FILE``
+    A data provider's API: a few CSV endpoints behind ``verifier.middleware.CeadMiddleware`` with the run's trust
+    policy. Every response carries ``Cead-Demo-Verify-Ms`` (time spent before the answer started).
+
+The key passphrase of a node comes from ``$CEAD_PASSPHRASE`` (never on the command line).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import ssl
+import sys
+import time
+from pathlib import Path
+
+VERIFY_TIME_HEADER = "Cead-Demo-Verify-Ms"
+
+
+def _serve(app, port: int, cert: str, key: str) -> None:
+    from werkzeug.serving import make_server
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = make_server("127.0.0.1", port, app, threaded=True, ssl_context=context)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _load_vocabulary(path: str | None) -> None:
+    if path:
+        from schemas.vocab import registry
+        registry().load(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def node_app(home: str, ca: str):
+    from issuer.node import Node, passphrase_from_env
+    from verifier.http import Fetcher
+    from wallet.app import create_node_app
+    from wallet.store import Wallet, make_verifier, upgrade
+    node = Node.open(home, passphrase_from_env())
+    upgrade(node.engine)
+    node.signing_key()  # fail at start-up if the passphrase is wrong
+    wallet = Wallet.from_node(node, verifier=make_verifier(Fetcher(allow_private=True, ca_bundle=ca)))
+    return create_node_app(node, wallet=wallet)
+
+
+class _Timed:
+    """Outermost WSGI layer: adds how long the request took until its answer started (the decision, mostly)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+
+        def timed_start(status, headers, exc_info=None):
+            ms = (time.perf_counter() - started) * 1000
+            return start_response(status, [*headers, (VERIFY_TIME_HEADER, f"{ms:.1f}")], exc_info)
+        return self.app(environ, timed_start)
+
+
+def data_app(config: dict):
+    """The data API of one provider. ``config``: {"policy": {...}, "routes": {path: {"dataset", "payloads"}}}."""
+    from flask import Flask, Response, abort, request
+
+    from verifier.decision import Decider
+    from verifier.middleware import ENVIRON_KEY, CeadMiddleware
+    from verifier.policy import parse_policy
+
+    routes: dict[str, dict] = config["routes"]
+    examples = Path(config["examples"])
+    app = Flask("cead.demo.data")
+
+    def serve(path: str):
+        route = routes[path]
+        payloads = route.get("payloads")
+        if payloads:
+            name = payloads.get(request.args.get("table", ""))
+            if name is None:
+                abort(404)
+            return Response((examples / name).read_bytes(), mimetype="text/csv")
+        decision = request.environ.get(ENVIRON_KEY)
+        manifest = (decision.manifest if decision is not None else None) or {}
+        columns = [str(c) for c in manifest.get("columns") or []]
+        rows = min(int(manifest.get("rowCount") or 3), 3)   # a synthetic sample: the demo moves no real data
+        counts = set(manifest.get("countColumns") or ["count"])
+        lines = [",".join(columns)] + [",".join(str(100 + 17 * i) if c in counts else f"{c}-{i}" for c in columns)
+                                       for i in range(1, rows + 1)]
+        return Response("\n".join(lines) + "\n", mimetype="text/csv")
+
+    for path in routes:
+        app.add_url_rule(path, path, lambda path=path: serve(path))
+
+    decider = Decider(parse_policy(config["policy"]))
+    app.wsgi_app = CeadMiddleware(app.wsgi_app, decider,
+                                  dataset_for=lambda environ: routes.get(environ.get("PATH_INFO", ""), {}).get(
+                                      "dataset"))
+    return _Timed(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cead.demo_api")
+    sub = parser.add_subparsers(dest="kind", required=True)
+    node = sub.add_parser("node")
+    node.add_argument("--home", required=True)
+    node.add_argument("--port", type=int, required=True)
+    node.add_argument("--ca", required=True)
+    node.add_argument("--cert", required=True)
+    node.add_argument("--key", required=True)
+    node.add_argument("--vocabulary")
+    api = sub.add_parser("api")
+    api.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    if args.kind == "node":
+        _load_vocabulary(args.vocabulary)
+        _serve(node_app(args.home, args.ca), args.port, args.cert, args.key)
+    else:
+        config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        _load_vocabulary(config.get("vocabulary"))
+        _serve(data_app(config), config["port"], config["cert"], config["key"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
