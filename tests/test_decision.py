@@ -1,0 +1,392 @@
+"""The transfer decision: the allow path and every denial of issue 5, each with its own reason code."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from issuer.keys import PrivateKey
+from issuer.signing import sign_jwt
+from schemas import models
+from verifier.decision import Decider, TransferRequest
+from verifier.http import Fetcher
+from verifier.keys import b64url_decode
+from verifier.policy import load_policy, parse_policy
+from verifier.receipts import ReceiptSigner, verify_receipt
+from verifier.results import CeadError
+from verifier.status import StatusLists
+from transfer_world import API, CEAD, DATASET, DPV, OTHER_DATASET, Party, codes, world
+
+
+@pytest.fixture(scope="module")
+def w():
+    with world() as w:
+        yield w
+
+
+def decide(w, credentials=None, decider=None, request=None, **present):
+    request = request or w.request()
+    vp = w.present(request, credentials, **present)
+    return (decider or w.decider()).decide(vp, request)
+
+
+def denied(decision, code):
+    assert not decision.allowed
+    assert code in codes(decision), decision.to_dict()["reasons"]
+
+
+# ---- allow ----------------------------------------------------------------------------------------------------
+
+def test_allow_with_two_link_chain_and_certification(w):
+    decision = decide(w)
+    assert decision.allowed, decision.to_dict()
+    assert decision.reasons == []
+    assert decision.holder == w.recipient.did
+    assert decision.approval_id == w.doc(w.approval)["id"]
+    digests = {entry.split(" ")[1] for entry in decision.relied_on}
+    assert digests == {models.credential_digest(c) for c in w.bundle()}
+    assert decision.receipt is None
+    body = decision.to_dict()
+    assert body["decision"] == "allow" and body["reliedOn"] == decision.relied_on
+
+
+def test_allow_approval_issued_by_controller_itself(w):
+    approval = w.make_approval(w.controller)
+    assert decide(w, [approval, w.cert]).allowed
+
+
+def test_allow_data_integrity_presentation_and_credential(w):
+    approval = w.make_approval(w.controller, fmt="ldp")
+    request = w.request()
+    decision = decide(w, [approval, w.cert], request=request, fmt="ldp")
+    assert decision.allowed, decision.to_dict()
+
+
+def test_signed_receipt(w, tmp_path):
+    key = PrivateKey.generate()
+    path = tmp_path / "receipt.pem"
+    path.write_bytes(key.to_pem(None))
+    decider = w.decider(receipts={"key": str(path), "kid": "did:web:gateway.example#receipt"})
+    decision = decide(w, decider=decider)
+    claims = verify_receipt(decision.receipt, key.public)
+    assert claims["decision"] == "allow" and claims["reliedOn"] == decision.relied_on
+    assert claims["url"] == decision.url
+    with pytest.raises(CeadError) as err:
+        verify_receipt(decision.receipt, PrivateKey.generate().public)
+    assert err.value.code == "receipt.invalid"
+    assert "PRIVATE" not in repr(ReceiptSigner.from_file(path))
+
+
+# ---- step 1: the presentation ------------------------------------------------------------------------------------
+
+def test_replayed_presentation(w):
+    decider, request = w.decider(), w.request()
+    vp = w.present(request)
+    assert decider.decide(vp, request).allowed
+    denied(decider.decide(vp, request), "presentation.replayed")
+
+
+def test_presentation_for_another_audience(w):
+    denied(decide(w, audience="https://elsewhere.example:443"), "presentation.audience_mismatch")
+
+
+def test_presentation_for_another_request(w):
+    request = w.request()
+    vp = w.present(w.request(url=f"{API}/datasets/other"))
+    denied(w.decider().decide(vp, request), "presentation.binding_mismatch")
+    other_manifest = w.request(columns=["ageBand"])
+    denied(w.decider().decide(w.present(other_manifest), request), "presentation.binding_mismatch")
+
+
+def test_presentation_too_old_or_too_long_lived(w):
+    request = w.request()
+    vp = w.present(request)
+    later = datetime.now(timezone.utc) + timedelta(minutes=20)
+    denied(w.decider().decide(vp, request, now=later), "presentation.expired")
+    long_lived = w.present(request, lifetime=300)
+    denied(w.decider(presentation_max_age=60).decide(long_lived, request), "presentation.lifetime_invalid")
+
+
+def test_presentation_signed_by_someone_else(w):
+    request = w.request()
+    vp = w.present(request)
+    claims = json.loads(b64url_decode(vp.split(".")[1]))      # the recipient's claims, signed by a stranger
+    forged = sign_jwt(claims, w.stranger.key, w.stranger.kid, typ="vp+jwt")
+    denied(w.decider().decide(forged, request), "presentation.holder_mismatch")
+
+
+def test_garbage_presentation_is_a_denial_not_an_exception(w):
+    for junk, code in (("", "presentation.malformed"), ("a.b.c", "jose.malformed"),
+                       ("not base64 !!", "presentation.malformed"),
+                       ({"type": "VerifiablePresentation"}, "presentation.context_invalid")):
+        denied(w.decider().decide(junk, w.request()), code)
+
+
+# ---- step 2 and 3: credentials, approval and delegation ---------------------------------------------------------
+
+def test_holder_is_not_the_recipient(w):
+    denied(decide(w, holder=w.stranger), "holder.not_recipient")
+
+
+def test_revoked_approval(w):
+    approval = w.make_approval(w.deputy, chain=[w.d1, w.d2])
+    decider = w.decider()
+    assert decide(w, [approval, w.d1, w.d2, w.cert], decider=decider).allowed
+    w.status.set(w.doc(approval), "revocation")
+    decision = decide(w, [approval, w.d1, w.d2, w.cert], decider=decider)  # proof result now cached
+    denied(decision, "status.revoked")
+    denied(decision, "approval.revoked")
+
+
+def test_suspended_delegation(w):
+    d2 = w.delegation(w.iao, w.deputy, parent=w.d1, max_depth=0)
+    approval = w.make_approval(w.deputy, chain=[w.d1, d2])
+    w.status.set(w.doc(d2), "suspension")
+    decision = decide(w, [approval, w.d1, d2, w.cert])
+    denied(decision, "delegation.suspended")
+    denied(decision, "status.suspended")
+    w.status.set(w.doc(d2), "suspension", False)   # reinstated: allowed again
+    assert decide(w, [approval, w.d1, d2, w.cert]).allowed
+
+
+def test_delegation_that_widens_its_parent(w):
+    wide = w.delegation(w.iao, w.deputy, parent=w.d1, max_depth=0,
+                        datasets=[DATASET, "https://data.elsewhere.example/dataset/pupils"])
+    approval = w.make_approval(w.deputy, chain=[w.d1, wide])
+    denied(decide(w, [approval, w.d1, wide, w.cert]), "delegation.widens_parent")
+
+
+def test_approval_signed_by_someone_with_no_delegation(w):
+    approval = w.make_approval(w.stranger)
+    denied(decide(w, [approval, w.cert]), "delegation.no_chain")
+
+
+def test_delegation_chain_not_presented(w):
+    denied(decide(w, [w.approval, w.d2, w.cert]), "delegation.missing")
+
+
+def test_approval_wider_than_delegation(w):
+    approval = w.make_approval(w.deputy, chain=[w.d1, w.d2], purposes=[DPV + "ScientificResearch"])
+    denied(decide(w, [approval, w.d1, w.d2, w.cert]), "approval.exceeds_delegation")
+
+
+def test_unknown_controller(w):
+    decider = w.decider(controllers=[])
+    denied(decide(w, decider=decider), "approval.controller_unknown")
+
+
+def test_no_approval(w):
+    denied(decide(w, [w.cert]), "approval.missing")
+
+
+def test_manifest_missing(w):
+    request = TransferRequest("GET", f"{API}/datasets/homelessness")
+    denied(w.decider().decide(w.present(request), request), "manifest.missing")
+
+
+# ---- step 4: certifications -------------------------------------------------------------------------------------
+
+def test_certification_expired(w):
+    cert = w.certification(w.body, w.recipient, expiry=(w.now - timedelta(days=1)).date().isoformat())
+    denied(decide(w, [w.approval, w.d1, w.d2, cert]), "certification.expired")
+
+
+def test_certification_from_untrusted_body(w):
+    cert = w.certification(w.rogue_body, w.recipient)
+    denied(decide(w, [w.approval, w.d1, w.d2, cert]), "certification.untrusted_issuer")
+
+
+def test_certification_missing_for_policy_requirement(w):
+    decider = w.decider(required_certifications=[CEAD + "ISO27001"])
+    denied(decide(w, decider=decider), "certification.missing")
+
+
+# ---- step 5: the transfer -----------------------------------------------------------------------------------------
+
+def test_dataset_not_approved(w):
+    denied(decide(w, request=w.request(dataset=OTHER_DATASET)), "transfer.dataset_not_approved")
+
+
+def test_column_not_approved(w):
+    denied(decide(w, request=w.request(columns=["ageBand", "name"])), "transfer.column_not_approved")
+
+
+def test_purpose_not_approved(w):
+    denied(decide(w, request=w.request(purpose=DPV + "ScientificResearch")), "transfer.purpose_not_approved")
+
+
+def test_volume_exceeded(w):
+    denied(decide(w, request=w.request(rowCount=5000)), "transfer.volume_exceeded")
+
+
+def test_outside_cadence_window(w):
+    start = (w.now - timedelta(days=90)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    approval = w.make_approval(w.deputy, chain=[w.d1, w.d2], cadence=f"R2/{start}/P1M")
+    denied(decide(w, [approval, w.d1, w.d2, w.cert]), "transfer.outside_cadence")
+
+
+def test_protocol_check_on_pushed_table(w):
+    approval = w.make_approval(w.controller, privacyProtocol={"kind": "threshold", "minCellCount": 10})
+    good = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,12\n25-34,Fife,housed,40\n"
+    bad = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,3\n25-34,Fife,housed,40\n"
+    ok = w.request("POST", body=good, rowCount=2)
+    assert decide(w, [approval, w.cert], request=ok).allowed
+    denied(decide(w, [approval, w.cert], request=w.request("POST", body=bad, rowCount=2)),
+           "protocol.cell_below_threshold")
+    # a pull whose table is not going to be checked on the way out is denied, not waved through
+    denied(decide(w, [approval, w.cert]), "protocol.payload_missing")
+
+
+# ---- status and DID failures ------------------------------------------------------------------------------------
+
+def test_stale_status_list(w):
+    clock = [1000.0]
+    fetcher = Fetcher(allow_private=True, ca_bundle=w.ca_bundle)
+    status = StatusLists(fetcher, ttl=10, max_staleness=timedelta(seconds=60), clock=lambda: clock[0])
+    decider = Decider(parse_policy(w.policy_data()), status=status)
+    assert decide(w, decider=decider).allowed
+    w.status.up = False
+    try:
+        clock[0] += 30      # refresh fails, copy still within max staleness
+        assert decide(w, decider=decider).allowed
+        clock[0] += 60      # past max staleness: deny rather than trust an old list
+        denied(decide(w, decider=decider), "status.stale")
+    finally:
+        w.status.up = True
+
+
+def test_unreachable_did_web_host(w):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    host = Party("webhost")
+    host.did = f"did:web:127.0.0.1%3A{port}"
+    host.kid = host.did + "#key-1"
+    approval = w.issue(host, models.DataSharingApproval.model_validate(
+        w.approval_subject(discloser=host.did, lawfulBases=[
+            {"party": host.did, "regime": "UKGDPR",
+             "legalBases": ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]},
+            {"party": w.recipient.did, "regime": "UKGDPR",
+             "legalBases": ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]}])), status=False)
+    decider = w.decider(controllers=[{"dataset": DATASET, "controller": host.did}])
+    decision = decide(w, [approval, w.cert], decider=decider)
+    denied(decision, "did.unreachable")
+    denied(decision, "approval.issuer_unreachable")
+
+
+# ---- caches, failures, metrics ------------------------------------------------------------------------------------
+
+def test_proof_cache_is_used_and_status_still_checked(w):
+    decider = w.decider(caches={"status_lists": {"size": 64, "ttl": 60}})
+    assert decide(w, decider=decider).allowed
+    assert decider.metrics.cache_hit_rate("proofs") == 0
+    assert decide(w, decider=decider).allowed            # the four credentials again: proofs from the cache
+    text = decider.metrics.render()
+    assert 'cead_cache_requests_total{cache="proofs",result="hit"} 4' in text
+    assert 'cead_decisions_total{outcome="allow",reason="none"} 2' in text
+    assert 'cead_cache_requests_total{cache="status_lists",result="miss"}' in text
+
+
+def test_internal_error_fails_closed(w, monkeypatch):
+    decider = w.decider()
+
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+    monkeypatch.setattr(decider.verifier, "verify_presentation", boom)
+    decision = decide(w, decider=decider)
+    denied(decision, "verifier.internal_error")
+
+
+def test_derived_dataset_needs_its_upstream_approvals(w):
+    upstream = w.make_approval(w.controller, datasets=[OTHER_DATASET])
+    derived = w.make_approval(w.controller, upstream=[w.ref(upstream)])
+    assert decide(w, [derived, upstream, w.cert]).allowed
+    denied(decide(w, [derived, w.cert]), "provenance.upstream_missing")
+
+
+# ---- the trust policy ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, where", [
+    ({"clock_skew": -5}, "clock_skew"),
+    ({"caches": {"proofs": {"sise": 10}}}, "caches.proofs.sise"),
+    ({"controllers": [{"controller": "did:web:x.example"}]}, "controllers.0"),
+    ({"controllers": [{"dataset": "https://d.example/1", "controller": "not-a-did"}]}, "controllers.0.controller"),
+    ({"certification_bodies": {CEAD + "ISO27001": ["nobody"]}}, "certification_bodies"),
+    ({"surprise": 1}, "surprise"),
+    ({"version": 2}, "version"),
+])
+def test_policy_errors_name_the_key(data, where):
+    with pytest.raises(CeadError) as err:
+        parse_policy(data)
+    assert err.value.code == "policy.invalid"
+    assert where in err.value.message
+
+
+def test_policy_files(tmp_path):
+    with pytest.raises(CeadError) as err:
+        load_policy(tmp_path / "missing.yaml")
+    assert err.value.code == "policy.unreadable"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("controllers: [unclosed\n")
+    with pytest.raises(CeadError) as err:
+        load_policy(bad)
+    assert err.value.code == "policy.invalid"
+    catalogue = tmp_path / "catalogue.jsonld"
+    catalogue.write_text(json.dumps({"@id": "https://fife.example/catalogue", "dct:publisher": "did:web:fife.example",
+                                     "dcat:dataset": [{"@id": "https://d.example/a"},
+                                                      {"@id": "https://d.example/b",
+                                                       "dct:publisher": {"@id": "did:web:other.example"}}]}))
+    good = tmp_path / "policy.yaml"
+    good.write_text("catalogues: [catalogue.jsonld]\ncontrollers:\n"
+                    "  - {prefix: 'https://d.example/', controller: 'did:web:prefix.example'}\n"
+                    "  - {dataset: 'https://d.example/exact', controller: 'did:web:exact.example'}\n")
+    policy = load_policy(good)
+    assert policy.controller_of("https://d.example/exact") == "did:web:exact.example"
+    assert policy.controller_of("https://d.example/zzz") == "did:web:prefix.example"
+    assert parse_policy({"catalogues": [str(catalogue)]}).controller_of("https://d.example/b") == \
+        "did:web:other.example"
+    assert parse_policy({"catalogues": [str(catalogue)]}).controller_of("https://d.example/a") == \
+        "did:web:fife.example"
+    assert parse_policy({}).controller_of("https://d.example/a") is None
+
+
+def test_example_policy_in_docs_loads():
+    from pathlib import Path
+    policy = load_policy(Path(__file__).parent.parent / "docs" / "examples" / "policy.yaml")
+    assert policy.certification_bodies and policy.controllers
+
+
+# ---- the refused examples in schemas/examples -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def examples():
+    from transfer_world import scenarios
+    with scenarios() as found:
+        yield found
+
+
+@pytest.mark.parametrize("name, manifest_file, payload_file, code", [
+    ("police", "police-transfer-refused-new-column.json", None, "transfer.column_not_approved"),
+    ("homelessness", "homelessness-transfer-refused-small-cell.json", "homelessness-payload-refused-small-cell.csv",
+     "protocol.cell_below_threshold"),
+    ("fsm", "fsm-transfer-refused-purpose.json", None, "transfer.purpose_not_approved"),
+    ("child-poverty", "child-poverty-transfer-refused-fifth-release.json", None, "protocol.release_limit"),
+])
+def test_example_refusals(examples, name, manifest_file, payload_file, code):
+    from transfer_world import EXAMPLES
+    scenario = examples[name]
+    manifest = json.loads((EXAMPLES / manifest_file).read_text())
+    payload = (EXAMPLES / payload_file).read_bytes() if payload_file else None
+    request = TransferRequest("POST" if payload else "GET", "https://data.example.org/x", body=payload,
+                              manifest=manifest)
+    decision = scenario.decider().decide(scenario.present(request), request)
+    denied(decision, code)
+
+
+def test_policy_audience_accepts_the_origin_with_or_without_default_port(w):
+    decider = w.decider(audience=["https://api.fife.example:8443"])
+    assert decide(w, decider=decider).allowed
+    assert parse_policy({"audience": ["https://gw.example"]}).audience == ["https://gw.example:443"]
+    denied(decide(w, decider=w.decider(audience=["https://gw.example"])), "presentation.audience_mismatch")

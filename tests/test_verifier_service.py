@@ -1,0 +1,231 @@
+"""The verifier HTTP service over HTTPS on 127.0.0.1: VC-API, nginx auth_request, Envoy ext_authz, metrics."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation
+from verifier.decision import TransferRequest
+from verifier.service import create_app
+from helpers_https import https_server
+from transfer_world import API, OTHER_DATASET, world
+
+
+@pytest.fixture(scope="module")
+def env():
+    with world() as w:
+        with https_server(create_app(w.decider())) as (base_url, ca_bundle):
+            yield w, base_url, ca_bundle
+
+
+def post(env, path, json_body=None, **kw):
+    _, base_url, ca_bundle = env
+    return requests.post(base_url + path, json=json_body, verify=ca_bundle, timeout=10, **kw)
+
+
+# ---- VC-API ------------------------------------------------------------------------------------------------------
+
+def test_verify_credential_jwt_and_enveloped(env):
+    w = env[0]
+    response = post(env, "/credentials/verify", {"verifiableCredential": w.cert})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["verified"] is True and body["errors"] == [] and {"proof", "status"} <= set(body["checks"])
+    enveloped = {"@context": "https://www.w3.org/ns/credentials/v2", "type": "EnvelopedVerifiableCredential",
+                 "id": f"data:application/vc+jwt,{w.cert}"}
+    assert post(env, "/credentials/verify", {"verifiableCredential": enveloped, "options": {}}).status_code == 200
+
+
+def test_verify_credential_data_integrity(env):
+    w = env[0]
+    credential = w.make_approval(w.controller, fmt="ldp")
+    response = post(env, "/credentials/verify", {"verifiableCredential": credential})
+    assert response.status_code == 200, response.text
+
+
+def test_verify_credential_failures_are_400_with_errors(env):
+    w = env[0]
+    head, payload, sig = w.cert.split(".")
+    tampered = f"{head}.{payload}.{sig[:-4]}AAAA"
+    response = post(env, "/credentials/verify", {"verifiableCredential": tampered})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["verified"] is False and body["errors"] and body["problemDetails"][0]["title"]
+    revoked = w.certification(w.body, w.recipient)
+    w.status.set(w.doc(revoked), "revocation")
+    response = post(env, "/credentials/verify", {"verifiableCredential": revoked})
+    assert response.status_code == 400
+    assert "status.revoked" in {e["code"] for e in response.json()["errors"]}
+
+
+@pytest.mark.parametrize("body", [None, [], {"nothing": 1}, {"verifiableCredential": 5},
+                                  {"verifiableCredential": {}, "options": "x"}])
+def test_verify_credential_bad_requests(env, body):
+    _, base_url, ca_bundle = env
+    response = requests.post(base_url + "/credentials/verify", data=b"{not json" if body is None else None,
+                             json=body, verify=ca_bundle, timeout=10)
+    assert response.status_code == 400
+    assert response.json()["verified"] is False and response.json()["errors"]
+
+
+def test_verify_presentation_with_challenge_and_domain(env):
+    w = env[0]
+    vp = w.present(w.request(), audience="https://relying-party.example:443", nonce="challenge-123")
+    ok = post(env, "/presentations/verify", {"verifiablePresentation": vp,
+                                             "options": {"challenge": "challenge-123",
+                                                         "domain": "https://relying-party.example:443"}})
+    assert ok.status_code == 200, ok.text
+    assert {"challenge", "domain"} <= set(ok.json()["checks"])
+    wrong = post(env, "/presentations/verify", {"verifiablePresentation": vp, "options": {"challenge": "other"}})
+    assert wrong.status_code == 400
+    assert "presentation.nonce_mismatch" in {e["code"] for e in wrong.json()["errors"]}
+
+
+def test_verify_proofless_presentation(env):
+    w = env[0]
+    response = post(env, "/presentations/verify", {"presentation": {
+        "@context": ["https://www.w3.org/ns/credentials/v2"], "type": ["VerifiablePresentation"],
+        "verifiableCredential": [w.make_approval(w.controller, fmt="ldp")]}})
+    assert response.status_code == 200, response.text
+
+
+# ---- nginx auth_request ------------------------------------------------------------------------------------------
+
+def authz_headers(w, request: TransferRequest, vp=None) -> dict:
+    proto, rest = request.url.split("://", 1)
+    host, _, path = rest.partition("/")
+    headers = {"X-Original-Method": request.method, "X-Original-URI": "/" + path, "X-Original-Host": host,
+               "X-Original-Proto": proto, MANIFEST_HEADER: encode_manifest(request.manifest)}
+    if vp is not False:
+        headers[PRESENTATION_HEADER] = encode_presentation(vp or w.present(request))
+    return headers
+
+
+def test_nginx_authz_allow_deny_and_missing(env):
+    w, base_url, ca_bundle = env
+    request = w.request()
+    allow = requests.get(base_url + "/authz", headers=authz_headers(w, request), verify=ca_bundle, timeout=10)
+    assert allow.status_code == 200, allow.text
+    assert allow.headers["Cead-Decision"] == "allow"
+    missing = requests.get(base_url + "/authz", headers=authz_headers(w, request, vp=False), verify=ca_bundle,
+                           timeout=10)
+    assert missing.status_code == 401
+    assert missing.headers["Cead-Decision-Reasons"] == "presentation.missing"
+    other = w.request(dataset=OTHER_DATASET)
+    deny = requests.get(base_url + "/authz", headers=authz_headers(w, other), verify=ca_bundle, timeout=10)
+    assert deny.status_code == 403
+    assert "transfer.dataset_not_approved" in deny.headers["Cead-Decision-Reasons"]
+
+
+def test_nginx_authz_without_original_uri(env):
+    w, base_url, ca_bundle = env
+    response = requests.get(base_url + "/authz", verify=ca_bundle, timeout=10)
+    assert response.status_code == 403 and response.headers["Cead-Decision-Reasons"] == "request.invalid"
+
+
+def test_nginx_authz_query_string_is_part_of_the_binding(env):
+    w, base_url, ca_bundle = env
+    request = w.request(url=f"{API}/datasets/homelessness?month=2026-10")
+    headers = authz_headers(w, request)
+    assert requests.get(base_url + "/authz", headers=headers, verify=ca_bundle, timeout=10).status_code == 200
+    headers2 = authz_headers(w, request)
+    headers2["X-Original-URI"] = "/datasets/homelessness?month=2026-11"
+    replayed = requests.get(base_url + "/authz", headers=headers2, verify=ca_bundle, timeout=10)
+    assert replayed.status_code == 403
+    assert "presentation.binding_mismatch" in replayed.headers["Cead-Decision-Reasons"]
+
+
+# ---- Envoy ext_authz (HTTP mode) -------------------------------------------------------------------------------
+
+def test_envoy_ext_authz(env):
+    w, base_url, ca_bundle = env
+    host = API.split("://")[1]
+    body = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,12\n"
+    request = w.request("POST", body=body, rowCount=1)
+    headers = {"Host": host, "X-Forwarded-Proto": "https", PRESENTATION_HEADER: w.present(request),
+               MANIFEST_HEADER: encode_manifest(request.manifest)}
+    allow = requests.post(base_url + "/envoy/datasets/homelessness", data=body, headers=headers,
+                          verify=ca_bundle, timeout=10)
+    assert allow.status_code == 200, allow.text
+    assert allow.headers["Cead-Decision"] == "allow"
+    again = requests.post(base_url + "/envoy/datasets/homelessness", data=body, headers=headers,
+                          verify=ca_bundle, timeout=10)
+    assert again.status_code == 403 and "presentation.replayed" in again.headers["Cead-Decision-Reasons"]
+
+
+# ---- metrics and health ------------------------------------------------------------------------------------------
+
+def test_metrics_and_healthz(env):
+    _, base_url, ca_bundle = env
+    assert requests.get(base_url + "/healthz", verify=ca_bundle, timeout=10).json()["status"] == "ok"
+    requests.get(base_url + "/authz", verify=ca_bundle, timeout=10)  # at least one denial
+    metrics = requests.get(base_url + "/metrics", verify=ca_bundle, timeout=10)
+    assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = metrics.text
+    assert "# TYPE cead_decisions_total counter" in text
+    assert 'cead_decisions_total{outcome="deny",reason="request.invalid"}' in text
+    assert 'cead_decision_seconds_bucket{le="+Inf"}' in text
+    assert "cead_cache_requests_total" in text
+
+
+# ---- `cead verifier serve` ---------------------------------------------------------------------------------------
+
+def test_cead_verifier_serve_over_tls(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import trustme
+
+    from cead.processes import free_port
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "policy.yaml").write_text("clock_skew: 60\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cead.cli", "verifier", "serve", "--policy",
+                             str(tmp_path / "policy.yaml"), "--port", str(port), "--tls-cert",
+                             str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = requests.get(f"https://localhost:{port}/healthz", verify=str(tmp_path / "ca.pem"),
+                                        timeout=2)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# ---- every worked example in schemas/examples, through Envoy ext_authz ------------------------------------------
+
+@pytest.fixture(scope="module")
+def examples():
+    from transfer_world import scenarios
+    with scenarios() as found:
+        yield found
+
+
+@pytest.mark.parametrize("name", ["police", "homelessness", "fsm", "child-poverty"])
+def test_example_scenarios_allowed_through_the_service(examples, name):
+    scenario = examples[name]
+    with https_server(create_app(scenario.decider())) as (base_url, ca_bundle):
+        method = "POST" if scenario.payload else "GET"
+        request = TransferRequest(method, "https://data.example.org/data", body=scenario.payload,
+                                  manifest=scenario.manifest)
+        response = requests.request(method, base_url + "/envoy/data", data=scenario.payload, verify=ca_bundle,
+                                    timeout=10, headers={"Host": "data.example.org", "X-Forwarded-Proto": "https",
+                                                         PRESENTATION_HEADER: scenario.present(request),
+                                                         MANIFEST_HEADER: encode_manifest(scenario.manifest)})
+    assert response.status_code == 200, response.text
+    assert response.headers["Cead-Decision"] == "allow"

@@ -1,0 +1,137 @@
+"""Verifier commands: `cead verify FILE` and `cead verifier serve`. Registered by ``cead.cli``.
+
+`cead verify` prints the decision (or, with no request given, the generic verification result) as JSON and exits
+0 when allowed/verified, 1 when denied/not verified, 2 for bad input (unreadable file, bad JSON, bad policy).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .binding import decode_presentation
+from .results import CeadError
+
+EXIT_ALLOW, EXIT_DENY, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _fail(message: str, code: str = "input.invalid") -> None:
+    click.echo(json.dumps({"error": {"code": code, "message": message}}), err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        _fail(f"Cannot read {what} {path!r}: {exc.strerror or exc}", "input.unreadable")
+    return b""  # unreachable
+
+
+def _load_document(path: str):
+    """A credential or presentation: JSON object, compact JWT, or a Cead-Presentation header value."""
+    raw = _read(path, "the credential/presentation file")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        _fail(f"{path!r} is not UTF-8 text.")
+    if not text:
+        _fail(f"{path!r} is empty.")
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            _fail(f"{path!r} is not valid JSON: {exc}")
+        if not isinstance(doc, dict):
+            _fail(f"{path!r} must hold a JSON object.")
+        return doc
+    try:
+        return decode_presentation(text)
+    except CeadError as exc:
+        _fail(f"{path!r} holds neither JSON, a compact JWT nor a base64url presentation: {exc.message}", exc.code)
+
+
+def _decider(policy_path: str | None):
+    from .decision import Decider
+    from .policy import load_policy
+    try:
+        return Decider(load_policy(policy_path))
+    except CeadError as exc:
+        _fail(exc.message, exc.code)
+
+
+@click.command("verify")
+@click.argument("file", type=str)
+@click.option("--policy", "policy_path", type=str, help="Trust policy file (YAML or JSON).")
+@click.option("--method", default=None, help="HTTP method of the transfer request (default GET with --url).")
+@click.option("--url", default=None, help="Full URL of the transfer request; with it, the transfer is decided.")
+@click.option("--body", "body_path", default=None, help="File holding the request body.")
+@click.option("--manifest", "manifest_path", default=None, help="File holding the transfer manifest (JSON).")
+@click.option("--dataset", default=None, help="Dataset IRI served by the endpoint (default: from the manifest).")
+@click.option("--challenge", default=None, help="Without --url: expected presentation challenge/nonce.")
+@click.option("--domain", default=None, help="Without --url: expected presentation domain/audience.")
+def verify(file, policy_path, method, url, body_path, manifest_path, dataset, challenge, domain):
+    """Verify FILE (a credential or presentation; '-' for stdin) and print the result as JSON.
+
+    With --url, decide the transfer against the trust policy (exit 0 allow, 1 deny). Without it, verify the
+    credential or presentation generically: proofs, validity, status (exit 0 verified, 1 not verified).
+    Exit 2 means bad input.
+    """
+    from .decision import TransferRequest, is_presentation
+    from .service import vc_api_result
+
+    document = _load_document(file)
+    if url is None and any(v is not None for v in (method, body_path, manifest_path, dataset)):
+        _fail("--method, --body, --manifest and --dataset describe a transfer request and need --url.")
+    body = _read(body_path, "the body file") if body_path else None
+    manifest = None
+    if manifest_path:
+        try:
+            manifest = json.loads(_read(manifest_path, "the manifest file"))
+        except ValueError as exc:
+            _fail(f"The manifest {manifest_path!r} is not valid JSON: {exc}")
+        if not isinstance(manifest, dict):
+            _fail(f"The manifest {manifest_path!r} must be a JSON object.")
+    decider = _decider(policy_path)
+    if url is not None:
+        try:
+            request = TransferRequest(method=method or "GET", url=url, body=body, manifest=manifest, dataset=dataset)
+        except CeadError as exc:
+            _fail(exc.message, exc.code)
+        decision = decider.decide(document, request)
+        click.echo(json.dumps(decision.to_dict(), indent=2))
+        sys.exit(EXIT_ALLOW if decision.allowed else EXIT_DENY)
+    if is_presentation(document):
+        result = decider.verify_presentation(document, challenge=challenge, domain=domain)
+    else:
+        if challenge or domain:
+            _fail("--challenge and --domain apply to presentations only.")
+        result = decider.verify_credential(document)
+    click.echo(json.dumps(vc_api_result(result), indent=2))
+    sys.exit(EXIT_ALLOW if result.verified else EXIT_DENY)
+
+
+@click.group("verifier")
+def verifier() -> None:
+    """The stateless verifier service for API gateways."""
+
+
+@verifier.command("serve")
+@click.option("--policy", "policy_path", type=str, help="Trust policy file (YAML or JSON).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), required=True)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate (chain).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for --tls-cert.")
+def serve(policy_path, host, port, tls_cert, tls_key):
+    """Serve VC-API verification, nginx auth_request (/authz), Envoy ext_authz (/envoy), /metrics, /healthz."""
+    from werkzeug.serving import run_simple
+
+    from .service import create_app
+
+    if bool(tls_cert) != bool(tls_key):
+        _fail("--tls-cert and --tls-key go together.")
+    app = create_app(_decider(policy_path))
+    click.echo(f"cead verifier listening on {'https' if tls_cert else 'http'}://{host}:{port}", err=True)
+    run_simple(host, port, app, threaded=True, ssl_context=(tls_cert, tls_key) if tls_cert else None)

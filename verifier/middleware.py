@@ -1,0 +1,110 @@
+"""WSGI middleware that puts the transfer decision in front of any Flask/WSGI data API.
+
+    app.wsgi_app = CeadMiddleware(app.wsgi_app, decider, dataset_for=lambda environ: DATASET_IRI)
+
+Before the app runs, every request is decided (``verifier.decision.Decider``): without a presentation it is
+answered 401, when denied 403, both with a JSON body listing every reason. When allowed, the decision is at
+``environ["cead.decision"]`` for the app to log. For approvals whose privacy protocol constrains aggregate outputs,
+the response body is checked before it leaves and replaced by a 403 if it fails.
+"""
+from __future__ import annotations
+
+import io
+import json
+from typing import Callable, Iterable
+
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.wsgi import get_current_url
+
+from .decision import Decider, Decision, decide_from_headers, decision_headers
+from .results import Problem
+
+ENVIRON_KEY = "cead.decision"
+MAX_BODY = 16 * 1024 * 1024
+
+
+def _json_response(start_response, status: int, decision: Decision, extra: dict[str, str] | None = None):
+    body = json.dumps(decision.to_dict(), separators=(",", ":")).encode()
+    phrase = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Payload Too Large"}[status]
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+               *decision_headers(decision).items(), *(extra or {}).items()]
+    start_response(f"{status} {phrase}", headers)
+    return [body]
+
+
+class CeadMiddleware:
+    """Decide each request before ``app`` sees it.
+
+    ``dataset_for(environ)`` names the dataset IRI the requested endpoint serves (None: take it from the
+    transfer manifest); ``public_url(environ)`` gives the URL the client used when the app sits behind a proxy
+    (default: the URL rebuilt from the WSGI environ).
+    """
+
+    def __init__(self, app, decider: Decider, *, dataset_for: Callable[[dict], str | None] | None = None,
+                 check_response_payload: bool = True, public_url: Callable[[dict], str] | None = None,
+                 max_body: int = MAX_BODY):
+        self.app = app
+        self.decider = decider
+        self.dataset_for = dataset_for
+        self.check_response_payload = check_response_payload
+        self.public_url = public_url or (lambda environ: get_current_url(environ))
+        self.max_body = max_body
+
+    def _read_body(self, environ) -> bytes | None:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length <= 0:
+            return None
+        if length > self.max_body:
+            raise OverflowError
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again
+        return body
+
+    def __call__(self, environ, start_response) -> Iterable[bytes]:
+        try:
+            body = self._read_body(environ)
+        except OverflowError:
+            decision = self.decider.deny(Problem("request.too_large",
+                                                 f"The request body is larger than {self.max_body} bytes."))
+            return _json_response(start_response, 413, decision)
+        dataset = self.dataset_for(environ) if self.dataset_for else None
+        status, decision = decide_from_headers(self.decider, EnvironHeaders(environ), environ["REQUEST_METHOD"],
+                                               self.public_url(environ), body, dataset,
+                                               response_checked=self.check_response_payload)
+        environ[ENVIRON_KEY] = decision
+        if status != 200:
+            extra = {"WWW-Authenticate": 'VP realm="cead"'} if status == 401 else None
+            return _json_response(start_response, status, decision, extra)
+        if not (self.check_response_payload and self.decider.response_check_needed(decision)):
+            return self.app(environ, start_response)
+        return self._checked(environ, start_response, decision)
+
+    def _checked(self, environ, start_response, decision: Decision) -> Iterable[bytes]:
+        """Run the app with its response buffered, and release it only if the payload check passes."""
+        captured: dict = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: chunks.append(data)
+
+        chunks: list[bytes] = []
+        result = self.app(environ, capture)
+        try:
+            chunks.extend(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        status = captured.get("status", "500 Internal Server Error")
+        if not status.startswith("2"):
+            start_response(status, captured.get("headers", []))
+            return chunks
+        headers = captured.get("headers", [])
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        problems = self.decider.check_response(decision, b"".join(chunks), content_type)
+        if problems:  # the decider has turned the decision into a denial
+            return _json_response(start_response, 403, decision)
+        start_response(status, headers)
+        return chunks

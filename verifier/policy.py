@@ -1,0 +1,230 @@
+"""The verifier's trust policy: whom it trusts, for what, and how long it may rely on what it has fetched.
+
+A policy is a YAML or JSON file (annotated example: docs/examples/policy.yaml, explained in docs/trust-policy.md).
+Loading validates every key; a bad file raises ``CeadError("policy.invalid", ...)`` naming the offending key, so a
+gateway refuses to start rather than running with a policy it misread.
+"""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, field_validator, model_validator
+
+from .binding import origin
+from .results import CeadError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_did(value: str) -> str:
+    if not isinstance(value, str) or not value.startswith("did:") or value.count(":") < 2:
+        raise ValueError(f"{value!r} is not a DID")
+    return value
+
+
+class Controller(_Strict):
+    """Who controls a dataset: an exact dataset IRI, or every dataset IRI under a prefix."""
+
+    dataset: str | None = None
+    prefix: str | None = None
+    controller: str
+
+    @field_validator("controller")
+    @classmethod
+    def _did(cls, v: str) -> str:
+        return _check_did(v)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Controller":
+        if (self.dataset is None) == (self.prefix is None):
+            raise ValueError("give exactly one of 'dataset' or 'prefix'")
+        return self
+
+
+class CacheSettings(_Strict):
+    size: int = Field(1024, ge=1, le=10_000_000)
+    ttl: int = Field(300, ge=0, le=86_400)  # seconds
+
+
+class Caches(_Strict):
+    did_documents: CacheSettings = CacheSettings(size=1024, ttl=300)
+    status_lists: CacheSettings = CacheSettings(size=256, ttl=300)
+    proofs: CacheSettings = CacheSettings(size=4096, ttl=3600)       # verified-proof results by credential digest
+    replay: CacheSettings = CacheSettings(size=100_000, ttl=600)     # seen presentation jti / proof values
+
+
+class Network(_Strict):
+    allow_http: bool = False          # development only: did:web and status lists over plain HTTP
+    allow_private: bool = False       # development only: fetch from loopback / private addresses
+    ca_bundle: str | None = None      # PEM file of extra trust anchors (e.g. a test CA)
+    timeout: float = Field(5.0, gt=0, le=60)
+
+
+class Receipts(_Strict):
+    key: str                          # path of a PEM (PKCS#8) or JWK file; the only private key a verifier may hold
+    kid: str | None = None            # key id written into the receipt's JWS header
+    passphrase_env: str | None = None  # name of an environment variable holding the PEM passphrase
+
+
+class TrustPolicy(_Strict):
+    """A validated trust policy. Durations are in seconds."""
+
+    version: int = 1
+    audience: list[str] = []                      # accepted presentation audiences; empty: the request's origin
+    clock_skew: int = Field(300, ge=0, le=3600)
+    presentation_max_age: int = Field(300, ge=1, le=3600)
+    max_status_staleness: int = Field(3600, ge=0, le=30 * 86_400)
+    max_delegation_depth: int = Field(4, ge=1, le=16)
+    controllers: list[Controller] = []
+    catalogues: list[str] = []                    # DCAT catalogue files (JSON-LD): dataset -> publisher/controller
+    certification_bodies: dict[str, list[str]] = {}   # scheme -> DIDs trusted to certify for it
+    required_certifications: list[str] = []       # schemes every recipient must hold, besides the approval's
+    caches: Caches = Caches()
+    network: Network = Network()
+    receipts: Receipts | None = None
+
+    base_dir: Path | None = Field(None, exclude=True)   # where relative file paths resolve from
+    _catalogue: dict[str, str] | None = PrivateAttr(None)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v != 1:
+            raise ValueError("only policy version 1 is understood")
+        return v
+
+    @field_validator("audience")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        try:
+            return [origin(a) for a in v]   # scheme://host:port, as presentations state it
+        except CeadError:
+            raise ValueError("each audience must be an absolute URL (scheme://host[:port])") from None
+
+    @field_validator("certification_bodies")
+    @classmethod
+    def _bodies(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for scheme, dids in v.items():
+            for did in dids:
+                _check_did(did)
+        return v
+
+    # ---- derived values -----------------------------------------------------------------------------------
+    @property
+    def skew(self) -> timedelta:
+        return timedelta(seconds=self.clock_skew)
+
+    def path(self, name: str) -> Path:
+        p = Path(name).expanduser()
+        return p if p.is_absolute() or self.base_dir is None else self.base_dir / p
+
+    def trusted_bodies(self, scheme: str) -> list[str]:
+        return list(self.certification_bodies.get(scheme, []))
+
+    def controller_of(self, dataset: str) -> str | None:
+        """The controller DID of a dataset IRI: an exact entry, else the longest matching prefix, else a catalogue."""
+        best: tuple[int, str] | None = None
+        for entry in self.controllers:
+            if entry.dataset == dataset:
+                return entry.controller
+            if entry.prefix is not None and dataset.startswith(entry.prefix):
+                if best is None or len(entry.prefix) > best[0]:
+                    best = (len(entry.prefix), entry.controller)
+        if best is not None:
+            return best[1]
+        return self.catalogue_controllers().get(dataset)
+
+    def catalogue_controllers(self) -> dict[str, str]:
+        if self._catalogue is None:
+            merged: dict[str, str] = {}
+            for name in self.catalogues:
+                merged.update(load_catalogue(self.path(name)))
+            self._catalogue = merged
+        return self._catalogue
+
+
+_PUBLISHER_KEYS = ("controller", "cead:controller", "publisher", "dct:publisher", "dcterms:publisher",
+                   "http://purl.org/dc/terms/publisher")
+_DATASET_KEYS = ("dataset", "dcat:dataset", "http://www.w3.org/ns/dcat#dataset")
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, dict):
+        value = value.get("@id", value.get("id"))
+    return value if isinstance(value, str) else None
+
+
+def load_catalogue(path: Path) -> dict[str, str]:
+    """Dataset IRI -> controller DID from a DCAT catalogue in compacted JSON-LD.
+
+    Each ``dcat:dataset`` entry needs an ``@id`` and a ``dct:publisher`` (or ``cead:controller``) that is a DID;
+    the catalogue-level publisher applies to datasets without their own.
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CeadError("policy.invalid", f"catalogues: cannot read DCAT catalogue {str(path)!r}: {exc}") from None
+    nodes = doc.get("@graph", [doc]) if isinstance(doc, dict) else doc
+    out: dict[str, str] = {}
+    for node in nodes if isinstance(nodes, list) else []:
+        if not isinstance(node, dict):
+            continue
+        default = next((_ref(node[k]) for k in _PUBLISHER_KEYS if k in node), None)
+        datasets = next((node[k] for k in _DATASET_KEYS if k in node), [])
+        for ds in datasets if isinstance(datasets, list) else [datasets]:
+            if not isinstance(ds, dict):
+                continue
+            iri = _ref(ds)
+            controller = next((_ref(ds[k]) for k in _PUBLISHER_KEYS if k in ds), None) or default
+            if iri and controller and controller.startswith("did:"):
+                out[iri] = controller
+    return out
+
+
+def _format_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{key}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_policy(data: Any, base_dir: Path | None = None) -> TrustPolicy:
+    """Validate an already-parsed policy mapping."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CeadError("policy.invalid", "The trust policy must be a mapping (YAML or JSON object).")
+    try:
+        policy = TrustPolicy.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise CeadError("policy.invalid", f"Invalid trust policy: {_format_error(exc)}") from None
+    policy.catalogue_controllers()  # read the catalogues now, so a bad one fails at load time
+    return policy
+
+
+def load_policy(path: str | Path | None) -> TrustPolicy:
+    """Read a YAML or JSON trust policy file (``None``: the defaults, which trust no controller or body)."""
+    if path is None:
+        return parse_policy({})
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CeadError("policy.unreadable", f"Cannot read the trust policy {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CeadError("policy.invalid", f"The trust policy {str(path)!r} is not valid YAML/JSON: {exc}") from None
+    return parse_policy(data, base_dir=path.parent)

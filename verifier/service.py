@@ -1,0 +1,166 @@
+"""The verifier HTTP service behind `cead verifier serve`: VC-API verification and gateway authorization.
+
+Endpoints (no database, no private key; a receipt key is optional):
+
+- ``POST /credentials/verify`` and ``POST /presentations/verify``: VC-API. Check any issuer's credential or
+  presentation generically (proofs, validity period, status; ``options.challenge`` and ``options.domain`` for a
+  presentation). No trust policy is applied. 200 when verified, 400 otherwise, with
+  ``{"verified", "checks", "warnings", "errors", "problemDetails"}``.
+- ``GET|POST|... /authz``: nginx ``auth_request``. The original request comes from ``X-Original-Method``,
+  ``X-Original-URI``, ``X-Original-Host`` and ``X-Original-Proto``; the presentation from ``Cead-Presentation``
+  (or ``Authorization: VP ...``). 200 allow, 401 no presentation, 403 deny; reasons in ``Cead-Decision-Reasons``.
+- ``ANY /envoy/<path>``: Envoy ``ext_authz`` in HTTP mode (configure ``path_prefix: /envoy``); the original
+  path follows the prefix, the host is the ``Host`` header and the scheme ``X-Forwarded-Proto``. 200 or 403.
+- ``GET /metrics`` (Prometheus text format) and ``GET /healthz``.
+
+See docs/gateway.md for nginx and Envoy configuration.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Flask, Response, request
+
+from .decision import Decider, decide_from_headers, decision_headers
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .results import CeadError, Problem, VerificationResult
+
+MAX_BODY = 2 * 1024 * 1024      # VC-API request bodies and forwarded (Envoy) bodies
+ENVOY_PREFIX = "/envoy"
+
+
+def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, headers=headers or {},
+                    mimetype="application/json")
+
+
+# ---- VC-API result shape ---------------------------------------------------------------------------------------
+
+_CHECKS = ("proof", "validity", "status")
+
+
+def vc_api_result(result: VerificationResult, extra_checks: tuple[str, ...] = ()) -> dict:
+    """A VC-API verification response: the checks made, warnings, errors (and ProblemDetails)."""
+    errors = [p.to_dict() for p in result.problems]
+    for i, cred in enumerate(result.credentials):
+        errors += [{**p.to_dict(), "credential": i} for p in cred.problems]
+    return {
+        "verified": result.verified,
+        "checks": [*_CHECKS, *extra_checks],
+        "warnings": [p.to_dict() for p in result.warnings],
+        "errors": errors,
+        "problemDetails": [{"type": f"urn:cead:problem:{e['code']}", "title": e["code"], "detail": e["message"]}
+                           for e in errors],
+    }
+
+
+def _unenvelope(value, kind: str):
+    """An ``Enveloped...`` object carries the JWT in a data: URL; return the JWT, else the value as given."""
+    if isinstance(value, dict) and f"Enveloped{kind}" in (value.get("type") if isinstance(value.get("type"), list)
+                                                           else [value.get("type")]):
+        ident = value.get("id")
+        if isinstance(ident, str) and ident.startswith("data:") and "," in ident:
+            return ident.split(",", 1)[1]
+        raise CeadError("request.invalid", f"Enveloped{kind} needs an id that is a data: URL.")
+    return value
+
+
+# ---- the app ---------------------------------------------------------------------------------------------------
+
+def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
+    app = Flask("cead-verifier")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    metrics = decider.metrics
+
+    def bad_request(message: str, code: str = "request.invalid") -> Response:
+        problem = {"code": code, "message": message}
+        return _json(400, {"verified": False, "checks": [], "warnings": [], "errors": [problem],
+                           "problemDetails": [{"type": f"urn:cead:problem:{code}", "title": code, "detail": message}]})
+
+    def body_json() -> dict:
+        data = request.get_json(silent=True, force=True)
+        if not isinstance(data, dict):
+            raise CeadError("request.invalid", "The request body must be a JSON object.")
+        options = data.get("options", {})
+        if options is not None and not isinstance(options, dict):
+            raise CeadError("request.invalid", "'options' must be a JSON object.")
+        return data
+
+    @app.post("/credentials/verify")
+    def verify_credential():
+        try:
+            data = body_json()
+            if "verifiableCredential" not in data:
+                raise CeadError("request.invalid", "The body needs 'verifiableCredential'.")
+            credential = _unenvelope(data["verifiableCredential"], "VerifiableCredential")
+        except CeadError as exc:
+            return bad_request(exc.message, exc.code)
+        result = decider.verify_credential(credential)
+        return _json(200 if result.verified else 400, vc_api_result(result))
+
+    @app.post("/presentations/verify")
+    def verify_presentation():
+        try:
+            data = body_json()
+            options = data.get("options") or {}
+            challenge, domain = options.get("challenge"), options.get("domain")
+            if not all(v is None or isinstance(v, str) for v in (challenge, domain)):
+                raise CeadError("request.invalid", "options.challenge and options.domain must be strings.")
+            if "verifiablePresentation" in data:
+                vp = _unenvelope(data["verifiablePresentation"], "VerifiablePresentation")
+            elif isinstance(data.get("presentation"), dict):  # proofless: verify the credentials only
+                vp = None
+            else:
+                raise CeadError("request.invalid", "The body needs 'verifiablePresentation' (or 'presentation').")
+        except CeadError as exc:
+            return bad_request(exc.message, exc.code)
+        if vp is None:
+            result = decider.verify_proofless(data["presentation"])
+            return _json(200 if result.verified else 400, vc_api_result(result))
+        result = decider.verify_presentation(vp, challenge=challenge, domain=domain)
+        extra = tuple(name for name, v in (("challenge", challenge), ("domain", domain)) if v is not None)
+        return _json(200 if result.verified else 400, vc_api_result(result, extra))
+
+    @app.route("/authz", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    def nginx_authz():
+        method = request.headers.get("X-Original-Method", "GET")
+        uri = request.headers.get("X-Original-URI")
+        if not uri or not uri.startswith("/"):
+            decision = decider.deny(Problem("request.invalid",
+                                            "X-Original-URI (the original request path) is missing."))
+            return _json(403, decision.to_dict(), decision_headers(decision))
+        proto = request.headers.get("X-Original-Proto", request.scheme)
+        host = request.headers.get("X-Original-Host", request.host)
+        # nginx does not pass the body to auth_request: requests that carry one cannot match their binding.
+        status, decision = decide_from_headers(decider, request.headers, method, f"{proto}://{host}{uri}", None)
+        return _json(status, decision.to_dict(), decision_headers(decision))
+
+    @app.route(f"{envoy_prefix}/", defaults={"path": ""},
+               methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    @app.route(f"{envoy_prefix}/<path:path>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    def envoy_authz(path: str):
+        original = request.full_path if request.query_string else request.path
+        uri = original[len(envoy_prefix):] or "/"
+        proto = request.headers.get("X-Forwarded-Proto", request.scheme)
+        body = request.get_data(cache=False) or None
+        status, decision = decide_from_headers(decider, request.headers, request.method,
+                                               f"{proto}://{request.host}{uri}", body)
+        return _json(status, decision.to_dict(), decision_headers(decision))
+
+    @app.get("/metrics")
+    def metrics_endpoint():
+        return Response(metrics.render(), mimetype=None, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    @app.get("/healthz")
+    def healthz():
+        return _json(200, {"status": "ok", "time": int(time.time())})
+
+    @app.errorhandler(413)
+    def too_large(_exc):
+        return bad_request(f"The request body is larger than {MAX_BODY} bytes.", "request.too_large")
+
+    return app
+
+
+__all__ = ["create_app", "vc_api_result"]
