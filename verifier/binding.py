@@ -25,11 +25,20 @@ def _sha256_hex(data: bytes | None) -> str:
     return hashlib.sha256(data).hexdigest() if data else ""
 
 
+def normalise_url(url: str) -> str:
+    """The form of a request URL both sides agree on: lower-case scheme and host, the port always explicit,
+    "/" for an empty path, the query as sent, no fragment. (A client may write ``https://host/x`` where a server
+    rebuilds ``https://host:443/x``; both bind the same.)"""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    return origin(url) + path + (f"?{parts.query}" if parts.query else "")
+
+
 def request_binding(method: str, url: str, body: bytes | None = None, manifest: dict | None = None) -> str:
     """The challenge/nonce that ties a presentation to exactly this request."""
     material = {
         "method": method.upper(),
-        "url": url,
+        "url": normalise_url(url),
         "bodySha256": _sha256_hex(body),
         "manifestSha256": _sha256_hex(rfc8785.dumps(manifest)) if manifest is not None else "",
     }
@@ -39,10 +48,17 @@ def request_binding(method: str, url: str, body: bytes | None = None, manifest: 
 def origin(url: str) -> str:
     """The audience of a request: scheme://host:port (port always explicit)."""
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise CeadError("request.url_invalid", f"The URL has an invalid port: {url!r}") from None
     if not parts.scheme or not parts.hostname:
         raise CeadError("request.url_invalid", f"Not an absolute URL: {url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
+    scheme = parts.scheme.lower()
+    host = parts.hostname  # urlsplit lower-cases it
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 80)}"
 
 
 def encode_manifest(manifest: dict) -> str:
