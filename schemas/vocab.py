@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
+from .values import parse_datetime  # noqa: F401  (part of this module's API: vocab.parse_datetime)
+
 CONTEXT_URL = "https://w3id.org/cead/v1"
 CREDENTIALS_V2 = "https://www.w3.org/ns/credentials/v2"
 CREDENTIALS_V1 = "https://www.w3.org/2018/credentials/v1"
@@ -306,22 +308,6 @@ def duration_seconds(value: str) -> float:
     if not m:
         raise ValueError(f"{value!r} is not an ISO 8601 duration such as P1Y, P6M or P30D")
     return sum(float(g) * s for g, s in zip(m.groups(), _UNIT_SECONDS) if g)
-
-
-def parse_datetime(value: str) -> datetime:
-    """An XML Schema dateTime with a time zone (or a date, read as midnight UTC)."""
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a date-time string")
-    text = value.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        text += "T00:00:00Z"
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone (add Z or an offset)")
-    return parsed
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def test_every_property_is_defined_by_the_context():
 def test_json_schemas_are_generated_from_the_models():
     for model in models.CREDENTIAL_MODELS.values():
         shipped = json.loads(schemas.data_path("jsonschema", model.schema_file).read_text("utf-8"))
-        assert shipped == models.credential_json_schema(model), f"run schemas.models.write_json_schemas()"
+        assert shipped == models.credential_json_schema(model), "run schemas.models.write_json_schemas()"
         assert shipped["$id"] == model.schema_id()
 
 

@@ -20,6 +20,8 @@ from referencing.jsonschema import DRAFT202012
 
 import schemas
 
+from schemas.values import as_list, id_of
+
 from . import jose
 from .dataintegrity import verify_proofs
 from .did import Resolver
@@ -40,17 +42,6 @@ _PRESENTATION_PROOF_CODES = {"proof.challenge_mismatch": "presentation.nonce_mis
 
 
 # ---- small helpers ----------------------------------------------------------------------------------------------
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _id_of(value: Any) -> str | None:
-    value = value.get("id") if isinstance(value, dict) else value
-    return value if isinstance(value, str) and value else None
-
-
 def _did_of(vm_id: str | None) -> str | None:
     return vm_id.split("#", 1)[0] if isinstance(vm_id, str) else None
 
@@ -93,9 +84,9 @@ def _load(value: Any, what: str) -> dict | str:
     return doc
 
 
-def _unwrap_enveloped(entry: Any) -> Any:
+def unwrap_enveloped(entry: Any) -> Any:
     """``EnvelopedVerifiableCredential`` (id ``data:application/vc+jwt,<jwt>``) -> the JWT string."""
-    if isinstance(entry, dict) and "EnvelopedVerifiableCredential" in _as_list(entry.get("type")):
+    if isinstance(entry, dict) and "EnvelopedVerifiableCredential" in as_list(entry.get("type")):
         data = entry.get("id")
         if not (isinstance(data, str) and data.startswith(ENVELOPED_JWT_PREFIX)):
             raise CeadError("credential.malformed", "An EnvelopedVerifiableCredential must have an id of the form "
@@ -185,7 +176,7 @@ class Verifier:
 
     def _check_context_and_type(self, result: VerificationResult, doc: dict, kind: str, type_name: str) -> str:
         """Returns "2.0" or "1.1"."""
-        contexts = _as_list(doc.get("@context"))
+        contexts = as_list(doc.get("@context"))
         first = contexts[0] if contexts else None
         if first not in (V2_CONTEXT, V1_CONTEXT):
             raise CeadError(f"{kind}.context_invalid", f"The first @context of a {kind} must be {V2_CONTEXT} "
@@ -196,13 +187,13 @@ class Verifier:
             if isinstance(ctx, str) and not _context_known(ctx):
                 result.add(Problem(f"{kind}.context_unknown", f"@context {ctx[:120]!r} is not a pinned context.",
                                    {"context": ctx[:200]}))
-        if type_name not in _as_list(doc.get("type")):
+        if type_name not in as_list(doc.get("type")):
             result.add(Problem(f"{kind}.type_missing", f"The {kind}'s type must include {type_name}."))
         return "2.0" if first == V2_CONTEXT else "1.1"
 
     # ---- credentials --------------------------------------------------------------------------------------------
     def _verify_credential(self, credential: Any, now: datetime) -> VerificationResult:
-        loaded = _load(_unwrap_enveloped(credential), "credential")
+        loaded = _load(unwrap_enveloped(credential), "credential")
         result = VerificationResult(verified=True)
         if isinstance(loaded, str):
             claims, kid = jose.verify_jwt(loaded, self.resolver, "vc+jwt", "assertionMethod")
@@ -233,11 +224,11 @@ class Verifier:
 
     def _check_credential_document(self, result: VerificationResult, doc: dict, now: datetime) -> None:
         version = self._check_context_and_type(result, doc, "credential", "VerifiableCredential")
-        result.issuer = _id_of(doc.get("issuer"))
+        result.issuer = id_of(doc.get("issuer"))
         if result.issuer is None:
             result.add(Problem("credential.issuer_missing", "The credential has no issuer (a URL or an object "
                                                             "with an id)."))
-        subjects = _as_list(doc.get("credentialSubject"))
+        subjects = as_list(doc.get("credentialSubject"))
         if not subjects or not all(isinstance(s, dict) and s for s in subjects):
             result.add(Problem("credential.subject_missing", "The credential needs a credentialSubject object."))
         if version == "2.0":
@@ -255,8 +246,8 @@ class Verifier:
 
     def _check_schemas(self, result: VerificationResult, doc: dict) -> None:
         by_id, registry = _schema_registry()
-        for entry in _as_list(doc.get("credentialSchema")):
-            schema_id = _id_of(entry)
+        for entry in as_list(doc.get("credentialSchema")):
+            schema_id = id_of(entry)
             if not isinstance(entry, dict) or entry.get("type") != "JsonSchema" or schema_id not in by_id:
                 result.add(Problem("credential.schema_unknown", f"credentialSchema {str(schema_id)[:120]!r} is not "
                                    "a known JsonSchema (schemas are never fetched).", {"schema": str(schema_id)}))
@@ -315,7 +306,7 @@ class Verifier:
 
     def _check_presentation_document(self, result: VerificationResult, doc: dict) -> None:
         self._check_context_and_type(result, doc, "presentation", "VerifiablePresentation")
-        result.issuer = _id_of(doc.get("holder"))
+        result.issuer = id_of(doc.get("holder"))
 
     @staticmethod
     def _check_binding(result: VerificationResult, got_nonce: Any, got_aud: Any, challenge: str | None,
@@ -323,12 +314,12 @@ class Verifier:
         if challenge is not None and got_nonce != challenge:
             result.add(Problem("presentation.nonce_mismatch",
                                "The presentation is not bound to this request (challenge/nonce differs)."))
-        if domain is not None and domain not in _as_list(got_aud):
+        if domain is not None and domain not in as_list(got_aud):
             result.add(Problem("presentation.audience_mismatch",
                                f"The presentation was made for another audience, not {domain}."))
 
     def _verify_embedded(self, result: VerificationResult, doc: dict, now: datetime) -> None:
-        entries = _as_list(doc.get("verifiableCredential"))
+        entries = as_list(doc.get("verifiableCredential"))
         if len(entries) > MAX_CREDENTIALS:
             raise CeadError("presentation.malformed", f"A presentation may carry at most {MAX_CREDENTIALS} "
                             "credentials.")

@@ -34,8 +34,10 @@ from cachetools import TTLCache
 from schemas import models
 from schemas.vocab import RepeatingInterval, duration_seconds, expand, registry
 
+from schemas.values import as_list
+
 from .binding import decode_presentation, origin, request_binding
-from .credential import Verifier, _unwrap_enveloped
+from .credential import Verifier, unwrap_enveloped
 from .did import Resolver
 from .http import Fetcher
 from .jose import to_document
@@ -69,12 +71,6 @@ def _utc(moment: datetime | None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
 def _jwt_claims(token: str) -> dict:
     """The payload of a compact JWS, unverified: only read after the Verifier has checked its signature."""
     try:
@@ -87,7 +83,7 @@ def _jwt_claims(token: str) -> dict:
 def is_presentation(document: dict | str) -> bool:
     """True for a VP (JSON with type VerifiablePresentation, or a JWT whose header says vp+jwt)."""
     if isinstance(document, dict):
-        return "VerifiablePresentation" in _as_list(document.get("type"))
+        return "VerifiablePresentation" in as_list(document.get("type"))
     try:
         header = json.loads(b64url_decode(document.split(".")[0]))
     except (ValueError, IndexError, CeadError, AttributeError):
@@ -143,7 +139,7 @@ class CachingVerifier(Verifier):
     def verify_credential(self, credential: dict | str, now: datetime | None = None) -> VerificationResult:
         now = self._now(now)
         try:
-            raw = _unwrap_enveloped(credential)
+            raw = unwrap_enveloped(credential)
             key = models.credential_digest(raw)
         except CeadError:
             return super().verify_credential(credential, now)  # malformed: report through the normal path
@@ -313,7 +309,7 @@ class _Cred:
         return self.result.verified and self.model is not None
 
     def is_(self, type_name: str) -> bool:
-        return type_name in _as_list(self.document.get("type"))
+        return type_name in as_list(self.document.get("type"))
 
     def matches(self, ref: dict) -> bool:
         return self.id == ref.get("id") and self.digest == ref.get("digest")
@@ -392,7 +388,7 @@ class Decider:
     def verify_proofless(self, presentation: dict, now: datetime | None = None) -> VerificationResult:
         """VC-API proofless presentation: verify each credential it carries."""
         result = VerificationResult(verified=True, document=presentation)
-        entries = _as_list(presentation.get("verifiableCredential"))
+        entries = as_list(presentation.get("verifiableCredential"))
         if not entries:
             result.add(Problem("presentation.malformed", "The presentation carries no credentials."))
         for index, entry in enumerate(entries[:64]):
@@ -476,10 +472,10 @@ class Decider:
 
     def _credentials(self, presentation: dict | str, vp: VerificationResult) -> list[_Cred]:
         document = vp.document if isinstance(vp.document, dict) else {}
-        entries = _as_list(document.get("verifiableCredential"))
+        entries = as_list(document.get("verifiableCredential"))
         creds = []
         for index, (entry, result) in enumerate(zip(entries, vp.credentials)):
-            raw = _unwrap_enveloped(entry)
+            raw = unwrap_enveloped(entry)
             try:
                 digest = models.credential_digest(raw)
             except CeadError as exc:
@@ -502,7 +498,7 @@ class Decider:
         skew = timedelta(seconds=policy.clock_skew)
         if isinstance(presentation, str):
             claims = _jwt_claims(presentation)
-            audiences = _as_list(claims.get("aud"))
+            audiences = as_list(claims.get("aud"))
             ident = claims.get("jti")
             try:
                 issued = datetime.fromtimestamp(float(claims["iat"]), timezone.utc)
@@ -510,9 +506,9 @@ class Decider:
             except (KeyError, TypeError, ValueError, OverflowError):
                 issued = expires = None
         else:
-            proofs = [p for p in _as_list(presentation.get("proof")) if isinstance(p, dict)]
+            proofs = [p for p in as_list(presentation.get("proof")) if isinstance(p, dict)]
             proof = next((p for p in proofs if p.get("verificationMethod") == vp.verification_method), {})
-            audiences = _as_list(proof.get("domain"))
+            audiences = as_list(proof.get("domain"))
             ident = proof.get("proofValue")
             try:
                 issued = _utc(datetime.fromisoformat(proof["created"]))

@@ -7,11 +7,11 @@ accepted too; ``to_document`` maps either form back to a credential or presentat
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any
 
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
+
+from schemas.values import xsd_datetime
 
 from .keys import b64url_decode
 from .results import CeadError
@@ -99,14 +99,6 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
     return claims, kid
 
 
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _id_of(value: Any) -> Any:
-    return value.get("id") if isinstance(value, dict) else value
-
-
 def to_document(claims: dict, kind: str) -> dict:
     """The credential (``kind`` "vc") or presentation ("vp") secured by a JWT's claims.
 
@@ -127,9 +119,9 @@ def to_document(claims: dict, kind: str) -> dict:
         doc.setdefault("id", claims["jti"])
     if kind == "vc":
         if "nbf" in claims:
-            doc.setdefault("issuanceDate", _iso(claims["nbf"]))
+            doc.setdefault("issuanceDate", xsd_datetime(claims["nbf"]))
         if "exp" in claims:
-            doc.setdefault("expirationDate", _iso(claims["exp"]))
+            doc.setdefault("expirationDate", xsd_datetime(claims["exp"]))
         subject = doc.get("credentialSubject")
         if "sub" in claims and isinstance(subject, dict):
             if "id" in subject and subject["id"] != claims["sub"]:

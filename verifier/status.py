@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from schemas.values import as_list, types_of
+
 from .keys import b64url, b64url_decode
 from .results import CeadError, Problem
 
@@ -123,23 +125,13 @@ class Entry:
     legacy: bool = False   # StatusList2021Entry
 
 
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _types(obj: dict) -> list[str]:
-    return [t for t in _as_list(obj.get("type")) if isinstance(t, str)]
-
-
 def parse_entries(credential: dict) -> list[Entry]:
     """The status entries of ``credential`` that this module understands; raises for malformed ones."""
     out: list[Entry] = []
-    for raw in _as_list(credential.get("credentialStatus")):
+    for raw in as_list(credential.get("credentialStatus")):
         if not isinstance(raw, dict):
             raise CeadError("status.entry_invalid", "credentialStatus must be an object or a list of objects.")
-        types = _types(raw)
+        types = types_of(raw)
         legacy = any(t in _LEGACY for t in types)
         if ENTRY_TYPE not in types and not legacy:
             raise CeadError("status.unsupported",
@@ -304,20 +296,20 @@ class StatusLists:
         return result.document
 
     def _parse_list(self, url: str, doc: dict) -> _Cached:
-        types = _types(doc)
+        types = types_of(doc)
         legacy = "StatusList2021Credential" in types
         if LIST_CREDENTIAL_TYPE not in types and not legacy:
             raise CeadError("status.list_invalid", f"{url} is not a {LIST_CREDENTIAL_TYPE}.", url=url)
         if doc.get("id") not in (None, url):
             raise CeadError("status.list_invalid", f"The status list served at {url} has id {doc.get('id')!r}.",
                             url=url)
-        subjects = _as_list(doc.get("credentialSubject"))
+        subjects = as_list(doc.get("credentialSubject"))
         if len(subjects) != 1 or not isinstance(subjects[0], dict):
             raise CeadError("status.list_invalid", f"The status list {url} must have one credentialSubject.", url=url)
         subject = subjects[0]
-        if (LIST_TYPE if not legacy else "StatusList2021") not in _types(subject):
+        if (LIST_TYPE if not legacy else "StatusList2021") not in types_of(subject):
             raise CeadError("status.list_invalid", f"The subject of {url} is not a {LIST_TYPE}.", url=url)
-        purposes = tuple(p for p in _as_list(subject.get("statusPurpose")) if isinstance(p, str))
+        purposes = tuple(p for p in as_list(subject.get("statusPurpose")) if isinstance(p, str))
         if not purposes:
             raise CeadError("status.list_invalid", f"The status list {url} has no statusPurpose.", url=url)
         encoded = subject.get("encodedList")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from verifier.binding import origin, request_binding
-from verifier.credential import _as_list, _unwrap_enveloped
+from schemas.values import as_list
+from verifier.credential import unwrap_enveloped
 from verifier.results import CeadError, Problem
 
 from .store import describe
@@ -23,7 +24,7 @@ MAX_BYTES = 1024 * 1024
 
 def credentials_of(presentation: dict) -> list[dict | str]:
     """The credentials a presentation carries; an EnvelopedVerifiableCredential becomes its JWT."""
-    return [_unwrap_enveloped(item) for item in _as_list(presentation.get("verifiableCredential"))]
+    return [unwrap_enveloped(item) for item in as_list(presentation.get("verifiableCredential"))]
 
 
 def _error(status: int, *problems: Problem):

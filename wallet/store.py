@@ -19,7 +19,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from schemas.models import credential_digest
 from schemas.vocab import expand
-from verifier.credential import _unwrap_enveloped
+from verifier.credential import unwrap_enveloped
 from verifier.keys import b64url_decode
 from verifier.results import CeadError, Problem
 
@@ -123,7 +123,7 @@ def parse_credential(data: str | bytes | dict) -> dict | str:
     """A credential from a file or HTTP body: a JSON object (Data Integrity) or a compact JWT (VC-JOSE); an
     EnvelopedVerifiableCredential is unwrapped to its JWT."""
     if isinstance(data, dict):
-        return _unwrap_enveloped(data)
+        return unwrap_enveloped(data)
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -137,7 +137,7 @@ def parse_credential(data: str | bytes | dict) -> dict | str:
             raise CeadError("credential.malformed", f"The credential is not valid JSON: {exc}.") from None
         if not isinstance(doc, dict):
             raise CeadError("credential.malformed", "The credential must be a JSON object.")
-        return _unwrap_enveloped(doc)
+        return unwrap_enveloped(doc)
     if text.count(".") == 2 and " " not in text:
         jwt_payload(text)
         return text

@@ -1,0 +1,61 @@
+"""Reading values in credential JSON: one value or a list, an IRI or an object with an id, types, timestamps.
+
+One definition for every layer (schemas, verifier, issuer, wallet), so they all read a document the same way.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+
+def as_list(value: Any) -> list:
+    """A JSON-LD value that may be one item or a list, as a list (``None`` -> ``[]``)."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def id_of(value: Any) -> str | None:
+    """An IRI-valued property: a non-empty string, or an object with an ``id`` (or ``@id``); else ``None``."""
+    if isinstance(value, dict):
+        value = value.get("id", value.get("@id"))
+    return value if isinstance(value, str) and value else None
+
+
+def types_of(document: Any) -> list[str]:
+    """The ``type`` values of a JSON object (strings only)."""
+    if not isinstance(document, dict):
+        return []
+    return [t for t in as_list(document.get("type")) if isinstance(t, str)]
+
+
+def parse_datetime(value: Any, *, assume_utc: bool = False) -> datetime:
+    """An XML Schema dateTime (``Z`` or an offset; a bare date reads as midnight UTC) as an aware datetime.
+
+    Without a time zone it is refused, unless ``assume_utc`` (older VC 1.1 peers). Raises ``ValueError`` with a
+    sentence naming the value; callers turn it into their own error code.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{str(value)[:60]!r} is not a date-time string")
+    text = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        text += "T00:00:00Z"
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value[:60]!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        if not assume_utc:
+            raise ValueError(f"{value[:60]!r} has no time zone (add Z or an offset)")
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def xsd_datetime(moment: datetime | float | int) -> str:
+    """An aware datetime (or POSIX seconds) as ``YYYY-MM-DDThh:mm:ssZ`` (UTC, whole seconds)."""
+    if isinstance(moment, (int, float)):
+        moment = datetime.fromtimestamp(moment, timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
