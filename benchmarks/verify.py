@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import statistics
 import sys
 import time
@@ -74,7 +75,9 @@ def main() -> int:
         run(False)                                     # warm up: status lists fetched once, contexts loaded
         before = raw_ed25519()
         first = run(True)
+        rss_before = _rss_mib()
         repeated = run(False)
+        rss_growth = _rss_mib() - rss_before
         ed25519 = min(before, raw_ed25519())           # measured in the same run, on either side
 
     print(f"Cead transfer decision benchmark ({args.format}: approval + 2-link delegation chain + certification, "
@@ -84,7 +87,19 @@ def main() -> int:
     print(f"  raw Ed25519 verify      {1 / ed25519:8.0f} verifications/s   {ed25519 * 1e6:7.1f} us each")
     print(f"  a repeated decision costs {statistics.median(repeated) / ed25519:.0f} raw Ed25519 verifications; "
           f"a first-seen one {statistics.median(first) / ed25519:.0f} (5 signatures are checked)")
+    print(f"  memory: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (verifier, test "
+          f"servers and signers in one process); growth over {args.n} repeated decisions {rss_growth:+.1f} MiB "
+          f"(caches and the replay guard are bounded)")
     return 0
+
+
+def _rss_mib() -> float:
+    """Current resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 if __name__ == "__main__":
