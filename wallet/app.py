@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import inbox
+from . import inbox, pages
 from .store import Wallet
 
 
@@ -14,5 +14,6 @@ def create_node_app(node, *, wallet: Wallet | None = None, **issuer_options) -> 
     app = create_app(node, **issuer_options)
     wallet = wallet or Wallet.from_node(node)
     app.register_blueprint(inbox.blueprint(wallet, public_url=node.config.get("public_url")))
+    app.register_blueprint(pages.blueprint(wallet, public_url=node.config.get("public_url")))  # wallet pages
     app.config["CEAD_WALLET"] = wallet
     return app

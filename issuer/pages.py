@@ -1,0 +1,419 @@
+"""The organisation's web pages: the public landing page and the DPO's pages (sign-in, register, issuing).
+
+- ``GET /``: who this node is (name, DID, DID document, public keys, status lists, inbox) and how to verify.
+- ``/dpo/sign-in``: sign in with one of the node's bearer tokens (``cead token create``), checked with
+  ``issuer.tokens.authenticate``. The session lives in Flask's signed cookie (HttpOnly, SameSite=Strict, Secure
+  over HTTPS) keyed with ``HOME/web-secret`` (created once, mode 0600). The token itself is never kept: only the
+  token row's id, re-checked on every request (a revoked token signs the browser out).
+- ``/dpo/register``: the register (``service.register``) with revoke / suspend / reinstate (``service.change_status``,
+  token scope ``status:change``) and a CSV download (``service.register_csv``).
+- ``/dpo/issue``: a form that issues through ``service.issue`` (the same path and guard rail as the VC-API).
+
+The wallet's pages (``wallet.pages``) reuse the sign-in, CSRF and error handling from here through
+:func:`sign_in_required` and :func:`protect`. Every POST carries a CSRF token tied to the session.
+"""
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote, urlsplit
+
+import yaml
+from flask import (Blueprint, Response, current_app, flash, g, redirect, render_template, request, session,
+                   url_for)
+from flask.sessions import SecureCookieSessionInterface
+from sqlmodel import select
+from werkzeug.exceptions import HTTPException
+
+from verifier.results import CeadError
+
+from . import db, service, statuslist, tokens
+
+log = logging.getLogger("cead.issuer.pages")
+
+SECRET_FILE = "web-secret"
+SESSION_LIFETIME = timedelta(hours=8)
+BLUEPRINT = "cead_pages"
+KINDS = {"certification": "OrganisationCertificationCredential",
+         "delegation": "DelegatedAuthorityCredential",
+         "approval": "DataSharingApprovalCredential"}
+FORMATS = {"eddsa-rdfc-2022": {"cryptosuite": "eddsa-rdfc-2022"},
+           "eddsa-jcs-2022": {"cryptosuite": "eddsa-jcs-2022"},
+           "vc+jwt": {"format": "vc+jwt"},
+           "vc+jwt-es256": {"format": "vc+jwt", "alg": "ES256"}}
+FORMAT_LABELS = {"eddsa-rdfc-2022": "Data Integrity, eddsa-rdfc-2022 (default)",
+                 "eddsa-jcs-2022": "Data Integrity, eddsa-jcs-2022",
+                 "vc+jwt": "VC-JOSE, application/vc+jwt (EdDSA)",
+                 "vc+jwt-es256": "VC-JOSE, application/vc+jwt (ES256)"}
+MEDIA_TYPES = {"vc+jwt": "application/vc+jwt"}          # anything else: application/vc (VC DM 2.0, embedded proof)
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+PAGE_STATUS = {"web.csrf_invalid": 403, "web.form_invalid": 400, "request.invalid": 400,
+               "token.scope_invalid": 400, "options.invalid": 400, "credential.invalid": 400}
+
+
+# ---- the session secret ------------------------------------------------------------------------------------
+
+def web_secret(home: Path) -> bytes:
+    """The node's session-signing key, ``HOME/web-secret``: created once (mode 0600, atomically, so two
+    processes starting together agree on one), then read. A file others can read is refused."""
+    path = Path(home) / SECRET_FILE
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=home, prefix=".web-secret-")   # mkstemp creates it with mode 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+            os.link(tmp, path)                                        # fails if another process won the race
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        raise CeadError("web.secret_insecure", f"{path} is readable by others; run chmod 600 {path}.")
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise CeadError("web.secret_invalid", f"{path} is too short; delete it and a new one is made "
+                        "(everyone is signed out and printed verification links stop working).")
+    return secret.encode()
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, with the Secure flag whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return request.is_secure
+
+
+def _configure(app) -> None:
+    node = app.config["CEAD_NODE"]
+    app.secret_key = web_secret(node.home)
+    app.session_interface = _SessionInterface()
+    app.config.update(SESSION_COOKIE_NAME="cead_session", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Strict", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
+    app.jinja_env.filters["words"] = words
+    app.jinja_env.filters["pretty"] = pretty
+
+
+# ---- small helpers shared with the wallet's pages -----------------------------------------------------------
+
+def words(name: str) -> str:
+    """``maxRowsPerTransfer`` -> ``max rows per transfer`` (scope dimensions shown to people)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", str(name)).replace("_", " ").lower()
+
+
+def pretty(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def download_href(text: str, media_type: str) -> str:
+    """A ``data:`` URL for a download link (the node keeps no copy of what it signed)."""
+    return f"data:{media_type};charset=utf-8,{quote(text, safe='')}"
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def _check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    wanted = session.get("csrf", "")
+    if not sent or not wanted or not hmac.compare_digest(sent, wanted):
+        raise CeadError("web.csrf_invalid", "This form has expired or did not come from this site; "
+                        "reload the page and try again.")
+
+
+def current_token() -> db.Token | None:
+    """The signed-in token row (re-read every request; a revoked token ends the session), or None."""
+    if "cead_token" in g:
+        return g.cead_token
+    row = None
+    token_id = session.get("token_id")
+    if isinstance(token_id, int):
+        with db.session(current_app.config["CEAD_NODE"].engine) as s:
+            row = s.get(db.Token, token_id)
+        if row is None or row.revoked or row.name != session.get("token_name"):
+            session.pop("token_id", None)
+            session.pop("token_name", None)
+            row = None
+    g.cead_token = row
+    return row
+
+
+def sign_in_required(view: Callable) -> Callable:
+    """Decorator for pages that need a signed-in token; otherwise redirect to the sign-in page."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if current_token() is None:
+            target = request.path + (f"?{request.query_string.decode()}" if request.query_string else "")
+            return redirect(url_for(f"{BLUEPRINT}.sign_in", next=target))
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return url_for(f"{BLUEPRINT}.register")
+
+
+def http_status(code: str, extra: dict[str, int] | None = None) -> int:
+    """The HTTP status a page answers a ``CeadError`` with (the API's mapping, then the pages' own)."""
+    return {**service.HTTP_STATUS, **PAGE_STATUS, **(extra or {})}.get(code, 400)
+
+
+def protect(bp: Blueprint, statuses: dict[str, int] | None = None) -> None:
+    """Give a page blueprint CSRF checks on every POST, security headers, and friendly error pages."""
+
+    @bp.before_request
+    def _csrf():
+        if request.method == "POST":
+            _check_csrf()
+
+    @bp.after_request
+    def _headers(response: Response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    def page(status: int, code: str, message: str):
+        return render_template("cead_error.html", status=status, code=code, message=message), status
+
+    @bp.errorhandler(CeadError)
+    def _cead_error(exc: CeadError):
+        status = http_status(exc.code, statuses)
+        if status >= 500:
+            log.error("page error %s: %s", exc.code, exc.message)
+            return page(status, exc.code, "The node cannot do this right now; see the node's log.")
+        return page(status, exc.code, exc.message)
+
+    @bp.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        names = {404: "request.not_found", 405: "request.method_not_allowed", 413: "request.too_large"}
+        return page(exc.code or 400, names.get(exc.code, "request.invalid"), exc.description or exc.name)
+
+    @bp.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error in the web pages")
+        return page(500, "server.error", "Unexpected error; nothing was changed. See the node's log.")
+
+
+# ---- reading the issue form --------------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """YAML without aliases (no "billion laughs") and without timestamp conversion (dates stay strings)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise CeadError("web.form_invalid", "YAML aliases (*name) are not accepted.", field="body")
+        return super().compose_node(parent, index)
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in value if tag != "tag:yaml.org,2002:timestamp"]
+    for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def parse_object(text: str, field: str) -> dict:
+    """A JSON or YAML object typed into a form field; ``web.form_invalid`` naming the field otherwise."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise CeadError("web.form_invalid", f"The {field} is nested too deeply.", field=field) from None
+    except ValueError:
+        try:
+            data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        except RecursionError:
+            raise CeadError("web.form_invalid", f"The {field} is nested too deeply.", field=field) from None
+        except yaml.YAMLError as exc:
+            raise CeadError("web.form_invalid", f"The {field} is neither JSON nor YAML: {exc}", field=field) \
+                from None
+    if not isinstance(data, dict):
+        raise CeadError("web.form_invalid", f"The {field} must be a JSON or YAML object.", field=field)
+    try:
+        return json.loads(json.dumps(data, allow_nan=False))   # only plain JSON values go further
+    except (TypeError, ValueError) as exc:
+        raise CeadError("web.form_invalid", f"The {field} holds a value JSON cannot carry: {exc}", field=field) \
+            from None
+
+
+def credential_from_form(node, form) -> tuple[dict, dict]:
+    """``(credential, options)`` for ``service.issue`` from the issue form's fields."""
+    kind = form.get("kind", "")
+    if kind not in KINDS:
+        raise CeadError("web.form_invalid", f"Choose a credential type: {', '.join(KINDS)}.", field="kind")
+    fmt = form.get("format", "eddsa-rdfc-2022")
+    if fmt not in FORMATS:
+        raise CeadError("web.form_invalid", f"Choose a format: {', '.join(FORMATS)}.", field="format")
+    body = (form.get("body") or "").strip()
+    if not body:
+        raise CeadError("web.form_invalid", "Paste the credential, or just its subject, as JSON or YAML.",
+                        field="body")
+    data = parse_object(body, "body")
+    valid_until = (form.get("valid_until") or "").strip() or None
+    if "credentialSubject" in data:
+        credential = data
+        if KINDS[kind] not in service._types(credential):
+            raise CeadError("credential.type_unknown", f"The credential pasted is not a {KINDS[kind]}.",
+                            field="type")
+        if valid_until:
+            credential["validUntil"] = valid_until
+    else:   # just the subject: the typed model builds the credential (and names any field that does not fit)
+        from schemas.models import CREDENTIAL_MODELS
+        model = CREDENTIAL_MODELS[KINDS[kind]]
+        subject = model.from_credential({"type": [KINDS[kind]], "credentialSubject": data})
+        credential = subject.to_credential(node.did, valid_until=valid_until)
+    options = dict(FORMATS[fmt])
+    if form.get("suspendable"):
+        options["credentialStatus"] = {"type": "BitstringStatusListEntry",
+                                       "statusPurpose": ["revocation", "suspension"]}
+    delegation = (form.get("delegation") or "").strip()
+    if delegation:
+        options["delegation"] = parse_object(delegation, "parent delegation") if delegation.startswith("{") \
+            else delegation
+    return credential, options
+
+
+def _suspendable(row: db.IssuedCredential) -> bool:
+    try:
+        entries = json.loads(row.status_entries or "[]")
+    except ValueError:
+        return False
+    return any(isinstance(e, dict) and e.get("statusPurpose") == "suspension" for e in entries)
+
+
+# ---- the blueprint -----------------------------------------------------------------------------------------
+
+def blueprint(node) -> Blueprint:
+    """The landing page and the DPO pages for ``node`` (register it on the issuer's app)."""
+    bp = Blueprint(BLUEPRINT, __name__, template_folder="templates")
+    bp.record_once(lambda state: _configure(state.app))
+    protect(bp)
+
+    @bp.app_context_processor
+    def _globals():
+        token = current_token()
+        return {"csrf_token": csrf_token, "signed_in_as": token.name if token else None,
+                "node_name": node.name, "wallet_pages": "cead_wallet" in current_app.blueprints}
+
+    @bp.get("/")
+    def home():
+        keys = [{"id": node.vm_id(m), "kind": m.get("kind"), "status": m.get("status"),
+                 "created": m.get("created"), "public": m.get("public")}
+                for m in node.config.get("keys", []) if m.get("status") != "retired"]
+        with node.session() as s:
+            lists = list(s.exec(select(db.StatusList).order_by(db.StatusList.id)))
+        base = (node.config.get("public_url") or request.url_root).rstrip("/")
+        status_lists = [{"purpose": lst.purpose, "url": statuslist.list_url(node, lst.id)} for lst in lists] \
+            if node.config.get("public_url") else []      # lists exist only once a public URL let the node issue
+        inbox = f"{base}/inbox" if "wallet_inbox" in current_app.blueprints else None
+        did_doc = url_for("did_path" if node.config.get("path") else "did")
+        return render_template("cead_home.html", node=node, keys=keys, status_lists=status_lists, inbox=inbox,
+                               did_doc=did_doc)
+
+    # -- sign in and out ------------------------------------------------------------------------------------
+    @bp.route("/dpo/sign-in", methods=["GET", "POST"])
+    def sign_in():
+        target = _safe_next(request.values.get("next"))
+        if request.method == "GET":
+            if current_token() is not None:
+                return redirect(target)
+            return render_template("dpo_sign_in.html", next=target, error=None)
+        try:
+            row = tokens.authenticate(node.engine, "Bearer " + (request.form.get("token") or "").strip())
+        except CeadError as exc:
+            log.warning("web sign-in refused (%s) from %s", exc.code, request.remote_addr)
+            return render_template("dpo_sign_in.html", next=target, error=exc.problem), 401
+        session.clear()                               # a fresh session: no fixation, new CSRF token
+        session.permanent = True
+        session.update(token_id=row.id, token_name=row.name, csrf=secrets.token_urlsafe(32))
+        g.cead_token = row
+        log.info("web sign-in as %s", row.name)
+        return redirect(target)
+
+    @bp.post("/dpo/sign-out")
+    def sign_out():
+        session.clear()
+        g.pop("cead_token", None)
+        flash("Signed out.")
+        return redirect(url_for(f"{BLUEPRINT}.home"))
+
+    @bp.get("/dpo/")
+    @sign_in_required
+    def dpo_home():
+        return redirect(url_for(f"{BLUEPRINT}.register"))
+
+    # -- the register -----------------------------------------------------------------------------------------
+    @bp.get("/dpo/register")
+    @sign_in_required
+    def register():
+        rows = service.register(node)
+        counts = {s: sum(1 for r in rows if r.status == s) for s in ("active", "suspended", "revoked")}
+        return render_template("dpo_register.html", rows=rows, counts=counts, suspendable=_suspendable,
+                               may_change="status:change" in current_token().scopes.split(","))
+
+    @bp.get("/dpo/register.csv")
+    @sign_in_required
+    def register_csv():
+        return Response(service.register_csv(service.register(node)), mimetype="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="cead-register.csv"'})
+
+    @bp.post("/dpo/status")
+    @sign_in_required
+    def change_status():
+        token = current_token()
+        tokens.require(token, "status:change")
+        credential_id = request.form.get("credential_id", "")
+        action = request.form.get("action", "")
+        reason = (request.form.get("reason") or "").strip() or None
+        if action == "revoke" and request.form.get("confirm") != "yes":
+            with node.session() as s:
+                row = s.get(db.IssuedCredential, credential_id)
+            if row is None:
+                raise CeadError("credential.not_found", f"This node has not issued {credential_id}.")
+            return render_template("dpo_confirm_revoke.html", row=row)
+        result = service.change_status(node, credential_id, action, by=token.name, reason=reason)
+        flash(f"{result['credentialId']} is now {result['status']}.")
+        return redirect(url_for(f"{BLUEPRINT}.register"))
+
+    # -- issuing ----------------------------------------------------------------------------------------------
+    @bp.route("/dpo/issue", methods=["GET", "POST"])
+    @sign_in_required
+    def issue():
+        form = request.form if request.method == "POST" else {"kind": request.args.get("kind", "delegation")}
+        if request.method == "GET":
+            return render_template("dpo_issue.html", form=form, error=None, kinds=KINDS, formats=FORMAT_LABELS)
+        token = current_token()
+        try:
+            credential, options = credential_from_form(node, request.form)
+            issued = service.issue(node, credential, options, issued_by=token.name,
+                                   scopes=token.scopes.split(","))
+        except CeadError as exc:
+            status = http_status(exc.code)
+            if status >= 500:
+                raise
+            return render_template("dpo_issue.html", form=form, error=exc.problem, kinds=KINDS,
+                                   formats=FORMAT_LABELS), status
+        text = pretty(issued.credential)
+        media = MEDIA_TYPES.get(issued.format, "application/vc")
+        filename = issued.id.split(":")[-1] + (".jwt" if issued.format == "vc+jwt" else ".json")
+        return render_template("dpo_issued.html", issued=issued, text=text, filename=filename,
+                               href=download_href(text, media)), 201
+
+    return bp

@@ -1,0 +1,382 @@
+"""The organisation's web pages: landing page, DPO sign-in, register, status changes, issuing form, wallet pages."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import stat
+from datetime import timedelta
+from html import unescape
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+import zxingcpp
+from PIL import Image
+from sqlmodel import select
+
+from issuer import db, service, tokens
+from issuer.pages import SECRET_FILE
+from schemas.models import credential_digest
+from wallet.app import create_node_app
+from wallet.store import Wallet, make_verifier
+
+from issuer_fixtures import CERT_SUBJECT, certification, make_node, token
+from test_wallet_support import (StaticFetcher, StatusListFixture, approval_subject, certification_subject, identity,
+                                 vc, CYBER_ESSENTIALS)
+
+MEALS, PUPILS = "https://data.fife.example/meals", "https://data.fife.example/pupils"
+
+
+@pytest.fixture
+def env(tmp_path):
+    node = make_node(tmp_path / "h", public_url="https://fife.example")
+    fetcher = StaticFetcher()
+    wallet = Wallet.from_node(node, verifier=make_verifier(fetcher))
+    app = create_node_app(node, wallet=wallet)
+    return dict(node=node, wallet=wallet, fetcher=fetcher, client=app.test_client())
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "the page carries a CSRF token"
+    return match.group(1)
+
+
+def sign_in(client, secret: str, **kw):
+    page = client.get("/dpo/sign-in", **kw)
+    return client.post("/dpo/sign-in", data={"token": secret, "csrf": csrf_of(page.text)}, **kw)
+
+
+def signed_in(env, scopes="issue:certification,issue:delegation,issue:approval,status:change", name="dpo"):
+    secret = token(env["node"], scopes, name=name)
+    assert sign_in(env["client"], secret).status_code == 302
+    return secret
+
+
+def status_of(node, credential_id):
+    with node.session() as s:
+        return s.get(db.IssuedCredential, credential_id).status
+
+
+# ---- public landing page -----------------------------------------------------------------------------------
+
+def test_landing_page_is_public_and_shows_who_we_are(env):
+    node, client = env["node"], env["client"]
+    service.issue(node, certification(node.did), issued_by="cli")      # opens the revocation list
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert node.did in page.text and "Fife Council" in page.text
+    assert 'href="/.well-known/did.json"' in page.text and client.get("/.well-known/did.json").status_code == 200
+    assert f"{node.did}#key-1" in page.text and node.config["keys"][0]["public"] in page.text
+    assert "https://fife.example/status/1" in page.text and "https://fife.example/inbox" in page.text
+    assert "cead verify" in page.text
+    assert "keys/" not in page.text and "PRIVATE" not in page.text            # no key files, no key material
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+
+
+# ---- sign-in ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/dpo/register", "/dpo/issue", "/dpo/register.csv", "/wallet/"])
+def test_pages_redirect_to_sign_in_without_a_session(env, path):
+    response = env["client"].get(path)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/dpo/sign-in" and unquote(location.query) == f"next={path}"
+
+
+def test_a_wrong_or_revoked_token_is_refused(env):
+    client, node = env["client"], env["node"]
+    wrong = sign_in(client, "cead_not-a-real-token")
+    assert wrong.status_code == 401 and "auth.invalid" in wrong.text and "Traceback" not in wrong.text
+    assert client.get("/dpo/register").status_code == 302
+    secret = token(node, "status:change", name="gone")
+    tokens.revoke_token(node.engine, "gone")
+    assert sign_in(client, secret).status_code == 401
+
+
+def test_revoking_the_token_ends_the_session(env):
+    signed_in(env, name="alice")
+    assert env["client"].get("/dpo/register").status_code == 200
+    tokens.revoke_token(env["node"].engine, "alice")
+    assert env["client"].get("/dpo/register").status_code == 302
+
+
+def test_sign_in_needs_the_form_token_and_stays_on_this_site(env):
+    client, node = env["client"], env["node"]
+    secret = token(node, "status:change")
+    refused = client.post("/dpo/sign-in", data={"token": secret})
+    assert refused.status_code == 403 and "web.csrf_invalid" in refused.text
+    page = client.get("/dpo/sign-in")
+    response = client.post("/dpo/sign-in", data={"token": secret, "csrf": csrf_of(page.text),
+                                                 "next": "//evil.example/x"})
+    assert response.status_code == 302 and response.headers["Location"] == "/dpo/register"
+
+
+def test_session_cookie_is_signed_httponly_strict_and_secure_over_https(env, tmp_path):
+    client, node = env["client"], env["node"]
+    secret = token(node, "status:change")
+    page = client.get("/dpo/sign-in")
+    response = client.post("/dpo/sign-in", data={"token": secret, "csrf": csrf_of(page.text)})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    assert secret not in cookie
+    with db.session(node.engine) as s:
+        assert s.exec(select(db.Token)).first().token_hash not in cookie
+    https = create_node_app(node, wallet=env["wallet"]).test_client()
+    response = sign_in(https, secret, base_url="https://fife.example")
+    assert response.status_code == 302 and "; Secure" in response.headers["Set-Cookie"]
+    assert stat.S_IMODE((node.home / SECRET_FILE).stat().st_mode) == 0o600
+
+
+def test_sign_out_ends_the_session(env):
+    client = env["client"]
+    signed_in(env)
+    page = client.get("/dpo/register")
+    assert client.post("/dpo/sign-out", data={"csrf": csrf_of(page.text)}).status_code == 302
+    assert client.get("/dpo/register").status_code == 302
+
+
+# ---- register and status changes ---------------------------------------------------------------------------
+
+def test_register_lists_what_was_issued_with_a_csv(env):
+    node, client = env["node"], env["client"]
+    issued = service.issue(node, certification(node.did), issued_by="cli")
+    signed_in(env)
+    page = client.get("/dpo/register")
+    assert page.status_code == 200 and issued.id in page.text and "OrganisationCertificationCredential" in page.text
+    assert CERT_SUBJECT["id"] in page.text and 'class="badge active"' in page.text
+    assert page.headers["Cache-Control"] == "no-store"
+    csv_file = client.get("/dpo/register.csv")
+    assert csv_file.mimetype == "text/csv" and "attachment" in csv_file.headers["Content-Disposition"]
+    assert issued.id in csv_file.text and csv_file.text.startswith("id,types,subject")
+
+
+def test_revoke_through_the_page_needs_csrf_confirmation_and_scope(env):
+    node, client = env["node"], env["client"]
+    issued = service.issue(node, certification(node.did), issued_by="cli")
+    signed_in(env, name="dpo")
+    csrf = csrf_of(client.get("/dpo/register").text)
+    form = {"credential_id": issued.id, "action": "revoke"}
+
+    no_csrf = client.post("/dpo/status", data={**form, "confirm": "yes"})
+    assert no_csrf.status_code == 403 and "web.csrf_invalid" in no_csrf.text
+    forged = client.post("/dpo/status", data={**form, "confirm": "yes", "csrf": "x" + csrf})
+    assert forged.status_code == 403 and status_of(node, issued.id) == "active"
+
+    confirm = client.post("/dpo/status", data={**form, "csrf": csrf})
+    assert confirm.status_code == 200 and "Revoke permanently" in confirm.text
+    assert status_of(node, issued.id) == "active"
+
+    done = client.post("/dpo/status", data={**form, "csrf": csrf, "confirm": "yes", "reason": "left the scheme"})
+    assert done.status_code == 302 and status_of(node, issued.id) == "revoked"
+    with node.session() as s:
+        event = s.exec(select(db.StatusEvent)).one()
+    assert (event.action, event.by, event.reason) == ("revoke", "dpo", "left the scheme")
+    after = client.get("/dpo/register")
+    assert f"{issued.id} is now revoked." in after.text and 'class="badge revoked"' in after.text
+
+    again = client.post("/dpo/status", data={"credential_id": issued.id, "action": "reinstate", "csrf": csrf})
+    assert again.status_code == 409 and "status.revoked_permanent" in again.text
+
+
+def test_status_change_is_refused_without_the_scope(env):
+    node, client = env["node"], env["client"]
+    issued = service.issue(node, certification(node.did), issued_by="cli")
+    signed_in(env, scopes="issue:certification", name="issuer-only")
+    page = client.get("/dpo/register")
+    assert "does not carry the" in page.text and "Revoke" not in page.text
+    response = client.post("/dpo/status", data={"credential_id": issued.id, "action": "revoke", "confirm": "yes",
+                                                "csrf": csrf_of(page.text)})
+    assert response.status_code == 403 and "auth.scope" in response.text
+    assert status_of(node, issued.id) == "active"
+
+
+def test_suspend_and_reinstate_from_the_register(env):
+    node, client = env["node"], env["client"]
+    plain = service.issue(node, certification(node.did), issued_by="cli")
+    suspendable = service.issue(node, certification(node.did), {"credentialStatus": {
+        "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}}, issued_by="cli")
+    signed_in(env)
+    page = client.get("/dpo/register")
+    assert page.text.count('value="suspend"') == 1                   # only the suspendable one offers it
+    csrf = csrf_of(page.text)
+    client.post("/dpo/status", data={"credential_id": suspendable.id, "action": "suspend", "csrf": csrf})
+    assert status_of(node, suspendable.id) == "suspended" and status_of(node, plain.id) == "active"
+    assert 'value="reinstate"' in client.get("/dpo/register").text
+    client.post("/dpo/status", data={"credential_id": suspendable.id, "action": "reinstate", "csrf": csrf})
+    assert status_of(node, suspendable.id) == "active"
+    missing = client.post("/dpo/status", data={"credential_id": "urn:uuid:nope", "action": "revoke", "csrf": csrf})
+    assert missing.status_code == 404 and "credential.not_found" in missing.text
+
+
+# ---- issuing ------------------------------------------------------------------------------------------------
+
+def _issue(client, **fields):
+    csrf = csrf_of(client.get("/dpo/issue").text)
+    return client.post("/dpo/issue", data={"csrf": csrf, **fields})
+
+
+def test_issue_a_certification_from_a_yaml_subject(env):
+    node, client = env["node"], env["client"]
+    signed_in(env)
+    subject = {**CERT_SUBJECT, "legalName": "NHS Fife <script>alert(1)</script>"}
+    response = _issue(client, kind="certification", body=yaml.safe_dump(subject), format="eddsa-jcs-2022",
+                      valid_until="2030-01-01T00:00:00Z")
+    assert response.status_code == 201, response.text
+    assert "<script>alert(1)" not in response.text and "&lt;script&gt;" in response.text
+    href = unescape(re.search(r'href="(data:[^"]+)" download="([^"]+)"', response.text).group(1))
+    media, _, data = href.partition(",")
+    assert media == "data:application/vc;charset=utf-8"
+    credential = json.loads(unquote(data))
+    assert credential["issuer"] == node.did and credential["proof"]["cryptosuite"] == "eddsa-jcs-2022"
+    assert credential["validUntil"] == "2030-01-01T00:00:00Z"
+    assert credential["credentialSubject"]["issueDate"] == "2025-01-01"          # YAML dates stay strings
+    row = service.register(node)[0]
+    assert row.id == credential["id"] and row.issued_by == "dpo" and row.digest == credential_digest(credential)
+
+
+def test_issue_a_jwt_with_suspension(env):
+    signed_in(env)
+    response = _issue(env["client"], kind="certification", body=json.dumps(certification(env["node"].did)),
+                      format="vc+jwt-es256", suspendable="yes")
+    assert response.status_code == 201, response.text
+    assert "data:application/vc+jwt" in response.text
+    row = service.register(env["node"])[0]
+    assert row.format == "vc+jwt" and len(json.loads(row.status_entries)) == 2
+
+
+def test_a_too_wide_delegation_names_the_dimension(env):
+    node, client = env["node"], env["client"]
+    signed_in(env)
+    parent = {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+              "id": "urn:uuid:parent-1", "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
+              "issuer": "did:web:council.example",
+              "credentialSubject": {"id": node.did, "role": "DataProtectionOfficer", "onBehalfOf":
+                                    "did:web:council.example", "allowedActions": ["SubDelegate", "ApproveDisclosure"],
+                                    "scope": {"datasets": [MEALS]}}}
+
+    def child(datasets):
+        return {"id": "did:web:approver.example", "role": "InformationAssetOwner",
+                "onBehalfOf": "did:web:council.example", "allowedActions": ["ApproveDisclosure"],
+                "parentDelegation": {"id": parent["id"], "digest": credential_digest(parent)},
+                "scope": {"datasets": datasets}}
+
+    wide = _issue(client, kind="delegation", body=json.dumps(child([MEALS, PUPILS])),
+                  delegation=json.dumps(parent), format="vc+jwt")
+    assert wide.status_code == 422 and "scope.too_wide" in wide.text
+    assert "<strong>datasets</strong>" in wide.text and PUPILS in wide.text
+    assert json.dumps(child([MEALS, PUPILS])) in unescape(wide.text)               # the form keeps what was typed
+    assert service.register(node) == []
+    narrow = _issue(client, kind="delegation", body=json.dumps(child([MEALS])), delegation=json.dumps(parent))
+    assert narrow.status_code == 201, narrow.text
+    unknown = _issue(client, kind="delegation", body=json.dumps(child([MEALS])), delegation="urn:uuid:nope")
+    assert unknown.status_code == 422 and "delegation.invalid" in unknown.text
+
+
+@pytest.mark.parametrize("fields, status, code", [
+    (dict(kind="certification", body="[1, 2]"), 400, "web.form_invalid"),
+    (dict(kind="certification", body="a: [unclosed"), 400, "web.form_invalid"),
+    (dict(kind="certification", body="a: &x [1, 2]\nb: *x\n"), 400, "web.form_invalid"),
+    (dict(kind="certification", body="[" * 50_000), 400, "web.form_invalid"),
+    (dict(kind="certification", body="a: " + "[" * 50_000), 400, "web.form_invalid"),
+    (dict(kind="certification", body=""), 400, "web.form_invalid"),
+    (dict(kind="passport", body="{}"), 400, "web.form_invalid"),
+    (dict(kind="certification", body="{}", format="rsa"), 400, "web.form_invalid"),
+    (dict(kind="certification", body=json.dumps({"id": "did:web:x.example"})), 422, "schema.invalid"),
+    (dict(kind="approval", body=json.dumps(certification("did:web:fife.example"))), 422, "credential.type_unknown"),
+    (dict(kind="certification", body=json.dumps({**certification("did:web:fife.example"),
+                                                 "issuer": "did:web:evil.example"})), 422, "credential.issuer_mismatch"),
+])
+def test_bad_issue_input_is_a_friendly_page(env, fields, status, code):
+    signed_in(env)
+    response = _issue(env["client"], format=fields.pop("format", "eddsa-rdfc-2022"), **fields)
+    assert response.status_code == status and code in response.text, response.text[:2000]
+    assert response.mimetype == "text/html" and "Traceback" not in response.text
+    assert service.register(env["node"]) == []
+
+
+def test_issuing_needs_the_scope_for_the_type(env):
+    signed_in(env, scopes="issue:approval", name="approver")
+    response = _issue(env["client"], kind="certification", body=json.dumps(CERT_SUBJECT))
+    assert response.status_code == 403 and "auth.scope" in response.text
+    assert service.register(env["node"]) == []
+
+
+# ---- wallet pages ------------------------------------------------------------------------------------------
+
+def _hold(env):
+    """An approval expiring in 10 days and a certification that the issuer later revokes."""
+    issuer, node = identity(), env["node"]
+    lists = StatusListFixture(issuer, env["fetcher"])
+    approval = vc(issuer, "DataSharingApprovalCredential", approval_subject(issuer.did, node.did),
+                  valid_for=timedelta(days=11))
+    cert = vc(issuer, "OrganisationCertificationCredential", certification_subject(node.did, CYBER_ESSENTIALS),
+              status=lists.entry(7))
+    records = [env["wallet"].import_credential(c) for c in (approval, cert)]
+    assert all(r.ok for r in records), [r.problems for r in records]
+    lists.revoke(7)
+    return issuer, records[0].record, records[1].record
+
+
+def test_wallet_holdings_show_credentials_and_warnings(env):
+    client = env["client"]
+    issuer, approval, cert = _hold(env)
+    signed_in(env)
+    page = client.get("/wallet/")
+    assert page.status_code == 200
+    assert "DataSharingApprovalCredential" in page.text and "OrganisationCertificationCredential" in page.text
+    assert issuer.did in page.text and "https://data.example.gov.scot/dataset/school-meals" in page.text
+    assert 'data-code="wallet.expiring"' in page.text and 'data-code="wallet.status_changed"' not in page.text
+    checked = client.post("/wallet/check-status", data={"csrf": csrf_of(page.text)})
+    assert checked.status_code == 302
+    page = client.get("/wallet/")
+    assert 'data-code="wallet.status_changed"' in page.text and "now revoked" in page.text
+    only = client.get("/wallet/?type=OrganisationCertificationCredential")
+    assert "DataSharingApprovalCredential</td>" not in only.text and cert.id in only.text
+    detail = client.get(f"/wallet/{cert.id}")
+    assert detail.status_code == 200 and 'data-code="wallet.status_changed"' in detail.text
+    assert cert.credential_id in detail.text
+    raw = client.get(f"/wallet/{approval.id}/credential")
+    assert raw.mimetype == "application/vc+jwt" and raw.text == approval.raw
+    missing = client.get("/wallet/nothing-here")
+    assert missing.status_code == 404 and "wallet.not_found" in missing.text and missing.mimetype == "text/html"
+
+
+def test_summary_qr_leads_to_the_verification_page(env):
+    client = env["client"]
+    _, approval, cert = _hold(env)
+    signed_in(env)
+    summary = client.get(f"/wallet/{approval.id}/summary")
+    verify_url = unescape(re.search(r'class="mono" href="([^"]+)"', summary.text).group(1))
+    assert verify_url.startswith("https://fife.example/verify/")
+    png = client.get(f"/wallet/{approval.id}/summary.png")
+    assert png.mimetype == "image/png"
+    assert [b.text for b in zxingcpp.read_barcodes(Image.open(io.BytesIO(png.data)))] == [verify_url]
+    svg = client.get(f"/wallet/{approval.id}/summary.svg")
+    assert svg.mimetype == "image/svg+xml" and f'href="{verify_url}"' in unescape(svg.text)
+
+    public = create_node_app(env["node"], wallet=env["wallet"]).test_client()   # the scanner: no session
+    path = urlsplit(verify_url).path
+    page = public.get(path)
+    assert page.status_code == 200 and 'badge ok">verified' in page.text and "DataSharingApprovalCredential" in page.text
+    assert public.get(path + "/credential").text == approval.raw
+    tampered = public.get(path[:-2] + ("AA" if not path.endswith("AA") else "BB"))
+    assert tampered.status_code == 404 and "web.link_invalid" in tampered.text
+
+    env["wallet"].check_status()
+    revoked = public.get(urlsplit(unescape(re.search(
+        r'class="mono" href="([^"]+)"', client.get(f"/wallet/{cert.id}/summary").text).group(1))).path)
+    assert "not valid" in revoked.text and "status.revoked" in revoked.text
+    env["wallet"].delete(approval.id)
+    assert public.get(path).status_code == 404
+
+
+def test_an_insecure_web_secret_is_refused(env):
+    from issuer.app import create_app
+    from verifier.results import CeadError
+    (env["node"].home / SECRET_FILE).chmod(0o644)
+    with pytest.raises(CeadError) as err:
+        create_app(env["node"])
+    assert err.value.code == "web.secret_insecure"

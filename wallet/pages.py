@@ -1,0 +1,151 @@
+"""The wallet's web pages: what the organisation holds, one credential in detail, and its printable summary.
+
+Signed-in pages (the DPO pages' sign-in, from ``issuer.pages``):
+
+- ``GET /wallet/``: holdings with type, issuer, datasets, expiry, status and warnings (``Wallet.warnings``);
+  ``POST /wallet/check-status`` re-reads every status list first (``Wallet.check_status``).
+- ``GET /wallet/<id>``: one credential; ``/wallet/<id>/credential`` downloads it as received.
+- ``GET /wallet/<id>/summary``: a printable summary (``wallet.qr.summary_svg`` / ``summary_png``) whose QR code
+  leads to the public verification page below.
+
+Public: ``GET /verify/<link>`` verifies the held credential now (signature, issuer key, validity, status) and
+shows the outcome; ``/verify/<link>/credential`` lets the reader verify it themselves. ``<link>`` is the local id
+signed with the node's web secret (itsdangerous), so only people given a printed summary can open it and nobody
+can list the wallet. Deleting the credential, or ``HOME/web-secret``, withdraws the link.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from issuer.pages import pretty, protect, sign_in_required
+from verifier.results import CeadError
+
+from . import qr
+from .store import Wallet, WalletCredential
+
+BLUEPRINT = "cead_wallet"
+LINK_SALT = "cead-wallet-verify"
+MEDIA_TYPES = {"jwt": "application/vc+jwt", "ldp": "application/vc"}
+STATUS_BADGES = {"active": "ok", "none": "", "suspended": "suspended", "revoked": "revoked", "unknown": "warn"}
+
+
+def _kinds(record: WalletCredential) -> list[str]:
+    return [t for t in record.type_list if t != "VerifiableCredential"] or ["Credential"]
+
+
+def _date(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
+    """The wallet pages for ``wallet``; ``public_url`` is the node's external base URL, used in the QR codes
+    (default: the URL the page was requested at)."""
+    bp = Blueprint(BLUEPRINT, __name__, template_folder="templates")
+    protect(bp, {"wallet.not_found": 404, "web.link_invalid": 404})
+
+    def links() -> URLSafeSerializer:
+        return URLSafeSerializer(current_app.secret_key, salt=LINK_SALT)
+
+    def record_or_404(ident: str) -> WalletCredential:
+        record = wallet.get(ident)
+        if record is None:
+            raise CeadError("wallet.not_found", "This wallet holds no such credential.")
+        return record
+
+    def verify_url(record: WalletCredential) -> str:
+        base = (public_url or request.url_root).rstrip("/")
+        return f"{base}{url_for(f'{BLUEPRINT}.verify', link=links().dumps(record.id))}"
+
+    def warnings_by_id() -> dict[str, list]:
+        out: dict[str, list] = {}
+        for problem in wallet.warnings():
+            out.setdefault(problem.detail.get("id"), []).append(problem)
+        return out
+
+    @bp.get("/wallet/")
+    @sign_in_required
+    def holdings():
+        kind = request.args.get("type") or None
+        records = wallet.search(type=kind)
+        warnings = warnings_by_id()
+        rows = [{"record": r, "kinds": _kinds(r), "datasets": wallet.terms(r.id).get("dataset", []),
+                 "valid_until": _date(r.valid_until), "warnings": warnings.get(r.id, [])} for r in records]
+        return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES,
+                               warn_days=wallet.expiry_warning_days,
+                               kinds=["DataSharingApprovalCredential", "DelegatedAuthorityCredential",
+                                      "OrganisationCertificationCredential"])
+
+    @bp.post("/wallet/check-status")
+    @sign_in_required
+    def check_status():
+        changed = wallet.check_status()
+        flash(f"Status lists read again: {len(changed)} credential(s) changed since receipt." if changed
+              else "Status lists read again: no credential has been revoked or suspended since receipt.")
+        return redirect(url_for(f"{BLUEPRINT}.holdings"))
+
+    @bp.get("/wallet/<ident>")
+    @sign_in_required
+    def detail(ident: str):
+        record = record_or_404(ident)
+        return render_template("wallet_detail.html", record=record, kinds=_kinds(record), terms=wallet.terms(
+            record.id), warnings=warnings_by_id().get(record.id, []), document=pretty(record.document),
+            badges=STATUS_BADGES, valid_from=_date(record.valid_from), valid_until=_date(record.valid_until),
+            received=_date(record.received_at))
+
+    def download(record: WalletCredential) -> Response:
+        name = record.id + (".jwt" if record.format == "jwt" else ".json")
+        return Response(record.raw, mimetype=MEDIA_TYPES[record.format],
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @bp.get("/wallet/<ident>/credential")
+    @sign_in_required
+    def credential(ident: str):
+        return download(record_or_404(ident))
+
+    @bp.get("/wallet/<ident>/summary")
+    @sign_in_required
+    def summary(ident: str):
+        record = record_or_404(ident)
+        return render_template("wallet_summary.html", record=record, verify_url=verify_url(record),
+                               lines=qr.summary_lines(record.document))
+
+    @bp.get("/wallet/<ident>/summary.<ext>")
+    @sign_in_required
+    def summary_image(ident: str, ext: str):
+        record = record_or_404(ident)
+        if ext == "svg":
+            return Response(qr.summary_svg(record.document, verify_url(record)), mimetype="image/svg+xml")
+        if ext == "png":
+            return Response(qr.summary_png(record.document, verify_url(record)), mimetype="image/png")
+        raise CeadError("wallet.not_found", "A summary is available as .svg or .png.")
+
+    def from_link(link: str) -> WalletCredential:
+        try:
+            ident = links().loads(link)
+        except BadSignature:
+            raise CeadError("web.link_invalid", "This verification link is not valid (mistyped, or withdrawn by "
+                            "the holder).") from None
+        record = wallet.get(ident) if isinstance(ident, str) else None
+        if record is None:
+            raise CeadError("web.link_invalid", "The holder no longer holds this credential.")
+        return record
+
+    @bp.get("/verify/<link>")
+    def verify(link: str):
+        record = from_link(link)
+        result = wallet.verifier.verify_credential(record.credential)
+        return render_template("wallet_verify.html", record=record, result=result, kinds=_kinds(record),
+                               lines=qr.summary_lines(record.document),
+                               checked=_date(datetime.now(timezone.utc)), link=link)
+
+    @bp.get("/verify/<link>/credential")
+    def verify_download(link: str):
+        return download(from_link(link))
+
+    return bp
