@@ -11,9 +11,11 @@ This module drives; it does no checking or signing of its own (the nodes, ``wall
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,9 +26,7 @@ from typing import Any
 import click
 
 from . import demo_world as world
-from .processes import LocalCA, ProcessGroup, Service, free_port
-
-SUBJECT_REF_KEYS = ("delegationChain", "upstream")
+from .processes import LocalCA, ProcessGroup, Service, free_port, python_argv
 
 
 @dataclass
@@ -94,28 +94,53 @@ class Demo:
 
     # ---- set-up ----------------------------------------------------------------------------------------------
     def setup(self) -> None:
+        """Create every node home with `cead init` (in parallel), then open each here for its token and wallet."""
         from issuer.node import Node
         from issuer.tokens import SCOPES, create_token
-        from wallet.store import upgrade
-        from schemas.vocab import registry
-        registry().load(world.vocabulary())
         self.ca = LocalCA(self.workdir / "ca")
         self.group = ProcessGroup(self.ca)
         (self.workdir / "logs").mkdir(exist_ok=True)
         self.echo(f"Setting up {len(world.CAST)} node homes in {self.workdir} ...")
+        ports = {party.key: free_port() for party in world.CAST}
+        vocabulary = str(world.vocabulary_file())
+        commands = {}
         for party in world.CAST:
-            port = free_port()
-            home = self.workdir / "nodes" / party.key
-            node, _ = Node.init(home, party.name, self.passphrase.encode(), domain=f"127.0.0.1:{port}",
-                                did_method="key" if party.is_person else "web",
-                                public_url=f"https://127.0.0.1:{port}")
-            upgrade(node.engine)
+            port = ports[party.key]
+            commands[party.key] = python_argv(
+                "init", "--name", party.name, "--home", str(self._home(party)), "--domain", f"127.0.0.1:{port}",
+                "--did", "key" if party.is_person else "web", "--public-url", f"https://127.0.0.1:{port}",
+                "--ca-bundle", str(self.ca.ca_pem), "--allow-private-addresses", "--vocabulary", vocabulary)
+        self._init_all(commands)
+        for party in world.CAST:
+            node = Node.open(self._home(party), self.passphrase.encode())
             token = create_token(node.engine, "cead-demo", SCOPES)
-            live = Live(party, home, port, node.did, token)
+            live = Live(party, self._home(party), ports[party.key], node.did, token)
             live._node = node
             self.live[party.key] = live
             for example_did in party.plays:
                 self.did_map[example_did] = node.did
+
+    def _home(self, party: world.Party) -> Path:
+        return self.workdir / "nodes" / party.key
+
+    def _init_all(self, commands: dict[str, list[str]]) -> None:
+        """Run the `cead init` commands side by side (output in logs/<name>-init.log); a failure stops the demo."""
+        env = {**os.environ, "CEAD_PASSPHRASE": self.passphrase}
+        running: dict[str, tuple[subprocess.Popen, Path]] = {}
+        try:
+            for name, argv in commands.items():
+                log = self.workdir / "logs" / f"{name}-init.log"
+                with open(log, "wb") as out:
+                    running[name] = (subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                      start_new_session=True), log)
+            for name, (proc, log) in running.items():
+                if proc.wait(timeout=120) != 0:
+                    raise DemoError(f"`cead init` for {name} failed: {log.read_text(errors='replace').strip()}")
+        finally:
+            for proc, _ in running.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
     def _policy(self) -> dict:
         from schemas.vocab import expand
@@ -130,16 +155,16 @@ class Demo:
         }
 
     def start(self) -> None:
+        """Serve every node with `cead issuer serve`, and each provider's data API."""
         env = {"CEAD_PASSPHRASE": self.passphrase}
-        vocabulary = str(world.EXAMPLES / world.load_example("expected.json")["vocabulary"])
         ca = self.ca
         for live in self.live.values():
-            argv = [sys.executable, "-m", "cead.demo_api", "node", "--home", str(live.home), "--port",
-                    str(live.port), "--ca", str(ca.ca_pem), "--cert", str(ca.cert_pem), "--key", str(ca.key_pem),
-                    "--vocabulary", vocabulary]
+            argv = python_argv("issuer", "serve", "--home", str(live.home), "--port", str(live.port),
+                               "--tls-cert", str(ca.cert_pem), "--tls-key", str(ca.key_pem))
             live.service = self.group.start(Service(f"node {live.party.key}", argv, live.port, "/",
                                                     self.workdir / "logs" / f"{live.party.key}.log", env=env))
         policy = self._policy()
+        vocabulary = str(world.vocabulary_file())
         for live in self.live.values():
             if not live.party.provides_data:
                 continue
@@ -195,12 +220,11 @@ class Demo:
         return value
 
     def wallet(self, key: str):
-        from verifier.http import Fetcher
-        from wallet.store import Wallet, make_verifier
+        """The party's wallet, opened here from its node home (network settings and vocabulary from its config)."""
+        from wallet.store import Wallet
         live = self.live[key]
         if live._wallet is None:
-            live._wallet = Wallet.from_node(live._node, verifier=make_verifier(
-                Fetcher(allow_private=True, ca_bundle=str(self.ca.ca_pem))))
+            live._wallet = Wallet.from_node(live._node)
         return live._wallet
 
     def _post(self, live: Live, path: str, body: dict):
@@ -264,41 +288,29 @@ class Demo:
         return {"code": error.get("code", f"http.{response.status_code}"), "message": error.get("message", "")}
 
     def deliver(self, sender: Live, recipient: Live, signed: Any, kind: str) -> None:
+        """Deliver to the recipient's inbox; an approval goes with the credentials it pins by digest (its delegation
+        chain and, for a derived dataset, the upstream approvals with theirs), which the recipient presents."""
         from wallet.client import deliver
         node = sender._node
-        deliver(sender.did, node.key, node.verification_method_id, [signed], recipient.url + "/inbox",
+        pinned = self._rests_on(signed) if kind == "DataSharingApprovalCredential" else []
+        deliver(sender.did, node.key, node.verification_method_id, [signed, *pinned], recipient.url + "/inbox",
                 verify=str(self.ca.ca_pem))
-        self.echo(f"    delivered to the inbox of {recipient.party.name}")
-        if kind == "DataSharingApprovalCredential":
-            self._hand_over_references(recipient, signed)
+        also = f", with the {len(pinned)} credential(s) it rests on" if pinned else ""
+        self.echo(f"    delivered to the inbox of {recipient.party.name}{also}")
 
-    def _hand_over_references(self, recipient: Live, approval: Any) -> None:
-        """The recipient also keeps the credentials the approval rests on (its delegation chain and, for a derived
-        dataset, the upstream approvals with theirs), so its pipeline can present them. The inbox takes only
-        credentials about the recipient, so these go straight into its wallet, which verifies each one."""
-        from wallet.store import jwt_payload
-        wallet = self.wallet(recipient.party.key)
-        queue = [approval]
-        seen: set[str] = set()
+    def _rests_on(self, credential: Any) -> list:
+        """What ``credential`` pins by digest, recursively, as it was signed."""
+        from wallet.store import jwt_payload, pinned_references
+        found: list = []
+        queue = [credential]
         while queue:
             doc = queue.pop(0)
-            doc = jwt_payload(doc) if isinstance(doc, str) else doc
-            subject = doc.get("credentialSubject") or {}
-            refs = [r for key in SUBJECT_REF_KEYS for r in subject.get(key) or []]
-            if isinstance(subject.get("parentDelegation"), dict):
-                refs.append(subject["parentDelegation"])
-            for ref in refs:
-                cred = self.by_id.get(ref.get("id"))
-                if cred is None or ref["id"] in seen:
-                    continue
-                seen.add(ref["id"])
-                result = wallet.import_credential(cred, source="handed over with the approval")
-                if not result.ok:
-                    codes = ", ".join(p.code for p in result.problems)
-                    raise DemoError(f"{recipient.party.name}'s wallet refused {ref['id']}: {codes}")
-                queue.append(cred)
-        if seen:
-            self.echo(f"    with the {len(seen)} credential(s) it rests on")
+            for ref in pinned_references(jwt_payload(doc) if isinstance(doc, str) else doc):
+                pinned = self.by_id.get(ref["id"])
+                if pinned is not None and all(pinned is not f for f in found):
+                    found.append(pinned)
+                    queue.append(pinned)
+        return found
 
     def revoke(self, step: world.Revoke) -> None:
         issuer = self.live[step.issuer]
@@ -318,7 +330,7 @@ class Demo:
         if step.manifest == "derived":
             from schemas.models import DataSharingApproval
             from wallet.store import jwt_payload
-            signed = self.issued[step.present[0]]
+            signed = self.issued[step.approval]
             model = DataSharingApproval.from_credential(jwt_payload(signed) if isinstance(signed, str) else signed)
             return {"dataset": model.datasets[0], "columns": list(model.data_items), "rowCount": 3,
                     "purpose": model.purposes[0], "recipient": self.live[step.recipient].did}

@@ -1,14 +1,9 @@
-"""The two kinds of process `cead demo` starts, each serving HTTPS on 127.0.0.1 with the demo CA's certificate.
-
-``python -m cead.demo_api node --home DIR --port N --ca CA --cert C --key K --vocabulary F``
-    An organisation's (or person's) node: the issuer app with the wallet inbox (``wallet.app.create_node_app``).
-    Its wallet resolves did:web and reads status lists on 127.0.0.1, trusting only the demo CA.
+"""The data provider's API that `cead demo` starts (nodes run the real `cead issuer serve`), serving HTTPS on
+127.0.0.1 with the demo CA's certificate.
 
 ``python -m cead.demo_api api --config FILE``
     A data provider's API: a few CSV endpoints behind ``verifier.middleware.CeadMiddleware`` with the run's trust
     policy. Every response carries ``Cead-Demo-Verify-Ms`` (time spent before the answer started).
-
-The key passphrase of a node comes from ``$CEAD_PASSPHRASE`` (never on the command line).
 """
 from __future__ import annotations
 
@@ -39,18 +34,6 @@ def _load_vocabulary(path: str | None) -> None:
     if path:
         from schemas.vocab import registry
         registry().load(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def node_app(home: str, ca: str):
-    from issuer.node import Node, passphrase_from_env
-    from verifier.http import Fetcher
-    from wallet.app import create_node_app
-    from wallet.store import Wallet, make_verifier, upgrade
-    node = Node.open(home, passphrase_from_env())
-    upgrade(node.engine)
-    node.signing_key()  # fail at start-up if the passphrase is wrong
-    wallet = Wallet.from_node(node, verifier=make_verifier(Fetcher(allow_private=True, ca_bundle=ca)))
-    return create_node_app(node, wallet=wallet)
 
 
 class _Timed:
@@ -110,23 +93,12 @@ def data_app(config: dict):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cead.demo_api")
     sub = parser.add_subparsers(dest="kind", required=True)
-    node = sub.add_parser("node")
-    node.add_argument("--home", required=True)
-    node.add_argument("--port", type=int, required=True)
-    node.add_argument("--ca", required=True)
-    node.add_argument("--cert", required=True)
-    node.add_argument("--key", required=True)
-    node.add_argument("--vocabulary")
     api = sub.add_parser("api")
     api.add_argument("--config", required=True)
     args = parser.parse_args(argv)
-    if args.kind == "node":
-        _load_vocabulary(args.vocabulary)
-        _serve(node_app(args.home, args.ca), args.port, args.cert, args.key)
-    else:
-        config = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        _load_vocabulary(config.get("vocabulary"))
-        _serve(data_app(config), config["port"], config["cert"], config["key"])
+    config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    _load_vocabulary(config.get("vocabulary"))
+    _serve(data_app(config), config["port"], config["cert"], config["key"])
     return 0
 
 

@@ -95,8 +95,9 @@ def expected_cases() -> dict[tuple[str, str], dict]:
     return {(c["subject"], c["check"]): c for c in data["cases"]}
 
 
-def vocabulary() -> dict:
-    return load_example(load_example("expected.json")["vocabulary"])
+def vocabulary_file() -> Path:
+    """The examples' vocabulary (DCAT ``isPartOf`` of the datasets), given to every node and data API."""
+    return EXAMPLES / load_example("expected.json")["vocabulary"]
 
 
 # ---- the script ----------------------------------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class Pull:
     query: str = ""
     label: str = ""
     present: tuple[str, ...] = ()   # examples to present explicitly (default: the wallet chooses by dataset)
+    approval: str = ""              # manifest "derived": the approval example whose dataset, columns, purpose it asks
 
 
 @dataclass(frozen=True)
@@ -204,11 +206,13 @@ def script(fast: bool = False) -> list:
         Issue("glasgow", "child-poverty-derived-approval.json", deliver_to="sg-childpov",
               changes={"notBefore": "2026-11-01T00:00:00Z", "cadence": "R1/2026-11-15T00:00:00Z/P1M"},
               note="report window moved to now for the live run"),
+        # a pipeline presenting only the derived approval (named explicitly), then the wallet's own choice, which
+        # adds the upstream approval and the delegation behind it
         Pull("sg-childpov", "glasgow", "/scp-fsm-take-up", "derived", "deny", "provenance.upstream_missing",
-             label="take-up report without its upstream approval", present=("child-poverty-derived-approval.json",)),
+             label="take-up report without its upstream approval", present=("child-poverty-derived-approval.json",),
+             approval="child-poverty-derived-approval.json"),
         Pull("sg-childpov", "glasgow", "/scp-fsm-take-up", "derived", "allow", label="take-up report",
-             present=("child-poverty-derived-approval.json", "child-poverty-approval.json",
-                      "child-poverty-delegation.json")),
+             approval="child-poverty-derived-approval.json"),
 
         Say("Revocation: the Police Scotland IAO revokes the approval; the next scheduled pull is denied."),
         Revoke("police-iao", "police-approval.json"),

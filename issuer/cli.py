@@ -60,19 +60,32 @@ def _open(home: Path | None, unlock: bool = False) -> Node:
 @click.option("--did", "did_method", type=click.Choice(["web", "key"]), default="web", show_default=True)
 @click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite node.db in the home).")
 @click.option("--public-url", default=None, help="Public base URL for status lists (default https://DOMAIN).")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
+              help="PEM file of extra trust anchors for fetching DID documents and status lists (e.g. a test CA).")
+@click.option("--allow-private-addresses", is_flag=True,
+              help="Development/test only: let the node fetch DID documents and status lists from loopback and "
+                   "private addresses (e.g. 127.0.0.1). Never use in production.")
+@click.option("--vocabulary", type=click.Path(dir_okay=False), default=None,
+              help="JSON/YAML file of extra vocabulary terms ({broader: {...}, isPartOf: {...}}), e.g. a local "
+                   "DCAT catalogue or narrower purposes, for the guard rail and the wallet.")
 @home_option
 @_fail_on_cead_error
-def init(name, domain, did_path, did_method, database_url, public_url, home):
+def init(name, domain, did_path, did_method, database_url, public_url, ca_bundle, allow_private_addresses,
+         vocabulary, home):
     """Create a node home: keys (encrypted), DID, database and config. Never overwrites keys."""
     home = home or default_home()
     exists = (home / "config.yaml").exists()
+    network = {"allow_private": True} if allow_private_addresses else {}
+    if ca_bundle:
+        network["ca_bundle"] = ca_bundle
     node, created = Node.init(home, name, None if exists else _passphrase(new=True), domain=domain,
                               path=did_path, did_method=did_method, database_url=database_url,
-                              public_url=public_url)
+                              public_url=public_url, network=network, vocabulary=vocabulary)
     if created:
         click.echo(f"Created node {node.did} in {home}")
     else:
-        click.echo(f"{home} already holds node {node.did}; keys left unchanged.")
+        click.echo(f"{home} already holds node {node.did}; keys and settings left unchanged "
+                   f"(edit {home / 'config.yaml'} to change them).")
     click.echo(node.did)
 
 

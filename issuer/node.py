@@ -3,7 +3,11 @@ its database. ``Node`` is the one object the issuer, the wallet and the command 
 
 Layout of a home directory (``--home``, ``$CEAD_HOME`` or ``./cead-home``)::
 
-    config.yaml     name, domain, path, did, public_url, database_url (null = node.db here), keys
+    config.yaml     name, domain, path, did, public_url, database_url (null = node.db here), keys,
+                    network (how the node's wallet fetches DID documents and status lists: allow_http,
+                    allow_private, ca_bundle, timeout, as in a trust policy), vocabulary (a JSON/YAML file of
+                    ``broader``/``isPartOf`` terms for the guard rail and the wallet); relative paths resolve
+                    against the home
     keys/*.pem      PKCS#8, encrypted with the passphrase ($CEAD_PASSPHRASE or a prompt), mode 0600
     node.db         SQLite database (unless database_url names another, e.g. PostgreSQL)
 
@@ -11,16 +15,22 @@ The passphrase is never stored. ``cead init`` on an existing home never overwrit
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import yaml
+from pydantic import ValidationError
 
+from schemas.vocab import Vocabulary, registry
+from verifier.http import Fetcher
 from verifier.keys import ED25519, P256, PublicKey
+from verifier.policy import Network, _format_error
 from verifier.results import CeadError
 
 from . import db
@@ -60,6 +70,8 @@ class Node:
     def __init__(self, home: Path, config: dict[str, Any], passphrase: bytes | None = None):
         self.home = Path(home)
         self.config = config
+        self.network = parse_network(config.get("network"), self.home)
+        self.vocabulary = load_vocabulary(config.get("vocabulary"), self.home)
         self._passphrase = passphrase
         self._keys: dict[str, PrivateKey] = {}
         self._engine = None
@@ -69,9 +81,17 @@ class Node:
     @classmethod
     def init(cls, home: str | Path, name: str, passphrase: bytes | None, *, domain: str | None = None,
              path: str | None = None, did_method: str = "web", database_url: str | None = None,
-             public_url: str | None = None) -> tuple["Node", bool]:
+             public_url: str | None = None, network: dict[str, Any] | None = None,
+             vocabulary: str | Path | None = None) -> tuple["Node", bool]:
         """Create a node home; returns ``(node, created)``. An existing home is opened and never overwritten
-        (``CeadError('node.exists_conflict')`` if the flags ask for a different identity)."""
+        (``CeadError('node.exists_conflict')`` if the flags ask for a different identity; its settings are
+        left as they are).
+
+        ``network``: the ``network`` settings of a trust policy (``allow_http``, ``allow_private``, ``ca_bundle``,
+        ``timeout``); ``vocabulary``: a JSON/YAML file for ``schemas.vocab.Vocabulary.load``. File paths given
+        here are relative to the current directory and stored absolute. Bad values raise
+        ``node.config_invalid`` before anything is written.
+        """
         home = Path(home)
         if (home / CONFIG).exists():
             node = cls.open(home, passphrase)
@@ -88,6 +108,11 @@ class Node:
             raise CeadError("node.did_method", f"Unsupported DID method {did_method!r}; use web or key.")
         if did_method == "web" and not domain:
             raise CeadError("node.domain_required", "A did:web node needs --domain.")
+        if isinstance(network, dict) and isinstance(network.get("ca_bundle"), (str, Path)):
+            network = {**network, "ca_bundle": str(Path(network["ca_bundle"]).expanduser().resolve())}
+        settings = {"network": parse_network(network, home).model_dump(),
+                    "vocabulary": str(Path(vocabulary).expanduser().resolve()) if vocabulary else None}
+        load_vocabulary(settings["vocabulary"], home)  # fail now, before any key is written
         home.mkdir(parents=True, exist_ok=True)
         (home / "keys").mkdir(mode=0o700, exist_ok=True)
         ed = PrivateKey.generate(ED25519)
@@ -111,7 +136,7 @@ class Node:
             "name": name.strip(), "did": did, "did_method": did_method,
             "domain": domain if did_method == "web" else None, "path": (path or "").strip("/") or None,
             "public_url": (public_url or (_default_public_url(domain, path) if domain else None)),
-            "database_url": database_url, "keys": keys,
+            "database_url": database_url, **settings, "keys": keys,
         }
         node = cls(home, config, passphrase)
         node.save_config()
@@ -237,6 +262,13 @@ class Node:
                 return
         raise CeadError("key.missing", f"No key {key_id!r} in this node.")
 
+    # ---- network --------------------------------------------------------------------------------------
+    def fetcher(self) -> Fetcher:
+        """A ``verifier.http.Fetcher`` for DID documents and status lists, with the node's network settings."""
+        net = self.network
+        return Fetcher(allow_http=net.allow_http, allow_private=net.allow_private, ca_bundle=net.ca_bundle,
+                       timeout=net.timeout)
+
     # ---- database ---------------------------------------------------------------------------------------
     @property
     def database_url(self) -> str:
@@ -251,6 +283,55 @@ class Node:
 
     def session(self):
         return db.session(self.engine)
+
+
+def parse_network(data: Any, home: Path) -> Network:
+    """The ``network`` section of config.yaml, validated like a trust policy's; ``ca_bundle`` becomes an absolute
+    path to a readable PEM file (relative paths resolve against ``home``). Raises ``node.config_invalid``."""
+    where = f"{Path(home) / CONFIG} network"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CeadError("node.config_invalid", f"{where}: must be a mapping.")
+    try:
+        network = Network.model_validate(data)
+    except ValidationError as exc:
+        raise CeadError("node.config_invalid", f"{where}: {_format_error(exc)}") from None
+    if network.ca_bundle is None:
+        return network
+    path = Path(network.ca_bundle).expanduser()
+    path = path if path.is_absolute() else Path(home) / path
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        raise CeadError("node.config_invalid", f"{where}.ca_bundle: no such file {str(path)!r}.") from None
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise CeadError("node.config_invalid",
+                        f"{where}.ca_bundle: {str(path)!r} is not a readable PEM certificate bundle ({exc}).") from None
+    return network.model_copy(update={"ca_bundle": str(path.resolve())})
+
+
+def load_vocabulary(value: Any, home: Path) -> Vocabulary:
+    """The vocabulary the node's guard rail and wallet use: the process-wide ``schemas.vocab.registry()``, extended
+    (in a copy) by the ``broader``/``isPartOf`` file named in config.yaml. Raises ``node.config_invalid``."""
+    if value is None:
+        return registry()
+    where = f"{Path(home) / CONFIG} vocabulary"
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise CeadError("node.config_invalid", f"{where}: must be the path of a JSON or YAML file.")
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else Path(home) / path
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except FileNotFoundError:
+        raise CeadError("node.config_invalid", f"{where}: no such file {str(path)!r}.") from None
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise CeadError("node.config_invalid", f"{where}: cannot read {str(path)!r}: {exc}") from None
+    try:
+        return registry().copy().load(data)
+    except ValueError as exc:
+        raise CeadError("node.config_invalid", f"{where} {str(path)!r}: {exc}") from None
 
 
 def _default_public_url(domain: str, path: str | None) -> str:

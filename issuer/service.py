@@ -173,11 +173,13 @@ def check_delegation(node, credential: dict, cead_type: str, delegation: Any) ->
         raise _fail("delegation.invalid", f"The delegation given is not held by this node ({node.did}).")
     from schemas.models import DataSharingApproval, DelegatedAuthority
     from verifier import scope
+    vocabulary = node.vocabulary   # with the node's own terms (config.yaml vocabulary), if any
     if cead_type == "DelegatedAuthorityCredential":
-        violations = scope.delegation_within(DelegatedAuthority.from_credential(credential), parent)
+        violations = scope.delegation_within(DelegatedAuthority.from_credential(credential), parent,
+                                             vocabulary=vocabulary)
     else:
         violations = scope.approval_within(DataSharingApproval.from_credential(credential),
-                                           DelegatedAuthority.from_credential(parent))
+                                           DelegatedAuthority.from_credential(parent), vocabulary=vocabulary)
     if violations:
         raise _fail("scope.too_wide", "Wider than the signer's own delegation: "
                     + "; ".join(f"{v.dimension}: {v.message}" for v in violations),

@@ -159,3 +159,115 @@ def test_cli_init_twice_issue_revoke_and_csv(tmp_path):
     assert tok.exit_code == 0 and tok.output.strip().startswith("cead_")
     rotated = run("key", "rotate", "--home", home)
     assert rotated.exit_code == 0 and rotated.output.strip() == "did:web:fife.example#key-2"
+
+
+# ---- network settings and vocabulary ---------------------------------------------------------------------------
+
+MEALS, CATALOGUE = "https://data.fife.example/dataset/meals", "https://data.fife.example/catalogue/education"
+
+
+def _vocabulary_file(path):
+    path.write_text(f"isPartOf:\n  {MEALS}: [{CATALOGUE}]\n")
+    return path
+
+
+def test_cli_init_network_and_vocabulary_settings(tmp_path):
+    import shutil
+
+    import yaml
+
+    from cead.processes import LocalCA
+    from schemas.vocab import registry
+    ca = LocalCA(tmp_path / "ca")
+    vocab = _vocabulary_file(tmp_path / "vocab.yaml")
+    home = tmp_path / "h"
+    result = run("init", "--name", "Fife Council", "--domain", "127.0.0.1:8443", "--home", str(home),
+                 "--ca-bundle", str(ca.ca_pem), "--allow-private-addresses", "--vocabulary", str(vocab))
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((home / "config.yaml").read_text())
+    assert config["network"] == {"allow_http": False, "allow_private": True, "ca_bundle": str(ca.ca_pem.resolve()),
+                                 "timeout": 5.0}
+    assert config["vocabulary"] == str(vocab.resolve())
+    node = Node.open(home)
+    fetcher = node.fetcher()
+    assert (fetcher.allow_private, fetcher.allow_http, fetcher.ca_bundle) == (True, False, str(ca.ca_pem.resolve()))
+    assert node.vocabulary.within(MEALS, CATALOGUE)
+    assert not registry().within(MEALS, CATALOGUE)      # the node's terms do not leak into the process registry
+
+    # relative paths in config.yaml resolve against the home
+    shutil.copy(ca.ca_pem, home / "ca.pem")
+    shutil.copy(vocab, home / "terms.yaml")
+    config["network"]["ca_bundle"], config["vocabulary"] = "ca.pem", "terms.yaml"
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    node = Node.open(home)
+    assert node.fetcher().ca_bundle == str((home / "ca.pem").resolve()) and node.vocabulary.within(MEALS, CATALOGUE)
+
+    # without the flags: public HTTPS only, system CAs, the built-in vocabulary
+    plain = make_node(tmp_path / "plain")
+    assert (plain.fetcher().allow_private, plain.fetcher().ca_bundle) == (False, None)
+    assert not plain.vocabulary.within(MEALS, CATALOGUE)
+    assert "development/test only" in run("init", "--help").output.lower()
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--ca-bundle", "{tmp}/missing.pem"], "ca_bundle: no such file"),
+    (["--ca-bundle", "{tmp}/not-a-cert.pem"], "is not a readable PEM"),
+    (["--vocabulary", "{tmp}/missing.yaml"], "vocabulary: no such file"),
+    (["--vocabulary", "{tmp}/bad-vocab.json"], "unknown vocabulary keys: ['narrower']"),
+])
+def test_cli_init_refuses_bad_settings_before_writing_anything(tmp_path, flags, needle):
+    (tmp_path / "not-a-cert.pem").write_text("hello\n")
+    (tmp_path / "bad-vocab.json").write_text('{"narrower": {}}')
+    home = tmp_path / "h"
+    result = run("init", "--name", "Fife Council", "--domain", "fife.example", "--home", str(home),
+                 *[f.format(tmp=tmp_path) for f in flags])
+    assert result.exit_code == 1
+    assert "error [node.config_invalid]" in result.output and needle in result.output, result.output
+    assert not (home / "config.yaml").exists() and not list(home.glob("keys/*.pem"))
+
+
+@pytest.mark.parametrize("network, needle", [
+    ({"allow_privat": True}, "allow_privat: unknown key"),
+    ({"timeout": 0}, "timeout: Input should be greater than 0"),
+    ({"allow_http": "sometimes"}, "allow_http: Input should be a valid boolean"),
+    ("yes", "network: must be a mapping"),
+])
+def test_bad_network_section_stops_open_and_serve(tmp_path, network, needle):
+    import yaml
+    home = tmp_path / "h"
+    make_node(home)
+    config = yaml.safe_load((home / "config.yaml").read_text())
+    config["network"] = network
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(CeadError) as err:
+        Node.open(home)
+    assert err.value.code == "node.config_invalid" and needle in err.value.message
+    served = run("issuer", "serve", "--home", str(home), "--port", "0")
+    assert served.exit_code == 1 and "node.config_invalid" in served.output and needle in served.output
+
+
+def test_guard_rail_uses_the_nodes_vocabulary(tmp_path):
+    """A delegation for a dataset inside the catalogue the signer's own delegation covers: within it only for a
+    node that knows the dataset is part of that catalogue."""
+    from schemas.models import credential_digest
+    vocab = _vocabulary_file(tmp_path / "vocab.yaml")
+    results = {}
+    for name, extra in (("plain", {}), ("with-vocabulary", {"vocabulary": vocab})):
+        node = make_node(tmp_path / name, **extra)
+        context = ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"]
+        parent = {"@context": context, "id": f"urn:uuid:parent-{name}",
+                  "type": ["VerifiableCredential", "DelegatedAuthorityCredential"], "issuer": "did:web:council.example",
+                  "credentialSubject": {"id": node.did, "role": "DataProtectionOfficer",
+                                        "onBehalfOf": "did:web:council.example",
+                                        "allowedActions": ["SubDelegate", "ApproveDisclosure"],
+                                        "scope": {"datasets": [CATALOGUE]}}}
+        child = {"@context": context, "type": parent["type"], "credentialSubject": {
+            "id": "did:web:iao.example", "role": "InformationAssetOwner", "onBehalfOf": "did:web:council.example",
+            "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [MEALS]},
+            "parentDelegation": {"id": parent["id"], "digest": credential_digest(parent)}}}
+        try:
+            results[name] = service.issue(node, child, {"delegation": parent}).id
+        except CeadError as exc:
+            results[name] = exc.code
+    assert results["plain"] == "scope.too_wide"
+    assert results["with-vocabulary"].startswith("urn:uuid:")

@@ -8,13 +8,22 @@ import requests
 from flask import Flask
 
 from helpers_https import https_server
+from issuer.signing import add_proof
+from schemas.models import credential_digest
+from schemas.values import id_of as _id
 from verifier.binding import origin, request_binding
 from verifier.results import CeadError
 from wallet import inbox
 from wallet.client import deliver
-from wallet.present import build_presentation
+from wallet.present import build_presentation, select_for_transfer
+from wallet.store import jwt_payload
 
-from test_wallet_support import approval_subject, identity, make_wallet, now, vc
+from test_wallet_support import (DS_CLOTHING, DS_MEALS, approval_subject, delegation_subject, identity, make_wallet,
+                                 now, vc)
+
+
+def id_of(credential) -> str:
+    return _id(jwt_payload(credential) if isinstance(credential, str) else credential)
 
 
 @pytest.fixture
@@ -98,3 +107,69 @@ def test_empty_delivery_is_refused(node):
                             nonce=request_binding("POST", node["url"]))
     response = _post(node, vp.encode())
     assert response.status_code == 400 and response.json()["problems"][0]["code"] == "inbox.empty"
+
+
+# ---- supporting credentials: what a delivered approval pins by digest ----------------------------------------
+def _chain(me):
+    """A controller's delegation to an approver, and the approver's approval for ``me`` pinning it."""
+    controller, approver = identity(), identity()
+    delegation = vc(controller, "DelegatedAuthorityCredential", delegation_subject(approver.did, controller.did))
+    approval = vc(approver, "DataSharingApprovalCredential", approval_subject(controller.did, me.did, chain=[delegation]))
+    return controller, approver, delegation, approval
+
+
+def test_approval_may_carry_the_delegations_it_pins(node):
+    controller, approver, delegation, approval = _chain(node["me"])
+    answer = deliver(approver.did, approver.key, approver.kid, [approval, delegation], node["url"], verify=node["ca"])
+    stored = {node["wallet"].get(s["id"]).raw for s in answer["stored"]}
+    assert stored == {approval, delegation}
+    assert [r.credential for r in select_for_transfer(node["wallet"], DS_MEALS)] == [approval, delegation]
+
+
+def test_upstream_approvals_and_their_chains_may_be_carried(node):
+    """A derived approval pins its upstream approval (for the deriving organisation), which pins its delegation."""
+    deriver = identity()
+    controller, approver, delegation, upstream = _chain(deriver)
+    derived = vc(deriver, "DataSharingApprovalCredential",
+                 {**approval_subject(deriver.did, node["me"].did, datasets=[DS_CLOTHING]),
+                  "upstream": [{"id": id_of(upstream), "digest": credential_digest(upstream)}]})
+    answer = deliver(deriver.did, deriver.key, deriver.kid, [derived, upstream, delegation], node["url"],
+                     verify=node["ca"])
+    assert len(answer["stored"]) == 3
+
+
+def test_unpinned_or_altered_supporting_credentials_are_refused(node):
+    controller, approver, delegation, approval = _chain(node["me"])
+    unrelated = vc(controller, "DelegatedAuthorityCredential", delegation_subject(identity().did, controller.did))
+    with pytest.raises(CeadError) as err:
+        deliver(approver.did, approver.key, approver.kid, [approval, delegation, unrelated], node["url"],
+                verify=node["ca"])
+    assert err.value.detail["status"] == 403
+    [reason] = err.value.detail["reasons"]
+    assert reason["code"] == "inbox.sender_not_issuer" and reason["detail"]["id"] == id_of(unrelated)
+    assert node["wallet"].search() == []            # nothing of a refused delivery is stored
+
+    # the same delegation (same id) signed again as Data Integrity: not the credential the approval pins
+    document = jwt_payload(delegation)
+    document["@context"] = [*document["@context"], "https://w3id.org/cead/v1"]
+    resigned = add_proof(document, controller.key, controller.kid)
+    with pytest.raises(CeadError) as err:
+        deliver(approver.did, approver.key, approver.kid, [approval, resigned], node["url"], verify=node["ca"])
+    [reason] = err.value.detail["reasons"]
+    assert reason["code"] == "inbox.digest_mismatch"
+    assert reason["detail"] == {"id": id_of(delegation), "pinned": credential_digest(delegation),
+                                "delivered": credential_digest(resigned)}
+
+    # pins count only from an approval for this node: not from one for someone else, nor from a delegation
+    stranger = identity()
+    other_approval = vc(approver, "DataSharingApprovalCredential",
+                        approval_subject(controller.did, stranger.did, chain=[delegation]))
+    with pytest.raises(CeadError) as err:
+        deliver(approver.did, approver.key, approver.kid, [other_approval, delegation], node["url"], verify=node["ca"])
+    assert sorted(r["code"] for r in err.value.detail["reasons"]) == ["inbox.not_for_us", "inbox.sender_not_issuer"]
+    child = vc(approver, "DelegatedAuthorityCredential",
+               delegation_subject(node["me"].did, controller.did, parent=delegation))
+    with pytest.raises(CeadError) as err:
+        deliver(approver.did, approver.key, approver.kid, [child, delegation], node["url"], verify=node["ca"])
+    assert [r["code"] for r in err.value.detail["reasons"]] == ["inbox.sender_not_issuer"]
+    assert node["wallet"].search() == []

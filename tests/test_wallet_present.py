@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from schemas.models import credential_digest
 from verifier.binding import decode_manifest, decode_presentation, origin, request_binding
 from verifier.credential import Verifier
 from verifier.results import CeadError
@@ -220,3 +221,36 @@ def test_expired_credentials_are_not_selected(tmp_path):
     with pytest.raises(CeadError) as err:
         select_credentials(w, definition=definition)
     assert err.value.code == "pex.unsatisfied"
+
+
+def test_select_for_a_derived_dataset_adds_upstream_approvals_with_their_chains(tmp_path):
+    """A derived approval pins its upstream approval by digest; that one rests on a delegation (and a parent)."""
+    holder, deriver, council, dpo, approver = (identity() for _ in range(5))
+    root = vc(council, "DelegatedAuthorityCredential", delegation_subject(dpo.did, council.did))
+    leaf = vc(dpo, "DelegatedAuthorityCredential", delegation_subject(approver.did, council.did, parent=root))
+    upstream = vc(approver, "DataSharingApprovalCredential", approval_subject(council.did, deriver.did, chain=[leaf]))
+    pin = {"id": jwt_payload(upstream)["id"], "digest": credential_digest(upstream)}
+    derived = vc(deriver, "DataSharingApprovalCredential",
+                 {**approval_subject(deriver.did, holder.did, datasets=[DS_CLOTHING]), "upstream": [pin]})
+    w = make_wallet(tmp_path, holder)
+    for cred in (derived, root, leaf):
+        assert w.import_credential(cred).ok
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_CLOTHING)
+    assert err.value.code == "wallet.upstream_missing" and pin["id"] in err.value.message
+    assert err.value.detail["reference"] == pin
+    # an approval with the same id but other content is not the pinned one
+    from issuer.signing import sign_jwt
+    altered = jwt_payload(upstream)
+    altered["credentialSubject"]["dataItems"] = ["pupil_id"]
+    assert w.import_credential(sign_jwt(altered, approver.key, approver.kid)).ok
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_CLOTHING)
+    assert err.value.code == "wallet.upstream_missing"
+    assert w.import_credential(upstream).ok
+    chosen = [r.credential for r in select_for_transfer(w, DS_CLOTHING)]
+    assert chosen == [derived, upstream, leaf, root]
+    # a presentation by dataset carries them all
+    headers = present_for_request(w, "GET", URL, None, dataset=DS_CLOTHING)
+    claims = jwt_payload(decode_presentation(headers["Cead-Presentation"]))
+    assert len(claims["verifiableCredential"]) == 4

@@ -115,3 +115,57 @@ def test_approval_delivered_then_three_pulls_then_revoked(tmp_path):
         # and the recipient's wallet notices the change since receipt
         changed = recipient_wallet.check_status()
         assert [(p.code, p.detail["status"]) for p in changed] == [("wallet.status_changed", "revoked")]
+
+
+def test_nodes_set_up_with_cead_init_serve_their_inboxes_with_cead_issuer_serve(tmp_path):
+    """`cead init --ca-bundle --allow-private-addresses` then `cead issuer serve`: the recipient node's wallet
+    resolves the sender's did:web and reads its status list on 127.0.0.1, so a delivery (an approval with the
+    delegation it pins) is accepted and stored. A node without those settings cannot verify the same credential."""
+    from click.testing import CliRunner
+
+    from cead.cli import main
+    from cead.processes import LocalCA, ProcessGroup, Service, free_port, python_argv
+    from schemas.models import credential_digest
+    from wallet.present import select_for_transfer
+
+    from test_wallet_support import delegation_subject, identity, vc
+
+    ca = LocalCA(tmp_path / "ca")
+    env = {"CEAD_PASSPHRASE": PASSPHRASE.decode()}
+    ports = {"sender": free_port(), "recipient": free_port()}
+    for name, port in ports.items():
+        result = CliRunner().invoke(main, [
+            "init", "--name", name.title(), "--home", str(tmp_path / name), "--domain", f"127.0.0.1:{port}",
+            "--public-url", f"https://127.0.0.1:{port}", "--ca-bundle", str(ca.ca_pem), "--allow-private-addresses"],
+            env=env)
+        assert result.exit_code == 0, result.output
+    with ProcessGroup(ca) as group:
+        for name, port in ports.items():
+            argv = python_argv("issuer", "serve", "--home", str(tmp_path / name), "--port", str(port),
+                               "--tls-cert", str(ca.cert_pem), "--tls-key", str(ca.key_pem))
+            group.start(Service(name, argv, port, "/.well-known/did.json", tmp_path / f"{name}.log", env=env))
+        for service_ in group.services:
+            group.wait_ready(service_, timeout=60)
+        sender, recipient = Node.open(tmp_path / "sender", PASSPHRASE), Node.open(tmp_path / "recipient")
+
+        controller = identity()   # the controller's delegation to the sender (did:key, no status list)
+        delegation = vc(controller, "DelegatedAuthorityCredential", delegation_subject(sender.did, controller.did))
+        subject = approval_subject(controller.did, recipient.did, datasets=[DATASET], purposes=[PURPOSE],
+                                   chain=[delegation])
+        approval = service.issue(sender, {"@context": ["https://www.w3.org/ns/credentials/v2",
+                                                       "https://w3id.org/cead/v1"],
+                                          "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
+                                          "credentialSubject": subject}).credential
+        assert approval["credentialStatus"]["statusListCredential"].startswith(f"https://127.0.0.1:{ports['sender']}")
+
+        plain, _ = Node.init(tmp_path / "plain", "Plain", PASSPHRASE, domain="plain.example")
+        refused = Wallet.from_node(plain).verifier.verify_credential(approval)
+        assert [p.code for p in refused.problems] == ["http.address_refused"]
+
+        answer = deliver(sender.did, sender.key, sender.verification_method_id, [approval, delegation],
+                         f"https://127.0.0.1:{ports['recipient']}/inbox", verify=str(ca.ca_pem))
+        assert [s["duplicate"] for s in answer["stored"]] == [False, False]
+        wallet = Wallet.from_node(recipient)
+        records = select_for_transfer(wallet, DATASET, PURPOSE)
+        assert [r.digest for r in records] == [credential_digest(approval), credential_digest(delegation)]
+        assert records[0].status_at_receipt == "active" and records[0].source == f"inbox:{sender.did}"

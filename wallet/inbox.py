@@ -3,20 +3,27 @@
 ``POST /inbox`` takes a presentation signed by the delivering issuer (``application/vp+jwt``, or a Data Integrity
 presentation as ``application/vp+ld+json``/``application/json``) whose holder is the sender, bound to this inbox
 by the wire contract (nonce/challenge = ``request_binding("POST", inbox URL)``, audience/domain = the inbox's
-origin). The presentation is verified; every credential in it must be issued by the sender and be about this
-node (its subject or a named party such as a recipient); each is then verified again and stored by the wallet. Answers ``201 {"stored": [...]}`` or an error with
+origin). The presentation is verified. Every credential in it must be either
+
+- issued by the sender and about this node (its subject or a named party such as a recipient), or
+- pinned by digest by such an approval (its ``delegationChain`` and ``upstream``), or, recursively, by a credential
+  accepted that way (a delegation's ``parentDelegation``, an upstream approval's own chain and upstream): the
+  credentials an approval rests on, which the recipient presents with it;
+
+each is then verified again and stored by the wallet. Answers ``201 {"stored": [...]}`` or an error with
 ``{"problems": [...]}``.
 """
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from verifier.binding import origin, request_binding
+from schemas.models import credential_digest
 from schemas.values import as_list
+from verifier.binding import origin, request_binding
 from verifier.credential import unwrap_enveloped
 from verifier.results import CeadError, Problem
 
-from .store import describe
+from .store import describe, pinned_references
 
 PRESENTATION_TYPES = {"jwt": "application/vp+jwt", "ldp": "application/vp+ld+json"}
 MAX_BYTES = 1024 * 1024
@@ -40,20 +47,15 @@ def receive(wallet, body: bytes, url: str) -> tuple[int, dict]:
     sender = result.issuer
     try:
         credentials = credentials_of(result.document or {})
-        facts = [describe(sub.document or {}, wallet.holder) for sub in result.credentials]
+        documents = [sub.document or {} for sub in result.credentials]
+        facts = [describe(doc, wallet.holder) for doc in documents]
+        digests = [credential_digest(c) for c in credentials]
     except CeadError as exc:
         return 400, {"problems": [exc.problem.to_dict()]}
     if not credentials:
         return 400, {"problems": [Problem("inbox.empty", "The delivery holds no credential.").to_dict()]}
-    problems = []
-    for fact in facts:
-        if fact["issuer"] != sender:
-            problems.append(Problem("inbox.sender_not_issuer",
-                                    f"A credential issued by {fact['issuer']} was delivered by {sender}; "
-                                    "only its issuer may deliver it.", {"issuer": fact["issuer"], "sender": sender}))
-        if not fact["names_holder"]:
-            problems.append(Problem("inbox.not_for_us", f"A credential that does not name {wallet.holder} (as its "
-                                    "subject or a party) was delivered to it.", {"subject": fact["subject"]}))
+    unaccepted, pins = _accept(facts, documents, digests, sender)
+    problems = [_refusal(facts[i], digests[i], sender, wallet.holder, pins) for i in unaccepted]
     if problems:
         return 403, {"problems": [p.to_dict() for p in problems]}
     stored, refused = [], []
@@ -67,6 +69,41 @@ def receive(wallet, body: bytes, url: str) -> tuple[int, dict]:
     if refused:
         return 422, {"stored": stored, "problems": [p.to_dict() for p in refused]}
     return 201, {"stored": stored}
+
+
+def _accept(facts: list[dict], documents: list[dict], digests: list[str], sender: str
+            ) -> tuple[list[int], dict[str, dict]]:
+    """Which delivered credentials the inbox takes: those issued by the sender about this node, and those pinned by
+    digest by an approval among them (recursively, by what that pins). Returns the indexes of the others and the
+    pins (digest -> reference) that were followed."""
+    accepted = {i for i, fact in enumerate(facts) if fact["issuer"] == sender and fact["names_holder"]}
+    pins: dict[str, dict] = {}
+    todo = [i for i in accepted if "DataSharingApprovalCredential" in facts[i]["types"]]
+    while todo:
+        for ref in pinned_references(documents[todo.pop()]):
+            pins.setdefault(ref["digest"], ref)
+        for i, digest in enumerate(digests):
+            if i not in accepted and digest in pins:
+                accepted.add(i)
+                todo.append(i)
+    return [i for i in range(len(facts)) if i not in accepted], pins
+
+
+def _refusal(fact: dict, digest: str, sender: str, holder: str, pins: dict[str, dict]) -> Problem:
+    """Why one delivered credential is refused."""
+    pinned = next((ref for ref in pins.values() if ref["id"] == fact["credential_id"]), None)
+    if pinned is not None:
+        return Problem("inbox.digest_mismatch", f"The credential {fact['credential_id']} is pinned by digest "
+                       f"{pinned['digest']} in this delivery, but the one delivered has digest {digest}.",
+                       {"id": fact["credential_id"], "pinned": pinned["digest"], "delivered": digest})
+    if fact["issuer"] != sender:
+        return Problem("inbox.sender_not_issuer", f"A credential issued by {fact['issuer']} was delivered by "
+                       f"{sender}; only its issuer may deliver it, unless an approval for {holder} in the same "
+                       "delivery pins it by digest.", {"issuer": fact["issuer"], "sender": sender,
+                                                       "id": fact["credential_id"]})
+    return Problem("inbox.not_for_us", f"A credential that does not name {holder} (as its subject or a party), "
+                   "and that no approval for it in the same delivery pins by digest, was delivered to it.",
+                   {"subject": fact["subject"], "id": fact["credential_id"]})
 
 
 def blueprint(wallet, *, public_url: str | None = None, max_bytes: int = MAX_BYTES) -> Blueprint:

@@ -86,12 +86,14 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
     """The credentials a transfer of ``dataset`` for ``purpose`` needs, as stored records.
 
     The newest valid DataSharingApprovalCredential naming this wallet as a recipient and covering the dataset (and
-    purpose, if given; a narrower dataset or purpose is covered by a broader one, per ``schemas.vocab``); the
-    delegations in its ``delegationChain`` (pinned by digest, with their ``parentDelegation``s); and, for each
+    purpose, if given; a narrower dataset or purpose is covered by a broader one, per the wallet's vocabulary); the
+    delegations in its ``delegationChain`` (pinned by digest, with their ``parentDelegation``s); for a derived
+    dataset, the ``upstream`` approvals (pinned by digest, each with its own chain and upstream); and, for each
     scheme in ``recipientRequirements``, a valid OrganisationCertificationCredential of this wallet's holder.
-    Raises ``wallet.no_approval`` / ``wallet.delegation_missing`` / ``wallet.certification_missing``.
+    Raises ``wallet.no_approval`` / ``wallet.delegation_missing`` / ``wallet.upstream_missing`` /
+    ``wallet.certification_missing``.
     """
-    vocab = registry()
+    vocab = wallet.vocabulary or registry()
     dataset_iri, purpose_iri = expand(dataset), expand(purpose) if purpose else None
     approval = None
     for record in wallet.search(type=APPROVAL, usable=True):
@@ -109,18 +111,7 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
                         f"{what}.", dataset=dataset, purpose=purpose)
     record, subject = approval
     chosen = [record]
-    refs = [r.to_json() for r in subject.delegation_chain]
-    while refs:
-        ref = refs.pop(0)
-        held = _held(wallet, ref)
-        if held is None:
-            raise CeadError("wallet.delegation_missing", f"The approval relies on the delegation {ref.get('id')}, "
-                            "which the wallet does not hold (or which is no longer valid).", reference=ref)
-        if held not in chosen:
-            chosen.append(held)
-            parent = DelegatedAuthority.from_credential(held.document).parent
-            if parent:
-                refs.append(parent)
+    _add_pinned(wallet, subject, chosen)
     today = datetime.now(timezone.utc).date()
     certifications = []
     for r in wallet.search(type=CERTIFICATION, usable=True):
@@ -139,6 +130,38 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
         if held not in chosen:
             chosen.append(held)
     return chosen
+
+
+def _add_pinned(wallet, approval: DataSharingApproval, chosen: list) -> None:
+    """Append to ``chosen`` what ``approval`` pins by digest: its delegation chain (following ``parentDelegation``)
+    and its upstream approvals, each with what it pins in turn."""
+    refs = [r.to_json() for r in approval.delegation_chain]
+    while refs:
+        ref = refs.pop(0)
+        held = _held(wallet, ref)
+        if held is None:
+            raise CeadError("wallet.delegation_missing", f"The approval relies on the delegation {ref.get('id')}, "
+                            "which the wallet does not hold (or which is no longer valid).", reference=ref)
+        if held.digest not in {r.digest for r in chosen}:
+            chosen.append(held)
+            parent = DelegatedAuthority.from_credential(held.document).parent
+            if parent:
+                refs.append(parent)
+    for ref in approval.upstream:
+        held = _held(wallet, ref)
+        if held is None:
+            raise CeadError("wallet.upstream_missing", f"The approval is for a dataset derived under the upstream "
+                            f"approval {ref.get('id')}, which the wallet does not hold (or which is no longer "
+                            "valid).", reference=ref)
+        if held.digest in {r.digest for r in chosen}:
+            continue
+        chosen.append(held)
+        try:
+            upstream = DataSharingApproval.from_credential(held.document)
+        except CeadError as exc:
+            raise CeadError("wallet.upstream_missing", f"The upstream reference {ref.get('id')} pins a credential "
+                            f"that is not a readable {APPROVAL}: {exc.message}", reference=ref) from None
+        _add_pinned(wallet, upstream, chosen)
 
 
 def select_credentials(wallet, *, dataset: str | None = None, purpose: str | None = None,

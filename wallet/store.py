@@ -229,6 +229,24 @@ def describe(document: dict, holder: str | None = None) -> dict[str, Any]:
     }
 
 
+def pinned_references(document: dict) -> list[dict]:
+    """The ``{"id", "digest"}`` references a Cead credential pins (its JSON, the payload for VC-JOSE): an
+    approval's ``delegationChain`` and ``upstream``, a delegation's ``parentDelegation``. Empty for any other
+    credential, and for one its typed model refuses (nothing is followed from a credential that cannot be read)."""
+    from schemas.models import DataSharingApproval, DelegatedAuthority, model_for
+    model = model_for(document)
+    try:
+        if model is DataSharingApproval:
+            approval = DataSharingApproval.from_credential(document)
+            return [r.to_json() for r in approval.delegation_chain] + approval.upstream
+        if model is DelegatedAuthority:
+            parent = DelegatedAuthority.from_credential(document).parent
+            return [parent] if parent else []
+    except CeadError:
+        pass
+    return []
+
+
 def _status_of(problems: list[Problem]) -> str | None:
     for p in problems:
         if p.code in _STATUS_FROM_CODE:
@@ -269,7 +287,7 @@ class Wallet:
     """
 
     def __init__(self, engine, holder: str, key=None, kid: str | None = None, verifier=None,
-                 expiry_warning_days: int = 30):
+                 expiry_warning_days: int = 30, vocabulary=None):
         self.engine = engine
         self.holder = holder
         self._key = key
@@ -277,16 +295,19 @@ class Wallet:
         self.kid = kid
         self._verifier = verifier
         self.expiry_warning_days = expiry_warning_days
+        self.vocabulary = vocabulary   # a schemas.vocab.Vocabulary for selection; None: registry()
 
     @classmethod
     def from_node(cls, node, verifier=None, migrate: bool = True) -> "Wallet":
-        """The wallet of an issuer node (``issuer.node.Node``): same DID, keys and database. The wallet's tables
-        are brought up to date first (``migrate=False`` skips that)."""
+        """The wallet of an issuer node (``issuer.node.Node``): same DID, keys, database and vocabulary; by default
+        it verifies with the node's network settings (``node.fetcher()``). The wallet's tables are brought up to
+        date first (``migrate=False`` skips that)."""
         if migrate:
             upgrade(node.engine)
         days = int((node.config.get("wallet") or {}).get("expiry_warning_days", 30))
-        wallet = cls(node.engine, node.did, kid=node.verification_method_id, verifier=verifier,
-                     expiry_warning_days=days)
+        wallet = cls(node.engine, node.did, kid=node.verification_method_id,
+                     verifier=verifier or make_verifier(node.fetcher()), expiry_warning_days=days,
+                     vocabulary=node.vocabulary)
         wallet._node = node  # the key is decrypted only when presenting
         return wallet
 
