@@ -1,36 +1,76 @@
 """The `cead` command line. Each package contributes its own commands; this module only assembles them.
 
-Commands from the node packages (issuer, wallet) are loaded only when installed, so a gateway that installs the
-verifier alone still has `cead verify` and `cead verifier serve`.
+Commands are imported only when they run (or when `cead --help` lists them), so `cead verify` does not pay for
+the node's database libraries. Commands of the node packages (issuer, wallet) are left out when their extras
+(`pip install 'cead[node]'`) are not installed, so a gateway that installs the verifier alone still has
+`cead verify` and `cead verifier serve`.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click
 
-# (module, attribute) pairs; each attribute is a click command or group added at the top level.
-_COMMANDS = [
-    ("verifier.cli", "verify"),
-    ("verifier.cli", "verifier"),
-    ("issuer.cli", "init"),
-    ("issuer.cli", "issuer"),
-    ("issuer.cli", "did"),
-    ("issuer.cli", "token"),
-    ("issuer.cli", "key"),
-    ("issuer.cli", "issue"),
-    ("issuer.cli", "revoke"),
-    ("issuer.cli", "suspend"),
-    ("issuer.cli", "reinstate"),
-    ("issuer.cli", "issued"),
-    ("wallet.cli", "wallet"),
-    ("wallet.cli", "fetch"),
-    ("cead.demo", "demo"),
-]
+# top-level name -> (module, attribute): a click command or group defined by the package that owns it
+_COMMANDS = {
+    "init": ("issuer.cli", "init"),
+    "issuer": ("issuer.cli", "issuer"),
+    "did": ("issuer.cli", "did"),
+    "token": ("issuer.cli", "token"),
+    "key": ("issuer.cli", "key"),
+    "issue": ("issuer.cli", "issue"),
+    "revoke": ("issuer.cli", "revoke"),
+    "suspend": ("issuer.cli", "suspend"),
+    "reinstate": ("issuer.cli", "reinstate"),
+    "issued": ("issuer.cli", "issued"),
+    "verify": ("verifier.cli", "verify"),
+    "verifier": ("verifier.cli", "verifier"),
+    "wallet": ("wallet.cli", "wallet"),
+    "fetch": ("wallet.cli", "fetch"),
+    "demo": ("cead.demo", "demo"),
+}
+# the third-party packages that only the node extras bring
+_NODE_EXTRAS = {"sqlmodel", "sqlalchemy", "alembic", "qrcode", "httpx", "psycopg", "trustme", "PIL"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _import(module: str):
+    """The module, or None when it needs node extras that are not installed."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in _NODE_EXTRAS:
+            return None
+        raise
+    if module == "issuer.cli":
+        _compose(mod)
+    return mod
+
+
+def _compose(issuer_cli) -> None:
+    """`cead issuer serve` serves the node app with the wallet's inbox and pages when the wallet is installed
+    (the issuer package never imports the wallet; this top layer joins them)."""
+    if issuer_cli.app_factory is None and importlib.util.find_spec("qrcode") is not None:
+        def node_app(node):
+            from wallet.app import create_node_app
+            return create_node_app(node)
+        issuer_cli.app_factory = node_app
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in _COMMANDS if self.get_command(ctx, name) is not None]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attr = _COMMANDS[name]
+        mod = _import(module)
+        return getattr(mod, attr, None) if mod is not None else None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cead")
 def main() -> None:
     """Cead: verifiable credentials for lawful public-sector data sharing.
@@ -38,33 +78,6 @@ def main() -> None:
     Organisations run their own node (issuer + wallet); gateways run the stateless verifier.
     """
 
-
-def _load() -> None:
-    for module, attr in _COMMANDS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            # An optional part (node extras) is not installed: leave its commands out.
-            if exc.name and exc.name.split(".")[0] in {module.split(".")[0], "sqlmodel", "alembic", "qrcode", "httpx"}:
-                continue
-            raise
-        cmd = getattr(mod, attr, None)
-        if cmd is not None:
-            main.add_command(cmd)
-
-
-def _compose() -> None:
-    """Serve the node app with the wallet's inbox from `cead issuer serve` when the wallet is installed."""
-    try:
-        import issuer.cli
-        from wallet.app import create_node_app
-    except ModuleNotFoundError:
-        return
-    issuer.cli.app_factory = create_node_app
-
-
-_load()
-_compose()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import threading
 import subprocess
 import sys
 import tempfile
@@ -186,6 +187,7 @@ class Demo:
         interactive = sys.stdout.isatty()
         shown = -1
         while pending:
+            _check_interrupted()
             for service in list(pending):
                 if self.group.is_ready(service):
                     pending.remove(service)
@@ -401,6 +403,7 @@ class Demo:
             raise DemoError("the script disagrees with schemas/examples/expected.json: " + "; ".join(disagreements))
         number = 0
         for step in steps:
+            _check_interrupted()
             if isinstance(step, world.Say):
                 self.echo("")
                 self.echo(step.text)
@@ -440,8 +443,19 @@ class Demo:
                 "processes": self.processes()}
 
 
+_interrupted = threading.Event()
+
+
 def _raise_interrupt(signum, frame):
+    # Remember it too: an exception raised while a finalizer happens to run is swallowed by Python, so the
+    # script also checks the flag between steps (see _check_interrupted).
+    _interrupted.set()
     raise KeyboardInterrupt
+
+
+def _check_interrupted() -> None:
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 @click.command("demo")
@@ -460,7 +474,8 @@ def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path
         raise click.UsageError(f"--workdir {workdir} is not empty; give a new or empty directory.")
     result: dict = {"ok": False}
     workdir.mkdir(parents=True, exist_ok=True)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    _interrupted.clear()
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     runner = Demo(workdir.resolve(), fast=fast)
     error = None
     started = time.monotonic()
@@ -497,14 +512,15 @@ def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path
                 api = f"   data API {live.api.url}" if live.api else ""
                 click.echo(f"  {live.party.name:58} {live.url}{api}")
             try:
-                while True:
-                    time.sleep(3600)
+                while not _interrupted.wait(1.0):
+                    pass
             except KeyboardInterrupt:
                 pass
     finally:
         if runner.group is not None:
             runner.group.stop_all()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if own_dir and not keep_running:
             shutil.rmtree(workdir, ignore_errors=True)
     sys.exit(0 if result["ok"] else 1)

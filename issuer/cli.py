@@ -99,6 +99,7 @@ def did():
 @home_option
 @_fail_on_cead_error
 def did_show(document, home):
+    """Print the node's DID (or, with --document, its DID document)."""
     node = Node.open(home)
     click.echo(json.dumps(node.did_document(), indent=2) if document else node.did)
 
@@ -173,6 +174,7 @@ def token_create(home, name, scope):
 @home_option
 @_fail_on_cead_error
 def token_list(home):
+    """List the node's tokens: name, scopes, created (never the secret)."""
     node = _open(home)
     for row in tokens.list_tokens(node.engine):
         click.echo(f"{row.name}\t{row.scopes}\t{row.created}\t{'revoked' if row.revoked else 'active'}")
@@ -183,6 +185,7 @@ def token_list(home):
 @click.argument("name")
 @_fail_on_cead_error
 def token_revoke(home, name):
+    """Revoke a token by name; it stops working at once."""
     tokens.revoke_token(_open(home).engine, name)
     click.echo(f"Token {name} revoked.")
 
@@ -270,7 +273,8 @@ def _build(node: Node, kind: str, file: str | None, subject: str | None, sets: t
 
 
 def _issue_command(kind: str):
-    @click.command(kind)
+    @click.command(kind, help=f"Issue a {_KINDS[kind]} from flags or a JSON/YAML file; the guard rail refuses a "
+                              "delegation or approval wider than the signer's own delegation.")
     @home_option
     @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), default=None,
                   help="JSON/YAML: a whole credential, or its credentialSubject.")
@@ -304,7 +308,6 @@ def _issue_command(kind: str):
             click.echo(f"Issued {issued.id} -> {out}", err=True)
         else:
             click.echo(text)
-    command.__doc__ = f"Issue a {_KINDS[kind]} from flags or a JSON/YAML file."
     return command
 
 
@@ -318,7 +321,7 @@ for _kind in _KINDS:
 
 
 def _status_command(action: str, help_text: str):
-    @click.command(action)
+    @click.command(action, help=help_text)
     @home_option
     @click.argument("credential_id")
     @click.option("--reason", default=None, help="Recorded in the status log.")
@@ -327,7 +330,6 @@ def _status_command(action: str, help_text: str):
         node = _open(home, unlock=True)
         result = service.change_status(node, credential_id, action, by="cli", reason=reason)
         click.echo(f"{result['credentialId']}: {result['status']}")
-    command.__doc__ = help_text
     return command
 
 
@@ -346,6 +348,7 @@ def issued():
 @click.option("--csv", "as_csv", is_flag=True, help="CSV for the DPO's accountability log.")
 @_fail_on_cead_error
 def issued_list(home, as_csv):
+    """List every credential this node issued: id, type, subject, dates, status, digest."""
     rows = service.register(_open(home))
     if as_csv:
         click.echo(service.register_csv(rows), nl=False)
