@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 
+from schemas.values import load_document
 from verifier.keys import ED25519, P256
 from verifier.results import CeadError
 
@@ -217,20 +217,14 @@ def key_retire(home, key_id):
 
 # ---- issuing -----------------------------------------------------------------------------------------------------
 
-_KINDS = {"certification": "OrganisationCertificationCredential",
-          "delegation": "DelegatedAuthorityCredential",
-          "approval": "DataSharingApprovalCredential"}
+_KINDS = service.KINDS
 
 
 def _load_file(path: str) -> dict:
     try:
-        text = Path(path).read_text()
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+        return load_document(Path(path).read_text(encoding="utf-8"), path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CeadError("request.invalid", f"Cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise CeadError("request.invalid", f"{path} must hold a JSON/YAML object.")
-    return data
 
 
 def _set_path(target: dict, dotted: str, raw: str) -> None:
@@ -248,28 +242,16 @@ def _set_path(target: dict, dotted: str, raw: str) -> None:
 
 def _build(node: Node, kind: str, file: str | None, subject: str | None, sets: tuple[str, ...],
            valid_until: str | None) -> dict:
-    from schemas.models import CREDENTIAL_MODELS
     data = _load_file(file) if file else {}
-    if "credentialSubject" in data:
-        credential = data
-    else:
-        body = dict(data)
+    if "credentialSubject" not in data:   # flags fill in the subject
         if subject:
-            body["id"] = subject
+            data["id"] = subject
         for item in sets:
             name, sep, raw = item.partition("=")
             if not sep:
                 raise CeadError("request.invalid", f"--set needs name=value, got {item!r}.")
-            _set_path(body, name, raw)
-        model = CREDENTIAL_MODELS[_KINDS[kind]]
-        try:
-            credential = model.model_validate(body).to_credential(node.did, valid_until=valid_until)
-        except ValueError as exc:
-            from schemas.models import describe
-            raise CeadError("schema.invalid", f"{_KINDS[kind]}: {describe(exc) if hasattr(exc, 'errors') else exc}")
-    if _KINDS[kind] not in service._types(credential):
-        raise CeadError("credential.type_unknown", f"The file is not a {_KINDS[kind]}.")
-    return credential
+            _set_path(data, name, raw)
+    return service.build_credential(node, _KINDS[kind], data, valid_until=valid_until)
 
 
 def _issue_command(kind: str):

@@ -15,7 +15,6 @@ The passphrase is never stored. ``cead init`` on an existing home never overwrit
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import ssl
@@ -27,10 +26,11 @@ from urllib.parse import quote
 import yaml
 from pydantic import ValidationError
 
+from schemas.values import load_document
 from schemas.vocab import Vocabulary, registry
 from verifier.http import Fetcher
 from verifier.keys import ED25519, P256, PublicKey
-from verifier.policy import Network, _format_error
+from verifier.policy import Network, format_error
 from verifier.results import CeadError
 
 from . import db
@@ -296,7 +296,7 @@ def parse_network(data: Any, home: Path) -> Network:
     try:
         network = Network.model_validate(data)
     except ValidationError as exc:
-        raise CeadError("node.config_invalid", f"{where}: {_format_error(exc)}") from None
+        raise CeadError("node.config_invalid", f"{where}: {format_error(exc)}") from None
     if network.ca_bundle is None:
         return network
     path = Path(network.ca_bundle).expanduser()
@@ -322,11 +322,10 @@ def load_vocabulary(value: Any, home: Path) -> Vocabulary:
     path = Path(value).expanduser()
     path = path if path.is_absolute() else Path(home) / path
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = load_document(path.read_text(encoding="utf-8"), repr(str(path)))
     except FileNotFoundError:
         raise CeadError("node.config_invalid", f"{where}: no such file {str(path)!r}.") from None
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CeadError("node.config_invalid", f"{where}: cannot read {str(path)!r}: {exc}") from None
     try:
         return registry().copy().load(data)

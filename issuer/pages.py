@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
-import yaml
 from flask import (Blueprint, Response, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
 from flask.sessions import SecureCookieSessionInterface
 from sqlmodel import select
 from werkzeug.exceptions import HTTPException
 
+from schemas.values import load_document
 from verifier.results import CeadError
 
 from . import db, service, statuslist, tokens
@@ -43,9 +43,7 @@ log = logging.getLogger("cead.issuer.pages")
 SECRET_FILE = "web-secret"
 SESSION_LIFETIME = timedelta(hours=8)
 BLUEPRINT = "cead_pages"
-KINDS = {"certification": "OrganisationCertificationCredential",
-         "delegation": "DelegatedAuthorityCredential",
-         "approval": "DataSharingApprovalCredential"}
+KINDS = service.KINDS
 FORMATS = {"eddsa-rdfc-2022": {"cryptosuite": "eddsa-rdfc-2022"},
            "eddsa-jcs-2022": {"cryptosuite": "eddsa-jcs-2022"},
            "vc+jwt": {"format": "vc+jwt"},
@@ -216,41 +214,12 @@ def protect(bp: Blueprint, statuses: dict[str, int] | None = None) -> None:
 
 # ---- reading the issue form --------------------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """YAML without aliases (no "billion laughs") and without timestamp conversion (dates stay strings)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise CeadError("web.form_invalid", "YAML aliases (*name) are not accepted.", field="body")
-        return super().compose_node(parent, index)
-
-
-_Loader.yaml_implicit_resolvers = {
-    key: [(tag, rx) for tag, rx in value if tag != "tag:yaml.org,2002:timestamp"]
-    for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-
-
 def parse_object(text: str, field: str) -> dict:
     """A JSON or YAML object typed into a form field; ``web.form_invalid`` naming the field otherwise."""
     try:
-        data = json.loads(text)
-    except RecursionError:
-        raise CeadError("web.form_invalid", f"The {field} is nested too deeply.", field=field) from None
-    except ValueError:
-        try:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-        except RecursionError:
-            raise CeadError("web.form_invalid", f"The {field} is nested too deeply.", field=field) from None
-        except yaml.YAMLError as exc:
-            raise CeadError("web.form_invalid", f"The {field} is neither JSON nor YAML: {exc}", field=field) \
-                from None
-    if not isinstance(data, dict):
-        raise CeadError("web.form_invalid", f"The {field} must be a JSON or YAML object.", field=field)
-    try:
-        return json.loads(json.dumps(data, allow_nan=False))   # only plain JSON values go further
-    except (TypeError, ValueError) as exc:
-        raise CeadError("web.form_invalid", f"The {field} holds a value JSON cannot carry: {exc}", field=field) \
-            from None
+        return load_document(text, f"The {field}")
+    except ValueError as exc:
+        raise CeadError("web.form_invalid", f"{exc}.", field=field) from None
 
 
 def credential_from_form(node, form) -> tuple[dict, dict]:
@@ -267,18 +236,7 @@ def credential_from_form(node, form) -> tuple[dict, dict]:
                         field="body")
     data = parse_object(body, "body")
     valid_until = (form.get("valid_until") or "").strip() or None
-    if "credentialSubject" in data:
-        credential = data
-        if KINDS[kind] not in service._types(credential):
-            raise CeadError("credential.type_unknown", f"The credential pasted is not a {KINDS[kind]}.",
-                            field="type")
-        if valid_until:
-            credential["validUntil"] = valid_until
-    else:   # just the subject: the typed model builds the credential (and names any field that does not fit)
-        from schemas.models import CREDENTIAL_MODELS
-        model = CREDENTIAL_MODELS[KINDS[kind]]
-        subject = model.from_credential({"type": [KINDS[kind]], "credentialSubject": data})
-        credential = subject.to_credential(node.did, valid_until=valid_until)
+    credential = service.build_credential(node, KINDS[kind], data, valid_until=valid_until)
     options = dict(FORMATS[fmt])
     if form.get("suspendable"):
         options["credentialStatus"] = {"type": "BitstringStatusListEntry",

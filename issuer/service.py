@@ -17,7 +17,8 @@ from typing import Any, Iterable
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from schemas.models import credential_digest
+from schemas.models import CREDENTIAL_MODELS, credential_digest
+from schemas.values import id_of, types_of
 from verifier.keys import ED25519, P256
 from verifier.results import CeadError
 
@@ -30,6 +31,10 @@ TYPE_SCOPES = {
     "DelegatedAuthorityCredential": "issue:delegation",
     "DataSharingApprovalCredential": "issue:approval",
 }
+# the kinds a DPO issues, by the names the command line and the pages use
+KINDS = {"certification": "OrganisationCertificationCredential",
+         "delegation": "DelegatedAuthorityCredential",
+         "approval": "DataSharingApprovalCredential"}
 GUARDED_TYPES = ("DelegatedAuthorityCredential", "DataSharingApprovalCredential")
 CRYPTOSUITES = ("eddsa-rdfc-2022", "eddsa-jcs-2022")
 JWT_FORMAT = "vc+jwt"
@@ -61,13 +66,20 @@ def _fail(code: str, message: str, **detail: Any) -> CeadError:
     return CeadError(code, message, **detail)
 
 
-def _types(credential: dict) -> list[str]:
-    value = credential.get("type")
-    return [value] if isinstance(value, str) else [t for t in value or [] if isinstance(t, str)]
-
-
-def _ref(value: Any) -> Any:
-    return value.get("id") if isinstance(value, dict) else value
+def build_credential(node, cead_type: str, data: dict, *, valid_until: str | None = None) -> dict:
+    """An unsigned credential of ``cead_type`` for this node to issue, from ``data``: a whole credential (whose type
+    must match) or just its ``credentialSubject`` (built by the typed model, which names any field that does not
+    fit). The command line and the DPO pages both come here; ``issue`` then checks and signs it."""
+    if "credentialSubject" in data:
+        if cead_type not in types_of(data):
+            raise _fail("credential.type_unknown", f"The credential given is not a {cead_type}.", field="type")
+        credential = dict(data)
+        if valid_until:
+            credential["validUntil"] = valid_until
+        return credential
+    model = CREDENTIAL_MODELS[cead_type]
+    subject = model.from_credential({"type": [cead_type], "credentialSubject": data})
+    return subject.to_credential(node.did, valid_until=valid_until)
 
 
 def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]:
@@ -83,7 +95,7 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
     if not isinstance(contexts, list) or not contexts or contexts[0] != V2_CONTEXT:
         raise _fail("credential.invalid", f"'@context' must be a list starting with {V2_CONTEXT}.",
                     field="@context")
-    types = _types(credential)
+    types = types_of(credential)
     if "VerifiableCredential" not in types:
         raise _fail("credential.invalid", "'type' must include VerifiableCredential.", field="type")
     cead_types = [t for t in types if t in TYPE_SCOPES]
@@ -95,7 +107,7 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
     for forbidden in ("proof", "credentialStatus"):
         if forbidden in credential:
             raise _fail("credential.invalid", f"Do not send '{forbidden}'; the issuer adds it.", field=forbidden)
-    issuer = _ref(credential.get("issuer", node.did))
+    issuer = id_of(credential.get("issuer", node.did))
     if issuer != node.did:
         raise _fail("credential.issuer_mismatch", f"This node issues as {node.did}, not {issuer!r}.",
                     field="issuer")
@@ -166,7 +178,7 @@ def check_delegation(node, credential: dict, cead_type: str, delegation: Any) ->
     if cead_type not in GUARDED_TYPES or delegation is None:
         return
     parent = _load_delegation(node, delegation)
-    if "DelegatedAuthorityCredential" not in _types(parent):
+    if "DelegatedAuthorityCredential" not in types_of(parent):
         raise _fail("delegation.invalid", "options.delegation must be a DelegatedAuthorityCredential.")
     subject = parent.get("credentialSubject")
     if not isinstance(subject, dict) or subject.get("id") != node.did:
@@ -230,7 +242,7 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
             digest = credential_digest(signed)
             subject = credential["credentialSubject"]
             s.add(db.IssuedCredential(
-                id=credential["id"], types=",".join(_types(credential)),
+                id=credential["id"], types=",".join(types_of(credential)),
                 subject=subject.get("id") or " ".join(subject.get("recipients") or []) or None,
                 valid_from=credential.get("validFrom"), valid_until=credential.get("validUntil"), format=fmt,
                 verification_method=vm, digest=digest, status_entries=json.dumps(entries), issued_by=issued_by))

@@ -59,3 +59,57 @@ def xsd_datetime(moment: datetime | float | int) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _SafeYaml:
+    """YAML for documents people write (policies, vocabularies, credential bodies): the safe loader without
+    aliases (no "billion laughs") and without timestamp conversion (dates stay strings, as in JSON)."""
+
+    loader = None
+
+    @classmethod
+    def get(cls):
+        if cls.loader is None:
+            import yaml
+
+            class Loader(yaml.SafeLoader):
+                def compose_node(self, parent, index):
+                    if self.check_event(yaml.AliasEvent):
+                        raise yaml.YAMLError("YAML aliases (*name) are not accepted")
+                    return super().compose_node(parent, index)
+
+            Loader.yaml_implicit_resolvers = {
+                key: [(tag, rx) for tag, rx in value if tag != "tag:yaml.org,2002:timestamp"]
+                for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+            cls.loader = Loader
+        return cls.loader
+
+
+def load_document(text: str, what: str, *, yaml_allowed: bool = True) -> dict:
+    """A JSON (or, when allowed, YAML) object written by a person, as plain JSON values.
+
+    Raises ``ValueError`` with a sentence naming ``what`` (a file name or a form field); callers turn it into
+    their own error code.
+    """
+    import json
+
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply") from None
+    except ValueError as json_error:
+        if not yaml_allowed:
+            raise ValueError(f"{what} is not valid JSON: {json_error}") from None
+        import yaml
+        try:
+            data = yaml.load(text, Loader=_SafeYaml.get())  # noqa: S506 (a SafeLoader subclass)
+        except RecursionError:
+            raise ValueError(f"{what} is nested too deeply") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{what} is neither JSON nor YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must hold a JSON or YAML object")
+    try:
+        return json.loads(json.dumps(data, allow_nan=False))   # only plain JSON values go further
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} holds a value JSON cannot carry: {exc}") from None

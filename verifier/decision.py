@@ -40,7 +40,7 @@ from .binding import decode_presentation, origin, request_binding
 from .credential import Verifier, unwrap_enveloped
 from .did import Resolver
 from .http import Fetcher
-from .jose import to_document
+from .jose import to_document, unverified_claims
 from .keys import b64url_decode
 from .metrics import Metrics
 from .policy import TrustPolicy
@@ -72,12 +72,11 @@ def _utc(moment: datetime | None) -> datetime:
 
 
 def _jwt_claims(token: str) -> dict:
-    """The payload of a compact JWS, unverified: only read after the Verifier has checked its signature."""
+    """The payload of a compact JWS, unverified (``{}`` if unreadable): only read after the Verifier checked it."""
     try:
-        claims = json.loads(b64url_decode(token.split(".")[1]))
-    except (ValueError, IndexError, CeadError):
+        return unverified_claims(token)
+    except CeadError:
         return {}
-    return claims if isinstance(claims, dict) else {}
 
 
 def is_presentation(document: dict | str) -> bool:

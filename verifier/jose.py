@@ -128,3 +128,14 @@ def to_document(claims: dict, kind: str) -> dict:
                 raise CeadError("jose.malformed", "The JWT sub differs from credentialSubject.id.")
             subject.setdefault("id", claims["sub"])
     return doc
+
+
+def unverified_claims(token: str) -> dict:
+    """The claims of a compact JWS, NOT verified: only for reading what has been (or will be) verified."""
+    try:
+        claims = json.loads(b64url_decode(token.split(".")[1]))
+    except (AttributeError, IndexError, ValueError, CeadError):
+        raise CeadError("jose.malformed", "Not a compact JWT.") from None
+    if not isinstance(claims, dict):
+        raise CeadError("jose.malformed", "The JWT payload is not a JSON object.")
+    return claims

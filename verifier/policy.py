@@ -11,8 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, field_validator, model_validator
+
+from schemas.values import load_document
 
 from .binding import origin
 from .results import CeadError
@@ -189,7 +190,7 @@ def load_catalogue(path: Path) -> dict[str, str]:
     return out
 
 
-def _format_error(exc: ValidationError) -> str:
+def format_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -209,7 +210,7 @@ def parse_policy(data: Any, base_dir: Path | None = None) -> TrustPolicy:
     try:
         policy = TrustPolicy.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
-        raise CeadError("policy.invalid", f"Invalid trust policy: {_format_error(exc)}") from None
+        raise CeadError("policy.invalid", f"Invalid trust policy: {format_error(exc)}") from None
     policy.catalogue_controllers()  # read the catalogues now, so a bad one fails at load time
     return policy
 
@@ -224,7 +225,7 @@ def load_policy(path: str | Path | None) -> TrustPolicy:
     except OSError as exc:
         raise CeadError("policy.unreadable", f"Cannot read the trust policy {str(path)!r}: {exc.strerror}") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise CeadError("policy.invalid", f"The trust policy {str(path)!r} is not valid YAML/JSON: {exc}") from None
+        data = load_document(text, f"the trust policy {str(path)!r}")
+    except ValueError as exc:
+        raise CeadError("policy.invalid", f"Invalid trust policy: {exc}.") from None
     return parse_policy(data, base_dir=path.parent)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from schemas.models import DataSharingApproval, DelegatedAuthority, OrganisationCertification
+from schemas.values import xsd_datetime
 from schemas.vocab import expand, registry
 from verifier.binding import (MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation, origin,
                               request_binding)
@@ -32,10 +33,6 @@ def _enveloped(credential: dict | str) -> dict:
         return {"@context": VC_V2, "id": f"data:application/vc+jwt,{credential}",
                 "type": "EnvelopedVerifiableCredential"}
     raise CeadError("credential.malformed", "A credential must be a JSON object or a compact JWT.")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def build_presentation(holder_did: str, key, kid: str, credentials: Iterable[dict | str], *, format: str = "jwt",
@@ -71,7 +68,7 @@ def build_presentation(holder_did: str, key, kid: str, credentials: Iterable[dic
     if format == "ldp":
         from issuer.signing import add_proof
         return add_proof(vp, key, kid, purpose="authentication", challenge=nonce, domain=audience,
-                         created=_iso(now), expires=_iso(now + timedelta(seconds=lifetime)))
+                         created=xsd_datetime(now), expires=xsd_datetime(now + timedelta(seconds=lifetime)))
     raise CeadError("presentation.format_unsupported", f"Unknown presentation format {format!r} (jwt or ldp).")
 
 
@@ -112,7 +109,6 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
     record, subject = approval
     chosen = [record]
     _add_pinned(wallet, subject, chosen)
-    today = datetime.now(timezone.utc).date()
     certifications = []
     for r in wallet.search(type=CERTIFICATION, usable=True):
         try:

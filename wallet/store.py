@@ -18,9 +18,10 @@ from sqlalchemy import Column, ForeignKey, Index, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
 from schemas.models import credential_digest
+from schemas.values import as_list, id_of, parse_datetime
 from schemas.vocab import expand
 from verifier.credential import unwrap_enveloped
-from verifier.keys import b64url_decode
+from verifier.jose import unverified_claims as jwt_payload  # re-exported: the wallet reads what it verified
 from verifier.results import CeadError, Problem
 
 VERSIONS_DIR = Path(__file__).parent / "migrations" / "versions"
@@ -108,17 +109,6 @@ def _iso(value: datetime | None) -> str | None:
     return _aware(value).isoformat().replace("+00:00", "Z") if value else None
 
 
-def jwt_payload(token: str) -> dict:
-    """The claims of a compact JWS, unverified (only for reading what the store already verified)."""
-    try:
-        payload = json.loads(b64url_decode(token.split(".")[1]))
-    except (IndexError, ValueError, CeadError):
-        raise CeadError("credential.malformed", "Not a compact JWT.") from None
-    if not isinstance(payload, dict):
-        raise CeadError("credential.malformed", "The JWT payload is not a JSON object.")
-    return payload
-
-
 def parse_credential(data: str | bytes | dict) -> dict | str:
     """A credential from a file or HTTP body: a JSON object (Data Integrity) or a compact JWT (VC-JOSE); an
     EnvelopedVerifiableCredential is unwrapped to its JWT."""
@@ -145,28 +135,13 @@ def parse_credential(data: str | bytes | dict) -> dict | str:
 
 
 # ---- reading a credential's searchable facts ----------------------------------------------------------------
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _ref(value: Any) -> str | None:
-    """An IRI-valued property: a string, or an object with an "id"."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("id"), str):
-        return value["id"]
-    return None
-
-
 def _walk(value: Any, keys: set[str]) -> Iterable[str]:
     """Every IRI found under any of ``keys`` anywhere in ``value``."""
     if isinstance(value, dict):
         for k, v in value.items():
             if k in keys:
-                for item in _as_list(v):
-                    if (ref := _ref(item)) is not None:
+                for item in as_list(v):
+                    if (ref := id_of(item)) is not None:
                         yield expand(ref)
             yield from _walk(v, keys)
     elif isinstance(value, list):
@@ -187,17 +162,13 @@ def _dids(value: Any) -> Iterable[str]:
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """A credential date (XML Schema dateTime, or JWT seconds) in UTC; None when absent or unreadable."""
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, timezone.utc)
-    if not isinstance(value, str):
-        return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_datetime(value, assume_utc=True).astimezone(timezone.utc)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def describe(document: dict, holder: str | None = None) -> dict[str, Any]:
@@ -206,12 +177,12 @@ def describe(document: dict, holder: str | None = None) -> dict[str, Any]:
     Accepts VC 2.0 and, for older peers, VC 1.1 (``expirationDate``, a ``vc`` claim in a JWT).
     """
     vc = document.get("vc") if isinstance(document.get("vc"), dict) else document
-    types = [t for t in _as_list(vc.get("type")) if isinstance(t, str)]
-    issuer = _ref(vc.get("issuer")) or document.get("iss")
+    types = [t for t in as_list(vc.get("type")) if isinstance(t, str)]
+    issuer = id_of(vc.get("issuer")) or document.get("iss")
     if not types or not isinstance(issuer, str):
         raise CeadError("credential.malformed", "The credential has no type or no issuer.")
-    subjects = _as_list(vc.get("credentialSubject"))
-    subject = next((s for s in (_ref(x) for x in subjects) if s), None) or document.get("sub")
+    subjects = as_list(vc.get("credentialSubject"))
+    subject = next((s for s in (id_of(x) for x in subjects) if s), None) or document.get("sub")
     mentioned = set(_dids(subjects))
     parties = ({issuer} | mentioned) - {holder}
     return {
