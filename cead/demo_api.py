@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import ssl
 import sys
 import time
 from pathlib import Path
@@ -18,16 +17,8 @@ VERIFY_TIME_HEADER = "Cead-Demo-Verify-Ms"
 
 
 def _serve(app, port: int, cert: str, key: str) -> None:
-    from werkzeug.serving import make_server
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    server = make_server("127.0.0.1", port, app, threaded=True, ssl_context=context)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    from verifier.serving import serve_wsgi
+    serve_wsgi(app, "127.0.0.1", port, cert, key)
 
 
 def _load_vocabulary(path: str | None) -> None:

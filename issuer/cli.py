@@ -126,30 +126,18 @@ app_factory = None
 @_fail_on_cead_error
 def serve(home, host, port, tls_cert, tls_key, public_url):
     """Serve the DID document, VC-API issuing and status endpoints, the status lists (and the wallet inbox)."""
-    import ssl
-
-    from werkzeug.serving import make_server
+    from verifier.serving import serve_wsgi
 
     from .app import create_app
-    factory = app_factory or create_app
     if bool(tls_cert) != bool(tls_key):
         raise CeadError("serve.tls", "Give both --tls-cert and --tls-key, or neither.")
     node = _open(home, unlock=True)
     node.signing_key()  # fail now, not on the first request, if the passphrase is wrong
     if public_url:
         node.config["public_url"] = public_url
-    context = None
-    if tls_cert:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(tls_cert, tls_key)
-    server = make_server(host, port, factory(node), threaded=True, ssl_context=context)
-    click.echo(f"Serving {node.did} on {'https' if context else 'http'}://{host}:{server.server_port}", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    app = (app_factory or create_app)(node)
+    serve_wsgi(app, host, port, tls_cert, tls_key,
+               announce=lambda url: click.echo(f"Serving {node.did} on {url}", err=True))
 
 
 # ---- tokens and keys ---------------------------------------------------------------------------------------------

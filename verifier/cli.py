@@ -126,12 +126,14 @@ def verifier() -> None:
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for --tls-cert.")
 def serve(policy_path, host, port, tls_cert, tls_key):
     """Serve VC-API verification, nginx auth_request (/authz), Envoy ext_authz (/envoy), /metrics, /healthz."""
-    from werkzeug.serving import run_simple
-
+    from .serving import serve_wsgi
     from .service import create_app
 
     if bool(tls_cert) != bool(tls_key):
         _fail("--tls-cert and --tls-key go together.")
     app = create_app(_decider(policy_path))
-    click.echo(f"cead verifier listening on {'https' if tls_cert else 'http'}://{host}:{port}", err=True)
-    run_simple(host, port, app, threaded=True, ssl_context=(tls_cert, tls_key) if tls_cert else None)
+    try:
+        serve_wsgi(app, host, port, tls_cert, tls_key,
+                   announce=lambda url: click.echo(f"cead verifier listening on {url}", err=True))
+    except CeadError as exc:
+        _fail(exc.message, exc.code)

@@ -1,0 +1,36 @@
+"""Serving a WSGI app (the verifier service, an issuer node, a demo data API) with a threaded server, over TLS
+when given a certificate. One place for it, so every `cead ... serve` behaves the same."""
+from __future__ import annotations
+
+import ssl
+from typing import Callable
+
+from .results import CeadError
+
+
+def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None,
+               announce: Callable[[str], None] | None = None) -> None:
+    """Serve ``app`` until interrupted (Ctrl-C / SIGTERM via KeyboardInterrupt), then close the socket.
+
+    ``announce`` receives the URL once the socket is bound (port 0 picks a free port).
+    """
+    from werkzeug.serving import make_server
+
+    if bool(tls_cert) != bool(tls_key):
+        raise CeadError("serve.tls", "Give both --tls-cert and --tls-key, or neither.")
+    context = None
+    if tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(tls_cert, tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise CeadError("serve.tls", f"Cannot use the TLS certificate and key: {exc}") from None
+    server = make_server(host, port, app, threaded=True, ssl_context=context)
+    if announce is not None:
+        announce(f"{'https' if context else 'http'}://{host}:{server.server_port}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
