@@ -31,18 +31,19 @@ _COMMANDS = {
     "fetch": ("wallet.cli", "fetch"),
     "demo": ("cead.demo", "demo"),
 }
-# the third-party packages that only the node extras bring
-_NODE_EXTRAS = {"sqlmodel", "sqlalchemy", "alembic", "qrcode", "httpx", "psycopg", "trustme", "PIL"}
+# Everything but the verifier's commands needs the node extras; these packages come only with them.
+_NODE_EXTRAS = ("sqlmodel", "alembic", "qrcode", "httpx", "trustme")
+
+
+def _node_installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in _NODE_EXTRAS)
 
 
 def _import(module: str):
-    """The module, or None when it needs node extras that are not installed."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in _NODE_EXTRAS:
-            return None
-        raise
+    """The module, or None when it needs the node extras and they are not installed."""
+    if not module.startswith("verifier.") and not _node_installed():
+        return None
+    mod = importlib.import_module(module)
     if module == "issuer.cli":
         _compose(mod)
     return mod
@@ -51,7 +52,7 @@ def _import(module: str):
 def _compose(issuer_cli) -> None:
     """`cead issuer serve` serves the node app with the wallet's inbox and pages when the wallet is installed
     (the issuer package never imports the wallet; this top layer joins them)."""
-    if issuer_cli.app_factory is None and importlib.util.find_spec("qrcode") is not None:
+    if issuer_cli.app_factory is None:
         def node_app(node):
             from wallet.app import create_node_app
             return create_node_app(node)
@@ -60,14 +61,27 @@ def _compose(issuer_cli) -> None:
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in _COMMANDS if self.get_command(ctx, name) is not None]
+        return [name for name in _COMMANDS if _import(_COMMANDS[name][0]) is not None]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in _COMMANDS:
             return None
         module, attr = _COMMANDS[name]
         mod = _import(module)
-        return getattr(mod, attr, None) if mod is not None else None
+        if mod is None:
+            return _needs_node(name)
+        return getattr(mod, attr)
+
+
+def _needs_node(name: str) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                   add_help_option=False, hidden=True)
+    def missing() -> None:
+        click.echo(f"Error: `cead {name}` runs on an organisation's node, which needs the node extras: "
+                   "pip install 'cead[node]'. This installation has the verifier only "
+                   "(`cead verify`, `cead verifier serve`).", err=True)
+        sys.exit(2)
+    return missing
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
