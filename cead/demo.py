@@ -101,7 +101,7 @@ class Demo:
         self.ca = LocalCA(self.workdir / "ca")
         self.group = ProcessGroup(self.ca)
         (self.workdir / "logs").mkdir(exist_ok=True)
-        self.echo(f"Setting up {len(world.CAST)} node homes in {self.workdir} ...")
+        self.echo(f"Node homes, logs and the demo CA: {self.workdir}")
         ports = {party.key: free_port() for party in world.CAST}
         vocabulary = str(world.vocabulary_file())
         commands = {}
@@ -134,9 +134,20 @@ class Demo:
                 with open(log, "wb") as out:
                     running[name] = (subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                                       start_new_session=True), log)
-            for name, (proc, log) in running.items():
-                if proc.wait(timeout=120) != 0:
-                    raise DemoError(f"`cead init` for {name} failed: {log.read_text(errors='replace').strip()}")
+            deadline = time.monotonic() + 120
+            shown = -1
+            while True:
+                _check_interrupted()
+                for name, (proc, log) in running.items():
+                    if proc.poll() not in (None, 0):
+                        raise DemoError(f"`cead init` for {name} failed: {log.read_text(errors='replace').strip()}")
+                done = sum(proc.poll() == 0 for proc, _ in running.values())
+                shown = self._progress("Creating node homes (cead init)", done, len(running), shown)
+                if done == len(running):
+                    break
+                if time.monotonic() > deadline:
+                    raise DemoError("`cead init` did not finish within 120 s")
+                time.sleep(0.1)
         finally:
             for proc, _ in running.values():
                 if proc.poll() is None:
@@ -184,27 +195,28 @@ class Demo:
         pending = list(self.group.services)
         total = len(pending)
         deadline = time.monotonic() + timeout
-        interactive = sys.stdout.isatty()
         shown = -1
         while pending:
             _check_interrupted()
             for service in list(pending):
                 if self.group.is_ready(service):
                     pending.remove(service)
-            done = total - len(pending)
-            if done != shown:
-                bar = "#" * done + "." * (total - done)
-                line = f"Starting nodes and data APIs [{bar}] {done}/{total}"
-                if interactive:
-                    self.echo("\r" + line, nl=done == total)
-                elif done == total or done // 4 != shown // 4:
-                    self.echo(line)
-                shown = done
+            shown = self._progress("Starting nodes and data APIs", total - len(pending), total, shown)
             if pending and time.monotonic() > deadline:
                 names = ", ".join(s.name for s in pending)
                 raise DemoError(f"not ready after {timeout:.0f}s: {names} (logs in {self.workdir / 'logs'})")
             if pending:
                 time.sleep(0.15)
+
+    def _progress(self, label: str, done: int, total: int, shown: int) -> int:
+        """A progress bar: redrawn in place on a terminal, a line every few steps otherwise. Returns ``done``."""
+        if done != shown:
+            line = f"{label} [{'#' * done}{'.' * (total - done)}] {done}/{total}"
+            if sys.stdout.isatty():
+                self.echo("\r" + line, nl=done == total)
+            elif done == total or done // 4 != shown // 4:
+                self.echo(line)
+        return done
 
     # ---- helpers ----------------------------------------------------------------------------------------------
     def substitute(self, value: Any) -> Any:
@@ -508,6 +520,12 @@ def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path
         if keep_running and error is None:
             click.echo(f"\nThe nodes keep running (Ctrl-C stops them). Homes and logs: {runner.workdir}; "
                        f"the demo CA (for curl --cacert): {runner.ca.ca_pem}")
+            tokens = runner.workdir / "dpo-tokens.txt"
+            tokens.write_text("".join(f"{live.url}/dpo/  {live.token}  {live.party.name}\n"
+                                      for live in runner.live.values()))
+            os.chmod(tokens, 0o600)
+            click.echo(f"Each organisation's web interface is at its URL; sign in to its DPO pages (/dpo/) with the "
+                       f"token listed in {tokens}.")
             for live in runner.live.values():
                 api = f"   data API {live.api.url}" if live.api else ""
                 click.echo(f"  {live.party.name:58} {live.url}{api}")
