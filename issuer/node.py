@@ -163,9 +163,18 @@ class Node:
         return node
 
     def save_config(self) -> None:
+        """Atomically and durably: the new file is flushed to disk before it replaces the old one (a crash leaves
+        the old or the new config, never an empty one beside keys it no longer lists). Mode 0600: a
+        ``database_url`` may carry a password."""
         tmp = self.home / (CONFIG + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(yaml.safe_dump(self.config, sort_keys=False))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.home / CONFIG)
+        _fsync_dir(self.home)
 
     # ---- identity ---------------------------------------------------------------------------------------
     @property
@@ -346,3 +355,20 @@ def _write_key(path: Path, key: PrivateKey, passphrase: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(key.to_pem(passphrase))
+        fh.flush()
+        os.fsync(fh.fileno())         # on disk before config.yaml names it
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a new or renamed directory entry durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from schemas.models import CREDENTIAL_MODELS, credential_digest
-from schemas.values import id_of, types_of
+from schemas.values import as_list, id_of, parse_datetime, types_of
+from verifier.jose import JWT_CLAIMS
 from verifier.keys import ED25519, P256
 from verifier.results import CeadError
 
@@ -38,6 +39,10 @@ KINDS = {"certification": "OrganisationCertificationCredential",
 GUARDED_TYPES = ("DelegatedAuthorityCredential", "DataSharingApprovalCredential")
 CRYPTOSUITES = ("eddsa-rdfc-2022", "eddsa-jcs-2022")
 JWT_FORMAT = "vc+jwt"
+# Top-level names a request may not carry: JWT claims (the node derives what it signs from the credential itself) and
+# the VC 1.1 JWT claims ``vc``/``vp``, which VC-JOSE-COSE forbids and which a VC 1.1 reader would take as the whole
+# credential instead of what this node checked.
+RESERVED_CLAIMS = ("vc", "vp") + tuple(JWT_CLAIMS)
 ACTIONS = {"revoke": ("revocation", True, "revoked"), "suspend": ("suspension", True, "suspended"),
            "reinstate": ("suspension", False, "active")}
 
@@ -96,6 +101,8 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
         raise _fail("credential.invalid", f"'@context' must be a list starting with {V2_CONTEXT}.",
                     field="@context")
     types = types_of(credential)
+    if len(types) != len(as_list(credential.get("type"))):
+        raise _fail("credential.invalid", "'type' must be a string or a list of strings.", field="type")
     if "VerifiableCredential" not in types:
         raise _fail("credential.invalid", "'type' must include VerifiableCredential.", field="type")
     cead_types = [t for t in types if t in TYPE_SCOPES]
@@ -107,7 +114,13 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
     for forbidden in ("proof", "credentialStatus"):
         if forbidden in credential:
             raise _fail("credential.invalid", f"Do not send '{forbidden}'; the issuer adds it.", field=forbidden)
+    for claim in RESERVED_CLAIMS:
+        if claim in credential:
+            raise _fail("credential.invalid", f"Do not send the JWT claim '{claim}': the node signs the credential "
+                        "itself (VC-JOSE-COSE), from its issuer, id and validity.", field=claim)
     issuer = id_of(credential.get("issuer", node.did))
+    if isinstance(credential.get("issuer"), dict) and "@id" in credential["issuer"]:
+        issuer = credential["issuer"]["@id"] if "id" not in credential["issuer"] else None
     if issuer != node.did:
         raise _fail("credential.issuer_mismatch", f"This node issues as {node.did}, not {issuer!r}.",
                     field="issuer")
@@ -120,10 +133,17 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
         # Whether the subject needs an 'id' is the typed model's rule (an approval's subject is the arrangement).
         raise _fail("credential.invalid", "'credentialSubject' must be a non-empty object.",
                     field="credentialSubject")
-    for name in ("validFrom", "validUntil"):
-        if name in credential and not isinstance(credential[name], str):
-            raise _fail("credential.invalid", f"'{name}' must be an XML Schema dateTime string.", field=name)
     credential.setdefault("validFrom", db.utcnow())
+    window = {}
+    for name in ("validFrom", "validUntil"):
+        if name in credential:
+            try:
+                window[name] = parse_datetime(credential[name])
+            except ValueError as exc:
+                raise _fail("credential.invalid", f"'{name}' must be an XML Schema dateTimeStamp string (with Z or "
+                            f"an offset): {exc}.", field=name) from None
+    if "validUntil" in window and window["validUntil"] < window["validFrom"]:
+        raise _fail("credential.invalid", "'validUntil' is before 'validFrom'.", field="validUntil")
     cid = credential.setdefault("id", f"urn:uuid:{uuid.uuid4()}")
     if not isinstance(cid, str) or ":" not in cid:
         raise _fail("credential.invalid", "'id' must be a URL (e.g. urn:uuid:...).", field="id")

@@ -88,7 +88,8 @@ class Published:
 def publish(node, list_id: int) -> Published:
     """The signed status list credential for ``list_id`` (re-signed if its bits changed since last time)."""
     with node.session() as s:
-        lst = s.get(db.StatusList, list_id)
+        # an id no database integer can hold (the URL converter takes any digits) is simply not a list
+        lst = s.get(db.StatusList, list_id) if 0 <= list_id < 2 ** 63 else None
         if lst is None:
             raise CeadError("status.list_not_found", f"No status list {list_id}.")
         if lst.signed is not None and lst.signed_version == lst.version:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import jsonschema
+import referencing.exceptions
 
 from verifier.results import CeadError
 
@@ -63,12 +64,16 @@ def json_path(document: Any, path: str) -> list[Any]:
 
 
 def _field_matches(spec: dict, document: dict) -> bool:
+    if not isinstance(spec, dict):
+        raise CeadError("pex.definition_invalid", "Every constraints field must be a JSON object.")
     paths = spec.get("path")
     if not isinstance(paths, list) or not paths:
         raise CeadError("pex.definition_invalid", "Every constraints field needs a non-empty 'path' list.")
     schema = spec.get("filter")
     validator = None
     if schema is not None:
+        if not isinstance(schema, dict):
+            raise CeadError("pex.definition_invalid", "A field's 'filter' must be a JSON Schema object.")
         try:
             cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
             cls.check_schema(schema)
@@ -77,15 +82,33 @@ def _field_matches(spec: dict, document: dict) -> bool:
         validator = cls(schema)
     for path in paths:
         for value in json_path(document, path):
-            if validator is None or validator.is_valid(value):
+            if validator is None or _is_valid(validator, value):
                 return True
     return False
 
 
+def _is_valid(validator, value: Any) -> bool:
+    """Whether ``value`` passes a definition's filter. A filter that cannot be evaluated (a ``$ref`` to a schema it
+    does not include: schemas are never fetched) makes the definition invalid, not the wallet crash."""
+    try:
+        return validator.is_valid(value)
+    except (jsonschema.exceptions.SchemaError, referencing.exceptions.Unresolvable) as exc:
+        raise CeadError("pex.definition_invalid", f"Invalid filter: {str(exc)[:200]}.") from None
+    except RecursionError:
+        raise CeadError("pex.definition_invalid", "Invalid filter: it refers to itself without end.") from None
+
+
 def descriptor_matches(descriptor: dict, document: dict) -> bool:
-    fields = (descriptor.get("constraints") or {}).get("fields") or []
+    constraints = descriptor.get("constraints") or {}
+    if not isinstance(constraints, dict):
+        raise CeadError("pex.definition_invalid",
+                        f"Descriptor {descriptor.get('id')!r}: 'constraints' must be a JSON object.")
+    fields = constraints.get("fields") or []
     if not isinstance(fields, list):
         raise CeadError("pex.definition_invalid", f"Descriptor {descriptor.get('id')!r}: 'fields' must be a list.")
+    if not all(isinstance(spec, dict) and isinstance(spec.get("optional", False), bool) for spec in fields):
+        raise CeadError("pex.definition_invalid", f"Descriptor {descriptor.get('id')!r}: every field must be a "
+                        "JSON object, and its 'optional' true or false.")
     return all(spec.get("optional") or _field_matches(spec, document) for spec in fields)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from schemas.models import credential_digest
@@ -225,6 +226,23 @@ def _status_of(problems: list[Problem]) -> str | None:
     return None
 
 
+def _status_after_check(result, previous: str) -> str:
+    """A credential's status after a re-check (``result`` of ``verify_credential``), failing closed.
+
+    Revocation is final (Bitstring Status List: a revocation cannot be undone), so a credential seen revoked stays
+    revoked. A credential whose status could not be read this time (list unreachable or invalid, or the credential
+    failed some other check first, so no list was read) keeps a known suspension, and is otherwise ``unknown``:
+    only a credential that verified, status included, is ``active``."""
+    found = _status_of(result.problems)
+    if previous == STATUS_REVOKED or found == STATUS_REVOKED:
+        return STATUS_REVOKED
+    if found == STATUS_SUSPENDED:
+        return STATUS_SUSPENDED
+    if result.verified:
+        return STATUS_ACTIVE
+    return STATUS_SUSPENDED if previous == STATUS_SUSPENDED else STATUS_UNKNOWN
+
+
 @dataclass
 class ImportResult:
     """Outcome of receiving one credential: stored (or already held), or refused with the reasons."""
@@ -327,13 +345,22 @@ class Wallet:
             status_at_receipt=status, status_now=status, status_checked_at=_utcnow(), source=source)
         terms = [("type", t) for t in facts["types"]] + [("dataset", d) for d in facts["datasets"]] + \
                 [("purpose", p) for p in facts["purposes"]] + [("party", p) for p in facts["parties"]]
-        with Session(self.engine) as session:
-            session.add(record)
-            session.flush()
-            session.add_all(WalletTerm(credential_id=record.id, kind=k, value=v) for k, v in dict.fromkeys(terms))
-            session.commit()
-            session.refresh(record)
-            session.expunge(record)
+        try:
+            with Session(self.engine) as session:
+                session.add(record)
+                session.flush()
+                session.add_all(WalletTerm(credential_id=record.id, kind=k, value=v)
+                                for k, v in dict.fromkeys(terms))
+                session.commit()
+                session.refresh(record)
+                session.expunge(record)
+        except IntegrityError:
+            # the same credential imported at the same moment (two deliveries, or a delivery and a command): the
+            # other import stored it, so this one is a duplicate, not an error
+            existing = self._by_digest(digest)
+            if existing is None:
+                raise
+            return ImportResult(record=existing, duplicate=True)
         return ImportResult(record=record)
 
     def _by_digest(self, digest: str) -> WalletCredential | None:
@@ -347,7 +374,8 @@ class Wallet:
             row = session.get(WalletCredential, ident) or session.exec(
                 select(WalletCredential).where(WalletCredential.credential_id == ident)).first()
             if row is None and len(ident) >= 4:
-                rows = session.exec(select(WalletCredential).where(WalletCredential.id.startswith(ident))).all()
+                rows = session.exec(select(WalletCredential).where(
+                    WalletCredential.id.startswith(ident, autoescape=True))).all()   # '%' and '_' are literal
                 row = rows[0] if len(rows) == 1 else None
             return row
 
@@ -403,12 +431,20 @@ class Wallet:
         lists = getattr(self.verifier, "status", None)
         if lists is not None and hasattr(lists, "clear"):
             lists.clear()  # fetch the lists afresh, not from the verifier's cache
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = list(session.exec(select(WalletCredential).where(
+                WalletCredential.status_at_receipt != STATUS_NONE)).all())
+        # The status lists are fetched with no database transaction open: on SQLite a transaction holds the
+        # node's write lock, which would stop the issuer (and the inbox) for as long as the fetches take.
+        checked = {row.id: (_status_after_check(self.verifier.verify_credential(row.credential, now=now),
+                                                row.status_now), _utcnow()) for row in rows}
         with Session(self.engine) as session:
-            rows = session.exec(select(WalletCredential).where(WalletCredential.status_at_receipt != STATUS_NONE))
-            for row in rows:
-                result = self.verifier.verify_credential(row.credential, now=now)
-                row.status_now = _status_of(result.problems) or STATUS_ACTIVE
-                row.status_checked_at = _utcnow()
+            for ident, (status, at) in checked.items():
+                row = session.get(WalletCredential, ident)
+                if row is None:
+                    continue   # removed meanwhile
+                row.status_now = STATUS_REVOKED if row.status_now == STATUS_REVOKED else status   # final
+                row.status_checked_at = at
                 session.add(row)
             session.commit()
         return [w for w in self.warnings(now=now) if w.code == "wallet.status_changed"]
