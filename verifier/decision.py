@@ -37,7 +37,7 @@ from schemas.vocab import RepeatingInterval, duration_seconds, expand, registry
 from schemas.values import as_list
 
 from .binding import decode_presentation, origin, request_binding
-from .credential import Verifier, unwrap_enveloped
+from .credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped
 from .did import Resolver
 from .http import Fetcher
 from .jose import to_document, unverified_claims
@@ -165,7 +165,13 @@ class CachingVerifier(Verifier):
                 with self._lock:
                     self._cache[key] = entry
         if result.verified and self.status_lists is not None:
-            for problem in self.status_lists.check(result.document):
+            try:
+                problems = self.status_lists.check(result.document)
+            except Exception:  # fail closed, and never let a bug in the status check reach a caller as a 500
+                log.exception("internal error while checking a credential's status")
+                problems = [Problem("verifier.internal_error",
+                                    "The credential's status could not be checked because of an internal error.")]
+            for problem in problems:
                 result.add(problem)
         return result
 
@@ -390,7 +396,11 @@ class Decider:
         entries = as_list(presentation.get("verifiableCredential"))
         if not entries:
             result.add(Problem("presentation.malformed", "The presentation carries no credentials."))
-        for index, entry in enumerate(entries[:64]):
+        if len(entries) > MAX_CREDENTIALS:  # refuse, rather than verify some and report the whole as verified
+            result.add(Problem("presentation.malformed", f"A presentation may carry at most {MAX_CREDENTIALS} "
+                               "credentials."))
+            return result
+        for index, entry in enumerate(entries):
             sub = self.verifier.verify_credential(entry, now)
             result.credentials.append(sub)
             if not sub.verified:
@@ -730,10 +740,18 @@ class Decider:
             state.reasons.append(Problem(_TRANSFER_CODES.get(v.dimension, f"transfer.{v.dimension}"),
                                          f"{v.dimension}: {v.message}.", {"offending": list(v.offending)}))
         state.reasons += self._cadence(model, state.now)
+        # The data go to the holder: a manifest naming someone else is refused, and the protocol's output-party
+        # and learner checks are made against the holder even when the manifest names no recipient.
+        recipient = manifest.get("recipient")
+        if recipient is not None and recipient != state.holder:
+            state.reasons.append(Problem("transfer.recipient_mismatch", f"The manifest names the recipient "
+                                         f"{str(recipient)[:120]}, but the presentation was made by {state.holder}.",
+                                         {"recipient": str(recipient)[:200], "holder": state.holder}))
         protocol = list(model.privacy_protocol)
         if request.body is None and request.response_checked:
             protocol = [p for p in protocol if not isinstance(p, models.Threshold)]  # checked on the response
-        state.reasons += check_transfer(protocol, manifest, bytes(request.body) if request.body else None,
+        state.reasons += check_transfer(protocol, {**manifest, "recipient": state.holder},
+                                        bytes(request.body) if request.body else None,
                                         approved_columns=model.data_items)
         if not model.upstream:
             return

@@ -51,6 +51,18 @@ class CeadMiddleware:
         self.max_body = max_body
 
     def _read_body(self, environ) -> bytes | None:
+        if environ.get("wsgi.input_terminated") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # a chunked body has no Content-Length: read it to its end (bounded), so that it is bound and checked
+            # like any other body instead of passing as "no body" while the app still reads it
+            stream, parts, size = environ["wsgi.input"], [], 0
+            while chunk := stream.read(min(64 * 1024, self.max_body + 1 - size)):
+                parts.append(chunk)
+                size += len(chunk)
+                if size > self.max_body:
+                    raise OverflowError
+            body = b"".join(parts)
+            environ["wsgi.input"] = io.BytesIO(body)
+            return body or None
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:

@@ -327,6 +327,8 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
     missing = [c for c in count_columns if c not in header]
     if missing:
         return out + [_problem("protocol.payload_unparseable", f"The countColumns {missing} are not in the payload.")]
+    if "count" in header and "count" not in count_columns:
+        count_columns = [*count_columns, "count"]  # the manifest may add count columns, never exempt this one
     row_count = manifest.get("rowCount")
     if row_count is not None and row_count != len(rows):
         out.append(_problem("protocol.manifest_mismatch", f"The manifest says rowCount {row_count} but the payload "

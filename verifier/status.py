@@ -141,9 +141,10 @@ def parse_entries(credential: dict) -> list[Entry]:
             raise CeadError("status.entry_invalid", "statusListCredential must be an http(s) URL.")
         if not isinstance(purpose, str) or not purpose:
             raise CeadError("status.entry_invalid", "statusPurpose is missing.")
-        if not isinstance(index, str) or not index.isascii() or not index.isdigit():
-            raise CeadError("status.entry_invalid",
-                            "statusListIndex must be a string holding a non-negative integer.", value=index)
+        if not isinstance(index, str) or not index.isascii() or not index.isdigit() or len(index) > 20:
+            raise CeadError("status.entry_invalid",  # (a list holds at most MAX_LIST_BYTES * 8 entries)
+                            "statusListIndex must be a string holding a non-negative integer.",
+                            value=index[:40] if isinstance(index, str) else index)
         size = raw.get("statusSize", 1)
         if size != 1 and purpose in PURPOSES:
             raise CeadError("status.entry_invalid", f"statusSize must be 1 for purpose {purpose!r}.")
@@ -236,8 +237,8 @@ class StatusLists:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(url)
-        if cached and now - cached.fetched < self.ttl:
-            return cached
+        if cached and now - cached.fetched < min(self.ttl, self.max_staleness):
+            return cached  # (a TTL longer than max_staleness must not keep a list in use past max_staleness)
         try:
             fresh = self._fetch(url)
         except CeadError as exc:
