@@ -282,7 +282,8 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
         raise _fail("request.invalid", "A credentialId is needed.", field="credentialId")
     purpose, value, new_status = ACTIONS[action]
     with node.session() as s:
-        row = s.get(db.IssuedCredential, credential_id)
+        # locked until commit, so a revoke and a reinstate at once cannot leave the register and the list apart
+        row = s.get(db.IssuedCredential, credential_id, with_for_update=True)
         if row is None:
             raise _fail("credential.not_found", f"This node has not issued {credential_id}.")
         if row.status == "revoked" and action != "revoke":

@@ -214,3 +214,52 @@ def test_guard_rail_refuses_a_delegation_wider_than_the_signers(node):
     resp = post(client, "/credentials/issue", {"credential": child([meals]),
                                                "options": {"format": "vc+jwt", "delegation": not_mine}}, tok)
     assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "delegation.invalid"
+
+
+def _racing_status_changes(node, rounds=6):
+    """Revoke and reinstate the same suspended credential at once: the register must agree with the list."""
+    for _ in range(rounds):
+        issued = service.issue(node, certification(node.did), {"credentialStatus": {
+            "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
+        service.change_status(node, issued.id, "suspend")
+        barrier = threading.Barrier(2)
+
+        def act(action):
+            barrier.wait()
+            try:
+                service.change_status(node, issued.id, action)
+            except Exception as exc:  # the reinstate may come second and be refused: that is the point
+                return getattr(exc, "code", repr(exc))
+            return "ok"
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = list(pool.map(act, ["revoke", "reinstate"]))
+        assert outcomes[0] == "ok" and outcomes[1] in ("ok", "status.revoked_permanent"), outcomes
+        with node.session() as s:
+            row = s.get(db.IssuedCredential, issued.id)
+            revoked_bit = s.exec(sa.select(db.StatusEntry.value).where(
+                db.StatusEntry.credential_id == issued.id, db.StatusEntry.purpose == "revocation")).first()[0]
+        assert revoked_bit is True and row.status == "revoked", (row.status, outcomes)
+
+
+def test_racing_revoke_and_reinstate_sqlite(node):
+    _racing_status_changes(node)
+
+
+@pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="set CEAD_TEST_DATABASE_URL for PostgreSQL")
+def test_racing_revoke_and_reinstate_postgresql(tmp_path):
+    url = os.environ["CEAD_TEST_DATABASE_URL"]
+    schema = "cead_test_" + uuid.uuid4().hex[:12]
+    admin = db.make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"create schema {schema}"))
+    try:
+        sep = "&" if "?" in url else "?"
+        node = make_node(tmp_path / "pg", database_url=f"{url}{sep}options=-csearch_path%3D{schema}",
+                         public_url="https://fife.example")
+        node._passphrase = PASS
+        _racing_status_changes(node, rounds=12)
+        node.engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"drop schema {schema} cascade"))
+        admin.dispose()

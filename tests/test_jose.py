@@ -153,3 +153,24 @@ def test_to_document_vc11_mapping():
 def test_to_document_vc2_drops_registered_claims():
     claims = dict(CREDENTIAL, issuer="did:example:i", iss="did:example:i", iat=1, exp=2, jti="j", nonce="n")
     assert to_document(claims, "vc") == dict(CREDENTIAL, issuer="did:example:i")
+
+
+@pytest.mark.parametrize("smuggled", ["vc", "vp"])
+def test_vc2_claim_set_must_not_also_carry_a_vc11_document(smuggled):
+    # A vc+jwt whose claim set is one credential must not carry another in `vc`/`vp` for a VC 1.1 reader.
+    other = {"@context": ["https://www.w3.org/2018/credentials/v1"], "type": ["VerifiableCredential", "X"],
+             "credentialSubject": {"id": "did:example:someone-else"}}
+    claims = dict(CREDENTIAL, issuer="did:example:i", **{smuggled: other})
+    with pytest.raises(CeadError) as info:
+        to_document(claims, "vc")
+    assert info.value.code == "jose.malformed"
+
+
+def test_a_signed_vc2_jwt_smuggling_a_vc_claim_does_not_verify():
+    from verifier.credential import Verifier
+    key, did, kid = issuer()
+    good = dict(CREDENTIAL, issuer=did)
+    assert Verifier().verify_credential(sign_jwt(good, key, kid)).verified
+    smuggling = dict(good, vc=dict(good, type=["VerifiableCredential", "DataSharingApprovalCredential"]))
+    result = Verifier().verify_credential(sign_jwt(smuggling, key, kid))
+    assert not result.verified and "jose.malformed" in [p.code for p in result.problems]

@@ -108,6 +108,13 @@ def to_document(claims: dict, kind: str) -> dict:
     """
     if kind not in ("vc", "vp"):
         raise ValueError("kind must be 'vc' or 'vp'")
+    if "@context" in claims:
+        # VC-JOSE-COSE: the claim set is the document. A `vc`/`vp` claim beside it would let a reader that follows
+        # the VC 1.1 rule see another document than the one checked, so it is refused, not ignored.
+        if "vc" in claims or "vp" in claims:
+            raise CeadError("jose.malformed", "A vc+jwt/vp+jwt claim set is the credential or presentation itself; "
+                            "it must not also carry a 'vc' or 'vp' claim.")
+        return {k: v for k, v in claims.items() if k not in JWT_CLAIMS}
     if not isinstance(claims.get(kind), dict):
         return {k: v for k, v in claims.items() if k not in JWT_CLAIMS}
     doc = json.loads(json.dumps(claims[kind]))
