@@ -128,3 +128,17 @@ def test_iri_that_would_break_the_canonical_form_is_refused():
 
 def test_comments_and_blank_lines_are_ignored():
     assert rdfc.canonicalize_nquads("# c\n\n<urn:s> <urn:p> <urn:o> . # trailing\n") == "<urn:s> <urn:p> <urn:o> .\n"
+
+
+def test_one_request_shares_one_work_budget():
+    """The per-run limit cannot be multiplied by packing many documents into one request."""
+    from verifier.rdfc import canonicalize_nquads, work_budget
+    heavy = (Path(__file__).parent / "vectors" / "rdf-canon" / "rdfc10" / "test044-in.nq").read_text()
+    canonicalize_nquads(heavy)                       # alone, well inside the per-run limit
+    with work_budget(max_calls=700):
+        canonicalize_nquads(heavy)                   # the first one fits the shared budget ...
+        with work_budget(max_calls=10**6):           # (a nested budget does not reset the outer one)
+            with pytest.raises(CeadError) as info:
+                canonicalize_nquads(heavy)           # ... the second one does not
+    assert info.value.code == "rdfc.too_complex"
+    canonicalize_nquads(heavy)                       # outside the block, the per-run limit alone applies again

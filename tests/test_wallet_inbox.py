@@ -173,3 +173,19 @@ def test_unpinned_or_altered_supporting_credentials_are_refused(node):
         deliver(approver.did, approver.key, approver.kid, [child, delegation], node["url"], verify=node["ca"])
     assert [r["code"] for r in err.value.detail["reasons"]] == ["inbox.sender_not_issuer"]
     assert node["wallet"].search() == []
+
+
+def test_the_inbox_takes_deliveries_larger_than_the_issuing_api_limit_and_refuses_past_its_own(tmp_path):
+    """A delivery (approval + chain + upstream) may exceed the issuing API's 256 KiB; past 1 MiB it is refused with
+    the inbox's own problem shape, never the issuing API's error."""
+    from issuer.app import MAX_BODY
+    from issuer.node import Node
+    from wallet.app import create_node_app
+    from wallet.inbox import MAX_BYTES
+    node, _ = Node.init(tmp_path / "n", "Fife Council", b"pass", domain="fife.example")
+    client = create_node_app(node).test_client()
+    between = client.post("/inbox", data=b"x" * (MAX_BODY + 1), content_type="application/vp+jwt")
+    assert between.status_code != 413                          # read and judged by the inbox itself
+    too_big = client.post("/inbox", data=b"x" * (MAX_BYTES + 1), content_type="application/vp+jwt")
+    assert too_big.status_code == 413
+    assert [p["code"] for p in too_big.get_json()["problems"]] == ["inbox.too_large"]

@@ -17,6 +17,8 @@ A dataset here is pyld's representation: ``{graph_name_or_"@default": [ {"subjec
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import hashlib
 import re
@@ -36,6 +38,39 @@ HASH_ALGORITHMS = {"sha256": "sha256", "sha-256": "sha256", "sha384": "sha384", 
 # (test074) needs millions. The deadline is a second guard on slow machines.
 DEFAULT_MAX_CALLS = 2000
 DEFAULT_MAX_SECONDS = 5.0
+# One request (a presentation with many credentials, each canonicalized twice) shares one budget, so the limit
+# above cannot be multiplied by the number of documents an attacker packs into it. See ``work_budget``.
+REQUEST_MAX_CALLS = 4000
+REQUEST_MAX_SECONDS = 5.0
+
+
+class _Budget:
+    def __init__(self, max_calls: int, max_seconds: float):
+        self.calls_left = max_calls
+        self.deadline = time.monotonic() + max_seconds
+
+    def spend(self) -> bool:
+        self.calls_left -= 1
+        return self.calls_left >= 0 and time.monotonic() <= self.deadline
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("cead_rdfc_budget", default=None)
+
+
+@contextlib.contextmanager
+def work_budget(max_calls: int = REQUEST_MAX_CALLS, max_seconds: float = REQUEST_MAX_SECONDS):
+    """Every canonicalization inside the ``with`` block draws on one shared work limit (per thread / context).
+
+    Nested blocks keep the outer budget: the whole request is bounded, not each part of it.
+    """
+    if _budget.get() is not None:
+        yield
+        return
+    token = _budget.set(_Budget(max_calls, max_seconds))
+    try:
+        yield
+    finally:
+        _budget.reset(token)
 
 # ---- N-Quads grammar (RDF 1.1 N-Quads, https://www.w3.org/TR/n-quads/#sec-grammar) ----------------------------
 _PN_CHARS_BASE = ("A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u02FF\u0370-\u037D\u037F-\u1FFF\u200C-\u200D"
@@ -198,7 +233,8 @@ class _RDFC10(URDNA2015):
 
     def hash_n_degree_quads(self, id_, issuer):
         self._calls_left -= 1
-        if self._calls_left < 0 or time.monotonic() > self._deadline:
+        shared = _budget.get()
+        if self._calls_left < 0 or time.monotonic() > self._deadline or (shared is not None and not shared.spend()):
             raise CeadError("rdfc.too_complex", "The RDF dataset is too complex to canonicalize (blank node "
                             "structure exceeds the work limit); refusing it.")
         return super().hash_n_degree_quads(id_, issuer)

@@ -116,6 +116,8 @@ def blueprint(wallet, *, public_url: str | None = None, max_bytes: int = MAX_BYT
 
     @bp.post("/inbox")
     def inbox():
+        # the inbox's own limit, not the issuing API's smaller one (a delivery carries the chain it rests on)
+        request.max_content_length = max_bytes
         if (request.content_length or 0) > max_bytes:
             return _error(413, Problem("inbox.too_large", f"A delivery is at most {max_bytes} bytes."))
         body = request.get_data(cache=False)
