@@ -132,3 +132,29 @@ def test_streamed_body_is_refused(world):
     with pytest.raises(CeadError) as err:
         requests.post(f"{world['base']}/meals", data=iter([b"a", b"b"]), auth=auth, verify=world["ca"])
     assert err.value.code == "request.body_unsupported"
+
+
+def test_a_redirect_is_not_followed_with_the_presentation_attached(world):
+    """requests would carry the Cead-Presentation header (and the credentials in it) to wherever a redirect
+    points; the auth refuses to follow instead, and the target never sees the presentation."""
+    seen_elsewhere: list[str] = []
+    elsewhere = Flask("elsewhere")
+
+    @elsewhere.get("/grab")
+    def grab():
+        seen_elsewhere.append(request.headers.get("Cead-Presentation", ""))
+        return "thanks"
+
+    with https_server(elsewhere, tls=False) as (other, _):
+        mover = Flask("mover")
+
+        @mover.get("/moved")
+        def moved():
+            return "", 302, {"Location": f"{other}/grab"}
+
+        with https_server(mover) as (base, ca):
+            with pytest.raises(CeadError) as info:
+                requests.get(f"{base}/moved", auth=CeadAuth(world["wallet"], dataset=DS_MEALS, purpose=P_MEALS),
+                             verify=ca)
+    assert info.value.code == "transfer.redirected"
+    assert seen_elsewhere == []

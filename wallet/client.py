@@ -85,9 +85,20 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
             raise CeadError("request.body_unsupported",
                             "A streamed request body cannot be bound to a presentation; pass bytes.")
         request.headers.update(self.headers(request.method, request.url, body))
+        request.register_hook("response", self._no_redirect)
         if self.raise_on_denial:
             request.register_hook("response", self._check)
         return request
+
+    @staticmethod
+    def _no_redirect(response: requests.Response, *args, **kwargs) -> requests.Response:
+        # requests would follow a redirect with the presentation still attached, handing it (and the credentials
+        # in it) to wherever the redirect points; bound to the first URL, it could never be allowed there anyway.
+        if response.is_redirect:
+            raise CeadError("transfer.redirected", f"{response.url} redirected to {response.headers.get('location')!r};"
+                            " a presentation is bound to one URL, so call the final URL directly.",
+                            status=response.status_code)
+        return response
 
     @staticmethod
     def _check(response: requests.Response, *args, **kwargs) -> requests.Response:
