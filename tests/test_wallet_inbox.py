@@ -189,3 +189,18 @@ def test_the_inbox_takes_deliveries_larger_than_the_issuing_api_limit_and_refuse
     too_big = client.post("/inbox", data=b"x" * (MAX_BYTES + 1), content_type="application/vp+jwt")
     assert too_big.status_code == 413
     assert [p["code"] for p in too_big.get_json()["problems"]] == ["inbox.too_large"]
+
+
+def test_delivering_to_something_that_is_not_an_inbox_is_a_clear_error():
+    impostor = Flask("not-an-inbox")
+
+    @impostor.post("/inbox")
+    def accept_anything():
+        return "<html>thanks</html>", 200
+
+    issuer = identity()
+    with https_server(impostor) as (base, ca):
+        with pytest.raises(CeadError) as info:
+            deliver(issuer.did, issuer.key, issuer.kid, [vc(issuer, "DataSharingApprovalCredential",
+                    approval_subject(issuer.did, issuer.did))], f"{base}/inbox", verify=ca)
+    assert info.value.code == "inbox.unreachable" and "not as a Cead inbox" in info.value.message

@@ -163,4 +163,11 @@ def deliver(sender_did: str, key, kid: str, credentials: list[dict | str], inbox
         text = "; ".join(f"{p.code}: {p.message}" for p in reasons) or f"HTTP {response.status_code}"
         raise CeadError("inbox.refused", f"The inbox {inbox_url} refused the delivery: {text}",
                         status=response.status_code, reasons=[p.to_dict() for p in reasons])
-    return response.json()
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise CeadError("inbox.unreachable", f"{inbox_url} answered HTTP {response.status_code} but not as a Cead "
+                        "inbox (no JSON receipt); the delivery may not have been stored.")
+    return answer
