@@ -21,6 +21,7 @@ _COMMANDS = {
     "token": ("issuer.cli", "token"),
     "key": ("issuer.cli", "key"),
     "issue": ("issuer.cli", "issue"),
+    "cosign": ("issuer.cli", "cosign"),
     "revoke": ("issuer.cli", "revoke"),
     "suspend": ("issuer.cli", "suspend"),
     "reinstate": ("issuer.cli", "reinstate"),

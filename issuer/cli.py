@@ -1,4 +1,5 @@
-"""The DPO's command line for a node: init, serve, DID, tokens, keys, issuing, status changes and the register.
+"""The DPO's command line for a node: init, serve, DID, tokens, keys, issuing, co-signing, status changes and the
+register.
 
 Every command takes ``--home`` (default ``$CEAD_HOME`` or ``./cead-home``). The key passphrase comes from
 ``$CEAD_PASSPHRASE`` or a prompt; it is never stored. Errors print ``error [code]: message`` and exit 1.
@@ -288,6 +289,28 @@ def issue():
 
 for _kind in _KINDS:
     issue.add_command(_issue_command(_kind))
+
+
+@click.command("cosign")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@home_option
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file, not stdout.")
+@_fail_on_cead_error
+def cosign(file, home, out):
+    """Co-sign a Data Integrity credential (e.g. an approval naming this node in coSigners): check that it
+    verifies, then add this node's proof to its proof set. A vc+jwt credential cannot be co-signed."""
+    try:
+        text = Path(file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CeadError("request.invalid", f"Cannot read {file}: {exc}") from None
+    credential = text if not text.startswith(("{", "[")) and text.count(".") == 2 else _load_file(file)
+    node = _open(home, unlock=True)
+    signed = service.cosign(node, credential)
+    if out:
+        Path(out).write_text(json.dumps(signed, indent=2) + "\n")
+        click.echo(f"Co-signed {signed.get('id', file)} as {node.did} -> {out}", err=True)
+    else:
+        click.echo(json.dumps(signed, indent=2))
 
 
 def _status_command(action: str, help_text: str):

@@ -273,6 +273,40 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
     return Issued(credential["id"], fmt, signed, vc)
 
 
+def cosign(node, credential: Any, *, verifier=None) -> dict:
+    """Co-sign a Data Integrity credential as this node: its proof is added to the credential's proof set (W3C Data
+    Integrity: each proof signs the document without the proof set), with the cryptosuite of the issuer's proof.
+
+    The credential must verify first (proofs, issuer, data model, schema, validity period; ``verifier`` defaults
+    to one resolving DIDs with the node's network settings; status is checked by whoever relies on it). A vc+jwt
+    credential carries its issuer's signature only and cannot be co-signed (``credential.not_cosignable``); the
+    issuer, or a DID that has already signed, cannot co-sign (``credential.already_signed``).
+    """
+    from verifier.credential import Verifier
+    from verifier.dataintegrity import EDDSA_RDFC_2022
+    from verifier.did import Resolver
+    from .signing import add_proof
+    if isinstance(credential, str) or "EnvelopedVerifiableCredential" in types_of(credential):
+        raise _fail("credential.not_cosignable", "A vc+jwt credential carries only its issuer's signature and cannot "
+                    "be co-signed; ask the issuer for a Data Integrity credential (eddsa-rdfc-2022 or "
+                    "eddsa-jcs-2022).")
+    if not isinstance(credential, dict) or not credential.get("proof"):
+        raise _fail("credential.not_cosignable", "Only a credential its issuer has signed with a Data Integrity "
+                    "proof can be co-signed.")
+    result = (verifier or Verifier(Resolver(node.fetcher()))).verify_credential(credential)
+    if not result.verified:
+        raise _fail("credential.unverified", "The credential does not verify, so it is not co-signed: "
+                    + "; ".join(f"{p.code}: {p.message}" for p in result.problems[:5]),
+                    problems=[p.to_dict() for p in result.problems])
+    if node.did == result.issuer or node.did in result.co_signers:
+        raise _fail("credential.already_signed", f"{node.did} has already signed this credential"
+                    + (" as its issuer; a co-signer is someone else." if node.did == result.issuer else "."))
+    issuer_proof = next((p for p in as_list(credential["proof"])
+                         if p.get("verificationMethod") == result.verification_method), {})
+    suite = issuer_proof.get("cryptosuite") if issuer_proof.get("cryptosuite") in CRYPTOSUITES else EDDSA_RDFC_2022
+    return add_proof(credential, node.signing_key(ED25519), node.verification_method_for(ED25519), cryptosuite=suite)
+
+
 def change_status(node, credential_id: str, action: str, *, by: str | None = None,
                   reason: str | None = None) -> dict:
     """Revoke, suspend or reinstate; committed before returning. Revocation is final."""

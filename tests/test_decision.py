@@ -300,10 +300,17 @@ def test_internal_error_fails_closed(w, monkeypatch):
 
 
 def test_derived_dataset_needs_its_upstream_approvals(w):
-    upstream = w.make_approval(w.controller, datasets=[OTHER_DATASET])
+    # a source organisation's approval admitted the input to the controller, who now discloses the derived dataset
+    source, source_dataset = Party("source"), "https://data.source.example/dataset/input"
+    basis = ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]
+    upstream = w.make_approval(source, discloser=source.did, recipients=[w.controller.did], datasets=[source_dataset],
+                               lawfulBases=[{"party": p.did, "regime": "UKGDPR", "legalBases": basis}
+                                            for p in (source, w.controller)])
     derived = w.make_approval(w.controller, upstream=[w.ref(upstream)])
-    assert decide(w, [derived, upstream, w.cert]).allowed
-    denied(decide(w, [derived, w.cert]), "provenance.upstream_missing")
+    decider = w.decider(controllers=[*w.policy_data()["controllers"],
+                                     {"dataset": source_dataset, "controller": source.did}])
+    assert decide(w, [derived, upstream, w.cert], decider=decider).allowed
+    denied(decide(w, [derived, w.cert], decider=decider), "provenance.upstream_missing")
 
 
 # ---- the trust policy ----------------------------------------------------------------------------------------------

@@ -193,8 +193,13 @@ def test_transfer_within():
 
 
 def test_derived_within_rules():
+    # the upstream admitted its data to did:web:org.example, the discloser of the derived approvals below
     up = _approval(dataCategories=["pd:MentalHealth"], sensitivity="SpecialCategory", onwardSharing="Prohibited",
-                   retention={"receivedData": "P1Y", "derivedData": "P3Y"})
+                   retention={"receivedData": "P1Y", "derivedData": "P3Y"}, discloser=DIDS[1],
+                   recipients=["did:web:org.example"], lawfulBases=[
+                       {"party": party, "regime": "UKGDPR",
+                        "legalBases": ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]}
+                       for party in (DIDS[1], "did:web:org.example")])
     up_cred = up.to_credential("did:web:org.example", id="https://org.example/a/1")
     ref = [{"id": "https://org.example/a/1", "digest": credential_digest(up_cred)}]
     good = _approval(upstream=ref, purposes=["cead:JusticeStatistics"], onwardSharing="Prohibited",

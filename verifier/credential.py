@@ -214,6 +214,8 @@ class Verifier:
             if not problems and not vm_id:
                 result.add(Problem("proof.missing", "The credential has no verifiable proof."))
             result.verification_method = vm_id
+            if not problems:
+                self._proof_set_signers(result, loaded)
         if result.verification_method and result.issuer and _did_of(result.verification_method) != result.issuer:
             result.add(Problem("credential.issuer_mismatch", f"The signing key {result.verification_method} does "
                                f"not belong to the issuer {result.issuer}."))
@@ -221,6 +223,17 @@ class Verifier:
             for problem in self.status.check(result.document):
                 result.add(problem)
         return result
+
+    @staticmethod
+    def _proof_set_signers(result: VerificationResult, document: dict) -> None:
+        """A verified proof set (W3C Data Integrity: each proof signs the document without the proof set), e.g. an
+        approval co-signed by a DPO: the issuer's own proof is the verification method (one is required: the check
+        below reports ``credential.issuer_mismatch`` without it); the DIDs of the other proofs are the co-signers."""
+        methods = [p.get("verificationMethod") for p in as_list(document.get("proof")) if isinstance(p, dict)]
+        own = [vm for vm in methods if _did_of(vm) == result.issuer]
+        if own:
+            result.verification_method = own[0]
+        result.co_signers = list(dict.fromkeys(did for did in map(_did_of, methods) if did and did != result.issuer))
 
     def _check_credential_document(self, result: VerificationResult, doc: dict, now: datetime) -> None:
         version = self._check_context_and_type(result, doc, "credential", "VerifiableCredential")

@@ -7,12 +7,14 @@ Steps (issue 5), each failing closed; every reason found is reported with a stab
 2. each credential in it: proof against DID-resolved keys, validity period, schema, and status (checked on every
    decision, even when the proof result comes from the cache);
 3. the approval: issued by the dataset's controller, or by the end of a delegation chain that starts at the
-   controller, every link valid, unrevoked, allowed to act and within its parent's scope;
+   controller, every link valid, unrevoked, allowed to act and within its parent's scope; and co-signed (a proof
+   of its Data Integrity proof set) by every DID in its ``coSigners`` and in its chain's ``requiredCoSigners``;
 4. the recipient: the holder is an approved recipient and holds every required certification, issued by a body
    the trust policy trusts for that scheme;
 5. the transfer lies within the approval (dataset, columns, purpose, cadence window, volume) and passes the
    privacy protocol's transfer-time checks;
-6. for a derived dataset, the upstream approvals and the provenance rules.
+6. for a derived dataset, the upstream approvals (held to steps 2-3) and the provenance rules, among them that the
+   discloser received every upstream approval's data (as a recipient or processor).
 
 Caches (all bounded; sizes and TTLs from the trust policy): DID documents (``Resolver``), status lists
 (``StatusLists``), verified-proof results keyed by the exact credential digest (``CachingVerifier``), and seen
@@ -150,6 +152,7 @@ class CachingVerifier(Verifier):
             result = VerificationResult(verified=True, document=cached.result.document, format=cached.result.format,
                                         issuer=cached.result.issuer,
                                         verification_method=cached.result.verification_method,
+                                        co_signers=list(cached.result.co_signers),
                                         warnings=list(cached.result.warnings))
         else:
             if self.metrics:
@@ -615,13 +618,13 @@ class Decider:
             state.reasons.append(Problem("approval.controller_unknown",
                                          f"The trust policy names no controller for dataset {dataset}.",
                                          {"dataset": dataset}))
-        else:
-            if model.discloser != controller:
-                state.reasons.append(Problem("approval.discloser_not_controller",
-                                             f"The approval's discloser {model.discloser} is not the controller "
-                                             f"{controller} of {dataset}."))
-            if approval.issuer != controller:
-                self._check_delegation_chain(approval, creds, controller, state)
+        elif model.discloser != controller:
+            state.reasons.append(Problem("approval.discloser_not_controller",
+                                         f"The approval's discloser {model.discloser} is not the controller "
+                                         f"{controller} of {dataset}."))
+        links = self._check_delegation_chain(approval, creds, controller, state) \
+            if controller is not None and approval.issuer != controller else []
+        self._check_co_signers(approval, links, state)
         # 4. the recipient ------------------------------------------------------------------------------------
         holder = state.holder
         if holder not in model.recipients:
@@ -633,19 +636,20 @@ class Decider:
         self._check_transfer(approval, creds, state)
 
     def _check_delegation_chain(self, approval: _Cred, creds: list[_Cred], controller: str,
-                                state: "_State") -> None:
-        """The approval's issuer is not the controller: its delegationChain must lead from the controller to it."""
+                                state: "_State") -> list[_Cred]:
+        """The approval's issuer is not the controller: its delegationChain must lead from the controller to it.
+        Returns the links found (the chain the approval relies on)."""
         model: models.DataSharingApproval = approval.model
         refs = [r.to_json() for r in model.delegation_chain]
         if not refs:
             state.reasons.append(Problem("delegation.no_chain",
                                          f"The approval was issued by {approval.issuer}, which is not the controller "
                                          f"{controller}, and names no delegation from the controller."))
-            return
+            return []
         if len(refs) > self.policy.max_delegation_depth:
             state.reasons.append(Problem("delegation.too_deep", f"The delegation chain has {len(refs)} links; the "
                                          f"trust policy allows {self.policy.max_delegation_depth}."))
-            return
+            return []
         links: list[_Cred] = []
         for ref in refs:
             link = next((c for c in creds if c.is_(DELEGATION) and c.model is not None and c.matches(ref)), None)
@@ -653,7 +657,7 @@ class Decider:
                 state.reasons.append(Problem("delegation.missing",
                                              f"The delegation {ref.get('id')} (digest {ref.get('digest')}) named by "
                                              "the approval is not in the presentation.", {"ref": ref}))
-                return
+                return links
             links.append(link)
         parent: _Cred | None = None
         for depth, link in enumerate(links):
@@ -695,6 +699,24 @@ class Decider:
             state.reasons.append(Problem("approval.exceeds_delegation", f"The approval grants more than the "
                                          f"delegation {links[-1].id} allows: {v.dimension}: {v.message}.",
                                          {"dimension": v.dimension}))
+        return links
+
+    @staticmethod
+    def _check_co_signers(approval: _Cred, links: list[_Cred], state: "_State") -> None:
+        """Everyone the approval names in ``coSigners``, and everyone a delegation of its chain requires
+        (``requiredCoSigners``), must have signed it: a proof of its Data Integrity proof set by that DID, besides
+        the issuer's own (``VerificationResult.co_signers``). A vc+jwt approval carries one signature only."""
+        model: models.DataSharingApproval = approval.model
+        required = list(dict.fromkeys([*model.co_signers, *(did for link in links if link.model is not None
+                                                            for did in link.model.grant.required_co_signers or [])]))
+        missing = [did for did in required if did not in approval.result.co_signers]
+        if not missing:
+            return
+        why = (" A vc+jwt credential carries only its issuer's signature; a co-signed approval must be a Data "
+               "Integrity credential with a proof set." if approval.result.format == "jwt" else "")
+        state.reasons.append(Problem("approval.cosigner_missing", f"The approval {approval.id} is not co-signed by "
+                                     f"{', '.join(missing)} (a co-signer is someone other than the issuer)." + why,
+                                     {"approval": approval.id, "missing": missing}))
 
     def _check_certifications(self, model: models.DataSharingApproval, creds: list[_Cred], holder: str | None,
                               state: "_State") -> None:
@@ -770,13 +792,14 @@ class Decider:
             if controller is None:
                 state.reasons.append(Problem("provenance.controller_unknown", f"The trust policy names no controller "
                                              f"for the datasets of the upstream approval {found.id}.", {"ref": ref}))
-            elif found.issuer != controller:
-                self._check_delegation_chain(found, creds, controller, state)
+            links = self._check_delegation_chain(found, creds, controller, state) \
+                if controller is not None and found.issuer != controller else []
+            self._check_co_signers(found, links, state)
             upstream.append(found.model)
         if len(upstream) == len(model.upstream):
             for v in derived_within(model, upstream, vocabulary=self.vocabulary):
-                state.reasons.append(Problem(f"provenance.{v.dimension}", f"{v.dimension}: {v.message}.",
-                                             {"offending": list(v.offending)}))
+                state.reasons.append(Problem(_PROVENANCE_CODES.get(v.dimension, f"provenance.{v.dimension}"),
+                                             f"{v.dimension}: {v.message}.", {"offending": list(v.offending)}))
 
     @staticmethod
     def _cadence(model: models.DataSharingApproval, now: datetime) -> list[Problem]:
@@ -830,6 +853,9 @@ _TRANSFER_CODES = {
     "notBefore": "transfer.outside_cadence",
     "notAfter": "transfer.outside_cadence",
     "manifest": "manifest.invalid",
+}
+_PROVENANCE_CODES = {
+    "discloser": "provenance.discloser_not_upstream_recipient",
 }
 _DELEGATION_CODES = {
     "parentDelegation": "delegation.parent_mismatch",

@@ -19,7 +19,8 @@ class VerificationResult:
     document: dict[str, Any] | None = None          # the credential/presentation as JSON (decoded if it was a JWT)
     format: str | None = None                       # "ldp" | "jwt"
     issuer: str | None = None                       # issuer DID (holder DID for a presentation)
-    verification_method: str | None = None
+    verification_method: str | None = None         # the issuer's (holder's) proof
+    co_signers: list[str] = field(default_factory=list)  # DIDs of the other proofs of a Data Integrity proof set
     credentials: list["VerificationResult"] = field(default_factory=list)  # for presentations
     warnings: list[Problem] = field(default_factory=list)
 
@@ -43,6 +44,8 @@ class VerificationResult:
             out["issuer"] = self.issuer
         if self.verification_method:
             out["verificationMethod"] = self.verification_method
+        if self.co_signers:
+            out["coSigners"] = list(self.co_signers)
         if self.credentials:
             out["credentials"] = [c.to_dict() for c in self.credentials]
         return out

@@ -251,7 +251,8 @@ def transfer_within(manifest: dict, approval: DataSharingApproval, *, at: Any = 
 def derived_within(approval: DataSharingApproval, upstream_approvals: list[DataSharingApproval | dict], *,
                    vocabulary: Vocabulary | None = None) -> list[Violation]:
     """Lawful-basis provenance for a derived dataset: the approval sharing it against the approvals that admitted
-    each input (listed in its ``upstream``). Purposes within every upstream's purposes unless the approval records a
+    each input (listed in its ``upstream``). The discloser must be a recipient (or processor) of every upstream
+    approval: the input was lawfully admitted to the organisation now disclosing the output. Purposes within every upstream's purposes unless the approval records a
     compatibility assessment or a new gateway; retention no longer than the shortest upstream; onward sharing no
     more permissive than the strictest upstream; special category or criminal offence input stays so unless the
     output is anonymised by a protocol checked at transfer (threshold or differential privacy).
@@ -284,6 +285,12 @@ def derived_within(approval: DataSharingApproval, upstream_approvals: list[DataS
             out.append(Violation("upstream", f"upstream approvals {missing} were not supplied", missing))
     if not models:
         return out
+    not_admitted = [u for u in models if approval.discloser not in (*u.recipients, *u.processors)]
+    if not_admitted:
+        agreements = sorted({u.agreement.id for u in not_admitted})
+        out.append(Violation("discloser", f"the discloser {approval.discloser} was not a recipient or processor of "
+                             f"the upstream approvals of agreements {agreements}, so their data were not admitted to "
+                             "it", [approval.discloser]))
     if approval.compatibility_assessment is None and approval.new_gateway is None:
         outside = [p for p in approval.purposes if not all(voc.within_any(p, u.purposes) for u in models)]
         if outside:
