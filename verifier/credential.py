@@ -23,6 +23,7 @@ import schemas
 from schemas.values import as_list, id_of
 
 from . import jose
+from . import rdfc
 from .dataintegrity import verify_proofs
 from .did import Resolver
 from .jsonld import document_loader
@@ -152,7 +153,8 @@ class Verifier:
     @staticmethod
     def _guard(what: str, func, *args) -> VerificationResult:
         try:
-            return func(*args)
+            with rdfc.work_budget():   # one canonicalization budget for the whole document and all it embeds
+                return func(*args)
         except CeadError as exc:
             return VerificationResult.failed(exc.problem)
         except RecursionError:

@@ -38,6 +38,7 @@ from schemas.vocab import RepeatingInterval, duration_seconds, expand, registry
 
 from schemas.values import as_list
 
+from . import rdfc
 from .binding import decode_presentation, origin, request_binding
 from .credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped
 from .did import Resolver
@@ -426,7 +427,8 @@ class Decider:
         try:
             if isinstance(presentation, str) and presentation.count(".") != 2:
                 presentation = decode_presentation(presentation)
-            self._decide(presentation, state)
+            with rdfc.work_budget():   # one canonicalization budget for the whole decision
+                self._decide(presentation, state)
         except CeadError as exc:
             state.reasons.append(exc.problem)
         except Exception:  # a bug must never become an allow

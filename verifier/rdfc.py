@@ -41,7 +41,7 @@ DEFAULT_MAX_SECONDS = 5.0
 # One request (a presentation with many credentials, each canonicalized twice) shares one budget, so the limit
 # above cannot be multiplied by the number of documents an attacker packs into it. See ``work_budget``.
 REQUEST_MAX_CALLS = 4000
-REQUEST_MAX_SECONDS = 5.0
+REQUEST_MAX_SECONDS = 10.0
 
 
 class _Budget:
@@ -58,7 +58,7 @@ _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("cead_r
 
 
 @contextlib.contextmanager
-def work_budget(max_calls: int = REQUEST_MAX_CALLS, max_seconds: float = REQUEST_MAX_SECONDS):
+def work_budget(max_calls: int | None = None, max_seconds: float | None = None):
     """Every canonicalization inside the ``with`` block draws on one shared work limit (per thread / context).
 
     Nested blocks keep the outer budget: the whole request is bounded, not each part of it.
@@ -66,7 +66,8 @@ def work_budget(max_calls: int = REQUEST_MAX_CALLS, max_seconds: float = REQUEST
     if _budget.get() is not None:
         yield
         return
-    token = _budget.set(_Budget(max_calls, max_seconds))
+    token = _budget.set(_Budget(REQUEST_MAX_CALLS if max_calls is None else max_calls,
+                                REQUEST_MAX_SECONDS if max_seconds is None else max_seconds))
     try:
         yield
     finally:
