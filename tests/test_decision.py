@@ -287,6 +287,9 @@ def test_proof_cache_is_used_and_status_still_checked(w):
     assert 'cead_cache_requests_total{cache="proofs",result="hit"} 4' in text
     assert 'cead_decisions_total{outcome="allow",reason="none"} 2' in text
     assert 'cead_cache_requests_total{cache="status_lists",result="miss"}' in text
+    # the status lists (ttl 60 s) and the issuers' DID documents were fetched once and then served from the caches
+    assert decider.metrics.cache_hit_rate("status_lists") > 0
+    assert 'cead_cache_requests_total{cache="status_lists",result="hit"}' in text
 
 
 def test_internal_error_fails_closed(w, monkeypatch):

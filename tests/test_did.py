@@ -264,11 +264,14 @@ def test_did_web_cache_ttl_and_failures():
         return build_did_document(did, [("#k", PrivateKey.generate().public)])
 
     with https_server(app) as (base, ca):
-        resolver = Resolver(Fetcher(allow_private=True, ca_bundle=ca), ttl=60, cache_size=2, clock=lambda: now[0])
+        lookups = []
+        resolver = Resolver(Fetcher(allow_private=True, ca_bundle=ca), ttl=60, cache_size=2, clock=lambda: now[0],
+                            on_cache=lookups.append)
         did = web_did(base)
         first = resolver.resolve(did)
         first["id"] = "mutated"  # callers get copies
         assert resolver.resolve(did)["id"] == did and hits["count"] == 1
+        assert lookups == [False, True]               # told of each lookup: a miss, then a hit (for /metrics)
         now[0] += 61
         resolver.resolve(did)
         assert hits["count"] == 2

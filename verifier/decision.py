@@ -202,17 +202,6 @@ class _ReplayGuard:
             return None
 
 
-class _MeteredFetcher:
-    """Counts network fetches (cache misses of the DID and status-list caches) for /metrics."""
-
-    def __init__(self, fetcher: Fetcher, metrics: Metrics, kind: str):
-        self._fetcher, self._metrics, self._kind = fetcher, metrics, kind
-
-    def get(self, url: str, *args, **kwargs):
-        self._metrics.record_cache(self._kind, False)
-        return self._fetcher.get(url, *args, **kwargs)
-
-
 # ---- request and decision --------------------------------------------------------------------------------------
 
 @dataclass
@@ -366,13 +355,14 @@ class Decider:
             self.verifier = verifier
         else:
             resolver = verifier.resolver if verifier is not None else Resolver(
-                _MeteredFetcher(fetcher, self.metrics, "did_documents"), ttl=caches.did_documents.ttl,
-                cache_size=caches.did_documents.size)
+                fetcher, ttl=caches.did_documents.ttl, cache_size=caches.did_documents.size,
+                on_cache=lambda hit: self.metrics.record_cache("did_documents", hit))
             status = status or (verifier.status if verifier is not None else None)
             self.verifier = CachingVerifier(resolver, skew=policy.skew, cache_size=caches.proofs.size,
                                             ttl=caches.proofs.ttl, metrics=self.metrics)
         if status is None and self.verifier.status_lists is None:
-            status = StatusLists(_MeteredFetcher(fetcher, self.metrics, "status_lists"), verifier=self.verifier,
+            status = StatusLists(fetcher, verifier=self.verifier,
+                                 on_cache=lambda hit: self.metrics.record_cache("status_lists", hit),
                                  ttl=caches.status_lists.ttl,
                                  max_staleness=timedelta(seconds=policy.max_status_staleness),
                                  cache_size=caches.status_lists.size)

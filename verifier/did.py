@@ -204,8 +204,9 @@ class Resolver:
     """Resolves did:key, did:jwk and did:web. Thread-safe; did:web documents are cached for ``ttl`` seconds."""
 
     def __init__(self, fetcher: Fetcher | None = None, ttl: float = 300, cache_size: int = 1024, *,
-                 clock=time.monotonic):
+                 clock=time.monotonic, on_cache=None):
         self.fetcher = fetcher or Fetcher()
+        self._on_cache = on_cache or (lambda hit: None)   # told of each did:web cache lookup (for metrics)
         self._cache: TTLCache | None = (TTLCache(maxsize=cache_size, ttl=ttl, timer=clock)
                                         if ttl > 0 and cache_size > 0 else None)
         self._lock = threading.Lock()
@@ -275,6 +276,7 @@ class Resolver:
         if self._cache is not None:
             with self._lock:
                 cached = self._cache.get(did)
+            self._on_cache(cached is not None)
             if cached is not None:
                 return copy.deepcopy(cached)
         try:

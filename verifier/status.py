@@ -175,8 +175,9 @@ class StatusLists:
     """
 
     def __init__(self, fetcher, verifier=None, ttl: float = 60, max_staleness: timedelta = timedelta(minutes=10),
-                 cache_size: int = 256, clock=time.monotonic):
+                 cache_size: int = 256, clock=time.monotonic, on_cache=None):
         self.fetcher = fetcher
+        self._on_cache = on_cache or (lambda hit: None)   # told of each list cache lookup (for metrics)
         self.verifier = verifier
         self.ttl = float(ttl)
         self.max_staleness = max_staleness.total_seconds() if isinstance(max_staleness, timedelta) \
@@ -237,7 +238,9 @@ class StatusLists:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(url)
-        if cached and now - cached.fetched < min(self.ttl, self.max_staleness):
+        fresh_enough = bool(cached) and now - cached.fetched < min(self.ttl, self.max_staleness)
+        self._on_cache(fresh_enough)
+        if fresh_enough:
             return cached  # (a TTL longer than max_staleness must not keep a list in use past max_staleness)
         try:
             fresh = self._fetch(url)
