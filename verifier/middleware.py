@@ -3,28 +3,36 @@
     app.wsgi_app = CeadMiddleware(app.wsgi_app, decider, dataset_for=lambda environ: DATASET_IRI)
 
 Before the app runs, every request is decided (``verifier.decision.Decider``): without a presentation it is
-answered 401, when denied 403, both with a JSON body listing every reason. When allowed, the decision is at
-``environ["cead.decision"]`` for the app to log. For approvals whose privacy protocol constrains aggregate outputs,
-the response body is checked before it leaves and replaced by a 403 if it fails.
+answered 401, when denied 403, both with a JSON body listing every reason. The 401 also publishes what to present:
+``presentation_definition`` (DIF Presentation Exchange 2.0, ``verifier.definition``) for the endpoint's dataset.
+When allowed, the decision is at ``environ["cead.decision"]`` for the app to log. For approvals whose privacy
+protocol constrains aggregate outputs, the response body is checked before it leaves and replaced by a 403 if it
+fails.
 """
 from __future__ import annotations
 
 import io
 import json
+import logging
 from typing import Callable, Iterable
+from urllib.parse import parse_qs
 
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wsgi import get_current_url
 
 from .decision import Decider, Decision, decide_from_headers, decision_headers
-from .results import Problem
+from .definition import publish
+from .results import CeadError, Problem
+
+log = logging.getLogger(__name__)
 
 ENVIRON_KEY = "cead.decision"
 MAX_BODY = 16 * 1024 * 1024
 
 
-def _json_response(start_response, status: int, decision: Decision, extra: dict[str, str] | None = None):
-    body = json.dumps(decision.to_dict(), separators=(",", ":")).encode()
+def _json_response(start_response, status: int, decision: Decision, extra: dict[str, str] | None = None,
+                   published: dict | None = None):
+    body = json.dumps({**decision.to_dict(), **(published or {})}, separators=(",", ":")).encode()
     phrase = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Payload Too Large"}[status]
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                *decision_headers(decision).items(), *(extra or {}).items()]
@@ -87,12 +95,31 @@ class CeadMiddleware:
                                                self.public_url(environ), body, dataset,
                                                response_checked=self.check_response_payload)
         environ[ENVIRON_KEY] = decision
+        if status == 401:
+            return _json_response(start_response, status, decision, {"WWW-Authenticate": 'VP realm="cead"'},
+                                  self._published(environ, dataset))
         if status != 200:
-            extra = {"WWW-Authenticate": 'VP realm="cead"'} if status == 401 else None
-            return _json_response(start_response, status, decision, extra)
+            return _json_response(start_response, status, decision)
         if not (self.check_response_payload and self.decider.response_check_needed(decision)):
             return self.app(environ, start_response)
         return self._checked(environ, start_response, decision)
+
+    def _published(self, environ, dataset: str | None) -> dict:
+        """What the pipeline should present: the definition for the endpoint's dataset (``dataset_for``, else
+        ``?dataset=``; ``?purpose=`` optional), or the problem that prevents one (``presentation_definition_error``)."""
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        dataset = dataset or next(iter(query.get("dataset", [])), None)
+        if dataset is None:
+            return {}
+        try:
+            return publish(self.decider.policy, dataset, next(iter(query.get("purpose", [])), None),
+                           vocabulary=self.decider.vocabulary)
+        except CeadError as exc:
+            return {"presentation_definition_error": exc.problem.to_dict()}
+        except Exception:  # the 401 itself must still be answered
+            log.exception("internal error while building a presentation definition")
+            return {"presentation_definition_error": Problem(
+                "verifier.internal_error", "The presentation definition could not be built.").to_dict()}
 
     def _checked(self, environ, start_response, decision: Decision) -> Iterable[bytes]:
         """Run the app with its response buffered, and release it only if the payload check passes."""

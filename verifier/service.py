@@ -11,6 +11,9 @@ Endpoints (no database, no private key; a receipt key is optional):
   (or ``Authorization: VP ...``). 200 allow, 401 no presentation, 403 deny; reasons in ``Cead-Decision-Reasons``.
 - ``ANY /envoy/<path>``: Envoy ``ext_authz`` in HTTP mode (configure ``path_prefix: /envoy``); the original
   path follows the prefix, the host is the ``Host`` header and the scheme ``X-Forwarded-Proto``. 200 or 403.
+- ``GET /presentation-definition?dataset=IRI[&purpose=IRI]``: what a pipeline must present for that dataset,
+  ``{"dataset", "purpose"?, "presentation_definition"}`` (DIF Presentation Exchange 2.0); 400 for a missing or bad
+  IRI, 404 for a dataset the trust policy names no controller for, with ``{"problems": [...]}``.
 - ``GET /metrics`` (Prometheus text format) and ``GET /healthz``.
 
 See docs/gateway.md for nginx and Envoy configuration.
@@ -23,6 +26,7 @@ import time
 from flask import Flask, Response, request
 
 from .decision import Decider, decide_from_headers, decision_headers
+from .definition import publish
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .results import CeadError, Problem, VerificationResult
 
@@ -147,6 +151,18 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
         status, decision = decide_from_headers(decider, request.headers, request.method,
                                                f"{proto}://{request.host}{uri}", body)
         return _json(status, decision.to_dict(), decision_headers(decision))
+
+    @app.get("/presentation-definition")
+    def presentation_definition():
+        try:
+            if any(len(request.args.getlist(name)) > 1 for name in ("dataset", "purpose")):
+                raise CeadError("definition.query_invalid", "Give one dataset and at most one purpose.")
+            published = publish(decider.policy, request.args.get("dataset"), request.args.get("purpose"),
+                                vocabulary=decider.vocabulary)
+        except CeadError as exc:
+            status = 404 if exc.code == "definition.dataset_unknown" else 400
+            return _json(status, {"problems": [exc.problem.to_dict()]})
+        return _json(200, published)
 
     @app.get("/metrics")
     def metrics_endpoint():

@@ -236,19 +236,23 @@ def qr_summary(ident: str, verify_url: str, output: Path, home: Path | None) -> 
 # ---- the pipeline client for scripts -----------------------------------------------------------------------------
 @click.command()
 @click.argument("url")
-@click.option("--dataset", required=True, help="The dataset IRI being fetched.")
+@click.option("--dataset", help="The dataset IRI being fetched.")
 @click.option("--purpose", help="The purpose IRI of the transfer.")
+@click.option("--discover", is_flag=True,
+              help="Ask the gateway what to present (its published presentation definition); no --dataset needed.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the body here.")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="CA certificates to trust.")
 @home_option
-def fetch(url: str, dataset: str, purpose: str | None, output: Path | None, ca_bundle: str | None,
-          home: Path | None) -> None:
-    """GET URL from a Cead-protected data API, presenting the approval for DATASET. A denial exits 1 with the
-    verifier's reasons."""
+def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, output: Path | None,
+          ca_bundle: str | None, home: Path | None) -> None:
+    """GET URL from a Cead-protected data API, presenting the approval for DATASET (or, with --discover, what the
+    gateway's presentation definition asks for). A denial exits 1 with the verifier's reasons."""
     from .client import fetch as do_fetch
+    if dataset is None and not discover:
+        _fail("input.invalid", "Give --dataset IRI, or --discover to ask the gateway what to present.")
     w = _wallet(home)
     try:
-        response = do_fetch(w, url, dataset=dataset, purpose=purpose, verify=ca_bundle or True)
+        response = do_fetch(w, url, dataset=dataset, purpose=purpose, verify=ca_bundle or True, discover=discover)
     except CeadError as exc:
         _fail_with(exc)
     if output is None:

@@ -10,6 +10,11 @@ each update with no manual step.
     httpx.Client(auth=CeadHttpxAuth(wallet, dataset=IRI)).get(url)
 
 A denial by the gateway (401/403) raises :class:`TransferDenied` carrying the verifier's reasons.
+
+With ``discover=True`` the pipeline needs only the URL: the first request to a URL path goes without a
+presentation; the gateway's 401 publishes ``presentation_definition`` (DIF Presentation
+Exchange 2.0) and the dataset it is for; the wallet selects from it and sends the request again with the
+presentation. The definition is kept per origin and path for the life of the auth object.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from typing import Any
 import httpx
 import requests
 
-from verifier.binding import request_binding
+from verifier.binding import normalise_url, request_binding
 from verifier.results import CeadError, Problem
 
 from .present import build_presentation, present_for_request
@@ -65,15 +70,51 @@ def check_response(status: int, body: bytes, url: str) -> None:
 class _Presenting:
     def __init__(self, wallet, *, dataset: str | None = None, purpose: str | None = None,
                  definition: dict | None = None, manifest: dict | None = None, format: str = "jwt",
-                 lifetime: int = 60, raise_on_denial: bool = True):
+                 lifetime: int = 60, raise_on_denial: bool = True, discover: bool = False):
         self.wallet = wallet
         self.options: dict[str, Any] = dict(dataset=dataset, purpose=purpose, definition=definition,
                                             format=format, lifetime=lifetime)
         self.manifest = manifest
         self.raise_on_denial = raise_on_denial
+        self.discover = discover and definition is None
+        self.discovered: dict[str, dict] = {}   # origin + path -> {"definition", "dataset", "purpose"}
 
-    def headers(self, method: str, url: str, body: bytes | None) -> dict[str, str]:
-        return present_for_request(self.wallet, method, url, body, self.manifest, **self.options)
+    def headers(self, method: str, url: str, body: bytes | None) -> dict[str, str] | None:
+        """The presentation headers; None when the gateway must first be asked what to present (``discover``)."""
+        options = self.options
+        if self.discover:
+            found = self.discovered.get(_path_key(url))
+            if found is None:
+                return None
+            # what the caller gave wins over what the gateway published
+            options = {**options, **{k: v for k, v in found.items() if options.get(k) is None}}
+        return present_for_request(self.wallet, method, url, body, self.manifest, **options)
+
+    def _learn(self, status: int, body: bytes, url: str) -> bool:
+        """Read the definition from a 401 to an unauthenticated request; False when the answer is not a 401.
+        Raises ``pex.definition_missing`` when the gateway publishes none."""
+        if status != 401:
+            return False
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        data = data if isinstance(data, dict) else {}
+        definition, dataset = data.get("presentation_definition"), data.get("dataset")
+        if not isinstance(definition, dict) or not isinstance(dataset, str):
+            why = data.get("presentation_definition_error")
+            why = f" ({why.get('code')}: {why.get('message')})" if isinstance(why, dict) else ""
+            raise CeadError("pex.definition_missing", f"{url} asks for a presentation but publishes no presentation "
+                            f"definition{why}; name the dataset instead.", url=url)
+        purpose = data.get("purpose")
+        self.discovered[_path_key(url)] = {"definition": definition, "dataset": dataset,
+                                           "purpose": purpose if isinstance(purpose, str) else None}
+        return True
+
+
+def _path_key(url: str) -> str:
+    """Where a discovered definition applies: the URL's origin and path (not its query)."""
+    return normalise_url(url).split("?", 1)[0]
 
 
 class CeadAuth(_Presenting, requests.auth.AuthBase):
@@ -84,11 +125,26 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
         if body is not None and not isinstance(body, (bytes, str)):
             raise CeadError("request.body_unsupported",
                             "A streamed request body cannot be bound to a presentation; pass bytes.")
-        request.headers.update(self.headers(request.method, request.url, body))
+        headers = self.headers(request.method, request.url, body)
         request.register_hook("response", self._no_redirect)
+        if headers is None:   # discover: ask without a presentation, learn what to present, send again
+            request.register_hook("response", self._retry)
+        else:
+            request.headers.update(headers)
         if self.raise_on_denial:
             request.register_hook("response", self._check)
         return request
+
+    def _retry(self, response: requests.Response, **kwargs) -> requests.Response:
+        if not self._learn(response.status_code, response.content, response.request.url):
+            return response
+        response.close()
+        retry = response.request.copy()
+        retry.headers.update(self.headers(retry.method, retry.url, retry.body))
+        answer = response.connection.send(retry, **kwargs)
+        answer.history.append(response)
+        answer.request = retry
+        return self._no_redirect(answer)
 
     @staticmethod
     def _no_redirect(response: requests.Response, *args, **kwargs) -> requests.Response:
@@ -113,7 +169,15 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
     requires_response_body = True
 
     def auth_flow(self, request: httpx.Request):
-        request.headers.update(self.headers(request.method, str(request.url), request.content))
+        headers = self.headers(request.method, str(request.url), request.content)
+        if headers is None:   # discover: ask without a presentation, learn what to present, send again
+            response = yield request
+            if not self._learn(response.status_code, response.content, str(request.url)):
+                if self.raise_on_denial:
+                    check_response(response.status_code, response.content, str(request.url))
+                return
+            headers = self.headers(request.method, str(request.url), request.content)
+        request.headers.update(headers)
         response = yield request
         if self.raise_on_denial:
             check_response(response.status_code, response.content, str(request.url))
@@ -121,12 +185,13 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
 
 def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None = None,
           definition: dict | None = None, method: str = "GET", data: bytes | None = None,
-          session: requests.Session | None = None, timeout: float = 30.0, verify: str | bool = True
-          ) -> requests.Response:
+          session: requests.Session | None = None, timeout: float = 30.0, verify: str | bool = True,
+          discover: bool = False) -> requests.Response:
     """One request with a presentation attached; raises :class:`TransferDenied` on denial and ``CeadError``
-    (``transfer.failed``) on any other HTTP error or network failure."""
+    (``transfer.failed``) on any other HTTP error or network failure. ``discover=True``: what to present comes
+    from the gateway's published presentation definition (see the module docstring)."""
     session = session or requests.Session()
-    auth = CeadAuth(wallet, dataset=dataset, purpose=purpose, definition=definition)
+    auth = CeadAuth(wallet, dataset=dataset, purpose=purpose, definition=definition, discover=discover)
     try:
         response = session.request(method, url, data=data, auth=auth, timeout=timeout, verify=verify)
     except requests.RequestException as exc:

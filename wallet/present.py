@@ -107,7 +107,13 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
         raise CeadError("wallet.no_approval", f"The wallet holds no valid {APPROVAL} for {wallet.holder} covering "
                         f"{what}.", dataset=dataset, purpose=purpose)
     record, subject = approval
-    chosen = [record]
+    return _with_requirements(wallet, subject, [record])
+
+
+def _with_requirements(wallet, subject: DataSharingApproval, chosen: list) -> list:
+    """``chosen`` (records, the approval among them) with what the approval rests on appended: what it pins
+    (``_add_pinned``) and a current certification of this holder for each scheme in its recipientRequirements."""
+    vocab = wallet.vocabulary or registry()
     _add_pinned(wallet, subject, chosen)
     certifications = []
     for r in wallet.search(type=CERTIFICATION, usable=True):
@@ -123,7 +129,7 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
         if held is None:
             raise CeadError("wallet.certification_missing", f"The approval requires a certification under {scheme}, "
                             "which the wallet does not hold (or which is no longer valid).", scheme=scheme)
-        if held not in chosen:
+        if held.digest not in {r.digest for r in chosen}:
             chosen.append(held)
     return chosen
 
@@ -171,6 +177,22 @@ def select_credentials(wallet, *, dataset: str | None = None, purpose: str | Non
     return [r.credential for r in select_for_transfer(wallet, dataset, purpose)]
 
 
+def complete_selection(wallet, credentials: list) -> tuple[list, DataSharingApproval | None]:
+    """A Presentation Exchange selection completed with what its first Cead approval rests on and a definition
+    cannot ask for (credentials pinned by digest, the approval's own recipientRequirements): the credentials, and
+    the approval (None, and the credentials unchanged, when none was selected)."""
+    held = wallet.search(usable=True)
+    chosen = [r for c in credentials for r in held if r.credential == c]
+    for record in chosen:
+        if APPROVAL in record.type_list:
+            try:
+                subject = DataSharingApproval.from_credential(record.document)
+            except CeadError:
+                continue
+            return [r.credential for r in _with_requirements(wallet, subject, chosen)], subject
+    return list(credentials), None
+
+
 def present_for_request(wallet, method: str, url: str, body: bytes | str | None, manifest: dict | None = None, *,
                         dataset: str | None = None, purpose: str | None = None, definition: dict | None = None,
                         format: str = "jwt", lifetime: int = 60) -> dict[str, str]:
@@ -179,7 +201,9 @@ def present_for_request(wallet, method: str, url: str, body: bytes | str | None,
 
     Without ``manifest``, one is made from ``dataset`` and ``purpose``: ``{"dataset", "purpose", "recipient",
     "columns"}`` with the columns the chosen approval allows (``dataItems``). Pass a manifest to ask for fewer
-    columns or to state ``rowCount`` and protocol details.
+    columns or to state ``rowCount`` and protocol details. With a ``definition`` (e.g. one a gateway published)
+    and a dataset but no manifest, the selection is completed by ``complete_selection`` and the manifest made the
+    same way; with a manifest, exactly what the definition selects is presented.
     """
     if wallet.key is None or wallet.kid is None:
         raise CeadError("wallet.no_key", "The wallet has no signing key to present with (open it from the node).")
@@ -189,6 +213,9 @@ def present_for_request(wallet, method: str, url: str, body: bytes | str | None,
         credentials = select_credentials(wallet, dataset=dataset, purpose=purpose, definition=definition)
         if manifest is None and dataset is not None:
             manifest = {"dataset": dataset, **({"purpose": purpose} if purpose else {})}
+            credentials, approval = complete_selection(wallet, credentials)
+            if approval is not None:
+                manifest.update(recipient=wallet.holder, columns=list(approval.data_items))
     else:
         records = select_for_transfer(wallet, dataset, purpose)
         credentials = [r.credential for r in records]
