@@ -121,13 +121,18 @@ def test_the_filters_accept_what_the_gateway_would_allow_and_nothing_else(v11):
         assert not pex.descriptor_matches(approval, _doc("DataSharingApprovalCredential", bad, v11=v11))
     assert not pex.descriptor_matches(approval, _doc("DelegatedAuthorityCredential", good, v11=v11))
     held = certification_subject("did:key:z6MkHolder", CYBER_ESSENTIALS)
-    assert pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential", held, BODY, v11))
-    assert pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential", held, {"id": BODY}, v11))
-    assert not pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential", held, "did:key:z6MkX", v11))
+    me = "did:key:z6MkHolder"
+    assert pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential", held, BODY, v11), me)
+    assert pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential", held, {"id": BODY}, v11), me)
+    assert not pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential", held, "did:key:z6MkX", v11),
+                                      me)
     assert not pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential",
-                                                 {**held, "status": "Suspended"}, BODY, v11))
+                                                 {**held, "status": "Suspended"}, BODY, v11), me)
     assert not pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential",
-                                                 {**held, "scheme": ISO27001}, BODY, v11))
+                                                 {**held, "scheme": ISO27001}, BODY, v11), me)
+    # is_holder: another organisation's certification is not this holder's, however good it is
+    assert not pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential", held, BODY, v11),
+                                      "did:key:z6MkSomeoneElse")
 
 
 def test_a_policy_trusting_no_body_says_so():

@@ -98,7 +98,26 @@ def _is_valid(validator, value: Any) -> bool:
         raise CeadError("pex.definition_invalid", "Invalid filter: it refers to itself without end.") from None
 
 
-def descriptor_matches(descriptor: dict, document: dict) -> bool:
+def _holder_matches(constraints: dict, fields: list[dict], document: dict, holder: str | None) -> bool:
+    """PEX ``is_holder`` with directive "required": the named fields must identify the presenting holder."""
+    rules = constraints.get("is_holder") or []
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise CeadError("pex.definition_invalid", "'is_holder' must be a list of objects.")
+    by_id = {spec.get("id"): spec for spec in fields if isinstance(spec.get("id"), str)}
+    for rule in rules:
+        if rule.get("directive", "required") != "required":
+            continue                                    # "preferred": a wish, not a condition
+        for field_id in rule.get("field_id") or []:
+            spec = by_id.get(field_id)
+            if spec is None:
+                raise CeadError("pex.definition_invalid", f"'is_holder' names an unknown field id {field_id!r}.")
+            values = [v for path in spec.get("path") or [] for v in json_path(document, path)]
+            if holder is None or holder not in values:
+                return False
+    return True
+
+
+def descriptor_matches(descriptor: dict, document: dict, holder: str | None = None) -> bool:
     constraints = descriptor.get("constraints") or {}
     if not isinstance(constraints, dict):
         raise CeadError("pex.definition_invalid",
@@ -109,7 +128,8 @@ def descriptor_matches(descriptor: dict, document: dict) -> bool:
     if not all(isinstance(spec, dict) and isinstance(spec.get("optional", False), bool) for spec in fields):
         raise CeadError("pex.definition_invalid", f"Descriptor {descriptor.get('id')!r}: every field must be a "
                         "JSON object, and its 'optional' true or false.")
-    return all(spec.get("optional") or _field_matches(spec, document) for spec in fields)
+    return all(spec.get("optional") or _field_matches(spec, document) for spec in fields) \
+        and _holder_matches(constraints, fields, document, holder)
 
 
 @dataclass
@@ -119,10 +139,11 @@ class Selection:
     submission: dict = field(default_factory=dict)
 
 
-def select(definition: dict, candidates: Iterable[tuple[Any, dict]]) -> Selection:
+def select(definition: dict, candidates: Iterable[tuple[Any, dict]], holder: str | None = None) -> Selection:
     """For each input descriptor, the first candidate whose JSON matches it.
 
-    ``candidates``: ``(credential, json_document)`` pairs in order of preference (e.g. newest first). Raises
+    ``candidates``: ``(credential, json_document)`` pairs in order of preference (e.g. newest first); ``holder``:
+    the presenting DID, for descriptors that require it (``is_holder``). Raises
     ``CeadError("pex.unsatisfied")`` naming every descriptor no candidate satisfies.
     """
     if not isinstance(definition, dict) or not isinstance(definition.get("input_descriptors"), list):
@@ -134,7 +155,7 @@ def select(definition: dict, candidates: Iterable[tuple[Any, dict]]) -> Selectio
     for descriptor in definition["input_descriptors"]:
         if not isinstance(descriptor, dict) or not isinstance(descriptor.get("id"), str):
             raise CeadError("pex.definition_invalid", "Every input descriptor needs a string 'id'.")
-        match = next((i for i, (_, doc) in enumerate(candidates) if descriptor_matches(descriptor, doc)), None)
+        match = next((i for i, (_, doc) in enumerate(candidates) if descriptor_matches(descriptor, doc, holder)), None)
         if match is None:
             label = descriptor["id"] + (f" ({descriptor['name']})" if descriptor.get("name") else "")
             missing.append(label)

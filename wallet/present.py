@@ -171,7 +171,7 @@ def select_credentials(wallet, *, dataset: str | None = None, purpose: str | Non
     """Credentials to present: from a Presentation Exchange definition if given, else by dataset and purpose."""
     if definition is not None:
         records = wallet.search(usable=True)
-        return pex.select(definition, [(r.credential, r.document) for r in records]).credentials
+        return pex.select(definition, [(r.credential, r.document) for r in records], holder=wallet.holder).credentials
     if dataset is None:
         raise CeadError("wallet.selection_missing", "Give a dataset (and purpose) or a presentation definition.")
     return [r.credential for r in select_for_transfer(wallet, dataset, purpose)]
