@@ -1,9 +1,14 @@
 """Shared set-up for the issuer tests: a node home, example subjects, a token."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import uuid
 
-from issuer import tokens
+import sqlalchemy as sa
+
+from issuer import db, tokens
 from issuer.node import Node
 
 PASS = b"correct horse battery staple"
@@ -28,3 +33,40 @@ def make_node(home, domain="fife.example", **kw) -> Node:
 
 def token(node, scopes="issue:certification,issue:delegation,issue:approval,status:change", name="tester"):
     return tokens.create_token(node.engine, name, scopes)
+
+
+def ready_node(home) -> Node:
+    """A node whose key is unlocked (as `cead issuer serve` has it), publishing at https://fife.example."""
+    node = make_node(home, public_url="https://fife.example")
+    node._passphrase = PASS
+    return node
+
+
+def counts(node) -> tuple[int, int]:
+    """(register rows, status entries): what an issuing attempt may have stored."""
+    with node.engine.connect() as conn:
+        return tuple(conn.execute(sa.text(f"select count(*) from {t}")).scalar_one()
+                     for t in ("issuer_credential", "issuer_status_entry"))
+
+
+@contextlib.contextmanager
+def postgresql_node(home):
+    """A ready node on the PostgreSQL of CEAD_TEST_DATABASE_URL, in a schema of its own dropped afterwards."""
+    url = os.environ["CEAD_TEST_DATABASE_URL"]
+    schema = "cead_test_" + uuid.uuid4().hex[:12]
+    admin = db.make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"create schema {schema}"))
+    try:
+        sep = "&" if "?" in url else "?"
+        node = make_node(home, database_url=f"{url}{sep}options=-csearch_path%3D{schema}",
+                         public_url="https://fife.example")
+        node._passphrase = PASS
+        try:
+            yield node
+        finally:
+            node.engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"drop schema {schema} cascade"))
+        admin.dispose()

@@ -12,7 +12,6 @@ from cead.cli import main
 from issuer import service
 from issuer.node import Node
 from issuer.signing import add_proof
-from schemas import models
 from verifier.credential import Verifier
 from transfer_world import Party, codes, world
 

@@ -12,20 +12,12 @@ from issuer import db, service
 from issuer.app import create_app
 from issuer.node import Node
 
-from issuer_fixtures import PASS, certification, make_node, token
+from issuer_fixtures import PASS, certification, counts, postgresql_node, ready_node, token
 
 
 @pytest.fixture
 def node(tmp_path):
-    node = make_node(tmp_path / "h", public_url="https://fife.example")
-    node._passphrase = PASS
-    return node
-
-
-def counts(node):
-    with node.engine.connect() as conn:
-        return tuple(conn.execute(sa.text(f"select count(*) from {t}")).scalar_one()
-                     for t in ("issuer_credential", "issuer_status_entry"))
+    return ready_node(tmp_path / "h")
 
 
 def post(client, path, body, tok, raw=None, content_type="application/json"):
@@ -122,22 +114,8 @@ def test_concurrent_issuers_sqlite(node):
 
 @pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="set CEAD_TEST_DATABASE_URL for PostgreSQL")
 def test_concurrent_issuers_postgresql(tmp_path):
-    url = os.environ["CEAD_TEST_DATABASE_URL"]
-    schema = "cead_test_" + uuid.uuid4().hex[:12]
-    admin = db.make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"create schema {schema}"))
-    try:
-        sep = "&" if "?" in url else "?"
-        node = make_node(tmp_path / "pg", database_url=f"{url}{sep}options=-csearch_path%3D{schema}",
-                         public_url="https://fife.example")
-        node._passphrase = PASS
+    with postgresql_node(tmp_path / "pg") as node:
         _concurrent_issue(node)
-        node.engine.dispose()
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"drop schema {schema} cascade"))
-        admin.dispose()
 
 
 def test_full_loop_over_https(tmp_path):
@@ -247,19 +225,5 @@ def test_racing_revoke_and_reinstate_sqlite(node):
 
 @pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="set CEAD_TEST_DATABASE_URL for PostgreSQL")
 def test_racing_revoke_and_reinstate_postgresql(tmp_path):
-    url = os.environ["CEAD_TEST_DATABASE_URL"]
-    schema = "cead_test_" + uuid.uuid4().hex[:12]
-    admin = db.make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"create schema {schema}"))
-    try:
-        sep = "&" if "?" in url else "?"
-        node = make_node(tmp_path / "pg", database_url=f"{url}{sep}options=-csearch_path%3D{schema}",
-                         public_url="https://fife.example")
-        node._passphrase = PASS
+    with postgresql_node(tmp_path / "pg") as node:
         _racing_status_changes(node, rounds=12)
-        node.engine.dispose()
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"drop schema {schema} cascade"))
-        admin.dispose()

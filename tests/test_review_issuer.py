@@ -3,7 +3,6 @@ import json
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from issuer import service
 from issuer.app import create_app
@@ -11,22 +10,14 @@ from issuer.node import Node
 from verifier.credential import Verifier
 from verifier.did import Resolver
 
-from issuer_fixtures import PASS, certification, make_node, token
+from issuer_fixtures import PASS, certification, counts, make_node, ready_node, token
 
 FORMATS = [{}, {"format": "vc+jwt"}, {"cryptosuite": "eddsa-jcs-2022"}]
 
 
 @pytest.fixture
 def node(tmp_path):
-    node = make_node(tmp_path / "h", public_url="https://fife.example")
-    node._passphrase = PASS
-    return node
-
-
-def counts(node):
-    with node.engine.connect() as conn:
-        return tuple(conn.execute(sa.text(f"select count(*) from {t}")).scalar_one()
-                     for t in ("issuer_credential", "issuer_status_entry"))
+    return ready_node(tmp_path / "h")
 
 
 def issue(client, tok, credential, options):
