@@ -19,6 +19,7 @@ from sqlmodel import select
 
 from schemas.models import CREDENTIAL_MODELS, credential_digest
 from schemas.values import as_list, id_of, parse_datetime, types_of
+from verifier.credential import is_datetime_stamp
 from verifier.jose import JWT_CLAIMS
 from verifier.keys import ED25519, P256
 from verifier.results import CeadError
@@ -139,6 +140,8 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
         if name in credential:
             try:
                 window[name] = parse_datetime(credential[name])
+                if not is_datetime_stamp(credential[name]):  # what is signed must read the same everywhere
+                    raise ValueError(f"{str(credential[name])[:60]!r} is not of the form 2025-01-01T00:00:00Z")
             except ValueError as exc:
                 raise _fail("credential.invalid", f"'{name}' must be an XML Schema dateTimeStamp string (with Z or "
                             f"an offset): {exc}.", field=name) from None
@@ -350,7 +353,7 @@ def parse_status_request(body: Any) -> tuple[str, str]:
                     field="credentialStatus")
     wanted = statuses[0].get("status")
     actions = {"revoked": "revoke", "suspended": "suspend", "active": "reinstate"}
-    if wanted not in actions:
+    if not isinstance(wanted, str) or wanted not in actions:   # (a list or object is no status, and unhashable)
         raise _fail("request.invalid", "status must be revoked, suspended or active.", field="status")
     return cid, actions[wanted]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
@@ -36,6 +37,12 @@ V1_CONTEXT = "https://www.w3.org/2018/credentials/v1"
 ENVELOPED_JWT_PREFIX = "data:application/vc+jwt,"
 MAX_CREDENTIALS = 64
 MAX_JSON = 1024 * 1024
+# XML Schema 1.1 dateTime (ASCII digits, "T", seconds required; a time zone optional here). VC 2.0 validFrom/validUntil
+# must be a dateTimeStamp, i.e. this with a time zone; ISO 8601 forms Python also reads (a bare date, "20250101T...",
+# week dates, a space for "T", no seconds) are not dateTimes and are refused rather than read one way here and
+# another way by other verifiers.
+XSD_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+                          r"(Z|[+-][0-9]{2}:[0-9]{2})?")
 # Data Integrity reports the request binding of a presentation as proof problems; use the presentation codes.
 _PRESENTATION_PROOF_CODES = {"proof.challenge_mismatch": "presentation.nonce_mismatch",
                              "proof.domain_mismatch": "presentation.audience_mismatch",
@@ -47,9 +54,16 @@ def _did_of(vm_id: str | None) -> str | None:
     return vm_id.split("#", 1)[0] if isinstance(vm_id, str) else None
 
 
+def is_datetime_stamp(value: Any) -> bool:
+    """Whether ``value`` is an XML Schema dateTimeStamp string (a dateTime with ``Z`` or an offset)."""
+    match = XSD_DATETIME.fullmatch(value) if isinstance(value, str) else None
+    return bool(match and match.group(1))
+
+
 def _parse_time(value: Any, name: str, *, require_zone: bool) -> datetime:
+    match = XSD_DATETIME.fullmatch(value) if isinstance(value, str) else None
     try:
-        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+        when = datetime.fromisoformat(value) if match else None
     except ValueError:
         when = None
     if when is None or (require_zone and when.tzinfo is None):
@@ -249,6 +263,8 @@ class Verifier:
         if version == "2.0":
             start, end = (_parse_time(doc[name], name, require_zone=True) if name in doc else None
                           for name in ("validFrom", "validUntil"))
+            if start is not None and end is not None and end < start:  # VC 2.0: validFrom same or earlier
+                result.add(Problem("credential.date_invalid", "validUntil is earlier than validFrom."))
         else:
             if "issuanceDate" not in doc:
                 raise CeadError("credential.date_invalid", "A VC 1.1 credential must have an issuanceDate.")

@@ -110,7 +110,7 @@ def did_web_url(did: str) -> str:
         raise CeadError("did.invalid", f"{did!r} is not a did:web DID.")
     domain, *path = msid.split(":")
     host, _, port = unquote(domain).lower().partition(":")
-    if not _HOST_RE.match(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+    if not _HOST_RE.match(host) or (port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536)):
         raise CeadError("did.invalid", f"{did!r} does not name a valid domain (and optional %3A port).")
     segments = [unquote(s) for s in path]
     if any(not _SEGMENT_RE.match(s) or s in (".", "..") for s in segments):

@@ -7,6 +7,7 @@ accepted too; ``to_document`` maps either form back to a credential or presentat
 from __future__ import annotations
 
 import json
+import math
 
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
@@ -20,6 +21,7 @@ ALGORITHMS = frozenset({"EdDSA", "ES256"})
 TYPES = {"vc+jwt": "vc", "vp+jwt": "vp"}
 JWT_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "cnf")
 MAX_TOKEN = 1024 * 1024
+MAX_NUMERIC_DATE = 253402300800   # 10000-01-01T00:00:00Z: NumericDate values beyond it are no date at all
 
 
 def _part(segment: str, what: str) -> dict:
@@ -94,7 +96,9 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
     except (JWException, ValueError, TypeError) as exc:
         raise CeadError("jose.malformed", f"The JWT could not be parsed: {type(exc).__name__}.") from None
     for name in ("exp", "nbf", "iat"):
-        if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], (int, float))):
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, (int, float))
+                               or not (math.isfinite(value) and 0 <= value < MAX_NUMERIC_DATE)):
             raise CeadError("jose.malformed", f"The JWT {name} claim must be a number (seconds since the epoch).")
     return claims, kid
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from schemas.values import as_list, types_of
+from schemas.values import as_list, id_of, types_of
 
 from .keys import b64url, b64url_decode
 from .results import CeadError, Problem
@@ -146,8 +146,8 @@ def parse_entries(credential: dict) -> list[Entry]:
                             "statusListIndex must be a string holding a non-negative integer.",
                             value=index[:40] if isinstance(index, str) else index)
         size = raw.get("statusSize", 1)
-        if size != 1 and purpose in PURPOSES:
-            raise CeadError("status.entry_invalid", f"statusSize must be 1 for purpose {purpose!r}.")
+        if purpose in PURPOSES and (type(size) is not int or size != 1):  # (True and 1.0 are not the integer 1)
+            raise CeadError("status.entry_invalid", f"statusSize must be the integer 1 for purpose {purpose!r}.")
         out.append(Entry(url, int(index), purpose, legacy))
     return out
 
@@ -198,12 +198,15 @@ class StatusLists:
             entries = parse_entries(credential)
         except CeadError as exc:
             return [exc.problem]
-        issuer = credential.get("issuer")
-        issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+        issuer = id_of(credential.get("issuer"))   # the same reading as the Verifier's (an object's id or @id)
         problems: list[Problem] = []
         for entry in entries:
             if entry.purpose not in PURPOSES:
                 continue  # e.g. "refresh" or "message": informative, never a reason to deny
+            if issuer is None:  # the list's issuer must be the credential's: without one that cannot hold
+                problems.append(Problem("status.entry_invalid", "The credential names no issuer, so its status "
+                                        "list cannot be checked against it.", {"url": entry.url}))
+                continue
             try:
                 problem = self._check_entry(entry, issuer)
             except CeadError as exc:
@@ -217,13 +220,13 @@ class StatusLists:
             self._cache.clear()
 
     # internals ----------------------------------------------------------------------------------------------
-    def _check_entry(self, entry: Entry, issuer: str | None) -> Problem | None:
+    def _check_entry(self, entry: Entry, issuer: str) -> Problem | None:
         cached = self._list(entry.url)
         if entry.purpose not in cached.purposes:
             return Problem("status.list_invalid",
                            f"The status list {entry.url} is for {'/'.join(cached.purposes)}, "
                            f"not {entry.purpose}.", {"url": entry.url})
-        if issuer is not None and cached.issuer != issuer:
+        if cached.issuer != issuer:
             return Problem("status.list_invalid",
                            f"The status list {entry.url} was issued by {cached.issuer}, not by the credential's "
                            f"issuer {issuer}.", {"url": entry.url})
@@ -304,7 +307,7 @@ class StatusLists:
         legacy = "StatusList2021Credential" in types
         if LIST_CREDENTIAL_TYPE not in types and not legacy:
             raise CeadError("status.list_invalid", f"{url} is not a {LIST_CREDENTIAL_TYPE}.", url=url)
-        if doc.get("id") not in (None, url):
+        if doc.get("id") != url:  # Bitstring Status List v1.0: the list credential's id MUST be statusListCredential
             raise CeadError("status.list_invalid", f"The status list served at {url} has id {doc.get('id')!r}.",
                             url=url)
         subjects = as_list(doc.get("credentialSubject"))
@@ -321,9 +324,7 @@ class StatusLists:
             bits = decode_list(encoded, multibase=False)
         else:
             bits = decode_list(encoded)
-        issuer = doc.get("issuer")
-        issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
-        return _Cached(self._clock(), bytes(bits), purposes, issuer if isinstance(issuer, str) else None)
+        return _Cached(self._clock(), bytes(bits), purposes, id_of(doc.get("issuer")))
 
 
 __all__ = ["MIN_ENTRIES", "StatusLists", "Entry", "new_bitstring", "get_bit", "set_bit", "encode_list",
