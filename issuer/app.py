@@ -34,6 +34,11 @@ def _error(status: int, code: str, message: str, detail: dict | None = None) -> 
     return _json(status, {"error": err})
 
 
+def _not_json(name: str):
+    """``json.loads`` takes NaN and Infinity, which are not JSON (RFC 8259) and which nothing can sign (JCS)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Flask:
     app = Flask("cead.issuer")
     app.config["MAX_CONTENT_LENGTH"] = max_body
@@ -62,9 +67,11 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         if not request.is_json:
             raise CeadError("request.content_type", "Send the body as application/json.")
         try:
-            data = json.loads(request.get_data(cache=False) or b"")
+            data = json.loads(request.get_data(cache=False) or b"", parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError):
             raise CeadError("request.malformed_json", "The request body is not valid JSON.") from None
+        except RecursionError:
+            raise CeadError("request.malformed_json", "The request body is JSON nested too deeply.") from None
         if not isinstance(data, dict):
             raise CeadError("request.invalid", "The request body must be a JSON object.")
         return data

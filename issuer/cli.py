@@ -216,11 +216,17 @@ def _load_file(path: str) -> dict:
         raise CeadError("request.invalid", f"Cannot read {path}: {exc}") from None
 
 
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _set_path(target: dict, dotted: str, raw: str) -> None:
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json)   # NaN/Infinity stay text: JSON cannot carry them
     except ValueError:
         value = raw
+    except RecursionError:
+        raise CeadError("request.invalid", f"--set {dotted}: the value is nested too deeply.") from None
     *parents, last = dotted.split(".")
     for part in parents:
         target = target.setdefault(part, {})

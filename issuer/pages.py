@@ -126,7 +126,9 @@ def csrf_token() -> str:
 def _check_csrf() -> None:
     sent = request.form.get("csrf", "")
     wanted = session.get("csrf", "")
-    if not sent or not wanted or not hmac.compare_digest(sent, wanted):
+    # compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError), and a form may send any
+    if not sent or not isinstance(wanted, str) or not wanted or \
+            not hmac.compare_digest(sent.encode("utf-8", "surrogatepass"), wanted.encode("utf-8", "surrogatepass")):
         raise CeadError("web.csrf_invalid", "This form has expired or did not come from this site; "
                         "reload the page and try again.")
 

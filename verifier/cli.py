@@ -30,6 +30,23 @@ def _read(path: str, what: str) -> bytes:
     return b""  # unreachable
 
 
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_object(text: str | bytes, what: str) -> dict:
+    """A JSON object read from a file, or exit 2 naming ``what`` (bad JSON, NaN/Infinity, nested too deeply)."""
+    try:
+        doc = json.loads(text, parse_constant=_not_json)
+    except ValueError as exc:
+        _fail(f"{what} is not valid JSON: {exc}")
+    except RecursionError:
+        _fail(f"{what} is JSON nested too deeply.")
+    if not isinstance(doc, dict):
+        _fail(f"{what} must hold a JSON object.")
+    return doc
+
+
 def _load_document(path: str):
     """A credential or presentation: JSON object, compact JWT, or a Cead-Presentation header value."""
     raw = _read(path, "the credential/presentation file")
@@ -40,17 +57,13 @@ def _load_document(path: str):
     if not text:
         _fail(f"{path!r} is empty.")
     if text.startswith("{"):
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            _fail(f"{path!r} is not valid JSON: {exc}")
-        if not isinstance(doc, dict):
-            _fail(f"{path!r} must hold a JSON object.")
-        return doc
+        return _json_object(text, f"{path!r}")
     try:
         return decode_presentation(text)
     except CeadError as exc:
         _fail(f"{path!r} holds neither JSON, a compact JWT nor a base64url presentation: {exc.message}", exc.code)
+    except RecursionError:
+        _fail(f"{path!r} holds a presentation nested too deeply.")
 
 
 def _decider(policy_path: str | None):
@@ -88,18 +101,15 @@ def verify(file, policy_path, method, url, body_path, manifest_path, dataset, ch
     body = _read(body_path, "the body file") if body_path else None
     manifest = None
     if manifest_path:
-        try:
-            manifest = json.loads(_read(manifest_path, "the manifest file"))
-        except ValueError as exc:
-            _fail(f"The manifest {manifest_path!r} is not valid JSON: {exc}")
-        if not isinstance(manifest, dict):
-            _fail(f"The manifest {manifest_path!r} must be a JSON object.")
+        manifest = _json_object(_read(manifest_path, "the manifest file"), f"The manifest {manifest_path!r}")
     decider = _decider(policy_path)
     if url is not None:
         try:
             request = TransferRequest(method=method or "GET", url=url, body=body, manifest=manifest, dataset=dataset)
         except CeadError as exc:
             _fail(exc.message, exc.code)
+        except ValueError as exc:  # urlsplit refuses some URLs outright, e.g. "https://[::1"
+            _fail(f"--url {url!r} is not a URL: {exc}.", "request.url_invalid")
         decision = decider.decide(document, request)
         click.echo(json.dumps(decision.to_dict(), indent=2))
         sys.exit(EXIT_ALLOW if decision.allowed else EXIT_DENY)

@@ -21,14 +21,19 @@ See docs/gateway.md for nginx and Envoy configuration.
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
-from .decision import Decider, decide_from_headers, decision_headers
+from .decision import Decider, decision_headers
 from .definition import publish
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .middleware import decide_request
 from .results import CeadError, Problem, VerificationResult
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 2 * 1024 * 1024      # VC-API request bodies and forwarded (Envoy) bodies
 ENVOY_PREFIX = "/envoy"
@@ -75,6 +80,9 @@ def _unenvelope(value, kind: str):
 def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
     app = Flask("cead-verifier")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    # never answer a gateway with a redirect to this service's own URLs (werkzeug merges "//" with a 308): an
+    # original path with "//" in it is a 404 (which Envoy treats as a denial), never a Location to follow
+    app.url_map.merge_slashes = False
     metrics = decider.metrics
 
     def bad_request(message: str, code: str = "request.invalid") -> Response:
@@ -83,7 +91,10 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
                            "problemDetails": [{"type": f"urn:cead:problem:{code}", "title": code, "detail": message}]})
 
     def body_json() -> dict:
-        data = request.get_json(silent=True, force=True)
+        try:
+            data = request.get_json(silent=True, force=True)
+        except RecursionError:
+            raise CeadError("request.invalid", "The request body is JSON nested too deeply.") from None
         if not isinstance(data, dict):
             raise CeadError("request.invalid", "The request body must be a JSON object.")
         options = data.get("options", {})
@@ -137,7 +148,7 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
         proto = request.headers.get("X-Original-Proto", request.scheme)
         host = request.headers.get("X-Original-Host", request.host)
         # nginx does not pass the body to auth_request: requests that carry one cannot match their binding.
-        status, decision = decide_from_headers(decider, request.headers, method, f"{proto}://{host}{uri}", None)
+        status, decision = decide_request(decider, request.headers, method, f"{proto}://{host}{uri}", None)
         return _json(status, decision.to_dict(), decision_headers(decision))
 
     @app.route(f"{envoy_prefix}/", defaults={"path": ""},
@@ -148,8 +159,8 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
         uri = original[len(envoy_prefix):] or "/"
         proto = request.headers.get("X-Forwarded-Proto", request.scheme)
         body = request.get_data(cache=False) or None
-        status, decision = decide_from_headers(decider, request.headers, request.method,
-                                               f"{proto}://{request.host}{uri}", body)
+        status, decision = decide_request(decider, request.headers, request.method,
+                                          f"{proto}://{request.host}{uri}", body)
         return _json(status, decision.to_dict(), decision_headers(decision))
 
     @app.get("/presentation-definition")
@@ -172,9 +183,22 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
     def healthz():
         return _json(200, {"status": "ok", "time": int(time.time())})
 
-    @app.errorhandler(413)
-    def too_large(_exc):
-        return bad_request(f"The request body is larger than {MAX_BODY} bytes.", "request.too_large")
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        """Every HTTP error (unknown path, method not served, body too large) is JSON with a stable code."""
+        if exc.code == 413:
+            return bad_request(f"The request body is larger than {MAX_BODY} bytes.", "request.too_large")
+        codes = {404: "request.not_found", 405: "request.method_not_allowed"}
+        return _json(exc.code or 400, {"problems": [{"code": codes.get(exc.code, "request.invalid"),
+                                                     "message": exc.description or exc.name}]},
+                     {k: v for k, v in exc.get_headers() if k == "Allow"})
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        """A bug: JSON, never a stack trace; nothing is allowed (the gateway endpoints decide in a guard)."""
+        log.exception("unexpected error in the verifier service")
+        return _json(500, {"problems": [{"code": "verifier.internal_error",
+                                         "message": "Unexpected error in the verifier; see its log."}]})
 
     return app
 

@@ -152,6 +152,8 @@ def present(dataset, purpose, definition, audience, nonce, fmt, lifetime, home) 
             definition_doc = json.loads(definition.read_text())
         except (OSError, ValueError) as exc:
             _fail("input.unreadable", f"Cannot read the definition {str(definition)!r}: {exc}")
+        except RecursionError:
+            _fail("input.invalid", f"The definition {str(definition)!r} is JSON nested too deeply.")
         definition_doc = definition_doc.get("presentation_definition", definition_doc) \
             if isinstance(definition_doc, dict) else definition_doc
     w = _wallet(home)
