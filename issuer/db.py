@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from sqlalchemy import UniqueConstraint, event
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
+
+from verifier.results import CeadError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 ISSUER_VERSIONS = MIGRATIONS / "versions"
@@ -101,7 +104,11 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise CeadError("node.config_invalid", f"Unusable database URL: {exc}. Use sqlite:///PATH or "
+                            "postgresql://USER@HOST/DB.") from None
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

@@ -1,4 +1,6 @@
 """The request binding both the wallet and the verifier compute (docs/architecture.md, the wire contract)."""
+import base64
+
 import pytest
 
 from verifier.binding import (decode_manifest, decode_presentation, encode_manifest, encode_presentation, origin,
@@ -48,3 +50,15 @@ def test_header_encodings_round_trip_and_reject_garbage():
     with pytest.raises(CeadError) as err:
         decode_presentation("bm90IGpzb24")  # base64url of "not json"
     assert err.value.code == "presentation.malformed"
+
+
+def test_hostile_headers_and_urls_are_named_errors_not_crashes():
+    nested = base64.urlsafe_b64encode(b"[" * 100_000).decode().rstrip("=")   # JSON nested 100,000 deep
+    for decode, code in ((decode_manifest, "manifest.invalid"), (decode_presentation, "presentation.malformed")):
+        with pytest.raises(CeadError) as err:
+            decode(nested)
+        assert err.value.code == code
+    for bad in ("https://[::1/x", "https://[/"):
+        with pytest.raises(CeadError) as err:
+            request_binding("GET", bad)
+        assert err.value.code == "request.url_invalid"

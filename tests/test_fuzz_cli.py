@@ -128,12 +128,22 @@ def test_wallet_import_refuses_garbage_and_stores_nothing(home, data):
     assert wallet_rows(node) == before
 
 
-@pytest.mark.xfail(strict=False, reason="wallet/store.py parse_credential: json.loads without RecursionError "
-                   "handling (reported; not this area's file)")
 def test_wallet_import_of_deeply_nested_json_is_refused(home):
     path, node = home
     result = run(["wallet", "import", "-", "--home", path], input="{\"a\":" + "[" * 60_000 + "}")
     assert result.exit_code == 1
+    assert "credential.malformed" in result.output and "Traceback" not in result.output
+
+
+def test_a_policy_that_is_not_text_and_a_database_url_nobody_speaks_are_clear_errors(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_bytes(b"\xff\xfe not utf-8")
+    (tmp_path / "vc.json").write_text("{}")
+    result = run(["verify", str(tmp_path / "vc.json"), "--policy", str(policy)])
+    assert result.exit_code == 2 and "policy.unreadable" in result.output and "Traceback" not in result.output
+    result = run(["init", "--home", str(tmp_path / "n"), "--name", "X", "--domain", "x.example",
+                  "--database-url", "garbage://nowhere"])
+    assert result.exit_code == 1 and "node.config_invalid" in result.output and "Traceback" not in result.output
 
 
 @FUZZ

@@ -25,11 +25,18 @@ def _sha256_hex(data: bytes | None) -> str:
     return hashlib.sha256(data).hexdigest() if data else ""
 
 
+def _split(url: str):
+    try:
+        return urlsplit(url)
+    except (ValueError, TypeError, AttributeError):   # e.g. "https://[::1" or a non-string
+        raise CeadError("request.url_invalid", f"Not a valid URL: {str(url)[:100]!r}") from None
+
+
 def normalise_url(url: str) -> str:
     """The form of a request URL both sides agree on: lower-case scheme and host, the port always explicit,
     "/" for an empty path, the query as sent, no fragment. (A client may write ``https://host/x`` where a server
     rebuilds ``https://host:443/x``; both bind the same.)"""
-    parts = urlsplit(url)
+    parts = _split(url)
     path = parts.path or "/"
     return origin(url) + path + (f"?{parts.query}" if parts.query else "")
 
@@ -47,7 +54,7 @@ def request_binding(method: str, url: str, body: bytes | None = None, manifest: 
 
 def origin(url: str) -> str:
     """The audience of a request: scheme://host:port (port always explicit)."""
-    parts = urlsplit(url)
+    parts = _split(url)
     try:
         port = parts.port
     except ValueError:
@@ -68,8 +75,9 @@ def encode_manifest(manifest: dict) -> str:
 def decode_manifest(header: str) -> dict[str, Any]:
     try:
         value = json.loads(b64url_decode(header.strip()))
-    except (ValueError, CeadError):
-        raise CeadError("manifest.invalid", "The transfer manifest header is not base64url-encoded JSON.") from None
+    except (ValueError, CeadError, RecursionError):
+        raise CeadError("manifest.invalid", "The transfer manifest header is not base64url-encoded JSON "
+                        "(or is nested too deeply).") from None
     if not isinstance(value, dict):
         raise CeadError("manifest.invalid", "The transfer manifest must be a JSON object.")
     return value
@@ -90,7 +98,7 @@ def decode_presentation(header: str) -> dict | str:
         return value  # compact JWS
     try:
         doc = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CeadError("presentation.malformed",
                         "The presentation header is neither a compact JWT nor base64url-encoded JSON.") from None
     if not isinstance(doc, dict):

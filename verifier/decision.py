@@ -868,10 +868,28 @@ class _State:
 
 # ---- HTTP surfaces (middleware, nginx, Envoy) share this ---------------------------------------------------------
 
-def decide_from_headers(decider: Decider, headers, method: str, url: str, body: bytes | None,
+def decide_from_headers(decider: Decider, headers, method: str, url, body: bytes | None,
                         dataset: str | None = None, response_checked: bool = False) -> tuple[int, Decision]:
     """Decide a transfer described by HTTP headers; returns (status 200 allow / 401 no presentation / 403 deny,
-    decision). ``response_checked``: the caller will pass the response through ``Decider.check_response``."""
+    decision). ``response_checked``: the caller will pass the response through ``Decider.check_response``.
+
+    Every HTTP surface (the middleware, the service's ``/authz`` and ``/envoy``) comes here, and it fails closed:
+    input the decoders do not survive, or any unexpected error, is a 403 denial with a reason, never an exception
+    that reaches a server as a 500. ``url`` may be a callable, so that rebuilding it from the request is guarded
+    too."""
+    try:
+        return _decide_from_headers(decider, headers, method, url() if callable(url) else url, body, dataset,
+                                    response_checked)
+    except ValueError as exc:  # e.g. a Host header that makes no URL
+        return 403, decider.deny(Problem("request.url_invalid", f"The request URL cannot be read: {exc}."))
+    except Exception:  # a bug must never become an allow, nor a 500
+        log.exception("internal error while deciding a request")
+        return 403, decider.deny(Problem("verifier.internal_error",
+                                         "The transfer could not be decided because of an internal error."))
+
+
+def _decide_from_headers(decider: Decider, headers, method: str, url: str, body: bytes | None,
+                         dataset: str | None, response_checked: bool) -> tuple[int, Decision]:
     from .binding import MANIFEST_HEADER, PRESENTATION_HEADER, decode_manifest
 
     raw = headers.get(PRESENTATION_HEADER)

@@ -40,26 +40,6 @@ def _json_response(start_response, status: int, decision: Decision, extra: dict[
     return [body]
 
 
-def decide_request(decider: Decider, headers, method: str, url: Callable[[], str] | str, body: bytes | None,
-                   dataset: str | None = None, response_checked: bool = False) -> tuple[int, Decision]:
-    """``decide_from_headers`` for an HTTP surface (this middleware, the service's ``/authz`` and ``/envoy``),
-    failing closed: input the decoders do not survive (JSON nested too deeply in a header, a Host that makes no
-    URL) or any other unexpected error is a 403 denial with a reason, never an exception that reaches the server
-    as a 500 (or, worse, lets a caller catch it and carry on). ``url`` may be a callable, so that rebuilding the
-    URL from the request is inside the guard too."""
-    try:
-        return decide_from_headers(decider, headers, method, url() if callable(url) else url, body, dataset,
-                                   response_checked=response_checked)
-    except RecursionError:
-        return 403, decider.deny(Problem("request.invalid", "A header of the request holds JSON nested too deeply."))
-    except ValueError as exc:  # e.g. urlsplit on a Host such as "[::1"
-        return 403, decider.deny(Problem("request.url_invalid", f"The request URL cannot be read: {exc}."))
-    except Exception:  # a bug must never become an allow, nor a 500
-        log.exception("internal error while deciding a request")
-        return 403, decider.deny(Problem("verifier.internal_error",
-                                         "The transfer could not be decided because of an internal error."))
-
-
 class CeadMiddleware:
     """Decide each request before ``app`` sees it.
 
@@ -111,7 +91,7 @@ class CeadMiddleware:
                                                  f"The request body is larger than {self.max_body} bytes."))
             return _json_response(start_response, 413, decision)
         dataset = self.dataset_for(environ) if self.dataset_for else None
-        status, decision = decide_request(self.decider, EnvironHeaders(environ), environ["REQUEST_METHOD"],
+        status, decision = decide_from_headers(self.decider, EnvironHeaders(environ), environ["REQUEST_METHOD"],
                                           lambda: self.public_url(environ), body, dataset,
                                           response_checked=self.check_response_payload)
         environ[ENVIRON_KEY] = decision

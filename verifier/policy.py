@@ -224,6 +224,8 @@ def load_policy(path: str | Path | None) -> TrustPolicy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CeadError("policy.unreadable", f"Cannot read the trust policy {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CeadError("policy.unreadable", f"The trust policy {str(path)!r} is not UTF-8 text.") from None
     try:
         data = load_document(text, f"the trust policy {str(path)!r}")
     except ValueError as exc:

@@ -27,10 +27,9 @@ import time
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .decision import Decider, decision_headers
+from .decision import Decider, decide_from_headers, decision_headers
 from .definition import publish
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .middleware import decide_request
 from .results import CeadError, Problem, VerificationResult
 
 log = logging.getLogger(__name__)
@@ -148,7 +147,7 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
         proto = request.headers.get("X-Original-Proto", request.scheme)
         host = request.headers.get("X-Original-Host", request.host)
         # nginx does not pass the body to auth_request: requests that carry one cannot match their binding.
-        status, decision = decide_request(decider, request.headers, method, f"{proto}://{host}{uri}", None)
+        status, decision = decide_from_headers(decider, request.headers, method, f"{proto}://{host}{uri}", None)
         return _json(status, decision.to_dict(), decision_headers(decision))
 
     @app.route(f"{envoy_prefix}/", defaults={"path": ""},
@@ -159,7 +158,7 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
         uri = original[len(envoy_prefix):] or "/"
         proto = request.headers.get("X-Forwarded-Proto", request.scheme)
         body = request.get_data(cache=False) or None
-        status, decision = decide_request(decider, request.headers, request.method,
+        status, decision = decide_from_headers(decider, request.headers, request.method,
                                           f"{proto}://{request.host}{uri}", body)
         return _json(status, decision.to_dict(), decision_headers(decision))
 

@@ -126,6 +126,8 @@ def parse_credential(data: str | bytes | dict) -> dict | str:
             doc = json.loads(text)
         except ValueError as exc:
             raise CeadError("credential.malformed", f"The credential is not valid JSON: {exc}.") from None
+        except RecursionError:
+            raise CeadError("credential.malformed", "The credential is nested too deeply.") from None
         if not isinstance(doc, dict):
             raise CeadError("credential.malformed", "The credential must be a JSON object.")
         return unwrap_enveloped(doc)
