@@ -151,8 +151,19 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
     if not isinstance(cid, str) or ":" not in cid:
         raise _fail("credential.invalid", "'id' must be a URL (e.g. urn:uuid:...).", field="id")
     _validate_model(credential, cead_types[0])
+    _check_as_a_verifier_would(credential)
     _check_options(node, options)
     return credential, options, cead_types[0]
+
+
+def _check_as_a_verifier_would(credential: dict) -> None:
+    """Never sign what verifiers will refuse: the same data-model, context and credentialSchema checks they run."""
+    from verifier.credential import Verifier
+    problems = Verifier().check_document(credential)
+    if problems:
+        raise _fail("credential.invalid", "Verifiers would refuse this credential: "
+                    + "; ".join(f"{p.code}: {p.message}" for p in problems),
+                    problems=[p.to_dict() for p in problems])
 
 
 def _validate_model(credential: dict, cead_type: str) -> None:

@@ -227,3 +227,23 @@ def test_racing_revoke_and_reinstate_sqlite(node):
 def test_racing_revoke_and_reinstate_postgresql(tmp_path):
     with postgresql_node(tmp_path / "pg") as node:
         _racing_status_changes(node, rounds=12)
+
+
+@pytest.mark.parametrize("options", [{"cryptosuite": "eddsa-jcs-2022"}, {"format": "vc+jwt"}])
+@pytest.mark.parametrize("change, code", [
+    ({"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1",
+                   "https://contexts.example/not-pinned"]}, "credential.context_unknown"),
+    ({"credentialSchema": {"id": "https://schemas.example/unknown.json", "type": "JsonSchema"}},
+     "credential.schema_unknown"),
+])
+def test_the_issuer_never_signs_what_verifiers_would_refuse(node, options, change, code):
+    """JCS and JWT need no JSON-LD processing to sign, so without this check the node signed credentials that
+    every verifier then refused (an unpinned context, an unknown credentialSchema)."""
+    client = create_app(node).test_client()
+    before = counts(node)
+    response = post(client, "/credentials/issue", {"credential": {**certification(node.did), **change},
+                                                   "options": options}, token(node))
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "credential.invalid" and code in error["message"]
+    assert counts(node) == before

@@ -157,6 +157,20 @@ class Verifier:
                            challenge if challenge is not None else nonce,
                            domain if domain is not None else audience)
 
+    def check_document(self, credential: dict) -> list[Problem]:
+        """The data-model checks of ``verify_credential`` without proof, status or the time window: what an issuer
+        runs before signing, so it never signs a credential its verifiers would refuse (an unpinned context, a
+        malformed date, an unknown or failing credentialSchema...)."""
+        result = self._guard("credential", self._check_unsigned, credential)
+        return result.problems
+
+    def _check_unsigned(self, credential: Any) -> VerificationResult:
+        result = VerificationResult(verified=True)
+        if not isinstance(credential, dict):
+            raise CeadError("credential.malformed", "A credential to check must be a JSON object.")
+        self._check_credential_document(result, credential, now=None)
+        return result
+
     # ---- plumbing -----------------------------------------------------------------------------------------------
     @staticmethod
     def _now(now: datetime | None) -> datetime:
@@ -178,8 +192,10 @@ class Verifier:
             return VerificationResult.failed(Problem("verifier.internal_error",
                                                      f"The {what} could not be checked because of an internal error."))
 
-    def _check_time(self, result: VerificationResult, now: datetime, start: datetime | None, end: datetime | None,
-                    kind: str) -> None:
+    def _check_time(self, result: VerificationResult, now: datetime | None, start: datetime | None,
+                    end: datetime | None, kind: str) -> None:
+        if now is None:   # check_document: formats only, no time window
+            return
         if start is not None and now + self.skew < start:
             result.add(Problem(f"{kind}.not_yet_valid", f"The {kind} is not valid before {start.isoformat()}."))
         if end is not None and now - self.skew > end:
@@ -251,7 +267,7 @@ class Verifier:
             result.verification_method = own[0]
         result.co_signers = list(dict.fromkeys(did for did in map(_did_of, methods) if did and did != result.issuer))
 
-    def _check_credential_document(self, result: VerificationResult, doc: dict, now: datetime) -> None:
+    def _check_credential_document(self, result: VerificationResult, doc: dict, now: datetime | None) -> None:
         version = self._check_context_and_type(result, doc, "credential", "VerifiableCredential")
         result.issuer = id_of(doc.get("issuer"))
         if result.issuer is None:
