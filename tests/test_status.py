@@ -200,3 +200,35 @@ def test_list_verification_turns_status_checking_off_for_the_list():
     publish(fetcher, set_indexes=[3])
     fetcher.lists[URL]["credentialStatus"] = make_entry(URL, 3, "revocation")
     assert codes(checker.check(credential(make_entry(URL, 3, "revocation")))) == ["status.revoked"]
+
+
+def test_the_lists_own_ttl_shortens_the_cache(env):
+    """Bitstring Status List v1.0 `ttl` (milliseconds): a list asking to be re-read sooner than our TTL is."""
+    fetcher, clock, checker = env
+    publish(fetcher)
+    fetcher.lists[URL]["credentialSubject"]["ttl"] = 5000          # 5 s, below the checker's 60 s
+    entry = credential(make_entry(URL, 5, "revocation"))
+    assert checker.check(entry) == [] and fetcher.calls == 1
+    clock.t += 4
+    assert checker.check(entry) == [] and fetcher.calls == 1
+    clock.t += 2
+    assert checker.check(entry) == [] and fetcher.calls == 2
+    fetcher.lists[URL]["credentialSubject"]["ttl"] = "soon"
+    clock.t += 6
+    assert codes(checker.check(entry)) == ["status.list_invalid"]
+
+
+def test_a_list_past_its_valid_until_is_never_used_from_the_cache(env):
+    from datetime import datetime, timedelta, timezone
+    fetcher, clock, checker = env
+    publish(fetcher)
+    fetcher.lists[URL]["validUntil"] = (datetime.now(timezone.utc) + timedelta(seconds=30)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    entry = credential(make_entry(URL, 5, "revocation"))
+    assert checker.check(entry) == []
+    fetcher.lists[URL] = CeadError("http.timeout", "timeout")        # the issuer is unreachable from now on
+    clock.t += 20
+    assert checker.check(entry) == []                                 # within ttl and validUntil: cached copy
+    clock.t += 15                                                     # past the list's validUntil (but < ttl)
+    problems = checker.check(entry)                                   # the expired copy is not used
+    assert codes(problems) == ["status.stale"] and "validUntil" in problems[0].message

@@ -21,10 +21,10 @@ import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from schemas.values import as_list, id_of, types_of
+from schemas.values import as_list, id_of, parse_datetime, types_of
 
 from .keys import b64url, b64url_decode
 from .results import CeadError, Problem
@@ -160,6 +160,8 @@ class _Cached:
     bits: bytes
     purposes: tuple[str, ...]
     issuer: str | None
+    fresh_for: float = float("inf")     # the list's own `ttl` (Bitstring Status List v1.0), in seconds
+    usable_until: float = float("inf")  # monotonic time of the list credential's validUntil: never used past it
 
 
 _guard = threading.local()  # set while verifying a list credential: status checking is off for the list itself
@@ -241,7 +243,8 @@ class StatusLists:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(url)
-        fresh_enough = bool(cached) and now - cached.fetched < min(self.ttl, self.max_staleness)
+        fresh_enough = bool(cached) and now - cached.fetched < min(self.ttl, self.max_staleness, cached.fresh_for) \
+            and now < cached.usable_until
         self._on_cache(fresh_enough)
         if fresh_enough:
             return cached  # (a TTL longer than max_staleness must not keep a list in use past max_staleness)
@@ -250,11 +253,13 @@ class StatusLists:
         except CeadError as exc:
             if exc.code != "status.unreachable":
                 raise
-            if cached and now - cached.fetched <= self.max_staleness:
+            if cached and now - cached.fetched <= self.max_staleness and now < cached.usable_until:
                 return cached
             if cached:
-                raise CeadError("status.stale", f"Could not refresh the status list {url} and the cached copy is "
-                                f"older than {int(self.max_staleness)} s.", url=url) from None
+                why = ("the cached copy is past the list's validUntil" if now >= cached.usable_until
+                       else f"the cached copy is older than {int(self.max_staleness)} s")
+                raise CeadError("status.stale", f"Could not refresh the status list {url} and {why}.",
+                                url=url) from None
             raise
         with self._lock:
             self._cache[url] = fresh
@@ -324,7 +329,19 @@ class StatusLists:
             bits = decode_list(encoded, multibase=False)
         else:
             bits = decode_list(encoded)
-        return _Cached(self._clock(), bytes(bits), purposes, id_of(doc.get("issuer")))
+        fetched = self._clock()
+        fresh_for = float("inf")
+        ttl_ms = subject.get("ttl")
+        if ttl_ms is not None:
+            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms < 0:
+                raise CeadError("status.list_invalid", f"The status list {url} has a ttl that is not a whole "
+                                "number of milliseconds.", url=url)
+            fresh_for = ttl_ms / 1000
+        usable_until = float("inf")
+        if isinstance(doc.get("validUntil"), str):   # its format was checked when the list credential verified
+            remaining = (parse_datetime(doc["validUntil"]) - datetime.now(timezone.utc)).total_seconds()
+            usable_until = fetched + remaining
+        return _Cached(fetched, bytes(bits), purposes, id_of(doc.get("issuer")), fresh_for, usable_until)
 
 
 __all__ = ["MIN_ENTRIES", "StatusLists", "Entry", "new_bitstring", "get_bit", "set_bit", "encode_list",
