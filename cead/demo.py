@@ -6,7 +6,8 @@ provider runs a data API behind the verifier middleware. The demo then acts as t
 nodes to issue over their VC-API, delivers credentials to inboxes, pulls data with fresh presentations and records
 every decision. It exits 0 only if every decision is the one the scenario expects.
 
-This module drives; it does no checking or signing of its own (the nodes, ``wallet`` and ``verifier`` do).
+This module drives; it does no checking or signing of its own (the nodes, ``wallet`` and ``verifier`` do; an
+approver's decision runs ``wallet.requests.approve`` on that approver's node home, as its approvals page would).
 """
 from __future__ import annotations
 
@@ -290,6 +291,34 @@ class Demo:
         if step.deliver_to:
             self.deliver(issuer, self.live[step.deliver_to], signed, kind)
 
+    def request(self, step: world.Request) -> None:
+        """The requester's node sends a data-sharing request to the approver's node; the approver approves it with
+        ``wallet.requests.approve`` (as its approvals page does), which issues the approval under the approver's
+        delegation (guard rail) and delivers it, with the delegation it pins, to the requester's inbox."""
+        from wallet.requests import FROM_REQUEST, approve, send_request
+        requester, approver = self.live[step.recipient], self.live[step.issuer]
+        example = self.substitute(world.load_example(step.example))
+        subject = example["credentialSubject"]
+        request = {"requester": requester.did, "datasets": subject["datasets"], "dataItems": subject["dataItems"],
+                   "purposes": subject["purposes"],
+                   "lawfulBasis": next(b for b in subject["lawfulBases"] if b["party"] == requester.did),
+                   "cadence": subject["cadence"], "agreement": subject["agreement"],
+                   "justification": step.justification, "replyTo": requester.url + "/inbox"}
+        ca = str(self.ca.ca_pem)
+        answer = send_request(self.wallet(step.recipient), approver.url + "/requests", request, verify=ca)
+        self.echo(f"  - {requester.party.name} sent a data-sharing request to {approver.party.name} "
+                  f"(pending as {answer['id']})")
+        # the approver states the rest: its own lawful basis, categories, DPIA, retention, period...
+        rest = {k: v for k, v in subject.items() if k not in FROM_REQUEST or k == "lawfulBases"}
+        done = approve(approver._node, self.wallet(step.issuer), answer["id"], rest,
+                       delegation=self.issued[step.under], valid_until=example.get("validUntil"), verify=ca)
+        signed = done.issued.credential
+        self.issued[step.example] = signed
+        self.by_id[done.issued.id] = signed
+        self.echo(f"  - {approver.party.name} approved it: a DataSharingApprovalCredential for "
+                  f"{requester.party.short}, delivered to its inbox with the {len(done.delivered['stored']) - 1} "
+                  "credential(s) it rests on")
+
     def _name_of(self, did: str) -> str:
         return next((l.party.short for l in self.live.values() if l.did == did), did)
 
@@ -423,6 +452,8 @@ class Demo:
                 if step.refused:
                     number += 1
                 self.issue(step, number)
+            elif isinstance(step, world.Request):
+                self.request(step)
             elif isinstance(step, world.Revoke):
                 self.revoke(step)
             elif isinstance(step, world.Pull):

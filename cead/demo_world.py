@@ -124,6 +124,22 @@ class Issue:
 
 
 @dataclass(frozen=True)
+class Request:
+    """``recipient``'s node sends a data-sharing request (``wallet.requests.send_request``) to ``issuer``'s node,
+    which approves it (``wallet.requests.approve``, the function behind the approvals page) under its delegation
+    ``under`` and delivers the approval to the requester's inbox.
+
+    The request names what the approval ``example`` grants (datasets, data items, purposes, the recipient's lawful
+    basis, cadence, agreement); the approver adds the rest of the example's subject.
+    """
+    recipient: str
+    issuer: str
+    example: str
+    under: str
+    justification: str
+
+
+@dataclass(frozen=True)
 class Pull:
     """``recipient``'s pipeline requests data from ``provider``'s API with a fresh presentation and a manifest."""
     recipient: str
@@ -158,9 +174,11 @@ def script(fast: bool = False) -> list:
         Issue("certbody", "homelessness-certification.json", deliver_to="sg-childpov"),
 
         Say("Justice statistics: Police Scotland's DPO delegates approval authority to an Information Asset Owner; "
-            "Scottish Government justice analysts ask for the monthly recorded-crime extract and the IAO approves."),
+            "Scottish Government justice analysts send a request for the monthly recorded-crime extract to the "
+            "IAO's node, and the IAO approves it."),
         Issue("police", "police-delegation.json", deliver_to="police-iao"),
-        Issue("police-iao", "police-approval.json", deliver_to="sg-justice", under="police-delegation.json"),
+        Request("sg-justice", "police-iao", "police-approval.json", under="police-delegation.json",
+                justification="Monthly recorded-crime extract for the Recorded Crime in Scotland statistics."),
         Say(f"The analysts' pipeline pulls {len(months)} monthly updates, each checked by the verifier at the "
             "Police Scotland gateway."),
     ]

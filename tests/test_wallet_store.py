@@ -146,7 +146,7 @@ def test_upgrade_is_idempotent_and_keeps_credentials(tmp_path):
     upgrade(w.engine)
     assert w.get(rec.id).raw == rec.raw
     with w.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version_wallet")).scalars().all() == ["wallet_0001"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version_wallet")).scalars().all() == ["wallet_0002"]
 
 
 @pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="needs CEAD_TEST_DATABASE_URL (PostgreSQL)")

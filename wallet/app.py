@@ -1,19 +1,22 @@
 """The node's web app with the wallet: the issuer's app (DID document, status lists, issuing API) plus the
-wallet's inbox (``POST /inbox``). The issuer never imports the wallet; this module joins them."""
+wallet's inbox (``POST /inbox``), data-sharing requests (``POST /requests``) and pages. The issuer never imports
+the wallet; this module joins them."""
 from __future__ import annotations
 
 from flask import Flask
 
-from . import inbox, pages
+from . import inbox, pages, requests
 from .store import Wallet
 
 
 def create_node_app(node, *, wallet: Wallet | None = None, **issuer_options) -> Flask:
-    """``issuer.app.create_app(node)`` with the inbox mounted; ``wallet`` defaults to the node's own."""
+    """``issuer.app.create_app(node)`` with the inbox, ``POST /requests`` and the wallet pages mounted; ``wallet``
+    defaults to the node's own."""
     from issuer.app import create_app
     app = create_app(node, **issuer_options)
     wallet = wallet or Wallet.from_node(node)
     app.register_blueprint(inbox.blueprint(wallet, public_url=node.config.get("public_url")))
+    app.register_blueprint(requests.blueprint(wallet, public_url=node.config.get("public_url")))
     app.register_blueprint(pages.blueprint(wallet, public_url=node.config.get("public_url")))  # wallet pages
     app.config["CEAD_WALLET"] = wallet
     return app

@@ -8,6 +8,10 @@ Signed-in pages (the DPO pages' sign-in, from ``issuer.pages``):
 - ``GET /wallet/<id>/summary``: a printable summary (``wallet.qr.summary_svg`` / ``summary_png``) whose QR code
   leads to the public verification page below.
 
+- ``GET /wallet/requests``: data-sharing requests received (``wallet.requests``), pending first;
+  ``GET /wallet/requests/<id>`` shows one with an approval form prefilled from it; ``POST .../approve`` and
+  ``POST .../refuse`` (scope ``issue:approval``) call ``wallet.requests.approve`` / ``refuse``.
+
 Public: ``GET /verify/<link>`` verifies the held credential now (signature, issuer key, validity, status) and
 shows the outcome; ``/verify/<link>/credential`` lets the reader verify it themselves. ``<link>`` is the local id
 signed with the node's web secret (itsdangerous), so only people given a printed summary can open it and nobody
@@ -15,20 +19,25 @@ can list the wallet. Deleting the credential, or ``HOME/web-secret``, withdraws 
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from issuer.pages import pretty, protect, sign_in_required
+from issuer.pages import current_token, http_status, parse_object, pretty, protect, sign_in_required
 from verifier.results import CeadError
 
 from . import qr
+from . import requests as sharing
 from .store import Wallet, WalletCredential
 
 BLUEPRINT = "cead_wallet"
 LINK_SALT = "cead-wallet-verify"
 MEDIA_TYPES = {"jwt": "application/vc+jwt", "ldp": "application/vc"}
+# what the approver states beyond what the request names (see schemas.models.DataSharingApproval)
+APPROVER_FIELDS = ("lawfulBases (your own entry)", "dataCategories", "dataSubjects", "dpia", "sensitivity",
+                   "recipientRequirements", "retention", "onwardSharing", "privacyProtocol", "notBefore", "notAfter")
 STATUS_BADGES = {"active": "ok", "none": "", "suspended": "suspended", "revoked": "revoked", "unknown": "warn"}
 
 
@@ -47,7 +56,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     """The wallet pages for ``wallet``; ``public_url`` is the node's external base URL, used in the QR codes
     (default: the URL the page was requested at)."""
     bp = Blueprint(BLUEPRINT, __name__, template_folder="templates")
-    protect(bp, {"wallet.not_found": 404, "web.link_invalid": 404})
+    protect(bp, {"wallet.not_found": 404, "web.link_invalid": 404, "sharing.not_found": 404,
+                 "sharing.not_pending": 409, "wallet.delegation_missing": 422, "sharing.undelivered": 502})
 
     def links() -> URLSafeSerializer:
         return URLSafeSerializer(current_app.secret_key, salt=LINK_SALT)
@@ -88,6 +98,90 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         flash(f"Status lists read again: {len(changed)} credential(s) changed since receipt." if changed
               else "Status lists read again: no credential has been revoked or suspended since receipt.")
         return redirect(url_for(f"{BLUEPRINT}.holdings"))
+
+    # -- data-sharing requests (the IAO's approvals interface) ---------------------------------------------------
+    @bp.get("/wallet/requests")
+    @sign_in_required
+    def requests_list():
+        return render_template("wallet_requests.html", rows=sharing.list_requests(wallet), date=_date)
+
+    def delegation_choices() -> list[tuple[str, str]]:
+        """The node's own delegations: held in the wallet (delivered to it) or in HOME/delegations."""
+        node = current_app.config["CEAD_NODE"]
+        out = [(r.credential_id, f"{r.credential_id} (from {r.issuer})") for r in wallet.search(
+            type="DelegatedAuthorityCredential", usable=True) if r.subject == wallet.holder and r.credential_id]
+        for path in sorted((node.home / "delegations").glob("*.json")):
+            try:
+                ident = json.loads(path.read_text()).get("id")
+            except (ValueError, AttributeError, OSError):
+                continue
+            if isinstance(ident, str) and ident not in dict(out):
+                out.append((ident, f"{ident} ({path.name})"))
+        return out
+
+    def request_page(request_id: str, form: dict | None = None, error=None, status: int = 200):
+        row = sharing.get_request(wallet, request_id)
+        choices = delegation_choices()
+        if form is None:
+            delegation = request.args.get("delegation", choices[0][0] if choices else "")
+            form = {"delegation": delegation, "valid_until": ""}
+            if row.status == sharing.PENDING:
+                try:
+                    draft = sharing.draft_subject(current_app.config["CEAD_NODE"], wallet, request_id,
+                                                  delegation=delegation or None)
+                except CeadError as exc:
+                    error, draft = exc.problem, sharing.draft_subject(current_app.config["CEAD_NODE"], wallet,
+                                                                      request_id)
+                form["subject"] = pretty(draft)
+        return render_template("wallet_request.html", row=row, req=row.request, form=form, error=error,
+                               choices=choices, date=_date, document=pretty(row.request),
+                               approver_fields=APPROVER_FIELDS), status
+
+    @bp.get("/wallet/requests/<request_id>")
+    @sign_in_required
+    def request_detail(request_id: str):
+        return request_page(request_id)
+
+    def may_approve() -> list[str]:
+        scopes = current_token().scopes.split(",")
+        if "issue:approval" not in scopes:
+            raise CeadError("auth.scope", "This token may not decide data-sharing requests (needs issue:approval).",
+                            scope="issue:approval")
+        return scopes
+
+    @bp.post("/wallet/requests/<request_id>/approve")
+    @sign_in_required
+    def request_approve(request_id: str):
+        scopes = may_approve()
+        form = {k: request.form.get(k, "") for k in ("subject", "delegation", "valid_until")}
+        try:
+            subject = parse_object(form["subject"], "approval subject")
+            done = sharing.approve(current_app.config["CEAD_NODE"], wallet, request_id, subject,
+                                   delegation=form["delegation"].strip() or None,
+                                   valid_until=form["valid_until"].strip() or None,
+                                   issued_by=current_token().name, scopes=scopes)
+        except CeadError as exc:
+            status = http_status(exc.code, {"sharing.not_found": 404, "sharing.not_pending": 409,
+                                            "sharing.undelivered": 502, "wallet.delegation_missing": 422})
+            if status >= 500 and exc.code != "sharing.undelivered":
+                raise
+            return request_page(request_id, form, exc.problem, status)
+        flash(f"Approved: {done.issued.id} was issued and delivered to {done.request.request['replyTo']}.")
+        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
+
+    @bp.post("/wallet/requests/<request_id>/refuse")
+    @sign_in_required
+    def request_refuse(request_id: str):
+        may_approve()
+        reason = request.form.get("reason", "")
+        try:
+            sharing.refuse(wallet, request_id, reason, by=current_token().name)
+        except CeadError as exc:
+            if exc.code != "sharing.invalid":
+                raise
+            return request_page(request_id, {"reason": reason}, exc.problem, 400)
+        flash("Refused; the reason is recorded.")
+        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
 
     @bp.get("/wallet/<ident>")
     @sign_in_required

@@ -101,6 +101,31 @@ class WalletTerm(SQLModel, table=True):
     value: str
 
 
+class WalletRequest(SQLModel, table=True):
+    """A data-sharing request received at ``POST /requests`` (``wallet.requests``), awaiting the IAO's decision."""
+    __tablename__ = "wallet_request"
+
+    id: str = Field(primary_key=True)                            # local identifier
+    requester: str = Field(index=True)                           # the requesting organisation's DID (= VP holder)
+    body: str = Field(sa_column=Column(Text, nullable=False))    # the request object, JSON
+    certifications: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of what was presented
+    presentation_digest: str = Field(unique=True, index=True)    # SHA-256 of the presentation (a replay is refused)
+    status: str = Field(default="pending", index=True)           # pending | approved | refused
+    reason: str | None = None                                    # why it was refused
+    approval_id: str | None = None                               # the approval issued
+    decided_by: str | None = None
+    received_at: datetime = Field(default_factory=_utcnow)
+    decided_at: datetime | None = None
+
+    @property
+    def request(self) -> dict:
+        return json.loads(self.body)
+
+    @property
+    def certification_list(self) -> list[dict]:
+        return json.loads(self.certifications)
+
+
 def _aware(value: datetime | None) -> datetime | None:
     """Datetimes read back from SQLite may lack their zone; every stored time is UTC."""
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value

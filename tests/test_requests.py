@@ -1,0 +1,266 @@
+"""Data-sharing requests between nodes over real HTTPS on 127.0.0.1, and the IAO's approvals interface.
+
+Three nodes: a controller (delegates approval authority to the IAO's node and certifies the requester), the IAO's
+node (receives requests at ``POST /requests``, approves them) and the requester (sends requests, receives the
+approval in its inbox, pulls data through ``CeadMiddleware``).
+"""
+from __future__ import annotations
+
+import uuid
+from contextlib import ExitStack
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from flask import Flask, jsonify
+from sqlmodel import Session, select
+
+from helpers_https import https_server
+from issuer import service
+from issuer.node import Node
+from schemas.models import credential_digest
+from verifier.binding import origin, request_binding
+from verifier.decision import Decider
+from verifier.middleware import CeadMiddleware
+from verifier.policy import parse_policy
+from verifier.results import CeadError
+from wallet import requests as sharing
+from wallet.app import create_node_app
+from wallet.client import CeadAuth
+from wallet.present import build_presentation
+from wallet.store import Wallet, WalletRequest
+
+from issuer_fixtures import token
+from test_pages import csrf_of, sign_in
+from test_wallet_support import CYBER_ESSENTIALS, approval_subject, certification_subject
+
+DATASET = "https://data.example.gov.scot/dataset/school-meals"
+PURPOSE = "cead:FreeSchoolMealAutoEnrolment"
+PASSPHRASE = b"requests test passphrase"
+V2 = ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"]
+
+
+class Late:
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+def _credential(kind: str, subject: dict) -> dict:
+    return {"@context": V2, "type": ["VerifiableCredential", kind], "credentialSubject": subject}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("requests")
+    with ExitStack() as stack:
+        servers = {name: (Late(),) for name in ("controller", "iao", "requester", "api")}
+        for name in servers:
+            late = servers[name][0]
+            base, ca = stack.enter_context(https_server(late))
+            servers[name] = (late, base, ca)
+        bundle = tmp / "ca-bundle.pem"
+        bundle.write_text("".join(open(s[2]).read() for s in servers.values()))
+        network = {"allow_private": True, "ca_bundle": str(bundle)}
+        w = {"bundle": str(bundle)}
+        for name in ("controller", "iao", "requester"):
+            late, base, _ = servers[name]
+            node, _ = Node.init(tmp / name, name.title(), PASSPHRASE, domain=urlsplit(base).netloc,
+                                public_url=base, network=network)
+            wallet = Wallet.from_node(node)
+            late.app = create_node_app(node, wallet=wallet)
+            w[name] = {"node": node, "wallet": wallet, "url": base}
+        controller, iao, requester = (w[k]["node"] for k in ("controller", "iao", "requester"))
+        # the controller delegates approval authority for the dataset to the IAO's node, and certifies the requester
+        delegation = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+            "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+            "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET]}}))
+        assert w["iao"]["wallet"].import_credential(delegation.credential).ok
+        w["delegation"] = delegation
+        cert = service.issue(controller, _credential("OrganisationCertificationCredential",
+                                                     certification_subject(requester.did, CYBER_ESSENTIALS)))
+        assert w["requester"]["wallet"].import_credential(cert.credential).ok
+        # a data API at the requester's reach, controlled by the controller
+        policy = parse_policy({"controllers": [{"dataset": DATASET, "controller": controller.did}],
+                               "network": network, "caches": {"status_lists": {"size": 16, "ttl": 0}}})
+        api = Flask("data-api")
+        api.get("/meals")(lambda: jsonify({"rows": 3}))
+        api.wsgi_app = CeadMiddleware(api.wsgi_app, Decider(policy), dataset_for=lambda env: DATASET)
+        servers["api"][0].app = api
+        w["api"] = servers["api"][1]
+        yield w
+
+
+def make_request(w, **changes) -> dict:
+    requester = w["requester"]["node"].did
+    body = {"requester": requester, "datasets": [DATASET], "dataItems": ["pupil_id", "entitlement"],
+            "purposes": [PURPOSE],
+            "lawfulBasis": {"party": requester, "regime": "UKGDPR",
+                            "legalBases": ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]},
+            "cadence": "R/2025-01-01T00:00:00Z/P1M",
+            "agreement": {"id": f"urn:uuid:{uuid.uuid4()}", "digest": "sha256-" + "A" * 43},
+            "justification": "Auto-enrolment for free school meals.", "replyTo": w["requester"]["url"] + "/inbox"}
+    body.update(changes)
+    return body
+
+
+def the_rest(w, **changes) -> dict:
+    """What the approver states beyond the request (their own lawful basis, DPIA, retention...)."""
+    subject = approval_subject(w["controller"]["node"].did, w["requester"]["node"].did, datasets=[DATASET],
+                               purposes=[PURPOSE])
+    rest = {k: v for k, v in subject.items() if k not in sharing.FROM_REQUEST or k == "lawfulBases"}
+    rest.update(changes)
+    return rest
+
+
+def rows(w) -> list[WalletRequest]:
+    with Session(w["iao"]["node"].engine) as s:
+        return list(s.exec(select(WalletRequest)))
+
+
+def send(w, request: dict | None = None) -> dict:
+    return sharing.send_request(w["requester"]["wallet"], w["iao"]["url"] + "/requests", request or make_request(w),
+                                verify=w["bundle"])
+
+
+def test_a_request_is_stored_approved_delivered_and_then_presented(world):
+    w = world
+    answer = send(w)
+    assert answer["status"] == "pending"
+    stored = sharing.get_request(w["iao"]["wallet"], answer["id"])
+    assert stored.requester == w["requester"]["node"].did and stored.request["datasets"] == [DATASET]
+    assert [c["scheme"] for c in stored.certification_list] == [CYBER_ESSENTIALS]
+
+    draft = sharing.draft_subject(w["iao"]["node"], w["iao"]["wallet"], answer["id"],
+                                  delegation=w["delegation"].id)
+    assert draft["discloser"] == w["controller"]["node"].did
+    assert draft["recipients"] == [w["requester"]["node"].did]
+    assert draft["delegationChain"] == [{"id": w["delegation"].id,
+                                         "digest": credential_digest(w["delegation"].credential)}]
+
+    done = sharing.approve(w["iao"]["node"], w["iao"]["wallet"], answer["id"], the_rest(w),
+                           delegation=w["delegation"].id)
+    assert done.request.status == "approved" and done.request.approval_id == done.issued.id
+    assert len(done.delivered["stored"]) == 2        # the approval and the delegation it pins
+    held = w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
+    assert done.issued.id in [r.credential_id for r in held]
+
+    response = requests.get(w["api"] + "/meals", auth=CeadAuth(w["requester"]["wallet"], dataset=DATASET,
+                                                                purpose=PURPOSE), verify=w["bundle"])
+    assert response.status_code == 200, response.text
+
+    with pytest.raises(CeadError) as again:
+        sharing.approve(w["iao"]["node"], w["iao"]["wallet"], answer["id"], the_rest(w),
+                        delegation=w["delegation"].id)
+    assert again.value.code == "sharing.not_pending"
+
+
+def _bound_body(w, request: dict, url: str) -> dict:
+    wallet = w["requester"]["wallet"]
+    vp = build_presentation(wallet.holder, wallet.key, wallet.kid, [], audience=origin(url),
+                            nonce=request_binding("POST", url, None, manifest=request))
+    return {"request": request, "presentation": vp}
+
+
+def test_tampered_replayed_or_malformed_requests_are_refused_and_nothing_is_stored(world):
+    w = world
+    url = w["iao"]["url"] + "/requests"
+    before = len(rows(w))
+    request = make_request(w)
+    body = _bound_body(w, request, url)
+
+    tampered = {**body, "request": {**request, "dataItems": ["pupil_id", "entitlement", "home_postcode"]}}
+    answer = requests.post(url, json=tampered, verify=w["bundle"])
+    assert answer.status_code == 401
+    assert answer.json()["problems"][0]["code"].startswith(("presentation.", "jose."))
+
+    elsewhere = requests.post(w["requester"]["url"] + "/requests", json=body, verify=w["bundle"])
+    assert elsewhere.status_code == 401
+
+    malformed = make_request(w)
+    del malformed["replyTo"]
+    answer = requests.post(url, json=_bound_body(w, malformed, url), verify=w["bundle"])
+    assert answer.status_code == 400
+    problem = answer.json()["problems"][0]
+    assert problem["code"] == "sharing.invalid" and problem["detail"]["field"] == "replyTo"
+
+    other = make_request(w, requester=w["controller"]["node"].did,
+                         lawfulBasis={**request["lawfulBasis"], "party": w["controller"]["node"].did})
+    answer = requests.post(url, json=_bound_body(w, other, url), verify=w["bundle"])
+    assert answer.status_code == 403 and answer.json()["problems"][0]["code"] == "sharing.not_requester"
+
+    for junk in (b"not json", b"[]", b'{"request": {}}'):
+        answer = requests.post(url, data=junk, verify=w["bundle"])
+        assert answer.status_code == 400 and answer.json()["problems"][0]["code"] == "sharing.invalid"
+    assert len(rows(w)) == before
+
+    # the sending wallet checks the request first, naming the field
+    with pytest.raises(CeadError) as bad:
+        send(w, make_request(w, cadence="every now and then"))
+    assert bad.value.code == "sharing.invalid" and bad.value.detail["field"] == "cadence"
+
+    # the same presentation, sent again to the same URL, is a replay
+    assert requests.post(url, json=body, verify=w["bundle"]).status_code == 201
+    again = requests.post(url, json=body, verify=w["bundle"])
+    assert again.status_code == 409 and again.json()["problems"][0]["code"] == "sharing.duplicate"
+    assert len(rows(w)) == before + 1
+
+
+def test_a_too_wide_approval_is_refused_by_the_guard_rail_and_stays_pending(world):
+    w = world
+    answer = send(w, make_request(w, datasets=["https://data.example.gov.scot/dataset/pupils"]))
+    with pytest.raises(CeadError) as err:
+        sharing.approve(w["iao"]["node"], w["iao"]["wallet"], answer["id"], the_rest(w),
+                        delegation=w["delegation"].id)
+    assert err.value.code == "scope.too_wide" and "datasets" in err.value.detail["dimensions"]
+    assert sharing.get_request(w["iao"]["wallet"], answer["id"]).status == "pending"
+    refused = sharing.refuse(w["iao"]["wallet"], answer["id"], "Outside the delegated datasets.")
+    assert refused.status == "refused" and refused.reason == "Outside the delegated datasets."
+
+
+def test_the_pages_list_the_request_and_approve_it_through_the_form(world):
+    import json
+    w = world
+    first = send(w)
+    wide = send(w, make_request(w, datasets=["https://data.example.gov.scot/dataset/pupils"]))
+    client = create_node_app(w["iao"]["node"], wallet=w["iao"]["wallet"]).test_client()
+    assert client.get("/wallet/requests").status_code == 302           # sign-in first
+
+    reader = token(w["iao"]["node"], "status:change", name="reader")
+    assert sign_in(client, reader).status_code == 302
+    listing = client.get("/wallet/requests")
+    assert listing.status_code == 200 and first["id"] in listing.text and DATASET in listing.text
+    assert "CyberEssentials" in listing.text
+    page = client.get(f"/wallet/requests/{first['id']}")
+    form = {"csrf": csrf_of(page.text), "delegation": w["delegation"].id}
+    subject = json.dumps({**sharing.draft_subject(w["iao"]["node"], w["iao"]["wallet"], first["id"],
+                                                  delegation=w["delegation"].id), **the_rest(w)})
+    denied = client.post(f"/wallet/requests/{first['id']}/approve", data={**form, "subject": subject})
+    assert denied.status_code == 403 and "auth.scope" in denied.text
+    assert client.post(f"/wallet/requests/{first['id']}/approve", data={"subject": subject}).status_code == 403
+
+    client.post("/dpo/sign-out", data={"csrf": form["csrf"]})
+    approver = token(w["iao"]["node"], "issue:approval", name="iao")
+    assert sign_in(client, approver).status_code == 302
+    page = client.get(f"/wallet/requests/{first['id']}")
+    assert page.status_code == 200 and "Approve" in page.text and w["delegation"].id in page.text
+    assert "&#34;discloser&#34;" in page.text or "&quot;discloser&quot;" in page.text   # prefilled subject
+    form["csrf"] = csrf_of(page.text)
+    done = client.post(f"/wallet/requests/{first['id']}/approve", data={**form, "subject": subject})
+    assert done.status_code == 302
+    row = sharing.get_request(w["iao"]["wallet"], first["id"])
+    assert row.status == "approved" and row.decided_by == "iao"
+    assert row.approval_id in [r.credential_id for r in w["requester"]["wallet"].search(
+        type="DataSharingApprovalCredential")]
+
+    wide_subject = json.dumps({**sharing.draft_subject(w["iao"]["node"], w["iao"]["wallet"], wide["id"],
+                                                       delegation=w["delegation"].id), **the_rest(w)})
+    refused = client.post(f"/wallet/requests/{wide['id']}/approve", data={**form, "subject": wide_subject})
+    assert refused.status_code == 422 and "scope.too_wide" in refused.text and "datasets" in refused.text
+    assert sharing.get_request(w["iao"]["wallet"], wide["id"]).status == "pending"
+    bad = client.post(f"/wallet/requests/{wide['id']}/approve", data={**form, "subject": "[1, 2"})
+    assert bad.status_code == 400 and "web.form_invalid" in bad.text
+    gone = client.post(f"/wallet/requests/{wide['id']}/refuse", data={"csrf": form["csrf"], "reason": "Too wide."})
+    assert gone.status_code == 302 and sharing.get_request(w["iao"]["wallet"], wide["id"]).status == "refused"
+    assert client.get("/wallet/requests/nope").status_code == 404

@@ -1,0 +1,371 @@
+"""Data-sharing requests between nodes, and the Information Asset Owner's decision on them.
+
+- The requester's wallet sends a request to the data holder's node (:func:`send_request`): ``POST /requests`` with
+  ``{"request": {...}, "presentation": "<vp+jwt>"}``. The presentation is the requester's (holder = requester) and
+  carries its certifications; it is bound by the wire contract to this request: nonce =
+  ``request_binding("POST", url, None, manifest=request)`` (the manifest slot binds the request object), audience =
+  the URL's origin.
+- The data holder's node verifies the presentation and the binding, checks the request's shape and stores it as
+  ``pending`` (:func:`receive`, served by :func:`blueprint`); nothing is stored when anything is refused.
+- The IAO approves (:func:`approve`: a ``DataSharingApprovalCredential`` built from the request, issued through
+  ``issuer.service.issue`` so the guard rail applies, and delivered with the delegation chain it pins to the
+  request's ``replyTo`` inbox) or refuses (:func:`refuse`). The web pages call the same two functions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import requests as http
+from flask import Blueprint, jsonify, request as flask_request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+from sqlalchemy import case
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from schemas import vocab
+from schemas.models import Did, Iri, LawfulBasis, Ref, credential_digest, describe
+from schemas.values import types_of
+from verifier.binding import origin, request_binding
+from verifier.results import CeadError, Problem
+
+from .inbox import credentials_of
+from .store import Wallet, WalletRequest, jwt_payload, pinned_references
+
+MAX_BYTES = 256 * 1024
+APPROVAL = "DataSharingApprovalCredential"
+CERTIFICATION = "OrganisationCertificationCredential"
+DELEGATION = "DelegatedAuthorityCredential"
+PENDING, APPROVED, REFUSED = "pending", "approved", "refused"
+# the approval subject's fields that come from the request (the rest is the approver's to state)
+FROM_REQUEST = ("agreement", "discloser", "recipients", "delegationChain", "datasets", "dataItems", "purposes",
+                "lawfulBases", "cadence")
+
+
+# ---- the request object ----------------------------------------------------------------------------------------
+
+def _cadence(value: str) -> str:
+    vocab.RepeatingInterval.parse(value)
+    return value
+
+
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("must be an https:// URL (the requester's inbox)")
+    return value
+
+
+class DataSharingRequest(BaseModel):
+    """What a requester asks for. Wire form: camelCase JSON; unknown fields are refused."""
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    requester: Did
+    datasets: Annotated[list[Iri], Field(min_length=1)]
+    data_items: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)]
+    purposes: Annotated[list[Iri], Field(min_length=1)]
+    lawful_basis: LawfulBasis                 # the requester's proposed lawful basis (its party is the requester)
+    cadence: Annotated[str, AfterValidator(_cadence)]
+    agreement: Ref
+    justification: Annotated[str, Field(min_length=1, max_length=4000)]
+    reply_to: Annotated[str, AfterValidator(_https_url)]
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def parse_request(data: Any) -> DataSharingRequest:
+    """The request object checked; ``sharing.invalid`` naming the bad field otherwise."""
+    if not isinstance(data, dict):
+        raise CeadError("sharing.invalid", "'request' must be a JSON object.", field="request")
+    try:
+        parsed = DataSharingRequest.model_validate(data)
+    except ValidationError as exc:
+        fields = [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+        raise CeadError("sharing.invalid", f"The request does not fit: {describe(exc)}", field=fields[0],
+                        errors=[{"at": f, "problem": e["msg"]} for f, e in zip(fields, exc.errors())]) from None
+    if parsed.lawful_basis.party != parsed.requester:
+        raise CeadError("sharing.invalid", "lawfulBasis.party must be the requester: it is the requester's own "
+                        "proposed lawful basis.", field="lawfulBasis.party")
+    return parsed
+
+
+# ---- sending (the requester's side) -----------------------------------------------------------------------------
+
+def send_request(wallet: Wallet, url: str, request: dict, *, credentials: list | None = None,
+                 session: http.Session | None = None, timeout: float = 30.0, verify: str | bool = True) -> dict:
+    """POST ``request`` to another node's ``POST /requests`` with the wallet's presentation of its certifications
+    (default: every usable certification it holds about itself; or ``credentials``), bound to ``url`` and to the
+    request. Returns the node's answer (``{"id", "status"}``); raises ``sharing.refused`` with its reasons, or
+    ``sharing.unreachable``."""
+    from .client import _reasons
+    from .present import build_presentation
+    body = parse_request(request).to_json()
+    if body["requester"] != wallet.holder:
+        raise CeadError("sharing.invalid", f"The requester must be this wallet's holder ({wallet.holder}).",
+                        field="requester")
+    if credentials is None:
+        credentials = [r.credential for r in wallet.search(type=CERTIFICATION, usable=True)
+                       if r.subject == wallet.holder]
+    vp = build_presentation(wallet.holder, wallet.key, wallet.kid, credentials, audience=origin(url),
+                            nonce=request_binding("POST", url, None, manifest=body))
+    session = session or http.Session()
+    try:
+        response = session.post(url, json={"request": body, "presentation": vp}, timeout=timeout, verify=verify,
+                                allow_redirects=False)
+    except http.RequestException as exc:
+        raise CeadError("sharing.unreachable", f"Could not reach {url}: {exc}") from None
+    if response.status_code >= 300:
+        reasons = _reasons(response.content)
+        text = "; ".join(f"{p.code}: {p.message}" for p in reasons) or f"HTTP {response.status_code}"
+        raise CeadError("sharing.refused", f"{url} refused the request: {text}", status=response.status_code,
+                        reasons=[p.to_dict() for p in reasons])
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or "id" not in answer:
+        raise CeadError("sharing.unreachable", f"{url} answered HTTP {response.status_code} but not as a Cead node.")
+    return answer
+
+
+# ---- receiving (the data holder's side) --------------------------------------------------------------------------
+
+def _problems(status: int, *problems: Problem) -> tuple[int, dict]:
+    return status, {"problems": [p.to_dict() for p in problems]}
+
+
+def receive(wallet: Wallet, body: bytes, url: str) -> tuple[int, dict]:
+    """Check and store one request sent to ``url``; returns (HTTP status, JSON answer). Never raises for bad input;
+    nothing is stored unless the answer is 201."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):   # not JSON, or nested too deeply
+        data = None
+    if not isinstance(data, dict) or set(data) != {"request", "presentation"}:
+        return _problems(400, Problem("sharing.invalid", "The body must be a JSON object with exactly 'request' "
+                                      "and 'presentation'.", {"field": "body"}))
+    try:
+        parsed = parse_request(data["request"])
+    except CeadError as exc:
+        return _problems(400, exc.problem)
+    presentation = data["presentation"]
+    if not isinstance(presentation, (str, dict)):
+        return _problems(400, Problem("sharing.invalid", "'presentation' must be a vp+jwt or a JSON presentation.",
+                                      {"field": "presentation"}))
+    # the binding covers the request object exactly as sent (JCS), so any change to it is a mismatch
+    result = wallet.verifier.verify_presentation(
+        presentation, challenge=request_binding("POST", url, None, manifest=data["request"]), domain=origin(url))
+    if not result.verified:
+        malformed = any(p.code.endswith(".malformed") for p in result.problems)
+        return _problems(400 if malformed else 401, *result.problems)
+    if result.issuer != parsed.requester:
+        return _problems(403, Problem("sharing.not_requester", f"The presentation is by {result.issuer}, but the "
+                                      f"request is made by {parsed.requester}.",
+                                      {"holder": result.issuer, "requester": parsed.requester}))
+    certifications = []
+    for sub, credential in zip(result.credentials, credentials_of(result.document or {})):
+        doc = sub.document or {}
+        subject = doc.get("credentialSubject") if isinstance(doc.get("credentialSubject"), dict) else {}
+        if CERTIFICATION not in types_of(doc) or subject.get("id") != parsed.requester:
+            return _problems(403, Problem("sharing.not_requester", "Only the requester's own certifications may be "
+                                          "presented with a request.", {"id": doc.get("id"),
+                                                                        "requester": parsed.requester}))
+        certifications.append({"id": doc.get("id"), "issuer": sub.issuer, "scheme": subject.get("scheme"),
+                               "status": subject.get("status"), "expiryDate": subject.get("expiryDate"),
+                               "digest": credential_digest(credential)})
+    text = presentation if isinstance(presentation, str) else json.dumps(presentation, sort_keys=True)
+    request_id = uuid.uuid4().hex[:12]
+    row = WalletRequest(id=request_id, requester=parsed.requester,
+                        body=json.dumps(data["request"]), certifications=json.dumps(certifications),
+                        presentation_digest=hashlib.sha256(text.encode()).hexdigest())
+    try:
+        with Session(wallet.engine) as s:
+            s.add(row)
+            s.commit()
+    except IntegrityError:
+        return _problems(409, Problem("sharing.duplicate", "This presentation was received before (a replay)."))
+    return 201, {"id": request_id, "status": PENDING}
+
+
+def blueprint(wallet: Wallet, *, public_url: str | None = None, max_bytes: int = MAX_BYTES) -> Blueprint:
+    """``POST /requests`` for ``wallet``; ``public_url`` as for the inbox (the URL the sender used)."""
+    bp = Blueprint("wallet_requests", __name__)
+
+    @bp.post("/requests")
+    def requests_endpoint():
+        flask_request.max_content_length = max_bytes
+        if (flask_request.content_length or 0) > max_bytes:
+            status, answer = _problems(413, Problem("sharing.too_large", f"A request is at most {max_bytes} bytes."))
+            return jsonify(answer), status
+        body = flask_request.get_data(cache=False)
+        url = (public_url.rstrip("/") + flask_request.full_path.rstrip("?")) if public_url else flask_request.url
+        status, answer = receive(wallet, body, url)
+        return jsonify(answer), status
+
+    return bp
+
+
+# ---- listing and deciding ----------------------------------------------------------------------------------------
+
+def list_requests(wallet: Wallet) -> list[WalletRequest]:
+    """Every request, pending first, newest first within each status."""
+    pending_first = case((WalletRequest.status == PENDING, 0), else_=1)
+    with Session(wallet.engine) as s:
+        return list(s.exec(select(WalletRequest).order_by(pending_first, WalletRequest.received_at.desc())))
+
+
+def get_request(wallet: Wallet, request_id: str) -> WalletRequest:
+    with Session(wallet.engine) as s:
+        row = s.get(WalletRequest, request_id) if isinstance(request_id, str) else None
+    if row is None:
+        raise CeadError("sharing.not_found", f"No data-sharing request {request_id!r} was received here.")
+    return row
+
+
+def _pending(wallet: Wallet, request_id: str) -> WalletRequest:
+    row = get_request(wallet, request_id)
+    if row.status != PENDING:
+        raise CeadError("sharing.not_pending", f"Request {request_id} was already {row.status}.", status=row.status)
+    return row
+
+
+def _decide(wallet: Wallet, request_id: str, status: str, **fields: Any) -> WalletRequest:
+    """Record the decision, once: a request decided meanwhile (another tab, another person) is not overwritten."""
+    with Session(wallet.engine) as s:
+        row = s.get(WalletRequest, request_id, with_for_update=True)
+        if row is None or row.status != PENDING:
+            raise CeadError("sharing.not_pending", f"Request {request_id} was already decided.")
+        row.status, row.decided_at = status, datetime.now(timezone.utc)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        s.add(row)
+        s.commit()
+        s.refresh(row)
+        return row
+
+
+def refuse(wallet: Wallet, request_id: str, reason: str, *, by: str | None = None) -> WalletRequest:
+    """Mark a pending request refused, with the reason (nothing is sent to the requester)."""
+    _pending(wallet, request_id)
+    if not isinstance(reason, str) or not reason.strip():
+        raise CeadError("sharing.invalid", "Give a reason for the refusal.", field="reason")
+    return _decide(wallet, request_id, REFUSED, reason=reason.strip()[:2000], decided_by=by)
+
+
+def _document(credential: dict | str) -> dict:
+    return jwt_payload(credential) if isinstance(credential, str) else credential
+
+
+def resolve_delegation(node, wallet: Wallet, delegation: Any) -> dict | str:
+    """The node's own delegation as signed: a credential (JSON or vc+jwt), or the id of one held in the wallet or
+    in ``HOME/delegations``."""
+    if isinstance(delegation, str) and delegation.count(".") != 2:
+        held = wallet.get(delegation)
+        if held is not None:
+            return held.credential
+        from issuer.service import _load_delegation
+        return _load_delegation(node, delegation)
+    if not isinstance(delegation, (dict, str)):
+        raise CeadError("delegation.invalid", "The delegation must be a credential or the id of one.")
+    return delegation
+
+
+def delegation_chain(wallet: Wallet, delegation: dict | str) -> list[dict | str]:
+    """The delegation and its ``parentDelegation``s held in the wallet, root first; each parent is the credential
+    whose digest the child pins (``wallet.delegation_missing`` when one is not held)."""
+    chain = [delegation]
+    seen = {credential_digest(delegation)}
+    while True:
+        parent = (_document(chain[0]).get("credentialSubject") or {}).get("parentDelegation")
+        if not isinstance(parent, dict):
+            return chain
+        held = next((r for r in wallet.search(type=DELEGATION) if r.digest == parent.get("digest")), None)
+        if held is None or held.digest in seen:
+            raise CeadError("wallet.delegation_missing", f"The parent delegation {parent.get('id')} is not held "
+                            "here (pinned by digest).", reference=parent)
+        seen.add(held.digest)
+        chain.insert(0, held.credential)
+
+
+def draft_subject(node, wallet: Wallet, request_id: str, *, delegation: Any = None) -> dict:
+    """The approval subject the request asks for: discloser (the delegation's controller, or this node), recipient
+    (the requester), datasets, dataItems, purposes, the requester's lawful basis, cadence, agreement and the
+    delegation chain pinned by digest. The approver adds the rest (their own lawful basis, data categories, DPIA,
+    sensitivity, retention, onward sharing, period...); the typed model names anything missing."""
+    req = get_request(wallet, request_id).request
+    subject: dict[str, Any] = {"agreement": req["agreement"], "discloser": node.did,
+                               "recipients": [req["requester"]], "delegationChain": [],
+                               "datasets": req["datasets"], "dataItems": req["dataItems"],
+                               "purposes": req["purposes"], "lawfulBases": [req["lawfulBasis"]],
+                               "cadence": req["cadence"]}
+    if delegation is not None:
+        signed = resolve_delegation(node, wallet, delegation)
+        chain = delegation_chain(wallet, signed)
+        subject["discloser"] = (_document(chain[0]).get("credentialSubject") or {}).get("onBehalfOf") or node.did
+        subject["delegationChain"] = [{"id": _document(c).get("id"), "digest": credential_digest(c)} for c in chain]
+    return subject
+
+
+@dataclass
+class Approved:
+    request: WalletRequest
+    issued: Any             # issuer.service.Issued
+    delivered: dict         # the requester's inbox receipt
+
+
+def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: dict | None = None, *,
+            delegation: Any = None, valid_until: str | None = None, options: dict | None = None,
+            issued_by: str | None = None, scopes=None, verify: str | bool | None = None) -> Approved:
+    """Approve a pending request: the approval subject is :func:`draft_subject` with
+    ``approval_subject_overrides`` laid over it, built by ``issuer.service.build_credential`` and issued by
+    ``issuer.service.issue`` (the guard rail checks it against ``delegation``, the node's own delegation: a
+    credential or an id held in the wallet or ``HOME/delegations``; ``scopes`` as for a token). The approval is
+    delivered with the delegation chain it pins to the request's ``replyTo`` (``verify``: the TLS CA bundle; default
+    the node's ``network.ca_bundle``), then the request is marked approved."""
+    from issuer import service
+    from .client import deliver
+    row = _pending(wallet, request_id)
+    if approval_subject_overrides is not None and not isinstance(approval_subject_overrides, dict):
+        raise CeadError("sharing.invalid", "The approval subject must be a JSON object.", field="subject")
+    subject = {**draft_subject(node, wallet, request_id, delegation=delegation), **(approval_subject_overrides or {})}
+    signed_delegation = resolve_delegation(node, wallet, delegation) if delegation is not None else None
+    credential = service.build_credential(node, APPROVAL, subject, valid_until=valid_until)
+    options = dict(options or {})
+    if signed_delegation is not None:
+        options["delegation"] = _document(signed_delegation)
+    pinned = _pinned_credentials(wallet, credential, signed_delegation)   # before signing: all must be held
+    issued = service.issue(node, credential, options, issued_by=issued_by, scopes=scopes)
+    done = _decide(wallet, request_id, APPROVED, approval_id=issued.id, decided_by=issued_by)
+    if verify is None:
+        verify = node.network.ca_bundle or True
+    try:
+        receipt = deliver(node.did, node.key, node.verification_method_id, [issued.credential, *pinned],
+                          row.request["replyTo"], verify=verify)
+    except CeadError as exc:
+        raise CeadError("sharing.undelivered", f"The approval {issued.id} was issued, but could not be delivered to "
+                        f"{row.request['replyTo']}: {exc.message} Revoke it in the register and ask the requester "
+                        "to send the request again.", approval=issued.id, reasons=[exc.problem.to_dict()]) from None
+    return Approved(done, issued, receipt)
+
+
+def _pinned_credentials(wallet: Wallet, approval: dict, delegation: dict | str | None) -> list[dict | str]:
+    """What the approval pins by digest, as signed: the delegation given and its ancestors held in the wallet."""
+    known = {credential_digest(c): c for c in delegation_chain(wallet, delegation)} if delegation is not None else {}
+    out = []
+    for ref in pinned_references(approval):
+        found = known.get(ref["digest"])
+        if found is None:
+            held = next((r for r in wallet.search() if r.digest == ref["digest"]), None)
+            found = held.credential if held is not None else None
+        if found is None:
+            raise CeadError("wallet.delegation_missing", f"{ref['id']}, pinned by the approval, is not held here.",
+                            reference=ref)
+        out.append(found)
+    return out
