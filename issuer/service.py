@@ -211,7 +211,7 @@ def check_delegation(node, credential: dict, cead_type: str, delegation: Any) ->
     """Guard rail: refuse a child whose scope is wider than the signer's own delegation (``scope.too_wide``)."""
     if cead_type not in GUARDED_TYPES or delegation is None:
         return
-    parent = _load_delegation(node, delegation)
+    parent = load_delegation(node, delegation)
     if "DelegatedAuthorityCredential" not in types_of(parent):
         raise _fail("delegation.invalid", "options.delegation must be a DelegatedAuthorityCredential.")
     subject = parent.get("credentialSubject")
@@ -233,7 +233,8 @@ def check_delegation(node, credential: dict, cead_type: str, delegation: Any) ->
                     violations=[v.to_problem().to_dict() for v in violations])
 
 
-def _load_delegation(node, delegation: Any) -> dict:
+def load_delegation(node, delegation: Any) -> dict:
+    """The signer's own DelegatedAuthorityCredential: given as an object, or an id found in HOME/delegations/."""
     if isinstance(delegation, dict):
         return delegation
     if isinstance(delegation, str):

@@ -270,8 +270,8 @@ def resolve_delegation(node, wallet: Wallet, delegation: Any) -> dict | str:
         held = wallet.get(delegation)
         if held is not None:
             return held.credential
-        from issuer.service import _load_delegation
-        return _load_delegation(node, delegation)
+        from issuer.service import load_delegation
+        return load_delegation(node, delegation)
     if not isinstance(delegation, (dict, str)):
         raise CeadError("delegation.invalid", "The delegation must be a credential or the id of one.")
     return delegation
