@@ -336,10 +336,17 @@ class StatusLists:
             if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms < 0:
                 raise CeadError("status.list_invalid", f"The status list {url} has a ttl that is not a whole "
                                 "number of milliseconds.", url=url)
-            fresh_for = ttl_ms / 1000
+            try:
+                fresh_for = ttl_ms / 1000
+            except OverflowError:   # longer than any cache lives: our own ttl and max_staleness bound it
+                fresh_for = float("inf")
         usable_until = float("inf")
         if isinstance(doc.get("validUntil"), str):   # its format was checked when the list credential verified
-            remaining = (parse_datetime(doc["validUntil"]) - datetime.now(timezone.utc)).total_seconds()
+            try:   # a VC 1.1 list's validUntil is not format-checked by the verifier
+                remaining = (parse_datetime(doc["validUntil"]) - datetime.now(timezone.utc)).total_seconds()
+            except (ValueError, OverflowError):
+                raise CeadError("status.list_invalid", f"The status list {url} has a validUntil that is not a "
+                                "date-time with a time zone.", url=url) from None
             usable_until = fetched + remaining
         return _Cached(fetched, bytes(bits), purposes, id_of(doc.get("issuer")), fresh_for, usable_until)
 

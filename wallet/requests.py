@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -141,6 +142,23 @@ def _problems(status: int, *problems: Problem) -> tuple[int, dict]:
     return status, {"problems": [p.to_dict() for p in problems]}
 
 
+def presentation_digest(presentation: str | dict) -> str:
+    """What identifies a presentation for the replay check: what its holder signed, not how it was encoded. A
+    vp+jwt is its signing input (the verifier strips surrounding whitespace, its base64url decoding ignores the
+    signature's spare bits, and an ES256 signature has two valid forms); a JSON presentation is the document with
+    its proofs' ``proofValue``s left out, keys sorted."""
+    if isinstance(presentation, str):
+        signed = presentation.strip().rsplit(".", 1)[0]
+    else:
+        def unsigned(proof):
+            return {k: v for k, v in proof.items() if k != "proofValue"} if isinstance(proof, dict) else proof
+        proofs = presentation.get("proof")
+        document = {**presentation, "proof": [unsigned(p) for p in proofs] if isinstance(proofs, list)
+                    else unsigned(proofs)} if "proof" in presentation else presentation
+        signed = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(signed.encode()).hexdigest()
+
+
 def receive(wallet: Wallet, body: bytes, url: str) -> tuple[int, dict]:
     """Check and store one request sent to ``url``; returns (HTTP status, JSON answer). Never raises for bad input;
     nothing is stored unless the answer is 201."""
@@ -180,11 +198,11 @@ def receive(wallet: Wallet, body: bytes, url: str) -> tuple[int, dict]:
         certifications.append({"id": doc.get("id"), "issuer": sub.issuer, "scheme": subject.get("scheme"),
                                "status": subject.get("status"), "expiryDate": subject.get("expiryDate"),
                                "digest": credential_digest(credential)})
-    text = presentation if isinstance(presentation, str) else json.dumps(presentation, sort_keys=True)
     request_id = uuid.uuid4().hex[:12]
     row = WalletRequest(id=request_id, requester=parsed.requester,
-                        body=json.dumps(data["request"]), certifications=json.dumps(certifications),
-                        presentation_digest=hashlib.sha256(text.encode()).hexdigest())
+                        # its wire form (camelCase) as checked, not as sent: the model also reads field names
+                        body=json.dumps(parsed.to_json()), certifications=json.dumps(certifications),
+                        presentation_digest=presentation_digest(presentation))
     try:
         with Session(wallet.engine) as s:
             s.add(row)
@@ -259,6 +277,9 @@ def refuse(wallet: Wallet, request_id: str, reason: str, *, by: str | None = Non
     return _decide(wallet, request_id, REFUSED, reason=reason.strip()[:2000], decided_by=by)
 
 
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
 def _document(credential: dict | str) -> dict:
     return jwt_payload(credential) if isinstance(credential, str) else credential
 
@@ -266,7 +287,7 @@ def _document(credential: dict | str) -> dict:
 def resolve_delegation(node, wallet: Wallet, delegation: Any) -> dict | str:
     """The node's own delegation as signed: a credential (JSON or vc+jwt), or the id of one held in the wallet or
     in ``HOME/delegations``."""
-    if isinstance(delegation, str) and delegation.count(".") != 2:
+    if isinstance(delegation, str) and not _COMPACT_JWS.fullmatch(delegation.strip()):   # an id may have two dots
         held = wallet.get(delegation)
         if held is not None:
             return held.credential
@@ -342,7 +363,14 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
         options["delegation"] = _document(signed_delegation)
     pinned = _pinned_credentials(wallet, credential, signed_delegation)   # before signing: all must be held
     issued = service.issue(node, credential, options, issued_by=issued_by, scopes=scopes)
-    done = _decide(wallet, request_id, APPROVED, approval_id=issued.id, decided_by=issued_by)
+    try:
+        done = _decide(wallet, request_id, APPROVED, approval_id=issued.id, decided_by=issued_by)
+    except Exception:
+        # decided meanwhile (another tab, another approver), or not recorded: an approval nothing records and that
+        # is never delivered must not stay valid
+        service.change_status(node, issued.id, "revoke", by=issued_by,
+                              reason=f"Data-sharing request {request_id} was decided meanwhile.")
+        raise
     if verify is None:
         verify = node.network.ca_bundle or True
     try:
