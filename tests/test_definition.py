@@ -313,10 +313,12 @@ def test_an_endpoint_that_publishes_no_definition_is_reported(world):
     with https_server(plain) as (base, ca):
         assert requests.get(f"{base}/x", auth=CeadAuth(world["wallet"], discover=True), verify=ca).json() == {
             "ok": True}
-    # a definition that is not for this holder's credentials: the presentation is still bound, and denied
-    with pytest.raises(TransferDenied):
+    # a definition for another dataset than the one the pipeline fetches: refused before anything is presented
+    # (it used to be presented, bound, and denied by the gateway; now nothing is disclosed at all)
+    with pytest.raises(CeadError) as err:
         requests.get(f"{world['base']}/meals", auth=CeadAuth(world["wallet"], discover=True, dataset=DS_CLOTHING,
                                                              purpose=P_STATS), verify=world["ca"])
+    assert err.value.code == "pex.definition_mismatch"
 
 
 def test_cead_fetch_discover(world, tmp_path, monkeypatch):
@@ -329,3 +331,13 @@ def test_cead_fetch_discover(world, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--discover" in result.output
     result = CliRunner().invoke(fetch_command, [f"{world['base']}/meals", "--discover", "--ca-bundle", world["ca"]])
     assert result.exit_code == 1 and "pex.unsatisfied" in result.output and "approval" in result.output
+
+
+def test_discovery_never_presents_for_a_dataset_other_than_the_one_asked_for(world):
+    """A gateway's 401 names the dataset it wants credentials for; when the pipeline said which dataset it is
+    fetching, a definition for another one is refused rather than answered with that dataset's approvals."""
+    with pytest.raises(CeadError) as info:
+        requests.get(f"{world['base']}/meals", auth=CeadAuth(world["wallet"], dataset=DS_CLOTHING, discover=True),
+                     verify=world["ca"])
+    assert info.value.code == "pex.definition_mismatch"
+    assert world["seen"] == []                      # no presentation reached the gateway

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import requests
 
+from schemas.vocab import expand
 from verifier.binding import normalise_url, request_binding
 from verifier.results import CeadError, Problem
 
@@ -106,6 +107,11 @@ class _Presenting:
             why = f" ({why.get('code')}: {why.get('message')})" if isinstance(why, dict) else ""
             raise CeadError("pex.definition_missing", f"{url} asks for a presentation but publishes no presentation "
                             f"definition{why}; name the dataset instead.", url=url)
+        wanted = self.options.get("dataset")
+        if wanted is not None and expand(dataset) != expand(wanted):
+            # the gateway would have the wallet show what it holds for another dataset: present nothing
+            raise CeadError("pex.definition_mismatch", f"{url} asks for credentials for {dataset}, but this transfer "
+                            f"is for {wanted}; nothing was presented.", url=url, asked=dataset, wanted=wanted)
         purpose = data.get("purpose")
         self.discovered[_path_key(url)] = {"definition": definition, "dataset": dataset,
                                            "purpose": purpose if isinstance(purpose, str) else None}
