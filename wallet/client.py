@@ -223,22 +223,30 @@ def deliver(sender_did: str, key, kid: str, credentials: list[dict | str], inbox
         body, ctype = vp.encode(), PRESENTATION_TYPES["jwt"]
     else:
         body, ctype = json.dumps(vp).encode(), PRESENTATION_TYPES["ldp"]
-    session = session or requests.Session()
+    return post_to_node(session, inbox_url, "inbox", "the delivery", data=body, headers={"Content-Type": ctype},
+                        timeout=timeout, verify=verify)
+
+
+def post_to_node(session: requests.Session | None, url: str, family: str, what: str, **post) -> dict:
+    """POST a presentation-carrying body to another node (its inbox, its requests) and return its JSON receipt.
+
+    ``family`` names the codes: ``<family>.unreachable`` (no answer, or an answer that is not a Cead receipt) and
+    ``<family>.refused`` (a refusal, with the node's reasons). A redirect is a refusal too: the presentation is
+    bound to ``url`` and is never sent on elsewhere."""
     try:
-        response = session.post(inbox_url, data=body, headers={"Content-Type": ctype}, timeout=timeout,
-                                verify=verify)
+        response = (session or requests.Session()).post(url, allow_redirects=False, **post)
     except requests.RequestException as exc:
-        raise CeadError("inbox.unreachable", f"Could not reach the inbox {inbox_url}: {exc}") from None
-    if response.status_code >= 400:
+        raise CeadError(f"{family}.unreachable", f"Could not reach {url}: {exc}") from None
+    if response.status_code >= 300:
         reasons = _reasons(response.content)
         text = "; ".join(f"{p.code}: {p.message}" for p in reasons) or f"HTTP {response.status_code}"
-        raise CeadError("inbox.refused", f"The inbox {inbox_url} refused the delivery: {text}",
-                        status=response.status_code, reasons=[p.to_dict() for p in reasons])
+        raise CeadError(f"{family}.refused", f"{url} refused {what}: {text}", status=response.status_code,
+                        reasons=[p.to_dict() for p in reasons])
     try:
         answer = response.json()
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        raise CeadError("inbox.unreachable", f"{inbox_url} answered HTTP {response.status_code} but not as a Cead "
-                        "inbox (no JSON receipt); the delivery may not have been stored.")
+        raise CeadError(f"{family}.unreachable", f"{url} answered HTTP {response.status_code} but not as a Cead "
+                        f"{family} (no JSON receipt); {what} may not have been stored.")
     return answer

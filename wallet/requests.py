@@ -105,7 +105,7 @@ def send_request(wallet: Wallet, url: str, request: dict, *, credentials: list |
     (default: every usable certification it holds about itself; or ``credentials``), bound to ``url`` and to the
     request. Returns the node's answer (``{"id", "status"}``); raises ``sharing.refused`` with its reasons, or
     ``sharing.unreachable``."""
-    from .client import _reasons
+    from .client import post_to_node
     from .present import build_presentation
     body = parse_request(request).to_json()
     if body["requester"] != wallet.holder:
@@ -116,23 +116,10 @@ def send_request(wallet: Wallet, url: str, request: dict, *, credentials: list |
                        if r.subject == wallet.holder]
     vp = build_presentation(wallet.holder, wallet.key, wallet.kid, credentials, audience=origin(url),
                             nonce=request_binding("POST", url, None, manifest=body))
-    session = session or http.Session()
-    try:
-        response = session.post(url, json={"request": body, "presentation": vp}, timeout=timeout, verify=verify,
-                                allow_redirects=False)
-    except http.RequestException as exc:
-        raise CeadError("sharing.unreachable", f"Could not reach {url}: {exc}") from None
-    if response.status_code >= 300:
-        reasons = _reasons(response.content)
-        text = "; ".join(f"{p.code}: {p.message}" for p in reasons) or f"HTTP {response.status_code}"
-        raise CeadError("sharing.refused", f"{url} refused the request: {text}", status=response.status_code,
-                        reasons=[p.to_dict() for p in reasons])
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict) or "id" not in answer:
-        raise CeadError("sharing.unreachable", f"{url} answered HTTP {response.status_code} but not as a Cead node.")
+    answer = post_to_node(session, url, "sharing", "the request", json={"request": body, "presentation": vp},
+                          timeout=timeout, verify=verify)
+    if "id" not in answer:
+        raise CeadError("sharing.unreachable", f"{url} answered without a request id: not a Cead node's /requests.")
     return answer
 
 
