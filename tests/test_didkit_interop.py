@@ -66,7 +66,7 @@ def cead_jwt(kind: str) -> str:
 
 def tampered(token: str) -> str:
     header, payload, signature = token.split(".")
-    return f"{header}.{payload}.{signature[:-6]}{'AAAAAA' if signature[-6:] != 'AAAAAA' else 'BBBBBB'}"
+    return f"{header}.{payload}.{signature[:-6]}{'AAAAAA' if signature[-6:] != 'AAAAAA' else 'AAAAAQ'}"
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,22 @@ def test_tampered_and_wrong_key():
     assert code_of(sign_jwt(dict(CREDENTIAL, issuer=did), other, kid)) == "jose.signature_invalid"
 
 
+def test_one_signature_has_one_encoding():
+    """A base64url decoder that ignores stray bits, padding or foreign characters lets a token be re-encoded into
+    a different string that still verifies: refused, so a JWT's bytes are its identity (wallet digests, replay)."""
+    key, did, kid = issuer()
+    token = sign_jwt(dict(CREDENTIAL, issuer=did), key, kid)
+    header, payload, signature = token.split(".")
+    assert verify_jwt(token, Resolver(), "vc+jwt", "assertionMethod")[1] == kid
+    # 64 bytes -> 86 characters; the last carries 2 bits, so setting one of its 4 low bits changes no byte
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    stray = alphabet[alphabet.index(signature[-1]) | 1]
+    for variant in (f"{header}.{payload}.{signature[:-1]}{stray}", f"{header}.{payload}.{signature}==",
+                    f"{header}.{payload}.{signature[:20]}!{signature[20:]}",
+                    f"{header}.{payload[:10]}+{payload[10:]}.{signature}", f"{header}=.{payload}.{signature}"):
+        assert code_of(variant) == "jose.malformed", variant
+
+
 def test_kid_rules():
     key, did, kid = issuer()
     claims = dict(CREDENTIAL, issuer=did)

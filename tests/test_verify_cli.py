@@ -35,7 +35,7 @@ def test_generic_credential_verification(w, policy, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["verified"] is True
     head, payload, sig = w.cert.split(".")
-    cred.write_text(f"{head}.{payload}.{sig[:-4]}AAAA")
+    cred.write_text(f"{head}.{payload}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'AAAQ'}")
     result = run(cred, "--policy", policy)
     assert result.exit_code == 1
     assert json.loads(result.output)["verified"] is False

@@ -51,7 +51,7 @@ def test_import_data_integrity_credential(tmp_path):
 
 
 @pytest.mark.parametrize("mangle, code_prefix", [
-    (lambda c: c[:-4] + ("AAAA" if not c.endswith("AAAA") else "BBBB"), ("jose.", "proof.")),
+    (lambda c: c[:-4] + ("AAAA" if not c.endswith("AAAA") else "AAAQ"), ("jose.", "proof.")),
     (lambda c: "not a credential", ("credential.malformed",)),
     (lambda c: b"\xff\xfe", ("credential.malformed",)),
     (lambda c: "{\"oops\": ", ("credential.malformed",)),

@@ -58,6 +58,10 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
     if len(parts) != 3 or not all(parts):
         raise CeadError("jose.malformed", "A JWT must have three non-empty dot-separated parts.")
     header, claims = _part(parts[0], "header"), _part(parts[1], "payload")
+    try:
+        b64url_decode(parts[2])   # jwcrypto decodes leniently; one signature has exactly one encoding here
+    except CeadError:
+        raise CeadError("jose.malformed", "The JWT signature is not canonical base64url.") from None
 
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ALGORITHMS:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 
 import base58
@@ -24,13 +25,20 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_decode(text: str) -> bytes:
+    """Strict base64url without padding (RFC 7515 s.2): other characters, padding and non-zero trailing bits are
+    refused, so one byte string has exactly one encoding (a JWT or key cannot be re-encoded into a "new" one)."""
     if not isinstance(text, str):
         raise CeadError("encoding.invalid", "Expected a base64url string.")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as exc:
-        raise CeadError("encoding.invalid", f"Not valid base64url: {exc}") from None
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise CeadError("encoding.invalid", "Not valid base64url: only A-Z a-z 0-9 - _ without padding.")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise CeadError("encoding.invalid", "Not valid base64url: the last character has stray bits set.")
+    return data
 
 
 def multibase_decode(value: str) -> bytes:
