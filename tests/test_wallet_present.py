@@ -1,6 +1,7 @@
 """Presentations (vp+jwt and Data Integrity), request binding, and choosing credentials (PEX 2.0, dataset+purpose)."""
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -190,6 +191,31 @@ def test_pex_invalid_definitions_are_reported(definition):
     with pytest.raises(CeadError) as err:
         pex.select(definition, [("c", {"type": ["VerifiableCredential"]})])
     assert err.value.code == "pex.definition_invalid"
+
+
+def test_a_pattern_built_to_backtrack_is_refused_not_run_for_ever():
+    """ReDoS: the provider's pattern "^(a|a)*$" against "aaa...a!" takes exponential time on a backtracking engine."""
+    hostile = {"id": "d", "input_descriptors": [{"id": "a", "constraints": {"fields": [
+        {"path": ["$.n"], "filter": {"type": "string", "pattern": "^(a|a)*$"}}]}}]}
+    started = time.monotonic()
+    with pytest.raises(CeadError) as err:
+        pex.select(hostile, [("c", {"n": "a" * 40 + "!"})])
+    assert err.value.code == "pex.definition_invalid" and "too long" in err.value.message
+    assert time.monotonic() - started < 30          # a hang guard, not a speed target (that is the time limit)
+    by_key = {"id": "d", "input_descriptors": [{"id": "a", "constraints": {"fields": [
+        {"path": ["$.m"], "filter": {"type": "object", "patternProperties": {"^(a|a)*$": {"const": 1}}}}]}}]}
+    with pytest.raises(CeadError) as err:
+        pex.select(by_key, [("c", {"m": {"a" * 40 + "!": 2}})])
+    assert err.value.code == "pex.definition_invalid"
+    # ordinary patterns still decide, on values and on keys
+    fine = {"id": "d", "input_descriptors": [{"id": "a", "constraints": {"fields": [
+        {"path": ["$.n"], "filter": {"type": "string", "pattern": "^a+!$"}},
+        {"path": ["$.m"], "filter": {"type": "object", "patternProperties": {"^x": {"const": 1}}}}]}}]}
+    assert pex.select(fine, [("bad", {"n": "b", "m": {}}), ("good", {"n": "aa!", "m": {"xy": 1}})]).credentials \
+        == ["good"]
+    with pytest.raises(CeadError) as err:
+        pex.select(fine, [("c", {"n": "aa!", "m": {"xy": 2}})])
+    assert err.value.code == "pex.unsatisfied"
 
 
 def test_json_path_subset():

@@ -7,16 +7,23 @@ treated as required (``submission_requirements`` asking for fewer are satisfied 
 satisfied when one of its paths yields a value the filter accepts; a descriptor when all its non-optional fields
 are. Paths are evaluated on the credential's JSON (the JWT payload for VC-JOSE, so ``$.vc...`` paths of VC 1.1
 peers work too).
+
+``pattern`` and ``patternProperties`` come from the data provider, so they run on the ``regex`` engine with a time
+limit (per search and per selection): a pattern built to backtrack for ever (ReDoS) makes the definition invalid
+instead of hanging the pipeline.
 """
 from __future__ import annotations
 
+import contextvars
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import jsonschema
 import referencing.exceptions
+import regex
 
 from verifier.results import CeadError
 
@@ -63,6 +70,45 @@ def json_path(document: Any, path: str) -> list[Any]:
     return values
 
 
+SEARCH_SECONDS = 0.1      # one pattern against one value
+SELECTION_SECONDS = 2.0   # all pattern searches of one selection together
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("pex_pattern_deadline", default=None)
+
+
+def _search(pattern: str, text: str) -> bool:
+    deadline = _deadline.get()
+    budget = SEARCH_SECONDS if deadline is None else min(SEARCH_SECONDS, deadline - time.monotonic())
+    if budget <= 0:
+        raise CeadError("pex.definition_invalid", "The definition's filter patterns take too long to evaluate.")
+    try:
+        return regex.search(pattern, text, timeout=budget) is not None
+    except TimeoutError:
+        raise CeadError("pex.definition_invalid",
+                        f"Filter pattern {pattern[:80]!r} takes too long to evaluate (refused).") from None
+    except (regex.error, ValueError) as exc:
+        raise CeadError("pex.definition_invalid", f"Filter pattern {pattern[:80]!r} is not valid: {exc}.") from None
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator, patterns, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _validator_class(schema: dict):
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    cls.check_schema(schema)
+    return jsonschema.validators.extend(cls, {"pattern": _pattern, "patternProperties": _pattern_properties})
+
+
 def _field_matches(spec: dict, document: dict) -> bool:
     if not isinstance(spec, dict):
         raise CeadError("pex.definition_invalid", "Every constraints field must be a JSON object.")
@@ -75,8 +121,7 @@ def _field_matches(spec: dict, document: dict) -> bool:
         if not isinstance(schema, dict):
             raise CeadError("pex.definition_invalid", "A field's 'filter' must be a JSON Schema object.")
         try:
-            cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-            cls.check_schema(schema)
+            cls = _validator_class(schema)
         except jsonschema.SchemaError as exc:
             raise CeadError("pex.definition_invalid", f"Invalid filter: {exc.message}.") from None
         validator = cls(schema)
@@ -148,7 +193,14 @@ def select(definition: dict, candidates: Iterable[tuple[Any, dict]], holder: str
     """
     if not isinstance(definition, dict) or not isinstance(definition.get("input_descriptors"), list):
         raise CeadError("pex.definition_invalid", "A presentation definition needs an 'input_descriptors' list.")
-    candidates = list(candidates)
+    token = _deadline.set(time.monotonic() + SELECTION_SECONDS)
+    try:
+        return _select(definition, list(candidates), holder)
+    finally:
+        _deadline.reset(token)
+
+
+def _select(definition: dict, candidates: list[tuple[Any, dict]], holder: str | None) -> Selection:
     chosen: list[Any] = []
     descriptor_map: list[dict] = []
     missing: list[str] = []
