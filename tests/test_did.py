@@ -223,6 +223,30 @@ def test_did_web_document_checks(served):
     assert code_of(resolver.resolve, web_did(base, "nobody")) == "did.not_found"
 
 
+def test_did_web_ambiguous_or_foreign_methods_are_refused(served):
+    """Two keys under one id (which signed?) and a key controlled by another DID are not relied on."""
+    base, files, cached = served
+    fetcher = cached.fetcher
+    did = web_did(base, "orgs", "twice")
+    ours, theirs = PrivateKey.generate().public, PrivateKey.generate().public
+    good = build_did_document(did, [("#k", ours)])
+    vm = lambda key, **extra: {"id": "#k", "type": "Multikey", "publicKeyMultibase": key.to_multikey(), **extra}
+    variants = {
+        "in the list": dict(good, verificationMethod=good["verificationMethod"] + [vm(theirs)]),
+        "list and embedded": dict(good, assertionMethod=[vm(theirs)]),
+        "relative and absolute": dict(good, verificationMethod=good["verificationMethod"] +
+                                      [dict(vm(theirs), id=did + "#k")]),
+        "foreign controller": dict(good, verificationMethod=[vm(ours, controller="did:web:elsewhere.example")]),
+    }
+    for name, document in variants.items():
+        files["/orgs/twice/did.json"] = document
+        resolver = Resolver(fetcher, ttl=0)       # no cache between variants
+        assert code_of(resolver.resolve, did) == "did.document_invalid", name
+    files["/orgs/twice/did.json"] = good
+    resolver = Resolver(fetcher, ttl=0)
+    assert resolver.public_key_for(did + "#k", "assertionMethod")[1] == ours
+
+
 def test_did_web_loopback_refused_unless_allowed(served):
     base, files, _ = served
     did = web_did(base)

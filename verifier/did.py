@@ -178,11 +178,21 @@ def _normalise(doc: Any, did: str) -> dict:
                         did=did)
     doc = copy.deepcopy(doc)
 
+    seen: set[str] = set()
+
     def fix_vm(vm: Any) -> dict:
         if not isinstance(vm, dict) or not isinstance(vm.get("id"), str) or not isinstance(vm.get("type"), str):
             raise CeadError("did.document_invalid", f"A verification method in {did} lacks an id or type.", did=did)
         vm["id"] = _absolute(vm["id"], did)
+        if vm["id"] in seen:   # two keys under one id: which one signed is ambiguous, so neither is used
+            raise CeadError("did.document_invalid", f"The DID document for {did} lists the verification method id "
+                            f"{vm['id'][:120]!r} more than once.", did=did, vm=vm["id"][:120])
+        seen.add(vm["id"])
         vm.setdefault("controller", did)
+        if vm["controller"] != did:
+            # this verifier relies on a key only for the DID whose document lists it and controls it
+            raise CeadError("did.document_invalid", f"Verification method {vm['id'][:120]!r} in {did} names another "
+                            f"controller ({str(vm['controller'])[:120]!r}).", did=did, vm=vm["id"][:120])
         return vm
 
     vms = doc.get("verificationMethod", [])
