@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 
 from verifier.http import FetchResult
+from verifier.jose import to_document, unverified_claims
+from verifier.keys import b64url
 from verifier.results import CeadError, Problem, VerificationResult
 from verifier.status import (MIN_ENTRIES, StatusLists, decode_list, encode_list, get_bit, make_entry,
                              make_list_credential, new_bitstring, set_bit)
@@ -74,14 +76,16 @@ class FakeFetcher:
             raise value
         if value is None:
             raise CeadError("http.status", "404", url=url)
-        return FetchResult(json.dumps(value).encode(), {}, 200, url)
+        return FetchResult(value.encode() if isinstance(value, str) else json.dumps(value).encode(), {}, 200, url)
 
 
 class FakeVerifier:
-    """Accepts a list credential whose proof is the string "ok"."""
+    """Accepts a list credential whose proof is the string "ok" (a JWT: whose signature segment is "ok")."""
     def verify_credential(self, credential, now=None):
         if isinstance(credential, dict) and credential.get("proof") == "ok":
             return VerificationResult(True, document=credential)
+        if isinstance(credential, str) and credential.endswith(".ok"):
+            return VerificationResult(True, document=to_document(unverified_claims(credential), "vc"))
         return VerificationResult.failed(Problem("proof.signature_invalid", "bad signature"))
 
 
@@ -200,6 +204,33 @@ def test_list_verification_turns_status_checking_off_for_the_list():
     publish(fetcher, set_indexes=[3])
     fetcher.lists[URL]["credentialStatus"] = make_entry(URL, 3, "revocation")
     assert codes(checker.check(credential(make_entry(URL, 3, "revocation")))) == ["status.revoked"]
+
+
+@pytest.mark.parametrize("form", ["vc11-expirationDate", "jwt-exp"])
+def test_a_list_past_its_expiration_date_or_jwt_exp_is_never_used_from_the_cache(env, form):
+    """Not only VC 2.0 validUntil: a VC 1.1 list's expirationDate and a vc+jwt list's exp end its use too (the
+    exp claim is not part of the document the verifier returns, so it is read from the token)."""
+    from datetime import datetime, timezone
+    fetcher, clock, checker = env
+    publish(fetcher)
+    ends = datetime.now(timezone.utc) + timedelta(seconds=30)
+    listed = dict(fetcher.lists[URL])
+    if form == "jwt-exp":
+        del listed["proof"]
+        claims = dict(listed, exp=int(ends.timestamp()))
+        fetcher.lists[URL] = ".".join(b64url(json.dumps(p).encode()) for p in ({"alg": "EdDSA"}, claims)) + ".ok"
+    else:
+        listed["@context"] = ["https://www.w3.org/2018/credentials/v1"]
+        listed["expirationDate"] = ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+        fetcher.lists[URL] = listed
+    entry = credential(make_entry(URL, 5, "revocation"))
+    assert checker.check(entry) == []
+    fetcher.lists[URL] = CeadError("http.timeout", "timeout")        # the issuer is unreachable from now on
+    clock.t += 20
+    assert checker.check(entry) == []                                 # within ttl and the list's validity
+    clock.t += 15                                                     # past expirationDate / exp (but < ttl)
+    problems = checker.check(entry)
+    assert codes(problems) == ["status.stale"] and "exp" in problems[0].message
 
 
 def test_the_lists_own_ttl_shortens_the_cache(env):

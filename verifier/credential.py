@@ -72,6 +72,33 @@ def _parse_time(value: Any, name: str, *, require_zone: bool) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
+def validity_end(raw: dict | str, document: dict) -> datetime | None:
+    """When a verified credential stops being valid: the earliest of ``validUntil``, a VC 1.1 ``expirationDate``
+    and a JWT's ``exp``; None when it never does. Raises ``ValueError`` when one of them cannot be read (a
+    ``validUntil`` needs a time zone, as VC 2.0 says; a VC 1.1 ``expirationDate`` without one is read as UTC).
+
+    ``raw`` is the credential as received (a compact JWT or JSON), ``document`` what the Verifier made of it.
+    """
+    ends = []
+    for name in ("validUntil", "expirationDate"):
+        if name in document:
+            try:
+                ends.append(_parse_time(document[name], name, require_zone=name == "validUntil"))
+            except CeadError as exc:
+                raise ValueError(exc.message) from None
+    if _is_jwt(raw):
+        try:
+            exp = jose.unverified_claims(raw).get("exp")
+        except CeadError:
+            exp = None
+        if exp is not None:
+            try:
+                ends.append(datetime.fromtimestamp(float(exp), timezone.utc))
+            except (TypeError, OverflowError, OSError):
+                raise ValueError(f"The JWT exp {str(exp)[:40]!r} is not a date.") from None
+    return min(ends) if ends else None
+
+
 def _is_jwt(value: Any) -> bool:
     return isinstance(value, str) and value.strip().count(".") == 2 and not value.strip().startswith("{")
 

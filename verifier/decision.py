@@ -40,7 +40,7 @@ from schemas.values import as_list
 
 from . import rdfc
 from .binding import decode_presentation, origin, request_binding
-from .credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped
+from .credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped, validity_end
 from .did import Resolver
 from .http import Fetcher
 from .jose import to_document, unverified_claims
@@ -102,20 +102,6 @@ class _CachedProof:
     valid_until: datetime     # last moment (skew included) the cached result may be reused
 
 
-def _not_after(raw: dict | str, document: dict, skew: timedelta) -> datetime | None:
-    """When a credential stops being valid (validUntil/expirationDate/JWT exp), or None when it never does.
-
-    Raises ValueError when a date cannot be read: such a result is simply not cached.
-    """
-    ends = []
-    for name in ("validUntil", "expirationDate"):
-        if name in document:
-            ends.append(_utc(datetime.fromisoformat(str(document[name]))))
-    if isinstance(raw, str) and "exp" in (claims := _jwt_claims(raw)):
-        ends.append(datetime.fromtimestamp(float(claims["exp"]), timezone.utc))
-    return min(ends) + skew if ends else None
-
-
 class CachingVerifier(Verifier):
     """A ``Verifier`` that caches good proof results by the exact credential digest and checks status every time.
 
@@ -161,8 +147,9 @@ class CachingVerifier(Verifier):
             result = super().verify_credential(raw, now)
             if result.verified and isinstance(result.document, dict):
                 try:
-                    end = _not_after(raw, result.document, self.skew)
-                except (ValueError, TypeError, OverflowError):
+                    end = validity_end(raw, result.document)
+                    end = end + self.skew if end else None
+                except (ValueError, OverflowError):
                     end = now  # unreadable dates already failed verification; never reuse
                 limit = now + self.ttl
                 entry = _CachedProof(result, now, min(end, limit) if end else limit)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from schemas.values import as_list, id_of, parse_datetime, types_of
+from schemas.values import as_list, id_of, types_of
 
 from .keys import b64url, b64url_decode
 from .results import CeadError, Problem
@@ -161,7 +161,7 @@ class _Cached:
     purposes: tuple[str, ...]
     issuer: str | None
     fresh_for: float = float("inf")     # the list's own `ttl` (Bitstring Status List v1.0), in seconds
-    usable_until: float = float("inf")  # monotonic time of the list credential's validUntil: never used past it
+    usable_until: float = float("inf")  # monotonic time the list credential stops being valid: never used past it
 
 
 _guard = threading.local()  # set while verifying a list credential: status checking is off for the list itself
@@ -256,7 +256,7 @@ class StatusLists:
             if cached and now - cached.fetched <= self.max_staleness and now < cached.usable_until:
                 return cached
             if cached:
-                why = ("the cached copy is past the list's validUntil" if now >= cached.usable_until
+                why = ("the cached copy is past the list's validUntil (or expirationDate or exp)" if now >= cached.usable_until
                        else f"the cached copy is older than {int(self.max_staleness)} s")
                 raise CeadError("status.stale", f"Could not refresh the status list {url} and {why}.",
                                 url=url) from None
@@ -289,7 +289,7 @@ class StatusLists:
         else:
             raise CeadError("status.list_invalid", f"The status list {url} is neither JSON nor a JWT.", url=url)
         verified = self._verify(url, document)
-        return self._parse_list(url, verified)
+        return self._parse_list(url, verified, document)
 
     def _verify(self, url: str, document: dict | str) -> dict:
         if self.verifier is None:  # default: resolve the list issuer's DID with the same fetcher
@@ -307,7 +307,7 @@ class StatusLists:
                             url=url, problems=[p.to_dict() for p in result.problems])
         return result.document
 
-    def _parse_list(self, url: str, doc: dict) -> _Cached:
+    def _parse_list(self, url: str, doc: dict, raw: dict | str | None = None) -> _Cached:
         types = types_of(doc)
         legacy = "StatusList2021Credential" in types
         if LIST_CREDENTIAL_TYPE not in types and not legacy:
@@ -340,14 +340,14 @@ class StatusLists:
                 fresh_for = ttl_ms / 1000
             except OverflowError:   # longer than any cache lives: our own ttl and max_staleness bound it
                 fresh_for = float("inf")
-        usable_until = float("inf")
-        if isinstance(doc.get("validUntil"), str):   # its format was checked when the list credential verified
-            try:   # a VC 1.1 list's validUntil is not format-checked by the verifier
-                remaining = (parse_datetime(doc["validUntil"]) - datetime.now(timezone.utc)).total_seconds()
-            except (ValueError, OverflowError):
-                raise CeadError("status.list_invalid", f"The status list {url} has a validUntil that is not a "
-                                "date-time with a time zone.", url=url) from None
-            usable_until = fetched + remaining
+        from .credential import validity_end
+        try:   # validUntil, a VC 1.1 list's expirationDate, a JWT list's exp: the copy is never used past the first
+            end = validity_end(doc if raw is None else raw, doc)
+            usable_until = float("inf") if end is None else \
+                fetched + (end - datetime.now(timezone.utc)).total_seconds()
+        except (ValueError, OverflowError):
+            raise CeadError("status.list_invalid", f"The status list {url} has a validUntil, expirationDate or exp "
+                            "that is not a date-time with a time zone.", url=url) from None
         return _Cached(fetched, bytes(bits), purposes, id_of(doc.get("issuer")), fresh_for, usable_until)
 
 
