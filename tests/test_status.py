@@ -233,6 +233,31 @@ def test_a_list_past_its_expiration_date_or_jwt_exp_is_never_used_from_the_cache
     assert codes(problems) == ["status.stale"] and "exp" in problems[0].message
 
 
+def test_problems_name_the_specs_processing_error(env):
+    """Bitstring Status List v1.0 section 3.6: each processing error carries the spec's type IRI in detail.type;
+    revoked and suspended are statuses, not errors, and carry none."""
+    fetcher, _, checker = env
+    publish(fetcher, set_indexes=[3])
+    spec = "https://www.w3.org/ns/credentials/status-list#"
+
+    def kinds(*entries):
+        return [(p.code, p.detail.get("type")) for p in checker.check(credential(*entries))]
+
+    assert kinds(make_entry(URL, 3, "revocation")) == [("status.revoked", None)]
+    assert kinds(make_entry(URL, MIN_ENTRIES + 5, "revocation")) == [
+        ("status.index_out_of_range", spec + "RANGE_ERROR")]
+    assert kinds(dict(make_entry(URL, 1, "revocation"), statusListIndex="one")) == [
+        ("status.entry_invalid", spec + "MALFORMED_VALUE_ERROR")]
+    missing = "https://fife.example/status/404"
+    assert kinds(make_entry(missing, 1, "revocation")) == [("status.unreachable", spec + "STATUS_RETRIEVAL_ERROR")]
+    forged = "https://fife.example/status/forged"
+    publish(fetcher, url=forged, proof="bad")
+    assert kinds(make_entry(forged, 1, "revocation")) == [("status.list_invalid", spec + "STATUS_VERIFICATION_ERROR")]
+    short = "https://fife.example/status/short"
+    publish(fetcher, url=short, bits=bytearray(16))
+    assert kinds(make_entry(short, 1, "revocation")) == [("status.list_invalid", spec + "STATUS_LIST_LENGTH_ERROR")]
+
+
 def test_the_lists_own_ttl_shortens_the_cache(env):
     """Bitstring Status List v1.0 `ttl` (milliseconds): a list asking to be re-read sooner than our TTL is."""
     fetcher, clock, checker = env

@@ -92,7 +92,8 @@ def decode_list(encoded: str, *, multibase: bool = True, min_entries: int = MIN_
         raise CeadError("status.list_invalid", "encodedList is truncated GZIP data.")
     if len(bits) * 8 < min_entries:
         raise CeadError("status.list_invalid",
-                        f"The status list has {len(bits) * 8} entries; at least {min_entries} are required.")
+                        f"The status list has {len(bits) * 8} entries; at least {min_entries} are required.",
+                        entries=len(bits) * 8)
     return bits
 
 
@@ -152,6 +153,24 @@ def parse_entries(credential: dict) -> list[Entry]:
     return out
 
 
+# ---- the spec's names for what went wrong ----------------------------------------------------------------------
+SPEC_ERRORS = "https://www.w3.org/ns/credentials/status-list#"
+_SPEC_TYPES = {"status.unreachable": "STATUS_RETRIEVAL_ERROR", "status.stale": "STATUS_RETRIEVAL_ERROR",
+               "status.list_invalid": "STATUS_VERIFICATION_ERROR", "status.unsupported": "STATUS_VERIFICATION_ERROR",
+               "status.index_out_of_range": "RANGE_ERROR", "status.entry_invalid": "MALFORMED_VALUE_ERROR"}
+
+
+def spec_problem(problem: Problem) -> Problem:
+    """``problem`` with ``detail.type``: the Bitstring Status List v1.0 processing error it is (section 3.6), for
+    peers that read those. A revoked or suspended credential is a status, not a processing error."""
+    name = _SPEC_TYPES.get(problem.code)
+    if name is None or "type" in problem.detail:
+        return problem
+    if problem.code == "status.list_invalid" and "entries" in problem.detail:
+        name = "STATUS_LIST_LENGTH_ERROR"
+    return Problem(problem.code, problem.message, {**problem.detail, "type": SPEC_ERRORS + name})
+
+
 # ---- the checker -----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -199,7 +218,7 @@ class StatusLists:
         try:
             entries = parse_entries(credential)
         except CeadError as exc:
-            return [exc.problem]
+            return [spec_problem(exc.problem)]
         issuer = id_of(credential.get("issuer"))   # the same reading as the Verifier's (an object's id or @id)
         problems: list[Problem] = []
         for entry in entries:
@@ -215,7 +234,7 @@ class StatusLists:
                 problem = exc.problem
             if problem:
                 problems.append(problem)
-        return problems
+        return [spec_problem(p) for p in problems]
 
     def clear(self) -> None:
         with self._lock:
@@ -352,4 +371,4 @@ class StatusLists:
 
 
 __all__ = ["MIN_ENTRIES", "StatusLists", "Entry", "new_bitstring", "get_bit", "set_bit", "encode_list",
-           "decode_list", "make_entry", "make_list_credential", "parse_entries"]
+           "decode_list", "make_entry", "make_list_credential", "parse_entries", "spec_problem", "SPEC_ERRORS"]
