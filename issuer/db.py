@@ -131,7 +131,7 @@ def session(engine: Engine) -> Session:
     return Session(engine, expire_on_commit=False)
 
 
-def _upgrade(engine: Engine, location: Path, version_table: str) -> None:
+def _upgrade(engine: Engine, location: Path, version_table: str, revision: str = "heads") -> None:
     from alembic import command
     from alembic.config import Config
 
@@ -142,7 +142,7 @@ def _upgrade(engine: Engine, location: Path, version_table: str) -> None:
     cfg.attributes["version_table"] = version_table
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")
+        command.upgrade(cfg, revision)
         conn.commit()
 
 

@@ -89,6 +89,7 @@ def world(tmp_path_factory):
         api.wsgi_app = CeadMiddleware(api.wsgi_app, Decider(policy), dataset_for=lambda env: DATASET)
         servers["api"][0].app = api
         w["api"] = servers["api"][1]
+        w["late"] = {name: servers[name][0] for name in servers}     # to take a node down for a while
         yield w
 
 

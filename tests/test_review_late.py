@@ -32,32 +32,143 @@ def test_a_replay_with_the_presentation_re_encoded_is_still_a_replay(world):
     assert len(rows(w)) == before
 
 
-def test_an_approval_issued_for_a_request_decided_meanwhile_is_revoked(world, monkeypatch):
-    """Two approvers at once: both pass the pending check and both issue; the one that loses the race must not
-    leave a valid approval behind (nothing records or delivers it)."""
-    w = world
-    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
-    status, answer = sharing.receive(wallet, json.dumps(_bound_body(w, make_request(w), w["iao"]["url"] +
-                                                                    "/requests")).encode(),
+def _received(w) -> str:
+    status, answer = sharing.receive(w["iao"]["wallet"], json.dumps(_bound_body(w, make_request(w), w["iao"]["url"] +
+                                                                                 "/requests")).encode(),
                                      w["iao"]["url"] + "/requests")
     assert status == 201, answer
-    real_issue = service.issue
-    issued = []
+    return answer["id"]
+
+
+def test_a_refusal_while_an_approval_is_being_signed_is_turned_away(world, monkeypatch):
+    """Two people at once: the approval is recorded as started before anything is signed, so a refusal in another
+    tab finds the request taken (and says so) instead of racing the signature."""
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    request_id = _received(w)
+    real_issue, refused = service.issue, []
 
     def issue_while_another_refuses(*args, **kwargs):
-        result = real_issue(*args, **kwargs)
-        issued.append(result)
-        sharing.refuse(wallet, answer["id"], "Refused in another tab.")
-        return result
+        assert sharing.get_request(wallet, request_id).status == "approving"
+        with pytest.raises(CeadError) as err:
+            sharing.refuse(wallet, request_id, "Refused in another tab.")
+        refused.append(err.value.code)
+        return real_issue(*args, **kwargs)
 
     monkeypatch.setattr(service, "issue", issue_while_another_refuses)
+    done = sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
+    assert refused == ["sharing.not_pending"]
+    assert done.request.status == "approved" and done.request.approval_id == done.issued.id
+    assert done.request.delivered_at is not None
+
+
+def test_an_approval_that_fails_after_it_was_issued_is_revoked_and_the_request_reopened(world, monkeypatch):
+    """Anything that fails between signing and recording (here: right after the register row was written) must
+    not leave a valid approval behind that nothing records or delivers."""
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    request_id = _received(w)
+    real_issue, issued = service.issue, []
+
+    def issue_then_fail(*args, **kwargs):
+        issued.append(real_issue(*args, **kwargs))
+        raise CeadError("internal.error", "The database went away.")
+
+    monkeypatch.setattr(service, "issue", issue_then_fail)
     with pytest.raises(CeadError) as err:
-        sharing.approve(node, wallet, answer["id"], the_rest(w), delegation=w["delegation"].id)
-    assert err.value.code == "sharing.not_pending"
-    row = sharing.get_request(wallet, answer["id"])
-    assert row.status == "refused" and row.approval_id is None
+        sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
+    assert err.value.code == "internal.error"
+    row = sharing.get_request(wallet, request_id)
+    assert row.status == "pending" and row.approval_id is None and row.decided_at is None
     with node.session() as s:
         assert s.get(db.IssuedCredential, issued[0].id).status == "revoked"
+    monkeypatch.setattr(service, "issue", real_issue)
+    again = sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
+    assert again.request.status == "approved" and again.issued.id != issued[0].id
+
+
+def test_an_approval_interrupted_by_a_crash_is_reopened_and_what_was_signed_revoked(world):
+    """The node stops after signing, before recording (the state a crash leaves: the request "approving" under the
+    approval's id, the approval in the register). Reopening too soon is refused (it may still be running); after
+    INTERRUPTED_AFTER it revokes the approval and the request can be approved afresh."""
+    from datetime import datetime, timezone
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    request_id = _received(w)
+    credential = service.build_credential(node, sharing.APPROVAL, {
+        **sharing.draft_subject(node, wallet, request_id, delegation=w["delegation"].id), **the_rest(w)})
+    credential["id"] = "urn:uuid:4d1c6f0e-0000-4000-8000-00000000c4a5"
+    sharing._decide(wallet, request_id, sharing.APPROVING, approval_id=credential["id"], decided_by="iao")
+    service.issue(node, credential, {"delegation": w["delegation"].credential})
+    # ... and here the process died
+
+    row = sharing.get_request(wallet, request_id)
+    assert row.status == "approving" and not sharing.is_interrupted(row)
+    with pytest.raises(CeadError) as err:
+        sharing.reopen(node, wallet, request_id)
+    assert err.value.code == "sharing.in_progress"
+    with pytest.raises(CeadError) as err:
+        sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
+    assert err.value.code == "sharing.not_pending"
+
+    later = datetime.now(timezone.utc) + sharing.INTERRUPTED_AFTER
+    assert sharing.is_interrupted(row, later)
+    reopened = sharing.reopen(node, wallet, request_id, by="dpo", now=later)
+    assert reopened.status == "pending" and reopened.approval_id is None
+    with node.session() as s:
+        assert s.get(db.IssuedCredential, credential["id"]).status == "revoked"
+    done = sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
+    assert done.request.status == "approved" and done.issued.id != credential["id"]
+    with pytest.raises(CeadError) as err:
+        sharing.reopen(node, wallet, request_id, now=later)
+    assert err.value.code == "sharing.not_pending"
+
+
+def test_a_failed_delivery_is_delivered_again_once_the_requester_is_back(world):
+    """The requester's node is down when the IAO approves: the approval is kept (approved, not delivered), the page
+    offers "Deliver again", and delivering again hands the same approval and its chain to the inbox."""
+    from issuer_fixtures import token
+    from test_pages import csrf_of, sign_in
+    from wallet.app import create_node_app
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    request_id = _received(w)
+    requester = w["late"]["requester"]
+    running = requester.app
+
+    def down(environ, start_response):
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [b"maintenance"]
+
+    requester.app = down
+    try:
+        with pytest.raises(CeadError) as err:
+            sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
+    finally:
+        requester.app = running
+    assert err.value.code == "sharing.undelivered" and "again" in err.value.message
+    row = sharing.get_request(wallet, request_id)
+    assert row.status == "approved" and row.delivered_at is None and row.approval_id == err.value.detail["approval"]
+    held = lambda: [r.credential_id for r in w["requester"]["wallet"].search(type="DataSharingApprovalCredential")]
+    assert row.approval_id not in held()
+
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert sign_in(client, token(node, "issue:approval", name="iao-2")).status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    assert "Not delivered yet" in page.text and "Deliver again" in page.text
+    sent = client.post(f"/wallet/requests/{request_id}/deliver", data={"csrf": csrf_of(page.text)})
+    assert sent.status_code == 302
+    assert row.approval_id in held()
+    row = sharing.get_request(wallet, request_id)
+    assert row.delivered_at is not None
+    assert "Delivered to" in client.get(f"/wallet/requests/{request_id}").text
+    again = sharing.redeliver(node, wallet, request_id)                  # the inbox keeps one copy
+    assert again.issued is None and held().count(row.approval_id) == 1
+
+    pending = _received(w)
+    with pytest.raises(CeadError) as err:
+        sharing.redeliver(node, wallet, pending)
+    assert err.value.code == "sharing.not_approved"
 
 
 def _status_env():

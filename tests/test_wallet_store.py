@@ -146,7 +146,24 @@ def test_upgrade_is_idempotent_and_keeps_credentials(tmp_path):
     upgrade(w.engine)
     assert w.get(rec.id).raw == rec.raw
     with w.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version_wallet")).scalars().all() == ["wallet_0002"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version_wallet")).scalars().all() == ["wallet_0003"]
+
+
+def test_a_database_from_before_redelivery_keeps_its_requests(tmp_path):
+    """A node whose wallet tables are at wallet_0002 (no delivery columns) upgrades in place: requests kept."""
+    from issuer.db import ISSUER_VERSIONS, _upgrade, make_engine
+    from wallet.store import VERSIONS_DIR
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _upgrade(engine, ISSUER_VERSIONS, "alembic_version_issuer")
+    _upgrade(engine, Path(VERSIONS_DIR).resolve(), "alembic_version_wallet", revision="wallet_0002")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO wallet_request (id, requester, body, certifications, presentation_digest, "
+                          "status, approval_id, received_at) VALUES ('r1', 'did:web:a.example', '{}', '[]', 'd1', "
+                          "'approved', 'urn:uuid:1', '2026-11-01 10:00:00')"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT status, approval_id, delivery, delivered_at FROM wallet_request")).one()
+    assert tuple(row) == ("approved", "urn:uuid:1", None, None)
 
 
 @pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="needs CEAD_TEST_DATABASE_URL (PostgreSQL)")

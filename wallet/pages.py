@@ -9,8 +9,9 @@ Signed-in pages (the DPO pages' sign-in, from ``issuer.pages``):
   leads to the public verification page below.
 
 - ``GET /wallet/requests``: data-sharing requests received (``wallet.requests``), pending first;
-  ``GET /wallet/requests/<id>`` shows one with an approval form prefilled from it; ``POST .../approve`` and
-  ``POST .../refuse`` (scope ``issue:approval``) call ``wallet.requests.approve`` / ``refuse``.
+  ``GET /wallet/requests/<id>`` shows one with an approval form prefilled from it; ``POST .../approve``,
+  ``POST .../refuse``, ``POST .../deliver`` and ``POST .../reopen`` (scope ``issue:approval``) call
+  ``wallet.requests.approve`` / ``refuse`` / ``redeliver`` / ``reopen``.
 
 Public: ``GET /verify/<link>`` verifies the held credential now (signature, issuer key, validity, status) and
 shows the outcome; ``/verify/<link>/credential`` lets the reader verify it themselves. ``<link>`` is the local id
@@ -57,7 +58,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     (default: the URL the page was requested at)."""
     bp = Blueprint(BLUEPRINT, __name__, template_folder="templates")
     protect(bp, {"wallet.not_found": 404, "web.link_invalid": 404, "sharing.not_found": 404,
-                 "sharing.not_pending": 409, "wallet.delegation_missing": 422, "sharing.undelivered": 502})
+                 "sharing.not_pending": 409, "sharing.not_approved": 409, "sharing.in_progress": 409,
+                 "wallet.delegation_missing": 422, "sharing.undelivered": 502})
 
     def links() -> URLSafeSerializer:
         return URLSafeSerializer(current_app.secret_key, salt=LINK_SALT)
@@ -135,7 +137,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
                 form["subject"] = pretty(draft)
         return render_template("wallet_request.html", row=row, req=row.request, form=form, error=error,
                                choices=choices, date=_date, document=pretty(row.request),
-                               approver_fields=APPROVER_FIELDS), status
+                               approver_fields=APPROVER_FIELDS, interrupted=sharing.is_interrupted(row),
+                               reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60)), status
 
     @bp.get("/wallet/requests/<request_id>")
     @sign_in_required
@@ -167,6 +170,28 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
                 raise
             return request_page(request_id, form, exc.problem, status)
         flash(f"Approved: {done.issued.id} was issued and delivered to {done.request.request['replyTo']}.")
+        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
+
+    @bp.post("/wallet/requests/<request_id>/deliver")
+    @sign_in_required
+    def request_deliver(request_id: str):
+        may_approve()
+        try:
+            done = sharing.redeliver(current_app.config["CEAD_NODE"], wallet, request_id)
+        except CeadError as exc:
+            if exc.code != "sharing.undelivered":
+                raise
+            return request_page(request_id, {}, exc.problem, 502)
+        flash(f"Delivered {done.request.approval_id} again to {done.request.request['replyTo']}.")
+        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
+
+    @bp.post("/wallet/requests/<request_id>/reopen")
+    @sign_in_required
+    def request_reopen(request_id: str):
+        may_approve()
+        row = sharing.reopen(current_app.config["CEAD_NODE"], wallet, request_id, by=current_token().name)
+        flash(f"Reopened: the request is pending again (status {row.status}); an approval issued when it was "
+              "interrupted has been revoked.")
         return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
 
     @bp.post("/wallet/requests/<request_id>/refuse")

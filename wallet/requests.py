@@ -9,7 +9,12 @@
   ``pending`` (:func:`receive`, served by :func:`blueprint`); nothing is stored when anything is refused.
 - The IAO approves (:func:`approve`: a ``DataSharingApprovalCredential`` built from the request, issued through
   ``issuer.service.issue`` so the guard rail applies, and delivered with the delegation chain it pins to the
-  request's ``replyTo`` inbox) or refuses (:func:`refuse`). The web pages call the same two functions.
+  request's ``replyTo`` inbox) or refuses (:func:`refuse`). The web pages call the same functions.
+- Approving is recorded before anything is signed: the request goes ``pending`` -> ``approving`` (naming the
+  approval's id) -> ``approved`` (keeping what was delivered, so :func:`redeliver` can send it again). Whatever
+  fails in between revokes an approval already issued under that id and puts the request back to ``pending``; a
+  node that crashed in between leaves it ``approving``, and :func:`reopen` does the same once the approval has been
+  stuck for :data:`INTERRUPTED_AFTER`.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+import logging
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -43,7 +49,9 @@ MAX_BYTES = 256 * 1024
 APPROVAL = "DataSharingApprovalCredential"
 CERTIFICATION = "OrganisationCertificationCredential"
 DELEGATION = "DelegatedAuthorityCredential"
-PENDING, APPROVED, REFUSED = "pending", "approved", "refused"
+PENDING, APPROVING, APPROVED, REFUSED = "pending", "approving", "approved", "refused"
+INTERRUPTED_AFTER = timedelta(minutes=5)   # an approval still "approving" after this was interrupted (a crash)
+log = logging.getLogger(__name__)
 # the approval subject's fields that come from the request (the rest is the approver's to state)
 FROM_REQUEST = ("agreement", "discloser", "recipients", "delegationChain", "datasets", "dataItems", "purposes",
                 "lawfulBases", "cadence")
@@ -241,12 +249,15 @@ def _pending(wallet: Wallet, request_id: str) -> WalletRequest:
     return row
 
 
-def _decide(wallet: Wallet, request_id: str, status: str, **fields: Any) -> WalletRequest:
-    """Record the decision, once: a request decided meanwhile (another tab, another person) is not overwritten."""
+def _decide(wallet: Wallet, request_id: str, status: str, *, when: str = PENDING, started: str | None = None,
+            **fields: Any) -> WalletRequest:
+    """Move a request from ``when`` to ``status``, once: a request decided meanwhile (another tab, another person)
+    is not overwritten. From ``approving``, only the approval that was started (its id: ``started``) may move on."""
     with Session(wallet.engine) as s:
         row = s.get(WalletRequest, request_id, with_for_update=True)
-        if row is None or row.status != PENDING:
-            raise CeadError("sharing.not_pending", f"Request {request_id} was already decided.")
+        if row is None or row.status != when or (when == APPROVING and row.approval_id != started):
+            raise CeadError("sharing.not_pending", f"Request {request_id} was already decided or is being approved.",
+                            status=row.status if row is not None else None)
         row.status, row.decided_at = status, datetime.now(timezone.utc)
         for name, value in fields.items():
             setattr(row, name, value)
@@ -324,7 +335,7 @@ def draft_subject(node, wallet: Wallet, request_id: str, *, delegation: Any = No
 @dataclass
 class Approved:
     request: WalletRequest
-    issued: Any             # issuer.service.Issued
+    issued: Any             # issuer.service.Issued (None when delivered again)
     delivered: dict         # the requester's inbox receipt
 
 
@@ -338,8 +349,7 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
     delivered with the delegation chain it pins to the request's ``replyTo`` (``verify``: the TLS CA bundle; default
     the node's ``network.ca_bundle``), then the request is marked approved."""
     from issuer import service
-    from .client import deliver
-    row = _pending(wallet, request_id)
+    _pending(wallet, request_id)
     if approval_subject_overrides is not None and not isinstance(approval_subject_overrides, dict):
         raise CeadError("sharing.invalid", "The approval subject must be a JSON object.", field="subject")
     subject = {**draft_subject(node, wallet, request_id, delegation=delegation), **(approval_subject_overrides or {})}
@@ -349,25 +359,104 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
     if signed_delegation is not None:
         options["delegation"] = _document(signed_delegation)
     pinned = _pinned_credentials(wallet, credential, signed_delegation)   # before signing: all must be held
-    issued = service.issue(node, credential, options, issued_by=issued_by, scopes=scopes)
+    credential.setdefault("id", f"urn:uuid:{uuid.uuid4()}")
+    approval_id = credential["id"]
+    # recorded before signing: a second approver, or a refusal in another tab, now finds it taken
+    _decide(wallet, request_id, APPROVING, approval_id=approval_id, decided_by=issued_by)
     try:
-        done = _decide(wallet, request_id, APPROVED, approval_id=issued.id, decided_by=issued_by)
-    except Exception:
-        # decided meanwhile (another tab, another approver), or not recorded: an approval nothing records and that
-        # is never delivered must not stay valid
-        service.change_status(node, issued.id, "revoke", by=issued_by,
-                              reason=f"Data-sharing request {request_id} was decided meanwhile.")
+        issued = service.issue(node, credential, options, issued_by=issued_by, scopes=scopes)
+        done = _decide(wallet, request_id, APPROVED, when=APPROVING, started=approval_id,
+                       delivery=json.dumps([issued.credential, *pinned], ensure_ascii=False))
+    except BaseException:
+        # refused by the guard rail, or anything else before the approval was recorded: nothing issued may stay
+        # valid, and the request is open again
+        _abandon(node, wallet, request_id, approval_id, by=issued_by,
+                 reason=f"The approval of data-sharing request {request_id} was not completed.")
         raise
+    receipt = _deliver(node, done, verify)
+    return Approved(_delivered(wallet, request_id), issued, receipt)
+
+
+def _deliver(node, row: WalletRequest, verify: str | bool | None) -> dict:
+    """Send what an approved request delivers (the approval and the chain it pins) to the request's ``replyTo``."""
+    from .client import deliver
     if verify is None:
         verify = node.network.ca_bundle or True
     try:
-        receipt = deliver(node.did, node.key, node.verification_method_id, [issued.credential, *pinned],
-                          row.request["replyTo"], verify=verify)
+        return deliver(node.did, node.key, node.verification_method_id, json.loads(row.delivery),
+                       row.request["replyTo"], verify=verify)
     except CeadError as exc:
-        raise CeadError("sharing.undelivered", f"The approval {issued.id} was issued, but could not be delivered to "
-                        f"{row.request['replyTo']}: {exc.message} Revoke it in the register and ask the requester "
-                        "to send the request again.", approval=issued.id, reasons=[exc.problem.to_dict()]) from None
-    return Approved(done, issued, receipt)
+        raise CeadError("sharing.undelivered", f"The approval {row.approval_id} was issued, but could not be "
+                        f"delivered to {row.request['replyTo']}: {exc.message} Deliver it again once the "
+                        "requester's node is reachable.", approval=row.approval_id,
+                        reasons=[exc.problem.to_dict()]) from None
+
+
+def _delivered(wallet: Wallet, request_id: str) -> WalletRequest:
+    with Session(wallet.engine) as s:
+        row = s.get(WalletRequest, request_id, with_for_update=True)
+        row.delivered_at = datetime.now(timezone.utc)
+        s.add(row)
+        s.commit()
+        s.refresh(row)
+        return row
+
+
+def redeliver(node, wallet: Wallet, request_id: str, *, verify: str | bool | None = None) -> Approved:
+    """Deliver an approved request's approval (with the chain it pins) to the requester again: after a failed
+    delivery, or when the requester lost it. The requester's inbox keeps one copy however often it arrives.
+    (``Approved.issued`` is None here: nothing new is issued.)"""
+    row = get_request(wallet, request_id)
+    if row.status != APPROVED or not row.delivery:
+        raise CeadError("sharing.not_approved", f"Request {request_id} is {row.status}; only an approved request's "
+                        "approval can be delivered again.", status=row.status)
+    receipt = _deliver(node, row, verify)
+    return Approved(_delivered(wallet, request_id), None, receipt)
+
+
+def reopen(node, wallet: Wallet, request_id: str, *, by: str | None = None,
+           now: datetime | None = None) -> WalletRequest:
+    """Put an interrupted approval back to ``pending``: one still ``approving`` :data:`INTERRUPTED_AFTER` after it
+    started (the node stopped while signing). The approval started then is revoked if it had been issued."""
+    row = get_request(wallet, request_id)
+    started = row.decided_at.replace(tzinfo=row.decided_at.tzinfo or timezone.utc) if row.decided_at else None
+    if row.status != APPROVING:
+        raise CeadError("sharing.not_pending", f"Request {request_id} is {row.status}, not an interrupted approval.",
+                        status=row.status)
+    if started is not None and (now or datetime.now(timezone.utc)) - started < INTERRUPTED_AFTER:
+        raise CeadError("sharing.in_progress", f"Request {request_id} is being approved right now (started "
+                        f"{started:%H:%M:%S} UTC); it can be reopened {int(INTERRUPTED_AFTER.total_seconds() // 60)} "
+                        "minutes after it started if it does not finish.")
+    _abandon(node, wallet, request_id, row.approval_id, by=by, strict=True,
+             reason=f"The approval of data-sharing request {request_id} was interrupted and reopened.")
+    return get_request(wallet, request_id)
+
+
+def is_interrupted(row: WalletRequest, now: datetime | None = None) -> bool:
+    """An approval started more than :data:`INTERRUPTED_AFTER` ago and never finished."""
+    if row.status != APPROVING or row.decided_at is None:
+        return row.status == APPROVING
+    started = row.decided_at.replace(tzinfo=row.decided_at.tzinfo or timezone.utc)
+    return (now or datetime.now(timezone.utc)) - started >= INTERRUPTED_AFTER
+
+
+def _abandon(node, wallet: Wallet, request_id: str, approval_id: str, *, by: str | None, reason: str,
+             strict: bool = False) -> None:
+    """Revoke ``approval_id`` if it was issued, then put the request back to pending (if it is still this
+    approval's). Called while another error is on its way up, so by default it only logs its own failures."""
+    from issuer import service
+    try:
+        try:
+            service.change_status(node, approval_id, "revoke", by=by, reason=reason)
+        except CeadError as exc:
+            if exc.code != "credential.not_found":      # never issued: nothing to revoke
+                raise
+        _decide(wallet, request_id, PENDING, when=APPROVING, started=approval_id, approval_id=None,
+                decided_by=None, decided_at=None)
+    except Exception:
+        if strict:
+            raise
+        log.exception("could not undo the unfinished approval %s of request %s", approval_id, request_id)
 
 
 def _pinned_credentials(wallet: Wallet, approval: dict, delegation: dict | str | None) -> list[dict | str]:

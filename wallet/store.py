@@ -110,12 +110,14 @@ class WalletRequest(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))    # the request object, JSON
     certifications: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of what was presented
     presentation_digest: str = Field(unique=True, index=True)    # SHA-256 of the presentation (a replay is refused)
-    status: str = Field(default="pending", index=True)           # pending | approved | refused
+    status: str = Field(default="pending", index=True)           # pending | approving | approved | refused
     reason: str | None = None                                    # why it was refused
-    approval_id: str | None = None                               # the approval issued
+    approval_id: str | None = None                               # the approval being issued (approving) or issued
     decided_by: str | None = None
     received_at: datetime = Field(default_factory=_utcnow)
-    decided_at: datetime | None = None
+    decided_at: datetime | None = None                           # approving: when the approval was started
+    delivery: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON: approval + chain
+    delivered_at: datetime | None = None                         # when the requester's inbox accepted it
 
     @property
     def request(self) -> dict:
