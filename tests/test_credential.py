@@ -326,6 +326,20 @@ def test_jwt_presentation_rejections(issuer, verifier):
              "presentation.credential_invalid")
 
 
+def test_an_enveloped_presentation_is_verified_as_its_jwt(issuer, verifier):
+    """VC 2.0 / VC-JOSE-COSE: EnvelopedVerifiablePresentation, id data:application/vp+jwt,<jwt>."""
+    holder = Party()
+    vp = jwt_vp(holder, [sign_jwt(unsigned_credential(issuer.did), issuer.key, issuer.vm)])
+    envelope = {"@context": [V2], "type": "EnvelopedVerifiablePresentation", "id": "data:application/vp+jwt," + vp}
+    result = verifier.verify_presentation(envelope, nonce=NONCE, audience=AUD, now=NOW)
+    assert result.verified, result.problems
+    assert (result.format, result.issuer) == ("jwt", holder.did) and result.credentials[0].verified
+    rejected(verifier.verify_presentation(envelope, nonce="urn:cead:req:other", audience=AUD, now=NOW),
+             "presentation.nonce_mismatch")
+    for wrong in ("data:application/vc+jwt," + vp, "data:text/plain,hi", None):
+        rejected(verifier.verify_presentation(dict(envelope, id=wrong), now=NOW), "presentation.malformed")
+
+
 def test_presentation_key_must_be_authorised_for_authentication():
     did = "did:web:holder.example"
     key = PrivateKey.generate()

@@ -80,6 +80,20 @@ def test_signed_receipt(w, tmp_path):
 
 # ---- step 1: the presentation ------------------------------------------------------------------------------------
 
+def test_an_enveloped_presentation_is_decided_as_its_jwt(w):
+    """The Cead-Presentation header may carry a VC 2.0 EnvelopedVerifiablePresentation (base64url JSON)."""
+    import json
+    from verifier.keys import b64url
+    decider, request = w.decider(), w.request()
+    vp = w.present(request)
+    envelope = {"@context": "https://www.w3.org/ns/credentials/v2", "type": "EnvelopedVerifiablePresentation",
+                "id": "data:application/vp+jwt," + vp}
+    decision = decider.decide(b64url(json.dumps(envelope).encode()), request)
+    assert decision.allowed, decision.to_dict()
+    assert decision.holder == w.recipient.did
+    denied(decider.decide(envelope, request), "presentation.replayed")     # the same presentation, unwrapped
+
+
 def test_replayed_presentation(w):
     decider, request = w.decider(), w.request()
     vp = w.present(request)

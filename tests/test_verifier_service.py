@@ -78,6 +78,15 @@ def test_verify_presentation_with_challenge_and_domain(env):
     assert {"challenge", "domain"} <= set(ok.json()["checks"])
     wrong = post(env, "/presentations/verify", {"verifiablePresentation": vp, "options": {"challenge": "other"}})
     assert wrong.status_code == 400
+    assert isinstance(vp, str)   # VC-JOSE: the same presentation enveloped (VC 2.0)
+    enveloped = {"@context": "https://www.w3.org/ns/credentials/v2", "type": "EnvelopedVerifiablePresentation",
+                 "id": f"data:application/vp+jwt,{vp}"}
+    answer = post(env, "/presentations/verify", {"verifiablePresentation": enveloped, "options": {
+        "challenge": "challenge-123", "domain": "https://relying-party.example:443"}})
+    assert answer.status_code == 200, answer.text
+    mislabelled = dict(enveloped, id=f"data:application/vc+jwt,{vp}")
+    answer = post(env, "/presentations/verify", {"verifiablePresentation": mislabelled})
+    assert answer.status_code == 400 and answer.json()["errors"][0]["code"] == "presentation.malformed"
     assert "presentation.nonce_mismatch" in {e["code"] for e in wrong.json()["errors"]}
 
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 V1_CONTEXT = "https://www.w3.org/2018/credentials/v1"
 ENVELOPED_JWT_PREFIX = "data:application/vc+jwt,"
+ENVELOPED_VP_PREFIX = "data:application/vp+jwt,"
 MAX_CREDENTIALS = 64
 MAX_JSON = 1024 * 1024
 # XML Schema 1.1 dateTime (ASCII digits, "T", seconds required; a time zone optional here). VC 2.0 validFrom/validUntil
@@ -126,14 +127,20 @@ def _load(value: Any, what: str) -> dict | str:
     return doc
 
 
-def unwrap_enveloped(entry: Any) -> Any:
-    """``EnvelopedVerifiableCredential`` (id ``data:application/vc+jwt,<jwt>``) -> the JWT string."""
-    if isinstance(entry, dict) and "EnvelopedVerifiableCredential" in as_list(entry.get("type")):
+_ENVELOPES = {"credential": ("EnvelopedVerifiableCredential", ENVELOPED_JWT_PREFIX),
+              "presentation": ("EnvelopedVerifiablePresentation", ENVELOPED_VP_PREFIX)}
+
+
+def unwrap_enveloped(entry: Any, kind: str = "credential") -> Any:
+    """VC 2.0 enveloping (VC-JOSE-COSE): ``EnvelopedVerifiableCredential`` with id ``data:application/vc+jwt,<jwt>``
+    (or ``EnvelopedVerifiablePresentation`` with ``data:application/vp+jwt,<jwt>`` for ``kind="presentation"``)
+    -> the JWT string; anything else is returned as given."""
+    type_name, prefix = _ENVELOPES[kind]
+    if isinstance(entry, dict) and type_name in as_list(entry.get("type")):
         data = entry.get("id")
-        if not (isinstance(data, str) and data.startswith(ENVELOPED_JWT_PREFIX)):
-            raise CeadError("credential.malformed", "An EnvelopedVerifiableCredential must have an id of the form "
-                            "data:application/vc+jwt,<jwt>.")
-        return unquote(data[len(ENVELOPED_JWT_PREFIX):])
+        if not (isinstance(data, str) and data.startswith(prefix)):
+            raise CeadError(f"{kind}.malformed", f"An {type_name} must have an id of the form {prefix}<jwt>.")
+        return unquote(data[len(prefix):])
     return entry
 
 
@@ -346,7 +353,7 @@ class Verifier:
     # ---- presentations ------------------------------------------------------------------------------------------
     def _verify_presentation(self, presentation: Any, now: datetime, challenge: str | None,
                              domain: str | None) -> VerificationResult:
-        loaded = _load(presentation, "presentation")
+        loaded = _load(unwrap_enveloped(presentation, "presentation"), "presentation")
         result = VerificationResult(verified=True)
         if isinstance(loaded, str):
             claims, kid = jose.verify_jwt(loaded, self.resolver, "vp+jwt", "authentication")

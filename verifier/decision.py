@@ -437,6 +437,7 @@ class Decider:
 
     def _decide(self, presentation: dict | str, state: "_State") -> None:
         request = state.request
+        presentation = unwrap_enveloped(presentation, "presentation")   # an enveloped vp+jwt is the JWT
         # 1. the presentation ---------------------------------------------------------------------------------
         vp = self.verifier.verify_presentation(presentation, challenge=request.binding, now=state.now)
         creds = self._credentials(presentation, vp)

@@ -63,17 +63,6 @@ def vc_api_result(result: VerificationResult, extra_checks: tuple[str, ...] = ()
     }
 
 
-def _unenvelope(value, kind: str):
-    """An ``Enveloped...`` object carries the JWT in a data: URL; return the JWT, else the value as given."""
-    if isinstance(value, dict) and f"Enveloped{kind}" in (value.get("type") if isinstance(value.get("type"), list)
-                                                           else [value.get("type")]):
-        ident = value.get("id")
-        if isinstance(ident, str) and ident.startswith("data:") and "," in ident:
-            return ident.split(",", 1)[1]
-        raise CeadError("request.invalid", f"Enveloped{kind} needs an id that is a data: URL.")
-    return value
-
-
 # ---- the app ---------------------------------------------------------------------------------------------------
 
 def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
@@ -107,7 +96,7 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
             data = body_json()
             if "verifiableCredential" not in data:
                 raise CeadError("request.invalid", "The body needs 'verifiableCredential'.")
-            credential = _unenvelope(data["verifiableCredential"], "VerifiableCredential")
+            credential = data["verifiableCredential"]   # an EnvelopedVerifiableCredential is unwrapped by the verifier
         except CeadError as exc:
             return bad_request(exc.message, exc.code)
         result = decider.verify_credential(credential)
@@ -122,7 +111,7 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
             if not all(v is None or isinstance(v, str) for v in (challenge, domain)):
                 raise CeadError("request.invalid", "options.challenge and options.domain must be strings.")
             if "verifiablePresentation" in data:
-                vp = _unenvelope(data["verifiablePresentation"], "VerifiablePresentation")
+                vp = data["verifiablePresentation"]   # so is an EnvelopedVerifiablePresentation
             elif isinstance(data.get("presentation"), dict):  # proofless: verify the credentials only
                 vp = None
             else:
