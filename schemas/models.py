@@ -519,7 +519,8 @@ class DataSharingApproval(_Subject):
         return Scope(
             datasets=self.datasets, data_items=self.data_items, data_categories=self.data_categories,
             data_subjects=self.data_subjects, purposes=self.purposes, legal_bases=self.legal_bases,
-            regimes=self.regimes, recipients=self.recipients, actions=["ApproveDisclosure"],
+            # processors receive the data too: a delegation limited to some recipients limits them as well
+            regimes=self.regimes, recipients=[*self.recipients, *self.processors], actions=["ApproveDisclosure"],
             recipient_requirements=self.recipient_requirements, required_co_signers=self.co_signers,
             privacy_protocol=self.privacy_protocol, not_before=self.not_before, not_after=self.not_after,
             max_sensitivity=self.sensitivity, max_dpia_risk=self.dpia.outcome,

@@ -95,3 +95,25 @@ def test_decision_denies_a_discloser_that_did_not_receive_the_upstream_data(w):
             assert codes(decision) == {"provenance.discloser_not_upstream_recipient"}
             [problem] = decision.reasons
             assert problem.detail["offending"] == [w.controller.did]
+
+
+def test_a_delegate_cannot_widen_its_recipients_by_naming_a_processor(w):
+    """A delegation limited to recipient R: an approval naming another party X as processor is wider than it (a
+    processor receives the data), so X cannot then disclose a derived dataset as if it had been admitted."""
+    from transfer_world import OTHER_DATASET
+    outsider, derived_dataset = Party("prov-processor"), "https://derived.example/dataset/prov-x"
+    limited = w.delegation(w.controller, w.iao, recipients=[w.recipient.did])
+    lawful = [{"party": p.did, "regime": "UKGDPR", "legalBases": BASIS} for p in (w.controller, w.recipient)]
+    decider = w.decider(controllers=[*w.policy_data()["controllers"],
+                                     {"dataset": derived_dataset, "controller": outsider.did}])
+    for processors, expected in (([], "provenance.discloser_not_upstream_recipient"),
+                                 ([outsider.did], "approval.exceeds_delegation")):
+        upstream = w.make_approval(w.iao, chain=[limited], datasets=[OTHER_DATASET], lawfulBases=lawful,
+                                   processors=processors)
+        output = w.make_approval(outsider, discloser=outsider.did, datasets=[derived_dataset],
+                                 upstream=[w.ref(upstream)],
+                                 lawfulBases=[{"party": p.did, "regime": "UKGDPR", "legalBases": BASIS}
+                                              for p in (outsider, w.recipient)])
+        request = w.request(dataset=derived_dataset)
+        decision = decider.decide(w.present(request, [output, upstream, limited, w.cert]), request)
+        assert not decision.allowed and expected in codes(decision), decision.to_dict()
