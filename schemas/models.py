@@ -11,7 +11,7 @@ import base64
 import hashlib
 import re
 from datetime import date, datetime
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 import rfc8785
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer,
@@ -113,6 +113,9 @@ class Threshold(_Model):
     min_cell_count: Annotated[int, Field(ge=1, strict=True)]
     secondary_suppression: bool = False
     zeros_allowed: bool = False          # true: a count of 0 may be published (structural zeros)
+    # the table's count columns, as approved; absent: every column of whole numbers is a count (a transfer's
+    # manifest may add count columns, never remove one)
+    count_columns: Optional[Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]] = None
 
 
 class Dominance(_Model):
@@ -519,8 +522,7 @@ class DataSharingApproval(_Subject):
         return Scope(
             datasets=self.datasets, data_items=self.data_items, data_categories=self.data_categories,
             data_subjects=self.data_subjects, purposes=self.purposes, legal_bases=self.legal_bases,
-            # processors receive the data too: a delegation limited to some recipients limits them as well
-            regimes=self.regimes, recipients=[*self.recipients, *self.processors], actions=["ApproveDisclosure"],
+            regimes=self.regimes, recipients=self.recipients, actions=["ApproveDisclosure"],
             recipient_requirements=self.recipient_requirements, required_co_signers=self.co_signers,
             privacy_protocol=self.privacy_protocol, not_before=self.not_before, not_after=self.not_after,
             max_sensitivity=self.sensitivity, max_dpia_risk=self.dpia.outcome,

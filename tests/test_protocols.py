@@ -139,7 +139,36 @@ def test_payload_count_columns_from_manifest():
     assert p.detail["column"] == "female"
     assert codes(check_transfer(THRESHOLD, {"countColumns": ["total"]}, b"area,male\nx,12\n")) == [
         "protocol.payload_unparseable"]
-    assert codes(check_transfer(THRESHOLD, {}, b"area,people\nx,12\n")) == ["protocol.payload_unparseable"]
+    assert codes(check_transfer(THRESHOLD, {}, b"area,rate\nx,0.5\n")) == ["protocol.payload_unparseable"]
+
+
+def test_which_columns_are_counts_is_not_the_manifests_to_decide():
+    """On a pull the manifest is the recipient's: it may add count columns, never exempt one. Without countColumns
+    in the approval, every column of whole numbers is a count; with them, those are (and a 'count' column)."""
+    table = b"year,ageBand,households\n2024,16-24,3\n2024,25-34,1\n"
+    steered = {"columns": ["year", "ageBand", "households"], "countColumns": ["year"]}
+    found = check_transfer(THRESHOLD, steered, table)
+    assert codes(found) == ["protocol.cell_below_threshold"] * 2
+    assert {p.detail["column"] for p in found} == {"households"} and "whole numbers" in found[0].message
+    assert codes(check_transfer(THRESHOLD, {}, b"area,people\nx,12\n")) == []           # 12 >= 10: read as a count
+    named = {**THRESHOLD, "countColumns": ["households"]}
+    found = check_transfer(named, {"countColumns": []}, table)
+    assert [p.detail["column"] for p in found] == ["households", "households"] and "whole numbers" not in \
+        found[0].message
+    # a numeric dimension is not a count once the approval names the counts
+    assert check_transfer(named, {}, b"quarter,households\n1,12\n2,30\n") == []
+    assert codes(check_transfer(THRESHOLD, {}, b"quarter,households\n1,12\n2,30\n")) == [
+        "protocol.cell_below_threshold"] * 2
+    assert codes(check_transfer(named, {}, b"area,count\nx,12\n")) == ["protocol.payload_unparseable"]
+    assert codes(check_transfer(THRESHOLD, {"countColumns": "households"}, table)) == ["protocol.payload_unparseable"]
+
+
+def test_an_approval_cannot_check_fewer_count_columns_than_its_delegation():
+    reference = {**THRESHOLD, "countColumns": ["households", "people"]}
+    assert dims(at_least_as_strict({**THRESHOLD, "countColumns": ["households"]}, reference)) == {
+        "privacyProtocol.threshold.countColumns"}
+    assert at_least_as_strict({**THRESHOLD, "countColumns": ["people", "households", "x"]}, reference) == []
+    assert at_least_as_strict(THRESHOLD, reference) == []          # none named: every whole-number column
 
 
 @pytest.mark.parametrize("payload", [

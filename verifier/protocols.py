@@ -127,7 +127,12 @@ def _compare(c: Any, r: Any) -> list[Violation]:
     """Same-kind comparison: is c at least as strict as r?"""
     d = "privacyProtocol." + r.kind
     if isinstance(r, Threshold):
+        # naming no count columns checks every column of whole numbers, so it is at least as strict as any list
+        unchecked = ([] if r.count_columns is None or c.count_columns is None
+                     else sorted(set(r.count_columns) - set(c.count_columns)))
         return (_not_less(d + ".minCellCount", c.min_cell_count, r.min_cell_count, "minimum cell count")
+                + ([Violation(d + ".countColumns", f"count columns {unchecked} required by the reference protocol "
+                              "would not be checked", unchecked)] if unchecked else [])
                 + _flag(d + ".secondarySuppression", c.secondary_suppression, r.secondary_suppression,
                         "secondary suppression")
                 + _flag(d + ".zerosAllowed", not c.zeros_allowed, not r.zeros_allowed, "suppressing zero counts"))
@@ -303,6 +308,19 @@ def _read_table(payload: bytes) -> tuple[list[str], list[list[str]]]:
     return header, rows[1:]
 
 
+def _whole_numbers(cells) -> bool:
+    """A column of counts as published: non-negative integers, possibly some suppressed, at least one number."""
+    seen = False
+    for cell in cells:
+        cell = cell.strip()
+        if cell in SUPPRESSED:
+            continue
+        if not (cell.isascii() and cell.isdigit()):
+            return False
+        seen = True
+    return seen
+
+
 def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
                  approved_columns: list[str] | None) -> list[Problem]:
     try:
@@ -318,17 +336,28 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
         if extra:
             out.append(_problem("protocol.column_not_approved", f"The payload has columns {extra} not listed in "
                                 f"{source}.", columns=extra))
-    count_columns = manifest.get("countColumns")
-    if count_columns is None:
-        count_columns = ["count"] if "count" in header else None
-    if not isinstance(count_columns, list) or not count_columns or not all(isinstance(c, str) for c in count_columns):
-        return out + [_problem("protocol.payload_unparseable", "The payload has no 'count' column and the manifest "
-                               "names no countColumns, so the threshold cannot be checked.")]
-    missing = [c for c in count_columns if c not in header]
+    # Which cells are counts is not the manifest writer's to decide (on a pull that is the recipient): the
+    # approval's countColumns, else every column of whole numbers, and always a "count" column; the manifest may
+    # only add to them.
+    declared_counts = manifest.get("countColumns", [])
+    if not isinstance(declared_counts, list) or not all(isinstance(c, str) for c in declared_counts):
+        return out + [_problem("protocol.payload_unparseable", "The manifest's countColumns must be a list of "
+                               "column names.")]
+    approved_counts = [c for t in thresholds for c in (t.count_columns or [])]
+    inferred: list[str] = []
+    if any(t.count_columns is None for t in thresholds):
+        inferred = [h for i, h in enumerate(header) if _whole_numbers(row[i] for row in rows)]
+    named = list(dict.fromkeys([*approved_counts, *declared_counts]))
+    missing = [c for c in named if c not in header]
     if missing:
-        return out + [_problem("protocol.payload_unparseable", f"The countColumns {missing} are not in the payload.")]
-    if "count" in header and "count" not in count_columns:
-        count_columns = [*count_columns, "count"]  # the manifest may add count columns, never exempt this one
+        return out + [_problem("protocol.payload_unparseable", f"The count columns {missing} are not in the payload.",
+                               columns=missing)]
+    count_columns = list(dict.fromkeys([*named, *inferred, *(["count"] if "count" in header else [])]))
+    if not count_columns:
+        return out + [_problem("protocol.payload_unparseable", "The payload has no count column (none named by the "
+                               "approval or the manifest, no 'count' column, no column of whole numbers), so the "
+                               "threshold cannot be checked.")]
+    inferred_only = set(inferred) - set(named) - {"count"}
     row_count = manifest.get("rowCount")
     if row_count is not None and row_count != len(rows):
         out.append(_problem("protocol.manifest_mismatch", f"The manifest says rowCount {row_count} but the payload "
@@ -352,8 +381,11 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
                 continue
             value = int(cell)
             if value < minimum and not (value == 0 and zeros):
+                why = (" (read as a count because all its values are whole numbers; an approval whose threshold "
+                       "names its countColumns says which columns are counts)") if col in inferred_only else ""
                 out.append(_problem("protocol.cell_below_threshold", f"Row {n}, column '{col}' has a count below "
-                                    f"the minimum cell count of {minimum}.", row=n, column=col, threshold=minimum))
+                                    f"the minimum cell count of {minimum}{why}.", row=n, column=col,
+                                    threshold=minimum))
         if secondary and suppressed == 1 and total_column in index and \
                 row[index[total_column]].strip() not in SUPPRESSED:
             out.append(_problem("protocol.secondary_suppression_missing", f"Row {n} has one suppressed cell and a "

@@ -204,6 +204,17 @@ def approval_within(approval: DataSharingApproval, delegation: DelegatedAuthorit
     if approval.discloser != delegation.controller:
         out.append(Violation("discloser", f"the delegation is for {delegation.controller}, not the discloser "
                              f"{approval.discloser}", [approval.discloser]))
+    allowed = delegation.scope.recipients
+    if allowed is not None:
+        # a processor is given the data too (and counts as admitted to it for derived datasets), so under a
+        # delegation limited to some recipients it must be one of them, or a compute party the delegation's
+        # privacy protocol names (MPC nodes, PSI parties)
+        named = {p for protocol in delegation.scope.privacy_protocol or []
+                 for p in (*getattr(protocol, "compute_parties", []), *getattr(protocol, "parties", []))}
+        extra = [p for p in approval.processors if p not in allowed and p not in named]
+        if extra:
+            out.append(Violation("processors", f"processors {extra} are neither recipients the delegation allows "
+                                 "nor parties its privacy protocol names", extra))
     return out + within(approval.scope(), delegation.scope, at=at, vocabulary=vocabulary)
 
 
