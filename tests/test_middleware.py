@@ -139,6 +139,21 @@ def test_aggregate_output_checked_before_it_leaves(env):
     assert "protocol.cell_below_threshold" in {r["code"] for r in response.json()["reasons"]}
 
 
+def test_a_pushed_table_is_checked_in_the_request_and_the_apps_answer_is_not_read_as_one(env):
+    """Under a threshold, a push carries the table: it is checked when the transfer is decided, and the app's own
+    reply ({"received": n}) passes untouched; a pushed table with a small cell never reaches the app."""
+    w, *_, decisions, _, _ = env
+    approval = w.make_approval(w.controller, privacyProtocol={"kind": "threshold", "minCellCount": 10})
+    response = send(env, [approval, w.cert], method="POST", body=TABLE_OK.encode(), manifest=w.manifest(rowCount=2))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": len(TABLE_OK)}
+    seen = len(decisions)
+    refused = send(env, [approval, w.cert], method="POST", body=TABLE_SMALL_CELL.encode(),
+                   manifest=w.manifest(rowCount=2))
+    assert refused.status_code == 403 and len(decisions) == seen
+    assert "protocol.cell_below_threshold" in {r["code"] for r in refused.json()["reasons"]}
+
+
 def test_malformed_headers_are_denied_cleanly(env):
     w, base_url, ca_bundle, *_ = env
     url = base_url + "/datasets/homelessness"

@@ -126,6 +126,23 @@ def test_nginx_authz_allow_deny_and_missing(env):
     assert "transfer.dataset_not_approved" in deny.headers["Cead-Decision-Reasons"]
 
 
+def test_nginx_authz_never_decides_a_body_it_cannot_see(env):
+    """nginx forwards the real body upstream after auth_request: a presentation bound to "no body" must not let a
+    push through. POST/PUT/PATCH, or any request nginx says has a body, are denied with request.body_unbound."""
+    w, base_url, ca_bundle = env
+    for method, extra in (("POST", {}), ("PUT", {}), ("PATCH", {}),
+                          ("GET", {"X-Original-Content-Length": "42"}),
+                          ("GET", {"X-Original-Transfer-Encoding": "chunked"})):
+        request = TransferRequest(method, w.request().url, body=None, manifest=w.request().manifest)
+        headers = {**authz_headers(w, request), **extra}
+        answer = requests.get(base_url + "/authz", headers=headers, verify=ca_bundle, timeout=10)
+        assert answer.status_code == 403, (method, extra, answer.text)
+        assert answer.headers["Cead-Decision-Reasons"] == "request.body_unbound", (method, extra)
+    request = w.request()
+    quiet = {**authz_headers(w, request), "X-Original-Content-Length": "", "X-Original-Transfer-Encoding": ""}
+    assert requests.get(base_url + "/authz", headers=quiet, verify=ca_bundle, timeout=10).status_code == 200
+
+
 def test_nginx_authz_without_original_uri(env):
     w, base_url, ca_bundle = env
     response = requests.get(base_url + "/authz", verify=ca_bundle, timeout=10)

@@ -793,9 +793,10 @@ class Decider:
         return []
 
     # ---- response payloads (aggregate outputs) -------------------------------------------------------------
-    def response_check_needed(self, decision: Decision) -> bool:
-        """True when the approval's protocol constrains a table of counts that travels in the response."""
-        return decision.allowed and decision.approval is not None and any(
+    def response_check_needed(self, decision: Decision, request_body: bytes | None = None) -> bool:
+        """True when the approval's protocol constrains a table of counts that travels in the response: not when
+        the request carried the table (a push, checked when it was decided), whose response is the app's own."""
+        return decision.allowed and not request_body and decision.approval is not None and any(
             isinstance(p, models.Threshold) for p in decision.approval.privacy_protocol)
 
     def check_response(self, decision: Decision, body: bytes, content_type: str = "") -> list[Problem]:

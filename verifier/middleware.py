@@ -100,7 +100,7 @@ class CeadMiddleware:
                                   self._published(environ, dataset))
         if status != 200:
             return _json_response(start_response, status, decision)
-        if not (self.check_response_payload and self.decider.response_check_needed(decision)):
+        if not (self.check_response_payload and self.decider.response_check_needed(decision, body)):
             return self.app(environ, start_response)
         return self._checked(environ, start_response, decision)
 

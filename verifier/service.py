@@ -63,6 +63,9 @@ def vc_api_result(result: VerificationResult, extra_checks: tuple[str, ...] = ()
     }
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})   # /authz (nginx) denies them: their body cannot be bound
+
+
 # ---- the app ---------------------------------------------------------------------------------------------------
 
 def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
@@ -135,7 +138,16 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
             return _json(403, decision.to_dict(), decision_headers(decision))
         proto = request.headers.get("X-Original-Proto", request.scheme)
         host = request.headers.get("X-Original-Host", request.host)
-        # nginx does not pass the body to auth_request: requests that carry one cannot match their binding.
+        # nginx does not pass the body to auth_request, so a body could never be bound: a method that carries one,
+        # or a request whose forwarded Content-Length / Transfer-Encoding says it has one, is denied here, never
+        # decided as if it had no body (nginx would forward the real body unchecked)
+        length = request.headers.get("X-Original-Content-Length", "").strip()
+        if method.upper() in BODY_METHODS or length not in ("", "0") or \
+                request.headers.get("X-Original-Transfer-Encoding", "").strip():
+            decision = decider.deny(Problem("request.body_unbound", f"A {method[:10]} request with a body cannot be "
+                                            "checked through nginx auth_request (nginx does not pass the body); put "
+                                            "pushes behind the middleware or Envoy."))
+            return _json(403, decision.to_dict(), decision_headers(decision))
         status, decision = decide_from_headers(decider, request.headers, method, f"{proto}://{host}{uri}", None)
         return _json(status, decision.to_dict(), decision_headers(decision))
 
