@@ -101,6 +101,31 @@ def test_replayed_presentation(w):
     denied(decider.decide(vp, request), "presentation.replayed")
 
 
+def test_strangers_cannot_fill_the_replay_guard(w):
+    """Only allowed transfers are remembered: presentations from parties without an approval are denied and not
+    recorded, so they cannot fill the guard and lock the approved recipient out; a full guard still refuses."""
+    from transfer_world import Party
+    decider = w.decider(caches={"status_lists": {"size": 64, "ttl": 0}, "replay": {"size": 2, "ttl": 600}})
+    for n in range(5):
+        request = w.request()
+        denied(decider.decide(w.present(request, [], holder=Party(f"stranger-{n}")), request), "approval.missing")
+    for _ in range(2):
+        request = w.request()
+        assert decider.decide(w.present(request), request).allowed
+    request = w.request()
+    denied(decider.decide(w.present(request), request), "presentation.replay_guard_full")
+
+
+def test_the_same_presentation_decided_at_once_from_many_threads_is_allowed_once(w):
+    from concurrent.futures import ThreadPoolExecutor
+    decider, request = w.decider(), w.request()
+    vp = w.present(request)
+    with ThreadPoolExecutor(8) as pool:
+        decisions = list(pool.map(lambda _: decider.decide(vp, request), range(8)))
+    assert sum(d.allowed for d in decisions) == 1
+    assert all(codes(d) == {"presentation.replayed"} for d in decisions if not d.allowed)
+
+
 def test_presentation_for_another_audience(w):
     denied(decide(w, audience="https://elsewhere.example:443"), "presentation.audience_mismatch")
 

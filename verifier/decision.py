@@ -174,9 +174,18 @@ class _ReplayGuard:
         self._seen: TTLCache = TTLCache(maxsize=max(size, 1), ttl=max(ttl, 1))
         self._lock = threading.Lock()
 
+    def seen(self, ident: str) -> Problem | None:
+        """A problem if ``ident`` was recorded before (nothing is recorded)."""
+        with self._lock:
+            if ident in self._seen:
+                return Problem("presentation.replayed",
+                               "This presentation has been used before; each request needs a fresh one.")
+            return None
+
     def check(self, ident: str) -> Problem | None:
         """Record ``ident``; a problem if it was seen before, or if the guard is full (rather than forgetting an id
-        that could still be replayed)."""
+        that could still be replayed). Only allowed transfers are recorded, so a stranger's presentations, which
+        are denied, cannot fill the guard and lock approved recipients out."""
         with self._lock:
             if ident in self._seen:
                 return Problem("presentation.replayed",
@@ -414,6 +423,11 @@ class Decider:
                                          "The transfer could not be decided because of an internal error."))
         reasons = list(dict.fromkeys(state.reasons))  # drop exact duplicates, keep order
         allowed = state.complete and not reasons
+        if allowed:   # record the presentation now, atomically: the same one decided twice at once allows once
+            replay = self.replay.check(state.replay_id) if state.replay_id else Problem(
+                "presentation.id_missing", "The presentation has no id to guard against replay.")
+            if replay:
+                allowed, reasons = False, [replay]
         if not allowed and not reasons:
             reasons = [Problem("decision.incomplete", "The decision did not complete, so the transfer is denied.")]
         decision = Decision(allowed, reasons, relied_on=list(dict.fromkeys(state.relied_on)), holder=state.holder,
@@ -530,7 +544,8 @@ class Decider:
             problems.append(Problem("presentation.id_missing",
                                     "The presentation has no jti (JWT) or proofValue to guard against replay."))
         elif not problems and not any(p.code != "presentation.credential_invalid" for p in vp.problems):
-            replay = self.replay.check(hashlib.sha256(ident.encode()).hexdigest())
+            state.replay_id = hashlib.sha256(ident.encode()).hexdigest()
+            replay = self.replay.seen(state.replay_id)     # recorded in decide(), once the transfer is allowed
             if replay:
                 problems.append(replay)
         return problems
@@ -853,6 +868,7 @@ class _State:
     relied_on: list[str] = field(default_factory=list)
     approval: _Cred | None = None
     complete: bool = False
+    replay_id: str | None = None   # the presentation's id, recorded by the replay guard if the transfer is allowed
 
 
 # ---- HTTP surfaces (middleware, nginx, Envoy) share this ---------------------------------------------------------
