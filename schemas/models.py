@@ -276,6 +276,10 @@ class _Subject(_Model):
         if not isinstance(types, list) or cls.credential_type not in types:
             raise CeadError("schema.invalid", f"The credential is not a {cls.credential_type}.",
                             expected=cls.credential_type, type=types)
+        cead_types = [t for t in types if t in CREDENTIAL_MODELS]
+        if len(cead_types) > 1:   # read as one type and relied on as another: never
+            raise CeadError("schema.invalid", f"A credential has one Cead type; this one has {cead_types}.",
+                            expected=cls.credential_type, type=cead_types)
         subject = cred.get("credentialSubject")
         if isinstance(subject, list) and len(subject) == 1:
             subject = subject[0]

@@ -126,6 +126,37 @@ def test_the_same_presentation_decided_at_once_from_many_threads_is_allowed_once
     assert all(codes(d) == {"presentation.replayed"} for d in decisions if not d.allowed)
 
 
+@pytest.mark.parametrize("manifest", [{"rowCount": 2 ** 60}, {"rowCount": float("nan")}, {"note": 2 ** 60}])
+def test_a_manifest_that_cannot_be_bound_is_a_clear_denial(w, manifest):
+    """NaN or an integer beyond I-JSON cannot be canonicalised with JCS: manifest.invalid, not an internal error,
+    on the verifier's side and on the wallet's (request_binding)."""
+    import json
+    from verifier.binding import decode_manifest, request_binding
+    from verifier.keys import b64url
+    header = b64url(json.dumps({**w.manifest(), **manifest}).encode())
+    with pytest.raises(CeadError) as err:
+        decode_manifest(header)
+    assert err.value.code == "manifest.invalid"
+    with pytest.raises(CeadError) as err:
+        request_binding("GET", w.request().url, None, {**w.manifest(), **manifest})
+    assert err.value.code == "manifest.invalid"
+
+
+def test_a_credential_with_two_cead_types_is_named_not_an_internal_error(w):
+    import uuid
+    from schemas import models as m
+    subject = m.DelegatedAuthority.model_validate({
+        "id": w.stranger.did, "role": "X", "onBehalfOf": w.stranger.did, "allowedActions": ["ApproveDisclosure"],
+        "scope": {"datasets": [w.request().manifest["dataset"]]}})
+    doc = subject.to_credential(w.stranger.did, id=f"urn:uuid:{uuid.uuid4()}")
+    doc["type"] = ["VerifiableCredential", "DelegatedAuthorityCredential", "DataSharingApprovalCredential"]
+    odd = sign_jwt(doc, w.stranger.key, w.stranger.kid)
+    request = w.request()
+    decision = w.decider().decide(w.present(request, [odd, *w.bundle()]), request)
+    assert not decision.allowed and codes(decision) == {"schema.invalid"}, decision.to_dict()
+    assert "one Cead type" in decision.reasons[0].message
+
+
 def test_presentation_for_another_audience(w):
     denied(decide(w, audience="https://elsewhere.example:443"), "presentation.audience_mismatch")
 

@@ -163,6 +163,12 @@ def test_which_columns_are_counts_is_not_the_manifests_to_decide():
     assert codes(check_transfer(THRESHOLD, {"countColumns": "households"}, table)) == ["protocol.payload_unparseable"]
 
 
+def test_odd_manifests_and_huge_counts_are_named_not_internal_errors():
+    assert codes(check_transfer(THRESHOLD, {"columns": 5}, b"area,count\nx,12\n")) == ["protocol.payload_unparseable"]
+    huge = "9" * 5000
+    assert check_transfer(THRESHOLD, {}, f"area,count\nx,{huge}\n".encode()) == []
+
+
 def test_an_approval_cannot_check_fewer_count_columns_than_its_delegation():
     reference = {**THRESHOLD, "countColumns": ["households", "people"]}
     assert dims(at_least_as_strict({**THRESHOLD, "countColumns": ["households"]}, reference)) == {

@@ -43,11 +43,15 @@ def normalise_url(url: str) -> str:
 
 def request_binding(method: str, url: str, body: bytes | None = None, manifest: dict | None = None) -> str:
     """The challenge/nonce that ties a presentation to exactly this request."""
+    try:
+        manifest_jcs = rfc8785.dumps(manifest) if manifest is not None else None
+    except Exception as exc:   # NaN, integers beyond 2^53, non-JSON values
+        raise CeadError("manifest.invalid", f"The transfer manifest cannot be canonicalised (JCS): {exc}.") from None
     material = {
         "method": method.upper(),
         "url": normalise_url(url),
         "bodySha256": _sha256_hex(body),
-        "manifestSha256": _sha256_hex(rfc8785.dumps(manifest)) if manifest is not None else "",
+        "manifestSha256": _sha256_hex(manifest_jcs) if manifest_jcs is not None else "",
     }
     return BINDING_PREFIX + b64url(hashlib.sha256(rfc8785.dumps(material)).digest())
 
@@ -80,6 +84,10 @@ def decode_manifest(header: str) -> dict[str, Any]:
                         "(or is nested too deeply).") from None
     if not isinstance(value, dict):
         raise CeadError("manifest.invalid", "The transfer manifest must be a JSON object.")
+    try:
+        rfc8785.dumps(value)   # it is bound with JCS: numbers must be finite and within the I-JSON range
+    except Exception as exc:
+        raise CeadError("manifest.invalid", f"The transfer manifest cannot be canonicalised (JCS): {exc}.") from None
     return value
 
 

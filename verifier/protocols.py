@@ -329,6 +329,9 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
         return [_problem("protocol.payload_unparseable", f"The payload cannot be checked: {exc}.")]
     out: list[Problem] = []
     declared = manifest.get("columns")
+    if declared is not None and (not isinstance(declared, list) or not all(isinstance(c, str) for c in declared)):
+        return out + [_problem("protocol.payload_unparseable", "The manifest's columns must be a list of column "
+                               "names.")]
     for allowed, source in ((declared, "the manifest"), (approved_columns, "the approval")):
         if allowed is None:
             continue
@@ -379,7 +382,7 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
                                     "not a count (a non-negative integer or a suppression marker).", row=n,
                                     column=col))
                 continue
-            value = int(cell)
+            value = int(cell) if len(cell) <= 18 else minimum   # more digits than any minimum: not small
             if value < minimum and not (value == 0 and zeros):
                 why = (" (read as a count because all its values are whole numbers; an approval whose threshold "
                        "names its countColumns says which columns are counts)") if col in inferred_only else ""
