@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .values import parse_datetime  # noqa: F401  (part of this module's API: vocab.parse_datetime)
@@ -146,20 +147,22 @@ DATA_CATEGORIES: dict[str, Term] = {t.iri: t for t in [
     Term(PD + "Age", "Age", (PD + "Demographic",)),
     Term(PD + "Gender", "Gender", (PD + "Demographic",)),
     Term(PD + "Location", "Location"),
-    Term(PD + "Address", "Postal address", (PD + "Location",)),
+    Term(PD + "PhysicalAddress", "Physical (postal) address", (PD + "Location",)),
     Term(PD + "Financial", "Financial"),
     Term(PD + "Income", "Income", (PD + "Financial",)),
     Term(PD + "Household", "Household"),
     Term(PD + "Family", "Family"),
     Term(PD + "FamilyStructure", "Family structure", (PD + "Family",)),
     Term(PD + "Education", "Education"),
-    Term(PD + "Sensitive", "Sensitive", special=True),
-    Term(PD + "Health", "Health", (PD + "Sensitive",), special=True),
+    # DPV's Art 9 grouping (DPV-PD puts EthnicOrigin, Religion, Sexual, MedicalHealth under it)
+    Term(DPV + "SpecialCategoryPersonalData", "Special category personal data", special=True),
+    Term(PD + "Health", "Health", (DPV + "SpecialCategoryPersonalData",), special=True),
     Term(PD + "MentalHealth", "Mental health", (PD + "Health",), special=True),
     Term(PD + "Disability", "Disability", (PD + "Health",), special=True),
-    Term(PD + "EthnicOrigin", "Ethnic origin", (PD + "Sensitive",), special=True),
-    Term(PD + "Religion", "Religion", (PD + "Sensitive",), special=True),
-    Term(PD + "SexualOrientation", "Sexual orientation", (PD + "Sensitive",), special=True),
+    Term(PD + "EthnicOrigin", "Ethnic origin", (DPV + "SpecialCategoryPersonalData",), special=True),
+    Term(PD + "Religion", "Religion", (DPV + "SpecialCategoryPersonalData",), special=True),
+    # DPV-PD has no SexualOrientation: pd:Sexual is "sexuality and sexual history" (Art 9's sex life or orientation)
+    Term(PD + "Sexual", "Sex life and sexual orientation", (DPV + "SpecialCategoryPersonalData",), special=True),
     Term(PD + "Criminal", "Criminal", criminal=True),
     Term(PD + "CriminalCharge", "Criminal charge", (PD + "Criminal",), criminal=True),
     Term(PD + "CriminalConviction", "Criminal conviction", (PD + "Criminal",), criminal=True),
@@ -176,7 +179,7 @@ DATA_SUBJECTS: dict[str, Term] = {t.iri: t for t in [
     Term(DPV + "Citizen", "Citizen", (DPV + "DataSubject",)),
     Term(DPV + "Child", "Child", (DPV + "DataSubject",)),
     Term(DPV + "Adult", "Adult", (DPV + "DataSubject",)),
-    Term(DPV + "Parent", "Parent", (DPV + "DataSubject",)),
+    Term(DPV + "ParentOfDataSubject", "Parent of a data subject", (DPV + "DataSubject",)),
     Term(DPV + "VulnerableDataSubject", "Vulnerable data subject", (DPV + "DataSubject",)),
     Term(CEAD + "Suspect", "Suspect or offender", (DPV + "DataSubject",)),
     Term(CEAD + "Victim", "Victim", (DPV + "DataSubject",)),
@@ -291,6 +294,23 @@ _REGISTRY = builtin()
 def registry() -> Vocabulary:
     """The process-wide vocabulary used when a check is not given one. Extend it at start-up with ``load``."""
     return _REGISTRY
+
+
+def extended(base: Vocabulary, path: str | Path) -> Vocabulary:
+    """A copy of ``base`` extended by a JSON or YAML file of ``{"broader": {...}, "isPartOf": {...}}`` (what
+    ``cead init --vocabulary`` and a trust policy's ``vocabulary`` name). ValueError naming the file otherwise."""
+    from .values import load_document
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"no such file {str(path)!r}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
+    try:
+        return base.copy().load(load_document(text, repr(str(path))))
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------------- time

@@ -313,7 +313,7 @@ def test_jwt_presentation_rejections(issuer, verifier):
              "presentation.holder_mismatch")
     no_holder = jwt_vp(holder, [cred], holder=None)
     assert verifier.verify_presentation(no_holder, nonce=NONCE, audience=AUD, now=NOW).verified  # iss names it
-    rejected(verifier.verify_presentation(jwt_vp(holder, [cred], holder=None, iss=None), now=NOW),
+    rejected(verifier.verify_presentation(jwt_vp(holder, [cred], holder=None, iss="did:example:x"), now=NOW),
              "presentation.holder_mismatch")
     bad_cred = cred[:-4] + ("AAAA" if cred[-4:] != "AAAA" else "AAAQ")
     result = verifier.verify_presentation(jwt_vp(holder, [bad_cred]), nonce=NONCE, audience=AUD, now=NOW)
@@ -370,9 +370,33 @@ def test_data_integrity_presentation(issuer, verifier):
     stranger = Party()
     not_holder = add_proof(vp, stranger.key, stranger.vm, purpose="authentication", created=NOW)
     rejected(verifier.verify_presentation(not_holder, now=NOW), "presentation.holder_mismatch")
-    no_holder = add_proof({k: v for k, v in vp.items() if k != "holder"}, holder.key, holder.vm,
-                          purpose="authentication", created=NOW)
-    rejected(verifier.verify_presentation(no_holder, now=NOW), "presentation.holder_mismatch")
+
+
+def test_a_presentation_without_holder_is_held_by_its_signer(issuer, verifier):
+    """VC DM 2.0: holder is optional. Without one, the holder is the DID whose authentication key signed the
+    presentation (JWT iss, else the kid's DID; a Data Integrity proof's verificationMethod). A holder that is
+    present and differs from the signer is still refused, and with no holder and no proof there is nobody."""
+    holder = Party()
+    vp = {"@context": [V2], "type": ["VerifiablePresentation"], "verifiableCredential": [di_credential(issuer)]}
+    signed = add_proof(vp, holder.key, holder.vm, purpose="authentication", challenge=NONCE, domain=AUD,
+                       created=NOW)
+    result = verifier.verify_presentation(signed, challenge=NONCE, domain=AUD, now=NOW)
+    assert result.verified, result.problems
+    assert result.issuer == holder.did and result.credentials[0].verified
+    token = jwt_vp(holder, [sign_jwt(unsigned_credential(issuer.did), issuer.key, issuer.vm)], holder=None, iss=None)
+    result = verifier.verify_presentation(token, nonce=NONCE, audience=AUD, now=NOW)
+    assert result.verified and result.issuer == holder.did, result.problems
+    stranger = Party()
+    rejected(verifier.verify_presentation(add_proof(dict(vp, holder=stranger.did), holder.key, holder.vm,
+                                                    purpose="authentication", created=NOW), now=NOW),
+             "presentation.holder_mismatch")
+    unsigned = verifier.verify_presentation(vp, now=NOW)
+    rejected(unsigned, "presentation.holder_mismatch")
+    assert "proof.missing" in codes(unsigned) and unsigned.issuer is None
+    forged = copy.deepcopy(signed)
+    forged["verifiableCredential"] = []
+    result = verifier.verify_presentation(forged, challenge=NONCE, domain=AUD, now=NOW)
+    assert not result.verified and result.issuer is None
 
 
 @pytest.mark.parametrize("bad", ["", "nope", "[]", 7, None, {"type": "VerifiablePresentation"}])

@@ -432,6 +432,36 @@ def test_policy_files(tmp_path):
     assert parse_policy({}).controller_of("https://d.example/a") is None
 
 
+def test_a_delegation_over_a_catalogue_covers_its_datasets_when_the_gateway_knows_the_catalogue(w, tmp_path):
+    """A gateway started from a policy file must know which datasets lie within a catalogue: from a `vocabulary`
+    file (the format of `cead init --vocabulary`) or from the DCAT catalogues it already reads for controllers."""
+    catalogue_iri = "https://data.fife.example/catalogue/housing"
+    delegation = w.delegation(w.controller, w.iao, datasets=[catalogue_iri])
+    approval = w.make_approval(w.iao, chain=[delegation])
+    bundle = [approval, delegation, w.cert]
+
+    def decided(**policy):
+        request = w.request()
+        return w.decider(**policy).decide(w.present(request, bundle), request)
+
+    denied(decided(), "approval.exceeds_delegation")                      # the gateway cannot know the catalogue
+    vocabulary = tmp_path / "vocabulary.yaml"
+    vocabulary.write_text(f"isPartOf:\n  '{DATASET}': ['{catalogue_iri}']\n")
+    assert decided(vocabulary=[str(vocabulary)]).allowed
+    dcat = tmp_path / "housing.jsonld"
+    dcat.write_text(json.dumps({"@id": catalogue_iri, "dct:publisher": w.controller.did,
+                                "dcat:dataset": [{"@id": DATASET}]}))
+    assert decided(catalogues=[str(dcat)]).allowed
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("isPartOf: [1, 2]\n")
+    with pytest.raises(CeadError) as err:
+        parse_policy({"vocabulary": [str(broken)]})
+    assert err.value.code == "policy.invalid" and "broken.yaml" in err.value.message
+    with pytest.raises(CeadError) as err:
+        parse_policy({"vocabulary": [str(tmp_path / "absent.yaml")]})
+    assert err.value.code == "policy.invalid" and "no such file" in err.value.message
+
+
 def test_example_policy_in_docs_loads():
     from pathlib import Path
     policy = load_policy(Path(__file__).parent.parent / "docs" / "examples" / "policy.yaml")

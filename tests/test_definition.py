@@ -76,6 +76,9 @@ def assert_valid_pex2(definition: dict) -> None:
         field_ids = {f.get("id") for f in fields}
         for relation in descriptor["constraints"].get("is_holder", []):
             assert set(relation["field_id"]) <= field_ids
+    # PEX 2.0: a field id is unique across the whole presentation definition, not only within its descriptor
+    all_ids = [f["id"] for d in definition["input_descriptors"] for f in d["constraints"]["fields"] if "id" in f]
+    assert len(all_ids) == len(set(all_ids)), all_ids
 
 
 # ---- the definition itself -----------------------------------------------------------------------------------
@@ -133,6 +136,25 @@ def test_the_filters_accept_what_the_gateway_would_allow_and_nothing_else(v11):
     # is_holder: another organisation's certification is not this holder's, however good it is
     assert not pex.descriptor_matches(cert, _doc("OrganisationCertificationCredential", held, BODY, v11),
                                       "did:key:z6MkSomeoneElse")
+
+
+def test_field_ids_are_unique_across_descriptors_and_is_holder_names_each_subject():
+    """PEX 2.0: field ids must be unique in the definition. With two required schemes, each certification
+    descriptor has its own subject field (credentialSubject.id), and is_holder names that field."""
+    policy = parse_policy({"controllers": [{"prefix": "https://data.example.gov.scot/", "controller": COUNCIL}],
+                           "certification_bodies": {CYBER_ESSENTIALS: [BODY], ISO27001: [BODY]},
+                           "required_certifications": [CYBER_ESSENTIALS, ISO27001]})
+    definition = presentation_definition(policy, DS_MEALS, P_MEALS)
+    assert_valid_pex2(definition)
+    _, first, second = definition["input_descriptors"]
+    for descriptor in (first, second):
+        (rule,) = descriptor["constraints"]["is_holder"]
+        assert rule["field_id"] == ["subject-" + descriptor["id"]]
+        (field,) = [f for f in descriptor["constraints"]["fields"] if f.get("id") == rule["field_id"][0]]
+        assert "$.credentialSubject.id" in field["path"]
+    me = "did:key:z6MkHolder"
+    mine = _doc("OrganisationCertificationCredential", certification_subject(me, ISO27001), BODY)
+    assert pex.descriptor_matches(second, mine, me) and not pex.descriptor_matches(second, mine, "did:key:z6MkX")
 
 
 def test_a_policy_trusting_no_body_says_so():

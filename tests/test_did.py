@@ -73,6 +73,29 @@ def test_invalid_dids(bad):
     assert code_of(Resolver().resolve, bad) == "did.invalid"
 
 
+def test_did_key_must_be_base58btc_with_exact_key_bytes():
+    """did:key spec ("Document Creation", "Signature Method Creation"): the method-specific id MUST be multibase
+    base58btc ('z'), and the raw key MUST have the length of its multicodec (P-256: the 33-byte compressed point);
+    otherwise the DID is invalid. The same key as a Multikey inside a did:web document is still read."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    ed = PrivateKey.generate().public
+    p256 = PrivateKey.generate(P256).public
+    resolver = Resolver()
+    assert resolver.resolve(did_key(ed))["id"] == did_key(ed) and resolver.resolve(did_key(p256))
+    as_base64url = "did:key:u" + b64url(b"\xed\x01" + ed.raw)                 # same key, multibase base64url
+    assert code_of(resolver.resolve, as_base64url) == "did.invalid"
+    uncompressed = p256.crypto().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    did_unc = "did:key:z" + base58.b58encode(b"\x80\x24" + uncompressed).decode()
+    with pytest.raises(CeadError) as info:
+        resolver.resolve(did_unc)
+    assert info.value.code == "did.invalid" and "33-byte compressed" in info.value.message
+    too_long = "did:key:z" + base58.b58encode(b"\xed\x01" + ed.raw + b"\x00").decode()
+    assert code_of(resolver.resolve, too_long) == "did.invalid"
+    # did:web documents keep the lenient Multikey reading (interop): base64url multibase is still accepted there
+    assert vm_public_key({"id": "#a", "type": "Multikey",
+                          "publicKeyMultibase": "u" + b64url(b"\xed\x01" + ed.raw)}) == ed
+
+
 def test_unknown_method():
     assert code_of(Resolver().resolve, "did:example:123") == "did.method_unsupported"
 

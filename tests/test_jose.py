@@ -132,6 +132,23 @@ def test_typ_rules():
     assert verify_jwt(no_typ, Resolver(), "vp+jwt", "authentication")[0]["iss"] == did
 
 
+def test_typ_may_be_absent_for_a_vc2_document_of_the_expected_kind():
+    """VC-JOSE-COSE: typ is a SHOULD. Without it, a claim set that is a VC 2.0 credential (vc+jwt) or presentation
+    (vp+jwt) is accepted; the wrong kind, a claim set without @context, or a present but wrong typ still fail."""
+    key, did, kid = issuer()
+    credential = dict(CREDENTIAL, issuer=did)
+    untyped = raw_jws(key, {"alg": "EdDSA", "kid": kid}, credential)
+    assert verify_jwt(untyped, Resolver(), "vc+jwt", "assertionMethod")[0] == credential
+    assert code_of(untyped, typ="vp+jwt", purpose="authentication") == "jose.typ_mismatch"
+    presentation = {"@context": CREDENTIAL["@context"], "type": "VerifiablePresentation", "holder": did}
+    untyped_vp = raw_jws(key, {"alg": "EdDSA", "kid": kid}, presentation)
+    assert verify_jwt(untyped_vp, Resolver(), "vp+jwt", "authentication")[0] == presentation
+    assert code_of(untyped_vp) == "jose.typ_mismatch"
+    no_context = {k: v for k, v in credential.items() if k != "@context"}
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "kid": kid}, no_context)) == "jose.typ_mismatch"
+    assert code_of(raw_jws(key, {"alg": "EdDSA", "kid": kid, "typ": "vp+jwt"}, credential)) == "jose.typ_mismatch"
+
+
 @pytest.mark.parametrize("token", [
     "", "abc", "a.b", "a.b.c.d", "..", "!!!.???.###", 42, None,
     b64url(b"[1]") + "." + b64url(b"{}") + ".sig",

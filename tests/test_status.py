@@ -178,6 +178,27 @@ def test_list_served_under_another_id_is_refused(env):
     assert codes(checker.check(credential(make_entry(URL, 5, "revocation")))) == ["status.list_invalid"]
 
 
+def test_a_list_must_name_the_url_it_is_served_at(env):
+    """Bitstring Status List v1.0 section 2.2 lets a list omit its id; this verifier requires it (documented as a
+    deliberate policy): otherwise another signed list of the same issuer could be served in its place. A different
+    id (or @id) is refused too, and so is a list from another issuer (a trust policy as well)."""
+    fetcher, _, checker = env
+    publish(fetcher, set_indexes=[5])
+    assert codes(checker.check(credential(make_entry(URL, 5, "revocation")))) == ["status.revoked"]
+    checker.clear()
+    del fetcher.lists[URL]["id"]
+    problems = checker.check(credential(make_entry(URL, 5, "revocation")))
+    assert codes(problems) == ["status.list_invalid"] and "must name the URL" in problems[0].message
+    checker.clear()
+    fetcher.lists[URL]["@id"] = "https://fife.example/status/9"
+    problems = checker.check(credential(make_entry(URL, 5, "revocation")))
+    assert codes(problems) == ["status.list_invalid"] and "status/9" in problems[0].message
+    checker.clear()
+    publish(fetcher, issuer="did:web:other.example")
+    problems = checker.check(credential(make_entry(URL, 5, "revocation")))
+    assert codes(problems) == ["status.list_invalid"] and "did:web:other.example" in problems[0].message
+
+
 def test_bad_entries(env):
     fetcher, _, checker = env
     publish(fetcher)
@@ -235,19 +256,21 @@ def test_a_list_past_its_expiration_date_or_jwt_exp_is_never_used_from_the_cache
 
 def test_problems_name_the_specs_processing_error(env):
     """Bitstring Status List v1.0 section 3.6: each processing error carries the spec's type IRI in detail.type;
-    revoked and suspended are statuses, not errors, and carry none."""
+    revoked and suspended are statuses, not errors, and carry none. The list's own errors live in the status-list
+    namespace; RANGE_ERROR and MALFORMED_VALUE_ERROR are VC Data Model 2.0 processing errors (section 7.2)."""
     fetcher, _, checker = env
     publish(fetcher, set_indexes=[3])
     spec = "https://www.w3.org/ns/credentials/status-list#"
+    vcdm = "https://www.w3.org/TR/vc-data-model#"
 
     def kinds(*entries):
         return [(p.code, p.detail.get("type")) for p in checker.check(credential(*entries))]
 
     assert kinds(make_entry(URL, 3, "revocation")) == [("status.revoked", None)]
     assert kinds(make_entry(URL, MIN_ENTRIES + 5, "revocation")) == [
-        ("status.index_out_of_range", spec + "RANGE_ERROR")]
+        ("status.index_out_of_range", vcdm + "RANGE_ERROR")]
     assert kinds(dict(make_entry(URL, 1, "revocation"), statusListIndex="one")) == [
-        ("status.entry_invalid", spec + "MALFORMED_VALUE_ERROR")]
+        ("status.entry_invalid", vcdm + "MALFORMED_VALUE_ERROR")]
     missing = "https://fife.example/status/404"
     assert kinds(make_entry(missing, 1, "revocation")) == [("status.unreachable", spec + "STATUS_RETRIEVAL_ERROR")]
     forged = "https://fife.example/status/forged"

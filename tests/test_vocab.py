@@ -58,6 +58,36 @@ def test_hierarchy_reflexive_transitive_and_extensible():
     assert not vocab.registry().within("https://data.example/d", "https://data.example/cat")
 
 
+# Every dpv:/pd: term below was checked against the W3C DPV 2.x vocabulary (w3id.org/dpv, w3id.org/dpv/pd).
+DPV_TERMS = {
+    "dpv:" + t for t in (
+        "Purpose PublicBenefit ProvideOfficialStatistics PublicPolicyMaking ImprovePublicServices "
+        "ProtectionOfPublicSecurity ServiceProvision PersonalisedBenefits ResearchAndDevelopment ScientificResearch "
+        "NonCommercialResearch LegalCompliance FraudPreventionAndDetection SpecialCategoryPersonalData DataSubject "
+        "Citizen Child Adult ParentOfDataSubject VulnerableDataSubject").split()
+} | {
+    "pd:" + t for t in (
+        "Identifying Name OfficialID Demographic Age Gender Location PhysicalAddress Financial Income Household "
+        "Family FamilyStructure Education Health MentalHealth Disability EthnicOrigin Religion Sexual Criminal "
+        "CriminalCharge CriminalConviction CriminalOffense").split()
+}
+
+
+def test_dpv_iris_are_dpv_terms():
+    """A dpv:/pd: IRI that DPV does not define is an invented term in DPV's namespace (peers cannot look it up).
+    pd:Address is pd:PhysicalAddress, dpv:Parent is dpv:ParentOfDataSubject, DPV-PD has no pd:Sensitive (DPV's
+    Art 9 grouping is dpv:SpecialCategoryPersonalData) and no pd:SexualOrientation (pd:Sexual covers sexuality)."""
+    terms = [t for table in (vocab.PURPOSES, vocab.DATA_CATEGORIES, vocab.DATA_SUBJECTS) for t in table.values()]
+    used = {vocab.compact(iri) for t in terms for iri in (t.iri, *t.broader)}
+    in_dpv = {t for t in used if t.startswith(("dpv:", "pd:"))}
+    assert in_dpv - DPV_TERMS == set()
+    voc = vocab.builtin()
+    assert voc.within("pd:PhysicalAddress", "pd:Location")
+    assert voc.within("dpv:ParentOfDataSubject", "dpv:DataSubject")
+    for special in ("pd:Health", "pd:EthnicOrigin", "pd:Religion", "pd:Sexual"):
+        assert voc.within(special, "dpv:SpecialCategoryPersonalData") and voc.is_special(special)
+
+
 @pytest.mark.parametrize("bad", [[], {"narrower": {}}, {"broader": []}, {"broader": {"a:b": [1]}},
                                  {"isPartOf": {"a:b": [""]}}])
 def test_vocabulary_load_rejects_bad_data(bad):

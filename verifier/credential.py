@@ -362,7 +362,8 @@ class Verifier:
             self._check_jwt_times(result, claims, now, "presentation")
             self._check_binding(result, claims.get("nonce"), claims.get("aud"), challenge, domain)
             self._check_presentation_document(result, doc)
-            result.issuer = result.issuer or (claims["iss"] if isinstance(claims.get("iss"), str) else None)
+            # VC DM 2.0: holder is optional; without one the holder is the signer (iss, else the kid's DID)
+            result.issuer = result.issuer or (claims["iss"] if isinstance(claims.get("iss"), str) else _did_of(kid))
             if "iss" in claims and claims["iss"] != result.issuer:
                 result.add(Problem("presentation.holder_mismatch",
                                    f"The JWT iss {str(claims['iss'])[:120]!r} is not the presentation's holder."))
@@ -377,8 +378,13 @@ class Verifier:
             if not problems and not vm_id:
                 result.add(Problem("proof.missing", "The presentation has no verifiable proof."))
             result.verification_method = vm_id
+            if result.issuer is None and vm_id and not problems:
+                # VC DM 2.0: holder is optional; without one the holder is the DID whose authentication key
+                # signed the presentation (the resolver has checked that DID's document lists the key)
+                result.issuer = _did_of(vm_id)
         if result.issuer is None:
-            result.add(Problem("presentation.holder_mismatch", "The presentation names no holder."))
+            result.add(Problem("presentation.holder_mismatch", "The presentation names no holder and carries no "
+                               "verified proof to take one from."))
         elif result.verification_method and _did_of(result.verification_method) != result.issuer:
             result.add(Problem("presentation.holder_mismatch", f"The presentation is signed by "
                                f"{result.verification_method}, not by its holder {result.issuer}."))

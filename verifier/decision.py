@@ -370,7 +370,7 @@ class Decider:
         self.replay = _ReplayGuard(caches.replay.size, max(caches.replay.ttl, policy.presentation_max_age
                                                            + 2 * policy.clock_skew))
         self.receipt_signer = receipt_signer if receipt_signer is not None else load_signer(policy)
-        self.vocabulary = registry()
+        self.vocabulary = policy.vocabulary_for(registry())   # plus the policy's vocabulary files and catalogues
 
     # ---- generic verification (VC-API) ---------------------------------------------------------------------
     def verify_credential(self, credential: dict | str, now: datetime | None = None) -> VerificationResult:

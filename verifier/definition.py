@@ -7,7 +7,8 @@ the dataset's controller, the certification schemes every recipient must hold an
   controller and whose ``datasets`` (and ``purposes``, when a purpose is given) contain the dataset (purpose) or a
   broader one the vocabulary knows;
 - one per certification scheme the policy requires: an ``OrganisationCertificationCredential`` for that scheme,
-  status ``Certified``, issued by a body the policy trusts for it, about the holder (``is_holder``).
+  status ``Certified``, issued by a body the policy trusts for it, about the holder (``is_holder`` on the field
+  ``subject-<descriptor id>``: PEX 2.0 field ids are unique across the whole definition).
 
 Paths name both the JSON-LD / VC 2.0 form (``$.credentialSubject...``; a ``vc+jwt`` payload is the credential
 itself) and the VC 1.1 JWT form (``$.vc.credentialSubject...``). What PEX cannot express (credentials pinned by
@@ -107,23 +108,26 @@ def presentation_definition(policy: TrustPolicy, dataset: str, purpose: str | No
         "constraints": {"fields": fields},
     }]
     for index, scheme in enumerate(dict.fromkeys(expand(s) for s in policy.required_certifications), 1):
+        descriptor_id = f"certification-{index}"
+        subject_field = f"subject-{descriptor_id}"   # PEX 2.0: field ids are unique across the whole definition
         bodies = {did for key in {scheme, compact(scheme)} for did in policy.trusted_bodies(key)}
         cert_fields = [_type_field(CERTIFICATION),
                        {"path": _paths("credentialSubject.scheme"),
                         "filter": {"type": "string", "enum": _terms([scheme])}},
                        {"path": _paths("credentialSubject.status"), "filter": {"type": "string", "const": "Certified"}},
-                       {"id": "subject", "path": [*_paths("credentialSubject.id"), "$.sub"]}]
+                       {"id": subject_field, "path": [*_paths("credentialSubject.id"), "$.sub"]}]
         if bodies:
             cert_fields.append({"path": [*_paths("issuer"), *_paths("issuer.id"), "$.iss"],
                                 "filter": {"type": "string", "enum": sorted(bodies)}})
         trusted = (f"issued by a body this gateway trusts for it: {', '.join(sorted(bodies))}" if bodies
                    else "but this gateway's trust policy names no body trusted for it, so none can be accepted")
         descriptors.append({
-            "id": f"certification-{index}",
+            "id": descriptor_id,
             "name": f"{compact(scheme)} certification",
             "purpose": f"Every recipient must hold a current {compact(scheme)} certification ({CERTIFICATION} "
                        f"about your organisation, status Certified), {trusted}.",
-            "constraints": {"fields": cert_fields, "is_holder": [{"field_id": ["subject"], "directive": "required"}]},
+            "constraints": {"fields": cert_fields,
+                            "is_holder": [{"field_id": [subject_field], "directive": "required"}]},
         })
     definition = {
         "name": f"Cead transfer of {dataset}",

@@ -260,7 +260,7 @@ class Resolver:
     # ---- methods ----------------------------------------------------------------------------------------------
     def _resolve_key(self, did: str, msid: str) -> dict:
         try:
-            key = PublicKey.from_multikey(msid)
+            key = PublicKey.from_did_key(msid)   # strict: base58btc, exact key length (did:key spec)
         except CeadError as exc:
             code = "did.method_unsupported" if exc.code == "key.unsupported" else "did.invalid"
             raise CeadError(code, f"{did[:120]}: {exc.message}", did=did[:120]) from None

@@ -1,8 +1,11 @@
 """VC-JOSE-COSE: verify compact JWS credentials (``vc+jwt``) and presentations (``vp+jwt``).
 
 Only EdDSA (Ed25519) and ES256 (P-256) are accepted, and the algorithm must match the key found through the
-``kid`` DID URL. The VC 1.1 JWT encoding (``vc``/``vp`` claim, ``typ`` "JWT" or absent, as didkit produces) is
-accepted too; ``to_document`` maps either form back to a credential or presentation document.
+``kid`` DID URL. ``typ`` is a SHOULD: a token without one is accepted when its claim set is a VC 2.0 document of the
+expected kind (``@context``, and ``type`` including VerifiableCredential or VerifiablePresentation); a ``typ`` that
+is present and names another kind is refused. The VC 1.1 JWT encoding (``vc``/``vp`` claim, ``typ`` "JWT" or
+absent, as didkit produces) is accepted too; ``to_document`` maps either form back to a credential or presentation
+document.
 """
 from __future__ import annotations
 
@@ -32,6 +35,13 @@ def _part(segment: str, what: str) -> dict:
     if not isinstance(value, dict):
         raise CeadError("jose.malformed", f"The JWT {what} must be a JSON object.")
     return value
+
+
+_TYPE_NAMES = {"vc+jwt": "VerifiableCredential", "vp+jwt": "VerifiablePresentation"}
+
+
+def _types(value) -> list:
+    return [value] if isinstance(value, str) else value if isinstance(value, list) else []
 
 
 def _typ(header: dict) -> str | None:
@@ -71,7 +81,10 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
         raise CeadError("jose.malformed", "JWT critical header parameters are not supported.")
     found = _typ(header)
     legacy_ok = found in (None, "jwt") and isinstance(claims.get(TYPES[typ]), dict)
-    if found != typ and not legacy_ok:
+    # VC-JOSE-COSE: typ is a SHOULD. Without one, the claim set itself must be a VC 2.0 document of the kind
+    # expected (a credential is never taken for a presentation or the other way round); a wrong typ is refused.
+    untyped_ok = found is None and "@context" in claims and _TYPE_NAMES[typ] in _types(claims.get("type"))
+    if found != typ and not legacy_ok and not untyped_ok:
         raise CeadError("jose.typ_mismatch", f"Expected a {typ} JWT but the typ header is {header.get('typ')!r}.",
                         typ=str(header.get("typ")))
 

@@ -19,6 +19,7 @@ P256 = "P-256"
 
 # multicodec varint prefixes (https://github.com/multiformats/multicodec)
 _MULTICODEC = {ED25519: b"\xed\x01", P256: b"\x80\x24"}
+_DID_KEY_LENGTH = {ED25519: 32, P256: 33}   # raw key bytes after the multicodec prefix (P-256: compressed point)
 
 
 def b64url(data: bytes) -> str:
@@ -82,6 +83,28 @@ class PublicKey:
                 key.crypto()  # validates length / point
                 return key
         raise CeadError("key.unsupported", "Multikey is not an Ed25519 or P-256 public key.")
+
+    @classmethod
+    def from_did_key(cls, msid: str) -> "PublicKey":
+        """The key of a did:key method-specific id, read strictly (did:key spec, "Document Creation" and "Signature
+        Method Creation"): multibase base58btc only (a leading ``z``), and the raw key of the exact length its
+        multicodec calls for (Ed25519: 32 bytes; P-256: the 33-byte compressed point). ``from_multikey`` stays
+        lenient for Multikey values inside did:web documents."""
+        if not isinstance(msid, str) or not msid.startswith("z"):
+            raise CeadError("key.invalid", "A did:key identifier must be multibase base58btc (start with 'z').")
+        data = multibase_decode(msid)
+        for kind, prefix in _MULTICODEC.items():
+            if data.startswith(prefix):
+                raw = data[len(prefix):]
+                expected = _DID_KEY_LENGTH[kind]
+                if len(raw) != expected or (kind == P256 and raw[0] not in (2, 3)):
+                    what = "a 33-byte compressed point" if kind == P256 else f"{expected} bytes"
+                    raise CeadError("key.invalid", f"A did:key {kind} public key must be {what}; got {len(raw)} "
+                                    "bytes.", length=len(raw))
+                key = cls(kind, raw)
+                key.crypto()  # validates the point
+                return key
+        raise CeadError("key.unsupported", "did:key is not an Ed25519 or P-256 public key.")
 
     @classmethod
     def from_jwk(cls, jwk: dict) -> "PublicKey":

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, field_validator, model_validator
 
 from schemas.values import load_document
+from schemas.vocab import Vocabulary, extended, registry
 
 from .binding import origin
 from .results import CeadError
@@ -84,6 +85,7 @@ class TrustPolicy(_Strict):
     max_delegation_depth: int = Field(4, ge=1, le=16)
     controllers: list[Controller] = []
     catalogues: list[str] = []                    # DCAT catalogue files (JSON-LD): dataset -> publisher/controller
+    vocabulary: list[str] = []                    # broader/isPartOf files (as for `cead init --vocabulary`)
     certification_bodies: dict[str, list[str]] = {}   # scheme -> DIDs trusted to certify for it
     required_certifications: list[str] = []       # schemes every recipient must hold, besides the approval's
     caches: Caches = Caches()
@@ -141,6 +143,20 @@ class TrustPolicy(_Strict):
             return best[1]
         return self.catalogue_controllers().get(dataset)
 
+    def vocabulary_for(self, base: Vocabulary) -> Vocabulary:
+        """``base`` extended (in a copy) by the ``vocabulary`` files and the catalogues' membership (a dataset of a
+        catalogue lies within it), so a delegation over a catalogue covers its datasets."""
+        voc = base.copy()
+        for name in self.vocabulary:
+            try:
+                voc = extended(voc, self.path(name))
+            except ValueError as exc:
+                raise CeadError("policy.invalid", f"vocabulary: {exc}") from None
+        for name in self.catalogues:
+            for dataset, parents in load_catalogue_membership(self.path(name)).items():
+                voc.add(dataset, *parents)
+        return voc
+
     def catalogue_controllers(self) -> dict[str, str]:
         if self._catalogue is None:
             merged: dict[str, str] = {}
@@ -153,6 +169,7 @@ class TrustPolicy(_Strict):
 _PUBLISHER_KEYS = ("controller", "cead:controller", "publisher", "dct:publisher", "dcterms:publisher",
                    "http://purl.org/dc/terms/publisher")
 _DATASET_KEYS = ("dataset", "dcat:dataset", "http://www.w3.org/ns/dcat#dataset")
+_PART_OF_KEYS = ("isPartOf", "dct:isPartOf", "dcterms:isPartOf", "http://purl.org/dc/terms/isPartOf")
 
 
 def _ref(value: Any) -> str | None:
@@ -190,6 +207,32 @@ def load_catalogue(path: Path) -> dict[str, str]:
     return out
 
 
+def load_catalogue_membership(path: Path) -> dict[str, list[str]]:
+    """Dataset IRI -> the catalogues it is part of: the catalogue node's ``@id`` and a dataset's own
+    ``dct:isPartOf``, from the same DCAT files as :func:`load_catalogue`."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CeadError("policy.invalid", f"catalogues: cannot read DCAT catalogue {str(path)!r}: {exc}") from None
+    nodes = doc.get("@graph", [doc]) if isinstance(doc, dict) else doc
+    out: dict[str, list[str]] = {}
+    for node in nodes if isinstance(nodes, list) else []:
+        if not isinstance(node, dict):
+            continue
+        catalogue = _ref(node)
+        datasets = next((node[k] for k in _DATASET_KEYS if k in node), [])
+        for ds in datasets if isinstance(datasets, list) else [datasets]:
+            iri = _ref(ds) if isinstance(ds, dict) else None
+            if not iri:
+                continue
+            parents = [catalogue] if catalogue else []
+            parents += [p for p in (_ref(v) for k in _PART_OF_KEYS if k in ds
+                                    for v in (ds[k] if isinstance(ds[k], list) else [ds[k]])) if p]
+            if parents:
+                out.setdefault(iri, []).extend(parents)
+    return out
+
+
 def format_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -211,7 +254,8 @@ def parse_policy(data: Any, base_dir: Path | None = None) -> TrustPolicy:
         policy = TrustPolicy.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
         raise CeadError("policy.invalid", f"Invalid trust policy: {format_error(exc)}") from None
-    policy.catalogue_controllers()  # read the catalogues now, so a bad one fails at load time
+    policy.catalogue_controllers()  # read the catalogues and vocabulary now, so a bad one fails at load time
+    policy.vocabulary_for(registry())
     return policy
 
 

@@ -154,21 +154,29 @@ def parse_entries(credential: dict) -> list[Entry]:
 
 
 # ---- the spec's names for what went wrong ----------------------------------------------------------------------
+# Bitstring Status List v1.0 defines STATUS_RETRIEVAL_ERROR, STATUS_VERIFICATION_ERROR and STATUS_LIST_LENGTH_ERROR
+# in its own namespace; for a malformed entry and an index outside the list it points to the VC Data Model 2.0
+# processing errors (VC DM 2.0 section 7.2, "Problem Details"), whose type URLs live in the data model's namespace.
 SPEC_ERRORS = "https://www.w3.org/ns/credentials/status-list#"
-_SPEC_TYPES = {"status.unreachable": "STATUS_RETRIEVAL_ERROR", "status.stale": "STATUS_RETRIEVAL_ERROR",
-               "status.list_invalid": "STATUS_VERIFICATION_ERROR", "status.unsupported": "STATUS_VERIFICATION_ERROR",
-               "status.index_out_of_range": "RANGE_ERROR", "status.entry_invalid": "MALFORMED_VALUE_ERROR"}
+VC_DM_ERRORS = "https://www.w3.org/TR/vc-data-model#"
+_SPEC_TYPES = {"status.unreachable": SPEC_ERRORS + "STATUS_RETRIEVAL_ERROR",
+               "status.stale": SPEC_ERRORS + "STATUS_RETRIEVAL_ERROR",
+               "status.list_invalid": SPEC_ERRORS + "STATUS_VERIFICATION_ERROR",
+               "status.unsupported": SPEC_ERRORS + "STATUS_VERIFICATION_ERROR",
+               "status.index_out_of_range": VC_DM_ERRORS + "RANGE_ERROR",
+               "status.entry_invalid": VC_DM_ERRORS + "MALFORMED_VALUE_ERROR"}
 
 
 def spec_problem(problem: Problem) -> Problem:
-    """``problem`` with ``detail.type``: the Bitstring Status List v1.0 processing error it is (section 3.6), for
-    peers that read those. A revoked or suspended credential is a status, not a processing error."""
-    name = _SPEC_TYPES.get(problem.code)
-    if name is None or "type" in problem.detail:
+    """``problem`` with ``detail.type``: the processing error it is (Bitstring Status List v1.0 section 3.6, and
+    the VC Data Model 2.0 types that section refers to), for peers that read those. A revoked or suspended
+    credential is a status, not a processing error."""
+    type_url = _SPEC_TYPES.get(problem.code)
+    if type_url is None or "type" in problem.detail:
         return problem
     if problem.code == "status.list_invalid" and "entries" in problem.detail:
-        name = "STATUS_LIST_LENGTH_ERROR"
-    return Problem(problem.code, problem.message, {**problem.detail, "type": SPEC_ERRORS + name})
+        type_url = SPEC_ERRORS + "STATUS_LIST_LENGTH_ERROR"
+    return Problem(problem.code, problem.message, {**problem.detail, "type": type_url})
 
 
 # ---- the checker -----------------------------------------------------------------------------------------------
@@ -331,9 +339,14 @@ class StatusLists:
         legacy = "StatusList2021Credential" in types
         if LIST_CREDENTIAL_TYPE not in types and not legacy:
             raise CeadError("status.list_invalid", f"{url} is not a {LIST_CREDENTIAL_TYPE}.", url=url)
-        if doc.get("id") != url:  # Bitstring Status List v1.0: the list credential's id MUST be statusListCredential
-            raise CeadError("status.list_invalid", f"The status list served at {url} has id {doc.get('id')!r}.",
-                            url=url)
+        # Bitstring Status List v1.0 section 2.2 lets a list credential omit its id (MAY match the entry's
+        # statusListCredential). This verifier requires it, deliberately: without it, any other signed list of the
+        # same issuer (say an all-clear one) could be served in place of the list the entry names, by whoever
+        # serves or caches that URL, and a revocation would be hidden. Cead issuers always write it.
+        found = doc.get("id", doc.get("@id"))
+        if found != url:
+            raise CeadError("status.list_invalid", f"The status list served at {url} has id {str(found)[:200]!r}; "
+                            "a list credential must name the URL it is served at as its id.", url=url)
         subjects = as_list(doc.get("credentialSubject"))
         if len(subjects) != 1 or not isinstance(subjects[0], dict):
             raise CeadError("status.list_invalid", f"The status list {url} must have one credentialSubject.", url=url)
@@ -371,4 +384,5 @@ class StatusLists:
 
 
 __all__ = ["MIN_ENTRIES", "StatusLists", "Entry", "new_bitstring", "get_bit", "set_bit", "encode_list",
-           "decode_list", "make_entry", "make_list_credential", "parse_entries", "spec_problem", "SPEC_ERRORS"]
+           "decode_list", "make_entry", "make_list_credential", "parse_entries", "spec_problem", "SPEC_ERRORS",
+           "VC_DM_ERRORS"]
