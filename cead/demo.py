@@ -510,6 +510,9 @@ def _check_interrupted() -> None:
               help="Write the decision table (and the processes started) as JSON to this file.")
 def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path | None) -> None:
     """Run the multi-organisation demonstration on 127.0.0.1 (exit 0 only if every decision is as expected)."""
+    if report_path is not None and not report_path.resolve().parent.is_dir():
+        raise click.UsageError(f"--report {report_path}: the folder {str(report_path.resolve().parent)!r} does not "
+                               "exist.")
     own_dir = workdir is None
     if own_dir:
         workdir = Path(tempfile.mkdtemp(prefix="cead-demo-"))
@@ -538,7 +541,11 @@ def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path
             click.echo(runner.table())
         result = runner.report(error)
         if report_path is not None:
-            report_path.write_text(json.dumps(result, indent=2))
+            try:
+                report_path.write_text(json.dumps(result, indent=2))
+            except OSError as exc:
+                click.echo(f"Cannot write the report to {str(report_path)!r}: {exc.strerror}", err=True)
+                result["ok"] = False
         if error:
             click.echo(f"\nThe demo stopped: {error}", err=True)
         elif result["mismatches"]:

@@ -288,6 +288,8 @@ def test_purpose_not_approved(w):
 
 def test_volume_exceeded(w):
     denied(decide(w, request=w.request(rowCount=5000)), "transfer.volume_exceeded")
+    missing = decide(w, request=w.request(rowCount=None))          # not "exceeded": not stated at all
+    assert codes(missing) == {"transfer.row_count_missing"}, missing.to_dict()
 
 
 def test_outside_cadence_window(w):

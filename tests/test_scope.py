@@ -188,7 +188,7 @@ def test_transfer_within():
     assert dims(got) == {"datasets", "dataItems", "maxRowsPerTransfer", "purposes", "recipients", "notAfter"}
     # fail closed on missing or malformed fields
     got = transfer_within({"rowCount": True}, a, at="2026-06-01T00:00:00Z", vocabulary=VOC)
-    assert dims(got) == {"datasets", "dataItems", "maxRowsPerTransfer"}
+    assert dims(got) == {"datasets", "dataItems", "rowCount"}
     assert dims(transfer_within(["not", "a", "dict"], a, at="2026-06-01T00:00:00Z")) == {"manifest"}
 
 

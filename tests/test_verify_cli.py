@@ -76,7 +76,7 @@ def test_denied_transfer_exits_1_with_reasons(w, policy, tmp_path):
     (None, "Cannot read"),
     ("{not json", "not valid JSON"),
     ("", "is empty"),
-    ("[1, 2]", "is neither"),
+    ("[1, 2]", "holds a JSON array"),
     ("%%%", "neither JSON"),
 ])
 def test_bad_input_exits_2_without_traceback(tmp_path, content, message):
@@ -102,6 +102,15 @@ def test_bad_policy_and_options_exit_2(w, tmp_path):
     assert result.exit_code == 2 and "request.url_invalid" in result.output
     result = CliRunner().invoke(verify, [str(cred), "--policy", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2 and "policy.unreadable" in result.output
+
+
+def test_serve_refuses_half_a_tls_pair_and_a_bad_port(tmp_path):
+    from verifier.cli import serve
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not used")
+    result = CliRunner().invoke(serve, ["--port", "8600", "--tls-cert", str(cert)])
+    assert result.exit_code == 2 and '"serve.tls"' in result.output
+    assert CliRunner().invoke(serve, ["--port", "0"]).exit_code == 2          # not a port
 
 
 def test_registered_in_cead_cli():

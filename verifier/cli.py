@@ -58,6 +58,8 @@ def _load_document(path: str):
         _fail(f"{path!r} is empty.")
     if text.startswith("{"):
         return _json_object(text, f"{path!r}")
+    if text.startswith("["):
+        _fail(f"{path!r} holds a JSON array; give one credential or presentation (a JSON object or a compact JWT).")
     try:
         return decode_presentation(text)
     except CeadError as exc:
@@ -129,9 +131,10 @@ def verifier() -> None:
 
 
 @verifier.command("serve")
-@click.option("--policy", "policy_path", type=str, help="Trust policy file (YAML or JSON).")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), required=True)
+@click.option("--policy", "policy_path", type=str, help="Trust policy file (YAML or JSON). Without it nothing is "
+              "trusted: every transfer is denied.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), required=True, help="TCP port to listen on.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate (chain).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for --tls-cert.")
 def serve(policy_path, host, port, tls_cert, tls_key):
@@ -140,7 +143,10 @@ def serve(policy_path, host, port, tls_cert, tls_key):
     from .service import create_app
 
     if bool(tls_cert) != bool(tls_key):
-        _fail("--tls-cert and --tls-key go together.")
+        _fail("--tls-cert and --tls-key go together.", "serve.tls")
+    if policy_path is None:
+        click.echo("cead verifier: no --policy given, so no controller or certification body is trusted and every "
+                   "transfer will be denied (VC-API verification still works).", err=True)
     app = create_app(_decider(policy_path))
     try:
         serve_wsgi(app, host, port, tls_cert, tls_key,

@@ -846,6 +846,7 @@ _TRANSFER_CODES = {
     "purposes": "transfer.purpose_not_approved",
     "recipients": "transfer.recipient_not_approved",
     "maxRowsPerTransfer": "transfer.volume_exceeded",
+    "rowCount": "transfer.row_count_missing",
     "notBefore": "transfer.outside_cadence",
     "notAfter": "transfer.outside_cadence",
     "manifest": "manifest.invalid",

@@ -252,8 +252,9 @@ def transfer_within(manifest: dict, approval: DataSharingApproval, *, at: Any = 
     rows = manifest.get("rowCount")
     if grant.max_rows_per_transfer is not None:
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-            out.append(Violation("maxRowsPerTransfer", "the approval limits rows per transfer, so the manifest "
-                                 "must state rowCount (a non-negative integer)", [rows]))
+            out.append(Violation("rowCount", "the approval limits rows per transfer, so the manifest must state "
+                                 "rowCount (a non-negative integer: the rows sent, or for a pull at most how many "
+                                 "are asked for)", [rows]))
         else:
             out += _ceiling("maxRowsPerTransfer", rows, grant.max_rows_per_transfer, float, "the approval's")
     return out
