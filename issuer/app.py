@@ -12,7 +12,7 @@ import json
 import logging
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from verifier.results import CeadError
 
@@ -60,14 +60,39 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        from . import db
+        if db.is_database_error(exc):
+            coded = db.database_error(exc)
+            log.error("issuer database error %s: %s", coded.code, coded.message)
+            if coded.code == "db.unavailable":
+                return _error(503, coded.code, "The node's database is unavailable; nothing was signed or stored. "
+                              "Try again later.")
         log.exception("unexpected error in the issuer API")
         return _error(500, "server.error", "Unexpected error; nothing was signed or stored.")
+
+    def read_body() -> bytes:
+        """The request body, at most ``max_body`` bytes (413 ``request.too_large`` beyond). A body without a
+        Content-Length (chunked) is read from the stream up to one byte past the limit: Werkzeug would cut it at
+        the limit without saying so, and the cut JSON would be reported as malformed."""
+        environ = request.environ
+        if request.content_length is None and environ.get("wsgi.input_terminated"):
+            stream, chunks, size = environ["wsgi.input"], [], 0
+            while size <= max_body:
+                chunk = stream.read(min(64 * 1024, max_body + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > max_body:
+                raise RequestEntityTooLarge()
+            return b"".join(chunks)
+        return request.get_data(cache=False)   # Content-Length over the limit: 413 from Werkzeug
 
     def body_json() -> dict:
         if not request.is_json:
             raise CeadError("request.content_type", "Send the body as application/json.")
         try:
-            data = json.loads(request.get_data(cache=False) or b"", parse_constant=_not_json)
+            data = json.loads(read_body() or b"", parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError):
             raise CeadError("request.malformed_json", "The request body is not valid JSON.") from None
         except RecursionError:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -18,21 +20,91 @@ from verifier.keys import ED25519, P256
 from verifier.results import CeadError
 
 from . import service, tokens
-from .node import Node, default_home, passphrase_from_env
+from .node import Node, check_public_url, default_home, passphrase_from_env
 
 home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
                            help="Node home directory (default $CEAD_HOME or ./cead-home).")
 
 
 def _fail_on_cead_error(func):
+    """``error [code]: message`` on stderr and exit 1, never a stack trace: for a ``CeadError``, and for a database
+    that cannot be reached or fails (``db.unavailable``, ``db.error``, one line)."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from . import db
         try:
             return func(*args, **kwargs)
-        except CeadError as exc:
-            click.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        except Exception as exc:
+            if not isinstance(exc, CeadError):
+                if not db.is_database_error(exc):
+                    raise
+                exc = db.database_error(exc)
+            message = exc.message.encode("utf-8", "backslashreplace").decode("utf-8")  # printable, whatever it quotes
+            click.echo(f"error [{exc.code}]: {message}", err=True)
             sys.exit(1)
     return wrapper
+
+
+# ---- --out files -------------------------------------------------------------------------------------------------
+
+def _check_out(out: str | None) -> None:
+    """Before anything is signed: ``--out`` must name a file that can be written (its directory exists and is
+    writable; it is not a directory). Raises ``output.unwritable`` naming the path."""
+    if not out:
+        return
+    path = Path(out)
+    parent = path.parent if str(path.parent) else Path(".")
+    problem = None
+    if path.is_dir():
+        problem = "it is a directory"
+    elif not parent.is_dir():
+        problem = f"the directory {str(parent)!r} does not exist"
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        problem = f"the directory {str(parent)!r} is not writable"
+    elif path.exists() and not os.access(path, os.W_OK):
+        problem = "the file is not writable"
+    if problem:
+        raise CeadError("output.unwritable", f"Cannot write --out {out!r}: {problem}. Nothing was signed.", path=out)
+
+
+def _write_out(out: str, text: str) -> None:
+    """Write ``text`` to ``out`` atomically (a temporary file in the same directory, flushed, then renamed into
+    place): a failure leaves the old file or none, never half a credential."""
+    path = Path(out)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _deliver(out: str | None, text: str, done: str, what: str) -> None:
+    """Print ``text``, or write it to ``out`` (``done`` is said on stderr). If writing fails after signing, the
+    credential is printed on stdout instead, so it is not lost, and ``output.unwritable`` names the path."""
+    if not out:
+        click.echo(text)
+        return
+    try:
+        _write_out(out, text + "\n")
+    except (OSError, UnicodeError) as exc:
+        click.echo(text)
+        reason = getattr(exc, "strerror", None) or exc
+        raise CeadError("output.unwritable", f"Could not write --out {out!r} ({reason}); {what} is printed on stdout "
+                        "above instead.", path=out) from None
+    click.echo(done, err=True)
 
 
 def _passphrase(new: bool = False) -> bytes:
@@ -84,6 +156,11 @@ def init(name, domain, did_path, did_method, database_url, public_url, ca_bundle
                               public_url=public_url, network=network, vocabulary=vocabulary)
     if created:
         click.echo(f"Created node {node.did} in {home}")
+        if not node.config.get("public_url"):
+            click.echo("warning: this did:key node has no public URL (--public-url), so it has nowhere to publish "
+                       "status lists: it can hold and present credentials, but it cannot issue any "
+                       "(node.public_url_missing) until public_url is set in "
+                       f"{home / 'config.yaml'}.", err=True)
     else:
         click.echo(f"{home} already holds node {node.did}; keys and settings left unchanged "
                    f"(edit {home / 'config.yaml'} to change them).")
@@ -120,7 +197,7 @@ app_factory = None
 @issuer.command("serve")
 @home_option
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8443, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--public-url", default=None, help="Override the public base URL used in status entries.")
@@ -134,8 +211,8 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
         raise CeadError("serve.tls", "Give both --tls-cert and --tls-key, or neither.")
     node = _open(home, unlock=True)
     node.signing_key()  # fail now, not on the first request, if the passphrase is wrong
-    if public_url:
-        node.config["public_url"] = public_url
+    if public_url is not None:
+        node.config["public_url"] = check_public_url(public_url, node.network)
     app = (app_factory or create_app)(node)
     serve_wsgi(app, host, port, tls_cert, tls_key,
                announce=lambda url: click.echo(f"Serving {node.did} on {url}", err=True))
@@ -268,6 +345,7 @@ def _issue_command(kind: str):
     @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file, not stdout.")
     @_fail_on_cead_error
     def command(home, file, subject, sets, valid_until, fmt, alg, suspendable, delegation, out):
+        _check_out(out)     # before signing: a credential in the register must reach its holder
         node = _open(home, unlock=True)
         credential = _build(node, kind, file, subject, sets, valid_until)
         options: dict = {"format": "vc+jwt"} if fmt == "vc+jwt" else {"cryptosuite": fmt}
@@ -280,11 +358,8 @@ def _issue_command(kind: str):
             options["delegation"] = _load_file(delegation) if Path(delegation).is_file() else delegation
         issued = service.issue(node, credential, options, issued_by="cli")
         text = issued.credential if isinstance(issued.credential, str) else json.dumps(issued.credential, indent=2)
-        if out:
-            Path(out).write_text(text + "\n")
-            click.echo(f"Issued {issued.id} -> {out}", err=True)
-        else:
-            click.echo(text)
+        _deliver(out, text, f"Issued {issued.id} -> {out}",
+                 f"the credential {issued.id} is issued (it is in the register) and")
     return command
 
 
@@ -310,13 +385,11 @@ def cosign(file, home, out):
     except (OSError, UnicodeDecodeError) as exc:
         raise CeadError("request.invalid", f"Cannot read {file}: {exc}") from None
     credential = text if not text.startswith(("{", "[")) and text.count(".") == 2 else _load_file(file)
+    _check_out(out)
     node = _open(home, unlock=True)
     signed = service.cosign(node, credential)
-    if out:
-        Path(out).write_text(json.dumps(signed, indent=2) + "\n")
-        click.echo(f"Co-signed {signed.get('id', file)} as {node.did} -> {out}", err=True)
-    else:
-        click.echo(json.dumps(signed, indent=2))
+    _deliver(out, json.dumps(signed, indent=2), f"Co-signed {signed.get('id', file)} as {node.did} -> {out}",
+             "the co-signed credential")
 
 
 def _status_command(action: str, help_text: str):

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from sqlalchemy import UniqueConstraint, event
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import (ArgumentError, DisconnectionError, InterfaceError, NoSuchModuleError, OperationalError,
+                            SQLAlchemyError)
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from verifier.results import CeadError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 ISSUER_VERSIONS = MIGRATIONS / "versions"
+CONNECT_TIMEOUT = 10   # seconds to wait for a database server to answer
 
 
 def utcnow() -> str:
@@ -105,11 +108,19 @@ def make_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith("sqlite"):
         try:
-            return create_engine(url, pool_pre_ping=True)
-        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise CeadError("node.config_invalid", f"Unusable database URL: {exc}. Use sqlite:///PATH or "
-                            "postgresql://USER@HOST/DB.") from None
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            parsed = make_url(url)
+            # never wait forever for a server that does not answer (psycopg's connect_timeout, in seconds)
+            connect_args = ({"connect_timeout": CONNECT_TIMEOUT} if parsed.drivername.startswith("postgresql")
+                            and "connect_timeout" not in parsed.query else {})
+            return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+            raise CeadError("node.config_invalid", f"Unusable database URL {_safe_url(url)!r}: "
+                            f"{_first_line(exc)}. Use sqlite:///PATH or postgresql://USER@HOST/DB.") from None
+    try:
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        raise CeadError("node.config_invalid", f"Unusable database URL {_safe_url(url)!r}: {_first_line(exc)}. "
+                        "Use sqlite:///PATH or postgresql://USER@HOST/DB.") from None
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -125,6 +136,46 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _safe_url(url: Any) -> str:
+    """A database URL for a message: never its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"
+
+
+def database_error(exc: BaseException, url: Any = None) -> CeadError:
+    """A database failure as a coded one-line error: ``db.unavailable`` when the database cannot be reached or
+    opened (server down, wrong host or credentials, a SQLite file that cannot be opened), ``db.error`` for any other
+    database fault (e.g. a schema newer than this version of Cead). A ``CeadError`` is returned as it is."""
+    if isinstance(exc, CeadError):
+        return exc
+    where = f" {_safe_url(url)}" if url is not None else ""
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, SATimeoutError)):
+        return CeadError("db.unavailable", f"The database{where} cannot be reached: {_first_line(exc)}")
+    return CeadError("db.error", f"Database error{where}: {_first_line(exc)}")
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database layer (SQLAlchemy, its driver, or an Alembic migration)."""
+    from alembic.util.exc import CommandError
+    return isinstance(exc, (SQLAlchemyError, CommandError))
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, or raise ``db.unavailable`` (used by ``cead init`` before it writes anything)."""
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        raise database_error(exc, engine.url) from None
 
 
 def session(engine: Engine) -> Session:

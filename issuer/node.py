@@ -16,12 +16,11 @@ The passphrase is never stored. ``cead init`` on an existing home never overwrit
 from __future__ import annotations
 
 import os
-import re
 import ssl
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import yaml
 from pydantic import ValidationError
@@ -39,8 +38,6 @@ from .keys import PrivateKey
 CONFIG = "config.yaml"
 PASSPHRASE_ENV = "CEAD_PASSPHRASE"
 HOME_ENV = "CEAD_HOME"
-_DOMAIN = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
-_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
 
 
 def default_home() -> Path:
@@ -48,15 +45,63 @@ def default_home() -> Path:
 
 
 def did_web(domain: str, path: str | None = None) -> str:
-    """``did:web`` for a host (port percent-encoded, ``127.0.0.1:8443`` -> ``127.0.0.1%3A8443``) and path."""
-    if not isinstance(domain, str) or not _DOMAIN.match(domain):
+    """``did:web`` for a host (port percent-encoded, ``127.0.0.1:8443`` -> ``127.0.0.1%3A8443``) and path.
+
+    The verifier's own reading decides what is valid (one rule: ``verifier.did.did_web_url`` and
+    ``did_web_from_url``): a DNS name or IPv4 address, a port 1-65535, path segments of unreserved characters other
+    than ``.`` and ``..``; and the DID must be the one a verifier derives back from its URL (so no ``:443``, no
+    empty port). Raises ``node.domain_invalid`` naming the value."""
+    from verifier.did import did_web_from_url, did_web_url
+    if not isinstance(domain, str) or not domain:
         raise CeadError("node.domain_invalid", f"Not a host name (with optional port): {domain!r}.")
-    did = "did:web:" + quote(domain.lower(), safe=".-")
-    for segment in (path or "").strip("/").split("/") if path and path.strip("/") else []:
-        if not _PATH_SEGMENT.match(segment):
-            raise CeadError("node.domain_invalid", f"Path segment {segment!r} is not allowed in a did:web.")
-        did += ":" + segment
+    if path is not None and not isinstance(path, str):
+        raise CeadError("node.domain_invalid", f"Not a did:web path: {path!r}.")
+    segments = path.strip("/").split("/") if path and path.strip("/") else []
+    did = ":".join(["did:web:" + quote(domain.lower(), safe=".-")] + [quote(s, safe="") for s in segments])
+    try:
+        url = did_web_url(did)
+        canonical = did_web_from_url(url)
+    except (CeadError, ValueError):
+        where = f"{domain!r}" + (f" with path {path!r}" if segments else "")
+        raise CeadError("node.domain_invalid", f"{where} does not make a valid did:web: give a host name or IPv4 "
+                        "address, an optional port 1-65535 (e.g. fife.example or 127.0.0.1:8443) and path segments "
+                        "of letters, digits and . _ ~ - (not '.' or '..').", domain=domain) from None
+    if canonical != did:
+        raise CeadError("node.domain_invalid", f"{domain!r} does not make a canonical did:web: verifiers read "
+                        f"{url} as {canonical}; use that form.", domain=domain)
     return did
+
+
+def check_public_url(url: Any, network: Network | None = None) -> str:
+    """The node's public base URL (status-list URLs start with it), without a trailing slash: an absolute ``https``
+    URL with a host and no query, fragment or user name (the verifier's URL rule, ``did_web_from_url``). Plain
+    ``http`` only where the node's network settings allow it: ``allow_http``, or a loopback host with
+    ``allow_private`` (a development setup on one machine). Raises ``node.public_url_invalid`` naming the value."""
+    from verifier.did import did_web_from_url
+    text = url if isinstance(url, str) else ""
+    scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower()
+    bad = CeadError("node.public_url_invalid", f"--public-url {str(url)[:200]!r} is not an absolute https URL "
+                    "with a host name (e.g. https://fife.example or https://fife.example/cead); no query, fragment "
+                    "or user name.", url=str(url)[:200])
+    if not sep or scheme not in ("https", "http"):
+        raise bad
+    try:
+        did_web_from_url("https://" + rest.rstrip("/"))
+        parts = urlsplit("https://" + rest)
+        host, port = parts.hostname or "", parts.port
+    except (CeadError, ValueError):
+        raise bad from None
+    if port == 0 or "@" in parts.netloc:
+        raise bad
+    if scheme == "http":
+        net = network or Network()
+        loopback = host == "localhost" or host.startswith("127.")
+        if not (net.allow_http or (loopback and net.allow_private)):
+            raise CeadError("node.public_url_invalid", f"--public-url {text[:200]!r} is plain http: use https (http "
+                            "only for a loopback address with --allow-private-addresses, or with network.allow_http, "
+                            "for development).", url=text[:200])
+    return f"{scheme}://{rest}".rstrip("/")
 
 
 def passphrase_from_env() -> bytes | None:
@@ -100,6 +145,8 @@ class Node:
                 raise CeadError("node.exists_conflict",
                                 f"{home} already holds the node {node.did}; its keys are never overwritten.")
             return node, False
+        # Everything is checked before anything is written, and config.yaml is written last: a refusal or a crash
+        # leaves no home that a re-run would take for a node.
         if not passphrase:
             raise CeadError("key.passphrase_required", "A passphrase is needed to encrypt the keys at rest.")
         if not isinstance(name, str) or not name.strip():
@@ -108,13 +155,21 @@ class Node:
             raise CeadError("node.did_method", f"Unsupported DID method {did_method!r}; use web or key.")
         if did_method == "web" and not domain:
             raise CeadError("node.domain_required", "A did:web node needs --domain.")
+        web_did = did_web(domain, path) if did_method == "web" else None
         if isinstance(network, dict) and isinstance(network.get("ca_bundle"), (str, Path)):
             network = {**network, "ca_bundle": str(Path(network["ca_bundle"]).expanduser().resolve())}
-        settings = {"network": parse_network(network, home).model_dump(),
+        parsed_network = parse_network(network, home)
+        settings = {"network": parsed_network.model_dump(),
                     "vocabulary": str(Path(vocabulary).expanduser().resolve()) if vocabulary else None}
         load_vocabulary(settings["vocabulary"], home)  # fail now, before any key is written
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "keys").mkdir(mode=0o700, exist_ok=True)
+        if public_url is not None:
+            public_url = check_public_url(public_url, parsed_network)
+        elif domain:
+            public_url = check_public_url(_default_public_url(domain, path), parsed_network)
+        if database_url is not None:
+            if not isinstance(database_url, str) or not database_url.strip():
+                raise CeadError("node.config_invalid", "--database-url is empty; omit it for SQLite in the home.")
+            db.check_connection(db.make_engine(database_url))   # a bad URL or an unreachable server: nothing written
         ed = PrivateKey.generate(ED25519)
         if did_method == "key":
             from verifier.did import did_key
@@ -123,24 +178,30 @@ class Node:
                      "public": ed.public.to_multikey(), "status": "active", "created": db.utcnow()}]
             pairs = [(ed, keys[0])]
         else:
-            did = did_web(domain, path)
+            did = web_did
             p256 = PrivateKey.generate(P256)
             keys = [{"id": "key-1", "kind": ED25519, "file": "keys/key-1.pem", "public": ed.public.to_multikey(),
                      "status": "active", "created": db.utcnow()},
                     {"id": "key-p256-1", "kind": P256, "file": "keys/key-p256-1.pem",
                      "public": p256.public.to_multikey(), "status": "active", "created": db.utcnow()}]
             pairs = [(ed, keys[0]), (p256, keys[1])]
-        for key, meta in pairs:
-            _write_key(home / meta["file"], key, passphrase)
         config = {
             "name": name.strip(), "did": did, "did_method": did_method,
             "domain": domain if did_method == "web" else None, "path": (path or "").strip("/") or None,
-            "public_url": (public_url or (_default_public_url(domain, path) if domain else None)),
-            "database_url": database_url, **settings, "keys": keys,
+            "public_url": public_url, "database_url": database_url, **settings, "keys": keys,
         }
         node = cls(home, config, passphrase)
-        node.save_config()
-        db.migrate(node.engine)
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            db.migrate(node.engine)                  # the tables first: a database that fails leaves no node
+        except Exception as exc:
+            if not db.is_database_error(exc):
+                raise
+            raise db.database_error(exc, node.database_url) from None
+        (home / "keys").mkdir(mode=0o700, exist_ok=True)
+        for key, meta in pairs:
+            _write_key(home / meta["file"], key, passphrase)
+        node.save_config()                           # last: config.yaml is what makes the home a node
         return node, True
 
     @classmethod
@@ -198,6 +259,10 @@ class Node:
             if meta["kind"] == kind and meta.get("status") == "active":
                 return meta
         raise CeadError("key.missing", f"This node has no active {kind} key.")
+
+    def has_key(self, kind: str) -> bool:
+        """Whether the node has a current signing key of ``kind`` (a did:key node has only its Ed25519 key)."""
+        return any(m["kind"] == kind and m.get("status") == "active" for m in self.config["keys"])
 
     def vm_id(self, meta: dict) -> str:
         return f"{self.did}#{meta['id']}"

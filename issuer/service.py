@@ -46,6 +46,25 @@ JWT_FORMAT = "vc+jwt"
 RESERVED_CLAIMS = ("vc", "vp") + tuple(JWT_CLAIMS)
 ACTIONS = {"revoke": ("revocation", True, "revoked"), "suspend": ("suspension", True, "suspended"),
            "reinstate": ("suspension", False, "active")}
+# The issue request's options (docs/issuer.md). Any other key is refused (options.invalid naming it): a misspelt
+# option silently ignored would change what is signed, or skip the guard rail (``delegaton``).
+OPTIONS = ("cryptosuite", "format", "alg", "credentialStatus", "delegation")
+# VC-API IssueCredentialOptions this node accepts without acting on them: ``mandatoryPointers`` (a list of JSON
+# pointers: the node's cryptosuites disclose every claim, so every pointer is always revealed) and ``credentialId``
+# (only when it is the credential's own ``id``, which is what VC-API defaults it to).
+IGNORED_OPTIONS = ("mandatoryPointers", "credentialId")
+# Standard keys (VC-API, and older VC-API drafts) that the node refuses, with the reason.
+UNSUPPORTED_OPTIONS = {
+    "created": "the node dates its proof when it signs",
+    "challenge": "an issued credential's proof is not bound to a challenge (that is for presentations)",
+    "domain": "an issued credential's proof is not bound to a domain (that is for presentations)",
+    "proofId": "the node does not name its proofs",
+    "previousProof": "the node does not make proof chains",
+    "verificationMethod": "the node signs with its current key for the format",
+    "proofPurpose": "the node's proofs are always assertionMethod",
+    "type": "use cryptosuite or format",
+}
+STATUS_OPTIONS = ("type", "statusPurpose")
 
 # HTTP status for each refusal code (anything else that is a CeadError -> 400).
 HTTP_STATUS = {
@@ -54,6 +73,7 @@ HTTP_STATUS = {
     "delegation.invalid": 422, "credential.duplicate_id": 409, "credential.not_found": 404,
     "status.no_entry": 409, "status.revoked_permanent": 409, "status.list_not_found": 404,
     "schema.invalid": 422, "key.locked": 500, "key.missing": 500, "node.public_url_missing": 500,
+    "db.unavailable": 503, "db.error": 500,
 }
 
 
@@ -88,6 +108,41 @@ def build_credential(node, cead_type: str, data: dict, *, valid_until: str | Non
     return subject.to_credential(node.did, valid_until=valid_until)
 
 
+def _printable(text: str) -> str:
+    """``text`` safe to print and to put in JSON: an unpaired surrogate shown as ``\\ud800``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:      # an unpaired surrogate ("\ud800"): no UTF-8, so nothing can sign or read it
+        return False
+    return True
+
+
+def not_unicode(value: Any) -> str | None:
+    """The path (``credentialSubject.legalName``, ``recipients[0]``) of the first string or object key in
+    ``value`` that is not valid Unicode (an unpaired surrogate), or None. Iterative: any nesting depth."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not _is_unicode(item):
+                return path or "(the value)"
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                name = f"{path}.{_printable(str(key))}" if path else _printable(str(key))
+                if isinstance(key, str) and not _is_unicode(key):
+                    return name
+                children.append((child, name))
+            stack.extend(reversed(children))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed([(child, f"{path}[{i}]") for i, child in enumerate(item)]))
+    return None
+
+
 def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]:
     """Validate an issue request; returns ``(credential copy, options, cead type)``."""
     if not isinstance(credential, dict):
@@ -96,6 +151,11 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
         options = {}
     if not isinstance(options, dict):
         raise _fail("options.invalid", "'options' must be a JSON object.", field="options")
+    for value, code, where in ((credential, "credential.invalid", ""), (options, "options.invalid", "options.")):
+        path = not_unicode(value)
+        if path is not None:
+            raise _fail(code, f"'{where}{path}' is not valid Unicode (it holds an unpaired surrogate such as "
+                        "\\ud800, which has no UTF-8 form and cannot be signed).", field=where + path)
     credential = copy.deepcopy(credential)
     contexts = credential.get("@context")
     if not isinstance(contexts, list) or not contexts or contexts[0] != V2_CONTEXT:
@@ -152,7 +212,7 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
         raise _fail("credential.invalid", "'id' must be a URL (e.g. urn:uuid:...).", field="id")
     _validate_model(credential, cead_types[0])
     _check_as_a_verifier_would(credential)
-    _check_options(node, options)
+    _check_options(node, options, credential)
     return credential, options, cead_types[0]
 
 
@@ -175,7 +235,36 @@ def _validate_model(credential: dict, cead_type: str) -> None:
     model.from_credential(credential)
 
 
-def _check_options(node, options: dict) -> None:
+def _check_option_keys(options: dict, credential: dict) -> None:
+    """Refuse option keys this node does not take (naming the key, and the option meant when it looks misspelt)."""
+    import difflib
+    for key in options:
+        if key in OPTIONS:
+            continue
+        name = _printable(str(key))[:80]
+        if key in UNSUPPORTED_OPTIONS:
+            raise _fail("options.invalid", f"options.{name} is not supported: {UNSUPPORTED_OPTIONS[key]}.",
+                        field=name)
+        if key == "mandatoryPointers":
+            pointers = options[key]
+            if not isinstance(pointers, list) or not all(isinstance(p, str) for p in pointers):
+                raise _fail("options.invalid", "options.mandatoryPointers must be a list of JSON pointers (strings).",
+                            field=name)
+            continue
+        if key == "credentialId":
+            if options[key] != credential.get("id"):
+                raise _fail("options.invalid", "options.credentialId must be the credential's own 'id' (this node "
+                            "refers to a credential by its id); leave it out, or set credential.id.", field=name)
+            continue
+        guess = difflib.get_close_matches(str(key), OPTIONS + IGNORED_OPTIONS, n=1)
+        raise _fail("options.invalid", f"Unknown option {name!r}"
+                    + (f" (did you mean {guess[0]!r}?)" if guess else "")
+                    + f"; this node takes {', '.join(OPTIONS)} (and VC-API's {', '.join(IGNORED_OPTIONS)}).",
+                    field=name)
+
+
+def _check_options(node, options: dict, credential: dict | None = None) -> None:
+    _check_option_keys(options, credential or {})
     fmt = options.get("format")
     if fmt is not None and fmt not in (JWT_FORMAT, "ldp_vc"):
         raise _fail("options.invalid", f"Unknown format {fmt!r}; use {JWT_FORMAT} or omit it.", field="format")
@@ -188,6 +277,9 @@ def _check_options(node, options: dict) -> None:
     alg = options.get("alg")
     if alg is not None and (fmt != JWT_FORMAT or alg not in ("EdDSA", "ES256")):
         raise _fail("options.invalid", "'alg' is EdDSA or ES256 and only with format vc+jwt.", field="alg")
+    if alg == "ES256" and not node.has_key(P256):
+        raise _fail("options.invalid", "This node has no P-256 key, so it cannot sign with ES256 (a did:key node has "
+                    "only its Ed25519 key); use alg EdDSA.", field="alg")
     _purposes(options)
 
 
@@ -199,6 +291,11 @@ def _purposes(options: dict) -> list[str]:
     if not isinstance(wanted, dict) or wanted.get("type", "BitstringStatusListEntry") != "BitstringStatusListEntry":
         raise _fail("options.invalid", "options.credentialStatus must be {\"type\": \"BitstringStatusListEntry\", "
                     "\"statusPurpose\": [...]}.", field="credentialStatus")
+    for key in wanted:
+        if key not in STATUS_OPTIONS:
+            name = _printable(str(key))[:80]
+            raise _fail("options.invalid", f"Unknown option credentialStatus.{name}; it takes type and statusPurpose.",
+                        field=f"credentialStatus.{name}")
     purposes = wanted.get("statusPurpose", ["revocation"])
     purposes = [purposes] if isinstance(purposes, str) else purposes
     if not isinstance(purposes, list) or any(p not in ("revocation", "suspension") for p in purposes):
@@ -348,16 +445,24 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
 
 
 def parse_status_request(body: Any) -> tuple[str, str]:
-    """VC-API ``POST /credentials/status`` body -> (credentialId, action).
+    """VC-API ``POST /credentials/status`` body -> (credentialId, action: "revoke" | "suspend" | "reinstate").
 
-    Accepts ``{"credentialId": ID, "credentialStatus": [{"type": "BitstringStatusListCredential", "status":
-    "revoked" | "suspended" | "active"}]}`` (a single object is accepted too).
+    Two shapes are accepted:
+
+    - the current VC-API ``UpdateCredentialStatusRequest``: ``{"credentialId": ID, "credentialStatus": {"type":
+      "BitstringStatusListEntry", "statusPurpose": "revocation" | "suspension"}, "status": true | false}``
+      (``type`` may also be ``BitstringStatusList``, as in the VC-API's own example). revocation + true revokes,
+      suspension + true suspends, suspension + false reinstates; revocation + false is refused (revocation is final);
+    - the earlier form ``{"credentialId": ID, "credentialStatus": [{"type": ..., "status": "revoked" | "suspended" |
+      "active"}]}`` (a single object is accepted too).
     """
     if not isinstance(body, dict):
         raise _fail("request.invalid", "The request body must be a JSON object.")
     cid = body.get("credentialId")
     if not isinstance(cid, str) or not cid:
         raise _fail("request.invalid", "'credentialId' is missing.", field="credentialId")
+    if "status" in body:
+        return cid, _status_update_action(body)
     statuses = body.get("credentialStatus")
     statuses = [statuses] if isinstance(statuses, dict) else statuses
     if not isinstance(statuses, list) or len(statuses) != 1 or not isinstance(statuses[0], dict):
@@ -368,6 +473,31 @@ def parse_status_request(body: Any) -> tuple[str, str]:
     if not isinstance(wanted, str) or wanted not in actions:   # (a list or object is no status, and unhashable)
         raise _fail("request.invalid", "status must be revoked, suspended or active.", field="status")
     return cid, actions[wanted]
+
+
+_STATUS_ENTRY_TYPES = ("BitstringStatusListEntry", "BitstringStatusList")
+
+
+def _status_update_action(body: dict) -> str:
+    """The action of a VC-API ``UpdateCredentialStatusRequest`` (top-level boolean ``status``)."""
+    entry = body.get("credentialStatus")
+    if not isinstance(entry, dict):
+        raise _fail("request.invalid", "'credentialStatus' must be an object {type, statusPurpose}.",
+                    field="credentialStatus")
+    if entry.get("type") not in _STATUS_ENTRY_TYPES:    # (only strings can be in the tuple)
+        raise _fail("request.invalid", "credentialStatus.type must be BitstringStatusListEntry.",
+                    field="credentialStatus.type")
+    purpose = entry.get("statusPurpose")
+    if purpose not in ("revocation", "suspension"):
+        raise _fail("request.invalid", "credentialStatus.statusPurpose must be revocation or suspension.",
+                    field="credentialStatus.statusPurpose")
+    status = body.get("status")
+    if type(status) is not bool:   # (1, "true" and null are not booleans)
+        raise _fail("request.invalid", "status must be true (set) or false (clear).", field="status")
+    if purpose == "revocation" and not status:
+        raise _fail("request.invalid", "Revocation is final: a revocation status cannot be cleared (status "
+                    "false). Use statusPurpose suspension to suspend and reinstate.", field="status")
+    return "revoke" if purpose == "revocation" else "suspend" if status else "reinstate"
 
 
 # ---- the register ----------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Allocation picks a random free index in the current list for a purpose; the database's unique constraint on
 (list, index) makes reuse impossible even with many issuers at once (a collision retries inside a savepoint).
 A list is closed once half full (random picks stay cheap) and a new one opened. Publishing derives the bitstring
-from the entries, signs the ``BitstringStatusListCredential`` with the node's key, and caches the signed copy
-with the list's version; any status change bumps the version, so the next request re-signs.
+from the entries, signs the ``BitstringStatusListCredential`` with the node's current key, and caches the signed
+copy with the list's version; any status change bumps the version, and a copy signed with another key (rotated or
+retired since) or naming another URL (the public URL changed) is not reused, so the next request re-signs.
 """
 from __future__ import annotations
 
@@ -92,18 +93,32 @@ def publish(node, list_id: int) -> Published:
         lst = s.get(db.StatusList, list_id) if 0 <= list_id < 2 ** 63 else None
         if lst is None:
             raise CeadError("status.list_not_found", f"No status list {list_id}.")
-        if lst.signed is not None and lst.signed_version == lst.version:
+        url, vm = list_url(node, list_id), node.verification_method_id
+        if lst.signed is not None and lst.signed_version == lst.version and _signed_as(lst.signed, url, vm):
             return _published(lst.signed)
         version = lst.version
         bits = new_bitstring(lst.size)
         for idx in s.exec(select(db.StatusEntry.idx).where(db.StatusEntry.list_id == list_id,
                                                            db.StatusEntry.value == True)):  # noqa: E712
             set_bit(bits, idx)
-        signed = json.dumps(sign_list(node, list_url(node, list_id), lst.purpose, bits), separators=(",", ":"))
+        signed = json.dumps(sign_list(node, url, lst.purpose, bits), separators=(",", ":"))
         s.execute(update(db.StatusList).where(db.StatusList.id == list_id, db.StatusList.version == version)
                   .values(signed=signed, signed_version=version))
         s.commit()
     return _published(signed)
+
+
+def _signed_as(body: str, url: str, vm: str) -> bool:
+    """Whether a cached signed list still is what this node would serve: the list's ``id`` is its URL under the
+    node's current public URL, and its proof is made with the node's current assertion key. A key rotated or
+    retired since (``Node.rotate_key``/``retire_key``, a restart after ``cead key rotate``), or a new public URL
+    (``cead issuer serve --public-url``), makes the next request re-sign."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    proof = doc.get("proof") if isinstance(doc, dict) else None
+    return doc.get("id") == url and isinstance(proof, dict) and proof.get("verificationMethod") == vm
 
 
 def sign_list(node, url: str, purpose: str, bits: bytes) -> dict:

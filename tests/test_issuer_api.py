@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from issuer import db, service
 from issuer.app import create_app
 from issuer.node import Node
+from verifier.results import CeadError
 
 from issuer_fixtures import PASS, certification, counts, postgresql_node, ready_node, token
 
@@ -86,6 +87,59 @@ def test_issue_duplicate_id_and_status_endpoint(node):
     assert client.get(path, headers={"If-None-Match": listing.headers["ETag"]}).status_code == 304
     assert client.get("/status/999").status_code == 404
     assert client.get("/.well-known/did.json").get_json()["id"] == node.did
+
+
+def _update(cid, purpose, status, entry_type="BitstringStatusListEntry"):
+    """A VC-API UpdateCredentialStatusRequest."""
+    return {"credentialId": cid, "credentialStatus": {"type": entry_type, "statusPurpose": purpose},
+            "status": status}
+
+
+@pytest.mark.parametrize("body, action", [
+    (_update("urn:uuid:a", "revocation", True), "revoke"),
+    (_update("urn:uuid:a", "suspension", True), "suspend"),
+    (_update("urn:uuid:a", "suspension", False), "reinstate"),
+    (_update("urn:uuid:a", "suspension", True, "BitstringStatusList"), "suspend"),   # the VC-API's own example
+    ({"credentialId": "urn:uuid:a", "credentialStatus": [{"type": "BitstringStatusListCredential",
+                                                          "status": "active"}]}, "reinstate"),   # the earlier form
+])
+def test_status_request_shapes(body, action):
+    assert service.parse_status_request(body) == ("urn:uuid:a", action)
+
+
+@pytest.mark.parametrize("body, field, words", [
+    (_update("urn:uuid:a", "revocation", False), "status", "Revocation is final"),
+    (_update("urn:uuid:a", "suspension", "true"), "status", "true"),
+    (_update("urn:uuid:a", "suspension", 1), "status", "true"),
+    (_update("urn:uuid:a", "refresh", True), "credentialStatus.statusPurpose", "revocation or suspension"),
+    (_update("urn:uuid:a", "suspension", True, "MadeUpEntry"), "credentialStatus.type", "BitstringStatusListEntry"),
+    (_update("urn:uuid:a", ["suspension"], True, ["BitstringStatusListEntry"]), "credentialStatus.type", "type"),
+    ({**_update("urn:uuid:a", "suspension", True), "credentialStatus": [{"statusPurpose": "suspension"}]},
+     "credentialStatus", "object"),
+])
+def test_status_request_refusals(body, field, words):
+    with pytest.raises(CeadError) as err:
+        service.parse_status_request(body)
+    assert err.value.code == "request.invalid" and err.value.detail.get("field") == field
+    assert words in err.value.message
+
+
+def test_status_endpoint_takes_the_vc_api_update_request(node):
+    """VC-API UpdateCredentialStatusRequest over HTTP: suspend, reinstate and revoke a suspendable credential;
+    clearing a revocation is a 400 that changes nothing."""
+    client = create_app(node).test_client()
+    tok = token(node)
+    cred = {**certification(node.did), "id": "urn:uuid:" + str(uuid.uuid4())}
+    options = {"credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}}
+    assert post(client, "/credentials/issue", {"credential": cred, "options": options}, tok).status_code == 201
+    for purpose, status, expected in (("suspension", True, "suspended"), ("suspension", False, "active"),
+                                      ("revocation", True, "revoked")):
+        resp = post(client, "/credentials/status", _update(cred["id"], purpose, status), tok)
+        assert resp.status_code == 200 and resp.get_json()["status"] == expected, resp.get_json()
+    resp = post(client, "/credentials/status", _update(cred["id"], "revocation", False), tok)
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "request.invalid"
+    assert "final" in resp.get_json()["error"]["message"]
+    assert service.register(node)[0].status == "revoked"
 
 
 def _concurrent_issue(node, n=8):

@@ -242,7 +242,7 @@ def test_bad_network_section_stops_open_and_serve(tmp_path, network, needle):
     with pytest.raises(CeadError) as err:
         Node.open(home)
     assert err.value.code == "node.config_invalid" and needle in err.value.message
-    served = run("issuer", "serve", "--home", str(home), "--port", "0")
+    served = run("issuer", "serve", "--home", str(home), "--port", "8443")   # refused before it binds
     assert served.exit_code == 1 and "node.config_invalid" in served.output and needle in served.output
 
 
