@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from sqlmodel import Session
@@ -234,3 +235,130 @@ def test_a_request_in_snake_case_is_stored_in_its_wire_form_so_it_can_be_decided
         draft = sharing.draft_subject(w["iao"]["node"], w["iao"]["wallet"], answer["id"],
                                       delegation=w["delegation"].id)
         assert draft["dataItems"] == ["pupil_id", "entitlement"]
+
+
+# ---- review: what an approval revokes, and reopen racing a slow approval ---------------------------------------
+def _unrelated_credential(w):
+    """A credential the IAO's node issued that has nothing to do with any request (a certification)."""
+    from test_requests import _credential
+    from test_wallet_support import CYBER_ESSENTIALS, certification_subject
+    return service.issue(w["iao"]["node"], _credential("OrganisationCertificationCredential", certification_subject(
+        w["requester"]["node"].did, CYBER_ESSENTIALS)))
+
+
+def _status_of(node, ident: str) -> str:
+    with node.session() as s:
+        return s.get(db.IssuedCredential, ident).status
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ("whole", "credentialSubject"),        # a whole credential, naming another credential's id
+    ({"id": "unrelated"}, "id"),
+    ({"id": 5}, "id"),
+    ({"id": {"a": 1}}, "id"),
+    ({"type": ["VerifiableCredential", "DataSharingApprovalCredential"]}, "type"),
+])
+def test_approval_overrides_are_a_subject_and_never_choose_the_approvals_id(world, overrides, field):
+    """The overrides were laid over the draft and handed to build_credential, which takes anything with a
+    credentialSubject as a whole credential, id included: approve then recorded that id, and when issuing failed
+    (here: the id was taken) revoked whatever the node had issued under it, an unrelated credential. A non-string
+    id left the request stuck "approving" or hit the database raw. Now only subject fields are taken (anything
+    else is sharing.invalid naming the field, before anything is recorded) and the approval's id is always fresh."""
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    other = _unrelated_credential(w)
+    if overrides == "whole":
+        overrides = {"credentialSubject": {}, "type": ["VerifiableCredential", sharing.APPROVAL], "id": other.id}
+    elif overrides.get("id") == "unrelated":
+        overrides = {"id": other.id}
+    request_id = _received(w)
+    with pytest.raises(CeadError) as err:
+        sharing.approve(node, wallet, request_id, {**the_rest(w), **overrides}, delegation=w["delegation"].id)
+    assert err.value.code == "sharing.invalid" and err.value.detail["field"] == field
+    row = sharing.get_request(wallet, request_id)
+    assert row.status == "pending" and row.approval_id is None
+    assert _status_of(node, other.id) == "active"
+    # the same through the approvals page: a clean 400, the unrelated credential untouched
+    from issuer_fixtures import token
+    from test_pages import csrf_of, sign_in
+    from wallet.app import create_node_app
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert sign_in(client, token(node, "issue:approval", name=f"iao-{uuid.uuid4().hex[:8]}")).status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    answer = client.post(f"/wallet/requests/{request_id}/approve", data={
+        "csrf": csrf_of(page.text), "delegation": w["delegation"].id, "subject": json.dumps(overrides)})
+    assert answer.status_code == 400 and "sharing.invalid" in answer.text
+    assert _status_of(node, other.id) == "active" and sharing.get_request(wallet, request_id).status == "pending"
+    done = sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
+    assert done.issued.id.startswith("urn:uuid:") and done.issued.id != other.id
+
+
+def test_undoing_an_approval_revokes_only_what_that_approval_issued(world):
+    """A request left "approving" under the id of a credential the approval did not issue (a row from before ids
+    were always fresh, or any other way): reopening puts it back to pending but leaves that credential alone."""
+    from datetime import datetime, timezone
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    other = _unrelated_credential(w)
+    request_id = _received(w)
+    sharing._decide(wallet, request_id, sharing.APPROVING, approval_id=other.id, decided_by="iao")
+    later = datetime.now(timezone.utc) + sharing.INTERRUPTED_AFTER
+    assert sharing.reopen(node, wallet, request_id, now=later).status == "pending"
+    assert _status_of(node, other.id) == "active"
+
+
+@pytest.mark.parametrize("when", ["signing", "signed"])
+def test_reopen_and_a_slow_approval_finishing_never_both_win(world, monkeypatch, when):
+    """reopen checked "approving" and then revoked without holding the row: an approval that was only slow could
+    finish in between, leaving the request approved with its approval revoked. Now reopen claims the row first
+    (approving -> reopening), so the finishing approval cannot be recorded and revokes what it issued."""
+    import threading
+    from datetime import datetime, timezone
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    request_id = _received(w)
+    real_issue, real_change = service.issue, service.change_status
+    go, issued, outcome = threading.Event(), [], {}
+    main = threading.current_thread()
+
+    def slow_issue(*args, **kwargs):
+        if when == "signing":
+            assert go.wait(30)
+        issued.append(real_issue(*args, **kwargs))
+        if when == "signed":
+            assert go.wait(30)
+        return issued[-1]
+
+    def change_status(*args, **kwargs):
+        if threading.current_thread() is main:   # reopen is revoking: let the approval finish first (old race)
+            go.set()
+            approving.join(30)
+        return real_change(*args, **kwargs)
+
+    def run():
+        try:
+            outcome["approved"] = sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
+        except CeadError as exc:
+            outcome["error"] = exc.code
+
+    monkeypatch.setattr(service, "issue", slow_issue)
+    monkeypatch.setattr(service, "change_status", change_status)
+    approving = threading.Thread(target=run)
+    approving.start()
+    for _ in range(300):
+        if sharing.get_request(wallet, request_id).status == "approving" and (when == "signing" or issued):
+            break
+        threading.Event().wait(0.05)
+    later = datetime.now(timezone.utc) + sharing.INTERRUPTED_AFTER
+    try:
+        reopened = sharing.reopen(node, wallet, request_id, now=later).status
+    except CeadError as exc:
+        reopened = exc.code
+    go.set()
+    approving.join(30)
+    assert not approving.is_alive()
+    row = sharing.get_request(wallet, request_id)
+    status = _status_of(node, issued[0].id)
+    assert not (row.status == "approved" and status == "revoked"), (reopened, outcome, row.status)
+    assert reopened == "pending" and outcome == {"error": "sharing.not_pending"}
+    assert row.status == "pending" and row.approval_id is None and status == "revoked"

@@ -122,3 +122,48 @@ def test_missing_home_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("CEAD_HOME", str(tmp_path / "nowhere"))
     result = run("list")
     assert result.exit_code == 2 and "node.not_found" in result.output
+
+
+# ---- review: option bounds, unwritable output files, bounded summaries -----------------------------------------
+@pytest.mark.parametrize("option", ["--expiring-within", "--warn-days"])
+def test_a_day_count_past_any_date_is_a_bad_option_not_a_crash(home, option):
+    result = CliRunner().invoke(wallet, ["list", option, "99999999999"])
+    assert result.exit_code == 2 and (result.exception is None or isinstance(result.exception, SystemExit))
+    assert "OverflowError" not in result.output and "Traceback" not in result.output
+    assert "99999999999" in result.output          # click names the value it refused
+    assert run("list", "--json", option, "36500").exit_code == 0
+
+
+def test_the_wallet_api_takes_any_day_count(home, tmp_path):
+    from wallet.store import Wallet
+    issuer = identity()
+    w = Wallet.from_node(home)
+    assert w.import_credential(vc(issuer, "DataSharingApprovalCredential", approval_subject(issuer.did, home.did),
+                                  valid_for=timedelta(days=10))).ok
+    assert len(w.search(expiring_within=99999999999)) == 1
+    assert [p.code for p in w.warnings(days=99999999999)] == ["wallet.expiring"]
+
+
+def test_an_output_file_that_cannot_be_written_is_bad_input(home, tmp_path, monkeypatch):
+    nowhere = str(tmp_path / "no" / "such" / "dir" / "x.png")
+    result = CliRunner().invoke(wallet, ["qr", "request", "--client-id", "did:web:gw.example", "--request-uri",
+                                         "https://gw.example/r/1", "-o", nowhere])
+    assert result.exit_code == 2 and "output.unwritable" in result.output, result.output
+    issuer = identity()
+    stored = json.loads(run("import", "-", input=vc(issuer, "DataSharingApprovalCredential",
+                                                     approval_subject(issuer.did, home.did))).output)["stored"]
+    for suffix in (".png", ".svg"):
+        result = CliRunner().invoke(wallet, ["qr", "summary", stored["id"], "--verify-url", "https://n.example/v",
+                                             "-o", nowhere.replace(".png", suffix)])
+        assert result.exit_code == 2 and "output.unwritable" in result.output, result.output
+
+    class Fetched:
+        content = b"rows"
+
+    import importlib
+    monkeypatch.setattr(importlib.import_module("wallet.client"), "fetch", lambda *a, **k: Fetched())
+    result = CliRunner().invoke(fetch, ["https://gw.example/data", "--dataset", DS_MEALS, "-o", nowhere])
+    assert result.exit_code == 2 and "output.unwritable" in result.output, result.output
+    done = tmp_path / "rows.csv"
+    assert CliRunner().invoke(fetch, ["https://gw.example/data", "--dataset", DS_MEALS, "-o", str(done)]).exit_code == 0
+    assert done.read_bytes() == b"rows"

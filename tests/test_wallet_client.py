@@ -158,3 +158,163 @@ def test_a_redirect_is_not_followed_with_the_presentation_attached(world):
                              verify=ca)
     assert info.value.code == "transfer.redirected"
     assert seen_elsewhere == []
+
+
+# ---- review: httpx following redirects; discovery limited to the dataset ---------------------------------------
+@pytest.mark.parametrize("method, status", [("GET", 302), ("POST", 307), ("POST", 303)])
+def test_httpx_following_redirects_never_hands_the_presentation_on(world, method, status):
+    """httpx (follow_redirects=True) follows a redirect without asking the auth again and copies the
+    Cead-Presentation header into the redirected request: the presentation (and the credentials in it) went to
+    wherever the redirect pointed. The presented request now goes out once only: transfer.redirected, as for
+    requests, and the target never sees the presentation (real HTTPS servers, httpx's own transport)."""
+    seen_elsewhere: list[str] = []
+    elsewhere = Flask("elsewhere")
+
+    @elsewhere.route("/grab", methods=["GET", "POST"])
+    def grab():
+        seen_elsewhere.append(request.headers.get("Cead-Presentation", ""))
+        return "thanks"
+
+    with https_server(elsewhere, tls=False) as (other, _):
+        mover = Flask("mover")
+
+        @mover.route("/moved", methods=["GET", "POST"])
+        def moved():
+            return "", status, {"Location": f"{other}/grab"}
+
+        with https_server(mover) as (base, ca):
+            auth = CeadHttpxAuth(world["wallet"], dataset=DS_MEALS, purpose=P_MEALS)
+            with httpx.Client(verify=ssl.create_default_context(cafile=ca), auth=auth, follow_redirects=True) as client:
+                with pytest.raises(CeadError) as info:
+                    client.request(method, f"{base}/moved", content=b"x" * 10 if method == "POST" else None)
+            # without following: the 3xx itself is refused, as CeadAuth does
+            with httpx.Client(verify=ssl.create_default_context(cafile=ca), auth=auth) as client:
+                with pytest.raises(CeadError) as unfollowed:
+                    client.request(method, f"{base}/moved")
+    assert info.value.code == "transfer.redirected" and unfollowed.value.code == "transfer.redirected"
+    assert seen_elsewhere == []
+
+
+def test_httpx_redirects_are_refused_through_a_mock_transport_too(world):
+    got: list[tuple[str, bool]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        got.append((req.url.host, "cead-presentation" in req.headers))
+        if req.url.host == "gw.example":
+            return httpx.Response(302, headers={"location": "https://evil.example/steal"})
+        return httpx.Response(200, json={})
+
+    client = httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True)
+    with pytest.raises(CeadError) as info:
+        client.get("https://gw.example/meals", auth=CeadHttpxAuth(world["wallet"], dataset=DS_MEALS, purpose=P_MEALS))
+    assert info.value.code == "transfer.redirected"
+    assert got == [("gw.example", True)]
+
+
+def _presented_datasets(header: str) -> list[list[str]]:
+    from verifier.binding import decode_presentation
+    from wallet.store import jwt_payload
+    vp = decode_presentation(header)
+    claims = jwt_payload(vp) if isinstance(vp, str) else vp
+    out = []
+    for item in claims["verifiableCredential"]:
+        document = jwt_payload(item["id"].split(",", 1)[1]) if isinstance(item.get("id"), str) \
+            and item["id"].startswith("data:") else item
+        out.append(document["credentialSubject"].get("datasets"))
+    return out
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_discovery_presents_only_what_is_held_for_the_dataset(tmp_path, named):
+    """The gateway's 401 labels the definition with the dataset, but the definition itself chose: one asking for
+    the approval of another dataset got it presented. Now the definition only chooses among what the wallet holds
+    for that dataset (approvals covering it, what they pin, the holder's certifications): pex.unsatisfied, and
+    nothing is presented. A definition asking for the dataset's own approval still gets it, and only it."""
+    holder, council, other = identity(), identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    meals = vc(council, "DataSharingApprovalCredential", approval_subject(council.did, holder.did, datasets=[DS_MEALS]))
+    clothing = vc(other, "DataSharingApprovalCredential",
+                  approval_subject(other.did, holder.did, datasets=[DS_CLOTHING]))
+    assert w.import_credential(meals).ok and w.import_credential(clothing).ok
+
+    def asking_for(dataset: str) -> dict:
+        return {"id": "d", "input_descriptors": [{"id": "approval", "constraints": {"fields": [
+            {"path": ["$.credentialSubject.datasets"], "filter": {"type": "array", "contains": {"const": dataset}}}]}}]}
+
+    def gateway(definition: dict, seen: list):
+        def handler(req: httpx.Request) -> httpx.Response:
+            if "cead-presentation" not in req.headers:
+                return httpx.Response(401, json={"presentation_definition": definition, "dataset": DS_MEALS})
+            seen.append(req.headers["cead-presentation"])
+            return httpx.Response(200, json={"ok": True})
+        return httpx.Client(transport=httpx.MockTransport(handler))
+
+    seen: list[str] = []
+    auth = CeadHttpxAuth(w, dataset=DS_MEALS if named else None, discover=True)
+    with pytest.raises(CeadError) as info:
+        gateway(asking_for(DS_CLOTHING), seen).get("https://gw.example/meals", auth=auth)
+    assert info.value.code == "pex.unsatisfied" and seen == []
+    with pytest.raises(CeadError) as info:
+        requests_session = requests.Session()
+        requests_session.mount("https://", _MockAdapter(asking_for(DS_CLOTHING), seen))
+        requests_session.get("https://gw.example/meals", auth=CeadAuth(w, dataset=DS_MEALS if named else None,
+                                                                        discover=True))
+    assert info.value.code == "pex.unsatisfied" and seen == []
+
+    response = gateway(asking_for(DS_MEALS), seen).get("https://gw.example/meals", auth=CeadHttpxAuth(
+        w, dataset=DS_MEALS if named else None, discover=True))
+    assert response.status_code == 200 and _presented_datasets(seen[-1]) == [[DS_MEALS]]
+
+
+class _MockAdapter(requests.adapters.HTTPAdapter):
+    """A requests transport answering like a gateway: 401 with the definition, then 200."""
+
+    def __init__(self, definition: dict, seen: list):
+        super().__init__()
+        self.definition, self.seen = definition, seen
+
+    def send(self, request, **kwargs):
+        import json as _json
+        response = requests.Response()
+        response.request, response.url = request, request.url
+        if "Cead-Presentation" not in request.headers:
+            response.status_code = 401
+            response._content = _json.dumps({"presentation_definition": self.definition,
+                                             "dataset": DS_MEALS}).encode()
+        else:
+            self.seen.append(request.headers["Cead-Presentation"])
+            response.status_code, response._content = 200, b"{}"
+        response.connection = self
+        return response
+
+
+def test_httpx_async_client_presents_and_refuses_redirects(world):
+    """The same guard with httpx.AsyncClient (its trace hook must be a coroutine function there)."""
+    import asyncio
+    seen_elsewhere: list[str] = []
+    elsewhere = Flask("elsewhere")
+
+    @elsewhere.get("/grab")
+    def grab():
+        seen_elsewhere.append(request.headers.get("Cead-Presentation", ""))
+        return "thanks"
+
+    async def run(base: str, ca: str):
+        auth = CeadHttpxAuth(world["wallet"], dataset=DS_MEALS, purpose=P_MEALS)
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca), auth=auth,
+                                     follow_redirects=True) as client:
+            posted = await client.post(f"{world['base']}/meals", content=b"x" * 100)
+            with pytest.raises(CeadError) as info:
+                await client.get(f"{base}/moved")
+        return posted, info.value
+
+    with https_server(elsewhere, tls=False) as (other, _):
+        mover = Flask("mover")
+        mover.get("/moved")(lambda: ("", 302, {"Location": f"{other}/grab"}))
+        with https_server(mover) as (base, ca):
+            bundle = world["ca"] + ".both"
+            with open(bundle, "w") as out:
+                out.write(open(world["ca"]).read() + open(ca).read())
+            posted, error = asyncio.run(run(base, bundle))
+    assert posted.status_code == 200 and posted.json()["received"] == 100
+    assert error.code == "transfer.redirected" and seen_elsewhere == []

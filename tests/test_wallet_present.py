@@ -280,3 +280,69 @@ def test_select_for_a_derived_dataset_adds_upstream_approvals_with_their_chains(
     headers = present_for_request(w, "GET", URL, None, dataset=DS_CLOTHING)
     claims = jwt_payload(decode_presentation(headers["Cead-Presentation"]))
     assert len(claims["verifiableCredential"]) == 4
+
+
+# ---- review: a hostile definition may not exhaust memory or run for ever ----------------------------------------
+_HOSTILE_SCRIPT = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 1024 ** 3, 3 * 1024 ** 3))   # never take the machine down
+from wallet import pex
+definition = json.loads(sys.argv[1])
+try:
+    pex.select(definition, [("c", {"a": "s"})])
+    print("selected")
+except Exception as exc:
+    print(getattr(exc, "code", type(exc).__name__))
+"""
+
+
+def _select_in_a_subprocess(filter_: dict) -> str:
+    """pex.select with one field filtered by ``filter_``, in a child process with 3 GB of address space and a
+    generous hang guard: the code it ends with (or the exception's name)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    definition = {"id": "d", "input_descriptors": [{"id": "x", "constraints": {"fields": [
+        {"path": ["$.a"], "filter": filter_}]}}]}
+    env = dict(os.environ, PYTHONPATH=str(root))
+    try:
+        done = subprocess.run([sys.executable, "-c", _HOSTILE_SCRIPT, json.dumps(definition)], env=env,
+                              capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "hung"
+    return (done.stdout.strip().splitlines() or [done.stderr.strip()[-200:]])[-1]
+
+
+@pytest.mark.parametrize("pattern", ["a{4294967294}", "((a{1000}){1000}){1000}", "(?:(?:(?:a{100}){100}){100}){100}",
+                                     "a{99999999999999999999}", "x" * 5000])
+def test_a_pattern_built_to_exhaust_memory_when_compiled_is_refused(pattern):
+    """Compiling a{4294967294} (or nested counted repetitions) takes gigabytes in the regex engine before any time
+    limit applies: the pattern is bounded first (length, counts, counts multiplied out)."""
+    assert _select_in_a_subprocess({"type": "string", "pattern": pattern}) == "pex.definition_invalid"
+
+
+def test_ordinary_counted_patterns_still_decide():
+    definition = {"id": "d", "input_descriptors": [{"id": "x", "constraints": {"fields": [
+        {"path": ["$.a"], "filter": {"type": "string", "pattern": r"^[A-Z]{2}\d{2,4}(?:-[a-z]{1,10}){0,3}$"}}]}}]}
+    assert pex.select(definition, [("no", {"a": "A1"}), ("yes", {"a": "AB123-x-yz"})]).credentials == ["yes"]
+
+
+def test_a_filter_that_fans_out_exponentially_is_stopped_at_the_selection_deadline():
+    """Each level refers twice to the next (allOf of two $refs): 2**26 evaluations. The deadline was only checked
+    in pattern searches; it is now checked on every keyword, so the selection ends with the definition invalid."""
+    k = 26
+    defs = {f"a{i}": {"allOf": [{"$ref": f"#/definitions/a{i + 1}"}, {"$ref": f"#/definitions/a{i + 1}"}]}
+            for i in range(k)}
+    defs[f"a{k}"] = {"type": "string"}
+    assert _select_in_a_subprocess({"definitions": defs, "$ref": "#/definitions/a0"}) == "pex.definition_invalid"
+
+
+def test_a_definition_past_the_size_limit_is_invalid():
+    big = {"id": "d", "input_descriptors": [{"id": "x", "constraints": {"fields": [
+        {"path": ["$.a"], "filter": {"enum": ["v" * 1000] * (pex.MAX_DEFINITION_BYTES // 1000 + 1)}}]}}]}
+    with pytest.raises(CeadError) as err:
+        pex.select(big, [("c", {"a": "v"})])
+    assert err.value.code == "pex.definition_invalid"

@@ -78,3 +78,24 @@ def test_bad_input_is_named(call, code):
     with pytest.raises(CeadError) as err:
         call()
     assert err.value.code == code
+
+
+def test_a_summary_of_a_huge_credential_is_bounded():
+    """15,000 datasets made a page 25 s and 1 GB to draw; a summary now shows the first few values of a field and
+    how many more there are, so its size does not grow with the credential."""
+    from wallet import qr
+    doc = {"type": ["VerifiableCredential", "DataSharingApprovalCredential"], "issuer": "did:web:x.example",
+           "validUntil": "2030-01-01T00:00:00Z",
+           "credentialSubject": {"datasets": [f"https://d.example/{i:05d}" for i in range(15000)],
+                                 **{f"field{i}": "v" * 5000 for i in range(100)}}}
+    lines = qr.summary_lines(doc)
+    assert len(lines) <= qr.SUMMARY_LINES and all(len(line) <= qr.SUMMARY_LINE for line in lines)
+    datasets = next(line for line in lines if line.startswith("datasets: "))
+    assert "https://d.example/00000" in datasets and "... and 14990 more" in datasets
+    assert lines[-1] == "Valid until: 2030-01-01T00:00:00Z" and any("more fields" in line for line in lines)
+    small = qr.summary_png({**doc, "credentialSubject": {"datasets": ["https://d.example/1"]}}, "https://n.example/v")
+    huge = qr.summary_png(doc, "https://n.example/v")
+    from PIL import Image
+    import io
+    assert Image.open(io.BytesIO(huge)).height <= 60 + 22 * qr.SUMMARY_LINES * 5 + 40
+    assert len(qr.summary_svg(doc, "https://n.example/v")) < 200_000 and small

@@ -2,7 +2,7 @@
 ``cead.cli``.
 
 Exit codes: 0 done, 1 refused or denied (a credential that does not verify, a transfer the gateway denies, a
-definition the wallet cannot satisfy), 2 bad input (unreadable file, unknown id, bad option). Errors go to stderr
+definition the wallet cannot satisfy), 2 bad input (unreadable file, unwritable output file, unknown id, bad option). Errors go to stderr
 as JSON ``{"error": {"code", "message"}}``; private keys are never printed.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import click
 from verifier.results import CeadError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+MAX_DAYS = 36500          # --expiring-within / --warn-days: a century (a date further off does not exist)
 _REFUSALS = ("transfer.denied", "pex.unsatisfied", "wallet.no_approval")
 
 home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="CEAD_HOME",
@@ -39,6 +40,17 @@ def _wallet(home: Path | None):
         return Wallet.from_node(Node.open(home))
     except CeadError as exc:
         _fail_with(exc)
+
+
+def _write(output: Path, data: bytes | str) -> None:
+    """Write an output file; a path that cannot be written (no such directory, no permission) is bad input."""
+    try:
+        if isinstance(data, str):
+            output.write_text(data)
+        else:
+            output.write_bytes(data)
+    except OSError as exc:
+        _fail("output.unwritable", f"Cannot write {str(output)!r}: {exc.strerror or exc}")
 
 
 def _print(data) -> None:
@@ -80,8 +92,8 @@ def import_(source: str, home: Path | None) -> None:
 @click.option("--dataset", help="Only credentials naming this dataset IRI.")
 @click.option("--purpose", help="Only credentials naming this purpose IRI.")
 @click.option("--counterparty", help="Only credentials involving this DID (issuer or named party).")
-@click.option("--expiring-within", type=click.IntRange(min=0), help="Only credentials ending within DAYS.")
-@click.option("--warn-days", type=click.IntRange(min=0), default=None,
+@click.option("--expiring-within", type=click.IntRange(0, MAX_DAYS), help="Only credentials ending within DAYS.")
+@click.option("--warn-days", type=click.IntRange(0, MAX_DAYS), default=None,
               help="Warn about credentials ending within DAYS (default: the node's wallet.expiry_warning_days, 30).")
 @click.option("--check-status", is_flag=True, help="Re-read every credential's status list first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -177,8 +189,7 @@ def _write_qr(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text)
         return
-    data = q.qr_svg(text).encode() if output.suffix.lower() == ".svg" else q.qr_png(text)
-    output.write_bytes(data)
+    _write(output, q.qr_svg(text).encode() if output.suffix.lower() == ".svg" else q.qr_png(text))
     click.echo(text)
 
 
@@ -225,9 +236,9 @@ def qr_summary(ident: str, verify_url: str, output: Path, home: Path | None) -> 
         _fail("wallet.not_found", f"No credential {ident!r} in the wallet.")
     try:
         if output.suffix.lower() == ".svg":
-            output.write_text(q.summary_svg(record.document, verify_url))
+            _write(output, q.summary_svg(record.document, verify_url))
         elif output.suffix.lower() == ".png":
-            output.write_bytes(q.summary_png(record.document, verify_url))
+            _write(output, q.summary_png(record.document, verify_url))
         else:
             _fail("input.invalid", "The output file must end in .png or .svg.")
     except CeadError as exc:
@@ -260,4 +271,4 @@ def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, ou
     if output is None:
         sys.stdout.buffer.write(response.content)
     else:
-        output.write_bytes(response.content)
+        _write(output, response.content)

@@ -169,24 +169,118 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
 
 
 class CeadHttpxAuth(_Presenting, httpx.Auth):
-    """``httpx`` auth: binds a fresh presentation to each request (its full body is read first)."""
+    """``httpx`` auth: binds a fresh presentation to each request (its full body is read first).
+
+    A redirect is refused (``transfer.redirected``), as with :class:`CeadAuth`: a 3xx answer raises. httpx follows
+    redirects (``follow_redirects=True``) without asking the auth again, copying the presentation headers into the
+    redirected request; so the presented request carries a guard that lets it go out once only. Through httpx's
+    own transport the guard (the ``trace`` extension, which httpx copies into the redirected request) raises before
+    the copy's headers are sent; through a transport that reads the body first (``MockTransport``,
+    ``WSGITransport``), when the copy's body is read. Either way the caller gets ``transfer.redirected``, never
+    the redirected answer."""
 
     requires_request_body = True
     requires_response_body = True
 
     def auth_flow(self, request: httpx.Request):
-        headers = self.headers(request.method, str(request.url), request.content)
+        yield from self._flow(request, asynchronous=False)
+
+    async def async_auth_flow(self, request: httpx.Request):
+        # httpx's own, with the flow told it is asynchronous (its trace guard must then be a coroutine function)
+        await request.aread()
+        flow = self._flow(request, asynchronous=True)
+        outgoing = next(flow)
+        while True:
+            response = yield outgoing
+            await response.aread()
+            try:
+                outgoing = flow.send(response)
+            except StopIteration:
+                break
+
+    def _flow(self, request: httpx.Request, *, asynchronous: bool):
+        url = str(request.url)
+        headers = self.headers(request.method, url, request.content)
         if headers is None:   # discover: ask without a presentation, learn what to present, send again
             response = yield request
-            if not self._learn(response.status_code, response.content, str(request.url)):
+            _not_redirected(response, url)
+            if not self._learn(response.status_code, response.content, url):
                 if self.raise_on_denial:
-                    check_response(response.status_code, response.content, str(request.url))
+                    check_response(response.status_code, response.content, url)
                 return
-            headers = self.headers(request.method, str(request.url), request.content)
+            headers = self.headers(request.method, url, request.content)
         request.headers.update(headers)
+        _send_once(request, url, asynchronous)
         response = yield request
+        _not_redirected(response, url)
         if self.raise_on_denial:
-            check_response(response.status_code, response.content, str(request.url))
+            check_response(response.status_code, response.content, url)
+
+
+def _redirected(url: str, target: Any, status: int | None = None) -> CeadError:
+    return CeadError("transfer.redirected", f"{url} redirected to {str(target)!r}; a presentation is bound to one "
+                     "URL, so call the final URL directly.", **({"status": status} if status else {}))
+
+
+def _not_redirected(response: httpx.Response, url: str) -> None:
+    """A redirect answer, or an answer reached through one, is refused (as ``CeadAuth`` does for requests)."""
+    for answer in [*response.history, response]:
+        if answer.has_redirect_location:
+            raise _redirected(url, answer.headers.get("location"), answer.status_code)
+
+
+class _OnceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """The presented request's body. httpx's transport reads it once, after the trace guard has let its headers
+    go; a redirected copy (the same stream object) read without that is refused. A transport that reads the
+    request through ``Request.read()`` (``MockTransport``, ``WSGITransport``) has its bytes already and never reads
+    this for the request itself; ``ASGITransport`` reads it without a trace, so one asynchronous read is allowed."""
+
+    def __init__(self, body: bytes, url: str, sent: list):
+        self.body, self.url, self.sent = body, url, sent
+
+    def _take(self, asynchronous: bool) -> None:
+        # [True]: the headers went out once through httpx's transport, and this is that request's body
+        if self.sent != [True] and not (asynchronous and not self.sent):
+            raise _redirected(self.url, "another request (a redirect httpx follows)")
+        self.sent.append(None)
+
+    def __iter__(self):
+        self._take(False)
+        yield self.body
+
+    async def __aiter__(self):
+        self._take(True)
+        yield self.body
+
+
+def _send_once(request: httpx.Request, url: str, asynchronous: bool) -> None:
+    """Let ``request`` (carrying a presentation bound to ``url``) go out once: a copy httpx makes to follow a
+    redirect carries the same extensions and body stream, and is refused before its headers are sent."""
+    sent: list = []
+    previous = request.extensions.get("trace")
+
+    def check(name: str, info: dict) -> None:
+        if name.endswith(".send_request_headers.started"):
+            outgoing = info.get("request")
+            if getattr(outgoing, "method", None) == b"CONNECT":    # a proxy tunnel's own request
+                return
+            if sent:
+                target = getattr(outgoing, "url", None)
+                raise _redirected(url, bytes(target).decode("ascii", "replace") if target is not None else "elsewhere")
+            sent.append(True)
+
+    if asynchronous:
+        async def trace(name: str, info: dict) -> None:
+            check(name, info)
+            if previous is not None:
+                await previous(name, info)
+    else:
+        def trace(name: str, info: dict) -> None:
+            check(name, info)
+            if previous is not None:
+                previous(name, info)
+    request.extensions["trace"] = trace
+    request.stream = _OnceStream(request.content, url, sent)
 
 
 def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None = None,

@@ -10,8 +10,9 @@ origin). The presentation is verified. Every credential in it must be either
   accepted that way (a delegation's ``parentDelegation``, an upstream approval's own chain and upstream): the
   credentials an approval rests on, which the recipient presents with it;
 
-each is then verified again and stored by the wallet. Answers ``201 {"stored": [...]}`` or an error with
-``{"problems": [...]}``.
+and whatever a delivered approval pins must be in the delivery or already held (``inbox.pin_missing``). Each is
+then verified again, and the wallet stores them all in one transaction, or none: nothing of a refused delivery is
+stored. Answers ``201 {"stored": [...]}`` or an error with ``{"problems": [...]}``.
 """
 from __future__ import annotations
 
@@ -58,17 +59,37 @@ def receive(wallet, body: bytes, url: str) -> tuple[int, dict]:
     problems = [_refusal(facts[i], digests[i], sender, wallet.holder, pins) for i in unaccepted]
     if problems:
         return 403, {"problems": [p.to_dict() for p in problems]}
-    stored, refused = [], []
-    for credential in credentials:
-        outcome = wallet.import_credential(credential, source=f"inbox:{sender}")
-        if outcome.ok:
-            stored.append({"id": outcome.record.id, "duplicate": outcome.duplicate,
-                           "credentialId": outcome.record.credential_id})
-        else:
-            refused.extend(outcome.problems)
+    missing = _missing_pins(wallet, facts, documents, digests)
+    if missing:
+        return 422, {"problems": [p.to_dict() for p in missing]}
+    # all or nothing: every credential is verified again, and they are stored in one transaction or not at all
+    outcomes = wallet.import_credentials(credentials, source=f"inbox:{sender}")
+    refused = [p for outcome in outcomes for p in outcome.problems]
     if refused:
-        return 422, {"stored": stored, "problems": [p.to_dict() for p in refused]}
-    return 201, {"stored": stored}
+        return 422, {"problems": [p.to_dict() for p in refused]}
+    return 201, {"stored": [{"id": o.record.id, "duplicate": o.duplicate, "credentialId": o.record.credential_id}
+                            for o in outcomes]}
+
+
+def _missing_pins(wallet, facts: list[dict], documents: list[dict], digests: list[str]) -> list[Problem]:
+    """What the delivered approvals pin by digest (their delegationChain, which lists the whole chain, and their
+    upstream approvals; an upstream approval delivered is checked in turn) and is neither in the delivery nor
+    already held: an approval without the credentials it rests on could never be presented, so the delivery is
+    refused (``inbox.pin_missing``, one per missing pin). A delegation delivered on its own (to a delegate) may
+    come without its parent."""
+    delivered = set(digests)
+    out = []
+    for fact, document in zip(facts, documents):
+        if "DataSharingApprovalCredential" not in fact["types"]:
+            continue
+        for ref in pinned_references(document):
+            if ref["digest"] in delivered or wallet.holds_digest(ref["digest"]):
+                continue
+            out.append(Problem("inbox.pin_missing", f"{fact['credential_id'] or 'A delivered credential'} pins "
+                               f"{ref['id']} (digest {ref['digest']}), which is neither in this delivery nor held "
+                               "here; deliver it with the credentials it rests on.",
+                               {"id": fact["credential_id"], "reference": ref}))
+    return out
 
 
 def _accept(facts: list[dict], documents: list[dict], digests: list[str], sender: str
@@ -106,6 +127,23 @@ def _refusal(fact: dict, digest: str, sender: str, holder: str, pins: dict[str, 
                    {"subject": fact["subject"], "id": fact["credential_id"]})
 
 
+def read_body(max_bytes: int) -> bytes | None:
+    """The current request's body, or None when it is longer than ``max_bytes``: by its Content-Length, or, sent
+    in chunks (no Content-Length), by reading one byte more than allowed. (Werkzeug's own limit on a chunked body
+    stops reading at the limit and hands over what it read, so an oversize body looked merely malformed.)"""
+    if (request.content_length or 0) > max_bytes:
+        return None
+    request.max_content_length = max_bytes + 1          # this endpoint's limit, not the app's; read one byte past it
+    stream, chunks, size = request.stream, [], 0
+    while size <= max_bytes:
+        chunk = stream.read(min(64 * 1024, max_bytes + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > max_bytes else b"".join(chunks)
+
+
 def blueprint(wallet, *, public_url: str | None = None, max_bytes: int = MAX_BYTES) -> Blueprint:
     """A Flask blueprint serving ``POST /inbox`` for ``wallet``.
 
@@ -117,11 +155,8 @@ def blueprint(wallet, *, public_url: str | None = None, max_bytes: int = MAX_BYT
     @bp.post("/inbox")
     def inbox():
         # the inbox's own limit, not the issuing API's smaller one (a delivery carries the chain it rests on)
-        request.max_content_length = max_bytes
-        if (request.content_length or 0) > max_bytes:
-            return _error(413, Problem("inbox.too_large", f"A delivery is at most {max_bytes} bytes."))
-        body = request.get_data(cache=False)
-        if len(body) > max_bytes:
+        body = read_body(max_bytes)
+        if body is None:
             return _error(413, Problem("inbox.too_large", f"A delivery is at most {max_bytes} bytes."))
         url = (public_url.rstrip("/") + request.full_path.rstrip("?")) if public_url else request.url
         status, answer = receive(wallet, body, url)

@@ -8,13 +8,18 @@ satisfied when one of its paths yields a value the filter accepts; a descriptor 
 are. Paths are evaluated on the credential's JSON (the JWT payload for VC-JOSE, so ``$.vc...`` paths of VC 1.1
 peers work too).
 
-``pattern`` and ``patternProperties`` come from the data provider, so they run on the ``regex`` engine with a time
-limit (per search and per selection): a pattern built to backtrack for ever (ReDoS) makes the definition invalid
-instead of hanging the pipeline.
+The definition comes from the data provider, so nothing in it may take the wallet down: ``pattern`` and
+``patternProperties`` run on the ``regex`` engine with a time limit (per search), a pattern is bounded before it is
+compiled (length, counted repetitions; compiling ``a{4294967294}`` alone takes gigabytes), the whole selection has a
+deadline checked on every filter keyword (a filter whose ``$ref``/``allOf`` fan out exponentially is stopped, not
+run for ever) and a definition has a maximum size. Any of these makes the definition invalid
+(``pex.definition_invalid``) instead of hanging the pipeline or exhausting its memory.
 """
 from __future__ import annotations
 
 import contextvars
+import functools
+import json
 import re
 import time
 import uuid
@@ -71,22 +76,91 @@ def json_path(document: Any, path: str) -> list[Any]:
 
 
 SEARCH_SECONDS = 0.1      # one pattern against one value
-SELECTION_SECONDS = 2.0   # all pattern searches of one selection together
+SELECTION_SECONDS = 2.0   # all filters of one selection together (every keyword, every pattern search)
+MAX_DEFINITION_BYTES = 256 * 1024   # a definition, as JSON
+MAX_PATTERN = 1000        # characters in one pattern
+MAX_REPEAT = 1000         # the largest count in a counted repetition: a{n}, a{n,m}, a{n,}
+MAX_EXPANSION = 100_000   # atoms a pattern stands for once its counted repetitions are unrolled ((a{1000}){1000})
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("pex_pattern_deadline", default=None)
+_COUNT = re.compile(r"\{(\d*)(,?)(\d*)\}")
+
+
+def _invalid(message: str) -> CeadError:
+    return CeadError("pex.definition_invalid", message)
+
+
+def _too_long() -> CeadError:
+    return _invalid("The definition's filters take too long to evaluate (refused).")
+
+
+@functools.lru_cache(maxsize=256)
+def _check_pattern(pattern: str) -> None:
+    """Refuse a pattern whose compiled form would be huge, before the regex engine compiles it: longer than
+    MAX_PATTERN, a count above MAX_REPEAT, or more than MAX_EXPANSION atoms once counted repetitions (nested ones
+    multiply) are unrolled. A conservative scan: alternatives add up, ``*``/``+``/``?`` loops count once."""
+    if len(pattern) > MAX_PATTERN:
+        raise _invalid(f"A filter pattern is at most {MAX_PATTERN} characters.")
+    stack = [[0, 0]]        # per open group: [size of its finished alternatives, size of the current one]
+    last, i, n = 0, 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            if pattern[i - 1:i] in ("p", "P", "N", "x", "o", "g", "k", "u", "U") and pattern[i:i + 1] == "{":
+                close = pattern.find("}", i)
+                i = n if close < 0 else close + 1
+            last = 1
+        elif c == "[":                                   # a character class is one atom; '{' inside is literal
+            j = i + 1
+            j += pattern[j:j + 1] == "^"
+            j += pattern[j:j + 1] == "]"
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i, last = j + 1, 1
+        elif c == "(":
+            stack.append([0, 0])
+            i, last = i + 1, 0
+            continue
+        elif c == ")":
+            done = stack.pop() if len(stack) > 1 else [0, 0]
+            i, last = i + 1, done[0] + done[1]
+        elif c == "|":
+            stack[-1][0] += stack[-1][1]
+            stack[-1][1] = 0
+            i, last = i + 1, 0
+            continue
+        elif c == "{" and (count := _COUNT.match(pattern, i)) and (count[1] or count[3]):
+            low, high = int(count[1] or 0), int(count[3] or 0)
+            times = max(low, high)
+            if times > MAX_REPEAT:
+                raise _invalid(f"Filter pattern {pattern[:80]!r} repeats {times} times; at most {MAX_REPEAT}.")
+            stack[-1][1] += last * (times - 1)          # the atom was counted once already
+            last *= times
+            i = count.end()
+            if sum(stack[-1]) > MAX_EXPANSION:
+                raise _invalid(f"Filter pattern {pattern[:80]!r} is too large once its repetitions are unrolled.")
+            continue
+        else:
+            i, last = i + 1, 1
+        stack[-1][1] += last
+        if sum(stack[-1]) > MAX_EXPANSION:
+            raise _invalid(f"Filter pattern {pattern[:80]!r} is too large once its repetitions are unrolled.")
 
 
 def _search(pattern: str, text: str) -> bool:
     deadline = _deadline.get()
     budget = SEARCH_SECONDS if deadline is None else min(SEARCH_SECONDS, deadline - time.monotonic())
     if budget <= 0:
-        raise CeadError("pex.definition_invalid", "The definition's filter patterns take too long to evaluate.")
+        raise _too_long()
+    _check_pattern(pattern)
     try:
         return regex.search(pattern, text, timeout=budget) is not None
     except TimeoutError:
         raise CeadError("pex.definition_invalid",
                         f"Filter pattern {pattern[:80]!r} takes too long to evaluate (refused).") from None
-    except (regex.error, ValueError) as exc:
-        raise CeadError("pex.definition_invalid", f"Filter pattern {pattern[:80]!r} is not valid: {exc}.") from None
+    except (regex.error, ValueError, OverflowError, MemoryError, RecursionError) as exc:
+        raise CeadError("pex.definition_invalid", f"Filter pattern {pattern[:80]!r} is not valid: "
+                        f"{str(exc)[:200] or type(exc).__name__}.") from None
 
 
 def _pattern(validator, pattern, instance, schema):
@@ -103,10 +177,25 @@ def _pattern_properties(validator, patterns, instance, schema):
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
+def _on_time(keyword):
+    """A keyword's validation function that first checks the selection's deadline: every keyword of every
+    (sub)schema the filter reaches goes through here, so no filter, however it fans out, runs past it."""
+    def check(validator, value, instance, schema):
+        deadline = _deadline.get()
+        if deadline is not None and time.monotonic() > deadline:
+            raise _too_long()
+        return keyword(validator, value, instance, schema)
+    return check
+
+
 def _validator_class(schema: dict):
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    cls.check_schema(schema)
-    return jsonschema.validators.extend(cls, {"pattern": _pattern, "patternProperties": _pattern_properties})
+    try:
+        cls.check_schema(schema)
+    except (OverflowError, MemoryError, RecursionError) as exc:   # e.g. a repetition count past re's maximum
+        raise _invalid(f"Invalid filter: {str(exc)[:200] or type(exc).__name__}.") from None
+    keywords = {**cls.VALIDATORS, "pattern": _pattern, "patternProperties": _pattern_properties}
+    return jsonschema.validators.extend(cls, {name: _on_time(fn) for name, fn in keywords.items()})
 
 
 def _field_matches(spec: dict, document: dict) -> bool:
@@ -141,6 +230,8 @@ def _is_valid(validator, value: Any) -> bool:
         raise CeadError("pex.definition_invalid", f"Invalid filter: {str(exc)[:200]}.") from None
     except RecursionError:
         raise CeadError("pex.definition_invalid", "Invalid filter: it refers to itself without end.") from None
+    except MemoryError:
+        raise CeadError("pex.definition_invalid", "Invalid filter: it needs too much memory to evaluate.") from None
 
 
 def _holder_matches(constraints: dict, fields: list[dict], document: dict, holder: str | None) -> bool:
@@ -193,6 +284,13 @@ def select(definition: dict, candidates: Iterable[tuple[Any, dict]], holder: str
     """
     if not isinstance(definition, dict) or not isinstance(definition.get("input_descriptors"), list):
         raise CeadError("pex.definition_invalid", "A presentation definition needs an 'input_descriptors' list.")
+    try:
+        size = len(json.dumps(definition, separators=(",", ":")).encode())
+    except (TypeError, ValueError, RecursionError):
+        raise CeadError("pex.definition_invalid", "A presentation definition must be plain JSON.") from None
+    if size > MAX_DEFINITION_BYTES:
+        raise CeadError("pex.definition_invalid", f"A presentation definition is at most {MAX_DEFINITION_BYTES} "
+                        f"bytes of JSON; this one is {size}.")
     token = _deadline.set(time.monotonic() + SELECTION_SECONDS)
     try:
         return _select(definition, list(candidates), holder)

@@ -79,6 +79,28 @@ def _held(wallet, ref: dict):
     return next((r for r in wallet.search(usable=True) if digest and r.digest == digest), None)
 
 
+def _covers(wallet, subject: DataSharingApproval, dataset_iri: str, purpose_iri: str | None) -> bool:
+    """An approval that names this wallet's holder as a recipient and covers the dataset (and purpose, if given;
+    a narrower dataset or purpose is covered by a broader one, per the wallet's vocabulary)."""
+    vocab = wallet.vocabulary or registry()
+    return (wallet.holder in subject.recipients and vocab.within_any(dataset_iri, subject.datasets)
+            and (purpose_iri is None or vocab.within_any(purpose_iri, subject.purposes)))
+
+
+def _approvals_for(wallet, dataset: str, purpose: str | None, records=None):
+    """``(record, subject)`` for every usable approval covering the dataset (and purpose), newest first."""
+    dataset_iri, purpose_iri = expand(dataset), expand(purpose) if purpose else None
+    for record in records if records is not None else wallet.search(type=APPROVAL, usable=True):
+        if APPROVAL not in record.type_list:
+            continue
+        try:
+            subject = DataSharingApproval.from_credential(record.document)
+        except CeadError:
+            continue  # not a Cead approval (e.g. another vocabulary): never chosen
+        if _covers(wallet, subject, dataset_iri, purpose_iri):
+            yield record, subject
+
+
 def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> list:
     """The credentials a transfer of ``dataset`` for ``purpose`` needs, as stored records.
 
@@ -90,24 +112,35 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
     Raises ``wallet.no_approval`` / ``wallet.delegation_missing`` / ``wallet.upstream_missing`` /
     ``wallet.certification_missing``.
     """
-    vocab = wallet.vocabulary or registry()
-    dataset_iri, purpose_iri = expand(dataset), expand(purpose) if purpose else None
-    approval = None
-    for record in wallet.search(type=APPROVAL, usable=True):
-        try:
-            subject = DataSharingApproval.from_credential(record.document)
-        except CeadError:
-            continue  # not a Cead approval (e.g. another vocabulary): never chosen
-        if (wallet.holder in subject.recipients and vocab.within_any(dataset_iri, subject.datasets)
-                and (purpose_iri is None or vocab.within_any(purpose_iri, subject.purposes))):
-            approval = (record, subject)
-            break
+    approval = next(_approvals_for(wallet, dataset, purpose), None)
     if approval is None:
         what = f"dataset {dataset}" + (f" for purpose {purpose}" if purpose else "")
         raise CeadError("wallet.no_approval", f"The wallet holds no valid {APPROVAL} for {wallet.holder} covering "
                         f"{what}.", dataset=dataset, purpose=purpose)
     record, subject = approval
     return _with_requirements(wallet, subject, [record])
+
+
+def transfer_candidates(wallet, dataset: str, purpose: str | None = None) -> list:
+    """What a presentation definition may choose from for a transfer of ``dataset`` (for ``purpose``), as stored
+    records, newest first: the approvals :func:`select_for_transfer` would take (naming this holder as a recipient,
+    covering the dataset and purpose), what they pin by digest (delegation chains, upstream approvals and theirs)
+    and the holder's own certifications. Nothing held for another dataset, or about someone else, is among them, so a
+    definition asking for it is unsatisfied, whoever wrote it."""
+    held = wallet.search(usable=True)
+    allowed: set[str] = set()
+    for record, subject in _approvals_for(wallet, dataset, purpose, held):
+        chosen = [record]
+        _add_pinned(wallet, subject, chosen, strict=False)
+        allowed.update(r.digest for r in chosen)
+    for record in held:
+        if CERTIFICATION in record.type_list:
+            try:
+                if OrganisationCertification.from_credential(record.document).id == wallet.holder:
+                    allowed.add(record.digest)
+            except CeadError:
+                continue
+    return [r for r in held if r.digest in allowed]
 
 
 def _with_requirements(wallet, subject: DataSharingApproval, chosen: list) -> list:
@@ -134,24 +167,34 @@ def _with_requirements(wallet, subject: DataSharingApproval, chosen: list) -> li
     return chosen
 
 
-def _add_pinned(wallet, approval: DataSharingApproval, chosen: list) -> None:
+def _add_pinned(wallet, approval: DataSharingApproval, chosen: list, *, strict: bool = True) -> None:
     """Append to ``chosen`` what ``approval`` pins by digest: its delegation chain (following ``parentDelegation``)
-    and its upstream approvals, each with what it pins in turn."""
+    and its upstream approvals, each with what it pins in turn. ``strict=False``: what is not held is skipped
+    instead of raising."""
     refs = [r.to_json() for r in approval.delegation_chain]
     while refs:
         ref = refs.pop(0)
         held = _held(wallet, ref)
         if held is None:
+            if not strict:
+                continue
             raise CeadError("wallet.delegation_missing", f"The approval relies on the delegation {ref.get('id')}, "
                             "which the wallet does not hold (or which is no longer valid).", reference=ref)
         if held.digest not in {r.digest for r in chosen}:
             chosen.append(held)
-            parent = DelegatedAuthority.from_credential(held.document).parent
+            try:
+                parent = DelegatedAuthority.from_credential(held.document).parent
+            except CeadError:
+                if strict:
+                    raise
+                continue
             if parent:
                 refs.append(parent)
     for ref in approval.upstream:
         held = _held(wallet, ref)
         if held is None:
+            if not strict:
+                continue
             raise CeadError("wallet.upstream_missing", f"The approval is for a dataset derived under the upstream "
                             f"approval {ref.get('id')}, which the wallet does not hold (or which is no longer "
                             "valid).", reference=ref)
@@ -161,33 +204,42 @@ def _add_pinned(wallet, approval: DataSharingApproval, chosen: list) -> None:
         try:
             upstream = DataSharingApproval.from_credential(held.document)
         except CeadError as exc:
+            if not strict:
+                continue
             raise CeadError("wallet.upstream_missing", f"The upstream reference {ref.get('id')} pins a credential "
                             f"that is not a readable {APPROVAL}: {exc.message}", reference=ref) from None
-        _add_pinned(wallet, upstream, chosen)
+        _add_pinned(wallet, upstream, chosen, strict=strict)
 
 
 def select_credentials(wallet, *, dataset: str | None = None, purpose: str | None = None,
                        definition: dict | None = None) -> list[dict | str]:
-    """Credentials to present: from a Presentation Exchange definition if given, else by dataset and purpose."""
+    """Credentials to present: from a Presentation Exchange definition if given, else by dataset and purpose.
+    With both a definition and a dataset, the definition chooses only among :func:`transfer_candidates` for that
+    dataset (and purpose): what it asks for beyond them is unsatisfied (``pex.unsatisfied``)."""
     if definition is not None:
-        records = wallet.search(usable=True)
+        records = wallet.search(usable=True) if dataset is None else transfer_candidates(wallet, dataset, purpose)
         return pex.select(definition, [(r.credential, r.document) for r in records], holder=wallet.holder).credentials
     if dataset is None:
         raise CeadError("wallet.selection_missing", "Give a dataset (and purpose) or a presentation definition.")
     return [r.credential for r in select_for_transfer(wallet, dataset, purpose)]
 
 
-def complete_selection(wallet, credentials: list) -> tuple[list, DataSharingApproval | None]:
+def complete_selection(wallet, credentials: list, *, dataset: str | None = None,
+                       purpose: str | None = None) -> tuple[list, DataSharingApproval | None]:
     """A Presentation Exchange selection completed with what its first Cead approval rests on and a definition
     cannot ask for (credentials pinned by digest, the approval's own recipientRequirements): the credentials, and
-    the approval (None, and the credentials unchanged, when none was selected)."""
+    the approval (None, and the credentials unchanged, when none was selected). With ``dataset`` (and ``purpose``),
+    only an approval naming this holder and covering them counts."""
     held = wallet.search(usable=True)
     chosen = [r for c in credentials for r in held if r.credential == c]
+    dataset_iri, purpose_iri = (expand(dataset), expand(purpose) if purpose else None) if dataset else (None, None)
     for record in chosen:
         if APPROVAL in record.type_list:
             try:
                 subject = DataSharingApproval.from_credential(record.document)
             except CeadError:
+                continue
+            if dataset_iri is not None and not _covers(wallet, subject, dataset_iri, purpose_iri):
                 continue
             return [r.credential for r in _with_requirements(wallet, subject, chosen)], subject
     return list(credentials), None
@@ -203,7 +255,9 @@ def present_for_request(wallet, method: str, url: str, body: bytes | str | None,
     "columns"}`` with the columns the chosen approval allows (``dataItems``). Pass a manifest to ask for fewer
     columns or to state ``rowCount`` and protocol details. With a ``definition`` (e.g. one a gateway published)
     and a dataset but no manifest, the selection is completed by ``complete_selection`` and the manifest made the
-    same way; with a manifest, exactly what the definition selects is presented.
+    same way; with a manifest, exactly what the definition selects is presented. Either way, with a dataset the
+    definition only chooses among :func:`transfer_candidates` for it (a definition published by a gateway cannot make
+    the wallet show what it holds for another dataset).
     """
     if wallet.key is None or wallet.kid is None:
         raise CeadError("wallet.no_key", "The wallet has no signing key to present with (open it from the node).")
@@ -213,7 +267,7 @@ def present_for_request(wallet, method: str, url: str, body: bytes | str | None,
         credentials = select_credentials(wallet, dataset=dataset, purpose=purpose, definition=definition)
         if manifest is None and dataset is not None:
             manifest = {"dataset": dataset, **({"purpose": purpose} if purpose else {})}
-            credentials, approval = complete_selection(wallet, credentials)
+            credentials, approval = complete_selection(wallet, credentials, dataset=dataset, purpose=purpose)
             if approval is not None:
                 manifest.update(recipient=wallet.holder, columns=list(approval.data_items))
     else:

@@ -23,6 +23,11 @@ from PIL import Image, ImageDraw, ImageFont
 from verifier.results import CeadError
 
 SVG_NS = "http://www.w3.org/2000/svg"
+# what a printed summary shows at most (the credential itself is a download away): so a credential naming
+# thousands of datasets still gives a page of bounded size, quickly
+SUMMARY_ITEMS = 10        # values of one field (the first ones, then "... and N more")
+SUMMARY_LINE = 300        # characters of one line
+SUMMARY_LINES = 40        # lines (then "... and N more fields")
 
 
 def _check_url(value: str, what: str) -> None:
@@ -91,26 +96,41 @@ def _names(value: Any) -> list[str]:
     return [o for o in out if o]
 
 
+def _shown(values: list[str]) -> str:
+    text = ", ".join(values[:SUMMARY_ITEMS])
+    if len(values) > SUMMARY_ITEMS:
+        text += f" ... and {len(values) - SUMMARY_ITEMS} more"
+    return text
+
+
+def _line(text: str) -> str:
+    return text if len(text) <= SUMMARY_LINE else text[:SUMMARY_LINE - 3] + "..."
+
+
 def summary_lines(document: dict) -> list[str]:
-    """Title then "label: value" lines describing a credential (VC 2.0 or 1.1 JSON)."""
+    """Title then "label: value" lines describing a credential (VC 2.0 or 1.1 JSON). Bounded: at most
+    SUMMARY_ITEMS values per field, SUMMARY_LINE characters per line and SUMMARY_LINES lines, each cut said so."""
     vc = document.get("vc") if isinstance(document.get("vc"), dict) else document
     types = [t for t in _names(vc.get("type")) if t != "VerifiableCredential"] or ["Credential"]
     lines = [types[0]]
-    lines += [f"Issuer: {n}" for n in _names(vc.get("issuer"))]
+    lines += [f"Issuer: {n}" for n in _names(vc.get("issuer"))[:SUMMARY_ITEMS]]
     subjects = vc.get("credentialSubject")
-    for subject in subjects if isinstance(subjects, list) else [subjects]:
+    fields = []
+    for subject in (subjects if isinstance(subjects, list) else [subjects])[:SUMMARY_ITEMS]:
         if not isinstance(subject, dict):
             continue
         for key, value in subject.items():
             label = "Subject" if key == "id" else key
-            text = ", ".join(_names(value)) if not isinstance(value, (int, float, bool)) else str(value)
+            text = _shown(_names(value)) if not isinstance(value, (int, float, bool)) else str(value)
             if text:
-                lines.append(f"{label}: {text}")
-    for label, key in (("Valid from", "validFrom"), ("Valid until", "validUntil"), ("Issued", "issuanceDate"),
-                       ("Expires", "expirationDate"), ("Credential", "id")):
-        if isinstance(vc.get(key), str):
-            lines.append(f"{label}: {vc[key]}")
-    return lines
+                fields.append(f"{label}: {text}")
+    validity = [f"{label}: {vc[key]}" for label, key in (
+        ("Valid from", "validFrom"), ("Valid until", "validUntil"), ("Issued", "issuanceDate"),
+        ("Expires", "expirationDate"), ("Credential", "id")) if isinstance(vc.get(key), str)]
+    room = SUMMARY_LINES - len(lines) - len(validity)      # the validity lines are always shown
+    if len(fields) > room:
+        fields = fields[:room - 1] + [f"... and {len(fields) - room + 1} more fields"]
+    return [_line(line) for line in lines + fields + validity]
 
 
 def _wrap(line: str, width: int = 72) -> list[str]:

@@ -11,10 +11,11 @@
   ``issuer.service.issue`` so the guard rail applies, and delivered with the delegation chain it pins to the
   request's ``replyTo`` inbox) or refuses (:func:`refuse`). The web pages call the same functions.
 - Approving is recorded before anything is signed: the request goes ``pending`` -> ``approving`` (naming the
-  approval's id) -> ``approved`` (keeping what was delivered, so :func:`redeliver` can send it again). Whatever
-  fails in between revokes an approval already issued under that id and puts the request back to ``pending``; a
-  node that crashed in between leaves it ``approving``, and :func:`reopen` does the same once the approval has been
-  stuck for :data:`INTERRUPTED_AFTER`.
+  approval's id, always a fresh ``urn:uuid``) -> ``approved`` (keeping what was delivered, so :func:`redeliver` can
+  send it again). Whatever fails in between revokes the approval if this approval issued it and puts the request
+  back to ``pending``; a node that crashed in between leaves it ``approving``, and :func:`reopen` does the same once
+  the approval has been stuck for :data:`INTERRUPTED_AFTER`, after claiming the request (``reopening``) so that a
+  slow approval finishing meanwhile is revoked, not recorded.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from schemas.values import types_of
 from verifier.binding import origin, request_binding
 from verifier.results import CeadError, Problem
 
-from .inbox import credentials_of
+from .inbox import credentials_of, read_body
 from .store import Wallet, WalletRequest, jwt_payload, pinned_references
 
 MAX_BYTES = 256 * 1024
@@ -50,11 +51,16 @@ APPROVAL = "DataSharingApprovalCredential"
 CERTIFICATION = "OrganisationCertificationCredential"
 DELEGATION = "DelegatedAuthorityCredential"
 PENDING, APPROVING, APPROVED, REFUSED = "pending", "approving", "approved", "refused"
+REOPENING = "reopening"     # reopen has claimed an interrupted approval and is undoing it
 INTERRUPTED_AFTER = timedelta(minutes=5)   # an approval still "approving" after this was interrupted (a crash)
 log = logging.getLogger(__name__)
 # the approval subject's fields that come from the request (the rest is the approver's to state)
 FROM_REQUEST = ("agreement", "discloser", "recipients", "delegationChain", "datasets", "dataItems", "purposes",
                 "lawfulBases", "cadence")
+# a credential's own fields: the overrides are an approval *subject*; the node builds the credential around it and
+# chooses its id (a whole credential, or an id, given as overrides is refused)
+CREDENTIAL_FIELDS = ("credentialSubject", "id", "@context", "type", "issuer", "validFrom", "validUntil",
+                     "credentialStatus", "credentialSchema", "proof")
 
 
 # ---- the request object ----------------------------------------------------------------------------------------
@@ -213,11 +219,10 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None, max_bytes: int =
 
     @bp.post("/requests")
     def requests_endpoint():
-        flask_request.max_content_length = max_bytes
-        if (flask_request.content_length or 0) > max_bytes:
+        body = read_body(max_bytes)
+        if body is None:
             status, answer = _problems(413, Problem("sharing.too_large", f"A request is at most {max_bytes} bytes."))
             return jsonify(answer), status
-        body = flask_request.get_data(cache=False)
         url = (public_url.rstrip("/") + flask_request.full_path.rstrip("?")) if public_url else flask_request.url
         status, answer = receive(wallet, body, url)
         return jsonify(answer), status
@@ -252,10 +257,12 @@ def _pending(wallet: Wallet, request_id: str) -> WalletRequest:
 def _decide(wallet: Wallet, request_id: str, status: str, *, when: str = PENDING, started: str | None = None,
             **fields: Any) -> WalletRequest:
     """Move a request from ``when`` to ``status``, once: a request decided meanwhile (another tab, another person)
-    is not overwritten. From ``approving``, only the approval that was started (its id: ``started``) may move on."""
+    is not overwritten. From ``approving`` (or ``reopening``), only the approval that was started (its id:
+    ``started``) may move on. The row is locked while it is read and changed, so of two transitions from the same
+    state only one succeeds."""
     with Session(wallet.engine) as s:
         row = s.get(WalletRequest, request_id, with_for_update=True)
-        if row is None or row.status != when or (when == APPROVING and row.approval_id != started):
+        if row is None or row.status != when or (when in (APPROVING, REOPENING) and row.approval_id != started):
             raise CeadError("sharing.not_pending", f"Request {request_id} was already decided or is being approved.",
                             status=row.status if row is not None else None)
         row.status, row.decided_at = status, datetime.now(timezone.utc)
@@ -343,35 +350,42 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
             delegation: Any = None, valid_until: str | None = None, options: dict | None = None,
             issued_by: str | None = None, scopes=None, verify: str | bool | None = None) -> Approved:
     """Approve a pending request: the approval subject is :func:`draft_subject` with
-    ``approval_subject_overrides`` laid over it, built by ``issuer.service.build_credential`` and issued by
-    ``issuer.service.issue`` (the guard rail checks it against ``delegation``, the node's own delegation: a
-    credential or an id held in the wallet or ``HOME/delegations``; ``scopes`` as for a token). The approval is
-    delivered with the delegation chain it pins to the request's ``replyTo`` (``verify``: the TLS CA bundle; default
-    the node's ``network.ca_bundle``), then the request is marked approved."""
+    ``approval_subject_overrides`` (subject fields only: a whole credential, or an ``id``, is refused with
+    ``sharing.invalid``) laid over it, built by ``issuer.service.build_credential`` under a fresh ``urn:uuid`` id and
+    issued by ``issuer.service.issue`` (the guard rail checks it against ``delegation``, the node's own delegation:
+    a credential or an id held in the wallet or ``HOME/delegations``; ``scopes`` as for a token). The approval is
+    delivered with the credentials it pins to the request's ``replyTo`` (``verify``: the TLS CA bundle; default the
+    node's ``network.ca_bundle``), then the request is marked approved."""
     from issuer import service
     _pending(wallet, request_id)
-    if approval_subject_overrides is not None and not isinstance(approval_subject_overrides, dict):
+    overrides = {} if approval_subject_overrides is None else approval_subject_overrides
+    if not isinstance(overrides, dict):
         raise CeadError("sharing.invalid", "The approval subject must be a JSON object.", field="subject")
-    subject = {**draft_subject(node, wallet, request_id, delegation=delegation), **(approval_subject_overrides or {})}
+    given = next((name for name in CREDENTIAL_FIELDS if name in overrides), None)
+    if given is not None:
+        raise CeadError("sharing.invalid", f"Give the approval's subject fields only, not {given!r}: the node builds "
+                        "the credential around the subject and chooses its id.", field=given)
+    subject = {**draft_subject(node, wallet, request_id, delegation=delegation), **overrides}
     signed_delegation = resolve_delegation(node, wallet, delegation) if delegation is not None else None
     credential = service.build_credential(node, APPROVAL, subject, valid_until=valid_until)
     options = dict(options or {})
     if signed_delegation is not None:
         options["delegation"] = _document(signed_delegation)
     pinned = _pinned_credentials(wallet, credential, signed_delegation)   # before signing: all must be held
-    credential.setdefault("id", f"urn:uuid:{uuid.uuid4()}")
-    approval_id = credential["id"]
+    # always a fresh id: what is revoked if this approval is not completed is only ever what it issued itself
+    credential["id"] = approval_id = f"urn:uuid:{uuid.uuid4()}"
     # recorded before signing: a second approver, or a refusal in another tab, now finds it taken
-    _decide(wallet, request_id, APPROVING, approval_id=approval_id, decided_by=issued_by)
+    started = _decide(wallet, request_id, APPROVING, approval_id=approval_id, decided_by=issued_by)
+    issued = None
     try:
         issued = service.issue(node, credential, options, issued_by=issued_by, scopes=scopes)
         done = _decide(wallet, request_id, APPROVED, when=APPROVING, started=approval_id,
                        delivery=json.dumps([issued.credential, *pinned], ensure_ascii=False))
     except BaseException:
-        # refused by the guard rail, or anything else before the approval was recorded: nothing issued may stay
-        # valid, and the request is open again
-        _abandon(node, wallet, request_id, approval_id, by=issued_by,
-                 reason=f"The approval of data-sharing request {request_id} was not completed.")
+        # refused by the guard rail, reopened meanwhile, or anything else before the approval was recorded: nothing
+        # this approval issued may stay valid, and the request is open again (unless someone else holds it now)
+        _abandon(node, wallet, request_id, approval_id, started=started.decided_at, issued=issued is not None,
+                 by=issued_by, reason=f"The approval of data-sharing request {request_id} was not completed.")
         raise
     receipt = _deliver(node, done, verify)
     return Approved(_delivered(wallet, request_id), issued, receipt)
@@ -417,41 +431,74 @@ def redeliver(node, wallet: Wallet, request_id: str, *, verify: str | bool | Non
 def reopen(node, wallet: Wallet, request_id: str, *, by: str | None = None,
            now: datetime | None = None) -> WalletRequest:
     """Put an interrupted approval back to ``pending``: one still ``approving`` :data:`INTERRUPTED_AFTER` after it
-    started (the node stopped while signing). The approval started then is revoked if it had been issued."""
+    started (the node stopped while signing). The approval started then is revoked if it had been issued.
+
+    The request is claimed first (``approving`` -> ``reopening``, row-locked, for this approval's id only), so an
+    approval that was only slow and finishes meanwhile cannot be recorded as approved any more: it revokes what it
+    issued. A reopening that stopped half-way (``reopening``) may be reopened again at once."""
     row = get_request(wallet, request_id)
-    started = row.decided_at.replace(tzinfo=row.decided_at.tzinfo or timezone.utc) if row.decided_at else None
-    if row.status != APPROVING:
+    if row.status not in (APPROVING, REOPENING):
         raise CeadError("sharing.not_pending", f"Request {request_id} is {row.status}, not an interrupted approval.",
                         status=row.status)
-    if started is not None and (now or datetime.now(timezone.utc)) - started < INTERRUPTED_AFTER:
-        raise CeadError("sharing.in_progress", f"Request {request_id} is being approved right now (started "
-                        f"{started:%H:%M:%S} UTC); it can be reopened {int(INTERRUPTED_AFTER.total_seconds() // 60)} "
-                        "minutes after it started if it does not finish.")
-    _abandon(node, wallet, request_id, row.approval_id, by=by, strict=True,
-             reason=f"The approval of data-sharing request {request_id} was interrupted and reopened.")
+    if row.status == APPROVING:
+        started = _aware(row.decided_at)
+        if started is not None and (now or datetime.now(timezone.utc)) - started < INTERRUPTED_AFTER:
+            raise CeadError("sharing.in_progress", f"Request {request_id} is being approved right now (started "
+                            f"{started:%H:%M:%S} UTC); it can be reopened "
+                            f"{int(INTERRUPTED_AFTER.total_seconds() // 60)} minutes after it started if it does not "
+                            "finish.")
+        # the claim: fails (sharing.not_pending) if the approval finished, or another reopen claimed it, meanwhile
+        row = _decide(wallet, request_id, REOPENING, when=APPROVING, started=row.approval_id,
+                      decided_at=row.decided_at, decided_by=row.decided_by)
+    _abandon(node, wallet, request_id, row.approval_id, started=row.decided_at, issued=False, by=by, strict=True,
+             when=REOPENING, reason=f"The approval of data-sharing request {request_id} was interrupted and reopened.")
     return get_request(wallet, request_id)
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=value.tzinfo or timezone.utc) if value is not None else None
+
+
 def is_interrupted(row: WalletRequest, now: datetime | None = None) -> bool:
-    """An approval started more than :data:`INTERRUPTED_AFTER` ago and never finished."""
+    """An approval started more than :data:`INTERRUPTED_AFTER` ago and never finished (or a reopening that
+    stopped half-way)."""
+    if row.status == REOPENING:
+        return True
     if row.status != APPROVING or row.decided_at is None:
         return row.status == APPROVING
-    started = row.decided_at.replace(tzinfo=row.decided_at.tzinfo or timezone.utc)
-    return (now or datetime.now(timezone.utc)) - started >= INTERRUPTED_AFTER
+    return (now or datetime.now(timezone.utc)) - _aware(row.decided_at) >= INTERRUPTED_AFTER
 
 
-def _abandon(node, wallet: Wallet, request_id: str, approval_id: str, *, by: str | None, reason: str,
-             strict: bool = False) -> None:
-    """Revoke ``approval_id`` if it was issued, then put the request back to pending (if it is still this
-    approval's). Called while another error is on its way up, so by default it only logs its own failures."""
+def _issued_by(node, approval_id: str | None, started: datetime | None) -> bool:
+    """Whether the node's register holds ``approval_id`` as an approval signed since ``started`` (when the approval
+    was recorded as started): only then is it this approval's to revoke. (Its id is a fresh ``urn:uuid``, so this
+    only matters for a request left ``approving`` under some other id.)"""
+    from issuer import db
+    if not isinstance(approval_id, str) or not approval_id:
+        return False
+    with node.session() as s:
+        row = s.get(db.IssuedCredential, approval_id)
+    if row is None:
+        return False                                    # never issued: nothing to revoke
+    since = _aware(started).astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z") \
+        if started is not None else ""
+    if APPROVAL not in row.types.split(",") or (row.issued_at or "") < since:
+        log.warning("not revoking %s: it is not an approval this request's approval issued", approval_id)
+        return False
+    return True
+
+
+def _abandon(node, wallet: Wallet, request_id: str, approval_id: str, *, started: datetime | None, issued: bool,
+             by: str | None, reason: str, strict: bool = False, when: str = APPROVING) -> None:
+    """Revoke ``approval_id`` if this approval issued it (``issued``: issue() returned it; otherwise the register
+    must show an approval signed since ``started``), then put the request back to pending if it is still this
+    approval's (in state ``when``). Called while another error is on its way up, so by default it only logs its
+    own failures."""
     from issuer import service
     try:
-        try:
+        if issued or _issued_by(node, approval_id, started):
             service.change_status(node, approval_id, "revoke", by=by, reason=reason)
-        except CeadError as exc:
-            if exc.code != "credential.not_found":      # never issued: nothing to revoke
-                raise
-        _decide(wallet, request_id, PENDING, when=APPROVING, started=approval_id, approval_id=None,
+        _decide(wallet, request_id, PENDING, when=when, started=approval_id, approval_id=None,
                 decided_by=None, decided_at=None)
     except Exception:
         if strict:
@@ -460,10 +507,17 @@ def _abandon(node, wallet: Wallet, request_id: str, approval_id: str, *, by: str
 
 
 def _pinned_credentials(wallet: Wallet, approval: dict, delegation: dict | str | None) -> list[dict | str]:
-    """What the approval pins by digest, as signed: the delegation given and its ancestors held in the wallet."""
+    """What the approval pins by digest, as signed, and what those pin in turn (an upstream approval's own chain
+    and upstream, a delegation's parent): the delegation given and its ancestors, or credentials held in the
+    wallet. The requester's inbox refuses an approval delivered without them."""
     known = {credential_digest(c): c for c in delegation_chain(wallet, delegation)} if delegation is not None else {}
-    out = []
-    for ref in pinned_references(approval):
+    out: list[dict | str] = []
+    todo, seen = list(pinned_references(approval)), set()
+    while todo:
+        ref = todo.pop(0)
+        if ref["digest"] in seen:
+            continue
+        seen.add(ref["digest"])
         found = known.get(ref["digest"])
         if found is None:
             held = next((r for r in wallet.search() if r.digest == ref["digest"]), None)
@@ -472,4 +526,5 @@ def _pinned_credentials(wallet: Wallet, approval: dict, delegation: dict | str |
             raise CeadError("wallet.delegation_missing", f"{ref['id']}, pinned by the approval, is not held here.",
                             reference=ref)
         out.append(found)
+        todo.extend(pinned_references(_document(found)))
     return out

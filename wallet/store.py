@@ -110,7 +110,7 @@ class WalletRequest(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))    # the request object, JSON
     certifications: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of what was presented
     presentation_digest: str = Field(unique=True, index=True)    # SHA-256 of the presentation (a replay is refused)
-    status: str = Field(default="pending", index=True)           # pending | approving | approved | refused
+    status: str = Field(default="pending", index=True)           # pending|approving|reopening|approved|refused
     reason: str | None = None                                    # why it was refused
     approval_id: str | None = None                               # the approval being issued (approving) or issued
     decided_by: str | None = None
@@ -347,6 +347,49 @@ class Wallet:
 
         The row and its search terms are written in one transaction.
         """
+        return self.import_credentials([data], source=source)[0]
+
+    def import_credentials(self, items: list, source: str | None = None) -> list[ImportResult]:
+        """Verify several credentials and store them all in one transaction, or none: when any is refused, nothing
+        is stored (its result carries the problems; the others' results are empty, neither stored nor refused).
+        One already held, or given twice, is a duplicate."""
+        results: list[ImportResult | None] = []
+        pending: list[tuple[int, dict]] = []
+        for index, data in enumerate(items):
+            prepared = self._prepare(data)
+            if isinstance(prepared, ImportResult):
+                results.append(prepared)
+            else:
+                results.append(None)
+                pending.append((index, prepared))
+        if any(r is not None and r.problems for r in results):
+            return [r if r is not None and r.problems else ImportResult() for r in results]
+        while pending:
+            first: dict[str, int] = {}
+            for index, prepared in pending:
+                first.setdefault(prepared["digest"], index)
+            try:
+                stored = self._store([prepared for index, prepared in pending if first[prepared["digest"]] == index],
+                                     source)
+            except IntegrityError:
+                # some were imported at the same moment (two deliveries, or a delivery and a command): those are
+                # duplicates now; store the rest. Nothing new held by then: a real constraint error
+                held = {index: self._by_digest(prepared["digest"]) for index, prepared in pending}
+                if not any(held.values()):
+                    raise
+                for index, record in held.items():
+                    if record is not None:
+                        results[index] = ImportResult(record=record, duplicate=True)
+                pending = [(i, p) for i, p in pending if held[i] is None]
+                continue
+            for index, prepared in pending:
+                own = first[prepared["digest"]] == index
+                results[index] = ImportResult(record=stored[prepared["digest"]], duplicate=not own)
+            pending = []
+        return results   # type: ignore[return-value]
+
+    def _prepare(self, data: str | bytes | dict) -> "ImportResult | dict":
+        """A credential verified and read, ready to store; or its ImportResult (refused, or already held)."""
         try:
             credential = parse_credential(data)
             digest = credential_digest(credential)
@@ -364,33 +407,37 @@ class Wallet:
                                                  else credential), self.holder)
         except CeadError as exc:
             return ImportResult(problems=[exc.problem])
-        status = STATUS_ACTIVE if facts["has_status"] else STATUS_NONE
-        record = WalletCredential(
-            id=uuid.uuid4().hex[:12], digest=digest,
-            format="jwt" if isinstance(credential, str) else "ldp",
-            raw=credential if isinstance(credential, str) else json.dumps(credential, ensure_ascii=False),
-            credential_id=facts["credential_id"], types=json.dumps(facts["types"]), issuer=facts["issuer"],
-            subject=facts["subject"], valid_from=facts["valid_from"], valid_until=facts["valid_until"],
-            status_at_receipt=status, status_now=status, status_checked_at=_utcnow(), source=source)
-        terms = [("type", t) for t in facts["types"]] + [("dataset", d) for d in facts["datasets"]] + \
-                [("purpose", p) for p in facts["purposes"]] + [("party", p) for p in facts["parties"]]
-        try:
-            with Session(self.engine) as session:
+        return {"credential": credential, "digest": digest, "facts": facts}
+
+    def _store(self, batch: list[dict], source: str | None) -> dict[str, WalletCredential]:
+        """Write the rows and their search terms, all in one transaction; returns the rows by digest."""
+        rows: dict[str, WalletCredential] = {}
+        with Session(self.engine) as session:
+            for prepared in batch:
+                credential, facts = prepared["credential"], prepared["facts"]
+                status = STATUS_ACTIVE if facts["has_status"] else STATUS_NONE
+                record = WalletCredential(
+                    id=uuid.uuid4().hex[:12], digest=prepared["digest"],
+                    format="jwt" if isinstance(credential, str) else "ldp",
+                    raw=credential if isinstance(credential, str) else json.dumps(credential, ensure_ascii=False),
+                    credential_id=facts["credential_id"], types=json.dumps(facts["types"]), issuer=facts["issuer"],
+                    subject=facts["subject"], valid_from=facts["valid_from"], valid_until=facts["valid_until"],
+                    status_at_receipt=status, status_now=status, status_checked_at=_utcnow(), source=source)
+                terms = [("type", t) for t in facts["types"]] + [("dataset", d) for d in facts["datasets"]] + \
+                        [("purpose", p) for p in facts["purposes"]] + [("party", p) for p in facts["parties"]]
                 session.add(record)
                 session.flush()
-                session.add_all(WalletTerm(credential_id=record.id, kind=k, value=v)
-                                for k, v in dict.fromkeys(terms))
-                session.commit()
+                session.add_all(WalletTerm(credential_id=record.id, kind=k, value=v) for k, v in dict.fromkeys(terms))
+                rows[prepared["digest"]] = record
+            session.commit()
+            for record in rows.values():
                 session.refresh(record)
                 session.expunge(record)
-        except IntegrityError:
-            # the same credential imported at the same moment (two deliveries, or a delivery and a command): the
-            # other import stored it, so this one is a duplicate, not an error
-            existing = self._by_digest(digest)
-            if existing is None:
-                raise
-            return ImportResult(record=existing, duplicate=True)
-        return ImportResult(record=record)
+        return rows
+
+    def holds_digest(self, digest: str) -> bool:
+        """Whether the wallet holds the credential with this digest (``schemas.models.credential_digest``)."""
+        return self._by_digest(digest) is not None
 
     def _by_digest(self, digest: str) -> WalletCredential | None:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -425,8 +472,11 @@ class Wallet:
                 query = query.where(WalletCredential.id.in_(
                     select(WalletTerm.credential_id).where(WalletTerm.kind == kind, WalletTerm.value == value)))
         if expiring_within is not None:
-            query = query.where(WalletCredential.valid_until.is_not(None),
-                                WalletCredential.valid_until <= now + timedelta(days=expiring_within))
+            query = query.where(WalletCredential.valid_until.is_not(None))
+            try:
+                query = query.where(WalletCredential.valid_until <= now + timedelta(days=expiring_within))
+            except OverflowError:
+                pass        # further off than any date: every credential that ends at all ends within it
         if not include_expired or usable:
             query = query.where((WalletCredential.valid_until.is_(None)) | (WalletCredential.valid_until > now))
         if usable:
