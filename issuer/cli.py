@@ -2,7 +2,8 @@
 register.
 
 Every command takes ``--home`` (default ``$CEAD_HOME`` or ``./cead-home``). The key passphrase comes from
-``$CEAD_PASSPHRASE`` or a prompt; it is never stored. Errors print ``error [code]: message`` and exit 1.
+``$CEAD_PASSPHRASE`` or, on a terminal, a prompt; it is never stored. Errors print ``error [code]: message`` and exit
+1; ``key.passphrase_required`` (no passphrase and no terminal to ask on) exits 2, as a usage error does.
 """
 from __future__ import annotations
 
@@ -41,8 +42,13 @@ def _fail_on_cead_error(func):
                 exc = db.database_error(exc)
             message = exc.message.encode("utf-8", "backslashreplace").decode("utf-8")  # printable, whatever it quotes
             click.echo(f"error [{exc.code}]: {message}", err=True)
-            sys.exit(1)
+            sys.exit(_EXIT_CODES.get(exc.code, 1))
     return wrapper
+
+
+# Codes that mean the command cannot run as it was started (fix the invocation, not the data): exit 2, as click's
+# own usage errors do. Every other error exits 1.
+_EXIT_CODES = {"key.passphrase_required": 2}
 
 
 # ---- --out files -------------------------------------------------------------------------------------------------
@@ -107,10 +113,23 @@ def _deliver(out: str | None, text: str, done: str, what: str) -> None:
     click.echo(done, err=True)
 
 
+def _on_a_terminal() -> bool:
+    """Whether a person can be asked for the passphrase: standard input is a terminal."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):      # closed or detached
+        return False
+
+
 def _passphrase(new: bool = False) -> bytes:
+    """The key passphrase: ``$CEAD_PASSPHRASE``, else a prompt on a terminal. With neither (a script, a service,
+    ``</dev/null``) ``key.passphrase_required``, one line and exit 2, rather than a prompt nobody can answer."""
     value = passphrase_from_env()
     if value:
         return value
+    if not _on_a_terminal():
+        raise CeadError("key.passphrase_required", "This command needs the passphrase of the node's keys: set "
+                        "CEAD_PASSPHRASE (there is no terminal to ask for it on).")
     text = click.prompt("Key passphrase", hide_input=True, confirmation_prompt=new)
     if not text:
         raise CeadError("key.passphrase_required", "A passphrase is needed.")
@@ -118,7 +137,10 @@ def _passphrase(new: bool = False) -> bytes:
 
 
 def _open(home: Path | None, unlock: bool = False) -> Node:
-    node = Node.open(home or default_home(), _passphrase() if unlock else None)
+    home = home or default_home()
+    node = Node.open(home)      # a missing or broken home is said before anyone is asked for a passphrase
+    if unlock:
+        node = Node.open(home, _passphrase())
     from . import db
     db.migrate(node.engine)
     return node
@@ -130,7 +152,9 @@ def _open(home: Path | None, unlock: bool = False) -> Node:
 @click.option("--name", required=True, help="The organisation's name, e.g. 'Fife Council'.")
 @click.option("--domain", default=None, help="did:web host (with optional :port), e.g. fife.example.")
 @click.option("--path", "did_path", default=None, help="did:web path, e.g. orgs/fife -> did:web:host:orgs:fife.")
-@click.option("--did", "did_method", type=click.Choice(["web", "key"]), default="web", show_default=True)
+@click.option("--did", "did_method", type=click.Choice(["web", "key"]), default="web", show_default=True,
+              help="The node's DID method: web (did:web from --domain and --path, for an organisation) or key (a "
+                   "did:key, e.g. a person's own node; give --public-url if it is to issue).")
 @click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite node.db in the home).")
 @click.option("--public-url", default=None, help="Public base URL for status lists (default https://DOMAIN).")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
@@ -196,10 +220,15 @@ app_factory = None
 
 @issuer.command("serve")
 @home_option
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True,
+              help="TCP port to listen on (1-65535).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM certificate (chain) to serve HTTPS with; give --tls-key too. Without both, plain HTTP "
+                   "(behind a TLS-terminating proxy).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM private key of --tls-cert.")
 @click.option("--public-url", default=None, help="Override the public base URL used in status entries.")
 @_fail_on_cead_error
 def serve(home, host, port, tls_cert, tls_key, public_url):
@@ -263,11 +292,14 @@ def key():
 
 @key.command("rotate")
 @home_option
-@click.option("--kind", type=click.Choice([ED25519, P256]), default=ED25519, show_default=True)
+@click.option("--kind", type=click.Choice([ED25519, P256]), default=ED25519, show_default=True,
+              help="Key type: Ed25519 (Data Integrity and EdDSA JWTs) or P-256 (ES256 JWTs).")
 @_fail_on_cead_error
 def key_rotate(home, kind):
     """Add a new signing key; the previous one keeps verifying until retired."""
-    node = Node.open(home or default_home(), _passphrase())
+    home = home or default_home()
+    Node.open(home)         # a missing or broken home is said before anyone is asked for a passphrase
+    node = Node.open(home, _passphrase())
     click.echo(node.rotate_key(kind))
 
 
@@ -312,39 +344,112 @@ def _set_path(target: dict, dotted: str, raw: str) -> None:
     target[last] = value
 
 
+# What each kind is about, for its --help; `cead issue --help` lists the _SHORT line.
+_ABOUT = {
+    "certification": "Issue an OrganisationCertificationCredential: as a certification body, state that an "
+                     "organisation (--subject) holds a certification.",
+    "delegation": "Issue a DelegatedAuthorityCredential: let a delegate (--subject) act for a controller "
+                  "(onBehalfOf) within a scope.",
+    "approval": "Issue a DataSharingApprovalCredential: the discloser approves sharing datasets with the "
+                "recipients.",
+}
+_GUARD = {
+    "certification": "A certification is not checked against a delegation (--delegation is refused).",
+    "delegation": "With --delegation (your own delegation, when you are yourself a delegate) the guard rail refuses "
+                  "a delegation wider than it; without it this node should be the controller named in onBehalfOf "
+                  "(otherwise a warning says so).",
+    "approval": "With --delegation (the approver's own delegation) the guard rail refuses an approval wider than "
+                "it; without it this node should be the discloser (otherwise a warning says so).",
+}
+_SHORT = {"certification": "An OrganisationCertificationCredential (certification body).",
+          "delegation": "A DelegatedAuthorityCredential for a delegate.",
+          "approval": "A DataSharingApprovalCredential (the discloser's approval)."}
+# The subject field naming the organisation a guarded credential speaks for (warned about without --delegation).
+_FOR_WHOM = {"delegation": "onBehalfOf", "approval": "discloser"}
+
+
+def _issue_help(kind: str) -> str:
+    flags = "--set and --valid-until" if kind == "approval" else "--subject, --set and --valid-until"
+    return (f"{_ABOUT[kind]}\n\nFrom flags, or a JSON/YAML --file holding a whole credential or just its "
+            f"credentialSubject; {flags} apply to either and override what the file says. {_GUARD[kind]}")
+
+
+def _check_flags(kind: str, subject: str | None, delegation: str | None) -> None:
+    """Flags that cannot apply to ``kind`` are refused, never ignored."""
+    if subject and kind == "approval":
+        raise CeadError("request.invalid", "--subject sets credentialSubject.id, which an approval does not have: "
+                        "name its recipients with --set 'recipients=[\"did:...\"]' (or in the file).",
+                        field="--subject")
+    if delegation and kind not in _FOR_WHOM:
+        raise CeadError("options.invalid", "--delegation applies to delegations and approvals; a certification is "
+                        "not checked against one. Leave it out.", field="--delegation")
+
+
 def _build(node: Node, kind: str, file: str | None, subject: str | None, sets: tuple[str, ...],
            valid_until: str | None) -> dict:
+    """The credential to issue: the file (a whole credential or its credentialSubject), then the flags, which apply
+    to the subject in both cases and override the file (``--valid-until`` overrides ``validUntil``)."""
     data = _load_file(file) if file else {}
-    if "credentialSubject" not in data:   # flags fill in the subject
-        if subject:
-            data["id"] = subject
-        for item in sets:
-            name, sep, raw = item.partition("=")
-            if not sep:
-                raise CeadError("request.invalid", f"--set needs name=value, got {item!r}.")
-            _set_path(data, name, raw)
+    target = data
+    if "credentialSubject" in data:     # a whole credential: the flags go into its subject
+        target = data["credentialSubject"]
+        if (subject or sets) and not isinstance(target, dict):
+            raise CeadError("request.invalid", f"--subject and --set apply to the credentialSubject of {file}, "
+                            "which is not a single JSON object.", field="credentialSubject")
+    if subject:
+        target["id"] = subject
+    for item in sets:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise CeadError("request.invalid", f"--set needs name=value, got {item!r}.")
+        _set_path(target, name, raw)
     return service.build_credential(node, _KINDS[kind], data, valid_until=valid_until)
 
 
+def _warn_without_delegation(node: Node, kind: str, credential: dict) -> None:
+    """A delegation or approval issued without --delegation for an organisation other than this node: the guard
+    rail did not run, and verifiers accept it only through a delegation chain. Legitimate for a controller, so a
+    warning (stderr), not an error."""
+    field = _FOR_WHOM.get(kind)
+    subject = credential.get("credentialSubject")
+    party = subject.get(field) if field and isinstance(subject, dict) else None
+    if not party or party == node.did:
+        return
+    click.echo(f"warning: this {kind}'s {field} is {party}, not this node ({node.did}), and no --delegation was "
+               f"given: the guard rail has not checked it against your own delegation, and verifiers accept it "
+               f"only with a delegation chain from {party} to this node. If you act under a delegation, issue with "
+               "--delegation FILE|ID (your own DelegatedAuthorityCredential).", err=True)
+
+
 def _issue_command(kind: str):
-    @click.command(kind, help=f"Issue a {_KINDS[kind]} from flags or a JSON/YAML file; the guard rail refuses a "
-                              "delegation or approval wider than the signer's own delegation.")
+    guarded = kind in _FOR_WHOM
+
+    @click.command(kind, help=_issue_help(kind), short_help=_SHORT[kind])
     @home_option
     @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), default=None,
                   help="JSON/YAML: a whole credential, or its credentialSubject.")
-    @click.option("--subject", default=None, help="The subject's DID (credentialSubject.id).")
+    @click.option("--subject", default=None,
+                  help="Not for approvals (their subject has no id; name recipients with --set)." if kind == "approval"
+                  else "The subject's DID (credentialSubject.id); overrides the file's.")
     @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
-                  help="A subject field (dotted path; VALUE parsed as JSON when it can be). Repeatable.")
-    @click.option("--valid-until", default=None, help="Expiry, e.g. 2027-03-31T23:59:59Z.")
+                  help="A credentialSubject field (dotted path; VALUE parsed as JSON when it can be), in a whole "
+                       "credential too; overrides the file's. Repeatable.")
+    @click.option("--valid-until", default=None, help="Expiry, e.g. 2027-03-31T23:59:59Z; overrides the file's "
+                                                      "validUntil.")
     @click.option("--format", "fmt", type=click.Choice(["eddsa-rdfc-2022", "eddsa-jcs-2022", "vc+jwt"]),
-                  default="eddsa-rdfc-2022", show_default=True)
-    @click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default=None, help="JWT algorithm (vc+jwt).")
+                  default="eddsa-rdfc-2022", show_default=True,
+                  help="Data Integrity cryptosuite, or vc+jwt (VC-JOSE-COSE, a JWT).")
+    @click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default=None,
+                  help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256 needs a P-256 key).")
     @click.option("--suspendable", is_flag=True, help="Add a suspension status entry too.")
     @click.option("--delegation", default=None,
-                  help="The signer's own DelegatedAuthorityCredential (file, or id in HOME/delegations/).")
+                  help="The signer's own DelegatedAuthorityCredential (file, or id in HOME/delegations/): the guard "
+                       "rail refuses anything wider than it." if guarded
+                  else "Not used: a certification is not checked against a delegation (refused).")
     @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file, not stdout.")
     @_fail_on_cead_error
     def command(home, file, subject, sets, valid_until, fmt, alg, suspendable, delegation, out):
+        _check_flags(kind, subject, delegation)
         _check_out(out)     # before signing: a credential in the register must reach its holder
         node = _open(home, unlock=True)
         credential = _build(node, kind, file, subject, sets, valid_until)
@@ -357,6 +462,8 @@ def _issue_command(kind: str):
         if delegation:
             options["delegation"] = _load_file(delegation) if Path(delegation).is_file() else delegation
         issued = service.issue(node, credential, options, issued_by="cli")
+        if not delegation:
+            _warn_without_delegation(node, kind, credential)
         text = issued.credential if isinstance(issued.credential, str) else json.dumps(issued.credential, indent=2)
         _deliver(out, text, f"Issued {issued.id} -> {out}",
                  f"the credential {issued.id} is issued (it is in the register) and")
