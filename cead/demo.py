@@ -176,14 +176,14 @@ class Demo:
                                "--tls-cert", str(ca.cert_pem), "--tls-key", str(ca.key_pem))
             live.service = self.group.start(Service(f"node {live.party.key}", argv, live.port, "/",
                                                     self.workdir / "logs" / f"{live.party.key}.log", env=env))
-        policy = self._policy()
-        vocabulary = str(world.vocabulary_file())
+        # the gateways know which catalogue each dataset is part of from their trust policy, as a real one would
+        policy = {**self._policy(), "vocabulary": [str(world.vocabulary_file())]}
         for live in self.live.values():
             if not live.party.provides_data:
                 continue
             port = free_port()
             config = {"port": port, "cert": str(ca.cert_pem), "key": str(ca.key_pem), "policy": policy,
-                      "routes": live.party.data, "vocabulary": vocabulary, "examples": str(world.EXAMPLES)}
+                      "routes": live.party.data, "examples": str(world.EXAMPLES)}
             path = self.workdir / f"api-{live.party.key}.json"
             path.write_text(json.dumps(config, indent=2))
             live.api = self.group.start(Service(f"data API {live.party.key}",

@@ -21,12 +21,6 @@ def _serve(app, port: int, cert: str, key: str) -> None:
     serve_wsgi(app, "127.0.0.1", port, cert, key)
 
 
-def _load_vocabulary(path: str | None) -> None:
-    if path:
-        from schemas.vocab import registry
-        registry().load(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
 class _Timed:
     """Outermost WSGI layer: adds how long the request took until its answer started (the decision, mostly)."""
 
@@ -88,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--config", required=True)
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text(encoding="utf-8"))
-    _load_vocabulary(config.get("vocabulary"))
     _serve(data_app(config), config["port"], config["cert"], config["key"])
     return 0
 

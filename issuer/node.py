@@ -25,8 +25,7 @@ from urllib.parse import quote, urlsplit
 import yaml
 from pydantic import ValidationError
 
-from schemas.values import load_document
-from schemas.vocab import Vocabulary, registry
+from schemas.vocab import Vocabulary, extended, registry
 from verifier.http import Fetcher
 from verifier.keys import ED25519, P256, PublicKey
 from verifier.policy import Network, format_error
@@ -396,15 +395,9 @@ def load_vocabulary(value: Any, home: Path) -> Vocabulary:
     path = Path(value).expanduser()
     path = path if path.is_absolute() else Path(home) / path
     try:
-        data = load_document(path.read_text(encoding="utf-8"), repr(str(path)))
-    except FileNotFoundError:
-        raise CeadError("node.config_invalid", f"{where}: no such file {str(path)!r}.") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CeadError("node.config_invalid", f"{where}: cannot read {str(path)!r}: {exc}") from None
-    try:
-        return registry().copy().load(data)
+        return extended(registry(), path)
     except ValueError as exc:
-        raise CeadError("node.config_invalid", f"{where} {str(path)!r}: {exc}") from None
+        raise CeadError("node.config_invalid", f"{where}: {exc}.") from None
 
 
 def _default_public_url(domain: str, path: str | None) -> str:

@@ -21,7 +21,7 @@ from verifier.policy import parse_policy
 from verifier.results import CeadError
 from verifier.service import create_app
 from wallet import pex
-from wallet.client import CeadAuth, CeadHttpxAuth, TransferDenied, fetch
+from wallet.client import CeadAuth, CeadHttpxAuth, fetch
 from wallet.store import jwt_payload, make_verifier
 
 from test_wallet_support import (CYBER_ESSENTIALS, DS_CLOTHING, DS_MEALS, ISO27001, P_MEALS, P_STATS, StaticFetcher,

@@ -5,7 +5,6 @@ import json
 import uuid
 
 import pytest
-from sqlmodel import Session
 
 from issuer import db, service
 from verifier.results import CeadError
