@@ -306,8 +306,11 @@ def _purposes(options: dict) -> list[str]:
 
 def check_delegation(node, credential: dict, cead_type: str, delegation: Any) -> None:
     """Guard rail: refuse a child whose scope is wider than the signer's own delegation (``scope.too_wide``)."""
-    if cead_type not in GUARDED_TYPES or delegation is None:
+    if delegation is None:
         return
+    if cead_type not in GUARDED_TYPES:   # given but meaningless: say so rather than ignore it
+        raise _fail("options.invalid", f"options.delegation applies to delegations and approvals, not to a "
+                    f"{cead_type}.", field="delegation")
     parent = load_delegation(node, delegation)
     if "DelegatedAuthorityCredential" not in types_of(parent):
         raise _fail("delegation.invalid", "options.delegation must be a DelegatedAuthorityCredential.")

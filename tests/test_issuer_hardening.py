@@ -185,6 +185,15 @@ def test_unknown_or_unsupported_options_are_refused(node, options, field):
     assert counts(node) == (0, 0)
 
 
+def test_a_delegation_given_for_a_certification_is_refused_not_ignored(node):
+    client, tok = create_app(node).test_client(), token(node)
+    resp = post(client, tok, {"credential": certification(node.did), "options": {"delegation": "some-id"}})
+    assert resp.status_code == 400
+    error = resp.get_json()["error"]
+    assert error["code"] == "options.invalid" and error["detail"]["field"] == "delegation"
+    assert counts(node) == (0, 0)
+
+
 def test_a_misspelt_option_names_the_one_meant(node):
     with pytest.raises(CeadError) as err:
         service.issue(node, certification(node.did), {"delegaton": {}})
