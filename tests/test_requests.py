@@ -265,3 +265,29 @@ def test_the_pages_list_the_request_and_approve_it_through_the_form(world):
     gone = client.post(f"/wallet/requests/{wide['id']}/refuse", data={"csrf": form["csrf"], "reason": "Too wide."})
     assert gone.status_code == 302 and sharing.get_request(w["iao"]["wallet"], wide["id"]).status == "refused"
     assert client.get("/wallet/requests/nope").status_code == 404
+
+
+def test_the_approval_form_names_every_field_a_delegation_can_require(world):
+    """The form's "Add what you decide" list left out maxRowsPerTransfer, which a delegation with a row ceiling
+    requires (an approval without it is unrestricted, so wider): every approval field a delegation's scope can
+    restrict is either prefilled from the request or listed."""
+    from schemas.models import Scope
+    from wallet.pages import APPROVER_FIELDS
+    # the approval field each scope dimension is read from (DataSharingApproval.scope())
+    source = {"datasets": "datasets", "data_items": "dataItems", "data_categories": "dataCategories",
+              "data_subjects": "dataSubjects", "purposes": "purposes", "legal_bases": "lawfulBases",
+              "regimes": "lawfulBases", "recipients": "recipients", "recipient_requirements": "recipientRequirements",
+              "required_co_signers": "coSigners", "privacy_protocol": "privacyProtocol", "not_before": "notBefore",
+              "not_after": "notAfter", "max_sensitivity": "sensitivity", "max_dpia_risk": "dpia",
+              "max_rows_per_transfer": "maxRowsPerTransfer", "max_transfers_per_year": "cadence",
+              "max_retention": "retention", "onward_sharing": "onwardSharing"}
+    fixed = {"actions", "max_delegation_depth"}          # the same for every approval
+    assert set(Scope.model_fields) == set(source) | fixed
+    listed = {field.split(" ")[0] for field in APPROVER_FIELDS}
+    assert {f for f in source.values() if f not in sharing.FROM_REQUEST} <= listed
+
+    first = send(world)
+    client = create_node_app(world["iao"]["node"], wallet=world["iao"]["wallet"]).test_client()
+    assert sign_in(client, token(world["iao"]["node"], "issue:approval", name="iao-form")).status_code == 302
+    page = client.get(f"/wallet/requests/{first['id']}")
+    assert page.status_code == 200 and "maxRowsPerTransfer" in page.text and "coSigners" in page.text

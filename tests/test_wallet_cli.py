@@ -167,3 +167,116 @@ def test_an_output_file_that_cannot_be_written_is_bad_input(home, tmp_path, monk
     done = tmp_path / "rows.csv"
     assert CliRunner().invoke(fetch, ["https://gw.example/data", "--dataset", DS_MEALS, "-o", str(done)]).exit_code == 0
     assert done.read_bytes() == b"rows"
+
+
+# ---- usability review -------------------------------------------------------------------------------------------
+def _error(result) -> dict:
+    assert "Traceback" not in result.output, result.output
+    return json.loads(result.output.strip().splitlines()[-1])["error"]
+
+
+@pytest.mark.parametrize("content, args, code", [
+    ("{not json", (), "input.invalid"),
+    ("[1, 2]", (), "input.invalid"),
+    ('{"rowCount": -1}', (), "manifest.invalid"),
+    ('{"rowCount": "many"}', (), "manifest.invalid"),
+    ('{"rowCount": 5}', ("--row-count", "6"), "input.invalid"),
+    ('{"dataset": "https://data.example/other"}', (), "input.invalid"),
+    (None, (), "input.unreadable"),
+])
+def test_a_fetch_manifest_that_cannot_be_used_is_bad_input(home, tmp_path, content, args, code):
+    path = tmp_path / "manifest.json"
+    if content is not None:
+        path.write_text(content)
+    result = CliRunner().invoke(fetch, ["https://127.0.0.1:9/data", "--dataset", DS_MEALS, "--manifest", str(path),
+                                        *args])
+    assert result.exit_code == 2 and _error(result)["code"] == code, result.output
+
+
+def test_fetch_row_count_must_be_a_count(home):
+    result = CliRunner().invoke(fetch, ["https://127.0.0.1:9/data", "--dataset", DS_MEALS, "--row-count", "-5"])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "--row-count" in result.output
+
+
+def test_fetch_passes_the_row_count_and_manifest_to_the_client(home, tmp_path, monkeypatch):
+    import importlib
+    calls = []
+
+    class Fetched:
+        content = b"rows"
+
+    monkeypatch.setattr(importlib.import_module("wallet.client"), "fetch", lambda *a, **k: calls.append(k) or Fetched())
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"columns": ["pupil_id"], "protocolRun": [{"kind": "pseudonymisation"}]}))
+    result = CliRunner().invoke(fetch, ["https://gw.example/data", "--dataset", DS_MEALS, "--row-count", "200000",
+                                        "--manifest", str(path)])
+    assert result.exit_code == 0, result.output
+    assert calls[-1]["manifest_fields"] == {"columns": ["pupil_id"], "protocolRun": [{"kind": "pseudonymisation"}],
+                                            "rowCount": 200000}
+    assert CliRunner().invoke(fetch, ["https://gw.example/data", "--dataset", DS_MEALS]).exit_code == 0
+    assert calls[-1]["manifest_fields"] is None
+
+
+def test_list_shows_datasets_and_purposes(home):
+    issuer = identity()
+    run("import", "-", input=vc(issuer, "DataSharingApprovalCredential", approval_subject(issuer.did, home.did)))
+    human = run("list")
+    assert f"datasets: {DS_MEALS}" in human.output and "purposes: cead:FreeSchoolMealAutoEnrolment" in human.output
+    listed = json.loads(run("list", "--json").output)["credentials"][0]
+    assert listed["datasets"] == [DS_MEALS]
+    assert listed["purposes"] == ["https://w3id.org/cead/vocab#FreeSchoolMealAutoEnrolment"]
+
+
+@pytest.mark.parametrize("args", [
+    ("request", "--client-id", "did:web:gw.example", "--request-uri", "http://gw.example/r/1"),
+    ("offer", "--issuer", "http://issuer.example", "--config", "X"),
+])
+def test_qr_links_the_wallet_fetches_must_be_https(home, args):
+    result = run("qr", *args)
+    assert result.exit_code == 2 and _error(result)["code"] == "qr.url_invalid" and "https" in result.output
+
+
+def test_qr_links_may_use_http_on_loopback_for_tests(home):
+    for host in ("127.0.0.1:8443", "localhost", "[::1]:8080"):
+        assert run("qr", "request", "--client-id", "c", "--request-uri", f"http://{host}/r/1").exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["out.jpg", "out.png.txt", "out"])
+def test_a_qr_file_must_be_named_for_its_format(home, tmp_path, name):
+    """`-o out.jpg` silently wrote a PNG under a .jpg name."""
+    out = tmp_path / name
+    result = run("qr", "request", "--client-id", "c", "--request-uri", "https://gw.example/r/1", "-o", str(out))
+    assert result.exit_code == 2 and _error(result)["code"] == "input.invalid" and ".png or .svg" in result.output
+    assert not out.exists()
+    result = run("qr", "offer", "--issuer", "https://issuer.example", "--config", "X", "-o", str(out))
+    assert result.exit_code == 2 and not out.exists()
+    svg = tmp_path / "out.SVG"
+    assert run("qr", "request", "--client-id", "c", "--request-uri", "https://gw.example/r/1",
+               "-o", str(svg)).exit_code == 0
+    assert svg.read_text().startswith("<svg")
+
+
+def _break_database(home, how):
+    import yaml
+    if how == "sqlite":        # a node.db that cannot be opened as a database
+        (home.home / "node.db").unlink()
+        for extra in home.home.glob("node.db-*"):
+            extra.unlink()
+        (home.home / "node.db").mkdir()
+    else:                      # a PostgreSQL server that does not answer
+        config = yaml.safe_load((home.home / "config.yaml").read_text())
+        config["database_url"] = "postgresql://cead@127.0.0.1:1/cead"
+        (home.home / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.parametrize("how", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("args", [("list",), ("show", "abcd"), ("import", "-"), ("remove", "abcd"),
+                                  ("present", "--dataset", DS_MEALS)])
+def test_a_database_that_cannot_be_reached_is_one_coded_line(home, how, args):
+    _break_database(home, how)
+    result = CliRunner().invoke(wallet, list(args), input="{}")
+    assert result.exit_code == 2 and (result.exception is None or isinstance(result.exception, SystemExit))
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert _error(result)["code"] == "db.unavailable"
+    fetched = CliRunner().invoke(fetch, ["https://127.0.0.1:9/data", "--dataset", DS_MEALS])
+    assert fetched.exit_code == 2 and _error(fetched)["code"] == "db.unavailable"

@@ -1,6 +1,7 @@
 """The pipeline client (requests and httpx auth, fetch) against a Flask data API behind the verifier middleware."""
 from __future__ import annotations
 
+import json
 import ssl
 
 import httpx
@@ -44,14 +45,18 @@ def world(tmp_path):
         seen.append(request.headers["Cead-Presentation"])
         return jsonify({"month": request.args.get("month"), "rows": [1, 2, 3], "received": len(request.data)})
 
+    manifests: list[str] = []
+
     @app.get("/clothing")
     def clothing():
+        manifests.append(request.headers.get("Cead-Transfer-Manifest"))
         return jsonify({"rows": []})
 
     datasets = {"/meals": DS_MEALS, "/clothing": DS_CLOTHING}
     app.wsgi_app = CeadMiddleware(app.wsgi_app, decider, dataset_for=lambda env: datasets.get(env["PATH_INFO"]))
     with https_server(app) as (base, ca):
-        yield dict(wallet=wallet, base=base, ca=ca, seen=seen, lists=lists, decider=decider)
+        yield dict(wallet=wallet, base=base, ca=ca, seen=seen, lists=lists, decider=decider, council=council,
+                   manifests=manifests)
 
 
 def test_requests_auth_pulls_monthly_updates_with_fresh_presentations(world):
@@ -318,3 +323,74 @@ def test_httpx_async_client_presents_and_refuses_redirects(world):
             posted, error = asyncio.run(run(base, bundle))
     assert posted.status_code == 200 and posted.json()["received"] == 100
     assert error.code == "transfer.redirected" and seen_elsewhere == []
+
+
+
+# ---- a pull under an approval that limits rows states rowCount -------------------------------------------------
+@pytest.fixture
+def row_limited(world, monkeypatch):
+    """The recipient also holds an approval for DS_CLOTHING limited to 1000 rows per transfer (as the police example
+    approval is to 200,000); `cead fetch` opens this wallet."""
+    import wallet.cli
+    subject = {**approval_subject(world["council"].did, world["wallet"].holder, datasets=[DS_CLOTHING],
+                                  requirements=[CYBER_ESSENTIALS]), "maxRowsPerTransfer": 1000}
+    assert world["wallet"].import_credential(vc(world["council"], "DataSharingApprovalCredential", subject)).ok
+    monkeypatch.setattr(wallet.cli, "_wallet", lambda home: world["wallet"])
+    return world
+
+
+def cead_fetch(world, *args):
+    from click.testing import CliRunner
+    from wallet.cli import fetch as fetch_command
+    return CliRunner().invoke(fetch_command, [f"{world['base']}/clothing", "--dataset", DS_CLOTHING,
+                                              "--ca-bundle", world["ca"], *args])
+
+
+def test_cead_fetch_states_the_row_count_an_approval_with_max_rows_requires(row_limited, tmp_path):
+    """`cead fetch` could not state a manifest, so a pull under an approval with maxRowsPerTransfer was always
+    denied (transfer.row_count_missing); --row-count and --manifest now state it."""
+    w = row_limited
+    denied = cead_fetch(w)
+    assert denied.exit_code == 1 and "transfer.row_count_missing" in denied.output
+    assert "--row-count" in json.loads(denied.output)["error"]["message"]          # what to do about it
+    allowed = cead_fetch(w, "--row-count", "1000")
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.output) == {"rows": []}
+    too_many = cead_fetch(w, "--row-count", "1001")
+    assert too_many.exit_code == 1 and "transfer.volume_exceeded" in too_many.output
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"rowCount": 10, "columns": ["pupil_id"]}))
+    fewer = cead_fetch(w, "--manifest", str(manifest))
+    assert fewer.exit_code == 0, fewer.output
+    from verifier.binding import decode_manifest
+    assert decode_manifest(w["manifests"][-1]) == {"dataset": DS_CLOTHING, "recipient": w["wallet"].holder,
+                                                   "columns": ["pupil_id"], "rowCount": 10}
+    manifest.write_text(json.dumps({"columns": ["pupil_id", "home_address"]}))
+    wider = cead_fetch(w, "--manifest", str(manifest), "--row-count", "5")
+    assert wider.exit_code == 1 and "transfer.column_not_approved" in wider.output
+
+
+def test_the_pipeline_client_lays_a_row_count_over_the_manifest_it_makes(row_limited):
+    w = row_limited
+    url = f"{w['base']}/clothing"
+    with pytest.raises(TransferDenied) as denied:
+        requests.get(url, auth=CeadAuth(w["wallet"], dataset=DS_CLOTHING), verify=w["ca"])
+    assert [r.code for r in denied.value.reasons] == ["transfer.row_count_missing"]
+    response = requests.get(url, auth=CeadAuth(w["wallet"], dataset=DS_CLOTHING, row_count=500), verify=w["ca"])
+    assert response.status_code == 200
+    from verifier.binding import decode_manifest
+    sent = decode_manifest(response.request.headers["Cead-Transfer-Manifest"])
+    assert sent == {"dataset": DS_CLOTHING, "recipient": w["wallet"].holder, "columns": ["pupil_id", "entitlement"],
+                    "rowCount": 500}
+    auth = CeadHttpxAuth(w["wallet"], dataset=DS_CLOTHING, manifest_fields={"rowCount": 2, "columns": ["pupil_id"]})
+    with httpx.Client(verify=ssl.create_default_context(cafile=w["ca"]), auth=auth) as client:
+        answer = client.get(url)
+    assert answer.status_code == 200
+    assert decode_manifest(answer.request.headers["Cead-Transfer-Manifest"])["columns"] == ["pupil_id"]
+    assert fetch(w["wallet"], url, dataset=DS_CLOTHING, row_count=1000, verify=w["ca"]).status_code == 200
+    for bad in (dict(row_count=-1), dict(row_count=True), dict(manifest_fields=[1]),
+                dict(manifest_fields={"rowCount": "many"}), dict(row_count=3, manifest_fields={"rowCount": 4})):
+        with pytest.raises(CeadError) as err:
+            CeadAuth(w["wallet"], dataset=DS_CLOTHING, **bad)
+        assert err.value.code == "manifest.invalid", bad

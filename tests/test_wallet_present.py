@@ -346,3 +346,127 @@ def test_a_definition_past_the_size_limit_is_invalid():
     with pytest.raises(CeadError) as err:
         pex.select(big, [("c", {"a": "v"})])
     assert err.value.code == "pex.definition_invalid"
+
+
+# ---- a reinstated approval is usable again; wallet.no_approval says why ----------------------------------------
+def _suspendable_world(tmp_path):
+    """A wallet holding an approval (with its delegation and a certification), each on its issuer's suspension
+    list (index 1)."""
+    from test_wallet_support import StaticFetcher, StatusListFixture
+    holder, council, approver, cert_body = identity(), identity(), identity(), identity()
+    fetcher = StaticFetcher()
+    lists = {name: StatusListFixture(issuer, fetcher, f"https://status.example/{name}", purpose="suspension")
+             for name, issuer in (("delegation", council), ("approval", approver), ("cert", cert_body))}
+    w = make_wallet(tmp_path, holder, fetcher)
+    delegation = vc(council, "DelegatedAuthorityCredential", delegation_subject(approver.did, council.did),
+                    status=lists["delegation"].entry(1))
+    approval = vc(approver, "DataSharingApprovalCredential",
+                  approval_subject(council.did, holder.did, chain=[delegation], requirements=[CYBER_ESSENTIALS]),
+                  status=lists["approval"].entry(1))
+    cert = vc(cert_body, "OrganisationCertificationCredential", certification_subject(holder.did, CYBER_ESSENTIALS),
+              status=lists["cert"].entry(1))
+    for credential in (delegation, approval, cert):
+        assert w.import_credential(credential).ok
+    return w, lists, dict(delegation=delegation, approval=approval, cert=cert)
+
+
+@pytest.mark.parametrize("name, code", [("approval", "wallet.no_approval"),
+                                        ("delegation", "wallet.delegation_missing"),
+                                        ("cert", "wallet.certification_missing")])
+def test_a_reinstated_credential_is_used_without_a_manual_status_check(tmp_path, name, code):
+    """After a suspension the wallet saw (--check-status), a reinstatement made the transfer fail with
+    wallet.no_approval (or .delegation_missing / .certification_missing) until someone re-checked by hand; the
+    wallet now re-reads the status of what it last saw suspended when it finds nothing else to present."""
+    w, lists, c = _suspendable_world(tmp_path)
+    lists[name].set(1, True)                     # cead suspend
+    assert [p.code for p in w.check_status()] == ["wallet.status_changed"]
+    with pytest.raises(CeadError) as still:      # still suspended: re-checked, and refused
+        select_for_transfer(w, DS_MEALS, P_MEALS)
+    assert still.value.code == code
+    if name == "approval":
+        assert "is suspended" in still.value.message and still.value.detail["held"][0]["state"] == "suspended"
+    lists[name].set(1, False)                    # cead reinstate
+    chosen = [r.credential for r in select_for_transfer(w, DS_MEALS, P_MEALS)]
+    assert chosen == [c["approval"], c["delegation"], c["cert"]]
+    assert {r.status_now for r in w.search()} == {"active"} and not w.warnings()
+    headers = present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS)
+    assert decode_manifest(headers["Cead-Transfer-Manifest"])["dataset"] == DS_MEALS
+
+
+def test_a_reinstated_approval_is_offered_to_a_published_definition_too(tmp_path):
+    from wallet.present import transfer_candidates
+    w, lists, c = _suspendable_world(tmp_path)
+    lists["approval"].set(1, True)
+    w.check_status()
+    assert c["approval"] not in [r.credential for r in transfer_candidates(w, DS_MEALS, P_MEALS)]
+    lists["approval"].set(1, False)
+    assert c["approval"] in [r.credential for r in transfer_candidates(w, DS_MEALS, P_MEALS)]
+
+
+def test_a_revoked_approval_is_never_re_read_and_no_approval_says_so(tmp_path):
+    w, lists, c = _suspendable_world(tmp_path)
+    from sqlmodel import Session
+    from wallet.store import WalletCredential
+    record = next(r for r in w.search(type="DataSharingApprovalCredential"))
+    with Session(w.engine) as s:                 # seen revoked by an earlier check (revocation is final)
+        row = s.get(WalletCredential, record.id)
+        row.status_now = "revoked"
+        s.add(row)
+        s.commit()
+    fetched = []
+    w.verifier.status.fetcher.get = lambda url, _get=w.verifier.status.fetcher.get: fetched.append(url) or _get(url)
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_MEALS, P_MEALS)
+    assert err.value.code == "wallet.no_approval" and fetched == []
+    assert f"{record.id} from {record.issuer} is revoked" in err.value.message
+    assert err.value.detail["held"] == [{"id": record.id, "credentialId": record.credential_id,
+                                         "issuer": record.issuer, "state": "revoked"}]
+
+
+def test_no_approval_names_expired_approvals_and_the_purposes_held(tmp_path):
+    holder, council = identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    assert w.import_credential(vc(council, "DataSharingApprovalCredential", approval_subject(council.did, holder.did),
+                                  valid_for=timedelta(days=2))).ok
+    with pytest.raises(CeadError) as other_purpose:
+        select_for_transfer(w, DS_MEALS, P_STATS)
+    assert "other purposes: cead:FreeSchoolMealAutoEnrolment" in other_purpose.value.message
+    from sqlmodel import Session
+    from test_wallet_support import now
+    from wallet.store import WalletCredential
+    with Session(w.engine) as s:
+        row = s.get(WalletCredential, w.search()[0].id)
+        row.valid_until = now() - timedelta(seconds=1)
+        s.add(row)
+        s.commit()
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_MEALS, P_MEALS)
+    assert err.value.code == "wallet.no_approval" and " is expired (since " in err.value.message
+    assert err.value.detail["held"][0]["state"] == "expired"
+    with pytest.raises(CeadError) as nothing:    # nothing held at all: the message says no more than that
+        select_for_transfer(w, DS_CLOTHING)
+    assert "held" not in nothing.value.detail and "cannot be used" not in nothing.value.message
+
+
+def test_manifest_fields_are_laid_over_the_manifest_the_wallet_makes(populated):
+    """A row count (required under maxRowsPerTransfer) or fewer columns, keeping what the wallet would have sent;
+    by dataset, and from a published definition (discovery) alike."""
+    w, c = populated
+    headers = present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS,
+                                  manifest_fields={"rowCount": 200, "columns": ["pupil_id"]})
+    manifest = decode_manifest(headers["Cead-Transfer-Manifest"])
+    assert manifest == {"dataset": DS_MEALS, "purpose": P_MEALS, "recipient": w.holder, "columns": ["pupil_id"],
+                        "rowCount": 200}
+    assert jwt_payload(decode_presentation(headers["Cead-Presentation"]))["nonce"] == request_binding(
+        "GET", URL, None, manifest)
+    definition = {"id": "d", "input_descriptors": [{"id": "approval", "constraints": {"fields": [
+        {"path": ["$.type"], "filter": {"type": "array", "contains": {"const": "DataSharingApprovalCredential"}}}]}}]}
+    discovered = present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS, definition=definition,
+                                     manifest_fields={"rowCount": 7})
+    assert decode_manifest(discovered["Cead-Transfer-Manifest"]) == {
+        "dataset": DS_MEALS, "purpose": P_MEALS, "recipient": w.holder, "columns": ["pupil_id", "entitlement"],
+        "rowCount": 7}
+    whole = present_for_request(w, "GET", URL, None, {"dataset": DS_MEALS, "columns": ["entitlement"]},
+                                dataset=DS_MEALS, manifest_fields={"rowCount": 1})
+    assert decode_manifest(whole["Cead-Transfer-Manifest"]) == {"dataset": DS_MEALS, "columns": ["entitlement"],
+                                                                "rowCount": 1}

@@ -69,6 +69,10 @@ def test_svg_qr_is_a_valid_svg():
 @pytest.mark.parametrize("call, code", [
     (lambda: qr.presentation_request_uri("", "https://x.example/r"), "qr.client_id_missing"),
     (lambda: qr.presentation_request_uri("c", "javascript:alert(1)"), "qr.url_invalid"),
+    (lambda: qr.presentation_request_uri("c", "http://x.example/r"), "qr.url_invalid"),       # https only
+    (lambda: qr.presentation_request_uri("c", "http://[::1"), "qr.url_invalid"),
+    (lambda: qr.credential_offer_uri("http://x.example", ["X"]), "qr.url_invalid"),
+    (lambda: qr.credential_offer_uri("", [], offer_uri="http://x.example/o/1"), "qr.url_invalid"),
     (lambda: qr.credential_offer_uri("https://x.example", []), "qr.offer_invalid"),
     (lambda: qr.summary_png({"type": "X"}, "ftp://x"), "qr.url_invalid"),
     (lambda: qr.qr_png(""), "qr.data_missing"),

@@ -112,22 +112,27 @@ class StaticFetcher:
 
 
 class StatusListFixture:
-    """A revocation list published by ``issuer`` at ``url`` through a StaticFetcher."""
+    """A revocation (or suspension) list published by ``issuer`` at ``url`` through a StaticFetcher."""
 
-    def __init__(self, issuer: Identity, fetcher: StaticFetcher, url: str = "https://status.example/lists/1"):
-        self.issuer, self.fetcher, self.url = issuer, fetcher, url
+    def __init__(self, issuer: Identity, fetcher: StaticFetcher, url: str = "https://status.example/lists/1",
+                 purpose: str = "revocation"):
+        self.issuer, self.fetcher, self.url, self.purpose = issuer, fetcher, url, purpose
         self.bits = new_bitstring()
         self.publish()
 
     def entry(self, index: int) -> dict:
-        return make_entry(self.url, index, "revocation")
+        return make_entry(self.url, index, self.purpose)
 
     def publish(self) -> None:
-        doc = make_list_credential(self.url, self.issuer.did, "revocation", bytes(self.bits), _ts(now()))
+        doc = make_list_credential(self.url, self.issuer.did, self.purpose, bytes(self.bits), _ts(now()))
         self.fetcher.files[self.url] = sign_jwt(doc, self.issuer.key, self.issuer.kid).encode()
 
     def revoke(self, index: int) -> None:
-        set_bit(self.bits, index, True)
+        """Set the bit (revoked, or suspended on a suspension list)."""
+        self.set(index, True)
+
+    def set(self, index: int, value: bool) -> None:
+        set_bit(self.bits, index, value)
         self.publish()
 
 

@@ -162,3 +162,53 @@ def test_nodes_set_up_with_cead_init_serve_their_inboxes_with_cead_issuer_serve(
         records = select_for_transfer(wallet, DATASET, PURPOSE)
         assert [r.digest for r in records] == [credential_digest(approval), credential_digest(delegation)]
         assert records[0].status_at_receipt == "active" and records[0].source == f"inbox:{sender.did}"
+
+
+def test_a_reinstated_approval_is_pulled_under_again_without_a_manual_status_check(tmp_path):
+    """`cead suspend`, the recipient's `wallet list --check-status` (the wallet marks it suspended), then
+    `cead reinstate`: the next pull used to fail with wallet.no_approval until someone re-checked by hand; the
+    wallet now re-reads the status of the approval it last saw suspended and pulls under it again."""
+    from wallet.client import fetch
+    from wallet.present import select_for_transfer
+    from verifier.results import CeadError
+    with ExitStack() as stack:
+        (late_a, base_a, ca_a), (late_b, base_b, ca_b), (late_d, base_d, ca_d) = (_serve(stack) for _ in range(3))
+        bundle = tmp_path / "ca-bundle.pem"
+        bundle.write_text("".join(open(p).read() for p in (ca_a, ca_b, ca_d)))
+        fetcher = Fetcher(allow_private=True, ca_bundle=str(bundle))
+        nodes = {}
+        for name, late, base in (("provider", late_a, base_a), ("recipient", late_b, base_b)):
+            node, _ = Node.init(tmp_path / name, name.title(), PASSPHRASE, domain=urlsplit(base).netloc,
+                                public_url=base)
+            late.app = create_node_app(node, wallet=Wallet.from_node(node, verifier=make_verifier(fetcher)))
+            nodes[name] = (node, Wallet.from_node(node, verifier=make_verifier(fetcher)))
+        provider, recipient, wallet = nodes["provider"][0], nodes["recipient"][0], nodes["recipient"][1]
+        policy = parse_policy({"controllers": [{"dataset": DATASET, "controller": provider.did}],
+                               "network": {"allow_private": True, "ca_bundle": str(bundle)},
+                               "caches": {"status_lists": {"size": 16, "ttl": 0}}})
+        api = Flask("data-api")
+        api.get("/meals")(lambda: jsonify({"rows": 3}))
+        api.wsgi_app = CeadMiddleware(api.wsgi_app, Decider(policy), dataset_for=lambda env: DATASET)
+        late_d.app = api
+
+        subject = approval_subject(provider.did, recipient.did, datasets=[DATASET], purposes=[PURPOSE])
+        issued = service.issue(provider, {"@context": ["https://www.w3.org/ns/credentials/v2",
+                                                       "https://w3id.org/cead/v1"],
+                                          "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
+                                          "credentialSubject": subject},
+                               {"credentialStatus": {"type": "BitstringStatusListEntry",
+                                                     "statusPurpose": ["revocation", "suspension"]}})
+        assert wallet.import_credential(issued.credential).ok
+        url = f"{base_d}/meals"
+        assert fetch(wallet, url, dataset=DATASET, purpose=PURPOSE, verify=str(bundle)).json() == {"rows": 3}
+
+        service.change_status(provider, issued.id, "suspend")
+        assert [p.detail["status"] for p in wallet.check_status()] == ["suspended"]
+        with pytest.raises(CeadError) as err:
+            fetch(wallet, url, dataset=DATASET, purpose=PURPOSE, verify=str(bundle))
+        assert err.value.code == "wallet.no_approval" and "is suspended" in err.value.message
+
+        service.change_status(provider, issued.id, "reinstate")
+        assert fetch(wallet, url, dataset=DATASET, purpose=PURPOSE, verify=str(bundle)).json() == {"rows": 3}
+        assert [r.status_now for r in select_for_transfer(wallet, DATASET, PURPOSE)] == ["active"]
+        assert wallet.warnings() == []

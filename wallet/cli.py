@@ -2,8 +2,10 @@
 ``cead.cli``.
 
 Exit codes: 0 done, 1 refused or denied (a credential that does not verify, a transfer the gateway denies, a
-definition the wallet cannot satisfy), 2 bad input (unreadable file, unwritable output file, unknown id, bad option). Errors go to stderr
-as JSON ``{"error": {"code", "message"}}``; private keys are never printed.
+definition the wallet cannot satisfy, no usable approval), 2 bad input or an unusable setup (unreadable file,
+unwritable output file, unknown id, bad option, no node home, a database that cannot be reached: ``db.unavailable``
+or fails: ``db.error``). Errors go to stderr as JSON ``{"error": {"code", "message"}}``, one line, never a stack
+trace; private keys are never printed.
 """
 from __future__ import annotations
 
@@ -33,6 +35,29 @@ def _fail_with(exc: CeadError) -> None:
     _fail(exc.code, exc.message, EXIT_REFUSED if exc.code in _REFUSALS else EXIT_BAD_INPUT, **exc.detail)
 
 
+class _CodedErrors:
+    """A database failure anywhere in a command (the node's PostgreSQL server down, a SQLite file that cannot be
+    opened) is one coded line, ``db.unavailable`` or ``db.error`` (``issuer.db.database_error``), exit 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)      # type: ignore[misc]
+        except Exception as exc:
+            from issuer import db
+            if isinstance(exc, CeadError) or not db.is_database_error(exc):
+                raise
+            coded = db.database_error(exc)
+            _fail(coded.code, coded.message, EXIT_BAD_INPUT)
+
+
+class _Group(_CodedErrors, click.Group):
+    pass
+
+
+class _Command(_CodedErrors, click.Command):
+    pass
+
+
 def _wallet(home: Path | None):
     from issuer.node import Node
     from .store import Wallet
@@ -53,11 +78,18 @@ def _write(output: Path, data: bytes | str) -> None:
         _fail("output.unwritable", f"Cannot write {str(output)!r}: {exc.strerror or exc}")
 
 
+def _few(iris: list[str], shown: int = 3) -> str:
+    """IRIs for one line: compact (``cead:X``), the first few, then how many more."""
+    from schemas.vocab import compact
+    text = ", ".join(compact(i) for i in iris[:shown])
+    return text + (f" (+{len(iris) - shown} more)" if len(iris) > shown else "")
+
+
 def _print(data) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-@click.group()
+@click.group(cls=_Group)
 def wallet() -> None:
     """The organisation's wallet: credentials it holds, and presenting them."""
 
@@ -106,13 +138,19 @@ def list_(type_, dataset, purpose, counterparty, expiring_within, warn_days, che
     rows = w.search(type=type_, dataset=dataset, purpose=purpose, counterparty=counterparty,
                     expiring_within=expiring_within)
     warnings = w.warnings(days=warn_days)
+    terms = {r.id: w.terms(r.id) for r in rows}
     if as_json:
-        _print({"credentials": [r.summary() for r in rows], "warnings": [p.to_dict() for p in warnings]})
+        _print({"credentials": [{**r.summary(), "datasets": terms[r.id].get("dataset", []),
+                                 "purposes": terms[r.id].get("purpose", [])} for r in rows],
+                "warnings": [p.to_dict() for p in warnings]})
         return
     for r in rows:
         s = r.summary()
         click.echo(f"{s['id']}  {','.join(s['types']) or 'VerifiableCredential':<36} {s['issuer']}  "
                    f"until {s['validUntil'] or '-'}  status {s['statusNow']}")
+        for label, kind in (("datasets", "dataset"), ("purposes", "purpose")):
+            if terms[r.id].get(kind):
+                click.echo(f"    {label}: {_few(terms[r.id][kind])}")
     if not rows:
         click.echo("No credentials.")
     for p in warnings:
@@ -184,19 +222,30 @@ def qr() -> None:
     """QR codes: presentation requests, credential offers, printable summaries."""
 
 
+def _image_format(output: Path) -> str:
+    """``png`` or ``svg`` from the output file's extension; any other is bad input (nothing is written)."""
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        _fail("input.invalid", f"The output file {str(output)!r} must end in .png or .svg (the image formats "
+              "written); nothing was written.")
+    return fmt
+
+
 def _write_qr(text: str, output: Path | None) -> None:
     from . import qr as q
     if output is None:
         click.echo(text)
         return
-    _write(output, q.qr_svg(text).encode() if output.suffix.lower() == ".svg" else q.qr_png(text))
+    fmt = _image_format(output)
+    _write(output, q.qr_svg(text).encode() if fmt == "svg" else q.qr_png(text))
     click.echo(text)
 
 
 @qr.command("request")
 @click.option("--client-id", required=True, help="The verifier's client_id (e.g. its DID or redirect URI).")
-@click.option("--request-uri", required=True, help="HTTPS URL of the signed request object.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG or SVG file.")
+@click.option("--request-uri", required=True,
+              help="HTTPS URL of the signed request object (http only for localhost, when testing).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG or SVG file (.png, .svg).")
 def qr_request(client_id: str, request_uri: str, output: Path | None) -> None:
     """An OpenID4VP presentation request link (openid4vp://?client_id=...&request_uri=...)."""
     from . import qr as q
@@ -207,10 +256,11 @@ def qr_request(client_id: str, request_uri: str, output: Path | None) -> None:
 
 
 @qr.command("offer")
-@click.option("--issuer", "credential_issuer", required=True, help="The credential issuer's HTTPS URL.")
+@click.option("--issuer", "credential_issuer", required=True,
+              help="The credential issuer's HTTPS URL (http only for localhost, when testing).")
 @click.option("--config", "configs", multiple=True, required=True, help="A credential configuration id.")
 @click.option("--pre-authorized-code", help="Pre-authorized code grant.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG or SVG file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG or SVG file (.png, .svg).")
 def qr_offer(credential_issuer: str, configs: tuple[str, ...], pre_authorized_code: str | None,
              output: Path | None) -> None:
     """An OpenID4VCI credential offer link."""
@@ -231,41 +281,85 @@ def qr_offer(credential_issuer: str, configs: tuple[str, ...], pre_authorized_co
 def qr_summary(ident: str, verify_url: str, output: Path, home: Path | None) -> None:
     """A printable summary of a held approval or certification, with a QR code to its verification."""
     from . import qr as q
+    fmt = _image_format(output)
     record = _wallet(home).get(ident)
     if record is None:
         _fail("wallet.not_found", f"No credential {ident!r} in the wallet.")
     try:
-        if output.suffix.lower() == ".svg":
+        if fmt == "svg":
             _write(output, q.summary_svg(record.document, verify_url))
-        elif output.suffix.lower() == ".png":
-            _write(output, q.summary_png(record.document, verify_url))
         else:
-            _fail("input.invalid", "The output file must end in .png or .svg.")
+            _write(output, q.summary_png(record.document, verify_url))
     except CeadError as exc:
         _fail_with(exc)
     click.echo(str(output))
 
 
 # ---- the pipeline client for scripts -----------------------------------------------------------------------------
-@click.command()
+def _manifest_file(path: Path) -> dict:
+    """The JSON object of ``--manifest FILE``; unreadable is ``input.unreadable``, anything else ``input.invalid``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail("input.unreadable", f"Cannot read the manifest {str(path)!r}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        _fail("input.invalid", f"The manifest {str(path)!r} is not UTF-8 text.")
+    except ValueError as exc:
+        _fail("input.invalid", f"The manifest {str(path)!r} is not JSON: {exc}")
+    except RecursionError:
+        _fail("input.invalid", f"The manifest {str(path)!r} is JSON nested too deeply.")
+    if not isinstance(data, dict):
+        _fail("input.invalid", f"The manifest {str(path)!r} must be a JSON object (e.g. {{\"rowCount\": 5000}}), "
+              f"not a JSON {type(data).__name__}.")
+    return data
+
+
+@click.command(cls=_Command)
 @click.argument("url")
 @click.option("--dataset", help="The dataset IRI being fetched.")
 @click.option("--purpose", help="The purpose IRI of the transfer.")
 @click.option("--discover", is_flag=True,
               help="Ask the gateway what to present (its published presentation definition); no --dataset needed.")
+@click.option("--row-count", type=click.IntRange(min=0),
+              help="The most rows asked for (the manifest's rowCount): needed when the approval limits rows per "
+                   "transfer (maxRowsPerTransfer), and at most that limit.")
+@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A JSON object laid over the transfer manifest the wallet makes (dataset, purpose, recipient, "
+                   "columns from the approval), e.g. {\"columns\": [...], \"rowCount\": 5000, \"protocolRun\": [...]}.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the body here.")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="CA certificates to trust.")
 @home_option
-def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, output: Path | None,
-          ca_bundle: str | None, home: Path | None) -> None:
+def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, row_count: int | None,
+          manifest_path: Path | None, output: Path | None, ca_bundle: str | None, home: Path | None) -> None:
     """GET URL from a Cead-protected data API, presenting the approval for DATASET (or, with --discover, what the
     gateway's presentation definition asks for). A denial exits 1 with the verifier's reasons."""
+    from schemas.vocab import expand
+
+    from .client import TransferDenied
     from .client import fetch as do_fetch
+    from .present import manifest_overlay
     if dataset is None and not discover:
         _fail("input.invalid", "Give --dataset IRI, or --discover to ask the gateway what to present.")
+    fields = _manifest_file(manifest_path) if manifest_path is not None else None
+    if fields is not None and dataset is not None and isinstance(fields.get("dataset"), str) \
+            and expand(fields["dataset"]) != expand(dataset):
+        _fail("input.invalid", f"The manifest names the dataset {fields['dataset']!r}, but --dataset is {dataset!r}.")
+    if fields is not None and row_count is not None and fields.get("rowCount", row_count) != row_count:
+        _fail("input.invalid", f"Two row counts: rowCount {fields['rowCount']!r} in --manifest and --row-count "
+              f"{row_count}; give one.")
+    try:
+        fields = manifest_overlay(fields, row_count)
+    except CeadError as exc:
+        _fail_with(exc)
     w = _wallet(home)
     try:
-        response = do_fetch(w, url, dataset=dataset, purpose=purpose, verify=ca_bundle or True, discover=discover)
+        response = do_fetch(w, url, dataset=dataset, purpose=purpose, verify=ca_bundle or True, discover=discover,
+                            manifest_fields=fields)
+    except TransferDenied as exc:
+        message = exc.message
+        if "rowCount" not in (fields or {}) and any(r.code == "transfer.row_count_missing" for r in exc.reasons):
+            message += " (The approval limits rows per transfer: give --row-count N, the most rows asked for.)"
+        _fail(exc.code, message, EXIT_REFUSED, **exc.detail)
     except CeadError as exc:
         _fail_with(exc)
     if output is None:

@@ -28,7 +28,7 @@ from schemas.vocab import expand
 from verifier.binding import normalise_url, request_binding
 from verifier.results import CeadError, Problem
 
-from .present import build_presentation, present_for_request
+from .present import build_presentation, manifest_overlay, present_for_request
 
 class TransferDenied(CeadError):
     """The gateway refused the transfer; ``reasons`` are the verifier's problems."""
@@ -69,12 +69,19 @@ def check_response(status: int, body: bytes, url: str) -> None:
 
 
 class _Presenting:
+    """``manifest``: the whole transfer manifest (instead of the one the wallet makes); ``manifest_fields``: fields
+    laid over the manifest (the given one, or the one the wallet makes), e.g. ``{"protocolRun": [...]}``;
+    ``row_count``: the manifest's ``rowCount`` (the rows sent, or for a pull at most how many are asked for), which
+    an approval with ``maxRowsPerTransfer`` requires."""
+
     def __init__(self, wallet, *, dataset: str | None = None, purpose: str | None = None,
                  definition: dict | None = None, manifest: dict | None = None, format: str = "jwt",
-                 lifetime: int = 60, raise_on_denial: bool = True, discover: bool = False):
+                 lifetime: int = 60, raise_on_denial: bool = True, discover: bool = False,
+                 manifest_fields: dict | None = None, row_count: int | None = None):
         self.wallet = wallet
         self.options: dict[str, Any] = dict(dataset=dataset, purpose=purpose, definition=definition,
-                                            format=format, lifetime=lifetime)
+                                            format=format, lifetime=lifetime,
+                                            manifest_fields=manifest_overlay(manifest_fields, row_count))
         self.manifest = manifest
         self.raise_on_denial = raise_on_denial
         self.discover = discover and definition is None
@@ -286,12 +293,15 @@ def _send_once(request: httpx.Request, url: str, asynchronous: bool) -> None:
 def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None = None,
           definition: dict | None = None, method: str = "GET", data: bytes | None = None,
           session: requests.Session | None = None, timeout: float = 30.0, verify: str | bool = True,
-          discover: bool = False) -> requests.Response:
+          discover: bool = False, manifest: dict | None = None, manifest_fields: dict | None = None,
+          row_count: int | None = None) -> requests.Response:
     """One request with a presentation attached; raises :class:`TransferDenied` on denial and ``CeadError``
     (``transfer.failed``) on any other HTTP error or network failure. ``discover=True``: what to present comes
-    from the gateway's published presentation definition (see the module docstring)."""
+    from the gateway's published presentation definition (see the module docstring). ``manifest``,
+    ``manifest_fields`` and ``row_count`` as for :class:`CeadAuth`."""
     session = session or requests.Session()
-    auth = CeadAuth(wallet, dataset=dataset, purpose=purpose, definition=definition, discover=discover)
+    auth = CeadAuth(wallet, dataset=dataset, purpose=purpose, definition=definition, discover=discover,
+                    manifest=manifest, manifest_fields=manifest_fields, row_count=row_count)
     try:
         response = session.request(method, url, data=data, auth=auth, timeout=timeout, verify=verify)
     except requests.RequestException as exc:

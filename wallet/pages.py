@@ -36,9 +36,11 @@ from .store import Wallet, WalletCredential
 BLUEPRINT = "cead_wallet"
 LINK_SALT = "cead-wallet-verify"
 MEDIA_TYPES = {"jwt": "application/vc+jwt", "ldp": "application/vc"}
-# what the approver states beyond what the request names (see schemas.models.DataSharingApproval)
+# what the approver states beyond what the request names (see schemas.models.DataSharingApproval): among them every
+# field a delegation's scope can require of an approval (its ceilings and requirements: DataSharingApproval.scope())
 APPROVER_FIELDS = ("lawfulBases (your own entry)", "dataCategories", "dataSubjects", "dpia", "sensitivity",
-                   "recipientRequirements", "retention", "onwardSharing", "privacyProtocol", "notBefore", "notAfter")
+                   "recipientRequirements", "maxRowsPerTransfer", "retention", "onwardSharing", "privacyProtocol",
+                   "coSigners", "notBefore", "notAfter")
 STATUS_BADGES = {"active": "ok", "none": "", "suspended": "suspended", "revoked": "revoked", "unknown": "warn"}
 
 

@@ -11,12 +11,13 @@ from typing import Any, Iterable
 
 from schemas.models import DataSharingApproval, DelegatedAuthority, OrganisationCertification
 from schemas.values import xsd_datetime
-from schemas.vocab import expand, registry
+from schemas.vocab import compact, expand, registry
 from verifier.binding import (MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation, origin,
                               request_binding)
 from verifier.results import CeadError
 
 from . import pex
+from .store import STATUS_REVOKED, STATUS_SUSPENDED, _aware
 
 VC_V2 = "https://www.w3.org/ns/credentials/v2"
 MAX_LIFETIME = 300
@@ -73,10 +74,37 @@ def build_presentation(holder_did: str, key, kid: str, credentials: Iterable[dic
 
 
 # ---- choosing credentials -------------------------------------------------------------------------------------
+def _unusable(record, now: datetime | None = None) -> str | None:
+    """Why a held credential cannot be presented now (``revoked``, ``expired``, ``not yet valid``, ``suspended``:
+    the first that applies, as last seen by the wallet), or None when it can."""
+    now = now or datetime.now(timezone.utc)
+    if record.status_now == STATUS_REVOKED:
+        return "revoked"
+    if record.valid_until is not None and _aware(record.valid_until) <= now:
+        return "expired"
+    if record.valid_from is not None and _aware(record.valid_from) > now:
+        return "not yet valid"
+    if record.status_now == STATUS_SUSPENDED:
+        return "suspended"
+    return None
+
+
+def _revived(wallet, records) -> bool:
+    """Re-read, live, the status of those of ``records`` the wallet last saw suspended and that are otherwise
+    usable (a suspension may have been lifted since: ``cead reinstate``); True when any is active again."""
+    return bool(wallet.recheck_suspended([r for r in records if _unusable(r) == "suspended"]))
+
+
 def _held(wallet, ref: dict):
-    """The usable held credential a ``{"id", "digest"}`` reference pins (by digest), or None."""
+    """The usable held credential a ``{"id", "digest"}`` reference pins (by digest), or None. One last seen
+    suspended is re-checked first, and used if it has been reinstated."""
     digest = ref.get("digest") if isinstance(ref, dict) else None
-    return next((r for r in wallet.search(usable=True) if digest and r.digest == digest), None)
+    if not digest:
+        return None
+    held = next((r for r in wallet.search(usable=True) if r.digest == digest), None)
+    if held is None and _revived(wallet, [r for r in wallet.search() if r.digest == digest]):
+        held = next((r for r in wallet.search(usable=True) if r.digest == digest), None)
+    return held
 
 
 def _covers(wallet, subject: DataSharingApproval, dataset_iri: str, purpose_iri: str | None) -> bool:
@@ -109,16 +137,59 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
     delegations in its ``delegationChain`` (pinned by digest, with their ``parentDelegation``s); for a derived
     dataset, the ``upstream`` approvals (pinned by digest, each with its own chain and upstream); and, for each
     scheme in ``recipientRequirements``, a valid OrganisationCertificationCredential of this wallet's holder.
-    Raises ``wallet.no_approval`` / ``wallet.delegation_missing`` / ``wallet.upstream_missing`` /
-    ``wallet.certification_missing``.
+    Raises ``wallet.no_approval`` (saying which approvals held for the dataset are revoked, suspended or expired:
+    :func:`no_approval`) / ``wallet.delegation_missing`` / ``wallet.upstream_missing`` /
+    ``wallet.certification_missing``. What is missing but held, last seen suspended, is re-checked live first and
+    used if it has been reinstated.
     """
     approval = next(_approvals_for(wallet, dataset, purpose), None)
+    if approval is None and _revive_approvals(wallet, dataset, purpose):
+        approval = next(_approvals_for(wallet, dataset, purpose), None)
     if approval is None:
-        what = f"dataset {dataset}" + (f" for purpose {purpose}" if purpose else "")
-        raise CeadError("wallet.no_approval", f"The wallet holds no valid {APPROVAL} for {wallet.holder} covering "
-                        f"{what}.", dataset=dataset, purpose=purpose)
+        raise no_approval(wallet, dataset, purpose)
     record, subject = approval
     return _with_requirements(wallet, subject, [record])
+
+
+def _unusable_approvals(wallet, dataset: str, purpose: str | None) -> list[tuple[Any, str]]:
+    """``(record, why)`` for every held approval that would cover the dataset (and purpose) but cannot be used
+    (revoked, expired, not yet valid or suspended, as last seen), newest first."""
+    now = datetime.now(timezone.utc)
+    held = [r for r in wallet.search(type=APPROVAL) if _unusable(r, now) is not None]
+    return [(record, _unusable(record, now)) for record, _ in _approvals_for(wallet, dataset, purpose, held)]
+
+
+def _revive_approvals(wallet, dataset: str, purpose: str | None) -> bool:
+    """No usable approval covers the transfer: re-check, live, those last seen suspended (they may have been
+    reinstated since the wallet last read their status list); True when one is active again."""
+    return _revived(wallet, [record for record, why in _unusable_approvals(wallet, dataset, purpose)
+                             if why == "suspended"])
+
+
+def no_approval(wallet, dataset: str, purpose: str | None = None) -> CeadError:
+    """``wallet.no_approval`` for a transfer of ``dataset`` (for ``purpose``), saying why: the approvals held that
+    would cover it but are revoked, suspended, expired or not yet valid (``detail.held``), or the purposes the
+    approvals held for the dataset do cover."""
+    what = f"dataset {dataset}" + (f" for purpose {purpose}" if purpose else "")
+    message = f"The wallet holds no valid {APPROVAL} for {wallet.holder} covering {what}."
+    held = [{"id": r.id, "credentialId": r.credential_id, "issuer": r.issuer, "state": why,
+             **({"validUntil": _aware(r.valid_until).isoformat().replace("+00:00", "Z")}
+                if why == "expired" else {})}
+            for r, why in _unusable_approvals(wallet, dataset, purpose)]
+    if held:
+        listed = "; ".join(f"{h['id']} from {h['issuer']} is {h['state']}"
+                           + (f" (since {h['validUntil']})" if "validUntil" in h else "") for h in held[:5])
+        more = f"; and {len(held) - 5} more" if len(held) > 5 else ""
+        message += (f" It holds {len(held)} that would cover it but cannot be used: {listed}{more}. Ask the approving "
+                    "organisation for a new (or reinstated) approval.")
+    other: list[str] = []
+    if purpose:
+        for _, subject in _approvals_for(wallet, dataset, None):
+            other += [compact(p) for p in subject.purposes if compact(p) not in other]
+        if other:
+            message += f" The approvals it holds for the dataset cover other purposes: {', '.join(other[:10])}."
+    return CeadError("wallet.no_approval", message, dataset=dataset, purpose=purpose,
+                     **({"held": held} if held else {}), **({"otherPurposes": other} if other else {}))
 
 
 def transfer_candidates(wallet, dataset: str, purpose: str | None = None) -> list:
@@ -128,8 +199,12 @@ def transfer_candidates(wallet, dataset: str, purpose: str | None = None) -> lis
     and the holder's own certifications. Nothing held for another dataset, or about someone else, is among them, so a
     definition asking for it is unsatisfied, whoever wrote it."""
     held = wallet.search(usable=True)
+    approvals = list(_approvals_for(wallet, dataset, purpose, held))
+    if not approvals and _revive_approvals(wallet, dataset, purpose):
+        held = wallet.search(usable=True)
+        approvals = list(_approvals_for(wallet, dataset, purpose, held))
     allowed: set[str] = set()
-    for record, subject in _approvals_for(wallet, dataset, purpose, held):
+    for record, subject in approvals:
         chosen = [record]
         _add_pinned(wallet, subject, chosen, strict=False)
         allowed.update(r.digest for r in chosen)
@@ -148,17 +223,27 @@ def _with_requirements(wallet, subject: DataSharingApproval, chosen: list) -> li
     (``_add_pinned``) and a current certification of this holder for each scheme in its recipientRequirements."""
     vocab = wallet.vocabulary or registry()
     _add_pinned(wallet, subject, chosen)
-    certifications = []
-    for r in wallet.search(type=CERTIFICATION, usable=True):
-        try:
-            cert = OrganisationCertification.from_credential(r.document)
-        except CeadError:
-            continue
-        if cert.id == wallet.holder:
-            certifications.append((r, cert))
+
+    def own_certifications(usable: bool = True) -> list:
+        out = []
+        for r in wallet.search(type=CERTIFICATION, usable=usable):
+            try:
+                cert = OrganisationCertification.from_credential(r.document)
+            except CeadError:
+                continue
+            if cert.id == wallet.holder:
+                out.append((r, cert))
+        return out
+
+    certifications = own_certifications()
     for scheme in subject.required_certifications:
         held = next((r for r, cert in certifications
                      if cert.status == "Certified" and vocab.within(cert.scheme, scheme)), None)
+        if held is None and _revived(wallet, [r for r, cert in own_certifications(usable=False)
+                                              if cert.status == "Certified" and vocab.within(cert.scheme, scheme)]):
+            certifications = own_certifications()
+            held = next((r for r, cert in certifications
+                         if cert.status == "Certified" and vocab.within(cert.scheme, scheme)), None)
         if held is None:
             raise CeadError("wallet.certification_missing", f"The approval requires a certification under {scheme}, "
                             "which the wallet does not hold (or which is no longer valid).", scheme=scheme)
@@ -245,9 +330,32 @@ def complete_selection(wallet, credentials: list, *, dataset: str | None = None,
     return list(credentials), None
 
 
+def manifest_overlay(manifest_fields: dict | None = None, row_count: int | None = None) -> dict | None:
+    """The fields a caller lays over the manifest the wallet makes: ``manifest_fields`` (a JSON object, e.g.
+    ``{"rowCount": 5000, "protocolRun": [...]}``) with ``row_count`` as its ``rowCount``; None when neither is
+    given. Raises ``manifest.invalid`` for an object that is not one, or a row count that is not a non-negative
+    integer (the gateway would refuse it)."""
+    if manifest_fields is None and row_count is None:
+        return None
+    if manifest_fields is not None and not isinstance(manifest_fields, dict):
+        raise CeadError("manifest.invalid", "The manifest fields must be a JSON object (e.g. {\"rowCount\": 5000}).")
+    fields = dict(manifest_fields or {})
+    if row_count is not None:
+        if "rowCount" in fields and fields["rowCount"] != row_count:
+            raise CeadError("manifest.invalid", f"Two row counts: rowCount {fields['rowCount']!r} in the manifest "
+                            f"fields and {row_count!r}; give one.", rowCount=fields["rowCount"])
+        fields["rowCount"] = row_count
+    rows = fields.get("rowCount")
+    if "rowCount" in fields and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
+        raise CeadError("manifest.invalid", f"rowCount must be a non-negative integer (the rows sent, or for a pull "
+                        f"at most how many are asked for), not {rows!r}.", rowCount=rows)
+    return fields
+
+
 def present_for_request(wallet, method: str, url: str, body: bytes | str | None, manifest: dict | None = None, *,
                         dataset: str | None = None, purpose: str | None = None, definition: dict | None = None,
-                        format: str = "jwt", lifetime: int = 60) -> dict[str, str]:
+                        format: str = "jwt", lifetime: int = 60,
+                        manifest_fields: dict | None = None) -> dict[str, str]:
     """Headers carrying a fresh presentation bound to this request (wire contract): ``Cead-Presentation`` and,
     when there is a manifest, ``Cead-Transfer-Manifest``.
 
@@ -258,6 +366,10 @@ def present_for_request(wallet, method: str, url: str, body: bytes | str | None,
     same way; with a manifest, exactly what the definition selects is presented. Either way, with a dataset the
     definition only chooses among :func:`transfer_candidates` for it (a definition published by a gateway cannot make
     the wallet show what it holds for another dataset).
+
+    ``manifest_fields`` (see :func:`manifest_overlay`) are laid over the manifest, the one given or the one the
+    wallet makes: ``{"rowCount": N}`` states a row count (which an approval with ``maxRowsPerTransfer`` requires)
+    and keeps everything else the wallet would have sent.
     """
     if wallet.key is None or wallet.kid is None:
         raise CeadError("wallet.no_key", "The wallet has no signing key to present with (open it from the node).")
@@ -277,6 +389,8 @@ def present_for_request(wallet, method: str, url: str, body: bytes | str | None,
             approval = DataSharingApproval.from_credential(records[0].document)
             manifest = {"dataset": dataset, **({"purpose": purpose} if purpose else {}), "recipient": wallet.holder,
                         "columns": list(approval.data_items)}
+    if manifest_fields:
+        manifest = {**(manifest or {}), **manifest_fields}
     vp = build_presentation(wallet.holder, wallet.key, wallet.kid, credentials, format=format,
                             audience=origin(url), nonce=request_binding(method, url, body, manifest),
                             lifetime=lifetime)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -30,17 +31,37 @@ SUMMARY_LINE = 300        # characters of one line
 SUMMARY_LINES = 40        # lines (then "... and N more fields")
 
 
-def _check_url(value: str, what: str) -> None:
-    parts = urlsplit(value) if isinstance(value, str) else None
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(value: str, what: str, *, https: bool = False) -> None:
+    """An absolute http(s) URL; with ``https``, an https URL (plain http only for a loopback host: a test on one
+    machine), since a wallet fetches it, or trusts what it names, only over TLS."""
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        host = parts.hostname if parts else None
+    except ValueError:
+        parts = host = None
     if not parts or parts.scheme not in ("https", "http") or not parts.netloc:
-        raise CeadError("qr.url_invalid", f"{what} must be an http(s) URL, not {value!r}.")
+        raise CeadError("qr.url_invalid", f"{what} must be an http{'s' if https else '(s)'} URL, not {value!r}.")
+    if https and parts.scheme == "http" and not _loopback(host):
+        raise CeadError("qr.url_invalid", f"{what} must be an https URL, not {value!r} (plain http only for "
+                        "localhost, when testing).")
 
 
 def presentation_request_uri(client_id: str, request_uri: str, *, scheme: str = "openid4vp") -> str:
     """An OpenID4VP authorization request by reference."""
     if not isinstance(client_id, str) or not client_id:
         raise CeadError("qr.client_id_missing", "A presentation request needs a client_id.")
-    _check_url(request_uri, "request_uri")
+    _check_url(request_uri, "request_uri", https=True)
     return f"{scheme}://?" + urlencode({"client_id": client_id, "request_uri": request_uri})
 
 
@@ -48,9 +69,9 @@ def credential_offer_uri(credential_issuer: str, configuration_ids: list[str], *
                          pre_authorized_code: str | None = None, offer_uri: str | None = None) -> str:
     """An OpenID4VCI credential offer, by value (or by reference when ``offer_uri`` is given)."""
     if offer_uri is not None:
-        _check_url(offer_uri, "credential_offer_uri")
+        _check_url(offer_uri, "credential_offer_uri", https=True)
         return "openid-credential-offer://?" + urlencode({"credential_offer_uri": offer_uri})
-    _check_url(credential_issuer, "credential_issuer")
+    _check_url(credential_issuer, "credential_issuer", https=True)
     if not configuration_ids or not all(isinstance(c, str) and c for c in configuration_ids):
         raise CeadError("qr.offer_invalid", "A credential offer names at least one credential configuration id.")
     offer: dict[str, Any] = {"credential_issuer": credential_issuer,

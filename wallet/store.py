@@ -505,14 +505,17 @@ class Wallet:
         return True
 
     # ---- warnings ---------------------------------------------------------------------------------------
-    def check_status(self, now: datetime | None = None) -> list[Problem]:
-        """Re-read the status of every credential that has one; returns warnings for changes since receipt."""
+    def check_status(self, now: datetime | None = None, *, ids: Iterable[str] | None = None) -> list[Problem]:
+        """Re-read the status of every credential that has one (or only of the local ``ids`` given); returns
+        warnings for changes since receipt."""
         lists = getattr(self.verifier, "status", None)
         if lists is not None and hasattr(lists, "clear"):
             lists.clear()  # fetch the lists afresh, not from the verifier's cache
+        query = select(WalletCredential).where(WalletCredential.status_at_receipt != STATUS_NONE)
+        if ids is not None:
+            query = query.where(WalletCredential.id.in_(list(ids)))
         with Session(self.engine, expire_on_commit=False) as session:
-            rows = list(session.exec(select(WalletCredential).where(
-                WalletCredential.status_at_receipt != STATUS_NONE)).all())
+            rows = list(session.exec(query).all())
         # The status lists are fetched with no database transaction open: on SQLite a transaction holds the
         # node's write lock, which would stop the issuer (and the inbox) for as long as the fetches take.
         checked = {row.id: (_status_after_check(self.verifier.verify_credential(row.credential, now=now),
@@ -527,6 +530,18 @@ class Wallet:
                 session.add(row)
             session.commit()
         return [w for w in self.warnings(now=now) if w.code == "wallet.status_changed"]
+
+    def recheck_suspended(self, records: Iterable[WalletCredential], now: datetime | None = None) -> list[str]:
+        """Re-read, now, the status of those of ``records`` last seen suspended (a suspension can be lifted, a
+        revocation cannot); returns the local ids of those active again. A status that cannot be read keeps the
+        suspension (as :meth:`check_status`)."""
+        suspended = [r.id for r in records if r.status_now == STATUS_SUSPENDED]
+        if not suspended:
+            return []
+        self.check_status(now=now, ids=suspended)
+        with Session(self.engine) as session:
+            return [ident for ident in suspended
+                    if (row := session.get(WalletCredential, ident)) is not None and row.status_now == STATUS_ACTIVE]
 
     def warnings(self, days: int | None = None, now: datetime | None = None) -> list[Problem]:
         """Credentials expired or expiring within ``days`` (default: the wallet's setting), and credentials whose
