@@ -15,6 +15,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from verifier.results import CeadError
+from verifier.serving import read_bounded
 
 from . import pages, service, statuslist, tokens
 
@@ -76,16 +77,10 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         the limit without saying so, and the cut JSON would be reported as malformed."""
         environ = request.environ
         if request.content_length is None and environ.get("wsgi.input_terminated"):
-            stream, chunks, size = environ["wsgi.input"], [], 0
-            while size <= max_body:
-                chunk = stream.read(min(64 * 1024, max_body + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            if size > max_body:
+            body = read_bounded(environ["wsgi.input"], max_body)
+            if body is None:
                 raise RequestEntityTooLarge()
-            return b"".join(chunks)
+            return body
         return request.get_data(cache=False)   # Content-Length over the limit: 413 from Werkzeug
 
     def body_json() -> dict:

@@ -23,6 +23,7 @@ from werkzeug.wsgi import get_current_url
 from .decision import Decider, Decision, decide_from_headers, decision_headers
 from .definition import publish
 from .results import CeadError, Problem
+from .serving import read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,9 @@ class CeadMiddleware:
         if environ.get("wsgi.input_terminated") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             # a chunked body has no Content-Length: read it to its end (bounded), so that it is bound and checked
             # like any other body instead of passing as "no body" while the app still reads it
-            stream, parts, size = environ["wsgi.input"], [], 0
-            while chunk := stream.read(min(64 * 1024, self.max_body + 1 - size)):
-                parts.append(chunk)
-                size += len(chunk)
-                if size > self.max_body:
-                    raise OverflowError
-            body = b"".join(parts)
+            body = read_bounded(environ["wsgi.input"], self.max_body)
+            if body is None:
+                raise OverflowError
             environ["wsgi.input"] = io.BytesIO(body)
             return body or None
         try:

@@ -8,6 +8,20 @@ from typing import Callable
 from .results import CeadError
 
 
+def read_bounded(stream, limit: int) -> bytes | None:
+    """Read ``stream`` to its end, but never more than ``limit`` + 1 bytes: the bytes, or None when it holds more
+    than ``limit``. For request bodies without a Content-Length (chunked), which Werkzeug would otherwise cut at a
+    limit without saying so (an oversize body then looks merely malformed). Every body reader here uses it."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(64 * 1024, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > limit else b"".join(chunks)
+
+
 def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None,
                announce: Callable[[str], None] | None = None) -> None:
     """Serve ``app`` until interrupted (Ctrl-C / SIGTERM via KeyboardInterrupt), then close the socket.

@@ -23,6 +23,7 @@ from schemas.values import as_list
 from verifier.binding import origin, request_binding
 from verifier.credential import unwrap_enveloped
 from verifier.results import CeadError, Problem
+from verifier.serving import read_bounded
 
 from .store import describe, pinned_references
 
@@ -134,14 +135,7 @@ def read_body(max_bytes: int) -> bytes | None:
     if (request.content_length or 0) > max_bytes:
         return None
     request.max_content_length = max_bytes + 1          # this endpoint's limit, not the app's; read one byte past it
-    stream, chunks, size = request.stream, [], 0
-    while size <= max_bytes:
-        chunk = stream.read(min(64 * 1024, max_bytes + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return None if size > max_bytes else b"".join(chunks)
+    return read_bounded(request.stream, max_bytes)
 
 
 def blueprint(wallet, *, public_url: str | None = None, max_bytes: int = MAX_BYTES) -> Blueprint:
