@@ -192,8 +192,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     def request_reopen(request_id: str):
         may_approve()
         row = sharing.reopen(current_app.config["CEAD_NODE"], wallet, request_id, by=current_token().name)
-        flash(f"Reopened: the request is pending again (status {row.status}); an approval issued when it was "
-              "interrupted has been revoked.")
+        flash(f"Reopened: the request is {row.status} again; an approval signed before it was "
+              "interrupted, if any, has been revoked.")
         return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
 
     @bp.post("/wallet/requests/<request_id>/refuse")
