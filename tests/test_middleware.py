@@ -154,6 +154,41 @@ def test_a_pushed_table_is_checked_in_the_request_and_the_apps_answer_is_not_rea
     assert "protocol.cell_below_threshold" in {r["code"] for r in refused.json()["reasons"]}
 
 
+def test_a_decoy_body_on_a_pull_does_not_spare_the_response_its_check(env):
+    """A pull's table is in the response: a compliant table sent along with a GET must not be taken for it (the
+    small-cell table would then leave unchecked). Only a push (POST/PUT/PATCH, or what push_for says) is checked in
+    the request."""
+    w, *_, table, _ = env
+    approval = w.make_approval(w.controller, privacyProtocol={"kind": "threshold", "minCellCount": 10})
+    table["body"] = TABLE_SMALL_CELL
+    try:
+        plain = send(env, [approval, w.cert], manifest=w.manifest(rowCount=2))
+        decoy = send(env, [approval, w.cert], method="GET", body=TABLE_OK.encode(), manifest=w.manifest(rowCount=2))
+    finally:
+        table["body"] = TABLE_OK
+    for response in (plain, decoy):
+        assert response.status_code == 403 and "16-24,Fife,housed,3" not in response.text
+        assert "protocol.cell_below_threshold" in {r["code"] for r in response.json()["reasons"]}
+
+
+def test_an_endpoint_that_answers_a_post_with_a_table_says_so_with_push_for():
+    from werkzeug.test import Client
+    with world() as w:
+        decisions: list = []
+        app = data_api(decisions, {"body": TABLE_SMALL_CELL})
+        app.add_url_rule("/query", "query", lambda: (TABLE_SMALL_CELL, 200, {"Content-Type": "text/csv"}),
+                         methods=["POST"])
+        app.wsgi_app = CeadMiddleware(app.wsgi_app, w.decider(), dataset_for=lambda environ: DATASET,
+                                      push_for=lambda environ: environ["PATH_INFO"] != "/query")
+        approval = w.make_approval(w.controller, privacyProtocol={"kind": "threshold", "minCellCount": 10})
+        url, manifest = "http://localhost/query", w.manifest(rowCount=2)
+        transfer = TransferRequest("POST", url, body=TABLE_OK.encode(), manifest=manifest)
+        headers = {MANIFEST_HEADER: encode_manifest(manifest),
+                   PRESENTATION_HEADER: encode_presentation(w.present(transfer, [approval, w.cert]))}
+        response = Client(app).post(url, data=TABLE_OK.encode(), headers=headers)
+        assert response.status_code == 403 and b"housed,3" not in response.data
+
+
 def test_malformed_headers_are_denied_cleanly(env):
     w, base_url, ca_bundle, *_ = env
     url = base_url + "/datasets/homelessness"

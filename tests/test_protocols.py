@@ -174,7 +174,20 @@ def test_an_approval_cannot_check_fewer_count_columns_than_its_delegation():
     assert dims(at_least_as_strict({**THRESHOLD, "countColumns": ["households"]}, reference)) == {
         "privacyProtocol.threshold.countColumns"}
     assert at_least_as_strict({**THRESHOLD, "countColumns": ["people", "households", "x"]}, reference) == []
-    assert at_least_as_strict(THRESHOLD, reference) == []          # none named: every whole-number column
+    assert dims(at_least_as_strict(THRESHOLD, reference)) == {"privacyProtocol.threshold.countColumns"}
+    # the reference names none (every column holding a whole number is checked): naming some would exempt others
+    assert dims(at_least_as_strict({**THRESHOLD, "countColumns": ["year"]}, THRESHOLD)) == {
+        "privacyProtocol.threshold.countColumns"}
+    assert at_least_as_strict(THRESHOLD, THRESHOLD) == []
+
+
+def test_a_column_is_never_dropped_from_the_check_for_one_odd_cell():
+    """Without named count columns, a column holding a whole number is a count column; a cell in it that is
+    neither a count nor a suppression marker makes the payload unparseable rather than exempting the column."""
+    for odd in ("<5", '"1,204"', "-"):
+        table = f"year,ageBand,applications\n2024,16-24,3\n2024,25-34,{odd}\n".encode()
+        assert set(codes(check_transfer(THRESHOLD, {}, table))) == {"protocol.cell_below_threshold",
+                                                                    "protocol.payload_unparseable"}, odd
 
 
 @pytest.mark.parametrize("payload", [

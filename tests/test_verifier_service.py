@@ -179,6 +179,21 @@ def test_envoy_ext_authz(env):
     assert again.status_code == 403 and "presentation.replayed" in again.headers["Cead-Decision-Reasons"]
 
 
+def test_envoy_never_takes_a_pulls_decoy_body_for_the_table(env):
+    """Behind Envoy the response cannot be checked: a GET under a threshold approval is denied for want of the
+    table (protocol.payload_missing), even when the client sends a compliant table along as a decoy."""
+    w, base_url, ca_bundle = env
+    host = API.split("://")[1]
+    approval = w.make_approval(w.controller, privacyProtocol={"kind": "threshold", "minCellCount": 10})
+    body = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,12\n"
+    request = w.request("GET", body=body, rowCount=1)
+    headers = {"Host": host, "X-Forwarded-Proto": "https", PRESENTATION_HEADER: w.present(request, [approval, w.cert]),
+               MANIFEST_HEADER: encode_manifest(request.manifest)}
+    answer = requests.get(base_url + "/envoy/datasets/homelessness", data=body, headers=headers, verify=ca_bundle,
+                          timeout=10)
+    assert answer.status_code == 403 and "protocol.payload_missing" in answer.headers["Cead-Decision-Reasons"]
+
+
 # ---- metrics and health ------------------------------------------------------------------------------------------
 
 def test_metrics_and_healthz(env):

@@ -198,6 +198,9 @@ class _ReplayGuard:
             return None
 
 
+PUSH_METHODS = frozenset({"POST", "PUT", "PATCH"})   # methods whose body is data sent, unless the gateway says
+
+
 # ---- request and decision --------------------------------------------------------------------------------------
 
 @dataclass
@@ -213,6 +216,13 @@ class TransferRequest:
     headers: dict[str, str] = field(default_factory=dict)
     time: datetime | None = None
     response_checked: bool = False   # the payload travels in the response and will be checked there (middleware)
+    push: bool | None = None         # the table travels in the request body (None: a POST, PUT or PATCH)
+
+    @property
+    def is_push(self) -> bool:
+        """Whether the request body is the table: never because the client chose to send a body, only because
+        the gateway says so (``push``) or the method is one that sends data (POST, PUT, PATCH)."""
+        return self.push if self.push is not None else self.method.upper() in PUSH_METHODS
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, str) or not self.method.isalpha():
@@ -765,10 +775,13 @@ class Decider:
                                          f"{str(recipient)[:120]}, but the presentation was made by {state.holder}.",
                                          {"recipient": str(recipient)[:200], "holder": state.holder}))
         protocol = list(model.privacy_protocol)
-        if request.body is None and request.response_checked:
+        # A push's table is its body. Anything else brings the table back in the response: checked there by the
+        # middleware, or (Envoy, nginx) not checkable, so a threshold then has no payload and denies. A body the
+        # client sends with a pull is never taken for the table (it could be a decoy).
+        payload = bytes(request.body) if request.is_push and request.body else None
+        if not request.is_push and request.response_checked:
             protocol = [p for p in protocol if not isinstance(p, models.Threshold)]  # checked on the response
-        state.reasons += check_transfer(protocol, {**manifest, "recipient": state.holder},
-                                        bytes(request.body) if request.body else None,
+        state.reasons += check_transfer(protocol, {**manifest, "recipient": state.holder}, payload,
                                         approved_columns=model.data_items)
         if not model.upstream:
             return
@@ -808,10 +821,10 @@ class Decider:
         return []
 
     # ---- response payloads (aggregate outputs) -------------------------------------------------------------
-    def response_check_needed(self, decision: Decision, request_body: bytes | None = None) -> bool:
-        """True when the approval's protocol constrains a table of counts that travels in the response: not when
-        the request carried the table (a push, checked when it was decided), whose response is the app's own."""
-        return decision.allowed and not request_body and decision.approval is not None and any(
+    def response_check_needed(self, decision: Decision, push: bool = False) -> bool:
+        """True when the approval's protocol constrains a table of counts that travels in the response: not for a
+        push (its table was the request body, checked when it was decided; the response is the app's own)."""
+        return decision.allowed and not push and decision.approval is not None and any(
             isinstance(p, models.Threshold) for p in decision.approval.privacy_protocol)
 
     def check_response(self, decision: Decision, body: bytes, content_type: str = "") -> list[Problem]:
@@ -875,7 +888,8 @@ class _State:
 # ---- HTTP surfaces (middleware, nginx, Envoy) share this ---------------------------------------------------------
 
 def decide_from_headers(decider: Decider, headers, method: str, url, body: bytes | None,
-                        dataset: str | None = None, response_checked: bool = False) -> tuple[int, Decision]:
+                        dataset: str | None = None, response_checked: bool = False,
+                        push: bool | None = None) -> tuple[int, Decision]:
     """Decide a transfer described by HTTP headers; returns (status 200 allow / 401 no presentation / 403 deny,
     decision). ``response_checked``: the caller will pass the response through ``Decider.check_response``.
 
@@ -885,7 +899,7 @@ def decide_from_headers(decider: Decider, headers, method: str, url, body: bytes
     too."""
     try:
         return _decide_from_headers(decider, headers, method, url() if callable(url) else url, body, dataset,
-                                    response_checked)
+                                    response_checked, push)
     except ValueError as exc:  # e.g. a Host header that makes no URL
         return 403, decider.deny(Problem("request.url_invalid", f"The request URL cannot be read: {exc}."))
     except Exception:  # a bug must never become an allow, nor a 500
@@ -895,7 +909,7 @@ def decide_from_headers(decider: Decider, headers, method: str, url, body: bytes
 
 
 def _decide_from_headers(decider: Decider, headers, method: str, url: str, body: bytes | None,
-                         dataset: str | None, response_checked: bool) -> tuple[int, Decision]:
+                         dataset: str | None, response_checked: bool, push: bool | None) -> tuple[int, Decision]:
     from .binding import MANIFEST_HEADER, PRESENTATION_HEADER, decode_manifest
 
     raw = headers.get(PRESENTATION_HEADER)
@@ -910,7 +924,7 @@ def _decide_from_headers(decider: Decider, headers, method: str, url: str, body:
         manifest_header = headers.get(MANIFEST_HEADER)
         manifest = decode_manifest(manifest_header) if manifest_header else None
         request = TransferRequest(method=method, url=url, body=body, manifest=manifest, dataset=dataset,
-                                  response_checked=response_checked)
+                                  response_checked=response_checked, push=push)
     except CeadError as exc:
         return (401 if exc.code.startswith("presentation.") else 403), decider.deny(exc.problem)
     decision = decider.decide(presentation, request)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wsgi import get_current_url
 
-from .decision import Decider, Decision, decide_from_headers, decision_headers
+from .decision import PUSH_METHODS, Decider, Decision, decide_from_headers, decision_headers
 from .definition import publish
 from .results import CeadError, Problem
 from .serving import read_bounded
@@ -46,18 +46,21 @@ class CeadMiddleware:
 
     ``dataset_for(environ)`` names the dataset IRI the requested endpoint serves (None: take it from the
     transfer manifest); ``public_url(environ)`` gives the URL the client used when the app sits behind a proxy
-    (default: the URL rebuilt from the WSGI environ).
+    (default: the URL rebuilt from the WSGI environ); ``push_for(environ)`` says whether the endpoint receives the
+    table in the request body (default: POST, PUT and PATCH do) — an endpoint that answers a POST query with a
+    table must say False here, or its response would not be checked.
     """
 
     def __init__(self, app, decider: Decider, *, dataset_for: Callable[[dict], str | None] | None = None,
                  check_response_payload: bool = True, public_url: Callable[[dict], str] | None = None,
-                 max_body: int = MAX_BODY):
+                 max_body: int = MAX_BODY, push_for: Callable[[dict], bool] | None = None):
         self.app = app
         self.decider = decider
         self.dataset_for = dataset_for
         self.check_response_payload = check_response_payload
         self.public_url = public_url or (lambda environ: get_current_url(environ))
         self.max_body = max_body
+        self.push_for = push_for or (lambda environ: environ["REQUEST_METHOD"].upper() in PUSH_METHODS)
 
     def _read_body(self, environ) -> bytes | None:
         if environ.get("wsgi.input_terminated") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
@@ -88,16 +91,17 @@ class CeadMiddleware:
                                                  f"The request body is larger than {self.max_body} bytes."))
             return _json_response(start_response, 413, decision)
         dataset = self.dataset_for(environ) if self.dataset_for else None
+        push = bool(self.push_for(environ))
         status, decision = decide_from_headers(self.decider, EnvironHeaders(environ), environ["REQUEST_METHOD"],
                                           lambda: self.public_url(environ), body, dataset,
-                                          response_checked=self.check_response_payload)
+                                          response_checked=self.check_response_payload, push=push)
         environ[ENVIRON_KEY] = decision
         if status == 401:
             return _json_response(start_response, status, decision, {"WWW-Authenticate": 'VP realm="cead"'},
                                   self._published(environ, dataset))
         if status != 200:
             return _json_response(start_response, status, decision)
-        if not (self.check_response_payload and self.decider.response_check_needed(decision, body)):
+        if not (self.check_response_payload and self.decider.response_check_needed(decision, push)):
             return self.app(environ, start_response)
         return self._checked(environ, start_response, decision)
 

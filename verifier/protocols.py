@@ -127,12 +127,18 @@ def _compare(c: Any, r: Any) -> list[Violation]:
     """Same-kind comparison: is c at least as strict as r?"""
     d = "privacyProtocol." + r.kind
     if isinstance(r, Threshold):
-        # naming no count columns checks every column of whole numbers, so it is at least as strict as any list
-        unchecked = ([] if r.count_columns is None or c.count_columns is None
-                     else sorted(set(r.count_columns) - set(c.count_columns)))
+        # naming count columns exempts every other column, so the reference's choice may only be kept or widened:
+        # none named (every column holding a whole number is a count) stays none; a named list may only grow
+        if r.count_columns is None:
+            narrowed = ["countColumns"] if c.count_columns is not None else []
+            why = f"naming count columns {c.count_columns} would exempt columns the reference protocol checks"
+        else:
+            narrowed = sorted(set(r.count_columns) - set(c.count_columns or []))
+            why = (f"count columns {narrowed} required by the reference protocol would not be named" if
+                   c.count_columns is not None else f"the reference protocol names count columns {r.count_columns}")
+            narrowed = narrowed if c.count_columns is not None else list(r.count_columns)
         return (_not_less(d + ".minCellCount", c.min_cell_count, r.min_cell_count, "minimum cell count")
-                + ([Violation(d + ".countColumns", f"count columns {unchecked} required by the reference protocol "
-                              "would not be checked", unchecked)] if unchecked else [])
+                + ([Violation(d + ".countColumns", why, narrowed)] if narrowed else [])
                 + _flag(d + ".secondarySuppression", c.secondary_suppression, r.secondary_suppression,
                         "secondary suppression")
                 + _flag(d + ".zerosAllowed", not c.zeros_allowed, not r.zeros_allowed, "suppressing zero counts"))
@@ -308,17 +314,11 @@ def _read_table(payload: bytes) -> tuple[list[str], list[list[str]]]:
     return header, rows[1:]
 
 
-def _whole_numbers(cells) -> bool:
-    """A column of counts as published: non-negative integers, possibly some suppressed, at least one number."""
-    seen = False
-    for cell in cells:
-        cell = cell.strip()
-        if cell in SUPPRESSED:
-            continue
-        if not (cell.isascii() and cell.isdigit()):
-            return False
-        seen = True
-    return seen
+def _holds_counts(cells) -> bool:
+    """Whether a column is read as counts when the approval names none: any cell holds a whole number. (Its other
+    cells must then be counts or suppression markers too, else the payload is unparseable: a column is never
+    dropped from the check because one cell reads "<5" or "1,204".)"""
+    return any(cell.strip().isascii() and cell.strip().isdigit() for cell in cells)
 
 
 def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
@@ -340,7 +340,7 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
             out.append(_problem("protocol.column_not_approved", f"The payload has columns {extra} not listed in "
                                 f"{source}.", columns=extra))
     # Which cells are counts is not the manifest writer's to decide (on a pull that is the recipient): the
-    # approval's countColumns, else every column of whole numbers, and always a "count" column; the manifest may
+    # approval's countColumns, else every column holding a whole number, and always a "count" column; the manifest may
     # only add to them.
     declared_counts = manifest.get("countColumns", [])
     if not isinstance(declared_counts, list) or not all(isinstance(c, str) for c in declared_counts):
@@ -349,7 +349,7 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
     approved_counts = [c for t in thresholds for c in (t.count_columns or [])]
     inferred: list[str] = []
     if any(t.count_columns is None for t in thresholds):
-        inferred = [h for i, h in enumerate(header) if _whole_numbers(row[i] for row in rows)]
+        inferred = [h for i, h in enumerate(header) if _holds_counts(row[i] for row in rows)]
     named = list(dict.fromkeys([*approved_counts, *declared_counts]))
     missing = [c for c in named if c not in header]
     if missing:
@@ -358,7 +358,7 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
     count_columns = list(dict.fromkeys([*named, *inferred, *(["count"] if "count" in header else [])]))
     if not count_columns:
         return out + [_problem("protocol.payload_unparseable", "The payload has no count column (none named by the "
-                               "approval or the manifest, no 'count' column, no column of whole numbers), so the "
+                               "approval or the manifest, no 'count' column, no column holding a whole number), so the "
                                "threshold cannot be checked.")]
     inferred_only = set(inferred) - set(named) - {"count"}
     row_count = manifest.get("rowCount")
@@ -384,8 +384,8 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
                 continue
             value = int(cell) if len(cell) <= 18 else minimum   # more digits than any minimum: not small
             if value < minimum and not (value == 0 and zeros):
-                why = (" (read as a count because all its values are whole numbers; an approval whose threshold "
-                       "names its countColumns says which columns are counts)") if col in inferred_only else ""
+                why = (" (read as a count because it holds whole numbers; an approval whose threshold names its "
+                       "countColumns says which columns are counts)") if col in inferred_only else ""
                 out.append(_problem("protocol.cell_below_threshold", f"Row {n}, column '{col}' has a count below "
                                     f"the minimum cell count of {minimum}{why}.", row=n, column=col,
                                     threshold=minimum))

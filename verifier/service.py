@@ -27,7 +27,7 @@ import time
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .decision import Decider, decide_from_headers, decision_headers
+from .decision import PUSH_METHODS, Decider, decide_from_headers, decision_headers
 from .definition import publish
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .results import CeadError, Problem, VerificationResult
@@ -61,9 +61,6 @@ def vc_api_result(result: VerificationResult, extra_checks: tuple[str, ...] = ()
         "problemDetails": [{"type": f"urn:cead:problem:{e['code']}", "title": e["code"], "detail": e["message"]}
                            for e in errors],
     }
-
-
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})   # /authz (nginx) denies them: their body cannot be bound
 
 
 # ---- the app ---------------------------------------------------------------------------------------------------
@@ -142,7 +139,7 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
         # or a request whose forwarded Content-Length / Transfer-Encoding says it has one, is denied here, never
         # decided as if it had no body (nginx would forward the real body unchecked)
         length = request.headers.get("X-Original-Content-Length", "").strip()
-        if method.upper() in BODY_METHODS or length not in ("", "0") or \
+        if method.upper() in PUSH_METHODS or length not in ("", "0") or \
                 request.headers.get("X-Original-Transfer-Encoding", "").strip():
             decision = decider.deny(Problem("request.body_unbound", f"A {method[:10]} request with a body cannot be "
                                             "checked through nginx auth_request (nginx does not pass the body); put "
