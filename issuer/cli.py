@@ -175,7 +175,7 @@ def init(name, domain, did_path, did_method, database_url, public_url, ca_bundle
     network = {"allow_private": True} if allow_private_addresses else {}
     if ca_bundle:
         network["ca_bundle"] = ca_bundle
-    node, created = Node.init(home, name, None if exists else _passphrase(new=True), domain=domain,
+    node, created = Node.init(home, name, None if exists else (lambda: _passphrase(new=True)), domain=domain,
                               path=did_path, did_method=did_method, database_url=database_url,
                               public_url=public_url, network=network, vocabulary=vocabulary)
     if created:

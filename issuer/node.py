@@ -19,7 +19,7 @@ import os
 import ssl
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
 import yaml
@@ -123,13 +123,15 @@ class Node:
 
     # ---- creating and opening ---------------------------------------------------------------------------
     @classmethod
-    def init(cls, home: str | Path, name: str, passphrase: bytes | None, *, domain: str | None = None,
-             path: str | None = None, did_method: str = "web", database_url: str | None = None,
+    def init(cls, home: str | Path, name: str, passphrase: bytes | Callable[[], bytes] | None, *,
+             domain: str | None = None, path: str | None = None, did_method: str = "web",
+             database_url: str | None = None,
              public_url: str | None = None, network: dict[str, Any] | None = None,
              vocabulary: str | Path | None = None) -> tuple["Node", bool]:
         """Create a node home; returns ``(node, created)``. An existing home is opened and never overwritten
         (``CeadError('node.exists_conflict')`` if the flags ask for a different identity; its settings are
-        left as they are).
+        left as they are). ``passphrase`` may be a callable (a prompt), called only once everything else is
+        known to be good.
 
         ``network``: the ``network`` settings of a trust policy (``allow_http``, ``allow_private``, ``ca_bundle``,
         ``timeout``); ``vocabulary``: a JSON/YAML file for ``schemas.vocab.Vocabulary.load``. File paths given
@@ -138,16 +140,14 @@ class Node:
         """
         home = Path(home)
         if (home / CONFIG).exists():
-            node = cls.open(home, passphrase)
+            node = cls.open(home, passphrase() if callable(passphrase) else passphrase)
             wanted = did_web(domain, path) if did_method == "web" and domain else None
             if (did_method == "key") != node.did.startswith("did:key:") or (wanted and wanted != node.did):
                 raise CeadError("node.exists_conflict",
                                 f"{home} already holds the node {node.did}; its keys are never overwritten.")
             return node, False
-        # Everything is checked before anything is written, and config.yaml is written last: a refusal or a crash
-        # leaves no home that a re-run would take for a node.
-        if not passphrase:
-            raise CeadError("key.passphrase_required", "A passphrase is needed to encrypt the keys at rest.")
+        # Everything is checked before anything is written (or anyone is asked for a passphrase), and config.yaml
+        # is written last: a refusal or a crash leaves no home that a re-run would take for a node.
         if not isinstance(name, str) or not name.strip():
             raise CeadError("node.name_required", "The organisation needs a name (--name).")
         if did_method not in ("web", "key"):
@@ -169,6 +169,10 @@ class Node:
             if not isinstance(database_url, str) or not database_url.strip():
                 raise CeadError("node.config_invalid", "--database-url is empty; omit it for SQLite in the home.")
             db.check_connection(db.make_engine(database_url))   # a bad URL or an unreachable server: nothing written
+        if callable(passphrase):    # asked for only now that the settings are known to be good
+            passphrase = passphrase()
+        if not passphrase:
+            raise CeadError("key.passphrase_required", "A passphrase is needed to encrypt the keys at rest.")
         ed = PrivateKey.generate(ED25519)
         if did_method == "key":
             from verifier.did import did_key

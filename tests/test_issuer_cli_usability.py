@@ -173,6 +173,15 @@ def test_init_without_passphrase_and_terminal_writes_nothing(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_init_names_a_bad_setting_before_asking_for_a_passphrase(tmp_path):
+    """Nobody types (and confirms) a passphrase only to learn that the domain was wrong, and a script learns the
+    real problem rather than key.passphrase_required."""
+    result = run("init", "--name", "Fife", "--domain", "bad_dom", "--home", tmp_path / "new",
+                 env={"CEAD_PASSPHRASE": None})
+    assert result.exit_code != 0 and result.stderr.startswith("error [node.domain_invalid]"), result.stderr
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_script_without_passphrase_gets_the_code_not_a_getpass_warning(tmp_path):
     """The reviewer's case as a real process: `cead revoke --home H x </dev/null`, no controlling terminal."""
     home = police(tmp_path)

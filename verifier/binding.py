@@ -5,7 +5,6 @@ docs/architecture.md, "The wire contract".
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from typing import Any
@@ -105,8 +104,8 @@ def decode_presentation(header: str) -> dict | str:
     if value.count(".") == 2:
         return value  # compact JWS
     try:
-        doc = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-    except (ValueError, RecursionError):
+        doc = json.loads(b64url_decode(value))
+    except (ValueError, RecursionError, CeadError):
         raise CeadError("presentation.malformed",
                         "The presentation header is neither a compact JWT nor base64url-encoded JSON.") from None
     if not isinstance(doc, dict):

@@ -93,7 +93,8 @@ class TrustPolicy(_Strict):
     receipts: Receipts | None = None
 
     base_dir: Path | None = Field(None, exclude=True)   # where relative file paths resolve from
-    _catalogue: dict[str, str] | None = PrivateAttr(None)
+    _catalogue: tuple[dict[str, str], dict[str, list[str]]] | None = PrivateAttr(None)
+    _vocabularies: dict = PrivateAttr(default_factory=dict)   # id(base) -> (base, extended copy)
 
     @field_validator("version")
     @classmethod
@@ -145,24 +146,34 @@ class TrustPolicy(_Strict):
 
     def vocabulary_for(self, base: Vocabulary) -> Vocabulary:
         """``base`` extended (in a copy) by the ``vocabulary`` files and the catalogues' membership (a dataset of a
-        catalogue lies within it), so a delegation over a catalogue covers its datasets."""
+        catalogue lies within it), so a delegation over a catalogue covers its datasets. Files are read once."""
+        cached = self._vocabularies.get(id(base))
+        if cached is not None and cached[0] is base:
+            return cached[1]
         voc = base.copy()
         for name in self.vocabulary:
             try:
                 voc = extended(voc, self.path(name))
             except ValueError as exc:
                 raise CeadError("policy.invalid", f"vocabulary: {exc}") from None
-        for name in self.catalogues:
-            for dataset, parents in load_catalogue_membership(self.path(name)).items():
-                voc.add(dataset, *parents)
+        for dataset, parents in self._read_catalogues()[1].items():
+            voc.add(dataset, *parents)
+        self._vocabularies[id(base)] = (base, voc)
         return voc
 
     def catalogue_controllers(self) -> dict[str, str]:
+        return self._read_catalogues()[0]
+
+    def _read_catalogues(self) -> tuple[dict[str, str], dict[str, list[str]]]:
         if self._catalogue is None:
-            merged: dict[str, str] = {}
+            controllers: dict[str, str] = {}
+            membership: dict[str, list[str]] = {}
             for name in self.catalogues:
-                merged.update(load_catalogue(self.path(name)))
-            self._catalogue = merged
+                found, part_of = read_catalogue(self.path(name))
+                controllers.update(found)
+                for dataset, parents in part_of.items():
+                    membership.setdefault(dataset, []).extend(parents)
+            self._catalogue = (controllers, membership)
         return self._catalogue
 
 
@@ -180,57 +191,39 @@ def _ref(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def load_catalogue(path: Path) -> dict[str, str]:
-    """Dataset IRI -> controller DID from a DCAT catalogue in compacted JSON-LD.
+def read_catalogue(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """From a DCAT catalogue in compacted JSON-LD: dataset IRI -> controller DID, and dataset IRI -> the
+    catalogues it is part of (the catalogue node's ``@id`` and the dataset's own ``dct:isPartOf``).
 
-    Each ``dcat:dataset`` entry needs an ``@id`` and a ``dct:publisher`` (or ``cead:controller``) that is a DID;
-    the catalogue-level publisher applies to datasets without their own.
+    Each ``dcat:dataset`` entry needs an ``@id``; its controller is its ``dct:publisher`` (or ``cead:controller``)
+    when that is a DID, else the catalogue-level one.
     """
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CeadError("policy.invalid", f"catalogues: cannot read DCAT catalogue {str(path)!r}: {exc}") from None
     nodes = doc.get("@graph", [doc]) if isinstance(doc, dict) else doc
-    out: dict[str, str] = {}
-    for node in nodes if isinstance(nodes, list) else []:
-        if not isinstance(node, dict):
-            continue
-        default = next((_ref(node[k]) for k in _PUBLISHER_KEYS if k in node), None)
-        datasets = next((node[k] for k in _DATASET_KEYS if k in node), [])
-        for ds in datasets if isinstance(datasets, list) else [datasets]:
-            if not isinstance(ds, dict):
-                continue
-            iri = _ref(ds)
-            controller = next((_ref(ds[k]) for k in _PUBLISHER_KEYS if k in ds), None) or default
-            if iri and controller and controller.startswith("did:"):
-                out[iri] = controller
-    return out
-
-
-def load_catalogue_membership(path: Path) -> dict[str, list[str]]:
-    """Dataset IRI -> the catalogues it is part of: the catalogue node's ``@id`` and a dataset's own
-    ``dct:isPartOf``, from the same DCAT files as :func:`load_catalogue`."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CeadError("policy.invalid", f"catalogues: cannot read DCAT catalogue {str(path)!r}: {exc}") from None
-    nodes = doc.get("@graph", [doc]) if isinstance(doc, dict) else doc
-    out: dict[str, list[str]] = {}
+    controllers: dict[str, str] = {}
+    membership: dict[str, list[str]] = {}
     for node in nodes if isinstance(nodes, list) else []:
         if not isinstance(node, dict):
             continue
         catalogue = _ref(node)
+        default = next((_ref(node[k]) for k in _PUBLISHER_KEYS if k in node), None)
         datasets = next((node[k] for k in _DATASET_KEYS if k in node), [])
         for ds in datasets if isinstance(datasets, list) else [datasets]:
             iri = _ref(ds) if isinstance(ds, dict) else None
             if not iri:
                 continue
-            parents = [catalogue] if catalogue else []
-            parents += [p for p in (_ref(v) for k in _PART_OF_KEYS if k in ds
-                                    for v in (ds[k] if isinstance(ds[k], list) else [ds[k]])) if p]
+            controller = next((_ref(ds[k]) for k in _PUBLISHER_KEYS if k in ds), None) or default
+            if controller and controller.startswith("did:"):
+                controllers[iri] = controller
+            parents = ([catalogue] if catalogue else []) + [
+                p for p in (_ref(v) for k in _PART_OF_KEYS if k in ds
+                            for v in (ds[k] if isinstance(ds[k], list) else [ds[k]])) if p]
             if parents:
-                out.setdefault(iri, []).extend(parents)
-    return out
+                membership.setdefault(iri, []).extend(parents)
+    return controllers, membership
 
 
 def format_error(exc: ValidationError) -> str:

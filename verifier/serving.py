@@ -11,7 +11,8 @@ from .results import CeadError
 def read_bounded(stream, limit: int) -> bytes | None:
     """Read ``stream`` to its end, but never more than ``limit`` + 1 bytes: the bytes, or None when it holds more
     than ``limit``. For request bodies without a Content-Length (chunked), which Werkzeug would otherwise cut at a
-    limit without saying so (an oversize body then looks merely malformed). Every body reader here uses it."""
+    limit without saying so (an oversize body then looks merely malformed): the middleware, the issuing API and the
+    wallet's inbox/requests endpoints read chunked bodies with it."""
     chunks, size = [], 0
     while size <= limit:
         chunk = stream.read(min(64 * 1024, limit + 1 - size))

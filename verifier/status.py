@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import threading
 import time
 import zlib
@@ -36,7 +35,6 @@ ENTRY_TYPE = "BitstringStatusListEntry"
 LIST_CREDENTIAL_TYPE = "BitstringStatusListCredential"
 LIST_TYPE = "BitstringStatusList"
 # VC Data Model 1.1 peers still use StatusList2021 (same bitstring; encodedList without the multibase prefix).
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _LEGACY = {"StatusList2021Entry": ("StatusList2021Credential", "StatusList2021")}
 
 
@@ -78,9 +76,10 @@ def decode_list(encoded: str, *, multibase: bool = True, min_entries: int = MIN_
         if encoded[0] != "u":
             raise CeadError("status.list_invalid", "encodedList must be multibase base64url (start with 'u').")
         encoded = encoded[1:]
-    if not _B64URL.fullmatch(encoded):
-        raise CeadError("status.list_invalid", "encodedList is not valid base64url.")
-    compressed = b64url_decode(encoded)
+    try:
+        compressed = b64url_decode(encoded)
+    except CeadError:
+        raise CeadError("status.list_invalid", "encodedList is not valid base64url.") from None
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # GZIP only
     try:
         bits = inflater.decompress(compressed, MAX_LIST_BYTES + 1)
