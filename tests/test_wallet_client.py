@@ -326,6 +326,90 @@ def test_httpx_async_client_presents_and_refuses_redirects(world):
 
 
 
+# ---- review: the same httpx Request sent again (a retry) presents afresh ----------------------------------------
+def test_httpx_the_same_request_sent_twice_presents_afresh_each_time(world):
+    """``req = client.build_request(...); client.send(req, auth=auth)`` twice (a common retry) raised
+    transfer.redirected: the second sending chained the first one's guard, which had already let its request go.
+    Each sending now presents afresh and guards only itself; the caller's own trace hook still sees both."""
+    import asyncio
+    events: list[str] = []
+
+    def own_trace(name: str, info: dict) -> None:
+        events.append(name)
+
+    async def own_async_trace(name: str, info: dict) -> None:
+        events.append(name)
+
+    auth = CeadHttpxAuth(world["wallet"], dataset=DS_MEALS, purpose=P_MEALS)
+    with httpx.Client(verify=ssl.create_default_context(cafile=world["ca"])) as client:
+        request = client.build_request("POST", f"{world['base']}/meals", content=b"abc",
+                                       extensions={"trace": own_trace})
+        answers = [client.send(request, auth=auth) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200] and answers[1].json()["received"] == 3
+    assert len(world["seen"]) == 2 == len(set(world["seen"]))
+    assert sum(e.endswith(".send_request_headers.started") for e in events) == 2
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=world["ca"])) as client:
+            request = client.build_request("GET", f"{world['base']}/meals", extensions={"trace": own_async_trace})
+            return [(await client.send(request, auth=auth)).status_code for _ in range(2)]
+
+    assert asyncio.run(run()) == [200, 200] and len(set(world["seen"])) == 4
+    assert sum(e.endswith(".send_request_headers.started") for e in events) == 4
+
+
+def test_httpx_a_request_sent_again_with_discovery_asks_without_the_old_presentation(world):
+    """A Request sent once with a presentation, then through an auth that first asks the gateway what to present:
+    the question goes without the earlier presentation (and its guard), and the answer is presented to."""
+    presented: list[bool] = []     # per request that went out: did it carry a presentation?
+
+    def own_trace(name: str, info: dict) -> None:
+        if name.endswith(".send_request_headers.started"):
+            presented.append(any(k.lower() == b"cead-presentation" for k, _ in info["request"].headers))
+
+    with httpx.Client(verify=ssl.create_default_context(cafile=world["ca"])) as client:
+        request = client.build_request("GET", f"{world['base']}/meals", extensions={"trace": own_trace})
+        assert client.send(request, auth=CeadHttpxAuth(world["wallet"], dataset=DS_MEALS)).status_code == 200
+        answer = client.send(request, auth=CeadHttpxAuth(world["wallet"], discover=True))
+    assert answer.status_code == 200 and [r.status_code for r in answer.history] == [401]
+    assert presented == [True, False, True] and len(world["seen"]) == 2 == len(set(world["seen"]))
+
+
+def test_httpx_a_redirect_is_still_refused_when_the_same_request_is_sent_again(world):
+    import asyncio
+    seen_elsewhere: list[str] = []
+    elsewhere = Flask("elsewhere")
+
+    @elsewhere.get("/grab")
+    def grab():
+        seen_elsewhere.append(request.headers.get("Cead-Presentation", ""))
+        return "thanks"
+
+    async def run_async(base: str, ca: str, auth) -> list[str]:
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca), follow_redirects=True) as client:
+            moved = client.build_request("GET", f"{base}/moved")
+            codes = []
+            for _ in range(2):
+                with pytest.raises(CeadError) as info:
+                    await client.send(moved, auth=auth)
+                codes.append(info.value.code)
+            return codes
+
+    with https_server(elsewhere, tls=False) as (other, _):
+        mover = Flask("mover")
+        mover.get("/moved")(lambda: ("", 302, {"Location": f"{other}/grab"}))
+        with https_server(mover) as (base, ca):
+            auth = CeadHttpxAuth(world["wallet"], dataset=DS_MEALS, purpose=P_MEALS)
+            with httpx.Client(verify=ssl.create_default_context(cafile=ca), follow_redirects=True) as client:
+                moved = client.build_request("GET", f"{base}/moved")
+                for _ in range(2):
+                    with pytest.raises(CeadError) as info:
+                        client.send(moved, auth=auth)
+                    assert info.value.code == "transfer.redirected"
+            assert asyncio.run(run_async(base, ca, auth)) == ["transfer.redirected"] * 2
+    assert seen_elsewhere == []
+
+
 # ---- a pull under an approval that limits rows states rowCount -------------------------------------------------
 @pytest.fixture
 def row_limited(world, monkeypatch):
@@ -394,3 +478,29 @@ def test_the_pipeline_client_lays_a_row_count_over_the_manifest_it_makes(row_lim
         with pytest.raises(CeadError) as err:
             CeadAuth(w["wallet"], dataset=DS_CLOTHING, **bad)
         assert err.value.code == "manifest.invalid", bad
+
+
+def test_cead_fetch_discover_checks_the_manifests_dataset_against_the_gateways(row_limited, tmp_path):
+    """Review: `cead fetch --dataset D --manifest FILE` refused a manifest naming another dataset, but with
+    --discover the manifest's dataset was never compared with the one the gateway asks for. It is now, as a dataset
+    named with --dataset is: pex.definition_mismatch, nothing presented."""
+    from click.testing import CliRunner
+    from wallet.cli import fetch as fetch_command
+    w = row_limited
+    manifest = tmp_path / "manifest.json"
+
+    def discover(dataset: str):
+        manifest.write_text(json.dumps({"dataset": dataset}))
+        return CliRunner().invoke(fetch_command, [f"{w['base']}/meals", "--discover", "--manifest", str(manifest),
+                                                  "--ca-bundle", w["ca"]])
+
+    other = discover(DS_CLOTHING)
+    assert other.exit_code == 2 and json.loads(other.output)["error"]["code"] == "pex.definition_mismatch"
+    assert "the transfer manifest names" in other.output and w["seen"] == []
+    with pytest.raises(CeadError) as info:         # the Python client the same
+        httpx.Client(verify=ssl.create_default_context(cafile=w["ca"])).get(
+            f"{w['base']}/meals", auth=CeadHttpxAuth(w["wallet"], discover=True, manifest_fields={"dataset": DS_CLOTHING}))
+    assert info.value.code == "pex.definition_mismatch" and w["seen"] == []
+    same = discover(DS_MEALS)
+    assert same.exit_code == 0, same.output
+    assert json.loads(same.output)["rows"] == [1, 2, 3] and len(w["seen"]) == 1

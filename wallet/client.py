@@ -25,7 +25,7 @@ import httpx
 import requests
 
 from schemas.vocab import expand
-from verifier.binding import normalise_url, request_binding
+from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, normalise_url, request_binding
 from verifier.results import CeadError, Problem
 
 from .present import build_presentation, manifest_overlay, present_for_request
@@ -98,6 +98,16 @@ class _Presenting:
             options = {**options, **{k: v for k, v in found.items() if options.get(k) is None}}
         return present_for_request(self.wallet, method, url, body, self.manifest, **options)
 
+    def _named_dataset(self) -> tuple[str | None, str]:
+        """The dataset the caller said this transfer is for, and where: ``dataset``, else the one the manifest
+        names (the fields laid over it, else the whole manifest given); None when neither names one."""
+        if self.options.get("dataset") is not None:
+            return self.options["dataset"], "this transfer is for"
+        for source in (self.options.get("manifest_fields"), self.manifest):
+            if isinstance(source, dict) and isinstance(source.get("dataset"), str):
+                return source["dataset"], "the transfer manifest names"
+        return None, ""
+
     def _learn(self, status: int, body: bytes, url: str) -> bool:
         """Read the definition from a 401 to an unauthenticated request; False when the answer is not a 401.
         Raises ``pex.definition_missing`` when the gateway publishes none."""
@@ -114,11 +124,11 @@ class _Presenting:
             why = f" ({why.get('code')}: {why.get('message')})" if isinstance(why, dict) else ""
             raise CeadError("pex.definition_missing", f"{url} asks for a presentation but publishes no presentation "
                             f"definition{why}; name the dataset instead.", url=url)
-        wanted = self.options.get("dataset")
+        wanted, named = self._named_dataset()
         if wanted is not None and expand(dataset) != expand(wanted):
             # the gateway would have the wallet show what it holds for another dataset: present nothing
-            raise CeadError("pex.definition_mismatch", f"{url} asks for credentials for {dataset}, but this transfer "
-                            f"is for {wanted}; nothing was presented.", url=url, asked=dataset, wanted=wanted)
+            raise CeadError("pex.definition_mismatch", f"{url} asks for credentials for {dataset}, but {named} "
+                            f"{wanted}; nothing was presented.", url=url, asked=dataset, wanted=wanted)
         purpose = data.get("purpose")
         self.discovered[_path_key(url)] = {"definition": definition, "dataset": dataset,
                                            "purpose": purpose if isinstance(purpose, str) else None}
@@ -206,6 +216,7 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
                 break
 
     def _flow(self, request: httpx.Request, *, asynchronous: bool):
+        _unpresented(request)
         url = str(request.url)
         headers = self.headers(request.method, url, request.content)
         if headers is None:   # discover: ask without a presentation, learn what to present, send again
@@ -260,9 +271,30 @@ class _OnceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         yield self.body
 
 
+def _unpresented(request: httpx.Request) -> None:
+    """``request`` as the caller made it, whatever an earlier sending of it through the auth left (the same
+    ``Request`` sent again, a retry): no presentation headers, the caller's own ``trace`` extension (or none) instead
+    of that sending's guard, and a body that can be read again. Each sending presents afresh and guards only
+    itself."""
+    guard = request.extensions.get("trace")
+    if hasattr(guard, "cead_callers_trace"):
+        if guard.cead_callers_trace is None:
+            del request.extensions["trace"]
+        else:
+            request.extensions["trace"] = guard.cead_callers_trace
+    if isinstance(request.stream, _OnceStream):
+        request.stream = httpx.ByteStream(request.stream.body)
+    for name in (PRESENTATION_HEADER, MANIFEST_HEADER):
+        request.headers.pop(name, None)
+
+
 def _send_once(request: httpx.Request, url: str, asynchronous: bool) -> None:
     """Let ``request`` (carrying a presentation bound to ``url``) go out once: a copy httpx makes to follow a
-    redirect carries the same extensions and body stream, and is refused before its headers are sent."""
+    redirect carries the same extensions and body stream, and is refused before its headers are sent.
+
+    Each sending through the auth is guarded on its own: for the same ``Request`` sent again (a retry:
+    ``client.send(request, auth=auth)`` twice), :func:`_unpresented` has first put back the caller's own ``trace``
+    extension, so that is the only one chained."""
     sent: list = []
     previous = request.extensions.get("trace")
 
@@ -286,6 +318,7 @@ def _send_once(request: httpx.Request, url: str, asynchronous: bool) -> None:
             check(name, info)
             if previous is not None:
                 previous(name, info)
+    trace.cead_callers_trace = previous   # type: ignore[attr-defined]   # what _unpresented puts back
     request.extensions["trace"] = trace
     request.stream = _OnceStream(request.content, url, sent)
 

@@ -57,8 +57,12 @@ def _parse_path(path: str) -> list[str | int | None]:
 
 def json_path(document: Any, path: str) -> list[Any]:
     """All values ``path`` selects in ``document``."""
+    return _walk(document, _parse_path(path))
+
+
+def _walk(document: Any, segments: list[str | int | None]) -> list[Any]:
     values = [document]
-    for seg in _parse_path(path):
+    for seg in segments:
         nxt: list[Any] = []
         for value in values:
             if seg is None:
@@ -82,7 +86,8 @@ MAX_PATTERN = 1000        # characters in one pattern
 MAX_REPEAT = 1000         # the largest count in a counted repetition: a{n}, a{n,m}, a{n,}
 MAX_EXPANSION = 100_000   # atoms a pattern stands for once its counted repetitions are unrolled ((a{1000}){1000})
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("pex_pattern_deadline", default=None)
-_COUNT = re.compile(r"\{(\d*)(,?)(\d*)\}")
+_COUNT = re.compile(r"\{([0-9]*)(,?)([0-9]*)\}")
+_FLAGS = re.compile(r"[A-Za-z0-9-]*")   # what follows "(?" in an inline flag group: (?i), (?V1x), (?i-x:...)
 
 
 def _invalid(message: str) -> CeadError:
@@ -97,7 +102,14 @@ def _too_long() -> CeadError:
 def _check_pattern(pattern: str) -> None:
     """Refuse a pattern whose compiled form would be huge, before the regex engine compiles it: longer than
     MAX_PATTERN, a count above MAX_REPEAT, or more than MAX_EXPANSION atoms once counted repetitions (nested ones
-    multiply) are unrolled. A conservative scan: alternatives add up, ``*``/``+``/``?`` loops count once."""
+    multiply) are unrolled. A conservative scan: alternatives add up, ``*``/``+``/``?`` loops count once.
+
+    The scan reads the pattern as the engine does, so whatever would make the two read it differently is refused
+    rather than guessed at: inline comments ``(?#...)`` and the verbose flag ``x`` in any inline flag group
+    (``(?x)``, ``(?ix)``, ``(?x:...)``: its ``#`` comments and ignored whitespace), and an unescaped ``[`` inside a
+    character class (a POSIX class ``[:alpha:]``, a nested set under ``(?V1)``), where a ``[`` or ``]`` the
+    engine reads as text would hide what follows from the scan. An escape is one atom, and braces after it are a
+    repetition when they read as one (``\\N{1,5}`` and ``\\g{5}`` repeat a letter on this engine)."""
     if len(pattern) > MAX_PATTERN:
         raise _invalid(f"A filter pattern is at most {MAX_PATTERN} characters.")
     stack = [[0, 0]]        # per open group: [size of its finished alternatives, size of the current one]
@@ -105,19 +117,24 @@ def _check_pattern(pattern: str) -> None:
     while i < n:
         c = pattern[i]
         if c == "\\":
-            i += 2
-            if pattern[i - 1:i] in ("p", "P", "N", "x", "o", "g", "k", "u", "U") and pattern[i:i + 1] == "{":
-                close = pattern.find("}", i)
-                i = n if close < 0 else close + 1
-            last = 1
+            i, last = i + 2, 1
         elif c == "[":                                   # a character class is one atom; '{' inside is literal
             j = i + 1
             j += pattern[j:j + 1] == "^"
             j += pattern[j:j + 1] == "]"
             while j < n and pattern[j] != "]":
+                if pattern[j] == "[":
+                    raise _invalid(f"Filter pattern {pattern[:80]!r} has '[' inside a character class; escape it "
+                                   "(\\[). POSIX classes and nested sets are not accepted.")
                 j += 2 if pattern[j] == "\\" else 1
             i, last = j + 1, 1
         elif c == "(":
+            if pattern.startswith("(?#", i):
+                raise _invalid(f"Filter pattern {pattern[:80]!r} has an inline comment (?#...); comments are not "
+                               "accepted in filter patterns.")
+            if pattern.startswith("(?", i) and "x" in _FLAGS.match(pattern, i + 2).group():
+                raise _invalid(f"Filter pattern {pattern[:80]!r} sets the verbose flag x; it is not accepted in "
+                               "filter patterns.")
             stack.append([0, 0])
             i, last = i + 1, 0
             continue
@@ -198,29 +215,6 @@ def _validator_class(schema: dict):
     return jsonschema.validators.extend(cls, {name: _on_time(fn) for name, fn in keywords.items()})
 
 
-def _field_matches(spec: dict, document: dict) -> bool:
-    if not isinstance(spec, dict):
-        raise CeadError("pex.definition_invalid", "Every constraints field must be a JSON object.")
-    paths = spec.get("path")
-    if not isinstance(paths, list) or not paths:
-        raise CeadError("pex.definition_invalid", "Every constraints field needs a non-empty 'path' list.")
-    schema = spec.get("filter")
-    validator = None
-    if schema is not None:
-        if not isinstance(schema, dict):
-            raise CeadError("pex.definition_invalid", "A field's 'filter' must be a JSON Schema object.")
-        try:
-            cls = _validator_class(schema)
-        except jsonschema.SchemaError as exc:
-            raise CeadError("pex.definition_invalid", f"Invalid filter: {exc.message}.") from None
-        validator = cls(schema)
-    for path in paths:
-        for value in json_path(document, path):
-            if validator is None or _is_valid(validator, value):
-                return True
-    return False
-
-
 def _is_valid(validator, value: Any) -> bool:
     """Whether ``value`` passes a definition's filter. A filter that cannot be evaluated (a ``$ref`` to a schema it
     does not include: schemas are never fetched) makes the definition invalid, not the wallet crash."""
@@ -234,38 +228,95 @@ def _is_valid(validator, value: Any) -> bool:
         raise CeadError("pex.definition_invalid", "Invalid filter: it needs too much memory to evaluate.") from None
 
 
-def _holder_matches(constraints: dict, fields: list[dict], document: dict, holder: str | None) -> bool:
-    """PEX ``is_holder`` with directive "required": the named fields must identify the presenting holder."""
-    rules = constraints.get("is_holder") or []
-    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-        raise CeadError("pex.definition_invalid", "'is_holder' must be a list of objects.")
-    by_id = {spec.get("id"): spec for spec in fields if isinstance(spec.get("id"), str)}
-    for rule in rules:
-        if rule.get("directive", "required") != "required":
-            continue                                    # "preferred": a wish, not a condition
-        for field_id in rule.get("field_id") or []:
-            spec = by_id.get(field_id)
-            if spec is None:
-                raise CeadError("pex.definition_invalid", f"'is_holder' names an unknown field id {field_id!r}.")
-            values = [v for path in spec.get("path") or [] for v in json_path(document, path)]
-            if holder is None or holder not in values:
-                return False
-    return True
+@dataclass
+class _Field:
+    """A constraints field, read once per selection: its paths parsed, its filter's validator built."""
+    paths: list[list[str | int | None]]
+    validator: Any = None
+    optional: bool = False
+
+    def values(self, document: dict) -> Iterable[Any]:
+        for segments in self.paths:
+            yield from _walk(document, segments)
+
+    def matches(self, document: dict) -> bool:
+        return any(self.validator is None or _is_valid(self.validator, value) for value in self.values(document))
 
 
-def descriptor_matches(descriptor: dict, document: dict, holder: str | None = None) -> bool:
+def _compile_field(spec: Any, validators: dict[str, Any]) -> _Field:
+    """``validators``: the selection's validators by their filter's canonical JSON, so each distinct filter is
+    checked and built once however many fields and candidates it meets (building is most of the cost)."""
+    if not isinstance(spec, dict):
+        raise CeadError("pex.definition_invalid", "Every constraints field must be a JSON object.")
+    paths = spec.get("path")
+    if not isinstance(paths, list) or not paths:
+        raise CeadError("pex.definition_invalid", "Every constraints field needs a non-empty 'path' list.")
+    schema = spec.get("filter")
+    validator = None
+    if schema is not None:
+        if not isinstance(schema, dict):
+            raise CeadError("pex.definition_invalid", "A field's 'filter' must be a JSON Schema object.")
+        key = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        validator = validators.get(key)
+        if validator is None:
+            try:
+                cls = _validator_class(schema)
+            except jsonschema.SchemaError as exc:
+                raise CeadError("pex.definition_invalid", f"Invalid filter: {exc.message}.") from None
+            validator = validators[key] = cls(schema)
+    return _Field([_parse_path(path) for path in paths], validator, spec.get("optional", False))
+
+
+@dataclass
+class _Descriptor:
+    """An input descriptor, read once per selection."""
+    id: str
+    label: str
+    fields: list[_Field]
+    holder_fields: list[_Field]     # the fields ``is_holder`` (directive "required") says identify the holder
+
+    def matches(self, document: dict, holder: str | None) -> bool:
+        return all(spec.optional or spec.matches(document) for spec in self.fields) \
+            and all(holder is not None and holder in list(spec.values(document)) for spec in self.holder_fields)
+
+
+def _compile_descriptor(descriptor: Any, validators: dict[str, Any]) -> _Descriptor:
+    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("id"), str):
+        raise CeadError("pex.definition_invalid", "Every input descriptor needs a string 'id'.")
     constraints = descriptor.get("constraints") or {}
     if not isinstance(constraints, dict):
         raise CeadError("pex.definition_invalid",
                         f"Descriptor {descriptor.get('id')!r}: 'constraints' must be a JSON object.")
-    fields = constraints.get("fields") or []
-    if not isinstance(fields, list):
+    specs = constraints.get("fields") or []
+    if not isinstance(specs, list):
         raise CeadError("pex.definition_invalid", f"Descriptor {descriptor.get('id')!r}: 'fields' must be a list.")
-    if not all(isinstance(spec, dict) and isinstance(spec.get("optional", False), bool) for spec in fields):
+    if not all(isinstance(spec, dict) and isinstance(spec.get("optional", False), bool) for spec in specs):
         raise CeadError("pex.definition_invalid", f"Descriptor {descriptor.get('id')!r}: every field must be a "
                         "JSON object, and its 'optional' true or false.")
-    return all(spec.get("optional") or _field_matches(spec, document) for spec in fields) \
-        and _holder_matches(constraints, fields, document, holder)
+    fields = [_compile_field(spec, validators) for spec in specs]
+    # PEX is_holder with directive "required": the named fields must identify the presenting holder
+    rules = constraints.get("is_holder") or []
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise CeadError("pex.definition_invalid", "'is_holder' must be a list of objects.")
+    by_id = {spec.get("id"): compiled for spec, compiled in zip(specs, fields) if isinstance(spec.get("id"), str)}
+    holder_fields = []
+    for rule in rules:
+        if rule.get("directive", "required") != "required":
+            continue                                    # "preferred": a wish, not a condition
+        field_ids = rule.get("field_id") or []
+        if not isinstance(field_ids, list):
+            raise CeadError("pex.definition_invalid", "An 'is_holder' rule's 'field_id' must be a list.")
+        for field_id in field_ids:
+            if not isinstance(field_id, str) or field_id not in by_id:
+                raise CeadError("pex.definition_invalid", f"'is_holder' names an unknown field id {field_id!r}.")
+            holder_fields.append(by_id[field_id])
+    label = descriptor["id"] + (f" ({descriptor['name']})" if descriptor.get("name") else "")
+    return _Descriptor(descriptor["id"], label, fields, holder_fields)
+
+
+def descriptor_matches(descriptor: dict, document: dict, holder: str | None = None) -> bool:
+    """Whether one document satisfies one input descriptor (:func:`select` reads each descriptor once for all)."""
+    return _compile_descriptor(descriptor, {}).matches(document, holder)
 
 
 @dataclass
@@ -299,22 +350,21 @@ def select(definition: dict, candidates: Iterable[tuple[Any, dict]], holder: str
 
 
 def _select(definition: dict, candidates: list[tuple[Any, dict]], holder: str | None) -> Selection:
+    validators: dict[str, Any] = {}
+    descriptors = [_compile_descriptor(d, validators) for d in definition["input_descriptors"]]
     chosen: list[Any] = []
     descriptor_map: list[dict] = []
     missing: list[str] = []
-    for descriptor in definition["input_descriptors"]:
-        if not isinstance(descriptor, dict) or not isinstance(descriptor.get("id"), str):
-            raise CeadError("pex.definition_invalid", "Every input descriptor needs a string 'id'.")
-        match = next((i for i, (_, doc) in enumerate(candidates) if descriptor_matches(descriptor, doc, holder)), None)
+    for descriptor in descriptors:
+        match = next((i for i, (_, doc) in enumerate(candidates) if descriptor.matches(doc, holder)), None)
         if match is None:
-            label = descriptor["id"] + (f" ({descriptor['name']})" if descriptor.get("name") else "")
-            missing.append(label)
+            missing.append(descriptor.label)
             continue
         credential = candidates[match][0]
         if not any(credential is c for c in chosen):
             chosen.append(credential)
         index = next(i for i, c in enumerate(chosen) if c is credential)
-        descriptor_map.append({"id": descriptor["id"],
+        descriptor_map.append({"id": descriptor.id,
                                "format": "jwt_vc_json" if isinstance(credential, str) else "ldp_vc",
                                "path": f"$.verifiableCredential[{index}]"})
     if missing:
@@ -323,4 +373,3 @@ def _select(definition: dict, candidates: list[tuple[Any, dict]], holder: str | 
                         missing=missing, definition=definition.get("id"))
     submission = {"id": str(uuid.uuid4()), "definition_id": definition.get("id"), "descriptor_map": descriptor_map}
     return Selection(chosen, submission)
-

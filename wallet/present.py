@@ -5,6 +5,8 @@ credentials and signs.
 """
 from __future__ import annotations
 
+import contextvars
+import functools
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
@@ -17,7 +19,7 @@ from verifier.binding import (MANIFEST_HEADER, PRESENTATION_HEADER, encode_manif
 from verifier.results import CeadError
 
 from . import pex
-from .store import STATUS_REVOKED, STATUS_SUSPENDED, _aware
+from .store import STATUS_REVOKED, STATUS_SUSPENDED, _aware, walk_pinned
 
 VC_V2 = "https://www.w3.org/ns/credentials/v2"
 MAX_LIFETIME = 300
@@ -89,10 +91,49 @@ def _unusable(record, now: datetime | None = None) -> str | None:
     return None
 
 
+class _Rechecks:
+    """What one selection re-reads live: each credential last seen suspended at most once, through one verifier
+    that reads each status list afresh at most once (the wallet verifier's cached lists are left alone)."""
+
+    def __init__(self, wallet):
+        self.wallet = wallet
+        self.done: set[str] = set()
+        self.verifier = None
+
+    def revive(self, records) -> bool:
+        todo = [r for r in records if _unusable(r) == "suspended" and r.id not in self.done]
+        if not todo:
+            return False
+        self.done.update(r.id for r in todo)
+        self.verifier = self.verifier or self.wallet.fresh_status_verifier()
+        return bool(self.wallet.recheck_suspended(todo, verifier=self.verifier))
+
+
+_rechecks: contextvars.ContextVar[_Rechecks | None] = contextvars.ContextVar("cead_wallet_rechecks", default=None)
+
+
+def _one_selection(fn):
+    """``fn(wallet, ...)`` as one selection, or as part of the one already under way for that wallet (a
+    presentation selects, then completes the selection): what it re-checks (:func:`_revived`) it re-checks once."""
+    @functools.wraps(fn)
+    def run(wallet, *args, **kwargs):
+        current = _rechecks.get()
+        if current is not None and current.wallet is wallet:
+            return fn(wallet, *args, **kwargs)
+        token = _rechecks.set(_Rechecks(wallet))
+        try:
+            return fn(wallet, *args, **kwargs)
+        finally:
+            _rechecks.reset(token)
+    return run
+
+
 def _revived(wallet, records) -> bool:
     """Re-read, live, the status of those of ``records`` the wallet last saw suspended and that are otherwise
-    usable (a suspension may have been lifted since: ``cead reinstate``); True when any is active again."""
-    return bool(wallet.recheck_suspended([r for r in records if _unusable(r) == "suspended"]))
+    usable (a suspension may have been lifted since: ``cead reinstate``); True when any is active again. Within a
+    selection, a credential is re-read once and a status list fetched once."""
+    current = _rechecks.get()
+    return (current if current is not None and current.wallet is wallet else _Rechecks(wallet)).revive(records)
 
 
 def _held(wallet, ref: dict):
@@ -129,6 +170,7 @@ def _approvals_for(wallet, dataset: str, purpose: str | None, records=None):
             yield record, subject
 
 
+@_one_selection
 def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> list:
     """The credentials a transfer of ``dataset`` for ``purpose`` needs, as stored records.
 
@@ -148,7 +190,7 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
     if approval is None:
         raise no_approval(wallet, dataset, purpose)
     record, subject = approval
-    return _with_requirements(wallet, subject, [record])
+    return _with_requirements(wallet, record, subject, [record])
 
 
 def _unusable_approvals(wallet, dataset: str, purpose: str | None) -> list[tuple[Any, str]]:
@@ -192,56 +234,57 @@ def no_approval(wallet, dataset: str, purpose: str | None = None) -> CeadError:
                      **({"held": held} if held else {}), **({"otherPurposes": other} if other else {}))
 
 
+@_one_selection
 def transfer_candidates(wallet, dataset: str, purpose: str | None = None) -> list:
     """What a presentation definition may choose from for a transfer of ``dataset`` (for ``purpose``), as stored
     records, newest first: the approvals :func:`select_for_transfer` would take (naming this holder as a recipient,
     covering the dataset and purpose), what they pin by digest (delegation chains, upstream approvals and theirs)
     and the holder's own certifications. Nothing held for another dataset, or about someone else, is among them, so a
-    definition asking for it is unsatisfied, whoever wrote it."""
-    held = wallet.search(usable=True)
-    approvals = list(_approvals_for(wallet, dataset, purpose, held))
+    definition asking for it is unsatisfied, whoever wrote it. What the wallet last saw suspended is re-checked as
+    :func:`select_for_transfer` does: the approvals when none is usable, what they pin when it is not held usable,
+    and the holder's certifications under a scheme it holds no usable certification for."""
+    approvals = list(_approvals_for(wallet, dataset, purpose))
     if not approvals and _revive_approvals(wallet, dataset, purpose):
-        held = wallet.search(usable=True)
-        approvals = list(_approvals_for(wallet, dataset, purpose, held))
+        approvals = list(_approvals_for(wallet, dataset, purpose))
     allowed: set[str] = set()
-    for record, subject in approvals:
+    for record, _ in approvals:
         chosen = [record]
-        _add_pinned(wallet, subject, chosen, strict=False)
+        _add_pinned(wallet, record.document, chosen, strict=False)
         allowed.update(r.digest for r in chosen)
-    for record in held:
-        if CERTIFICATION in record.type_list:
-            try:
-                if OrganisationCertification.from_credential(record.document).id == wallet.holder:
-                    allowed.add(record.digest)
-            except CeadError:
-                continue
-    return [r for r in held if r.digest in allowed]
+    certified = {cert.scheme for _, cert in _own_certifications(wallet) if cert.status == "Certified"}
+    _revived(wallet, [r for r, cert in _own_certifications(wallet, usable=False)
+                      if cert.status == "Certified" and cert.scheme not in certified])
+    allowed.update(r.digest for r, _ in _own_certifications(wallet))
+    return [r for r in wallet.search(usable=True) if r.digest in allowed]   # after any re-check: as now held
 
 
-def _with_requirements(wallet, subject: DataSharingApproval, chosen: list) -> list:
-    """``chosen`` (records, the approval among them) with what the approval rests on appended: what it pins
-    (``_add_pinned``) and a current certification of this holder for each scheme in its recipientRequirements."""
+def _own_certifications(wallet, usable: bool = True) -> list[tuple[Any, OrganisationCertification]]:
+    """``(record, certification)`` for the held certifications about this wallet's holder (usable ones only, by
+    default), newest first."""
+    out = []
+    for r in wallet.search(type=CERTIFICATION, usable=usable):
+        try:
+            cert = OrganisationCertification.from_credential(r.document)
+        except CeadError:
+            continue
+        if cert.id == wallet.holder:
+            out.append((r, cert))
+    return out
+
+
+def _with_requirements(wallet, record, subject: DataSharingApproval, chosen: list) -> list:
+    """``chosen`` (records, the approval ``record`` among them; ``subject`` read from it) with what the approval
+    rests on appended: what it pins (``_add_pinned``) and a current certification of this holder for each scheme in
+    its recipientRequirements."""
     vocab = wallet.vocabulary or registry()
-    _add_pinned(wallet, subject, chosen)
-
-    def own_certifications(usable: bool = True) -> list:
-        out = []
-        for r in wallet.search(type=CERTIFICATION, usable=usable):
-            try:
-                cert = OrganisationCertification.from_credential(r.document)
-            except CeadError:
-                continue
-            if cert.id == wallet.holder:
-                out.append((r, cert))
-        return out
-
-    certifications = own_certifications()
+    _add_pinned(wallet, record.document, chosen)
+    certifications = _own_certifications(wallet)
     for scheme in subject.required_certifications:
         held = next((r for r, cert in certifications
                      if cert.status == "Certified" and vocab.within(cert.scheme, scheme)), None)
-        if held is None and _revived(wallet, [r for r, cert in own_certifications(usable=False)
+        if held is None and _revived(wallet, [r for r, cert in _own_certifications(wallet, usable=False)
                                               if cert.status == "Certified" and vocab.within(cert.scheme, scheme)]):
-            certifications = own_certifications()
+            certifications = _own_certifications(wallet)
             held = next((r for r, cert in certifications
                          if cert.status == "Certified" and vocab.within(cert.scheme, scheme)), None)
         if held is None:
@@ -252,50 +295,37 @@ def _with_requirements(wallet, subject: DataSharingApproval, chosen: list) -> li
     return chosen
 
 
-def _add_pinned(wallet, approval: DataSharingApproval, chosen: list, *, strict: bool = True) -> None:
-    """Append to ``chosen`` what ``approval`` pins by digest: its delegation chain (following ``parentDelegation``)
-    and its upstream approvals, each with what it pins in turn. ``strict=False``: what is not held is skipped
-    instead of raising."""
-    refs = [r.to_json() for r in approval.delegation_chain]
-    while refs:
-        ref = refs.pop(0)
+def _add_pinned(wallet, document: dict, chosen: list, *, strict: bool = True) -> None:
+    """Append to ``chosen`` what the approval (its JSON ``document``) pins by digest: its delegation chain
+    (following ``parentDelegation``) and its upstream approvals, each with what it pins in turn
+    (``wallet.store.walk_pinned``), each as the usable credential held (:func:`_held`). ``strict=False``: what is
+    not held, or cannot be read as what it is pinned as, is skipped instead of raising."""
+    def find(ref: dict):
         held = _held(wallet, ref)
-        if held is None:
-            if not strict:
-                continue
-            raise CeadError("wallet.delegation_missing", f"The approval relies on the delegation {ref.get('id')}, "
-                            "which the wallet does not hold (or which is no longer valid).", reference=ref)
-        if held.digest not in {r.digest for r in chosen}:
-            chosen.append(held)
+        return (held, held.document) if held is not None else None
+
+    for kind, ref, held in walk_pinned(document, find):
+        if held is not None:
+            model = DataSharingApproval if kind == "upstream" else DelegatedAuthority
             try:
-                parent = DelegatedAuthority.from_credential(held.document).parent
-            except CeadError:
-                if strict:
-                    raise
-                continue
-            if parent:
-                refs.append(parent)
-    for ref in approval.upstream:
-        held = _held(wallet, ref)
-        if held is None:
-            if not strict:
-                continue
+                model.from_credential(held.document)
+            except CeadError as exc:
+                if not strict:
+                    continue
+                raise CeadError(f"wallet.{kind}_missing", f"The reference {ref.get('id')} pins a credential that is "
+                                f"not a readable {model.credential_type}: {exc.message}", reference=ref) from None
+            if held.digest not in {r.digest for r in chosen}:
+                chosen.append(held)
+        elif strict and kind == "upstream":
             raise CeadError("wallet.upstream_missing", f"The approval is for a dataset derived under the upstream "
                             f"approval {ref.get('id')}, which the wallet does not hold (or which is no longer "
                             "valid).", reference=ref)
-        if held.digest in {r.digest for r in chosen}:
-            continue
-        chosen.append(held)
-        try:
-            upstream = DataSharingApproval.from_credential(held.document)
-        except CeadError as exc:
-            if not strict:
-                continue
-            raise CeadError("wallet.upstream_missing", f"The upstream reference {ref.get('id')} pins a credential "
-                            f"that is not a readable {APPROVAL}: {exc.message}", reference=ref) from None
-        _add_pinned(wallet, upstream, chosen, strict=strict)
+        elif strict:
+            raise CeadError("wallet.delegation_missing", f"The approval relies on the delegation {ref.get('id')}, "
+                            "which the wallet does not hold (or which is no longer valid).", reference=ref)
 
 
+@_one_selection
 def select_credentials(wallet, *, dataset: str | None = None, purpose: str | None = None,
                        definition: dict | None = None) -> list[dict | str]:
     """Credentials to present: from a Presentation Exchange definition if given, else by dataset and purpose.
@@ -309,6 +339,7 @@ def select_credentials(wallet, *, dataset: str | None = None, purpose: str | Non
     return [r.credential for r in select_for_transfer(wallet, dataset, purpose)]
 
 
+@_one_selection
 def complete_selection(wallet, credentials: list, *, dataset: str | None = None,
                        purpose: str | None = None) -> tuple[list, DataSharingApproval | None]:
     """A Presentation Exchange selection completed with what its first Cead approval rests on and a definition
@@ -326,7 +357,7 @@ def complete_selection(wallet, credentials: list, *, dataset: str | None = None,
                 continue
             if dataset_iri is not None and not _covers(wallet, subject, dataset_iri, purpose_iri):
                 continue
-            return [r.credential for r in _with_requirements(wallet, subject, chosen)], subject
+            return [r.credential for r in _with_requirements(wallet, record, subject, chosen)], subject
     return list(credentials), None
 
 
@@ -352,6 +383,7 @@ def manifest_overlay(manifest_fields: dict | None = None, row_count: int | None 
     return fields
 
 
+@_one_selection
 def present_for_request(wallet, method: str, url: str, body: bytes | str | None, manifest: dict | None = None, *,
                         dataset: str | None = None, purpose: str | None = None, definition: dict | None = None,
                         format: str = "jwt", lifetime: int = 60,

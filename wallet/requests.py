@@ -44,7 +44,7 @@ from verifier.binding import origin, request_binding
 from verifier.results import CeadError, Problem
 
 from .inbox import credentials_of, read_body
-from .store import Wallet, WalletRequest, jwt_payload, pinned_references
+from .store import Wallet, WalletRequest, _aware, jwt_payload, walk_pinned
 
 MAX_BYTES = 256 * 1024
 APPROVAL = "DataSharingApprovalCredential"
@@ -455,10 +455,6 @@ def reopen(node, wallet: Wallet, request_id: str, *, by: str | None = None,
     return get_request(wallet, request_id)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=value.tzinfo or timezone.utc) if value is not None else None
-
-
 def is_interrupted(row: WalletRequest, now: datetime | None = None) -> bool:
     """An approval started more than :data:`INTERRUPTED_AFTER` ago and never finished (or a reopening that
     stopped half-way)."""
@@ -508,23 +504,21 @@ def _abandon(node, wallet: Wallet, request_id: str, approval_id: str, *, started
 
 def _pinned_credentials(wallet: Wallet, approval: dict, delegation: dict | str | None) -> list[dict | str]:
     """What the approval pins by digest, as signed, and what those pin in turn (an upstream approval's own chain
-    and upstream, a delegation's parent): the delegation given and its ancestors, or credentials held in the
-    wallet. The requester's inbox refuses an approval delivered without them."""
+    and upstream, a delegation's parent; ``wallet.store.walk_pinned``): the delegation given and its ancestors, or
+    credentials held in the wallet. The requester's inbox refuses an approval delivered without them."""
     known = {credential_digest(c): c for c in delegation_chain(wallet, delegation)} if delegation is not None else {}
-    out: list[dict | str] = []
-    todo, seen = list(pinned_references(approval)), set()
-    while todo:
-        ref = todo.pop(0)
-        if ref["digest"] in seen:
-            continue
-        seen.add(ref["digest"])
+
+    def find(ref: dict):
         found = known.get(ref["digest"])
         if found is None:
             held = next((r for r in wallet.search() if r.digest == ref["digest"]), None)
             found = held.credential if held is not None else None
+        return (found, _document(found)) if found is not None else None
+
+    out: list[dict | str] = []
+    for _, ref, found in walk_pinned(approval, find):
         if found is None:
             raise CeadError("wallet.delegation_missing", f"{ref['id']}, pinned by the approval, is not held here.",
                             reference=ref)
         out.append(found)
-        todo.extend(pinned_references(_document(found)))
     return out

@@ -7,12 +7,13 @@ interrupted import leaves the credential either fully stored or absent.
 """
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import Column, ForeignKey, Index, Text, UniqueConstraint
 from sqlalchemy.exc import IntegrityError
@@ -234,18 +235,43 @@ def pinned_references(document: dict) -> list[dict]:
     """The ``{"id", "digest"}`` references a Cead credential pins (its JSON, the payload for VC-JOSE): an
     approval's ``delegationChain`` and ``upstream``, a delegation's ``parentDelegation``. Empty for any other
     credential, and for one its typed model refuses (nothing is followed from a credential that cannot be read)."""
+    return [ref for _, ref in _pins(document)]
+
+
+def _pins(document: dict) -> list[tuple[str, dict]]:
+    """:func:`pinned_references`, each with its kind: ``"delegation"`` (a ``delegationChain`` entry, a
+    ``parentDelegation``) or ``"upstream"`` (an upstream approval)."""
     from schemas.models import DataSharingApproval, DelegatedAuthority, model_for
     model = model_for(document)
     try:
         if model is DataSharingApproval:
             approval = DataSharingApproval.from_credential(document)
-            return [r.to_json() for r in approval.delegation_chain] + approval.upstream
+            return [("delegation", r.to_json()) for r in approval.delegation_chain] + \
+                [("upstream", ref) for ref in approval.upstream]
         if model is DelegatedAuthority:
             parent = DelegatedAuthority.from_credential(document).parent
-            return [parent] if parent else []
+            return [("delegation", parent)] if parent else []
     except CeadError:
         pass
     return []
+
+
+def walk_pinned(document: dict, find: Callable[[dict], tuple[Any, dict] | None]) -> Iterator[tuple[str, dict, Any]]:
+    """What a credential (its JSON ``document``) pins by digest and, in turn, what that pins, each digest once,
+    breadth first: ``(kind, reference, found)`` as :func:`_pins` gives them, ``found`` being what ``find(reference)``
+    returns first, ``(found, its JSON)``; or None when it is not found, and then nothing is followed from it.
+    The one walk of "what this credential rests on": presenting (``wallet.present``) and delivering an approval
+    (``wallet.requests``) both use it."""
+    todo, seen = list(_pins(document)), set()
+    while todo:
+        kind, ref = todo.pop(0)
+        if ref.get("digest") in seen:
+            continue
+        seen.add(ref.get("digest"))
+        hit = find(ref)
+        yield kind, ref, hit[0] if hit is not None else None
+        if hit is not None:
+            todo.extend(_pins(hit[1]))
 
 
 def _status_of(problems: list[Problem]) -> str | None:
@@ -505,12 +531,34 @@ class Wallet:
         return True
 
     # ---- warnings ---------------------------------------------------------------------------------------
-    def check_status(self, now: datetime | None = None, *, ids: Iterable[str] | None = None) -> list[Problem]:
-        """Re-read the status of every credential that has one (or only of the local ``ids`` given); returns
-        warnings for changes since receipt."""
+    def fresh_status_verifier(self):
+        """A verifier that reads status lists afresh: the wallet's, with status lists of its own (empty at first,
+        so each list is fetched when first needed and then reused for as long as this verifier is). The wallet
+        verifier's own cached lists are left as they are. One per re-check of some credentials
+        (:meth:`check_status` with ``ids``, :meth:`recheck_suspended`), or one for a whole selection, so no list is
+        fetched twice in it."""
+        from verifier.status import StatusLists
         lists = getattr(self.verifier, "status", None)
-        if lists is not None and hasattr(lists, "clear"):
-            lists.clear()  # fetch the lists afresh, not from the verifier's cache
+        if not isinstance(lists, StatusLists):
+            return self.verifier          # no lists, or not ones this wallet knows how to read afresh
+        fresh = copy.copy(self.verifier)
+        fresh.status = StatusLists(lists.fetcher, verifier=lists.verifier, ttl=lists.ttl,
+                                   max_staleness=lists.max_staleness, cache_size=lists.cache_size)
+        return fresh
+
+    def check_status(self, now: datetime | None = None, *, ids: Iterable[str] | None = None,
+                     verifier=None) -> list[Problem]:
+        """Re-read the status of every credential that has one (or only of the local ``ids`` given); returns
+        warnings for changes since receipt. The lists are read afresh, each once: for every credential, through
+        the wallet's verifier, its cached lists dropped first (a full re-check refreshes them for the whole node:
+        the verification page, imports); for some (``ids``), through ``verifier`` (one from
+        :meth:`fresh_status_verifier`, by default a new one), leaving the wallet verifier's cache alone."""
+        if verifier is None and ids is None:
+            lists = getattr(self.verifier, "status", None)
+            if lists is not None and hasattr(lists, "clear"):
+                lists.clear()
+            verifier = self.verifier
+        verifier = verifier or self.fresh_status_verifier()
         query = select(WalletCredential).where(WalletCredential.status_at_receipt != STATUS_NONE)
         if ids is not None:
             query = query.where(WalletCredential.id.in_(list(ids)))
@@ -518,7 +566,7 @@ class Wallet:
             rows = list(session.exec(query).all())
         # The status lists are fetched with no database transaction open: on SQLite a transaction holds the
         # node's write lock, which would stop the issuer (and the inbox) for as long as the fetches take.
-        checked = {row.id: (_status_after_check(self.verifier.verify_credential(row.credential, now=now),
+        checked = {row.id: (_status_after_check(verifier.verify_credential(row.credential, now=now),
                                                 row.status_now), _utcnow()) for row in rows}
         with Session(self.engine) as session:
             for ident, (status, at) in checked.items():
@@ -531,14 +579,15 @@ class Wallet:
             session.commit()
         return [w for w in self.warnings(now=now) if w.code == "wallet.status_changed"]
 
-    def recheck_suspended(self, records: Iterable[WalletCredential], now: datetime | None = None) -> list[str]:
+    def recheck_suspended(self, records: Iterable[WalletCredential], now: datetime | None = None, *,
+                          verifier=None) -> list[str]:
         """Re-read, now, the status of those of ``records`` last seen suspended (a suspension can be lifted, a
         revocation cannot); returns the local ids of those active again. A status that cannot be read keeps the
-        suspension (as :meth:`check_status`)."""
+        suspension (as :meth:`check_status`, with ``verifier`` as there)."""
         suspended = [r.id for r in records if r.status_now == STATUS_SUSPENDED]
         if not suspended:
             return []
-        self.check_status(now=now, ids=suspended)
+        self.check_status(now=now, ids=suspended, verifier=verifier)
         with Session(self.engine) as session:
             return [ident for ident in suspended
                     if (row := session.get(WalletCredential, ident)) is not None and row.status_now == STATUS_ACTIVE]
