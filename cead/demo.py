@@ -342,17 +342,20 @@ class Demo:
         self.echo(f"    delivered to the inbox of {recipient.party.name}{also}")
 
     def _rests_on(self, credential: Any) -> list:
-        """What ``credential`` pins by digest, recursively, as it was signed."""
-        from wallet.store import jwt_payload, pinned_references
+        """What ``credential`` pins by digest, recursively, as it was signed (the wallet's one walk of it)."""
+        from wallet.store import jwt_payload, walk_pinned
+
+        def document(c: Any) -> dict:
+            return jwt_payload(c) if isinstance(c, str) else c
+
+        def find(ref: dict):
+            pinned = self.by_id.get(ref["id"])
+            return (pinned, document(pinned)) if pinned is not None else None
+
         found: list = []
-        queue = [credential]
-        while queue:
-            doc = queue.pop(0)
-            for ref in pinned_references(jwt_payload(doc) if isinstance(doc, str) else doc):
-                pinned = self.by_id.get(ref["id"])
-                if pinned is not None and all(pinned is not f for f in found):
-                    found.append(pinned)
-                    queue.append(pinned)
+        for _, _, pinned in walk_pinned(document(credential), find):
+            if pinned is not None and all(pinned is not f for f in found):
+                found.append(pinned)
         return found
 
     def revoke(self, step: world.Revoke) -> None:
