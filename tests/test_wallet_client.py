@@ -59,6 +59,18 @@ def world(tmp_path):
                    manifests=manifests)
 
 
+def _elsewhere(seen: list[str]) -> Flask:
+    """A server a redirect points at: it records any presentation it is handed (there must be none)."""
+    app = Flask("elsewhere")
+
+    @app.route("/grab", methods=["GET", "POST"])
+    def grab():
+        seen.append(request.headers.get("Cead-Presentation", ""))
+        return "thanks"
+
+    return app
+
+
 def test_requests_auth_pulls_monthly_updates_with_fresh_presentations(world):
     session = requests.Session()
     session.auth = CeadAuth(world["wallet"], dataset=DS_MEALS, purpose=P_MEALS)
@@ -143,12 +155,7 @@ def test_a_redirect_is_not_followed_with_the_presentation_attached(world):
     """requests would carry the Cead-Presentation header (and the credentials in it) to wherever a redirect
     points; the auth refuses to follow instead, and the target never sees the presentation."""
     seen_elsewhere: list[str] = []
-    elsewhere = Flask("elsewhere")
-
-    @elsewhere.get("/grab")
-    def grab():
-        seen_elsewhere.append(request.headers.get("Cead-Presentation", ""))
-        return "thanks"
+    elsewhere = _elsewhere(seen_elsewhere)
 
     with https_server(elsewhere, tls=False) as (other, _):
         mover = Flask("mover")
@@ -173,12 +180,7 @@ def test_httpx_following_redirects_never_hands_the_presentation_on(world, method
     wherever the redirect pointed. The presented request now goes out once only: transfer.redirected, as for
     requests, and the target never sees the presentation (real HTTPS servers, httpx's own transport)."""
     seen_elsewhere: list[str] = []
-    elsewhere = Flask("elsewhere")
-
-    @elsewhere.route("/grab", methods=["GET", "POST"])
-    def grab():
-        seen_elsewhere.append(request.headers.get("Cead-Presentation", ""))
-        return "thanks"
+    elsewhere = _elsewhere(seen_elsewhere)
 
     with https_server(elsewhere, tls=False) as (other, _):
         mover = Flask("mover")
@@ -297,12 +299,7 @@ def test_httpx_async_client_presents_and_refuses_redirects(world):
     """The same guard with httpx.AsyncClient (its trace hook must be a coroutine function there)."""
     import asyncio
     seen_elsewhere: list[str] = []
-    elsewhere = Flask("elsewhere")
-
-    @elsewhere.get("/grab")
-    def grab():
-        seen_elsewhere.append(request.headers.get("Cead-Presentation", ""))
-        return "thanks"
+    elsewhere = _elsewhere(seen_elsewhere)
 
     async def run(base: str, ca: str):
         auth = CeadHttpxAuth(world["wallet"], dataset=DS_MEALS, purpose=P_MEALS)
@@ -378,12 +375,7 @@ def test_httpx_a_request_sent_again_with_discovery_asks_without_the_old_presenta
 def test_httpx_a_redirect_is_still_refused_when_the_same_request_is_sent_again(world):
     import asyncio
     seen_elsewhere: list[str] = []
-    elsewhere = Flask("elsewhere")
-
-    @elsewhere.get("/grab")
-    def grab():
-        seen_elsewhere.append(request.headers.get("Cead-Presentation", ""))
-        return "thanks"
+    elsewhere = _elsewhere(seen_elsewhere)
 
     async def run_async(base: str, ca: str, auth) -> list[str]:
         async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca), follow_redirects=True) as client:
