@@ -36,7 +36,7 @@ from werkzeug.exceptions import HTTPException
 from schemas.values import load_document
 from verifier.results import CeadError
 
-from . import db, service, statuslist, tokens
+from . import db, service, staff, statuslist, tokens
 
 log = logging.getLogger("cead.issuer.pages")
 
@@ -53,8 +53,8 @@ FORMAT_LABELS = {"eddsa-rdfc-2022": "Data Integrity, eddsa-rdfc-2022 (default)",
                  "vc+jwt": "VC-JOSE, application/vc+jwt (EdDSA)",
                  "vc+jwt-es256": "VC-JOSE, application/vc+jwt (ES256)"}
 MEDIA_TYPES = {"vc+jwt": "application/vc+jwt"}          # anything else: application/vc (VC DM 2.0, embedded proof)
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+CSP = ("default-src 'none'; style-src 'self'; font-src 'self'; img-src 'self' data:; script-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 PAGE_STATUS = {"web.csrf_invalid": 403, "web.form_invalid": 400, "request.invalid": 400,
                "token.scope_invalid": 400, "options.invalid": 400, "credential.invalid": 400}
 
@@ -99,6 +99,8 @@ def _configure(app) -> None:
                       SESSION_COOKIE_SAMESITE="Strict", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
     app.jinja_env.filters["words"] = words
     app.jinja_env.filters["pretty"] = pretty
+    app.jinja_env.add_extension("jinja2.ext.do")
+    staff.migrate(node.engine)                 # the staff accounts and audit log tables
 
 
 # ---- small helpers shared with the wallet's pages -----------------------------------------------------------
@@ -133,14 +135,24 @@ def _check_csrf() -> None:
                         "reload the page and try again.")
 
 
-def current_token() -> db.Token | None:
-    """The signed-in token row (re-read every request; a revoked token ends the session), or None."""
+def current_token() -> db.Token | staff.Principal | None:
+    """Who is signed in: a staff account (:class:`issuer.staff.Principal`) or a token row, re-read every request
+    (a disabled account or a revoked token ends the session), or None. Both have ``name`` and ``scopes``."""
     if "cead_token" in g:
         return g.cead_token
     row = None
+    engine = current_app.config["CEAD_NODE"].engine
+    account_id = session.get("account_id")
     token_id = session.get("token_id")
-    if isinstance(token_id, int):
-        with db.session(current_app.config["CEAD_NODE"].engine) as s:
+    if isinstance(account_id, int):
+        account = staff.get_account(engine, account_id)
+        if account is None or account.disabled or account.username != session.get("account_name"):
+            session.pop("account_id", None)
+            session.pop("account_name", None)
+        else:
+            row = staff.principal(account)
+    elif isinstance(token_id, int):
+        with db.session(engine) as s:
             row = s.get(db.Token, token_id)
         if row is None or row.revoked or row.name != session.get("token_name"):
             session.pop("token_id", None)
@@ -148,6 +160,19 @@ def current_token() -> db.Token | None:
             row = None
     g.cead_token = row
     return row
+
+
+def may(scope: str) -> bool:
+    """Whether whoever is signed in may do ``scope`` (a token scope, or one a staff role stands for)."""
+    who = current_token()
+    return who is not None and scope in who.scopes.split(",")
+
+
+def audit(action: str, target: str | None = None, detail: Any = None) -> None:
+    """Record what the signed-in person did, with who and when, in the staff audit log."""
+    who = current_token()
+    staff.record(current_app.config["CEAD_NODE"].engine, who.name if who else "(anonymous)", action,
+                 role=getattr(who, "role", None) or ("token" if who else None), target=target, detail=detail)
 
 
 def sign_in_required(view: Callable) -> Callable:
@@ -167,7 +192,7 @@ def _safe_next(target: str | None) -> str:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target
-    return url_for(f"{BLUEPRINT}.register")
+    return url_for(f"{BLUEPRINT}.signed_in_home")
 
 
 def http_status(code: str, extra: dict[str, int] | None = None) -> int:
@@ -262,14 +287,17 @@ def _suspendable(row: db.IssuedCredential) -> bool:
 
 def blueprint(node) -> Blueprint:
     """The landing page and the DPO pages for ``node`` (register it on the issuer's app)."""
-    bp = Blueprint(BLUEPRINT, __name__, template_folder="templates")
+    bp = Blueprint(BLUEPRINT, __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/assets")
     bp.record_once(lambda state: _configure(state.app))
     protect(bp)
 
     @bp.app_context_processor
     def _globals():
         token = current_token()
-        return {"csrf_token": csrf_token, "signed_in_as": token.name if token else None,
+        return {"csrf_token": csrf_token, "signed_in_as": (getattr(token, "full_name", None) or token.name)
+                if token else None, "signed_in_role": getattr(token, "role_label", None) if token else None,
+                "may": may, "may_issue_any": lambda: any(may(f"issue:{k}") for k in KINDS),
                 "node_name": node.name, "wallet_pages": "cead_wallet" in current_app.blueprints}
 
     @bp.get("/")
@@ -294,21 +322,39 @@ def blueprint(node) -> Blueprint:
         if request.method == "GET":
             if current_token() is not None:
                 return redirect(target)
-            return render_template("dpo_sign_in.html", next=target, error=None)
-        try:
-            row = tokens.authenticate(node.engine, "Bearer " + (request.form.get("token") or "").strip())
-        except CeadError as exc:
-            log.warning("web sign-in refused (%s) from %s", exc.code, request.remote_addr)
-            return render_template("dpo_sign_in.html", next=target, error=exc.problem), 401
-        session.clear()                               # a fresh session: no fixation, new CSRF token
-        session.permanent = True
-        session.update(token_id=row.id, token_name=row.name, csrf=secrets.token_urlsafe(32))
+            return render_template("dpo_sign_in.html", next=target, error=None, form={})
+        form = {"username": (request.form.get("username") or "").strip()}
+        if "token" in request.form and not form["username"]:
+            try:
+                row = tokens.authenticate(node.engine, "Bearer " + (request.form.get("token") or "").strip())
+            except CeadError as exc:
+                log.warning("web sign-in refused (%s) from %s", exc.code, request.remote_addr)
+                return render_template("dpo_sign_in.html", next=target, error=exc.problem, form=form,
+                                       field="token"), 401
+            session.clear()                               # a fresh session: no fixation, new CSRF token
+            session.permanent = True
+            session.update(token_id=row.id, token_name=row.name, csrf=secrets.token_urlsafe(32))
+        else:
+            try:
+                row = staff.authenticate(node.engine, form["username"], request.form.get("password") or "")
+            except CeadError as exc:
+                log.warning("web sign-in refused (%s) for %r from %s", exc.code, form["username"][:64],
+                            request.remote_addr)
+                staff.record(node.engine, form["username"][:64] or "(blank)", "sign-in refused")
+                return render_template("dpo_sign_in.html", next=target, error=exc.problem, form=form,
+                                       field="username"), 401
+            session.clear()
+            session.permanent = True
+            session.update(account_id=row.id, account_name=row.name, csrf=secrets.token_urlsafe(32))
         g.cead_token = row
+        audit("signed in")
         log.info("web sign-in as %s", row.name)
         return redirect(target)
 
     @bp.post("/dpo/sign-out")
     def sign_out():
+        if current_token() is not None:
+            audit("signed out")
         session.clear()
         g.pop("cead_token", None)
         flash("Signed out.")
@@ -318,6 +364,35 @@ def blueprint(node) -> Blueprint:
     @sign_in_required
     def dpo_home():
         return redirect(url_for(f"{BLUEPRINT}.register"))
+
+    @bp.get("/signed-in")
+    @sign_in_required
+    def signed_in_home():
+        """Where sign-in leads: the requests for those who decide or send them, else the register."""
+        if "cead_wallet" in current_app.blueprints and (may("issue:approval") or may("request:send")):
+            return redirect(url_for("cead_wallet.requests_list"))
+        return redirect(url_for(f"{BLUEPRINT}.register"))
+
+    # -- staff accounts and the audit log (admin) ---------------------------------------------------------------
+    @bp.route("/dpo/staff", methods=["GET", "POST"], endpoint="staff")
+    @sign_in_required
+    def staff_page():
+        if not may("staff:manage"):
+            raise CeadError("auth.scope", "Only an administrator may manage staff accounts.", scope="staff:manage")
+        form, error, status = {}, None, 200
+        if request.method == "POST":
+            form = {k: (request.form.get(k) or "") for k in ("username", "full_name", "role")}
+            try:
+                made = staff.create_account(node.engine, form["username"], form["full_name"], form["role"],
+                                            request.form.get("password") or "")
+            except CeadError as exc:
+                error, status = exc.problem, 400
+            else:
+                audit("created staff account", target=made.username, detail={"role": made.role})
+                flash(f"Account {made.username} ({staff.ROLES[made.role]['label']}) created.")
+                return redirect(url_for(f"{BLUEPRINT}.staff"))
+        return render_template("dpo_staff.html", accounts=staff.list_accounts(node.engine), roles=staff.ROLES,
+                               log=staff.audit_log(node.engine), form=form, error=error), status
 
     # -- the register -----------------------------------------------------------------------------------------
     @bp.get("/dpo/register")
@@ -349,6 +424,7 @@ def blueprint(node) -> Blueprint:
                 raise CeadError("credential.not_found", f"This node has not issued {credential_id}.")
             return render_template("dpo_confirm_revoke.html", row=row)
         result = service.change_status(node, credential_id, action, by=token.name, reason=reason)
+        audit(f"{action} credential", target=credential_id, detail={"reason": reason} if reason else None)
         flash(f"{result['credentialId']} is now {result['status']}.")
         return redirect(url_for(f"{BLUEPRINT}.register"))
 
@@ -370,6 +446,7 @@ def blueprint(node) -> Blueprint:
                 raise
             return render_template("dpo_issue.html", form=form, error=exc.problem, kinds=KINDS,
                                    formats=FORMAT_LABELS), status
+        audit(f"issued {KINDS.get(request.form.get('kind'), 'credential')}", target=issued.id)
         text = pretty(issued.credential)
         media = MEDIA_TYPES.get(issued.format, "application/vc")
         filename = issued.id.split(":")[-1] + (".jwt" if issued.format == "vc+jwt" else ".json")

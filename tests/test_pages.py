@@ -111,7 +111,7 @@ def test_sign_in_needs_the_form_token_and_stays_on_this_site(env):
     page = client.get("/dpo/sign-in")
     response = client.post("/dpo/sign-in", data={"token": secret, "csrf": csrf_of(page.text),
                                                  "next": "//evil.example/x"})
-    assert response.status_code == 302 and response.headers["Location"] == "/dpo/register"
+    assert response.status_code == 302 and response.headers["Location"] == "/signed-in"
 
 
 def test_session_cookie_is_signed_httponly_strict_and_secure_over_https(env, tmp_path):

@@ -1,0 +1,183 @@
+"""Staff sign-in for the node's web pages: local accounts with one role each, and an audit log.
+
+- Accounts (``staff_account``): a username, the person's name, a role and an argon2id password hash
+  (``argon2-cffi``'s ``PasswordHasher`` defaults; a hash made with older parameters is upgraded at the next sign-in).
+  A disabled account cannot sign in.
+- Roles (:data:`ROLES`) stand for the scopes a bearer token would have, so the pages check one thing: analysts
+  write and send requests; Information Asset Owners (IAO) decide requests and change the status of approvals;
+  DPOs also issue delegations and certifications; admins also manage staff accounts.
+- The audit log (``staff_audit``): every action taken on the pages, with who (name and role), when (UTC), what and
+  on which item. :func:`record` writes it; :func:`audit_log` reads it newest first.
+
+Tables are made by this package's own Alembic history (``alembic_version_staff``) through :func:`migrate`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, select
+
+from verifier.results import CeadError
+
+from ..db import migrate as _migrate
+from ..db import utcnow
+
+VERSIONS = Path(__file__).parent / "migrations" / "versions"
+ROLES: dict[str, dict[str, Any]] = {
+    "analyst": {"label": "Analyst", "scopes": ("request:send",)},
+    "iao": {"label": "Information Asset Owner", "scopes": ("request:send", "issue:approval", "status:change")},
+    "dpo": {"label": "Data Protection Officer", "scopes": ("request:send", "issue:approval", "issue:delegation",
+                                                           "issue:certification", "status:change")},
+    "admin": {"label": "Administrator", "scopes": ("request:send", "issue:approval", "issue:delegation",
+                                                   "issue:certification", "status:change", "staff:manage")},
+}
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()
+# verified against when the username is unknown, so that a wrong username takes as long as a wrong password
+_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+class StaffAccount(SQLModel, table=True):
+    __tablename__ = "staff_account"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True)
+    full_name: str
+    role: str
+    password_hash: str
+    disabled: bool = False
+    created: str = Field(default_factory=utcnow)
+
+
+class StaffAudit(SQLModel, table=True):
+    __tablename__ = "staff_audit"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: str = Field(default_factory=utcnow, index=True)
+    who: str
+    role: Optional[str] = None
+    action: str
+    target: Optional[str] = None
+    detail: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is signed in on the pages: a staff account, or a bearer token (``kind`` says which). ``scopes`` is the
+    comma-separated list the pages check, as for a token row."""
+    id: int
+    name: str
+    scopes: str
+    kind: str = "account"
+    role: str | None = None
+    full_name: str | None = None
+
+    @property
+    def role_label(self) -> str | None:
+        return ROLES[self.role]["label"] if self.role in ROLES else None
+
+    def may(self, scope: str) -> bool:
+        return scope in self.scopes.split(",")
+
+
+def migrate(engine) -> None:
+    """Create or upgrade the staff tables (the issuer's own first)."""
+    _migrate(engine, extra_version_locations=[VERSIONS])
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise CeadError("staff.invalid", f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.", field="role")
+    return role
+
+
+def create_account(engine, username: str, full_name: str, role: str, password: str) -> StaffAccount:
+    """A new account; ``staff.invalid`` for a bad field, ``staff.exists`` for a username already taken."""
+    username = (username or "").strip().lower()
+    if not username or len(username) > 64 or not all(c.isalnum() or c in "._-" for c in username):
+        raise CeadError("staff.invalid", "A username is 1 to 64 letters, digits, dots, dashes or underscores.",
+                        field="username")
+    if not (full_name or "").strip():
+        raise CeadError("staff.invalid", "Give the person's full name (shown in the audit log).", field="full_name")
+    _check_role(role)
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise CeadError("staff.invalid", f"A password has at least {MIN_PASSWORD} characters.", field="password")
+    row = StaffAccount(username=username, full_name=full_name.strip()[:200], role=role,
+                       password_hash=_hasher.hash(password))
+    try:
+        with Session(engine, expire_on_commit=False) as s:
+            s.add(row)
+            s.commit()
+    except IntegrityError:
+        raise CeadError("staff.exists", f"There is already an account {username!r}.", field="username") from None
+    return row
+
+
+def authenticate(engine, username: str, password: str) -> Principal:
+    """The account's principal, or ``staff.sign_in_failed`` (the same answer for an unknown username, a wrong
+    password and a disabled account)."""
+    username = (username or "").strip().lower()
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.exec(select(StaffAccount).where(StaffAccount.username == username)).first()
+    stored = row.password_hash if row is not None else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password or "")
+        ok = row is not None and not row.disabled
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        raise CeadError("staff.sign_in_failed", "The username or password is not right.")
+    if _hasher.check_needs_rehash(row.password_hash):
+        with Session(engine) as s:
+            fresh = s.get(StaffAccount, row.id)
+            fresh.password_hash = _hasher.hash(password)
+            s.add(fresh)
+            s.commit()
+    return principal(row)
+
+
+def principal(row: StaffAccount) -> Principal:
+    return Principal(id=row.id, name=row.username, scopes=",".join(ROLES[row.role]["scopes"]), role=row.role,
+                     full_name=row.full_name)
+
+
+def get_account(engine, account_id: int) -> StaffAccount | None:
+    with Session(engine, expire_on_commit=False) as s:
+        return s.get(StaffAccount, account_id)
+
+
+def list_accounts(engine) -> list[StaffAccount]:
+    with Session(engine, expire_on_commit=False) as s:
+        return list(s.exec(select(StaffAccount).order_by(StaffAccount.username)))
+
+
+def set_disabled(engine, username: str, disabled: bool) -> StaffAccount:
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.exec(select(StaffAccount).where(StaffAccount.username == username)).first()
+        if row is None:
+            raise CeadError("staff.not_found", f"There is no account {username!r}.", field="username")
+        row.disabled = disabled
+        s.add(row)
+        s.commit()
+        return row
+
+
+def record(engine, who: str, action: str, *, role: str | None = None, target: str | None = None,
+           detail: Any = None) -> None:
+    """Append one line to the audit log (who, when, what, on which item)."""
+    text = None if detail is None else (detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False))
+    with Session(engine) as s:
+        s.add(StaffAudit(who=who, role=role, action=action, target=target, detail=text))
+        s.commit()
+
+
+def audit_log(engine, limit: int = 200, target: str | None = None) -> list[StaffAudit]:
+    with Session(engine, expire_on_commit=False) as s:
+        query = select(StaffAudit)
+        if target is not None:
+            query = query.where(StaffAudit.target == target)
+        return list(s.exec(query.order_by(StaffAudit.id.desc()).limit(limit)))
