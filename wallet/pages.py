@@ -29,7 +29,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from issuer.pages import current_token, http_status, parse_object, pretty, protect, sign_in_required
 from verifier.results import CeadError
 
-from . import qr
+from . import desk_pages, qr
 from . import requests as sharing
 from .store import Wallet, WalletCredential
 
@@ -107,45 +107,13 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     @bp.get("/wallet/requests")
     @sign_in_required
     def requests_list():
-        return render_template("wallet_requests.html", rows=sharing.list_requests(wallet), date=_date)
+        from .names import Directory
+        rows = sharing.list_requests(wallet)
+        names = Directory.for_node(current_app.config["CEAD_NODE"], wallet,
+                                   [c for r in rows for c in r.certification_list])
+        return render_template("wallet_requests.html", rows=rows, date=_date, names=names)
 
-    def delegation_choices() -> list[tuple[str, str]]:
-        """The node's own delegations: held in the wallet (delivered to it) or in HOME/delegations."""
-        node = current_app.config["CEAD_NODE"]
-        out = [(r.credential_id, f"{r.credential_id} (from {r.issuer})") for r in wallet.search(
-            type="DelegatedAuthorityCredential", usable=True) if r.subject == wallet.holder and r.credential_id]
-        for path in sorted((node.home / "delegations").glob("*.json")):
-            try:
-                ident = json.loads(path.read_text()).get("id")
-            except (ValueError, AttributeError, OSError):
-                continue
-            if isinstance(ident, str) and ident not in dict(out):
-                out.append((ident, f"{ident} ({path.name})"))
-        return out
-
-    def request_page(request_id: str, form: dict | None = None, error=None, status: int = 200):
-        row = sharing.get_request(wallet, request_id)
-        choices = delegation_choices()
-        if form is None:
-            delegation = request.args.get("delegation", choices[0][0] if choices else "")
-            form = {"delegation": delegation, "valid_until": ""}
-            if row.status == sharing.PENDING:
-                try:
-                    draft = sharing.draft_subject(current_app.config["CEAD_NODE"], wallet, request_id,
-                                                  delegation=delegation or None)
-                except CeadError as exc:
-                    error, draft = exc.problem, sharing.draft_subject(current_app.config["CEAD_NODE"], wallet,
-                                                                      request_id)
-                form["subject"] = pretty(draft)
-        return render_template("wallet_request.html", row=row, req=row.request, form=form, error=error,
-                               choices=choices, date=_date, document=pretty(row.request),
-                               approver_fields=APPROVER_FIELDS, interrupted=sharing.is_interrupted(row),
-                               reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60)), status
-
-    @bp.get("/wallet/requests/<request_id>")
-    @sign_in_required
-    def request_detail(request_id: str):
-        return request_page(request_id)
+    desk_pages.register(bp, wallet, BLUEPRINT)     # the decision page, approve, refuse, ask for changes, status
 
     def may_approve() -> list[str]:
         scopes = current_token().scopes.split(",")
@@ -153,26 +121,6 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
             raise CeadError("auth.scope", "This token may not decide data-sharing requests (needs issue:approval).",
                             scope="issue:approval")
         return scopes
-
-    @bp.post("/wallet/requests/<request_id>/approve")
-    @sign_in_required
-    def request_approve(request_id: str):
-        scopes = may_approve()
-        form = {k: request.form.get(k, "") for k in ("subject", "delegation", "valid_until")}
-        try:
-            subject = parse_object(form["subject"], "approval subject")
-            done = sharing.approve(current_app.config["CEAD_NODE"], wallet, request_id, subject,
-                                   delegation=form["delegation"].strip() or None,
-                                   valid_until=form["valid_until"].strip() or None,
-                                   issued_by=current_token().name, scopes=scopes)
-        except CeadError as exc:
-            status = http_status(exc.code, {"sharing.not_found": 404, "sharing.not_pending": 409,
-                                            "sharing.undelivered": 502, "wallet.delegation_missing": 422})
-            if status >= 500 and exc.code != "sharing.undelivered":
-                raise
-            return request_page(request_id, form, exc.problem, status)
-        flash(f"Approved: {done.issued.id} was issued and delivered to {done.request.request['replyTo']}.")
-        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
 
     @bp.post("/wallet/requests/<request_id>/deliver")
     @sign_in_required
@@ -183,7 +131,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         except CeadError as exc:
             if exc.code != "sharing.undelivered":
                 raise
-            return request_page(request_id, {}, exc.problem, 502)
+            flash(f"Not delivered: {exc.message}")
+            return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id)), 302
         flash(f"Delivered {done.request.approval_id} again to {done.request.request['replyTo']}.")
         return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
 
@@ -194,20 +143,6 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         row = sharing.reopen(current_app.config["CEAD_NODE"], wallet, request_id, by=current_token().name)
         flash(f"Reopened: the request is {row.status} again; an approval signed before it was "
               "interrupted, if any, has been revoked.")
-        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
-
-    @bp.post("/wallet/requests/<request_id>/refuse")
-    @sign_in_required
-    def request_refuse(request_id: str):
-        may_approve()
-        reason = request.form.get("reason", "")
-        try:
-            sharing.refuse(wallet, request_id, reason, by=current_token().name)
-        except CeadError as exc:
-            if exc.code != "sharing.invalid":
-                raise
-            return request_page(request_id, {"reason": reason}, exc.problem, 400)
-        flash("Refused; the reason is recorded.")
         return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
 
     @bp.get("/wallet/<ident>")

@@ -43,6 +43,7 @@ from schemas.values import types_of
 from verifier.binding import origin, request_binding
 from verifier.results import CeadError, Problem
 
+from .casefile import RequestCase
 from .inbox import credentials_of, read_body
 from .store import Wallet, WalletRequest, _aware, jwt_payload, walk_pinned
 
@@ -90,6 +91,7 @@ class DataSharingRequest(BaseModel):
     agreement: Ref
     justification: Annotated[str, Field(min_length=1, max_length=4000)]
     reply_to: Annotated[str, AfterValidator(_https_url)]
+    case: RequestCase | None = None           # the requester's case for the IAO (wallet.casefile), optional
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -198,7 +200,11 @@ def receive(wallet: Wallet, body: bytes, url: str) -> tuple[int, dict]:
                                                                         "requester": parsed.requester}))
         certifications.append({"id": doc.get("id"), "issuer": sub.issuer, "scheme": subject.get("scheme"),
                                "status": subject.get("status"), "expiryDate": subject.get("expiryDate"),
-                               "digest": credential_digest(credential)})
+                               "digest": credential_digest(credential),
+                               # names for the pages (wallet.names): who is certified, and by whom
+                               "subject": subject.get("id"), "legalName": subject.get("legalName"),
+                               "certificationBody": (subject.get("certificationBody") or {}).get("name")
+                               if isinstance(subject.get("certificationBody"), dict) else None})
     request_id = uuid.uuid4().hex[:12]
     row = WalletRequest(id=request_id, requester=parsed.requester,
                         # its wire form (camelCase) as checked, not as sent: the model also reads field names

@@ -1,0 +1,368 @@
+"""The approver's desk: what an Information Asset Owner weighs before deciding a data-sharing request, worked out
+for the decision page (``wallet.pages``). Each part is a function of the request and what the node holds; none
+signs or changes anything.
+
+- :func:`requester`: who is asking (name, certifications; whether this node's trust policy trusts each
+  certifier for that scheme; certifications that end before the approval would).
+- :func:`delegation_status`: the delegation's own status, read now from its issuer's status list (a suspended or
+  revoked delegation cannot be used; the page names whom to escalate to: its issuer).
+- :func:`delegation_fit`: the proposed approval against the delegation, dimension by dimension
+  (``verifier.scope.approval_within``, the check the guard rail and every gateway make).
+- :func:`rule_results`: the lawful-basis rules: ``verifier.lawful`` when it is installed, otherwise Cead's own
+  checks of the request's bases against the data (Art 6 for any personal data; an Art 9 condition for special
+  category data; Art 10 / DPA 2018 Schedule 1 for criminal offence data).
+- :func:`ico_checklist`: the ICO Data Sharing Code's checklist, with what the request answers and what is missing.
+- :func:`minimisation`: column-level flags (direct identifiers, special category, criminal offence).
+- :func:`what_approving_allows`: the sentences shown before the Approve button.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+from schemas import vocab
+from schemas.models import DataSharingApproval, DelegatedAuthority
+from verifier.results import CeadError
+
+from .casefile import DPIA_SCREENING, FIVE_SAFES, RequestCase
+from .names import Directory, Named
+
+UK_GDPR = vocab.UK_GDPR
+LEGISLATION = {
+    "art6": ("UK GDPR Article 6", f"{UK_GDPR}article/6"),
+    "art9": ("UK GDPR Article 9", f"{UK_GDPR}article/9"),
+    "art10": ("UK GDPR Article 10", f"{UK_GDPR}article/10"),
+    "sch1": ("DPA 2018 Schedule 1", "https://www.legislation.gov.uk/ukpga/2018/12/schedule/1"),
+    "art5c": ("UK GDPR Article 5(1)(c)", f"{UK_GDPR}article/5"),
+}
+
+
+@dataclass
+class Check:
+    """One line on the page: ``state`` is ok, bad or warn; ``title`` and ``text`` are plain words."""
+    state: str
+    title: str
+    text: str = ""
+    cite: tuple[str, str] | None = None      # (label, legislation.gov.uk URL)
+    detail: list[str] = field(default_factory=list)
+
+
+# ---- who is asking ----------------------------------------------------------------------------------------------
+
+def _day(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def requester(names: Directory, row, policy, ends: date | None) -> dict:
+    """The requester's name and its certifications as presented with the request."""
+    certs = []
+    for c in row.certification_list:
+        trusted_bodies = policy.trusted_bodies(c.get("scheme")) if policy is not None else []
+        expiry = _day(c.get("expiryDate"))
+        certs.append({
+            "scheme": names.name(c.get("scheme")), "certifier": names.name(c.get("issuer")),
+            "status": c.get("status") or "unknown", "expiry": c.get("expiryDate"),
+            "trusted": c.get("issuer") in trusted_bodies, "policy": policy is not None,
+            "ends_first": bool(expiry and ends and expiry < ends), "id": c.get("id"),
+        })
+    return {"name": names.name(row.requester), "certifications": certs}
+
+
+# ---- the delegation ---------------------------------------------------------------------------------------------
+
+def delegation_status(wallet, signed: dict | str) -> dict:
+    """``{"status": active|suspended|revoked|expired|unknown, "usable": bool, "problems": [...]}``, read now."""
+    verifier = wallet.fresh_status_verifier()
+    result = verifier.verify_credential(signed)
+    codes = {p.code for p in result.problems}
+    if "status.revoked" in codes:
+        status = "revoked"
+    elif "status.suspended" in codes:
+        status = "suspended"
+    elif any(c in codes for c in ("credential.expired", "credential.not_yet_valid")):
+        status = "expired"
+    elif result.verified:
+        status = "active"
+    else:
+        status = "unknown"
+    return {"status": status, "usable": status == "active",
+            "problems": [p.message for p in result.problems]}
+
+
+def _document(signed: dict | str) -> dict:
+    from .store import jwt_payload
+    return jwt_payload(signed) if isinstance(signed, str) else signed
+
+
+def delegation_model(signed: dict | str) -> DelegatedAuthority:
+    return DelegatedAuthority.from_credential(_document(signed))
+
+
+DIMENSION_FIELDS = {   # a scope dimension -> the approval form's field that sets it
+    "datasets": None, "dataItems": None, "purposes": None, "recipients": None,
+    "dataCategories": "data_categories", "dataSubjects": "data_subjects", "legalBases": "controller_basis",
+    "regimes": "controller_basis", "recipientRequirements": "recipient_requirements",
+    "requiredCoSigners": "co_signers", "privacyProtocol": "protocol", "notBefore": "not_before",
+    "notAfter": "not_after", "maxSensitivity": "sensitivity", "maxDpiaRisk": "dpia_outcome",
+    "maxRowsPerTransfer": "max_rows", "maxTransfersPerYear": "cadence", "maxRetention": "retention",
+    "onwardSharing": "onward_sharing", "actions": None, "discloser": None, "processors": None,
+}
+
+
+def _show(names: Directory, dim: str, value: Any) -> str:
+    if value is None:
+        return "not restricted"
+    if isinstance(value, list):
+        if not value:
+            return "none"
+        if value and not isinstance(value[0], str):
+            return "; ".join(protocol_words(v if isinstance(v, dict) else v.model_dump(by_alias=True,
+                                                                                         exclude_none=True))
+                             for v in value)
+        return ", ".join(str(names.name(v)) if (":" in v) else v for v in value)
+    if isinstance(value, datetime):
+        return value.strftime("%d %B %Y")
+    return str(value)
+
+
+def delegation_fit(names: Directory, approval: DataSharingApproval | None, delegation: DelegatedAuthority,
+                   violations: list) -> list[dict]:
+    """One row per dimension the delegation restricts: what the approval asks, what the delegation allows, fits."""
+    scope = delegation.scope
+    asked = approval.scope() if approval is not None else None
+    bad: dict[str, list[str]] = {}
+    for v in violations:
+        bad.setdefault(v.dimension.split(".")[0], []).append(v.message)
+    rows = []
+    for name, value in scope:
+        dim = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+        if value is None or dim == "maxDelegationDepth":
+            continue
+        requested = getattr(asked, name, None) if asked is not None else None
+        rows.append({"dimension": dim, "allowed": _show(names, dim, value),
+                     "asked": _show(names, dim, requested) if asked is not None else "",
+                     "fits": dim not in bad, "problems": bad.pop(dim, [])})
+    for dim, messages in bad.items():       # discloser, processors and anything not a scope dimension
+        rows.append({"dimension": dim, "allowed": "", "asked": "", "fits": False, "problems": messages})
+    return rows
+
+
+def protocol_words(p: dict) -> str:
+    kind = p.get("kind")
+    if kind == "threshold":
+        return f"only counts of at least {p.get('minCellCount')} people per cell are released"
+    if kind == "pseudonymisation":
+        return "direct identifiers are removed and replaced with pseudonyms"
+    if kind == "treOnly":
+        return "data stay inside a trusted research environment; outputs are checked before release"
+    if kind == "dominance":
+        return f"no cell where {p.get('n')} contributors make up more than {p.get('k')}%"
+    if kind == "differentialPrivacy":
+        return "outputs are protected with differential privacy"
+    return str(kind)
+
+
+# ---- the rules --------------------------------------------------------------------------------------------------
+
+def _lawful_module():
+    try:
+        from verifier import lawful  # noqa: F401 (built by another part of Cead; optional here)
+        return lawful
+    except ImportError:
+        return None
+
+
+def rule_results(names: Directory, req: dict, categories: list[str], approval_subject: dict | None = None
+                 ) -> list[Check]:
+    """The lawful-basis rule results in plain words. ``verifier.lawful`` when present (its results are shown as
+    they come); Cead's own checks of the bases against the data categories otherwise, and in any case."""
+    out: list[Check] = []
+    lawful = _lawful_module()
+    if lawful is not None:
+        out.extend(_from_lawful(lawful, req, approval_subject))
+    bases = [vocab.expand(b) for b in (req.get("lawfulBasis") or {}).get("legalBases", [])]
+    terms = [vocab.LEGAL_BASES.get(b) for b in bases]
+    art6 = [b for b in bases if "/article/6/1/" in b]
+    special_basis = any(t is not None and t.special for t in terms)
+    criminal_basis = any(t is not None and t.criminal for t in terms)
+    registry = vocab.registry()
+    special = [c for c in categories if registry.is_special(vocab.expand(c))]
+    criminal = [c for c in categories if vocab.DATA_CATEGORIES.get(vocab.expand(c)) is not None
+                and vocab.DATA_CATEGORIES[vocab.expand(c)].criminal]
+    regime = (req.get("lawfulBasis") or {}).get("regime")
+    if regime == "UKGDPR":
+        out.append(Check("ok" if art6 else "bad", "An Article 6 lawful basis",
+                         f"The request relies on {', '.join(str(names.name(b)) for b in art6)}." if art6 else
+                         "Every sharing of personal data needs one of the six Article 6 bases; the request names "
+                         "none.", LEGISLATION["art6"]))
+    if special:
+        out.append(Check("ok" if special_basis else "bad", "A condition for special category data",
+                         f"The data include {', '.join(str(names.name(c)) for c in special)}. "
+                         + ("The request names an Article 9 condition." if special_basis else
+                            "The request names no Article 9 condition (or DPA 2018 Schedule 1 condition)."),
+                         LEGISLATION["art9"]))
+    if criminal:
+        out.append(Check("ok" if criminal_basis else "bad", "A condition for criminal offence data",
+                         f"The data include {', '.join(str(names.name(c)) for c in criminal)}. "
+                         + ("The request names an Article 10 / Schedule 1 condition." if criminal_basis else
+                            "Criminal offence data need official authority or a DPA 2018 Schedule 1 condition."),
+                         LEGISLATION["art10"]))
+    return out
+
+
+def _from_lawful(lawful, req: dict, subject: dict | None) -> list[Check]:
+    """Render whatever ``verifier.lawful`` reports: objects or dicts with a state/outcome, a title and an
+    explanation (unknown shapes are shown as text; a failure to run is shown as a warning, never hidden)."""
+    evaluate = next((getattr(lawful, n) for n in ("evaluate", "check_request", "check", "assess", "results")
+                     if callable(getattr(lawful, n, None))), None)
+    if evaluate is None:
+        return []
+    try:
+        try:
+            results = evaluate(subject or req)
+        except TypeError:
+            results = evaluate(req, subject)
+    except Exception as exc:        # noqa: BLE001 (another part's rules: shown, never fatal to the page)
+        return [Check("warn", "The lawful-basis rules could not run", str(exc)[:300])]
+    out = []
+    for r in results if isinstance(results, (list, tuple)) else getattr(results, "results", []) or []:
+        get = (lambda k, r=r: r.get(k)) if isinstance(r, dict) else (lambda k, r=r: getattr(r, k, None))
+        state = get("state") or get("outcome") or get("status") or ("ok" if get("passed") else "warn")
+        state = {"pass": "ok", "passed": "ok", "met": "ok", "fail": "bad", "failed": "bad", "not_met": "bad",
+                 True: "ok", False: "bad"}.get(state, state if state in ("ok", "bad", "warn") else "warn")
+        cite = get("citation") or get("cite")
+        out.append(Check(state, str(get("title") or get("rule") or get("code") or "Rule"),
+                         str(get("explanation") or get("message") or get("plain") or ""),
+                         (str(cite), str(cite)) if isinstance(cite, str) else None))
+    return out
+
+
+# ---- the ICO checklist ------------------------------------------------------------------------------------------
+
+def case_of(req: dict) -> RequestCase | None:
+    data = req.get("case")
+    if not isinstance(data, dict):
+        return None
+    try:
+        return RequestCase.model_validate(data)
+    except ValueError:
+        return None
+
+
+def ico_checklist(req: dict, case: RequestCase | None, flags: list[dict]) -> list[Check]:
+    """The ICO Data Sharing Code's headings, each with what the request answers and what is missing."""
+    c = case or RequestCase()
+    docs = {d.kind for d in c.documents}
+    out = []
+    agreement_bits = ["the agreement is pinned by digest"] if req.get("agreement") else []
+    if "agreement" in docs:
+        agreement_bits.append("the data sharing agreement document is attached")
+    out.append(Check("ok" if "agreement" in docs else "warn", "Data sharing agreement",
+                     "; ".join(agreement_bits).capitalize() + "." if agreement_bits else "",
+                     detail=[] if "agreement" in docs else ["Missing: the agreement document itself."]))
+    pb = c.public_benefit
+    missing = [] if pb else ["Missing: a public-benefit case (who benefits, how, evidence, what happens without)."]
+    if pb and not pb.evidence:
+        missing.append("Missing: evidence for the benefit.")
+    if flags:
+        missing.append(f"{len(flags)} column(s) are flagged below: is each needed?")
+    out.append(Check("ok" if not missing else "warn", "Necessity and proportionality",
+                     (f"Who benefits: {pb.who_benefits}. How: {pb.how}." if pb else
+                      f"Justification: {req.get('justification', '')}"), detail=missing))
+    out.append(Check("ok" if c.transparency else "bad", "Transparency",
+                     c.transparency or "Missing: how the people whose data these are are told.",
+                     cite=("UK GDPR Articles 13 and 14", f"{UK_GDPR}article/13")))
+    retention = c.retention or ""
+    out.append(Check("ok" if retention and c.review else ("warn" if retention else "bad"), "Retention and review",
+                     (f"Kept for {retention}." if retention else "Missing: how long the data are kept.")
+                     + (f" Review: {c.review}" if c.review else " Missing: when the sharing is reviewed.")))
+    safes = c.five_safes
+    answered = [FIVE_SAFES[k] for k in FIVE_SAFES if safes and getattr(safes, k)]
+    security = [c.security] if c.security else []
+    out.append(Check("ok" if len(answered) == 5 else "warn", "Security",
+                     " ".join(security) + (f" Five Safes answered: {', '.join(answered)}." if answered else ""),
+                     detail=[f"Missing: {FIVE_SAFES[k]}." for k in FIVE_SAFES if not (safes and getattr(safes, k))]))
+    out.append(Check("ok" if c.rights else "bad", "Individuals' rights",
+                     c.rights or "Missing: how access, objection and other rights requests are handled.",
+                     cite=("UK GDPR Chapter III", f"{UK_GDPR}chapter/III")))
+    needed = c.dpia_needed
+    yes = [DPIA_SCREENING[k] for k, v in (c.dpia_screening or {}).items() if v]
+    out.append(Check("warn" if needed is None else ("ok" if not needed or "dpia" in docs else "bad"),
+                     "DPIA screening",
+                     "Not answered." if needed is None else
+                     ("A DPIA is needed: " + "; ".join(yes) + "." + (" The DPIA is attached." if "dpia" in docs
+                                                                     else " No DPIA is attached."))
+                     if needed else "No screening question answered yes: a DPIA is not required.",
+                     cite=("UK GDPR Article 35", f"{UK_GDPR}article/35")))
+    return out
+
+
+# ---- minimisation -----------------------------------------------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"(^|_)(id|name|forename|surname|address|postcode|post_code|dob|date_of_birth|birth|"
+                         r"email|phone|mobile|nhs|chi|ni|nino|national_insurance|upn|scn|uprn)(_|$)", re.I)
+_SPECIAL = re.compile(r"health|diagnos|disab|ethnic|religio|sexual|gender_identity|medical|mental|biometric|"
+                      r"genetic|trade_union|politic", re.I)
+_CRIMINAL = re.compile(r"offen|convict|crime|criminal|charge|arrest|sentence|caution", re.I)
+
+
+def minimisation(columns: list[str]) -> list[dict]:
+    """The requested columns that need a second look, each with why."""
+    out = []
+    for col in columns:
+        why = []
+        if _IDENTIFIER.search(col):
+            why.append("a direct identifier")
+        if _SPECIAL.search(col):
+            why.append("special category data")
+        if _CRIMINAL.search(col):
+            why.append("criminal offence data")
+        if why:
+            out.append({"column": col, "why": why})
+    return out
+
+
+# ---- what approving allows --------------------------------------------------------------------------------------
+
+def what_approving_allows(names: Directory, subject: dict) -> list[str]:
+    """Plain sentences for the proposed approval subject (from the form as it stands)."""
+    who = ", ".join(str(names.name(r)) for r in subject.get("recipients", []))
+    datasets = ", ".join(str(names.name(d)) for d in subject.get("datasets", []))
+    purposes = ", ".join(str(names.name(p)) for p in subject.get("purposes", []))
+    lines = [f"{who} may receive the columns {', '.join(subject.get('dataItems', []))} of {datasets}, "
+             f"only for {purposes}."]
+    cadence = subject.get("cadence")
+    if cadence:
+        try:
+            per_year = vocab.RepeatingInterval.parse(cadence).per_year
+            lines.append(f"Transfers may repeat about {round(per_year)} times a year ({cadence}).")
+        except (ValueError, AttributeError, CeadError):
+            lines.append(f"Transfers follow the cadence {cadence}.")
+    for p in subject.get("privacyProtocol") or []:
+        lines.append("Every transfer is checked at the gateway: " + protocol_words(p) + ".")
+    if subject.get("maxRowsPerTransfer"):
+        lines.append(f"At most {subject['maxRowsPerTransfer']} rows per transfer.")
+    retention = (subject.get("retention") or {}).get("receivedData")
+    if retention:
+        lines.append(f"The recipient keeps the data for at most {retention}.")
+    onward = subject.get("onwardSharing")
+    if onward:
+        lines.append({"Prohibited": "The recipient may not share the data onwards.",
+                      "WithApproval": "Onward sharing needs a further approval.",
+                      "Permitted": "The recipient may share the data onwards."}.get(onward, onward))
+    if subject.get("coSigners"):
+        lines.append("The approval is valid only once co-signed by "
+                     + ", ".join(str(names.name(c)) for c in subject["coSigners"]) + ".")
+    if subject.get("notBefore") and subject.get("notAfter"):
+        lines.append(f"From {subject['notBefore'][:10]} until {subject['notAfter'][:10]}; you can suspend or "
+                     "revoke it from this page at any time.")
+    return lines
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,381 @@
+"""The approver's desk pages (registered on the wallet pages' blueprint by ``wallet.pages``):
+
+- ``GET /wallet/requests/<id>``: the decision page (``wallet.desk``): who is asking, the request against the
+  chosen delegation dimension by dimension with the delegation's own status, the rule results, the ICO checklist,
+  column flags, "what approving will allow", then the guided approval form (``wallet.forms.ApproveForm``), and
+  "ask for changes" / "refuse" with reasons. An approved request shows its approval's current status with
+  suspend / reinstate / revoke.
+- ``POST /wallet/requests/<id>/approve``: the guided form (or, for scripts and older pages, a ``subject`` field of
+  JSON/YAML as before). Nothing is signed unless the form is complete, the delegation is active (read from its
+  status list now) and the approval lies within it; otherwise the page comes back with what was typed and a
+  message beside each field.
+- ``POST /wallet/requests/<id>/decide``: ask for changes or refuse, with reasons.
+- ``POST /wallet/requests/<id>/status``: suspend, reinstate or revoke the approval issued for the request.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from pydantic import ValidationError
+from werkzeug.datastructures import MultiDict
+
+from issuer.pages import audit, current_token, http_status, may, parse_object, sign_in_required
+from schemas import vocab
+from schemas.models import DataSharingApproval, describe
+from verifier.results import CeadError
+
+from . import desk
+from . import requests as sharing
+from .forms import ApproveForm, DecideForm, _choices, default_window, legal_basis_choices
+from .names import Directory
+
+CHANGES_REQUESTED = "changes requested"
+SUSPENDABLE = {"credentialStatus": {"type": "BitstringStatusListEntry",
+                                    "statusPurpose": ["revocation", "suspension"]}}
+
+
+def node_policy(node):
+    """The node's trust policy (``HOME/policy.yaml`` or ``.json``), or None when it has none."""
+    from verifier.policy import load_policy
+    for name in ("policy.yaml", "policy.yml", "policy.json"):
+        path = Path(node.home) / name
+        if path.exists():
+            try:
+                return load_policy(path)
+            except CeadError:
+                return None
+    return None
+
+
+def _day(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def register(bp, wallet, blueprint_name: str) -> None:
+
+    def node():
+        return current_app.config["CEAD_NODE"]
+
+    def delegations() -> list[dict]:
+        """Every delegation this node holds for itself (whatever its status: the page shows it), newest first:
+        in the wallet, then HOME/delegations."""
+        out, seen = [], set()
+        for r in wallet.search(type="DelegatedAuthorityCredential"):
+            if r.subject == wallet.holder and r.credential_id and r.credential_id not in seen:
+                seen.add(r.credential_id)
+                out.append({"id": r.credential_id, "signed": r.credential, "issuer": r.issuer})
+        for path in sorted((node().home / "delegations").glob("*.json")):
+            try:
+                doc = json.loads(path.read_text())
+            except (ValueError, OSError):
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("id"), str) and doc["id"] not in seen:
+                seen.add(doc["id"])
+                out.append({"id": doc["id"], "signed": doc, "issuer": doc.get("issuer")})
+        return out
+
+    def label_delegation(names: Directory, d: dict) -> str:
+        try:
+            model = desk.delegation_model(d["signed"])
+            scope = model.scope
+            what = ", ".join(str(names.name(x)) for x in (scope.datasets or [])) or "any dataset"
+            return f"{model.role} for {names.name(model.on_behalf_of)}: {what}"
+        except CeadError:
+            return d["id"]
+
+    def defaults(row, chosen: dict | None, names: Directory) -> MultiDict:
+        req = row.request
+        scope = desk.delegation_model(chosen["signed"]).scope if chosen else None
+        start, end = default_window(_day(scope.not_after) if scope and scope.not_after else None)
+        case = desk.case_of(req)
+        proposed = case.proposed_protocol if case else None
+        data = MultiDict({
+            "delegation": chosen["id"] if chosen else "",
+            "sensitivity": scope.max_sensitivity if scope and scope.max_sensitivity else "Pseudonymised",
+            "dpia_outcome": "LowRisk", "cadence": req.get("cadence", ""),
+            "retention": (case.retention if case and case.retention else None)
+            or (scope.max_retention if scope and scope.max_retention else "P1Y"),
+            "onward_sharing": "Prohibited", "protocol": proposed.kind if proposed else "threshold",
+            "min_cell_count": str(proposed.min_cell_count) if proposed and proposed.min_cell_count else "10",
+            "max_rows": str(scope.max_rows_per_transfer) if scope and scope.max_rows_per_transfer else "",
+            "co_signers": "\n".join(scope.required_co_signers or []) if scope else "",
+            "not_before": start.isoformat(), "not_after": end.isoformat(),
+        })
+        for b in (req.get("lawfulBasis") or {}).get("legalBases", []):
+            data.add("controller_basis", vocab.expand(b))
+        for c in (scope.data_categories if scope and scope.data_categories else []):
+            data.add("data_categories", c)
+        for s in (scope.data_subjects if scope and scope.data_subjects else []):
+            data.add("data_subjects", s)
+        for s in (scope.recipient_requirements if scope and scope.recipient_requirements else []):
+            data.add("recipient_requirements", s)
+        return data
+
+    def make_form(formdata: MultiDict, names: Directory, choices: list[dict]) -> ApproveForm:
+        form = ApproveForm(formdata)
+        form.delegation.choices = [(d["id"], label_delegation(names, d)) for d in choices] + \
+            [("", "None: approve as this organisation itself")]
+        form.controller_basis.choices = legal_basis_choices()
+        form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
+        form.data_subjects.choices = _choices(vocab.DATA_SUBJECTS)
+        form.recipient_requirements.choices = _choices(vocab.CERTIFICATION_SCHEMES)
+        return form
+
+    def overrides_from(form: ApproveForm, draft: dict) -> dict:
+        bases = list(form.controller_basis.data or [])
+        regimes = {vocab.LEGAL_BASES[b].regime for b in bases if b in vocab.LEGAL_BASES}
+        regime = next((n for n, iri in vocab.REGIME_NAMES.items() if iri in regimes), "UKGDPR")
+        protocol = {"threshold": [{"kind": "threshold", "minCellCount": form.min_cell_count.data}],
+                    "pseudonymisation": [{"kind": "pseudonymisation"}], "treOnly": [{"kind": "treOnly"}],
+                    "none": []}.get(form.protocol.data, [])
+        out = {
+            "lawfulBases": [*draft["lawfulBases"], {"party": draft["discloser"], "regime": regime,
+                                                    "legalBases": bases}],
+            "dataCategories": list(form.data_categories.data or []),
+            "dataSubjects": list(form.data_subjects.data or []),
+            "recipientRequirements": list(form.recipient_requirements.data or []),
+            "sensitivity": form.sensitivity.data,
+            "dpia": {"outcome": form.dpia_outcome.data, **({"reference": form.dpia_reference.data}
+                                                           if form.dpia_reference.data else {})},
+            "cadence": form.cadence.data, "retention": {"receivedData": form.retention.data},
+            "onwardSharing": form.onward_sharing.data, "privacyProtocol": protocol,
+            "coSigners": form.co_signer_list(),
+            "notBefore": f"{form.not_before.data.isoformat()}T00:00:00Z",
+            "notAfter": f"{form.not_after.data.isoformat()}T23:59:59Z",
+        }
+        if form.max_rows.data:
+            out["maxRowsPerTransfer"] = form.max_rows.data
+        return out
+
+    def analyse(row, form: ApproveForm, choices: list[dict], names: Directory) -> dict:
+        """Everything the decision page shows, for the form as it stands (nothing is signed)."""
+        req = row.request
+        chosen = next((d for d in choices if d["id"] == form.delegation.data), None)
+        out: dict[str, Any] = {"chosen": chosen, "status": None, "fit": [], "violations": [], "subject": None,
+                               "model_problem": None, "issuer": None}
+        draft = sharing.draft_subject(node(), wallet, row.id, delegation=chosen["id"] if chosen else None) \
+            if row.status == sharing.PENDING else None
+        if chosen is not None:
+            out["status"] = desk.delegation_status(wallet, chosen["signed"])
+            out["issuer"] = names.name(chosen["issuer"])
+        if draft is not None and not form.errors and form.not_before.data and form.not_after.data:
+            subject = {**draft, **overrides_from(form, draft)}
+            out["subject"] = subject
+            try:
+                from issuer import service
+                credential = service.build_credential(node(), sharing.APPROVAL, subject)
+                approval = DataSharingApproval.from_credential(credential)
+            except (CeadError, ValidationError) as exc:
+                out["model_problem"] = exc.message if isinstance(exc, CeadError) else describe(exc)
+                approval = None
+            if chosen is not None:
+                delegation = desk.delegation_model(chosen["signed"])
+                if approval is not None:
+                    from verifier.scope import approval_within
+                    out["violations"] = approval_within(approval, delegation, vocabulary=node().vocabulary)
+                out["fit"] = desk.delegation_fit(names, approval, delegation, out["violations"])
+        elif chosen is not None:
+            out["fit"] = desk.delegation_fit(names, None, desk.delegation_model(chosen["signed"]), [])
+        return out
+
+    def decision_page(request_id: str, *, formdata: MultiDict | None = None, decide: DecideForm | None = None,
+                      error=None, status: int = 200, validate: bool = False,
+                      field_errors: dict[str, list[str]] | None = None):
+        row = sharing.get_request(wallet, request_id)
+        req = row.request
+        names = Directory.for_node(node(), wallet, row.certification_list)
+        choices = delegations()
+        if formdata is None:
+            wanted = request.args.get("delegation")
+            chosen = next((d for d in choices if d["id"] == wanted), None) if wanted is not None else \
+                next((d for d in choices if desk.delegation_status(wallet, d["signed"])["usable"]),
+                     choices[0] if choices else None)
+            formdata = defaults(row, chosen, names)
+        form = make_form(formdata, names, choices)
+        if validate or field_errors:
+            form.validate()              # after a submit: what each field lacks shows beside it
+        facts = analyse(row, form, choices, names)
+        for name, messages in (field_errors or {}).items():
+            field = getattr(form, name)
+            field.errors = list(dict.fromkeys([*field.errors, *messages]))
+        case = desk.case_of(req)
+        flags = desk.minimisation(req.get("dataItems", []))
+        categories = list(form.data_categories.data or [])
+        ends = form.not_after.data if isinstance(form.not_after.data, date) else None
+        policy = node_policy(node())
+        approval_status = None
+        if row.approval_id:
+            from issuer import service
+            reg = next((r for r in service.register(node()) if r.id == row.approval_id), None)
+            approval_status = reg.status if reg is not None else None
+        decide = decide or DecideForm()
+        errors = [(f.id, e) for f in form for e in f.errors] + [(f.id, e) for f in decide for e in f.errors]
+        return render_template(
+            "wallet_request.html", row=row, req=req, names=names, form=form, decide=decide,
+            facts=facts, who=desk.requester(names, row, policy, ends), policy=policy,
+            rules=desk.rule_results(names, req, categories, facts["subject"]), lawful=desk._lawful_module(),
+            checklist=desk.ico_checklist(req, case, flags), flags=flags, case=case,
+            allows=desk.what_approving_allows(names, facts["subject"]) if facts["subject"] else [],
+            error=error, errors=errors if row.status == sharing.PENDING else [], document=json.dumps(
+                req, indent=2, ensure_ascii=False), date=_date, interrupted=sharing.is_interrupted(row),
+            reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60), approval_status=approval_status,
+            may_decide=may("issue:approval"), may_change=may("status:change"),
+            log=__import__("issuer.staff", fromlist=["audit_log"]).audit_log(node().engine, target=row.id),
+        ), status
+
+    def may_approve() -> list[str]:
+        if not may("issue:approval"):
+            raise CeadError("auth.scope", "You may not decide data-sharing requests: ask your DPO for the "
+                            "Information Asset Owner role.", scope="issue:approval")
+        return current_token().scopes.split(",")
+
+    @bp.get("/wallet/requests/<request_id>", endpoint="request_detail")
+    @sign_in_required
+    def request_detail(request_id: str):
+        return decision_page(request_id)
+
+    @bp.post("/wallet/requests/<request_id>/approve", endpoint="request_approve")
+    @sign_in_required
+    def request_approve(request_id: str):
+        scopes = may_approve()
+        if "subject" in request.form:
+            return approve_raw(request_id, scopes)
+        row = sharing.get_request(wallet, request_id)
+        names = Directory.for_node(node(), wallet, row.certification_list)
+        choices = delegations()
+        form = make_form(request.form, names, choices)
+        if row.status != sharing.PENDING:
+            raise CeadError("sharing.not_pending", f"Request {request_id} was already {row.status}.")
+        if not form.validate():
+            return decision_page(request_id, formdata=request.form, status=400, validate=True)
+        facts = analyse(row, form, choices, names)
+        chosen = facts["chosen"]
+        if chosen is not None and not facts["status"]["usable"]:
+            who = facts["issuer"]
+            form.delegation.errors = [f"This delegation is {facts['status']['status']}, so it cannot be used: "
+                                      f"nothing was signed. Ask {who} (who issued it) to reinstate it or to "
+                                      "delegate afresh."]
+            audit("approval refused before signing", target=request_id,
+                  detail={"cause": f"delegation {facts['status']['status']}", "delegation": chosen["id"]})
+            return render_refused(request_id, form, "web.delegation_unusable", form.delegation.errors[0])
+        if facts["model_problem"]:
+            return render_refused(request_id, form, "sharing.invalid", facts["model_problem"])
+        if facts["violations"]:
+            for v in facts["violations"]:
+                target = desk.DIMENSION_FIELDS.get(v.dimension.split(".")[0]) or "delegation"
+                getattr(form, target).errors = [*getattr(form, target).errors,
+                                                f"Outside your delegation: {v.message}"]
+            audit("approval refused before signing", target=request_id,
+                  detail={"cause": "outside the delegation", "dimensions": [v.dimension for v in facts["violations"]]})
+            return render_refused(request_id, form, "web.outside_delegation",
+                                  "This approval would be wider than your delegation; nothing was signed.")
+        try:
+            done = sharing.approve(node(), wallet, request_id, overrides_from(form, facts["subject"]),
+                                   delegation=chosen["id"] if chosen else None, options=SUSPENDABLE,
+                                   issued_by=current_token().name, scopes=scopes)
+        except CeadError as exc:
+            status = http_status(exc.code, {"sharing.not_found": 404, "sharing.not_pending": 409,
+                                            "sharing.undelivered": 502, "wallet.delegation_missing": 422})
+            if status >= 500 and exc.code != "sharing.undelivered":
+                raise
+            audit("approval failed", target=request_id, detail={"code": exc.code})
+            return decision_page(request_id, formdata=request.form, error=exc.problem, status=status)
+        audit("approved", target=request_id, detail={"approval": done.issued.id})
+        flash(f"Approved and delivered to {names.name(row.requester)}.")
+        return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+    def render_refused(request_id: str, form: ApproveForm, code: str, message: str):
+        """The page again, keeping what was typed, with the errors set on ``form`` beside their fields."""
+        from verifier.results import Problem
+        field_errors = {f.name: list(f.errors) for f in form if f.errors}
+        return decision_page(request_id, formdata=request.form, error=Problem(code, message, {}), status=422,
+                             field_errors=field_errors)
+
+    def approve_raw(request_id: str, scopes: list[str]):
+        """The subject as JSON/YAML (scripts and the older page)."""
+        try:
+            subject = parse_object(request.form.get("subject", ""), "approval subject")
+            done = sharing.approve(node(), wallet, request_id, subject,
+                                   delegation=(request.form.get("delegation") or "").strip() or None,
+                                   valid_until=(request.form.get("valid_until") or "").strip() or None,
+                                   issued_by=current_token().name, scopes=scopes)
+        except CeadError as exc:
+            status = http_status(exc.code, {"sharing.not_found": 404, "sharing.not_pending": 409,
+                                            "sharing.undelivered": 502, "wallet.delegation_missing": 422})
+            if status >= 500 and exc.code != "sharing.undelivered":
+                raise
+            return decision_page(request_id, error=exc.problem, status=status)
+        audit("approved", target=request_id, detail={"approval": done.issued.id})
+        flash(f"Approved: {done.issued.id} was issued and delivered to {done.request.request['replyTo']}.")
+        return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+    @bp.post("/wallet/requests/<request_id>/refuse", endpoint="request_refuse")
+    @sign_in_required
+    def request_refuse(request_id: str):
+        """Refuse with a reason (kept for scripts; the page uses /decide)."""
+        may_approve()
+        reason = request.form.get("reason", "")
+        try:
+            sharing.refuse(wallet, request_id, reason, by=current_token().name)
+        except CeadError as exc:
+            if exc.code != "sharing.invalid":
+                raise
+            return decision_page(request_id, error=exc.problem, status=400)
+        audit("refused", target=request_id, detail={"reason": reason})
+        flash("Refused; the reason is recorded.")
+        return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+    @bp.post("/wallet/requests/<request_id>/decide", endpoint="request_decide")
+    @sign_in_required
+    def request_decide(request_id: str):
+        may_approve()
+        decide = DecideForm(request.form)
+        if not decide.validate():
+            return decision_page(request_id, decide=decide, status=400)
+        reason = decide.reason.data.strip()
+        if decide.decision.data == "refuse":
+            sharing.refuse(wallet, request_id, reason, by=current_token().name)
+            audit("refused", target=request_id, detail={"reason": reason})
+            flash("Refused; the reasons are recorded.")
+        else:
+            sharing._pending(wallet, request_id)
+            sharing._decide(wallet, request_id, CHANGES_REQUESTED, reason=reason[:2000],
+                            decided_by=current_token().name)
+            audit("asked for changes", target=request_id, detail={"reason": reason})
+            flash("Changes requested; the reasons are recorded.")
+        return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+    @bp.post("/wallet/requests/<request_id>/status", endpoint="request_status")
+    @sign_in_required
+    def request_status(request_id: str):
+        if not may("status:change"):
+            raise CeadError("auth.scope", "You may not suspend or revoke approvals.", scope="status:change")
+        row = sharing.get_request(wallet, request_id)
+        action = request.form.get("action", "")
+        if not row.approval_id or action not in ("suspend", "reinstate", "revoke"):
+            raise CeadError("web.form_invalid", "Choose suspend, reinstate or revoke for an approved request.",
+                            field="action")
+        if action == "revoke" and request.form.get("confirm") != "yes":
+            raise CeadError("web.form_invalid", "Tick the box to confirm that revoking is final.", field="confirm")
+        from issuer import service
+        result = service.change_status(node(), row.approval_id, action, by=current_token().name,
+                                       reason=(request.form.get("reason") or "").strip() or None)
+        audit(f"{action} approval", target=request_id, detail={"approval": row.approval_id})
+        flash(f"The approval is now {result['status']}.")
+        return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+
+def _date(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%d %B %Y, %H:%M UTC")

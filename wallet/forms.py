@@ -1,0 +1,157 @@
+"""The web pages' forms (WTForms): the IAO's guided approval, refusal / request for changes, and the analyst's
+request wizard. Every field has a label and, where it helps, a hint; errors are shown beside the field and in the
+error summary, and what was typed is kept."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, SelectField, SelectMultipleField,
+                     StringField, TextAreaField, widgets)
+from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional, Regexp, \
+    ValidationError
+
+from schemas import vocab
+
+from .casefile import DPIA_SCREENING
+
+DURATION = Regexp(vocab.DURATION_PATTERN, message="Give a period such as P1Y (one year), P6M (six months) or P90D.")
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+def _choices(terms: dict, keep=lambda t: True) -> list[tuple[str, str]]:
+    return [(iri, t.label) for iri, t in terms.items() if keep(t)]
+
+
+def legal_basis_choices(regime: str | None = None) -> list[tuple[str, str]]:
+    wanted = vocab.REGIME_NAMES.get(regime) if regime else None
+    return [(iri, t.label) for iri, t in vocab.LEGAL_BASES.items() if wanted is None or t.regime in (None, wanted)]
+
+
+PROTOCOLS = [("threshold", "Counts only, with a minimum cell count (small numbers suppressed)"),
+             ("pseudonymisation", "Record level, pseudonymised (direct identifiers removed)"),
+             ("treOnly", "Inside a trusted research environment only, outputs checked"),
+             ("none", "No privacy protocol (record-level personal data)")]
+
+
+class ApproveForm(Form):
+    delegation = SelectField("The delegation you approve under", validate_choice=False)
+    controller_basis = SelectMultipleField("Your organisation's lawful basis for disclosing",
+                                           validators=[DataRequired("Choose at least one lawful basis.")],
+                                           validate_choice=False)
+    data_categories = SelectMultipleField("Categories of personal data", validate_choice=False,
+                                          validators=[DataRequired("Choose the categories of data being shared.")])
+    data_subjects = SelectMultipleField("Whose data these are", validate_choice=False, validators=[Optional()])
+    recipient_requirements = SelectMultipleField("Certifications the recipient must hold", validate_choice=False,
+                                                 validators=[Optional()])
+    sensitivity = SelectField("Sensitivity of the data as shared",
+                              choices=[(s, s) for s in vocab.SENSITIVITY])
+    dpia_outcome = SelectField("Residual risk found by the DPIA", choices=[(r, r) for r in vocab.DPIA_RISK])
+    dpia_reference = StringField("Where the DPIA is recorded", validators=[Optional(), URL(
+        require_tld=False, message="Give the DPIA's address as a URL, or leave this blank.")])
+    protocol = RadioField("Privacy protocol applied at the gateway", choices=PROTOCOLS, default="threshold")
+    min_cell_count = IntegerField("Minimum cell count", validators=[Optional(), NumberRange(
+        min=1, max=1000, message="A minimum cell count is a whole number from 1 to 1000.")])
+    cadence = StringField("How often data may be sent", validators=[InputRequired("Give a cadence.")])
+    max_rows = IntegerField("Row limit per transfer", validators=[Optional(), NumberRange(
+        min=1, message="A row limit is a whole number of 1 or more.")])
+    retention = StringField("How long the recipient may keep the data",
+                            validators=[InputRequired("Say how long the data may be kept."), DURATION])
+    onward_sharing = SelectField("Onward sharing", choices=[
+        ("Prohibited", "Not allowed"), ("WithApproval", "Only with a further approval"), ("Permitted", "Allowed")])
+    co_signers = TextAreaField("Co-signers", validators=[Optional()])
+    not_before = DateField("Valid from", validators=[InputRequired("Give the date the approval starts.")])
+    not_after = DateField("Valid until", validators=[InputRequired("Give the date the approval ends.")])
+
+    def validate_min_cell_count(self, field):
+        if self.protocol.data == "threshold" and not field.data:
+            raise ValidationError("Give the minimum number of people in any released count (for example 10).")
+
+    def validate_not_after(self, field):
+        if self.not_before.data and field.data and field.data <= self.not_before.data:
+            raise ValidationError("The end date must be after the start date.")
+
+    def validate_co_signers(self, field):
+        bad = [d for d in self.co_signer_list() if not d.startswith("did:")]
+        if bad:
+            raise ValidationError(f"Each co-signer is a DID such as did:web:example.gov.scot; not: {bad[0]}")
+
+    def co_signer_list(self) -> list[str]:
+        return [line.strip() for line in (self.co_signers.data or "").splitlines() if line.strip()]
+
+
+class DecideForm(Form):
+    """Refuse, or ask for changes: both need reasons the requester can act on."""
+    decision = RadioField("Your decision", choices=[("changes", "Ask for changes"), ("refuse", "Refuse")],
+                          validators=[InputRequired("Choose whether to ask for changes or refuse.")])
+    reason = TextAreaField("Reasons for the requester",
+                           validators=[InputRequired("Give the reasons: the requester sees them."),
+                                       Length(max=2000, message="At most 2000 characters.")])
+
+
+class WizardForm(Form):
+    """The analyst's data-sharing request, in one page of sections."""
+    holder_url = StringField("The data holder's Cead node", validators=[
+        InputRequired("Give the address of the data holder's node."),
+        URL(require_tld=False, message="Give the node's address, starting https://")])
+    datasets = TextAreaField("Datasets", validators=[InputRequired("Name at least one dataset.")])
+    columns = TextAreaField("Columns (data items)", validators=[InputRequired("List the columns you need.")])
+    purpose = SelectField("Purpose", validate_choice=False,
+                          validators=[InputRequired("Choose the purpose.")])
+    regime = SelectField("Data protection regime", choices=[("UKGDPR", "UK GDPR"),
+                                                            ("DPA2018Part3", "DPA 2018 Part 3 (law enforcement)")])
+    legal_bases = SelectMultipleField("Lawful basis", validate_choice=False,
+                                      validators=[DataRequired("Choose at least one lawful basis.")])
+    cadence = StringField("How often", default="R/2026-01-01T00:00:00Z/P1M", validators=[
+        InputRequired("Say how often data are needed.")])
+    who_benefits = TextAreaField("Who benefits", validators=[InputRequired("Say who benefits."),
+                                                             Length(max=2000)])
+    how = TextAreaField("How they benefit", validators=[InputRequired("Say how they benefit."), Length(max=2000)])
+    evidence = TextAreaField("Evidence", validators=[Optional(), Length(max=2000)])
+    without = TextAreaField("What happens without the data", validators=[Optional(), Length(max=2000)])
+    safe_people = TextAreaField("Safe people", validators=[Optional(), Length(max=2000)])
+    safe_projects = TextAreaField("Safe projects", validators=[Optional(), Length(max=2000)])
+    safe_settings = TextAreaField("Safe settings", validators=[Optional(), Length(max=2000)])
+    safe_data = TextAreaField("Safe data", validators=[Optional(), Length(max=2000)])
+    safe_outputs = TextAreaField("Safe outputs", validators=[Optional(), Length(max=2000)])
+    dpia_screening = MultiCheckboxField("DPIA screening: tick each that applies", choices=list(
+        DPIA_SCREENING.items()), validators=[Optional()])
+    retention = StringField("How long you will keep the data", default="P1Y",
+                            validators=[InputRequired("Say how long you will keep the data."), DURATION])
+    review = TextAreaField("When the sharing will be reviewed", validators=[Optional(), Length(max=2000)])
+    transparency = TextAreaField("How people are told", validators=[Optional(), Length(max=2000)])
+    rights = TextAreaField("How people's rights are met", validators=[Optional(), Length(max=2000)])
+    protocol = RadioField("Proposed privacy protocol", choices=PROTOCOLS, default="threshold")
+    min_cell_count = IntegerField("Proposed minimum cell count", default=10, validators=[Optional(), NumberRange(
+        min=1, max=1000, message="A whole number from 1 to 1000.")])
+    confirm = BooleanField("I confirm the answers are accurate and the documents are the ones we rely on",
+                           validators=[DataRequired("Confirm the answers before sending.")])
+
+    def validate_min_cell_count(self, field):
+        if self.protocol.data == "threshold" and not field.data:
+            raise ValidationError("Give the minimum cell count you propose (for example 10).")
+
+    def validate_cadence(self, field):
+        try:
+            vocab.RepeatingInterval.parse(field.data or "")
+        except (ValueError, Exception):
+            raise ValidationError("Give a repeating interval such as R/2026-01-01T00:00:00Z/P1M (monthly).")
+
+    def validate_holder_url(self, field):
+        if not (field.data or "").startswith("https://"):
+            raise ValidationError("The node's address starts https://")
+
+    @staticmethod
+    def lines(text: str | None) -> list[str]:
+        return [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]
+
+
+def default_window(delegation_not_after: date | None) -> tuple[date, date]:
+    start = date.today()
+    end = start + timedelta(days=365)
+    if delegation_not_after and delegation_not_after < end:
+        end = delegation_not_after
+    return start, end
