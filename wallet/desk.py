@@ -130,9 +130,15 @@ def _show(names: Directory, dim: str, value: Any) -> str:
     return str(value)
 
 
+SUBJECT_KEYS = {"datasets": "datasets", "dataItems": "dataItems", "purposes": "purposes",
+                "dataCategories": "dataCategories", "dataSubjects": "dataSubjects", "cadence": "cadence"}
+
+
 def delegation_fit(names: Directory, approval: DataSharingApproval | None, delegation: DelegatedAuthority,
-                   violations: list) -> list[dict]:
-    """One row per dimension the delegation restricts: what the approval asks, what the delegation allows, fits."""
+                   violations: list, subject: dict | None = None) -> list[dict]:
+    """One row per dimension the delegation restricts: what the approval asks, what the delegation allows, and
+    whether it fits (None: not checked yet, because the approval is not complete; ``subject`` then supplies what
+    the request itself asks)."""
     scope = delegation.scope
     asked = approval.scope() if approval is not None else None
     bad: dict[str, list[str]] = {}
@@ -143,10 +149,14 @@ def delegation_fit(names: Directory, approval: DataSharingApproval | None, deleg
         dim = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
         if value is None or dim == "maxDelegationDepth":
             continue
-        requested = getattr(asked, name, None) if asked is not None else None
-        rows.append({"dimension": dim, "allowed": _show(names, dim, value),
-                     "asked": _show(names, dim, requested) if asked is not None else "",
-                     "fits": dim not in bad, "problems": bad.pop(dim, [])})
+        if asked is not None:
+            shown = _show(names, dim, getattr(asked, name, None))
+        elif subject is not None and dim in SUBJECT_KEYS and subject.get(SUBJECT_KEYS[dim]) is not None:
+            shown = _show(names, dim, subject.get(SUBJECT_KEYS[dim]))
+        else:
+            shown = "(complete the form below)"
+        rows.append({"dimension": dim, "allowed": _show(names, dim, value), "asked": shown,
+                     "fits": (dim not in bad) if asked is not None else None, "problems": bad.pop(dim, [])})
     for dim, messages in bad.items():       # discloser, processors and anything not a scope dimension
         rows.append({"dimension": dim, "allowed": "", "asked": "", "fits": False, "problems": messages})
     return rows
@@ -272,7 +282,7 @@ def ico_checklist(req: dict, case: RequestCase | None, flags: list[dict]) -> lis
     if flags:
         missing.append(f"{len(flags)} column(s) are flagged below: is each needed?")
     out.append(Check("ok" if not missing else "warn", "Necessity and proportionality",
-                     (f"Who benefits: {pb.who_benefits}. How: {pb.how}." if pb else
+                     (f"Who benefits: {pb.who_benefits.rstrip('.')}. How: {pb.how.rstrip('.')}." if pb else
                       f"Justification: {req.get('justification', '')}"), detail=missing))
     out.append(Check("ok" if c.transparency else "bad", "Transparency",
                      c.transparency or "Missing: how the people whose data these are are told.",
@@ -305,7 +315,7 @@ def ico_checklist(req: dict, case: RequestCase | None, flags: list[dict]) -> lis
 # ---- minimisation -----------------------------------------------------------------------------------------------
 
 _IDENTIFIER = re.compile(r"(^|_)(id|name|forename|surname|address|postcode|post_code|dob|date_of_birth|birth|"
-                         r"email|phone|mobile|nhs|chi|ni|nino|national_insurance|upn|scn|uprn)(_|$)", re.I)
+                         r"email|phone|mobile|nhs|chi|ni|nino|national_insurance|upn|scn|uprn|ref|reference)(_|$)", re.I)
 _SPECIAL = re.compile(r"health|diagnos|disab|ethnic|religio|sexual|gender_identity|medical|mental|biometric|"
                       r"genetic|trade_union|politic", re.I)
 _CRIMINAL = re.compile(r"offen|convict|crime|criminal|charge|arrest|sentence|caution", re.I)

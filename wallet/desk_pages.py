@@ -30,7 +30,7 @@ from verifier.results import CeadError
 
 from . import desk
 from . import requests as sharing
-from .forms import ApproveForm, DecideForm, _choices, default_window, legal_basis_choices
+from .forms import ApproveForm, DecideForm, _choices, condition_choices, default_window, legal_basis_choices
 from .names import Directory
 
 CHANGES_REQUESTED = "changes requested"
@@ -88,7 +88,9 @@ def register(bp, wallet, blueprint_name: str) -> None:
             model = desk.delegation_model(d["signed"])
             scope = model.scope
             what = ", ".join(str(names.name(x)) for x in (scope.datasets or [])) or "any dataset"
-            return f"{model.role} for {names.name(model.on_behalf_of)}: {what}"
+            role = {"InformationAssetOwner": "Information Asset Owner", "DataProtectionOfficer":
+                    "Data Protection Officer"}.get(model.role, model.role)
+            return f"{role} for {names.name(model.on_behalf_of)}: {what}"
         except CeadError:
             return d["id"]
 
@@ -111,7 +113,11 @@ def register(bp, wallet, blueprint_name: str) -> None:
             "not_before": start.isoformat(), "not_after": end.isoformat(),
         })
         for b in (req.get("lawfulBasis") or {}).get("legalBases", []):
-            data.add("controller_basis", vocab.expand(b))
+            term = vocab.LEGAL_BASES.get(vocab.expand(b))
+            key = "controller_condition" if term is not None and (term.special or term.criminal) \
+                else "controller_basis"
+            if key not in data:
+                data[key] = vocab.expand(b)
         for c in (scope.data_categories if scope and scope.data_categories else []):
             data.add("data_categories", c)
         for s in (scope.data_subjects if scope and scope.data_subjects else []):
@@ -125,13 +131,14 @@ def register(bp, wallet, blueprint_name: str) -> None:
         form.delegation.choices = [(d["id"], label_delegation(names, d)) for d in choices] + \
             [("", "None: approve as this organisation itself")]
         form.controller_basis.choices = legal_basis_choices()
+        form.controller_condition.choices = condition_choices()
         form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
         form.data_subjects.choices = _choices(vocab.DATA_SUBJECTS)
         form.recipient_requirements.choices = _choices(vocab.CERTIFICATION_SCHEMES)
         return form
 
     def overrides_from(form: ApproveForm, draft: dict) -> dict:
-        bases = list(form.controller_basis.data or [])
+        bases = [b for b in (form.controller_basis.data, form.controller_condition.data) if b]
         regimes = {vocab.LEGAL_BASES[b].regime for b in bases if b in vocab.LEGAL_BASES}
         regime = next((n for n, iri in vocab.REGIME_NAMES.items() if iri in regimes), "UKGDPR")
         protocol = {"threshold": [{"kind": "threshold", "minCellCount": form.min_cell_count.data}],
@@ -161,6 +168,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
         req = row.request
         chosen = next((d for d in choices if d["id"] == form.delegation.data), None)
         out: dict[str, Any] = {"chosen": chosen, "status": None, "fit": [], "violations": [], "subject": None,
+                               "checked": False,
                                "model_problem": None, "issuer": None}
         draft = sharing.draft_subject(node(), wallet, row.id, delegation=chosen["id"] if chosen else None) \
             if row.status == sharing.PENDING else None
@@ -182,9 +190,11 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 if approval is not None:
                     from verifier.scope import approval_within
                     out["violations"] = approval_within(approval, delegation, vocabulary=node().vocabulary)
-                out["fit"] = desk.delegation_fit(names, approval, delegation, out["violations"])
+                out["fit"] = desk.delegation_fit(names, approval, delegation, out["violations"], subject)
+                out["checked"] = approval is not None
         elif chosen is not None:
-            out["fit"] = desk.delegation_fit(names, None, desk.delegation_model(chosen["signed"]), [])
+            out["fit"] = desk.delegation_fit(names, None, desk.delegation_model(chosen["signed"]), [],
+                                             draft or row.request)
         return out
 
     def decision_page(request_id: str, *, formdata: MultiDict | None = None, decide: DecideForm | None = None,

@@ -27,8 +27,16 @@ def _choices(terms: dict, keep=lambda t: True) -> list[tuple[str, str]]:
 
 
 def legal_basis_choices(regime: str | None = None) -> list[tuple[str, str]]:
+    """The bases that stand alone: Article 6, DPA 2018 s.35 (law enforcement), statutory gateways."""
     wanted = vocab.REGIME_NAMES.get(regime) if regime else None
-    return [(iri, t.label) for iri, t in vocab.LEGAL_BASES.items() if wanted is None or t.regime in (None, wanted)]
+    return [(iri, t.label) for iri, t in vocab.LEGAL_BASES.items()
+            if not (t.special or t.criminal) and (wanted is None or t.regime in (None, wanted))]
+
+
+def condition_choices() -> list[tuple[str, str]]:
+    """The extra conditions special category and criminal offence data need (Art 9, Art 10, DPA 2018 Sch 1 / 8)."""
+    return [("", "None needed (no special category or criminal offence data)")] + \
+        [(iri, t.label) for iri, t in vocab.LEGAL_BASES.items() if t.special or t.criminal]
 
 
 PROTOCOLS = [("threshold", "Counts only, with a minimum cell count (small numbers suppressed)"),
@@ -39,14 +47,15 @@ PROTOCOLS = [("threshold", "Counts only, with a minimum cell count (small number
 
 class ApproveForm(Form):
     delegation = SelectField("The delegation you approve under", validate_choice=False)
-    controller_basis = SelectMultipleField("Your organisation's lawful basis for disclosing",
-                                           validators=[DataRequired("Choose at least one lawful basis.")],
-                                           validate_choice=False)
-    data_categories = SelectMultipleField("Categories of personal data", validate_choice=False,
-                                          validators=[DataRequired("Choose the categories of data being shared.")])
-    data_subjects = SelectMultipleField("Whose data these are", validate_choice=False, validators=[Optional()])
-    recipient_requirements = SelectMultipleField("Certifications the recipient must hold", validate_choice=False,
-                                                 validators=[Optional()])
+    controller_basis = SelectField("Your organisation's lawful basis for disclosing",
+                                   validators=[InputRequired("Choose a lawful basis.")], validate_choice=False)
+    controller_condition = SelectField("Condition for special category or criminal offence data",
+                                       validate_choice=False, validators=[Optional()])
+    data_categories = MultiCheckboxField("Categories of personal data", validate_choice=False,
+                                         validators=[DataRequired("Choose the categories of data being shared.")])
+    data_subjects = MultiCheckboxField("Whose data these are", validate_choice=False, validators=[Optional()])
+    recipient_requirements = MultiCheckboxField("Certifications the recipient must hold", validate_choice=False,
+                                                validators=[Optional()])
     sensitivity = SelectField("Sensitivity of the data as shared",
                               choices=[(s, s) for s in vocab.SENSITIVITY])
     dpia_outcome = SelectField("Residual risk found by the DPIA", choices=[(r, r) for r in vocab.DPIA_RISK])
@@ -103,8 +112,10 @@ class WizardForm(Form):
                           validators=[InputRequired("Choose the purpose.")])
     regime = SelectField("Data protection regime", choices=[("UKGDPR", "UK GDPR"),
                                                             ("DPA2018Part3", "DPA 2018 Part 3 (law enforcement)")])
-    legal_bases = SelectMultipleField("Lawful basis", validate_choice=False,
-                                      validators=[DataRequired("Choose at least one lawful basis.")])
+    legal_basis = SelectField("Lawful basis", validate_choice=False,
+                              validators=[InputRequired("Choose a lawful basis.")])
+    condition = SelectField("Condition for special category or criminal offence data", validate_choice=False,
+                            validators=[Optional()])
     cadence = StringField("How often", default="R/2026-01-01T00:00:00Z/P1M", validators=[
         InputRequired("Say how often data are needed.")])
     who_benefits = TextAreaField("Who benefits", validators=[InputRequired("Say who benefits."),

@@ -29,7 +29,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from issuer.pages import current_token, http_status, parse_object, pretty, protect, sign_in_required
 from verifier.results import CeadError
 
-from . import desk_pages, qr
+from . import desk_pages, qr, wizard
 from . import requests as sharing
 from .store import Wallet, WalletCredential
 
@@ -113,6 +113,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
                                    [c for r in rows for c in r.certification_list])
         return render_template("wallet_requests.html", rows=rows, date=_date, names=names)
 
+    wizard.register(bp, wallet, BLUEPRINT)         # the analyst's request wizard (before /<request_id>)
     desk_pages.register(bp, wallet, BLUEPRINT)     # the decision page, approve, refuse, ask for changes, status
 
     def may_approve() -> list[str]:

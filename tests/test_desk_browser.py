@@ -1,0 +1,278 @@
+"""The approver's desk end to end in a real headless Chromium (Playwright, the Debian ``chromium`` package), over real
+HTTPS on 127.0.0.1 between three nodes:
+
+- the controller (the DPO's organisation) delegates approval authority for a dataset to the IAO's node, certifies the
+  requester (Cyber Essentials), and later suspends a second delegation;
+- the requester's analyst signs in and sends a request through the wizard, with the data sharing agreement attached;
+- the IAO signs in at the data holder's node, sees who is asking (certifications, whether the node's trust policy
+  trusts the certifier), the delegation fit, rule results and the ICO checklist, and approves through the guided
+  form with a minimum cell count of 10; the requester's wallet then holds the approval;
+- a request outside the IAO's delegation cannot be approved, and one under a suspended delegation is refused before
+  signing, naming the cause.
+
+axe-core (tests/assets/axe.min.js) checks every page for WCAG 2.x A/AA violations, and each page is also checked at
+390 px wide for sideways scrolling. Screenshots go to tests/artefacts/desk/ (gitignored).
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from helpers_https import https_server
+from issuer import service, staff
+from issuer.node import Node
+from test_wallet_support import CYBER_ESSENTIALS, certification_subject
+from wallet import requests as sharing
+from wallet.app import create_node_app
+from wallet.store import Wallet
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+AXE = Path(__file__).parent / "assets" / "axe.min.js"
+ARTEFACTS = Path(__file__).parent / "artefacts" / "desk"
+DATASET = "https://data.example.gov.scot/dataset/school-meals"
+OTHER = "https://data.example.gov.scot/dataset/pupil-health"
+SUSPENDED_DS = "https://data.example.gov.scot/dataset/clothing-grants"
+PURPOSE = "https://w3id.org/cead/vocab#FreeSchoolMealAutoEnrolment"
+PASSWORD = "a long staff password 1"
+V2 = ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"]
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing in CI: .ci/run installs the Debian chromium package")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it in CI)",
+                allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
+
+
+class Late:
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+def _credential(kind: str, subject: dict) -> dict:
+    return {"@context": V2, "type": ["VerifiableCredential", kind], "credentialSubject": subject}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("desk")
+    with ExitStack() as stack:
+        servers = {}
+        for name in ("controller", "iao", "requester"):
+            late = Late()
+            base, ca = stack.enter_context(https_server(late))
+            servers[name] = (late, base, ca)
+        bundle = tmp / "ca-bundle.pem"
+        bundle.write_text("".join(open(s[2]).read() for s in servers.values()))
+        network = {"allow_private": True, "ca_bundle": str(bundle)}
+        w = {"bundle": str(bundle)}
+        names = {"controller": "Fife Council", "iao": "Fife Council Education Service", "requester": "Example Council"}
+        for name, (late, base, _) in servers.items():
+            node, _ = Node.init(tmp / name, names[name], b"desk test passphrase", domain=urlsplit(base).netloc,
+                                public_url=base, network=network)
+            wallet = Wallet.from_node(node)
+            late.app = create_node_app(node, wallet=wallet)
+            w[name] = {"node": node, "wallet": wallet, "url": base}
+        controller, iao, requester = (w[k]["node"] for k in ("controller", "iao", "requester"))
+        delegation = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+            "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+            "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET]}}),
+            {"credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
+        assert w["iao"]["wallet"].import_credential(delegation.credential).ok
+        w["delegation"] = delegation
+        cert = service.issue(controller, _credential("OrganisationCertificationCredential", {
+            **certification_subject(requester.did, CYBER_ESSENTIALS),
+            "certificationBody": {"id": controller.did, "name": "Fife Council"}}))
+        assert w["requester"]["wallet"].import_credential(cert.credential).ok
+        # the data holder's trust policy trusts the controller to certify Cyber Essentials; its catalogue names the data
+        (iao.home / "policy.yaml").write_text(json.dumps({"certification_bodies": {CYBER_ESSENTIALS: [controller.did]}}))
+        (iao.home / "catalogue.json").write_text(json.dumps({"@id": "https://data.example.gov.scot/catalogue",
+                                                             "dcat:dataset": [{"@id": DATASET, "dct:title": "School meals register"},
+                                                                              {"@id": OTHER, "dct:title": "Pupil health records"}]}))
+        staff.create_account(requester.engine, "ana", "Ana Analyst", "analyst", PASSWORD)
+        staff.create_account(iao.engine, "ian", "Ian Owner", "iao", PASSWORD)
+        yield w
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def person(browser, width: int = 1200):
+    return browser.new_context(ignore_https_errors=True, viewport={"width": width, "height": 900}, bypass_csp=True)
+
+
+def check(page, name: str) -> None:
+    """A screenshot, no axe-core WCAG A/AA violation, and nothing wider than the window."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / f"{name}.png"), full_page=True)
+    page.evaluate(AXE.read_text())
+    result = page.evaluate("""async () => await axe.run(document, {runOnly: {type: 'tag',
+        values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}})""")
+    problems = [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
+    assert problems == [], f"{name}: {problems}"
+    wide = page.evaluate("() => document.documentElement.scrollWidth > window.innerWidth + 1")
+    assert not wide, f"{name} scrolls sideways at {page.viewport_size['width']} px"
+
+
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(base + "/dpo/sign-in")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button:has-text('Sign in')")
+
+
+def send_direct(w, datasets: list[str]) -> str:
+    requester = w["requester"]["node"].did
+    body = {"requester": requester, "datasets": datasets, "dataItems": ["pupil_ref", "meal_entitlement"],
+            "purposes": [PURPOSE],
+            "lawfulBasis": {"party": requester, "regime": "UKGDPR",
+                            "legalBases": ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]},
+            "cadence": "R/2026-01-01T00:00:00Z/P1M",
+            "agreement": {"id": f"urn:uuid:{uuid.uuid4()}", "digest": "sha256-" + "B" * 43},
+            "justification": "Auto-enrolment.", "replyTo": w["requester"]["url"] + "/inbox"}
+    return sharing.send_request(w["requester"]["wallet"], w["iao"]["url"] + "/requests", body,
+                                verify=w["bundle"])["id"]
+
+
+def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
+    w = world
+    analyst = person(browser).new_page()
+    sign_in(analyst, w["requester"]["url"], "ana")
+    assert analyst.url.endswith("/wallet/requests"), analyst.url
+    check(analyst, "01-analyst-requests")
+    analyst.goto(w["requester"]["url"] + "/wallet/requests/new")
+    check(analyst, "02-wizard")
+
+    # a first try without the agreement: errors beside the fields, and what was typed is kept
+    analyst.fill("#holder_url", w["iao"]["url"])
+    analyst.fill("#datasets", DATASET)
+    analyst.click("button:has-text('Send the request')")
+    assert analyst.locator(".ds_error-summary").is_visible()
+    assert "Attach the data sharing agreement" in analyst.inner_text("#agreement_file-error")
+    assert "Say who benefits" in analyst.inner_text("#who_benefits-error")
+    assert analyst.input_value("#holder_url") == w["iao"]["url"] and analyst.input_value("#datasets") == DATASET
+    check(analyst, "03-wizard-errors")
+    assert sharing.list_requests(w["iao"]["wallet"]) == []          # nothing was sent
+
+    analyst.fill("#columns", "pupil_ref\nmeal_entitlement")
+    analyst.select_option("#purpose", PURPOSE)
+    analyst.fill("#who_benefits", "Families entitled to free school meals who have not applied.")
+    analyst.fill("#how", "Entitled pupils are enrolled without their families having to apply.")
+    analyst.fill("#evidence", "Take-up is about 70% of entitlement.")
+    for safe in ("people", "projects", "settings", "data", "outputs"):
+        analyst.fill(f"#safe_{safe}", f"Answered for safe {safe}.")
+    analyst.fill("#transparency", "The council's privacy notice for school meals covers this sharing.")
+    analyst.fill("#rights", "Requests go to the council's data protection officer.")
+    analyst.fill("#review", "Every year, by the IG board.")
+    agreement = b"Data sharing agreement between Example Council and Fife Council, version 1."
+    analyst.set_input_files("#agreement_file", files=[{"name": "dsa.docx", "mimeType": "application/octet-stream",
+                                                        "buffer": agreement}])
+    analyst.click("label[for=confirm]")
+    analyst.click("button:has-text('Send the request')")
+    assert "Request sent" in analyst.inner_text("main"), analyst.inner_text("main")
+    check(analyst, "04-request-sent")
+    [row] = sharing.list_requests(w["iao"]["wallet"])
+    from wallet.wizard import digest_of
+    assert row.request["agreement"]["digest"] == digest_of(agreement)                       # pinned, not a placeholder
+    assert (w["requester"]["node"].home / "documents" / digest_of(agreement)).read_bytes() == agreement
+
+    iao = person(browser).new_page()
+    sign_in(iao, w["iao"]["url"], "ian")
+    assert "Example Council" in iao.inner_text("main")                  # names, not DIDs
+    check(iao, "05-iao-requests")
+    iao.click(f"tr[data-request='{row.id}'] a")
+    main = iao.inner_text("main")
+    assert "Request from Example Council" in main and "School meals register" in main
+    certs = iao.inner_text("#certifications")
+    assert "Cyber Essentials (NCSC)" in certs and "Yes" in certs                # trusted by this node's policy
+    assert "active" in iao.inner_text("#delegation-fit + p") and "Datasets" in iao.inner_text("#fit")
+    assert "An Article 6 lawful basis" in iao.inner_text("#rule-results")
+    checklist = iao.inner_text("#ico-checklist + ul")
+    assert "Transparency" in checklist and "privacy notice" in checklist
+    assert "pupil_ref" in iao.inner_text("#minimisation + ul")                 # flagged as an identifier
+    check(iao, "06-decision-page")
+
+    iao.click("label:has-text('School enrolment')")
+    iao.fill("#min_cell_count", "10")
+    iao.click("button:has-text('Approve, sign and deliver')")
+    assert "Approved and delivered to Example Council" in iao.inner_text("main"), iao.inner_text("main")
+    check(iao, "07-approved")
+    held = w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
+    assert len(held) == 1
+    subject = held[0].document["credentialSubject"]
+    protocol = subject["privacyProtocol"]
+    protocol = protocol[0] if isinstance(protocol, list) else protocol
+    assert protocol["kind"] == "threshold" and protocol["minCellCount"] == 10
+    assert sharing.get_request(w["iao"]["wallet"], row.id).decided_by == "ian"
+    log = [(e.who, e.action) for e in staff.audit_log(w["iao"]["node"].engine, target=row.id)]
+    assert ("ian", "approved") in log
+
+    # the approval's status is shown and can be suspended from the same page
+    iao.click("button:has-text('Suspend')")
+    assert "now suspended" in iao.inner_text("main")
+    check(iao, "08-approval-suspended")
+
+    # the same page at a phone's width
+    phone = person(browser, width=390).new_page()
+    sign_in(phone, w["iao"]["url"], "ian")
+    phone.goto(f"{w['iao']['url']}/wallet/requests/{row.id}")
+    check(phone, "09-decision-page-390px")
+
+
+def test_a_request_outside_the_delegation_cannot_be_approved(world, browser):
+    w = world
+    request_id = send_direct(w, [OTHER])
+    iao = person(browser).new_page()
+    sign_in(iao, w["iao"]["url"], "ian")
+    iao.goto(f"{w['iao']['url']}/wallet/requests/{request_id}")
+    assert "No" in iao.inner_text("#fit") and "Pupil health records" in iao.inner_text("#fit")
+    check(iao, "10-outside-delegation")
+    before = len(service.register(w["iao"]["node"]))
+    iao.click("label:has-text('School enrolment')")
+    iao.click("button:has-text('Approve, sign and deliver')")
+    assert "Outside your delegation" in iao.inner_text("main")
+    assert iao.input_value("#min_cell_count") == "10"                       # what was typed is kept
+    check(iao, "11-outside-delegation-refused")
+    assert sharing.get_request(w["iao"]["wallet"], request_id).status == "pending"
+    assert len(service.register(w["iao"]["node"])) == before                # nothing signed
+
+
+def test_a_request_under_a_suspended_delegation_is_refused_before_signing(world, browser):
+    w = world
+    controller, iao_node = w["controller"]["node"], w["iao"]["node"]
+    second = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+        "id": iao_node.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+        "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [SUSPENDED_DS]}}),
+        {"credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
+    assert w["iao"]["wallet"].import_credential(second.credential).ok
+    service.change_status(controller, second.id, "suspend", by="dpo")
+    request_id = send_direct(w, [SUSPENDED_DS])
+    iao = person(browser).new_page()
+    sign_in(iao, w["iao"]["url"], "ian")
+    iao.goto(f"{w['iao']['url']}/wallet/requests/{request_id}?delegation={second.id}")
+    warning = iao.inner_text("#delegation-unusable")
+    assert "suspended" in warning and "Fife Council" in warning                 # whom to escalate to
+    check(iao, "12-suspended-delegation")
+    before = len(service.register(iao_node))
+    iao.click("label:has-text('School enrolment')")
+    iao.click("button:has-text('Approve, sign and deliver')")
+    error = iao.inner_text("#delegation-error")
+    assert "This delegation is suspended, so it cannot be used: nothing was signed" in error
+    check(iao, "13-suspended-refused")
+    assert len(service.register(iao_node)) == before
+    assert sharing.get_request(w["iao"]["wallet"], request_id).status == "pending"
