@@ -135,12 +135,22 @@ SUBJECT_KEYS = {"datasets": "datasets", "dataItems": "dataItems", "purposes": "p
 
 
 def delegation_fit(names: Directory, approval: DataSharingApproval | None, delegation: DelegatedAuthority,
-                   violations: list, subject: dict | None = None) -> list[dict]:
+                   violations: list, subject: dict | None = None, vocabulary=None) -> list[dict]:
     """One row per dimension the delegation restricts: what the approval asks, what the delegation allows, and
     whether it fits (None: not checked yet, because the approval is not complete; ``subject`` then supplies what
     the request itself asks)."""
     scope = delegation.scope
     asked = approval.scope() if approval is not None else None
+    early: set[str] = set()
+    if asked is None and subject is not None:
+        # what the request itself fixes (datasets, columns, purposes, recipients) can be checked before the form
+        from schemas.models import Scope
+        from verifier.scope import within
+        early = {"datasets", "dataItems", "purposes", "recipients"}
+        partial = Scope(datasets=subject.get("datasets"), data_items=subject.get("dataItems"),
+                        purposes=subject.get("purposes"), recipients=subject.get("recipients")
+                        or ([subject["requester"]] if subject.get("requester") else None))
+        violations = [v for v in within(partial, scope, vocabulary=vocabulary) if v.dimension.split(".")[0] in early]
     bad: dict[str, list[str]] = {}
     for v in violations:
         bad.setdefault(v.dimension.split(".")[0], []).append(v.message)
@@ -156,7 +166,8 @@ def delegation_fit(names: Directory, approval: DataSharingApproval | None, deleg
         else:
             shown = "(complete the form below)"
         rows.append({"dimension": dim, "allowed": _show(names, dim, value), "asked": shown,
-                     "fits": (dim not in bad) if asked is not None else None, "problems": bad.pop(dim, [])})
+                     "fits": (dim not in bad) if asked is not None or dim in early else None,
+                     "problems": bad.pop(dim, [])})
     for dim, messages in bad.items():       # discloser, processors and anything not a scope dimension
         rows.append({"dimension": dim, "allowed": "", "asked": "", "fits": False, "problems": messages})
     return rows

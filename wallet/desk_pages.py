@@ -190,11 +190,12 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 if approval is not None:
                     from verifier.scope import approval_within
                     out["violations"] = approval_within(approval, delegation, vocabulary=node().vocabulary)
-                out["fit"] = desk.delegation_fit(names, approval, delegation, out["violations"], subject)
+                out["fit"] = desk.delegation_fit(names, approval, delegation, out["violations"], subject,
+                                                 vocabulary=node().vocabulary)
                 out["checked"] = approval is not None
         elif chosen is not None:
             out["fit"] = desk.delegation_fit(names, None, desk.delegation_model(chosen["signed"]), [],
-                                             draft or row.request)
+                                             draft or row.request, vocabulary=node().vocabulary)
         return out
 
     def decision_page(request_id: str, *, formdata: MultiDict | None = None, decide: DecideForm | None = None,
