@@ -19,6 +19,7 @@ _COMMANDS = {
     "issuer": ("issuer.cli", "issuer"),
     "did": ("issuer.cli", "did"),
     "token": ("issuer.cli", "token"),
+    "staff": ("issuer.staff.cli", "staff"),
     "key": ("issuer.cli", "key"),
     "issue": ("issuer.cli", "issue"),
     "cosign": ("issuer.cli", "cosign"),

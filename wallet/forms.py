@@ -8,13 +8,23 @@ from datetime import date, timedelta
 from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, SelectField, SelectMultipleField,
                      StringField, TextAreaField, widgets)
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional, Regexp, \
-    ValidationError
+    StopValidation, ValidationError
 
 from schemas import vocab
 
 from .casefile import DPIA_SCREENING
 
 DURATION = Regexp(vocab.DURATION_PATTERN, message="Give a period such as P1Y (one year), P6M (six months) or P90D.")
+
+
+def _for_threshold(form, field):
+    """A minimum cell count is asked for only with the threshold protocol (and then it is required)."""
+    if form.protocol.data != "threshold":
+        field.errors[:] = []
+        raise StopValidation()
+    if field.data is None:
+        field.errors[:] = []
+        raise StopValidation("Give the minimum number of people in any released count (for example 10).")
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -62,7 +72,7 @@ class ApproveForm(Form):
     dpia_reference = StringField("Where the DPIA is recorded", validators=[Optional(), URL(
         require_tld=False, message="Give the DPIA's address as a URL, or leave this blank.")])
     protocol = RadioField("Privacy protocol applied at the gateway", choices=PROTOCOLS, default="threshold")
-    min_cell_count = IntegerField("Minimum cell count", validators=[Optional(), NumberRange(
+    min_cell_count = IntegerField("Minimum cell count", validators=[_for_threshold, NumberRange(
         min=1, max=1000, message="A minimum cell count is a whole number from 1 to 1000.")])
     cadence = StringField("How often data may be sent", validators=[InputRequired("Give a cadence.")])
     max_rows = IntegerField("Row limit per transfer", validators=[Optional(), NumberRange(
@@ -74,10 +84,6 @@ class ApproveForm(Form):
     co_signers = TextAreaField("Co-signers", validators=[Optional()])
     not_before = DateField("Valid from", validators=[InputRequired("Give the date the approval starts.")])
     not_after = DateField("Valid until", validators=[InputRequired("Give the date the approval ends.")])
-
-    def validate_min_cell_count(self, field):
-        if self.protocol.data == "threshold" and not field.data:
-            raise ValidationError("Give the minimum number of people in any released count (for example 10).")
 
     def validate_not_after(self, field):
         if self.not_before.data and field.data and field.data <= self.not_before.data:
@@ -136,14 +142,10 @@ class WizardForm(Form):
     transparency = TextAreaField("How people are told", validators=[Optional(), Length(max=2000)])
     rights = TextAreaField("How people's rights are met", validators=[Optional(), Length(max=2000)])
     protocol = RadioField("Proposed privacy protocol", choices=PROTOCOLS, default="threshold")
-    min_cell_count = IntegerField("Proposed minimum cell count", default=10, validators=[Optional(), NumberRange(
+    min_cell_count = IntegerField("Proposed minimum cell count", default=10, validators=[_for_threshold, NumberRange(
         min=1, max=1000, message="A whole number from 1 to 1000.")])
     confirm = BooleanField("I confirm the answers are accurate and the documents are the ones we rely on",
                            validators=[DataRequired("Confirm the answers before sending.")])
-
-    def validate_min_cell_count(self, field):
-        if self.protocol.data == "threshold" and not field.data:
-            raise ValidationError("Give the minimum cell count you propose (for example 10).")
 
     def validate_cadence(self, field):
         try:

@@ -1,0 +1,84 @@
+"""``cead staff``: the node's staff accounts for its web pages (add, list, disable, enable) and the audit log."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..cli import _fail_on_cead_error, _open, home_option
+from . import ROLES, create_account, list_accounts, migrate, audit_log, record, set_disabled
+
+PASSWORD_ENV = "CEAD_STAFF_PASSWORD"
+
+
+@click.group("staff")
+def staff():
+    """Staff accounts for the web pages: one role each (analyst, iao, dpo, admin)."""
+
+
+def _engine(home):
+    node = _open(home)
+    migrate(node.engine)
+    return node.engine
+
+
+@staff.command("add")
+@home_option
+@click.option("--username", required=True, help="What the person types to sign in.")
+@click.option("--name", "full_name", required=True, help="The person's full name (shown in the audit log).")
+@click.option("--role", required=True, type=click.Choice(list(ROLES)),
+              help="analyst: sends requests; iao: decides them; dpo: also delegates; admin: also manages staff.")
+@_fail_on_cead_error
+def staff_add(home, username, full_name, role):
+    """Add an account. The password is asked for (or read from CEAD_STAFF_PASSWORD) and kept only as an argon2id
+    hash."""
+    password = os.environ.get(PASSWORD_ENV) or click.prompt("Password (at least 12 characters)", hide_input=True,
+                                                            confirmation_prompt=True)
+    engine = _engine(home)
+    row = create_account(engine, username, full_name, role, password)
+    record(engine, "(command line)", "created staff account", target=row.username, detail={"role": role})
+    click.echo(f"Account {row.username} ({ROLES[role]['label']}) added.")
+
+
+@staff.command("list")
+@home_option
+@_fail_on_cead_error
+def staff_list(home):
+    """List the accounts: username, name, role, created, status."""
+    for row in list_accounts(_engine(home)):
+        click.echo(f"{row.username}\t{row.full_name}\t{row.role}\t{row.created}\t"
+                   f"{'disabled' if row.disabled else 'active'}")
+
+
+@staff.command("disable")
+@home_option
+@click.argument("username")
+@_fail_on_cead_error
+def staff_disable(home, username):
+    """Disable an account: it is signed out at its next page and cannot sign in."""
+    engine = _engine(home)
+    set_disabled(engine, username, True)
+    record(engine, "(command line)", "disabled staff account", target=username)
+    click.echo(f"Account {username} disabled.")
+
+
+@staff.command("enable")
+@home_option
+@click.argument("username")
+@_fail_on_cead_error
+def staff_enable(home, username):
+    """Enable a disabled account again."""
+    engine = _engine(home)
+    set_disabled(engine, username, False)
+    record(engine, "(command line)", "enabled staff account", target=username)
+    click.echo(f"Account {username} enabled.")
+
+
+@staff.command("log")
+@home_option
+@click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
+@_fail_on_cead_error
+def staff_log(home, limit):
+    """The audit log of what staff did on the pages: when, who, role, action, item."""
+    for e in audit_log(_engine(home), limit=limit):
+        click.echo(f"{e.at}\t{e.who}\t{e.role or ''}\t{e.action}\t{e.target or ''}")

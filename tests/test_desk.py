@@ -1,0 +1,166 @@
+"""The approver's desk without a browser: staff accounts and roles, the audit log, asking for changes and refusing
+with reasons, forms that keep what was typed, names for identifiers, column flags and the ICO checklist.
+(The whole journey in a real browser, with axe-core, is tests/test_desk_browser.py.)"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from issuer import staff
+from verifier.results import CeadError
+from wallet import desk
+from wallet import requests as sharing
+from wallet.app import create_node_app
+from wallet.casefile import RequestCase
+from wallet.names import Directory
+
+from test_pages import csrf_of
+from test_requests import make_request, send, world  # noqa: F401 (the three-node HTTPS world)
+
+PASSWORD = "correct horse battery staple"
+
+
+def account_sign_in(client, username: str, password: str = PASSWORD):
+    page = client.get("/dpo/sign-in")
+    return client.post("/dpo/sign-in", data={"username": username, "password": password,
+                                             "csrf": csrf_of(page.text)})
+
+
+def test_passwords_are_argon2id_hashes_and_wrong_or_disabled_accounts_cannot_sign_in(tmp_path):
+    from issuer.db import make_engine
+    engine = make_engine(f"sqlite:///{tmp_path / 'staff.db'}")
+    staff.migrate(engine)
+    row = staff.create_account(engine, "Morag", "Morag Example", "dpo", PASSWORD)
+    assert row.username == "morag" and row.password_hash.startswith("$argon2id$") and PASSWORD not in row.password_hash
+    who = staff.authenticate(engine, "morag", PASSWORD)
+    assert who.role == "dpo" and who.may("issue:delegation") and not who.may("staff:manage")
+    for username, password in (("morag", "wrong password here"), ("nobody", PASSWORD)):
+        with pytest.raises(CeadError) as refused:
+            staff.authenticate(engine, username, password)
+        assert refused.value.code == "staff.sign_in_failed"
+    staff.set_disabled(engine, "morag", True)
+    with pytest.raises(CeadError):
+        staff.authenticate(engine, "morag", PASSWORD)
+    for bad, field in ((("x y", "N", "iao", PASSWORD)), "username"), (("ok", "N", "boss", PASSWORD), "role"), \
+            (("ok", "N", "iao", "short"), "password"):
+        with pytest.raises(CeadError) as exc:
+            staff.create_account(engine, *bad)
+        assert exc.value.code == "staff.invalid" and exc.value.detail["field"] == field
+    with pytest.raises(CeadError) as taken:
+        staff.create_account(engine, "MORAG", "Other", "iao", PASSWORD)
+    assert taken.value.code == "staff.exists"
+
+
+def test_cead_staff_add_list_disable(tmp_path, monkeypatch):
+    from cead.cli import main  # noqa: F401 (the assembled command line)
+    from issuer.node import Node
+    from issuer.staff.cli import staff as staff_cli
+    Node.init(tmp_path / "n", "Test Council", b"a passphrase for tests", domain="example.gov.scot")
+    runner = CliRunner()
+    monkeypatch.setenv("CEAD_STAFF_PASSWORD", PASSWORD)
+    added = runner.invoke(staff_cli, ["add", "--home", str(tmp_path / "n"), "--username", "ian", "--name",
+                                      "Ian Owner", "--role", "iao"])
+    assert added.exit_code == 0 and "Account ian (Information Asset Owner) added." in added.output
+    listed = runner.invoke(staff_cli, ["list", "--home", str(tmp_path / "n")])
+    assert "ian\tIan Owner\tiao" in listed.output and "active" in listed.output
+    assert runner.invoke(staff_cli, ["disable", "--home", str(tmp_path / "n"), "ian"]).exit_code == 0
+    assert "disabled" in runner.invoke(staff_cli, ["list", "--home", str(tmp_path / "n")]).output
+    monkeypatch.setenv("CEAD_STAFF_PASSWORD", "short")
+    short = runner.invoke(staff_cli, ["add", "--home", str(tmp_path / "n"), "--username", "amy", "--name", "Amy",
+                                      "--role", "analyst"])
+    assert short.exit_code != 0 and "staff.invalid" in short.output
+
+
+def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # noqa: F811
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "ana", "Ana Analyst", "analyst", PASSWORD)
+    staff.create_account(node.engine, "ida", "Ida Owner", "iao", PASSWORD)
+    first = send(w)
+    client = create_node_app(node, wallet=wallet).test_client()
+
+    assert account_sign_in(client, "ida", "not the password").status_code == 401
+    assert account_sign_in(client, "ana").status_code == 302
+    page = client.get(f"/wallet/requests/{first['id']}")
+    assert page.status_code == 200 and "deciding needs the Information Asset Owner role" in page.text
+    csrf = csrf_of(page.text)
+    denied = client.post(f"/wallet/requests/{first['id']}/decide", data={"csrf": csrf, "decision": "refuse",
+                                                                          "reason": "No."})
+    assert denied.status_code == 403 and "auth.scope" in denied.text
+    client.post("/dpo/sign-out", data={"csrf": csrf})
+
+    assert account_sign_in(client, "ida").status_code == 302
+    page = client.get(f"/wallet/requests/{first['id']}")
+    csrf = csrf_of(page.text)
+    # no reason: shown beside the field and in the summary, the choice kept, nothing decided
+    empty = client.post(f"/wallet/requests/{first['id']}/decide", data={"csrf": csrf, "decision": "changes",
+                                                                         "reason": ""})
+    assert empty.status_code == 400 and 'id="reason-error"' in empty.text and "There is a problem" in empty.text
+    assert re.search(r'value="changes"[^>]*checked|checked[^>]*value="changes"', empty.text)
+    assert sharing.get_request(wallet, first["id"]).status == "pending"
+    asked = client.post(f"/wallet/requests/{first['id']}/decide", data={
+        "csrf": csrf, "decision": "changes", "reason": "Drop pupil_id: counts by school are enough."})
+    assert asked.status_code == 302
+    row = sharing.get_request(wallet, first["id"])
+    assert row.status == "changes requested" and row.reason.startswith("Drop pupil_id") and row.decided_by == "ida"
+    shown = client.get(f"/wallet/requests/{first['id']}").text
+    assert "changes requested" in shown and "Drop pupil_id" in shown and "asked for changes by ida" in shown
+
+    second = send(w)
+    refused = client.post(f"/wallet/requests/{second['id']}/decide", data={
+        "csrf": csrf, "decision": "refuse", "reason": "No lawful basis for the health columns."})
+    assert refused.status_code == 302 and sharing.get_request(wallet, second["id"]).status == "refused"
+    actions = [(e.who, e.role, e.action) for e in staff.audit_log(node.engine)]
+    assert ("ida", "iao", "refused") in actions and ("ida", "iao", "asked for changes") in actions
+    assert ("ida", "iao", "signed in") in actions and ("ida", None, "sign-in refused") in actions
+
+
+def test_the_approval_form_keeps_what_was_typed_with_messages_beside_the_fields(world):  # noqa: F811
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "ivy", "Ivy Owner", "iao", PASSWORD)
+    request_id = send(w)["id"]
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, "ivy").status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    before = len(__import__("issuer.service", fromlist=["register"]).register(node))
+    bad = client.post(f"/wallet/requests/{request_id}/approve", data={
+        "csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis":
+        "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e", "protocol": "threshold", "min_cell_count": "",
+        "retention": "one year", "cadence": "R/2025-01-01T00:00:00Z/P1M", "sensitivity": "Pseudonymised",
+        "dpia_outcome": "LowRisk", "onward_sharing": "Prohibited", "not_before": "2026-12-03",
+        "not_after": "2026-01-01", "max_rows": "250"})
+    assert bad.status_code == 400
+    for field in ("data_categories", "min_cell_count", "retention", "not_after"):
+        assert f'id="{field}-error"' in bad.text, field
+    assert 'value="one year"' in bad.text and 'value="250"' in bad.text            # what was typed is kept
+    assert sharing.get_request(wallet, request_id).status == "pending"
+    assert len(__import__("issuer.service", fromlist=["register"]).register(node)) == before   # nothing signed
+
+
+def test_names_flags_and_the_ico_checklist():
+    names = Directory({"did:web:fife.example": "Fife Council"})
+    assert str(names.name("did:web:fife.example")) == "Fife Council"
+    assert str(names.name("cead:FreeSchoolMealAutoEnrolment")) == "Free school meal auto-enrolment"
+    assert str(names.name("https://www.legislation.gov.uk/eur/2016/679/article/9/2/h")).startswith("UK GDPR Art 9(2)(h)")
+    flags = {f["column"]: f["why"] for f in desk.minimisation(["pupil_id", "school", "ethnic_group",
+                                                                "offence_code", "postcode"])}
+    assert flags == {"pupil_id": ["a direct identifier"], "ethnic_group": ["special category data"],
+                     "offence_code": ["criminal offence data"], "postcode": ["a direct identifier"]}
+    request = {"agreement": {"id": "urn:x", "digest": "sha256-" + "A" * 43}, "justification": "x",
+               "lawfulBasis": {"regime": "UKGDPR", "legalBases": [
+                   "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]}}
+    bare = {c.title: c.state for c in desk.ico_checklist(request, None, [])}
+    assert bare["Transparency"] == "bad" and bare["Individuals' rights"] == "bad" and bare["DPIA screening"] == "warn"
+    case = RequestCase.model_validate({"transparency": "Privacy notice.", "rights": "Via the DPO.",
+                                       "dpiaScreening": {"specialCategory": True}})
+    full = {c.title: c for c in desk.ico_checklist(request, case, [])}
+    assert full["Transparency"].state == "ok" and full["DPIA screening"].state == "bad"
+    assert "No DPIA is attached" in full["DPIA screening"].text
+    rules = desk.rule_results(names, request, ["https://w3id.org/dpv/pd#Health"])
+    special = next(r for r in rules if r.title == "A condition for special category data")
+    assert special.state == "bad" and special.cite[1].endswith("/article/9")
