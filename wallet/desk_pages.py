@@ -41,8 +41,8 @@ SUSPENDABLE = {"credentialStatus": {"type": "BitstringStatusListEntry",
 def node_policy(node):
     """The node's trust policy (``HOME/policy.yaml`` or ``.json``), or None when it has none."""
     from verifier.policy import load_policy
-    for name in ("policy.yaml", "policy.yml", "policy.json"):
-        path = Path(node.home) / name
+    for ext in ("yaml", "yml", "json"):
+        path = Path(node.home) / f"policy.{ext}"
         if path.exists():
             try:
                 return load_policy(path)
