@@ -223,13 +223,22 @@ def register(bp, wallet, blueprint_name: str) -> None:
         categories = list(form.data_categories.data or [])
         ends = form.not_after.data if isinstance(form.not_after.data, date) else None
         policy = node_policy(node())
-        approval_status = None
+        approval_status, approved_lines = None, []
+        if row.delivery:
+            try:
+                delivered = json.loads(row.delivery)[0]
+                approved_lines = desk.what_approving_allows(
+                    names, desk._document(delivered).get("credentialSubject") or {})
+            except (ValueError, IndexError, TypeError, AttributeError, CeadError):
+                approved_lines = []
         if row.approval_id:
             from issuer import service
             reg = next((r for r in service.register(node()) if r.id == row.approval_id), None)
             approval_status = reg.status if reg is not None else None
         decide = decide or DecideForm()
         errors = [(f.id, e) for f in form for e in f.errors] + [(f.id, e) for f in decide for e in f.errors]
+        if error is not None and any(error.message == e for _, e in errors):
+            error = None                 # already in the error summary and beside its field
         return render_template(
             "wallet_request.html", row=row, req=req, names=names, form=form, decide=decide,
             facts=facts, who=desk.requester(names, row, policy, ends), policy=policy,
@@ -238,7 +247,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             allows=desk.what_approving_allows(names, facts["subject"]) if facts["subject"] else [],
             error=error, errors=errors if row.status == sharing.PENDING else [], document=json.dumps(
                 req, indent=2, ensure_ascii=False), date=_date, interrupted=sharing.is_interrupted(row),
-            reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60), approval_status=approval_status,
+            reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60), approval_status=approval_status, approved_lines=approved_lines, when=_when,
             may_decide=may("issue:approval"), may_change=may("status:change"),
             log=__import__("issuer.staff", fromlist=["audit_log"]).audit_log(node().engine, target=row.id),
         ), status
@@ -383,6 +392,14 @@ def register(bp, wallet, blueprint_name: str) -> None:
         audit(f"{action} approval", target=request_id, detail={"approval": row.approval_id})
         flash(f"The approval is now {result['status']}.")
         return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+
+def _when(iso: str | None) -> str:
+    """An audit timestamp (ISO 8601 UTC) as the pages show dates."""
+    try:
+        return _date(datetime.fromisoformat(str(iso).replace("Z", "+00:00")))
+    except ValueError:
+        return str(iso or "")
 
 
 def _date(value: datetime | None) -> str:
