@@ -108,6 +108,17 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     assert row.status == "changes requested" and row.reason.startswith("Drop pupil_id") and row.decided_by == "ida"
     shown = client.get(f"/wallet/requests/{first['id']}").text
     assert "changes requested" in shown and "Drop pupil_id" in shown and "asked for changes by ida" in shown
+    # the reasons were delivered back to the requester's node, and its request pages show them
+    from wallet import answers
+    [answer] = [a for a in answers.list_answers(w["requester"]["wallet"]) if a.request_ref == first["id"]]
+    assert answer.status == "changes requested" and answer.reasons.startswith("Drop pupil_id")
+    assert answer.sender == node.did
+    requester_client = create_node_app(w["requester"]["node"], wallet=w["requester"]["wallet"]).test_client()
+    staff.migrate(w["requester"]["node"].engine)
+    staff.create_account(w["requester"]["node"].engine, "amy", "Amy Analyst", "analyst", PASSWORD)
+    assert account_sign_in(requester_client, "amy").status_code == 302
+    listing = requester_client.get("/wallet/requests").text
+    assert "Answers to your requests" in listing and "Drop pupil_id" in listing
 
     second = send(w)
     refused = client.post(f"/wallet/requests/{second['id']}/decide", data={
@@ -116,6 +127,35 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     actions = [(e.who, e.role, e.action) for e in staff.audit_log(node.engine)]
     assert ("ida", "iao", "refused") in actions and ("ida", "iao", "asked for changes") in actions
     assert ("ida", "iao", "signed in") in actions and ("ida", None, "sign-in refused") in actions
+
+
+def test_an_answer_is_taken_only_bound_to_its_url_addressed_to_the_holder_and_once(world):  # noqa: F811
+    import requests as http
+    from verifier.binding import origin, request_binding
+    from wallet import answers
+    from wallet.present import build_presentation
+    w = world
+    holder, requester = w["iao"]["wallet"], w["requester"]["wallet"]
+    url = w["requester"]["url"] + answers.PATH
+    answer = {"requestId": "abc", "requester": requester.holder, "status": "refused", "reasons": "No.",
+              "datasets": [], "agreement": None, "decidedAt": "2026-12-03T00:00:00Z"}
+
+    def post(body_answer, bound_to=None):
+        vp = build_presentation(holder.holder, holder.key, holder.kid, [], audience=origin(url),
+                                nonce=request_binding("POST", url, None, manifest=bound_to or body_answer))
+        return http.post(url, json={"answer": body_answer, "presentation": vp}, verify=w["bundle"])
+
+    before = len(answers.list_answers(requester))
+    assert post({**answer, "reasons": "Changed in transit."}, bound_to=answer).status_code == 401
+    assert post({**answer, "requester": holder.holder}).status_code == 403
+    assert post({**answer, "status": "approved"}).status_code == 400
+    assert len(answers.list_answers(requester)) == before
+    vp = build_presentation(holder.holder, holder.key, holder.kid, [], audience=origin(url),
+                            nonce=request_binding("POST", url, None, manifest=answer))
+    first = http.post(url, json={"answer": answer, "presentation": vp}, verify=w["bundle"])
+    again = http.post(url, json={"answer": answer, "presentation": vp}, verify=w["bundle"])
+    assert first.status_code == 201 and again.status_code == 409
+    assert len(answers.list_answers(requester)) == before + 1
 
 
 def test_the_approval_form_keeps_what_was_typed_with_messages_beside_the_fields(world):  # noqa: F811

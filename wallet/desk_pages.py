@@ -363,15 +363,39 @@ def register(bp, wallet, blueprint_name: str) -> None:
             return decision_page(request_id, decide=decide, status=400)
         reason = decide.reason.data.strip()
         if decide.decision.data == "refuse":
-            sharing.refuse(wallet, request_id, reason, by=current_token().name)
+            row = sharing.refuse(wallet, request_id, reason, by=current_token().name)
             audit("refused", target=request_id, detail={"reason": reason})
-            flash("Refused; the reasons are recorded.")
+            said = "Refused; the reasons are recorded"
         else:
             sharing._pending(wallet, request_id)
-            sharing._decide(wallet, request_id, CHANGES_REQUESTED, reason=reason[:2000],
-                            decided_by=current_token().name)
+            row = sharing._decide(wallet, request_id, CHANGES_REQUESTED, reason=reason[:2000],
+                                  decided_by=current_token().name)
             audit("asked for changes", target=request_id, detail={"reason": reason})
-            flash("Changes requested; the reasons are recorded.")
+            said = "Changes requested; the reasons are recorded"
+        flash(f"{said} {send_back(row)}")
+        return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+    def send_back(row) -> str:
+        """Deliver the refusal or request for changes to the requester's node; a sentence saying what happened."""
+        from . import answers
+        who = Directory.for_node(node(), wallet, row.certification_list).name(row.requester)
+        try:
+            answers.send_answer(node(), wallet, row)
+        except CeadError as exc:
+            audit("answer not delivered", target=row.id, detail={"code": exc.code})
+            return (f"but could not be sent to {who}'s node: {exc.message} Use \"Send the answer again\" once "
+                    "it can be reached.")
+        audit("answer delivered", target=row.id)
+        return f"and sent to {who}'s node."
+
+    @bp.post("/wallet/requests/<request_id>/answer", endpoint="request_answer")
+    @sign_in_required
+    def request_answer(request_id: str):
+        may_approve()
+        row = sharing.get_request(wallet, request_id)
+        if row.status not in (sharing.REFUSED, CHANGES_REQUESTED):
+            raise CeadError("sharing.not_pending", "Only a refusal or a request for changes is sent back.")
+        flash(f"The answer is recorded {send_back(row)}")
         return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
 
     @bp.post("/wallet/requests/<request_id>/status", endpoint="request_status")

@@ -111,7 +111,9 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         rows = sharing.list_requests(wallet)
         names = Directory.for_node(current_app.config["CEAD_NODE"], wallet,
                                    [c for r in rows for c in r.certification_list])
-        return render_template("wallet_requests.html", rows=rows, date=_date, names=names)
+        from .answers import list_answers
+        return render_template("wallet_requests.html", rows=rows, date=_date, names=names,
+                               answers=list_answers(wallet))
 
     wizard.register(bp, wallet, BLUEPRINT)         # the analyst's request wizard (before /<request_id>)
     desk_pages.register(bp, wallet, BLUEPRINT)     # the decision page, approve, refuse, ask for changes, status
