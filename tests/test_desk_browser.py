@@ -101,6 +101,7 @@ def world(tmp_path_factory):
                                                                               {"@id": OTHER, "dct:title": "Pupil health records"}]}))
         staff.create_account(requester.engine, "ana", "Ana Analyst", "analyst", PASSWORD)
         staff.create_account(iao.engine, "ian", "Ian Owner", "iao", PASSWORD)
+        staff.create_account(iao.engine, "ada", "Ada Admin", "admin", PASSWORD)
         yield w
 
 
@@ -278,3 +279,29 @@ def test_a_request_under_a_suspended_delegation_is_refused_before_signing(world,
     check(iao, "13-suspended-refused")
     assert len(service.register(iao_node)) == before
     assert sharing.get_request(w["iao"]["wallet"], request_id).status == "pending"
+
+
+def test_every_other_page_passes_axe_and_fits_a_phone(world, browser):
+    """The pages beyond the desk: start page, sign-in, register, issuing, staff accounts, wallet, one credential,
+    its printable summary and its public verification page, each at desktop and phone width."""
+    w = world
+    base = w["iao"]["url"]
+    for width in (1200, 390):
+        visitor = person(browser, width).new_page()
+        visitor.goto(base + "/")
+        check(visitor, f"20-home-{width}")
+        visitor.goto(base + "/dpo/sign-in")
+        check(visitor, f"21-sign-in-{width}")
+        admin = person(browser, width).new_page()
+        sign_in(admin, base, "ada")
+        held = w["iao"]["wallet"].search(type="DelegatedAuthorityCredential")[0]
+        for path, name in (("/dpo/register", "22-register"), ("/dpo/issue", "23-issue"),
+                           ("/dpo/staff", "24-staff"), ("/wallet/", "25-wallet"),
+                           (f"/wallet/{held.id}", "26-credential"), (f"/wallet/{held.id}/summary", "27-summary")):
+            admin.goto(base + path)
+            assert admin.title() and "Something went wrong" not in admin.inner_text("main"), path
+            check(admin, f"{name}-{width}")
+        link = admin.get_attribute("main a[href*='/verify/']", "href")
+        visitor.goto(link)
+        assert "verified" in visitor.inner_text("main")
+        check(visitor, f"28-verify-{width}")
