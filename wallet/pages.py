@@ -41,6 +41,9 @@ MEDIA_TYPES = {"jwt": "application/vc+jwt", "ldp": "application/vc"}
 APPROVER_FIELDS = ("lawfulBases (your own entry)", "dataCategories", "dataSubjects", "dpia", "sensitivity",
                    "recipientRequirements", "maxRowsPerTransfer", "retention", "onwardSharing", "privacyProtocol",
                    "coSigners", "notBefore", "notAfter")
+KIND_NAMES = {"DataSharingApprovalCredential": "Data-sharing approval",
+              "DelegatedAuthorityCredential": "Delegation of approval authority",
+              "OrganisationCertificationCredential": "Organisation certification"}
 STATUS_BADGES = {"active": "ok", "none": "", "suspended": "suspended", "revoked": "revoked", "unknown": "warn"}
 
 
@@ -62,6 +65,10 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     protect(bp, {"wallet.not_found": 404, "web.link_invalid": 404, "sharing.not_found": 404,
                  "sharing.not_pending": 409, "sharing.not_approved": 409, "sharing.in_progress": 409,
                  "wallet.delegation_missing": 422, "sharing.undelivered": 502})
+
+    def directory():
+        from .names import Directory
+        return Directory.for_node(current_app.config["CEAD_NODE"], wallet)
 
     def links() -> URLSafeSerializer:
         return URLSafeSerializer(current_app.secret_key, salt=LINK_SALT)
@@ -90,7 +97,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         warnings = warnings_by_id()
         rows = [{"record": r, "kinds": _kinds(r), "datasets": wallet.terms(r.id).get("dataset", []),
                  "valid_until": _date(r.valid_until), "warnings": warnings.get(r.id, [])} for r in records]
-        return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES,
+        return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES, names=directory(),
+                               kind_names=KIND_NAMES,
                                warn_days=wallet.expiry_warning_days,
                                kinds=["DataSharingApprovalCredential", "DelegatedAuthorityCredential",
                                       "OrganisationCertificationCredential"])
@@ -152,7 +160,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     @sign_in_required
     def detail(ident: str):
         record = record_or_404(ident)
-        return render_template("wallet_detail.html", record=record, kinds=_kinds(record), terms=wallet.terms(
+        return render_template("wallet_detail.html", record=record, kinds=_kinds(record), names=directory(),
+                               kind_names=KIND_NAMES, terms=wallet.terms(
             record.id), warnings=warnings_by_id().get(record.id, []), document=pretty(record.document),
             badges=STATUS_BADGES, valid_from=_date(record.valid_from), valid_until=_date(record.valid_until),
             received=_date(record.received_at))
