@@ -204,3 +204,35 @@ def test_names_flags_and_the_ico_checklist():
     rules = desk.rule_results(names, request, ["https://w3id.org/dpv/pd#Health"])
     special = next(r for r in rules if r.title == "A condition for special category data")
     assert special.state == "bad" and special.cite[1].endswith("/article/9")
+
+
+def test_a_guided_approval_is_issued_delivered_and_renewed_from_the_page(world):  # noqa: F811
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "rae", "Rae Owner", "iao", PASSWORD)
+    request_id = send(w)["id"]
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, "rae").status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    csrf = csrf_of(page.text)
+    done = client.post(f"/wallet/requests/{request_id}/approve", data={
+        "csrf": csrf, "delegation": w["delegation"].id, "controller_basis":
+        "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e", "data_categories":
+        "https://w3id.org/cead/vocab#SchoolEnrolment", "protocol": "threshold", "min_cell_count": "10",
+        "retention": "P1Y", "cadence": "R/2025-01-01T00:00:00Z/P1M", "sensitivity": "Pseudonymised",
+        "dpia_outcome": "LowRisk", "onward_sharing": "Prohibited", "not_before": "2026-01-01",
+        "not_after": "2027-06-30"})
+    assert done.status_code == 302, done.text
+    first = sharing.get_request(wallet, request_id).approval_id
+    shown = client.get(f"/wallet/requests/{request_id}").text
+    assert "What was approved" in shown and "at least 10 people" in shown and "Renew" in shown
+    renewed = client.post(f"/wallet/requests/{request_id}/renew", data={"csrf": csrf, "renew_until": "2028-03-31"})
+    assert renewed.status_code == 302
+    row = sharing.get_request(wallet, request_id)
+    assert row.approval_id != first and row.delivered_at is not None
+    held = {r.credential_id: r for r in w["requester"]["wallet"].search(type="DataSharingApprovalCredential")}
+    assert first in held and row.approval_id in held
+    assert held[row.approval_id].document["credentialSubject"]["notAfter"].startswith("2028-03-31")
+    actions = [e.action for e in staff.audit_log(node.engine, target=request_id)]
+    assert "approved" in actions and "renewed approval" in actions

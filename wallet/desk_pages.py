@@ -248,6 +248,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             error=error, errors=errors if row.status == sharing.PENDING else [], document=json.dumps(
                 req, indent=2, ensure_ascii=False), date=_date, interrupted=sharing.is_interrupted(row),
             reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60), approval_status=approval_status, approved_lines=approved_lines, when=_when,
+            renew_default=(date.today().replace(year=date.today().year + 1)).isoformat(),
             may_decide=may("issue:approval"), may_change=may("status:change"),
             log=__import__("issuer.staff", fromlist=["audit_log"]).audit_log(node().engine, target=row.id),
         ), status
@@ -398,6 +399,25 @@ def register(bp, wallet, blueprint_name: str) -> None:
         flash(f"The answer is recorded {send_back(row)}")
         return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
 
+    @bp.post("/wallet/requests/<request_id>/renew", endpoint="request_renew")
+    @sign_in_required
+    def request_renew(request_id: str):
+        scopes = may_approve()
+        row = sharing.get_request(wallet, request_id)
+        if row.status != sharing.APPROVED or not row.delivery:
+            raise CeadError("sharing.not_approved", "Only an approved request's approval can be renewed.")
+        until = _day(request.form.get("renew_until"))
+        if until is None:
+            raise CeadError("web.form_invalid", "Give the new end date, for example 2027-12-31.", field="renew_until")
+        old_id = row.approval_id
+        new_id, problem = renew(node(), wallet, row, delegations(), until, by=current_token().name, scopes=scopes)
+        audit("renewed approval", target=request_id, detail={"previous": old_id, "approval": new_id})
+        flash(f"Renewed until {until.isoformat()}: a new approval was issued"
+              + (" and delivered." if problem is None else f", but not delivered yet: {problem}")
+              + " The earlier approval stays valid until its own end; revoke it in the register if it should "
+              "stop now.")
+        return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
     @bp.post("/wallet/requests/<request_id>/status", endpoint="request_status")
     @sign_in_required
     def request_status(request_id: str):
@@ -416,6 +436,46 @@ def register(bp, wallet, blueprint_name: str) -> None:
         audit(f"{action} approval", target=request_id, detail={"approval": row.approval_id})
         flash(f"The approval is now {result['status']}.")
         return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+
+def renew(node, wallet, row, choices: list[dict], until: date, *, by: str, scopes: list[str]):
+    """Issue a fresh approval with the same terms as the request's current one, valid from today until ``until``,
+    under the same delegation (which must be active now), and deliver it. The request then names the new approval;
+    the earlier one stays valid until its own end (revoke it in the register if it should stop now). Returns
+    ``(new approval id, delivery problem or None)``."""
+    import uuid
+    from issuer import service
+    old = desk._document(json.loads(row.delivery)[0])
+    subject = {k: v for k, v in (old.get("credentialSubject") or {}).items() if k != "id"}
+    today = date.today()
+    if until <= today:
+        raise CeadError("web.form_invalid", "The new end date must be after today.", field="renew_until")
+    subject.update(notBefore=f"{today.isoformat()}T00:00:00Z", notAfter=f"{until.isoformat()}T23:59:59Z")
+    chain = subject.get("delegationChain") or []
+    chosen = next((d for d in choices if chain and d["id"] == chain[-1].get("id")), None)
+    options = dict(SUSPENDABLE)
+    if chain:
+        if chosen is None:
+            raise CeadError("wallet.delegation_missing", "The delegation the approval rests on is no longer held "
+                            "here; approve a new request instead.")
+        state = desk.delegation_status(wallet, chosen["signed"])
+        if not state["usable"]:
+            raise CeadError("web.delegation_unusable", f"The delegation the approval rests on is {state['status']}, "
+                            "so it cannot be renewed under it: nothing was signed.")
+        options["delegation"] = desk._document(chosen["signed"])
+    credential = service.build_credential(node, sharing.APPROVAL, subject)
+    credential["id"] = f"urn:uuid:{uuid.uuid4()}"
+    pinned = sharing._pinned_credentials(wallet, credential, chosen["signed"] if chosen else None)
+    issued = service.issue(node, credential, options, issued_by=by, scopes=scopes)
+    done = sharing._decide(wallet, row.id, sharing.APPROVED, when=sharing.APPROVED, approval_id=issued.id,
+                           decided_by=by, delivery=json.dumps([issued.credential, *pinned], ensure_ascii=False),
+                           delivered_at=None)
+    try:
+        sharing._deliver(node, done, None)
+        sharing._delivered(wallet, row.id)
+        return issued.id, None
+    except CeadError as exc:
+        return issued.id, exc.message
 
 
 def _when(iso: str | None) -> str:
