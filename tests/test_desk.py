@@ -124,6 +124,11 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     refused = client.post(f"/wallet/requests/{second['id']}/decide", data={
         "csrf": csrf, "decision": "refuse", "reason": "No lawful basis for the health columns."})
     assert refused.status_code == 302 and sharing.get_request(wallet, second["id"]).status == "refused"
+    # the same request again: the page shows this node's own earlier refusal and its reasons as a precedent
+    third = send(w)
+    again = client.get(f"/wallet/requests/{third['id']}").text
+    precedents = again[again.index('id="precedents"'):again.index('id="approve"')]
+    assert "The same request" in precedents and "No lawful basis for the health columns." in precedents
     actions = [(e.who, e.role, e.action) for e in staff.audit_log(node.engine)]
     assert ("ida", "iao", "refused") in actions and ("ida", "iao", "asked for changes") in actions
     assert ("ida", "iao", "signed in") in actions and ("ida", None, "sign-in refused") in actions

@@ -387,3 +387,29 @@ def what_approving_allows(names: Directory, subject: dict) -> list[str]:
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# ---- precedents (this node's own earlier decisions) ----------------------------------------------------------------
+
+def _overlap(a: list, b: list) -> float:
+    a, b = set(a or []), set(b or [])
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def precedents(rows: list, row, limit: int = 3) -> list[dict]:
+    """This node's earlier decisions on similar requests, nearest first: the same datasets, purposes and columns
+    (Jaccard overlap) and the same requester count; only decided requests (approved, refused, changes requested).
+    A feed of other nodes' decisions is not built yet."""
+    req = row.request
+    out = []
+    for other in rows:
+        if other.id == row.id or other.status not in ("approved", "refused", "changes requested"):
+            continue
+        o = other.request
+        score = (2 * _overlap(req.get("datasets"), o.get("datasets")) + _overlap(req.get("purposes"), o.get("purposes"))
+                 + _overlap(req.get("dataItems"), o.get("dataItems")) + (0.5 if other.requester == row.requester else 0))
+        if score > 0:
+            out.append({"row": other, "score": round(score, 2), "same_requester": other.requester == row.requester,
+                        "same_request": score >= 4.5})
+    out.sort(key=lambda p: (-p["score"], -(p["row"].decided_at or p["row"].received_at).timestamp()))
+    return out[:limit]

@@ -244,6 +244,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             facts=facts, who=desk.requester(names, row, policy, ends), policy=policy,
             rules=desk.rule_results(names, req, categories, facts["subject"]), lawful=desk._lawful_module(),
             checklist=desk.ico_checklist(req, case, flags), flags=flags, case=case,
+            precedents=desk.precedents(sharing.list_requests(wallet), row),
             allows=desk.what_approving_allows(names, facts["subject"]) if facts["subject"] else [],
             error=error, errors=errors if row.status == sharing.PENDING else [], document=json.dumps(
                 req, indent=2, ensure_ascii=False), date=_date, interrupted=sharing.is_interrupted(row),
