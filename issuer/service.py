@@ -68,6 +68,7 @@ STATUS_OPTIONS = ("type", "statusPurpose")
 
 # HTTP status for each refusal code (anything else that is a CeadError -> 400).
 HTTP_STATUS = {
+    "delegation.not_in_force": 422,
     "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403,
     "credential.type_unknown": 422, "credential.issuer_mismatch": 422, "scope.too_wide": 422,
     "delegation.invalid": 422, "credential.duplicate_id": 409, "credential.not_found": 404,
@@ -317,6 +318,8 @@ def check_delegation(node, credential: dict, cead_type: str, delegation: Any) ->
     subject = parent.get("credentialSubject")
     if not isinstance(subject, dict) or subject.get("id") != node.did:
         raise _fail("delegation.invalid", f"The delegation given is not held by this node ({node.did}).")
+    from .delegation_status import check_in_force
+    check_in_force(node, parent)   # suspended, revoked, expired or unknown: nothing is signed under it
     from schemas.models import DataSharingApproval, DelegatedAuthority
     from verifier import scope
     vocabulary = node.vocabulary   # with the node's own terms (config.yaml vocabulary), if any
