@@ -30,6 +30,9 @@ _COMMANDS = {
     "verifier": ("verifier.cli", "verifier"),
     "wallet": ("wallet.cli", "wallet"),
     "fetch": ("wallet.cli", "fetch"),
+    "deliver": ("wallet.cli", "deliver"),
+    "request": ("wallet.cli", "request_group"),
+    "dev-ca": ("cead.devca", "dev_ca"),
     "demo": ("cead.demo", "demo"),
 }
 # Everything but the verifier's commands needs the node extras; these packages come only with them.

@@ -525,12 +525,19 @@ def issued():
 @issued.command("list")
 @home_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV for the DPO's accountability log.")
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list, oldest first), for scripts.")
 @_fail_on_cead_error
-def issued_list(home, as_csv):
+def issued_list(home, as_csv, as_json):
     """List every credential this node issued: id, type, subject, dates, status, digest."""
     rows = service.register(_open(home))
+    if as_csv and as_json:
+        raise CeadError("options.invalid", "Give --csv or --json, not both.")
     if as_csv:
         click.echo(service.register_csv(rows), nl=False)
+        return
+    if as_json:
+        click.echo(json.dumps([{f: getattr(row, f) for f in service.REGISTER_FIELDS} for row in rows], indent=2,
+                              default=str))
         return
     for row in rows:
         click.echo(f"{row.issued_at}  {row.status:9}  {row.types.split(',')[-1]:36}  {row.id}  {row.subject or ''}")
