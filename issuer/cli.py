@@ -263,14 +263,21 @@ def token_create(home, name, scope):
     """Create a token; it is printed once and stored only as a hash."""
     node = _open(home)
     click.echo(tokens.create_token(node.engine, name, scope))
+    click.echo(f"Created token {name} ({scope}); it is shown once, above.", err=True)
 
 
 @token.command("list")
 @home_option
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
 @_fail_on_cead_error
-def token_list(home):
+def token_list(home, as_json):
     """List the node's tokens: name, scopes, created (never the secret)."""
     node = _open(home)
+    if as_json:
+        click.echo(json.dumps([{"name": row.name, "scopes": row.scopes.split(","), "created": str(row.created),
+                                "status": "revoked" if row.revoked else "active"}
+                               for row in tokens.list_tokens(node.engine)], indent=2))
+        return
     for row in tokens.list_tokens(node.engine):
         click.echo(f"{row.name}\t{row.scopes}\t{row.created}\t{'revoked' if row.revoked else 'active'}")
 

@@ -239,3 +239,70 @@ def test_the_example_gateway_allows_the_example_transfer(examples):
         assert decision.allowed, (name, [(p.code, p.message) for p in decision.reasons])
         allowed += 1
     assert allowed >= 1
+
+
+# ---- errors that say the fix ---------------------------------------------------------------------------------------
+
+def test_a_private_address_refused_names_the_setting_for_a_local_test():
+    from verifier.http import Fetcher
+    with pytest.raises(CeadError) as err:
+        Fetcher().get("https://127.0.0.1:9/.well-known/did.json")
+    assert err.value.code == "http.address_refused"
+    assert "network.allow_private" in err.value.message and "--allow-private-addresses" in err.value.message
+
+
+def test_an_untrusted_certificate_is_said_with_the_setting_that_trusts_it(tmp_path):
+    from click.testing import CliRunner
+    from flask import Flask
+
+    from cead.cli import main
+    from helpers_https import https_server
+    from verifier.http import Fetcher
+    app = Flask("anything")
+    app.add_url_rule("/inbox", "inbox", lambda: ({"stored": []}, 201), methods=["POST"])
+    app.add_url_rule("/doc", "doc", lambda: {"ok": True})
+    with https_server(app) as (base, ca):
+        with pytest.raises(CeadError) as err:
+            Fetcher(allow_private=True).get(base + "/doc")
+        assert err.value.code == "http.certificate_untrusted"
+        assert "not trusted" in err.value.message and "network.ca_bundle" in err.value.message
+        assert Fetcher(allow_private=True, ca_bundle=ca).get(base + "/doc").status == 200
+        # the command line says it too, and with --ca-bundle the same delivery goes through
+        home = tmp_path / "node"
+        env = {"CEAD_PASSPHRASE": "pass"}
+        runner = CliRunner()
+        assert runner.invoke(main, ["init", "--home", str(home), "--name", "Fife", "--domain", "fife.example"],
+                             env=env).exit_code == 0
+        out = tmp_path / "cert.json"
+        issued = runner.invoke(main, ["issue", "certification", "--home", str(home), "--subject",
+                                      "did:web:other.example", "--set", "legalName=Other", "--set",
+                                      "legalIdentifier=X1", "--set", "scheme=cead:CyberEssentials", "--set",
+                                      "certificateNumber=C-1", "--set", 'certificationBody={"name": "B"}', "--set",
+                                      "issueDate=2026-01-01", "--set", "expiryDate=2030-01-01", "--out", str(out)],
+                               env=env)
+        assert issued.exit_code == 0, issued.output
+        refused = runner.invoke(main, ["deliver", str(out), "--home", str(home), "--to", base + "/inbox"], env=env)
+        assert refused.exit_code == 2
+        error = json.loads(refused.stderr if hasattr(refused, "stderr") else refused.output)["error"]
+        assert "not trusted" in error["message"] and "--ca-bundle" in error["message"]
+        delivered = runner.invoke(main, ["deliver", str(out), "--home", str(home), "--to", base + "/inbox",
+                                         "--ca-bundle", ca], env=env)
+        assert delivered.exit_code == 0 and delivered.stdout.startswith("Delivered "), delivered.output
+
+
+def test_list_commands_speak_json_for_scripts(tmp_path):
+    from click.testing import CliRunner
+
+    from cead.cli import main
+    home = str(tmp_path / "node")
+    env = {"CEAD_PASSPHRASE": "pass"}
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", "--home", home, "--name", "Fife", "--domain", "fife.example"],
+                         env=env).exit_code == 0
+    made = runner.invoke(main, ["token", "create", "--home", home, "--name", "me", "--scope", "issue:approval"])
+    assert made.exit_code == 0 and "Created token me" in made.stderr
+    assert json.loads(runner.invoke(main, ["token", "list", "--home", home, "--json"]).stdout)[0]["name"] == "me"
+    assert json.loads(runner.invoke(main, ["issued", "list", "--home", home, "--json"]).stdout) == []
+    assert json.loads(runner.invoke(main, ["request", "list", "--home", home, "--json"]).stdout) == []
+    assert runner.invoke(main, ["request", "list", "--home", home]).stdout.strip() == "No requests."
+    assert json.loads(runner.invoke(main, ["wallet", "list", "--home", home, "--json"]).stdout)["credentials"] == []

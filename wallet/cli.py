@@ -363,15 +363,12 @@ def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, ro
         _fail(exc.code, message, EXIT_REFUSED, **exc.detail)
     except CeadError as exc:
         _fail_with(exc)
-    said = (f"{len(response.content)} bytes ({response.headers.get('Content-Type') or 'no content type'}) from "
-            f"{url}, allowed by its gateway")
-    if output is None:
+    if output is None:        # the body is what it wrote, on stdout, for a pipe
         sys.stdout.buffer.write(response.content)
-        sys.stdout.flush()
-        click.echo(f"Fetched {said}.", err=True)
     else:
         _write(output, response.content)
-        click.echo(f"Wrote {said}, to {output}.")
+        kind = (getattr(response, "headers", None) or {}).get("Content-Type") or "no content type"
+        click.echo(f"Wrote {len(response.content)} bytes ({kind}) from {url}, allowed by its gateway, to {output}.")
 
 
 # ---- delivering a credential, and data-sharing requests from the command line -----------------------------------

@@ -415,7 +415,9 @@ def undelivered(exc: CeadError, approval_id: str | None, inbox: str) -> CeadErro
     when it refused, and whether delivering the same approval again can help."""
     reasons = exc.detail.get("reasons") or ([exc.problem.to_dict()] if exc.code.endswith(".unreachable") else [])
     status = exc.detail.get("status")
-    if exc.code.endswith(".unreachable"):
+    if exc.detail.get("tls"):
+        retry, said = False, f"could not be delivered to {inbox}: {exc.message} Then deliver it again."
+    elif exc.code.endswith(".unreachable"):
         retry, said = True, f"could not be delivered to {inbox}: {exc.message} Deliver it again once the " \
                             "requester's node is reachable."
     elif isinstance(status, int) and status >= 500:
