@@ -306,3 +306,34 @@ def test_list_commands_speak_json_for_scripts(tmp_path):
     assert json.loads(runner.invoke(main, ["request", "list", "--home", home, "--json"]).stdout) == []
     assert runner.invoke(main, ["request", "list", "--home", home]).stdout.strip() == "No requests."
     assert json.loads(runner.invoke(main, ["wallet", "list", "--home", home, "--json"]).stdout)["credentials"] == []
+
+
+def test_the_approval_page_says_the_refusal_and_the_delegations_status(world):
+    from issuer_fixtures import token
+    from test_pages import csrf_of, sign_in
+    from wallet.app import create_node_app
+    w = world
+    iao = w["iao"]["node"]
+    client = create_node_app(iao, wallet=w["iao"]["wallet"]).test_client()
+    assert sign_in(client, token(iao, "issue:approval", name="page-iao")).status_code == 302
+
+    def approve_on_the_page(request_id, delegation_id):
+        page = client.get(f"/wallet/requests/{request_id}")
+        subject = json.dumps({**sharing.draft_subject(iao, w["iao"]["wallet"], request_id,
+                                                      delegation=delegation_id), **the_rest(w)})
+        return client.post(f"/wallet/requests/{request_id}/approve", data={
+            "csrf": csrf_of(page.text), "delegation": delegation_id, "subject": subject})
+
+    # refused by the requester's node: its reason, and that delivering again will not help
+    wrong = sharing.send_request(w["requester"]["wallet"], w["iao"]["url"] + "/requests",
+                                 make_request(w, replyTo=w["iao"]["url"] + "/inbox"), verify=w["bundle"])
+    page = approve_on_the_page(wrong["id"], w["delegation"].id)
+    assert page.status_code == 502 and "inbox.not_for_us" in page.text and "will not help" in page.text
+    assert "once the requester&#39;s node is reachable" not in page.text
+    # a suspended delegation: nothing signed, its status named
+    delegation = _delegation(w)
+    service.change_status(w["controller"]["node"], delegation.id, "suspend")
+    request_id = send(w)["id"]
+    page = approve_on_the_page(request_id, delegation.id)
+    assert page.status_code == 422 and "delegation.not_in_force" in page.text and "is suspended" in page.text
+    assert sharing.get_request(w["iao"]["wallet"], request_id).status == sharing.PENDING
