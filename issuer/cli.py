@@ -158,7 +158,8 @@ def _open(home: Path | None, unlock: bool = False) -> Node:
 @click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite node.db in the home).")
 @click.option("--public-url", default=None, help="Public base URL for status lists (default https://DOMAIN).")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
-              help="PEM file of extra trust anchors for fetching DID documents and status lists (e.g. a test CA).")
+              help="PEM file of extra trust anchors for fetching DID documents and status lists (e.g. the test CA "
+                   "`cead dev-ca` makes; saved as network.ca_bundle).")
 @click.option("--allow-private-addresses", is_flag=True,
               help="Development/test only: let the node fetch DID documents and status lists from loopback and "
                    "private addresses (e.g. 127.0.0.1). Never use in production.")
@@ -169,7 +170,10 @@ def _open(home: Path | None, unlock: bool = False) -> Node:
 @_fail_on_cead_error
 def init(name, domain, did_path, did_method, database_url, public_url, ca_bundle, allow_private_addresses,
          vocabulary, home):
-    """Create a node home: keys (encrypted), DID, database and config. Never overwrites keys."""
+    """Create a node home: keys (encrypted), DID, database and config. Never overwrites keys.
+
+    On one machine, for a test (docs/quickstart.md): --domain 127.0.0.1:PORT (or --did key --public-url
+    https://127.0.0.1:PORT), --ca-bundle dev-ca/ca.pem and --allow-private-addresses."""
     home = home or default_home()
     exists = (home / "config.yaml").exists()
     network = {"allow_private": True} if allow_private_addresses else {}

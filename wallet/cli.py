@@ -99,11 +99,17 @@ def wallet() -> None:
 @home_option
 def import_(source: str, home: Path | None) -> None:
     """Verify and store a credential from FILE, URL or - (stdin). Refused with the reasons if invalid."""
+    w = _wallet(home)
     if source.startswith(("https://", "http://")):
         import requests
+
+        from verifier.http import untrusted_certificate
         try:
-            response = requests.get(source, timeout=30, headers={"Accept": "application/vc+jwt, application/json"})
+            response = requests.get(source, timeout=30, headers={"Accept": "application/vc+jwt, application/json"},
+                                    verify=_verify_for(w._node, None))
             response.raise_for_status()
+        except requests.exceptions.SSLError as exc:
+            _fail("input.unreadable", untrusted_certificate(source, exc).message)
         except requests.RequestException as exc:
             _fail("input.unreadable", f"Cannot fetch {source}: {exc}")
         data = response.content
@@ -112,7 +118,7 @@ def import_(source: str, home: Path | None) -> None:
             data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
         except OSError as exc:
             _fail("input.unreadable", f"Cannot read {source!r}: {exc.strerror or exc}")
-    result = _wallet(home).import_credential(data, source=source)
+    result = w.import_credential(data, source=source)
     if not result.ok:
         click.echo(json.dumps({"refused": [p.to_dict() for p in result.problems]}, indent=2), err=True)
         sys.exit(EXIT_REFUSED)
