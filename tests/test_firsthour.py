@@ -337,3 +337,47 @@ def test_the_approval_page_says_the_refusal_and_the_delegations_status(world):
     page = approve_on_the_page(request_id, delegation.id)
     assert page.status_code == 422 and "delegation.not_in_force" in page.text and "is suspended" in page.text
     assert sharing.get_request(w["iao"]["wallet"], request_id).status == sharing.PENDING
+
+
+# ---- the newcomer's commands -------------------------------------------------------------------------------------
+
+def test_dev_ca_makes_a_ca_and_a_private_key_and_never_replaces_them(tmp_path):
+    import ssl
+
+    from click.testing import CliRunner
+
+    from cead.cli import main
+    runner = CliRunner()
+    made = runner.invoke(main, ["dev-ca", "--out", str(tmp_path / "ca")])
+    assert made.exit_code == 0, made.output
+    assert "--ca-bundle" in made.output and "--tls-cert" in made.output and "--tls-key" in made.output
+    assert stat.S_IMODE((tmp_path / "ca" / "server-key.pem").stat().st_mode) == 0o600
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca" / "ca.pem"))
+    context.load_cert_chain(str(tmp_path / "ca" / "server.pem"), str(tmp_path / "ca" / "server-key.pem"))
+    before = (tmp_path / "ca" / "ca.pem").read_bytes()
+    again = runner.invoke(main, ["dev-ca", "--out", str(tmp_path / "ca")])
+    assert again.exit_code == 2 and "exists" in again.output
+    assert (tmp_path / "ca" / "ca.pem").read_bytes() == before
+
+
+def test_request_create_checks_the_request_as_the_receiver_will(tmp_path):
+    from click.testing import CliRunner
+
+    from cead.cli import main
+    runner = CliRunner()
+    home = str(tmp_path / "node")
+    assert runner.invoke(main, ["init", "--home", home, "--name", "Gov", "--domain", "gov.example"],
+                         env={"CEAD_PASSPHRASE": "pass"}).exit_code == 0
+    agreement = tmp_path / "agreement.txt"
+    agreement.write_text("the agreement")
+    args = ["request", "create", "--home", home, "--dataset", DATASET, "--item", "pupil_id", "--purpose",
+            "cead:HomelessnessStatistics", "--agreement", str(agreement), "--justification", "Statistics.",
+            "--out", str(tmp_path / "request.json")]
+    bad = runner.invoke(main, [*args, "--cadence", "monthly"])
+    assert bad.exit_code == 2 and json.loads(bad.stderr)["error"]["code"] == "sharing.invalid"
+    assert not (tmp_path / "request.json").exists()
+    good = runner.invoke(main, [*args, "--cadence", "R/2026-01-01T00:00:00Z/P1M"])
+    assert good.exit_code == 0 and good.stdout.startswith("Wrote the request")
+    request = json.loads((tmp_path / "request.json").read_text())
+    assert request["requester"] == "did:web:gov.example" and request["replyTo"] == "https://gov.example/inbox"
+    assert sharing.parse_request(request).agreement.digest.startswith("sha256-")

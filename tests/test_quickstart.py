@@ -3,7 +3,8 @@ processes (four nodes and the example gateway, HTTPS on 127.0.0.1 with the test 
 
 The blocks run as one bash script (``set -euo pipefail``: any command that fails stops it), so the shell
 variables and background nodes of one block are there for the next, as in the reader's terminal. The test then
-checks what the guide says happens: the first fetch is allowed and writes the rows, the fetch after the revocation
+checks what the guide says happens: the first fetch is allowed and writes the rows (with --discover too, where
+the gateway requires Cyber Essentials and the recipient holds Cyber Essentials Plus), the fetch after the revocation
 is denied with ``approval.revoked``, and the files the nodes hold are private.
 """
 from __future__ import annotations
@@ -70,6 +71,8 @@ def test_the_quickstart_runs_as_written(tmp_path):
     assert "Approved request" in output and "Delivered urn:uuid:" in output
     assert (tmp_path / "fife-rows.csv").read_text().startswith("local_authority,quarter,household_type,count")
     assert "Wrote 92 bytes" in output and "to fife-rows.csv" in output
+    # --discover: the gateway requires Cyber Essentials, the recipient holds Cyber Essentials Plus
+    assert (tmp_path / "fife-rows-again.csv").read_text() == (tmp_path / "fife-rows.csv").read_text()
     denial = json.loads((tmp_path / "denial.json").read_text())
     assert denial["error"]["code"] == "transfer.denied"
     assert "approval.revoked" in {r["code"] for r in denial["error"]["detail"]["reasons"]}

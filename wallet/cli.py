@@ -1,5 +1,5 @@
-"""Wallet commands: `cead wallet import|list|show|remove|present|qr ...` and `cead fetch URL`. Registered by
-``cead.cli``.
+"""Wallet commands: `cead wallet import|list|show|remove|present|qr ...`, `cead fetch URL`, `cead deliver FILE
+--to INBOX` and `cead request create|send|list|approve|deliver|refuse`. Registered by ``cead.cli``.
 
 Exit codes: 0 done, 1 refused or denied (a credential that does not verify, a transfer the gateway denies, a
 definition the wallet cannot satisfy, no usable approval), 2 bad input or an unusable setup (unreadable file,
