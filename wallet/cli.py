@@ -366,3 +366,92 @@ def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, ro
         sys.stdout.buffer.write(response.content)
     else:
         _write(output, response.content)
+
+
+# ---- the dataset catalogue ---------------------------------------------------------------------------------------
+@click.group("catalogue", cls=_Group)
+def catalogue() -> None:
+    """The organisation's DCAT dataset catalogue: import it (CKAN, DCAT-AP, DCAT 3), list it, export it for a
+    gateway's trust policy."""
+
+
+def _publisher_map(values: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for value in values:
+        iri, sep, did = value.partition("=")
+        if not sep or not iri or not did.startswith("did:"):
+            _fail("input.invalid", f"--publisher {value!r} must be PUBLISHER_IRI=DID (the controller DID of that "
+                  "publisher's datasets).")
+        mapping[iri] = did
+    return mapping
+
+
+@catalogue.command("import")
+@click.argument("source")
+@click.option("--format", "fmt", type=click.Choice(["json-ld", "turtle", "xml"]), default=None,
+              help="The RDF format (default: from the file name or the server's Content-Type).")
+@click.option("--publisher", "publishers", multiple=True, metavar="IRI=DID",
+              help="Map a publisher to its controller DID (repeat); a gateway's policy takes controllers from it.")
+@home_option
+def catalogue_import(source: str, fmt: str | None, publishers: tuple[str, ...], home: Path | None) -> None:
+    """Import or refresh a DCAT catalogue from an https URL or a file. Datasets that left it are flagged as removed
+    (never deleted), and held credentials naming them are listed: they keep working, but someone should look."""
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    from .store import Wallet
+    mapping = _publisher_map(publishers)
+    try:
+        node = Node.open(home)
+        result = cat.import_catalogue(node, source, fmt=fmt, publishers=mapping)
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(f"Imported {result.total} datasets from {source}: {len(result.added)} added, {len(result.updated)} "
+               f"updated, {len(result.removed)} removed (flagged, not deleted).")
+    if result.removed:
+        wallet = Wallet.from_node(node)
+        for iri in result.removed:
+            for record in wallet.search(dataset=iri):
+                click.echo(f"  {record.credential_id} ({', '.join(record.summary()['types'])}) names {iri}, which "
+                           "left the catalogue.", err=True)
+
+
+@catalogue.command("list")
+@click.option("--removed", is_flag=True, help="Include datasets that left their catalogue.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@home_option
+def catalogue_list(removed: bool, as_json: bool, home: Path | None) -> None:
+    """The datasets this node knows from its catalogues: IRI, title, publisher, contact (the IAO)."""
+    from dataclasses import asdict
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    try:
+        rows = cat.entries(Node.open(home), include_removed=removed)
+    except CeadError as exc:
+        _fail_with(exc)
+    if as_json:
+        _print([{**asdict(r.dataset), "source": r.source, "controller": r.controller, "removedAt": r.removed_at}
+                for r in rows])
+        return
+    for row in rows:
+        ds = row.dataset
+        flag = f"  [removed {row.removed_at}]" if row.removed_at else ""
+        who = ds.contact_name or ds.contact_email or "-"
+        click.echo(f"{ds.iri}  {ds.title or '(untitled)'}  publisher: {ds.publisher_name or ds.publisher or '-'}  "
+                   f"contact: {who}{flag}")
+
+
+@catalogue.command("export")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The JSON-LD file to write (name it in a gateway policy's catalogues:).")
+@click.option("--id", "catalogue_iri", required=True, help="The catalogue's IRI.")
+@home_option
+def catalogue_export(out: Path, catalogue_iri: str, home: Path | None) -> None:
+    """Write the catalogue (datasets in force, with controller DIDs and series) as JSON-LD a gateway reads."""
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    try:
+        rows = cat.entries(Node.open(home))
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, json.dumps(cat.to_jsonld(rows, catalogue_iri), indent=2))
+    click.echo(f"Wrote {len(rows)} datasets to {out}.")
