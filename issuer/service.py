@@ -21,7 +21,7 @@ from schemas.models import CREDENTIAL_MODELS, credential_digest
 from schemas.values import as_list, id_of, parse_datetime, types_of
 from verifier.credential import is_datetime_stamp
 from verifier.jose import JWT_CLAIMS
-from verifier.keys import ED25519, P256
+from verifier.keys import ED25519, JOSE_ALGS
 from verifier.results import CeadError
 
 from . import db, statuslist
@@ -86,6 +86,9 @@ class Issued:
 
     def response(self) -> dict:
         return {"verifiableCredential": self.verifiable_credential}
+
+
+_KIND_OF_ALG = {alg: kind for kind, alg in JOSE_ALGS.items()}   # EdDSA -> Ed25519, ES384 -> P-384, ...
 
 
 def _fail(code: str, message: str, **detail: Any) -> CeadError:
@@ -275,11 +278,14 @@ def _check_options(node, options: dict, credential: dict | None = None) -> None:
     if fmt == JWT_FORMAT and suite is not None:
         raise _fail("options.invalid", "Choose either a cryptosuite or format vc+jwt, not both.", field="format")
     alg = options.get("alg")
-    if alg is not None and (fmt != JWT_FORMAT or alg not in ("EdDSA", "ES256")):
-        raise _fail("options.invalid", "'alg' is EdDSA or ES256 and only with format vc+jwt.", field="alg")
-    if alg == "ES256" and not node.has_key(P256):
-        raise _fail("options.invalid", "This node has no P-256 key, so it cannot sign with ES256 (a did:key node has "
-                    "only its Ed25519 key); use alg EdDSA.", field="alg")
+    if alg is not None and (fmt != JWT_FORMAT or alg not in _KIND_OF_ALG):
+        raise _fail("options.invalid", f"'alg' is one of {', '.join(_KIND_OF_ALG)} and only with format vc+jwt.",
+                    field="alg")
+    if alg is not None and not node.has_key(_KIND_OF_ALG[alg]):
+        kind = _KIND_OF_ALG[alg]
+        raise _fail("options.invalid", f"This node has no {kind} key, so it cannot sign with {alg} (a did:key node "
+                    f"has only its Ed25519 key; a did:web node adds one with `cead key rotate --kind {kind}`); "
+                    "use alg EdDSA.", field="alg")
     _purposes(options)
 
 
@@ -358,7 +364,7 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
                     scope=TYPE_SCOPES[cead_type])
     check_delegation(node, credential, cead_type, options.get("delegation"))
     fmt = JWT_FORMAT if options.get("format") == JWT_FORMAT else options.get("cryptosuite") or CRYPTOSUITES[0]
-    kind = P256 if options.get("alg") == "ES256" else ED25519
+    kind = _KIND_OF_ALG.get(options.get("alg"), ED25519)
     key, vm = node.signing_key(kind), node.verification_method_for(kind)
     try:
         with node.session() as s:

@@ -1,7 +1,7 @@
 """VC-JOSE-COSE: verify compact JWS credentials (``vc+jwt``) and presentations (``vp+jwt``).
 
-Only EdDSA (Ed25519) and ES256 (P-256) are accepted, and the algorithm must match the key found through the
-``kid`` DID URL. ``typ`` is a SHOULD: a token without one is accepted when its claim set is a VC 2.0 document of the
+Only EdDSA (Ed25519) and ES256/ES384/ES512 (P-256/P-384/P-521, RFC 7518 s.3.4) are accepted, and the algorithm
+must match the key found through the ``kid`` DID URL. ``typ`` is a SHOULD: a token without one is accepted when its claim set is a VC 2.0 document of the
 expected kind (``@context``, and ``type`` including VerifiableCredential or VerifiablePresentation); a ``typ`` that
 is present and names another kind is refused. The VC 1.1 JWT encoding (``vc``/``vp`` claim, ``typ`` "JWT" or
 absent, as didkit produces) is accepted too; ``to_document`` maps either form back to a credential or presentation
@@ -17,10 +17,10 @@ from jwcrypto.common import JWException
 
 from schemas.values import xsd_datetime
 
-from .keys import b64url_decode
+from .keys import JOSE_ALGS, b64url_decode
 from .results import CeadError
 
-ALGORITHMS = frozenset({"EdDSA", "ES256"})
+ALGORITHMS = frozenset(JOSE_ALGS.values())
 TYPES = {"vc+jwt": "vc", "vp+jwt": "vp"}
 JWT_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "cnf")
 MAX_TOKEN = 1024 * 1024
@@ -75,7 +75,7 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
 
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ALGORITHMS:
-        raise CeadError("jose.alg_refused", f"JWT algorithm {alg!r} is refused; only EdDSA and ES256 are accepted.",
+        raise CeadError("jose.alg_refused", f"JWT algorithm {alg!r} is refused; only {', '.join(sorted(ALGORITHMS))} are accepted.",
                         alg=str(alg))
     if "crit" in header or header.get("b64") is False:
         raise CeadError("jose.malformed", "JWT critical header parameters are not supported.")
