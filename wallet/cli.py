@@ -366,3 +366,67 @@ def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, ro
         sys.stdout.buffer.write(response.content)
     else:
         _write(output, response.content)
+
+
+# ---- OpenID for Verifiable Credential Issuance: offering and collecting -------------------------------------------
+@click.command("offer", cls=_Command)
+@click.argument("credential_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--tx-code", is_flag=True,
+              help="Also require a six-digit transaction code, printed here: give it to the person by another "
+                   "channel (a call, a letter), never beside the QR code.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the offer as a QR code (.png or .svg) too.")
+@home_option
+def offer(credential_file: Path, tx_code: bool, output: Path | None, home: Path | None) -> None:
+    """Offer a credential this node issued to its subject's wallet (OpenID4VCI, pre-authorised code).
+
+    CREDENTIAL_FILE is the signed credential as `cead issue --out` wrote it. The offer is single use and expires
+    in ten minutes; only a wallet that proves control of the credential subject's DID can collect it."""
+    from issuer import offers
+    from issuer.node import Node
+    if output is not None:
+        _image_format(output)
+    try:
+        text = credential_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail("input.unreadable", f"Cannot read {str(credential_file)!r}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        credential = json.loads(text) if text.startswith("{") else text
+    except ValueError:
+        _fail("input.invalid", f"{str(credential_file)!r} is neither a JSON credential nor a compact JWT.")
+    try:
+        node = Node.open(home)
+        made = offers.make_offer(node, credential, tx_code=tx_code)
+    except CeadError as exc:
+        _fail_with(exc)
+    if output is not None:
+        _write_qr(made["uri"], output)
+    else:
+        click.echo(made["uri"])
+    click.echo(f"Offered {made['credential']} to its subject's wallet until {made['expires']}"
+               + (f"; transaction code {made['tx_code']} (give it separately)" if "tx_code" in made else "")
+               + (f"; QR code in {output}" if output else "") + ".", err=True)
+
+
+@wallet.command("receive")
+@click.argument("offer_uri")
+@click.option("--tx-code", default=None, help="The transaction code the issuer gave you separately, if any.")
+@home_option
+def receive(offer_uri: str, tx_code: str | None, home: Path | None) -> None:
+    """Collect an offered credential (an openid-credential-offer:// link or QR code's text) into this wallet,
+    proving control of this node's DID; the credential is verified before it is stored."""
+    from issuer.node import Node
+    from .offers import collect
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        result = collect(Wallet.from_node(node), offer_uri, tx_code=tx_code, fetcher=node.fetcher())
+    except CeadError as exc:
+        _fail_with(exc)
+    if not result.ok:
+        click.echo(json.dumps({"refused": [p.to_dict() for p in result.problems]}, indent=2), err=True)
+        sys.exit(EXIT_REFUSED)
+    summary = result.record.summary()
+    kinds = ", ".join(summary["types"]) or "credential"
+    click.echo(f"Received {kinds} {summary['credentialId']} from {summary['issuer']} into the wallet "
+               f"(wallet id {summary['id']}).")
