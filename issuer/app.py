@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from verifier.results import CeadError
 from verifier.serving import read_bounded
 
-from . import offers, pages, service, statuslist, tokens
+from . import offers, oid4vp, pages, service, statuslist, tokens
 
 MAX_BODY = 256 * 1024
 log = logging.getLogger("cead.issuer")
@@ -129,5 +129,6 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         return _json(200, service.change_status(node, credential_id, action, by=token.name))
 
     app.register_blueprint(offers.blueprint(node))  # OID4VCI: a person's wallet collects an offered credential
+    app.register_blueprint(oid4vp.blueprint(node))  # OID4VP: a person's wallet answers this node's request
     app.register_blueprint(pages.blueprint(node))   # the landing page and the DPO's pages (HTML)
     return app

@@ -430,3 +430,65 @@ def receive(offer_uri: str, tx_code: str | None, home: Path | None) -> None:
     kinds = ", ".join(summary["types"]) or "credential"
     click.echo(f"Received {kinds} {summary['credentialId']} from {summary['issuer']} into the wallet "
                f"(wallet id {summary['id']}).")
+
+
+@click.group("oid4vp", cls=_Group)
+def oid4vp() -> None:
+    """Ask a person's wallet to present a credential (OpenID for Verifiable Presentations), and read the answer."""
+
+
+@oid4vp.command("request")
+@click.option("--type", "types", multiple=True, required=True,
+              help="A credential type to ask for (repeat for several types in one credential), e.g. "
+                   "DelegatedAuthorityCredential.")
+@click.option("--format", "fmt", type=click.Choice(["jwt_vc_json", "ldp_vc"]), default="jwt_vc_json",
+              show_default=True, help="The credential format to ask for.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the request as a QR code (.png or .svg) too.")
+@home_option
+def oid4vp_request(types: tuple[str, ...], fmt: str, output: Path | None, home: Path | None) -> None:
+    """Make a presentation request (valid ten minutes): prints the openid4vp:// link, and its state on stderr
+    (read the answer with `cead oid4vp result STATE`)."""
+    from issuer import oid4vp as rp
+    from issuer.node import Node
+    if output is not None:
+        _image_format(output)
+    try:
+        made = rp.make_request(Node.open(home), list(types), fmt=fmt)
+    except CeadError as exc:
+        _fail_with(exc)
+    _write_qr(made["uri"], output) if output is not None else click.echo(made["uri"])
+    click.echo(f"Asked for a {' '.join(types)} until {made['expires']}; state {made['state']}"
+               + (f"; QR code in {output}" if output else "") + ".", err=True)
+
+
+@oid4vp.command("result")
+@click.argument("state")
+@home_option
+def oid4vp_result(state: str, home: Path | None) -> None:
+    """What became of a presentation request: pending, verified (who presented what) or refused (why)."""
+    from issuer import oid4vp as rp
+    from issuer.node import Node
+    try:
+        outcome = rp.outcome_of(Node.open(home), state)
+    except CeadError as exc:
+        _fail_with(exc)
+    _print(outcome)
+    if outcome["status"] == "refused":
+        sys.exit(EXIT_REFUSED)
+
+
+@wallet.command("respond")
+@click.argument("request_uri")
+@home_option
+def respond(request_uri: str, home: Path | None) -> None:
+    """Answer an openid4vp:// presentation request with a credential this wallet holds (bound to the request)."""
+    from issuer.node import Node
+    from .oid4vp import respond as answer
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        done = answer(Wallet.from_node(node), request_uri, fetcher=node.fetcher())
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(f"Presented {', '.join(done['presented'])} to {done['verifier']}.")
