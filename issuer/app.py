@@ -47,7 +47,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
 
     @app.errorhandler(CeadError)
     def _cead_error(exc: CeadError):
-        status = service.HTTP_STATUS.get(exc.code, 400)
+        status = service.VC_API_STATUS.get(exc.code, 400)
         if status >= 500:
             log.error("issuer error %s: %s", exc.code, exc.message)
             return _error(status, exc.code, "The issuer cannot sign right now; see the node's log.")

@@ -68,7 +68,7 @@ UNSUPPORTED_OPTIONS = {
 }
 STATUS_OPTIONS = ("type", "statusPurpose")
 
-# HTTP status for each refusal code (anything else that is a CeadError -> 400).
+# HTTP status for each refusal code on the node's pages (anything else that is a CeadError -> 400).
 HTTP_STATUS = {
     "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403,
     "credential.type_unknown": 422, "credential.issuer_mismatch": 422, "scope.too_wide": 422,
@@ -77,6 +77,10 @@ HTTP_STATUS = {
     "schema.invalid": 422, "key.locked": 500, "key.missing": 500, "node.public_url_missing": 500,
     "db.unavailable": 503, "db.error": 500,
 }
+# The VC-API endpoints follow VC-API (VCALM) exactly: it lists 201 and 400 for /credentials/issue and 200, 400 and
+# 404 for /credentials/status, so every refusal of the request itself is a 400 there (its code says which);
+# authentication is 401/403, a missing credential or list 404, the node's own faults 5xx.
+VC_API_STATUS = {code: status for code, status in HTTP_STATUS.items() if status not in (409, 422)}
 
 
 @dataclass

@@ -150,7 +150,7 @@ def test_cead_types_keep_their_scopes_and_guard_rails(tmp_path):
     del bad_cert["credentialSubject"]["legalName"]
     full = token(node, "issue:any,issue:certification", name="full")
     resp = client.post("/credentials/issue", json={"credential": bad_cert}, headers={"Authorization": f"Bearer {full}"})
-    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "schema.invalid"
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "schema.invalid"
     narrow = token(node, "issue:certification", name="narrow")
     resp = client.post("/credentials/issue", json={"credential": degree(node.did)},
                        headers={"Authorization": f"Bearer {narrow}"})
@@ -158,4 +158,4 @@ def test_cead_types_keep_their_scopes_and_guard_rails(tmp_path):
     two = copy.deepcopy(certification(node.did))
     two["type"].append("DataSharingApprovalCredential")
     resp = client.post("/credentials/issue", json={"credential": two}, headers={"Authorization": f"Bearer {full}"})
-    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "credential.type_unknown"
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "credential.type_unknown"
