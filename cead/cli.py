@@ -31,6 +31,8 @@ _COMMANDS = {
     "wallet": ("wallet.cli", "wallet"),
     "fetch": ("wallet.cli", "fetch"),
     "catalogue": ("wallet.cli", "catalogue"),
+    "offer": ("wallet.cli", "offer"),
+    "oid4vp": ("wallet.cli", "oid4vp"),
     "demo": ("cead.demo", "demo"),
 }
 # Everything but the verifier's commands needs the node extras; these packages come only with them.

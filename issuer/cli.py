@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from schemas.values import load_document
-from verifier.keys import ED25519, P256
+from verifier.keys import ED25519, JOSE_ALGS, KINDS
 from verifier.results import CeadError
 
 from . import service, tokens
@@ -292,8 +292,9 @@ def key():
 
 @key.command("rotate")
 @home_option
-@click.option("--kind", type=click.Choice([ED25519, P256]), default=ED25519, show_default=True,
-              help="Key type: Ed25519 (Data Integrity and EdDSA JWTs) or P-256 (ES256 JWTs).")
+@click.option("--kind", type=click.Choice(list(KINDS)), default=ED25519, show_default=True,
+              help="Key type: Ed25519 (Data Integrity and EdDSA JWTs), P-256 (ES256), P-384 (ES384) or P-521 "
+                   "(ES512 JWTs).")
 @_fail_on_cead_error
 def key_rotate(home, kind):
     """Add a new signing key; the previous one keeps verifying until retired."""
@@ -439,8 +440,9 @@ def _issue_command(kind: str):
     @click.option("--format", "fmt", type=click.Choice(["eddsa-rdfc-2022", "eddsa-jcs-2022", "vc+jwt"]),
                   default="eddsa-rdfc-2022", show_default=True,
                   help="Data Integrity cryptosuite, or vc+jwt (VC-JOSE-COSE, a JWT).")
-    @click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default=None,
-                  help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256 needs a P-256 key).")
+    @click.option("--alg", type=click.Choice(list(JOSE_ALGS.values())), default=None,
+                  help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256/ES384/ES512 need a "
+                       "P-256/P-384/P-521 key: `cead key rotate --kind`).")
     @click.option("--suspendable", is_flag=True, help="Add a suspension status entry too.")
     @click.option("--delegation", default=None,
                   help="The signer's own DelegatedAuthorityCredential (file, or id in HOME/delegations/): the guard "

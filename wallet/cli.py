@@ -455,3 +455,127 @@ def catalogue_export(out: Path, catalogue_iri: str, home: Path | None) -> None:
         _fail_with(exc)
     _write(out, json.dumps(cat.to_jsonld(rows, catalogue_iri), indent=2))
     click.echo(f"Wrote {len(rows)} datasets to {out}.")
+# ---- OpenID for Verifiable Credential Issuance: offering and collecting -------------------------------------------
+@click.command("offer", cls=_Command)
+@click.argument("credential_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--tx-code", is_flag=True,
+              help="Also require a six-digit transaction code, printed here: give it to the person by another "
+                   "channel (a call, a letter), never beside the QR code.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the offer as a QR code (.png or .svg) too.")
+@home_option
+def offer(credential_file: Path, tx_code: bool, output: Path | None, home: Path | None) -> None:
+    """Offer a credential this node issued to its subject's wallet (OpenID4VCI, pre-authorised code).
+
+    CREDENTIAL_FILE is the signed credential as `cead issue --out` wrote it. The offer is single use and expires
+    in ten minutes; only a wallet that proves control of the credential subject's DID can collect it."""
+    from issuer import offers
+    from issuer.node import Node
+    if output is not None:
+        _image_format(output)
+    try:
+        text = credential_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail("input.unreadable", f"Cannot read {str(credential_file)!r}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        credential = json.loads(text) if text.startswith("{") else text
+    except ValueError:
+        _fail("input.invalid", f"{str(credential_file)!r} is neither a JSON credential nor a compact JWT.")
+    try:
+        node = Node.open(home)
+        made = offers.make_offer(node, credential, tx_code=tx_code)
+    except CeadError as exc:
+        _fail_with(exc)
+    if output is not None:
+        _write_qr(made["uri"], output)
+    else:
+        click.echo(made["uri"])
+    click.echo(f"Offered {made['credential']} to its subject's wallet until {made['expires']}"
+               + (f"; transaction code {made['tx_code']} (give it separately)" if "tx_code" in made else "")
+               + (f"; QR code in {output}" if output else "") + ".", err=True)
+
+
+@wallet.command("receive")
+@click.argument("offer_uri")
+@click.option("--tx-code", default=None, help="The transaction code the issuer gave you separately, if any.")
+@home_option
+def receive(offer_uri: str, tx_code: str | None, home: Path | None) -> None:
+    """Collect an offered credential (an openid-credential-offer:// link or QR code's text) into this wallet,
+    proving control of this node's DID; the credential is verified before it is stored."""
+    from issuer.node import Node
+    from .offers import collect
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        result = collect(Wallet.from_node(node), offer_uri, tx_code=tx_code, fetcher=node.fetcher())
+    except CeadError as exc:
+        _fail_with(exc)
+    if not result.ok:
+        click.echo(json.dumps({"refused": [p.to_dict() for p in result.problems]}, indent=2), err=True)
+        sys.exit(EXIT_REFUSED)
+    summary = result.record.summary()
+    kinds = ", ".join(summary["types"]) or "credential"
+    click.echo(f"Received {kinds} {summary['credentialId']} from {summary['issuer']} into the wallet "
+               f"(wallet id {summary['id']}).")
+
+
+@click.group("oid4vp", cls=_Group)
+def oid4vp() -> None:
+    """Ask a person's wallet to present a credential (OpenID for Verifiable Presentations), and read the answer."""
+
+
+@oid4vp.command("request")
+@click.option("--type", "types", multiple=True, required=True,
+              help="A credential type to ask for (repeat for several types in one credential), e.g. "
+                   "DelegatedAuthorityCredential.")
+@click.option("--format", "fmt", type=click.Choice(["jwt_vc_json", "ldp_vc"]), default="jwt_vc_json",
+              show_default=True, help="The credential format to ask for.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the request as a QR code (.png or .svg) too.")
+@home_option
+def oid4vp_request(types: tuple[str, ...], fmt: str, output: Path | None, home: Path | None) -> None:
+    """Make a presentation request (valid ten minutes): prints the openid4vp:// link, and its state on stderr
+    (read the answer with `cead oid4vp result STATE`)."""
+    from issuer import oid4vp as rp
+    from issuer.node import Node
+    if output is not None:
+        _image_format(output)
+    try:
+        made = rp.make_request(Node.open(home), list(types), fmt=fmt)
+    except CeadError as exc:
+        _fail_with(exc)
+    _write_qr(made["uri"], output) if output is not None else click.echo(made["uri"])
+    click.echo(f"Asked for a {' '.join(types)} until {made['expires']}; state {made['state']}"
+               + (f"; QR code in {output}" if output else "") + ".", err=True)
+
+
+@oid4vp.command("result")
+@click.argument("state")
+@home_option
+def oid4vp_result(state: str, home: Path | None) -> None:
+    """What became of a presentation request: pending, verified (who presented what) or refused (why)."""
+    from issuer import oid4vp as rp
+    from issuer.node import Node
+    try:
+        outcome = rp.outcome_of(Node.open(home), state)
+    except CeadError as exc:
+        _fail_with(exc)
+    _print(outcome)
+    if outcome["status"] == "refused":
+        sys.exit(EXIT_REFUSED)
+
+
+@wallet.command("respond")
+@click.argument("request_uri")
+@home_option
+def respond(request_uri: str, home: Path | None) -> None:
+    """Answer an openid4vp:// presentation request with a credential this wallet holds (bound to the request)."""
+    from issuer.node import Node
+    from .oid4vp import respond as answer
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        done = answer(Wallet.from_node(node), request_uri, fetcher=node.fetcher())
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(f"Presented {', '.join(done['presented'])} to {done['verifier']}.")
