@@ -26,6 +26,7 @@ _COMMANDS = {
     "suspend": ("issuer.cli", "suspend"),
     "reinstate": ("issuer.cli", "reinstate"),
     "issued": ("issuer.cli", "issued"),
+    "notifications": ("issuer.cli", "notifications_group"),
     "verify": ("verifier.cli", "verify"),
     "verifier": ("verifier.cli", "verifier"),
     "wallet": ("wallet.cli", "wallet"),

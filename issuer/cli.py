@@ -243,6 +243,9 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
     if public_url is not None:
         node.config["public_url"] = check_public_url(public_url, node.network)
     app = (app_factory or create_app)(node)
+    from . import notifications
+    notifications.subscriptions(node)   # a bad notifications: section fails now, not on the first event
+    notifications.start_dispatcher(node)
     serve_wsgi(app, host, port, tls_cert, tls_key,
                announce=lambda url: click.echo(f"Serving {node.did} on {url}", err=True))
 
@@ -536,3 +539,44 @@ def issued_list(home, as_csv):
         return
     for row in rows:
         click.echo(f"{row.issued_at}  {row.status:9}  {row.types.split(',')[-1]:36}  {row.id}  {row.subject or ''}")
+
+
+# ---- notifications -------------------------------------------------------------------------------------------------
+
+@click.group("notifications")
+def notifications_group():
+    """Webhook and Microsoft Teams notifications of node events (config.yaml notifications:)."""
+
+
+@notifications_group.command("send")
+@home_option
+@click.option("--expiring-within", type=click.IntRange(1, 3650), default=30, show_default=True,
+              help="Also queue credential.expiring for credentials this node issued that end within this many days.")
+@_fail_on_cead_error
+def notifications_send(home, expiring_within):
+    """Deliver every message that is due now, once (`cead issuer serve` does this every ten seconds)."""
+    from . import notifications
+    node = _open(home, unlock=True)
+    queued = notifications.check_expiring(node, expiring_within)
+    counts = notifications.deliver_due(node)
+    click.echo(f"Delivered {counts['delivered']}, retrying {counts['retrying']} later, failed {counts['failed']}"
+               + (f" ({queued} expiry warning(s) queued)" if queued else "") + ".")
+
+
+@notifications_group.command("list")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@_fail_on_cead_error
+def notifications_list(home, as_json):
+    """The outbox, newest first: event, subscriber, attempts, delivered or failed (with the last error)."""
+    from . import notifications
+    rows = notifications.outbox(_open(home))
+    if as_json:
+        click.echo(json.dumps([{"id": r.id, "event": r.event, "subscription": r.subscription, "subject": r.subject,
+                                "created": r.created, "attempts": r.attempts, "deliveredAt": r.delivered_at,
+                                "failedAt": r.failed_at, "lastError": r.last_error} for r in rows], indent=2))
+        return
+    for r in rows:
+        state = (f"delivered {r.delivered_at}" if r.delivered_at else f"failed {r.failed_at}: {r.last_error}"
+                 if r.failed_at else f"pending (next {r.next_attempt}{'; ' + r.last_error if r.last_error else ''})")
+        click.echo(f"{r.created}  {r.event:22}  {r.subscription:16}  tries {r.attempts}  {state}")

@@ -496,7 +496,16 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
             row.updated_at = db.utcnow()
             s.add(row)
             s.add(db.StatusEvent(credential_id=credential_id, action=action, by=by, reason=reason))
+            changed = True
+        else:
+            changed = False
         s.commit()
+    if changed:
+        from . import notifications
+        event = {"revoke": "credential.revoked", "suspend": "credential.suspended",
+                 "reinstate": "credential.reinstated"}[action]
+        notifications.emit(node, event, {"credential": credential_id, "status": new_status, "by": by,
+                                         "reason": reason}, subject=credential_id)
     return {"credentialId": credential_id, "status": new_status}
 
 

@@ -1,13 +1,13 @@
 """The datasets of the DCAT catalogues this node imported (removed ones flagged, never deleted).
 
 Revision ID: issuer_0004_catalogue
-Revises: issuer_0001
+Revises: issuer_0003_presentation_requests
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "issuer_0004_catalogue"
-down_revision = "issuer_0001"
+down_revision = "issuer_0003_presentation_requests"
 branch_labels = None
 depends_on = None
 
