@@ -241,3 +241,16 @@ def test_a_guided_approval_is_issued_delivered_and_renewed_from_the_page(world):
     assert held[row.approval_id].document["credentialSubject"]["notAfter"].startswith("2028-03-31")
     actions = [e.action for e in staff.audit_log(node.engine, target=request_id)]
     assert "approved" in actions and "renewed approval" in actions
+
+
+def test_the_node_s_imported_catalogue_names_datasets_and_publishers(tmp_path):
+    from issuer import catalogue
+    from issuer.node import Node
+    from test_catalogue import BASE, PUBLISHER, turtle
+    node, _ = Node.init(tmp_path / "n", "Test Council", b"a passphrase for tests", domain="example.gov.scot")
+    catalogue.import_catalogue(node, "catalog.ttl", data=turtle(3), fmt="turtle",
+                               publishers={PUBLISHER: "did:web:fife.example"})
+    names = Directory.for_node(node)
+    assert str(names.name(f"{BASE}ds-1")) == "Dataset 1"
+    assert str(names.name("did:web:fife.example")) == "Fife Council"
+    assert str(names.name(node.did)) == "Test Council"

@@ -31,24 +31,11 @@ from verifier.results import CeadError
 from . import desk
 from . import requests as sharing
 from .forms import ApproveForm, DecideForm, _choices, condition_choices, default_window, legal_basis_choices
-from .names import Directory
+from .names import Directory, node_policy
 
 CHANGES_REQUESTED = "changes requested"
 SUSPENDABLE = {"credentialStatus": {"type": "BitstringStatusListEntry",
                                     "statusPurpose": ["revocation", "suspension"]}}
-
-
-def node_policy(node):
-    """The node's trust policy (``HOME/policy.yaml`` or ``.json``), or None when it has none."""
-    from verifier.policy import load_policy
-    for ext in ("yaml", "yml", "json"):
-        path = Path(node.home) / f"policy.{ext}"
-        if path.exists():
-            try:
-                return load_policy(path)
-            except CeadError:
-                return None
-    return None
 
 
 def _day(value: Any) -> date | None:

@@ -7,8 +7,9 @@ Where names come from, in order:
   organisations and datasets the node knows by other means);
 - organisation certifications: the ``legalName`` of each certified organisation and the ``certificationBody``
   name, from certifications held in the wallet and those presented with data-sharing requests;
-- DCAT catalogues (``HOME/catalogue.json`` or ``.jsonld``, and the trust policy's ``catalogues``): a dataset's
-  ``dct:title`` (or ``title``);
+- the node's imported catalogue (``issuer.catalogue``, ``cead catalogue import``): dataset titles and, for a
+  publisher mapped to a controller DID, the publisher's name; DCAT files ``HOME/catalogue.json`` or ``.jsonld``:
+  a dataset's ``dct:title`` (or ``title``);
 - Cead's vocabulary (``schemas.vocab``): purposes, legal bases, data categories, data subjects, certification
   schemes.
 
@@ -70,6 +71,21 @@ def catalogue_titles(path: Path) -> dict[str, str]:
     return out
 
 
+def node_policy(node):
+    """The node's trust policy (``HOME/policy.yaml``, ``.yml`` or ``.json``), or None when it has none or it does
+    not load."""
+    from verifier.policy import load_policy
+    from verifier.results import CeadError
+    for ext in ("yaml", "yml", "json"):
+        path = Path(node.home) / f"policy.{ext}"
+        if path.exists():
+            try:
+                return load_policy(path)
+            except CeadError:
+                return None
+    return None
+
+
 class Directory:
     """The names this node knows. Build one per page with :meth:`for_node`."""
 
@@ -83,8 +99,18 @@ class Directory:
         for name in ("catalogue.json", "catalogue.jsonld"):
             if (home / name).exists():
                 d.names.update(catalogue_titles(home / name))
-        policy = getattr(node, "desk_policy", None)
-        for cat in getattr(policy, "catalogues", []) or []:
+        try:        # the node's imported catalogue (``cead catalogue import``): titles, and publishers' names
+            from issuer import catalogue
+            for entry in catalogue.entries(node, include_removed=True):
+                ds = entry.dataset
+                if ds.title:
+                    d.names.setdefault(ds.iri, ds.title)
+                if entry.controller and ds.publisher_name:
+                    d.names.setdefault(entry.controller, ds.publisher_name)
+        except Exception:       # noqa: BLE001 (no catalogue table yet, or no catalogue support: names only)
+            pass
+        policy = node_policy(node)
+        for cat in (policy.catalogues if policy is not None else []):
             d.names.update(catalogue_titles(policy.path(cat)))
         if wallet is not None:
             for record in wallet.search(type="OrganisationCertificationCredential"):
