@@ -232,6 +232,7 @@ def test_a_guided_approval_is_issued_delivered_and_renewed_from_the_page(world):
     first = sharing.get_request(wallet, request_id).approval_id
     shown = client.get(f"/wallet/requests/{request_id}").text
     assert "What was approved" in shown and "at least 10 people" in shown and "Renew" in shown
+    assert "Decided under" in shown and "Within your delegation" in shown       # the approval as issued, checked
     renewed = client.post(f"/wallet/requests/{request_id}/renew", data={"csrf": csrf, "renew_until": "2028-03-31"})
     assert renewed.status_code == 302
     row = sharing.get_request(wallet, request_id)

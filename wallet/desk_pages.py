@@ -180,6 +180,25 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 out["fit"] = desk.delegation_fit(names, approval, delegation, out["violations"], subject,
                                                  vocabulary=node().vocabulary)
                 out["checked"] = approval is not None
+        elif chosen is not None and row.delivery:
+            # decided: the approval as issued, against the delegation it rests on
+            approval = None
+            try:
+                issued = desk._document(json.loads(row.delivery)[0])
+                approval = DataSharingApproval.from_credential(issued)
+                chain = (issued.get("credentialSubject") or {}).get("delegationChain") or []
+                chosen = next((d for d in choices if chain and d["id"] == chain[-1].get("id")), chosen)
+                out.update(chosen=chosen, status=desk.delegation_status(wallet, chosen["signed"]),
+                           issuer=names.name(chosen["issuer"]))
+            except (ValueError, IndexError, TypeError, CeadError):
+                pass
+            delegation = desk.delegation_model(chosen["signed"])
+            if approval is not None:
+                from verifier.scope import approval_within
+                out["violations"] = approval_within(approval, delegation, vocabulary=node().vocabulary)
+                out["checked"] = True
+            out["fit"] = desk.delegation_fit(names, approval, delegation, out["violations"], row.request,
+                                             vocabulary=node().vocabulary)
         elif chosen is not None:
             out["fit"] = desk.delegation_fit(names, None, desk.delegation_model(chosen["signed"]), [],
                                              draft or row.request, vocabulary=node().vocabulary)
