@@ -297,6 +297,7 @@ def test_every_other_page_passes_axe_and_fits_a_phone(world, browser):
         held = w["iao"]["wallet"].search(type="DelegatedAuthorityCredential")[0]
         for path, name in (("/dpo/register", "22-register"), ("/dpo/issue", "23-issue"),
                            ("/dpo/staff", "24-staff"), ("/wallet/", "25-wallet"),
+                           ("/wallet/requests", "29-requests"), ("/wallet/requests/new", "30-wizard"),
                            (f"/wallet/{held.id}", "26-credential"), (f"/wallet/{held.id}/summary", "27-summary")):
             admin.goto(base + path)
             assert admin.title() and "Something went wrong" not in admin.inner_text("main"), path
