@@ -843,3 +843,56 @@ def respond(request_uri: str, home: Path | None) -> None:
     except CeadError as exc:
         _fail_with(exc)
     click.echo(f"Presented {', '.join(done['presented'])} to {done['verifier']}.")
+
+
+# ---- precedents --------------------------------------------------------------------------------------------------
+@click.group("precedents", cls=_Group)
+def precedents_group() -> None:
+    """Earlier decisions, this node's and its peers' (signed feeds): follow them and find the nearest."""
+
+
+@precedents_group.command("refresh")
+@home_option
+def precedents_refresh(home: Path | None) -> None:
+    """Fetch, verify and store every feed in config.yaml precedents.follow (one failing peer never stops the rest)."""
+    from issuer.node import Node
+    from . import precedents
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        results = precedents.refresh(node, Wallet.from_node(node))
+    except CeadError as exc:
+        _fail_with(exc)
+    for url, outcome in results.items():
+        click.echo(f"{url}: {outcome} decision(s) stored" if isinstance(outcome, int) else f"{url}: {outcome}")
+    if not results:
+        click.echo("No feeds to follow (config.yaml precedents.follow is empty).")
+
+
+@precedents_group.command("search")
+@click.argument("request_id")
+@click.option("-k", "count", type=click.IntRange(1, 50), default=5, show_default=True, help="How many to show.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@home_option
+def precedents_search(request_id: str, count: int, as_json: bool, home: Path | None) -> None:
+    """The earlier decisions nearest to a received request, own and followed, with what they share."""
+    from . import precedents
+    from . import requests as sharing
+    wallet = _wallet(home)
+    try:
+        row = sharing.get_request(wallet, request_id)
+        near = precedents.nearest(wallet, dict(row.request, _id=row.id), k=count, requester=row.requester)
+    except CeadError as exc:
+        _fail_with(exc)
+    if as_json:
+        _print(near)
+        return
+    if not near:
+        click.echo("No earlier decision is near this request.")
+    for item in near:
+        who = "this node" if item["mine"] else item["decider"]
+        click.echo(f"{item['score']:.2f}  {item['outcome']:8}  {item['decidedAt'] or '':20}  by {who}")
+        for why in item["why"]:
+            click.echo(f"        {why}")
+        if item.get("reasons"):
+            click.echo(f"        reasons: {item['reasons']}")
