@@ -77,3 +77,30 @@ def test_a_tampered_or_foreign_feed_is_refused(world):  # noqa: F811
             raise AssertionError("a plain-http feed URL was accepted")
     finally:
         del node.config["precedents"]
+
+
+def test_agreement_as_word_document(world, tmp_path):  # noqa: F811
+    """The data sharing agreement for a received request: a .docx with the ICO code's sections and what the request
+    says (purposes, data items, bases), kept byte for byte so its digest is the one an approval pins."""
+    import docx
+    from wallet import agreements
+    w = world
+    got = send(w, make_request(w, justification="Auto-enrolment for free school meals in Fife."))
+    data, digest = agreements.agreement_docx(w["iao"]["node"], w["iao"]["wallet"], got["id"])
+    assert data[:2] == b"PK" and digest.startswith("sha256-") and len(digest) == 50
+    assert agreements.kept(w["iao"]["node"], got["id"]) == (data, digest)
+    import io
+    text = "\n".join(p.text for p in docx.Document(io.BytesIO(data)).paragraphs)
+    for heading in ("1. The parties and their roles", "2. Purpose of the sharing", "4. The data to be shared",
+                    "5. Lawful basis", "7. Information governance", "8. Review and termination"):
+        assert heading in text
+    assert "FreeSchoolMealAutoEnrolment" in text and "pupil_id, entitlement" in text
+    assert "Auto-enrolment for free school meals in Fife." in text
+    assert "legislation.gov.uk/eur/2016/679/article/6/1/e" in text
+    assert "To be agreed." in text                   # what the request leaves open is said, not invented
+    try:
+        agreements.kept(w["iao"]["node"], "no-such-request")
+    except CeadError as exc:
+        assert exc.code == "agreement.not_found"
+    else:
+        raise AssertionError("an agreement that was never made was found")

@@ -896,3 +896,25 @@ def precedents_search(request_id: str, count: int, as_json: bool, home: Path | N
             click.echo(f"        {why}")
         if item.get("reasons"):
             click.echo(f"        reasons: {item['reasons']}")
+
+
+@request_group.command("agreement")
+@click.argument("request_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The .docx file to write.")
+@home_option
+def request_agreement(request_id: str, out: Path, home: Path | None) -> None:
+    """Draft the data sharing agreement for a received request as a Word document (structured on the ICO Data
+    Sharing Code's contents); prints its digest, which the approval's agreement.digest pins."""
+    from issuer.node import Node
+    from . import agreements
+    from .store import Wallet
+    if out.suffix.lower() != ".docx":
+        _fail("input.invalid", f"--out {str(out)!r} must end in .docx; nothing was written.")
+    try:
+        node = Node.open(home)
+        data, digest = agreements.agreement_docx(node, Wallet.from_node(node), request_id)
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, data)
+    click.echo(f"Wrote the agreement for request {request_id} to {out} (digest {digest}).")
