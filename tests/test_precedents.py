@@ -32,6 +32,7 @@ def test_feed_follow_and_nearest(world):  # noqa: F811
     mine = {i["outcome"]: i for i in items}
     assert mine["refused"]["reasons"] == REFUSAL and "pupil_name" in mine["refused"]["dataItems"]
     assert mine["approved"]["datasets"] == [DATASET] and mine["approved"]["legalBases"]
+    assert mine["approved"]["conditions"], mine["approved"]          # read from the approval itself
     assert all("justification" not in str(i).lower() and "iao@fife.example" not in str(i) for i in items)
 
     # the controller's node follows it and finds the refusal nearest to a request that names pupils again

@@ -67,7 +67,8 @@ def _approval_subject(row) -> dict:
         delivery = json.loads(row.delivery or "{}")
     except ValueError:
         return {}
-    approval = delivery.get("approval") if isinstance(delivery, dict) else None
+    # the delivery is the approval followed by what it pins (wallet.requests.approve)
+    approval = delivery[0] if isinstance(delivery, list) and delivery else None
     try:
         doc = to_document(unverified_claims(approval), "vc") if isinstance(approval, str) else approval or {}
     except CeadError:
