@@ -918,3 +918,21 @@ def request_agreement(request_id: str, out: Path, home: Path | None) -> None:
         _fail_with(exc)
     _write(out, data)
     click.echo(f"Wrote the agreement for request {request_id} to {out} (digest {digest}).")
+
+
+@request_group.command("suggest")
+@click.argument("justification")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+def request_suggest(justification: str, as_json: bool) -> None:
+    """Suggest DPV purposes (and the bases public bodies usually rely on) for a justification, offline. A
+    suggestion only: what you choose is checked like anything else."""
+    from .suggest import suggest_purposes
+    found = suggest_purposes(justification)
+    if as_json:
+        _print(found)
+        return
+    if not found:
+        click.echo("No purpose matches these words; choose one from the vocabulary (docs/vocabulary.md).")
+    for item in found:
+        click.echo(f"{item['purpose']}  ({item['label']}; matched: {', '.join(item['matched']) or '-'})  "
+                   f"usual basis: {', '.join(item['usualBases'])}")
