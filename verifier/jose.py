@@ -23,9 +23,9 @@ from .results import CeadError
 ALGORITHMS = frozenset(JOSE_ALGS.values())
 TYPES = {"vc+jwt": "vc", "vp+jwt": "vp"}
 # Other signed JWTs checked the same way (algorithm, DID-URL kid, key under a purpose), whose typ must be exact:
-# OID4VCI key proofs (OpenID for Verifiable Credential Issuance 1.0, Appendix F.1) and the signatures of a node's
-# event notifications (docs/notifications.md).
-OTHER_TYPES = ("openid4vci-proof+jwt", "cead-event+jwt")
+# OID4VCI key proofs (OpenID for Verifiable Credential Issuance 1.0, Appendix F.1), the signatures of a node's
+# event notifications (docs/notifications.md) and a node's signed feed of its decisions (docs/precedents.md).
+OTHER_TYPES = ("openid4vci-proof+jwt", "cead-event+jwt", "cead-precedents+jwt")
 JWT_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "cnf")
 MAX_TOKEN = 1024 * 1024
 MAX_NUMERIC_DATE = 253402300800   # 10000-01-01T00:00:00Z: NumericDate values beyond it are no date at all

@@ -240,6 +240,9 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None, max_bytes: int =
             return jsonify(answer), status
         url = (public_url.rstrip("/") + flask_request.full_path.rstrip("?")) if public_url else flask_request.url
         status, answer = receive(wallet, body, url)
+        if status == 201 and wallet._node is not None:
+            from .standing import consider_later
+            consider_later(wallet._node, wallet, answer["id"])   # a standing approval may cover it
         return jsonify(answer), status
 
     return bp
