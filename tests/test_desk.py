@@ -128,7 +128,12 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     third = send(w)
     again = client.get(f"/wallet/requests/{third['id']}").text
     precedents = again[again.index('id="precedents"'):again.index('id="approve"')]
-    assert "The same request" in precedents and "No lawful basis for the health columns." in precedents
+    assert "No lawful basis for the health columns." in precedents and "By this node" in precedents
+    assert "the same requester asked for the same datasets and purposes" in precedents
+    pack = client.get(f"/wallet/requests/{third['id']}/board-pack.html")
+    assert pack.status_code == 200 and "text/html" in pack.content_type
+    docx = client.get(f"/wallet/requests/{third['id']}/agreement.docx")
+    assert docx.status_code == 200 and docx.data[:2] == b"PK" and docx.headers["X-Cead-Digest"].startswith("sha256-")
     actions = [(e.who, e.role, e.action) for e in staff.audit_log(node.engine)]
     assert ("ida", "iao", "refused") in actions and ("ida", "iao", "asked for changes") in actions
     assert ("ida", "iao", "signed in") in actions and ("ida", None, "sign-in refused") in actions

@@ -250,7 +250,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             facts=facts, who=desk.requester(names, row, policy, ends), policy=policy,
             rules=desk.rule_results(names, req, categories, facts["subject"]), lawful=desk._lawful_module(),
             checklist=desk.ico_checklist(req, case, flags), flags=flags, case=case,
-            precedents=desk.precedents(sharing.list_requests(wallet), row),
+            precedents=desk.precedents(sharing.list_requests(wallet), row), nearest=nearest(row),
             allows=desk.what_approving_allows(names, facts["subject"]) if facts["subject"] else [],
             error=error, errors=errors if row.status == sharing.PENDING else [], document=json.dumps(
                 req, indent=2, ensure_ascii=False), date=_date, interrupted=sharing.is_interrupted(row),
@@ -259,6 +259,15 @@ def register(bp, wallet, blueprint_name: str) -> None:
             may_decide=may("issue:approval"), may_change=may("status:change"),
             log=__import__("issuer.staff", fromlist=["audit_log"]).audit_log(node().engine, target=row.id),
         ), status
+
+    def nearest(row) -> list[dict] | None:
+        """Precedents from this node and the peers it follows (``wallet.precedents``), or None when that search
+        cannot run here (the page then shows this node's own earlier decisions)."""
+        try:
+            from . import precedents
+            return precedents.nearest(wallet, {**row.request, "_id": row.id}, k=5, requester=row.requester)
+        except Exception:        # noqa: BLE001 (optional search; the page's own list stands in)
+            return None
 
     def may_approve() -> list[str]:
         if not may("issue:approval"):
@@ -405,6 +414,36 @@ def register(bp, wallet, blueprint_name: str) -> None:
             raise CeadError("sharing.not_pending", "Only a refusal or a request for changes is sent back.")
         flash(f"The answer is recorded {send_back(row)}")
         return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
+
+    @bp.get("/wallet/requests/<request_id>/board-pack.<ext>", endpoint="request_board_pack")
+    @sign_in_required
+    def request_board_pack(request_id: str, ext: str):
+        """The IG board pack (``wallet.boardpack``) as HTML or PDF."""
+        from flask import Response
+        from . import boardpack
+        sharing.get_request(wallet, request_id)
+        if ext == "html":
+            response = Response(boardpack.board_pack_html(node(), wallet, request_id), mimetype="text/html")
+            # the pack is a self-contained document with its own inline styles (it is also printed as PDF)
+            response.headers["Content-Security-Policy"] = ("default-src 'none'; style-src 'unsafe-inline'; "
+                                                           "img-src data:; frame-ancestors 'none'; base-uri 'none'")
+            return response
+        if ext == "pdf":
+            return Response(boardpack.board_pack_pdf(node(), wallet, request_id), mimetype="application/pdf",
+                            headers={"Content-Disposition": f'attachment; filename="board-pack-{request_id}.pdf"'})
+        raise CeadError("sharing.not_found", "A board pack is available as .html or .pdf.")
+
+    @bp.get("/wallet/requests/<request_id>/agreement.docx", endpoint="request_agreement")
+    @sign_in_required
+    def request_agreement(request_id: str):
+        """A draft data sharing agreement as a Word document (``wallet.agreements``), kept by the node."""
+        from flask import Response
+        from . import agreements
+        data, digest = agreements.agreement_docx(node(), wallet, request_id)
+        audit("drafted the data sharing agreement", target=request_id, detail={"digest": digest})
+        return Response(data, mimetype="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                        headers={"Content-Disposition": f'attachment; filename="agreement-{request_id}.docx"',
+                                 "X-Cead-Digest": digest})
 
     @bp.post("/wallet/requests/<request_id>/renew", endpoint="request_renew")
     @sign_in_required
