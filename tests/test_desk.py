@@ -260,3 +260,23 @@ def test_the_node_s_imported_catalogue_names_datasets_and_publishers(tmp_path):
     assert str(names.name(f"{BASE}ds-1")) == "Dataset 1"
     assert str(names.name("did:web:fife.example")) == "Fife Council"
     assert str(names.name(node.did)) == "Test Council"
+
+
+def test_lawful_rule_results_are_shown_as_the_rule_engine_gives_them():
+    """The decision page's rule results take verifier.lawful's results (met / unmet / advice) when installed."""
+    from types import SimpleNamespace
+    calls = []
+
+    def evaluate(subject):
+        calls.append(subject)
+        return [{"rule": "art9", "title": "Article 9 condition", "outcome": "unmet",
+                 "citation": "https://www.legislation.gov.uk/eur/2016/679/article/9", "explanation": "Health data "
+                 "need an Article 9 condition.", "finding": "None was given.", "satisfy": "Add Art 9(2)(h)."},
+                {"rule": "art6", "title": "Article 6 basis", "outcome": "met", "explanation": "Public task."}]
+    engine = SimpleNamespace(evaluate=evaluate)
+    assert [c.state for c in desk._from_lawful(engine, {}, None)] == ["warn"] and calls == []   # form incomplete
+    unmet, met = desk._from_lawful(engine, {}, {"purposes": []})
+    assert unmet.state == "bad" and "Add Art 9(2)(h)." in unmet.text and unmet.cite[1].endswith("/article/9")
+    assert met.state == "ok" and "Add" not in met.text
+    broken = desk._from_lawful(SimpleNamespace(evaluate=lambda s: 1 / 0), {}, {"x": 1})
+    assert broken[0].state == "warn" and "could not run" in broken[0].title

@@ -237,29 +237,34 @@ def rule_results(names: Directory, req: dict, categories: list[str], approval_su
 
 
 def _from_lawful(lawful, req: dict, subject: dict | None) -> list[Check]:
-    """Render whatever ``verifier.lawful`` reports: objects or dicts with a state/outcome, a title and an
-    explanation (unknown shapes are shown as text; a failure to run is shown as a warning, never hidden)."""
+    """Render what ``verifier.lawful`` reports for the approval as it would be issued (``evaluate(subject)``:
+    results with an outcome met / unmet / advice, a title, a citation, an explanation, what was found and what
+    would satisfy it; other shapes are shown as text). A failure to run is shown as a warning, never hidden."""
     evaluate = next((getattr(lawful, n) for n in ("evaluate", "check_request", "check", "assess", "results")
                      if callable(getattr(lawful, n, None))), None)
     if evaluate is None:
         return []
+    if subject is None:
+        return [Check("warn", "Lawful-basis rules", "Complete the approval form below: the rulebook is checked "
+                      "against the approval as it would be issued.")]
     try:
-        try:
-            results = evaluate(subject or req)
-        except TypeError:
-            results = evaluate(req, subject)
+        results = evaluate(subject)
     except Exception as exc:        # noqa: BLE001 (another part's rules: shown, never fatal to the page)
-        return [Check("warn", "The lawful-basis rules could not run", str(exc)[:300])]
+        return [Check("warn", "The lawful-basis rules could not run", str(getattr(exc, "message", exc))[:300])]
     out = []
     for r in results if isinstance(results, (list, tuple)) else getattr(results, "results", []) or []:
         get = (lambda k, r=r: r.get(k)) if isinstance(r, dict) else (lambda k, r=r: getattr(r, k, None))
-        state = get("state") or get("outcome") or get("status") or ("ok" if get("passed") else "warn")
+        state = get("outcome") or get("state") or get("status") or ("ok" if get("passed") else "warn")
         state = {"pass": "ok", "passed": "ok", "met": "ok", "fail": "bad", "failed": "bad", "not_met": "bad",
-                 True: "ok", False: "bad"}.get(state, state if state in ("ok", "bad", "warn") else "warn")
+                 "unmet": "bad", "advice": "warn", True: "ok", False: "bad"}.get(
+                     state, state if state in ("ok", "bad", "warn") else "warn")
+        text = " ".join(str(x) for x in (get("explanation") or get("message") or get("plain"), get("finding"),
+                                         get("satisfy") if state == "bad" else None) if x)
         cite = get("citation") or get("cite")
-        out.append(Check(state, str(get("title") or get("rule") or get("code") or "Rule"),
-                         str(get("explanation") or get("message") or get("plain") or ""),
-                         (str(cite), str(cite)) if isinstance(cite, str) else None))
+        out.append(Check(state, str(get("title") or get("rule") or get("code") or "Rule"), text,
+                         (cite.replace("https://www.legislation.gov.uk/", "legislation.gov.uk/"), cite)
+                         if isinstance(cite, str) and cite.startswith("http") else None,
+                         detail=[str(cite)] if isinstance(cite, str) and not cite.startswith("http") else []))
     return out
 
 
