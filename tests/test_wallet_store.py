@@ -152,6 +152,7 @@ def test_upgrade_is_idempotent_and_keeps_credentials(tmp_path):
 def _head() -> str:
     """The newest wallet revision: the one no other revision names as its down_revision."""
     import re
+    from wallet.store import VERSIONS_DIR
     texts = [p.read_text() for p in Path(VERSIONS_DIR).glob("*.py")]
     revisions = {re.search(r'^revision = "([^"]+)"', t, re.M).group(1) for t in texts}
     parents = {m.group(1) for t in texts for m in [re.search(r'^down_revision = "([^"]+)"', t, re.M)] if m}
