@@ -20,6 +20,7 @@ from verifier.serving import read_bounded
 from . import pages, service, statuslist, tokens
 
 MAX_BODY = 256 * 1024
+RETRY_AFTER = 5   # seconds a client is asked to wait after a 503 (the database did not answer within its bounds)
 log = logging.getLogger("cead.issuer")
 
 
@@ -28,11 +29,14 @@ def _json(status: int, body: dict, headers: dict | None = None) -> Response:
                     mimetype="application/json")
 
 
-def _error(status: int, code: str, message: str, detail: dict | None = None) -> Response:
+def _error(status: int, code: str, message: str, detail: dict | None = None,
+           headers: dict | None = None) -> Response:
     err = {"code": code, "message": message}
     if detail:
         err["detail"] = detail
-    return _json(status, {"error": err})
+    if status == 503 and not (headers or {}).get("Retry-After"):   # a 503 always says when to come back
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER)}
+    return _json(status, {"error": err}, headers)
 
 
 def _not_json(name: str):
@@ -48,6 +52,9 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
     @app.errorhandler(CeadError)
     def _cead_error(exc: CeadError):
         status = service.HTTP_STATUS.get(exc.code, 400)
+        if exc.code == "status.list_not_ready":
+            return _error(503, exc.code, exc.message,
+                          headers={"Retry-After": str(exc.detail.get("retry_after", RETRY_AFTER))})
         if status >= 500:
             log.error("issuer error %s: %s", exc.code, exc.message)
             return _error(status, exc.code, "The issuer cannot sign right now; see the node's log.")

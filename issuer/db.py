@@ -36,10 +36,13 @@ def utcnow() -> str:
 
 class StatusList(SQLModel, table=True):
     """One published Bitstring Status List. Bits are derived from ``StatusEntry.value``; ``version`` is bumped
-    on every change and the signed list credential is cached with the version it was signed at."""
+    on every change and the signed list credential is cached with the version it was signed at. ``seq`` numbers the
+    lists of a purpose (0, 1, ...); (purpose, seq) is unique, which keeps one current list per purpose."""
     __tablename__ = "issuer_status_list"
+    __table_args__ = (UniqueConstraint("purpose", "seq", name="uq_issuer_status_list_purpose_seq"),)
     id: Optional[int] = Field(default=None, primary_key=True)
     purpose: str = Field(index=True)
+    seq: int = 0
     size: int
     version: int = 0
     signed: Optional[str] = None
