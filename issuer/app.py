@@ -73,8 +73,9 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
             coded = db.database_error(exc)
             log.error("issuer database error %s: %s", coded.code, coded.message)
             if coded.code == "db.unavailable":
-                return _error(503, coded.code, "The node's database is unavailable; nothing was signed or stored. "
-                              "Try again later.")
+                return _error(503, coded.code, "The node's database is unavailable or did not answer in time. "
+                              "Try again later; an issuing request retried with the same Idempotency-Key returns "
+                              "its credential if it was stored.")
         log.exception("unexpected error in the issuer API")
         return _error(500, "server.error", "Unexpected error; nothing was signed or stored.")
 
