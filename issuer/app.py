@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from verifier.results import CeadError
 from verifier.serving import read_bounded
 
-from . import pages, service, statuslist, tokens
+from . import idempotency, pages, service, statuslist, tokens
 
 MAX_BODY = 256 * 1024
 RETRY_AFTER = 5   # seconds a client is asked to wait after a 503 (the database did not answer within its bounds)
@@ -126,8 +126,9 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         if "credential" not in body:
             raise CeadError("request.invalid", "The request needs a 'credential' object.", field="credential")
         issued = service.issue(node, body["credential"], body.get("options"), issued_by=token.name,
-                               scopes=token.scopes.split(","))
-        return _json(201, issued.response())
+                               scopes=token.scopes.split(","),
+                               idempotency_key=request.headers.get(idempotency.HEADER))
+        return _json(201, issued.response(), {"Idempotent-Replayed": "true"} if issued.replayed else None)
 
     @app.post("/credentials/status")
     def status():

@@ -104,6 +104,19 @@ class IssuedCredential(SQLModel, table=True):
     updated_at: str = Field(default_factory=utcnow)
 
 
+class IssueRecord(SQLModel, table=True):
+    """What an issuing request returned, so that a retry gets the same signed credential (``issuer.idempotency``).
+    ``key_hash`` is SHA-256 of the token name and the client's ``Idempotency-Key`` (unique; none without a key)."""
+    __tablename__ = "issuer_issue_record"
+    __table_args__ = (UniqueConstraint("key_hash", name="uq_issuer_issue_record_key_hash"),)
+    credential_id: str = Field(primary_key=True)
+    key_hash: Optional[str] = None
+    request_hash: str
+    issued_by: Optional[str] = None
+    response: str                           # JSON: {"id", "format", "credential", "verifiableCredential"}
+    created: str = Field(default_factory=utcnow)
+
+
 class StatusEvent(SQLModel, table=True):
     """Accountability log of status changes."""
     __tablename__ = "issuer_status_event"
