@@ -14,6 +14,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from schemas.values import strict_json
 from verifier.results import CeadError
 from verifier.serving import read_bounded
 
@@ -37,11 +38,6 @@ def _error(status: int, code: str, message: str, detail: dict | None = None,
     if status == 503 and not (headers or {}).get("Retry-After"):   # a 503 always says when to come back
         headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER)}
     return _json(status, {"error": err}, headers)
-
-
-def _not_json(name: str):
-    """``json.loads`` takes NaN and Infinity, which are not JSON (RFC 8259) and which nothing can sign (JCS)."""
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Flask:
@@ -95,7 +91,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         if not request.is_json:
             raise CeadError("request.content_type", "Send the body as application/json.")
         try:
-            data = json.loads(read_body() or b"", parse_constant=_not_json)
+            data = strict_json(read_body() or b"", "the request body")
         except (ValueError, UnicodeDecodeError):
             raise CeadError("request.malformed_json", "The request body is not valid JSON.") from None
         except RecursionError:
