@@ -29,7 +29,8 @@ from werkzeug.exceptions import HTTPException
 
 from schemas.values import strict_json
 
-from .decision import PUSH_METHODS, Decider, decide_from_headers, decision_headers
+from .decision import PUSH_METHODS, Decider
+from .gateway import decide_from_headers, decision_headers
 from .definition import publish
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .results import CeadError, Problem, VerificationResult
