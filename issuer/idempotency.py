@@ -50,7 +50,7 @@ def key_hash(issued_by: str | None, key: str | None) -> str | None:
 def request_hash(credential: Any, options: Any) -> str:
     """One digest for one request, however it was spaced or ordered."""
     text = json.dumps({"credential": credential, "options": options or {}}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=True)
+                      ensure_ascii=True, default=repr)   # (anything not JSON is refused later, by the checks)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
