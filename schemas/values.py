@@ -94,7 +94,7 @@ def load_document(text: str, what: str, *, yaml_allowed: bool = True) -> dict:
     import json
 
     try:
-        data = strict_json(text, what)
+        data = strict_json(text, what, constants=True)   # (NaN/Infinity: refused below, never read as YAML)
     except DuplicateMember as exc:   # (this function's contract: a ValueError naming ``what``)
         raise ValueError(exc.message) from None
     except RecursionError:
@@ -154,12 +154,14 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON value")
 
 
-def strict_json(text: str | bytes | bytearray, what: str = "the JSON") -> Any:
+def strict_json(text: str | bytes | bytearray, what: str = "the JSON", *, constants: bool = False) -> Any:
     """Parse JSON text as every reader reads it the same way: an object naming a member twice raises
     ``DuplicateMember`` (a ``CeadError``, code ``json.duplicate_member``, naming ``what``); NaN and Infinity (not
-    JSON, RFC 8259) and malformed text raise ``ValueError``; nesting too deep raises ``RecursionError``."""
+    JSON, RFC 8259) and malformed text raise ``ValueError``; nesting too deep raises ``RecursionError``.
+    ``constants=True`` reads NaN and Infinity (for a caller that refuses them itself, with its own words)."""
     import json
     try:
-        return json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=_unique_members,
+                          **({} if constants else {"parse_constant": _no_constant}))
     except DuplicateMember as exc:
         raise exc.about(what) from None
