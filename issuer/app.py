@@ -18,7 +18,7 @@ from schemas.values import strict_json
 from verifier.results import CeadError
 from verifier.serving import read_bounded
 
-from . import idempotency, pages, service, statuslist, tokens
+from . import idempotency, offers, oid4vp, pages, service, statuslist, tokens
 
 MAX_BODY = 256 * 1024
 RETRY_AFTER = 5   # seconds a client is asked to wait after a 503 (the database did not answer within its bounds)
@@ -47,7 +47,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
 
     @app.errorhandler(CeadError)
     def _cead_error(exc: CeadError):
-        status = service.HTTP_STATUS.get(exc.code, 400)
+        status = service.VC_API_STATUS.get(exc.code, 400)
         if exc.code == "status.list_not_ready":
             return _error(503, exc.code, exc.message,
                           headers={"Retry-After": str(exc.detail.get("retry_after", RETRY_AFTER))})
@@ -133,5 +133,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         credential_id, action = service.parse_status_request(body_json())
         return _json(200, service.change_status(node, credential_id, action, by=token.name))
 
+    app.register_blueprint(offers.blueprint(node))  # OID4VCI: a person's wallet collects an offered credential
+    app.register_blueprint(oid4vp.blueprint(node))  # OID4VP: a person's wallet answers this node's request
     app.register_blueprint(pages.blueprint(node))   # the landing page and the DPO's pages (HTML)
     return app

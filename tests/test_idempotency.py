@@ -91,7 +91,7 @@ def test_a_retry_after_a_crash_between_commit_and_reply_returns_the_same_credent
         # the same key for another request is refused, naming the problem
         other = {"credential": certification(node.did, legalName="NHS Tayside"), "options": body["options"]}
         refused = httpx.post(f"{base}/credentials/issue", json=other, headers=headers, timeout=60)
-        assert refused.status_code == 422
+        assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "idempotency.key_reused"
     finally:
         proc.send_signal(signal.SIGTERM)
