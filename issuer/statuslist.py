@@ -7,7 +7,8 @@ even with many issuers at once (a collision retries inside a savepoint).
 There is one current list per purpose, whatever the concurrency: lists of a purpose are numbered (``seq`` 0, 1, ...)
 and (purpose, seq) is unique in the database, so when two issuers open "the next list" at once, one insert wins and
 the other, refused by the constraint, re-reads and joins the winner's list (SQLite serialises writers anyway with
-``BEGIN IMMEDIATE``; on PostgreSQL the loser's insert waits for the winner's commit, then fails).
+``BEGIN IMMEDIATE``; on PostgreSQL the next list is opened in a short transaction of its own, so no issuer waits
+for another's signing, and the loser's insert fails on the winner's committed row).
 A list is closed once half full (random picks stay cheap) and the next one opened.
 
 Herd privacy: a list is served only once it holds at least ``MIN_POPULATION`` entries, or when it is its purpose's
@@ -65,7 +66,18 @@ def _current_list(session, purpose: str) -> db.StatusList:
         if lst is not None and _population(session, lst.id) < min(FILL_LIMIT, lst.size // 2):
             return lst
         seq = 0 if lst is None else lst.seq + 1
-        try:
+        bind = session.get_bind()
+        if bind.dialect.name == "postgresql":
+            # opened and committed on a connection of its own, so that no other issuer waits for this one's signing
+            # (an empty list is never served unless it is the purpose's first); this transaction then reads it
+            try:
+                with db.session(bind) as own:
+                    own.add(db.StatusList(purpose=purpose, size=LIST_SIZE, seq=seq))
+                    own.commit()
+            except IntegrityError:   # another issuer opened it first: join theirs
+                pass
+            continue
+        try:   # SQLite: writers already take turns (BEGIN IMMEDIATE); a second connection would wait for this one
             with session.begin_nested():
                 nxt = db.StatusList(purpose=purpose, size=LIST_SIZE, seq=seq)
                 session.add(nxt)

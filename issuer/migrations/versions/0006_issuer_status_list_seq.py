@@ -4,14 +4,14 @@ pair (purpose, seq) is unique, so two issuers opening "the next list" at once ca
 Existing lists are numbered by id within their purpose (a node that raced before keeps its lists; only the newest
 takes new entries).
 
-Revision ID: issuer_0002
-Revises: issuer_0001
+Revision ID: issuer_0006_status_seq
+Revises: issuer_0005_notifications
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "issuer_0002"
-down_revision = "issuer_0001"
+revision = "issuer_0006_status_seq"
+down_revision = "issuer_0005_notifications"
 branch_labels = None
 depends_on = None
 

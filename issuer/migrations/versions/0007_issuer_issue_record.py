@@ -1,13 +1,13 @@
 """Idempotent issuing: what each issuing request returned, by credential id and (optional) idempotency key.
 
-Revision ID: issuer_0003
-Revises: issuer_0002
+Revision ID: issuer_0007_issue_record
+Revises: issuer_0006_status_seq
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "issuer_0003"
-down_revision = "issuer_0002"
+revision = "issuer_0007_issue_record"
+down_revision = "issuer_0006_status_seq"
 branch_labels = None
 depends_on = None
 
