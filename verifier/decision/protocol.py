@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def check_protocol(attempt: Attempt) -> list[Problem]:
+    from .limits import pushed_table_too_large
+    if pushed_table_too_large(attempt):
+        return []   # refused unread by the limits stage (transfer.body_too_large)
     request, model = attempt.ctx.request, attempt.model
     manifest = request.manifest or {}
     protocol = list(model.privacy_protocol)
@@ -37,6 +40,10 @@ def response_check_needed(approval: models.DataSharingApproval | None, allowed: 
 def check_response(approval: models.DataSharingApproval, manifest: dict | None, body: bytes) -> list[Problem]:
     """An outgoing payload against the approval's threshold rules (fails closed on an internal error)."""
     thresholds = [p for p in approval.privacy_protocol if isinstance(p, models.Threshold)]
+    from .limits import body_too_large
+    too_large = body_too_large(approval, manifest, body)
+    if too_large is not None:
+        return [too_large]    # larger than the approval can need: withheld unread
     try:
         return check_transfer(thresholds, manifest or {}, body, approved_columns=approval.data_items)
     except Exception:  # never let an unchecked payload out
