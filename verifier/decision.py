@@ -639,6 +639,23 @@ class Decider:
         self._check_certifications(model, creds, holder, state)
         # 5. the transfer itself, and 6. provenance -----------------------------------------------------------
         self._check_transfer(approval, creds, state)
+        # the lawful-basis rulebook, and provenance over every hop (verifier.lawful) ----------------------------
+        state.reasons += self._lawful(approval, creds, state)
+
+    def _lawful(self, approval: _Cred, creds: list[_Cred], state: "_State") -> list[Problem]:
+        from .lawful.gateway import transfer_problems
+        from .lawful.provenance import Hop
+
+        def lookup(ref: dict) -> Hop | None:
+            found = next((c for c in creds if c.is_(APPROVAL) and c.model is not None and c.matches(ref)), None)
+            if found is None:
+                return None
+            return Hop(found.id or "", found.model, None if found.result.verified else
+                       _state_code(found, "x")[2:], [found.issuer, *found.result.co_signers], found.issuer)
+        return transfer_problems(approval.model, signers=[approval.issuer, *approval.result.co_signers],
+                                 issuer=approval.issuer, lookup=lookup, rulebook=self.policy.rulebook(),
+                                 vocabulary=self.vocabulary, now=state.now,
+                                 competent_authorities=self.policy.lawful.competent_authorities)
 
     def _check_delegation_chain(self, approval: _Cred, creds: list[_Cred], controller: str,
                                 state: "_State") -> list[_Cred]:
