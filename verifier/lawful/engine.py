@@ -46,8 +46,8 @@ class RuleResult:
         who = f" ({self.party})" if self.party else ""
         return Problem(self.rule, f"{self.title}{who}: {self.finding} What would satisfy it: {self.satisfy} "
                        f"[{self.citation}]",
-                       {"rule": self.rule, "citation": self.citation, "party": self.party, "satisfy": self.satisfy,
-                        **self.detail})
+                       {"rule": self.rule, "title": self.title, "finding": self.finding, "citation": self.citation,
+                        "party": self.party, "satisfy": self.satisfy, **self.detail})
 
     def to_dict(self) -> dict[str, Any]:
         out = {"rule": self.rule, "title": self.title, "citation": self.citation, "explanation": self.explanation,
