@@ -680,3 +680,23 @@ def test_rule_evaluation_is_monotone_under_scope_narrowing(pair):
     failed = lambda m: {(r.rule, r.party) for r in lawful.evaluate(m, competent_authorities=competent)  # noqa
                         if r.failed}
     assert failed(narrow) <= failed(wide)
+
+
+def test_an_unlawful_upstream_approval_stops_the_derived_transfer(w):
+    """Anonymised statistics derived from health data shared under Art 6 alone: the output is fine, the input was
+    never lawfully shared, so the transfer is denied naming the upstream approval."""
+    up = {"onwardSharing": "Permitted", "dataCategories": HEALTH, "sensitivity": "SpecialCategory",
+          "confidentiality": PBPP}
+    output = lambda c: {"dataCategories": [CEAD + "Aggregate"], "sensitivity": "Anonymised",  # noqa: E731
+                        "privacyProtocol": THRESHOLD, **LINEAGE_OK(c)}
+    decision = _gateway(w, Case("unlawful-upstream", "lawful.special_category_condition_missing", "unmet", output,
+                                upstream=up))
+    reason = next(p for p in decision.reasons if p.code == "lawful.special_category_condition_missing")
+    assert not decision.allowed and reason.message.startswith("Upstream approval ")
+    # the same chain with Art 9(2)(h) and its Schedule 1 condition upstream is allowed
+    ctx_bases = lambda c: [{"party": p, "regime": "UKGDPR", "legalBases": [A6E, A9H, S1P1P2]}  # noqa: E731
+                           for p in (c.source, c.discloser)]
+    source, controller = w.source.did, w.controller.did
+    good = {**up, "lawfulBases": ctx_bases(Ctx(controller, "", source))}
+    assert _gateway(w, Case("lawful-upstream", "lawful.special_category_condition_missing", "met", output,
+                            upstream=good)).allowed

@@ -45,6 +45,9 @@ def walk(approval: DataSharingApproval, lookup: Callable[[dict], Hop | None], *,
     while frontier:
         derived, path, depth = frontier.pop(0)
         if not derived.upstream_:
+            if depth >= 1:     # an upstream approval with no upstream of its own: held to the rulebook too
+                problems += _rules_of(derived, path, found.get(path[-1]), [], rulebook, vocabulary,
+                                      competent_authorities)
             continue
         if depth + 1 > max_depth:
             problems.append(Problem("provenance.too_deep", f"The upstream chain is deeper than {max_depth} hops; "
@@ -77,13 +80,19 @@ def walk(approval: DataSharingApproval, lookup: Callable[[dict], Hop | None], *,
                                             f"({depth + 1} hops up) is not in force at {now.isoformat()}.", where))
             hops.append(hop.model)
             frontier.append((hop.model, (*path, ref.id), depth + 1))
-        if len(hops) == len(derived.upstream_) and depth >= 1:
-            # the approval itself (depth 0) is checked by the caller with its own signers
-            me = found.get(path[-1])
-            for problem in check(derived, rulebook, vocabulary=vocabulary, upstream=hops,
-                                 signers=me.signers if me else None, issuer=me.issuer if me else None,
-                                 competent_authorities=competent_authorities):
-                problems.append(Problem(problem.code, f"Upstream approval {path[-1]}: {problem.message}",
-                                        {**problem.detail, "path": list(path)}))
+        if depth >= 1:   # the approval itself (depth 0) is checked by the caller with its own signers
+            problems += _rules_of(derived, path, found.get(path[-1]),
+                                  hops if len(hops) == len(derived.upstream_) else None, rulebook, vocabulary,
+                                  competent_authorities)
     return problems
+
+
+def _rules_of(model: DataSharingApproval, path: tuple[str, ...], me: Hop | None,
+              upstream: list[DataSharingApproval] | None, rulebook: Rulebook | None, vocabulary: Vocabulary | None,
+              competent_authorities: Iterable[str]) -> list[Problem]:
+    """The rulebook's unmet rules for an approval upstream of the one relied on, named as such."""
+    return [Problem(p.code, f"Upstream approval {path[-1]}: {p.message}", {**p.detail, "path": list(path)})
+            for p in check(model, rulebook, vocabulary=vocabulary, upstream=upstream,
+                           signers=me.signers if me else None, issuer=me.issuer if me else None,
+                           competent_authorities=competent_authorities)]
 
