@@ -6,8 +6,8 @@ refuses, the competent authorities of DPA 2018 Schedule 7 it knows by DID, and i
 problem code), a legislation.gov.uk citation, a plain-English explanation for a DPO and what would satisfy it.
 
 Its digest is ``sha256-`` + base64url(SHA-256(JCS(document))), as for credentials: a trust policy pins the version
-a gateway applies by this digest, whatever the file's formatting. The body that maintains it can also publish it
-inside a credential; only the document (and so the digest) matters here.
+a gateway applies by this digest, whatever the file's formatting; however the file travels (a repository, a
+download, a credential signed by the body that maintains it), only the document, and so the digest, matters here.
 """
 from __future__ import annotations
 
@@ -52,9 +52,12 @@ class Rulebook:
     def version(self) -> str:
         return self.document["version"]
 
-    @property
-    def rules(self) -> dict[str, Rule]:
-        return _rules(self)
+    rules: dict[str, Rule] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rules", {
+            r["id"]: Rule(r["id"], r["title"], r["citation"], r["explanation"], r["satisfy"],
+                          bool(r.get("advisory", False))) for r in self.document["rules"]})
 
     def rule(self, rule_id: str) -> Rule:
         return self.rules[rule_id]
@@ -87,19 +90,6 @@ class Rulebook:
     @property
     def public_authorities_by_default(self) -> bool:
         return bool(self.document.get("publicAuthoritiesByDefault", True))
-
-
-_RULES_CACHE: dict[int, dict[str, Rule]] = {}
-
-
-def _rules(book: Rulebook) -> dict[str, Rule]:
-    key = id(book.document)
-    cached = _RULES_CACHE.get(key)
-    if cached is None:
-        cached = {r["id"]: Rule(r["id"], r["title"], r["citation"], r["explanation"], r["satisfy"],
-                                bool(r.get("advisory", False))) for r in book.document["rules"]}
-        _RULES_CACHE[key] = cached
-    return cached
 
 
 def rulebook_digest(document: dict) -> str:
