@@ -28,6 +28,7 @@ _COMMANDS = {
     "issued": ("issuer.cli", "issued"),
     "verify": ("verifier.cli", "verify"),
     "verifier": ("verifier.cli", "verifier"),
+    "lawful": ("verifier.lawful.cli", "lawful"),
     "wallet": ("wallet.cli", "wallet"),
     "fetch": ("wallet.cli", "fetch"),
     "demo": ("cead.demo", "demo"),

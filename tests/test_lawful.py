@@ -700,3 +700,31 @@ def test_an_unlawful_upstream_approval_stops_the_derived_transfer(w):
     good = {**up, "lawfulBases": ctx_bases(Ctx(controller, "", source))}
     assert _gateway(w, Case("lawful-upstream", "lawful.special_category_condition_missing", "met", output,
                             upstream=good)).allowed
+
+
+# ---- `cead lawful` ------------------------------------------------------------------------------------------------
+
+def test_cead_lawful_says_which_rule_is_unmet_and_exits_1(tmp_path):
+    import json
+    from click.testing import CliRunner
+    from cead.cli import main
+    from transfer_world import EXAMPLES
+    runner = CliRunner()
+    refused = runner.invoke(main, ["lawful", str(EXAMPLES / "health-approval-refused-no-art9.json")])
+    rule = BOOK.rule("lawful.special_category_condition_missing")
+    assert refused.exit_code == 1 and rule.satisfy in refused.output and rule.citation in refused.output
+    ok = runner.invoke(main, ["lawful", "--json", str(EXAMPLES / "health-approval.json")])
+    assert ok.exit_code == 0 and json.loads(ok.output)["rulebook"]["digest"] == BOOK.digest
+    # a council claiming Part 3 is lawful only where the policy knows it as a competent authority
+    subject = json.loads((EXAMPLES / "police-approval.json").read_text())["credentialSubject"]
+    for lb in subject["lawfulBases"]:
+        lb["party"] = lb["party"].replace("police.scot.example", "fife.example")
+    subject["discloser"] = "did:web:fife.example"
+    (tmp_path / "council.json").write_text(json.dumps(subject))
+    council = runner.invoke(main, ["lawful", str(tmp_path / "council.json")])
+    assert council.exit_code == 1 and "lawful.part3_not_competent_authority" in council.output
+    (tmp_path / "policy.yaml").write_text("lawful:\n  competent_authorities: [did:web:fife.example]\n")
+    assert runner.invoke(main, ["lawful", "--policy", str(tmp_path / "policy.yaml"),
+                                str(tmp_path / "council.json")]).exit_code == 0
+    bad = runner.invoke(main, ["lawful", str(tmp_path / "missing.json")])
+    assert bad.exit_code == 2 and "input.unreadable" in bad.output

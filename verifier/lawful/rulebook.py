@@ -134,5 +134,11 @@ def load(path: str | Path, digest: str | None = None) -> Rulebook:
 
 @lru_cache(maxsize=4)
 def builtin(version: str = DEFAULT_VERSION) -> Rulebook:
-    """The rulebook shipped with Cead (``schemas/rulebook/<version>.json``)."""
-    return load(Path(str(schemas.data_path("rulebook", f"{version}.json"))))
+    """The rulebook shipped with Cead (``schemas/rulebook/<version>.json``), checked against the digest the
+    package's ``schemas/rulebook/index.json`` publishes for it."""
+    index = json.loads(schemas.data_path("rulebook", "index.json").read_text("utf-8"))["rulebooks"]
+    if version not in index:
+        raise CeadError("lawful.rulebook_invalid", f"No rulebook {version!r} is shipped with Cead (there are "
+                        f"{', '.join(sorted(index))}).")
+    entry = index[version]
+    return load(Path(str(schemas.data_path("rulebook", entry["file"]))), entry["digest"])
