@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.models import DataSharingApproval, credential_digest
+from schemas.values import types_of
 from verifier import lawful
 from verifier.credential import unwrap_enveloped
 from verifier.jose import to_document, unverified_claims
@@ -48,7 +49,7 @@ def _upstream(model: DataSharingApproval, given: Any) -> list[DataSharingApprova
 
 def check_lawful(node, credential: dict, options: dict) -> None:
     """Raise the first unmet rule (code: its rule id) with every unmet rule in its message and detail."""
-    if APPROVAL not in (credential.get("type") or []):
+    if APPROVAL not in types_of(credential):
         return
     model = DataSharingApproval.from_credential(credential)
     vocabulary = getattr(node, "vocabulary", None)
