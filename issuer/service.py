@@ -50,7 +50,7 @@ ACTIONS = {"revoke": ("revocation", True, "revoked"), "suspend": ("suspension", 
            "reinstate": ("suspension", False, "active")}
 # The issue request's options (docs/issuer.md). Any other key is refused (options.invalid naming it): a misspelt
 # option silently ignored would change what is signed, or skip the guard rail (``delegaton``).
-OPTIONS = ("cryptosuite", "format", "alg", "credentialStatus", "delegation")
+OPTIONS = ("cryptosuite", "format", "alg", "credentialStatus", "delegation", "upstream")
 # VC-API IssueCredentialOptions this node accepts without acting on them: ``mandatoryPointers`` (a list of JSON
 # pointers: the node's cryptosuites disclose every claim, so every pointer is always revealed) and ``credentialId``
 # (only when it is the credential's own ``id``, which is what VC-API defaults it to).
@@ -219,6 +219,8 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str 
         if options.get("credentialStatus") is not None:
             raise _fail("options.invalid", "Bitstring Status List entries are VC 2.0 terms; a VC 1.1 credential is "
                         "issued without a status entry.", field="credentialStatus")
+    from .lawful import check_lawful
+    check_lawful(node, credential, options)   # the lawful-basis rulebook (verifier.lawful): nothing unlawful is signed
     return credential, options, cead_type
 
 

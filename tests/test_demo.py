@@ -32,6 +32,11 @@ EXPECTED_FAST = [
     ("SG Child Poverty <- Glasgow City", "scp-fsm-take-up", "deny", "provenance.upstream_missing"),
     ("SG Child Poverty <- Glasgow City", "scp-fsm-take-up", "allow", None),
     ("SG Justice <- Police Scotland", "recorded-crime-monthly", "deny", "status.revoked"),
+    # health and social care (cead.demo_health): no Art 9 condition is refused by the issuer; the Caldicott
+    # Guardian's co-signature is required at the gateway
+    ("NHS GGC DPO -> Glasgow HSCP", "DataSharingApproval", "refused", "lawful.special_category_condition_missing"),
+    ("Glasgow HSCP <- NHS GGC", "delayed-discharge-daily", "deny", "approval.cosigner_missing"),
+    ("Glasgow HSCP <- NHS GGC", "delayed-discharge-daily", "allow", None),
 ]
 
 

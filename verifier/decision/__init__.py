@@ -54,7 +54,7 @@ from ..policy import TrustPolicy
 from ..receipts import ReceiptSigner, load_signer
 from ..results import CeadError, Problem, VerificationResult
 from ..status import StatusLists
-from . import approval, certification, delegation, limits, protocol, provenance, transfer
+from . import approval, certification, delegation, lawful, limits, protocol, provenance, transfer
 from .caches import CachingVerifier, ReplayGuard, _ReplayGuard  # noqa: F401  (re-exported)
 from .context import Attempt, Cred, DecisionContext, _Cred, state_code, utc  # noqa: F401  (re-exported)
 from .presentation import check_credentials, check_presentation
@@ -73,6 +73,7 @@ APPROVAL_STAGES: list[Stage] = [
     transfer.check_transfer,
     protocol.check_protocol,
     provenance.check_provenance,
+    lawful.check_lawful,          # the lawful-basis rulebook, and provenance over every hop (issue 13)
 ]
 
 
