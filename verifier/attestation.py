@@ -106,12 +106,15 @@ def _without_budget(protocols: list) -> list:
 
 
 def approval_allows_run(credential: Any, party: str, kind: str, run_protocols: list, output_parties: Iterable[str],
-                        *, verifier, now: datetime | None = None) -> str | None:
+                        *, verifier, now: datetime | None = None,
+                        organisation_of: Callable[[str], str] | None = None) -> str | None:
     """Why ``credential`` does not authorise ``party`` to contribute to a ``kind`` run of ``run_protocols`` whose
     output goes to ``output_parties``; None when it does. The same rule for a node deciding whether to take part
     (``wallet.computations``) and for the gateway releasing the output: the approval verifies, it is the party's
     own (its ``discloser``), it allows a protocol of that kind that the run is at least as strict as (a DP budget
-    aside: the discloser's ledger enforces it), and it names every output party as a recipient."""
+    aside: the discloser's ledger enforces it), and it names every output party as a recipient. Its issuer must
+    belong to the party's own organisation (``organisations``): an approval signed by anyone else for the party's
+    data authorises nothing here."""
     result = verifier.verify_credential(credential, now=now)
     if not result.verified:
         return f"its approval does not verify ({', '.join(p.code for p in result.problems)})."
@@ -121,6 +124,10 @@ def approval_allows_run(credential: Any, party: str, kind: str, run_protocols: l
         return f"its approval is not a data-sharing approval ({exc.problem.message})."
     if approval.discloser != party:
         return f"the approval is for {approval.discloser}'s disclosure, not {party}'s."
+    orgs = organisations([result.issuer, party], organisation_of)
+    if orgs[result.issuer] != orgs[party]:
+        return (f"the approval was issued by {result.issuer}, not by {party}'s own organisation (a delegated approver "
+                "is checked by the transfer decision, not here).")
     if not any(p.kind == kind for p in approval.privacy_protocol):
         return f"its approval does not allow a {kind} run."
     violations = at_least_as_strict(run_protocols, _without_budget(
@@ -134,7 +141,7 @@ def approval_allows_run(credential: Any, party: str, kind: str, run_protocols: l
 
 
 def _contributor_problems(subject: RunAttestation, run_protocols: list, presented: list, verifier,
-                          now: datetime | None) -> list[Problem]:
+                          now: datetime | None, organisation_of: Callable[[str], str] | None) -> list[Problem]:
     """Every input party's own approval: presented, pinned by the attestation, and allowing the run."""
     by_digest: dict[str, Any] = {}
     for credential in presented:
@@ -152,7 +159,8 @@ def _contributor_problems(subject: RunAttestation, run_protocols: list, presente
             why = f"its approval {item.approval.id} was not presented (or differs from the one pinned)."
         else:
             why = approval_allows_run(by_digest[item.approval.digest], item.party, subject.protocol_kind,
-                                      run_protocols, subject.output_parties, verifier=verifier, now=now)
+                                      run_protocols, subject.output_parties, verifier=verifier, now=now,
+                                      organisation_of=organisation_of)
         if why:
             out.append(_problem("attestation.contributor_not_approved", f"{item.party} contributed an input "
                                 f"without an approval that allows this run: {why}", party=item.party))
@@ -242,7 +250,7 @@ def check_attestation(attestation: dict | str | None, output: bytes, approved: A
                                 f"organisation(s) reveals their inputs; at least {minimum} are required.",
                                 inputParties=len(input_orgs), required=minimum))
     # 6. every contributor approved
-    out += _contributor_problems(subject, run_protocols, list(approvals), verifier, now)
+    out += _contributor_problems(subject, run_protocols, list(approvals), verifier, now, organisation_of)
     return out
 
 

@@ -349,12 +349,14 @@ def run_psi_cardinality(holder_url: str, signer: Signer, items: Iterable[str], a
     if why:
         raise PsiRefused("computation.not_authorised", f"{signer.did} does not take part: {why}")
     offset = decoy_offset(epsilon, delta)
-    own_commitment, salt = commitment(set(items))
+    own_commitment, _salt = commitment(set(items))
     client = _psi().client.CreateWithNewKey(False)
     psi_request = client.CreateRequest(items + decoys(run_id, 2 * offset))
     protocol = [psi_run.to_json(), dp_run.to_json()]
     origin = holder_url.rstrip("/")
-    with httpx.Client(verify=ca_bundle or True, timeout=300) as http:
+    import ssl
+    with httpx.Client(verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+                      timeout=300) as http:
         answer = _post(http, origin + "/computations/psi/query",
                        {"runId": run_id, "protocol": protocol, "request": _b64(psi_request.SerializeToString()),
                         "learnerCommitment": own_commitment}, signer, origin)
