@@ -186,8 +186,9 @@ async def _party(config: dict) -> int:
 
     await mpc.start()
     everyone = await mpc.transfer(mine)
-    refused = [{"party": e["party"], "reason": e["reason"] or "it runs a different run."} for e in everyone
-               if not e["consent"] or e["run"] != mine["run"]]
+    refused = [{"party": e["party"], "code": "computation.not_authorised" if not e["consent"] else
+                "computation.run_mismatch", "reason": e["reason"] or "it was given a different run."}
+               for e in everyone if not e["consent"] or e["run"] != mine["run"]]
     if refused:
         await mpc.shutdown()
         out_path.write_text(json.dumps({"refused": refused}), "utf-8")
