@@ -265,3 +265,40 @@ def attestation_id(attestation: Any) -> str | None:
         return subject.get("id") if isinstance(subject, dict) else None
     except Exception:
         return None
+
+
+COMPUTATION_KINDS = (SecureAggregation, PsiCardinality)
+MANIFEST_KEY = "runAttestation"
+
+
+def needs_attestation(approved: Any) -> bool:
+    """Whether the approved protocol(s) name a computation whose output needs a run attestation."""
+    try:
+        return any(isinstance(p, COMPUTATION_KINDS) for p in parse_protocols(approved))
+    except ValueError:
+        return False
+
+
+def transfer_check(approved: Any, manifest: dict | None, output: bytes | None, presented: Iterable[Any], *,
+                   verifier, required: bool = False, output_later: bool = False,
+                   organisation_of: Callable[[str], str] | None = None,
+                   now: datetime | None = None) -> list[Problem]:
+    """The transfer decision's hook (protocol stage): when the approval allows a PSI cardinality or a secure
+    aggregation, the output released is checked against the manifest's ``runAttestation`` (a credential) with
+    ``check_attestation``; ``presented`` are the presentation's credentials (every input party's approval among
+    them). Without an attestation: ``attestation.missing`` when ``required`` (trust policy
+    ``run_attestations: required``), else nothing is added (the manifest's ``protocolRun`` is then all there is).
+    ``output_later``: the output travels in the response and is checked there (call again with it)."""
+    if not needs_attestation(approved):
+        return []
+    attestation = (manifest or {}).get(MANIFEST_KEY)
+    if attestation is None:
+        return check_attestation(None, b"", approved, verifier=verifier) if required else []
+    if output is None:
+        if output_later:
+            return []
+        return [_problem("attestation.output_missing", "The output the run attestation covers is not in this "
+                         "request, so it cannot be compared with the attestation (send it as the body of a push, or "
+                         "check the response at the gateway).")]
+    return check_attestation(attestation, output, approved, verifier=verifier, approvals=presented,
+                             organisation_of=organisation_of, now=now)
