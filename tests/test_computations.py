@@ -261,3 +261,70 @@ def test_too_few_input_parties(w, mpc):
     extra = combine(document, [sign(document, Signer(c.did, c.key, c.kid)) for c in (*two, stranger)])
     assert "attestation.signer_not_compute_party" in codes(check_attestation(
         extra, output, [protocol], verifier=Verifier(), approvals=approvals))
+
+
+# ---- the credential and the ledger ------------------------------------------------------------------------------
+
+def test_attestation_terms_are_all_defined_and_schema_checked(mpc):
+    import json
+
+    from verifier import jsonld
+    unsigned = {k: v for k, v in mpc["result"].attestation.items() if k != "proof"}
+    expanded = json.dumps(jsonld.expand(unsigned))
+    assert "credentials/issuer-dependent#" not in expanded          # no term falls to the VC context's @vocab
+    assert "https://w3id.org/cead/vocab#outputDigest" in expanded
+    # a subject the JSON Schema refuses is refused by the verifier before any signature matters
+    bad = copy.deepcopy(unsigned)
+    bad["credentialSubject"]["outputDigest"] = "md5:abc"
+    assert "credential.schema_invalid" in codes(Verifier().check_document(bad))
+
+
+def test_psi_budget_race_for_the_last_slot(tmp_path):
+    import threading
+    from datetime import datetime, timezone
+
+    from wallet.computations.budget import QueryBudget
+    budget = QueryBudget(tmp_path / "ledger.sqlite")
+    anchor = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    now = datetime.now(timezone.utc)
+    args = dict(approval="sha256-a", anchor=anchor, period="P1Y", epsilon=0.5, max_epsilon=2.0, max_queries=4,
+                learner="did:example:l", now=now, record="{}")
+    for i in range(3):
+        assert budget.charge(run_id=f"urn:cead:run:seed-{i}", **args) is None
+    barrier, outcomes = threading.Barrier(8), []
+
+    def race(i: int) -> None:
+        barrier.wait()
+        outcomes.append(budget.charge(run_id=f"urn:cead:run:race-{i}", **args))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(o is None for o in outcomes) == 1
+    assert {o.code for o in outcomes if o is not None} == {"computation.query_budget_exhausted"}
+    # the same run id is never charged twice; a new period starts afresh
+    assert budget.charge(run_id="urn:cead:run:seed-0", **{**args, "max_queries": 99, "max_epsilon": 99}).code == \
+        "computation.run_replayed"
+    later = now.replace(year=now.year + 1)
+    assert budget.charge(run_id="urn:cead:run:next-year", **{**args, "now": later}) is None
+
+
+def test_transfer_check_hook(mpc):
+    from verifier.attestation import transfer_check
+    result, protocol, approvals = mpc["result"], [mpc["protocol"]], mpc["approvals"]
+    manifest = {"runAttestation": result.attestation}
+    assert transfer_check(protocol, manifest, result.output, approvals, verifier=Verifier()) == []
+    assert codes(transfer_check(protocol, manifest, b"cell,count\n", approvals, verifier=Verifier())) == \
+        {"attestation.output_mismatch"}
+    # no attestation: refused only where the trust policy requires one; nothing to do for other protocols
+    assert transfer_check(protocol, {}, result.output, approvals, verifier=Verifier()) == []
+    assert codes(transfer_check(protocol, {}, result.output, approvals, verifier=Verifier(), required=True)) == \
+        {"attestation.missing"}
+    assert transfer_check([{"kind": "threshold", "minCellCount": 10}], {}, None, [], verifier=Verifier(),
+                          required=True) == []
+    # the output is not in the request: later (the response), or refused
+    assert transfer_check(protocol, manifest, None, approvals, verifier=Verifier(), output_later=True) == []
+    assert codes(transfer_check(protocol, manifest, None, approvals, verifier=Verifier())) == \
+        {"attestation.output_missing"}
