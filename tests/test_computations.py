@@ -90,7 +90,7 @@ def psi(w, tmp_path_factory):
 
 def test_psi_refusals_before_anything_is_charged(w, psi):
     # the learner's node refuses to take part under an approval that does not name it as learner
-    stranger = Party("stranger")
+    stranger = Party("intruder")
     with pytest.raises(PsiRefused) as err:
         psi["run"](learner=stranger)
     assert err.value.problem.code == "computation.not_authorised" and "learner" in err.value.problem.message
@@ -257,7 +257,7 @@ def test_too_few_input_parties(w, mpc):
     assert codes(check_attestation(signed, output, [protocol], verifier=Verifier(), approvals=approvals)) == \
         {"attestation.too_few_input_parties"}
     # a signer that is not a compute party
-    stranger = Party("stranger")
+    stranger = Party("intruder")
     extra = combine(document, [sign(document, Signer(c.did, c.key, c.kid)) for c in (*two, stranger)])
     assert "attestation.signer_not_compute_party" in codes(check_attestation(
         extra, output, [protocol], verifier=Verifier(), approvals=approvals))
@@ -328,3 +328,75 @@ def test_transfer_check_hook(mpc):
     assert transfer_check(protocol, manifest, None, approvals, verifier=Verifier(), output_later=True) == []
     assert codes(transfer_check(protocol, manifest, None, approvals, verifier=Verifier())) == \
         {"attestation.output_missing"}
+
+
+# ---- in the transfer decision -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def released(w, tmp_path_factory):
+    """A secure aggregation whose first council is the world's controller (so its approval is the one the gateway
+    decides on) and whose output goes to the world's recipient."""
+    councils = [w.controller, Party("dundee-released"), Party("pkc-released")]  # status lists by name
+    protocol = aggregation_protocol(councils, w.recipient.did)
+    approvals = [w.make_approval(c, fmt="ldp", discloser=c.did, lawfulBases=lawful(c.did, w.recipient.did),
+                                 privacyProtocol=[protocol]) for c in councils]
+    inputs = aggregation_inputs(councils, TABLES, approvals, tmp_path_factory.mktemp("released"))
+    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[w.recipient.did])
+    assert result.output is not None
+    return {"protocol": protocol, "approvals": approvals, "result": result}
+
+
+def _decide_push(w, released, body, *, credentials=None, policy=None, **manifest):
+    request = w.request("POST", body=body, protocolRun=[released["protocol"]], **manifest)
+    credentials = [*released["approvals"], w.cert] if credentials is None else credentials
+    return w.decider(**(policy or {})).decide(w.present(request, credentials), request)
+
+
+def test_decision_checks_the_attestation_instead_of_the_protocol_run(w, released):
+    result = released["result"]
+    allowed = _decide_push(w, released, result.output, runAttestation=result.attestation)
+    assert allowed.allowed, allowed.to_dict()
+    other = _decide_push(w, released, result.output + b"x,1\n", runAttestation=result.attestation)
+    assert not other.allowed and "attestation.output_mismatch" in {p.code for p in other.reasons}
+    alone = _decide_push(w, released, result.output, runAttestation=result.attestation,
+                         credentials=[released["approvals"][0], w.cert])
+    assert not alone.allowed and "attestation.contributor_not_approved" in {p.code for p in alone.reasons}
+    # a manifest's protocolRun alone is no evidence where the trust policy requires attestations
+    declared = _decide_push(w, released, result.output, policy={"run_attestations": "required"})
+    assert not declared.allowed and "attestation.missing" in {p.code for p in declared.reasons}
+    assert _decide_push(w, released, result.output, policy={"run_attestations": "required"},
+                        runAttestation=result.attestation).allowed
+
+
+def test_middleware_releases_only_the_attested_output_on_a_pull(w, released):
+    import requests
+    from flask import Flask
+
+    from helpers_https import https_server
+    from transfer_world import DATASET
+    from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation
+    from verifier.decision import TransferRequest
+    from verifier.middleware import CeadMiddleware
+
+    result = released["result"]
+    served = {"body": result.output}
+    app = Flask("pooled-output")
+
+    @app.get("/pooled")
+    def pooled():
+        return served["body"], 200, {"Content-Type": "text/csv"}
+
+    app.wsgi_app = CeadMiddleware(app.wsgi_app, w.decider(), dataset_for=lambda environ: DATASET)
+    with https_server(app) as (base_url, ca_bundle):
+        def pull():
+            manifest = w.manifest(protocolRun=[released["protocol"]], runAttestation=result.attestation)
+            transfer = TransferRequest("GET", base_url + "/pooled", manifest=manifest)
+            headers = {MANIFEST_HEADER: encode_manifest(manifest), PRESENTATION_HEADER: encode_presentation(
+                w.present(transfer, [*released["approvals"], w.cert]))}
+            return requests.get(base_url + "/pooled", headers=headers, verify=ca_bundle, timeout=30)
+
+        response = pull()
+        assert response.status_code == 200 and response.content == result.output, response.text
+        served["body"] = result.output.replace(b",", b";")       # the app serves other bytes than were attested
+        response = pull()
+        assert response.status_code != 200 and b"attestation.output_mismatch" in response.content

@@ -167,7 +167,7 @@ def _contributor_problems(subject: RunAttestation, run_protocols: list, presente
     return out
 
 
-def check_attestation(attestation: dict | str | None, output: bytes, approved: Any, *, verifier,
+def check_attestation(attestation: dict | str | None, output: bytes | None, approved: Any, *, verifier,
                       approvals: Iterable[Any] = (), organisation_of: Callable[[str], str] | None = None,
                       min_input_parties: int = MIN_INPUT_PARTIES, now: datetime | None = None) -> list[Problem]:
     """Problems with releasing ``output`` (the exact bytes) under the ``approved`` privacy protocol(s) on the
@@ -199,8 +199,8 @@ def check_attestation(attestation: dict | str | None, output: bytes, approved: A
         return [_problem("attestation.malformed", f"runParameters.protocol has no {subject.protocol_kind} entry.")]
     out: list[Problem] = []
 
-    # 1. exactly these bytes
-    if not hmac.compare_digest(output_digest(output), subject.output_digest):
+    # 1. exactly these bytes (None: compared later, by ``response_check`` on the response)
+    if output is not None and not hmac.compare_digest(output_digest(output), subject.output_digest):
         out.append(_problem("attestation.output_mismatch", "The run attestation is for a different output: the "
                             "bytes being released do not have the attested SHA-256.", attested=subject.output_digest,
                             released=output_digest(output), run=subject.id))
@@ -295,10 +295,36 @@ def transfer_check(approved: Any, manifest: dict | None, output: bytes | None, p
     if attestation is None:
         return check_attestation(None, b"", approved, verifier=verifier) if required else []
     if output is None:
-        if output_later:
-            return []
+        if output_later:   # everything but the bytes now; the bytes by ``response_check`` on the response
+            return check_attestation(attestation, None, approved, verifier=verifier, approvals=presented,
+                                     organisation_of=organisation_of, now=now)
         return [_problem("attestation.output_missing", "The output the run attestation covers is not in this "
                          "request, so it cannot be compared with the attestation (send it as the body of a push, or "
                          "check the response at the gateway).")]
     return check_attestation(attestation, output, approved, verifier=verifier, approvals=presented,
                              organisation_of=organisation_of, now=now)
+
+
+def response_check(approved: Any, manifest: dict | None, body: bytes) -> list[Problem]:
+    """The response of a pull whose attestation ``transfer_check`` verified when the transfer was decided (the
+    manifest is bound to the request): the bytes leaving must be the attested ones (``attestation.output_mismatch``)."""
+    attestation = (manifest or {}).get(MANIFEST_KEY)
+    if attestation is None or not needs_attestation(approved):
+        return []
+    try:
+        from .credential import _load, unwrap_enveloped
+        from . import jose
+        loaded = _load(unwrap_enveloped(attestation), "credential")
+        doc = jose.to_document(jose.unverified_claims(loaded), "vc") if isinstance(loaded, str) else loaded
+        attested = doc["credentialSubject"]["outputDigest"]
+    except Exception:
+        return [_problem("attestation.malformed", "The run attestation cannot be read.")]
+    if isinstance(attested, str) and hmac.compare_digest(output_digest(body), attested):
+        return []
+    return [_problem("attestation.output_mismatch", "The response is not the output the run attestation covers.",
+                     attested=str(attested)[:80], released=output_digest(body))]
+
+
+def response_check_needed(approved: Any, manifest: dict | None) -> bool:
+    """Whether a pull's response must be compared with the manifest's run attestation."""
+    return bool((manifest or {}).get(MANIFEST_KEY)) and needs_attestation(approved)
