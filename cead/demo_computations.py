@@ -18,8 +18,6 @@ import random
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any
 
 LEGAL_BASIS = ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]
 
@@ -71,15 +69,6 @@ class _KeyParty:
         self.kid = f"{self.did}#{self.key.public.to_multikey()}"
 
 
-def _key_file(folder: Path, name: str, key) -> str:
-    """The unlocked key for a computation process, readable by this user only."""
-    path = folder / f"{name}.pem"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.to_pem(None))
-    return str(path)
-
-
 def _short(run_id: str | None) -> str:
     return run_id.rsplit(":", 1)[-1][:8] if run_id else "-"
 
@@ -92,7 +81,7 @@ def play_computations(demo) -> None:
     from verifier.did import Resolver
     from verifier.http import Fetcher
     from wallet.computations.aggregation import AggregationInput, run_secure_aggregation
-    from wallet.computations.attest import Signer
+    from wallet.computations.attest import Signer, write_key
     from wallet.computations.psi import holder_process, run_psi_cardinality
 
     from .demo import Row
@@ -132,12 +121,13 @@ def play_computations(demo) -> None:
     holder.mkdir()
     (holder / "items.txt").write_text("\n".join(sss_set), "utf-8")
     (holder / "approval.json").write_text(json.dumps(approval), "utf-8")
-    config = {"did": sss.did, "kid": sss._node.verification_method_id, "keyPem": _key_file(holder, "sss", sss._node.key),
+    key_path, passphrase = write_key(holder, "sss", sss._node.key)
+    config = {"did": sss.did, "kid": sss._node.verification_method_id, "keyPem": key_path,
               "items": str(holder / "items.txt"), "approval": str(holder / "approval.json"),
               "ledger": str(holder / "psi-budget.sqlite"), "minSetSize": 100, "cert": str(demo.ca.cert_pem),
               "certKey": str(demo.ca.key_pem), "caBundle": str(demo.ca.ca_pem)}
     learner = Signer.from_node(glasgow._node)
-    with holder_process(config, holder) as (url, _proc):
+    with holder_process(config, holder, passphrase) as (url, _proc):
         for quarter in range(1, 6):
             started = time.perf_counter()
             label = f"PSI take-up, release {quarter} of 4 a year"
@@ -182,8 +172,11 @@ def play_computations(demo) -> None:
     mpc.mkdir()
 
     def inputs(approval_list: list) -> list:
-        return [AggregationInput(did, signer.kid, _key_file(mpc, name, signer.key), table, credential)
-                for (name, did, signer), table, credential in zip(councils, tables, approval_list)]
+        out = []
+        for (name, did, signer), table, credential in zip(councils, tables, approval_list):
+            key_path, passphrase = write_key(mpc, name, signer.key)
+            out.append(AggregationInput(did, signer.kid, key_path, table, credential, passphrase))
+        return out
 
     started = time.perf_counter()
     result = run_secure_aggregation(inputs(approvals), cells=cells, output_parties=[sg.did],

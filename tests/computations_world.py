@@ -10,6 +10,7 @@ from typing import Iterator
 import trustme
 
 from wallet.computations.aggregation import AggregationInput
+from wallet.computations.attest import write_key
 from wallet.computations.psi import holder_process
 
 LEGAL_BASIS = ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]
@@ -49,15 +50,15 @@ def psi_holder(party, items: list[str], approval_credential, folder: Path, *, mi
     """The holder's PSI service in its own process; yields (https origin, CA bundle path)."""
     folder.mkdir(parents=True, exist_ok=True)
     tls = tls_files(folder)
-    (folder / "holder.pem").write_bytes(party.key.to_pem(None))
+    key_path, passphrase = write_key(folder, "holder", party.key)
     (folder / "items.txt").write_text("\n".join(items), "utf-8")
     (folder / "approval.json").write_text(approval_credential if isinstance(approval_credential, str)
                                           else json.dumps(approval_credential), "utf-8")
-    config = {"did": party.did, "kid": party.kid, "keyPem": str(folder / "holder.pem"),
+    config = {"did": party.did, "kid": party.kid, "keyPem": key_path,
               "items": str(folder / "items.txt"), "approval": str(folder / "approval.json"),
               "ledger": str(folder / "ledger.sqlite"), "minSetSize": min_set_size,
               "cert": tls["cert"], "certKey": tls["certKey"]}
-    with holder_process(config, folder) as (url, _proc):
+    with holder_process(config, folder, passphrase) as (url, _proc):
         yield url, tls["caBundle"]
 
 
@@ -71,7 +72,6 @@ def aggregation_inputs(councils: list, tables: list[dict], approvals: list, fold
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for index, (council, table, credential) in enumerate(zip(councils, tables, approvals)):
-        key = folder / f"council-{index}.pem"
-        key.write_bytes(council.key.to_pem(None))
-        out.append(AggregationInput(council.did, council.kid, str(key), table, credential))
+        key, passphrase = write_key(folder, f"council-{index}", council.key)
+        out.append(AggregationInput(council.did, council.kid, key, table, credential, passphrase))
     return out

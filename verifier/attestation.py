@@ -19,7 +19,7 @@ Every failure is a ``Problem`` with an ``attestation.*`` code (listed in docs/co
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
@@ -124,6 +124,10 @@ def approval_allows_run(credential: Any, party: str, kind: str, run_protocols: l
         return f"its approval is not a data-sharing approval ({exc.problem.message})."
     if approval.discloser != party:
         return f"the approval is for {approval.discloser}'s disclosure, not {party}'s."
+    moment = now or datetime.now(timezone.utc)
+    if not approval.not_before <= moment <= approval.not_after:
+        return (f"the approval is in force from {approval.not_before.isoformat()} to {approval.not_after.isoformat()}, "
+                f"not at {moment.isoformat()}.")
     orgs = organisations([result.issuer, party], organisation_of)
     if orgs[result.issuer] != orgs[party]:
         return (f"the approval was issued by {result.issuer}, not by {party}'s own organisation (a delegated approver "

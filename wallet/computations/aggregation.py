@@ -36,6 +36,8 @@ import rfc8785
 
 from schemas.errors import CeadError
 
+from .attest import KEY_PASSPHRASE_ENV
+
 IMPLEMENTATION = "mpyc"
 CONFIG_ENV = "CEAD_MPC_CONFIG"
 BIT_LENGTH = 48            # counts and their sums fit easily
@@ -51,9 +53,10 @@ class AggregationInput:
     """One input party (here also a compute party): identity, key file, its table and its approval."""
     did: str
     kid: str
-    key_pem: str               # path of an unencrypted PKCS#8 key (a node writes its unlocked key for the run)
+    key_pem: str               # path of its PKCS#8 key (``attest.write_key``: encrypted with a one-time passphrase)
     counts: dict[str, int]     # cell label -> count (missing cells count 0)
     approval: Any              # its own data-sharing approval (JSON or vc+jwt)
+    key_passphrase: str | None = None   # given to its process in the environment, never on the command line
 
 
 @dataclass
@@ -114,7 +117,11 @@ def run_secure_aggregation(inputs: list[AggregationInput], *, cells: list[str], 
                     str(index), "-T", str(collusion_threshold - 1), "--no-log", "--no-prss"]
             for port in ports:
                 argv += ["-P", f"127.0.0.1:{port}"]
-            procs.append(subprocess.Popen(argv, env={**os.environ, CONFIG_ENV: str(path)},
+            env = {**os.environ, CONFIG_ENV: str(path)}
+            env.pop(KEY_PASSPHRASE_ENV, None)
+            if party.key_passphrase:
+                env[KEY_PASSPHRASE_ENV] = party.key_passphrase
+            procs.append(subprocess.Popen(argv, env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
         errors = []
         for proc in procs:
@@ -152,7 +159,6 @@ def _run_hash(run: dict) -> str:
 async def _party(config: dict) -> int:
     from mpyc.runtime import mpc
 
-    from issuer.keys import PrivateKey
     from schemas.attestation import commitment, output_digest
     from schemas.models import Ref, credential_digest
     from verifier.attestation import approval_allows_run
@@ -161,7 +167,7 @@ async def _party(config: dict) -> int:
     from verifier.http import Fetcher
     from verifier.protocols import parse_protocols
 
-    from .attest import Signer, combine, sign, unsigned_attestation
+    from .attest import Signer, combine, read_key, sign, unsigned_attestation
 
     run, out_path = config["run"], Path(config["out"])
     cells = run["cells"]
@@ -201,7 +207,7 @@ async def _party(config: dict) -> int:
     sums = [int(v) for v in await mpc.output(total)]
     completed = await mpc.transfer(xsd_datetime_now() if mpc.pid == 0 else None, senders=0)
     output = output_csv(cells, sums)
-    signer = Signer(config["did"], PrivateKey.from_pem(Path(config["keyPem"]).read_bytes(), None), config["kid"])
+    signer = Signer(config["did"], read_key(config["keyPem"]), config["kid"])
     document = unsigned_attestation(
         everyone[0]["party"], id=run["runId"], protocol_kind="secureAggregation", implementation=IMPLEMENTATION,
         implementation_version=implementation_version(),

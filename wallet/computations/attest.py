@@ -62,3 +62,29 @@ def combine(document: dict, proofs: list[dict]) -> dict:
     out = copy.deepcopy({k: v for k, v in document.items() if k != "proof"})
     out["proof"] = list(proofs) if len(proofs) != 1 else proofs[0]
     return out
+
+
+KEY_PASSPHRASE_ENV = "CEAD_COMPUTATION_KEY_PASSPHRASE"
+
+
+def write_key(folder, name: str, key: PrivateKey) -> tuple[str, str]:
+    """Hand a node's key to a computation process: written encrypted (PKCS#8) with a fresh one-time passphrase,
+    readable by this user only. Returns ``(path, passphrase)``; give the passphrase to the process in its
+    environment (``KEY_PASSPHRASE_ENV``), never on its command line."""
+    import os
+    import secrets
+    from pathlib import Path
+    passphrase = secrets.token_urlsafe(24)
+    path = Path(folder) / f"{name}.pem"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.to_pem(passphrase.encode()))
+    return str(path), passphrase
+
+
+def read_key(path: str) -> PrivateKey:
+    """The key ``write_key`` wrote, with the passphrase from the environment (an unencrypted file without it)."""
+    import os
+    from pathlib import Path
+    passphrase = os.environ.get(KEY_PASSPHRASE_ENV)
+    return PrivateKey.from_pem(Path(path).read_bytes(), passphrase.encode() if passphrase else None)

@@ -48,7 +48,7 @@ from verifier.attestation import approval_allows_run
 from verifier.credential import Verifier
 from verifier.protocols import parse_protocols
 
-from .attest import Signer, combine, new_run_id, now_utc, sign, unsigned_attestation
+from .attest import KEY_PASSPHRASE_ENV, Signer, combine, new_run_id, now_utc, read_key, sign, unsigned_attestation
 from .budget import QueryBudget
 
 IMPLEMENTATION = "openmined-psi"
@@ -391,19 +391,18 @@ def run_psi_cardinality(holder_url: str, signer: Signer, items: Iterable[str], a
 def serve(config_path: str) -> None:
     """Run the holder's PSI endpoints over HTTPS (a process of its own); prints ``listening <url>`` when ready.
 
-    The config (JSON): did, kid, keyPem (an unencrypted PKCS#8 file; a node passes its unlocked key instead),
+    The config (JSON): did, kid, keyPem (a PKCS#8 file, ``attest.write_key``; its passphrase in the environment),
     items (a file of identifiers, one a line), approval (a credential file), ledger (SQLite path), minSetSize,
     cert and certKey (the TLS certificate), caBundle (to resolve did:web over HTTPS on 127.0.0.1), port (0: any)."""
     import ssl
 
     from werkzeug.serving import make_server
 
-    from issuer.keys import PrivateKey
     from verifier.did import Resolver
     from verifier.http import Fetcher
 
     config = json.loads(Path(config_path).read_text("utf-8"))
-    key = PrivateKey.from_pem(Path(config["keyPem"]).read_bytes(), None)
+    key = read_key(config["keyPem"])
     approval_text = Path(config["approval"]).read_text("utf-8").strip()
     approval = approval_text if not approval_text.startswith("{") else json.loads(approval_text)
     items = [line.strip() for line in Path(config["items"]).read_text("utf-8").splitlines() if line.strip()]
@@ -421,12 +420,18 @@ def serve(config_path: str) -> None:
 
 
 @contextmanager
-def holder_process(config: dict, workdir: str | Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start ``serve`` in a process of its own with ``config`` (written to ``workdir``); yields its https origin."""
+def holder_process(config: dict, workdir: str | Path, key_passphrase: str | None = None
+                   ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start ``serve`` in a process of its own with ``config`` (written to ``workdir``; ``key_passphrase`` goes in
+    its environment); yields its https origin."""
+    import os
     path = Path(workdir) / "psi-holder.json"
     path.write_text(json.dumps(config), "utf-8")
+    env = {k: v for k, v in os.environ.items() if k != KEY_PASSPHRASE_ENV}
+    if key_passphrase:
+        env[KEY_PASSPHRASE_ENV] = key_passphrase
     proc = subprocess.Popen([sys.executable, "-m", "wallet.computations.psi", "serve", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
         if not line.startswith("listening "):
