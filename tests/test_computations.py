@@ -140,6 +140,21 @@ def test_psi_cardinality_is_the_plain_answer_and_its_attestation_is_checked(psi)
                                    approvals=[psi["approval"]])) == {"attestation.invalid"}
     assert codes(check_attestation(result.attestation, result.output, approved, verifier=Verifier())) == \
         {"attestation.contributor_not_approved"}
+    # the holder co-signs once, and only what it recorded
+    learner = psi["glasgow"]
+    issued = combine(result.attestation, [result.attestation["proof"][0]])
+    origin = psi["url"]
+    with httpx.Client(verify=ssl.create_default_context(cafile=psi["ca"])) as http:
+        signer = Signer(learner.did, learner.key, learner.kid)
+        with pytest.raises(PsiRefused) as err:
+            psi_module._post(http, origin + "/computations/psi/attest", {"attestation": issued}, signer, origin)
+        assert err.value.problem.code == "computation.attestation_refused" and "already" in err.value.problem.message
+        altered = copy.deepcopy({k: v for k, v in issued.items() if k != "proof"})
+        altered["credentialSubject"]["inputs"][1]["commitment"] = commitment(["someone else"])[0]
+        with pytest.raises(PsiRefused) as err:
+            psi_module._post(http, origin + "/computations/psi/attest",
+                             {"attestation": combine(altered, [sign(altered, signer)])}, signer, origin)
+        assert err.value.problem.code == "computation.attestation_refused" and "inputs" in err.value.problem.message
     # an approval that needs a stricter run (a smaller epsilon) refuses this one
     stricter = copy.deepcopy(approved)
     stricter[1]["epsilon"] = 1.0
