@@ -77,11 +77,8 @@ def play_computations(demo) -> None:
     """Play both computations on ``demo``'s live nodes, adding rows to its table."""
     from schemas.errors import CeadError
     from verifier.attestation import attestation_id, check_attestation
-    from verifier.credential import Verifier
-    from verifier.did import Resolver
-    from verifier.http import Fetcher
     from wallet.computations.aggregation import AggregationInput, run_secure_aggregation
-    from wallet.computations.attest import Signer, write_key
+    from wallet.computations.attest import Signer, node_verifier, write_key
     from wallet.computations.psi import holder_process, run_psi_cardinality
 
     from .demo import Row
@@ -89,7 +86,7 @@ def play_computations(demo) -> None:
     folder = demo.workdir / "computations"
     folder.mkdir(exist_ok=True)
     os.chmod(folder, 0o700)
-    verifier = Verifier(resolver=Resolver(fetcher=Fetcher(allow_private=True, ca_bundle=str(demo.ca.ca_pem))))
+    verifier = node_verifier(str(demo.ca.ca_pem))     # DIDs and status lists of the live nodes
     live = demo.live
     step = max((r.step for r in demo.rows), default=0)
 

@@ -162,18 +162,15 @@ async def _party(config: dict) -> int:
     from schemas.attestation import commitment, output_digest
     from schemas.models import Ref, credential_digest
     from verifier.attestation import approval_allows_run
-    from verifier.credential import Verifier
-    from verifier.did import Resolver
-    from verifier.http import Fetcher
     from verifier.protocols import parse_protocols
 
-    from .attest import Signer, combine, read_key, sign, unsigned_attestation
+    from .attest import Signer, combine, node_verifier, read_key, sign, unsigned_attestation
 
     run, out_path = config["run"], Path(config["out"])
     cells = run["cells"]
     protocol = parse_protocols(run["protocol"])
     approval = config["approval"]
-    verifier = Verifier(resolver=Resolver(fetcher=Fetcher(allow_private=True, ca_bundle=config.get("caBundle"))))
+    verifier = node_verifier(config.get("caBundle"))
     why = approval_allows_run(approval, config["did"], "secureAggregation", protocol, run["protocol"]["outputParties"],
                               verifier=verifier)
     unknown = sorted(set(config["counts"]) - set(cells))

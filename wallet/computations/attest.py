@@ -88,3 +88,16 @@ def read_key(path: str) -> PrivateKey:
     from pathlib import Path
     passphrase = os.environ.get(KEY_PASSPHRASE_ENV)
     return PrivateKey.from_pem(Path(path).read_bytes(), passphrase.encode() if passphrase else None)
+
+
+def node_verifier(ca_bundle: str | None = None):
+    """The Verifier a node taking part in a computation checks credentials with: DIDs resolved and status lists
+    fetched over HTTPS (``ca_bundle``: extra trust anchors, e.g. the demo's CA; private addresses allowed, as for a
+    node on 127.0.0.1), status lists refetched on every check so a revoked or suspended approval stops a run at
+    once."""
+    from verifier.credential import Verifier
+    from verifier.did import Resolver
+    from verifier.http import Fetcher
+    from verifier.status import StatusLists
+    fetcher = Fetcher(allow_private=True, ca_bundle=ca_bundle)
+    return Verifier(resolver=Resolver(fetcher=fetcher), status=StatusLists(fetcher, ttl=0))

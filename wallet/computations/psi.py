@@ -48,13 +48,15 @@ from verifier.attestation import approval_allows_run
 from verifier.credential import Verifier
 from verifier.protocols import parse_protocols
 
-from .attest import KEY_PASSPHRASE_ENV, Signer, combine, new_run_id, now_utc, read_key, sign, unsigned_attestation
+from .attest import (KEY_PASSPHRASE_ENV, Signer, combine, new_run_id, node_verifier, now_utc, read_key, sign,
+                     unsigned_attestation)
 from .budget import QueryBudget
 
 IMPLEMENTATION = "openmined-psi"
 PRESENTATION_HEADER = "Cead-Presentation"
 DEFAULT_MIN_SET_SIZE = 100
 MAX_DECOYS = 100_000
+MAX_REQUEST_BYTES = 256 * 1024 * 1024   # a blinded set of a few million identifiers
 _random = random.SystemRandom()
 
 
@@ -171,6 +173,7 @@ def _authenticate(holder: Holder, body: bytes) -> tuple[str | None, Problem | No
 def psi_app(holder: Holder) -> Flask:
     """The holder's PSI endpoints: ``POST /computations/psi/query`` and ``POST /computations/psi/attest``."""
     app = Flask("cead-psi")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     approval_doc = holder.approval if isinstance(holder.approval, dict) else None
 
     def approval_subject() -> DataSharingApproval:
@@ -213,7 +216,10 @@ def psi_app(holder: Holder) -> Flask:
             return _refuse(Problem("computation.budget_missing", "The holder's approval sets no differential-privacy "
                                    "budget, so no PSI query can be accounted (membership inference by repeated "
                                    "queries would be unbounded)."))
-        offset = decoy_offset(dp_run.epsilon, dp_run.delta)
+        try:
+            offset = decoy_offset(dp_run.epsilon, dp_run.delta)
+        except CeadError as exc:
+            return _refuse(exc.problem, 400)
         learner_size = len(psi_request.encrypted_elements) - 2 * offset
         if learner_size < holder.min_set_size or len(holder.items) < holder.min_set_size:
             return _refuse(Problem("computation.set_too_small", f"Both sets must hold at least "
@@ -398,16 +404,12 @@ def serve(config_path: str) -> None:
 
     from werkzeug.serving import make_server
 
-    from verifier.did import Resolver
-    from verifier.http import Fetcher
-
     config = json.loads(Path(config_path).read_text("utf-8"))
     key = read_key(config["keyPem"])
     approval_text = Path(config["approval"]).read_text("utf-8").strip()
     approval = approval_text if not approval_text.startswith("{") else json.loads(approval_text)
     items = [line.strip() for line in Path(config["items"]).read_text("utf-8").splitlines() if line.strip()]
-    fetcher = Fetcher(allow_private=True, ca_bundle=config.get("caBundle"))
-    verifier = Verifier(resolver=Resolver(fetcher=fetcher))
+    verifier = node_verifier(config.get("caBundle"))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(config["cert"], config["certKey"])
     holder = Holder(Signer(config["did"], key, config["kid"]), items, approval, QueryBudget(config["ledger"]),
