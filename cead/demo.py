@@ -549,6 +549,8 @@ def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path
         runner.setup()
         runner.start()
         runner.play()
+        from .demo_computations import play_computations   # PSI and secure aggregation that really run
+        play_computations(runner)
     except KeyboardInterrupt:
         error = "interrupted"
     except DemoError as exc:

@@ -38,6 +38,16 @@ EXPECTED_FAST = [
     ("Glasgow HSCP <- NHS GGC", "delayed-discharge-daily", "deny", "approval.cosigner_missing"),
     ("Glasgow HSCP <- NHS GGC", "delayed-discharge-daily", "allow", None),
 ]
+# the computations that really run (cead/demo_computations.py), played after the script: four PSI releases and the
+# fifth refused by SSS's ledger; a secure aggregation, its release with every council's approval and with Fife's
+# alone; the aggregation stopped by Dundee withholding
+EXPECTED_FAST += [("Glasgow City", "scp x fsm", "allow", None)] * 4 + [
+    ("Glasgow City", "scp x fsm", "deny", "computation.query_budget_exhausted"),
+    ("Fife, Dundee, P&K", "homelessness-hl1", "allow", None),
+    ("Fife Council", "homelessness-hl1", "allow", None),
+    ("Fife Council", "homelessness-hl1", "deny", "attestation.contributor_not_approved"),
+    ("Fife, Dundee, P&K", "homelessness-hl1", "deny", "computation.not_authorised"),
+]
 
 
 def _run_demo(tmp_path: Path, *extra: str, **kwargs) -> subprocess.Popen:

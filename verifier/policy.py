@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, field_validator, model_validator
 
@@ -107,6 +107,9 @@ class TrustPolicy(_Strict):
     network: Network = Network()
     receipts: Receipts | None = None
     lawful: Lawful = Lawful()
+    # the output of a PSI cardinality or secure aggregation: its run attestation checked whenever the manifest
+    # carries one ("when_given"), or required ("required"); see docs/computations.md
+    run_attestations: Literal["when_given", "required"] = "when_given"
 
     base_dir: Path | None = Field(None, exclude=True)   # where relative file paths resolve from
     _catalogue: tuple[dict[str, str], dict[str, list[str]]] | None = PrivateAttr(None)

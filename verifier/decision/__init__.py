@@ -242,7 +242,7 @@ class Decider:
     def response_check_needed(self, decision: Decision, push: bool = False) -> bool:
         """True when the approval's protocol constrains a table of counts that travels in the response: not for a
         push (its table was the request body, checked when it was decided; the response is the app's own)."""
-        return protocol.response_check_needed(decision.approval, decision.allowed, push)
+        return protocol.response_check_needed(decision.approval, decision.allowed, push, decision.manifest)
 
     def check_response(self, decision: Decision, body: bytes, content_type: str = "") -> list[Problem]:
         """Check an outgoing payload against the approval's threshold rules; a failure turns the decision into a
