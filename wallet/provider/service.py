@@ -18,8 +18,9 @@ from typing import Any, Iterable
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import get_current_url
 
-from verifier.decision import RECEIPT_HEADER
+from verifier.decision import DECISION_HEADER, RECEIPT_HEADER
 from verifier.middleware import ENVIRON_KEY, CeadMiddleware
 from verifier.results import CeadError, Problem
 
@@ -30,6 +31,20 @@ from .sources import Release, page, parse_time
 log = logging.getLogger(__name__)
 
 SERIES_ENV = "cead.provider.series"
+
+
+def request_url(environ, public_url: str | None = None) -> str:
+    """The URL the client called, as it sent it (the presentation is bound to it): ``public_url`` (behind a proxy)
+    or the scheme and host of this request, then the path and query exactly as received. (Werkzeug's
+    ``get_current_url`` decodes ``%3A`` in a query, so ``?since=2026-01-01T00%3A00%3A00Z`` would not match.)"""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not raw:
+        query = environ.get("QUERY_STRING")
+        raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+    if public_url:
+        return public_url + raw
+    return f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST') or environ['SERVER_NAME']}{raw}" \
+        if environ.get("HTTP_HOST") or environ.get("SERVER_NAME") else get_current_url(environ)
 
 
 class Announcer:
@@ -80,10 +95,13 @@ class Provider:
         self.deliveries = DeliveryLog(config.state)
         self.known: dict[str, set[str]] | None = None
         self._streams = threading.BoundedSemaphore(config.stream_max_clients)
+        self._poll_lock_streams = threading.Lock()
+        self._open = 0
         self._stop = threading.Event()
+        self._poll_lock = threading.Lock()     # the watcher and a caller never push the same release twice
         self._thread: threading.Thread | None = None
-        public = (lambda environ: config.public_url + environ.get("PATH_INFO", "") + (
-            "?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")) if config.public_url else None
+        def public(environ) -> str:
+            return request_url(environ, config.public_url)
         dataset_for = lambda environ: environ[SERIES_ENV].dataset        # noqa: E731
         self._data = CeadMiddleware(self._data_app, decider, dataset_for=dataset_for, public_url=public)
         # the stream carries notifications (release ids and times), never a table: nothing to buffer and check
@@ -94,6 +112,10 @@ class Provider:
     def poll_once(self) -> list[Delivery]:
         """Announce releases not seen before (not on the first poll: those were there already) and push every
         release not yet delivered to each recipient. Returns the deliveries attempted."""
+        with self._poll_lock:
+            return self._poll()
+
+    def _poll(self) -> list[Delivery]:
         first = self.known is None
         known = self.known if self.known is not None else {}
         attempted: list[Delivery] = []
@@ -179,7 +201,7 @@ class Provider:
         request = Request(environ)
         parts = [p for p in request.path.split("/") if p]
         receipt = getattr(environ.get(ENVIRON_KEY), "receipt", None)
-        extra = {RECEIPT_HEADER: receipt} if receipt else {}
+        extra = {DECISION_HEADER: "allow", **({RECEIPT_HEADER: receipt} if receipt else {})}
         try:
             if len(parts) == 4:
                 body = series.source.body(parts[3])
@@ -223,13 +245,30 @@ class Provider:
             since_time = parse_time(since, "since") if since else None
         except CeadError as exc:
             return _problem(400, exc.code, exc.message)(environ, start_response)
-        if not self._streams.acquire(blocking=False):
+        if not self._acquire_stream():
             return _problem(503, "provider.stream_busy", "Too many event streams are open; try again shortly.",
                             {"Retry-After": "5"})(environ, start_response)
         base = (self.config.public_url or request.host_url.rstrip("/")) + f"/series/{series.name}/releases"
         start_response("200 OK", [("Content-Type", "text/event-stream; charset=utf-8"),
                                   ("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")])
-        return _Held(self._stream(series, since_time, base), self._streams.release)
+        return _Held(self._stream(series, since_time, base), self._release_stream)
+
+    @property
+    def open_streams(self) -> int:
+        """How many event streams are open now (at most ``stream.max_clients``)."""
+        return self._open
+
+    def _acquire_stream(self) -> bool:
+        if not self._streams.acquire(blocking=False):
+            return False
+        with self._poll_lock_streams:
+            self._open += 1
+        return True
+
+    def _release_stream(self) -> None:
+        with self._poll_lock_streams:
+            self._open -= 1
+        self._streams.release()
 
     def _stream(self, series: Series, since, base: str):
         """The events of one subscriber: releases after ``since`` first (when given), then each new one; a comment
