@@ -454,3 +454,26 @@ def test_cli_says_a_bad_config_in_one_line(estate, tmp_path):
         "dataset": MONTHLY, "source": {"files": str(estate["tmp"] / "monthly")}}}}))
     checked = CliRunner().invoke(main, ["provider", "serve", "--config", str(good), "--check"])
     assert checked.exit_code == 0 and json.loads(checked.output)["series"] == {"m": MONTHLY}
+
+
+def test_cead_provider_serve_runs_as_its_own_process(estate, tmp_path):
+    """The command itself: started as a separate process, it serves and its gateway answers."""
+    import subprocess
+    import sys
+    config = tmp_path / "provider.yaml"
+    config.write_text(yaml.safe_dump({"policy": str(estate["tmp"] / "policy.yaml"), "state": str(tmp_path / "s"),
+                                      "series": {"m": {"dataset": MONTHLY,
+                                                       "source": {"files": str(estate["tmp"] / "monthly")}}}}))
+    process = subprocess.Popen([sys.executable, "-m", "cead.cli", "provider", "serve", "--config", str(config),
+                                "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        assert line.startswith("Serving 1 series (m) at http://127.0.0.1:"), line
+        base = line.split(" at ", 1)[1].split(",", 1)[0]
+        assert requests.get(base + "/healthz", timeout=30).json() == {"status": "ok"}
+        denied = requests.get(base + "/series/m/releases", timeout=30)
+        assert denied.status_code == 401 and denied.json()["dataset"] == MONTHLY
+        assert "presentation_definition" in denied.json()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

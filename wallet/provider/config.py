@@ -57,7 +57,7 @@ class ProviderConfig:
     node: Path | None = None
     public_url: str | None = None
     state: Path = Path("provider-state")
-    poll_seconds: float = 5.0
+    poll_seconds: float = 1.0
     heartbeat_seconds: float = 15.0
     stream_max_seconds: float = 300.0
     stream_max_clients: int = 50
@@ -200,7 +200,7 @@ def parse_config(data: Any, path: Path) -> ProviderConfig:
     return ProviderConfig(
         path=path, policy=policy, series=series, node=base / node if node else None, public_url=public_url,
         state=base / str(data.get("state", "provider-state")),
-        poll_seconds=_number(data, "poll_seconds", "", 5.0, 0.05),
+        poll_seconds=_number(data, "poll_seconds", "", 1.0, 0.05),
         heartbeat_seconds=_number(stream, "heartbeat_seconds", "stream.", 15.0, 0.1),
         stream_max_seconds=_number(stream, "max_seconds", "stream.", 300.0, 1),
         stream_max_clients=_number(stream, "max_clients", "stream.", 50, 1, True),
