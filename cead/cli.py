@@ -26,6 +26,7 @@ _COMMANDS = {
     "suspend": ("issuer.cli", "suspend"),
     "reinstate": ("issuer.cli", "reinstate"),
     "issued": ("issuer.cli", "issued"),
+    "notifications": ("issuer.cli", "notifications_group"),
     "verify": ("verifier.cli", "verify"),
     "verifier": ("verifier.cli", "verifier"),
     "wallet": ("wallet.cli", "wallet"),
@@ -34,6 +35,10 @@ _COMMANDS = {
     "request": ("wallet.cli", "request_group"),
     "provider": ("wallet.provider.cli", "provider"),
     "dev-ca": ("cead.devca", "dev_ca"),
+    "catalogue": ("wallet.cli", "catalogue"),
+    "offer": ("wallet.cli", "offer"),
+    "oid4vp": ("wallet.cli", "oid4vp"),
+    "precedents": ("wallet.cli", "precedents_group"),
     "demo": ("cead.demo", "demo"),
 }
 # Everything but the verifier's commands needs the node extras; these packages come only with them.

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from schemas.values import load_document
-from verifier.keys import ED25519, P256
+from verifier.keys import ED25519, JOSE_ALGS, KINDS
 from verifier.results import CeadError
 
 from . import service, tokens
@@ -247,6 +247,9 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
     if public_url is not None:
         node.config["public_url"] = check_public_url(public_url, node.network)
     app = (app_factory or create_app)(node)
+    from . import notifications
+    notifications.subscriptions(node)   # a bad notifications: section fails now, not on the first event
+    notifications.start_dispatcher(node)
     serve_wsgi(app, host, port, tls_cert, tls_key,
                announce=lambda url: click.echo(f"Serving {node.did} on {url}", err=True))
 
@@ -303,8 +306,9 @@ def key():
 
 @key.command("rotate")
 @home_option
-@click.option("--kind", type=click.Choice([ED25519, P256]), default=ED25519, show_default=True,
-              help="Key type: Ed25519 (Data Integrity and EdDSA JWTs) or P-256 (ES256 JWTs).")
+@click.option("--kind", type=click.Choice(list(KINDS)), default=ED25519, show_default=True,
+              help="Key type: Ed25519 (Data Integrity and EdDSA JWTs), P-256 (ES256), P-384 (ES384) or P-521 "
+                   "(ES512 JWTs).")
 @_fail_on_cead_error
 def key_rotate(home, kind):
     """Add a new signing key; the previous one keeps verifying until retired."""
@@ -450,8 +454,9 @@ def _issue_command(kind: str):
     @click.option("--format", "fmt", type=click.Choice(["eddsa-rdfc-2022", "eddsa-jcs-2022", "vc+jwt"]),
                   default="eddsa-rdfc-2022", show_default=True,
                   help="Data Integrity cryptosuite, or vc+jwt (VC-JOSE-COSE, a JWT).")
-    @click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default=None,
-                  help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256 needs a P-256 key).")
+    @click.option("--alg", type=click.Choice(list(JOSE_ALGS.values())), default=None,
+                  help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256/ES384/ES512 need a "
+                       "P-256/P-384/P-521 key: `cead key rotate --kind`).")
     @click.option("--suspendable", is_flag=True, help="Add a suspension status entry too.")
     @click.option("--delegation", default=None,
                   help="The signer's own DelegatedAuthorityCredential (file, or id in HOME/delegations/): the guard "
@@ -552,3 +557,44 @@ def issued_list(home, as_csv, as_json):
         return
     for row in rows:
         click.echo(f"{row.issued_at}  {row.status:9}  {row.types.split(',')[-1]:36}  {row.id}  {row.subject or ''}")
+
+
+# ---- notifications -------------------------------------------------------------------------------------------------
+
+@click.group("notifications")
+def notifications_group():
+    """Webhook and Microsoft Teams notifications of node events (config.yaml notifications:)."""
+
+
+@notifications_group.command("send")
+@home_option
+@click.option("--expiring-within", type=click.IntRange(1, 3650), default=30, show_default=True,
+              help="Also queue credential.expiring for credentials this node issued that end within this many days.")
+@_fail_on_cead_error
+def notifications_send(home, expiring_within):
+    """Deliver every message that is due now, once (`cead issuer serve` does this every ten seconds)."""
+    from . import notifications
+    node = _open(home, unlock=True)
+    queued = notifications.check_expiring(node, expiring_within)
+    counts = notifications.deliver_due(node)
+    click.echo(f"Delivered {counts['delivered']}, retrying {counts['retrying']} later, failed {counts['failed']}"
+               + (f" ({queued} expiry warning(s) queued)" if queued else "") + ".")
+
+
+@notifications_group.command("list")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@_fail_on_cead_error
+def notifications_list(home, as_json):
+    """The outbox, newest first: event, subscriber, attempts, delivered or failed (with the last error)."""
+    from . import notifications
+    rows = notifications.outbox(_open(home))
+    if as_json:
+        click.echo(json.dumps([{"id": r.id, "event": r.event, "subscription": r.subscription, "subject": r.subject,
+                                "created": r.created, "attempts": r.attempts, "deliveredAt": r.delivered_at,
+                                "failedAt": r.failed_at, "lastError": r.last_error} for r in rows], indent=2))
+        return
+    for r in rows:
+        state = (f"delivered {r.delivered_at}" if r.delivered_at else f"failed {r.failed_at}: {r.last_error}"
+                 if r.failed_at else f"pending (next {r.next_attempt}{'; ' + r.last_error if r.last_error else ''})")
+        click.echo(f"{r.created}  {r.event:22}  {r.subscription:16}  tries {r.attempts}  {state}")

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from schemas.vocab import Vocabulary, extended, registry
 from verifier.http import Fetcher
-from verifier.keys import ED25519, P256, PublicKey
+from verifier.keys import ED25519, KINDS, P256, PublicKey
 from verifier.policy import Network, format_error
 from verifier.results import CeadError
 
@@ -315,8 +315,12 @@ class Node:
         passphrase = self._passphrase or passphrase_from_env()
         if not passphrase:
             raise CeadError("key.locked", f"Set {PASSPHRASE_ENV} to encrypt the new key.")
-        self.signing_key(kind)  # proves the passphrase is the node's before writing a key with it
-        prefix = "key" if kind == ED25519 else "key-p256"
+        if kind not in KINDS:
+            raise CeadError("key.unsupported", f"Unsupported key type {kind!r}; use one of {', '.join(KINDS)}.")
+        # proves the passphrase is the node's before writing a key with it (a first key of a new curve is
+        # proven with the node's Ed25519 key)
+        self.signing_key(kind if self.has_key(kind) else ED25519)
+        prefix = "key" if kind == ED25519 else "key-" + kind.replace("-", "").lower()   # key-p256-2, key-p384-1
         n = 1 + sum(1 for m in self.config["keys"] if m["kind"] == kind)
         key_id = f"{prefix}-{n}"
         key = PrivateKey.generate(kind)

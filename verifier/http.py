@@ -140,6 +140,12 @@ class Fetcher:
                                 f"Refusing to fetch {url!r}: {host} resolves to non-public address {ip}."
                                 + PRIVATE_FIX, url=url, address=str(ip))
 
+    def check(self, url: str) -> None:
+        """Refuse ``url`` as ``get`` would (scheme, credentials in it, non-public addresses), before another
+        client (a POST) is pointed at it."""
+        host, port = self._check_url(url)
+        self._check_addresses(url, host, port)
+
     # ---- fetching -------------------------------------------------------------------------------------------
     def get(self, url: str, accept: str = "application/json, application/did+json") -> FetchResult:
         deadline = time.monotonic() + self.timeout

@@ -630,3 +630,334 @@ def request_refuse(request_id, reason, home) -> None:
     except CeadError as exc:
         _fail_with(exc)
     click.echo(f"Refused request {request_id}.")
+
+
+# ---- the dataset catalogue ---------------------------------------------------------------------------------------
+@click.group("catalogue", cls=_Group)
+def catalogue() -> None:
+    """The organisation's DCAT dataset catalogue: import it (CKAN, DCAT-AP, DCAT 3), list it, export it for a
+    gateway's trust policy."""
+
+
+def _publisher_map(values: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for value in values:
+        iri, sep, did = value.partition("=")
+        if not sep or not iri or not did.startswith("did:"):
+            _fail("input.invalid", f"--publisher {value!r} must be PUBLISHER_IRI=DID (the controller DID of that "
+                  "publisher's datasets).")
+        mapping[iri] = did
+    return mapping
+
+
+@catalogue.command("import")
+@click.argument("source")
+@click.option("--format", "fmt", type=click.Choice(["json-ld", "turtle", "xml"]), default=None,
+              help="The RDF format (default: from the file name or the server's Content-Type).")
+@click.option("--publisher", "publishers", multiple=True, metavar="IRI=DID",
+              help="Map a publisher to its controller DID (repeat); a gateway's policy takes controllers from it.")
+@home_option
+def catalogue_import(source: str, fmt: str | None, publishers: tuple[str, ...], home: Path | None) -> None:
+    """Import or refresh a DCAT catalogue from an https URL or a file. Datasets that left it are flagged as removed
+    (never deleted), and held credentials naming them are listed: they keep working, but someone should look."""
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    from .store import Wallet
+    mapping = _publisher_map(publishers)
+    try:
+        node = Node.open(home)
+        result = cat.import_catalogue(node, source, fmt=fmt, publishers=mapping)
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(f"Imported {result.total} datasets from {source}: {len(result.added)} added, {len(result.updated)} "
+               f"updated, {len(result.removed)} removed (flagged, not deleted).")
+    if result.removed:
+        wallet = Wallet.from_node(node)
+        for iri in result.removed:
+            for record in wallet.search(dataset=iri):
+                click.echo(f"  {record.credential_id} ({', '.join(record.summary()['types'])}) names {iri}, which "
+                           "left the catalogue.", err=True)
+
+
+@catalogue.command("list")
+@click.option("--removed", is_flag=True, help="Include datasets that left their catalogue.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@home_option
+def catalogue_list(removed: bool, as_json: bool, home: Path | None) -> None:
+    """The datasets this node knows from its catalogues: IRI, title, publisher, contact (the IAO)."""
+    from dataclasses import asdict
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    try:
+        rows = cat.entries(Node.open(home), include_removed=removed)
+    except CeadError as exc:
+        _fail_with(exc)
+    if as_json:
+        _print([{**asdict(r.dataset), "source": r.source, "controller": r.controller, "removedAt": r.removed_at}
+                for r in rows])
+        return
+    for row in rows:
+        ds = row.dataset
+        flag = f"  [removed {row.removed_at}]" if row.removed_at else ""
+        who = ds.contact_name or ds.contact_email or "-"
+        click.echo(f"{ds.iri}  {ds.title or '(untitled)'}  publisher: {ds.publisher_name or ds.publisher or '-'}  "
+                   f"contact: {who}{flag}")
+
+
+@catalogue.command("export")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The JSON-LD file to write (name it in a gateway policy's catalogues:).")
+@click.option("--id", "catalogue_iri", required=True, help="The catalogue's IRI.")
+@home_option
+def catalogue_export(out: Path, catalogue_iri: str, home: Path | None) -> None:
+    """Write the catalogue (datasets in force, with controller DIDs and series) as JSON-LD a gateway reads."""
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    try:
+        rows = cat.entries(Node.open(home))
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, json.dumps(cat.to_jsonld(rows, catalogue_iri), indent=2))
+    click.echo(f"Wrote {len(rows)} datasets to {out}.")
+# ---- OpenID for Verifiable Credential Issuance: offering and collecting -------------------------------------------
+@click.command("offer", cls=_Command)
+@click.argument("credential_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--tx-code", is_flag=True,
+              help="Also require a six-digit transaction code, printed here: give it to the person by another "
+                   "channel (a call, a letter), never beside the QR code.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the offer as a QR code (.png or .svg) too.")
+@home_option
+def offer(credential_file: Path, tx_code: bool, output: Path | None, home: Path | None) -> None:
+    """Offer a credential this node issued to its subject's wallet (OpenID4VCI, pre-authorised code).
+
+    CREDENTIAL_FILE is the signed credential as `cead issue --out` wrote it. The offer is single use and expires
+    in ten minutes; only a wallet that proves control of the credential subject's DID can collect it."""
+    from issuer import offers
+    from issuer.node import Node
+    if output is not None:
+        _image_format(output)
+    try:
+        text = credential_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail("input.unreadable", f"Cannot read {str(credential_file)!r}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        credential = json.loads(text) if text.startswith("{") else text
+    except ValueError:
+        _fail("input.invalid", f"{str(credential_file)!r} is neither a JSON credential nor a compact JWT.")
+    try:
+        node = Node.open(home)
+        made = offers.make_offer(node, credential, tx_code=tx_code)
+    except CeadError as exc:
+        _fail_with(exc)
+    if output is not None:
+        _write_qr(made["uri"], output)
+    else:
+        click.echo(made["uri"])
+    click.echo(f"Offered {made['credential']} to its subject's wallet until {made['expires']}"
+               + (f"; transaction code {made['tx_code']} (give it separately)" if "tx_code" in made else "")
+               + (f"; QR code in {output}" if output else "") + ".", err=True)
+
+
+@wallet.command("receive")
+@click.argument("offer_uri")
+@click.option("--tx-code", default=None, help="The transaction code the issuer gave you separately, if any.")
+@home_option
+def receive(offer_uri: str, tx_code: str | None, home: Path | None) -> None:
+    """Collect an offered credential (an openid-credential-offer:// link or QR code's text) into this wallet,
+    proving control of this node's DID; the credential is verified before it is stored."""
+    from issuer.node import Node
+    from .offers import collect
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        result = collect(Wallet.from_node(node), offer_uri, tx_code=tx_code, fetcher=node.fetcher())
+    except CeadError as exc:
+        _fail_with(exc)
+    if not result.ok:
+        click.echo(json.dumps({"refused": [p.to_dict() for p in result.problems]}, indent=2), err=True)
+        sys.exit(EXIT_REFUSED)
+    summary = result.record.summary()
+    kinds = ", ".join(summary["types"]) or "credential"
+    click.echo(f"Received {kinds} {summary['credentialId']} from {summary['issuer']} into the wallet "
+               f"(wallet id {summary['id']}).")
+
+
+@click.group("oid4vp", cls=_Group)
+def oid4vp() -> None:
+    """Ask a person's wallet to present a credential (OpenID for Verifiable Presentations), and read the answer."""
+
+
+@oid4vp.command("request")
+@click.option("--type", "types", multiple=True, required=True,
+              help="A credential type to ask for (repeat for several types in one credential), e.g. "
+                   "DelegatedAuthorityCredential.")
+@click.option("--format", "fmt", type=click.Choice(["jwt_vc_json", "ldp_vc"]), default="jwt_vc_json",
+              show_default=True, help="The credential format to ask for.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the request as a QR code (.png or .svg) too.")
+@home_option
+def oid4vp_request(types: tuple[str, ...], fmt: str, output: Path | None, home: Path | None) -> None:
+    """Make a presentation request (valid ten minutes): prints the openid4vp:// link, and its state on stderr
+    (read the answer with `cead oid4vp result STATE`)."""
+    from issuer import oid4vp as rp
+    from issuer.node import Node
+    if output is not None:
+        _image_format(output)
+    try:
+        made = rp.make_request(Node.open(home), list(types), fmt=fmt)
+    except CeadError as exc:
+        _fail_with(exc)
+    _write_qr(made["uri"], output) if output is not None else click.echo(made["uri"])
+    click.echo(f"Asked for a {' '.join(types)} until {made['expires']}; state {made['state']}"
+               + (f"; QR code in {output}" if output else "") + ".", err=True)
+
+
+@oid4vp.command("result")
+@click.argument("state")
+@home_option
+def oid4vp_result(state: str, home: Path | None) -> None:
+    """What became of a presentation request: pending, verified (who presented what) or refused (why)."""
+    from issuer import oid4vp as rp
+    from issuer.node import Node
+    try:
+        outcome = rp.outcome_of(Node.open(home), state)
+    except CeadError as exc:
+        _fail_with(exc)
+    _print(outcome)
+    if outcome["status"] == "refused":
+        sys.exit(EXIT_REFUSED)
+
+
+@wallet.command("respond")
+@click.argument("request_uri")
+@home_option
+def respond(request_uri: str, home: Path | None) -> None:
+    """Answer an openid4vp:// presentation request with a credential this wallet holds (bound to the request)."""
+    from issuer.node import Node
+    from .oid4vp import respond as answer
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        done = answer(Wallet.from_node(node), request_uri, fetcher=node.fetcher())
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(f"Presented {', '.join(done['presented'])} to {done['verifier']}.")
+
+
+# ---- precedents --------------------------------------------------------------------------------------------------
+@click.group("precedents", cls=_Group)
+def precedents_group() -> None:
+    """Earlier decisions, this node's and its peers' (signed feeds): follow them and find the nearest."""
+
+
+@precedents_group.command("refresh")
+@home_option
+def precedents_refresh(home: Path | None) -> None:
+    """Fetch, verify and store every feed in config.yaml precedents.follow (one failing peer never stops the rest)."""
+    from issuer.node import Node
+    from . import precedents
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        results = precedents.refresh(node, Wallet.from_node(node))
+    except CeadError as exc:
+        _fail_with(exc)
+    for url, outcome in results.items():
+        click.echo(f"{url}: {outcome} decision(s) stored" if isinstance(outcome, int) else f"{url}: {outcome}")
+    if not results:
+        click.echo("No feeds to follow (config.yaml precedents.follow is empty).")
+
+
+@precedents_group.command("search")
+@click.argument("request_id")
+@click.option("-k", "count", type=click.IntRange(1, 50), default=5, show_default=True, help="How many to show.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@home_option
+def precedents_search(request_id: str, count: int, as_json: bool, home: Path | None) -> None:
+    """The earlier decisions nearest to a received request, own and followed, with what they share."""
+    from . import precedents
+    from . import requests as sharing
+    wallet = _wallet(home)
+    try:
+        row = sharing.get_request(wallet, request_id)
+        near = precedents.nearest(wallet, dict(row.request, _id=row.id), k=count, requester=row.requester)
+    except CeadError as exc:
+        _fail_with(exc)
+    if as_json:
+        _print(near)
+        return
+    if not near:
+        click.echo("No earlier decision is near this request.")
+    for item in near:
+        who = "this node" if item["mine"] else item["decider"]
+        click.echo(f"{item['score']:.2f}  {item['outcome']:8}  {item['decidedAt'] or '':20}  by {who}")
+        for why in item["why"]:
+            click.echo(f"        {why}")
+        if item.get("reasons"):
+            click.echo(f"        reasons: {item['reasons']}")
+
+
+@request_group.command("agreement")
+@click.argument("request_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The .docx file to write.")
+@home_option
+def request_agreement(request_id: str, out: Path, home: Path | None) -> None:
+    """Draft the data sharing agreement for a received request as a Word document (structured on the ICO Data
+    Sharing Code's contents); prints its digest, which the approval's agreement.digest pins."""
+    from issuer.node import Node
+    from . import agreements
+    from .store import Wallet
+    if out.suffix.lower() != ".docx":
+        _fail("input.invalid", f"--out {str(out)!r} must end in .docx; nothing was written.")
+    try:
+        node = Node.open(home)
+        data, digest = agreements.agreement_docx(node, Wallet.from_node(node), request_id)
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, data)
+    click.echo(f"Wrote the agreement for request {request_id} to {out} (digest {digest}).")
+
+
+@request_group.command("suggest")
+@click.argument("justification")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+def request_suggest(justification: str, as_json: bool) -> None:
+    """Suggest DPV purposes (and the bases public bodies usually rely on) for a justification, offline. A
+    suggestion only: what you choose is checked like anything else."""
+    from .suggest import suggest_purposes
+    found = suggest_purposes(justification)
+    if as_json:
+        _print(found)
+        return
+    if not found:
+        click.echo("No purpose matches these words; choose one from the vocabulary (docs/vocabulary.md).")
+    for item in found:
+        click.echo(f"{item['purpose']}  ({item['label']}; matched: {', '.join(item['matched']) or '-'})  "
+                   f"usual basis: {', '.join(item['usualBases'])}")
+
+
+@request_group.command("board-pack")
+@click.argument("request_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write: .pdf or .html.")
+@home_option
+def request_board_pack(request_id: str, out: Path, home: Path | None) -> None:
+    """The information-governance board pack for a received request (who asks, what for, the ICO checklist,
+    precedents, the decision so far) as PDF or HTML."""
+    from . import boardpack
+    kind = out.suffix.lower()
+    if kind not in (".pdf", ".html"):
+        _fail("input.invalid", f"--out {str(out)!r} must end in .pdf or .html; nothing was written.")
+    from issuer.node import Node
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        wallet = Wallet.from_node(node)
+        data = (boardpack.board_pack_pdf(node, wallet, request_id) if kind == ".pdf"
+                else boardpack.board_pack_html(node, wallet, request_id))
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, data)
+    click.echo(f"Wrote the board pack for request {request_id} to {out}.")

@@ -210,7 +210,16 @@ def receive(wallet: Wallet, body: bytes, url: str) -> tuple[int, dict]:
             s.commit()
     except IntegrityError:
         return _problems(409, Problem("sharing.duplicate", "This presentation was received before (a replay)."))
+    _emit(wallet, "request.received", {"request": request_id, "requester": parsed.requester,
+                                       "path": f"/wallet/requests/{request_id}"}, request_id)
     return 201, {"id": request_id, "status": PENDING}
+
+
+def _emit(wallet: Wallet, event: str, data: dict, subject: str) -> None:
+    """Tell the node's subscribers (issuer.notifications), when the wallet belongs to a node."""
+    if wallet._node is not None:
+        from issuer import notifications
+        notifications.emit(wallet._node, event, data, subject=subject)
 
 
 def blueprint(wallet: Wallet, *, public_url: str | None = None, max_bytes: int = MAX_BYTES) -> Blueprint:
@@ -225,6 +234,9 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None, max_bytes: int =
             return jsonify(answer), status
         url = (public_url.rstrip("/") + flask_request.full_path.rstrip("?")) if public_url else flask_request.url
         status, answer = receive(wallet, body, url)
+        if status == 201 and wallet._node is not None:
+            from .standing import consider_later
+            consider_later(wallet._node, wallet, answer["id"])   # a standing approval may cover it
         return jsonify(answer), status
 
     return bp
@@ -271,7 +283,11 @@ def _decide(wallet: Wallet, request_id: str, status: str, *, when: str = PENDING
         s.add(row)
         s.commit()
         s.refresh(row)
-        return row
+    if status in (APPROVED, REFUSED):
+        _emit(wallet, "request.decided", {"request": request_id, "requester": row.requester, "decision": status,
+                                          "by": row.decided_by, "path": f"/wallet/requests/{request_id}"},
+              request_id)
+    return row
 
 
 def refuse(wallet: Wallet, request_id: str, reason: str, *, by: str | None = None) -> WalletRequest:
