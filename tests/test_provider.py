@@ -47,6 +47,7 @@ QUARTERLY = "https://data.fife.example/dataset/housing-quarterly-return"
 MONTHLY_DB = "https://data.fife.example/dataset/homelessness-monthly-db"
 WAITING = "https://data.fife.example/dataset/waiting-times"
 COLLECTION = "https://data.gov.scot/dataset/housing-returns-collection"
+SMALL_AREAS = "https://data.fife.example/dataset/small-area-counts"
 COLUMNS = ["localAuthority", "period", "applications"]
 API_KEY = "upstream-secret-" + uuid.uuid4().hex
 
@@ -127,6 +128,10 @@ def estate(tmp_path_factory):
         # the council approves the regulator to pull its series
         pull = service.issue(council, _approval(council.did, regulator.did, [MONTHLY, QUARTERLY, MONTHLY_DB, WAITING]))
         assert w["regulator_wallet"].import_credential(pull.credential).ok
+        # ... and small-area counts under a minimum cell count of 10
+        small = _approval(council.did, regulator.did, [SMALL_AREAS])
+        small["credentialSubject"]["privacyProtocol"] = {"kind": "threshold", "minCellCount": 10}
+        assert w["regulator_wallet"].import_credential(service.issue(council, small).credential).ok
 
         # the Scottish Government's collection endpoint, behind its own gateway with a receipt key
         key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
@@ -148,6 +153,9 @@ def estate(tmp_path_factory):
         for m in range(1, 13):
             (monthly / f"2025-{m:02d}.csv").write_text(csv_for(f"2025-{m:02d}", 30 + m))
         (tmp / "quarterly").mkdir()
+        (tmp / "small").mkdir()
+        (tmp / "small" / "2026-01.csv").write_text(csv_for("2026-01", 3))
+        (tmp / "small" / "2026-02.csv").write_text(csv_for("2026-02", 40))
         db = tmp / "releases.db"
         with sqlite3.connect(db) as conn:
             conn.execute("CREATE TABLE releases (release_id TEXT PRIMARY KEY, issued TEXT, media_type TEXT, "
@@ -169,6 +177,7 @@ def estate(tmp_path_factory):
                 "housing-quarterly": {"dataset": QUARTERLY, "source": {"files": "quarterly"},
                                       "push": [{"url": servers["ingest"][1] + "/ingest/housing-returns",
                                                 "dataset": COLLECTION, "purpose": P_STATS}]},
+                "small-areas": {"dataset": SMALL_AREAS, "source": {"files": "small"}},
                 "homelessness-monthly-db": {"dataset": MONTHLY_DB, "source": {
                     "database": "sqlite:///releases.db", "table": "releases"}},
                 "waiting-times": {"dataset": WAITING, "source": {
@@ -236,7 +245,7 @@ def test_every_data_response_is_decided_by_the_gateway_first(estate):
     assert "Fife,2025-03" not in wrong.text
     assert requests.get(base + "/healthz", verify=w["bundle"], timeout=30).json() == {"status": "ok"}
     listed = requests.get(base + "/series", verify=w["bundle"], timeout=30).json()["series"]
-    assert {s["dataset"] for s in listed} == {MONTHLY, QUARTERLY, MONTHLY_DB, WAITING}
+    assert {s["dataset"] for s in listed} == {MONTHLY, QUARTERLY, MONTHLY_DB, WAITING, SMALL_AREAS}
     assert requests.get(base + "/series/nope/releases", verify=w["bundle"], timeout=30).status_code == 404
 
 
@@ -320,7 +329,7 @@ def test_a_quarterly_return_is_pushed_checked_by_the_recipients_gateway_and_pull
     w = estate
     provider, quarterly = w["provider"], w["tmp"] / "quarterly"
     (quarterly / "2026-03-31-q4.csv").write_text(csv_for("2025-26 Q4", 120))
-    deliveries = provider.poll_once()
+    deliveries = delivered_now(provider, "2026-03-31-q4")
     assert [(d.release, d.outcome) for d in deliveries] == [("2026-03-31-q4", "delivered")], deliveries
     delivered = deliveries[0]
     assert (w["sg_store"] / "2026-03-31-q4.csv").read_text() == csv_for("2025-26 Q4", 120)
@@ -335,7 +344,7 @@ def test_a_quarterly_return_is_pushed_checked_by_the_recipients_gateway_and_pull
     # the Scottish Government revokes the council's approval: the next return is refused by its gateway
     service.change_status(w["sg"], w["push_approval"].id, "revoke")
     (quarterly / "2026-06-30-q1.csv").write_text(csv_for("2026-27 Q1", 99))
-    deliveries = provider.poll_once()
+    deliveries = delivered_now(provider, "2026-06-30-q1")
     assert len(deliveries) == 1 and deliveries[0].outcome == "refused", deliveries
     refused = deliveries[0]
     assert refused.status == 403 and "approval.revoked" in {r["code"] for r in refused.reasons}
@@ -348,6 +357,32 @@ def test_a_quarterly_return_is_pushed_checked_by_the_recipients_gateway_and_pull
     # a restarted provider reads the log and delivers nothing again
     again = Provider(provider.config, provider.decider, w["council_wallet"])
     assert again.poll_once() == []
+
+
+def test_under_a_minimum_cell_count_each_release_is_checked_before_it_leaves(estate):
+    """The release is checked as a table; the list (not a table) cannot be checked, so the gateway fails closed."""
+    w = estate
+    auth = CeadAuth(w["regulator_wallet"], dataset=SMALL_AREAS, purpose=P_STATS, raise_on_denial=False)
+    listed = requests.get(w["url"]["provider"] + "/series/small-areas/releases", auth=auth, verify=w["bundle"],
+                          timeout=30)
+    assert listed.status_code == 403 and "protocol.payload_missing" in listed.headers["Cead-Decision-Reasons"]
+    assert pull(w, "/series/small-areas/releases/2026-02", SMALL_AREAS).text == csv_for("2026-02", 40)
+    small = requests.get(w["url"]["provider"] + "/series/small-areas/releases/2026-01", auth=auth,
+                         verify=w["bundle"], timeout=30)
+    assert small.status_code == 403 and "Fife,2026-01" not in small.text
+    assert "protocol.cell_below_threshold" in {r["code"] for r in small.json()["reasons"]}
+
+
+def delivered_now(provider, release: str) -> list:
+    """The deliveries of ``release`` (polling now; the watcher thread may have been first)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        provider.poll_once()
+        found = [d for d in provider.deliveries.records if d.release == release]
+        if found:
+            return found
+        time.sleep(0.1)
+    return []
 
 
 def test_the_database_source_sqlite(estate):
@@ -477,3 +512,22 @@ def test_cead_provider_serve_runs_as_its_own_process(estate, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_push_that_cannot_reach_the_recipient_is_recorded_and_retried(estate, tmp_path):
+    w = estate
+    returns = tmp_path / "returns"
+    returns.mkdir()
+    (returns / "2026-09-30-q2.csv").write_text(csv_for("2026-27 Q2", 80))
+    config = {**w["config"], "state": str(tmp_path / "state"), "series": {"q": {
+        "dataset": QUARTERLY, "source": {"files": str(returns)},
+        "push": [{"url": "https://127.0.0.1:1/ingest/housing-returns", "dataset": COLLECTION,
+                  "purpose": P_STATS}]}}}
+    provider = Provider(parse_config(config, w["tmp"] / "provider.yaml"), w["provider"].decider,
+                        w["council_wallet"])
+    first = provider.poll_once()
+    assert [(d.outcome, d.reasons[0]["code"]) for d in first] == [("failed", "provider.push_failed")]
+    assert first[0].receipt is None
+    second = provider.poll_once()                     # not final: tried again at the next poll
+    assert [d.outcome for d in second] == ["failed"]
+    assert len(provider.deliveries.records) == 2

@@ -104,6 +104,9 @@ class Provider:
             return request_url(environ, config.public_url)
         dataset_for = lambda environ: environ[SERIES_ENV].dataset        # noqa: E731
         self._data = CeadMiddleware(self._data_app, decider, dataset_for=dataset_for, public_url=public)
+        # the release list carries release ids and times, not a table: decided, but not read as one
+        self._list = CeadMiddleware(self._data_app, decider, dataset_for=dataset_for, public_url=public,
+                                    check_response_payload=False)
         # the stream carries notifications (release ids and times), never a table: nothing to buffer and check
         self._events = CeadMiddleware(self._events_app, decider, dataset_for=dataset_for, public_url=public,
                                       check_response_payload=False)
@@ -116,8 +119,8 @@ class Provider:
             return self._poll()
 
     def _poll(self) -> list[Delivery]:
-        first = self.known is None
         known = self.known if self.known is not None else {}
+        self.known = known
         attempted: list[Delivery] = []
         for series in self.config.series.values():
             try:
@@ -125,6 +128,7 @@ class Provider:
             except CeadError as exc:
                 log.warning("series %s: %s", series.name, exc.message)
                 continue
+            first = series.name not in known     # what a source holds when first read was there already
             seen = known.setdefault(series.name, set())
             for release in releases:
                 if release.id not in seen:
@@ -132,7 +136,6 @@ class Provider:
                     if not first:
                         self.announcer.announce(series.name, release)
             attempted += self._push(series, releases)
-        self.known = known
         return attempted
 
     def _push(self, series: Series, releases: list[Release]) -> list[Delivery]:
@@ -194,7 +197,7 @@ class Provider:
         environ[SERIES_ENV] = self.config.series[parts[1]]
         if parts[2] == "events":
             return self._events(environ, start_response)
-        return self._data(environ, start_response)
+        return (self._data if len(parts) == 4 else self._list)(environ, start_response)
 
     def _data_app(self, environ, start_response) -> Iterable[bytes]:
         series: Series = environ[SERIES_ENV]
