@@ -95,11 +95,12 @@ class Provider:
         self.deliveries = DeliveryLog(config.state)
         self.known: dict[str, set[str]] | None = None
         self._streams = threading.BoundedSemaphore(config.stream_max_clients)
-        self._poll_lock_streams = threading.Lock()
+        self._count_lock = threading.Lock()
         self._open = 0
         self._stop = threading.Event()
         self._poll_lock = threading.Lock()     # the watcher and a caller never push the same release twice
         self._thread: threading.Thread | None = None
+
         def public(environ) -> str:
             return request_url(environ, config.public_url)
         dataset_for = lambda environ: environ[SERIES_ENV].dataset        # noqa: E731
@@ -264,12 +265,12 @@ class Provider:
     def _acquire_stream(self) -> bool:
         if not self._streams.acquire(blocking=False):
             return False
-        with self._poll_lock_streams:
+        with self._count_lock:
             self._open += 1
         return True
 
     def _release_stream(self) -> None:
-        with self._poll_lock_streams:
+        with self._count_lock:
             self._open -= 1
         self._streams.release()
 
