@@ -102,6 +102,7 @@ def estate(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("provider")
     os.environ["CEAD_TEST_UPSTREAM_KEY"] = API_KEY
     with ExitStack() as stack:
+        stack.callback(os.environ.pop, "CEAD_TEST_UPSTREAM_KEY", None)
         names = ("council", "sg", "regulator", "provider", "ingest", "upstream")
         servers = {}
         for name in names:
