@@ -229,3 +229,17 @@ def test_example_scenarios_allowed_through_middleware(examples, name):
             PRESENTATION_HEADER: vp, MANIFEST_HEADER: encode_manifest(scenario.manifest)})
     assert response.status_code == 200, response.text
     assert response.content == served
+
+
+def test_the_bound_url_keeps_the_query_exactly_as_sent():
+    """A pull with an encoded query (``since=2026-01-01T00%3A00%3A00Z``) is bound to that exact text by the client;
+    the middleware's default URL must be the same text, not a re-encoded one (else a binding mismatch)."""
+    from werkzeug.test import EnvironBuilder
+    from verifier.middleware import request_url
+    environ = EnvironBuilder(base_url="https://api.example:8443",
+                             path="/series/returns/releases", query_string="since=2026-01-01T00%3A00%3A00Z&limit=5"
+                             ).get_environ()
+    assert request_url(environ) == \
+        "https://api.example:8443/series/returns/releases?since=2026-01-01T00%3A00%3A00Z&limit=5"
+    environ = EnvironBuilder(base_url="https://api.example:8443", path="/datasets/x").get_environ()
+    assert request_url(environ) == "https://api.example:8443/datasets/x"
