@@ -439,13 +439,14 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
         for t in secondary:
             hierarchy.update(t.hierarchy or {})
         extra = manifest.get("hierarchy")
-        if isinstance(extra, dict) and all(isinstance(k, str) and isinstance(v, list) and
-                                           all(isinstance(x, str) for x in v) for k, v in extra.items()):
-            hierarchy = {**extra, **hierarchy}
+        if not (isinstance(extra, dict) and all(isinstance(k, str) and isinstance(v, list) and
+                                                all(isinstance(x, str) for x in v) for k, v in extra.items())):
+            extra = {}
         total_column = manifest.get("totalColumn")
         out += suppression.audit(table, count_columns, min_count=minimum,
                                  protection=max(t.protection for t in secondary), hierarchy=hierarchy,
-                                 total_columns=[total_column] if isinstance(total_column, str) else [])
+                                 total_columns=[total_column] if isinstance(total_column, str) else [],
+                                 extra_hierarchy=extra)
     # differencing against what this node released before of the same series
     if context.ledger is not None and context.dataset:
         try:

@@ -38,9 +38,12 @@ def is_total_label(value: str) -> bool:
 
 
 def relations(table: Table, count_columns: list[str], hierarchy: dict[str, list[str]] | None = None,
-              total_columns: Iterable[str] = ()) -> list[tuple[Cell, list[Cell]]]:
-    """(parent cell, its part cells) for every additive relation the table shows."""
+              total_columns: Iterable[str] = (), extra_hierarchy: dict[str, list[str]] | None = None
+              ) -> list[tuple[Cell, list[Cell]]]:
+    """(parent cell, its part cells) for every additive relation the table shows. ``hierarchy`` (the approval's)
+    replaces the label rule for the parents it names; ``extra_hierarchy`` (the manifest's) only adds relations."""
     hierarchy = hierarchy or {}
+    extra_hierarchy = extra_hierarchy or {}
     out: list[tuple[Cell, list[Cell]]] = []
     declared_totals = set(total_columns)
     wide_totals = [c for c in count_columns if is_total_label(c) or c in declared_totals]
@@ -61,12 +64,15 @@ def relations(table: Table, count_columns: list[str], hierarchy: dict[str, list[
             if len(set(labels)) != len(labels) or len(rows) < 2:
                 continue        # repeated labels: not a table this audit can read as additive
             at = dict(zip(labels, rows))
-            for parent, kids in hierarchy.items():
-                if parent in at and all(k in at for k in kids):
-                    for c in count_columns:
-                        out.append(((at[parent], c), [(at[k], c) for k in kids]))
+            applied = set()
+            for source in (hierarchy, extra_hierarchy):
+                for parent, kids in source.items():
+                    if parent in at and kids and all(k in at for k in kids):
+                        applied.add(parent) if source is hierarchy else None
+                        for c in count_columns:
+                            out.append(((at[parent], c), [(at[k], c) for k in kids]))
             for label, r in at.items():
-                if label in hierarchy or not is_total_label(label):
+                if label in applied or not is_total_label(label):
                     continue
                 # a total over the group's rows that are neither totals nor parts of a declared parent in the group
                 leaves = [at[x] for x in at if x != label and not is_total_label(x)
@@ -138,7 +144,8 @@ def intervals(eqs: list[tuple[dict, Fraction]], variables: list, rounds: int = 6
 
 
 def audit(table: Table, count_columns: list[str], *, min_count: int, protection: int | None = None,
-          hierarchy: dict[str, list[str]] | None = None, total_columns: Iterable[str] = ()) -> list[Problem]:
+          hierarchy: dict[str, list[str]] | None = None, total_columns: Iterable[str] = (),
+          extra_hierarchy: dict[str, list[str]] | None = None) -> list[Problem]:
     """Problems for every suppressed cell the table's totals pin to an interval narrower than ``protection``
     (default ``min_count``) that still reaches below ``min_count`` (a suppressed cell recovered as at least the
     minimum was a secondary suppression of a safe count, and reveals no small count). Cells that are not counts are
@@ -153,7 +160,7 @@ def audit(table: Table, count_columns: list[str], *, min_count: int, protection:
             except ValueError:
                 values[(r, c)] = -1          # unreadable: reported elsewhere, kept out of the equations
     eqs: list[tuple[dict, Fraction]] = []
-    for parent, kids in relations(table, count_columns, hierarchy, total_columns):
+    for parent, kids in relations(table, count_columns, hierarchy, total_columns, extra_hierarchy):
         cells = [*kids, parent]
         if any(values.get(x) == -1 for x in cells):
             continue
