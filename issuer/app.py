@@ -129,4 +129,6 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         return _json(200, service.change_status(node, credential_id, action, by=token.name))
 
     app.register_blueprint(pages.blueprint(node))   # the landing page and the DPO's pages (HTML)
+    from .ledger import blueprint as ledger_blueprint
+    app.register_blueprint(ledger_blueprint(node, body_json))   # the privacy-budget ledger, for local gateways
     return app

@@ -132,3 +132,66 @@ class SqlLedger:
                 conn.execute(table.insert().values(dataset=dataset, series=series, sha256=digest,
                                                    payload=base64.b64encode(payload).decode("ascii"),
                                                    approval=approval, recipient=recipient, at=iso(self.clock())))
+
+
+# ---- the authenticated local endpoint (for a verifier service in front of nginx/Envoy) -------------------------
+
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def blueprint(node, body_json):
+    """``POST /ledger/charge`` ``{"release": {...}, "budget": {...} | null}`` -> ``{"problems": [...]}``;
+    ``POST /ledger/outputs`` ``{"dataset", "series"}`` -> ``{"outputs": [base64...]}``;
+    ``POST /ledger/outputs/record`` ``{"dataset", "series", "payload" (base64), "approval", "recipient"}``.
+    Each needs a bearer token with the ``ledger`` scope and a loopback client (the gateway on the same host);
+    anyone else gets ``auth.not_local`` (403)."""
+    from flask import Blueprint, jsonify, request
+
+    from verifier.results import CeadError
+
+    from . import tokens
+
+    bp = Blueprint("ledger", __name__)
+    ledger = SqlLedger(node.engine)
+
+    def guard() -> dict:
+        if request.remote_addr not in LOOPBACK:
+            raise CeadError("auth.not_local", "The privacy-budget ledger answers only the gateway on this host.")
+        tokens.require(tokens.authenticate(node.engine, request.headers.get("Authorization")), "ledger")
+        return body_json()
+
+    def text(body: dict, name: str) -> str:
+        value = body.get(name)
+        if not isinstance(value, str) or not value:
+            raise CeadError("request.invalid", f"'{name}' must be a non-empty string.", field=name)
+        return value
+
+    @bp.post("/ledger/charge")
+    def charge():
+        body = guard()
+        try:
+            release = Release.from_json(body.get("release"))
+            budget = Budget.from_json(body["budget"]) if body.get("budget") is not None else None
+        except ValueError as exc:
+            raise CeadError("request.invalid", f"The charge is malformed: {exc}.") from None
+        problems = ledger.charge(release, budget)
+        return jsonify({"problems": [p.to_dict() for p in problems]})
+
+    @bp.post("/ledger/outputs")
+    def outputs():
+        body = guard()
+        found = ledger.earlier_outputs(text(body, "dataset"), text(body, "series"))
+        return jsonify({"outputs": [base64.b64encode(b).decode("ascii") for b in found]})
+
+    @bp.post("/ledger/outputs/record")
+    def record():
+        body = guard()
+        try:
+            payload = base64.b64decode(text(body, "payload"), validate=True)
+        except ValueError:
+            raise CeadError("request.invalid", "'payload' must be base64.", field="payload") from None
+        ledger.record_output(text(body, "dataset"), text(body, "series"), payload, text(body, "approval"),
+                             text(body, "recipient"))
+        return jsonify({"recorded": True})
+
+    return bp

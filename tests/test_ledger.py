@@ -178,3 +178,54 @@ def test_outputs_are_kept_for_differencing(tmp_path):
     ledger.record_output(DATASET, "q", b"a,b\n1,3\n", "urn:a", "did:web:x.example")
     assert ledger.earlier_outputs(DATASET, "q") == [b"a,b\n1,2\n", b"a,b\n1,3\n"]
     assert ledger.earlier_outputs(DATASET, "other") == []
+
+
+def test_the_ledger_over_its_authenticated_local_endpoint(tmp_path):
+    """An nginx/Envoy gateway's verifier service reaches the node's ledger over HTTPS on 127.0.0.1 with a token of
+    scope 'ledger'; no token, a token without the scope, or an unreachable ledger refuse the release."""
+    from issuer import tokens
+    from issuer.app import create_app
+    from tests.helpers_https import https_server
+    from tests.issuer_fixtures import ready_node
+    from verifier.ledger import HttpLedger
+
+    node = ready_node(tmp_path / "sss")
+    secret = tokens.create_token(node.engine, "gateway", "ledger")
+    other = tokens.create_token(node.engine, "issuer", "issue:approval")
+    with https_server(create_app(node)) as (base, ca):
+        ledger = HttpLedger(base, secret, verify=ca)
+        now = datetime.now(timezone.utc)
+        budget = Budget(start=now - timedelta(days=1), period_seconds=365 * 86400, epsilon=2.0, max_releases=2)
+        assert ledger.charge(release(), budget) == []
+        assert ledger.charge(release(), budget) == []
+        [p] = ledger.charge(release(), budget)
+        assert p.code == "protocol.release_limit" and p.detail["limit"] == 2
+        assert len(SqlLedger(node.engine).releases(DATASET)) == 2
+        ledger.record_output(DATASET, "s", b"a\n1\n", "urn:a", "did:web:x.example")
+        assert ledger.earlier_outputs(DATASET, "s") == [b"a\n1\n"]
+        [p] = HttpLedger(base, other, verify=ca).charge(release(), budget)
+        assert p.code == "protocol.ledger_unavailable" and "403" in p.message
+        [p] = HttpLedger(base, "cead_wrong", verify=ca).charge(release(), budget)
+        assert p.code == "protocol.ledger_unavailable" and "401" in p.message
+    [p] = HttpLedger(base, secret, verify=ca, timeout=2).charge(release(), budget)   # the node is gone
+    assert p.code == "protocol.ledger_unavailable"
+
+
+def test_the_ledger_endpoint_answers_only_its_own_host(tmp_path):
+    from issuer import tokens
+    from issuer.app import create_app
+    from tests.issuer_fixtures import ready_node
+
+    node = ready_node(tmp_path / "sss")
+    secret = tokens.create_token(node.engine, "gateway", "ledger")
+    client = create_app(node).test_client()
+    body = {"release": release().to_json(), "budget": None}
+    far = client.post("/ledger/charge", json=body, headers={"Authorization": f"Bearer {secret}"},
+                      environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert far.status_code == 403 and far.get_json()["error"]["code"] == "auth.not_local"
+    near = client.post("/ledger/charge", json=body, headers={"Authorization": f"Bearer {secret}"},
+                       environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert near.status_code == 200 and near.get_json() == {"problems": []}
+    bad = client.post("/ledger/charge", json={"release": {"dataset": 1}}, headers={"Authorization": f"Bearer {secret}"},
+                      environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "request.invalid"
