@@ -305,3 +305,59 @@ def test_bad_manifest():
 
 def test_a_json_body_is_not_a_table_of_counts():
     assert codes(check_transfer(THRESHOLD, {}, b'{"count": 3}')) == ["protocol.payload_unparseable"]
+
+
+# ------------------------------------------------------------------------------------------------ fixed orders
+
+def test_secure_aggregation_over_one_council_is_refused():
+    """Fewer input parties is weaker: an aggregate of one council reveals that council."""
+    one = {"kind": "secureAggregation", "inputParties": [A], "computeParties": [E, F, G], "outputParties": [D],
+           "collusionThreshold": 2}
+    assert codes(check_transfer(one, {"protocolRun": one, "recipient": D}, None)) == ["protocol.malformed"]
+    three = {**one, "inputParties": [A, B, C]}
+    # a delegation allowing three councils cannot be narrowed to an approval of one or two
+    [v] = at_least_as_strict({**three, "inputParties": [A, B], "minInputParties": 2}, three)
+    assert v.dimension == "privacyProtocol.secureAggregation.minInputParties"
+    [v] = at_least_as_strict(one, three)
+    assert v.dimension == "privacyProtocol" and "minInputParties" in v.message
+    # ... and a run over fewer parties than approved is weaker than the approval
+    run = {**three, "inputParties": [A, B], "minInputParties": 2}
+    assert codes(check_transfer(three, {"protocolRun": run, "recipient": D}, None)) == [
+        "protocol.run_weaker_than_approved"]
+
+
+def test_compute_parties_counted_by_independent_organisation():
+    """A compute party in the output party's own organisation counts as colluding already; several DIDs of one
+    organisation count once."""
+    from verifier.protocols import organisations_to_collude
+    from schemas.models import SecureAggregation
+    sg_out, sg_mpc = "did:web:gov.scot.example:homelessness-statistics", "did:web:gov.scot.example:mpc-node"
+    ed, strath = "did:web:mpc.ed.ac.uk.example", "did:web:mpc.strath.ac.uk.example"
+    leaky = {"kind": "secureAggregation", "inputParties": [A, B, C], "computeParties": [ed, strath, sg_mpc],
+             "outputParties": [sg_out], "collusionThreshold": 2}
+    assert organisations_to_collude(SecureAggregation.model_validate(leaky)) == 1
+    [p] = check_transfer(leaky, {"protocolRun": leaky, "recipient": sg_out}, None)
+    assert p.code == "protocol.compute_parties_not_independent" and p.detail["organisations"] == 1
+    one_org = {**leaky, "computeParties": [ed, "did:web:mpc.ed.ac.uk.example:second", "did:web:mpc.ed.ac.uk.example:third"]}
+    assert organisations_to_collude(SecureAggregation.model_validate(one_org)) == 1
+    assert codes(check_transfer(one_org, {"protocolRun": one_org, "recipient": sg_out}, None)) == [
+        "protocol.compute_parties_not_independent"]
+    fine = {**leaky, "computeParties": [ed, strath, "did:web:mpc.abdn.ac.uk.example"]}
+    assert check_transfer(fine, {"protocolRun": fine, "recipient": sg_out}, None) == []
+    # the order: a delegation needing 2 independent organisations is not met by an approval whose parties give 1
+    assert {v.dimension for v in at_least_as_strict(leaky, fine)} >= {
+        "privacyProtocol.secureAggregation.collusionThreshold"}
+    assert at_least_as_strict(fine, fine) == []
+
+
+def test_unit_of_privacy_and_mechanism_orders():
+    ref = {"kind": "differentialPrivacy", "epsilon": 1.0, "mechanism": "laplace", "unitOfPrivacy": "person"}
+    assert at_least_as_strict({**ref, "unitOfPrivacy": "household"}, ref) == []
+    assert {v.dimension for v in at_least_as_strict({**ref, "unitOfPrivacy": "record"}, ref)} == {
+        "privacyProtocol.differentialPrivacy.unitOfPrivacy"}
+    gauss = {"kind": "differentialPrivacy", "epsilon": 1.0, "delta": 1e-9, "mechanism": "gaussian",
+             "unitOfPrivacy": "person"}
+    assert {v.dimension for v in at_least_as_strict(gauss, ref)} >= {"privacyProtocol.differentialPrivacy.mechanism"}
+    psi = {"kind": "psiCardinality", "parties": [A, B], "learners": [B], "minSetSize": 1000}
+    assert {v.dimension for v in at_least_as_strict({**psi, "minSetSize": 10}, psi)} == {
+        "privacyProtocol.psiCardinality.minSetSize"}

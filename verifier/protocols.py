@@ -222,7 +222,8 @@ def _compare(c: Any, r: Any) -> list[Violation]:
                 + _subset(d + ".inputParties", c.input_parties, r.input_parties, "input parties")
                 + _not_less(d + ".minInputParties", c.minimum_inputs, r.minimum_inputs, "minimum input parties")
                 + _not_less(d + ".collusionThreshold", min(c.collusion_threshold, organisations_to_collude(c)),
-                            r.collusion_threshold, "collusion threshold (independent organisations that must collude)")
+                            min(r.collusion_threshold, organisations_to_collude(r)),
+                            "collusion threshold (independent organisations that must collude)")
                 + _threat(d + ".threatModel", c.threat_model, r.threat_model))
     if isinstance(r, PsiCardinality):
         return (_subset(d + ".learners", c.learners, r.learners, "learners")
