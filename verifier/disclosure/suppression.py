@@ -30,6 +30,8 @@ TOTAL_WORDS = {"total", "totals", "all", "scotland", "grand total", "overall", "
                "all persons", "all people", "all households", "all local authorities", "all councils"}
 
 Cell = tuple[int, str]          # (row index from 0, column name)
+# exact elimination up to this many suppressed cells (about a second on a small machine); beyond, propagation only
+MAX_ELIMINATION = 1500
 
 
 def is_total_label(value: str) -> bool:
@@ -117,7 +119,7 @@ def intervals(eqs: list[tuple[dict, Fraction]], variables: list, rounds: int = 6
     """Bounds [lo, hi] of each non-negative unknown under the equations (exact where they determine it)."""
     lo = {v: 0.0 for v in variables}
     hi = {v: math.inf for v in variables}
-    reduced = _rref(eqs, variables) if len(variables) <= 3000 else []
+    reduced = _rref(eqs, variables) if len(variables) <= MAX_ELIMINATION else []
     for c, k in reduced:
         if len(c) == 1:
             [(v, a)] = c.items()
