@@ -6,6 +6,7 @@ approval in its inbox, pulls data through ``CeadMiddleware``).
 """
 from __future__ import annotations
 
+import json
 import uuid
 from contextlib import ExitStack
 from urllib.parse import urlsplit
@@ -291,3 +292,22 @@ def test_the_approval_form_names_every_field_a_delegation_can_require(world):
     assert sign_in(client, token(world["iao"]["node"], "issue:approval", name="iao-form")).status_code == 302
     page = client.get(f"/wallet/requests/{first['id']}")
     assert page.status_code == 200 and "maxRowsPerTransfer" in page.text and "coSigners" in page.text
+
+
+def test_receiving_and_deciding_a_request_notify_the_iao_nodes_subscribers(world):
+    """issuer.notifications: a request arriving and its refusal each queue one message for a subscriber that asked
+    for them, in the IAO node's outbox (delivery itself is tested in tests/test_notifications.py)."""
+    from issuer import notifications
+    w = world
+    node = w["iao"]["node"]
+    node.config["notifications"] = [{"name": "ig", "url": "https://hooks.example/ig",
+                                     "events": ["request.received", "request.decided"]}]
+    try:
+        answer = send(w)
+        sharing.refuse(w["iao"]["wallet"], answer["id"], "Not needed for this purpose.", by="iao@fife")
+        events = [(n.event, n.subject) for n in notifications.outbox(node)]
+        assert ("request.received", answer["id"]) in events and ("request.decided", answer["id"]) in events
+        decided = next(json.loads(n.body) for n in notifications.outbox(node) if n.event == "request.decided")
+        assert decided["data"]["decision"] == "refused" and decided["data"]["by"] == "iao@fife"
+    finally:
+        del node.config["notifications"]
