@@ -1,14 +1,14 @@
 """The privacy-budget ledger: one lock row per dataset, every release recorded before its data leave, and the
 outputs kept for differencing (issuer/ledger.py).
 
-Revision ID: issuer_ledger_0001
-Revises: issuer_0001
+Revision ID: issuer_0006_ledger
+Revises: issuer_0005_notifications
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "issuer_ledger_0001"
-down_revision = "issuer_0001"
+revision = "issuer_0006_ledger"
+down_revision = "issuer_0005_notifications"
 branch_labels = None
 depends_on = None
 
