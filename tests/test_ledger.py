@@ -229,3 +229,14 @@ def test_the_ledger_endpoint_answers_only_its_own_host(tmp_path):
     bad = client.post("/ledger/charge", json={"release": {"dataset": 1}}, headers={"Authorization": f"Bearer {secret}"},
                       environ_base={"REMOTE_ADDR": "127.0.0.1"})
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "request.invalid"
+
+
+def test_verifier_serve_needs_the_ledger_token_with_a_ledger_url(monkeypatch):
+    """`cead verifier serve --ledger-url` without CEAD_LEDGER_TOKEN stops with one line before serving anything."""
+    from click.testing import CliRunner
+    from verifier.cli import verifier as verifier_group
+    monkeypatch.delenv("CEAD_LEDGER_TOKEN", raising=False)
+    result = CliRunner().invoke(verifier_group, ["serve", "--port", "1", "--ledger-url", "https://127.0.0.1:9"])
+    assert result.exit_code == 2 and "CEAD_LEDGER_TOKEN" in result.output and "Traceback" not in result.output
+    help_text = CliRunner().invoke(verifier_group, ["serve", "--help"]).output
+    assert "--ledger-url" in help_text and "--ledger-ca" in help_text
