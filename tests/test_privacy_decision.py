@@ -89,3 +89,29 @@ def test_tables_released_are_kept_and_later_ones_differenced(w, tmp_path):
         first]
     decision = decide(w, approval, decider=decider, request=w.request("POST", body=revised, rowCount=2))
     assert codes(decision) == {"disclosure.differencing"}
+
+
+def test_an_output_that_passed_its_checks_carries_a_signed_output_checking_receipt(w, tmp_path):
+    import hashlib
+
+    from issuer.keys import PrivateKey
+    from verifier.receipts import verify_receipt
+    key = PrivateKey.generate()
+    (tmp_path / "receipt.pem").write_bytes(key.to_pem(None))
+    decider = w.decider(receipts={"key": str(tmp_path / "receipt.pem"), "kid": "did:web:tre.example#receipt"})
+    approval = w.make_approval(w.deputy, chain=[w.d1, w.d2], privacyProtocol=[
+        {"kind": "threshold", "minCellCount": 10, "countColumns": ["count"], "secondarySuppression": True}])
+    pull = TransferRequest("GET", "https://api.fife.example:8443/datasets/homelessness",
+                           manifest=w.manifest(rowCount=None), response_checked=True)
+    decision = decide(w, approval, decider=decider, request=pull)
+    table = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,120\n25-34,Fife,housed,85\n"
+    assert decider.check_response(decision, table) == []
+    claims = verify_receipt(decision.output_receipt, key.public)
+    assert claims["outputSha256"] == hashlib.sha256(table).hexdigest() and claims["checks"] == ["threshold"]
+    assert claims["approval"] == decision.approval_id and decision.to_dict()["outputReceipt"]
+    # a table that fails gets no output receipt
+    decision = decide(w, approval, decider=decider, request=pull)
+    # a suppressed 7 the total row gives back
+    leaky = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,120\n25-34,Fife,housed,*\nAll ages,Fife,housed,127\n"
+    assert [p.code for p in decider.check_response(decision, leaky)] == ["protocol.secondary_suppression_missing"]
+    assert decision.output_receipt is None

@@ -14,6 +14,7 @@ from ..results import Problem
 from .context import CERTIFICATION, Attempt
 
 log = logging.getLogger(__name__)
+OUTPUT_RECEIPT_HEADER = "Cead-Output-Receipt"
 PAYLOAD_KINDS = (models.Threshold, models.Pseudonymisation)   # protocols checked on the payload itself
 
 
@@ -96,3 +97,13 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
     except Exception:  # never let an unchecked payload out
         log.exception("internal error while checking a response payload")
         return [Problem("verifier.internal_error", "The response could not be checked, so it is withheld.")]
+
+
+def output_check_claims(decision, body: bytes) -> dict:
+    """What an output-checking receipt says: the SHA-256 of the bytes released, the approval and recipient, and the
+    checks they passed (the protocol kinds checked on the payload), signed by the gateway's receipt key."""
+    import hashlib
+    kinds = sorted({p.kind for p in decision.approval.privacy_protocol if isinstance(p, PAYLOAD_KINDS)})
+    return {"outputCheck": "pass", "outputSha256": hashlib.sha256(body).hexdigest(), "checks": kinds,
+            "approval": decision.approval_id, "holder": decision.holder, "url": decision.url,
+            "checkedAt": decision.decided_at.isoformat().replace("+00:00", "Z")}
