@@ -470,10 +470,10 @@ def _check_tre(tre: TreOnly, context: ReleaseContext) -> list[Problem]:
                             "of them.", recipient=context.recipient))
     held = set(context.recipient_accreditations or ())
     if not held & set(tre.accreditation_schemes):
-        out.append(_problem("protocol.tre_not_accredited", f"Data under this approval may only go to a trusted "
-                            f"research environment accredited under {[vocab.compact(s) for s in tre.accreditation_schemes]}; "
-                            f"{context.recipient} presented no valid certification of that.",
-                            recipient=context.recipient, required=[vocab.compact(s) for s in tre.accreditation_schemes]))
+        schemes = [vocab.compact(s) for s in tre.accreditation_schemes]
+        out.append(_problem("protocol.tre_not_accredited", "Data under this approval may only go to a trusted "
+                            f"research environment accredited under {schemes}; {context.recipient} presented no "
+                            "valid certification of that.", recipient=context.recipient, required=schemes))
     return out
 
 

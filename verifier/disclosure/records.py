@@ -40,7 +40,8 @@ def k_anonymity(table: Table, quasi_identifiers: list[str], k: int) -> list[Prob
             for key, rows in small[:20]]
 
 
-def l_diversity(table: Table, quasi_identifiers: list[str], sensitive: list[str], l: int) -> list[Problem]:  # noqa: E741
+def l_diversity(table: Table, quasi_identifiers: list[str], sensitive: list[str],
+                l: int) -> list[Problem]:  # noqa: E741  (l-diversity's l)
     """``disclosure.l_diversity`` for each class with fewer than l distinct values of a sensitive attribute."""
     missing = _missing(table, [*quasi_identifiers, *sensitive], "quasi-identifier or sensitive")
     if missing:
