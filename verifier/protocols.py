@@ -309,8 +309,9 @@ class ReleaseContext:
     contributions: Mapping | None = None
 
     def series_key(self, header: list[str]) -> str:
-        """An output series: the approval and the table's columns (the provider's, never the manifest's)."""
-        return f"{self.approval}|{','.join(sorted(header))}"
+        """An output series of the dataset: the table's columns as released (never the manifest's word), whatever
+        approval or recipient it went to, so releases to different recipients are differenced too."""
+        return ",".join(sorted(header))
 
 
 def _violation_problem(v: Violation) -> Problem:
