@@ -29,6 +29,7 @@ _COMMANDS = {
     "notifications": ("issuer.cli", "notifications_group"),
     "verify": ("verifier.cli", "verify"),
     "verifier": ("verifier.cli", "verifier"),
+    "lawful": ("verifier.lawful.cli", "lawful"),
     "wallet": ("wallet.cli", "wallet"),
     "fetch": ("wallet.cli", "fetch"),
     "deliver": ("wallet.cli", "deliver"),
@@ -37,6 +38,7 @@ _COMMANDS = {
     "catalogue": ("wallet.cli", "catalogue"),
     "offer": ("wallet.cli", "offer"),
     "oid4vp": ("wallet.cli", "oid4vp"),
+    "precedents": ("wallet.cli", "precedents_group"),
     "demo": ("cead.demo", "demo"),
 }
 # Everything but the verifier's commands needs the node extras; these packages come only with them.

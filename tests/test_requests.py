@@ -311,3 +311,37 @@ def test_receiving_and_deciding_a_request_notify_the_iao_nodes_subscribers(world
         assert decided["data"]["decision"] == "refused" and decided["data"]["by"] == "iao@fife"
     finally:
         del node.config["notifications"]
+
+
+def test_a_standing_approval_approves_routine_requests_and_queues_the_rest(world):
+    """wallet.standing: with a standing approval under the IAO node's delegation, a request inside it is approved
+    automatically (decided by standing:<name>, delivered to the requester); one outside it stays pending for a
+    person, with the reason recorded."""
+    import time
+    w = world
+    node = w["iao"]["node"]
+    node.config["standing_approvals"] = [{"name": "school-meals", "delegation": w["delegation"].id,
+                                          "conditions": the_rest(w), "valid_for": "P6M"}]
+
+    def settled(request_id, wanted, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = sharing.get_request(w["iao"]["wallet"], request_id)
+            if row.status == wanted and row.standing_note:
+                return row
+            time.sleep(0.2)
+        raise AssertionError(f"request {request_id} is {row.status} ({row.standing_note})")
+
+    try:
+        inside = send(w)
+        row = settled(inside["id"], "approved")
+        assert row.decided_by == "standing:school-meals" and "automatically" in row.standing_note
+        held = w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
+        assert row.approval_id in [r.credential_id for r in held]
+
+        outside = send(w, make_request(w, datasets=["https://data.example.gov.scot/dataset/council-tax"]))
+        row = settled(outside["id"], "pending")
+        assert row.standing_note.startswith("Not approved automatically: school-meals: ")
+        assert row.approval_id is None
+    finally:
+        del node.config["standing_approvals"]

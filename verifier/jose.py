@@ -17,15 +17,17 @@ from jwcrypto.common import JWException
 
 from schemas.values import xsd_datetime
 
+from schemas.values import DuplicateMember, strict_json
+
 from .keys import JOSE_ALGS, b64url_decode
 from .results import CeadError
 
 ALGORITHMS = frozenset(JOSE_ALGS.values())
 TYPES = {"vc+jwt": "vc", "vp+jwt": "vp"}
 # Other signed JWTs checked the same way (algorithm, DID-URL kid, key under a purpose), whose typ must be exact:
-# OID4VCI key proofs (OpenID for Verifiable Credential Issuance 1.0, Appendix F.1) and the signatures of a node's
-# event notifications (docs/notifications.md).
-OTHER_TYPES = ("openid4vci-proof+jwt", "cead-event+jwt")
+# OID4VCI key proofs (OpenID for Verifiable Credential Issuance 1.0, Appendix F.1), the signatures of a node's
+# event notifications (docs/notifications.md) and a node's signed feed of its decisions (docs/precedents.md).
+OTHER_TYPES = ("openid4vci-proof+jwt", "cead-event+jwt", "cead-precedents+jwt")
 JWT_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "cnf")
 MAX_TOKEN = 1024 * 1024
 MAX_NUMERIC_DATE = 253402300800   # 10000-01-01T00:00:00Z: NumericDate values beyond it are no date at all
@@ -33,8 +35,10 @@ MAX_NUMERIC_DATE = 253402300800   # 10000-01-01T00:00:00Z: NumericDate values be
 
 def _part(segment: str, what: str) -> dict:
     try:
-        value = json.loads(b64url_decode(segment))
-    except (ValueError, CeadError):
+        value = strict_json(b64url_decode(segment), f"the JWT {what}")
+    except DuplicateMember:
+        raise
+    except (ValueError, RecursionError, CeadError):
         raise CeadError("jose.malformed", f"The JWT {what} is not base64url-encoded JSON.") from None
     if not isinstance(value, dict):
         raise CeadError("jose.malformed", f"The JWT {what} must be a JSON object.")
@@ -167,8 +171,10 @@ def to_document(claims: dict, kind: str) -> dict:
 def unverified_claims(token: str) -> dict:
     """The claims of a compact JWS, NOT verified: only for reading what has been (or will be) verified."""
     try:
-        claims = json.loads(b64url_decode(token.split(".")[1]))
-    except (AttributeError, IndexError, ValueError, CeadError):
+        claims = strict_json(b64url_decode(token.split(".")[1]), "the JWT payload")
+    except DuplicateMember:
+        raise
+    except (AttributeError, IndexError, ValueError, RecursionError, CeadError):
         raise CeadError("jose.malformed", "Not a compact JWT.") from None
     if not isinstance(claims, dict):
         raise CeadError("jose.malformed", "The JWT payload is not a JSON object.")

@@ -843,3 +843,121 @@ def respond(request_uri: str, home: Path | None) -> None:
     except CeadError as exc:
         _fail_with(exc)
     click.echo(f"Presented {', '.join(done['presented'])} to {done['verifier']}.")
+
+
+# ---- precedents --------------------------------------------------------------------------------------------------
+@click.group("precedents", cls=_Group)
+def precedents_group() -> None:
+    """Earlier decisions, this node's and its peers' (signed feeds): follow them and find the nearest."""
+
+
+@precedents_group.command("refresh")
+@home_option
+def precedents_refresh(home: Path | None) -> None:
+    """Fetch, verify and store every feed in config.yaml precedents.follow (one failing peer never stops the rest)."""
+    from issuer.node import Node
+    from . import precedents
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        results = precedents.refresh(node, Wallet.from_node(node))
+    except CeadError as exc:
+        _fail_with(exc)
+    for url, outcome in results.items():
+        click.echo(f"{url}: {outcome} decision(s) stored" if isinstance(outcome, int) else f"{url}: {outcome}")
+    if not results:
+        click.echo("No feeds to follow (config.yaml precedents.follow is empty).")
+
+
+@precedents_group.command("search")
+@click.argument("request_id")
+@click.option("-k", "count", type=click.IntRange(1, 50), default=5, show_default=True, help="How many to show.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@home_option
+def precedents_search(request_id: str, count: int, as_json: bool, home: Path | None) -> None:
+    """The earlier decisions nearest to a received request, own and followed, with what they share."""
+    from . import precedents
+    from . import requests as sharing
+    wallet = _wallet(home)
+    try:
+        row = sharing.get_request(wallet, request_id)
+        near = precedents.nearest(wallet, dict(row.request, _id=row.id), k=count, requester=row.requester)
+    except CeadError as exc:
+        _fail_with(exc)
+    if as_json:
+        _print(near)
+        return
+    if not near:
+        click.echo("No earlier decision is near this request.")
+    for item in near:
+        who = "this node" if item["mine"] else item["decider"]
+        click.echo(f"{item['score']:.2f}  {item['outcome']:8}  {item['decidedAt'] or '':20}  by {who}")
+        for why in item["why"]:
+            click.echo(f"        {why}")
+        if item.get("reasons"):
+            click.echo(f"        reasons: {item['reasons']}")
+
+
+@request_group.command("agreement")
+@click.argument("request_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The .docx file to write.")
+@home_option
+def request_agreement(request_id: str, out: Path, home: Path | None) -> None:
+    """Draft the data sharing agreement for a received request as a Word document (structured on the ICO Data
+    Sharing Code's contents); prints its digest, which the approval's agreement.digest pins."""
+    from issuer.node import Node
+    from . import agreements
+    from .store import Wallet
+    if out.suffix.lower() != ".docx":
+        _fail("input.invalid", f"--out {str(out)!r} must end in .docx; nothing was written.")
+    try:
+        node = Node.open(home)
+        data, digest = agreements.agreement_docx(node, Wallet.from_node(node), request_id)
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, data)
+    click.echo(f"Wrote the agreement for request {request_id} to {out} (digest {digest}).")
+
+
+@request_group.command("suggest")
+@click.argument("justification")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+def request_suggest(justification: str, as_json: bool) -> None:
+    """Suggest DPV purposes (and the bases public bodies usually rely on) for a justification, offline. A
+    suggestion only: what you choose is checked like anything else."""
+    from .suggest import suggest_purposes
+    found = suggest_purposes(justification)
+    if as_json:
+        _print(found)
+        return
+    if not found:
+        click.echo("No purpose matches these words; choose one from the vocabulary (docs/vocabulary.md).")
+    for item in found:
+        click.echo(f"{item['purpose']}  ({item['label']}; matched: {', '.join(item['matched']) or '-'})  "
+                   f"usual basis: {', '.join(item['usualBases'])}")
+
+
+@request_group.command("board-pack")
+@click.argument("request_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write: .pdf or .html.")
+@home_option
+def request_board_pack(request_id: str, out: Path, home: Path | None) -> None:
+    """The information-governance board pack for a received request (who asks, what for, the ICO checklist,
+    precedents, the decision so far) as PDF or HTML."""
+    from . import boardpack
+    kind = out.suffix.lower()
+    if kind not in (".pdf", ".html"):
+        _fail("input.invalid", f"--out {str(out)!r} must end in .pdf or .html; nothing was written.")
+    from issuer.node import Node
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        wallet = Wallet.from_node(node)
+        data = (boardpack.board_pack_pdf(node, wallet, request_id) if kind == ".pdf"
+                else boardpack.board_pack_html(node, wallet, request_id))
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, data)
+    click.echo(f"Wrote the board pack for request {request_id} to {out}.")

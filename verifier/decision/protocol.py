@@ -9,6 +9,7 @@ import logging
 from schemas import models
 from schemas.vocab import RepeatingInterval
 
+from .. import attestation
 from ..protocols import ReleaseContext, charge, check_transfer, remember_output
 from ..results import Problem
 from .context import CERTIFICATION, Attempt
@@ -19,6 +20,9 @@ PAYLOAD_KINDS = (models.Threshold, models.Pseudonymisation)   # protocols checke
 
 
 def check_protocol(attempt: Attempt) -> list[Problem]:
+    from .limits import pushed_table_too_large
+    if pushed_table_too_large(attempt):
+        return []   # refused unread by the limits stage (transfer.body_too_large)
     request, model = attempt.ctx.request, attempt.model
     manifest = request.manifest or {}
     protocol = list(model.privacy_protocol)
@@ -26,8 +30,14 @@ def check_protocol(attempt: Attempt) -> list[Problem]:
     payload = bytes(request.body) if request.is_push and request.body else None
     if not request.is_push and request.response_checked:
         protocol = [p for p in protocol if not isinstance(p, PAYLOAD_KINDS)]  # checked on the response
-    return check_transfer(protocol, {**manifest, "recipient": attempt.holder}, payload,
-                          approved_columns=model.data_items, context=release_context(attempt))
+    problems = check_transfer(protocol, {**manifest, "recipient": attempt.holder}, payload,
+                              approved_columns=model.data_items, context=release_context(attempt))
+    # the run attestation of a PSI cardinality / secure aggregation (docs/computations.md)
+    problems += attestation.transfer_check(
+        model.privacy_protocol, manifest, payload, [c.raw for c in attempt.ctx.creds], verifier=attempt.ctx.verifier,
+        required=attempt.ctx.policy.run_attestations == "required",
+        output_later=not request.is_push and request.response_checked, now=attempt.ctx.now)
+    return problems
 
 
 def _accredited(attempt: Attempt, schemes: list[str]) -> set[str]:
@@ -73,12 +83,14 @@ def charge_release(attempt: Attempt) -> list[Problem]:
         return [Problem("verifier.internal_error", "The release could not be accounted, so it is refused.")]
 
 
-def response_check_needed(approval: models.DataSharingApproval | None, allowed: bool, push: bool = False) -> bool:
+def response_check_needed(approval: models.DataSharingApproval | None, allowed: bool, push: bool = False,
+                          manifest: dict | None = None) -> bool:
     """True when the approval's protocol constrains a payload that travels in the response (a table of counts, a
-    pseudonymised extract): not for a push (its payload was the request body, checked when it was decided; the
-    response is the app's own)."""
-    return allowed and not push and approval is not None and any(
+    pseudonymised extract), or the response must be the output a run attestation covers: not for a push (its
+    payload was the request body, checked when it was decided; the response is the app's own)."""
+    return allowed and not push and approval is not None and (any(
         isinstance(p, PAYLOAD_KINDS) for p in approval.privacy_protocol)
+        or attestation.response_check_needed(approval.privacy_protocol, manifest))
 
 
 def check_response(approval: models.DataSharingApproval, manifest: dict | None, body: bytes, *,
@@ -91,8 +103,13 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
     context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger,
                              dataset=manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None,
                              approval=getattr(decision, "approval_id", None), subjects=tuple(approval.data_subjects))
+    from .limits import body_too_large
+    too_large = body_too_large(approval, manifest, body)
+    if too_large is not None:
+        return [too_large]    # larger than the approval can need: withheld unread
     try:
-        problems = check_transfer(checked, manifest, body, approved_columns=approval.data_items, context=context)
+        problems = check_transfer(checked, manifest, body, approved_columns=approval.data_items, context=context) \
+            + attestation.response_check(approval.privacy_protocol, manifest, body)
         return problems or remember_output(checked, context, body)
     except Exception:  # never let an unchecked payload out
         log.exception("internal error while checking a response payload")
