@@ -1,14 +1,14 @@
 """The privacy-budget ledger: one lock row per dataset, every release recorded before its data leave, and the
 outputs kept for differencing (issuer/ledger.py).
 
-Revision ID: issuer_0006_ledger
-Revises: issuer_0005_notifications
+Revision ID: issuer_0008_ledger
+Revises: issuer_0007_issue_record
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "issuer_0006_ledger"
-down_revision = "issuer_0005_notifications"
+revision = "issuer_0008_ledger"
+down_revision = "issuer_0007_issue_record"
 branch_labels = None
 depends_on = None
 
