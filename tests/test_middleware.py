@@ -210,8 +210,11 @@ def examples():
 
 
 @pytest.mark.parametrize("name", ["police", "homelessness", "fsm", "child-poverty"])
-def test_example_scenarios_allowed_through_middleware(examples, name):
+def test_example_scenarios_allowed_through_middleware(examples, name, tmp_path):
+    from issuer import db
+    from issuer.ledger import SqlLedger
     scenario = examples[name]
+    ledger = SqlLedger(db.migrate(f"sqlite:///{tmp_path / 'node.db'}"))   # the provider's books (DP budgets)
     app = Flask(f"data-api-{name}")
     served = scenario.payload or b"id\n1\n"
 
@@ -220,7 +223,7 @@ def test_example_scenarios_allowed_through_middleware(examples, name):
         assert flask_request.environ[ENVIRON_KEY].allowed
         return served, 200, {"Content-Type": "text/csv"}
 
-    app.wsgi_app = CeadMiddleware(app.wsgi_app, scenario.decider(),
+    app.wsgi_app = CeadMiddleware(app.wsgi_app, scenario.decider(ledger=ledger),
                                   dataset_for=lambda environ: scenario.manifest["dataset"])
     with https_server(app) as (base_url, ca_bundle):
         url = base_url + "/data"

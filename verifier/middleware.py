@@ -156,5 +156,8 @@ class CeadMiddleware:
         problems = self.decider.check_response(decision, b"".join(chunks), content_type)
         if problems:  # the decider has turned the decision into a denial
             return _json_response(start_response, 403, decision)
+        if decision.output_receipt:   # the output-checking receipt travels with the output
+            from .decision.protocol import OUTPUT_RECEIPT_HEADER
+            headers = [*headers, (OUTPUT_RECEIPT_HEADER, decision.output_receipt)]
         start_response(status, headers)
         return chunks
