@@ -35,6 +35,7 @@ _COMMANDS = {
     "fetch": ("wallet.cli", "fetch"),
     "deliver": ("wallet.cli", "deliver"),
     "request": ("wallet.cli", "request_group"),
+    "provider": ("wallet.provider.cli", "provider"),
     "dev-ca": ("cead.devca", "dev_ca"),
     "catalogue": ("wallet.cli", "catalogue"),
     "offer": ("wallet.cli", "offer"),

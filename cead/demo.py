@@ -198,7 +198,9 @@ class Demo:
                 continue
             port = free_port()
             config = {"port": port, "cert": str(ca.cert_pem), "key": str(ca.key_pem), "policy": policy,
-                      "routes": live.party.data, "examples": str(world.EXAMPLES)}
+                      "routes": live.party.data, "examples": str(world.EXAMPLES),
+                      # the provider's gateway keeps its privacy-budget books in its own node's database
+                      "ledger": f"sqlite:///{live.home / 'node.db'}"}
             path = self.workdir / f"api-{live.party.key}.json"
             path.write_text(json.dumps(config, indent=2))
             live.api = self.group.start(Service(f"data API {live.party.key}",

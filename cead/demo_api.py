@@ -68,7 +68,12 @@ def data_app(config: dict):
     for path in routes:
         app.add_url_rule(path, path, lambda path=path: serve(path))
 
-    decider = Decider(parse_policy(config["policy"]))
+    ledger = None
+    if config.get("ledger"):   # the data owner's privacy-budget ledger, in its node's database
+        from issuer import db
+        from issuer.ledger import SqlLedger
+        ledger = SqlLedger(db.migrate(config["ledger"]))
+    decider = Decider(parse_policy(config["policy"]), ledger=ledger)
     app.wsgi_app = CeadMiddleware(app.wsgi_app, decider,
                                   dataset_for=lambda environ: routes.get(environ.get("PATH_INFO", ""), {}).get(
                                       "dataset"))

@@ -214,10 +214,11 @@ def script(fast: bool = False) -> list:
         Say("Child poverty: a private-set-intersection count with differential privacy, four releases a year."),
         Issue("sss", "child-poverty-delegation.json", deliver_to="sss-dpo"),
         Issue("sss-dpo", "child-poverty-approval.json", deliver_to="glasgow", under="child-poverty-delegation.json"),
-        Pull("glasgow", "sss", "/scottish-child-payment", "child-poverty-transfer-allowed.json", "allow",
-             label="third DP release of the year"),
+        # SSS's gateway counts the releases in its own ledger; what Glasgow's manifest says it spent is ignored
+        *[Pull("glasgow", "sss", "/scottish-child-payment", "child-poverty-transfer-allowed.json", "allow",
+               label=f"{n} DP release of the year") for n in ("first", "second", "third", "fourth")],
         Pull("glasgow", "sss", "/scottish-child-payment", "child-poverty-transfer-refused-fifth-release.json",
-             "deny", "protocol.release_limit", label="fifth DP release of the year"),
+             "deny", "protocol.release_limit", label="fifth DP release of the year (manifest: 0 spent)"),
 
         Say("Glasgow's take-up report is a derived dataset: its approval is checked through the upstream approval."),
         # The example's report is due in 2027; the live run moves its window to now.

@@ -136,4 +136,6 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
     app.register_blueprint(offers.blueprint(node))  # OID4VCI: a person's wallet collects an offered credential
     app.register_blueprint(oid4vp.blueprint(node))  # OID4VP: a person's wallet answers this node's request
     app.register_blueprint(pages.blueprint(node))   # the landing page and the DPO's pages (HTML)
+    from .ledger import blueprint as ledger_blueprint
+    app.register_blueprint(ledger_blueprint(node, body_json))   # the privacy-budget ledger, for local gateways
     return app

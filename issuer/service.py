@@ -71,7 +71,7 @@ STATUS_OPTIONS = ("type", "statusPurpose")
 # HTTP status for each refusal code on the node's pages (anything else that is a CeadError -> 400).
 HTTP_STATUS = {
     "delegation.not_in_force": 422,
-    "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403,
+    "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403, "auth.not_local": 403,
     "credential.type_unknown": 422, "credential.issuer_mismatch": 422, "scope.too_wide": 422,
     "delegation.invalid": 422, "credential.duplicate_id": 409, "credential.not_found": 404,
     "status.no_entry": 409, "status.revoked_permanent": 409, "status.list_not_found": 404,

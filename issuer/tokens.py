@@ -13,7 +13,8 @@ from verifier.results import CeadError
 
 from . import db
 
-SCOPES = ("issue:certification", "issue:delegation", "issue:approval", "issue:any", "status:change")
+SCOPES = ("issue:certification", "issue:delegation", "issue:approval", "issue:any", "status:change",
+          "ledger")
 PREFIX = "cead_"
 
 

@@ -8,6 +8,7 @@ grant, so reading fails closed.
 from __future__ import annotations
 
 import base64
+import math
 import hashlib
 import re
 from datetime import date, datetime
@@ -108,7 +109,9 @@ class Ref(_Model):
 
 class Threshold(_Model):
     """Every published count is at least ``min_cell_count`` (optionally with secondary suppression so that
-    suppressed cells cannot be recovered from totals)."""
+    suppressed cells cannot be recovered from totals to within ``protection_interval``, default the minimum cell
+    count). ``hierarchy`` names parent areas and their parts (e.g. ``{"Scotland": ["Fife", ...]}``) so that a
+    parent row is audited as the total of its parts."""
     kind: Literal["threshold"] = "threshold"
     min_cell_count: Annotated[int, Field(ge=1, strict=True)]
     secondary_suppression: bool = False
@@ -116,18 +119,30 @@ class Threshold(_Model):
     # the table's count columns, as approved; absent: every column of whole numbers is a count (a transfer's
     # manifest may add count columns, never remove one)
     count_columns: Optional[Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]] = None
+    protection_interval: Annotated[int, Field(ge=1, strict=True)] | None = None
+    hierarchy: dict[Annotated[str, Field(min_length=1)], Annotated[list[str], Field(min_length=1)]] | None = None
+
+    @property
+    def protection(self) -> int:
+        return self.protection_interval if self.protection_interval is not None else self.min_cell_count
 
 
 class Dominance(_Model):
-    """(n, k) dominance: a cell is unsafe when its ``n`` largest contributors make up more than ``k`` % of it."""
+    """(n, k) dominance: a cell is unsafe when its ``n`` largest contributors make up more than ``k`` % of it;
+    with ``p``, also the p% rule: unsafe when the rest (without the two largest) is under ``p`` % of the largest,
+    so the second largest contributor could estimate the largest to within p %."""
     kind: Literal["dominance"] = "dominance"
     n: Annotated[int, Field(ge=1, strict=True)]
     k: Annotated[float, Field(gt=0, le=100)]
+    p: Annotated[float, Field(gt=0, le=100)] | None = None
 
 
 class PrivacyBudget(_Model):
-    """What may be spent in one ``period`` (ISO 8601 duration): total epsilon or rho, and a number of releases."""
+    """What may be spent in one ``period`` (ISO 8601 duration): total epsilon or rho, and a number of releases.
+    Periods are anchored at ``start`` (absent: the start of the approval's cadence) and counted by the data
+    owner's ledger, never by the recipient."""
     period: Duration
+    start: DateTime | None = None
     epsilon: Annotated[float, Field(gt=0)] | None = None
     rho: Annotated[float, Field(gt=0)] | None = None
     max_releases: Annotated[int, Field(ge=1, strict=True)] | None = None
@@ -139,13 +154,37 @@ class PrivacyBudget(_Model):
         return self
 
 
+class Clipping(_Model):
+    """Each contribution is clamped to [lower, upper] before summing (bounds a sum's sensitivity)."""
+    lower: float
+    upper: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Clipping":
+        if not (math.isfinite(self.lower) and math.isfinite(self.upper)) or self.lower >= self.upper:
+            raise ValueError("clipping needs finite lower < upper")
+        return self
+
+
+# the unit whose presence or absence the guarantee hides, weakest first: protecting a household protects each of
+# its people, protecting a person protects each of their records
+UNITS_OF_PRIVACY = ["record", "person", "household"]
+
+
 class DifferentialPrivacy(_Model):
-    """Per release: (epsilon, delta)-DP (delta 0 or absent = pure DP) or rho-zCDP; optionally a budget per period."""
+    """Per release: (epsilon, delta)-DP (delta 0 or absent = pure DP) or rho-zCDP; optionally a budget per period.
+    ``mechanism`` (laplace: pure epsilon-DP; gaussian: rho-zCDP or (epsilon, delta)-DP), ``unit_of_privacy`` and
+    ``max_contributions`` (rows one unit may add; the count's sensitivity) and ``clipping`` (a sum's bounds) say
+    how the provider's release adds the noise."""
     kind: Literal["differentialPrivacy"] = "differentialPrivacy"
     epsilon: Annotated[float, Field(gt=0)] | None = None
     delta: Annotated[float, Field(ge=0, lt=1)] | None = None
     rho: Annotated[float, Field(gt=0)] | None = None
     budget: PrivacyBudget | None = None
+    mechanism: Literal["laplace", "gaussian"] | None = None
+    unit_of_privacy: Literal[tuple(UNITS_OF_PRIVACY)] | None = None
+    max_contributions: Annotated[int, Field(ge=1, strict=True)] | None = None
+    clipping: Clipping | None = None
 
     @model_validator(mode="after")
     def _one_guarantee(self) -> "DifferentialPrivacy":
@@ -153,23 +192,40 @@ class DifferentialPrivacy(_Model):
             raise ValueError("give exactly one of epsilon (with optional delta) or rho per release")
         if self.rho is not None and self.delta is not None:
             raise ValueError("delta goes with epsilon, not with rho")
+        if self.mechanism == "laplace" and (self.rho is not None or self.delta):
+            raise ValueError("the laplace mechanism gives pure epsilon-DP: give epsilon without delta")
+        if self.mechanism == "gaussian" and self.epsilon is not None and not self.delta:
+            raise ValueError("the gaussian mechanism needs rho, or epsilon with a delta above 0")
         return self
+
+
+DEFAULT_MIN_INPUT_PARTIES = 3   # an aggregate of two parties reveals each to the other; of one, to everyone
 
 
 class SecureAggregation(_Model):
     """Inputs are secret-shared among compute parties; only output parties learn the aggregate. Breaking it needs
-    ``collusion_threshold`` compute parties to collude."""
+    ``collusion_threshold`` independent *organisations* running compute parties to collude (several DIDs of one
+    organisation count once; a compute party of an output party's organisation counts as already colluding).
+    At least ``min_input_parties`` (default 3) must contribute."""
     kind: Literal["secureAggregation"] = "secureAggregation"
     input_parties: Annotated[list[Did], Field(min_length=1)]
     compute_parties: Annotated[list[Did], Field(min_length=1)]
     output_parties: Annotated[list[Did], Field(min_length=1)]
     collusion_threshold: Annotated[int, Field(ge=1, strict=True)]
     threat_model: Literal["semiHonest", "malicious"] = "semiHonest"
+    min_input_parties: Annotated[int, Field(ge=2, strict=True)] | None = None
+
+    @property
+    def minimum_inputs(self) -> int:
+        return self.min_input_parties if self.min_input_parties is not None else DEFAULT_MIN_INPUT_PARTIES
 
     @model_validator(mode="after")
     def _threshold_fits(self) -> "SecureAggregation":
         if self.collusion_threshold > len(self.compute_parties):
             raise ValueError("collusionThreshold cannot exceed the number of compute parties")
+        if len(set(self.input_parties)) < self.minimum_inputs:
+            raise ValueError(f"at least {self.minimum_inputs} input parties are needed (minInputParties); an "
+                             "aggregate of fewer reveals the parties' own figures")
         return self
 
 
@@ -179,6 +235,7 @@ class PsiCardinality(_Model):
     parties: Annotated[list[Did], Field(min_length=2)]
     learners: Annotated[list[Did], Field(min_length=1)]
     threat_model: Literal["semiHonest", "malicious"] = "semiHonest"
+    min_set_size: Annotated[int, Field(ge=1, strict=True)] | None = None   # each party's set at least this big
 
     @model_validator(mode="after")
     def _learners_are_parties(self) -> "PsiCardinality":
@@ -189,18 +246,41 @@ class PsiCardinality(_Model):
 
 
 class Pseudonymisation(_Model):
-    """Direct identifiers replaced by pseudonyms; only ``key_holder`` can re-identify."""
+    """Direct identifiers replaced by pseudonyms; only ``key_holder`` can re-identify. A record-level extract is
+    scanned for direct identifiers (names, CHI and NHS numbers, postcodes, dates of birth); with
+    ``quasi_identifiers``, every combination of their values is shared by at least ``k_anonymity`` records and
+    (with ``sensitive_attributes``) takes at least ``l_diversity`` distinct values of each sensitive attribute."""
     kind: Literal["pseudonymisation"] = "pseudonymisation"
     method: Literal["keyedHash", "tokenisation", "encryption"] = "keyedHash"
     key_holder: Did | None = None
     direct_identifiers_removed: bool = True
+    quasi_identifiers: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    k_anonymity: Annotated[int, Field(ge=2, strict=True)] | None = None
+    sensitive_attributes: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    l_diversity: Annotated[int, Field(ge=2, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _groups(self) -> "Pseudonymisation":
+        if self.k_anonymity is not None and not self.quasi_identifiers:
+            raise ValueError("kAnonymity needs the quasiIdentifiers it is measured over")
+        if self.l_diversity is not None and not (self.quasi_identifiers and self.sensitive_attributes):
+            raise ValueError("lDiversity needs quasiIdentifiers and sensitiveAttributes")
+        return self
 
 
 class TreOnly(_Model):
-    """Data are only analysed inside a trusted research environment; outputs leave after output checking."""
+    """Data only go to a trusted research environment: the recipient must be the TRE itself (one of
+    ``environments``, their DIDs, when listed) and present a valid certification under one of
+    ``accreditations`` (default the Digital Economy Act 2017 accredited processing environment scheme); outputs
+    leave after output checking."""
     kind: Literal["treOnly"] = "treOnly"
-    environments: list[Iri] | None = None     # accredited TREs allowed; None: any accredited TRE
+    environments: list[Iri] | None = None     # accredited TREs allowed (their DIDs); None: any accredited TRE
     output_checking: bool = True
+    accreditations: Annotated[list[Iri], Field(min_length=1)] | None = None
+
+    @property
+    def accreditation_schemes(self) -> list[str]:
+        return list(self.accreditations) if self.accreditations else [vocab.CEAD + "DEAAccreditedProcessor"]
 
 
 PrivacyProtocol = Annotated[Union[Threshold, Dominance, DifferentialPrivacy, SecureAggregation, PsiCardinality,

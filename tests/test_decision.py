@@ -485,7 +485,6 @@ def examples():
     ("homelessness", "homelessness-transfer-refused-small-cell.json", "homelessness-payload-refused-small-cell.csv",
      "protocol.cell_below_threshold"),
     ("fsm", "fsm-transfer-refused-purpose.json", None, "transfer.purpose_not_approved"),
-    ("child-poverty", "child-poverty-transfer-refused-fifth-release.json", None, "protocol.release_limit"),
 ])
 def test_example_refusals(examples, name, manifest_file, payload_file, code):
     from transfer_world import EXAMPLES
@@ -496,6 +495,32 @@ def test_example_refusals(examples, name, manifest_file, payload_file, code):
                               manifest=manifest)
     decision = scenario.decider().decide(scenario.present(request), request)
     denied(decision, code)
+
+
+def test_the_fifth_dp_release_is_refused_by_the_owners_ledger(examples, tmp_path):
+    """Social Security Scotland's gateway keeps the books: four releases of the year go, the fifth is refused,
+    although Glasgow's manifest says releasesInPeriod 0 and epsilonSpent 0; without a ledger nothing goes."""
+    from issuer import db
+    from issuer.ledger import SqlLedger
+    from transfer_world import EXAMPLES
+    scenario = examples["child-poverty"]
+    manifest = json.loads((EXAMPLES / "child-poverty-transfer-refused-fifth-release.json").read_text())
+    assert manifest["releasesInPeriod"] == 0 and manifest["epsilonSpent"] == 0
+    ledger = SqlLedger(db.migrate(f"sqlite:///{tmp_path / 'sss.db'}"))
+    decider = scenario.decider(ledger=ledger)
+
+    def attempt():
+        request = TransferRequest("GET", "https://data.example.org/x", manifest=manifest)
+        return decider.decide(scenario.present(request), request)
+
+    for _ in range(4):
+        assert attempt().allowed
+    decision = attempt()
+    denied(decision, "protocol.release_limit")
+    assert "protocol.budget_exhausted" in codes(decision)
+    assert len(ledger.releases(manifest["dataset"])) == 4
+    request = TransferRequest("GET", "https://data.example.org/x", manifest=manifest)
+    denied(scenario.decider().decide(scenario.present(request), request), "protocol.ledger_unavailable")
 
 
 def test_policy_audience_accepts_the_origin_with_or_without_default_port(w):

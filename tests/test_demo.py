@@ -27,7 +27,7 @@ EXPECTED_FAST = [
     ("Fife Council <- Social Security Scot", "scottish-child-payment-recipients", "allow", None),
     ("Fife Council <- Social Security Scot", "scottish-child-payment-recipients", "deny",
      "transfer.purpose_not_approved"),
-    ("Glasgow City <- Social Security Scot", "scottish-child-payment-recipients", "allow", None),
+    *[("Glasgow City <- Social Security Scot", "scottish-child-payment-recipients", "allow", None)] * 4,
     ("Glasgow City <- Social Security Scot", "scottish-child-payment-recipients", "deny", "protocol.release_limit"),
     ("SG Child Poverty <- Glasgow City", "scp-fsm-take-up", "deny", "provenance.upstream_missing"),
     ("SG Child Poverty <- Glasgow City", "scp-fsm-take-up", "allow", None),

@@ -93,8 +93,26 @@ def _run(case: dict) -> list:
     assert check == "transfer"
     approval = models.DataSharingApproval.from_credential(load(case["against"]))
     payload = (EXAMPLES / case["payload"]).read_bytes() if case.get("payload") else None
-    return ([v.to_problem() for v in transfer_within(subject, approval, at=at, vocabulary=VOC)]
-            + check_transfer(approval.privacy_protocol, subject, payload, approved_columns=approval.data_items))
+    got = ([v.to_problem() for v in transfer_within(subject, approval, at=at, vocabulary=VOC)]
+           + check_transfer(approval.privacy_protocol, subject, payload, approved_columns=approval.data_items))
+    if "ledger" in case:
+        # the data owner's books (a real SQLite ledger), never the manifest's figures
+        import tempfile
+        from datetime import datetime
+        from issuer import db
+        from issuer.ledger import SqlLedger
+        from verifier.protocols import ReleaseContext, charge
+        with tempfile.TemporaryDirectory() as tmp:
+            ledger = SqlLedger(db.migrate(f"sqlite:///{tmp}/node.db"))
+            ctx = ReleaseContext(recipient=subject["recipient"], ledger=ledger, dataset=subject["dataset"],
+                                 approval=load(case["against"])["id"], subjects=tuple(approval.data_subjects),
+                                 anchor=vocab.RepeatingInterval.parse(approval.cadence).start,
+                                 now=datetime.fromisoformat(at.replace("Z", "+00:00")))
+            for _ in range(case["ledger"]["earlierReleases"]):
+                assert charge(approval.privacy_protocol, ctx) == []
+            got += charge(approval.privacy_protocol, ctx)
+            ledger.engine.dispose()
+    return got
 
 
 def _matches(got, want: dict) -> bool:

@@ -210,8 +210,11 @@ def examples():
 
 
 @pytest.mark.parametrize("name", ["police", "homelessness", "fsm", "child-poverty"])
-def test_example_scenarios_allowed_through_middleware(examples, name):
+def test_example_scenarios_allowed_through_middleware(examples, name, tmp_path):
+    from issuer import db
+    from issuer.ledger import SqlLedger
     scenario = examples[name]
+    ledger = SqlLedger(db.migrate(f"sqlite:///{tmp_path / 'node.db'}"))   # the provider's books (DP budgets)
     app = Flask(f"data-api-{name}")
     served = scenario.payload or b"id\n1\n"
 
@@ -220,7 +223,7 @@ def test_example_scenarios_allowed_through_middleware(examples, name):
         assert flask_request.environ[ENVIRON_KEY].allowed
         return served, 200, {"Content-Type": "text/csv"}
 
-    app.wsgi_app = CeadMiddleware(app.wsgi_app, scenario.decider(),
+    app.wsgi_app = CeadMiddleware(app.wsgi_app, scenario.decider(ledger=ledger),
                                   dataset_for=lambda environ: scenario.manifest["dataset"])
     with https_server(app) as (base_url, ca_bundle):
         url = base_url + "/data"
@@ -229,3 +232,17 @@ def test_example_scenarios_allowed_through_middleware(examples, name):
             PRESENTATION_HEADER: vp, MANIFEST_HEADER: encode_manifest(scenario.manifest)})
     assert response.status_code == 200, response.text
     assert response.content == served
+
+
+def test_the_bound_url_keeps_the_query_exactly_as_sent():
+    """A pull with an encoded query (``since=2026-01-01T00%3A00%3A00Z``) is bound to that exact text by the client;
+    the middleware's default URL must be the same text, not a re-encoded one (else a binding mismatch)."""
+    from werkzeug.test import EnvironBuilder
+    from verifier.middleware import request_url
+    environ = EnvironBuilder(base_url="https://api.example:8443",
+                             path="/series/returns/releases", query_string="since=2026-01-01T00%3A00%3A00Z&limit=5"
+                             ).get_environ()
+    assert request_url(environ) == \
+        "https://api.example:8443/series/returns/releases?since=2026-01-01T00%3A00%3A00Z&limit=5"
+    environ = EnvironBuilder(base_url="https://api.example:8443", path="/datasets/x").get_environ()
+    assert request_url(environ) == "https://api.example:8443/datasets/x"

@@ -5,7 +5,7 @@ import pytest
 
 from verifier.protocols import at_least_as_strict, check_transfer
 
-A, B, C, D = (f"did:web:{n}.example" for n in "abcd")
+A, B, C, D, E, F, G = (f"did:web:{n}.example" for n in "abcdefg")
 
 
 def codes(problems) -> list[str]:
@@ -75,7 +75,7 @@ def test_differential_privacy_budget():
 
 
 def test_secure_aggregation_and_psi_parties():
-    ref = {"kind": "secureAggregation", "inputParties": [A, B], "computeParties": [B, C, D],
+    ref = {"kind": "secureAggregation", "inputParties": [A, B, C], "computeParties": [E, F, G],
            "outputParties": [D], "collusionThreshold": 2}
     assert at_least_as_strict({**ref, "collusionThreshold": 3, "threatModel": "malicious"}, ref) == []
     got = at_least_as_strict({**ref, "outputParties": [D, A], "collusionThreshold": 1}, ref)
@@ -212,26 +212,48 @@ def test_secondary_suppression_with_published_total():
     proto = {**THRESHOLD, "secondarySuppression": True}
     manifest = {"countColumns": ["a", "b", "c"], "totalColumn": "total"}
     [p] = check_transfer(proto, manifest, b"area,a,b,c,total\nx,*,20,30,55\n")
-    assert p.code == "protocol.secondary_suppression_missing" and p.detail == {"row": 1}
+    assert p.code == "protocol.secondary_suppression_missing"
+    assert p.detail == {"row": 1, "column": "a", "interval": [5, 5], "protection": 10}
     assert check_transfer(proto, manifest, b"area,a,b,c,total\nx,*,*,30,55\n") == []
     assert check_transfer(proto, manifest, b"area,a,b,c,total\nx,*,20,30,*\n") == []
+    # the total column is recognised by its name without the manifest saying so (the manifest may only add)
+    assert codes(check_transfer(proto, {}, b"area,a,b,c,total\nx,*,20,30,55\n")) == [
+        "protocol.secondary_suppression_missing"]
 
 
 DP = {"kind": "differentialPrivacy", "epsilon": 0.5, "budget": {"period": "P1Y", "epsilon": 2.0, "maxReleases": 4}}
 RUN = {"protocolRun": {"kind": "differentialPrivacy", "epsilon": 0.5}}
 
 
-def test_dp_budget_and_release_limit():
-    assert check_transfer(DP, {**RUN, "epsilonSpent": 1.5, "releasesInPeriod": 3}, None) == []
-    assert codes(check_transfer(DP, {**RUN, "epsilonSpent": 1.6, "releasesInPeriod": 3}, None)) == [
-        "protocol.budget_exhausted"]
-    [p] = check_transfer(DP, {**RUN, "epsilonSpent": 0.0, "releasesInPeriod": 4}, None)
-    assert p.code == "protocol.release_limit" and p.detail["release"] == 5 and p.detail["limit"] == 4
-    assert codes(check_transfer(DP, RUN, None)) == ["protocol.budget_unaccounted", "protocol.budget_unaccounted"]
-    assert codes(check_transfer(DP, {**RUN, "epsilonSpent": -1, "releasesInPeriod": 0}, None)) == [
-        "protocol.malformed"]
-    assert codes(check_transfer(DP, {**RUN, "epsilonSpent": 0, "releasesInPeriod": 1.5}, None)) == [
-        "protocol.malformed"]
+def test_the_recipients_budget_figures_mean_nothing():
+    """The fifth release of the year is refused by the owner's ledger whatever the manifest says was spent."""
+    from datetime import datetime, timezone
+    from verifier.protocols import ReleaseContext, charge
+
+    class Books:                          # the smallest ledger: the arithmetic every ledger applies
+        def __init__(self):
+            self.rows = []
+
+        def charge(self, release, budget, now=None):
+            from verifier.ledger import affordable
+            problems = affordable(release, budget, [r.to_json() for r in self.rows], now)
+            if not problems:
+                self.rows.append(release)
+            return problems
+
+    books = Books()
+    ctx = ReleaseContext(recipient=B, ledger=books, dataset="https://data.example/ds", approval="urn:a",
+                         anchor=datetime(2026, 4, 1, tzinfo=timezone.utc), now=datetime(2026, 6, 1, tzinfo=timezone.utc))
+    lying = {**RUN, "epsilonSpent": 0, "releasesInPeriod": 0}
+    for _ in range(4):
+        assert check_transfer(DP, lying, None, context=ctx) == [] and charge(DP, ctx) == []
+    assert check_transfer(DP, lying, None, context=ctx) == []        # the manifest's figures are not a check
+    limit, spent = sorted(charge(DP, ctx), key=lambda p: p.code, reverse=True)
+    assert limit.code == "protocol.release_limit" and limit.detail["releases"] == 4 and limit.detail["limit"] == 4
+    assert spent.code == "protocol.budget_exhausted" and spent.detail["spent"] == 2.0
+    assert len(books.rows) == 4
+    assert codes(charge(DP, ReleaseContext(recipient=B))) == ["protocol.ledger_unavailable"]
+    assert charge(THRESHOLD, ReleaseContext(recipient=B)) == []     # no DP: nothing to charge
 
 
 def test_dp_run_must_be_stated_and_not_weaker():
@@ -249,18 +271,33 @@ def test_output_parties_and_learners():
         "protocol.output_party_not_allowed"]
     assert codes(check_transfer(psi, {"protocolRun": {**psi, "learners": [A, B]}, "recipient": B}, None)) == [
         "protocol.output_party_not_allowed"]
-    agg = {"kind": "secureAggregation", "inputParties": [A, B], "computeParties": [C, D], "outputParties": [D],
+    agg = {"kind": "secureAggregation", "inputParties": [A, B, C], "computeParties": [E, F], "outputParties": [D],
            "collusionThreshold": 2}
     assert check_transfer(agg, {"protocolRun": agg, "recipient": D}, None) == []
     assert codes(check_transfer(agg, {"protocolRun": {**agg, "collusionThreshold": 1}, "recipient": D}, None)) == [
         "protocol.run_weaker_than_approved"]
 
 
-def test_tre_only_and_bad_manifest():
-    tre = {"kind": "treOnly", "environments": ["https://tre.example/safe-haven"]}
-    assert check_transfer(tre, {"environment": "https://tre.example/safe-haven"}, None) == []
-    assert codes(check_transfer(tre, {"environment": "https://laptop.example"}, None)) == ["protocol.tre_required"]
-    assert codes(check_transfer(tre, {}, None)) == ["protocol.tre_required"]
+def test_tre_only_needs_the_accredited_tre_itself():
+    from verifier.protocols import ReleaseContext
+    tre_did = "did:web:safe-haven.ed.ac.uk.example"
+    tre = {"kind": "treOnly", "environments": [tre_did]}
+    accredited = {"https://w3id.org/cead/vocab#DEAAccreditedProcessor"}
+    assert check_transfer(tre, {}, None, context=ReleaseContext(recipient=tre_did,
+                                                                recipient_accreditations=accredited)) == []
+    # a manifest string naming the environment is not evidence: the laptop stays refused
+    got = check_transfer(tre, {"environment": tre_did}, None,
+                         context=ReleaseContext(recipient="did:web:laptop.example", recipient_accreditations=set()))
+    assert codes(got) == ["protocol.tre_not_accredited", "protocol.tre_required"]
+    # the TRE itself without a valid accreditation credential is refused too
+    assert codes(check_transfer(tre, {}, None, context=ReleaseContext(recipient=tre_did))) == [
+        "protocol.tre_not_accredited"]
+    # any accredited TRE, when none is listed
+    assert check_transfer({"kind": "treOnly"}, {}, None, context=ReleaseContext(
+        recipient=A, recipient_accreditations=accredited)) == []
+
+
+def test_bad_manifest():
     assert codes(check_transfer(THRESHOLD, "not a dict", b"count\n10\n")) == ["protocol.malformed"]
     assert check_transfer([], {}, None) == []
 
@@ -268,3 +305,59 @@ def test_tre_only_and_bad_manifest():
 
 def test_a_json_body_is_not_a_table_of_counts():
     assert codes(check_transfer(THRESHOLD, {}, b'{"count": 3}')) == ["protocol.payload_unparseable"]
+
+
+# ------------------------------------------------------------------------------------------------ fixed orders
+
+def test_secure_aggregation_over_one_council_is_refused():
+    """Fewer input parties is weaker: an aggregate of one council reveals that council."""
+    one = {"kind": "secureAggregation", "inputParties": [A], "computeParties": [E, F, G], "outputParties": [D],
+           "collusionThreshold": 2}
+    assert codes(check_transfer(one, {"protocolRun": one, "recipient": D}, None)) == ["protocol.malformed"]
+    three = {**one, "inputParties": [A, B, C]}
+    # a delegation allowing three councils cannot be narrowed to an approval of one or two
+    [v] = at_least_as_strict({**three, "inputParties": [A, B], "minInputParties": 2}, three)
+    assert v.dimension == "privacyProtocol.secureAggregation.minInputParties"
+    [v] = at_least_as_strict(one, three)
+    assert v.dimension == "privacyProtocol" and "minInputParties" in v.message
+    # ... and a run over fewer parties than approved is weaker than the approval
+    run = {**three, "inputParties": [A, B], "minInputParties": 2}
+    assert codes(check_transfer(three, {"protocolRun": run, "recipient": D}, None)) == [
+        "protocol.run_weaker_than_approved"]
+
+
+def test_compute_parties_counted_by_independent_organisation():
+    """A compute party in the output party's own organisation counts as colluding already; several DIDs of one
+    organisation count once."""
+    from verifier.protocols import organisations_to_collude
+    from schemas.models import SecureAggregation
+    sg_out, sg_mpc = "did:web:gov.scot.example:homelessness-statistics", "did:web:gov.scot.example:mpc-node"
+    ed, strath = "did:web:mpc.ed.ac.uk.example", "did:web:mpc.strath.ac.uk.example"
+    leaky = {"kind": "secureAggregation", "inputParties": [A, B, C], "computeParties": [ed, strath, sg_mpc],
+             "outputParties": [sg_out], "collusionThreshold": 2}
+    assert organisations_to_collude(SecureAggregation.model_validate(leaky)) == 1
+    [p] = check_transfer(leaky, {"protocolRun": leaky, "recipient": sg_out}, None)
+    assert p.code == "protocol.compute_parties_not_independent" and p.detail["organisations"] == 1
+    one_org = {**leaky, "computeParties": [ed, "did:web:mpc.ed.ac.uk.example:second", "did:web:mpc.ed.ac.uk.example:third"]}
+    assert organisations_to_collude(SecureAggregation.model_validate(one_org)) == 1
+    assert codes(check_transfer(one_org, {"protocolRun": one_org, "recipient": sg_out}, None)) == [
+        "protocol.compute_parties_not_independent"]
+    fine = {**leaky, "computeParties": [ed, strath, "did:web:mpc.abdn.ac.uk.example"]}
+    assert check_transfer(fine, {"protocolRun": fine, "recipient": sg_out}, None) == []
+    # the order: a delegation needing 2 independent organisations is not met by an approval whose parties give 1
+    assert {v.dimension for v in at_least_as_strict(leaky, fine)} >= {
+        "privacyProtocol.secureAggregation.collusionThreshold"}
+    assert at_least_as_strict(fine, fine) == []
+
+
+def test_unit_of_privacy_and_mechanism_orders():
+    ref = {"kind": "differentialPrivacy", "epsilon": 1.0, "mechanism": "laplace", "unitOfPrivacy": "person"}
+    assert at_least_as_strict({**ref, "unitOfPrivacy": "household"}, ref) == []
+    assert {v.dimension for v in at_least_as_strict({**ref, "unitOfPrivacy": "record"}, ref)} == {
+        "privacyProtocol.differentialPrivacy.unitOfPrivacy"}
+    gauss = {"kind": "differentialPrivacy", "epsilon": 1.0, "delta": 1e-9, "mechanism": "gaussian",
+             "unitOfPrivacy": "person"}
+    assert {v.dimension for v in at_least_as_strict(gauss, ref)} >= {"privacyProtocol.differentialPrivacy.mechanism"}
+    psi = {"kind": "psiCardinality", "parties": [A, B], "learners": [B], "minSetSize": 1000}
+    assert {v.dimension for v in at_least_as_strict({**psi, "minSetSize": 10}, psi)} == {
+        "privacyProtocol.psiCardinality.minSetSize"}

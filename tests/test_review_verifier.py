@@ -19,9 +19,11 @@ def _lawful(party):
 
 def _secure_aggregation_approval(w):
     """Two approved recipients, but only the stranger may learn the secure aggregation's output."""
-    protocol = {"kind": "secureAggregation", "inputParties": [w.controller.did],
-                "computeParties": [w.controller.did, w.stranger.did], "outputParties": [w.stranger.did],
-                "collusionThreshold": 1}
+    # three input parties at least, compute parties independent of the output party (issue 14)
+    protocol = {"kind": "secureAggregation",
+                "inputParties": [w.controller.did, "did:web:dundeecity.example", "did:web:pkc.example"],
+                "computeParties": ["did:web:mpc.ed.ac.uk.example", "did:web:mpc.strath.ac.uk.example"],
+                "outputParties": [w.stranger.did], "collusionThreshold": 1}
     return w.make_approval(w.controller, recipients=[w.recipient.did, w.stranger.did],
                            lawfulBases=[_lawful(w.controller), _lawful(w.recipient), _lawful(w.stranger)],
                            privacyProtocol=protocol), protocol

@@ -268,9 +268,20 @@ def examples():
 
 
 @pytest.mark.parametrize("name", ["police", "homelessness", "fsm", "child-poverty"])
-def test_example_scenarios_allowed_through_the_service(examples, name):
+def test_example_scenarios_allowed_through_the_service(examples, name, tmp_path):
+    """Through Envoy: the verifier service reaches the data owner's node ledger over its authenticated local
+    endpoint (HTTPS on 127.0.0.1), which charges the child-poverty DP release."""
+    from issuer import tokens
+    from issuer.app import create_app as node_app
+    from issuer.ledger import SqlLedger
+    from tests.issuer_fixtures import ready_node
+    from verifier.ledger import HttpLedger
     scenario = examples[name]
-    with https_server(create_app(scenario.decider())) as (base_url, ca_bundle):
+    node = ready_node(tmp_path / "owner")
+    with https_server(node_app(node)) as (node_url, node_ca), \
+            https_server(create_app(scenario.decider(ledger=HttpLedger(
+                node_url, tokens.create_token(node.engine, "gateway", "ledger"), verify=node_ca)))) \
+            as (base_url, ca_bundle):
         method = "POST" if scenario.payload else "GET"
         request = TransferRequest(method, "https://data.example.org/data", body=scenario.payload,
                                   manifest=scenario.manifest)
@@ -280,3 +291,4 @@ def test_example_scenarios_allowed_through_the_service(examples, name):
                                                          MANIFEST_HEADER: encode_manifest(scenario.manifest)})
     assert response.status_code == 200, response.text
     assert response.headers["Cead-Decision"] == "allow"
+    assert len(SqlLedger(node.engine).releases(scenario.manifest["dataset"])) == (name == "child-poverty")

@@ -126,7 +126,7 @@ def _wire_names(model: type[BaseModel], seen: set) -> set[tuple[str, bool]]:
     if model in seen:
         return out
     seen.add(model)
-    in_protocol = model.__name__ in {"Threshold", "Dominance", "DifferentialPrivacy", "PrivacyBudget",
+    in_protocol = model.__name__ in {"Threshold", "Dominance", "DifferentialPrivacy", "PrivacyBudget", "Clipping",
                                      "SecureAggregation", "PsiCardinality", "Pseudonymisation", "TreOnly"}
     for name, field in model.model_fields.items():
         out.add((field.alias or name, in_protocol))

@@ -326,8 +326,8 @@ class Scenario:
                        "certification_bodies": bodies}
         self.fetcher = RewritingFetcher(base_url, ca_bundle)
 
-    def decider(self) -> Decider:
-        return Decider(parse_policy(self.policy), fetcher=self.fetcher, clock=lambda: self.at)
+    def decider(self, ledger=None) -> Decider:
+        return Decider(parse_policy(self.policy), fetcher=self.fetcher, clock=lambda: self.at, ledger=ledger)
 
     def present(self, request: TransferRequest) -> str:
         key = self.keys[self.holder_did]

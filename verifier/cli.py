@@ -68,11 +68,11 @@ def _load_document(path: str):
         _fail(f"{path!r} holds a presentation nested too deeply.")
 
 
-def _decider(policy_path: str | None):
+def _decider(policy_path: str | None, ledger=None):
     from .decision import Decider
     from .policy import load_policy
     try:
-        return Decider(load_policy(policy_path))
+        return Decider(load_policy(policy_path), ledger=ledger)
     except CeadError as exc:
         _fail(exc.message, exc.code)
 
@@ -137,17 +137,33 @@ def verifier() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), required=True, help="TCP port to listen on.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate (chain).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for --tls-cert.")
-def serve(policy_path, host, port, tls_cert, tls_key):
+@click.option("--ledger-url", default=None, help="The data owner's node (e.g. https://127.0.0.1:8443), whose "
+              "privacy-budget ledger charges differentially private releases; its token (scope 'ledger') is read "
+              "from CEAD_LEDGER_TOKEN.")
+@click.option("--ledger-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CA bundle that signed the node's certificate (default: the system's).")
+def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca):
     """Serve VC-API verification, nginx auth_request (/authz), Envoy ext_authz (/envoy), /metrics, /healthz."""
+    import os
+
+    from .ledger import HttpLedger
     from .serving import serve_wsgi
     from .service import create_app
+
+    ledger = None
+    if ledger_url:
+        token = os.environ.get("CEAD_LEDGER_TOKEN", "").strip()
+        if not token:
+            _fail("--ledger-url needs the node's ledger token in CEAD_LEDGER_TOKEN (cead token create --scope "
+                  "ledger).", "input.invalid")
+        ledger = HttpLedger(ledger_url, token, verify=ledger_ca or True)
 
     if bool(tls_cert) != bool(tls_key):
         _fail("--tls-cert and --tls-key go together.", "serve.tls")
     if policy_path is None:
         click.echo("cead verifier: no --policy given, so no controller or certification body is trusted and every "
                    "transfer will be denied (VC-API verification still works).", err=True)
-    app = create_app(_decider(policy_path))
+    app = create_app(_decider(policy_path, ledger))
     try:
         serve_wsgi(app, host, port, tls_cert, tls_key,
                    announce=lambda url: click.echo(f"cead verifier listening on {url}", err=True))

@@ -42,6 +42,15 @@ def _json_response(start_response, status: int, decision: Decision, extra: dict[
     return [body]
 
 
+def request_url(environ: dict) -> str:
+    """The URL the client used, for the request binding: werkzeug's rebuilt scheme, host and path, and the query
+    string exactly as it arrived (``QUERY_STRING`` is never decoded by the server; re-encoding it, as
+    ``get_current_url`` does, would turn ``since=2026-01-01T00%3A00%3A00Z`` into another URL than the one the
+    client bound its presentation to)."""
+    query = environ.get("QUERY_STRING", "")
+    return get_current_url(environ, strip_querystring=True) + (f"?{query}" if query else "")
+
+
 class CeadMiddleware:
     """Decide each request before ``app`` sees it.
 
@@ -59,7 +68,7 @@ class CeadMiddleware:
         self.decider = decider
         self.dataset_for = dataset_for
         self.check_response_payload = check_response_payload
-        self.public_url = public_url or (lambda environ: get_current_url(environ))
+        self.public_url = public_url or request_url
         self.max_body = max_body
         self.push_for = push_for or (lambda environ: environ["REQUEST_METHOD"].upper() in PUSH_METHODS)
 
@@ -147,5 +156,8 @@ class CeadMiddleware:
         problems = self.decider.check_response(decision, b"".join(chunks), content_type)
         if problems:  # the decider has turned the decision into a denial
             return _json_response(start_response, 403, decision)
+        if decision.output_receipt:   # the output-checking receipt travels with the output
+            from .decision.protocol import OUTPUT_RECEIPT_HEADER
+            headers = [*headers, (OUTPUT_RECEIPT_HEADER, decision.output_receipt)]
         start_response(status, headers)
         return chunks

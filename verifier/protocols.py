@@ -5,8 +5,12 @@ pseudonymisation, treOnly; a list means all apply) is defined by the models in `
 holds the two checks, described in docs/privacy-protocols.md:
 
 - ``at_least_as_strict(candidate, reference) -> list[Violation]``: used whenever a scope narrows;
-- ``check_transfer(protocol, manifest, payload) -> list[Problem]``: at transfer time, against the transfer
-  manifest and, for tables of counts, the CSV payload itself. Anything that cannot be parsed is a problem.
+- ``check_transfer(protocol, manifest, payload, context=...) -> list[Problem]``: at transfer time, against the
+  transfer manifest, what the provider knows (``ReleaseContext``: the recipient, its accreditations, the node's
+  ledger of earlier outputs, contributor-level data) and the payload itself. Anything that cannot be parsed is a
+  problem;
+- ``charge(protocol, context) -> list[Problem]``: the last step of an allowed decision: the release is recorded in
+  the data owner's privacy-budget ledger, or refused if the ledger cannot afford it.
 """
 from __future__ import annotations
 
@@ -14,14 +18,18 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from datetime import datetime
+from typing import Any, Iterable, Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
 from schemas import vocab
-from schemas.models import (DifferentialPrivacy, Dominance, PrivacyBudget, Protocols, Pseudonymisation,
-                            PsiCardinality, SecureAggregation, Threshold, TreOnly, describe)
+from schemas.models import (UNITS_OF_PRIVACY, DifferentialPrivacy, Dominance, PrivacyBudget, Protocols,
+                            Pseudonymisation, PsiCardinality, SecureAggregation, Threshold, TreOnly, describe)
 
+from . import disclosure
+from .disclosure import differencing, dominance, identifiers, records, suppression
+from .ledger import Budget, PrivacyLedger, Release
 from .results import Problem
 
 
@@ -43,7 +51,47 @@ class Violation:
 
 _PROTOCOLS = TypeAdapter(Protocols)
 THREAT_MODELS = ["semiHonest", "malicious"]
-SUPPRESSED = {"", "*", "c", "[c]", "x", "[x]", ".."}   # markers of a suppressed cell in a published table
+SUPPRESSED = disclosure.table.SUPPRESSED   # markers of a suppressed cell in a published table
+
+
+def organisation(did: str) -> str:
+    """The organisation a DID belongs to, for counting independent parties: a did:web's host (so
+    ``did:web:gov.scot.example:mpc-node`` is the Scottish Government's); any other DID is its own organisation."""
+    if did.startswith("did:web:"):
+        return did.split(":")[2].lower()
+    return did
+
+
+def organisations_to_collude(p: SecureAggregation) -> int:
+    """How many independent organisations (beyond the output parties', whose compute parties are taken to collude
+    with them already) must collude to hold ``collusion_threshold`` compute parties. A large number (above any
+    threshold) if the output parties alone already hold enough."""
+    by_org: dict[str, int] = {}
+    for d in dict.fromkeys(p.compute_parties):
+        by_org[organisation(d)] = by_org.get(organisation(d), 0) + 1
+    outputs = {organisation(d) for d in p.output_parties}
+    held = sum(n for o, n in by_org.items() if o in outputs)
+    others = sorted((n for o, n in by_org.items() if o not in outputs), reverse=True)
+    need, orgs = p.collusion_threshold - held, 0
+    for n in others:
+        if need <= 0:
+            break
+        need -= n
+        orgs += 1
+    return orgs if need <= 0 else len(others) + 1
+
+
+def independence_problems(p: SecureAggregation, where: str = "approved") -> list[Problem]:
+    """The collusion threshold is counted in organisations: the compute parties must make it so (else
+    ``protocol.compute_parties_not_independent``)."""
+    orgs = organisations_to_collude(p)
+    if orgs >= p.collusion_threshold:
+        return []
+    return [Problem("protocol.compute_parties_not_independent", f"The {where} secure aggregation needs "
+                    f"{p.collusion_threshold} compute parties to collude, but {orgs} organisation(s) besides the "
+                    "output parties' own can break it: compute parties must belong to independent organisations, "
+                    "none of them an output party's.", {"organisations": orgs, "threshold": p.collusion_threshold,
+                                                       "computeParties": list(p.compute_parties)})]
 
 
 def parse_protocols(value: Any) -> list:
@@ -61,6 +109,11 @@ def parse_protocols(value: Any) -> list:
 def _subset(dim: str, child: Iterable[str], parent: Iterable[str], what: str) -> list[Violation]:
     extra = sorted(set(child) - set(parent))
     return [Violation(dim, f"{what} {extra} not allowed by the reference protocol", extra)] if extra else []
+
+
+def _superset(dim: str, c: list | None, r: list | None, what: str) -> list[Violation]:
+    missing = sorted(set(r or []) - set(c or []))
+    return [Violation(dim, f"{what} {missing} of the reference protocol are not declared", missing)] if missing else []
 
 
 def _not_less(dim: str, c: float | None, r: float | None, what: str) -> list[Violation]:
@@ -137,26 +190,45 @@ def _compare(c: Any, r: Any) -> list[Violation]:
             why = (f"count columns {narrowed} required by the reference protocol would not be named" if
                    c.count_columns is not None else f"the reference protocol names count columns {r.count_columns}")
             narrowed = narrowed if c.count_columns is not None else list(r.count_columns)
+        lost = {p: kids for p, kids in (r.hierarchy or {}).items()
+                if sorted((c.hierarchy or {}).get(p, [])) != sorted(kids)}
         return (_not_less(d + ".minCellCount", c.min_cell_count, r.min_cell_count, "minimum cell count")
+                + (_not_less(d + ".protectionInterval", c.protection, r.protection, "protection interval")
+                   if r.protection_interval is not None else [])
+                + ([Violation(d + ".hierarchy", f"the hierarchy relations {sorted(lost)} of the reference protocol "
+                              "would not be audited", sorted(lost))] if lost else [])
                 + ([Violation(d + ".countColumns", why, narrowed)] if narrowed else [])
                 + _flag(d + ".secondarySuppression", c.secondary_suppression, r.secondary_suppression,
                         "secondary suppression")
                 + _flag(d + ".zerosAllowed", not c.zeros_allowed, not r.zeros_allowed, "suppressing zero counts"))
     if isinstance(r, Dominance):
         return (_not_less(d + ".n", c.n, r.n, "dominance n")
-                + _not_more(d + ".k", c.k, r.k, "dominance k%"))
+                + _not_more(d + ".k", c.k, r.k, "dominance k%")
+                + _not_less(d + ".p", c.p, r.p, "p% rule"))
     if isinstance(r, DifferentialPrivacy):
-        return _dp_release(d, c, r) + _budget(d + ".budget", c.budget, r.budget)
+        out = _dp_release(d, c, r) + _budget(d + ".budget", c.budget, r.budget)
+        if r.mechanism is not None and c.mechanism != r.mechanism:
+            out.append(Violation(d + ".mechanism", f"the {r.mechanism} mechanism is required", [c.mechanism]))
+        if r.unit_of_privacy is not None and (c.unit_of_privacy is None or UNITS_OF_PRIVACY.index(
+                c.unit_of_privacy) < UNITS_OF_PRIVACY.index(r.unit_of_privacy)):
+            out.append(Violation(d + ".unitOfPrivacy", f"protecting each {c.unit_of_privacy or 'unstated unit'} is "
+                                 f"weaker than protecting each {r.unit_of_privacy}", [c.unit_of_privacy]))
+        return out
     if isinstance(r, SecureAggregation):
+        # fewer input parties is weaker (an aggregate of one council reveals that council): the minimum may only
+        # rise, and the collusion threshold is counted in independent organisations
         return (_subset(d + ".outputParties", c.output_parties, r.output_parties, "output parties")
                 + _subset(d + ".computeParties", c.compute_parties, r.compute_parties, "compute parties")
                 + _subset(d + ".inputParties", c.input_parties, r.input_parties, "input parties")
-                + _not_less(d + ".collusionThreshold", c.collusion_threshold, r.collusion_threshold,
-                            "collusion threshold")
+                + _not_less(d + ".minInputParties", c.minimum_inputs, r.minimum_inputs, "minimum input parties")
+                + _not_less(d + ".collusionThreshold", min(c.collusion_threshold, organisations_to_collude(c)),
+                            min(r.collusion_threshold, organisations_to_collude(r)),
+                            "collusion threshold (independent organisations that must collude)")
                 + _threat(d + ".threatModel", c.threat_model, r.threat_model))
     if isinstance(r, PsiCardinality):
         return (_subset(d + ".learners", c.learners, r.learners, "learners")
                 + _subset(d + ".parties", c.parties, r.parties, "parties")
+                + _not_less(d + ".minSetSize", c.min_set_size, r.min_set_size, "minimum set size")
                 + _threat(d + ".threatModel", c.threat_model, r.threat_model))
     if isinstance(r, Pseudonymisation):
         out = _flag(d + ".directIdentifiersRemoved", c.direct_identifiers_removed, r.direct_identifiers_removed,
@@ -164,9 +236,15 @@ def _compare(c: Any, r: Any) -> list[Violation]:
         if r.key_holder is not None and c.key_holder != r.key_holder:
             out.append(Violation(d + ".keyHolder", f"the pseudonymisation key must be held by {r.key_holder}",
                                  [c.key_holder]))
+        out += _superset(d + ".quasiIdentifiers", c.quasi_identifiers, r.quasi_identifiers, "quasi-identifiers")
+        out += _superset(d + ".sensitiveAttributes", c.sensitive_attributes, r.sensitive_attributes,
+                         "sensitive attributes")
+        out += _not_less(d + ".kAnonymity", c.k_anonymity, r.k_anonymity, "k-anonymity")
+        out += _not_less(d + ".lDiversity", c.l_diversity, r.l_diversity, "l-diversity")
         return out
     if isinstance(r, TreOnly):
         out = _flag(d + ".outputChecking", c.output_checking, r.output_checking, "output checking")
+        out += _subset(d + ".accreditations", c.accreditation_schemes, r.accreditation_schemes, "accreditations")
         if r.environments is not None:
             if c.environments is None:
                 out.append(Violation(d + ".environments", "any TRE is wider than the listed TREs", [None]))
@@ -207,14 +285,33 @@ def _problem(code: str, message: str, **detail: Any) -> Problem:
     return Problem(code, message, detail)
 
 
-def _number(manifest: dict, key: str, *, integer: bool = False) -> float | None:
-    value = manifest.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)) \
-            or value < 0 or (isinstance(value, float) and not math.isfinite(value)):
-        raise ValueError(f"manifest {key} must be a non-negative {'integer' if integer else 'number'}")
-    return value
+@dataclass
+class ReleaseContext:
+    """What the provider knows at transfer time, beyond the manifest (which, on a pull, is the recipient's):
+
+    - ``recipient``: who receives the data (the presentation's holder);
+    - ``recipient_accreditations``: certification schemes the recipient holds valid certifications for (checked by
+      the decision; None: not known, so a ``treOnly`` approval is refused);
+    - ``ledger``: the data owner's ``PrivacyLedger`` (budgets and earlier outputs); ``dataset``, ``approval``,
+      ``subjects`` (the approval's data-subject categories), ``anchor`` (the start periods count from when a
+      budget names none: the approval's cadence start) and ``now``;
+    - ``contributions``: contributor-level data for dominance, ``{cell: [contribution, ...]}``, where the provider
+      holds them.
+    """
+    recipient: str | None = None
+    recipient_accreditations: set[str] | None = None
+    ledger: PrivacyLedger | None = None
+    dataset: str | None = None
+    approval: str | None = None
+    subjects: tuple[str, ...] = ()
+    anchor: datetime | None = None
+    now: datetime | None = None
+    contributions: Mapping | None = None
+
+    def series_key(self, header: list[str]) -> str:
+        """An output series of the dataset: the table's columns as released (never the manifest's word), whatever
+        approval or recipient it went to, so releases to different recipients are differenced too."""
+        return ",".join(sorted(header))
 
 
 def _violation_problem(v: Violation) -> Problem:
@@ -226,17 +323,21 @@ def _violation_problem(v: Violation) -> Problem:
 
 
 def _check_run(approved: list, manifest: dict) -> list[Problem]:
-    """The run parameters stated in the manifest (``protocolRun``) against the approved protocols, and the
-    privacy budget accounting (``epsilonSpent``/``rhoSpent``/``releasesInPeriod`` before this release)."""
+    """The run parameters stated in the manifest (``protocolRun``) against the approved protocols. The privacy
+    budget is not the manifest's to account: figures such as ``epsilonSpent`` or ``releasesInPeriod`` are ignored;
+    the data owner's ledger counts (``charge``)."""
     needs_run = [p for p in approved if isinstance(p, (DifferentialPrivacy, SecureAggregation, PsiCardinality,
                                                        Dominance))]
+    out: list[Problem] = []
+    for p in approved:
+        if isinstance(p, SecureAggregation):
+            out += independence_problems(p)
     if not needs_run:
-        return []
+        return out
     try:
         run = parse_protocols(manifest.get("protocolRun"))
     except ValueError as exc:
-        return [_problem("protocol.malformed", f"The manifest's protocolRun is malformed: {exc}.")]
-    out: list[Problem] = []
+        return out + [_problem("protocol.malformed", f"The manifest's protocolRun is malformed: {exc}.")]
     recipient = manifest.get("recipient")
     for ref in needs_run:
         same = [c for c in run if c.kind == ref.kind]
@@ -247,7 +348,6 @@ def _check_run(approved: list, manifest: dict) -> list[Problem]:
         c = same[0]
         if isinstance(ref, DifferentialPrivacy):
             out += [_violation_problem(v) for v in _dp_release("privacyProtocol.differentialPrivacy", c, ref)]
-            out += _check_budget(ref, c, manifest)
         else:
             out += [_violation_problem(v) for v in _compare(c, ref)]
         allowed = ref.output_parties if isinstance(ref, SecureAggregation) else \
@@ -258,73 +358,21 @@ def _check_run(approved: list, manifest: dict) -> list[Problem]:
     return out
 
 
-def _check_budget(ref: DifferentialPrivacy, run: DifferentialPrivacy, manifest: dict) -> list[Problem]:
-    budget = ref.budget
-    if budget is None:
-        return []
-    try:
-        eps_spent = _number(manifest, "epsilonSpent")
-        rho_spent = _number(manifest, "rhoSpent")
-        releases = _number(manifest, "releasesInPeriod", integer=True)
-    except ValueError as exc:
-        return [_problem("protocol.malformed", f"The transfer manifest is malformed: {exc}.")]
-    out = []
-    for name, limit, spent, cost in (("epsilon", budget.epsilon, eps_spent, run.epsilon),
-                                     ("rho", budget.rho, rho_spent, run.rho)):
-        if limit is None:
-            continue
-        if spent is None or cost is None:
-            out.append(_problem("protocol.budget_unaccounted", f"The approved budget is {limit} {name} per "
-                                f"{budget.period}: the manifest must state {name}Spent and the run's {name}."))
-        elif spent + cost > limit + 1e-12:
-            out.append(_problem("protocol.budget_exhausted", f"This release needs {name} {cost} but {spent} of "
-                                f"the {limit} allowed per {budget.period} is already spent.",
-                                spent=spent, cost=cost, limit=limit, period=budget.period))
-    if budget.max_releases is not None:
-        if releases is None:
-            out.append(_problem("protocol.budget_unaccounted", "The approved protocol limits releases per period: "
-                                "the manifest must state releasesInPeriod."))
-        elif releases + 1 > budget.max_releases:
-            out.append(_problem("protocol.release_limit", f"This would be release {releases + 1} in the period "
-                                f"{budget.period}; at most {budget.max_releases} are allowed.",
-                                release=releases + 1, limit=budget.max_releases, period=budget.period))
-    return out
-
-
-def _read_table(payload: bytes) -> tuple[list[str], list[list[str]]]:
-    try:
-        text = payload.decode("utf-8-sig")
-    except (UnicodeDecodeError, AttributeError):
-        raise ValueError("the payload is not UTF-8 text") from None
-    if "\x00" in text:
-        raise ValueError("the payload contains NUL bytes")
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
-    except csv.Error as exc:
-        raise ValueError(f"the payload is not valid CSV: {exc}") from None
-    rows = [r for r in rows if r]
-    if not rows:
-        raise ValueError("the payload has no header row")
-    header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header) or "" in header:
-        raise ValueError("the header has empty or repeated column names")
-    for n, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise ValueError(f"line {n} has {len(row)} fields; the header has {len(header)}")
-    return header, rows[1:]
-
-
 def _holds_counts(cells) -> bool:
-    """Whether a column is read as counts when the approval names none: any cell holds a whole number. (Its other
+    """Whether a column is read as counts when the approval names none: any cell holds a whole number, or every cell
+    is a suppression marker (a column suppressed throughout is still counts). (Its other
     cells must then be counts or suppression markers too, else the payload is unparseable: a column is never
     dropped from the check because one cell reads "<5" or "1,204".)"""
-    return any(cell.strip().isascii() and cell.strip().isdigit() for cell in cells)
+    cells = [cell.strip() for cell in cells]
+    return any(cell.isascii() and cell.isdigit() for cell in cells) or \
+        (all(cell in SUPPRESSED for cell in cells) and any(cell in ("*", "[c]", "[x]", "..") for cell in cells))
 
 
 def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
-                 approved_columns: list[str] | None) -> list[Problem]:
+                 approved_columns: list[str] | None, context: "ReleaseContext") -> list[Problem]:
     try:
-        header, rows = _read_table(payload)
+        table = disclosure.read_table(payload)
+        header, rows = table.header, table.rows
     except ValueError as exc:
         return [_problem("protocol.payload_unparseable", f"The payload cannot be checked: {exc}.")]
     out: list[Problem] = []
@@ -367,15 +415,11 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
                             f"has {len(rows)} rows.", rowCount=row_count, rows=len(rows)))
     minimum = max(t.min_cell_count for t in thresholds)
     zeros = all(t.zeros_allowed for t in thresholds)
-    secondary = any(t.secondary_suppression for t in thresholds)
-    total_column = manifest.get("totalColumn")
     index = {h: i for i, h in enumerate(header)}
     for n, row in enumerate(rows, start=1):
-        suppressed = 0
         for col in count_columns:
             cell = row[index[col]].strip()
             if cell in SUPPRESSED:
-                suppressed += 1
                 continue
             if not cell.isdigit() or not cell.isascii():
                 out.append(_problem("protocol.payload_unparseable", f"Row {n}, column '{col}': {cell[:20]!r} is "
@@ -389,18 +433,79 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
                 out.append(_problem("protocol.cell_below_threshold", f"Row {n}, column '{col}' has a count below "
                                     f"the minimum cell count of {minimum}{why}.", row=n, column=col,
                                     threshold=minimum))
-        if secondary and suppressed == 1 and total_column in index and \
-                row[index[total_column]].strip() not in SUPPRESSED:
-            out.append(_problem("protocol.secondary_suppression_missing", f"Row {n} has one suppressed cell and a "
-                                f"published total in '{total_column}', so the cell can be recovered.", row=n))
+    # secondary suppression over the whole table: rows, columns, marginal and hierarchical totals; the manifest
+    # may only add relations (a totalColumn, a hierarchy), never remove one
+    secondary = [t for t in thresholds if t.secondary_suppression]
+    if secondary:
+        hierarchy: dict[str, list[str]] = {}
+        for t in secondary:
+            hierarchy.update(t.hierarchy or {})
+        extra = manifest.get("hierarchy")
+        if not (isinstance(extra, dict) and all(isinstance(k, str) and isinstance(v, list) and
+                                                all(isinstance(x, str) for x in v) for k, v in extra.items())):
+            extra = {}
+        total_column = manifest.get("totalColumn")
+        out += suppression.audit(table, count_columns, min_count=minimum,
+                                 protection=max(t.protection for t in secondary), hierarchy=hierarchy,
+                                 total_columns=[total_column] if isinstance(total_column, str) else [],
+                                 extra_hierarchy=extra)
+    # differencing against what this node released before of the same series
+    if context.ledger is not None and context.dataset:
+        try:
+            earlier = [disclosure.read_table(b) for b in context.ledger.earlier_outputs(context.dataset,
+                                                                                          context.series_key(header))]
+        except Exception as exc:  # noqa: BLE001  (an unreadable history is not an empty one)
+            return out + [_problem("protocol.ledger_unavailable", f"The node's record of earlier releases cannot be "
+                                   f"read ({str(exc)[:200]}), so differencing cannot be checked.")]
+        out += differencing.check(table, earlier, count_columns, minimum)
+    return out
+
+
+def _check_tre(tre: TreOnly, context: ReleaseContext) -> list[Problem]:
+    """Only the TRE itself may receive the data, and only with a valid accreditation (a certification credential
+    the decision checked): a manifest naming an environment is not evidence."""
+    out = []
+    if tre.environments is not None and context.recipient not in tre.environments:
+        out.append(_problem("protocol.tre_required", "Data under this approval may only go to "
+                            f"{[vocab.compact(e) for e in tre.environments]} itself; {context.recipient} is not one "
+                            "of them.", recipient=context.recipient))
+    held = set(context.recipient_accreditations or ())
+    if not held & set(tre.accreditation_schemes):
+        schemes = [vocab.compact(s) for s in tre.accreditation_schemes]
+        out.append(_problem("protocol.tre_not_accredited", "Data under this approval may only go to a trusted "
+                            f"research environment accredited under {schemes}; {context.recipient} presented no "
+                            "valid certification of that.", recipient=context.recipient, required=schemes))
+    return out
+
+
+def _check_records(pseudo: list[Pseudonymisation], payload: bytes) -> list[Problem]:
+    """A record-level extract under pseudonymisation: no direct identifiers; k-anonymity and l-diversity over the
+    declared quasi-identifiers."""
+    try:
+        table = disclosure.read_table(payload)
+    except ValueError as exc:
+        return [_problem("protocol.payload_unparseable", f"The extract cannot be checked: {exc}.")]
+    out: list[Problem] = []
+    if any(p.direct_identifiers_removed for p in pseudo):
+        out += identifiers.scan(table)
+    for p in pseudo:
+        if p.k_anonymity is not None:
+            out += records.k_anonymity(table, list(p.quasi_identifiers), p.k_anonymity)
+        if p.l_diversity is not None:
+            out += records.l_diversity(table, list(p.quasi_identifiers), list(p.sensitive_attributes),
+                                       p.l_diversity)
     return out
 
 
 def check_transfer(protocol: Any, manifest: dict, payload: bytes | None,
-                   *, approved_columns: list[str] | None = None) -> list[Problem]:
+                   *, approved_columns: list[str] | None = None,
+                   context: ReleaseContext | None = None) -> list[Problem]:
     """Problems with a transfer under ``protocol`` (the approval's privacy protocol): the manifest's run
-    parameters and budget accounting, the TRE destination, and for a threshold rule the CSV payload of counts.
-    An empty list means the transfer keeps to the protocol. Never raises for bad input."""
+    parameters, the TRE recipient, a table of counts (threshold, whole-table secondary suppression, differencing
+    against earlier releases), a record-level extract (direct identifiers, k-anonymity, l-diversity), dominance on
+    contributor-level data. An empty list means the transfer keeps to the protocol. Never raises for bad input.
+    The budget is charged separately (``charge``), once the whole decision allows the release."""
+    context = context or ReleaseContext(recipient=manifest.get("recipient") if isinstance(manifest, dict) else None)
     try:
         approved = parse_protocols(protocol)
     except ValueError as exc:
@@ -409,18 +514,89 @@ def check_transfer(protocol: Any, manifest: dict, payload: bytes | None,
         return [_problem("protocol.malformed", "The transfer manifest must be a JSON object.")]
     out = _check_run(approved, manifest)
     for tre in (p for p in approved if isinstance(p, TreOnly)):
-        env = manifest.get("environment")
-        if not isinstance(env, str) or (tre.environments is not None and vocab.expand(env) not in tre.environments):
-            out.append(_problem("protocol.tre_required", "Data under this approval may only go to "
-                                + ("an accredited trusted research environment" if tre.environments is None
-                                   else f"one of {[vocab.compact(e) for e in tre.environments]}")
-                                + "; the manifest's environment does not match.", environment=env))
+        out += _check_tre(tre, context)
+    for dom in (p for p in approved if isinstance(p, Dominance)):
+        if context.contributions is not None:
+            out += dominance.check(context.contributions, dom.n, dom.k, dom.p)
     thresholds = [p for p in approved if isinstance(p, Threshold)]
     if thresholds:
         if payload is None:
             out.append(_problem("protocol.payload_missing", "The approved protocol has a minimum cell count, so the "
                                 "table of counts must be sent for checking."))
         else:
-            out += _check_table(thresholds, manifest, payload, approved_columns)
+            out += _check_table(thresholds, manifest, payload, approved_columns, context)
+    pseudo = [p for p in approved if isinstance(p, Pseudonymisation)]
+    if pseudo:
+        if payload is None:
+            out.append(_problem("protocol.payload_missing", "The approved protocol requires pseudonymisation, so the "
+                                "extract must be sent for checking (direct identifiers, k-anonymity)."))
+        else:
+            out += _check_records(pseudo, payload)
     return out
 
+
+def dp_budget(dp: DifferentialPrivacy, anchor: datetime | None) -> Budget | None:
+    """The ledger's budget for an approved DP protocol: periods from ``budget.start``, else from ``anchor``."""
+    if dp.budget is None:
+        return None
+    start = dp.budget.start or anchor
+    if start is None:
+        raise ValueError("the privacy budget names no start and the approval gives none")
+    return Budget(start=start, period_seconds=vocab.duration_seconds(dp.budget.period), epsilon=dp.budget.epsilon,
+                  rho=dp.budget.rho, max_releases=dp.budget.max_releases)
+
+
+def release_for(dp: DifferentialPrivacy, context: ReleaseContext) -> Release:
+    """The release to charge: the approved per-release loss (never what the manifest says was spent)."""
+    return Release(dataset=context.dataset or "", approval=context.approval or "", recipient=context.recipient or "",
+                   subjects=tuple(sorted(context.subjects)), unit=dp.unit_of_privacy, mechanism=dp.mechanism,
+                   epsilon=dp.epsilon, delta=dp.delta, rho=dp.rho)
+
+
+def charge(protocol: Any, context: ReleaseContext) -> list[Problem]:
+    """Record the release of each approved differential-privacy protocol in the data owner's ledger, or refuse
+    it (``protocol.budget_exhausted``, ``protocol.release_limit``, ``protocol.budget_not_started``,
+    ``protocol.ledger_unavailable``). Call it last, when everything else allows the release, before the data
+    leave. Never raises for bad input."""
+    try:
+        approved = parse_protocols(protocol)
+    except ValueError as exc:
+        return [_problem("protocol.malformed", f"The approved privacy protocol is malformed: {exc}.")]
+    dps = [p for p in approved if isinstance(p, DifferentialPrivacy)]
+    if not dps:
+        return []
+    if context.ledger is None or not context.dataset:
+        return [_problem("protocol.ledger_unavailable", "The approval allows differentially private releases only "
+                         "as the data owner's privacy-budget ledger affords them, and this gateway has no ledger.")]
+    out: list[Problem] = []
+    for dp in dps:
+        try:
+            budget = dp_budget(dp, context.anchor)
+        except ValueError as exc:
+            out.append(_problem("protocol.malformed", f"The approved privacy budget cannot be used: {exc}."))
+            continue
+        try:
+            out += context.ledger.charge(release_for(dp, context), budget, context.now)
+        except Exception as exc:  # noqa: BLE001  (a ledger that fails does not release)
+            out.append(_problem("protocol.ledger_unavailable", f"The data owner's privacy-budget ledger failed "
+                                f"({str(exc)[:200]}), so the release is refused."))
+    return out
+
+
+def remember_output(protocol: Any, context: ReleaseContext, payload: bytes) -> list[Problem]:
+    """Keep a table of counts that is about to leave in the node's ledger, so later releases of the series are
+    checked for differencing against it (only under a threshold rule; needs a ledger)."""
+    try:
+        approved = parse_protocols(protocol)
+    except ValueError:
+        return []
+    if context.ledger is None or not context.dataset or not any(isinstance(p, Threshold) for p in approved):
+        return []
+    try:
+        header = disclosure.read_table(payload).header
+        context.ledger.record_output(context.dataset, context.series_key(header), payload, context.approval or "",
+                                     context.recipient or "")
+    except Exception as exc:  # noqa: BLE001
+        return [_problem("protocol.ledger_unavailable", f"The output could not be kept in the node's record of "
+                         f"releases ({str(exc)[:200]}), so it is withheld.")]
+    return []

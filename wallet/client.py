@@ -183,7 +183,9 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
 
     @staticmethod
     def _check(response: requests.Response, *args, **kwargs) -> requests.Response:
-        check_response(response.status_code, response.content, response.url)
+        # only a denial's body is read: an allowed streamed response (stream=True, an event stream) stays unread
+        if response.status_code in (401, 403):
+            check_response(response.status_code, response.content, response.url)
         return response
 
 

@@ -83,14 +83,18 @@ class Decider:
     ``verifier`` may supply the resolver (its status checker, if any, is reused); ``status`` replaces the
     ``StatusLists`` built from the policy; ``receipt_signer`` overrides the policy's receipt key; ``fetcher``
     replaces the network fetcher for DID documents and status lists; ``clock()`` gives the time of a decision
-    that names none (default: now); ``stages`` replaces ``APPROVAL_STAGES``.
+    that names none (default: now); ``stages`` replaces ``APPROVAL_STAGES``; ``ledger`` is the data owner's
+    privacy-budget ledger (``issuer.ledger.SqlLedger`` in-process, ``verifier.ledger.HttpLedger`` for a gateway in
+    front of nginx/Envoy): an allowed release under a differential-privacy approval is charged to it last, and
+    refused if it cannot afford it; tables of counts are kept in it for differencing.
     """
 
     def __init__(self, policy: TrustPolicy | None = None, verifier: Verifier | None = None, *,
                  status: StatusLists | None = None, metrics: Metrics | None = None,
                  receipt_signer: ReceiptSigner | None = None, fetcher: Fetcher | None = None,
-                 clock=None, stages: list[Stage] | None = None):
+                 clock=None, stages: list[Stage] | None = None, ledger=None):
         self.policy = policy = policy or TrustPolicy()
+        self.ledger = ledger   # the data owner's privacy-budget ledger (verifier.ledger.PrivacyLedger), passed in
         self.clock = clock or (lambda: datetime.now(timezone.utc))   # the time of decisions not given one
         self.metrics = metrics or Metrics()
         self.stages = list(APPROVAL_STAGES if stages is None else stages)
@@ -161,7 +165,7 @@ class Decider:
     def context(self, request: TransferRequest, now: datetime) -> DecisionContext:
         """A fresh context for one decision, carrying this decider's parts."""
         return DecisionContext(request=request, now=now, policy=self.policy, vocabulary=self.vocabulary,
-                               verifier=self.verifier, replay=self.replay)
+                               verifier=self.verifier, replay=self.replay, ledger=self.ledger)
 
     def decide(self, presentation: dict | str, request: TransferRequest, now: datetime | None = None) -> Decision:
         started = perf_counter()
@@ -193,6 +197,10 @@ class Decider:
                 "presentation.id_missing", "The presentation has no id to guard against replay.")
             if replay:
                 allowed, reasons = False, [replay]
+        if allowed and chosen is not None:   # last, before the data leave: the owner's ledger records the release
+            charged = protocol.charge_release(chosen)
+            if charged:
+                allowed, reasons = False, charged
         if not allowed and not reasons:
             reasons = [Problem("decision.incomplete", "The decision did not complete, so the transfer is denied.")]
         decision = Decision(allowed, reasons, relied_on=list(dict.fromkeys(relied_on)), holder=ctx.holder,
@@ -247,11 +255,14 @@ class Decider:
     def check_response(self, decision: Decision, body: bytes, content_type: str = "") -> list[Problem]:
         """Check an outgoing payload against the approval's threshold rules; a failure turns the decision into a
         denial (with a fresh receipt) and returns its reasons."""
-        problems = protocol.check_response(decision.approval, decision.manifest, body)
+        problems = protocol.check_response(decision.approval, decision.manifest, body, decision=decision,
+                                           ledger=self.ledger)
         if problems:
             decision.allowed = False
             decision.reasons = [*decision.reasons, *problems]
             self._finish(decision, 0.0)
+        elif self.receipt_signer is not None:   # the output-checking receipt: these bytes passed these checks
+            decision.output_receipt = self.receipt_signer.sign(protocol.output_check_claims(decision, body))
         return problems
 
 

@@ -118,6 +118,7 @@ class DecisionContext:
     replay_id: str | None = None      # the presentation's id, recorded by the replay guard if the transfer is allowed
     replay_expires: datetime | None = None   # when the presentation expires (the replay guard keeps its id so long)
     dataset: str | None = None        # the dataset the transfer is about (manifest, or the gateway's)
+    ledger: Any = None                # the data owner's privacy-budget ledger (verifier.ledger), if the gateway has one
 
     def covers(self, granted: list[str], item: str) -> bool:
         """Whether ``item`` is one of ``granted`` or within one of them (vocabulary hierarchy)."""

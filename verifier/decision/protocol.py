@@ -7,13 +7,16 @@ from __future__ import annotations
 import logging
 
 from schemas import models
+from schemas.vocab import RepeatingInterval
 
 from .. import attestation
-from ..protocols import check_transfer
+from ..protocols import ReleaseContext, charge, check_transfer, remember_output
 from ..results import Problem
-from .context import Attempt
+from .context import CERTIFICATION, Attempt
 
 log = logging.getLogger(__name__)
+OUTPUT_RECEIPT_HEADER = "Cead-Output-Receipt"
+PAYLOAD_KINDS = (models.Threshold, models.Pseudonymisation)   # protocols checked on the payload itself
 
 
 def check_protocol(attempt: Attempt) -> list[Problem]:
@@ -26,9 +29,9 @@ def check_protocol(attempt: Attempt) -> list[Problem]:
     # A push's table is its body. A body the client sends with a pull is never taken for the table (a decoy).
     payload = bytes(request.body) if request.is_push and request.body else None
     if not request.is_push and request.response_checked:
-        protocol = [p for p in protocol if not isinstance(p, models.Threshold)]  # checked on the response
+        protocol = [p for p in protocol if not isinstance(p, PAYLOAD_KINDS)]  # checked on the response
     problems = check_transfer(protocol, {**manifest, "recipient": attempt.holder}, payload,
-                              approved_columns=model.data_items)
+                              approved_columns=model.data_items, context=release_context(attempt))
     # the run attestation of a PSI cardinality / secure aggregation (docs/computations.md)
     problems += attestation.transfer_check(
         model.privacy_protocol, manifest, payload, [c.raw for c in attempt.ctx.creds], verifier=attempt.ctx.verifier,
@@ -37,26 +40,87 @@ def check_protocol(attempt: Attempt) -> list[Problem]:
     return problems
 
 
+def _accredited(attempt: Attempt, schemes: list[str]) -> set[str]:
+    """The schemes among ``schemes`` the holder shows a valid certification for, from a body the trust policy
+    trusts for that scheme (the accreditation a ``treOnly`` approval needs; relied on when found)."""
+    ctx, holder = attempt.ctx, attempt.holder
+    out: set[str] = set()
+    for cert in ctx.credentials_of(CERTIFICATION):
+        for scheme in schemes:
+            if cert.model.id != holder or not (cert.model.scheme == scheme
+                                               or ctx.vocabulary.within(cert.model.scheme, scheme)):
+                continue
+            trusted = set(ctx.policy.trusted_bodies(scheme)) | set(ctx.policy.trusted_bodies(cert.model.scheme))
+            if cert.issuer in trusted and cert.result.verified and cert.model.status == "Certified" \
+                    and cert.model.valid_on(ctx.now.date()):
+                out.add(scheme)
+                attempt.rely_on(cert)
+    return out
+
+
+def release_context(attempt: Attempt) -> ReleaseContext:
+    """What the provider knows about this release: the recipient and its accreditations, the ledger, the
+    dataset, the approval, its data subjects and the start its budget periods count from (the cadence's)."""
+    model = attempt.model
+    schemes = [s for p in model.privacy_protocol if isinstance(p, models.TreOnly) for s in p.accreditation_schemes]
+    return ReleaseContext(recipient=attempt.holder, recipient_accreditations=_accredited(attempt, schemes),
+                          ledger=attempt.ctx.ledger, dataset=attempt.ctx.dataset or (model.datasets or [None])[0],
+                          approval=attempt.approval.id, subjects=tuple(model.data_subjects),
+                          anchor=RepeatingInterval.parse(model.cadence).start, now=attempt.now)
+
+
+def charge_release(attempt: Attempt) -> list[Problem]:
+    """The last step of an allowed decision: the release is recorded in the data owner's ledger (or refused)."""
+    try:
+        context = release_context(attempt)
+        problems = charge(list(attempt.model.privacy_protocol), context)
+        request = attempt.ctx.request
+        if not problems and request.is_push and request.body:   # a pushed table is kept for differencing
+            problems = remember_output(list(attempt.model.privacy_protocol), context, bytes(request.body))
+        return problems
+    except Exception:  # never let an unaccounted release out
+        log.exception("internal error while charging a release")
+        return [Problem("verifier.internal_error", "The release could not be accounted, so it is refused.")]
+
+
 def response_check_needed(approval: models.DataSharingApproval | None, allowed: bool, push: bool = False,
                           manifest: dict | None = None) -> bool:
-    """True when the approval's protocol constrains a table of counts that travels in the response, or the response
-    must be the output a run attestation covers: not for a push (its table was the request body, checked when it
-    was decided; the response is the app's own)."""
+    """True when the approval's protocol constrains a payload that travels in the response (a table of counts, a
+    pseudonymised extract), or the response must be the output a run attestation covers: not for a push (its
+    payload was the request body, checked when it was decided; the response is the app's own)."""
     return allowed and not push and approval is not None and (any(
-        isinstance(p, models.Threshold) for p in approval.privacy_protocol)
+        isinstance(p, PAYLOAD_KINDS) for p in approval.privacy_protocol)
         or attestation.response_check_needed(approval.privacy_protocol, manifest))
 
 
-def check_response(approval: models.DataSharingApproval, manifest: dict | None, body: bytes) -> list[Problem]:
-    """An outgoing payload against the approval's threshold rules (fails closed on an internal error)."""
-    thresholds = [p for p in approval.privacy_protocol if isinstance(p, models.Threshold)]
+def check_response(approval: models.DataSharingApproval, manifest: dict | None, body: bytes, *,
+                   decision=None, ledger=None) -> list[Problem]:
+    """An outgoing payload against the approval's payload rules (threshold, whole-table suppression, differencing
+    against the node's earlier releases, direct identifiers, k-anonymity); a table that passes is kept in the
+    ledger for later differencing. Fails closed on an internal error."""
+    checked = [p for p in approval.privacy_protocol if isinstance(p, PAYLOAD_KINDS)]
+    manifest = manifest or {}
+    context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger,
+                             dataset=manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None,
+                             approval=getattr(decision, "approval_id", None), subjects=tuple(approval.data_subjects))
     from .limits import body_too_large
     too_large = body_too_large(approval, manifest, body)
     if too_large is not None:
         return [too_large]    # larger than the approval can need: withheld unread
     try:
-        return check_transfer(thresholds, manifest or {}, body, approved_columns=approval.data_items) \
+        problems = check_transfer(checked, manifest, body, approved_columns=approval.data_items, context=context) \
             + attestation.response_check(approval.privacy_protocol, manifest, body)
+        return problems or remember_output(checked, context, body)
     except Exception:  # never let an unchecked payload out
         log.exception("internal error while checking a response payload")
         return [Problem("verifier.internal_error", "The response could not be checked, so it is withheld.")]
+
+
+def output_check_claims(decision, body: bytes) -> dict:
+    """What an output-checking receipt says: the SHA-256 of the bytes released, the approval and recipient, and the
+    checks they passed (the protocol kinds checked on the payload), signed by the gateway's receipt key."""
+    import hashlib
+    kinds = sorted({p.kind for p in decision.approval.privacy_protocol if isinstance(p, PAYLOAD_KINDS)})
+    return {"outputCheck": "pass", "outputSha256": hashlib.sha256(body).hexdigest(), "checks": kinds,
+            "approval": decision.approval_id, "holder": decision.holder, "url": decision.url,
+            "checkedAt": decision.decided_at.isoformat().replace("+00:00", "Z")}

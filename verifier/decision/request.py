@@ -85,6 +85,7 @@ class Decision:
     decided_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     approval: Any = field(default=None, repr=False, compare=False)   # the DataSharingApproval model relied on
     manifest: dict | None = field(default=None, repr=False, compare=False)
+    output_receipt: str | None = None   # signed by the gateway when an outgoing payload passed its checks
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -95,7 +96,7 @@ class Decision:
             "decidedAt": self.decided_at.isoformat().replace("+00:00", "Z"),
         }
         for key, value in (("holder", self.holder), ("approval", self.approval_id), ("method", self.method),
-                           ("url", self.url), ("receipt", self.receipt)):
+                           ("url", self.url), ("receipt", self.receipt), ("outputReceipt", self.output_receipt)):
             if value is not None:
                 out[key] = value
         return out

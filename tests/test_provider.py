@@ -1,0 +1,534 @@
+"""`cead provider serve`: dataset series served behind the gateway, pushed to recipients, streamed to near-time
+consumers. Real nodes (did:web over HTTPS on 127.0.0.1 with a test CA), real wallets, real HTTPS servers.
+
+The estate: a council (the provider; controller of its returns), the Scottish Government (collects the council's
+quarterly return at its ingest endpoint, behind its own gateway) and a regulator (a second authorised recipient,
+pulling the same return and the monthly series). A small upstream REST API with cursor paging and an API key stands
+in for a health data API the provider fronts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import yaml
+from flask import Flask, jsonify, request as flask_request
+from jwcrypto import jwk
+
+from helpers_https import https_server
+from issuer import service
+from issuer.node import Node
+from verifier.decision import Decider
+from verifier.keys import PublicKey
+from verifier.policy import load_policy, parse_policy
+from verifier.receipts import verify_receipt
+from verifier.results import CeadError
+from wallet.app import create_node_app
+from wallet.client import CeadAuth
+from wallet.provider import Provider, load_config, parse_config
+from wallet.provider.ingest import ingest_app
+from wallet.store import Wallet
+
+from test_wallet_support import P_STATS, approval_subject
+
+PASSPHRASE = b"provider test passphrase"
+V2 = ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"]
+MONTHLY = "https://data.fife.example/dataset/homelessness-monthly"
+QUARTERLY = "https://data.fife.example/dataset/housing-quarterly-return"
+MONTHLY_DB = "https://data.fife.example/dataset/homelessness-monthly-db"
+WAITING = "https://data.fife.example/dataset/waiting-times"
+COLLECTION = "https://data.gov.scot/dataset/housing-returns-collection"
+SMALL_AREAS = "https://data.fife.example/dataset/small-area-counts"
+COLUMNS = ["localAuthority", "period", "applications"]
+API_KEY = "upstream-secret-" + uuid.uuid4().hex
+
+
+def csv_for(period: str, count: int = 40) -> str:
+    return f"localAuthority,period,applications\nFife,{period},{count}\n"
+
+
+class Late:
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+def _approval(discloser, recipient, datasets) -> dict:
+    subject = approval_subject(discloser, recipient, datasets=datasets, purposes=[P_STATS])
+    subject.update(dataItems=COLUMNS, dataCategories=["cead:HousingSituation"])
+    return {"@context": V2, "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
+            "credentialSubject": subject}
+
+
+def upstream_api(seen: list):
+    """A health data API: GET /releases?cursor=C (two per page) and GET /releases/<id>, both needing the key."""
+    api = Flask("upstream")
+    items = [{"id": f"wt-2026-0{m}", "issued": f"2026-0{m}-05T09:00:00Z", "mediaType": "text/csv"}
+             for m in range(1, 6)]
+
+    @api.before_request
+    def key():
+        seen.append(dict(flask_request.headers))
+        if flask_request.headers.get("X-API-Key") != API_KEY:
+            return jsonify({"error": "bad key"}), 401
+
+    @api.get("/releases")
+    def listing():
+        start = int(flask_request.args.get("cursor", 0))
+        following = start + 2 if start + 2 < len(items) else None
+        return jsonify({"items": items[start:start + 2], "next": str(following) if following else None})
+
+    @api.get("/releases/<rid>")
+    def one(rid):
+        if rid not in {i["id"] for i in items}:
+            return jsonify({"error": "none"}), 404
+        return csv_for(rid[3:], 7), 200, {"Content-Type": "text/csv"}
+
+    return api
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("provider")
+    os.environ["CEAD_TEST_UPSTREAM_KEY"] = API_KEY
+    with ExitStack() as stack:
+        stack.callback(os.environ.pop, "CEAD_TEST_UPSTREAM_KEY", None)
+        names = ("council", "sg", "regulator", "provider", "ingest", "upstream")
+        servers = {}
+        for name in names:
+            late = Late()
+            base, ca = stack.enter_context(https_server(late))
+            servers[name] = (late, base, ca)
+        bundle = tmp / "ca-bundle.pem"
+        bundle.write_text("".join(open(s[2]).read() for s in servers.values()))
+        network = {"allow_private": True, "ca_bundle": str(bundle)}
+        w: dict = {"bundle": str(bundle), "tmp": tmp, "url": {n: servers[n][1] for n in names}}
+        for name in ("council", "sg", "regulator"):
+            late, base, _ = servers[name]
+            node, _ = Node.init(tmp / name, name.title(), PASSPHRASE, domain=urlsplit(base).netloc,
+                                public_url=base, network=network)
+            wallet = Wallet.from_node(node)
+            late.app = create_node_app(node, wallet=wallet)
+            w[name] = node
+            w[name + "_wallet"] = wallet
+        council, sg, regulator = w["council"], w["sg"], w["regulator"]
+        # the Scottish Government approves the council to push its returns to the collection
+        push = service.issue(sg, _approval(sg.did, council.did, [COLLECTION]))
+        assert w["council_wallet"].import_credential(push.credential).ok
+        w["push_approval"] = push
+        # the council approves the regulator to pull its series
+        pull = service.issue(council, _approval(council.did, regulator.did, [MONTHLY, QUARTERLY, MONTHLY_DB, WAITING]))
+        assert w["regulator_wallet"].import_credential(pull.credential).ok
+        # ... and small-area counts under a minimum cell count of 10
+        small = _approval(council.did, regulator.did, [SMALL_AREAS])
+        small["credentialSubject"]["privacyProtocol"] = {"kind": "threshold", "minCellCount": 10}
+        assert w["regulator_wallet"].import_credential(service.issue(council, small).credential).ok
+
+        # the Scottish Government's collection endpoint, behind its own gateway with a receipt key
+        key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
+        (tmp / "receipt.jwk").write_text(key.export_private())
+        w["receipt_public"] = PublicKey.from_jwk(key.export_public(as_dict=True))
+        sg_policy = parse_policy({"controllers": [{"dataset": COLLECTION, "controller": sg.did}],
+                                  "network": network, "caches": {"status_lists": {"size": 16, "ttl": 0}},
+                                  "receipts": {"key": str(tmp / "receipt.jwk")}})
+        servers["ingest"][0].app = ingest_app(Decider(sg_policy), {"housing-returns": COLLECTION}, tmp / "sg-store")
+        w["sg_store"] = tmp / "sg-store" / "housing-returns"
+
+        seen: list = []
+        servers["upstream"][0].app = upstream_api(seen)
+        w["upstream_seen"] = seen
+
+        # the provider's sources: 12 monthly files, a quarterly return folder, a SQLite table
+        monthly = tmp / "monthly"
+        monthly.mkdir()
+        for m in range(1, 13):
+            (monthly / f"2025-{m:02d}.csv").write_text(csv_for(f"2025-{m:02d}", 30 + m))
+        (tmp / "quarterly").mkdir()
+        (tmp / "small").mkdir()
+        (tmp / "small" / "2026-01.csv").write_text(csv_for("2026-01", 3))
+        (tmp / "small" / "2026-02.csv").write_text(csv_for("2026-02", 40))
+        db = tmp / "releases.db"
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE releases (release_id TEXT PRIMARY KEY, issued TEXT, media_type TEXT, "
+                         "body TEXT)")
+            conn.executemany("INSERT INTO releases VALUES (?, ?, 'text/csv', ?)",
+                             [(f"m{m:02d}", f"2025-{m:02d}-01T09:00:00Z", csv_for(f"2025-{m:02d}"))
+                              for m in range(1, 13)])
+        w["db"] = db
+        (tmp / "policy.yaml").write_text(yaml.safe_dump({
+            "controllers": [{"prefix": "https://data.fife.example/", "controller": council.did}],
+            "network": network, "caches": {"status_lists": {"size": 16, "ttl": 0}}}))
+        config = {
+            "policy": "policy.yaml", "node": "council", "ca_bundle": "ca-bundle.pem", "state": "state",
+            "public_url": servers["provider"][1], "poll_seconds": 0.25,
+            "stream": {"heartbeat_seconds": 0.5, "max_seconds": 60, "max_clients": 3},
+            "page": {"default_limit": 5, "max_limit": 50},
+            "series": {
+                "homelessness-monthly": {"dataset": MONTHLY, "source": {"files": "monthly"}},
+                "housing-quarterly": {"dataset": QUARTERLY, "source": {"files": "quarterly"},
+                                      "push": [{"url": servers["ingest"][1] + "/ingest/housing-returns",
+                                                "dataset": COLLECTION, "purpose": P_STATS}]},
+                "small-areas": {"dataset": SMALL_AREAS, "source": {"files": "small"}},
+                "homelessness-monthly-db": {"dataset": MONTHLY_DB, "source": {
+                    "database": "sqlite:///releases.db", "table": "releases"}},
+                "waiting-times": {"dataset": WAITING, "source": {
+                    "api": servers["upstream"][1] + "/releases", "api_key_env": "CEAD_TEST_UPSTREAM_KEY"}},
+            }}
+        (tmp / "provider.yaml").write_text(yaml.safe_dump(config))
+        w["config"] = config
+        cfg = load_config(tmp / "provider.yaml")
+        provider = Provider(cfg, Decider(load_policy(cfg.policy)), w["council_wallet"])
+        servers["provider"][0].app = provider
+        provider.start()
+        stack.callback(provider.stop)
+        w["provider"] = provider
+        yield w
+
+
+def pull(w, path, dataset, **params):
+    auth = CeadAuth(w["regulator_wallet"], dataset=dataset, purpose=P_STATS)
+    return requests.get(w["url"]["provider"] + path, params=params or None, auth=auth, verify=w["bundle"],
+                        timeout=30)
+
+
+def test_twelve_monthly_releases_pulled_in_pages_and_incrementally_with_since(estate):
+    w = estate
+    got, cursor, pages = [], None, 0
+    while True:
+        answer = pull(w, "/series/homelessness-monthly/releases", MONTHLY, **({"cursor": cursor} if cursor else {}))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["dataset"] == MONTHLY and len(body["releases"]) <= 5
+        got += body["releases"]
+        pages += 1
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert [r["id"] for r in got] == [f"2025-{m:02d}" for m in range(1, 13)]
+    # an incremental update: only what was issued after the last one the consumer has
+    later = pull(w, "/series/homelessness-monthly/releases", MONTHLY, since=got[5]["issued"], limit=50).json()
+    assert [r["id"] for r in later["releases"]] == [f"2025-{m:02d}" for m in range(7, 13)]
+    assert pull(w, "/series/homelessness-monthly/releases", MONTHLY, since=got[-1]["issued"]).json()["releases"] == []
+    one = pull(w, "/series/homelessness-monthly/releases/2025-03", MONTHLY)
+    assert one.status_code == 200 and one.text == csv_for("2025-03", 33)
+    assert one.headers["Content-Type"].startswith("text/csv")
+    assert pull(w, "/series/homelessness-monthly/releases/2031-01", MONTHLY).status_code == 404
+    bad = pull(w, "/series/homelessness-monthly/releases", MONTHLY, since="last tuesday")
+    assert bad.status_code == 400 and bad.json()["problems"][0]["code"] == "provider.time_invalid"
+    bad = pull(w, "/series/homelessness-monthly/releases", MONTHLY, cursor="nonsense")
+    assert bad.status_code == 400 and bad.json()["problems"][0]["code"] == "provider.cursor_invalid"
+
+
+def test_every_data_response_is_decided_by_the_gateway_first(estate):
+    w = estate
+    base = w["url"]["provider"]
+    for path in ("/series/homelessness-monthly/releases", "/series/homelessness-monthly/releases/2025-03",
+                 "/series/homelessness-monthly/events"):
+        bare = requests.get(base + path, verify=w["bundle"], timeout=30)
+        assert bare.status_code == 401 and "presentation.missing" in bare.text
+        assert "applications" not in bare.text
+    # the council's wallet holds no approval for the monthly series: a presentation of what it has is refused
+    wrong = requests.get(base + "/series/homelessness-monthly/releases/2025-03", verify=w["bundle"], timeout=30,
+                         auth=CeadAuth(w["council_wallet"], dataset=COLLECTION, purpose=P_STATS,
+                                       raise_on_denial=False))
+    assert wrong.status_code == 403 and "transfer.dataset_mismatch" in wrong.headers["Cead-Decision-Reasons"]
+    assert "Fife,2025-03" not in wrong.text
+    assert requests.get(base + "/healthz", verify=w["bundle"], timeout=30).json() == {"status": "ok"}
+    listed = requests.get(base + "/series", verify=w["bundle"], timeout=30).json()["series"]
+    assert {s["dataset"] for s in listed} == {MONTHLY, QUARTERLY, MONTHLY_DB, WAITING, SMALL_AREAS}
+    assert requests.get(base + "/series/nope/releases", verify=w["bundle"], timeout=30).status_code == 404
+
+
+def test_sse_subscribers_are_told_of_a_new_release(estate):
+    w = estate
+    auth = CeadAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS)
+    streams = [requests.get(w["url"]["provider"] + "/series/homelessness-monthly/events", auth=auth, stream=True,
+                            verify=w["bundle"], timeout=30) for _ in range(2)]
+    try:
+        for s in streams:
+            assert s.status_code == 200 and s.headers["Content-Type"].startswith("text/event-stream")
+        (w["tmp"] / "monthly" / "2026-01.csv").write_text(csv_for("2026-01", 50))
+        for s in streams:
+            event = read_event(s, deadline=time.monotonic() + 20)
+            assert event["id"] == "2026-01" and event["url"].endswith("/series/homelessness-monthly/releases/2026-01")
+    finally:
+        for s in streams:
+            s.close()
+    # the new release is there for an incremental pull too
+    newest = pull(w, "/series/homelessness-monthly/releases", MONTHLY, since="2025-12-01T00:00:00Z").json()
+    assert [r["id"] for r in newest["releases"]] == ["2026-01"]
+
+
+def read_event(stream, deadline: float) -> dict:
+    kind = None
+    for line in stream.iter_lines(chunk_size=1, decode_unicode=True):
+        if time.monotonic() > deadline:
+            break
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: ") and kind == "release":
+            return json.loads(line[6:])
+    raise AssertionError("no release event arrived")
+
+
+def test_streams_are_bounded(estate):
+    w = estate
+    auth = CeadAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS)
+    url = w["url"]["provider"] + "/series/homelessness-monthly/events"
+    wait_for_no_streams(w["provider"])     # streams of earlier tests close at their next heartbeat
+    held = [requests.get(url, auth=auth, stream=True, verify=w["bundle"], timeout=30) for _ in range(3)]
+    try:
+        assert all(s.status_code == 200 for s in held)
+        busy = requests.get(url, auth=auth, verify=w["bundle"], timeout=30)
+        assert busy.status_code == 503 and busy.json()["problems"][0]["code"] == "provider.stream_busy"
+        # a heartbeat comment keeps an idle stream alive
+        lines = held[0].iter_lines(chunk_size=1, decode_unicode=True)
+        assert any(line.startswith(": heartbeat") for _, line in zip(range(10), lines))
+    finally:
+        for s in held:
+            s.close()
+    # places come back when the streams close
+    wait_for_no_streams(w["provider"])
+    again = requests.get(url, auth=auth, stream=True, verify=w["bundle"], timeout=30)
+    again.close()
+    assert again.status_code == 200
+
+
+def wait_for_no_streams(provider) -> None:
+    deadline = time.monotonic() + 20
+    while provider.open_streams and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert provider.open_streams == 0
+
+
+def test_stream_ends_after_its_maximum_duration(estate):
+    import dataclasses
+    w = estate
+    short = dataclasses.replace(w["provider"].config, stream_max_seconds=1, state=w["tmp"] / "state-short")
+    provider = Provider(short, w["provider"].decider)
+    with https_server(provider) as (base, ca):
+        bundle = w["tmp"] / "bundle-short.pem"
+        bundle.write_text(Path(w["bundle"]).read_text() + Path(ca).read_text())
+        short.public_url = None
+        answer = requests.get(base + "/series/homelessness-monthly/events", verify=str(bundle), timeout=30,
+                              auth=CeadAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS))
+        assert answer.status_code == 200 and "event: end" in answer.text
+
+
+def test_a_quarterly_return_is_pushed_checked_by_the_recipients_gateway_and_pulled_by_a_second_recipient(estate):
+    w = estate
+    provider, quarterly = w["provider"], w["tmp"] / "quarterly"
+    (quarterly / "2026-03-31-q4.csv").write_text(csv_for("2025-26 Q4", 120))
+    deliveries = delivered_now(provider, "2026-03-31-q4")
+    assert [(d.release, d.outcome) for d in deliveries] == [("2026-03-31-q4", "delivered")], deliveries
+    delivered = deliveries[0]
+    assert (w["sg_store"] / "2026-03-31-q4.csv").read_text() == csv_for("2025-26 Q4", 120)
+    # the delivery is recorded with the gateway's signed receipt of its decision
+    claims = verify_receipt(delivered.receipt, w["receipt_public"])
+    assert claims and delivered.decision == "allow"
+    assert provider.poll_once() == []                    # never delivered twice
+    # the same return, pulled by a second authorised recipient
+    same = pull(w, "/series/housing-quarterly/releases/2026-03-31-q4", QUARTERLY)
+    assert same.status_code == 200 and same.text == csv_for("2025-26 Q4", 120)
+
+    # the Scottish Government revokes the council's approval: the next return is refused by its gateway
+    service.change_status(w["sg"], w["push_approval"].id, "revoke")
+    (quarterly / "2026-06-30-q1.csv").write_text(csv_for("2026-27 Q1", 99))
+    deliveries = delivered_now(provider, "2026-06-30-q1")
+    assert len(deliveries) == 1 and deliveries[0].outcome == "refused", deliveries
+    refused = deliveries[0]
+    assert refused.status == 403 and "approval.revoked" in {r["code"] for r in refused.reasons}
+    assert verify_receipt(refused.receipt, w["receipt_public"])     # the refusal has its receipt too
+    assert not (w["sg_store"] / "2026-06-30-q1.csv").exists()
+    assert provider.poll_once() == []                    # a refusal is a decision: not retried
+    log = [json.loads(line) for line in (w["tmp"] / "state" / "deliveries.jsonl").read_text().splitlines()]
+    assert [(d["release"], d["outcome"]) for d in log] == [("2026-03-31-q4", "delivered"),
+                                                          ("2026-06-30-q1", "refused")]
+    # a restarted provider reads the log and delivers nothing again
+    again = Provider(provider.config, provider.decider, w["council_wallet"])
+    assert again.poll_once() == []
+
+
+def test_under_a_minimum_cell_count_each_release_is_checked_before_it_leaves(estate):
+    """The release is checked as a table; the list (not a table) cannot be checked, so the gateway fails closed."""
+    w = estate
+    auth = CeadAuth(w["regulator_wallet"], dataset=SMALL_AREAS, purpose=P_STATS, raise_on_denial=False)
+    listed = requests.get(w["url"]["provider"] + "/series/small-areas/releases", auth=auth, verify=w["bundle"],
+                          timeout=30)
+    assert listed.status_code == 403 and "protocol.payload_missing" in listed.headers["Cead-Decision-Reasons"]
+    assert pull(w, "/series/small-areas/releases/2026-02", SMALL_AREAS).text == csv_for("2026-02", 40)
+    small = requests.get(w["url"]["provider"] + "/series/small-areas/releases/2026-01", auth=auth,
+                         verify=w["bundle"], timeout=30)
+    assert small.status_code == 403 and "Fife,2026-01" not in small.text
+    assert "protocol.cell_below_threshold" in {r["code"] for r in small.json()["reasons"]}
+
+
+def delivered_now(provider, release: str) -> list:
+    """The deliveries of ``release`` (polling now; the watcher thread may have been first)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        provider.poll_once()
+        found = [d for d in provider.deliveries.records if d.release == release]
+        if found:
+            return found
+        time.sleep(0.1)
+    return []
+
+
+def test_the_database_source_sqlite(estate):
+    w = estate
+    listed = pull(w, "/series/homelessness-monthly-db/releases", MONTHLY_DB, limit=50).json()
+    assert [r["id"] for r in listed["releases"]] == [f"m{m:02d}" for m in range(1, 13)]
+    since = pull(w, "/series/homelessness-monthly-db/releases", MONTHLY_DB, since="2025-10-01T09:00:00Z").json()
+    assert [r["id"] for r in since["releases"]] == ["m11", "m12"]
+    assert pull(w, "/series/homelessness-monthly-db/releases/m04", MONTHLY_DB).text == csv_for("2025-04")
+
+
+def test_the_provider_in_front_of_an_upstream_api_with_cursor_paging_and_an_api_key(estate):
+    w = estate
+    seen = w["upstream_seen"]
+    before = len(seen)
+    assert requests.get(w["url"]["provider"] + "/series/waiting-times/releases", verify=w["bundle"],
+                        timeout=30).status_code == 401
+    listed = pull(w, "/series/waiting-times/releases", WAITING, limit=50)
+    assert listed.status_code == 200
+    assert [r["id"] for r in listed.json()["releases"]] == [f"wt-2026-0{m}" for m in range(1, 6)]
+    assert API_KEY not in listed.text and API_KEY not in str(listed.headers)
+    one = pull(w, "/series/waiting-times/releases/wt-2026-02", WAITING)
+    assert one.status_code == 200 and one.text == csv_for("2026-02", 7)
+    assert all(h.get("X-Api-Key") == API_KEY for h in seen[before:]) and len(seen) > before
+    assert not any("Cead-Presentation" in h for h in seen)   # the client's credentials stay at the gateway
+
+
+@pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="set CEAD_TEST_DATABASE_URL for PostgreSQL")
+def test_the_database_source_postgresql(estate):
+    import sqlalchemy as sa
+    from datetime import datetime, timezone
+    w = estate
+    url = os.environ["CEAD_TEST_DATABASE_URL"]
+    schema = f"provider_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(sa.text(f'CREATE TABLE "{schema}".returns (rid text PRIMARY KEY, issued_at timestamptz, '
+                             'mtype text, payload bytea)'))
+        for m in range(1, 13):
+            conn.execute(sa.text(f'INSERT INTO "{schema}".returns VALUES (:r, :t, \'text/csv\', :b)'),
+                         {"r": f"pg{m:02d}", "t": datetime(2025, m, 1, 9, tzinfo=timezone.utc),
+                          "b": csv_for(f"2025-{m:02d}").encode()})
+    try:
+        config = {**w["config"], "state": "state-pg", "series": {"pg": {"dataset": MONTHLY_DB, "source": {
+            "database": url, "schema": schema, "table": "returns",
+            "columns": {"id": "rid", "issued": "issued_at", "media_type": "mtype", "body": "payload"}}}}}
+        provider = Provider(parse_config(config, w["tmp"] / "provider.yaml"), w["provider"].decider)
+        with https_server(provider) as (base, ca):
+            bundle = w["tmp"] / "bundle-pg.pem"
+            bundle.write_text(Path(w["bundle"]).read_text() + Path(ca).read_text())
+            provider.config.public_url = None
+            auth = CeadAuth(w["regulator_wallet"], dataset=MONTHLY_DB, purpose=P_STATS)
+            got = requests.get(base + "/series/pg/releases", params={"since": "2025-09-01T09:00:00Z"}, auth=auth,
+                               verify=str(bundle), timeout=30)
+            assert [r["id"] for r in got.json()["releases"]] == ["pg10", "pg11", "pg12"]
+            body = requests.get(base + "/series/pg/releases/pg10", auth=auth, verify=str(bundle), timeout=30)
+            assert body.text == csv_for("2025-10")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"series": {}}, "series"),
+    ({"policy": "missing.yaml"}, "policy"),
+    ({"colour": "blue"}, "colour"),
+    ({"series": {"Bad Name": {"dataset": MONTHLY, "source": {"files": "monthly"}}}}, "series.Bad Name"),
+    ({"series": {"m": {"source": {"files": "monthly"}}}}, "series.m.dataset"),
+    ({"series": {"m": {"dataset": MONTHLY, "source": {"files": "monthly", "database": "sqlite:///x.db"}}}},
+     "series.m.source"),
+    ({"series": {"m": {"dataset": MONTHLY, "source": {"files": "no-such-dir"}}}}, "series.m.source.files"),
+    ({"series": {"m": {"dataset": MONTHLY, "source": {"database": "mysql://x/y", "table": "t"}}}},
+     "series.m.source.database"),
+    ({"series": {"m": {"dataset": MONTHLY, "source": {"database": "sqlite:///x.db", "table": "t; drop"}}}},
+     "series.m.source.table"),
+    ({"series": {"m": {"dataset": MONTHLY, "source": {"api": "https://api.example/r"}}}},
+     "series.m.source.api_key_env"),
+    ({"series": {"m": {"dataset": MONTHLY, "source": {"files": "monthly"},
+                       "push": [{"url": "http://collect.example/in", "dataset": COLLECTION}]}}}, "series.m.push[0].url"),
+    ({"stream": {"max_clients": 0}}, "stream.max_clients"),
+    ({"poll_seconds": "often"}, "poll_seconds"),
+])
+def test_bad_config_names_the_key(estate, change, key):
+    config = {**estate["config"], **change}
+    with pytest.raises(CeadError) as err:
+        parse_config(config, estate["tmp"] / "provider.yaml")
+    assert err.value.code == "provider.config_invalid" and err.value.detail["key"] == key
+    assert err.value.message.startswith(key + ":")
+
+
+def test_cli_says_a_bad_config_in_one_line(estate, tmp_path):
+    from click.testing import CliRunner
+    from cead.cli import main
+    bad = tmp_path / "provider.yaml"
+    bad.write_text(yaml.safe_dump({"policy": str(estate["tmp"] / "policy.yaml"), "series": {"m": {
+        "dataset": MONTHLY, "source": {"database": "sqlite:///r.db"}}}}))
+    result = CliRunner().invoke(main, ["provider", "serve", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "provider.config_invalid: series.m.source.table:" in result.output and "Traceback" not in result.output
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"policy": str(estate["tmp"] / "policy.yaml"), "series": {"m": {
+        "dataset": MONTHLY, "source": {"files": str(estate["tmp"] / "monthly")}}}}))
+    checked = CliRunner().invoke(main, ["provider", "serve", "--config", str(good), "--check"])
+    assert checked.exit_code == 0 and json.loads(checked.output)["series"] == {"m": MONTHLY}
+
+
+def test_cead_provider_serve_runs_as_its_own_process(estate, tmp_path):
+    """The command itself: started as a separate process, it serves and its gateway answers."""
+    import subprocess
+    import sys
+    config = tmp_path / "provider.yaml"
+    config.write_text(yaml.safe_dump({"policy": str(estate["tmp"] / "policy.yaml"), "state": str(tmp_path / "s"),
+                                      "series": {"m": {"dataset": MONTHLY,
+                                                       "source": {"files": str(estate["tmp"] / "monthly")}}}}))
+    process = subprocess.Popen([sys.executable, "-m", "cead.cli", "provider", "serve", "--config", str(config),
+                                "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        assert line.startswith("Serving 1 series (m) at http://127.0.0.1:"), line
+        base = line.split(" at ", 1)[1].split(",", 1)[0]
+        assert requests.get(base + "/healthz", timeout=30).json() == {"status": "ok"}
+        denied = requests.get(base + "/series/m/releases", timeout=30)
+        assert denied.status_code == 401 and denied.json()["dataset"] == MONTHLY
+        assert "presentation_definition" in denied.json()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_push_that_cannot_reach_the_recipient_is_recorded_and_retried(estate, tmp_path):
+    w = estate
+    returns = tmp_path / "returns"
+    returns.mkdir()
+    (returns / "2026-09-30-q2.csv").write_text(csv_for("2026-27 Q2", 80))
+    config = {**w["config"], "state": str(tmp_path / "state"), "series": {"q": {
+        "dataset": QUARTERLY, "source": {"files": str(returns)},
+        "push": [{"url": "https://127.0.0.1:1/ingest/housing-returns", "dataset": COLLECTION,
+                  "purpose": P_STATS}]}}}
+    provider = Provider(parse_config(config, w["tmp"] / "provider.yaml"), w["provider"].decider,
+                        w["council_wallet"])
+    first = provider.poll_once()
+    assert [(d.outcome, d.reasons[0]["code"]) for d in first] == [("failed", "provider.push_failed")]
+    assert first[0].receipt is None
+    second = provider.poll_once()                     # not final: tried again at the next poll
+    assert [d.outcome for d in second] == ["failed"]
+    assert len(provider.deliveries.records) == 2

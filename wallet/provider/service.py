@@ -1,0 +1,328 @@
+"""The provider: serves each dataset series behind the gateway (pull with paging and ``since``, one release, a
+server-sent-events stream of new releases) and pushes new releases to recipients.
+
+Every data response is decided first by ``verifier.middleware.CeadMiddleware`` with the provider's trust policy:
+the release list, each release and the event stream. Only ``/healthz`` and ``/series`` (the names and dataset IRIs
+of the series, public catalogue metadata) answer without a presentation.
+
+A watcher thread polls each series' source every ``poll_seconds``: each release it has not seen is announced to
+the stream's subscribers and pushed to the series' recipients (``deliveries``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Iterable
+from urllib.parse import urlencode
+
+from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import get_current_url
+
+from verifier.decision import DECISION_HEADER, RECEIPT_HEADER
+from verifier.middleware import ENVIRON_KEY, CeadMiddleware
+from verifier.results import CeadError, Problem
+
+from .config import ProviderConfig, Series
+from .deliveries import Delivery, DeliveryLog, deliver
+from .sources import Release, page, parse_time
+
+log = logging.getLogger(__name__)
+
+SERIES_ENV = "cead.provider.series"
+
+
+def request_url(environ, public_url: str | None = None) -> str:
+    """The URL the client called, as it sent it (the presentation is bound to it): ``public_url`` (behind a proxy)
+    or the scheme and host of this request, then the path and query exactly as received. (Werkzeug's
+    ``get_current_url`` decodes ``%3A`` in a query, so ``?since=2026-01-01T00%3A00%3A00Z`` would not match.)"""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not raw:
+        query = environ.get("QUERY_STRING")
+        raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+    if public_url:
+        return public_url + raw
+    return f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST') or environ['SERVER_NAME']}{raw}" \
+        if environ.get("HTTP_HOST") or environ.get("SERVER_NAME") else get_current_url(environ)
+
+
+class Announcer:
+    """New releases, per series, for the stream's subscribers (each waits on one shared condition)."""
+
+    def __init__(self, keep: int = 1000):
+        self._cond = threading.Condition()
+        self._events: list[tuple[int, str, Release]] = []
+        self._seq = 0
+        self.keep = keep
+
+    @property
+    def seq(self) -> int:
+        with self._cond:
+            return self._seq
+
+    def announce(self, series: str, release: Release) -> None:
+        with self._cond:
+            self._seq += 1
+            self._events.append((self._seq, series, release))
+            del self._events[:-self.keep]
+            self._cond.notify_all()
+
+    def wait(self, series: str, after: int, timeout: float) -> tuple[int, list[Release]]:
+        """Releases of ``series`` announced after ``after`` (waiting up to ``timeout`` for one)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [r for seq, s, r in self._events if seq > after and s == series]
+                left = deadline - time.monotonic()
+                if found or left <= 0:
+                    return self._seq, found
+                self._cond.wait(left)
+
+
+def _problem(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    body = json.dumps({"problems": [Problem(code, message).to_dict()]})
+    return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+class Provider:
+    def __init__(self, config: ProviderConfig, decider, wallet=None, *, session=None):
+        self.config = config
+        self.decider = decider
+        self.wallet = wallet
+        self.session = session
+        self.announcer = Announcer()
+        self.deliveries = DeliveryLog(config.state)
+        self.known: dict[str, set[str]] | None = None
+        self._streams = threading.BoundedSemaphore(config.stream_max_clients)
+        self._count_lock = threading.Lock()
+        self._open = 0
+        self._stop = threading.Event()
+        self._poll_lock = threading.Lock()     # the watcher and a caller never push the same release twice
+        self._thread: threading.Thread | None = None
+
+        def public(environ) -> str:
+            return request_url(environ, config.public_url)
+        dataset_for = lambda environ: environ[SERIES_ENV].dataset        # noqa: E731
+        self._data = CeadMiddleware(self._data_app, decider, dataset_for=dataset_for, public_url=public)
+        # the release list carries release ids and times, not a table: decided, but not read as one
+        self._list = CeadMiddleware(self._data_app, decider, dataset_for=dataset_for, public_url=public,
+                                    check_response_payload=False)
+        # the stream carries notifications (release ids and times), never a table: nothing to buffer and check
+        self._events = CeadMiddleware(self._events_app, decider, dataset_for=dataset_for, public_url=public,
+                                      check_response_payload=False)
+
+    # ---- watching the sources ------------------------------------------------------------------------------
+    def poll_once(self) -> list[Delivery]:
+        """Announce releases not seen before (not on the first poll: those were there already) and push every
+        release not yet delivered to each recipient. Returns the deliveries attempted."""
+        with self._poll_lock:
+            return self._poll()
+
+    def _poll(self) -> list[Delivery]:
+        known = self.known if self.known is not None else {}
+        self.known = known
+        attempted: list[Delivery] = []
+        for series in self.config.series.values():
+            try:
+                releases = series.source.releases()
+            except CeadError as exc:
+                log.warning("series %s: %s", series.name, exc.message)
+                continue
+            first = series.name not in known     # what a source holds when first read was there already
+            seen = known.setdefault(series.name, set())
+            for release in releases:
+                if release.id not in seen:
+                    seen.add(release.id)
+                    if not first:
+                        self.announcer.announce(series.name, release)
+            attempted += self._push(series, releases)
+        return attempted
+
+    def _push(self, series: Series, releases: list[Release]) -> list[Delivery]:
+        out = []
+        for target in series.push:
+            for release in releases:
+                if self.deliveries.done(series.name, release.id, target.url) or (
+                        target.after is not None and release.issued <= target.after):
+                    continue
+                try:
+                    body = series.source.body(release.id)
+                except CeadError as exc:
+                    log.warning("series %s release %s: %s", series.name, release.id, exc.message)
+                    continue
+                if body is None:
+                    continue
+                delivery = deliver(self.wallet, series.name, release, body, target, session=self.session,
+                                   verify=self.config.ca_bundle or True)
+                self.deliveries.record(delivery)
+                log.info("push %s %s to %s: %s", series.name, release.id, target.url, delivery.outcome)
+                out.append(delivery)
+        return out
+
+    def start(self) -> "Provider":
+        self.poll_once()
+        self._thread = threading.Thread(target=self._watch, name="cead-provider-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.config.poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:   # keep watching; the fault is in the log
+                log.exception("provider poll failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # ---- HTTP ----------------------------------------------------------------------------------------------
+    def __call__(self, environ, start_response) -> Iterable[bytes]:
+        parts = [p for p in environ.get("PATH_INFO", "").split("/") if p]
+        if parts == ["healthz"]:
+            return Response(json.dumps({"status": "ok"}), mimetype="application/json")(environ, start_response)
+        if parts == ["series"]:
+            return Response(json.dumps({"series": [
+                {"name": s.name, "dataset": s.dataset, **({"title": s.title} if s.title else {}),
+                 "releases": f"/series/{s.name}/releases", "events": f"/series/{s.name}/events"}
+                for s in self.config.series.values()]}), mimetype="application/json")(environ, start_response)
+        if len(parts) < 3 or parts[0] != "series" or parts[1] not in self.config.series or \
+                parts[2] not in ("releases", "events") or len(parts) > 4 or (parts[2] == "events" and len(parts) > 3):
+            return _problem(404, "request.not_found", "No such series or endpoint; GET /series lists them.")(
+                environ, start_response)
+        if environ["REQUEST_METHOD"].upper() not in ("GET", "HEAD"):
+            return _problem(405, "request.method_not_allowed", "The provider serves GET only; releases are pushed "
+                            "by the provider itself.")(environ, start_response)
+        environ[SERIES_ENV] = self.config.series[parts[1]]
+        if parts[2] == "events":
+            return self._events(environ, start_response)
+        return (self._data if len(parts) == 4 else self._list)(environ, start_response)
+
+    def _data_app(self, environ, start_response) -> Iterable[bytes]:
+        series: Series = environ[SERIES_ENV]
+        request = Request(environ)
+        parts = [p for p in request.path.split("/") if p]
+        receipt = getattr(environ.get(ENVIRON_KEY), "receipt", None)
+        extra = {DECISION_HEADER: "allow", **({RECEIPT_HEADER: receipt} if receipt else {})}
+        try:
+            if len(parts) == 4:
+                body = series.source.body(parts[3])
+                if body is None:
+                    return _problem(404, "provider.release_not_found", f"Series {series.name} has no release "
+                                    f"{parts[3]!r}.")(environ, start_response)
+                release = next((r for r in series.source.releases() if r.id == parts[3]), None)
+                media = release.media_type if release else "text/csv"
+                return Response(body, content_type=media, headers=extra)(environ, start_response)
+            return Response(json.dumps(self.listing(series, request)), mimetype="application/json",
+                            headers=extra)(environ, start_response)
+        except CeadError as exc:
+            status = 503 if exc.code in ("provider.source_unavailable", "provider.upstream_failed") else 400
+            return _problem(status, exc.code, exc.message)(environ, start_response)
+
+    def _limit(self, request: Request) -> int:
+        raw = request.args.get("limit")
+        if raw is None:
+            return self.config.default_limit
+        if not raw.isdigit() or not 1 <= int(raw) <= self.config.max_limit:
+            raise CeadError("provider.limit_invalid", f"limit must be a whole number from 1 to "
+                            f"{self.config.max_limit}.")
+        return int(raw)
+
+    def listing(self, series: Series, request: Request) -> dict[str, Any]:
+        since = request.args.get("since")
+        since_time = parse_time(since, "since") if since else None
+        limit = self._limit(request)
+        chosen, cursor = page(series.source.releases(since_time), request.args.get("cursor"), limit)
+        base = (self.config.public_url or request.host_url.rstrip("/")) + f"/series/{series.name}/releases"
+        query = {k: v for k, v in (("since", since), ("limit", request.args.get("limit"))) if v}
+        return {"series": series.name, "dataset": series.dataset,
+                "releases": [r.to_dict(base) for r in chosen],
+                "next": cursor, "nextUrl": f"{base}?{urlencode({**query, 'cursor': cursor})}" if cursor else None}
+
+    def _events_app(self, environ, start_response) -> Iterable[bytes]:
+        series: Series = environ[SERIES_ENV]
+        request = Request(environ)
+        try:
+            since = request.args.get("since")
+            since_time = parse_time(since, "since") if since else None
+        except CeadError as exc:
+            return _problem(400, exc.code, exc.message)(environ, start_response)
+        if not self._acquire_stream():
+            return _problem(503, "provider.stream_busy", "Too many event streams are open; try again shortly.",
+                            {"Retry-After": "5"})(environ, start_response)
+        base = (self.config.public_url or request.host_url.rstrip("/")) + f"/series/{series.name}/releases"
+        start_response("200 OK", [("Content-Type", "text/event-stream; charset=utf-8"),
+                                  ("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")])
+        return _Held(self._stream(series, since_time, base), self._release_stream)
+
+    @property
+    def open_streams(self) -> int:
+        """How many event streams are open now (at most ``stream.max_clients``)."""
+        return self._open
+
+    def _acquire_stream(self) -> bool:
+        if not self._streams.acquire(blocking=False):
+            return False
+        with self._count_lock:
+            self._open += 1
+        return True
+
+    def _release_stream(self) -> None:
+        with self._count_lock:
+            self._open -= 1
+        self._streams.release()
+
+    def _stream(self, series: Series, since, base: str):
+        """The events of one subscriber: releases after ``since`` first (when given), then each new one; a comment
+        every ``heartbeat_seconds``; closed after ``stream.max_seconds`` (the client reconnects with ``since``)."""
+        try:
+            after = self.announcer.seq
+            yield b"retry: 3000\n\n"
+            sent: set[str] = set()
+            if since is not None:
+                for release in series.source.releases(since):
+                    sent.add(release.id)
+                    yield _event(release, base)
+            deadline = time.monotonic() + self.config.stream_max_seconds
+            while not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                after, releases = self.announcer.wait(series.name, after,
+                                                      min(self.config.heartbeat_seconds, left))
+                fresh = [r for r in releases if r.id not in sent]
+                for release in fresh:
+                    sent.add(release.id)
+                    yield _event(release, base)
+                if not fresh:
+                    yield b": heartbeat\n\n"
+            yield b"event: end\ndata: {\"reason\": \"maximum stream duration\"}\n\n"
+        except CeadError as exc:
+            yield b"event: error\ndata: " + json.dumps(exc.problem.to_dict()).encode() + b"\n\n"
+
+
+class _Held:
+    """A stream that gives its place back when the server closes it (ended, or the client went away), even if it
+    never started."""
+
+    def __init__(self, stream, release):
+        self.stream, self._release, self._lock = stream, release, threading.Lock()
+
+    def __iter__(self):
+        return self.stream
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            with self._lock:
+                if self._release is not None:
+                    self._release()
+                    self._release = None
+
+
+def _event(release: Release, base: str) -> bytes:
+    data = json.dumps(release.to_dict(base), separators=(",", ":"))
+    return f"event: release\nid: {release.id}\ndata: {data}\n\n".encode()
