@@ -68,6 +68,7 @@ STATUS_OPTIONS = ("type", "statusPurpose")
 
 # HTTP status for each refusal code (anything else that is a CeadError -> 400).
 HTTP_STATUS = {
+    "tlog.not_found": 404, "tlog.tile_path_invalid": 404, "tlog.proof_invalid": 400,
     "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403,
     "credential.type_unknown": 422, "credential.issuer_mismatch": 422, "scope.too_wide": 422,
     "delegation.invalid": 422, "credential.duplicate_id": 409, "credential.not_found": 404,
@@ -381,6 +382,10 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
                 subject=subject.get("id") or " ".join(subject.get("recipients") or []) or None,
                 valid_from=credential.get("validFrom"), valid_until=credential.get("validUntil"), format=fmt,
                 verification_method=vm, digest=digest, status_entries=json.dumps(entries), issued_by=issued_by))
+            from .evidence import record   # in the node's log, committed with the register row (issue 15)
+            record.issued(node, s, credential_id=credential["id"], types=types_of(credential), digest=digest,
+                          verification_method=vm, valid_from=credential.get("validFrom"),
+                          valid_until=credential.get("validUntil"))
             s.commit()
     except IntegrityError:
         raise _fail("credential.duplicate_id", f"A credential with id {credential['id']} was issued before.") \
@@ -443,6 +448,8 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
             row.updated_at = db.utcnow()
             s.add(row)
             s.add(db.StatusEvent(credential_id=credential_id, action=action, by=by, reason=reason))
+            from .evidence import record   # in the node's log, committed with the change (issue 15)
+            record.status_changed(node, s, credential_id=credential_id, action=action, status=new_status)
         s.commit()
     return {"credentialId": credential_id, "status": new_status}
 
