@@ -48,6 +48,7 @@ from .keys import b64url_decode
 from .metrics import Metrics
 from .policy import TrustPolicy
 from .protocols import check_transfer
+from . import receipts
 from .receipts import ReceiptSigner, load_signer
 from .results import CeadError, Problem, VerificationResult
 from .scope import approval_within, delegation_within, derived_within, transfer_within
@@ -256,6 +257,7 @@ class Decision:
     decided_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     approval: Any = field(default=None, repr=False, compare=False)   # the DataSharingApproval model relied on
     manifest: dict | None = field(default=None, repr=False, compare=False)
+    evidence: dict = field(default_factory=dict, repr=False, compare=False)   # for the receipt (verifier.receipts)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -444,19 +446,13 @@ class Decider:
                             approval_id=state.approval.id if state.approval else None, method=request.method,
                             url=request.url, decided_at=now, approval=state.approval.model if state.approval else None,
                             manifest=request.manifest)
+        decision.evidence = receipts.request_evidence(request)
         self._finish(decision, perf_counter() - started)
         return decision
 
     def _finish(self, decision: Decision, seconds: float) -> None:
-        if self.receipt_signer is not None:
-            decision.receipt = self.receipt_signer.sign({
-                "decision": "allow" if decision.allowed else "deny",
-                "reasons": [p.code for p in decision.reasons],
-                "reliedOn": decision.relied_on,
-                "holder": decision.holder, "approval": decision.approval_id,
-                "method": decision.method, "url": decision.url,
-                "decidedAt": decision.decided_at.isoformat().replace("+00:00", "Z"),
-            })
+        if self.receipt_signer is not None:   # every decision, allow or deny (issue 15)
+            receipts.seal(self.receipt_signer, decision, getattr(self, "receipt_sink", None))
         self.metrics.record_decision(decision.allowed, [p.code for p in decision.reasons], seconds)
 
     def _decide(self, presentation: dict | str, state: "_State") -> None:

@@ -20,7 +20,8 @@ from urllib.parse import parse_qs
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wsgi import get_current_url
 
-from .decision import PUSH_METHODS, Decider, Decision, decide_from_headers, decision_headers
+from .decision import PUSH_METHODS, RECEIPT_HEADER, Decider, Decision, decide_from_headers, decision_headers
+from .receipts import seal_payload
 from .definition import publish
 from .results import CeadError, Problem
 from .serving import read_bounded
@@ -101,9 +102,14 @@ class CeadMiddleware:
                                   self._published(environ, dataset))
         if status != 200:
             return _json_response(start_response, status, decision)
-        if not (self.check_response_payload and self.decider.response_check_needed(decision, push)):
+        check = self.check_response_payload and self.decider.response_check_needed(decision, push)
+        if not check and (push or self.decider.receipt_signer is None):
+            if decision.receipt:   # the receipt travels with the answer (the recipient's wallet keeps a copy)
+                def with_receipt(status, headers, exc_info=None):
+                    return start_response(status, [*headers, (RECEIPT_HEADER, decision.receipt)], exc_info)
+                return self.app(environ, with_receipt)
             return self.app(environ, start_response)
-        return self._checked(environ, start_response, decision)
+        return self._checked(environ, start_response, decision, check)   # a pull's receipt names what it sent
 
     def _published(self, environ, dataset: str | None) -> dict:
         """What the pipeline should present: the definition for the endpoint's dataset (``dataset_for``, else
@@ -122,7 +128,7 @@ class CeadMiddleware:
             return {"presentation_definition_error": Problem(
                 "verifier.internal_error", "The presentation definition could not be built.").to_dict()}
 
-    def _checked(self, environ, start_response, decision: Decision) -> Iterable[bytes]:
+    def _checked(self, environ, start_response, decision: Decision, check: bool = True) -> Iterable[bytes]:
         """Run the app with its response buffered, and release it only if the payload check passes."""
         captured: dict = {}
 
@@ -143,8 +149,11 @@ class CeadMiddleware:
             return chunks
         headers = captured.get("headers", [])
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        problems = self.decider.check_response(decision, b"".join(chunks), content_type)
+        problems = self.decider.check_response(decision, b"".join(chunks), content_type) if check else []
         if problems:  # the decider has turned the decision into a denial
             return _json_response(start_response, 403, decision)
+        if seal_payload(self.decider, decision, b"".join(chunks), content_type):
+            headers = [(k, v) for k, v in headers if k.lower() != RECEIPT_HEADER.lower()]
+            headers.append((RECEIPT_HEADER, decision.receipt))
         start_response(status, headers)
         return chunks

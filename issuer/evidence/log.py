@@ -151,8 +151,9 @@ class TransparencyLog:
     def append_many(self, items: Iterable[tuple[str, dict, dict]], *, session=None) -> list[Appended]:
         at = utcnow()
         encoded = [encode_entry(kind, digests, meta, at) for kind, digests, meta in items]
-        if session is not None:
-            return self._append(session.connection(), encoded, at)
+        if session is not None:   # a Session in a transaction, or a Connection in one
+            conn = session if isinstance(session, sa.engine.Connection) else session.connection()
+            return self._append(conn, encoded, at)
         with self.engine.begin() as conn:
             return self._append(conn, encoded, at)
 
