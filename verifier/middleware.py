@@ -20,7 +20,8 @@ from urllib.parse import parse_qs
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wsgi import get_current_url
 
-from .decision import PUSH_METHODS, RECEIPT_HEADER, Decider, Decision, decide_from_headers, decision_headers
+from .decision import PUSH_METHODS, Decider, Decision
+from .gateway import RECEIPT_HEADER, decide_from_headers, decision_headers
 from .receipts import seal_payload
 from .definition import publish
 from .results import CeadError, Problem

@@ -27,7 +27,8 @@ import time
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .decision import PUSH_METHODS, Decider, decide_from_headers, decision_headers
+from .decision import PUSH_METHODS, Decider
+from .gateway import decide_from_headers, decision_headers
 from .definition import publish
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .results import CeadError, Problem, VerificationResult

@@ -1,0 +1,130 @@
+"""The decision's caches, all bounded (sizes and TTLs from the trust policy's ``caches``):
+
+- ``CachingVerifier``: verified-proof results keyed by the exact credential digest; status is checked every time;
+- ``ReplayGuard``: presentation ids seen by this instance.
+
+DID documents are cached by ``verifier.did.Resolver`` and status lists by ``verifier.status.StatusLists``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cachetools import TTLCache
+
+from schemas import models
+
+from ..credential import Verifier, unwrap_enveloped, validity_end
+from ..metrics import Metrics
+from ..results import CeadError, Problem, VerificationResult
+from ..status import StatusLists
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _CachedProof:
+    result: VerificationResult
+    checked_at: datetime      # the proof was good and the credential within its validity period at this time
+    valid_until: datetime     # last moment (skew included) the cached result may be reused
+
+
+class CachingVerifier(Verifier):
+    """A ``Verifier`` that caches good proof results by the exact credential digest and checks status every time.
+
+    A cached result is reused only between the time it was checked and the end of the credential's validity
+    period (and at most ``ttl`` seconds); status (revoked/suspended/stale) is never cached here, only the status
+    list itself is (by ``StatusLists``, for its own TTL and maximum staleness).
+    """
+
+    def __init__(self, resolver=None, status: StatusLists | None = None, skew: timedelta = timedelta(minutes=5),
+                 cache_size: int = 4096, ttl: float = 3600, metrics: Metrics | None = None):
+        super().__init__(resolver=resolver, status=None, skew=skew)
+        self.status_lists = status
+        self.ttl = timedelta(seconds=ttl)
+        self.metrics = metrics
+        self._cache: TTLCache = TTLCache(maxsize=max(cache_size, 1), ttl=max(ttl, 0.001))
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget every cached proof result."""
+        with self._lock:
+            self._cache.clear()
+
+    def verify_credential(self, credential: dict | str, now: datetime | None = None) -> VerificationResult:
+        now = self._now(now)
+        try:
+            raw = unwrap_enveloped(credential)
+            key = models.credential_digest(raw)
+        except CeadError:
+            return super().verify_credential(credential, now)  # malformed: report through the normal path
+        with self._lock:
+            cached: _CachedProof | None = self._cache.get(key)
+        if cached is not None and cached.checked_at <= now <= cached.valid_until:
+            if self.metrics:
+                self.metrics.record_cache("proofs", True)
+            result = VerificationResult(verified=True, document=cached.result.document, format=cached.result.format,
+                                        issuer=cached.result.issuer,
+                                        verification_method=cached.result.verification_method,
+                                        co_signers=list(cached.result.co_signers),
+                                        warnings=list(cached.result.warnings))
+        else:
+            if self.metrics:
+                self.metrics.record_cache("proofs", False)
+            result = super().verify_credential(raw, now)
+            if result.verified and isinstance(result.document, dict):
+                try:
+                    end = validity_end(raw, result.document)
+                    end = end + self.skew if end else None
+                except (ValueError, OverflowError):
+                    end = now  # unreadable dates already failed verification; never reuse
+                limit = now + self.ttl
+                entry = _CachedProof(result, now, min(end, limit) if end else limit)
+                with self._lock:
+                    self._cache[key] = entry
+        if result.verified and self.status_lists is not None:
+            try:
+                problems = self.status_lists.check(result.document)
+            except Exception:  # fail closed, and never let a bug in the status check reach a caller as a 500
+                log.exception("internal error while checking a credential's status")
+                problems = [Problem("verifier.internal_error",
+                                    "The credential's status could not be checked because of an internal error.")]
+            for problem in problems:
+                result.add(problem)
+        return result
+
+
+class ReplayGuard:
+    """Presentation ids (JWT jti or DI proofValue) seen by this instance, kept for their lifetime."""
+
+    def __init__(self, size: int, ttl: float):
+        self._seen: TTLCache = TTLCache(maxsize=max(size, 1), ttl=max(ttl, 1))
+        self._lock = threading.Lock()
+
+    def seen(self, ident: str) -> Problem | None:
+        """A problem if ``ident`` was recorded before (nothing is recorded)."""
+        with self._lock:
+            if ident in self._seen:
+                return Problem("presentation.replayed",
+                               "This presentation has been used before; each request needs a fresh one.")
+            return None
+
+    def check(self, ident: str) -> Problem | None:
+        """Record ``ident``; a problem if it was seen before, or if the guard is full (rather than forgetting an id
+        that could still be replayed). Only allowed transfers are recorded, so a stranger's presentations, which
+        are denied, cannot fill the guard and lock approved recipients out."""
+        with self._lock:
+            if ident in self._seen:
+                return Problem("presentation.replayed",
+                               "This presentation has been used before; each request needs a fresh one.")
+            self._seen.expire()
+            if len(self._seen) >= self._seen.maxsize:
+                return Problem("presentation.replay_guard_full", "Too many presentations are in flight to guard "
+                               "against replay; try again shortly.")
+            self._seen[ident] = True
+            return None
+
+
+_ReplayGuard = ReplayGuard   # the name before the split

@@ -1,0 +1,123 @@
+"""Stage 3b, who issued the approval: the dataset's controller, or the end of a delegation chain that starts at
+the controller, every link valid, in force, allowed to act and within its parent's scope (scope only narrows);
+and co-signed (a proof of its Data Integrity proof set) by every DID in its ``coSigners`` and in its chain's
+``requiredCoSigners``."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from schemas import models
+
+from ..results import Problem
+from ..scope import approval_within, delegation_within
+from .context import DELEGATION, Attempt, Cred, DecisionContext, state_code
+
+DELEGATION_CODES = {
+    "parentDelegation": "delegation.parent_mismatch",
+    "onBehalfOf": "delegation.wrong_controller",
+}
+
+
+def check_delegation(attempt: Attempt) -> list[Problem]:
+    """The approval's issuer acts for the controller (``attempt.links`` is the chain found), and the approval is
+    co-signed by everyone it and its chain require."""
+    problems: list[Problem] = []
+    approval, controller = attempt.approval, attempt.controller
+    if controller is not None and approval.issuer != controller:
+        attempt.links = chain(attempt.ctx, approval, controller, attempt.relied_on, problems)
+    problems += co_signers(approval, attempt.links)
+    return problems
+
+
+def in_force(scope: models.Scope, now: datetime, role: str, ident: str | None, where: dict) -> list[Problem]:
+    if scope.not_before is not None and now < scope.not_before:
+        return [Problem(f"{role}.not_yet_valid", f"The {role} {ident} is not in force until {scope.not_before}.",
+                        where)]
+    if scope.not_after is not None and now > scope.not_after:
+        return [Problem(f"{role}.expired", f"The {role} {ident} ended {scope.not_after}.", where)]
+    return []
+
+
+def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list[str],
+          problems: list[Problem]) -> list[Cred]:
+    """The approval's issuer is not the controller: its delegationChain must lead from the controller to it.
+    Returns the links found (the chain the approval relies on); adds what is wrong to ``problems`` and the links
+    relied on to ``relied_on``."""
+    model: models.DataSharingApproval = approval.model
+    policy, vocabulary = ctx.policy, ctx.vocabulary
+    refs = [r.to_json() for r in model.delegation_chain]
+    if not refs:
+        problems.append(Problem("delegation.no_chain", f"The approval was issued by {approval.issuer}, which is not "
+                                f"the controller {controller}, and names no delegation from the controller."))
+        return []
+    if len(refs) > policy.max_delegation_depth:
+        problems.append(Problem("delegation.too_deep", f"The delegation chain has {len(refs)} links; the trust "
+                                f"policy allows {policy.max_delegation_depth}."))
+        return []
+    delegations = ctx.credentials_of(DELEGATION)
+    links: list[Cred] = []
+    for ref in refs:
+        link = next((c for c in delegations if c.matches(ref)), None)
+        if link is None:
+            problems.append(Problem("delegation.missing", f"The delegation {ref.get('id')} (digest "
+                                    f"{ref.get('digest')}) named by the approval is not in the presentation.",
+                                    {"ref": ref}))
+            return links
+        links.append(link)
+    parent: Cred | None = None
+    for depth, link in enumerate(links):
+        d: models.DelegatedAuthority = link.model
+        relied_on.append(link.label)
+        where = {"delegation": link.id, "depth": depth}
+        if not link.result.verified:
+            problems.append(Problem(state_code(link, "delegation"), f"The delegation {link.id} is not valid: "
+                                    + "; ".join(p.message for p in link.result.problems), where))
+        problems += in_force(d.scope, ctx.now, "delegation", link.id, where)
+        expected_issuer = controller if parent is None else parent.model.delegate
+        if link.issuer != expected_issuer:
+            problems.append(Problem("delegation.issuer_mismatch", f"The delegation {link.id} was issued by "
+                                    f"{link.issuer}, expected {expected_issuer}.", where))
+        if parent is None:
+            if d.controller != controller:
+                problems.append(Problem("delegation.wrong_controller", f"The delegation {link.id} acts for "
+                                        f"{d.controller}, not for the controller {controller}.", where))
+            if d.parent is not None:
+                problems.append(Problem("delegation.parent_mismatch", f"The first delegation {link.id} names a "
+                                        "parent; the chain must start at the controller.", where))
+        else:
+            if d.parent != {"id": parent.id, "digest": parent.digest}:
+                problems.append(Problem("delegation.parent_mismatch", f"The delegation {link.id} does not name "
+                                        f"{parent.id} (with its digest) as its parent.", where))
+            for v in delegation_within(d, parent.model, vocabulary=vocabulary):
+                code = DELEGATION_CODES.get(v.dimension, "delegation.widens_parent")
+                problems.append(Problem(code, f"The delegation {link.id} against its parent {parent.id}: "
+                                        f"{v.dimension}: {v.message}.", {**where, "dimension": v.dimension}))
+        parent = link
+    last: models.DelegatedAuthority = links[-1].model
+    if last.delegate != approval.issuer:
+        problems.append(Problem("delegation.no_chain", f"The delegation chain ends at {last.delegate}, but the "
+                                f"approval was issued by {approval.issuer}."))
+    if "ApproveDisclosure" not in last.allowed_actions:
+        problems.append(Problem("delegation.action_not_allowed", f"The delegation {links[-1].id} does not allow "
+                                "approving disclosures."))
+    for v in approval_within(model, last, vocabulary=vocabulary):
+        problems.append(Problem("approval.exceeds_delegation", f"The approval grants more than the delegation "
+                                f"{links[-1].id} allows: {v.dimension}: {v.message}.", {"dimension": v.dimension}))
+    return links
+
+
+def co_signers(approval: Cred, links: list[Cred]) -> list[Problem]:
+    """Everyone the approval names in ``coSigners``, and everyone a delegation of its chain requires
+    (``requiredCoSigners``), must have signed it: a proof of its Data Integrity proof set by that DID, besides
+    the issuer's own (``VerificationResult.co_signers``). A vc+jwt approval carries one signature only."""
+    model: models.DataSharingApproval = approval.model
+    required = list(dict.fromkeys([*model.co_signers, *(did for link in links if link.model is not None
+                                                        for did in link.model.grant.required_co_signers or [])]))
+    missing = [did for did in required if did not in approval.result.co_signers]
+    if not missing:
+        return []
+    why = (" A vc+jwt credential carries only its issuer's signature; a co-signed approval must be a Data "
+           "Integrity credential with a proof set." if approval.result.format == "jwt" else "")
+    return [Problem("approval.cosigner_missing", f"The approval {approval.id} is not co-signed by "
+                    f"{', '.join(missing)} (a co-signer is someone other than the issuer)." + why,
+                    {"approval": approval.id, "missing": missing})]

@@ -1,0 +1,97 @@
+"""What a decision is about and what it answers: ``TransferRequest`` (the HTTP request a presentation accompanies)
+and ``Decision`` (allow or deny, every reason, what was relied on, the receipt)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from schemas.values import as_list
+
+from ..binding import origin, request_binding
+from ..keys import b64url_decode
+from ..results import CeadError, Problem
+
+PUSH_METHODS = frozenset({"POST", "PUT", "PATCH"})   # methods whose body is data sent, unless the gateway says
+
+
+def is_presentation(document: dict | str) -> bool:
+    """True for a VP (JSON with type VerifiablePresentation, or a JWT whose header says vp+jwt)."""
+    if isinstance(document, dict):
+        return "VerifiablePresentation" in as_list(document.get("type"))
+    try:
+        header = json.loads(b64url_decode(document.split(".")[0]))
+    except (ValueError, IndexError, CeadError, AttributeError):
+        return False
+    return isinstance(header, dict) and header.get("typ") == "vp+jwt"
+
+
+@dataclass
+class TransferRequest:
+    """The request a presentation accompanies. ``url`` is the full URL the client used; ``dataset`` (optional)
+    is the dataset IRI the endpoint serves, as the gateway knows it (authoritative over the manifest)."""
+
+    method: str
+    url: str
+    body: bytes | None = None
+    manifest: dict | None = None
+    dataset: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    time: datetime | None = None
+    response_checked: bool = False   # the payload travels in the response and will be checked there (middleware)
+    push: bool | None = None         # the table travels in the request body (None: a POST, PUT or PATCH)
+
+    @property
+    def is_push(self) -> bool:
+        """Whether the request body is the table: never because the client chose to send a body, only because
+        the gateway says so (``push``) or the method is one that sends data (POST, PUT, PATCH)."""
+        return self.push if self.push is not None else self.method.upper() in PUSH_METHODS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, str) or not self.method.isalpha():
+            raise CeadError("request.invalid", f"Not an HTTP method: {self.method!r}")
+        self.method = self.method.upper()
+        origin(self.url)  # raises request.url_invalid
+        if self.body is not None and not isinstance(self.body, (bytes, bytearray)):
+            raise CeadError("request.invalid", "The request body must be bytes.")
+        if self.manifest is not None and not isinstance(self.manifest, dict):
+            raise CeadError("manifest.invalid", "The transfer manifest must be a JSON object.")
+
+    @property
+    def binding(self) -> str:
+        return request_binding(self.method, self.url, bytes(self.body) if self.body else None, self.manifest)
+
+    @property
+    def origin(self) -> str:
+        return origin(self.url)
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    reasons: list[Problem]
+    relied_on: list[str] = field(default_factory=list)   # "<credential id> <sha256 digest>"
+    receipt: str | None = None
+    holder: str | None = None
+    approval_id: str | None = None
+    method: str | None = None
+    url: str | None = None
+    decided_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    approval: Any = field(default=None, repr=False, compare=False)   # the DataSharingApproval model relied on
+    manifest: dict | None = field(default=None, repr=False, compare=False)
+    evidence: dict = field(default_factory=dict, repr=False, compare=False)   # for the receipt (verifier.receipts)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "allowed": self.allowed,
+            "decision": "allow" if self.allowed else "deny",
+            "reasons": [p.to_dict() for p in self.reasons],
+            "reliedOn": list(self.relied_on),
+            "decidedAt": self.decided_at.isoformat().replace("+00:00", "Z"),
+        }
+        for key, value in (("holder", self.holder), ("approval", self.approval_id), ("method", self.method),
+                           ("url", self.url), ("receipt", self.receipt)):
+            if value is not None:
+                out[key] = value
+        return out
