@@ -30,6 +30,8 @@ _COMMANDS = {
     "verifier": ("verifier.cli", "verifier"),
     "wallet": ("wallet.cli", "wallet"),
     "fetch": ("wallet.cli", "fetch"),
+    "receipts": ("cead.evidence_cli", "receipts"),
+    "audit": ("cead.evidence_cli", "audit"),
     "demo": ("cead.demo", "demo"),
 }
 # Everything but the verifier's commands needs the node extras; these packages come only with them.

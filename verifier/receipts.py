@@ -180,6 +180,12 @@ def _relied_on(entries: list[str]) -> list[dict[str, str]]:
     return out
 
 
+def _manifest_text(decision, key: str) -> str | None:
+    manifest = getattr(decision, "manifest", None)
+    value = manifest.get(key) if isinstance(manifest, dict) else None
+    return value[:512] if isinstance(value, str) else None
+
+
 def receipt_claims(decision, *, gateway: str | None = None) -> dict[str, Any]:
     """The claims of a decision's receipt. ``decision.evidence`` (set by the decider and, for a pull, by the
     gateway once the response is known) carries the binding, manifest hash and payload."""
@@ -194,6 +200,7 @@ def receipt_claims(decision, *, gateway: str | None = None) -> dict[str, Any]:
         "method": decision.method, "url": decision.url,
         "binding": evidence.get("binding"),
         "manifestSha256": evidence.get("manifestSha256"),
+        "dataset": _manifest_text(decision, "dataset"), "purpose": _manifest_text(decision, "purpose"),
         "payload": evidence.get("payload") or payload_evidence(None, direction=evidence.get("direction", "none")),
         "decidedAt": decision.decided_at.isoformat().replace("+00:00", "Z"),
     }

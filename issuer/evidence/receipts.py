@@ -87,6 +87,8 @@ def keep(engine, token: str, side: str, *, node=None) -> Stored:
             entry = record.append(node, record.RECEIPT, _receipt_digests(token, claims),
                                   {"receiptId": ident, "decision": row["decision"], "approval": row["approval"],
                                    "holder": row["holder"], "gateway": row["gateway"], "rows": row["rows"],
+                                   "dataset": _text(claims.get("dataset")), "purpose": _text(claims.get("purpose")),
+                                   "decidedAt": _text(claims.get("decidedAt")),
                                    "reasons": [str(r)[:100] for r in claims.get("reasons") or []][:64]},
                                   session=conn)
             row["log_index"] = entry.index
