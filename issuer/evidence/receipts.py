@@ -67,6 +67,13 @@ class Stored:
 def keep(engine, token: str, side: str, *, node=None) -> Stored:
     """Store (or replace, same ``jti``: a pull's receipt is re-signed once its payload is known) a receipt.
     With ``node`` (the provider), a final receipt is also appended to the node's log, in the same transaction."""
+    claims, ident, row = _parse(token)
+    row["side"] = side
+    with engine.begin() as conn:
+        return _keep(conn, token, side, node, claims, ident, row)
+
+
+def _parse(token: str) -> tuple[dict, str, dict]:
     try:
         claims = unverified_claims(token)
     except CeadError:
@@ -75,29 +82,39 @@ def keep(engine, token: str, side: str, *, node=None) -> Stored:
     if not isinstance(ident, str) or not ident:
         raise CeadError("receipt.invalid", "The receipt has no id (jti).")
     payload = claims.get("payload") or {}
-    row = {"id": ident, "side": side, "gateway": _text(claims.get("iss")), "decision": _text(claims.get("decision")),
+    row = {"id": ident, "side": None, "gateway": _text(claims.get("iss")), "decision": _text(claims.get("decision")),
            "approval": _text(claims.get("approval")), "holder": _text(claims.get("holder")),
            "payload_sha256": _text(payload.get("sha256")),
            "rows": payload.get("rows") if isinstance(payload.get("rows"), int) else None,
            "log_index": None, "token": token, "at": utcnow()}
-    with engine.begin() as conn:
-        old = conn.execute(sa.select(table.c.log_index).where(table.c.id == ident, table.c.side == side)).first()
-        if node is not None and is_final(claims) and (old is None or old[0] is None):
-            from . import record
-            entry = record.append(node, record.RECEIPT, _receipt_digests(token, claims),
-                                  {"receiptId": ident, "decision": row["decision"], "approval": row["approval"],
-                                   "holder": row["holder"], "gateway": row["gateway"], "rows": row["rows"],
-                                   "dataset": _text(claims.get("dataset")), "purpose": _text(claims.get("purpose")),
-                                   "decidedAt": _text(claims.get("decidedAt")),
-                                   "reasons": [str(r)[:100] for r in claims.get("reasons") or []][:64]},
-                                  session=conn)
-            row["log_index"] = entry.index
-        elif old is not None:
-            row["log_index"] = old[0]
-        if old is None:
-            conn.execute(table.insert().values(**row))
-        else:
-            conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**row))
+    return claims, ident, row
+
+
+def keep_in(conn, token: str, side: str, node=None) -> Stored:
+    """:func:`keep` inside the caller's transaction (``conn``), e.g. a batch of the :class:`ReceiptWriter`."""
+    claims, ident, row = _parse(token)
+    row["side"] = side
+    return _keep(conn, token, side, node, claims, ident, row)
+
+
+def _keep(conn, token, side, node, claims, ident, row) -> Stored:
+    old = conn.execute(sa.select(table.c.log_index).where(table.c.id == ident, table.c.side == side)).first()
+    if node is not None and is_final(claims) and (old is None or old[0] is None):
+        from . import record
+        entry = record.append(node, record.RECEIPT, _receipt_digests(token, claims),
+                              {"receiptId": ident, "decision": row["decision"], "approval": row["approval"],
+                               "holder": row["holder"], "gateway": row["gateway"], "rows": row["rows"],
+                               "dataset": _text(claims.get("dataset")), "purpose": _text(claims.get("purpose")),
+                               "decidedAt": _text(claims.get("decidedAt")),
+                               "reasons": [str(r)[:100] for r in claims.get("reasons") or []][:64]},
+                              session=conn)
+        row["log_index"] = entry.index
+    elif old is not None:
+        row["log_index"] = old[0]
+    if old is None:
+        conn.execute(table.insert().values(**row))
+    else:
+        conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**row))
     return Stored(**row)
 
 
@@ -115,8 +132,67 @@ def _text(value) -> str | None:
     return value[:512] if isinstance(value, str) else None
 
 
+class ReceiptWriter:
+    """Stores and logs receipts off the decision's path, in group commits: one transaction (one disk flush) per
+    batch of whatever arrived meanwhile. ``submit`` returns a ``Future`` resolved with the ``Stored`` receipt once
+    its batch has committed (that is when it is acknowledged: a crash before loses only receipts not yet
+    acknowledged, whose signed copies the recipients hold). ``close()`` drains the queue."""
+
+    def __init__(self, node, max_batch: int = 256):
+        import queue
+        import threading
+        self.node = node
+        self.max_batch = max_batch
+        self._queue: "queue.Queue" = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="cead-receipt-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, token: str):
+        from concurrent.futures import Future
+        future: Future = Future()
+        self._queue.put((token, future))
+        return future
+
+    def __call__(self, token: str, claims: dict) -> None:   # usable as a Decider.receipt_sink
+        self.submit(token)
+
+    def close(self, timeout: float = 30) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        import queue
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = [first], False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                with self.node.engine.begin() as conn:
+                    stored = [keep_in(conn, token, PROVIDER, self.node) for token, _ in batch]
+            except Exception as exc:   # the whole batch failed: say so to every waiter, loudly
+                log.exception("could not store %d receipts", len(batch))
+                for _, future in batch:
+                    future.set_exception(exc)
+            else:
+                for (_, future), row in zip(batch, stored):
+                    future.set_result(row)
+            if stop:
+                return
+
+
 def sink(node):
-    """A ``Decider.receipt_sink`` that stores every receipt the node's gateway signs and logs the final ones."""
+    """A ``Decider.receipt_sink`` that stores every receipt the node's gateway signs and logs the final ones
+    (synchronously: one commit per receipt; :class:`ReceiptWriter` batches them off the decision's path)."""
     def store(token: str, claims: dict) -> None:
         try:
             keep(node.engine, token, PROVIDER, node=node)
