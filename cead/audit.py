@@ -227,7 +227,8 @@ read {e(datetime.now(timezone.utc).replace(microsecond=0).isoformat())}.</p>
     issued = {a["meta"].get("credentialId"): a for a in audit.approvals()}
     for approval, transfers in audit.transfers_by_approval().items():
         a = issued.get(approval)
-        when = f", issued {e(a.get('at'))} (log entry {a['index']})" if a else " (not issued by this organisation)"
+        when = (f", issued {e(a.get('at'))} (log entry {a['index']})" if a else
+                " (issued elsewhere, e.g. by a delegate: its issuance is in that issuer's log)")
         parts.append(f"<h3>{e(approval)}{when}</h3>")
         if not transfers:
             parts.append("<p>No transfers under this approval.</p>")

@@ -183,13 +183,14 @@ class Demo:
                 continue
             port = free_port()
             config = {"port": port, "cert": str(ca.cert_pem), "key": str(ca.key_pem), "policy": policy,
-                      "routes": live.party.data, "examples": str(world.EXAMPLES)}
+                      "routes": live.party.data, "examples": str(world.EXAMPLES),
+                      "node_home": str(live.home)}   # receipts signed and kept by the provider's node (issue 15)
             path = self.workdir / f"api-{live.party.key}.json"
             path.write_text(json.dumps(config, indent=2))
             live.api = self.group.start(Service(f"data API {live.party.key}",
                                                 [sys.executable, "-m", "cead.demo_api", "api", "--config",
                                                  str(path)], port, "/", self.workdir / "logs" /
-                                                f"api-{live.party.key}.log"))
+                                                f"api-{live.party.key}.log", env=env))
         self._wait_all(timeout=90)
 
     def _wait_all(self, timeout: float) -> None:
@@ -532,6 +533,8 @@ def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path
         runner.setup()
         runner.start()
         runner.play()
+        from .demo_evidence import finish
+        finish(runner)   # receipts on both sides; a witness; an audit that finds every transfer (issue 15)
     except KeyboardInterrupt:
         error = "interrupted"
     except DemoError as exc:

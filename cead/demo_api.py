@@ -69,6 +69,9 @@ def data_app(config: dict):
         app.add_url_rule(path, path, lambda path=path: serve(path))
 
     decider = Decider(parse_policy(config["policy"]))
+    if config.get("node_home"):   # the provider's node signs, stores and logs every receipt (issue 15)
+        from .demo_evidence import attach
+        attach(decider, config["node_home"])
     app.wsgi_app = CeadMiddleware(app.wsgi_app, decider,
                                   dataset_for=lambda environ: routes.get(environ.get("PATH_INFO", ""), {}).get(
                                       "dataset"))
