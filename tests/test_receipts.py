@@ -113,3 +113,29 @@ def test_a_denial_has_a_receipt_too(env):
     assert claims["decision"] == "deny" and claims["reasons"] and claims["payload"]["sha256"] is None
     stored = store.get(provider.engine, claims["jti"])
     assert stored.decision == "deny" and stored.log_index == before
+
+
+def test_receipt_writer_commits_batches_and_logs_each_receipt_once(tmp_path):
+    from types import SimpleNamespace
+    from datetime import datetime, timezone
+    from verifier.receipts import payload_evidence, seal
+    node = ready_node(tmp_path / "provider")
+    signer = store.signer_for(node)
+    writer = store.ReceiptWriter(node)
+    log = record.log_of(node)
+    before = log.size()
+    decisions = []
+    for i in range(20):
+        decision = SimpleNamespace(allowed=True, reasons=[], relied_on=[], holder="did:web:r.example",
+                                   approval_id="urn:uuid:a", method="GET", url="https://api.example/x",
+                                   decided_at=datetime.now(timezone.utc), manifest={}, receipt=None,
+                                   evidence={"direction": "pull"})
+        seal(signer, decision, writer)                   # provisional: the response is not known yet
+        decision.evidence["payload"] = payload_evidence(TABLE.encode(), "text/csv", "pull")
+        seal(signer, decision, writer)                   # final, same jti
+        decisions.append(decision)
+    writer.close()
+    assert log.size() == before + 20                     # one entry per receipt, not per signature
+    rows = store.listing(node.engine, side="provider")
+    assert len(rows) == 20 and all(r.rows == 3 and r.log_index is not None for r in rows)
+    assert {decode_entry(log.entry(r.log_index))["meta"]["receiptId"] for r in rows} == {r.id for r in rows}

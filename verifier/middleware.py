@@ -146,7 +146,10 @@ class CeadMiddleware:
                 result.close()
         status = captured.get("status", "500 Internal Server Error")
         if not status.startswith("2"):
-            start_response(status, captured.get("headers", []))
+            headers = captured.get("headers", [])
+            if seal_payload(self.decider, decision, None):   # allowed, but the app sent no data: say so
+                headers = [*headers, (RECEIPT_HEADER, decision.receipt)]
+            start_response(status, headers)
             return chunks
         headers = captured.get("headers", [])
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")

@@ -215,11 +215,12 @@ def request_evidence(request) -> dict[str, Any]:
         binding = request.binding
     except CeadError:
         binding = None
-    push = bool(getattr(request, "push", None)) if getattr(request, "push", None) is not None else \
-        request.method.upper() in ("POST", "PUT", "PATCH")
+    push = request.is_push if hasattr(request, "is_push") else request.method.upper() in ("POST", "PUT", "PATCH")
     body = bytes(request.body) if request.body else None
     out: dict[str, Any] = {"binding": binding, "manifestSha256": manifest_sha256(request.manifest),
-                           "direction": "push" if push else "pull"}
+                           "direction": "push" if push else "pull",
+                           # the gateway will hash the response and sign then (middleware): no provisional receipt
+                           "deferred": not push and bool(getattr(request, "response_checked", False))}
     if push:
         out["payload"] = payload_evidence(body, "", "push")
     return out
@@ -231,10 +232,12 @@ def gateway_did(signer: "ReceiptSigner") -> str | None:
     return kid.split("#", 1)[0] if kid.startswith("did:") else None
 
 
-def seal(signer: "ReceiptSigner", decision, sink=None) -> str:
+def seal(signer: "ReceiptSigner", decision, sink=None) -> str | None:
     """Sign (or re-sign, once the payload is known: same ``jti``) the decision's receipt and hand it to ``sink``
     (e.g. the provider node's receipt store), if any."""
     evidence = decision.evidence if isinstance(getattr(decision, "evidence", None), dict) else {}
+    if evidence.get("deferred") and decision.allowed and "payload" not in evidence:
+        return None   # an allowed pull behind the middleware: signed once, when its response is hashed
     evidence.setdefault("jti", f"urn:uuid:{uuid.uuid4()}")
     claims = receipt_claims(decision, gateway=gateway_did(signer))
     claims["jti"] = evidence["jti"]

@@ -73,11 +73,12 @@ def keep(engine, token: str, side: str, *, node=None) -> Stored:
         return _keep(conn, token, side, node, claims, ident, row)
 
 
-def _parse(token: str) -> tuple[dict, str, dict]:
-    try:
-        claims = unverified_claims(token)
-    except CeadError:
-        raise CeadError("receipt.invalid", "Not a receipt (a compact JWS).") from None
+def _parse(token: str, claims: dict | None = None) -> tuple[dict, str, dict]:
+    if claims is None:
+        try:
+            claims = unverified_claims(token)
+        except CeadError:
+            raise CeadError("receipt.invalid", "Not a receipt (a compact JWS).") from None
     ident = claims.get("jti")
     if not isinstance(ident, str) or not ident:
         raise CeadError("receipt.invalid", "The receipt has no id (jti).")
@@ -91,22 +92,61 @@ def _parse(token: str) -> tuple[dict, str, dict]:
 
 
 def keep_in(conn, token: str, side: str, node=None) -> Stored:
-    """:func:`keep` inside the caller's transaction (``conn``), e.g. a batch of the :class:`ReceiptWriter`."""
+    """:func:`keep` inside the caller's transaction (``conn``)."""
     claims, ident, row = _parse(token)
     row["side"] = side
     return _keep(conn, token, side, node, claims, ident, row)
+
+
+def keep_many(conn, tokens: list[str], side: str, node=None, claims: list[dict | None] | None = None
+              ) -> list[Stored]:
+    """Store a batch of receipts in the caller's transaction, their log entries appended together (one head
+    update, bulk inserts): what the :class:`ReceiptWriter` commits at once. Receipts repeated in the batch (a
+    pull's provisional and final receipt) are stored once, as the last one."""
+    parsed: dict[str, tuple[str, dict, dict]] = {}
+    order = []
+    for token, given in zip(tokens, claims or [None] * len(tokens)):
+        read, ident, row = _parse(token, given)
+        row["side"] = side
+        parsed[ident] = (token, read, row)
+        order.append(ident)
+    ids = list(parsed)
+    old = {r[0]: r[1] for r in conn.execute(sa.select(table.c.id, table.c.log_index).where(
+        table.c.id.in_(ids), table.c.side == side))}
+    to_log = [i for i in ids if node is not None and is_final(parsed[i][1]) and old.get(i) is None]
+    if to_log:
+        from . import record
+        appended = record.log_of(node).append_many(
+            [(record.RECEIPT, _receipt_digests(parsed[i][0], parsed[i][1]), _log_meta(parsed[i][1], parsed[i][2]))
+             for i in to_log], session=conn)
+        for ident, entry in zip(to_log, appended):
+            parsed[ident][2]["log_index"] = entry.index
+    for ident in ids:
+        if ident in old and parsed[ident][2]["log_index"] is None:
+            parsed[ident][2]["log_index"] = old[ident]
+    new_rows = [parsed[i][2] for i in ids if i not in old]
+    if new_rows:
+        conn.execute(table.insert(), new_rows)
+    for ident in ids:
+        if ident in old:
+            conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**parsed[ident][2]))
+    by_id = {i: Stored(**parsed[i][2]) for i in ids}
+    return [by_id[i] for i in order]
+
+
+def _log_meta(claims: dict, row: dict) -> dict:
+    return {"receiptId": row["id"], "decision": row["decision"], "approval": row["approval"],
+            "holder": row["holder"], "gateway": row["gateway"], "rows": row["rows"],
+            "dataset": _text(claims.get("dataset")), "purpose": _text(claims.get("purpose")),
+            "decidedAt": _text(claims.get("decidedAt")),
+            "reasons": [str(r)[:100] for r in claims.get("reasons") or []][:64]}
 
 
 def _keep(conn, token, side, node, claims, ident, row) -> Stored:
     old = conn.execute(sa.select(table.c.log_index).where(table.c.id == ident, table.c.side == side)).first()
     if node is not None and is_final(claims) and (old is None or old[0] is None):
         from . import record
-        entry = record.append(node, record.RECEIPT, _receipt_digests(token, claims),
-                              {"receiptId": ident, "decision": row["decision"], "approval": row["approval"],
-                               "holder": row["holder"], "gateway": row["gateway"], "rows": row["rows"],
-                               "dataset": _text(claims.get("dataset")), "purpose": _text(claims.get("purpose")),
-                               "decidedAt": _text(claims.get("decidedAt")),
-                               "reasons": [str(r)[:100] for r in claims.get("reasons") or []][:64]},
+        entry = record.append(node, record.RECEIPT, _receipt_digests(token, claims), _log_meta(claims, row),
                               session=conn)
         row["log_index"] = entry.index
     elif old is not None:
@@ -147,14 +187,15 @@ class ReceiptWriter:
         self._thread = threading.Thread(target=self._run, name="cead-receipt-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, token: str):
+    def submit(self, token: str, claims: dict | None = None):
+        """Queue a receipt (``claims``: its claims, if the caller has them, saving a parse)."""
         from concurrent.futures import Future
         future: Future = Future()
-        self._queue.put((token, future))
+        self._queue.put((token, claims, future))
         return future
 
     def __call__(self, token: str, claims: dict) -> None:   # usable as a Decider.receipt_sink
-        self.submit(token)
+        self.submit(token, claims)
 
     def close(self, timeout: float = 30) -> None:
         self._queue.put(None)
@@ -178,13 +219,14 @@ class ReceiptWriter:
                 batch.append(item)
             try:
                 with self.node.engine.begin() as conn:
-                    stored = [keep_in(conn, token, PROVIDER, self.node) for token, _ in batch]
+                    stored = keep_many(conn, [token for token, _, _ in batch], PROVIDER, self.node,
+                                       [claims for _, claims, _ in batch])
             except Exception as exc:   # the whole batch failed: say so to every waiter, loudly
                 log.exception("could not store %d receipts", len(batch))
-                for _, future in batch:
+                for _, _, future in batch:
                     future.set_exception(exc)
             else:
-                for (_, future), row in zip(batch, stored):
+                for (_, _, future), row in zip(batch, stored):
                     future.set_result(row)
             if stop:
                 return
