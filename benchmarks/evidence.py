@@ -3,7 +3,7 @@ appended to the node's log, with its inclusion proof) adds to a gateway decision
 
 Targets (issue 15): an inclusion proof from a 1,000,000-entry log in under 5 ms (median); appending a receipt and
 producing its inclusion proof adds at most 10% to a decision's time (median, repeated credentials: the fastest
-decision, so the largest share). Prints each figure, its target and PASS/FAIL; exit 1 on a FAIL.
+decision, so the largest share; first-seen credentials reported too). Prints each figure, its target and PASS/FAIL; exit 1 on a FAIL.
 
     .venv/bin/python benchmarks/evidence.py [--entries 1000000] [--n 200] [--db PATH]
 """
@@ -88,9 +88,11 @@ def decision_overhead(n: int, tmp: Path) -> tuple[float, float]:
         with_evidence.receipt_signer = ReceiptSigner(jwk.JWK(**key.private_jwk()), kid="did:web:bench.example#key-1")
         with_evidence.receipt_sink = sink
 
-        def run(decider, rounds):
+        def run(decider, rounds, first_seen=False):
             samples = []
             for _ in range(rounds):
+                if first_seen:
+                    decider.verifier.clear()
                 request = w.request()
                 request.response_checked = True   # as behind the middleware: the response is hashed and sealed
                 vp = w.present(request)
@@ -103,14 +105,17 @@ def decision_overhead(n: int, tmp: Path) -> tuple[float, float]:
 
         run(plain, 20)
         run(with_evidence, 20)
-        base, evid = [], []
-        for _ in range(4):   # interleaved, so both see the same machine load
-            base += run(plain, n // 4)
-            evid += run(with_evidence, n // 4)
+        out = {}
+        for first_seen in (False, True):
+            base, evid = [], []
+            for _ in range(4):   # interleaved, so both see the same machine load
+                base += run(plain, n // 4, first_seen)
+                evid += run(with_evidence, n // 4, first_seen)
+            out[first_seen] = (statistics.median(base), statistics.median(evid))
         writer.close()
-    if len(proofs) < n + 20:
+    if len(proofs) < 2 * n:
         raise SystemExit(f"only {len(proofs)} receipts were logged and proved")
-    return statistics.median(base), statistics.median(evid), statistics.median(acked)
+    return out, statistics.median(acked)
 
 
 def main() -> int:
@@ -134,13 +139,14 @@ def main() -> int:
         failed |= not ok
         print(f"  inclusion proof, {args.entries:,} entries: median {median * 1e3:.2f} ms, p95 {p95 * 1e3:.2f} ms"
               f"   target < 5 ms   {'PASS' if ok else 'FAIL'}")
-        base, evid, ack = decision_overhead(args.n, Path(tmp))
-        share = (evid - base) / base
-        ok = share <= 0.10
-        failed |= not ok
-        print(f"  decision (repeated credentials): {base * 1e3:.2f} ms; with a receipt signed, stored, logged and "
-              f"its inclusion proof: {evid * 1e3:.2f} ms (+{share * 100:.1f}%)   target <= +10%   "
-              f"{'PASS' if ok else 'FAIL'}")
+        results, ack = decision_overhead(args.n, Path(tmp))
+        for first_seen, (base, evid) in sorted(results.items(), reverse=True):
+            share = (evid - base) / base
+            ok = share <= 0.10
+            failed |= not ok
+            print(f"  decision ({'first-seen' if first_seen else 'repeated'} credentials): {base * 1e3:.2f} ms; with a "
+                  f"receipt signed, stored, logged and its inclusion proof: {evid * 1e3:.2f} ms "
+                  f"({share * 100:+.1f}%)   target <= +10%   {'PASS' if ok else 'FAIL'}")
         print(f"  a receipt is acknowledged (committed in the node's log, group commit) and its inclusion proof made "
               f"{ack * 1e3:.1f} ms after its decision (median; off the decision's path)")
     return 1 if failed else 0
