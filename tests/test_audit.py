@@ -86,6 +86,11 @@ def test_audit_finds_every_transfer(served, tmp_path):
     page = next(out.glob("*.html")).read_text()
     assert "section 62" in page and "legislation.gov.uk/ukpga/2018/12/section/62" in page and a1 in page
 
+    # the node's own page of transfers under each approval (from its public log)
+    import requests
+    page = requests.get(base + "/log/transfers", verify=ca, timeout=10).text
+    assert page.count("<h2>") == 2 and a1 in page and a2 in page and "transfer.volume_exceeded" in page
+
     # receipts on the node's command line
     env = {"CEAD_PASSPHRASE": PASS.decode()}
     listed = runner.invoke(main, ["receipts", "list", "--home", str(node.home), "--json"], env=env)

@@ -6,6 +6,7 @@
 ``GET /log/checkpoints``                every checkpoint signed so far, with the cosignatures gathered (JSON)
 ``GET /log/evidence?digest=<hex>``      the entry naming a digest, its inclusion proof and checkpoint (JSON)
 ``GET /log/proof/consistency?old=&new=`` a consistency proof (JSON, base64 hashes)
+``GET /log/transfers``                  a page: every logged decision, grouped by the approval it was made under
 ``POST /witness/add-checkpoint``        the witness endpoint (C2SP tlog-witness)
 """
 from __future__ import annotations
@@ -67,6 +68,38 @@ def blueprint(node) -> Blueprint:
             raise CeadError("request.invalid", "Give ?old= and ?new= as tree sizes.") from None
         return as_json({"old": old, "new": new,
                         "proof": [base64.b64encode(h).decode() for h in log().consistency_proof(old, new)]})
+
+    @bp.get("/log/transfers")
+    def transfers():
+        """A printable page: every decision this node's gateway logged, grouped by the approval it was made under
+        (from the public log: nothing here is not already in /log/)."""
+        import html as _html
+        from .log import decode_entry
+        e = lambda v: _html.escape("" if v is None else str(v))   # noqa: E731
+        groups: dict[str, list[dict]] = {}
+        for index, data in log().entries(kind=record.RECEIPT):
+            entry = decode_entry(data)
+            groups.setdefault(entry["meta"].get("approval") or "(no approval: refused before one was found)",
+                              []).append({**entry, "index": index})
+        parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Transfers under each "
+                 f"approval: {e(node.name)}</title><style>body{{font-family:sans-serif;margin:2em}} table{{"
+                 f"border-collapse:collapse;width:100%}} th,td{{border:1px solid #999;padding:4px;font-size:13px;"
+                 f"text-align:left}}</style></head><body><h1>Transfers under each approval</h1><p>{e(node.name)} "
+                 f"({e(node.did)}): every decision its gateway made, from its public log.</p>"]
+        if not groups:
+            parts.append("<p>No decisions logged yet.</p>")
+        for approval, rows in groups.items():
+            parts.append(f"<h2>{e(approval)}</h2><table><tr><th>when</th><th>decision</th><th>recipient</th>"
+                         "<th>dataset</th><th>rows</th><th>payload SHA-256</th><th>reasons</th><th>log entry</th></tr>")
+            for r in rows:
+                m = r["meta"]
+                parts.append(f"<tr><td>{e(m.get('decidedAt') or r.get('at'))}</td><td>{e(m.get('decision'))}</td>"
+                             f"<td>{e(m.get('holder'))}</td><td>{e(m.get('dataset'))}</td><td>{e(m.get('rows'))}</td>"
+                             f"<td><code>{e((r['digests'].get('payload') or '')[:16])}</code></td>"
+                             f"<td>{e(' '.join(m.get('reasons') or []))}</td><td>{r['index']}</td></tr>")
+            parts.append("</table>")
+        parts.append("</body></html>")
+        return Response("".join(parts), mimetype="text/html", headers={"Cache-Control": "no-store"})
 
     @bp.post("/witness/add-checkpoint")
     def add_checkpoint():
