@@ -121,7 +121,7 @@ def test_receipt_writer_commits_batches_and_logs_each_receipt_once(tmp_path):
     from verifier.receipts import payload_evidence, seal
     node = ready_node(tmp_path / "provider")
     signer = store.signer_for(node)
-    writer = store.ReceiptWriter(node)
+    writer = store.ReceiptWriter(node, prove=True)
     log = record.log_of(node)
     before = log.size()
     decisions = []
@@ -134,8 +134,13 @@ def test_receipt_writer_commits_batches_and_logs_each_receipt_once(tmp_path):
         decision.evidence["payload"] = payload_evidence(TABLE.encode(), "text/csv", "pull")
         seal(signer, decision, writer)                   # final, same jti
         decisions.append(decision)
+    futures = [writer.submit(d.receipt) for d in decisions[:3]]   # the same receipts again: not logged twice
+    proved = [f.result(30) for f in futures]
     writer.close()
     assert log.size() == before + 20                     # one entry per receipt, not per signature
+    for row in proved:                                   # each with its inclusion proof, made in the batch
+        merkle.verify_inclusion(merkle.leaf_hash(log.entry(row.log_index)), row.log_index, row.proof_size,
+                                row.proof, log.root(row.proof_size))
     rows = store.listing(node.engine, side="provider")
     assert len(rows) == 20 and all(r.rows == 3 and r.log_index is not None for r in rows)
     assert {decode_entry(log.entry(r.log_index))["meta"]["receiptId"] for r in rows} == {r.id for r in rows}

@@ -217,13 +217,15 @@ class TransparencyLog:
         return found
 
     def _prove(self, ranges: list[tuple[int, int]], conn=None) -> list[bytes]:
-        pieces = [merkle.complete_subtrees(lo, hi) for lo, hi in ranges]
+        pieces = [merkle.complete_subtrees(lo, hi) for lo, hi in dict.fromkeys(ranges)]
+        pieces = dict(zip(dict.fromkeys(ranges), pieces))
         if conn is None:
             with self.engine.connect() as conn:
-                found = self._hashes(conn, [p for ps in pieces for p in ps])
+                found = self._hashes(conn, [p for ps in pieces.values() for p in ps])
         else:
-            found = self._hashes(conn, [p for ps in pieces for p in ps])
-        return [merkle.fold([found[p] for p in ps]) for ps in pieces]
+            found = self._hashes(conn, [p for ps in pieces.values() for p in ps])
+        roots = {r: merkle.fold([found[p] for p in ps]) for r, ps in pieces.items()}
+        return [roots[r] for r in ranges]
 
     def root(self, size: int | None = None) -> bytes:
         size = self.size() if size is None else size
@@ -236,6 +238,15 @@ class TransparencyLog:
         if size > self.size():
             raise CeadError("tlog.proof_invalid", f"The log has fewer than {size} entries.")
         return self._prove(merkle.inclusion_ranges(index, size))
+
+    def inclusion_proofs(self, indices: Sequence[int], size: int | None = None, conn=None) -> list[list[bytes]]:
+        """Inclusion proofs of several entries under one tree size, from one query (a batch of receipts shares
+        most of its proof nodes)."""
+        size = self.size() if size is None else size
+        ranges = [merkle.inclusion_ranges(i, size) for i in indices]
+        flat = [r for rs in ranges for r in rs]
+        hashes = iter(self._prove(flat, conn))
+        return [[next(hashes) for _ in rs] for rs in ranges]
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         new = self.size() if new is None else new

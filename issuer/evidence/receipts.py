@@ -53,6 +53,8 @@ class Stored:
     log_index: int | None
     token: str
     at: str
+    proof: list | None = None      # set by a ReceiptWriter with prove=True: inclusion proof under ``proof_size``
+    proof_size: int | None = None
 
     @property
     def claims(self) -> dict:
@@ -178,11 +180,12 @@ class ReceiptWriter:
     its batch has committed (that is when it is acknowledged: a crash before loses only receipts not yet
     acknowledged, whose signed copies the recipients hold). ``close()`` drains the queue."""
 
-    def __init__(self, node, max_batch: int = 256):
+    def __init__(self, node, max_batch: int = 256, prove: bool = False):
         import queue
         import threading
         self.node = node
         self.max_batch = max_batch
+        self.prove = prove   # also make each logged receipt's inclusion proof (one query per batch)
         self._queue: "queue.Queue" = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="cead-receipt-writer", daemon=True)
         self._thread.start()
@@ -226,10 +229,25 @@ class ReceiptWriter:
                 for _, _, future in batch:
                     future.set_exception(exc)
             else:
+                if self.prove:
+                    _prove_rows(self.node, stored)
                 for (_, _, future), row in zip(batch, stored):
                     future.set_result(row)
             if stop:
                 return
+
+
+def _prove_rows(node, stored: list[Stored]) -> None:
+    from . import record
+    logged = [row for row in stored if row.log_index is not None]
+    if not logged:
+        return
+    log = record.log_of(node)
+    size = log.size()
+    for row, proof in zip(logged, log.inclusion_proofs([r.log_index for r in logged], size)):
+        row.proof, row.proof_size = proof, size
+
+
 
 
 def sink(node):
