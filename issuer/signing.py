@@ -18,7 +18,9 @@ DATA_INTEGRITY_V2 = "https://w3id.org/security/data-integrity/v2"
 DATA_INTEGRITY_CONTEXTS = {"https://www.w3.org/ns/credentials/v2", "https://w3id.org/security/data-integrity/v1",
                            DATA_INTEGRITY_V2}
 
-JWT_TYPES = {"vc+jwt", "vp+jwt"}
+# vc+jwt and vp+jwt (VC-JOSE-COSE); a wallet's OID4VCI key proof; the signature of a node's event notification;
+# a node's signed feed of its decisions (wallet.precedents)
+JWT_TYPES = {"vc+jwt", "vp+jwt", "openid4vci-proof+jwt", "cead-event+jwt", "cead-precedents+jwt"}
 
 
 def sign_jwt(claims: dict, key: PrivateKey, kid: str, typ: str = "vc+jwt") -> str:
