@@ -5,6 +5,7 @@ request; the IAO's own node puts its earlier refusal of the same ask first; a ta
 from __future__ import annotations
 
 import requests as http
+from pathlib import Path
 
 from test_requests import DATASET, PURPOSE, make_request, send, the_rest, world  # noqa: F401 (fixture)
 from verifier.did import Resolver
@@ -105,3 +106,30 @@ def test_agreement_as_word_document(world, tmp_path):  # noqa: F811
         assert exc.code == "agreement.not_found"
     else:
         raise AssertionError("an agreement that was never made was found")
+
+
+def test_board_pack_html_and_pdf(world, tmp_path):  # noqa: F811
+    """The IG board pack for a request: what is asked, the ICO checklist, the earlier refusal nearest to it; the PDF
+    has the same text (checked by extracting it with pdftotext where poppler is installed)."""
+    import shutil
+    import subprocess
+    from wallet import boardpack
+    w = world
+    earlier = send(w, make_request(w, dataItems=["pupil_id", "pupil_name", "entitlement"]))
+    sharing.refuse(w["iao"]["wallet"], earlier["id"], REFUSAL, by="iao@fife.example")
+    got = send(w, make_request(w, dataItems=["pupil_id", "pupil_name", "entitlement"]))
+    page = boardpack.board_pack_html(w["iao"]["node"], w["iao"]["wallet"], got["id"])
+    assert "Data-sharing request for the information governance board" in page
+    assert "pupil_name" in page and "cead:FreeSchoolMealAutoEnrolment" in page
+    assert page.count("Answered") >= 5
+    assert REFUSAL.replace("'", "&#x27;") in page               # the earlier refusal of a near request
+    assert "<script" not in page and "http://" not in page.split("<body>")[0]
+    pdf = boardpack.board_pack_pdf(w["iao"]["node"], w["iao"]["wallet"], got["id"])
+    assert pdf.startswith(b"%PDF")
+    (tmp_path / "pack.pdf").write_bytes(pdf)
+    import os
+    if os.environ.get("CEAD_ARTEFACTS"):       # for people to look at
+        (Path(os.environ["CEAD_ARTEFACTS"]) / "board-pack.pdf").write_bytes(pdf)
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(tmp_path / "pack.pdf"), "-"], capture_output=True, text=True).stdout
+        assert "What they ask for" in text and "pupil_name" in text

@@ -17,6 +17,8 @@ from jwcrypto.common import JWException
 
 from schemas.values import xsd_datetime
 
+from schemas.values import DuplicateMember, strict_json
+
 from .keys import JOSE_ALGS, b64url_decode
 from .results import CeadError
 
@@ -33,8 +35,10 @@ MAX_NUMERIC_DATE = 253402300800   # 10000-01-01T00:00:00Z: NumericDate values be
 
 def _part(segment: str, what: str) -> dict:
     try:
-        value = json.loads(b64url_decode(segment))
-    except (ValueError, CeadError):
+        value = strict_json(b64url_decode(segment), f"the JWT {what}")
+    except DuplicateMember:
+        raise
+    except (ValueError, RecursionError, CeadError):
         raise CeadError("jose.malformed", f"The JWT {what} is not base64url-encoded JSON.") from None
     if not isinstance(value, dict):
         raise CeadError("jose.malformed", f"The JWT {what} must be a JSON object.")
@@ -167,8 +171,10 @@ def to_document(claims: dict, kind: str) -> dict:
 def unverified_claims(token: str) -> dict:
     """The claims of a compact JWS, NOT verified: only for reading what has been (or will be) verified."""
     try:
-        claims = json.loads(b64url_decode(token.split(".")[1]))
-    except (AttributeError, IndexError, ValueError, CeadError):
+        claims = strict_json(b64url_decode(token.split(".")[1]), "the JWT payload")
+    except DuplicateMember:
+        raise
+    except (AttributeError, IndexError, ValueError, RecursionError, CeadError):
         raise CeadError("jose.malformed", "Not a compact JWT.") from None
     if not isinstance(claims, dict):
         raise CeadError("jose.malformed", "The JWT payload is not a JSON object.")

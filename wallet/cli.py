@@ -936,3 +936,28 @@ def request_suggest(justification: str, as_json: bool) -> None:
     for item in found:
         click.echo(f"{item['purpose']}  ({item['label']}; matched: {', '.join(item['matched']) or '-'})  "
                    f"usual basis: {', '.join(item['usualBases'])}")
+
+
+@request_group.command("board-pack")
+@click.argument("request_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write: .pdf or .html.")
+@home_option
+def request_board_pack(request_id: str, out: Path, home: Path | None) -> None:
+    """The information-governance board pack for a received request (who asks, what for, the ICO checklist,
+    precedents, the decision so far) as PDF or HTML."""
+    from . import boardpack
+    kind = out.suffix.lower()
+    if kind not in (".pdf", ".html"):
+        _fail("input.invalid", f"--out {str(out)!r} must end in .pdf or .html; nothing was written.")
+    from issuer.node import Node
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        wallet = Wallet.from_node(node)
+        data = (boardpack.board_pack_pdf(node, wallet, request_id) if kind == ".pdf"
+                else boardpack.board_pack_html(node, wallet, request_id))
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, data)
+    click.echo(f"Wrote the board pack for request {request_id} to {out}.")
