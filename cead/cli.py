@@ -33,6 +33,8 @@ _COMMANDS = {
     "lawful": ("verifier.lawful.cli", "lawful"),
     "wallet": ("wallet.cli", "wallet"),
     "fetch": ("wallet.cli", "fetch"),
+    "receipts": ("cead.evidence_cli", "receipts"),
+    "audit": ("cead.evidence_cli", "audit"),
     "deliver": ("wallet.cli", "deliver"),
     "request": ("wallet.cli", "request_group"),
     "provider": ("wallet.provider.cli", "provider"),

@@ -200,13 +200,14 @@ class Demo:
             config = {"port": port, "cert": str(ca.cert_pem), "key": str(ca.key_pem), "policy": policy,
                       "routes": live.party.data, "examples": str(world.EXAMPLES),
                       # the provider's gateway keeps its privacy-budget books in its own node's database
-                      "ledger": f"sqlite:///{live.home / 'node.db'}"}
+                      "ledger": f"sqlite:///{live.home / 'node.db'}",
+                      "node_home": str(live.home)}   # receipts signed and kept by the provider's node (issue 15)
             path = self.workdir / f"api-{live.party.key}.json"
             path.write_text(json.dumps(config, indent=2))
             live.api = self.group.start(Service(f"data API {live.party.key}",
                                                 [sys.executable, "-m", "cead.demo_api", "api", "--config",
                                                  str(path)], port, "/", self.workdir / "logs" /
-                                                f"api-{live.party.key}.log"))
+                                                f"api-{live.party.key}.log", env=env))
         self._wait_all(timeout=90)
 
     def _wait_all(self, timeout: float) -> None:
@@ -553,6 +554,8 @@ def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path
         runner.play()
         from .demo_computations import play_computations   # PSI and secure aggregation that really run
         play_computations(runner)
+        from .demo_evidence import finish
+        finish(runner)   # receipts on both sides; a witness; an audit that finds every transfer (issue 15)
     except KeyboardInterrupt:
         error = "interrupted"
     except DemoError as exc:

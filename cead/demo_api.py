@@ -74,6 +74,9 @@ def data_app(config: dict):
         from issuer.ledger import SqlLedger
         ledger = SqlLedger(db.migrate(config["ledger"]))
     decider = Decider(parse_policy(config["policy"]), ledger=ledger)
+    if config.get("node_home"):   # the provider's node signs, stores and logs every receipt (issue 15)
+        from .demo_evidence import attach
+        attach(decider, config["node_home"])
     app.wsgi_app = CeadMiddleware(app.wsgi_app, decider,
                                   dataset_for=lambda environ: routes.get(environ.get("PATH_INFO", ""), {}).get(
                                       "dataset"))

@@ -133,6 +133,8 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         credential_id, action = service.parse_status_request(body_json())
         return _json(200, service.change_status(node, credential_id, action, by=token.name))
 
+    from .evidence import routes as evidence_routes
+    app.register_blueprint(evidence_routes.blueprint(node))   # /log/ (C2SP tlog-tiles) and /witness/ (issue 15)
     app.register_blueprint(offers.blueprint(node))  # OID4VCI: a person's wallet collects an offered credential
     app.register_blueprint(oid4vp.blueprint(node))  # OID4VP: a person's wallet answers this node's request
     app.register_blueprint(pages.blueprint(node))   # the landing page and the DPO's pages (HTML)

@@ -376,6 +376,8 @@ def migrate(engine_or_url: Engine | str, extra_version_locations: Iterable[str |
     """Bring the database to the newest schema: the issuer's tables, then each extra location's tables."""
     engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     _upgrade(engine, ISSUER_VERSIONS, "alembic_version_issuer")
+    from .evidence import VERSIONS_DIR as evidence_versions   # the node's log and receipts (issue 15)
+    _upgrade(engine, evidence_versions, "alembic_version_evidence")
     for loc in extra_version_locations:
         path = Path(loc).resolve()
         _upgrade(engine, path, f"alembic_version_{path.parents[1].name}")

@@ -209,6 +209,7 @@ class Node:
         for key, meta in pairs:
             _write_key(home / meta["file"], key, passphrase)
         node.save_config()                           # last: config.yaml is what makes the home a node
+        node._log_keys("key.added", keys)            # the node's log starts with its keys (issue 15)
         return node, True
 
     @classmethod
@@ -332,6 +333,7 @@ class Node:
                                     "public": key.public.to_multikey(), "status": "active",
                                     "created": db.utcnow()})
         self.save_config()
+        self._log_keys("key.added", self.config["keys"][-1:])
         return self.vm_id(self.config["keys"][-1])
 
     def retire_key(self, key_id: str) -> None:
@@ -344,8 +346,15 @@ class Node:
                 meta["status"] = "retired"
                 meta["retired"] = db.utcnow()
                 self.save_config()
+                self._log_keys("key.retired", [meta])
                 return
         raise CeadError("key.missing", f"No key {key_id!r} in this node.")
+
+    def _log_keys(self, kind: str, metas: list[dict]) -> None:
+        """Record key changes in the node's log, so a re-key without a log entry is visible (issue 15)."""
+        from .evidence import record
+        for meta in metas:
+            record.key_changed(self, kind, self.vm_id(meta), meta["public"])
 
     # ---- network --------------------------------------------------------------------------------------
     def fetcher(self) -> Fetcher:

@@ -70,6 +70,7 @@ STATUS_OPTIONS = ("type", "statusPurpose")
 
 # HTTP status for each refusal code on the node's pages (anything else that is a CeadError -> 400).
 HTTP_STATUS = {
+    "tlog.not_found": 404, "tlog.tile_path_invalid": 404, "tlog.proof_invalid": 400,
     "delegation.not_in_force": 422,
     "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403, "auth.not_local": 403,
     "credential.type_unknown": 422, "credential.issuer_mismatch": 422, "scope.too_wide": 422,
@@ -449,6 +450,11 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
             idempotency.record(s, key=idem_key, credential_id=credential["id"], digest=digest, issued_by=issued_by,
                                response={"id": credential["id"], "format": fmt, "credential": signed,
                                          "verifiableCredential": vc})
+            from .evidence import record   # in the node's log, committed with the register row (issue 15)
+            record.issued(node, s, credential_id=credential["id"], types=types_of(credential),
+                          digest=credential_digest(signed), verification_method=vm,
+                          valid_from=credential.get("validFrom", credential.get("issuanceDate")),
+                          valid_until=credential.get("validUntil", credential.get("expirationDate")))
             s.commit()
         idempotency.after_commit(credential["id"])
     except IntegrityError:   # a concurrent twin committed first: its reply, or a duplicate id
@@ -525,6 +531,8 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
             s.add(row)
             s.add(db.StatusEvent(credential_id=credential_id, action=action, by=by, reason=reason))
             changed = True
+            from .evidence import record   # in the node's log, committed with the change (issue 15)
+            record.status_changed(node, s, credential_id=credential_id, action=action, status=new_status)
         else:
             changed = False
         s.commit()

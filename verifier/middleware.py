@@ -21,7 +21,8 @@ from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wsgi import get_current_url
 
 from .decision import PUSH_METHODS, Decider, Decision
-from .gateway import decide_from_headers, decision_headers
+from .gateway import RECEIPT_HEADER, decide_from_headers, decision_headers
+from .receipts import seal_payload
 from .definition import publish
 from .results import CeadError, Problem
 from .serving import read_bounded
@@ -111,9 +112,14 @@ class CeadMiddleware:
                                   self._published(environ, dataset))
         if status != 200:
             return _json_response(start_response, status, decision)
-        if not (self.check_response_payload and self.decider.response_check_needed(decision, push)):
+        check = self.check_response_payload and self.decider.response_check_needed(decision, push)
+        if not check and (push or self.decider.receipt_signer is None):
+            if decision.receipt:   # the receipt travels with the answer (the recipient's wallet keeps a copy)
+                def with_receipt(status, headers, exc_info=None):
+                    return start_response(status, [*headers, (RECEIPT_HEADER, decision.receipt)], exc_info)
+                return self.app(environ, with_receipt)
             return self.app(environ, start_response)
-        return self._checked(environ, start_response, decision)
+        return self._checked(environ, start_response, decision, check)   # a pull's receipt names what it sent
 
     def _published(self, environ, dataset: str | None) -> dict:
         """What the pipeline should present: the definition for the endpoint's dataset (``dataset_for``, else
@@ -132,7 +138,7 @@ class CeadMiddleware:
             return {"presentation_definition_error": Problem(
                 "verifier.internal_error", "The presentation definition could not be built.").to_dict()}
 
-    def _checked(self, environ, start_response, decision: Decision) -> Iterable[bytes]:
+    def _checked(self, environ, start_response, decision: Decision, check: bool = True) -> Iterable[bytes]:
         """Run the app with its response buffered, and release it only if the payload check passes."""
         captured: dict = {}
 
@@ -149,15 +155,21 @@ class CeadMiddleware:
                 result.close()
         status = captured.get("status", "500 Internal Server Error")
         if not status.startswith("2"):
-            start_response(status, captured.get("headers", []))
+            headers = captured.get("headers", [])
+            if seal_payload(self.decider, decision, None):   # allowed, but the app sent no data: say so
+                headers = [*headers, (RECEIPT_HEADER, decision.receipt)]
+            start_response(status, headers)
             return chunks
         headers = captured.get("headers", [])
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        problems = self.decider.check_response(decision, b"".join(chunks), content_type)
+        problems = self.decider.check_response(decision, b"".join(chunks), content_type) if check else []
         if problems:  # the decider has turned the decision into a denial
             return _json_response(start_response, 403, decision)
         if decision.output_receipt:   # the output-checking receipt travels with the output
             from .decision.protocol import OUTPUT_RECEIPT_HEADER
             headers = [*headers, (OUTPUT_RECEIPT_HEADER, decision.output_receipt)]
+        if seal_payload(self.decider, decision, b"".join(chunks), content_type):
+            headers = [(k, v) for k, v in headers if k.lower() != RECEIPT_HEADER.lower()]
+            headers.append((RECEIPT_HEADER, decision.receipt))
         start_response(status, headers)
         return chunks

@@ -89,6 +89,35 @@ class Lawful(_Strict):
         return [_check_did(d) for d in v]
 
 
+class Transparency(_Strict):
+    """Require approvals and delegations to be in their issuer's log (issue 15; docs/evidence.md)."""
+    require_for: list[Literal["approval", "delegation"]] = ["approval", "delegation"]
+    witnesses: list[str] = []         # note verifier keys (name+keyid+base64, type 0x04) of trusted witnesses
+    min_witnesses: int = Field(1, ge=0, le=32)   # cosignatures needed from the witnesses named above
+    max_age: int = Field(86_400, ge=1)            # seconds: the newest cosignature used may be at most this old
+    require_key_logged: bool = True   # the signing key's addition must be in the issuer's log too
+
+    @field_validator("witnesses")
+    @classmethod
+    def _witness_keys(cls, v: list[str]) -> list[str]:
+        from .tlog.note import ALG_COSIGNATURE_V1, NoteKey
+        for key in v:
+            try:
+                parsed = NoteKey.parse(key)
+            except CeadError as exc:
+                raise ValueError(exc.message) from None
+            if parsed.alg != ALG_COSIGNATURE_V1:
+                raise ValueError(f"witness key {key[:60]!r} is not a cosignature/v1 key (type 0x04)")
+        return v
+
+    @model_validator(mode="after")
+    def _enough(self) -> "Transparency":
+        if self.min_witnesses > len(self.witnesses):
+            raise ValueError(f"min_witnesses is {self.min_witnesses} but only {len(self.witnesses)} witnesses are "
+                             "named")
+        return self
+
+
 class TrustPolicy(_Strict):
     """A validated trust policy. Durations are in seconds."""
 
@@ -110,6 +139,7 @@ class TrustPolicy(_Strict):
     # the output of a PSI cardinality or secure aggregation: its run attestation checked whenever the manifest
     # carries one ("when_given"), or required ("required"); see docs/computations.md
     run_attestations: Literal["when_given", "required"] = "when_given"
+    transparency: Transparency | None = None      # require logged, witnessed approvals/delegations (issue 15)
 
     base_dir: Path | None = Field(None, exclude=True)   # where relative file paths resolve from
     _catalogue: tuple[dict[str, str], dict[str, list[str]]] | None = PrivateAttr(None)

@@ -65,6 +65,15 @@ def _reasons(body: bytes) -> list[Problem]:
     return out
 
 
+def keep_receipt(wallet, headers, sent: bytes | str | None, received: bytes | None) -> None:
+    """Keep the gateway's receipt (``Cead-Receipt``) in the wallet's database (issue 15; issuer.evidence)."""
+    token = headers.get("Cead-Receipt") if headers is not None else None
+    engine = getattr(wallet, "engine", None)
+    if token and engine is not None:
+        from issuer.evidence.receipts import keep_copy
+        keep_copy(engine, token, sent.encode() if isinstance(sent, str) else sent, received)
+
+
 def check_response(status: int, body: bytes, url: str) -> None:
     if status in (401, 403):
         raise TransferDenied(status, _reasons(body), url)
@@ -152,6 +161,8 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
                             "A streamed request body cannot be bound to a presentation; pass bytes.")
         headers = self.headers(request.method, request.url, body)
         request.register_hook("response", self._no_redirect)
+        request.register_hook("response", lambda r, *a, **k: keep_receipt(self.wallet, r.headers, r.request.body,
+                                                                            r.content))
         if headers is None:   # discover: ask without a presentation, learn what to present, send again
             request.register_hook("response", self._retry)
         else:
@@ -235,6 +246,7 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
         _send_once(request, url, asynchronous)
         response = yield request
         _not_redirected(response, url)
+        keep_receipt(self.wallet, response.headers, request.content, response.content)
         if self.raise_on_denial:
             check_response(response.status_code, response.content, url)
 

@@ -51,6 +51,7 @@ from ..did import Resolver
 from ..http import Fetcher
 from ..metrics import Metrics
 from ..policy import TrustPolicy
+from .. import receipts
 from ..receipts import ReceiptSigner, load_signer
 from ..results import CeadError, Problem, VerificationResult
 from ..status import StatusLists
@@ -58,6 +59,7 @@ from . import approval, certification, delegation, lawful, limits, protocol, pro
 from .caches import CachingVerifier, ReplayGuard, _ReplayGuard  # noqa: F401  (re-exported)
 from .context import Attempt, Cred, DecisionContext, _Cred, state_code, utc  # noqa: F401  (re-exported)
 from .presentation import check_credentials, check_presentation
+from ..tlog.require import check_logged
 from .request import PUSH_METHODS, Decision, TransferRequest, is_presentation  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ Stage = Callable[[Attempt], "list[Problem]"]
 APPROVAL_STAGES: list[Stage] = [
     approval.check_approval,
     delegation.check_delegation,
+    check_logged,               # issue 15: in the issuer's witnessed log, if the trust policy says so
     certification.check_recipient,
     limits.check_limits,          # before anything reads the table (work proportional to the approval)
     transfer.check_transfer,
@@ -207,6 +210,7 @@ class Decider:
                             approval_id=chosen.approval.id if chosen else None, method=request.method,
                             url=request.url, decided_at=now, approval=chosen.model if chosen else None,
                             manifest=request.manifest)
+        decision.evidence = receipts.request_evidence(request)
         self._finish(decision, perf_counter() - started)
         return decision
 
@@ -235,15 +239,8 @@ class Decider:
         return chosen, problems + best
 
     def _finish(self, decision: Decision, seconds: float) -> None:
-        if self.receipt_signer is not None:
-            decision.receipt = self.receipt_signer.sign({
-                "decision": "allow" if decision.allowed else "deny",
-                "reasons": [p.code for p in decision.reasons],
-                "reliedOn": decision.relied_on,
-                "holder": decision.holder, "approval": decision.approval_id,
-                "method": decision.method, "url": decision.url,
-                "decidedAt": decision.decided_at.isoformat().replace("+00:00", "Z"),
-            })
+        if self.receipt_signer is not None:   # every decision, allow or deny (issue 15)
+            receipts.seal(self.receipt_signer, decision, getattr(self, "receipt_sink", None))
         self.metrics.record_decision(decision.allowed, [p.code for p in decision.reasons], seconds)
 
     # ---- response payloads (aggregate outputs) -------------------------------------------------------------

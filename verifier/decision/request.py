@@ -86,6 +86,7 @@ class Decision:
     approval: Any = field(default=None, repr=False, compare=False)   # the DataSharingApproval model relied on
     manifest: dict | None = field(default=None, repr=False, compare=False)
     output_receipt: str | None = None   # signed by the gateway when an outgoing payload passed its checks
+    evidence: dict = field(default_factory=dict, repr=False, compare=False)   # for the receipt (verifier.receipts)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

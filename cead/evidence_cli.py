@@ -1,0 +1,132 @@
+"""Evidence commands: `cead receipts list|show|verify` (receipts kept at this node: as provider or recipient) and
+`cead audit NODE_URL` (an auditor's check of another organisation's log, with a CSV and printable HTML report).
+
+Exit codes: 0 done (audit: every check passed), 1 a receipt that does not verify or an audit that found problems,
+2 bad input (unknown receipt, no node home, unreachable node). Errors are one JSON line on stderr."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from verifier.results import CeadError
+
+home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="CEAD_HOME",
+                           default=None, help="The node home (default: $CEAD_HOME or ./cead-home).")
+
+
+def _fail(exc: CeadError, exit_code: int = 2) -> None:
+    click.echo(json.dumps({"error": {"code": exc.code, "message": exc.message}}), err=True)
+    sys.exit(exit_code)
+
+
+def _node(home):
+    from issuer.node import Node
+    try:
+        return Node.open(home, migrate=True)
+    except CeadError as exc:
+        _fail(exc)
+
+
+@click.group()
+def receipts() -> None:
+    """Decision receipts kept by this node: those its gateway signed (provider) and those it received (recipient)."""
+
+
+@receipts.command("list")
+@click.option("--approval", default=None, help="Only receipts for decisions under this approval id.")
+@click.option("--side", type=click.Choice(["provider", "recipient"]), default=None,
+              help="Only receipts this node signed as provider, or received as recipient.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@home_option
+def list_(approval, side, as_json, home) -> None:
+    """List stored receipts, oldest first, grouped by the approval they were made under."""
+    from issuer.evidence import receipts as store
+    rows = store.listing(_node(home).engine, side=side, approval=approval)
+    if as_json:
+        click.echo(store.to_json(rows))
+        return
+    if not rows:
+        click.echo("No receipts stored.")
+        return
+    current = object()
+    for row in sorted(rows, key=lambda r: (r.approval or "", r.at)):
+        if row.approval != current:
+            current = row.approval
+            click.echo(f"Approval {row.approval or '(none: refused before an approval was found)'}")
+        click.echo(f"  {row.at}  {row.decision:5}  {row.side:9}  rows={row.rows if row.rows is not None else '-':<6}"
+                   f"  {row.holder or '-'}  {row.id}")
+
+
+@receipts.command("show")
+@click.argument("receipt_id")
+@home_option
+def show(receipt_id, home) -> None:
+    """Print a stored receipt: what it says (its claims) and the signed token itself."""
+    from issuer.evidence import receipts as store
+    try:
+        row = store.get(_node(home).engine, receipt_id)
+    except CeadError as exc:
+        _fail(exc)
+    click.echo(json.dumps({**row.summary(), "claims": row.claims, "token": row.token}, indent=2))
+
+
+@receipts.command("verify")
+@click.argument("receipt_id")
+@click.option("--payload", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The bytes that moved: the receipt must name exactly their SHA-256.")
+@home_option
+def verify(receipt_id, payload, home) -> None:
+    """Check a stored receipt's signature against its gateway's DID document (and, with --payload, that it is
+    the receipt for those bytes)."""
+    from issuer.evidence import receipts as store
+    from verifier.did import Resolver
+    from verifier.receipts import verify_receipt_with
+    node = _node(home)
+    try:
+        row = store.get(node.engine, receipt_id)
+        claims = verify_receipt_with(row.token, Resolver(node.fetcher()),
+                                     payload=payload.read_bytes() if payload else None)
+    except CeadError as exc:
+        _fail(exc, 2 if exc.code == "receipt.not_found" else 1)
+    click.echo(f"Receipt {claims.get('jti')} verifies: {claims.get('decision')} by {claims.get('iss')}"
+               + (", and matches the payload." if payload else "."))
+
+
+@click.command()
+@click.argument("node_url")
+@click.option("--did", default=None, help="The organisation's DID (default: the did:web of NODE_URL).")
+@click.option("--witness", "witnesses", multiple=True,
+              help="A witness's note verifier key (name+keyid+base64); repeat for each witness you trust.")
+@click.option("--min-witnesses", type=click.IntRange(0, 32), default=0,
+              help="Cosignatures each checkpoint needs from those witnesses (default 0).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              help="Folder for the report (audit-<did>.csv and .html; default: here).")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Extra trust anchors (PEM) for the node's HTTPS.")
+@click.option("--allow-private-addresses", is_flag=True, help="Development: allow a node on a private address.")
+def audit(node_url, did, witnesses, min_witnesses, out, ca_bundle, allow_private_addresses) -> None:
+    """Audit an organisation's log at NODE_URL: verify every checkpoint, rebuild the tree from every entry, list
+    every approval with the transfers made under it, and write a CSV and printable HTML accountability report
+    (with the DPA 2018 s.62 view of disclosures)."""
+    from verifier.http import Fetcher
+    from . import audit as auditing
+    fetcher = Fetcher(allow_private=allow_private_addresses, ca_bundle=ca_bundle)
+    try:
+        result = auditing.run(node_url, did=did, witnesses=list(witnesses), fetcher=fetcher,
+                              min_witnesses=min_witnesses)
+        csv_path, html_path = auditing.write_report(result, out)
+    except CeadError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(CeadError("output.unwritable", f"Cannot write the report in {out}: {exc.strerror or exc}"))
+    allowed = sum(1 for r in result.receipts() if r["meta"].get("decision") == "allow")
+    click.echo(f"Audited {result.did}: {result.size} entries, {len(result.checkpoints)} checkpoints, "
+               f"{len(result.approvals())} approvals, {allowed} transfers ({len(result.receipts())} decisions); "
+               f"{'all checks passed' if result.ok else str(len(result.problems)) + ' problems'}; "
+               f"report {csv_path} and {html_path}")
+    for problem in result.problems:
+        click.echo(f"  {problem.code}: {problem.message}", err=True)
+    sys.exit(0 if result.ok else 1)

@@ -1,0 +1,313 @@
+"""Decision receipts kept at a node: the provider's gateway stores every receipt it signs (and logs it); the
+recipient's wallet stores the copy that came with the answer. One table, ``evidence_receipt``, with ``side``
+``provider`` or ``recipient``; the receipt is kept exactly as signed (a compact JWS), with a few columns read from
+it for listing. Verification is ``verifier.receipts.verify_receipt_with``."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from jwcrypto import jwk
+
+from verifier.jose import unverified_claims
+from verifier.receipts import ReceiptSigner, check_payload, sha256_hex
+from verifier.results import CeadError
+
+from ..db import utcnow
+
+log = logging.getLogger(__name__)
+metadata = sa.MetaData()
+table = sa.Table("evidence_receipt", metadata,
+                 sa.Column("id", sa.String, primary_key=True), sa.Column("side", sa.String),
+                 sa.Column("gateway", sa.String), sa.Column("decision", sa.String), sa.Column("approval", sa.String),
+                 sa.Column("holder", sa.String), sa.Column("payload_sha256", sa.String),
+                 sa.Column("rows", sa.BigInteger), sa.Column("log_index", sa.BigInteger), sa.Column("token", sa.Text),
+                 sa.Column("at", sa.String))
+PROVIDER, RECIPIENT = "provider", "recipient"
+
+
+def signer_for(node) -> ReceiptSigner:
+    """A receipt signer with the node's current Ed25519 key, named by its DID URL (the gateway is the node)."""
+    return ReceiptSigner(jwk.JWK(**node.key.private_jwk()), kid=node.verification_method_id)
+
+
+def is_final(claims: dict) -> bool:
+    """A receipt is final once it says what moved: a denial, a push, or a pull whose response was hashed."""
+    payload = claims.get("payload") or {}
+    return claims.get("decision") == "deny" or payload.get("direction") != "pull" or bool(payload.get("sha256"))
+
+
+@dataclass
+class Stored:
+    id: str
+    side: str
+    gateway: str | None
+    decision: str
+    approval: str | None
+    holder: str | None
+    payload_sha256: str | None
+    rows: int | None
+    log_index: int | None
+    token: str
+    at: str
+    proof: list | None = None      # set by a ReceiptWriter with prove=True: inclusion proof under ``proof_size``
+    proof_size: int | None = None
+
+    @property
+    def claims(self) -> dict:
+        return unverified_claims(self.token)
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "side": self.side, "decision": self.decision, "approval": self.approval,
+                "holder": self.holder, "gateway": self.gateway, "payloadSha256": self.payload_sha256,
+                "rows": self.rows, "logIndex": self.log_index, "at": self.at}
+
+
+def keep(engine, token: str, side: str, *, node=None) -> Stored:
+    """Store (or replace, same ``jti``: a pull's receipt is re-signed once its payload is known) a receipt.
+    With ``node`` (the provider), a final receipt is also appended to the node's log, in the same transaction."""
+    claims, ident, row = _parse(token)
+    row["side"] = side
+    with engine.begin() as conn:
+        return _keep(conn, token, side, node, claims, ident, row)
+
+
+def _parse(token: str, claims: dict | None = None) -> tuple[dict, str, dict]:
+    if claims is None:
+        try:
+            claims = unverified_claims(token)
+        except CeadError:
+            raise CeadError("receipt.invalid", "Not a receipt (a compact JWS).") from None
+    ident = claims.get("jti")
+    if not isinstance(ident, str) or not ident:
+        raise CeadError("receipt.invalid", "The receipt has no id (jti).")
+    payload = claims.get("payload") or {}
+    row = {"id": ident, "side": None, "gateway": _text(claims.get("iss")), "decision": _text(claims.get("decision")),
+           "approval": _text(claims.get("approval")), "holder": _text(claims.get("holder")),
+           "payload_sha256": _text(payload.get("sha256")),
+           "rows": payload.get("rows") if isinstance(payload.get("rows"), int) else None,
+           "log_index": None, "token": token, "at": utcnow()}
+    return claims, ident, row
+
+
+def keep_in(conn, token: str, side: str, node=None) -> Stored:
+    """:func:`keep` inside the caller's transaction (``conn``)."""
+    claims, ident, row = _parse(token)
+    row["side"] = side
+    return _keep(conn, token, side, node, claims, ident, row)
+
+
+def keep_many(conn, tokens: list[str], side: str, node=None, claims: list[dict | None] | None = None
+              ) -> list[Stored]:
+    """Store a batch of receipts in the caller's transaction, their log entries appended together (one head
+    update, bulk inserts): what the :class:`ReceiptWriter` commits at once. Receipts repeated in the batch (a
+    pull's provisional and final receipt) are stored once, as the last one."""
+    parsed: dict[str, tuple[str, dict, dict]] = {}
+    order = []
+    for token, given in zip(tokens, claims or [None] * len(tokens)):
+        read, ident, row = _parse(token, given)
+        row["side"] = side
+        parsed[ident] = (token, read, row)
+        order.append(ident)
+    ids = list(parsed)
+    old = {r[0]: r[1] for r in conn.execute(sa.select(table.c.id, table.c.log_index).where(
+        table.c.id.in_(ids), table.c.side == side))}
+    to_log = [i for i in ids if node is not None and is_final(parsed[i][1]) and old.get(i) is None]
+    if to_log:
+        from . import record
+        appended = record.log_of(node).append_many(
+            [(record.RECEIPT, _receipt_digests(parsed[i][0], parsed[i][1]), _log_meta(parsed[i][1], parsed[i][2]))
+             for i in to_log], session=conn)
+        for ident, entry in zip(to_log, appended):
+            parsed[ident][2]["log_index"] = entry.index
+    for ident in ids:
+        if ident in old and parsed[ident][2]["log_index"] is None:
+            parsed[ident][2]["log_index"] = old[ident]
+    new_rows = [parsed[i][2] for i in ids if i not in old]
+    if new_rows:
+        conn.execute(table.insert(), new_rows)
+    for ident in ids:
+        if ident in old:
+            conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**parsed[ident][2]))
+    by_id = {i: Stored(**parsed[i][2]) for i in ids}
+    return [by_id[i] for i in order]
+
+
+def _log_meta(claims: dict, row: dict) -> dict:
+    return {"receiptId": row["id"], "decision": row["decision"], "approval": row["approval"],
+            "holder": row["holder"], "gateway": row["gateway"], "rows": row["rows"],
+            "dataset": _text(claims.get("dataset")), "purpose": _text(claims.get("purpose")),
+            "decidedAt": _text(claims.get("decidedAt")),
+            "reasons": [str(r)[:100] for r in claims.get("reasons") or []][:64]}
+
+
+def _keep(conn, token, side, node, claims, ident, row) -> Stored:
+    old = conn.execute(sa.select(table.c.log_index).where(table.c.id == ident, table.c.side == side)).first()
+    if node is not None and is_final(claims) and (old is None or old[0] is None):
+        from . import record
+        entry = record.append(node, record.RECEIPT, _receipt_digests(token, claims), _log_meta(claims, row),
+                              session=conn)
+        row["log_index"] = entry.index
+    elif old is not None:
+        row["log_index"] = old[0]
+    if old is None:
+        conn.execute(table.insert().values(**row))
+    else:
+        conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**row))
+    return Stored(**row)
+
+
+def _receipt_digests(token: str, claims: dict) -> dict[str, str]:
+    out = {"receipt": sha256_hex(token.encode())}
+    payload = (claims.get("payload") or {}).get("sha256")
+    if isinstance(payload, str) and len(payload) == 64:
+        out["payload"] = payload
+    if isinstance(claims.get("manifestSha256"), str) and len(claims["manifestSha256"]) == 64:
+        out["manifest"] = claims["manifestSha256"]
+    return out
+
+
+def _text(value) -> str | None:
+    return value[:512] if isinstance(value, str) else None
+
+
+class ReceiptWriter:
+    """Stores and logs receipts off the decision's path, in group commits: one transaction (one disk flush) per
+    batch of whatever arrived meanwhile. ``submit`` returns a ``Future`` resolved with the ``Stored`` receipt once
+    its batch has committed (that is when it is acknowledged: a crash before loses only receipts not yet
+    acknowledged, whose signed copies the recipients hold). ``close()`` drains the queue."""
+
+    def __init__(self, node, max_batch: int = 256, prove: bool = False):
+        import queue
+        import threading
+        self.node = node
+        self.max_batch = max_batch
+        self.prove = prove   # also make each logged receipt's inclusion proof (one query per batch)
+        self._queue: "queue.Queue" = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="cead-receipt-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, token: str, claims: dict | None = None):
+        """Queue a receipt (``claims``: its claims, if the caller has them, saving a parse)."""
+        from concurrent.futures import Future
+        future: Future = Future()
+        self._queue.put((token, claims, future))
+        return future
+
+    def __call__(self, token: str, claims: dict) -> None:   # usable as a Decider.receipt_sink
+        self.submit(token, claims)
+
+    def close(self, timeout: float = 30) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        import queue
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = [first], False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                with self.node.engine.begin() as conn:
+                    stored = keep_many(conn, [token for token, _, _ in batch], PROVIDER, self.node,
+                                       [claims for _, claims, _ in batch])
+            except Exception as exc:   # the whole batch failed: say so to every waiter, loudly
+                log.exception("could not store %d receipts", len(batch))
+                for _, _, future in batch:
+                    future.set_exception(exc)
+            else:
+                if self.prove:
+                    _prove_rows(self.node, stored)
+                for (_, _, future), row in zip(batch, stored):
+                    future.set_result(row)
+            if stop:
+                return
+
+
+def _prove_rows(node, stored: list[Stored]) -> None:
+    from . import record
+    logged = [row for row in stored if row.log_index is not None]
+    if not logged:
+        return
+    log = record.log_of(node)
+    size = log.size()
+    for row, proof in zip(logged, log.inclusion_proofs([r.log_index for r in logged], size)):
+        row.proof, row.proof_size = proof, size
+
+
+
+
+def sink(node):
+    """A ``Decider.receipt_sink`` that stores every receipt the node's gateway signs and logs the final ones
+    (synchronously: one commit per receipt; :class:`ReceiptWriter` batches them off the decision's path)."""
+    def store(token: str, claims: dict) -> None:
+        try:
+            keep(node.engine, token, PROVIDER, node=node)
+        except Exception:   # the decision stands; a lost receipt is logged loudly, never silently
+            log.exception("could not store receipt %s", claims.get("jti"))
+            raise
+    return store
+
+
+def keep_copy(engine, token: str, sent: bytes | None = None, received: bytes | None = None) -> Stored | None:
+    """The recipient's copy (called by the wallet's HTTP client with the bytes it sent and received). A receipt
+    for other bytes than those that moved is still kept (it is evidence) but logged as a warning."""
+    try:
+        claims = unverified_claims(token)
+        direction = (claims.get("payload") or {}).get("direction")
+        payload = received if direction == "pull" else sent
+        if payload is not None and (claims.get("payload") or {}).get("sha256"):
+            try:
+                check_payload(claims, payload)
+            except CeadError as exc:
+                log.warning("receipt %s: %s", claims.get("jti"), exc.message)
+        return keep(engine, token, RECIPIENT)
+    except CeadError as exc:
+        log.warning("receipt not kept: %s", exc.message)
+        return None
+
+
+def listing(engine, *, side: str | None = None, approval: str | None = None) -> list[Stored]:
+    query = sa.select(table)
+    if side:
+        query = query.where(table.c.side == side)
+    if approval:
+        query = query.where(table.c.approval == approval)
+    with engine.connect() as conn:
+        return [Stored(**dict(r._mapping)) for r in conn.execute(query.order_by(table.c.at, table.c.id))]
+
+
+def get(engine, ident: str) -> Stored:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table).where(or_id(ident))).all()
+    if not rows:
+        raise CeadError("receipt.not_found", f"No stored receipt {ident!r}; `cead receipts list` shows them.")
+    return Stored(**dict(rows[0]._mapping))
+
+
+def or_id(ident: str):
+    return sa.or_(table.c.id == ident, table.c.id == f"urn:uuid:{ident}")
+
+
+def by_approval(engine) -> dict[str, list[Stored]]:
+    out: dict[str, list[Stored]] = {}
+    for row in listing(engine):
+        out.setdefault(row.approval or "(none)", []).append(row)
+    return out
+
+
+def to_json(rows: list[Stored]) -> str:
+    return json.dumps([r.summary() for r in rows], indent=2)

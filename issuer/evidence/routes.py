@@ -1,0 +1,112 @@
+"""Public endpoints of a node's log and witness (no authentication: everything here is public by design).
+
+``GET /log/checkpoint``                 the newest signed checkpoint (C2SP tlog-checkpoint, text/plain)
+``GET /log/tile/<L>/<N>[.p/<W>]``       hash tiles, ``GET /log/tile/entries/<N>[.p/<W>]`` entry bundles
+                                        (C2SP tlog-tiles; full tiles are immutable)
+``GET /log/checkpoints``                every checkpoint signed so far, with the cosignatures gathered (JSON)
+``GET /log/evidence?digest=<hex>``      the entry naming a digest, its inclusion proof and checkpoint (JSON)
+``GET /log/proof/consistency?old=&new=`` a consistency proof (JSON, base64 hashes)
+``GET /log/transfers``                  a page: every logged decision, grouped by the approval it was made under
+``POST /witness/add-checkpoint``        the witness endpoint (C2SP tlog-witness)
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+from flask import Blueprint, Response, request
+
+from verifier.results import CeadError
+
+from . import record, witness
+
+MAX_WITNESS_BODY = 64 * 1024
+
+
+def blueprint(node) -> Blueprint:
+    bp = Blueprint("cead_evidence", __name__)
+
+    def log():
+        return record.log_of(node)
+
+    def text(body: str, status: int = 200, content_type: str = "text/plain; charset=utf-8", cache: str = "no-store"):
+        return Response(body, status=status, content_type=content_type, headers={"Cache-Control": cache})
+
+    def as_json(body) -> Response:
+        return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+    @bp.get("/log/checkpoint")
+    def checkpoint():
+        return text(log().checkpoint())
+
+    @bp.get("/log/checkpoints")
+    def checkpoints():
+        return as_json({"origin": log().origin, "checkpoints": log().checkpoints()})
+
+    @bp.get("/log/tile/<path:rest>")
+    def tile(rest: str):
+        data = log().tile("tile/" + rest)
+        full = ".p/" not in rest
+        return Response(data, content_type="application/octet-stream",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable" if full else "no-store"})
+
+    @bp.get("/log/evidence")
+    def evidence():
+        digest = request.args.get("digest", "")
+        kind = request.args.get("kind") or None
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise CeadError("request.invalid", "Give ?digest= as 64 lower-case hex digits (a SHA-256).")
+        return as_json(log().evidence(digest, kind))
+
+    @bp.get("/log/proof/consistency")
+    def consistency():
+        try:
+            old, new = int(request.args.get("old", "")), int(request.args.get("new", ""))
+        except ValueError:
+            raise CeadError("request.invalid", "Give ?old= and ?new= as tree sizes.") from None
+        return as_json({"old": old, "new": new,
+                        "proof": [base64.b64encode(h).decode() for h in log().consistency_proof(old, new)]})
+
+    @bp.get("/log/transfers")
+    def transfers():
+        """A printable page: every decision this node's gateway logged, grouped by the approval it was made under
+        (from the public log: nothing here is not already in /log/)."""
+        import html as _html
+        from .log import decode_entry
+        e = lambda v: _html.escape("" if v is None else str(v))   # noqa: E731
+        groups: dict[str, list[dict]] = {}
+        for index, data in log().entries(kind=record.RECEIPT):
+            entry = decode_entry(data)
+            groups.setdefault(entry["meta"].get("approval") or "(no approval: refused before one was found)",
+                              []).append({**entry, "index": index})
+        parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Transfers under each "
+                 f"approval: {e(node.name)}</title><style>body{{font-family:sans-serif;margin:2em}} table{{"
+                 f"border-collapse:collapse;width:100%}} th,td{{border:1px solid #999;padding:4px;font-size:13px;"
+                 f"text-align:left}}</style></head><body><h1>Transfers under each approval</h1><p>{e(node.name)} "
+                 f"({e(node.did)}): every decision its gateway made, from its public log.</p>"]
+        if not groups:
+            parts.append("<p>No decisions logged yet.</p>")
+        for approval, rows in groups.items():
+            parts.append(f"<h2>{e(approval)}</h2><table><tr><th>when</th><th>decision</th><th>recipient</th>"
+                         "<th>dataset</th><th>rows</th><th>payload SHA-256</th><th>reasons</th><th>log entry</th></tr>")
+            for r in rows:
+                m = r["meta"]
+                parts.append(f"<tr><td>{e(m.get('decidedAt') or r.get('at'))}</td><td>{e(m.get('decision'))}</td>"
+                             f"<td>{e(m.get('holder'))}</td><td>{e(m.get('dataset'))}</td><td>{e(m.get('rows'))}</td>"
+                             f"<td><code>{e((r['digests'].get('payload') or '')[:16])}</code></td>"
+                             f"<td>{e(' '.join(m.get('reasons') or []))}</td><td>{r['index']}</td></tr>")
+            parts.append("</table>")
+        parts.append("</body></html>")
+        return Response("".join(parts), mimetype="text/html", headers={"Cache-Control": "no-store"})
+
+    @bp.post("/witness/add-checkpoint")
+    def add_checkpoint():
+        body = request.get_data(cache=False)
+        if len(body) > MAX_WITNESS_BODY:
+            return text("Request too large.\n", 413)
+        answer = witness.add_checkpoint(node, body)
+        return text(answer.body, answer.status, answer.content_type)
+
+    return bp

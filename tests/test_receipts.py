@@ -1,0 +1,146 @@
+"""Receipts by default: every decision (allow and deny) is signed by the gateway, says what moved (hash and row
+count of the bytes, counted by the gateway), is stored and logged by the provider node and kept by the recipient."""
+from __future__ import annotations
+
+import pytest
+import requests
+from flask import Flask, request as flask_request
+
+from issuer.evidence import receipts as store
+from issuer.evidence import record
+from issuer.evidence.log import decode_entry
+from issuer_fixtures import ready_node
+from helpers_https import https_server
+from transfer_world import DATASET, Party, world
+from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation
+from verifier.decision import RECEIPT_HEADER, TransferRequest
+from verifier.did import Resolver
+from verifier.middleware import CeadMiddleware
+from verifier.receipts import ReceiptSigner, verify_receipt_with
+from verifier.results import CeadError
+from verifier.tlog import merkle
+from wallet.client import keep_receipt
+
+TABLE = "ageBand,localAuthority,outcome,count\n16-24,Fife,housed,12\n25-34,Fife,housed,40\n35-44,Fife,housed,9\n"
+
+
+class _Holder:   # what the wallet's client needs of a wallet to keep a receipt: its database
+    def __init__(self, engine):
+        self.engine = engine
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    from jwcrypto import jwk
+    provider = ready_node(tmp_path_factory.mktemp("provider"))
+    recipient = ready_node(tmp_path_factory.mktemp("recipient"))
+    gateway = Party("gateway")   # a did:key the provider names for its gateway
+    with world() as w:
+        app = Flask("data-api")
+
+        @app.route("/datasets/homelessness", methods=["GET", "POST"])
+        def homelessness():
+            if flask_request.method == "POST":
+                return {"received": len(flask_request.get_data())}
+            return TABLE, 200, {"Content-Type": "text/csv"}
+
+        decider = w.decider()
+        decider.receipt_signer = ReceiptSigner(jwk.JWK(**gateway.key.private_jwk()), kid=gateway.kid)
+        decider.receipt_sink = store.sink(provider)
+        app.wsgi_app = CeadMiddleware(app.wsgi_app, decider, dataset_for=lambda environ: DATASET)
+        with https_server(app) as (base_url, ca_bundle):
+            yield w, base_url, ca_bundle, provider, recipient, gateway
+
+
+def send(env, *, method="GET", body=None, manifest=None, credentials=None):
+    w, base_url, ca_bundle, *_ = env
+    url = base_url + "/datasets/homelessness"
+    manifest = manifest if manifest is not None else w.manifest()
+    transfer = TransferRequest(method, url, body=body, manifest=manifest)
+    headers = {MANIFEST_HEADER: encode_manifest(manifest),
+               PRESENTATION_HEADER: encode_presentation(w.present(transfer, credentials))}
+    response = requests.request(method, url, data=body, headers=headers, verify=ca_bundle, timeout=10)
+    keep_receipt(_Holder(env[4].engine), response.headers, body, response.content)   # the recipient's copy
+    return response
+
+
+def test_allowed_pull_receipt_matches_the_bytes_that_moved(env):
+    w, _, _, provider, recipient, gateway = env
+    response = send(env)
+    assert response.status_code == 200 and response.text == TABLE
+    token = response.headers[RECEIPT_HEADER]
+    claims = verify_receipt_with(token, Resolver(), payload=response.content)
+    assert claims["decision"] == "allow" and claims["iss"] == gateway.did
+    assert claims["payload"] == {"direction": "pull", "sha256": claims["payload"]["sha256"], "bytes": len(TABLE),
+                                 "rows": 3}
+    assert claims["approval"] == w.doc(w.approval)["id"] and claims["binding"].startswith("urn:")
+    assert claims["manifestSha256"] and len(claims["credentials"]) == 4
+    assert all(c["digest"].startswith("sha256-") for c in claims["credentials"])
+    # a receipt for different bytes does not verify
+    with pytest.raises(CeadError) as err:
+        verify_receipt_with(token, Resolver(), payload=TABLE.replace("40", "41").encode())
+    assert err.value.code == "receipt.payload_mismatch"
+    # nor does a receipt signed by someone else than the DID it names
+    with pytest.raises(CeadError) as err:
+        verify_receipt_with(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"), Resolver())
+    assert err.value.code == "receipt.invalid"
+    # the provider stored the final receipt and logged it; the recipient kept its copy
+    mine = store.get(provider.engine, claims["jti"])
+    assert mine.side == "provider" and mine.token == token and mine.rows == 3 and mine.log_index is not None
+    theirs = store.get(recipient.engine, claims["jti"])
+    assert theirs.side == "recipient" and theirs.token == token
+    log = record.log_of(provider)
+    entry = decode_entry(log.entry(mine.log_index))
+    assert entry["kind"] == "receipt" and entry["digests"]["payload"] == claims["payload"]["sha256"]
+    merkle.verify_inclusion(merkle.leaf_hash(log.entry(mine.log_index)), mine.log_index, log.size(),
+                            log.inclusion_proof(mine.log_index), log.root())
+
+
+def test_push_receipt_counts_the_rows_sent(env):
+    w, *_ = env
+    response = send(env, method="POST", body=TABLE.encode(), manifest=w.manifest(rowCount=3))
+    assert response.status_code == 200, response.text
+    claims = verify_receipt_with(response.headers[RECEIPT_HEADER], Resolver(), payload=TABLE.encode())
+    assert claims["payload"]["direction"] == "push" and claims["payload"]["rows"] == 3
+
+
+def test_a_denial_has_a_receipt_too(env):
+    w, _, _, provider, *_ = env
+    before = record.log_of(provider).size()
+    response = send(env, credentials=[w.approval, w.cert])    # the delegation chain is missing
+    assert response.status_code == 403
+    claims = verify_receipt_with(response.headers[RECEIPT_HEADER], Resolver())
+    assert claims["decision"] == "deny" and claims["reasons"] and claims["payload"]["sha256"] is None
+    stored = store.get(provider.engine, claims["jti"])
+    assert stored.decision == "deny" and stored.log_index == before
+
+
+def test_receipt_writer_commits_batches_and_logs_each_receipt_once(tmp_path):
+    from types import SimpleNamespace
+    from datetime import datetime, timezone
+    from verifier.receipts import payload_evidence, seal
+    node = ready_node(tmp_path / "provider")
+    signer = store.signer_for(node)
+    writer = store.ReceiptWriter(node, prove=True)
+    log = record.log_of(node)
+    before = log.size()
+    decisions = []
+    for i in range(20):
+        decision = SimpleNamespace(allowed=True, reasons=[], relied_on=[], holder="did:web:r.example",
+                                   approval_id="urn:uuid:a", method="GET", url="https://api.example/x",
+                                   decided_at=datetime.now(timezone.utc), manifest={}, receipt=None,
+                                   evidence={"direction": "pull"})
+        seal(signer, decision, writer)                   # provisional: the response is not known yet
+        decision.evidence["payload"] = payload_evidence(TABLE.encode(), "text/csv", "pull")
+        seal(signer, decision, writer)                   # final, same jti
+        decisions.append(decision)
+    futures = [writer.submit(d.receipt) for d in decisions[:3]]   # the same receipts again: not logged twice
+    proved = [f.result(30) for f in futures]
+    writer.close()
+    assert log.size() == before + 20                     # one entry per receipt, not per signature
+    for row in proved:                                   # each with its inclusion proof, made in the batch
+        merkle.verify_inclusion(merkle.leaf_hash(log.entry(row.log_index)), row.log_index, row.proof_size,
+                                row.proof, log.root(row.proof_size))
+    rows = store.listing(node.engine, side="provider")
+    assert len(rows) == 20 and all(r.rows == 3 and r.log_index is not None for r in rows)
+    assert {decode_entry(log.entry(r.log_index))["meta"]["receiptId"] for r in rows} == {r.id for r in rows}
