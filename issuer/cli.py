@@ -18,6 +18,7 @@ import click
 
 from schemas.values import load_document
 from verifier.keys import ED25519, P256
+from verifier.suites import DEFAULT_SUITES
 from verifier.results import CeadError
 
 from . import service, tokens
@@ -436,8 +437,8 @@ def _issue_command(kind: str):
                        "credential too; overrides the file's. Repeatable.")
     @click.option("--valid-until", default=None, help="Expiry, e.g. 2027-03-31T23:59:59Z; overrides the file's "
                                                       "validUntil.")
-    @click.option("--format", "fmt", type=click.Choice(["eddsa-rdfc-2022", "eddsa-jcs-2022", "vc+jwt"]),
-                  default="eddsa-rdfc-2022", show_default=True,
+    @click.option("--format", "fmt", type=click.Choice([*DEFAULT_SUITES.names(signing=True), "vc+jwt"]),
+                  default=DEFAULT_SUITES.names(signing=True)[0], show_default=True,
                   help="Data Integrity cryptosuite, or vc+jwt (VC-JOSE-COSE, a JWT).")
     @click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default=None,
                   help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256 needs a P-256 key).")

@@ -97,9 +97,25 @@ def document_loader(url: str, options: dict | None = None) -> dict:
         if doc is None:
             raise CeadError("jsonld.context_unknown", f"Unknown JSON-LD context {url}; only pinned or registered "
                             "contexts are used (nothing is fetched from the network).", url=url)
-    # pyld rewrites relative context URLs in place, so every caller gets its own copy.
+    # pyld rewrites relative context URLs in place, so every caller gets its own copy. The "static" tag lets pyld
+    # keep the resolved context in its (private, shared) cache, so a context is loaded and processed once.
     return {"contextUrl": None, "documentUrl": url, "document": copy.deepcopy(doc),
-            "contentType": "application/ld+json"}
+            "contentType": "application/ld+json", "tag": "static"}
+
+
+def is_known(url: str) -> bool:
+    """Whether ``document_loader`` serves ``url`` (pinned, with its hash checked, or registered), without copying
+    the context."""
+    if not isinstance(url, str):
+        return False
+    if url in _index():
+        try:
+            _pinned(url)
+        except CeadError:
+            return False
+        return True
+    with _lock:
+        return url in _registered
 
 
 # ---- processing ---------------------------------------------------------------------------------------------
@@ -177,9 +193,24 @@ def expand(document: dict) -> list:
 
 
 def to_rdf(document: dict) -> dict:
-    """The RDF dataset (pyld's representation) of a JSON-LD document, after the checks in ``expand``."""
+    """The RDF dataset (pyld's representation) of a JSON-LD document, after the checks in ``expand``. The document
+    is expanded once (pyld's own ``to_rdf`` would expand the expanded form again)."""
     expanded = expand(document)
-    return _run(lambda proc: proc.to_rdf(expanded, _options()))
+    return _run(lambda proc: _expanded_to_rdf(proc, expanded))
+
+
+def _expanded_to_rdf(proc: _pyld.JsonLdProcessor, expanded: list) -> dict:
+    """pyld's ``to_rdf`` from its node-map step on (JSON-LD 1.1 API, "Deserialize JSON-LD to RDF")."""
+    options = {**_options(), "produceGeneralizedRdf": False, "extractAllScripts": True,
+               "identifierIssuer": _pyld.IdentifierIssuer("_:b")}
+    issuer = options["identifierIssuer"]
+    node_map: dict = {"@default": {}}
+    proc._create_node_map(expanded, node_map, "@default", issuer)
+    dataset = {}
+    for graph_name, graph in sorted(node_map.items()):
+        if graph_name == "@default" or _pyld._is_absolute_iri(graph_name):   # relative graph names are skipped
+            dataset[graph_name] = proc._graph_to_rdf(graph, issuer, options)
+    return dataset
 
 
 def canonicalize(document: dict, hash_algorithm: str = "sha256") -> str:

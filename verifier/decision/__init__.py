@@ -47,7 +47,7 @@ from schemas.vocab import registry
 from .. import rdfc
 from ..binding import decode_presentation
 from ..credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped
-from ..did import Resolver
+from ..compose import attach_status, build_verifier, fetcher_for, status_lists_for
 from ..http import Fetcher
 from ..metrics import Metrics
 from ..policy import TrustPolicy
@@ -92,31 +92,20 @@ class Decider:
         self.clock = clock or (lambda: datetime.now(timezone.utc))   # the time of decisions not given one
         self.metrics = metrics or Metrics()
         self.stages = list(APPROVAL_STAGES if stages is None else stages)
-        net = policy.network
-        fetcher = fetcher or Fetcher(allow_http=net.allow_http, allow_private=net.allow_private,
-                                     ca_bundle=str(policy.path(net.ca_bundle)) if net.ca_bundle else None,
-                                     timeout=net.timeout)
-        caches = policy.caches
+        fetcher = fetcher or fetcher_for(policy.network, policy.path)
         if isinstance(verifier, CachingVerifier):
             self.verifier = verifier
+            if status is not None or verifier.status_lists is None:
+                attach_status(verifier, status if status is not None else
+                              status_lists_for(policy, fetcher, verifier, self.metrics))
         else:
-            resolver = verifier.resolver if verifier is not None else Resolver(
-                fetcher, ttl=caches.did_documents.ttl, cache_size=caches.did_documents.size,
-                on_cache=lambda hit: self.metrics.record_cache("did_documents", hit))
+            # a plain verifier given: its resolver (and its status checker, if any) are reused
             status = status or (verifier.status if verifier is not None else None)
-            self.verifier = CachingVerifier(resolver, skew=policy.skew, cache_size=caches.proofs.size,
-                                            ttl=caches.proofs.ttl, metrics=self.metrics)
-        if status is None and self.verifier.status_lists is None:
-            status = StatusLists(fetcher, verifier=self.verifier,
-                                 on_cache=lambda hit: self.metrics.record_cache("status_lists", hit),
-                                 ttl=caches.status_lists.ttl,
-                                 max_staleness=timedelta(seconds=policy.max_status_staleness),
-                                 cache_size=caches.status_lists.size)
-        if status is not None:
-            self.verifier.status_lists = status
-            if getattr(status, "verifier", None) is None:
-                status.verifier = self.verifier
+            self.verifier = build_verifier(policy, fetcher=fetcher, metrics=self.metrics, clock=self.clock,
+                                           resolver=verifier.resolver if verifier is not None else None,
+                                           status=status if status is not None else True)
         self.status = self.verifier.status_lists
+        caches = policy.caches
         self.replay = ReplayGuard(caches.replay.size, max(caches.replay.ttl, policy.presentation_max_age
                                                           + 2 * policy.clock_skew))
         self.receipt_signer = receipt_signer if receipt_signer is not None else load_signer(policy)

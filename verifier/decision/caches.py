@@ -39,9 +39,10 @@ class CachingVerifier(Verifier):
     list itself is (by ``StatusLists``, for its own TTL and maximum staleness).
     """
 
-    def __init__(self, resolver=None, status: StatusLists | None = None, skew: timedelta = timedelta(minutes=5),
-                 cache_size: int = 4096, ttl: float = 3600, metrics: Metrics | None = None):
-        super().__init__(resolver=resolver, status=None, skew=skew)
+    def __init__(self, resolver=None, status: StatusLists | None = None, skew: timedelta | None = None,
+                 cache_size: int = 4096, ttl: float = 3600, metrics: Metrics | None = None, *, suites=None,
+                 context=None):
+        super().__init__(resolver=resolver, status=None, skew=skew, suites=suites, context=context)
         self.status_lists = status
         self.ttl = timedelta(seconds=ttl)
         self.metrics = metrics
