@@ -1,6 +1,8 @@
 """Public keys (Ed25519 and P-256): Multikey and JWK encodings and signature checks. No private keys here."""
 from __future__ import annotations
 
+import functools
+
 import base64
 import re
 from dataclasses import dataclass
@@ -58,6 +60,16 @@ def multibase_decode(value: str) -> bytes:
 
 def multibase_encode(data: bytes) -> str:
     return "z" + base58.b58encode(data).decode("ascii")
+
+
+@functools.lru_cache(maxsize=4096)
+def _crypto_key(kind: str, raw: bytes):
+    try:
+        if kind == ED25519:
+            return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+    except ValueError:
+        raise CeadError("key.invalid", f"Not a valid {kind} public key.") from None
 
 
 @dataclass(frozen=True)
@@ -131,12 +143,8 @@ class PublicKey:
 
     # ---- encodings ----------------------------------------------------------------------------------------
     def crypto(self):
-        try:
-            if self.kind == ED25519:
-                return ed25519.Ed25519PublicKey.from_public_bytes(self.raw)
-            return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.raw)
-        except ValueError:
-            raise CeadError("key.invalid", f"Not a valid {self.kind} public key.") from None
+        """The ``cryptography`` key object (built once per distinct key: a bounded memo)."""
+        return _crypto_key(self.kind, self.raw)
 
     def to_multikey(self) -> str:
         return multibase_encode(_MULTICODEC[self.kind] + self.raw)

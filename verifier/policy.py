@@ -91,6 +91,7 @@ class TrustPolicy(_Strict):
     caches: Caches = Caches()
     network: Network = Network()
     receipts: Receipts | None = None
+    replay_store: str | None = None               # redis://host:port/db shared by every gateway worker; None: per process
 
     base_dir: Path | None = Field(None, exclude=True)   # where relative file paths resolve from
     _catalogue: tuple[dict[str, str], dict[str, list[str]]] | None = PrivateAttr(None)

@@ -53,9 +53,10 @@ from ..metrics import Metrics
 from ..policy import TrustPolicy
 from ..receipts import ReceiptSigner, load_signer
 from ..results import CeadError, Problem, VerificationResult
+from ..replay import ReplayGuard, store_for
 from ..status import StatusLists
 from . import approval, certification, delegation, protocol, provenance, transfer
-from .caches import CachingVerifier, ReplayGuard, _ReplayGuard  # noqa: F401  (re-exported)
+from .caches import CachingVerifier, _ReplayGuard  # noqa: F401  (re-exported)
 from .context import Attempt, Cred, DecisionContext, _Cred, state_code, utc  # noqa: F401  (re-exported)
 from .presentation import check_credentials, check_presentation
 from .request import PUSH_METHODS, Decision, TransferRequest, is_presentation  # noqa: F401  (re-exported)
@@ -81,13 +82,14 @@ class Decider:
     ``verifier`` may supply the resolver (its status checker, if any, is reused); ``status`` replaces the
     ``StatusLists`` built from the policy; ``receipt_signer`` overrides the policy's receipt key; ``fetcher``
     replaces the network fetcher for DID documents and status lists; ``clock()`` gives the time of a decision
-    that names none (default: now); ``stages`` replaces ``APPROVAL_STAGES``.
+    that names none (default: now); ``stages`` replaces ``APPROVAL_STAGES``; ``replay`` replaces the replay guard
+    built from the policy (``verifier.replay``: per process, or shared through Redis with ``replay_store``).
     """
 
     def __init__(self, policy: TrustPolicy | None = None, verifier: Verifier | None = None, *,
                  status: StatusLists | None = None, metrics: Metrics | None = None,
                  receipt_signer: ReceiptSigner | None = None, fetcher: Fetcher | None = None,
-                 clock=None, stages: list[Stage] | None = None):
+                 clock=None, stages: list[Stage] | None = None, replay: ReplayGuard | None = None):
         self.policy = policy = policy or TrustPolicy()
         self.clock = clock or (lambda: datetime.now(timezone.utc))   # the time of decisions not given one
         self.metrics = metrics or Metrics()
@@ -106,8 +108,9 @@ class Decider:
                                            status=status if status is not None else True)
         self.status = self.verifier.status_lists
         caches = policy.caches
-        self.replay = ReplayGuard(caches.replay.size, max(caches.replay.ttl, policy.presentation_max_age
-                                                          + 2 * policy.clock_skew))
+        self.replay = replay if replay is not None else ReplayGuard(
+            store_for(policy.replay_store, caches.replay.size), skew=policy.skew,
+            lifetime=timedelta(seconds=policy.presentation_max_age), metrics=self.metrics)
         self.receipt_signer = receipt_signer if receipt_signer is not None else load_signer(policy)
         self.vocabulary = policy.vocabulary_for(registry())   # plus the policy's vocabulary files and catalogues
 
@@ -176,7 +179,7 @@ class Decider:
         reasons = list(dict.fromkeys(reasons))  # drop exact duplicates, keep order
         allowed = complete and not reasons
         if allowed:   # record the presentation now, atomically: the same one decided twice at once allows once
-            replay = self.replay.check(ctx.replay_id) if ctx.replay_id else Problem(
+            replay = self.replay.check(ctx.replay_id, ctx.replay_expires) if ctx.replay_id else Problem(
                 "presentation.id_missing", "The presentation has no id to guard against replay.")
             if replay:
                 allowed, reasons = False, [replay]
