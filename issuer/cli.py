@@ -233,7 +233,8 @@ app_factory = None
 @click.option("--public-url", default=None, help="Override the public base URL used in status entries.")
 @_fail_on_cead_error
 def serve(home, host, port, tls_cert, tls_key, public_url):
-    """Serve the DID document, VC-API issuing and status endpoints, the status lists (and the wallet inbox)."""
+    """Serve the DID document, VC-API issuing and status endpoints, the status lists (and the wallet inbox) on
+    gunicorn (one worker process of 8 threads; TLS with --tls-cert/--tls-key; SIGTERM stops it gracefully)."""
     from verifier.serving import serve_wsgi
 
     from .app import create_app
@@ -244,7 +245,12 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
     if public_url is not None:
         node.config["public_url"] = check_public_url(public_url, node.network)
     app = (app_factory or create_app)(node)
-    serve_wsgi(app, host, port, tls_cert, tls_key,
+    def fresh_connections() -> None:   # in the worker: no database connection carried across the fork
+        engine = getattr(node, "_engine", None)
+        if engine is not None:
+            engine.dispose(close=False)
+
+    serve_wsgi(app, host, port, tls_cert, tls_key, post_fork=fresh_connections,
                announce=lambda url: click.echo(f"Serving {node.did} on {url}", err=True))
 
 

@@ -112,6 +112,13 @@ class TrustPolicy(_Strict):
         except CeadError:
             raise ValueError("each audience must be an absolute URL (scheme://host[:port])") from None
 
+    @field_validator("replay_store")
+    @classmethod
+    def _replay_store(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("replay_store must be a redis://host:port/db URL (or rediss://, unix://)")
+        return v
+
     @field_validator("certification_bodies")
     @classmethod
     def _bodies(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
