@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/verify.py
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
