@@ -23,8 +23,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# every benchmark prints its figures, their targets and PASS/FAIL; the target fails if any benchmark failed
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py
+	@status=0; for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || status=1; done; exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -26,10 +26,18 @@ _COMMANDS = {
     "suspend": ("issuer.cli", "suspend"),
     "reinstate": ("issuer.cli", "reinstate"),
     "issued": ("issuer.cli", "issued"),
+    "notifications": ("issuer.cli", "notifications_group"),
     "verify": ("verifier.cli", "verify"),
     "verifier": ("verifier.cli", "verifier"),
     "wallet": ("wallet.cli", "wallet"),
     "fetch": ("wallet.cli", "fetch"),
+    "deliver": ("wallet.cli", "deliver"),
+    "request": ("wallet.cli", "request_group"),
+    "dev-ca": ("cead.devca", "dev_ca"),
+    "catalogue": ("wallet.cli", "catalogue"),
+    "offer": ("wallet.cli", "offer"),
+    "oid4vp": ("wallet.cli", "oid4vp"),
+    "precedents": ("wallet.cli", "precedents_group"),
     "demo": ("cead.demo", "demo"),
 }
 # Everything but the verifier's commands needs the node extras; these packages come only with them.

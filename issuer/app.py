@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from verifier.results import CeadError
 from verifier.serving import read_bounded
 
-from . import pages, service, statuslist, tokens
+from . import offers, oid4vp, pages, service, statuslist, tokens
 
 MAX_BODY = 256 * 1024
 log = logging.getLogger("cead.issuer")
@@ -47,7 +47,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
 
     @app.errorhandler(CeadError)
     def _cead_error(exc: CeadError):
-        status = service.HTTP_STATUS.get(exc.code, 400)
+        status = service.VC_API_STATUS.get(exc.code, 400)
         if status >= 500:
             log.error("issuer error %s: %s", exc.code, exc.message)
             return _error(status, exc.code, "The issuer cannot sign right now; see the node's log.")
@@ -128,5 +128,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         credential_id, action = service.parse_status_request(body_json())
         return _json(200, service.change_status(node, credential_id, action, by=token.name))
 
+    app.register_blueprint(offers.blueprint(node))  # OID4VCI: a person's wallet collects an offered credential
+    app.register_blueprint(oid4vp.blueprint(node))  # OID4VP: a person's wallet answers this node's request
     app.register_blueprint(pages.blueprint(node))   # the landing page and the DPO's pages (HTML)
     return app

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from schemas.values import load_document
-from verifier.keys import ED25519, P256
+from verifier.keys import ED25519, JOSE_ALGS, KINDS
 from verifier.suites import DEFAULT_SUITES
 from verifier.results import CeadError
 
@@ -159,7 +159,8 @@ def _open(home: Path | None, unlock: bool = False) -> Node:
 @click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite node.db in the home).")
 @click.option("--public-url", default=None, help="Public base URL for status lists (default https://DOMAIN).")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
-              help="PEM file of extra trust anchors for fetching DID documents and status lists (e.g. a test CA).")
+              help="PEM file of extra trust anchors for fetching DID documents and status lists (e.g. the test CA "
+                   "`cead dev-ca` makes; saved as network.ca_bundle).")
 @click.option("--allow-private-addresses", is_flag=True,
               help="Development/test only: let the node fetch DID documents and status lists from loopback and "
                    "private addresses (e.g. 127.0.0.1). Never use in production.")
@@ -170,7 +171,10 @@ def _open(home: Path | None, unlock: bool = False) -> Node:
 @_fail_on_cead_error
 def init(name, domain, did_path, did_method, database_url, public_url, ca_bundle, allow_private_addresses,
          vocabulary, home):
-    """Create a node home: keys (encrypted), DID, database and config. Never overwrites keys."""
+    """Create a node home: keys (encrypted), DID, database and config. Never overwrites keys.
+
+    On one machine, for a test (docs/quickstart.md): --domain 127.0.0.1:PORT (or --did key --public-url
+    https://127.0.0.1:PORT), --ca-bundle dev-ca/ca.pem and --allow-private-addresses."""
     home = home or default_home()
     exists = (home / "config.yaml").exists()
     network = {"allow_private": True} if allow_private_addresses else {}
@@ -245,6 +249,10 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
     if public_url is not None:
         node.config["public_url"] = check_public_url(public_url, node.network)
     app = (app_factory or create_app)(node)
+    from . import notifications
+    notifications.subscriptions(node)   # a bad notifications: section fails now, not on the first event
+    notifications.start_dispatcher(node)
+
     def fresh_connections() -> None:   # in the worker: no database connection carried across the fork
         engine = getattr(node, "_engine", None)
         if engine is not None:
@@ -270,14 +278,21 @@ def token_create(home, name, scope):
     """Create a token; it is printed once and stored only as a hash."""
     node = _open(home)
     click.echo(tokens.create_token(node.engine, name, scope))
+    click.echo(f"Created token {name} ({scope}); it is shown once, above.", err=True)
 
 
 @token.command("list")
 @home_option
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
 @_fail_on_cead_error
-def token_list(home):
+def token_list(home, as_json):
     """List the node's tokens: name, scopes, created (never the secret)."""
     node = _open(home)
+    if as_json:
+        click.echo(json.dumps([{"name": row.name, "scopes": row.scopes.split(","), "created": str(row.created),
+                                "status": "revoked" if row.revoked else "active"}
+                               for row in tokens.list_tokens(node.engine)], indent=2))
+        return
     for row in tokens.list_tokens(node.engine):
         click.echo(f"{row.name}\t{row.scopes}\t{row.created}\t{'revoked' if row.revoked else 'active'}")
 
@@ -299,8 +314,9 @@ def key():
 
 @key.command("rotate")
 @home_option
-@click.option("--kind", type=click.Choice([ED25519, P256]), default=ED25519, show_default=True,
-              help="Key type: Ed25519 (Data Integrity and EdDSA JWTs) or P-256 (ES256 JWTs).")
+@click.option("--kind", type=click.Choice(list(KINDS)), default=ED25519, show_default=True,
+              help="Key type: Ed25519 (Data Integrity and EdDSA JWTs), P-256 (ES256), P-384 (ES384) or P-521 "
+                   "(ES512 JWTs).")
 @_fail_on_cead_error
 def key_rotate(home, kind):
     """Add a new signing key; the previous one keeps verifying until retired."""
@@ -446,8 +462,9 @@ def _issue_command(kind: str):
     @click.option("--format", "fmt", type=click.Choice([*DEFAULT_SUITES.names(signing=True), "vc+jwt"]),
                   default=DEFAULT_SUITES.names(signing=True)[0], show_default=True,
                   help="Data Integrity cryptosuite, or vc+jwt (VC-JOSE-COSE, a JWT).")
-    @click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default=None,
-                  help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256 needs a P-256 key).")
+    @click.option("--alg", type=click.Choice(list(JOSE_ALGS.values())), default=None,
+                  help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256/ES384/ES512 need a "
+                       "P-256/P-384/P-521 key: `cead key rotate --kind`).")
     @click.option("--suspendable", is_flag=True, help="Add a suspension status entry too.")
     @click.option("--delegation", default=None,
                   help="The signer's own DelegatedAuthorityCredential (file, or id in HOME/delegations/): the guard "
@@ -532,12 +549,60 @@ def issued():
 @issued.command("list")
 @home_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV for the DPO's accountability log.")
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list, oldest first), for scripts.")
 @_fail_on_cead_error
-def issued_list(home, as_csv):
+def issued_list(home, as_csv, as_json):
     """List every credential this node issued: id, type, subject, dates, status, digest."""
     rows = service.register(_open(home))
+    if as_csv and as_json:
+        raise CeadError("options.invalid", "Give --csv or --json, not both.")
     if as_csv:
         click.echo(service.register_csv(rows), nl=False)
         return
+    if as_json:
+        click.echo(json.dumps([{f: getattr(row, f) for f in service.REGISTER_FIELDS} for row in rows], indent=2,
+                              default=str))
+        return
     for row in rows:
         click.echo(f"{row.issued_at}  {row.status:9}  {row.types.split(',')[-1]:36}  {row.id}  {row.subject or ''}")
+
+
+# ---- notifications -------------------------------------------------------------------------------------------------
+
+@click.group("notifications")
+def notifications_group():
+    """Webhook and Microsoft Teams notifications of node events (config.yaml notifications:)."""
+
+
+@notifications_group.command("send")
+@home_option
+@click.option("--expiring-within", type=click.IntRange(1, 3650), default=30, show_default=True,
+              help="Also queue credential.expiring for credentials this node issued that end within this many days.")
+@_fail_on_cead_error
+def notifications_send(home, expiring_within):
+    """Deliver every message that is due now, once (`cead issuer serve` does this every ten seconds)."""
+    from . import notifications
+    node = _open(home, unlock=True)
+    queued = notifications.check_expiring(node, expiring_within)
+    counts = notifications.deliver_due(node)
+    click.echo(f"Delivered {counts['delivered']}, retrying {counts['retrying']} later, failed {counts['failed']}"
+               + (f" ({queued} expiry warning(s) queued)" if queued else "") + ".")
+
+
+@notifications_group.command("list")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@_fail_on_cead_error
+def notifications_list(home, as_json):
+    """The outbox, newest first: event, subscriber, attempts, delivered or failed (with the last error)."""
+    from . import notifications
+    rows = notifications.outbox(_open(home))
+    if as_json:
+        click.echo(json.dumps([{"id": r.id, "event": r.event, "subscription": r.subscription, "subject": r.subject,
+                                "created": r.created, "attempts": r.attempts, "deliveredAt": r.delivered_at,
+                                "failedAt": r.failed_at, "lastError": r.last_error} for r in rows], indent=2))
+        return
+    for r in rows:
+        state = (f"delivered {r.delivered_at}" if r.delivered_at else f"failed {r.failed_at}: {r.last_error}"
+                 if r.failed_at else f"pending (next {r.next_attempt}{'; ' + r.last_error if r.last_error else ''})")
+        click.echo(f"{r.created}  {r.event:22}  {r.subscription:16}  tries {r.attempts}  {state}")

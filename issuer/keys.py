@@ -1,11 +1,11 @@
-"""Private keys (Ed25519 and P-256): generation, signing, and encryption at rest. Never printed or logged."""
+"""Private keys (Ed25519, P-256, P-384, P-521): generation, signing, and encryption at rest. Never printed or logged."""
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from verifier.keys import ED25519, P256, PublicKey
+from verifier.keys import CURVES, ED25519, PublicKey
 from verifier.results import CeadError
 
 
@@ -23,20 +23,21 @@ class PrivateKey:
     def generate(cls, kind: str = ED25519) -> "PrivateKey":
         if kind == ED25519:
             return cls(ed25519.Ed25519PrivateKey.generate())
-        if kind == P256:
-            return cls(ec.generate_private_key(ec.SECP256R1()))
-        raise CeadError("key.unsupported", f"Unsupported key type {kind!r}; use Ed25519 or P-256.")
+        if kind in CURVES:
+            return cls(ec.generate_private_key(CURVES[kind].curve()))
+        raise CeadError("key.unsupported", f"Unsupported key type {kind!r}; use Ed25519, P-256, P-384 or P-521.")
 
     @classmethod
     def from_ed25519_seed(cls, seed: bytes) -> "PrivateKey":
         return cls(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
 
     def sign(self, data: bytes) -> bytes:
-        """Raw signature: Ed25519 (64 bytes) or P-256 ECDSA over SHA-256 as r||s (64 bytes)."""
+        """Raw signature: Ed25519 (64 bytes) or ECDSA over the curve's hash as r||s (RFC 7518 s.3.4)."""
         if self.kind == ED25519:
             return self._key.sign(data)
-        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        curve = CURVES[self.kind]
+        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(curve.hash())))
+        return r.to_bytes(curve.size, "big") + s.to_bytes(curve.size, "big")
 
     def to_pem(self, passphrase: bytes | None) -> bytes:
         """PKCS#8 PEM, encrypted with ``passphrase`` (refuses to export in clear unless passphrase is None)."""

@@ -9,7 +9,8 @@ Layout of a home directory (``--home``, ``$CEAD_HOME`` or ``./cead-home``)::
                     ``broader``/``isPartOf`` terms for the guard rail and the wallet); relative paths resolve
                     against the home
     keys/*.pem      PKCS#8, encrypted with the passphrase ($CEAD_PASSPHRASE or a prompt), mode 0600
-    node.db         SQLite database (unless database_url names another, e.g. PostgreSQL)
+    node.db         SQLite database (unless database_url names another, e.g. PostgreSQL), mode 0600 (its -journal
+                    and -wal files take the same mode)
 
 The passphrase is never stored. ``cead init`` on an existing home never overwrites keys.
 """
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 
 from schemas.vocab import Vocabulary, extended, registry
 from verifier.http import Fetcher
-from verifier.keys import ED25519, P256, PublicKey
+from verifier.keys import ED25519, KINDS, P256, PublicKey
 from verifier.policy import Network, format_error
 from verifier.results import CeadError
 
@@ -120,6 +121,9 @@ class Node:
         self._keys: dict[str, PrivateKey] = {}
         self._engine = None
         self._lock = threading.Lock()
+        # how the guard rail reads the status of the signer's own delegation (issuer.delegation_status); None: a
+        # StatusLists with this node's network settings
+        self.status_checker = None
 
     # ---- creating and opening ---------------------------------------------------------------------------
     @classmethod
@@ -311,8 +315,12 @@ class Node:
         passphrase = self._passphrase or passphrase_from_env()
         if not passphrase:
             raise CeadError("key.locked", f"Set {PASSPHRASE_ENV} to encrypt the new key.")
-        self.signing_key(kind)  # proves the passphrase is the node's before writing a key with it
-        prefix = "key" if kind == ED25519 else "key-p256"
+        if kind not in KINDS:
+            raise CeadError("key.unsupported", f"Unsupported key type {kind!r}; use one of {', '.join(KINDS)}.")
+        # proves the passphrase is the node's before writing a key with it (a first key of a new curve is
+        # proven with the node's Ed25519 key)
+        self.signing_key(kind if self.has_key(kind) else ED25519)
+        prefix = "key" if kind == ED25519 else "key-" + kind.replace("-", "").lower()   # key-p256-2, key-p384-1
         n = 1 + sum(1 for m in self.config["keys"] if m["kind"] == kind)
         key_id = f"{prefix}-{n}"
         key = PrivateKey.generate(kind)
@@ -355,6 +363,8 @@ class Node:
     def engine(self):
         with self._lock:
             if self._engine is None:
+                if not self.config.get("database_url"):
+                    _private_file(self.home / "node.db")
                 self._engine = db.make_engine(self.database_url)
             return self._engine
 
@@ -409,6 +419,20 @@ def _default_public_url(domain: str, path: str | None) -> str:
     if path and path.strip("/"):
         url += "/" + path.strip("/")
     return url
+
+
+def _private_file(path: Path) -> None:
+    """Make sure the SQLite file exists with mode 0600 before SQLite opens it (its journal and WAL files take the
+    database file's mode), and tighten an older one created world-readable."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return          # a home that cannot be written: SQLite says so, with the database's own error
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _write_key(path: Path, key: PrivateKey, passphrase: bytes) -> None:

@@ -21,7 +21,7 @@ from schemas.models import CREDENTIAL_MODELS, credential_digest
 from schemas.values import as_list, id_of, parse_datetime, types_of
 from verifier.credential import is_datetime_stamp
 from verifier.jose import JWT_CLAIMS
-from verifier.keys import ED25519, P256
+from verifier.keys import ED25519, JOSE_ALGS
 from verifier.results import CeadError
 from verifier.suites import DEFAULT_SUITES
 
@@ -29,6 +29,8 @@ from . import db, statuslist
 from .signing import sign_jwt
 
 V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
+V1_CONTEXT = "https://www.w3.org/2018/credentials/v1"
+GENERAL_SCOPE = "issue:any"   # any other well-formed credential, signed as this node (docs/issuer.md)
 TYPE_SCOPES = {
     "OrganisationCertificationCredential": "issue:certification",
     "DelegatedAuthorityCredential": "issue:delegation",
@@ -67,8 +69,9 @@ UNSUPPORTED_OPTIONS = {
 }
 STATUS_OPTIONS = ("type", "statusPurpose")
 
-# HTTP status for each refusal code (anything else that is a CeadError -> 400).
+# HTTP status for each refusal code on the node's pages (anything else that is a CeadError -> 400).
 HTTP_STATUS = {
+    "delegation.not_in_force": 422,
     "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403,
     "credential.type_unknown": 422, "credential.issuer_mismatch": 422, "scope.too_wide": 422,
     "delegation.invalid": 422, "credential.duplicate_id": 409, "credential.not_found": 404,
@@ -76,6 +79,10 @@ HTTP_STATUS = {
     "schema.invalid": 422, "key.locked": 500, "key.missing": 500, "node.public_url_missing": 500,
     "db.unavailable": 503, "db.error": 500,
 }
+# The VC-API endpoints follow VC-API (VCALM) exactly: it lists 201 and 400 for /credentials/issue and 200, 400 and
+# 404 for /credentials/status, so every refusal of the request itself is a 400 there (its code says which);
+# authentication is 401/403, a missing credential or list 404, the node's own faults 5xx.
+VC_API_STATUS = {code: status for code, status in HTTP_STATUS.items() if status not in (409, 422)}
 
 
 @dataclass
@@ -87,6 +94,9 @@ class Issued:
 
     def response(self) -> dict:
         return {"verifiableCredential": self.verifiable_credential}
+
+
+_KIND_OF_ALG = {alg: kind for kind, alg in JOSE_ALGS.items()}   # EdDSA -> Ed25519, ES384 -> P-384, ...
 
 
 def _fail(code: str, message: str, **detail: Any) -> CeadError:
@@ -144,8 +154,9 @@ def not_unicode(value: Any) -> str | None:
     return None
 
 
-def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]:
-    """Validate an issue request; returns ``(credential copy, options, cead type)``."""
+def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str | None]:
+    """Validate an issue request; returns ``(credential copy, options, cead type)``: the cead type is None for a
+    credential of another type (the general profile)."""
     if not isinstance(credential, dict):
         raise _fail("request.invalid", "The request needs a 'credential' JSON object.", field="credential")
     if options is None:
@@ -158,21 +169,23 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
             raise _fail(code, f"'{where}{path}' is not valid Unicode (it holds an unpaired surrogate such as "
                         "\\ud800, which has no UTF-8 form and cannot be signed).", field=where + path)
     credential = copy.deepcopy(credential)
-    contexts = credential.get("@context")
-    if not isinstance(contexts, list) or not contexts or contexts[0] != V2_CONTEXT:
-        raise _fail("credential.invalid", f"'@context' must be a list starting with {V2_CONTEXT}.",
-                    field="@context")
     types = types_of(credential)
     if len(types) != len(as_list(credential.get("type"))):
         raise _fail("credential.invalid", "'type' must be a string or a list of strings.", field="type")
     if "VerifiableCredential" not in types:
         raise _fail("credential.invalid", "'type' must include VerifiableCredential.", field="type")
     cead_types = [t for t in types if t in TYPE_SCOPES]
-    if len(cead_types) != 1:
-        others = [t for t in types if t != "VerifiableCredential"]
-        raise _fail("credential.type_unknown",
-                    f"Unknown credential type {others!r}; this node issues {', '.join(TYPE_SCOPES)}.",
-                    field="type")
+    if len(cead_types) > 1:
+        raise _fail("credential.type_unknown", f"A credential is one of {', '.join(TYPE_SCOPES)}, not several "
+                    f"({', '.join(cead_types)}).", field="type")
+    cead_type = cead_types[0] if cead_types else None
+    contexts = credential.get("@context")
+    # Cead's own types are VC 2.0; any other credential (the general profile, scope issue:any) may be VC 1.1 too.
+    allowed = (V2_CONTEXT,) if cead_type else (V2_CONTEXT, V1_CONTEXT)
+    if not isinstance(contexts, list) or not contexts or contexts[0] not in allowed:
+        raise _fail("credential.invalid", f"'@context' must be a list starting with {' or '.join(allowed)}.",
+                    field="@context")
+    version = 2 if contexts[0] == V2_CONTEXT else 1
     for forbidden in ("proof", "credentialStatus"):
         if forbidden in credential:
             raise _fail("credential.invalid", f"Do not send '{forbidden}'; the issuer adds it.", field=forbidden)
@@ -190,14 +203,48 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
         credential["issuer"]["id"] = node.did
     else:
         credential["issuer"] = node.did
-    subject = credential.get("credentialSubject")
-    if not isinstance(subject, dict) or not subject:
-        # Whether the subject needs an 'id' is the typed model's rule (an approval's subject is the arrangement).
-        raise _fail("credential.invalid", "'credentialSubject' must be a non-empty object.",
-                    field="credentialSubject")
-    credential.setdefault("validFrom", db.utcnow())
+    _check_subject(credential.get("credentialSubject"), several=cead_type is None)
+    _check_validity(credential, version)
+    cid = credential.setdefault("id", f"urn:uuid:{uuid.uuid4()}")
+    if not isinstance(cid, str) or ":" not in cid:
+        raise _fail("credential.invalid", "'id' must be a URL (e.g. urn:uuid:...).", field="id")
+    if cead_type:
+        _validate_model(credential, cead_type)
+    _check_as_a_verifier_would(credential, general=cead_type is None)
+    _check_options(node, options, credential)
+    if version == 1:
+        if options.get("format") == JWT_FORMAT:
+            raise _fail("options.invalid", "VC-JOSE-COSE (format vc+jwt) secures VC 2.0 credentials only; sign a VC "
+                        "1.1 credential with a Data Integrity cryptosuite.", field="format")
+        if options.get("credentialStatus") is not None:
+            raise _fail("options.invalid", "Bitstring Status List entries are VC 2.0 terms; a VC 1.1 credential is "
+                        "issued without a status entry.", field="credentialStatus")
+    return credential, options, cead_type
+
+
+def _check_subject(subject: Any, *, several: bool) -> None:
+    """A non-empty subject object; the general profile also takes a non-empty list of them (several subjects).
+    Whether a subject needs an 'id' is the typed model's rule (an approval's subject is the arrangement)."""
+    subjects = subject if several and isinstance(subject, list) and subject else [subject]
+    if not all(isinstance(item, dict) and item for item in subjects):
+        raise _fail("credential.invalid", "'credentialSubject' must be a non-empty object"
+                    + (" or a non-empty list of them." if several else "."), field="credentialSubject")
+
+
+def _check_validity(credential: dict, version: int) -> None:
+    """The validity period, stamped now when absent: validFrom/validUntil (VC 2.0) or issuanceDate/expirationDate
+    (VC 1.1; the other pair is refused so that one credential has one reading of its period)."""
+    names, other = (("validFrom", "validUntil"), ("issuanceDate", "expirationDate")) if version == 2 else \
+        (("issuanceDate", "expirationDate"), ("validFrom", "validUntil"))
+    for name in other:
+        if name in credential:
+            said, other_version = ("2.0", "1.1") if version == 2 else ("1.1", "2.0")
+            raise _fail("credential.invalid", f"'{name}' is a VC {other_version} term; this credential's @context "
+                        f"says VC {said}: use {names[0]}/{names[1]}.", field=name)
+    start, end = names
+    credential.setdefault(start, db.utcnow())
     window = {}
-    for name in ("validFrom", "validUntil"):
+    for name in names:
         if name in credential:
             try:
                 window[name] = parse_datetime(credential[name])
@@ -206,21 +253,19 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str]
             except ValueError as exc:
                 raise _fail("credential.invalid", f"'{name}' must be an XML Schema dateTimeStamp string (with Z or "
                             f"an offset): {exc}.", field=name) from None
-    if "validUntil" in window and window["validUntil"] < window["validFrom"]:
-        raise _fail("credential.invalid", "'validUntil' is before 'validFrom'.", field="validUntil")
-    cid = credential.setdefault("id", f"urn:uuid:{uuid.uuid4()}")
-    if not isinstance(cid, str) or ":" not in cid:
-        raise _fail("credential.invalid", "'id' must be a URL (e.g. urn:uuid:...).", field="id")
-    _validate_model(credential, cead_types[0])
-    _check_as_a_verifier_would(credential)
-    _check_options(node, options, credential)
-    return credential, options, cead_types[0]
+    if end in window and window[end] < window[start]:
+        raise _fail("credential.invalid", f"'{end}' is before '{start}'.", field=end)
 
 
-def _check_as_a_verifier_would(credential: dict) -> None:
-    """Never sign what verifiers will refuse: the same data-model, context and credentialSchema checks they run."""
+def _check_as_a_verifier_would(credential: dict, *, general: bool = False) -> None:
+    """Never sign what verifiers will refuse: the same data-model, context and credentialSchema checks they run.
+
+    In the general profile a ``credentialSchema`` this node does not know is signed as given (VC Data Model 2.0:
+    validating against it is the verifier's business, and Cead's verifier fetches no schema, so it reports such a
+    credential as not validated rather than forged)."""
     from verifier.credential import Verifier
-    problems = Verifier().check_document(credential)
+    problems = [p for p in Verifier().check_document(credential)
+                if not (general and p.code == "credential.schema_unknown")]
     if problems:
         raise _fail("credential.invalid", "Verifiers would refuse this credential: "
                     + "; ".join(f"{p.code}: {p.message}" for p in problems),
@@ -276,11 +321,14 @@ def _check_options(node, options: dict, credential: dict | None = None) -> None:
     if fmt == JWT_FORMAT and suite is not None:
         raise _fail("options.invalid", "Choose either a cryptosuite or format vc+jwt, not both.", field="format")
     alg = options.get("alg")
-    if alg is not None and (fmt != JWT_FORMAT or alg not in ("EdDSA", "ES256")):
-        raise _fail("options.invalid", "'alg' is EdDSA or ES256 and only with format vc+jwt.", field="alg")
-    if alg == "ES256" and not node.has_key(P256):
-        raise _fail("options.invalid", "This node has no P-256 key, so it cannot sign with ES256 (a did:key node has "
-                    "only its Ed25519 key); use alg EdDSA.", field="alg")
+    if alg is not None and (fmt != JWT_FORMAT or alg not in _KIND_OF_ALG):
+        raise _fail("options.invalid", f"'alg' is one of {', '.join(_KIND_OF_ALG)} and only with format vc+jwt.",
+                    field="alg")
+    if alg is not None and not node.has_key(_KIND_OF_ALG[alg]):
+        kind = _KIND_OF_ALG[alg]
+        raise _fail("options.invalid", f"This node has no {kind} key, so it cannot sign with {alg} (a did:key node "
+                    f"has only its Ed25519 key; a did:web node adds one with `cead key rotate --kind {kind}`); "
+                    "use alg EdDSA.", field="alg")
     _purposes(options)
 
 
@@ -311,13 +359,15 @@ def check_delegation(node, credential: dict, cead_type: str, delegation: Any) ->
         return
     if cead_type not in GUARDED_TYPES:   # given but meaningless: say so rather than ignore it
         raise _fail("options.invalid", f"options.delegation applies to delegations and approvals, not to a "
-                    f"{cead_type}.", field="delegation")
+                    f"{cead_type or ' '.join(types_of(credential))}.", field="delegation")
     parent = load_delegation(node, delegation)
     if "DelegatedAuthorityCredential" not in types_of(parent):
         raise _fail("delegation.invalid", "options.delegation must be a DelegatedAuthorityCredential.")
     subject = parent.get("credentialSubject")
     if not isinstance(subject, dict) or subject.get("id") != node.did:
         raise _fail("delegation.invalid", f"The delegation given is not held by this node ({node.did}).")
+    from .delegation_status import check_in_force
+    check_in_force(node, parent)   # suspended, revoked, expired or unknown: nothing is signed under it
     from schemas.models import DataSharingApproval, DelegatedAuthority
     from verifier import scope
     vocabulary = node.vocabulary   # with the node's own terms (config.yaml vocabulary), if any
@@ -354,19 +404,23 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
           scopes: Iterable[str] | None = None) -> Issued:
     """Sign ``credential`` as this node and record it. ``scopes`` (None = all, for the DPO's command line)."""
     credential, options, cead_type = check_request(node, credential, options)
-    if scopes is not None and TYPE_SCOPES[cead_type] not in set(scopes):
-        raise _fail("auth.scope", f"This token may not issue {cead_type} (needs {TYPE_SCOPES[cead_type]}).",
-                    scope=TYPE_SCOPES[cead_type])
+    needed = TYPE_SCOPES[cead_type] if cead_type else GENERAL_SCOPE
+    if scopes is not None and needed not in set(scopes):
+        what = cead_type or f"a credential of type {', '.join(types_of(credential))}"
+        raise _fail("auth.scope", f"This token may not issue {what} (needs {needed}).", scope=needed)
     check_delegation(node, credential, cead_type, options.get("delegation"))
     fmt = JWT_FORMAT if options.get("format") == JWT_FORMAT else options.get("cryptosuite") or CRYPTOSUITES[0]
-    kind = P256 if options.get("alg") == "ES256" else ED25519
+    kind = _KIND_OF_ALG.get(options.get("alg"), ED25519)
     key, vm = node.signing_key(kind), node.verification_method_for(kind)
     try:
         with node.session() as s:
             if s.get(db.IssuedCredential, credential["id"]) is not None:
                 raise _fail("credential.duplicate_id", f"A credential with id {credential['id']} was issued before.")
-            entries = [statuslist.allocate(s, node, credential["id"], p) for p in _purposes(options)]
-            credential["credentialStatus"] = entries[0] if len(entries) == 1 else entries
+            # Cead's own types always carry a revocation entry; other credentials carry one only on request.
+            purposes = _purposes(options) if cead_type or options.get("credentialStatus") is not None else []
+            entries = [statuslist.allocate(s, node, credential["id"], p) for p in purposes]
+            if entries:
+                credential["credentialStatus"] = entries[0] if len(entries) == 1 else entries
             if fmt == JWT_FORMAT:
                 signed: dict | str = sign_jwt(credential, key, vm)
                 vc = {"@context": V2_CONTEXT, "id": f"data:application/vc+jwt,{signed}",
@@ -377,10 +431,12 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
                 vc = signed
             digest = credential_digest(signed)
             subject = credential["credentialSubject"]
+            subject = subject if isinstance(subject, dict) else subject[0]   # several subjects: the first named
             s.add(db.IssuedCredential(
                 id=credential["id"], types=",".join(types_of(credential)),
                 subject=subject.get("id") or " ".join(subject.get("recipients") or []) or None,
-                valid_from=credential.get("validFrom"), valid_until=credential.get("validUntil"), format=fmt,
+                valid_from=credential.get("validFrom", credential.get("issuanceDate")),
+                valid_until=credential.get("validUntil", credential.get("expirationDate")), format=fmt,
                 verification_method=vm, digest=digest, status_entries=json.dumps(entries), issued_by=issued_by))
             s.commit()
     except IntegrityError:
@@ -443,7 +499,16 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
             row.updated_at = db.utcnow()
             s.add(row)
             s.add(db.StatusEvent(credential_id=credential_id, action=action, by=by, reason=reason))
+            changed = True
+        else:
+            changed = False
         s.commit()
+    if changed:
+        from . import notifications
+        event = {"revoke": "credential.revoked", "suspend": "credential.suspended",
+                 "reinstate": "credential.reinstated"}[action]
+        notifications.emit(node, event, {"credential": credential_id, "status": new_status, "by": by,
+                                         "reason": reason}, subject=credential_id)
     return {"credentialId": credential_id, "status": new_status}
 
 

@@ -13,7 +13,9 @@ from verifier.suites import (DATA_INTEGRITY_CONTEXTS, DATA_INTEGRITY_PROOF, DATA
 
 from .keys import PrivateKey
 
-JWT_TYPES = {"vc+jwt", "vp+jwt"}
+# vc+jwt and vp+jwt (VC-JOSE-COSE); a wallet's OID4VCI key proof; the signature of a node's event notification;
+# a node's signed feed of its decisions (wallet.precedents)
+JWT_TYPES = {"vc+jwt", "vp+jwt", "openid4vci-proof+jwt", "cead-event+jwt", "cead-precedents+jwt"}
 
 
 def sign_jwt(claims: dict, key: PrivateKey, kid: str, typ: str = "vc+jwt") -> str:

@@ -13,7 +13,7 @@ from verifier.results import CeadError
 
 from . import db
 
-SCOPES = ("issue:certification", "issue:delegation", "issue:approval", "status:change")
+SCOPES = ("issue:certification", "issue:delegation", "issue:approval", "issue:any", "status:change")
 PREFIX = "cead_"
 
 

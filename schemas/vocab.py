@@ -269,6 +269,12 @@ class Vocabulary:
     def within(self, child: str, parent: str) -> bool:
         return expand(parent) in self.ancestors(child)
 
+    def narrower(self, term: str) -> set[str]:
+        """``term`` and every known term that lies within it (e.g. Cyber Essentials Plus for Cyber Essentials):
+        what ``within(x, term)`` accepts, as far as this vocabulary knows."""
+        term = expand(term)
+        return {term} | {t for t in self._up if self.within(t, term)}
+
     def within_any(self, child: str, parents: Iterable[str]) -> bool:
         up = self.ancestors(child)
         return any(expand(p) in up for p in parents)

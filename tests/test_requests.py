@@ -6,6 +6,7 @@ approval in its inbox, pulls data through ``CeadMiddleware``).
 """
 from __future__ import annotations
 
+import json
 import uuid
 from contextlib import ExitStack
 from urllib.parse import urlsplit
@@ -291,3 +292,56 @@ def test_the_approval_form_names_every_field_a_delegation_can_require(world):
     assert sign_in(client, token(world["iao"]["node"], "issue:approval", name="iao-form")).status_code == 302
     page = client.get(f"/wallet/requests/{first['id']}")
     assert page.status_code == 200 and "maxRowsPerTransfer" in page.text and "coSigners" in page.text
+
+
+def test_receiving_and_deciding_a_request_notify_the_iao_nodes_subscribers(world):
+    """issuer.notifications: a request arriving and its refusal each queue one message for a subscriber that asked
+    for them, in the IAO node's outbox (delivery itself is tested in tests/test_notifications.py)."""
+    from issuer import notifications
+    w = world
+    node = w["iao"]["node"]
+    node.config["notifications"] = [{"name": "ig", "url": "https://hooks.example/ig",
+                                     "events": ["request.received", "request.decided"]}]
+    try:
+        answer = send(w)
+        sharing.refuse(w["iao"]["wallet"], answer["id"], "Not needed for this purpose.", by="iao@fife")
+        events = [(n.event, n.subject) for n in notifications.outbox(node)]
+        assert ("request.received", answer["id"]) in events and ("request.decided", answer["id"]) in events
+        decided = next(json.loads(n.body) for n in notifications.outbox(node) if n.event == "request.decided")
+        assert decided["data"]["decision"] == "refused" and decided["data"]["by"] == "iao@fife"
+    finally:
+        del node.config["notifications"]
+
+
+def test_a_standing_approval_approves_routine_requests_and_queues_the_rest(world):
+    """wallet.standing: with a standing approval under the IAO node's delegation, a request inside it is approved
+    automatically (decided by standing:<name>, delivered to the requester); one outside it stays pending for a
+    person, with the reason recorded."""
+    import time
+    w = world
+    node = w["iao"]["node"]
+    node.config["standing_approvals"] = [{"name": "school-meals", "delegation": w["delegation"].id,
+                                          "conditions": the_rest(w), "valid_for": "P6M"}]
+
+    def settled(request_id, wanted, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = sharing.get_request(w["iao"]["wallet"], request_id)
+            if row.status == wanted and row.standing_note:
+                return row
+            time.sleep(0.2)
+        raise AssertionError(f"request {request_id} is {row.status} ({row.standing_note})")
+
+    try:
+        inside = send(w)
+        row = settled(inside["id"], "approved")
+        assert row.decided_by == "standing:school-meals" and "automatically" in row.standing_note
+        held = w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
+        assert row.approval_id in [r.credential_id for r in held]
+
+        outside = send(w, make_request(w, datasets=["https://data.example.gov.scot/dataset/council-tax"]))
+        row = settled(outside["id"], "pending")
+        assert row.standing_note.startswith("Not approved automatically: school-meals: ")
+        assert row.approval_id is None
+    finally:
+        del node.config["standing_approvals"]

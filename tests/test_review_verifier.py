@@ -145,7 +145,10 @@ def test_vc_api_credential_with_absurd_status_index_is_a_400_not_a_500(w):
     from verifier.service import create_app
 
     client = create_app(w.decider()).test_client()
-    response = client.post("/credentials/verify", json={"verifiableCredential": _self_signed_with_index("9" * 5000)})
+    token = _self_signed_with_index("9" * 5000)
+    response = client.post("/credentials/verify", json={"verifiableCredential": {
+        "@context": "https://www.w3.org/ns/credentials/v2", "type": "EnvelopedVerifiableCredential",
+        "id": f"data:application/vc+jwt,{token}"}})
     assert response.status_code == 400, response.data[:300]
     assert "status.entry_invalid" in {e["code"] for e in response.get_json()["errors"]}
 

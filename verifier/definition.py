@@ -6,8 +6,9 @@ the dataset's controller, the certification schemes every recipient must hold an
 - one input descriptor for a ``DataSharingApprovalCredential`` whose subject's ``discloser`` is the dataset's
   controller and whose ``datasets`` (and ``purposes``, when a purpose is given) contain the dataset (purpose) or a
   broader one the vocabulary knows;
-- one per certification scheme the policy requires: an ``OrganisationCertificationCredential`` for that scheme,
-  status ``Certified``, issued by a body the policy trusts for it, about the holder (``is_holder`` on the field
+- one per certification scheme the policy requires: an ``OrganisationCertificationCredential`` for that scheme
+  or a narrower one the vocabulary knows (Cyber Essentials Plus satisfies Cyber Essentials, as the verifier
+  accepts), status ``Certified``, issued by a body the policy trusts for one of those schemes, about the holder (``is_holder`` on the field
   ``subject-<descriptor id>``: PEX 2.0 field ids are unique across the whole definition).
 
 Paths name both the JSON-LD / VC 2.0 form (``$.credentialSubject...``; a ``vc+jwt`` payload is the credential
@@ -110,10 +111,13 @@ def presentation_definition(policy: TrustPolicy, dataset: str, purpose: str | No
     for index, scheme in enumerate(dict.fromkeys(expand(s) for s in policy.required_certifications), 1):
         descriptor_id = f"certification-{index}"
         subject_field = f"subject-{descriptor_id}"   # PEX 2.0: field ids are unique across the whole definition
-        bodies = {did for key in {scheme, compact(scheme)} for did in policy.trusted_bodies(key)}
+        # the verifier accepts the scheme or any narrower one (Cyber Essentials Plus for Cyber Essentials), from a
+        # body trusted for the scheme required or for the one certified: ask for the same
+        schemes = sorted(vocab.narrower(scheme))
+        bodies = {did for s in schemes for key in {s, compact(s)} for did in policy.trusted_bodies(key)}
         cert_fields = [_type_field(CERTIFICATION),
                        {"path": _paths("credentialSubject.scheme"),
-                        "filter": {"type": "string", "enum": _terms([scheme])}},
+                        "filter": {"type": "string", "enum": _terms(schemes)}},
                        {"path": _paths("credentialSubject.status"), "filter": {"type": "string", "const": "Certified"}},
                        {"id": subject_field, "path": [*_paths("credentialSubject.id"), "$.sub"]}]
         if bodies:
@@ -124,7 +128,9 @@ def presentation_definition(policy: TrustPolicy, dataset: str, purpose: str | No
         descriptors.append({
             "id": descriptor_id,
             "name": f"{compact(scheme)} certification",
-            "purpose": f"Every recipient must hold a current {compact(scheme)} certification ({CERTIFICATION} "
+            "purpose": f"Every recipient must hold a current {compact(scheme)} certification"
+                       + (f" (or {', '.join(compact(s) for s in schemes if s != scheme)}, which satisfies it)"
+                          if len(schemes) > 1 else "") + f" ({CERTIFICATION} "
                        f"about your organisation, status Certified), {trusted}.",
             "constraints": {"fields": cert_fields,
                             "is_holder": [{"field_id": [subject_field], "directive": "required"}]},

@@ -296,7 +296,7 @@ class WebMethod(DidMethod):
             if exc.code == "http.status" and exc.detail.get("status") in (404, 410):
                 raise CeadError("did.not_found", f"{did} does not exist ({url} returned "
                                 f"{exc.detail['status']}).", did=did) from None
-            if exc.code in ("http.status", "http.unreachable"):
+            if exc.code in ("http.status", "http.unreachable", "http.certificate_untrusted"):
                 raise CeadError("did.unreachable", f"Cannot resolve {did}: {exc.message}", did=did,
                                 cause=exc.code) from None
             raise  # http.scheme_refused / address_refused / too_large / timeout: already say what is wrong

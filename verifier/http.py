@@ -9,6 +9,7 @@ Every failure is a ``CeadError`` with an ``http.*`` code.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -35,6 +36,23 @@ class FetchResult:
     url: str = ""
 
 
+# What to do about a refused private address: on one machine for a test, allow it; in production, never.
+PRIVATE_FIX = (" For a local test only (e.g. nodes on 127.0.0.1), allow private addresses: network.allow_private: "
+               "true in the node's config.yaml (`cead init --allow-private-addresses`) or the gateway's trust policy, "
+               "then restart it.")
+
+
+def untrusted_certificate(url: str, exc: Exception) -> CeadError:
+    """``http.certificate_untrusted``: a TLS failure, said as what it means and how to fix it."""
+    reason = str(exc)
+    detail = next((part.strip() for part in re.split(r"[()\[\]]", reason)
+                   if "certificate" in part.lower() or "hostname" in part.lower()), reason[:200])
+    return CeadError("http.certificate_untrusted", f"The TLS certificate of {url} is not trusted ({detail}). If it "
+                     "is signed by a CA of your own (such as `cead dev-ca`'s test CA), name that CA's PEM file: "
+                     "network.ca_bundle in the node's config.yaml or the gateway's trust policy, or --ca-bundle "
+                     "on the command line.", url=url)
+
+
 def _address_refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
@@ -47,8 +65,8 @@ def _refuse_private_peer(sock: socket.socket, host: str) -> None:
     ip = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
     if _address_refused(ip):
         sock.close()
-        raise CeadError("http.address_refused", f"Refusing to talk to {host}: connected to non-public address {ip}.",
-                        address=str(ip))
+        raise CeadError("http.address_refused", f"Refusing to talk to {host}: connected to non-public address {ip}."
+                        + PRIVATE_FIX, address=str(ip))
 
 
 class _PublicHTTPConnection(urllib3.connection.HTTPConnection):
@@ -141,8 +159,14 @@ class Fetcher:
             ip = ipaddress.ip_address(info[4][0].split("%")[0])
             if _address_refused(ip):
                 raise CeadError("http.address_refused",
-                                f"Refusing to fetch {url!r}: {host} resolves to non-public address {ip}.",
-                                url=url, address=str(ip))
+                                f"Refusing to fetch {url!r}: {host} resolves to non-public address {ip}."
+                                + PRIVATE_FIX, url=url, address=str(ip))
+
+    def check(self, url: str) -> None:
+        """Refuse ``url`` as ``get`` would (scheme, credentials in it, non-public addresses), before another
+        client (a POST) is pointed at it."""
+        host, port = self._check_url(url)
+        self._check_addresses(url, host, port)
 
     # ---- fetching -------------------------------------------------------------------------------------------
     def get(self, url: str, accept: str = "application/json, application/did+json",
@@ -185,6 +209,8 @@ class Fetcher:
         except requests.Timeout:
             raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.",
                             url=url) from None
+        except requests.exceptions.SSLError as exc:
+            raise untrusted_certificate(url, exc) from None
         except requests.RequestException as exc:
             raise CeadError("http.unreachable", f"Cannot fetch {url}: {type(exc).__name__}.", url=url) from None
         with response:

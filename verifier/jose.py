@@ -1,7 +1,7 @@
 """VC-JOSE-COSE: verify compact JWS credentials (``vc+jwt``) and presentations (``vp+jwt``).
 
-Only EdDSA (Ed25519) and ES256 (P-256) are accepted, and the algorithm must match the key found through the
-``kid`` DID URL. ``typ`` is a SHOULD: a token without one is accepted when its claim set is a VC 2.0 document of the
+Only EdDSA (Ed25519) and ES256/ES384/ES512 (P-256/P-384/P-521, RFC 7518 s.3.4) are accepted, and the algorithm
+must match the key found through the ``kid`` DID URL. ``typ`` is a SHOULD: a token without one is accepted when its claim set is a VC 2.0 document of the
 expected kind (``@context``, and ``type`` including VerifiableCredential or VerifiablePresentation); a ``typ`` that
 is present and names another kind is refused. The VC 1.1 JWT encoding (``vc``/``vp`` claim, ``typ`` "JWT" or
 absent, as didkit produces) is accepted too; ``to_document`` maps either form back to a credential or presentation
@@ -15,11 +15,15 @@ import math
 
 from schemas.values import xsd_datetime
 
-from .keys import b64url_decode
+from .keys import JOSE_ALGS, b64url_decode
 from .results import CeadError
 
-ALGORITHMS = frozenset({"EdDSA", "ES256"})
+ALGORITHMS = frozenset(JOSE_ALGS.values())
 TYPES = {"vc+jwt": "vc", "vp+jwt": "vp"}
+# Other signed JWTs checked the same way (algorithm, DID-URL kid, key under a purpose), whose typ must be exact:
+# OID4VCI key proofs (OpenID for Verifiable Credential Issuance 1.0, Appendix F.1), the signatures of a node's
+# event notifications (docs/notifications.md) and a node's signed feed of its decisions (docs/precedents.md).
+OTHER_TYPES = ("openid4vci-proof+jwt", "cead-event+jwt", "cead-precedents+jwt")
 JWT_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "cnf")
 MAX_TOKEN = 1024 * 1024
 MAX_NUMERIC_DATE = 253402300800   # 10000-01-01T00:00:00Z: NumericDate values beyond it are no date at all
@@ -68,10 +72,11 @@ def _typ(header: dict) -> str | None:
 def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]:
     """Check a compact JWS and return ``(claims, kid)``; ``kid`` is the absolute DID URL of the key used.
 
-    ``typ`` is "vc+jwt" or "vp+jwt"; ``purpose`` the verification relationship the key must be listed under.
+    ``typ`` is "vc+jwt" or "vp+jwt" (or one of ``OTHER_TYPES``, which must then be the header's typ exactly);
+    ``purpose`` the verification relationship the key must be listed under.
     """
-    if typ not in TYPES:
-        raise ValueError(f"typ must be one of {sorted(TYPES)}")
+    if typ not in TYPES and typ not in OTHER_TYPES:
+        raise ValueError(f"typ must be one of {sorted(TYPES) + list(OTHER_TYPES)}")
     if not isinstance(token, str) or len(token) > MAX_TOKEN:
         raise CeadError("jose.malformed", "A JWT must be a compact JWS string of reasonable size.")
     token = token.strip()
@@ -86,15 +91,16 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
 
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ALGORITHMS:
-        raise CeadError("jose.alg_refused", f"JWT algorithm {alg!r} is refused; only EdDSA and ES256 are accepted.",
+        raise CeadError("jose.alg_refused", f"JWT algorithm {alg!r} is refused; only {', '.join(sorted(ALGORITHMS))} are accepted.",
                         alg=str(alg))
     if "crit" in header or header.get("b64") is False:
         raise CeadError("jose.malformed", "JWT critical header parameters are not supported.")
     found = _typ(header)
-    legacy_ok = found in (None, "jwt") and isinstance(claims.get(TYPES[typ]), dict)
+    legacy_ok = typ in TYPES and found in (None, "jwt") and isinstance(claims.get(TYPES[typ]), dict)
     # VC-JOSE-COSE: typ is a SHOULD. Without one, the claim set itself must be a VC 2.0 document of the kind
     # expected (a credential is never taken for a presentation or the other way round); a wrong typ is refused.
-    untyped_ok = found is None and "@context" in claims and _TYPE_NAMES[typ] in _types(claims.get("type"))
+    untyped_ok = (typ in TYPES and found is None and "@context" in claims
+                  and _TYPE_NAMES[typ] in _types(claims.get("type")))
     if found != typ and not legacy_ok and not untyped_ok:
         raise CeadError("jose.typ_mismatch", f"Expected a {typ} JWT but the typ header is {header.get('typ')!r}.",
                         typ=str(header.get("typ")))

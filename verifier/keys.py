@@ -1,4 +1,8 @@
-"""Public keys (Ed25519 and P-256): Multikey and JWK encodings and signature checks. No private keys here."""
+"""Public keys (Ed25519, P-256, P-384, P-521): Multikey and JWK encodings and signature checks. No private keys here.
+
+The NIST curves are described once in ``CURVES`` (curve, hash, coordinate size, JOSE algorithm, multicodec); every
+reader and writer of a key looks there, so a curve is added in one place.
+"""
 from __future__ import annotations
 
 import functools
@@ -18,10 +22,34 @@ from .results import CeadError
 
 ED25519 = "Ed25519"
 P256 = "P-256"
+P384 = "P-384"
+P521 = "P-521"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A NIST curve as JOSE (RFC 7518 s.3.4) and Multikey/did:key use it."""
+    name: str            # JWK crv
+    curve: type          # cryptography's curve class
+    hash: type           # the hash its ECDSA signatures use (RFC 7518: ES256/SHA-256, ES384/SHA-384, ES512/SHA-512)
+    size: int            # bytes per coordinate (and per signature half)
+    jose_alg: str
+    multicodec: bytes    # varint prefix (https://github.com/multiformats/multicodec: p256-pub 0x1200, ...)
+
+
+CURVES = {
+    P256: Curve(P256, ec.SECP256R1, hashes.SHA256, 32, "ES256", b"\x80\x24"),
+    P384: Curve(P384, ec.SECP384R1, hashes.SHA384, 48, "ES384", b"\x81\x24"),
+    P521: Curve(P521, ec.SECP521R1, hashes.SHA512, 66, "ES512", b"\x82\x24"),
+}
+_BY_CRYPTO_NAME = {c.curve.name: c for c in CURVES.values()}
+KINDS = (ED25519, *CURVES)
+JOSE_ALGS = {ED25519: "EdDSA", **{name: c.jose_alg for name, c in CURVES.items()}}
 
 # multicodec varint prefixes (https://github.com/multiformats/multicodec)
-_MULTICODEC = {ED25519: b"\xed\x01", P256: b"\x80\x24"}
-_DID_KEY_LENGTH = {ED25519: 32, P256: 33}   # raw key bytes after the multicodec prefix (P-256: compressed point)
+_MULTICODEC = {ED25519: b"\xed\x01", **{name: c.multicodec for name, c in CURVES.items()}}
+# raw key bytes after the multicodec prefix (NIST curves: the compressed point, one byte more than a coordinate)
+_DID_KEY_LENGTH = {ED25519: 32, **{name: c.size + 1 for name, c in CURVES.items()}}
 
 
 def b64url(data: bytes) -> str:
@@ -64,27 +92,29 @@ def multibase_encode(data: bytes) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _crypto_key(kind: str, raw: bytes):
+    """The ``cryptography`` key object for a public key (made once per distinct key: a bounded memo)."""
     try:
         if kind == ED25519:
             return ed25519.Ed25519PublicKey.from_public_bytes(raw)
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
-    except ValueError:
+        return ec.EllipticCurvePublicKey.from_encoded_point(CURVES[kind].curve(), raw)
+    except (ValueError, KeyError):
         raise CeadError("key.invalid", f"Not a valid {kind} public key.") from None
 
 
 @dataclass(frozen=True)
 class PublicKey:
-    kind: str            # ED25519 or P256
-    raw: bytes           # Ed25519: 32 bytes; P-256: 33-byte compressed point
+    kind: str            # ED25519 or a name in CURVES
+    raw: bytes           # Ed25519: 32 bytes; NIST curves: the compressed point (P-256: 33 bytes)
 
     # ---- constructors -------------------------------------------------------------------------------------
     @classmethod
     def from_crypto(cls, key) -> "PublicKey":
         if isinstance(key, ed25519.Ed25519PublicKey):
             return cls(ED25519, key.public_bytes(Encoding.Raw, PublicFormat.Raw))
-        if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
-            return cls(P256, key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint))
-        raise CeadError("key.unsupported", "Only Ed25519 and P-256 keys are supported.")
+        if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _BY_CRYPTO_NAME:
+            return cls(_BY_CRYPTO_NAME[key.curve.name].name,
+                       key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint))
+        raise CeadError("key.unsupported", "Only Ed25519, P-256, P-384 and P-521 keys are supported.")
 
     @classmethod
     def from_multikey(cls, value: str) -> "PublicKey":
@@ -94,13 +124,13 @@ class PublicKey:
                 key = cls(kind, data[len(prefix):])
                 key.crypto()  # validates length / point
                 return key
-        raise CeadError("key.unsupported", "Multikey is not an Ed25519 or P-256 public key.")
+        raise CeadError("key.unsupported", "Multikey is not an Ed25519, P-256, P-384 or P-521 public key.")
 
     @classmethod
     def from_did_key(cls, msid: str) -> "PublicKey":
         """The key of a did:key method-specific id, read strictly (did:key spec, "Document Creation" and "Signature
         Method Creation"): multibase base58btc only (a leading ``z``), and the raw key of the exact length its
-        multicodec calls for (Ed25519: 32 bytes; P-256: the 33-byte compressed point). ``from_multikey`` stays
+        multicodec calls for (Ed25519: 32 bytes; P-256: the 33-byte compressed point; P-384: 49; P-521: 67). ``from_multikey`` stays
         lenient for Multikey values inside did:web documents."""
         if not isinstance(msid, str) or not msid.startswith("z"):
             raise CeadError("key.invalid", "A did:key identifier must be multibase base58btc (start with 'z').")
@@ -109,14 +139,14 @@ class PublicKey:
             if data.startswith(prefix):
                 raw = data[len(prefix):]
                 expected = _DID_KEY_LENGTH[kind]
-                if len(raw) != expected or (kind == P256 and raw[0] not in (2, 3)):
-                    what = "a 33-byte compressed point" if kind == P256 else f"{expected} bytes"
+                if len(raw) != expected or (kind in CURVES and raw[0] not in (2, 3)):
+                    what = f"a {expected}-byte compressed point" if kind in CURVES else f"{expected} bytes"
                     raise CeadError("key.invalid", f"A did:key {kind} public key must be {what}; got {len(raw)} "
                                     "bytes.", length=len(raw))
                 key = cls(kind, raw)
                 key.crypto()  # validates the point
                 return key
-        raise CeadError("key.unsupported", "did:key is not an Ed25519 or P-256 public key.")
+        raise CeadError("key.unsupported", "did:key is not an Ed25519, P-256, P-384 or P-521 public key.")
 
     @classmethod
     def from_jwk(cls, jwk: dict) -> "PublicKey":
@@ -127,17 +157,19 @@ class PublicKey:
         kty, crv = jwk.get("kty"), jwk.get("crv")
         if kty == "OKP" and crv == "Ed25519":
             key = cls(ED25519, b64url_decode(jwk.get("x", "")))
-        elif kty == "EC" and crv == "P-256":
+        elif kty == "EC" and crv in CURVES:
+            curve = CURVES[crv]
             x, y = b64url_decode(jwk.get("x", "")), b64url_decode(jwk.get("y", ""))
-            if len(x) != 32 or len(y) != 32:
-                raise CeadError("key.invalid", "P-256 JWK coordinates must be 32 bytes each.")
+            if len(x) != curve.size or len(y) != curve.size:
+                raise CeadError("key.invalid", f"{crv} JWK coordinates must be {curve.size} bytes each.")
             try:
-                point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
+                point = ec.EllipticCurvePublicKey.from_encoded_point(curve.curve(), b"\x04" + x + y)
             except ValueError:
-                raise CeadError("key.invalid", "P-256 JWK is not a point on the curve.") from None
+                raise CeadError("key.invalid", f"{crv} JWK is not a point on the curve.") from None
             return cls.from_crypto(point)
         else:
-            raise CeadError("key.unsupported", f"Unsupported JWK (kty={kty!r}, crv={crv!r}); use Ed25519 or P-256.")
+            raise CeadError("key.unsupported", f"Unsupported JWK (kty={kty!r}, crv={crv!r}); use Ed25519, P-256, "
+                            "P-384 or P-521.")
         key.crypto()
         return key
 
@@ -152,25 +184,29 @@ class PublicKey:
     def to_jwk(self) -> dict:
         if self.kind == ED25519:
             return {"kty": "OKP", "crv": "Ed25519", "x": b64url(self.raw)}
-        nums = self.crypto().public_numbers()
-        return {"kty": "EC", "crv": "P-256", "x": b64url(nums.x.to_bytes(32, "big")),
-                "y": b64url(nums.y.to_bytes(32, "big"))}
+        nums, size = self.crypto().public_numbers(), CURVES[self.kind].size
+        return {"kty": "EC", "crv": self.kind, "x": b64url(nums.x.to_bytes(size, "big")),
+                "y": b64url(nums.y.to_bytes(size, "big"))}
 
     @property
     def jose_alg(self) -> str:
-        return "EdDSA" if self.kind == ED25519 else "ES256"
+        return JOSE_ALGS[self.kind]
 
     # ---- verification -------------------------------------------------------------------------------------
     def verify(self, signature: bytes, data: bytes) -> bool:
-        """Check a raw signature (Ed25519: 64 bytes; P-256: r||s, 64 bytes, over SHA-256)."""
+        """Check a raw signature (Ed25519: 64 bytes; NIST curves: r||s over the curve's hash, RFC 7518 s.3.4:
+        P-256 64 bytes over SHA-256, P-384 96 over SHA-384, P-521 132 over SHA-512)."""
         try:
             if self.kind == ED25519:
                 self.crypto().verify(signature, data)
             else:
-                if len(signature) != 64:
+                curve = CURVES[self.kind]
+                if len(signature) != 2 * curve.size:
                     return False
-                der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-                self.crypto().verify(der, data, ec.ECDSA(hashes.SHA256()))
+                half = curve.size
+                der = encode_dss_signature(int.from_bytes(signature[:half], "big"),
+                                           int.from_bytes(signature[half:], "big"))
+                self.crypto().verify(der, data, ec.ECDSA(curve.hash()))
             return True
         except (InvalidSignature, ValueError):
             return False

@@ -47,6 +47,8 @@ def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Res
 # ---- VC-API result shape ---------------------------------------------------------------------------------------
 
 _CHECKS = ("proof", "validity", "status")
+# problems that mean the input is no presentation Cead can read (VC-API's 400), not a failed verification
+UNREADABLE = frozenset({"presentation.malformed", "jose.malformed", "encoding.invalid"})
 
 
 def vc_api_result(result: VerificationResult, extra_checks: tuple[str, ...] = ()) -> dict:
@@ -98,6 +100,11 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
             if "verifiableCredential" not in data:
                 raise CeadError("request.invalid", "The body needs 'verifiableCredential'.")
             credential = data["verifiableCredential"]   # an EnvelopedVerifiableCredential is unwrapped by the verifier
+            if not isinstance(credential, dict):
+                # VC-API: a credential is a JSON object; a JWT travels as an EnvelopedVerifiableCredential
+                raise CeadError("request.invalid", "'verifiableCredential' must be a JSON object; send a vc+jwt as "
+                                "{\"@context\": \"https://www.w3.org/ns/credentials/v2\", \"type\": "
+                                "\"EnvelopedVerifiableCredential\", \"id\": \"data:application/vc+jwt,<jwt>\"}.")
         except CeadError as exc:
             return bad_request(exc.message, exc.code)
         result = decider.verify_credential(credential)
@@ -113,18 +120,24 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
                 raise CeadError("request.invalid", "options.challenge and options.domain must be strings.")
             if "verifiablePresentation" in data:
                 vp = data["verifiablePresentation"]   # so is an EnvelopedVerifiablePresentation
+                if not isinstance(vp, (dict, str)):
+                    raise CeadError("request.invalid", "'verifiablePresentation' must be a JSON object (or an "
+                                    "EnvelopedVerifiablePresentation around a vp+jwt).")
             elif isinstance(data.get("presentation"), dict):  # proofless: verify the credentials only
                 vp = None
             else:
                 raise CeadError("request.invalid", "The body needs 'verifiablePresentation' (or 'presentation').")
         except CeadError as exc:
             return bad_request(exc.message, exc.code)
+        # VC-API (VCALM): 200 whenever the verification ran, whatever it found (``verified`` says); 400 only for
+        # input that could not be verified at all: not a presentation, or not one in any form Cead reads
         if vp is None:
-            result = decider.verify_proofless(data["presentation"])
-            return _json(200 if result.verified else 400, vc_api_result(result))
-        result = decider.verify_presentation(vp, challenge=challenge, domain=domain)
-        extra = tuple(name for name, v in (("challenge", challenge), ("domain", domain)) if v is not None)
-        return _json(200 if result.verified else 400, vc_api_result(result, extra))
+            result, extra = decider.verify_proofless(data["presentation"]), ()
+        else:
+            result = decider.verify_presentation(vp, challenge=challenge, domain=domain)
+            extra = tuple(name for name, v in (("challenge", challenge), ("domain", domain)) if v is not None)
+        unreadable = any(p.code in UNREADABLE for p in result.problems)
+        return _json(400 if unreadable else 200, vc_api_result(result, extra))
 
     @app.route("/authz", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     def nginx_authz():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import inbox, pages, requests
+from . import inbox, pages, precedents, requests
 from .store import Wallet
 
 
@@ -18,5 +18,6 @@ def create_node_app(node, *, wallet: Wallet | None = None, **issuer_options) -> 
     app.register_blueprint(inbox.blueprint(wallet, public_url=node.config.get("public_url")))
     app.register_blueprint(requests.blueprint(wallet, public_url=node.config.get("public_url")))
     app.register_blueprint(pages.blueprint(wallet, public_url=node.config.get("public_url")))  # wallet pages
+    app.register_blueprint(precedents.blueprint(node, wallet))   # GET /precedents: this node's signed decisions
     app.config["CEAD_WALLET"] = wallet
     return app

@@ -1,5 +1,5 @@
-"""Wallet commands: `cead wallet import|list|show|remove|present|qr ...` and `cead fetch URL`. Registered by
-``cead.cli``.
+"""Wallet commands: `cead wallet import|list|show|remove|present|qr ...`, `cead fetch URL`, `cead deliver FILE
+--to INBOX` and `cead request create|send|list|approve|deliver|refuse`. Registered by ``cead.cli``.
 
 Exit codes: 0 done, 1 refused or denied (a credential that does not verify, a transfer the gateway denies, a
 definition the wallet cannot satisfy, no usable approval), 2 bad input or an unusable setup (unreadable file,
@@ -99,11 +99,17 @@ def wallet() -> None:
 @home_option
 def import_(source: str, home: Path | None) -> None:
     """Verify and store a credential from FILE, URL or - (stdin). Refused with the reasons if invalid."""
+    w = _wallet(home)
     if source.startswith(("https://", "http://")):
         import requests
+
+        from verifier.http import untrusted_certificate
         try:
-            response = requests.get(source, timeout=30, headers={"Accept": "application/vc+jwt, application/json"})
+            response = requests.get(source, timeout=30, headers={"Accept": "application/vc+jwt, application/json"},
+                                    verify=_verify_for(w._node, None))
             response.raise_for_status()
+        except requests.exceptions.SSLError as exc:
+            _fail("input.unreadable", untrusted_certificate(source, exc).message)
         except requests.RequestException as exc:
             _fail("input.unreadable", f"Cannot fetch {source}: {exc}")
         data = response.content
@@ -112,7 +118,7 @@ def import_(source: str, home: Path | None) -> None:
             data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
         except OSError as exc:
             _fail("input.unreadable", f"Cannot read {source!r}: {exc.strerror or exc}")
-    result = _wallet(home).import_credential(data, source=source)
+    result = w.import_credential(data, source=source)
     if not result.ok:
         click.echo(json.dumps({"refused": [p.to_dict() for p in result.problems]}, indent=2), err=True)
         sys.exit(EXIT_REFUSED)
@@ -327,7 +333,8 @@ def _manifest_file(path: Path) -> dict:
               help="A JSON object laid over the transfer manifest the wallet makes (dataset, purpose, recipient, "
                    "columns from the approval), e.g. {\"columns\": [...], \"rowCount\": 5000, \"protocolRun\": [...]}.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the body here.")
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="CA certificates to trust.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
+              help="CA certificates to trust (default: the node's network.ca_bundle, then the system's).")
 @home_option
 def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, row_count: int | None,
           manifest_path: Path | None, output: Path | None, ca_bundle: str | None, home: Path | None) -> None:
@@ -353,8 +360,8 @@ def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, ro
         _fail_with(exc)
     w = _wallet(home)
     try:
-        response = do_fetch(w, url, dataset=dataset, purpose=purpose, verify=ca_bundle or True, discover=discover,
-                            manifest_fields=fields)
+        response = do_fetch(w, url, dataset=dataset, purpose=purpose, verify=_verify_for(w._node, ca_bundle),
+                            discover=discover, manifest_fields=fields)
     except TransferDenied as exc:
         message = exc.message
         if "rowCount" not in (fields or {}) and any(r.code == "transfer.row_count_missing" for r in exc.reasons):
@@ -362,7 +369,595 @@ def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, ro
         _fail(exc.code, message, EXIT_REFUSED, **exc.detail)
     except CeadError as exc:
         _fail_with(exc)
-    if output is None:
+    if output is None:        # the body is what it wrote, on stdout, for a pipe
         sys.stdout.buffer.write(response.content)
     else:
         _write(output, response.content)
+        kind = (getattr(response, "headers", None) or {}).get("Content-Type") or "no content type"
+        click.echo(f"Wrote {len(response.content)} bytes ({kind}) from {url}, allowed by its gateway, to {output}.")
+
+
+# ---- delivering a credential, and data-sharing requests from the command line -----------------------------------
+def _node(home: Path | None, unlock: bool = False):
+    """The node of ``--home`` (its key unlocked with $CEAD_PASSPHRASE when ``unlock``)."""
+    from issuer.node import Node, passphrase_from_env
+    try:
+        node = Node.open(home)
+        if unlock:
+            passphrase = passphrase_from_env()
+            if not passphrase:
+                _fail("key.passphrase_required", "This command signs as the node: set CEAD_PASSPHRASE.")
+            node = Node.open(home, passphrase)
+            node.signing_key()
+        return node
+    except CeadError as exc:
+        _fail_with(exc)
+
+
+def _credential_file(path: str) -> dict | str:
+    """A credential from a file: JSON (a Data Integrity credential, or an EnvelopedVerifiableCredential) or a
+    compact vc+jwt."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail("input.unreadable", f"Cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}")
+    if not text.startswith(("{", "[")) and text.count(".") == 2:
+        return text
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        _fail("input.invalid", f"{path!r} is neither a JSON credential nor a vc+jwt.")
+    if isinstance(data, dict) and "verifiableCredential" in data:       # what VC-API's issue endpoint answers
+        data = data["verifiableCredential"]
+    if not isinstance(data, dict):
+        _fail("input.invalid", f"{path!r} must hold one credential (a JSON object or a vc+jwt).")
+    from verifier.credential import unwrap_enveloped
+    return unwrap_enveloped(data)
+
+
+def _verify_for(node, ca_bundle: str | None) -> str | bool:
+    """TLS trust for talking to other nodes: --ca-bundle, else the node's network.ca_bundle, else the system's."""
+    return ca_bundle or (node.network.ca_bundle if node is not None else None) or True
+
+
+ca_bundle_option = click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), default=None,
+                                help="CA certificates to trust (default: the node's network.ca_bundle).")
+
+
+@click.command(cls=_Command)
+@click.argument("file")
+@click.option("--to", "inbox", required=True, help="The recipient node's inbox URL, e.g. https://HOST:PORT/inbox.")
+@ca_bundle_option
+@home_option
+def deliver(file: str, inbox: str, ca_bundle: str | None, home: Path | None) -> None:
+    """Deliver a credential this node issued (FILE: JSON or vc+jwt, as `cead issue ... --out` wrote it) to
+    another node's inbox, in a presentation signed by this node. Needs $CEAD_PASSPHRASE."""
+    from .client import deliver as send
+    credential = _credential_file(file)
+    node = _node(home, unlock=True)
+    try:
+        answer = send(node.did, node.key, node.verification_method_id, [credential], inbox,
+                      verify=_verify_for(node, ca_bundle))
+    except CeadError as exc:
+        _fail(exc.code, exc.message, EXIT_REFUSED if exc.code.endswith(".refused") else EXIT_BAD_INPUT,
+              **exc.detail)
+    stored = answer.get("stored") or []
+    ids = ", ".join(s.get("credentialId") or s.get("id") or "?" for s in stored)
+    click.echo(f"Delivered {ids or file} to {inbox}.")
+
+
+@click.group("request", cls=_Group)
+def request_group() -> None:
+    """Data-sharing requests: create and send one (the requester), list and decide them (the data holder's IAO)."""
+
+
+@request_group.command("create")
+@click.option("--dataset", "datasets", multiple=True, required=True, help="Dataset IRI asked for (repeatable).")
+@click.option("--item", "items", multiple=True, required=True, help="A data item (column) asked for (repeatable).")
+@click.option("--purpose", "purposes", multiple=True, required=True,
+              help="Purpose IRI, e.g. cead:HomelessnessStatistics (repeatable).")
+@click.option("--legal-basis", "legal_bases", multiple=True,
+              default=("https://www.legislation.gov.uk/eur/2016/679/article/6/1/e",), show_default=True,
+              help="Your lawful basis: a legislation.gov.uk IRI (repeatable). The default is UK GDPR Art 6(1)(e), "
+                   "a task in the public interest.")
+@click.option("--regime", default="UKGDPR", show_default=True, help="UKGDPR or DPA2018Part3 (law enforcement).")
+@click.option("--cadence", required=True, help="How often, as an ISO 8601 repeating interval, e.g. "
+                                               "R/2026-01-01T00:00:00Z/P3M (quarterly).")
+@click.option("--agreement", "agreement_file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="The data-sharing agreement document; the request pins it by its SHA-256 digest.")
+@click.option("--agreement-id", default=None, help="The agreement's identifier (default: a new urn:uuid).")
+@click.option("--justification", required=True, help="Why you need the data, in plain words.")
+@click.option("--reply-to", default=None, help="Your inbox, where the approval is delivered (default: this node's "
+                                              "public URL + /inbox).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The request file.")
+@home_option
+def request_create(datasets, items, purposes, legal_bases, regime, cadence, agreement_file, agreement_id,
+                   justification, reply_to, out, home) -> None:
+    """Write a data-sharing request from this node (checked as the data holder will check it)."""
+    import base64
+    import hashlib
+    import uuid
+    from .requests import parse_request
+    node = _node(home)
+    digest = hashlib.sha256(Path(agreement_file).read_bytes()).digest()
+    if reply_to is None:
+        try:
+            reply_to = node.public_url + "/inbox"
+        except CeadError as exc:
+            _fail(exc.code, exc.message + " Or give --reply-to URL.")
+    body = {"requester": node.did, "datasets": list(datasets), "dataItems": list(items), "purposes": list(purposes),
+            "lawfulBasis": {"party": node.did, "regime": regime, "legalBases": list(legal_bases)},
+            "cadence": cadence,
+            "agreement": {"id": agreement_id or f"urn:uuid:{uuid.uuid4()}",
+                          "digest": "sha256-" + base64.urlsafe_b64encode(digest).decode().rstrip("=")},
+            "justification": justification, "replyTo": reply_to}
+    try:
+        body = parse_request(body).to_json()
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, json.dumps(body, indent=2) + "\n")
+    click.echo(f"Wrote the request for {', '.join(datasets)} to {out}; send it with "
+               f"`cead request send {out} --to URL`.")
+
+
+@request_group.command("send")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--to", "url", required=True, help="The data holder's node (https://HOST:PORT, or its /requests URL).")
+@ca_bundle_option
+@home_option
+def request_send(file: Path, url: str, ca_bundle: str | None, home: Path | None) -> None:
+    """Send a request (from `cead request create`) to the data holder's node, with a presentation of this node's
+    certifications. Prints the request's id there. Needs $CEAD_PASSPHRASE."""
+    from .requests import send_request
+    try:
+        body = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        _fail("input.unreadable", f"Cannot read the request {str(file)!r}: {exc}")
+    target = url.rstrip("/")
+    if not target.endswith("/requests"):
+        target += "/requests"
+    node = _node(home, unlock=True)
+    from .store import Wallet
+    try:
+        answer = send_request(Wallet.from_node(node), target, body, verify=_verify_for(node, ca_bundle))
+    except CeadError as exc:
+        _fail(exc.code, exc.message, EXIT_REFUSED if exc.code.endswith(".refused") else EXIT_BAD_INPUT,
+              **exc.detail)
+    click.echo(f"Sent request {answer['id']} to {target}: {answer.get('status', 'pending')}.")
+
+
+@request_group.command("list")
+@click.option("--status", type=click.Choice(["pending", "approving", "reopening", "approved", "refused"]),
+              help="Only requests in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the ids, one a line (for scripts).")
+@home_option
+def request_list(status, as_json, quiet, home) -> None:
+    """List the data-sharing requests this node received, pending first."""
+    from .requests import list_requests
+    rows = [r for r in list_requests(_wallet(home)) if status is None or r.status == status]
+    if as_json:
+        _print([{"id": r.id, "status": r.status, "requester": r.requester, "receivedAt": _when(r.received_at),
+                 "approval": r.approval_id, "reason": r.reason, "request": r.request,
+                 "certifications": r.certification_list} for r in rows])
+        return
+    for r in rows:
+        if quiet:
+            click.echo(r.id)
+            continue
+        req = r.request
+        click.echo(f"{r.id}  {r.status:9}  {r.requester}  {_few(req.get('datasets', []))}  "
+                   f"for {_few(req.get('purposes', []))}")
+    if not rows and not quiet:
+        click.echo("No requests.")
+
+
+def _when(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+@request_group.command("approve")
+@click.argument("request_id")
+@click.option("--subject", "subject_file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="JSON/YAML: what you decide beyond the request (your lawful basis, dataCategories, dpia, "
+                   "sensitivity, retention, onwardSharing, notBefore/notAfter, recipientRequirements...).")
+@click.option("--delegation", default=None,
+              help="Your own DelegatedAuthorityCredential: a file, or the id of one in your wallet.")
+@click.option("--valid-until", default=None, help="The approval's expiry, e.g. 2027-03-31T23:59:59Z.")
+@click.option("--legal-basis", "legal_bases", multiple=True,
+              default=("https://www.legislation.gov.uk/eur/2016/679/article/6/1/e",), show_default=True,
+              help="The discloser's own lawful basis (legislation.gov.uk IRI, repeatable), added to the requester's "
+                   "when --subject gives no lawfulBases. The default is UK GDPR Art 6(1)(e).")
+@click.option("--regime", default="UKGDPR", show_default=True, help="The regime of --legal-basis.")
+@ca_bundle_option
+@home_option
+def request_approve(request_id, subject_file, delegation, valid_until, legal_bases, regime, ca_bundle,
+                    home) -> None:
+    """Approve a pending request: issue the approval (the guard rail checks it against your delegation, and that
+    the delegation is in force) and deliver it, with the delegations it rests on, to the requester's inbox. Needs
+    $CEAD_PASSPHRASE."""
+    from schemas.values import load_document
+    from . import requests as sharing
+    try:
+        overrides = load_document(Path(subject_file).read_text(encoding="utf-8"), subject_file)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        _fail("input.invalid", f"Cannot read the approval subject {subject_file!r}: {exc}")
+    if delegation is not None and Path(delegation).is_file():
+        delegation = _credential_file(delegation)
+    node = _node(home, unlock=True)
+    from .store import Wallet
+    w = Wallet.from_node(node)
+    if not isinstance(overrides, dict):
+        _fail("input.invalid", f"The approval subject {subject_file!r} must be a mapping of fields.")
+    try:
+        if "lawfulBases" not in overrides:       # the requester's (from the request) and the discloser's own
+            draft = sharing.draft_subject(node, w, request_id, delegation=delegation)
+            overrides["lawfulBases"] = [*draft["lawfulBases"], {"party": draft["discloser"], "regime": regime,
+                                                                 "legalBases": list(legal_bases)}]
+        done = sharing.approve(node, w, request_id, overrides, delegation=delegation, valid_until=valid_until,
+                               issued_by="cli", verify=_verify_for(node, ca_bundle))
+    except CeadError as exc:
+        _fail(exc.code, exc.message, EXIT_REFUSED, **exc.detail)
+    click.echo(f"Approved request {request_id}: issued {done.issued.id} and delivered it to "
+               f"{done.request.request['replyTo']}.")
+
+
+@request_group.command("deliver")
+@click.argument("request_id")
+@ca_bundle_option
+@home_option
+def request_redeliver(request_id, ca_bundle, home) -> None:
+    """Deliver an approved request's approval again (after a failed delivery)."""
+    from . import requests as sharing
+    node = _node(home, unlock=True)
+    from .store import Wallet
+    try:
+        done = sharing.redeliver(node, Wallet.from_node(node), request_id, verify=_verify_for(node, ca_bundle))
+    except CeadError as exc:
+        _fail(exc.code, exc.message, EXIT_REFUSED, **exc.detail)
+    click.echo(f"Delivered {done.request.approval_id} again to {done.request.request['replyTo']}.")
+
+
+@request_group.command("refuse")
+@click.argument("request_id")
+@click.option("--reason", required=True, help="Why (kept with the request).")
+@home_option
+def request_refuse(request_id, reason, home) -> None:
+    """Refuse a pending request, with the reason."""
+    from . import requests as sharing
+    try:
+        sharing.refuse(_wallet(home), request_id, reason, by="cli")
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(f"Refused request {request_id}.")
+
+
+# ---- the dataset catalogue ---------------------------------------------------------------------------------------
+@click.group("catalogue", cls=_Group)
+def catalogue() -> None:
+    """The organisation's DCAT dataset catalogue: import it (CKAN, DCAT-AP, DCAT 3), list it, export it for a
+    gateway's trust policy."""
+
+
+def _publisher_map(values: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for value in values:
+        iri, sep, did = value.partition("=")
+        if not sep or not iri or not did.startswith("did:"):
+            _fail("input.invalid", f"--publisher {value!r} must be PUBLISHER_IRI=DID (the controller DID of that "
+                  "publisher's datasets).")
+        mapping[iri] = did
+    return mapping
+
+
+@catalogue.command("import")
+@click.argument("source")
+@click.option("--format", "fmt", type=click.Choice(["json-ld", "turtle", "xml"]), default=None,
+              help="The RDF format (default: from the file name or the server's Content-Type).")
+@click.option("--publisher", "publishers", multiple=True, metavar="IRI=DID",
+              help="Map a publisher to its controller DID (repeat); a gateway's policy takes controllers from it.")
+@home_option
+def catalogue_import(source: str, fmt: str | None, publishers: tuple[str, ...], home: Path | None) -> None:
+    """Import or refresh a DCAT catalogue from an https URL or a file. Datasets that left it are flagged as removed
+    (never deleted), and held credentials naming them are listed: they keep working, but someone should look."""
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    from .store import Wallet
+    mapping = _publisher_map(publishers)
+    try:
+        node = Node.open(home)
+        result = cat.import_catalogue(node, source, fmt=fmt, publishers=mapping)
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(f"Imported {result.total} datasets from {source}: {len(result.added)} added, {len(result.updated)} "
+               f"updated, {len(result.removed)} removed (flagged, not deleted).")
+    if result.removed:
+        wallet = Wallet.from_node(node)
+        for iri in result.removed:
+            for record in wallet.search(dataset=iri):
+                click.echo(f"  {record.credential_id} ({', '.join(record.summary()['types'])}) names {iri}, which "
+                           "left the catalogue.", err=True)
+
+
+@catalogue.command("list")
+@click.option("--removed", is_flag=True, help="Include datasets that left their catalogue.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@home_option
+def catalogue_list(removed: bool, as_json: bool, home: Path | None) -> None:
+    """The datasets this node knows from its catalogues: IRI, title, publisher, contact (the IAO)."""
+    from dataclasses import asdict
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    try:
+        rows = cat.entries(Node.open(home), include_removed=removed)
+    except CeadError as exc:
+        _fail_with(exc)
+    if as_json:
+        _print([{**asdict(r.dataset), "source": r.source, "controller": r.controller, "removedAt": r.removed_at}
+                for r in rows])
+        return
+    for row in rows:
+        ds = row.dataset
+        flag = f"  [removed {row.removed_at}]" if row.removed_at else ""
+        who = ds.contact_name or ds.contact_email or "-"
+        click.echo(f"{ds.iri}  {ds.title or '(untitled)'}  publisher: {ds.publisher_name or ds.publisher or '-'}  "
+                   f"contact: {who}{flag}")
+
+
+@catalogue.command("export")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The JSON-LD file to write (name it in a gateway policy's catalogues:).")
+@click.option("--id", "catalogue_iri", required=True, help="The catalogue's IRI.")
+@home_option
+def catalogue_export(out: Path, catalogue_iri: str, home: Path | None) -> None:
+    """Write the catalogue (datasets in force, with controller DIDs and series) as JSON-LD a gateway reads."""
+    from issuer import catalogue as cat
+    from issuer.node import Node
+    try:
+        rows = cat.entries(Node.open(home))
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, json.dumps(cat.to_jsonld(rows, catalogue_iri), indent=2))
+    click.echo(f"Wrote {len(rows)} datasets to {out}.")
+# ---- OpenID for Verifiable Credential Issuance: offering and collecting -------------------------------------------
+@click.command("offer", cls=_Command)
+@click.argument("credential_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--tx-code", is_flag=True,
+              help="Also require a six-digit transaction code, printed here: give it to the person by another "
+                   "channel (a call, a letter), never beside the QR code.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the offer as a QR code (.png or .svg) too.")
+@home_option
+def offer(credential_file: Path, tx_code: bool, output: Path | None, home: Path | None) -> None:
+    """Offer a credential this node issued to its subject's wallet (OpenID4VCI, pre-authorised code).
+
+    CREDENTIAL_FILE is the signed credential as `cead issue --out` wrote it. The offer is single use and expires
+    in ten minutes; only a wallet that proves control of the credential subject's DID can collect it."""
+    from issuer import offers
+    from issuer.node import Node
+    if output is not None:
+        _image_format(output)
+    try:
+        text = credential_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail("input.unreadable", f"Cannot read {str(credential_file)!r}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        credential = json.loads(text) if text.startswith("{") else text
+    except ValueError:
+        _fail("input.invalid", f"{str(credential_file)!r} is neither a JSON credential nor a compact JWT.")
+    try:
+        node = Node.open(home)
+        made = offers.make_offer(node, credential, tx_code=tx_code)
+    except CeadError as exc:
+        _fail_with(exc)
+    if output is not None:
+        _write_qr(made["uri"], output)
+    else:
+        click.echo(made["uri"])
+    click.echo(f"Offered {made['credential']} to its subject's wallet until {made['expires']}"
+               + (f"; transaction code {made['tx_code']} (give it separately)" if "tx_code" in made else "")
+               + (f"; QR code in {output}" if output else "") + ".", err=True)
+
+
+@wallet.command("receive")
+@click.argument("offer_uri")
+@click.option("--tx-code", default=None, help="The transaction code the issuer gave you separately, if any.")
+@home_option
+def receive(offer_uri: str, tx_code: str | None, home: Path | None) -> None:
+    """Collect an offered credential (an openid-credential-offer:// link or QR code's text) into this wallet,
+    proving control of this node's DID; the credential is verified before it is stored."""
+    from issuer.node import Node
+    from .offers import collect
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        result = collect(Wallet.from_node(node), offer_uri, tx_code=tx_code, fetcher=node.fetcher())
+    except CeadError as exc:
+        _fail_with(exc)
+    if not result.ok:
+        click.echo(json.dumps({"refused": [p.to_dict() for p in result.problems]}, indent=2), err=True)
+        sys.exit(EXIT_REFUSED)
+    summary = result.record.summary()
+    kinds = ", ".join(summary["types"]) or "credential"
+    click.echo(f"Received {kinds} {summary['credentialId']} from {summary['issuer']} into the wallet "
+               f"(wallet id {summary['id']}).")
+
+
+@click.group("oid4vp", cls=_Group)
+def oid4vp() -> None:
+    """Ask a person's wallet to present a credential (OpenID for Verifiable Presentations), and read the answer."""
+
+
+@oid4vp.command("request")
+@click.option("--type", "types", multiple=True, required=True,
+              help="A credential type to ask for (repeat for several types in one credential), e.g. "
+                   "DelegatedAuthorityCredential.")
+@click.option("--format", "fmt", type=click.Choice(["jwt_vc_json", "ldp_vc"]), default="jwt_vc_json",
+              show_default=True, help="The credential format to ask for.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the request as a QR code (.png or .svg) too.")
+@home_option
+def oid4vp_request(types: tuple[str, ...], fmt: str, output: Path | None, home: Path | None) -> None:
+    """Make a presentation request (valid ten minutes): prints the openid4vp:// link, and its state on stderr
+    (read the answer with `cead oid4vp result STATE`)."""
+    from issuer import oid4vp as rp
+    from issuer.node import Node
+    if output is not None:
+        _image_format(output)
+    try:
+        made = rp.make_request(Node.open(home), list(types), fmt=fmt)
+    except CeadError as exc:
+        _fail_with(exc)
+    _write_qr(made["uri"], output) if output is not None else click.echo(made["uri"])
+    click.echo(f"Asked for a {' '.join(types)} until {made['expires']}; state {made['state']}"
+               + (f"; QR code in {output}" if output else "") + ".", err=True)
+
+
+@oid4vp.command("result")
+@click.argument("state")
+@home_option
+def oid4vp_result(state: str, home: Path | None) -> None:
+    """What became of a presentation request: pending, verified (who presented what) or refused (why)."""
+    from issuer import oid4vp as rp
+    from issuer.node import Node
+    try:
+        outcome = rp.outcome_of(Node.open(home), state)
+    except CeadError as exc:
+        _fail_with(exc)
+    _print(outcome)
+    if outcome["status"] == "refused":
+        sys.exit(EXIT_REFUSED)
+
+
+@wallet.command("respond")
+@click.argument("request_uri")
+@home_option
+def respond(request_uri: str, home: Path | None) -> None:
+    """Answer an openid4vp:// presentation request with a credential this wallet holds (bound to the request)."""
+    from issuer.node import Node
+    from .oid4vp import respond as answer
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        done = answer(Wallet.from_node(node), request_uri, fetcher=node.fetcher())
+    except CeadError as exc:
+        _fail_with(exc)
+    click.echo(f"Presented {', '.join(done['presented'])} to {done['verifier']}.")
+
+
+# ---- precedents --------------------------------------------------------------------------------------------------
+@click.group("precedents", cls=_Group)
+def precedents_group() -> None:
+    """Earlier decisions, this node's and its peers' (signed feeds): follow them and find the nearest."""
+
+
+@precedents_group.command("refresh")
+@home_option
+def precedents_refresh(home: Path | None) -> None:
+    """Fetch, verify and store every feed in config.yaml precedents.follow (one failing peer never stops the rest)."""
+    from issuer.node import Node
+    from . import precedents
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        results = precedents.refresh(node, Wallet.from_node(node))
+    except CeadError as exc:
+        _fail_with(exc)
+    for url, outcome in results.items():
+        click.echo(f"{url}: {outcome} decision(s) stored" if isinstance(outcome, int) else f"{url}: {outcome}")
+    if not results:
+        click.echo("No feeds to follow (config.yaml precedents.follow is empty).")
+
+
+@precedents_group.command("search")
+@click.argument("request_id")
+@click.option("-k", "count", type=click.IntRange(1, 50), default=5, show_default=True, help="How many to show.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@home_option
+def precedents_search(request_id: str, count: int, as_json: bool, home: Path | None) -> None:
+    """The earlier decisions nearest to a received request, own and followed, with what they share."""
+    from . import precedents
+    from . import requests as sharing
+    wallet = _wallet(home)
+    try:
+        row = sharing.get_request(wallet, request_id)
+        near = precedents.nearest(wallet, dict(row.request, _id=row.id), k=count, requester=row.requester)
+    except CeadError as exc:
+        _fail_with(exc)
+    if as_json:
+        _print(near)
+        return
+    if not near:
+        click.echo("No earlier decision is near this request.")
+    for item in near:
+        who = "this node" if item["mine"] else item["decider"]
+        click.echo(f"{item['score']:.2f}  {item['outcome']:8}  {item['decidedAt'] or '':20}  by {who}")
+        for why in item["why"]:
+            click.echo(f"        {why}")
+        if item.get("reasons"):
+            click.echo(f"        reasons: {item['reasons']}")
+
+
+@request_group.command("agreement")
+@click.argument("request_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The .docx file to write.")
+@home_option
+def request_agreement(request_id: str, out: Path, home: Path | None) -> None:
+    """Draft the data sharing agreement for a received request as a Word document (structured on the ICO Data
+    Sharing Code's contents); prints its digest, which the approval's agreement.digest pins."""
+    from issuer.node import Node
+    from . import agreements
+    from .store import Wallet
+    if out.suffix.lower() != ".docx":
+        _fail("input.invalid", f"--out {str(out)!r} must end in .docx; nothing was written.")
+    try:
+        node = Node.open(home)
+        data, digest = agreements.agreement_docx(node, Wallet.from_node(node), request_id)
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, data)
+    click.echo(f"Wrote the agreement for request {request_id} to {out} (digest {digest}).")
+
+
+@request_group.command("suggest")
+@click.argument("justification")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+def request_suggest(justification: str, as_json: bool) -> None:
+    """Suggest DPV purposes (and the bases public bodies usually rely on) for a justification, offline. A
+    suggestion only: what you choose is checked like anything else."""
+    from .suggest import suggest_purposes
+    found = suggest_purposes(justification)
+    if as_json:
+        _print(found)
+        return
+    if not found:
+        click.echo("No purpose matches these words; choose one from the vocabulary (docs/vocabulary.md).")
+    for item in found:
+        click.echo(f"{item['purpose']}  ({item['label']}; matched: {', '.join(item['matched']) or '-'})  "
+                   f"usual basis: {', '.join(item['usualBases'])}")
+
+
+@request_group.command("board-pack")
+@click.argument("request_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write: .pdf or .html.")
+@home_option
+def request_board_pack(request_id: str, out: Path, home: Path | None) -> None:
+    """The information-governance board pack for a received request (who asks, what for, the ICO checklist,
+    precedents, the decision so far) as PDF or HTML."""
+    from . import boardpack
+    kind = out.suffix.lower()
+    if kind not in (".pdf", ".html"):
+        _fail("input.invalid", f"--out {str(out)!r} must end in .pdf or .html; nothing was written.")
+    from issuer.node import Node
+    from .store import Wallet
+    try:
+        node = Node.open(home)
+        wallet = Wallet.from_node(node)
+        data = (boardpack.board_pack_pdf(node, wallet, request_id) if kind == ".pdf"
+                else boardpack.board_pack_html(node, wallet, request_id))
+    except CeadError as exc:
+        _fail_with(exc)
+    _write(out, data)
+    click.echo(f"Wrote the board pack for request {request_id} to {out}.")

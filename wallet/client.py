@@ -26,6 +26,7 @@ import requests
 
 from schemas.vocab import expand
 from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, normalise_url, request_binding
+from verifier.http import untrusted_certificate
 from verifier.results import CeadError, Problem
 
 from .present import build_presentation, manifest_overlay, present_for_request
@@ -356,6 +357,8 @@ def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None =
                     manifest=manifest, manifest_fields=manifest_fields, row_count=row_count)
     try:
         response = session.request(method, url, data=data, auth=auth, timeout=timeout, verify=verify)
+    except requests.exceptions.SSLError as exc:
+        raise CeadError("transfer.failed", untrusted_certificate(url, exc).message, url=url, tls=True) from None
     except requests.RequestException as exc:
         raise CeadError("transfer.failed", f"Could not reach {url}: {exc}") from None
     if response.status_code >= 400:
@@ -391,6 +394,9 @@ def post_to_node(session: requests.Session | None, url: str, family: str, what: 
     bound to ``url`` and is never sent on elsewhere."""
     try:
         response = (session or requests.Session()).post(url, allow_redirects=False, **post)
+    except requests.exceptions.SSLError as exc:
+        untrusted = untrusted_certificate(url, exc)
+        raise CeadError(f"{family}.unreachable", untrusted.message, url=url, tls=True) from None
     except requests.RequestException as exc:
         raise CeadError(f"{family}.unreachable", f"Could not reach {url}: {exc}") from None
     if response.status_code >= 300:

@@ -210,7 +210,16 @@ def receive(wallet: Wallet, body: bytes, url: str) -> tuple[int, dict]:
             s.commit()
     except IntegrityError:
         return _problems(409, Problem("sharing.duplicate", "This presentation was received before (a replay)."))
+    _emit(wallet, "request.received", {"request": request_id, "requester": parsed.requester,
+                                       "path": f"/wallet/requests/{request_id}"}, request_id)
     return 201, {"id": request_id, "status": PENDING}
+
+
+def _emit(wallet: Wallet, event: str, data: dict, subject: str) -> None:
+    """Tell the node's subscribers (issuer.notifications), when the wallet belongs to a node."""
+    if wallet._node is not None:
+        from issuer import notifications
+        notifications.emit(wallet._node, event, data, subject=subject)
 
 
 def blueprint(wallet: Wallet, *, public_url: str | None = None, max_bytes: int = MAX_BYTES) -> Blueprint:
@@ -225,6 +234,9 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None, max_bytes: int =
             return jsonify(answer), status
         url = (public_url.rstrip("/") + flask_request.full_path.rstrip("?")) if public_url else flask_request.url
         status, answer = receive(wallet, body, url)
+        if status == 201 and wallet._node is not None:
+            from .standing import consider_later
+            consider_later(wallet._node, wallet, answer["id"])   # a standing approval may cover it
         return jsonify(answer), status
 
     return bp
@@ -271,7 +283,11 @@ def _decide(wallet: Wallet, request_id: str, status: str, *, when: str = PENDING
         s.add(row)
         s.commit()
         s.refresh(row)
-        return row
+    if status in (APPROVED, REFUSED):
+        _emit(wallet, "request.decided", {"request": request_id, "requester": row.requester, "decision": status,
+                                          "by": row.decided_by, "path": f"/wallet/requests/{request_id}"},
+              request_id)
+    return row
 
 
 def refuse(wallet: Wallet, request_id: str, reason: str, *, by: str | None = None) -> WalletRequest:
@@ -392,7 +408,9 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
 
 
 def _deliver(node, row: WalletRequest, verify: str | bool | None) -> dict:
-    """Send what an approved request delivers (the approval and the chain it pins) to the request's ``replyTo``."""
+    """Send what an approved request delivers (the approval and the chain it pins) to the request's ``replyTo``.
+    A failure is ``sharing.undelivered`` saying why (the recipient's own reasons when it refused) and whether
+    delivering again can help (``detail.retry``)."""
     from .client import deliver
     if verify is None:
         verify = node.network.ca_bundle or True
@@ -400,10 +418,39 @@ def _deliver(node, row: WalletRequest, verify: str | bool | None) -> dict:
         return deliver(node.did, node.key, node.verification_method_id, json.loads(row.delivery),
                        row.request["replyTo"], verify=verify)
     except CeadError as exc:
-        raise CeadError("sharing.undelivered", f"The approval {row.approval_id} was issued, but could not be "
-                        f"delivered to {row.request['replyTo']}: {exc.message} Deliver it again once the "
-                        "requester's node is reachable.", approval=row.approval_id,
-                        reasons=[exc.problem.to_dict()]) from None
+        raise undelivered(exc, row.approval_id, row.request["replyTo"]) from None
+
+
+# Refusals by the recipient that a later delivery of the same credentials can get past without anyone changing
+# them: none of its reasons is about the credentials themselves.
+_TRANSIENT = {"inbox.too_large"}
+
+
+def undelivered(exc: CeadError, approval_id: str | None, inbox: str) -> CeadError:
+    """``sharing.undelivered`` for a failed delivery: the recipient's reasons (code and message, from its answer)
+    when it refused, and whether delivering the same approval again can help."""
+    reasons = exc.detail.get("reasons") or ([exc.problem.to_dict()] if exc.code.endswith(".unreachable") else [])
+    status = exc.detail.get("status")
+    if exc.detail.get("tls"):
+        retry, said = False, f"could not be delivered to {inbox}: {exc.message} Then deliver it again."
+    elif exc.code.endswith(".unreachable"):
+        retry, said = True, f"could not be delivered to {inbox}: {exc.message} Deliver it again once the " \
+                            "requester's node is reachable."
+    elif isinstance(status, int) and status >= 500:
+        retry, said = True, f"could not be delivered: {inbox} failed (HTTP {status}): " + _said(reasons) + \
+            " Delivering it again may help once the requester's node works again."
+    else:
+        retry = bool(reasons) and all(r.get("code") in _TRANSIENT for r in reasons)
+        said = f"was refused by the requester's node ({inbox}, HTTP {status}): {_said(reasons)}. " + (
+            "Delivering it again may help." if retry else
+            "Delivering it again will not help until that is put right (for example: a credential it rests on "
+            "that is suspended or revoked must be reinstated or replaced, which means approving again).")
+    return CeadError("sharing.undelivered", f"The approval {approval_id} was issued, but it {said}",
+                     approval=approval_id, reasons=reasons, retry=retry, status=status)
+
+
+def _said(reasons: list[dict]) -> str:
+    return "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons) or "no reason given"
 
 
 def _delivered(wallet: Wallet, request_id: str) -> WalletRequest:

@@ -119,6 +119,7 @@ class WalletRequest(SQLModel, table=True):
     decided_at: datetime | None = None                           # approving: when the approval was started
     delivery: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON: approval + chain
     delivered_at: datetime | None = None                         # when the requester's inbox accepted it
+    standing_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # wallet.standing's word
 
     @property
     def request(self) -> dict:

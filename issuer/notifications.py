@@ -1,0 +1,271 @@
+"""Telling people when something happens on the node: signed webhooks and Microsoft Teams messages, with retries.
+
+Subscriptions are in ``config.yaml``::
+
+    notifications:
+      - name: ig-team                      # a label for the log
+        url: https://prod-12.uksouth.logic.azure.com/workflows/...   # a Teams (Power Automate) workflow webhook
+        kind: teams                        # teams: an Adaptive Card message; webhook: the event as signed JSON
+        events: [request.received, request.decided, credential.revoked, credential.expiring]
+        link: https://cead.fife.example    # optional: the node's pages, for the card's button
+
+``notify(node, event, data)`` puts one message per matching subscription in the node's outbox
+(``issuer_notification``) in the same database as everything else, so nothing is lost if the node stops before it
+is sent. ``deliver_due(node)`` sends what is due, without following redirects; a receiver that does not answer 2xx
+is tried again after 30 s, 1, 2, 4 ... minutes (doubling, at most an hour apart) up to ``MAX_ATTEMPTS`` times, then
+the message is marked failed (``cead notifications list`` shows it). ``start_dispatcher(node)`` runs that loop in
+a background thread of ``cead issuer serve``; ``cead notifications send`` runs it once.
+
+Every message carries ``Cead-Event-Signature``: a compact JWS by the node's own key (``typ`` ``cead-event+jwt``,
+``kid`` a DID URL of the node) whose claims are the node's DID (``iss``), the message id (``jti``), the time
+(``iat``) and the SHA-256 of the exact body (``body_sha256``). A receiver verifies it against the node's DID
+document: no shared secret to hand out, and signing happens only on the organisation's own node. Events carry ids,
+types, names and links, never personal data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+from sqlmodel import Field, SQLModel, select
+
+from verifier.results import CeadError
+
+from . import db
+
+log = logging.getLogger(__name__)
+
+EVENTS = {
+    "request.received": "A data-sharing request arrived",
+    "request.decided": "A data-sharing request was decided",
+    "credential.revoked": "A credential was revoked",
+    "credential.suspended": "A credential was suspended",
+    "credential.reinstated": "A credential was reinstated",
+    "credential.expiring": "A credential expires soon",
+    "transfer.denied": "A transfer was denied",
+}
+KINDS = ("webhook", "teams")
+MAX_ATTEMPTS = 8
+FIRST_RETRY = 30          # seconds; doubles each time
+MAX_RETRY = 3600
+TIMEOUT = 10.0
+SIGNATURE_HEADER = "Cead-Event-Signature"
+EVENT_TYP = "cead-event+jwt"
+
+
+class Notification(SQLModel, table=True):
+    """One message to one subscriber: the outbox."""
+    __tablename__ = "issuer_notification"
+    id: str = Field(primary_key=True)
+    subscription: str = Field(index=True)
+    event: str = Field(index=True)
+    subject: Optional[str] = Field(default=None, index=True)   # what it is about (a credential or request id)
+    url: str
+    body: str
+    created: str = Field(default_factory=db.utcnow)
+    attempts: int = 0
+    next_attempt: str = Field(default_factory=db.utcnow, index=True)
+    delivered_at: Optional[str] = None
+    failed_at: Optional[str] = None
+    last_error: Optional[str] = None
+
+
+def subscriptions(node) -> list[dict]:
+    """The ``notifications`` of ``config.yaml``, checked (``node.config_invalid`` naming what is wrong)."""
+    items = node.config.get("notifications") or []
+    where = "config.yaml notifications"
+    if not isinstance(items, list):
+        raise CeadError("node.config_invalid", f"{where}: must be a list of subscriptions.")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise CeadError("node.config_invalid", f"{where}[{i}]: must be a mapping.")
+        unknown = set(item) - {"name", "url", "kind", "events", "link"}
+        if unknown:
+            raise CeadError("node.config_invalid", f"{where}[{i}]: unknown key(s) {', '.join(sorted(unknown))}.")
+        url, kind, events = item.get("url"), item.get("kind", "webhook"), item.get("events")
+        if not (isinstance(url, str) and url.startswith(("https://", "http://"))):
+            raise CeadError("node.config_invalid", f"{where}[{i}].url: an https URL is needed.")
+        if kind not in KINDS:
+            raise CeadError("node.config_invalid", f"{where}[{i}].kind: {kind!r}; use webhook or teams.")
+        if not (isinstance(events, list) and events and all(e in EVENTS for e in events)):
+            raise CeadError("node.config_invalid", f"{where}[{i}].events: a list of {', '.join(EVENTS)}.")
+        out.append({"name": str(item.get("name") or f"subscription-{i + 1}"), "url": url, "kind": kind,
+                    "events": list(events), "link": item.get("link")})
+    return out
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def teams_card(node, event: str, data: dict, link: str | None) -> dict:
+    """A Teams message with an Adaptive Card (the format Teams workflow and incoming webhooks accept)."""
+    facts = [{"title": k.replace("_", " ").capitalize(), "value": str(v)[:300]} for k, v in data.items()
+             if v is not None and not isinstance(v, (dict, list))]
+    card: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
+        "body": [{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
+                  "text": f"{EVENTS[event]}: {node.name}"},
+                 {"type": "FactSet", "facts": facts}]}
+    if link:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open in Cead", "url": link}]
+    return {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+                                                "contentUrl": None, "content": card}]}
+
+
+def notify(node, event: str, data: dict, *, subject: str | None = None, now: datetime | None = None) -> int:
+    """Queue ``event`` for every subscription that asked for it; returns how many messages were queued. A node
+    without subscriptions does nothing. Never raises for a receiver's sake (the outbox is local)."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}")
+    wanted = [sub for sub in subscriptions(node) if event in sub["events"]]
+    if not wanted:
+        return 0
+    now = now or datetime.now(timezone.utc)
+    with node.session() as s:
+        for sub in wanted:
+            mid = f"urn:uuid:{uuid.uuid4()}"
+            link = sub["link"].rstrip("/") + data["path"] if sub.get("link") and data.get("path") else sub.get("link")
+            payload = ({"id": mid, "type": event, "time": _stamp(now), "source": node.did, "data": data}
+                       if sub["kind"] == "webhook" else teams_card(node, event, data, link))
+            s.add(Notification(id=mid, subscription=sub["name"], event=event, subject=subject, url=sub["url"],
+                               body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                               next_attempt=_stamp(now)))
+        s.commit()
+    return len(wanted)
+
+
+def emit(node, event: str, data: dict, *, subject: str | None = None) -> None:
+    """``notify`` for the places where something has already happened (a status change committed, a request
+    stored): a broken subscription list or database hiccup is logged, never undoes or fails what happened."""
+    try:
+        notify(node, event, data, subject=subject)
+    except Exception:
+        log.exception("could not queue the %s notification for %s", event, subject)
+
+
+def sign(node, message_id: str, body: bytes, now: float | None = None) -> str:
+    """The ``Cead-Event-Signature`` of a message: a JWS by the node's key over the body's SHA-256."""
+    from .signing import sign_jwt
+    claims = {"iss": node.did, "jti": message_id, "iat": int(now or time.time()),
+              "body_sha256": hashlib.sha256(body).hexdigest()}
+    return sign_jwt(claims, node.signing_key(), node.verification_method_id, typ=EVENT_TYP)
+
+
+def verify_signature(signature: str, body: bytes, resolver, *, max_age: int = 3600) -> dict:
+    """For receivers: check a ``Cead-Event-Signature`` against the sending node's DID document and the body;
+    returns its claims (``iss`` is the node's DID) or raises ``CeadError("event.signature_invalid")``."""
+    from verifier.jose import verify_jwt
+    try:
+        claims, kid = verify_jwt(signature, resolver, EVENT_TYP, "assertionMethod")
+    except CeadError as exc:
+        raise CeadError("event.signature_invalid", f"The event signature does not verify: {exc.message}") from None
+    if not kid.startswith(str(claims.get("iss")) + "#"):
+        raise CeadError("event.signature_invalid", "The event was signed by a key of another DID than its iss.")
+    if claims.get("body_sha256") != hashlib.sha256(body).hexdigest():
+        raise CeadError("event.signature_invalid", "The event body is not the one that was signed.")
+    if abs(time.time() - float(claims.get("iat", 0))) > max_age:
+        raise CeadError("event.signature_invalid", "The event signature is too old (a replay?).")
+    return claims
+
+
+def _retry_after(attempts: int) -> int:
+    return min(MAX_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1))
+
+
+def deliver_due(node, *, now: datetime | None = None, session=None) -> dict:
+    """Send every due message once; returns ``{"delivered", "retrying", "failed"}`` counts."""
+    import requests
+    now = now or datetime.now(timezone.utc)
+    fetcher = node.fetcher()
+    http = session or requests.Session()
+    counts = {"delivered": 0, "retrying": 0, "failed": 0}
+    with node.session() as s:
+        due = list(s.exec(select(Notification).where(Notification.delivered_at.is_(None),
+                                                     Notification.failed_at.is_(None),
+                                                     Notification.next_attempt <= _stamp(now))
+                          .order_by(Notification.created).limit(200)))
+    for note in due:
+        body = note.body.encode("utf-8")
+        error = None
+        try:
+            fetcher.check(note.url)
+            response = http.post(note.url, data=body, allow_redirects=False, timeout=TIMEOUT,
+                                 verify=fetcher.ca_bundle or True,
+                                 headers={"Content-Type": "application/json", "Cead-Event-Id": note.id,
+                                          SIGNATURE_HEADER: sign(node, note.id, body)})
+            if not 200 <= response.status_code < 300:
+                error = f"HTTP {response.status_code}"
+        except CeadError as exc:
+            error = f"{exc.code}: {exc.message}"
+        except requests.RequestException as exc:
+            error = f"unreachable: {type(exc).__name__}"
+        with node.session() as s:
+            row = s.get(Notification, note.id)
+            row.attempts += 1
+            if error is None:
+                row.delivered_at, row.last_error = _stamp(now), None
+                counts["delivered"] += 1
+            elif row.attempts >= MAX_ATTEMPTS:
+                row.failed_at, row.last_error = _stamp(now), error
+                counts["failed"] += 1
+                log.warning("notification %s to %s failed for good: %s", row.id, row.subscription, error)
+            else:
+                row.next_attempt = _stamp(now + timedelta(seconds=_retry_after(row.attempts)))
+                row.last_error = error
+                counts["retrying"] += 1
+            s.add(row)
+            s.commit()
+    return counts
+
+
+def check_expiring(node, days: int = 30, *, now: datetime | None = None) -> int:
+    """Queue ``credential.expiring`` once for each active credential this node issued that ends within ``days``."""
+    now = now or datetime.now(timezone.utc)
+    limit = _stamp(now + timedelta(days=days))
+    with node.session() as s:
+        rows = list(s.exec(select(db.IssuedCredential).where(db.IssuedCredential.status == "active",
+                                                             db.IssuedCredential.valid_until.is_not(None),
+                                                             db.IssuedCredential.valid_until <= limit,
+                                                             db.IssuedCredential.valid_until > _stamp(now))))
+        told = {n.subject for n in s.exec(select(Notification).where(Notification.event == "credential.expiring"))}
+    queued = 0
+    for row in rows:
+        if row.id in told:
+            continue
+        queued += notify(node, "credential.expiring", {"credential": row.id, "type": row.types.split(",")[-1],
+                                                       "subject": row.subject, "valid_until": row.valid_until},
+                         subject=row.id, now=now)
+    return queued
+
+
+def outbox(node, limit: int = 100) -> list[Notification]:
+    with node.session() as s:
+        return list(s.exec(select(Notification).order_by(Notification.created.desc()).limit(limit)))
+
+
+def start_dispatcher(node, interval: float = 10.0) -> threading.Event:
+    """Deliver due messages every ``interval`` seconds in a daemon thread; set the returned event to stop."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(interval):
+            try:
+                deliver_due(node)
+            except Exception:          # a database hiccup must not end the loop; it is logged and retried
+                log.exception("notification dispatch failed")
+
+    if subscriptions(node):
+        threading.Thread(target=loop, name="cead-notifications", daemon=True).start()
+    return stop

@@ -1,0 +1,132 @@
+"""Notifications of node events to receiving HTTPS servers on 127.0.0.1: a signed webhook retried with back-off
+until the receiver answers, its signature verified against the node's DID document; a Teams Adaptive Card; nothing
+sent for events a subscription did not ask for; a message survives a restart (it is in the node's database)."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import yaml
+
+from helpers_https import https_server
+from issuer import notifications, service
+from issuer.app import create_app
+from issuer.node import Node
+from issuer_fixtures import PASS, certification
+from verifier.did import Resolver
+from verifier.http import Fetcher
+from verifier.results import CeadError
+
+
+class Receiver:
+    """A webhook receiver that fails its first ``failures`` calls with 503."""
+
+    def __init__(self, failures: int = 0):
+        self.failures, self.calls, self.lock = failures, [], threading.Lock()
+
+    def __call__(self, environ, start_response):
+        from werkzeug.wrappers import Request, Response
+        req = Request(environ)
+        with self.lock:
+            self.calls.append((req.path, dict(req.headers), req.get_data()))
+            status = 503 if len(self.calls) <= self.failures else 204
+        return Response(status=status)(environ, start_response)
+
+
+def _subscribe(node, subs):
+    config = yaml.safe_load((node.home / "config.yaml").read_text())
+    config["notifications"] = subs
+    (node.home / "config.yaml").write_text(yaml.safe_dump(config))
+    return Node.open(node.home, PASS)
+
+
+@pytest.fixture
+def world(tmp_path):
+    receiver = Receiver(failures=2)
+    holder = {}
+
+    def app(environ, start):
+        path = environ.get("PATH_INFO", "")
+        return (receiver if path.startswith("/hooks/") else holder["app"])(environ, start)
+    with https_server(app) as (base_url, ca_bundle):
+        port = base_url.rsplit(":", 1)[1]
+        node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain=f"localhost:{port}", public_url=base_url,
+                            network={"ca_bundle": ca_bundle, "allow_private": True})
+        node = _subscribe(node, [
+            {"name": "ig", "url": base_url + "/hooks/ig", "kind": "webhook",
+             "events": ["credential.revoked", "credential.expiring"]},
+            {"name": "teams", "url": base_url + "/hooks/teams", "kind": "teams", "events": ["credential.revoked"],
+             "link": "https://cead.fife.example"}])
+        node._passphrase = PASS
+        holder["app"] = create_app(node)
+        yield node, receiver, base_url, ca_bundle
+
+
+def test_signed_webhook_retried_until_the_receiver_answers(world):
+    node, receiver, base_url, ca_bundle = world
+    issued = service.issue(node, certification(node.did), {"credentialStatus": {
+        "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
+    cid = issued.id
+    service.change_status(node, cid, "suspend")        # nobody asked for suspensions: nothing queued
+    assert notifications.outbox(node) == []
+    service.change_status(node, cid, "revoke")
+    assert sorted(n.subscription for n in notifications.outbox(node)) == ["ig", "teams"]
+
+    now = datetime.now(timezone.utc)
+    first = notifications.deliver_due(node, now=now)
+    assert first == {"delivered": 0, "retrying": 2, "failed": 0}       # two 503s
+    assert notifications.deliver_due(node, now=now) == {"delivered": 0, "retrying": 0, "failed": 0}  # not due yet
+    later = notifications.deliver_due(node, now=now + timedelta(seconds=notifications.FIRST_RETRY + 1))
+    assert later == {"delivered": 2, "retrying": 0, "failed": 0}
+    assert len(receiver.calls) == 4
+
+    path, headers, body = next(c for c in receiver.calls[2:] if c[0] == "/hooks/ig")
+    event = json.loads(body)
+    assert event["type"] == "credential.revoked" and event["data"]["credential"] == cid
+    assert event["source"] == node.did
+    resolver = Resolver(Fetcher(allow_private=True, ca_bundle=ca_bundle))
+    claims = notifications.verify_signature(headers[notifications.SIGNATURE_HEADER], body, resolver)
+    assert claims["iss"] == node.did and claims["jti"] == event["id"]
+    with pytest.raises(CeadError) as info:                                 # another body, the same signature
+        notifications.verify_signature(headers[notifications.SIGNATURE_HEADER], body + b" ", resolver)
+    assert info.value.code == "event.signature_invalid"
+
+    path, headers, body = next(c for c in receiver.calls[2:] if c[0] == "/hooks/teams")
+    card = json.loads(body)["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert card["content"]["type"] == "AdaptiveCard" and "revoked" in card["content"]["body"][0]["text"]
+    assert card["content"]["actions"][0]["url"] == "https://cead.fife.example"
+
+
+def test_gives_up_after_the_last_attempt_and_expiry_warnings_once(world, monkeypatch):
+    node, receiver, base_url, _ = world
+    receiver.failures = 10 ** 6
+    monkeypatch.setattr(notifications, "MAX_ATTEMPTS", 2)
+    soon = (datetime.now(timezone.utc) + timedelta(days=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cert = certification(node.did)
+    cert["validUntil"] = soon
+    service.issue(node, cert)
+    assert notifications.check_expiring(node, 30) == 1
+    assert notifications.check_expiring(node, 30) == 0                     # told once
+    now = datetime.now(timezone.utc)
+    notifications.deliver_due(node, now=now)
+    final = notifications.deliver_due(node, now=now + timedelta(hours=2))
+    assert final["failed"] == 1
+    (row,) = notifications.outbox(node)
+    assert row.failed_at and row.last_error == "HTTP 503" and row.attempts == 2
+
+
+@pytest.mark.parametrize("subs,fragment", [
+    ({"url": "https://x.example/h", "events": ["made.up"]}, "events"),
+    ({"url": "ftp://x.example/h", "events": ["credential.revoked"]}, "url"),
+    ({"url": "https://x.example/h", "events": ["credential.revoked"], "kind": "slack"}, "kind"),
+    ({"url": "https://x.example/h", "events": ["credential.revoked"], "secret": "x"}, "unknown key"),
+])
+def test_bad_subscriptions_are_named(tmp_path, subs, fragment):
+    node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain="fife.example")
+    node = _subscribe(node, [subs])
+    with pytest.raises(CeadError) as info:
+        notifications.subscriptions(node)
+    assert info.value.code == "node.config_invalid" and fragment in info.value.message

@@ -1,0 +1,128 @@
+"""The data sharing agreement as a Word document, structured on the contents the ICO's Data Sharing Code of Practice
+lists for an agreement, made from a received data-sharing request (and, once approved, the approval's conditions).
+
+``agreement_docx(node, wallet, request_id)`` returns ``(bytes, digest)``: the .docx (python-docx) and its digest in
+the form an approval pins (``"sha256-" + base64url(SHA-256(bytes))``). The node keeps the exact bytes it generated
+(``HOME/agreements/<request id>.docx``), so the pinned digest always matches a file someone can open; a later edit
+in Word is a new agreement with a new digest, never the same one.
+
+Sections (ICO Data Sharing Code, "Data sharing agreements"): the parties and their roles; the purpose of the
+sharing; other organisations involved; the data to be shared (and data minimisation); the lawful basis (and the
+special-category or criminal-offence conditions); individuals' rights and transparency; information governance
+(security, retention and deletion, breaches, onward sharing); review and termination; sign-off. What the request
+does not say is written as "To be agreed" so nobody signs a gap unknowingly.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from pathlib import Path
+
+from verifier.results import CeadError
+
+TBA = "To be agreed."
+
+
+def _digest(data: bytes) -> str:
+    return "sha256-" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+
+
+def _names(values) -> list[str]:
+    """IRIs as their compact names (``cead:FreeSchoolMealAutoEnrolment``)."""
+    from schemas.vocab import compact
+    return [compact(v) if isinstance(v, str) else str(v) for v in values or []]
+
+
+def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | None = None) -> tuple[bytes, str]:
+    """Build the agreement for a received request; returns ``(docx bytes, digest)`` and keeps the file."""
+    from docx import Document
+    from docx.shared import Pt
+
+    from . import requests as sharing
+    row = sharing.get_request(wallet, request_id)
+    req = row.request
+    approved = approval_subject or {}
+    basis = req.get("lawfulBasis") if isinstance(req.get("lawfulBasis"), dict) else {}
+    certs = row.certification_list
+
+    doc = Document()
+    doc.styles["Normal"].font.name = "Arial"
+    doc.styles["Normal"].font.size = Pt(11)
+    doc.core_properties.title = "Data sharing agreement"
+    doc.core_properties.author = node.name
+    doc.add_heading("Data sharing agreement", 0)
+    doc.add_paragraph(f"Between {node.name} and the requesting organisation, for the request received on "
+                      f"{row.received_at:%d %B %Y} (reference {row.id}).")
+
+    def section(title: str, lines: list[str]) -> None:
+        doc.add_heading(title, 1)
+        for line in lines or [TBA]:
+            doc.add_paragraph(line, style="List Bullet")
+
+    section("1. The parties and their roles", [
+        f"Disclosing organisation (controller of the data): {node.name} ({node.did}).",
+        f"Receiving organisation: {row.requester}" + (f", certified {', '.join(_names([c.get('scheme') for c in certs]))}"
+                                                      if certs else "") + ".",
+        "Each organisation is a separate controller for its own processing unless stated otherwise below."])
+    section("2. Purpose of the sharing", [
+        *(f"Purpose: {p}" for p in _names(req.get("purposes"))),
+        f"Why the data is needed (as the requester put it): {req.get('justification') or TBA}"])
+    others = approved.get("processors") or []
+    section("3. Other organisations involved", [f"Processor: {p}" for p in others] or
+            ["None: no processor or other organisation receives the data."])
+    section("4. The data to be shared", [
+        *(f"Dataset: {d}" for d in req.get("datasets") or []),
+        "Data items: " + (", ".join(req.get("dataItems") or []) or TBA),
+        f"How often: {req.get('cadence') or TBA}",
+        "Only these items are shared; anything more needs a new or amended agreement (data minimisation)."])
+    bases = approved.get("lawfulBases") or [basis]
+    lines = []
+    for entry in bases if isinstance(bases, list) else []:
+        if isinstance(entry, dict):
+            lines.append(f"{entry.get('party', 'A party')} under {entry.get('regime', 'UK GDPR')}: "
+                         + "; ".join(entry.get("legalBases") or []) or TBA)
+    section("5. Lawful basis", lines + ["Special category or criminal offence data needs its condition named here "
+                                        "(UK GDPR Article 9 or 10, DPA 2018 Schedule 1)."])
+    section("6. Individuals' rights and transparency", [
+        "Each organisation answers requests from individuals about the data it holds and tells the other when a "
+        "request concerns shared data.",
+        "Privacy notices of both organisations describe this sharing."])
+    retention = approved.get("retention")
+    section("7. Information governance", [
+        f"Retention and deletion: {json.dumps(retention) if retention else TBA}",
+        f"Onward sharing: {approved.get('onwardSharing') or TBA}",
+        "Security: the data moves only through the provider's gateway, which checks this agreement's approval on "
+        "every transfer; the receiving organisation keeps it under its certified controls.",
+        "Breaches: each organisation tells the other within 24 hours of becoming aware of a breach of shared data."])
+    section("8. Review and termination", [
+        f"This agreement is reviewed at least yearly{', and ends on ' + approved['validUntil'] if approved.get('validUntil') else ''}.",
+        "Revoking the approval ends the sharing at once: the gateway refuses every later transfer."])
+    doc.add_heading("9. Sign-off", 1)
+    table = doc.add_table(rows=3, cols=3)
+    for i, head in enumerate(("Organisation", "Name and role", "Date")):
+        table.cell(0, i).text = head
+    table.cell(1, 0).text, table.cell(2, 0).text = node.name, row.requester
+
+    buf = io.BytesIO()
+    doc.save(buf)
+    data = buf.getvalue()
+    folder = Path(node.home) / "agreements"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"{row.id}.docx"
+    tmp = path.with_suffix(".docx.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)                # atomic: the file with this digest is whole or absent
+    return data, _digest(data)
+
+
+def kept(node, request_id: str) -> tuple[bytes, str]:
+    """The agreement generated for a request, as kept, with its digest (``agreement.not_found`` if none)."""
+    path = Path(node.home) / "agreements" / f"{request_id}.docx"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise CeadError("agreement.not_found", f"No agreement was generated for request {request_id}; make one with "
+                        "`cead request agreement`.") from None
+    return data, _digest(data)

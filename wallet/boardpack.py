@@ -1,0 +1,110 @@
+"""The information-governance board pack for a data-sharing request, as HTML and PDF (WeasyPrint).
+
+An IG board reads on paper or a PDF, not on a node's pages. ``board_pack_html(node, wallet, request_id)`` gathers
+what a board weighs, in plain words: who is asking and what they hold (certifications as presented, with their
+status when the request arrived), what they ask for (datasets, data items, purposes, lawful basis, cadence,
+justification), the ICO Data Sharing Code checklist (what the request answers and what is missing), the nearest
+precedents (this node's and followed peers' decisions), whether a standing approval covered it and why not, and the
+decision so far. ``board_pack_pdf`` renders the same HTML with WeasyPrint (BSD-3-Clause), so the two never differ.
+Identifiers are shown beside names, never instead of them; nothing is fetched while rendering (no remote fonts,
+images or styles).
+"""
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+from schemas.vocab import CERTIFICATION_SCHEMES, LEGAL_BASES, PURPOSES, compact, expand
+
+STYLE = """
+@page { size: A4; margin: 18mm 16mm; @bottom-right { content: "Page " counter(page) " of " counter(pages); } }
+body { font-family: Arial, Helvetica, sans-serif; font-size: 10.5pt; color: #1f2933; line-height: 1.4; }
+h1 { font-size: 19pt; margin: 0 0 4pt; color: #002d54; } h2 { font-size: 13pt; color: #002d54; margin: 14pt 0 4pt;
+border-bottom: 1.5pt solid #0065bd; padding-bottom: 2pt; }
+table { width: 100%; border-collapse: collapse; margin: 4pt 0; } th, td { text-align: left; vertical-align: top;
+padding: 3pt 5pt; border-bottom: 0.5pt solid #b3b3b3; } th { width: 32%; font-weight: bold; background: #f2f2f2; }
+.missing { color: #a4262c; font-weight: bold; } .ok { color: #2b7a0b; font-weight: bold; }
+.muted { color: #5e6b78; font-size: 9pt; word-break: break-all; } .note { border-left: 3pt solid #0065bd;
+padding: 3pt 8pt; background: #f0f6fc; }
+"""
+
+# ICO Data Sharing Code of Practice: what a data sharing agreement should cover (the request's fields that answer it)
+CHECKLIST = [
+    ("Purpose of the sharing", lambda r: bool(r.get("purposes")) and bool(r.get("justification"))),
+    ("The data to be shared (minimised)", lambda r: bool(r.get("dataItems"))),
+    ("Lawful basis", lambda r: bool((r.get("lawfulBasis") or {}).get("legalBases"))),
+    ("Agreement document pinned by digest", lambda r: bool((r.get("agreement") or {}).get("digest"))),
+    ("How often data moves (cadence)", lambda r: bool(r.get("cadence"))),
+    ("Where the answer is delivered (requester's node)", lambda r: bool(r.get("replyTo"))),
+]
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _named(value) -> str:
+    """A term by its name, with its identifier beside it (small), never instead of it."""
+    if not isinstance(value, str):
+        return _e(value)
+    iri = expand(value)
+    term = PURPOSES.get(iri) or LEGAL_BASES.get(iri) or CERTIFICATION_SCHEMES.get(iri)
+    return f"{_e(term.label)} <span class='muted'>{_e(compact(value))}</span>" if term else _e(compact(value))
+
+
+def _list(values) -> str:
+    items = [v for v in values or []]
+    if not items:
+        return '<span class="missing">Not stated</span>'
+    return "<br>".join(_named(v) for v in items)
+
+
+def board_pack_html(node, wallet, request_id: str, *, now: datetime | None = None) -> str:
+    from . import precedents
+    from . import requests as sharing
+    row = sharing.get_request(wallet, request_id)
+    req = row.request
+    basis = req.get("lawfulBasis") or {}
+    now = now or datetime.now(timezone.utc)
+    certs = "".join(f"<tr><th>{_named(c.get('scheme') or '')}</th><td>status {_e(c.get('status'))}, expires "
+                    f"{_e(c.get('expiryDate'))}<div class='muted'>issued by {_e(c.get('issuer'))}</div></td></tr>"
+                    for c in row.certification_list) or "<tr><td class='missing'>No certification was presented."
+    checks = "".join(f"<tr><th>{_e(name)}</th><td class='{'ok' if test(req) else 'missing'}'>"
+                     f"{'Answered' if test(req) else 'Missing'}</td></tr>" for name, test in CHECKLIST)
+    near = precedents.nearest(wallet, dict(req, _id=row.id), k=3, requester=row.requester)
+    prec = "".join(f"<tr><th>{_e(p['outcome'])} {_e(p.get('decidedAt') or '')}<div class='muted'>"
+                   f"{'this organisation' if p['mine'] else _e(p['decider'])}</div></th><td>{'<br>'.join(_e(w) for w in p['why'])}"
+                   f"{'<br><b>Reasons:</b> ' + _e(p['reasons']) if p.get('reasons') else ''}</td></tr>" for p in near)
+    decision = (f"{_e(row.status)}" + (f" by {_e(row.decided_by)} on {row.decided_at:%d %B %Y}" if row.decided_at else "")
+                + (f"<br>Reason: {_e(row.reason)}" if row.reason else ""))
+    return f"""<!doctype html><html lang="en-GB"><head><meta charset="utf-8">
+<title>Board pack: data-sharing request {_e(row.id)}</title><style>{STYLE}</style></head><body>
+<h1>Data-sharing request for the information governance board</h1>
+<p>{_e(node.name)} &middot; request {_e(row.id)} received {row.received_at:%d %B %Y} &middot; pack made {now:%d %B %Y %H:%M} UTC</p>
+<h2>Who is asking</h2>
+<table><tr><th>Requesting organisation</th><td>{_e(row.requester)}</td></tr>{certs}</table>
+<h2>What they ask for</h2>
+<table><tr><th>Datasets</th><td>{_list(req.get('datasets'))}</td></tr>
+<tr><th>Data items</th><td>{_list(req.get('dataItems'))}</td></tr>
+<tr><th>Purposes</th><td>{_list(req.get('purposes'))}</td></tr>
+<tr><th>Lawful basis ({_e(basis.get('regime') or 'not stated')})</th><td>{_list(basis.get('legalBases'))}</td></tr>
+<tr><th>How often</th><td>{_e(req.get('cadence')) or '<span class="missing">Not stated</span>'}</td></tr>
+<tr><th>Why (in the requester's words)</th><td>{_e(req.get('justification')) or '<span class="missing">Not stated</span>'}</td></tr>
+<tr><th>Agreement</th><td>{_e((req.get('agreement') or {}).get('id'))}<div class="muted">{_e((req.get('agreement') or {}).get('digest'))}</div></td></tr></table>
+<h2>ICO Data Sharing Code: what the request answers</h2><table>{checks}</table>
+<h2>What was decided before</h2><table>{prec or '<tr><td>No earlier decision is near this request.</td></tr>'}</table>
+{f'<h2>Standing approvals</h2><p class="note">{_e(row.standing_note)}</p>' if row.standing_note else ''}
+<h2>Decision</h2><p>{decision}</p>
+<p class="muted">What this pack shows was presented by the requester and checked by {_e(node.name)}'s node when it arrived
+(the presentation's signature and the certifications' status). The lawful-basis rules and the approver's delegation
+are checked again when an approval is signed. The controller remains accountable for the decision.</p>
+</body></html>"""
+
+
+def board_pack_pdf(node, wallet, request_id: str) -> bytes:
+    """The same pack as PDF. No URL is fetched while rendering (a fetcher that refuses everything)."""
+    import weasyprint
+
+    def refuse(url, *args, **kwargs):
+        raise ValueError(f"board packs fetch nothing ({url})")
+    return weasyprint.HTML(string=board_pack_html(node, wallet, request_id), url_fetcher=refuse).write_pdf()
