@@ -29,6 +29,7 @@ _COMMANDS = {
     "notifications": ("issuer.cli", "notifications_group"),
     "verify": ("verifier.cli", "verify"),
     "verifier": ("verifier.cli", "verifier"),
+    "lawful": ("verifier.lawful.cli", "lawful"),
     "wallet": ("wallet.cli", "wallet"),
     "fetch": ("wallet.cli", "fetch"),
     "deliver": ("wallet.cli", "deliver"),

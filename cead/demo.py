@@ -27,7 +27,7 @@ from typing import Any
 
 import click
 
-from . import demo_world as world
+from . import demo_health, demo_world as world
 from .processes import LocalCA, ProcessGroup, Service, free_port, python_argv
 
 
@@ -93,6 +93,7 @@ class Demo:
         self.issued: dict[str, Any] = {}       # example file -> the signed credential
         self.by_id: dict[str, Any] = {}        # credential id -> the signed credential
         self.rows: list[Row] = []
+        self.vocabulary_path: Path | None = None   # the run's vocabulary (examples + live competent authorities)
 
     # ---- set-up ----------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -104,7 +105,7 @@ class Demo:
         (self.workdir / "logs").mkdir(exist_ok=True)
         self.echo(f"Node homes, logs and the demo CA: {self.workdir}")
         ports = {party.key: free_port() for party in world.CAST}
-        vocabulary = str(world.vocabulary_file())
+        vocabulary = str(self._vocabulary(ports))
         commands = {}
         for party in world.CAST:
             port = ports[party.key]
@@ -121,6 +122,20 @@ class Demo:
             self.live[party.key] = live
             for example_did in party.plays:
                 self.did_map[example_did] = node.did
+
+    def _vocabulary(self, ports: dict[str, int]) -> Path:
+        """The examples' vocabulary, plus the live DIDs of the parties that play a competent authority of the
+        rulebook (DPA 2018 Schedule 7), so that nodes and gateways know them as the rulebook knows the examples."""
+        from issuer.node import did_web
+        from verifier.lawful import builtin
+        data = json.loads(world.vocabulary_file().read_text(encoding="utf-8"))
+        known = builtin().competent_authorities()
+        data["competentAuthorities"] = [did_web(f"127.0.0.1:{ports[p.key]}") for p in world.CAST
+                                        if not p.is_person and known & set(p.plays)]
+        path = self.workdir / "vocabulary.json"
+        path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        self.vocabulary_path = path
+        return path
 
     def _home(self, party: world.Party) -> Path:
         return self.workdir / "nodes" / party.key
@@ -177,7 +192,7 @@ class Demo:
             live.service = self.group.start(Service(f"node {live.party.key}", argv, live.port, "/",
                                                     self.workdir / "logs" / f"{live.party.key}.log", env=env))
         # the gateways know which catalogue each dataset is part of from their trust policy, as a real one would
-        policy = {**self._policy(), "vocabulary": [str(world.vocabulary_file())]}
+        policy = {**self._policy(), "vocabulary": [str(self.vocabulary_path)]}
         for live in self.live.values():
             if not live.party.provides_data:
                 continue
@@ -462,6 +477,8 @@ class Demo:
             elif isinstance(step, world.Pull):
                 number += 1
                 self.pull(step, number)
+            elif isinstance(step, demo_health.Cosign):
+                demo_health.cosign(self, step)
 
     # ---- output --------------------------------------------------------------------------------------------
     def table(self) -> str:
@@ -532,6 +549,8 @@ def demo(workdir: Path | None, keep_running: bool, fast: bool, report_path: Path
         runner.setup()
         runner.start()
         runner.play()
+        from .demo_computations import play_computations   # PSI and secure aggregation that really run
+        play_computations(runner)
     except KeyboardInterrupt:
         error = "interrupted"
     except DemoError as exc:

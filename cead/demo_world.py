@@ -237,7 +237,8 @@ def script(fast: bool = False) -> list:
         Pull("sg-justice", "police", "/recorded-crime", "police-transfer-allowed.json", "deny", "status.revoked",
              changes={"period": "2026-11"}, query="?period=2026-11", label="monthly extract after revocation"),
     ]
-    return steps
+    from .demo_health import script as health_and_care   # issue 13: Art 9(2)(h), PBPP, Caldicott Guardian
+    return steps + health_and_care()
 
 
 def check_script_against_expected(steps: list) -> list[str]:
@@ -254,3 +255,11 @@ def check_script_against_expected(steps: list) -> list[str]:
             if case is not None and case["allowed"] != (step.refused is None):
                 problems.append(f"{step.example}: expected.json says allowed={case['allowed']}")
     return problems
+
+
+def _with_health_and_care() -> tuple[Party, ...]:
+    from .demo_health import cast
+    return CAST + cast()
+
+
+CAST = _with_health_and_care()

@@ -14,12 +14,14 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from schemas.values import strict_json
 from verifier.results import CeadError
 from verifier.serving import read_bounded
 
-from . import offers, oid4vp, pages, service, statuslist, tokens
+from . import idempotency, offers, oid4vp, pages, service, statuslist, tokens
 
 MAX_BODY = 256 * 1024
+RETRY_AFTER = 5   # seconds a client is asked to wait after a 503 (the database did not answer within its bounds)
 log = logging.getLogger("cead.issuer")
 
 
@@ -28,16 +30,14 @@ def _json(status: int, body: dict, headers: dict | None = None) -> Response:
                     mimetype="application/json")
 
 
-def _error(status: int, code: str, message: str, detail: dict | None = None) -> Response:
+def _error(status: int, code: str, message: str, detail: dict | None = None,
+           headers: dict | None = None) -> Response:
     err = {"code": code, "message": message}
     if detail:
         err["detail"] = detail
-    return _json(status, {"error": err})
-
-
-def _not_json(name: str):
-    """``json.loads`` takes NaN and Infinity, which are not JSON (RFC 8259) and which nothing can sign (JCS)."""
-    raise ValueError(f"{name} is not a JSON value")
+    if status == 503 and not (headers or {}).get("Retry-After"):   # a 503 always says when to come back
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER)}
+    return _json(status, {"error": err}, headers)
 
 
 def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Flask:
@@ -48,6 +48,9 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
     @app.errorhandler(CeadError)
     def _cead_error(exc: CeadError):
         status = service.VC_API_STATUS.get(exc.code, 400)
+        if exc.code == "status.list_not_ready":
+            return _error(503, exc.code, exc.message,
+                          headers={"Retry-After": str(exc.detail.get("retry_after", RETRY_AFTER))})
         if status >= 500:
             log.error("issuer error %s: %s", exc.code, exc.message)
             return _error(status, exc.code, "The issuer cannot sign right now; see the node's log.")
@@ -66,8 +69,9 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
             coded = db.database_error(exc)
             log.error("issuer database error %s: %s", coded.code, coded.message)
             if coded.code == "db.unavailable":
-                return _error(503, coded.code, "The node's database is unavailable; nothing was signed or stored. "
-                              "Try again later.")
+                return _error(503, coded.code, "The node's database is unavailable or did not answer in time. "
+                              "Try again later; an issuing request retried with the same Idempotency-Key returns "
+                              "its credential if it was stored.")
         log.exception("unexpected error in the issuer API")
         return _error(500, "server.error", "Unexpected error; nothing was signed or stored.")
 
@@ -87,7 +91,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         if not request.is_json:
             raise CeadError("request.content_type", "Send the body as application/json.")
         try:
-            data = json.loads(read_body() or b"", parse_constant=_not_json)
+            data = strict_json(read_body() or b"", "the request body")
         except (ValueError, UnicodeDecodeError):
             raise CeadError("request.malformed_json", "The request body is not valid JSON.") from None
         except RecursionError:
@@ -118,8 +122,9 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         if "credential" not in body:
             raise CeadError("request.invalid", "The request needs a 'credential' object.", field="credential")
         issued = service.issue(node, body["credential"], body.get("options"), issued_by=token.name,
-                               scopes=token.scopes.split(","))
-        return _json(201, issued.response())
+                               scopes=token.scopes.split(","),
+                               idempotency_key=request.headers.get(idempotency.HEADER))
+        return _json(201, issued.response(), {"Idempotent-Replayed": "true"} if issued.replayed else None)
 
     @app.post("/credentials/status")
     def status():

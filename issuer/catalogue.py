@@ -23,6 +23,7 @@ from typing import Any, Iterable, Optional
 
 from sqlmodel import Field, SQLModel, select
 
+from schemas.values import strict_json
 from verifier.results import CeadError
 
 from . import db
@@ -104,8 +105,8 @@ def read_dcat(data: bytes, fmt: str) -> list[CatalogueDataset]:
         raise CeadError("catalogue.format", f"Unknown format {fmt!r}; use json-ld, turtle or xml.")
     if fmt == "json-ld":
         try:
-            _no_remote_contexts(json.loads(data))
-        except ValueError:
+            _no_remote_contexts(strict_json(data, "the catalogue"))
+        except (ValueError, RecursionError):
             raise CeadError("catalogue.invalid", "The catalogue is not JSON.") from None
     graph = rdflib.Graph()
     try:

@@ -40,7 +40,7 @@ from flask import Blueprint, Response, request
 from sqlmodel import Field, SQLModel
 
 from schemas.models import credential_digest
-from schemas.values import types_of
+from schemas.values import strict_json, types_of
 from verifier.did import Resolver, split_did_url
 from verifier.jose import verify_jwt
 from verifier.keys import ED25519, b64url, b64url_decode
@@ -360,7 +360,11 @@ def blueprint(node) -> Blueprint:
 
     @bp.post("/oid4vci/credential")
     def credential():
-        body = request.get_json(silent=True, force=True) if (request.content_length or 0) <= 64 * 1024 else None
+        try:
+            body = strict_json(request.get_data(cache=False), "the request body") \
+                if (request.content_length or 0) <= 64 * 1024 else None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            body = None
         return _json(200, hand_over(node, request.headers.get("Authorization"), body))
 
     return bp

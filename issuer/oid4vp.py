@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, request
 from sqlmodel import Field, SQLModel, select
 
-from schemas.values import types_of
+from schemas.values import strict_json, types_of
 from verifier.results import CeadError, Problem
 
 from . import db
@@ -103,8 +103,8 @@ def check_response(verifier, query: dict, nonce: str, audience: str, vp_token: A
     holder = None
     if isinstance(vp_token, str):
         try:
-            vp_token = json.loads(vp_token)
-        except ValueError:
+            vp_token = strict_json(vp_token, "the vp_token")
+        except (ValueError, RecursionError):
             vp_token = None
     queries = {q.get("id"): q for q in query.get("credentials", [])}
     if not isinstance(vp_token, dict) or set(vp_token) - set(queries) or not vp_token:

@@ -25,7 +25,7 @@ from verifier.keys import ED25519, JOSE_ALGS
 from verifier.results import CeadError
 from verifier.suites import DEFAULT_SUITES
 
-from . import db, statuslist
+from . import db, idempotency, statuslist
 from .signing import sign_jwt
 
 V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
@@ -51,7 +51,7 @@ ACTIONS = {"revoke": ("revocation", True, "revoked"), "suspend": ("suspension", 
            "reinstate": ("suspension", False, "active")}
 # The issue request's options (docs/issuer.md). Any other key is refused (options.invalid naming it): a misspelt
 # option silently ignored would change what is signed, or skip the guard rail (``delegaton``).
-OPTIONS = ("cryptosuite", "format", "alg", "credentialStatus", "delegation")
+OPTIONS = ("cryptosuite", "format", "alg", "credentialStatus", "delegation", "upstream")
 # VC-API IssueCredentialOptions this node accepts without acting on them: ``mandatoryPointers`` (a list of JSON
 # pointers: the node's cryptosuites disclose every claim, so every pointer is always revealed) and ``credentialId``
 # (only when it is the credential's own ``id``, which is what VC-API defaults it to).
@@ -77,7 +77,7 @@ HTTP_STATUS = {
     "delegation.invalid": 422, "credential.duplicate_id": 409, "credential.not_found": 404,
     "status.no_entry": 409, "status.revoked_permanent": 409, "status.list_not_found": 404,
     "schema.invalid": 422, "key.locked": 500, "key.missing": 500, "node.public_url_missing": 500,
-    "db.unavailable": 503, "db.error": 500,
+    "db.unavailable": 503, "db.error": 500, "idempotency.key_reused": 422, "idempotency.key_invalid": 400,
 }
 # The VC-API endpoints follow VC-API (VCALM) exactly: it lists 201 and 400 for /credentials/issue and 200, 400 and
 # 404 for /credentials/status, so every refusal of the request itself is a 400 there (its code says which);
@@ -91,6 +91,7 @@ class Issued:
     format: str
     credential: dict | str          # the signed credential (dict) or the compact JWT
     verifiable_credential: dict     # what VC-API returns: the credential, or an EnvelopedVerifiableCredential
+    replayed: bool = False          # the stored reply to an earlier attempt of the same request
 
     def response(self) -> dict:
         return {"verifiableCredential": self.verifiable_credential}
@@ -219,6 +220,8 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str 
         if options.get("credentialStatus") is not None:
             raise _fail("options.invalid", "Bitstring Status List entries are VC 2.0 terms; a VC 1.1 credential is "
                         "issued without a status entry.", field="credentialStatus")
+    from .lawful import check_lawful
+    check_lawful(node, credential, options)   # the lawful-basis rulebook (verifier.lawful): nothing unlawful is signed
     return credential, options, cead_type
 
 
@@ -401,8 +404,11 @@ def load_delegation(node, delegation: Any) -> dict:
 
 
 def issue(node, credential: Any, options: Any = None, *, issued_by: str | None = None,
-          scopes: Iterable[str] | None = None) -> Issued:
-    """Sign ``credential`` as this node and record it. ``scopes`` (None = all, for the DPO's command line)."""
+          scopes: Iterable[str] | None = None, idempotency_key: str | None = None) -> Issued:
+    """Sign ``credential`` as this node and record it. ``scopes`` (None = all, for the DPO's command line).
+    A retry of the same request (same ``idempotency_key``, or the same credential ``id``) returns the credential
+    signed the first time (``issuer.idempotency``)."""
+    idem_key, digest = idempotency.check_key(idempotency_key), idempotency.request_hash(credential, options)
     credential, options, cead_type = check_request(node, credential, options)
     needed = TYPE_SCOPES[cead_type] if cead_type else GENERAL_SCOPE
     if scopes is not None and needed not in set(scopes):
@@ -411,6 +417,9 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
     check_delegation(node, credential, cead_type, options.get("delegation"))
     fmt = JWT_FORMAT if options.get("format") == JWT_FORMAT else options.get("cryptosuite") or CRYPTOSUITES[0]
     kind = _KIND_OF_ALG.get(options.get("alg"), ED25519)
+    replayed = _replay(node, idem_key, credential["id"], digest, issued_by)
+    if replayed is not None:
+        return replayed
     key, vm = node.signing_key(kind), node.verification_method_for(kind)
     try:
         with node.session() as s:
@@ -429,7 +438,6 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
                 from .signing import add_proof
                 signed = add_proof(credential, key, vm, cryptosuite=fmt)
                 vc = signed
-            digest = credential_digest(signed)
             subject = credential["credentialSubject"]
             subject = subject if isinstance(subject, dict) else subject[0]   # several subjects: the first named
             s.add(db.IssuedCredential(
@@ -437,12 +445,29 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
                 subject=subject.get("id") or " ".join(subject.get("recipients") or []) or None,
                 valid_from=credential.get("validFrom", credential.get("issuanceDate")),
                 valid_until=credential.get("validUntil", credential.get("expirationDate")), format=fmt,
-                verification_method=vm, digest=digest, status_entries=json.dumps(entries), issued_by=issued_by))
+                verification_method=vm, digest=credential_digest(signed), status_entries=json.dumps(entries),
+                issued_by=issued_by))
+            idempotency.record(s, key=idem_key, credential_id=credential["id"], digest=digest, issued_by=issued_by,
+                               response={"id": credential["id"], "format": fmt, "credential": signed,
+                                         "verifiableCredential": vc})
             s.commit()
-    except IntegrityError:
+        idempotency.after_commit(credential["id"])
+    except IntegrityError:   # a concurrent twin committed first: its reply, or a duplicate id
+        replayed = _replay(node, idem_key, credential["id"], digest, issued_by)
+        if replayed is not None:
+            return replayed
         raise _fail("credential.duplicate_id", f"A credential with id {credential['id']} was issued before.") \
             from None
     return Issued(credential["id"], fmt, signed, vc)
+
+
+def _replay(node, key, credential_id: str, digest: str, issued_by: str | None) -> Issued | None:
+    with node.session() as s:
+        stored = idempotency.replay(s, key=key, credential_id=credential_id, digest=digest, issued_by=issued_by)
+    if stored is None:
+        return None
+    return Issued(stored["id"], stored["format"], stored["credential"], stored["verifiableCredential"],
+                  replayed=True)
 
 
 def cosign(node, credential: Any, *, verifier=None) -> dict:

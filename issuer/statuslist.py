@@ -1,8 +1,20 @@
 """Status-list allocation and publishing (W3C Bitstring Status List v1.0) for this node.
 
-Allocation picks a random free index in the current list for a purpose; the database's unique constraint on
-(list, index) makes reuse impossible even with many issuers at once (a collision retries inside a savepoint).
-A list is closed once half full (random picks stay cheap) and a new one opened. Publishing derives the bitstring
+Allocation picks a random free index anywhere in the current list for a purpose (so a list's entries are spread over
+its whole bitstring from the first one on); the database's unique constraint on (list, index) makes reuse impossible
+even with many issuers at once (a collision retries inside a savepoint).
+
+There is one current list per purpose, whatever the concurrency: lists of a purpose are numbered (``seq`` 0, 1, ...)
+and (purpose, seq) is unique in the database, so when two issuers open "the next list" at once, one insert wins and
+the other, refused by the constraint, re-reads and joins the winner's list (SQLite serialises writers anyway with
+``BEGIN IMMEDIATE``; on PostgreSQL the next list is opened in a short transaction of its own, so no issuer waits
+for another's signing, and the loser's insert fails on the winner's committed row).
+A list is closed once half full (random picks stay cheap) and the next one opened.
+
+Herd privacy: a list is served only once it holds at least ``MIN_POPULATION`` entries, or when it is its purpose's
+first list (its crowd is then everything the node has issued for that purpose, which a verifier's fetch of the DID
+document already tells the node). Before that, ``GET /status/<id>`` answers 503 ``status.list_not_ready`` with
+Retry-After, and verifiers fail closed (docs/issuer.md, "Status lists and herd privacy"). Publishing derives the bitstring
 from the entries, signs the ``BitstringStatusListCredential`` with the node's current key, and caches the signed
 copy with the list's version; any status change bumps the version, and a copy signed with another key (rotated or
 retired since) or naming another URL (the public URL changed) is not reused, so the next request re-signs.
@@ -25,6 +37,8 @@ from . import db
 
 LIST_SIZE = MIN_ENTRIES
 FILL_LIMIT = LIST_SIZE // 2
+MIN_POPULATION = 1000   # entries a list (other than a purpose's first) holds before it is served
+NOT_READY_RETRY = 3600  # seconds: Retry-After on a list that is not yet served
 MAX_TRIES = 64
 LIST_CRYPTOSUITE = "eddsa-rdfc-2022"
 MEDIA_TYPE = "application/vc"   # VC Data Model 2.0, a credential secured with an embedded proof
@@ -34,18 +48,48 @@ def list_url(node, list_id: int) -> str:
     return f"{node.public_url}/status/{list_id}"
 
 
+def _newest(session, purpose: str) -> db.StatusList | None:
+    return session.exec(select(db.StatusList).where(db.StatusList.purpose == purpose)
+                        .order_by(db.StatusList.seq.desc())).first()
+
+
+def _population(session, list_id: int) -> int:
+    return session.exec(select(func.count()).select_from(db.StatusEntry)
+                        .where(db.StatusEntry.list_id == list_id)).one()
+
+
 def _current_list(session, purpose: str) -> db.StatusList:
-    lst = session.exec(select(db.StatusList).where(db.StatusList.purpose == purpose)
-                       .order_by(db.StatusList.id.desc())).first()
-    if lst is not None:
-        used = session.exec(select(func.count()).select_from(db.StatusEntry)
-                            .where(db.StatusEntry.list_id == lst.id)).one()
-        if used < min(FILL_LIMIT, lst.size // 2):
+    """The purpose's current list: the newest while it has room, else the next one (opened here, or by a
+    concurrent issuer: the unique (purpose, seq) constraint lets only one insert through, and the others use it)."""
+    for _ in range(MAX_TRIES):
+        lst = _newest(session, purpose)
+        if lst is not None and _population(session, lst.id) < min(FILL_LIMIT, lst.size // 2):
             return lst
-    lst = db.StatusList(purpose=purpose, size=LIST_SIZE)
-    session.add(lst)
-    session.flush()
-    return lst
+        seq = 0 if lst is None else lst.seq + 1
+        bind = session.get_bind()
+        if bind.dialect.name == "postgresql":
+            # opened and committed on a connection of its own, so that no other issuer waits for this one's signing
+            # (an empty list is never served unless it is the purpose's first); this transaction then reads it
+            try:
+                with db.session(bind) as own:
+                    own.add(db.StatusList(purpose=purpose, size=LIST_SIZE, seq=seq))
+                    own.commit()
+            except IntegrityError:   # another issuer opened it first: join theirs
+                pass
+            continue
+        try:   # SQLite: writers already take turns (BEGIN IMMEDIATE); a second connection would wait for this one
+            with session.begin_nested():
+                nxt = db.StatusList(purpose=purpose, size=LIST_SIZE, seq=seq)
+                session.add(nxt)
+            return nxt
+        except IntegrityError:   # another issuer opened it first: the savepoint is undone; re-read and join theirs
+            continue
+    raise CeadError("status.allocation_failed", "Could not open a status list; try again.")
+
+
+def servable(session, lst: db.StatusList) -> bool:
+    """Whether ``lst`` may be served: its purpose's first list, or one holding at least ``MIN_POPULATION``."""
+    return lst.seq == 0 or _population(session, lst.id) >= MIN_POPULATION
 
 
 def allocate(session, node, credential_id: str, purpose: str) -> dict:
@@ -93,6 +137,10 @@ def publish(node, list_id: int) -> Published:
         lst = s.get(db.StatusList, list_id) if 0 <= list_id < 2 ** 63 else None
         if lst is None:
             raise CeadError("status.list_not_found", f"No status list {list_id}.")
+        if not servable(s, lst):
+            raise CeadError("status.list_not_ready", f"Status list {list_id} is not served until it holds "
+                            f"{MIN_POPULATION} credentials (herd privacy); try again later.",
+                            retry_after=NOT_READY_RETRY)
         url, vm = list_url(node, list_id), node.verification_method_id
         if lst.signed is not None and lst.signed_version == lst.version and _signed_as(lst.signed, url, vm):
             return _published(lst.signed)

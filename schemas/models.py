@@ -439,10 +439,63 @@ class Retention(_Model):
 
 
 class CompatibilityAssessment(_Model):
-    """A recorded assessment that a new purpose is compatible with the purposes data were obtained for."""
+    """A recorded assessment under UK GDPR Art 6(4) that a new purpose is compatible with the purposes data were
+    obtained for: the factors (a) to (e), weighed by the disclosing controller's DPO (``assessed_by``), who signs or
+    co-signs the approval. ``verifier.lawful`` refuses an assessment missing a factor or made by someone else."""
     reference: Annotated[str, AfterValidator(_iri)]
     date: Day
     outcome: Literal["Compatible"]
+    assessed_by: Did | None = None
+    link_between_purposes: Annotated[str, Field(min_length=1)] | None = None     # (a)
+    context_of_collection: Annotated[str, Field(min_length=1)] | None = None     # (b)
+    nature_of_data: Annotated[str, Field(min_length=1)] | None = None            # (c)
+    consequences: Annotated[str, Field(min_length=1)] | None = None              # (d)
+    safeguards: Annotated[str, Field(min_length=1)] | None = None                # (e)
+
+    FACTORS: ClassVar[dict[str, str]] = {
+        "linkBetweenPurposes": "(a) the link between the purposes", "contextOfCollection": "(b) the context in "
+        "which the data were collected", "natureOfData": "(c) the nature of the data", "consequences": "(d) the "
+        "possible consequences for data subjects", "safeguards": "(e) appropriate safeguards"}
+
+    def missing_factors(self) -> list[str]:
+        """The Art 6(4) factors not recorded, as their wire names."""
+        data = self.to_json()
+        return [name for name in self.FACTORS if not data.get(name)]
+
+
+class Confidentiality(_Model):
+    """How the Scottish common-law duty of confidentiality is met for health and care data: the data subjects'
+    consent, or a Public Benefit and Privacy Panel approval (its reference)."""
+    met_by: Literal["Consent", "PBPPApproval"]
+    reference: Annotated[str, AfterValidator(_iri)] | None = None
+    date: Day | None = None
+
+    @model_validator(mode="after")
+    def _pbpp_reference(self) -> "Confidentiality":
+        if self.met_by == "PBPPApproval" and self.reference is None:
+            raise ValueError("a PBPP approval needs its reference")
+        return self
+
+
+class ColumnSource(_Model):
+    """One upstream column: the upstream approval (its id) and the column it shared."""
+    upstream: Annotated[str, AfterValidator(_iri)]
+    column: Annotated[str, Field(min_length=1)]
+
+
+class ColumnLineage(_Model):
+    """Which upstream columns feed one output column."""
+    output: Annotated[str, Field(min_length=1)]
+    sources: Annotated[list[ColumnSource], Field(min_length=1)]
+
+
+Transformation = Literal["Aggregation", "Linkage", "Pseudonymisation", "Selection"]
+
+
+class Derivation(_Model):
+    """How a derived dataset was made from its upstream data (PROV-O activities) and its column lineage."""
+    transformations: Annotated[list[Transformation], Field(min_length=1)]
+    lineage: list[ColumnLineage] = []
 
 
 def _cadence(value: str) -> str:
@@ -481,6 +534,8 @@ class DataSharingApproval(_Subject):
     upstream_: list[Ref] = Field([], alias="upstream")
     compatibility_assessment: CompatibilityAssessment | None = None
     new_gateway: Iri | None = None
+    confidentiality: Confidentiality | None = None
+    derivation: Derivation | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "DataSharingApproval":

@@ -94,7 +94,9 @@ def load_document(text: str, what: str, *, yaml_allowed: bool = True) -> dict:
     import json
 
     try:
-        data = json.loads(text)
+        data = strict_json(text, what, constants=True)   # (NaN/Infinity: refused below, never read as YAML)
+    except DuplicateMember as exc:   # (this function's contract: a ValueError naming ``what``)
+        raise ValueError(exc.message) from None
     except RecursionError:
         raise ValueError(f"{what} is nested too deeply") from None
     except ValueError as json_error:
@@ -113,3 +115,53 @@ def load_document(text: str, what: str, *, yaml_allowed: bool = True) -> dict:
         return json.loads(json.dumps(data, allow_nan=False))   # only plain JSON values go further
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} holds a value JSON cannot carry: {exc}") from None
+
+
+# ---- strict JSON: one reading for every reader ------------------------------------------------------------------
+
+from .errors import CeadError  # noqa: E402
+
+
+class DuplicateMember(CeadError):
+    """A JSON object names the same member twice (``json.duplicate_member``).
+
+    JSON parsers disagree on such objects: Python's keeps the last value, others keep the first or refuse. A
+    credential, presentation or manifest read two ways could be checked under one meaning and acted on under the
+    other, so Cead refuses them wherever it parses JSON from outside (RFC 8259 section 4 says names SHOULD be
+    unique; RFC 7493 (I-JSON) section 2.3 says MUST NOT; RFC 8725 section 3.1 asks JWT readers to refuse)."""
+
+    def __init__(self, name: str, what: str = "the JSON"):
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        super().__init__("json.duplicate_member", f"{what[:1].upper()}{what[1:]} names the member {shown!r} more "
+                         "than once; readers disagree on which value counts, so it is refused. Send each member "
+                         "once.", member=shown)
+
+    def about(self, what: str) -> "DuplicateMember":
+        """The same error, naming where the JSON came from (``the JWT payload``, ``the request body``)."""
+        return DuplicateMember(self.detail["member"], what)
+
+
+def _unique_members(pairs: list) -> dict:
+    result: dict = {}
+    for name, value in pairs:
+        if name in result:
+            raise DuplicateMember(name)
+        result[name] = value
+    return result
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def strict_json(text: str | bytes | bytearray, what: str = "the JSON", *, constants: bool = False) -> Any:
+    """Parse JSON text as every reader reads it the same way: an object naming a member twice raises
+    ``DuplicateMember`` (a ``CeadError``, code ``json.duplicate_member``, naming ``what``); NaN and Infinity (not
+    JSON, RFC 8259) and malformed text raise ``ValueError``; nesting too deep raises ``RecursionError``.
+    ``constants=True`` reads NaN and Infinity (for a caller that refuses them itself, with its own words)."""
+    import json
+    try:
+        return json.loads(text, object_pairs_hook=_unique_members,
+                          **({} if constants else {"parse_constant": _no_constant}))
+    except DuplicateMember as exc:
+        raise exc.about(what) from None

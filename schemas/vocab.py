@@ -97,6 +97,16 @@ PURPOSES: dict[str, Term] = {t.iri: t for t in [
     Term(CEAD + "FreeSchoolMealAutoEnrolment", "Free school meal auto-enrolment", (_P + "ServiceProvision",)),
     Term(CEAD + "SchoolClothingGrantAutoAward", "School clothing grant auto-award", (_P + "ServiceProvision",)),
     Term(CEAD + "BenefitTakeUpAnalysis", "Benefit take-up analysis", (_P + "PublicPolicyMaking",)),
+    Term(CEAD + "HealthAndSocialCare", "Provision and management of health or social care",
+         (_P + "ServiceProvision",)),
+    Term(CEAD + "DelayedDischargePlanning", "Planning care to end delayed discharge from hospital",
+         (CEAD + "HealthAndSocialCare",)),
+    Term(CEAD + "PublicServiceDelivery", "Improving the well-being of individuals or households (DEA 2017 s.35)",
+         (_P + "ImprovePublicServices",)),
+    Term(CEAD + "DebtManagement", "Managing debt owed to a public authority (DEA 2017 s.48)",
+         (_P + "LegalCompliance",)),
+    Term(CEAD + "StatisticsProduction", "Producing statistics (DEA 2017 s.80)",
+         (_P + "ProvideOfficialStatistics",)),
 ]}
 
 # ---------------------------------------------------------------------------------------------------- legal bases
@@ -125,6 +135,9 @@ for _part, _paras in _SCH1.items():
                                  criminal=True, regime=UK_GDPR_REGIME)
 LEGAL_BASES[f"{DPA_2018}section/35"] = Term(f"{DPA_2018}section/35", "DPA 2018 s.35 first data protection principle "
                                             "(law enforcement)", regime=LAW_ENFORCEMENT_REGIME)
+LEGAL_BASES[f"{DPA_2018}section/36/4"] = Term(f"{DPA_2018}section/36/4", "DPA 2018 s.36(4) law-enforcement data "
+                                              "processed for another purpose, authorised by law",
+                                              regime=LAW_ENFORCEMENT_REGIME)
 for _para in range(1, 10):
     _iri = f"{DPA_2018}schedule/8/paragraph/{_para}"
     LEGAL_BASES[_iri] = Term(_iri, f"DPA 2018 Sch 8 para {_para} (sensitive processing, law enforcement)",
@@ -132,7 +145,10 @@ for _para in range(1, 10):
 # statutory gateways: they give the power to share; the processing still needs an Art 6 basis
 STATUTORY_GATEWAYS: dict[str, Term] = {t.iri: t for t in [
     Term(f"{DEA_2017}section/35", "Digital Economy Act 2017 s.35 (public service delivery)"),
+    Term(f"{DEA_2017}section/48", "Digital Economy Act 2017 s.48 (debt owed to the public sector)"),
+    Term(f"{DEA_2017}section/56", "Digital Economy Act 2017 s.56 (fraud against the public sector)"),
     Term(f"{DEA_2017}section/64", "Digital Economy Act 2017 s.64 (research)"),
+    Term(f"{DEA_2017}section/80", "Digital Economy Act 2017 s.80 (statistics)"),
     Term("https://www.legislation.gov.uk/ukpga/1980/44/section/53", "Education (Scotland) Act 1980 s.53 "
          "(school meals)"),
 ]}
@@ -159,6 +175,16 @@ DATA_CATEGORIES: dict[str, Term] = {t.iri: t for t in [
     Term(PD + "Health", "Health", (DPV + "SpecialCategoryPersonalData",), special=True),
     Term(PD + "MentalHealth", "Mental health", (PD + "Health",), special=True),
     Term(PD + "Disability", "Disability", (PD + "Health",), special=True),
+    Term(PD + "HealthRecord", "Health record", (PD + "Health",), special=True),
+    Term(PD + "MedicalHealth", "Medical health", (PD + "Health",), special=True),
+    Term(CEAD + "Genetic", "Genetic data", (DPV + "SpecialCategoryPersonalData",), special=True),
+    Term(CEAD + "Biometric", "Biometric data (for identification)", (DPV + "SpecialCategoryPersonalData",),
+         special=True),
+    Term(CEAD + "PoliticalOpinion", "Political opinions", (DPV + "SpecialCategoryPersonalData",), special=True),
+    Term(CEAD + "TradeUnionMembership", "Trade union membership", (DPV + "SpecialCategoryPersonalData",),
+         special=True),
+    Term(CEAD + "SocialCareRecord", "Social care record (confidential care information)"),
+    Term(CEAD + "DelayedDischarge", "Delayed discharge from hospital", (PD + "HealthRecord",), special=True),
     Term(PD + "EthnicOrigin", "Ethnic origin", (DPV + "SpecialCategoryPersonalData",), special=True),
     Term(PD + "Religion", "Religion", (DPV + "SpecialCategoryPersonalData",), special=True),
     # DPV-PD has no SexualOrientation: pd:Sexual is "sexuality and sexual history" (Art 9's sex life or orientation)
@@ -206,6 +232,9 @@ CERTIFICATION_SCHEMES: dict[str, Term] = {t.iri: t for t in [
 SENSITIVITY = ["Anonymised", "Pseudonymised", "Personal", "SpecialCategory", "CriminalOffence"]
 DPIA_RISK = ["LowRisk", "MediumRisk", "HighRisk"]
 ONWARD_SHARING = ["Prohibited", "WithApproval", "Permitted"]
+# what a legal-basis IRI does in the rulebook (``schemas/rulebook``) and in an organisation's vocabulary file
+LEGAL_BASIS_KINDS = ("article6", "article9", "article10", "schedule1", "part3", "schedule8", "part3OtherPurpose",
+                     "gateway", "confidentiality")
 ACTIONS = ["ApproveDisclosure", "ApproveReceipt", "Renew", "Vary", "Suspend", "Revoke", "SubDelegate"]
 
 
@@ -224,6 +253,10 @@ class Vocabulary:
 
     def __init__(self, edges: Mapping[str, Iterable[str]] | None = None):
         self._up: dict[str, set[str]] = {}
+        # an organisation's own additions for the lawful-basis rulebook (``verifier.lawful``): legal-basis IRIs it
+        # knows (IRI -> {"label", "kind"}) and the DIDs it knows to be competent authorities (DPA 2018 Sch 7)
+        self.legal_bases: dict[str, dict] = {}
+        self.competent_authorities: set[str] = set()
         for term, parents in (edges or {}).items():
             self.add(term, *parents)
 
@@ -236,7 +269,7 @@ class Vocabulary:
         Raises ValueError naming the bad entry."""
         if not isinstance(data, Mapping):
             raise ValueError("vocabulary data must be an object with 'broader' and/or 'isPartOf'")
-        unknown = set(data) - {"broader", "isPartOf"}
+        unknown = set(data) - {"broader", "isPartOf", "legalBases", "competentAuthorities"}
         if unknown:
             raise ValueError(f"unknown vocabulary keys: {sorted(unknown)}")
         for key in ("broader", "isPartOf"):
@@ -250,10 +283,27 @@ class Vocabulary:
                         not all(isinstance(p, str) and p for p in parents):
                     raise ValueError(f"'{key}' entry for {term!r} must be an IRI or a list of IRIs")
                 self.add(term, *parents)
+        bases = data.get("legalBases", {})
+        if not isinstance(bases, Mapping):
+            raise ValueError("'legalBases' must map a legal-basis IRI to {\"label\": ..., \"kind\": ...}")
+        for iri, entry in bases.items():
+            if not isinstance(iri, str) or not isinstance(entry, Mapping) or not isinstance(entry.get("label"), str) \
+                    or entry.get("kind") not in LEGAL_BASIS_KINDS:
+                raise ValueError(f"'legalBases' entry for {iri!r} needs a 'label' and a 'kind', one of "
+                                 f"{', '.join(LEGAL_BASIS_KINDS)}")
+            self.legal_bases[expand(iri)] = {"label": entry["label"], "kind": entry["kind"]}
+        authorities = data.get("competentAuthorities", [])
+        if not isinstance(authorities, list) or not all(isinstance(d, str) and d.startswith("did:")
+                                                        for d in authorities):
+            raise ValueError("'competentAuthorities' must be a list of DIDs")
+        self.competent_authorities.update(authorities)
         return self
 
     def copy(self) -> "Vocabulary":
-        return Vocabulary({t: set(p) for t, p in self._up.items()})
+        voc = Vocabulary({t: set(p) for t, p in self._up.items()})
+        voc.legal_bases = dict(self.legal_bases)
+        voc.competent_authorities = set(self.competent_authorities)
+        return voc
 
     def ancestors(self, term: str) -> set[str]:
         """``term`` and everything it lies within."""
@@ -278,6 +328,32 @@ class Vocabulary:
     def within_any(self, child: str, parents: Iterable[str]) -> bool:
         up = self.ancestors(child)
         return any(expand(p) in up for p in parents)
+
+    def implied_sensitivity(self, categories: Iterable[str]) -> str:
+        """The least sensitivity the data categories imply (DPV terms): CriminalOffence if any lies within a
+        criminal-offence category, SpecialCategory if any lies within an Art 9 category, else Personal. A declared
+        label may never be lower, unless a checked anonymising protocol applies."""
+        level = "Personal"
+        for category in categories:
+            up = self.ancestors(category)
+            if any(t in DATA_CATEGORIES and DATA_CATEGORIES[t].criminal for t in up):
+                return "CriminalOffence"
+            if any(t in DATA_CATEGORIES and DATA_CATEGORIES[t].special for t in up):
+                level = "SpecialCategory"
+        return level
+
+    def is_health(self, category: str) -> bool:
+        """Health or social-care information (the Scottish common-law duty of confidentiality applies)."""
+        up = self.ancestors(category)
+        return PD + "Health" in up or CEAD + "SocialCareRecord" in up
+
+    def is_special_category(self, category: str) -> bool:
+        """Art 9 special category data only (not criminal-offence data)."""
+        return any(t in DATA_CATEGORIES and DATA_CATEGORIES[t].special for t in self.ancestors(category))
+
+    def is_criminal(self, category: str) -> bool:
+        """Art 10 criminal-offence data."""
+        return any(t in DATA_CATEGORIES and DATA_CATEGORIES[t].criminal for t in self.ancestors(category))
 
     def is_special(self, category: str) -> bool:
         """Special category (Art 9) or criminal offence (Art 10) data, directly or via a broader category."""

@@ -8,7 +8,7 @@ from cead.cli import main
 
 NAMES = ["init", "issuer serve", "did show", "token create", "key rotate", "issue certification", "issue delegation",
          "issue approval", "revoke", "suspend", "reinstate", "issued list", "verify", "verifier serve",
-         "wallet import", "wallet list", "wallet show", "wallet present", "fetch", "demo"]
+         "wallet import", "wallet list", "wallet show", "wallet present", "fetch", "demo", "lawful"]
 
 
 def _walk(group, ctx, path=()):

@@ -155,7 +155,7 @@ def test_upstream_approval_cosigners_are_checked_too(w):
     source, source_dataset = Party("cosign-source"), "https://data.source.example/dataset/cosigned"
     basis = ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]
     upstream = w.make_approval(source, fmt="ldp", discloser=source.did, recipients=[w.controller.did],
-                               datasets=[source_dataset], coSigners=[w.dpo.did],
+                               datasets=[source_dataset], coSigners=[w.dpo.did], onwardSharing="Permitted",
                                lawfulBases=[{"party": p.did, "regime": "UKGDPR", "legalBases": basis}
                                             for p in (source, w.controller)])
     decider = w.decider(controllers=[*w.policy_data()["controllers"],

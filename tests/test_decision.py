@@ -378,9 +378,10 @@ def test_derived_dataset_needs_its_upstream_approvals(w):
     # a source organisation's approval admitted the input to the controller, who now discloses the derived dataset
     source, source_dataset = Party("source"), "https://data.source.example/dataset/input"
     basis = ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]
+    # (onward sharing permitted: a Prohibited upstream allows only anonymised outputs, see tests/test_lawful.py)
     upstream = w.make_approval(source, discloser=source.did, recipients=[w.controller.did], datasets=[source_dataset],
                                lawfulBases=[{"party": p.did, "regime": "UKGDPR", "legalBases": basis}
-                                            for p in (source, w.controller)])
+                                            for p in (source, w.controller)], onwardSharing="Permitted")
     derived = w.make_approval(w.controller, upstream=[w.ref(upstream)])
     decider = w.decider(controllers=[*w.policy_data()["controllers"],
                                      {"dataset": source_dataset, "controller": source.did}])

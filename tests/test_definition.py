@@ -93,7 +93,7 @@ def test_the_definition_is_pex2_and_asks_for_the_approval_and_the_required_certi
     assert_valid_pex2(definition)
     assert definition == presentation_definition(POLICY, DS_MEALS, P_MEALS)          # stable id for the same ask
     assert definition["id"] != presentation_definition(POLICY, DS_MEALS)["id"]
-    assert definition["format"]["jwt_vp"] == {"alg": ["ES256", "EdDSA"]}
+    assert definition["format"]["jwt_vp"] == {"alg": ["ES256", "ES384", "ES512", "EdDSA"]}   # every alg accepted
     assert "DataIntegrityProof" in definition["format"]["ldp_vc"]["proof_type"]
     assert "delegationChain" in definition["purpose"] and "upstream" in definition["purpose"]
     approval, cert = definition["input_descriptors"]

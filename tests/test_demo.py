@@ -32,6 +32,21 @@ EXPECTED_FAST = [
     ("SG Child Poverty <- Glasgow City", "scp-fsm-take-up", "deny", "provenance.upstream_missing"),
     ("SG Child Poverty <- Glasgow City", "scp-fsm-take-up", "allow", None),
     ("SG Justice <- Police Scotland", "recorded-crime-monthly", "deny", "status.revoked"),
+    # health and social care (cead.demo_health): no Art 9 condition is refused by the issuer; the Caldicott
+    # Guardian's co-signature is required at the gateway
+    ("NHS GGC DPO -> Glasgow HSCP", "DataSharingApproval", "refused", "lawful.special_category_condition_missing"),
+    ("Glasgow HSCP <- NHS GGC", "delayed-discharge-daily", "deny", "approval.cosigner_missing"),
+    ("Glasgow HSCP <- NHS GGC", "delayed-discharge-daily", "allow", None),
+]
+# the computations that really run (cead/demo_computations.py), played after the script: four PSI releases and the
+# fifth refused by SSS's ledger; a secure aggregation, its release with every council's approval and with Fife's
+# alone; the aggregation stopped by Dundee withholding
+EXPECTED_FAST += [("Glasgow City", "scp x fsm", "allow", None)] * 4 + [
+    ("Glasgow City", "scp x fsm", "deny", "computation.query_budget_exhausted"),
+    ("Fife, Dundee, P&K", "homelessness-hl1", "allow", None),
+    ("Fife Council", "homelessness-hl1", "allow", None),
+    ("Fife Council", "homelessness-hl1", "deny", "attestation.contributor_not_approved"),
+    ("Fife, Dundee, P&K", "homelessness-hl1", "deny", "computation.not_authorised"),
 ]
 
 

@@ -11,6 +11,7 @@ CODE = re.compile(r"^[a-z]+\.[a-z][a-z_]*$")
 RAISERS = {"CeadError", "Problem", "_fail", "_problem", "_error", "Violation", "TransferDenied"}
 # ... and any string of a known family, wherever it stands (codes chosen in a table or a conditional)
 FAMILIES = {"approval", "auth", "certification", "credential", "decision", "delegation", "did", "encoding",
+            "attestation", "computation",
             "holder", "http", "inbox", "input", "jose", "jsonld", "key", "manifest", "node", "options", "pex",
             "policy", "presentation", "proof", "protocol", "provenance", "qr", "rdfc", "receipt", "request",
             "schema", "scope", "serve", "server", "status", "token", "transfer", "verifier", "wallet", "web"}

@@ -74,7 +74,11 @@ def test_issue_duplicate_id_and_status_endpoint(node):
     assert resp.status_code == 201
     vc = resp.get_json()["verifiableCredential"]
     assert vc["type"] == "EnvelopedVerifiableCredential" and vc["id"].startswith("data:application/vc+jwt,ey")
+    # the same request again is a retry: the same credential (issuer.idempotency); another one with its id is refused
     again = post(client, "/credentials/issue", {"credential": cred, "options": {"format": "vc+jwt"}}, tok)
+    assert again.status_code == 201 and again.get_json() == resp.get_json()
+    again = post(client, "/credentials/issue", {"credential": cred, "options": {"format": "vc+jwt", "alg": "EdDSA"}},
+                 tok)
     assert again.status_code == 400 and again.get_json()["error"]["code"] == "credential.duplicate_id"
     assert counts(node) == (1, 1)
     resp = post(client, "/credentials/status", {"credentialId": cred["id"],

@@ -84,7 +84,7 @@ def test_decision_denies_a_discloser_that_did_not_receive_the_upstream_data(w):
     def upstream_to(recipient: Party):
         return w.make_approval(source, discloser=source.did, recipients=[recipient.did], datasets=[source_dataset],
                                lawfulBases=[{"party": p.did, "regime": "UKGDPR", "legalBases": BASIS}
-                                            for p in (source, recipient)])
+                                            for p in (source, recipient)], onwardSharing="Permitted")
 
     request = w.request()
     for upstream, allowed in ((upstream_to(w.controller), True), (upstream_to(elsewhere), False)):

@@ -68,7 +68,7 @@ DPV_TERMS = {
 } | {
     "pd:" + t for t in (
         "Identifying Name OfficialID Demographic Age Gender Location PhysicalAddress Financial Income Household "
-        "Family FamilyStructure Education Health MentalHealth Disability EthnicOrigin Religion Sexual Criminal "
+        "Family FamilyStructure Education Health HealthRecord MedicalHealth MentalHealth Disability EthnicOrigin Religion Sexual Criminal "
         "CriminalCharge CriminalConviction CriminalOffense").split()
 }
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import rfc8785
 
+from schemas.values import DuplicateMember, strict_json
+
 from .keys import b64url, b64url_decode
 from .results import CeadError
 
@@ -77,7 +79,9 @@ def encode_manifest(manifest: dict) -> str:
 
 def decode_manifest(header: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(header.strip()))
+        value = strict_json(b64url_decode(header.strip()), "the transfer manifest")
+    except DuplicateMember:
+        raise
     except (ValueError, CeadError, RecursionError):
         raise CeadError("manifest.invalid", "The transfer manifest header is not base64url-encoded JSON "
                         "(or is nested too deeply).") from None
@@ -104,7 +108,9 @@ def decode_presentation(header: str) -> dict | str:
     if value.count(".") == 2:
         return value  # compact JWS
     try:
-        doc = json.loads(b64url_decode(value))
+        doc = strict_json(b64url_decode(value), "the presentation")
+    except DuplicateMember:
+        raise
     except (ValueError, RecursionError, CeadError):
         raise CeadError("presentation.malformed",
                         "The presentation header is neither a compact JWT nor base64url-encoded JSON.") from None

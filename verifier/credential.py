@@ -22,7 +22,7 @@ from referencing.jsonschema import DRAFT202012
 
 import schemas
 
-from schemas.values import as_list, id_of
+from schemas.values import as_list, id_of, strict_json
 
 from . import jose
 from . import rdfc
@@ -122,8 +122,8 @@ def _load(value: Any, what: str) -> dict | str:
     if _is_jwt(value):
         return value.strip()
     try:
-        doc = json.loads(value)
-    except ValueError:
+        doc = strict_json(value, f"the {what}")
+    except (ValueError, RecursionError):
         raise CeadError(code, f"The {what} is neither JSON nor a compact JWT.") from None
     if not isinstance(doc, dict):
         raise CeadError(code, f"The {what} must be a JSON object.")

@@ -142,7 +142,8 @@ def _verify_one(document: dict, proof: Any, proofs: list, resolver, purpose: str
     if not suite.verify(public_key, signature, data):
         return [Problem("proof.signature_invalid", f"The {suite.name} signature does not match the document "
                         f"(verification method {vm_id}).")], vm_id
-    return [], vm_id
+    from .signedcontext import context_problems   # one encoding: the @context signed is the document's own
+    return context_problems(document, unsecured, proof, suite), vm_id
 
 
 def verify_proofs(document: dict, resolver, purpose: str = "assertionMethod", challenge: str | None = None,

@@ -18,6 +18,8 @@ import base58
 import rfc8785
 from cachetools import TTLCache
 
+from schemas.values import strict_json
+
 from .http import Fetcher
 from .keys import ED25519, P256, PublicKey, b64url, b64url_decode
 from .results import CeadError
@@ -301,8 +303,8 @@ class WebMethod(DidMethod):
                                 cause=exc.code) from None
             raise  # http.scheme_refused / address_refused / too_large / timeout: already say what is wrong
         try:
-            doc = json.loads(result.body)
-        except ValueError:
+            doc = strict_json(result.body, f"the DID document at {url}")
+        except (ValueError, RecursionError):
             raise CeadError("did.document_invalid", f"The DID document at {url} is not JSON.", did=did) from None
         doc = _normalise(doc, did)
         if self._cache is not None:

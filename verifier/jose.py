@@ -9,11 +9,12 @@ document.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 
 from schemas.values import xsd_datetime
+
+from schemas.values import DuplicateMember, strict_json
 
 from .keys import JOSE_ALGS, b64url_decode
 from .results import CeadError
@@ -29,23 +30,12 @@ MAX_TOKEN = 1024 * 1024
 MAX_NUMERIC_DATE = 253402300800   # 10000-01-01T00:00:00Z: NumericDate values beyond it are no date at all
 
 
-@functools.lru_cache(maxsize=128)
-def _decoded_small(segment: str):
-    return json.loads(b64url_decode(segment))
-
-
-def _decoded(segment: str):
-    """A JWS segment's JSON, decoded once for the few reads of one token in one decision (read only; segments
-    up to 64 KB are memoised, 128 of them at most, so the memo stays under 8 MB)."""
-    if len(segment) > 65536:
-        return json.loads(b64url_decode(segment))
-    return _decoded_small(segment)
-
-
 def _part(segment: str, what: str) -> dict:
     try:
-        value = _decoded(segment)
-    except (ValueError, CeadError, RecursionError):
+        value = strict_json(b64url_decode(segment), f"the JWT {what}")
+    except DuplicateMember:
+        raise
+    except (ValueError, RecursionError, CeadError):
         raise CeadError("jose.malformed", f"The JWT {what} is not base64url-encoded JSON.") from None
     if not isinstance(value, dict):
         raise CeadError("jose.malformed", f"The JWT {what} must be a JSON object.")
@@ -174,8 +164,10 @@ def to_document(claims: dict, kind: str) -> dict:
 def unverified_claims(token: str) -> dict:
     """The claims of a compact JWS, NOT verified: only for reading what has been (or will be) verified."""
     try:
-        claims = _decoded(token.split(".")[1])
-    except (AttributeError, IndexError, ValueError, CeadError, RecursionError):
+        claims = strict_json(b64url_decode(token.split(".")[1]), "the JWT payload")
+    except DuplicateMember:
+        raise
+    except (AttributeError, IndexError, ValueError, RecursionError, CeadError):
         raise CeadError("jose.malformed", "Not a compact JWT.") from None
     if not isinstance(claims, dict):
         raise CeadError("jose.malformed", "The JWT payload is not a JSON object.")

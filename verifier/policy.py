@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, field_validator, model_validator
 
@@ -74,6 +74,21 @@ class Receipts(_Strict):
     passphrase_env: str | None = None  # name of an environment variable holding the PEM passphrase
 
 
+class Lawful(_Strict):
+    """The lawful-basis rulebook the gateway applies (``verifier.lawful``), pinned by digest: ``rulebook`` a file
+    (default: the one shipped with Cead, ``schemas/rulebook``); ``digest`` its ``sha256-...`` digest, which the
+    file must have (a gateway refuses to start on another version); ``competent_authorities`` DIDs this gateway
+    knows to be DPA 2018 Schedule 7 competent authorities, besides the rulebook's."""
+    rulebook: str | None = None
+    digest: str | None = Field(None, pattern=r"^sha256-[A-Za-z0-9_-]{43}$")
+    competent_authorities: list[str] = []
+
+    @field_validator("competent_authorities")
+    @classmethod
+    def _dids(cls, v: list[str]) -> list[str]:
+        return [_check_did(d) for d in v]
+
+
 class TrustPolicy(_Strict):
     """A validated trust policy. Durations are in seconds."""
 
@@ -91,11 +106,16 @@ class TrustPolicy(_Strict):
     caches: Caches = Caches()
     network: Network = Network()
     receipts: Receipts | None = None
+    lawful: Lawful = Lawful()
+    # the output of a PSI cardinality or secure aggregation: its run attestation checked whenever the manifest
+    # carries one ("when_given"), or required ("required"); see docs/computations.md
+    run_attestations: Literal["when_given", "required"] = "when_given"
     replay_store: str | None = None               # redis://host:port/db shared by every gateway worker; None: per process
 
     base_dir: Path | None = Field(None, exclude=True)   # where relative file paths resolve from
     _catalogue: tuple[dict[str, str], dict[str, list[str]]] | None = PrivateAttr(None)
     _vocabularies: dict = PrivateAttr(default_factory=dict)   # id(base) -> (base, extended copy)
+    _rulebook: Any = PrivateAttr(None)
 
     @field_validator("version")
     @classmethod
@@ -168,6 +188,19 @@ class TrustPolicy(_Strict):
             voc.add(dataset, *parents)
         self._vocabularies[id(base)] = (base, voc)
         return voc
+
+    def rulebook(self):
+        """The lawful-basis rulebook this gateway applies (read once); CeadError ``lawful.rulebook_invalid`` or
+        ``lawful.rulebook_digest_mismatch`` if the file is not the pinned version."""
+        if self._rulebook is None:
+            from .lawful import rulebook as books
+            pin = self.lawful
+            book = books.load(self.path(pin.rulebook), pin.digest) if pin.rulebook else books.builtin()
+            if pin.digest is not None and book.digest != pin.digest:
+                raise CeadError("lawful.rulebook_digest_mismatch", f"The built-in rulebook {book.version} has "
+                                f"digest {book.digest}, but the trust policy pins {pin.digest}.")
+            self._rulebook = book
+        return self._rulebook
 
     def catalogue_controllers(self) -> dict[str, str]:
         return self._read_catalogues()[0]
@@ -257,6 +290,7 @@ def parse_policy(data: Any, base_dir: Path | None = None) -> TrustPolicy:
         raise CeadError("policy.invalid", f"Invalid trust policy: {format_error(exc)}") from None
     policy.catalogue_controllers()  # read the catalogues and vocabulary now, so a bad one fails at load time
     policy.vocabulary_for(registry())
+    policy.rulebook()   # and the rulebook, so a wrong version fails at load time
     return policy
 
 

@@ -27,6 +27,8 @@ import time
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from schemas.values import strict_json
+
 from .decision import PUSH_METHODS, Decider
 from .gateway import decide_from_headers, decision_headers
 from .definition import publish
@@ -83,7 +85,9 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
 
     def body_json() -> dict:
         try:
-            data = request.get_json(silent=True, force=True)
+            data = strict_json(request.get_data(cache=False), "the request body")
+        except (ValueError, UnicodeDecodeError):
+            data = None
         except RecursionError:
             raise CeadError("request.invalid", "The request body is JSON nested too deeply.") from None
         if not isinstance(data, dict):

@@ -4,6 +4,7 @@ admit the largest presentation Cead makes. One place for it, so every `cead ... 
 from __future__ import annotations
 
 import ssl
+import threading
 from typing import Callable
 
 from .results import CeadError
@@ -22,6 +23,35 @@ def read_bounded(stream, limit: int) -> bytes | None:
         chunks.append(chunk)
         size += len(chunk)
     return None if size > limit else b"".join(chunks)
+
+
+MAX_THREADS = 64   # requests served at once; more connections wait in the listen queue (docs/production.md)
+
+
+def make_bounded_server(app, host: str, port: int, ssl_context=None, max_threads: int = MAX_THREADS):
+    """Werkzeug's threaded server, serving at most ``max_threads`` requests at once: the thread count stays bounded
+    however many clients retry (a request that waits on a slow database holds its thread until its bound)."""
+    from werkzeug.serving import make_server
+    server = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
+    slots = threading.BoundedSemaphore(max_threads)
+    start, run = server.process_request, server.process_request_thread
+
+    def process_request(request, client_address):
+        slots.acquire()           # the accept loop waits here while every slot is busy
+        try:
+            start(request, client_address)
+        except BaseException:
+            slots.release()
+            raise
+
+    def process_request_thread(request, client_address):
+        try:
+            run(request, client_address)
+        finally:
+            slots.release()
+
+    server.process_request, server.process_request_thread = process_request, process_request_thread
+    return server
 
 
 # The largest presentation Cead makes travels in one header: up to MAX_CREDENTIALS credentials in a presentation of

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from schemas.values import as_list, id_of, types_of
+from schemas.values import as_list, id_of, strict_json, types_of
 
 from .keys import b64url, b64url_decode
 from .results import CeadError, Problem
@@ -329,8 +329,8 @@ class StatusLists:
         text = body.decode("utf-8", "replace").strip() if isinstance(body, (bytes, bytearray)) else str(body).strip()
         if text.startswith("{"):
             try:
-                document: dict | str = json.loads(text)
-            except ValueError:
+                document: dict | str = strict_json(text, f"the status list {url}")
+            except (ValueError, RecursionError):
                 raise CeadError("status.list_invalid", f"The status list {url} is not valid JSON.", url=url) from None
         elif text.count(".") == 2:
             document = text  # VC-JOSE: a compact JWS

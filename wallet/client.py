@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import requests
 
+from schemas.values import strict_json
 from schemas.vocab import expand
 from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, normalise_url, request_binding
 from verifier.http import untrusted_certificate
@@ -45,8 +46,8 @@ class TransferDenied(CeadError):
 def _reasons(body: bytes) -> list[Problem]:
     """The problems in a denial body: ``{"problems": [...]}`` or ``{"reasons": [...]}`` or ``{"error": ...}``."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = strict_json(body, "the denial")
+    except (ValueError, RecursionError, CeadError):
         text = body.decode("utf-8", "replace").strip()[:500]
         return [Problem("transfer.denied", text)] if text else []
     if not isinstance(data, dict):
@@ -134,8 +135,8 @@ class _Presenting:
         if status != 401:
             return False
         try:
-            data = json.loads(body)
-        except ValueError:
+            data = strict_json(body, "the gateway's answer")
+        except (ValueError, RecursionError, CeadError):
             data = None
         data = data if isinstance(data, dict) else {}
         definition, dataset = data.get("presentation_definition"), data.get("dataset")

@@ -12,13 +12,13 @@ and ``offer.refused`` (the issuer's error response, named), and the wallet's own
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from schemas.values import strict_json
 from verifier.http import Fetcher
 from verifier.results import CeadError
 
@@ -29,8 +29,8 @@ MAX_URI = 16 * 1024
 
 def _json_object(text: Any, what: str) -> dict:
     try:
-        value = json.loads(text) if isinstance(text, (str, bytes)) else text
-    except ValueError:
+        value = strict_json(text, f"the {what}") if isinstance(text, (str, bytes)) else text
+    except (ValueError, RecursionError):
         raise CeadError("offer.invalid", f"The {what} is not JSON.") from None
     if not isinstance(value, dict):
         raise CeadError("offer.invalid", f"The {what} must be a JSON object.")
@@ -91,8 +91,8 @@ def _post(session: requests.Session, fetcher: Fetcher, url: str, **kwargs) -> di
     except requests.RequestException as exc:
         raise CeadError("offer.unreachable", f"Could not reach {url}: {exc}") from None
     try:
-        body = response.json()
-    except ValueError:
+        body = strict_json(response.content, f"the answer from {url}")
+    except (ValueError, RecursionError):
         body = None
     if response.status_code != 200 or not isinstance(body, dict):
         error = body.get("error") if isinstance(body, dict) else None

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from schemas.values import strict_json
 from verifier.http import Fetcher
 from verifier.results import CeadError
 
@@ -50,8 +51,8 @@ def parse_request(uri: str) -> dict:
     if not query["response_uri"].startswith("https://"):
         raise CeadError("oid4vp.invalid", "The response_uri must be https.")
     try:
-        dcql = json.loads(query["dcql_query"])
-    except ValueError:
+        dcql = strict_json(query["dcql_query"], "the dcql_query")
+    except (ValueError, RecursionError, TypeError):
         raise CeadError("oid4vp.invalid", "dcql_query is not JSON.") from None
     if not (isinstance(dcql, dict) and isinstance(dcql.get("credentials"), list) and dcql["credentials"]):
         raise CeadError("oid4vp.invalid", "dcql_query names no credentials.")
@@ -96,8 +97,8 @@ def respond(wallet, uri: str, *, fetcher: Fetcher | None = None, session: reques
     except requests.RequestException as exc:
         raise CeadError("oid4vp.unreachable", f"Could not reach {req['response_uri']}: {exc}") from None
     try:
-        answer: Any = response.json()
-    except ValueError:
+        answer: Any = strict_json(response.content, "the verifier's answer")
+    except (ValueError, RecursionError):
         answer = None
     if response.status_code != 200:
         reason = answer.get("error_description") if isinstance(answer, dict) else None

@@ -39,7 +39,7 @@ from sqlmodel import Session, select
 
 from schemas import vocab
 from schemas.models import Did, Iri, LawfulBasis, Ref, credential_digest, describe
-from schemas.values import types_of
+from schemas.values import DuplicateMember, strict_json, types_of
 from verifier.binding import origin, request_binding
 from verifier.results import CeadError, Problem
 
@@ -164,7 +164,9 @@ def receive(wallet: Wallet, body: bytes, url: str) -> tuple[int, dict]:
     """Check and store one request sent to ``url``; returns (HTTP status, JSON answer). Never raises for bad input;
     nothing is stored unless the answer is 201."""
     try:
-        data = json.loads(body)
+        data = strict_json(body, "the request body")
+    except DuplicateMember as exc:
+        return _problems(400, exc.problem)
     except (ValueError, RecursionError):   # not JSON, or nested too deeply
         data = None
     if not isinstance(data, dict) or set(data) != {"request", "presentation"}:

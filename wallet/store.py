@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from schemas.models import credential_digest
-from schemas.values import as_list, id_of, parse_datetime
+from schemas.values import as_list, id_of, parse_datetime, strict_json
 from schemas.vocab import expand
 from verifier.credential import unwrap_enveloped
 from verifier.jose import unverified_claims as jwt_payload  # re-exported: the wallet reads what it verified
@@ -152,7 +152,7 @@ def parse_credential(data: str | bytes | dict) -> dict | str:
     text = data.strip()
     if text.startswith("{"):
         try:
-            doc = json.loads(text)
+            doc = strict_json(text, "the credential")
         except ValueError as exc:
             raise CeadError("credential.malformed", f"The credential is not valid JSON: {exc}.") from None
         except RecursionError:

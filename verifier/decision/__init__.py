@@ -55,7 +55,7 @@ from ..receipts import ReceiptSigner, load_signer
 from ..results import CeadError, Problem, VerificationResult
 from ..replay import ReplayGuard, store_for
 from ..status import StatusLists
-from . import approval, certification, delegation, protocol, provenance, transfer
+from . import approval, certification, delegation, lawful, limits, protocol, provenance, transfer
 from .caches import CachingVerifier, _ReplayGuard  # noqa: F401  (re-exported)
 from .context import Attempt, Cred, DecisionContext, _Cred, state_code, utc  # noqa: F401  (re-exported)
 from .presentation import check_credentials, check_presentation
@@ -70,9 +70,11 @@ APPROVAL_STAGES: list[Stage] = [
     approval.check_approval,
     delegation.check_delegation,
     certification.check_recipient,
+    limits.check_limits,          # before anything reads the table (work proportional to the approval)
     transfer.check_transfer,
     protocol.check_protocol,
     provenance.check_provenance,
+    lawful.check_lawful,          # the lawful-basis rulebook, and provenance over every hop (issue 13)
 ]
 
 
@@ -232,7 +234,7 @@ class Decider:
     def response_check_needed(self, decision: Decision, push: bool = False) -> bool:
         """True when the approval's protocol constrains a table of counts that travels in the response: not for a
         push (its table was the request body, checked when it was decided; the response is the app's own)."""
-        return protocol.response_check_needed(decision.approval, decision.allowed, push)
+        return protocol.response_check_needed(decision.approval, decision.allowed, push, decision.manifest)
 
     def check_response(self, decision: Decision, body: bytes, content_type: str = "") -> list[Problem]:
         """Check an outgoing payload against the approval's threshold rules; a failure turns the decision into a

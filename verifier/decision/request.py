@@ -57,6 +57,11 @@ class TransferRequest:
             raise CeadError("request.invalid", "The request body must be bytes.")
         if self.manifest is not None and not isinstance(self.manifest, dict):
             raise CeadError("manifest.invalid", "The transfer manifest must be a JSON object.")
+        from .limits import MAX_COLUMNS
+        columns = (self.manifest or {}).get("columns")
+        if isinstance(columns, list) and len(columns) > MAX_COLUMNS:   # bounded before any stage reads them
+            raise CeadError("transfer.too_many_columns", f"The manifest lists {len(columns)} columns; at most "
+                            f"{MAX_COLUMNS} are read.", columns=len(columns), limit=MAX_COLUMNS)
 
     @property
     def binding(self) -> str:

@@ -9,6 +9,7 @@ from schemas.vocab import RepeatingInterval, duration_seconds
 
 from ..results import Problem
 from ..scope import transfer_within
+from . import limits
 from .context import Attempt
 
 TRANSFER_CODES = {
@@ -28,9 +29,13 @@ def check_transfer(attempt: Attempt) -> list[Problem]:
     """The manifest within the approval, now within its cadence, and no recipient but the holder."""
     ctx, model = attempt.ctx, attempt.model
     manifest = ctx.request.manifest or {}
-    problems = [Problem(TRANSFER_CODES.get(v.dimension, f"transfer.{v.dimension}"), f"{v.dimension}: {v.message}.",
-                        {"offending": list(v.offending)})
-                for v in transfer_within(manifest, model, at=ctx.now, vocabulary=ctx.vocabulary)]
+    invalid = limits.manifest_problems(manifest)     # too many columns, a rowCount that is no count
+    if any(p.code == "transfer.too_many_columns" for p in invalid):
+        return invalid                               # not compared column by column
+    problems = invalid + [Problem(TRANSFER_CODES.get(v.dimension, f"transfer.{v.dimension}"),
+                                  f"{v.dimension}: {v.message}.", {"offending": list(v.offending)})
+                          for v in transfer_within(manifest, model, at=ctx.now, vocabulary=ctx.vocabulary)
+                          if not (v.dimension == "rowCount" and invalid)]
     problems += cadence(model, ctx.now)
     # The data go to the holder: a manifest naming someone else is refused (and the protocol stage checks the
     # output party and learners against the holder even when the manifest names no recipient).

@@ -1,12 +1,12 @@
 """Presentation requests this node made over OpenID4VP, and their verified outcomes.
 
-Revision ID: issuer_0003_presentation_requests
+Revision ID: issuer_0003_pres_requests (at most 32 characters: alembic_version.version_num is varchar(32) on PostgreSQL)
 Revises: issuer_0002_offers
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "issuer_0003_presentation_requests"
+revision = "issuer_0003_pres_requests"
 down_revision = "issuer_0002_offers"
 branch_labels = None
 depends_on = None

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "issuer_0004_catalogue"
-down_revision = "issuer_0003_presentation_requests"
+down_revision = "issuer_0003_pres_requests"
 branch_labels = None
 depends_on = None
 
