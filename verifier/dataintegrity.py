@@ -143,7 +143,7 @@ def _verify_one(document: dict, proof: Any, proofs: list, resolver, purpose: str
         return [Problem("proof.signature_invalid", f"The {suite.name} signature does not match the document "
                         f"(verification method {vm_id}).")], vm_id
     from .signedcontext import context_problems   # one encoding: the @context signed is the document's own
-    return context_problems(document, unsecured, proof, suite), vm_id
+    return context_problems(document, unsecured, proof, suite.name), vm_id
 
 
 def verify_proofs(document: dict, resolver, purpose: str = "assertionMethod", challenge: str | None = None,
