@@ -18,6 +18,7 @@ import click
 
 from schemas.values import load_document
 from verifier.keys import ED25519, JOSE_ALGS, KINDS
+from verifier.suites import DEFAULT_SUITES
 from verifier.results import CeadError
 
 from . import service, tokens
@@ -236,7 +237,8 @@ app_factory = None
 @click.option("--public-url", default=None, help="Override the public base URL used in status entries.")
 @_fail_on_cead_error
 def serve(home, host, port, tls_cert, tls_key, public_url):
-    """Serve the DID document, VC-API issuing and status endpoints, the status lists (and the wallet inbox)."""
+    """Serve the DID document, VC-API issuing and status endpoints, the status lists (and the wallet inbox) on
+    gunicorn (one worker process of 8 threads; TLS with --tls-cert/--tls-key; SIGTERM stops it gracefully)."""
     from verifier.serving import serve_wsgi
 
     from .app import create_app
@@ -250,7 +252,13 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
     from . import notifications
     notifications.subscriptions(node)   # a bad notifications: section fails now, not on the first event
     notifications.start_dispatcher(node)
-    serve_wsgi(app, host, port, tls_cert, tls_key,
+
+    def fresh_connections() -> None:   # in the worker: no database connection carried across the fork
+        engine = getattr(node, "_engine", None)
+        if engine is not None:
+            engine.dispose(close=False)
+
+    serve_wsgi(app, host, port, tls_cert, tls_key, post_fork=fresh_connections,
                announce=lambda url: click.echo(f"Serving {node.did} on {url}", err=True))
 
 
@@ -451,8 +459,8 @@ def _issue_command(kind: str):
                        "credential too; overrides the file's. Repeatable.")
     @click.option("--valid-until", default=None, help="Expiry, e.g. 2027-03-31T23:59:59Z; overrides the file's "
                                                       "validUntil.")
-    @click.option("--format", "fmt", type=click.Choice(["eddsa-rdfc-2022", "eddsa-jcs-2022", "vc+jwt"]),
-                  default="eddsa-rdfc-2022", show_default=True,
+    @click.option("--format", "fmt", type=click.Choice([*DEFAULT_SUITES.names(signing=True), "vc+jwt"]),
+                  default=DEFAULT_SUITES.names(signing=True)[0], show_default=True,
                   help="Data Integrity cryptosuite, or vc+jwt (VC-JOSE-COSE, a JWT).")
     @click.option("--alg", type=click.Choice(list(JOSE_ALGS.values())), default=None,
                   help="JWT algorithm, with --format vc+jwt only (default EdDSA; ES256/ES384/ES512 need a "

@@ -23,6 +23,7 @@ from verifier.credential import is_datetime_stamp
 from verifier.jose import JWT_CLAIMS
 from verifier.keys import ED25519, JOSE_ALGS
 from verifier.results import CeadError
+from verifier.suites import DEFAULT_SUITES
 
 from . import db, idempotency, statuslist
 from .signing import sign_jwt
@@ -40,7 +41,7 @@ KINDS = {"certification": "OrganisationCertificationCredential",
          "delegation": "DelegatedAuthorityCredential",
          "approval": "DataSharingApprovalCredential"}
 GUARDED_TYPES = ("DelegatedAuthorityCredential", "DataSharingApprovalCredential")
-CRYPTOSUITES = ("eddsa-rdfc-2022", "eddsa-jcs-2022")
+CRYPTOSUITES = DEFAULT_SUITES.names(signing=True)   # the suites this node signs with (verifier.suites)
 JWT_FORMAT = "vc+jwt"
 # Top-level names a request may not carry: JWT claims (the node derives what it signs from the credential itself) and
 # the VC 1.1 JWT claims ``vc``/``vp``, which VC-JOSE-COSE forbids and which a VC 1.1 reader would take as the whole
@@ -484,9 +485,7 @@ def cosign(node, credential: Any, *, verifier=None) -> dict:
     credential carries its issuer's signature only and cannot be co-signed (``credential.not_cosignable``); the
     issuer, or a DID that has already signed, cannot co-sign (``credential.already_signed``).
     """
-    from verifier.credential import Verifier
-    from verifier.dataintegrity import EDDSA_RDFC_2022
-    from verifier.did import Resolver
+    from verifier.compose import build_verifier
     from .signing import add_proof
     if isinstance(credential, str) or "EnvelopedVerifiableCredential" in types_of(credential):
         raise _fail("credential.not_cosignable", "A vc+jwt credential carries only its issuer's signature and cannot "
@@ -495,7 +494,8 @@ def cosign(node, credential: Any, *, verifier=None) -> dict:
     if not isinstance(credential, dict) or not credential.get("proof"):
         raise _fail("credential.not_cosignable", "Only a credential its issuer has signed with a Data Integrity "
                     "proof can be co-signed.")
-    result = (verifier or Verifier(Resolver(node.fetcher()))).verify_credential(credential)
+    result = (verifier or build_verifier(fetcher=node.fetcher(), status=False, caching=False)
+              ).verify_credential(credential)
     if not result.verified:
         raise _fail("credential.unverified", "The credential does not verify, so it is not co-signed: "
                     + "; ".join(f"{p.code}: {p.message}" for p in result.problems[:5]),
@@ -505,7 +505,7 @@ def cosign(node, credential: Any, *, verifier=None) -> dict:
                     + (" as its issuer; a co-signer is someone else." if node.did == result.issuer else "."))
     issuer_proof = next((p for p in as_list(credential["proof"])
                          if p.get("verificationMethod") == result.verification_method), {})
-    suite = issuer_proof.get("cryptosuite") if issuer_proof.get("cryptosuite") in CRYPTOSUITES else EDDSA_RDFC_2022
+    suite = issuer_proof.get("cryptosuite") if issuer_proof.get("cryptosuite") in CRYPTOSUITES else CRYPTOSUITES[0]
     return add_proof(credential, node.signing_key(ED25519), node.verification_method_for(ED25519), cryptosuite=suite)
 
 

@@ -7,16 +7,11 @@ from datetime import datetime, timezone
 
 from jwcrypto import jws
 
-from verifier.dataintegrity import (CRYPTOSUITES, DATA_INTEGRITY_PROOF, EDDSA_JCS_2022, hash_data,
-                                    parse_datetime)
-from verifier.keys import ED25519, multibase_encode
 from verifier.results import CeadError
+from verifier.suites import (DATA_INTEGRITY_CONTEXTS, DATA_INTEGRITY_PROOF, DATA_INTEGRITY_V2,  # noqa: F401
+                             DEFAULT_SUITES, SuiteRegistry, parse_datetime)
 
 from .keys import PrivateKey
-
-DATA_INTEGRITY_V2 = "https://w3id.org/security/data-integrity/v2"
-DATA_INTEGRITY_CONTEXTS = {"https://www.w3.org/ns/credentials/v2", "https://w3id.org/security/data-integrity/v1",
-                           DATA_INTEGRITY_V2}
 
 # vc+jwt and vp+jwt (VC-JOSE-COSE); a wallet's OID4VCI key proof; the signature of a node's event notification;
 # a node's signed feed of its decisions (wallet.precedents)
@@ -47,38 +42,27 @@ def _datetime(value: datetime | str | None, field: str) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _ensure_suite_context(document: dict, cryptosuite: str) -> None:
-    """A document whose contexts do not define DataIntegrityProof (e.g. VC 1.1) gets the Data Integrity context."""
-    context = document.get("@context")
-    if context is None:
-        if cryptosuite == EDDSA_JCS_2022:
-            return  # plain JSON may be signed with JCS
-        raise CeadError("jsonld.invalid", "The document has no @context, so it cannot be signed with RDFC-1.0.")
-    contexts = context if isinstance(context, list) else [context]
-    if not any(c in DATA_INTEGRITY_CONTEXTS for c in contexts):
-        document["@context"] = contexts + [DATA_INTEGRITY_V2]
-
-
 def add_proof(document: dict, key: PrivateKey, verification_method: str, *, cryptosuite: str = "eddsa-rdfc-2022",
               purpose: str = "assertionMethod", challenge: str | None = None, domain: str | None = None,
-              created: datetime | str | None = None, expires: datetime | str | None = None) -> dict:
+              created: datetime | str | None = None, expires: datetime | str | None = None,
+              suites: SuiteRegistry | None = None) -> dict:
     """A copy of ``document`` with a new DataIntegrityProof (vc-di-eddsa); the input is never modified.
 
-    If the document's @context does not define DataIntegrityProof (VC 1.1), the Data Integrity v2 context is
-    appended to it.
+    The suite comes from ``suites`` (default ``verifier.suites.DEFAULT_SUITES``, the registry verifiers check
+    with). If the document's @context does not define DataIntegrityProof (VC 1.1), the Data Integrity v2 context
+    is appended to it.
     ``created`` defaults to now (UTC, whole seconds). If the document already has proofs, the new proof signs the
     document without them and is added alongside (a proof set).
     """
-    if cryptosuite not in CRYPTOSUITES:
-        raise CeadError("proof.cryptosuite_unsupported", f"Cannot sign with {cryptosuite!r}; supported: "
-                        f"{', '.join(CRYPTOSUITES)}.")
-    if key.kind != ED25519:
-        raise CeadError("key.unsupported", f"{cryptosuite} needs an Ed25519 key, not {key.kind}.")
+    suite = (suites or DEFAULT_SUITES).for_signing(cryptosuite)
+    if key.kind not in suite.key_kinds:
+        raise CeadError("key.unsupported", f"{cryptosuite} needs a {' or '.join(suite.key_kinds)} key, not "
+                        f"{key.kind}.")
     if not isinstance(document, dict):
         raise CeadError("proof.malformed", "Only a JSON object can be signed.")
     unsecured = copy.deepcopy({k: v for k, v in document.items() if k != "proof"})
-    _ensure_suite_context(unsecured, cryptosuite)
-    proof: dict = {"type": DATA_INTEGRITY_PROOF, "cryptosuite": cryptosuite,
+    suite.prepare(unsecured)
+    proof: dict = {"type": suite.proof_type, "cryptosuite": suite.name,
                    "created": _datetime(created, "created") or _datetime(datetime.now(timezone.utc), "created"),
                    "verificationMethod": verification_method, "proofPurpose": purpose}
     if expires is not None:
@@ -87,9 +71,10 @@ def add_proof(document: dict, key: PrivateKey, verification_method: str, *, cryp
         proof["challenge"] = challenge
     if domain is not None:
         proof["domain"] = domain
-    if cryptosuite == EDDSA_JCS_2022 and "@context" in unsecured:
-        proof["@context"] = copy.deepcopy(unsecured["@context"])
-    proof["proofValue"] = multibase_encode(key.sign(hash_data(unsecured, proof, cryptosuite)))
+    proof_context = suite.proof_context(unsecured)
+    if proof_context is not None:
+        proof["@context"] = copy.deepcopy(proof_context)
+    proof["proofValue"] = suite.encode_signature(suite.sign(key, suite.hash(unsecured, proof)))
     secured = copy.deepcopy(document)
     if "@context" in unsecured:
         secured["@context"] = unsecured["@context"]

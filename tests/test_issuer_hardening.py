@@ -17,7 +17,7 @@ from issuer import db, service
 from issuer.app import create_app
 from issuer.node import Node, check_public_url, did_web
 from verifier.credential import Verifier
-from verifier.did import Resolver
+from verifier.did import DidMethod, Resolver, default_methods
 from verifier.policy import Network
 from verifier.results import CeadError
 from verifier.status import StatusLists
@@ -50,13 +50,19 @@ def subject_file(tmp_path, did="did:web:fife.example"):
 
 # ---- 1. the cached status list follows key rotation, retirement and the public URL --------------------------
 
-class _OwnResolver(Resolver):
+class _OwnWeb(DidMethod):
+    """did:web answered by the node itself (a DID method of the resolver's protocol)."""
+    name = "web"
+
     def __init__(self, node):
-        super().__init__()
         self.node = node
 
-    def _resolve_web(self, did):
+    def resolve(self, did, msid):
         return self.node.did_document()
+
+
+def _OwnResolver(node):
+    return Resolver(methods=[*default_methods(), _OwnWeb(node)])
 
 
 class _AppFetcher:

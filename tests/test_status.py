@@ -212,19 +212,42 @@ def test_bad_entries(env):
     assert codes(checker.check({"credentialStatus": "revoked"})) == ["status.entry_invalid"]
 
 
-def test_list_verification_turns_status_checking_off_for_the_list():
-    """A list credential that itself carries credentialStatus must not send the checker into a loop."""
+def test_lists_are_verified_by_a_status_less_verifier():
+    """A list credential that itself carries credentialStatus must not send the checker into a loop: the list
+    client verifies lists with a verifier that has no status checker (a given one is replaced by its status-less
+    copy), so nothing holds anything back and no thread-local guard is needed."""
+    fetcher = FakeFetcher()
+    plain = FakeVerifier()
+
+    class Holding(FakeVerifier):
+        status = "a status checker"
+
+        def without_status(self):
+            return plain
+
+    checker = StatusLists(fetcher, Holding())
+    assert checker.verifier is plain
+    publish(fetcher, set_indexes=[3])
+    fetcher.lists[URL]["credentialStatus"] = make_entry(URL, 3, "revocation")
+    assert codes(checker.check(credential(make_entry(URL, 3, "revocation")))) == ["status.revoked"]
+
+
+def test_a_re_entrant_list_check_fails_closed_at_once():
+    """A verifier that (wrongly) checks status while the same list is being fetched gets status.unreachable at
+    once from the single-flight guard, rather than waiting for itself."""
     fetcher = FakeFetcher()
 
     class Recursing(FakeVerifier):
         def verify_credential(self, credential, now=None):
-            assert checker.check(credential) == []       # re-entrant call: status checking is off
+            inner.extend(codes(checker.check(credential)))
             return super().verify_credential(credential, now)
 
+    inner: list = []
     checker = StatusLists(fetcher, Recursing())
     publish(fetcher, set_indexes=[3])
     fetcher.lists[URL]["credentialStatus"] = make_entry(URL, 3, "revocation")
     assert codes(checker.check(credential(make_entry(URL, 3, "revocation")))) == ["status.revoked"]
+    assert inner == ["status.unreachable"]
 
 
 @pytest.mark.parametrize("form", ["vc11-expirationDate", "jwt-exp"])

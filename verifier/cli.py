@@ -68,13 +68,18 @@ def _load_document(path: str):
         _fail(f"{path!r} holds a presentation nested too deeply.")
 
 
-def _decider(policy_path: str | None, ledger=None):
+def _decider(policy_path: str | None, replay_store: str | None = None, ledger=None):
     from .decision import Decider
     from .policy import load_policy
     try:
-        return Decider(load_policy(policy_path), ledger=ledger)
+        policy = load_policy(policy_path)
+        if replay_store:
+            policy = policy.model_copy(update={"replay_store": replay_store})
+        return Decider(policy, ledger=ledger)
     except CeadError as exc:
         _fail(exc.message, exc.code)
+    except ValueError as exc:   # e.g. a replay store URL that is not redis://
+        _fail(str(exc), "policy.invalid")
 
 
 @click.command("verify")
@@ -142,10 +147,18 @@ def verifier() -> None:
               "from CEAD_LEDGER_TOKEN.")
 @click.option("--ledger-ca", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CA bundle that signed the node's certificate (default: the system's).")
-def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca):
-    """Serve VC-API verification, nginx auth_request (/authz), Envoy ext_authz (/envoy), /metrics, /healthz."""
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (default: one per CPU core with a shared --replay-store / replay_store, else 1, "
+                   "since each process would keep its own replay guard).")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Threads per worker process.")
+@click.option("--replay-store", default=None, metavar="URL",
+              help="redis://host:port/db: a replay guard shared by every worker and gateway instance (overrides "
+                   "the policy's replay_store).")
+def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, workers, threads, replay_store):
+    """Serve VC-API verification, nginx auth_request (/authz), Envoy ext_authz (/envoy), /metrics, /healthz on
+    gunicorn (TLS with --tls-cert/--tls-key; SIGTERM stops it gracefully)."""
     import os
-
     from .ledger import HttpLedger
     from .serving import serve_wsgi
     from .service import create_app
@@ -163,9 +176,17 @@ def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca):
     if policy_path is None:
         click.echo("cead verifier: no --policy given, so no controller or certification body is trusted and every "
                    "transfer will be denied (VC-API verification still works).", err=True)
-    app = create_app(_decider(policy_path, ledger))
+    decider = _decider(policy_path, replay_store, ledger)
+    shared = decider.policy.replay_store is not None
+    if workers is None:
+        workers = (os.cpu_count() or 1) if shared else 1
+    elif workers > 1 and not shared:
+        click.echo(f"cead verifier: {workers} workers without a shared replay store: each keeps its own replay "
+                   "guard, so a presentation could be used once per worker; set --replay-store.", err=True)
+    app = create_app(decider)
     try:
-        serve_wsgi(app, host, port, tls_cert, tls_key,
-                   announce=lambda url: click.echo(f"cead verifier listening on {url}", err=True))
+        serve_wsgi(app, host, port, tls_cert, tls_key, workers=workers, threads=threads,
+                   announce=lambda url: click.echo(f"cead verifier listening on {url} ({workers} worker(s) x "
+                                                   f"{threads} threads)", err=True))
     except CeadError as exc:
         _fail(exc.message, exc.code)

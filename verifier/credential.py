@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
@@ -26,8 +27,10 @@ from schemas.values import as_list, id_of, strict_json
 from . import jose
 from . import rdfc
 from .dataintegrity import verify_proofs
+from .context import VerificationContext
 from .did import Resolver
-from .jsonld import document_loader
+from .suites import DEFAULT_SUITES
+from . import jsonld
 from .results import CeadError, Problem, VerificationResult
 
 log = logging.getLogger(__name__)
@@ -161,23 +164,52 @@ def _schema_registry():
 
 
 def _context_known(url: str) -> bool:
-    try:
-        document_loader(url)
-        return True
-    except CeadError:  # the loader refuses anything not pinned or registered
-        return False
+    """Whether the loader serves ``url`` (pinned or registered); the context itself is not copied."""
+    return jsonld.is_known(url)
+
+
+_VALIDATORS: dict[str, Any] = {}
+_VALIDATORS_LOCK = threading.Lock()
+
+
+def _validator(schema_id: str, schema: dict, registry) -> Any:
+    """The compiled JSON Schema validator for a shipped schema, built once per process."""
+    with _VALIDATORS_LOCK:
+        validator = _VALIDATORS.get(schema_id)
+    if validator is None:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        cls.check_schema(schema)
+        validator = cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
+        with _VALIDATORS_LOCK:
+            _VALIDATORS[schema_id] = validator
+    return validator
 
 
 # ---- the verifier -----------------------------------------------------------------------------------------------
 class Verifier:
     """Checks credentials and presentations against DIDs resolved by ``resolver``; ``status`` (optional) is a
-    ``verifier.status.StatusLists`` used for ``credentialStatus``; ``schemas=False`` skips JSON Schema checks."""
+    status checker (``check(credential) -> problems``, e.g. ``verifier.status.StatusLists``) used for
+    ``credentialStatus``; ``schemas=False`` skips JSON Schema checks; ``suites`` is the cryptosuite registry
+    (default ``verifier.suites.DEFAULT_SUITES``); ``context`` the clock, loader and limits
+    (``verifier.context.VerificationContext``; its skew is used unless ``skew`` is given).
 
-    def __init__(self, resolver=None, status=None, skew: timedelta = timedelta(minutes=5), schemas: bool = True):
+    The default resolver (``Resolver()``) has no fetcher: did:key and did:jwk only, nothing reaches the network.
+    ``verifier.compose.build_verifier`` builds one from a trust policy."""
+
+    def __init__(self, resolver=None, status=None, skew: timedelta | None = None, schemas: bool = True, *,
+                 suites=None, context: VerificationContext | None = None):
         self.resolver = resolver if resolver is not None else Resolver()
         self.status = status
-        self.skew = skew
+        self.context = context or VerificationContext()
+        self.skew = skew if skew is not None else self.context.skew
         self.check_schemas = schemas
+        self.suites = suites or DEFAULT_SUITES
+
+    def without_status(self) -> "Verifier":
+        """A verifier like this one (resolver, suites, context) with no status checker: what a status-list client
+        verifies lists with (a list's own status is never checked, and nothing holds anything back)."""
+        return Verifier(self.resolver, None, skew=self.skew, schemas=self.check_schemas, suites=self.suites,
+                        context=self.context)
 
     # ---- public -------------------------------------------------------------------------------------------------
     def verify_credential(self, credential: dict | str, now: datetime | None = None) -> VerificationResult:
@@ -206,10 +238,9 @@ class Verifier:
         return result
 
     # ---- plumbing -----------------------------------------------------------------------------------------------
-    @staticmethod
-    def _now(now: datetime | None) -> datetime:
+    def _now(self, now: datetime | None) -> datetime:
         if now is None:
-            return datetime.now(timezone.utc)
+            return self.context.now()
         return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
     @staticmethod
@@ -250,7 +281,7 @@ class Verifier:
         for ctx in contexts:
             if not isinstance(ctx, (str, dict)):
                 raise CeadError(f"{kind}.context_invalid", "Each @context entry must be a URL or an object.")
-            if isinstance(ctx, str) and not _context_known(ctx):
+            if isinstance(ctx, str) and not self.context.known_context(ctx):
                 result.add(Problem(f"{kind}.context_unknown", f"@context {ctx[:120]!r} is not a pinned context.",
                                    {"context": ctx[:200]}))
         if type_name not in as_list(doc.get("type")):
@@ -274,7 +305,8 @@ class Verifier:
             result.format, result.document = "ldp", loaded
             unsecured = {k: v for k, v in loaded.items() if k != "proof"}
             self._check_credential_document(result, unsecured, now)
-            problems, vm_id = verify_proofs(loaded, self.resolver, "assertionMethod", now=now, skew=self.skew)
+            problems, vm_id = verify_proofs(loaded, self.resolver, "assertionMethod", now=now, skew=self.skew,
+                                            suites=self.suites)
             for problem in problems:
                 result.add(problem)
             if not problems and not vm_id:
@@ -335,8 +367,7 @@ class Verifier:
                 continue
             schema = by_id[schema_id]
             try:
-                cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-                validator = cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
+                validator = _validator(schema_id, schema, registry)
                 errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
             except jsonschema.exceptions.SchemaError:
                 result.add(Problem("credential.schema_unknown", f"Schema {schema_id} is itself invalid."))
@@ -370,7 +401,7 @@ class Verifier:
         else:
             result.format, result.document = "ldp", loaded
             self._check_presentation_document(result, {k: v for k, v in loaded.items() if k != "proof"})
-            problems, vm_id = verify_proofs(loaded, self.resolver, "authentication", challenge, domain, now=now,
+            problems, vm_id = verify_proofs(loaded, self.resolver, "authentication", challenge, domain, now=now, suites=self.suites,
                                             skew=self.skew)
             for problem in problems:  # the proof carries the binding: report it in the same words as for a JWT
                 code = _PRESENTATION_PROOF_CODES.get(problem.code, problem.code)

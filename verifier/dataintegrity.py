@@ -1,91 +1,45 @@
 """Data Integrity proofs (W3C VC Data Integrity 1.0, vc-di-eddsa 1.0): checking them.
 
-Suites: ``DataIntegrityProof`` with cryptosuite ``eddsa-rdfc-2022`` or ``eddsa-jcs-2022``, and the older
-``Ed25519Signature2020`` (read only, for peers such as didkit). ``hash_data`` is the one function that both the
+The suites are objects in ``verifier.suites`` (a registry: ``eddsa-rdfc-2022``, ``eddsa-jcs-2022``, and the older
+``Ed25519Signature2020``, read only, for peers such as didkit). ``hash_data`` is the one function that both the
 signer (``issuer.signing.add_proof``) and ``verify_proofs`` use to compute the bytes that are signed.
 """
 from __future__ import annotations
 
-import hashlib
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import rfc8785
-
-from . import jsonld
-from .keys import ED25519, multibase_decode
 from .results import CeadError, Problem
+from .suites import (DATA_INTEGRITY_PROOF, DEFAULT_SUITES, ED25519_SIGNATURE_2020, EDDSA_JCS_2022,  # noqa: F401
+                     EDDSA_RDFC_2022, SuiteRegistry, parse_datetime)
 
-DATA_INTEGRITY_PROOF = "DataIntegrityProof"
-EDDSA_RDFC_2022 = "eddsa-rdfc-2022"
-EDDSA_JCS_2022 = "eddsa-jcs-2022"
-ED25519_SIGNATURE_2020 = "Ed25519Signature2020"
-CRYPTOSUITES = (EDDSA_RDFC_2022, EDDSA_JCS_2022)       # what we sign with
-VERIFIABLE = CRYPTOSUITES + (ED25519_SIGNATURE_2020,)   # what we check
+CRYPTOSUITES = DEFAULT_SUITES.names(signing=True)      # what we sign with
+VERIFIABLE = DEFAULT_SUITES.names()                    # what we check
 
 DEFAULT_SKEW = timedelta(minutes=5)
-_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)\Z")
 
 
-def suite_of(proof: dict) -> str:
+def suite_of(proof: dict, suites: SuiteRegistry | None = None) -> str:
     """The suite identifier of a proof (a cryptosuite name, or ``Ed25519Signature2020``); raises if unsupported."""
-    proof_type = proof.get("type")
-    if proof_type == DATA_INTEGRITY_PROOF:
-        cryptosuite = proof.get("cryptosuite")
-        if cryptosuite not in CRYPTOSUITES:
-            raise CeadError("proof.cryptosuite_unsupported", f"Unsupported cryptosuite {cryptosuite!r}; supported: "
-                            f"{', '.join(CRYPTOSUITES)}.", cryptosuite=str(cryptosuite))
-        return cryptosuite
-    if proof_type == ED25519_SIGNATURE_2020:
-        return ED25519_SIGNATURE_2020
-    raise CeadError("proof.type_unsupported", f"Unsupported proof type {proof_type!r}; supported: "
-                    f"{DATA_INTEGRITY_PROOF}, {ED25519_SIGNATURE_2020}.", type=str(proof_type))
+    return (suites or DEFAULT_SUITES).for_proof(proof).name
 
 
-def parse_datetime(value: Any, field: str) -> datetime:
-    """An XML Schema dateTimeStamp (with time zone) as an aware datetime; ``proof.malformed`` otherwise."""
-    if not isinstance(value, str) or not _DATETIME.match(value):
-        raise CeadError("proof.malformed", f"The proof's {field} must be a date-time with a time zone, e.g. "
-                        f"2024-01-01T00:00:00Z (got {str(value)[:40]!r}).", field=field)
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CeadError("proof.malformed", f"The proof's {field} is not a valid date-time: {value!r}.",
-                        field=field) from None
-
-
-def hash_data(unsecured_document: dict, proof_config: dict, cryptosuite: str) -> bytes:
-    """SHA-256(canonical proof configuration) || SHA-256(canonical document), per vc-di-eddsa.
+def hash_data(unsecured_document: dict, proof_config: dict, cryptosuite: str,
+              suites: SuiteRegistry | None = None) -> bytes:
+    """hash(canonical proof configuration) || hash(canonical document), per the suite (vc-di-eddsa for Cead's).
 
     ``unsecured_document`` is the document without the proof being created or checked; ``proof_config`` is that
-    proof without ``proofValue``. The proof configuration takes the document's ``@context`` (eddsa-rdfc-2022 and
-    Ed25519Signature2020 always; eddsa-jcs-2022 when the document has one).
+    proof without ``proofValue``. The signer (``issuer.signing.add_proof``) and ``verify_proofs`` both call this.
     """
     if not isinstance(unsecured_document, dict) or not isinstance(proof_config, dict):
         raise CeadError("proof.malformed", "The document and the proof must be JSON objects.")
-    config = {key: value for key, value in proof_config.items() if key != "proofValue"}
-    expected = suite_of(config)
-    if expected != cryptosuite:
-        raise CeadError("proof.malformed", f"The proof is {expected}, not {cryptosuite}.")
-    if "created" in config:
-        parse_datetime(config["created"], "created")
-    if cryptosuite == EDDSA_JCS_2022:
-        if "@context" in unsecured_document:
-            config["@context"] = unsecured_document["@context"]
-        try:
-            canonical_config, canonical_document = rfc8785.dumps(config), rfc8785.dumps(unsecured_document)
-        except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
-            raise CeadError("proof.malformed", f"The document cannot be canonicalized with JCS: {exc}") from None
-    else:
-        if "@context" not in unsecured_document:
-            raise CeadError("jsonld.invalid", "The document has no @context, so it cannot be canonicalized "
-                            "with RDFC-1.0.")
-        if not (cryptosuite == ED25519_SIGNATURE_2020 and "@context" in config):
-            config["@context"] = unsecured_document["@context"]
-        canonical_config = jsonld.canonicalize(config).encode("utf-8")
-        canonical_document = jsonld.canonicalize(unsecured_document).encode("utf-8")
-    return hashlib.sha256(canonical_config).digest() + hashlib.sha256(canonical_document).digest()
+    registry = suites or DEFAULT_SUITES
+    suite = registry.for_proof(proof_config)
+    if suite.name != cryptosuite:
+        raise CeadError("proof.malformed", f"The proof is {suite.name}, not {cryptosuite}.")
+    if "created" in proof_config:
+        parse_datetime(proof_config["created"], "created")
+    return suite.hash(unsecured_document, proof_config)
 
 
 def _proofs(document: dict) -> list:
@@ -159,48 +113,48 @@ def _check_options(proof: dict, purpose: str, challenge: str | None, domain: str
 
 
 def _verify_one(document: dict, proof: Any, proofs: list, resolver, purpose: str, challenge: str | None,
-                domain: str | None, now: datetime, skew: timedelta) -> tuple[list[Problem], str | None]:
+                domain: str | None, now: datetime, skew: timedelta,
+                suites: SuiteRegistry) -> tuple[list[Problem], str | None]:
     if not isinstance(proof, dict):
         return [Problem("proof.malformed", "A proof must be a JSON object.")], None
     vm_id = proof.get("verificationMethod") if isinstance(proof.get("verificationMethod"), str) else None
     try:
-        suite = suite_of(proof)
+        suite = suites.for_proof(proof)
     except CeadError as exc:
         return [exc.problem], vm_id
     problems = _check_options(proof, purpose, challenge, domain, now, skew)
     if problems:
         return problems, vm_id
     try:
-        signature = multibase_decode(proof["proofValue"])
-        if not proof["proofValue"].startswith("z") or len(signature) != 64:
-            raise CeadError("proof.malformed", "proofValue must be a base58btc multibase Ed25519 signature "
-                            "(64 bytes).")
+        signature = suite.decode_signature(proof["proofValue"])
         unsecured = _unsecured_for(document, proof, proofs)
         _vm, public_key = resolver.public_key_for(vm_id, purpose)
-        if public_key.kind != ED25519:
-            raise CeadError("proof.key_type_mismatch", f"{suite} needs an Ed25519 key; {vm_id} is "
-                            f"{public_key.kind}.")
-        data = hash_data(unsecured, proof, suite)
+        if public_key.kind not in suite.key_kinds:
+            raise CeadError("proof.key_type_mismatch", f"{suite.name} needs a {' or '.join(suite.key_kinds)} key; "
+                            f"{vm_id} is {public_key.kind}.")
+        data = suite.hash(unsecured, proof)
     except CeadError as exc:
         code = "proof.malformed" if exc.code == "encoding.invalid" else exc.code
         return [Problem(code, exc.message, dict(exc.detail))], vm_id
     except Exception as exc:  # fail closed on anything unexpected (e.g. a resolver bug)
         return [Problem("proof.verification_error", f"The proof could not be checked: "
                         f"{type(exc).__name__}.")], vm_id
-    if not public_key.verify(signature, data):
-        return [Problem("proof.signature_invalid", f"The {suite} signature does not match the document "
+    if not suite.verify(public_key, signature, data):
+        return [Problem("proof.signature_invalid", f"The {suite.name} signature does not match the document "
                         f"(verification method {vm_id}).")], vm_id
     from .signedcontext import context_problems   # one encoding: the @context signed is the document's own
-    return context_problems(document, unsecured, proof, suite), vm_id
+    return context_problems(document, unsecured, proof, suite.name), vm_id
 
 
 def verify_proofs(document: dict, resolver, purpose: str = "assertionMethod", challenge: str | None = None,
                   domain: str | None = None, now: datetime | None = None,
-                  skew: timedelta = DEFAULT_SKEW) -> tuple[list[Problem], str | None]:
+                  skew: timedelta = DEFAULT_SKEW,
+                  suites: SuiteRegistry | None = None) -> tuple[list[Problem], str | None]:
     """Check every proof on ``document`` (a proof set or chain must verify in full).
 
     Returns ``(problems, verification_method_id)``; no problems means verified. The id is that of the first proof.
-    ``resolver.public_key_for(vm_id, purpose)`` supplies keys and checks the verification relationship.
+    ``resolver.public_key_for(vm_id, purpose)`` supplies keys and checks the verification relationship;
+    ``suites`` (default ``verifier.suites.DEFAULT_SUITES``) the cryptosuites.
     """
     if not isinstance(document, dict):
         return [Problem("proof.malformed", "The secured document must be a JSON object.")], None
@@ -212,7 +166,8 @@ def verify_proofs(document: dict, resolver, purpose: str = "assertionMethod", ch
     problems: list[Problem] = []
     first_vm: str | None = None
     for index, proof in enumerate(proofs):
-        found, vm_id = _verify_one(document, proof, proofs, resolver, purpose, challenge, domain, now, skew)
+        found, vm_id = _verify_one(document, proof, proofs, resolver, purpose, challenge, domain, now, skew,
+                                   suites or DEFAULT_SUITES)
         if index == 0:
             first_vm = vm_id
         problems.extend(found)

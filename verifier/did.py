@@ -23,6 +23,7 @@ from schemas.values import strict_json
 from .http import Fetcher
 from .keys import ED25519, P256, PublicKey, b64url, b64url_decode
 from .results import CeadError
+from .singleflight import SingleFlight
 
 DID_CONTEXT = "https://www.w3.org/ns/did/v1"
 MULTIKEY_CONTEXT = "https://w3id.org/security/multikey/v1"
@@ -211,56 +212,22 @@ def _normalise(doc: Any, did: str) -> dict:
     return doc
 
 
-# ---- resolver -----------------------------------------------------------------------------------------------------
-class Resolver:
-    """Resolves did:key, did:jwk and did:web. Thread-safe; did:web documents are cached for ``ttl`` seconds."""
+# ---- DID methods ----------------------------------------------------------------------------------------------------
+class DidMethod:
+    """One DID method: ``resolve(did, method_specific_id) -> document`` (ids absolute, shape checked). A method
+    that needs the network is given a fetcher; without one it never reaches the network."""
 
-    def __init__(self, fetcher: Fetcher | None = None, ttl: float = 300, cache_size: int = 1024, *,
-                 clock=time.monotonic, on_cache=None):
-        self.fetcher = fetcher or Fetcher()
-        self._on_cache = on_cache or (lambda hit: None)   # told of each did:web cache lookup (for metrics)
-        self._cache: TTLCache | None = (TTLCache(maxsize=cache_size, ttl=ttl, timer=clock)
-                                        if ttl > 0 and cache_size > 0 else None)
-        self._lock = threading.Lock()
+    name: str = ""
 
-    def resolve(self, did: str) -> dict:
-        """The DID document (a fresh copy; verification method ids are absolute)."""
-        method, msid = parse_did(did)
-        if method == "key":
-            return self._resolve_key(did, msid)
-        if method == "jwk":
-            return self._resolve_jwk(did, msid)
-        if method == "web":
-            return self._resolve_web(did)
-        raise CeadError("did.method_unsupported", f"DID method {method!r} is not supported "
-                        "(did:key, did:jwk and did:web are).", did=did)
+    def resolve(self, did: str, msid: str) -> dict:
+        raise NotImplementedError
 
-    def dereference(self, did_url: str) -> dict:
-        """The verification method named by ``did:...#fragment`` (absolute ids)."""
-        did, _ = split_did_url(did_url)
-        doc = self.resolve(did)
-        for vm in _all_methods(doc):
-            if vm["id"] == did_url:
-                return vm
-        raise CeadError("did.vm_not_found", f"{did_url} is not a verification method of {did}.", vm=did_url)
 
-    def public_key_for(self, vm_id: str, purpose: str) -> tuple[dict, PublicKey]:
-        """The verification method and its key, provided it is listed under ``purpose`` in its DID document."""
-        if purpose not in PURPOSES:
-            raise CeadError("did.vm_not_authorized", f"Unknown verification relationship {purpose!r}.")
-        did, _ = split_did_url(vm_id)
-        doc = self.resolve(did)
-        vm = next((m for m in _all_methods(doc) if m["id"] == vm_id), None)
-        if vm is None:
-            raise CeadError("did.vm_not_found", f"{vm_id} is not a verification method of {did}.", vm=vm_id)
-        listed = any((ref if isinstance(ref, str) else ref["id"]) == vm_id for ref in doc.get(purpose, []))
-        if not listed:
-            raise CeadError("did.vm_not_authorized", f"{vm_id} is not authorised for {purpose} by {did}.",
-                            vm=vm_id, purpose=purpose)
-        return vm, vm_public_key(vm)
+class KeyMethod(DidMethod):
+    """did:key (Ed25519, P-256): the document is derived from the DID itself."""
+    name = "key"
 
-    # ---- methods ----------------------------------------------------------------------------------------------
-    def _resolve_key(self, did: str, msid: str) -> dict:
+    def resolve(self, did: str, msid: str) -> dict:
         try:
             key = PublicKey.from_did_key(msid)   # strict: base58btc, exact key length (did:key spec)
         except CeadError as exc:
@@ -268,7 +235,12 @@ class Resolver:
             raise CeadError(code, f"{did[:120]}: {exc.message}", did=did[:120]) from None
         return build_did_document(did, [("#" + msid, key)], purposes=PURPOSES[:4])
 
-    def _resolve_jwk(self, did: str, msid: str) -> dict:
+
+class JwkMethod(DidMethod):
+    """did:jwk: the document is derived from the JWK in the DID."""
+    name = "jwk"
+
+    def resolve(self, did: str, msid: str) -> dict:
         try:
             jwk = json.loads(b64url_decode(msid))
             PublicKey.from_jwk(jwk)  # validates: a supported public key, no private part
@@ -283,14 +255,43 @@ class Resolver:
         doc.update({p: [vm_id] for p in purposes})
         return doc
 
-    def _resolve_web(self, did: str) -> dict:
+
+class WebMethod(DidMethod):
+    """did:web over HTTPS with ``fetcher`` (``verifier.http.Fetcher``; None: did:web is refused, nothing is
+    fetched). Documents are kept in a bounded TTL cache (failures never are), and one fetch per DID is in flight
+    at a time: concurrent resolutions of the same DID wait for it (single flight)."""
+    name = "web"
+
+    def __init__(self, fetcher: Fetcher | None, ttl: float = 300, cache_size: int = 1024, *,
+                 clock=time.monotonic, on_cache=None):
+        self.fetcher = fetcher
+        self._on_cache = on_cache or (lambda hit: None)   # told of each did:web cache lookup (for metrics)
+        self._cache: TTLCache | None = (TTLCache(maxsize=cache_size, ttl=ttl, timer=clock)
+                                        if ttl > 0 and cache_size > 0 else None)
+        self._lock = threading.Lock()
+        self._flight = SingleFlight(wait=float(getattr(fetcher, "timeout", 5.0) or 5.0) * 2 + 1)
+
+    def clear(self) -> None:
+        if self._cache is not None:
+            with self._lock:
+                self._cache.clear()
+
+    def resolve(self, did: str, msid: str) -> dict:
+        """The cached document (shared: callers must not change it; ``Resolver.resolve`` hands out copies)."""
         url = did_web_url(did)
+        if self.fetcher is None:
+            raise CeadError("did.unreachable", f"Cannot resolve {did}: this resolver was given no fetcher, so it "
+                            "does not reach the network (pass a verifier.http.Fetcher).", did=did)
         if self._cache is not None:
             with self._lock:
                 cached = self._cache.get(did)
             self._on_cache(cached is not None)
             if cached is not None:
-                return copy.deepcopy(cached)
+                return cached
+        return self._flight.do(did, lambda: self._fetch(did, url), lambda: CeadError(
+            "did.unreachable", f"Cannot resolve {did}: another resolution of it did not finish in time.", did=did))
+
+    def _fetch(self, did: str, url: str) -> dict:
         try:
             result = self.fetcher.get(url)  # get(url) is the whole Fetcher contract
         except CeadError as exc:
@@ -309,7 +310,87 @@ class Resolver:
         if self._cache is not None:
             with self._lock:
                 self._cache[did] = doc
-        return copy.deepcopy(doc)
+        return doc
+
+
+# ---- resolver -----------------------------------------------------------------------------------------------------
+class Resolver:
+    """Resolves DIDs with one ``DidMethod`` per method name. Thread-safe.
+
+    By default: did:key, did:jwk, and did:web with ``fetcher`` (no fetcher: did:web is refused and nothing reaches
+    the network); did:web documents are cached for ``ttl`` seconds. ``methods`` replaces the set (e.g.
+    ``[*default_methods(fetcher), MyMethod()]``): adding a DID method touches only the module that defines it.
+    """
+
+    def __init__(self, fetcher: Fetcher | None = None, ttl: float = 300, cache_size: int = 1024, *,
+                 clock=time.monotonic, on_cache=None, methods: Iterable[DidMethod] | None = None):
+        self.fetcher = fetcher
+        if methods is None:
+            methods = default_methods(fetcher, ttl=ttl, cache_size=cache_size, clock=clock, on_cache=on_cache)
+        self.methods: dict[str, DidMethod] = {m.name: m for m in methods}
+
+    def resolve(self, did: str) -> dict:
+        """The DID document (a fresh copy; verification method ids are absolute)."""
+        return copy.deepcopy(self._document(did))
+
+    def _document(self, did: str) -> dict:
+        """The DID document as the method gave it (possibly shared with a cache: read only). A subclass that
+        overrides ``resolve`` is asked through it."""
+        if type(self).resolve is not Resolver.resolve:
+            return self.resolve(did)
+        method, msid = parse_did(did)
+        handler = self.methods.get(method)
+        if handler is None:
+            raise CeadError("did.method_unsupported", f"DID method {method!r} is not supported "
+                            f"({', '.join('did:' + m for m in self.methods)} are).", did=did)
+        return handler.resolve(did, msid)
+
+    def dereference(self, did_url: str) -> dict:
+        """The verification method named by ``did:...#fragment`` (absolute ids)."""
+        did, _ = split_did_url(did_url)
+        doc = self._document(did)
+        for vm in _all_methods(doc):
+            if vm["id"] == did_url:
+                return copy.deepcopy(vm)
+        raise CeadError("did.vm_not_found", f"{did_url} is not a verification method of {did}.", vm=did_url)
+
+    def public_key_for(self, vm_id: str, purpose: str) -> tuple[dict, PublicKey]:
+        """The verification method and its key, provided it is listed under ``purpose`` in its DID document."""
+        if purpose not in PURPOSES:
+            raise CeadError("did.vm_not_authorized", f"Unknown verification relationship {purpose!r}.")
+        did, _ = split_did_url(vm_id)
+        doc = self._document(did)
+        vm = next((m for m in _all_methods(doc) if m["id"] == vm_id), None)
+        if vm is None:
+            raise CeadError("did.vm_not_found", f"{vm_id} is not a verification method of {did}.", vm=vm_id)
+        listed = any((ref if isinstance(ref, str) else ref["id"]) == vm_id for ref in doc.get(purpose, []))
+        if not listed:
+            raise CeadError("did.vm_not_authorized", f"{vm_id} is not authorised for {purpose} by {did}.",
+                            vm=vm_id, purpose=purpose)
+        return dict(vm), _key_of(vm)
+
+
+def default_methods(fetcher: Fetcher | None = None, **web) -> list[DidMethod]:
+    """did:key, did:jwk and did:web (with ``fetcher``; ``web`` holds its cache settings)."""
+    return [KeyMethod(), JwkMethod(), WebMethod(fetcher, **web)]
+
+
+_KEYS: dict[str, PublicKey] = {}
+
+
+def _key_of(vm: dict) -> PublicKey:
+    """The public key of a verification method, parsed once per distinct method (bounded memo)."""
+    try:
+        memo = json.dumps(vm, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return vm_public_key(vm)
+    key = _KEYS.get(memo)
+    if key is None:
+        key = vm_public_key(vm)
+        if len(_KEYS) >= 4096:
+            _KEYS.clear()
+        _KEYS[memo] = key
+    return key
 
 
 def _all_methods(doc: dict) -> Iterable[dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -99,7 +100,9 @@ class _PublicOnlyAdapter(requests.adapters.HTTPAdapter):
 
 
 class Fetcher:
-    """``get(url)`` with the safety rules above. Thread-safe (a new connection per request)."""
+    """``get(url)`` with the safety rules above. Thread-safe: each thread keeps one pooled keep-alive session, so
+    repeated fetches from the same host (status lists, DID documents) reuse a TLS connection; a new connection is
+    checked (peer address) before anything is sent, a reused one was checked when it was made."""
 
     def __init__(self, allow_http: bool = False, allow_private: bool = False, ca_bundle: str | None = None,
                  timeout: float = 5.0, max_bytes: int = 512 * 1024):
@@ -108,6 +111,25 @@ class Fetcher:
         self.ca_bundle = ca_bundle
         self.timeout = float(timeout)
         self.max_bytes = int(max_bytes)
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # no proxies or .netrc from the environment: the checks above must hold
+            if not self.allow_private:
+                session.mount("https://", _PublicOnlyAdapter())
+                session.mount("http://", _PublicOnlyAdapter())
+            self._local.session = session
+        return session
+
+    def close(self) -> None:
+        """Close this thread's pooled connections."""
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+            self._local.session = None
 
     # ---- checks ---------------------------------------------------------------------------------------------
     def _check_url(self, url: str) -> tuple[str, int]:
@@ -147,12 +169,17 @@ class Fetcher:
         self._check_addresses(url, host, port)
 
     # ---- fetching -------------------------------------------------------------------------------------------
-    def get(self, url: str, accept: str = "application/json, application/did+json") -> FetchResult:
+    def get(self, url: str, accept: str = "application/json, application/did+json",
+            etag: str | None = None) -> FetchResult:
+        """The body at ``url``. With ``etag`` (the ETag of a copy the caller holds), the request is conditional
+        (``If-None-Match``) and a 304 Not Modified comes back as a result with status 304 and an empty body."""
         deadline = time.monotonic() + self.timeout
         for _ in range(MAX_REDIRECTS + 1):
             host, port = self._check_url(url)
             self._check_addresses(url, host, port)
-            result = self._get_once(url, accept, deadline)
+            result = self._get_once(url, accept, deadline, etag)
+            if result.status == 304 and etag:
+                return result
             if result.status in (301, 302, 303, 307, 308) and result.headers.get("Location"):
                 url = urljoin(url, result.headers["Location"])
                 continue
@@ -168,28 +195,27 @@ class Fetcher:
             raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.", url=url)
         return left
 
-    def _get_once(self, url: str, accept: str, deadline: float) -> FetchResult:
-        with requests.Session() as session:
-            session.trust_env = False  # no proxies or .netrc from the environment: the checks above must hold
-            if not self.allow_private:
-                session.mount("https://", _PublicOnlyAdapter())
-                session.mount("http://", _PublicOnlyAdapter())
-            try:
-                response = session.get(url, headers={"Accept": accept, "Accept-Encoding": "identity"}, stream=True,
-                                       allow_redirects=False, timeout=self._remaining(url, deadline),
-                                       verify=self.ca_bundle or True)
-            except CeadError:
-                raise
-            except requests.Timeout:
-                raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.",
-                                url=url) from None
-            except requests.exceptions.SSLError as exc:
-                raise untrusted_certificate(url, exc) from None
-            except requests.RequestException as exc:
-                raise CeadError("http.unreachable", f"Cannot fetch {url}: {type(exc).__name__}.", url=url) from None
-            with response:
-                body = self._read_body(url, response, deadline)
-                return FetchResult(body, dict(response.headers), response.status_code, url)
+    def _get_once(self, url: str, accept: str, deadline: float, etag: str | None = None) -> FetchResult:
+        session = self._session()
+        headers = {"Accept": accept, "Accept-Encoding": "identity"}
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            response = session.get(url, headers=headers, stream=True,
+                                   allow_redirects=False, timeout=self._remaining(url, deadline),
+                                   verify=self.ca_bundle or True)
+        except CeadError:
+            raise
+        except requests.Timeout:
+            raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.",
+                            url=url) from None
+        except requests.exceptions.SSLError as exc:
+            raise untrusted_certificate(url, exc) from None
+        except requests.RequestException as exc:
+            raise CeadError("http.unreachable", f"Cannot fetch {url}: {type(exc).__name__}.", url=url) from None
+        with response:
+            body = self._read_body(url, response, deadline)
+            return FetchResult(body, dict(response.headers), response.status_code, url)
 
     def _read_body(self, url: str, response: requests.Response, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length", "")
@@ -207,6 +233,9 @@ class Fetcher:
                         sock = None
                 chunk = response.raw.read1(_CHUNK)
                 if not chunk:
+                    # read to the end: closing the response hands the connection back to the pool (keep-alive)
+                    # rather than closing it, as requests does for a body it read itself
+                    response._content, response._content_consumed = bytes(body), True
                     return bytes(body)
                 body += chunk
                 if len(body) > self.max_bytes:

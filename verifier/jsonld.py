@@ -17,6 +17,7 @@ import threading
 from typing import Any, Callable
 
 from cachetools import LRUCache  # a pyld dependency
+from frozendict import frozendict  # a pyld dependency
 from pyld import jsonld as _pyld
 from pyld.context_resolver import ContextResolver
 
@@ -85,6 +86,7 @@ def register_context(url: str, document: dict) -> None:
     with _lock:
         _registered[url] = copy.deepcopy(document)
         _resolved.clear()  # a re-registered URL must not be served from the old resolution
+        _processed.clear()
 
 
 def document_loader(url: str, options: dict | None = None) -> dict:
@@ -97,9 +99,25 @@ def document_loader(url: str, options: dict | None = None) -> dict:
         if doc is None:
             raise CeadError("jsonld.context_unknown", f"Unknown JSON-LD context {url}; only pinned or registered "
                             "contexts are used (nothing is fetched from the network).", url=url)
-    # pyld rewrites relative context URLs in place, so every caller gets its own copy.
+    # pyld rewrites relative context URLs in place, so every caller gets its own copy. The "static" tag lets pyld
+    # keep the resolved context in its (private, shared) cache, so a context is loaded and processed once.
     return {"contextUrl": None, "documentUrl": url, "document": copy.deepcopy(doc),
-            "contentType": "application/ld+json"}
+            "contentType": "application/ld+json", "tag": "static"}
+
+
+def is_known(url: str) -> bool:
+    """Whether ``document_loader`` serves ``url`` (pinned, with its hash checked, or registered), without copying
+    the context."""
+    if not isinstance(url, str):
+        return False
+    if url in _index():
+        try:
+            _pinned(url)
+        except CeadError:
+            return False
+        return True
+    with _lock:
+        return url in _registered
 
 
 # ---- processing ---------------------------------------------------------------------------------------------
@@ -114,10 +132,52 @@ def _dropped(term: str | None) -> None:
                     "silently dropped (and left unsigned); define it or use a context with @vocab.", term=name)
 
 
+_processed: LRUCache = LRUCache(maxsize=1024)   # (active context id, local context, flags) -> processed context
+
+
+def _context_key(local_ctx: Any):
+    """A key for a local context: its value for a URL or a list of URLs, its identity for an object (objects come
+    from cached, immutable processed contexts: a type- or property-scoped context); None: not memoised."""
+    if isinstance(local_ctx, str):
+        return ("url", local_ctx)
+    if isinstance(local_ctx, list) and all(isinstance(c, str) for c in local_ctx):
+        return ("urls", tuple(local_ctx))
+    if isinstance(local_ctx, (dict, frozendict)):
+        return ("object", id(local_ctx))
+    return None
+
+
+class _Processor(_pyld.JsonLdProcessor):
+    """pyld's processor, remembering processed contexts: pyld caches a context processed against an active context
+    only when the result propagates, so type-scoped contexts (every VC context's credential types) were processed
+    afresh for each document. A result is reused only for the same immutable (frozen) active context, the same
+    local context object (kept alive beside the result) and the same flags."""
+
+    def _process_context(self, active_ctx, local_ctx, options, override_protected=False, propagate=True,
+                         validate_scoped=True, cycles=None):
+        uid = active_ctx.get("_uuid") if isinstance(active_ctx, frozendict) else None
+        ctx_key = _context_key(local_ctx) if uid is not None and not cycles else None
+        if ctx_key is None:
+            return super()._process_context(active_ctx, local_ctx, options, override_protected, propagate,
+                                            validate_scoped, cycles)
+        key = (uid, ctx_key, override_protected, propagate, validate_scoped, options.get("base"),
+               options.get("processingMode"))
+        with _lock:
+            hit = _processed.get(key)
+        if hit is not None and hit[0] is active_ctx and (ctx_key[0] != "object" or hit[1] is local_ctx):
+            return hit[2]
+        result = super()._process_context(active_ctx, local_ctx, options, override_protected, propagate,
+                                          validate_scoped, cycles)
+        if isinstance(result, frozendict):
+            with _lock:
+                _processed[key] = (active_ctx, local_ctx, result)
+        return result
+
+
 def _run(action: Callable[[_pyld.JsonLdProcessor], Any]) -> Any:
     """Run a pyld operation, surfacing our own errors and turning pyld's into ``jsonld.invalid``."""
     try:
-        return action(_pyld.JsonLdProcessor(on_property_dropped=_dropped))
+        return action(_Processor(on_property_dropped=_dropped))
     except CeadError:
         raise
     except RecursionError:
@@ -177,9 +237,24 @@ def expand(document: dict) -> list:
 
 
 def to_rdf(document: dict) -> dict:
-    """The RDF dataset (pyld's representation) of a JSON-LD document, after the checks in ``expand``."""
+    """The RDF dataset (pyld's representation) of a JSON-LD document, after the checks in ``expand``. The document
+    is expanded once (pyld's own ``to_rdf`` would expand the expanded form again)."""
     expanded = expand(document)
-    return _run(lambda proc: proc.to_rdf(expanded, _options()))
+    return _run(lambda proc: _expanded_to_rdf(proc, expanded))
+
+
+def _expanded_to_rdf(proc: _pyld.JsonLdProcessor, expanded: list) -> dict:
+    """pyld's ``to_rdf`` from its node-map step on (JSON-LD 1.1 API, "Deserialize JSON-LD to RDF")."""
+    options = {**_options(), "produceGeneralizedRdf": False, "extractAllScripts": True,
+               "identifierIssuer": _pyld.IdentifierIssuer("_:b")}
+    issuer = options["identifierIssuer"]
+    node_map: dict = {"@default": {}}
+    proc._create_node_map(expanded, node_map, "@default", issuer)
+    dataset = {}
+    for graph_name, graph in sorted(node_map.items()):
+        if graph_name == "@default" or _pyld._is_absolute_iri(graph_name):   # relative graph names are skipped
+            dataset[graph_name] = proc._graph_to_rdf(graph, issuer, options)
+    return dataset
 
 
 def canonicalize(document: dict, hash_algorithm: str = "sha256") -> str:

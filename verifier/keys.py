@@ -5,6 +5,8 @@ reader and writer of a key looks there, so a curve is added in one place.
 """
 from __future__ import annotations
 
+import functools
+
 import base64
 import re
 from dataclasses import dataclass
@@ -88,6 +90,17 @@ def multibase_encode(data: bytes) -> str:
     return "z" + base58.b58encode(data).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
+def _crypto_key(kind: str, raw: bytes):
+    """The ``cryptography`` key object for a public key (made once per distinct key: a bounded memo)."""
+    try:
+        if kind == ED25519:
+            return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        return ec.EllipticCurvePublicKey.from_encoded_point(CURVES[kind].curve(), raw)
+    except (ValueError, KeyError):
+        raise CeadError("key.invalid", f"Not a valid {kind} public key.") from None
+
+
 @dataclass(frozen=True)
 class PublicKey:
     kind: str            # ED25519 or a name in CURVES
@@ -162,12 +175,8 @@ class PublicKey:
 
     # ---- encodings ----------------------------------------------------------------------------------------
     def crypto(self):
-        try:
-            if self.kind == ED25519:
-                return ed25519.Ed25519PublicKey.from_public_bytes(self.raw)
-            return ec.EllipticCurvePublicKey.from_encoded_point(CURVES[self.kind].curve(), self.raw)
-        except (ValueError, KeyError):
-            raise CeadError("key.invalid", f"Not a valid {self.kind} public key.") from None
+        """The ``cryptography`` key object (built once per distinct key: a bounded memo)."""
+        return _crypto_key(self.kind, self.raw)
 
     def to_multikey(self) -> str:
         return multibase_encode(_MULTICODEC[self.kind] + self.raw)

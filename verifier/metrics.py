@@ -5,7 +5,10 @@ Exposed at ``GET /metrics`` by the verifier service:
 - ``cead_decisions_total{outcome, reason}``: decisions by outcome (allow/deny) and by each reason code;
 - ``cead_decision_seconds``: latency histogram of decisions;
 - ``cead_cache_requests_total{cache, result}``: cache lookups (hit/miss) for DID documents, status lists,
-  verified proofs; the hit rate is ``hit / (hit + miss)``.
+  verified proofs; the hit rate is ``hit / (hit + miss)``;
+- ``cead_replay_guard_failures_total{reason}``: presentations the replay guard could not record (``full``: the
+  memory store holds its maximum of live ids; ``unavailable``: the shared store cannot be reached); each such
+  transfer is denied with ``presentation.replay_guard_full`` / ``presentation.replay_guard_unavailable``.
 """
 from __future__ import annotations
 
@@ -36,6 +39,15 @@ class Metrics:
         self._bucket_counts = [0] * len(BUCKETS)
         self._count = 0
         self._sum = 0.0
+        self._replay_failures: dict[str, int] = defaultdict(int)
+
+    def record_replay_failure(self, reason: str) -> None:
+        with self._lock:
+            self._replay_failures[reason] += 1
+
+    def replay_failures(self, reason: str) -> int:
+        with self._lock:
+            return self._replay_failures.get(reason, 0)
 
     def record_decision(self, allowed: bool, reason_codes: list[str], seconds: float) -> None:
         outcome = "allow" if allowed else "deny"
@@ -75,4 +87,8 @@ class Metrics:
             lines += ["# HELP cead_cache_requests_total Cache lookups by cache and result (hit or miss).",
                       "# TYPE cead_cache_requests_total counter"]
             lines += [f"cead_cache_requests_total{_labels(k)} {v}" for k, v in sorted(self._cache.items())]
+            lines += ["# HELP cead_replay_guard_failures_total Presentations the replay guard could not record "
+                      "(each denied).", "# TYPE cead_replay_guard_failures_total counter"]
+            lines += [f"cead_replay_guard_failures_total{_labels((('reason', r),))} {n}"
+                      for r, n in sorted(self._replay_failures.items())]
         return "\n".join(lines) + "\n"

@@ -140,6 +140,7 @@ class TrustPolicy(_Strict):
     # carries one ("when_given"), or required ("required"); see docs/computations.md
     run_attestations: Literal["when_given", "required"] = "when_given"
     transparency: Transparency | None = None      # require logged, witnessed approvals/delegations (issue 15)
+    replay_store: str | None = None               # redis://host:port/db shared by every gateway worker; None: per process
 
     base_dir: Path | None = Field(None, exclude=True)   # where relative file paths resolve from
     _catalogue: tuple[dict[str, str], dict[str, list[str]]] | None = PrivateAttr(None)
@@ -160,6 +161,13 @@ class TrustPolicy(_Strict):
             return [origin(a) for a in v]   # scheme://host:port, as presentations state it
         except CeadError:
             raise ValueError("each audience must be an absolute URL (scheme://host[:port])") from None
+
+    @field_validator("replay_store")
+    @classmethod
+    def _replay_store(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("replay_store must be a redis://host:port/db URL (or rediss://, unix://)")
+        return v
 
     @field_validator("certification_bodies")
     @classmethod

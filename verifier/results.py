@@ -23,6 +23,7 @@ class VerificationResult:
     co_signers: list[str] = field(default_factory=list)  # DIDs of the other proofs of a Data Integrity proof set
     credentials: list["VerificationResult"] = field(default_factory=list)  # for presentations
     warnings: list[Problem] = field(default_factory=list)
+    digest: str | None = None                       # sha256 digest of the exact credential verified (if computed)
 
     @classmethod
     def failed(cls, *problems: Problem, **kw: Any) -> "VerificationResult":

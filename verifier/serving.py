@@ -1,5 +1,6 @@
-"""Serving a WSGI app (the verifier service, an issuer node, a demo data API) with a threaded server, over TLS
-when given a certificate. One place for it, so every `cead ... serve` behaves the same."""
+"""Serving a WSGI app (the verifier service, an issuer node, a demo data API) on gunicorn, a production WSGI
+server: worker processes of threads, TLS when given a certificate, graceful shutdown on SIGTERM, header limits that
+admit the largest presentation Cead makes. One place for it, so every `cead ... serve` behaves the same."""
 from __future__ import annotations
 
 import ssl
@@ -53,27 +54,66 @@ def make_bounded_server(app, host: str, port: int, ssl_context=None, max_threads
     return server
 
 
-def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None,
-               announce: Callable[[str], None] | None = None) -> None:
-    """Serve ``app`` until interrupted (Ctrl-C / SIGTERM via KeyboardInterrupt), then close the socket.
+# The largest presentation Cead makes travels in one header: up to MAX_CREDENTIALS credentials in a presentation of
+# at most 1 MiB of JSON (verifier.credential.MAX_JSON), base64url-encoded (4/3) with the header name: 1.5 MB admits
+# it. nginx needs the same (large_client_header_buffers, docs/gateway.md).
+MAX_HEADER_FIELD = 1_500_000
+MAX_HEADER_FIELDS = 100
 
-    ``announce`` receives the URL once the socket is bound (port 0 picks a free port).
+
+def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None,
+               announce: Callable[[str], None] | None = None, *, workers: int = 1, threads: int = 8,
+               post_fork: Callable[[], None] | None = None, graceful_timeout: int = 30) -> None:
+    """Serve ``app`` with gunicorn (``workers`` processes of ``threads`` threads each, gthread) until SIGTERM or
+    Ctrl-C, then stop gracefully: no new connections, requests in flight finish (up to ``graceful_timeout`` s).
+
+    TLS when given a certificate and key; header fields up to ``MAX_HEADER_FIELD`` bytes (the largest presentation
+    Cead makes); keep-alive connections. ``announce`` receives the URL once the socket is bound (port 0 picks a free
+    port). ``post_fork`` runs in each worker before it serves (e.g. to drop database connections made before the
+    fork). The app is loaded once, before the workers fork.
     """
+    from gunicorn.app.base import BaseApplication
+
     if bool(tls_cert) != bool(tls_key):
         raise CeadError("serve.tls", "Give both --tls-cert and --tls-key, or neither.")
-    context = None
-    if tls_cert:
+    if tls_cert:   # check now, with a clear error, rather than in every worker
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(tls_cert, tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise CeadError("serve.tls", f"Cannot use the TLS certificate and key: {exc}") from None
-    server = make_bounded_server(host=host, port=port, app=app, ssl_context=context)
-    if announce is not None:
-        announce(f"{'https' if context else 'http'}://{host}:{server.server_port}")
+    scheme = "https" if tls_cert else "http"
+
+    def when_ready(server) -> None:
+        if announce is not None:
+            bound = server.LISTENERS[0].sock.getsockname()[1] if server.LISTENERS else port
+            announce(f"{scheme}://{host}:{bound}")
+
+    options = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": max(int(workers), 1), "threads": max(int(threads), 1), "worker_class": "gthread",
+        "graceful_timeout": graceful_timeout, "timeout": 60, "keepalive": 5,
+        "limit_request_field_size": MAX_HEADER_FIELD, "limit_request_fields": MAX_HEADER_FIELDS,
+        "limit_request_line": 8190, "accesslog": None, "errorlog": "-", "loglevel": "warning",
+        "when_ready": when_ready, "proc_name": "cead",
+        "post_fork": (lambda server, worker: post_fork()) if post_fork else (lambda server, worker: None),
+    }
+    if tls_cert:
+        options.update(certfile=tls_cert, keyfile=tls_key)
+
+    class _Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app
+
     try:
-        server.serve_forever()
+        _Server().run()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.server_close()
+    except SystemExit as exc:   # gunicorn exits on its own signals; a clean stop is not an error
+        if exc.code not in (0, None):
+            raise CeadError("serve.failed", f"The server stopped with status {exc.code}; see the messages "
+                            "above.") from None

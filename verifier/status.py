@@ -14,6 +14,7 @@ decoded, or that is older than ``max_staleness``, denies.
 from __future__ import annotations
 
 import gzip
+import inspect
 import json
 import threading
 import time
@@ -27,6 +28,7 @@ from schemas.values import as_list, id_of, strict_json, types_of
 
 from .keys import b64url, b64url_decode
 from .results import CeadError, Problem
+from .singleflight import SingleFlight
 
 MIN_ENTRIES = 131_072                      # 16 KB, the spec's minimum (herd privacy)
 MAX_LIST_BYTES = 16 * 1024 * 1024          # refuse to inflate anything larger (decompression bombs)
@@ -188,22 +190,24 @@ class _Cached:
     issuer: str | None
     fresh_for: float = float("inf")     # the list's own `ttl` (Bitstring Status List v1.0), in seconds
     usable_until: float = float("inf")  # monotonic time the list credential stops being valid: never used past it
-
-
-_guard = threading.local()  # set while verifying a list credential: status checking is off for the list itself
+    etag: str | None = None             # the issuer's ETag, sent back (If-None-Match) to revalidate the copy
 
 
 class StatusLists:
     """Checks ``credentialStatus`` entries against published status lists.
 
     ``fetcher`` is a ``verifier.http.Fetcher`` (``get(url) -> FetchResult(body, headers, status)``);
-    ``verifier`` a ``verifier.credential.Verifier`` used to check each list credential's proof (default: one
-    resolving DIDs with ``fetcher``; status checking is off while a list itself is verified). Lists are cached for ``ttl`` seconds; when a refetch fails, a copy
-    younger than ``max_staleness`` is still used, an older one denies with ``status.stale``.
+    ``verifier`` a ``verifier.credential.Verifier`` used to check each list credential's proof, with no status
+    checker of its own (a list's own status is never checked; default: one resolving DIDs with ``fetcher``; a
+    verifier given with a status checker is replaced by a status-less one sharing its resolver). Lists are cached
+    for ``ttl`` seconds; when a refetch fails, a copy younger than ``max_staleness`` is still used, an older one
+    denies with ``status.stale``. A cached copy past its ttl is revalidated with the ETag the issuer sent
+    (``If-None-Match``; a 304 keeps the verified copy). One fetch per list is in flight at a time: concurrent
+    checks of the same list wait for it (single flight).
     """
 
     def __init__(self, fetcher, verifier=None, ttl: float = 60, max_staleness: timedelta = timedelta(minutes=10),
-                 cache_size: int = 256, clock=time.monotonic, on_cache=None):
+                 cache_size: int = 256, clock=time.monotonic, on_cache=None, wall_clock=None):
         self.fetcher = fetcher
         self._on_cache = on_cache or (lambda hit: None)   # told of each list cache lookup (for metrics)
         self.verifier = verifier
@@ -212,14 +216,25 @@ class StatusLists:
             else float(max_staleness)
         self.cache_size = cache_size
         self._clock = clock
+        self._wall_clock = wall_clock or (lambda: datetime.now(timezone.utc))
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._lock = threading.Lock()
+        self._flight = SingleFlight(wait=float(getattr(fetcher, "timeout", 5.0) or 5.0) * 2 + 1)
+
+    @property
+    def verifier(self):
+        return self._verifier
+
+    @verifier.setter
+    def verifier(self, verifier) -> None:
+        if verifier is not None and (getattr(verifier, "status", None) is not None
+                                     or getattr(verifier, "status_lists", None) is not None):
+            verifier = verifier.without_status()
+        self._verifier = verifier
 
     # public -------------------------------------------------------------------------------------------------
     def check(self, credential: dict, now=None) -> list[Problem]:
         """Problems for ``credential``'s status entries (empty list: not revoked, not suspended)."""
-        if getattr(_guard, "active", False):
-            return []
         if not isinstance(credential, dict):
             return [Problem("status.entry_invalid", "The credential is not a JSON object.")]
         try:
@@ -275,7 +290,9 @@ class StatusLists:
         if fresh_enough:
             return cached  # (a TTL longer than max_staleness must not keep a list in use past max_staleness)
         try:
-            fresh = self._fetch(url)
+            fresh = self._flight.do(url, lambda: self._fetch(url, cached), lambda: CeadError(
+                "status.unreachable", f"Could not fetch the status list {url}: another fetch of it did not finish "
+                "in time.", url=url))
         except CeadError as exc:
             if exc.code != "status.unreachable":
                 raise
@@ -294,12 +311,17 @@ class StatusLists:
                 self._cache.popitem(last=False)
         return fresh
 
-    def _fetch(self, url: str) -> _Cached:
+    def _fetch(self, url: str, cached: _Cached | None = None) -> _Cached:
+        etag = cached.etag if cached is not None else None
         try:
-            result = self.fetcher.get(url)
+            result = self.fetcher.get(url, etag=etag) if etag and _takes_etag(self.fetcher) else self.fetcher.get(url)
         except Exception as exc:  # network boundary: any failure to fetch is "unreachable", never an allow
             raise CeadError("status.unreachable", f"Could not fetch the status list {url}: "
                             f"{getattr(exc, 'message', None) or exc}", url=url) from None
+        if getattr(result, "status", 200) == 304 and cached is not None:
+            # not modified: the copy verified before is still the issuer's list (its validUntil still applies)
+            return _Cached(self._clock(), cached.bits, cached.purposes, cached.issuer, cached.fresh_for,
+                           cached.usable_until, cached.etag)
         if getattr(result, "status", 200) != 200:
             raise CeadError("status.unreachable", f"Fetching the status list {url} returned HTTP {result.status}.",
                             url=url)
@@ -315,18 +337,17 @@ class StatusLists:
         else:
             raise CeadError("status.list_invalid", f"The status list {url} is neither JSON nor a JWT.", url=url)
         verified = self._verify(url, document)
-        return self._parse_list(url, verified, document)
+        parsed = self._parse_list(url, verified, document)
+        headers = getattr(result, "headers", None) or {}
+        parsed.etag = headers.get("ETag") or headers.get("etag")
+        return parsed
 
     def _verify(self, url: str, document: dict | str) -> dict:
-        if self.verifier is None:  # default: resolve the list issuer's DID with the same fetcher
+        if self.verifier is None:  # default: resolve the list issuer's DID with the same fetcher, no status
             from .credential import Verifier
             from .did import Resolver
             self.verifier = Verifier(resolver=Resolver(self.fetcher))
-        _guard.active = True
-        try:
-            result = self.verifier.verify_credential(document)
-        finally:
-            _guard.active = False
+        result = self.verifier.verify_credential(document)
         if not result.verified or not isinstance(result.document, dict):
             reasons = "; ".join(p.message for p in result.problems) or "unknown reason"
             raise CeadError("status.list_invalid", f"The status list {url} did not verify: {reasons}",
@@ -375,11 +396,19 @@ class StatusLists:
         try:   # validUntil, a VC 1.1 list's expirationDate, a JWT list's exp: the copy is never used past the first
             end = validity_end(doc if raw is None else raw, doc)
             usable_until = float("inf") if end is None else \
-                fetched + (end - datetime.now(timezone.utc)).total_seconds()
+                fetched + (end - self._wall_clock()).total_seconds()
         except (ValueError, OverflowError):
             raise CeadError("status.list_invalid", f"The status list {url} has a validUntil, expirationDate or exp "
                             "that is not a date-time with a time zone.", url=url) from None
         return _Cached(fetched, bytes(bits), purposes, id_of(doc.get("issuer")), fresh_for, usable_until)
+
+
+def _takes_etag(fetcher) -> bool:
+    """Whether ``fetcher.get`` accepts ``etag=`` (``verifier.http.Fetcher`` does; a minimal fetcher may not)."""
+    try:
+        return "etag" in inspect.signature(fetcher.get).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = ["MIN_ENTRIES", "StatusLists", "Entry", "new_bitstring", "get_bit", "set_bit", "encode_list",

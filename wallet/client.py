@@ -74,9 +74,28 @@ def keep_receipt(wallet, headers, sent: bytes | str | None, received: bytes | No
         keep_copy(engine, token, sent.encode() if isinstance(sent, str) else sent, received)
 
 
-def check_response(status: int, body: bytes, url: str) -> None:
-    if status in (401, 403):
-        raise TransferDenied(status, _reasons(body), url)
+REASONS_HEADER = "Cead-Decision-Reasons"
+
+
+def _header_reasons(headers) -> list[Problem]:
+    """The reason codes a gateway passed on in ``Cead-Decision-Reasons`` (nginx replaces the verifier's JSON body
+    with its own error page, but forwards this header): one problem per code."""
+    value = headers.get(REASONS_HEADER) if headers is not None else None
+    codes = [c.strip() for c in value.split(",")] if isinstance(value, str) else []
+    return [Problem(code, f"The gateway's verifier denied the transfer: {code} (the reason's details are in the "
+                    "verifier's log and receipt).") for code in codes if code]
+
+
+def check_response(status: int, body: bytes, url: str, headers=None) -> None:
+    """Raise ``TransferDenied`` for a 401/403 (or a 5xx carrying the verifier's reasons), with the verifier's
+    reasons: from the JSON body, else from the ``Cead-Decision-Reasons`` header (behind nginx the body is nginx's
+    own page), so the analyst sees the real reason."""
+    from_header = _header_reasons(headers)
+    if status in (401, 403) or (status >= 500 and from_header):
+        reasons = _reasons(body)
+        if from_header and not any(p.code != "transfer.denied" for p in reasons):
+            reasons = from_header
+        raise TransferDenied(status, reasons, url)
 
 
 class _Presenting:
@@ -195,8 +214,8 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
     @staticmethod
     def _check(response: requests.Response, *args, **kwargs) -> requests.Response:
         # only a denial's body is read: an allowed streamed response (stream=True, an event stream) stays unread
-        if response.status_code in (401, 403):
-            check_response(response.status_code, response.content, response.url)
+        if response.status_code in (401, 403) or response.status_code >= 500:
+            check_response(response.status_code, response.content, response.url, response.headers)
         return response
 
 
@@ -239,7 +258,7 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
             _not_redirected(response, url)
             if not self._learn(response.status_code, response.content, url):
                 if self.raise_on_denial:
-                    check_response(response.status_code, response.content, url)
+                    check_response(response.status_code, response.content, url, response.headers)
                 return
             headers = self.headers(request.method, url, request.content)
         request.headers.update(headers)
@@ -248,7 +267,7 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
         _not_redirected(response, url)
         keep_receipt(self.wallet, response.headers, request.content, response.content)
         if self.raise_on_denial:
-            check_response(response.status_code, response.content, url)
+            check_response(response.status_code, response.content, url, response.headers)
 
 
 def _redirected(url: str, target: Any, status: int | None = None) -> CeadError:

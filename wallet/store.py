@@ -313,14 +313,13 @@ class ImportResult:
 
 def make_verifier(fetcher=None):
     """A verifier that resolves DIDs and reads status lists with ``fetcher`` (default: public HTTPS only)."""
-    from verifier.credential import Verifier
-    from verifier.did import Resolver
+    from verifier.compose import build_verifier
     from verifier.http import Fetcher
-    from verifier.status import StatusLists
-    fetcher = fetcher or Fetcher()
-    verifier = Verifier(Resolver(fetcher))
-    verifier.status = StatusLists(fetcher, verifier=verifier)
-    return verifier
+    from verifier.policy import TrustPolicy
+    # the wallet's own cache settings: lists re-read after a minute, never relied on past ten
+    policy = TrustPolicy.model_validate({"caches": {"status_lists": {"size": 256, "ttl": 60}},
+                                         "max_status_staleness": 600})
+    return build_verifier(policy, fetcher=fetcher or Fetcher(), caching=False)
 
 
 class Wallet:

@@ -47,16 +47,17 @@ from schemas.vocab import registry
 from .. import rdfc
 from ..binding import decode_presentation
 from ..credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped
-from ..did import Resolver
+from ..compose import attach_status, build_verifier, fetcher_for, status_lists_for
 from ..http import Fetcher
 from ..metrics import Metrics
 from ..policy import TrustPolicy
 from .. import receipts
 from ..receipts import ReceiptSigner, load_signer
 from ..results import CeadError, Problem, VerificationResult
+from ..replay import ReplayGuard, store_for
 from ..status import StatusLists
 from . import approval, certification, delegation, lawful, limits, protocol, provenance, transfer
-from .caches import CachingVerifier, ReplayGuard, _ReplayGuard  # noqa: F401  (re-exported)
+from .caches import CachingVerifier, _ReplayGuard  # noqa: F401  (re-exported)
 from .context import Attempt, Cred, DecisionContext, _Cred, state_code, utc  # noqa: F401  (re-exported)
 from .presentation import check_credentials, check_presentation
 from ..tlog.require import check_logged
@@ -89,45 +90,36 @@ class Decider:
     that names none (default: now); ``stages`` replaces ``APPROVAL_STAGES``; ``ledger`` is the data owner's
     privacy-budget ledger (``issuer.ledger.SqlLedger`` in-process, ``verifier.ledger.HttpLedger`` for a gateway in
     front of nginx/Envoy): an allowed release under a differential-privacy approval is charged to it last, and
-    refused if it cannot afford it; tables of counts are kept in it for differencing.
+    refused if it cannot afford it; tables of counts are kept in it for differencing. ``replay`` replaces the replay
+    guard built from the policy (``verifier.replay``: per process, or shared through Redis with ``replay_store``).
     """
 
     def __init__(self, policy: TrustPolicy | None = None, verifier: Verifier | None = None, *,
                  status: StatusLists | None = None, metrics: Metrics | None = None,
                  receipt_signer: ReceiptSigner | None = None, fetcher: Fetcher | None = None,
-                 clock=None, stages: list[Stage] | None = None, ledger=None):
+                 clock=None, stages: list[Stage] | None = None, ledger=None, replay: ReplayGuard | None = None):
         self.policy = policy = policy or TrustPolicy()
         self.ledger = ledger   # the data owner's privacy-budget ledger (verifier.ledger.PrivacyLedger), passed in
         self.clock = clock or (lambda: datetime.now(timezone.utc))   # the time of decisions not given one
         self.metrics = metrics or Metrics()
         self.stages = list(APPROVAL_STAGES if stages is None else stages)
-        net = policy.network
-        fetcher = fetcher or Fetcher(allow_http=net.allow_http, allow_private=net.allow_private,
-                                     ca_bundle=str(policy.path(net.ca_bundle)) if net.ca_bundle else None,
-                                     timeout=net.timeout)
-        caches = policy.caches
+        fetcher = fetcher or fetcher_for(policy.network, policy.path)
         if isinstance(verifier, CachingVerifier):
             self.verifier = verifier
+            if status is not None or verifier.status_lists is None:
+                attach_status(verifier, status if status is not None else
+                              status_lists_for(policy, fetcher, verifier, self.metrics))
         else:
-            resolver = verifier.resolver if verifier is not None else Resolver(
-                fetcher, ttl=caches.did_documents.ttl, cache_size=caches.did_documents.size,
-                on_cache=lambda hit: self.metrics.record_cache("did_documents", hit))
+            # a plain verifier given: its resolver (and its status checker, if any) are reused
             status = status or (verifier.status if verifier is not None else None)
-            self.verifier = CachingVerifier(resolver, skew=policy.skew, cache_size=caches.proofs.size,
-                                            ttl=caches.proofs.ttl, metrics=self.metrics)
-        if status is None and self.verifier.status_lists is None:
-            status = StatusLists(fetcher, verifier=self.verifier,
-                                 on_cache=lambda hit: self.metrics.record_cache("status_lists", hit),
-                                 ttl=caches.status_lists.ttl,
-                                 max_staleness=timedelta(seconds=policy.max_status_staleness),
-                                 cache_size=caches.status_lists.size)
-        if status is not None:
-            self.verifier.status_lists = status
-            if getattr(status, "verifier", None) is None:
-                status.verifier = self.verifier
+            self.verifier = build_verifier(policy, fetcher=fetcher, metrics=self.metrics, clock=self.clock,
+                                           resolver=verifier.resolver if verifier is not None else None,
+                                           status=status if status is not None else True)
         self.status = self.verifier.status_lists
-        self.replay = ReplayGuard(caches.replay.size, max(caches.replay.ttl, policy.presentation_max_age
-                                                          + 2 * policy.clock_skew))
+        caches = policy.caches
+        self.replay = replay if replay is not None else ReplayGuard(
+            store_for(policy.replay_store, caches.replay.size), skew=policy.skew,
+            lifetime=timedelta(seconds=policy.presentation_max_age), metrics=self.metrics)
         self.receipt_signer = receipt_signer if receipt_signer is not None else load_signer(policy)
         self.vocabulary = policy.vocabulary_for(registry())   # plus the policy's vocabulary files and catalogues
 
@@ -196,7 +188,7 @@ class Decider:
         reasons = list(dict.fromkeys(reasons))  # drop exact duplicates, keep order
         allowed = complete and not reasons
         if allowed:   # record the presentation now, atomically: the same one decided twice at once allows once
-            replay = self.replay.check(ctx.replay_id) if ctx.replay_id else Problem(
+            replay = self.replay.check(ctx.replay_id, ctx.replay_expires) if ctx.replay_id else Problem(
                 "presentation.id_missing", "The presentation has no id to guard against replay.")
             if replay:
                 allowed, reasons = False, [replay]

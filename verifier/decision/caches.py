@@ -1,7 +1,7 @@
 """The decision's caches, all bounded (sizes and TTLs from the trust policy's ``caches``):
 
 - ``CachingVerifier``: verified-proof results keyed by the exact credential digest; status is checked every time;
-- ``ReplayGuard``: presentation ids seen by this instance.
+- ``ReplayGuard`` (``verifier.replay``): presentation ids, each kept until its presentation expires plus the skew.
 
 DID documents are cached by ``verifier.did.Resolver`` and status lists by ``verifier.status.StatusLists``.
 """
@@ -12,13 +12,14 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from schemas import models
 
 from ..credential import Verifier, unwrap_enveloped, validity_end
 from ..metrics import Metrics
 from ..results import CeadError, Problem, VerificationResult
+from ..replay import ReplayGuard  # noqa: F401  (re-exported)
 from ..status import StatusLists
 
 log = logging.getLogger(__name__)
@@ -39,19 +40,22 @@ class CachingVerifier(Verifier):
     list itself is (by ``StatusLists``, for its own TTL and maximum staleness).
     """
 
-    def __init__(self, resolver=None, status: StatusLists | None = None, skew: timedelta = timedelta(minutes=5),
-                 cache_size: int = 4096, ttl: float = 3600, metrics: Metrics | None = None):
-        super().__init__(resolver=resolver, status=None, skew=skew)
+    def __init__(self, resolver=None, status: StatusLists | None = None, skew: timedelta | None = None,
+                 cache_size: int = 4096, ttl: float = 3600, metrics: Metrics | None = None, *, suites=None,
+                 context=None):
+        super().__init__(resolver=resolver, status=None, skew=skew, suites=suites, context=context)
         self.status_lists = status
         self.ttl = timedelta(seconds=ttl)
         self.metrics = metrics
         self._cache: TTLCache = TTLCache(maxsize=max(cache_size, 1), ttl=max(ttl, 0.001))
         self._lock = threading.Lock()
+        self.models = ModelCache(cache_size)
 
     def clear(self) -> None:
-        """Forget every cached proof result."""
+        """Forget every cached proof result (and the models read from them)."""
         with self._lock:
             self._cache.clear()
+        self.models.clear()
 
     def verify_credential(self, credential: dict | str, now: datetime | None = None) -> VerificationResult:
         now = self._now(now)
@@ -69,11 +73,12 @@ class CachingVerifier(Verifier):
                                         issuer=cached.result.issuer,
                                         verification_method=cached.result.verification_method,
                                         co_signers=list(cached.result.co_signers),
-                                        warnings=list(cached.result.warnings))
+                                        warnings=list(cached.result.warnings), digest=key)
         else:
             if self.metrics:
                 self.metrics.record_cache("proofs", False)
             result = super().verify_credential(raw, now)
+            result.digest = key
             if result.verified and isinstance(result.document, dict):
                 try:
                     end = validity_end(raw, result.document)
@@ -96,35 +101,27 @@ class CachingVerifier(Verifier):
         return result
 
 
-class ReplayGuard:
-    """Presentation ids (JWT jti or DI proofValue) seen by this instance, kept for their lifetime."""
+class ModelCache:
+    """Cead models (``schemas.models``) of verified credentials, keyed by the exact credential digest: the same
+    bytes always read as the same model, so it is built once (bounded, LRU)."""
 
-    def __init__(self, size: int, ttl: float):
-        self._seen: TTLCache = TTLCache(maxsize=max(size, 1), ttl=max(ttl, 1))
+    def __init__(self, size: int = 4096):
+        self._models: LRUCache = LRUCache(maxsize=max(size, 1))
         self._lock = threading.Lock()
 
-    def seen(self, ident: str) -> Problem | None:
-        """A problem if ``ident`` was recorded before (nothing is recorded)."""
+    def model(self, digest: str, document: dict, build):
+        """``build(document)`` for ``digest``, memoised; an exception is raised again each time (not cached)."""
         with self._lock:
-            if ident in self._seen:
-                return Problem("presentation.replayed",
-                               "This presentation has been used before; each request needs a fresh one.")
-            return None
+            found = self._models.get(digest)
+        if found is None:
+            found = build(document)
+            with self._lock:
+                self._models[digest] = found
+        return found
 
-    def check(self, ident: str) -> Problem | None:
-        """Record ``ident``; a problem if it was seen before, or if the guard is full (rather than forgetting an id
-        that could still be replayed). Only allowed transfers are recorded, so a stranger's presentations, which
-        are denied, cannot fill the guard and lock approved recipients out."""
+    def clear(self) -> None:
         with self._lock:
-            if ident in self._seen:
-                return Problem("presentation.replayed",
-                               "This presentation has been used before; each request needs a fresh one.")
-            self._seen.expire()
-            if len(self._seen) >= self._seen.maxsize:
-                return Problem("presentation.replay_guard_full", "Too many presentations are in flight to guard "
-                               "against replay; try again shortly.")
-            self._seen[ident] = True
-            return None
+            self._models.clear()
 
 
 _ReplayGuard = ReplayGuard   # the name before the split

@@ -26,7 +26,7 @@ def check_presentation(ctx: DecisionContext, presentation: dict | str) -> list[P
     """The presentation's own problems (one per code). When there are none, ``ctx.holder``, ``ctx.creds`` and
     ``ctx.replay_id`` are set; when there are some, nothing in it can be relied on and the decision stops."""
     vp = ctx.verifier.verify_presentation(presentation, challenge=ctx.request.binding, now=ctx.now)
-    ctx.creds = credentials(vp)
+    ctx.creds = credentials(vp, getattr(ctx.verifier, "models", None))
     own = [Problem(PRESENTATION_CODES.get(p.code, p.code), p.message, p.detail)
            for p in vp.problems if p.code != "presentation.credential_invalid"]
     own += presentation_claims(ctx, presentation, vp)
@@ -51,15 +51,16 @@ def check_credentials(ctx: DecisionContext) -> list[Problem]:
     return problems
 
 
-def credentials(vp: VerificationResult) -> list[Cred]:
-    """The presentation's credentials with their verification results and Cead models."""
+def credentials(vp: VerificationResult, model_cache=None) -> list[Cred]:
+    """The presentation's credentials with their verification results and Cead models (a model read from a
+    verified credential is memoised in ``model_cache`` by the credential's exact digest)."""
     document = vp.document if isinstance(vp.document, dict) else {}
     entries = as_list(document.get("verifiableCredential"))
     creds = []
     for index, (entry, result) in enumerate(zip(entries, vp.credentials)):
         raw = unwrap_enveloped(entry)
         try:
-            digest = models.credential_digest(raw)
+            digest = result.digest or models.credential_digest(raw)   # digested once, by the verifier
         except CeadError as exc:
             digest = f"unreadable-{index}"
             result.add(exc.problem)
@@ -67,7 +68,10 @@ def credentials(vp: VerificationResult) -> list[Cred]:
         model_cls = models.model_for(cred.document)
         if model_cls is not None:
             try:
-                cred.model = model_cls.from_credential(cred.document)
+                if model_cache is not None and result.verified and result.digest:
+                    cred.model = model_cache.model(result.digest, cred.document, model_cls.from_credential)
+                else:
+                    cred.model = model_cls.from_credential(cred.document)
             except CeadError as exc:
                 cred.model_problem = Problem(exc.code, exc.message, {"credential": cred.id or index})
         creds.append(cred)
