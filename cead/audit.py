@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from verifier.did import Resolver, did_web_from_url, vm_public_key
+from verifier.did import Resolver, did_web_from_url, ed25519_keys
 from verifier.http import Fetcher
-from verifier.keys import ED25519
 from verifier.results import CeadError, Problem
 from verifier.tlog import merkle, note as notes, tiles
 from verifier.tlog.checkpoint import Checkpoint, open_checkpoint
@@ -85,15 +84,7 @@ def run(node_url: str, *, did: str | None = None, witnesses: list[str] = (), fet
     did = did or did_web_from_url(node_url)
     audit = Audit(node_url, did)
     resolver = Resolver(fetcher)
-    doc = resolver.resolve(did)
-    keys = []
-    for vm in doc.get("verificationMethod", []):
-        try:
-            key = vm_public_key(vm)
-        except CeadError:
-            continue
-        if key.kind == ED25519:
-            keys.append(key.raw)
+    keys = ed25519_keys(resolver.resolve(did))
     witness_keys = [notes.NoteKey.parse(w) for w in witnesses]
     listing = json.loads(fetcher.get(f"{node_url}/log/checkpoints", accept="application/json").body)
     latest = fetcher.get(f"{node_url}/log/checkpoint", accept="text/plain").body.decode()

@@ -83,7 +83,7 @@ def test_a_key_added_without_a_log_entry_is_refused(env):
     node.config["keys"].append({"id": "key-quiet", "kind": "Ed25519", "file": "keys/none.pem",
                                 "public": quiet.public.to_multikey(), "status": "previous", "created": "x"})
     try:
-        env.decider.verifier.resolver._cache.clear()
+        env.decider.verifier.resolver.clear()
         kid = f"{node.did}#key-quiet"
         signer = SimpleNamespace(did=node.did, key=quiet, kid=kid, name="quiet")
         approval = env.w.make_approval(signer, chain=[env.w.d1, env.w.d2])
@@ -97,7 +97,7 @@ def test_a_key_added_without_a_log_entry_is_refused(env):
         assert codes(decision) == {"transparency.key_not_logged"}, codes(decision)
     finally:
         node.config["keys"].pop()
-        env.decider.verifier.resolver._cache.clear()
+        env.decider.verifier.resolver.clear()
 
 
 def test_policy_names_real_witness_keys():

@@ -172,6 +172,20 @@ def vm_public_key(vm: dict) -> PublicKey:
     return key
 
 
+def ed25519_keys(document: dict) -> list[bytes]:
+    """The raw Ed25519 keys among a DID document's verification methods (methods that hold no usable key, or a key
+    of another type, are passed over): the keys a node's log checkpoints may be signed with."""
+    keys = []
+    for vm in document.get("verificationMethod", []) if isinstance(document, dict) else []:
+        try:
+            key = vm_public_key(vm)
+        except CeadError:
+            continue
+        if key.kind == ED25519:
+            keys.append(key.raw)
+    return keys
+
+
 def _normalise(doc: Any, did: str) -> dict:
     """Check the shape of a DID document and make every verification method id absolute."""
     if not isinstance(doc, dict):
@@ -328,6 +342,12 @@ class Resolver:
         if methods is None:
             methods = default_methods(fetcher, ttl=ttl, cache_size=cache_size, clock=clock, on_cache=on_cache)
         self.methods: dict[str, DidMethod] = {m.name: m for m in methods}
+
+    def clear(self) -> None:
+        """Forget every cached DID document (a key was added or retired and must be read again now)."""
+        for method in self.methods.values():
+            if hasattr(method, "clear"):
+                method.clear()
 
     def resolve(self, did: str) -> dict:
         """The DID document (a fresh copy; verification method ids are absolute)."""

@@ -22,8 +22,7 @@ import json
 from datetime import datetime
 from urllib.parse import quote
 
-from ..did import did_web_url, vm_public_key
-from ..keys import ED25519
+from ..did import did_web_url, ed25519_keys, vm_public_key
 from ..results import CeadError, Problem
 from . import merkle, note as notes
 from .checkpoint import Checkpoint, open_checkpoint
@@ -63,14 +62,7 @@ def check_entry(evidence: dict, *, did: str, digest: str, kind: str, resolver, p
         origin = Checkpoint.parse(text).origin
     except CeadError as exc:
         return [_problem("transparency.evidence_invalid", f"The log checkpoint for {what}: {exc.message}")]
-    log_keys = []
-    for vm in doc.get("verificationMethod", []):
-        try:
-            key = vm_public_key(vm)
-        except CeadError:
-            continue
-        if key.kind == ED25519:
-            log_keys.append(notes.NoteKey(origin, notes.ALG_ED25519, key.raw))
+    log_keys = [notes.NoteKey(origin, notes.ALG_ED25519, raw) for raw in ed25519_keys(doc)]
     witness_keys = [notes.NoteKey.parse(k) for k in t.witnesses]
     opened = None
     for log_key in log_keys:
