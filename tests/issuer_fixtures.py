@@ -70,3 +70,18 @@ def postgresql_node(home):
         with admin.begin() as conn:
             conn.execute(sa.text(f"drop schema {schema} cascade"))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def https_node(home, **init):
+    """A did:web node at ``https://localhost:<port>`` serving its issuer app over HTTPS on 127.0.0.1, unlocked;
+    yields ``(node, base_url, ca_bundle)``. ``init`` goes to ``Node.init`` (e.g. ``network``)."""
+    from helpers_https import https_server
+    from issuer.app import create_app
+    holder = {}
+    with https_server(lambda environ, start: holder["app"](environ, start)) as (base_url, ca_bundle):
+        port = base_url.rsplit(":", 1)[1]
+        node, _ = Node.init(home, "Fife Council", PASS, domain=f"localhost:{port}", public_url=base_url, **init)
+        node._passphrase = PASS
+        holder["app"] = create_app(node)
+        yield node, base_url, ca_bundle

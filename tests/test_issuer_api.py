@@ -13,7 +13,7 @@ from issuer.app import create_app
 from issuer.node import Node
 from verifier.results import CeadError
 
-from issuer_fixtures import PASS, certification, counts, postgresql_node, ready_node, token
+from issuer_fixtures import PASS, certification, counts, https_node, postgresql_node, ready_node, token
 
 
 @pytest.fixture
@@ -179,22 +179,16 @@ def test_concurrent_issuers_postgresql(tmp_path):
 
 
 def test_full_loop_over_https(tmp_path):
-    from helpers_https import https_server
     from verifier.credential import Verifier
     from verifier.did import Resolver
     from verifier.http import Fetcher
     from verifier.status import StatusLists
 
-    holder = {}
-    with https_server(lambda environ, start: holder["app"](environ, start)) as (base_url, ca_bundle):
-        port = base_url.rsplit(":", 1)[1]
-        node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain=f"localhost:{port}", public_url=base_url)
-        node._passphrase = PASS
-        holder["app"] = create_app(node)
+    with https_node(tmp_path / "h") as (node, base_url, ca_bundle):
         tok = token(node)
         fetcher = Fetcher(allow_private=True, ca_bundle=ca_bundle)
         resolver = Resolver(fetcher)
-        assert resolver.resolve(node.did)["id"] == node.did == f"did:web:localhost%3A{port}"
+        assert resolver.resolve(node.did)["id"] == node.did == "did:web:localhost%3A" + base_url.rsplit(":", 1)[1]
         verifier = Verifier(resolver=resolver, status=StatusLists(fetcher, ttl=0))
 
         import requests

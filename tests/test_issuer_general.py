@@ -11,10 +11,8 @@ import json
 import pytest
 import requests
 
-from helpers_https import https_server
 from issuer.app import create_app
-from issuer.node import Node
-from issuer_fixtures import PASS, certification, counts, ready_node, token
+from issuer_fixtures import certification, counts, https_node, ready_node, token
 from verifier.credential import Verifier
 from verifier.did import Resolver
 from verifier.http import Fetcher
@@ -55,12 +53,7 @@ def vc11(issuer: str) -> dict:
 
 
 def test_general_credentials_issue_in_every_format_and_verify(tmp_path):
-    holder = {}
-    with https_server(lambda environ, start: holder["app"](environ, start)) as (base_url, ca_bundle):
-        port = base_url.rsplit(":", 1)[1]
-        node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain=f"localhost:{port}", public_url=base_url)
-        node._passphrase = PASS
-        holder["app"] = create_app(node)
+    with https_node(tmp_path / "h") as (node, base_url, ca_bundle):
         tok = token(node, "issue:any,status:change", name="training")
         fetcher = Fetcher(allow_private=True, ca_bundle=ca_bundle)
         verifier = Verifier(resolver=Resolver(fetcher), status=StatusLists(fetcher, ttl=0))

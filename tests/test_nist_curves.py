@@ -101,20 +101,12 @@ def test_node_adds_a_curve_and_issues_with_it_over_https(tmp_path, kind, alg):
     signs a vc+jwt with it through the issuing API; a verifier resolving the node over HTTPS accepts it, and a
     node without such a key refuses the algorithm with the fix."""
     import requests
-    from helpers_https import https_server
-    from issuer.app import create_app
-    from issuer.node import Node
     from verifier.credential import Verifier
     from verifier.http import Fetcher
     from verifier.status import StatusLists
-    from issuer_fixtures import PASS, certification, token
+    from issuer_fixtures import certification, https_node, token
 
-    holder = {}
-    with https_server(lambda environ, start: holder["app"](environ, start)) as (base_url, ca_bundle):
-        port = base_url.rsplit(":", 1)[1]
-        node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain=f"localhost:{port}", public_url=base_url)
-        node._passphrase = PASS
-        holder["app"] = create_app(node)
+    with https_node(tmp_path / "h") as (node, base_url, ca_bundle):
         tok = token(node)
         body = {"credential": certification(node.did), "options": {"format": "vc+jwt", "alg": alg}}
         refused = requests.post(base_url + "/credentials/issue", json=body, verify=ca_bundle, timeout=10,
