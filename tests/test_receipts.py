@@ -2,6 +2,8 @@
 count of the bytes, counted by the gateway), is stored and logged by the provider node and kept by the recipient."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 from flask import Flask, request as flask_request
@@ -113,6 +115,24 @@ def test_a_denial_has_a_receipt_too(env):
     assert claims["decision"] == "deny" and claims["reasons"] and claims["payload"]["sha256"] is None
     stored = store.get(provider.engine, claims["jti"])
     assert stored.decision == "deny" and stored.log_index == before
+
+
+def test_a_denial_notifies_the_providers_subscribers(env):
+    """issuer.notifications: the provider node's subscribers asking for transfer.denied get one message per
+    denial (queued when its receipt is stored), and none for an allowed transfer."""
+    from issuer import notifications
+    w, _, _, provider, *_ = env
+    provider.config["notifications"] = [{"name": "ig", "url": "https://hooks.example/ig",
+                                         "events": ["transfer.denied"]}]
+    try:
+        denied = send(env, credentials=[w.approval, w.cert])          # the delegation chain is missing
+        receipt = verify_receipt_with(denied.headers[RECEIPT_HEADER], Resolver())["jti"]
+        assert send(env).status_code == 200
+        told = [n for n in notifications.outbox(provider) if n.event == "transfer.denied"]
+        assert [n.subject for n in told] == [receipt]
+        assert json.loads(told[0].body)["data"]["holder"] == w.recipient.did
+    finally:
+        del provider.config["notifications"]
 
 
 def test_receipt_writer_commits_batches_and_logs_each_receipt_once(tmp_path):

@@ -233,6 +233,7 @@ class ReceiptWriter:
                     _prove_rows(self.node, stored)
                 for (_, _, future), row in zip(batch, stored):
                     future.set_result(row)
+                tell_denials(self.node, stored)
             if stop:
                 return
 
@@ -255,11 +256,23 @@ def sink(node):
     (synchronously: one commit per receipt; :class:`ReceiptWriter` batches them off the decision's path)."""
     def store(token: str, claims: dict) -> None:
         try:
-            keep(node.engine, token, PROVIDER, node=node)
+            stored = keep(node.engine, token, PROVIDER, node=node)
         except Exception:   # the decision stands; a lost receipt is logged loudly, never silently
             log.exception("could not store receipt %s", claims.get("jti"))
             raise
+        tell_denials(node, [stored])
     return store
+
+
+def tell_denials(node, stored: list[Stored]) -> None:
+    """Queue a ``transfer.denied`` notification (issuer.notifications) for each denial just stored and logged (a
+    final receipt: one per decision); after the commit, never on the decision's path, never failing the store."""
+    from .. import notifications
+    for row in stored:
+        if row.decision == "deny" and row.log_index is not None:
+            notifications.emit(node, "transfer.denied", {"receipt": row.id, "holder": row.holder,
+                                                         "approval": row.approval, "gateway": row.gateway,
+                                                         "at": row.at}, subject=row.id)
 
 
 def keep_copy(engine, token: str, sent: bytes | None = None, received: bytes | None = None) -> Stored | None:
