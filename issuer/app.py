@@ -18,7 +18,7 @@ from schemas.values import strict_json
 from verifier.results import CeadError
 from verifier.serving import read_bounded
 
-from . import idempotency, offers, oid4vp, pages, service, statuslist, tokens
+from . import catalogue, idempotency, offers, oid4vp, pages, service, statuslist, tokens
 
 MAX_BODY = 256 * 1024
 RETRY_AFTER = 5   # seconds a client is asked to wait after a 503 (the database did not answer within its bounds)
@@ -136,6 +136,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
     from .evidence import routes as evidence_routes
     app.register_blueprint(evidence_routes.blueprint(node))   # /log/ (C2SP tlog-tiles) and /witness/ (issue 15)
     app.register_blueprint(offers.blueprint(node))  # OID4VCI: a person's wallet collects an offered credential
+    app.register_blueprint(catalogue.blueprint(node))   # the approvals in force per dataset, for catalogues
     app.register_blueprint(oid4vp.blueprint(node))  # OID4VP: a person's wallet answers this node's request
     app.register_blueprint(pages.blueprint(node))   # the landing page and the DPO's pages (HTML)
     from .ledger import blueprint as ledger_blueprint

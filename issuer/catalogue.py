@@ -250,3 +250,57 @@ def to_jsonld(rows: Iterable[CatalogueEntry], catalogue_iri: str) -> dict:
         datasets.append(entry)
     return {"@context": {"dcat": DCAT, "dct": DCT}, "@id": catalogue_iri, "@type": "dcat:Catalog",
             "dcat:dataset": datasets}
+
+
+# ---- write-back: the approvals in force, per dataset, for a catalogue to harvest --------------------------------
+
+ODRL = "http://www.w3.org/ns/odrl/2/"
+
+
+def approvals_in_force(node) -> dict:
+    """Every active approval this node issued, per dataset, as DCAT datasets carrying ODRL agreements (public
+    metadata only: the approval's id and digest, assigner (this node), assignees (the recipients), purposes, period).
+    A catalogue harvests it from ``GET /catalogue/approvals.jsonld``; suspended, revoked and expired approvals drop
+    out at once."""
+    from schemas.vocab import expand
+    now = db.utcnow()
+    with node.session() as s:
+        rows = list(s.exec(select(db.IssuedCredential).where(db.IssuedCredential.status == "active",
+                                                             db.IssuedCredential.datasets.is_not(None))))
+    by_dataset: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.valid_until and row.valid_until <= now:
+            continue
+        purposes = [expand(p) for p in json.loads(row.purposes or "[]")]
+        policy: dict[str, Any] = {
+            "@id": row.id, "@type": "odrl:Agreement", "odrl:assigner": {"@id": node.did},
+            "odrl:assignee": [{"@id": r} for r in (row.subject or "").split() if r],
+            "odrl:permission": [{"odrl:action": {"@id": "odrl:use"}, "odrl:constraint": [
+                {"odrl:leftOperand": {"@id": "odrl:purpose"}, "odrl:operator": {"@id": "odrl:isA"},
+                 "odrl:rightOperand": {"@id": p}} for p in purposes]}],
+            "dct:issued": row.issued_at, "cead:digest": row.digest}
+        if row.valid_until:
+            policy["dct:valid"] = row.valid_until
+        for dataset in json.loads(row.datasets or "[]"):
+            iri = expand(dataset)
+            by_dataset.setdefault(iri, []).append(dict(policy, **{"odrl:target": {"@id": iri}}))
+    datasets = [{"@id": iri, "@type": "dcat:Dataset", "odrl:hasPolicy": policies}
+                for iri, policies in sorted(by_dataset.items())]
+    catalogue = {"@id": node.public_url.rstrip("/") + "/catalogue/approvals.jsonld", "@type": "dcat:Catalog",
+                 "dct:publisher": {"@id": node.did}, "dct:modified": now,
+                 "dcat:dataset": [{"@id": d["@id"]} for d in datasets]}
+    return {"@context": {"dcat": DCAT, "dct": DCT, "odrl": ODRL, "cead": "https://w3id.org/cead/vocab#"},
+            "@graph": [catalogue, *datasets]}
+
+
+def blueprint(node):
+    """``GET /catalogue/approvals.jsonld``: the approvals in force per dataset (public)."""
+    from flask import Blueprint, Response
+    bp = Blueprint("catalogue", __name__)
+
+    @bp.get("/catalogue/approvals.jsonld")
+    def approvals():
+        return Response(json.dumps(approvals_in_force(node), indent=1), mimetype="application/ld+json",
+                        headers={"Cache-Control": "public, max-age=300"})
+
+    return bp

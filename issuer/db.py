@@ -102,6 +102,8 @@ class IssuedCredential(SQLModel, table=True):
     status_entries: str = "[]"              # JSON list of the credentialStatus entries
     issued_by: Optional[str] = None         # token name (HTTP) or "cli"
     updated_at: str = Field(default_factory=utcnow)
+    datasets: Optional[str] = None          # an approval's datasets and purposes (JSON lists): public metadata the
+    purposes: Optional[str] = None          # node publishes as the approvals in force (issuer.catalogue)
 
 
 class IssueRecord(SQLModel, table=True):

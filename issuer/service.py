@@ -447,7 +447,7 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
                 valid_from=credential.get("validFrom", credential.get("issuanceDate")),
                 valid_until=credential.get("validUntil", credential.get("expirationDate")), format=fmt,
                 verification_method=vm, digest=credential_digest(signed), status_entries=json.dumps(entries),
-                issued_by=issued_by))
+                issued_by=issued_by, **_public_terms(cead_type, subject)))
             idempotency.record(s, key=idem_key, credential_id=credential["id"], digest=digest, issued_by=issued_by,
                                response={"id": credential["id"], "format": fmt, "credential": signed,
                                          "verifiableCredential": vc})
@@ -465,6 +465,15 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
         raise _fail("credential.duplicate_id", f"A credential with id {credential['id']} was issued before.") \
             from None
     return Issued(credential["id"], fmt, signed, vc)
+
+
+def _public_terms(cead_type: str | None, subject: dict) -> dict:
+    """An approval's datasets and purposes for the register (public metadata: issuer.catalogue publishes the
+    approvals in force per dataset)."""
+    if cead_type != "DataSharingApprovalCredential":
+        return {}
+    return {name: json.dumps([v for v in subject.get(name) or [] if isinstance(v, str)])
+            for name in ("datasets", "purposes")}
 
 
 def _replay(node, key, credential_id: str, digest: str, issued_by: str | None) -> Issued | None:
