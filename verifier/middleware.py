@@ -113,7 +113,10 @@ class CeadMiddleware:
         if status != 200:
             return _json_response(start_response, status, decision)
         check = self.check_response_payload and self.decider.response_check_needed(decision, push)
-        if not check and (push or self.decider.receipt_signer is None):
+        # Streamed as it comes: a push (what moved was the request body), an endpoint without receipts, and an
+        # endpoint that declares its answer is no table (``check_response_payload=False``: an event stream, a
+        # listing), whose receipt then names the decision but no payload hash (a stream has no end to hash).
+        if not check and (push or self.decider.receipt_signer is None or not self.check_response_payload):
             if decision.receipt:   # the receipt travels with the answer (the recipient's wallet keeps a copy)
                 def with_receipt(status, headers, exc_info=None):
                     return start_response(status, [*headers, (RECEIPT_HEADER, decision.receipt)], exc_info)

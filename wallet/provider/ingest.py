@@ -13,7 +13,7 @@ from pathlib import Path
 
 from werkzeug.wrappers import Request, Response
 
-from verifier.decision import DECISION_HEADER, RECEIPT_HEADER
+from verifier.decision import DECISION_HEADER
 from verifier.middleware import ENVIRON_KEY, CeadMiddleware
 
 from .sources import RELEASE_ID
@@ -43,7 +43,7 @@ def ingest_app(decider, collections: dict[str, str], store: str | Path, *, publi
         partial = folder / f".{release}.part"
         partial.write_bytes(data)
         os.replace(partial, folder / f"{release}.csv")      # stored whole or not at all
-        headers = {DECISION_HEADER: "allow", **({RECEIPT_HEADER: decision.receipt} if decision.receipt else {})}
+        headers = {DECISION_HEADER: "allow"}   # the gateway (CeadMiddleware) adds its receipt to the answer itself
         answer = {"received": len(data), "collection": name, "release": release, "approval": decision.approval_id,
                   "from": decision.holder}
         return Response(json.dumps(answer), status=201, mimetype="application/json", headers=headers)(

@@ -20,8 +20,8 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import get_current_url
 
-from verifier.decision import DECISION_HEADER, RECEIPT_HEADER
-from verifier.middleware import ENVIRON_KEY, CeadMiddleware
+from verifier.decision import DECISION_HEADER
+from verifier.middleware import CeadMiddleware
 from verifier.results import CeadError, Problem
 
 from .config import ProviderConfig, Series
@@ -204,8 +204,7 @@ class Provider:
         series: Series = environ[SERIES_ENV]
         request = Request(environ)
         parts = [p for p in request.path.split("/") if p]
-        receipt = getattr(environ.get(ENVIRON_KEY), "receipt", None)
-        extra = {DECISION_HEADER: "allow", **({RECEIPT_HEADER: receipt} if receipt else {})}
+        extra = {DECISION_HEADER: "allow"}   # the gateway (CeadMiddleware) adds its receipt to the answer itself
         try:
             if len(parts) == 4:
                 body = series.source.body(parts[3])
