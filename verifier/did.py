@@ -2,7 +2,9 @@
 
 ``Resolver.public_key_for(vm_id, purpose)`` is the one place that decides whether a key may be used for a purpose
 (``assertionMethod`` to issue, ``authentication`` to present). did:web documents are fetched with
-``verifier.http.Fetcher`` and kept in a bounded TTL cache; failures are never cached.
+``verifier.http.Fetcher`` and kept in a bounded TTL cache; failures are never cached. Identifiers that are https
+URLs (controller documents, W3C Controlled Identifiers) are resolved by ``verifier.controller.ControllerMethod``,
+registered under the name ``https`` beside the DID methods.
 """
 from __future__ import annotations
 
@@ -358,6 +360,12 @@ class Resolver:
         overrides ``resolve`` is asked through it."""
         if type(self).resolve is not Resolver.resolve:
             return self.resolve(did)
+        if is_url(did):   # a controller document (https URL), resolved by the part registered as "https"
+            handler = self.methods.get("https")
+            if handler is None:
+                raise CeadError("did.method_unsupported", f"{did[:120]!r} is a URL; this resolver resolves no "
+                                f"controller documents (only {', '.join('did:' + m for m in self.methods)}).")
+            return handler.resolve(did, did)
         method, msid = parse_did(did)
         handler = self.methods.get(method)
         if handler is None:
@@ -366,8 +374,8 @@ class Resolver:
         return handler.resolve(did, msid)
 
     def dereference(self, did_url: str) -> dict:
-        """The verification method named by ``did:...#fragment`` (absolute ids)."""
-        did, _ = split_did_url(did_url)
+        """The verification method named by ``did:...#fragment`` or ``https://...#fragment`` (absolute ids)."""
+        did, _ = _split_vm_id(did_url)
         doc = self._document(did)
         for vm in _all_methods(doc):
             if vm["id"] == did_url:
@@ -378,7 +386,7 @@ class Resolver:
         """The verification method and its key, provided it is listed under ``purpose`` in its DID document."""
         if purpose not in PURPOSES:
             raise CeadError("did.vm_not_authorized", f"Unknown verification relationship {purpose!r}.")
-        did, _ = split_did_url(vm_id)
+        did, _ = _split_vm_id(vm_id)
         doc = self._document(did)
         vm = next((m for m in _all_methods(doc) if m["id"] == vm_id), None)
         if vm is None:
@@ -391,8 +399,23 @@ class Resolver:
 
 
 def default_methods(fetcher: Fetcher | None = None, **web) -> list[DidMethod]:
-    """did:key, did:jwk and did:web (with ``fetcher``; ``web`` holds its cache settings)."""
-    return [KeyMethod(), JwkMethod(), WebMethod(fetcher, **web)]
+    """did:key, did:jwk, did:web and https controller documents (both with ``fetcher``; ``web`` holds their cache
+    settings)."""
+    from .controller import ControllerMethod   # it builds on WebMethod above
+    return [KeyMethod(), JwkMethod(), WebMethod(fetcher, **web), ControllerMethod(fetcher, **web)]
+
+
+def is_url(identifier: str) -> bool:
+    """Whether ``identifier`` is an http(s) URL (a controller document or a method in one), not a DID."""
+    return isinstance(identifier, str) and identifier[:8].lower().startswith(("https:", "http:"))
+
+
+def _split_vm_id(vm_id: str) -> tuple[str, str]:
+    """(document id, fragment) of a DID URL or of an https URL into a controller document."""
+    if is_url(vm_id):
+        from .controller import split_url
+        return split_url(vm_id)
+    return split_did_url(vm_id)
 
 
 _KEYS: dict[str, PublicKey] = {}

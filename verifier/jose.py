@@ -1,7 +1,11 @@
 """VC-JOSE-COSE: verify compact JWS credentials (``vc+jwt``) and presentations (``vp+jwt``).
 
 Only EdDSA (Ed25519) and ES256/ES384/ES512 (P-256/P-384/P-521, RFC 7518 s.3.4) are accepted, and the algorithm
-must match the key found through the ``kid`` DID URL. ``typ`` is a SHOULD: a token without one is accepted when its claim set is a VC 2.0 document of the
+must match the key the ``kid`` names. A credential's or presentation's ``kid`` may name the key the ways VC-JOSE-COSE
+allows (section 3, "Key Discovery"): a DID URL; an absolute https URL into a controller document
+(``verifier.controller``); or, resolved in the document of the ``iss`` claim (a DID or an https URL), a relative
+``#fragment``, an RFC 7638 JWK thumbprint (bare or as its RFC 9278 URN) or the ``kid`` of a ``publicKeyJwk``. Other
+signed JWTs (``OTHER_TYPES``) still need a DID URL. ``typ`` is a SHOULD: a token without one is accepted when its claim set is a VC 2.0 document of the
 expected kind (``@context``, and ``type`` including VerifiableCredential or VerifiablePresentation); a ``typ`` that
 is present and names another kind is refused. The VC 1.1 JWT encoding (``vc``/``vp`` claim, ``typ`` "JWT" or
 absent, as didkit produces) is accepted too; ``to_document`` maps either form back to a credential or presentation
@@ -16,6 +20,8 @@ from schemas.values import xsd_datetime
 
 from schemas.values import DuplicateMember, strict_json
 
+from .controller import THUMBPRINT_URN, find_by_key_id
+from .did import is_url
 from .keys import JOSE_ALGS, b64url_decode
 from .results import CeadError
 
@@ -27,6 +33,7 @@ TYPES = {"vc+jwt": "vc", "vp+jwt": "vp"}
 OTHER_TYPES = ("openid4vci-proof+jwt", "cead-event+jwt", "cead-precedents+jwt")
 JWT_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "cnf")
 MAX_TOKEN = 1024 * 1024
+MAX_KID = 2048
 MAX_NUMERIC_DATE = 253402300800   # 10000-01-01T00:00:00Z: NumericDate values beyond it are no date at all
 
 
@@ -60,7 +67,8 @@ def _typ(header: dict) -> str | None:
 
 
 def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]:
-    """Check a compact JWS and return ``(claims, kid)``; ``kid`` is the absolute DID URL of the key used.
+    """Check a compact JWS and return ``(claims, kid)``; ``kid`` is the absolute id (DID URL, or https URL into a
+    controller document) of the verification method used.
 
     ``typ`` is "vc+jwt" or "vp+jwt" (or one of ``OTHER_TYPES``, which must then be the header's typ exactly);
     ``purpose`` the verification relationship the key must be listed under.
@@ -95,17 +103,7 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
         raise CeadError("jose.typ_mismatch", f"Expected a {typ} JWT but the typ header is {header.get('typ')!r}.",
                         typ=str(header.get("typ")))
 
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise CeadError("jose.kid_missing", "The JWT header has no kid naming the signing key (a DID URL).")
-    if kid.startswith("#"):
-        iss = claims.get("iss")
-        if not (isinstance(iss, str) and iss.startswith("did:")):
-            raise CeadError("jose.kid_missing", "The JWT kid is relative but iss is not a DID.")
-        kid = iss + kid
-    if not kid.startswith("did:") or "#" not in kid:
-        raise CeadError("jose.kid_missing", f"The JWT kid {kid[:120]!r} is not a DID URL with a #fragment.")
-
+    kid = _key_id(header.get("kid"), claims, typ, resolver, purpose)
     _, key = resolver.public_key_for(kid, purpose)
     if key.jose_alg != alg:
         raise CeadError("jose.alg_refused", f"JWT algorithm {alg} does not match the {key.kind} key {kid}.",
@@ -121,6 +119,61 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
                                or not (math.isfinite(value) and 0 <= value < MAX_NUMERIC_DATE)):
             raise CeadError("jose.malformed", f"The JWT {name} claim must be a number (seconds since the epoch).")
     return claims, kid
+
+
+_KID_FORMS = ("a DID URL (did:...#key-1), an https URL into the issuer's controller document "
+              "(https://issuer.example/issuers/1#key-1), or, with an iss claim naming that document, a relative "
+              "#key-1, a JWK thumbprint or the kid of a publicKeyJwk listed there")
+
+
+def _key_id(kid, claims: dict, typ: str, resolver, purpose: str) -> str:
+    """The absolute id of the verification method the header's ``kid`` names (its document is then the DID or
+    controller document the caller binds to the issuer or holder). Unknown shapes fail closed."""
+    if not isinstance(kid, str) or not kid:
+        raise CeadError("jose.kid_missing", f"The JWT header has no kid naming the signing key; expected "
+                        f"{_KID_FORMS if typ in TYPES else 'a DID URL'}.")
+    if len(kid) > MAX_KID or any(ch.isspace() for ch in kid):
+        raise CeadError("jose.kid_unsupported", f"The JWT kid is too long or contains white space; expected "
+                        f"{_KID_FORMS}.")
+    iss = claims.get("iss")
+    if typ not in TYPES:
+        # key proofs, node events and feeds identify their signer by DID (their callers bind to it)
+        if kid.startswith("#"):
+            if not (isinstance(iss, str) and iss.startswith("did:")):
+                raise CeadError("jose.kid_missing", "The JWT kid is relative but iss is not a DID.")
+            kid = iss + kid
+        if not kid.startswith("did:") or "#" not in kid:
+            raise CeadError("jose.kid_missing", f"The JWT kid {kid[:120]!r} is not a DID URL with a #fragment.")
+        return kid
+    iss_ok = isinstance(iss, str) and (iss.startswith("did:") or iss.startswith("https://"))
+    if kid.startswith("#"):
+        if not iss_ok:
+            raise CeadError("jose.kid_missing", "The JWT kid is relative but iss is not a DID or an https URL to "
+                            "resolve it against.")
+        return iss + kid
+    if kid.startswith("did:"):
+        if "#" not in kid:
+            raise CeadError("jose.kid_missing", f"The JWT kid {kid[:120]!r} is not a DID URL with a #fragment.")
+        return kid
+    if is_url(kid):
+        return kid   # the resolver fetches https controller documents only and needs the #fragment
+    if ":" in kid and not kid.startswith(THUMBPRINT_URN):
+        raise CeadError("jose.kid_unsupported", f"The JWT kid {kid[:120]!r} is a URI of a kind this verifier "
+                        f"does not resolve; expected {_KID_FORMS}.", kid=kid[:120])
+    # a key id (VC-JOSE-COSE: iss names the document, kid "is used to distinguish the specific key used")
+    if not iss_ok:
+        raise CeadError("jose.kid_missing", f"The JWT kid {kid[:120]!r} is not a URL, and there is no iss (a DID "
+                        f"or an https URL) naming the document to look it up in; expected {_KID_FORMS}.")
+    if not callable(getattr(resolver, "resolve", None)):
+        raise CeadError("jose.kid_unsupported", "This resolver cannot read whole documents, so a kid that is not "
+                        "a URL cannot be looked up; use a DID URL or an https URL kid.")
+    document = resolver.resolve(iss)
+    found = find_by_key_id(document, kid)
+    if not found:
+        raise CeadError("jose.kid_unknown", f"No verification method in the document of {iss[:120]} has the JWK "
+                        f"thumbprint or key id {kid[:120]!r}.", kid=kid[:120])
+    listed = {ref if isinstance(ref, str) else ref.get("id") for ref in document.get(purpose, [])}
+    return next((vm["id"] for vm in found if vm["id"] in listed), found[0]["id"])
 
 
 def to_document(claims: dict, kind: str) -> dict:
