@@ -295,3 +295,24 @@ def test_other_signed_jwts_still_need_a_did_url(host):
     with pytest.raises(CeadError) as info:
         verify_jwt(token, Resolver(Fetcher(allow_private=True, ca_bundle=host.ca)), typ, "authentication")
     assert info.value.code == "jose.kid_missing"
+
+
+def test_resolver_api_reads_controller_documents(host):
+    key = PrivateKey.generate(P384)
+    url = host.add("/api/issuer", {"k": key}, {"k": ["assertionMethod"]})
+    resolver = Resolver(Fetcher(allow_private=True, ca_bundle=host.ca))
+    doc = resolver.resolve(url)
+    assert doc["verificationMethod"][0]["id"] == url + "#k" and doc["assertionMethod"] == [url + "#k"]
+    doc["verificationMethod"].clear()                     # a copy: the cached document is untouched
+    assert resolver.dereference(url + "#k")["controller"] == url
+    vm, public = resolver.public_key_for(url + "#k", "assertionMethod")
+    assert public == key.public and vm["type"] == "JsonWebKey"
+    with pytest.raises(CeadError) as info:
+        resolver.public_key_for(url + "#k", "authentication")
+    assert info.value.code == "did.vm_not_authorized"
+    # a resolver built without the controller-document part says so, and fetches nothing
+    from verifier.did import KeyMethod
+    hits = host.hits.get("/api/issuer")
+    with pytest.raises(CeadError) as info:
+        Resolver(methods=[KeyMethod()]).public_key_for(url + "#k", "assertionMethod")
+    assert info.value.code == "did.method_unsupported" and host.hits.get("/api/issuer") == hits

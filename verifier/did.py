@@ -333,8 +333,9 @@ class WebMethod(DidMethod):
 class Resolver:
     """Resolves DIDs with one ``DidMethod`` per method name. Thread-safe.
 
-    By default: did:key, did:jwk, and did:web with ``fetcher`` (no fetcher: did:web is refused and nothing reaches
-    the network); did:web documents are cached for ``ttl`` seconds. ``methods`` replaces the set (e.g.
+    By default: did:key, did:jwk, did:web with ``fetcher``, and controller documents at https URLs with the same
+    fetcher (``verifier.controller``; no fetcher: both are refused and nothing reaches the network); fetched
+    documents are cached for ``ttl`` seconds. ``methods`` replaces the set (e.g.
     ``[*default_methods(fetcher), MyMethod()]``): adding a DID method touches only the module that defines it.
     """
 
@@ -352,7 +353,7 @@ class Resolver:
                 method.clear()
 
     def resolve(self, did: str) -> dict:
-        """The DID document (a fresh copy; verification method ids are absolute)."""
+        """The DID document, or the controller document of an https URL (a fresh copy; method ids absolute)."""
         return copy.deepcopy(self._document(did))
 
     def _document(self, did: str) -> dict:
