@@ -55,6 +55,7 @@ class Stored:
     at: str
     proof: list | None = None      # set by a ReceiptWriter with prove=True: inclusion proof under ``proof_size``
     proof_size: int | None = None
+    newly_logged: bool = False     # appended to the log by this store (not by an earlier one: a replay, a re-sign)
 
     @property
     def claims(self) -> dict:
@@ -132,7 +133,7 @@ def keep_many(conn, tokens: list[str], side: str, node=None, claims: list[dict |
     for ident in ids:
         if ident in old:
             conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**parsed[ident][2]))
-    by_id = {i: Stored(**parsed[i][2]) for i in ids}
+    by_id = {i: Stored(**parsed[i][2], newly_logged=i in to_log) for i in ids}
     return [by_id[i] for i in order]
 
 
@@ -151,13 +152,16 @@ def _keep(conn, token, side, node, claims, ident, row) -> Stored:
         entry = record.append(node, record.RECEIPT, _receipt_digests(token, claims), _log_meta(claims, row),
                               session=conn)
         row["log_index"] = entry.index
-    elif old is not None:
-        row["log_index"] = old[0]
+        fresh = True
+    else:
+        fresh = False
+        if old is not None:
+            row["log_index"] = old[0]
     if old is None:
         conn.execute(table.insert().values(**row))
     else:
         conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**row))
-    return Stored(**row)
+    return Stored(**row, newly_logged=fresh)
 
 
 def _receipt_digests(token: str, claims: dict) -> dict[str, str]:
