@@ -64,13 +64,17 @@ def list_(approval, side, as_json, home) -> None:
 @click.argument("receipt_id")
 @home_option
 def show(receipt_id, home) -> None:
-    """Print a stored receipt: what it says (its claims) and the signed token itself."""
+    """Print a stored receipt: what it says (its claims), the signed token itself, and (for a receipt this node's
+    gateway signed) its place in the node's log with its inclusion proof, once the sequencer has logged it."""
     from issuer.evidence import receipts as store
+    node = _node(home)
     try:
-        row = store.get(_node(home).engine, receipt_id)
+        row = store.get(node.engine, receipt_id)
+        inclusion = store.inclusion(node, row)
     except CeadError as exc:
         _fail(exc)
-    click.echo(json.dumps({**row.summary(), "claims": row.claims, "token": row.token}, indent=2))
+    click.echo(json.dumps({**row.summary(), "claims": row.claims, "token": row.token, "inclusion": inclusion},
+                          indent=2))
 
 
 @receipts.command("verify")

@@ -255,6 +255,34 @@ def _prove_rows(node, stored: list[Stored]) -> None:
 
 
 
+def inclusion(node, stored: Stored) -> dict[str, Any]:
+    """Where a stored receipt is in the node's log, with its inclusion proof: under the newest checkpoint the node
+    has signed that covers it (the note is included), else under the log's current size (a checkpoint that covers
+    it is signed at the next ``GET /log/checkpoint``). A provider receipt still waiting for the sequencer, or a
+    recipient's copy (logged in the provider's log, not this one), says so."""
+    import base64
+    from verifier.tlog.checkpoint import Checkpoint
+    from . import record
+    digest = sha256_hex(stored.token.encode())
+    if stored.side != PROVIDER:
+        return {"status": "elsewhere", "receiptSha256": digest,
+                "message": "Logged by the gateway's node: GET <its URL>/log/evidence?digest=<receiptSha256>."}
+    if stored.log_index is None:
+        return {"status": "pending", "receiptSha256": digest,
+                "message": "Stored but not yet final (a pull whose response was not hashed), so not logged."}
+    log = record.log_of(node)
+    note, size = None, log.size()
+    for candidate in reversed(log.checkpoints()):
+        signed_size = Checkpoint.parse(candidate.split("\n\n", 1)[0] + "\n").size
+        if signed_size > stored.log_index:
+            note, size = candidate, signed_size
+            break
+    proof = log.inclusion_proof(stored.log_index, size)
+    return {"status": "logged", "receiptSha256": digest, "index": stored.log_index, "size": size,
+            "root": base64.b64encode(log.root(size)).decode(),
+            "proof": [base64.b64encode(h).decode() for h in proof], "checkpoint": note}
+
+
 def sink(node):
     """A ``Decider.receipt_sink`` that stores every receipt the node's gateway signs and logs the final ones
     (synchronously: one commit per receipt; :class:`ReceiptWriter` batches them off the decision's path)."""
