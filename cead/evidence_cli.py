@@ -77,6 +77,28 @@ def show(receipt_id, home) -> None:
                           indent=2))
 
 
+@receipts.command("sequence")
+@click.argument("spool", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--once", is_flag=True, help="Log what is spooled now, then exit (default: keep running).")
+@click.option("--interval", type=float, default=0.05, show_default=True,
+              help="The group-commit window in seconds.")
+@home_option
+def sequence(spool, once, interval, home) -> None:
+    """Run the receipt sequencer: store and log, in group commits, the receipts this node's gateways spool in
+    SPOOL (``issuer.evidence.spool.ReceiptSpool``), off their decisions' path. Run it as its own service."""
+    import signal
+    import threading
+    from issuer.evidence import spool as spooling
+    node = _node(home)
+    if once:
+        click.echo(f"Logged {spooling.drain(node, spool)} receipts.")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    spooling.run(node, spool, interval=interval, stop=stop)
+
+
 @receipts.command("verify")
 @click.argument("receipt_id")
 @click.option("--payload", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,

@@ -191,3 +191,22 @@ def test_sigkill_of_gateway_and_sequencer_loses_no_acknowledged_receipt_postgres
         with admin.begin() as conn:
             conn.execute(sa.text(f"drop schema {schema} cascade"))
         admin.dispose()
+
+
+def test_cead_receipts_sequence_logs_a_nodes_spool(tmp_path):
+    from click.testing import CliRunner
+    from cead.cli import main
+    from issuer.evidence import record
+    from issuer_fixtures import PASS, ready_node
+    node = ready_node(tmp_path / "provider")
+    signer = store.signer_for(node)
+    spool = ReceiptSpool(tmp_path / "spool")
+    tokens = [_receipt(signer) for _ in range(3)]
+    for token in tokens:
+        spool(token)
+    before = record.log_of(node).size()
+    result = CliRunner().invoke(main, ["receipts", "sequence", str(tmp_path / "spool"), "--once", "--home",
+                                       str(node.home)], env={"CEAD_PASSPHRASE": PASS.decode()})
+    assert result.exit_code == 0 and "Logged 3 receipts" in result.output, result.output
+    assert record.log_of(node).size() == before + 3
+    assert all(store.get(node.engine, store._parse(t)[1]).log_index is not None for t in tokens)
