@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SUFFIX = ".spool"
 MAX_SEGMENT = 64 * 1024 * 1024
 MAX_LINE = 256 * 1024          # a receipt is a few kB; a longer line is not a receipt
+MAX_READ = 8 * 1024 * 1024     # what one drain reads of a segment (a long backlog is taken in several)
 
 
 class ReceiptSpool:
@@ -160,7 +161,7 @@ def drain(node, folder: str | Path, *, max_batch: int = 512, prove: bool = False
         try:
             with open(segment, "rb") as f:
                 f.seek(offset)
-                data = f.read()
+                data = f.read(MAX_READ)
         except FileNotFoundError:
             continue
         end = data.rfind(b"\n") + 1          # a line without its newline is still being written: not yet
@@ -183,11 +184,12 @@ def drain(node, folder: str | Path, *, max_batch: int = 512, prove: bool = False
                     done += len(batch)
                     if prove:
                         _prove_rows(node, stored)
-                    fresh = [s for s in stored if s.newly_logged]
-                    try:
-                        tell_denials(node, fresh)
-                    except Exception:   # a notification must never stop the log
-                        log.exception("could not queue denial notifications")
+                    fresh = [s for s in stored if s.newly_logged]   # a replayed batch tells nobody twice
+                    if hasattr(node, "config"):   # a node (not a bare database): its subscribers hear of denials
+                        try:
+                            tell_denials(node, fresh)
+                        except Exception:   # a notification must never stop the log
+                            log.exception("could not queue denial notifications")
                     if on_stored is not None:
                         on_stored(stored)
                 _write_offset(segment, position)
