@@ -150,10 +150,12 @@ def _evidence(cache, fetcher, did: str, digest: str, kind: str, policy, *, force
             got = cache.evidence_from_cache(log, checkpoint_url(did, policy), kind, digest,
                                             policy.transparency.checkpoint_cache, force=force)
         except CeadError as exc:
-            if exc.code.startswith("http."):
+            if exc.code.startswith("http.") and exc.code != "http.status":
                 raise CeadError("transparency.unreachable", f"The log of {did} cannot be read: {exc.message}") \
                     from None
-            cache.forget_tiles(log)       # a malformed tile or checkpoint: ask the log for the whole evidence
+            # a malformed tile, or a log that does not serve tiles or its co-signed checkpoint (an older node):
+            # ask it for the whole evidence instead
+            cache.forget_tiles(log)
             got = None
         if got is not None:
             return got[0], True
