@@ -29,6 +29,7 @@ from issuer.evidence.log import TransparencyLog  # noqa: E402
 from verifier.tlog import merkle  # noqa: E402
 
 
+BLOCKS = 40   # with and without receipts alternate every n/40 decisions
 PAYLOAD = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,12\n25-34,Fife,housed,40\n"
 
 
@@ -113,9 +114,9 @@ def decision_overhead(n: int, tmp: Path) -> dict:
         out = {}
         for first_seen in (False, True):
             base, evid = ([], []), ([], [])
-            for _ in range(10):   # interleaved in short blocks, so both see the same machine load
+            for _ in range(BLOCKS):   # interleaved in short blocks, so both see the same machine load
                 for into, decider in ((base, plain), (evid, with_evidence)):
-                    wall, cpu = run(decider, max(n // 10, 1), first_seen)
+                    wall, cpu = run(decider, max(n // BLOCKS, 1), first_seen)
                     into[0].extend(wall)
                     into[1].extend(cpu)
             out[first_seen] = {"wall": (statistics.median(base[0]), statistics.median(evid[0])),

@@ -210,3 +210,22 @@ def test_cead_receipts_sequence_logs_a_nodes_spool(tmp_path):
     assert result.exit_code == 0 and "Logged 3 receipts" in result.output, result.output
     assert record.log_of(node).size() == before + 3
     assert all(store.get(node.engine, store._parse(t)[1]).log_index is not None for t in tokens)
+
+
+def test_a_forked_gateway_worker_spools_to_its_own_segment(tmp_path):
+    node, signer = _node(tmp_path), _signer()
+    spool = ReceiptSpool(tmp_path / "spool")
+    parent, child = _receipt(signer), _receipt(signer)
+    spool(parent)
+    pid = os.fork()                      # a pre-forking server: the worker inherits the open spool
+    if pid == 0:
+        try:
+            spool(child)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    segments = sorted((tmp_path / "spool").glob("*.spool"))
+    assert len(segments) == 2 and all(len(s.read_bytes().splitlines()) == 1 for s in segments)
+    assert drain(node, tmp_path / "spool") == 2
+    _check_log(node.engine, {store._parse(parent)[1], store._parse(child)[1]})
+    assert len(list((tmp_path / "spool").glob("*.spool"))) == 1   # the worker is gone: its segment is removed
