@@ -64,13 +64,39 @@ def list_(approval, side, as_json, home) -> None:
 @click.argument("receipt_id")
 @home_option
 def show(receipt_id, home) -> None:
-    """Print a stored receipt: what it says (its claims) and the signed token itself."""
+    """Print a stored receipt: what it says (its claims), the signed token itself, and (for a receipt this node's
+    gateway signed) its place in the node's log with its inclusion proof, once the sequencer has logged it."""
     from issuer.evidence import receipts as store
+    node = _node(home)
     try:
-        row = store.get(_node(home).engine, receipt_id)
+        row = store.get(node.engine, receipt_id)
+        inclusion = store.inclusion(node, row)
     except CeadError as exc:
         _fail(exc)
-    click.echo(json.dumps({**row.summary(), "claims": row.claims, "token": row.token}, indent=2))
+    click.echo(json.dumps({**row.summary(), "claims": row.claims, "token": row.token, "inclusion": inclusion},
+                          indent=2))
+
+
+@receipts.command("sequence")
+@click.argument("spool", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--once", is_flag=True, help="Log what is spooled now, then exit (default: keep running).")
+@click.option("--interval", type=float, default=0.05, show_default=True,
+              help="The group-commit window in seconds.")
+@home_option
+def sequence(spool, once, interval, home) -> None:
+    """Run the receipt sequencer: store and log, in group commits, the receipts this node's gateways spool in
+    SPOOL (``issuer.evidence.spool.ReceiptSpool``), off their decisions' path. Run it as its own service."""
+    import signal
+    import threading
+    from issuer.evidence import spool as spooling
+    node = _node(home)
+    if once:
+        click.echo(f"Logged {spooling.drain(node, spool)} receipts.")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    spooling.run(node, spool, interval=interval, stop=stop)
 
 
 @receipts.command("verify")

@@ -19,6 +19,7 @@ from cead.cli import main
 from issuer.app import create_app
 from issuer.evidence import receipts as store
 from issuer.evidence import record, witness
+from issuer.evidence.log import decode_entry
 from issuer.node import Node
 from issuer_fixtures import PASS, ready_node
 from helpers_https import https_server
@@ -98,6 +99,14 @@ def test_audit_finds_every_transfer(served, tmp_path):
     first = json.loads(listed.output)[0]["id"]
     shown = runner.invoke(main, ["receipts", "show", first, "--home", str(node.home)], env=env)
     assert shown.exit_code == 0 and json.loads(shown.output)["claims"]["jti"] == first
+    inclusion = json.loads(shown.output)["inclusion"]   # its place in the log, proved under a signed checkpoint
+    assert inclusion["status"] == "logged" and inclusion["checkpoint"]
+    from verifier.tlog import merkle
+    log = record.log_of(node)
+    merkle.verify_inclusion(merkle.leaf_hash(log.entry(inclusion["index"])), inclusion["index"], inclusion["size"],
+                            [base64.b64decode(h) for h in inclusion["proof"]], base64.b64decode(inclusion["root"]))
+    assert base64.b64decode(inclusion["root"]) == log.root(inclusion["size"])
+    assert inclusion["receiptSha256"] in decode_entry(log.entry(inclusion["index"]))["digests"].values()
 
     # a rewritten history (an entry changed in the database) no longer matches the signed checkpoints
     with node.engine.begin() as conn:

@@ -96,6 +96,8 @@ class Transparency(_Strict):
     min_witnesses: int = Field(1, ge=0, le=32)   # cosignatures needed from the witnesses named above
     max_age: int = Field(86_400, ge=1)            # seconds: the newest cosignature used may be at most this old
     require_key_logged: bool = True   # the signing key's addition must be in the issuer's log too
+    checkpoint_cache: int = Field(60, ge=0, le=86_400)   # seconds a fetched checkpoint is reused, then revalidated
+    cache_bytes: int = Field(16 * 1024 * 1024, ge=0)     # bound on cached checkpoints, entries and tiles (0: none)
 
     @field_validator("witnesses")
     @classmethod

@@ -25,7 +25,7 @@ RECEIPT_TYPE = "cead-receipt+jwt"
 class ReceiptSigner:
     """Signs receipts with an Ed25519 (EdDSA) or P-256 (ES256) key."""
 
-    __slots__ = ("_key", "kid", "alg", "public")
+    __slots__ = ("_key", "_op", "_header", "kid", "alg", "public")
 
     def __init__(self, key: jwk.JWK, kid: str | None = None):
         if not key.has_private:
@@ -35,6 +35,8 @@ class ReceiptSigner:
         self.public = public
         self.alg = public.jose_alg
         self.kid = kid or f"urn:cead:receipt-key:{key.thumbprint()}"
+        self._op = key.get_op_key("sign")   # the cryptography key object, built once (not on every receipt)
+        self._header = None
 
     @classmethod
     def from_file(cls, path: str | Path, kid: str | None = None, passphrase: bytes | None = None) -> "ReceiptSigner":
@@ -67,11 +69,15 @@ class ReceiptSigner:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
         from .keys import b64url
-        body = {"iat": int(time.time()), "jti": f"urn:uuid:{uuid.uuid4()}", **claims}
-        header = {"alg": self.alg, "kid": self.kid, "typ": RECEIPT_TYPE}
-        signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
+        body = {"iat": int(time.time()), **claims}
+        if "jti" not in body:
+            body["jti"] = f"urn:uuid:{uuid.uuid4()}"
+        if self._header is None or self._header[0] != self.kid:   # the kid may be reassigned after construction
+            header = {"alg": self.alg, "kid": self.kid, "typ": RECEIPT_TYPE}
+            self._header = (self.kid, b64url(json.dumps(header, separators=(",", ":")).encode()))
+        signing_input = (self._header[1] + "."
                          + b64url(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()))
-        key = self._key.get_op_key("sign")
+        key = self._op
         if self.alg == "EdDSA":
             signature = key.sign(signing_input.encode())
         else:

@@ -55,6 +55,7 @@ class Stored:
     at: str
     proof: list | None = None      # set by a ReceiptWriter with prove=True: inclusion proof under ``proof_size``
     proof_size: int | None = None
+    newly_logged: bool = False     # appended to the log by this store (not by an earlier one: a replay, a re-sign)
 
     @property
     def claims(self) -> dict:
@@ -132,7 +133,7 @@ def keep_many(conn, tokens: list[str], side: str, node=None, claims: list[dict |
     for ident in ids:
         if ident in old:
             conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**parsed[ident][2]))
-    by_id = {i: Stored(**parsed[i][2]) for i in ids}
+    by_id = {i: Stored(**parsed[i][2], newly_logged=i in to_log) for i in ids}
     return [by_id[i] for i in order]
 
 
@@ -151,13 +152,16 @@ def _keep(conn, token, side, node, claims, ident, row) -> Stored:
         entry = record.append(node, record.RECEIPT, _receipt_digests(token, claims), _log_meta(claims, row),
                               session=conn)
         row["log_index"] = entry.index
-    elif old is not None:
-        row["log_index"] = old[0]
+        fresh = True
+    else:
+        fresh = False
+        if old is not None:
+            row["log_index"] = old[0]
     if old is None:
         conn.execute(table.insert().values(**row))
     else:
         conn.execute(table.update().where(table.c.id == ident, table.c.side == side).values(**row))
-    return Stored(**row)
+    return Stored(**row, newly_logged=fresh)
 
 
 def _receipt_digests(token: str, claims: dict) -> dict[str, str]:
@@ -249,6 +253,34 @@ def _prove_rows(node, stored: list[Stored]) -> None:
         row.proof, row.proof_size = proof, size
 
 
+
+
+def inclusion(node, stored: Stored) -> dict[str, Any]:
+    """Where a stored receipt is in the node's log, with its inclusion proof: under the newest checkpoint the node
+    has signed that covers it (the note is included), else under the log's current size (a checkpoint that covers
+    it is signed at the next ``GET /log/checkpoint``). A provider receipt still waiting for the sequencer, or a
+    recipient's copy (logged in the provider's log, not this one), says so."""
+    import base64
+    from verifier.tlog.checkpoint import Checkpoint
+    from . import record
+    digest = sha256_hex(stored.token.encode())
+    if stored.side != PROVIDER:
+        return {"status": "elsewhere", "receiptSha256": digest,
+                "message": "Logged by the gateway's node: GET <its URL>/log/evidence?digest=<receiptSha256>."}
+    if stored.log_index is None:
+        return {"status": "pending", "receiptSha256": digest,
+                "message": "Stored but not yet final (a pull whose response was not hashed), so not logged."}
+    log = record.log_of(node)
+    note, size = None, log.size()
+    for candidate in reversed(log.checkpoints()):
+        signed_size = Checkpoint.parse(candidate.split("\n\n", 1)[0] + "\n").size
+        if signed_size > stored.log_index:
+            note, size = candidate, signed_size
+            break
+    proof = log.inclusion_proof(stored.log_index, size)
+    return {"status": "logged", "receiptSha256": digest, "index": stored.log_index, "size": size,
+            "root": base64.b64encode(log.root(size)).decode(),
+            "proof": [base64.b64encode(h).decode() for h in proof], "checkpoint": note}
 
 
 def sink(node):

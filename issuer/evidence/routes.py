@@ -1,6 +1,7 @@
 """Public endpoints of a node's log and witness (no authentication: everything here is public by design).
 
-``GET /log/checkpoint``                 the newest signed checkpoint (C2SP tlog-checkpoint, text/plain)
+``GET /log/checkpoint``                 the newest signed checkpoint (C2SP tlog-checkpoint, text/plain; ETag)
+``GET /log/witnessed-checkpoint``       the newest checkpoint that carries cosignatures (what gateways check; ETag)
 ``GET /log/tile/<L>/<N>[.p/<W>]``       hash tiles, ``GET /log/tile/entries/<N>[.p/<W>]`` entry bundles
                                         (C2SP tlog-tiles; full tiles are immutable)
 ``GET /log/checkpoints``                every checkpoint signed so far, with the cosignatures gathered (JSON)
@@ -37,9 +38,21 @@ def blueprint(node) -> Blueprint:
         return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json",
                         headers={"Cache-Control": "no-store"})
 
+    def note(body: str) -> Response:
+        """A checkpoint note, revalidated by ETag (a gateway's cache asks If-None-Match and gets a bodiless 304
+        while the note, cosignatures included, is unchanged)."""
+        import hashlib
+        response = text(body, cache="no-cache")
+        response.set_etag(hashlib.sha256(body.encode()).hexdigest()[:32])
+        return response.make_conditional(request)
+
     @bp.get("/log/checkpoint")
     def checkpoint():
-        return text(log().checkpoint())
+        return note(log().checkpoint())
+
+    @bp.get("/log/witnessed-checkpoint")
+    def witnessed_checkpoint():
+        return note(log().latest_cosigned() or log().checkpoint())
 
     @bp.get("/log/checkpoints")
     def checkpoints():

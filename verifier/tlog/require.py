@@ -12,6 +12,11 @@ issuer's node ``/log/evidence?digest=<sha256 of the credential>`` and checks, fa
    did:web re-key without a log entry is refused.
 
 The issuer's node is found from its did:web: ``https://<host>[/<path>]/log/``. A did:key issuer has no log.
+
+A warm decision makes no request: where each entry is, the hash tiles and the co-signed checkpoint are cached
+(``verifier.tlog.cache``; the checkpoint for the policy's ``checkpoint_cache`` seconds, then revalidated by ETag),
+and every check above runs on every decision from those cached bytes. A cached state that falls short (too few
+cosignatures, too old, not yet covering the entry, a proof that fails) is fetched afresh once before denying.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from urllib.parse import quote
 from ..did import did_web_url, ed25519_keys, vm_public_key
 from ..results import CeadError, Problem
 from . import merkle, note as notes
+from .cache import cache_for
 from .checkpoint import Checkpoint, open_checkpoint
 from .evidence import digest_hex
 
@@ -129,8 +135,68 @@ def fetch_evidence(fetcher, did: str, digest: str, kind: str) -> dict:
     return value
 
 
-def check_credential(cred, role: str, *, policy, resolver, fetcher, now: datetime) -> list[Problem]:
-    """The transparency checks of one verified credential (``decision.context.Cred``)."""
+def checkpoint_url(did: str, policy) -> str:
+    """Where the gateway reads the checkpoint it checks: the newest co-signed one when the policy needs witnesses."""
+    return f"{log_url(did)}/{'witnessed-checkpoint' if policy.transparency.min_witnesses else 'checkpoint'}"
+
+
+def _evidence(cache, fetcher, did: str, digest: str, kind: str, policy, *, force: bool = False
+              ) -> tuple[dict, bool]:
+    """The evidence for ``digest``: rebuilt from the cache when it can be (``(evidence, True)``), else from
+    the log's ``/log/evidence`` (``(evidence, False)``), which then locates the entry for next time."""
+    log = log_url(did)
+    if cache is not None:
+        try:
+            got = cache.evidence_from_cache(log, checkpoint_url(did, policy), kind, digest,
+                                            policy.transparency.checkpoint_cache, force=force)
+        except CeadError as exc:
+            if exc.code.startswith("http.") and exc.code != "http.status":
+                raise CeadError("transparency.unreachable", f"The log of {did} cannot be read: {exc.message}") \
+                    from None
+            # a malformed tile, or a log that does not serve tiles or its co-signed checkpoint (an older node):
+            # ask it for the whole evidence instead
+            cache.forget_tiles(log)
+            got = None
+        if got is not None:
+            return got[0], True
+    evidence = fetch_evidence(fetcher, did, digest, kind)
+    if cache is not None:
+        try:
+            index = int(evidence["index"])
+            cache.remember_entry(log, kind, digest, index, base64.b64decode(evidence["entry"], validate=True))
+            cache.remember_proof(log, index, int(evidence["size"]),
+                                 [base64.b64decode(h, validate=True) for h in evidence["proof"]])
+            if isinstance(evidence.get("checkpoint"), str):
+                cache.remember_checkpoint(checkpoint_url(did, policy), evidence["checkpoint"])
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            pass   # malformed: check_entry says so
+    return evidence, False
+
+
+def _checked(cache, fetcher, did: str, digest: str, kind: str, *, resolver, policy, now: datetime, what: str
+             ) -> list[Problem]:
+    """Fetch (or rebuild from the cache) and check one entry's evidence. A cached state that fails is not
+    trusted to deny: the checkpoint is fetched afresh (and, for a failing proof or entry, the entry located again)
+    and checked once more."""
+    evidence, cached = _evidence(cache, fetcher, did, digest, kind, policy)
+    problems = check_entry(evidence, did=did, digest=digest, kind=kind, resolver=resolver, policy=policy, now=now,
+                           what=what)
+    if problems and cache is not None:
+        log = log_url(did)
+        if any(p.code in ("transparency.proof_invalid", "transparency.not_logged", "transparency.evidence_invalid")
+               for p in problems):
+            cache.forget_entry(log, kind, digest)
+            cache.forget_tiles(log)
+        if cached:
+            evidence, _ = _evidence(cache, fetcher, did, digest, kind, policy, force=True)
+            problems = check_entry(evidence, did=did, digest=digest, kind=kind, resolver=resolver, policy=policy,
+                                   now=now, what=what)
+    return problems
+
+
+def check_credential(cred, role: str, *, policy, resolver, fetcher, now: datetime, cache=None) -> list[Problem]:
+    """The transparency checks of one verified credential (``decision.context.Cred``). ``cache``: a
+    ``verifier.tlog.cache.LogCache`` (None: fetch everything from the log)."""
     did = cred.issuer
     what = f"the {role} {cred.id or ''}".strip()
     if not isinstance(did, str) or not did.startswith("did:web:"):
@@ -138,18 +204,16 @@ def check_credential(cred, role: str, *, policy, resolver, fetcher, now: datetim
                          "organisations run one); the trust policy requires logged credentials.")]
     out: list[Problem] = []
     try:
-        evidence = fetch_evidence(fetcher, did, digest_hex(cred.digest), ISSUED)
-        out += check_entry(evidence, did=did, digest=digest_hex(cred.digest), kind=ISSUED, resolver=resolver,
-                           policy=policy, now=now, what=what)
+        out += _checked(cache, fetcher, did, digest_hex(cred.digest), ISSUED, resolver=resolver, policy=policy,
+                        now=now, what=what)
         if policy.transparency.require_key_logged and cred.result.verification_method:
             vm = resolver.dereference(cred.result.verification_method)
             multikey = vm_public_key(vm).to_multikey()
             key_digest = hashlib.sha256(multikey.encode()).hexdigest()
-            key_evidence = fetch_evidence(fetcher, did, key_digest, KEY_ADDED)
             out += [Problem("transparency.key_not_logged", p.message, p.detail) if p.code == "transparency.not_logged"
-                    else p for p in check_entry(key_evidence, did=did, digest=key_digest, kind=KEY_ADDED,
-                                                resolver=resolver, policy=policy, now=now,
-                                                what=f"the key {cred.result.verification_method}")]
+                    else p for p in _checked(cache, fetcher, did, key_digest, KEY_ADDED, resolver=resolver,
+                                             policy=policy, now=now,
+                                             what=f"the key {cred.result.verification_method}")]
     except CeadError as exc:
         code = exc.code if exc.code.startswith("transparency.") else "transparency.unreachable"
         if code == "transparency.not_logged" and "key.added" in exc.message:
@@ -166,6 +230,7 @@ def check_logged(attempt) -> list[Problem]:
         return []
     resolver = ctx.verifier.resolver
     fetcher = resolver.fetcher
+    cache = cache_for(ctx.verifier, fetcher, t.cache_bytes) if t.cache_bytes else None
     creds = []
     if "approval" in t.require_for:
         creds.append((attempt.approval, "approval"))
@@ -175,7 +240,8 @@ def check_logged(attempt) -> list[Problem]:
     for cred, role in creds:
         if not cred.result.verified:
             continue   # already a reason; nothing to look up
-        out += check_credential(cred, role, policy=ctx.policy, resolver=resolver, fetcher=fetcher, now=ctx.now)
+        out += check_credential(cred, role, policy=ctx.policy, resolver=resolver, fetcher=fetcher, now=ctx.now,
+                                cache=cache)
     return out
 
 
