@@ -138,7 +138,7 @@ class TrustPolicy(_Strict):
     lawful: Lawful = Lawful()
     # the output of a PSI cardinality or secure aggregation: its run attestation checked whenever the manifest
     # carries one ("when_given"), or required ("required"); see docs/computations.md
-    run_attestations: Literal["when_given", "required"] = "when_given"
+    run_attestations: Literal["when_given", "required"] = "required"
     transparency: Transparency | None = None      # require logged, witnessed approvals/delegations (issue 15)
     replay_store: str | None = None               # redis://host:port/db shared by every gateway worker; None: per process
 
