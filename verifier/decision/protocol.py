@@ -9,7 +9,7 @@ import logging
 from schemas import models
 from schemas.vocab import RepeatingInterval
 
-from .. import attestation
+from .. import attestation, tre_outputs
 from ..protocols import ReleaseContext, charge, check_transfer, remember_output
 from ..results import Problem
 from .context import CERTIFICATION, Attempt
@@ -32,6 +32,8 @@ def check_protocol(attempt: Attempt) -> list[Problem]:
         protocol = [p for p in protocol if not isinstance(p, PAYLOAD_KINDS)]  # checked on the response
     problems = check_transfer(protocol, {**manifest, "recipient": attempt.holder}, payload,
                               approved_columns=model.data_items, context=release_context(attempt))
+    problems = _tre_output(attempt, problems, manifest, payload,
+                           output_later=not request.is_push and request.response_checked)
     # the run attestation of a PSI cardinality / secure aggregation (docs/computations.md)
     problems += attestation.transfer_check(
         model.privacy_protocol, manifest, payload, [c.raw for c in attempt.ctx.creds], verifier=attempt.ctx.verifier,
@@ -40,10 +42,35 @@ def check_protocol(attempt: Attempt) -> list[Problem]:
     return problems
 
 
-def _accredited(attempt: Attempt, schemes: list[str]) -> set[str]:
-    """The schemes among ``schemes`` the holder shows a valid certification for, from a body the trust policy
-    trusts for that scheme (the accreditation a ``treOnly`` approval needs; relied on when found)."""
-    ctx, holder = attempt.ctx, attempt.holder
+TRE_RECIPIENT_CODES = {"protocol.tre_required", "protocol.tre_not_accredited"}
+
+
+def _tre_output(attempt: Attempt, problems: list[Problem], manifest: dict, payload: bytes | None, *,
+                output_later: bool) -> list[Problem]:
+    """A recipient that is not the TRE itself (``protocol.tre_required`` / ``tre_not_accredited``) may receive an
+    output of the TRE that passed output checking there, on the evidence of the TRE's output-checking receipt
+    (manifest ``outputCheckReceipt``, ``verifier.tre_outputs``); the bytes of a pull are compared in
+    ``check_response``."""
+    tres = [p for p in attempt.model.privacy_protocol if isinstance(p, models.TreOnly)]
+    if not tres or tre_outputs.MANIFEST_KEY not in manifest or not any(p.code in TRE_RECIPIENT_CODES
+                                                                      for p in problems):
+        return problems
+    kept = [p for p in problems if p.code not in TRE_RECIPIENT_CODES]
+    for tre in tres:
+        found = tre_outputs.check_output_receipt(
+            tre, manifest[tre_outputs.MANIFEST_KEY], payload, resolver=attempt.ctx.verifier.resolver,
+            accredited=lambda did, tre=tre: _accredited(attempt, tre.accreditation_schemes, subject=did))
+        if output_later:
+            found = [p for p in found if p.code != "protocol.tre_output_missing"]
+        kept += found
+    return kept
+
+
+def _accredited(attempt: Attempt, schemes: list[str], subject: str | None = None) -> set[str]:
+    """The schemes among ``schemes`` the holder (or ``subject``: a TRE whose output-checking receipt is shown)
+    shows a valid certification for, from a body the trust policy trusts for that scheme (the accreditation a
+    ``treOnly`` approval needs; relied on when found)."""
+    ctx, holder = attempt.ctx, subject or attempt.holder
     out: set[str] = set()
     for cert in ctx.credentials_of(CERTIFICATION):
         for scheme in schemes:
@@ -90,7 +117,9 @@ def response_check_needed(approval: models.DataSharingApproval | None, allowed: 
     payload was the request body, checked when it was decided; the response is the app's own)."""
     return allowed and not push and approval is not None and (any(
         isinstance(p, PAYLOAD_KINDS) for p in approval.privacy_protocol)
-        or attestation.response_check_needed(approval.privacy_protocol, manifest))
+        or attestation.response_check_needed(approval.privacy_protocol, manifest)
+        or (tre_outputs.MANIFEST_KEY in (manifest or {})
+            and any(isinstance(p, models.TreOnly) for p in approval.privacy_protocol)))
 
 
 def check_response(approval: models.DataSharingApproval, manifest: dict | None, body: bytes, *,
@@ -109,7 +138,8 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
         return [too_large]    # larger than the approval can need: withheld unread
     try:
         problems = check_transfer(checked, manifest, body, approved_columns=approval.data_items, context=context) \
-            + attestation.response_check(approval.privacy_protocol, manifest, body)
+            + attestation.response_check(approval.privacy_protocol, manifest, body) \
+            + tre_outputs.response_check(approval.privacy_protocol, manifest, body)
         return problems or remember_output(checked, context, body)
     except Exception:  # never let an unchecked payload out
         log.exception("internal error while checking a response payload")
