@@ -16,7 +16,8 @@ from .context import CERTIFICATION, Attempt
 
 log = logging.getLogger(__name__)
 OUTPUT_RECEIPT_HEADER = "Cead-Output-Receipt"
-PAYLOAD_KINDS = (models.Threshold, models.Pseudonymisation)   # protocols checked on the payload itself
+PAYLOAD_KINDS = (models.Threshold, models.Pseudonymisation, models.Rounding,   # protocols checked on the payload
+                 models.CellKeyPerturbation)
 
 
 def check_protocol(attempt: Attempt) -> list[Problem]:
@@ -85,13 +86,25 @@ def _accredited(attempt: Attempt, schemes: list[str], subject: str | None = None
     return out
 
 
+def record_keys(ledger, dataset: str | None, approval: models.DataSharingApproval | None):
+    """The record keys the provider holds for ``dataset`` (``{cell: [key, ...]}``), when the approval has cell-key
+    perturbation and the provider's ledger offers them (an optional ``record_keys(dataset)`` method: the provider's
+    node keeps its records' keys with its data); None otherwise, so such an output is refused unchecked."""
+    if approval is None or not any(isinstance(p, models.CellKeyPerturbation) for p in approval.privacy_protocol):
+        return None
+    source = getattr(ledger, "record_keys", None)
+    return source(dataset) if callable(source) and dataset else None
+
+
 def release_context(attempt: Attempt) -> ReleaseContext:
     """What the provider knows about this release: the recipient and its accreditations, the ledger, the
     dataset, the approval, its data subjects and the start its budget periods count from (the cadence's)."""
     model = attempt.model
     schemes = [s for p in model.privacy_protocol if isinstance(p, models.TreOnly) for s in p.accreditation_schemes]
+    dataset = attempt.ctx.dataset or (model.datasets or [None])[0]
     return ReleaseContext(recipient=attempt.holder, recipient_accreditations=_accredited(attempt, schemes),
-                          ledger=attempt.ctx.ledger, dataset=attempt.ctx.dataset or (model.datasets or [None])[0],
+                          ledger=attempt.ctx.ledger, dataset=dataset,
+                          record_keys=record_keys(attempt.ctx.ledger, dataset, model),
                           approval=attempt.approval.id, subjects=tuple(model.data_subjects),
                           anchor=RepeatingInterval.parse(model.cadence).start, now=attempt.now)
 
@@ -129,9 +142,10 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
     ledger for later differencing. Fails closed on an internal error."""
     checked = [p for p in approval.privacy_protocol if isinstance(p, PAYLOAD_KINDS)]
     manifest = manifest or {}
-    context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger,
-                             dataset=manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None,
-                             approval=getattr(decision, "approval_id", None), subjects=tuple(approval.data_subjects))
+    dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None
+    context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger, dataset=dataset,
+                             approval=getattr(decision, "approval_id", None), subjects=tuple(approval.data_subjects),
+                             record_keys=record_keys(ledger, dataset, approval))
     from .limits import body_too_large
     too_large = body_too_large(approval, manifest, body)
     if too_large is not None:
