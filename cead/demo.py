@@ -62,6 +62,7 @@ class Row:
     reasons: list[str] = field(default_factory=list)
     ms: float | None = None
     http_status: int | None = None
+    attestation: str | None = None   # the run attestation's id (urn:cead:run:...) behind a computation's output
 
     @property
     def ok(self) -> bool:
@@ -73,7 +74,12 @@ class Row:
         return {"step": self.step, "kind": self.kind, "organisation": self.organisation, "dataset": self.dataset,
                 "label": self.label, "expected": self.expected, "expectedReason": self.expected_reason,
                 "decision": self.decision, "reasons": self.reasons, "verificationMs": self.ms,
-                "httpStatus": self.http_status, "ok": self.ok}
+                "httpStatus": self.http_status, "attestation": self.attestation, "ok": self.ok}
+
+
+def short_run_id(run_id: str | None) -> str:
+    """The first 8 characters of a run attestation's uuid (``urn:cead:run:<uuid>``), as the table shows it."""
+    return run_id.rsplit(":", 1)[-1][:8] if run_id else "-"
 
 
 class DemoError(Exception):
@@ -182,6 +188,12 @@ class Demo:
             "network": {"allow_private": True, "ca_bundle": str(self.ca.ca_pem)},
         }
 
+    def outputs_dir(self, key: str) -> Path:
+        """Where a provider's node keeps the computation outputs its data API may release (``?output=``)."""
+        folder = self.workdir / "outputs" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def start(self) -> None:
         """Serve every node with `cead issuer serve`, and each provider's data API."""
         env = {"CEAD_PASSPHRASE": self.passphrase}
@@ -197,8 +209,10 @@ class Demo:
             if not live.party.provides_data:
                 continue
             port = free_port()
+            routes = {path: {**route, "outputs": str(self.outputs_dir(live.party.key))} if route.get("outputs")
+                      else route for path, route in live.party.data.items()}
             config = {"port": port, "cert": str(ca.cert_pem), "key": str(ca.key_pem), "policy": policy,
-                      "routes": live.party.data, "examples": str(world.EXAMPLES),
+                      "routes": routes, "examples": str(world.EXAMPLES),
                       # the provider's gateway keeps its privacy-budget books in its own node's database
                       "ledger": f"sqlite:///{live.home / 'node.db'}",
                       "node_home": str(live.home)}   # receipts signed and kept by the provider's node (issue 15)
@@ -485,10 +499,11 @@ class Demo:
 
     # ---- output --------------------------------------------------------------------------------------------
     def table(self) -> str:
-        headers = ["#", "organisation", "dataset", "what", "decision", "expected", "reasons", "ms"]
+        headers = ["#", "organisation", "dataset", "what", "decision", "expected", "reasons", "attestation", "ms"]
         lines = [[str(r.step), r.organisation, r.dataset, r.label, r.decision,
                   r.expected + (f" ({r.expected_reason})" if r.expected_reason else ""),
-                  ", ".join(r.reasons) or "-", f"{r.ms:.0f}" if r.ms is not None else "-"] for r in self.rows]
+                  ", ".join(r.reasons) or "-", short_run_id(r.attestation),
+                  f"{r.ms:.0f}" if r.ms is not None else "-"] for r in self.rows]
         widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(headers)]
         fmt = "  ".join(f"{{:{w}}}" for w in widths)
         out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]

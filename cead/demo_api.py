@@ -37,7 +37,8 @@ class _Timed:
 
 
 def data_app(config: dict):
-    """The data API of one provider. ``config``: {"policy": {...}, "routes": {path: {"dataset", "payloads"}}}."""
+    """The data API of one provider. ``config``: {"policy": {...}, "routes": {path: {"dataset", "payloads",
+    "outputs"}}}; ``outputs``: a folder of computation outputs served as ``?output=<name>`` (``<name>.csv``)."""
     from flask import Flask, Response, abort, request
 
     from verifier.decision import Decider
@@ -51,6 +52,16 @@ def data_app(config: dict):
     def serve(path: str):
         route = routes[path]
         payloads = route.get("payloads")
+        if route.get("outputs") and request.args.get("output"):
+            # a computation's output this node holds (a compute party's copy of a pooled table), released by the
+            # gateway only with the run attestation that covers these exact bytes
+            name = request.args["output"]
+            if not (name.isascii() and name.replace("-", "").isalnum() and len(name) <= 64):
+                abort(404)
+            file = Path(route["outputs"]) / f"{name}.csv"
+            if not file.is_file():
+                abort(404)
+            return Response(file.read_bytes(), mimetype="text/csv")
         if payloads:
             name = payloads.get(request.args.get("table", ""))
             if name is None:

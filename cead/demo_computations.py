@@ -69,8 +69,36 @@ class _KeyParty:
         self.kid = f"{self.did}#{self.key.public.to_multikey()}"
 
 
-def _short(run_id: str | None) -> str:
-    return run_id.rsplit(":", 1)[-1][:8] if run_id else "-"
+def pull_output(demo, row, recipient: str, provider: str, path: str, query: str, manifest: dict, presented: list,
+                label: str, expected: str, reason: str | None, run_id: str | None) -> None:
+    """``recipient`` pulls a computation's output from ``provider``'s gateway (its data API behind the middleware),
+    presenting exactly ``presented`` (by id) with ``manifest``; adds the decision's row (the attestation's id)."""
+    import requests
+
+    from wallet.client import CeadAuth, TransferDenied, check_response
+
+    from .demo_api import VERIFY_TIME_HEADER
+    live = demo.live[provider]
+    definition = {"id": f"output-{uuid.uuid4()}", "input_descriptors": [
+        {"id": f"c{i}", "constraints": {"fields": [{"path": ["$.id"], "filter": {"type": "string", "const": c["id"]}}]}}
+        for i, c in enumerate(presented)]}
+    # the definition chooses among everything the wallet holds: the other councils' approvals are for their own
+    # datasets, pinned by the run attestation rather than by the transfer's dataset
+    auth = CeadAuth(demo.wallet(recipient), manifest=manifest, definition=definition,
+                    raise_on_denial=False)
+    url = live.api.url + path + query
+    response = requests.get(url, auth=auth, verify=str(demo.ca.ca_pem), timeout=60)
+    header = response.headers.get(VERIFY_TIME_HEADER)
+    decision, reasons = "allow", []
+    if response.status_code != 200:
+        try:
+            check_response(response.status_code, response.content, url)
+            decision, reasons = "error", [f"http.{response.status_code}"]
+        except TransferDenied as denied:
+            decision, reasons = "deny", list(dict.fromkeys(p.code for p in denied.reasons))
+    row("transfer", f"{demo.live[recipient].party.short} <- {live.party.short}",
+        manifest["dataset"].rsplit("/", 1)[-1], label, expected, reason, decision, reasons,
+        float(header) if header else None, attestation=run_id, http_status=response.status_code)
 
 
 def play_computations(demo) -> None:
@@ -91,10 +119,12 @@ def play_computations(demo) -> None:
     step = max((r.step for r in demo.rows), default=0)
 
     def row(kind: str, org: str, dataset: str, label: str, expected: str, reason: str | None, decision: str,
-            reasons: list[str], ms: float | None) -> None:
+            reasons: list[str], ms: float | None, *, attestation: str | None = None,
+            http_status: int | None = None) -> None:
         nonlocal step
         step += 1
-        r = Row(step, kind, org, dataset, label, expected, reason, decision, reasons, ms)
+        r = Row(step, kind, org, dataset, label, expected, reason, decision, reasons, ms, http_status,
+                attestation)
         demo.rows.append(r)
         demo._say_row(r)
 
@@ -127,7 +157,7 @@ def play_computations(demo) -> None:
     with holder_process(config, holder, passphrase) as (url, _proc):
         for quarter in range(1, 6):
             started = time.perf_counter()
-            label = f"PSI take-up, release {quarter} of 4 a year"
+            label = f"PSI take-up, release {quarter} of 4 a year" + (" (SSS's own books)" if quarter > 4 else "")
             expected, reason = ("allow", None) if quarter <= 4 else ("deny", "computation.query_budget_exhausted")
             try:
                 result = run_psi_cardinality(url, learner, glasgow_set, approval, holder=sss.did, epsilon=0.5,
@@ -138,10 +168,9 @@ def play_computations(demo) -> None:
                 continue
             problems = check_attestation(result.attestation, result.output, protocol, verifier=verifier,
                                          approvals=[approval])
-            row("computation", "Glasgow City", "scp x fsm",
-                f"{label}: {result.cardinality} (plain {plain}), attestation {_short(result.run_id)}",
+            row("computation", "Glasgow City", "scp x fsm", f"{label}: {result.cardinality} (plain {plain})",
                 expected, reason, "deny" if problems else "allow", [p.code for p in problems],
-                (time.perf_counter() - started) * 1e3)
+                (time.perf_counter() - started) * 1e3, attestation=result.run_id)
 
     # ---- homelessness: secure aggregation across three councils ------------------------------------------------
     fife, dundee, sg = live["fife"], live["dundee"], live["sg-childpov"]
@@ -157,9 +186,17 @@ def play_computations(demo) -> None:
     dataset = "https://data.fife.example/dataset/homelessness-applications-hl1"
     items = ["quarter", "household_type", "count"]
     purpose = "cead:HomelessnessStatistics"
-    approvals = [_issue_by_node(fife._node, _approval_subject(fife.did, sg.did, dataset, items, purpose, [sa])),
-                 _issue_by_node(dundee._node, _approval_subject(dundee.did, sg.did, dataset, items, purpose, [sa])),
-                 _issue_by_key(pkc, _approval_subject(pkc.did, sg.did, dataset, items, purpose, [sa]))]
+    threshold = {"kind": "threshold", "minCellCount": 10, "zerosAllowed": False}
+
+    def own(org: str) -> str:   # each council approves the disclosure of its own table
+        return dataset if org == "fife" else f"https://data.{org}.example/dataset/homelessness-applications-hl1"
+
+    approvals = [_issue_by_node(fife._node, _approval_subject(fife.did, sg.did, own("fife"), items, purpose,
+                                                              [sa, threshold])),
+                 _issue_by_node(dundee._node, _approval_subject(dundee.did, sg.did, own("dundeecity"), items,
+                                                                purpose, [sa, threshold])),
+                 _issue_by_key(pkc, _approval_subject(pkc.did, sg.did, own("pkc"), items, purpose,
+                                                      [sa, threshold]))]
     cells = [f"2026Q{q}|{h}" for q in (1, 2, 3) for h in ("single male", "single female", "single parent",
                                                             "couple with children", "other")]
     rng = random.Random(11)
@@ -176,30 +213,42 @@ def play_computations(demo) -> None:
         return out
 
     started = time.perf_counter()
-    result = run_secure_aggregation(inputs(approvals), cells=cells, output_parties=[sg.did],
-                                    ca_bundle=str(demo.ca.ca_pem))
+    result = run_secure_aggregation(inputs(approvals), cells=cells, columns=["quarter", "household_type"],
+                                    output_parties=[sg.did], ca_bundle=str(demo.ca.ca_pem))
     ms = (time.perf_counter() - started) * 1e3
     same = result.table == plain
+    run_id = attestation_id(result.attestation)
     row("computation", "Fife, Dundee, P&K", "homelessness-hl1",
-        f"secure aggregation of {len(cells)} cells, attestation {_short(attestation_id(result.attestation))}"
-        f"{'' if same else ' (DIFFERS from the plain sum)'}", "allow", None,
-        "allow" if result.output and same else "deny", sorted({r["code"] for r in result.refused}), ms)
-    # Fife's gateway releases the pooled table only with the attestation and every council's approval
-    for label, presented, expected, reason in (
-            ("pooled table released by Fife with every council's approval", approvals, "allow", None),
-            ("pooled table released by Fife under Fife's approval alone", approvals[:1], "deny",
-             "attestation.contributor_not_approved")):
-        started = time.perf_counter()
-        problems = check_attestation(result.attestation, result.output or b"", [sa], verifier=verifier,
-                                     approvals=presented)
-        row("release", "Fife Council", "homelessness-hl1", label, expected, reason,
-            "deny" if problems else "allow", sorted({p.code for p in problems}), (time.perf_counter() - started) * 1e3)
+        f"secure aggregation of {len(cells)} cells{'' if same else ' (DIFFERS from the plain sum)'}", "allow", None,
+        "allow" if result.output and same else "deny", sorted({r["code"] for r in result.refused}), ms,
+        attestation=run_id)
+    # Fife's node, a compute party, holds the pooled table; its gateway releases it to the Scottish Government
+    # only with the run attestation covering these bytes and every contributing council's own approval
+    if result.output:
+        name = run_id.rsplit(":", 1)[-1]
+        (demo.outputs_dir("fife") / f"{name}.csv").write_bytes(result.output)
+        wallet = demo.wallet("sg-childpov")
+        for credential in approvals:
+            imported = wallet.import_credential(credential, source="demo: secure aggregation approvals")
+            if not imported.ok:
+                raise RuntimeError(f"SG's wallet refused a council's approval: {imported.problems}")
+        manifest = {"dataset": dataset, "purpose": purpose, "recipient": sg.did, "columns": items,
+                    "countColumns": ["count"], "rowCount": len(cells), "protocolRun": [sa],
+                    "runAttestation": result.attestation}
+        for label, presented, expected, reason in (
+                ("pooled table released with the attestation and every council's approval", approvals, "allow",
+                 None),
+                ("pooled table released under Fife's approval alone", approvals[:1], "deny",
+                 "attestation.contributor_not_approved")):
+            pull_output(demo, row, "sg-childpov", "fife", "/homelessness-hl1", f"?output={name}", manifest,
+                        presented, label, expected, reason, run_id)
     # Dundee withholds: its approval requires a higher collusion threshold than this run offers
-    withheld = _issue_by_node(dundee._node, _approval_subject(dundee.did, sg.did, dataset, items, purpose,
-                                                              [dict(sa, collusionThreshold=3)]))
+    withheld = _issue_by_node(dundee._node, _approval_subject(dundee.did, sg.did, own("dundeecity"), items, purpose,
+                                                              [dict(sa, collusionThreshold=3), threshold]))
     started = time.perf_counter()
     result = run_secure_aggregation(inputs([approvals[0], withheld, approvals[2]]), cells=cells,
-                                    output_parties=[sg.did], ca_bundle=str(demo.ca.ca_pem))
+                                    columns=["quarter", "household_type"], output_parties=[sg.did],
+                                    ca_bundle=str(demo.ca.ca_pem))
     row("computation", "Fife, Dundee, P&K", "homelessness-hl1", "secure aggregation, Dundee withholding approval",
         "deny", "computation.not_authorised", "deny" if result.output is None else "allow",
         sorted({r["code"] for r in result.refused}), (time.perf_counter() - started) * 1e3)

@@ -2,8 +2,9 @@
 
 Every credential and transfer manifest comes from ``schemas/examples``; the demo only swaps the example DIDs for the
 live nodes' DIDs (``Cast.substitute``) and re-pins ``{"id", "digest"}`` references to what was really signed.
-Example parties that have no node in the demo (the MPC compute parties, Perth and Kinross as an input party) keep
-their example DIDs: they are only named in protocol descriptions, never resolved.
+Example parties that have no node in the demo (Perth and Kinross, an input party of the homelessness secure
+aggregation) keep their example DIDs in the scripted steps: they are only named in protocol descriptions, never
+resolved (``demo_computations`` gives Perth and Kinross a key of its own for the real run).
 """
 from __future__ import annotations
 
@@ -58,8 +59,8 @@ CAST: tuple[Party, ...] = (
           data_prefix="https://data.fife.example/",
           data={"/homelessness-hl1": {
               "dataset": "https://data.fife.example/dataset/homelessness-applications-hl1",
-              "payloads": {"2026Q3": "homelessness-payload-allowed.csv",
-                           "2026Q3-draft": "homelessness-payload-refused-small-cell.csv"}}}),
+              "payloads": {"2026Q3-draft": "homelessness-payload-refused-small-cell.csv"},
+              "outputs": True}}),   # pooled tables from the secure aggregation Fife took part in (?output=)
     Party("dundee", "Dundee City Council", "Dundee City", plays=("did:web:dundeecity.example",)),
     # Glasgow's DPO acts for the council: the derived approval is signed by the council itself.
     Party("glasgow", "Glasgow City Council", "Glasgow City",
@@ -197,11 +198,11 @@ def script(fast: bool = False) -> list:
               under="homelessness-delegation.json"),
         Issue("fife-housing-iao", "homelessness-approval.json", deliver_to="sg-childpov",
               under="homelessness-subdelegation.json"),
-        Say("The secure-aggregation output is checked cell by cell before it leaves Fife's gateway."),
-        Pull("sg-childpov", "fife", "/homelessness-hl1", "homelessness-transfer-allowed.json", "allow",
-             query="?table=2026Q3", label="quarterly table, every cell >= 10"),
+        Say("A table that only declares it is a secure aggregation's output is no evidence: Fife's gateway refuses "
+            "it without the run attestation (the real aggregation, and its release, come after the script)."),
         Pull("sg-childpov", "fife", "/homelessness-hl1", "homelessness-transfer-refused-small-cell.json", "deny",
-             "protocol.cell_below_threshold", query="?table=2026Q3-draft", label="table with a count of 7"),
+             "attestation.missing", query="?table=2026Q3-draft",
+             label="table declaring a secure aggregation, no run attestation"),
 
         Say("Free school meals: Social Security Scotland's DPO approves Fife's weekly extract for auto-enrolment."),
         Issue("sss", "fsm-delegation.json", deliver_to="sss-dpo"),
@@ -211,14 +212,13 @@ def script(fast: bool = False) -> list:
         Pull("fife", "sss", "/scottish-child-payment", "fsm-transfer-refused-purpose.json", "deny",
              "transfer.purpose_not_approved", label="same data for school clothing grants"),
 
-        Say("Child poverty: a private-set-intersection count with differential privacy, four releases a year."),
+        Say("Child poverty: a private-set-intersection count with differential privacy, four releases a year "
+            "(the PSI itself really runs after the script, SSS keeping the books)."),
         Issue("sss", "child-poverty-delegation.json", deliver_to="sss-dpo"),
         Issue("sss-dpo", "child-poverty-approval.json", deliver_to="glasgow", under="child-poverty-delegation.json"),
-        # SSS's gateway counts the releases in its own ledger; what Glasgow's manifest says it spent is ignored
-        *[Pull("glasgow", "sss", "/scottish-child-payment", "child-poverty-transfer-allowed.json", "allow",
-               label=f"{n} DP release of the year") for n in ("first", "second", "third", "fourth")],
+        # a manifest declaring a PSI with DP, and that nothing has been spent, is no evidence of a run
         Pull("glasgow", "sss", "/scottish-child-payment", "child-poverty-transfer-refused-fifth-release.json",
-             "deny", "protocol.release_limit", label="fifth DP release of the year (manifest: 0 spent)"),
+             "deny", "attestation.missing", label="DP count declared by Glasgow (manifest: 0 spent), no attestation"),
 
         Say("Glasgow's take-up report is a derived dataset: its approval is checked through the upstream approval."),
         # The example's report is due in 2027; the live run moves its window to now.

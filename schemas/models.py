@@ -137,6 +137,53 @@ class Dominance(_Model):
     p: Annotated[float, Field(gt=0, le=100)] | None = None
 
 
+class Rounding(_Model):
+    """Every published count is rounded to a multiple of ``base`` (e.g. 5; suppressed cells aside), so a small
+    count, or the difference between two releases, is not known exactly. ``count_columns``: the table's count
+    columns as approved (absent: a ``count`` column and any the manifest names)."""
+    kind: Literal["rounding"] = "rounding"
+    base: Annotated[int, Field(ge=2, le=1_000_000, strict=True)]
+    count_columns: Optional[Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]] = None
+
+
+class PtableEntry(_Model):
+    """One row of a cell-key perturbation table: a cell whose original count is ``count`` (the largest count listed
+    applies to every larger count) and whose cell key falls in [the previous row's ``upper`` for that count (0 for
+    the first), ``upper``) is published as its count plus ``perturbation``."""
+    count: Annotated[int, Field(ge=0, strict=True)]
+    perturbation: Annotated[int, Field(strict=True)]
+    upper: Annotated[float, Field(gt=0, le=1)]
+
+
+class CellKeyPerturbation(_Model):
+    """Cell-key perturbation (the ABS / ONS method): every record of the provider's data carries a random record
+    key in [0, ``modulus``); a cell's key is the sum of its records' keys modulo ``modulus``, divided by it; the
+    count published is the original count plus the ``ptable`` entry for that count and cell key. The same cell is
+    always perturbed the same way, so repeated or overlapping releases do not average the noise away; the
+    provider, which holds the record keys, can reproduce every published value."""
+    kind: Literal["cellKeyPerturbation"] = "cellKeyPerturbation"
+    modulus: Annotated[int, Field(ge=2, le=2**62, strict=True)] = 2**32
+    ptable: Annotated[list[PtableEntry], Field(min_length=1, max_length=10_000)]
+    count_columns: Optional[Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]] = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "CellKeyPerturbation":
+        counts = sorted({e.count for e in self.ptable})
+        if counts != list(range(counts[-1] + 1)):
+            raise ValueError("the ptable must have rows for every count from 0 to its largest")
+        for count in counts:
+            uppers = [e.upper for e in self.ptable if e.count == count]
+            if uppers != sorted(set(uppers)) or uppers[-1] != 1:
+                raise ValueError(f"the ptable rows for count {count} must have increasing upper bounds ending at 1")
+        if any(e.count + e.perturbation < 0 for e in self.ptable):
+            raise ValueError("a ptable row would publish a negative count")
+        return self
+
+    @property
+    def max_perturbation(self) -> int:
+        return max(abs(e.perturbation) for e in self.ptable)
+
+
 class PrivacyBudget(_Model):
     """What may be spent in one ``period`` (ISO 8601 duration): total epsilon or rho, and a number of releases.
     Periods are anchored at ``start`` (absent: the start of the approval's cadence) and counted by the data
@@ -284,7 +331,8 @@ class TreOnly(_Model):
 
 
 PrivacyProtocol = Annotated[Union[Threshold, Dominance, DifferentialPrivacy, SecureAggregation, PsiCardinality,
-                                  Pseudonymisation, TreOnly], Field(discriminator="kind")]
+                                  Pseudonymisation, TreOnly, Rounding, CellKeyPerturbation],
+                            Field(discriminator="kind")]
 
 
 def _as_list(value: Any) -> Any:

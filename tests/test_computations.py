@@ -387,11 +387,11 @@ def test_decision_checks_the_attestation_instead_of_the_protocol_run(w, released
     alone = _decide_push(w, released, result.output, runAttestation=result.attestation,
                          credentials=[released["approvals"][0], w.cert])
     assert not alone.allowed and "attestation.contributor_not_approved" in {p.code for p in alone.reasons}
-    # a manifest's protocolRun alone is no evidence where the trust policy requires attestations
-    declared = _decide_push(w, released, result.output, policy={"run_attestations": "required"})
+    # a manifest's protocolRun alone is no evidence: refused by default (run_attestations: required) ...
+    declared = _decide_push(w, released, result.output)
     assert not declared.allowed and "attestation.missing" in {p.code for p in declared.reasons}
-    assert _decide_push(w, released, result.output, policy={"run_attestations": "required"},
-                        runAttestation=result.attestation).allowed
+    # ... and accepted only by a gateway that explicitly opts for the weaker "when_given"
+    assert _decide_push(w, released, result.output, policy={"run_attestations": "when_given"}).allowed
 
 
 def test_middleware_releases_only_the_attested_output_on_a_pull(w, released):

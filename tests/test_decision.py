@@ -506,11 +506,12 @@ def test_the_fifth_dp_release_is_refused_by_the_owners_ledger(examples, tmp_path
     scenario = examples["child-poverty"]
     manifest = json.loads((EXAMPLES / "child-poverty-transfer-refused-fifth-release.json").read_text())
     assert manifest["releasesInPeriod"] == 0 and manifest["epsilonSpent"] == 0
+    manifest = scenario.attested(manifest)    # the PSI's run attestation: evidence, not the manifest's word
     ledger = SqlLedger(db.migrate(f"sqlite:///{tmp_path / 'sss.db'}"))
     decider = scenario.decider(ledger=ledger)
 
-    def attempt():
-        request = TransferRequest("GET", "https://data.example.org/x", manifest=manifest)
+    def attempt():   # the noised count travels in the response, compared there with the attestation
+        request = TransferRequest("GET", "https://data.example.org/x", manifest=manifest, response_checked=True)
         return decider.decide(scenario.present(request), request)
 
     for _ in range(4):
@@ -519,8 +520,33 @@ def test_the_fifth_dp_release_is_refused_by_the_owners_ledger(examples, tmp_path
     denied(decision, "protocol.release_limit")
     assert "protocol.budget_exhausted" in codes(decision)
     assert len(ledger.releases(manifest["dataset"])) == 4
-    request = TransferRequest("GET", "https://data.example.org/x", manifest=manifest)
+    request = TransferRequest("GET", "https://data.example.org/x", manifest=manifest, response_checked=True)
     denied(scenario.decider().decide(scenario.present(request), request), "protocol.ledger_unavailable")
+
+
+def test_the_examples_declared_protocol_run_alone_is_refused_by_default(examples):
+    """Evidence, not declarations: the child-poverty manifest's protocolRun without its run attestation is refused
+    under the default trust policy (run_attestations: required), and accepted only by a gateway that explicitly
+    opts for the weaker when_given; with the attestation, the output must be the attested bytes."""
+    from transfer_world import EXAMPLES
+    from verifier.decision.protocol import check_response
+    scenario = examples["child-poverty"]
+    declared = json.loads((EXAMPLES / "child-poverty-transfer-allowed.json").read_text())
+    assert "runAttestation" not in declared and declared["protocolRun"]
+    assert parse_policy(scenario.policy).run_attestations == "required"
+    request = TransferRequest("GET", "https://data.example.org/x", body=scenario.payload, manifest=declared,
+                              push=True)
+    denied(scenario.decider().decide(scenario.present(request), request), "attestation.missing")
+    weaker = Decider(parse_policy({**scenario.policy, "run_attestations": "when_given"}), fetcher=scenario.fetcher,
+                     clock=lambda: scenario.at)
+    decision = weaker.decide(scenario.present(request), request)
+    assert "attestation.missing" not in codes(decision), decision.to_dict()
+    # the attested run: the pulled response must be the attested output, byte for byte
+    attested = scenario.attested(declared)
+    approval = models.DataSharingApproval.from_credential(scenario.approval)
+    assert check_response(approval, attested, scenario.payload) == []
+    assert [p.code for p in check_response(approval, attested, scenario.payload.replace(b"}", b" }"))] \
+        == ["attestation.output_mismatch"]
 
 
 def test_policy_audience_accepts_the_origin_with_or_without_default_port(w):

@@ -22,13 +22,12 @@ EXPECTED_FAST = [
     ("SG Justice <- Police Scotland", "recorded-crime-monthly", "allow", None),
     ("SG Justice <- Police Scotland", "recorded-crime-monthly", "deny", "transfer.column_not_approved"),
     ("Fife DPO -> Fife Housing IAO", "DelegatedAuthority", "refused", "scope.too_wide"),
-    ("SG Child Poverty <- Fife Council", "homelessness-applications-hl1", "allow", None),
-    ("SG Child Poverty <- Fife Council", "homelessness-applications-hl1", "deny", "protocol.cell_below_threshold"),
+    # a table that only declares a secure aggregation (no run attestation) is refused
+    ("SG Child Poverty <- Fife Council", "homelessness-applications-hl1", "deny", "attestation.missing"),
     ("Fife Council <- Social Security Scot", "scottish-child-payment-recipients", "allow", None),
     ("Fife Council <- Social Security Scot", "scottish-child-payment-recipients", "deny",
      "transfer.purpose_not_approved"),
-    *[("Glasgow City <- Social Security Scot", "scottish-child-payment-recipients", "allow", None)] * 4,
-    ("Glasgow City <- Social Security Scot", "scottish-child-payment-recipients", "deny", "protocol.release_limit"),
+    ("Glasgow City <- Social Security Scot", "scottish-child-payment-recipients", "deny", "attestation.missing"),
     ("SG Child Poverty <- Glasgow City", "scp-fsm-take-up", "deny", "provenance.upstream_missing"),
     ("SG Child Poverty <- Glasgow City", "scp-fsm-take-up", "allow", None),
     ("SG Justice <- Police Scotland", "recorded-crime-monthly", "deny", "status.revoked"),
@@ -39,15 +38,17 @@ EXPECTED_FAST = [
     ("Glasgow HSCP <- NHS GGC", "delayed-discharge-daily", "allow", None),
 ]
 # the computations that really run (cead/demo_computations.py), played after the script: four PSI releases and the
-# fifth refused by SSS's ledger; a secure aggregation, its release with every council's approval and with Fife's
-# alone; the aggregation stopped by Dundee withholding
+# fifth refused by SSS's own books; a secure aggregation, the pooled table pulled through Fife's gateway with the
+# attestation and every council's approval, then with Fife's alone; the aggregation stopped by Dundee withholding
 EXPECTED_FAST += [("Glasgow City", "scp x fsm", "allow", None)] * 4 + [
     ("Glasgow City", "scp x fsm", "deny", "computation.query_budget_exhausted"),
     ("Fife, Dundee, P&K", "homelessness-hl1", "allow", None),
-    ("Fife Council", "homelessness-hl1", "allow", None),
-    ("Fife Council", "homelessness-hl1", "deny", "attestation.contributor_not_approved"),
+    ("SG Child Poverty <- Fife Council", "homelessness-applications-hl1", "allow", None),
+    ("SG Child Poverty <- Fife Council", "homelessness-applications-hl1", "deny",
+     "attestation.contributor_not_approved"),
     ("Fife, Dundee, P&K", "homelessness-hl1", "deny", "computation.not_authorised"),
 ]
+ATTESTED = 4 + 3      # the rows whose output has a run attestation: four PSI releases, the aggregation and its pulls
 
 
 def _run_demo(tmp_path: Path, *extra: str, **kwargs) -> subprocess.Popen:
@@ -99,6 +100,12 @@ def test_demo_fast_decisions_line_by_line_and_cleanup(tmp_path):
         if row["kind"] == "transfer":
             assert row["verificationMs"] is not None and row["verificationMs"] >= 0, row
     assert report["ok"] is True and report["mismatches"] == []
+    # the table shows the attestation ids of the computations' outputs (the pulls name the aggregation's)
+    attested = [r for r in report["rows"] if r["attestation"]]
+    assert len(attested) == ATTESTED and all(r["attestation"].startswith("urn:cead:run:") for r in attested)
+    assert len({r["attestation"] for r in attested}) == 5
+    for r in attested:
+        assert r["attestation"].rsplit(":", 1)[-1][:8] in output
     assert proc.returncode == 0, output
     assert "Every decision matched the scenario" in output
     assert "Starting nodes and data APIs" in output

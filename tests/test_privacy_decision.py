@@ -114,3 +114,53 @@ def test_an_output_that_passed_its_checks_carries_a_signed_output_checking_recei
     leaky = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,120\n25-34,Fife,housed,*\nAll ages,Fife,housed,127\n"
     assert [p.code for p in decider.check_response(decision, leaky)] == ["protocol.secondary_suppression_missing"]
     assert decision.output_receipt is None
+
+
+def test_an_output_leaves_the_tre_only_with_the_tres_output_checking_receipt(w, tmp_path):
+    """treOnly: the data go only to the TRE itself; a researcher outside it receives only an output the TRE's
+    gateway checked, shown by the TRE's signed output-checking receipt covering exactly those bytes, from a TRE the
+    approval lists and whose accreditation credential is presented."""
+    from transfer_world import Party
+    from verifier.receipts import ReceiptSigner
+    tre, impostor = Party("tre"), Party("impostor")
+    for party in (tre, impostor):
+        (tmp_path / f"{party.name}.pem").write_bytes(party.key.to_pem(None))
+    # 1. inside the TRE: its gateway checks the output (threshold) and signs the output-checking receipt
+    tre_gateway = w.decider(receipts={"key": str(tmp_path / "tre.pem"), "kid": tre.kid})
+    release = w.make_approval(w.deputy, chain=[w.d1, w.d2], privacyProtocol=[
+        {"kind": "threshold", "minCellCount": 10, "countColumns": ["count"]}])
+    pull = TransferRequest("GET", "https://api.fife.example:8443/datasets/homelessness",
+                           manifest=w.manifest(rowCount=None), response_checked=True)
+    checked = decide(w, release, decider=tre_gateway, request=pull)
+    output = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,120\n25-34,Fife,housed,85\n"
+    assert tre_gateway.check_response(checked, output) == [] and checked.output_receipt
+    receipt = checked.output_receipt
+    # 2. under the treOnly approval, the researcher (not the TRE) receives that output
+    tre_only = w.make_approval(w.deputy, chain=[w.d1, w.d2], privacyProtocol=[
+        {"kind": "treOnly", "environments": [tre.did]}])
+    accreditation = w.certification(w.body, tre, scheme=DEA)
+
+    def push(body, extra=(), **manifest):
+        return decide(w, tre_only, extra, request=w.request("POST", body=body, rowCount=2, **manifest),
+                      **trusting_dea(w))
+
+    assert codes(push(output)) == {"protocol.tre_required", "protocol.tre_not_accredited"}
+    allowed = push(output, [accreditation], outputCheckReceipt=receipt)
+    assert allowed.allowed, allowed.to_dict()
+    assert codes(push(output, outputCheckReceipt=receipt)) == {"protocol.tre_output_receipt_untrusted"}
+    assert codes(push(output.replace(b"120", b"121"), [accreditation], outputCheckReceipt=receipt)) \
+        == {"protocol.tre_output_receipt_mismatch"}
+    forged = ReceiptSigner.from_file(tmp_path / "impostor.pem", impostor.kid).sign(
+        {"outputCheck": "pass", "outputSha256": __import__("hashlib").sha256(output).hexdigest(),
+         "checks": ["threshold"]})
+    assert codes(push(output, [accreditation], outputCheckReceipt=forged)) == {"protocol.tre_output_receipt_untrusted"}
+    head, body, signature = receipt.split(".")
+    tampered = ".".join([head, body, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")])
+    assert codes(push(output, [accreditation], outputCheckReceipt=tampered)) == {"protocol.tre_output_receipt_invalid"}
+    # a pull: the receipt is checked when decided, the response must be the bytes it covers
+    gateway = w.decider(**trusting_dea(w))
+    pulled = decide(w, tre_only, [accreditation], decider=gateway, request=TransferRequest(
+        "GET", pull.url, manifest=w.manifest(rowCount=2, outputCheckReceipt=receipt), response_checked=True))
+    assert pulled.allowed and gateway.response_check_needed(pulled)
+    assert [p.code for p in gateway.check_response(pulled, output + b"35-44,Fife,housed,3\n")] \
+        == ["protocol.tre_output_receipt_mismatch"]

@@ -127,7 +127,8 @@ def _wire_names(model: type[BaseModel], seen: set) -> set[tuple[str, bool]]:
         return out
     seen.add(model)
     in_protocol = model.__name__ in {"Threshold", "Dominance", "DifferentialPrivacy", "PrivacyBudget", "Clipping",
-                                     "SecureAggregation", "PsiCardinality", "Pseudonymisation", "TreOnly"}
+                                     "SecureAggregation", "PsiCardinality", "Pseudonymisation", "TreOnly",
+                                     "Rounding", "CellKeyPerturbation", "PtableEntry"}
     for name, field in model.model_fields.items():
         out.add((field.alias or name, in_protocol))
         for arg in _leaf_types(field.annotation):

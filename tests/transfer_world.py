@@ -271,18 +271,32 @@ class RewritingFetcher:
 
 class Scenario:
     """One example transfer: its credentials signed (eddsa-rdfc-2022) by keys of the DIDs they name, the chain
-    digests re-pinned, the DID documents served, and a policy that trusts exactly the example's parties."""
+    digests re-pinned, the DID documents served, and a policy that trusts exactly the example's parties.
+
+    The two examples whose output is a privacy-preserving computation's (``COMPUTED``) get it by really running
+    the computation, once, the first time the scenario's manifest, payload, credentials or clock are asked for:
+    homelessness, a secure aggregation (MPyC, one process per council) of ``homelessness-council-tables.json``, each
+    council checking its own approval; child poverty, a PSI cardinality with DP noise (openmined-psi) between SSS's
+    holder service (HTTPS on 127.0.0.1) and Glasgow. The manifest then carries the co-signed run attestation
+    (``runAttestation``), the payload is the attested output, and the presentation holds every contributing
+    council's approval. The decision clock moves to the run's end (an attestation is not valid before it)."""
+
+    COMPUTED = ("homelessness", "child-poverty")
+    PSI_PARTIES = ("did:web:socialsecurity.gov.scot.example", "did:web:glasgow.example")
 
     def __init__(self, name: str, files: dict, keys: dict, base_url: str, ca_bundle: str):
         from verifier.did import build_did_document, did_web_url
         load = lambda f: json.loads((EXAMPLES / f).read_text())  # noqa: E731
         expected = load("expected.json")
         self.name = name
+        self.base_url, self.ca_bundle = base_url, ca_bundle
         case = next(c for c in expected["cases"]
                     if c["check"] == "transfer" and c["subject"] == f"{name}-transfer-allowed.json")
-        self.at = datetime.fromisoformat(case["at"].replace("Z", "+00:00"))
-        self.manifest = load(case["subject"])
-        self.payload = (EXAMPLES / case["payload"]).read_bytes() if case.get("payload") else None
+        self._at = datetime.fromisoformat(case["at"].replace("Z", "+00:00"))
+        self._manifest = load(case["subject"])
+        self._payload = (EXAMPLES / case["payload"]).read_bytes() if case.get("payload") else None
+        self.run_attestation: dict | None = None
+        self._ran = name not in self.COMPUTED
         approval = load(case["against"])
         by_id = {}
         for f in EXAMPLES.glob("*delegation*.json"):
@@ -291,9 +305,16 @@ class Scenario:
         chain = [by_id[r["id"]] for r in approval["credentialSubject"].get("delegationChain", [])]
         cert_file = EXAMPLES / f"{name}-certification.json"
         certification = json.loads(cert_file.read_text()) if cert_file.exists() else None
-        self.holder_did = self.manifest.get("recipient") or approval["credentialSubject"]["recipients"][0]
-        dids = {d["issuer"] for d in [approval, *chain] + ([certification] if certification else [])}
+        self.holder_did = self._manifest.get("recipient") or approval["credentialSubject"]["recipients"][0]
+        self.council_tables = load("homelessness-council-tables.json") if name == "homelessness" else None
+        contributors = [load(f) for did, f in self.council_tables["approvals"].items()
+                        if f != case["against"]] if self.council_tables else []
+        dids = {d["issuer"] for d in [approval, *chain, *contributors] + ([certification] if certification else [])}
         dids.add(self.holder_did)
+        if self.council_tables:
+            dids |= set(self.council_tables["tables"])
+        if name == "child-poverty":
+            dids |= set(self.PSI_PARTIES)
         self.keys = keys   # shared by all scenarios: some parties appear in several
         for did in sorted(dids):
             if did not in keys:
@@ -302,7 +323,7 @@ class Scenario:
                 files[path] = build_did_document(did, [("#key-1", keys[did].public)])
 
         def sign(doc: dict) -> dict:
-            return add_proof(doc, self.keys[doc["issuer"]], doc["issuer"] + "#key-1", created=self.at
+            return add_proof(doc, self.keys[doc["issuer"]], doc["issuer"] + "#key-1", created=self._at
                              - timedelta(days=1))
 
         signed_chain: list[dict] = []
@@ -314,7 +335,9 @@ class Scenario:
             signed_chain.append(sign(link))
         approval["credentialSubject"]["delegationChain"] = [
             {"id": c["id"], "digest": models.credential_digest(c)} for c in signed_chain]
-        self.credentials = [sign(approval), *signed_chain] + ([sign(certification)] if certification else [])
+        self.approval = sign(approval)
+        self.contributor_approvals = [sign(c) for c in contributors]   # the other councils' own approvals
+        self._credentials = [self.approval, *signed_chain] + ([sign(certification)] if certification else [])
         subject = approval["credentialSubject"]
         schemes = subject.get("recipientRequirements", [])
         bodies = {}
@@ -326,8 +349,92 @@ class Scenario:
                        "certification_bodies": bodies}
         self.fetcher = RewritingFetcher(base_url, ca_bundle)
 
+    # ---- the computation behind the output, run once on first use ------------------------------------------------
+    def _ensure_run(self) -> None:
+        if self._ran:
+            return
+        self._ran = True
+        result = self._aggregate() if self.name == "homelessness" else self._psi()
+        self.run_attestation, self._payload = result.attestation, result.output
+        self._manifest = self.attested(self._manifest)
+        self._credentials = self._credentials + self.contributor_approvals
+        completed = datetime.fromisoformat(result.attestation["validFrom"].replace("Z", "+00:00"))
+        self._at = max(self._at, completed + timedelta(seconds=1))
+
+    def _signer(self, did: str):
+        from wallet.computations.attest import Signer
+        return Signer(did, self.keys[did], did + "#key-1")
+
+    def _aggregate(self):
+        """The real secure aggregation across the three councils' processes; its output must be the example's
+        pooled table exactly (the sum of the councils' tables)."""
+        import tempfile
+        from wallet.computations.aggregation import AggregationInput, run_secure_aggregation
+        from wallet.computations.attest import write_key
+        tables = self.council_tables
+        approvals = {self.approval["credentialSubject"]["discloser"]: self.approval,
+                     **{a["credentialSubject"]["discloser"]: a for a in self.contributor_approvals}}
+        with tempfile.TemporaryDirectory(prefix="cead-example-mpc-") as tmp:
+            inputs = []
+            for index, (did, counts) in enumerate(tables["tables"].items()):
+                key_path, passphrase = write_key(Path(tmp), f"council-{index}", self.keys[did])
+                inputs.append(AggregationInput(did, did + "#key-1", key_path, counts, approvals[did], passphrase))
+            result = run_secure_aggregation(inputs, cells=tables["cells"], columns=tables["columns"],
+                                            output_parties=[self.holder_did], ca_bundle=self.ca_bundle,
+                                            did_web_base=self.base_url)
+        if result.output != self._payload:
+            raise AssertionError(f"the secure aggregation gave {result.output!r}, not the example's pooled table "
+                                 f"{self._payload!r} (refused: {result.refused})")
+        return result
+
+    def _psi(self):
+        """The real PSI cardinality: SSS's holder service (HTTPS on 127.0.0.1) and Glasgow, epsilon 0.5."""
+        import tempfile
+        from wallet.computations.attest import node_verifier
+        from wallet.computations.budget import QueryBudget
+        from wallet.computations.psi import Holder, psi_app, run_psi_cardinality
+        sss, glasgow = self.PSI_PARTIES
+        people = [f"CHI{n:010d}" for n in range(1000, 1400)]
+        verifier = node_verifier(self.ca_bundle, did_web_base=self.base_url)
+        with tempfile.TemporaryDirectory(prefix="cead-example-psi-") as tmp:
+            holder = Holder(self._signer(sss), people[:250], self.approval, QueryBudget(Path(tmp) / "budget.db"),
+                            verifier)
+            with https_server(psi_app(holder)) as (url, ca):
+                holder.origin = url
+                dp = next(p for p in self.approval["credentialSubject"]["privacyProtocol"]
+                          if p["kind"] == "differentialPrivacy")
+                return run_psi_cardinality(url, self._signer(glasgow), people[150:], self.approval, holder=sss,
+                                           epsilon=dp["epsilon"], delta=dp["delta"], verifier=verifier,
+                                           ca_bundle=ca)
+
+    def attested(self, manifest: dict) -> dict:
+        """``manifest`` with the run attestation of this scenario's computation (``runAttestation``)."""
+        self._ensure_run()
+        return {**manifest, "runAttestation": self.run_attestation}
+
+    @property
+    def manifest(self) -> dict:
+        self._ensure_run()
+        return self._manifest
+
+    @property
+    def payload(self) -> bytes | None:
+        self._ensure_run()
+        return self._payload
+
+    @property
+    def credentials(self) -> list:
+        self._ensure_run()
+        return self._credentials
+
+    @property
+    def at(self) -> datetime:
+        self._ensure_run()
+        return self._at
+
     def decider(self, ledger=None) -> Decider:
-        return Decider(parse_policy(self.policy), fetcher=self.fetcher, clock=lambda: self.at, ledger=ledger)
+        self._ensure_run()
+        return Decider(parse_policy(self.policy), fetcher=self.fetcher, clock=lambda: self._at, ledger=ledger)
 
     def present(self, request: TransferRequest) -> str:
         key = self.keys[self.holder_did]

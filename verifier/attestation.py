@@ -291,7 +291,8 @@ def transfer_check(approved: Any, manifest: dict | None, output: bytes | None, p
     aggregation, the output released is checked against the manifest's ``runAttestation`` (a credential) with
     ``check_attestation``; ``presented`` are the presentation's credentials (every input party's approval among
     them). Without an attestation: ``attestation.missing`` when ``required`` (trust policy
-    ``run_attestations: required``), else nothing is added (the manifest's ``protocolRun`` is then all there is).
+    ``run_attestations: required``, the default), else nothing is added (a gateway that explicitly chose
+    ``when_given``: the manifest's ``protocolRun`` is then all there is).
     ``output_later``: the output travels in the response and is checked there (call again with it)."""
     if not needs_attestation(approved):
         return []

@@ -138,9 +138,10 @@ class TrustPolicy(_Strict):
     network: Network = Network()
     receipts: Receipts | None = None
     lawful: Lawful = Lawful()
-    # the output of a PSI cardinality or secure aggregation: its run attestation checked whenever the manifest
-    # carries one ("when_given"), or required ("required"); see docs/computations.md
-    run_attestations: Literal["when_given", "required"] = "when_given"
+    # the output of a PSI cardinality or secure aggregation: its run attestation required (the default: a declared
+    # protocolRun is no evidence), or, weaker and only when a gateway says so, checked whenever the manifest carries
+    # one ("when_given"); see docs/computations.md
+    run_attestations: Literal["when_given", "required"] = "required"
     transparency: Transparency | None = None      # require logged, witnessed approvals/delegations (issue 15)
     replay_store: str | None = None               # redis://host:port/db shared by every gateway worker; None: per process
 

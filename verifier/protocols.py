@@ -24,11 +24,12 @@ from typing import Any, Iterable, Mapping
 from pydantic import TypeAdapter, ValidationError
 
 from schemas import vocab
-from schemas.models import (UNITS_OF_PRIVACY, DifferentialPrivacy, Dominance, PrivacyBudget, Protocols,
-                            Pseudonymisation, PsiCardinality, SecureAggregation, Threshold, TreOnly, describe)
+from schemas.models import (UNITS_OF_PRIVACY, CellKeyPerturbation, DifferentialPrivacy, Dominance, PrivacyBudget,
+                            Protocols, Pseudonymisation, PsiCardinality, Rounding, SecureAggregation, Threshold, TreOnly,
+                            describe)
 
 from . import disclosure
-from .disclosure import differencing, dominance, identifiers, records, suppression
+from .disclosure import cellkey, differencing, dominance, identifiers, records, rounding, suppression
 from .ledger import Budget, PrivacyLedger, Release
 from .results import Problem
 
@@ -251,7 +252,28 @@ def _compare(c: Any, r: Any) -> list[Violation]:
             else:
                 out += _subset(d + ".environments", c.environments, r.environments, "environments")
         return out
+    if isinstance(r, Rounding):
+        # every multiple of a multiple of the base is a multiple of the base: a coarser base that the reference's
+        # divides keeps the reference's property; any other base does not
+        out = [] if c.base % r.base == 0 else [Violation(d + ".base", f"rounding to a multiple of {c.base} does not "
+                                                         f"give multiples of the required base {r.base}", [c.base])]
+        return out + _count_columns(d, c.count_columns, r.count_columns)
+    if isinstance(r, CellKeyPerturbation):
+        # the provider checks a release by reproducing it from the approved ptable: any other ptable or modulus is
+        # a different (unreviewed) perturbation, not a stricter one
+        out = [] if (c.modulus, c.ptable) == (r.modulus, r.ptable) else [
+            Violation(d + ".ptable", "the approved ptable (and record-key modulus) is required", [c.max_perturbation])]
+        return out + _count_columns(d, c.count_columns, r.count_columns)
     raise AssertionError(f"unhandled protocol kind {r.kind}")  # pragma: no cover  (the union is closed)
+
+
+def _count_columns(d: str, c: list[str] | None, r: list[str] | None) -> list[Violation]:
+    """Naming count columns exempts every other column: the reference's may only be kept or widened."""
+    if r is None:
+        return []
+    missing = sorted(set(r) - set(c or []))
+    return [Violation(d + ".countColumns", f"count columns {missing} required by the reference protocol would not "
+                      "be named", missing)] if missing else []
 
 
 def at_least_as_strict(candidate: Any, reference: Any) -> list[Violation]:
@@ -296,7 +318,9 @@ class ReleaseContext:
       ``subjects`` (the approval's data-subject categories), ``anchor`` (the start periods count from when a
       budget names none: the approval's cadence start) and ``now``;
     - ``contributions``: contributor-level data for dominance, ``{cell: [contribution, ...]}``, where the provider
-      holds them.
+      holds them;
+    - ``record_keys``: for cell-key perturbation, the record keys of the provider's records, ``{cell: [key, ...]}``
+      (``verifier.disclosure.cellkey``); None: not available here, so a cell-key perturbed output is refused.
     """
     recipient: str | None = None
     recipient_accreditations: set[str] | None = None
@@ -307,6 +331,7 @@ class ReleaseContext:
     anchor: datetime | None = None
     now: datetime | None = None
     contributions: Mapping | None = None
+    record_keys: Mapping | None = None
 
     def series_key(self, header: list[str]) -> str:
         """An output series of the dataset: the table's columns as released (never the manifest's word), whatever
@@ -461,6 +486,37 @@ def _check_table(thresholds: list[Threshold], manifest: dict, payload: bytes,
     return out
 
 
+def _check_perturbed(protocols: list, manifest: dict, payload: bytes, context: ReleaseContext) -> list[Problem]:
+    """Rounding (every count a multiple of the base) and cell-key perturbation (every count reproduced from the
+    provider's record keys and the approved ptable) on the table being released."""
+    try:
+        table = disclosure.read_table(payload)
+    except ValueError as exc:
+        return [_problem("protocol.payload_unparseable", f"The payload cannot be checked: {exc}.")]
+    declared = manifest.get("countColumns", [])
+    if not isinstance(declared, list) or not all(isinstance(c, str) for c in declared):
+        return [_problem("protocol.payload_unparseable", "The manifest's countColumns must be a list of column names.")]
+    out: list[Problem] = []
+    for p in protocols:
+        columns = list(dict.fromkeys([*(p.count_columns or []), *declared,
+                                      *(["count"] if "count" in table.header else [])]))
+        missing = [c for c in columns if c not in table.header]
+        if missing or not columns:
+            out.append(_problem("protocol.payload_unparseable", f"The count columns {missing} are not in the payload."
+                                if missing else f"The payload has no count column for {p.kind} (none named by the "
+                                "approval or the manifest, and no 'count' column).", columns=missing))
+            continue
+        if isinstance(p, Rounding):
+            out += rounding.check(table, columns, p.base)
+        elif context.record_keys is None:
+            out.append(_problem("protocol.perturbation_unverifiable", "The approved protocol has cell-key "
+                                "perturbation, checked by reproducing each published count from the provider's record "
+                                "keys, which this gateway does not have: the provider's gateway must check it."))
+        else:
+            out += cellkey.check(table, columns, p, context.record_keys)
+    return out
+
+
 def _check_tre(tre: TreOnly, context: ReleaseContext) -> list[Problem]:
     """Only the TRE itself may receive the data, and only with a valid accreditation (a certification credential
     the decision checked): a manifest naming an environment is not evidence."""
@@ -525,6 +581,13 @@ def check_transfer(protocol: Any, manifest: dict, payload: bytes | None,
                                 "table of counts must be sent for checking."))
         else:
             out += _check_table(thresholds, manifest, payload, approved_columns, context)
+    perturbed = [p for p in approved if isinstance(p, (Rounding, CellKeyPerturbation))]
+    if perturbed:
+        if payload is None:
+            out.append(_problem("protocol.payload_missing", f"The approved protocol has {perturbed[0].kind}, so the "
+                                "table of counts must be sent for checking."))
+        else:
+            out += _check_perturbed(perturbed, manifest, payload, context)
     pseudo = [p for p in approved if isinstance(p, Pseudonymisation)]
     if pseudo:
         if payload is None:

@@ -185,6 +185,10 @@ def protocol_words(p: dict) -> str:
         return f"no cell where {p.get('n')} contributors make up more than {p.get('k')}%"
     if kind == "differentialPrivacy":
         return "outputs are protected with differential privacy"
+    if kind == "rounding":
+        return f"every count is rounded to a multiple of {p.get('base')}"
+    if kind == "cellKeyPerturbation":
+        return "counts are perturbed by cell key (the provider checks each against its records)"
     return str(kind)
 
 

@@ -9,14 +9,15 @@ import logging
 from schemas import models
 from schemas.vocab import RepeatingInterval
 
-from .. import attestation
+from .. import attestation, tre_outputs
 from ..protocols import ReleaseContext, charge, check_transfer, remember_output
 from ..results import Problem
 from .context import CERTIFICATION, Attempt
 
 log = logging.getLogger(__name__)
 OUTPUT_RECEIPT_HEADER = "Cead-Output-Receipt"
-PAYLOAD_KINDS = (models.Threshold, models.Pseudonymisation)   # protocols checked on the payload itself
+PAYLOAD_KINDS = (models.Threshold, models.Pseudonymisation, models.Rounding,   # protocols checked on the payload
+                 models.CellKeyPerturbation)
 
 
 def check_protocol(attempt: Attempt) -> list[Problem]:
@@ -32,6 +33,8 @@ def check_protocol(attempt: Attempt) -> list[Problem]:
         protocol = [p for p in protocol if not isinstance(p, PAYLOAD_KINDS)]  # checked on the response
     problems = check_transfer(protocol, {**manifest, "recipient": attempt.holder}, payload,
                               approved_columns=model.data_items, context=release_context(attempt))
+    problems = _tre_output(attempt, problems, manifest, payload,
+                           output_later=not request.is_push and request.response_checked)
     # the run attestation of a PSI cardinality / secure aggregation (docs/computations.md)
     problems += attestation.transfer_check(
         model.privacy_protocol, manifest, payload, [c.raw for c in attempt.ctx.creds], verifier=attempt.ctx.verifier,
@@ -40,10 +43,35 @@ def check_protocol(attempt: Attempt) -> list[Problem]:
     return problems
 
 
-def _accredited(attempt: Attempt, schemes: list[str]) -> set[str]:
-    """The schemes among ``schemes`` the holder shows a valid certification for, from a body the trust policy
-    trusts for that scheme (the accreditation a ``treOnly`` approval needs; relied on when found)."""
-    ctx, holder = attempt.ctx, attempt.holder
+TRE_RECIPIENT_CODES = {"protocol.tre_required", "protocol.tre_not_accredited"}
+
+
+def _tre_output(attempt: Attempt, problems: list[Problem], manifest: dict, payload: bytes | None, *,
+                output_later: bool) -> list[Problem]:
+    """A recipient that is not the TRE itself (``protocol.tre_required`` / ``tre_not_accredited``) may receive an
+    output of the TRE that passed output checking there, on the evidence of the TRE's output-checking receipt
+    (manifest ``outputCheckReceipt``, ``verifier.tre_outputs``); the bytes of a pull are compared in
+    ``check_response``."""
+    tres = [p for p in attempt.model.privacy_protocol if isinstance(p, models.TreOnly)]
+    if not tres or tre_outputs.MANIFEST_KEY not in manifest or not any(p.code in TRE_RECIPIENT_CODES
+                                                                      for p in problems):
+        return problems
+    kept = [p for p in problems if p.code not in TRE_RECIPIENT_CODES]
+    for tre in tres:
+        found = tre_outputs.check_output_receipt(
+            tre, manifest[tre_outputs.MANIFEST_KEY], payload, resolver=attempt.ctx.verifier.resolver,
+            accredited=lambda did, tre=tre: _accredited(attempt, tre.accreditation_schemes, subject=did))
+        if output_later:
+            found = [p for p in found if p.code != "protocol.tre_output_missing"]
+        kept += found
+    return kept
+
+
+def _accredited(attempt: Attempt, schemes: list[str], subject: str | None = None) -> set[str]:
+    """The schemes among ``schemes`` the holder (or ``subject``: a TRE whose output-checking receipt is shown)
+    shows a valid certification for, from a body the trust policy trusts for that scheme (the accreditation a
+    ``treOnly`` approval needs; relied on when found)."""
+    ctx, holder = attempt.ctx, subject or attempt.holder
     out: set[str] = set()
     for cert in ctx.credentials_of(CERTIFICATION):
         for scheme in schemes:
@@ -58,13 +86,25 @@ def _accredited(attempt: Attempt, schemes: list[str]) -> set[str]:
     return out
 
 
+def record_keys(ledger, dataset: str | None, approval: models.DataSharingApproval | None):
+    """The record keys the provider holds for ``dataset`` (``{cell: [key, ...]}``), when the approval has cell-key
+    perturbation and the provider's ledger offers them (an optional ``record_keys(dataset)`` method: the provider's
+    node keeps its records' keys with its data); None otherwise, so such an output is refused unchecked."""
+    if approval is None or not any(isinstance(p, models.CellKeyPerturbation) for p in approval.privacy_protocol):
+        return None
+    source = getattr(ledger, "record_keys", None)
+    return source(dataset) if callable(source) and dataset else None
+
+
 def release_context(attempt: Attempt) -> ReleaseContext:
     """What the provider knows about this release: the recipient and its accreditations, the ledger, the
     dataset, the approval, its data subjects and the start its budget periods count from (the cadence's)."""
     model = attempt.model
     schemes = [s for p in model.privacy_protocol if isinstance(p, models.TreOnly) for s in p.accreditation_schemes]
+    dataset = attempt.ctx.dataset or (model.datasets or [None])[0]
     return ReleaseContext(recipient=attempt.holder, recipient_accreditations=_accredited(attempt, schemes),
-                          ledger=attempt.ctx.ledger, dataset=attempt.ctx.dataset or (model.datasets or [None])[0],
+                          ledger=attempt.ctx.ledger, dataset=dataset,
+                          record_keys=record_keys(attempt.ctx.ledger, dataset, model),
                           approval=attempt.approval.id, subjects=tuple(model.data_subjects),
                           anchor=RepeatingInterval.parse(model.cadence).start, now=attempt.now)
 
@@ -90,7 +130,9 @@ def response_check_needed(approval: models.DataSharingApproval | None, allowed: 
     payload was the request body, checked when it was decided; the response is the app's own)."""
     return allowed and not push and approval is not None and (any(
         isinstance(p, PAYLOAD_KINDS) for p in approval.privacy_protocol)
-        or attestation.response_check_needed(approval.privacy_protocol, manifest))
+        or attestation.response_check_needed(approval.privacy_protocol, manifest)
+        or (tre_outputs.MANIFEST_KEY in (manifest or {})
+            and any(isinstance(p, models.TreOnly) for p in approval.privacy_protocol)))
 
 
 def check_response(approval: models.DataSharingApproval, manifest: dict | None, body: bytes, *,
@@ -100,16 +142,18 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
     ledger for later differencing. Fails closed on an internal error."""
     checked = [p for p in approval.privacy_protocol if isinstance(p, PAYLOAD_KINDS)]
     manifest = manifest or {}
-    context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger,
-                             dataset=manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None,
-                             approval=getattr(decision, "approval_id", None), subjects=tuple(approval.data_subjects))
+    dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None
+    context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger, dataset=dataset,
+                             approval=getattr(decision, "approval_id", None), subjects=tuple(approval.data_subjects),
+                             record_keys=record_keys(ledger, dataset, approval))
     from .limits import body_too_large
     too_large = body_too_large(approval, manifest, body)
     if too_large is not None:
         return [too_large]    # larger than the approval can need: withheld unread
     try:
         problems = check_transfer(checked, manifest, body, approved_columns=approval.data_items, context=context) \
-            + attestation.response_check(approval.privacy_protocol, manifest, body)
+            + attestation.response_check(approval.privacy_protocol, manifest, body) \
+            + tre_outputs.response_check(approval.privacy_protocol, manifest, body)
         return problems or remember_output(checked, context, body)
     except Exception:  # never let an unchecked payload out
         log.exception("internal error while checking a response payload")

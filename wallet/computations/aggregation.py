@@ -68,13 +68,24 @@ class AggregationResult:
     table: dict[str, int] | None = None
 
 
-def output_csv(cells: list[str], sums: list[int]) -> bytes:
+CELL_SEPARATOR = "|"
+
+
+def output_csv(cells: list[str], sums: list[int], columns: list[str] | None = None) -> bytes:
+    """The pooled table as CSV: ``cell,count``, or with ``columns`` (e.g. ``["quarter", "household_type"]``) each
+    cell label split at ``|`` into those columns, then ``count`` (a table a gateway's disclosure checks can read)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["cell", "count"])
+    writer.writerow([*(columns or ["cell"]), "count"])
     for cell, value in zip(cells, sums):
-        writer.writerow([cell, value])
+        writer.writerow([*(cell.split(CELL_SEPARATOR) if columns else [cell]), value])
     return out.getvalue().encode()
+
+
+def _read_table(output: str, columns: list[str] | None) -> dict[str, int]:
+    rows = csv.DictReader(io.StringIO(output))
+    return {(CELL_SEPARATOR.join(row[c] for c in columns) if columns else row["cell"]): int(row["count"])
+            for row in rows}
 
 
 def _free_ports(n: int) -> list[int]:
@@ -90,10 +101,16 @@ def _free_ports(n: int) -> list[int]:
 
 def run_secure_aggregation(inputs: list[AggregationInput], *, cells: list[str], output_parties: list[str],
                            collusion_threshold: int = 2, run_id: str | None = None, ca_bundle: str | None = None,
-                           min_input_parties: int = 3, timeout: float = 600) -> AggregationResult:
-    """Run one secure aggregation of ``cells`` across ``inputs`` (each a process); returns party 0's result."""
+                           min_input_parties: int = 3, timeout: float = 600, columns: list[str] | None = None,
+                           did_web_base: str | None = None) -> AggregationResult:
+    """Run one secure aggregation of ``cells`` across ``inputs`` (each a process); returns party 0's result.
+    ``columns``: name the parts of the ``|``-separated cell labels in the output table (``output_csv``);
+    ``did_web_base``: the parties resolve did:web through this mirror (``attest.node_verifier``)."""
     from .attest import new_run_id, now_utc
     from schemas.values import xsd_datetime
+    if columns and any(len(c.split(CELL_SEPARATOR)) != len(columns) for c in cells):
+        raise CeadError("computation.request_invalid", f"Every cell label must have {len(columns)} parts separated "
+                        f"by '{CELL_SEPARATOR}' (one per column {columns}).")
     if len(inputs) < 3:
         raise CeadError("computation.too_few_parties", f"Secure aggregation needs at least 3 parties (MPyC's honest "
                         f"majority, and a pooled output of fewer input parties reveals them); got {len(inputs)}.")
@@ -103,13 +120,15 @@ def run_secure_aggregation(inputs: list[AggregationInput], *, cells: list[str], 
                 "outputParties": list(output_parties), "collusionThreshold": collusion_threshold,
                 "threatModel": "semiHonest"}
     run = {"runId": run_id, "cells": list(cells), "protocol": protocol, "minInputParties": min_input_parties,
-           "threshold": collusion_threshold - 1, "startedAt": xsd_datetime(now_utc())}
+           "threshold": collusion_threshold - 1, "startedAt": xsd_datetime(now_utc()),
+           **({"columns": list(columns)} if columns else {})}
     ports = _free_ports(len(inputs))
     with tempfile.TemporaryDirectory(prefix="cead-mpc-") as tmp:
         procs = []
         for index, party in enumerate(inputs):
             config = {"run": run, "index": index, "did": party.did, "kid": party.kid, "keyPem": party.key_pem,
                       "counts": party.counts, "approval": party.approval, "caBundle": ca_bundle,
+                      "didWebBase": did_web_base,
                       "out": str(Path(tmp) / f"party-{index}.json")}
             path = Path(tmp) / f"config-{index}.json"
             path.write_text(json.dumps(config), "utf-8")
@@ -146,7 +165,7 @@ def run_secure_aggregation(inputs: list[AggregationInput], *, cells: list[str], 
     if len(outputs) != 1:
         raise CeadError("computation.failed", "The parties did not obtain the same output.")
     output = first["output"].encode()
-    table = {row["cell"]: int(row["count"]) for row in csv.DictReader(io.StringIO(first["output"]))}
+    table = _read_table(first["output"], columns)
     return AggregationResult(run_id, output, first["attestation"], [], table)
 
 
@@ -170,7 +189,7 @@ async def _party(config: dict) -> int:
     cells = run["cells"]
     protocol = parse_protocols(run["protocol"])
     approval = config["approval"]
-    verifier = node_verifier(config.get("caBundle"))
+    verifier = node_verifier(config.get("caBundle"), did_web_base=config.get("didWebBase"))
     why = approval_allows_run(approval, config["did"], "secureAggregation", protocol, run["protocol"]["outputParties"],
                               verifier=verifier)
     unknown = sorted(set(config["counts"]) - set(cells))
@@ -203,13 +222,14 @@ async def _party(config: dict) -> int:
         total = mpc.vector_add(total, other)
     sums = [int(v) for v in await mpc.output(total)]
     completed = await mpc.transfer(xsd_datetime_now() if mpc.pid == 0 else None, senders=0)
-    output = output_csv(cells, sums)
+    output = output_csv(cells, sums, run.get("columns"))
     signer = Signer(config["did"], read_key(config["keyPem"]), config["kid"])
     document = unsigned_attestation(
         everyone[0]["party"], id=run["runId"], protocol_kind="secureAggregation", implementation=IMPLEMENTATION,
         implementation_version=implementation_version(),
         run_parameters={"kind": "secureAggregation", "protocol": [run["protocol"]],
                         "minInputParties": run["minInputParties"], "cells": len(cells),
+                        **({"columns": run["columns"]} if run.get("columns") else {}),
                         "shamirThreshold": run["threshold"], "parties": len(everyone)},
         inputs=[{"party": e["party"], "commitment": e["commitment"],
                  **({"approval": e["approval"]} if e["approval"] else {})} for e in everyone],

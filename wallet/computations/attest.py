@@ -90,14 +90,32 @@ def read_key(path: str) -> PrivateKey:
     return PrivateKey.from_pem(Path(path).read_bytes(), passphrase.encode() if passphrase else None)
 
 
-def node_verifier(ca_bundle: str | None = None):
+class MirrorFetcher:
+    """Fetches ``https://<host>/<path>`` from ``<base>/<host>/<path>``: a mirror of DID documents and status lists
+    for parties whose did:web names are not real hosts (the worked examples' ``did:web:fife.example``, served on
+    127.0.0.1 by the tests). Everything else about fetching (HTTPS, limits) is the wrapped ``Fetcher``'s."""
+
+    def __init__(self, base: str, fetcher):
+        self.base = base.rstrip("/")
+        self.fetcher = fetcher
+
+    def get(self, url: str, *args, **kwargs):
+        return self.fetcher.get(f"{self.base}/{url.split('://', 1)[1]}", *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.fetcher, name)
+
+
+def node_verifier(ca_bundle: str | None = None, *, did_web_base: str | None = None):
     """The Verifier a node taking part in a computation checks credentials with: DIDs resolved and status lists
     fetched over HTTPS (``ca_bundle``: extra trust anchors, e.g. the demo's CA; private addresses allowed, as for a
     node on 127.0.0.1), status lists refetched on every check so a revoked or suspended approval stops a run at
-    once."""
+    once. ``did_web_base``: fetch through a ``MirrorFetcher`` at that https origin (the worked examples)."""
     from verifier.credential import Verifier
     from verifier.did import Resolver
     from verifier.http import Fetcher
     from verifier.status import StatusLists
     fetcher = Fetcher(allow_private=True, ca_bundle=ca_bundle)
+    if did_web_base:
+        fetcher = MirrorFetcher(did_web_base, fetcher)
     return Verifier(resolver=Resolver(fetcher=fetcher), status=StatusLists(fetcher, ttl=0))
