@@ -127,6 +127,22 @@ def template_of(form: StandingForm, discloser: str) -> tuple[dict, dict]:
     return scope, conditions
 
 
+def duration_words(value: str | None) -> str:
+    """``P1Y6M`` -> ``1 year 6 months`` (a form's ISO 8601 period in plain words; anything else as it is)."""
+    import re
+    match = re.fullmatch(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?", str(value or ""))
+    if not match or not any(match.groups()):
+        return str(value)
+    parts = [f"{n} {unit}{'' if int(n) == 1 else 's'}" for n, unit in zip(match.groups(),
+                                                                          ("year", "month", "week", "day")) if n]
+    return " ".join(parts)
+
+
+RISK_WORDS = {"LowRisk": "low", "MediumRisk": "medium", "HighRisk": "high"}
+SENSITIVITY_WORDS = {"Anonymised": "anonymised", "Pseudonymised": "pseudonymised", "Personal": "personal data",
+                     "SpecialCategory": "special category data", "CriminalOffence": "criminal offence data"}
+
+
 def bounds(names: Directory, scope, rule: dict) -> list[str]:
     """The rule's bounds as sentences a DPO or IAO reads."""
     def show(values):
@@ -149,19 +165,21 @@ def bounds(names: Directory, scope, rule: dict) -> list[str]:
     if scope.max_rows_per_transfer:
         out.append(f"At most {scope.max_rows_per_transfer} rows per transfer.")
     if scope.max_retention:
-        out.append(f"The recipient keeps the data for at most {scope.max_retention}.")
+        out.append(f"The recipient keeps the data for at most {duration_words(scope.max_retention)}.")
     if scope.onward_sharing:
         out.append({"Prohibited": "No onward sharing.", "WithApproval": "Onward sharing only with a further "
                     "approval.", "Permitted": "Onward sharing allowed."}.get(scope.onward_sharing,
                                                                             str(scope.onward_sharing)))
     if scope.max_sensitivity:
-        out.append(f"Data no more sensitive than {scope.max_sensitivity}; DPIA risk at most "
-                   f"{scope.max_dpia_risk or 'any'}.")
+        out.append(f"Data no more sensitive than {SENSITIVITY_WORDS.get(scope.max_sensitivity, scope.max_sensitivity)}"
+                   + (f"; the DPIA's residual risk at most {RISK_WORDS.get(scope.max_dpia_risk, scope.max_dpia_risk)}"
+                      if scope.max_dpia_risk else "") + ".")
     if scope.not_before or scope.not_after:
         fmt = "%d %B %Y"
         out.append("In force " + (f"from {scope.not_before.strftime(fmt)} " if scope.not_before else "")
                    + (f"until {scope.not_after.strftime(fmt)}" if scope.not_after else "") + ".")
-    out.append(f"Each automatic approval lasts {rule['valid_for']} (at most until the end above).")
+    out.append(f"Each automatic approval lasts {duration_words(rule['valid_for'])} (at most until the end above); "
+               "then the requester asks again and the request is checked again.")
     return out
 
 
