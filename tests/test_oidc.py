@@ -107,6 +107,18 @@ def test_sign_in_creates_the_account_with_the_mapped_role_and_audits_it(world, o
     log = [(e.who, e.action) for e in audit(world)[:3]]
     assert ("ian@fife.example", "signed in") in log
     assert ("ian@fife.example", "created staff account at first OpenID Connect sign-in") in log
+    # the administrator's staff page says how each account signs in
+    staff.create_account(world["node"].engine, "ada", "Ada Admin", "admin", "a long admin password")
+    admin = browser(world)
+    page = admin.get(world["url"] + "/dpo/sign-in")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    admin.post(world["url"] + "/dpo/sign-in", data={"username": "ada", "password": "a long admin password",
+                                                    "csrf": csrf})
+    listing = admin.get(world["url"] + "/dpo/staff").text
+    assert "<tr><td>ian@fife.example</td>" in listing, listing[-3000:]
+    row = re.search(r"<tr><td>ian@fife.example</td>.*?</tr>", listing, re.S).group(0)
+    assert "the organisation&#39;s account" in row and "Information Asset Owner" in row
+    assert "a password on this node" in re.search(r"<tr><td>ada</td>.*?</tr>", listing, re.S).group(0)
     # such an account has no password here: a password sign-in fails
     with pytest.raises(CeadError) as refused:
         staff.authenticate(world["node"].engine, "ian@fife.example", "!oidc")
