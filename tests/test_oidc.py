@@ -9,9 +9,9 @@ the page and no session; the configuration refuses a client secret written into 
 """
 from __future__ import annotations
 
-import os
 import re
 from contextlib import ExitStack
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -137,6 +137,8 @@ def test_a_later_sign_in_finds_the_same_account_and_follows_a_role_change(world,
         op.users["ian"]["roles"] = ["Cead.IAO"]
     accounts = staff.list_accounts(world["node"].engine)
     assert len(accounts) == before
+    changed = next(e for e in audit(world) if e.action == "role changed by the sign-in service")
+    assert changed.target == "ian@fife.example" and '"to": "dpo"' in changed.detail
     assert next(a for a in accounts if a.username == "ian@fife.example").role == "dpo"
 
 
@@ -173,6 +175,20 @@ def test_a_person_with_no_mapped_role_is_refused(world, op):
     assert "staff.oidc_no_role" in done.text
     assert not signed_in(world, s)
     assert not any(a.username == "nora@fife.example" for a in staff.list_accounts(world["node"].engine))
+    last = audit(world)[0]
+    assert (last.who, last.action) == ("nora@fife.example", "sign-in refused") and "oidc_no_role" in last.detail
+
+
+def test_a_client_secret_the_provider_does_not_accept_is_said_plainly(world, op):
+    secret = Path(oidc.settings(world["node"]).client_secret_file)
+    kept = secret.read_text()
+    secret.write_text("an expired secret")
+    try:
+        done = sign_in(world, browser(world))
+    finally:
+        secret.write_text(kept)
+    assert done.status_code == 401 and "staff.oidc_token_failed" in done.text
+    assert "would not exchange the code for a token" in done.text
 
 
 def test_a_callback_the_browser_did_not_start_is_refused(world, op):
@@ -239,7 +255,7 @@ def test_first_sign_in_links_a_local_account_only_when_allowed(world):
         oidc.account_for(engine, s, who)
     assert taken.value.code == "staff.oidc_username_taken" and "link_local_accounts" in taken.value.message
     linking = oidc.Settings(**{**s.__dict__, "link_local_accounts": True})
-    account, happened = oidc.account_for(engine, linking, who)
+    account, happened, _ = oidc.account_for(engine, linking, who)
     assert happened == "linked" and account.role == "dpo" and account.oidc_subject == "dee-subject"
     assert oidc.account_for(engine, linking, who)[1] == "signed in"
 

@@ -345,7 +345,7 @@ def identity(s: Settings, claims: dict) -> Identity:
         raise CeadError("staff.oidc_no_role", f"{name} signed in with the organisation's sign-in service, but has "
                         f"none of the roles this node uses (claim {s.role_claim!r}: "
                         f"{', '.join(values) if values else 'none'}). Ask your administrator to assign one of: "
-                        f"{wanted}.")
+                        f"{wanted}.", who=str(claims.get(s.username_claim) or claims["sub"])[:64])
     role = max(mapped, key=ROLE_ORDER.index)
     username = str(claims.get(s.username_claim) or claims.get("email") or claims["sub"]).strip().lower()
     username = "".join(c if c.isalnum() or c in "._-@" else "-" for c in username)[:64]
@@ -353,10 +353,10 @@ def identity(s: Settings, claims: dict) -> Identity:
                     claims=claims)
 
 
-def account_for(engine, s: Settings, who: Identity) -> tuple[StaffAccount, str]:
+def account_for(engine, s: Settings, who: Identity) -> tuple[StaffAccount, str, str | None]:
     """The account for ``who``: found by identity, else a local account of the same username linked (only with
     ``link_local_accounts``), else a new one. Its name and role follow the provider. Returns ``(account, what
-    happened: "signed in" | "linked" | "created")``."""
+    happened: "signed in" | "linked" | "created", its role before if the provider changed it)``."""
     with Session(engine, expire_on_commit=False) as db:
         row = db.exec(select(StaffAccount).where(StaffAccount.oidc_issuer == who.issuer,
                                                  StaffAccount.oidc_subject == who.subject)).first()
@@ -377,6 +377,7 @@ def account_for(engine, s: Settings, who: Identity) -> tuple[StaffAccount, str]:
                                              oidc_subject=who.subject), "created"
         if row.disabled:
             raise CeadError("staff.sign_in_failed", "This account is disabled on this node; ask an administrator.")
+        before = row.role if row.id is not None and row.role != who.role else None
         row.role, row.full_name = who.role, who.name
         db.add(row)
         try:
@@ -385,4 +386,4 @@ def account_for(engine, s: Settings, who: Identity) -> tuple[StaffAccount, str]:
             raise CeadError("staff.oidc_username_taken", f"The account {who.username!r} was created by another "
                             "sign-in at the same moment; sign in again.") from None
         db.refresh(row)
-        return row, happened
+        return row, happened, before

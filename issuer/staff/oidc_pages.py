@@ -75,9 +75,10 @@ def register(bp, node, blueprint_name: str) -> oidc.Settings | None:
         try:
             who = oidc.finish(node, s, pending, request.args.to_dict(), callback_url())
         except CeadError as exc:
-            return refused(exc)
+            detail = exc.problem.detail if isinstance(exc.problem.detail, dict) else {}
+            return refused(exc, str(detail.get("who") or "(unknown)"))
         try:
-            account, happened = oidc.account_for(node.engine, s, who)
+            account, happened, before = oidc.account_for(node.engine, s, who)
         except CeadError as exc:
             return refused(exc, who.username)
         session.clear()
@@ -87,6 +88,9 @@ def register(bp, node, blueprint_name: str) -> oidc.Settings | None:
         if happened != "signed in":
             audit(f"{happened} staff account at first OpenID Connect sign-in", target=account.username,
                   detail={"issuer": who.issuer, "subject": who.subject, "role": account.role})
+        if before is not None:
+            audit("role changed by the sign-in service", target=account.username,
+                  detail={"from": before, "to": account.role})
         audit("signed in", detail={"via": "OpenID Connect", "issuer": who.issuer, "role": account.role})
         log.info("web sign-in as %s through OpenID Connect", account.username)
         target = _safe_next((pending or {}).get("next"))
