@@ -8,6 +8,7 @@ that the node refuses bad answers, ``op.misbehave`` makes the provider (or an at
 
 - ``"state"``: the redirect back carries a different state;
 - ``"audience"``: the ID token is for another client (re-signed with the provider's own key);
+- ``"issuer"``: the ID token names another issuer (re-signed);
 - ``"nonce"``: the ID token carries another nonce (re-signed);
 - ``"unsigned"``: the ID token is sent with ``alg: none`` and no signature;
 - ``"forged"``: the ID token is signed with a key the provider does not publish;
@@ -77,6 +78,8 @@ class LocalProvider:
         claims = json.loads(base64.urlsafe_b64decode(id_token.split(".")[1] + "=="))
         if self.misbehave == "audience":
             claims["aud"] = "someone-elses-app"
+        elif self.misbehave == "issuer":
+            claims["iss"] = "https://login.example.net/another-tenant/v2.0"
         elif self.misbehave == "nonce":
             claims["nonce"] = "a nonce from another sign-in"
         elif self.misbehave == "unsigned":

@@ -4,7 +4,7 @@ over HTTPS on 127.0.0.1, with the node's pages served over HTTPS on localhost (a
 A browser's part is played by a ``requests`` session (cookies, redirects); tests/test_desk_browser.py signs in the
 same way in Chromium. Shown: the code flow with PKCE creates the account with the role mapped from the ``roles``
 claim and audits it; a later sign-in finds the same account and follows a role change; a wrong state, audience or
-nonce, an expired, unsigned or forged ID token and a person with no mapped role are refused with a clear message on
+nonce, another issuer, an expired, unsigned or forged ID token and a person with no mapped role are refused with a clear message on
 the page and no session; the configuration refuses a client secret written into config.yaml.
 """
 from __future__ import annotations
@@ -145,6 +145,7 @@ def test_a_later_sign_in_finds_the_same_account_and_follows_a_role_change(world,
 @pytest.mark.parametrize("misbehave, code, words", [
     ("state", "staff.oidc_state", "does not match the sign-in this browser started"),
     ("audience", "staff.oidc_audience", "is meant for &#39;someone-elses-app&#39;, not for this node"),
+    ("issuer", "staff.oidc_issuer", "was issued by &#39;https://login.example.net/another-tenant/v2.0&#39;"),
     ("nonce", "staff.oidc_nonce", "does not carry the nonce this sign-in sent"),
     ("expired", "staff.oidc_expired", "The ID token has expired"),
     ("unsigned", "staff.oidc_unsigned", "is not signed"),
