@@ -24,6 +24,11 @@ wins; it is recorded as decided by ``standing:<name>`` and delivered. If none do
 a person, and each rule's reason is recorded on it (``standing_note``), so the IAO sees why it was not automatic.
 Standing approvals never widen anything: a request outside the delegation cannot be approved by it, automatically
 or otherwise.
+
+A DPO can also make one on the standing-approvals page (``wallet.standing_pages``): :func:`create` signs the
+template (a sub-delegation from this node to itself, or on the node's own behalf) and keeps the rule in
+``HOME/standing/<name>.json``, read by :func:`rules` after those of ``config.yaml``. :func:`history` gives, for each
+rule, what it approved and what fell outside it (from each request's ``decided_by`` and ``standing_note``).
 """
 from __future__ import annotations
 
