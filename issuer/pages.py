@@ -291,6 +291,8 @@ def blueprint(node) -> Blueprint:
                    static_url_path="/assets")
     bp.record_once(lambda state: _configure(state.app))
     protect(bp)
+    from .staff import oidc_pages
+    oidc_settings = oidc_pages.register(bp, node, BLUEPRINT)      # "Sign in with ..." when config.yaml names one
 
     @bp.app_context_processor
     def _globals():
@@ -298,7 +300,8 @@ def blueprint(node) -> Blueprint:
         return {"csrf_token": csrf_token, "signed_in_as": (getattr(token, "full_name", None) or token.name)
                 if token else None, "signed_in_role": getattr(token, "role_label", None) if token else None,
                 "may": may, "may_issue_any": lambda: any(may(f"issue:{k}") for k in KINDS),
-                "node_name": node.name, "wallet_pages": "cead_wallet" in current_app.blueprints}
+                "node_name": node.name, "wallet_pages": "cead_wallet" in current_app.blueprints,
+                "oidc_button": oidc_settings.button if oidc_settings else None}
 
     @bp.get("/")
     def home():

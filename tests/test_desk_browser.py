@@ -10,6 +10,10 @@ HTTPS on 127.0.0.1 between three nodes:
 - a request outside the IAO's delegation cannot be approved, and one under a suspended delegation is refused before
   signing, naming the cause.
 
+- a DPO signs in through the organisation's OpenID provider (a real one, pyop, on another site), signs a standing
+  approval through its guided form (errors first, then valid), and a routine request is then approved
+  automatically and listed under it.
+
 axe-core (tests/assets/axe.min.js) checks every page for WCAG 2.x A/AA violations, and each page is also checked at
 390 px wide for sideways scrolling. Screenshots go to tests/artefacts/desk/ (gitignored).
 """
@@ -25,6 +29,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from helpers_https import https_server
+from oidc_provider import CLIENT_ID, CLIENT_SECRET, LocalProvider
 from issuer import service, staff
 from issuer.node import Node
 from test_wallet_support import CYBER_ESSENTIALS, certification_subject
@@ -72,8 +77,12 @@ def world(tmp_path_factory):
             late = Late()
             base, ca = stack.enter_context(https_server(late))
             servers[name] = (late, base, ca)
+        # the IAO's organisation's OpenID provider (tests/oidc_provider.py), on another site than the nodes
+        op, op_late = LocalProvider(), Late()
+        op_base, op_ca = stack.enter_context(https_server(op_late))
+        op_base = op_base.replace("://localhost:", "://127.0.0.1:")
         bundle = tmp / "ca-bundle.pem"
-        bundle.write_text("".join(open(s[2]).read() for s in servers.values()))
+        bundle.write_text("".join(open(s[2]).read() for s in servers.values()) + open(op_ca).read())
         network = {"allow_private": True, "ca_bundle": str(bundle)}
         w = {"bundle": str(bundle)}
         names = {"controller": "Fife Council", "iao": "Fife Council Education Service", "requester": "Example Council"}
@@ -81,8 +90,18 @@ def world(tmp_path_factory):
             node, _ = Node.init(tmp / name, names[name], b"desk test passphrase", domain=urlsplit(base).netloc,
                                 public_url=base, network=network)
             wallet = Wallet.from_node(node)
+            if name == "iao":
+                secret = tmp / "oidc-secret"
+                secret.write_text(CLIENT_SECRET)
+                secret.chmod(0o600)
+                node.config["oidc"] = {"issuer": op_base, "client_id": CLIENT_ID, "client_secret_file": str(secret),
+                                       "roles": {"Cead.IAO": "iao", "Cead.DPO": "dpo"},
+                                       "button": "Sign in with Microsoft"}
+                op.start(op_base, base + "/dpo/sign-in/oidc/callback")
+                op_late.app = op.wsgi()
             late.app = create_node_app(node, wallet=wallet)
             w[name] = {"node": node, "wallet": wallet, "url": base}
+        w["op"] = op
         controller, iao, requester = (w[k]["node"] for k in ("controller", "iao", "requester"))
         delegation = service.issue(controller, _credential("DelegatedAuthorityCredential", {
             "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
@@ -307,3 +326,83 @@ def test_every_other_page_passes_axe_and_fits_a_phone(world, browser):
         visitor.goto(link)
         assert "verified" in visitor.inner_text("main")
         check(visitor, f"28-verify-{width}")
+
+
+def tick(page, selector: str) -> None:
+    """Tick a design-system checkbox as a person does: by its label."""
+    page.click(f"label[for='{page.get_attribute(selector, 'id')}']")
+    assert page.is_checked(selector)
+
+
+def test_a_dpo_signs_in_with_the_organisations_account_and_signs_a_standing_approval(world, browser):
+    """OpenID Connect sign-in in Chromium (the provider on 127.0.0.1, the node on localhost: another site, so the
+    SameSite cookies are exercised as with Entra ID), then the standing-approvals page: the guided form with errors
+    beside the fields and what was typed kept, a standing approval signed, a routine request approved under it."""
+    from wallet import standing
+    w = world
+    controller, iao_node = w["controller"]["node"], w["iao"]["node"]
+    sub = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+        "id": iao_node.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+        "allowedActions": ["ApproveDisclosure", "SubDelegate"],
+        "scope": {"datasets": [DATASET], "maxDelegationDepth": 2}}))
+    assert w["iao"]["wallet"].import_credential(sub.credential).ok
+    w["op"].user = "dee"                                   # Cead.Analyst and Cead.DPO: the DPO role wins
+    dpo = person(browser).new_page()
+    dpo.goto(w["iao"]["url"] + "/dpo/sign-in?next=/wallet/standing")
+    dpo.click("#oidc-sign-in")
+    dpo.wait_for_url("**/wallet/standing")
+    assert "Signed in as Dee Protection (Data Protection Officer)" in dpo.inner_text("header")
+    assert "There are no standing approvals" in dpo.inner_text("main")
+    check(dpo, "40-standing-empty")
+
+    dpo.fill("#name", "school-meals-auto")
+    dpo.select_option("#parent", sub.id)
+    tick(dpo, f"input[name=datasets][value='{DATASET}']")
+    tick(dpo, f"input[name=purposes][value='{PURPOSE}']")
+    dpo.click("button:has-text('Sign the standing approval')")       # no columns, no categories, not ticked
+    assert dpo.locator(".ds_error-summary").is_visible()
+    assert "List the columns" in dpo.inner_text("#columns-error")
+    assert "Tick to confirm" in dpo.inner_text("#confirm-error")
+    assert dpo.input_value("#name") == "school-meals-auto" and dpo.input_value("#parent") == sub.id
+    assert dpo.is_checked(f"input[name=datasets][value='{DATASET}']")
+    check(dpo, "41-standing-errors")
+    assert standing.rules(iao_node) == []
+
+    dpo.fill("#columns", "pupil_ref\nmeal_entitlement")
+    tick(dpo, "input[name=data_categories][value='https://w3id.org/dpv/pd#OfficialID']")
+    dpo.select_option("#sensitivity", "Personal")
+    dpo.click("label[for=confirm]")
+    dpo.click("button:has-text('Sign the standing approval')")
+    assert "signed and in force" in dpo.inner_text("main"), dpo.inner_text("main")
+    [rule] = standing.rules(iao_node)
+    assert rule["created_by"] == "dee@fife.example"
+
+    request_id = send_direct(w, [DATASET])
+    for _ in range(300):
+        row = sharing.get_request(w["iao"]["wallet"], request_id)
+        if row.standing_note:
+            break
+        import time
+        time.sleep(0.2)
+    assert row.status == "approved" and row.decided_by == "standing:school-meals-auto", row.standing_note
+    dpo.goto(w["iao"]["url"] + "/wallet/standing")
+    assert request_id in dpo.inner_html("main") and "Approved automatically (1)" in dpo.inner_text("main")
+    check(dpo, "42-standing-in-force")
+    phone = person(browser, width=390).new_page()
+    phone.goto(w["iao"]["url"] + "/dpo/sign-in?next=/wallet/standing")
+    phone.click("#oidc-sign-in")
+    phone.wait_for_url("**/wallet/standing")
+    check(phone, "43-standing-390px")
+    # suspended from the page: its status shows, and nothing more is approved under it
+    dpo.click("button:has-text('Suspend school-meals-auto')")
+    assert "is now suspended" in dpo.inner_text("main")
+    check(dpo, "44-standing-suspended")
+    # someone the organisation has given no Cead role: refused, with what to ask for, on the page
+    w["op"].user = "nora"
+    nobody = person(browser).new_page()
+    nobody.goto(w["iao"]["url"] + "/dpo/sign-in")
+    nobody.click("#oidc-sign-in")
+    summary = nobody.inner_text(".ds_error-summary")
+    assert "Nora Nobody" in summary and "Ask your administrator to assign one of" in summary
+    assert "staff.oidc_no_role" in nobody.inner_text("main")
+    check(nobody, "45-oidc-no-role")

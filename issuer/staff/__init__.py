@@ -6,6 +6,9 @@
 - Roles (:data:`ROLES`) stand for the scopes a bearer token would have, so the pages check one thing: analysts
   write and send requests; Information Asset Owners (IAO) decide requests and change the status of approvals;
   DPOs also issue delegations and certifications; admins also manage staff accounts.
+- OpenID Connect sign-in (:mod:`issuer.staff.oidc`, for example Microsoft Entra ID): an account is created or
+  linked at a person's first sign-in (``oidc_issuer`` and ``oidc_subject``), and its role follows the identity
+  provider's claim at every sign-in. Such an account has no password here.
 - The audit log (``staff_audit``): every action taken on the pages, with who (name and role), when (UTC), what and
   on which item. :func:`record` writes it; :func:`audit_log` reads it newest first.
 
@@ -52,6 +55,8 @@ class StaffAccount(SQLModel, table=True):
     password_hash: str
     disabled: bool = False
     created: str = Field(default_factory=utcnow)
+    oidc_issuer: Optional[str] = None        # set (with oidc_subject) for an account linked to an OpenID Connect
+    oidc_subject: Optional[str] = None       # identity (issuer.staff.oidc); None for a local account
 
 
 class StaffAudit(SQLModel, table=True):
@@ -98,8 +103,8 @@ def _check_role(role: str) -> str:
 def create_account(engine, username: str, full_name: str, role: str, password: str) -> StaffAccount:
     """A new account; ``staff.invalid`` for a bad field, ``staff.exists`` for a username already taken."""
     username = (username or "").strip().lower()
-    if not username or len(username) > 64 or not all(c.isalnum() or c in "._-" for c in username):
-        raise CeadError("staff.invalid", "A username is 1 to 64 letters, digits, dots, dashes or underscores.",
+    if not username or len(username) > 64 or not all(c.isalnum() or c in "._-@" for c in username):
+        raise CeadError("staff.invalid", "A username is 1 to 64 letters, digits, dots, dashes, underscores or @.",
                         field="username")
     if not (full_name or "").strip():
         raise CeadError("staff.invalid", "Give the person's full name (shown in the audit log).", field="full_name")

@@ -1,0 +1,155 @@
+"""The standing-approvals page (wallet/standing_pages.py) between real nodes over HTTPS on 127.0.0.1: a DPO signs a
+standing approval through the guided form (errors beside the fields, what was typed kept, nothing signed), routine
+requests inside it are then approved automatically and listed under it with the time, one outside it is listed with
+the reason, suspending it stops it at once, and only a DPO or admin may sign or suspend. (In Chromium, with
+axe-core and at 390 px: tests/test_desk_browser.py.)"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from issuer import service, staff
+from wallet import requests as sharing
+from wallet import standing
+from wallet.app import create_node_app
+
+from test_pages import csrf_of
+from test_requests import DATASET, make_request, send, world  # noqa: F401 (the three-node HTTPS world)
+
+PASSWORD = "correct horse battery staple"
+PURPOSE = "https://w3id.org/cead/vocab#FreeSchoolMealAutoEnrolment"
+OFFICIAL_ID = "https://w3id.org/dpv/pd#OfficialID"
+PUBLIC_TASK = "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"
+
+
+def sign_in(client, username: str):
+    page = client.get("/dpo/sign-in")
+    assert client.post("/dpo/sign-in", data={"username": username, "password": PASSWORD,
+                                             "csrf": csrf_of(page.text)}).status_code == 302
+
+
+def form(w, csrf: str, **changes) -> dict:
+    data = {"csrf": csrf, "name": "school-meals-auto", "parent": w["sub_delegable"].id, "datasets": [DATASET],
+            "columns": "pupil_id\nentitlement", "purposes": [PURPOSE], "recipients": "", "basis": PUBLIC_TASK,
+            "condition": "", "data_categories": [OFFICIAL_ID], "protocol": "threshold", "min_cell_count": "10",
+            "max_transfers": "12", "max_rows": "", "retention": "P1Y", "onward_sharing": "Prohibited",
+            "sensitivity": "Personal", "dpia_outcome": "LowRisk", "not_before": "2025-01-01",
+            "not_after": "2029-12-31", "valid_for": "P6M", "confirm": "y"}
+    data.update(changes)
+    return data
+
+
+def settled(w, request_id: str, wanted: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = sharing.get_request(w["iao"]["wallet"], request_id)
+        if row.status == wanted and row.standing_note:
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"request {request_id} is {row.status} ({row.standing_note})")
+
+
+@pytest.fixture(scope="module")
+def desk(world):  # noqa: F811
+    node, wallet = world["iao"]["node"], world["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "dora", "Dora Protection", "dpo", PASSWORD)
+    staff.create_account(node.engine, "ivan", "Ivan Owner", "iao", PASSWORD)
+    staff.create_account(node.engine, "anne", "Anne Analyst", "analyst", PASSWORD)
+    # the controller lets the IAO's node delegate further (a standing approval is a sub-delegation)
+    world["sub_delegable"] = service.issue(world["controller"]["node"], {
+        "@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+        "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
+        "credentialSubject": {"id": node.did, "role": "InformationAssetOwner",
+                              "onBehalfOf": world["controller"]["node"].did,
+                              "allowedActions": ["ApproveDisclosure", "SubDelegate"],
+                              "scope": {"datasets": [DATASET], "maxDelegationDepth": 2}}})
+    assert wallet.import_credential(world["sub_delegable"].credential).ok
+    return create_node_app(node, wallet=wallet)
+
+
+def test_a_dpo_signs_a_standing_approval_and_routine_requests_are_approved_under_it(world, desk):  # noqa: F811
+    w = world
+    node = w["iao"]["node"]
+    dpo = desk.test_client()
+    sign_in(dpo, "dora")
+    page = dpo.get("/wallet/standing")
+    assert page.status_code == 200 and "There are no standing approvals" in page.text
+    assert "Sign a new standing approval" in page.text and 'name="min_cell_count"' in page.text
+    csrf = csrf_of(page.text)
+    before = len(service.register(node))
+
+    # errors beside their fields, what was typed kept, nothing signed
+    bad = dpo.post("/wallet/standing", data=form(w, csrf, name="School Meals!", columns="", confirm="",
+                                                 min_cell_count="", retention="a year"))
+    assert bad.status_code == 400 and "There is a problem" in bad.text
+    for field, words in (("name", "lower-case letters"), ("columns", "List the columns"),
+                         ("confirm", "Tick to confirm"), ("min_cell_count", "minimum number of people"),
+                         ("retention", "P1Y")):
+        assert re.search(f'id="{field}-error">[^<]*{words}', bad.text), field
+    assert 'value="School Meals!"' in bad.text and 'value="a year"' in bad.text
+    assert len(service.register(node)) == before and standing.rules(node) == []
+
+    # wider than the delegation it rests on: refused by the guard rail before signing, said beside the datasets
+    wider = dpo.post("/wallet/standing", data=form(w, csrf, datasets=[DATASET, "https://data.example.gov.scot/"
+                                                                      "dataset/council-tax"]))
+    assert wider.status_code == 422 and "scope.too_wide" in wider.text and 'id="datasets-error"' in wider.text
+    assert len(service.register(node)) == before and standing.rules(node) == []
+    # under a delegation that does not allow delegating further: refused, saying so beside the choice
+    flat = dpo.post("/wallet/standing", data=form(w, csrf, parent=w["delegation"].id))
+    assert flat.status_code == 422 and "does not let this node delegate further" in flat.text
+    assert 'id="parent-error"' in flat.text and len(service.register(node)) == before
+
+    made = dpo.post("/wallet/standing", data=form(w, csrf))
+    assert made.status_code == 302, re.sub(r"\s+", " ", re.search(r"There is a problem.*?</ul>", made.text, re.S).group(0))
+    [rule] = standing.rules(node)
+    assert rule["name"] == "school-meals-auto" and rule["source"] == "page" and rule["created_by"] == "dora"
+    template = w["iao"]["wallet"].get(rule["delegation"]).document
+    assert template["credentialSubject"]["parentDelegation"]["id"] == w["sub_delegable"].id
+    assert template["credentialSubject"]["scope"]["dataItems"] == ["pupil_id", "entitlement"]
+    assert ("dora", "signed standing approval") in [(e.who, e.action) for e in staff.audit_log(node.engine)]
+
+    inside = send(w)
+    row = settled(w, inside["id"], "approved")
+    assert row.decided_by == "standing:school-meals-auto"
+    outside = send(w, make_request(w, dataItems=["pupil_id", "entitlement", "home_address"]))
+    row = settled(w, outside["id"], "pending")
+
+    shown = dpo.get("/wallet/standing").text
+    assert "Only requests for" in shown and "the columns pupil_id, entitlement and no others" in shown
+    assert "only counts of at least 10 people per cell are released" in shown
+    assert "At most 12 transfers a year." in shown and "keeps the data for at most 1 year." in shown and "Each automatic approval lasts 6 months" in shown
+    approved = re.search(r'<tr data-approved="%s">(.*?)</tr>' % inside["id"], shown, re.S)
+    assert approved and re.search(r"\d{2} \w+ \d{4}, \d{2}:\d{2} UTC", approved.group(1))
+    reason = re.search(r'<tr data-outside="%s">(.*?)</tr>' % outside["id"], shown, re.S)
+    assert reason and "home_address" in reason.group(1)
+
+    # suspended: the next routine request waits for a person, with the reason
+    csrf = csrf_of(shown)
+    assert dpo.post("/wallet/standing/school-meals-auto/status", data={"csrf": csrf, "action": "suspend"}
+                    ).status_code == 302
+    assert "school-meals-auto" in dpo.get("/wallet/standing").text and \
+        "Nothing is approved under it while it is suspended" in dpo.get("/wallet/standing").text
+    later = send(w)
+    row = settled(w, later["id"], "pending")
+    assert "suspended" in row.standing_note
+    # revoking needs the box ticked
+    refused = dpo.post("/wallet/standing/school-meals-auto/status", data={"csrf": csrf, "action": "revoke"})
+    assert refused.status_code == 400 and "Tick the box" in refused.text
+
+
+def test_only_a_dpo_or_admin_may_sign_or_suspend(world, desk):  # noqa: F811
+    iao = desk.test_client()
+    sign_in(iao, "ivan")
+    page = iao.get("/wallet/standing")
+    assert page.status_code == 200 and "Sign a new standing approval" not in page.text
+    assert "Only a Data Protection Officer or an administrator" in page.text
+    csrf = csrf_of(page.text)
+    denied = iao.post("/wallet/standing", data=form(world, csrf, name="by-an-iao"))
+    assert denied.status_code == 403 and "auth.scope" in denied.text
+    assert not any(r["name"] == "by-an-iao" for r in standing.rules(world["iao"]["node"]))
+    analyst = desk.test_client()
+    sign_in(analyst, "anne")
+    assert analyst.get("/wallet/standing").status_code == 403
