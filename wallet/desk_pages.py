@@ -325,6 +325,12 @@ def register(bp, wallet, blueprint_name: str) -> None:
             if status >= 500 and exc.code != "sharing.undelivered":
                 raise
             audit("approval failed", target=request_id, detail={"code": exc.code})
+            if exc.code.startswith("lawful.") and isinstance(exc.detail.get("problems"), list):
+                # the rulebook's refusal (issuer.lawful): each rule beside the field it concerns, with its citation
+                from .rule_fields import APPROVAL_FIELDS, beside
+                for name, messages in beside(exc.detail["problems"], APPROVAL_FIELDS, "controller_basis").items():
+                    getattr(form, name).errors = [*getattr(form, name).errors, *messages]
+                return render_refused(request_id, form, exc.code, exc.message)
             return decision_page(request_id, formdata=request.form, error=exc.problem, status=status)
         audit("approved", target=request_id, detail={"approval": done.issued.id})
         flash(f"Approved and delivered to {names.name(row.requester)}.")

@@ -112,8 +112,12 @@ class WizardForm(Form):
     holder_url = StringField("The data holder's Cead node", validators=[
         InputRequired("Give the address of the data holder's node."),
         URL(require_tld=False, message="Give the node's address, starting https://")])
-    datasets = TextAreaField("Datasets", validators=[InputRequired("Name at least one dataset.")])
-    columns = TextAreaField("Columns (data items)", validators=[InputRequired("List the columns you need.")])
+    datasets = MultiCheckboxField("Datasets from the catalogue", validate_choice=False)
+    other_datasets = TextAreaField("Datasets not in the catalogue", validators=[Optional(), Length(max=20000)])
+    columns = MultiCheckboxField("Columns (data items)", validate_choice=False)
+    other_columns = TextAreaField("Other columns", validators=[Optional(), Length(max=20000)])
+    justification = TextAreaField("Why you need the data, in your own words", validators=[
+        Optional(), Length(max=4000, message="At most 4000 characters.")])
     purpose = SelectField("Purpose", validate_choice=False,
                           validators=[InputRequired("Choose the purpose.")])
     regime = SelectField("Data protection regime", choices=[("UKGDPR", "UK GDPR"),
@@ -152,6 +156,21 @@ class WizardForm(Form):
             vocab.RepeatingInterval.parse(field.data or "")
         except (ValueError, Exception):
             raise ValidationError("Give a repeating interval such as R/2026-01-01T00:00:00Z/P1M (monthly).")
+
+    def validate_datasets(self, field):
+        if not self.dataset_list():
+            raise ValidationError("Choose at least one dataset from the catalogue (or give its address under "
+                                  "\u201cDatasets not in the catalogue\u201d).")
+
+    def validate_columns(self, field):
+        if not self.column_list():
+            raise ValidationError("Choose the columns you need (or list them under \u201cOther columns\u201d).")
+
+    def dataset_list(self) -> list[str]:
+        return list(dict.fromkeys([*(self.datasets.data or []), *self.lines(self.other_datasets.data)]))
+
+    def column_list(self) -> list[str]:
+        return list(dict.fromkeys([*(self.columns.data or []), *self.lines(self.other_columns.data)]))
 
     def validate_holder_url(self, field):
         if not (field.data or "").startswith("https://"):

@@ -1,0 +1,128 @@
+"""The analyst's request wizard without a browser: datasets picked from the node's imported DCAT catalogue (title
+and publisher) with their CSVW columns; purpose suggestions from the analyst's own words, shown as suggestions;
+lawful-basis rule refusals beside the field they concern with their citation, what was typed kept and nothing
+sent. (The whole journey in a real browser is tests/test_desk_browser.py.)"""
+from __future__ import annotations
+
+import io
+import re
+from html import unescape
+
+import pytest
+
+from issuer import catalogue, staff
+from wallet.app import create_node_app
+from wallet.store import Wallet
+
+from issuer_fixtures import make_node
+from test_pages import csrf_of
+
+PASSWORD = "correct horse battery staple"
+MEALS = "https://data.fife.example/dataset/school-meals"
+HEALTH = "https://data.fife.example/dataset/pupil-health"
+PURPOSE = "https://w3id.org/cead/vocab#FreeSchoolMealAutoEnrolment"
+PUBLIC_TASK = "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"
+LEGIT = "https://www.legislation.gov.uk/eur/2016/679/article/6/1/f"
+NOWHERE = "https://127.0.0.1:9"          # nothing listens: a request that got as far as sending would fail (502)
+CATALOGUE = "\n".join([
+    "@prefix dcat: <http://www.w3.org/ns/dcat#> .", "@prefix dct: <http://purl.org/dc/terms/> .",
+    "@prefix foaf: <http://xmlns.com/foaf/0.1/> .", "@prefix csvw: <http://www.w3.org/ns/csvw#> .",
+    "<https://data.fife.example/org/fife> foaf:name \"Fife Council\" .",
+    f"<{MEALS}> a dcat:Dataset ; dct:title \"School meals register\" ; dct:publisher <https://data.fife.example/org/fife> ;",
+    "  dcat:distribution [ a dcat:Distribution ; csvw:tableSchema [ csvw:column (",
+    "    [ csvw:name \"pupil_ref\" ; csvw:titles \"Pupil reference\" ]",
+    "    [ csvw:name \"meal_entitlement\" ; csvw:titles \"Meal entitlement\" ; dct:description \"Yes or no\" ] ) ] ] .",
+    f"<{HEALTH}> a dcat:Dataset ; dct:title \"Pupil health records\" ; dct:publisher <https://data.fife.example/org/fife> ."])
+
+
+@pytest.fixture
+def env(tmp_path):
+    node = make_node(tmp_path / "h", public_url="https://example-council.example")
+    path = tmp_path / "catalogue.ttl"
+    path.write_text(CATALOGUE)
+    catalogue.import_catalogue(node, str(path))
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "ana", "Ana Analyst", "analyst", PASSWORD)
+    client = create_node_app(node, wallet=Wallet.from_node(node)).test_client()
+    page = client.get("/dpo/sign-in")
+    assert client.post("/dpo/sign-in", data={"username": "ana", "password": PASSWORD,
+                                             "csrf": csrf_of(page.text)}).status_code == 302
+    return {"node": node, "client": client}
+
+
+def _form(client, **fields):
+    page = client.get("/wallet/requests/new")
+    data = {"csrf": csrf_of(page.text), "holder_url": NOWHERE, "datasets": [MEALS],
+            "columns": ["pupil_ref", "meal_entitlement"], "purpose": PURPOSE, "regime": "UKGDPR",
+            "legal_basis": PUBLIC_TASK, "condition": "", "cadence": "R/2026-01-01T00:00:00Z/P1M",
+            "who_benefits": "Families entitled to free school meals.", "how": "Pupils are enrolled automatically.",
+            "retention": "P1Y", "protocol": "threshold", "min_cell_count": "10", "confirm": "y", "action": "send",
+            "agreement_file": (io.BytesIO(b"Our data sharing agreement."), "dsa.docx")}
+    data.update(fields)
+    return client.post("/wallet/requests/new", data={k: v for k, v in data.items() if v is not None},
+                       content_type="multipart/form-data")
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+def _error(html: str, field: str) -> str:
+    match = re.search(rf'id="{field}-error">(.*?)</p>', html, re.S)
+    return unescape(match.group(1)) if match else ""
+
+
+def test_datasets_come_from_the_catalogue_by_title_and_publisher(env):
+    page = env["client"].get("/wallet/requests/new")
+    assert page.status_code == 200
+    text = _text(page.text)
+    assert "School meals register \u2014 Fife Council" in text and "Pupil health records \u2014 Fife Council" in text
+    assert f'value="{MEALS}"' in page.text and 'type="checkbox"' in page.text
+    assert "pupil_ref" not in page.text                       # columns only once their dataset is chosen
+
+
+def test_show_columns_keeps_what_was_typed_and_sends_nothing(env):
+    shown = _form(env["client"], action="columns", columns=None, who_benefits="Typed before pressing the button.")
+    assert shown.status_code == 200 and "There is a problem" not in shown.text
+    text = _text(shown.text)
+    assert "Columns of School meals register" in text and "Pupil reference (pupil_ref)" in text
+    assert "Yes or no" in text                                 # the column's description from the catalogue
+    assert "Typed before pressing the button." in text and f'value="{NOWHERE}"' in shown.text
+    assert re.search(rf'value="{MEALS}"[^>]*checked|checked[^>]*value="{MEALS}"', shown.text)
+
+
+def test_suggestions_from_the_analyst_s_words_are_labelled_and_never_applied(env):
+    page = _form(env["client"], action="suggest", purpose="",
+                 justification="We want to enrol pupils for free school meals automatically.")
+    assert page.status_code == 200
+    box = _text(page.text.split('id="suggestions"', 1)[1].split("</div></div>", 1)[0])
+    assert "Suggestions, not decisions" in box and "Free school meal auto-enrolment" in box
+    assert "UK GDPR Art 6(1)(e) public task" in box and "meals" in box
+    assert not re.search(rf'<option selected value="{re.escape(PURPOSE)}"|value="{re.escape(PURPOSE)}" selected',
+                         page.text)                               # not chosen for the analyst
+
+
+def test_a_rule_refusal_is_shown_beside_its_field_with_the_citation(env):
+    refused = _form(env["client"], legal_basis=LEGIT, justification="Kept as typed.")
+    assert refused.status_code == 422, _text(refused.text)[:2000]
+    error = _error(refused.text, "legal_basis")
+    assert "legitimate interests" in error.lower() and "https://www.legislation.gov.uk/eur/2016/679/article/6/1/f" in error
+    assert "Kept as typed." in refused.text and f'value="{LEGIT}" selected' in refused.text.replace(
+        f'selected value="{LEGIT}"', f'value="{LEGIT}" selected')
+    assert "sharing.unreachable" not in refused.text           # refused before anything was sent
+    # law enforcement claimed by a council for school meals: beside the regime and the purpose
+    part3 = _form(env["client"], regime="DPA2018Part3",
+                  legal_basis="https://www.legislation.gov.uk/ukpga/2018/12/section/35")
+    assert part3.status_code == 422
+    assert "competent authority" in _error(part3.text, "regime")
+    assert "law-enforcement" in _error(part3.text, "purpose") and "section/31" in _error(part3.text, "purpose")
+
+
+def test_datasets_and_columns_are_required_beside_their_fields(env):
+    empty = _form(env["client"], datasets=None, columns=None)
+    assert empty.status_code == 400
+    assert "Choose at least one dataset" in _error(empty.text, "datasets")
+    assert "Choose the columns" in _error(empty.text, "columns")
+    typed = _form(env["client"], datasets=None, columns=None, other_datasets="https://other.example/ds",
+                  other_columns="postcode")
+    assert typed.status_code == 502 and "sharing.unreachable" in typed.text   # valid and lawful: it was sent
