@@ -16,6 +16,7 @@ from wallet.store import Wallet
 
 from issuer_fixtures import make_node
 from test_pages import csrf_of
+from test_requests import world  # noqa: F401 (the three-node HTTPS world)
 
 PASSWORD = "correct horse battery staple"
 MEALS = "https://data.fife.example/dataset/school-meals"
@@ -126,3 +127,34 @@ def test_datasets_and_columns_are_required_beside_their_fields(env):
     typed = _form(env["client"], datasets=None, columns=None, other_datasets="https://other.example/ds",
                   other_columns="postcode")
     assert typed.status_code == 502 and "sharing.unreachable" in typed.text   # valid and lawful: it was sent
+
+
+def test_the_guard_rail_s_refusal_is_shown_beside_the_approval_form_s_field(world):  # noqa: F811
+    """The IAO approves on legitimate interests: the issuer's rulebook guard rail refuses to sign, and the page
+    shows the rule beside "Your organisation's lawful basis", with its citation, keeping what was typed."""
+    from issuer import service
+    from wallet import requests as sharing
+    from test_desk import account_sign_in
+    from test_requests import send
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "lee", "Lee Owner", "iao", "correct horse battery staple")
+    request_id = send(w)["id"]
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, "lee").status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    before = len(service.register(node))
+    refused = client.post(f"/wallet/requests/{request_id}/approve", data={
+        "csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis": LEGIT,
+        "data_categories": "https://w3id.org/cead/vocab#SchoolEnrolment", "protocol": "threshold",
+        "min_cell_count": "10", "retention": "P1Y", "cadence": "R/2025-01-01T00:00:00Z/P1M",
+        "sensitivity": "Pseudonymised", "dpia_outcome": "LowRisk", "onward_sharing": "Prohibited",
+        "not_before": "2026-01-01", "not_after": "2027-06-30", "max_rows": "777"})
+    assert refused.status_code == 422, _text(refused.text)[:3000]
+    error = _error(refused.text, "controller_basis")
+    assert "legitimate interests" in error.lower() and "article/6/1/f" in error
+    assert 'value="777"' in refused.text                                   # what was typed is kept
+    assert len(service.register(node)) == before                          # nothing signed
+    assert sharing.get_request(wallet, request_id).status == "pending"
+
