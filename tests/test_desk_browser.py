@@ -264,6 +264,8 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     protocol = subject["privacyProtocol"]
     protocol = protocol[0] if isinstance(protocol, list) else protocol
     assert protocol["kind"] == "threshold" and protocol["minCellCount"] == 10
+    parties = [lb["party"] for lb in subject["lawfulBases"]]
+    assert sorted(parties) == sorted({w["requester"]["node"].did, subject["discloser"]})   # each party once
     assert sharing.get_request(w["iao"]["wallet"], row.id).decided_by == "ian"
     log = [(e.who, e.action) for e in staff.audit_log(w["iao"]["node"].engine, target=row.id)]
     assert ("ian", "approved") in log

@@ -132,8 +132,10 @@ def register(bp, wallet, blueprint_name: str) -> None:
                     "pseudonymisation": [{"kind": "pseudonymisation"}], "treOnly": [{"kind": "treOnly"}],
                     "none": []}.get(form.protocol.data, [])
         out = {
-            "lawfulBases": [*draft["lawfulBases"], {"party": draft["discloser"], "regime": regime,
-                                                    "legalBases": bases}],
+            # the requester's entry as asked, and the discloser's from this form (once: ``draft`` may already be
+            # a subject built from the form, and an approval listed the discloser's basis twice)
+            "lawfulBases": [*[lb for lb in draft["lawfulBases"] if lb.get("party") != draft["discloser"]],
+                            {"party": draft["discloser"], "regime": regime, "legalBases": bases}],
             "dataCategories": list(form.data_categories.data or []),
             "dataSubjects": list(form.data_subjects.data or []),
             "recipientRequirements": list(form.recipient_requirements.data or []),
