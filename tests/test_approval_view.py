@@ -166,3 +166,20 @@ def test_duration_words():
     assert approval_view.duration_words("P1Y6M") == "1 year and 6 months (P1Y6M)"
     assert approval_view.duration_words("P90D") == "90 days (P90D)"
     assert approval_view.duration_words("soon") == "soon"
+
+
+def test_a_delegation_is_described_in_words_with_every_limit():
+    names = Directory({"did:web:fife.example": "Fife Council", "did:web:iao.example": "Education Service"})
+    document = {"type": ["VerifiableCredential", "DelegatedAuthorityCredential"], "credentialSubject": {
+        "id": "did:web:iao.example", "role": "InformationAssetOwner", "onBehalfOf": "did:web:fife.example",
+        "allowedActions": ["ApproveDisclosure"], "scope": {
+            "datasets": ["https://data.fife.example/meals"], "maxRetention": "P2Y", "maxRowsPerTransfer": 100,
+            "privacyProtocol": [{"kind": "threshold", "minCellCount": 10}]}, "newThing": True}}
+    sections = {s.key: s for s in approval_view.conditions(document, names)}
+    assert sections["id"].lines == ["Education Service as information asset owner."]
+    assert sections["onBehalfOf"].lines[0].startswith("Fife Council")
+    assert sections["allowedActions"].lines == ["approve disclosures."]
+    limits = " ".join(sections["scope"].lines)
+    assert "Max retention: 2 years (P2Y)." in limits and "Max rows per transfer: 100." in limits
+    assert "at least 10 people" in limits and "https://data.fife.example/meals" in limits
+    assert sections["newThing"].unknown

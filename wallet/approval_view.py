@@ -428,10 +428,62 @@ def generic_conditions(subject: dict, names: Directory) -> list[Section]:
     return out
 
 
+def _words(key: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r" \1", key).capitalize()
+
+
+ACTION_WORDS = {"ApproveDisclosure": "approve disclosures", "SubDelegate": "delegate further",
+                "Revoke": "revoke approvals", "CoSign": "co-sign approvals"}
+
+
+def delegation_conditions(subject: dict, names: Directory) -> list[Section]:
+    """A delegation: who may approve, for whom, what, and within which limits (every scope dimension)."""
+    nm = lambda values: [str(names.name(v)) for v in _as_list(values)]  # noqa: E731
+    out: list[Section] = []
+    if "id" in subject:
+        out.append(Section("id", "Delegate", [f"{names.name(subject['id'])} as "
+                                              f"{_words(str(subject.get('role', 'approver'))).lower()}."],
+                           [subject["id"]]))
+    if "onBehalfOf" in subject:
+        out.append(Section("onBehalfOf", "On behalf of", [f"{names.name(subject['onBehalfOf'])} (the controller)."],
+                           [subject["onBehalfOf"]]))
+    if "allowedActions" in subject:
+        out.append(Section("allowedActions", "May", [_list([ACTION_WORDS.get(a, str(a))
+                                                           for a in _as_list(subject["allowedActions"])]) + "."]))
+    if "parentDelegation" in subject:
+        lines, ids = _pin(subject["parentDelegation"], "Under the delegation")
+        out.append(Section("parentDelegation", "Under", lines, ids))
+    scope = subject.get("scope") if isinstance(subject.get("scope"), dict) else None
+    if scope is not None:
+        lines = []
+        for key, value in scope.items():
+            if key == "privacyProtocol":
+                text = "; ".join(line for p in _as_list(value) for line in protocol_lines(p, names)[:1]) or "none"
+            elif isinstance(value, list):
+                text = _list(nm(value) if all(isinstance(v, str) and ":" in v for v in value) else
+                             [_json(v) for v in value]) or "none"
+            elif key in ("maxRetention",):
+                text = duration_words(value)
+            elif key in ("notBefore", "notAfter"):
+                text = _day(value)
+            else:
+                text = _json(value)
+            lines.append(f"{_words(key)}: {text}.")
+        out.append(Section("scope", "Within these limits", lines or ["No limits."]))
+    elif "scope" in subject:
+        out.append(Section("scope", "Within these limits", [_json(subject["scope"])]))
+    known = {"id", "role", "onBehalfOf", "allowedActions", "parentDelegation", "scope"}
+    out += [Section(k, f"Other field: {k}", [_json(v), "This version of Cead does not know this field."],
+                    unknown=True) for k, v in subject.items() if k not in known]
+    return out
+
+
 def conditions(document: dict, names: Directory) -> list[Section]:
     subject = _subject(document)
     if APPROVAL in types_of(document):
         return approval_conditions(subject, names)
+    if DELEGATION in types_of(document):
+        return delegation_conditions(subject, names)
     return generic_conditions(subject, names)
 
 
