@@ -489,7 +489,7 @@ def conditions(document: dict, names: Directory) -> list[Section]:
 
 # ---- what was verified ------------------------------------------------------------------------------------------
 
-_SIGNATURE = ("proof.", "signature.", "jose.", "jws.", "key.", "did.", "dataintegrity.", "credential.proof")
+_SIGNATURE = ("proof.", "signature.", "jose.", "jws.", "key.", "did.", "dataintegrity.")
 _WINDOW = ("credential.expired", "credential.not_yet_valid")
 
 

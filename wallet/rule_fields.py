@@ -49,7 +49,7 @@ def holder_did(url: str) -> str:
         netloc = urlsplit(url).netloc
     except ValueError:
         netloc = ""
-    return "did:web:" + (netloc.replace(":", "%3A") or "holder.invalid")
+    return "did:web:" + (netloc.replace(":", "%3A") or "unnamed-holder")
 
 
 def request_checks(body: dict, holder: str, *, vocabulary=None) -> list:
