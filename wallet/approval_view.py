@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from schemas import vocab
-from schemas.models import DataSharingApproval, DelegatedAuthority, credential_digest
+from schemas.models import DataSharingApproval, DelegatedAuthority
 
 from .names import Directory
 
@@ -672,6 +672,3 @@ def verification(wallet, record, names: Directory, *, fresh: bool = True) -> Rep
         headline = f"This {kind} is NOT valid now: see the checks marked as failed below."
     return Report(ok, status, headline, lines, datetime.now(timezone.utc).strftime("%d %B %Y, %H:%M UTC"))
 
-
-def digest_of(record) -> str:
-    return credential_digest(record.credential)

@@ -31,7 +31,6 @@ from verifier.results import CeadError
 from . import requests as sharing
 from .casefile import DPIA_SCREENING
 from .forms import WizardForm, _choices, condition_choices, legal_basis_choices
-from .names import Directory
 
 MAX_DOCUMENT = 5 * 1024 * 1024
 PUBLIC_TASK = f"{vocab.UK_GDPR}article/6/1/e"
