@@ -158,3 +158,38 @@ def test_the_guard_rail_s_refusal_is_shown_beside_the_approval_form_s_field(worl
     assert len(service.register(node)) == before                          # nothing signed
     assert sharing.get_request(wallet, request_id).status == "pending"
 
+
+
+def test_the_attached_dpia_is_pinned_by_digest_in_the_approval(world):  # noqa: F811
+    """A request with a DPIA attached: the approval form starts with the DPIA's reference, which carries its digest,
+    and the approval as issued (and its summary) pins it."""
+    from test_desk import account_sign_in
+    from test_requests import make_request, send
+    from wallet import approval_view
+    from wallet import requests as sharing
+    from wallet.names import Directory
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "dee", "Dee Owner", "iao", PASSWORD)
+    digest = "sha256-" + "Q" * 43
+    case = {"documents": [{"kind": "dpia", "title": "dpia.pdf", "id": f"urn:cead:document:{digest}",
+                           "digest": digest, "size": 10}]}
+    request_id = send(w, make_request(w, case=case))["id"]
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, "dee").status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    assert f'value="urn:cead:document:{digest}"' in page.text
+    done = client.post(f"/wallet/requests/{request_id}/approve", data={
+        "csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis": PUBLIC_TASK,
+        "data_categories": "https://w3id.org/cead/vocab#SchoolEnrolment", "protocol": "threshold",
+        "min_cell_count": "10", "retention": "P1Y", "cadence": "R/2025-01-01T00:00:00Z/P1M",
+        "sensitivity": "Pseudonymised", "dpia_outcome": "LowRisk", "onward_sharing": "Prohibited",
+        "dpia_reference": f"urn:cead:document:{digest}", "not_before": "2026-01-01", "not_after": "2027-06-30"})
+    assert done.status_code == 302, _text(done.text)[:2000]
+    approval_id = sharing.get_request(wallet, request_id).approval_id
+    [held] = [r for r in w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
+              if r.credential_id == approval_id]
+    assert held.document["credentialSubject"]["dpia"]["reference"] == f"urn:cead:document:{digest}"
+    dpia = next(s for s in approval_view.conditions(held.document, Directory({})) if s.key == "dpia")
+    assert any(f"pinned by its digest {digest}" in line for line in dpia.lines)

@@ -99,6 +99,9 @@ def register(bp, wallet, blueprint_name: str) -> None:
             "co_signers": "\n".join(scope.required_co_signers or []) if scope else "",
             "not_before": start.isoformat(), "not_after": end.isoformat(),
         })
+        dpia = next((d for d in (case.documents if case else []) if d.kind == "dpia"), None)
+        if dpia is not None:        # the DPIA the request attached, pinned by its digest in the approval
+            data["dpia_reference"] = dpia.id
         for b in (req.get("lawfulBasis") or {}).get("legalBases", []):
             term = vocab.LEGAL_BASES.get(vocab.expand(b))
             key = "controller_condition" if term is not None and (term.special or term.criminal) \

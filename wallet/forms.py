@@ -3,6 +3,7 @@ request wizard. Every field has a label and, where it helps, a hint; errors are 
 error summary, and what was typed is kept."""
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, SelectField, SelectMultipleField,
@@ -25,6 +26,17 @@ def _for_threshold(form, field):
     if field.data is None:
         field.errors[:] = []
         raise StopValidation("Give the minimum number of people in any released count (for example 10).")
+
+
+PINNED_DOCUMENT = re.compile(r"^urn:cead:document:sha256-[A-Za-z0-9_-]{43}$")
+
+
+def _dpia_reference(form, field):
+    """The DPIA attached to the request (``urn:cead:document:sha256-...``: pinned by its digest) or a URL."""
+    if PINNED_DOCUMENT.match(field.data or ""):
+        return
+    URL(require_tld=False, message="Give the DPIA's address as a URL (or keep the attached DPIA's reference), "
+        "or leave this blank.")(form, field)
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -69,8 +81,7 @@ class ApproveForm(Form):
     sensitivity = SelectField("Sensitivity of the data as shared",
                               choices=[(s, s) for s in vocab.SENSITIVITY])
     dpia_outcome = SelectField("Residual risk found by the DPIA", choices=[(r, r) for r in vocab.DPIA_RISK])
-    dpia_reference = StringField("Where the DPIA is recorded", validators=[Optional(), URL(
-        require_tld=False, message="Give the DPIA's address as a URL, or leave this blank.")])
+    dpia_reference = StringField("Where the DPIA is recorded", validators=[Optional(), _dpia_reference])
     protocol = RadioField("Privacy protocol applied at the gateway", choices=PROTOCOLS, default="threshold")
     min_cell_count = IntegerField("Minimum cell count", validators=[_for_threshold, NumberRange(
         min=1, max=1000, message="A minimum cell count is a whole number from 1 to 1000.")])
