@@ -281,6 +281,17 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
                   "Information Asset Owner", "Within the delegation"):
         assert words in summary, words
     check(analyst, "07a-summary")
+    phone_analyst = person(browser, width=390).new_page()
+    sign_in(phone_analyst, w["requester"]["url"], "ana")
+    phone_analyst.goto(f"{w['requester']['url']}/wallet/{held[0].id}/summary")
+    check(phone_analyst, "07c-summary-390px")
+    phone_analyst.goto(f"{w['requester']['url']}/wallet/requests/new")
+    phone_analyst.click("label:has-text('School meals register')")
+    phone_analyst.fill("#justification", "Free school meals for pupils, enrolled automatically.")
+    phone_analyst.click("button:has-text('Show the columns')")
+    phone_analyst.click("button:has-text('Suggest a purpose')")
+    assert "Pupil reference" in phone_analyst.inner_text("#columns")
+    check(phone_analyst, "07d-wizard-columns-suggestions-390px")
     link = analyst.get_attribute("main a.mono[href*='/verify/']", "href")
     scanner = person(browser).new_page()                 # no session: whoever scans the printout
     scanner.goto(link)

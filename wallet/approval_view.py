@@ -504,7 +504,8 @@ def _status(problems) -> str | None:
 
 
 def _held(wallet, digest: str):
-    return next((r for r in wallet.search() if r.digest == digest), None)
+    """The held credential with this digest (one indexed query, not a scan of the wallet)."""
+    return wallet._by_digest(digest)
 
 
 def _authority(wallet, verifier, document: dict, model: DataSharingApproval, names: Directory) -> list[Line]:
