@@ -323,7 +323,8 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
         protocols = _as_list(s["privacyProtocol"])
         lines = [line for p in protocols for line in protocol_lines(p, names)] or [
             "None: the data are shared at record level without a privacy protocol."]
-        add("privacyProtocol", "Privacy protocol (checked at the gateway on every transfer)", lines)
+        add("privacyProtocol", "Privacy protocol", lines + ["The gateway checks this on every transfer."]
+            if protocols else lines)
     if "cadence" in s:
         try:
             r = vocab.RepeatingInterval.parse(s["cadence"])
@@ -363,7 +364,7 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
     if "delegationChain" in s:
         lines = [line for ref in _as_list(s["delegationChain"]) for line in _pin(ref, "Delegation")[0]] or [
             "None: approved by the controller itself."]
-        add("delegationChain", "Approved under (delegation chain from the controller)", lines,
+        add("delegationChain", "Delegation chain", lines,
             [r.get("id") for r in _as_list(s["delegationChain"]) if isinstance(r, dict)])
     if "upstream" in s:
         lines = [line for ref in _as_list(s["upstream"]) for line in _pin(ref, "Upstream approval")[0]] or [
@@ -565,8 +566,9 @@ def _authority(wallet, verifier, document: dict, model: DataSharingApproval, nam
                           "purposes, recipients, protocol, retention, row limits, validity...)." if not problems else
                           "The approval grants more than the delegation allows.", problems))
         ok = ok and not problems
-    head = Line("ok" if ok else "bad", "Authority", f"Issued by {names.name(issuer)} under a chain of {len(refs)} "
-                f"delegation(s) from the controller {names.name(model.discloser)}"
+    count = "one delegation" if len(refs) == 1 else f"a chain of {len(refs)} delegations"
+    head = Line("ok" if ok else "bad", "Authority", f"Issued by {names.name(issuer)} under {count} "
+                f"from the controller {names.name(model.discloser)}"
                 + (", each checked below." if ok else "; a link fails (below)."))
     return [head, *lines]
 
