@@ -24,6 +24,7 @@ from typing import Any
 
 from schemas import vocab
 from schemas.models import DataSharingApproval, DelegatedAuthority
+from verifier.results import CeadError
 
 from .names import Directory
 
@@ -530,7 +531,13 @@ def _authority(wallet, verifier, document: dict, model: DataSharingApproval, nam
                               "here, so this link of the authority chain cannot be checked."))
             ok = False
             break
-        d = DelegatedAuthority.from_credential(record.document)
+        try:
+            d = DelegatedAuthority.from_credential(record.document)
+        except CeadError as exc:
+            lines.append(Line("bad", f"Delegation {depth + 1}", f"{ref['id']} is held but is not a delegation this "
+                              f"node can read: {exc.message}"))
+            ok = False
+            break
         result = verifier.verify_credential(record.credential)
         problems: list[str] = [p.message for p in result.problems]
         expected = model.discloser if parent is None else parent[1].delegate
@@ -606,7 +613,10 @@ def _rules(model: DataSharingApproval, issuer: str | None) -> list[Line]:
         from verifier import lawful
     except ImportError:
         return []
-    results = lawful.evaluate(model, issuer=issuer)
+    try:
+        results = lawful.evaluate(model, issuer=issuer)
+    except CeadError as exc:       # the rulebook could not run: said, never hidden, never a crash of the page
+        return [Line("warn", "Lawful-basis rules", f"The rulebook could not be run: {exc.message}")]
     unmet = [r for r in results if r.failed]
     if not unmet:
         return [Line("ok", "Lawful-basis rules", f"Every rule of the rulebook that applies is met "
