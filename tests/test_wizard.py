@@ -193,3 +193,14 @@ def test_the_attached_dpia_is_pinned_by_digest_in_the_approval(world):  # noqa: 
     assert held.document["credentialSubject"]["dpia"]["reference"] == f"urn:cead:document:{digest}"
     dpia = next(s for s in approval_view.conditions(held.document, Directory({})) if s.key == "dpia")
     assert any(f"pinned by its digest {digest}" in line for line in dpia.lines)
+
+
+def test_a_search_narrows_the_catalogue_keeping_the_chosen_datasets(env):
+    found = _form(env["client"], action="search", dataset_search="health", datasets=[MEALS])
+    assert found.status_code == 200 and "There is a problem" not in found.text
+    text = _text(found.text)
+    assert "Pupil health records \u2014 Fife Council" in text               # matches the words
+    assert "School meals register \u2014 Fife Council" in text              # chosen: always listed
+    assert 'value="health"' in found.text
+    none = _form(env["client"], action="search", dataset_search="housing", datasets=None)
+    assert "Pupil health records" not in none.text and "School meals register" not in none.text

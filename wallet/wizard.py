@@ -33,6 +33,7 @@ from .casefile import DPIA_SCREENING
 from .forms import WizardForm, _choices, condition_choices, legal_basis_choices
 
 MAX_DOCUMENT = 5 * 1024 * 1024
+MAX_LISTED = 100          # catalogue datasets listed at once besides those chosen (a search narrows the list)
 PUBLIC_TASK = f"{vocab.UK_GDPR}article/6/1/e"
 
 
@@ -119,12 +120,19 @@ def register(bp, wallet, blueprint_name: str) -> None:
         wanted = set(form.datasets.data or [])
         chosen = [d for d in catalogue if d["iri"] in wanted]
         shown = {c["name"] for d in chosen for c in d["columns"]}
+        # a council's catalogue has hundreds of datasets: the chosen ones, then those matching the search words
+        words = (request.form.get("dataset_search") or "").lower().split() if request.method == "POST" else []
+        listed = [d for d in catalogue if d["iri"] not in wanted and all(
+            w in f"{d['label']} {d['description'] or ''} {d['iri']}".lower() for w in words)]
+        more = max(0, len(listed) - MAX_LISTED)
+        form.datasets.choices = [(d["iri"], d["label"]) for d in chosen + listed[:MAX_LISTED]]
         errors = [(f.id, e) for f in form for e in f.errors] + \
                  [(k, v) for k, v in attached.get("errors", {}).items()]
         return render_template("wallet_wizard.html", form=form, attached=attached, errors=errors, problem=problem,
                                catalogue=catalogue, chosen=chosen, picked=set(form.columns.data or []),
                                unshown=[c for c in form.columns.data or [] if c not in shown], suggestions=suggestions(form),
-                               screening=DPIA_SCREENING, rules=rules or {}), status
+                               screening=DPIA_SCREENING, rules=rules or {}, more=more,
+                               search=" ".join(words)), status
 
     def make(formdata=None) -> WizardForm:
         form = WizardForm(formdata)
@@ -171,7 +179,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
                            "size": (node.home / "documents" / digest).stat().st_size}
             if pin is not None:
                 attached[kind] = pin
-        if action in ("columns", "suggest"):        # the same page again, with what was typed: nothing is sent
+        if action in ("columns", "suggest", "search"):        # the same page again, with what was typed: nothing is sent
             return page(form, {**attached, "errors": {}})
         if "agreement" not in attached and "agreement_file" not in attached["errors"]:
             attached["errors"]["agreement_file"] = "Attach the data sharing agreement (a Word or PDF document)."
