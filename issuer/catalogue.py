@@ -4,7 +4,9 @@ DCAT-AP, DCAT 3) instead of retyped.
 ``read_dcat(data, fmt)`` parses JSON-LD, Turtle or RDF/XML with rdflib into ``CatalogueDataset`` values: the
 dataset IRI, title, description, publisher (the controller) and its name, contact point (the Information Asset
 Owner: name and e-mail), themes, keywords, the series it belongs to (``dcat:inSeries``, or the catalogue's
-``dcat:DatasetSeries`` members) and its distributions (access and download URLs, media types). A dataset series
+``dcat:DatasetSeries`` members), its distributions (access and download URLs, media types) and its columns where the
+catalogue describes them (a CSV on the Web table schema, ``csvw:tableSchema`` on the dataset or a distribution:
+each ``csvw:column``'s ``csvw:name``, title and description; the analyst's request wizard offers them). A dataset series
 (``dcat:DatasetSeries``) is kept too, flagged as a series. Remote JSON-LD contexts are never fetched: a JSON-LD
 catalogue needs its context inline (as CKAN serves it), or use Turtle or RDF/XML.
 
@@ -32,7 +34,10 @@ DCAT = "http://www.w3.org/ns/dcat#"
 DCT = "http://purl.org/dc/terms/"
 FOAF = "http://xmlns.com/foaf/0.1/"
 VCARD = "http://www.w3.org/2006/vcard/ns#"
+CSVW = "http://www.w3.org/ns/csvw#"
+MAX_COLUMNS = 2000         # columns kept per dataset (a table schema is a page of names, not a dataset)
 RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+RDF_FIRST = "http://www.w3.org/1999/02/22-rdf-syntax-ns#first"
 FORMATS = {"json-ld": ("application/ld+json", ".jsonld", ".json"), "turtle": ("text/turtle", ".ttl"),
            "xml": ("application/rdf+xml", ".rdf", ".xml")}
 MAX_BYTES = 64 * 1024 * 1024
@@ -52,6 +57,7 @@ class CatalogueDataset:
     series: list[str] = field(default_factory=list)
     distributions: list[dict] = field(default_factory=list)
     is_series: bool = False
+    columns: list[dict] = field(default_factory=list)     # [{"name", "title"?, "description"?}] from CSVW
 
 
 class CatalogueEntry(SQLModel, table=True):
@@ -68,7 +74,8 @@ class CatalogueEntry(SQLModel, table=True):
 
     @property
     def dataset(self) -> CatalogueDataset:
-        return CatalogueDataset(**json.loads(self.data))
+        known = CatalogueDataset.__dataclass_fields__
+        return CatalogueDataset(**{k: v for k, v in json.loads(self.data).items() if k in known})
 
 
 def guess_format(name: str, content_type: str | None = None) -> str:
@@ -128,6 +135,27 @@ def read_dcat(data: bytes, fmt: str) -> list[CatalogueDataset]:
     def refs(subject, pred) -> list[str]:
         return sorted({str(o) for o in graph.objects(subject, pred) if isinstance(o, URIRef)})
 
+    def columns(subject) -> list[dict]:
+        """The CSVW table schema's columns of the dataset or of its distributions, in order, once each."""
+        from rdflib.collection import Collection
+        schemas = list(graph.objects(subject, u(CSVW, "tableSchema")))
+        for dist in graph.objects(subject, u(DCAT, "distribution")):
+            schemas += list(graph.objects(dist, u(CSVW, "tableSchema")))
+        out: dict[str, dict] = {}
+        for schema in schemas:
+            for item in graph.objects(schema, u(CSVW, "column")):
+                try:        # JSON-LD's @list (an RDF collection) or plain repeated values
+                    items = list(Collection(graph, item)) if (item, u(RDF_FIRST, ""), None) in graph else [item]
+                except Exception:       # noqa: BLE001 (a malformed list: its head read as one column)
+                    items = [item]
+                for col in items:
+                    name = text(col, u(CSVW, "name")) or text(col, u(CSVW, "titles"))
+                    if name and name not in out and len(out) < MAX_COLUMNS:
+                        out[name] = {k: v for k, v in {"name": name[:200], "title": (text(col, u(CSVW, "titles"))
+                                     or "")[:300], "description": (text(col, u(DCT, "description")) or "")[:500]
+                                     }.items() if v}
+        return list(out.values())
+
     series_members: dict[str, list[str]] = {}
     for series in graph.subjects(URIRef(RDF_TYPE), u(DCAT, "DatasetSeries")):
         for member in graph.subjects(u(DCAT, "inSeries"), series):
@@ -158,7 +186,7 @@ def read_dcat(data: bytes, fmt: str) -> list[CatalogueDataset]:
                 keywords=sorted({str(k) for k in graph.objects(subject, u(DCAT, "keyword"))}),
                 series=sorted(set(refs(subject, u(DCAT, "inSeries")) + series_members.get(iri, []))),
                 distributions=sorted(distributions, key=lambda d: json.dumps(d, sort_keys=True)),
-                is_series=is_series)
+                is_series=is_series, columns=columns(subject))
     return sorted(found.values(), key=lambda d: d.iri)
 
 

@@ -165,3 +165,30 @@ def test_the_approvals_in_force_are_published_for_catalogues(tmp_path):
     assert (rdflib.URIRef(issued.id), rdflib.RDF.type, rdflib.URIRef("http://www.w3.org/ns/odrl/2/Agreement")) in graph
     service.change_status(node, issued.id, "revoke")
     assert len(client.get("/catalogue/approvals.jsonld").get_json()["@graph"]) == 1   # the catalogue, no dataset
+
+
+def test_columns_come_from_a_csvw_table_schema(node, tmp_path):
+    """A dataset's columns, where the catalogue describes them (CSV on the Web), in order: Turtle with an RDF list
+    on a distribution, JSON-LD with plain values on the dataset; a dataset without a schema has none."""
+    ttl = "\n".join([
+        "@prefix dcat: <http://www.w3.org/ns/dcat#> .", "@prefix dct: <http://purl.org/dc/terms/> .",
+        "@prefix csvw: <http://www.w3.org/ns/csvw#> .",
+        f"<{BASE}meals> a dcat:Dataset ; dct:title \"School meals\" ; dcat:distribution [ a dcat:Distribution ;",
+        "  csvw:tableSchema [ csvw:column ( [ csvw:name \"pupil_ref\" ; csvw:titles \"Pupil reference\" ]",
+        "    [ csvw:name \"meal_entitlement\" ; dct:description \"Entitled to free meals\" ] ) ] ] .",
+        f"<{BASE}plain> a dcat:Dataset ; dct:title \"No schema\" ."]).encode()
+    meals, plain = cat.read_dcat(ttl, "turtle")
+    assert [c["name"] for c in meals.columns] == ["pupil_ref", "meal_entitlement"]
+    assert meals.columns[0]["title"] == "Pupil reference" and meals.columns[1]["description"] == "Entitled to free meals"
+    assert plain.columns == []
+    doc = {"@context": {"dcat": "http://www.w3.org/ns/dcat#", "dct": "http://purl.org/dc/terms/",
+                        "csvw": "http://www.w3.org/ns/csvw#"},
+           "@id": BASE + "homes", "@type": "dcat:Dataset", "dct:title": "Homes",
+           "csvw:tableSchema": {"csvw:column": [{"csvw:name": "uprn"}, {"csvw:name": "tenure"}]}}
+    [homes] = cat.read_dcat(json.dumps(doc).encode(), "json-ld")
+    assert sorted(c["name"] for c in homes.columns) == ["tenure", "uprn"]
+    path = tmp_path / "c.ttl"
+    path.write_bytes(ttl)
+    cat.import_catalogue(node, str(path))
+    stored = {e.iri: e.dataset for e in cat.entries(node)}
+    assert [c["name"] for c in stored[BASE + "meals"].columns] == ["pupil_ref", "meal_entitlement"]

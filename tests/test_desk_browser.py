@@ -30,7 +30,7 @@ import pytest
 
 from helpers_https import https_server
 from oidc_provider import CLIENT_ID, CLIENT_SECRET, LocalProvider
-from issuer import service, staff
+from issuer import catalogue, service, staff
 from issuer.node import Node
 from test_wallet_support import CYBER_ESSENTIALS, certification_subject
 from wallet import requests as sharing
@@ -47,6 +47,16 @@ OTHER = "https://data.example.gov.scot/dataset/pupil-health"
 SUSPENDED_DS = "https://data.example.gov.scot/dataset/clothing-grants"
 PURPOSE = "https://w3id.org/cead/vocab#FreeSchoolMealAutoEnrolment"
 PASSWORD = "a long staff password 1"
+HOLDER_CATALOGUE = "\n".join([
+    "@prefix dcat: <http://www.w3.org/ns/dcat#> .", "@prefix dct: <http://purl.org/dc/terms/> .",
+    "@prefix foaf: <http://xmlns.com/foaf/0.1/> .", "@prefix csvw: <http://www.w3.org/ns/csvw#> .",
+    "<https://data.example.gov.scot/org/fife> foaf:name \"Fife Council\" .",
+    f"<{DATASET}> a dcat:Dataset ; dct:title \"School meals register\" ;",
+    "  dct:publisher <https://data.example.gov.scot/org/fife> ; dcat:distribution [ a dcat:Distribution ;",
+    "  csvw:tableSchema [ csvw:column ( [ csvw:name \"pupil_ref\" ; csvw:titles \"Pupil reference\" ]",
+    "    [ csvw:name \"meal_entitlement\" ; csvw:titles \"Meal entitlement\" ]",
+    "    [ csvw:name \"home_postcode\" ; csvw:titles \"Home postcode\" ] ) ] ] .",
+    f"<{OTHER}> a dcat:Dataset ; dct:title \"Pupil health records\" ; dct:publisher <https://data.example.gov.scot/org/fife> ."])
 V2 = ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"]
 
 if not os.path.exists(CHROMIUM):
@@ -118,6 +128,9 @@ def world(tmp_path_factory):
         (iao.home / "catalogue.json").write_text(json.dumps({"@id": "https://data.example.gov.scot/catalogue",
                                                              "dcat:dataset": [{"@id": DATASET, "dct:title": "School meals register"},
                                                                               {"@id": OTHER, "dct:title": "Pupil health records"}]}))
+        # the requester imported the data holder's DCAT catalogue (with a CSVW table schema for the school meals)
+        (tmp / "holder-catalogue.ttl").write_text(HOLDER_CATALOGUE)
+        catalogue.import_catalogue(requester, str(tmp / "holder-catalogue.ttl"))
         staff.create_account(requester.engine, "ana", "Ana Analyst", "analyst", PASSWORD)
         staff.create_account(iao.engine, "ian", "Ian Owner", "iao", PASSWORD)
         staff.create_account(iao.engine, "ada", "Ada Admin", "admin", PASSWORD)
@@ -180,21 +193,53 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     analyst.goto(w["requester"]["url"] + "/wallet/requests/new")
     check(analyst, "02-wizard")
 
-    # a first try without the agreement: errors beside the fields, and what was typed is kept
+    # datasets from the catalogue, by title and publisher; a first try without the agreement: errors beside the
+    # fields, and what was typed is kept
+    assert "School meals register \u2014 Fife Council" in analyst.inner_text("#datasets")
     analyst.fill("#holder_url", w["iao"]["url"])
-    analyst.fill("#datasets", DATASET)
+    analyst.click("label:has-text('School meals register')")
     analyst.click("button:has-text('Send the request')")
     assert analyst.locator(".ds_error-summary").is_visible()
     assert "Attach the data sharing agreement" in analyst.inner_text("#agreement_file-error")
     assert "Say who benefits" in analyst.inner_text("#who_benefits-error")
-    assert analyst.input_value("#holder_url") == w["iao"]["url"] and analyst.input_value("#datasets") == DATASET
+    assert "Choose the columns" in analyst.inner_text("#columns-error")
+    assert analyst.input_value("#holder_url") == w["iao"]["url"]
+    assert analyst.is_checked(f"input[name=datasets][value='{DATASET}']")
     check(analyst, "03-wizard-errors")
     assert sharing.list_requests(w["iao"]["wallet"]) == []          # nothing was sent
 
-    analyst.fill("#columns", "pupil_ref\nmeal_entitlement")
+    # the chosen dataset's columns, from the catalogue's table schema
+    analyst.click("button:has-text('Show the columns')")
+    assert "Columns of School meals register" in analyst.inner_text("#columns")
+    analyst.click("label:has-text('Pupil reference')")
+    analyst.click("label:has-text('Meal entitlement')")
+    check(analyst, "03a-wizard-columns")
+
+    # a suggestion from the analyst's own words, shown as one and not applied
+    analyst.fill("#justification", "We want to enrol pupils for free school meals automatically, so families "
+                                   "do not have to apply.")
+    analyst.click("button:has-text('Suggest a purpose')")
+    box = analyst.inner_text("#suggestions")
+    assert "Suggestions, not decisions" in box and "Free school meal auto-enrolment" in box
+    assert analyst.input_value("#purpose") == "" and analyst.is_checked("input[name=columns][value=pupil_ref]")
+    check(analyst, "03b-wizard-suggestions")
     analyst.select_option("#purpose", PURPOSE)
+
+    # a lawful basis the rulebook refuses: shown beside the field with its citation, nothing sent
+    analyst.select_option("#legal_basis", "https://www.legislation.gov.uk/eur/2016/679/article/6/1/f")
     analyst.fill("#who_benefits", "Families entitled to free school meals who have not applied.")
     analyst.fill("#how", "Entitled pupils are enrolled without their families having to apply.")
+    analyst.click("label[for=confirm]")
+    analyst.set_input_files("#agreement_file", files=[{"name": "dsa.docx", "mimeType": "application/octet-stream",
+                                                        "buffer": b"Data sharing agreement between Example Council "
+                                                                  b"and Fife Council, version 1."}])
+    analyst.click("button:has-text('Send the request')")
+    refusal = analyst.inner_text("#legal_basis-error")
+    assert "legitimate interests" in refusal.lower() and "legislation.gov.uk/eur/2016/679/article/6/1/f" in refusal
+    assert analyst.input_value("#how").startswith("Entitled pupils")
+    check(analyst, "03c-wizard-rule-refused")
+    assert sharing.list_requests(w["iao"]["wallet"]) == []
+    analyst.select_option("#legal_basis", "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e")
     analyst.fill("#evidence", "Take-up is about 70% of entitlement.")
     for safe in ("people", "projects", "settings", "data", "outputs"):
         analyst.fill(f"#safe_{safe}", f"Answered for safe {safe}.")
@@ -202,9 +247,7 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     analyst.fill("#rights", "Requests go to the council's data protection officer.")
     analyst.fill("#review", "Every year, by the IG board.")
     agreement = b"Data sharing agreement between Example Council and Fife Council, version 1."
-    analyst.set_input_files("#agreement_file", files=[{"name": "dsa.docx", "mimeType": "application/octet-stream",
-                                                        "buffer": agreement}])
-    analyst.click("label[for=confirm]")
+    assert "Attached already: dsa.docx" in analyst.inner_text("main")        # kept from the refused try
     analyst.click("button:has-text('Send the request')")
     assert "Request sent" in analyst.inner_text("main"), analyst.inner_text("main")
     check(analyst, "04-request-sent")
@@ -240,14 +283,50 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     protocol = subject["privacyProtocol"]
     protocol = protocol[0] if isinstance(protocol, list) else protocol
     assert protocol["kind"] == "threshold" and protocol["minCellCount"] == 10
+    parties = [lb["party"] for lb in subject["lawfulBases"]]
+    assert sorted(parties) == sorted({w["requester"]["node"].did, subject["discloser"]})   # each party once
     assert sharing.get_request(w["iao"]["wallet"], row.id).decided_by == "ian"
     log = [(e.who, e.action) for e in staff.audit_log(w["iao"]["node"].engine, target=row.id)]
     assert ("ian", "approved") in log
+
+    # the requester's printable summary and the public verification page: every condition in plain words and
+    # exactly what was verified
+    analyst.goto(f"{w['requester']['url']}/wallet/{held[0].id}/summary")
+    summary = analyst.inner_text("main")
+    for words in ("Every condition of the approval", "Free school meal auto-enrolment", "UK GDPR Art 6(1)(e)",
+                  "Only the columns pupil_ref and meal_entitlement", "School meals register",
+                  "every released count describes at least 10 people", "pinned by its digest",
+                  "What was verified", "Signature", "Current status", "not revoked and not suspended",
+                  "Information Asset Owner", "Within the delegation"):
+        assert words in summary, words
+    check(analyst, "07a-summary")
+    phone_analyst = person(browser, width=390).new_page()
+    sign_in(phone_analyst, w["requester"]["url"], "ana")
+    phone_analyst.goto(f"{w['requester']['url']}/wallet/{held[0].id}/summary")
+    check(phone_analyst, "07c-summary-390px")
+    phone_analyst.goto(f"{w['requester']['url']}/wallet/requests/new")
+    phone_analyst.click("label:has-text('School meals register')")
+    phone_analyst.fill("#justification", "Free school meals for pupils, enrolled automatically.")
+    phone_analyst.click("button:has-text('Show the columns')")
+    phone_analyst.click("button:has-text('Suggest a purpose')")
+    assert "Pupil reference" in phone_analyst.inner_text("#columns")
+    check(phone_analyst, "07d-wizard-columns-suggestions-390px")
+    link = analyst.get_attribute("main a.mono[href*='/verify/']", "href")
+    scanner = person(browser).new_page()                 # no session: whoever scans the printout
+    scanner.goto(link)
+    assert "valid now" in scanner.inner_text("#status-banner")
+    check(scanner, "07b-verify")
 
     # the approval's status is shown and can be suspended from the same page
     iao.click("button:has-text('Suspend')")
     assert "now suspended" in iao.inner_text("main")
     check(iao, "08-approval-suspended")
+    scanner.goto(link)                                   # the verification page reads the status list afresh
+    assert "SUSPENDED" in scanner.inner_text("#status-banner")
+    check(scanner, "08a-verify-suspended")
+    small = person(browser, width=390).new_page()
+    small.goto(link)
+    check(small, "08b-verify-suspended-390px")
 
     # the same page at a phone's width
     phone = person(browser, width=390).new_page()

@@ -360,7 +360,8 @@ def test_summary_qr_leads_to_the_verification_page(env):
     public = create_node_app(env["node"], wallet=env["wallet"]).test_client()   # the scanner: no session
     path = urlsplit(verify_url).path
     page = public.get(path)
-    assert page.status_code == 200 and 'badge ok">verified' in page.text and "DataSharingApprovalCredential" in page.text
+    assert page.status_code == 200 and 'badge ok">valid now' in page.text and "Data-sharing approval" in page.text
+    assert "What was verified" in page.text and "Every condition of the approval" in page.text
     assert public.get(path + "/credential").text == approval.raw
     tampered = public.get(path[:-2] + ("AA" if not path.endswith("AA") else "BB"))
     assert tampered.status_code == 404 and "web.link_invalid" in tampered.text
@@ -368,7 +369,7 @@ def test_summary_qr_leads_to_the_verification_page(env):
     env["wallet"].check_status()
     revoked = public.get(urlsplit(unescape(re.search(
         r'class="mono" href="([^"]+)"', client.get(f"/wallet/{cert.id}/summary").text).group(1))).path)
-    assert "not valid" in revoked.text and "status.revoked" in revoked.text
+    assert "REVOKED" in revoked.text and "status.revoked" in revoked.text and 'id="status-banner" role="alert"' in revoked.text
     env["wallet"].delete(approval.id)
     assert public.get(path).status_code == 404
 

@@ -99,6 +99,9 @@ def register(bp, wallet, blueprint_name: str) -> None:
             "co_signers": "\n".join(scope.required_co_signers or []) if scope else "",
             "not_before": start.isoformat(), "not_after": end.isoformat(),
         })
+        dpia = next((d for d in (case.documents if case else []) if d.kind == "dpia"), None)
+        if dpia is not None:        # the DPIA the request attached, pinned by its digest in the approval
+            data["dpia_reference"] = dpia.id
         for b in (req.get("lawfulBasis") or {}).get("legalBases", []):
             term = vocab.LEGAL_BASES.get(vocab.expand(b))
             key = "controller_condition" if term is not None and (term.special or term.criminal) \
@@ -132,8 +135,10 @@ def register(bp, wallet, blueprint_name: str) -> None:
                     "pseudonymisation": [{"kind": "pseudonymisation"}], "treOnly": [{"kind": "treOnly"}],
                     "none": []}.get(form.protocol.data, [])
         out = {
-            "lawfulBases": [*draft["lawfulBases"], {"party": draft["discloser"], "regime": regime,
-                                                    "legalBases": bases}],
+            # the requester's entry as asked, and the discloser's from this form (once: ``draft`` may already be
+            # a subject built from the form, and an approval listed the discloser's basis twice)
+            "lawfulBases": [*[lb for lb in draft["lawfulBases"] if lb.get("party") != draft["discloser"]],
+                            {"party": draft["discloser"], "regime": regime, "legalBases": bases}],
             "dataCategories": list(form.data_categories.data or []),
             "dataSubjects": list(form.data_subjects.data or []),
             "recipientRequirements": list(form.recipient_requirements.data or []),
@@ -325,6 +330,12 @@ def register(bp, wallet, blueprint_name: str) -> None:
             if status >= 500 and exc.code != "sharing.undelivered":
                 raise
             audit("approval failed", target=request_id, detail={"code": exc.code})
+            if exc.code.startswith("lawful.") and isinstance(exc.detail.get("problems"), list):
+                # the rulebook's refusal (issuer.lawful): each rule beside the field it concerns, with its citation
+                from .rule_fields import APPROVAL_FIELDS, beside
+                for name, messages in beside(exc.detail["problems"], APPROVAL_FIELDS, "controller_basis").items():
+                    getattr(form, name).errors = [*getattr(form, name).errors, *messages]
+                return render_refused(request_id, form, exc.code, exc.message)
             return decision_page(request_id, formdata=request.form, error=exc.problem, status=status)
         audit("approved", target=request_id, detail={"approval": done.issued.id})
         flash(f"Approved and delivered to {names.name(row.requester)}.")

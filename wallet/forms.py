@@ -3,6 +3,7 @@ request wizard. Every field has a label and, where it helps, a hint; errors are 
 error summary, and what was typed is kept."""
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, SelectField, SelectMultipleField,
@@ -25,6 +26,17 @@ def _for_threshold(form, field):
     if field.data is None:
         field.errors[:] = []
         raise StopValidation("Give the minimum number of people in any released count (for example 10).")
+
+
+PINNED_DOCUMENT = re.compile(r"^urn:cead:document:sha256-[A-Za-z0-9_-]{43}$")
+
+
+def _dpia_reference(form, field):
+    """The DPIA attached to the request (``urn:cead:document:sha256-...``: pinned by its digest) or a URL."""
+    if PINNED_DOCUMENT.match(field.data or ""):
+        return
+    URL(require_tld=False, message="Give the DPIA's address as a URL (or keep the attached DPIA's reference), "
+        "or leave this blank.")(form, field)
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -69,8 +81,7 @@ class ApproveForm(Form):
     sensitivity = SelectField("Sensitivity of the data as shared",
                               choices=[(s, s) for s in vocab.SENSITIVITY])
     dpia_outcome = SelectField("Residual risk found by the DPIA", choices=[(r, r) for r in vocab.DPIA_RISK])
-    dpia_reference = StringField("Where the DPIA is recorded", validators=[Optional(), URL(
-        require_tld=False, message="Give the DPIA's address as a URL, or leave this blank.")])
+    dpia_reference = StringField("Where the DPIA is recorded", validators=[Optional(), _dpia_reference])
     protocol = RadioField("Privacy protocol applied at the gateway", choices=PROTOCOLS, default="threshold")
     min_cell_count = IntegerField("Minimum cell count", validators=[_for_threshold, NumberRange(
         min=1, max=1000, message="A minimum cell count is a whole number from 1 to 1000.")])
@@ -112,8 +123,12 @@ class WizardForm(Form):
     holder_url = StringField("The data holder's Cead node", validators=[
         InputRequired("Give the address of the data holder's node."),
         URL(require_tld=False, message="Give the node's address, starting https://")])
-    datasets = TextAreaField("Datasets", validators=[InputRequired("Name at least one dataset.")])
-    columns = TextAreaField("Columns (data items)", validators=[InputRequired("List the columns you need.")])
+    datasets = MultiCheckboxField("Datasets from the catalogue", validate_choice=False)
+    other_datasets = TextAreaField("Datasets not in the catalogue", validators=[Optional(), Length(max=20000)])
+    columns = MultiCheckboxField("Columns (data items)", validate_choice=False)
+    other_columns = TextAreaField("Other columns", validators=[Optional(), Length(max=20000)])
+    justification = TextAreaField("Why you need the data, in your own words", validators=[
+        Optional(), Length(max=4000, message="At most 4000 characters.")])
     purpose = SelectField("Purpose", validate_choice=False,
                           validators=[InputRequired("Choose the purpose.")])
     regime = SelectField("Data protection regime", choices=[("UKGDPR", "UK GDPR"),
@@ -152,6 +167,21 @@ class WizardForm(Form):
             vocab.RepeatingInterval.parse(field.data or "")
         except (ValueError, Exception):
             raise ValidationError("Give a repeating interval such as R/2026-01-01T00:00:00Z/P1M (monthly).")
+
+    def validate_datasets(self, field):
+        if not self.dataset_list():
+            raise ValidationError("Choose at least one dataset from the catalogue (or give its address under "
+                                  "\u201cDatasets not in the catalogue\u201d).")
+
+    def validate_columns(self, field):
+        if not self.column_list():
+            raise ValidationError("Choose the columns you need (or list them under \u201cOther columns\u201d).")
+
+    def dataset_list(self) -> list[str]:
+        return list(dict.fromkeys([*(self.datasets.data or []), *self.lines(self.other_datasets.data)]))
+
+    def column_list(self) -> list[str]:
+        return list(dict.fromkeys([*(self.columns.data or []), *self.lines(self.other_columns.data)]))
 
     def validate_holder_url(self, field):
         if not (field.data or "").startswith("https://"):

@@ -5,16 +5,19 @@ Signed-in pages (the DPO pages' sign-in, from ``issuer.pages``):
 - ``GET /wallet/``: holdings with type, issuer, datasets, expiry, status and warnings (``Wallet.warnings``);
   ``POST /wallet/check-status`` re-reads every status list first (``Wallet.check_status``).
 - ``GET /wallet/<id>``: one credential; ``/wallet/<id>/credential`` downloads it as received.
-- ``GET /wallet/<id>/summary``: a printable summary (``wallet.qr.summary_svg`` / ``summary_png``) whose QR code
-  leads to the public verification page below.
+- ``GET /wallet/<id>/summary``: a printable summary: every condition in plain words and what was verified just
+  now (``wallet.approval_view``), with a QR code leading to the public verification page below
+  (``.svg`` / ``.png``: ``wallet.qr.summary_svg`` / ``summary_png``).
 
 - ``GET /wallet/requests``: data-sharing requests received (``wallet.requests``), pending first;
   ``GET /wallet/requests/<id>`` shows one with an approval form prefilled from it; ``POST .../approve``,
   ``POST .../refuse``, ``POST .../deliver`` and ``POST .../reopen`` (scope ``issue:approval``) call
   ``wallet.requests.approve`` / ``refuse`` / ``redeliver`` / ``reopen``.
 
-Public: ``GET /verify/<link>`` verifies the held credential now (signature, issuer key, validity, status) and
-shows the outcome; ``/verify/<link>/credential`` lets the reader verify it themselves. ``<link>`` is the local id
+Public: ``GET /verify/<link>`` verifies the held credential now and says exactly what was checked (signature,
+validity, status read afresh from the status list; for an approval the approver's delegation chain up to the
+controller, the recipients' certifications and the lawful-basis rules) beside every condition in plain words; a
+revoked or suspended credential is the headline; ``/verify/<link>/credential`` lets the reader verify it themselves. ``<link>`` is the local id
 signed with the node's web secret (itsdangerous), so only people given a printed summary can open it and nobody
 can list the wallet. Deleting the credential, or ``HOME/web-secret``, withdraws the link.
 """
@@ -29,7 +32,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from issuer.pages import current_token, http_status, parse_object, pretty, protect, sign_in_required
 from verifier.results import CeadError
 
-from . import desk_pages, qr, standing_pages, wizard
+from . import approval_view, desk_pages, qr, standing_pages, wizard
 from . import requests as sharing
 from .store import Wallet, WalletCredential
 
@@ -181,8 +184,9 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     @sign_in_required
     def summary(ident: str):
         record = record_or_404(ident)
-        return render_template("wallet_summary.html", record=record, verify_url=verify_url(record),
-                               lines=qr.summary_lines(record.document))
+        url = verify_url(record)
+        return render_template("wallet_summary.html", record=record, verify_url=url, qr_svg=qr.qr_svg(url),
+                               **plain(record))
 
     @bp.get("/wallet/<ident>/summary.<ext>")
     @sign_in_required
@@ -193,6 +197,14 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         if ext == "png":
             return Response(qr.summary_png(record.document, verify_url(record)), mimetype="image/png")
         raise CeadError("wallet.not_found", "A summary is available as .svg or .png.")
+
+    def plain(record: WalletCredential) -> dict:
+        """Every condition in plain words and what was verified, read now (``wallet.approval_view``)."""
+        names = directory()
+        kinds = _kinds(record)
+        return {"sections": approval_view.conditions(record.document, names), "is_approval":
+                approval_view.APPROVAL in kinds, "report": approval_view.verification(wallet, record, names),
+                "issuer_name": names.name(record.issuer), "kind_name": KIND_NAMES.get(kinds[0], kinds[0])}
 
     def from_link(link: str) -> WalletCredential:
         try:
@@ -208,10 +220,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     @bp.get("/verify/<link>")
     def verify(link: str):
         record = from_link(link)
-        result = wallet.verifier.verify_credential(record.credential)
-        return render_template("wallet_verify.html", record=record, result=result, kinds=_kinds(record),
-                               lines=qr.summary_lines(record.document),
-                               checked=_date(datetime.now(timezone.utc)), link=link)
+        return render_template("wallet_verify.html", record=record, kinds=_kinds(record), link=link,
+                               **plain(record))
 
     @bp.get("/verify/<link>/credential")
     def verify_download(link: str):

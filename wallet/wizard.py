@@ -1,13 +1,19 @@
 """The analyst's request wizard (``GET``/``POST /wallet/requests/new``): a data-sharing request without code.
 
-The analyst names the data holder's node, the datasets and columns, the purpose and the lawful basis (suggested
-for the purpose: the lawful-basis rule engine's suggestion when ``verifier.lawful`` offers one, else public task,
-Art 6(1)(e), which is what most public-body sharing relies on), the public-benefit case, the Five Safes, the ICO's
+The analyst names the data holder's node; picks the datasets from this node's catalogue (``issuer.catalogue``, the
+imported DCAT catalogue: shown by title with their publisher; ``HOME/catalogue.json`` titles too) and their columns
+where the catalogue describes them (CSVW table schemas; "Show the columns" re-reads the page without sending), with
+free-text boxes for anything the catalogue lacks; says in their own words why the data are needed, from which
+``wallet.suggest`` offers candidate purposes and the bases public bodies usually rely on for them, labelled as
+suggestions and never applied by themselves; chooses the purpose and the lawful basis (default public task,
+Art 6(1)(e)); the public-benefit case, the Five Safes, the ICO's
 DPIA screening questions, retention, review, transparency, rights and the proposed privacy protocol, and attaches
 the data sharing agreement (required) and the DPIA. Each document is stored in ``HOME/documents/`` under its
 SHA-256 digest and pinned in the request by that digest (the agreement is the request's ``agreement``), so the
-approver reads, and the approval pins, exactly what was sent. The request goes through
-``wallet.requests.send_request`` with the wallet's certifications.
+approver reads, and the approval pins, exactly what was sent. Before anything is sent the request is checked
+against the lawful-basis rulebook as the approval it asks for would be (``wallet.rule_fields.request_checks``): a
+rule it breaks is shown beside the field it concerns, with its citation, and what was typed is kept. The request
+goes through ``wallet.requests.send_request`` with the wallet's certifications.
 """
 from __future__ import annotations
 
@@ -25,9 +31,9 @@ from verifier.results import CeadError
 from . import requests as sharing
 from .casefile import DPIA_SCREENING
 from .forms import WizardForm, _choices, condition_choices, legal_basis_choices
-from .names import Directory
 
 MAX_DOCUMENT = 5 * 1024 * 1024
+MAX_LISTED = 100          # catalogue datasets listed at once besides those chosen (a search narrows the list)
 PUBLIC_TASK = f"{vocab.UK_GDPR}article/6/1/e"
 
 
@@ -70,19 +76,70 @@ def suggested_bases(purpose: str | None) -> list[str]:
     return [PUBLIC_TASK]
 
 
+def catalogue_choices(node) -> list[dict]:
+    """The datasets this node's catalogue knows: ``{"iri", "title", "publisher", "columns", "label"}``, by title.
+    The imported DCAT catalogue first (``issuer.catalogue.entries``: not removed), then ``HOME/catalogue.json``."""
+    from .names import catalogue_titles
+    found: dict[str, dict] = {}
+    try:
+        from issuer import catalogue
+        for entry in catalogue.entries(node):
+            ds = entry.dataset
+            found[ds.iri] = {"iri": ds.iri, "title": ds.title or ds.iri, "publisher": ds.publisher_name,
+                             "columns": ds.columns, "series": ds.is_series, "description": ds.description}
+    except Exception:       # noqa: BLE001 (no catalogue table: the file below, or free text)
+        pass
+    for name in ("catalogue.json", "catalogue.jsonld"):
+        for iri, title in catalogue_titles(Path(node.home) / name).items():
+            found.setdefault(iri, {"iri": iri, "title": title, "publisher": None, "columns": [], "series": False,
+                                   "description": None})
+    for d in found.values():
+        d["label"] = d["title"] + (f" \u2014 {d['publisher']}" if d["publisher"] else "") + (
+            " (a series)" if d["series"] else "")
+    return sorted(found.values(), key=lambda d: (d["title"].lower(), d["iri"]))
+
+
+def suggestions(form) -> list[dict]:
+    """``wallet.suggest``'s candidate purposes for what the analyst wrote (the justification, else the benefit
+    case), with the bases' names: shown as suggestions only."""
+    from .suggest import suggest_purposes
+    text = form.justification.data or " ".join(x for x in (form.how.data, form.who_benefits.data) if x)
+    out = []
+    for s in suggest_purposes(text or ""):
+        bases = [(b, vocab.LEGAL_BASES[b].label if b in vocab.LEGAL_BASES else vocab.compact(b))
+                 for b in s["usualBases"]]
+        out.append({**s, "iri": vocab.expand(s["purpose"]), "bases": bases})
+    return out
+
+
 def register(bp, wallet, blueprint_name: str) -> None:
 
-    def page(form: WizardForm, attached: dict, status: int = 200, problem=None):
+    def page(form: WizardForm, attached: dict, status: int = 200, problem=None, rules: dict | None = None):
         node = current_app.config["CEAD_NODE"]
-        names = Directory.for_node(node, wallet)
-        catalogue = sorted((iri, label) for iri, label in names.names.items() if iri.startswith("http"))
+        catalogue = catalogue_choices(node)
+        wanted = set(form.datasets.data or [])
+        chosen = [d for d in catalogue if d["iri"] in wanted]
+        shown = {c["name"] for d in chosen for c in d["columns"]}
+        # a council's catalogue has hundreds of datasets: the chosen ones, then those matching the search words
+        words = (request.form.get("dataset_search") or "").lower().split() if request.method == "POST" else []
+        listed = [d for d in catalogue if d["iri"] not in wanted and all(
+            w in f"{d['label']} {d['description'] or ''} {d['iri']}".lower() for w in words)]
+        more = max(0, len(listed) - MAX_LISTED)
+        form.datasets.choices = [(d["iri"], d["label"]) for d in chosen + listed[:MAX_LISTED]]
         errors = [(f.id, e) for f in form for e in f.errors] + \
                  [(k, v) for k, v in attached.get("errors", {}).items()]
         return render_template("wallet_wizard.html", form=form, attached=attached, errors=errors, problem=problem,
-                               catalogue=catalogue, screening=DPIA_SCREENING), status
+                               catalogue=catalogue, chosen=chosen, picked=set(form.columns.data or []),
+                               unshown=[c for c in form.columns.data or [] if c not in shown], suggestions=suggestions(form),
+                               screening=DPIA_SCREENING, rules=rules or {}, more=more,
+                               search=" ".join(words)), status
 
     def make(formdata=None) -> WizardForm:
         form = WizardForm(formdata)
+        node = current_app.config["CEAD_NODE"]
+        catalogue = catalogue_choices(node)
+        form.datasets.choices = [(d["iri"], d["label"]) for d in catalogue]
+        form.columns.choices = [(c["name"], c["name"]) for d in catalogue for c in d["columns"]]
         form.purpose.choices = [("", "Choose a purpose")] + _choices(vocab.PURPOSES)
         form.legal_basis.choices = legal_basis_choices()
         form.condition.choices = condition_choices()
@@ -106,6 +163,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
         may_send()
         node = current_app.config["CEAD_NODE"]
         form = make(request.form)
+        action = request.form.get("action", "send")
         attached: dict = {"errors": {}}
         for kind in ("agreement", "dpia"):
             try:
@@ -121,6 +179,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
                            "size": (node.home / "documents" / digest).stat().st_size}
             if pin is not None:
                 attached[kind] = pin
+        if action in ("columns", "suggest", "search"):        # the same page again, with what was typed: nothing is sent
+            return page(form, {**attached, "errors": {}})
         if "agreement" not in attached and "agreement_file" not in attached["errors"]:
             attached["errors"]["agreement_file"] = "Attach the data sharing agreement (a Word or PDF document)."
         screening = set(form.dpia_screening.data or [])
@@ -148,15 +208,23 @@ def register(bp, wallet, blueprint_name: str) -> None:
                                                                 "mediaType")} for d in documents],
         }
         body = {
-            "requester": holder, "datasets": WizardForm.lines(form.datasets.data),
-            "dataItems": WizardForm.lines(form.columns.data), "purposes": [form.purpose.data],
+            "requester": holder, "datasets": form.dataset_list(),
+            "dataItems": form.column_list(), "purposes": [form.purpose.data],
             "lawfulBasis": {"party": holder, "regime": form.regime.data, "legalBases": [b for b in (form.legal_basis.data,
                                                                                     form.condition.data) if b]},
             "cadence": form.cadence.data,
             "agreement": {"id": attached["agreement"]["id"], "digest": attached["agreement"]["digest"]},
-            "justification": f"{form.how.data} (benefits {form.who_benefits.data})"[:4000],
+            "justification": (form.justification.data or
+                              f"{form.how.data} (benefits {form.who_benefits.data})")[:4000],
             "replyTo": f"{base}/inbox", "case": case,
         }
+        from .rule_fields import WIZARD_FIELDS, beside, holder_did, request_checks
+        broken = request_checks(body, holder_did(form.holder_url.data), vocabulary=getattr(node, "vocabulary", None))
+        if broken:     # the law would not allow what is asked: beside the fields, nothing sent
+            for name, messages in beside(broken, WIZARD_FIELDS, "legal_basis").items():
+                getattr(form, name).errors = [*getattr(form, name).errors, *messages]
+            audit("request not sent", target=form.holder_url.data, detail={"rules": [r.rule for r in broken]})
+            return page(form, attached, 422)
         url = form.holder_url.data.rstrip("/") + "/requests"
         try:
             answer = sharing.send_request(wallet, url, body, verify=node.network.ca_bundle or True)
