@@ -241,6 +241,7 @@ def test_the_gateway_image_runs_hardened_answers_its_health_check_and_decides(im
     assert gateway.get("/healthz", tls / "client.pem")[0] == 200
     assert gateway.healthy(), gateway.logs()
     gateway.hardened("10002")
+    assert "Read-only file system" not in gateway.logs()     # the server writes nothing outside /tmp
     # nginx's auth_request asks /authz: without a presentation the answer is 401, naming what is missing
     status, body = gateway.get("/authz", tls / "client.pem", headers={
         "X-Original-URI": "/datasets/homelessness.csv", "X-Original-Host": "provider.local",
