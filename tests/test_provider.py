@@ -26,6 +26,7 @@ from jwcrypto import jwk
 
 from helpers_https import https_server
 from issuer import service
+from issuer.evidence import receipts as receipt_store
 from issuer.node import Node
 from verifier.decision import Decider
 from verifier.keys import PublicKey
@@ -165,9 +166,14 @@ def estate(tmp_path_factory):
                              [(f"m{m:02d}", f"2025-{m:02d}-01T09:00:00Z", csv_for(f"2025-{m:02d}"))
                               for m in range(1, 13)])
         w["db"] = db
+        # the provider's gateway signs a receipt of every decision (issue 15), streams included
+        provider_key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
+        (tmp / "provider-receipt.jwk").write_text(provider_key.export_private())
+        w["provider_receipt_public"] = PublicKey.from_jwk(provider_key.export_public(as_dict=True))
         (tmp / "policy.yaml").write_text(yaml.safe_dump({
             "controllers": [{"prefix": "https://data.fife.example/", "controller": council.did}],
-            "network": network, "caches": {"status_lists": {"size": 16, "ttl": 0}}}))
+            "network": network, "caches": {"status_lists": {"size": 16, "ttl": 0}},
+            "receipts": {"key": str(tmp / "provider-receipt.jwk")}}))
         config = {
             "policy": "policy.yaml", "node": "council", "ca_bundle": "ca-bundle.pem", "state": "state",
             "public_url": servers["provider"][1], "poll_seconds": 0.25,
@@ -250,17 +256,20 @@ def test_every_data_response_is_decided_by_the_gateway_first(estate):
     assert requests.get(base + "/series/nope/releases", verify=w["bundle"], timeout=30).status_code == 404
 
 
-@pytest.mark.xfail(strict=False, reason="known regression after merging issue 15's receipts into the middleware: "
-                   "event streams behind the gateway can stay unannounced or uncounted when run after other stream "
-                   "tests; passes alone; see the closing note")
 def test_sse_subscribers_are_told_of_a_new_release(estate):
     w = estate
     auth = CeadAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS)
     streams = [requests.get(w["url"]["provider"] + "/series/homelessness-monthly/events", auth=auth, stream=True,
                             verify=w["bundle"], timeout=30) for _ in range(2)]
     try:
+        # both subscribers are answered while their streams stay open (the wallet keeps each stream's receipt
+        # without reading the stream to its end)
         for s in streams:
             assert s.status_code == 200 and s.headers["Content-Type"].startswith("text/event-stream")
+            claims = verify_receipt(s.headers["Cead-Receipt"], w["provider_receipt_public"])
+            assert claims["decision"] == "allow" and claims["payload"]["sha256"] is None   # a stream has no end
+        kept = {r.token for r in receipt_store.listing(w["regulator_wallet"].engine, side=receipt_store.RECIPIENT)}
+        assert {s.headers["Cead-Receipt"] for s in streams} <= kept
         (w["tmp"] / "monthly" / "2026-01.csv").write_text(csv_for("2026-01", 50))
         for s in streams:
             event = read_event(s, deadline=time.monotonic() + 20)
@@ -285,9 +294,6 @@ def read_event(stream, deadline: float) -> dict:
     raise AssertionError("no release event arrived")
 
 
-@pytest.mark.xfail(strict=False, reason="known regression after merging issue 15's receipts into the middleware: "
-                   "event streams behind the gateway can stay unannounced or uncounted when run after other stream "
-                   "tests; passes alone; see the closing note")
 def test_streams_are_bounded(estate):
     w = estate
     auth = CeadAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS)

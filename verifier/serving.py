@@ -105,6 +105,10 @@ def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: 
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
+            # gunicorn 25.1+ opens a control socket (gunicornc) in $HOME or $XDG_RUNTIME_DIR: nothing in Cead uses
+            # it, and in a container with a read-only root filesystem it only logs an error at every start
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             return app

@@ -28,6 +28,7 @@ from schemas.values import strict_json
 from schemas.vocab import expand
 from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, normalise_url, request_binding
 from verifier.http import untrusted_certificate
+from verifier.jose import unverified_claims
 from verifier.results import CeadError, Problem
 
 from .present import build_presentation, manifest_overlay, present_for_request
@@ -72,6 +73,15 @@ def keep_receipt(wallet, headers, sent: bytes | str | None, received: bytes | No
     if token and engine is not None:
         from issuer.evidence.receipts import keep_copy
         keep_copy(engine, token, sent.encode() if isinstance(sent, str) else sent, received)
+
+
+def _receipt_hashes_pull(token: str) -> bool:
+    """Whether a receipt records the hash of a pulled payload (only then are the received bytes worth reading)."""
+    try:
+        payload = unverified_claims(token).get("payload") or {}
+    except CeadError:
+        return False
+    return isinstance(payload, dict) and payload.get("direction") == "pull" and bool(payload.get("sha256"))
 
 
 REASONS_HEADER = "Cead-Decision-Reasons"
@@ -180,8 +190,7 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
                             "A streamed request body cannot be bound to a presentation; pass bytes.")
         headers = self.headers(request.method, request.url, body)
         request.register_hook("response", self._no_redirect)
-        request.register_hook("response", lambda r, *a, **k: keep_receipt(self.wallet, r.headers, r.request.body,
-                                                                            r.content))
+        request.register_hook("response", self._keep_receipt)
         if headers is None:   # discover: ask without a presentation, learn what to present, send again
             request.register_hook("response", self._retry)
         else:
@@ -189,6 +198,16 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
         if self.raise_on_denial:
             request.register_hook("response", self._check)
         return request
+
+    def _keep_receipt(self, response: requests.Response, *args, stream: bool = False, **kwargs) -> requests.Response:
+        # The body is read only to check a pull receipt's payload hash, and never for a streamed response
+        # (stream=True: an event stream has no end, and a large download is the caller's to read): reading it here
+        # would hold ``requests.get`` until the stream closed. Such a receipt is kept without the payload check.
+        token = response.headers.get("Cead-Receipt")
+        if token and getattr(self.wallet, "engine", None) is not None:
+            received = None if stream or not _receipt_hashes_pull(token) else response.content
+            keep_receipt(self.wallet, response.headers, response.request.body, received)
+        return response
 
     def _retry(self, response: requests.Response, **kwargs) -> requests.Response:
         if not self._learn(response.status_code, response.content, response.request.url):
