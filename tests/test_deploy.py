@@ -84,6 +84,22 @@ def test_images_take_their_base_as_a_build_argument_defaulting_to_the_public_pyt
         assert froms and all(line.split()[1] == "${BASE}" for line in froms), froms
 
 
+def test_compose_images_are_overridable_with_the_public_images_as_defaults():
+    """Where no registry is reached, PostgreSQL and nginx come from Debian's packages on a local base
+    (Dockerfile.postgres, Dockerfile.nginx); the defaults stay the public images."""
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    assert services["postgres"]["image"] == "${CEAD_POSTGRES_IMAGE:-docker.io/library/postgres:16}"
+    assert services["nginx"]["image"] == "${CEAD_NGINX_IMAGE:-docker.io/library/nginx:stable}"
+    assert services["provider"]["image"] == "${CEAD_PYTHON_IMAGE:-docker.io/library/python:3.11-slim}"
+    for name in ("Dockerfile.postgres", "Dockerfile.nginx"):
+        lines = _dockerfile(name)
+        assert [line for line in lines if line.startswith("FROM ")] == ["FROM ${BASE}"], name
+        for source in (line.split()[1] for line in lines if line.startswith("COPY ")):
+            assert (DEPLOY / source).exists(), f"{name} copies {source}, which is not in deploy/"
+    for service in services.values():   # published on loopback only
+        assert all(str(port).startswith("127.0.0.1:") for port in service.get("ports", [])), service
+
+
 def _engine() -> str | None:
     """The first of podman and docker whose ``info`` answers (a docker client without a daemon does not)."""
     for name in ("podman", "docker"):
