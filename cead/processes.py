@@ -17,10 +17,20 @@ from pathlib import Path
 import requests
 
 
+_HANDED_OUT: set[int] = set()   # ports this process has already given to a service
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, and never one this process handed out before: the kernel may give
+    a just-closed ephemeral port again, and two services on one port would both look ready (the second one's
+    readiness probe would be answered by the first, whose certificate the demo CA also signed)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_is_bound(port: int) -> bool:

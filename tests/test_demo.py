@@ -173,3 +173,11 @@ def test_substitute_swaps_dids_and_repins_references(tmp_path):
     assert out["credentialSubject"]["agreement"] == approval["credentialSubject"]["agreement"]
     # parties without a node keep their example DID
     assert out["credentialSubject"]["recipients"] == ["did:web:gov.scot.example:justice-analysis"]
+
+
+def test_free_port_never_hands_out_a_port_twice():
+    # 2,000 draws from the ~28,000 ephemeral ports would repeat one almost surely (birthday bound) if each draw
+    # were independent; two demo services on one port both look ready and requests reach the wrong one
+    from cead.processes import free_port
+    ports = [free_port() for _ in range(2000)]
+    assert len(set(ports)) == len(ports)
