@@ -107,8 +107,8 @@ def _is_jwt(value: Any) -> bool:
     return isinstance(value, str) and value.strip().count(".") == 2 and not value.strip().startswith("{")
 
 
-def _load(value: Any, what: str) -> dict | str:
-    """A JSON document (dict), or a compact JWT (str); JSON text is parsed."""
+def _load(value: Any, what: str, max_json: int = MAX_JSON) -> dict | str:
+    """A JSON document (dict), or a compact JWT (str); JSON text is parsed (at most ``max_json`` characters)."""
     code = f"{what}.malformed"
     if isinstance(value, dict):
         return value
@@ -117,7 +117,7 @@ def _load(value: Any, what: str) -> dict | str:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             raise CeadError(code, f"The {what} is not UTF-8 text.") from None
-    if not isinstance(value, str) or len(value) > MAX_JSON:
+    if not isinstance(value, str) or len(value) > max_json:
         raise CeadError(code, f"The {what} must be a JSON object or a compact JWT string.")
     if _is_jwt(value):
         return value.strip()
@@ -243,10 +243,11 @@ class Verifier:
             return self.context.now()
         return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
-    @staticmethod
-    def _guard(what: str, func, *args) -> VerificationResult:
+    def _guard(self, what: str, func, *args) -> VerificationResult:
+        limits = self.context.limits
         try:
-            with rdfc.work_budget():   # one canonicalization budget for the whole document and all it embeds
+            # one canonicalization budget for the whole document and all it embeds (the context's work limits)
+            with rdfc.work_budget(limits.rdfc_calls, limits.rdfc_seconds):
                 return func(*args)
         except CeadError as exc:
             return VerificationResult.failed(exc.problem)
@@ -290,7 +291,7 @@ class Verifier:
 
     # ---- credentials --------------------------------------------------------------------------------------------
     def _verify_credential(self, credential: Any, now: datetime) -> VerificationResult:
-        loaded = _load(unwrap_enveloped(credential), "credential")
+        loaded = _load(unwrap_enveloped(credential), "credential", self.context.limits.max_json)
         result = VerificationResult(verified=True)
         if isinstance(loaded, str):
             claims, kid = jose.verify_jwt(loaded, self.resolver, "vc+jwt", "assertionMethod")
@@ -306,7 +307,7 @@ class Verifier:
             unsecured = {k: v for k, v in loaded.items() if k != "proof"}
             self._check_credential_document(result, unsecured, now)
             problems, vm_id = verify_proofs(loaded, self.resolver, "assertionMethod", now=now, skew=self.skew,
-                                            suites=self.suites)
+                                            suites=self.suites, loader=self.context.loader)
             for problem in problems:
                 result.add(problem)
             if not problems and not vm_id:
@@ -384,7 +385,7 @@ class Verifier:
     # ---- presentations ------------------------------------------------------------------------------------------
     def _verify_presentation(self, presentation: Any, now: datetime, challenge: str | None,
                              domain: str | None) -> VerificationResult:
-        loaded = _load(unwrap_enveloped(presentation, "presentation"), "presentation")
+        loaded = _load(unwrap_enveloped(presentation, "presentation"), "presentation", self.context.limits.max_json)
         result = VerificationResult(verified=True)
         if isinstance(loaded, str):
             claims, kid = jose.verify_jwt(loaded, self.resolver, "vp+jwt", "authentication")
@@ -401,8 +402,8 @@ class Verifier:
         else:
             result.format, result.document = "ldp", loaded
             self._check_presentation_document(result, {k: v for k, v in loaded.items() if k != "proof"})
-            problems, vm_id = verify_proofs(loaded, self.resolver, "authentication", challenge, domain, now=now, suites=self.suites,
-                                            skew=self.skew)
+            problems, vm_id = verify_proofs(loaded, self.resolver, "authentication", challenge, domain, now=now,
+                                            suites=self.suites, skew=self.skew, loader=self.context.loader)
             for problem in problems:  # the proof carries the binding: report it in the same words as for a JWT
                 code = _PRESENTATION_PROOF_CODES.get(problem.code, problem.code)
                 result.add(Problem(code, problem.message, problem.detail) if code != problem.code else problem)
@@ -438,9 +439,9 @@ class Verifier:
 
     def _verify_embedded(self, result: VerificationResult, doc: dict, now: datetime) -> None:
         entries = as_list(doc.get("verifiableCredential"))
-        if len(entries) > MAX_CREDENTIALS:
-            raise CeadError("presentation.malformed", f"A presentation may carry at most {MAX_CREDENTIALS} "
-                            "credentials.")
+        limit = self.context.limits.max_credentials
+        if len(entries) > limit:
+            raise CeadError("presentation.malformed", f"A presentation may carry at most {limit} credentials.")
         for index, entry in enumerate(entries):
             sub = self.verify_credential(entry, now)
             result.credentials.append(sub)
