@@ -17,6 +17,10 @@ from typing import Any
 from urllib.parse import unquote
 
 import jsonschema
+try:   # the compiled (Rust) validator: a fast "is it valid?" before the reference validator (see _check_schemas)
+    import jsonschema_rs
+except ImportError:   # pragma: no cover  (a dependency; without it every document goes through jsonschema)
+    jsonschema_rs = None
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -183,6 +187,48 @@ def _validator(schema_id: str, schema: dict, registry) -> Any:
         with _VALIDATORS_LOCK:
             _VALIDATORS[schema_id] = validator
     return validator
+
+
+_FAST: dict[str, Any] = {}
+
+
+def _accept(value: Any) -> bool:
+    return True
+
+
+def _refuse_retrieval(uri: str):
+    raise ValueError(f"schemas are never fetched ({uri})")
+
+
+def _fast_validator(schema_id: str, by_id: dict) -> Any:
+    """The compiled validator (``jsonschema_rs``, draft 2020-12) for a shipped schema, built once, or None.
+
+    It must answer exactly as the reference validator (``jsonschema`` with its format checker) does, so it checks
+    formats with the reference's own checkers and accepts the formats the reference does not check (``date-time``
+    and ``iri`` here: jsonschema checks them only with optional packages Cead does not install); ``$ref``s resolve
+    in the shipped schemas only, never over the network. tests/test_schema_fast_path.py holds the two to the same
+    answers on valid and broken credentials of every schema."""
+    if jsonschema_rs is None:
+        return None
+    with _VALIDATORS_LOCK:
+        found = _FAST.get(schema_id)
+    if found is None:
+        checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+        used = {m for schema in by_id.values() for m in re.findall(r'"format":\s*"([^"]+)"', json.dumps(schema))}
+        formats = {name: (lambda n: lambda value: checker.conforms(value, n))(name) for name in checker.checkers}
+        formats.update({name: _accept for name in used if name not in checker.checkers})
+        try:
+            registry = jsonschema_rs.Registry(list(by_id.items()), retriever=_refuse_retrieval)
+            found = jsonschema_rs.Draft202012Validator(by_id[schema_id], registry=registry, validate_formats=True,
+                                                       formats=formats, ignore_unknown_formats=True,
+                                                       retriever=_refuse_retrieval)
+        except Exception:   # a schema it cannot compile: the reference validator alone
+            log.warning("schema %s: no compiled validator; the reference validator checks it", schema_id)
+            found = False
+
+        with _VALIDATORS_LOCK:
+            _FAST[schema_id] = found
+    return found or None
 
 
 # ---- the verifier -----------------------------------------------------------------------------------------------
@@ -368,6 +414,15 @@ class Verifier:
                 continue
             schema = by_id[schema_id]
             try:
+                # the compiled validator says whether the document is valid (most are: a third of a first-seen
+                # decision was the pure-Python validator walking valid credentials); the reference validator is
+                # run only to say what is wrong
+                fast = _fast_validator(schema_id, by_id)
+                try:
+                    if fast is not None and fast.is_valid(doc):
+                        continue
+                except Exception:   # a value it cannot take (e.g. an integer beyond 64 bits): the reference decides
+                    fast = None
                 validator = _validator(schema_id, schema, registry)
                 errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
             except jsonschema.exceptions.SchemaError:
@@ -377,6 +432,11 @@ class Verifier:
                 result.add(Problem("credential.schema_unknown", f"Schema {schema_id} could not be used: "
                                    f"{type(exc).__name__}."))
                 continue
+            if not errors and fast is not None:   # the two disagree: fail closed, with the compiled one's reason
+                log.warning("schema %s: the compiled validator refuses a document the reference accepts", schema_id)
+                first = next(iter(fast.iter_errors(doc)), None)
+                result.add(Problem("credential.schema_invalid", f"{str(getattr(first, 'message', 'invalid'))[:200]}",
+                                   {"schema": schema_id, "path": "(root)"}))
             for error in errors[:10]:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
                 result.add(Problem("credential.schema_invalid", f"{where}: {error.message[:200]}",
@@ -391,6 +451,7 @@ class Verifier:
             claims, kid = jose.verify_jwt(loaded, self.resolver, "vp+jwt", "authentication")
             doc = jose.to_document(claims, "vp")
             result.format, result.verification_method, result.document = "jwt", kid, doc
+            result.claims = claims
             self._check_jwt_times(result, claims, now, "presentation")
             self._check_binding(result, claims.get("nonce"), claims.get("aud"), challenge, domain)
             self._check_presentation_document(result, doc)
