@@ -19,6 +19,7 @@ a violation (unrestricted is wider than anything).
 """
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -39,6 +40,7 @@ _NUMBERS = ("max_rows_per_transfer", "max_transfers_per_year", "max_delegation_d
 ANONYMISING = ("threshold", "differentialPrivacy")   # protocols checked at transfer that make an output anonymous
 
 
+@functools.lru_cache(maxsize=128)
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
@@ -228,14 +230,14 @@ def approval_within(approval: DataSharingApproval, delegation: DelegatedAuthorit
 
 
 def transfer_within(manifest: dict, approval: DataSharingApproval, *, at: Any = None,
-                    vocabulary: Vocabulary | None = None) -> list[Violation]:
+                    vocabulary: Vocabulary | None = None, approval_scope: Scope | None = None) -> list[Violation]:
     """A transfer manifest against the approval: in force at ``at`` (default: now), dataset within an approved
     dataset, every column approved, purpose (if stated) within an approved purpose, rowCount within the ceiling,
     recipient (if stated) approved. The privacy protocol is checked by ``verifier.protocols.check_transfer``."""
     voc = vocabulary or vocab.registry()
     if not isinstance(manifest, dict):
         return [Violation("manifest", "the transfer manifest must be a JSON object", [])]
-    grant = approval.scope()
+    grant = approval_scope if approval_scope is not None else approval.scope()   # (read only)
     when = _moment(at) or vocab.utcnow()
     out = _in_force(grant, when, "the approval")
     dataset = manifest.get("dataset")
