@@ -80,12 +80,13 @@ def _parse_time(value: Any, name: str, *, require_zone: bool) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def validity_end(raw: dict | str, document: dict) -> datetime | None:
+def validity_end(raw: dict | str, document: dict, claims: dict | None = None) -> datetime | None:
     """When a verified credential stops being valid: the earliest of ``validUntil``, a VC 1.1 ``expirationDate``
     and a JWT's ``exp``; None when it never does. Raises ``ValueError`` when one of them cannot be read (a
     ``validUntil`` needs a time zone, as VC 2.0 says; a VC 1.1 ``expirationDate`` without one is read as UTC).
 
-    ``raw`` is the credential as received (a compact JWT or JSON), ``document`` what the Verifier made of it.
+    ``raw`` is the credential as received (a compact JWT or JSON), ``document`` what the Verifier made of it,
+    ``claims`` the JWT's claims if the Verifier has read them already (``VerificationResult.claims``).
     """
     ends = []
     for name in ("validUntil", "expirationDate"):
@@ -96,7 +97,7 @@ def validity_end(raw: dict | str, document: dict) -> datetime | None:
                 raise ValueError(exc.message) from None
     if _is_jwt(raw):
         try:
-            exp = jose.unverified_claims(raw).get("exp")
+            exp = (claims if claims is not None else jose.unverified_claims(raw)).get("exp")
         except CeadError:
             exp = None
         if exp is not None:
@@ -343,6 +344,7 @@ class Verifier:
             claims, kid = jose.verify_jwt(loaded, self.resolver, "vc+jwt", "assertionMethod")
             doc = jose.to_document(claims, "vc")
             result.format, result.verification_method, result.document = "jwt", kid, doc
+            result.claims = claims
             self._check_jwt_times(result, claims, now, "credential")
             self._check_credential_document(result, doc, now)
             if "iss" in claims and claims["iss"] != result.issuer:
