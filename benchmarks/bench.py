@@ -129,8 +129,9 @@ def memory_check(w, decider, count: int) -> None:
         if i in marks:
             rss[i] = _rss_mib()
             if count >= 100_000:
-                print(f"    {i:>9} decisions  RSS {rss[i]:.1f} MiB  {time.monotonic() - started:.0f} s  denied {denied}",
-                      flush=True)
+                live = len(decider.replay.store) if hasattr(decider.replay.store, "__len__") else -1
+                print(f"    {i:>9} decisions  RSS {rss[i]:.1f} MiB  {time.monotonic() - started:.0f} s  denied {denied}  "
+                      f"live replay ids {live}", flush=True)
     first, last = rss[count // 3] if count // 3 in rss else rss[min(rss)], rss[count]
     growth = last - first
     report("memory", growth, "<= 2 MiB", growth <= 2 and denied == 0,
