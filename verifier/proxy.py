@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+from http import HTTPStatus
 from typing import Iterable
 from urllib.parse import quote, urlsplit
 
@@ -144,7 +145,11 @@ class Forwarder:
                                      f"The data API behind the gateway ({self.upstream}) did not answer "
                                      f"({type(exc).__name__}); nothing was released. Check that it is running.")
         headers = [(k, v) for k, v in answer.headers.items() if k.lower() not in _NOT_DOWNSTREAM]
-        start_response(f"{answer.status} {answer.reason or ''}".strip(), headers)
+        try:
+            reason = answer.reason or HTTPStatus(answer.status).phrase
+        except ValueError:   # a status code Python does not know: WSGI still needs a phrase
+            reason = "Unknown"
+        start_response(f"{answer.status} {reason}", headers)
         return _Stream(answer)
 
 
