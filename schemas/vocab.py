@@ -253,6 +253,7 @@ class Vocabulary:
 
     def __init__(self, edges: Mapping[str, Iterable[str]] | None = None):
         self._up: dict[str, set[str]] = {}
+        self._ancestors: dict[str, frozenset[str]] = {}   # memo of ancestors(), emptied by every add()
         # an organisation's own additions for the lawful-basis rulebook (``verifier.lawful``): legal-basis IRIs it
         # knows (IRI -> {"label", "kind"}) and the DIDs it knows to be competent authorities (DPA 2018 Sch 7)
         self.legal_bases: dict[str, dict] = {}
@@ -263,6 +264,7 @@ class Vocabulary:
     def add(self, term: str, *broader: str) -> None:
         """Record that ``term`` lies within each of ``broader`` (compact IRIs are expanded)."""
         self._up.setdefault(expand(term), set()).update(expand(b) for b in broader)
+        self._ancestors = {}
 
     def load(self, data: Mapping[str, Any]) -> "Vocabulary":
         """Add ``{"broader": {term: [broader, ...]}, "isPartOf": {dataset: [catalogue, ...]}}``; returns self.
@@ -306,18 +308,27 @@ class Vocabulary:
         return voc
 
     def ancestors(self, term: str) -> set[str]:
-        """``term`` and everything it lies within."""
-        seen = {expand(term)}
-        todo = list(seen)
-        while todo:
-            for parent in self._up.get(todo.pop(), ()):
-                if parent not in seen:
-                    seen.add(parent)
-                    todo.append(parent)
-        return seen
+        """``term`` and everything it lies within (a fresh set the caller may change)."""
+        return set(self._ancestors_of(term))
+
+    def _ancestors_of(self, term: str) -> frozenset[str]:
+        memo = self._ancestors
+        found = memo.get(term)
+        if found is None:
+            seen = {expand(term)}
+            todo = list(seen)
+            while todo:
+                for parent in self._up.get(todo.pop(), ()):
+                    if parent not in seen:
+                        seen.add(parent)
+                        todo.append(parent)
+            found = frozenset(seen)
+            if len(memo) < 65536:   # bounded: terms come from credentials
+                memo[term] = found
+        return found
 
     def within(self, child: str, parent: str) -> bool:
-        return expand(parent) in self.ancestors(child)
+        return expand(parent) in self._ancestors_of(child)
 
     def narrower(self, term: str) -> set[str]:
         """``term`` and every known term that lies within it (e.g. Cyber Essentials Plus for Cyber Essentials):
@@ -326,7 +337,7 @@ class Vocabulary:
         return {term} | {t for t in self._up if self.within(t, term)}
 
     def within_any(self, child: str, parents: Iterable[str]) -> bool:
-        up = self.ancestors(child)
+        up = self._ancestors_of(child)
         return any(expand(p) in up for p in parents)
 
     def implied_sensitivity(self, categories: Iterable[str]) -> str:

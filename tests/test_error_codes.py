@@ -13,7 +13,7 @@ RAISERS = {"CeadError", "Problem", "_fail", "_problem", "_error", "Violation", "
 FAMILIES = {"approval", "auth", "certification", "credential", "decision", "delegation", "did", "encoding",
             "attestation", "computation",
             "holder", "http", "inbox", "input", "jose", "jsonld", "key", "manifest", "node", "options", "pex",
-            "policy", "presentation", "proof", "protocol", "provenance", "qr", "rdfc", "receipt", "request",
+            "policy", "presentation", "gateway", "proof", "protocol", "provenance", "qr", "rdfc", "receipt", "request",
             "schema", "scope", "serve", "server", "status", "token", "transfer", "verifier", "wallet", "web"}
 
 

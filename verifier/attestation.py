@@ -124,7 +124,7 @@ def approval_allows_run(credential: Any, party: str, kind: str, run_protocols: l
         return f"its approval is not a data-sharing approval ({exc.problem.message})."
     if approval.discloser != party:
         return f"the approval is for {approval.discloser}'s disclosure, not {party}'s."
-    moment = now or datetime.now(timezone.utc)
+    moment = now if now is not None else verifier.context.now()   # the verifier's clock, never the system's directly
     if not approval.not_before <= moment <= approval.not_after:
         return (f"the approval is in force from {approval.not_before.isoformat()} to {approval.not_after.isoformat()}, "
                 f"not at {moment.isoformat()}.")

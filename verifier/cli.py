@@ -155,9 +155,17 @@ def verifier() -> None:
 @click.option("--replay-store", default=None, metavar="URL",
               help="redis://host:port/db: a replay guard shared by every worker and gateway instance (overrides "
                    "the policy's replay_store).")
-def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, workers, threads, replay_store):
-    """Serve VC-API verification, nginx auth_request (/authz), Envoy ext_authz (/envoy), /metrics, /healthz on
-    gunicorn (TLS with --tls-cert/--tls-key; SIGTERM stops it gracefully)."""
+@click.option("--upstream", default=None, metavar="URL",
+              help="The data API (http(s)://host:port): requests to /proxy/<path> are decided, forwarded there, and "
+                   "their answers checked against the approval before they leave (pulls under a minimum cell count "
+                   "behind nginx or Envoy).")
+@click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CA bundle that signed the --upstream certificate (default: the system's).")
+def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, workers, threads, replay_store,
+          upstream, upstream_ca):
+    """Serve VC-API verification, nginx auth_request (/authz), Envoy ext_authz (/envoy), the checking proxy
+    (/proxy, with --upstream), /metrics, /healthz on gunicorn (TLS with --tls-cert/--tls-key; SIGTERM stops it
+    gracefully)."""
     import os
     from .ledger import HttpLedger
     from .serving import serve_wsgi
@@ -183,7 +191,10 @@ def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, wor
     elif workers > 1 and not shared:
         click.echo(f"cead verifier: {workers} workers without a shared replay store: each keeps its own replay "
                    "guard, so a presentation could be used once per worker; set --replay-store.", err=True)
-    app = create_app(decider)
+    try:
+        app = create_app(decider, upstream=upstream, upstream_ca=upstream_ca)
+    except ValueError as exc:   # an --upstream that is no http(s) URL
+        _fail(str(exc), "serve.upstream_invalid")
     try:
         serve_wsgi(app, host, port, tls_cert, tls_key, workers=workers, threads=threads,
                    announce=lambda url: click.echo(f"cead verifier listening on {url} ({workers} worker(s) x "

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Callable
 
-from .context import VerificationContext, utc_now
+from .context import Limits, VerificationContext, utc_now
 from .credential import Verifier
 from .did import Resolver
 from .http import Fetcher
@@ -31,13 +31,16 @@ def fetcher_for(network: Any, base=None) -> Fetcher:
 
 def build_verifier(policy: TrustPolicy | None = None, *, fetcher: Fetcher | None = None, resolver=None,
                    status: Any = True, metrics=None, clock: Callable | None = None, suites=None,
-                   caching: bool = True) -> Verifier:
+                   caching: bool = True, loader: Callable | None = None, limits: Limits | None = None) -> Verifier:
     """A verifier for ``policy`` (default: an empty trust policy).
 
     ``fetcher``: default one with the policy's network rules; ``resolver``: default did:key, did:jwk and did:web
     through the fetcher, cached per the policy; ``status``: True for ``StatusLists`` per the policy, False for no
     status checks, or a status checker of your own; ``caching``: a ``CachingVerifier`` (proof results cached by
-    the exact credential digest; status checked every time) rather than a plain ``Verifier``.
+    the exact credential digest; status checked every time) rather than a plain ``Verifier``; ``clock`` (default:
+    the system's UTC time), ``loader`` (a pyld-shaped JSON-LD document loader; default: pinned and registered
+    contexts only) and ``limits`` (``verifier.context.Limits``) make the ``VerificationContext`` every check of this
+    verifier, its status-list client and a ``Decider`` built on it use.
     """
     from .decision.caches import CachingVerifier
     policy = policy or TrustPolicy()
@@ -45,7 +48,8 @@ def build_verifier(policy: TrustPolicy | None = None, *, fetcher: Fetcher | None
     record = (lambda cache: (lambda hit: metrics.record_cache(cache, hit))) if metrics is not None else \
         (lambda cache: None)
     fetcher = fetcher or fetcher_for(policy.network, policy.path)
-    context = VerificationContext(clock=clock or utc_now, skew=policy.skew)
+    context = VerificationContext(clock=clock or utc_now, skew=policy.skew, loader=loader,
+                                  limits=limits if limits is not None else Limits())
     if resolver is None:
         resolver = Resolver(fetcher, ttl=caches.did_documents.ttl, cache_size=caches.did_documents.size,
                             on_cache=record("did_documents"))

@@ -1,7 +1,9 @@
 """The verification context: what a verifier is given rather than reaches for. The clock (every check that needs
-"now" asks it), the allowed clock skew, the JSON-LD document loader (pinned and registered contexts only) and the
-input limits. One value, passed to ``Verifier(context=...)`` and built from a trust policy by
-``verifier.compose``."""
+"now" asks it: credential and presentation validity, proof times, status-list staleness, the decision's time and
+the replay guard's), the allowed clock skew, the JSON-LD document loader (default: pinned and registered contexts
+only; a loader passed in is used for every context check and canonicalisation, with caches of its own) and the
+work limits. One value, passed to ``Verifier(context=...)`` and built from a trust policy by
+``verifier.compose.build_verifier(policy, clock=..., loader=..., limits=...)``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,16 +17,19 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Limits:
-    """Input bounds: credentials per presentation, bytes of JSON."""
+    """Work limits: credentials per presentation, characters of JSON per document, and the RDF canonicalisation
+    budget of one verification or decision (``verifier.rdfc.work_budget``: calls and seconds of CPU work)."""
     max_credentials: int = 64
     max_json: int = 1024 * 1024
+    rdfc_calls: int = 4000
+    rdfc_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
 class VerificationContext:
     clock: Callable[[], datetime] = utc_now
     skew: timedelta = timedelta(minutes=5)
-    loader: Callable | None = None        # None: verifier.jsonld.document_loader
+    loader: Callable | None = None        # pyld-shaped: loader(url, options) -> {"document": ...}; None: pinned only
     limits: Limits = field(default_factory=Limits)
 
     def now(self) -> datetime:
@@ -34,7 +39,7 @@ class VerificationContext:
     def known_context(self, url: str) -> bool:
         """Whether the loader serves ``url`` (the default loader answers without copying the context)."""
         from . import jsonld
-        if self.loader is None:
+        if self.loader is None or self.loader is jsonld.document_loader:
             return jsonld.is_known(url)
         try:
             self.loader(url)

@@ -17,6 +17,10 @@ from typing import Any
 from urllib.parse import unquote
 
 import jsonschema
+try:   # the compiled (Rust) validator: a fast "is it valid?" before the reference validator (see _check_schemas)
+    import jsonschema_rs
+except ImportError:   # pragma: no cover  (a dependency; without it every document goes through jsonschema)
+    jsonschema_rs = None
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -76,12 +80,13 @@ def _parse_time(value: Any, name: str, *, require_zone: bool) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def validity_end(raw: dict | str, document: dict) -> datetime | None:
+def validity_end(raw: dict | str, document: dict, claims: dict | None = None) -> datetime | None:
     """When a verified credential stops being valid: the earliest of ``validUntil``, a VC 1.1 ``expirationDate``
     and a JWT's ``exp``; None when it never does. Raises ``ValueError`` when one of them cannot be read (a
     ``validUntil`` needs a time zone, as VC 2.0 says; a VC 1.1 ``expirationDate`` without one is read as UTC).
 
-    ``raw`` is the credential as received (a compact JWT or JSON), ``document`` what the Verifier made of it.
+    ``raw`` is the credential as received (a compact JWT or JSON), ``document`` what the Verifier made of it,
+    ``claims`` the JWT's claims if the Verifier has read them already (``VerificationResult.claims``).
     """
     ends = []
     for name in ("validUntil", "expirationDate"):
@@ -92,7 +97,7 @@ def validity_end(raw: dict | str, document: dict) -> datetime | None:
                 raise ValueError(exc.message) from None
     if _is_jwt(raw):
         try:
-            exp = jose.unverified_claims(raw).get("exp")
+            exp = (claims if claims is not None else jose.unverified_claims(raw)).get("exp")
         except CeadError:
             exp = None
         if exp is not None:
@@ -107,8 +112,8 @@ def _is_jwt(value: Any) -> bool:
     return isinstance(value, str) and value.strip().count(".") == 2 and not value.strip().startswith("{")
 
 
-def _load(value: Any, what: str) -> dict | str:
-    """A JSON document (dict), or a compact JWT (str); JSON text is parsed."""
+def _load(value: Any, what: str, max_json: int = MAX_JSON) -> dict | str:
+    """A JSON document (dict), or a compact JWT (str); JSON text is parsed (at most ``max_json`` characters)."""
     code = f"{what}.malformed"
     if isinstance(value, dict):
         return value
@@ -117,7 +122,7 @@ def _load(value: Any, what: str) -> dict | str:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             raise CeadError(code, f"The {what} is not UTF-8 text.") from None
-    if not isinstance(value, str) or len(value) > MAX_JSON:
+    if not isinstance(value, str) or len(value) > max_json:
         raise CeadError(code, f"The {what} must be a JSON object or a compact JWT string.")
     if _is_jwt(value):
         return value.strip()
@@ -185,6 +190,48 @@ def _validator(schema_id: str, schema: dict, registry) -> Any:
     return validator
 
 
+_FAST: dict[str, Any] = {}
+
+
+def _accept(value: Any) -> bool:
+    return True
+
+
+def _refuse_retrieval(uri: str):
+    raise ValueError(f"schemas are never fetched ({uri})")
+
+
+def _fast_validator(schema_id: str, by_id: dict) -> Any:
+    """The compiled validator (``jsonschema_rs``, draft 2020-12) for a shipped schema, built once, or None.
+
+    It must answer exactly as the reference validator (``jsonschema`` with its format checker) does, so it checks
+    formats with the reference's own checkers and accepts the formats the reference does not check (``date-time``
+    and ``iri`` here: jsonschema checks them only with optional packages Cead does not install); ``$ref``s resolve
+    in the shipped schemas only, never over the network. tests/test_schema_fast_path.py holds the two to the same
+    answers on valid and broken credentials of every schema."""
+    if jsonschema_rs is None:
+        return None
+    with _VALIDATORS_LOCK:
+        found = _FAST.get(schema_id)
+    if found is None:
+        checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+        used = {m for schema in by_id.values() for m in re.findall(r'"format":\s*"([^"]+)"', json.dumps(schema))}
+        formats = {name: (lambda n: lambda value: checker.conforms(value, n))(name) for name in checker.checkers}
+        formats.update({name: _accept for name in used if name not in checker.checkers})
+        try:
+            registry = jsonschema_rs.Registry(list(by_id.items()), retriever=_refuse_retrieval)
+            found = jsonschema_rs.Draft202012Validator(by_id[schema_id], registry=registry, validate_formats=True,
+                                                       formats=formats, ignore_unknown_formats=True,
+                                                       retriever=_refuse_retrieval)
+        except Exception:   # a schema it cannot compile: the reference validator alone
+            log.warning("schema %s: no compiled validator; the reference validator checks it", schema_id)
+            found = False
+
+        with _VALIDATORS_LOCK:
+            _FAST[schema_id] = found
+    return found or None
+
+
 # ---- the verifier -----------------------------------------------------------------------------------------------
 class Verifier:
     """Checks credentials and presentations against DIDs resolved by ``resolver``; ``status`` (optional) is a
@@ -243,10 +290,11 @@ class Verifier:
             return self.context.now()
         return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
-    @staticmethod
-    def _guard(what: str, func, *args) -> VerificationResult:
+    def _guard(self, what: str, func, *args) -> VerificationResult:
+        limits = self.context.limits
         try:
-            with rdfc.work_budget():   # one canonicalization budget for the whole document and all it embeds
+            # one canonicalization budget for the whole document and all it embeds (the context's work limits)
+            with rdfc.work_budget(limits.rdfc_calls, limits.rdfc_seconds):
                 return func(*args)
         except CeadError as exc:
             return VerificationResult.failed(exc.problem)
@@ -290,12 +338,13 @@ class Verifier:
 
     # ---- credentials --------------------------------------------------------------------------------------------
     def _verify_credential(self, credential: Any, now: datetime) -> VerificationResult:
-        loaded = _load(unwrap_enveloped(credential), "credential")
+        loaded = _load(unwrap_enveloped(credential), "credential", self.context.limits.max_json)
         result = VerificationResult(verified=True)
         if isinstance(loaded, str):
             claims, kid = jose.verify_jwt(loaded, self.resolver, "vc+jwt", "assertionMethod")
             doc = jose.to_document(claims, "vc")
             result.format, result.verification_method, result.document = "jwt", kid, doc
+            result.claims = claims
             self._check_jwt_times(result, claims, now, "credential")
             self._check_credential_document(result, doc, now)
             if "iss" in claims and claims["iss"] != result.issuer:
@@ -306,7 +355,7 @@ class Verifier:
             unsecured = {k: v for k, v in loaded.items() if k != "proof"}
             self._check_credential_document(result, unsecured, now)
             problems, vm_id = verify_proofs(loaded, self.resolver, "assertionMethod", now=now, skew=self.skew,
-                                            suites=self.suites)
+                                            suites=self.suites, loader=self.context.loader)
             for problem in problems:
                 result.add(problem)
             if not problems and not vm_id:
@@ -367,6 +416,15 @@ class Verifier:
                 continue
             schema = by_id[schema_id]
             try:
+                # the compiled validator says whether the document is valid (most are: a third of a first-seen
+                # decision was the pure-Python validator walking valid credentials); the reference validator is
+                # run only to say what is wrong
+                fast = _fast_validator(schema_id, by_id)
+                try:
+                    if fast is not None and fast.is_valid(doc):
+                        continue
+                except Exception:   # a value it cannot take (e.g. an integer beyond 64 bits): the reference decides
+                    fast = None
                 validator = _validator(schema_id, schema, registry)
                 errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
             except jsonschema.exceptions.SchemaError:
@@ -376,6 +434,11 @@ class Verifier:
                 result.add(Problem("credential.schema_unknown", f"Schema {schema_id} could not be used: "
                                    f"{type(exc).__name__}."))
                 continue
+            if not errors and fast is not None:   # the two disagree: fail closed, with the compiled one's reason
+                log.warning("schema %s: the compiled validator refuses a document the reference accepts", schema_id)
+                first = next(iter(fast.iter_errors(doc)), None)
+                result.add(Problem("credential.schema_invalid", f"{str(getattr(first, 'message', 'invalid'))[:200]}",
+                                   {"schema": schema_id, "path": "(root)"}))
             for error in errors[:10]:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
                 result.add(Problem("credential.schema_invalid", f"{where}: {error.message[:200]}",
@@ -384,12 +447,13 @@ class Verifier:
     # ---- presentations ------------------------------------------------------------------------------------------
     def _verify_presentation(self, presentation: Any, now: datetime, challenge: str | None,
                              domain: str | None) -> VerificationResult:
-        loaded = _load(unwrap_enveloped(presentation, "presentation"), "presentation")
+        loaded = _load(unwrap_enveloped(presentation, "presentation"), "presentation", self.context.limits.max_json)
         result = VerificationResult(verified=True)
         if isinstance(loaded, str):
             claims, kid = jose.verify_jwt(loaded, self.resolver, "vp+jwt", "authentication")
             doc = jose.to_document(claims, "vp")
             result.format, result.verification_method, result.document = "jwt", kid, doc
+            result.claims = claims
             self._check_jwt_times(result, claims, now, "presentation")
             self._check_binding(result, claims.get("nonce"), claims.get("aud"), challenge, domain)
             self._check_presentation_document(result, doc)
@@ -401,8 +465,8 @@ class Verifier:
         else:
             result.format, result.document = "ldp", loaded
             self._check_presentation_document(result, {k: v for k, v in loaded.items() if k != "proof"})
-            problems, vm_id = verify_proofs(loaded, self.resolver, "authentication", challenge, domain, now=now, suites=self.suites,
-                                            skew=self.skew)
+            problems, vm_id = verify_proofs(loaded, self.resolver, "authentication", challenge, domain, now=now,
+                                            suites=self.suites, skew=self.skew, loader=self.context.loader)
             for problem in problems:  # the proof carries the binding: report it in the same words as for a JWT
                 code = _PRESENTATION_PROOF_CODES.get(problem.code, problem.code)
                 result.add(Problem(code, problem.message, problem.detail) if code != problem.code else problem)
@@ -438,9 +502,9 @@ class Verifier:
 
     def _verify_embedded(self, result: VerificationResult, doc: dict, now: datetime) -> None:
         entries = as_list(doc.get("verifiableCredential"))
-        if len(entries) > MAX_CREDENTIALS:
-            raise CeadError("presentation.malformed", f"A presentation may carry at most {MAX_CREDENTIALS} "
-                            "credentials.")
+        limit = self.context.limits.max_credentials
+        if len(entries) > limit:
+            raise CeadError("presentation.malformed", f"A presentation may carry at most {limit} credentials.")
         for index, entry in enumerate(entries):
             sub = self.verify_credential(entry, now)
             result.credentials.append(sub)

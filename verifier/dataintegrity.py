@@ -114,7 +114,7 @@ def _check_options(proof: dict, purpose: str, challenge: str | None, domain: str
 
 def _verify_one(document: dict, proof: Any, proofs: list, resolver, purpose: str, challenge: str | None,
                 domain: str | None, now: datetime, skew: timedelta,
-                suites: SuiteRegistry) -> tuple[list[Problem], str | None]:
+                suites: SuiteRegistry, loader=None) -> tuple[list[Problem], str | None]:
     if not isinstance(proof, dict):
         return [Problem("proof.malformed", "A proof must be a JSON object.")], None
     vm_id = proof.get("verificationMethod") if isinstance(proof.get("verificationMethod"), str) else None
@@ -132,7 +132,7 @@ def _verify_one(document: dict, proof: Any, proofs: list, resolver, purpose: str
         if public_key.kind not in suite.key_kinds:
             raise CeadError("proof.key_type_mismatch", f"{suite.name} needs a {' or '.join(suite.key_kinds)} key; "
                             f"{vm_id} is {public_key.kind}.")
-        data = suite.hash(unsecured, proof)
+        data = suite.hash(unsecured, proof, loader=loader) if loader is not None else suite.hash(unsecured, proof)
     except CeadError as exc:
         code = "proof.malformed" if exc.code == "encoding.invalid" else exc.code
         return [Problem(code, exc.message, dict(exc.detail))], vm_id
@@ -143,18 +143,19 @@ def _verify_one(document: dict, proof: Any, proofs: list, resolver, purpose: str
         return [Problem("proof.signature_invalid", f"The {suite.name} signature does not match the document "
                         f"(verification method {vm_id}).")], vm_id
     from .signedcontext import context_problems   # one encoding: the @context signed is the document's own
-    return context_problems(document, unsecured, proof, suite.name), vm_id
+    return context_problems(document, unsecured, proof, suite.name, loader), vm_id
 
 
 def verify_proofs(document: dict, resolver, purpose: str = "assertionMethod", challenge: str | None = None,
                   domain: str | None = None, now: datetime | None = None,
-                  skew: timedelta = DEFAULT_SKEW,
-                  suites: SuiteRegistry | None = None) -> tuple[list[Problem], str | None]:
+                  skew: timedelta = DEFAULT_SKEW, suites: SuiteRegistry | None = None,
+                  loader=None) -> tuple[list[Problem], str | None]:
     """Check every proof on ``document`` (a proof set or chain must verify in full).
 
     Returns ``(problems, verification_method_id)``; no problems means verified. The id is that of the first proof.
     ``resolver.public_key_for(vm_id, purpose)`` supplies keys and checks the verification relationship;
-    ``suites`` (default ``verifier.suites.DEFAULT_SUITES``) the cryptosuites.
+    ``suites`` (default ``verifier.suites.DEFAULT_SUITES``) the cryptosuites; ``loader`` the JSON-LD document loader
+    for suites that canonicalise with contexts (default: the pinned one; a ``Verifier`` passes its context's).
     """
     if not isinstance(document, dict):
         return [Problem("proof.malformed", "The secured document must be a JSON object.")], None
@@ -167,7 +168,7 @@ def verify_proofs(document: dict, resolver, purpose: str = "assertionMethod", ch
     first_vm: str | None = None
     for index, proof in enumerate(proofs):
         found, vm_id = _verify_one(document, proof, proofs, resolver, purpose, challenge, domain, now, skew,
-                                   suites or DEFAULT_SUITES)
+                                   suites or DEFAULT_SUITES, loader)
         if index == 0:
             first_vm = vm_id
         problems.extend(found)

@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import base58
 import rfc8785
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from schemas.values import strict_json
 
@@ -243,13 +243,30 @@ class KeyMethod(DidMethod):
     """did:key (Ed25519, P-256): the document is derived from the DID itself."""
     name = "key"
 
+    def __init__(self, cache_size: int = 1024):
+        # the document is a function of the DID alone: kept (bounded) so that a holder's or issuer's did:key is
+        # not decoded and rebuilt on every decision; read only, as every resolver's documents are (``_document``)
+        self._docs: LRUCache = LRUCache(maxsize=max(cache_size, 1))
+        self._lock = threading.Lock()
+
     def resolve(self, did: str, msid: str) -> dict:
+        with self._lock:
+            doc = self._docs.get(did)
+        if doc is not None:
+            return doc
         try:
             key = PublicKey.from_did_key(msid)   # strict: base58btc, exact key length (did:key spec)
         except CeadError as exc:
             code = "did.method_unsupported" if exc.code == "key.unsupported" else "did.invalid"
             raise CeadError(code, f"{did[:120]}: {exc.message}", did=did[:120]) from None
-        return build_did_document(did, [("#" + msid, key)], purposes=PURPOSES[:4])
+        doc = build_did_document(did, [("#" + msid, key)], purposes=PURPOSES[:4])
+        with self._lock:
+            self._docs[did] = doc
+        return doc
+
+    def clear(self) -> None:
+        with self._lock:
+            self._docs.clear()
 
 
 class JwkMethod(DidMethod):

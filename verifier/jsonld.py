@@ -3,7 +3,9 @@
 * ``document_loader`` serves the contexts pinned in ``schemas/contexts/index.json`` (each file's SHA-256 is checked
   on first load) plus contexts registered at run time with ``register_context``. Every other URL is refused with
   ``jsonld.context_unknown``; nothing is ever fetched from the network.
-* ``expand``, ``to_rdf`` and ``canonicalize`` run pyld with that loader and a private context cache, refuse
+* ``expand``, ``to_rdf`` and ``canonicalize`` run pyld with that loader (or the ``loader`` passed in, e.g. a
+  verifier's ``VerificationContext.loader``: each loader has context caches of its own, so what one loader serves is
+  never answered from another's) and a private context cache, refuse
   documents whose content would silently vanish during expansion (``jsonld.undefined_term``,
   ``jsonld.relative_iri``), and turn every pyld failure into a ``CeadError`` (pyld wraps loader errors in its
   own ``JsonLdError``; the original code is surfaced).
@@ -121,8 +123,25 @@ def is_known(url: str) -> bool:
 
 
 # ---- processing ---------------------------------------------------------------------------------------------
-def _options() -> dict:
-    return {"documentLoader": document_loader, "contextResolver": ContextResolver(_resolved, document_loader),
+_MAX_LOADERS = 32
+_loader_caches: LRUCache = LRUCache(maxsize=_MAX_LOADERS)   # id(loader) -> (loader, resolved contexts, processed)
+
+
+def _caches(loader: Callable | None) -> tuple[Callable, Any, LRUCache]:
+    """The loader to use and its own caches: the pinned loader's shared ones, or a private pair per loader passed in
+    (a context resolved through one loader must never answer for another that serves the URL differently)."""
+    if loader is None or loader is document_loader:
+        return document_loader, _resolved, _processed
+    with _lock:
+        entry = _loader_caches.get(id(loader))
+        if entry is None or entry[0] is not loader:
+            entry = _loader_caches[id(loader)] = (loader, _ResolvedContexts(maxsize=256), LRUCache(maxsize=1024))
+    return entry
+
+
+def _options(loader: Callable | None = None) -> dict:
+    loader, resolved, _ = _caches(loader)
+    return {"documentLoader": loader, "contextResolver": ContextResolver(resolved, loader),
             "base": None, "processingMode": "json-ld-1.1"}
 
 
@@ -153,6 +172,8 @@ class _Processor(_pyld.JsonLdProcessor):
     afresh for each document. A result is reused only for the same immutable (frozen) active context, the same
     local context object (kept alive beside the result) and the same flags."""
 
+    memo: LRUCache = _processed      # the loader's own memo (``_caches``)
+
     def _process_context(self, active_ctx, local_ctx, options, override_protected=False, propagate=True,
                          validate_scoped=True, cycles=None):
         uid = active_ctx.get("_uuid") if isinstance(active_ctx, frozendict) else None
@@ -163,21 +184,23 @@ class _Processor(_pyld.JsonLdProcessor):
         key = (uid, ctx_key, override_protected, propagate, validate_scoped, options.get("base"),
                options.get("processingMode"))
         with _lock:
-            hit = _processed.get(key)
+            hit = self.memo.get(key)
         if hit is not None and hit[0] is active_ctx and (ctx_key[0] != "object" or hit[1] is local_ctx):
             return hit[2]
         result = super()._process_context(active_ctx, local_ctx, options, override_protected, propagate,
                                           validate_scoped, cycles)
         if isinstance(result, frozendict):
             with _lock:
-                _processed[key] = (active_ctx, local_ctx, result)
+                self.memo[key] = (active_ctx, local_ctx, result)
         return result
 
 
-def _run(action: Callable[[_pyld.JsonLdProcessor], Any]) -> Any:
+def _run(action: Callable[[_pyld.JsonLdProcessor], Any], loader: Callable | None = None) -> Any:
     """Run a pyld operation, surfacing our own errors and turning pyld's into ``jsonld.invalid``."""
+    processor = _Processor(on_property_dropped=_dropped)
+    processor.memo = _caches(loader)[2]
     try:
-        return action(_Processor(on_property_dropped=_dropped))
+        return action(processor)
     except CeadError:
         raise
     except RecursionError:
@@ -227,25 +250,25 @@ def _check_expanded(value: Any) -> None:
             _check_expanded(member)
 
 
-def expand(document: dict) -> list:
-    """JSON-LD expansion with the offline loader; refuses undefined terms and relative IRIs."""
+def expand(document: dict, loader: Callable | None = None) -> list:
+    """JSON-LD expansion with the offline loader (or ``loader``); refuses undefined terms and relative IRIs."""
     if not isinstance(document, dict):
         raise CeadError("jsonld.invalid", "A JSON-LD document must be a JSON object.")
-    expanded = _run(lambda proc: proc.expand(copy.deepcopy(document), _options()))
+    expanded = _run(lambda proc: proc.expand(copy.deepcopy(document), _options(loader)), loader)
     _check_expanded(expanded)
     return expanded
 
 
-def to_rdf(document: dict) -> dict:
+def to_rdf(document: dict, loader: Callable | None = None) -> dict:
     """The RDF dataset (pyld's representation) of a JSON-LD document, after the checks in ``expand``. The document
     is expanded once (pyld's own ``to_rdf`` would expand the expanded form again)."""
-    expanded = expand(document)
-    return _run(lambda proc: _expanded_to_rdf(proc, expanded))
+    expanded = expand(document, loader)
+    return _run(lambda proc: _expanded_to_rdf(proc, expanded, loader), loader)
 
 
-def _expanded_to_rdf(proc: _pyld.JsonLdProcessor, expanded: list) -> dict:
+def _expanded_to_rdf(proc: _pyld.JsonLdProcessor, expanded: list, loader: Callable | None = None) -> dict:
     """pyld's ``to_rdf`` from its node-map step on (JSON-LD 1.1 API, "Deserialize JSON-LD to RDF")."""
-    options = {**_options(), "produceGeneralizedRdf": False, "extractAllScripts": True,
+    options = {**_options(loader), "produceGeneralizedRdf": False, "extractAllScripts": True,
                "identifierIssuer": _pyld.IdentifierIssuer("_:b")}
     issuer = options["identifierIssuer"]
     node_map: dict = {"@default": {}}
@@ -257,7 +280,8 @@ def _expanded_to_rdf(proc: _pyld.JsonLdProcessor, expanded: list) -> dict:
     return dataset
 
 
-def canonicalize(document: dict, hash_algorithm: str = "sha256") -> str:
-    """RDFC-1.0 canonical N-Quads of a JSON-LD document (the 'transformation' step of eddsa-rdfc-2022)."""
-    return rdfc.canonicalize_dataset(to_rdf(document), hash_algorithm)
+def canonicalize(document: dict, hash_algorithm: str = "sha256", loader: Callable | None = None) -> str:
+    """RDFC-1.0 canonical N-Quads of a JSON-LD document (the 'transformation' step of eddsa-rdfc-2022), its
+    contexts served by ``loader`` (default: the pinned ``document_loader``)."""
+    return rdfc.canonicalize_dataset(to_rdf(document, loader), hash_algorithm)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+from http import HTTPStatus
 import logging
 from typing import Callable, Iterable
 from urllib.parse import parse_qs
@@ -36,7 +37,7 @@ MAX_BODY = 16 * 1024 * 1024
 def _json_response(start_response, status: int, decision: Decision, extra: dict[str, str] | None = None,
                    published: dict | None = None):
     body = json.dumps({**decision.to_dict(), **(published or {})}, separators=(",", ":")).encode()
-    phrase = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Payload Too Large"}[status]
+    phrase = HTTPStatus(status).phrase   # 401, 403, 413, and 503 when the replay guard cannot record
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                *decision_headers(decision).items(), *(extra or {}).items()]
     start_response(f"{status} {phrase}", headers)

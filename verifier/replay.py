@@ -117,8 +117,9 @@ class ReplayGuard:
     presentation may live (used when its expiry is unknown)."""
 
     def __init__(self, store=None, *, skew: timedelta = timedelta(minutes=5),
-                 lifetime: timedelta = timedelta(minutes=5), metrics=None, size: int = 100_000):
+                 lifetime: timedelta = timedelta(minutes=5), metrics=None, size: int = 100_000, clock=None):
         self.store = store if store is not None else MemoryReplayStore(size)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))   # the decider passes its own
         self.skew = skew
         self.lifetime = lifetime
         self.metrics = metrics
@@ -144,7 +145,7 @@ class ReplayGuard:
         recorded. Only allowed transfers are recorded, so a stranger's presentations, which are denied, cannot
         fill the guard and lock approved recipients out."""
         if expires is None:
-            expires = datetime.now(timezone.utc) + self.lifetime
+            expires = self.clock() + self.lifetime
         until = (expires + self.skew).timestamp()
         try:
             return None if self.store.add(ident, until) else _replayed()

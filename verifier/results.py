@@ -24,6 +24,7 @@ class VerificationResult:
     credentials: list["VerificationResult"] = field(default_factory=list)  # for presentations
     warnings: list[Problem] = field(default_factory=list)
     digest: str | None = None                       # sha256 digest of the exact credential verified (if computed)
+    claims: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # a JWT's verified claims
 
     @classmethod
     def failed(cls, *problems: Problem, **kw: Any) -> "VerificationResult":

@@ -19,6 +19,7 @@ a violation (unrestricted is wider than anything).
 """
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -39,6 +40,7 @@ _NUMBERS = ("max_rows_per_transfer", "max_transfers_per_year", "max_delegation_d
 ANONYMISING = ("threshold", "differentialPrivacy")   # protocols checked at transfer that make an output anonymous
 
 
+@functools.lru_cache(maxsize=128)
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
@@ -167,10 +169,12 @@ def _digest_or_none(credential: Any) -> str | None:
 
 
 def delegation_within(child: DelegatedAuthority, parent: DelegatedAuthority | dict, *, at: Any = None,
-                      vocabulary: Vocabulary | None = None) -> list[Violation]:
+                      vocabulary: Vocabulary | None = None, child_scope: Scope | None = None,
+                      parent_scope: Scope | None = None) -> list[Violation]:
     """A sub-delegation against the delegation it names as parent: the parent must allow SubDelegate with depth
     left, be for the same controller, and (given as a credential dict) match the child's parentDelegation id and
-    digest; the child's scope must lie within the parent's with one level of depth used up."""
+    digest; the child's scope must lie within the parent's with one level of depth used up. ``child_scope`` /
+    ``parent_scope``: the delegations' ``scope`` if already built (read only; the check itself always runs)."""
     out: list[Violation] = []
     if isinstance(parent, dict):
         ref = child.parent_delegation
@@ -192,41 +196,48 @@ def delegation_within(child: DelegatedAuthority, parent: DelegatedAuthority | di
         out.append(Violation("maxDelegationDepth", "the parent delegation does not allow sub-delegation",
                              [child.delegate]))
         depth = 0
-    bound = parent.scope.model_copy(update={"max_delegation_depth": None if depth is None else max(depth - 1, 0)})
-    return out + within(child.scope, bound, at=at, vocabulary=vocabulary)
+    if not isinstance(parent_scope, Scope) or isinstance(parent, dict):
+        parent_scope = parent.scope
+    bound = parent_scope.model_copy(update={"max_delegation_depth": None if depth is None else max(depth - 1, 0)})
+    return out + within(child_scope if child_scope is not None else child.scope, bound, at=at,
+                        vocabulary=vocabulary)
 
 
 def approval_within(approval: DataSharingApproval, delegation: DelegatedAuthority, *, at: Any = None,
-                    vocabulary: Vocabulary | None = None) -> list[Violation]:
+                    vocabulary: Vocabulary | None = None, approval_scope: Scope | None = None,
+                    delegation_scope: Scope | None = None) -> list[Violation]:
     """An approval against the delegation its approver relies on: same controller as discloser, and the
-    approval's grant within the delegation's scope (the delegation must allow ApproveDisclosure)."""
+    approval's grant within the delegation's scope (the delegation must allow ApproveDisclosure).
+    ``approval_scope`` / ``delegation_scope``: their scopes if already built (read only)."""
     out = []
+    delegation_scope = delegation_scope if delegation_scope is not None else delegation.scope
     if approval.discloser != delegation.controller:
         out.append(Violation("discloser", f"the delegation is for {delegation.controller}, not the discloser "
                              f"{approval.discloser}", [approval.discloser]))
-    allowed = delegation.scope.recipients
+    allowed = delegation_scope.recipients
     if allowed is not None:
         # a processor is given the data too (and counts as admitted to it for derived datasets), so under a
         # delegation limited to some recipients it must be one of them, or a compute party the delegation's
         # privacy protocol names (MPC nodes, PSI parties)
-        named = {p for protocol in delegation.scope.privacy_protocol or []
+        named = {p for protocol in delegation_scope.privacy_protocol or []
                  for p in (*getattr(protocol, "compute_parties", []), *getattr(protocol, "parties", []))}
         extra = [p for p in approval.processors if p not in allowed and p not in named]
         if extra:
             out.append(Violation("processors", f"processors {extra} are neither recipients the delegation allows "
                                  "nor parties its privacy protocol names", extra))
-    return out + within(approval.scope(), delegation.scope, at=at, vocabulary=vocabulary)
+    return out + within(approval_scope if approval_scope is not None else approval.scope(), delegation_scope, at=at,
+                        vocabulary=vocabulary)
 
 
 def transfer_within(manifest: dict, approval: DataSharingApproval, *, at: Any = None,
-                    vocabulary: Vocabulary | None = None) -> list[Violation]:
+                    vocabulary: Vocabulary | None = None, approval_scope: Scope | None = None) -> list[Violation]:
     """A transfer manifest against the approval: in force at ``at`` (default: now), dataset within an approved
     dataset, every column approved, purpose (if stated) within an approved purpose, rowCount within the ceiling,
     recipient (if stated) approved. The privacy protocol is checked by ``verifier.protocols.check_transfer``."""
     voc = vocabulary or vocab.registry()
     if not isinstance(manifest, dict):
         return [Violation("manifest", "the transfer manifest must be a JSON object", [])]
-    grant = approval.scope()
+    grant = approval_scope if approval_scope is not None else approval.scope()   # (read only)
     when = _moment(at) or vocab.utcnow()
     out = _in_force(grant, when, "the approval")
     dataset = manifest.get("dataset")

@@ -14,6 +14,10 @@ Endpoints (no database, no private key; a receipt key is optional):
 - ``GET /presentation-definition?dataset=IRI[&purpose=IRI]``: what a pipeline must present for that dataset,
   ``{"dataset", "purpose"?, "presentation_definition"}`` (DIF Presentation Exchange 2.0); 400 for a missing or bad
   IRI, 404 for a dataset the trust policy names no controller for, with ``{"problems": [...]}``.
+- ``ANY /proxy/<original target>`` (with ``--upstream URL``): the checking reverse proxy (``verifier.proxy``): the
+  request is decided as the middleware decides it, forwarded to the data API, and its answer checked against the
+  approval (minimum cell count, pseudonymisation...) before it is returned; a failing table is replaced by a 403.
+  For pulls under a threshold behind nginx or Envoy, which cannot give ``/authz`` the response.
 - ``GET /metrics`` (Prometheus text format) and ``GET /healthz``.
 
 See docs/gateway.md for nginx and Envoy configuration.
@@ -33,6 +37,7 @@ from .decision import PUSH_METHODS, Decider
 from .gateway import decide_from_headers, decision_headers
 from .definition import publish
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .proxy import PREFIX as PROXY_PREFIX, CheckingProxy
 from .results import CeadError, Problem, VerificationResult
 
 log = logging.getLogger(__name__)
@@ -70,7 +75,10 @@ def vc_api_result(result: VerificationResult, extra_checks: tuple[str, ...] = ()
 
 # ---- the app ---------------------------------------------------------------------------------------------------
 
-def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
+def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX, upstream: str | None = None,
+               upstream_ca: str | None = None, proxy_prefix: str = PROXY_PREFIX) -> Flask:
+    """The service. ``upstream`` (the data API's base URL) turns on the checking reverse proxy at ``proxy_prefix``
+    (``verifier.proxy``): requests there are decided, forwarded and their answers checked before they leave."""
     app = Flask("cead-verifier")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     # never answer a gateway with a redirect to this service's own URLs (werkzeug merges "//" with a 308): an
@@ -215,6 +223,9 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX) -> Flask:
         return _json(500, {"problems": [{"code": "verifier.internal_error",
                                          "message": "Unexpected error in the verifier; see its log."}]})
 
+    # the checking reverse proxy (for pulls whose table must be checked behind nginx or Envoy): in front of Flask,
+    # so that the forwarded request and answer are streamed as they are, with the middleware's limits
+    app.wsgi_app = CheckingProxy(app.wsgi_app, decider, upstream, prefix=proxy_prefix, ca_bundle=upstream_ca)
     return app
 
 

@@ -28,9 +28,10 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def context_problems(document: dict, unsecured: dict, proof: dict, suite: str) -> list[Problem]:
+def context_problems(document: dict, unsecured: dict, proof: dict, suite: str, loader=None) -> list[Problem]:
     """Problems with the document's ``@context`` against the one ``proof`` was made over (after the signature
-    verified). ``unsecured`` is the document as it was signed (``dataintegrity._unsecured_for``)."""
+    verified). ``unsecured`` is the document as it was signed (``dataintegrity._unsecured_for``); ``loader`` the
+    verifier's JSON-LD document loader (default: the pinned one)."""
     if suite == LEGACY:
         return []
     contexts = _as_list(document.get("@context"))
@@ -44,14 +45,15 @@ def context_problems(document: dict, unsecured: dict, proof: dict, suite: str) -
         return []
     config = {key: value for key, value in proof.items() if key != "proofValue"}
     try:
-        signed = (jsonld.canonicalize(unsecured), jsonld.canonicalize({**config, "@context": unsecured["@context"]}))
+        signed = (jsonld.canonicalize(unsecured, loader=loader),
+                  jsonld.canonicalize({**config, "@context": unsecured["@context"]}, loader=loader))
     except CeadError:
         return []   # (already checked when the proof verified)
     for index in range(1, len(contexts)):
         fewer = contexts[:index] + contexts[index + 1:]
         try:
-            without = (jsonld.canonicalize({**unsecured, "@context": fewer}),
-                       jsonld.canonicalize({**config, "@context": fewer}))
+            without = (jsonld.canonicalize({**unsecured, "@context": fewer}, loader=loader),
+                       jsonld.canonicalize({**config, "@context": fewer}, loader=loader))
         except CeadError:
             continue   # a term needs it
         if without == signed:

@@ -66,8 +66,9 @@ class Cryptosuite:
     def digest(self, data: bytes) -> bytes:
         return hashlib.sha256(data).digest()
 
-    def hash(self, unsecured: dict, proof_config: dict) -> bytes:
-        """hash(canonical proof configuration) || hash(canonical document) (vc-di-eddsa)."""
+    def hash(self, unsecured: dict, proof_config: dict, loader=None) -> bytes:
+        """hash(canonical proof configuration) || hash(canonical document) (vc-di-eddsa). ``loader``: the JSON-LD
+        document loader the verifier was given (``VerificationContext.loader``), for suites that read contexts."""
         config = self.configuration(unsecured, proof_config)
         return self.digest(self.canonicalize(config)) + self.digest(self.canonicalize(unsecured))
 
@@ -109,14 +110,15 @@ DATA_INTEGRITY_CONTEXTS = {"https://www.w3.org/ns/credentials/v2", "https://w3id
 class _Rdfc(Cryptosuite):
     """Canonicalisation with RDFC-1.0 (the JSON-LD document as RDF)."""
 
-    def canonicalize(self, document: dict) -> bytes:
-        return jsonld.canonicalize(document).encode("utf-8")
+    def canonicalize(self, document: dict, loader=None) -> bytes:
+        return jsonld.canonicalize(document, loader=loader).encode("utf-8")
 
-    def hash(self, unsecured: dict, proof_config: dict) -> bytes:
+    def hash(self, unsecured: dict, proof_config: dict, loader=None) -> bytes:
         if "@context" not in unsecured:
             raise CeadError("jsonld.invalid", "The document has no @context, so it cannot be canonicalized "
                             "with RDFC-1.0.")
-        return super().hash(unsecured, proof_config)
+        config = self.configuration(unsecured, proof_config)
+        return self.digest(self.canonicalize(config, loader)) + self.digest(self.canonicalize(unsecured, loader))
 
     def prepare(self, unsecured: dict) -> None:
         context = unsecured.get("@context")

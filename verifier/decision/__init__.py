@@ -46,7 +46,8 @@ from schemas.vocab import registry
 
 from .. import rdfc
 from ..binding import decode_presentation
-from ..credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped
+from ..context import Limits
+from ..credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped  # noqa: F401  (re-exported)
 from ..compose import attach_status, build_verifier, fetcher_for, status_lists_for
 from ..http import Fetcher
 from ..metrics import Metrics
@@ -87,7 +88,10 @@ class Decider:
     ``verifier`` may supply the resolver (its status checker, if any, is reused); ``status`` replaces the
     ``StatusLists`` built from the policy; ``receipt_signer`` overrides the policy's receipt key; ``fetcher``
     replaces the network fetcher for DID documents and status lists; ``clock()`` gives the time of a decision
-    that names none (default: now); ``stages`` replaces ``APPROVAL_STAGES``; ``ledger`` is the data owner's
+    that names none, of the replay guard and (for a verifier built here) of every credential check (default: the
+    verifier's ``VerificationContext`` clock, the system's UTC time); ``loader`` (a JSON-LD document loader) and
+    ``limits`` (``verifier.context.Limits``) go into the verifier built here (``compose.build_verifier``), and the
+    decision's canonicalisation budget comes from those limits; ``stages`` replaces ``APPROVAL_STAGES``; ``ledger`` is the data owner's
     privacy-budget ledger (``issuer.ledger.SqlLedger`` in-process, ``verifier.ledger.HttpLedger`` for a gateway in
     front of nginx/Envoy): an allowed release under a differential-privacy approval is charged to it last, and
     refused if it cannot afford it; tables of counts are kept in it for differencing. ``replay`` replaces the replay
@@ -97,10 +101,10 @@ class Decider:
     def __init__(self, policy: TrustPolicy | None = None, verifier: Verifier | None = None, *,
                  status: StatusLists | None = None, metrics: Metrics | None = None,
                  receipt_signer: ReceiptSigner | None = None, fetcher: Fetcher | None = None,
-                 clock=None, stages: list[Stage] | None = None, ledger=None, replay: ReplayGuard | None = None):
+                 clock=None, stages: list[Stage] | None = None, ledger=None, replay: ReplayGuard | None = None,
+                 loader=None, limits: Limits | None = None):
         self.policy = policy = policy or TrustPolicy()
         self.ledger = ledger   # the data owner's privacy-budget ledger (verifier.ledger.PrivacyLedger), passed in
-        self.clock = clock or (lambda: datetime.now(timezone.utc))   # the time of decisions not given one
         self.metrics = metrics or Metrics()
         self.stages = list(APPROVAL_STAGES if stages is None else stages)
         fetcher = fetcher or fetcher_for(policy.network, policy.path)
@@ -112,14 +116,18 @@ class Decider:
         else:
             # a plain verifier given: its resolver (and its status checker, if any) are reused
             status = status or (verifier.status if verifier is not None else None)
-            self.verifier = build_verifier(policy, fetcher=fetcher, metrics=self.metrics, clock=self.clock,
+            self.verifier = build_verifier(policy, fetcher=fetcher, metrics=self.metrics, clock=clock,
                                            resolver=verifier.resolver if verifier is not None else None,
-                                           status=status if status is not None else True)
+                                           status=status if status is not None else True, loader=loader,
+                                           limits=limits)
         self.status = self.verifier.status_lists
+        # one clock for the whole decision: the one given, else the verifier's (its VerificationContext's)
+        self.clock = clock or self.verifier.context.now
+        self.limits = self.verifier.context.limits
         caches = policy.caches
         self.replay = replay if replay is not None else ReplayGuard(
             store_for(policy.replay_store, caches.replay.size), skew=policy.skew,
-            lifetime=timedelta(seconds=policy.presentation_max_age), metrics=self.metrics)
+            lifetime=timedelta(seconds=policy.presentation_max_age), metrics=self.metrics, clock=self.clock)
         self.receipt_signer = receipt_signer if receipt_signer is not None else load_signer(policy)
         self.vocabulary = policy.vocabulary_for(registry())   # plus the policy's vocabulary files and catalogues
 
@@ -137,9 +145,9 @@ class Decider:
         entries = as_list(presentation.get("verifiableCredential"))
         if not entries:
             result.add(Problem("presentation.malformed", "The presentation carries no credentials."))
-        if len(entries) > MAX_CREDENTIALS:  # refuse, rather than verify some and report the whole as verified
-            result.add(Problem("presentation.malformed", f"A presentation may carry at most {MAX_CREDENTIALS} "
-                               "credentials."))
+        if len(entries) > self.limits.max_credentials:  # refuse, rather than verify some and report all verified
+            result.add(Problem("presentation.malformed", f"A presentation may carry at most "
+                               f"{self.limits.max_credentials} credentials."))
             return result
         for index, entry in enumerate(entries):
             sub = self.verifier.verify_credential(entry, now)
@@ -173,7 +181,8 @@ class Decider:
         try:
             if isinstance(presentation, str) and presentation.count(".") != 2:
                 presentation = decode_presentation(presentation)
-            with rdfc.work_budget():   # one canonicalization budget for the whole decision
+            # one canonicalization budget for the whole decision (the verification context's work limits)
+            with rdfc.work_budget(self.limits.rdfc_calls, self.limits.rdfc_seconds):
                 chosen, found = self._run(presentation, ctx)
             reasons += found
             complete = True

@@ -81,7 +81,7 @@ class CachingVerifier(Verifier):
             result.digest = key
             if result.verified and isinstance(result.document, dict):
                 try:
-                    end = validity_end(raw, result.document)
+                    end = validity_end(raw, result.document, result.claims if result.format == "jwt" else None)
                     end = end + self.skew if end else None
                 except (ValueError, OverflowError):
                     end = now  # unreadable dates already failed verification; never reuse

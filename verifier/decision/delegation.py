@@ -29,6 +29,16 @@ def check_delegation(attempt: Attempt) -> list[Problem]:
     return problems
 
 
+def scope_of(ctx: DecisionContext, cred: Cred) -> models.Scope:
+    """The scope a verified delegation or approval grants, built once per exact credential (its digest) and kept
+    with its model (``ModelCache``); the checks against it run on every decision. Read only."""
+    build = (lambda m: m.scope()) if isinstance(cred.model, models.DataSharingApproval) else (lambda m: m.scope)
+    cache = getattr(ctx.verifier, "models", None)
+    if cache is None or not cred.result.verified or not cred.result.digest:
+        return build(cred.model)
+    return cache.model(f"{cred.result.digest}#scope", cred.model, build)
+
+
 def in_force(scope: models.Scope, now: datetime, role: str, ident: str | None, where: dict) -> list[Problem]:
     if scope.not_before is not None and now < scope.not_before:
         return [Problem(f"{role}.not_yet_valid", f"The {role} {ident} is not in force until {scope.not_before}.",
@@ -72,7 +82,7 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
         if not link.result.verified:
             problems.append(Problem(state_code(link, "delegation"), f"The delegation {link.id} is not valid: "
                                     + "; ".join(p.message for p in link.result.problems), where))
-        problems += in_force(d.scope, ctx.now, "delegation", link.id, where)
+        problems += in_force(scope_of(ctx, link), ctx.now, "delegation", link.id, where)
         expected_issuer = controller if parent is None else parent.model.delegate
         if link.issuer != expected_issuer:
             problems.append(Problem("delegation.issuer_mismatch", f"The delegation {link.id} was issued by "
@@ -88,7 +98,8 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
             if d.parent != {"id": parent.id, "digest": parent.digest}:
                 problems.append(Problem("delegation.parent_mismatch", f"The delegation {link.id} does not name "
                                         f"{parent.id} (with its digest) as its parent.", where))
-            for v in delegation_within(d, parent.model, vocabulary=vocabulary):
+            for v in delegation_within(d, parent.model, vocabulary=vocabulary, child_scope=scope_of(ctx, link),
+                                       parent_scope=scope_of(ctx, parent)):
                 code = DELEGATION_CODES.get(v.dimension, "delegation.widens_parent")
                 problems.append(Problem(code, f"The delegation {link.id} against its parent {parent.id}: "
                                         f"{v.dimension}: {v.message}.", {**where, "dimension": v.dimension}))
@@ -100,7 +111,8 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
     if "ApproveDisclosure" not in last.allowed_actions:
         problems.append(Problem("delegation.action_not_allowed", f"The delegation {links[-1].id} does not allow "
                                 "approving disclosures."))
-    for v in approval_within(model, last, vocabulary=vocabulary):
+    for v in approval_within(model, last, vocabulary=vocabulary, approval_scope=scope_of(ctx, approval),
+                             delegation_scope=scope_of(ctx, links[-1])):
         problems.append(Problem("approval.exceeds_delegation", f"The approval grants more than the delegation "
                                 f"{links[-1].id} allows: {v.dimension}: {v.message}.", {"dimension": v.dimension}))
     return links

@@ -84,7 +84,8 @@ def presentation_claims(ctx: DecisionContext, presentation: dict | str, vp: Veri
     policy, now = ctx.policy, ctx.now
     skew = timedelta(seconds=policy.clock_skew)
     if isinstance(presentation, str):
-        claims = jwt_claims(presentation)
+        # the claims the verifier read from this very token (its signature checked), else read them again
+        claims = vp.claims if vp.claims is not None and vp.format == "jwt" else jwt_claims(presentation)
         audiences = as_list(claims.get("aud"))
         ident = claims.get("jti")
         try:

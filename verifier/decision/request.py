@@ -65,7 +65,14 @@ class TransferRequest:
 
     @property
     def binding(self) -> str:
-        return request_binding(self.method, self.url, bytes(self.body) if self.body else None, self.manifest)
+        """The request binding (``verifier.binding.request_binding``), computed once per request: the decision and
+        its receipt both need it. Recomputed if the method, URL, body or manifest object is replaced."""
+        key = (self.method, self.url, bytes(self.body) if self.body else None, id(self.manifest))
+        memo = self.__dict__.get("_binding")
+        if memo is None or memo[0] != key:
+            memo = (key, request_binding(self.method, self.url, key[2], self.manifest))
+            self.__dict__["_binding"] = memo
+        return memo[1]
 
     @property
     def origin(self) -> str:

@@ -10,6 +10,7 @@ from schemas.vocab import RepeatingInterval, duration_seconds
 from ..results import Problem
 from ..scope import transfer_within
 from . import limits
+from .delegation import scope_of
 from .context import Attempt
 
 TRANSFER_CODES = {
@@ -34,7 +35,8 @@ def check_transfer(attempt: Attempt) -> list[Problem]:
         return invalid                               # not compared column by column
     problems = invalid + [Problem(TRANSFER_CODES.get(v.dimension, f"transfer.{v.dimension}"),
                                   f"{v.dimension}: {v.message}.", {"offending": list(v.offending)})
-                          for v in transfer_within(manifest, model, at=ctx.now, vocabulary=ctx.vocabulary)
+                          for v in transfer_within(manifest, model, at=ctx.now, vocabulary=ctx.vocabulary,
+                                                   approval_scope=scope_of(ctx, attempt.approval))
                           if not (v.dimension == "rowCount" and invalid)]
     problems += cadence(model, ctx.now)
     # The data go to the holder: a manifest naming someone else is refused (and the protocol stage checks the
