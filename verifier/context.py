@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from .rdfc import REQUEST_MAX_CALLS, REQUEST_MAX_SECONDS
+
+MAX_CREDENTIALS = 64           # credentials in one presentation
+MAX_JSON = 1024 * 1024         # characters of JSON in one document
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -19,10 +24,10 @@ def utc_now() -> datetime:
 class Limits:
     """Work limits: credentials per presentation, characters of JSON per document, and the RDF canonicalisation
     budget of one verification or decision (``verifier.rdfc.work_budget``: calls and seconds of CPU work)."""
-    max_credentials: int = 64
-    max_json: int = 1024 * 1024
-    rdfc_calls: int = 4000
-    rdfc_seconds: float = 10.0
+    max_credentials: int = MAX_CREDENTIALS
+    max_json: int = MAX_JSON
+    rdfc_calls: int = REQUEST_MAX_CALLS
+    rdfc_seconds: float = REQUEST_MAX_SECONDS
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from schemas.values import as_list, id_of, strict_json
 from . import jose
 from . import rdfc
 from .dataintegrity import verify_proofs
-from .context import VerificationContext
+from .context import MAX_CREDENTIALS, MAX_JSON, VerificationContext  # noqa: F401  (the defaults, re-exported)
 from .did import Resolver
 from .suites import DEFAULT_SUITES
 from . import jsonld
@@ -43,8 +43,6 @@ V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 V1_CONTEXT = "https://www.w3.org/2018/credentials/v1"
 ENVELOPED_JWT_PREFIX = "data:application/vc+jwt,"
 ENVELOPED_VP_PREFIX = "data:application/vp+jwt,"
-MAX_CREDENTIALS = 64
-MAX_JSON = 1024 * 1024
 # XML Schema 1.1 dateTime (ASCII digits, "T", seconds required; a time zone optional here). VC 2.0 validFrom/validUntil
 # must be a dateTimeStamp, i.e. this with a time zone; ISO 8601 forms Python also reads (a bare date, "20250101T...",
 # week dates, a space for "T", no seconds) are not dateTimes and are refused rather than read one way here and
