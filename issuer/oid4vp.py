@@ -73,11 +73,20 @@ def dcql_for(types: list[str], fmt: str = "jwt_vc_json") -> dict:
     return {"credentials": [{"id": "credential", "format": fmt, "meta": {"type_values": [wanted]}}]}
 
 
+def new_state() -> str:
+    """A fresh request state (256 random bits, base64url) that never begins with "-": the state is typed on the
+    command line (`cead oid4vp result STATE`), where a leading "-" would be read as an option."""
+    while True:
+        state = secrets.token_urlsafe(32)
+        if not state.startswith("-"):
+            return state
+
+
 def make_request(node, types: list[str], *, fmt: str = "jwt_vc_json", now: datetime | None = None) -> dict:
     """A presentation request for a credential of ``types``: ``{"uri", "state", "request", "expires"}``."""
     now = now or datetime.now(timezone.utc)
     query = dcql_for(types, fmt)
-    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    state, nonce = new_state(), secrets.token_urlsafe(24)
     with node.session() as s:
         s.add(PresentationRequest(state_hash=_hash(state), nonce=nonce, dcql_query=json.dumps(query),
                                   expires=_stamp(now + REQUEST_TTL)))

@@ -175,3 +175,11 @@ def test_command_line_request_respond_result(world):
     assert answered.stdout.startswith("Presented urn:uuid:") and "/oid4vp/response" in answered.stdout
     done = run("oid4vp", "result", state, "--home", str(dpo.home))
     assert done.returncode == 0 and json.loads(done.stdout)["status"] == "verified"
+
+
+def test_a_state_never_reads_as_a_command_line_option():
+    # one state in 64 began with "-", and `cead oid4vp result STATE` then failed with "No such option"
+    from issuer.oid4vp import new_state
+    states = [new_state() for _ in range(3000)]
+    assert not any(s.startswith("-") for s in states)
+    assert len(set(states)) == len(states) and all(len(s) == 43 for s in states)
