@@ -2,6 +2,7 @@
 count of the bytes, counted by the gateway), is stored and logged by the provider node and kept by the recipient."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -164,3 +165,15 @@ def test_receipt_writer_commits_batches_and_logs_each_receipt_once(tmp_path):
     rows = store.listing(node.engine, side="provider")
     assert len(rows) == 20 and all(r.rows == 3 and r.log_index is not None for r in rows)
     assert {decode_entry(log.entry(r.log_index))["meta"]["receiptId"] for r in rows} == {r.id for r in rows}
+
+
+def test_a_denied_push_records_the_offered_bytes_but_nothing_moved(env):
+    w, *_ = env
+    response = send(env, method="POST", body=TABLE.encode(), manifest=w.manifest(rowCount=3),
+                    credentials=[w.approval, w.cert])    # the delegation chain is missing
+    assert response.status_code == 403
+    claims = verify_receipt_with(response.headers[RECEIPT_HEADER], Resolver())
+    assert claims["decision"] == "deny"
+    assert claims["payload"]["sha256"] is None and claims["payload"]["rows"] is None and claims["payload"]["bytes"] == 0
+    assert claims["payload"]["offered"] == {"sha256": hashlib.sha256(TABLE.encode()).hexdigest(),
+                                            "bytes": len(TABLE.encode())}

@@ -228,8 +228,10 @@ def receipt_claims(decision, *, gateway: str | None = None) -> dict[str, Any]:
     return claims
 
 
-def request_evidence(request) -> dict[str, Any]:
-    """The binding, manifest hash and (for a push) payload of a transfer request, for its receipt."""
+def request_evidence(request, allowed: bool = True) -> dict[str, Any]:
+    """The binding, manifest hash and (for a push) payload of a transfer request, for its receipt. A denied push
+    moved nothing: its payload is recorded as nothing moved, with the bytes offered hashed (``offered``) but never
+    parsed or counted, so a body refused unread (``transfer.body_too_large``) stays unread."""
     try:
         binding = request.binding
     except CeadError:
@@ -240,8 +242,11 @@ def request_evidence(request) -> dict[str, Any]:
                            "direction": "push" if push else "pull",
                            # the gateway will hash the response and sign then (middleware): no provisional receipt
                            "deferred": not push and bool(getattr(request, "response_checked", False))}
-    if push:
+    if push and allowed:
         out["payload"] = payload_evidence(body, "", "push")
+    elif push:
+        out["payload"] = {"direction": "push", "sha256": None, "bytes": 0, "rows": None,
+                          "offered": {"sha256": sha256_hex(body), "bytes": len(body)} if body is not None else None}
     return out
 
 

@@ -211,7 +211,7 @@ class Decider:
                             approval_id=chosen.approval.id if chosen else None, method=request.method,
                             url=request.url, decided_at=now, approval=chosen.model if chosen else None,
                             manifest=request.manifest)
-        decision.evidence = receipts.request_evidence(request)
+        decision.evidence = receipts.request_evidence(request, decision.allowed)
         self._finish(decision, perf_counter() - started)
         return decision
 
