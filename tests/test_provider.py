@@ -282,6 +282,35 @@ def test_sse_subscribers_are_told_of_a_new_release(estate):
     assert [r["id"] for r in newest["releases"]] == ["2026-01"]
 
 
+def test_an_httpx_stream_is_answered_while_it_stays_open(estate):
+    # CeadHttpxAuth reads an answer's body only when it needs it (a denial, a pull receipt's payload hash): reading
+    # an allowed event stream would hold client.stream(...) until the provider closed the stream
+    import httpx
+
+    from wallet.client import CeadHttpxAuth
+    w = estate
+    wait_for_no_streams(w["provider"])
+    auth = CeadHttpxAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS)
+    with httpx.Client(verify=w["bundle"], timeout=30) as client:
+        with client.stream("GET", w["url"]["provider"] + "/series/homelessness-monthly/events", auth=auth) as s:
+            assert s.status_code == 200 and s.headers["Content-Type"].startswith("text/event-stream")
+            claims = verify_receipt(s.headers["Cead-Receipt"], w["provider_receipt_public"])
+            assert claims["decision"] == "allow" and claims["payload"]["sha256"] is None
+            kept = {r.token for r in receipt_store.listing(w["regulator_wallet"].engine, side=receipt_store.RECIPIENT)}
+            assert s.headers["Cead-Receipt"] in kept
+            (w["tmp"] / "monthly" / "2026-02.csv").write_text(csv_for("2026-02", 50))
+            kind, deadline = None, time.monotonic() + 20
+            for line in s.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "release":
+                    assert json.loads(line[6:])["id"] == "2026-02"
+                    break
+                assert time.monotonic() < deadline, "no release event arrived"
+            else:
+                raise AssertionError("the stream ended without the release event")
+
+
 def read_event(stream, deadline: float) -> dict:
     kind = None
     for line in stream.iter_lines(chunk_size=1, decode_unicode=True):

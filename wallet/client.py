@@ -239,7 +239,8 @@ class CeadAuth(_Presenting, requests.auth.AuthBase):
 
 
 class CeadHttpxAuth(_Presenting, httpx.Auth):
-    """``httpx`` auth: binds a fresh presentation to each request (its full body is read first).
+    """``httpx`` auth: binds a fresh presentation to each request (the request body is read first; the answer's
+    body only when needed, so an allowed event stream stays open).
 
     A redirect is refused (``transfer.redirected``), as with :class:`CeadAuth`: a 3xx answer raises. httpx follows
     redirects (``follow_redirects=True``) without asking the auth again, copying the presentation headers into the
@@ -250,10 +251,22 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
     the redirected answer."""
 
     requires_request_body = True
-    requires_response_body = True
+    # The response body is read here only when the flow needs it (a denial's reasons, a 401's definition, a pull
+    # receipt's payload hash: a finite body the gateway has already hashed), never for an allowed stream: an event
+    # stream has no end, so reading it would hold ``client.stream(...)`` until the provider closed it.
+    requires_response_body = False
 
     def auth_flow(self, request: httpx.Request):
-        yield from self._flow(request, asynchronous=False)
+        flow = self._flow(request, asynchronous=False)
+        outgoing = next(flow)
+        while True:
+            response = yield outgoing
+            if _body_needed(response):
+                response.read()
+            try:
+                outgoing = flow.send(response)
+            except StopIteration:
+                break
 
     async def async_auth_flow(self, request: httpx.Request):
         # httpx's own, with the flow told it is asynchronous (its trace guard must then be a coroutine function)
@@ -262,7 +275,8 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
         outgoing = next(flow)
         while True:
             response = yield outgoing
-            await response.aread()
+            if _body_needed(response):
+                await response.aread()
             try:
                 outgoing = flow.send(response)
             except StopIteration:
@@ -275,8 +289,8 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
         if headers is None:   # discover: ask without a presentation, learn what to present, send again
             response = yield request
             _not_redirected(response, url)
-            if not self._learn(response.status_code, response.content, url):
-                if self.raise_on_denial:
+            if not self._learn(response.status_code, _read_body(response) or b"", url):
+                if self.raise_on_denial and _denial(response.status_code):
                     check_response(response.status_code, response.content, url, response.headers)
                 return
             headers = self.headers(request.method, url, request.content)
@@ -284,9 +298,29 @@ class CeadHttpxAuth(_Presenting, httpx.Auth):
         _send_once(request, url, asynchronous)
         response = yield request
         _not_redirected(response, url)
-        keep_receipt(self.wallet, response.headers, request.content, response.content)
-        if self.raise_on_denial:
+        keep_receipt(self.wallet, response.headers, request.content, _read_body(response))
+        if self.raise_on_denial and _denial(response.status_code):
             check_response(response.status_code, response.content, url, response.headers)
+
+
+def _denial(status: int) -> bool:
+    return status in (401, 403) or status >= 500
+
+
+def _body_needed(response: httpx.Response) -> bool:
+    """Whether the wallet must read this answer's body: a denial or a 401 (reasons, definition), or an allowed
+    pull whose receipt records the payload hash (so the body is finite and can be checked against it)."""
+    if _denial(response.status_code):
+        return True
+    token = response.headers.get("Cead-Receipt")
+    return bool(token) and _receipt_hashes_pull(token)
+
+
+def _read_body(response: httpx.Response) -> bytes | None:
+    try:
+        return response.content
+    except httpx.ResponseNotRead:
+        return None
 
 
 def _redirected(url: str, target: Any, status: int | None = None) -> CeadError:
