@@ -680,3 +680,32 @@ def test_manifest_fields_are_laid_over_the_manifest_the_wallet_makes(populated):
                                 dataset=DS_MEALS, manifest_fields={"rowCount": 1})
     assert decode_manifest(whole["Cead-Transfer-Manifest"]) == {"dataset": DS_MEALS, "columns": ["entitlement"],
                                                                 "rowCount": 1}
+
+
+def test_approvals_a_run_attestation_pins_are_presented_with_its_output(populated):
+    """A computation's output is released only with every contributing party's own approval (the gateway's
+    attestation.contributor_not_approved); those approvals are for the other parties' datasets, so the wallet adds
+    the ones the manifest's run attestation pins, as it holds them."""
+    w, c = populated
+    pins = [{"party": "did:web:dundee.example", "commitment": "sha256-" + "B" * 43,
+             "approval": {"id": jwt_payload(c["someone_elses"])["id"], "digest": credential_digest(c["someone_elses"])}},
+            {"party": "did:web:perth.example", "commitment": "sha256-" + "C" * 43,
+             "approval": {"id": "urn:uuid:not-held", "digest": "sha256-" + "D" * 43}}]
+    attestation = {"type": ["VerifiableCredential", "ComputationRunAttestationCredential"],
+                   "credentialSubject": {"inputs": pins}}
+
+    def presented(**fields) -> list:
+        headers = present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS, manifest_fields=fields)
+        entries = jwt_payload(decode_presentation(headers["Cead-Presentation"]))["verifiableCredential"]
+        return [e["id"].split(",", 1)[1] if isinstance(e, dict) and "id" in e else e for e in entries]
+
+    assert c["someone_elses"] not in presented()
+    chosen = presented(runAttestation=attestation)
+    assert chosen == [c["approval"], c["leaf"], c["root"], c["cert"], c["someone_elses"]]   # the unheld one is not
+    # a presentation definition chooses exactly what is presented: nothing is added to it
+    only = {"id": "only-meals", "input_descriptors": [{"id": "a", "constraints": {"fields": [
+        {"path": ["$.id"], "filter": {"type": "string", "const": jwt_payload(c["approval"])["id"]}}]}}]}
+    headers = present_for_request(w, "GET", URL, None, {"dataset": DS_MEALS, "runAttestation": attestation},
+                                  definition=only)
+    entries = jwt_payload(decode_presentation(headers["Cead-Presentation"]))["verifiableCredential"]
+    assert len(entries) == 1

@@ -384,6 +384,43 @@ def manifest_overlay(manifest_fields: dict | None = None, row_count: int | None 
 
 
 @_one_selection
+def pinned_by_attestation(wallet, manifest: dict | None, chosen: list) -> list:
+    """The approvals a manifest's run attestation (``runAttestation``) pins for its input parties, as the wallet
+    holds them, when not already ``chosen``: a computation's output is released only with every contributing
+    party's own approval presented (``attestation.contributor_not_approved``), and those approvals are for the
+    other parties' datasets, so selecting by this transfer's dataset never finds them (with a presentation
+    definition, exactly what it selects is presented and nothing is added). The attestation is read,
+    not verified (the gateway verifies it); an approval the wallet does not hold is left for the gateway to name."""
+    from schemas.models import credential_digest
+    from verifier.jose import unverified_claims
+    attestation = manifest.get("runAttestation") if isinstance(manifest, dict) else None
+    if attestation is None:
+        return []
+    try:
+        document = unverified_claims(attestation) if isinstance(attestation, str) else attestation
+        subject = document.get("credentialSubject") if isinstance(document, dict) else None
+        inputs = subject.get("inputs") if isinstance(subject, dict) else None
+    except (CeadError, ValueError, AttributeError):
+        return []
+    have = set()
+    for credential in chosen:
+        try:
+            have.add(credential_digest(credential))
+        except CeadError:
+            continue
+    out = []
+    for item in inputs if isinstance(inputs, list) else []:
+        pinned = item.get("approval") if isinstance(item, dict) else None
+        digest = pinned.get("digest") if isinstance(pinned, dict) else None
+        if not isinstance(digest, str) or digest in have:
+            continue
+        record = wallet._by_digest(digest)
+        if record is not None and record.status_now not in (STATUS_REVOKED, STATUS_SUSPENDED):
+            out.append(record.credential)
+            have.add(digest)
+    return out
+
+
 def present_for_request(wallet, method: str, url: str, body: bytes | str | None, manifest: dict | None = None, *,
                         dataset: str | None = None, purpose: str | None = None, definition: dict | None = None,
                         format: str = "jwt", lifetime: int = 60,
@@ -423,6 +460,8 @@ def present_for_request(wallet, method: str, url: str, body: bytes | str | None,
                         "columns": list(approval.data_items)}
     if manifest_fields:
         manifest = {**(manifest or {}), **manifest_fields}
+    if definition is None:   # a definition chooses exactly what is presented
+        credentials = credentials + pinned_by_attestation(wallet, manifest, credentials)
     vp = build_presentation(wallet.holder, wallet.key, wallet.kid, credentials, format=format,
                             audience=origin(url), nonce=request_binding(method, url, body, manifest),
                             lifetime=lifetime)
