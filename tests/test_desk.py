@@ -280,3 +280,10 @@ def test_lawful_rule_results_are_shown_as_the_rule_engine_gives_them():
     assert met.state == "ok" and "Add" not in met.text
     broken = desk._from_lawful(SimpleNamespace(evaluate=lambda s: 1 / 0), {}, {"x": 1})
     assert broken[0].state == "warn" and "could not run" in broken[0].title
+    # an approval form not yet complete is said in the form's own words, not as the model's validation message
+    def incomplete(subject):
+        raise CeadError("credential.invalid", "DataSharingApprovalCredential: dataCategories: List should have at "
+                        "least 1 item after validation, not 0")
+    waiting = desk._from_lawful(SimpleNamespace(evaluate=incomplete), {}, {"x": 1})
+    assert waiting[0].state == "warn" and "Categories of personal data" in waiting[0].text
+    assert "List should have" not in waiting[0].text and "could not run" not in waiting[0].title

@@ -22,8 +22,20 @@ from pathlib import Path
 
 from verifier.results import CeadError
 
+from .approval_view import cadence_words, duration_words
+
 TBA = "To be agreed."
 
+
+
+def _retention_words(retention) -> str:
+    """An approval's ``retention`` in plain words (the ISO 8601 periods kept in brackets)."""
+    if not isinstance(retention, dict) or not retention.get("receivedData"):
+        return json.dumps(retention)
+    text = f"the recipient keeps the data received for at most {duration_words(retention['receivedData'])}"
+    if retention.get("derivedData"):
+        text += f", and data derived from them for at most {duration_words(retention['derivedData'])}"
+    return text[0].upper() + text[1:] + ", then deletes them."
 
 def _digest(data: bytes) -> str:
     return "sha256-" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
@@ -75,7 +87,7 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
     section("4. The data to be shared", [
         *(f"Dataset: {d}" for d in req.get("datasets") or []),
         "Data items: " + (", ".join(req.get("dataItems") or []) or TBA),
-        f"How often: {req.get('cadence') or TBA}",
+        f"How often: {cadence_words(req['cadence']) if req.get('cadence') else TBA}",
         "Only these items are shared; anything more needs a new or amended agreement (data minimisation)."])
     bases = approved.get("lawfulBases") or [basis]
     lines = []
@@ -91,7 +103,7 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
         "Privacy notices of both organisations describe this sharing."])
     retention = approved.get("retention")
     section("7. Information governance", [
-        f"Retention and deletion: {json.dumps(retention) if retention else TBA}",
+        f"Retention and deletion: {_retention_words(retention) if retention else TBA}",
         f"Onward sharing: {approved.get('onwardSharing') or TBA}",
         "Security: the data moves only through the provider's gateway, which checks this agreement's approval on "
         "every transfer; the receiving organisation keeps it under its certified controls.",

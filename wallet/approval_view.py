@@ -82,6 +82,21 @@ def duration_words(value: Any) -> str:
     return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + f" ({value})"
 
 
+def cadence_words(value: Any) -> str:
+    """An ISO 8601 repeating interval in plain words: ``R/2026-01-01T00:00:00Z/P1M`` -> "Data may be sent every 1
+    month (P1M) from 1 January 2026, no set number of transfers (about 12 a year; R/2026-01-01T00:00:00Z/P1M)."
+    Text that is not one is shown as written."""
+    try:
+        r = vocab.RepeatingInterval.parse(value)
+        if r.repetitions == 1:
+            return f"Data may be sent once, from {_day(r.start.isoformat())} ({value})."
+        times = f"at most {r.repetitions} transfers" if r.repetitions else "no set number of transfers"
+        return (f"Data may be sent every {duration_words(r.period)} from {_day(r.start.isoformat())}, "
+                f"{times} (about {round(r.per_year)} a year; {value}).")
+    except Exception:      # noqa: BLE001 (shown as written rather than dropped)
+        return f"Data may be sent on the schedule {value}."
+
+
 def _day(value: Any) -> str:
     try:
         when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -327,17 +342,7 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
         add("privacyProtocol", "Privacy protocol", lines + ["The gateway checks this on every transfer."]
             if protocols else lines)
     if "cadence" in s:
-        try:
-            r = vocab.RepeatingInterval.parse(s["cadence"])
-            if r.repetitions == 1:
-                text = f"Data may be sent once, from {_day(r.start.isoformat())} ({s['cadence']})."
-            else:
-                times = f"at most {r.repetitions} transfers" if r.repetitions else "no set number of transfers"
-                text = (f"Data may be sent every {duration_words(r.period)} from {_day(r.start.isoformat())}, "
-                        f"{times} (about {round(r.per_year)} a year; {s['cadence']}).")
-        except Exception:      # noqa: BLE001 (shown as written rather than dropped)
-            text = f"Data may be sent on the schedule {s['cadence']}."
-        add("cadence", "How often", [text])
+        add("cadence", "How often", [cadence_words(s["cadence"])])
     if "maxRowsPerTransfer" in s:
         add("maxRowsPerTransfer", "Row limit", [f"At most {s['maxRowsPerTransfer']} rows in any one transfer."])
     elif s:

@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 
 from schemas.vocab import CERTIFICATION_SCHEMES, LEGAL_BASES, PURPOSES, compact, expand
 
+from .approval_view import cadence_words
+
 STYLE = """
 @page { size: A4; margin: 18mm 16mm; @bottom-right { content: "Page " counter(page) " of " counter(pages); } }
 body { font-family: Arial, Helvetica, sans-serif; font-size: 10.5pt; color: #1f2933; line-height: 1.4; }
@@ -88,7 +90,7 @@ def board_pack_html(node, wallet, request_id: str, *, now: datetime | None = Non
 <tr><th>Data items</th><td>{_list(req.get('dataItems'))}</td></tr>
 <tr><th>Purposes</th><td>{_list(req.get('purposes'))}</td></tr>
 <tr><th>Lawful basis ({_e(basis.get('regime') or 'not stated')})</th><td>{_list(basis.get('legalBases'))}</td></tr>
-<tr><th>How often</th><td>{_e(req.get('cadence')) or '<span class="missing">Not stated</span>'}</td></tr>
+<tr><th>How often</th><td>{_e(cadence_words(req['cadence'])) if req.get('cadence') else '<span class="missing">Not stated</span>'}</td></tr>
 <tr><th>Why (in the requester's words)</th><td>{_e(req.get('justification')) or '<span class="missing">Not stated</span>'}</td></tr>
 <tr><th>Agreement</th><td>{_e((req.get('agreement') or {}).get('id'))}<div class="muted">{_e((req.get('agreement') or {}).get('digest'))}</div></td></tr></table>
 <h2>ICO Data Sharing Code: what the request answers</h2><table>{checks}</table>

@@ -26,6 +26,7 @@ from schemas import vocab
 from schemas.models import DataSharingApproval, DelegatedAuthority
 from verifier.results import CeadError
 
+from .approval_view import cadence_words, duration_words
 from .casefile import DPIA_SCREENING, FIVE_SAFES, RequestCase
 from .names import Directory, Named
 
@@ -240,6 +241,17 @@ def rule_results(names: Directory, req: dict, categories: list[str], approval_su
     return out
 
 
+def _form_question(message: str) -> str | None:
+    """The approval form's question behind a model error such as ``DataSharingApprovalCredential: dataCategories:
+    List should have at least 1 item``, when the form sets that field; None otherwise."""
+    from .forms import ApproveForm
+    found = re.match(r"^\w*Credential: (\w+)(?:\.\w+)*: ", message)
+    field_name = DIMENSION_FIELDS.get(found.group(1)) if found else None
+    unbound = getattr(ApproveForm, field_name, None) if field_name else None
+    label = (getattr(unbound, "args", None) or [None])[0]
+    return label if isinstance(label, str) else None
+
+
 def _from_lawful(lawful, req: dict, subject: dict | None) -> list[Check]:
     """Render what ``verifier.lawful`` reports for the approval as it would be issued (``evaluate(subject)``:
     results with an outcome met / unmet / advice, a title, a citation, an explanation, what was found and what
@@ -254,7 +266,13 @@ def _from_lawful(lawful, req: dict, subject: dict | None) -> list[Check]:
     try:
         results = evaluate(subject)
     except Exception as exc:        # noqa: BLE001 (another part's rules: shown, never fatal to the page)
-        return [Check("warn", "The lawful-basis rules could not run", str(getattr(exc, "message", exc))[:300])]
+        message = str(getattr(exc, "message", exc))
+        unanswered = _form_question(message)
+        if unanswered:   # the form is not complete yet: say which question, in the form's own words
+            return [Check("warn", "Lawful-basis rules", f"The rules run once the form below answers "
+                          f"“{unanswered}”: the rulebook is checked against the approval as it would be "
+                          "issued.")]
+        return [Check("warn", "The lawful-basis rules could not run", message[:300])]
     out = []
     for r in results if isinstance(results, (list, tuple)) else getattr(results, "results", []) or []:
         get = (lambda k, r=r: r.get(k)) if isinstance(r, dict) else (lambda k, r=r: getattr(r, k, None))
@@ -309,7 +327,7 @@ def ico_checklist(req: dict, case: RequestCase | None, flags: list[dict]) -> lis
                      cite=("UK GDPR Articles 13 and 14", f"{UK_GDPR}article/13")))
     retention = c.retention or ""
     out.append(Check("ok" if retention and c.review else ("warn" if retention else "bad"), "Retention and review",
-                     (f"Kept for {retention}." if retention else "Missing: how long the data are kept.")
+                     (f"Kept for {duration_words(retention)}." if retention else "Missing: how long the data are kept.")
                      + (f" Review: {c.review}" if c.review else " Missing: when the sharing is reviewed.")))
     safes = c.five_safes
     answered = [FIVE_SAFES[k] for k in FIVE_SAFES if safes and getattr(safes, k)]
@@ -368,18 +386,14 @@ def what_approving_allows(names: Directory, subject: dict) -> list[str]:
              f"only for {purposes}."]
     cadence = subject.get("cadence")
     if cadence:
-        try:
-            per_year = vocab.RepeatingInterval.parse(cadence).per_year
-            lines.append(f"Transfers may repeat about {round(per_year)} times a year ({cadence}).")
-        except (ValueError, AttributeError, CeadError):
-            lines.append(f"Transfers follow the cadence {cadence}.")
+        lines.append(cadence_words(cadence))
     for p in subject.get("privacyProtocol") or []:
         lines.append("Every transfer is checked at the gateway: " + protocol_words(p) + ".")
     if subject.get("maxRowsPerTransfer"):
         lines.append(f"At most {subject['maxRowsPerTransfer']} rows per transfer.")
     retention = (subject.get("retention") or {}).get("receivedData")
     if retention:
-        lines.append(f"The recipient keeps the data for at most {retention}.")
+        lines.append(f"The recipient keeps the data for at most {duration_words(retention)}.")
     onward = subject.get("onwardSharing")
     if onward:
         lines.append({"Prohibited": "The recipient may not share the data onwards.",

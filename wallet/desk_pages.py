@@ -29,6 +29,7 @@ from schemas.models import DataSharingApproval, describe
 from verifier.results import CeadError
 
 from . import desk
+from .approval_view import cadence_words
 from . import requests as sharing
 from .forms import ApproveForm, DecideForm, _choices, condition_choices, default_window, legal_basis_choices
 from .names import Directory, node_policy
@@ -258,7 +259,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             precedents=desk.precedents(sharing.list_requests(wallet), row), nearest=nearest(row),
             allows=desk.what_approving_allows(names, facts["subject"]) if facts["subject"] else [],
             error=error, errors=errors if row.status == sharing.PENDING else [], document=json.dumps(
-                req, indent=2, ensure_ascii=False), date=_date, interrupted=sharing.is_interrupted(row),
+                req, indent=2, ensure_ascii=False), date=_date, cadence_words=cadence_words, interrupted=sharing.is_interrupted(row),
             reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60), approval_status=approval_status, approved_lines=approved_lines, when=_when,
             renew_default=(date.today().replace(year=date.today().year + 1)).isoformat(),
             may_decide=may("issue:approval"), may_change=may("status:change"),
