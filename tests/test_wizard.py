@@ -204,3 +204,18 @@ def test_a_search_narrows_the_catalogue_keeping_the_chosen_datasets(env):
     assert 'value="health"' in found.text
     none = _form(env["client"], action="search", dataset_search="housing", datasets=None)
     assert "Pupil health records" not in none.text and "School meals register" not in none.text
+
+
+def test_how_often_can_be_said_in_words(env):
+    from datetime import date
+
+    from wallet.forms import cadence_from_words
+    assert cadence_from_words("Quarterly", date(2026, 12, 3)) == "R/2026-12-01T00:00:00Z/P3M"
+    assert cadence_from_words("once", date(2026, 12, 3)) == "R1/2026-12-01T00:00:00Z/P1D"
+    assert cadence_from_words("R/2025-01-01T00:00:00Z/P1W") == "R/2025-01-01T00:00:00Z/P1W"   # as written
+    page = env["client"].get("/wallet/requests/new")
+    assert 'value="monthly"' in page.text and "In words: once, daily, weekly" in _text(page.text)
+    sent = _form(env["client"], cadence="quarterly")
+    assert sent.status_code == 502 and "sharing.unreachable" in sent.text     # valid: it was sent
+    vague = _form(env["client"], cadence="every so often")
+    assert vague.status_code in (200, 400, 422) and "in words (for example monthly" in _error(vague.text, "cadence")

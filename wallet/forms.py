@@ -18,6 +18,33 @@ from .casefile import DPIA_SCREENING
 DURATION = Regexp(vocab.DURATION_PATTERN, message="Give a period such as P1Y (one year), P6M (six months) or P90D.")
 
 
+CADENCE_WORDS = {"once": ("R1", "P1D"), "daily": ("R", "P1D"), "weekly": ("R", "P1W"), "fortnightly": ("R", "P2W"),
+                 "monthly": ("R", "P1M"), "quarterly": ("R", "P3M"), "twice a year": ("R", "P6M"),
+                 "half-yearly": ("R", "P6M"), "yearly": ("R", "P1Y"), "annually": ("R", "P1Y")}
+CADENCE_HINT = ("In words: once, daily, weekly, fortnightly, monthly, quarterly, twice a year or yearly (from the first "
+                "of this month); or an ISO 8601 repeating interval such as R/2026-01-01T00:00:00Z/P1M.")
+
+
+def cadence_from_words(value, today: date | None = None):
+    """``monthly`` -> ``R/<first of this month>T00:00:00Z/P1M`` (the words in ``CADENCE_WORDS``; anything else is
+    left as written, for the form's check of an ISO 8601 repeating interval). The forms keep what was typed and
+    their pages convert it when they build the request or approval."""
+    key = " ".join(str(value).lower().split()) if isinstance(value, str) else None
+    if key not in CADENCE_WORDS:
+        return value
+    repeat, period = CADENCE_WORDS[key]
+    first = (today or date.today()).replace(day=1)
+    return f"{repeat}/{first.isoformat()}T00:00:00Z/{period}"
+
+
+def _cadence_check(form, field):
+    try:
+        vocab.RepeatingInterval.parse(cadence_from_words(field.data or ""))
+    except (ValueError, Exception):
+        raise ValidationError("Say how often, in words (for example monthly or quarterly) or as a repeating "
+                              "interval such as R/2026-01-01T00:00:00Z/P1M.")
+
+
 def _for_threshold(form, field):
     """A minimum cell count is asked for only with the threshold protocol (and then it is required)."""
     if form.protocol.data != "threshold":
@@ -85,7 +112,8 @@ class ApproveForm(Form):
     protocol = RadioField("Privacy protocol applied at the gateway", choices=PROTOCOLS, default="threshold")
     min_cell_count = IntegerField("Minimum cell count", validators=[_for_threshold, NumberRange(
         min=1, max=1000, message="A minimum cell count is a whole number from 1 to 1000.")])
-    cadence = StringField("How often data may be sent", validators=[InputRequired("Give a cadence.")])
+    cadence = StringField("How often data may be sent",
+                          validators=[InputRequired("Say how often data may be sent."), _cadence_check])
     max_rows = IntegerField("Row limit per transfer", validators=[Optional(), NumberRange(
         min=1, message="A row limit is a whole number of 1 or more.")])
     retention = StringField("How long the recipient may keep the data",
@@ -137,8 +165,8 @@ class WizardForm(Form):
                               validators=[InputRequired("Choose a lawful basis.")])
     condition = SelectField("Condition for special category or criminal offence data", validate_choice=False,
                             validators=[Optional()])
-    cadence = StringField("How often", default="R/2026-01-01T00:00:00Z/P1M", validators=[
-        InputRequired("Say how often data are needed.")])
+    cadence = StringField("How often", default="monthly", validators=[
+        InputRequired("Say how often data are needed."), _cadence_check])
     who_benefits = TextAreaField("Who benefits", validators=[InputRequired("Say who benefits."),
                                                              Length(max=2000)])
     how = TextAreaField("How they benefit", validators=[InputRequired("Say how they benefit."), Length(max=2000)])
@@ -161,12 +189,6 @@ class WizardForm(Form):
         min=1, max=1000, message="A whole number from 1 to 1000.")])
     confirm = BooleanField("I confirm the answers are accurate and the documents are the ones we rely on",
                            validators=[DataRequired("Confirm the answers before sending.")])
-
-    def validate_cadence(self, field):
-        try:
-            vocab.RepeatingInterval.parse(field.data or "")
-        except (ValueError, Exception):
-            raise ValidationError("Give a repeating interval such as R/2026-01-01T00:00:00Z/P1M (monthly).")
 
     def validate_datasets(self, field):
         if not self.dataset_list():

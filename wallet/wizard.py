@@ -30,7 +30,7 @@ from verifier.results import CeadError
 
 from . import requests as sharing
 from .casefile import DPIA_SCREENING
-from .forms import WizardForm, _choices, condition_choices, legal_basis_choices
+from .forms import CADENCE_HINT, cadence_from_words, WizardForm, _choices, condition_choices, legal_basis_choices
 
 MAX_DOCUMENT = 5 * 1024 * 1024
 MAX_LISTED = 100          # catalogue datasets listed at once besides those chosen (a search narrows the list)
@@ -128,7 +128,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
         form.datasets.choices = [(d["iri"], d["label"]) for d in chosen + listed[:MAX_LISTED]]
         errors = [(f.id, e) for f in form for e in f.errors] + \
                  [(k, v) for k, v in attached.get("errors", {}).items()]
-        return render_template("wallet_wizard.html", form=form, attached=attached, errors=errors, problem=problem,
+        return render_template("wallet_wizard.html", cadence_hint=CADENCE_HINT, form=form, attached=attached, errors=errors, problem=problem,
                                catalogue=catalogue, chosen=chosen, picked=set(form.columns.data or []),
                                unshown=[c for c in form.columns.data or [] if c not in shown], suggestions=suggestions(form),
                                screening=DPIA_SCREENING, rules=rules or {}, more=more,
@@ -212,7 +212,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             "dataItems": form.column_list(), "purposes": [form.purpose.data],
             "lawfulBasis": {"party": holder, "regime": form.regime.data, "legalBases": [b for b in (form.legal_basis.data,
                                                                                     form.condition.data) if b]},
-            "cadence": form.cadence.data,
+            "cadence": cadence_from_words(form.cadence.data),
             "agreement": {"id": attached["agreement"]["id"], "digest": attached["agreement"]["digest"]},
             "justification": (form.justification.data or
                               f"{form.how.data} (benefits {form.who_benefits.data})")[:4000],
