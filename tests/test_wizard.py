@@ -219,3 +219,10 @@ def test_how_often_can_be_said_in_words(env):
     assert sent.status_code == 502 and "sharing.unreachable" in sent.text     # valid: it was sent
     vague = _form(env["client"], cadence="every so often")
     assert vague.status_code in (200, 400, 422) and "in words (for example monthly" in _error(vague.text, "cadence")
+    from wallet.forms import duration_from_words
+    assert [duration_from_words(v) for v in ("1 year", "18 Months", "90 days", "P2Y", "a while")] == \
+        ["P1Y", "P18M", "P90D", "P2Y", "a while"]
+    kept = _form(env["client"], retention="18 months")
+    assert kept.status_code == 502 and "sharing.unreachable" in kept.text     # valid: it was sent
+    unclear = _form(env["client"], retention="a while")
+    assert "such as 1 year, 6 months or 90 days" in _error(unclear.text, "retention")

@@ -24,7 +24,6 @@ from typing import Any
 
 from schemas import vocab
 from schemas.models import DataSharingApproval, DelegatedAuthority
-from verifier.results import CeadError
 
 from .approval_view import cadence_words, duration_words
 from .casefile import DPIA_SCREENING, FIVE_SAFES, RequestCase

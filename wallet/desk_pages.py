@@ -31,7 +31,8 @@ from verifier.results import CeadError
 from . import desk
 from .approval_view import cadence_words
 from . import requests as sharing
-from .forms import CADENCE_HINT, cadence_from_words, ApproveForm, DecideForm, _choices, condition_choices, default_window, legal_basis_choices
+from .forms import (CADENCE_HINT, DURATION_HINT, ApproveForm, DecideForm, _choices, cadence_from_words, condition_choices,
+                    default_window, duration_from_words, legal_basis_choices)
 from .names import Directory, node_policy
 
 CHANGES_REQUESTED = "changes requested"
@@ -146,7 +147,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             "sensitivity": form.sensitivity.data,
             "dpia": {"outcome": form.dpia_outcome.data, **({"reference": form.dpia_reference.data}
                                                            if form.dpia_reference.data else {})},
-            "cadence": cadence_from_words(form.cadence.data), "retention": {"receivedData": form.retention.data},
+            "cadence": cadence_from_words(form.cadence.data), "retention": {"receivedData": duration_from_words(form.retention.data)},
             "onwardSharing": form.onward_sharing.data, "privacyProtocol": protocol,
             "coSigners": form.co_signer_list(),
             "notBefore": f"{form.not_before.data.isoformat()}T00:00:00Z",
@@ -253,6 +254,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             error = None                 # already in the error summary and beside its field
         return render_template(
             "wallet_request.html", row=row, req=req, names=names, form=form, decide=decide, cadence_hint=CADENCE_HINT,
+            duration_hint=DURATION_HINT,
             facts=facts, who=desk.requester(names, row, policy, ends), policy=policy,
             rules=desk.rule_results(names, req, categories, facts["subject"]), lawful=desk._lawful_module(),
             checklist=desk.ico_checklist(req, case, flags), flags=flags, case=case,

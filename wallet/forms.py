@@ -8,14 +8,30 @@ from datetime import date, timedelta
 
 from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, SelectField, SelectMultipleField,
                      StringField, TextAreaField, widgets)
-from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional, Regexp, \
+from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional, \
     StopValidation, ValidationError
 
 from schemas import vocab
 
 from .casefile import DPIA_SCREENING
 
-DURATION = Regexp(vocab.DURATION_PATTERN, message="Give a period such as P1Y (one year), P6M (six months) or P90D.")
+_PERIOD_UNITS = {"year": "Y", "month": "M", "week": "W", "day": "D"}
+
+
+def duration_from_words(value):
+    """``18 months`` -> ``P18M``, ``1 year`` -> ``P1Y`` (years, months, weeks or days); anything else as written,
+    for the check of an ISO 8601 period. The forms keep what was typed and their pages convert it."""
+    found = re.fullmatch(r"\s*(\d{1,4})\s*(year|month|week|day)s?\s*", value.lower()) if isinstance(value, str) else None
+    return f"P{int(found.group(1))}{_PERIOD_UNITS[found.group(2)]}" if found else value
+
+
+def _duration_check(form, field):
+    if not re.fullmatch(vocab.DURATION_PATTERN, duration_from_words(field.data or "") or ""):
+        raise ValidationError("Give a period in words, such as 1 year, 6 months or 90 days (or as ISO 8601: P1Y).")
+
+
+DURATION = _duration_check
+DURATION_HINT = "For example 1 year, 6 months or 90 days (or ISO 8601: P1Y)."
 
 
 CADENCE_WORDS = {"once": ("R1", "P1D"), "daily": ("R", "P1D"), "weekly": ("R", "P1W"), "fortnightly": ("R", "P2W"),
@@ -179,7 +195,7 @@ class WizardForm(Form):
     safe_outputs = TextAreaField("Safe outputs", validators=[Optional(), Length(max=2000)])
     dpia_screening = MultiCheckboxField("DPIA screening: tick each that applies", choices=list(
         DPIA_SCREENING.items()), validators=[Optional()])
-    retention = StringField("How long you will keep the data", default="P1Y",
+    retention = StringField("How long you will keep the data", default="1 year",
                             validators=[InputRequired("Say how long you will keep the data."), DURATION])
     review = TextAreaField("When the sharing will be reviewed", validators=[Optional(), Length(max=2000)])
     transparency = TextAreaField("How people are told", validators=[Optional(), Length(max=2000)])

@@ -26,8 +26,8 @@ from schemas import vocab
 from verifier.results import CeadError
 
 from . import desk, standing
-from .forms import DURATION, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, condition_choices, \
-    legal_basis_choices
+from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
+    condition_choices, duration_from_words, legal_basis_choices
 from .names import Directory
 
 SUB_DELEGATION = ("The delegation it rests on does not let this node delegate further (it needs the SubDelegate "
@@ -68,7 +68,7 @@ class StandingForm(Form):
         NumberRange(min=1, max=366, message="A whole number from 1 to 366.")])
     max_rows = IntegerField("Rows per transfer, at most", validators=[Optional(), NumberRange(
         min=1, message="A row limit is a whole number of 1 or more.")])
-    retention = StringField("How long the recipient may keep the data", default="P1Y",
+    retention = StringField("How long the recipient may keep the data", default="1 year",
                             validators=[InputRequired("Say how long the data may be kept."), DURATION])
     onward_sharing = SelectField("Onward sharing", choices=[
         ("Prohibited", "Not allowed"), ("WithApproval", "Only with a further approval")])
@@ -78,7 +78,7 @@ class StandingForm(Form):
                                default="LowRisk")
     not_before = DateField("In force from", validators=[InputRequired("Give the date it starts.")])
     not_after = DateField("In force until", validators=[InputRequired("Give the date it ends.")])
-    valid_for = StringField("Each automatic approval lasts", default="P6M",
+    valid_for = StringField("Each automatic approval lasts", default="6 months",
                             validators=[InputRequired("Say how long each automatic approval lasts."), DURATION])
     confirm = BooleanField("I sign this standing approval as the Data Protection Officer: routine requests inside "
                            "it will be approved without a person", validators=[DataRequired(
@@ -111,13 +111,13 @@ def template_of(form: StandingForm, discloser: str) -> tuple[dict, dict]:
         "datasets": list(form.datasets.data), "dataItems": form.lines(form.columns.data),
         "purposes": list(form.purposes.data), "legalBases": bases, "dataCategories": list(form.data_categories.data),
         "privacyProtocol": protocol, "maxTransfersPerYear": form.max_transfers.data,
-        "maxRetention": form.retention.data, "onwardSharing": form.onward_sharing.data,
+        "maxRetention": duration_from_words(form.retention.data), "onwardSharing": form.onward_sharing.data,
         "maxSensitivity": form.sensitivity.data, "maxDpiaRisk": form.dpia_outcome.data,
         "notBefore": start, "notAfter": end}
     conditions: dict[str, Any] = {
         "lawfulBases": [{"party": discloser, "regime": regime, "legalBases": bases}],
         "dataCategories": list(form.data_categories.data), "dpia": {"outcome": form.dpia_outcome.data},
-        "sensitivity": form.sensitivity.data, "retention": {"receivedData": form.retention.data},
+        "sensitivity": form.sensitivity.data, "retention": {"receivedData": duration_from_words(form.retention.data)},
         "onwardSharing": form.onward_sharing.data, "privacyProtocol": protocol, "notBefore": start, "notAfter": end}
     recipients = form.lines(form.recipients.data)
     if recipients:
@@ -258,8 +258,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
         if form is None and may("issue:delegation"):
             form = make_form(defaults(names), names)
         errors = [(f.id, e) for f in form for e in f.errors] if form is not None else []
-        return render_template("wallet_standing.html", entries=shown, form=form, errors=errors, problem=problem,
-                               names=names, date=_date), status
+        return render_template("wallet_standing.html", duration_hint=DURATION_HINT, entries=shown, form=form,
+                               errors=errors, problem=problem, names=names, date=_date), status
 
     @bp.get("/wallet/standing", endpoint="standing")
     @sign_in_required
@@ -285,7 +285,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
         who = current_token()
         try:
             rule = standing.create(node(), wallet, name=form.name.data, scope=scope, conditions=conditions,
-                                   valid_for=form.valid_for.data, by=who.name, scopes=who.scopes.split(","),
+                                   valid_for=duration_from_words(form.valid_for.data), by=who.name, scopes=who.scopes.split(","),
                                    parent=parent)
         except CeadError as exc:
             field = exc.problem.detail.get("field") if isinstance(exc.problem.detail, dict) else None

@@ -30,7 +30,8 @@ from verifier.results import CeadError
 
 from . import requests as sharing
 from .casefile import DPIA_SCREENING
-from .forms import CADENCE_HINT, cadence_from_words, WizardForm, _choices, condition_choices, legal_basis_choices
+from .forms import (CADENCE_HINT, DURATION_HINT, WizardForm, _choices, cadence_from_words, condition_choices,
+                    duration_from_words, legal_basis_choices)
 
 MAX_DOCUMENT = 5 * 1024 * 1024
 MAX_LISTED = 100          # catalogue datasets listed at once besides those chosen (a search narrows the list)
@@ -128,7 +129,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
         form.datasets.choices = [(d["iri"], d["label"]) for d in chosen + listed[:MAX_LISTED]]
         errors = [(f.id, e) for f in form for e in f.errors] + \
                  [(k, v) for k, v in attached.get("errors", {}).items()]
-        return render_template("wallet_wizard.html", cadence_hint=CADENCE_HINT, form=form, attached=attached, errors=errors, problem=problem,
+        return render_template("wallet_wizard.html", cadence_hint=CADENCE_HINT, duration_hint=DURATION_HINT,
+                               form=form, attached=attached, errors=errors, problem=problem,
                                catalogue=catalogue, chosen=chosen, picked=set(form.columns.data or []),
                                unshown=[c for c in form.columns.data or [] if c not in shown], suggestions=suggestions(form),
                                screening=DPIA_SCREENING, rules=rules or {}, more=more,
@@ -200,7 +202,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             "fiveSafes": {k: getattr(form, f"safe_{k}").data for k in ("people", "projects", "settings", "data",
                                                                         "outputs") if getattr(form, f"safe_{k}").data},
             "dpiaScreening": {k: k in screening for k in DPIA_SCREENING},
-            "retention": form.retention.data,
+            "retention": duration_from_words(form.retention.data),
             **{k: getattr(form, k).data for k in ("review", "transparency", "rights") if getattr(form, k).data},
             "proposedProtocol": {"kind": form.protocol.data, **({"minCellCount": form.min_cell_count.data}
                                                                 if form.protocol.data == "threshold" else {})},
