@@ -100,7 +100,7 @@ def test_every_condition_is_in_plain_words_with_what_was_verified(env):
                   "Privacy budget per 1 year (P1Y): at most epsilon 4.0 in total, at most 12 releases",
                   "unit of privacy is one person, contributing at most 2",
                   "At most 5000 rows", "1 year (P1Y)", "5 years (P5Y)", "may not share the data",
-                  "every 1 month (P1M) from 1 January 2025, no set number of transfers (about 12 a year", "No co-signers", "No processors",
+                  "monthly from 1 January 2025, no set number of transfers (about 12 a year", "No co-signers", "No processors",
                   "Cyber Essentials", "Delegation urn:uuid:"):
         assert words in text, words
     assert 'href="https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"' in page.text

@@ -82,16 +82,21 @@ def duration_words(value: Any) -> str:
     return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + f" ({value})"
 
 
+_EVERY = {"P1D": "daily", "P1W": "weekly", "P2W": "fortnightly", "P1M": "monthly", "P3M": "quarterly",
+          "P6M": "twice a year", "P1Y": "yearly"}
+
+
 def cadence_words(value: Any) -> str:
-    """An ISO 8601 repeating interval in plain words: ``R/2026-01-01T00:00:00Z/P1M`` -> "Data may be sent every 1
-    month (P1M) from 1 January 2026, no set number of transfers (about 12 a year; R/2026-01-01T00:00:00Z/P1M)."
+    """An ISO 8601 repeating interval in plain words: ``R/2026-01-01T00:00:00Z/P1M`` -> "Data may be sent monthly
+    from 1 January 2026, no set number of transfers (about 12 a year; R/2026-01-01T00:00:00Z/P1M)."
     Text that is not one is shown as written."""
     try:
         r = vocab.RepeatingInterval.parse(value)
         if r.repetitions == 1:
             return f"Data may be sent once, from {_day(r.start.isoformat())} ({value})."
         times = f"at most {r.repetitions} transfers" if r.repetitions else "no set number of transfers"
-        return (f"Data may be sent every {duration_words(r.period)} from {_day(r.start.isoformat())}, "
+        how = _EVERY.get(r.period) or f"every {duration_words(r.period)}"
+        return (f"Data may be sent {how} from {_day(r.start.isoformat())}, "
                 f"{times} (about {round(r.per_year)} a year; {value}).")
     except Exception:      # noqa: BLE001 (shown as written rather than dropped)
         return f"Data may be sent on the schedule {value}."

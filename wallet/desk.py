@@ -317,7 +317,8 @@ def ico_checklist(req: dict, case: RequestCase | None, flags: list[dict]) -> lis
     if pb and not pb.evidence:
         missing.append("Missing: evidence for the benefit.")
     if flags:
-        missing.append(f"{len(flags)} column(s) are flagged below: is each needed?")
+        missing.append("1 column is flagged below: is it needed?" if len(flags) == 1 else
+                       f"{len(flags)} columns are flagged below: is each needed?")
     out.append(Check("ok" if not missing else "warn", "Necessity and proportionality",
                      (f"Who benefits: {pb.who_benefits.rstrip('.')}. How: {pb.how.rstrip('.')}." if pb else
                       f"Justification: {req.get('justification', '')}"), detail=missing))
