@@ -101,7 +101,7 @@ def test_every_condition_is_in_plain_words_with_what_was_verified(env):
                   "unit of privacy is one person, contributing at most 2",
                   "At most 5000 rows", "1 year (P1Y)", "5 years (P5Y)", "may not share the data",
                   "monthly from 1 January 2025, no set number of transfers (about 12 a year", "No co-signers", "No processors",
-                  "Cyber Essentials", "Delegation urn:uuid:"):
+                  "Cyber Essentials", "Delegation 1 is pinned by its digest sha256-"):
         assert words in text, words
     assert 'href="https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"' in page.text
     # what was verified, each line named

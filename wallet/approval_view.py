@@ -82,6 +82,8 @@ def duration_words(value: Any) -> str:
     return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + f" ({value})"
 
 
+SENSITIVITY_WORDS = {"Anonymised": "anonymised", "Pseudonymised": "pseudonymised", "Personal": "personal data",
+                     "SpecialCategory": "special category data", "CriminalOffence": "criminal offence data"}
 _EVERY = {"P1D": "daily", "P1W": "weekly", "P2W": "fortnightly", "P1M": "monthly", "P3M": "quarterly",
           "P6M": "twice a year", "P1Y": "yearly"}
 
@@ -249,8 +251,8 @@ def _basis_cite(iri: str) -> tuple[str, str] | None:
 def _pin(ref: Any, what: str) -> tuple[list[str], list[str]]:
     if not isinstance(ref, dict):
         return [f"{what}: {_json(ref)}"], []
-    lines = [f"{what} {ref.get('id')}, pinned by its digest {ref.get('digest')}: only that exact "
-             "document or credential matches."]
+    lines = [f"{what} is pinned by its digest {ref.get('digest')}: only that exact document or credential "
+             "matches (its identifier is under Identifiers)."]
     return lines + _rest(ref, {"id", "digest"}), [str(ref.get("id"))]
 
 
@@ -339,7 +341,8 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
             else [_json(s["dpia"])], [ref] if ref else [],
             [("UK GDPR Article 35", f"{vocab.UK_GDPR}article/35")])
     if "sensitivity" in s:
-        add("sensitivity", "Sensitivity", [f"The data as shared are classed {s['sensitivity']}."])
+        add("sensitivity", "Sensitivity", [f"The data as shared are classed "
+                                           f"{SENSITIVITY_WORDS.get(s['sensitivity'], s['sensitivity'])}."])
     if "privacyProtocol" in s:
         protocols = _as_list(s["privacyProtocol"])
         lines = [line for p in protocols for line in protocol_lines(p, names)] or [
@@ -373,12 +376,16 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
         add("coSigners", "Co-signers", [f"Valid only when also signed by {_list(nm(s['coSigners']))}."
                                         if s["coSigners"] else "No co-signers."], _as_list(s["coSigners"]))
     if "delegationChain" in s:
-        lines = [line for ref in _as_list(s["delegationChain"]) for line in _pin(ref, "Delegation")[0]] or [
+        chain = _as_list(s["delegationChain"])
+        lines = [line for i, ref in enumerate(chain, 1)
+                 for line in _pin(ref, f"Delegation {i}" if len(chain) > 1 else "The delegation")[0]] or [
             "None: approved by the controller itself."]
         add("delegationChain", "Delegation chain", lines,
             [r.get("id") for r in _as_list(s["delegationChain"]) if isinstance(r, dict)])
     if "upstream" in s:
-        lines = [line for ref in _as_list(s["upstream"]) for line in _pin(ref, "Upstream approval")[0]] or [
+        ups = _as_list(s["upstream"])
+        lines = [line for i, ref in enumerate(ups, 1)
+                 for line in _pin(ref, f"Upstream approval {i}" if len(ups) > 1 else "The upstream approval")[0]] or [
             "None: the data are not themselves received under another approval."]
         add("upstream", "Upstream approvals", lines,
             [r.get("id") for r in _as_list(s["upstream"]) if isinstance(r, dict)])

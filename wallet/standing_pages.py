@@ -28,6 +28,7 @@ from verifier.results import CeadError
 from . import desk, standing
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
     condition_choices, duration_from_words, legal_basis_choices
+from .approval_view import SENSITIVITY_WORDS
 from .names import Directory
 
 SUB_DELEGATION = ("The delegation it rests on does not let this node delegate further (it needs the SubDelegate "
@@ -139,8 +140,6 @@ def duration_words(value: str | None) -> str:
 
 
 RISK_WORDS = {"LowRisk": "low", "MediumRisk": "medium", "HighRisk": "high"}
-SENSITIVITY_WORDS = {"Anonymised": "anonymised", "Pseudonymised": "pseudonymised", "Personal": "personal data",
-                     "SpecialCategory": "special category data", "CriminalOffence": "criminal offence data"}
 
 
 def bounds(names: Directory, scope, rule: dict) -> list[str]:
