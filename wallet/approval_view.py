@@ -612,7 +612,7 @@ def _certifications(wallet, verifier, model: DataSharingApproval, names: Directo
         lines.append(Line("ok" if result.verified else "warn", "Certification",
                           f"{names.name(r.subject)} holds {names.name(scheme)} (certificate "
                           f"{s.get('certificateNumber')}, issued by {names.name(r.issuer)}, until "
-                          f"{s.get('expiryDate')}): status {status}."
+                          f"{_day(s.get('expiryDate'))}): status {status}."
                           + ("" if result.verified else " A gateway refuses transfers that rely on it."),
                           [f"{p.message} ({p.code})" for p in result.problems]))
     for scheme in required:

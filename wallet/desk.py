@@ -25,7 +25,7 @@ from typing import Any
 from schemas import vocab
 from schemas.models import DataSharingApproval, DelegatedAuthority
 
-from .approval_view import cadence_words, duration_words
+from .approval_view import _day, cadence_words, duration_words
 from .casefile import DPIA_SCREENING, FIVE_SAFES, RequestCase
 from .names import Directory, Named
 
@@ -403,7 +403,7 @@ def what_approving_allows(names: Directory, subject: dict) -> list[str]:
         lines.append("The approval is valid only once co-signed by "
                      + ", ".join(str(names.name(c)) for c in subject["coSigners"]) + ".")
     if subject.get("notBefore") and subject.get("notAfter"):
-        lines.append(f"From {subject['notBefore'][:10]} until {subject['notAfter'][:10]}; you can suspend or "
+        lines.append(f"From {_day(subject['notBefore'])} until {_day(subject['notAfter'])}; you can suspend or "
                      "revoke it from this page at any time.")
     return lines
 
