@@ -254,3 +254,12 @@ def test_row_count_fast_path_counts_as_the_csv_module_does(text):
     rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff") if text.startswith("\ufeff") else text,
                                                newline="")) if r]
     assert count_rows(text.encode("utf-8"), "text/csv") == max(len(rows) - 1, 0)
+
+
+def test_the_claims_encoder_writes_the_same_json_as_the_standard_library():
+    """Receipts' claims are encoded with orjson when it is installed: the same JSON values, keys sorted."""
+    from verifier import receipts as module
+    claims = {"v": 1, "z": [1, "\u00e9\u2028", None, True], "a": {"y": 2.5, "b": "x\"\\\n"}, "m": 2 ** 53}
+    encoded = module._claims_json(claims)
+    assert isinstance(encoded, bytes) and json.loads(encoded) == claims
+    assert list(json.loads(encoded)) == sorted(claims) and b" " not in encoded.replace(b"\\n", b"")

@@ -22,14 +22,27 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
+try:   # a compiled JSON encoder (Apache-2.0 or MIT): a receipt's claims in ~2 us instead of ~12-25 us
+    import orjson
+except ImportError:   # pragma: no cover  (a dependency; without it the standard library's encoder is used)
+    orjson = None
+
 from .keys import PublicKey
 from .results import CeadError
 
 RECEIPT_TYPE = "cead-receipt+jwt"
 
-# A receipt is signed on every decision, on the deciding thread: its JSON encoder is built once (compact, keys
-# sorted; the claims are Cead's own, never circular), and the JWS is assembled as bytes.
-_encode_claims = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False).encode
+# A receipt is signed on every decision, on the deciding thread: its claims are encoded compact with sorted keys
+# (orjson when installed; else one standard-library encoder built once: the claims are Cead's own, never circular),
+# and the JWS is assembled as bytes.
+if orjson is not None:
+    def _claims_json(claims: dict) -> bytes:
+        return orjson.dumps(claims, option=orjson.OPT_SORT_KEYS)
+else:   # pragma: no cover
+    _std_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False).encode
+
+    def _claims_json(claims: dict) -> bytes:
+        return _std_encode(claims).encode()
 
 
 def _b64(data: bytes) -> bytes:
@@ -95,7 +108,7 @@ class ReceiptSigner:
         if header is None or header[0] != self.kid:   # the kid may be reassigned after construction
             encoded = json.dumps({"alg": self.alg, "kid": self.kid, "typ": RECEIPT_TYPE}, separators=(",", ":"))
             header = self._header = (self.kid, _b64(encoded.encode()) + b".")
-        signing_input = header[1] + _b64(_encode_claims(body).encode())
+        signing_input = header[1] + _b64(_claims_json(body))
         if self.alg == "EdDSA":
             signature = self._op.sign(signing_input)
         else:
