@@ -263,3 +263,24 @@ def test_the_claims_encoder_writes_the_same_json_as_the_standard_library():
     encoded = module._claims_json(claims)
     assert isinstance(encoded, bytes) and json.loads(encoded) == claims
     assert list(json.loads(encoded)) == sorted(claims) and b" " not in encoded.replace(b"\\n", b"")
+
+
+def test_receipt_ids_are_random_uuids_and_a_forked_worker_draws_its_own():
+    """Receipt ids come from a pool of os.urandom blocks: version-4 UUIDs, never repeated, and a forked worker (a
+    pre-forking server) must not hand out the blocks its parent will (the pool is emptied in the child)."""
+    import os
+    import uuid
+    from verifier.receipts import new_jti
+    ids = {new_jti() for _ in range(600)}   # more than one refill
+    assert len(ids) == 600
+    assert all(uuid.UUID(i.removeprefix("urn:uuid:")).version == 4 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # pragma: no cover  (the child)
+        os.write(write, new_jti().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+    assert child.startswith("urn:uuid:") and child != new_jti()
