@@ -225,7 +225,7 @@ def decision_overhead(n: int, tmp: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--n", type=int, default=400, help="proofs measured, and pairs of decisions (default 400)")
     parser.add_argument("--db", type=Path, default=None, help="keep the built log in this SQLite file (reused)")
