@@ -41,6 +41,8 @@ class Live:
     token: str
     service: Service | None = None
     api: Service | None = None
+    sequencer: Service | None = None   # a provider's receipt sequencer (logs what its gateway spools)
+    spool: Path | None = None
     _node: Any = None
     _wallet: Any = None
 
@@ -215,7 +217,14 @@ class Demo:
                       "routes": routes, "examples": str(world.EXAMPLES),
                       # the provider's gateway keeps its privacy-budget books in its own node's database
                       "ledger": f"sqlite:///{live.home / 'node.db'}",
-                      "node_home": str(live.home)}   # receipts signed and kept by the provider's node (issue 15)
+                      "node_home": str(live.home),   # receipts signed and kept by the provider's node (issue 15)
+                      # spooled by the gateway, logged by the node's sequencer process, as in production
+                      "receipt_spool": str(live.home / "receipt-spool")}
+            live.spool = live.home / "receipt-spool"
+            live.sequencer = self.group.start(Service(
+                f"receipt sequencer {live.party.key}",
+                python_argv("receipts", "sequence", str(live.spool), "--home", str(live.home)), 0, "",
+                self.workdir / "logs" / f"sequencer-{live.party.key}.log", env=env))
             path = self.workdir / f"api-{live.party.key}.json"
             path.write_text(json.dumps(config, indent=2))
             live.api = self.group.start(Service(f"data API {live.party.key}",

@@ -87,7 +87,7 @@ def data_app(config: dict):
     decider = Decider(parse_policy(config["policy"]), ledger=ledger)
     if config.get("node_home"):   # the provider's node signs, stores and logs every receipt (issue 15)
         from .demo_evidence import attach
-        attach(decider, config["node_home"])
+        attach(decider, config["node_home"], config.get("receipt_spool"))
     app.wsgi_app = CeadMiddleware(app.wsgi_app, decider,
                                   dataset_for=lambda environ: routes.get(environ.get("PATH_INFO", ""), {}).get(
                                       "dataset"))

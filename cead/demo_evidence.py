@@ -10,13 +10,30 @@ AUDITED = "police"       # a Part 3 controller: its report carries the DPA 2018 
 WITNESS = "fife"         # another organisation's node co-signs its log
 
 
-def attach(decider, node_home: str) -> None:
-    """In a provider's data API: receipts signed as the provider's node, stored and logged in its database."""
+def attach(decider, node_home: str, spool: str | None = None) -> None:
+    """In a provider's data API: receipts signed as the provider's node; spooled (``spool``: as in production, the
+    node's sequencer process stores and logs them, see docs/evidence.md), else stored and logged in its database
+    in the decision's own transaction."""
     from issuer.evidence import receipts
+    from issuer.evidence.spool import ReceiptSpool
     from issuer.node import Node
     node = Node.open(Path(node_home), migrate=True)
     decider.receipt_signer = receipts.signer_for(node)
-    decider.receipt_sink = receipts.sink(node)
+    decider.receipt_sink = ReceiptSpool(spool) if spool else receipts.sink(node)
+
+
+def drained(runner, timeout: float = 60.0) -> None:
+    """Wait until every provider's sequencer has logged all that its gateway spooled (typically one 50 ms window)."""
+    import time
+    from issuer.evidence.spool import pending
+    from .demo import DemoError
+    spools = [live.spool for live in runner.live.values() if getattr(live, "spool", None)]
+    deadline = time.monotonic() + timeout
+    while any(pending(spool) for spool in spools):
+        if time.monotonic() > deadline:
+            raise DemoError(f"the receipt sequencers did not log every spooled receipt within {timeout:.0f}s "
+                            f"(logs in {runner.workdir / 'logs'})")
+        time.sleep(0.05)
 
 
 def finish(runner) -> None:
@@ -27,6 +44,7 @@ def finish(runner) -> None:
     from .demo import DemoError
 
     echo = runner.echo
+    drained(runner)   # the receipts spooled by the gateways are in their nodes' logs
     live, witness_live = runner.live[AUDITED], runner.live[WITNESS]
     node, witness_node = live._node, witness_live._node
     log = record.log_of(node)

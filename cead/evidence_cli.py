@@ -82,10 +82,13 @@ def show(receipt_id, home) -> None:
 @click.option("--once", is_flag=True, help="Log what is spooled now, then exit (default: keep running).")
 @click.option("--interval", type=float, default=0.05, show_default=True,
               help="The group-commit window in seconds.")
+@click.option("--nice", type=int, default=10, show_default=True,
+              help="Lower the running sequencer's CPU priority by this much: on a busy machine decisions come first.")
 @home_option
-def sequence(spool, once, interval, home) -> None:
+def sequence(spool, once, interval, nice, home) -> None:
     """Run the receipt sequencer: store and log, in group commits, the receipts this node's gateways spool in
     SPOOL (``issuer.evidence.spool.ReceiptSpool``), off their decisions' path. Run it as its own service."""
+    import os
     import signal
     import threading
     from issuer.evidence import spool as spooling
@@ -93,6 +96,8 @@ def sequence(spool, once, interval, home) -> None:
     if once:
         click.echo(f"Logged {spooling.drain(node, spool)} receipts.")
         return
+    if nice:   # the service, not a one-off drain
+        os.nice(nice)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

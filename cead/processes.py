@@ -103,10 +103,13 @@ class ProcessGroup:
         return service
 
     def is_ready(self, service: Service) -> bool:
-        """One readiness probe (any answer below 500); raises RuntimeError if the process has exited."""
+        """One readiness probe (any answer below 500; a service without a port, e.g. a receipt sequencer: running);
+        raises RuntimeError if the process has exited."""
         if service.proc is not None and service.proc.poll() is not None:
             tail = service.log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{service.name} exited with status {service.proc.returncode}:\n{tail}")
+        if not service.port:
+            return True
         try:
             return requests.get(service.url + service.health_path, verify=str(self.ca.ca_pem),
                                 timeout=1).status_code < 500

@@ -109,9 +109,10 @@ def test_demo_fast_decisions_line_by_line_and_cleanup(tmp_path):
     assert proc.returncode == 0, output
     assert "Every decision matched the scenario" in output
     assert "Starting nodes and data APIs" in output
-    # every organisation and person ran as its own process, plus one data API per provider
+    # every organisation and person ran as its own process, plus one data API and one receipt sequencer per provider
     providers = [p for p in world.CAST if p.provides_data]
-    assert len(report["processes"]) == len(world.CAST) + len(providers)
+    assert len(report["processes"]) == len(world.CAST) + 2 * len(providers)
+    assert sum(1 for p in report["processes"] if p["name"].startswith("receipt sequencer")) == len(providers)
     assert len({p["pid"] for p in report["processes"]}) == len(report["processes"])
     _assert_all_stopped(report)
     assert (tmp_path / "w" / "nodes" / "police" / "node.db").is_file()  # an explicit --workdir is kept

@@ -50,6 +50,19 @@ def test_appends_prove_against_a_recomputed_tree(tmp_path):
     assert err.value.code == "tlog.not_found"
 
 
+def test_a_large_batch_of_inclusion_proofs_is_answered(tmp_path):
+    """The sequencer proves a whole batch of receipts at once: a batch whose proofs need more than a thousand stored
+    hashes must be read in several statements (SQLite refused one OR-expression deeper than 1000)."""
+    log = _log(tmp_path)
+    leaves = [a.leaf_hash for a in log.append_many([("receipt", {"receipt": f"{i:064x}"}, {}) for i in range(3000)])]
+    indices = list(range(1000, 1512)) + [0, 2999]
+    root = log.root()
+    proofs = log.inclusion_proofs(indices, 3000)
+    assert len(proofs) == len(indices)
+    for index, proof in zip(indices, proofs):
+        merkle.verify_inclusion(leaves[index], index, 3000, proof, root)
+
+
 @pytest.mark.parametrize("meta", [{"name": "x" * 600}, {"nested": {"a": 1}}, {"bad key": 1}, {"v": "a\nb"}])
 def test_entries_carry_public_metadata_only(tmp_path, meta):
     log = _log(tmp_path)

@@ -177,3 +177,110 @@ def test_a_denied_push_records_the_offered_bytes_but_nothing_moved(env):
     assert claims["payload"]["sha256"] is None and claims["payload"]["rows"] is None and claims["payload"]["bytes"] == 0
     assert claims["payload"]["offered"] == {"sha256": hashlib.sha256(TABLE.encode()).hexdigest(),
                                             "bytes": len(TABLE.encode())}
+
+
+# ---- the receipt path on the deciding thread (signed directly, counted at memory speed) -------------------------
+
+@pytest.mark.parametrize("kind", ["Ed25519", "P-256"])
+def test_a_directly_signed_receipt_is_a_standard_jws_and_a_tampered_one_is_not(kind):
+    """``ReceiptSigner.sign`` builds the compact JWS itself (not through the JOSE library): the JOSE library and
+    Cead's verifier must both accept it, and refuse it once a claim or the signature is changed."""
+    import base64
+    from jwcrypto import jwk, jws
+    from jwcrypto.common import JWException
+    from issuer.keys import PrivateKey
+    from verifier.did import did_key
+    from verifier.receipts import RECEIPT_TYPE, receipt_header, verify_receipt
+    key = PrivateKey.generate(kind)
+    did = did_key(key.public)
+    kid = f"{did}#{key.public.to_multikey()}"
+    signer = ReceiptSigner(jwk.JWK(**key.private_jwk()), kid=kid)
+    claims = {"v": 1, "iss": did, "decision": "allow", "reasons": [], "dataset": "https://d.example/ds/\u00e9",
+              "payload": {"direction": "pull", "sha256": hashlib.sha256(TABLE.encode()).hexdigest(),
+                          "bytes": len(TABLE), "rows": 3}}
+    token = signer.sign(claims)
+    assert receipt_header(token) == {"alg": "EdDSA" if kind == "Ed25519" else "ES256", "kid": kid,
+                                     "typ": RECEIPT_TYPE}
+    obj = jws.JWS()
+    obj.deserialize(token)
+    obj.verify(jwk.JWK(**key.public.to_jwk()))   # the JOSE library, on its own
+    assert json.loads(obj.payload)["dataset"] == claims["dataset"]
+    verified = verify_receipt_with(token, Resolver(), payload=TABLE.encode())
+    assert verified["jti"].startswith("urn:uuid:") and verified["iat"] > 0 and verified["payload"]["rows"] == 3
+
+    head, body, signature = token.split(".")
+    forged = dict(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))), decision="deny")
+    forged_body = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    for bad in (f"{head}.{forged_body}.{signature}", f"{head}.{body}.{flipped}"):
+        with pytest.raises(JWException):
+            tampered = jws.JWS()
+            tampered.deserialize(bad)
+            tampered.verify(jwk.JWK(**key.public.to_jwk()))
+        with pytest.raises(CeadError) as err:
+            verify_receipt_with(bad, Resolver())
+        assert err.value.code == "receipt.invalid"
+    with pytest.raises(CeadError) as err:   # the right bytes only
+        verify_receipt_with(token, Resolver(), payload=TABLE.encode() + b"x")
+    assert err.value.code == "receipt.payload_mismatch"
+    with pytest.raises(CeadError) as err:   # and the right key only
+        verify_receipt(token, PrivateKey.generate(kind).public)
+    assert err.value.code == "receipt.invalid"
+
+
+def test_the_receipt_records_the_manifest_hash_the_binding_computed(env):
+    """The binding already hashes the manifest (JCS); the receipt reuses that digest: it must be the manifest's."""
+    import rfc8785
+    from verifier.receipts import request_evidence
+    w, base_url, *_ = env
+    manifest = w.manifest()
+    transfer = TransferRequest("GET", base_url + "/datasets/homelessness", manifest=manifest)
+    expected = hashlib.sha256(rfc8785.dumps(manifest)).hexdigest()
+    assert request_evidence(transfer)["manifestSha256"] == expected == transfer.manifest_sha256
+    transfer.manifest = dict(manifest, purpose="https://other.example/purpose")   # replaced: hashed afresh
+    assert request_evidence(transfer)["manifestSha256"] == hashlib.sha256(rfc8785.dumps(transfer.manifest)).hexdigest()
+    assert TransferRequest("GET", base_url + "/x").manifest_sha256 is None
+    unbindable = TransferRequest("GET", base_url + "/x", manifest={"n": float("nan")})
+    assert request_evidence(unbindable)["binding"] is None and request_evidence(unbindable)["manifestSha256"] is None
+
+
+@pytest.mark.parametrize("text", [
+    "", "\n", "\n\n", "h", "h\n", "h\nr", "h\nr\n", "\nh\nr\n\n", "h\n\nr\n\n\nr2", "\ufeffh\nr\n", "\ufeff\nh\nr",
+    " \n \n", "a,b\n1,2\n3,4\n", 'a,b\n"1\n2",3\n', "a,b\r\n1,2\r\n\r\n3,4", "a\rb\rc", "h\n\x00\n", 'h\n"open\n'])
+def test_row_count_fast_path_counts_as_the_csv_module_does(text):
+    import csv
+    import io
+    from verifier.receipts import count_rows
+    rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff") if text.startswith("\ufeff") else text,
+                                               newline="")) if r]
+    assert count_rows(text.encode("utf-8"), "text/csv") == max(len(rows) - 1, 0)
+
+
+def test_the_claims_encoder_writes_the_same_json_as_the_standard_library():
+    """Receipts' claims are encoded with orjson when it is installed: the same JSON values, keys sorted."""
+    from verifier import receipts as module
+    claims = {"v": 1, "z": [1, "\u00e9\u2028", None, True], "a": {"y": 2.5, "b": "x\"\\\n"}, "m": 2 ** 53}
+    encoded = module._claims_json(claims)
+    assert isinstance(encoded, bytes) and json.loads(encoded) == claims
+    assert list(json.loads(encoded)) == sorted(claims) and b" " not in encoded.replace(b"\\n", b"")
+
+
+def test_receipt_ids_are_random_uuids_and_a_forked_worker_draws_its_own():
+    """Receipt ids come from a pool of os.urandom blocks: version-4 UUIDs, never repeated, and a forked worker (a
+    pre-forking server) must not hand out the blocks its parent will (the pool is emptied in the child)."""
+    import os
+    import uuid
+    from verifier.receipts import new_jti
+    ids = {new_jti() for _ in range(600)}   # more than one refill
+    assert len(ids) == 600
+    assert all(uuid.UUID(i.removeprefix("urn:uuid:")).version == 4 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # pragma: no cover  (the child)
+        os.write(write, new_jti().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+    assert child.startswith("urn:uuid:") and child != new_jti()

@@ -42,17 +42,26 @@ def normalise_url(url: str) -> str:
     return origin(url) + path + (f"?{parts.query}" if parts.query else "")
 
 
-def request_binding(method: str, url: str, body: bytes | None = None, manifest: dict | None = None) -> str:
-    """The challenge/nonce that ties a presentation to exactly this request."""
+def manifest_digest(manifest: dict | None) -> str:
+    """SHA-256 hex of the manifest's canonical JSON (JCS), "" without a manifest: what the binding commits to (and
+    what a receipt records as ``manifestSha256``)."""
+    if manifest is None:
+        return ""
     try:
-        manifest_jcs = rfc8785.dumps(manifest) if manifest is not None else None
+        return hashlib.sha256(rfc8785.dumps(manifest)).hexdigest()
     except Exception as exc:   # NaN, integers beyond 2^53, non-JSON values
         raise CeadError("manifest.invalid", f"The transfer manifest cannot be canonicalised (JCS): {exc}.") from None
+
+
+def request_binding(method: str, url: str, body: bytes | None = None, manifest: dict | None = None, *,
+                    manifest_sha256: str | None = None) -> str:
+    """The challenge/nonce that ties a presentation to exactly this request (``manifest_sha256``: the manifest's
+    ``manifest_digest`` when the caller has it already)."""
     material = {
         "method": method.upper(),
         "url": normalise_url(url),
         "bodySha256": _sha256_hex(body),
-        "manifestSha256": _sha256_hex(manifest_jcs) if manifest_jcs is not None else "",
+        "manifestSha256": manifest_digest(manifest) if manifest_sha256 is None else manifest_sha256,
     }
     return BINDING_PREFIX + b64url(hashlib.sha256(rfc8785.dumps(material)).digest())
 

@@ -48,6 +48,7 @@ _META_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_META_STRING = 512
 MAX_ENTRY = 16 * 1024
+HASHES_PER_QUERY = 400
 
 
 def _bad(message: str, **detail) -> CeadError:
@@ -207,11 +208,16 @@ class TransparencyLog:
             return {}
         # one indexed look-up per hash, in one statement sent as plain SQL (compiling an OR of ~40 terms through
         # the SQL expression layer costs more than the look-ups themselves)
+        # (at most HASHES_PER_QUERY terms a statement: SQLite refuses an expression deeper than 1000, which a batch
+        # of a few hundred receipts' proofs reaches)
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        terms = " OR ".join([f"(level = {mark} AND idx = {mark})"] * len(keys))
-        rows = conn.exec_driver_sql(f"SELECT level, idx, hash FROM tlog_hash WHERE {terms}",
-                                    tuple(v for key in keys for v in key)).all()
-        found = {(r[0], r[1]): bytes(r[2]) for r in rows}
+        found = {}
+        for start in range(0, len(keys), HASHES_PER_QUERY):
+            chunk = keys[start:start + HASHES_PER_QUERY]
+            terms = " OR ".join([f"(level = {mark} AND idx = {mark})"] * len(chunk))
+            rows = conn.exec_driver_sql(f"SELECT level, idx, hash FROM tlog_hash WHERE {terms}",
+                                        tuple(v for key in chunk for v in key)).all()
+            found.update({(r[0], r[1]): bytes(r[2]) for r in rows})
         if len(found) != len(keys):
             raise CeadError("tlog.corrupt", "The log's stored hashes are incomplete; the database was altered.")
         return found

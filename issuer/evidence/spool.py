@@ -74,9 +74,9 @@ class ReceiptSpool:
 
     def append(self, token: str) -> None:
         """Spool one receipt (a compact JWS). Returns once it is acknowledged (see the module's note)."""
-        data = token.encode("ascii") + b"\n"
-        if b"\n" in data[:-1] or len(data) > MAX_LINE:
+        if "\n" in token or len(token) >= MAX_LINE:
             raise CeadError("receipt.invalid", "A receipt to spool is one compact JWS, without newlines.")
+        data = token.encode("ascii") + b"\n"
         with self._lock:
             try:
                 if self._fd is None or self._pid != os.getpid():

@@ -211,7 +211,8 @@ class Decider:
                             approval_id=chosen.approval.id if chosen else None, method=request.method,
                             url=request.url, decided_at=now, approval=chosen.model if chosen else None,
                             manifest=request.manifest)
-        decision.evidence = receipts.request_evidence(request, decision.allowed)
+        if self.receipt_signer is not None:   # what the receipt records of the request (none without receipts)
+            decision.evidence = receipts.request_evidence(request, decision.allowed)
         self._finish(decision, perf_counter() - started)
         return decision
 

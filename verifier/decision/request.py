@@ -9,7 +9,7 @@ from typing import Any
 
 from schemas.values import as_list
 
-from ..binding import origin, request_binding
+from ..binding import manifest_digest, origin, request_binding
 from ..keys import b64url_decode
 from ..results import CeadError, Problem
 
@@ -67,12 +67,22 @@ class TransferRequest:
     def binding(self) -> str:
         """The request binding (``verifier.binding.request_binding``), computed once per request: the decision and
         its receipt both need it. Recomputed if the method, URL, body or manifest object is replaced."""
+        return self._bound()[1]
+
+    @property
+    def manifest_sha256(self) -> str | None:
+        """SHA-256 hex of the manifest's JCS (None without one), computed once with the binding (the receipt
+        records it)."""
+        return self._bound()[2] or None
+
+    def _bound(self) -> tuple:
         key = (self.method, self.url, bytes(self.body) if self.body else None, id(self.manifest))
         memo = self.__dict__.get("_binding")
         if memo is None or memo[0] != key:
-            memo = (key, request_binding(self.method, self.url, key[2], self.manifest))
+            digest = manifest_digest(self.manifest)
+            memo = (key, request_binding(self.method, self.url, key[2], manifest_sha256=digest), digest)
             self.__dict__["_binding"] = memo
-        return memo[1]
+        return memo
 
     @property
     def origin(self) -> str:
