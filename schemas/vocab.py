@@ -12,6 +12,7 @@ the child's value comes no later in the list than the parent's.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -432,6 +433,12 @@ class RepeatingInterval:
 
     @classmethod
     def parse(cls, value: str) -> "RepeatingInterval":
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not an ISO 8601 repeating interval such as R/2026-01-01T00:00:00Z/P1M")
+        return _repeating_interval(cls, value)
+
+    @classmethod
+    def _parse(cls, value: str) -> "RepeatingInterval":
         m = re.fullmatch(r"R(\d*)/([^/]+)/(P[^/]+)", value) if isinstance(value, str) else None
         if not m:
             raise ValueError(f"{value!r} is not an ISO 8601 repeating interval such as R/2026-01-01T00:00:00Z/P1M")
@@ -448,6 +455,12 @@ class RepeatingInterval:
         """The largest number of transfers in any one year."""
         per = _UNIT_SECONDS[0] / duration_seconds(self.period)
         return per if self.repetitions is None else min(float(self.repetitions), max(per, 1.0))
+
+
+@functools.lru_cache(maxsize=1024)
+def _repeating_interval(cls, value: str) -> RepeatingInterval:
+    """``RepeatingInterval.parse``, memoised (the value is frozen; a malformed one raises every time)."""
+    return cls._parse(value)
 
 
 def utcnow() -> datetime:

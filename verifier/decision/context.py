@@ -137,6 +137,7 @@ class Attempt:
     controller: str | None = None     # the dataset's controller, from the trust policy
     links: list[Cred] = field(default_factory=list)      # the delegation chain the approval rests on
     relied_on: list[str] = field(default_factory=list)   # credential labels relied on
+    release: Any = None               # the protocol stage's ReleaseContext, reused when the release is charged
 
     @property
     def model(self) -> models.DataSharingApproval:
