@@ -44,17 +44,25 @@ def normalise_url(url: str) -> str:
 
 def request_binding(method: str, url: str, body: bytes | None = None, manifest: dict | None = None) -> str:
     """The challenge/nonce that ties a presentation to exactly this request."""
+    return binding_and_manifest_sha256(method, url, body, manifest)[0]
+
+
+def binding_and_manifest_sha256(method: str, url: str, body: bytes | None = None,
+                                manifest: dict | None = None) -> tuple[str, str | None]:
+    """``request_binding`` and the hex SHA-256 of the manifest's JCS it includes (None without a manifest): a
+    receipt records that hash, so the manifest is canonicalised once per request."""
     try:
         manifest_jcs = rfc8785.dumps(manifest) if manifest is not None else None
     except Exception as exc:   # NaN, integers beyond 2^53, non-JSON values
         raise CeadError("manifest.invalid", f"The transfer manifest cannot be canonicalised (JCS): {exc}.") from None
+    manifest_hash = hashlib.sha256(manifest_jcs).hexdigest() if manifest_jcs is not None else None
     material = {
         "method": method.upper(),
         "url": normalise_url(url),
         "bodySha256": _sha256_hex(body),
-        "manifestSha256": _sha256_hex(manifest_jcs) if manifest_jcs is not None else "",
+        "manifestSha256": manifest_hash or "",
     }
-    return BINDING_PREFIX + b64url(hashlib.sha256(rfc8785.dumps(material)).digest())
+    return BINDING_PREFIX + b64url(hashlib.sha256(rfc8785.dumps(material)).digest()), manifest_hash
 
 
 def origin(url: str) -> str:

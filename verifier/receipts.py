@@ -234,11 +234,14 @@ def request_evidence(request, allowed: bool = True) -> dict[str, Any]:
     parsed or counted, so a body refused unread (``transfer.body_too_large``) stays unread."""
     try:
         binding = request.binding
+        # the hash the binding already took of the manifest's JCS (TransferRequest), else hashed here
+        manifest_hash = request.manifest_sha256 if hasattr(request, "manifest_sha256") \
+            else manifest_sha256(request.manifest)
     except CeadError:
-        binding = None
+        binding, manifest_hash = None, manifest_sha256(request.manifest)
     push = request.is_push if hasattr(request, "is_push") else request.method.upper() in ("POST", "PUT", "PATCH")
     body = bytes(request.body) if request.body else None
-    out: dict[str, Any] = {"binding": binding, "manifestSha256": manifest_sha256(request.manifest),
+    out: dict[str, Any] = {"binding": binding, "manifestSha256": manifest_hash,
                            "direction": "push" if push else "pull",
                            # the gateway will hash the response and sign then (middleware): no provisional receipt
                            "deferred": not push and bool(getattr(request, "response_checked", False))}

@@ -9,7 +9,7 @@ from typing import Any
 
 from schemas.values import as_list
 
-from ..binding import origin, request_binding
+from ..binding import binding_and_manifest_sha256, origin
 from ..keys import b64url_decode
 from ..results import CeadError, Problem
 
@@ -67,10 +67,19 @@ class TransferRequest:
     def binding(self) -> str:
         """The request binding (``verifier.binding.request_binding``), computed once per request: the decision and
         its receipt both need it. Recomputed if the method, URL, body or manifest object is replaced."""
+        return self._bound()[0]
+
+    @property
+    def manifest_sha256(self) -> str | None:
+        """The hex SHA-256 of the manifest's JCS (None without a manifest), as the binding includes it: the
+        receipt records it without canonicalising the manifest again. Raises like ``binding``."""
+        return self._bound()[1]
+
+    def _bound(self) -> tuple[str, str | None]:
         key = (self.method, self.url, bytes(self.body) if self.body else None, id(self.manifest))
         memo = self.__dict__.get("_binding")
         if memo is None or memo[0] != key:
-            memo = (key, request_binding(self.method, self.url, key[2], self.manifest))
+            memo = (key, binding_and_manifest_sha256(self.method, self.url, key[2], self.manifest))
             self.__dict__["_binding"] = memo
         return memo[1]
 
