@@ -13,6 +13,7 @@ the child's value comes no later in the list than the parent's.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -248,12 +249,18 @@ def rank(scale: list[str], value: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- hierarchy
+_VERSIONS = itertools.count(1)
+
+
 class Vocabulary:
     """The "lies within" relation between IRIs: DPV ``broader`` for purposes/categories, DCAT ``isPartOf`` for
     datasets. ``within(a, b)`` is reflexive and transitive; cycles in the data are harmless."""
 
     def __init__(self, edges: Mapping[str, Iterable[str]] | None = None):
         self._up: dict[str, set[str]] = {}
+        # a number no other vocabulary, and no other state of this one, ever has: a result computed under this
+        # vocabulary may be kept under it (every add() takes a new one)
+        self.version = next(_VERSIONS)
         self._ancestors: dict[str, frozenset[str]] = {}   # memo of ancestors(), emptied by every add()
         # an organisation's own additions for the lawful-basis rulebook (``verifier.lawful``): legal-basis IRIs it
         # knows (IRI -> {"label", "kind"}) and the DIDs it knows to be competent authorities (DPA 2018 Sch 7)
@@ -266,6 +273,7 @@ class Vocabulary:
         """Record that ``term`` lies within each of ``broader`` (compact IRIs are expanded)."""
         self._up.setdefault(expand(term), set()).update(expand(b) for b in broader)
         self._ancestors = {}
+        self.version = next(_VERSIONS)
 
     def load(self, data: Mapping[str, Any]) -> "Vocabulary":
         """Add ``{"broader": {term: [broader, ...]}, "isPartOf": {dataset: [catalogue, ...]}}``; returns self.
