@@ -406,6 +406,10 @@ class Resolver:
             raise CeadError("did.vm_not_authorized", f"Unknown verification relationship {purpose!r}.")
         did, _ = _split_vm_id(vm_id)
         doc = self._document(did)
+        found = self.__dict__.setdefault("_found", {})   # (method id, purpose) -> (document, method, key)
+        hit = found.get((vm_id, purpose))
+        if hit is not None and hit[0] is doc:   # the very document read before (held here, so never another's id)
+            return dict(hit[1]), hit[2]
         vm = next((m for m in _all_methods(doc) if m["id"] == vm_id), None)
         if vm is None:
             raise CeadError("did.vm_not_found", f"{vm_id} is not a verification method of {did}.", vm=vm_id)
@@ -413,7 +417,11 @@ class Resolver:
         if not listed:
             raise CeadError("did.vm_not_authorized", f"{vm_id} is not authorised for {purpose} by {did}.",
                             vm=vm_id, purpose=purpose)
-        return dict(vm), _key_of(vm)
+        key = _key_of(vm)
+        if len(found) >= 4096:   # bounded
+            found.clear()
+        found[(vm_id, purpose)] = (doc, vm, key)
+        return dict(vm), key
 
 
 def default_methods(fetcher: Fetcher | None = None, **web) -> list[DidMethod]:
