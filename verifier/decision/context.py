@@ -9,6 +9,7 @@ stage has to say it returns as problems.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
 
@@ -78,8 +79,13 @@ class Cred:
     def ok(self) -> bool:
         return self.result.verified and self.model is not None
 
+    @cached_property
+    def types(self) -> tuple:
+        """The document's types (read once: the stages ask each credential for them many times a decision)."""
+        return tuple(as_list(self.document.get("type")))
+
     def is_(self, type_name: str) -> bool:
-        return type_name in as_list(self.document.get("type"))
+        return type_name in self.types
 
     def matches(self, ref: dict) -> bool:
         return self.id == ref.get("id") and self.digest == ref.get("digest")
@@ -126,7 +132,7 @@ class DecisionContext:
 
     def credentials_of(self, type_name: str) -> list[Cred]:
         """The presentation's credentials of a Cead type that could be read as that type."""
-        return [c for c in self.creds if c.is_(type_name) and c.model is not None]
+        return [c for c in self.creds if c.model is not None and type_name in c.types]
 
 
 @dataclass
