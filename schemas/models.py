@@ -732,13 +732,26 @@ def model_for(cred: dict) -> type[_Subject] | None:
     return None
 
 
+_JWT_DIGESTS: dict[str, str] = {}   # compact JWT -> its digest
+_JWT_MEMO_CHARS = 16 * 1024
+
+
 def credential_digest(credential: dict | str) -> str:
     """``"sha256-" + base64url(SHA-256(JCS(credential)))``; for a compact JWT, of its ASCII bytes. Secured
     credentials are digested with their proof, so a reference pins exactly what was issued."""
     if isinstance(credential, str):
+        found = _JWT_DIGESTS.get(credential)   # the exact string digested before (a presentation repeats them)
+        if found is not None:
+            return found
         data = credential.strip().encode("ascii", errors="strict") if credential.isascii() else None
-        if not data or credential.strip().count(".") != 2:
+        if not data or data.count(b".") != 2:
             raise CeadError("schema.invalid", "A credential string must be a compact JWT.")
+        digest = "sha256-" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+        if len(credential) <= _JWT_MEMO_CHARS:   # bounded: at most 1,024 tokens of at most 16 KiB kept
+            if len(_JWT_DIGESTS) >= 1024:
+                _JWT_DIGESTS.clear()
+            _JWT_DIGESTS[credential] = digest
+        return digest
     elif isinstance(credential, dict):
         try:
             data = rfc8785.dumps(credential)
