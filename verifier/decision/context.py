@@ -62,7 +62,7 @@ class Cred:
                 return {}
         return self.raw if isinstance(self.raw, dict) else {}
 
-    @property
+    @cached_property
     def id(self) -> str | None:
         ident = self.document.get("id")
         return ident if isinstance(ident, str) else None

@@ -68,7 +68,7 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
     relied on to ``relied_on``."""
     model: models.DataSharingApproval = approval.model
     policy, vocabulary = ctx.policy, ctx.vocabulary
-    refs = [r.to_json() for r in model.delegation_chain]
+    refs = list(model.delegation_chain)   # Refs (id, digest)
     if not refs:
         problems.append(Problem("delegation.no_chain", f"The approval was issued by {approval.issuer}, which is not "
                                 f"the controller {controller}, and names no delegation from the controller."))
@@ -80,11 +80,11 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
     delegations = ctx.credentials_of(DELEGATION)
     links: list[Cred] = []
     for ref in refs:
-        link = next((c for c in delegations if c.matches(ref)), None)
+        link = next((c for c in delegations if c.id == ref.id and c.digest == ref.digest), None)
         if link is None:
-            problems.append(Problem("delegation.missing", f"The delegation {ref.get('id')} (digest "
-                                    f"{ref.get('digest')}) named by the approval is not in the presentation.",
-                                    {"ref": ref}))
+            problems.append(Problem("delegation.missing", f"The delegation {ref.id} (digest "
+                                    f"{ref.digest}) named by the approval is not in the presentation.",
+                                    {"ref": ref.to_json()}))
             return links
         links.append(link)
     parent: Cred | None = None

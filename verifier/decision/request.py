@@ -85,7 +85,10 @@ class TransferRequest:
 
     @property
     def origin(self) -> str:
-        return origin(self.url)
+        memo = self.__dict__.get("_origin")   # (url, origin): recomputed if the URL is replaced
+        if memo is None or memo[0] != self.url:
+            memo = self.__dict__["_origin"] = (self.url, origin(self.url))
+        return memo[1]
 
 
 @dataclass
