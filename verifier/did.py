@@ -9,6 +9,7 @@ registered under the name ``https`` beside the DID methods.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import threading
@@ -47,6 +48,13 @@ def parse_did(did: str) -> tuple[str, str]:
     """Split a bare DID into (method, method-specific-id); raises did.invalid."""
     if not isinstance(did, str) or len(did) > MAX_DID_LENGTH:
         raise CeadError("did.invalid", "A DID must be a string of reasonable length.")
+    return _parse_did(did)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_did(did: str) -> tuple[str, str]:
+    """``parse_did`` of a string, memoised (every key lookup parses its DID; the pattern walks it character by
+    character, alternation and all); an invalid DID raises every time."""
     match = _DID_RE.match(did)
     if not match or not match.group(2) or did.endswith(":"):
         raise CeadError("did.invalid", f"{did[:120]!r} is not a valid DID (did:<method>:<id>).", did=did[:120])
