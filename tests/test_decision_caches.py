@@ -70,3 +70,25 @@ def test_status_entries_read_once_are_checked_like_a_fresh_read():
         problems = decider.status.check_read(read_status(document))
         assert [p.code for p in problems] == ["status.suspended"] == [p.code for p in decider.status.check(document)]
         assert read_status({"credentialStatus": "not an object"}).problem.code == "status.entry_invalid"
+
+
+def test_the_rulebook_answer_kept_per_approval_follows_the_vocabulary_legal_bases():
+    """The lawful-basis rules' answer for an approval is kept by its digest and the vocabulary's legal bases: a
+    basis the organisation's vocabulary learns is taken into account on the next decision."""
+    with world() as w:
+        decider = w.decider()
+        own = "https://fife.example/legal/housing-scotland-act-1987-s1"
+        bases = [{"party": w.controller.did, "regime": "UKGDPR",
+                  "legalBases": ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e", own]},
+                 {"party": w.recipient.did, "regime": "UKGDPR",
+                  "legalBases": ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]}]
+        approval = w.make_approval(w.deputy, chain=[w.d1, w.d2], lawfulBases=bases)
+        for _ in range(2):
+            request = w.request()
+            decision = decider.decide(w.present(request, [approval, w.d1, w.d2, w.cert]), request)
+            assert not decision.allowed and "lawful.basis_unknown" in codes(decision), codes(decision)
+        decider.vocabulary.load({"legalBases": {own: {"label": "Housing (Scotland) Act 1987 s.1",
+                                                      "kind": "gateway"}}})
+        request = w.request()
+        decision = decider.decide(w.present(request, [approval, w.d1, w.d2, w.cert]), request)
+        assert "lawful.basis_unknown" not in codes(decision), codes(decision)
