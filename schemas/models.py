@@ -26,17 +26,24 @@ from . import vocab
 # ------------------------------------------------------------------------------------------------- value types
 
 
+# compiled once (re.fullmatch with a pattern string looks it up in re's cache on every call: a first-seen
+# credential's model checks a few dozen IRIs and DIDs)
+_IRI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+")
+_DID_VALUE_RE = re.compile(r"did:[a-z0-9]+:[A-Za-z0-9._:%-]*[A-Za-z0-9._%-]")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _iri(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError("must be an IRI string")
     full = vocab.expand(value)
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+", full):
+    if not _IRI_RE.fullmatch(full):
         raise ValueError(f"{value!r} is not an absolute IRI (or a compact IRI with a known prefix)")
     return full
 
 
 def _did(value: str) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"did:[a-z0-9]+:[A-Za-z0-9._:%-]*[A-Za-z0-9._%-]", value):
+    if not isinstance(value, str) or not _DID_VALUE_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a DID")
     return value
 
@@ -52,7 +59,7 @@ def _datetime(value: Any) -> datetime:
 def _date(value: Any) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if not isinstance(value, str) or not _DATE_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)")
     return date.fromisoformat(value)
 
@@ -732,13 +739,26 @@ def model_for(cred: dict) -> type[_Subject] | None:
     return None
 
 
+_JWT_DIGESTS: dict[str, str] = {}   # compact JWT -> its digest
+_JWT_MEMO_CHARS = 16 * 1024
+
+
 def credential_digest(credential: dict | str) -> str:
     """``"sha256-" + base64url(SHA-256(JCS(credential)))``; for a compact JWT, of its ASCII bytes. Secured
     credentials are digested with their proof, so a reference pins exactly what was issued."""
     if isinstance(credential, str):
+        found = _JWT_DIGESTS.get(credential)   # the exact string digested before (a presentation repeats them)
+        if found is not None:
+            return found
         data = credential.strip().encode("ascii", errors="strict") if credential.isascii() else None
-        if not data or credential.strip().count(".") != 2:
+        if not data or data.count(b".") != 2:
             raise CeadError("schema.invalid", "A credential string must be a compact JWT.")
+        digest = "sha256-" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+        if len(credential) <= _JWT_MEMO_CHARS:   # bounded: at most 1,024 tokens of at most 16 KiB kept
+            if len(_JWT_DIGESTS) >= 1024:
+                _JWT_DIGESTS.clear()
+            _JWT_DIGESTS[credential] = digest
+        return digest
     elif isinstance(credential, dict):
         try:
             data = rfc8785.dumps(credential)

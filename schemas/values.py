@@ -142,16 +142,31 @@ class DuplicateMember(CeadError):
 
 
 def _unique_members(pairs: list) -> dict:
-    result: dict = {}
-    for name, value in pairs:
-        if name in result:
-            raise DuplicateMember(name)
-        result[name] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):   # (the dict is built in C; only an object with a repeated name is walked)
+        seen: set = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateMember(name)
+            seen.add(name)
     return result
 
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON value")
+
+
+_DECODERS: dict = {}
+
+
+def _decoder(constants: bool):
+    """The strict decoder, built once (``json.loads`` with arguments builds a decoder and its scanner per call)."""
+    decoder = _DECODERS.get(constants)
+    if decoder is None:
+        import json
+        decoder = _DECODERS[constants] = json.JSONDecoder(
+            object_pairs_hook=_unique_members, **({} if constants else {"parse_constant": _no_constant}))
+    return decoder
 
 
 def strict_json(text: str | bytes | bytearray, what: str = "the JSON", *, constants: bool = False) -> Any:
@@ -161,7 +176,14 @@ def strict_json(text: str | bytes | bytearray, what: str = "the JSON", *, consta
     ``constants=True`` reads NaN and Infinity (for a caller that refuses them itself, with its own words)."""
     import json
     try:
-        return json.loads(text, object_pairs_hook=_unique_members,
-                          **({} if constants else {"parse_constant": _no_constant}))
+        # what json.loads does with its arguments, with the decoder made once
+        if isinstance(text, str):
+            if text.startswith("\ufeff"):
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        elif isinstance(text, (bytes, bytearray)):
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        else:
+            raise TypeError(f"the JSON object must be str, bytes or bytearray, not {text.__class__.__name__}")
+        return _decoder(constants).decode(text)
     except DuplicateMember as exc:
         raise exc.about(what) from None

@@ -12,6 +12,8 @@ the child's value comes no later in the list than the parent's.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -247,12 +249,18 @@ def rank(scale: list[str], value: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- hierarchy
+_VERSIONS = itertools.count(1)
+
+
 class Vocabulary:
     """The "lies within" relation between IRIs: DPV ``broader`` for purposes/categories, DCAT ``isPartOf`` for
     datasets. ``within(a, b)`` is reflexive and transitive; cycles in the data are harmless."""
 
     def __init__(self, edges: Mapping[str, Iterable[str]] | None = None):
         self._up: dict[str, set[str]] = {}
+        # a number no other vocabulary, and no other state of this one, ever has: a result computed under this
+        # vocabulary may be kept under it (every add() takes a new one)
+        self.version = next(_VERSIONS)
         self._ancestors: dict[str, frozenset[str]] = {}   # memo of ancestors(), emptied by every add()
         # an organisation's own additions for the lawful-basis rulebook (``verifier.lawful``): legal-basis IRIs it
         # knows (IRI -> {"label", "kind"}) and the DIDs it knows to be competent authorities (DPA 2018 Sch 7)
@@ -265,6 +273,7 @@ class Vocabulary:
         """Record that ``term`` lies within each of ``broader`` (compact IRIs are expanded)."""
         self._up.setdefault(expand(term), set()).update(expand(b) for b in broader)
         self._ancestors = {}
+        self.version = next(_VERSIONS)
 
     def load(self, data: Mapping[str, Any]) -> "Vocabulary":
         """Add ``{"broader": {term: [broader, ...]}, "isPartOf": {dataset: [catalogue, ...]}}``; returns self.
@@ -432,6 +441,12 @@ class RepeatingInterval:
 
     @classmethod
     def parse(cls, value: str) -> "RepeatingInterval":
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not an ISO 8601 repeating interval such as R/2026-01-01T00:00:00Z/P1M")
+        return _repeating_interval(cls, value)
+
+    @classmethod
+    def _parse(cls, value: str) -> "RepeatingInterval":
         m = re.fullmatch(r"R(\d*)/([^/]+)/(P[^/]+)", value) if isinstance(value, str) else None
         if not m:
             raise ValueError(f"{value!r} is not an ISO 8601 repeating interval such as R/2026-01-01T00:00:00Z/P1M")
@@ -448,6 +463,12 @@ class RepeatingInterval:
         """The largest number of transfers in any one year."""
         per = _UNIT_SECONDS[0] / duration_seconds(self.period)
         return per if self.repetitions is None else min(float(self.repetitions), max(per, 1.0))
+
+
+@functools.lru_cache(maxsize=1024)
+def _repeating_interval(cls, value: str) -> RepeatingInterval:
+    """``RepeatingInterval.parse``, memoised (the value is frozen; a malformed one raises every time)."""
+    return cls._parse(value)
 
 
 def utcnow() -> datetime:

@@ -108,6 +108,31 @@ def test_vm_lookup_errors():
     assert resolver.dereference(did + "#" + did[8:])["publicKeyMultibase"] == key.to_multikey()
 
 
+def test_a_key_lookup_is_remembered_only_for_the_document_it_was_read_from():
+    """``public_key_for`` keeps what it found with the very document it read; when the method serves another
+    document (a did:web document fetched again, a key rotated or retired) the lookup is made afresh."""
+    from verifier.did import DidMethod
+
+    old, new = PrivateKey.generate().public, PrivateKey.generate().public
+    did = "did:toy:rotating"
+
+    class Rotating(DidMethod):   # a toy DID method whose document changes between lookups
+        name = "toy"
+        keys = [old]
+
+        def resolve(self, did_: str, msid: str) -> dict:
+            return build_did_document(did_, [("#key-1", self.keys[0])],
+                                      purposes=("assertionMethod",))   # a new document object every time
+
+    resolver = Resolver(methods=[Rotating()])
+    assert resolver.public_key_for(did + "#key-1", "assertionMethod")[1] == old
+    assert resolver.public_key_for(did + "#key-1", "assertionMethod")[1] == old
+    Rotating.keys = [new]
+    assert resolver.public_key_for(did + "#key-1", "assertionMethod")[1] == new
+    Rotating.keys = [old]
+    assert code_of(resolver.public_key_for, did + "#key-1", "authentication") == "did.vm_not_authorized"
+
+
 # ---- did:jwk --------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", [ED25519, P256])
 def test_did_jwk_round_trip(kind):

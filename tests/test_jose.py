@@ -207,3 +207,40 @@ def test_a_signed_vc2_jwt_smuggling_a_vc_claim_does_not_verify():
     smuggling = dict(good, vc=dict(good, type=["VerifiableCredential", "DataSharingApprovalCredential"]))
     result = Verifier().verify_credential(sign_jwt(smuggling, key, kid))
     assert not result.verified and "jose.malformed" in [p.code for p in result.problems]
+
+
+def test_b64url_decode_accepts_exactly_the_canonical_unpadded_encodings():
+    """Strict base64url (RFC 7515 s.2): a string is accepted iff it uses only A-Z a-z 0-9 - _, has no padding, and
+    is the one encoding of its bytes (encoding them again gives it back); everything else is encoding.invalid."""
+    import base64
+    import itertools
+    import random
+
+    def reference(text: str):
+        if not text.isascii() or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                                     for c in text) or len(text) % 4 == 1:
+            return None
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return data if b64url(data) == text else None
+
+    def decoded(text: str):
+        try:
+            return b64url_decode(text)
+        except CeadError as exc:
+            assert exc.code == "encoding.invalid"
+            return None
+
+    symbols = "AQBg9-_+/= .\né"   # stray-bit characters (B, g, 9), the standard alphabet's own, padding, others
+    for length in range(0, 5):
+        for chars in itertools.product(symbols, repeat=length):
+            text = "".join(chars)
+            assert decoded(text) == reference(text), text
+    rng = random.Random(12)
+    for _ in range(2000):
+        data = rng.randbytes(rng.randint(0, 40))
+        text = b64url(data)
+        assert decoded(text) == data
+        if text:
+            i = rng.randrange(len(text))
+            bad = text[:i] + rng.choice("+/= \n.é") + text[i + 1:]
+            assert decoded(bad) is None, bad

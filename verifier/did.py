@@ -9,6 +9,7 @@ registered under the name ``https`` beside the DID methods.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import threading
@@ -47,6 +48,13 @@ def parse_did(did: str) -> tuple[str, str]:
     """Split a bare DID into (method, method-specific-id); raises did.invalid."""
     if not isinstance(did, str) or len(did) > MAX_DID_LENGTH:
         raise CeadError("did.invalid", "A DID must be a string of reasonable length.")
+    return _parse_did(did)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_did(did: str) -> tuple[str, str]:
+    """``parse_did`` of a string, memoised (every key lookup parses its DID; the pattern walks it character by
+    character, alternation and all); an invalid DID raises every time."""
     match = _DID_RE.match(did)
     if not match or not match.group(2) or did.endswith(":"):
         raise CeadError("did.invalid", f"{did[:120]!r} is not a valid DID (did:<method>:<id>).", did=did[:120])
@@ -406,6 +414,10 @@ class Resolver:
             raise CeadError("did.vm_not_authorized", f"Unknown verification relationship {purpose!r}.")
         did, _ = _split_vm_id(vm_id)
         doc = self._document(did)
+        found = self.__dict__.setdefault("_found", {})   # (method id, purpose) -> (document, method, key)
+        hit = found.get((vm_id, purpose))
+        if hit is not None and hit[0] is doc:   # the very document read before (held here, so never another's id)
+            return dict(hit[1]), hit[2]
         vm = next((m for m in _all_methods(doc) if m["id"] == vm_id), None)
         if vm is None:
             raise CeadError("did.vm_not_found", f"{vm_id} is not a verification method of {did}.", vm=vm_id)
@@ -413,7 +425,11 @@ class Resolver:
         if not listed:
             raise CeadError("did.vm_not_authorized", f"{vm_id} is not authorised for {purpose} by {did}.",
                             vm=vm_id, purpose=purpose)
-        return dict(vm), _key_of(vm)
+        key = _key_of(vm)
+        if len(found) >= 4096:   # bounded
+            found.clear()
+        found[(vm_id, purpose)] = (doc, vm, key)
+        return dict(vm), key
 
 
 def default_methods(fetcher: Fetcher | None = None, **web) -> list[DidMethod]:

@@ -83,7 +83,7 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
         raise CeadError("jose.malformed", "A JWT must have three non-empty dot-separated parts.")
     header, claims = _part(parts[0], "header"), _part(parts[1], "payload")
     try:
-        b64url_decode(parts[2])   # strict: one signature has exactly one encoding here
+        signature = b64url_decode(parts[2])   # strict: one signature has exactly one encoding here
     except CeadError:
         raise CeadError("jose.malformed", "The JWT signature is not canonical base64url.") from None
 
@@ -110,7 +110,7 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
                         alg=alg)
     # RFC 7515: the signature is over ASCII(BASE64URL(header) "." BASE64URL(payload)), checked with the key itself
     # (raw Ed25519, or ES256's r||s), the token's own segments untouched
-    if not key.verify(b64url_decode(parts[2]), f"{parts[0]}.{parts[1]}".encode("ascii")):
+    if not key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii")):
         raise CeadError("jose.signature_invalid", "The JWT signature does not verify with the issuer's key.",
                         kid=kid)
     for name in ("exp", "nbf", "iat"):
@@ -132,7 +132,7 @@ def _key_id(kid, claims: dict, typ: str, resolver, purpose: str) -> str:
     if not isinstance(kid, str) or not kid:
         raise CeadError("jose.kid_missing", f"The JWT header has no kid naming the signing key; expected "
                         f"{_KID_FORMS if typ in TYPES else 'a DID URL'}.")
-    if len(kid) > MAX_KID or any(ch.isspace() for ch in kid):
+    if len(kid) > MAX_KID or any(map(str.isspace, kid)):
         raise CeadError("jose.kid_unsupported", f"The JWT kid is too long or contains white space; expected "
                         f"{_KID_FORMS}.")
     iss = claims.get("iss")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 
 import base64
-import re
+import binascii
 from dataclasses import dataclass
 
 import base58
@@ -56,8 +56,8 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _B64URL_VALUE = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url_decode(text: str) -> bytes:
@@ -65,9 +65,15 @@ def b64url_decode(text: str) -> bytes:
     refused, so one byte string has exactly one encoding (a JWT or key cannot be re-encoded into a "new" one)."""
     if not isinstance(text, str):
         raise CeadError("encoding.invalid", "Expected a base64url string.")
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+    # the standard alphabet's own +, / and padding are refused here; binascii's strict mode then refuses any
+    # other character once - and _ are mapped onto + and / (a C pass, where a regular expression walked 15 KB)
+    if "+" in text or "/" in text or "=" in text or len(text) % 4 == 1 or not text.isascii():
         raise CeadError("encoding.invalid", "Not valid base64url: only A-Z a-z 0-9 - _ without padding.")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    try:
+        data = binascii.a2b_base64((text + "=" * (-len(text) % 4)).encode("ascii").translate(_TO_STANDARD),
+                                   strict_mode=True)
+    except binascii.Error:
+        raise CeadError("encoding.invalid", "Not valid base64url: only A-Z a-z 0-9 - _ without padding.") from None
     # the last character of a partial group carries bits past the data (4 of them after 2 characters, 2 after 3):
     # they must be zero (checked on that character alone, rather than by encoding all the data again)
     spare = {2: 0x0F, 3: 0x03}.get(len(text) % 4)

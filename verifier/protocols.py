@@ -19,14 +19,14 @@ import io
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
 from schemas import vocab
 from schemas.models import (UNITS_OF_PRIVACY, CellKeyPerturbation, DifferentialPrivacy, Dominance, PrivacyBudget,
-                            Protocols, Pseudonymisation, PsiCardinality, Rounding, SecureAggregation, Threshold, TreOnly,
-                            describe)
+                            PrivacyProtocol, Protocols, Pseudonymisation, PsiCardinality, Rounding, SecureAggregation,
+                            Threshold, TreOnly, describe)
 
 from . import disclosure
 from .disclosure import cellkey, differencing, dominance, identifiers, records, rounding, suppression
@@ -51,6 +51,7 @@ class Violation:
 
 
 _PROTOCOLS = TypeAdapter(Protocols)
+_PROTOCOL_KINDS = frozenset(get_args(get_args(PrivacyProtocol)[0]))   # the protocol model classes
 THREAT_MODELS = ["semiHonest", "malicious"]
 SUPPRESSED = disclosure.table.SUPPRESSED   # markers of a suppressed cell in a published table
 
@@ -99,6 +100,8 @@ def parse_protocols(value: Any) -> list:
     """A protocol, a list of protocols (dicts or models) -> list of protocol models. ValueError if malformed."""
     if value is None:
         return []
+    if isinstance(value, (list, tuple)) and all(type(p) in _PROTOCOL_KINDS for p in value):
+        return list(value)   # models already (an approval's): validation would hand back these very objects
     try:
         return _PROTOCOLS.validate_python(value)
     except ValidationError as exc:

@@ -154,6 +154,24 @@ def parse_entries(credential: dict) -> list[Entry]:
     return out
 
 
+@dataclass(frozen=True)
+class StatusRead:
+    """What ``StatusLists.check`` reads from a credential before consulting any list: its entries and issuer, or
+    the problem that makes them unreadable."""
+    entries: tuple[Entry, ...] = ()
+    issuer: str | None = None
+    problem: Problem | None = None
+
+
+def read_status(credential: dict) -> StatusRead:
+    """The status entries and issuer of ``credential`` (a JSON object), or why they cannot be read."""
+    try:
+        entries = tuple(parse_entries(credential))
+    except CeadError as exc:
+        return StatusRead(problem=spec_problem(exc.problem))
+    return StatusRead(entries, id_of(credential.get("issuer")))   # the Verifier's reading (an object's id or @id)
+
+
 # ---- the spec's names for what went wrong ----------------------------------------------------------------------
 # Bitstring Status List v1.0 defines STATUS_RETRIEVAL_ERROR, STATUS_VERIFICATION_ERROR and STATUS_LIST_LENGTH_ERROR
 # in its own namespace; for a malformed entry and an index outside the list it points to the VC Data Model 2.0
@@ -237,13 +255,16 @@ class StatusLists:
         """Problems for ``credential``'s status entries (empty list: not revoked, not suspended)."""
         if not isinstance(credential, dict):
             return [Problem("status.entry_invalid", "The credential is not a JSON object.")]
-        try:
-            entries = parse_entries(credential)
-        except CeadError as exc:
-            return [spec_problem(exc.problem)]
-        issuer = id_of(credential.get("issuer"))   # the same reading as the Verifier's (an object's id or @id)
+        return self.check_read(read_status(credential))
+
+    def check_read(self, read: "StatusRead") -> list[Problem]:
+        """``check`` of entries read once (``read_status``): a function of the credential's exact bytes, so a
+        caller may keep it beside a cached proof result; the lists themselves are consulted on every call."""
+        if read.problem is not None:
+            return [read.problem]
+        issuer = read.issuer
         problems: list[Problem] = []
-        for entry in entries:
+        for entry in read.entries:
             if entry.purpose not in PURPOSES:
                 continue  # e.g. "refresh" or "message": informative, never a reason to deny
             if issuer is None:  # the list's issuer must be the credential's: without one that cannot hold
@@ -412,5 +433,5 @@ def _takes_etag(fetcher) -> bool:
 
 
 __all__ = ["MIN_ENTRIES", "StatusLists", "Entry", "new_bitstring", "get_bit", "set_bit", "encode_list",
-           "decode_list", "make_entry", "make_list_credential", "parse_entries", "spec_problem", "SPEC_ERRORS",
-           "VC_DM_ERRORS"]
+           "decode_list", "make_entry", "make_list_credential", "parse_entries", "read_status", "StatusRead",
+           "spec_problem", "SPEC_ERRORS", "VC_DM_ERRORS"]

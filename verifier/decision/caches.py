@@ -1,6 +1,7 @@
 """The decision's caches, all bounded (sizes and TTLs from the trust policy's ``caches``):
 
-- ``CachingVerifier``: verified-proof results keyed by the exact credential digest; status is checked every time;
+- ``CachingVerifier``: verified-proof results keyed by the exact credential digest, with the status entries read
+  from those bytes; status is checked against the lists every time;
 - ``ReplayGuard`` (``verifier.replay``): presentation ids, each kept until its presentation expires plus the skew.
 
 DID documents are cached by ``verifier.did.Resolver`` and status lists by ``verifier.status.StatusLists``.
@@ -20,7 +21,7 @@ from ..credential import Verifier, unwrap_enveloped, validity_end
 from ..metrics import Metrics
 from ..results import CeadError, Problem, VerificationResult
 from ..replay import ReplayGuard  # noqa: F401  (re-exported)
-from ..status import StatusLists
+from ..status import StatusLists, StatusRead, read_status
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class _CachedProof:
     result: VerificationResult
     checked_at: datetime      # the proof was good and the credential within its validity period at this time
     valid_until: datetime     # last moment (skew included) the cached result may be reused
+    status: StatusRead | None = None   # its status entries, read once (checked against the lists every time)
 
 
 class CachingVerifier(Verifier):
@@ -66,6 +68,7 @@ class CachingVerifier(Verifier):
             return super().verify_credential(credential, now)  # malformed: report through the normal path
         with self._lock:
             cached: _CachedProof | None = self._cache.get(key)
+        read: StatusRead | None = None
         if cached is not None and cached.checked_at <= now <= cached.valid_until:
             if self.metrics:
                 self.metrics.record_cache("proofs", True)
@@ -74,6 +77,7 @@ class CachingVerifier(Verifier):
                                         verification_method=cached.result.verification_method,
                                         co_signers=list(cached.result.co_signers),
                                         warnings=list(cached.result.warnings), digest=key)
+            read = cached.status
         else:
             if self.metrics:
                 self.metrics.record_cache("proofs", False)
@@ -86,12 +90,17 @@ class CachingVerifier(Verifier):
                 except (ValueError, OverflowError):
                     end = now  # unreadable dates already failed verification; never reuse
                 limit = now + self.ttl
-                entry = _CachedProof(result, now, min(end, limit) if end else limit)
+                read = read_status(result.document)   # a function of these exact bytes, like the proof result
+                entry = _CachedProof(result, now, min(end, limit) if end else limit, read)
                 with self._lock:
                     self._cache[key] = entry
         if result.verified and self.status_lists is not None:
             try:
-                problems = self.status_lists.check(result.document)
+                check_read = getattr(self.status_lists, "check_read", None)
+                if read is not None and check_read is not None:
+                    problems = check_read(read)    # entries read once; every list consulted now
+                else:
+                    problems = self.status_lists.check(result.document)
             except Exception:  # fail closed, and never let a bug in the status check reach a caller as a 500
                 log.exception("internal error while checking a credential's status")
                 problems = [Problem("verifier.internal_error",

@@ -9,6 +9,7 @@ stage has to say it returns as problems.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
 
@@ -61,7 +62,7 @@ class Cred:
                 return {}
         return self.raw if isinstance(self.raw, dict) else {}
 
-    @property
+    @cached_property
     def id(self) -> str | None:
         ident = self.document.get("id")
         return ident if isinstance(ident, str) else None
@@ -78,8 +79,13 @@ class Cred:
     def ok(self) -> bool:
         return self.result.verified and self.model is not None
 
+    @cached_property
+    def types(self) -> tuple:
+        """The document's types (read once: the stages ask each credential for them many times a decision)."""
+        return tuple(as_list(self.document.get("type")))
+
     def is_(self, type_name: str) -> bool:
-        return type_name in as_list(self.document.get("type"))
+        return type_name in self.types
 
     def matches(self, ref: dict) -> bool:
         return self.id == ref.get("id") and self.digest == ref.get("digest")
@@ -126,7 +132,7 @@ class DecisionContext:
 
     def credentials_of(self, type_name: str) -> list[Cred]:
         """The presentation's credentials of a Cead type that could be read as that type."""
-        return [c for c in self.creds if c.is_(type_name) and c.model is not None]
+        return [c for c in self.creds if c.model is not None and type_name in c.types]
 
 
 @dataclass
@@ -137,6 +143,7 @@ class Attempt:
     controller: str | None = None     # the dataset's controller, from the trust policy
     links: list[Cred] = field(default_factory=list)      # the delegation chain the approval rests on
     relied_on: list[str] = field(default_factory=list)   # credential labels relied on
+    release: Any = None               # the protocol stage's ReleaseContext, reused when the release is charged
 
     @property
     def model(self) -> models.DataSharingApproval:

@@ -39,6 +39,19 @@ def scope_of(ctx: DecisionContext, cred: Cred) -> models.Scope:
     return cache.model(f"{cred.result.digest}#scope", cred.model, build)
 
 
+def relation(ctx: DecisionContext, kind: str, child: Cred, parent: Cred, compare) -> list:
+    """``compare()``: the violations of ``child`` against ``parent`` (a delegation against its parent, an approval
+    against its delegation), compared without a time, so a function of the two credentials' exact bytes and the
+    vocabulary alone. Kept beside their models, keyed by both digests and the vocabulary's version (a changed
+    vocabulary compares afresh); the time, issuer, status and request checks around it run on every decision."""
+    cache, version = getattr(ctx.verifier, "models", None), getattr(ctx.vocabulary, "version", None)
+    if cache is None or version is None or not (child.result.verified and child.result.digest
+                                                and parent.result.verified and parent.result.digest):
+        return compare()
+    key = f"{kind}|{child.result.digest}|{parent.result.digest}|{version}"
+    return list(cache.model(key, None, lambda _: tuple(compare())))
+
+
 def in_force(scope: models.Scope, now: datetime, role: str, ident: str | None, where: dict) -> list[Problem]:
     if scope.not_before is not None and now < scope.not_before:
         return [Problem(f"{role}.not_yet_valid", f"The {role} {ident} is not in force until {scope.not_before}.",
@@ -55,7 +68,7 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
     relied on to ``relied_on``."""
     model: models.DataSharingApproval = approval.model
     policy, vocabulary = ctx.policy, ctx.vocabulary
-    refs = [r.to_json() for r in model.delegation_chain]
+    refs = list(model.delegation_chain)   # Refs (id, digest)
     if not refs:
         problems.append(Problem("delegation.no_chain", f"The approval was issued by {approval.issuer}, which is not "
                                 f"the controller {controller}, and names no delegation from the controller."))
@@ -67,11 +80,11 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
     delegations = ctx.credentials_of(DELEGATION)
     links: list[Cred] = []
     for ref in refs:
-        link = next((c for c in delegations if c.matches(ref)), None)
+        link = next((c for c in delegations if c.id == ref.id and c.digest == ref.digest), None)
         if link is None:
-            problems.append(Problem("delegation.missing", f"The delegation {ref.get('id')} (digest "
-                                    f"{ref.get('digest')}) named by the approval is not in the presentation.",
-                                    {"ref": ref}))
+            problems.append(Problem("delegation.missing", f"The delegation {ref.id} (digest "
+                                    f"{ref.digest}) named by the approval is not in the presentation.",
+                                    {"ref": ref.to_json()}))
             return links
         links.append(link)
     parent: Cred | None = None
@@ -98,8 +111,9 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
             if d.parent != {"id": parent.id, "digest": parent.digest}:
                 problems.append(Problem("delegation.parent_mismatch", f"The delegation {link.id} does not name "
                                         f"{parent.id} (with its digest) as its parent.", where))
-            for v in delegation_within(d, parent.model, vocabulary=vocabulary, child_scope=scope_of(ctx, link),
-                                       parent_scope=scope_of(ctx, parent)):
+            for v in relation(ctx, "within-parent", link, parent, lambda: delegation_within(
+                    d, parent.model, vocabulary=vocabulary, child_scope=scope_of(ctx, link),
+                    parent_scope=scope_of(ctx, parent))):
                 code = DELEGATION_CODES.get(v.dimension, "delegation.widens_parent")
                 problems.append(Problem(code, f"The delegation {link.id} against its parent {parent.id}: "
                                         f"{v.dimension}: {v.message}.", {**where, "dimension": v.dimension}))
@@ -111,8 +125,9 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
     if "ApproveDisclosure" not in last.allowed_actions:
         problems.append(Problem("delegation.action_not_allowed", f"The delegation {links[-1].id} does not allow "
                                 "approving disclosures."))
-    for v in approval_within(model, last, vocabulary=vocabulary, approval_scope=scope_of(ctx, approval),
-                             delegation_scope=scope_of(ctx, links[-1])):
+    for v in relation(ctx, "approval-within", approval, links[-1], lambda: approval_within(
+            model, last, vocabulary=vocabulary, approval_scope=scope_of(ctx, approval),
+            delegation_scope=scope_of(ctx, links[-1]))):
         problems.append(Problem("approval.exceeds_delegation", f"The approval grants more than the delegation "
                                 f"{links[-1].id} allows: {v.dimension}: {v.message}.", {"dimension": v.dimension}))
     return links

@@ -31,8 +31,9 @@ def check_protocol(attempt: Attempt) -> list[Problem]:
     payload = bytes(request.body) if request.is_push and request.body else None
     if not request.is_push and request.response_checked:
         protocol = [p for p in protocol if not isinstance(p, PAYLOAD_KINDS)]  # checked on the response
+    attempt.release = release_context(attempt)   # built once: the release is charged with it if allowed
     problems = check_transfer(protocol, {**manifest, "recipient": attempt.holder}, payload,
-                              approved_columns=model.data_items, context=release_context(attempt))
+                              approved_columns=model.data_items, context=attempt.release)
     problems = _tre_output(attempt, problems, manifest, payload,
                            output_later=not request.is_push and request.response_checked)
     # the run attestation of a PSI cardinality / secure aggregation (docs/computations.md)
@@ -112,7 +113,7 @@ def release_context(attempt: Attempt) -> ReleaseContext:
 def charge_release(attempt: Attempt) -> list[Problem]:
     """The last step of an allowed decision: the release is recorded in the data owner's ledger (or refused)."""
     try:
-        context = release_context(attempt)
+        context = attempt.release or release_context(attempt)   # the one the protocol stage checked with
         problems = charge(list(attempt.model.privacy_protocol), context)
         request = attempt.ctx.request
         if not problems and request.is_push and request.body:   # a pushed table is kept for differencing

@@ -76,17 +76,24 @@ class TransferRequest:
         return self._bound()[2] or None
 
     def _bound(self) -> tuple:
-        key = (self.method, self.url, bytes(self.body) if self.body else None, id(self.manifest))
+        body = self.body
+        # immutable bytes are keyed by the object itself (held in the key, so its id cannot be reused): a large
+        # push is not copied and compared on every access; anything mutable is copied and compared
+        held = body if isinstance(body, bytes) or not body else bytes(body)
+        key = (self.method, self.url, id(held) if isinstance(body, bytes) else held, held, id(self.manifest))
         memo = self.__dict__.get("_binding")
-        if memo is None or memo[0] != key:
+        if memo is None or memo[0][:3] != key[:3] or memo[0][4] != key[4]:
             digest = manifest_digest(self.manifest)
-            memo = (key, request_binding(self.method, self.url, key[2], manifest_sha256=digest), digest)
+            memo = (key, request_binding(self.method, self.url, held or None, manifest_sha256=digest), digest)
             self.__dict__["_binding"] = memo
         return memo
 
     @property
     def origin(self) -> str:
-        return origin(self.url)
+        memo = self.__dict__.get("_origin")   # (url, origin): recomputed if the URL is replaced
+        if memo is None or memo[0] != self.url:
+            memo = self.__dict__["_origin"] = (self.url, origin(self.url))
+        return memo[1]
 
 
 @dataclass

@@ -21,15 +21,20 @@ from .rulebook import Rulebook
 def transfer_problems(model: DataSharingApproval, *, signers: Iterable[str], issuer: str | None,
                       lookup: Callable[[dict], Hop | None], rulebook: Rulebook, vocabulary: Vocabulary,
                       competent_authorities: Iterable[str] = (), now: datetime | None = None,
-                      max_depth: int = MAX_DEPTH) -> list[Problem]:
+                      max_depth: int = MAX_DEPTH, memo: Callable | None = None) -> list[Problem]:
     """The lawful-basis rules for the approval a transfer relies on (with its direct upstream approvals when all
     are presented), and provenance over every further hop (presence, status, validity, cycles, depth, and the
-    rules of each derived approval on the way)."""
+    rules of each derived approval on the way). ``memo(complete, rules)``, if given, returns ``rules()`` or the
+    problems it returned before for the same approval, upstream approvals (``complete``: all of them presented),
+    rulebook and vocabulary (the rules take no time; provenance, which does, is walked every time)."""
     hops = [lookup(ref.to_json()) for ref in model.upstream_]
     upstream = [h.model for h in hops] if hops and all(h is not None for h in hops) else None
     authorities = list(competent_authorities)
-    problems = check(model, rulebook, vocabulary=vocabulary, upstream=upstream, signers=list(signers),
+
+    def rules() -> list[Problem]:
+        return check(model, rulebook, vocabulary=vocabulary, upstream=upstream, signers=list(signers),
                      issuer=issuer, competent_authorities=authorities)
+    problems = list(memo(upstream is not None, rules)) if memo is not None else rules()
     problems += walk(model, lookup, now=now, max_depth=max_depth, from_depth=2, rulebook=rulebook,
                      vocabulary=vocabulary, competent_authorities=authorities)
     return problems
