@@ -27,7 +27,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "benchmarks")]
 
 from issuer.keys import PrivateKey  # noqa: E402
 from transfer_world import world  # noqa: E402
@@ -179,6 +179,19 @@ def decisions(w, raw: Raw, n: int, memory: int) -> float:
     return statistics.median(wall)
 
 
+def single_decision(w, n: int) -> float:
+    """Median wall time of one repeated in-process decision, one at a time (for `--only http`)."""
+    decider, present = _decider(w), fast_presenter(w)
+    work = [(r, present(r)) for r in (w.request() for _ in range(n + 20))]
+    wall = []
+    for i, (request, vp) in enumerate(work):
+        t = time.perf_counter()
+        assert decider.decide(vp, request).allowed
+        if i >= 20:
+            wall.append(time.perf_counter() - t)
+    return statistics.median(wall)
+
+
 DIDKIT = r"""
 import asyncio, json, os, sys, time
 import didkit
@@ -259,13 +272,19 @@ def rdfc(raw: Raw, n: int, skip_didkit: bool) -> None:
 
 
 def http(w, raw: Raw, in_process: float, per_client: int) -> None:
-    """p99 of /authz through `cead verifier serve` (gunicorn, TLS) with 16 concurrent clients."""
+    """p99 of /authz through `cead verifier serve` (gunicorn, TLS, shared Redis replay store) with 16 concurrent
+    keep-alive clients (wrk in its own process; benchmarks/httpload.py), read two ways: against one in-process
+    decision (the issue's target) and against the in-process decider at the same concurrency (what the server adds
+    once both queue for the same cores)."""
     import requests
     import trustme
 
     from cead.processes import free_port, python_argv
+    from httpload import CLIENTS, have_wrk, in_process_concurrent, raw_request, wrk
     from test_verifier_service import authz_headers
 
+    present = fast_presenter(w)
+    workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         ca = trustme.CA()
         cert = ca.issue_cert("localhost", "127.0.0.1")
@@ -291,39 +310,70 @@ def http(w, raw: Raw, in_process: float, per_client: int) -> None:
                         print("  http: the server did not start")
                         return
                     time.sleep(0.2)
-            clients = 16
-            work = [[authz_headers(w, r) for r in (w.request() for _ in range(per_client + 3))]
-                    for _ in range(clients)]
-            latencies: list[float] = []
-            lock = threading.Lock()
-            barrier = threading.Barrier(clients)
-
-            def client(headers_list):
-                session = requests.Session()
-                for headers in headers_list[:3]:    # warm: connection, status lists in each worker
-                    session.get(base + "/authz", headers=headers, verify=f"{tmp}/ca.pem", timeout=30)
-                barrier.wait()
-                for headers in headers_list[3:]:
-                    t = time.perf_counter()
-                    answer = session.get(base + "/authz", headers=headers, verify=f"{tmp}/ca.pem", timeout=30)
-                    elapsed = time.perf_counter() - t
-                    assert answer.status_code == 200, answer.text[:300]
-                    with lock:
-                        latencies.append(elapsed)
-
-            threads = [threading.Thread(target=client, args=(work[i],)) for i in range(clients)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            total = CLIENTS * per_client
+            if have_wrk():
+                def batch(count):
+                    out = []
+                    for r in (w.request() for _ in range(count)):
+                        out.append(raw_request("/authz", f"localhost:{port}", authz_headers(w, r, vp=present(r))))
+                    return out
+                extra = 4 * CLIENTS                                 # sent after the count, before wrk stops
+                warm = wrk(base, batch(8 * CLIENTS + extra), 8 * CLIENTS)   # status lists, imports in each worker
+                assert warm["statuses"] == "200=128", warm
+                got = wrk(base, batch(total + extra), total)
+                assert got["non_2xx"] == 0 and got["socket_errors"] == 0, got
+                p50, p99, count = got["p50"], got["p99"], got["requests"]
+                load = f"wrk, 1 thread, {CLIENTS} connections, {got['rate']:.0f} req/s"
+            else:
+                p50, p99, count = _http_threads(w, base, f"{tmp}/ca.pem", present, per_client)
+                load = f"{CLIENTS} requests threads in this process (no wrk on PATH: client CPU is charged too)"
         finally:
             proc.terminate()
             proc.wait(40)
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    same = in_process_concurrent(w, _decider, fast_presenter, workers, per_client)
     report("http-p99", p99 / in_process, "< 5", p99 / in_process < 5,
-           f"p99 {p99 * 1e3:.1f} ms, p50 {statistics.median(latencies) * 1e3:.1f} ms over {len(latencies)} requests "
-           f"(16 clients, gunicorn {os.cpu_count()} workers x 8 threads, TLS); in-process {in_process * 1e3:.2f} ms")
+           f"p99 {p99 * 1e3:.1f} ms, p50 {p50 * 1e3:.1f} ms over {count} requests ({load}; gunicorn {workers} "
+           f"workers x 8 threads, TLS, Redis replay store) / one in-process decision {in_process * 1e3:.2f} ms "
+           f"wall; the closed-loop floor is {CLIENTS / workers:.0f}x (docs/performance.md)")
+    print(f"  {'http-extra':<12} {p99 / same['p99']:10.2f}   (no target) HTTP p99 / in-process p99 at the same "
+          f"concurrency ({same['layout']}, closed loop: p99 {same['p99'] * 1e3:.1f} ms, p50 "
+          f"{same['p50'] * 1e3:.1f} ms, {same['rate']:.0f} decisions/s over {same['requests']}); p50 ratio "
+          f"{p50 / same['p50']:.2f}", flush=True)
+
+
+def _http_threads(w, base: str, ca: str, present, per_client: int) -> tuple[float, float, int]:
+    """The old load: 16 `requests` sessions in threads of this process (used when wrk is not installed)."""
+    import requests
+
+    from test_verifier_service import authz_headers
+    clients = 16
+    work = [[authz_headers(w, r, vp=present(r)) for r in (w.request() for _ in range(per_client + 3))]
+            for _ in range(clients)]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client(headers_list):
+        session = requests.Session()
+        for headers in headers_list[:3]:    # warm: connection, status lists in each worker
+            session.get(base + "/authz", headers=headers, verify=ca, timeout=30)
+        barrier.wait()
+        for headers in headers_list[3:]:
+            t = time.perf_counter()
+            answer = session.get(base + "/authz", headers=headers, verify=ca, timeout=30)
+            elapsed = time.perf_counter() - t
+            assert answer.status_code == 200, answer.text[:300]
+            with lock:
+                latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client, args=(work[i],)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return (statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            len(latencies))
 
 
 def main() -> int:
@@ -331,7 +381,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=300, help="decisions per timed measurement")
     parser.add_argument("--decisions", "--memory", dest="memory", type=int, default=3000,
                         help="decisions for the memory figure (e.g. 1000000 for the long run)")
-    parser.add_argument("--only", choices=["memory"], help="measure only this figure")
+    parser.add_argument("--only", choices=["memory", "http"], help="measure only this figure (http: with a quick "
+                        "in-process decision measured beside it)")
     parser.add_argument("--http", type=int, default=40, help="requests per HTTP client")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-didkit", action="store_true")
@@ -344,6 +395,9 @@ def main() -> int:
     with world() as w:
         if args.only == "memory":
             memory_check(w, _decider(w), args.memory)
+            return 0 if all(r[3] for r in RESULTS) else 1
+        if args.only == "http":
+            http(w, raw, single_decision(w, args.n), args.http)
             return 0 if all(r[3] for r in RESULTS) else 1
         in_process = decisions(w, raw, args.n, args.memory)
         rdfc(raw, max(args.n // 3, 30), args.skip_didkit)
