@@ -113,9 +113,12 @@ def fast_presenter(w):
     return present
 
 
-def memory_check(w, decider, count: int) -> None:
+def memory_check(w, decider, count: int, rate: float | None = None) -> None:
     """RSS over ``count`` decisions on fresh presentations (each a new id for the replay guard), sampled at a third
-    and at the end (and every tenth on long runs); every decision must allow."""
+    and at the end (and every tenth on long runs); every decision must allow. ``rate``: decisions a second, paced
+    (never faster; a pace fallen behind by over a second is restarted rather than caught up in a burst), so that
+    the replay guard's live ids, rate x (lifetime + skew), stay level and a growth means a leak; unpaced, the
+    figure follows the machine's rate (docs/performance.md)."""
     present = fast_presenter(w)
     request = w.request()
     assert decider.decide(present(request), request).allowed
@@ -124,7 +127,15 @@ def memory_check(w, decider, count: int) -> None:
     rss: dict[int, float] = {}
     denied = 0
     started = time.monotonic()
+    pace_start, paced = time.monotonic(), 0
     for i in range(1, count + 1):
+        if rate:
+            paced += 1
+            ahead = pace_start + paced / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+            elif ahead < -1:
+                pace_start, paced = time.monotonic(), 0
         request = w.request()
         if not decider.decide(present(request), request).allowed:
             denied += 1
@@ -136,9 +147,10 @@ def memory_check(w, decider, count: int) -> None:
                       f"live replay ids {live}", flush=True)
     first, last = rss[count // 3] if count // 3 in rss else rss[min(rss)], rss[count]
     growth = last - first
+    pace = f", paced at {rate:g}/s (achieved {count / (time.monotonic() - started):.0f}/s)" if rate else ""
     report("memory", growth, "<= 2 MiB", growth <= 2 and denied == 0,
            f"RSS {first:.0f} -> {last:.0f} MiB over decisions {count // 3}..{count}, {denied} denied (replay ids "
-           "live until expiry + skew; every cache bounded)")
+           f"live until expiry + skew; every cache bounded){pace}")
 
 
 def decisions(w, raw: Raw, n: int, memory: int) -> float:
@@ -386,6 +398,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=300, help="decisions per timed measurement")
     parser.add_argument("--decisions", "--memory", dest="memory", type=int, default=3000,
                         help="decisions for the memory figure (e.g. 1000000 for the long run)")
+    parser.add_argument("--rate", type=float, default=None, help="pace the memory run at this many decisions a "
+                        "second (the replay window then holds a level number of ids)")
     parser.add_argument("--only", choices=["memory", "http"], help="measure only this figure (http: with a quick "
                         "in-process decision measured beside it)")
     parser.add_argument("--http", type=int, default=40, help="requests per HTTP client")
@@ -399,7 +413,7 @@ def main() -> int:
           f"{os.cpu_count()} cores)")
     with world() as w:
         if args.only == "memory":
-            memory_check(w, _decider(w), args.memory)
+            memory_check(w, _decider(w), args.memory, args.rate)
             return 0 if all(r[3] for r in RESULTS) else 1
         if args.only == "http":
             http(w, raw, single_decision(w, args.n), args.http)
