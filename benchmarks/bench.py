@@ -3,6 +3,8 @@ verification (the ``cryptography`` package) measured in the same run, so the fig
 
     .venv/bin/python benchmarks/bench.py [--n 300] [--decisions 3000] [--http 40] [--skip-http] [--skip-didkit]
     .venv/bin/python benchmarks/bench.py --decisions 1000000 --only memory    # the long memory run (~1 h here)
+    .venv/bin/python benchmarks/bench.py --decisions 160000 --rate 140 --only memory   # paced: leaks only (19 min)
+    .venv/bin/python benchmarks/bench.py --only http [--http 100]   # the HTTP figures alone (needs wrk: apt wrk)
 
 Figures (docs/performance.md says how each is measured and what bounds it; the two decision figures are medians of
 per-decision ratios, each decision timed beside 20 raw verifications, so that a drifting machine load cancels):
