@@ -137,7 +137,7 @@ def _null_app(environ, start_response):
 
 
 def _serve(policy: str, tmp: str, port: int, workers: int, threads: int, sample: bool = True, tls: bool = True,
-           store: str | None = "redis://127.0.0.1:6379/13", null: bool = False, cprofile: bool = False, early: bool = False) -> None:
+           store: str | None = "redis://127.0.0.1:6379/13", null: bool = False, cprofile: bool = False, early: bool = False, switch: float | None = None) -> None:
     from verifier.cli import _decider
     from verifier.service import create_app
     from verifier.serving import serve_wsgi
@@ -160,9 +160,14 @@ def _serve(policy: str, tmp: str, port: int, workers: int, threads: int, sample:
     decider.decide = timed
     app = _null_app if null else create_app(decider)
     cert, key = (f"{tmp}/cert.pem", f"{tmp}/key.pem") if tls else (None, None)
-    serve_wsgi(app, "127.0.0.1", port, cert, key, workers=workers, threads=threads,
-               post_fork=(lambda: _cprofile(f"{tmp}/cprofile-{os.getpid()}.prof")) if cprofile else
-               (lambda: _sampler(f"{tmp}/samples-{os.getpid()}.json")) if sample else None)
+    hook = ((lambda: _cprofile(f"{tmp}/cprofile-{os.getpid()}.prof")) if cprofile else
+            (lambda: _sampler(f"{tmp}/samples-{os.getpid()}.json")) if sample else (lambda: None))
+
+    def post_fork():
+        if switch:
+            sys.setswitchinterval(switch)
+        hook()
+    serve_wsgi(app, "127.0.0.1", port, cert, key, workers=workers, threads=threads, post_fork=post_fork)
 
 
 def main() -> int:
@@ -176,6 +181,7 @@ def main() -> int:
     parser.add_argument("--cprofile", action="store_true", help="cProfile each connection's handling (use --threads 1)")
     parser.add_argument("--memory-store", action="store_true", help="each worker's own replay store, not Redis")
     parser.add_argument("--early-seen", action="store_true", help="ask Redis before the decision too (as before)")
+    parser.add_argument("--switch", type=float, default=None, help="sys.setswitchinterval in each worker (s)")
     parser.add_argument("--null-app", action="store_true", help="an app that answers at once (server cost alone)")
     args = parser.parse_args()
     import requests
@@ -200,7 +206,8 @@ def main() -> int:
             target=_serve, args=(f"{tmp}/policy.json", tmp, port, args.workers, args.threads,
                                                        not args.no_sample, not args.plain,
                                                        None if args.memory_store else "redis://127.0.0.1:6379/13",
-                                                       args.null_app, args.cprofile, args.early_seen))
+                                                       args.null_app, args.cprofile, args.early_seen,
+                                                       args.switch))
         server.start()
         base = f"{'http' if args.plain else 'https'}://localhost:{port}"
         for _ in range(300):
