@@ -3,6 +3,8 @@ verification (the ``cryptography`` package) measured in the same run, so the fig
 
     .venv/bin/python benchmarks/bench.py [--n 300] [--decisions 3000] [--http 40] [--skip-http] [--skip-didkit]
     .venv/bin/python benchmarks/bench.py --decisions 1000000 --only memory    # the long memory run (~1 h here)
+    .venv/bin/python benchmarks/bench.py --decisions 160000 --rate 140 --only memory   # paced: leaks only (19 min)
+    .venv/bin/python benchmarks/bench.py --only http [--http 100]   # the HTTP figures alone (needs wrk: apt wrk)
 
 Figures (docs/performance.md says how each is measured and what bounds it; the two decision figures are medians of
 per-decision ratios, each decision timed beside 20 raw verifications, so that a drifting machine load cancels):
@@ -12,6 +14,8 @@ per-decision ratios, each decision timed beside 20 raw verifications, so that a 
   rdfc-pyld    plain pyld canonicalisation + signature check / Cead's                            target >= 2
   memory       RSS growth over the last two thirds of --decisions repeated decisions            target <= 2 MiB
   http-p99     p99 of /authz through `cead verifier serve` (16 clients) / in-process decision    target < 5
+  http-extra   (no target) the same p99 / the in-process decider's p99 at the same concurrency (2 processes x 8
+               threads here): what the server adds once both queue for the same cores; and throughput
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "benchmarks")]
 
 from issuer.keys import PrivateKey  # noqa: E402
 from transfer_world import world  # noqa: E402
@@ -111,9 +115,12 @@ def fast_presenter(w):
     return present
 
 
-def memory_check(w, decider, count: int) -> None:
+def memory_check(w, decider, count: int, rate: float | None = None) -> None:
     """RSS over ``count`` decisions on fresh presentations (each a new id for the replay guard), sampled at a third
-    and at the end (and every tenth on long runs); every decision must allow."""
+    and at the end (and every tenth on long runs); every decision must allow. ``rate``: decisions a second, paced
+    (never faster; a pace fallen behind by over a second is restarted rather than caught up in a burst), so that
+    the replay guard's live ids, rate x (lifetime + skew), stay level and a growth means a leak; unpaced, the
+    figure follows the machine's rate (docs/performance.md)."""
     present = fast_presenter(w)
     request = w.request()
     assert decider.decide(present(request), request).allowed
@@ -122,7 +129,15 @@ def memory_check(w, decider, count: int) -> None:
     rss: dict[int, float] = {}
     denied = 0
     started = time.monotonic()
+    pace_start, paced = time.monotonic(), 0
     for i in range(1, count + 1):
+        if rate:
+            paced += 1
+            ahead = pace_start + paced / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+            elif ahead < -1:
+                pace_start, paced = time.monotonic(), 0
         request = w.request()
         if not decider.decide(present(request), request).allowed:
             denied += 1
@@ -134,9 +149,10 @@ def memory_check(w, decider, count: int) -> None:
                       f"live replay ids {live}", flush=True)
     first, last = rss[count // 3] if count // 3 in rss else rss[min(rss)], rss[count]
     growth = last - first
+    pace = f", paced at {rate:g}/s (achieved {count / (time.monotonic() - started):.0f}/s)" if rate else ""
     report("memory", growth, "<= 2 MiB", growth <= 2 and denied == 0,
            f"RSS {first:.0f} -> {last:.0f} MiB over decisions {count // 3}..{count}, {denied} denied (replay ids "
-           "live until expiry + skew; every cache bounded)")
+           f"live until expiry + skew; every cache bounded){pace}")
 
 
 def decisions(w, raw: Raw, n: int, memory: int) -> float:
@@ -176,6 +192,19 @@ def decisions(w, raw: Raw, n: int, memory: int) -> float:
            f"signatures ({5 * raw.cpu * 1e6:.0f} us raw)")
     if memory:
         memory_check(w, decider, memory)
+    return statistics.median(wall)
+
+
+def single_decision(w, n: int) -> float:
+    """Median wall time of one repeated in-process decision, one at a time (for `--only http`)."""
+    decider, present = _decider(w), fast_presenter(w)
+    work = [(r, present(r)) for r in (w.request() for _ in range(n + 20))]
+    wall = []
+    for i, (request, vp) in enumerate(work):
+        t = time.perf_counter()
+        assert decider.decide(vp, request).allowed
+        if i >= 20:
+            wall.append(time.perf_counter() - t)
     return statistics.median(wall)
 
 
@@ -259,13 +288,19 @@ def rdfc(raw: Raw, n: int, skip_didkit: bool) -> None:
 
 
 def http(w, raw: Raw, in_process: float, per_client: int) -> None:
-    """p99 of /authz through `cead verifier serve` (gunicorn, TLS) with 16 concurrent clients."""
+    """p99 of /authz through `cead verifier serve` (gunicorn, TLS, shared Redis replay store) with 16 concurrent
+    keep-alive clients (wrk in its own process; benchmarks/httpload.py), read two ways: against one in-process
+    decision (the issue's target) and against the in-process decider at the same concurrency (what the server adds
+    once both queue for the same cores)."""
     import requests
     import trustme
 
     from cead.processes import free_port, python_argv
+    from httpload import CLIENTS, have_wrk, in_process_concurrent, raw_request, wrk
     from test_verifier_service import authz_headers
 
+    present = fast_presenter(w)
+    workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         ca = trustme.CA()
         cert = ca.issue_cert("localhost", "127.0.0.1")
@@ -291,39 +326,73 @@ def http(w, raw: Raw, in_process: float, per_client: int) -> None:
                         print("  http: the server did not start")
                         return
                     time.sleep(0.2)
-            clients = 16
-            work = [[authz_headers(w, r) for r in (w.request() for _ in range(per_client + 3))]
-                    for _ in range(clients)]
-            latencies: list[float] = []
-            lock = threading.Lock()
-            barrier = threading.Barrier(clients)
-
-            def client(headers_list):
-                session = requests.Session()
-                for headers in headers_list[:3]:    # warm: connection, status lists in each worker
-                    session.get(base + "/authz", headers=headers, verify=f"{tmp}/ca.pem", timeout=30)
-                barrier.wait()
-                for headers in headers_list[3:]:
-                    t = time.perf_counter()
-                    answer = session.get(base + "/authz", headers=headers, verify=f"{tmp}/ca.pem", timeout=30)
-                    elapsed = time.perf_counter() - t
-                    assert answer.status_code == 200, answer.text[:300]
-                    with lock:
-                        latencies.append(elapsed)
-
-            threads = [threading.Thread(target=client, args=(work[i],)) for i in range(clients)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            total = CLIENTS * per_client
+            if have_wrk():
+                def batch(count):
+                    out = []
+                    for r in (w.request() for _ in range(count)):
+                        out.append(raw_request("/authz", f"localhost:{port}", authz_headers(w, r, vp=present(r))))
+                    return out
+                extra = 4 * CLIENTS                                 # sent after the count, before wrk stops
+                warm = wrk(base, batch(8 * CLIENTS + extra), 8 * CLIENTS)   # status lists, imports in each worker
+                assert warm["statuses"] == "200=128", warm
+                got = wrk(base, batch(total + extra), total)
+                assert got["non_2xx"] == 0 and got["socket_errors"] == 0, got
+                p50, p99, count, rate = got["p50"], got["p99"], got["requests"], got["rate"]
+                load = f"wrk, 1 thread, {CLIENTS} connections, {got['rate']:.0f} req/s"
+            else:
+                p50, p99, count, rate = _http_threads(w, base, f"{tmp}/ca.pem", present, per_client)
+                load = f"{CLIENTS} requests threads in this process (no wrk on PATH: client CPU is charged too)"
         finally:
             proc.terminate()
             proc.wait(40)
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    same = in_process_concurrent(w, _decider, fast_presenter, workers, per_client)
     report("http-p99", p99 / in_process, "< 5", p99 / in_process < 5,
-           f"p99 {p99 * 1e3:.1f} ms, p50 {statistics.median(latencies) * 1e3:.1f} ms over {len(latencies)} requests "
-           f"(16 clients, gunicorn {os.cpu_count()} workers x 8 threads, TLS); in-process {in_process * 1e3:.2f} ms")
+           f"p99 {p99 * 1e3:.1f} ms, p50 {p50 * 1e3:.1f} ms over {count} requests ({load}; gunicorn {workers} "
+           f"workers x 8 threads, TLS, Redis replay store) / one in-process decision {in_process * 1e3:.2f} ms "
+           f"wall; the closed-loop floor is {CLIENTS / workers:.0f}x (docs/performance.md)")
+    print(f"  {'http-extra':<12} {p99 / same['p99']:10.2f}   (no target) HTTP p99 / in-process p99 at the same "
+          f"concurrency ({same['layout']}, closed loop: p99 {same['p99'] * 1e3:.1f} ms, p50 "
+          f"{same['p50'] * 1e3:.1f} ms, {same['rate']:.0f} decisions/s over {same['requests']}); p50 ratio "
+          f"{p50 / same['p50']:.2f}; throughput {rate:.0f} requests/s, {same['rate'] / rate:.2f}x less than "
+          "in-process", flush=True)
+
+
+def _http_threads(w, base: str, ca: str, present, per_client: int) -> tuple[float, float, int, float]:
+    """The old load: 16 `requests` sessions in threads of this process (used when wrk is not installed)."""
+    import requests
+
+    from test_verifier_service import authz_headers
+    clients = 16
+    work = [[authz_headers(w, r, vp=present(r)) for r in (w.request() for _ in range(per_client + 3))]
+            for _ in range(clients)]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client(headers_list):
+        session = requests.Session()
+        for headers in headers_list[:3]:    # warm: connection, status lists in each worker
+            session.get(base + "/authz", headers=headers, verify=ca, timeout=30)
+        barrier.wait()
+        for headers in headers_list[3:]:
+            t = time.perf_counter()
+            answer = session.get(base + "/authz", headers=headers, verify=ca, timeout=30)
+            elapsed = time.perf_counter() - t
+            assert answer.status_code == 200, answer.text[:300]
+            with lock:
+                latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client, args=(work[i],)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return (statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            len(latencies), len(latencies) / elapsed)
 
 
 def main() -> int:
@@ -331,7 +400,10 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=300, help="decisions per timed measurement")
     parser.add_argument("--decisions", "--memory", dest="memory", type=int, default=3000,
                         help="decisions for the memory figure (e.g. 1000000 for the long run)")
-    parser.add_argument("--only", choices=["memory"], help="measure only this figure")
+    parser.add_argument("--rate", type=float, default=None, help="pace the memory run at this many decisions a "
+                        "second (the replay window then holds a level number of ids)")
+    parser.add_argument("--only", choices=["memory", "http"], help="measure only this figure (http: with a quick "
+                        "in-process decision measured beside it)")
     parser.add_argument("--http", type=int, default=40, help="requests per HTTP client")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-didkit", action="store_true")
@@ -343,7 +415,10 @@ def main() -> int:
           f"{os.cpu_count()} cores)")
     with world() as w:
         if args.only == "memory":
-            memory_check(w, _decider(w), args.memory)
+            memory_check(w, _decider(w), args.memory, args.rate)
+            return 0 if all(r[3] for r in RESULTS) else 1
+        if args.only == "http":
+            http(w, raw, single_decision(w, args.n), args.http)
             return 0 if all(r[3] for r in RESULTS) else 1
         in_process = decisions(w, raw, args.n, args.memory)
         rdfc(raw, max(args.n // 3, 30), args.skip_didkit)

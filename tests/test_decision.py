@@ -140,6 +140,13 @@ def test_a_manifest_that_cannot_be_bound_is_a_clear_denial(w, manifest):
     with pytest.raises(CeadError) as err:
         request_binding("GET", w.request().url, None, {**w.manifest(), **manifest})
     assert err.value.code == "manifest.invalid"
+    # through the gateway, which leaves the JCS check to the binding it computes at once: the same clear denial
+    from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER
+    from verifier.gateway import decide_from_headers
+    status, decision = decide_from_headers(Decider(parse_policy(w.policy_data())),
+                                           {PRESENTATION_HEADER: "a.b.c", MANIFEST_HEADER: header}, "GET",
+                                           w.request().url, None)
+    assert status == 403 and codes(decision) == {"manifest.invalid"}
 
 
 def test_a_credential_with_two_cead_types_is_named_not_an_internal_error(w):

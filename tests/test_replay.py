@@ -99,3 +99,33 @@ def test_a_busy_gateway_is_not_locked_out_after_its_capacity_of_decisions(w):
             assert decider.decide(w.present(request, now=now[0], lifetime=30),
                                   request).allowed
         now[0] += timedelta(seconds=36)
+
+
+def test_a_shared_store_is_asked_once_per_decision_and_still_refuses_a_replay():
+    """With Redis the early "seen?" round trip is skipped (one round trip per fresh presentation): the atomic
+    record at the end refuses the replay, with the same code."""
+    store = RedisReplayStore(REDIS, prefix=f"cead:test:{uuid.uuid4().hex}:")
+    guard = ReplayGuard(store, skew=timedelta(seconds=5))
+    soon = datetime.now(timezone.utc) + timedelta(seconds=30)
+    assert guard.check("a", soon) is None
+    assert guard.seen("a") is None                      # not asked: the store is remote
+    assert guard.check("a", soon).code == "presentation.replayed"
+    assert store.seen("a")                              # the store itself still answers when asked
+    memory = ReplayGuard(MemoryReplayStore(size=4), skew=timedelta(seconds=5))
+    assert memory.check("a", soon) is None and memory.seen("a").code == "presentation.replayed"
+    store._redis.delete(store.prefix + "a")
+
+
+def test_the_memory_store_drops_whole_buckets_and_keeps_expiry_exact():
+    now = [1_000_000.0]
+    store = MemoryReplayStore(size=1_000, clock=lambda: now[0], bucket=16)
+    for i in range(100):
+        assert store.add(f"id{i}", now[0] + 10 + i)     # expiries spread over 100 s: several buckets
+    assert len(store) == 100 and len(store._buckets) > 5
+    now[0] += 10 + 50                                   # ids 0..50 expired (until <= now), the rest live
+    assert not store.seen("id50") and store.seen("id51")
+    assert len(store) == 49
+    assert store.add("id50", now[0] + 5)                # an expired id may be recorded again
+    assert not store.add("id51", now[0] + 5)            # a live one may not
+    now[0] += 100
+    assert len(store) == 0 and not store._buckets       # every bucket dropped whole

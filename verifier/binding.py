@@ -86,7 +86,10 @@ def encode_manifest(manifest: dict) -> str:
     return b64url(json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode())
 
 
-def decode_manifest(header: str) -> dict[str, Any]:
+def decode_manifest(header: str, *, check_jcs: bool = True) -> dict[str, Any]:
+    """The manifest a ``Cead-Transfer-Manifest`` header carries. ``check_jcs=False`` leaves the JCS check to
+    ``request_binding`` (same code and message), for a caller that computes the binding at once: the gateway, so
+    that the manifest is canonicalised once per request, not twice."""
     try:
         value = strict_json(b64url_decode(header.strip()), "the transfer manifest")
     except DuplicateMember:
@@ -96,6 +99,8 @@ def decode_manifest(header: str) -> dict[str, Any]:
                         "(or is nested too deeply).") from None
     if not isinstance(value, dict):
         raise CeadError("manifest.invalid", "The transfer manifest must be a JSON object.")
+    if not check_jcs:
+        return value
     try:
         rfc8785.dumps(value)   # it is bound with JCS: numbers must be finite and within the I-JSON range
     except Exception as exc:

@@ -58,9 +58,10 @@ def _decide_from_headers(decider, headers, method: str, url: str, body: bytes | 
     try:
         presentation = decode_presentation(raw)
         manifest_header = headers.get(MANIFEST_HEADER)
-        manifest = decode_manifest(manifest_header) if manifest_header else None
+        manifest = decode_manifest(manifest_header, check_jcs=False) if manifest_header else None
         request = TransferRequest(method=method, url=url, body=body, manifest=manifest, dataset=dataset,
                                   response_checked=response_checked, push=push)
+        request.binding   # canonicalises the manifest (manifest.invalid here if it cannot be), once per request
     except CeadError as exc:
         decision = decider.deny(exc.problem)
         return http_status(decision), decision
