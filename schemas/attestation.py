@@ -14,10 +14,9 @@ import json
 import secrets
 from typing import Annotated, Any, ClassVar, Literal
 
-import rfc8785
 from pydantic import Field, model_validator
 
-from . import vocab
+from . import jcs, vocab
 from .models import DateTime, Did, Ref, _Model, _Subject, credential_json_schema
 
 CONTEXT_URL = "https://w3id.org/cead/computations/v1"
@@ -38,7 +37,7 @@ def commitment(value: Any, salt: bytes | None = None) -> tuple[str, str]:
     salt = salt if salt is not None else secrets.token_bytes(32)
     if isinstance(value, (set, frozenset)):
         value = sorted(value)
-    return "sha256:" + hashlib.sha256(salt + rfc8785.dumps(value)).hexdigest(), salt.hex()
+    return "sha256:" + hashlib.sha256(salt + jcs.dumps(value)).hexdigest(), salt.hex()
 
 
 def opens(commit: str, value: Any, salt_hex: str) -> bool:

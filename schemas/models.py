@@ -14,14 +14,13 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-import rfc8785
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer,
                       ValidationError, model_validator)
 from pydantic.alias_generators import to_camel
 
 from .errors import CeadError
 
-from . import vocab
+from . import jcs, vocab
 
 # ------------------------------------------------------------------------------------------------- value types
 
@@ -761,7 +760,7 @@ def credential_digest(credential: dict | str) -> str:
         return digest
     elif isinstance(credential, dict):
         try:
-            data = rfc8785.dumps(credential)
+            data = jcs.dumps(credential)
         except Exception as exc:  # rfc8785 raises on non-JSON values (NaN, bytes, huge ints)
             raise CeadError("schema.invalid", f"The credential cannot be canonicalised with JCS: {exc}") from None
     else:

@@ -10,8 +10,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-import rfc8785
-
+from schemas import jcs
 from schemas.values import DuplicateMember, strict_json
 
 from .keys import b64url, b64url_decode
@@ -48,7 +47,7 @@ def manifest_digest(manifest: dict | None) -> str:
     if manifest is None:
         return ""
     try:
-        return hashlib.sha256(rfc8785.dumps(manifest)).hexdigest()
+        return hashlib.sha256(jcs.dumps(manifest)).hexdigest()
     except Exception as exc:   # NaN, integers beyond 2^53, non-JSON values
         raise CeadError("manifest.invalid", f"The transfer manifest cannot be canonicalised (JCS): {exc}.") from None
 
@@ -63,7 +62,7 @@ def request_binding(method: str, url: str, body: bytes | None = None, manifest: 
         "bodySha256": _sha256_hex(body),
         "manifestSha256": manifest_digest(manifest) if manifest_sha256 is None else manifest_sha256,
     }
-    return BINDING_PREFIX + b64url(hashlib.sha256(rfc8785.dumps(material)).digest())
+    return BINDING_PREFIX + b64url(hashlib.sha256(jcs.dumps(material)).digest())
 
 
 def origin(url: str) -> str:
@@ -102,7 +101,7 @@ def decode_manifest(header: str, *, check_jcs: bool = True) -> dict[str, Any]:
     if not check_jcs:
         return value
     try:
-        rfc8785.dumps(value)   # it is bound with JCS: numbers must be finite and within the I-JSON range
+        jcs.dumps(value)   # it is bound with JCS: numbers must be finite and within the I-JSON range
     except Exception as exc:
         raise CeadError("manifest.invalid", f"The transfer manifest cannot be canonicalised (JCS): {exc}.") from None
     return value

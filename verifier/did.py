@@ -18,9 +18,9 @@ from typing import Any, Iterable
 from urllib.parse import quote, unquote, urlsplit
 
 import base58
-import rfc8785
 from cachetools import LRUCache, TTLCache
 
+from schemas import jcs
 from schemas.values import strict_json
 
 from .http import Fetcher
@@ -82,7 +82,7 @@ def did_key(key: PublicKey) -> str:
 
 
 def did_jwk(key: PublicKey) -> str:
-    return "did:jwk:" + b64url(rfc8785.dumps(key.to_jwk()))
+    return "did:jwk:" + b64url(jcs.dumps(key.to_jwk()))
 
 
 def _multikey_vm(vm_id: str, controller: str, key: PublicKey) -> dict:

@@ -230,11 +230,11 @@ def count_rows(payload: bytes | None, content_type: str = "") -> int | None:
 
 
 def manifest_sha256(manifest: dict | None) -> str | None:
-    import rfc8785
+    from schemas import jcs
     if manifest is None:
         return None
     try:
-        return sha256_hex(rfc8785.dumps(manifest))
+        return sha256_hex(jcs.dumps(manifest))
     except Exception:
         return None
 

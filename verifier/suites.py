@@ -19,6 +19,8 @@ from typing import Any
 
 import rfc8785
 
+from schemas import jcs
+
 from . import jsonld
 from .keys import ED25519, PublicKey, multibase_decode, multibase_encode
 from .results import CeadError
@@ -151,7 +153,7 @@ class EddsaJcs2022(Cryptosuite):
 
     def canonicalize(self, document: dict) -> bytes:
         try:
-            return rfc8785.dumps(document)
+            return jcs.dumps(document)
         except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
             raise CeadError("proof.malformed", f"The document cannot be canonicalized with JCS: {exc}") from None
 

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-import rfc8785
 import sqlalchemy as sa
 
+from schemas import jcs
 from verifier.results import CeadError
 from verifier.tlog import merkle, note as notes, tiles
 from verifier.tlog.checkpoint import Checkpoint
@@ -85,7 +85,7 @@ def encode_entry(kind: str, digests: dict[str, str], meta: dict[str, Any], at: s
         if not isinstance(key, str) or not _META_KEY.match(key):
             raise _bad(f"Log metadata key {str(key)[:60]!r} must be a short identifier.")
         _check_meta_value(key, value)
-    data = rfc8785.dumps({"kind": kind, "digests": digests, "meta": meta, "at": at})
+    data = jcs.dumps({"kind": kind, "digests": digests, "meta": meta, "at": at})
     if len(data) > MAX_ENTRY:
         raise _bad(f"A log entry is at most {MAX_ENTRY} bytes.")
     return data

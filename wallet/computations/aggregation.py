@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rfc8785
-
+from schemas import jcs
 from schemas.errors import CeadError
 
 from .attest import KEY_PASSPHRASE_ENV
@@ -172,7 +171,7 @@ def run_secure_aggregation(inputs: list[AggregationInput], *, cells: list[str], 
 # ---- one party's process ------------------------------------------------------------------------------------
 
 def _run_hash(run: dict) -> str:
-    return hashlib.sha256(rfc8785.dumps(run)).hexdigest()
+    return hashlib.sha256(jcs.dumps(run)).hexdigest()
 
 
 async def _party(config: dict) -> int:
