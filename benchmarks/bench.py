@@ -293,22 +293,15 @@ def http(w, raw: Raw, in_process: float, per_client: int) -> None:
     decision (the issue's target) and against the in-process decider at the same concurrency (what the server adds
     once both queue for the same cores)."""
     import requests
-    import trustme
 
     from cead.processes import free_port, python_argv
-    from httpload import CLIENTS, have_wrk, in_process_concurrent, raw_request, wrk
+    from httpload import CLIENTS, have_wrk, in_process_concurrent, raw_request, server_files, wrk
     from test_verifier_service import authz_headers
 
     present = fast_presenter(w)
     workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        ca = trustme.CA()
-        cert = ca.issue_cert("localhost", "127.0.0.1")
-        cert.private_key_pem.write_to_path(f"{tmp}/key.pem")
-        cert.cert_chain_pems[0].write_to_path(f"{tmp}/cert.pem")
-        ca.cert_pem.write_to_path(f"{tmp}/ca.pem")
-        with open(f"{tmp}/policy.json", "w") as f:
-            json.dump(w.policy_data(caches={"status_lists": {"size": 64, "ttl": 3600}}), f)
+        server_files(w, tmp)
         port = free_port()
         proc = subprocess.Popen(python_argv("verifier", "serve", "--policy", f"{tmp}/policy.json", "--port",
                                             str(port), "--tls-cert", f"{tmp}/cert.pem", "--tls-key",

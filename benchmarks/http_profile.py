@@ -185,22 +185,15 @@ def main() -> int:
     parser.add_argument("--null-app", action="store_true", help="an app that answers at once (server cost alone)")
     args = parser.parse_args()
     import requests
-    import trustme
 
     from bench import fast_presenter
     from cead.processes import free_port
-    from httpload import CLIENTS, raw_request, wrk
+    from httpload import CLIENTS, raw_request, server_files, wrk
     from test_verifier_service import authz_headers
     from transfer_world import world
 
     with world() as w, tempfile.TemporaryDirectory() as tmp:
-        ca = trustme.CA()
-        cert = ca.issue_cert("localhost", "127.0.0.1")
-        cert.private_key_pem.write_to_path(f"{tmp}/key.pem")
-        cert.cert_chain_pems[0].write_to_path(f"{tmp}/cert.pem")
-        ca.cert_pem.write_to_path(f"{tmp}/ca.pem")
-        with open(f"{tmp}/policy.json", "w") as f:
-            json.dump(w.policy_data(caches={"status_lists": {"size": 64, "ttl": 3600}}), f)
+        server_files(w, tmp)
         port = free_port()
         server = multiprocessing.get_context("fork").Process(
             target=_serve, args=(f"{tmp}/policy.json", tmp, port, args.workers, args.threads,

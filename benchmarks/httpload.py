@@ -66,6 +66,21 @@ end
 """
 
 
+def server_files(w, tmp: str) -> None:
+    """A test CA, the server's certificate for localhost and 127.0.0.1 (``key.pem``, ``cert.pem``, ``ca.pem``) and
+    the world's trust policy (``policy.json``), written into ``tmp`` for a benchmarked ``cead verifier serve``."""
+    import json
+
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert.private_key_pem.write_to_path(f"{tmp}/key.pem")
+    cert.cert_chain_pems[0].write_to_path(f"{tmp}/cert.pem")
+    ca.cert_pem.write_to_path(f"{tmp}/ca.pem")
+    with open(f"{tmp}/policy.json", "w") as f:
+        json.dump(w.policy_data(caches={"status_lists": {"size": 64, "ttl": 3600}}), f)
+
+
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
