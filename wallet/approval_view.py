@@ -256,6 +256,16 @@ def _pin(ref: Any, what: str) -> tuple[list[str], list[str]]:
     return lines + _rest(ref, {"id", "digest"}), [str(ref.get("id"))]
 
 
+def _pins(refs: list, what: str) -> tuple[list[str], list[str]]:
+    """``_pin`` for each of a list of pinned references: "The <what>" alone, "<What> 1", "<What> 2"... for several."""
+    lines, ids = [], []
+    for i, ref in enumerate(refs, 1):
+        got = _pin(ref, f"{what.capitalize()} {i}" if len(refs) > 1 else f"The {what}")
+        lines += got[0]
+        ids += got[1]
+    return lines, ids
+
+
 def _subject(document: dict) -> dict:
     subject = document.get("credentialSubject")
     if isinstance(subject, list) and len(subject) == 1:
@@ -375,20 +385,13 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
     if "coSigners" in s:
         add("coSigners", "Co-signers", [f"Valid only when also signed by {_list(nm(s['coSigners']))}."
                                         if s["coSigners"] else "No co-signers."], _as_list(s["coSigners"]))
-    if "delegationChain" in s:
-        chain = _as_list(s["delegationChain"])
-        lines = [line for i, ref in enumerate(chain, 1)
-                 for line in _pin(ref, f"Delegation {i}" if len(chain) > 1 else "The delegation")[0]] or [
-            "None: approved by the controller itself."]
-        add("delegationChain", "Delegation chain", lines,
-            [r.get("id") for r in _as_list(s["delegationChain"]) if isinstance(r, dict)])
-    if "upstream" in s:
-        ups = _as_list(s["upstream"])
-        lines = [line for i, ref in enumerate(ups, 1)
-                 for line in _pin(ref, f"Upstream approval {i}" if len(ups) > 1 else "The upstream approval")[0]] or [
-            "None: the data are not themselves received under another approval."]
-        add("upstream", "Upstream approvals", lines,
-            [r.get("id") for r in _as_list(s["upstream"]) if isinstance(r, dict)])
+    for key, title, one, none in (
+            ("delegationChain", "Delegation chain", "delegation", "None: approved by the controller itself."),
+            ("upstream", "Upstream approvals", "upstream approval",
+             "None: the data are not themselves received under another approval.")):
+        if key in s:
+            lines, ids = _pins(_as_list(s[key]), one)
+            add(key, title, lines or [none], ids)
     if isinstance(s.get("compatibilityAssessment"), dict):
         c = s["compatibilityAssessment"]
         lines = [f"A new purpose assessed as {c.get('outcome')} with the original purpose on {_day(c.get('date'))}"
