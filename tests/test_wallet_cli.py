@@ -110,6 +110,8 @@ def test_qr_commands(home, tmp_path):
     svg = tmp_path / "summary.svg"
     assert run("qr", "summary", stored["id"], "--verify-url", "https://n.example/v", "-o", str(svg)).exit_code == 0
     assert svg.read_text().startswith("<svg")
+    # in plain words, with the node's names: the recipient (this node) by its name, not its DID
+    assert "Data-sharing approval" in svg.read_text() and "Recipient Council may receive the data" in svg.read_text()
     assert run("qr", "offer", "--issuer", "not a url", "--config", "X").exit_code == 2
 
 

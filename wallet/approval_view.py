@@ -31,6 +31,8 @@ from .names import Directory
 APPROVAL = DataSharingApproval.credential_type
 DELEGATION = DelegatedAuthority.credential_type
 CERTIFICATION = "OrganisationCertificationCredential"
+KIND_NAMES = {APPROVAL: "Data-sharing approval", DELEGATION: "Delegation of approval authority",
+              CERTIFICATION: "Organisation certification"}
 MAX_VALUES = 50            # values of one list shown before "... and N more" (a credential may name thousands)
 
 

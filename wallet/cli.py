@@ -288,14 +288,17 @@ def qr_summary(ident: str, verify_url: str, output: Path, home: Path | None) -> 
     """A printable summary of a held approval or certification, with a QR code to its verification."""
     from . import qr as q
     fmt = _image_format(output)
-    record = _wallet(home).get(ident)
+    from .names import Directory
+    wallet = _wallet(home)
+    record = wallet.get(ident)
     if record is None:
         _fail("wallet.not_found", f"No credential {ident!r} in the wallet.")
+    names = Directory.for_node(wallet._node, wallet)   # organisations, datasets and terms by name, as the pages
     try:
         if fmt == "svg":
-            _write(output, q.summary_svg(record.document, verify_url))
+            _write(output, q.summary_svg(record.document, verify_url, names))
         else:
-            _write(output, q.summary_png(record.document, verify_url))
+            _write(output, q.summary_png(record.document, verify_url, names))
     except CeadError as exc:
         _fail_with(exc)
     click.echo(str(output))

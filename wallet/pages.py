@@ -34,6 +34,7 @@ from verifier.results import CeadError
 
 from . import approval_view, desk_pages, qr, standing_pages, wizard
 from . import requests as sharing
+from .approval_view import KIND_NAMES
 from .store import Wallet, WalletCredential
 
 BLUEPRINT = "cead_wallet"
@@ -44,9 +45,6 @@ MEDIA_TYPES = {"jwt": "application/vc+jwt", "ldp": "application/vc"}
 APPROVER_FIELDS = ("lawfulBases (your own entry)", "dataCategories", "dataSubjects", "dpia", "sensitivity",
                    "recipientRequirements", "maxRowsPerTransfer", "retention", "onwardSharing", "privacyProtocol",
                    "coSigners", "notBefore", "notAfter")
-KIND_NAMES = {"DataSharingApprovalCredential": "Data-sharing approval",
-              "DelegatedAuthorityCredential": "Delegation of approval authority",
-              "OrganisationCertificationCredential": "Organisation certification"}
 STATUS_BADGES = {"active": "ok", "none": "", "suspended": "suspended", "revoked": "revoked", "unknown": "warn"}
 
 
@@ -193,9 +191,10 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     def summary_image(ident: str, ext: str):
         record = record_or_404(ident)
         if ext == "svg":
-            return Response(qr.summary_svg(record.document, verify_url(record)), mimetype="image/svg+xml")
+            return Response(qr.summary_svg(record.document, verify_url(record), directory()),
+                            mimetype="image/svg+xml")
         if ext == "png":
-            return Response(qr.summary_png(record.document, verify_url(record)), mimetype="image/png")
+            return Response(qr.summary_png(record.document, verify_url(record), directory()), mimetype="image/png")
         raise CeadError("wallet.not_found", "A summary is available as .svg or .png.")
 
     def plain(record: WalletCredential) -> dict:

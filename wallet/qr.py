@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+import re
+import textwrap
 import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -26,8 +28,7 @@ from verifier.results import CeadError
 SVG_NS = "http://www.w3.org/2000/svg"
 # what a printed summary shows at most (the credential itself is a download away): so a credential naming
 # thousands of datasets still gives a page of bounded size, quickly
-SUMMARY_ITEMS = 10        # values of one field (the first ones, then "... and N more")
-SUMMARY_LINE = 300        # characters of one line
+SUMMARY_LINE = 480        # characters of one line (six printed lines)
 SUMMARY_LINES = 40        # lines (then "... and N more fields")
 
 
@@ -106,63 +107,68 @@ def qr_svg(data: str, box_size: int = 10) -> str:
 
 
 # ---- printable summaries ----------------------------------------------------------------------------------------
-def _names(value: Any) -> list[str]:
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict):
-            out.append(str(item.get("name") or item.get("id") or ""))
-    return [o for o in out if o]
+_MORE = re.compile(r" \.\.\. and \d+ more\.?$")
 
 
-def _shown(values: list[str]) -> str:
-    text = ", ".join(values[:SUMMARY_ITEMS])
-    if len(values) > SUMMARY_ITEMS:
-        text += f" ... and {len(values) - SUMMARY_ITEMS} more"
-    return text
+def _line(text: str, count: int | None = None) -> str:
+    """One summary line, at most SUMMARY_LINE characters: a longer one is cut at a word and says so, and how many
+    values the field holds (``count``) when it is a list (so the reader still learns how many there are)."""
+    if len(text) <= SUMMARY_LINE:
+        return text
+    tail = " ... (shortened" + (f": {count:,} in all" if count and count > 1 else "") + \
+        "; the verification page shows it all)"
+    head = _MORE.sub("", text)[:SUMMARY_LINE - len(tail)]
+    head = head.rsplit(" ", 1)[0] if " " in head[len(head) // 2:] else head
+    return head.rstrip(",;:. ") + tail
 
 
-def _line(text: str) -> str:
-    return text if len(text) <= SUMMARY_LINE else text[:SUMMARY_LINE - 3] + "..."
-
-
-def summary_lines(document: dict) -> list[str]:
-    """Title then "label: value" lines describing a credential (VC 2.0 or 1.1 JSON). Bounded: at most
-    SUMMARY_ITEMS values per field, SUMMARY_LINE characters per line and SUMMARY_LINES lines, each cut said so."""
+def summary_lines(document: dict, names=None) -> list[str]:
+    """The credential in plain words, as the printable summary page says it (``wallet.approval_view``): what it is,
+    who issued it, each condition as "Heading: sentences", its validity in dates, and its id. ``names`` (a
+    ``wallet.names.Directory``) turns DIDs and IRIs into names; without one, Cead's vocabulary names what it knows.
+    Bounded: at most SUMMARY_LINE characters per line and SUMMARY_LINES lines, each cut said so."""
+    from .approval_view import KIND_NAMES, _day, _words, conditions, types_of
+    from .names import Directory
+    names = names if names is not None else Directory()
     vc = document.get("vc") if isinstance(document.get("vc"), dict) else document
-    types = [t for t in _names(vc.get("type")) if t != "VerifiableCredential"] or ["Credential"]
-    lines = [types[0]]
-    lines += [f"Issuer: {n}" for n in _names(vc.get("issuer"))[:SUMMARY_ITEMS]]
-    subjects = vc.get("credentialSubject")
+    types = [t for t in types_of(vc) if t != "VerifiableCredential"] or ["Credential"]
+    lines = [KIND_NAMES.get(types[0]) or _words(types[0])]
+    issuer = vc.get("issuer")
+    issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+    if isinstance(issuer, str):
+        named = names.name(issuer)
+        lines.append(f"Issued by: {named}" + (f" ({issuer})" if str(named) != issuer else ""))
     fields = []
-    for subject in (subjects if isinstance(subjects, list) else [subjects])[:SUMMARY_ITEMS]:
-        if not isinstance(subject, dict):
-            continue
-        for key, value in subject.items():
-            label = "Subject" if key == "id" else key
-            text = _shown(_names(value)) if not isinstance(value, (int, float, bool)) else str(value)
-            if text:
-                fields.append(f"{label}: {text}")
-    validity = [f"{label}: {vc[key]}" for label, key in (
+    for section in conditions(vc, names):
+        # the page puts identifiers behind a disclosure ("under Identifiers"); on paper they follow the sentences
+        text = " ".join(section.lines).replace(" (its identifier is under Identifiers)", "")
+        if section.ids and "under Identifiers" in " ".join(section.lines):
+            text += f" Identifiers: {', '.join(section.ids)}."
+        if text:
+            fields.append((f"{section.title}: {text}", len(section.ids)))
+    validity = [f"{label}: {_day(vc[key])}" for label, key in (
         ("Valid from", "validFrom"), ("Valid until", "validUntil"), ("Issued", "issuanceDate"),
-        ("Expires", "expirationDate"), ("Credential", "id")) if isinstance(vc.get(key), str)]
+        ("Expires", "expirationDate")) if isinstance(vc.get(key), str)]
+    if isinstance(vc.get("id"), str):
+        validity.append(f"Credential: {vc['id']}")
     room = SUMMARY_LINES - len(lines) - len(validity)      # the validity lines are always shown
     if len(fields) > room:
-        fields = fields[:room - 1] + [f"... and {len(fields) - room + 1} more fields"]
-    return [_line(line) for line in lines + fields + validity]
+        fields = fields[:room - 1] + [(f"... and {len(fields) - room + 1} more conditions (on the verification "
+                                       "page)", None)]
+    return [_line(line) for line in lines] + [_line(*field) for field in fields] + [_line(line) for line in validity]
 
 
-def _wrap(line: str, width: int = 72) -> list[str]:
-    return [line[i:i + width] for i in range(0, len(line), width)] or [""]
+def _wrap(line: str, width: int = 78) -> list[str]:
+    """A summary line broken at words for the page (continuations indented); a word longer than the width (a DID,
+    a URL) is broken where it must be."""
+    return textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False) or [""]
 
 
-def summary_png(document: dict, verify_url: str) -> bytes:
+def summary_png(document: dict, verify_url: str, names=None) -> bytes:
     """A printable PNG: the credential's summary on the left, a QR code to ``verify_url`` on the right."""
     _check_url(verify_url, "verify_url")
     code = _qr(verify_url, box_size=6).make_image().get_image().convert("RGB")
-    lines = [w for line in summary_lines(document) + ["", "Scan to verify:", verify_url] for w in _wrap(line)]
+    lines = [w for line in summary_lines(document, names) + ["", "Scan to verify:", verify_url] for w in _wrap(line)]
     font = ImageFont.load_default(size=16)
     title = ImageFont.load_default(size=24)
     height = max(code.height, 40 + 22 * len(lines)) + 40
@@ -178,11 +184,11 @@ def summary_png(document: dict, verify_url: str) -> bytes:
     return buf.getvalue()
 
 
-def summary_svg(document: dict, verify_url: str) -> str:
+def summary_svg(document: dict, verify_url: str, names=None) -> str:
     """A printable SVG: the credential's summary and a QR code (a link too) to ``verify_url``."""
     _check_url(verify_url, "verify_url")
     ET.register_namespace("", SVG_NS)
-    lines = [w for line in summary_lines(document) + ["", "Scan to verify:", verify_url] for w in _wrap(line)]
+    lines = [w for line in summary_lines(document, names) + ["", "Scan to verify:", verify_url] for w in _wrap(line)]
     qr_size = 240
     height = max(qr_size + 40, 60 + 22 * len(lines))
     root = ET.Element(f"{{{SVG_NS}}}svg", {"width": str(760 + qr_size), "height": str(height),

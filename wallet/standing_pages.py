@@ -28,7 +28,7 @@ from verifier.results import CeadError
 from . import desk, standing
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
     condition_choices, duration_from_words, legal_basis_choices
-from .approval_view import SENSITIVITY_WORDS
+from .approval_view import SENSITIVITY_WORDS, duration_words
 from .names import Directory
 
 SUB_DELEGATION = ("The delegation it rests on does not let this node delegate further (it needs the SubDelegate "
@@ -126,17 +126,6 @@ def template_of(form: StandingForm, discloser: str) -> tuple[dict, dict]:
     if form.max_rows.data:
         scope["maxRowsPerTransfer"] = conditions["maxRowsPerTransfer"] = form.max_rows.data
     return scope, conditions
-
-
-def duration_words(value: str | None) -> str:
-    """``P1Y6M`` -> ``1 year 6 months`` (a form's ISO 8601 period in plain words; anything else as it is)."""
-    import re
-    match = re.fullmatch(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?", str(value or ""))
-    if not match or not any(match.groups()):
-        return str(value)
-    parts = [f"{n} {unit}{'' if int(n) == 1 else 's'}" for n, unit in zip(match.groups(),
-                                                                          ("year", "month", "week", "day")) if n]
-    return " ".join(parts)
 
 
 RISK_WORDS = {"LowRisk": "low", "MediumRisk": "medium", "HighRisk": "high"}
