@@ -225,6 +225,12 @@ def test_a_guided_approval_is_issued_delivered_and_renewed_from_the_page(world):
     client = create_node_app(node, wallet=wallet).test_client()
     assert account_sign_in(client, "rae").status_code == 302
     page = client.get(f"/wallet/requests/{request_id}")
+    # the form offers the request's cadence and a retention in the words it takes, not as ISO 8601
+    cadence = re.search(r'name="cadence"[^>]*value="([^"]*)"|value="([^"]*)"[^>]*name="cadence"', page.text)
+    retention = re.search(r'name="retention"[^>]*value="([^"]*)"|value="([^"]*)"[^>]*name="retention"', page.text)
+    assert re.fullmatch(r"(monthly|quarterly|yearly|weekly|daily|once) from \d{1,2} [A-Z][a-z]+ \d{4}",
+                        cadence.group(1) or cadence.group(2)), cadence.group(0)
+    assert re.fullmatch(r"\d+ (year|month|week|day)s?", retention.group(1) or retention.group(2)), retention.group(0)
     csrf = csrf_of(page.text)
     done = client.post(f"/wallet/requests/{request_id}/approve", data={
         "csrf": csrf, "delegation": w["delegation"].id, "controller_basis":

@@ -39,7 +39,7 @@ from wallet.store import Wallet
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--lang=en-GB"]
 AXE = Path(__file__).parent / "assets" / "axe.min.js"
 ARTEFACTS = Path(__file__).parent / "artefacts" / "desk"
 DATASET = "https://data.example.gov.scot/dataset/school-meals"
@@ -146,7 +146,9 @@ def browser():
 
 
 def person(browser, width: int = 1200):
-    return browser.new_context(ignore_https_errors=True, viewport={"width": width, "height": 900}, bypass_csp=True)
+    # a browser set up as in a Scottish public body (dates in date inputs read 03/12/2026, not 12/03/2026)
+    return browser.new_context(ignore_https_errors=True, viewport={"width": width, "height": 900}, bypass_csp=True,
+                               locale="en-GB", timezone_id="Europe/London")
 
 
 def check(page, name: str) -> None:

@@ -213,6 +213,15 @@ def test_how_often_can_be_said_in_words(env):
     assert cadence_from_words("Quarterly", date(2026, 12, 3)) == "R/2026-12-01T00:00:00Z/P3M"
     assert cadence_from_words("once", date(2026, 12, 3)) == "R1/2026-12-01T00:00:00Z/P1D"
     assert cadence_from_words("R/2025-01-01T00:00:00Z/P1W") == "R/2025-01-01T00:00:00Z/P1W"   # as written
+    # a start date in words, and back: what the approval form shows for a request's cadence
+    from wallet.forms import cadence_in_words, duration_in_words
+    assert cadence_from_words("Monthly from 1 April 2027") == "R/2027-04-01T00:00:00Z/P1M"
+    assert cadence_from_words("monthly from 31 February 2027") == "monthly from 31 February 2027"   # no such day
+    assert cadence_in_words("R/2026-11-01T00:00:00Z/P3M") == "quarterly from 1 November 2026"
+    for iso in ("R/2026-11-23T14:44:53Z/P1M", "R12/2026-01-01T00:00:00Z/P1M", "R/2026-01-01T00:00:00Z/P5D"):
+        assert cadence_in_words(iso) == iso          # no words say exactly that: shown as written
+    assert [duration_in_words(v) for v in ("P1Y", "P18M", "P90D", "P1Y6M")] == ["1 year", "18 months", "90 days",
+                                                                                   "P1Y6M"]
     page = env["client"].get("/wallet/requests/new")
     assert 'value="monthly"' in page.text and "In words: once, daily, weekly" in _text(page.text)
     sent = _form(env["client"], cadence="quarterly")

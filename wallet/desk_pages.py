@@ -31,8 +31,9 @@ from verifier.results import CeadError
 from . import desk
 from .approval_view import cadence_words
 from . import requests as sharing
-from .forms import (CADENCE_HINT, DURATION_HINT, ApproveForm, DecideForm, _choices, cadence_from_words, condition_choices,
-                    default_window, duration_from_words, legal_basis_choices)
+from .forms import (CADENCE_HINT, DURATION_HINT, ApproveForm, DecideForm, _choices, cadence_from_words,
+                    cadence_in_words, condition_choices, default_window, duration_from_words, duration_in_words,
+                    legal_basis_choices)
 from .names import Directory, node_policy
 
 CHANGES_REQUESTED = "changes requested"
@@ -92,9 +93,11 @@ def register(bp, wallet, blueprint_name: str) -> None:
         data = MultiDict({
             "delegation": chosen["id"] if chosen else "",
             "sensitivity": scope.max_sensitivity if scope and scope.max_sensitivity else "Pseudonymised",
-            "dpia_outcome": "LowRisk", "cadence": req.get("cadence", ""),
-            "retention": (case.retention if case and case.retention else None)
-            or (scope.max_retention if scope and scope.max_retention else "P1Y"),
+            # the request's cadence and retention in the words the form takes ("monthly from 1 December 2026",
+            # "1 year") where words say exactly the same; otherwise as written
+            "dpia_outcome": "LowRisk", "cadence": cadence_in_words(req.get("cadence", "")),
+            "retention": duration_in_words((case.retention if case and case.retention else None)
+                                           or (scope.max_retention if scope and scope.max_retention else "P1Y")),
             "onward_sharing": "Prohibited", "protocol": proposed.kind if proposed else "threshold",
             "min_cell_count": str(proposed.min_cell_count) if proposed and proposed.min_cell_count else "10",
             "max_rows": str(scope.max_rows_per_transfer) if scope and scope.max_rows_per_transfer else "",

@@ -25,6 +25,17 @@ def duration_from_words(value):
     return f"P{int(found.group(1))}{_PERIOD_UNITS[found.group(2)]}" if found else value
 
 
+def duration_in_words(value):
+    """What a form shows for a period it was given: ``P1Y`` -> ``1 year``, ``P18M`` -> ``18 months`` (one unit of
+    years, months, weeks or days: exactly what :func:`duration_from_words` turns back); anything else as it is."""
+    found = re.fullmatch(r"P(\d{1,4})([YMWD])", value) if isinstance(value, str) else None
+    if not found:
+        return value
+    unit = {v: k for k, v in _PERIOD_UNITS.items()}[found.group(2)]
+    number = int(found.group(1))
+    return f"{number} {unit}{'' if number == 1 else 's'}"
+
+
 def _duration_check(form, field):
     if not re.fullmatch(vocab.DURATION_PATTERN, duration_from_words(field.data or "") or ""):
         raise ValidationError("Give a period in words, such as 1 year, 6 months or 90 days (or as ISO 8601: P1Y).")
@@ -38,19 +49,47 @@ CADENCE_WORDS = {"once": ("R1", "P1D"), "daily": ("R", "P1D"), "weekly": ("R", "
                  "monthly": ("R", "P1M"), "quarterly": ("R", "P3M"), "twice a year": ("R", "P6M"),
                  "half-yearly": ("R", "P6M"), "yearly": ("R", "P1Y"), "annually": ("R", "P1Y")}
 CADENCE_HINT = ("In words: once, daily, weekly, fortnightly, monthly, quarterly, twice a year or yearly (from the first "
-                "of this month); or an ISO 8601 repeating interval such as R/2026-01-01T00:00:00Z/P1M.")
+                "of this month), or for example monthly from 1 April 2027; or an ISO 8601 repeating interval such as "
+                "R/2026-01-01T00:00:00Z/P1M.")
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december"]
 
 
 def cadence_from_words(value, today: date | None = None):
-    """``monthly`` -> ``R/<first of this month>T00:00:00Z/P1M`` (the words in ``CADENCE_WORDS``; anything else is
-    left as written, for the form's check of an ISO 8601 repeating interval). The forms keep what was typed and
-    their pages convert it when they build the request or approval."""
+    """``monthly`` -> ``R/<first of this month>T00:00:00Z/P1M``; ``monthly from 1 April 2027`` ->
+    ``R/2027-04-01T00:00:00Z/P1M`` (the words in ``CADENCE_WORDS``; anything else is left as written, for the form's
+    check of an ISO 8601 repeating interval). The forms keep what was typed and their pages convert it when they
+    build the request or approval."""
     key = " ".join(str(value).lower().split()) if isinstance(value, str) else None
+    start = None
+    if key is not None and " from " in key:
+        key, _, when = key.partition(" from ")
+        found = re.fullmatch(r"(\d{1,2}) ([a-z]+) (\d{4})", when)
+        try:
+            start = date(int(found.group(3)), _MONTHS.index(found.group(2)) + 1, int(found.group(1)))
+        except (AttributeError, ValueError):
+            return value
     if key not in CADENCE_WORDS:
         return value
     repeat, period = CADENCE_WORDS[key]
-    first = (today or date.today()).replace(day=1)
+    first = start or (today or date.today()).replace(day=1)
     return f"{repeat}/{first.isoformat()}T00:00:00Z/{period}"
+
+
+def cadence_in_words(value):
+    """What a form shows for a cadence it was given: ``R/2026-11-01T00:00:00Z/P1M`` -> ``monthly from 1 November
+    2026`` when the words say exactly that interval (:func:`cadence_from_words` turns them back into it); anything
+    else as it is."""
+    found = re.fullmatch(r"(R1?)/(\d{4}-\d{2}-\d{2})T00:00:00Z/(P\w+)", value) if isinstance(value, str) else None
+    if not found:
+        return value
+    words = next((w for w, (repeat, period) in CADENCE_WORDS.items()
+                  if (repeat, period) == (found.group(1), found.group(3))), None)
+    if words is None:
+        return value
+    day = date.fromisoformat(found.group(2))
+    text = f"{words} from {day.day} {day.strftime('%B %Y')}"
+    return text if cadence_from_words(text) == value else value
 
 
 def _cadence_check(form, field):
