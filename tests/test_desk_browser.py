@@ -146,7 +146,8 @@ def browser():
 
 
 def person(browser, width: int = 1200):
-    # a browser set up as in a Scottish public body (dates in date inputs read 03/12/2026, not 12/03/2026)
+    # a browser set up as in a Scottish public body (en-GB, UK time; headless Chromium still draws date inputs
+    # in its built-in US format, so the pages' hints never show a date format)
     return browser.new_context(ignore_https_errors=True, viewport={"width": width, "height": 900}, bypass_csp=True,
                                locale="en-GB", timezone_id="Europe/London")
 
