@@ -242,7 +242,7 @@ def test_cead_verifier_serve_over_tls(tmp_path):
                              str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60   # generous: a loaded CI machine starts gunicorn's workers slowly
         while True:
             try:
                 response = requests.get(f"https://localhost:{port}/healthz", verify=str(tmp_path / "ca.pem"),
@@ -255,7 +255,7 @@ def test_cead_verifier_serve_over_tls(tmp_path):
         assert response.status_code == 200 and response.json()["status"] == "ok"
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=40)   # gunicorn's graceful stop (30 s at most) with room for a loaded machine
 
 
 # ---- every worked example in schemas/examples, through Envoy ext_authz ------------------------------------------
