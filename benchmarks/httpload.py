@@ -32,7 +32,7 @@ import time
 CLIENTS = 16
 
 WRK_SCRIPT = r"""
-local reqs, i, n, limit, statuses = {}, 0, 0, 0, {}
+local reqs, i, n, limit, statuses, think = {}, 0, 0, 0, {}, 0
 local threads = {}
 setup = function(thread) table.insert(threads, thread) end
 init = function(args)
@@ -41,6 +41,12 @@ init = function(args)
   f:close()
   for r in string.gmatch(data, "(.-\r\n\r\n)") do reqs[#reqs + 1] = r end
   limit = tonumber(args[2])
+  think = tonumber(args[3]) or 0
+end
+delay = function()
+  -- a client's pause before its next request (ms): exponential with mean `think`; 0 for the closed loop
+  if think > 0 then return math.floor(-math.log(1 - math.random()) * think) end
+  return 0
 end
 request = function()
   i = i + 1
@@ -90,18 +96,22 @@ def raw_request(path: str, host: str, headers: dict[str, str]) -> str:
     return "\r\n".join(lines) + "\r\n\r\n"
 
 
-def wrk(base: str, requests: list[str], count: int, clients: int = CLIENTS, timeout: int = 600) -> dict:
+def wrk(base: str, requests: list[str], count: int, clients: int = CLIENTS, timeout: int = 600,
+        think: float = 0.0) -> dict:
     """Send about ``count`` requests (raw HTTP/1.1 from ``requests``, each used once: give a few dozen more than
     ``count``) over ``clients`` keep-alive connections with one wrk thread, then stop wrk (SIGINT: it reports on the
     requests made so far, at most ``clients`` beyond ``count``); latency figures in seconds. ``statuses``: the
-    status counts of the first ``count`` answers."""
+    status counts of the first ``count`` answers. ``think``: each client pauses a random time (exponential, this
+    mean in seconds) after an answer before its next request, so the server is offered less than it can do (0: a
+    closed loop, the server saturated)."""
     with tempfile.TemporaryDirectory() as tmp:
         with open(f"{tmp}/load.lua", "w") as f:
             f.write(WRK_SCRIPT)
         with open(f"{tmp}/requests.txt", "w") as f:
             f.write("".join(requests))
         proc = subprocess.Popen(["wrk", "-t1", f"-c{clients}", f"-d{timeout}s", "--timeout", "30s", "-s",
-                                 f"{tmp}/load.lua", base + "/authz", "--", f"{tmp}/requests.txt", str(count)],
+                                 f"{tmp}/load.lua", base + "/authz", "--", f"{tmp}/requests.txt", str(count),
+                                 str(think * 1000)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         statuses = ""
         for line in proc.stdout:          # wrk's main thread sleeps -d; the Lua script says when count is reached
