@@ -231,6 +231,10 @@ def test_a_guided_approval_is_issued_delivered_and_renewed_from_the_page(world):
     assert re.fullmatch(r"(monthly|quarterly|yearly|weekly|daily|once) from \d{1,2} [A-Z][a-z]+ \d{4}",
                         cadence.group(1) or cadence.group(2)), cadence.group(0)
     assert re.fullmatch(r"\d+ (year|month|week|day)s?", retention.group(1) or retention.group(2)), retention.group(0)
+    # the form is not complete yet: the page names the question to answer, and says the dates as dates
+    assert "List should have" not in page.text and "Answer “Categories of personal data” above" in page.text
+    assert "<td>approve disclosures</td>" in page.text       # the delegation's actions in words
+    assert re.search(r"From \d{1,2} [A-Z][a-z]+ \d{4}(, \d\d:\d\d UTC)? until \d{1,2} [A-Z][a-z]+ \d{4}", page.text)
     csrf = csrf_of(page.text)
     done = client.post(f"/wallet/requests/{request_id}/approve", data={
         "csrf": csrf, "delegation": w["delegation"].id, "controller_basis":
@@ -293,3 +297,9 @@ def test_lawful_rule_results_are_shown_as_the_rule_engine_gives_them():
     waiting = desk._from_lawful(SimpleNamespace(evaluate=incomplete), {}, {"x": 1})
     assert waiting[0].state == "warn" and "Categories of personal data" in waiting[0].text
     assert "List should have" not in waiting[0].text and "could not run" not in waiting[0].title
+    # and the line above the Approve button says which question to answer, not the validator's message
+    assert desk.form_problem("DataSharingApprovalCredential: dataCategories: List should have at least 1 item "
+                             "after validation, not 0") == "Answer “Categories of personal data” above before approving."
+    assert desk.form_problem("DataSharingApprovalCredential: maxRowsPerTransfer: Input should be greater than 0") \
+        == "Check “Row limit per transfer” above: Input should be greater than 0"
+    assert desk.form_problem("something else went wrong") == "something else went wrong"

@@ -25,7 +25,7 @@ from typing import Any
 from schemas import vocab
 from schemas.models import DataSharingApproval, DelegatedAuthority
 
-from .approval_view import _day, cadence_words, duration_words
+from .approval_view import ACTION_WORDS, SENSITIVITY_WORDS, _day, cadence_words, duration_words
 from .casefile import DPIA_SCREENING, FIVE_SAFES, RequestCase
 from .names import Directory, Named
 
@@ -51,7 +51,7 @@ class Check:
 
 # ---- who is asking ----------------------------------------------------------------------------------------------
 
-def _day(value: Any) -> date | None:
+def _date(value: Any) -> date | None:
     try:
         return date.fromisoformat(str(value)[:10])
     except ValueError:
@@ -63,10 +63,10 @@ def requester(names: Directory, row, policy, ends: date | None) -> dict:
     certs = []
     for c in row.certification_list:
         trusted_bodies = policy.trusted_bodies(c.get("scheme")) if policy is not None else []
-        expiry = _day(c.get("expiryDate"))
+        expiry = _date(c.get("expiryDate"))
         certs.append({
             "scheme": names.name(c.get("scheme")), "certifier": names.name(c.get("issuer")),
-            "status": c.get("status") or "unknown", "expiry": c.get("expiryDate"),
+            "status": c.get("status") or "unknown", "expiry": _day(c["expiryDate"]) if c.get("expiryDate") else None,
             "trusted": c.get("issuer") in trusted_bodies, "policy": policy is not None,
             "ends_first": bool(expiry and ends and expiry < ends), "id": c.get("id"),
         })
@@ -114,9 +114,20 @@ DIMENSION_FIELDS = {   # a scope dimension -> the approval form's field that set
 }
 
 
+_RISK_WORDS = {"LowRisk": "low risk", "MediumRisk": "medium risk", "HighRisk": "high risk"}
+
+
 def _show(names: Directory, dim: str, value: Any) -> str:
     if value is None:
         return "not restricted"
+    if dim == "actions" and isinstance(value, list):
+        return ", ".join(ACTION_WORDS.get(a, str(a)) for a in value)
+    if dim == "maxSensitivity":
+        return SENSITIVITY_WORDS.get(value, str(value))
+    if dim == "maxDpiaRisk":
+        return _RISK_WORDS.get(value, str(value))
+    if dim == "maxRetention":
+        return duration_words(value)
     if isinstance(value, list):
         if not value:
             return "none"
@@ -238,6 +249,18 @@ def rule_results(names: Directory, req: dict, categories: list[str], approval_su
                             "Criminal offence data need official authority or a DPA 2018 Schedule 1 condition."),
                          LEGISLATION["art10"]))
     return out
+
+
+def form_problem(message: str) -> str:
+    """A model error about the approval being built, in the form's words where the form sets that field
+    ("Answer “Categories of personal data” before approving: ...") instead of the validator's wording."""
+    question = _form_question(message)
+    if question is None:
+        return message
+    detail = message.split(": ", 2)[-1]
+    if "at least 1 item" in detail or "Field required" in detail:
+        return f"Answer “{question}” above before approving."
+    return f"Check “{question}” above: {detail}"
 
 
 def _form_question(message: str) -> str | None:

@@ -180,7 +180,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 credential = service.build_credential(node(), sharing.APPROVAL, subject)
                 approval = DataSharingApproval.from_credential(credential)
             except (CeadError, ValidationError) as exc:
-                out["model_problem"] = exc.message if isinstance(exc, CeadError) else describe(exc)
+                out["model_problem"] = desk.form_problem(exc.message if isinstance(exc, CeadError)
+                                                         else describe(exc))
                 approval = None
             if chosen is not None:
                 delegation = desk.delegation_model(chosen["signed"])
