@@ -22,7 +22,7 @@ from pathlib import Path
 
 from verifier.results import CeadError
 
-from .approval_view import cadence_words, duration_words
+from .approval_view import cadence_words, day_words, duration_words
 
 TBA = "To be agreed."
 
@@ -66,7 +66,7 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
     doc.core_properties.author = node.name
     doc.add_heading("Data sharing agreement", 0)
     doc.add_paragraph(f"Between {node.name} and the requesting organisation, for the request received on "
-                      f"{row.received_at:%d %B %Y} (reference {row.id}).")
+                      f"{day_words(row.received_at)} (reference {row.id}).")
 
     def section(title: str, lines: list[str]) -> None:
         doc.add_heading(title, 1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from schemas import vocab
@@ -104,6 +104,19 @@ def cadence_words(value: Any) -> str:
                 f"{times} (about {round(r.per_year)} a year; {value}).")
     except Exception:      # noqa: BLE001 (shown as written rather than dropped)
         return f"Data may be sent on the schedule {value}."
+
+
+def day_words(value: date | datetime) -> str:
+    """``3 December 2026`` (no leading zero, as GOV.UK style writes dates)."""
+    return f"{value.day} {value.strftime('%B %Y')}"
+
+
+def moment_words(value: datetime | None) -> str:
+    """``3 December 2026, 14:54 UTC`` (a naive time is taken as UTC); "" for none."""
+    if value is None:
+        return ""
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return f"{day_words(value.astimezone(timezone.utc))}, {value.astimezone(timezone.utc):%H:%M} UTC"
 
 
 def _day(value: Any) -> str:
@@ -705,5 +718,5 @@ def verification(wallet, record, names: Directory, *, fresh: bool = True) -> Rep
         headline = f"This {kind} is valid now: every check below passed."
     else:
         headline = f"This {kind} is NOT valid now: see the checks marked as failed below."
-    return Report(ok, status, headline, lines, datetime.now(timezone.utc).strftime("%d %B %Y, %H:%M UTC"))
+    return Report(ok, status, headline, lines, moment_words(datetime.now(timezone.utc)))
 

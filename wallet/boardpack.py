@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from schemas.vocab import CERTIFICATION_SCHEMES, LEGAL_BASES, PURPOSES, compact, expand
 
-from .approval_view import cadence_words
+from .approval_view import cadence_words, day_words, moment_words
 
 STYLE = """
 @page { size: A4; margin: 18mm 16mm; @bottom-right { content: "Page " counter(page) " of " counter(pages); } }
@@ -77,12 +77,12 @@ def board_pack_html(node, wallet, request_id: str, *, now: datetime | None = Non
     prec = "".join(f"<tr><th>{_e(p['outcome'])} {_e(p.get('decidedAt') or '')}<div class='muted'>"
                    f"{'this organisation' if p['mine'] else _e(p['decider'])}</div></th><td>{'<br>'.join(_e(w) for w in p['why'])}"
                    f"{'<br><b>Reasons:</b> ' + _e(p['reasons']) if p.get('reasons') else ''}</td></tr>" for p in near)
-    decision = (f"{_e(row.status)}" + (f" by {_e(row.decided_by)} on {row.decided_at:%d %B %Y}" if row.decided_at else "")
+    decision = (f"{_e(row.status)}" + (f" by {_e(row.decided_by)} on {day_words(row.decided_at)}" if row.decided_at else "")
                 + (f"<br>Reason: {_e(row.reason)}" if row.reason else ""))
     return f"""<!doctype html><html lang="en-GB"><head><meta charset="utf-8">
 <title>Board pack: data-sharing request {_e(row.id)}</title><style>{STYLE}</style></head><body>
 <h1>Data-sharing request for the information governance board</h1>
-<p>{_e(node.name)} &middot; request {_e(row.id)} received {row.received_at:%d %B %Y} &middot; pack made {now:%d %B %Y %H:%M} UTC</p>
+<p>{_e(node.name)} &middot; request {_e(row.id)} received {day_words(row.received_at)} &middot; pack made {moment_words(now)}</p>
 <h2>Who is asking</h2>
 <table><tr><th>Requesting organisation</th><td>{_e(row.requester)}</td></tr>{certs}</table>
 <h2>What they ask for</h2>

@@ -25,7 +25,7 @@ from typing import Any
 from schemas import vocab
 from schemas.models import DataSharingApproval, DelegatedAuthority
 
-from .approval_view import ACTION_WORDS, SENSITIVITY_WORDS, _day, cadence_words, duration_words
+from .approval_view import ACTION_WORDS, SENSITIVITY_WORDS, _day, cadence_words, day_words, duration_words
 from .casefile import DPIA_SCREENING, FIVE_SAFES, RequestCase
 from .names import Directory, Named
 
@@ -137,7 +137,7 @@ def _show(names: Directory, dim: str, value: Any) -> str:
                              for v in value)
         return ", ".join(str(names.name(v)) if (":" in v) else v for v in value)
     if isinstance(value, datetime):
-        return value.strftime("%d %B %Y")
+        return day_words(value)
     return str(value)
 
 

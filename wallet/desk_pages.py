@@ -15,8 +15,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
-from pathlib import Path
+from datetime import date, datetime
 from typing import Any
 
 from flask import current_app, flash, redirect, render_template, request, url_for
@@ -29,7 +28,7 @@ from schemas.models import DataSharingApproval, describe
 from verifier.results import CeadError
 
 from . import desk
-from .approval_view import cadence_words
+from .approval_view import cadence_words, moment_words
 from . import requests as sharing
 from .forms import (CADENCE_HINT, DURATION_HINT, ApproveForm, DecideForm, _choices, cadence_from_words,
                     cadence_in_words, condition_choices, default_window, duration_from_words, duration_in_words,
@@ -265,7 +264,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             precedents=desk.precedents(sharing.list_requests(wallet), row), nearest=nearest(row),
             allows=desk.what_approving_allows(names, facts["subject"]) if facts["subject"] else [],
             error=error, errors=errors if row.status == sharing.PENDING else [], document=json.dumps(
-                req, indent=2, ensure_ascii=False), date=_date, cadence_words=cadence_words, interrupted=sharing.is_interrupted(row),
+                req, indent=2, ensure_ascii=False), date=moment_words, cadence_words=cadence_words, interrupted=sharing.is_interrupted(row),
             reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60), approval_status=approval_status, approved_lines=approved_lines, when=_when,
             renew_default=(date.today().replace(year=date.today().year + 1)).isoformat(),
             may_decide=may("issue:approval"), may_change=may("status:change"),
@@ -545,13 +544,8 @@ def renew(node, wallet, row, choices: list[dict], until: date, *, by: str, scope
 def _when(iso: str | None) -> str:
     """An audit timestamp (ISO 8601 UTC) as the pages show dates."""
     try:
-        return _date(datetime.fromisoformat(str(iso).replace("Z", "+00:00")))
+        return moment_words(datetime.fromisoformat(str(iso).replace("Z", "+00:00")))
     except ValueError:
         return str(iso or "")
 
 
-def _date(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%d %B %Y, %H:%M UTC")

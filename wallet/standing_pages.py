@@ -28,7 +28,7 @@ from verifier.results import CeadError
 from . import desk, standing
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
     condition_choices, duration_from_words, legal_basis_choices
-from .approval_view import SENSITIVITY_WORDS, duration_words
+from .approval_view import SENSITIVITY_WORDS, day_words, duration_words, moment_words
 from .names import Directory
 
 SUB_DELEGATION = ("The delegation it rests on does not let this node delegate further (it needs the SubDelegate "
@@ -163,9 +163,8 @@ def bounds(names: Directory, scope, rule: dict) -> list[str]:
                    + (f"; the DPIA's residual risk at most {RISK_WORDS.get(scope.max_dpia_risk, scope.max_dpia_risk)}"
                       if scope.max_dpia_risk else "") + ".")
     if scope.not_before or scope.not_after:
-        fmt = "%d %B %Y"
-        out.append("In force " + (f"from {scope.not_before.strftime(fmt)} " if scope.not_before else "")
-                   + (f"until {scope.not_after.strftime(fmt)}" if scope.not_after else "") + ".")
+        out.append("In force " + (f"from {day_words(scope.not_before)} " if scope.not_before else "")
+                   + (f"until {day_words(scope.not_after)}" if scope.not_after else "") + ".")
     out.append(f"Each automatic approval lasts {duration_words(rule['valid_for'])} (at most until the end above); "
                "then the requester asks again and the request is checked again.")
     return out
@@ -247,7 +246,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             form = make_form(defaults(names), names)
         errors = [(f.id, e) for f in form for e in f.errors] if form is not None else []
         return render_template("wallet_standing.html", duration_hint=DURATION_HINT, entries=shown, form=form,
-                               errors=errors, problem=problem, names=names, date=_date), status
+                               errors=errors, problem=problem, names=names, date=moment_words), status
 
     @bp.get("/wallet/standing", endpoint="standing")
     @sign_in_required
@@ -318,7 +317,3 @@ def register(bp, wallet, blueprint_name: str) -> None:
         return redirect(url_for(f"{blueprint_name}.standing"))
 
 
-def _date(value) -> str:
-    if value is None:
-        return ""
-    return value.strftime("%d %B %Y, %H:%M UTC")
