@@ -375,3 +375,30 @@ def test_concurrent_pulls_through_an_https_gateway_get_batched_receipts(tmp_path
         jti = unverified_receipt_claims(token)["jti"]
         assert store.get(provider.engine, jti).log_index is not None
         assert store.get(recipient.engine, jti).token == token
+
+
+def test_a_batch_the_spool_cannot_take_fails_every_receipt_of_it(tmp_path):
+    """The leader spools a whole batch with one write; if that write fails, no receipt of the batch is
+    acknowledged: each thread gets ``receipt.spool_failed``."""
+    import shutil
+    key, did, kid = _key_and_kid()
+    signer = GatedSigner(jwk.JWK(**key.private_jwk()), kid, hold=3)
+    spool = ReceiptSpool(tmp_path / "spool")
+    shutil.rmtree(tmp_path / "spool")
+    (tmp_path / "spool").write_text("not a folder")   # the segment cannot be created (even by root)
+    out = [None] * 4
+
+    def run(i):
+        try:
+            out[i] = signer.sign_receipt(_claims(did, i), spool)
+        except BaseException as exc:   # noqa: BLE001
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+    assert not any(t.is_alive() for t in threads)
+    assert all(isinstance(o, CeadError) and o.code == "receipt.spool_failed" for o in out), out
+    assert signer.batches == (2, 4)   # the lone first receipt and the batch of three: both failed to spool

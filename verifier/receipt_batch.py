@@ -129,77 +129,101 @@ def check_inclusion(claims: bytes, index: int, statement: dict, path: list[bytes
 # ---- the group commit ------------------------------------------------------------------------------------------
 
 class _Slot:
-    __slots__ = ("body", "token", "error", "done")
+    __slots__ = ("body", "sink", "claims", "token", "error", "done", "delivered", "wake")
 
-    def __init__(self, body):
-        self.body, self.token, self.error, self.done = body, None, None, False
+    def __init__(self, body, sink, claims):
+        self.body, self.sink, self.claims = body, sink, claims
+        self.token = self.error = None
+        self.done = self.delivered = False
+        self.wake = threading.Lock()
+        self.wake.acquire()   # released once: when its receipt is signed, or when it is to lead the next batch
 
 
 class GroupCommit:
-    """Leader/follower group commit: ``submit(body)`` returns the token for ``body``, signed alone
-    (``sign_one(body)``) when it is the only one pending, or with every receipt pending at that moment
-    (``sign_many(bodies)``, one signature). Thread-safe; counts batches for benchmarks (``batches``,
-    ``receipts``)."""
+    """Leader/follower group commit: ``submit(body, sink, claims)`` returns the token for ``body``, signed alone
+    (``sign_one(body)``) when no signing is in progress, or with every receipt pending when its batch's leader
+    starts (``sign_many(bodies)``, one signature), and hands it to ``sink`` before returning. The leader hands a
+    batch's tokens to a sink with ``append_many`` (the receipt spool) in one call while the signature is still
+    marked in progress (so receipts sealed meanwhile gather for the next batch); any other sink is called by each
+    receipt's own thread, as ``sink(token, claims)``. An error signing, or appending, is raised in every thread
+    whose receipt it concerns.
+
+    Each waiting thread blocks on its own lock (no thundering herd): a leader wakes exactly the threads of its
+    batch, and hands the lead to the oldest receipt still pending, which takes every receipt pending when it
+    wakes. Thread-safe; counts signatures and receipts (``batches``, ``receipts``) for benchmarks."""
 
     def __init__(self, sign_one: Callable, sign_many: Callable, max_batch: int = MAX_BATCH):
         self._sign_one, self._sign_many, self.max_batch = sign_one, sign_many, max_batch
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._pending: list[_Slot] = []
-        self._busy = False        # a leader is signing
-        self._waiting = 0         # threads waiting on the condition
+        self._busy = False        # a leader is signing (or has been handed the lead)
         self.batches = self.receipts = 0
 
-    def submit(self, body):
-        cond = self._cond
-        with cond:
+    def submit(self, body, sink=None, claims=None):
+        with self._lock:
             if not self._busy:   # nobody signs: lead a batch of one (today's receipt), without a slot
                 self._busy = True
-                batch = None
+                slot = None
             else:
-                slot = _Slot(body)
+                slot = _Slot(body, sink, claims)
                 self._pending.append(slot)
-                self._waiting += 1
-                try:
-                    while self._busy and not slot.done:
-                        cond.wait()
-                finally:
-                    self._waiting -= 1
-                if slot.done:   # a leader signed it
-                    if slot.error is not None:
-                        raise slot.error
-                    return slot.token
-                self._busy = True   # no signing in progress, ours not signed: lead every pending receipt
+        if slot is None:
+            try:
+                token = self._sign_one(body)
+                if sink is not None:
+                    sink(token, claims)
+            finally:
+                self._done(1, ())
+            return token
+        slot.wake.acquire()   # until signed, or handed the lead (without the interpreter lock meanwhile)
+        if not slot.done:     # the lead: every receipt pending now, ours first
+            with self._lock:
                 self._pending.remove(slot)
                 batch = [slot, *self._pending[:self.max_batch - 1]]
                 del self._pending[:self.max_batch - 1]
-        if batch is None:
             try:
-                token = self._sign_one(body)
+                self._lead(batch)
             finally:
-                self._done(1)
-            return token
-        try:
-            try:
-                tokens = [self._sign_one(batch[0].body)] if len(batch) == 1 else \
-                    self._sign_many([s.body for s in batch])
-            except BaseException as exc:   # every receipt of the batch fails with it: nobody waits forever
-                for s in batch:
-                    s.error = exc
-            else:
-                for s, token in zip(batch, tokens):
-                    s.token = token
-        finally:
-            self._done(len(batch), batch)
+                self._done(len(batch), batch)
         if slot.error is not None:
             raise slot.error
+        if not slot.delivered and slot.sink is not None:
+            slot.sink(slot.token, slot.claims)
         return slot.token
 
-    def _done(self, size: int, batch: list[_Slot] = ()) -> None:
-        with self._cond:
+    def _lead(self, batch: list[_Slot]) -> None:
+        try:
+            tokens = [self._sign_one(batch[0].body)] if len(batch) == 1 else \
+                self._sign_many([s.body for s in batch])
+        except BaseException as exc:   # every receipt of the batch fails with it: nobody waits forever
+            for s in batch:
+                s.error = exc
+            return
+        by_sink: dict[int, list[_Slot]] = {}
+        for s, token in zip(batch, tokens):
+            s.token = token
+            if s.sink is not None and hasattr(s.sink, "append_many"):
+                by_sink.setdefault(id(s.sink), []).append(s)
+        for slots in by_sink.values():   # one append (one write, for the spool) per sink
+            try:
+                slots[0].sink.append_many([s.token for s in slots])
+            except BaseException as exc:   # not acknowledged: each of these receipts fails with it
+                for s in slots:
+                    s.error = exc
+            else:
+                for s in slots:
+                    s.delivered = True
+
+    def _done(self, size: int, batch) -> None:
+        """Mark the batch signed, wake its threads, and hand the lead to the oldest pending receipt (or free it)."""
+        with self._lock:
             for s in batch:
                 s.done = True
-            self._busy = False
             self.batches += 1
             self.receipts += size
-            if self._waiting:
-                self._cond.notify_all()
+            successor = self._pending[0] if self._pending else None
+            self._busy = successor is not None
+        for s in batch:   # (the leader's own lock is released too: nobody waits on it, which is harmless)
+            s.wake.release()
+        if successor is not None:
+            successor.wake.release()

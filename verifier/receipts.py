@@ -135,14 +135,18 @@ class ReceiptSigner:
         library (:func:`verify_receipt`). Always signed alone: :meth:`sign_receipt` shares signatures."""
         return self._sign_bytes(_claims_json(self._body(claims)))
 
-    def sign_receipt(self, claims: dict[str, Any]) -> str:
-        """A decision's receipt: signed alone (a plain receipt, as :meth:`sign`) unless other receipts are being
-        signed at this moment, in which case it waits and shares the next signature with every receipt pending
-        then (a batched receipt: :mod:`verifier.receipt_batch`)."""
+    def sign_receipt(self, claims: dict[str, Any], sink=None) -> str:
+        """A decision's receipt, handed to ``sink`` (``sink(token, claims)``; a sink with ``append_many``, the
+        spool, may be given a whole batch at once) before it is returned: signed alone (a plain receipt, as
+        :meth:`sign`) unless other receipts are being signed at this moment, in which case it waits and shares
+        the next signature with every receipt pending then (a batched receipt: :mod:`verifier.receipt_batch`)."""
         body = _claims_json(self._body(claims))
         if self._group is None:
-            return self._sign_bytes(body)
-        return self._group.submit(body)
+            token = self._sign_bytes(body)
+            if sink is not None:
+                sink(token, claims)
+            return token
+        return self._group.submit(body, sink, claims)
 
     @property
     def batches(self) -> tuple[int, int]:
@@ -454,9 +458,7 @@ def seal(signer: "ReceiptSigner", decision, sink=None) -> str | None:
     claims = receipt_claims(decision, gateway=signer.did)
     claims["jti"] = jti
     claims["iat"] = int(time.time())
-    decision.receipt = receipt = signer.sign_receipt(claims)
-    if sink is not None:
-        sink(receipt, claims)
+    decision.receipt = receipt = signer.sign_receipt(claims, sink)   # spooled (acknowledged) once it returns
     return receipt
 
 

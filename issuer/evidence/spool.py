@@ -73,10 +73,18 @@ class ReceiptSpool:
         self._fd = None
 
     def append(self, token: str) -> None:
-        """Spool one receipt (a compact JWS). Returns once it is acknowledged (see the module's note)."""
-        if "\n" in token or len(token) >= MAX_LINE:
-            raise CeadError("receipt.invalid", "A receipt to spool is one compact JWS, without newlines.")
-        data = token.encode("ascii") + b"\n"
+        """Spool one receipt (a compact JWS, or a batched receipt: one line either way). Returns once it is
+        acknowledged (see the module's note)."""
+        self.append_many((token,))
+
+    def append_many(self, tokens) -> None:
+        """Spool several receipts with one ``write`` (the receipts that shared a signature, handed over by the
+        signer's group commit): all acknowledged when it returns, none when it raises."""
+        for token in tokens:
+            if "\n" in token or len(token) >= MAX_LINE:
+                raise CeadError("receipt.invalid", "A receipt to spool is one line (a compact JWS or a batched "
+                                "receipt) without newlines.")
+        data = "\n".join(tokens).encode("ascii") + b"\n"
         with self._lock:
             try:
                 if self._fd is None or self._pid != os.getpid():
