@@ -173,7 +173,13 @@ class GroupCommit:
                 if sink is not None:
                     sink(token, claims)
             finally:
-                self._done(1, ())
+                with self._lock:   # as _done for a batch of one, inline (the sequential path)
+                    self.batches += 1
+                    self.receipts += 1
+                    successor = self._pending[0] if self._pending else None
+                    self._busy = successor is not None
+                if successor is not None:
+                    successor.wake.release()
             return token
         slot.wake.acquire()   # until signed, or handed the lead (without the interpreter lock meanwhile)
         if not slot.done:     # the lead: every receipt pending now, ours first

@@ -140,13 +140,14 @@ class ReceiptSigner:
         spool, may be given a whole batch at once) before it is returned: signed alone (a plain receipt, as
         :meth:`sign`) unless other receipts are being signed at this moment, in which case it waits and shares
         the next signature with every receipt pending then (a batched receipt: :mod:`verifier.receipt_batch`)."""
-        body = _claims_json(self._body(claims))
-        if self._group is None:
+        body = _claims_json(claims if "iat" in claims and "jti" in claims else self._body(claims))
+        group = self._group
+        if group is None:
             token = self._sign_bytes(body)
             if sink is not None:
                 sink(token, claims)
             return token
-        return self._group.submit(body, sink, claims)
+        return group.submit(body, sink, claims)
 
     @property
     def batches(self) -> tuple[int, int]:
@@ -188,8 +189,11 @@ class ReceiptSigner:
         return r.to_bytes(32, "big") + s_.to_bytes(32, "big")
 
     def _sign_bytes(self, claims_json: bytes) -> str:
-        signing_input = self._jws_header() + _b64(claims_json)
-        return (signing_input + b"." + _b64(self._signature(signing_input))).decode("ascii")
+        header = self._header
+        signing_input = (header[1] if header is not None and header[0] == self.kid else self._jws_header()) \
+            + _b64(claims_json)
+        signature = self._op.sign(signing_input) if self.alg == "EdDSA" else self._signature(signing_input)
+        return (signing_input + b"." + _b64(signature)).decode("ascii")
 
     def _sign_batch(self, bodies: list[bytes]) -> list[str]:
         """One signature over the Merkle root of these receipts' claims (verifier.receipt_batch)."""
@@ -374,14 +378,6 @@ def payload_evidence(payload: bytes | None, content_type: str = "", direction: s
             "rows": count_rows(payload, content_type)}
 
 
-def _credentials(entries: list[str]) -> list[dict[str, str | None]]:
-    out = []
-    for entry in entries:
-        ident, _, digest = entry.rpartition(" ")
-        out.append({"id": ident or None, "digest": digest})
-    return out
-
-
 def receipt_claims(decision, *, gateway: str | None = None) -> dict[str, Any]:
     """The claims of a decision's receipt. ``decision.evidence`` (set by the decider and, for a pull, by the
     gateway once the response is known) carries the binding, manifest hash and payload. The credentials relied on
@@ -399,7 +395,8 @@ def receipt_claims(decision, *, gateway: str | None = None) -> dict[str, Any]:
         "v": RECEIPT_VERSION,
         "decision": "allow" if decision.allowed else "deny",
         "reasons": [p.code for p in decision.reasons],
-        "credentials": _credentials(decision.relied_on),
+        "credentials": [{"id": ident or None, "digest": digest}
+                        for ident, _, digest in (entry.rpartition(" ") for entry in decision.relied_on)],
         "holder": decision.holder, "approval": decision.approval_id,
         "method": decision.method, "url": decision.url,
         "binding": evidence.get("binding"),
