@@ -402,3 +402,28 @@ def test_a_batch_the_spool_cannot_take_fails_every_receipt_of_it(tmp_path):
     assert not any(t.is_alive() for t in threads)
     assert all(isinstance(o, CeadError) and o.code == "receipt.spool_failed" for o in out), out
     assert signer.batches == (2, 4)   # the lone first receipt and the batch of three: both failed to spool
+
+
+def test_many_threads_sealing_repeatedly_each_get_their_own_receipt(tmp_path):
+    """No gate: twelve threads seal 25 receipts each into a real spool, however they interleave. Every thread gets
+    a receipt for its own claims that verifies, every receipt is spooled once, and the counts add up."""
+    key, did, kid = _key_and_kid()
+    signer = ReceiptSigner(jwk.JWK(**key.private_jwk()), kid)
+    spool = ReceiptSpool(tmp_path / "spool")
+    got: dict[int, list] = {}
+
+    def run(t):
+        got[t] = [(c, signer.sign_receipt(c, spool)) for c in (_claims(did, t * 100 + i) for i in range(25))]
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+    assert not any(t.is_alive() for t in threads)
+    pairs = [p for t in range(12) for p in got[t]]
+    assert len(pairs) == 300 and signer.batches[1] == 300
+    for claims, token in pairs:
+        assert verify_receipt(token, key.public)["jti"] == claims["jti"]
+    lines = b"".join(p.read_bytes() for p in (tmp_path / "spool").glob("*.spool")).decode().splitlines()
+    assert sorted(lines) == sorted(token for _, token in pairs)

@@ -157,6 +157,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._pending: list[_Slot] = []
         self._busy = False        # a leader is signing (or has been handed the lead)
+        self._successor: _Slot | None = None   # the receipt last handed the lead
         self.batches = self.receipts = 0
 
     def submit(self, body, sink=None, claims=None):
@@ -177,11 +178,15 @@ class GroupCommit:
                     self.batches += 1
                     self.receipts += 1
                     successor = self._pending[0] if self._pending else None
-                    self._busy = successor is not None
+                    self._busy, self._successor = successor is not None, successor
                 if successor is not None:
                     successor.wake.release()
             return token
-        slot.wake.acquire()   # until signed, or handed the lead (without the interpreter lock meanwhile)
+        try:
+            slot.wake.acquire()   # until signed, or handed the lead (without the interpreter lock meanwhile)
+        except BaseException:     # interrupted while waiting (the main thread, Ctrl-C): never strand the others
+            self._abandon(slot)
+            raise
         if not slot.done:     # the lead: every receipt pending now, ours first
             with self._lock:
                 self._pending.remove(slot)
@@ -228,8 +233,22 @@ class GroupCommit:
             self.batches += 1
             self.receipts += size
             successor = self._pending[0] if self._pending else None
-            self._busy = successor is not None
+            self._busy, self._successor = successor is not None, successor
         for s in batch:   # (the leader's own lock is released too: nobody waits on it, which is harmless)
             s.wake.release()
+        if successor is not None:
+            successor.wake.release()
+
+    def _abandon(self, slot: _Slot) -> None:
+        """A waiting thread was interrupted: drop its receipt, and pass the lead on if it had been handed it."""
+        with self._lock:
+            if slot.done:
+                return
+            if slot in self._pending:
+                self._pending.remove(slot)
+            successor = None
+            if self._successor is slot:
+                successor = self._pending[0] if self._pending else None
+                self._busy, self._successor = successor is not None, successor
         if successor is not None:
             successor.wake.release()
