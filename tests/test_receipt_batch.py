@@ -427,3 +427,21 @@ def test_many_threads_sealing_repeatedly_each_get_their_own_receipt(tmp_path):
         assert verify_receipt(token, key.public)["jti"] == claims["jti"]
     lines = b"".join(p.read_bytes() for p in (tmp_path / "spool").glob("*.spool")).decode().splitlines()
     assert sorted(lines) == sorted(token for _, token in pairs)
+
+
+def test_signed_claims_that_are_not_one_json_object_are_refused():
+    """Even correctly signed and proved, claims that name a member twice (two readers could read two different
+    receipts) or are not an object are not a receipt."""
+    key, did, kid = _key_and_kid()
+    signer = ReceiptSigner(jwk.JWK(**key.private_jwk()), kid)
+    bodies = [b'{"decision":"allow","decision":"deny","iss":"%s"}' % did.encode(), b'["not", "an", "object"]',
+              json.dumps(_claims(did, 1)).encode()]
+    duplicate, array, good = signer._sign_batch(bodies)
+    assert verify_receipt(good, key.public)["jti"] == _claims(did, 1)["jti"]
+    for bad in (duplicate, array):
+        with pytest.raises(CeadError) as err:
+            verify_receipt(bad, key.public)
+        assert err.value.code == "receipt.invalid"
+        with pytest.raises(CeadError) as err:
+            unverified_receipt_claims(bad)
+        assert err.value.code == "receipt.invalid"

@@ -247,8 +247,12 @@ def verify_receipt(token: str, public: PublicKey) -> dict[str, Any]:
             raise CeadError("receipt.invalid", "Not a Cead receipt signed with the expected algorithm.")
         obj.verify(jwk.JWK(**public.to_jwk()), alg=public.jose_alg)
         payload = strict_json(obj.payload, "the receipt")
-    except (JWException, ValueError) as exc:
+    except (JWException, ValueError, RecursionError) as exc:
         raise CeadError("receipt.invalid", f"The receipt does not verify: {exc}") from None
+    except CeadError as exc:   # a duplicate member in the payload, say: still an invalid receipt
+        if exc.code.startswith("receipt."):
+            raise
+        raise CeadError("receipt.invalid", f"The receipt does not verify: {exc.message}") from None
     if not isinstance(payload, dict):
         raise CeadError("receipt.invalid", "The receipt's payload is not a JSON object.")
     if not batched:
@@ -264,7 +268,7 @@ def verify_receipt(token: str, public: PublicKey) -> dict[str, Any]:
 def _claims_object(data: bytes) -> dict[str, Any]:
     try:
         claims = strict_json(data, "the receipt's claims")
-    except ValueError:
+    except (ValueError, RecursionError, CeadError):   # malformed, too deep, a member named twice
         claims = None
     if not isinstance(claims, dict):
         raise CeadError("receipt.invalid", "The receipt's claims are not a JSON object.")
