@@ -1,4 +1,5 @@
-"""Signed decision receipts: a compact JWS a gateway can log as evidence of what was decided and why.
+"""Signed decision receipts: a compact JWS a gateway can log as evidence of what was decided and why (or, when
+several are sealed at the same moment, a batched receipt sharing one signature: :mod:`verifier.receipt_batch`).
 
 The receipt key is the only private key a verifier may hold, and it is optional: without one, decisions carry no
 receipt. The key is read from a PEM (PKCS#8, optionally encrypted) or JWK file named in the trust policy. It is
