@@ -445,3 +445,40 @@ def test_signed_claims_that_are_not_one_json_object_are_refused():
         with pytest.raises(CeadError) as err:
             unverified_receipt_claims(bad)
         assert err.value.code == "receipt.invalid"
+
+
+def test_a_forked_worker_starts_with_no_signing_in_progress():
+    """A pre-forking server forks with the signer built: a child must not inherit a parent's signature in
+    progress (whose leader does not exist in the child), or its first receipt would wait forever."""
+    import os
+    key, did, kid = _key_and_kid()
+    signer = GatedSigner(jwk.JWK(**key.private_jwk()), kid, hold=1)
+    started = threading.Event()
+
+    def lead():   # holds the lead (the gate waits for one more receipt) while the process forks
+        started.set()
+        signer.sign_receipt(_claims(did, 1))
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    started.wait(DEADLINE)
+    deadline = time.monotonic() + DEADLINE
+    while not signer._group._busy:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: a receipt signed at once, alone
+        try:
+            import signal
+            signal.alarm(10)   # a child left waiting dies, and the parent reads nothing
+            token = signer.sign_receipt(_claims(did, 2))
+            os.write(write, b"ok" if token.count(".") == 2 and "~" not in token else b"no")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 2) == b"ok"
+    signer.sign_receipt(_claims(did, 3))   # releases the parent's gate
+    leader.join(DEADLINE)
+    assert not leader.is_alive()

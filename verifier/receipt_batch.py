@@ -32,7 +32,9 @@ hash cannot be matched against guessed claims.
 """
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from typing import Callable, Sequence
 
 from .keys import b64url_decode
@@ -159,6 +161,12 @@ class GroupCommit:
         self._busy = False        # a leader is signing (or has been handed the lead)
         self._successor: _Slot | None = None   # the receipt last handed the lead
         self.batches = self.receipts = 0
+        ref = weakref.ref(self)   # a forked worker starts with no signing in progress (its parent's threads are gone)
+        os.register_at_fork(after_in_child=lambda: (group := ref()) is not None and group._after_fork())
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._pending, self._busy, self._successor = [], False, None
 
     def submit(self, body, sink=None, claims=None):
         with self._lock:
