@@ -67,14 +67,16 @@ def show(receipt_id, home) -> None:
     """Print a stored receipt: what it says (its claims), the signed token itself, and (for a receipt this node's
     gateway signed) its place in the node's log with its inclusion proof, once the sequencer has logged it."""
     from issuer.evidence import receipts as store
+    from verifier.receipts import receipt_form
     node = _node(home)
     try:
         row = store.get(node.engine, receipt_id)
         inclusion = store.inclusion(node, row)
+        signed = receipt_form(row.token)   # alone, or one of a batch sharing a signature (docs/evidence.md)
     except CeadError as exc:
         _fail(exc)
-    click.echo(json.dumps({**row.summary(), "claims": row.claims, "token": row.token, "inclusion": inclusion},
-                          indent=2))
+    click.echo(json.dumps({**row.summary(), "claims": row.claims, "signed": signed, "token": row.token,
+                           "inclusion": inclusion}, indent=2))
 
 
 @receipts.command("sequence")

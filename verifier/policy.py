@@ -72,6 +72,7 @@ class Receipts(_Strict):
     key: str                          # path of a PEM (PKCS#8) or JWK file; the only private key a verifier may hold
     kid: str | None = None            # key id written into the receipt's JWS header
     passphrase_env: str | None = None  # name of an environment variable holding the PEM passphrase
+    batch: bool = True                # receipts sealed at the same moment share one signature (docs/evidence.md)
 
 
 class Lawful(_Strict):

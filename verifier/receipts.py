@@ -1,4 +1,5 @@
-"""Signed decision receipts: a compact JWS a gateway can log as evidence of what was decided and why.
+"""Signed decision receipts: a compact JWS a gateway can log as evidence of what was decided and why (or, when
+several are sealed at the same moment, a batched receipt sharing one signature: :mod:`verifier.receipt_batch`).
 
 The receipt key is the only private key a verifier may hold, and it is optional: without one, decisions carry no
 receipt. The key is read from a PEM (PKCS#8, optionally encrypted) or JWK file named in the trust policy. It is
@@ -28,8 +29,13 @@ try:   # a compiled JSON encoder (Apache-2.0 or MIT): a receipt's claims in ~2 u
 except ImportError:   # pragma: no cover  (a dependency; without it the standard library's encoder is used)
     orjson = None
 
+from . import receipt_batch
+from .jose import unverified_claims
 from .keys import PublicKey
+from .receipt_batch import BATCH_TYPE, GroupCommit
 from .results import CeadError
+from .tlog import merkle
+from schemas.values import strict_json
 
 RECEIPT_TYPE = "cead-receipt+jwt"
 
@@ -54,35 +60,39 @@ def _b64(data: bytes) -> bytes:
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
-_RANDOM = deque()   # 16-byte blocks of os.urandom, drawn 256 at a time (one system call per 256 receipts)
-os.register_at_fork(after_in_child=_RANDOM.clear)   # a forked worker never reuses its parent's blocks
+def _b64str(data: bytes) -> str:
+    return _b64(data).decode("ascii")
 
 
-def _random16() -> bytes:
-    try:
-        return _RANDOM.popleft()   # atomic: two threads never get the same block
-    except IndexError:
-        data = os.urandom(16 * 256)
-        _RANDOM.extend(data[i:i + 16] for i in range(16, len(data), 16))
-        return data[:16]
+_JTIS = deque()   # receipt ids made 256 at a time from one os.urandom call (one system call per 256 receipts)
+os.register_at_fork(after_in_child=_JTIS.clear)   # a forked worker never reuses its parent's ids
 
 
-def new_jti() -> str:
-    """A receipt id: ``urn:uuid:`` and a random (version 4) UUID, as ``uuid.uuid4()`` makes it (from
-    ``os.urandom``), built directly."""
-    raw = bytearray(_random16())
+def _uuid4(raw: bytes) -> str:
+    raw = bytearray(raw)
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
     return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def new_jti() -> str:
+    """A receipt id: ``urn:uuid:`` and a random (version 4) UUID, as ``uuid.uuid4()`` makes it (from
+    ``os.urandom``); made in blocks of 256 off the per-receipt path, so a receipt takes one ready id."""
+    try:
+        return _JTIS.popleft()   # atomic: two threads never get the same id
+    except IndexError:
+        data = os.urandom(16 * 256)
+        _JTIS.extend(_uuid4(data[i:i + 16]) for i in range(16, len(data), 16))
+        return _uuid4(data[:16])
+
+
 class ReceiptSigner:
     """Signs receipts with an Ed25519 (EdDSA) or P-256 (ES256) key."""
 
-    __slots__ = ("_key", "_op", "_header", "kid", "alg", "public")
+    __slots__ = ("_key", "_op", "_header", "_batch_header", "_did", "_group", "kid", "alg", "public")
 
-    def __init__(self, key: jwk.JWK, kid: str | None = None):
+    def __init__(self, key: jwk.JWK, kid: str | None = None, *, batch: bool = True):
         if not key.has_private:
             raise CeadError("receipt.key_invalid", "The receipt key file holds no private key.")
         public = PublicKey.from_jwk(key.export_public(as_dict=True))
@@ -91,10 +101,14 @@ class ReceiptSigner:
         self.alg = public.jose_alg
         self.kid = kid or f"urn:cead:receipt-key:{key.thumbprint()}"
         self._op = key.get_op_key("sign")   # the cryptography key object, built once (not on every receipt)
-        self._header = None
+        self._header = self._batch_header = self._did = None
+        # receipts sealed at the same moment share one signature (verifier.receipt_batch); a lone one is signed
+        # alone, as a plain receipt. ``batch=False``: every receipt signed alone (policy ``receipts.batch``).
+        self._group = GroupCommit(self._sign_bytes, self._sign_batch) if batch else None
 
     @classmethod
-    def from_file(cls, path: str | Path, kid: str | None = None, passphrase: bytes | None = None) -> "ReceiptSigner":
+    def from_file(cls, path: str | Path, kid: str | None = None, passphrase: bytes | None = None, *,
+                  batch: bool = True) -> "ReceiptSigner":
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
@@ -110,7 +124,7 @@ class ReceiptSigner:
                             f"The receipt key {str(path)!r} is not a usable PEM or JWK private key "
                             "(or its passphrase is wrong).") from None
         try:
-            return cls(key, kid)
+            return cls(key, kid, batch=batch)
         except CeadError as exc:
             if exc.code.startswith("key."):
                 raise CeadError("receipt.key_invalid", f"Receipt key: {exc.message}") from None
@@ -119,21 +133,80 @@ class ReceiptSigner:
     def sign(self, claims: dict[str, Any]) -> str:
         """A compact JWS (RFC 7515) signed directly with the key (a receipt is signed on every decision; the JOSE
         library's general path costs more than the signature): the same standard JWS, verified with the JOSE
-        library (:func:`verify_receipt`)."""
-        body = {"iat": int(time.time()), **claims}
+        library (:func:`verify_receipt`). Always signed alone: :meth:`sign_receipt` shares signatures."""
+        return self._sign_bytes(_claims_json(self._body(claims)))
+
+    def sign_receipt(self, claims: dict[str, Any], sink=None) -> str:
+        """A decision's receipt, handed to ``sink`` (``sink(token, claims)``; a sink with ``append_many``, the
+        spool, may be given a whole batch at once) before it is returned: signed alone (a plain receipt, as
+        :meth:`sign`) unless other receipts are being signed at this moment, in which case it waits and shares
+        the next signature with every receipt pending then (a batched receipt: :mod:`verifier.receipt_batch`)."""
+        body = _claims_json(claims if "iat" in claims and "jti" in claims else self._body(claims))
+        group = self._group
+        if group is None:
+            token = self._sign_bytes(body)
+            if sink is not None:
+                sink(token, claims)
+            return token
+        return group.submit(body, sink, claims)
+
+    @property
+    def batches(self) -> tuple[int, int]:
+        """(signatures made for receipts, receipts signed) by :meth:`sign_receipt` so far."""
+        return (self._group.batches, self._group.receipts) if self._group is not None else (0, 0)
+
+    @property
+    def did(self) -> str | None:
+        """The signer's DID: the part of its key id before ``#`` when the key id is a DID URL."""
+        cached = self._did
+        if cached is None or cached[0] != self.kid:   # the kid may be reassigned after construction
+            kid = self.kid or ""
+            cached = self._did = (self.kid, kid.split("#", 1)[0] if kid.startswith("did:") else None)
+        return cached[1]
+
+    @staticmethod
+    def _body(claims: dict[str, Any]) -> dict[str, Any]:
+        body = claims if "iat" in claims else {"iat": int(time.time()), **claims}
         if "jti" not in body:
-            body["jti"] = new_jti()
-        header = self._header
-        if header is None or header[0] != self.kid:   # the kid may be reassigned after construction
-            encoded = json.dumps({"alg": self.alg, "kid": self.kid, "typ": RECEIPT_TYPE}, separators=(",", ":"))
-            header = self._header = (self.kid, _b64(encoded.encode()) + b".")
-        signing_input = header[1] + _b64(_claims_json(body))
+            body = {**body, "jti": new_jti()}
+        return body
+
+    def _jws_header(self, batch: bool = False) -> bytes:
+        cached = self._batch_header if batch else self._header
+        if cached is None or cached[0] != self.kid:   # the kid may be reassigned after construction
+            encoded = json.dumps({"alg": self.alg, "kid": self.kid, "typ": BATCH_TYPE if batch else RECEIPT_TYPE},
+                                 separators=(",", ":"))
+            cached = (self.kid, _b64(encoded.encode()) + b".")
+            if batch:
+                self._batch_header = cached
+            else:
+                self._header = cached
+        return cached[1]
+
+    def _signature(self, signing_input: bytes) -> bytes:
         if self.alg == "EdDSA":
-            signature = self._op.sign(signing_input)
-        else:
-            r, s_ = decode_dss_signature(self._op.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-            signature = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+            return self._op.sign(signing_input)
+        r, s_ = decode_dss_signature(self._op.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+
+    def _sign_bytes(self, claims_json: bytes) -> str:
+        header = self._header
+        signing_input = (header[1] if header is not None and header[0] == self.kid else self._jws_header()) \
+            + _b64(claims_json)
+        signature = self._op.sign(signing_input) if self.alg == "EdDSA" else self._signature(signing_input)
         return (signing_input + b"." + _b64(signature)).decode("ascii")
+
+    def _sign_batch(self, bodies: list[bytes]) -> list[str]:
+        """One signature over the Merkle root of these receipts' claims (verifier.receipt_batch)."""
+        root, paths = receipt_batch.tree([merkle.leaf_hash(b) for b in bodies])
+        statement = {"v": RECEIPT_VERSION, "iat": int(time.time()), "root": _b64(root).decode("ascii"),
+                     "size": len(bodies)}
+        if self.did:
+            statement["iss"] = self.did
+        signing_input = self._jws_header(batch=True) + _b64(_claims_json(statement))
+        jws_part = (signing_input + b"." + _b64(self._signature(signing_input))).decode("ascii")
+        return [receipt_batch.encode(jws_part, _b64(body).decode("ascii"), i, path, _b64str)
+                for i, (body, path) in enumerate(zip(bodies, paths))]
 
     def __repr__(self) -> str:
         return f"<ReceiptSigner {self.alg} kid={self.kid}>"
@@ -156,21 +229,84 @@ def load_signer(policy) -> ReceiptSigner | None:
             raise CeadError("receipt.key_locked",
                             f"The environment variable {receipts.passphrase_env} (receipt key passphrase) is not set.")
         passphrase = value.encode()
-    return ReceiptSigner.from_file(policy.path(receipts.key), receipts.kid, passphrase)
+    return ReceiptSigner.from_file(policy.path(receipts.key), receipts.kid, passphrase,
+                                   batch=getattr(receipts, "batch", True))
 
 
 def verify_receipt(token: str, public: PublicKey) -> dict[str, Any]:
-    """Check a receipt's signature with the gateway's public key; returns its claims."""
+    """Check a receipt's signature with the gateway's public key; returns its claims. Both forms: a plain receipt
+    (a compact JWS over the claims) and a batched one (a signature over a Merkle root, the claims and their
+    inclusion path: :mod:`verifier.receipt_batch`)."""
+    batched = receipt_batch.is_batched(token)
+    if batched:
+        token, claims_bytes, index, path = receipt_batch.split(token)
     try:
         obj = jws.JWS()
         obj.deserialize(token)
         header = obj.jose_header
-        if header.get("typ") != RECEIPT_TYPE or header.get("alg") != public.jose_alg:
+        if header.get("typ") != (BATCH_TYPE if batched else RECEIPT_TYPE) or header.get("alg") != public.jose_alg:
             raise CeadError("receipt.invalid", "Not a Cead receipt signed with the expected algorithm.")
         obj.verify(jwk.JWK(**public.to_jwk()), alg=public.jose_alg)
-        return json.loads(obj.payload)
-    except (JWException, ValueError) as exc:
+        payload = strict_json(obj.payload, "the receipt")
+    except (JWException, ValueError, RecursionError) as exc:
         raise CeadError("receipt.invalid", f"The receipt does not verify: {exc}") from None
+    except CeadError as exc:   # a duplicate member in the payload, say: still an invalid receipt
+        if exc.code.startswith("receipt."):
+            raise
+        raise CeadError("receipt.invalid", f"The receipt does not verify: {exc.message}") from None
+    if not isinstance(payload, dict):
+        raise CeadError("receipt.invalid", "The receipt's payload is not a JSON object.")
+    if not batched:
+        return payload
+    receipt_batch.check_inclusion(claims_bytes, index, payload, path)
+    claims = _claims_object(claims_bytes)
+    if payload.get("iss") != claims.get("iss"):
+        raise CeadError("receipt.invalid", f"The receipt names {claims.get('iss')} as its gateway, its batch "
+                        f"signature {payload.get('iss')}.")
+    return claims
+
+
+def _claims_object(data: bytes) -> dict[str, Any]:
+    try:
+        claims = strict_json(data, "the receipt's claims")
+    except (ValueError, RecursionError, CeadError):   # malformed, too deep, a member named twice
+        claims = None
+    if not isinstance(claims, dict):
+        raise CeadError("receipt.invalid", "The receipt's claims are not a JSON object.")
+    return claims
+
+
+def unverified_receipt_claims(token: str) -> dict[str, Any]:
+    """A receipt's claims, NOT verified (for storing and listing what is, or will be, verified): either form."""
+    if not isinstance(token, str):
+        raise CeadError("receipt.invalid", "A receipt is a string.")
+    if receipt_batch.is_batched(token):
+        return _claims_object(receipt_batch.split(token)[1])
+    try:
+        return unverified_claims(token)
+    except CeadError:
+        raise CeadError("receipt.invalid", "Not a receipt (a compact JWS, or a batched receipt).") from None
+
+
+def receipt_form(token: str) -> dict[str, Any]:
+    """How a receipt is signed: ``{"form": "plain"}`` (alone), or ``{"form": "batch", "index": i, "size": n}``
+    (one of the ``n`` receipts a batch signature covers; read, NOT verified)."""
+    if not receipt_batch.is_batched(token):
+        return {"form": "plain"}
+    jws_part, _, index, _ = receipt_batch.split(token)
+    try:
+        size = unverified_claims(jws_part).get("size")
+    except CeadError:
+        size = None
+    return {"form": "batch", "index": index, "size": size}
+
+
+def relied_on(claims: dict[str, Any]) -> list[str]:
+    """The credentials a receipt's decision relied on, as ``"<id> <digest>"`` (what ``Decision.relied_on`` holds),
+    from ``credentials``: every receipt has it (``reliedOn``, the same as strings, is written by older gateways
+    only)."""
+    return [f"{c.get('id') or ''} {c.get('digest')}".lstrip() for c in claims.get("credentials") or []
+            if isinstance(c, dict)]
 
 
 # ---- what a receipt says (issue 15) ------------------------------------------------------------------------------
@@ -247,35 +383,30 @@ def payload_evidence(payload: bytes | None, content_type: str = "", direction: s
             "rows": count_rows(payload, content_type)}
 
 
-def _relied_on(entries: list[str]) -> list[dict[str, str]]:
-    out = []
-    for entry in entries:
-        ident, _, digest = entry.rpartition(" ")
-        out.append({"id": ident or None, "digest": digest})
-    return out
-
-
-def _manifest_text(decision, key: str) -> str | None:
-    manifest = getattr(decision, "manifest", None)
-    value = manifest.get(key) if isinstance(manifest, dict) else None
-    return value[:512] if isinstance(value, str) else None
-
-
 def receipt_claims(decision, *, gateway: str | None = None) -> dict[str, Any]:
     """The claims of a decision's receipt. ``decision.evidence`` (set by the decider and, for a pull, by the
-    gateway once the response is known) carries the binding, manifest hash and payload."""
-    evidence = getattr(decision, "evidence", None) or {}
+    gateway once the response is known) carries the binding, manifest hash and payload. The credentials relied on
+    are ``credentials`` (id and digest each); older receipts also repeat them as strings in ``reliedOn``
+    (:func:`relied_on` reads either)."""
+    evidence = decision.evidence or {}
+    manifest = decision.manifest
+    if isinstance(manifest, dict):
+        dataset, purpose = manifest.get("dataset"), manifest.get("purpose")
+        dataset = dataset[:512] if isinstance(dataset, str) else None
+        purpose = purpose[:512] if isinstance(purpose, str) else None
+    else:
+        dataset = purpose = None
     claims = {
         "v": RECEIPT_VERSION,
         "decision": "allow" if decision.allowed else "deny",
         "reasons": [p.code for p in decision.reasons],
-        "reliedOn": decision.relied_on,
-        "credentials": _relied_on(decision.relied_on),
+        "credentials": [{"id": ident or None, "digest": digest}
+                        for ident, _, digest in (entry.rpartition(" ") for entry in decision.relied_on)],
         "holder": decision.holder, "approval": decision.approval_id,
         "method": decision.method, "url": decision.url,
         "binding": evidence.get("binding"),
         "manifestSha256": evidence.get("manifestSha256"),
-        "dataset": _manifest_text(decision, "dataset"), "purpose": _manifest_text(decision, "purpose"),
+        "dataset": dataset, "purpose": purpose,
         "payload": evidence.get("payload") or payload_evidence(None, direction=evidence.get("direction", "none")),
         "decidedAt": decision.decided_at.isoformat().replace("+00:00", "Z"),
     }
@@ -311,24 +442,26 @@ def request_evidence(request, allowed: bool = True) -> dict[str, Any]:
 
 def gateway_did(signer: "ReceiptSigner") -> str | None:
     """The signer's DID: the part of its key id before ``#`` when the key id is a DID URL."""
-    kid = signer.kid or ""
-    return kid.split("#", 1)[0] if kid.startswith("did:") else None
+    return signer.did
 
 
 def seal(signer: "ReceiptSigner", decision, sink=None) -> str | None:
     """Sign (or re-sign, once the payload is known: same ``jti``) the decision's receipt and hand it to ``sink``
-    (e.g. the provider node's receipt store), if any."""
-    evidence = decision.evidence if isinstance(getattr(decision, "evidence", None), dict) else {}
+    (e.g. the provider node's receipt store), if any. Receipts sealed at the same moment on other threads may
+    share its signature (:meth:`ReceiptSigner.sign_receipt`)."""
+    evidence = decision.evidence
+    if evidence is None:
+        evidence = decision.evidence = {}
     if evidence.get("deferred") and decision.allowed and "payload" not in evidence:
         return None   # an allowed pull behind the middleware: signed once, when its response is hashed
-    if "jti" not in evidence:
-        evidence["jti"] = new_jti()
-    claims = receipt_claims(decision, gateway=gateway_did(signer))
-    claims["jti"] = evidence["jti"]
-    decision.receipt = signer.sign(claims)
-    if sink is not None:
-        sink(decision.receipt, claims)
-    return decision.receipt
+    jti = evidence.get("jti")
+    if jti is None:
+        jti = evidence["jti"] = new_jti()
+    claims = receipt_claims(decision, gateway=signer.did)
+    claims["jti"] = jti
+    claims["iat"] = int(time.time())
+    decision.receipt = receipt = signer.sign_receipt(claims, sink)   # spooled (acknowledged) once it returns
+    return receipt
 
 
 def seal_payload(decider, decision, payload: bytes | None, content_type: str = "") -> str | None:
@@ -348,12 +481,15 @@ def record_payload(decision, payload: bytes | None, content_type: str = "", dire
 
 
 def receipt_header(token: str) -> dict[str, Any]:
+    """The JWS header of a receipt (of its batch signature, for a batched receipt): ``kid`` names the signer."""
+    if receipt_batch.is_batched(token):
+        token = receipt_batch.split(token)[0]   # receipt.batch_invalid when malformed
     try:
         obj = jws.JWS()
         obj.deserialize(token)
         return dict(obj.jose_header)
     except (JWException, ValueError, TypeError):
-        raise CeadError("receipt.invalid", "The receipt is not a compact JWS.") from None
+        raise CeadError("receipt.invalid", "The receipt is not a compact JWS (nor a batched receipt).") from None
 
 
 def verify_receipt_with(token: str, resolver, *, payload: bytes | None = None) -> dict[str, Any]:

@@ -82,9 +82,8 @@ def response_check(approved: Iterable[Any], manifest: dict | None, body: bytes) 
     if not isinstance(receipt, str) or not any(isinstance(p, TreOnly) for p in approved):
         return []
     try:
-        import json
-        from .keys import b64url_decode
-        checked = json.loads(b64url_decode(receipt.split(".")[1])).get("outputSha256")
+        from .receipts import unverified_receipt_claims   # either form, plain or batched (verifier.receipt_batch)
+        checked = unverified_receipt_claims(receipt).get("outputSha256")
     except Exception:  # noqa: BLE001  an unreadable receipt: withheld
         return [_problem("protocol.tre_output_receipt_invalid", "The output-checking receipt cannot be read.")]
     if isinstance(checked, str) and hmac.compare_digest(checked, hashlib.sha256(body).hexdigest()):

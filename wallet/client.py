@@ -28,7 +28,6 @@ from schemas.values import strict_json
 from schemas.vocab import expand
 from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, normalise_url, request_binding
 from verifier.http import untrusted_certificate
-from verifier.jose import unverified_claims
 from verifier.results import CeadError, Problem
 
 from .present import build_presentation, manifest_overlay, present_for_request
@@ -78,7 +77,8 @@ def keep_receipt(wallet, headers, sent: bytes | str | None, received: bytes | No
 def _receipt_hashes_pull(token: str) -> bool:
     """Whether a receipt records the hash of a pulled payload (only then are the received bytes worth reading)."""
     try:
-        payload = unverified_claims(token).get("payload") or {}
+        from verifier.receipts import unverified_receipt_claims
+        payload = unverified_receipt_claims(token).get("payload") or {}
     except CeadError:
         return False
     return isinstance(payload, dict) and payload.get("direction") == "pull" and bool(payload.get("sha256"))

@@ -12,8 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from jwcrypto import jwk
 
-from verifier.jose import unverified_claims
 from verifier.receipts import ReceiptSigner, check_payload, sha256_hex
+from verifier.receipts import unverified_receipt_claims as unverified_claims
 from verifier.results import CeadError
 
 from ..db import utcnow
@@ -78,10 +78,7 @@ def keep(engine, token: str, side: str, *, node=None) -> Stored:
 
 def _parse(token: str, claims: dict | None = None) -> tuple[dict, str, dict]:
     if claims is None:
-        try:
-            claims = unverified_claims(token)
-        except CeadError:
-            raise CeadError("receipt.invalid", "Not a receipt (a compact JWS).") from None
+        claims = unverified_claims(token)   # receipt.invalid (or receipt.batch_invalid) when it is not one
     ident = claims.get("jti")
     if not isinstance(ident, str) or not ident:
         raise CeadError("receipt.invalid", "The receipt has no id (jti).")

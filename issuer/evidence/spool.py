@@ -42,6 +42,17 @@ MAX_LINE = 256 * 1024          # a receipt is a few kB; a longer line is not a r
 MAX_READ = 8 * 1024 * 1024     # what one drain reads of a segment (a long backlog is taken in several)
 
 
+_PID = os.getpid()   # this process's id without a system call per receipt; a forked child records its own
+
+
+def _forked() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class ReceiptSpool:
     """The gateway's end: a ``Decider.receipt_sink`` that appends each receipt to this process's segment."""
 
@@ -61,7 +72,7 @@ class ReceiptSpool:
                             f"{exc.strerror}. Give the gateway a writable folder.") from None
 
     def _open(self) -> None:
-        self._pid = os.getpid()
+        self._pid = _PID
         self._path = self.folder / f"{time.time_ns():020d}-{self._pid}{SUFFIX}"
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         self._size = 0
@@ -73,13 +84,26 @@ class ReceiptSpool:
         self._fd = None
 
     def append(self, token: str) -> None:
-        """Spool one receipt (a compact JWS). Returns once it is acknowledged (see the module's note)."""
+        """Spool one receipt (a compact JWS, or a batched receipt: one line either way). Returns once it is
+        acknowledged (see the module's note)."""
         if "\n" in token or len(token) >= MAX_LINE:
-            raise CeadError("receipt.invalid", "A receipt to spool is one compact JWS, without newlines.")
-        data = token.encode("ascii") + b"\n"
+            raise CeadError("receipt.invalid", "A receipt to spool is one line (a compact JWS or a batched "
+                            "receipt) without newlines.")
+        self._write(token.encode("ascii") + b"\n")
+
+    def append_many(self, tokens) -> None:
+        """Spool several receipts with one ``write`` (the receipts that shared a signature, handed over by the
+        signer's group commit): all acknowledged when it returns, none when it raises."""
+        for token in tokens:
+            if "\n" in token or len(token) >= MAX_LINE:
+                raise CeadError("receipt.invalid", "A receipt to spool is one line (a compact JWS or a batched "
+                                "receipt) without newlines.")
+        self._write("\n".join(tokens).encode("ascii") + b"\n")
+
+    def _write(self, data: bytes) -> None:
         with self._lock:
             try:
-                if self._fd is None or self._pid != os.getpid():
+                if self._fd is None or self._pid != _PID:   # (_PID: this process's id, kept across forks)
                     self._fd = None   # a forked child never writes (or seals) its parent's segment
                     self._open()
                 written = os.write(self._fd, data)
@@ -95,7 +119,10 @@ class ReceiptSpool:
                 self._seal()
 
     def __call__(self, token: str, claims: dict | None = None) -> None:   # a Decider.receipt_sink
-        self.append(token)
+        if "\n" in token or len(token) >= MAX_LINE:
+            raise CeadError("receipt.invalid", "A receipt to spool is one line (a compact JWS or a batched "
+                            "receipt) without newlines.")
+        self._write(token.encode("ascii") + b"\n")
 
     def close(self) -> None:
         with self._lock:
