@@ -28,7 +28,8 @@ from issuer_fixtures import ready_node
 from helpers_https import https_server
 from transfer_world import DATASET, Party, world
 from verifier import receipt_batch
-from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation
+from verifier.binding import (MANIFEST_HEADER, PRESENTATION_HEADER, RECEIPT_FORMS_HEADER, encode_manifest,
+                              encode_presentation)
 from verifier.decision import RECEIPT_HEADER, TransferRequest
 from verifier.did import Resolver, did_key
 from verifier.middleware import CeadMiddleware
@@ -347,7 +348,8 @@ def test_concurrent_pulls_through_an_https_gateway_get_batched_receipts(tmp_path
             for _ in range(5):
                 transfer = TransferRequest("GET", url, manifest=w.manifest())
                 prepared.append({MANIFEST_HEADER: encode_manifest(transfer.manifest),
-                                 PRESENTATION_HEADER: encode_presentation(w.present(transfer))})
+                                 PRESENTATION_HEADER: encode_presentation(w.present(transfer)),
+                                 RECEIPT_FORMS_HEADER: "plain, batch"})   # as this wallet's client says
             responses = [None] * 5
 
             def pull(i):
@@ -375,6 +377,54 @@ def test_concurrent_pulls_through_an_https_gateway_get_batched_receipts(tmp_path
         jti = unverified_receipt_claims(token)["jti"]
         assert store.get(provider.engine, jti).log_index is not None
         assert store.get(recipient.engine, jti).token == token
+
+
+def test_a_client_that_does_not_read_batched_receipts_gets_a_plain_one_even_while_others_batch():
+    """Clients from before batched receipts cannot read them: a request without ``Cead-Receipt-Forms: batch`` is
+    signed alone, at once, even while a batch is being formed; the gateway reads the header into the decision."""
+    key, did, kid = _key_and_kid()
+    signer = GatedSigner(jwk.JWK(**key.private_jwk()), kid, hold=2)
+    got: dict[str, str] = {}
+
+    def seal(name, i):
+        got[name] = signer.sign_receipt(_claims(did, i), batch=True)
+
+    leader = threading.Thread(target=seal, args=("leader", 1))
+    leader.start()
+    deadline = time.monotonic() + DEADLINE
+    while not signer.gated:          # the leader holds its signature until two receipts wait behind it
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    follower = threading.Thread(target=seal, args=("follower", 2))
+    follower.start()
+    while len(signer._group._pending) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    old_client = signer.sign_receipt(_claims(did, 3), batch=False)   # returns while the leader still holds
+    assert leader.is_alive() and "~" not in old_client
+    assert receipt_header(old_client)["typ"] == RECEIPT_TYPE
+    last = threading.Thread(target=seal, args=("last", 4))
+    last.start()
+    for t in (leader, follower, last):
+        t.join(DEADLINE)
+    assert "~" not in got["leader"] and "~" in got["follower"] and "~" in got["last"]
+    # the header, read by the gateway into the decision's evidence
+    from verifier.binding import accepts_batched_receipts
+    assert accepts_batched_receipts("plain, batch") and accepts_batched_receipts("BATCH")
+    assert not accepts_batched_receipts(None) and not accepts_batched_receipts("plain") \
+        and not accepts_batched_receipts("batched")
+    with world() as w:
+        decider = w.decider()
+        decider.receipt_signer = ReceiptSigner(jwk.JWK(**key.private_jwk()), kid)
+        from verifier.gateway import decide_from_headers
+        for forms, expected in (("plain, batch", True), (None, False)):
+            transfer = TransferRequest("GET", "https://data.fife.example/datasets/homelessness",
+                                       manifest=w.manifest())
+            headers = {MANIFEST_HEADER: encode_manifest(transfer.manifest),
+                       PRESENTATION_HEADER: encode_presentation(w.present(transfer)),
+                       **({RECEIPT_FORMS_HEADER: forms} if forms else {})}
+            status, decision = decide_from_headers(decider, headers, "GET", transfer.url, None, DATASET)
+            assert status == 200 and decision.evidence["batch"] is expected
 
 
 def test_a_batch_the_spool_cannot_take_fails_every_receipt_of_it(tmp_path):

@@ -18,6 +18,14 @@ from .results import CeadError
 
 PRESENTATION_HEADER = "Cead-Presentation"
 MANIFEST_HEADER = "Cead-Transfer-Manifest"
+# the receipt forms the client reads (docs/evidence.md): "batch" lets the gateway give it a batched receipt, which
+# clients from before batched receipts cannot read; without it every receipt for the request is signed alone
+RECEIPT_FORMS_HEADER = "Cead-Receipt-Forms"
+
+
+def accepts_batched_receipts(value: str | None) -> bool:
+    """Whether a ``Cead-Receipt-Forms`` header value (comma-separated forms) names ``batch``."""
+    return bool(value) and "batch" in (part.strip().lower() for part in value.split(","))
 BINDING_PREFIX = "urn:cead:req:"
 
 

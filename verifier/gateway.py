@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from .binding import MANIFEST_HEADER, PRESENTATION_HEADER, decode_manifest, decode_presentation
+from .binding import (MANIFEST_HEADER, PRESENTATION_HEADER, RECEIPT_FORMS_HEADER, accepts_batched_receipts,
+                      decode_manifest, decode_presentation)
 from .decision.codes import http_status
 from .decision.request import Decision, TransferRequest
 from .results import CeadError, Problem
@@ -60,7 +61,8 @@ def _decide_from_headers(decider, headers, method: str, url: str, body: bytes | 
         manifest_header = headers.get(MANIFEST_HEADER)
         manifest = decode_manifest(manifest_header, check_jcs=False) if manifest_header else None
         request = TransferRequest(method=method, url=url, body=body, manifest=manifest, dataset=dataset,
-                                  response_checked=response_checked, push=push)
+                                  response_checked=response_checked, push=push,
+                                  receipt_batch=accepts_batched_receipts(headers.get(RECEIPT_FORMS_HEADER)))
         request.binding   # canonicalises the manifest (manifest.invalid here if it cannot be), once per request
     except CeadError as exc:
         decision = decider.deny(exc.problem)

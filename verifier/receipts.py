@@ -136,13 +136,13 @@ class ReceiptSigner:
         library (:func:`verify_receipt`). Always signed alone: :meth:`sign_receipt` shares signatures."""
         return self._sign_bytes(_claims_json(self._body(claims)))
 
-    def sign_receipt(self, claims: dict[str, Any], sink=None) -> str:
+    def sign_receipt(self, claims: dict[str, Any], sink=None, batch: bool = True) -> str:
         """A decision's receipt, handed to ``sink`` (``sink(token, claims)``; a sink with ``append_many``, the
         spool, may be given a whole batch at once) before it is returned: signed alone (a plain receipt, as
         :meth:`sign`) unless other receipts are being signed at this moment, in which case it waits and shares
         the next signature with every receipt pending then (a batched receipt: :mod:`verifier.receipt_batch`)."""
         body = _claims_json(claims if "iat" in claims and "jti" in claims else self._body(claims))
-        group = self._group
+        group = self._group if batch else None   # batch=False: the reader takes plain receipts only
         if group is None:
             token = self._sign_bytes(body)
             if sink is not None:
@@ -431,7 +431,9 @@ def request_evidence(request, allowed: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"binding": binding, "manifestSha256": manifest_hash,
                            "direction": "push" if push else "pull",
                            # the gateway will hash the response and sign then (middleware): no provisional receipt
-                           "deferred": not push and bool(getattr(request, "response_checked", False))}
+                           "deferred": not push and bool(getattr(request, "response_checked", False)),
+                           # the client reads batched receipts: its receipt may share a signature
+                           "batch": bool(getattr(request, "receipt_batch", False))}
     if push and allowed:
         out["payload"] = payload_evidence(body, "", "push")
     elif push:
@@ -460,7 +462,8 @@ def seal(signer: "ReceiptSigner", decision, sink=None) -> str | None:
     claims = receipt_claims(decision, gateway=signer.did)
     claims["jti"] = jti
     claims["iat"] = int(time.time())
-    decision.receipt = receipt = signer.sign_receipt(claims, sink)   # spooled (acknowledged) once it returns
+    # spooled (acknowledged) once it returns; batched with others only for a client that reads batched receipts
+    decision.receipt = receipt = signer.sign_receipt(claims, sink, batch=bool(evidence.get("batch")))
     return receipt
 
 

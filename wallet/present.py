@@ -14,7 +14,8 @@ from typing import Any, Iterable
 from schemas.models import DataSharingApproval, DelegatedAuthority, OrganisationCertification
 from schemas.values import xsd_datetime
 from schemas.vocab import compact, expand, registry
-from verifier.binding import (MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation, origin,
+from verifier.binding import (MANIFEST_HEADER, PRESENTATION_HEADER, RECEIPT_FORMS_HEADER, encode_manifest,
+                              encode_presentation, origin,
                               request_binding)
 from verifier.results import CeadError
 
@@ -465,7 +466,8 @@ def present_for_request(wallet, method: str, url: str, body: bytes | str | None,
     vp = build_presentation(wallet.holder, wallet.key, wallet.kid, credentials, format=format,
                             audience=origin(url), nonce=request_binding(method, url, body, manifest),
                             lifetime=lifetime)
-    headers = {PRESENTATION_HEADER: encode_presentation(vp)}
+    # this wallet reads batched receipts too (verifier.receipts): the gateway may share a signature under load
+    headers = {PRESENTATION_HEADER: encode_presentation(vp), RECEIPT_FORMS_HEADER: "plain, batch"}
     if manifest is not None:
         headers[MANIFEST_HEADER] = encode_manifest(manifest)
     return headers

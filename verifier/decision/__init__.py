@@ -265,6 +265,14 @@ class Decider:
         return problems
 
 
-# HTTP surfaces (middleware, nginx, Envoy): ``verifier.gateway``; re-exported here under their old names.
-from ..gateway import (DECISION_HEADER, RECEIPT_HEADER, REASONS_HEADER,  # noqa: E402,F401
-                       decide_from_headers, decision_headers)
+# HTTP surfaces (middleware, nginx, Envoy): ``verifier.gateway``; re-exported here under their old names, looked
+# up when first asked for (PEP 562): ``verifier.gateway`` imports this package, so importing it here made
+# ``import verifier.gateway`` fail when it came first.
+_GATEWAY_NAMES = {"DECISION_HEADER", "RECEIPT_HEADER", "REASONS_HEADER", "decide_from_headers", "decision_headers"}
+
+
+def __getattr__(name: str):
+    if name in _GATEWAY_NAMES:
+        from .. import gateway
+        return getattr(gateway, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

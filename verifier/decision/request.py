@@ -41,6 +41,7 @@ class TransferRequest:
     time: datetime | None = None
     response_checked: bool = False   # the payload travels in the response and will be checked there (middleware)
     push: bool | None = None         # the table travels in the request body (None: a POST, PUT or PATCH)
+    receipt_batch: bool = False      # the client reads batched receipts (Cead-Receipt-Forms: batch)
 
     @property
     def is_push(self) -> bool:
