@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import rfc8785
 import trustme
 
@@ -251,3 +252,14 @@ def test_status_lists_are_revalidated_with_the_etag_the_issuer_sends():
             clock[0] += 2          # past the ttl: revalidate
         assert seen["full"] == 1 and seen["not_modified"] == 2
         assert len(seen["connections"]) == 1          # one keep-alive connection for all three
+
+
+@pytest.mark.parametrize("module", ["verifier.gateway", "verifier.middleware", "verifier.decision",
+                                    "verifier.receipts", "verifier.service"])
+def test_each_public_verifier_module_imports_first_in_a_fresh_process(module):
+    """A gateway operator's first line may be ``from verifier.gateway import decide_from_headers``: that failed
+    with a circular import (verifier.decision re-exported the gateway's names) until they were looked up lazily."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
