@@ -251,3 +251,20 @@ def test_b64url_decode_accepts_exactly_the_canonical_unpadded_encodings(decoder,
             i = rng.randrange(len(text))
             bad = text[:i] + rng.choice("+/= \n.é") + text[i + 1:]
             assert decoded(bad) is None, bad
+
+
+def test_a_remembered_header_decides_nothing_but_its_own_reading():
+    """A header segment is decoded once and remembered (verifier.jose._header); every token with it still has its
+    own signature checked over its own header.payload, and a header that cannot be read is refused every time."""
+    key, did, kid = issuer()
+    token = sign_jwt(dict(CREDENTIAL, issuer=did), key, kid)
+    header, payload, signature = token.split(".")
+    assert verify_jwt(token, Resolver(), "vc+jwt", "assertionMethod")[1] == kid   # the header is now remembered
+    other = b64url(json.dumps(dict(CREDENTIAL, issuer=did, id="urn:uuid:other")).encode())
+    assert code_of(f"{header}.{other}.{signature}") == "jose.signature_invalid"
+    assert verify_jwt(token, Resolver(), "vc+jwt", "assertionMethod")[1] == kid
+    twice = b64url(b'{"alg":"EdDSA","alg":"EdDSA","kid":"' + kid.encode() + b'","typ":"vc+jwt"}')
+    for _ in range(2):
+        with pytest.raises(CeadError) as info:
+            verify_jwt(f"{twice}.{payload}.{signature}", Resolver(), "vc+jwt", "assertionMethod")
+        assert info.value.code == "json.duplicate_member"
