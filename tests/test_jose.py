@@ -209,10 +209,17 @@ def test_a_signed_vc2_jwt_smuggling_a_vc_claim_does_not_verify():
     assert not result.verified and "jose.malformed" in [p.code for p in result.problems]
 
 
-def test_b64url_decode_accepts_exactly_the_canonical_unpadded_encodings():
+@pytest.mark.parametrize("decoder", ["_decode_fast", "_decode_standard"])
+def test_b64url_decode_accepts_exactly_the_canonical_unpadded_encodings(decoder, monkeypatch):
     """Strict base64url (RFC 7515 s.2): a string is accepted iff it uses only A-Z a-z 0-9 - _, has no padding, and
-    is the one encoding of its bytes (encoding them again gives it back); everything else is encoding.invalid."""
+    is the one encoding of its bytes (encoding them again gives it back); everything else is encoding.invalid.
+    Both decoders give these answers: pybase64's (used when installed) and the standard library's (the fallback)."""
     import base64
+
+    from verifier import keys
+    if decoder == "_decode_fast" and keys.pybase64 is None:
+        pytest.skip("pybase64 is not installed")
+    monkeypatch.setattr(keys, "_decode", getattr(keys, decoder))
     import itertools
     import random
 
@@ -230,17 +237,34 @@ def test_b64url_decode_accepts_exactly_the_canonical_unpadded_encodings():
             assert exc.code == "encoding.invalid"
             return None
 
-    symbols = "AQBg9-_+/= .\né"   # stray-bit characters (B, g, 9), the standard alphabet's own, padding, others
+    symbols = "AQBg9-_+/= .\né\x00"   # stray-bit characters (B, g, 9), the standard alphabet's own, padding, others
     for length in range(0, 5):
         for chars in itertools.product(symbols, repeat=length):
             text = "".join(chars)
             assert decoded(text) == reference(text), text
     rng = random.Random(12)
     for _ in range(2000):
-        data = rng.randbytes(rng.randint(0, 40))
+        data = rng.randbytes(rng.randint(0, 40) if _ % 10 else rng.randint(40, 12000))   # and some long ones
         text = b64url(data)
         assert decoded(text) == data
         if text:
             i = rng.randrange(len(text))
             bad = text[:i] + rng.choice("+/= \n.é") + text[i + 1:]
             assert decoded(bad) is None, bad
+
+
+def test_a_remembered_header_decides_nothing_but_its_own_reading():
+    """A header segment is decoded once and remembered (verifier.jose._header); every token with it still has its
+    own signature checked over its own header.payload, and a header that cannot be read is refused every time."""
+    key, did, kid = issuer()
+    token = sign_jwt(dict(CREDENTIAL, issuer=did), key, kid)
+    header, payload, signature = token.split(".")
+    assert verify_jwt(token, Resolver(), "vc+jwt", "assertionMethod")[1] == kid   # the header is now remembered
+    other = b64url(json.dumps(dict(CREDENTIAL, issuer=did, id="urn:uuid:other")).encode())
+    assert code_of(f"{header}.{other}.{signature}") == "jose.signature_invalid"
+    assert verify_jwt(token, Resolver(), "vc+jwt", "assertionMethod")[1] == kid
+    twice = b64url(b'{"alg":"EdDSA","alg":"EdDSA","kid":"' + kid.encode() + b'","typ":"vc+jwt"}')
+    for _ in range(2):
+        with pytest.raises(CeadError) as info:
+            verify_jwt(f"{twice}.{payload}.{signature}", Resolver(), "vc+jwt", "assertionMethod")
+        assert info.value.code == "json.duplicate_member"

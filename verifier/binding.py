@@ -5,6 +5,7 @@ docs/architecture.md, "The wire contract".
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -75,6 +76,11 @@ def request_binding(method: str, url: str, body: bytes | None = None, manifest: 
 
 def origin(url: str) -> str:
     """The audience of a request: scheme://host:port (port always explicit)."""
+    return _origin(url) if isinstance(url, str) else _origin.__wrapped__(url)
+
+
+@functools.lru_cache(maxsize=1024)   # a function of the URL string alone, asked on every decision (bounded)
+def _origin(url: str) -> str:
     parts = _split(url)
     try:
         port = parts.port

@@ -30,6 +30,17 @@ class Limits:
     rdfc_seconds: float = REQUEST_MAX_SECONDS
 
 
+_JSONLD = None
+
+
+def _jsonld():
+    """``verifier.jsonld``, imported on first use (it imports this module)."""
+    global _JSONLD
+    from . import jsonld
+    _JSONLD = jsonld
+    return jsonld
+
+
 @dataclass(frozen=True)
 class VerificationContext:
     clock: Callable[[], datetime] = utc_now
@@ -43,7 +54,7 @@ class VerificationContext:
 
     def known_context(self, url: str) -> bool:
         """Whether the loader serves ``url`` (the default loader answers without copying the context)."""
-        from . import jsonld
+        jsonld = _JSONLD or _jsonld()   # (an import statement here ran on every context of every document)
         if self.loader is None or self.loader is jsonld.document_loader:
             return jsonld.is_known(url)
         try:

@@ -49,6 +49,24 @@ def _part(segment: str, what: str) -> dict:
     return value
 
 
+_HEADERS: dict[str, dict] = {}   # a header segment -> its JSON object (read only): a function of the segment alone
+_HEADER_MEMO_CHARS = 1024
+
+
+def _header(segment: str) -> dict:
+    """The JWT header segment decoded (``_part``), remembered by the exact segment: an issuer's or a holder's
+    tokens repeat the same header (alg, kid, typ), and it was base64url-decoded and parsed for every token. Bounded
+    (at most 256 segments of at most 1 KiB); a segment that fails is not remembered, so it fails every time."""
+    found = _HEADERS.get(segment)
+    if found is None:
+        found = _part(segment, "header")
+        if len(segment) <= _HEADER_MEMO_CHARS:
+            if len(_HEADERS) >= 256:
+                _HEADERS.clear()
+            _HEADERS[segment] = found
+    return found
+
+
 _TYPE_NAMES = {"vc+jwt": "VerifiableCredential", "vp+jwt": "VerifiablePresentation"}
 
 
@@ -81,7 +99,7 @@ def verify_jwt(token: str, resolver, typ: str, purpose: str) -> tuple[dict, str]
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
         raise CeadError("jose.malformed", "A JWT must have three non-empty dot-separated parts.")
-    header, claims = _part(parts[0], "header"), _part(parts[1], "payload")
+    header, claims = _header(parts[0]), _part(parts[1], "payload")
     try:
         signature = b64url_decode(parts[2])   # strict: one signature has exactly one encoding here
     except CeadError:

@@ -226,6 +226,9 @@ class TrustPolicy(_Strict):
     def rulebook(self):
         """The lawful-basis rulebook this gateway applies (read once); CeadError ``lawful.rulebook_invalid`` or
         ``lawful.rulebook_digest_mismatch`` if the file is not the pinned version."""
+        found = self.__pydantic_private__.get("_rulebook")   # read on every decision: not through __getattr__
+        if found is not None:
+            return found
         if self._rulebook is None:
             from .lawful import rulebook as books
             pin = self.lawful

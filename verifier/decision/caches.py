@@ -67,7 +67,10 @@ class CachingVerifier(Verifier):
         except CeadError:
             return super().verify_credential(credential, now)  # malformed: report through the normal path
         with self._lock:
-            cached: _CachedProof | None = self._cache.get(key)
+            try:   # (cachetools' get asks __contains__ and then __getitem__, each checking the expiry)
+                cached: _CachedProof | None = self._cache[key]
+            except KeyError:
+                cached = None
         read: StatusRead | None = None
         if cached is not None and cached.checked_at <= now <= cached.valid_until:
             if self.metrics:
@@ -121,7 +124,10 @@ class ModelCache:
     def model(self, digest: str, document: dict, build):
         """``build(document)`` for ``digest``, memoised; an exception is raised again each time (not cached)."""
         with self._lock:
-            found = self._models.get(digest)
+            try:
+                found = self._models[digest]
+            except KeyError:
+                found = None
         if found is None:
             found = build(document)
             with self._lock:

@@ -104,11 +104,12 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
             if d.controller != controller:
                 problems.append(Problem("delegation.wrong_controller", f"The delegation {link.id} acts for "
                                         f"{d.controller}, not for the controller {controller}.", where))
-            if d.parent is not None:
+            if d.parent_delegation is not None:
                 problems.append(Problem("delegation.parent_mismatch", f"The first delegation {link.id} names a "
                                         "parent; the chain must start at the controller.", where))
         else:
-            if d.parent != {"id": parent.id, "digest": parent.digest}:
+            ref = d.parent_delegation   # the Ref's own fields (what ``d.parent`` dumps to a dict each time)
+            if ref is None or ref.id != parent.id or ref.digest != parent.digest:
                 problems.append(Problem("delegation.parent_mismatch", f"The delegation {link.id} does not name "
                                         f"{parent.id} (with its digest) as its parent.", where))
             for v in relation(ctx, "within-parent", link, parent, lambda: delegation_within(

@@ -13,6 +13,7 @@ from .. import attestation, tre_outputs
 from ..protocols import ReleaseContext, charge, check_transfer, remember_output
 from ..results import Problem
 from .context import CERTIFICATION, Attempt
+from .limits import body_too_large, pushed_table_too_large   # (imported once: check_protocol runs per decision)
 
 log = logging.getLogger(__name__)
 OUTPUT_RECEIPT_HEADER = "Cead-Output-Receipt"
@@ -21,7 +22,6 @@ PAYLOAD_KINDS = (models.Threshold, models.Pseudonymisation, models.Rounding,   #
 
 
 def check_protocol(attempt: Attempt) -> list[Problem]:
-    from .limits import pushed_table_too_large
     if pushed_table_too_large(attempt):
         return []   # refused unread by the limits stage (transfer.body_too_large)
     request, model = attempt.ctx.request, attempt.model
@@ -147,7 +147,6 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
     context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger, dataset=dataset,
                              approval=getattr(decision, "approval_id", None), subjects=tuple(approval.data_subjects),
                              record_keys=record_keys(ledger, dataset, approval))
-    from .limits import body_too_large
     too_large = body_too_large(approval, manifest, body)
     if too_large is not None:
         return [too_large]    # larger than the approval can need: withheld unread

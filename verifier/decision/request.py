@@ -12,6 +12,7 @@ from schemas.values import as_list
 from ..binding import manifest_digest, origin, request_binding
 from ..keys import b64url_decode
 from ..results import CeadError, Problem
+from .limits import MAX_COLUMNS
 
 PUSH_METHODS = frozenset({"POST", "PUT", "PATCH"})   # methods whose body is data sent, unless the gateway says
 
@@ -58,7 +59,6 @@ class TransferRequest:
             raise CeadError("request.invalid", "The request body must be bytes.")
         if self.manifest is not None and not isinstance(self.manifest, dict):
             raise CeadError("manifest.invalid", "The transfer manifest must be a JSON object.")
-        from .limits import MAX_COLUMNS
         columns = (self.manifest or {}).get("columns")
         if isinstance(columns, list) and len(columns) > MAX_COLUMNS:   # bounded before any stage reads them
             raise CeadError("transfer.too_many_columns", f"The manifest lists {len(columns)} columns; at most "
