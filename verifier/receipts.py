@@ -190,11 +190,8 @@ class ReceiptSigner:
         return r.to_bytes(32, "big") + s_.to_bytes(32, "big")
 
     def _sign_bytes(self, claims_json: bytes) -> str:
-        header = self._header
-        signing_input = (header[1] if header is not None and header[0] == self.kid else self._jws_header()) \
-            + _b64(claims_json)
-        signature = self._op.sign(signing_input) if self.alg == "EdDSA" else self._signature(signing_input)
-        return (signing_input + b"." + _b64(signature)).decode("ascii")
+        signing_input = self._jws_header() + _b64(claims_json)
+        return (signing_input + b"." + _b64(self._signature(signing_input))).decode("ascii")
 
     def _sign_batch(self, bodies: list[bytes]) -> list[str]:
         """One signature over the Merkle root of these receipts' claims (verifier.receipt_batch)."""
@@ -440,11 +437,6 @@ def request_evidence(request, allowed: bool = True) -> dict[str, Any]:
         out["payload"] = {"direction": "push", "sha256": None, "bytes": 0, "rows": None,
                           "offered": {"sha256": sha256_hex(body), "bytes": len(body)} if body is not None else None}
     return out
-
-
-def gateway_did(signer: "ReceiptSigner") -> str | None:
-    """The signer's DID: the part of its key id before ``#`` when the key id is a DID URL."""
-    return signer.did
 
 
 def seal(signer: "ReceiptSigner", decision, sink=None) -> str | None:
