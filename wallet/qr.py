@@ -25,6 +25,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from verifier.results import CeadError
 
+from .approval_view import KIND_NAMES, _day, _words, conditions, types_of
+from .names import Directory
+
 SVG_NS = "http://www.w3.org/2000/svg"
 # what a printed summary shows at most (the credential itself is a download away): so a credential naming
 # thousands of datasets still gives a page of bounded size, quickly
@@ -127,8 +130,6 @@ def summary_lines(document: dict, names=None) -> list[str]:
     who issued it, each condition as "Heading: sentences", its validity in dates, and its id. ``names`` (a
     ``wallet.names.Directory``) turns DIDs and IRIs into names; without one, Cead's vocabulary names what it knows.
     Bounded: at most SUMMARY_LINE characters per line and SUMMARY_LINES lines, each cut said so."""
-    from .approval_view import KIND_NAMES, _day, _words, conditions, types_of
-    from .names import Directory
     names = names if names is not None else Directory()
     vc = document.get("vc") if isinstance(document.get("vc"), dict) else document
     types = [t for t in types_of(vc) if t != "VerifiableCredential"] or ["Credential"]
