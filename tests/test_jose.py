@@ -150,12 +150,20 @@ def test_typ_may_be_absent_for_a_vc2_document_of_the_expected_kind():
 
 
 @pytest.mark.parametrize("token", [
-    "", "abc", "a.b", "a.b.c.d", "..", "!!!.???.###", 42, None,
+    "", "abc", "a.b", "a.b.c.d", "..", "!!!.???.###", 42, None, ".b.c", "a..c", "a.b.", "a.b.c.", ".a.b.c",
     b64url(b"[1]") + "." + b64url(b"{}") + ".sig",
     b64url(b'{"alg":"EdDSA"') + "." + b64url(b"{}") + ".sig",
 ])
 def test_malformed(token):
     assert code_of(token) == "jose.malformed"
+
+
+def test_dots_finds_exactly_two():
+    from verifier.jose import dots, is_compact
+    assert dots("ab.cd.e") == (2, 5) and dots("..") == (0, 1)
+    for text in ("", "abc", "a.b", "a.b.c.d", "....", "x" * 20000 + "." + "y" * 9000 + "." + "z" * 86 + "."):
+        assert dots(text) is None and not is_compact(text)
+    assert is_compact("x" * 20000 + "." + "y" * 9000 + "." + "z" * 86) and not is_compact(None)
 
 
 def test_malformed_headers_and_claims():

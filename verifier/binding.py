@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from schemas import jcs
 from schemas.values import DuplicateMember, strict_json
 
+from .jose import dots
 from .keys import b64url, b64url_decode
 from .results import CeadError
 
@@ -132,7 +133,7 @@ def decode_presentation(header: str) -> dict | str:
     value = header.strip()
     if value.lower().startswith("vp "):
         value = value[3:].strip()
-    if value.count(".") == 2:
+    if dots(value) is not None:
         return value  # compact JWS
     try:
         doc = strict_json(b64url_decode(value), "the presentation")

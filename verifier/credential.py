@@ -107,7 +107,10 @@ def validity_end(raw: dict | str, document: dict, claims: dict | None = None) ->
 
 
 def _is_jwt(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().count(".") == 2 and not value.strip().startswith("{")
+    if not isinstance(value, str):
+        return False
+    value = value.strip()
+    return not value.startswith("{") and jose.dots(value) is not None
 
 
 def _load(value: Any, what: str, max_json: int = MAX_JSON) -> dict | str:

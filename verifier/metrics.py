@@ -21,6 +21,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+_CACHE_KEYS: dict[tuple[str, bool], tuple[tuple[str, str], ...]] = {}   # (cache, hit) -> its label pairs
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -61,8 +64,11 @@ class Metrics:
             self._sum += seconds
 
     def record_cache(self, cache: str, hit: bool) -> None:
+        key = _CACHE_KEYS.get((cache, hit))   # a dozen lookups a decision: the label tuple built once per pair
+        if key is None:
+            key = _CACHE_KEYS.setdefault((cache, hit), (("cache", cache), ("result", "hit" if hit else "miss")))
         with self._lock:
-            self._cache[(("cache", cache), ("result", "hit" if hit else "miss"))] += 1
+            self._cache[key] += 1
 
     def cache_hit_rate(self, cache: str) -> float | None:
         with self._lock:

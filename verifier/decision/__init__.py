@@ -50,6 +50,7 @@ from ..context import Limits
 from ..credential import MAX_CREDENTIALS, Verifier, unwrap_enveloped  # noqa: F401  (re-exported)
 from ..compose import attach_status, build_verifier, fetcher_for, status_lists_for
 from ..http import Fetcher
+from ..jose import is_compact
 from ..metrics import Metrics
 from ..policy import TrustPolicy
 from .. import receipts
@@ -179,7 +180,7 @@ class Decider:
         chosen: Attempt | None = None
         complete = False
         try:
-            if isinstance(presentation, str) and presentation.count(".") != 2:
+            if isinstance(presentation, str) and not is_compact(presentation):
                 presentation = decode_presentation(presentation)
             # one canonicalization budget for the whole decision (the verification context's work limits)
             with rdfc.work_budget(self.limits.rdfc_calls, self.limits.rdfc_seconds):

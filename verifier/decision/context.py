@@ -9,7 +9,6 @@ stage has to say it returns as problems.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,6 +38,24 @@ def jwt_claims(token: str) -> dict:
         return {}
 
 
+class _memo:
+    """A property computed once per instance and kept in its ``__dict__`` (``functools.cached_property`` without
+    the per-class lock Python 3.11's takes on every first read: the stages read these of every credential, every
+    decision)."""
+
+    def __init__(self, func):
+        self.func, self.name, self.__doc__ = func, func.__name__, func.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
+
+
 @dataclass
 class Cred:
     """One credential of the presentation, verified, with its Cead model when it has one."""
@@ -62,7 +79,7 @@ class Cred:
                 return {}
         return self.raw if isinstance(self.raw, dict) else {}
 
-    @cached_property
+    @_memo
     def id(self) -> str | None:
         ident = self.document.get("id")
         return ident if isinstance(ident, str) else None
@@ -79,7 +96,7 @@ class Cred:
     def ok(self) -> bool:
         return self.result.verified and self.model is not None
 
-    @cached_property
+    @_memo
     def types(self) -> tuple:
         """The document's types (read once: the stages ask each credential for them many times a decision)."""
         return tuple(as_list(self.document.get("type")))
