@@ -149,6 +149,7 @@ def images(engine, tmp_path_factory):
     if cert and Path(cert).is_file() and podman:   # docker build cannot mount a file into its RUN steps
         extra += ["-v", f"{cert}:/run/cead-build/ca.pem:ro", "--build-arg", "PIP_CERT=/run/cead-build/ca.pem"]
     built = {}
+    before = _image_ids(docker)
     try:
         for image, dockerfile in IMAGES.items():
             tag = f"localhost/cead-{image}:test-{run_id}"
@@ -159,6 +160,29 @@ def images(engine, tmp_path_factory):
     finally:
         for tag in built.values():
             _run(docker, "rmi", "-f", tag, check=False)
+        _remove_untagged(docker, before)
+
+
+def _image_ids(docker: str) -> set[str] | None:
+    """Every image on the engine (intermediate ones too), by id; None if the engine cannot list them."""
+    done = _run(docker, "images", "-a", "-q", "--no-trunc", check=False)
+    return set(done.stdout.split()) if done.returncode == 0 else None
+
+
+def _remove_untagged(docker: str, before: set[str] | None) -> None:
+    """Remove the images these builds left without a tag (the multi-stage builds' ``build`` stages and their
+    layers): each run would otherwise leave several hundred MB on the machine. Only images made since ``before``,
+    without ``-f`` (an image something still uses stays), children before parents (a few passes)."""
+    if before is None:
+        return
+    for _ in range(4):
+        now = _image_ids(docker)
+        left = [i for i in (now or set()) - before
+                if not _run(docker, "image", "inspect", "--format", "{{.RepoTags}}", i, check=False)
+                .stdout.strip().strip("[]")]
+        if not left:
+            return
+        _run(docker, "rmi", *left, check=False, timeout=300)
 
 
 def _shared(path: Path, mode: int = 0o755) -> Path:
