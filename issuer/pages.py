@@ -33,6 +33,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlmodel import select
 from werkzeug.exceptions import HTTPException
 
+from schemas import words as plain
 from schemas.values import load_document
 from verifier.results import CeadError
 
@@ -98,6 +99,8 @@ def _configure(app) -> None:
     app.config.update(SESSION_COOKIE_NAME="cead_session", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
     app.jinja_env.filters["words"] = words
+    app.jinja_env.filters["when"] = plain.moment_words     # "3 December 2026, 17:41 UTC" (schemas.words)
+    app.jinja_env.filters["kind"] = plain.kind_name        # "Data-sharing approval"
     app.jinja_env.filters["pretty"] = pretty
     app.jinja_env.add_extension("jinja2.ext.do")
     staff.migrate(node.engine)                 # the staff accounts and audit log tables

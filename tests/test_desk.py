@@ -233,7 +233,7 @@ def test_a_guided_approval_is_issued_delivered_and_renewed_from_the_page(world):
     assert re.fullmatch(r"\d+ (year|month|week|day)s?", retention.group(1) or retention.group(2)), retention.group(0)
     # the form is not complete yet: the page names the question to answer, and says the dates as dates
     assert "List should have" not in page.text and "Answer “Categories of personal data” above" in page.text
-    assert "<td>approve disclosures</td>" in page.text       # the delegation's actions in words
+    assert '<td data-heading="Your delegation allows">approve disclosures</td>' in page.text   # actions in words
     assert re.search(r"From \d{1,2} [A-Z][a-z]+ \d{4}(, \d\d:\d\d UTC)? until \d{1,2} [A-Z][a-z]+ \d{4}", page.text)
     csrf = csrf_of(page.text)
     done = client.post(f"/wallet/requests/{request_id}/approve", data={

@@ -145,8 +145,12 @@ def test_register_lists_what_was_issued_with_a_csv(env):
     issued = service.issue(node, certification(node.did), issued_by="cli")
     signed_in(env)
     page = client.get("/dpo/register")
-    assert page.status_code == 200 and issued.id in page.text and "OrganisationCertificationCredential" in page.text
+    assert page.status_code == 200 and issued.id in page.text and "Organisation certification" in page.text
     assert CERT_SUBJECT["id"] in page.text and 'class="badge active"' in page.text
+    # when it was issued, in words (the CSV keeps the ISO 8601 time, for machines)
+    from schemas.words import moment_words
+    row = next(r for r in service.register(node) if r.id == issued.id)
+    assert moment_words(row.issued_at) in page.text and row.issued_at not in page.text
     assert page.headers["Cache-Control"] == "no-store"
     csv_file = client.get("/dpo/register.csv")
     assert csv_file.mimetype == "text/csv" and "attachment" in csv_file.headers["Content-Disposition"]

@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
-from schemas import vocab
+from schemas import vocab, words
+from schemas.words import day_words, moment_words  # noqa: F401  (re-exported: the wallet's pages use them)
 from schemas.models import DataSharingApproval, DelegatedAuthority
 from verifier.results import CeadError
 
@@ -31,8 +32,7 @@ from .names import Directory
 APPROVAL = DataSharingApproval.credential_type
 DELEGATION = DelegatedAuthority.credential_type
 CERTIFICATION = "OrganisationCertificationCredential"
-KIND_NAMES = {APPROVAL: "Data-sharing approval", DELEGATION: "Delegation of approval authority",
-              CERTIFICATION: "Organisation certification"}
+KIND_NAMES = words.KIND_NAMES   # (the plain words every page shares: schemas.words)
 MAX_VALUES = 50            # values of one list shown before "... and N more" (a credential may name thousands)
 
 
@@ -104,19 +104,6 @@ def cadence_words(value: Any) -> str:
                 f"{times} (about {round(r.per_year)} a year; {value}).")
     except Exception:      # noqa: BLE001 (shown as written rather than dropped)
         return f"Data may be sent on the schedule {value}."
-
-
-def day_words(value: date | datetime) -> str:
-    """``3 December 2026`` (no leading zero, as GOV.UK style writes dates)."""
-    return f"{value.day} {value.strftime('%B %Y')}"
-
-
-def moment_words(value: datetime | None) -> str:
-    """``3 December 2026, 14:54 UTC`` (a naive time is taken as UTC); "" for none."""
-    if value is None:
-        return ""
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return f"{day_words(value.astimezone(timezone.utc))}, {value.astimezone(timezone.utc):%H:%M} UTC"
 
 
 def _day(value: Any) -> str:

@@ -24,7 +24,6 @@ can list the wallet. Deleting the credential, or ``HOME/web-secret``, withdraws 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -34,7 +33,7 @@ from verifier.results import CeadError
 
 from . import approval_view, desk_pages, qr, standing_pages, wizard
 from . import requests as sharing
-from .approval_view import KIND_NAMES
+from .approval_view import KIND_NAMES, moment_words
 from .store import Wallet, WalletCredential
 
 BLUEPRINT = "cead_wallet"
@@ -50,13 +49,6 @@ STATUS_BADGES = {"active": "ok", "none": "", "suspended": "suspended", "revoked"
 
 def _kinds(record: WalletCredential) -> list[str]:
     return [t for t in record.type_list if t != "VerifiableCredential"] or ["Credential"]
-
-
-def _date(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
@@ -97,7 +89,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         records = wallet.search(type=kind)
         warnings = warnings_by_id()
         rows = [{"record": r, "kinds": _kinds(r), "datasets": wallet.terms(r.id).get("dataset", []),
-                 "valid_until": _date(r.valid_until), "warnings": warnings.get(r.id, [])} for r in records]
+                 "valid_until": moment_words(r.valid_until), "warnings": warnings.get(r.id, [])} for r in records]
         return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES, names=directory(),
                                kind_names=KIND_NAMES,
                                warn_days=wallet.expiry_warning_days,
@@ -121,7 +113,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         names = Directory.for_node(current_app.config["CEAD_NODE"], wallet,
                                    [c for r in rows for c in r.certification_list])
         from .answers import list_answers
-        return render_template("wallet_requests.html", rows=rows, date=_date, names=names,
+        return render_template("wallet_requests.html", rows=rows, date=moment_words, names=names,
                                answers=list_answers(wallet))
 
     wizard.register(bp, wallet, BLUEPRINT)         # the analyst's request wizard (before /<request_id>)
@@ -165,8 +157,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         return render_template("wallet_detail.html", record=record, kinds=_kinds(record), names=directory(),
                                kind_names=KIND_NAMES, terms=wallet.terms(
             record.id), warnings=warnings_by_id().get(record.id, []), document=pretty(record.document),
-            badges=STATUS_BADGES, valid_from=_date(record.valid_from), valid_until=_date(record.valid_until),
-            received=_date(record.received_at))
+            badges=STATUS_BADGES, valid_from=moment_words(record.valid_from), valid_until=moment_words(record.valid_until),
+            received=moment_words(record.received_at))
 
     def download(record: WalletCredential) -> Response:
         name = record.id + (".jwt" if record.format == "jwt" else ".json")

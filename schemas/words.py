@@ -1,0 +1,34 @@
+"""Plain words for what people read on every page and printed document (the issuer's and the wallet's): dates as
+GOV.UK style writes them and credential kinds by name. One place, so a date reads the same on the register, the
+desk, the wallet and a board pack."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+KIND_NAMES = {"DataSharingApprovalCredential": "Data-sharing approval",
+              "DelegatedAuthorityCredential": "Delegation of approval authority",
+              "OrganisationCertificationCredential": "Organisation certification"}
+
+
+def kind_name(type_name: str) -> str:
+    """``DataSharingApprovalCredential`` -> ``Data-sharing approval``; another type as it is written."""
+    return KIND_NAMES.get(type_name, type_name)
+
+
+def day_words(value: date | datetime) -> str:
+    """``3 December 2026`` (no leading zero, as GOV.UK style writes dates)."""
+    return f"{value.day} {value.strftime('%B %Y')}"
+
+
+def moment_words(value: datetime | str | None) -> str:
+    """``3 December 2026, 14:54 UTC`` (a naive time is taken as UTC; an ISO 8601 string is read first, and one
+    that is no date is shown as it is); "" for none."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return f"{day_words(value.astimezone(timezone.utc))}, {value.astimezone(timezone.utc):%H:%M} UTC"
