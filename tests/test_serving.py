@@ -141,3 +141,14 @@ def test_port_0_is_announced_chunked_bodies_arrive_and_sigterm_lets_a_request_in
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_port_in_use_is_refused(server):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = subprocess.run(python_argv("verifier", "serve", "--port", str(taken.getsockname()[1]), "--server",
+                                            server), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and '"serve.failed"' in result.stderr, result.stderr[-500:]

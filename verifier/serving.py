@@ -122,6 +122,10 @@ def _granian(app, host, port, tls_cert, tls_key, announce, *, workers, threads, 
 
     try:
         family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        if port:   # a port something else listens on is refused, as gunicorn does (SO_REUSEPORT alone would share it)
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
         hold = socket.socket(family, socket.SOCK_STREAM)
         hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
