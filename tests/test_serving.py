@@ -94,6 +94,25 @@ def test_the_workers_share_one_replay_guard(served):
     assert [a.headers["Cead-Decision-Reasons"] for a in answers[1:]] == ["presentation.replayed"] * 5
 
 
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(c) for c in f.read().split()}
+
+
+def test_a_worker_that_dies_is_replaced(served):
+    *_, base, ca, proc = served
+    workers = _children(proc.pid)
+    assert len(workers) == 2, workers
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not (len(_children(proc.pid)) == 2 and victim not in _children(proc.pid)):
+        assert time.monotonic() < deadline, _children(proc.pid)
+        time.sleep(0.2)
+    assert requests.get(base + "/healthz", verify=ca, timeout=30).status_code == 200
+    assert proc.poll() is None
+
+
 def test_sigterm_stops_the_server_gracefully(served):
     *_, proc = served
     proc.send_signal(signal.SIGTERM)

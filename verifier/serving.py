@@ -142,6 +142,7 @@ def _granian(app, host, port, tls_cert, tls_key, announce, *, workers, threads, 
         http=HTTPModes.http1, websockets=False, http1_settings=HTTP1Settings(max_buffer_size=MAX_REQUEST_HEAD),
         ssl_cert=Path(tls_cert) if tls_cert else None, ssl_key=Path(tls_key) if tls_key else None,
         ssl_protocol_min=SSLProtocols.tls12, workers_kill_timeout=max(int(graceful_timeout), 1),
+        respawn_failed_workers=True,   # a worker that dies is forked again, as gunicorn's arbiter does
         log_level=LogLevels.warning, log_dictconfig={"handlers": handlers})
 
     # granian warns at every start when a worker has more threads than 2 x cores + 1; Cead's threads mostly wait
