@@ -154,10 +154,10 @@ def _granian(app, host, port, tls_cert, tls_key, announce, *, workers, threads, 
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection((ip, port), timeout=1):
-                    break
+                    announce(f"{scheme}://{host}:{port}")
+                    return
             except OSError:
-                time.sleep(0.05)
-        announce(f"{scheme}://{host}:{port}")
+                time.sleep(0.05)   # granian logs why a worker could not start
 
     if announce is not None:
         server.on_startup(lambda: threading.Thread(target=ready, daemon=True, name="cead-announce").start())
