@@ -288,7 +288,7 @@ def rdfc(raw: Raw, n: int, skip_didkit: bool) -> None:
 
 
 def http(w, raw: Raw, in_process: float, per_client: int) -> None:
-    """p99 of /authz through `cead verifier serve` (gunicorn, TLS, shared Redis replay store) with 16 concurrent
+    """p99 of /authz through `cead verifier serve` (granian, TLS, shared Redis replay store) with 16 concurrent
     keep-alive clients (wrk in its own process; benchmarks/httpload.py), read two ways: against one in-process
     decision (the issue's target) and against the in-process decider at the same concurrency (what the server adds
     once both queue for the same cores)."""
@@ -346,7 +346,7 @@ def http(w, raw: Raw, in_process: float, per_client: int) -> None:
             proc.wait(40)
     same = in_process_concurrent(w, _decider, fast_presenter, workers, per_client)
     report("http-p99", p99 / in_process, "< 5", p99 / in_process < 5,
-           f"p99 {p99 * 1e3:.1f} ms, p50 {p50 * 1e3:.1f} ms over {count} requests ({load}; gunicorn {workers} "
+           f"p99 {p99 * 1e3:.1f} ms, p50 {p50 * 1e3:.1f} ms over {count} requests ({load}; granian {workers} "
            f"workers x 8 threads, TLS, Redis replay store) / one in-process decision {in_process * 1e3:.2f} ms "
            f"wall; the closed-loop floor is {CLIENTS / workers:.0f}x (docs/performance.md)")
     if half is not None:

@@ -1,8 +1,9 @@
-"""Where a request's time goes in `cead verifier serve` under the http-p99 load: a sampling profiler in each gunicorn
+"""Where a request's time goes in `cead verifier serve` under the http-p99 load: a sampling profiler in each server
 worker (every thread's stack, sampled every millisecond through sys._current_frames; no py-spy here), the load from
 wrk as in `bench.py --only http`.
 
     .venv/bin/python benchmarks/http_profile.py [--requests 1500] [--top 40] [--workers 2] [--threads 8]
+                                                [--server granian|gunicorn]
 
 Prints the share of samples (of the threads that were running Python, idle waits left out) per function, inclusive
 and exclusive. A sampler needs the GIL, so time in C code that holds it is charged to the Python line that called it.
@@ -137,7 +138,8 @@ def _null_app(environ, start_response):
 
 
 def _serve(policy: str, tmp: str, port: int, workers: int, threads: int, sample: bool = True, tls: bool = True,
-           store: str | None = "redis://127.0.0.1:6379/13", null: bool = False, cprofile: bool = False, early: bool = False, switch: float | None = None) -> None:
+           store: str | None = "redis://127.0.0.1:6379/13", null: bool = False, cprofile: bool = False, early: bool = False, switch: float | None = None,
+           server: str = "granian") -> None:
     from verifier.cli import _decider
     from verifier.service import create_app
     from verifier.serving import serve_wsgi
@@ -167,7 +169,8 @@ def _serve(policy: str, tmp: str, port: int, workers: int, threads: int, sample:
         if switch:
             sys.setswitchinterval(switch)
         hook()
-    serve_wsgi(app, "127.0.0.1", port, cert, key, workers=workers, threads=threads, post_fork=post_fork)
+    serve_wsgi(app, "127.0.0.1", port, cert, key, workers=workers, threads=threads, post_fork=post_fork,
+               server=server)
 
 
 def main() -> int:
@@ -183,7 +186,10 @@ def main() -> int:
     parser.add_argument("--early-seen", action="store_true", help="ask Redis before the decision too (as before)")
     parser.add_argument("--switch", type=float, default=None, help="sys.setswitchinterval in each worker (s)")
     parser.add_argument("--null-app", action="store_true", help="an app that answers at once (server cost alone)")
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian")
     args = parser.parse_args()
+    if args.cprofile and args.server != "gunicorn":
+        parser.error("--cprofile hooks gunicorn's gthread worker: give --server gunicorn")
     import requests
 
     from bench import fast_presenter
@@ -200,7 +206,7 @@ def main() -> int:
                                                        not args.no_sample, not args.plain,
                                                        None if args.memory_store else "redis://127.0.0.1:6379/13",
                                                        args.null_app, args.cprofile, args.early_seen,
-                                                       args.switch))
+                                                       args.switch, args.server))
         server.start()
         base = f"{'http' if args.plain else 'https'}://localhost:{port}"
         for _ in range(300):
@@ -264,7 +270,7 @@ def main() -> int:
     print(f"{got['requests']} requests, {got['rate']:.0f}/s, p50 {got['p50'] * 1e3:.1f} ms, p99 "
           f"{got['p99'] * 1e3:.1f} ms; {total} samples of busy threads")
     n = got["requests"]
-    print(f"CPU per request: server (gunicorn workers) {cpu_server / n * 1e3:.2f} ms, redis-server "
+    print(f"CPU per request: server ({args.server} processes) {cpu_server / n * 1e3:.2f} ms, redis-server "
           f"{cpu_redis / n * 1e3:.3f} ms, wrk {cpu_wrk / n * 1e3:.3f} ms, this process (status lists) "
           f"{cpu_self / n * 1e3:.3f} ms; {got['seconds']:.1f} s wall; of the server's, Decider.decide "
           f"{spent_deciding / count_decided * 1e3:.2f} ms (thread CPU, {count_decided} decisions counted)")

@@ -162,7 +162,7 @@ def _decide_worker(w, make_decider, make_presenter, threads: int, per_thread: in
 
 def in_process_concurrent(w, make_decider, make_presenter, processes: int, per_client: int,
                           clients: int = CLIENTS) -> dict:
-    """The in-process decision under the server's concurrency: ``processes`` forked processes (as gunicorn's
+    """The in-process decision under the server's concurrency: ``processes`` forked processes (as the server's
     workers) x ``clients / processes`` threads, closed loop; latency of each decide() in seconds."""
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(processes), context.Queue()

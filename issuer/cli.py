@@ -238,7 +238,7 @@ app_factory = None
 @_fail_on_cead_error
 def serve(home, host, port, tls_cert, tls_key, public_url):
     """Serve the DID document, VC-API issuing and status endpoints, the status lists (and the wallet inbox) on
-    gunicorn (one worker process of 8 threads; TLS with --tls-cert/--tls-key; SIGTERM stops it gracefully)."""
+    granian (one worker process of 8 threads; TLS with --tls-cert/--tls-key; SIGTERM stops it gracefully)."""
     from verifier.serving import serve_wsgi
 
     from .app import create_app

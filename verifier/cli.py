@@ -161,11 +161,13 @@ def verifier() -> None:
                    "behind nginx or Envoy).")
 @click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CA bundle that signed the --upstream certificate (default: the system's).")
+@click.option("--server", type=click.Choice(["granian", "gunicorn"]), default="granian", show_default=True,
+              help="The WSGI server: granian (HTTP and TLS in Rust, less CPU per request) or gunicorn (gthread).")
 def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, workers, threads, replay_store,
-          upstream, upstream_ca):
+          upstream, upstream_ca, server):
     """Serve VC-API verification, nginx auth_request (/authz), Envoy ext_authz (/envoy), the checking proxy
-    (/proxy, with --upstream), /metrics, /healthz on gunicorn (TLS with --tls-cert/--tls-key; SIGTERM stops it
-    gracefully)."""
+    (/proxy, with --upstream), /metrics, /healthz on granian or gunicorn (TLS with --tls-cert/--tls-key; SIGTERM
+    stops it gracefully)."""
     import os
     from .ledger import HttpLedger
     from .serving import serve_wsgi
@@ -196,8 +198,8 @@ def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, wor
     except ValueError as exc:   # an --upstream that is no http(s) URL
         _fail(str(exc), "serve.upstream_invalid")
     try:
-        serve_wsgi(app, host, port, tls_cert, tls_key, workers=workers, threads=threads,
-                   announce=lambda url: click.echo(f"cead verifier listening on {url} ({workers} worker(s) x "
-                                                   f"{threads} threads)", err=True))
+        serve_wsgi(app, host, port, tls_cert, tls_key, workers=workers, threads=threads, server=server,
+                   announce=lambda url: click.echo(f"cead verifier listening on {url} ({server}, {workers} "
+                                                   f"worker(s) x {threads} threads)", err=True))
     except CeadError as exc:
         _fail(exc.message, exc.code)

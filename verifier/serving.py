@@ -1,8 +1,10 @@
-"""Serving a WSGI app (the verifier service, an issuer node, a demo data API) on gunicorn, a production WSGI
-server: worker processes of threads, TLS when given a certificate, graceful shutdown on SIGTERM, header limits that
-admit the largest presentation Cead makes. One place for it, so every `cead ... serve` behaves the same."""
+"""Serving a WSGI app (the verifier service, an issuer node, a demo data API) on a production WSGI server, granian
+(or gunicorn when asked): worker processes of threads, TLS when given a certificate, graceful shutdown on SIGTERM,
+header limits that admit the largest presentation Cead makes. One place for it, so every `cead ... serve` behaves
+the same."""
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 from typing import Callable
@@ -59,21 +61,31 @@ def make_bounded_server(app, host: str, port: int, ssl_context=None, max_threads
 # it. nginx needs the same (large_client_header_buffers, docs/gateway.md).
 MAX_HEADER_FIELD = 1_500_000
 MAX_HEADER_FIELDS = 100
+# granian bounds the whole request head (request line and every header field), not each field: a head up to
+# MAX_REQUEST_HEAD (the largest presentation and 500 KB for the rest) is always read. hyper checks the bound between
+# reads, and one read takes at most that much, so a head of twice it or more is always answered 431; so are more
+# than 100 header fields (hyper's limit, the same as MAX_HEADER_FIELDS).
+MAX_REQUEST_HEAD = 2_000_000
+
+SERVERS = ("granian", "gunicorn")
 
 
 def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None,
                announce: Callable[[str], None] | None = None, *, workers: int = 1, threads: int = 8,
-               post_fork: Callable[[], None] | None = None, graceful_timeout: int = 30) -> None:
-    """Serve ``app`` with gunicorn (``workers`` processes of ``threads`` threads each, gthread) until SIGTERM or
-    Ctrl-C, then stop gracefully: no new connections, requests in flight finish (up to ``graceful_timeout`` s).
+               post_fork: Callable[[], None] | None = None, graceful_timeout: int = 30,
+               server: str = "granian") -> None:
+    """Serve ``app`` with ``workers`` processes of ``threads`` threads each until SIGTERM or Ctrl-C, then stop
+    gracefully: no new connections, requests in flight finish (up to ``graceful_timeout`` s).
 
-    TLS when given a certificate and key; header fields up to ``MAX_HEADER_FIELD`` bytes (the largest presentation
-    Cead makes); keep-alive connections. ``announce`` receives the URL once the socket is bound (port 0 picks a free
-    port). ``post_fork`` runs in each worker before it serves (e.g. to drop database connections made before the
-    fork). The app is loaded once, before the workers fork.
+    ``server``: granian (Rust: HTTP parsing and TLS outside Python; the default, a third less CPU per request than
+    gunicorn in docs/performance.md) or gunicorn (gthread). TLS when given a certificate and key; header fields up
+    to ``MAX_HEADER_FIELD`` bytes (the largest presentation Cead makes); keep-alive connections. ``announce``
+    receives the URL once the server accepts connections (port 0 picks a free port). ``post_fork`` runs in each
+    worker before it serves (e.g. to drop database connections made before the fork). The app is built once, before
+    the workers fork.
     """
-    from gunicorn.app.base import BaseApplication
-
+    if server not in SERVERS:
+        raise ValueError(f"server must be one of {SERVERS}")
     if bool(tls_cert) != bool(tls_key):
         raise CeadError("serve.tls", "Give both --tls-cert and --tls-key, or neither.")
     if tls_cert:   # check now, with a clear error, rather than in every worker
@@ -82,6 +94,97 @@ def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: 
             context.load_cert_chain(tls_cert, tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise CeadError("serve.tls", f"Cannot use the TLS certificate and key: {exc}") from None
+    run = _granian if server == "granian" else _gunicorn
+    try:
+        run(app, host, port, tls_cert, tls_key, announce, workers=max(int(workers), 1),
+            threads=max(int(threads), 1), post_fork=post_fork, graceful_timeout=graceful_timeout)
+    except KeyboardInterrupt:
+        pass
+    except SystemExit as exc:   # the server exits on its own signals; a clean stop is not an error
+        if exc.code not in (0, None):
+            raise CeadError("serve.failed", f"The server stopped with status {exc.code}; see the messages "
+                            "above.") from None
+
+
+def _granian(app, host, port, tls_cert, tls_key, announce, *, workers, threads, post_fork, graceful_timeout):
+    """granian's WSGI interface: each worker binds its own listening socket to the port (SO_REUSEPORT), so this
+    process holds the port (bound, not listening: it receives no connections) from before the workers start until
+    they stop, which also fixes the port that 0 picks."""
+    import multiprocessing
+    import socket
+    import time
+    from pathlib import Path
+
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.http import HTTP1Settings
+    from granian.log import LOGGING_CONFIG, LogLevels
+    from granian.server.mp import MPServer
+
+    try:
+        family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        if port:   # a port something else listens on is refused, as gunicorn does (SO_REUSEPORT alone would share it)
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        hold = socket.socket(family, socket.SOCK_STREAM)
+        hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        hold.bind(address)
+    except OSError as exc:
+        raise CeadError("serve.failed", f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    ip, port = hold.getsockname()[:2]
+    scheme = "https" if tls_cert else "http"
+    # granian's log (warnings and errors, no access log) on stderr, as gunicorn's was
+    handlers = {name: {**handler, "stream": "ext://sys.stderr"}
+                for name, handler in LOGGING_CONFIG["handlers"].items()}
+    server = MPServer(
+        "cead", address=ip, port=port, interface=Interfaces.WSGI, workers=workers, blocking_threads=threads,
+        http=HTTPModes.http1, websockets=False, http1_settings=HTTP1Settings(max_buffer_size=MAX_REQUEST_HEAD),
+        ssl_cert=Path(tls_cert) if tls_cert else None, ssl_key=Path(tls_key) if tls_key else None,
+        ssl_protocol_min=SSLProtocols.tls12, workers_kill_timeout=max(int(graceful_timeout), 1),
+        respawn_failed_workers=True,   # a worker that dies is forked again, as gunicorn's arbiter does
+        log_level=LogLevels.warning, log_dictconfig={"handlers": handlers})
+
+    # granian warns at every start when a worker has more threads than 2 x cores + 1; Cead's threads mostly wait
+    # (Redis, status lists, the ledger), and --threads says how many there are
+    logging.getLogger("_granian").addFilter(lambda record: "Python threads" not in record.getMessage())
+
+    def ready() -> None:   # announce once a worker listens (this process only holds the port)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((ip, port), timeout=1):
+                    announce(f"{scheme}://{host}:{port}")
+                    return
+            except OSError:
+                time.sleep(0.05)   # granian logs why a worker could not start
+
+    if announce is not None:
+        server.on_startup(lambda: threading.Thread(target=ready, daemon=True, name="cead-announce").start())
+
+    def terminated(environ, start_response):
+        # the body granian hands over ends where the request's does (chunked too), as gunicorn's: Werkzeug and
+        # read_bounded may read a body without a Content-Length to its end
+        environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)
+
+    def load(_target):   # in each worker, after the fork
+        if post_fork is not None:
+            post_fork()
+        return terminated
+
+    # the workers are forked from this process with the app built (as gunicorn's preload): a worker started any
+    # other way would have to rebuild it from an import string; Python 3.14 no longer forks by default
+    multiprocessing.set_start_method("fork", force=True)
+    try:
+        server.serve(target_loader=load)
+    finally:
+        hold.close()
+
+
+def _gunicorn(app, host, port, tls_cert, tls_key, announce, *, workers, threads, post_fork, graceful_timeout):
+    from gunicorn.app.base import BaseApplication
+
     scheme = "https" if tls_cert else "http"
 
     def when_ready(server) -> None:
@@ -91,7 +194,7 @@ def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: 
 
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "workers": max(int(workers), 1), "threads": max(int(threads), 1), "worker_class": "gthread",
+        "workers": workers, "threads": threads, "worker_class": "gthread",
         "graceful_timeout": graceful_timeout, "timeout": 60, "keepalive": 5,
         "limit_request_field_size": MAX_HEADER_FIELD, "limit_request_fields": MAX_HEADER_FIELDS,
         "limit_request_line": 8190, "accesslog": None, "errorlog": "-", "loglevel": "warning",
@@ -113,11 +216,4 @@ def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: 
         def load(self):
             return app
 
-    try:
-        _Server().run()
-    except KeyboardInterrupt:
-        pass
-    except SystemExit as exc:   # gunicorn exits on its own signals; a clean stop is not an error
-        if exc.code not in (0, None):
-            raise CeadError("serve.failed", f"The server stopped with status {exc.code}; see the messages "
-                            "above.") from None
+    _Server().run()
