@@ -164,9 +164,12 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX, upstream: 
         # nginx does not pass the body to auth_request, so a body could never be bound: a method that carries one,
         # or a request whose forwarded Content-Length / Transfer-Encoding says it has one, is denied here, never
         # decided as if it had no body (nginx would forward the real body unchecked)
-        length = request.headers.get("X-Original-Content-Length", "").strip()
-        if method.upper() in PUSH_METHODS or length not in ("", "0") or \
-                request.headers.get("X-Original-Transfer-Encoding", "").strip():
+        # A forwarded header that is present but empty says nothing either way (nginx never sends an empty one: it
+        # drops a header whose value is empty; granian hands over a value with a byte outside ASCII as empty), so it
+        # is denied too: only an absent header, or a Content-Length of 0, means no body.
+        length = request.headers.get("X-Original-Content-Length")
+        if method.upper() in PUSH_METHODS or (length is not None and length.strip() != "0") or \
+                request.headers.get("X-Original-Transfer-Encoding") is not None:
             decision = decider.deny(Problem("request.body_unbound", f"A {method[:10]} request with a body cannot be "
                                             "checked through nginx auth_request (nginx does not pass the body); put "
                                             "pushes behind the middleware or Envoy."))
