@@ -247,13 +247,39 @@ def test_the_receipt_records_the_manifest_hash_the_binding_computed(env):
 @pytest.mark.parametrize("text", [
     "", "\n", "\n\n", "h", "h\n", "h\nr", "h\nr\n", "\nh\nr\n\n", "h\n\nr\n\n\nr2", "\ufeffh\nr\n", "\ufeff\nh\nr",
     " \n \n", "a,b\n1,2\n3,4\n", 'a,b\n"1\n2",3\n', "a,b\r\n1,2\r\n\r\n3,4", "a\rb\rc", "h\n\x00\n", 'h\n"open\n'])
-def test_row_count_fast_path_counts_as_the_csv_module_does(text):
+@pytest.mark.parametrize("content_type", ["text/csv", "Text/CSV; charset=utf-8", "application/octet-stream"])
+def test_row_count_fast_path_counts_as_the_csv_module_does(text, content_type):
+    """Three ways to count, one answer: ASCII bytes counted as bytes, other UTF-8 decoded first (both fast when
+    unquoted), and quoted CSV by the csv module."""
     import csv
     import io
     from verifier.receipts import count_rows
     rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff") if text.startswith("\ufeff") else text,
                                                newline="")) if r]
-    assert count_rows(text.encode("utf-8"), "text/csv") == max(len(rows) - 1, 0)
+    assert count_rows(text.encode("utf-8"), content_type) == max(len(rows) - 1, 0)
+    assert count_rows(("\u00e9" + text).encode("utf-8"), content_type) == \
+        max(len([r for r in csv.reader(io.StringIO("\u00e9" + text, newline="")) if r]) - 1, 0)
+
+
+def test_the_credentials_claim_is_shared_read_only_and_per_set():
+    """The ``credentials`` entries of a set relied on are made once and shared by later receipts: read-only (a
+    change raises instead of altering other receipts' claims), each receipt with its own list, and equal to the
+    entries made afresh."""
+    import copy
+    from verifier.receipts import _credentials
+    relied = ["urn:uuid:1 " + "a" * 64, "b" * 64, "did:web:x.example#vc 1 " + "c" * 64]
+    first, second = _credentials(relied), _credentials(list(relied))
+    assert first == second == [{"id": "urn:uuid:1", "digest": "a" * 64}, {"id": None, "digest": "b" * 64},
+                               {"id": "did:web:x.example#vc 1", "digest": "c" * 64}]
+    assert first is not second and first[0] is second[0]
+    for change in (lambda e: e.__setitem__("id", "x"), lambda e: e.update(id="x"), lambda e: e.pop("id"),
+                   lambda e: e.clear(), lambda e: e.setdefault("more", 1), lambda e: e.__delitem__("id")):
+        with pytest.raises(TypeError):
+            change(first[0])
+    assert second[0] == {"id": "urn:uuid:1", "digest": "a" * 64}
+    copied = copy.deepcopy(first)
+    copied[0]["id"] = "y"   # a copy is an ordinary dict
+    assert json.loads(json.dumps(first)) == first and _credentials([]) == []
 
 
 def test_the_claims_encoder_writes_the_same_json_as_the_standard_library():
