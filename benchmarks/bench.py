@@ -292,33 +292,20 @@ def http(w, raw: Raw, in_process: float, per_client: int) -> None:
     keep-alive clients (wrk in its own process; benchmarks/httpload.py), read two ways: against one in-process
     decision (the issue's target) and against the in-process decider at the same concurrency (what the server adds
     once both queue for the same cores)."""
-    import requests
-
-    from cead.processes import free_port, python_argv
-    from httpload import CLIENTS, have_wrk, in_process_concurrent, raw_request, server_files, wrk
+    from httpload import CLIENTS, have_wrk, in_process_concurrent, raw_request, server_files, start_server, wrk
     from test_verifier_service import authz_headers
 
     present = fast_presenter(w)
     workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         server_files(w, tmp)
-        port = free_port()
-        proc = subprocess.Popen(python_argv("verifier", "serve", "--policy", f"{tmp}/policy.json", "--port",
-                                            str(port), "--tls-cert", f"{tmp}/cert.pem", "--tls-key",
-                                            f"{tmp}/key.pem", "--replay-store", "redis://127.0.0.1:6379/13"),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"https://localhost:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    requests.get(base + "/healthz", verify=f"{tmp}/ca.pem", timeout=2)
-                    break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        print("  http: the server did not start")
-                        return
-                    time.sleep(0.2)
+            proc, base = start_server(tmp)
+        except RuntimeError:
+            print("  http: the server did not start")
+            return
+        port = base.rsplit(":", 1)[1]
+        try:
             total = CLIENTS * per_client
             half = None
             if have_wrk():

@@ -49,30 +49,13 @@ def _tree_cpu(pid: int) -> float:
 
 
 def one(w, server: str, per_client: int, think: float | None, tmp: str) -> dict:
-    import requests
-
-    from cead.processes import free_port, python_argv
-    from httpload import CLIENTS, raw_request, wrk
+    from httpload import CLIENTS, raw_request, start_server, wrk
     from test_verifier_service import authz_headers
 
     present = fast_presenter(w)
-    port = free_port()
-    proc = subprocess.Popen(python_argv("verifier", "serve", "--server", server, "--policy", f"{tmp}/policy.json",
-                                        "--port", str(port), "--tls-cert", f"{tmp}/cert.pem", "--tls-key",
-                                        f"{tmp}/key.pem", "--replay-store", "redis://127.0.0.1:6379/13"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"https://localhost:{port}"
+    proc, base = start_server(tmp, server)
+    port = base.rsplit(":", 1)[1]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(base + "/healthz", verify=f"{tmp}/ca.pem", timeout=2)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{server} did not start")
-                time.sleep(0.2)
-
         def batch(count):
             return [raw_request("/authz", f"localhost:{port}", authz_headers(w, r, vp=present(r)))
                     for r in (w.request() for _ in range(count))]

@@ -87,6 +87,32 @@ def server_files(w, tmp: str) -> None:
         json.dump(w.policy_data(caches={"status_lists": {"size": 64, "ttl": 3600}}), f)
 
 
+def start_server(tmp: str, server: str | None = None):
+    """``cead verifier serve`` on the files ``server_files`` wrote (TLS, the Redis replay store; ``server``:
+    granian or gunicorn, else the default), once it answers ``/healthz``: ``(process, base URL)``. RuntimeError if
+    it does not start within a minute (the process is stopped)."""
+    import requests
+
+    from cead.processes import free_port, python_argv
+    port = free_port()
+    proc = subprocess.Popen(python_argv("verifier", "serve", *(["--server", server] if server else []), "--policy",
+                                        f"{tmp}/policy.json", "--port", str(port), "--tls-cert", f"{tmp}/cert.pem",
+                                        "--tls-key", f"{tmp}/key.pem", "--replay-store", "redis://127.0.0.1:6379/13"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"https://localhost:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(base + "/healthz", verify=f"{tmp}/ca.pem", timeout=2)
+            return proc, base
+        except requests.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.terminate()
+                proc.wait(30)
+                raise RuntimeError(f"the verifier ({server or 'the default server'}) did not start") from None
+            time.sleep(0.2)
+
+
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
