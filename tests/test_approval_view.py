@@ -97,9 +97,9 @@ def test_every_condition_is_in_plain_words_with_what_was_verified(env):
                   "pinned by its digest sha256-DDDD",                   # the DPIA's digest
                   "at least 10 people", "Secondary suppression: yes", "the columns pupils",
                   "differential privacy (epsilon 1.0, delta 1e-06)", "clipped to between 0 and 50",
-                  "Privacy budget per 1 year (P1Y): at most epsilon 4.0 in total, at most 12 releases",
+                  "Privacy budget per 1 year: at most epsilon 4.0 in total, at most 12 releases",
                   "unit of privacy is one person, contributing at most 2",
-                  "At most 5000 rows", "1 year (P1Y)", "5 years (P5Y)", "may not share the data",
+                  "At most 5000 rows", "1 year", "5 years", "may not share the data",
                   "monthly from 1 January 2025, no set number of transfers (about 12 a year", "No co-signers", "No processors",
                   "Cyber Essentials", "Delegation 1 is pinned by its digest sha256-"):
         assert words in text, words
@@ -163,9 +163,13 @@ def test_a_missing_delegation_fails_the_authority_check(env):
 
 
 def test_duration_words():
-    assert approval_view.duration_words("P1Y6M") == "1 year and 6 months (P1Y6M)"
-    assert approval_view.duration_words("P90D") == "90 days (P90D)"
+    assert approval_view.duration_words("P1Y6M") == "1 year and 6 months"
+    assert approval_view.duration_words("P90D") == "90 days"
     assert approval_view.duration_words("soon") == "soon"
+    # a cadence in words, without the ISO 8601 code beside them
+    assert approval_view.cadence_words("R/2026-01-01T00:00:00Z/P1M") == \
+        "Data may be sent monthly from 1 January 2026, no set number of transfers (about 12 a year)."
+    assert approval_view.cadence_words("R1/2026-03-01T00:00:00Z/P1D") == "Data may be sent once, from 1 March 2026."
 
 
 def test_a_delegation_is_described_in_words_with_every_limit():
@@ -180,6 +184,6 @@ def test_a_delegation_is_described_in_words_with_every_limit():
     assert sections["onBehalfOf"].lines[0].startswith("Fife Council")
     assert sections["allowedActions"].lines == ["approve disclosures."]
     limits = " ".join(sections["scope"].lines)
-    assert "Max retention: 2 years (P2Y)." in limits and "Max rows per transfer: 100." in limits
+    assert "Max retention: 2 years." in limits and "Max rows per transfer: 100." in limits
     assert "at least 10 people" in limits and "https://data.fife.example/meals" in limits
     assert sections["newThing"].unknown

@@ -71,7 +71,9 @@ _UNITS = {"Y": "year", "M": "month", "W": "week", "D": "day", "H": "hour", "S": 
 
 
 def duration_words(value: Any) -> str:
-    """``P1Y6M`` -> "1 year and 6 months" (unrecognised text is returned as it is)."""
+    """``P1Y6M`` -> "1 year and 6 months" (unrecognised text is returned as it is). The words alone: they say the
+    period exactly, and the ISO 8601 code beside them was jargon to the people who decide (the credential itself,
+    shown under its identifiers, keeps the code)."""
     if not isinstance(value, str):
         return str(value)
     m = re.fullmatch(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", value)
@@ -81,7 +83,7 @@ def duration_words(value: Any) -> str:
     for number, unit in zip(m.groups(), ["year", "month", "week", "day", "hour", "minute", "second"]):
         if number:
             parts.append(f"{int(number)} {unit}{'' if int(number) == 1 else 's'}")
-    return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + f" ({value})"
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
 SENSITIVITY_WORDS = {"Anonymised": "anonymised", "Pseudonymised": "pseudonymised", "Personal": "personal data",
@@ -92,16 +94,15 @@ _EVERY = {"P1D": "daily", "P1W": "weekly", "P2W": "fortnightly", "P1M": "monthly
 
 def cadence_words(value: Any) -> str:
     """An ISO 8601 repeating interval in plain words: ``R/2026-01-01T00:00:00Z/P1M`` -> "Data may be sent monthly
-    from 1 January 2026, no set number of transfers (about 12 a year; R/2026-01-01T00:00:00Z/P1M)."
-    Text that is not one is shown as written."""
+    from 1 January 2026, no set number of transfers (about 12 a year)." Text that is not one is shown as written."""
     try:
         r = vocab.RepeatingInterval.parse(value)
         if r.repetitions == 1:
-            return f"Data may be sent once, from {_day(r.start.isoformat())} ({value})."
+            return f"Data may be sent once, from {_day(r.start.isoformat())}."
         times = f"at most {r.repetitions} transfers" if r.repetitions else "no set number of transfers"
         how = _EVERY.get(r.period) or f"every {duration_words(r.period)}"
         return (f"Data may be sent {how} from {_day(r.start.isoformat())}, "
-                f"{times} (about {round(r.per_year)} a year; {value}).")
+                f"{times} (about {round(r.per_year)} a year).")
     except Exception:      # noqa: BLE001 (shown as written rather than dropped)
         return f"Data may be sent on the schedule {value}."
 
