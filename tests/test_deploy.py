@@ -175,14 +175,13 @@ def _remove_untagged(docker: str, before: set[str] | None) -> None:
     without ``-f`` (an image something still uses stays), children before parents (a few passes)."""
     if before is None:
         return
-    for _ in range(4):
-        now = _image_ids(docker)
-        left = [i for i in (now or set()) - before
+    for _ in range(8):   # one image at a time: a parent still holding a child is refused until the child is gone
+        left = [i for i in (_image_ids(docker) or set()) - before
                 if not _run(docker, "image", "inspect", "--format", "{{.RepoTags}}", i, check=False)
                 .stdout.strip().strip("[]")]
-        if not left:
+        removed = [i for i in left if _run(docker, "rmi", i, check=False).returncode == 0]
+        if not removed:
             return
-        _run(docker, "rmi", *left, check=False, timeout=300)
 
 
 def _shared(path: Path, mode: int = 0o755) -> Path:
