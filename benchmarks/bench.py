@@ -292,7 +292,8 @@ def http(w, raw: Raw, in_process: float, per_client: int) -> None:
     keep-alive clients (wrk in its own process; benchmarks/httpload.py), read two ways: against one in-process
     decision (the issue's target) and against the in-process decider at the same concurrency (what the server adds
     once both queue for the same cores)."""
-    from httpload import CLIENTS, have_wrk, in_process_concurrent, raw_request, server_files, start_server, wrk
+    from httpload import (CLIENTS, OVERSHOOT, have_wrk, in_process_concurrent, raw_request, server_files,
+                          start_server, wrk)
     from test_verifier_service import authz_headers
 
     present = fast_presenter(w)
@@ -314,7 +315,7 @@ def http(w, raw: Raw, in_process: float, per_client: int) -> None:
                     for r in (w.request() for _ in range(count)):
                         out.append(raw_request("/authz", f"localhost:{port}", authz_headers(w, r, vp=present(r))))
                     return out
-                extra = 4 * CLIENTS                                 # sent after the count, before wrk stops
+                extra = OVERSHOOT                                   # sent after the count, before wrk stops
                 warm = wrk(base, batch(8 * CLIENTS + extra), 8 * CLIENTS)   # status lists, imports in each worker
                 assert warm["statuses"] == "200=128", warm
                 got = wrk(base, batch(total + extra), total)

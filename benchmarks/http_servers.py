@@ -49,7 +49,7 @@ def _tree_cpu(pid: int) -> float:
 
 
 def one(w, server: str, per_client: int, think: float | None, tmp: str) -> dict:
-    from httpload import CLIENTS, raw_request, start_server, wrk
+    from httpload import CLIENTS, OVERSHOOT, raw_request, start_server, wrk
     from test_verifier_service import authz_headers
 
     present = fast_presenter(w)
@@ -59,7 +59,7 @@ def one(w, server: str, per_client: int, think: float | None, tmp: str) -> dict:
         def batch(count):
             return [raw_request("/authz", f"localhost:{port}", authz_headers(w, r, vp=present(r)))
                     for r in (w.request() for _ in range(count))]
-        total, extra = CLIENTS * per_client, 4 * CLIENTS
+        total, extra = CLIENTS * per_client, OVERSHOOT
         warm = wrk(base, batch(8 * CLIENTS + extra), 8 * CLIENTS)
         assert warm["statuses"] == "200=128", warm
         work = batch(total + extra)
