@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from container_images import image_ids, remove_untagged
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 DEFAULT_BASE = "docker.io/library/python:3.11-slim"
@@ -146,6 +148,7 @@ def stack():
            "POSTGRES_PASSWORD": secrets.token_urlsafe(16), "CEAD_FIFE_PORT": str(_free_port()),
            "CEAD_DUNDEE_PORT": str(_free_port()), "CEAD_PROVIDER_PORT": str(_free_port())}
     built: list[str] = []
+    before = image_ids(podman)
     running = Stack(podman, env, f"cead-test-{run_id}")
     try:
         for variable, (name, dockerfile, context) in BUILDS.items():
@@ -165,6 +168,7 @@ def stack():
         running.remove()
         for tag in built:
             _run(podman, "rmi", "-f", tag, check=False)
+        remove_untagged(podman, before)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from container_images import image_ids, remove_untagged
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,7 +151,7 @@ def images(engine, tmp_path_factory):
     if cert and Path(cert).is_file() and podman:   # docker build cannot mount a file into its RUN steps
         extra += ["-v", f"{cert}:/run/cead-build/ca.pem:ro", "--build-arg", "PIP_CERT=/run/cead-build/ca.pem"]
     built = {}
-    before = _image_ids(docker)
+    before = image_ids(docker)
     try:
         for image, dockerfile in IMAGES.items():
             tag = f"localhost/cead-{image}:test-{run_id}"
@@ -160,28 +162,7 @@ def images(engine, tmp_path_factory):
     finally:
         for tag in built.values():
             _run(docker, "rmi", "-f", tag, check=False)
-        _remove_untagged(docker, before)
-
-
-def _image_ids(docker: str) -> set[str] | None:
-    """Every image on the engine (intermediate ones too), by id; None if the engine cannot list them."""
-    done = _run(docker, "images", "-a", "-q", "--no-trunc", check=False)
-    return set(done.stdout.split()) if done.returncode == 0 else None
-
-
-def _remove_untagged(docker: str, before: set[str] | None) -> None:
-    """Remove the images these builds left without a tag (the multi-stage builds' ``build`` stages and their
-    layers): each run would otherwise leave several hundred MB on the machine. Only images made since ``before``,
-    without ``-f`` (an image something still uses stays), children before parents (a few passes)."""
-    if before is None:
-        return
-    for _ in range(8):   # one image at a time: a parent still holding a child is refused until the child is gone
-        left = [i for i in (_image_ids(docker) or set()) - before
-                if not _run(docker, "image", "inspect", "--format", "{{.RepoTags}}", i, check=False)
-                .stdout.strip().strip("[]")]
-        removed = [i for i in left if _run(docker, "rmi", i, check=False).returncode == 0]
-        if not removed:
-            return
+        remove_untagged(docker, before)
 
 
 def _shared(path: Path, mode: int = 0o755) -> Path:
