@@ -326,6 +326,18 @@ def sha256_hex(data: bytes | None) -> str | None:
     return hashlib.sha256(data).hexdigest() if data is not None else None
 
 
+def _unquoted_records(text, newline):
+    """Records after the header of a CSV without quoting and with only "\n" line breaks (``text`` bytes or str,
+    ``newline`` of the same kind): each non-empty line is one record, exactly as the csv module reads it, counted at
+    memory speed (a large pull's receipt is counted on the deciding thread)."""
+    if newline + newline in text:   # blank lines (no record) inside
+        lines = text.split(newline)
+        records = len(lines) - lines.count(text[:0])
+    else:                           # at most a blank first and last line
+        records = text.count(newline) + 1 - text.startswith(newline) - text.endswith(newline) if text else 0
+    return max(records - 1, 0)
+
+
 def count_rows(payload: bytes | None, content_type: str = "") -> int | None:
     """The rows in a payload, from its bytes: a JSON array (or an object's single array under ``rows``/``data``/
     ``items``), JSON lines, or CSV (records after the header). None when there is no payload or it is not a table."""
@@ -334,15 +346,9 @@ def count_rows(payload: bytes | None, content_type: str = "") -> int | None:
     kind = content_type.partition(";")[0].strip().lower() if content_type else ""
     if kind and "json" not in kind and payload.isascii() and b'"' not in payload and b"\r" not in payload \
             and b"\x00" not in payload:
-        # a CSV of ASCII bytes (the usual table), unquoted, "\n" line breaks only: counted on the bytes as below
-        # (ASCII decodes to itself and has no byte-order mark), without decoding them first
-        if b"\n\n" in payload:
-            lines = payload.split(b"\n")
-            records = len(lines) - lines.count(b"")
-        else:
-            records = payload.count(b"\n") + 1 - payload.startswith(b"\n") - payload.endswith(b"\n") \
-                if payload else 0
-        return max(records - 1, 0)
+        # a CSV of ASCII bytes (the usual table), unquoted, "\n" line breaks only: counted on the bytes (ASCII
+        # decodes to itself and has no byte-order mark), without decoding them first
+        return _unquoted_records(payload, b"\n")
     try:   # UTF-8, a byte-order mark dropped (as the "utf-8-sig" codec does, without its Python-level wrapper)
         text = (payload[3:] if payload[:3] == b"\xef\xbb\xbf" else payload).decode("utf-8")
     except UnicodeDecodeError:
@@ -362,14 +368,7 @@ def count_rows(payload: bytes | None, content_type: str = "") -> int | None:
                     return len(data[key])
         return None
     if '"' not in text and "\r" not in text and "\x00" not in text:
-        # no quoting and only "\n" line breaks: each non-empty line is one record, exactly as the csv module reads
-        # it, counted at memory speed (a large pull's receipt is counted on the deciding thread)
-        if "\n\n" in text:   # blank lines (no record) inside
-            lines = text.split("\n")
-            records = len(lines) - lines.count("")
-        else:                 # at most a blank first and last line
-            records = text.count("\n") + 1 - text.startswith("\n") - text.endswith("\n") if text else 0
-        return max(records - 1, 0)
+        return _unquoted_records(text, "\n")
     try:
         rows = sum(1 for r in csv.reader(io.StringIO(text, newline="")) if r)
     except csv.Error:
