@@ -179,6 +179,71 @@ def test_nginx_authz_query_string_is_part_of_the_binding(env):
 
 # ---- Envoy ext_authz (HTTP mode) -------------------------------------------------------------------------------
 
+def test_authz_answered_before_flask_as_flask_answers_it(env):
+    """/authz is answered from the WSGI environ in front of Flask (verifier.service.AuthzEndpoint): over HTTPS, each
+    kind of answer (allow, deny, no presentation, no original URI, an unbound body, HEAD, OPTIONS) has the status,
+    decision headers, content type and JSON body that Flask's own /authz route gives for the same request, and the
+    methods /authz does not serve still get Flask's 405 with Allow."""
+    from werkzeug.test import Client
+
+    from verifier.service import AuthzEndpoint
+    w, base_url, ca_bundle = env
+    app = create_app(w.decider())
+    flask_route = app.wsgi_app.app.app   # CheckingProxy -> AuthzEndpoint -> Flask's own dispatch
+    assert isinstance(app.wsgi_app.app, AuthzEndpoint)
+    flask = Client(flask_route)
+
+    def cases():
+        yield "GET", lambda: authz_headers(w, w.request())
+        yield "GET", lambda: authz_headers(w, w.request(dataset=OTHER_DATASET))
+        yield "GET", lambda: authz_headers(w, w.request(), vp=False)
+        yield "GET", lambda: {k: v for k, v in authz_headers(w, w.request()).items() if k != "X-Original-URI"}
+        yield "GET", lambda: {**authz_headers(w, w.request()), "X-Original-Method": "POST"}
+        yield "HEAD", lambda: authz_headers(w, w.request())
+        yield "OPTIONS", lambda: authz_headers(w, w.request())
+        yield "POST", lambda: authz_headers(w, w.request())
+
+    def comparable(status, headers, body):
+        decision = {k: v for k, v in body.items() if k != "decidedAt"} if body else body
+        return (status, headers.get("Content-Type"), headers.get("Cead-Decision"),
+                headers.get("Cead-Decision-Reasons"), decision)
+
+    seen = set()
+    for method, make in cases():
+        served = requests.request(method, base_url + "/authz", headers=make(), verify=ca_bundle, timeout=10)
+        direct = flask.open("/authz", method=method, headers=make(), base_url=base_url)
+        ours = comparable(served.status_code, served.headers, served.json() if served.content else None)
+        theirs = comparable(direct.status_code, direct.headers, direct.get_json() if direct.data else None)
+        assert ours == theirs, (method, ours, theirs)
+        if method == "HEAD":
+            assert served.content == b"" and int(served.headers["Content-Length"]) > 0
+        seen.add((served.status_code, served.headers.get("Cead-Decision-Reasons", "")))
+    assert {s for s, _ in seen} == {200, 401, 403}   # the cases cover allow, no presentation and denials
+    assert any("request.body_unbound" in r for _, r in seen) and any("request.invalid" in r for _, r in seen)
+    for method in ("TRACE", "CONNECT"):   # not served at /authz: Flask's 405, in JSON, with Allow
+        answer = requests.request(method, base_url + "/authz", verify=ca_bundle, timeout=10)
+        assert answer.status_code == 405, (method, answer.text)
+        assert answer.json()["problems"][0]["code"] == "request.method_not_allowed"
+        assert "GET" in answer.headers["Allow"]
+
+
+def test_authz_unexpected_error_is_a_json_500(env):
+    """A bug while answering /authz, outside the decision's own guard, is a 500 with a JSON problem (as the
+    service's error handler answers), never a stack trace and never an allow."""
+    from werkzeug.test import Client
+
+    w = env[0]
+    decider = w.decider()
+    app = create_app(decider)
+    decider.metrics = None   # a broken part: a denial cannot be counted
+    headers = {k: v for k, v in authz_headers(w, w.request()).items() if k != "X-Original-URI"}
+    answer = Client(app).get("/authz", headers=headers, base_url="https://localhost:8443")
+    assert answer.status_code == 500, answer.data
+    assert "Cead-Decision" not in answer.headers
+    assert answer.get_json() == {"problems": [{"code": "verifier.internal_error",
+                                               "message": "Unexpected error in the verifier; see its log."}]}
+
+
 def test_envoy_ext_authz(env):
     w, base_url, ca_bundle = env
     host = API.split("://")[1]

@@ -11,7 +11,7 @@ import logging
 from .binding import (MANIFEST_HEADER, PRESENTATION_HEADER, RECEIPT_FORMS_HEADER, accepts_batched_receipts,
                       decode_manifest, decode_presentation)
 from .decision.codes import http_status
-from .decision.request import Decision, TransferRequest
+from .decision.request import PUSH_METHODS, Decision, TransferRequest
 from .results import CeadError, Problem
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,33 @@ def decide_from_headers(decider, headers, method: str, url, body: bytes | None, 
         log.exception("internal error while deciding a request")
         return 403, decider.deny(Problem("verifier.internal_error",
                                          "The transfer could not be decided because of an internal error."))
+
+
+def nginx_authz(decider, headers, scheme: str, host: str) -> tuple[int, Decision]:
+    """nginx ``auth_request`` (the service's ``/authz``): the original request is described by ``X-Original-Method``,
+    ``X-Original-URI``, ``X-Original-Host`` and ``X-Original-Proto`` (``scheme`` and ``host`` are this request's own,
+    used when the last two are absent). Returns (status, decision), as :func:`decide_from_headers`."""
+    method = headers.get("X-Original-Method", "GET")
+    uri = headers.get("X-Original-URI")
+    if not uri or not uri.startswith("/"):
+        decision = decider.deny(Problem("request.invalid", "X-Original-URI (the original request path) is missing."))
+        return 403, decision
+    proto = headers.get("X-Original-Proto", scheme)
+    host = headers.get("X-Original-Host", host)
+    # nginx does not pass the body to auth_request, so a body could never be bound: a method that carries one, or a
+    # request whose forwarded Content-Length / Transfer-Encoding says it has one, is denied here, never decided as
+    # if it had no body (nginx would forward the real body unchecked).
+    # A forwarded header that is present but empty says nothing either way (nginx never sends an empty one: it
+    # drops a header whose value is empty; granian hands over a value with a byte outside ASCII as empty), so it is
+    # denied too: only an absent header, or a Content-Length of 0, means no body.
+    length = headers.get("X-Original-Content-Length")
+    if method.upper() in PUSH_METHODS or (length is not None and length.strip() != "0") or \
+            headers.get("X-Original-Transfer-Encoding") is not None:
+        decision = decider.deny(Problem("request.body_unbound", f"A {method[:10]} request with a body cannot be "
+                                        "checked through nginx auth_request (nginx does not pass the body); put "
+                                        "pushes behind the middleware or Envoy."))
+        return 403, decision
+    return decide_from_headers(decider, headers, method, f"{proto}://{host}{uri}", None)
 
 
 def read_presentation_header(headers) -> str | None:

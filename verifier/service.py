@@ -29,12 +29,15 @@ import logging
 import time
 
 from flask import Flask, Response, request
+from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wsgi import get_host
 
 from schemas.values import strict_json
 
-from .decision import PUSH_METHODS, Decider
-from .gateway import decide_from_headers, decision_headers
+from .decision import Decider
+from .gateway import decide_from_headers, decision_headers, nginx_authz
 from .definition import publish
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .proxy import PREFIX as PROXY_PREFIX, CheckingProxy
@@ -151,30 +154,9 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX, upstream: 
         unreadable = any(p.code in UNREADABLE for p in result.problems)
         return _json(400 if unreadable else 200, vc_api_result(result, extra))
 
-    @app.route("/authz", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-    def nginx_authz():
-        method = request.headers.get("X-Original-Method", "GET")
-        uri = request.headers.get("X-Original-URI")
-        if not uri or not uri.startswith("/"):
-            decision = decider.deny(Problem("request.invalid",
-                                            "X-Original-URI (the original request path) is missing."))
-            return _json(403, decision.to_dict(), decision_headers(decision))
-        proto = request.headers.get("X-Original-Proto", request.scheme)
-        host = request.headers.get("X-Original-Host", request.host)
-        # nginx does not pass the body to auth_request, so a body could never be bound: a method that carries one,
-        # or a request whose forwarded Content-Length / Transfer-Encoding says it has one, is denied here, never
-        # decided as if it had no body (nginx would forward the real body unchecked)
-        # A forwarded header that is present but empty says nothing either way (nginx never sends an empty one: it
-        # drops a header whose value is empty; granian hands over a value with a byte outside ASCII as empty), so it
-        # is denied too: only an absent header, or a Content-Length of 0, means no body.
-        length = request.headers.get("X-Original-Content-Length")
-        if method.upper() in PUSH_METHODS or (length is not None and length.strip() != "0") or \
-                request.headers.get("X-Original-Transfer-Encoding") is not None:
-            decision = decider.deny(Problem("request.body_unbound", f"A {method[:10]} request with a body cannot be "
-                                            "checked through nginx auth_request (nginx does not pass the body); put "
-                                            "pushes behind the middleware or Envoy."))
-            return _json(403, decision.to_dict(), decision_headers(decision))
-        status, decision = decide_from_headers(decider, request.headers, method, f"{proto}://{host}{uri}", None)
+    @app.route("/authz", methods=sorted(AUTHZ_METHODS))
+    def nginx_authz_route():   # answered by AuthzEndpoint in front of Flask; here for Flask's 405s and url_map
+        status, decision = nginx_authz(decider, request.headers, request.scheme, request.host)
         return _json(status, decision.to_dict(), decision_headers(decision))
 
     @app.route(f"{envoy_prefix}/", defaults={"path": ""},
@@ -228,8 +210,43 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX, upstream: 
 
     # the checking reverse proxy (for pulls whose table must be checked behind nginx or Envoy): in front of Flask,
     # so that the forwarded request and answer are streamed as they are, with the middleware's limits
-    app.wsgi_app = CheckingProxy(app.wsgi_app, decider, upstream, prefix=proxy_prefix, ca_bundle=upstream_ca)
+    app.wsgi_app = CheckingProxy(AuthzEndpoint(app.wsgi_app, decider), decider, upstream, prefix=proxy_prefix,
+                                 ca_bundle=upstream_ca)
     return app
+
+
+AUTHZ_PATH = "/authz"
+AUTHZ_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_INTERNAL_ERROR = json.dumps({"problems": [{"code": "verifier.internal_error",
+                                            "message": "Unexpected error in the verifier; see its log."}]},
+                             separators=(",", ":")).encode()
+
+
+class AuthzEndpoint:
+    """WSGI, in front of Flask: ``/authz`` (nginx ``auth_request``, one request per transfer) answered straight from
+    the environ, the same answer Flask's route gives (:func:`verifier.gateway.nginx_authz`: status, JSON body,
+    decision headers; no body for HEAD) without Flask's request context, URL matching and response object, which
+    cost about a third as much as the decision itself (docs/performance.md). Any other path or method goes on to
+    ``app``. An unexpected error is a 500 with a JSON problem, as the service's error handler answers."""
+
+    def __init__(self, app, decider: Decider):
+        self.app, self.decider = app, decider
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD")
+        if environ.get("PATH_INFO") != AUTHZ_PATH or method not in AUTHZ_METHODS:
+            return self.app(environ, start_response)
+        try:
+            status, decision = nginx_authz(self.decider, EnvironHeaders(environ), environ["wsgi.url_scheme"],
+                                           get_host(environ))
+            body = json.dumps(decision.to_dict(), separators=(",", ":")).encode()
+            extra = decision_headers(decision)
+        except Exception:   # a bug: JSON, never a stack trace; nothing is allowed
+            log.exception("unexpected error in the verifier service")
+            status, body, extra = 500, _INTERNAL_ERROR, {}
+        start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra.items()])
+        return [] if method == "HEAD" else [body]
 
 
 __all__ = ["create_app", "vc_api_result"]
