@@ -79,6 +79,26 @@ class Row:
                 "httpStatus": self.http_status, "attestation": self.attestation, "ok": self.ok}
 
 
+def _a_kind(type_name: str) -> str:
+    """``DelegatedAuthorityCredential`` -> "a delegation of approval authority" (schemas.words' plain name)."""
+    from schemas.words import kind_name
+    words = kind_name(type_name)
+    words = words[0].lower() + words[1:] if words != type_name else words
+    return f"{'an' if words[0] in 'aeiouAEIOU' else 'a'} {words}"
+
+
+def _rests_on_words(count: int) -> str:
+    return "the credential it rests on" if count == 1 else f"the {count} credentials it rests on"
+
+
+def _first_sentences(message: str, limit: int = 240) -> str:
+    """A refusal's message up to ``limit`` characters, cut after a sentence (or a word), never mid-word."""
+    if len(message) <= limit:
+        return message
+    cut = message.rfind(". ", 0, limit)
+    return message[:cut + 1] if cut > 0 else message[:message.rfind(" ", 0, limit)] + " ..."
+
+
 def short_run_id(run_id: str | None) -> str:
     """The first 8 characters of a run attestation's uuid (``urn:cead:run:<uuid>``), as the table shows it."""
     return run_id.rsplit(":", 1)[-1][:8] if run_id else "-"
@@ -315,7 +335,7 @@ class Demo:
             if row is not None:
                 row.decision, row.reasons, row.http_status = "refused", [error["code"]], response.status_code
                 self.echo(f"  - {issuer.party.name} tried to issue {step.example}: refused ({error['code']}): "
-                          f"{error['message'][:160]}")
+                          f"{_first_sentences(error['message'])}")
                 return
             raise DemoError(f"{issuer.party.name} could not issue {step.example}: HTTP {response.status_code} "
                             f"{error['code']}: {error['message']}")
@@ -327,8 +347,7 @@ class Demo:
         self.issued[step.example] = signed
         self.by_id[credential["id"]] = signed
         note = f" ({step.note})" if step.note else ""
-        article = "an" if kind[0] in "AEIOU" else "a"
-        self.echo(f"  - {issuer.party.name} issued {article} {kind} for {target}{note}")
+        self.echo(f"  - {issuer.party.name} issued {_a_kind(kind)} for {target}{note}")
         if step.deliver_to:
             self.deliver(issuer, self.live[step.deliver_to], signed, kind)
 
@@ -356,9 +375,8 @@ class Demo:
         signed = done.issued.credential
         self.issued[step.example] = signed
         self.by_id[done.issued.id] = signed
-        self.echo(f"  - {approver.party.name} approved it: a DataSharingApprovalCredential for "
-                  f"{requester.party.short}, delivered to its inbox with the {len(done.delivered['stored']) - 1} "
-                  "credential(s) it rests on")
+        self.echo(f"  - {approver.party.name} approved it: {_a_kind('DataSharingApprovalCredential')} for "
+                  f"{requester.party.short}, delivered to its inbox with {_rests_on_words(len(done.delivered['stored']) - 1)}")
 
     def _name_of(self, did: str) -> str:
         return next((l.party.short for l in self.live.values() if l.did == did), did)
@@ -379,7 +397,7 @@ class Demo:
         pinned = self._rests_on(signed) if kind == "DataSharingApprovalCredential" else []
         deliver(sender.did, node.key, node.verification_method_id, [signed, *pinned], recipient.url + "/inbox",
                 verify=str(self.ca.ca_pem))
-        also = f", with the {len(pinned)} credential(s) it rests on" if pinned else ""
+        also = f", with {_rests_on_words(len(pinned))}" if pinned else ""
         self.echo(f"    delivered to the inbox of {recipient.party.name}{also}")
 
     def _rests_on(self, credential: Any) -> list:

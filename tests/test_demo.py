@@ -182,3 +182,18 @@ def test_free_port_never_hands_out_a_port_twice():
     from cead.processes import free_port
     ports = [free_port() for _ in range(2000)]
     assert len(set(ports)) == len(ports)
+
+
+def test_demo_narration_in_words():
+    """The demo's lines name credentials in words, count them in plain English and cut a refusal after a sentence,
+    never mid-word."""
+    from cead.demo import _a_kind, _first_sentences, _rests_on_words
+    assert _a_kind("DelegatedAuthorityCredential") == "a delegation of approval authority"
+    assert _a_kind("OrganisationCertificationCredential") == "an organisation certification"
+    assert _rests_on_words(1) == "the credential it rests on" and _rests_on_words(3) == "the 3 credentials it rests on"
+    message = "Cead will not sign this approval: the law would not allow it. " + "The data categories include " * 20
+    cut = _first_sentences(message)
+    assert cut == "Cead will not sign this approval: the law would not allow it."
+    long_word_cut = _first_sentences("word " * 100)
+    assert long_word_cut.endswith("word ...") and len(long_word_cut) <= 245
+    assert _first_sentences("Short.") == "Short."
