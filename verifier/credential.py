@@ -362,8 +362,7 @@ class Verifier:
             if not problems and not vm_id:
                 result.add(Problem("proof.missing", "The credential has no verifiable proof."))
             result.verification_method = vm_id
-            if not problems:
-                self._proof_set_signers(result, loaded)
+            self._proof_set_signers(result, loaded, verified=not problems)
         if result.verification_method and result.issuer and _did_of(result.verification_method) != result.issuer:
             result.add(Problem("credential.issuer_mismatch", f"The signing key {result.verification_method} does "
                                f"not belong to the issuer {result.issuer}."))
@@ -373,14 +372,18 @@ class Verifier:
         return result
 
     @staticmethod
-    def _proof_set_signers(result: VerificationResult, document: dict) -> None:
-        """A verified proof set (W3C Data Integrity: each proof signs the document without the proof set), e.g. an
-        approval co-signed by a DPO: the issuer's own proof is the verification method (one is required: the check
-        below reports ``credential.issuer_mismatch`` without it); the DIDs of the other proofs are the co-signers."""
+    def _proof_set_signers(result: VerificationResult, document: dict, verified: bool) -> None:
+        """A proof set (W3C Data Integrity: each proof signs the document without the proof set), e.g. an approval
+        co-signed by a DPO: the issuer's own proof is the verification method (one is required: the check below
+        reports ``credential.issuer_mismatch`` without it), also when the set failed, so that a failed set with the
+        issuer's proof in it is refused for its fault and not also for an issuer mismatch it does not have; when
+        the set ``verified``, the DIDs of the other proofs are the co-signers (none for a failed one)."""
         methods = [p.get("verificationMethod") for p in as_list(document.get("proof")) if isinstance(p, dict)]
-        own = [vm for vm in methods if _did_of(vm) == result.issuer]
+        own = [vm for vm in methods if isinstance(vm, str) and _did_of(vm) == result.issuer]
         if own:
             result.verification_method = own[0]
+        if not verified:
+            return
         result.co_signers = list(dict.fromkeys(did for did in map(_did_of, methods) if did and did != result.issuer))
 
     def _check_credential_document(self, result: VerificationResult, doc: dict, now: datetime | None) -> None:

@@ -88,9 +88,10 @@ def _check_options(proof: dict, purpose: str, challenge: str | None, domain: str
         add("proof.malformed", "The proof's verificationMethod must be a URL string.")
     if not isinstance(proof.get("proofValue"), str):
         add("proof.malformed", "The proof has no proofValue string.")
-    if proof.get("proofPurpose") != purpose:
-        add("proof.purpose_mismatch", f"The proof's purpose is {proof.get('proofPurpose')!r}, expected "
-            f"{purpose!r}.")
+    if "proofPurpose" not in proof:
+        add("proof.purpose_mismatch", f"The proof has no proofPurpose; expected {purpose!r}.")
+    elif proof["proofPurpose"] != purpose:
+        add("proof.purpose_mismatch", f"The proof's purpose is {proof['proofPurpose']!r}, expected {purpose!r}.")
     for field in ("created", "expires"):
         if field in proof:
             try:
