@@ -327,6 +327,8 @@ class Demo:
         self.issued[step.example] = signed
         self.by_id[credential["id"]] = signed
         note = f" ({step.note})" if step.note else ""
+        if kind == "DelegatedAuthorityCredential" and credential["credentialSubject"].get("name"):
+            note = f", naming the delegate “{credential['credentialSubject']['name']}”{note}"
         article = "an" if kind[0] in "AEIOU" else "a"
         self.echo(f"  - {issuer.party.name} issued {article} {kind} for {target}{note}")
         if step.deliver_to:
