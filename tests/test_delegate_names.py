@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from issuer import service
 from schemas import models
 from schemas.models import credential_digest
 from verifier.http import Fetcher
@@ -23,15 +24,16 @@ from wallet.store import Wallet, jwt_payload, make_verifier
 from issuer_fixtures import make_node, token
 from test_issuer_cli_usability import DELEGATE, EXAMPLES, police, run
 from test_pages import _issue, sign_in, signed_in
+from test_requests import DATASET, _credential, send, world  # noqa: F401 (the three-node HTTPS world)
 from test_wallet_support import StaticFetcher, approval_subject, identity, vc
-from transfer_world import world
+from transfer_world import world as transfer_world
 
 JANE = "Jane Smith (Information Asset Owner for Fife Council)"
 
 
 @pytest.fixture(scope="module")
 def w():
-    with world() as w:
+    with transfer_world() as w:
         yield w
 
 
@@ -206,7 +208,6 @@ def test_the_dpo_names_the_delegate_on_the_issue_page(tmp_path):
     href = unescape(re.search(r'href="(data:[^"]+)" download=', response.text).group(1))
     credential = json.loads(unquote(href.partition(",")[2]))
     assert credential["credentialSubject"]["name"] == "Jane Smith"
-    from issuer import service
     assert service.register(node)[0].id == credential["id"]
     refused = _issue(client, kind="certification", body=json.dumps({"id": DELEGATE}), delegate_name="Jane Smith")
     assert refused.status_code == 400 and "Delegate" in _text(refused.text)
@@ -223,3 +224,31 @@ def test_the_command_line_names_the_delegate(tmp_path):
     refused = run("issue", "approval", "--home", home, "--file", EXAMPLES / "police-approval.json",
                   "--delegate-name", "Jane Smith")
     assert refused.exit_code == 1 and "--delegate-name" in refused.stderr
+
+
+def test_the_iao_decision_page_names_who_delegated(world):  # noqa: F811
+    """The IAO's node holds a sub-delegation from the controller's DPO (a person, did:key) and the delegation to
+    the DPO it rests on, which names them: the decision page says who delegated by name, the DID behind the
+    disclosure."""
+    w = world
+    controller, node, wallet = w["controller"]["node"], w["iao"]["node"], w["iao"]["wallet"]
+    dpo = identity()
+    first = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+        "id": dpo.did, "name": "Alex Morgan", "role": "DataProtectionOfficer", "onBehalfOf": controller.did,
+        "allowedActions": ["ApproveDisclosure", "SubDelegate"], "scope": {"datasets": [DATASET],
+                                                                           "maxDelegationDepth": 1}}))
+    second = vc(dpo, "DelegatedAuthorityCredential", {
+        "id": node.did, "name": "Jane Smith", "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+        "parentDelegation": {"id": first.id, "digest": credential_digest(first.credential)},
+        "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET], "maxDelegationDepth": 0}})
+    for c in (first.credential, second):
+        assert wallet.import_credential(c).ok
+    (node.home / "names.json").write_text(json.dumps({controller.did: "Fife Council"}))
+    asked = send(w)
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert sign_in(client, token(node, "issue:approval", name="iao")).status_code == 302
+    page = client.get(f"/wallet/requests/{asked['id']}?delegation={jwt_payload(second)['id']}")
+    assert page.status_code == 200
+    text = _text(page.text)
+    assert "delegated by Alex Morgan (Data Protection Officer for Fife Council). Its status now: active" in text, text
+    assert "Identifier of who delegated " + dpo.did in text
