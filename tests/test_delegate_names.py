@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from datetime import timedelta
 from html import unescape
 from urllib.parse import unquote
 
@@ -138,6 +139,11 @@ def test_a_delegation_from_anyone_but_the_controller_names_no_one(w):
     # a stranger delegating for itself is believed, and says so: the label names whom it acts for
     own = named(w, w.stranger, w.iao, "Chief Executive", on_behalf_of=w.stranger.did)
     assert directory(w, own).name(w.iao.did).label == f"Chief Executive (Information Asset Owner for {w.stranger.did})"
+    # and it never hides the controller's own word: both are shown, the controller known by name first; for one
+    # controller, its newest delegation speaks
+    older = named(w, w.controller, w.iao, "J. Smith", valid_from=w.now - timedelta(days=10))
+    both = directory(w, own, older, named(w, w.controller, w.iao)).name(w.iao.did).label
+    assert both == f"{JANE}; Chief Executive (Information Asset Owner for {w.stranger.did})"
 
 
 def test_a_revoked_delegation_names_no_one_and_no_verifier_believes_nothing(w):

@@ -223,8 +223,10 @@ class Directory:
         return None
 
     def delegate(self, did: str) -> Named | None:
-        """``did`` named by a believed delegation: "Jane Smith (Information Asset Owner for Fife Council)", the
-        newest such delegation's (by ``validFrom``); None when none names it."""
+        """``did`` named by a believed delegation: "Jane Smith (Information Asset Owner for Fife Council)"; None when
+        none names it. For each controller, its newest delegation naming ``did`` (by ``validFrom``) speaks; when
+        several controllers name it, every one is shown ("...; ..."), those whose controller this node knows by
+        name first: a delegation from one controller never hides another's."""
         if did in self._delegates:
             return self._delegates[did]
         self._delegates[did] = None             # (the controller's own name is looked up below without this DID)
@@ -236,10 +238,17 @@ class Directory:
             believed = self._believe(digest)
             if believed is not None:
                 found.append((believed[1], digest, believed[0]))
-        if found:
-            _, _, model = max(found, key=lambda f: (f[0], f[1]))
-            self._delegates[did] = Named(delegate_label(model.name, model.role, str(self.name(model.on_behalf_of))),
-                                         did)
+        newest: dict[str, tuple] = {}
+        for entry in sorted(found, key=lambda f: (f[0], f[1]), reverse=True):
+            newest.setdefault(entry[2].on_behalf_of, entry)
+        labels = []
+        for _, _, model in sorted(newest.values(), key=lambda f: (f[2].on_behalf_of not in self.names,
+                                                                  f[2].on_behalf_of)):
+            label = delegate_label(model.name, model.role, str(self.name(model.on_behalf_of)))
+            if label not in labels:
+                labels.append(label)
+        if labels:
+            self._delegates[did] = Named("; ".join(labels), did)
         return self._delegates[did]
 
     def name(self, value: Any) -> Named:
