@@ -110,6 +110,7 @@ class Directory:
         self._verifier = None
         self._believed: dict[str, Any] = {}          # digest -> (DelegatedAuthority, validFrom) or False
         self._delegates: dict[str, Named | None] = {}
+        self._named: dict[str, list[str]] | None = None
 
     @classmethod
     def for_node(cls, node, wallet=None, extra_certifications: Iterable[dict] = (),
@@ -185,6 +186,7 @@ class Directory:
         if verifier is not None:
             self._verifier = verifier
         self._delegates.clear()
+        self._named = None
 
     def _believe(self, digest: str, depth: int = 0):
         """``(DelegatedAuthority, validFrom)`` for the delegation with this digest when it verifies and its issuer
@@ -230,11 +232,14 @@ class Directory:
         if did in self._delegates:
             return self._delegates[did]
         self._delegates[did] = None             # (the controller's own name is looked up below without this DID)
+        if self._named is None:         # delegate DID -> digests of the delegations that name it, read once
+            self._named = {}
+            for digest, credential in self._delegations.items():
+                subject = _subject_of(credential)
+                if isinstance(subject.get("id"), str) and isinstance(subject.get("name"), str):
+                    self._named.setdefault(subject["id"], []).append(digest)
         found = []
-        for digest, credential in self._delegations.items():
-            subject = _subject_of(credential)
-            if subject.get("id") != did or not isinstance(subject.get("name"), str):
-                continue
+        for digest in self._named.get(did, []):
             believed = self._believe(digest)
             if believed is not None:
                 found.append((believed[1], digest, believed[0]))
