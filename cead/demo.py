@@ -347,6 +347,8 @@ class Demo:
         self.issued[step.example] = signed
         self.by_id[credential["id"]] = signed
         note = f" ({step.note})" if step.note else ""
+        if kind == "DelegatedAuthorityCredential" and credential["credentialSubject"].get("name"):
+            note = f", naming the delegate “{credential['credentialSubject']['name']}”{note}"
         self.echo(f"  - {issuer.party.name} issued {_a_kind(kind)} for {target}{note}")
         if step.deliver_to:
             self.deliver(issuer, self.live[step.deliver_to], signed, kind)

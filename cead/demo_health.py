@@ -42,13 +42,13 @@ class Cosign:
 
 
 def script() -> list:
-    from .demo_world import Issue, Pull, Say
+    from .demo_world import DELEGATES, Issue, Pull, Say
     return [
         Say("Health and social care: NHS Greater Glasgow and Clyde shares daily delayed-discharge data with the "
             "Glasgow City HSCP (Art 9(2)(h) with DPA 2018 Sch 1 Pt 1 para 2; a PBPP approval; the Caldicott "
             "Guardian must co-sign)."),
         Issue("certbody", "health-certification.json", deliver_to="hscp"),
-        Issue("nhs", "health-delegation.json", deliver_to="nhs-dpo"),
+        Issue("nhs", "health-delegation.json", deliver_to="nhs-dpo", changes={"name": DELEGATES["nhs-dpo"]}),
         Issue("nhs-dpo", "health-approval-refused-no-art9.json", under="health-delegation.json",
               refused="lawful.special_category_condition_missing"),
         Issue("nhs-dpo", "health-approval.json", deliver_to="hscp", under="health-delegation.json"),

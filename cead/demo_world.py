@@ -79,6 +79,13 @@ CAST: tuple[Party, ...] = (
 )
 
 
+# The names the demo's delegations give their delegates (credentialSubject.name, attested by the delegating
+# organisation's or DPO's signature): other nodes' pages show "Jane Smith (Information Asset Owner for ...)"
+# instead of the delegate node's address. Fictional people and a post.
+DELEGATES = {"police-iao": "Jane Smith", "fife-dpo": "Alex Morgan", "fife-housing-iao": "Head of Housing Analysis",
+             "sss-dpo": "Priya Shah", "nhs-dpo": "Morag Campbell"}
+
+
 def party(key: str) -> Party:
     for p in CAST:
         if p.key == key:
@@ -177,7 +184,7 @@ def script(fast: bool = False) -> list:
         Say("Justice statistics: Police Scotland's DPO delegates approval authority to an Information Asset Owner; "
             "Scottish Government justice analysts send a request for the monthly recorded-crime extract to the "
             "IAO's node, and the IAO approves it."),
-        Issue("police", "police-delegation.json", deliver_to="police-iao"),
+        Issue("police", "police-delegation.json", deliver_to="police-iao", changes={"name": DELEGATES["police-iao"]}),
         Request("sg-justice", "police-iao", "police-approval.json", under="police-delegation.json",
                 justification="Monthly recorded-crime extract for the Recorded Crime in Scotland statistics."),
         Say(f"The analysts' pipeline pulls {len(months)} monthly updates, each checked by the verifier at the "
@@ -191,11 +198,11 @@ def script(fast: bool = False) -> list:
 
         Say("Homelessness statistics: Fife's DPO sub-delegates to the housing IAO; a sub-delegation that would "
             "lower the minimum cell count to 5 is refused by the issuer's guard rail."),
-        Issue("fife", "homelessness-delegation.json", deliver_to="fife-dpo"),
+        Issue("fife", "homelessness-delegation.json", deliver_to="fife-dpo", changes={"name": DELEGATES["fife-dpo"]}),
         Issue("fife-dpo", "homelessness-subdelegation-refused-min5.json", under="homelessness-delegation.json",
               refused="scope.too_wide"),
         Issue("fife-dpo", "homelessness-subdelegation.json", deliver_to="fife-housing-iao",
-              under="homelessness-delegation.json"),
+              under="homelessness-delegation.json", changes={"name": DELEGATES["fife-housing-iao"]}),
         Issue("fife-housing-iao", "homelessness-approval.json", deliver_to="sg-childpov",
               under="homelessness-subdelegation.json"),
         Say("A table that only declares it is a secure aggregation's output is no evidence: Fife's gateway refuses "
@@ -205,7 +212,7 @@ def script(fast: bool = False) -> list:
              label="table declaring a secure aggregation, no run attestation"),
 
         Say("Free school meals: Social Security Scotland's DPO approves Fife's weekly extract for auto-enrolment."),
-        Issue("sss", "fsm-delegation.json", deliver_to="sss-dpo"),
+        Issue("sss", "fsm-delegation.json", deliver_to="sss-dpo", changes={"name": DELEGATES["sss-dpo"]}),
         Issue("sss-dpo", "fsm-approval.json", deliver_to="fife", under="fsm-delegation.json"),
         Pull("fife", "sss", "/scottish-child-payment", "fsm-transfer-allowed.json", "allow",
              label="weekly extract for auto-enrolment"),
@@ -214,7 +221,7 @@ def script(fast: bool = False) -> list:
 
         Say("Child poverty: a private-set-intersection count with differential privacy, four releases a year "
             "(the PSI itself really runs after the script, SSS keeping the books)."),
-        Issue("sss", "child-poverty-delegation.json", deliver_to="sss-dpo"),
+        Issue("sss", "child-poverty-delegation.json", deliver_to="sss-dpo", changes={"name": DELEGATES["sss-dpo"]}),
         Issue("sss-dpo", "child-poverty-approval.json", deliver_to="glasgow", under="child-poverty-delegation.json"),
         # a manifest declaring a PSI with DP, and that nothing has been spent, is no evidence of a run
         Pull("glasgow", "sss", "/scottish-child-payment", "child-poverty-transfer-refused-fifth-release.json",

@@ -397,8 +397,11 @@ def _issue_help(kind: str) -> str:
             f"credentialSubject; {flags} apply to either and override what the file says. {_GUARD[kind]}")
 
 
-def _check_flags(kind: str, subject: str | None, delegation: str | None) -> None:
+def _check_flags(kind: str, subject: str | None, delegation: str | None, delegate_name: str | None = None) -> None:
     """Flags that cannot apply to ``kind`` are refused, never ignored."""
+    if delegate_name is not None and kind != "delegation":
+        raise CeadError("request.invalid", "--delegate-name names the delegate of a delegation; "
+                        f"a{'n' if kind == 'approval' else ''} {kind} has none. Leave it out.", field="--delegate-name")
     if subject and kind == "approval":
         raise CeadError("request.invalid", "--subject sets credentialSubject.id, which an approval does not have: "
                         "name its recipients with --set 'recipients=[\"did:...\"]' (or in the file).",
@@ -409,16 +412,17 @@ def _check_flags(kind: str, subject: str | None, delegation: str | None) -> None
 
 
 def _build(node: Node, kind: str, file: str | None, subject: str | None, sets: tuple[str, ...],
-           valid_until: str | None) -> dict:
+           valid_until: str | None, delegate_name: str | None = None) -> dict:
     """The credential to issue: the file (a whole credential or its credentialSubject), then the flags, which apply
-    to the subject in both cases and override the file (``--valid-until`` overrides ``validUntil``)."""
+    to the subject in both cases and override the file (``--valid-until`` overrides ``validUntil``;
+    ``--delegate-name`` sets ``name``, after any ``--set``)."""
     data = _load_file(file) if file else {}
     target = data
     if "credentialSubject" in data:     # a whole credential: the flags go into its subject
         target = data["credentialSubject"]
-        if (subject or sets) and not isinstance(target, dict):
-            raise CeadError("request.invalid", f"--subject and --set apply to the credentialSubject of {file}, "
-                            "which is not a single JSON object.", field="credentialSubject")
+        if (subject or sets or delegate_name) and not isinstance(target, dict):
+            raise CeadError("request.invalid", f"--subject, --set and --delegate-name apply to the credentialSubject "
+                            f"of {file}, which is not a single JSON object.", field="credentialSubject")
     if subject:
         target["id"] = subject
     for item in sets:
@@ -426,6 +430,8 @@ def _build(node: Node, kind: str, file: str | None, subject: str | None, sets: t
         if not sep:
             raise CeadError("request.invalid", f"--set needs name=value, got {item!r}.")
         _set_path(target, name, raw)
+    if delegate_name is not None:
+        target["name"] = delegate_name
     return service.build_credential(node, _KINDS[kind], data, valid_until=valid_until)
 
 
@@ -470,13 +476,18 @@ def _issue_command(kind: str):
                   help="The signer's own DelegatedAuthorityCredential (file, or id in HOME/delegations/): the guard "
                        "rail refuses anything wider than it." if guarded
                   else "Not used: a certification is not checked against a delegation (refused).")
+    @click.option("--delegate-name", default=None, metavar="NAME",
+                  help="The delegate's name as you vouch for it: the person or post (\"Jane Smith\", \"Head of Housing "
+                       "Analysis\"), credentialSubject.name, at most 200 characters; other nodes then show "
+                       "\"Jane Smith (Information Asset Owner for <the controller>)\". Overrides the file's."
+                  if kind == "delegation" else "Delegations only (refused).")
     @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file, not stdout.")
     @_fail_on_cead_error
-    def command(home, file, subject, sets, valid_until, fmt, alg, suspendable, delegation, out):
-        _check_flags(kind, subject, delegation)
+    def command(home, file, subject, sets, valid_until, fmt, alg, suspendable, delegation, delegate_name, out):
+        _check_flags(kind, subject, delegation, delegate_name)
         _check_out(out)     # before signing: a credential in the register must reach its holder
         node = _open(home, unlock=True)
-        credential = _build(node, kind, file, subject, sets, valid_until)
+        credential = _build(node, kind, file, subject, sets, valid_until, delegate_name)
         options: dict = {"format": "vc+jwt"} if fmt == "vc+jwt" else {"cryptosuite": fmt}
         if alg:
             options["alg"] = alg

@@ -265,6 +265,16 @@ def credential_from_form(node, form) -> tuple[dict, dict]:
         raise CeadError("web.form_invalid", "Paste the credential, or just its subject, as JSON or YAML.",
                         field="body")
     data = parse_object(body, "body")
+    delegate_name = (form.get("delegate_name") or "").strip()
+    if delegate_name:       # the delegate's name, as the DPO names them (a delegation's credentialSubject.name)
+        if KINDS[kind] != "DelegatedAuthorityCredential":
+            raise CeadError("web.form_invalid", "A delegate's name goes in a delegation only: clear “Delegate's "
+                            "name”, or choose the delegation type.", field="delegate_name")
+        target = data.get("credentialSubject") if "credentialSubject" in data else data
+        if not isinstance(target, dict):
+            raise CeadError("web.form_invalid", "The credentialSubject is not a single JSON object, so the "
+                            "delegate's name cannot be added to it.", field="body")
+        target["name"] = delegate_name
     valid_until = (form.get("valid_until") or "").strip() or None
     credential = service.build_credential(node, KINDS[kind], data, valid_until=valid_until)
     options = dict(FORMATS[fmt])

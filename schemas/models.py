@@ -494,12 +494,20 @@ class OrganisationCertification(_Subject):
         return self.status == "Certified" and self.issue_date <= day <= self.expiry_date
 
 
+# A delegate's name as the delegating issuer writes it ("Jane Smith", "Head of Housing Analysis"): one line of
+# printable text, no surrounding spaces, at most 200 characters. The delegator's signature attests it; nothing
+# checks that it names a real person.
+DelegateName = Annotated[str, Field(min_length=1, max_length=200,
+                                    pattern=r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")]
+
+
 class DelegatedAuthority(_Subject):
     """A controller (or a delegate allowed to sub-delegate) lets ``delegate`` act for it within a scope."""
     credential_type: ClassVar[str] = "DelegatedAuthorityCredential"
     schema_file: ClassVar[str] = "delegated-authority.json"
 
     id: Did                                   # the delegate
+    name: DelegateName | None = None          # the person or post delegated to, as the delegating issuer names it
     role: str                                 # e.g. "DataProtectionOfficer", "InformationAssetOwner"
     on_behalf_of: Did                         # the controller organisation
     parent_delegation: Ref | None = None

@@ -1,13 +1,31 @@
 """Plain words for what people read on every page and printed document (the issuer's and the wallet's): dates as
 GOV.UK style writes them and credential kinds by name. One place, so a date reads the same on the register, the
-desk, the wallet and a board pack."""
+desk, the wallet and a board pack; roles a delegation names, by name."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 
 KIND_NAMES = {"DataSharingApprovalCredential": "Data-sharing approval",
               "DelegatedAuthorityCredential": "Delegation of approval authority",
               "OrganisationCertificationCredential": "Organisation certification"}
+
+
+# the roles a delegation names (``DelegatedAuthority.role``) that Cead knows, in plain words
+ROLE_NAMES = {"InformationAssetOwner": "Information Asset Owner",
+              "DataProtectionOfficer": "Data Protection Officer",
+              "SeniorInformationRiskOwner": "Senior Information Risk Owner",
+              "CaldicottGuardian": "Caldicott Guardian"}
+
+
+def role_name(role: str) -> str:
+    """``InformationAssetOwner`` -> ``Information Asset Owner``; another role written as one CamelCase word is
+    spaced out (``HeadOfAnalysis`` -> ``Head Of Analysis``), anything else is shown as it is written."""
+    if role in ROLE_NAMES:
+        return ROLE_NAMES[role]
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", role):
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", role)
+    return role
 
 
 def kind_name(type_name: str) -> str:

@@ -109,6 +109,9 @@ def test_demo_fast_decisions_line_by_line_and_cleanup(tmp_path):
     assert proc.returncode == 0, output
     assert "Every decision matched the scenario" in output
     assert "Starting nodes and data APIs" in output
+    # the delegations name their delegates (credentialSubject.name, signed by the delegating organisation or DPO)
+    assert f"for Police IAO, naming the delegate “{world.DELEGATES['police-iao']}”" in output
+    assert f"for Fife Housing IAO, naming the delegate “{world.DELEGATES['fife-housing-iao']}”" in output
     # every organisation and person ran as its own process, plus one data API and one receipt sequencer per provider
     providers = [p for p in world.CAST if p.provides_data]
     assert len(report["processes"]) == len(world.CAST) + 2 * len(providers)

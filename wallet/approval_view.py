@@ -466,9 +466,10 @@ def delegation_conditions(subject: dict, names: Directory) -> list[Section]:
     nm = lambda values: [str(names.name(v)) for v in _as_list(values)]  # noqa: E731
     out: list[Section] = []
     if "id" in subject:
-        out.append(Section("id", "Delegate", [f"{names.name(subject['id'])} as "
-                                              f"{_words(str(subject.get('role', 'approver'))).lower()}."],
-                           [subject["id"]]))
+        role = words.role_name(str(subject.get("role", "approver"))).lower()
+        who = (f"{subject['name']} (the name this delegation gives)" if isinstance(subject.get("name"), str)
+               else str(names.name(subject["id"])))
+        out.append(Section("id", "Delegate", [f"{who} as {role}."], [subject["id"]]))
     if "onBehalfOf" in subject:
         out.append(Section("onBehalfOf", "On behalf of", [f"{names.name(subject['onBehalfOf'])} (the controller)."],
                            [subject["onBehalfOf"]]))
@@ -497,7 +498,7 @@ def delegation_conditions(subject: dict, names: Directory) -> list[Section]:
         out.append(Section("scope", "Within these limits", lines or ["No limits."]))
     elif "scope" in subject:
         out.append(Section("scope", "Within these limits", [_json(subject["scope"])]))
-    known = {"id", "role", "onBehalfOf", "allowedActions", "parentDelegation", "scope"}
+    known = {"id", "name", "role", "onBehalfOf", "allowedActions", "parentDelegation", "scope"}
     out += [Section(k, f"Other field: {k}", [_json(v), "This version of Cead does not know this field."],
                     unknown=True) for k, v in subject.items() if k not in known]
     return out
@@ -575,7 +576,7 @@ def _authority(wallet, verifier, document: dict, model: DataSharingApproval, nam
                          delegation_within(d, parent[1])]
         status = _status(result.problems) or ("active" if result.verified else "not valid")
         bad_sig = any(p.code.startswith(_SIGNATURE) for p in result.problems)
-        role = re.sub(r"(?<!^)([A-Z])", r" \1", d.role)
+        role = words.role_name(d.role)
         text = (f"{names.name(record.issuer)} delegated approval authority to {names.name(d.delegate)} as {role} "
                 f"on behalf of {names.name(d.controller)}: signature {'NOT valid' if bad_sig else 'checked'}, "
                 f"status {status}.")

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from issuer.pages import audit, current_token, http_status, may, parse_object, sign_in_required
-from schemas import vocab
+from schemas import vocab, words
 from schemas.models import DataSharingApproval, describe
 from verifier.results import CeadError
 
@@ -77,8 +77,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             model = desk.delegation_model(d["signed"])
             scope = model.scope
             what = ", ".join(str(names.name(x)) for x in (scope.datasets or [])) or "any dataset"
-            role = {"InformationAssetOwner": "Information Asset Owner", "DataProtectionOfficer":
-                    "Data Protection Officer"}.get(model.role, model.role)
+            role = words.role_name(model.role)
             return f"{role} for {names.name(model.on_behalf_of)}: {what}"
         except CeadError:
             return d["id"]
