@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from schemas import vocab
+from schemas.words import moment_words
 from verifier.did import Resolver, did_web_from_url, ed25519_keys
 from verifier.http import Fetcher
 from verifier.results import CeadError, Problem
@@ -192,7 +194,22 @@ def to_csv(audit: Audit) -> str:
     return out.getvalue()
 
 
+DECISION_WORDS = {"allow": "allowed", "deny": "refused"}
+EVENT_WORDS = {"credential.status": "credential status changed", "key.added": "key added to the DID document",
+               "key.retired": "key retired from the DID document"}
+
+
+def purpose_words(purpose: str | None) -> str:
+    """A purpose by its name in Cead's vocabulary with its identifier ("Statistics (dpv:...)"), else the
+    identifier as written (compacted)."""
+    if not purpose:
+        return ""
+    term = vocab.PURPOSES.get(vocab.expand(purpose))
+    return f"{term.label} ({vocab.compact(term.iri)})" if term else vocab.compact(purpose)
+
+
 def to_html(audit: Audit) -> str:
+    """The printable report: times, decisions and events in words (the CSV keeps the exact values)."""
     e = lambda v: html.escape("" if v is None else str(v))   # noqa: E731
     parts = [f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Accountability report: {e(audit.did)}</title>
@@ -202,23 +219,24 @@ th{{background:#eee}} .bad{{color:#a00;font-weight:bold}} .ok{{color:#060;font-w
 @media print{{a{{color:#111;text-decoration:none}} h2{{page-break-before:auto}}}}</style></head><body>
 <h1>Accountability report</h1>
 <p>Organisation <b>{e(audit.did)}</b>, log <code>{e(audit.origin)}</code> at {e(audit.node_url)}/log/,
-read {e(datetime.now(timezone.utc).replace(microsecond=0).isoformat())}.</p>
+read {e(moment_words(datetime.now(timezone.utc), seconds=True))}.</p>
 <p>Entries: {audit.size}. Approvals issued: {len(audit.approvals())}. Decisions with receipts: {len(audit.receipts())}
 ({sum(1 for r in audit.receipts() if r['meta'].get('decision') == 'allow')} allowed,
 {sum(1 for r in audit.receipts() if r['meta'].get('decision') == 'deny')} refused).</p>
-<p class="{'ok' if audit.ok else 'bad'}">{'Every check passed: one consistent history, every checkpoint signed by '
- 'the organisation.' if audit.ok else 'Problems found: ' + e('; '.join(p.message for p in audit.problems))}</p>
+{'<p class="ok">Every check passed: one consistent history, every checkpoint signed by the organisation.</p>'
+ if audit.ok else '<p class="bad">Problems found:</p><ul class="bad">' +
+ ''.join(f'<li>{e(p.message)}</li>' for p in audit.problems) + '</ul>'}
 <h2>Checkpoints</h2><table><tr><th>entries</th><th>root hash</th><th>matches the entries</th><th>co-signed by</th>
 </tr>"""]
     for c in audit.checkpoints:
         parts.append(f"<tr><td>{c['size']}</td><td><code>{e(c['root'][:16])}…</code></td>"
                      f"<td class=\"{'ok' if c['consistent'] else 'bad'}\">{'yes' if c['consistent'] else 'NO'}</td>"
-                     f"<td>{e(', '.join(c['witnesses']) or 'no witness given or none co-signed')}</td></tr>")
+                     f"<td>{e(', '.join(c['witnesses']) or 'none (no witness was named, or none co-signed)')}</td></tr>")
     parts.append("</table><h2>Approvals and the transfers made under each</h2>")
     issued = {a["meta"].get("credentialId"): a for a in audit.approvals()}
     for approval, transfers in audit.transfers_by_approval().items():
         a = issued.get(approval)
-        when = (f", issued {e(a.get('at'))} (log entry {a['index']})" if a else
+        when = (f", issued {e(moment_words(a.get('at'), seconds=True))} (log entry {a['index']})" if a else
                 " (issued elsewhere, e.g. by a delegate: its issuance is in that issuer's log)")
         parts.append(f"<h3>{e(approval)}{when}</h3>")
         if not transfers:
@@ -228,17 +246,20 @@ read {e(datetime.now(timezone.utc).replace(microsecond=0).isoformat())}.</p>
                      "<th>payload SHA-256</th><th>reasons</th></tr>")
         for t in transfers:
             row = _row(t)
-            parts.append(f"<tr><td>{e(row['decidedAt'])}</td><td>{e(row['decision'])}</td><td>{e(row['recipient'])}"
+            parts.append(f"<tr><td>{e(moment_words(row['decidedAt'], seconds=True))}</td><td>"
+                         f"{e(DECISION_WORDS.get(row['decision'], row['decision']))}</td><td>{e(row['recipient'])}"
                          f"</td><td>{e(row['dataset'])}</td><td>{e(row['rows'])}</td>"
                          f"<td><code>{e((row['payloadSha256'] or '')[:16])}</code></td><td>{e(row['reasons'])}</td></tr>")
         parts.append("</table>")
-    parts.append("<h2>Status and key changes</h2><table><tr><th>entry</th><th>when</th><th>what</th><th>subject</th>"
+    parts.append("<p>Reasons are Cead's codes, each explained in its list of error codes (docs/error-codes.md).</p>"
+                 "<h2>Status and key changes</h2><table><tr><th>entry</th><th>when</th><th>what</th><th>subject</th>"
                  "</tr>")
     for x in audit.entries:
         if x["kind"] in ("credential.status", "key.added", "key.retired"):
             subject = x["meta"].get("credentialId") or x["meta"].get("verificationMethod")
-            what = x["kind"] + (f" ({x['meta'].get('action')})" if x["meta"].get("action") else "")
-            parts.append(f"<tr><td>{x['index']}</td><td>{e(x.get('at'))}</td><td>{e(what)}</td><td>{e(subject)}</td></tr>")
+            what = EVENT_WORDS[x["kind"]] + (f": {x['meta'].get('action')}" if x["meta"].get("action") else "")
+            parts.append(f"<tr><td>{x['index']}</td><td>{e(moment_words(x.get('at'), seconds=True))}</td>"
+                         f"<td>{e(what)}</td><td>{e(subject)}</td></tr>")
     parts.append(f"""</table>
 <h2>DPA 2018 section 62: logging of disclosures (Part 3 controllers)</h2>
 <p>Section 62 of the Data Protection Act 2018 (<a href="{S62}">{S62}</a>) requires a competent authority to keep
@@ -253,8 +274,9 @@ Below is that view of this organisation's log: each allowed transfer, its time, 
         row = _row(r)
         if row["decision"] != "allow":
             continue
-        parts.append(f"<tr><td>{e(row['decidedAt'])}</td><td>{e(row['recipient'])}</td><td>{e(row['approval'])}; "
-                     f"{e(row['purpose'])}</td><td>{e(row['dataset'])}</td><td>{e(row['rows'])}</td>"
+        parts.append(f"<tr><td>{e(moment_words(row['decidedAt'], seconds=True))}</td><td>{e(row['recipient'])}</td>"
+                     f"<td>{e(row['approval'])}; {e(purpose_words(row['purpose']))}</td><td>{e(row['dataset'])}</td>"
+                     f"<td>{e(row['rows'])}</td>"
                      f"<td>{row['logIndex']}</td></tr>")
     parts.append("</table></body></html>\n")
     return "".join(parts)

@@ -38,9 +38,10 @@ def day_words(value: date | datetime) -> str:
     return f"{value.day} {value.strftime('%B %Y')}"
 
 
-def moment_words(value: datetime | str | None) -> str:
-    """``3 December 2026, 14:54 UTC`` (a naive time is taken as UTC; an ISO 8601 string is read first, and one
-    that is no date is shown as it is); "" for none."""
+def moment_words(value: datetime | str | None, *, seconds: bool = False) -> str:
+    """``3 December 2026, 14:54 UTC`` (``seconds``: ``14:54:08 UTC``, where the order of events matters, as in an
+    audit; a naive time is taken as UTC; an ISO 8601 string is read first, and one that is no date is shown as it
+    is); "" for none."""
     if value is None or value == "":
         return ""
     if isinstance(value, str):
@@ -49,4 +50,5 @@ def moment_words(value: datetime | str | None) -> str:
         except ValueError:
             return value
     value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return f"{day_words(value.astimezone(timezone.utc))}, {value.astimezone(timezone.utc):%H:%M} UTC"
+    value = value.astimezone(timezone.utc)
+    return f"{day_words(value)}, {value.strftime('%H:%M:%S' if seconds else '%H:%M')} UTC"

@@ -86,6 +86,12 @@ def test_audit_finds_every_transfer(served, tmp_path):
     assert {int(r["logIndex"]) for r in rows} == stored
     page = next(out.glob("*.html")).read_text()
     assert "section 62" in page and "legislation.gov.uk/ukpga/2018/12/section/62" in page and a1 in page
+    # the printable report reads in words (the CSV keeps the exact values): times, decisions, log events
+    from schemas.words import moment_words
+    for r in rows:
+        assert moment_words(r["decidedAt"], seconds=True) in page and r["decidedAt"] not in page
+    assert "<td>refused</td>" in page and "<td>allowed</td>" in page and "key added to the DID document" in page
+    assert "Every check passed" in page
 
     # the node's own page of transfers under each approval (from its public log)
     import requests
@@ -113,6 +119,17 @@ def test_audit_finds_every_transfer(served, tmp_path):
         conn.execute(sa.text("update tlog_entry set entry = :e where idx = 2"), {"e": b'{"kind":"forged"}'})
     result = runner.invoke(main, ["audit", base, "--ca-bundle", ca, "--allow-private-addresses", "--out", str(out)])
     assert result.exit_code == 1 and "audit.inconsistent" in result.output
+    page = next(out.glob("*.html")).read_text()
+    assert "Problems found:" in page and page.count("<li>") >= 1 and ".;" not in page
+
+
+def test_audit_names_purposes_it_knows():
+    from cead.audit import purpose_words
+    from schemas import vocab
+    known = next(iter(vocab.PURPOSES.values()))
+    assert purpose_words(known.iri) == f"{known.label} ({vocab.compact(known.iri)})"
+    assert purpose_words("https://w3id.org/dpv#NoSuchPurpose") == "dpv:NoSuchPurpose"
+    assert purpose_words(None) == ""
 
 
 def test_receipt_verify_command(served, tmp_path):
