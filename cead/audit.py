@@ -26,6 +26,7 @@ from pathlib import Path
 
 from schemas import vocab
 from schemas.words import moment_words
+from issuer.evidence.report import transfers_table
 from verifier.did import Resolver, did_web_from_url, ed25519_keys
 from verifier.http import Fetcher
 from verifier.results import CeadError, Problem
@@ -194,7 +195,6 @@ def to_csv(audit: Audit) -> str:
     return out.getvalue()
 
 
-DECISION_WORDS = {"allow": "allowed", "deny": "refused"}
 EVENT_WORDS = {"credential.status": "credential status changed", "key.added": "key added to the DID document",
                "key.retired": "key retired from the DID document"}
 
@@ -242,15 +242,7 @@ read {e(moment_words(datetime.now(timezone.utc), seconds=True))}.</p>
         if not transfers:
             parts.append("<p>No transfers under this approval.</p>")
             continue
-        parts.append("<table><tr><th>when</th><th>decision</th><th>recipient</th><th>dataset</th><th>rows</th>"
-                     "<th>payload SHA-256</th><th>reasons</th></tr>")
-        for t in transfers:
-            row = _row(t)
-            parts.append(f"<tr><td>{e(moment_words(row['decidedAt'], seconds=True))}</td><td>"
-                         f"{e(DECISION_WORDS.get(row['decision'], row['decision']))}</td><td>{e(row['recipient'])}"
-                         f"</td><td>{e(row['dataset'])}</td><td>{e(row['rows'])}</td>"
-                         f"<td><code>{e((row['payloadSha256'] or '')[:16])}</code></td><td>{e(row['reasons'])}</td></tr>")
-        parts.append("</table>")
+        parts.append(transfers_table(transfers))
     parts.append("<p>Reasons are Cead's codes, each explained in its list of error codes (docs/error-codes.md).</p>"
                  "<h2>Status and key changes</h2><table><tr><th>entry</th><th>when</th><th>what</th><th>subject</th>"
                  "</tr>")

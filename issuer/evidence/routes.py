@@ -88,6 +88,7 @@ def blueprint(node) -> Blueprint:
         (from the public log: nothing here is not already in /log/)."""
         import html as _html
         from .log import decode_entry
+        from .report import transfers_table
         e = lambda v: _html.escape("" if v is None else str(v))   # noqa: E731
         groups: dict[str, list[dict]] = {}
         for index, data in log().entries(kind=record.RECEIPT):
@@ -102,15 +103,7 @@ def blueprint(node) -> Blueprint:
         if not groups:
             parts.append("<p>No decisions logged yet.</p>")
         for approval, rows in groups.items():
-            parts.append(f"<h2>{e(approval)}</h2><table><tr><th>when</th><th>decision</th><th>recipient</th>"
-                         "<th>dataset</th><th>rows</th><th>payload SHA-256</th><th>reasons</th><th>log entry</th></tr>")
-            for r in rows:
-                m = r["meta"]
-                parts.append(f"<tr><td>{e(m.get('decidedAt') or r.get('at'))}</td><td>{e(m.get('decision'))}</td>"
-                             f"<td>{e(m.get('holder'))}</td><td>{e(m.get('dataset'))}</td><td>{e(m.get('rows'))}</td>"
-                             f"<td><code>{e((r['digests'].get('payload') or '')[:16])}</code></td>"
-                             f"<td>{e(' '.join(m.get('reasons') or []))}</td><td>{r['index']}</td></tr>")
-            parts.append("</table>")
+            parts.append(f"<h2>{e(approval)}</h2>{transfers_table(rows)}")
         parts.append("</body></html>")
         return Response("".join(parts), mimetype="text/html", headers={"Cache-Control": "no-store"})
 
