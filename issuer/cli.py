@@ -563,7 +563,8 @@ def issued():
 @click.option("--json", "as_json", is_flag=True, help="JSON (a list, oldest first), for scripts.")
 @_fail_on_cead_error
 def issued_list(home, as_csv, as_json):
-    """List every credential this node issued: id, type, subject, dates, status, digest."""
+    """List every credential this node issued: id, type, subject (with its name, where the credential states one),
+    dates, status, digest."""
     rows = service.register(_open(home))
     if as_csv and as_json:
         raise CeadError("options.invalid", "Give --csv or --json, not both.")
@@ -575,7 +576,9 @@ def issued_list(home, as_csv, as_json):
                               default=str))
         return
     for row in rows:
-        click.echo(f"{row.issued_at}  {row.status:9}  {row.types.split(',')[-1]:36}  {row.id}  {row.subject or ''}")
+        named = f" ({row.subject_name})" if row.subject_name else ""
+        click.echo(f"{row.issued_at}  {row.status:9}  {row.types.split(',')[-1]:36}  {row.id}  {row.subject or ''}"
+                   f"{named}")
 
 
 # ---- notifications -------------------------------------------------------------------------------------------------

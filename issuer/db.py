@@ -92,6 +92,8 @@ class IssuedCredential(SQLModel, table=True):
     id: str = Field(primary_key=True)
     types: str                              # comma-separated, e.g. "VerifiableCredential,DelegatedAuthorityCredential"
     subject: Optional[str] = None
+    subject_name: Optional[str] = None      # the subject's name as the credential states it (a delegation's name, a
+                                            # certification's legalName); None when it states none
     issued_at: str = Field(default_factory=utcnow, index=True)
     valid_from: Optional[str] = None
     valid_until: Optional[str] = None

@@ -444,6 +444,7 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
             s.add(db.IssuedCredential(
                 id=credential["id"], types=",".join(types_of(credential)),
                 subject=subject.get("id") or " ".join(subject.get("recipients") or []) or None,
+                subject_name=_subject_name(cead_type, subject),
                 valid_from=credential.get("validFrom", credential.get("issuanceDate")),
                 valid_until=credential.get("validUntil", credential.get("expirationDate")), format=fmt,
                 verification_method=vm, digest=credential_digest(signed), status_entries=json.dumps(entries),
@@ -465,6 +466,16 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
         raise _fail("credential.duplicate_id", f"A credential with id {credential['id']} was issued before.") \
             from None
     return Issued(credential["id"], fmt, signed, vc)
+
+
+def _subject_name(cead_type: str | None, subject: dict) -> str | None:
+    """The subject's name as the credential states it, for the register: a delegation's ``name`` (the person or post
+    delegated to), a certification's ``legalName``; None for anything else (an approval names its recipients by
+    DID only)."""
+    field = {"DelegatedAuthorityCredential": "name", "OrganisationCertificationCredential": "legalName"}.get(
+        cead_type or "")
+    value = subject.get(field) if field else None
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _public_terms(cead_type: str | None, subject: dict) -> dict:
@@ -612,7 +623,7 @@ def _status_update_action(body: dict) -> str:
 
 # ---- the register ----------------------------------------------------------------------------------------------
 
-REGISTER_FIELDS = ("id", "types", "subject", "issued_at", "valid_from", "valid_until", "format",
+REGISTER_FIELDS = ("id", "types", "subject", "subject_name", "issued_at", "valid_from", "valid_until", "format",
                    "verification_method", "status", "status_entries", "digest", "issued_by", "updated_at")
 
 

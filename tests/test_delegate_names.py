@@ -215,6 +215,10 @@ def test_the_dpo_names_the_delegate_on_the_issue_page(tmp_path):
     credential = json.loads(unquote(href.partition(",")[2]))
     assert credential["credentialSubject"]["name"] == "Jane Smith"
     assert service.register(node)[0].id == credential["id"]
+    # the DPO's register says who it was issued to: the name the delegation states, above the delegate's DID
+    assert service.register(node)[0].subject_name == "Jane Smith"
+    register = client.get("/dpo/register").text
+    assert '<span class="cead-subject-name">Jane Smith</span>' in register and DELEGATE in register
     refused = _issue(client, kind="certification", body=json.dumps({"id": DELEGATE}), delegate_name="Jane Smith")
     assert refused.status_code == 400 and "Delegate" in _text(refused.text)
     assert len(service.register(node)) == 1
@@ -227,6 +231,7 @@ def test_the_command_line_names_the_delegate(tmp_path):
                  "--subject", DELEGATE, "--delegate-name", "Jane Smith", "--out", out)
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["credentialSubject"]["name"] == "Jane Smith"
+    assert f"{DELEGATE} (Jane Smith)" in run("issued", "list", "--home", home).output   # the register names them
     refused = run("issue", "approval", "--home", home, "--file", EXAMPLES / "police-approval.json",
                   "--delegate-name", "Jane Smith")
     assert refused.exit_code == 1 and "--delegate-name" in refused.stderr

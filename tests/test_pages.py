@@ -154,7 +154,10 @@ def test_register_lists_what_was_issued_with_a_csv(env):
     assert page.headers["Cache-Control"] == "no-store"
     csv_file = client.get("/dpo/register.csv")
     assert csv_file.mimetype == "text/csv" and "attachment" in csv_file.headers["Content-Disposition"]
-    assert issued.id in csv_file.text and csv_file.text.startswith("id,types,subject")
+    assert issued.id in csv_file.text and csv_file.text.startswith("id,types,subject,subject_name,")
+    # the certified organisation by its legal name (as the certification states it), above its DID
+    assert f'<span class="cead-subject-name">{CERT_SUBJECT["legalName"]}</span>' in page.text
+    assert f',{CERT_SUBJECT["id"]},{CERT_SUBJECT["legalName"]},' in csv_file.text
 
 
 def test_revoke_through_the_page_needs_csrf_confirmation_and_scope(env):
