@@ -7,8 +7,8 @@ verifier enforced, and the enveloped credential's @context.
   objects MUST have a type; section 4.11: a ``credentialSchema`` MUST have an ``id`` that is a URL.
 - Section 5.3: ``relatedResource`` MUST be one or more objects, each with a URL ``id``, unique among them, and at
   least a ``digestSRI`` or a ``digestMultibase``.
-- Section 4.13.1: an ``EnvelopedVerifiableCredential``'s ``@context`` MUST be present and include a context
-  defining its terms (the base context).
+- Section 4.13 (Enveloped Verifiable Credentials): an ``EnvelopedVerifiableCredential``'s ``@context`` MUST be
+  present and include a context defining its terms (the base context).
 
 The suite only asks the issuer to refuse these (400); here the issuer's reason is asserted over real HTTPS, and the
 verifier's, for credentials signed anyway (a peer that does not check), at ``/credentials/verify``. The suite's

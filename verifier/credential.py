@@ -255,8 +255,9 @@ def unwrap_enveloped(entry: Any, kind: str = "credential") -> Any:
     -> the JWT string; anything else is returned as given."""
     type_name, prefix = _ENVELOPES[kind]
     if isinstance(entry, dict) and type_name in as_list(entry.get("type")):
-        # VC Data Model 2.0 sections 4.13.1 and 4.13.2: the envelope's @context MUST be present and include a
-        # context defining id, type and the envelope's type: the base context (the only one Cead knows to do so)
+        # VC Data Model 2.0 section 4.13 (Enveloped Verifiable Credentials / Presentations): the envelope's
+        # @context MUST be present and include a context defining id, type and the envelope's type: the base
+        # context (the only one Cead knows to do so)
         if V2_CONTEXT not in as_list(entry.get("@context")):
             raise CeadError(f"{kind}.malformed", f"An {type_name} must have an @context that includes "
                             f"{V2_CONTEXT} (VC Data Model 2.0: it defines the {type_name} type).")
