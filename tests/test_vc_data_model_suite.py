@@ -222,3 +222,14 @@ def test_a_credential_whose_contexts_all_matter_gets_no_proof_context(issuer, ve
     assert "@context" not in issued["proof"]
     status, body = verify(verifier, issued)
     assert (status, body["errors"]) == (200, [])
+
+
+def test_a_vocab_reset_the_json_ld_library_cannot_process_is_refused_in_words(issuer):
+    """The suite's credential-type-unmapped-fail: {"@vocab": null} after the base context (which sets no @vocab at
+    its top level) and a type only a @vocab would define. Refused, as the suite expects; the reason used to be
+    pyld's bare "KeyError: '@vocab'"."""
+    response = issue(issuer, vector("credential-type-unmapped-fail"))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "jsonld.invalid"
+    assert '{"@vocab": null}' in error["message"] and "KeyError" not in error["message"]
