@@ -42,6 +42,20 @@ def _datetime(value: datetime | str | None, field: str) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _context_unsigned(unsecured: dict, proof: dict, suite: str) -> bool:
+    """Whether an eddsa-rdfc-2022 proof without ``@context`` would leave an ``@context`` entry of ``unsecured`` that
+    changes nothing it signs (e.g. the examples context, all of whose terms the base context also defines). Cead's
+    verifiers refuse such a credential (``proof.context_unsigned``: it could travel with or without the entry), so
+    the proof then carries the document's ``@context`` (VC Data Integrity 1.0 section 2.1 allows it), which pins
+    the one encoding and leaves the signature as it is: RDFC-1.0 signs the proof options under the document's
+    contexts either way."""
+    from verifier.signedcontext import RDFC, context_problems
+    contexts = unsecured.get("@context")
+    if suite != RDFC or not isinstance(contexts, list) or len(contexts) < 2:
+        return False
+    return any(p.code == "proof.context_unsigned" for p in context_problems(unsecured, unsecured, proof, suite))
+
+
 def add_proof(document: dict, key: PrivateKey, verification_method: str, *, cryptosuite: str = "eddsa-rdfc-2022",
               purpose: str = "assertionMethod", challenge: str | None = None, domain: str | None = None,
               created: datetime | str | None = None, expires: datetime | str | None = None,
@@ -72,6 +86,8 @@ def add_proof(document: dict, key: PrivateKey, verification_method: str, *, cryp
     if domain is not None:
         proof["domain"] = domain
     proof_context = suite.proof_context(unsecured)
+    if proof_context is None and _context_unsigned(unsecured, proof, suite.name):
+        proof_context = unsecured["@context"]
     if proof_context is not None:
         proof["@context"] = copy.deepcopy(proof_context)
     proof["proofValue"] = suite.encode_signature(suite.sign(key, suite.hash(unsecured, proof)))

@@ -56,6 +56,115 @@ _PRESENTATION_PROOF_CODES = {"proof.challenge_mismatch": "presentation.nonce_mis
 
 
 # ---- small helpers ----------------------------------------------------------------------------------------------
+# VC Data Model 2.0 section 4.4: an id "MUST be a single URL". A URL here is absolute (RFC 3986: a scheme, ":" and
+# the rest) with no white space, control characters or the characters RFC 3986 never allows ("https ://x" has a
+# space in its scheme, so it is no URL); an http(s) URL also needs a host.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f<>\"{}|\\^`]+")
+# VC Data Model 2.0 section 4.5: the objects of these properties "MUST have a type specified".
+_TYPED_PROPERTIES = ("credentialStatus", "credentialSchema", "evidence", "refreshService", "termsOfUse")
+# Subresource Integrity (W3C SRI section 3.5): hash-expression = hash-algo "-" base64-value
+_SRI = re.compile(r"(sha256|sha384|sha512)-[A-Za-z0-9+/_\-]+={0,2}(\?[\x21-\x7e]*)?")
+
+
+def is_url(value: Any) -> bool:
+    """Whether ``value`` is a single absolute URL (VC Data Model 2.0 section 4.4): a DID, a ``urn:``, an http(s)
+    URL with a host...; not a list, not relative, no white space."""
+    if not isinstance(value, str) or not _URL.fullmatch(value):
+        return False
+    scheme, rest = value.split(":", 1)
+    if scheme.lower() in ("http", "https"):
+        return rest.startswith("//") and len(rest) > 2 and rest[2] not in "/?#"
+    return True
+
+
+def _type_problem(value: Any, where: str) -> str | None:
+    if "type" not in value:
+        return f"{where} has no type (VC Data Model 2.0 section 4.5: it MUST have one)."
+    types = value["type"]
+    if not as_list(types) or not all(isinstance(t, str) and t for t in as_list(types)):
+        return f"{where}.type must be a term or a URL (a string), or a list of them."
+    return None
+
+
+def property_problems(doc: dict, version: str) -> list[Problem]:
+    """The VC Data Model rules for a credential's own properties that JSON-LD alone does not enforce: each ``id`` a
+    single URL (section 4.4: the credential's, its issuer's, its subjects' and those of the objects below); each
+    ``credentialStatus``, ``credentialSchema``, ``evidence``, ``refreshService`` and ``termsOfUse`` object with a
+    ``type`` (section 4.5), a ``credentialSchema`` with an ``id`` (section 4.11); and ``relatedResource`` (VC 2.0
+    section 5.3) one or more objects, each with a unique URL ``id`` and a ``digestSRI`` or ``digestMultibase``.
+    Whether a related resource's digest matches is not checked: the verifier does not retrieve related resources."""
+    found: list[str] = []
+
+    def check_id(value: Any, where: str, required: bool = False, section: str = "4.4") -> None:
+        if value is None and not required:
+            return
+        if isinstance(value, list):
+            found.append(f"{where} must be a single URL, not a list (VC Data Model 2.0 section {section}).")
+        elif not is_url(value):
+            found.append(f"{where} {str(value)[:80]!r} is not a URL (VC Data Model 2.0 section {section})."
+                         if value is not None else f"{where} is missing; it must be a URL.")
+
+    if "id" in doc:
+        check_id(doc["id"], "id", required=True)
+    issuer = doc.get("issuer")
+    if isinstance(issuer, dict) and "id" in issuer:
+        check_id(issuer["id"], "issuer.id", required=True, section="4.7")
+    elif isinstance(issuer, str) or (issuer is not None and not isinstance(issuer, dict)):
+        check_id(issuer, "issuer", required=True, section="4.7")
+    subjects = doc.get("credentialSubject")
+    for index, subject in enumerate(as_list(subjects)):
+        if isinstance(subject, dict) and "id" in subject:
+            check_id(subject["id"], f"credentialSubject{f'[{index}]' if isinstance(subjects, list) else ''}.id",
+                     required=True)
+    for name in _TYPED_PROPERTIES:
+        if name not in doc:
+            continue
+        values = doc[name]
+        for index, value in enumerate(as_list(values)):
+            where = f"{name}[{index}]" if isinstance(values, list) else name
+            if not isinstance(value, dict):
+                found.append(f"{where} must be an object with a type.")
+                continue
+            problem = _type_problem(value, where)
+            if problem:
+                found.append(problem)
+            check_id(value.get("id"), f"{where}.id", required=name == "credentialSchema" or "id" in value)
+        if not as_list(values):
+            found.append(f"{name} must be one or more objects.")
+    if version == "2.0" and "relatedResource" in doc:
+        values = doc["relatedResource"]
+        seen: set[str] = set()
+        if not as_list(values):
+            found.append("relatedResource must be one or more objects (VC Data Model 2.0 section 5.3).")
+        for index, value in enumerate(as_list(values)):
+            where = f"relatedResource[{index}]" if isinstance(values, list) else "relatedResource"
+            if not isinstance(value, dict):
+                found.append(f"{where} must be an object with an id and a digest, not "
+                             f"{type(value).__name__ if not isinstance(value, str) else 'a string'} "
+                             "(VC Data Model 2.0 section 5.3).")
+                continue
+            check_id(value.get("id"), f"{where}.id", required=True)
+            if isinstance(value.get("id"), str):
+                if value["id"] in seen:
+                    found.append(f"{where}.id {value['id'][:80]!r} is listed twice; each related resource's id "
+                                 "MUST be unique (VC Data Model 2.0 section 5.3).")
+                seen.add(value["id"])
+            if "digestSRI" not in value and "digestMultibase" not in value:
+                found.append(f"{where} has neither digestSRI nor digestMultibase; it MUST have at least one "
+                             "(VC Data Model 2.0 section 5.3).")
+            for sri in as_list(value.get("digestSRI")):
+                if not (isinstance(sri, str) and _SRI.fullmatch(sri)):
+                    found.append(f"{where}.digestSRI {str(sri)[:80]!r} is not an SRI hash expression "
+                                 "(sha256-, sha384- or sha512- and base64).")
+            for digest in as_list(value.get("digestMultibase")):
+                if not (isinstance(digest, str) and len(digest) > 1):
+                    found.append(f"{where}.digestMultibase must be a multibase string.")
+            if "mediaType" in value and not isinstance(value["mediaType"], str):
+                found.append(f"{where}.mediaType must be a string.")
+    return [Problem("credential.property_invalid", message, {"property": message.split(" ", 1)[0]})
+            for message in found]
+
+
 def _did_of(vm_id: str | None) -> str | None:
     return vm_id.split("#", 1)[0] if isinstance(vm_id, str) else None
 
@@ -146,6 +255,12 @@ def unwrap_enveloped(entry: Any, kind: str = "credential") -> Any:
     -> the JWT string; anything else is returned as given."""
     type_name, prefix = _ENVELOPES[kind]
     if isinstance(entry, dict) and type_name in as_list(entry.get("type")):
+        # VC Data Model 2.0 section 4.13 (Enveloped Verifiable Credentials / Presentations): the envelope's
+        # @context MUST be present and include a context defining id, type and the envelope's type: the base
+        # context (the only one Cead knows to do so)
+        if V2_CONTEXT not in as_list(entry.get("@context")):
+            raise CeadError(f"{kind}.malformed", f"An {type_name} must have an @context that includes "
+                            f"{V2_CONTEXT} (VC Data Model 2.0: it defines the {type_name} type).")
         data = entry.get("id")
         if not (isinstance(data, str) and data.startswith(prefix)):
             raise CeadError(f"{kind}.malformed", f"An {type_name} must have an id of the form {prefix}<jwt>.")
@@ -406,6 +521,8 @@ class Verifier:
             start = _parse_time(doc["issuanceDate"], "issuanceDate", require_zone=False)
             end = (_parse_time(doc["expirationDate"], "expirationDate", require_zone=False)
                    if "expirationDate" in doc else None)
+        for problem in property_problems(doc, version):
+            result.add(problem)
         self._check_time(result, now, start, end, "credential")
         if self.check_schemas:
             self._check_schemas(result, doc)

@@ -215,6 +215,11 @@ def _run(action: Callable[[_pyld.JsonLdProcessor], Any], loader: Callable | None
             cause = cause.__cause__ or cause.__context__
         if isinstance(innermost, _pyld.JsonLdError):
             reason = f"{innermost.args[0]} ({innermost.code or innermost.type})"
+        elif isinstance(innermost, KeyError) and innermost.args == ("@vocab",):
+            # pyld 3.3 deletes the active @vocab for a context entry {"@vocab": null} without checking there is one
+            # (JSON-LD 1.1 allows it: nothing to remove). Fail closed, but say what it was.
+            reason = ('a context entry {"@vocab": null} where no @vocab is in effect, which the JSON-LD library '
+                      "cannot process; leave that entry out")
         else:
             reason = f"{type(innermost).__name__}: {innermost}"
         raise CeadError("jsonld.invalid", f"Invalid JSON-LD: {reason}") from None
