@@ -27,7 +27,7 @@ from schemas.words import day_words, moment_words  # noqa: F401  (re-exported: t
 from schemas.models import DataSharingApproval, DelegatedAuthority
 from verifier.results import CeadError
 
-from .names import Directory
+from .names import Directory, delegate_label
 
 APPROVAL = DataSharingApproval.credential_type
 DELEGATION = DelegatedAuthority.credential_type
@@ -534,6 +534,22 @@ def _held(wallet, digest: str):
     return wallet._by_digest(digest)
 
 
+def _delegated_to(d: DelegatedAuthority, names: Directory) -> str:
+    """Whom a delegation delegates to, its role and for whom, each said once: "Jane Smith (Information Asset Owner
+    for NHS Fife)" when a believed delegation names the delegate so (that label already says the role and the
+    controller), otherwise "<delegate> as <role> on behalf of <controller>"."""
+    role = words.role_name(d.role)
+    controller = str(names.name(d.controller))
+    who = names.name(d.delegate)
+    named = names.delegate(d.delegate) if d.delegate.startswith("did:") else None
+    if named is not None and who.label == named.label:
+        if d.name and delegate_label(d.name, d.role, controller) in named.label.split("; "):
+            return named.label
+        # named by another delegation: this one's own role and controller still said, once, plainly
+        return f"{named.label}, here as {role} on behalf of {controller}"
+    return f"{who} as {role} on behalf of {controller}"
+
+
 def _authority(wallet, verifier, document: dict, model: DataSharingApproval, names: Directory) -> list[Line]:
     from verifier.scope import approval_within, delegation_within
     issuer = document.get("issuer")
@@ -576,10 +592,8 @@ def _authority(wallet, verifier, document: dict, model: DataSharingApproval, nam
                          delegation_within(d, parent[1])]
         status = _status(result.problems) or ("active" if result.verified else "not valid")
         bad_sig = any(p.code.startswith(_SIGNATURE) for p in result.problems)
-        role = words.role_name(d.role)
-        text = (f"{names.name(record.issuer)} delegated approval authority to {names.name(d.delegate)} as {role} "
-                f"on behalf of {names.name(d.controller)}: signature {'NOT valid' if bad_sig else 'checked'}, "
-                f"status {status}.")
+        text = (f"{names.name(record.issuer)} delegated approval authority to {_delegated_to(d, names)}: "
+                f"signature {'NOT valid' if bad_sig else 'checked'}, status {status}.")
         lines.append(Line("ok" if not problems else "bad", f"Delegation {depth + 1}", text, problems))
         ok = ok and not problems
         parent = (record, d)
