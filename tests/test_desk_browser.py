@@ -503,3 +503,48 @@ def test_a_dpo_signs_in_with_the_organisations_account_and_signs_a_standing_appr
     assert "Nora Nobody" in summary and "Ask your administrator to assign one of" in summary
     assert "staff.oidc_no_role" in nobody.inner_text("main")
     check(nobody, "45-oidc-no-role")
+
+
+def test_an_approval_from_a_person_with_a_did_key_fits_a_phone_and_names_everyone_once(world, browser):
+    """An approval signed by an IAO's own key (did:key, about 100 characters without a break) under a chain that
+    names its delegates: the summary fits a phone (the key behind a disclosure, never widening the page) and each
+    delegation line says whom it delegates to, their role and their organisation once."""
+    from schemas.models import credential_digest
+    from test_wallet_support import approval_subject, identity, vc
+    from wallet.store import jwt_payload
+    w = world
+    requester = w["requester"]["node"]
+    controller, dpo, iao = identity(), identity(), identity()
+    names = requester.home / "names.json"
+    known = json.loads(names.read_text()) if names.exists() else {}
+    names.write_text(json.dumps({**known, controller.did: "NHS Fife"}))
+    first = vc(controller, "DelegatedAuthorityCredential", {
+        "id": dpo.did, "name": "Alex Morgan", "role": "DataProtectionOfficer", "onBehalfOf": controller.did,
+        "allowedActions": ["ApproveDisclosure", "SubDelegate"], "scope": {"datasets": [DATASET],
+                                                                           "maxDelegationDepth": 2}})
+    second = vc(dpo, "DelegatedAuthorityCredential", {
+        "id": iao.did, "name": "Jane Smith", "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+        "parentDelegation": {"id": jwt_payload(first)["id"], "digest": credential_digest(first)},
+        "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET], "maxDelegationDepth": 1}})
+    approval = vc(iao, "DataSharingApprovalCredential", approval_subject(
+        controller.did, requester.did, datasets=[DATASET], chain=[first, second]))
+    wallet = w["requester"]["wallet"]
+    for c in (first, second):
+        assert wallet.import_credential(c).ok
+    held = wallet.import_credential(approval)
+    assert held.ok, held.problems
+    jane = "Jane Smith (Information Asset Owner for NHS Fife)"
+    for width in (1200, 390):
+        page = person(browser, width).new_page()
+        sign_in(page, w["requester"]["url"], "ana")
+        page.goto(f"{w['requester']['url']}/wallet/{held.record.id}/summary")
+        check(page, f"31-summary-did-key-{width}")
+        checks = page.inner_text("ul.cead-check-list")
+        assert f"Data-sharing approval from {jane}" in page.inner_text("h1")
+        assert f"Alex Morgan (Data Protection Officer for NHS Fife) delegated approval authority to {jane}:" in checks
+        assert "on behalf of" not in checks, checks
+        signature = page.locator("ul.cead-check-list li").first
+        assert signature.inner_text().startswith("Signature") and iao.did not in signature.inner_text()
+        signature.locator("summary").click()                # the key, for whoever checks it by other means
+        assert iao.kid in signature.inner_text()
+        check(page, f"31-summary-did-key-{width}-key-shown")

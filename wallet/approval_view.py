@@ -54,6 +54,7 @@ class Line:
     title: str
     text: str
     detail: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)     # identifiers (a key, a DID...): behind a disclosure, not in text
 
 
 @dataclass
@@ -672,14 +673,16 @@ def verification(wallet, record, names: Directory, *, fresh: bool = True) -> Rep
     lines: list[Line] = []
     sig = [p for p in result.problems if p.code.startswith(_SIGNATURE)]
     issuer = result.issuer or record.issuer
+    # the key (a did:key is some 100 characters without a break) and the signature format are for whoever checks
+    # by other means: behind the line's disclosure, not in its sentence
     lines.append(Line("bad" if sig else "ok", "Signature",
-                      f"The signature of {names.name(issuer)} checks out against its current key "
-                      f"({result.verification_method or 'its DID document'}; "
-                      f"{'Data Integrity proof' if record.format == 'ldp' else 'JOSE (vc+jwt)'})"
+                      f"The signature of {names.name(issuer)} checks out against its current key"
                       + (f", co-signed by {_list([str(names.name(c)) for c in result.co_signers])}."
                          if result.co_signers else ".")
                       if not sig else "The signature does not verify: the credential may have been altered.",
-                      [p.message for p in sig]))
+                      [p.message for p in sig],
+                      ids=[result.verification_method or f"{issuer} (its DID document)",
+                           "Data Integrity proof" if record.format == "ldp" else "JOSE (vc+jwt)"] if not sig else []))
     window = [p for p in result.problems if p.code in _WINDOW]
     lines.append(Line("bad" if window else "ok", "Validity period", window[0].message if window else
                       "Within its validity period now" + (f" (until {_day(document.get('validUntil'))})."
