@@ -170,6 +170,10 @@ def check(page, name: str) -> None:
             || getComputedStyle(e).position === 'absolute')).slice(0, 5).map(e =>
             e.tagName + '.' + e.className + '#' + e.id)}""")
     assert wide is None, f"{name} scrolls sideways at {page.viewport_size['width']} px: {wide}"
+    # a choice reads as words, never as the vocabulary's code for it ("LowRisk", "SpecialCategory")
+    codes = page.evaluate("""() => [...document.querySelectorAll('select option, .ds_radio__label, .ds_checkbox__label')]
+        .map(e => e.textContent.trim()).filter(t => /^[A-Z][a-z]+(?:[A-Z][a-z]+)+$/.test(t))""")
+    assert codes == [], f"{name}: choices shown as codes, not words: {codes}"
     # on a phone a list (.cead-boxes) shows each row as a box, every cell (its action too) within the window and
     # labelled with its column's heading: nothing to scroll sideways to
     if page.viewport_size["width"] < 768:
@@ -288,6 +292,7 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     checklist = iao.inner_text("#ico-checklist + ul")
     assert "Transparency" in checklist and "privacy notice" in checklist
     assert "pupil_ref" in iao.inner_text("#minimisation + ul")                 # flagged as an identifier
+    assert "Low risk" in iao.inner_text("#dpia_outcome") and "Special category data" in iao.inner_text("#sensitivity")
     check(iao, "06-decision-page")
 
     iao.click("label:has-text('School enrolment')")
@@ -351,6 +356,10 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     sign_in(phone, w["iao"]["url"], "ian")
     phone.goto(f"{w['iao']['url']}/wallet/requests/{row.id}")
     check(phone, "09-decision-page-390px")
+    # who decided, by name and role as the staff account gives them (not the username and a role code)
+    main = phone.inner_text("main")
+    assert "Decided by Ian Owner," in main and "approved by Ian Owner (Information Asset Owner)." in main, main
+    assert "suspended approval by Ian Owner (Information Asset Owner)." in main and "by ian" not in main
 
 
 def test_a_request_outside_the_delegation_cannot_be_approved(world, browser):
@@ -418,6 +427,10 @@ def test_every_other_page_passes_axe_and_fits_a_phone(world, browser):
                            (f"/wallet/{held.id}", "26-credential"), (f"/wallet/{held.id}/summary", "27-summary")):
             admin.goto(base + path)
             assert admin.title() and "Something went wrong" not in admin.inner_text("main"), path
+            if name == "23-issue":          # kinds of credential by name, not their type names
+                assert "Delegation of approval authority" in admin.inner_text("#kind")
+                assert not any(t in admin.inner_text("main") for t in (
+                    "DelegatedAuthorityCredential", "DataSharingApprovalCredential", "OrganisationCertification"))
             check(admin, f"{name}-{width}")
         link = admin.get_attribute("main a[href*='/verify/']", "href")
         visitor.goto(link)

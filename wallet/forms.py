@@ -12,6 +12,7 @@ from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberR
     StopValidation, ValidationError
 
 from schemas import vocab
+from schemas import words as plain
 
 from .casefile import DPIA_SCREENING
 
@@ -161,8 +162,9 @@ class ApproveForm(Form):
     recipient_requirements = MultiCheckboxField("Certifications the recipient must hold", validate_choice=False,
                                                 validators=[Optional()])
     sensitivity = SelectField("Sensitivity of the data as shared",
-                              choices=[(s, s) for s in vocab.SENSITIVITY])
-    dpia_outcome = SelectField("Residual risk found by the DPIA", choices=[(r, r) for r in vocab.DPIA_RISK])
+                              choices=[(s, plain.SENSITIVITY_NAMES.get(s, s)) for s in vocab.SENSITIVITY])
+    dpia_outcome = SelectField("Residual risk found by the DPIA",
+                               choices=[(r, plain.DPIA_RISK_NAMES.get(r, r)) for r in vocab.DPIA_RISK])
     dpia_reference = StringField("Where the DPIA is recorded", validators=[Optional(), _dpia_reference])
     protocol = RadioField("Privacy protocol applied at the gateway", choices=PROTOCOLS, default="threshold")
     min_cell_count = IntegerField("Minimum cell count", validators=[_for_threshold, NumberRange(

@@ -23,6 +23,7 @@ from wtforms.validators import DataRequired, InputRequired, NumberRange, Optiona
 
 from issuer.pages import audit, current_token, may, sign_in_required, words
 from schemas import vocab
+from schemas import words as plain
 from verifier.results import CeadError
 
 from . import desk, standing
@@ -74,8 +75,10 @@ class StandingForm(Form):
     onward_sharing = SelectField("Onward sharing", choices=[
         ("Prohibited", "Not allowed"), ("WithApproval", "Only with a further approval")])
     sensitivity = SelectField("Sensitivity of the data as shared, at most",
-                              choices=[(s, s) for s in vocab.SENSITIVITY], default="Pseudonymised")
-    dpia_outcome = SelectField("Residual risk found by the DPIA, at most", choices=[(r, r) for r in vocab.DPIA_RISK],
+                              choices=[(s, plain.SENSITIVITY_NAMES.get(s, s)) for s in vocab.SENSITIVITY],
+                              default="Pseudonymised")
+    dpia_outcome = SelectField("Residual risk found by the DPIA, at most",
+                               choices=[(r, plain.DPIA_RISK_NAMES.get(r, r)) for r in vocab.DPIA_RISK],
                                default="LowRisk")
     not_before = DateField("In force from", validators=[InputRequired("Give the date it starts.")])
     not_after = DateField("In force until", validators=[InputRequired("Give the date it ends.")])
