@@ -32,7 +32,7 @@ from .approval_view import cadence_words, moment_words
 from . import requests as sharing
 from .forms import (CADENCE_HINT, DURATION_HINT, ApproveForm, DecideForm, _choices, cadence_from_words,
                     cadence_in_words, condition_choices, default_window, duration_from_words, duration_in_words,
-                    legal_basis_choices)
+                    legal_basis_choices, options)
 from .names import Directory, node_policy
 
 CHANGES_REQUESTED = "changes requested"
@@ -137,8 +137,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
 
     def make_form(formdata: MultiDict, names: Directory, choices: list[dict]) -> ApproveForm:
         form = ApproveForm(formdata)
-        form.delegation.choices = [(d["id"], label_delegation(names, d)) for d in choices] + \
-            [("", "None: approve as this organisation itself")]
+        form.delegation.choices = options([(d["id"], label_delegation(names, d)) for d in choices]
+                                          + [("", "None: approve as this organisation itself")])
         form.controller_basis.choices = legal_basis_choices()
         form.controller_condition.choices = condition_choices()
         form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
