@@ -450,7 +450,8 @@ def blueprint(node) -> Blueprint:
     def issue():
         form = request.form if request.method == "POST" else {"kind": request.args.get("kind", "delegation")}
         if request.method == "GET":
-            return render_template("dpo_issue.html", form=form, error=None, kinds=KINDS, formats=FORMAT_LABELS)
+            return render_template("dpo_issue.html", form=form, error=None, kinds=KINDS, kind_name=plain.kind_name,
+                                   formats=FORMAT_LABELS)
         token = current_token()
         try:
             credential, options = credential_from_form(node, request.form)
@@ -460,7 +461,7 @@ def blueprint(node) -> Blueprint:
             status = http_status(exc.code)
             if status >= 500:
                 raise
-            return render_template("dpo_issue.html", form=form, error=exc.problem, kinds=KINDS,
+            return render_template("dpo_issue.html", form=form, error=exc.problem, kinds=KINDS, kind_name=plain.kind_name,
                                    formats=FORMAT_LABELS), status
         audit(f"issued {KINDS.get(request.form.get('kind'), 'credential')}", target=issued.id)
         text = pretty(issued.credential)

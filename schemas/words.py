@@ -18,6 +18,12 @@ ROLE_NAMES = {"InformationAssetOwner": "Information Asset Owner",
               "CaldicottGuardian": "Caldicott Guardian"}
 
 
+# the choices of the approval and standing-approval forms (the values stay the vocabulary's terms)
+SENSITIVITY_NAMES = {"Anonymised": "Anonymised", "Pseudonymised": "Pseudonymised", "Personal": "Personal data",
+                     "SpecialCategory": "Special category data", "CriminalOffence": "Criminal offence data"}
+DPIA_RISK_NAMES = {"LowRisk": "Low risk", "MediumRisk": "Medium risk", "HighRisk": "High risk"}
+
+
 def role_name(role: str) -> str:
     """``InformationAssetOwner`` -> ``Information Asset Owner``; another role written as one CamelCase word is
     spaced out (``HeadOfAnalysis`` -> ``Head Of Analysis``), anything else is shown as it is written."""

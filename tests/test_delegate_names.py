@@ -191,7 +191,11 @@ def test_the_analysts_approval_summary_shows_the_approver_by_name(tmp_path):
     jane = "Jane Smith (Information Asset Owner for NHS Fife)"
     assert f"Data-sharing approval from {jane}" in text
     assert f"Issued by {jane} under a chain of 2 delegations from the controller NHS Fife" in text
-    assert "Alex Morgan (Data Protection Officer for NHS Fife) delegated approval authority to " + jane in text
+    # each delegation line says whom it delegates to, their role and for whom once (the name already says both)
+    alex = "Alex Morgan (Data Protection Officer for NHS Fife)"
+    assert f"Delegation 1 (passed) : NHS Fife delegated approval authority to {alex}: signature checked" in text, text
+    assert f"Delegation 2 (passed) : {alex} delegated approval authority to {jane}: signature checked" in text, text
+    assert " as Information Asset Owner on behalf of" not in text and " as Data Protection Officer" not in text
     issued_by = text.split("Issued by", 2)[-1]
     assert issued_by.startswith(f" {jane} Identifiers {iao.did}")           # the DID behind the disclosure
     assert "the organisation at" not in text and "Other field" not in text

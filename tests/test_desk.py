@@ -107,7 +107,7 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     row = sharing.get_request(wallet, first["id"])
     assert row.status == "changes requested" and row.reason.startswith("Drop pupil_id") and row.decided_by == "ida"
     shown = client.get(f"/wallet/requests/{first['id']}").text
-    assert "changes requested" in shown and "Drop pupil_id" in shown and "asked for changes by ida" in shown
+    assert "changes requested" in shown and "Drop pupil_id" in shown and "asked for changes by Ida Owner (Information Asset Owner)" in shown
     # the reasons were delivered back to the requester's node, and its request pages show them
     from wallet import answers
     [answer] = [a for a in answers.list_answers(w["requester"]["wallet"]) if a.request_ref == first["id"]]

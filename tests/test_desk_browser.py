@@ -170,6 +170,10 @@ def check(page, name: str) -> None:
             || getComputedStyle(e).position === 'absolute')).slice(0, 5).map(e =>
             e.tagName + '.' + e.className + '#' + e.id)}""")
     assert wide is None, f"{name} scrolls sideways at {page.viewport_size['width']} px: {wide}"
+    # a choice reads as words, never as the vocabulary's code for it ("LowRisk", "SpecialCategory")
+    codes = page.evaluate("""() => [...document.querySelectorAll('select option, .ds_radio__label, .ds_checkbox__label')]
+        .map(e => e.textContent.trim()).filter(t => /^[A-Z][a-z]+(?:[A-Z][a-z]+)+$/.test(t))""")
+    assert codes == [], f"{name}: choices shown as codes, not words: {codes}"
     # on a phone a list (.cead-boxes) shows each row as a box, every cell (its action too) within the window and
     # labelled with its column's heading: nothing to scroll sideways to
     if page.viewport_size["width"] < 768:
@@ -288,6 +292,7 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     checklist = iao.inner_text("#ico-checklist + ul")
     assert "Transparency" in checklist and "privacy notice" in checklist
     assert "pupil_ref" in iao.inner_text("#minimisation + ul")                 # flagged as an identifier
+    assert "Low risk" in iao.inner_text("#dpia_outcome") and "Special category data" in iao.inner_text("#sensitivity")
     check(iao, "06-decision-page")
 
     iao.click("label:has-text('School enrolment')")
@@ -351,6 +356,10 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     sign_in(phone, w["iao"]["url"], "ian")
     phone.goto(f"{w['iao']['url']}/wallet/requests/{row.id}")
     check(phone, "09-decision-page-390px")
+    # who decided, by name and role as the staff account gives them (not the username and a role code)
+    main = phone.inner_text("main")
+    assert "Decided by Ian Owner," in main and "approved by Ian Owner (Information Asset Owner)." in main, main
+    assert "suspended approval by Ian Owner (Information Asset Owner)." in main and "by ian" not in main
 
 
 def test_a_request_outside_the_delegation_cannot_be_approved(world, browser):
@@ -418,6 +427,10 @@ def test_every_other_page_passes_axe_and_fits_a_phone(world, browser):
                            (f"/wallet/{held.id}", "26-credential"), (f"/wallet/{held.id}/summary", "27-summary")):
             admin.goto(base + path)
             assert admin.title() and "Something went wrong" not in admin.inner_text("main"), path
+            if name == "23-issue":          # kinds of credential by name, not their type names
+                assert "Delegation of approval authority" in admin.inner_text("#kind")
+                assert not any(t in admin.inner_text("main") for t in (
+                    "DelegatedAuthorityCredential", "DataSharingApprovalCredential", "OrganisationCertification"))
             check(admin, f"{name}-{width}")
         link = admin.get_attribute("main a[href*='/verify/']", "href")
         visitor.goto(link)
@@ -503,3 +516,48 @@ def test_a_dpo_signs_in_with_the_organisations_account_and_signs_a_standing_appr
     assert "Nora Nobody" in summary and "Ask your administrator to assign one of" in summary
     assert "staff.oidc_no_role" in nobody.inner_text("main")
     check(nobody, "45-oidc-no-role")
+
+
+def test_an_approval_from_a_person_with_a_did_key_fits_a_phone_and_names_everyone_once(world, browser):
+    """An approval signed by an IAO's own key (did:key, about 100 characters without a break) under a chain that
+    names its delegates: the summary fits a phone (the key behind a disclosure, never widening the page) and each
+    delegation line says whom it delegates to, their role and their organisation once."""
+    from schemas.models import credential_digest
+    from test_wallet_support import approval_subject, identity, vc
+    from wallet.store import jwt_payload
+    w = world
+    requester = w["requester"]["node"]
+    controller, dpo, iao = identity(), identity(), identity()
+    names = requester.home / "names.json"
+    known = json.loads(names.read_text()) if names.exists() else {}
+    names.write_text(json.dumps({**known, controller.did: "NHS Fife"}))
+    first = vc(controller, "DelegatedAuthorityCredential", {
+        "id": dpo.did, "name": "Alex Morgan", "role": "DataProtectionOfficer", "onBehalfOf": controller.did,
+        "allowedActions": ["ApproveDisclosure", "SubDelegate"], "scope": {"datasets": [DATASET],
+                                                                           "maxDelegationDepth": 2}})
+    second = vc(dpo, "DelegatedAuthorityCredential", {
+        "id": iao.did, "name": "Jane Smith", "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+        "parentDelegation": {"id": jwt_payload(first)["id"], "digest": credential_digest(first)},
+        "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET], "maxDelegationDepth": 1}})
+    approval = vc(iao, "DataSharingApprovalCredential", approval_subject(
+        controller.did, requester.did, datasets=[DATASET], chain=[first, second]))
+    wallet = w["requester"]["wallet"]
+    for c in (first, second):
+        assert wallet.import_credential(c).ok
+    held = wallet.import_credential(approval)
+    assert held.ok, held.problems
+    jane = "Jane Smith (Information Asset Owner for NHS Fife)"
+    for width in (1200, 390):
+        page = person(browser, width).new_page()
+        sign_in(page, w["requester"]["url"], "ana")
+        page.goto(f"{w['requester']['url']}/wallet/{held.record.id}/summary")
+        check(page, f"31-summary-did-key-{width}")
+        checks = page.inner_text("ul.cead-check-list")
+        assert f"Data-sharing approval from {jane}" in page.inner_text("h1")
+        assert f"Alex Morgan (Data Protection Officer for NHS Fife) delegated approval authority to {jane}:" in checks
+        assert "on behalf of" not in checks, checks
+        signature = page.locator("ul.cead-check-list li").first
+        assert signature.inner_text().startswith("Signature") and iao.did not in signature.inner_text()
+        signature.locator("summary").click()                # the key, for whoever checks it by other means
+        assert iao.kid in signature.inner_text()
+        check(page, f"31-summary-did-key-{width}-key-shown")

@@ -27,7 +27,7 @@ from schemas.words import day_words, moment_words  # noqa: F401  (re-exported: t
 from schemas.models import DataSharingApproval, DelegatedAuthority
 from verifier.results import CeadError
 
-from .names import Directory
+from .names import Directory, delegate_label
 
 APPROVAL = DataSharingApproval.credential_type
 DELEGATION = DelegatedAuthority.credential_type
@@ -54,6 +54,7 @@ class Line:
     title: str
     text: str
     detail: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)     # identifiers (a key, a DID...): behind a disclosure, not in text
 
 
 @dataclass
@@ -534,6 +535,22 @@ def _held(wallet, digest: str):
     return wallet._by_digest(digest)
 
 
+def _delegated_to(d: DelegatedAuthority, names: Directory) -> str:
+    """Whom a delegation delegates to, its role and for whom, each said once: "Jane Smith (Information Asset Owner
+    for NHS Fife)" when a believed delegation names the delegate so (that label already says the role and the
+    controller), otherwise "<delegate> as <role> on behalf of <controller>"."""
+    role = words.role_name(d.role)
+    controller = str(names.name(d.controller))
+    who = names.name(d.delegate)
+    named = names.delegate(d.delegate) if d.delegate.startswith("did:") else None
+    if named is not None and who.label == named.label:
+        if d.name and delegate_label(d.name, d.role, controller) in named.label.split("; "):
+            return named.label
+        # named by another delegation: this one's own role and controller still said, once, plainly
+        return f"{named.label}, here as {role} on behalf of {controller}"
+    return f"{who} as {role} on behalf of {controller}"
+
+
 def _authority(wallet, verifier, document: dict, model: DataSharingApproval, names: Directory) -> list[Line]:
     from verifier.scope import approval_within, delegation_within
     issuer = document.get("issuer")
@@ -576,10 +593,8 @@ def _authority(wallet, verifier, document: dict, model: DataSharingApproval, nam
                          delegation_within(d, parent[1])]
         status = _status(result.problems) or ("active" if result.verified else "not valid")
         bad_sig = any(p.code.startswith(_SIGNATURE) for p in result.problems)
-        role = words.role_name(d.role)
-        text = (f"{names.name(record.issuer)} delegated approval authority to {names.name(d.delegate)} as {role} "
-                f"on behalf of {names.name(d.controller)}: signature {'NOT valid' if bad_sig else 'checked'}, "
-                f"status {status}.")
+        text = (f"{names.name(record.issuer)} delegated approval authority to {_delegated_to(d, names)}: "
+                f"signature {'NOT valid' if bad_sig else 'checked'}, status {status}.")
         lines.append(Line("ok" if not problems else "bad", f"Delegation {depth + 1}", text, problems))
         ok = ok and not problems
         parent = (record, d)
@@ -658,14 +673,16 @@ def verification(wallet, record, names: Directory, *, fresh: bool = True) -> Rep
     lines: list[Line] = []
     sig = [p for p in result.problems if p.code.startswith(_SIGNATURE)]
     issuer = result.issuer or record.issuer
+    # the key (a did:key is some 100 characters without a break) and the signature format are for whoever checks
+    # by other means: behind the line's disclosure, not in its sentence
     lines.append(Line("bad" if sig else "ok", "Signature",
-                      f"The signature of {names.name(issuer)} checks out against its current key "
-                      f"({result.verification_method or 'its DID document'}; "
-                      f"{'Data Integrity proof' if record.format == 'ldp' else 'JOSE (vc+jwt)'})"
+                      f"The signature of {names.name(issuer)} checks out against its current key"
                       + (f", co-signed by {_list([str(names.name(c)) for c in result.co_signers])}."
                          if result.co_signers else ".")
                       if not sig else "The signature does not verify: the credential may have been altered.",
-                      [p.message for p in sig]))
+                      [p.message for p in sig],
+                      ids=[result.verification_method or f"{issuer} (its DID document)",
+                           "Data Integrity proof" if record.format == "ldp" else "JOSE (vc+jwt)"] if not sig else []))
     window = [p for p in result.problems if p.code in _WINDOW]
     lines.append(Line("bad" if window else "ok", "Validity period", window[0].message if window else
                       "Within its validity period now" + (f" (until {_day(document.get('validUntil'))})."

@@ -32,7 +32,7 @@ from .approval_view import cadence_words, moment_words
 from . import requests as sharing
 from .forms import (CADENCE_HINT, DURATION_HINT, ApproveForm, DecideForm, _choices, cadence_from_words,
                     cadence_in_words, condition_choices, default_window, duration_from_words, duration_in_words,
-                    legal_basis_choices)
+                    legal_basis_choices, options)
 from .names import Directory, node_policy
 
 CHANGES_REQUESTED = "changes requested"
@@ -47,6 +47,22 @@ def _day(value: Any) -> date | None:
         return date.fromisoformat(str(value)[:10]) if value else None
     except ValueError:
         return None
+
+
+
+def staff_person(engine):
+    """Who did something on a request, as the pages say it: a staff account by its full name and role ("Ian Owner
+    (Information Asset Owner)", not "ian (iao)"), a standing approval by its name; anyone else as recorded."""
+    from issuer import staff
+    people = {a.username: a.full_name for a in staff.list_accounts(engine)}
+
+    def person(who: str | None, role: str | None = None) -> str:
+        if who and who.startswith("standing:"):
+            return f"the standing approval {who.partition(':')[2]}"
+        name = people.get(who or "", who or "someone")
+        label = staff.ROLES[role]["label"] if role in staff.ROLES else role
+        return f"{name} ({label})" if label else name
+    return person
 
 
 def register(bp, wallet, blueprint_name: str) -> None:
@@ -121,8 +137,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
 
     def make_form(formdata: MultiDict, names: Directory, choices: list[dict]) -> ApproveForm:
         form = ApproveForm(formdata)
-        form.delegation.choices = [(d["id"], label_delegation(names, d)) for d in choices] + \
-            [("", "None: approve as this organisation itself")]
+        form.delegation.choices = options([(d["id"], label_delegation(names, d)) for d in choices]
+                                          + [("", "None: approve as this organisation itself")])
         form.controller_basis.choices = legal_basis_choices()
         form.controller_condition.choices = condition_choices()
         form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
@@ -268,6 +284,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             renew_default=(date.today().replace(year=date.today().year + 1)).isoformat(),
             may_decide=may("issue:approval"), may_change=may("status:change"),
             log=__import__("issuer.staff", fromlist=["audit_log"]).audit_log(node().engine, target=row.id),
+            person=staff_person(node().engine),
         ), status
 
     def nearest(row) -> list[dict] | None:
@@ -495,7 +512,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
         from issuer import service
         result = service.change_status(node(), row.approval_id, action, by=current_token().name,
                                        reason=(request.form.get("reason") or "").strip() or None)
-        audit(f"{action} approval", target=request_id, detail={"approval": row.approval_id})
+        audit(f"{action.rstrip('e')}ed approval", target=request_id, detail={"approval": row.approval_id})
         flash(f"The approval is now {result['status']}.")
         return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, SelectField, SelectMultipleField,
-                     StringField, TextAreaField, widgets)
+from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, SelectChoice, SelectField,
+                     SelectMultipleField, StringField, TextAreaField, widgets)
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional, \
     StopValidation, ValidationError
 
 from schemas import vocab
+from schemas import words as plain
 
 from .casefile import DPIA_SCREENING
 
@@ -126,27 +127,33 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = widgets.CheckboxInput()
 
 
-def _choices(terms: dict, keep=lambda t: True) -> list[tuple[str, str]]:
-    return [(iri, t.label) for iri, t in terms.items() if keep(t)]
+def options(pairs) -> list[SelectChoice]:
+    """``(value, label)`` pairs as the choices of a select, radio or checkbox field. wtforms 3.3 deprecates tuples
+    (gone in 3.4) for ``SelectChoice``; templates read ``choice.value`` and ``choice.label``."""
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
-def legal_basis_choices(regime: str | None = None) -> list[tuple[str, str]]:
+def _choices(terms: dict, keep=lambda t: True) -> list[SelectChoice]:
+    return options((iri, t.label) for iri, t in terms.items() if keep(t))
+
+
+def legal_basis_choices(regime: str | None = None) -> list[SelectChoice]:
     """The bases that stand alone: Article 6, DPA 2018 s.35 (law enforcement), statutory gateways."""
     wanted = vocab.REGIME_NAMES.get(regime) if regime else None
-    return [(iri, t.label) for iri, t in vocab.LEGAL_BASES.items()
-            if not (t.special or t.criminal) and (wanted is None or t.regime in (None, wanted))]
+    return options((iri, t.label) for iri, t in vocab.LEGAL_BASES.items()
+                   if not (t.special or t.criminal) and (wanted is None or t.regime in (None, wanted)))
 
 
-def condition_choices() -> list[tuple[str, str]]:
+def condition_choices() -> list[SelectChoice]:
     """The extra conditions special category and criminal offence data need (Art 9, Art 10, DPA 2018 Sch 1 / 8)."""
-    return [("", "None needed (no special category or criminal offence data)")] + \
-        [(iri, t.label) for iri, t in vocab.LEGAL_BASES.items() if t.special or t.criminal]
+    return options([("", "None needed (no special category or criminal offence data)")]
+                   + [(iri, t.label) for iri, t in vocab.LEGAL_BASES.items() if t.special or t.criminal])
 
 
-PROTOCOLS = [("threshold", "Counts only, with a minimum cell count (small numbers suppressed)"),
-             ("pseudonymisation", "Record level, pseudonymised (direct identifiers removed)"),
-             ("treOnly", "Inside a trusted research environment only, outputs checked"),
-             ("none", "No privacy protocol (record-level personal data)")]
+PROTOCOLS = options([("threshold", "Counts only, with a minimum cell count (small numbers suppressed)"),
+                     ("pseudonymisation", "Record level, pseudonymised (direct identifiers removed)"),
+                     ("treOnly", "Inside a trusted research environment only, outputs checked"),
+                     ("none", "No privacy protocol (record-level personal data)")])
 
 
 class ApproveForm(Form):
@@ -161,8 +168,9 @@ class ApproveForm(Form):
     recipient_requirements = MultiCheckboxField("Certifications the recipient must hold", validate_choice=False,
                                                 validators=[Optional()])
     sensitivity = SelectField("Sensitivity of the data as shared",
-                              choices=[(s, s) for s in vocab.SENSITIVITY])
-    dpia_outcome = SelectField("Residual risk found by the DPIA", choices=[(r, r) for r in vocab.DPIA_RISK])
+                              choices=options((s, plain.SENSITIVITY_NAMES.get(s, s)) for s in vocab.SENSITIVITY))
+    dpia_outcome = SelectField("Residual risk found by the DPIA",
+                               choices=options((r, plain.DPIA_RISK_NAMES.get(r, r)) for r in vocab.DPIA_RISK))
     dpia_reference = StringField("Where the DPIA is recorded", validators=[Optional(), _dpia_reference])
     protocol = RadioField("Privacy protocol applied at the gateway", choices=PROTOCOLS, default="threshold")
     min_cell_count = IntegerField("Minimum cell count", validators=[_for_threshold, NumberRange(
@@ -173,8 +181,8 @@ class ApproveForm(Form):
         min=1, message="A row limit is a whole number of 1 or more.")])
     retention = StringField("How long the recipient may keep the data",
                             validators=[InputRequired("Say how long the data may be kept."), DURATION])
-    onward_sharing = SelectField("Onward sharing", choices=[
-        ("Prohibited", "Not allowed"), ("WithApproval", "Only with a further approval"), ("Permitted", "Allowed")])
+    onward_sharing = SelectField("Onward sharing", choices=options([
+        ("Prohibited", "Not allowed"), ("WithApproval", "Only with a further approval"), ("Permitted", "Allowed")]))
     co_signers = TextAreaField("Co-signers", validators=[Optional()])
     not_before = DateField("Valid from", validators=[InputRequired("Give the date the approval starts.")])
     not_after = DateField("Valid until", validators=[InputRequired("Give the date the approval ends.")])
@@ -194,7 +202,7 @@ class ApproveForm(Form):
 
 class DecideForm(Form):
     """Refuse, or ask for changes: both need reasons the requester can act on."""
-    decision = RadioField("Your decision", choices=[("changes", "Ask for changes"), ("refuse", "Refuse")],
+    decision = RadioField("Your decision", choices=options([("changes", "Ask for changes"), ("refuse", "Refuse")]),
                           validators=[InputRequired("Choose whether to ask for changes or refuse.")])
     reason = TextAreaField("Reasons for the requester",
                            validators=[InputRequired("Give the reasons: the requester sees them."),
@@ -214,8 +222,8 @@ class WizardForm(Form):
         Optional(), Length(max=4000, message="At most 4000 characters.")])
     purpose = SelectField("Purpose", validate_choice=False,
                           validators=[InputRequired("Choose the purpose.")])
-    regime = SelectField("Data protection regime", choices=[("UKGDPR", "UK GDPR"),
-                                                            ("DPA2018Part3", "DPA 2018 Part 3 (law enforcement)")])
+    regime = SelectField("Data protection regime", choices=options([
+        ("UKGDPR", "UK GDPR"), ("DPA2018Part3", "DPA 2018 Part 3 (law enforcement)")]))
     legal_basis = SelectField("Lawful basis", validate_choice=False,
                               validators=[InputRequired("Choose a lawful basis.")])
     condition = SelectField("Condition for special category or criminal offence data", validate_choice=False,
@@ -232,7 +240,7 @@ class WizardForm(Form):
     safe_settings = TextAreaField("Safe settings", validators=[Optional(), Length(max=2000)])
     safe_data = TextAreaField("Safe data", validators=[Optional(), Length(max=2000)])
     safe_outputs = TextAreaField("Safe outputs", validators=[Optional(), Length(max=2000)])
-    dpia_screening = MultiCheckboxField("DPIA screening: tick each that applies", choices=list(
+    dpia_screening = MultiCheckboxField("DPIA screening: tick each that applies", choices=options(
         DPIA_SCREENING.items()), validators=[Optional()])
     retention = StringField("How long you will keep the data", default="1 year",
                             validators=[InputRequired("Say how long you will keep the data."), DURATION])

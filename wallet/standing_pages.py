@@ -23,11 +23,12 @@ from wtforms.validators import DataRequired, InputRequired, NumberRange, Optiona
 
 from issuer.pages import audit, current_token, may, sign_in_required, words
 from schemas import vocab
+from schemas import words as plain
 from verifier.results import CeadError
 
 from . import desk, standing
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
-    condition_choices, duration_from_words, legal_basis_choices
+    condition_choices, duration_from_words, legal_basis_choices, options
 from .approval_view import SENSITIVITY_WORDS, day_words, duration_words, moment_words
 from .names import Directory
 
@@ -71,11 +72,13 @@ class StandingForm(Form):
         min=1, message="A row limit is a whole number of 1 or more.")])
     retention = StringField("How long the recipient may keep the data", default="1 year",
                             validators=[InputRequired("Say how long the data may be kept."), DURATION])
-    onward_sharing = SelectField("Onward sharing", choices=[
-        ("Prohibited", "Not allowed"), ("WithApproval", "Only with a further approval")])
+    onward_sharing = SelectField("Onward sharing", choices=options([
+        ("Prohibited", "Not allowed"), ("WithApproval", "Only with a further approval")]))
     sensitivity = SelectField("Sensitivity of the data as shared, at most",
-                              choices=[(s, s) for s in vocab.SENSITIVITY], default="Pseudonymised")
-    dpia_outcome = SelectField("Residual risk found by the DPIA, at most", choices=[(r, r) for r in vocab.DPIA_RISK],
+                              choices=options((s, plain.SENSITIVITY_NAMES.get(s, s)) for s in vocab.SENSITIVITY),
+                              default="Pseudonymised")
+    dpia_outcome = SelectField("Residual risk found by the DPIA, at most",
+                               choices=options((r, plain.DPIA_RISK_NAMES.get(r, r)) for r in vocab.DPIA_RISK),
                                default="LowRisk")
     not_before = DateField("In force from", validators=[InputRequired("Give the date it starts.")])
     not_after = DateField("In force until", validators=[InputRequired("Give the date it ends.")])
@@ -192,17 +195,17 @@ def register(bp, wallet, blueprint_name: str) -> None:
     def make_form(formdata: MultiDict | None, names: Directory) -> StandingForm:
         form = StandingForm(formdata)
         parents = held_delegations()
-        form.parent.choices = [(r.credential_id, f"The delegation from {names.name(r.issuer)}"
+        form.parent.choices = options([(r.credential_id, f"The delegation from {names.name(r.issuer)}"
                                 + (f" for {', '.join(str(names.name(d)) for d in r.document['credentialSubject'].get('scope', {}).get('datasets', []))}"
                                    if r.document.get("credentialSubject", {}).get("scope", {}).get("datasets") else ""))
-                               for r in parents] + [("", f"{node().name}'s own authority (it controls the data)")]
+                               for r in parents] + [("", f"{node().name}'s own authority (it controls the data)")])
         datasets = {iri: label for iri, label in names.names.items() if iri.startswith("http") and "/dataset/" in iri}
         for r in parents:
             for d in (r.document.get("credentialSubject", {}).get("scope", {}) or {}).get("datasets", []) or []:
                 datasets.setdefault(d, str(names.name(d)))
-        form.datasets.choices = sorted(datasets.items(), key=lambda kv: kv[1])
+        form.datasets.choices = options(sorted(datasets.items(), key=lambda kv: kv[1]))
         form.purposes.choices = _choices(vocab.PURPOSES)
-        form.basis.choices = [("", "Choose a lawful basis")] + legal_basis_choices()
+        form.basis.choices = options([("", "Choose a lawful basis")]) + legal_basis_choices()
         form.condition.choices = condition_choices()
         form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
         return form

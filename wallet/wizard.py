@@ -31,7 +31,7 @@ from verifier.results import CeadError
 from . import requests as sharing
 from .casefile import DPIA_SCREENING
 from .forms import (CADENCE_HINT, DURATION_HINT, WizardForm, _choices, cadence_from_words, condition_choices,
-                    duration_from_words, legal_basis_choices)
+                    duration_from_words, legal_basis_choices, options)
 
 MAX_DOCUMENT = 5 * 1024 * 1024
 MAX_LISTED = 100          # catalogue datasets listed at once besides those chosen (a search narrows the list)
@@ -126,7 +126,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
         listed = [d for d in catalogue if d["iri"] not in wanted and all(
             w in f"{d['label']} {d['description'] or ''} {d['iri']}".lower() for w in words)]
         more = max(0, len(listed) - MAX_LISTED)
-        form.datasets.choices = [(d["iri"], d["label"]) for d in chosen + listed[:MAX_LISTED]]
+        form.datasets.choices = options((d["iri"], d["label"]) for d in chosen + listed[:MAX_LISTED])
         errors = [(f.id, e) for f in form for e in f.errors] + \
                  [(k, v) for k, v in attached.get("errors", {}).items()]
         return render_template("wallet_wizard.html", cadence_hint=CADENCE_HINT, duration_hint=DURATION_HINT,
@@ -140,9 +140,9 @@ def register(bp, wallet, blueprint_name: str) -> None:
         form = WizardForm(formdata)
         node = current_app.config["CEAD_NODE"]
         catalogue = catalogue_choices(node)
-        form.datasets.choices = [(d["iri"], d["label"]) for d in catalogue]
-        form.columns.choices = [(c["name"], c["name"]) for d in catalogue for c in d["columns"]]
-        form.purpose.choices = [("", "Choose a purpose")] + _choices(vocab.PURPOSES)
+        form.datasets.choices = options((d["iri"], d["label"]) for d in catalogue)
+        form.columns.choices = options((c["name"], c["name"]) for d in catalogue for c in d["columns"])
+        form.purpose.choices = options([("", "Choose a purpose")]) + _choices(vocab.PURPOSES)
         form.legal_basis.choices = legal_basis_choices()
         form.condition.choices = condition_choices()
         if formdata is None:
