@@ -62,3 +62,12 @@ def https_server(app=None, *, static: dict[str, Any] | None = None, tls: bool = 
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+
+
+def vc_api_verify(base_url: str, ca_bundle: str, credential: Any) -> tuple[int, dict]:
+    """POST a credential to a VC-API ``/credentials/verify`` (proof checks asked for): (status, JSON answer)."""
+    import requests
+    response = requests.post(base_url + "/credentials/verify",
+                             json={"verifiableCredential": credential, "options": {"checks": ["proof"]}},
+                             verify=ca_bundle, timeout=30)
+    return response.status_code, response.json()

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers_https import https_server
+from helpers_https import https_server, vc_api_verify
 from issuer.keys import PrivateKey
 from issuer.signing import add_proof
 from issuer_fixtures import https_node, token
@@ -105,11 +105,7 @@ def issue(issuer, credential, options=None) -> requests.Response:
 
 
 def verify(verifier, credential) -> tuple[int, dict]:
-    base_url, ca_bundle = verifier
-    response = requests.post(base_url + "/credentials/verify",
-                             json={"verifiableCredential": credential, "options": {"checks": ["proof"]}},
-                             verify=ca_bundle, timeout=30)
-    return response.status_code, response.json()
+    return vc_api_verify(*verifier, credential)
 
 
 def signed(signer, credential) -> dict:

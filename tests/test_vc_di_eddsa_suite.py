@@ -14,9 +14,8 @@ import json
 from pathlib import Path
 
 import pytest
-import requests
 
-from helpers_https import https_server
+from helpers_https import https_server, vc_api_verify
 from verifier.decision import Decider
 from verifier.policy import parse_policy
 from verifier.service import create_app
@@ -35,11 +34,7 @@ def service():
 
 
 def verify(service, credential) -> tuple[int, dict]:
-    base_url, ca_bundle = service
-    response = requests.post(base_url + "/credentials/verify",
-                             json={"verifiableCredential": credential, "options": {"checks": ["proof"]}},
-                             verify=ca_bundle, timeout=30)
-    return response.status_code, response.json()
+    return vc_api_verify(*service, credential)
 
 
 def codes(body: dict) -> set[str]:
