@@ -70,6 +70,23 @@ def test_rotate_then_retire(tmp_path):
     assert old not in doc["assertionMethod"] and new in doc["assertionMethod"]
 
 
+def test_every_revision_id_fits_alembics_version_column():
+    """alembic keeps the revision id in a VARCHAR(32): SQLite ignores the length, PostgreSQL refuses a longer id
+    (an id of 33 characters failed every PostgreSQL migration while every SQLite test passed)."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    found = {}
+    for path in root.glob("**/migrations/versions/*.py"):
+        if ".venv" in path.parts:
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["revision"]:
+                found[path.name] = node.value.value
+    assert len(found) >= 15, found   # issuer, staff, evidence, wallet and answers migrations were all read
+    assert {name: rev for name, rev in found.items() if len(rev) > 32} == {}
+
+
 def test_migrations_are_idempotent_and_keep_rows(tmp_path):
     node = make_node(tmp_path / "h")
     token(node)
