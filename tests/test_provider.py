@@ -285,13 +285,15 @@ def test_sse_subscribers_are_told_of_a_new_release(estate):
 def test_an_httpx_stream_is_answered_while_it_stays_open(estate):
     # CeadHttpxAuth reads an answer's body only when it needs it (a denial, a pull receipt's payload hash): reading
     # an allowed event stream would hold client.stream(...) until the provider closed the stream
+    import ssl
+
     import httpx
 
     from wallet.client import CeadHttpxAuth
     w = estate
     wait_for_no_streams(w["provider"])
     auth = CeadHttpxAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS)
-    with httpx.Client(verify=w["bundle"], timeout=30) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=w["bundle"]), timeout=30) as client:
         with client.stream("GET", w["url"]["provider"] + "/series/homelessness-monthly/events", auth=auth) as s:
             assert s.status_code == 200 and s.headers["Content-Type"].startswith("text/event-stream")
             claims = verify_receipt(s.headers["Cead-Receipt"], w["provider_receipt_public"])
