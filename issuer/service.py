@@ -208,7 +208,7 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str 
     _check_subject(credential.get("credentialSubject"), several=cead_type is None)
     _check_validity(credential, version)
     cid = credential.setdefault("id", f"urn:uuid:{uuid.uuid4()}")
-    if not isinstance(cid, str) or ":" not in cid:
+    if not isinstance(cid, str):   # whether it is a URL is the verifier's rule, checked below with the others
         raise _fail("credential.invalid", "'id' must be a URL (e.g. urn:uuid:...).", field="id")
     if cead_type:
         _validate_model(credential, cead_type)

@@ -21,13 +21,14 @@ from pydantic.alias_generators import to_camel
 from .errors import CeadError
 
 from . import jcs, vocab
+from .values import IRI_RE
 
 # ------------------------------------------------------------------------------------------------- value types
 
 
 # compiled once (re.fullmatch with a pattern string looks it up in re's cache on every call: a first-seen
 # credential's model checks a few dozen IRIs and DIDs)
-_IRI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+")
+_IRI_RE = IRI_RE
 _DID_VALUE_RE = re.compile(r"did:[a-z0-9]+:[A-Za-z0-9._:%-]*[A-Za-z0-9._%-]")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

@@ -9,6 +9,23 @@ from datetime import datetime, timezone
 from typing import Any
 
 
+# An absolute IRI or URL (RFC 3986/3987): a scheme, ":" and the rest, with no white space, control characters or the
+# characters RFC 3986 never allows ("https ://x" has a space in its scheme, so it is none). Compiled once: a
+# first-seen credential checks a few dozen.
+IRI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f<>\"{}|\\^`]+")
+
+
+def is_url(value: Any) -> bool:
+    """Whether ``value`` is a single absolute URL (VC Data Model 2.0 section 4.4): a DID, a ``urn:``, an http(s)
+    URL with a host...; not a list, not relative, no white space."""
+    if not isinstance(value, str) or not IRI_RE.fullmatch(value):
+        return False
+    scheme, rest = value.split(":", 1)
+    if scheme.lower() in ("http", "https"):
+        return rest.startswith("//") and len(rest) > 2 and rest[2] not in "/?#"
+    return True
+
+
 def as_list(value: Any) -> list:
     """A JSON-LD value that may be one item or a list, as a list (``None`` -> ``[]``)."""
     if value is None:

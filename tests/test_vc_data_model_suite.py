@@ -28,7 +28,7 @@ from helpers_https import https_server, vc_api_verify
 from issuer.keys import PrivateKey
 from issuer.signing import add_proof
 from issuer_fixtures import https_node, token
-from verifier.credential import is_url
+from schemas.values import is_url
 from verifier.decision import Decider
 from verifier.did import did_key
 from verifier.keys import ED25519

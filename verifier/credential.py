@@ -26,7 +26,7 @@ from referencing.jsonschema import DRAFT202012
 
 import schemas
 
-from schemas.values import as_list, id_of, strict_json
+from schemas.values import as_list, id_of, is_url, strict_json
 
 from . import jose
 from . import rdfc
@@ -56,25 +56,10 @@ _PRESENTATION_PROOF_CODES = {"proof.challenge_mismatch": "presentation.nonce_mis
 
 
 # ---- small helpers ----------------------------------------------------------------------------------------------
-# VC Data Model 2.0 section 4.4: an id "MUST be a single URL". A URL here is absolute (RFC 3986: a scheme, ":" and
-# the rest) with no white space, control characters or the characters RFC 3986 never allows ("https ://x" has a
-# space in its scheme, so it is no URL); an http(s) URL also needs a host.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f<>\"{}|\\^`]+")
 # VC Data Model 2.0 section 4.5: the objects of these properties "MUST have a type specified".
 _TYPED_PROPERTIES = ("credentialStatus", "credentialSchema", "evidence", "refreshService", "termsOfUse")
 # Subresource Integrity (W3C SRI section 3.5): hash-expression = hash-algo "-" base64-value
 _SRI = re.compile(r"(sha256|sha384|sha512)-[A-Za-z0-9+/_\-]+={0,2}(\?[\x21-\x7e]*)?")
-
-
-def is_url(value: Any) -> bool:
-    """Whether ``value`` is a single absolute URL (VC Data Model 2.0 section 4.4): a DID, a ``urn:``, an http(s)
-    URL with a host...; not a list, not relative, no white space."""
-    if not isinstance(value, str) or not _URL.fullmatch(value):
-        return False
-    scheme, rest = value.split(":", 1)
-    if scheme.lower() in ("http", "https"):
-        return rest.startswith("//") and len(rest) > 2 and rest[2] not in "/?#"
-    return True
 
 
 def _type_problem(value: Any, where: str) -> str | None:

@@ -20,10 +20,10 @@ the body of the middleware's 401 and of the verifier service's ``GET /presentati
 from __future__ import annotations
 
 import json
-import re
 import uuid
 
 from schemas import models
+from schemas.values import IRI_RE
 from schemas.vocab import Vocabulary, compact, expand, registry
 
 from .dataintegrity import DATA_INTEGRITY_PROOF, ED25519_SIGNATURE_2020
@@ -41,7 +41,7 @@ FORMATS = {
     "ldp_vc": {"proof_type": [DATA_INTEGRITY_PROOF, ED25519_SIGNATURE_2020]},
     "ldp_vp": {"proof_type": [DATA_INTEGRITY_PROOF, ED25519_SIGNATURE_2020]},
 }
-_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
+
 MAX_IRI = 2048
 
 
@@ -49,7 +49,7 @@ def _iri(value, what: str, missing: str, invalid: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise CeadError(missing, f"Name the {what} (an absolute IRI).")
     iri = expand(value.strip())
-    if len(iri) > MAX_IRI or not _IRI.match(iri):
+    if len(iri) > MAX_IRI or not IRI_RE.fullmatch(iri):
         raise CeadError(invalid, f"The {what} {value[:200]!r} is not an absolute IRI.")
     return iri
 
