@@ -24,6 +24,21 @@ SENSITIVITY_NAMES = {"Anonymised": "Anonymised", "Pseudonymised": "Pseudonymised
 DPIA_RISK_NAMES = {"LowRisk": "Low risk", "MediumRisk": "Medium risk", "HighRisk": "High risk"}
 
 
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def sensitivity_words(value) -> str:
+    """A sensitivity as a sentence reads it: ``SpecialCategory`` -> ``special category data``; another value as it
+    is written."""
+    return _lower_first(SENSITIVITY_NAMES[value]) if value in SENSITIVITY_NAMES else str(value)
+
+
+def dpia_risk_words(value) -> str:
+    """A DPIA's residual risk as a sentence reads it: ``LowRisk`` -> ``low risk``; another value as it is written."""
+    return _lower_first(DPIA_RISK_NAMES[value]) if value in DPIA_RISK_NAMES else str(value)
+
+
 def role_name(role: str) -> str:
     """``InformationAssetOwner`` -> ``Information Asset Owner``; another role written as one CamelCase word is
     spaced out (``HeadOfAnalysis`` -> ``Head Of Analysis``), anything else is shown as it is written."""

@@ -87,8 +87,6 @@ def duration_words(value: Any) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
-SENSITIVITY_WORDS = {"Anonymised": "anonymised", "Pseudonymised": "pseudonymised", "Personal": "personal data",
-                     "SpecialCategory": "special category data", "CriminalOffence": "criminal offence data"}
 _EVERY = {"P1D": "daily", "P1W": "weekly", "P2W": "fortnightly", "P1M": "monthly", "P3M": "quarterly",
           "P6M": "twice a year", "P1Y": "yearly"}
 
@@ -341,7 +339,7 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
         add("agreement", "Data sharing agreement", lines, ids)
     if "dpia" in s:
         d = s["dpia"] if isinstance(s["dpia"], dict) else {}
-        outcome = re.sub(r"(?<!^)([A-Z])", r" \1", str(d.get("outcome", "not stated"))).lower()
+        outcome = words.dpia_risk_words(d["outcome"]) if "outcome" in d else "not stated"
         lines = [f"The data protection impact assessment's residual risk: {outcome}"
                  + (f" (assessed {_day(d['date'])})." if d.get("date") else ".")]
         ref = d.get("reference")
@@ -356,7 +354,7 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
             [("UK GDPR Article 35", f"{vocab.UK_GDPR}article/35")])
     if "sensitivity" in s:
         add("sensitivity", "Sensitivity", [f"The data as shared are classed "
-                                           f"{SENSITIVITY_WORDS.get(s['sensitivity'], s['sensitivity'])}."])
+                                           f"{words.sensitivity_words(s['sensitivity'])}."])
     if "privacyProtocol" in s:
         protocols = _as_list(s["privacyProtocol"])
         lines = [line for p in protocols for line in protocol_lines(p, names)] or [

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from schemas import vocab
+from schemas import vocab, words
 from schemas.models import DataSharingApproval, DelegatedAuthority
 
-from .approval_view import ACTION_WORDS, SENSITIVITY_WORDS, _day, cadence_words, day_words, duration_words
+from .approval_view import ACTION_WORDS, _day, cadence_words, day_words, duration_words
 from .casefile import DPIA_SCREENING, FIVE_SAFES, RequestCase
 from .names import Directory, Named
 
@@ -114,18 +114,15 @@ DIMENSION_FIELDS = {   # a scope dimension -> the approval form's field that set
 }
 
 
-_RISK_WORDS = {"LowRisk": "low risk", "MediumRisk": "medium risk", "HighRisk": "high risk"}
-
-
 def _show(names: Directory, dim: str, value: Any) -> str:
     if value is None:
         return "not restricted"
     if dim == "actions" and isinstance(value, list):
         return ", ".join(ACTION_WORDS.get(a, str(a)) for a in value)
     if dim == "maxSensitivity":
-        return SENSITIVITY_WORDS.get(value, str(value))
+        return words.sensitivity_words(value)
     if dim == "maxDpiaRisk":
-        return _RISK_WORDS.get(value, str(value))
+        return words.dpia_risk_words(value)
     if dim == "maxRetention":
         return duration_words(value)
     if isinstance(value, list):

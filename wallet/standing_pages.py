@@ -29,7 +29,7 @@ from verifier.results import CeadError
 from . import desk, standing
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
     condition_choices, duration_from_words, legal_basis_choices, options
-from .approval_view import SENSITIVITY_WORDS, day_words, duration_words, moment_words
+from .approval_view import day_words, duration_words, moment_words
 from .names import Directory
 
 SUB_DELEGATION = ("The delegation it rests on does not let this node delegate further (it needs the SubDelegate "
@@ -131,7 +131,6 @@ def template_of(form: StandingForm, discloser: str) -> tuple[dict, dict]:
     return scope, conditions
 
 
-RISK_WORDS = {"LowRisk": "low", "MediumRisk": "medium", "HighRisk": "high"}
 
 
 def bounds(names: Directory, scope, rule: dict) -> list[str]:
@@ -162,8 +161,8 @@ def bounds(names: Directory, scope, rule: dict) -> list[str]:
                     "approval.", "Permitted": "Onward sharing allowed."}.get(scope.onward_sharing,
                                                                             str(scope.onward_sharing)))
     if scope.max_sensitivity:
-        out.append(f"Data no more sensitive than {SENSITIVITY_WORDS.get(scope.max_sensitivity, scope.max_sensitivity)}"
-                   + (f"; the DPIA's residual risk at most {RISK_WORDS.get(scope.max_dpia_risk, scope.max_dpia_risk)}"
+        out.append(f"Data no more sensitive than {plain.sensitivity_words(scope.max_sensitivity)}"
+                   + (f"; the DPIA's residual risk at most {plain.dpia_risk_words(scope.max_dpia_risk)}"
                       if scope.max_dpia_risk else "") + ".")
     if scope.not_before or scope.not_after:
         out.append("In force " + (f"from {day_words(scope.not_before)} " if scope.not_before else "")
