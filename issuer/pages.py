@@ -417,7 +417,8 @@ def blueprint(node) -> Blueprint:
         rows = service.register(node)
         counts = {s: sum(1 for r in rows if r.status == s) for s in ("active", "suspended", "revoked")}
         return render_template("dpo_register.html", rows=rows, counts=counts, suspendable=_suspendable,
-                               may_change="status:change" in current_token().scopes.split(","))
+                               may_change="status:change" in current_token().scopes.split(","),
+                               person=staff.person_words(node.engine))
 
     @bp.get("/dpo/register.csv")
     @sign_in_required
@@ -450,7 +451,7 @@ def blueprint(node) -> Blueprint:
     def issue():
         form = request.form if request.method == "POST" else {"kind": request.args.get("kind", "delegation")}
         if request.method == "GET":
-            return render_template("dpo_issue.html", form=form, error=None, kinds=KINDS, kind_name=plain.kind_name,
+            return render_template("dpo_issue.html", form=form, error=None, kinds=KINDS,
                                    formats=FORMAT_LABELS)
         token = current_token()
         try:
@@ -461,7 +462,7 @@ def blueprint(node) -> Blueprint:
             status = http_status(exc.code)
             if status >= 500:
                 raise
-            return render_template("dpo_issue.html", form=form, error=exc.problem, kinds=KINDS, kind_name=plain.kind_name,
+            return render_template("dpo_issue.html", form=form, error=exc.problem, kinds=KINDS,
                                    formats=FORMAT_LABELS), status
         audit(f"issued {KINDS.get(request.form.get('kind'), 'credential')}", target=issued.id)
         text = pretty(issued.credential)

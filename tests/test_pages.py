@@ -388,3 +388,16 @@ def test_an_insecure_web_secret_is_refused(env):
     with pytest.raises(CeadError) as err:
         create_app(env["node"])
     assert err.value.code == "web.secret_insecure"
+
+
+def test_the_register_names_who_issued_by_their_full_name(env):
+    """A credential issued by a staff account shows who issued it by the account's full name, not its username;
+    a token's name, or the command line, as recorded."""
+    from issuer import staff
+    node, client = env["node"], env["client"]
+    staff.create_account(node.engine, "ian", "Ian Owner", "iao", "a long enough passphrase 1")
+    service.issue(node, certification(node.did), issued_by="ian")
+    service.issue(node, certification(node.did, id="did:web:other.example"), issued_by="cli")
+    signed_in(env)
+    page = client.get("/dpo/register").text
+    assert '<td data-heading="By">Ian Owner</td>' in page and '<td data-heading="By">cli</td>' in page

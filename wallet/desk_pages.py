@@ -22,6 +22,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
+from issuer import staff
 from issuer.pages import audit, current_token, http_status, may, parse_object, sign_in_required
 from schemas import vocab, words
 from schemas.models import DataSharingApproval, describe
@@ -48,21 +49,6 @@ def _day(value: Any) -> date | None:
     except ValueError:
         return None
 
-
-
-def staff_person(engine):
-    """Who did something on a request, as the pages say it: a staff account by its full name and role ("Ian Owner
-    (Information Asset Owner)", not "ian (iao)"), a standing approval by its name; anyone else as recorded."""
-    from issuer import staff
-    people = {a.username: a.full_name for a in staff.list_accounts(engine)}
-
-    def person(who: str | None, role: str | None = None) -> str:
-        if who and who.startswith("standing:"):
-            return f"the standing approval {who.partition(':')[2]}"
-        name = people.get(who or "", who or "someone")
-        label = staff.ROLES[role]["label"] if role in staff.ROLES else role
-        return f"{name} ({label})" if label else name
-    return person
 
 
 def register(bp, wallet, blueprint_name: str) -> None:
@@ -284,7 +270,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             renew_default=(date.today().replace(year=date.today().year + 1)).isoformat(),
             may_decide=may("issue:approval"), may_change=may("status:change"),
             log=__import__("issuer.staff", fromlist=["audit_log"]).audit_log(node().engine, target=row.id),
-            person=staff_person(node().engine),
+            person=staff.person_words(node().engine),
         ), status
 
     def nearest(row) -> list[dict] | None:

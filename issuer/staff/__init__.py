@@ -160,6 +160,21 @@ def list_accounts(engine) -> list[StaffAccount]:
         return list(s.exec(select(StaffAccount).order_by(StaffAccount.username)))
 
 
+def person_words(engine):
+    """``person(who, role=None)``: who did something, as the pages say it: a staff account by its full name and
+    role ("Ian Owner (Information Asset Owner)", not "ian (iao)"), a standing approval by its name; anyone else
+    (a token's name, "cli") as recorded."""
+    people = {a.username: a.full_name for a in list_accounts(engine)}
+
+    def person(who: str | None, role: str | None = None) -> str:
+        if who and who.startswith("standing:"):
+            return f"the standing approval {who.partition(':')[2]}"
+        name = people.get(who or "", who or "someone")
+        label = ROLES[role]["label"] if role in ROLES else role
+        return f"{name} ({label})" if label else name
+    return person
+
+
 def set_disabled(engine, username: str, disabled: bool) -> StaffAccount:
     with Session(engine, expire_on_commit=False) as s:
         row = s.exec(select(StaffAccount).where(StaffAccount.username == username)).first()
