@@ -110,6 +110,7 @@ def test_a_dpo_signs_a_standing_approval_and_routine_requests_are_approved_under
     assert template["credentialSubject"]["parentDelegation"]["id"] == w["sub_delegable"].id
     assert template["credentialSubject"]["scope"]["dataItems"] == ["pupil_id", "entitlement"]
     assert ("dora", "signed standing approval") in [(e.who, e.action) for e in staff.audit_log(node.engine)]
+    assert "Signed on this page by Dora Protection," in dpo.get("/wallet/standing").text   # by name, not "dora"
 
     inside = send(w)
     row = settled(w, inside["id"], "approved")

@@ -22,6 +22,7 @@ from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, Se
 from wtforms.validators import DataRequired, InputRequired, NumberRange, Optional, Regexp, ValidationError
 
 from issuer.pages import audit, current_token, may, sign_in_required, words
+from issuer import staff
 from schemas import vocab
 from schemas import words as plain
 from verifier.results import CeadError
@@ -248,7 +249,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
             form = make_form(defaults(names), names)
         errors = [(f.id, e) for f in form for e in f.errors] if form is not None else []
         return render_template("wallet_standing.html", duration_hint=DURATION_HINT, entries=shown, form=form,
-                               errors=errors, problem=problem, names=names, date=moment_words), status
+                               errors=errors, problem=problem, names=names, date=moment_words,
+                               person=staff.person_words(node().engine)), status
 
     @bp.get("/wallet/standing", endpoint="standing")
     @sign_in_required
