@@ -298,6 +298,23 @@ def _suspendable(row: db.IssuedCredential) -> bool:
 
 # ---- the blueprint -----------------------------------------------------------------------------------------
 
+def _subject_names():
+    """``row -> name or None`` for the register's subject column: the name the credential itself states (a
+    delegation's ``name``, a certification's ``legalName``), else the names the node knows for its subject's DIDs (an
+    approval's recipients) when the wallet is mounted: it sets ``CEAD_DIRECTORY`` (the issuer never imports it)."""
+    make = current_app.config.get("CEAD_DIRECTORY")
+    directory = make() if make is not None else None
+
+    def name(row) -> str | None:
+        if row.subject_name:
+            return row.subject_name
+        if directory is None or not row.subject:
+            return None
+        known = [n for n in (directory.known(d) for d in row.subject.split()) if n]
+        return "; ".join(dict.fromkeys(known)) or None
+    return name
+
+
 def blueprint(node) -> Blueprint:
     """The landing page and the DPO pages for ``node`` (register it on the issuer's app)."""
     bp = Blueprint(BLUEPRINT, __name__, template_folder="templates", static_folder="static",
@@ -418,7 +435,7 @@ def blueprint(node) -> Blueprint:
         counts = {s: sum(1 for r in rows if r.status == s) for s in ("active", "suspended", "revoked")}
         return render_template("dpo_register.html", rows=rows, counts=counts, suspendable=_suspendable,
                                may_change="status:change" in current_token().scopes.split(","),
-                               person=staff.person_words(node.engine))
+                               person=staff.person_words(node.engine), subject_name=_subject_names())
 
     @bp.get("/dpo/register.csv")
     @sign_in_required

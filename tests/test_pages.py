@@ -160,6 +160,33 @@ def test_register_lists_what_was_issued_with_a_csv(env):
     assert f',{CERT_SUBJECT["id"]},{CERT_SUBJECT["legalName"]},' in csv_file.text
 
 
+def test_the_register_names_an_approvals_recipients_when_the_node_knows_them(env, tmp_path):
+    """An approval names its recipients by DID only; the register adds the names the node knows (names.json, the
+    certifications held or received with requests) above them, and nothing for a DID it does not know."""
+    from issuer.app import create_app
+    node, client = env["node"], env["client"]
+    known, unknown = "did:web:council.example", "did:web:stranger.example"
+    (node.home / "names.json").write_text(json.dumps({known: "Example Council"}), encoding="utf-8")
+    subject = approval_subject(node.did, known)
+    subject["recipients"].append(unknown)
+    subject["lawfulBases"].append({**subject["lawfulBases"][-1], "party": unknown})
+    issued = service.issue(node, {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+                                  "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
+                                  "credentialSubject": subject}, issued_by="cli")
+    row = next(r for r in service.register(node) if r.id == issued.id)
+    assert row.subject == f"{known} {unknown}" and row.subject_name is None     # stored as the credential says
+    signed_in(env)
+    page = client.get("/dpo/register").text
+    assert '<span class="cead-subject-name">Example Council</span>' in page and unknown in page
+    assert "stranger" not in page.split('cead-subject-name">', 1)[1].split("</span>", 1)[0]
+    # the issuer's app alone (no wallet mounted) shows the DIDs, without names and without failing
+    alone = create_app(node).test_client()
+    env_alone = dict(env, client=alone)
+    signed_in(env_alone, name="dpo2")
+    page = alone.get("/dpo/register")
+    assert page.status_code == 200 and known in page.text and "Example Council" not in page.text
+
+
 def test_revoke_through_the_page_needs_csrf_confirmation_and_scope(env):
     node, client = env["node"], env["client"]
     issued = service.issue(node, certification(node.did), issued_by="cli")

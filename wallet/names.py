@@ -277,6 +277,22 @@ class Directory:
             return Named(f"the organisation at {host}", iri)
         return Named(vocab.compact(iri), iri)
 
+    def known(self, value: Any) -> str | None:
+        """The name this node knows for a DID or IRI, or None: unlike :meth:`name`, never a stand-in ("the
+        organisation at ...", a compact IRI). For pages that show the identifier anyway and add a name only when
+        there is one (the DPO's register)."""
+        if not isinstance(value, str):
+            return None
+        iri = vocab.expand(value)
+        for key in (iri, value):
+            if key in self.names:
+                return self.names[key]
+        if iri.startswith("did:") and self._delegations:
+            named = self.delegate(iri)
+            if named is not None:
+                return str(named)
+        return None
+
     def names_of(self, values: Iterable[Any] | None) -> list[Named]:
         return [self.name(v) for v in values or []]
 
