@@ -192,6 +192,32 @@ def test_the_approval_form_keeps_what_was_typed_with_messages_beside_the_fields(
     assert len(__import__("issuer.service", fromlist=["register"]).register(node)) == before   # nothing signed
 
 
+def test_only_a_certifier_the_node_trusts_names_an_organisation(tmp_path):
+    """A signature proves who made a certification, not that its names are true: anyone can sign one naming itself
+    "Police Scotland". Names come only from certifiers the node's trust policy trusts."""
+    import json
+    from issuer_fixtures import make_node
+    from test_wallet_support import CYBER_ESSENTIALS
+    node = make_node(tmp_path / "h")
+    certifier, council, impostor = "did:web:certifier.example", "did:web:council.example", "did:web:impostor.example"
+    forged = {"subject": impostor, "legalName": "Police Scotland", "issuer": impostor,
+              "certificationBody": "Police Scotland", "scheme": CYBER_ESSENTIALS}
+    real = {"subject": council, "legalName": "Example Council", "issuer": certifier,
+            "certificationBody": "Scottish Cyber Assurance", "scheme": CYBER_ESSENTIALS}
+    names = Directory.for_node(node, None, [forged, real])
+    assert names.known(impostor) is None and names.known(council) is None      # no policy: no certifier trusted
+    assert "Police Scotland" not in str(names.name(impostor))
+    (node.home / "policy.yaml").write_text(json.dumps({"certification_bodies": {CYBER_ESSENTIALS: [certifier]}}))
+    names = Directory.for_node(node, None, [forged, real])
+    assert names.known(council) == "Example Council" and names.known(certifier) == "Scottish Cyber Assurance"
+    assert names.known(impostor) is None and str(names.name(impostor)) == "the organisation at impostor.example"
+    # a certification held in the wallet: the same rule (its issuer, not a body id it states, gets the body's name)
+    held = Directory.for_node(node)
+    held.learn_certification({"issuer": impostor, "credentialSubject": {
+        "id": council, "legalName": "Police Scotland", "certificationBody": {"id": certifier, "name": "Forged"}}})
+    assert held.known(certifier) is None and held.known(council) is None
+
+
 def test_names_flags_and_the_ico_checklist():
     names = Directory({"did:web:fife.example": "Fife Council"})
     assert str(names.name("did:web:fife.example")) == "Fife Council"

@@ -6,7 +6,11 @@ Where names come from, in order:
 - the node itself (its configured name) and ``HOME/names.json`` (optional: ``{"<DID or IRI>": "Name"}``, for
   organisations and datasets the node knows by other means);
 - organisation certifications: the ``legalName`` of each certified organisation and the ``certificationBody``
-  name, from certifications held in the wallet and those presented with data-sharing requests;
+  name, from certifications held in the wallet and those presented with data-sharing requests, but only from a
+  certification whose issuer the node's trust policy trusts to certify (``certification_bodies``, any scheme). A
+  signature proves only who made a certification; anyone can sign one naming itself "Police Scotland", so a
+  certification from a body the node does not trust names no one (the page shows the identifier instead, and the
+  request page's certification table says the certifier is not trusted);
 - delegations (``DelegatedAuthorityCredential``) held in the wallet or given to :meth:`Directory.for_node` (an
   approval's chain), for a delegate the delegation names (its optional ``name``): shown with who attested it,
   "Jane Smith (Information Asset Owner for Fife Council)". Only a delegation that verifies is believed: its proof
@@ -111,6 +115,7 @@ class Directory:
         self._believed: dict[str, Any] = {}          # digest -> (DelegatedAuthority, validFrom) or False
         self._delegates: dict[str, Named | None] = {}
         self._named: dict[str, list[str]] | None = None
+        self._certifiers: frozenset[str] = frozenset()      # bodies whose certifications name organisations
 
     @classmethod
     def for_node(cls, node, wallet=None, extra_certifications: Iterable[dict] = (),
@@ -133,6 +138,8 @@ class Directory:
         except Exception:       # noqa: BLE001 (no catalogue table yet, or no catalogue support: names only)
             pass
         policy = node_policy(node)
+        if policy is not None:
+            d._certifiers = frozenset(b for bodies in policy.certification_bodies.values() for b in bodies)
         for cat in (policy.catalogues if policy is not None else []):
             d.names.update(catalogue_titles(policy.path(cat)))
         if wallet is not None:
@@ -153,24 +160,34 @@ class Directory:
             pass
         return d
 
+    def trusts_certifier(self, issuer: Any) -> bool:
+        """Whether the node's trust policy trusts ``issuer`` to certify (for any scheme): only then do its
+        certifications name anyone here."""
+        return isinstance(issuer, str) and issuer in self._certifiers
+
     def learn_certification(self, document: dict) -> None:
+        """A certification as held (verified when it was received): its names, when its issuer is trusted."""
         subject = document.get("credentialSubject") if isinstance(document, dict) else None
         if not isinstance(subject, dict):
+            return
+        issuer = document.get("issuer")
+        issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+        if not self.trusts_certifier(issuer):
             return
         if isinstance(subject.get("id"), str) and isinstance(subject.get("legalName"), str):
             self.names.setdefault(subject["id"], subject["legalName"])
         body = subject.get("certificationBody")
-        issuer = document.get("issuer")
-        issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
         if isinstance(body, dict) and isinstance(body.get("name"), str):
-            self.names.setdefault(body.get("id") or issuer or "", body["name"])
+            self.names.setdefault(issuer, body["name"])     # (the body names itself: the issuer, not a stated id)
 
     def learn_summary(self, cert: dict) -> None:
         """A certification as summarised when a request was received (``legalName``, ``subject``, ``issuer``,
-        ``certificationBody``)."""
+        ``certificationBody``; its proof checked then): its names, when its issuer is trusted."""
+        if not self.trusts_certifier(cert.get("issuer")):
+            return
         if isinstance(cert.get("subject"), str) and isinstance(cert.get("legalName"), str):
             self.names.setdefault(cert["subject"], cert["legalName"])
-        if isinstance(cert.get("issuer"), str) and isinstance(cert.get("certificationBody"), str):
+        if isinstance(cert.get("certificationBody"), str):
             self.names.setdefault(cert["issuer"], cert["certificationBody"])
 
     # ---- delegates named by delegations ---------------------------------------------------------------------
