@@ -65,10 +65,11 @@ def finish(runner) -> None:
     kept = sum(len(receipts.listing(other._node.engine, side=receipts.RECIPIENT)) for other in runner.live.values())
     stored = len(receipts.listing(node.engine, side=receipts.PROVIDER))
     latest = result.checkpoints[-1] if result.checkpoints else {}
+    named = {other._node.did: other.party.name for other in runner.live.values()}    # witnesses' keys name DIDs
     echo(f"Receipts: {live.party.name} stored {stored}; the recipients' wallets hold {kept} copies across all nodes.")
     echo(f"Audit of {live.party.name} ({result.did}): {result.size} log entries, checkpoints "
          f"{'consistent' if result.ok else 'NOT consistent'}, latest co-signed by "
-         f"{', '.join(latest.get('witnesses') or []) or 'no witness'}; {found_allowed} of {allowed} transfers and "
+         f"{', '.join(named.get(w, w) for w in latest.get('witnesses') or []) or 'no witness'}; {found_allowed} of {allowed} transfers and "
          f"{found} of {decided} decisions on a presentation found. Report: {csv_path} and {html_path}")
     if not result.ok or found_allowed != allowed or found != decided \
             or not latest.get("witnesses"):

@@ -112,6 +112,8 @@ def test_demo_fast_decisions_line_by_line_and_cleanup(tmp_path):
     # the delegations name their delegates (credentialSubject.name, signed by the delegating organisation or DPO)
     assert f"for Police IAO, naming the delegate “{world.DELEGATES['police-iao']}”" in output
     assert f"for Fife Housing IAO, naming the delegate “{world.DELEGATES['fife-housing-iao']}”" in output
+    # the audit names the witness that co-signed the audited log by its organisation's name, not its DID
+    assert "checkpoints consistent, latest co-signed by Fife Council;" in output, output
     # every organisation and person ran as its own process, plus one data API and one receipt sequencer per provider
     providers = [p for p in world.CAST if p.provides_data]
     assert len(report["processes"]) == len(world.CAST) + 2 * len(providers)
