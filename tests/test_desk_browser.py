@@ -152,6 +152,12 @@ def person(browser, width: int = 1200):
                                locale="en-GB", timezone_id="Europe/London")
 
 
+def columns_of(page, fieldset: str) -> int:
+    """How many columns the checkboxes of a fieldset are laid out in, as rendered (their distinct left edges)."""
+    return page.evaluate("""(sel) => new Set([...document.querySelectorAll(sel + ' .ds_checkbox')]
+        .map(e => Math.round(e.getBoundingClientRect().left))).size""", fieldset)
+
+
 def check(page, name: str) -> None:
     """A screenshot, no axe-core WCAG A/AA violation, and nothing wider than the window."""
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
@@ -294,6 +300,7 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     assert "pupil_ref" in iao.inner_text("#minimisation + ul")                 # flagged as an identifier
     assert "Low risk" in iao.inner_text("#dpia_outcome") and "Special category data" in iao.inner_text("#sensitivity")
     check(iao, "06-decision-page")
+    assert columns_of(iao, "#data_categories") == 3          # a long list of boxes in columns at 1200 px
 
     iao.click("label:has-text('School enrolment')")
     iao.fill("#min_cell_count", "10")
@@ -370,6 +377,10 @@ def test_a_request_outside_the_delegation_cannot_be_approved(world, browser):
     iao.goto(f"{w['iao']['url']}/wallet/requests/{request_id}")
     assert "No" in iao.inner_text("#fit") and "Pupil health records" in iao.inner_text("#fit")
     check(iao, "10-outside-delegation")
+    phone = person(browser, width=390).new_page()
+    sign_in(phone, w["iao"]["url"], "ian")
+    phone.goto(f"{w['iao']['url']}/wallet/requests/{request_id}")
+    assert columns_of(phone, "#data_categories") == 1        # the long list of boxes in one column on a phone
     before = len(service.register(w["iao"]["node"]))
     iao.click("label:has-text('School enrolment')")
     iao.click("button:has-text('Approve, sign and deliver')")
