@@ -98,6 +98,16 @@ def record_keys(ledger, dataset: str | None, approval: models.DataSharingApprova
     return source(dataset) if callable(source) and dataset else None
 
 
+def contributions(ledger, dataset: str | None, approval: models.DataSharingApproval | None):
+    """The contributor-level data the provider holds for ``dataset`` (``{cell: [contribution, ...]}``), when the
+    approval has a dominance rule and the provider's ledger offers them (an optional ``contributions(dataset)``
+    method); None otherwise, so such a release is refused unchecked (``protocol.dominance_unverifiable``)."""
+    if approval is None or not any(isinstance(p, models.Dominance) for p in approval.privacy_protocol):
+        return None
+    source = getattr(ledger, "contributions", None)
+    return source(dataset) if callable(source) and dataset else None
+
+
 def release_context(attempt: Attempt) -> ReleaseContext:
     """What the provider knows about this release: the recipient and its accreditations, the ledger, the
     dataset, the approval, its data subjects and the start its budget periods count from (the cadence's)."""
@@ -107,6 +117,7 @@ def release_context(attempt: Attempt) -> ReleaseContext:
     return ReleaseContext(recipient=attempt.holder, recipient_accreditations=_accredited(attempt, schemes),
                           ledger=attempt.ctx.ledger, dataset=dataset,
                           record_keys=record_keys(attempt.ctx.ledger, dataset, model),
+                          contributions=contributions(attempt.ctx.ledger, dataset, model),
                           approval=attempt.approval.id, subjects=tuple(model.data_subjects),
                           anchor=RepeatingInterval.parse(model.cadence).start, now=attempt.now)
 
