@@ -264,7 +264,8 @@ class Decider:
             decision.allowed = False
             decision.reasons = [*decision.reasons, *problems]
             self._finish(decision, 0.0)
-        elif self.receipt_signer is not None:   # the output-checking receipt: these bytes passed these checks
+        elif self.receipt_signer is not None and protocol.output_checked(decision.approval):
+            # the output-checking receipt: these bytes passed these disclosure checks (not for a row count alone)
             decision.output_receipt = self.receipt_signer.sign(protocol.output_check_claims(decision, body))
         return problems
 

@@ -94,7 +94,7 @@ def payload_problems(model: models.DataSharingApproval, manifest: dict | None, p
         declared = (manifest or {}).get("columns")
         for allowed, source in ((model.data_items, "the approval's data items"),
                                 (declared if isinstance(declared, list) else None, "the manifest's columns")):
-            extra = [c for c in columns if allowed is not None and c not in allowed]
+            extra = [c[:80] for c in columns if allowed is not None and c not in allowed]
             if extra:
                 problems.append(Problem("transfer.column_not_approved", f"{where} has columns {extra[:20]} not "
                                         f"among {source} (counted by the gateway from the payload).",

@@ -176,6 +176,12 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
         return [Problem("verifier.internal_error", "The response could not be checked, so it is withheld.")]
 
 
+def output_checked(approval: models.DataSharingApproval | None) -> bool:
+    """Whether a response passing ``check_response`` passed disclosure checks (an output-checking receipt says
+    which): not when only its columns and rows were counted."""
+    return approval is not None and any(isinstance(p, PAYLOAD_KINDS) for p in approval.privacy_protocol)
+
+
 def output_check_claims(decision, body: bytes) -> dict:
     """What an output-checking receipt says: the SHA-256 of the bytes released, the approval and recipient, and the
     checks they passed (the protocol kinds checked on the payload), signed by the gateway's receipt key."""
