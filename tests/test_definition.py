@@ -296,8 +296,9 @@ def test_given_only_the_url_the_wallet_discovers_selects_and_is_allowed(world):
     # a push, with httpx: the body travels in both requests and is bound to the second
     with httpx.Client(verify=ssl.create_default_context(cafile=world["ca"]),
                       auth=CeadHttpxAuth(world["wallet"], discover=True)) as client:
-        posted = client.post(f"{world['base']}/meals", content=b"x" * 500)
-    assert posted.status_code == 200 and posted.json()["received"] == 500
+        # a table of the approval's data items (the gateway counts a push's columns from its body)
+        posted = client.post(f"{world['base']}/meals", content=b"pupil_id,entitlement\nP0001,yes\n")
+    assert posted.status_code == 200 and posted.json()["received"] == 31
     assert world["unauthenticated"] == ["/meals"] * 3
     # the fetch helper
     assert fetch(world["wallet"], f"{world['base']}/meals?month=2026-03", discover=True,

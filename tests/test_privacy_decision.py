@@ -70,7 +70,10 @@ def test_pseudonymised_extract_pushed_or_pulled_is_scanned(w):
     decision = decide(w, approval, decider=decider, request=pull)
     assert decision.allowed and decider.response_check_needed(decision)
     problems = decider.check_response(decision, IDENTIFIED)
-    assert {p.code for p in problems} == {"disclosure.direct_identifier"} and not decision.allowed
+    # the identifiers are found, and the columns chi and name, which the approval does not list, are counted from the
+    # extract itself (the manifest said only the approved four)
+    assert {p.code for p in problems} == {"disclosure.direct_identifier", "transfer.column_not_approved"}
+    assert not decision.allowed
     # without the middleware (nginx, Envoy) the extract cannot be checked: refused
     decision = decide(w, approval, request=TransferRequest("GET", pull.url, manifest=w.manifest()))
     assert codes(decision) == {"protocol.payload_missing"}
@@ -88,6 +91,32 @@ def test_tables_released_are_kept_and_later_ones_differenced(w, tmp_path):
     assert ledger.earlier_outputs(DATASET, "ageBand,count,localAuthority,outcome") == [first]
     decision = decide(w, approval, decider=decider, request=w.request("POST", body=revised, rowCount=2))
     assert codes(decision) == {"disclosure.differencing"}
+
+
+class ContributionsLedger(SqlLedger):
+    """The node's ledger with the contributor-level data behind its cells (the optional ``contributions(dataset)``
+    a provider's ledger offers for dominance)."""
+
+    def __init__(self, engine, cells):
+        super().__init__(engine)
+        self.cells = cells
+
+    def contributions(self, dataset):
+        return self.cells if dataset == DATASET else None
+
+
+def test_dominance_is_checked_on_the_providers_contributions_not_the_requesters_word(w, tmp_path):
+    approval = w.make_approval(w.deputy, chain=[w.d1, w.d2], privacyProtocol=[{"kind": "dominance", "n": 1, "k": 80}])
+    table = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,1000\n"
+    # the requester declares it kept to the rule; nothing the gateway holds shows it did
+    declared = w.request("POST", body=table, rowCount=1, protocolRun=[{"kind": "dominance", "n": 1, "k": 80}])
+    assert codes(decide(w, approval, request=declared)) == {"protocol.dominance_unverifiable"}
+    engine = db.migrate(f"sqlite:///{tmp_path / 'fife.db'}")
+    decider = w.decider()
+    decider.ledger = ContributionsLedger(engine, {"16-24/Fife": [900, 50, 30, 20]})   # one contributor is 90%
+    assert codes(decide(w, approval, decider=decider, request=declared)) == {"disclosure.dominance"}
+    decider.ledger = ContributionsLedger(engine, {"16-24/Fife": [300, 280, 250, 170]})
+    assert decide(w, approval, decider=decider, request=declared).allowed
 
 
 def test_an_output_that_passed_its_checks_carries_a_signed_output_checking_receipt(w, tmp_path):

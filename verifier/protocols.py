@@ -321,7 +321,7 @@ class ReleaseContext:
       ``subjects`` (the approval's data-subject categories), ``anchor`` (the start periods count from when a
       budget names none: the approval's cadence start) and ``now``;
     - ``contributions``: contributor-level data for dominance, ``{cell: [contribution, ...]}``, where the provider
-      holds them;
+      holds them; None: not available here, so an approval with a dominance rule is refused unchecked;
     - ``record_keys``: for cell-key perturbation, the record keys of the provider's records, ``{cell: [key, ...]}``
       (``verifier.disclosure.cellkey``); None: not available here, so a cell-key perturbed output is refused.
     """
@@ -575,7 +575,11 @@ def check_transfer(protocol: Any, manifest: dict, payload: bytes | None,
     for tre in (p for p in approved if isinstance(p, TreOnly)):
         out += _check_tre(tre, context)
     for dom in (p for p in approved if isinstance(p, Dominance)):
-        if context.contributions is not None:
+        if context.contributions is None:   # the manifest's protocolRun is the requester's word, not a check
+            out.append(_problem("protocol.dominance_unverifiable", "The approved protocol has a dominance rule, "
+                                "checked on the contributor-level data behind each cell, which this gateway does "
+                                "not have: the provider's gateway must check it (its ledger's contributions)."))
+        else:
             out += dominance.check(context.contributions, dom.n, dom.k, dom.p)
     thresholds = [p for p in approved if isinstance(p, Threshold)]
     if thresholds:

@@ -18,7 +18,9 @@ The decision runs in stages, each a function in a module of its own that returns
    - ``certification.check_recipient``: the holder is an approved recipient and holds every required
      certification, issued by a body the trust policy trusts for that scheme;
    - ``transfer.check_transfer``: the transfer lies within the approval (dataset, columns, purpose, recipient,
-     volume, cadence window);
+     volume, cadence window), as the manifest states it;
+   - ``measured.check_measured``: a push's table as the gateway counts it (columns, rows); a pull's is measured
+     in its response (``check_response``);
    - ``protocol.check_protocol``: the privacy protocol's transfer-time checks;
    - ``provenance.check_provenance``: for a derived dataset, the upstream approvals (held to the approval and
      delegation checks) and the provenance rules.
@@ -58,7 +60,7 @@ from ..receipts import ReceiptSigner, load_signer
 from ..results import CeadError, Problem, VerificationResult
 from ..replay import ReplayGuard, store_for
 from ..status import StatusLists
-from . import approval, certification, delegation, lawful, limits, protocol, provenance, transfer
+from . import approval, certification, delegation, lawful, limits, measured, protocol, provenance, transfer
 from .caches import CachingVerifier, _ReplayGuard  # noqa: F401  (re-exported)
 from .context import Attempt, Cred, DecisionContext, _Cred, state_code, utc  # noqa: F401  (re-exported)
 from .presentation import check_credentials, check_presentation
@@ -77,6 +79,7 @@ APPROVAL_STAGES: list[Stage] = [
     certification.check_recipient,
     limits.check_limits,          # before anything reads the table (work proportional to the approval)
     transfer.check_transfer,
+    measured.check_measured,    # a push's table measured by the gateway (its columns and rows), not as stated
     protocol.check_protocol,
     provenance.check_provenance,
     lawful.check_lawful,          # the lawful-basis rulebook, and provenance over every hop (issue 13)
@@ -256,12 +259,13 @@ class Decider:
         """Check an outgoing payload against the approval's threshold rules; a failure turns the decision into a
         denial (with a fresh receipt) and returns its reasons."""
         problems = protocol.check_response(decision.approval, decision.manifest, body, decision=decision,
-                                           ledger=self.ledger)
+                                           ledger=self.ledger, content_type=content_type)
         if problems:
             decision.allowed = False
             decision.reasons = [*decision.reasons, *problems]
             self._finish(decision, 0.0)
-        elif self.receipt_signer is not None:   # the output-checking receipt: these bytes passed these checks
+        elif self.receipt_signer is not None and protocol.output_checked(decision.approval):
+            # the output-checking receipt: these bytes passed these disclosure checks (not for a row count alone)
             decision.output_receipt = self.receipt_signer.sign(protocol.output_check_claims(decision, body))
         return problems
 

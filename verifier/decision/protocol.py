@@ -12,6 +12,7 @@ from schemas.vocab import RepeatingInterval
 from .. import attestation, tre_outputs
 from ..protocols import ReleaseContext, charge, check_transfer, remember_output
 from ..results import Problem
+from . import measured
 from .context import CERTIFICATION, Attempt
 from .limits import body_too_large, pushed_table_too_large   # (imported once: check_protocol runs per decision)
 
@@ -97,6 +98,16 @@ def record_keys(ledger, dataset: str | None, approval: models.DataSharingApprova
     return source(dataset) if callable(source) and dataset else None
 
 
+def contributions(ledger, dataset: str | None, approval: models.DataSharingApproval | None):
+    """The contributor-level data the provider holds for ``dataset`` (``{cell: [contribution, ...]}``), when the
+    approval has a dominance rule and the provider's ledger offers them (an optional ``contributions(dataset)``
+    method); None otherwise, so such a release is refused unchecked (``protocol.dominance_unverifiable``)."""
+    if approval is None or not any(isinstance(p, models.Dominance) for p in approval.privacy_protocol):
+        return None
+    source = getattr(ledger, "contributions", None)
+    return source(dataset) if callable(source) and dataset else None
+
+
 def release_context(attempt: Attempt) -> ReleaseContext:
     """What the provider knows about this release: the recipient and its accreditations, the ledger, the
     dataset, the approval, its data subjects and the start its budget periods count from (the cadence's)."""
@@ -106,6 +117,7 @@ def release_context(attempt: Attempt) -> ReleaseContext:
     return ReleaseContext(recipient=attempt.holder, recipient_accreditations=_accredited(attempt, schemes),
                           ledger=attempt.ctx.ledger, dataset=dataset,
                           record_keys=record_keys(attempt.ctx.ledger, dataset, model),
+                          contributions=contributions(attempt.ctx.ledger, dataset, model),
                           approval=attempt.approval.id, subjects=tuple(model.data_subjects),
                           anchor=RepeatingInterval.parse(model.cadence).start, now=attempt.now)
 
@@ -127,20 +139,23 @@ def charge_release(attempt: Attempt) -> list[Problem]:
 def response_check_needed(approval: models.DataSharingApproval | None, allowed: bool, push: bool = False,
                           manifest: dict | None = None) -> bool:
     """True when the approval's protocol constrains a payload that travels in the response (a table of counts, a
-    pseudonymised extract), or the response must be the output a run attestation covers: not for a push (its
-    payload was the request body, checked when it was decided; the response is the app's own)."""
+    pseudonymised extract), the approval limits rows per transfer (the rows are counted in the response, never taken
+    from the manifest), or the response must be the output a run attestation covers: not for a push (its payload was
+    the request body, checked when it was decided; the response is the app's own)."""
     return allowed and not push and approval is not None and (any(
         isinstance(p, PAYLOAD_KINDS) for p in approval.privacy_protocol)
+        or measured.response_needed(approval)
         or attestation.response_check_needed(approval.privacy_protocol, manifest)
         or (tre_outputs.MANIFEST_KEY in (manifest or {})
             and any(isinstance(p, models.TreOnly) for p in approval.privacy_protocol)))
 
 
 def check_response(approval: models.DataSharingApproval, manifest: dict | None, body: bytes, *,
-                   decision=None, ledger=None) -> list[Problem]:
+                   decision=None, ledger=None, content_type: str = "") -> list[Problem]:
     """An outgoing payload against the approval's payload rules (threshold, whole-table suppression, differencing
-    against the node's earlier releases, direct identifiers, k-anonymity); a table that passes is kept in the
-    ledger for later differencing. Fails closed on an internal error."""
+    against the node's earlier releases, direct identifiers, k-anonymity) and its columns and rows as the gateway
+    counts them (``measured``); a table that passes is kept in the ledger for later differencing. Fails closed on an
+    internal error."""
     checked = [p for p in approval.privacy_protocol if isinstance(p, PAYLOAD_KINDS)]
     manifest = manifest or {}
     dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None
@@ -151,13 +166,20 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
     if too_large is not None:
         return [too_large]    # larger than the approval can need: withheld unread
     try:
-        problems = check_transfer(checked, manifest, body, approved_columns=approval.data_items, context=context) \
+        problems = measured.response_problems(approval, manifest, body, content_type) \
+            + check_transfer(checked, manifest, body, approved_columns=approval.data_items, context=context) \
             + attestation.response_check(approval.privacy_protocol, manifest, body) \
             + tre_outputs.response_check(approval.privacy_protocol, manifest, body)
         return problems or remember_output(checked, context, body)
     except Exception:  # never let an unchecked payload out
         log.exception("internal error while checking a response payload")
         return [Problem("verifier.internal_error", "The response could not be checked, so it is withheld.")]
+
+
+def output_checked(approval: models.DataSharingApproval | None) -> bool:
+    """Whether a response passing ``check_response`` passed disclosure checks (an output-checking receipt says
+    which): not when only its columns and rows were counted."""
+    return approval is not None and any(isinstance(p, PAYLOAD_KINDS) for p in approval.privacy_protocol)
 
 
 def output_check_claims(decision, body: bytes) -> dict:
