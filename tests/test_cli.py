@@ -47,3 +47,55 @@ def test_a_gateway_install_has_the_verifier_and_says_what_the_rest_needs(monkeyp
 def test_unknown_commands_are_usage_errors(argv):
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 2 and "No such command" in result.output
+
+
+# ---- bad input: a clear error naming what is wrong, never a stack trace, a hang or exit 0 ------------------------
+
+BINARY = b"\xff\xfe\x00\x89PNG binary"
+
+
+def _node_home(tmp_path):
+    from issuer_fixtures import make_node
+    make_node(tmp_path / "home", public_url="https://fife.example")
+    return tmp_path / "home"
+
+
+def _bad(argv, tmp_path, home=None, env=None):
+    """Run `cead ARGV` on real files; it must fail (non-zero) with one clear line, never a traceback."""
+    from issuer_fixtures import PASS
+    result = CliRunner().invoke(main, [str(a) for a in argv], env={
+        "CEAD_PASSPHRASE": PASS.decode(), "CEAD_HOME": str(home or tmp_path / "nowhere"), **(env or {})})
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        f"{type(result.exception).__name__}: {result.exception}"
+    assert "Traceback" not in result.output and result.exit_code != 0, result.output
+    return result
+
+
+# Every command that reads a file a person names: a binary file (or text in another encoding) is said to be one.
+BINARY_FILE = [["lawful", "{f}"], ["issue", "approval", "--file", "{f}"], ["cosign", "{f}"],
+               ["deliver", "{f}", "--to", "https://127.0.0.1:1/inbox"], ["offer", "{f}"],
+               ["request", "approve", "x", "--subject", "{f}"], ["request", "send", "{f}", "--to", "https://x.example"],
+               ["wallet", "present", "--definition", "{f}"], ["provider", "serve", "--config", "{f}", "--check"],
+               ["init", "--name", "X", "--domain", "fife.example", "--vocabulary", "{f}", "--home", "{new}"]]
+
+
+@pytest.mark.parametrize("argv", BINARY_FILE, ids=lambda a: " ".join(a[:2]))
+def test_a_file_that_is_not_utf8_text_is_said_to_be_one(tmp_path, argv):
+    path = tmp_path / "input.json"
+    path.write_bytes(BINARY)
+    home = _node_home(tmp_path)
+    result = _bad([a.format(f=path, new=tmp_path / "new") for a in argv], tmp_path, home)
+    assert "is not UTF-8 text (byte 0xff at offset 0" in result.stderr, result.stderr
+    assert "codec" not in result.stderr
+
+
+def test_a_node_whose_config_is_not_text_is_a_coded_error(tmp_path):
+    home = _node_home(tmp_path)
+    (home / "config.yaml").write_bytes(BINARY)
+    for argv in (["did", "show"], ["wallet", "list"], ["issued", "list"]):
+        result = _bad(argv, tmp_path, home)
+        assert "node.config_invalid" in result.stderr and "config.yaml is not UTF-8 text" in result.stderr
+    (home / "config.yaml").unlink()
+    (home / "config.yaml").mkdir()
+    result = _bad(["did", "show"], tmp_path, home)
+    assert "error [node.config_invalid]: Cannot read" in result.stderr and "Is a directory" in result.stderr
