@@ -99,3 +99,22 @@ def test_a_node_whose_config_is_not_text_is_a_coded_error(tmp_path):
     (home / "config.yaml").mkdir()
     result = _bad(["did", "show"], tmp_path, home)
     assert "error [node.config_invalid]: Cannot read" in result.stderr and "Is a directory" in result.stderr
+
+
+@pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf", "soon"])
+def test_the_sequencer_interval_must_be_seconds_above_zero(tmp_path, interval):
+    """-1, NaN or infinity were a stack trace from time.sleep after the first drain; 0 spun a core."""
+    home = _node_home(tmp_path)
+    (tmp_path / "spool").mkdir()
+    result = _bad(["receipts", "sequence", tmp_path / "spool", "--once", "--interval", interval], tmp_path, home)
+    assert result.exit_code == 2 and "Invalid value for '--interval'" in result.stderr
+    assert "is not a number of seconds" in result.stderr
+
+
+def test_draining_a_spool_folder_that_does_not_exist_is_a_usage_error(tmp_path):
+    home = _node_home(tmp_path)
+    result = _bad(["receipts", "sequence", tmp_path / "spoool", "--once"], tmp_path, home)
+    assert result.exit_code == 2 and "spoool' does not exist" in result.stderr and "Logged" not in result.output
+    (tmp_path / "spool").mkdir()
+    ok = CliRunner().invoke(main, ["receipts", "sequence", str(tmp_path / "spool"), "--once", "--home", str(home)])
+    assert ok.exit_code == 0 and "Logged 0 receipts." in ok.output
