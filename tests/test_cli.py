@@ -118,3 +118,11 @@ def test_draining_a_spool_folder_that_does_not_exist_is_a_usage_error(tmp_path):
     (tmp_path / "spool").mkdir()
     ok = CliRunner().invoke(main, ["receipts", "sequence", str(tmp_path / "spool"), "--once", "--home", str(home)])
     assert ok.exit_code == 0 and "Logged 0 receipts." in ok.output
+
+
+@pytest.mark.parametrize("host", ["not a host", "", "a..b"])
+def test_dev_ca_names_a_host_it_cannot_certify_and_writes_nothing(tmp_path, host):
+    """These were a stack trace from idna, after the --out directory had been made."""
+    result = _bad(["dev-ca", "--out", tmp_path / "ca", "--host", "127.0.0.1", "--host", host], tmp_path)
+    assert result.exit_code == 2 and f"'{host}' is not a host name or IP address" in result.stderr
+    assert not (tmp_path / "ca").exists()
