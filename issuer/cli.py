@@ -49,7 +49,7 @@ def _fail_on_cead_error(func):
 
 # Codes that mean the command cannot run as it was started (fix the invocation, not the data): exit 2, as click's
 # own usage errors do. Every other error exits 1.
-_EXIT_CODES = {"key.passphrase_required": 2}
+_EXIT_CODES = {"key.passphrase_required": 2, "staff.password_required": 2}
 
 
 # ---- --out files -------------------------------------------------------------------------------------------------

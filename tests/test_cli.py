@@ -126,3 +126,27 @@ def test_dev_ca_names_a_host_it_cannot_certify_and_writes_nothing(tmp_path, host
     result = _bad(["dev-ca", "--out", tmp_path / "ca", "--host", "127.0.0.1", "--host", host], tmp_path)
     assert result.exit_code == 2 and f"'{host}' is not a host name or IP address" in result.stderr
     assert not (tmp_path / "ca").exists()
+
+
+def test_staff_add_without_a_password_or_a_terminal_is_a_coded_error(tmp_path):
+    """It was 'Password (at least 12 characters): Aborted!' (and a GetPassWarning from a real process)."""
+    import os
+    import subprocess
+    import sys
+    home = _node_home(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "CEAD_STAFF_PASSWORD"}
+    proc = subprocess.run([sys.executable, "-m", "cead.cli", "staff", "add", "--home", str(home), "--username", "ian",
+                           "--name", "Ian Owner", "--role", "iao"], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, env=env, start_new_session=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error [staff.password_required]: ") and "CEAD_STAFF_PASSWORD" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Aborted" not in proc.stderr
+    listed = CliRunner().invoke(main, ["staff", "list", "--home", str(home)])
+    assert listed.exit_code == 0 and "ian" not in listed.output
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_the_staff_log_limit_is_a_count(tmp_path, limit):
+    """-1 was every entry (SQL LIMIT -1) and 0 none, both with exit 0."""
+    result = _bad(["staff", "log", "--limit", limit], tmp_path, _node_home(tmp_path))
+    assert result.exit_code == 2 and f"{limit} is not in the range x>=1" in result.stderr
