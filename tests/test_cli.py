@@ -150,3 +150,37 @@ def test_the_staff_log_limit_is_a_count(tmp_path, limit):
     """-1 was every entry (SQL LIMIT -1) and 0 none, both with exit 0."""
     result = _bad(["staff", "log", "--limit", limit], tmp_path, _node_home(tmp_path))
     assert result.exit_code == 2 and f"{limit} is not in the range x>=1" in result.stderr
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound for a moment, then closed)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CLOSED = [["wallet", "import", "{url}/credential"], ["fetch", "{url}/data", "--discover"],
+          ["deliver", "{cred}", "--to", "{url}/inbox"], ["audit", "{url}", "--allow-private-addresses"]]
+
+
+@pytest.mark.parametrize("argv", CLOSED, ids=lambda a: a[0])
+def test_a_server_that_is_not_there_is_said_plainly(tmp_path, argv):
+    """An https URL to a closed port on 127.0.0.1 fails at once saying the connection was refused, not with
+    requests' 'HTTPSConnectionPool(...): Max retries exceeded ... NewConnectionError(...)' nor a bare
+    'ConnectionError'."""
+    import os
+    import subprocess
+    import sys
+    from issuer_fixtures import PASS
+    home = _node_home(tmp_path)
+    cred = tmp_path / "credential.json"
+    cred.write_text('{"type": ["VerifiableCredential"], "credentialSubject": {}}')
+    url = f"https://127.0.0.1:{_closed_port()}"
+    proc = subprocess.run([sys.executable, "-m", "cead.cli", *(a.format(url=url, cred=cred) for a in argv)],
+                          env={**os.environ, "CEAD_HOME": str(home), "CEAD_PASSPHRASE": PASS.decode()},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    error = __import__("json").loads(proc.stderr.strip().splitlines()[-1])["error"]
+    assert url in error["message"] and "the connection was refused (nothing is listening" in error["message"]
+    assert "Max retries" not in error["message"] and "ConnectionError" not in error["message"]

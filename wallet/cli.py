@@ -115,7 +115,7 @@ def import_(source: str, home: Path | None) -> None:
     if source.startswith(("https://", "http://")):
         import requests
 
-        from verifier.http import untrusted_certificate
+        from verifier.http import unreachable_reason, untrusted_certificate
         try:
             response = requests.get(source, timeout=30, headers={"Accept": "application/vc+jwt, application/json"},
                                     verify=_verify_for(w._node, None))
@@ -123,7 +123,7 @@ def import_(source: str, home: Path | None) -> None:
         except requests.exceptions.SSLError as exc:
             _fail("input.unreadable", untrusted_certificate(source, exc).message)
         except requests.RequestException as exc:
-            _fail("input.unreadable", f"Cannot fetch {source}: {exc}")
+            _fail("input.unreadable", f"Cannot fetch {source}: {unreachable_reason(exc)}.")
         data = response.content
     else:
         try:
