@@ -184,3 +184,30 @@ def test_a_server_that_is_not_there_is_said_plainly(tmp_path, argv):
     error = __import__("json").loads(proc.stderr.strip().splitlines()[-1])["error"]
     assert url in error["message"] and "the connection was refused (nothing is listening" in error["message"]
     assert "Max retries" not in error["message"] and "ConnectionError" not in error["message"]
+
+
+def test_a_file_that_is_no_dcat_catalogue_imports_nothing_and_removes_nothing(tmp_path):
+    """`{}` or `[1, 2]` parsed as an empty graph: 'Imported 0 datasets ... N removed', exit 0, flagging every dataset
+    of that source removed. A JSON string was rdflib's 'cannot access local variable' message."""
+    import json
+    home = _node_home(tmp_path)
+    source = tmp_path / "catalogue.jsonld"
+    source.write_text(json.dumps({"@context": {"dcat": "http://www.w3.org/ns/dcat#"}, "@graph": [
+        {"@id": "https://data.fife.example/catalog", "@type": "dcat:Catalog"},
+        {"@id": "https://data.fife.example/dataset/meals", "@type": "dcat:Dataset"}]}))
+    runner = CliRunner(env={"CEAD_HOME": str(home)})
+    assert "1 added" in runner.invoke(main, ["catalogue", "import", str(source)]).output
+    for wrong in ({}, [1, 2], {"@context": {"x": "https://x.example/"}, "x:title": "notes"}):
+        source.write_text(json.dumps(wrong))
+        result = _bad(["catalogue", "import", source], tmp_path, home)
+        assert result.exit_code == 2 and "catalogue.invalid" in result.stderr
+        assert "it is not a DCAT catalogue (nothing was imported)" in result.stderr
+    source.write_text('"a catalogue"')
+    result = _bad(["catalogue", "import", source], tmp_path, home)
+    assert "The catalogue holds a JSON string, not JSON-LD" in result.stderr
+    listed = json.loads(runner.invoke(main, ["catalogue", "list", "--json"]).output)
+    assert [d["iri"] for d in listed] == ["https://data.fife.example/dataset/meals"]   # still in force
+    source.write_text(json.dumps({"@context": {"dcat": "http://www.w3.org/ns/dcat#"},
+                                  "@id": "https://data.fife.example/catalog", "@type": "dcat:Catalog"}))
+    emptied = runner.invoke(main, ["catalogue", "import", str(source)])     # an empty catalogue is one
+    assert emptied.exit_code == 0 and "0 datasets" in emptied.output and "1 removed" in emptied.output
