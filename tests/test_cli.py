@@ -211,3 +211,17 @@ def test_a_file_that_is_no_dcat_catalogue_imports_nothing_and_removes_nothing(tm
                                   "@id": "https://data.fife.example/catalog", "@type": "dcat:Catalog"}))
     emptied = runner.invoke(main, ["catalogue", "import", str(source)])     # an empty catalogue is one
     assert emptied.exit_code == 0 and "0 datasets" in emptied.output and "1 removed" in emptied.output
+
+
+@pytest.mark.parametrize("url", ["notaurl", "https://", "ftp://node.example", "https://node.example:port"])
+def test_verifier_serve_refuses_a_ledger_url_that_is_no_url_before_serving(tmp_path, url):
+    """It served, and denied every differentially private release later (protocol.ledger_unavailable). (--tls-cert
+    without --tls-key: had the URL passed, the command would stop on that, never serve, in this test.)"""
+    import json
+    (tmp_path / "cert.pem").write_text("not used")
+    result = _bad(["verifier", "serve", "--port", "8443", "--ledger-url", url, "--tls-cert", tmp_path / "cert.pem"],
+                  tmp_path, env={"CEAD_LEDGER_TOKEN": "a-token"})
+    error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert result.exit_code == 2 and error["code"] == "input.invalid"
+    assert error["message"] == f"--ledger-url must be the data owner's node as an http(s) URL (e.g. " \
+                               f"https://127.0.0.1:8443), not {url!r}."
