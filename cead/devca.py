@@ -25,9 +25,15 @@ def dev_ca(out: Path, hosts: tuple[str, ...]) -> None:
     if (out / "ca.pem").exists():
         raise click.UsageError(f"{out / 'ca.pem'} exists; a new CA would not be trusted by nodes set up with the old "
                                "one. Use another --out, or delete the directory first.")
-    out.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="Cead local test CA")
+    for host in hosts:   # each on its own, so the error names the one that is wrong; before anything is written
+        try:
+            ca.issue_cert(host)
+        except ValueError as exc:   # idna.IDNAError: empty, spaces, a label too long...
+            raise click.BadParameter(f"{host!r} is not a host name or IP address ({exc}); give e.g. 127.0.0.1, "
+                                     "localhost or node.example.", param_hint="'--host'") from None
     server = ca.issue_cert(*hosts)
+    out.mkdir(parents=True, exist_ok=True)
     ca.cert_pem.write_to_path(str(out / "ca.pem"))
     cert = out / "server.pem"
     cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))

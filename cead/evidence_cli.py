@@ -79,11 +79,26 @@ def show(receipt_id, home) -> None:
                            "inclusion": inclusion}, indent=2))
 
 
+class _Seconds(click.ParamType):
+    """A finite number of seconds above 0 (0 would spin a core; NaN and infinity are no waits)."""
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        import math
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        if not (math.isfinite(seconds) and seconds > 0):
+            self.fail(f"{value!r} is not a number of seconds above 0 (e.g. 0.05).", param, ctx)
+        return seconds
+
+
 @receipts.command("sequence")
 @click.argument("spool", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--once", is_flag=True, help="Log what is spooled now, then exit (default: keep running).")
-@click.option("--interval", type=float, default=0.05, show_default=True,
-              help="The group-commit window in seconds.")
+@click.option("--interval", type=_Seconds(), default=0.05, show_default=True,
+              help="The group-commit window in seconds (more than 0).")
 @click.option("--nice", type=int, default=10, show_default=True,
               help="Lower the running sequencer's CPU priority by this much: on a busy machine decisions come first.")
 @home_option
@@ -96,6 +111,9 @@ def sequence(spool, once, interval, nice, home) -> None:
     from issuer.evidence import spool as spooling
     node = _node(home)
     if once:
+        if not spool.is_dir():   # a mistyped folder would log nothing, every time, and say nothing
+            raise click.BadParameter(f"{str(spool)!r} does not exist: name the folder the gateway's ReceiptSpool "
+                                     "writes receipts into.", param_hint="'SPOOL'")
         click.echo(f"Logged {spooling.drain(node, spool)} receipts.")
         return
     if nice:   # the service, not a one-off drain

@@ -112,9 +112,15 @@ def read_dcat(data: bytes, fmt: str) -> list[CatalogueDataset]:
         raise CeadError("catalogue.format", f"Unknown format {fmt!r}; use json-ld, turtle or xml.")
     if fmt == "json-ld":
         try:
-            _no_remote_contexts(strict_json(data, "the catalogue"))
+            document = strict_json(data, "the catalogue")
+            _no_remote_contexts(document)
         except (ValueError, RecursionError):
             raise CeadError("catalogue.invalid", "The catalogue is not JSON.") from None
+        if not isinstance(document, (dict, list)):   # rdflib fails on these with its own internal error
+            kind = {str: "a JSON string", bool: "JSON true or false", type(None): "JSON null"}.get(
+                type(document), "a JSON number")
+            raise CeadError("catalogue.invalid", f"The catalogue holds {kind}, not JSON-LD (an object or a list of "
+                            "objects).")
     graph = rdflib.Graph()
     try:
         graph.parse(data=data, format=fmt)
@@ -156,6 +162,13 @@ def read_dcat(data: bytes, fmt: str) -> list[CatalogueDataset]:
                                      }.items() if v}
         return list(out.values())
 
+    if not any(True for kind in ("Catalog", "Dataset", "DatasetSeries")
+               for _ in graph.subjects(URIRef(RDF_TYPE), u(DCAT, kind))):
+        # a wrong file, not an empty catalogue (which still says it is a dcat:Catalog): importing it would flag
+        # every dataset of this source removed
+        raise CeadError("catalogue.invalid", "The document names no dcat:Catalog, dcat:Dataset or "
+                        "dcat:DatasetSeries: it is not a DCAT catalogue (nothing was imported). Give the catalogue's "
+                        "DCAT export (CKAN: /catalog.ttl or /catalog.jsonld).")
     series_members: dict[str, list[str]] = {}
     for series in graph.subjects(URIRef(RDF_TYPE), u(DCAT, "DatasetSeries")):
         for member in graph.subjects(u(DCAT, "inSeries"), series):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from schemas.values import load_document
+from schemas.values import load_document, read_text
 from verifier.keys import ED25519, JOSE_ALGS, KINDS
 from verifier.suites import DEFAULT_SUITES
 from verifier.results import CeadError
@@ -49,7 +49,7 @@ def _fail_on_cead_error(func):
 
 # Codes that mean the command cannot run as it was started (fix the invocation, not the data): exit 2, as click's
 # own usage errors do. Every other error exits 1.
-_EXIT_CODES = {"key.passphrase_required": 2}
+_EXIT_CODES = {"key.passphrase_required": 2, "staff.password_required": 2}
 
 
 # ---- --out files -------------------------------------------------------------------------------------------------
@@ -343,8 +343,10 @@ _KINDS = service.KINDS
 
 def _load_file(path: str) -> dict:
     try:
-        return load_document(Path(path).read_text(encoding="utf-8"), path)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return load_document(read_text(path, path), path)
+    except OSError as exc:
+        raise CeadError("request.invalid", f"Cannot read {path}: {exc.strerror or exc}.") from None
+    except ValueError as exc:
         raise CeadError("request.invalid", f"Cannot read {path}: {exc}") from None
 
 
@@ -523,8 +525,10 @@ def cosign(file, home, out):
     """Co-sign a Data Integrity credential (e.g. an approval naming this node in coSigners): check that it
     verifies, then add this node's proof to its proof set. A vc+jwt credential cannot be co-signed."""
     try:
-        text = Path(file).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_text(file, file).strip()
+    except OSError as exc:
+        raise CeadError("request.invalid", f"Cannot read {file}: {exc.strerror or exc}.") from None
+    except ValueError as exc:
         raise CeadError("request.invalid", f"Cannot read {file}: {exc}") from None
     credential = text if not text.startswith(("{", "[")) and text.count(".") == 2 else _load_file(file)
     _check_out(out)

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import yaml
 from pydantic import ValidationError
 
+from schemas.values import read_text
 from schemas.vocab import Vocabulary, extended, registry
 from verifier.http import Fetcher
 from verifier.keys import ED25519, KINDS, P256, PublicKey
@@ -217,9 +218,15 @@ class Node:
              migrate: bool = False) -> "Node":
         home = Path(home) if home else default_home()
         try:
-            config = yaml.safe_load((home / CONFIG).read_text())
+            text = read_text(home / CONFIG, str(home / CONFIG))
         except FileNotFoundError:
             raise CeadError("node.not_found", f"No node at {home} (run `cead init`).") from None
+        except OSError as exc:        # a directory, no permission
+            raise CeadError("node.config_invalid", f"Cannot read {home / CONFIG}: {exc.strerror or exc}.") from None
+        except ValueError as exc:     # not UTF-8 text
+            raise CeadError("node.config_invalid", f"{exc}.") from None
+        try:
+            config = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise CeadError("node.config_invalid", f"{home / CONFIG} is not valid YAML: {exc}") from None
         if not isinstance(config, dict) or not isinstance(config.get("did"), str) or not config.get("keys"):

@@ -102,6 +102,25 @@ class _SafeYaml:
         return cls.loader
 
 
+def utf8_text(data: bytes, what: str) -> str:
+    """``data`` (a file's bytes) as UTF-8 text, or a ``ValueError`` naming ``what`` and what to do: a person who
+    gives a binary file, or text saved in another encoding, is told so, not shown Python's codec message."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start} is not "
+                         "UTF-8); give a text file saved as UTF-8") from None
+
+
+def read_text(path, what: str | None = None) -> str:
+    """The text of a file a person named, read as UTF-8 (:func:`utf8_text`). ``OSError`` as ``open`` raises it
+    (a missing file, a directory); ``ValueError`` naming ``what`` (default: the path) for a file that is not UTF-8
+    text."""
+    from pathlib import Path
+
+    return utf8_text(Path(path).read_bytes(), what or repr(str(path)))
+
+
 def load_document(text: str, what: str, *, yaml_allowed: bool = True) -> dict:
     """A JSON (or, when allowed, YAML) object written by a person, as plain JSON values.
 

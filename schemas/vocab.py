@@ -401,14 +401,14 @@ def registry() -> Vocabulary:
 def extended(base: Vocabulary, path: str | Path) -> Vocabulary:
     """A copy of ``base`` extended by a JSON or YAML file of ``{"broader": {...}, "isPartOf": {...}}`` (what
     ``cead init --vocabulary`` and a trust policy's ``vocabulary`` name). ValueError naming the file otherwise."""
-    from .values import load_document
+    from .values import load_document, read_text
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise ValueError(f"no such file {str(path)!r}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
     try:
         return base.copy().load(load_document(text, repr(str(path))))
     except ValueError as exc:

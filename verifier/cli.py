@@ -175,6 +175,15 @@ def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, wor
 
     ledger = None
     if ledger_url:
+        from urllib.parse import urlsplit
+        try:
+            parts = urlsplit(ledger_url)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:          # a port that is no number or out of range, "https://[::1"
+            usable = False
+        if not usable:   # found now, not at the first differentially private release (which would be denied)
+            _fail(f"--ledger-url must be the data owner's node as an http(s) URL (e.g. https://127.0.0.1:8443), not "
+                  f"{ledger_url!r}.", "input.invalid")
         token = os.environ.get("CEAD_LEDGER_TOKEN", "").strip()
         if not token:
             _fail("--ledger-url needs the node's ledger token in CEAD_LEDGER_TOKEN (cead token create --scope "

@@ -53,6 +53,44 @@ def untrusted_certificate(url: str, exc: Exception) -> CeadError:
                      "on the command line.", url=url)
 
 
+def unreachable_reason(exc: BaseException) -> str:
+    """Why a request got no answer, in words a person can act on, for "Cannot fetch URL: ..." messages.
+
+    requests nests the cause three deep (ConnectionError > MaxRetryError > NewConnectionError >
+    ConnectionRefusedError) and its text is a paragraph of pool internals; this finds the cause and says it."""
+    chain: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is seen for seen in chain):
+            continue
+        chain.append(e)
+        reason = getattr(e, "reason", None)
+        todo += [reason if isinstance(reason, BaseException) else None, e.__cause__, e.__context__,
+                 *(a for a in e.args if isinstance(a, BaseException))]
+
+    def has(*types) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    if has(requests.exceptions.HTTPError):
+        return str(exc)
+    if has(ConnectionRefusedError):
+        return "the connection was refused (nothing is listening at that address and port: is the server running?)"
+    if has(socket.gaierror, urllib3.exceptions.NameResolutionError):
+        return "its host name does not resolve (check the spelling, or the DNS)"
+    if has(requests.Timeout, TimeoutError, socket.timeout, urllib3.exceptions.TimeoutError):
+        return "it did not answer in time"
+    if has(ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+        return "the connection was closed before an answer came"
+    if has(requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL,
+           urllib3.exceptions.LocationParseError):
+        return "it is not an http(s) URL (e.g. https://node.example/path)"
+    if has(requests.TooManyRedirects):
+        return "it redirects too many times"
+    said = [e.strerror for e in chain if isinstance(e, OSError) and e.strerror]   # e.g. "Network is unreachable"
+    return said[0] if said else type(exc).__name__
+
+
 def _address_refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
@@ -212,7 +250,7 @@ class Fetcher:
         except requests.exceptions.SSLError as exc:
             raise untrusted_certificate(url, exc) from None
         except requests.RequestException as exc:
-            raise CeadError("http.unreachable", f"Cannot fetch {url}: {type(exc).__name__}.", url=url) from None
+            raise CeadError("http.unreachable", f"Cannot fetch {url}: {unreachable_reason(exc)}.", url=url) from None
         with response:
             body = self._read_body(url, response, deadline)
             return FetchResult(body, dict(response.headers), response.status_code, url)

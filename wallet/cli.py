@@ -31,6 +31,18 @@ def _fail(code: str, message: str, exit_code: int = EXIT_BAD_INPUT, **detail) ->
     sys.exit(exit_code)
 
 
+def _read_text(path, what: str) -> str:
+    """The text of a file named on the command line: ``input.unreadable`` if it cannot be read (missing, a
+    directory), ``input.invalid`` if it is not UTF-8 text (``what`` names it, e.g. "the definition 'x.json'")."""
+    from schemas.values import read_text
+    try:
+        return read_text(path, what[:1].upper() + what[1:])
+    except OSError as exc:
+        _fail("input.unreadable", f"Cannot read {what}: {exc.strerror or exc}")
+    except ValueError as exc:
+        _fail("input.invalid", f"{exc}.")
+
+
 def _fail_with(exc: CeadError) -> None:
     _fail(exc.code, exc.message, EXIT_REFUSED if exc.code in _REFUSALS else EXIT_BAD_INPUT, **exc.detail)
 
@@ -103,7 +115,7 @@ def import_(source: str, home: Path | None) -> None:
     if source.startswith(("https://", "http://")):
         import requests
 
-        from verifier.http import untrusted_certificate
+        from verifier.http import unreachable_reason, untrusted_certificate
         try:
             response = requests.get(source, timeout=30, headers={"Accept": "application/vc+jwt, application/json"},
                                     verify=_verify_for(w._node, None))
@@ -111,7 +123,7 @@ def import_(source: str, home: Path | None) -> None:
         except requests.exceptions.SSLError as exc:
             _fail("input.unreadable", untrusted_certificate(source, exc).message)
         except requests.RequestException as exc:
-            _fail("input.unreadable", f"Cannot fetch {source}: {exc}")
+            _fail("input.unreadable", f"Cannot fetch {source}: {unreachable_reason(exc)}.")
         data = response.content
     else:
         try:
@@ -204,9 +216,10 @@ def present(dataset, purpose, definition, audience, nonce, fmt, lifetime, home) 
     from .present import build_presentation, select_credentials
     definition_doc = None
     if definition is not None:
+        text = _read_text(definition, f"the definition {str(definition)!r}")
         try:
-            definition_doc = json.loads(definition.read_text())
-        except (OSError, ValueError) as exc:
+            definition_doc = json.loads(text)
+        except ValueError as exc:
             _fail("input.unreadable", f"Cannot read the definition {str(definition)!r}: {exc}")
         except RecursionError:
             _fail("input.invalid", f"The definition {str(definition)!r} is JSON nested too deeply.")
@@ -400,10 +413,7 @@ def _node(home: Path | None, unlock: bool = False):
 def _credential_file(path: str) -> dict | str:
     """A credential from a file: JSON (a Data Integrity credential, or an EnvelopedVerifiableCredential) or a
     compact vc+jwt."""
-    try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail("input.unreadable", f"Cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}")
+    text = _read_text(path, repr(path)).strip()
     if not text.startswith(("{", "[")) and text.count(".") == 2:
         return text
     try:
@@ -512,9 +522,10 @@ def request_send(file: Path, url: str, ca_bundle: str | None, home: Path | None)
     """Send a request (from `cead request create`) to the data holder's node, with a presentation of this node's
     certifications. Prints the request's id there. Needs $CEAD_PASSPHRASE."""
     from .requests import send_request
+    text = _read_text(file, f"the request {str(file)!r}")
     try:
-        body = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         _fail("input.unreadable", f"Cannot read the request {str(file)!r}: {exc}")
     target = url.rstrip("/")
     if not target.endswith("/requests"):
@@ -581,9 +592,10 @@ def request_approve(request_id, subject_file, delegation, valid_until, legal_bas
     $CEAD_PASSPHRASE."""
     from schemas.values import load_document
     from . import requests as sharing
+    text = _read_text(subject_file, f"the approval subject {subject_file!r}")
     try:
-        overrides = load_document(Path(subject_file).read_text(encoding="utf-8"), subject_file)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        overrides = load_document(text, subject_file)
+    except ValueError as exc:
         _fail("input.invalid", f"Cannot read the approval subject {subject_file!r}: {exc}")
     if delegation is not None and Path(delegation).is_file():
         delegation = _credential_file(delegation)
@@ -740,10 +752,7 @@ def offer(credential_file: Path, tx_code: bool, output: Path | None, home: Path 
     from issuer.node import Node
     if output is not None:
         _image_format(output)
-    try:
-        text = credential_file.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail("input.unreadable", f"Cannot read {str(credential_file)!r}: {getattr(exc, 'strerror', None) or exc}")
+    text = _read_text(credential_file, repr(str(credential_file))).strip()
     try:
         credential = json.loads(text) if text.startswith("{") else text
     except ValueError:

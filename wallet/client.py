@@ -27,7 +27,7 @@ import requests
 from schemas.values import strict_json
 from schemas.vocab import expand
 from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, normalise_url, request_binding
-from verifier.http import untrusted_certificate
+from verifier.http import unreachable_reason, untrusted_certificate
 from verifier.results import CeadError, Problem
 
 from .present import build_presentation, manifest_overlay, present_for_request
@@ -428,7 +428,7 @@ def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None =
     except requests.exceptions.SSLError as exc:
         raise CeadError("transfer.failed", untrusted_certificate(url, exc).message, url=url, tls=True) from None
     except requests.RequestException as exc:
-        raise CeadError("transfer.failed", f"Could not reach {url}: {exc}") from None
+        raise CeadError("transfer.failed", f"Could not reach {url}: {unreachable_reason(exc)}.") from None
     if response.status_code >= 400:
         raise CeadError("transfer.failed", f"{url} answered HTTP {response.status_code}.",
                         status=response.status_code, body=response.text[:500])
@@ -466,7 +466,7 @@ def post_to_node(session: requests.Session | None, url: str, family: str, what: 
         untrusted = untrusted_certificate(url, exc)
         raise CeadError(f"{family}.unreachable", untrusted.message, url=url, tls=True) from None
     except requests.RequestException as exc:
-        raise CeadError(f"{family}.unreachable", f"Could not reach {url}: {exc}") from None
+        raise CeadError(f"{family}.unreachable", f"Could not reach {url}: {unreachable_reason(exc)}.") from None
     if response.status_code >= 300:
         reasons = _reasons(response.content)
         text = "; ".join(f"{p.code}: {p.message}" for p in reasons) or f"HTTP {response.status_code}"

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from schemas.values import strict_json
-from verifier.http import Fetcher
+from verifier.http import Fetcher, unreachable_reason
 from verifier.results import CeadError
 
 PRE_AUTHORIZED = "urn:ietf:params:oauth:grant-type:pre-authorized_code"
@@ -89,7 +89,7 @@ def _post(session: requests.Session, fetcher: Fetcher, url: str, **kwargs) -> di
         response = session.post(url, allow_redirects=False, timeout=fetcher.timeout,
                                 verify=fetcher.ca_bundle or True, **kwargs)
     except requests.RequestException as exc:
-        raise CeadError("offer.unreachable", f"Could not reach {url}: {exc}") from None
+        raise CeadError("offer.unreachable", f"Could not reach {url}: {unreachable_reason(exc)}.") from None
     try:
         body = strict_json(response.content, f"the answer from {url}")
     except (ValueError, RecursionError):

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from schemas.values import strict_json
-from verifier.http import Fetcher
+from verifier.http import Fetcher, unreachable_reason
 from verifier.results import CeadError
 
 from .present import build_presentation
@@ -95,7 +95,8 @@ def respond(wallet, uri: str, *, fetcher: Fetcher | None = None, session: reques
             req["response_uri"], data={"vp_token": json.dumps(token), "state": req["state"]},
             allow_redirects=False, timeout=fetcher.timeout, verify=fetcher.ca_bundle or True)
     except requests.RequestException as exc:
-        raise CeadError("oid4vp.unreachable", f"Could not reach {req['response_uri']}: {exc}") from None
+        raise CeadError("oid4vp.unreachable",
+                        f"Could not reach {req['response_uri']}: {unreachable_reason(exc)}.") from None
     try:
         answer: Any = strict_json(response.content, "the verifier's answer")
     except (ValueError, RecursionError):

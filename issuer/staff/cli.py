@@ -5,7 +5,9 @@ import os
 
 import click
 
-from ..cli import _fail_on_cead_error, _open, home_option
+from verifier.results import CeadError
+
+from ..cli import _fail_on_cead_error, _on_a_terminal, _open, home_option
 from . import ROLES, create_account, list_accounts, migrate, audit_log, record, set_disabled
 
 PASSWORD_ENV = "CEAD_STAFF_PASSWORD"
@@ -32,9 +34,13 @@ def _engine(home):
 def staff_add(home, username, full_name, role):
     """Add an account. The password is asked for (or read from CEAD_STAFF_PASSWORD) and kept only as an argon2id
     hash."""
-    password = os.environ.get(PASSWORD_ENV) or click.prompt("Password (at least 12 characters)", hide_input=True,
-                                                            confirmation_prompt=True)
-    engine = _engine(home)
+    engine = _engine(home)     # a missing home is said before the password is asked for
+    password = os.environ.get(PASSWORD_ENV)
+    if not password:
+        if not _on_a_terminal():   # a script, </dev/null: one coded line, not a prompt nobody can answer
+            raise CeadError("staff.password_required", f"cead staff add needs the account's password: set "
+                            f"{PASSWORD_ENV} (there is no terminal to ask for it on).")
+        password = click.prompt("Password (at least 12 characters)", hide_input=True, confirmation_prompt=True)
     row = create_account(engine, username, full_name, role, password)
     record(engine, "(command line)", "created staff account", target=row.username, detail={"role": role})
     click.echo(f"Account {row.username} ({ROLES[role]['label']}) added.")
@@ -76,7 +82,8 @@ def staff_enable(home, username):
 
 @staff.command("log")
 @home_option
-@click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many entries, newest first (at least 1).")
 @_fail_on_cead_error
 def staff_log(home, limit):
     """The audit log of what staff did on the pages: when, who, role, action, item."""

@@ -37,10 +37,13 @@ def lawful(file, policy_path, as_json):
 
     from ..policy import load_policy
     from .engine import evaluate
+    from schemas.values import read_text, utf8_text
     try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"Cannot read {file!r}: {exc}", "input.unreadable")
+        text = utf8_text(sys.stdin.buffer.read(), "Standard input") if file == "-" else read_text(file)
+    except OSError as exc:
+        _fail(f"Cannot read {file!r}: {exc.strerror or exc}", "input.unreadable")
+    except ValueError as exc:
+        _fail(f"{exc}.", "input.invalid")
     try:
         document = load_document(text, repr(file))
     except ValueError as exc:

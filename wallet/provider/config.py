@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from schemas.values import read_text
 from verifier.results import CeadError
 
 from .sources import ApiSource, DatabaseSource, FilesSource, parse_time
@@ -211,9 +212,13 @@ def parse_config(data: Any, path: Path) -> ProviderConfig:
 def load_config(path: str | Path) -> ProviderConfig:
     path = Path(path).resolve()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_text(path, str(path))
     except OSError as exc:
         raise CeadError("provider.config_unreadable", f"Cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:     # not UTF-8 text
+        raise CeadError("provider.config_unreadable", f"{exc}.") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CeadError("provider.config_invalid", f"{path} is not valid YAML or JSON: {exc}", key="(file)") \
             from None
