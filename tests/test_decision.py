@@ -472,6 +472,36 @@ def test_a_delegation_over_a_catalogue_covers_its_datasets_when_the_gateway_know
     assert err.value.code == "policy.invalid" and "no such file" in err.value.message
 
 
+def test_parts_of_an_approved_dataset_draw_on_its_one_privacy_budget(w, tmp_path):
+    """The data owner's books are kept under the approved dataset: a manifest naming a part of it (DCAT isPartOf)
+    does not open an account of its own, so the approval's privacy budget cannot be spent again part by part."""
+    from issuer import db
+    from issuer.ledger import SqlLedger
+    parts = [DATASET + "/2025", DATASET + "/2026"]
+    vocabulary = tmp_path / "vocabulary.yaml"
+    vocabulary.write_text("isPartOf:\n" + "".join(f"  '{p}': ['{DATASET}']\n" for p in parts))
+    start = (w.now - timedelta(days=10)).isoformat().replace("+00:00", "Z")
+    dp = {"kind": "differentialPrivacy", "epsilon": 1.0, "mechanism": "laplace", "unitOfPrivacy": "person",
+          "maxContributions": 1, "budget": {"period": "P1Y", "epsilon": 1.0, "maxReleases": 1, "start": start}}
+    approval = w.make_approval(w.deputy, chain=[w.d1, w.d2], privacyProtocol=[dp])
+    ledger = SqlLedger(db.migrate(f"sqlite:///{tmp_path / 'owner.db'}"))
+    decider = Decider(parse_policy(w.policy_data(vocabulary=[str(vocabulary)])), ledger=ledger)
+
+    def release(dataset):
+        request = TransferRequest("GET", f"{API}/datasets/homelessness", manifest=w.manifest(
+            dataset=dataset, protocolRun=[{"kind": "differentialPrivacy", "epsilon": 1.0}]), response_checked=True)
+        return decider.decide(w.present(request, [approval, w.d1, w.d2, w.cert]), request)
+
+    first = release(parts[0])
+    assert first.allowed, first.to_dict()["reasons"]
+    assert first.dataset == parts[0] and first.ledger_dataset == DATASET
+    denied(release(parts[1]), "protocol.release_limit")       # the other part: the same, spent, budget
+    denied(release(DATASET), "protocol.release_limit")        # and the whole
+    booked = ledger.releases(DATASET)
+    assert len(booked) == 1 and booked[0]["approval"] == first.approval_id
+    assert ledger.releases(parts[0]) == [] and ledger.releases(parts[1]) == []
+
+
 def test_example_policy_in_docs_loads():
     from pathlib import Path
     policy = load_policy(Path(__file__).parent.parent / "docs" / "examples" / "policy.yaml")

@@ -214,7 +214,8 @@ class Decider:
         decision = Decision(allowed, reasons, relied_on=list(dict.fromkeys(relied_on)), holder=ctx.holder,
                             approval_id=chosen.approval.id if chosen else None, method=request.method,
                             url=request.url, decided_at=now, approval=chosen.model if chosen else None,
-                            manifest=request.manifest)
+                            manifest=request.manifest, dataset=ctx.dataset,
+                            ledger_dataset=chosen.release.dataset if chosen and chosen.release else None)
         if self.receipt_signer is not None:   # what the receipt records of the request (none without receipts)
             decision.evidence = receipts.request_evidence(request, decision.allowed)
         self._finish(decision, perf_counter() - started)

@@ -108,14 +108,28 @@ def contributions(ledger, dataset: str | None, approval: models.DataSharingAppro
     return source(dataset) if callable(source) and dataset else None
 
 
+def ledger_dataset(ctx, dataset: str | None, approved: list[str]) -> str | None:
+    """The account a release is booked under in the data owner's ledger (the privacy budget, the earlier releases
+    that later ones are differenced against): the approved dataset that the transfer's dataset is, or lies within.
+
+    A manifest may name a part of an approved dataset (DCAT ``isPartOf``), and ledgers match datasets exactly: booked
+    under the part the requester chose, each part would open an account of its own, so the approval's privacy budget
+    could be spent again part by part and a release of a part never differenced against the whole's. The part
+    still decides which records are read (cell keys, contributions) and is what the receipt records."""
+    if dataset is None or dataset in approved:
+        return dataset if dataset is not None else (approved or [None])[0]
+    return next((a for a in approved if ctx.covers([a], dataset)), dataset)
+
+
 def release_context(attempt: Attempt) -> ReleaseContext:
     """What the provider knows about this release: the recipient and its accreditations, the ledger, the
-    dataset, the approval, its data subjects and the start its budget periods count from (the cadence's)."""
+    dataset (its account in the ledger: ``ledger_dataset``), the approval, its data subjects and the start its
+    budget periods count from (the cadence's)."""
     model = attempt.model
     schemes = [s for p in model.privacy_protocol if isinstance(p, models.TreOnly) for s in p.accreditation_schemes]
     dataset = attempt.ctx.dataset or (model.datasets or [None])[0]
     return ReleaseContext(recipient=attempt.holder, recipient_accreditations=_accredited(attempt, schemes),
-                          ledger=attempt.ctx.ledger, dataset=dataset,
+                          ledger=attempt.ctx.ledger, dataset=ledger_dataset(attempt.ctx, dataset, model.datasets),
                           record_keys=record_keys(attempt.ctx.ledger, dataset, model),
                           contributions=contributions(attempt.ctx.ledger, dataset, model),
                           approval=attempt.approval.id, subjects=tuple(model.data_subjects),
@@ -158,8 +172,10 @@ def check_response(approval: models.DataSharingApproval, manifest: dict | None, 
     internal error."""
     checked = [p for p in approval.privacy_protocol if isinstance(p, PAYLOAD_KINDS)]
     manifest = manifest or {}
-    dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None
-    context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger, dataset=dataset,
+    dataset = getattr(decision, "dataset", None) or (
+        manifest.get("dataset") if isinstance(manifest.get("dataset"), str) else None)
+    context = ReleaseContext(recipient=getattr(decision, "holder", None), ledger=ledger,
+                             dataset=getattr(decision, "ledger_dataset", None) or dataset,
                              approval=getattr(decision, "approval_id", None), subjects=tuple(approval.data_subjects),
                              record_keys=record_keys(ledger, dataset, approval))
     too_large = body_too_large(approval, manifest, body)

@@ -112,6 +112,8 @@ class Decision:
     manifest: dict | None = field(default=None, repr=False, compare=False)
     output_receipt: str | None = None   # signed by the gateway when an outgoing payload passed its checks
     evidence: dict = field(default_factory=dict, repr=False, compare=False)   # for the receipt (verifier.receipts)
+    dataset: str | None = field(default=None, repr=False, compare=False)   # the transfer's (gateway's or manifest's)
+    ledger_dataset: str | None = field(default=None, repr=False, compare=False)   # its account in the owner's ledger
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
