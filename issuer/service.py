@@ -212,6 +212,7 @@ def check_request(node, credential: Any, options: Any) -> tuple[dict, dict, str 
         raise _fail("credential.invalid", "'id' must be a URL (e.g. urn:uuid:...).", field="id")
     if cead_type:
         _validate_model(credential, cead_type)
+    _check_subject_dids(credential.get("credentialSubject"))
     _check_as_a_verifier_would(credential, general=cead_type is None)
     _check_options(node, options, credential)
     if version == 1:
@@ -233,6 +234,30 @@ def _check_subject(subject: Any, *, several: bool) -> None:
     if not all(isinstance(item, dict) and item for item in subjects):
         raise _fail("credential.invalid", "'credentialSubject' must be a non-empty object"
                     + (" or a non-empty list of them." if several else "."), field="credentialSubject")
+
+
+SELF_CONTAINED_DIDS = ("did:key:", "did:jwk:")   # DIDs whose document is the DID itself: checkable offline
+
+
+def _check_subject_dids(subject: Any, path: str = "credentialSubject", depth: int = 0) -> None:
+    """Every did:key and did:jwk in the subject (a delegate, a recipient, a certified organisation...) must decode to
+    a usable public key (``did.invalid``): a DID's syntax alone admits ``did:key:zzz``, and a credential naming a key
+    no one can hold could never be presented. A did:web is checked for its syntax only (resolving it needs the
+    network, and its document may not be published yet)."""
+    if depth > 8:
+        return
+    if isinstance(subject, dict):
+        for key, value in subject.items():
+            _check_subject_dids(value, f"{path}.{key}", depth + 1)
+    elif isinstance(subject, list):
+        for n, value in enumerate(subject):
+            _check_subject_dids(value, f"{path}[{n}]", depth + 1)
+    elif isinstance(subject, str) and subject.startswith(SELF_CONTAINED_DIDS):
+        from verifier.did import Resolver
+        try:
+            Resolver().resolve(subject.partition("#")[0])
+        except CeadError as exc:
+            raise _fail("did.invalid", f"'{path}' is not a usable DID: {exc.message}", field=path) from None
 
 
 def _check_validity(credential: dict, version: int) -> None:

@@ -191,6 +191,27 @@ def test_unknown_or_unsupported_options_are_refused(node, options, field):
     assert counts(node) == (0, 0)
 
 
+def test_a_subject_did_key_that_decodes_to_no_key_is_refused_before_signing(node):
+    """A did:key's syntax admits did:key:zzz; the issuer decodes every did:key and did:jwk in the subject, so it
+    never signs a credential naming a key no one can hold (a did:web is checked for syntax only)."""
+    from issuer.keys import PrivateKey
+    from verifier.did import did_key
+    client, tok = create_app(node).test_client(), token(node)
+    for bad in ("did:key:zzz", "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2do",   # (one character short)
+                "did:jwk:e30"):                                                          # {} : no key
+        resp = post(client, tok, {"credential": certification(node.did, id=bad)})
+        assert resp.status_code == 400, resp.get_json()
+        error = resp.get_json()["error"]
+        assert error["code"] == "did.invalid" and error["detail"]["field"] == "credentialSubject.id", error
+    assert counts(node) == (0, 0)
+    good = did_key(PrivateKey.generate().public)
+    assert post(client, tok, {"credential": certification(node.did, id=good)}).status_code == 201
+    subject = node.home / "subject.json"
+    subject.write_text(json.dumps(certification(node.did)["credentialSubject"]))
+    result = run("issue", "certification", "--home", node.home, "--file", subject, "--subject", "did:key:zzz")
+    assert result.exit_code != 0 and "did.invalid" in result.output and "Traceback" not in result.output
+
+
 def test_a_delegation_given_for_a_certification_is_refused_not_ignored(node):
     client, tok = create_app(node).test_client(), token(node)
     resp = post(client, tok, {"credential": certification(node.did), "options": {"delegation": "some-id"}})
