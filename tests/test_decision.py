@@ -294,9 +294,28 @@ def test_purpose_not_approved(w):
 
 
 def test_volume_exceeded(w):
-    denied(decide(w, request=w.request(rowCount=5000)), "transfer.volume_exceeded")
-    missing = decide(w, request=w.request(rowCount=None))          # not "exceeded": not stated at all
+    limited = [w.make_approval(w.controller, maxRowsPerTransfer=1000), w.cert]
+    # a pull whose response the gateway checks (middleware, checking proxy): asking for more than the limit is
+    # refused before anything is sent, and so is not saying how many rows
+    checked = {"response_checked": True}
+    assert decide(w, limited, request=w.request(rowCount=12, **checked)).allowed
+    denied(decide(w, limited, request=w.request(rowCount=5000, **checked)), "transfer.volume_exceeded")
+    missing = decide(w, limited, request=w.request(rowCount=None, **checked))   # not "exceeded": not stated at all
     assert codes(missing) == {"transfer.row_count_missing"}, missing.to_dict()
+
+
+def test_a_pull_under_a_row_limit_whose_response_is_not_checked_is_denied(w):
+    """Its rows could only be the manifest's rowCount, the requester's word: refused, naming the fix."""
+    limited = [w.make_approval(w.controller, maxRowsPerTransfer=1000), w.cert]
+    decision = decide(w, limited, request=w.request(rowCount=12))
+    assert codes(decision) == {"transfer.rows_uncounted"}, decision.to_dict()
+    reason = decision.reasons[0]
+    assert reason.detail["limit"] == 1000 and "checking proxy" in reason.message and "middleware" in reason.message
+    # the same approval, a push: its rows are counted in the body it carries
+    table = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,12\n"
+    assert decide(w, limited, request=w.request("POST", body=table, rowCount=1)).allowed
+    # no row limit: nothing to count, the unchecked pull is allowed
+    assert decide(w, [w.make_approval(w.controller), w.cert], request=w.request(rowCount=12)).allowed
 
 
 def test_outside_cadence_window(w):

@@ -1,7 +1,7 @@
 """The nginx configuration of docs/examples/nginx-cead.conf, run with real nginx on 127.0.0.1 in front of a data
 API, deciding through `cead verifier serve` (gunicorn) at /authz: a large presentation header is admitted, an allowed pull reaches the
 API, and a denial tells the client the verifier's real reason (Cead-Decision-Reasons), which the wallet's client
-reads behind nginx's own error page. Pulls under a minimum cell count go through the verifier's checking proxy
+reads behind nginx's own error page. Pulls under a minimum cell count or a row limit go through the verifier's checking proxy
 (`--upstream`): a compliant table reaches the client, a table with a small cell is withheld with the real reason.
 nginx is a Debian package (.ci/run installs it)."""
 from __future__ import annotations
@@ -191,3 +191,43 @@ def test_a_threshold_pull_through_auth_request_still_fails_closed(gateway):
     answer = requests.get(request.url, headers=headers, timeout=30)
     assert answer.status_code == 403
     assert "protocol.payload_missing" in answer.headers["Cead-Decision-Reasons"]
+
+
+def _row_limited_pull(w, url, limit=5, row_count=2):
+    approval = w.make_approval(w.controller, maxRowsPerTransfer=limit)
+    request = w.request(url=url, rowCount=row_count)
+    return request, headers_for(w, request, [approval, w.cert])
+
+
+def test_a_pull_under_a_row_limit_is_counted_through_the_checking_proxy(gateway):
+    """The rows that leave are counted by the gateway: within the limit the table passes, over it it is withheld."""
+    w, base = gateway
+    request, headers = _row_limited_pull(w, f"{base}/tables/ok")
+    answer = requests.get(request.url, headers=headers, timeout=30)
+    assert answer.status_code == 200, (answer.status_code, answer.text[:300])
+    assert answer.content == TABLE_OK
+    request, headers = _row_limited_pull(w, f"{base}/tables/ok", limit=1, row_count=1)   # says 1, gets 2
+    answer = requests.get(request.url, headers=headers, timeout=30)
+    assert answer.status_code == 403 and b"housed,12" not in answer.content, answer.text[:300]
+    reason = next(r for r in answer.json()["reasons"] if r["code"] == "transfer.volume_exceeded")
+    assert reason["detail"] == {"rows": 2, "limit": 1, "measured": True}
+
+
+def test_a_pull_under_a_row_limit_through_auth_request_is_denied_uncounted(gateway):
+    """auth_request cannot see the response, so its rows could only be the requester's rowCount: denied, with the
+    fix named, and the API is never called; without a row limit the same pull is allowed."""
+    w, base = gateway
+    calls = len(SEEN)
+    request, headers = _row_limited_pull(w, f"{base}/datasets/homelessness")
+    answer = requests.get(request.url, headers=headers, timeout=30)
+    assert answer.status_code == 403
+    assert answer.headers["Cead-Decision-Reasons"] == "transfer.rows_uncounted"
+    assert len(SEEN) == calls                                     # nothing was asked of the API
+    with pytest.raises(TransferDenied) as denied:
+        check_response(answer.status_code, answer.content, request.url, answer.headers)
+    assert [p.code for p in denied.value.reasons] == ["transfer.rows_uncounted"]
+    unlimited = w.make_approval(w.controller)
+    request = w.request(url=f"{base}/datasets/homelessness", rowCount=2)
+    answer = requests.get(request.url, headers=headers_for(w, request, [unlimited, w.cert]), timeout=30)
+    assert answer.status_code == 200, (answer.status_code, answer.text[:300])
+    assert len(SEEN) == calls + 1

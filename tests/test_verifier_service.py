@@ -275,6 +275,38 @@ def test_envoy_never_takes_a_pulls_decoy_body_for_the_table(env):
     assert answer.status_code == 403 and "protocol.payload_missing" in answer.headers["Cead-Decision-Reasons"]
 
 
+def test_a_pull_under_a_row_limit_is_denied_where_its_rows_cannot_be_counted(env):
+    """/authz and /envoy never see a pull's response, so under maxRowsPerTransfer its rows could only be the
+    manifest's rowCount (the requester's word): denied transfer.rows_uncounted, the fix named. A push under the same
+    approval is counted in its body and allowed; a pull under an approval without a row limit is allowed."""
+    w, base_url, ca_bundle = env
+    host = API.split("://")[1]
+    limited = w.make_approval(w.controller, maxRowsPerTransfer=5)
+    pull = w.request(rowCount=2)
+    authz = requests.get(base_url + "/authz", headers=authz_headers(w, pull, w.present(pull, [limited, w.cert])),
+                         verify=ca_bundle, timeout=10)
+    assert authz.status_code == 403 and authz.headers["Cead-Decision-Reasons"] == "transfer.rows_uncounted"
+    reason = authz.json()["reasons"][0]
+    assert reason["detail"] == {"limit": 5} and "checking proxy" in reason["message"]
+    pull = w.request(rowCount=2)
+    envoy = requests.get(base_url + "/envoy/datasets/homelessness", verify=ca_bundle, timeout=10, headers={
+        "Host": host, "X-Forwarded-Proto": "https", PRESENTATION_HEADER: w.present(pull, [limited, w.cert]),
+        MANIFEST_HEADER: encode_manifest(pull.manifest)})
+    assert envoy.status_code == 403 and envoy.headers["Cead-Decision-Reasons"] == "transfer.rows_uncounted"
+    body = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,12\n"
+    push = w.request("POST", body=body, rowCount=1)
+    pushed = requests.post(base_url + "/envoy/datasets/homelessness", data=body, verify=ca_bundle, timeout=10,
+                           headers={"Host": host, "X-Forwarded-Proto": "https",
+                                    PRESENTATION_HEADER: w.present(push, [limited, w.cert]),
+                                    MANIFEST_HEADER: encode_manifest(push.manifest)})
+    assert pushed.status_code == 200, pushed.text
+    pull = w.request(rowCount=2)
+    unlimited = [w.make_approval(w.controller), w.cert]
+    allowed = requests.get(base_url + "/authz", headers=authz_headers(w, pull, w.present(pull, unlimited)),
+                           verify=ca_bundle, timeout=10)
+    assert allowed.status_code == 200, allowed.text
+
+
 # ---- metrics and health ------------------------------------------------------------------------------------------
 
 def test_metrics_and_healthz(env):

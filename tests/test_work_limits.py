@@ -65,9 +65,12 @@ def test_manifest_columns_are_bounded(w):
 
 @pytest.mark.parametrize("row_count", [-1, 2.5, "12", True])
 def test_a_row_count_that_is_no_count_has_its_own_code(w, row_count):
-    decision = decide(w, w.bundle(), w.request(rowCount=row_count))
+    limited = [w.make_approval(w.controller, maxRowsPerTransfer=1000), w.cert]   # a limit, so rowCount is read
+    decision = decide(w, limited, w.request(rowCount=row_count, response_checked=True))
     assert not decision.allowed
     found = codes(decision)
     assert "transfer.row_count_invalid" in found and "transfer.row_count_missing" not in found
-    missing = decide(w, w.bundle(), w.request(rowCount=None))
+    missing = decide(w, limited, w.request(rowCount=None, response_checked=True))
     assert "transfer.row_count_missing" in codes(missing)
+    # and whatever the approval
+    assert "transfer.row_count_invalid" in codes(decide(w, w.bundle(), w.request(rowCount=row_count)))

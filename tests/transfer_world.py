@@ -154,6 +154,9 @@ class World:
         return self.issue(issuer, subject, fmt=fmt)
 
     def approval_subject(self, **changes) -> dict:
+        """The standard approval: no row ceiling (``maxRowsPerTransfer``), so that its pulls may be decided with no
+        response to count (a bare ``decide``, nginx ``/authz``, Envoy); a test of the row ceiling passes
+        ``maxRowsPerTransfer`` and sends its pulls where the response is counted (middleware, checking proxy)."""
         subject = {
             "agreement": {"id": "https://fife.example/agreements/dsa-17",
                           "digest": "sha256-" + "A" * 43},
@@ -171,7 +174,6 @@ class World:
             "sensitivity": "Personal",
             "recipientRequirements": [CEAD + "CyberEssentials"],
             "cadence": f"R/{_iso(self.now - timedelta(days=10))}/P1M",
-            "maxRowsPerTransfer": 1000,
             "retention": {"receivedData": "P1Y"},
             "onwardSharing": "Prohibited",
             "notBefore": _iso(self.now - timedelta(days=10)),
@@ -222,8 +224,10 @@ class World:
         return {k: v for k, v in m.items() if v is not None}
 
     def request(self, method: str = "GET", url: str = f"{API}/datasets/homelessness", body: bytes | None = None,
-                **manifest_changes) -> TransferRequest:
-        return TransferRequest(method=method, url=url, body=body, manifest=self.manifest(**manifest_changes))
+                response_checked: bool = False, **manifest_changes) -> TransferRequest:
+        """``response_checked``: a pull whose response the gateway will check (as the middleware's are)."""
+        return TransferRequest(method=method, url=url, body=body, manifest=self.manifest(**manifest_changes),
+                               response_checked=response_checked)
 
     def present(self, request: TransferRequest, credentials: list | None = None, *, holder: Party | None = None,
                 audience: str | None = None, nonce: str | None = None, fmt: str = "jwt", **kw):

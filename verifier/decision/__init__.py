@@ -20,7 +20,8 @@ The decision runs in stages, each a function in a module of its own that returns
    - ``transfer.check_transfer``: the transfer lies within the approval (dataset, columns, purpose, recipient,
      volume, cadence window), as the manifest states it;
    - ``measured.check_measured``: a push's table as the gateway counts it (columns, rows); a pull's is measured
-     in its response (``check_response``);
+     in its response (``check_response``), and a pull under a row limit whose response will not be checked
+     (``response_checked`` False: nginx, Envoy) is denied ``transfer.rows_uncounted``;
    - ``protocol.check_protocol``: the privacy protocol's transfer-time checks;
    - ``provenance.check_provenance``: for a derived dataset, the upstream approvals (held to the approval and
      delegation checks) and the provenance rules.

@@ -6,7 +6,9 @@ check, so the payload the gateway holds is measured too, and it is what decides:
 
 - a push's table (the request body), when the transfer is decided (``check_measured``, an approval stage);
 - a pull's table (the response), when the middleware or the checking proxy checks it on the way out
-  (``response_problems``, called by ``protocol.check_response``).
+  (``response_problems``, called by ``protocol.check_response``). A pull under a row ceiling whose response the
+  gateway will not see (nginx ``auth_request``, Envoy ``ext_authz``) is refused when decided
+  (``transfer.rows_uncounted``): its rows could only be taken from the manifest, the requester's word.
 
 Its columns must be among the approval's data items and the manifest's ``columns``
 (``transfer.column_not_approved``); its rows, under an approval with ``maxRowsPerTransfer``, at most that many
@@ -108,11 +110,30 @@ def payload_problems(model: models.DataSharingApproval, manifest: dict | None, p
 
 
 def check_measured(attempt: Attempt) -> list[Problem]:
-    """Stage: a push's table, measured (a pull's is measured in its response, ``response_problems``)."""
+    """Stage: a push's table, measured (a pull's is measured in its response, ``response_problems``). A pull under
+    a row ceiling whose response will not be checked (nginx ``auth_request``, Envoy ``ext_authz``, the middleware
+    with ``check_response_payload=False``, a bare ``decide``) would be held only to the rows the requester states,
+    so it is denied (``transfer.rows_uncounted``)."""
     request = attempt.ctx.request
-    if not request.is_push or not request.body or pushed_table_too_large(attempt):
+    if not request.is_push:
+        return [] if request.response_checked else rows_uncounted(attempt.model)
+    if not request.body or pushed_table_too_large(attempt):
         return []   # nothing sent, or refused unread by the limits stage
     return payload_problems(attempt.model, request.manifest, bytes(request.body))
+
+
+def rows_uncounted(model: models.DataSharingApproval) -> list[Problem]:
+    """A pull whose response the gateway will not see, under an approval that limits rows per transfer: the rows
+    sent could not be counted, and the manifest's ``rowCount`` is the requester's word, so it is refused."""
+    limit = model.max_rows_per_transfer
+    if limit is None:
+        return []
+    return [Problem("transfer.rows_uncounted", f"The approval allows at most {limit} rows per transfer, and this "
+                    "pull's response does not pass through the gateway (nginx auth_request, Envoy ext_authz, or an "
+                    "endpoint whose response is not checked), so the rows sent cannot be counted; the manifest's "
+                    "rowCount is only what the requester states. Route the endpoint through the checking proxy "
+                    "(cead verifier serve --upstream, /proxy/...) or the WSGI middleware, which count the rows of "
+                    "the response before it leaves.", {"limit": limit})]
 
 
 def response_needed(model: models.DataSharingApproval) -> bool:
