@@ -189,6 +189,34 @@ def test_an_endpoint_that_answers_a_post_with_a_table_says_so_with_push_for():
         assert response.status_code == 403 and b"housed,3" not in response.data
 
 
+def test_an_endpoint_declared_to_carry_no_records_is_not_held_to_a_row_count(env):
+    """A release listing or an event stream (``check_response_payload=False``: the data owner's word about its own
+    endpoint) carries no rows, so a row-limited approval lets it answer; the same pull to a table endpoint has its
+    response counted, and decided with no response to count it is denied (``transfer.rows_uncounted``)."""
+    from werkzeug.test import Client
+    w = env[0]
+    approval = w.make_approval(w.controller, maxRowsPerTransfer=1)
+    url, manifest = "http://localhost/datasets/homelessness", w.manifest(rowCount=1)
+
+    def pull(middleware_options):
+        app = data_api([], {"body": TABLE_OK})
+        app.wsgi_app = CeadMiddleware(app.wsgi_app, w.decider(), dataset_for=lambda environ: DATASET,
+                                      **middleware_options)
+        transfer = TransferRequest("GET", url, manifest=manifest)
+        headers = {MANIFEST_HEADER: encode_manifest(manifest),
+                   PRESENTATION_HEADER: encode_presentation(w.present(transfer, [approval, w.cert]))}
+        return Client(app).get(url, headers=headers)
+
+    listing = pull({"check_response_payload": False})
+    assert listing.status_code == 200, listing.get_data(as_text=True)
+    counted = pull({})                            # a table endpoint: its 2 rows counted against the ceiling of 1
+    assert counted.status_code == 403 and b"transfer.volume_exceeded" in counted.data
+    assert b"housed,12" not in counted.data
+    bare = w.decider().decide(w.present(TransferRequest("GET", url, manifest=manifest), [approval, w.cert]),
+                              TransferRequest("GET", url, manifest=manifest))
+    assert not bare.allowed and [p.code for p in bare.reasons] == ["transfer.rows_uncounted"]
+
+
 def test_malformed_headers_are_denied_cleanly(env):
     w, base_url, ca_bundle, *_ = env
     url = base_url + "/datasets/homelessness"

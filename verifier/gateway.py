@@ -22,16 +22,18 @@ RECEIPT_HEADER = "Cead-Receipt"
 
 
 def decide_from_headers(decider, headers, method: str, url, body: bytes | None, dataset: str | None = None,
-                        response_checked: bool = False, push: bool | None = None) -> tuple[int, Decision]:
+                        response_checked: bool = False, push: bool | None = None,
+                        carries_no_rows: bool = False) -> tuple[int, Decision]:
     """Decide a transfer described by HTTP headers; returns (status 200 allow / 401 no presentation / 403 deny,
-    decision). ``response_checked``: the caller will pass the response through ``Decider.check_response``.
+    decision). ``response_checked``: the caller will pass the response through ``Decider.check_response``;
+    ``carries_no_rows``: the operator declares the endpoint's answer carries no records (``TransferRequest``).
 
     It fails closed: input the decoders do not survive, or any unexpected error, is a 403 denial with a reason,
     never an exception that reaches a server as a 500. ``url`` may be a callable, so that rebuilding it from the
     request is guarded too."""
     try:
         return _decide_from_headers(decider, headers, method, url() if callable(url) else url, body, dataset,
-                                    response_checked, push)
+                                    response_checked, push, carries_no_rows)
     except ValueError as exc:  # e.g. a Host header that makes no URL
         return 403, decider.deny(Problem("request.url_invalid", f"The request URL cannot be read: {exc}."))
     except Exception:  # a bug must never become an allow, nor a 500
@@ -77,7 +79,8 @@ def read_presentation_header(headers) -> str | None:
 
 
 def _decide_from_headers(decider, headers, method: str, url: str, body: bytes | None, dataset: str | None,
-                         response_checked: bool, push: bool | None) -> tuple[int, Decision]:
+                         response_checked: bool, push: bool | None,
+                         carries_no_rows: bool = False) -> tuple[int, Decision]:
     raw = read_presentation_header(headers)
     if not raw:
         decision = decider.deny(Problem("presentation.missing", f"The request carries no presentation "
@@ -89,6 +92,7 @@ def _decide_from_headers(decider, headers, method: str, url: str, body: bytes | 
         manifest = decode_manifest(manifest_header, check_jcs=False) if manifest_header else None
         request = TransferRequest(method=method, url=url, body=body, manifest=manifest, dataset=dataset,
                                   response_checked=response_checked, push=push,
+                                  carries_no_rows=carries_no_rows,
                                   receipt_batch=accepts_batched_receipts(headers.get(RECEIPT_FORMS_HEADER)))
         request.binding   # canonicalises the manifest (manifest.invalid here if it cannot be), once per request
     except CeadError as exc:

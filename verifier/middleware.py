@@ -106,7 +106,8 @@ class CeadMiddleware:
         push = bool(self.push_for(environ))
         status, decision = decide_from_headers(self.decider, EnvironHeaders(environ), environ["REQUEST_METHOD"],
                                           lambda: self.public_url(environ), body, dataset,
-                                          response_checked=self.check_response_payload, push=push)
+                                          response_checked=self.check_response_payload, push=push,
+                                          carries_no_rows=not self.check_response_payload)
         environ[ENVIRON_KEY] = decision
         if status == 401:
             return _json_response(start_response, status, decision, {"WWW-Authenticate": 'VP realm="cead"'},

@@ -111,12 +111,14 @@ def payload_problems(model: models.DataSharingApproval, manifest: dict | None, p
 
 def check_measured(attempt: Attempt) -> list[Problem]:
     """Stage: a push's table, measured (a pull's is measured in its response, ``response_problems``). A pull under
-    a row ceiling whose response will not be checked (nginx ``auth_request``, Envoy ``ext_authz``, the middleware
-    with ``check_response_payload=False``, a bare ``decide``) would be held only to the rows the requester states,
-    so it is denied (``transfer.rows_uncounted``)."""
+    a row ceiling whose response will not be checked (nginx ``auth_request``, Envoy ``ext_authz``, a bare
+    ``decide``) would be held only to the rows the requester states, so it is denied (``transfer.rows_uncounted``).
+    An endpoint whose operator declares that its answer carries no records (``carries_no_rows``: the middleware
+    with ``check_response_payload=False``, such as a provider's release listing and event stream) has no rows to
+    count: the declaration is the data owner's, about its own endpoint, never the requester's."""
     request = attempt.ctx.request
     if not request.is_push:
-        return [] if request.response_checked else rows_uncounted(attempt.model)
+        return [] if request.response_checked or request.carries_no_rows else rows_uncounted(attempt.model)
     if not request.body or pushed_table_too_large(attempt):
         return []   # nothing sent, or refused unread by the limits stage
     return payload_problems(attempt.model, request.manifest, bytes(request.body))
@@ -128,7 +130,8 @@ def rows_uncounted(model: models.DataSharingApproval) -> list[Problem]:
     limit = model.max_rows_per_transfer
     if limit is None:
         return []
-    return [Problem("transfer.rows_uncounted", f"The approval allows at most {limit} rows per transfer, and this "
+    rows = "1 row" if limit == 1 else f"{limit} rows"
+    return [Problem("transfer.rows_uncounted", f"The approval allows at most {rows} per transfer, and this "
                     "pull's response does not pass through the gateway (nginx auth_request, Envoy ext_authz, or an "
                     "endpoint whose response is not checked), so the rows sent cannot be counted; the manifest's "
                     "rowCount is only what the requester states. Route the endpoint through the checking proxy "

@@ -41,6 +41,8 @@ class TransferRequest:
     headers: dict[str, str] = field(default_factory=dict)
     time: datetime | None = None
     response_checked: bool = False   # the payload travels in the response and will be checked there (middleware)
+    carries_no_rows: bool = False    # the gateway's operator declares the answer carries no records (a listing of
+    #                                  releases, an event stream): no rows to count against a row ceiling
     push: bool | None = None         # the table travels in the request body (None: a POST, PUT or PATCH)
     receipt_batch: bool = False      # the client reads batched receipts (Cead-Receipt-Forms: batch)
 
