@@ -154,3 +154,23 @@ def test_only_a_dpo_or_admin_may_sign_or_suspend(world, desk):  # noqa: F811
     analyst = desk.test_client()
     sign_in(analyst, "anne")
     assert analyst.get("/wallet/standing").status_code == 403
+
+
+def test_the_standing_page_names_the_controller_as_the_decision_page_does(world, desk):  # noqa: F811
+    """An organisation has one name on every page: the certifications that came with the requests received (from
+    a certifier the node trusts) name it on the standing-approvals page too, not only on the request's own page."""
+    import json
+    from test_wallet_support import CYBER_ESSENTIALS
+    w = world
+    node, controller = w["iao"]["node"], w["controller"]["node"].did
+    policy = node.home / "policy.yaml"
+    policy.write_text(json.dumps({"certification_bodies": {CYBER_ESSENTIALS: [controller]}}))
+    try:
+        send(w)       # the requester's certification, by the controller: "Example Certification Ltd" certifies
+        dpo = desk.test_client()
+        sign_in(dpo, "dora")
+        page = dpo.get("/wallet/standing").text
+        assert "The delegation from Example Certification Ltd for" in page
+        assert "The delegation from the organisation at" not in page
+    finally:
+        policy.unlink()

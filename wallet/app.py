@@ -21,13 +21,6 @@ def create_node_app(node, *, wallet: Wallet | None = None, **issuer_options) -> 
     app.register_blueprint(pages.blueprint(wallet, public_url=node.config.get("public_url")))  # wallet pages
     app.register_blueprint(precedents.blueprint(node, wallet))   # GET /precedents: this node's signed decisions
     app.config["CEAD_WALLET"] = wallet
-    app.config["CEAD_DIRECTORY"] = lambda: _directory(node, wallet)   # names for the issuer's pages (the register)
-    return app
-
-
-def _directory(node, wallet: Wallet):
-    """The names this node knows, for one page: its own, its catalogue's, names.json, the certifications it holds
-    and those that came with the requests it received, and the delegates of the delegations it holds."""
     from .names import Directory
-    from .requests import list_requests
-    return Directory.for_node(node, wallet, [c for r in list_requests(wallet) for c in r.certification_list])
+    app.config["CEAD_DIRECTORY"] = lambda: Directory.for_pages(node, wallet)   # names for the issuer's register
+    return app

@@ -306,7 +306,7 @@ def qr_summary(ident: str, verify_url: str, output: Path, home: Path | None) -> 
     record = wallet.get(ident)
     if record is None:
         _fail("wallet.not_found", f"No credential {ident!r} in the wallet.")
-    names = Directory.for_node(wallet._node, wallet)   # organisations, datasets and terms by name, as the pages
+    names = Directory.for_pages(wallet._node, wallet)   # organisations, datasets and terms by name, as the pages
     try:
         if fmt == "svg":
             _write(output, q.summary_svg(record.document, verify_url, names))

@@ -165,6 +165,14 @@ class Directory:
         certifications name anyone here."""
         return isinstance(issuer, str) and issuer in self._certifiers
 
+    @classmethod
+    def for_pages(cls, node, wallet) -> "Directory":
+        """:meth:`for_node` with the certifications that came with every request received (the names a decision
+        page learns from its own request): for the pages that name organisations outside one request (the register,
+        standing approvals, the wallet), so an organisation has the same name on every page."""
+        from .requests import list_requests
+        return cls.for_node(node, wallet, [c for r in list_requests(wallet) for c in r.certification_list])
+
     def learn_certification(self, document: dict) -> None:
         """A certification as held (verified when it was received): its names, when its issuer is trusted."""
         subject = document.get("credentialSubject") if isinstance(document, dict) else None

@@ -61,7 +61,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
 
     def directory():
         from .names import Directory
-        return Directory.for_node(current_app.config["CEAD_NODE"], wallet)
+        return Directory.for_pages(current_app.config["CEAD_NODE"], wallet)
 
     def links() -> URLSafeSerializer:
         return URLSafeSerializer(current_app.secret_key, salt=LINK_SALT)

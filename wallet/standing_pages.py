@@ -220,7 +220,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
                           "not_before": start.isoformat(), "not_after": (start + timedelta(days=365)).isoformat()})
 
     def page(form: StandingForm | None = None, status: int = 200, problem=None):
-        names = Directory.for_node(node(), wallet)
+        names = Directory.for_pages(node(), wallet)
         rules = standing.rules(node())
         from issuer import service
         issued_here = {r.id for r in service.register(node())}
@@ -262,7 +262,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
     @sign_in_required
     def standing_create():
         may_sign()
-        names = Directory.for_node(node(), wallet)
+        names = Directory.for_pages(node(), wallet)
         form = make_form(request.form, names)
         if not form.validate():
             return page(form, 400)
