@@ -212,11 +212,16 @@ def test_witnesses_cosign_only_consistent_growth(tmp_path):
 
 def test_a_forked_log_is_caught_by_two_witnesses(tmp_path):
     """The log's operator keeps two databases under one key and shows each witness a different history."""
+    import sqlite3
     key = PrivateKey.generate()
     honest = TransparencyLog(db.migrate(f"sqlite:///{tmp_path / 'a.db'}"), "fork.example/log", key)
+    honest.append_many([("credential.issued", {"credential": f"{i:064x}"}, {}) for i in range(4)])
+    # the fork: a copy of the database as it stands (entries carry their time, so appending the same four to a
+    # second database straddled a second now and then, and the two logs differed from the first entry)
+    with sqlite3.connect(tmp_path / "a.db") as source, sqlite3.connect(tmp_path / "b.db") as copy:
+        source.backup(copy)
     forked = TransparencyLog(db.migrate(f"sqlite:///{tmp_path / 'b.db'}"), "fork.example/log", key)
-    for log in (honest, forked):
-        log.append_many([("credential.issued", {"credential": f"{i:064x}"}, {}) for i in range(4)])
+    assert forked.checkpoint() == honest.checkpoint()
     w1, w2 = ready_node(tmp_path / "w1"), ready_node(tmp_path / "w2")
     for w in (w1, w2):
         witness.watch(w, honest.key.vkey())
