@@ -140,6 +140,8 @@ def _sigkill_run(url: str, tmp_path: Path):
                                              stderr=subprocess.DEVNULL)
             while "stored" not in report.read_text():   # started, and committing
                 assert sequencer.poll() is None, "the sequencer stopped"
+                if pending(folder) == 0:   # the last sequencer logged all there was, and the gateway waits on its
+                    acked.add(producer.stdout.readline().split()[1])    # full pipe: let it spool more (or wait)
                 time.sleep(0.02)
             target = len(acked) + 60 + rng.randrange(60)
             for line in producer.stdout:
