@@ -286,14 +286,9 @@ class Directory:
         if not isinstance(value, str):
             return Named(str(value), str(value))
         iri = vocab.expand(value)
-        if iri in self.names:
-            return Named(self.names[iri], iri)
-        if value in self.names:
-            return Named(self.names[value], value)
-        if iri.startswith("did:") and self._delegations:
-            named = self.delegate(iri)
-            if named is not None:
-                return named
+        named = self._known(value, iri)
+        if named is not None:
+            return named
         for terms in _TERMS:
             if iri in terms:
                 return Named(terms[iri].label, iri)
@@ -306,16 +301,17 @@ class Directory:
         """The name this node knows for a DID or IRI, or None: unlike :meth:`name`, never a stand-in ("the
         organisation at ...", a compact IRI). For pages that show the identifier anyway and add a name only when
         there is one (the DPO's register)."""
-        if not isinstance(value, str):
-            return None
-        iri = vocab.expand(value)
-        for key in (iri, value):
-            if key in self.names:
-                return self.names[key]
+        named = self._known(value, vocab.expand(value)) if isinstance(value, str) else None
+        return named.label if named is not None else None
+
+    def _known(self, value: str, iri: str) -> Named | None:
+        """A name from this node's sources (names, certifications, catalogues) or a believed delegation."""
+        if iri in self.names:
+            return Named(self.names[iri], iri)
+        if value in self.names:
+            return Named(self.names[value], value)
         if iri.startswith("did:") and self._delegations:
-            named = self.delegate(iri)
-            if named is not None:
-                return str(named)
+            return self.delegate(iri)
         return None
 
     def names_of(self, values: Iterable[Any] | None) -> list[Named]:
