@@ -192,6 +192,32 @@ def test_the_approval_form_keeps_what_was_typed_with_messages_beside_the_fields(
     assert len(__import__("issuer.service", fromlist=["register"]).register(node)) == before   # nothing signed
 
 
+def test_one_delegation_choice_checks_the_page_again_under_it_and_keeps_what_was_typed(world):  # noqa: F811
+    """The page has one place to choose the delegation: the field the approval is signed under. "Check under this
+    delegation" shows the page's checks under the one chosen, with the form as typed, and signs nothing."""
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "ida", "Ida Owner", "iao", PASSWORD)
+    request_id = send(w)["id"]
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, "ida").status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    assert page.text.count('name="delegation"') == 1                    # one choice, not two that can disagree
+    assert "You are deciding under: <strong>" in page.text
+    before = len(__import__("issuer.service", fromlist=["register"]).register(node))
+    checked = client.post(f"/wallet/requests/{request_id}/approve", data={
+        "csrf": csrf_of(page.text), "action": "check", "delegation": "", "retention": "2 years",
+        "max_rows": "250"})
+    assert checked.status_code == 200
+    assert "You are deciding under" not in checked.text                  # now: as this organisation itself
+    assert re.search(r'<option[^>]*selected[^>]*value=""|<option value=""[^>]*selected', checked.text)
+    assert 'value="2 years"' in checked.text and 'value="250"' in checked.text      # what was typed is kept
+    assert 'id="retention-error"' not in checked.text                    # a check, not a submission
+    assert sharing.get_request(wallet, request_id).status == "pending"
+    assert len(__import__("issuer.service", fromlist=["register"]).register(node)) == before   # nothing signed
+
+
 def test_only_a_certifier_the_node_trusts_names_an_organisation(tmp_path):
     """A signature proves who made a certification, not that its names are true: anyone can sign one naming itself
     "Police Scotland". Names come only from certifiers the node's trust policy trusts."""

@@ -305,6 +305,10 @@ def register(bp, wallet, blueprint_name: str) -> None:
         form = make_form(request.form, names, choices)
         if row.status != sharing.PENDING:
             raise CeadError("sharing.not_pending", f"Request {request_id} was already {row.status}.")
+        if request.form.get("action") == "check":
+            # "Check under this delegation": the page again, its checks under the delegation now chosen and the
+            # form as typed; nothing is signed
+            return decision_page(request_id, formdata=request.form)
         if not form.validate():
             return decision_page(request_id, formdata=request.form, status=400, validate=True)
         facts = analyse(row, form, choices, names)
