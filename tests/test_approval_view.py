@@ -187,3 +187,20 @@ def test_a_delegation_is_described_in_words_with_every_limit():
     assert "Max retention: 2 years." in limits and "Max rows per transfer: 100." in limits
     assert "at least 10 people" in limits and "https://data.fife.example/meals" in limits
     assert sections["newThing"].unknown
+
+
+def test_a_line_that_begins_with_an_unnamed_organisation_begins_with_a_capital():
+    """An organisation the node has no name for is "the organisation at HOST"; a line that begins with it reads
+    "The organisation at ...", as a sentence does."""
+    names = Directory({})
+    approval = {"type": ["VerifiableCredential", "DataSharingApprovalCredential"], "credentialSubject": {
+        "discloser": "did:web:fife.example", "lawfulBases": [
+            {"party": "did:web:fife.example", "regime": "UKGDPR", "legalBases": ["cead:UKGDPR-6-1-e"]}]}}
+    delegation = {"type": ["VerifiableCredential", "DelegatedAuthorityCredential"], "credentialSubject": {
+        "id": "did:web:iao.example", "role": "InformationAssetOwner", "onBehalfOf": "did:web:fife.example",
+        "allowedActions": ["ApproveDisclosure"]}}
+    sections = {s.key: s for s in approval_view.conditions(approval, names)}
+    assert sections["discloser"].lines == ["The organisation at fife.example (the controller)."]
+    assert sections["lawfulBases"].lines[0].startswith("The organisation at fife.example relies on ")
+    sections = {s.key: s for s in approval_view.conditions(delegation, names)}
+    assert sections["onBehalfOf"].lines == ["The organisation at fife.example (the controller)."]

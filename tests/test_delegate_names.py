@@ -190,7 +190,7 @@ def test_the_analysts_approval_summary_shows_the_approver_by_name(tmp_path):
     text = _text(page.text)
     jane = "Jane Smith (Information Asset Owner for NHS Fife)"
     assert f"Data-sharing approval from {jane}" in text
-    assert f"Issued by {jane} under a chain of 2 delegations from the controller NHS Fife" in text
+    assert f"Issued by {jane} under a chain of 2 delegations from the controller, NHS Fife" in text
     # each delegation line says whom it delegates to, their role and for whom once (the name already says both)
     alex = "Alex Morgan (Data Protection Officer for NHS Fife)"
     assert f"Delegation 1 (passed) : NHS Fife delegated approval authority to {alex}: signature checked" in text, text

@@ -307,8 +307,8 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
             bases = [vocab.expand(b) for b in _as_list(lb.get("legalBases")) if isinstance(b, str)]
             regime = {"UKGDPR": "UK GDPR", "DPA2018Part3": "DPA 2018 Part 3 (law enforcement)"}.get(
                 lb.get("regime"), lb.get("regime"))
-            lines.append(f"{names.name(lb.get('party'))} relies on {_list(nm(bases)) or 'no basis'} "
-                         f"under {regime}." + "".join(" " + x for x in _rest(lb, {"party", "regime", "legalBases"})))
+            lines.append(_sentence(f"{names.name(lb.get('party'))} relies on {_list(nm(bases)) or 'no basis'} "
+                         f"under {regime}." + "".join(" " + x for x in _rest(lb, {"party", "regime", "legalBases"}))))
             cites += [c for c in (_basis_cite(b) for b in bases) if c and c not in cites]
         add("lawfulBases", "Lawful basis", lines, [lb.get("party") for lb in _as_list(s["lawfulBases"])
                                                    if isinstance(lb, dict)], cites)
@@ -323,7 +323,7 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
         add("dataSubjects", "Whose data", [f"{_list(nm(s['dataSubjects'])) or 'Not stated'}."],
             _as_list(s["dataSubjects"]))
     if "discloser" in s:
-        add("discloser", "Disclosed by", [f"{names.name(s['discloser'])} (the controller)."], [s["discloser"]])
+        add("discloser", "Disclosed by", [_sentence(f"{names.name(s['discloser'])} (the controller).")], [s["discloser"]])
     if "recipients" in s:
         add("recipients", "Recipients", [f"{_list(nm(s['recipients']))} may receive the data."],
             _as_list(s["recipients"]))
@@ -404,7 +404,7 @@ def approval_conditions(subject: dict, names: Directory) -> list[Section]:
         add("compatibilityAssessment", "Compatibility of the new purpose", lines + _rest(c, known),
             cite=[("UK GDPR Article 6(4)", f"{vocab.UK_GDPR}article/6/4")])
     if "newGateway" in s:
-        add("newGateway", "Statutory gateway for the new purpose", [f"{names.name(s['newGateway'])}."],
+        add("newGateway", "Statutory gateway for the new purpose", [_sentence(f"{names.name(s['newGateway'])}.")],
             [s["newGateway"]], [_basis_cite(s["newGateway"])] if _basis_cite(s["newGateway"]) else [])
     if isinstance(s.get("confidentiality"), dict):
         c = s["confidentiality"]
@@ -470,7 +470,7 @@ def delegation_conditions(subject: dict, names: Directory) -> list[Section]:
                else str(names.name(subject["id"])))
         out.append(Section("id", "Delegate", [f"{who} as {role}."], [subject["id"]]))
     if "onBehalfOf" in subject:
-        out.append(Section("onBehalfOf", "On behalf of", [f"{names.name(subject['onBehalfOf'])} (the controller)."],
+        out.append(Section("onBehalfOf", "On behalf of", [_sentence(f"{names.name(subject['onBehalfOf'])} (the controller).")],
                            [subject["onBehalfOf"]]))
     if "allowedActions" in subject:
         out.append(Section("allowedActions", "May", [_list([ACTION_WORDS.get(a, str(a))
@@ -591,8 +591,8 @@ def _authority(wallet, verifier, document: dict, model: DataSharingApproval, nam
                          delegation_within(d, parent[1])]
         status = _status(result.problems) or ("active" if result.verified else "not valid")
         bad_sig = any(p.code.startswith(_SIGNATURE) for p in result.problems)
-        text = (f"{names.name(record.issuer)} delegated approval authority to {_delegated_to(d, names)}: "
-                f"signature {'NOT valid' if bad_sig else 'checked'}, status {status}.")
+        text = _sentence(f"{names.name(record.issuer)} delegated approval authority to {_delegated_to(d, names)}: "
+                         f"signature {'NOT valid' if bad_sig else 'checked'}, status {status}.")
         lines.append(Line("ok" if not problems else "bad", f"Delegation {depth + 1}", text, problems))
         ok = ok and not problems
         parent = (record, d)
@@ -612,9 +612,15 @@ def _authority(wallet, verifier, document: dict, model: DataSharingApproval, nam
         ok = ok and not problems
     count = "one delegation" if len(refs) == 1 else f"a chain of {len(refs)} delegations"
     head = Line("ok" if ok else "bad", "Authority", f"Issued by {names.name(issuer)} under {count} "
-                f"from the controller {names.name(model.discloser)}"
+                f"from the controller, {names.name(model.discloser)}"
                 + (", each checked below." if ok else "; a link fails (below)."))
     return [head, *lines]
+
+
+def _sentence(text: str) -> str:
+    """A line that begins with a name: its first letter a capital ("The organisation at ...", never "the ...")."""
+    return text[:1].upper() + text[1:]
+
 
 
 def _certifications(wallet, verifier, model: DataSharingApproval, names: Directory) -> list[Line]:
@@ -630,10 +636,10 @@ def _certifications(wallet, verifier, model: DataSharingApproval, names: Directo
         if result.verified:
             met.add(scheme)
         lines.append(Line("ok" if result.verified else "warn", "Certification",
-                          f"{names.name(r.subject)} holds {names.name(scheme)} (certificate "
+                          _sentence(f"{names.name(r.subject)} holds {names.name(scheme)} (certificate "
                           f"{s.get('certificateNumber')}, issued by {names.name(r.issuer)}, until "
                           f"{_day(s.get('expiryDate'))}): status {status}."
-                          + ("" if result.verified else " A gateway refuses transfers that rely on it."),
+                          + ("" if result.verified else " A gateway refuses transfers that rely on it.")),
                           [f"{p.message} ({p.code})" for p in result.problems]))
     for scheme in required:
         if scheme not in met:
