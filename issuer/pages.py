@@ -101,6 +101,7 @@ def _configure(app) -> None:
     app.jinja_env.filters["words"] = words
     app.jinja_env.filters["when"] = plain.moment_words     # "3 December 2026, 17:41 UTC" (schemas.words)
     app.jinja_env.filters["kind"] = plain.kind_name        # "Data-sharing approval"
+    app.jinja_env.filters["law"] = plain.law_words         # "UK GDPR Article 6(1)(f)"
     app.jinja_env.filters["pretty"] = pretty
     app.jinja_env.add_extension("jinja2.ext.do")
     staff.migrate(node.engine)                 # the staff accounts and audit log tables

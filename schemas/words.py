@@ -73,3 +73,34 @@ def moment_words(value: datetime | str | None, *, seconds: bool = False) -> str:
     value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     value = value.astimezone(timezone.utc)
     return f"{day_words(value)}, {value.strftime('%H:%M:%S' if seconds else '%H:%M')} UTC"
+
+
+# the Acts the rulebook cites (legislation.gov.uk paths), by the names people use for them
+ACT_NAMES = {"eur/2016/679": "UK GDPR", "ukpga/2018/12": "Data Protection Act 2018",
+             "ukpga/2017/30": "Digital Economy Act 2017"}
+_PROVISIONS = {"article": "Article", "section": "section", "schedule": "Schedule", "paragraph": "paragraph",
+               "part": "Part", "chapter": "Chapter", "regulation": "regulation"}
+_LEGISLATION = "https://www.legislation.gov.uk/"
+
+
+def law_words(citation: str) -> str:
+    """A legislation.gov.uk citation as people write it: ``.../eur/2016/679/article/6/1/f`` is "UK GDPR Article
+    6(1)(f)", ``.../ukpga/2018/12/section/36/4`` "Data Protection Act 2018 section 36(4)", ``.../schedule/19/
+    paragraph/44`` "... Schedule 19 paragraph 44". Anything else (another site, an Act not named here, a path it
+    cannot read) is given back as it is: never a guess."""
+    if not isinstance(citation, str) or not citation.startswith(_LEGISLATION):
+        return citation if isinstance(citation, str) else str(citation)
+    parts = [p for p in citation[len(_LEGISLATION):].split("/") if p]
+    act = ACT_NAMES.get("/".join(parts[:3]))
+    if act is None:
+        return citation
+    words, rest = [act], parts[3:]
+    while rest:
+        kind = _PROVISIONS.get(rest[0].lower())
+        if kind is None or len(rest) < 2:
+            return citation
+        words.append(f"{kind} {rest[1]}")
+        rest = rest[2:]
+        while rest and rest[0].lower() not in _PROVISIONS:
+            words[-1] += f"({rest.pop(0)})"
+    return " ".join(words)

@@ -198,10 +198,10 @@ def test_one_delegation_choice_checks_the_page_again_under_it_and_keeps_what_was
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]
     staff.migrate(node.engine)
-    staff.create_account(node.engine, "ida", "Ida Owner", "iao", PASSWORD)
+    staff.create_account(node.engine, "iona", "Iona Owner", "iao", PASSWORD)
     request_id = send(w)["id"]
     client = create_node_app(node, wallet=wallet).test_client()
-    assert account_sign_in(client, "ida").status_code == 302
+    assert account_sign_in(client, "iona").status_code == 302
     page = client.get(f"/wallet/requests/{request_id}")
     assert page.text.count('name="delegation"') == 1                    # one choice, not two that can disagree
     assert "You are deciding under: <strong>" in page.text

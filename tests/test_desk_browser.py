@@ -263,7 +263,7 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
                                                                   b"and Fife Council, version 1."}])
     analyst.click("button:has-text('Send the request')")
     refusal = analyst.inner_text("#legal_basis-error")
-    assert "legitimate interests" in refusal.lower() and "legislation.gov.uk/eur/2016/679/article/6/1/f" in refusal
+    assert "legitimate interests" in refusal.lower() and "The law: UK GDPR Article 6(1)(f)." in refusal
     assert analyst.input_value("#how").startswith("Entitled pupils")
     check(analyst, "03c-wizard-rule-refused")
     assert sharing.list_requests(w["iao"]["wallet"]) == []

@@ -107,7 +107,7 @@ def test_a_rule_refusal_is_shown_beside_its_field_with_the_citation(env):
     refused = _form(env["client"], legal_basis=LEGIT, justification="Kept as typed.")
     assert refused.status_code == 422, _text(refused.text)[:2000]
     error = _error(refused.text, "legal_basis")
-    assert "legitimate interests" in error.lower() and "https://www.legislation.gov.uk/eur/2016/679/article/6/1/f" in error
+    assert "legitimate interests" in error.lower() and "The law: UK GDPR Article 6(1)(f)." in error   # cited by name
     assert "Kept as typed." in refused.text and f'value="{LEGIT}" selected' in refused.text.replace(
         f'selected value="{LEGIT}"', f'value="{LEGIT}" selected')
     assert "sharing.unreachable" not in refused.text           # refused before anything was sent
@@ -116,7 +116,7 @@ def test_a_rule_refusal_is_shown_beside_its_field_with_the_citation(env):
                   legal_basis="https://www.legislation.gov.uk/ukpga/2018/12/section/35")
     assert part3.status_code == 422
     assert "competent authority" in _error(part3.text, "regime")
-    assert "law-enforcement" in _error(part3.text, "purpose") and "section/31" in _error(part3.text, "purpose")
+    assert "law-enforcement" in _error(part3.text, "purpose") and "Data Protection Act 2018 section 31" in _error(part3.text, "purpose")
 
 
 def test_datasets_and_columns_are_required_beside_their_fields(env):
@@ -153,7 +153,7 @@ def test_the_guard_rail_s_refusal_is_shown_beside_the_approval_form_s_field(worl
         "not_before": "2026-01-01", "not_after": "2027-06-30", "max_rows": "777"})
     assert refused.status_code == 422, _text(refused.text)[:3000]
     error = _error(refused.text, "controller_basis")
-    assert "legitimate interests" in error.lower() and "article/6/1/f" in error
+    assert "legitimate interests" in error.lower() and "UK GDPR Article 6(1)(f)" in error
     assert 'value="777"' in refused.text                                   # what was typed is kept
     assert len(service.register(node)) == before                          # nothing signed
     assert sharing.get_request(wallet, request_id).status == "pending"
@@ -235,3 +235,15 @@ def test_how_often_can_be_said_in_words(env):
     assert kept.status_code == 502 and "sharing.unreachable" in kept.text     # valid: it was sent
     unclear = _form(env["client"], retention="a while")
     assert "such as 1 year, 6 months or 90 days" in _error(unclear.text, "retention")
+
+
+def test_a_citation_is_named_as_people_write_it_and_never_guessed():
+    from schemas.words import law_words
+    base = "https://www.legislation.gov.uk/"
+    assert law_words(base + "eur/2016/679/article/6/1/f") == "UK GDPR Article 6(1)(f)"
+    assert law_words(base + "ukpga/2018/12/section/36/4") == "Data Protection Act 2018 section 36(4)"
+    assert law_words(base + "ukpga/2018/12/schedule/19/paragraph/44") == \
+        "Data Protection Act 2018 Schedule 19 paragraph 44"
+    assert law_words(base + "ukpga/2017/30/part/5") == "Digital Economy Act 2017 Part 5"
+    for unknown in (base + "ukpga/2010/15/section/1", base + "eur/2016/679/article", "https://example.org/a/6"):
+        assert law_words(unknown) == unknown                     # an Act or a path it cannot read: as given

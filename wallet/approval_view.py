@@ -665,7 +665,7 @@ def _rules(model: DataSharingApproval, issuer: str | None) -> list[Line]:
         return [Line("ok", "Lawful-basis rules", f"Every rule of the rulebook that applies is met "
                      f"({len(results)} checked).")]
     return [Line("bad", f"Lawful-basis rule: {r.title}", f"{r.finding} What would satisfy it: {r.satisfy}",
-                 [r.citation]) for r in unmet]
+                 [f"The law: {words.law_words(r.citation)} ({r.citation})."]) for r in unmet]
 
 
 def verification(wallet, record, names: Directory, *, fresh: bool = True) -> Report:

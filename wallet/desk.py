@@ -303,7 +303,7 @@ def _from_lawful(lawful, req: dict, subject: dict | None) -> list[Check]:
                                          get("satisfy") if state == "bad" else None) if x)
         cite = get("citation") or get("cite")
         out.append(Check(state, str(get("title") or get("rule") or get("code") or "Rule"), text,
-                         (cite.replace("https://www.legislation.gov.uk/", "legislation.gov.uk/"), cite)
+                         (words.law_words(cite), cite)
                          if isinstance(cite, str) and cite.startswith("http") else None,
                          detail=[str(cite)] if isinstance(cite, str) and not cite.startswith("http") else []))
     return out

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
+from schemas.words import law_words
+
 # rule id -> the wizard's field that would fix it (anything else goes beside the lawful basis)
 WIZARD_FIELDS = {
     "lawful.basis_unknown": "legal_basis", "lawful.basis_repealed": "legal_basis",
@@ -74,7 +76,7 @@ def message(rule: Any) -> str:
     """One refusal in words, with what would satisfy it and the citation."""
     get = (lambda k: rule.get(k)) if isinstance(rule, dict) else (lambda k: getattr(rule, k, None))
     return (f"{get('title')}: {get('finding') or ''} What would satisfy it: {get('satisfy') or 'see the rule'}. "
-            f"The law: {get('citation')}").replace("..", ".")
+            f"The law: {law_words(get('citation'))}.").replace("..", ".")
 
 
 def beside(results: Iterable[Any], fields: dict[str, str], default: str) -> dict[str, list[str]]:
