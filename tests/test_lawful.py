@@ -378,6 +378,8 @@ def test_engine(case):
         rule = BOOK.rule(case.rule)
         assert result.citation == rule.citation and result.citation.startswith("https://www.legislation.gov.uk/")
         assert result.explanation == rule.explanation and result.satisfy == rule.satisfy and result.finding
+        # what was found, in words a DPO reads: purposes by name, the law by name, never a Python list
+        assert "['" not in result.finding and "cead:" not in result.finding, result.finding
     else:
         assert not failed, [r.to_dict() for r in results if r.failed]   # a lawful approval: nothing unmet
         if case.outcome == "advice":
@@ -438,7 +440,9 @@ def test_issuer_and_form(case, node, app):
                                what="this approval")
     from markupsafe import escape
     assert str(escape(rule.title)) in html and str(escape(rule.satisfy)) in html
-    assert rule.citation in html and f"<code>{case.rule}</code>" in html
+    assert f'href="{rule.citation}"' in html and f"<code>{case.rule}</code>" in html
+    from schemas.words import law_words
+    assert f">{escape(law_words(rule.citation))}</a>" in html                   # the link says the law by name
 
 
 def test_form_explanations_are_plain_words_with_unmet_first():

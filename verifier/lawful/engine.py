@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from schemas import vocab
 from schemas.models import DataSharingApproval
 from schemas.vocab import Vocabulary
+from schemas.words import law_words
 
 from ..results import CeadError, Problem
 from .rulebook import Rulebook, builtin
@@ -55,6 +56,23 @@ class RuleResult:
         if self.party:
             out["party"] = self.party
         return out
+
+
+
+def _purposes(iris) -> str:
+    """Purposes in a finding, as people read them: each by its label where Cead knows it (else its compact IRI),
+    quoted and joined in words, never a Python list."""
+    names = [vocab.PURPOSES[p].label if p in vocab.PURPOSES else vocab.compact(p) for p in iris]
+    quoted = [f"“{n}”" for n in names]
+    if not quoted:                  # (a message built for a rule that is met: never shown)
+        return "no purpose"
+    if len(quoted) == 1:
+        return f"the purpose {quoted[0]}"
+    return "the purposes " + ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _are(iris) -> str:
+    return "is" if len(iris) == 1 else "are"
 
 
 def _model(approval: DataSharingApproval | dict) -> DataSharingApproval:
@@ -174,11 +192,11 @@ def evaluate(approval: DataSharingApproval | dict, rulebook: Rulebook | None = N
             if party == model.discloser:
                 if non_le:
                     run.add("lawful.part3_other_purpose_not_authorised", "part3OtherPurpose" in kinds,
-                            f"the purposes {[vocab.compact(p) for p in non_le]} are not law-enforcement purposes, "
+                            f"{_purposes(non_le)} {_are(non_le)} not for law enforcement, "
                             "and s.36(4) (authorised by law) is not recorded.", party)
             else:
                 run.add("lawful.part3_purpose_not_law_enforcement", not non_le,
-                        f"the purposes {[vocab.compact(p) for p in non_le]} are not law-enforcement purposes "
+                        f"{_purposes(non_le)} {_are(non_le)} not for law enforcement "
                         "(s.31).", party)
 
     if health:
@@ -216,9 +234,9 @@ def _derived_rules(model: DataSharingApproval, book: Rulebook, voc: Vocabulary, 
         uncovered = model.purposes if gateway is None else \
             [p for p in model.purposes if not voc.within_any(p, gateway.get("purposes", []))]
         run.add("lawful.new_gateway_not_listed", gateway is not None and not uncovered,
-                f"{vocab.compact(model.new_gateway)} is not a statutory gateway in the rulebook." if gateway is None
-                else f"{vocab.compact(model.new_gateway)} does not cover the purposes "
-                     f"{[vocab.compact(p) for p in uncovered]}.", model.discloser)
+                f"{law_words(model.new_gateway)} is not a statutory gateway in the rulebook." if gateway is None
+                else f"{law_words(model.new_gateway)} does not cover "
+                     f"{_purposes(uncovered)}.", model.discloser)
     if not model.upstream_:
         return
     if model.derivation is None:
@@ -259,7 +277,8 @@ def _derived_rules(model: DataSharingApproval, book: Rulebook, voc: Vocabulary, 
     outside = [p for p in model.purposes if not all(voc.within_any(p, u.purposes) for u in upstream)]
     if outside:
         run.add("lawful.new_purpose_unassessed", assessment is not None or model.new_gateway is not None,
-                f"the purposes {[vocab.compact(p) for p in outside]} lie outside the upstream approvals' purposes.",
+                f"{_purposes(outside)} {'lies' if len(outside) == 1 else 'lie'} outside the upstream approvals' "
+                "purposes.",
                 model.discloser)
 
 
