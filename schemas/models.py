@@ -559,7 +559,8 @@ class LawfulBasis(_Model):
         wrong = [b for b in self.legal_bases
                  if b in vocab.LEGAL_BASES and vocab.LEGAL_BASES[b].regime not in (None, regime_iri)]
         if wrong:
-            raise ValueError(f"legal bases {[vocab.compact(b) for b in wrong]} do not belong to regime {self.regime}")
+            raise ValueError(f"the legal bases {', '.join(vocab.LEGAL_BASES[b].label for b in wrong)} do not belong "
+                             f"to the regime {vocab.REGIMES[regime_iri].label}")
         return self
 
 

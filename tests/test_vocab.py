@@ -231,7 +231,7 @@ def test_approval_consistency_rules():
     assert a.scope().max_transfers_per_year == 12 and a.scope().max_retention == "P2Y"
     with pytest.raises(Exception, match="lawfulBases needs an entry"):
         _approval(lawfulBases=[a.to_json()["lawfulBases"][0]])
-    with pytest.raises(Exception, match="do not belong to regime"):
+    with pytest.raises(Exception, match=r"the legal bases DPA 2018 s.35.* do not belong to the regime UK GDPR"):
         _approval(lawfulBases=[{"party": "did:web:org.example", "regime": "UKGDPR",
                                 "legalBases": ["https://www.legislation.gov.uk/ukpga/2018/12/section/35"]},
                                a.to_json()["lawfulBases"][1]])

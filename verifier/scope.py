@@ -146,8 +146,9 @@ def within(child: Scope, parent: Scope, *, at: datetime | str | None = None,
                          Vocabulary())
     if parent.privacy_protocol:
         if not child.privacy_protocol:
-            out.append(Violation("privacyProtocol", "no privacy protocol, but the parent requires at least "
-                                 f"{[p.kind for p in parent.privacy_protocol]}", ["(none)"]))
+            out.append(Violation("privacyProtocol", "no privacy protocol, but the delegation requires one at "
+                                 f"least as strict as: {', '.join(p.kind for p in parent.privacy_protocol)}",
+                                 ["(none)"]))
         else:
             out += at_least_as_strict(child.privacy_protocol, parent.privacy_protocol)
     out += _window(child, parent, when)
