@@ -34,6 +34,7 @@ from verifier.tlog import merkle, note as notes, tiles
 from verifier.tlog.checkpoint import Checkpoint, open_checkpoint
 
 S62 = "https://www.legislation.gov.uk/ukpga/2018/12/section/62"
+NO_APPROVAL = "(no approval)"   # decisions refused before an approval was found (no presentation, say)
 MAX_ENTRIES = 5_000_000
 
 
@@ -64,7 +65,7 @@ class Audit:
     def transfers_by_approval(self) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {a["meta"].get("credentialId"): [] for a in self.approvals()}
         for r in self.receipts():
-            out.setdefault(r["meta"].get("approval") or "(no approval)", []).append(r)
+            out.setdefault(r["meta"].get("approval") or NO_APPROVAL, []).append(r)
         return out
 
 
@@ -236,14 +237,24 @@ read {e(moment_words(datetime.now(timezone.utc), seconds=True))}.</p>
     issued = {a["meta"].get("credentialId"): a for a in audit.approvals()}
     for approval, transfers in audit.transfers_by_approval().items():
         a = issued.get(approval)
+        if approval == NO_APPROVAL:
+            parts.append("<h3>Refused before an approval was found</h3><p>No approval was presented, or none could "
+                         "be read: these requests were refused and nothing moved.</p>")
+            parts.append(transfers_table(transfers))
+            continue
         when = (f", issued {e(moment_words(a.get('at'), seconds=True))} (log entry {a['index']})" if a else
                 " (issued elsewhere, e.g. by a delegate: its issuance is in that issuer's log)")
-        parts.append(f"<h3>{e(approval)}{when}</h3>")
+        parts.append(f"<h3>Approval {e(approval)}{when}</h3>")
+        what = sorted({(t["meta"].get("dataset") or "", t["meta"].get("purpose") or "") for t in transfers})
+        if what:
+            parts.append("<p>" + "; ".join(f"dataset {e(d) or '(not stated)'}, for "
+                                           f"{e(purpose_words(p)) or '(no purpose stated)'}" for d, p in what) + ".</p>")
         if not transfers:
             parts.append("<p>No transfers under this approval.</p>")
             continue
         parts.append(transfers_table(transfers))
-    parts.append("<p>Reasons are Cead's codes, each explained in its list of error codes (docs/error-codes.md).</p>"
+    parts.append("<p>Each reason is given in words with Cead's code beside it (the codes are explained in "
+                 "docs/error-codes.md); the CSV keeps the codes alone.</p>"
                  "<h2>Status and key changes</h2><table><tr><th>entry</th><th>when</th><th>what</th><th>subject</th>"
                  "</tr>")
     for x in audit.entries:

@@ -92,11 +92,15 @@ def test_audit_finds_every_transfer(served, tmp_path):
         assert moment_words(r["decidedAt"], seconds=True) in page and r["decidedAt"] not in page
     assert "<td>refused</td>" in page and "<td>allowed</td>" in page and "key added to the DID document" in page
     assert "Every check passed" in page
+    # each approval with what it was for, each refusal's reason in words with its code beside it
+    assert f"<h3>Approval {a1}" in page and "dataset https://data.example/ds, for" in page
+    assert "more rows than the approval allows in one transfer (transfer.volume_exceeded)" in page
 
     # the node's own page of transfers under each approval (from its public log)
     import requests
     page = requests.get(base + "/log/transfers", verify=ca, timeout=10).text
-    assert page.count("<h2>") == 2 and a1 in page and a2 in page and "transfer.volume_exceeded" in page
+    assert page.count("<h2>") == 2 and a1 in page and a2 in page
+    assert "more rows than the approval allows in one transfer (transfer.volume_exceeded)" in page
     assert "<td>refused</td>" in page and all(moment_words(r["decidedAt"], seconds=True) in page for r in rows)
 
     # receipts on the node's command line
@@ -151,3 +155,24 @@ def test_receipt_verify_command(served, tmp_path):
     assert bad.exit_code == 1 and "receipt.payload_mismatch" in bad.output
     missing = runner.invoke(main, ["receipts", "verify", "nope", "--home", str(node.home)], env=env)
     assert missing.exit_code == 2 and "receipt.not_found" in missing.output
+
+
+def test_every_reason_the_gateway_gives_reads_in_words():
+    """Every code the decision's stages and the checks they call can give (each ``Problem("family.x", ...)`` in
+    verifier/) has words, or a family's words: a report never shows an auditor a bare code alone."""
+    import pathlib
+    import re
+    from verifier.decision.reasons import FAMILIES, reason_words, reasons_words
+    root = pathlib.Path(__file__).resolve().parents[1] / "verifier"
+    codes = set()
+    for path in root.rglob("*.py"):
+        codes |= set(re.findall(r'"((?:presentation|manifest|approval|delegation|holder|certification|transfer|'
+                                r'provenance|protocol|attestation|lawful|scope|status|proof|jose|did|credential)'
+                                r'\.[a-z_0-9]+)"', path.read_text()))
+    assert len(codes) > 100
+    assert not [c for c in codes if reason_words(c) == c]
+    assert reason_words("delegation.revoked") == "a delegation in the chain had been revoked"
+    assert reason_words("certification.issuer_unreachable").startswith("a certification came from an issuer")
+    assert reason_words("nosuch.code") == "nosuch.code" and "nosuch" not in FAMILIES      # never a guess
+    assert reasons_words(["status.revoked", "nosuch.code"]) == \
+        "a credential relied on had been revoked (status.revoked); nosuch.code"

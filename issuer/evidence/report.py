@@ -7,6 +7,7 @@ import html
 from typing import Any, Iterable
 
 from schemas.words import moment_words
+from verifier.decision.reasons import reasons_words
 
 DECISION_WORDS = {"allow": "allowed", "deny": "refused"}
 
@@ -17,8 +18,8 @@ def _e(value: Any) -> str:
 
 def transfers_table(entries: Iterable[dict]) -> str:
     """An HTML table of logged receipt entries (each ``{"meta", "digests", "index", "at"}``, as the log decodes
-    them): when, decision, recipient, dataset, rows, the payload's SHA-256 (first 16 hex digits), reasons (Cead's
-    codes) and the log entry."""
+    them): when, decision, recipient, dataset, rows, the payload's SHA-256 (first 16 hex digits), reasons (in words,
+    each with Cead's code: ``verifier.decision.reasons``) and the log entry."""
     parts = ["<table><tr><th>when</th><th>decision</th><th>recipient</th><th>dataset</th><th>rows</th>"
              "<th>payload SHA-256</th><th>reasons</th><th>log entry</th></tr>"]
     for r in entries:
@@ -27,6 +28,6 @@ def transfers_table(entries: Iterable[dict]) -> str:
                      f"<td>{_e(DECISION_WORDS.get(decision, decision))}</td><td>{_e(m.get('holder'))}</td>"
                      f"<td>{_e(m.get('dataset'))}</td><td>{_e(m.get('rows'))}</td>"
                      f"<td><code>{_e((r['digests'].get('payload') or '')[:16])}</code></td>"
-                     f"<td>{_e(' '.join(m.get('reasons') or []))}</td><td>{r['index']}</td></tr>")
+                     f"<td>{_e(reasons_words(m.get('reasons')))}</td><td>{r['index']}</td></tr>")
     parts.append("</table>")
     return "".join(parts)
