@@ -433,6 +433,7 @@ def test_every_other_page_passes_axe_and_fits_a_phone(world, browser):
         held = next(r for r in w["iao"]["wallet"].search(type="DelegatedAuthorityCredential")
                     if r.credential_id == w["delegation"].id)          # the active one (another is suspended)
         for path, name in (("/dpo/register", "22-register"), ("/dpo/issue", "23-issue"),
+                           ("/wallet/delegate", "23a-delegate"),
                            ("/dpo/staff", "24-staff"), ("/wallet/", "25-wallet"),
                            ("/wallet/requests", "29-requests"), ("/wallet/requests/new", "30-wizard"),
                            (f"/wallet/{held.id}", "26-credential"), (f"/wallet/{held.id}/summary", "27-summary")):

@@ -31,7 +31,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from issuer.pages import current_token, http_status, parse_object, pretty, protect, sign_in_required
 from verifier.results import CeadError
 
-from . import approval_view, desk_pages, qr, standing_pages, wizard
+from . import approval_view, delegate_pages, desk_pages, qr, standing_pages, wizard
 from . import requests as sharing
 from .approval_view import KIND_NAMES, moment_words
 from .store import Wallet, WalletCredential
@@ -119,6 +119,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     wizard.register(bp, wallet, BLUEPRINT)         # the analyst's request wizard (before /<request_id>)
     desk_pages.register(bp, wallet, BLUEPRINT)     # the decision page, approve, refuse, ask for changes, status
     standing_pages.register(bp, wallet, BLUEPRINT)  # standing approvals: what is in force, made, suspended
+    delegate_pages.register(bp, wallet, BLUEPRINT)  # the DPO delegates approval authority, in a guided form
 
     def may_approve() -> list[str]:
         scopes = current_token().scopes.split(",")

@@ -1,0 +1,258 @@
+"""The Data Protection Officer's guided delegation page, registered on the wallet pages' blueprint:
+
+- ``GET /wallet/delegate``: a form in plain words for delegating approval authority to an Information Asset Owner
+  (or another role): who, which datasets and purposes, the kinds of data, the weakest privacy protocol they may
+  approve, ceilings (rows, transfers, retention, sensitivity, DPIA risk, onward sharing), whether they may delegate
+  further, until when; under a delegation this node holds or on the organisation's own behalf. What was chosen is
+  shown back as the sentences the delegate's and other organisations' pages will show.
+- ``POST /wallet/delegate``: signs it (scope ``issue:delegation``) through the same issuing path as
+  ``cead issue delegation`` (``issuer.service.issue``: the guard rail checks it lies within the delegation it rests
+  on; the lawful-basis and did:key checks run as for any credential), suspendable unless unticked, and, when the
+  delegate's node address is given, delivers it to that node's inbox in a presentation signed by this node. On a
+  refusal the form comes back as typed with each reason beside its field; nothing is signed.
+
+The DPO no longer has to write the delegation as JSON or YAML (``/dpo/issue`` and the command line still take
+one).
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from flask import current_app, render_template, request
+from werkzeug.datastructures import MultiDict
+from wtforms import BooleanField, DateField, Form, IntegerField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, NumberRange, Optional, ValidationError
+
+from issuer.pages import audit, current_token, may, sign_in_required, words
+from schemas import vocab
+from schemas import words as plain
+from verifier.results import CeadError
+
+from . import approval_view
+from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
+    duration_from_words, options
+from .names import Directory
+
+ROLES = ["InformationAssetOwner", "DataProtectionOfficer", "SeniorInformationRiskOwner", "CaldicottGuardian"]
+# a delegation's scope dimension -> the form field a refusal about it is shown beside
+FIELD_OF = {"datasets": "datasets", "dataItems": "columns", "purposes": "purposes", "dataCategories":
+            "data_categories", "privacyProtocol": "protocol", "maxTransfersPerYear": "max_transfers",
+            "maxRowsPerTransfer": "max_rows", "maxRetention": "retention", "onwardSharing": "onward_sharing",
+            "maxSensitivity": "sensitivity", "maxDpiaRisk": "dpia_outcome", "notBefore": "valid_until",
+            "notAfter": "valid_until", "maxDelegationDepth": "sub_delegate", "id": "delegate", "name": "delegate_name"}
+
+
+class DelegateForm(Form):
+    """A delegation of approval authority, in the questions a DPO answers."""
+    delegate = StringField("Who you delegate to: their node's identifier (DID)", validators=[
+        InputRequired("Give the DID of the Information Asset Owner's node, such as did:web:iao.council.gov.scot.")])
+    delegate_name = StringField("Their name or post", validators=[Optional()])
+    role = SelectField("Their role", choices=options((r, plain.role_name(r)) for r in ROLES),
+                       default="InformationAssetOwner")
+    parent = SelectField("Under which authority", validate_choice=False)
+    datasets = MultiCheckboxField("Datasets they may approve sharing", validate_choice=False)
+    other_datasets = TextAreaField("Datasets not listed above", validators=[Optional()])
+    columns = TextAreaField("Only these columns", validators=[Optional()])
+    purposes = MultiCheckboxField("For these purposes only", validate_choice=False,
+                                  validators=[DataRequired("Choose at least one purpose.")])
+    data_categories = MultiCheckboxField("Kinds of personal data, at most", validate_choice=False,
+                                         validators=[Optional()])
+    protocol = RadioField("The weakest privacy protocol they may approve", choices=PROTOCOLS, default="threshold",
+                          validators=[InputRequired("Choose the weakest privacy protocol they may approve.")])
+    min_cell_count = IntegerField("Minimum cell count, at least", default=10, validators=[_for_threshold, NumberRange(
+        min=1, max=1000, message="A minimum cell count is a whole number from 1 to 1000.")])
+    max_rows = IntegerField("Rows per transfer, at most", validators=[Optional(), NumberRange(
+        min=1, message="A row limit is a whole number of 1 or more.")])
+    max_transfers = IntegerField("Transfers a year, at most", validators=[Optional(), NumberRange(
+        min=1, max=100_000, message="A whole number of 1 or more.")])
+    retention = StringField("How long a recipient may keep the data, at most", default="1 year",
+                            validators=[InputRequired("Say how long recipients may keep the data, at most."),
+                                        DURATION])
+    onward_sharing = SelectField("Onward sharing, at most", choices=options([
+        ("Prohibited", "Not allowed"), ("WithApproval", "Only with a further approval")]), default="Prohibited")
+    sensitivity = SelectField("Sensitivity of the data as shared, at most",
+                              choices=options((s, plain.SENSITIVITY_NAMES.get(s, s)) for s in vocab.SENSITIVITY),
+                              default="Pseudonymised")
+    dpia_outcome = SelectField("Residual risk found by the DPIA, at most",
+                               choices=options((r, plain.DPIA_RISK_NAMES.get(r, r)) for r in vocab.DPIA_RISK),
+                               default="LowRisk")
+    sub_delegate = BooleanField("They may delegate part of this authority to one more person (never more than "
+                                "they hold)")
+    valid_until = DateField("Valid until", validators=[InputRequired("Give the last day the delegation is in "
+                                                                     "force.")])
+    suspendable = BooleanField("It can be suspended as well as revoked", default=True)
+    deliver_to = StringField("Their Cead node's address", validators=[Optional()])
+    confirm = BooleanField("I sign this delegation as the Data Protection Officer: they may approve data sharing "
+                           "within it on our organisation's behalf", validators=[DataRequired(
+                               "Tick to confirm that you sign it.")])
+
+    def validate_delegate(self, field):
+        value = (field.data or "").strip()
+        if not value.startswith(("did:web:", "did:key:", "did:jwk:")):
+            raise ValidationError("A node's identifier begins did:web: (or did:key:), such as "
+                                  "did:web:iao.council.gov.scot; their node shows it on its start page.")
+
+    def validate_datasets(self, field):
+        if not field.data and not self.lines(self.other_datasets.data):
+            raise ValidationError("Choose at least one dataset, or give one not listed.")
+
+    def validate_other_datasets(self, field):
+        bad = [d for d in self.lines(field.data) if not d.startswith(("https://", "http://", "urn:"))]
+        if bad:
+            raise ValidationError(f"Give each dataset as its address (IRI), such as "
+                                  f"https://data.council.gov.scot/dataset/school-meals; not: {bad[0]}")
+
+    def validate_valid_until(self, field):
+        if field.data and field.data < date.today():
+            raise ValidationError("The last day must be today or later.")
+
+    def validate_deliver_to(self, field):
+        value = (field.data or "").strip()
+        if value and not value.startswith("https://"):
+            raise ValidationError("Give their node's address beginning https://, such as "
+                                  "https://iao.council.gov.scot, or leave it empty and send the file yourself.")
+
+    @staticmethod
+    def lines(text: str | None) -> list[str]:
+        return [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]
+
+
+def subject_of(form: DelegateForm, controller: str) -> dict[str, Any]:
+    """The delegation's ``credentialSubject`` from a valid form."""
+    protocol = {"threshold": [{"kind": "threshold", "minCellCount": form.min_cell_count.data}],
+                "none": None}.get(form.protocol.data, [{"kind": form.protocol.data}])
+    scope: dict[str, Any] = {
+        "datasets": list(dict.fromkeys([*form.datasets.data, *form.lines(form.other_datasets.data)])),
+        "purposes": list(form.purposes.data),
+        "maxRetention": duration_from_words(form.retention.data), "onwardSharing": form.onward_sharing.data,
+        "maxSensitivity": form.sensitivity.data, "maxDpiaRisk": form.dpia_outcome.data,
+        "notAfter": f"{form.valid_until.data.isoformat()}T23:59:59Z"}
+    for key, value in (("dataItems", form.lines(form.columns.data)), ("dataCategories", form.data_categories.data),
+                       ("privacyProtocol", protocol), ("maxRowsPerTransfer", form.max_rows.data),
+                       ("maxTransfersPerYear", form.max_transfers.data)):
+        if value:
+            scope[key] = list(value) if isinstance(value, (list, tuple)) else value
+    actions = ["ApproveDisclosure"]
+    if form.sub_delegate.data:
+        actions.append("SubDelegate")
+        scope["maxDelegationDepth"] = 1
+    subject: dict[str, Any] = {"id": form.delegate.data.strip(), "role": form.role.data, "onBehalfOf": controller,
+                               "allowedActions": actions, "scope": scope}
+    if (form.delegate_name.data or "").strip():
+        subject["name"] = form.delegate_name.data.strip()
+    return subject
+
+
+def register(bp, wallet, blueprint_name: str) -> None:
+
+    def node():
+        return current_app.config["CEAD_NODE"]
+
+    def may_delegate():
+        if not may("issue:delegation"):
+            raise CeadError("auth.scope", "Only a Data Protection Officer or an administrator may delegate approval "
+                            "authority.", scope="issue:delegation")
+
+    def held_delegations() -> list:
+        return [r for r in wallet.search(type="DelegatedAuthorityCredential")
+                if r.subject == node().did and r.credential_id and r.issuer != node().did
+                and "SubDelegate" in ((r.document.get("credentialSubject") or {}).get("allowedActions") or [])]
+
+    def make_form(formdata: MultiDict, names: Directory) -> DelegateForm:
+        form = DelegateForm(formdata)
+        parents = held_delegations()
+        form.parent.choices = options([(r.credential_id, f"The delegation from {names.name(r.issuer)}")
+                                       for r in parents]
+                                      + [("", f"{node().name}'s own authority (it controls the data)")])
+        datasets = {iri: label for iri, label in names.names.items() if iri.startswith("http") and "/dataset/" in iri}
+        for r in parents:
+            for d in ((r.document.get("credentialSubject") or {}).get("scope") or {}).get("datasets") or []:
+                datasets.setdefault(d, str(names.name(d)))
+        form.datasets.choices = options(sorted(datasets.items(), key=lambda kv: kv[1]))
+        form.purposes.choices = _choices(vocab.PURPOSES)
+        form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
+        return form
+
+    def defaults() -> MultiDict:
+        return MultiDict({"role": "InformationAssetOwner", "protocol": "threshold", "min_cell_count": "10",
+                          "retention": "1 year", "onward_sharing": "Prohibited", "sensitivity": "Pseudonymised",
+                          "dpia_outcome": "LowRisk", "suspendable": "y",
+                          "valid_until": (date.today() + timedelta(days=365)).isoformat()})
+
+    def page(form: DelegateForm, status: int = 200, problem=None):
+        errors = [(f.id, e) for f in form for e in f.errors]
+        return render_template("wallet_delegate.html", form=form, errors=errors, problem=problem,
+                               duration_hint=DURATION_HINT), status
+
+    @bp.get("/wallet/delegate", endpoint="delegate")
+    @sign_in_required
+    def delegate_page():
+        may_delegate()
+        return page(make_form(defaults(), Directory.for_pages(node(), wallet)))
+
+    @bp.post("/wallet/delegate", endpoint="delegate_create")
+    @sign_in_required
+    def delegate_create():
+        may_delegate()
+        from issuer import service
+        from . import requests as sharing
+        names = Directory.for_pages(node(), wallet)
+        form = make_form(request.form, names)
+        if not form.validate():
+            return page(form, 400)
+        controller, options_ = node().did, {}
+        parent = form.parent.data or None
+        if parent:
+            doc = sharing._document(sharing.resolve_delegation(node(), wallet, parent))
+            controller = (doc.get("credentialSubject") or {}).get("onBehalfOf") or controller
+            options_["delegation"] = doc
+        if form.suspendable.data:
+            options_["credentialStatus"] = {"type": "BitstringStatusListEntry",
+                                            "statusPurpose": ["revocation", "suspension"]}
+        who = current_token()
+        try:
+            subject = subject_of(form, controller)
+            if parent:
+                from schemas.models import credential_digest
+                subject["parentDelegation"] = {"id": doc.get("id"), "digest": credential_digest(
+                    sharing.resolve_delegation(node(), wallet, parent))}
+            credential = service.build_credential(node(), "DelegatedAuthorityCredential", subject)
+            issued = service.issue(node(), credential, options_, issued_by=who.name, scopes=who.scopes.split(","))
+        except CeadError as exc:
+            detail = exc.problem.detail if isinstance(exc.problem.detail, dict) else {}
+            placed = False
+            field = detail.get("field")
+            if isinstance(field, str) and hasattr(form, FIELD_OF.get(field, field)):
+                target = getattr(form, FIELD_OF.get(field, field))
+                target.errors = [*target.errors, exc.message]
+                placed = True
+            for v in detail.get("violations") or []:
+                dim = ((v.get("detail") or {}).get("dimension") or "") if isinstance(v, dict) else ""
+                target = getattr(form, FIELD_OF.get(dim.split(".")[0], "parent"))
+                target.errors = list(dict.fromkeys([*target.errors, f"Wider than the delegation it rests on "
+                                                    f"({words(dim)}): {v.get('message', '')}".rstrip(": ")]))
+                placed = True
+            audit("delegation refused before signing", target=form.delegate.data, detail={"code": exc.code})
+            return page(form, 422, problem=None if placed else exc.problem)
+        audit("issued delegation (guided)", target=issued.id, detail={"delegate": subject["id"]})
+        delivered, undelivered = None, None
+        address = (form.deliver_to.data or "").strip().rstrip("/")
+        if address:
+            from .client import deliver
+            try:
+                deliver(node().did, node().key, node().verification_method_id, [issued.credential],
+                        address + "/inbox", verify=node().network.ca_bundle or True)
+                delivered = address
+            except CeadError as exc:
+                undelivered = exc.message
+        document = issued.credential if isinstance(issued.credential, dict) else credential
+        text = __import__("json").dumps(issued.credential, indent=2, ensure_ascii=False) \
+            if isinstance(issued.credential, dict) else str(issued.credential)
+        filename = issued.id.split(":")[-1] + ".json"
+        from issuer.pages import download_href
+        return render_template(
+            "wallet_delegated.html", issued=issued, sections=approval_view.conditions(document, names),
+            delegate=names.name(subject["id"]) if not subject.get("name") else subject["name"],
+            delivered=delivered, undelivered=undelivered, href=download_href(text, "application/vc"),
+            filename=filename), 201
