@@ -104,3 +104,37 @@ def test_only_a_dpo_or_administrator_may_delegate(world):  # noqa: F811
     client.post("/dpo/sign-in", data={"username": "ivo", "password": PASSWORD, "csrf": csrf_of(page.text)})
     assert client.get("/wallet/delegate").status_code == 403
     assert 'href="/wallet/delegate"' not in client.get("/wallet/requests").text
+
+
+def test_a_delegate_who_may_sub_delegate_can_only_narrow(world):  # noqa: F811
+    """Under a delegation the node holds (with SubDelegate), the form offers it as the authority; a wider
+    sub-delegation is refused with the reason beside the question it concerns, and a narrower one rests on it."""
+    from test_requests import _credential
+    w = world
+    controller, iao, wallet = w["controller"]["node"], w["iao"]["node"], w["iao"]["wallet"]
+    parent = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+        "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+        "allowedActions": ["ApproveDisclosure", "SubDelegate"],
+        "scope": {"datasets": [DATASET], "maxRetention": "P1Y", "maxDelegationDepth": 2}}))
+    assert wallet.import_credential(parent.credential).ok
+    staff.migrate(iao.engine)
+    staff.create_account(iao.engine, "sid", "Sid Officer", "dpo", PASSWORD)
+    client = create_node_app(iao, wallet=wallet).test_client()
+    page = client.get("/dpo/sign-in")
+    client.post("/dpo/sign-in", data={"username": "sid", "password": PASSWORD, "csrf": csrf_of(page.text)})
+    page = client.get("/wallet/delegate")
+    assert f'value="{parent.id}"' in page.text                            # offered as the authority
+    w_did = w["requester"]["node"].did
+    before = len(service.register(iao))
+    wider = client.post("/wallet/delegate", data=_form(csrf_of(page.text), delegate=w_did, parent=parent.id,
+                                                       retention="3 years"))
+    assert wider.status_code == 422
+    error = _text(wider.text.split('id="retention-error"', 1)[1].split("</p>", 1)[0])
+    assert "Wider than the delegation it rests on" in error, _text(wider.text)[:2000]
+    assert len(service.register(iao)) == before                           # nothing signed
+    narrower = client.post("/wallet/delegate", data=_form(csrf_of(page.text), delegate=w_did, parent=parent.id,
+                                                          retention="6 months"))
+    assert narrower.status_code == 201, _text(narrower.text)[:2000]
+    assert len(service.register(iao)) == before + 1
+    signed = next(r for r in service.register(iao) if r.subject == w_did)
+    assert signed.id in narrower.text and "6 months" in _text(narrower.text)

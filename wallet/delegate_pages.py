@@ -217,6 +217,10 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 from schemas.models import credential_digest
                 subject["parentDelegation"] = {"id": doc.get("id"), "digest": credential_digest(
                     sharing.resolve_delegation(node(), wallet, parent))}
+                depth = ((doc.get("credentialSubject") or {}).get("scope") or {}).get("maxDelegationDepth")
+                if isinstance(depth, int) and depth >= 2:    # one level is used by this delegation itself
+                    scope = subject["scope"]
+                    scope["maxDelegationDepth"] = min(scope.get("maxDelegationDepth") or depth - 1, depth - 1)
             credential = service.build_credential(node(), "DelegatedAuthorityCredential", subject)
             issued = service.issue(node(), credential, options_, issued_by=who.name, scopes=who.scopes.split(","))
         except CeadError as exc:
