@@ -132,6 +132,21 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     assert "the same requester asked for the same datasets and purposes" in precedents
     pack = client.get(f"/wallet/requests/{third['id']}/board-pack.html")
     assert pack.status_code == 200 and "text/html" in pack.content_type
+    # the board reads names and dates, identifiers beside them: the requester as its trusted certifier names it
+    import json
+    from test_wallet_support import CYBER_ESSENTIALS
+    policy = node.home / "policy.yaml"
+    policy.write_text(json.dumps({"certification_bodies": {CYBER_ESSENTIALS: [w["controller"]["node"].did]}}))
+    try:
+        pack = client.get(f"/wallet/requests/{third['id']}/board-pack.html").text
+    finally:
+        policy.unlink()
+    assert "<td>Example Council <span class='muted'>did:web:" in pack                 # not the DID alone
+    assert "until 1 January 2030" in pack and "2030-01-01" not in pack
+    assert "Lawful basis (UK GDPR" in pack and "(UKGDPR)" not in pack
+    assert "Refused, " in pack and "by this organisation" in pack              # the earlier refusal, in words
+    second_pack = client.get(f"/wallet/requests/{second['id']}/board-pack.html").text
+    assert "Refused by Ida Owner on " in second_pack                           # a person, not a user name
     docx = client.get(f"/wallet/requests/{third['id']}/agreement.docx")
     assert docx.status_code == 200 and docx.data[:2] == b"PK" and docx.headers["X-Cead-Digest"].startswith("sha256-")
     actions = [(e.who, e.role, e.action) for e in staff.audit_log(node.engine)]
