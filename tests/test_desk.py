@@ -139,8 +139,15 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     policy.write_text(json.dumps({"certification_bodies": {CYBER_ESSENTIALS: [w["controller"]["node"].did]}}))
     try:
         pack = client.get(f"/wallet/requests/{third['id']}/board-pack.html").text
+        agreement = client.get(f"/wallet/requests/{third['id']}/agreement.docx").data
     finally:
         policy.unlink()
+    import io
+    from docx import Document
+    words = "\n".join(p.text for p in Document(io.BytesIO(agreement)).paragraphs)
+    assert "Receiving organisation: Example Council (did:web:" in words             # to be signed: names
+    assert "Purpose: Free school meal auto-enrolment" in words and "cead:" not in words
+    assert "UK GDPR Art 6(1)(e) public task" in words and "under UKGDPR" not in words
     assert "<td>Example Council <span class='muted'>did:web:" in pack                 # not the DID alone
     assert "until 1 January 2030" in pack and "2030-01-01" not in pack
     assert "Lawful basis (UK GDPR" in pack and "(UKGDPR)" not in pack

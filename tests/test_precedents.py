@@ -96,7 +96,7 @@ def test_agreement_as_word_document(world, tmp_path):  # noqa: F811
     for heading in ("1. The parties and their roles", "2. Purpose of the sharing", "4. The data to be shared",
                     "5. Lawful basis", "7. Information governance", "8. Review and termination"):
         assert heading in text
-    assert "FreeSchoolMealAutoEnrolment" in text and "pupil_id, entitlement" in text
+    assert "Purpose: Free school meal auto-enrolment" in text and "pupil_id, entitlement" in text   # by name
     assert "Auto-enrolment for free school meals in Fife." in text
     assert "legislation.gov.uk/eur/2016/679/article/6/1/e" in text
     assert "To be agreed." in text                   # what the request leaves open is said, not invented

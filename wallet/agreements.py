@@ -25,6 +25,7 @@ from verifier.results import CeadError
 from .approval_view import cadence_words, day_words, duration_words
 
 TBA = "To be agreed."
+ONWARD = {"Prohibited": "not allowed", "WithApproval": "only with a further approval", "Permitted": "allowed"}
 
 
 
@@ -41,12 +42,6 @@ def _digest(data: bytes) -> str:
     return "sha256-" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
 
 
-def _names(values) -> list[str]:
-    """IRIs as their compact names (``cead:FreeSchoolMealAutoEnrolment``)."""
-    from schemas.vocab import compact
-    return [compact(v) if isinstance(v, str) else str(v) for v in values or []]
-
-
 def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | None = None) -> tuple[bytes, str]:
     """Build the agreement for a received request; returns ``(docx bytes, digest)`` and keeps the file."""
     from docx import Document
@@ -58,6 +53,17 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
     approved = approval_subject or {}
     basis = req.get("lawfulBasis") if isinstance(req.get("lawfulBasis"), dict) else {}
     certs = row.certification_list
+    from .names import Directory
+    names = Directory.for_node(node, wallet, certs)
+
+    def term(value) -> str:
+        """A purpose, basis or scheme by its name (its compact identifier when Cead has none)."""
+        return str(names.name(value)) if isinstance(value, str) else str(value)
+
+    def party(value) -> str:
+        """An organisation or dataset by its name with its identifier in brackets, or the identifier alone."""
+        known = names.known(value) if isinstance(value, str) else None
+        return f"{known} ({value})" if known else str(value)
 
     doc = Document()
     doc.styles["Normal"].font.name = "Arial"
@@ -75,17 +81,17 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
 
     section("1. The parties and their roles", [
         f"Disclosing organisation (controller of the data): {node.name} ({node.did}).",
-        f"Receiving organisation: {row.requester}" + (f", certified {', '.join(_names([c.get('scheme') for c in certs]))}"
-                                                      if certs else "") + ".",
+        f"Receiving organisation: {party(row.requester)}"
+        + (f", certified {', '.join(term(c.get('scheme')) for c in certs)}" if certs else "") + ".",
         "Each organisation is a separate controller for its own processing unless stated otherwise below."])
     section("2. Purpose of the sharing", [
-        *(f"Purpose: {p}" for p in _names(req.get("purposes"))),
+        *(f"Purpose: {term(p)}" for p in req.get("purposes") or []),
         f"Why the data is needed (as the requester put it): {req.get('justification') or TBA}"])
     others = approved.get("processors") or []
     section("3. Other organisations involved", [f"Processor: {p}" for p in others] or
             ["None: no processor or other organisation receives the data."])
     section("4. The data to be shared", [
-        *(f"Dataset: {d}" for d in req.get("datasets") or []),
+        *(f"Dataset: {party(d)}" for d in req.get("datasets") or []),
         "Data items: " + (", ".join(req.get("dataItems") or []) or TBA),
         f"How often: {cadence_words(req['cadence']) if req.get('cadence') else TBA}",
         "Only these items are shared; anything more needs a new or amended agreement (data minimisation)."])
@@ -93,8 +99,11 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
     lines = []
     for entry in bases if isinstance(bases, list) else []:
         if isinstance(entry, dict):
-            lines.append(f"{entry.get('party', 'A party')} under {entry.get('regime', 'UK GDPR')}: "
-                         + "; ".join(entry.get("legalBases") or []) or TBA)
+            regime = {"UKGDPR": "UK GDPR", "DPA2018Part3": "DPA 2018 Part 3 (law enforcement)"}.get(
+                entry.get("regime"), entry.get("regime") or "UK GDPR")
+            who = party(entry["party"]) if entry.get("party") else "A party"
+            cited = "; ".join(f"{term(b)} ({b})" for b in entry.get("legalBases") or [])
+            lines.append(f"{who} under {regime}: {cited or TBA}")
     section("5. Lawful basis", lines + ["Special category or criminal offence data needs its condition named here "
                                         "(UK GDPR Article 9 or 10, DPA 2018 Schedule 1)."])
     section("6. Individuals' rights and transparency", [
@@ -104,7 +113,7 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
     retention = approved.get("retention")
     section("7. Information governance", [
         f"Retention and deletion: {_retention_words(retention) if retention else TBA}",
-        f"Onward sharing: {approved.get('onwardSharing') or TBA}",
+        f"Onward sharing: {ONWARD.get(approved.get('onwardSharing'), approved.get('onwardSharing')) or TBA}",
         "Security: the data moves only through the provider's gateway, which checks this agreement's approval on "
         "every transfer; the receiving organisation keeps it under its certified controls.",
         "Breaches: each organisation tells the other within 24 hours of becoming aware of a breach of shared data."])
@@ -115,7 +124,7 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
     table = doc.add_table(rows=3, cols=3)
     for i, head in enumerate(("Organisation", "Name and role", "Date")):
         table.cell(0, i).text = head
-    table.cell(1, 0).text, table.cell(2, 0).text = node.name, row.requester
+    table.cell(1, 0).text, table.cell(2, 0).text = node.name, names.known(row.requester) or row.requester
 
     buf = io.BytesIO()
     doc.save(buf)
