@@ -318,6 +318,11 @@ def test_receiving_and_deciding_a_request_notify_the_iao_nodes_subscribers(world
         assert ("request.received", answer["id"]) in events and ("request.decided", answer["id"]) in events
         decided = next(json.loads(n.body) for n in notifications.outbox(node) if n.event == "request.decided")
         assert decided["data"]["decision"] == "refused" and decided["data"]["by"] == "iao@fife"
+        # the new request in words beside its identifiers (a Teams card shows these facts to the IAO)
+        received = next(json.loads(n.body) for n in notifications.outbox(node) if n.event == "request.received")
+        assert received["data"]["purposes"] == "Free school meal auto-enrolment"
+        assert received["data"]["from"].startswith("the organisation at ")    # no certifier trusted: no name
+        assert received["data"]["requester"].startswith("did:web:")
     finally:
         del node.config["notifications"]
 

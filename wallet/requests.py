@@ -219,8 +219,25 @@ def receive(wallet: Wallet, body: bytes, url: str) -> tuple[int, dict]:
     except IntegrityError:
         return _problems(409, Problem("sharing.duplicate", "This presentation was received before (a replay)."))
     _emit(wallet, "request.received", {"request": request_id, "requester": parsed.requester,
+                                       **_request_words(wallet, parsed, certifications),
                                        "path": f"/wallet/requests/{request_id}"}, request_id)
     return 201, {"id": request_id, "status": PENDING}
+
+
+def _request_words(wallet: Wallet, parsed, certifications: list[dict]) -> dict:
+    """What a notification of a new request says in words (a Teams card shows these facts to the IAO): who asks,
+    named as the decision page names them (wallet.names: only by a certifier the node trusts), and the datasets and
+    purposes by name. Nothing when the wallet is not a node's."""
+    if wallet._node is None:
+        return {}
+    from .names import Directory
+    try:
+        names = Directory.for_node(wallet._node, wallet, certifications)
+        words = lambda values: ", ".join(str(names.name(v)) for v in values or [])   # noqa: E731
+        return {"from": str(names.name(parsed.requester)), "datasets": words(parsed.datasets),
+                "purposes": words(parsed.purposes)}
+    except Exception:   # noqa: BLE001 (words for a message; the request itself is stored whatever happens here)
+        return {}
 
 
 def _emit(wallet: Wallet, event: str, data: dict, subject: str) -> None:
