@@ -322,6 +322,10 @@ def test_a_guided_approval_is_issued_delivered_and_renewed_from_the_page(world):
     shown = client.get(f"/wallet/requests/{request_id}").text
     assert "What was approved" in shown and "at least 10 people" in shown and "Renew" in shown
     assert "Decided under" in shown and "Within your delegation" in shown       # the approval as issued, checked
+    # the rulebook's results are those of the approval as issued, not a prompt to fill in a form that is gone
+    rules = shown[shown.index('id="rule-results-title"'):shown.index('id="ico-checklist"')]
+    assert "Complete the approval form below" not in rules and "the form below answers" not in rules
+    assert rules.count('<li class="cead-ok">') >= 3 and '<li class="cead-bad">' not in rules
     renewed = client.post(f"/wallet/requests/{request_id}/renew", data={"csrf": csrf, "renew_until": "2028-03-31"})
     assert renewed.status_code == 302
     row = sharing.get_request(wallet, request_id)

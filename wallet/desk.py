@@ -210,14 +210,20 @@ def _lawful_module():
         return None
 
 
-def rule_results(names: Directory, req: dict, categories: list[str], approval_subject: dict | None = None
-                 ) -> list[Check]:
+def rule_results(names: Directory, req: dict, categories: list[str], approval_subject: dict | None = None,
+                 *, pending: bool = True) -> list[Check]:
     """The lawful-basis rule results in plain words. ``verifier.lawful`` when present (its results are shown as
-    they come); Cead's own checks of the bases against the data categories otherwise, and in any case."""
+    they come); Cead's own checks of the bases against the data categories otherwise, and in any case. For a
+    decided request ``approval_subject`` is the approval as issued; ``pending=False`` without one (refused, or
+    changes asked for): nothing was issued, so the rulebook had nothing to check."""
     out: list[Check] = []
     lawful = _lawful_module()
     if lawful is not None:
-        out.extend(_from_lawful(lawful, req, approval_subject))
+        if approval_subject is None and not pending:
+            out.append(Check("warn", "Lawful-basis rules", "No approval was issued, so the rulebook had no approval "
+                             "to check."))
+        else:
+            out.extend(_from_lawful(lawful, req, approval_subject))
     bases = [vocab.expand(b) for b in (req.get("lawfulBasis") or {}).get("legalBases", [])]
     terms = [vocab.LEGAL_BASES.get(b) for b in bases]
     art6 = [b for b in bases if "/article/6/1/" in b]

@@ -196,6 +196,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
             approval = None
             try:
                 issued = desk._document(json.loads(row.delivery)[0])
+                out["issued"] = issued.get("credentialSubject") if isinstance(
+                    issued.get("credentialSubject"), dict) else None
                 approval = DataSharingApproval.from_credential(issued)
                 chain = (issued.get("credentialSubject") or {}).get("delegationChain") or []
                 chosen = next((d for d in choices if chain and d["id"] == chain[-1].get("id")), chosen)
@@ -260,7 +262,9 @@ def register(bp, wallet, blueprint_name: str) -> None:
             "wallet_request.html", row=row, req=req, names=names, form=form, decide=decide, cadence_hint=CADENCE_HINT,
             duration_hint=DURATION_HINT,
             facts=facts, who=desk.requester(names, row, policy, ends), policy=policy,
-            rules=desk.rule_results(names, req, categories, facts["subject"]), lawful=desk._lawful_module(),
+            rules=desk.rule_results(names, req, list((facts.get("issued") or {}).get("dataCategories") or [])
+                                    if facts.get("issued") else categories, facts["subject"] or facts.get("issued"),
+                                    pending=row.status == sharing.PENDING), lawful=desk._lawful_module(),
             checklist=desk.ico_checklist(req, case, flags), flags=flags, case=case,
             precedents=desk.precedents(sharing.list_requests(wallet), row), nearest=nearest(row),
             allows=desk.what_approving_allows(names, facts["subject"]) if facts["subject"] else [],
