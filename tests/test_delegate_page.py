@@ -34,6 +34,12 @@ def _text(html: str) -> str:
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
+def _beside(html: str, field: str) -> str:
+    """The message shown beside a field (``id="FIELD-error"``), as text."""
+    assert f'id="{field}-error"' in html, field
+    return _text(html.split(f'id="{field}-error"', 1)[1].split(">", 1)[1].split("</p>", 1)[0]).strip()
+
+
 def _form(csrf: str, **changes) -> dict:
     data = {"csrf": csrf, "delegate": "", "delegate_name": "Ian Owner", "role": "InformationAssetOwner",
             "parent": "", "other_datasets": DATASET, "columns": "pupil_ref\nmeal_entitlement",
@@ -90,7 +96,17 @@ def test_what_cannot_be_signed_comes_back_as_typed_with_the_reason_beside_it(wor
     assert "did:web:" in _text(bad.text) and 'value="Ian Owner"' in bad.text
     # a did:key no one could hold: the issuer's own check refuses it before signing
     refused = client.post("/wallet/delegate", data=_form(csrf, delegate="did:key:zzz"))
-    assert refused.status_code == 422 and "did.invalid" in refused.text
+    assert refused.status_code == 422 and "is not a usable DID" in _beside(refused.text, "delegate")
+    # what the credential's own model refuses is said beside the question it comes from, in words
+    refused = client.post("/wallet/delegate", data=_form(csrf, delegate="did:web:",
+                                                         other_datasets="https://data.example/a b"))
+    assert refused.status_code == 422
+    assert _beside(refused.text, "delegate") == "'did:web:' is not a DID."
+    assert "is not an absolute IRI" in _beside(refused.text, "other_datasets")
+    assert "Value error" not in refused.text and "DelegatedAuthorityCredential" not in refused.text
+    # an authority that is not there: said beside "Under which authority", not a bare error page
+    gone = client.post("/wallet/delegate", data=_form(csrf, delegate="did:web:example.org", parent="urn:uuid:gone"))
+    assert gone.status_code == 422 and "Choose another authority." in _beside(gone.text, "parent")
     assert len(service.register(node)) == before                          # nothing signed
 
 

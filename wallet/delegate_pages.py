@@ -22,7 +22,7 @@ from typing import Any
 from flask import current_app, render_template, request
 from werkzeug.datastructures import MultiDict
 from wtforms import BooleanField, DateField, Form, IntegerField, RadioField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, NumberRange, Optional, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from issuer.pages import audit, current_token, may, sign_in_required, words
 from schemas import vocab
@@ -40,14 +40,28 @@ FIELD_OF = {"datasets": "datasets", "dataItems": "columns", "purposes": "purpose
             "data_categories", "privacyProtocol": "protocol", "maxTransfersPerYear": "max_transfers",
             "maxRowsPerTransfer": "max_rows", "maxRetention": "retention", "onwardSharing": "onward_sharing",
             "maxSensitivity": "sensitivity", "maxDpiaRisk": "dpia_outcome", "notBefore": "valid_until",
-            "notAfter": "valid_until", "maxDelegationDepth": "sub_delegate", "id": "delegate", "name": "delegate_name"}
+            "notAfter": "valid_until", "maxDelegationDepth": "sub_delegate", "id": "delegate", "name": "delegate_name",
+            "credentialSubject": "delegate", "delegation": "parent", "parentDelegation": "parent"}
+
+
+def _field_for(path: str) -> str | None:
+    """The form field a model or issuer error about ``path`` ("scope.datasets.0", "credentialSubject.id", "id")
+    is shown beside: the first part of the path the form asks about."""
+    parts = [p for p in str(path or "").split(".") if p and not p.isdigit()]
+    if parts[:1] == ["credentialSubject"]:
+        parts = parts[1:] or parts
+    if parts[:1] == ["scope"]:
+        parts = parts[1:]
+    field = FIELD_OF.get(parts[0]) if parts else None
+    return "other_datasets" if field == "datasets" else field
 
 
 class DelegateForm(Form):
     """A delegation of approval authority, in the questions a DPO answers."""
     delegate = StringField("Who you delegate to: their node's identifier (DID)", validators=[
         InputRequired("Give the DID of the Information Asset Owner's node, such as did:web:iao.council.gov.scot.")])
-    delegate_name = StringField("Their name or post", validators=[Optional()])
+    delegate_name = StringField("Their name or post", validators=[Optional(), Length(
+        max=200, message="A name or post is at most 200 characters.")])
     role = SelectField("Their role", choices=options((r, plain.role_name(r)) for r in ROLES),
                        default="InformationAssetOwner")
     parent = SelectField("Under which authority", validate_choice=False)
@@ -204,7 +218,11 @@ def register(bp, wallet, blueprint_name: str) -> None:
         controller, options_ = node().did, {}
         parent = form.parent.data or None
         if parent:
-            doc = sharing._document(sharing.resolve_delegation(node(), wallet, parent))
+            try:
+                doc = sharing._document(sharing.resolve_delegation(node(), wallet, parent))
+            except CeadError as exc:
+                form.parent.errors = [*form.parent.errors, f"{exc.message} Choose another authority."]
+                return page(form, 422)
             controller = (doc.get("credentialSubject") or {}).get("onBehalfOf") or controller
             options_["delegation"] = doc
         if form.suspendable.data:
@@ -226,11 +244,19 @@ def register(bp, wallet, blueprint_name: str) -> None:
         except CeadError as exc:
             detail = exc.problem.detail if isinstance(exc.problem.detail, dict) else {}
             placed = False
-            field = detail.get("field")
-            if isinstance(field, str) and hasattr(form, FIELD_OF.get(field, field)):
-                target = getattr(form, FIELD_OF.get(field, field))
+            field = _field_for(detail.get("field")) if isinstance(detail.get("field"), str) else None
+            if field is not None:
+                target = getattr(form, field)
                 target.errors = [*target.errors, exc.message]
                 placed = True
+            for e in detail.get("errors") or []:    # the typed model's own findings (schema.invalid), by field
+                field = _field_for(e.get("at")) if isinstance(e, dict) else None
+                if field is not None:
+                    target = getattr(form, field)
+                    problem = str(e.get("problem") or "").removeprefix("Value error, ")
+                    target.errors = list(dict.fromkeys([*target.errors, problem[:1].upper() + problem[1:] + "."
+                                                        if not problem.endswith(".") else problem]))
+                    placed = True
             for v in detail.get("violations") or []:
                 dim = ((v.get("detail") or {}).get("dimension") or "") if isinstance(v, dict) else ""
                 target = getattr(form, FIELD_OF.get(dim.split(".")[0], "parent"))
