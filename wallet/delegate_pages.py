@@ -16,6 +16,7 @@ one).
 """
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from typing import Any
 
@@ -276,8 +277,9 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 delivered = address
             except CeadError as exc:
                 undelivered = exc.message
+        # signed as Data Integrity (the default format): the credential is the document
         document = issued.credential if isinstance(issued.credential, dict) else credential
-        text = __import__("json").dumps(issued.credential, indent=2, ensure_ascii=False) \
+        text = json.dumps(issued.credential, indent=2, ensure_ascii=False) \
             if isinstance(issued.credential, dict) else str(issued.credential)
         filename = issued.id.split(":")[-1] + ".json"
         from issuer.pages import download_href
