@@ -281,6 +281,14 @@ def test_every_reader_takes_a_batched_receipt(batch, tmp_path):
     i = next(i for i, c in enumerate(claims) if c["jti"] == unverified_receipt_claims(batched)["jti"])
     kept = store.keep_copy(recipient.engine, batched, received=f"{TABLE}{i}".encode())
     assert kept is not None and kept.side == "recipient" and kept.token == batched
+    assert kept.payload_check == "matches" and store.get(recipient.engine, kept.id).payload_check == "matches"
+    # a receipt for other bytes than those received is kept (it is evidence), and says so
+    other = next(t for t in tokens if "~" in t and t != batched)
+    odd = store.keep_copy(recipient.engine, other, received=b"not the table the receipt names")
+    assert odd is not None and store.get(recipient.engine, odd.id).payload_check == "differs"
+    env = {"CEAD_PASSPHRASE": PASS.decode()}
+    listed = CliRunner().invoke(main, ["receipts", "list", "--home", str(recipient.home)], env=env)
+    assert "BYTES DIFFER from the receipt" in listed.output and "bytes match" in listed.output
     assert _receipt_hashes_pull(batched)
     # the command line: listed, shown with how it was signed, verified against its signer's DID
     env = {"CEAD_PASSPHRASE": PASS.decode()}

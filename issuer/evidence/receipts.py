@@ -25,7 +25,10 @@ table = sa.Table("evidence_receipt", metadata,
                  sa.Column("gateway", sa.String), sa.Column("decision", sa.String), sa.Column("approval", sa.String),
                  sa.Column("holder", sa.String), sa.Column("payload_sha256", sa.String),
                  sa.Column("rows", sa.BigInteger), sa.Column("log_index", sa.BigInteger), sa.Column("token", sa.Text),
-                 sa.Column("at", sa.String))
+                 sa.Column("at", sa.String),
+                 # the recipient's copy only: "matches" or "differs" (the bytes it received, or sent, against the
+                 # receipt's payload hash), None when not checked (the provider's own, a stream, no hash)
+                 sa.Column("payload_check", sa.String))
 PROVIDER, RECIPIENT = "provider", "recipient"
 
 
@@ -53,6 +56,7 @@ class Stored:
     log_index: int | None
     token: str
     at: str
+    payload_check: str | None = None   # the recipient's copy: "matches" / "differs" the bytes that moved; None
     proof: list | None = None      # set by a ReceiptWriter with prove=True: inclusion proof under ``proof_size``
     proof_size: int | None = None
     newly_logged: bool = False     # appended to the log by this store (not by an earlier one: a replay, a re-sign)
@@ -64,14 +68,17 @@ class Stored:
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "side": self.side, "decision": self.decision, "approval": self.approval,
                 "holder": self.holder, "gateway": self.gateway, "payloadSha256": self.payload_sha256,
-                "rows": self.rows, "logIndex": self.log_index, "at": self.at}
+                "rows": self.rows, "logIndex": self.log_index, "at": self.at,
+                **({"payloadCheck": self.payload_check} if self.payload_check else {})}
 
 
-def keep(engine, token: str, side: str, *, node=None) -> Stored:
+def keep(engine, token: str, side: str, *, node=None, payload_check: str | None = None) -> Stored:
     """Store (or replace, same ``jti``: a pull's receipt is re-signed once its payload is known) a receipt.
-    With ``node`` (the provider), a final receipt is also appended to the node's log, in the same transaction."""
+    With ``node`` (the provider), a final receipt is also appended to the node's log, in the same transaction.
+    ``payload_check``: for a recipient's copy, whether the bytes that moved match the receipt."""
     claims, ident, row = _parse(token)
     row["side"] = side
+    row["payload_check"] = payload_check
     with engine.begin() as conn:
         return _keep(conn, token, side, node, claims, ident, row)
 
@@ -87,7 +94,7 @@ def _parse(token: str, claims: dict | None = None) -> tuple[dict, str, dict]:
            "approval": _text(claims.get("approval")), "holder": _text(claims.get("holder")),
            "payload_sha256": _text(payload.get("sha256")),
            "rows": payload.get("rows") if isinstance(payload.get("rows"), int) else None,
-           "log_index": None, "token": token, "at": utcnow()}
+           "log_index": None, "token": token, "at": utcnow(), "payload_check": None}
     return claims, ident, row
 
 
@@ -306,17 +313,21 @@ def tell_denials(node, stored: list[Stored]) -> None:
 
 def keep_copy(engine, token: str, sent: bytes | None = None, received: bytes | None = None) -> Stored | None:
     """The recipient's copy (called by the wallet's HTTP client with the bytes it sent and received). A receipt
-    for other bytes than those that moved is still kept (it is evidence) but logged as a warning."""
+    for other bytes than those that moved is still kept (it is evidence), recorded as ``payload_check="differs"``
+    (listed by ``cead receipts list``) and logged as a warning; one that names exactly those bytes, "matches"."""
     try:
         claims = unverified_claims(token)
         direction = (claims.get("payload") or {}).get("direction")
         payload = received if direction == "pull" else sent
+        checked = None
         if payload is not None and (claims.get("payload") or {}).get("sha256"):
             try:
                 check_payload(claims, payload)
+                checked = "matches"
             except CeadError as exc:
+                checked = "differs"
                 log.warning("receipt %s: %s", claims.get("jti"), exc.message)
-        return keep(engine, token, RECIPIENT)
+        return keep(engine, token, RECIPIENT, payload_check=checked)
     except CeadError as exc:
         log.warning("receipt not kept: %s", exc.message)
         return None
