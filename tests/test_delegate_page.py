@@ -60,6 +60,7 @@ def test_a_dpo_delegates_in_plain_questions_and_the_iao_s_node_receives_it(world
     text = _text(page.text)
     assert "Delegate approval authority" in text and "The weakest privacy protocol they may approve" in text
     assert 'href="/wallet/delegate"' in page.text                        # in the DPO's navigation
+    assert "it asks in plain questions" in client.get("/dpo/issue").text     # and offered where JSON is asked for
     before = len(service.register(node))
     done = client.post("/wallet/delegate", data=_form(csrf_of(page.text), delegate=iao.did,
                                                       deliver_to=w["iao"]["url"]))
