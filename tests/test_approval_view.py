@@ -178,14 +178,18 @@ def test_a_delegation_is_described_in_words_with_every_limit():
         "id": "did:web:iao.example", "role": "InformationAssetOwner", "onBehalfOf": "did:web:fife.example",
         "allowedActions": ["ApproveDisclosure"], "scope": {
             "datasets": ["https://data.fife.example/meals"], "maxRetention": "P2Y", "maxRowsPerTransfer": 100,
-            "privacyProtocol": [{"kind": "threshold", "minCellCount": 10}]}, "newThing": True}}
+            "privacyProtocol": [{"kind": "threshold", "minCellCount": 10}], "maxDpiaRisk": "LowRisk",
+            "maxSensitivity": "Pseudonymised", "onwardSharing": "WithApproval"}, "newThing": True}}
     sections = {s.key: s for s in approval_view.conditions(document, names)}
     assert sections["id"].lines == ["Education Service as information asset owner."]
     assert sections["onBehalfOf"].lines[0].startswith("Fife Council")
     assert sections["allowedActions"].lines == ["approve disclosures."]
     limits = " ".join(sections["scope"].lines)
-    assert "Max retention: 2 years." in limits and "Max rows per transfer: 100." in limits
+    assert "Retention, at most: 2 years." in limits and "Rows per transfer, at most: 100." in limits
+    assert "people (smaller counts are suppressed at the gateway)." in limits and ".." not in limits
     assert "at least 10 people" in limits and "https://data.fife.example/meals" in limits
+    assert "DPIA residual risk, at most: low risk." in limits and "Sensitivity, at most: pseudonymised." in limits
+    assert "Onward sharing, at most: only with a further approval." in limits      # words, never the codes
     assert sections["newThing"].unknown
 
 

@@ -444,6 +444,17 @@ def test_every_other_page_passes_axe_and_fits_a_phone(world, browser):
                 assert not any(t in admin.inner_text("main") for t in (
                     "DelegatedAuthorityCredential", "DataSharingApprovalCredential", "OrganisationCertification"))
             check(admin, f"{name}-{width}")
+        if width == 1200:   # the DPO's guided delegation, signed: what it allows, in words
+            admin.goto(base + "/wallet/delegate")
+            admin.fill("#delegate", "did:web:deputy.example")
+            admin.click("label:has-text('School meals register')")
+            admin.click("label:has-text('Free school meal auto-enrolment')")
+            admin.click("label[for=confirm]")
+            admin.click("button:has-text('Sign the delegation')")
+            assert "Delegation signed" in admin.inner_text("h1"), admin.inner_text("main")[:2000]
+            assert "School meals register" in admin.inner_text("main")
+            check(admin, "23b-delegated-1200")
+            admin.goto(base + f"/wallet/{held.id}/summary")
         link = admin.get_attribute("main a[href*='/verify/']", "href")
         visitor.goto(link)
         assert "verified" in visitor.inner_text("main")

@@ -459,6 +459,17 @@ def _words(key: str) -> str:
 ACTION_WORDS = {"ApproveDisclosure": "approve disclosures", "SubDelegate": "delegate further",
                 "Revoke": "revoke approvals", "CoSign": "co-sign approvals"}
 
+# a delegation's limits, each named as a person reads it (a dimension not named here: its field name in words)
+LIMIT_WORDS = {"datasets": "Datasets", "dataItems": "Only these columns", "purposes": "Purposes",
+               "dataCategories": "Kinds of data", "dataSubjects": "Whose data", "legalBases": "Lawful bases",
+               "recipients": "Recipients", "recipientRequirements": "Recipients must hold",
+               "requiredCoSigners": "Co-signers every approval needs", "privacyProtocol": "Privacy protocol, at least",
+               "notBefore": "From", "notAfter": "Until", "maxSensitivity": "Sensitivity, at most",
+               "maxDpiaRisk": "DPIA residual risk, at most", "maxRowsPerTransfer": "Rows per transfer, at most",
+               "maxTransfersPerYear": "Transfers a year, at most", "maxRetention": "Retention, at most",
+               "onwardSharing": "Onward sharing, at most", "maxDelegationDepth": "Further delegation, at most"}
+ONWARD_WORDS = {"Prohibited": "not allowed", "WithApproval": "only with a further approval", "Permitted": "allowed"}
+
 
 def delegation_conditions(subject: dict, names: Directory) -> list[Section]:
     """A delegation: who may approve, for whom, what, and within which limits (every scope dimension)."""
@@ -468,7 +479,7 @@ def delegation_conditions(subject: dict, names: Directory) -> list[Section]:
         role = words.role_name(str(subject.get("role", "approver"))).lower()
         who = (f"{subject['name']} (the name this delegation gives)" if isinstance(subject.get("name"), str)
                else str(names.name(subject["id"])))
-        out.append(Section("id", "Delegate", [f"{who} as {role}."], [subject["id"]]))
+        out.append(Section("id", "Delegate", [_sentence(f"{who} as {role}.")], [subject["id"]]))
     if "onBehalfOf" in subject:
         out.append(Section("onBehalfOf", "On behalf of", [_sentence(f"{names.name(subject['onBehalfOf'])} (the controller).")],
                            [subject["onBehalfOf"]]))
@@ -483,7 +494,16 @@ def delegation_conditions(subject: dict, names: Directory) -> list[Section]:
         lines = []
         for key, value in scope.items():
             if key == "privacyProtocol":
-                text = "; ".join(line for p in _as_list(value) for line in protocol_lines(p, names)[:1]) or "none"
+                text = "; ".join(line.rstrip(".") for p in _as_list(value)
+                                 for line in protocol_lines(p, names)[:1]) or "none"
+            elif key == "maxSensitivity":
+                text = words.sensitivity_words(value)
+            elif key == "maxDpiaRisk":
+                text = words.dpia_risk_words(value)
+            elif key == "onwardSharing":
+                text = ONWARD_WORDS.get(value, str(value))
+            elif key == "maxDelegationDepth" and isinstance(value, int):
+                text = f"{value} more level{'s' if value != 1 else ''}"
             elif isinstance(value, list):
                 text = _list(nm(value) if all(isinstance(v, str) and ":" in v for v in value) else
                              [_json(v) for v in value]) or "none"
@@ -493,7 +513,7 @@ def delegation_conditions(subject: dict, names: Directory) -> list[Section]:
                 text = _day(value)
             else:
                 text = _json(value)
-            lines.append(f"{_words(key)}: {text}.")
+            lines.append(f"{LIMIT_WORDS.get(key, _words(key))}: {text}.")
         out.append(Section("scope", "Within these limits", lines or ["No limits."]))
     elif "scope" in subject:
         out.append(Section("scope", "Within these limits", [_json(subject["scope"])]))
