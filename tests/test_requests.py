@@ -359,3 +359,33 @@ def test_a_standing_approval_approves_routine_requests_and_queues_the_rest(world
         assert row.approval_id is None
     finally:
         del node.config["standing_approvals"]
+
+
+def test_a_requester_s_reply_to_never_points_the_data_holder_s_node_at_its_own_network(world):
+    """The approval (or a refusal's answer) goes to the requester's ``replyTo``, an address the requester chose:
+    the data holder's node sends it only where its network rules let it fetch (no loopback, private or link-local
+    address unless ``network.allow_private``), so a request cannot make it post into its own internal network.
+    (Here the nodes all run on 127.0.0.1 with allow_private; the holder's rules are then set as in production.)"""
+    from issuer.node import parse_network
+    from wallet import answers
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    approved = send(w)
+    sharing.approve(node, wallet, approved["id"], the_rest(w), delegation=w["delegation"].id)
+    refused = send(w)
+    sharing.refuse(wallet, refused["id"], "Not for this purpose.", by="iao@fife")
+    kept = node.network
+    node.network = parse_network({**kept.model_dump(), "allow_private": False}, node.home)
+    try:
+        with pytest.raises(CeadError) as err:
+            sharing.redeliver(node, wallet, approved["id"])
+        assert err.value.code == "sharing.undelivered"
+        assert "non-public address 127.0.0.1" in err.value.message and "allow_private" in err.value.message
+        with pytest.raises(CeadError) as err:
+            answers.send_answer(node, wallet, sharing.get_request(wallet, refused["id"]))
+        assert err.value.code == "sharing.unreachable" and err.value.message.startswith("Not sent to https://")
+        assert err.value.detail["cause"] == "http.address_refused"
+    finally:
+        node.network = kept
+    assert sharing.redeliver(node, wallet, approved["id"]).delivered      # where the rules allow it, it goes
+    assert answers.send_answer(node, wallet, sharing.get_request(wallet, refused["id"]))

@@ -162,6 +162,11 @@ class Fetcher:
             self._local.session = session
         return session
 
+    def session(self) -> requests.Session:
+        """This thread's session, with the same rules as ``get`` on every connection it makes (no environment
+        proxies; a non-public peer refused unless ``allow_private``): for a POST to a URL :meth:`check` passed."""
+        return self._session()
+
     def close(self) -> None:
         """Close this thread's pooled connections."""
         session = getattr(self._local, "session", None)

@@ -438,7 +438,7 @@ def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None =
 # ---- delivering credentials to another node's inbox ------------------------------------------------------------
 def deliver(sender_did: str, key, kid: str, credentials: list[dict | str], inbox_url: str, *,
             session: requests.Session | None = None, timeout: float = 30.0, verify: str | bool = True,
-            format: str = "jwt") -> dict:
+            format: str = "jwt", guard=None) -> dict:
     """POST ``credentials`` to a node's inbox, wrapped in a presentation signed by the sender (the issuer) and
     bound to the inbox URL. Returns the inbox's JSON answer; raises ``CeadError("inbox.refused")`` with the
     recipient's reasons if it refused."""
@@ -451,21 +451,56 @@ def deliver(sender_did: str, key, kid: str, credentials: list[dict | str], inbox
     else:
         body, ctype = json.dumps(vp).encode(), PRESENTATION_TYPES["ldp"]
     return post_to_node(session, inbox_url, "inbox", "the delivery", data=body, headers={"Content-Type": ctype},
-                        timeout=timeout, verify=verify)
+                        timeout=timeout, verify=verify, guard=guard)
 
 
-def post_to_node(session: requests.Session | None, url: str, family: str, what: str, **post) -> dict:
+def _cead_cause(exc: BaseException) -> CeadError | None:
+    """A CeadError inside a requests exception's chain (a guarded connection refused its peer), or None."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, CeadError):
+            return exc
+        for arg in getattr(exc, "args", ()):
+            if isinstance(arg, CeadError):
+                return arg
+            inner = getattr(arg, "reason", None)
+            if isinstance(inner, CeadError):
+                return inner
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None)
+        seen += 1
+    return None
+
+
+def post_to_node(session: requests.Session | None, url: str, family: str, what: str, *, guard=None, **post) -> dict:
     """POST a presentation-carrying body to another node (its inbox, its requests) and return its JSON receipt.
 
     ``family`` names the codes: ``<family>.unreachable`` (no answer, or an answer that is not a Cead receipt) and
     ``<family>.refused`` (a refusal, with the node's reasons). A redirect is a refusal too: the presentation is
-    bound to ``url`` and is never sent on elsewhere."""
+    bound to ``url`` and is never sent on elsewhere. ``guard``: a ``verifier.http.Fetcher`` with the sending node's
+    network rules (``Node.fetcher()``): the URL is checked as a fetch would be (https only, no credentials in it,
+    never a loopback, private or link-local address unless ``network.allow_private``; checked again on the
+    connected socket) before anything is sent. An address another party chose (a request's ``replyTo``) must go
+    through one: otherwise a requester could have the data holder's node post to its internal network."""
+    if guard is not None:
+        try:
+            guard.check(url)
+        except CeadError as exc:
+            raise CeadError(f"{family}.unreachable", f"Not sent to {url}: {exc.message}", url=url,
+                            cause=exc.code) from None
+        session = session or guard.session()
     try:
         response = (session or requests.Session()).post(url, allow_redirects=False, **post)
     except requests.exceptions.SSLError as exc:
         untrusted = untrusted_certificate(url, exc)
         raise CeadError(f"{family}.unreachable", untrusted.message, url=url, tls=True) from None
+    except CeadError as exc:   # the guard's session refused the peer it connected to (DNS rebinding)
+        raise CeadError(f"{family}.unreachable", f"Not sent to {url}: {exc.message}", url=url,
+                        cause=exc.code) from None
     except requests.RequestException as exc:
+        refused = _cead_cause(exc)
+        if refused is not None:
+            raise CeadError(f"{family}.unreachable", f"Not sent to {url}: {refused.message}", url=url,
+                            cause=refused.code) from None
         raise CeadError(f"{family}.unreachable", f"Could not reach {url}: {unreachable_reason(exc)}.") from None
     if response.status_code >= 300:
         reasons = _reasons(response.content)

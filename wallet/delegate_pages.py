@@ -273,7 +273,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             from .client import deliver
             try:
                 deliver(node().did, node().key, node().verification_method_id, [issued.credential],
-                        address + "/inbox", verify=node().network.ca_bundle or True)
+                        address + "/inbox", verify=node().network.ca_bundle or True, guard=node().fetcher())
                 delivered = address
             except CeadError as exc:
                 undelivered = exc.message

@@ -133,7 +133,8 @@ def send_request(wallet: Wallet, url: str, request: dict, *, credentials: list |
     vp = build_presentation(wallet.holder, wallet.key, wallet.kid, credentials, audience=origin(url),
                             nonce=request_binding("POST", url, None, manifest=body))
     answer = post_to_node(session, url, "sharing", "the request", json={"request": body, "presentation": vp},
-                          timeout=timeout, verify=verify)
+                          timeout=timeout, verify=verify,
+                          guard=wallet._node.fetcher() if getattr(wallet, "_node", None) is not None else None)
     if "id" not in answer:
         raise CeadError("sharing.unreachable", f"{url} answered without a request id: not a Cead node's /requests.")
     return answer
@@ -441,7 +442,7 @@ def _deliver(node, row: WalletRequest, verify: str | bool | None) -> dict:
         verify = node.network.ca_bundle or True
     try:
         return deliver(node.did, node.key, node.verification_method_id, json.loads(row.delivery),
-                       row.request["replyTo"], verify=verify)
+                       row.request["replyTo"], verify=verify, guard=node.fetcher())   # the requester's choice
     except CeadError as exc:
         raise undelivered(exc, row.approval_id, row.request["replyTo"]) from None
 

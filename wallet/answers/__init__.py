@@ -76,7 +76,7 @@ def send_answer(node, wallet, row, *, verify: str | bool | None = None, timeout:
     if verify is None:
         verify = node.network.ca_bundle or True
     return post_to_node(None, url, "sharing", "the answer", json={"answer": answer, "presentation": vp},
-                        timeout=timeout, verify=verify)
+                        timeout=timeout, verify=verify, guard=node.fetcher())   # replyTo: the requester's choice
 
 
 def _refuse(status: int, code: str, message: str, **detail: Any) -> tuple[int, dict]:
