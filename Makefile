@@ -24,9 +24,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # every benchmark prints its figures, their targets and PASS/FAIL; the target fails if any benchmark failed
-# (httpload.py is bench.py's load helper, http_profile.py a profiling tool and http_servers.py a comparison of
-# the two WSGI servers: none is a benchmark with a target)
-BENCHMARKS := $(filter-out benchmarks/httpload.py benchmarks/http_profile.py benchmarks/http_servers.py,$(wildcard benchmarks/*.py))
+# (httpload.py is bench.py's load helper, http_profile.py and receipt_profile.py profiling tools and http_servers.py
+# a comparison of the two WSGI servers: none is a benchmark with a target)
+BENCHMARKS := $(filter-out benchmarks/httpload.py benchmarks/http_profile.py benchmarks/receipt_profile.py benchmarks/http_servers.py,$(wildcard benchmarks/*.py))
 bench: $(STAMP)
 	@status=0; for script in $(BENCHMARKS); do echo "== $$script"; $(BIN)/python $$script || status=1; done; exit $$status
 
