@@ -56,7 +56,10 @@ def list_(approval, side, as_json, home) -> None:
         if row.approval != current:
             current = row.approval
             click.echo(f"Approval {row.approval or '(none: refused before an approval was found)'}")
-        check = {"matches": "  bytes match", "differs": "  BYTES DIFFER from the receipt"}.get(row.payload_check or "", "")
+        check = {"matches": "  bytes match", "differs": "  BYTES DIFFER from the receipt"}.get(
+            row.payload_check or "", "")
+        check += {"verified": "  signature verified", "invalid": "  SIGNATURE INVALID",
+                  "unverified": "  signature not checked (signer unreachable)"}.get(row.signature_check or "", "")
         click.echo(f"  {row.at}  {row.decision:5}  {row.side:9}  rows={row.rows if row.rows is not None else '-':<6}"
                    f"  {row.holder or '-'}  {row.id}{check}")
 

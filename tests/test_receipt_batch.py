@@ -289,6 +289,21 @@ def test_every_reader_takes_a_batched_receipt(batch, tmp_path):
     env = {"CEAD_PASSPHRASE": PASS.decode()}
     listed = CliRunner().invoke(main, ["receipts", "list", "--home", str(recipient.home)], env=env)
     assert "BYTES DIFFER from the receipt" in listed.output and "bytes match" in listed.output
+    # with the wallet's resolver, the gateway's signature is checked as the copy arrives; a forged one is kept,
+    # and said to be forged
+    from verifier.did import Resolver
+    resolver = Resolver(node.fetcher())
+    kept = store.keep_copy(recipient.engine, batched, received=f"{TABLE}{i}".encode(), resolver=resolver)
+    assert kept.signature_check == "verified" and kept.payload_check == "matches"
+    forged_key, forged_did, forged_kid = _key_and_kid()
+    from verifier.receipts import receipt_header
+    gateway_kid = receipt_header(batched)["kid"]          # the gateway's key id, signed with another key
+    forged = ReceiptSigner(jwk.JWK(**forged_key.private_jwk()), kid=gateway_kid).sign(
+        {**claims[i], "jti": "urn:uuid:forged-receipt"})
+    kept = store.keep_copy(recipient.engine, forged, resolver=resolver)
+    assert kept is not None and store.get(recipient.engine, kept.id).signature_check == "invalid"
+    listed = CliRunner().invoke(main, ["receipts", "list", "--home", str(recipient.home)], env=env)
+    assert "SIGNATURE INVALID" in listed.output and "signature verified" in listed.output
     assert _receipt_hashes_pull(batched)
     # the command line: listed, shown with how it was signed, verified against its signer's DID
     env = {"CEAD_PASSPHRASE": PASS.decode()}
@@ -337,8 +352,9 @@ def test_concurrent_pulls_through_an_https_gateway_get_batched_receipts(tmp_path
     signer = GatedSigner(jwk.JWK(**gateway.key.private_jwk()), gateway.kid, hold=4)
     spool = ReceiptSpool(tmp_path / "spool")
 
-    class _Holder:
+    class _Holder:                      # the wallet's parts keep_receipt uses: its database and its resolver
         engine = recipient.engine
+        verifier = type("WalletVerifier", (), {"resolver": Resolver()})()
 
     with world() as w:
         app = Flask("data-api")
@@ -384,7 +400,9 @@ def test_concurrent_pulls_through_an_https_gateway_get_batched_receipts(tmp_path
     for token in tokens:
         jti = unverified_receipt_claims(token)["jti"]
         assert store.get(provider.engine, jti).log_index is not None
-        assert store.get(recipient.engine, jti).token == token
+        copy = store.get(recipient.engine, jti)
+        assert copy.token == token          # kept, its signature and bytes checked as it arrived (plain or batched)
+        assert copy.signature_check == "verified" and copy.payload_check == "matches"
 
 
 def test_a_client_that_does_not_read_batched_receipts_gets_a_plain_one_even_while_others_batch():

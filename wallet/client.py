@@ -71,7 +71,9 @@ def keep_receipt(wallet, headers, sent: bytes | str | None, received: bytes | No
     engine = getattr(wallet, "engine", None)
     if token and engine is not None:
         from issuer.evidence.receipts import keep_copy
-        keep_copy(engine, token, sent.encode() if isinstance(sent, str) else sent, received)
+        verifier = getattr(wallet, "verifier", None)   # the gateway's signature checked as it arrives
+        keep_copy(engine, token, sent.encode() if isinstance(sent, str) else sent, received,
+                  resolver=getattr(verifier, "resolver", None))
 
 
 def _receipt_hashes_pull(token: str) -> bool:

@@ -28,7 +28,10 @@ table = sa.Table("evidence_receipt", metadata,
                  sa.Column("at", sa.String),
                  # the recipient's copy only: "matches" or "differs" (the bytes it received, or sent, against the
                  # receipt's payload hash), None when not checked (the provider's own, a stream, no hash)
-                 sa.Column("payload_check", sa.String))
+                 sa.Column("payload_check", sa.String),
+                 # the recipient's copy only: "verified" (the gateway's signature, against its DID, when it arrived),
+                 # "invalid" (it does not verify), "unverified" (its signer could not be resolved then), None
+                 sa.Column("signature_check", sa.String))
 PROVIDER, RECIPIENT = "provider", "recipient"
 
 
@@ -57,6 +60,7 @@ class Stored:
     token: str
     at: str
     payload_check: str | None = None   # the recipient's copy: "matches" / "differs" the bytes that moved; None
+    signature_check: str | None = None  # the recipient's copy: "verified" / "invalid" / "unverified"; None
     proof: list | None = None      # set by a ReceiptWriter with prove=True: inclusion proof under ``proof_size``
     proof_size: int | None = None
     newly_logged: bool = False     # appended to the log by this store (not by an earlier one: a replay, a re-sign)
@@ -69,16 +73,19 @@ class Stored:
         return {"id": self.id, "side": self.side, "decision": self.decision, "approval": self.approval,
                 "holder": self.holder, "gateway": self.gateway, "payloadSha256": self.payload_sha256,
                 "rows": self.rows, "logIndex": self.log_index, "at": self.at,
-                **({"payloadCheck": self.payload_check} if self.payload_check else {})}
+                **({"payloadCheck": self.payload_check} if self.payload_check else {}),
+                **({"signatureCheck": self.signature_check} if self.signature_check else {})}
 
 
-def keep(engine, token: str, side: str, *, node=None, payload_check: str | None = None) -> Stored:
+def keep(engine, token: str, side: str, *, node=None, payload_check: str | None = None,
+         signature_check: str | None = None) -> Stored:
     """Store (or replace, same ``jti``: a pull's receipt is re-signed once its payload is known) a receipt.
     With ``node`` (the provider), a final receipt is also appended to the node's log, in the same transaction.
     ``payload_check``: for a recipient's copy, whether the bytes that moved match the receipt."""
     claims, ident, row = _parse(token)
     row["side"] = side
     row["payload_check"] = payload_check
+    row["signature_check"] = signature_check
     with engine.begin() as conn:
         return _keep(conn, token, side, node, claims, ident, row)
 
@@ -94,7 +101,7 @@ def _parse(token: str, claims: dict | None = None) -> tuple[dict, str, dict]:
            "approval": _text(claims.get("approval")), "holder": _text(claims.get("holder")),
            "payload_sha256": _text(payload.get("sha256")),
            "rows": payload.get("rows") if isinstance(payload.get("rows"), int) else None,
-           "log_index": None, "token": token, "at": utcnow(), "payload_check": None}
+           "log_index": None, "token": token, "at": utcnow(), "payload_check": None, "signature_check": None}
     return claims, ident, row
 
 
@@ -311,10 +318,14 @@ def tell_denials(node, stored: list[Stored]) -> None:
                                                          "at": row.at}, subject=row.id)
 
 
-def keep_copy(engine, token: str, sent: bytes | None = None, received: bytes | None = None) -> Stored | None:
+def keep_copy(engine, token: str, sent: bytes | None = None, received: bytes | None = None, *,
+              resolver=None) -> Stored | None:
     """The recipient's copy (called by the wallet's HTTP client with the bytes it sent and received). A receipt
     for other bytes than those that moved is still kept (it is evidence), recorded as ``payload_check="differs"``
-    (listed by ``cead receipts list``) and logged as a warning; one that names exactly those bytes, "matches"."""
+    (listed by ``cead receipts list``) and logged as a warning; one that names exactly those bytes, "matches".
+    With ``resolver`` (the wallet's), the gateway's signature is checked against its DID document as it arrives:
+    ``signature_check`` "verified", "invalid" (kept, as evidence of what the gateway, or someone, sent; logged), or
+    "unverified" when its signer cannot be resolved now (``cead receipts verify`` checks it later)."""
     try:
         claims = unverified_claims(token)
         direction = (claims.get("payload") or {}).get("direction")
@@ -327,7 +338,17 @@ def keep_copy(engine, token: str, sent: bytes | None = None, received: bytes | N
             except CeadError as exc:
                 checked = "differs"
                 log.warning("receipt %s: %s", claims.get("jti"), exc.message)
-        return keep(engine, token, RECIPIENT, payload_check=checked)
+        signature = None
+        if resolver is not None:
+            from verifier.receipts import verify_receipt_with
+            try:
+                verify_receipt_with(token, resolver)
+                signature = "verified"
+            except CeadError as exc:
+                signature = "invalid" if exc.code == "receipt.invalid" else "unverified"
+                (log.warning if signature == "invalid" else log.info)(
+                    "receipt %s: %s (%s)", claims.get("jti"), exc.message, exc.code)
+        return keep(engine, token, RECIPIENT, payload_check=checked, signature_check=signature)
     except CeadError as exc:
         log.warning("receipt not kept: %s", exc.message)
         return None
