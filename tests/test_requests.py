@@ -389,3 +389,17 @@ def test_a_requester_s_reply_to_never_points_the_data_holder_s_node_at_its_own_n
         node.network = kept
     assert sharing.redeliver(node, wallet, approved["id"]).delivered      # where the rules allow it, it goes
     assert answers.send_answer(node, wallet, sharing.get_request(wallet, refused["id"]))
+
+
+def test_cead_request_list_says_what_is_asked_by_name(world):
+    """The IAO's command-line list: each request's purposes (and datasets, organisations) by name where the node
+    knows one, as its pages do, not compact identifiers."""
+    from click.testing import CliRunner
+    from cead.cli import main
+    w = world
+    answer = send(w)
+    listed = CliRunner().invoke(main, ["request", "list", "--home", str(w["iao"]["node"].home)],
+                                env={"CEAD_PASSPHRASE": PASSPHRASE.decode()})
+    assert listed.exit_code == 0, listed.output
+    line = next(x for x in listed.output.splitlines() if x.startswith(answer["id"]))
+    assert "for Free school meal auto-enrolment" in line and "cead:" not in line

@@ -90,11 +90,19 @@ def _write(output: Path, data: bytes | str) -> None:
         _fail("output.unwritable", f"Cannot write {str(output)!r}: {exc.strerror or exc}")
 
 
-def _few(iris: list[str], shown: int = 3) -> str:
-    """IRIs for one line: compact (``cead:X``), the first few, then how many more."""
+def _few(iris: list[str], shown: int = 3, *, names=None) -> str:
+    """IRIs for one line: by name where ``names`` (a ``wallet.names.Directory``) knows one, else compact
+    (``cead:X``); the first few, then how many more."""
     from schemas.vocab import compact
-    text = ", ".join(compact(i) for i in iris[:shown])
+    word = (lambda i: str(names.name(i))) if names is not None else compact   # noqa: E731
+    text = ", ".join(word(i) for i in iris[:shown])
     return text + (f" (+{len(iris) - shown} more)" if len(iris) > shown else "")
+
+
+def _named(names, did: str) -> str:
+    """An organisation for one line: its name with its DID when the node knows one, else the DID."""
+    known = names.known(did) if names is not None else None
+    return f"{known} ({did})" if known else did
 
 
 def _print(data) -> None:
@@ -555,13 +563,18 @@ def request_list(status, as_json, quiet, home) -> None:
                  "approval": r.approval_id, "reason": r.reason, "request": r.request,
                  "certifications": r.certification_list} for r in rows])
         return
+    names = None
+    if rows and not quiet:
+        from .names import Directory
+        wallet = _wallet(home)
+        names = Directory.for_pages(wallet._node, wallet)   # who and what by name, as the decision page says them
     for r in rows:
         if quiet:
             click.echo(r.id)
             continue
         req = r.request
-        click.echo(f"{r.id}  {r.status:9}  {r.requester}  {_few(req.get('datasets', []))}  "
-                   f"for {_few(req.get('purposes', []))}")
+        click.echo(f"{r.id}  {r.status:9}  {_named(names, r.requester)}  {_few(req.get('datasets', []), names=names)}"
+                   f"  for {_few(req.get('purposes', []), names=names)}")
     if not rows and not quiet:
         click.echo("No requests.")
 
