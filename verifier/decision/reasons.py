@@ -54,8 +54,6 @@ WORDS = {
     "manifest.invalid": "the transfer's manifest is malformed",
     # the approval and the authority behind it
     "approval.missing": "no data-sharing approval was presented",
-    "approval.revoked": "the approval had been revoked",
-    "approval.suspended": "the approval was suspended",
     "approval.cosigner_missing": "a co-signer the approval names has not signed it",
     "approval.discloser_not_controller": "the approval's discloser is not the controller its delegation is from",
     "approval.controller_unknown": "the controller behind the approval is not one the gateway trusts",
@@ -68,8 +66,6 @@ WORDS = {
     "delegation.widens_parent": "a delegation grants more than the delegation above it",
     "delegation.action_not_allowed": "the delegation does not allow approving disclosures",
     "delegation.too_deep": "the chain of delegations is longer than the gateway allows",
-    "delegation.revoked": "a delegation in the chain had been revoked",
-    "delegation.suspended": "a delegation in the chain was suspended",
     "holder.not_recipient": "the requester is not a recipient the approval names",
     "certification.missing": "the requester did not present a certification the approval requires",
     "certification.expired": "the requester's certification had expired",
