@@ -66,3 +66,28 @@ def test_an_iao_changes_approvals_but_not_the_dpo_s_certifications_or_delegation
     answer = api.post("/credentials/status", json=body, headers={"Authorization": f"Bearer {dpo}"})
     assert answer.status_code == 200 and status_of(node, cert.id) == "active"
 
+
+def test_the_wizard_keeps_a_document_by_its_digest_never_by_a_path(tmp_path):
+    """A document attached on an earlier try comes back as its digest (``agreement_pin``), the name of a file in
+    ``HOME/documents``. The page took any text there as a path: ``../web-secret`` or ``/etc/hostname`` showed as
+    "Attached already" with its size (a file probe for any analyst) and would have been pinned into the request."""
+    import io
+
+    from issuer import catalogue
+    from issuer_fixtures import make_node
+    from test_wizard import CATALOGUE, _form, _text
+    from wallet.app import create_node_app
+    from wallet.store import Wallet
+    node = make_node(tmp_path / "h", public_url="https://example-council.example")
+    (tmp_path / "catalogue.ttl").write_text(CATALOGUE)
+    catalogue.import_catalogue(node, str(tmp_path / "catalogue.ttl"))
+    client = _staff({"node": node, "client": create_node_app(node, wallet=Wallet.from_node(node)).test_client()},
+                    "ana", "analyst")
+    kept = _form(client, action="columns", agreement_file=(io.BytesIO(b"Our agreement."), "dsa.docx"))
+    digest = kept.text.split('name="agreement_pin" value="', 1)[1].split('"', 1)[0]
+    again = _form(client, action="columns", agreement_file=None, agreement_pin=digest, agreement_title="dsa.docx")
+    assert "Attached already: dsa.docx (14 bytes)" in _text(again.text)         # a real pin still works
+    for probe in ("../web-secret", str(node.home / "web-secret"), "../config.yaml", "/etc/hostname"):
+        page = _form(client, action="columns", agreement_file=None, agreement_pin=probe, agreement_title="x")
+        assert page.status_code == 200 and "Attached already" not in _text(page.text), probe
+        assert probe not in page.text
