@@ -691,6 +691,7 @@ def register_csv(rows: Iterable[db.IssuedCredential]) -> str:
 
 
 def _csv_safe(value: Any) -> str:
-    """Neutralise spreadsheet formulas (a subject id could start with '=')."""
+    """Neutralise spreadsheet formulas (a subject id or name could start with '='): a cell starting with =, +, -, @,
+    a tab or a carriage return (OWASP's list, as ``cead audit``'s CSV) is prefixed with a quote."""
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

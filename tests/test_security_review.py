@@ -91,3 +91,19 @@ def test_the_wizard_keeps_a_document_by_its_digest_never_by_a_path(tmp_path):
         page = _form(client, action="columns", agreement_file=None, agreement_pin=probe, agreement_title="x")
         assert page.status_code == 200 and "Attached already" not in _text(page.text), probe
         assert probe not in page.text
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
+def test_the_register_csv_neutralises_every_formula_lead(env, lead):  # noqa: F811
+    """A spreadsheet runs a cell that starts with =, +, -, @, a tab or a carriage return (OWASP's list, which
+    ``cead audit``'s CSV already followed); the register's CSV missed the tab and the carriage return, and a
+    certification's legalName is whatever its request said."""
+    import csv
+    import io
+    node, client = env["node"], env["client"]
+    issued = service.issue(node, certification(node.did, legalName=f"{lead}HYPERLINK(\"https://x.example\")"),
+                           issued_by="cli")
+    staff_client = _staff(env, "dee", "dpo")
+    rows = list(csv.DictReader(io.StringIO(staff_client.get("/dpo/register.csv").text)))
+    name = next(r["subject_name"] for r in rows if r["id"] == issued.id)
+    assert name == "'" + lead + 'HYPERLINK("https://x.example")'
