@@ -131,7 +131,8 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         token = tokens.authenticate(node.engine, request.headers.get("Authorization"))
         tokens.require(token, "status:change")
         credential_id, action = service.parse_status_request(body_json())
-        return _json(200, service.change_status(node, credential_id, action, by=token.name))
+        return _json(200, service.change_status(node, credential_id, action, by=token.name,
+                                                scopes=token.scopes.split(",")))
 
     from .evidence import routes as evidence_routes
     app.register_blueprint(evidence_routes.blueprint(node))   # /log/ (C2SP tlog-tiles) and /witness/ (issue 15)

@@ -436,6 +436,8 @@ def blueprint(node) -> Blueprint:
         counts = {s: sum(1 for r in rows if r.status == s) for s in ("active", "suspended", "revoked")}
         return render_template("dpo_register.html", rows=rows, counts=counts, suspendable=_suspendable,
                                may_change="status:change" in current_token().scopes.split(","),
+                               changeable=lambda row: (service.status_scope(row.types.split(",")) or "status:change")
+                               in current_token().scopes.split(","),
                                person=staff.person_words(node.engine), subject_name=_subject_names())
 
     @bp.get("/dpo/register.csv")
@@ -458,7 +460,8 @@ def blueprint(node) -> Blueprint:
             if row is None:
                 raise CeadError("credential.not_found", f"This node has not issued {credential_id}.")
             return render_template("dpo_confirm_revoke.html", row=row)
-        result = service.change_status(node, credential_id, action, by=token.name, reason=reason)
+        result = service.change_status(node, credential_id, action, by=token.name, reason=reason,
+                                       scopes=token.scopes.split(","))
         audit(f"{action} credential", target=credential_id, detail={"reason": reason} if reason else None)
         flash(f"{result['credentialId']} is now {result['status']}.")
         return redirect(url_for(f"{BLUEPRINT}.register"))

@@ -554,9 +554,27 @@ def cosign(node, credential: Any, *, verifier=None) -> dict:
     return add_proof(credential, node.signing_key(ED25519), node.verification_method_for(ED25519), cryptosuite=suite)
 
 
+def status_scope(types: Iterable[str]) -> str | None:
+    """The issuing scope a status change of a credential with these types needs besides ``status:change``: none for an
+    approval (an IAO suspends, reinstates and revokes approvals), the scope to issue it for anything else (a
+    delegation: ``issue:delegation``; a certification: ``issue:certification``; another type: ``issue:any``), so one
+    who may not issue a delegation may not reinstate one either (an IAO whose delegation the DPO suspended)."""
+    cead = [TYPE_SCOPES[t] for t in types if t in TYPE_SCOPES]
+    needed = cead[0] if cead else GENERAL_SCOPE
+    return None if needed == TYPE_SCOPES["DataSharingApprovalCredential"] else needed
+
+
+def _kind_words(types: list[str]) -> str:
+    from schemas.words import kind_name
+    named = [t for t in types if t != "VerifiableCredential"]
+    return kind_name(named[0]).lower() if named else "credential"
+
+
 def change_status(node, credential_id: str, action: str, *, by: str | None = None,
-                  reason: str | None = None) -> dict:
-    """Revoke, suspend or reinstate; committed before returning. Revocation is final."""
+                  reason: str | None = None, scopes: Iterable[str] | None = None) -> dict:
+    """Revoke, suspend or reinstate; committed before returning. Revocation is final. ``scopes`` (None = all, for
+    the DPO's command line): besides ``status:change`` (checked by the caller), a credential other than an approval
+    needs the scope to issue its kind (:func:`status_scope`), else ``auth.scope``."""
     if action not in ACTIONS:
         raise _fail("request.invalid", f"Unknown status action {action!r}; use revoke, suspend or reinstate.")
     if not isinstance(credential_id, str) or not credential_id:
@@ -567,6 +585,11 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
         row = s.get(db.IssuedCredential, credential_id, with_for_update=True)
         if row is None:
             raise _fail("credential.not_found", f"This node has not issued {credential_id}.")
+        needed = status_scope(row.types.split(","))
+        if scopes is not None and needed is not None and needed not in set(scopes):
+            raise _fail("auth.scope", f"You may not {action} {credential_id}: changing the status of a "
+                        f"{_kind_words(row.types.split(','))} needs {needed}, the scope to issue one (ask the Data Protection "
+                        "Officer).", scope=needed)
         if row.status == "revoked" and action != "revoke":
             raise _fail("status.revoked_permanent", f"{credential_id} is revoked; revocation cannot be undone.")
         statuslist.set_status(s, credential_id, purpose, value)
@@ -668,6 +691,7 @@ def register_csv(rows: Iterable[db.IssuedCredential]) -> str:
 
 
 def _csv_safe(value: Any) -> str:
-    """Neutralise spreadsheet formulas (a subject id could start with '=')."""
+    """Neutralise spreadsheet formulas (a subject id or name could start with '='): a cell starting with =, +, -, @,
+    a tab or a carriage return (OWASP's list, as ``cead audit``'s CSV) is prefixed with a quote."""
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -207,3 +207,26 @@ def test_command_line_offer_and_receive(world, tmp_path):
     again = subprocess.run([sys.executable, "-m", "cead.cli", "wallet", "receive", uri, "--tx-code", pin,
                             "--home", str(iao._node.home)], capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode == 2 and json.loads(again.stderr)["error"]["code"] == "offer.refused"
+
+
+def test_the_issuer_s_endpoints_are_posted_to_only_under_the_node_s_network_rules(world, monkeypatch):
+    """The token and credential endpoints are the issuer's choice (its metadata names them). The wallet checked each
+    URL, then POSTed with a plain ``requests`` session: a name that resolved to a public address when checked and to
+    a loopback or private one when connected (DNS rebinding) was posted to, environment proxies were used, and the
+    pre-authorised code and key proof went there. Now the POSTs go through the fetcher's own session, which checks
+    the connected peer as every fetch does. (Here the check at resolution is skipped, as a rebinding name would
+    pass it; the metadata is read through an open fetcher, so only the POSTs meet the node's rules.)"""
+    dpo, iao, _, open_fetcher, _ = world
+    made = offers.make_offer(dpo, _issue_to(dpo, iao.holder), tx_code=True)
+
+    class Rebound(Fetcher):          # production rules (no private address), the metadata read as it was served
+        def get(self, url, *args, **kwargs):
+            return open_fetcher.get(url, *args, **kwargs)
+
+    monkeypatch.setattr(Fetcher, "_check_addresses", lambda self, url, host, port: None)
+    with pytest.raises(CeadError) as info:
+        collect(iao, made["uri"], tx_code=made["tx_code"], fetcher=Rebound(ca_bundle=open_fetcher.ca_bundle))
+    assert info.value.code == "http.address_refused" and "127.0.0.1" in info.value.message
+    assert not iao.search(type="OrganisationCertificationCredential")
+    monkeypatch.undo()
+    assert collect(iao, made["uri"], tx_code=made["tx_code"], fetcher=open_fetcher).ok   # the code was not spent

@@ -183,3 +183,20 @@ def test_a_state_never_reads_as_a_command_line_option():
     states = [new_state() for _ in range(3000)]
     assert not any(s.startswith("-") for s in states)
     assert len(set(states)) == len(states) and all(len(s) == 43 for s in states)
+
+
+def test_the_answer_goes_to_the_response_uri_only_under_the_node_s_network_rules(world, monkeypatch):
+    """The response_uri is the verifier's choice. The wallet checked it, then POSTed the presentation with a plain
+    ``requests`` session, so a name rebound to a loopback or private address after the check (DNS rebinding) got
+    it. Now the POST goes through the fetcher's own session, which checks the connected peer. (The check at
+    resolution is skipped here, as a rebinding name would pass it.)"""
+    dpo, wallet, fetcher, _ = world
+    made = rp.make_request(dpo, [CERT])
+    monkeypatch.setattr(Fetcher, "_check_addresses", lambda self, url, host, port: None)
+    with pytest.raises(CeadError) as info:
+        respond(wallet, made["uri"], fetcher=Fetcher(ca_bundle=fetcher.ca_bundle))
+    assert info.value.code == "http.address_refused" and "127.0.0.1" in info.value.message
+    assert rp.outcome_of(dpo, made["state"]) == {"status": "pending"}          # nothing arrived
+    monkeypatch.undo()
+    assert respond(wallet, made["uri"], fetcher=fetcher)["verifier"]
+    assert rp.outcome_of(dpo, made["state"])["status"] == "verified"

@@ -505,7 +505,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
             raise CeadError("web.form_invalid", "Tick the box to confirm that revoking is final.", field="confirm")
         from issuer import service
         result = service.change_status(node(), row.approval_id, action, by=current_token().name,
-                                       reason=(request.form.get("reason") or "").strip() or None)
+                                       reason=(request.form.get("reason") or "").strip() or None,
+                                       scopes=current_token().scopes.split(","))
         audit(f"{action.rstrip('e')}ed approval", target=request_id, detail={"approval": row.approval_id})
         flash(f"The approval is now {result['status']}.")
         return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))

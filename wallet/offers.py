@@ -108,7 +108,9 @@ def collect(wallet, offer_uri: str, *, tx_code: str | None = None, fetcher: Fetc
     ``ImportResult`` (refused credentials are not stored)."""
     from issuer.signing import sign_jwt
     fetcher = fetcher or Fetcher()
-    session = session or requests.Session()
+    # the token, nonce and credential endpoints are the issuer's choice: POSTed to with the fetcher's own session,
+    # whose connections refuse a non-public peer (DNS rebinding after the check) and ignore environment proxies
+    session = session or fetcher.session()
     offer = parse_offer(offer_uri, fetcher)
     issuer = offer["credential_issuer"]
     meta, auth = _metadata(fetcher, issuer)

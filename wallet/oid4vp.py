@@ -91,7 +91,8 @@ def respond(wallet, uri: str, *, fetcher: Fetcher | None = None, session: reques
         presented.append(record.credential_id)
     fetcher.check(req["response_uri"])
     try:
-        response = (session or requests.Session()).post(
+        # the response_uri is the verifier's choice: the fetcher's own session checks the connected peer too
+        response = (session or fetcher.session()).post(
             req["response_uri"], data={"vp_token": json.dumps(token), "state": req["state"]},
             allow_redirects=False, timeout=fetcher.timeout, verify=fetcher.ca_bundle or True)
     except requests.RequestException as exc:

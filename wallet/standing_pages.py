@@ -313,7 +313,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
                             f"cannot {action} it: ask {held.issuer if held else 'its issuer'} to, or remove the rule "
                             "from config.yaml.")
         result = service.change_status(node(), rule["delegation"], action, by=current_token().name,
-                                       reason=(request.form.get("reason") or "").strip() or None)
+                                       reason=(request.form.get("reason") or "").strip() or None,
+                                       scopes=current_token().scopes.split(","))
         audit(f"{action} standing approval", target=name, detail={"delegation": rule["delegation"]})
         flash(f"Standing approval {name} is now {result['status']}"
               + ("; nothing more is approved under it." if action != "reinstate" else

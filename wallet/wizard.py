@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
 from pathlib import Path
 
@@ -36,6 +37,9 @@ from .forms import (CADENCE_HINT, DURATION_HINT, WizardForm, _choices, cadence_f
 MAX_DOCUMENT = 5 * 1024 * 1024
 MAX_LISTED = 100          # catalogue datasets listed at once besides those chosen (a search narrows the list)
 PUBLIC_TASK = f"{vocab.UK_GDPR}article/6/1/e"
+
+
+DIGEST = re.compile(r"sha256-[A-Za-z0-9_-]{43}")      # digest_of's form: the name of a file in HOME/documents
 
 
 def digest_of(data: bytes) -> str:
@@ -175,7 +179,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 continue
             if pin is None and request.form.get(f"{kind}_pin"):        # attached on an earlier try
                 digest = request.form[f"{kind}_pin"]
-                if (node.home / "documents" / digest).exists():
+                # only a digest this page made names a kept document: never a path ("../web-secret", "/etc/...")
+                if DIGEST.fullmatch(digest) and (node.home / "documents" / digest).is_file():
                     pin = {"title": request.form.get(f"{kind}_title", kind)[:300],
                            "id": f"urn:cead:document:{digest}", "digest": digest,
                            "size": (node.home / "documents" / digest).stat().st_size}
