@@ -107,3 +107,13 @@ def test_the_register_csv_neutralises_every_formula_lead(env, lead):  # noqa: F8
     rows = list(csv.DictReader(io.StringIO(staff_client.get("/dpo/register.csv").text)))
     name = next(r["subject_name"] for r in rows if r["id"] == issued.id)
     assert name == "'" + lead + 'HYPERLINK("https://x.example")'
+
+
+def test_names_and_release_ids_admit_no_trailing_newline():
+    """`$` matches before a final newline: a standing approval's name, a provider series name or a release id
+    with one would pass as valid and reach file names and URLs."""
+    from wallet.provider.config import NAME as SERIES
+    from wallet.provider.sources import RELEASE_ID
+    from wallet.standing import NAME
+    for pattern, good in ((NAME, "school-meals"), (SERIES, "homelessness-monthly"), (RELEASE_ID, "2026-01")):
+        assert pattern.match(good) and not pattern.match(good + "\n")

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 RULE_KEYS = {"name", "delegation", "conditions", "valid_for"}
 FILE_KEYS = {"created", "created_by"}          # kept beside a rule made on the page
 STANDING_DIR = "standing"
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")   # \Z: no trailing newline (which $ admits)
 _DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$")
 
 

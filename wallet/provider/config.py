@@ -21,7 +21,7 @@ from verifier.results import CeadError
 
 from .sources import ApiSource, DatabaseSource, FilesSource, parse_time
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")   # \Z: no trailing newline (which $ admits)
 TOP_KEYS = {"policy", "node", "public_url", "state", "poll_seconds", "stream", "page", "ca_bundle", "series"}
 SERIES_KEYS = {"dataset", "title", "source", "push"}
 SOURCE_KEYS = {"files", "pattern", "media_type", "database", "table", "schema", "columns", "api", "api_key_env",

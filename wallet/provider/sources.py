@@ -51,7 +51,7 @@ def parse_time(value: Any, what: str) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")   # \Z: no trailing newline
 LEADING_DATE = re.compile(r"^(\d{4}-\d{2}(?:-\d{2})?)")
 
 
