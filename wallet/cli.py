@@ -10,6 +10,7 @@ trace; private keys are never printed.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -939,6 +940,9 @@ def request_suggest(justification: str, as_json: bool) -> None:
     """Suggest DPV purposes (and the bases public bodies usually rely on) for a justification, offline. A
     suggestion only: what you choose is checked like anything else."""
     from .suggest import suggest_purposes
+    if not re.search(r"\w", justification):
+        _fail("input.invalid", "The justification has no words to suggest a purpose from: say why the data is "
+              "needed, in your own words, e.g. cead request suggest \"quarterly homelessness statistics\".")
     found = suggest_purposes(justification)
     if as_json:
         _print(found)
