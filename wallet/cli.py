@@ -807,10 +807,13 @@ def oid4vp() -> None:
                    "DelegatedAuthorityCredential.")
 @click.option("--format", "fmt", type=click.Choice(["jwt_vc_json", "ldp_vc"]), default="jwt_vc_json",
               show_default=True, help="The credential format to ask for.")
+@click.option("--any-type", is_flag=True,
+              help="Allow a --type Cead does not define (another scheme's credential, spelled exactly as its "
+                   "credentials carry it); without it such a type is refused as a likely typo.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the request as a QR code (.png or .svg) too.")
 @home_option
-def oid4vp_request(types: tuple[str, ...], fmt: str, output: Path | None, home: Path | None) -> None:
+def oid4vp_request(types: tuple[str, ...], fmt: str, any_type: bool, output: Path | None, home: Path | None) -> None:
     """Make a presentation request (valid ten minutes): prints the openid4vp:// link, and its state on stderr
     (read the answer with `cead oid4vp result STATE`)."""
     from issuer import oid4vp as rp
@@ -818,7 +821,7 @@ def oid4vp_request(types: tuple[str, ...], fmt: str, output: Path | None, home: 
     if output is not None:
         _image_format(output)
     try:
-        made = rp.make_request(Node.open(home), list(types), fmt=fmt)
+        made = rp.make_request(Node.open(home), list(types), fmt=fmt, any_type=any_type)
     except CeadError as exc:
         _fail_with(exc)
     _write_qr(made["uri"], output) if output is not None else click.echo(made["uri"])
