@@ -1,4 +1,7 @@
 """The `cead` command line as scripts and other teams call it: the names, --help on each, and a gateway install."""
+import json
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -6,6 +9,7 @@ from click.testing import CliRunner
 import cead.cli
 from cead.cli import main
 
+ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["init", "issuer serve", "did show", "token create", "key rotate", "issue certification", "issue delegation",
          "issue approval", "revoke", "suspend", "reinstate", "issued list", "verify", "verifier serve",
          "wallet import", "wallet list", "wallet show", "wallet present", "fetch", "demo", "lawful"]
@@ -225,3 +229,16 @@ def test_verifier_serve_refuses_a_ledger_url_that_is_no_url_before_serving(tmp_p
     assert result.exit_code == 2 and error["code"] == "input.invalid"
     assert error["message"] == f"--ledger-url must be the data owner's node as an http(s) URL (e.g. " \
                                f"https://127.0.0.1:8443), not {url!r}."
+
+
+@pytest.mark.parametrize("argv", [["request", "approve", "nope", "--subject", "{subject}"],
+                                  ["request", "deliver", "nope"], ["request", "refuse", "nope", "--reason", "x"]],
+                         ids=lambda a: " ".join(a[:2]))
+def test_a_request_id_that_names_no_request_is_bad_input_for_every_decision(tmp_path, argv):
+    """`cead request refuse nope` exited 2 (bad input) but `cead request approve nope` and `cead request deliver
+    nope` exited 1, the code for a refusal, with the same sharing.not_found: a script could not tell a wrong id from
+    an approval the guard rail refused."""
+    subject = ROOT / "docs" / "examples" / "approval-decision.yaml"
+    result = _bad([a.format(subject=subject) for a in argv], tmp_path, _node_home(tmp_path))
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "sharing.not_found" and result.exit_code == 2, result.stderr

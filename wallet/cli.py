@@ -21,6 +21,10 @@ from verifier.results import CeadError
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_DAYS = 36500          # --expiring-within / --warn-days: a century (a date further off does not exist)
 _REFUSALS = ("transfer.denied", "pex.unsatisfied", "wallet.no_approval")
+# a request id that names nothing to decide (no such request, decided already, another decision under way) or
+# overrides that do not fit: bad input (2), as for `cead request refuse`, not a refusal of the approval (1)
+_NOT_DECIDABLE = ("sharing.not_found", "sharing.not_pending", "sharing.not_approved", "sharing.in_progress",
+                  "sharing.invalid")
 
 home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="CEAD_HOME",
                            default=None, help="The node home (default: $CEAD_HOME or ./cead-home).")
@@ -613,7 +617,7 @@ def request_approve(request_id, subject_file, delegation, valid_until, legal_bas
         done = sharing.approve(node, w, request_id, overrides, delegation=delegation, valid_until=valid_until,
                                issued_by="cli", verify=_verify_for(node, ca_bundle))
     except CeadError as exc:
-        _fail(exc.code, exc.message, EXIT_REFUSED, **exc.detail)
+        _fail(exc.code, exc.message, EXIT_BAD_INPUT if exc.code in _NOT_DECIDABLE else EXIT_REFUSED, **exc.detail)
     click.echo(f"Approved request {request_id}: issued {done.issued.id} and delivered it to "
                f"{done.request.request['replyTo']}.")
 
@@ -630,7 +634,7 @@ def request_redeliver(request_id, ca_bundle, home) -> None:
     try:
         done = sharing.redeliver(node, Wallet.from_node(node), request_id, verify=_verify_for(node, ca_bundle))
     except CeadError as exc:
-        _fail(exc.code, exc.message, EXIT_REFUSED, **exc.detail)
+        _fail(exc.code, exc.message, EXIT_BAD_INPUT if exc.code in _NOT_DECIDABLE else EXIT_REFUSED, **exc.detail)
     click.echo(f"Delivered {done.request.approval_id} again to {done.request.request['replyTo']}.")
 
 
