@@ -242,3 +242,16 @@ def test_a_request_id_that_names_no_request_is_bad_input_for_every_decision(tmp_
     result = _bad([a.format(subject=subject) for a in argv], tmp_path, _node_home(tmp_path))
     error = json.loads(result.stderr)["error"]
     assert error["code"] == "sharing.not_found" and result.exit_code == 2, result.stderr
+
+
+@pytest.mark.parametrize("argv", [["request", "approve", "x", "--subject", "{subject}", "--delegation", "my-del.json"],
+                                  ["issue", "approval", "--file", "{subject}", "--delegation", "my-del.json"]],
+                         ids=lambda a: " ".join(a[:2]))
+def test_a_delegation_file_that_is_not_there_is_said_to_be_missing(tmp_path, argv):
+    """--delegation my-del.json with no such file was taken for a credential id: "No delegation 'my-del.json' in
+    HOME/delegations", or for a request id that names nothing, "No data-sharing request", never that the file is
+    missing. A credential id is a URI; a name without ':' can only have been meant as a file."""
+    subject = ROOT / "docs" / "examples" / "approval-decision.yaml"
+    result = _bad([a.format(subject=subject) for a in argv], tmp_path, _node_home(tmp_path))
+    assert "--delegation 'my-del.json': no such file" in result.stderr, result.stderr
+    assert "Give the file of your own DelegatedAuthorityCredential, or its id" in result.stderr

@@ -604,6 +604,9 @@ def request_approve(request_id, subject_file, delegation, valid_until, legal_bas
         _fail("input.invalid", f"Cannot read the approval subject {subject_file!r}: {exc}")
     if delegation is not None and Path(delegation).is_file():
         delegation = _credential_file(delegation)
+    elif delegation is not None and ":" not in delegation:
+        _fail("input.unreadable", f"--delegation {delegation!r}: no such file, and not a credential id (an id is a "
+              "URI, e.g. urn:uuid:...). Give the file of your own DelegatedAuthorityCredential, or its id.")
     node = _node(home, unlock=True)
     from .store import Wallet
     w = Wallet.from_node(node)
