@@ -162,8 +162,11 @@ class _Presenting:
         if not isinstance(definition, dict) or not isinstance(dataset, str):
             why = data.get("presentation_definition_error")
             why = f" ({why.get('code')}: {why.get('message')})" if isinstance(why, dict) else ""
+            wanted, _ = self._named_dataset()
+            fix = (f"the dataset is named ({wanted}), so leave out discovery (--discover, discover=True) and the "
+                   "wallet presents for it" if wanted is not None else "name the dataset instead (--dataset)")
             raise CeadError("pex.definition_missing", f"{url} asks for a presentation but publishes no presentation "
-                            f"definition{why}; name the dataset instead.", url=url)
+                            f"definition{why}; {fix}.", url=url)
         wanted, named = self._named_dataset()
         if wanted is not None and expand(dataset) != expand(wanted):
             # the gateway would have the wallet show what it holds for another dataset: present nothing
