@@ -433,9 +433,31 @@ def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None =
     except requests.RequestException as exc:
         raise CeadError("transfer.failed", f"Could not reach {url}: {unreachable_reason(exc)}.") from None
     if response.status_code >= 400:
-        raise CeadError("transfer.failed", f"{url} answered HTTP {response.status_code}.",
-                        status=response.status_code, body=response.text[:500])
+        said = _problems_said(response.content)
+        raise CeadError("transfer.failed", f"{url} answered HTTP {response.status_code}"
+                        + (f": {said}" if said else "."), status=response.status_code, body=response.text[:500])
     return response
+
+
+def _problems_said(body: bytes) -> str:
+    """The codes and messages of a JSON error answer (``{"problems": [...]}``, ``{"error": {...}}`` or
+    ``{"reasons": [...]}``), as one line for a person: a provider's ``provider.time_invalid`` must not hide in
+    ``detail.body``. Empty when the answer says nothing readable."""
+    try:
+        data = strict_json(body, "the answer")
+    except (ValueError, RecursionError, CeadError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    items = data.get("problems") or data.get("reasons") or data.get("error")
+    items = items if isinstance(items, list) else [items]
+    said = []
+    for item in items[:5]:
+        if isinstance(item, dict) and isinstance(item.get("code"), str):
+            message = item.get("message") if isinstance(item.get("message"), str) else ""
+            said.append(f"{item['code'][:80]}: {message[:300]}".rstrip(": "))
+    text = "; ".join(said)
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 # ---- delivering credentials to another node's inbox ------------------------------------------------------------
