@@ -255,3 +255,42 @@ def test_a_delegation_file_that_is_not_there_is_said_to_be_missing(tmp_path, arg
     result = _bad([a.format(subject=subject) for a in argv], tmp_path, _node_home(tmp_path))
     assert "--delegation 'my-del.json': no such file" in result.stderr, result.stderr
     assert "Give the file of your own DelegatedAuthorityCredential, or its id" in result.stderr
+
+
+def _docs_cead_lines():
+    """Every `cead ...` command line the documents show (code blocks and inline code), continuation lines joined
+    and shell comments and pipes cut off."""
+    import re
+    for path in sorted([*(ROOT / "docs").glob("*.md"), ROOT / "README.md"]):
+        text = re.sub(r"\\\n\s*", " ", path.read_text())
+        for number, line in enumerate(text.splitlines(), 1):
+            line = re.sub(r"\s#\s.*", "", line)
+            for match in re.finditer(r"(?<![\w/.-])cead((?: +[^\s`;&)\"'<>]+)+)", line):
+                words = match.group(1).split(" | ")[0]
+                yield f"{path.name}:{number}", [w for w in re.split(r"[\s\[\]|]+", words) if w]
+
+
+def test_every_command_and_flag_the_documents_name_exists():
+    """A reader who types what docs/*.md show gets a command that exists, with flags it takes."""
+    import re
+    commands = {path: cmd for path, cmd in _walk(main, click.Context(main))}
+    commands[()] = main
+    wrong = []
+    for where, words in _docs_cead_lines():
+        path, i = (), 0
+        while i < len(words) and (*path, words[i]) in commands:
+            path, i = (*path, words[i]), i + 1
+        if not path:
+            continue            # prose: "the cead command", "cead's node"
+        command = commands[path]
+        if isinstance(command, click.Group) and i < len(words) and re.fullmatch(r"[a-z][a-z0-9-]+", words[i]):
+            wrong.append(f"{where}: no command `cead {' '.join(path)} {words[i]}`")
+            continue
+        if isinstance(command, click.Group) and i < len(words) and words[i].isupper():
+            continue            # `cead issue TYPE --out`: a placeholder for the subcommand
+        known = {"--help", "-h"} | {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        for word in words[i:]:
+            flag = word.split("=")[0].rstrip(".,:")
+            if re.fullmatch(r"--?[a-zA-Z][\w-]*", flag) and flag not in known:
+                wrong.append(f"{where}: `cead {' '.join(path)}` has no {flag}")
+    assert not wrong, "\n".join(wrong)
