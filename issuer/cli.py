@@ -487,6 +487,10 @@ def _issue_command(kind: str):
     @_fail_on_cead_error
     def command(home, file, subject, sets, valid_until, fmt, alg, suspendable, delegation, delegate_name, out):
         _check_flags(kind, subject, delegation, delegate_name)
+        if delegation and not Path(delegation).is_file() and ":" not in delegation:
+            raise CeadError("request.invalid", f"--delegation {delegation!r}: no such file, and not a credential id "
+                            "(an id is a URI, e.g. urn:uuid:...). Give the file of your own "
+                            "DelegatedAuthorityCredential, or its id.", field="--delegation")
         _check_out(out)     # before signing: a credential in the register must reach its holder
         node = _open(home, unlock=True)
         credential = _build(node, kind, file, subject, sets, valid_until, delegate_name)

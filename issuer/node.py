@@ -162,10 +162,10 @@ class Node:
         web_did = did_web(domain, path) if did_method == "web" else None
         if isinstance(network, dict) and isinstance(network.get("ca_bundle"), (str, Path)):
             network = {**network, "ca_bundle": str(Path(network["ca_bundle"]).expanduser().resolve())}
-        parsed_network = parse_network(network, home)
+        parsed_network = parse_network(network, home, given="--ca-bundle")
         settings = {"network": parsed_network.model_dump(),
                     "vocabulary": str(Path(vocabulary).expanduser().resolve()) if vocabulary else None}
-        load_vocabulary(settings["vocabulary"], home)  # fail now, before any key is written
+        load_vocabulary(settings["vocabulary"], home, given="--vocabulary")  # fail now, before any key is written
         if public_url is not None:
             public_url = check_public_url(public_url, parsed_network)
         elif domain:
@@ -388,9 +388,10 @@ class Node:
         return db.session(self.engine)
 
 
-def parse_network(data: Any, home: Path) -> Network:
+def parse_network(data: Any, home: Path, *, given: str | None = None) -> Network:
     """The ``network`` section of config.yaml, validated like a trust policy's; ``ca_bundle`` becomes an absolute
-    path to a readable PEM file (relative paths resolve against ``home``). Raises ``node.config_invalid``."""
+    path to a readable PEM file (relative paths resolve against ``home``). Raises ``node.config_invalid``, naming
+    config.yaml's setting, or ``given`` (e.g. ``--ca-bundle``) for a value given before config.yaml exists."""
     where = f"{Path(home) / CONFIG} network"
     if data is None:
         data = {}
@@ -407,19 +408,21 @@ def parse_network(data: Any, home: Path) -> Network:
     try:
         ssl.create_default_context(cafile=str(path))
     except FileNotFoundError:
-        raise CeadError("node.config_invalid", f"{where}.ca_bundle: no such file {str(path)!r}.") from None
+        raise CeadError("node.config_invalid", f"{given or where + '.ca_bundle'}: no such file {str(path)!r}.") \
+            from None
     except (OSError, ssl.SSLError, ValueError) as exc:
-        raise CeadError("node.config_invalid",
-                        f"{where}.ca_bundle: {str(path)!r} is not a readable PEM certificate bundle ({exc}).") from None
+        raise CeadError("node.config_invalid", f"{given or where + '.ca_bundle'}: {str(path)!r} is not a readable PEM "
+                        f"certificate bundle ({exc}).") from None
     return network.model_copy(update={"ca_bundle": str(path.resolve())})
 
 
-def load_vocabulary(value: Any, home: Path) -> Vocabulary:
+def load_vocabulary(value: Any, home: Path, *, given: str | None = None) -> Vocabulary:
     """The vocabulary the node's guard rail and wallet use: the process-wide ``schemas.vocab.registry()``, extended
-    (in a copy) by the ``broader``/``isPartOf`` file named in config.yaml. Raises ``node.config_invalid``."""
+    (in a copy) by the ``broader``/``isPartOf`` file named in config.yaml. Raises ``node.config_invalid``, naming
+    config.yaml's setting, or ``given`` (e.g. ``--vocabulary``) for a value given before config.yaml exists."""
     if value is None:
         return registry()
-    where = f"{Path(home) / CONFIG} vocabulary"
+    where = given or f"{Path(home) / CONFIG} vocabulary"
     if not isinstance(value, (str, Path)) or not str(value):
         raise CeadError("node.config_invalid", f"{where}: must be the path of a JSON or YAML file.")
     path = Path(value).expanduser()

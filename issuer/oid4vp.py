@@ -63,12 +63,37 @@ def client_id(node) -> str:
     return "redirect_uri:" + response_uri(node)
 
 
-def dcql_for(types: list[str], fmt: str = "jwt_vc_json") -> dict:
-    """A DCQL query for one credential holding every type in ``types`` (OID4VP 1.0 s.6)."""
+def cead_types() -> tuple[str, ...]:
+    """The credential types Cead defines (its schemas), which a request may name without ``any_type``."""
+    from schemas.attestation import RunAttestation
+    from schemas.models import CREDENTIAL_MODELS
+    return (*CREDENTIAL_MODELS, RunAttestation.credential_type)
+
+
+def _check_known(types: list[str]) -> None:
+    """Refuse a type Cead does not define (a typo such as ``DelegatedAuthority`` would otherwise make a request no
+    wallet can ever answer), naming the nearest Cead type and how to ask for another scheme's type on purpose."""
+    import difflib
+    known = cead_types()
+    for t in types:
+        if t == "VerifiableCredential" or t in known:
+            continue
+        near = difflib.get_close_matches(t.lower(), [k.lower() for k in known], n=1, cutoff=0.5)
+        hint = next((f" Did you mean {k}?" for k in known if near and k.lower() == near[0]), "")
+        raise CeadError("oid4vp.invalid", f"{t!r} is not a credential type Cead defines ({', '.join(known)}).{hint} "
+                        "To ask for another scheme's credential type, spelled exactly as its credentials carry it, "
+                        "pass --any-type.", type=t, known=list(known))
+
+
+def dcql_for(types: list[str], fmt: str = "jwt_vc_json", *, any_type: bool = True) -> dict:
+    """A DCQL query for one credential holding every type in ``types`` (OID4VP 1.0 s.6); without ``any_type``,
+    every type must be one Cead defines (``cead_types``)."""
     if fmt not in FORMATS:
         raise CeadError("oid4vp.invalid", f"Unknown credential format {fmt!r}; use {' or '.join(FORMATS)}.")
     if not types or not all(isinstance(t, str) and t for t in types):
         raise CeadError("oid4vp.invalid", "Name at least one credential type to ask for.")
+    if not any_type:
+        _check_known(types)
     wanted = ["VerifiableCredential"] + [t for t in types if t != "VerifiableCredential"]
     return {"credentials": [{"id": "credential", "format": fmt, "meta": {"type_values": [wanted]}}]}
 
@@ -82,10 +107,12 @@ def new_state() -> str:
             return state
 
 
-def make_request(node, types: list[str], *, fmt: str = "jwt_vc_json", now: datetime | None = None) -> dict:
-    """A presentation request for a credential of ``types``: ``{"uri", "state", "request", "expires"}``."""
+def make_request(node, types: list[str], *, fmt: str = "jwt_vc_json", any_type: bool = False,
+                 now: datetime | None = None) -> dict:
+    """A presentation request for a credential of ``types``: ``{"uri", "state", "request", "expires"}``. Each type
+    must be one Cead defines unless ``any_type`` (another scheme's credential, e.g. a staff training record)."""
     now = now or datetime.now(timezone.utc)
-    query = dcql_for(types, fmt)
+    query = dcql_for(types, fmt, any_type=any_type)
     state, nonce = new_state(), secrets.token_urlsafe(24)
     with node.session() as s:
         s.add(PresentationRequest(state_hash=_hash(state), nonce=nonce, dcql_query=json.dumps(query),

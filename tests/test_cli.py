@@ -1,4 +1,7 @@
 """The `cead` command line as scripts and other teams call it: the names, --help on each, and a gateway install."""
+import json
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -6,6 +9,7 @@ from click.testing import CliRunner
 import cead.cli
 from cead.cli import main
 
+ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["init", "issuer serve", "did show", "token create", "key rotate", "issue certification", "issue delegation",
          "issue approval", "revoke", "suspend", "reinstate", "issued list", "verify", "verifier serve",
          "wallet import", "wallet list", "wallet show", "wallet present", "fetch", "demo", "lawful"]
@@ -225,3 +229,68 @@ def test_verifier_serve_refuses_a_ledger_url_that_is_no_url_before_serving(tmp_p
     assert result.exit_code == 2 and error["code"] == "input.invalid"
     assert error["message"] == f"--ledger-url must be the data owner's node as an http(s) URL (e.g. " \
                                f"https://127.0.0.1:8443), not {url!r}."
+
+
+@pytest.mark.parametrize("argv", [["request", "approve", "nope", "--subject", "{subject}"],
+                                  ["request", "deliver", "nope"], ["request", "refuse", "nope", "--reason", "x"]],
+                         ids=lambda a: " ".join(a[:2]))
+def test_a_request_id_that_names_no_request_is_bad_input_for_every_decision(tmp_path, argv):
+    """`cead request refuse nope` exited 2 (bad input) but `cead request approve nope` and `cead request deliver
+    nope` exited 1, the code for a refusal, with the same sharing.not_found: a script could not tell a wrong id from
+    an approval the guard rail refused."""
+    subject = ROOT / "docs" / "examples" / "approval-decision.yaml"
+    result = _bad([a.format(subject=subject) for a in argv], tmp_path, _node_home(tmp_path))
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "sharing.not_found" and result.exit_code == 2, result.stderr
+
+
+@pytest.mark.parametrize("argv", [["request", "approve", "x", "--subject", "{subject}", "--delegation", "my-del.json"],
+                                  ["issue", "approval", "--file", "{subject}", "--delegation", "my-del.json"]],
+                         ids=lambda a: " ".join(a[:2]))
+def test_a_delegation_file_that_is_not_there_is_said_to_be_missing(tmp_path, argv):
+    """--delegation my-del.json with no such file was taken for a credential id: "No delegation 'my-del.json' in
+    HOME/delegations", or for a request id that names nothing, "No data-sharing request", never that the file is
+    missing. A credential id is a URI; a name without ':' can only have been meant as a file."""
+    subject = ROOT / "docs" / "examples" / "approval-decision.yaml"
+    result = _bad([a.format(subject=subject) for a in argv], tmp_path, _node_home(tmp_path))
+    assert "--delegation 'my-del.json': no such file" in result.stderr, result.stderr
+    assert "Give the file of your own DelegatedAuthorityCredential, or its id" in result.stderr
+
+
+def _docs_cead_lines():
+    """Every `cead ...` command line the documents show (code blocks and inline code), continuation lines joined
+    and shell comments and pipes cut off."""
+    import re
+    for path in sorted([*(ROOT / "docs").glob("*.md"), ROOT / "README.md"]):
+        text = re.sub(r"\\\n\s*", " ", path.read_text())
+        for number, line in enumerate(text.splitlines(), 1):
+            line = re.sub(r"\s#\s.*", "", line)
+            for match in re.finditer(r"(?<![\w/.-])cead((?: +[^\s`;&)\"'<>]+)+)", line):
+                words = match.group(1).split(" | ")[0]
+                yield f"{path.name}:{number}", [w for w in re.split(r"[\s\[\]|]+", words) if w]
+
+
+def test_every_command_and_flag_the_documents_name_exists():
+    """A reader who types what docs/*.md show gets a command that exists, with flags it takes."""
+    import re
+    commands = {path: cmd for path, cmd in _walk(main, click.Context(main))}
+    commands[()] = main
+    wrong = []
+    for where, words in _docs_cead_lines():
+        path, i = (), 0
+        while i < len(words) and (*path, words[i]) in commands:
+            path, i = (*path, words[i]), i + 1
+        if not path:
+            continue            # prose: "the cead command", "cead's node"
+        command = commands[path]
+        if isinstance(command, click.Group) and i < len(words) and re.fullmatch(r"[a-z][a-z0-9-]+", words[i]):
+            wrong.append(f"{where}: no command `cead {' '.join(path)} {words[i]}`")
+            continue
+        if isinstance(command, click.Group) and i < len(words) and words[i].isupper():
+            continue            # `cead issue TYPE --out`: a placeholder for the subcommand
+        known = {"--help", "-h"} | {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        for word in words[i:]:
+            flag = word.split("=")[0].rstrip(".,:")
+            if re.fullmatch(r"--?[a-zA-Z][\w-]*", flag) and flag not in known:
+                wrong.append(f"{where}: `cead {' '.join(path)}` has no {flag}")
+    assert not wrong, "\n".join(wrong)

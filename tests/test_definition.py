@@ -330,6 +330,14 @@ def test_an_endpoint_that_publishes_no_definition_is_reported(world):
         requests.get(f"{world['base']}/open?dataset=nonsense", auth=CeadAuth(world["wallet"], discover=True),
                      verify=world["ca"])
     assert err.value.code == "pex.definition_missing" and "definition.dataset_invalid" in err.value.message
+    assert "name the dataset instead (--dataset)" in err.value.message
+    # the dataset named as well (`cead fetch URL --dataset IRI --discover` behind nginx, whose 401 is its own): the
+    # message said "name the dataset instead" to someone who had; it says to leave out discovery
+    with pytest.raises(CeadError) as err:
+        requests.get(f"{world['base']}/open?dataset=nonsense", verify=world["ca"],
+                     auth=CeadAuth(world["wallet"], discover=True, dataset="https://data.example/d"))
+    assert err.value.code == "pex.definition_missing" and "name the dataset instead" not in err.value.message
+    assert "the dataset is named (https://data.example/d), so leave out discovery (--discover" in err.value.message
     # a gateway that asks nothing: the answer is the answer
     plain = Flask("plain")
     plain.get("/x")(lambda: jsonify({"ok": True}))

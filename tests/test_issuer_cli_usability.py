@@ -187,6 +187,22 @@ def test_init_names_a_bad_setting_before_asking_for_a_passphrase(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_init_names_the_flag_of_a_bad_file_not_a_config_yaml_that_does_not_exist(tmp_path):
+    """`cead init --vocabulary catalogue.json` with no such file said "new/config.yaml vocabulary: no such file",
+    sending the reader to a config.yaml init had not written, instead of naming the flag they typed."""
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    (tmp_path / "bad.json").write_text('{"isPartOf": 3}')
+    for flag, value, said in (("--vocabulary", tmp_path / "nope.json", "no such file"),
+                              ("--vocabulary", tmp_path / "bad.json", "'isPartOf' must be an object"),
+                              ("--ca-bundle", tmp_path / "nope.pem", "no such file"),
+                              ("--ca-bundle", tmp_path / "bad.pem", "is not a readable PEM")):
+        result = run("init", "--name", "Fife", "--domain", "fife.example", flag, value, "--home", tmp_path / "new")
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error [node.config_invalid]: {flag}: ") and said in result.stderr, \
+            result.stderr
+        assert "config.yaml" not in result.stderr and not (tmp_path / "new").exists()
+
+
 def test_a_script_without_passphrase_gets_the_code_not_a_getpass_warning(tmp_path):
     """The reviewer's case as a real process: `cead revoke --home H x </dev/null`, no controlling terminal."""
     home = police(tmp_path)

@@ -227,9 +227,9 @@ def test_cli_init_network_and_vocabulary_settings(tmp_path):
 
 
 @pytest.mark.parametrize("flags, needle", [
-    (["--ca-bundle", "{tmp}/missing.pem"], "ca_bundle: no such file"),
+    (["--ca-bundle", "{tmp}/missing.pem"], "--ca-bundle: no such file"),
     (["--ca-bundle", "{tmp}/not-a-cert.pem"], "is not a readable PEM"),
-    (["--vocabulary", "{tmp}/missing.yaml"], "vocabulary: no such file"),
+    (["--vocabulary", "{tmp}/missing.yaml"], "--vocabulary: no such file"),
     (["--vocabulary", "{tmp}/bad-vocab.json"], "unknown vocabulary keys: ['narrower']"),
 ])
 def test_cli_init_refuses_bad_settings_before_writing_anything(tmp_path, flags, needle):

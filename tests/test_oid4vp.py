@@ -141,7 +141,7 @@ def test_independent_wallet_and_verifier(world, tmp_path):
                                  "type": ["VerifiableCredential", "StaffTrainingCredential"], "issuer": issuer_did,
                                  "issuanceDate": "2026-01-01T00:00:00Z", "credentialSubject": {"id": holder_did}},
                                 signing_key=issuer_key)
-    made = rp.make_request(dpo, ["StaffTrainingCredential"])
+    made = rp.make_request(dpo, ["StaffTrainingCredential"], any_type=True)
     vp = VpJwtProofSuite().sign([vc], holder_key=holder_key, audience=rp.client_id(dpo),
                                 nonce=made["request"]["nonce"], expires_in_s=120)
     resp = requests.post(base_url + "/oid4vp/response", data={"vp_token": json.dumps({"credential": [vp]}),
@@ -149,7 +149,7 @@ def test_independent_wallet_and_verifier(world, tmp_path):
     assert resp.status_code == 200, resp.text
     assert rp.outcome_of(dpo, made["state"])["holder"] == holder_did
     replay = requests.post(base_url + "/oid4vp/response", data={"vp_token": json.dumps({"credential": [vp]}),
-                           "state": rp.make_request(dpo, ["StaffTrainingCredential"])["state"]},
+                           "state": rp.make_request(dpo, ["StaffTrainingCredential"], any_type=True)["state"]},
                            verify=fetcher.ca_bundle, timeout=10)
     assert replay.status_code == 400
 
@@ -200,3 +200,26 @@ def test_the_answer_goes_to_the_response_uri_only_under_the_node_s_network_rules
     monkeypatch.undo()
     assert respond(wallet, made["uri"], fetcher=fetcher)["verifier"]
     assert rp.outcome_of(dpo, made["state"])["status"] == "verified"
+
+
+def test_command_line_refuses_a_type_cead_does_not_define_unless_asked_to(world):
+    # `cead oid4vp request --type Frob` printed a link and exited 0: a request no wallet would ever answer
+    import os
+    import subprocess
+    import sys
+    dpo = world[0]
+    env = {**os.environ, "CEAD_PASSPHRASE": PASS.decode()}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "cead.cli", "oid4vp", "request", *args, "--home",
+                                        str(dpo.home)], capture_output=True, text=True, env=env, timeout=60)
+    frob = run("--type", "Frob")
+    assert frob.returncode == 2 and frob.stdout == "", frob
+    error = json.loads(frob.stderr)["error"]
+    assert error["code"] == "oid4vp.invalid" and "'Frob' is not a credential type Cead defines" in error["message"]
+    assert "--any-type" in error["message"] and CERT in error["message"]
+    typo = json.loads(run("--type", "DelegatedAuthority").stderr)["error"]
+    assert "Did you mean DelegatedAuthorityCredential?" in typo["message"]
+    mixed = run("--type", CERT, "--type", "Frob")
+    assert mixed.returncode == 2, mixed
+    foreign = run("--type", "StaffTrainingCredential", "--any-type")
+    assert foreign.returncode == 0 and foreign.stdout.startswith("openid4vp://"), foreign.stderr
+    assert run("--type", CERT).returncode == 0

@@ -540,6 +540,25 @@ def test_cli_says_a_bad_config_in_one_line(estate, tmp_path):
     assert checked.exit_code == 0 and json.loads(checked.output)["series"] == {"m": MONTHLY}
 
 
+def test_cli_refuses_a_port_out_of_range_and_a_sqlite_file_that_is_not_there(estate, tmp_path):
+    """`--port 70000` served on port 4464 (70000 - 65536), and `--check` of a config naming a SQLite file that did
+    not exist created it (an empty database) before reporting "no such table", though the provider only reads."""
+    from click.testing import CliRunner
+    from cead.cli import main
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"policy": str(estate["tmp"] / "policy.yaml"), "series": {"m": {
+        "dataset": MONTHLY, "source": {"files": str(estate["tmp"] / "monthly")}}}}))
+    result = CliRunner().invoke(main, ["provider", "serve", "--config", str(good), "--port", "70000", "--check"])
+    assert result.exit_code == 2 and "70000 is not in the range 0<=x<=65535" in result.output, result.output
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(yaml.safe_dump({"policy": str(estate["tmp"] / "policy.yaml"), "series": {"m": {
+        "dataset": MONTHLY, "source": {"database": "sqlite:///nothing.db", "table": "releases"}}}}))
+    result = CliRunner().invoke(main, ["provider", "serve", "--config", str(missing), "--check"])
+    assert result.exit_code == 2 and "provider.config_invalid: series.m.source.database: no SQLite database file " \
+        f"{tmp_path / 'nothing.db'}; the provider reads an existing one" in result.output, result.output
+    assert not (tmp_path / "nothing.db").exists()
+
+
 def test_cead_provider_serve_runs_as_its_own_process(estate, tmp_path):
     """The command itself: started as a separate process, it serves and its gateway answers."""
     import subprocess

@@ -31,3 +31,14 @@ def test_command_line():
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["purpose"] == "cead:BenefitTakeUpAnalysis"
+
+
+def test_command_line_refuses_a_justification_without_words():
+    # `cead request suggest ""` printed "No purpose matches these words" and exited 0, as if words had been given
+    for empty in ("", "   ", "?!"):
+        done = subprocess.run([sys.executable, "-m", "cead.cli", "request", "suggest", empty], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2, (empty, done.stdout, done.stderr)
+        error = json.loads(done.stderr)["error"]
+        assert error["code"] == "input.invalid" and "in your own words" in error["message"]
+        assert done.stdout == ""

@@ -59,6 +59,20 @@ def test_decide_a_transfer(w, policy, tmp_path):
     assert decision["allowed"] is True and len(decision["reliedOn"]) == 4
 
 
+def test_a_credential_given_for_a_transfer_decision_is_bad_input(w, policy, tmp_path):
+    """`cead verify cert.json --url U` answered a deny with six presentation.* reasons (type missing, proof purpose,
+    challenge, holder, audience, lifetime) that never said the file was a credential, not a presentation."""
+    url = f"{API}/datasets/homelessness"
+    (tmp_path / "cert.jwt").write_text(w.cert)
+    (tmp_path / "approval.json").write_text(json.dumps(w.make_approval(w.controller, fmt="ldp")))
+    for name in ("cert.jwt", "approval.json"):
+        result = CliRunner().invoke(verify, [str(tmp_path / name), "--policy", policy, "--url", url])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        error = json.loads(result.stderr)["error"]
+        assert error["code"] == "input.invalid" and "is a credential, but a transfer (--url)" in error["message"]
+        assert "Leave out --url to verify the credential itself" in error["message"]
+
+
 def test_denied_transfer_exits_1_with_reasons(w, policy, tmp_path):
     url = f"{API}/datasets/homelessness"
     manifest = w.manifest(columns=["name"])

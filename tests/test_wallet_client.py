@@ -43,6 +43,9 @@ def world(tmp_path):
     @app.route("/meals", methods=["GET", "POST"])
     def meals():
         seen.append(request.headers["Cead-Presentation"])
+        if request.args.get("month") == "garbage":     # allowed by the gateway, refused by the API itself
+            return jsonify({"problems": [{"code": "provider.time_invalid", "message": "since 'garbage' is not an "
+                                          "ISO 8601 date."}]}), 400
         return jsonify({"month": request.args.get("month"), "rows": [1, 2, 3], "received": len(request.data)})
 
     manifests: list[str] = []
@@ -131,6 +134,16 @@ def test_fetch_reports_unreachable_and_unselectable(world):
     with pytest.raises(CeadError) as err:
         fetch(world["wallet"], f"{world['base']}/clothing", dataset=DS_CLOTHING, verify=world["ca"])
     assert err.value.code == "wallet.no_approval"
+
+
+def test_an_api_error_after_the_gateway_allowed_says_what_the_api_said(world):
+    """`cead fetch .../releases?since=garbage` said only "answered HTTP 400.": the provider's
+    provider.time_invalid and its message were in detail.body, a JSON string inside the JSON error."""
+    with pytest.raises(CeadError) as err:
+        fetch(world["wallet"], f"{world['base']}/meals?month=garbage", dataset=DS_MEALS, verify=world["ca"])
+    assert err.value.code == "transfer.failed" and err.value.detail["status"] == 400
+    assert err.value.message.endswith("answered HTTP 400: provider.time_invalid: since 'garbage' is not an ISO 8601 "
+                                      "date."), err.value.message
 
 
 @pytest.mark.parametrize("body, codes", [

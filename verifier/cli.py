@@ -117,6 +117,10 @@ def verify(file, policy_path, method, url, body_path, manifest_path, dataset, ch
             _fail(exc.message, exc.code)
         except ValueError as exc:  # urlsplit refuses some URLs outright, e.g. "https://[::1"
             _fail(f"--url {url!r} is not a URL: {exc}.", "request.url_invalid")
+        if _is_credential(document):
+            _fail(f"{file!r} is a credential, but a transfer (--url) is decided on a presentation made for that "
+                  "request (what `cead fetch` sends; `cead wallet present` prints one). Leave out --url to verify "
+                  "the credential itself.", "input.invalid")
         decision = decider.decide(document, request)
         click.echo(json.dumps(decision.to_dict(), indent=2))
         sys.exit(EXIT_ALLOW if decision.allowed else EXIT_DENY)
@@ -128,6 +132,21 @@ def verify(file, policy_path, method, url, body_path, manifest_path, dataset, ch
         result = decider.verify_credential(document)
     click.echo(json.dumps(vc_api_result(result), indent=2))
     sys.exit(EXIT_ALLOW if result.verified else EXIT_DENY)
+
+
+def _is_credential(document) -> bool:
+    """A credential (JSON, enveloped, or a vc+jwt) rather than a presentation."""
+    from schemas.values import as_list
+    from .keys import b64url_decode
+    if isinstance(document, dict):
+        types = as_list(document.get("type"))
+        return ("VerifiableCredential" in types or "EnvelopedVerifiableCredential" in types) \
+            and "VerifiablePresentation" not in types
+    try:
+        header = json.loads(b64url_decode(document.split(".")[0]))
+    except (ValueError, IndexError, CeadError, AttributeError):
+        return False
+    return isinstance(header, dict) and header.get("typ") == "vc+jwt"
 
 
 @click.group("verifier")

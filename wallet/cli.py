@@ -10,6 +10,7 @@ trace; private keys are never printed.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from verifier.results import CeadError
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_DAYS = 36500          # --expiring-within / --warn-days: a century (a date further off does not exist)
 _REFUSALS = ("transfer.denied", "pex.unsatisfied", "wallet.no_approval")
+# a request id that names nothing to decide (no such request, decided already, another decision under way) or
+# overrides that do not fit: bad input (2), as for `cead request refuse`, not a refusal of the approval (1)
+_NOT_DECIDABLE = ("sharing.not_found", "sharing.not_pending", "sharing.not_approved", "sharing.in_progress",
+                  "sharing.invalid")
 
 home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="CEAD_HOME",
                            default=None, help="The node home (default: $CEAD_HOME or ./cead-home).")
@@ -612,6 +617,9 @@ def request_approve(request_id, subject_file, delegation, valid_until, legal_bas
         _fail("input.invalid", f"Cannot read the approval subject {subject_file!r}: {exc}")
     if delegation is not None and Path(delegation).is_file():
         delegation = _credential_file(delegation)
+    elif delegation is not None and ":" not in delegation:
+        _fail("input.unreadable", f"--delegation {delegation!r}: no such file, and not a credential id (an id is a "
+              "URI, e.g. urn:uuid:...). Give the file of your own DelegatedAuthorityCredential, or its id.")
     node = _node(home, unlock=True)
     from .store import Wallet
     w = Wallet.from_node(node)
@@ -625,7 +633,7 @@ def request_approve(request_id, subject_file, delegation, valid_until, legal_bas
         done = sharing.approve(node, w, request_id, overrides, delegation=delegation, valid_until=valid_until,
                                issued_by="cli", verify=_verify_for(node, ca_bundle))
     except CeadError as exc:
-        _fail(exc.code, exc.message, EXIT_REFUSED, **exc.detail)
+        _fail(exc.code, exc.message, EXIT_BAD_INPUT if exc.code in _NOT_DECIDABLE else EXIT_REFUSED, **exc.detail)
     click.echo(f"Approved request {request_id}: issued {done.issued.id} and delivered it to "
                f"{done.request.request['replyTo']}.")
 
@@ -642,7 +650,7 @@ def request_redeliver(request_id, ca_bundle, home) -> None:
     try:
         done = sharing.redeliver(node, Wallet.from_node(node), request_id, verify=_verify_for(node, ca_bundle))
     except CeadError as exc:
-        _fail(exc.code, exc.message, EXIT_REFUSED, **exc.detail)
+        _fail(exc.code, exc.message, EXIT_BAD_INPUT if exc.code in _NOT_DECIDABLE else EXIT_REFUSED, **exc.detail)
     click.echo(f"Delivered {done.request.approval_id} again to {done.request.request['replyTo']}.")
 
 
@@ -819,10 +827,13 @@ def oid4vp() -> None:
                    "DelegatedAuthorityCredential.")
 @click.option("--format", "fmt", type=click.Choice(["jwt_vc_json", "ldp_vc"]), default="jwt_vc_json",
               show_default=True, help="The credential format to ask for.")
+@click.option("--any-type", is_flag=True,
+              help="Allow a --type Cead does not define (another scheme's credential, spelled exactly as its "
+                   "credentials carry it); without it such a type is refused as a likely typo.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the request as a QR code (.png or .svg) too.")
 @home_option
-def oid4vp_request(types: tuple[str, ...], fmt: str, output: Path | None, home: Path | None) -> None:
+def oid4vp_request(types: tuple[str, ...], fmt: str, any_type: bool, output: Path | None, home: Path | None) -> None:
     """Make a presentation request (valid ten minutes): prints the openid4vp:// link, and its state on stderr
     (read the answer with `cead oid4vp result STATE`)."""
     from issuer import oid4vp as rp
@@ -830,7 +841,7 @@ def oid4vp_request(types: tuple[str, ...], fmt: str, output: Path | None, home: 
     if output is not None:
         _image_format(output)
     try:
-        made = rp.make_request(Node.open(home), list(types), fmt=fmt)
+        made = rp.make_request(Node.open(home), list(types), fmt=fmt, any_type=any_type)
     except CeadError as exc:
         _fail_with(exc)
     _write_qr(made["uri"], output) if output is not None else click.echo(made["uri"])
@@ -952,6 +963,9 @@ def request_suggest(justification: str, as_json: bool) -> None:
     """Suggest DPV purposes (and the bases public bodies usually rely on) for a justification, offline. A
     suggestion only: what you choose is checked like anything else."""
     from .suggest import suggest_purposes
+    if not re.search(r"\w", justification):
+        _fail("input.invalid", "The justification has no words to suggest a purpose from: say why the data is "
+              "needed, in your own words, e.g. cead request suggest \"quarterly homelessness statistics\".")
     found = suggest_purposes(justification)
     if as_json:
         _print(found)

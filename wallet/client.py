@@ -164,8 +164,11 @@ class _Presenting:
         if not isinstance(definition, dict) or not isinstance(dataset, str):
             why = data.get("presentation_definition_error")
             why = f" ({why.get('code')}: {why.get('message')})" if isinstance(why, dict) else ""
+            wanted, _ = self._named_dataset()
+            fix = (f"the dataset is named ({wanted}), so leave out discovery (--discover, discover=True) and the "
+                   "wallet presents for it" if wanted is not None else "name the dataset instead (--dataset)")
             raise CeadError("pex.definition_missing", f"{url} asks for a presentation but publishes no presentation "
-                            f"definition{why}; name the dataset instead.", url=url)
+                            f"definition{why}; {fix}.", url=url)
         wanted, named = self._named_dataset()
         if wanted is not None and expand(dataset) != expand(wanted):
             # the gateway would have the wallet show what it holds for another dataset: present nothing
@@ -432,9 +435,31 @@ def fetch(wallet, url: str, *, dataset: str | None = None, purpose: str | None =
     except requests.RequestException as exc:
         raise CeadError("transfer.failed", f"Could not reach {url}: {unreachable_reason(exc)}.") from None
     if response.status_code >= 400:
-        raise CeadError("transfer.failed", f"{url} answered HTTP {response.status_code}.",
-                        status=response.status_code, body=response.text[:500])
+        said = _problems_said(response.content)
+        raise CeadError("transfer.failed", f"{url} answered HTTP {response.status_code}"
+                        + (f": {said}" if said else "."), status=response.status_code, body=response.text[:500])
     return response
+
+
+def _problems_said(body: bytes) -> str:
+    """The codes and messages of a JSON error answer (``{"problems": [...]}``, ``{"error": {...}}`` or
+    ``{"reasons": [...]}``), as one line for a person: a provider's ``provider.time_invalid`` must not hide in
+    ``detail.body``. Empty when the answer says nothing readable."""
+    try:
+        data = strict_json(body, "the answer")
+    except (ValueError, RecursionError, CeadError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    items = data.get("problems") or data.get("reasons") or data.get("error")
+    items = items if isinstance(items, list) else [items]
+    said = []
+    for item in items[:5]:
+        if isinstance(item, dict) and isinstance(item.get("code"), str):
+            message = item.get("message") if isinstance(item.get("message"), str) else ""
+            said.append(f"{item['code'][:80]}: {message[:300]}".rstrip(": "))
+    text = "; ".join(said)
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 # ---- delivering credentials to another node's inbox ------------------------------------------------------------

@@ -23,7 +23,7 @@ def provider() -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="The provider's configuration file (YAML or JSON; see docs/provider.md).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8700, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
 @click.option("--check", is_flag=True, help="Check the configuration and the sources, then exit.")

@@ -122,6 +122,12 @@ def _source(data: Any, where: str, base: Path, ca_bundle: str | None):
         if not isinstance(columns, dict) or set(columns) - set(DatabaseSource.COLUMNS) or not all(
                 isinstance(v, str) and v for v in columns.values()):
             raise bad(f"{where}.columns", "map id, issued, media_type and body to column names.")
+        if url.startswith("sqlite:///"):
+            # SQLite would create a missing file (an empty database, no table): the provider only reads
+            path = url[len("sqlite:///"):].split("?", 1)[0]
+            if not Path(path).is_file():
+                raise bad(f"{where}.database", f"no SQLite database file {path}; the provider reads an existing one "
+                          "and creates nothing.")
         return DatabaseSource(url, table, columns, data.get("schema"))
     url = _https(f"{where}.api", data["api"])
     env = data.get("api_key_env")
