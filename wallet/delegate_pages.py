@@ -32,7 +32,7 @@ from verifier.results import CeadError
 
 from . import approval_view
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
-    duration_from_words, options
+    authority_choices, dataset_choices, duration_from_words, held_delegations, options
 from .names import Directory
 
 ROLES = ["InformationAssetOwner", "DataProtectionOfficer", "SeniorInformationRiskOwner", "CaldicottGuardian"]
@@ -169,22 +169,11 @@ def register(bp, wallet, blueprint_name: str) -> None:
             raise CeadError("auth.scope", "Only a Data Protection Officer or an administrator may delegate approval "
                             "authority.", scope="issue:delegation")
 
-    def held_delegations() -> list:
-        return [r for r in wallet.search(type="DelegatedAuthorityCredential")
-                if r.subject == node().did and r.credential_id and r.issuer != node().did
-                and "SubDelegate" in ((r.document.get("credentialSubject") or {}).get("allowedActions") or [])]
-
     def make_form(formdata: MultiDict, names: Directory) -> DelegateForm:
         form = DelegateForm(formdata)
-        parents = held_delegations()
-        form.parent.choices = options([(r.credential_id, f"The delegation from {names.name(r.issuer)}")
-                                       for r in parents]
-                                      + [("", f"{node().name}'s own authority (it controls the data)")])
-        datasets = {iri: label for iri, label in names.names.items() if iri.startswith("http") and "/dataset/" in iri}
-        for r in parents:
-            for d in ((r.document.get("credentialSubject") or {}).get("scope") or {}).get("datasets") or []:
-                datasets.setdefault(d, str(names.name(d)))
-        form.datasets.choices = options(sorted(datasets.items(), key=lambda kv: kv[1]))
+        parents = held_delegations(wallet, node().did, may_delegate=True)
+        form.parent.choices = authority_choices(names, parents, node().name)
+        form.datasets.choices = dataset_choices(names, parents)
         form.purposes.choices = _choices(vocab.PURPOSES)
         form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
         return form

@@ -137,6 +137,36 @@ def _choices(terms: dict, keep=lambda t: True) -> list[SelectChoice]:
     return options((iri, t.label) for iri, t in terms.items() if keep(t))
 
 
+def held_delegations(wallet, did: str, *, may_delegate: bool = False) -> list:
+    """The delegations this node (``did``) holds from others, as wallet records: what a standing approval or a
+    delegation made on the pages may rest on ("Under which authority"); ``may_delegate``: only those that let it
+    delegate further (``SubDelegate``)."""
+    return [r for r in wallet.search(type="DelegatedAuthorityCredential")
+            if r.subject == did and r.credential_id and r.issuer != did
+            and (not may_delegate or "SubDelegate" in ((r.document.get("credentialSubject") or {})
+                                                       .get("allowedActions") or []))]
+
+
+def authority_choices(names, held: list, own_name: str, *, with_datasets: bool = False) -> list[SelectChoice]:
+    """"Under which authority": each held delegation by whom it is from (and, ``with_datasets``, for which
+    datasets), then the organisation's own authority ("" : it controls the data)."""
+    def label(r) -> str:
+        datasets = ((r.document.get("credentialSubject") or {}).get("scope") or {}).get("datasets") or []
+        return f"The delegation from {names.name(r.issuer)}" + (
+            f" for {', '.join(str(names.name(d)) for d in datasets)}" if with_datasets and datasets else "")
+    return options([(r.credential_id, label(r)) for r in held]
+                   + [("", f"{own_name}'s own authority (it controls the data)")])
+
+
+def dataset_choices(names, held: list) -> list[SelectChoice]:
+    """Datasets to tick: those the node's catalogue names, and those its held delegations cover, by name."""
+    datasets = {iri: label for iri, label in names.names.items() if iri.startswith("http") and "/dataset/" in iri}
+    for r in held:
+        for d in ((r.document.get("credentialSubject") or {}).get("scope") or {}).get("datasets") or []:
+            datasets.setdefault(d, str(names.name(d)))
+    return options(sorted(datasets.items(), key=lambda kv: kv[1]))
+
+
 def legal_basis_choices(regime: str | None = None) -> list[SelectChoice]:
     """The bases that stand alone: Article 6, DPA 2018 s.35 (law enforcement), statutory gateways."""
     wanted = vocab.REGIME_NAMES.get(regime) if regime else None

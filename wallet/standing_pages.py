@@ -29,7 +29,8 @@ from verifier.results import CeadError
 
 from . import desk, standing
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
-    condition_choices, duration_from_words, legal_basis_choices, options
+    authority_choices, condition_choices, dataset_choices, duration_from_words, legal_basis_choices, options
+from .forms import held_delegations as held
 from .approval_view import day_words, duration_words, moment_words
 from .names import Directory
 
@@ -189,21 +190,13 @@ def register(bp, wallet, blueprint_name: str) -> None:
                             "approval.", scope="issue:delegation")
 
     def held_delegations() -> list:
-        return [r for r in wallet.search(type="DelegatedAuthorityCredential")
-                if r.subject == node().did and r.credential_id and r.issuer != node().did]
+        return held(wallet, node().did)
 
     def make_form(formdata: MultiDict | None, names: Directory) -> StandingForm:
         form = StandingForm(formdata)
         parents = held_delegations()
-        form.parent.choices = options([(r.credential_id, f"The delegation from {names.name(r.issuer)}"
-                                + (f" for {', '.join(str(names.name(d)) for d in r.document['credentialSubject'].get('scope', {}).get('datasets', []))}"
-                                   if r.document.get("credentialSubject", {}).get("scope", {}).get("datasets") else ""))
-                               for r in parents] + [("", f"{node().name}'s own authority (it controls the data)")])
-        datasets = {iri: label for iri, label in names.names.items() if iri.startswith("http") and "/dataset/" in iri}
-        for r in parents:
-            for d in (r.document.get("credentialSubject", {}).get("scope", {}) or {}).get("datasets", []) or []:
-                datasets.setdefault(d, str(names.name(d)))
-        form.datasets.choices = options(sorted(datasets.items(), key=lambda kv: kv[1]))
+        form.parent.choices = authority_choices(names, parents, node().name, with_datasets=True)
+        form.datasets.choices = dataset_choices(names, parents)
         form.purposes.choices = _choices(vocab.PURPOSES)
         form.basis.choices = options([("", "Choose a lawful basis")]) + legal_basis_choices()
         form.condition.choices = condition_choices()
