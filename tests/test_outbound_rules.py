@@ -4,7 +4,8 @@ setting that allows it (``network.allow_private``), both when the name resolves 
 resolves to a public address for the check and to 127.0.0.1 for the connection (DNS rebinding: only the check on
 the connected socket catches it); with ``allow_private`` it goes through.
 
-``Fetcher.post`` first: the POST that requests a node sends go through."""
+The requests: the computations' DID and status-list fetches (``wallet.computations.attest.node_verifier``, also
+inside the PSI holder's and the aggregation parties' processes)."""
 from __future__ import annotations
 
 import json
@@ -63,3 +64,94 @@ def test_fetcher_post_follows_no_redirect_and_limits_the_answer():
         with pytest.raises(CeadError) as info:
             Fetcher(allow_private=True).post(base + "/big", b"{}")          # the node's CA bundle is what trusts it
         assert info.value.code == "http.certificate_untrusted"
+
+# ---- the computations' fetches (DID documents, status lists) ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def w():
+    from transfer_world import world
+    with world() as w:
+        yield w
+
+
+def _psi_approval(w, name: str):
+    """A holder, a learner and the holder's approval; ``name`` keeps each test's status lists its own."""
+    from computations_world import approval, psi_protocol
+    from transfer_world import Party
+    sss, glasgow = Party(f"sss-{name}"), Party(f"glasgow-{name}")
+    return sss, glasgow, approval(w, sss, recipients=[glasgow.did], protocol=psi_protocol(sss.did, glasgow.did))
+
+
+def test_a_computation_node_reads_status_lists_under_its_own_network_rules(w):
+    """``node_verifier`` fetched with private addresses always allowed, whatever the node's
+    ``network.allow_private``: a PSI holder reached through a proxy would fetch from an address a learner chose.
+    Now it takes the node's settings; the approval's status list is on 127.0.0.1 here."""
+    from verifier.attestation import approval_allows_run
+    from wallet.computations.attest import node_verifier
+    sss, glasgow, credential = _psi_approval(w, "verifier")
+    run = [{"kind": "psiCardinality", "parties": [sss.did, glasgow.did], "learners": [glasgow.did]},
+           {"kind": "differentialPrivacy", "epsilon": 50.0, "delta": 1e-6}]
+
+    def why(network):
+        return approval_allows_run(credential, sss.did, "psiCardinality", run, [glasgow.did],
+                                   verifier=node_verifier(network))
+
+    refused = why(Network(ca_bundle=w.ca_bundle))                      # a node's defaults
+    assert refused.startswith("its approval does not verify (status.unreachable")
+    _named(refused, REFUSED_NOW)
+    with rebinding() as fooled:
+        refused = why({"ca_bundle": w.ca_bundle})
+    assert fooled, "the check at resolution was made (and fooled)"
+    _named(refused, REFUSED_ON_SOCKET)
+    assert why(Network(allow_private=True, ca_bundle=w.ca_bundle)) is None
+    assert why(Fetcher(allow_private=True, ca_bundle=w.ca_bundle)) is None      # node.fetcher() is taken too
+    assert why(w.network) is None                                              # as a process's config gives it
+    for wrong in (w.ca_bundle, {"allow_private": "perhaps"}, {"allow_privat": True}):
+        with pytest.raises(CeadError) as info:
+            node_verifier(wrong)                  # the old node_verifier(ca_bundle) form is refused, not guessed
+        assert info.value.code == "computation.config_invalid", wrong
+
+
+def test_the_psi_holder_process_checks_its_approval_under_the_network_it_is_given(w, tmp_path):
+    """The holder's own process (``python -m wallet.computations.psi serve``) read status lists with private
+    addresses allowed; now with its config's ``network``: a holder with the defaults refuses the query, naming
+    the address and the setting."""
+    from computations_world import psi_holder
+    from verifier.credential import Verifier
+    from wallet.computations.attest import Signer
+    from wallet.computations.psi import PsiRefused, run_psi_cardinality
+    sss, glasgow, credential = _psi_approval(w, "holder")
+    items = [f"person-{i}" for i in range(200)]
+    with psi_holder(sss, items, credential, tmp_path / "holder", network={"ca_bundle": w.ca_bundle}) as (url, ca):
+        with pytest.raises(PsiRefused) as info:
+            run_psi_cardinality(url, Signer(glasgow.did, glasgow.key, glasgow.kid), items, credential,
+                                holder=sss.did, epsilon=50.0, delta=1e-6, verifier=Verifier(), ca_bundle=ca)
+    assert info.value.problem.code == "computation.not_authorised"
+    _named(info.value.problem.message, REFUSED_NOW)
+    with psi_holder(sss, items, credential, tmp_path / "allowed", network=w.network) as (url, ca):
+        result = run_psi_cardinality(url, Signer(glasgow.did, glasgow.key, glasgow.kid), items, credential,
+                                     holder=sss.did, epsilon=50.0, delta=1e-6, verifier=Verifier(), ca_bundle=ca)
+    assert result.attestation and result.run_id
+
+
+def test_the_aggregation_parties_check_their_approvals_under_the_network_they_are_given(w, tmp_path):
+    """Each secure-aggregation party's process gets the network settings in its config: with the defaults every
+    party withholds (its approval's status list is on 127.0.0.1), and says why; with ``allow_private`` they run."""
+    from computations_world import aggregation_inputs, aggregation_protocol, approval
+    from transfer_world import Party
+    from wallet.computations.aggregation import run_secure_aggregation
+    sg, councils = Party("sg-agg"), [Party("fife-agg"), Party("dundee-agg"), Party("pkc-agg")]
+    protocol = aggregation_protocol(councils, sg.did)
+    approvals = [approval(w, c, recipients=[sg.did], protocol=[protocol]) for c in councils]
+    cells = ["a", "b"]
+    tables = [{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "b": 6}]
+    refused = run_secure_aggregation(aggregation_inputs(councils, tables, approvals, tmp_path / "refused"),
+                                     cells=cells, output_parties=[sg.did], network={"ca_bundle": w.ca_bundle})
+    assert refused.output is None and {r["party"] for r in refused.refused} == {c.did for c in councils}
+    for party in refused.refused:
+        assert party["code"] == "computation.not_authorised"
+        _named(party["reason"], REFUSED_NOW)
+    ran = run_secure_aggregation(aggregation_inputs(councils, tables, approvals, tmp_path / "ran"), cells=cells,
+                                 output_parties=[sg.did], network=w.network)
+    assert ran.table == {"a": 9, "b": 12} and not ran.refused
+
