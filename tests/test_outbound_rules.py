@@ -5,7 +5,7 @@ resolves to a public address for the check and to 127.0.0.1 for the connection (
 the connected socket catches it); with ``allow_private`` it goes through.
 
 The requests: the computations' DID and status-list fetches (``wallet.computations.attest.node_verifier``, also
-inside the PSI holder's and the aggregation parties' processes)."""
+inside the PSI holder's and the aggregation parties' processes), webhook notifications."""
 from __future__ import annotations
 
 import json
@@ -154,4 +154,50 @@ def test_the_aggregation_parties_check_their_approvals_under_the_network_they_ar
     ran = run_secure_aggregation(aggregation_inputs(councils, tables, approvals, tmp_path / "ran"), cells=cells,
                                  output_parties=[sg.did], network=w.network)
     assert ran.table == {"a": 9, "b": 12} and not ran.refused
+
+
+# ---- webhook notifications -------------------------------------------------------------------------------------
+
+class Receiver:
+    def __init__(self):
+        self.calls, self.lock = [], threading.Lock()
+
+    def __call__(self, environ, start_response):
+        from werkzeug.wrappers import Request, Response
+        with self.lock:
+            self.calls.append(Request(environ).path)
+        return Response(status=204)(environ, start_response)
+
+
+def test_webhooks_are_posted_only_where_the_node_may_connect(tmp_path):
+    """The webhook's address was checked before the POST, which a plain session then sent: a name that resolved
+    public for the check and to 127.0.0.1 for the connection was posted to. Now the POST goes through the node's
+    fetcher, whose connections check the peer."""
+    receiver = Receiver()
+    with https_server(receiver) as (base_url, ca_bundle):
+        node = make_node(tmp_path / "h", public_url="https://fife.example", network={"ca_bundle": ca_bundle})
+        config = yaml.safe_load((node.home / "config.yaml").read_text())
+        config["notifications"] = [{"name": "ig", "url": base_url + "/hooks/ig", "events": ["credential.revoked"]}]
+        (node.home / "config.yaml").write_text(yaml.safe_dump(config))
+        node = Node.open(node.home, PASS)
+        assert notifications.notify(node, "credential.revoked", {"credential": "urn:uuid:x"}) == 1
+        now = datetime.now(timezone.utc)
+
+        def attempt(node, minutes):
+            counts = notifications.deliver_due(node, now=now + timedelta(minutes=minutes))
+            (row,) = notifications.outbox(node)
+            return counts, row
+
+        counts, row = attempt(node, 0)
+        assert counts == {"delivered": 0, "retrying": 1, "failed": 0}
+        assert row.last_error.startswith("http.address_refused: Refusing to post to")
+        _named(row.last_error, REFUSED_NOW)
+        with rebinding() as fooled:
+            counts, row = attempt(node, 5)
+        assert fooled and counts["retrying"] == 1
+        _named(row.last_error, REFUSED_ON_SOCKET)
+        assert receiver.calls == []                                        # nothing reached the receiver
+        counts, row = attempt(_with_network(node, allow_private=True), 60)
+        assert counts == {"delivered": 1, "retrying": 0, "failed": 0} and row.delivered_at
+        assert receiver.calls == ["/hooks/ig"]
 
