@@ -5,7 +5,7 @@ resolves to a public address for the check and to 127.0.0.1 for the connection (
 the connected socket catches it); with ``allow_private`` it goes through.
 
 The requests: the computations' DID and status-list fetches (``wallet.computations.attest.node_verifier``, also
-inside the PSI holder's and the aggregation parties' processes), webhook notifications."""
+inside the PSI holder's and the aggregation parties' processes), webhook notifications, checkpoints posted to a witness."""
 from __future__ import annotations
 
 import json
@@ -200,4 +200,32 @@ def test_webhooks_are_posted_only_where_the_node_may_connect(tmp_path):
         counts, row = attempt(_with_network(node, allow_private=True), 60)
         assert counts == {"delivered": 1, "retrying": 0, "failed": 0} and row.delivered_at
         assert receiver.calls == ["/hooks/ig"]
+
+
+# ---- checkpoints posted to a witness ---------------------------------------------------------------------------
+
+def test_checkpoints_are_posted_to_a_witness_under_the_node_s_network_rules(tmp_path):
+    """``http_poster(url, ca_bundle)`` posted with a plain ``requests`` call: no address check at all. It now
+    takes the submitting node's fetcher."""
+    from issuer.app import create_app
+    w = ready_node(tmp_path / "w")
+    with https_server(create_app(w)) as (base, ca):
+        log_node = make_node(tmp_path / "log", public_url="https://log.example", network={"ca_bundle": ca})
+        log_node._passphrase = PASS
+        log = record.log_of(log_node)
+        witness.watch(w, log.key.vkey())
+        with pytest.raises(CeadError) as info:
+            witness.submit(log, witness.http_poster(base + "/witness", log_node.fetcher()))
+        assert info.value.code == "tlog.witness_unreachable" and info.value.detail["cause"] == "http.address_refused"
+        _named(info.value.message, REFUSED_NOW)
+        with rebinding() as fooled, pytest.raises(CeadError) as info:
+            witness.submit(log, witness.http_poster(base + "/witness", log_node.fetcher()))
+        assert fooled
+        _named(info.value.message, REFUSED_ON_SOCKET)
+        assert witness.seen(w, log.origin) is None                          # the witness saw nothing
+        allowed = _with_network(log_node, allow_private=True)
+        cosigned = witness.submit(log, witness.http_poster(base + "/witness", allowed.fetcher()))
+        assert witness.witness_name(w) in cosigned and witness.seen(w, log.origin)
+        with pytest.raises(TypeError):
+            witness.http_poster(base + "/witness", ca)                  # the old form (a CA bundle path)
 
