@@ -5,7 +5,9 @@ resolves to a public address for the check and to 127.0.0.1 for the connection (
 the connected socket catches it); with ``allow_private`` it goes through.
 
 The requests: the computations' DID and status-list fetches (``wallet.computations.attest.node_verifier``, also
-inside the PSI holder's and the aggregation parties' processes), webhook notifications, checkpoints posted to a witness."""
+inside the PSI holder's and the aggregation parties' processes), webhook notifications, checkpoints posted to a
+witness, and ``cead wallet import URL``. They were sent with private addresses always allowed, or checked before
+the request but not on the socket, or not checked at all."""
 from __future__ import annotations
 
 import json
@@ -228,4 +230,39 @@ def test_checkpoints_are_posted_to_a_witness_under_the_node_s_network_rules(tmp_
         assert witness.witness_name(w) in cosigned and witness.seen(w, log.origin)
         with pytest.raises(TypeError):
             witness.http_poster(base + "/witness", ca)                  # the old form (a CA bundle path)
+
+
+# ---- cead wallet import URL -------------------------------------------------------------------------------------
+
+def test_wallet_import_fetches_a_url_under_the_node_s_network_rules(tmp_path, monkeypatch):
+    """`cead wallet import URL` fetched with a plain ``requests.get`` (redirects followed, no address check): any
+    URL, or a redirect from one, made the node fetch from its own network."""
+    from cead.cli import main
+    from test_wallet_support import approval_subject, identity, vc
+    issuer = identity()
+    credential = vc(issuer, "DataSharingApprovalCredential", approval_subject(issuer.did, "did:web:x.example"))
+    monkeypatch.setenv("CEAD_PASSPHRASE", PASS.decode())
+    with https_server(static={"/approval.jwt": credential.encode()}) as (base, ca):
+        home = make_node(tmp_path / "h", network={"ca_bundle": ca}).home
+        monkeypatch.setenv("CEAD_HOME", str(home))
+
+        def run():
+            return CliRunner().invoke(main, ["wallet", "import", base + "/approval.jwt"])
+
+        def error(result):
+            assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+            return json.loads(result.stderr.strip().splitlines()[-1])["error"]
+
+        refused = error(run())
+        assert refused["code"] == "input.unreadable" and refused["detail"]["cause"] == "http.address_refused"
+        _named(refused["message"], REFUSED_NOW)
+        with rebinding() as fooled:
+            refused = error(run())
+        assert fooled
+        _named(refused["message"], REFUSED_ON_SOCKET)
+        assert json.loads(CliRunner().invoke(main, ["wallet", "list", "--json"]).output)["credentials"] == []
+        _with_network(Node.open(home, PASS), allow_private=True)
+        stored = run()
+        assert stored.exit_code == 0, stored.output
+        assert json.loads(stored.output)["stored"]["issuer"] == issuer.did
 
