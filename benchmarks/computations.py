@@ -61,7 +61,7 @@ def bench_psi(w, size: int, folder: Path) -> bool:
     client.GetIntersectionSize(setup, server.ProcessRequest(request))
     library_s = time.perf_counter() - start
     print(f"  openmined-psi alone, one process, no network or checks: {library_s:.2f} s")
-    with psi_holder(sss, holder_items, credential, folder, status_ca=w.ca_bundle) as (url, ca):
+    with psi_holder(sss, holder_items, credential, folder, network=w.network) as (url, ca):
         start = time.perf_counter()
         result = run_psi_cardinality(url, Signer(glasgow.did, glasgow.key, glasgow.kid), learner_items, credential,
                                      holder=sss.did, epsilon=1.0, delta=1e-6, verifier=Verifier(), ca_bundle=ca)
@@ -86,7 +86,7 @@ def bench_aggregation(w, cells: int, folder: Path) -> bool:
     plain_s = time.perf_counter() - start
     inputs = aggregation_inputs(councils, tables, approvals, folder)
     start = time.perf_counter()
-    result = run_secure_aggregation(inputs, cells=labels, output_parties=[sg.did], ca_bundle=w.ca_bundle)
+    result = run_secure_aggregation(inputs, cells=labels, output_parties=[sg.did], network=w.network)
     seconds = time.perf_counter() - start
     same = result.table == dict(zip(labels, plain))
     print(f"  aggregation equals the plain sum: {same}")

@@ -106,7 +106,7 @@ def play_computations(demo) -> None:
     from schemas.errors import CeadError
     from verifier.attestation import attestation_id, check_attestation
     from wallet.computations.aggregation import AggregationInput, run_secure_aggregation
-    from wallet.computations.attest import Signer, node_verifier, write_key
+    from wallet.computations.attest import Signer, network_settings, node_verifier, write_key
     from wallet.computations.psi import holder_process, run_psi_cardinality
 
     from .demo import Row
@@ -114,8 +114,10 @@ def play_computations(demo) -> None:
     folder = demo.workdir / "computations"
     folder.mkdir(exist_ok=True)
     os.chmod(folder, 0o700)
-    verifier = node_verifier(str(demo.ca.ca_pem))     # DIDs and status lists of the live nodes
     live = demo.live
+    # DIDs and status lists of the live nodes, under Glasgow's (the learner's) own network settings: its node was
+    # made with --allow-private-addresses and the demo CA, as every demo node on 127.0.0.1 is
+    verifier = node_verifier(live["glasgow"]._node.network)
     step = max((r.step for r in demo.rows), default=0)
 
     def row(kind: str, org: str, dataset: str, label: str, expected: str, reason: str | None, decision: str,
@@ -152,7 +154,7 @@ def play_computations(demo) -> None:
     config = {"did": sss.did, "kid": sss._node.verification_method_id, "keyPem": key_path,
               "items": str(holder / "items.txt"), "approval": str(holder / "approval.json"),
               "ledger": str(holder / "psi-budget.sqlite"), "minSetSize": 100, "cert": str(demo.ca.cert_pem),
-              "certKey": str(demo.ca.key_pem), "caBundle": str(demo.ca.ca_pem)}
+              "certKey": str(demo.ca.key_pem), "network": network_settings(sss._node.network)}
     learner = Signer.from_node(glasgow._node)
     with holder_process(config, holder, passphrase) as (url, _proc):
         for quarter in range(1, 6):
@@ -214,7 +216,7 @@ def play_computations(demo) -> None:
 
     started = time.perf_counter()
     result = run_secure_aggregation(inputs(approvals), cells=cells, columns=["quarter", "household_type"],
-                                    output_parties=[sg.did], ca_bundle=str(demo.ca.ca_pem))
+                                    output_parties=[sg.did], network=fife._node.network)
     ms = (time.perf_counter() - started) * 1e3
     same = result.table == plain
     run_id = attestation_id(result.attestation)
@@ -248,7 +250,7 @@ def play_computations(demo) -> None:
     started = time.perf_counter()
     result = run_secure_aggregation(inputs([approvals[0], withheld, approvals[2]]), cells=cells,
                                     columns=["quarter", "household_type"], output_parties=[sg.did],
-                                    ca_bundle=str(demo.ca.ca_pem))
+                                    network=fife._node.network)
     row("computation", "Fife, Dundee, P&K", "homelessness-hl1", "secure aggregation, Dundee withholding approval",
         "deny", "computation.not_authorised", "deny" if result.output is None else "allow",
         sorted({r["code"] for r in result.refused}), (time.perf_counter() - started) * 1e3)

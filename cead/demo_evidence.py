@@ -50,7 +50,7 @@ def finish(runner) -> None:
     log = record.log_of(node)
     witness.watch(witness_node, log.key.vkey())
     ca = str(runner.ca.ca_pem)
-    witness.submit(log, witness.http_poster(witness_live.url + "/witness", ca))
+    witness.submit(log, witness.http_poster(witness_live.url + "/witness", node.fetcher()))   # its network rules
     echo("")
     echo(f"{witness_live.party.name} witnessed {live.party.name}'s log (checked it only grew, and co-signed it).")
     result = audit.run(live.url, fetcher=Fetcher(allow_private=True, ca_bundle=ca),

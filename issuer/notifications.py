@@ -184,12 +184,14 @@ def _retry_after(attempts: int) -> int:
     return min(MAX_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1))
 
 
-def deliver_due(node, *, now: datetime | None = None, session=None) -> dict:
-    """Send every due message once; returns ``{"delivered", "retrying", "failed"}`` counts."""
-    import requests
+def deliver_due(node, *, now: datetime | None = None) -> dict:
+    """Send every due message once; returns ``{"delivered", "retrying", "failed"}`` counts. Each POST goes through
+    the node's network rules (``node.fetcher().post``: https, its CA bundle, no loopback, private or link-local
+    address unless ``network.allow_private``, checked when the name is resolved and again on the connected socket,
+    so a name rebound to an internal address after the check is refused too; no environment proxies); a refusal is
+    the message's error, naming the address and the setting."""
     now = now or datetime.now(timezone.utc)
     fetcher = node.fetcher()
-    http = session or requests.Session()
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     with node.session() as s:
         due = list(s.exec(select(Notification).where(Notification.delivered_at.is_(None),
@@ -200,17 +202,13 @@ def deliver_due(node, *, now: datetime | None = None, session=None) -> dict:
         body = note.body.encode("utf-8")
         error = None
         try:
-            fetcher.check(note.url)
-            response = http.post(note.url, data=body, allow_redirects=False, timeout=TIMEOUT,
-                                 verify=fetcher.ca_bundle or True,
-                                 headers={"Content-Type": "application/json", "Cead-Event-Id": note.id,
-                                          SIGNATURE_HEADER: sign(node, note.id, body)})
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
+            response = fetcher.post(note.url, body, timeout=TIMEOUT,
+                                    headers={"Content-Type": "application/json", "Cead-Event-Id": note.id,
+                                             SIGNATURE_HEADER: sign(node, note.id, body)})
+            if not 200 <= response.status < 300:
+                error = f"HTTP {response.status}"
         except CeadError as exc:
             error = f"{exc.code}: {exc.message}"
-        except requests.RequestException as exc:
-            error = f"unreachable: {type(exc).__name__}"
         with node.session() as s:
             row = s.get(Notification, note.id)
             row.attempts += 1

@@ -46,9 +46,10 @@ def tls_files(folder: Path) -> dict[str, str]:
 
 @contextmanager
 def psi_holder(party, items: list[str], approval_credential, folder: Path, *, min_set_size: int = 100,
-               status_ca: str | None = None) -> Iterator[tuple[str, str]]:
-    """The holder's PSI service in its own process; yields (https origin, CA bundle path). ``status_ca``: the CA
-    of the HTTPS server publishing status lists (the holder checks its approval's status on every query)."""
+               network: dict | None = None) -> Iterator[tuple[str, str]]:
+    """The holder's PSI service in its own process; yields (https origin, CA bundle path). ``network``: the
+    holder node's network settings (config.yaml's ``network`` fields), under which it reads its approval's status
+    list on every query: for the test's status server on 127.0.0.1, ``allow_private`` and that server's CA."""
     folder.mkdir(parents=True, exist_ok=True)
     tls = tls_files(folder)
     key_path, passphrase = write_key(folder, "holder", party.key)
@@ -58,7 +59,7 @@ def psi_holder(party, items: list[str], approval_credential, folder: Path, *, mi
     config = {"did": party.did, "kid": party.kid, "keyPem": key_path,
               "items": str(folder / "items.txt"), "approval": str(folder / "approval.json"),
               "ledger": str(folder / "ledger.sqlite"), "minSetSize": min_set_size,
-              "cert": tls["cert"], "certKey": tls["certKey"], "caBundle": status_ca}
+              "cert": tls["cert"], "certKey": tls["certKey"], "network": network}
     with holder_process(config, folder, passphrase) as (url, _proc):
         yield url, tls["caBundle"]
 

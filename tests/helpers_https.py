@@ -71,3 +71,28 @@ def vc_api_verify(base_url: str, ca_bundle: str, credential: Any) -> tuple[int, 
                              json={"verifiableCredential": credential, "options": {"checks": ["proof"]}},
                              verify=ca_bundle, timeout=30)
     return response.status_code, response.json()
+
+
+@contextmanager
+def rebinding(host: str = "localhost", public: str = "93.184.215.14") -> Iterator[list]:
+    """DNS rebinding on this machine: while the block runs, ``host`` resolves to a public address (``public``) for
+    the fetcher's own check of the name (``verifier.http``'s lookup) and to its real loopback address for the lookup
+    that makes the connection. A client that checks only the name's address is fooled into connecting to
+    127.0.0.1; only a check of the address actually connected to refuses it. The public address is never connected
+    to. Yields the list of lookups answered with it (a test can assert the check was made)."""
+    import socket
+    import sys
+    real = socket.getaddrinfo
+    fooled: list = []
+
+    def getaddrinfo(name, port, *args, **kwargs):
+        if name == host and sys._getframe(1).f_globals.get("__name__") == "verifier.http":
+            fooled.append(name)
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (public, int(port or 0)))]
+        return real(name, port, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield fooled
+    finally:
+        socket.getaddrinfo = real

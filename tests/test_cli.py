@@ -176,8 +176,9 @@ def test_a_server_that_is_not_there_is_said_plainly(tmp_path, argv):
     import os
     import subprocess
     import sys
-    from issuer_fixtures import PASS
-    home = _node_home(tmp_path)
+    from issuer_fixtures import PASS, make_node
+    # the node may talk to 127.0.0.1 (`cead wallet import URL` fetches under its network rules)
+    home = make_node(tmp_path / "home", public_url="https://fife.example", network={"allow_private": True}).home
     cred = tmp_path / "credential.json"
     cred.write_text('{"type": ["VerifiableCredential"], "credentialSubject": {}}')
     url = f"https://127.0.0.1:{_closed_port()}"

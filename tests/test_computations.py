@@ -79,7 +79,7 @@ def psi(w, tmp_path_factory):
     sss, glasgow = Party("sss"), Party("glasgow")
     protocol = psi_protocol(sss.did, glasgow.did, max_releases=4)
     credential = approval(w, sss, recipients=[glasgow.did], protocol=protocol)
-    with psi_holder(sss, HOLDER_ITEMS, credential, tmp_path_factory.mktemp("psi"), status_ca=w.ca_bundle) \
+    with psi_holder(sss, HOLDER_ITEMS, credential, tmp_path_factory.mktemp("psi"), network=w.network) \
             as (url, ca):
         def run(items=LEARNER_ITEMS, *, epsilon=50.0, learner=glasgow, approval_=credential, url_=url):
             return run_psi_cardinality(url_, Signer(learner.did, learner.key, learner.kid), items, approval_,
@@ -192,7 +192,7 @@ def mpc(w, tmp_path_factory):
     approvals = [approval(w, c, recipients=[sg.did], protocol=[protocol]) for c in councils]
     folder = tmp_path_factory.mktemp("mpc")
     inputs = aggregation_inputs(councils, TABLES, approvals, folder)
-    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[sg.did], ca_bundle=w.ca_bundle)
+    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[sg.did], network=w.network)
     return {"sg": sg, "councils": councils, "protocol": protocol, "approvals": approvals, "inputs": inputs,
             "result": result, "folder": folder}
 
@@ -244,7 +244,7 @@ def test_one_council_withholding_stops_the_pooled_release(w, mpc):
                            protocol=[dict(mpc["protocol"], collusionThreshold=3)])
     inputs = aggregation_inputs(councils, TABLES, [mpc["approvals"][0], withholding, mpc["approvals"][2]],
                                 mpc["folder"] / "withholding")
-    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[sg.did], ca_bundle=w.ca_bundle)
+    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[sg.did], network=w.network)
     assert result.output is None and result.attestation is None
     assert [r["party"] for r in result.refused] == [councils[1].did]
     assert "weaker" in result.refused[0]["reason"]
@@ -253,7 +253,7 @@ def test_one_council_withholding_stops_the_pooled_release(w, mpc):
     w.status.set(w.doc(revoked), "revocation")
     inputs = aggregation_inputs(councils, TABLES, [mpc["approvals"][0], mpc["approvals"][1], revoked],
                                 mpc["folder"] / "revoked")
-    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[sg.did], ca_bundle=w.ca_bundle)
+    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[sg.did], network=w.network)
     assert result.output is None and [r["party"] for r in result.refused] == [councils[2].did]
     assert "status.revoked" in result.refused[0]["reason"]
 
@@ -367,7 +367,7 @@ def released(w, tmp_path_factory):
     approvals = [w.make_approval(c, fmt="ldp", discloser=c.did, lawfulBases=lawful(c.did, w.recipient.did),
                                  privacyProtocol=[protocol]) for c in councils]
     inputs = aggregation_inputs(councils, TABLES, approvals, tmp_path_factory.mktemp("released"))
-    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[w.recipient.did], ca_bundle=w.ca_bundle)
+    result = run_secure_aggregation(inputs, cells=CELLS, output_parties=[w.recipient.did], network=w.network)
     assert result.output is not None
     return {"protocol": protocol, "approvals": approvals, "result": result}
 

@@ -196,7 +196,7 @@ def test_witnesses_cosign_only_consistent_growth(tmp_path):
     log = record.log_of(log_node)
     witness.watch(w, log.key.vkey())
     with https_server(create_app(w)) as (base, ca):
-        post = witness.http_poster(base + "/witness", ca)
+        post = witness.http_poster(base + "/witness", Fetcher(allow_private=True, ca_bundle=ca))
         first = witness.submit(log, post)
         service.issue(log_node, certification(log_node.did))
         second = witness.submit(log, post)           # the witness checks consistency from what it saw

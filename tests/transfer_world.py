@@ -100,6 +100,8 @@ class World:
     def __init__(self, status: StatusServer, ca_bundle: str | None):
         self.status = status
         self.ca_bundle = ca_bundle
+        # the network settings of a node in this world: its status lists are served on 127.0.0.1
+        self.network = {"allow_private": True, "ca_bundle": ca_bundle}
         self.controller = Party("controller")
         self.iao = Party("iao")
         self.deputy = Party("deputy")
@@ -208,7 +210,7 @@ class World:
                             {"prefix": "https://data.fife.example/", "controller": self.controller.did}],
             "certification_bodies": {CEAD + "CyberEssentials": [self.body.did]},
             "caches": {"status_lists": {"size": 64, "ttl": 0}},
-            "network": {"allow_private": True, "ca_bundle": self.ca_bundle},
+            "network": dict(self.network),
         }
         data.update(changes)
         return data
@@ -294,6 +296,8 @@ class Scenario:
         expected = load("expected.json")
         self.name = name
         self.base_url, self.ca_bundle = base_url, ca_bundle
+        # the computations' nodes fetch DIDs and status lists from this test's servers on 127.0.0.1
+        self.local_network = {"allow_private": True, "ca_bundle": ca_bundle}
         case = next(c for c in expected["cases"]
                     if c["check"] == "transfer" and c["subject"] == f"{name}-transfer-allowed.json")
         self._at = datetime.fromisoformat(case["at"].replace("Z", "+00:00"))
@@ -384,7 +388,7 @@ class Scenario:
                 key_path, passphrase = write_key(Path(tmp), f"council-{index}", self.keys[did])
                 inputs.append(AggregationInput(did, did + "#key-1", key_path, counts, approvals[did], passphrase))
             result = run_secure_aggregation(inputs, cells=tables["cells"], columns=tables["columns"],
-                                            output_parties=[self.holder_did], ca_bundle=self.ca_bundle,
+                                            output_parties=[self.holder_did], network=self.local_network,
                                             did_web_base=self.base_url)
         if result.output != self._payload:
             raise AssertionError(f"the secure aggregation gave {result.output!r}, not the example's pooled table "
@@ -399,7 +403,7 @@ class Scenario:
         from wallet.computations.psi import Holder, psi_app, run_psi_cardinality
         sss, glasgow = self.PSI_PARTIES
         people = [f"CHI{n:010d}" for n in range(1000, 1400)]
-        verifier = node_verifier(self.ca_bundle, did_web_base=self.base_url)
+        verifier = node_verifier(self.local_network, did_web_base=self.base_url)
         with tempfile.TemporaryDirectory(prefix="cead-example-psi-") as tmp:
             holder = Holder(self._signer(sss), people[:250], self.approval, QueryBudget(Path(tmp) / "budget.db"),
                             verifier)

@@ -117,7 +117,9 @@ def approval_allows_run(credential: Any, party: str, kind: str, run_protocols: l
     data authorises nothing here."""
     result = verifier.verify_credential(credential, now=now)
     if not result.verified:
-        return f"its approval does not verify ({', '.join(p.code for p in result.problems)})."
+        said = (result.problems[0].message if result.problems else "").rstrip(". ")[:500]   # e.g. which address
+        return (f"its approval does not verify ({', '.join(p.code for p in result.problems)})"
+                + (f": {said}." if said else "."))
     try:
         approval = DataSharingApproval.from_credential(result.document)
     except CeadError as exc:

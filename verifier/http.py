@@ -1,4 +1,5 @@
-"""Careful HTTP GET for did:web documents and status lists.
+"""Careful HTTP GET for did:web documents and status lists, and POST for what a node sends to an address
+(``Fetcher.post``: webhooks, witnesses).
 
 HTTPS only (unless ``allow_http``), never to loopback/private/link-local addresses (unless ``allow_private``),
 bounded in total time and in size. Redirects are followed by hand (at most a few) so every hop gets the same
@@ -89,6 +90,21 @@ def unreachable_reason(exc: BaseException) -> str:
         return "it redirects too many times"
     said = [e.strerror for e in chain if isinstance(e, OSError) and e.strerror]   # e.g. "Network is unreachable"
     return said[0] if said else type(exc).__name__
+
+
+def _refusal_in(exc: BaseException) -> CeadError | None:
+    """The guard's own refusal (``http.address_refused``) if a client library wrapped it in one of its errors."""
+    seen: list[BaseException] = []
+    todo: list = [exc]
+    while todo and len(seen) < 16:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
+            continue
+        if isinstance(e, CeadError):
+            return e
+        seen.append(e)
+        todo += [getattr(e, "reason", None), e.__cause__, e.__context__, *e.args]
+    return None
 
 
 def _address_refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -232,10 +248,49 @@ class Fetcher:
             return result
         raise CeadError("http.status", f"Too many redirects fetching {url!r}.", url=url)
 
-    def _remaining(self, url: str, deadline: float) -> float:
+    def post(self, url: str, data: bytes, *, headers: Mapping[str, str] | None = None,
+             timeout: float | None = None) -> FetchResult:
+        """POST ``data`` to ``url`` under the rules ``get`` follows: the URL checked first (scheme, no credentials,
+        no non-public address unless ``allow_private``), the address actually connected to checked again before
+        anything is sent (DNS rebinding), the CA bundle, no environment proxies, the answer's size limited. A
+        redirect is not followed: it comes back as the result, as does any other status, for the caller to judge.
+        ``timeout`` (default: the fetcher's) bounds the whole exchange. Failures are ``CeadError`` ``http.*``."""
+        limit = self.timeout if timeout is None else float(timeout)
+        deadline = time.monotonic() + limit
+        host, port = self._check_url(url)
+        try:
+            self._check_addresses(url, host, port)
+        except CeadError as exc:
+            if exc.code != "http.address_refused":
+                raise
+            raise CeadError(exc.code, exc.message.replace("Refusing to fetch", "Refusing to post to", 1),
+                            **exc.detail) from None
+        sent = {"Accept-Encoding": "identity", **(headers or {})}
+        try:
+            response = self._session().post(url, data=data, headers=sent, stream=True, allow_redirects=False,
+                                            timeout=self._remaining(url, deadline, limit),
+                                            verify=self.ca_bundle or True)
+        except CeadError:
+            raise
+        except requests.Timeout:
+            raise CeadError("http.timeout", f"Posting to {url} took longer than {limit:g} s.", url=url) from None
+        except requests.exceptions.SSLError as exc:
+            raise untrusted_certificate(url, exc) from None
+        except requests.RequestException as exc:
+            refused = _refusal_in(exc)
+            if refused is not None:
+                raise refused from None
+            raise CeadError("http.unreachable", f"Cannot post to {url}: {unreachable_reason(exc)}.",
+                            url=url) from None
+        with response:
+            body = self._read_body(url, response, deadline, limit)
+            return FetchResult(body, dict(response.headers), response.status_code, url)
+
+    def _remaining(self, url: str, deadline: float, limit: float | None = None) -> float:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.", url=url)
+            raise CeadError("http.timeout", f"Fetching {url} took longer than {limit or self.timeout:g} s.",
+                            url=url)
         return left
 
     def _get_once(self, url: str, accept: str, deadline: float, etag: str | None = None) -> FetchResult:
@@ -260,7 +315,8 @@ class Fetcher:
             body = self._read_body(url, response, deadline)
             return FetchResult(body, dict(response.headers), response.status_code, url)
 
-    def _read_body(self, url: str, response: requests.Response, deadline: float) -> bytes:
+    def _read_body(self, url: str, response: requests.Response, deadline: float,
+                   limit: float | None = None) -> bytes:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise CeadError("http.too_large", f"{url} is {declared} bytes; the limit is {self.max_bytes}.", url=url)
@@ -268,7 +324,7 @@ class Fetcher:
         sock = _socket_of(response)
         try:
             while True:
-                left = self._remaining(url, deadline)
+                left = self._remaining(url, deadline, limit)
                 if sock is not None:
                     try:
                         sock.settimeout(left)  # each read may wait only for what is left of the total time
@@ -286,10 +342,11 @@ class Fetcher:
         except CeadError:
             raise
         except (socket.timeout, TimeoutError):
-            raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.", url=url) from None
+            raise CeadError("http.timeout", f"Fetching {url} took longer than {limit or self.timeout:g} s.",
+                            url=url) from None
         except Exception as exc:  # urllib3 wraps socket errors in several ways
             if "timed out" in str(exc).lower():
-                raise CeadError("http.timeout", f"Fetching {url} took longer than {self.timeout:g} s.",
+                raise CeadError("http.timeout", f"Fetching {url} took longer than {limit or self.timeout:g} s.",
                                 url=url) from None
             raise CeadError("http.unreachable", f"Connection to {url} failed while reading: {type(exc).__name__}.",
                             url=url) from None

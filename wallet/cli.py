@@ -123,21 +123,20 @@ def wallet() -> None:
 @click.argument("source")
 @home_option
 def import_(source: str, home: Path | None) -> None:
-    """Verify and store a credential from FILE, URL or - (stdin). Refused with the reasons if invalid."""
+    """Verify and store a credential from FILE, URL or - (stdin). Refused with the reasons if invalid. A URL is
+    fetched under the node's network rules (config.yaml network: https, its CA bundle, no loopback or private
+    address unless allow_private)."""
     w = _wallet(home)
     if source.startswith(("https://", "http://")):
-        import requests
-
-        from verifier.http import unreachable_reason, untrusted_certificate
+        from .inbox import MAX_BYTES
+        # the node's own rules (not a plain client): the address is checked when the name is resolved and again on
+        # the connected socket, every redirect too, so a URL cannot make the node fetch from its own network
+        fetcher = w._node.fetcher()
+        fetcher.max_bytes = MAX_BYTES             # a credential, as large as the inbox takes one
         try:
-            response = requests.get(source, timeout=30, headers={"Accept": "application/vc+jwt, application/json"},
-                                    verify=_verify_for(w._node, None))
-            response.raise_for_status()
-        except requests.exceptions.SSLError as exc:
-            _fail("input.unreadable", untrusted_certificate(source, exc).message)
-        except requests.RequestException as exc:
-            _fail("input.unreadable", f"Cannot fetch {source}: {unreachable_reason(exc)}.")
-        data = response.content
+            data = fetcher.get(source, accept="application/vc+jwt, application/json").body
+        except CeadError as exc:
+            _fail("input.unreadable", exc.message, cause=exc.code)
     else:
         try:
             data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()

@@ -111,7 +111,7 @@ def request_body(old: int, proof: list[bytes], note: str) -> bytes:
 
 def submit(log, post) -> str:
     """Have one witness cosign ``log``'s newest checkpoint. ``post(body) -> (status, text)`` sends an
-    add-checkpoint request (over HTTPS: :func:`http_poster`). Keeps the cosignature with the checkpoint and returns
+    add-checkpoint request (over HTTPS under the node's network rules: :func:`http_poster`). Keeps the cosignature with the checkpoint and returns
     the cosigned note. Raises ``tlog.witness_refused`` if the witness will not cosign."""
     note = log.checkpoint()
     cp = Checkpoint.parse(notes.split(note)[0])
@@ -129,16 +129,24 @@ def submit(log, post) -> str:
     raise CeadError("tlog.witness_refused", "The witness kept asking for another size.")
 
 
-def http_poster(url: str, ca_bundle: str | None = None, timeout: float = 10):
-    import requests
+def http_poster(url: str, fetcher, timeout: float = 10):
+    """``post(body) -> (status, text)`` for :func:`submit`: an add-checkpoint request to the witness at ``url``
+    (its base, e.g. ``https://witness.example/witness``), sent through ``fetcher``: the submitting node's
+    ``node.fetcher()``, so the node's network rules hold (https, its CA bundle, no loopback, private or link-local
+    address unless ``network.allow_private``, checked again on the connected socket; no redirect followed).
+    Raises ``tlog.witness_unreachable`` naming why (a refused address names the setting that allows it)."""
+    if not callable(getattr(fetcher, "post", None)):
+        raise TypeError("http_poster(url, fetcher): give the node's fetcher (node.fetcher()), which carries its CA "
+                        f"bundle and network rules, not {type(fetcher).__name__}")
+    target = url.rstrip("/") + "/add-checkpoint"
 
     def post(body: bytes):
         try:
-            response = requests.post(url.rstrip("/") + "/add-checkpoint", data=body, timeout=timeout,
-                                     verify=ca_bundle or True, headers={"Content-Type": "text/plain"})
-        except requests.RequestException as exc:
-            raise CeadError("tlog.witness_unreachable", f"The witness at {url} cannot be reached: {exc}") from None
-        return response.status_code, response.text
+            answer = fetcher.post(target, body, headers={"Content-Type": "text/plain"}, timeout=timeout)
+        except CeadError as exc:
+            raise CeadError("tlog.witness_unreachable", f"The checkpoint was not sent to the witness at {url}: {exc.message}",
+                            url=url, cause=exc.code) from None
+        return answer.status, answer.body.decode("utf-8", "replace")
     return post
 
 

@@ -99,13 +99,15 @@ def _free_ports(n: int) -> list[int]:
 
 
 def run_secure_aggregation(inputs: list[AggregationInput], *, cells: list[str], output_parties: list[str],
-                           collusion_threshold: int = 2, run_id: str | None = None, ca_bundle: str | None = None,
+                           collusion_threshold: int = 2, run_id: str | None = None, network=None,
                            min_input_parties: int = 3, timeout: float = 600, columns: list[str] | None = None,
                            did_web_base: str | None = None) -> AggregationResult:
     """Run one secure aggregation of ``cells`` across ``inputs`` (each a process); returns party 0's result.
-    ``columns``: name the parts of the ``|``-separated cell labels in the output table (``output_csv``);
-    ``did_web_base``: the parties resolve did:web through this mirror (``attest.node_verifier``)."""
-    from .attest import new_run_id, now_utc
+    ``network``: the network settings the parties resolve DIDs and read status lists under (``node.network``,
+    ``node.fetcher()`` or a mapping of config.yaml's ``network`` fields; None: the defaults, private addresses
+    refused; ``attest.node_verifier``); ``columns``: name the parts of the ``|``-separated cell labels in the output
+    table (``output_csv``); ``did_web_base``: the parties resolve did:web through this mirror."""
+    from .attest import network_settings, new_run_id, now_utc
     from schemas.values import xsd_datetime
     if columns and any(len(c.split(CELL_SEPARATOR)) != len(columns) for c in cells):
         raise CeadError("computation.request_invalid", f"Every cell label must have {len(columns)} parts separated "
@@ -113,6 +115,7 @@ def run_secure_aggregation(inputs: list[AggregationInput], *, cells: list[str], 
     if len(inputs) < 3:
         raise CeadError("computation.too_few_parties", f"Secure aggregation needs at least 3 parties (MPyC's honest "
                         f"majority, and a pooled output of fewer input parties reveals them); got {len(inputs)}.")
+    settings = network_settings(network)      # a bad value is refused here, before any process starts
     run_id = run_id or new_run_id()
     dids = [i.did for i in inputs]
     protocol = {"kind": "secureAggregation", "inputParties": dids, "computeParties": dids,
@@ -126,7 +129,7 @@ def run_secure_aggregation(inputs: list[AggregationInput], *, cells: list[str], 
         procs = []
         for index, party in enumerate(inputs):
             config = {"run": run, "index": index, "did": party.did, "kid": party.kid, "keyPem": party.key_pem,
-                      "counts": party.counts, "approval": party.approval, "caBundle": ca_bundle,
+                      "counts": party.counts, "approval": party.approval, "network": settings,
                       "didWebBase": did_web_base,
                       "out": str(Path(tmp) / f"party-{index}.json")}
             path = Path(tmp) / f"config-{index}.json"
@@ -188,7 +191,7 @@ async def _party(config: dict) -> int:
     cells = run["cells"]
     protocol = parse_protocols(run["protocol"])
     approval = config["approval"]
-    verifier = node_verifier(config.get("caBundle"), did_web_base=config.get("didWebBase"))
+    verifier = node_verifier(config.get("network"), did_web_base=config.get("didWebBase"))
     why = approval_allows_run(approval, config["did"], "secureAggregation", protocol, run["protocol"]["outputParties"],
                               verifier=verifier)
     unknown = sorted(set(config["counts"]) - set(cells))

@@ -106,16 +106,47 @@ class MirrorFetcher:
         return getattr(self.fetcher, name)
 
 
-def node_verifier(ca_bundle: str | None = None, *, did_web_base: str | None = None):
+def network_settings(network) -> dict:
+    """The network settings a computation's process is given in its config (``network``: the fields of config.yaml's
+    ``network`` section): from a ``verifier.policy.Network`` (``node.network``), a mapping with those fields, or a
+    ``verifier.http.Fetcher`` (``node.fetcher()``). None: the defaults (HTTPS only, private addresses refused).
+    Raises ``computation.config_invalid`` naming what is wrong."""
+    from pydantic import ValidationError
+
+    from verifier.http import Fetcher
+    from verifier.policy import Network, format_error
+    if isinstance(network, Fetcher):
+        network = {"allow_http": network.allow_http, "allow_private": network.allow_private,
+                   "ca_bundle": network.ca_bundle, "timeout": network.timeout}
+    if network is None:
+        network = {}
+    if isinstance(network, Network):
+        return network.model_dump()
+    if not isinstance(network, dict):
+        raise CeadError("computation.config_invalid", "The computation's network settings must be the node's "
+                        f"(node.network, node.fetcher() or a mapping of its fields), not {type(network).__name__} "
+                        f"{str(network)[:100]!r}.")
+    try:
+        return Network.model_validate(network).model_dump()
+    except ValidationError as exc:
+        raise CeadError("computation.config_invalid", f"The computation's network settings: {format_error(exc)}") \
+            from None
+
+
+def node_verifier(network, *, did_web_base: str | None = None):
     """The Verifier a node taking part in a computation checks credentials with: DIDs resolved and status lists
-    fetched over HTTPS (``ca_bundle``: extra trust anchors, e.g. the demo's CA; private addresses allowed, as for a
-    node on 127.0.0.1), status lists refetched on every check so a revoked or suspended approval stops a run at
-    once. ``did_web_base``: fetch through a ``MirrorFetcher`` at that https origin (the worked examples)."""
+    fetched under the node's own network rules (``network``: ``node.network``, ``node.fetcher()``, or a mapping of
+    the ``network`` fields of config.yaml, as given to a computation's process; HTTPS, its CA bundle, and loopback
+    or private addresses refused, also on the connected socket, unless ``allow_private``), status lists refetched on
+    every check so a revoked or suspended approval stops a run at once. ``did_web_base``: fetch through a
+    ``MirrorFetcher`` at that https origin (the worked examples)."""
+    from verifier.compose import fetcher_for
     from verifier.credential import Verifier
     from verifier.did import Resolver
     from verifier.http import Fetcher
+    from verifier.policy import Network
     from verifier.status import StatusLists
-    fetcher = Fetcher(allow_private=True, ca_bundle=ca_bundle)
+    fetcher = network if isinstance(network, Fetcher) else fetcher_for(Network(**network_settings(network)))
     if did_web_base:
         fetcher = MirrorFetcher(did_web_base, fetcher)
     return Verifier(resolver=Resolver(fetcher=fetcher), status=StatusLists(fetcher, ttl=0))

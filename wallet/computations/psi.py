@@ -399,7 +399,9 @@ def serve(config_path: str) -> None:
 
     The config (JSON): did, kid, keyPem (a PKCS#8 file, ``attest.write_key``; its passphrase in the environment),
     items (a file of identifiers, one a line), approval (a credential file), ledger (SQLite path), minSetSize,
-    cert and certKey (the TLS certificate), caBundle (to resolve did:web over HTTPS on 127.0.0.1), port (0: any)."""
+    cert and certKey (the TLS certificate), network (the node's network settings, the fields of config.yaml's
+    ``network``: ``attest.network_settings(node.network)``; DIDs and status lists are fetched under them, so a
+    holder on 127.0.0.1 needs ``allow_private`` and its CA in ``ca_bundle``), port (0: any)."""
     import ssl
 
     from werkzeug.serving import make_server
@@ -409,7 +411,7 @@ def serve(config_path: str) -> None:
     approval_text = Path(config["approval"]).read_text("utf-8").strip()
     approval = approval_text if not approval_text.startswith("{") else json.loads(approval_text)
     items = [line.strip() for line in Path(config["items"]).read_text("utf-8").splitlines() if line.strip()]
-    verifier = node_verifier(config.get("caBundle"))
+    verifier = node_verifier(config.get("network"))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(config["cert"], config["certKey"])
     holder = Holder(Signer(config["did"], key, config["kid"]), items, approval, QueryBudget(config["ledger"]),
