@@ -267,3 +267,30 @@ def test_a_provider_whose_discovery_names_another_issuer_is_refused(world, op):
     with pytest.raises(CeadError) as wrong:
         oidc.discover(node, s, fresh=True)
     assert wrong.value.code == "staff.oidc_unavailable" and "set oidc.issuer in config.yaml" in wrong.value.message
+
+
+def test_the_token_request_is_refused_at_the_socket_when_its_name_rebinds_to_a_private_address(world, op):
+    """The code is redeemed through authlib's session put under the node's rules (``Fetcher.guard``): a token
+    endpoint whose name passes the URL check (it resolves public then) but connects to 127.0.0.1 is refused on the
+    connected socket, before the code is sent. Without the guard the request would reach the provider here and
+    come back as a refused code instead."""
+    from types import SimpleNamespace
+
+    from helpers_https import rebinding
+    from verifier.http import Fetcher
+    node, s = world["node"], oidc.settings(world["node"])
+    doc = dict(oidc.discover(node, s, fresh=True))
+    doc["token_endpoint"] = doc["token_endpoint"].replace("://127.0.0.1:", "://localhost:")
+    strict = SimpleNamespace(network=SimpleNamespace(ca_bundle=world["bundle"], timeout=5.0),
+                             fetcher=lambda: Fetcher(allow_private=False, ca_bundle=world["bundle"]))
+    with oidc._lock:
+        oidc._discovered[s.issuer] = (__import__("time").monotonic(), doc)
+    try:
+        pending = {"state": "st", "verifier": "v" * 43, "nonce": "n"}
+        with rebinding("localhost") as fooled, pytest.raises(CeadError) as refused:
+            oidc.finish(strict, s, pending, {"state": "st", "code": "a-code"}, world["url"] + "/cb")
+        assert fooled, "the URL check looked the name up (and was told a public address)"
+        assert refused.value.code == "http.address_refused", refused.value.to_dict()
+        assert "127.0.0.1" in refused.value.message
+    finally:
+        oidc.discover(node, s, fresh=True)

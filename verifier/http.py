@@ -170,12 +170,19 @@ class Fetcher:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no proxies or .netrc from the environment: the checks above must hold
-            if not self.allow_private:
-                session.mount("https://", _PublicOnlyAdapter())
-                session.mount("http://", _PublicOnlyAdapter())
+            session = self.guard(requests.Session())
             self._local.session = session
+        return session
+
+    def guard(self, session: requests.Session) -> requests.Session:
+        """Put ``session`` (a ``requests.Session`` or a subclass, e.g. a library's OAuth client) under these rules
+        on every connection it makes: no environment proxies or .netrc, and unless ``allow_private`` a non-public
+        peer refused on the connected socket (``http.address_refused``). Checking the URL first stays the
+        caller's part (:meth:`check`)."""
+        session.trust_env = False  # no proxies or .netrc from the environment: the checks above must hold
+        if not self.allow_private:
+            session.mount("https://", _PublicOnlyAdapter())
+            session.mount("http://", _PublicOnlyAdapter())
         return session
 
     def session(self) -> requests.Session:

@@ -207,9 +207,8 @@ def _client(node, s: Settings, doc: dict, redirect_uri: str, with_secret: bool):
                                             else "client_secret_post")
     client = OAuth2Session(s.client_id, secret, scope=s.scope, redirect_uri=redirect_uri,
                            code_challenge_method="S256", token_endpoint_auth_method=method)
-    client.trust_env = False
     client.verify = node.network.ca_bundle or True
-    return client
+    return node.fetcher().guard(client)   # the token request's connection checked like every other (docs/security.md)
 
 
 def begin(node, s: Settings, redirect_uri: str, next_path: str) -> tuple[str, dict]:
