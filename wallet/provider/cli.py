@@ -47,9 +47,15 @@ def serve(config_path, host, port, tls_cert, tls_key, check) -> None:
         if check:
             click.echo(json.dumps({"ok": True, "series": {s.name: s.dataset for s in config.series.values()}}))
             return
-        service = Provider(config, decider, wallet).start()
+        service = Provider(config, decider, wallet)
+
+        def in_worker() -> None:
+            # the watcher runs in the server's worker process, beside the event streams it announces to (a thread
+            # started here, before the fork, would not exist there); one worker, so each release is pushed once
+            service.after_fork()
+            service.start()
         try:
-            serve_wsgi(service, host, port, tls_cert, tls_key, announce=lambda url: click.echo(
+            serve_wsgi(service, host, port, tls_cert, tls_key, post_fork=in_worker, announce=lambda url: click.echo(
                 f"Serving {len(config.series)} series ({', '.join(config.series)}) at {url}, each request "
                 "decided by the gateway.", err=True))
         finally:

@@ -6,7 +6,9 @@ the release list, each release and the event stream. Only ``/healthz`` and ``/se
 of the series, public catalogue metadata) answer without a presentation.
 
 A watcher thread polls each series' source every ``poll_seconds``: each release it has not seen is announced to
-the stream's subscribers and pushed to the series' recipients (``deliveries``).
+the stream's subscribers and pushed to the series' recipients (``deliveries``). The watcher must run in the
+process that serves the streams (under ``cead provider serve``, the server's worker: ``after_fork`` then
+``start``).
 """
 from __future__ import annotations
 
@@ -161,17 +163,44 @@ class Provider:
         return out
 
     def start(self) -> "Provider":
-        self.poll_once()
+        """Note what the sources hold now (there already: not announced), then watch them in a thread, which pushes
+        at once and after every ``poll_seconds``."""
+        with self._poll_lock:
+            self._look()
+        self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="cead-provider-watch", daemon=True)
         self._thread.start()
         return self
 
+    def after_fork(self) -> None:
+        """In a server's worker process, before ``start``: no database connection shared with the parent."""
+        for series in self.config.series.values():
+            dispose = getattr(series.source, "dispose", None)
+            if dispose is not None:
+                dispose()
+        engine = getattr(getattr(self.wallet, "_node", None), "_engine", None)
+        if engine is not None:
+            engine.dispose(close=False)
+
+    def _look(self) -> None:
+        known = self.known if self.known is not None else {}
+        self.known = known
+        for series in self.config.series.values():
+            if series.name in known:
+                continue
+            try:
+                known[series.name] = {r.id for r in series.source.releases()}
+            except CeadError as exc:
+                log.warning("series %s: %s", series.name, exc.message)
+
     def _watch(self) -> None:
-        while not self._stop.wait(self.config.poll_seconds):
+        while not self._stop.is_set():
             try:
                 self.poll_once()
             except Exception:   # keep watching; the fault is in the log
                 log.exception("provider poll failed")
+            if self._stop.wait(self.config.poll_seconds):
+                break
 
     def stop(self) -> None:
         self._stop.set()

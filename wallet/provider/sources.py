@@ -117,6 +117,10 @@ class DatabaseSource:
                               sa.Column(c["media_type"], sa.String), sa.Column(c["body"]), schema=schema)
         self._sa = sa
 
+    def dispose(self) -> None:
+        """Forget the pooled connections (in a worker process after a fork: never share a parent's connection)."""
+        self.engine.dispose(close=False)
+
     def _run(self, statement):
         try:
             with self.engine.connect() as conn:
