@@ -44,10 +44,11 @@ def serve(config_path, host, port, tls_cert, tls_key, check) -> None:
         wallet = _wallet(config) if any(s.push for s in config.series.values()) else None
         for series in config.series.values():
             series.source.releases()      # a source that cannot be read is said now, not at the first request
+        service = Provider(config, decider, wallet)
+        service.check_push_targets()   # the node's network rules: where pushes may go
         if check:
             click.echo(json.dumps({"ok": True, "series": {s.name: s.dataset for s in config.series.values()}}))
             return
-        service = Provider(config, decider, wallet)
 
         def in_worker() -> None:
             # the watcher runs in the server's worker process, beside the event streams it announces to (a thread

@@ -6,9 +6,9 @@ the release list, each release and the event stream. Only ``/healthz`` and ``/se
 of the series, public catalogue metadata) answer without a presentation.
 
 A watcher thread polls each series' source every ``poll_seconds``: each release it has not seen is announced to
-the stream's subscribers and pushed to the series' recipients (``deliveries``). The watcher must run in the
-process that serves the streams (under ``cead provider serve``, the server's worker: ``after_fork`` then
-``start``).
+the stream's subscribers and pushed to the series' recipients (``deliveries``), through the provider's node's
+network rules (``Node.fetcher()``). The watcher must run in the process that serves the streams (under
+``cead provider serve``, the server's worker: ``after_fork`` then ``start``).
 """
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import get_current_url
 
 from verifier.decision import DECISION_HEADER
+from verifier.http import Fetcher
 from verifier.middleware import CeadMiddleware
 from verifier.results import CeadError, Problem
 
-from .config import ProviderConfig, Series
-from .deliveries import Delivery, DeliveryLog, deliver
+from .config import ProviderConfig, Series, bad
+from .deliveries import Delivery, DeliveryLog, deliver, refusal
 from .sources import Release, page, parse_time
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,18 @@ def _problem(status: int, code: str, message: str, headers: dict | None = None) 
 
 
 class Provider:
-    def __init__(self, config: ProviderConfig, decider, wallet=None, *, session=None):
+    """``guard``: the ``verifier.http.Fetcher`` pushes go through; by default the network rules of the wallet's
+    node (``node.fetcher()``), or production rules (https, public addresses only) for a wallet without a node.
+    Pushes trust the configuration's ``ca_bundle``, else the node's ``network.ca_bundle``."""
+
+    def __init__(self, config: ProviderConfig, decider, wallet=None, *, guard: Fetcher | None = None):
         self.config = config
         self.decider = decider
         self.wallet = wallet
-        self.session = session
+        node = getattr(wallet, "_node", None)
+        self.guard = guard if guard is not None else (node.fetcher() if node is not None else Fetcher())
+        self.setting = f"{node.home / 'config.yaml'}" if node is not None else None   # where allow_private is
+        self.verify: str | bool = config.ca_bundle or self.guard.ca_bundle or True
         self.announcer = Announcer()
         self.deliveries = DeliveryLog(config.state)
         self.known: dict[str, set[str]] | None = None
@@ -155,12 +163,25 @@ class Provider:
                     continue
                 if body is None:
                     continue
-                delivery = deliver(self.wallet, series.name, release, body, target, session=self.session,
-                                   verify=self.config.ca_bundle or True)
+                delivery = deliver(self.wallet, series.name, release, body, target, guard=self.guard,
+                                   verify=self.verify, setting=self.setting)
                 self.deliveries.record(delivery)
                 log.info("push %s %s to %s: %s", series.name, release.id, target.url, delivery.outcome)
                 out.append(delivery)
         return out
+
+    def check_push_targets(self) -> None:
+        """Refuse, before anything is served, a push target the node's network rules would never let a push reach
+        (``provider.config_invalid`` naming its key, the address and the setting). A name that does not resolve now
+        is left to the pushes (tried again until it does)."""
+        for series in self.config.series.values():
+            for target in series.push:
+                try:
+                    self.guard.check(target.url)
+                except CeadError as exc:
+                    if exc.code == "http.unreachable":
+                        continue
+                    raise bad(f"{target.key}.url", refusal(target.url, exc, self.setting)) from None
 
     def start(self) -> "Provider":
         """Note what the sources hold now (there already: not announced), then watch them in a thread, which pushes
