@@ -595,7 +595,16 @@ def test_a_push_that_cannot_reach_the_recipient_is_recorded_and_retried(estate, 
                         w["council_wallet"])
     first = provider.poll_once()
     assert [(d.outcome, d.reasons[0]["code"]) for d in first] == [("failed", "provider.push_failed")]
+    assert "the connection was refused" in first[0].reasons[0]["message"]
     assert first[0].receipt is None
-    second = provider.poll_once()                     # not final: tried again at the next poll
+    # not final: tried again after poll_seconds (0.25 s here), then after twice as long each time (not a line in the
+    # log at every poll while a recipient is down)
+    assert provider.poll_once() == []
+    time.sleep(0.3)
+    second = provider.poll_once()
     assert [d.outcome for d in second] == ["failed"]
-    assert len(provider.deliveries.records) == 2
+    time.sleep(0.3)
+    assert provider.poll_once() == []                 # now waiting 0.5 s
+    time.sleep(0.45)
+    assert [d.outcome for d in provider.poll_once()] == ["failed"]
+    assert len(provider.deliveries.records) == 3

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import click
@@ -38,6 +39,7 @@ def serve(config_path, host, port, tls_cert, tls_key, check) -> None:
 
     from .config import load_config
     from .service import Provider
+    _log_to_stderr()    # what the sources and pushes say (a row not served, a push refused), as it happens
     try:
         config = load_config(config_path)
         decider = Decider(load_policy(config.policy))
@@ -63,6 +65,33 @@ def serve(config_path, host, port, tls_cert, tls_key, check) -> None:
             service.stop()
     except CeadError as exc:
         _fail(exc)
+
+
+def _log_to_stderr() -> None:
+    """Each push (delivered, refused, failed and when it is tried again), each source that cannot be read and each
+    row a table holds that cannot be served, one line on stderr: the delivery log has the whole record of pushes
+    (docs/provider.md)."""
+    logger = logging.getLogger("wallet.provider")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a line is written."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def _wallet(config):

@@ -7,7 +7,8 @@ of the series, public catalogue metadata) answer without a presentation.
 
 A watcher thread polls each series' source every ``poll_seconds``: each release it has not seen is announced to
 the stream's subscribers and pushed to the series' recipients (``deliveries``), through the provider's node's
-network rules (``Node.fetcher()``). The watcher must run in the process that serves the streams (under
+network rules (``Node.fetcher()``). A push that fails is tried again after ``poll_seconds``, then after twice as
+long each time, up to ``RETRY_MAX_SECONDS``. The watcher must run in the process that serves the streams (under
 ``cead provider serve``, the server's worker: ``after_fork`` then ``start``).
 """
 from __future__ import annotations
@@ -28,12 +29,13 @@ from verifier.middleware import CeadMiddleware
 from verifier.results import CeadError, Problem
 
 from .config import ProviderConfig, Series, bad
-from .deliveries import Delivery, DeliveryLog, deliver, refusal
+from .deliveries import DELIVERED, FAILED, Delivery, DeliveryLog, deliver, refusal
 from .sources import Release, page, parse_time
 
 log = logging.getLogger(__name__)
 
 SERIES_ENV = "cead.provider.series"
+RETRY_MAX_SECONDS = 300.0     # a recipient that stays unreachable is tried at least this often
 
 
 def request_url(environ, public_url: str | None = None) -> str:
@@ -101,6 +103,7 @@ class Provider:
         self.guard = guard if guard is not None else (node.fetcher() if node is not None else Fetcher())
         self.setting = f"{node.home / 'config.yaml'}" if node is not None else None   # where allow_private is
         self.verify: str | bool = config.ca_bundle or self.guard.ca_bundle or True
+        self._retry: dict[tuple, tuple[int, float]] = {}   # what failed: (failures, when to try again)
         self.announcer = Announcer()
         self.deliveries = DeliveryLog(config.state)
         self.known: dict[str, set[str]] | None = None
@@ -149,12 +152,28 @@ class Provider:
             attempted += self._push(series, releases)
         return attempted
 
+    def _due(self, key: tuple, now: float) -> bool:
+        return key not in self._retry or self._retry[key][1] <= now
+
+    def _failed(self, key: tuple) -> float:
+        """Record one more failure of ``key``; returns how long until it is tried again."""
+        failures = self._retry.get(key, (0, 0.0))[0] + 1
+        wait = min(self.config.poll_seconds * 2 ** (failures - 1), RETRY_MAX_SECONDS)
+        self._retry[key] = (failures, time.monotonic() + wait)
+        return wait
+
     def _push(self, series: Series, releases: list[Release]) -> list[Delivery]:
         out = []
         for target in series.push:
+            # a target that did not answer waits as a whole (one attempt, one line in the log, per wait); a release
+            # it answered with an error for waits on its own
+            reach = (series.name, target.url)
+            if not self._due(reach, time.monotonic()):
+                continue
             for release in releases:
-                if self.deliveries.done(series.name, release.id, target.url) or (
-                        target.after is not None and release.issued <= target.after):
+                key = (series.name, release.id, target.url)
+                if self.deliveries.done(*key) or (target.after is not None and release.issued <= target.after) \
+                        or not self._due(key, time.monotonic()):
                     continue
                 try:
                     body = series.source.body(release.id)
@@ -166,8 +185,22 @@ class Provider:
                 delivery = deliver(self.wallet, series.name, release, body, target, guard=self.guard,
                                    verify=self.verify, setting=self.setting)
                 self.deliveries.record(delivery)
-                log.info("push %s %s to %s: %s", series.name, release.id, target.url, delivery.outcome)
                 out.append(delivery)
+                if delivery.outcome != FAILED:
+                    self._retry.pop(key, None)
+                    self._retry.pop(reach, None)
+                    log.log(logging.INFO if delivery.outcome == DELIVERED else logging.WARNING,
+                            "push %s %s to %s: %s%s%s", series.name, release.id, target.url, delivery.outcome,
+                            f" (HTTP {delivery.status}{', receipt kept' if delivery.receipt else ''})"
+                            if delivery.status else "", "".join(f"; {r.get('code')}: {r.get('message')}"
+                                                                for r in delivery.reasons))
+                    continue
+                unanswered = delivery.status is None
+                wait = self._failed(reach if unanswered else key)
+                log.warning("push %s %s to %s: failed; %s (tried again in %g s)", series.name, release.id,
+                            target.url, "; ".join(str(r.get("message")) for r in delivery.reasons), wait)
+                if unanswered:
+                    break
         return out
 
     def check_push_targets(self) -> None:
