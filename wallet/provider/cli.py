@@ -45,7 +45,11 @@ def serve(config_path, host, port, tls_cert, tls_key, check) -> None:
         decider = Decider(load_policy(config.policy))
         wallet = _wallet(config) if any(s.push for s in config.series.values()) else None
         for series in config.series.values():
-            series.source.releases()      # a source that cannot be read is said now, not at the first request
+            try:      # a source that cannot be read is said now, not at the first request
+                series.source.releases()
+            except CeadError as exc:
+                raise CeadError(exc.code, exc.message if exc.message.startswith(f"series.{series.name}")
+                                else f"series.{series.name}.source: {exc.message}", **exc.detail) from None
         service = Provider(config, decider, wallet)
         service.check_push_targets()   # the node's network rules: where pushes may go
         if check:

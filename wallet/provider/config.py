@@ -130,7 +130,10 @@ def _source(data: Any, where: str, base: Path, ca_bundle: str | None):
             if not Path(path).is_file():
                 raise bad(f"{where}.database", f"no SQLite database file {path}; the provider reads an existing one "
                           "and creates nothing.")
-        return DatabaseSource(url, table, columns, data.get("schema"))
+        schema = data.get("schema")
+        if schema is not None and (not isinstance(schema, str) or not schema):
+            raise bad(f"{where}.schema", "give the name of the schema that holds the table.")
+        return DatabaseSource(url, table, columns, schema, where=where, given=data["database"])
     url = _https(f"{where}.api", data["api"])
     env = data.get("api_key_env")
     if not isinstance(env, str) or not env:

@@ -85,6 +85,12 @@ class Announcer:
                 self._cond.wait(left)
 
 
+def _without_key(message: str, series: Series) -> str:
+    """A source's message without the ``series.<name>.source:`` it may start with (the log line names the series)."""
+    prefix = f"series.{series.name}.source: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
 def _problem(status: int, code: str, message: str, headers: dict | None = None) -> Response:
     body = json.dumps({"problems": [Problem(code, message).to_dict()]})
     return Response(body, status=status, mimetype="application/json", headers=headers)
@@ -104,6 +110,7 @@ class Provider:
         self.setting = f"{node.home / 'config.yaml'}" if node is not None else None   # where allow_private is
         self.verify: str | bool = config.ca_bundle or self.guard.ca_bundle or True
         self._retry: dict[tuple, tuple[int, float]] = {}   # what failed: (failures, when to try again)
+        self._down: dict[str, str] = {}                     # series whose source cannot be read: why
         self.announcer = Announcer()
         self.deliveries = DeliveryLog(config.state)
         self.known: dict[str, set[str]] | None = None
@@ -140,8 +147,10 @@ class Provider:
             try:
                 releases = series.source.releases()
             except CeadError as exc:
-                log.warning("series %s: %s", series.name, exc.message)
+                self._source_down(series, exc)
                 continue
+            if self._down.pop(series.name, None) is not None:
+                log.info("series %s: its source can be read again", series.name)
             first = series.name not in known     # what a source holds when first read was there already
             seen = known.setdefault(series.name, set())
             for release in releases:
@@ -151,6 +160,12 @@ class Provider:
                         self.announcer.announce(series.name, release)
             attempted += self._push(series, releases)
         return attempted
+
+    def _source_down(self, series: Series, exc: CeadError) -> None:
+        """Say that a source cannot be read, once until what is wrong changes (not at every poll)."""
+        if self._down.get(series.name) != exc.message:
+            self._down[series.name] = exc.message
+            log.warning("series %s: %s", series.name, _without_key(exc.message, series))
 
     def _due(self, key: tuple, now: float) -> bool:
         return key not in self._retry or self._retry[key][1] <= now
@@ -245,7 +260,7 @@ class Provider:
             try:
                 known[series.name] = {r.id for r in series.source.releases()}
             except CeadError as exc:
-                log.warning("series %s: %s", series.name, exc.message)
+                self._source_down(series, exc)
 
     def _watch(self) -> None:
         while not self._stop.is_set():
@@ -300,8 +315,12 @@ class Provider:
             return Response(json.dumps(self.listing(series, request)), mimetype="application/json",
                             headers=extra)(environ, start_response)
         except CeadError as exc:
-            status = 503 if exc.code in ("provider.source_unavailable", "provider.upstream_failed") else 400
-            return _problem(status, exc.code, exc.message)(environ, start_response)
+            if exc.code in ("provider.source_unavailable", "provider.upstream_failed"):
+                # the operator's log has where and why (a database host, an upstream URL); the client, that it failed
+                log.warning("series %s: %s", series.name, _without_key(exc.message, series))
+                return _problem(503, exc.code, f"The source of series {series.name} cannot be read now; try again "
+                                "shortly.", {"Retry-After": "5"})(environ, start_response)
+            return _problem(400, exc.code, exc.message)(environ, start_response)
 
     def _limit(self, request: Request) -> int:
         raw = request.args.get("limit")
@@ -382,7 +401,9 @@ class Provider:
                     yield b": heartbeat\n\n"
             yield b"event: end\ndata: {\"reason\": \"maximum stream duration\"}\n\n"
         except CeadError as exc:
-            yield b"event: error\ndata: " + json.dumps(exc.problem.to_dict()).encode() + b"\n\n"
+            log.warning("series %s: %s", series.name, _without_key(exc.message, series))
+            problem = Problem(exc.code, f"The source of series {series.name} cannot be read now; reconnect shortly.")
+            yield b"event: error\ndata: " + json.dumps(problem.to_dict()).encode() + b"\n\n"
 
 
 class _Held:
