@@ -595,7 +595,332 @@ def test_a_push_that_cannot_reach_the_recipient_is_recorded_and_retried(estate, 
                         w["council_wallet"])
     first = provider.poll_once()
     assert [(d.outcome, d.reasons[0]["code"]) for d in first] == [("failed", "provider.push_failed")]
+    assert "the connection was refused" in first[0].reasons[0]["message"]
     assert first[0].receipt is None
-    second = provider.poll_once()                     # not final: tried again at the next poll
+    # not final: tried again after poll_seconds (0.25 s here), then after twice as long each time (not a line in the
+    # log at every poll while a recipient is down)
+    assert provider.poll_once() == []
+    time.sleep(0.3)
+    second = provider.poll_once()
     assert [d.outcome for d in second] == ["failed"]
-    assert len(provider.deliveries.records) == 2
+    time.sleep(0.3)
+    assert provider.poll_once() == []                 # now waiting 0.5 s
+    time.sleep(0.45)
+    assert [d.outcome for d in provider.poll_once()] == ["failed"]
+    assert len(provider.deliveries.records) == 3
+
+
+# ---- following docs/provider.md as a gateway operator: `cead provider serve` as its own process ----------------------
+# The three integrations a review found never run end to end: the push to a recipient's ingest endpoint, the event
+# stream read by a real client, and a PostgreSQL table as the source, each through the command itself (its server
+# forks a worker, which the in-process tests above never do), on 127.0.0.1 with real HTTPS.
+
+WALK_COLLECTION = "https://data.gov.scot/dataset/housing-returns-walk"
+
+
+def sha256(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+class Served:
+    """``cead provider serve`` in its own process: its URL, and its stderr as it comes (read in a thread, so that
+    the pipe never fills)."""
+
+    def __init__(self, config: Path, tls: Path, env: dict | None = None):
+        import subprocess
+        import sys
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cead.cli", "provider", "serve", "--config", str(config), "--port", "0",
+             "--tls-cert", str(tls / "server.pem"), "--tls-key", str(tls / "server-key.pem")],
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "CEAD_PASSPHRASE": PASSPHRASE.decode(),
+                                                    **(env or {})})
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        line = self.wait_for("Serving ")
+        self.url = line.split(" at ", 1)[1].split(",", 1)[0]
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if text in line]
+            if found:
+                return found[0]
+            assert self.process.poll() is None, "\n".join(self.lines)
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in the provider's stderr:\n" + "\n".join(self.lines))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.reader.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def walk(estate, tmp_path_factory):
+    """A recipient's ingest endpoint for one more collection (behind its own gateway, with a receipt key), the
+    council approved to push to it, and `cead dev-ca`'s certificate for the command's own HTTPS. Every CA is in
+    the council node's network.ca_bundle, as docs/quickstart.md sets it up."""
+    import subprocess
+    import sys
+    w = estate
+    tmp = tmp_path_factory.mktemp("walk")
+    subprocess.run([sys.executable, "-m", "cead.cli", "dev-ca", "--out", str(tmp / "dev-ca")], check=True,
+                   capture_output=True)
+    approval = service.issue(w["sg"], _approval(w["sg"].did, w["council"].did, [WALK_COLLECTION]))
+    assert w["council_wallet"].import_credential(approval.credential).ok
+    key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
+    (tmp / "receipt.jwk").write_text(key.export_private())
+    policy = parse_policy({"controllers": [{"dataset": WALK_COLLECTION, "controller": w["sg"].did}],
+                           "network": {"allow_private": True, "ca_bundle": w["bundle"]},
+                           "caches": {"status_lists": {"size": 16, "ttl": 0}},
+                           "receipts": {"key": str(tmp / "receipt.jwk")}})
+    with https_server(ingest_app(Decider(policy), {"walk": WALK_COLLECTION}, tmp / "collections")) as (base, ca):
+        with open(w["bundle"], "a") as bundle:       # the node's ca_bundle file: the dev CA and the recipient's
+            bundle.write(Path(ca).read_text() + (tmp / "dev-ca" / "ca.pem").read_text())
+        yield {**w, "walk_tmp": tmp, "ingest": base + "/ingest/walk", "store": tmp / "collections" / "walk",
+               "walk_receipt_public": PublicKey.from_jwk(key.export_public(as_dict=True)), "tls": tmp / "dev-ca"}
+
+
+def events_of(stream, deadline: float):
+    """(event, id, data) of each server-sent event, as it arrives."""
+    kind = ident = None
+    for line in stream.iter_lines(chunk_size=None, decode_unicode=True):
+        assert time.monotonic() < deadline, "no event in time"
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("id: "):
+            ident = line[4:]
+        elif line.startswith("data: "):
+            yield kind, ident, json.loads(line[6:])
+            kind = ident = None
+
+
+def test_walk_push_and_event_stream_through_the_command(walk):
+    """docs/provider.md, followed literally: the worked configuration (files, a push with `from`, no `ca_bundle`:
+    the node's is used), run as `cead provider serve`. Before: the watcher thread ran in the process that holds
+    the port while the forked worker served the streams, so a subscriber never heard of a new release; a push
+    trusted only the configuration's ca_bundle (the node's was ignored: "Could not reach ...: SSLError" every
+    second, and nothing said on stderr)."""
+    w = walk
+    tmp = w["walk_tmp"]
+    returns = tmp / "returns"
+    returns.mkdir()
+    before_from = csv_for("2025-26 Q3", 70).encode()
+    first = csv_for("2025-26 Q4", 120).encode() + b"Fife,2025-26 Q4,7\n"
+    (returns / "2025-12-31-q3.csv").write_bytes(before_from)
+    (returns / "2026-03-31-q4.csv").write_bytes(first)
+    (tmp / "provider.yaml").write_text(yaml.safe_dump({
+        "policy": str(w["tmp"] / "policy.yaml"), "node": str(w["tmp"] / "council"), "state": "state",
+        "poll_seconds": 0.2, "stream": {"heartbeat_seconds": 0.5},
+        "series": {"housing-quarterly": {
+            "dataset": QUARTERLY, "title": "Quarterly housing return", "source": {"files": "returns"},
+            "push": [{"url": w["ingest"], "dataset": WALK_COLLECTION, "purpose": P_STATS, "from": "2026-01-01"}]}}}))
+    served = Served(tmp / "provider.yaml", w["tls"])
+    try:
+        # the release there at the start is pushed at once (and the one before `from` never)
+        served.wait_for("push housing-quarterly 2026-03-31-q4 to")
+        auth = CeadAuth(w["regulator_wallet"], dataset=QUARTERLY, purpose=P_STATS)
+        stream = requests.get(served.url + "/series/housing-quarterly/events", auth=auth, stream=True,
+                              verify=w["bundle"], timeout=30)
+        try:
+            assert stream.status_code == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
+            assert verify_receipt(stream.headers["Cead-Receipt"], w["provider_receipt_public"])["decision"] == "allow"
+            second = csv_for("2026-27 Q1", 99).encode()
+            (returns / ".2026-06-30-q1.csv.tmp").write_bytes(second)          # written, then renamed (the docs)
+            os.replace(returns / ".2026-06-30-q1.csv.tmp", returns / "2026-06-30-q1.csv")
+            kind, ident, data = next(e for e in events_of(stream, time.monotonic() + 20) if e[0] == "release")
+            assert (kind, ident, data["id"]) == ("release", "2026-06-30-q1", "2026-06-30-q1")
+            assert data["url"] == served.url + "/series/housing-quarterly/releases/2026-06-30-q1"
+        finally:
+            stream.close()
+        fetched = requests.get(data["url"], auth=auth, verify=w["bundle"], timeout=30)
+        assert fetched.status_code == 200 and sha256(fetched.content) == sha256(second)
+        served.wait_for("push housing-quarterly 2026-06-30-q1 to")
+    finally:
+        served.stop()
+    # what moved: each release whole in the recipient's store, the one before `from` not at all
+    assert sorted(p.name for p in w["store"].iterdir() if not p.name.startswith(".")) == [
+        "2026-03-31-q4.csv", "2026-06-30-q1.csv"]
+    for name, body in (("2026-03-31-q4", first), ("2026-06-30-q1", second)):
+        assert sha256((w["store"] / f"{name}.csv").read_bytes()) == sha256(body)
+    # each delivery recorded with the recipient gateway's signed receipt of exactly those bytes and rows
+    log = [json.loads(line) for line in (tmp / "state" / "deliveries.jsonl").read_text().splitlines()]
+    assert [(d["release"], d["outcome"], d["status"], d["decision"]) for d in log] == [
+        ("2026-03-31-q4", "delivered", 201, "allow"), ("2026-06-30-q1", "delivered", 201, "allow")]
+    for delivery, body in zip(log, (first, second)):
+        claims = verify_receipt(delivery["receipt"], w["walk_receipt_public"])
+        assert claims["decision"] == "allow" and claims["holder"] == w["council"].did
+        assert claims["payload"]["direction"] == "push" and claims["payload"]["sha256"] == sha256(body)
+        assert claims["payload"]["rows"] == body.count(b"\n") - 1
+    # ... and the council's wallet kept its copy of each, checked against the bytes it sent
+    kept = {r.token: r for r in receipt_store.listing(w["council_wallet"].engine)}
+    assert all(kept[d["receipt"]].payload_check == "matches" for d in log)
+    # the operator saw each push on stderr
+    assert sum("delivered (HTTP 201, receipt kept)" in line for line in served.lines) == 2, served.lines
+
+
+def test_walk_push_targets_follow_the_node_s_network_rules(walk, tmp_path, monkeypatch):
+    """A push goes through the node's fetcher: https only, no loopback or private address unless the node's
+    network.allow_private says so, the connected peer checked on the socket, before the presentation or the release
+    is sent. Before, any URL the configuration named was POSTed to with a plain session (127.0.0.1 included, whatever
+    the node's rules), and a certificate failure said only "SSLError"."""
+    from click.testing import CliRunner
+    from cead.cli import main
+    from verifier.http import Fetcher
+    w = walk
+    returns = tmp_path / "returns"
+    returns.mkdir()
+    (returns / "2026-09-30-q2.csv").write_text(csv_for("2026-27 Q2", 80))
+    # a node with production rules (no private addresses): the command refuses to start, naming the target, the
+    # address and the setting
+    strict, _ = Node.init(tmp_path / "strict", "Strict Council", PASSPHRASE, domain="council.example",
+                          network={"ca_bundle": w["bundle"]})
+    config = {"policy": str(w["tmp"] / "policy.yaml"), "node": str(strict.home), "state": str(tmp_path / "state"),
+              "series": {"q": {"dataset": QUARTERLY, "source": {"files": str(returns)},
+                               "push": [{"url": w["ingest"], "dataset": WALK_COLLECTION}]}}}
+    (tmp_path / "provider.yaml").write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(main, ["provider", "serve", "--config", str(tmp_path / "provider.yaml"), "--check"],
+                                env={"CEAD_PASSPHRASE": PASSPHRASE.decode()})
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"provider.config_invalid: series.q.push[0].url: {w['ingest']} is at 127.0.0.1" in result.output
+    assert f"network.allow_private: true in {strict.home / 'config.yaml'}" in result.output
+    # plain http is refused in the configuration (the presentation and the release never go in clear)
+    with pytest.raises(CeadError) as err:
+        parse_config({**config, "series": {"q": {**config["series"]["q"], "push": [
+            {"url": w["ingest"].replace("https://", "http://"), "dataset": WALK_COLLECTION}]}}}, tmp_path / "p.yaml")
+    assert err.value.detail["key"] == "series.q.push[0].url"
+
+    received: list = []
+
+    def recorder(environ, start_response):
+        received.append(environ["PATH_INFO"])
+        start_response("201 Created", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    council = parse_config({**config, "node": str(w["tmp"] / "council")}, tmp_path / "provider.yaml")
+    with https_server(recorder) as (base, ca):
+        council.series["q"].push[0].url = base + "/ingest/walk"
+        # a name that resolved to a public address when checked and connects to 127.0.0.1 (DNS rebinding): the
+        # connected peer is refused before anything is sent
+        monkeypatch.setattr(Fetcher, "_check_addresses", lambda self, url, host, port: None)
+        provider = Provider(council, w["provider"].decider, w["council_wallet"],
+                            guard=Fetcher(ca_bundle=ca, timeout=10))
+        [refused] = provider.poll_once()
+        assert refused.outcome == "failed" and refused.reasons[0]["code"] == "provider.push_failed"
+        assert refused.reasons[0]["detail"] == {"cause": "http.address_refused", "address": "127.0.0.1"}
+        assert "127.0.0.1" in refused.reasons[0]["message"] and "network.allow_private" in refused.reasons[0]["message"]
+        assert received == []
+        monkeypatch.undo()
+        # a certificate the node does not trust: said as such, with the setting that fixes it
+        provider = Provider(council, w["provider"].decider, w["council_wallet"])
+        [untrusted] = provider.poll_once()
+        assert untrusted.outcome == "failed" and untrusted.reasons[0]["detail"]["cause"] == "http.certificate_untrusted"
+        assert "is not trusted" in untrusted.reasons[0]["message"] and "ca_bundle" in untrusted.reasons[0]["message"]
+        assert received == []
+        # the node's rules allow 127.0.0.1 and the configuration names the recipient's CA: it goes
+        council.ca_bundle = ca
+        [sent] = Provider(council, w["provider"].decider, w["council_wallet"]).poll_once()
+        assert sent.outcome == "delivered" and received == ["/ingest/walk"]
+
+
+@pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"),
+                    reason="CEAD_TEST_DATABASE_URL is not set: no PostgreSQL to serve a release table from")
+def test_walk_a_postgresql_table_served_and_streamed_through_the_command(walk, tmp_path):
+    """The database source of docs/provider.md on a real PostgreSQL, through the command: listed, fetched byte for
+    byte, and a row inserted later announced on the stream. Before: a row whose body was NULL was listed and its
+    fetch answered 500 with a traceback; a row whose id could not be a URL segment was listed with a URL that
+    answered 404; a source error named neither the series nor the key, and showed the driver's URL."""
+    import sqlalchemy as sa
+    w = walk
+    url = os.environ["CEAD_TEST_DATABASE_URL"]
+    schema = f"walk_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    bodies = {f"2026-0{m}": csv_for(f"2026-0{m}", 40 + m).encode() for m in (1, 2, 3)}
+    insert = sa.text(f'INSERT INTO "{schema}".releases VALUES (:id, :at, \'text/csv\', :body)')
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(sa.text(f'CREATE TABLE "{schema}".releases (release_id text PRIMARY KEY, issued timestamptz, '
+                             'media_type text, body bytea)'))
+        for m, (rid, body) in enumerate(bodies.items(), start=1):
+            conn.execute(insert, {"id": rid, "at": f"2026-0{m}-28T09:00:00Z", "body": body})
+        conn.execute(insert, {"id": "2026-04", "at": "2026-04-28T09:00:00Z", "body": None})   # not yet written
+        conn.execute(insert, {"id": "2026/05 final", "at": "2026-05-28T09:00:00Z", "body": b"a\n1\n"})
+    source = {"database": url, "schema": schema, "table": "releases",
+              "columns": {"id": "release_id", "issued": "issued", "media_type": "media_type", "body": "body"}}
+    config = {"policy": str(w["tmp"] / "policy.yaml"), "state": str(tmp_path / "state"), "poll_seconds": 0.2,
+              "stream": {"heartbeat_seconds": 0.5},
+              "series": {"monthly": {"dataset": MONTHLY_DB, "source": source}}}
+    try:
+        from click.testing import CliRunner
+        from cead.cli import main
+        # a table that is not there: one line naming the series, the table and the database, no traceback
+        (tmp_path / "wrong.yaml").write_text(yaml.safe_dump({**config, "series": {"monthly": {
+            "dataset": MONTHLY_DB, "source": {**source, "table": "release"}}}}))
+        wrong = CliRunner().invoke(main, ["provider", "serve", "--config", str(tmp_path / "wrong.yaml"), "--check"])
+        assert wrong.exit_code == 2 and "Traceback" not in wrong.output
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        assert f"provider.source_unavailable: series.monthly.source: the release table {schema}.release at " \
+               f"{shown} cannot be read: relation " in wrong.output, wrong.output
+        # a password in the URL is never shown (docs: give it in PGPASSWORD or ~/.pgpass)
+        (tmp_path / "secret.yaml").write_text(yaml.safe_dump({**config, "series": {"monthly": {
+            "dataset": MONTHLY_DB, "source": {**source, "database": "postgresql://cead:s3cret@127.0.0.1:1/test"}}}}))
+        secret = CliRunner().invoke(main, ["provider", "serve", "--config", str(tmp_path / "secret.yaml"), "--check"])
+        assert secret.exit_code == 2 and "cead:***@127.0.0.1:1/test" in secret.output
+        assert "s3cret" not in secret.output
+
+        (tmp_path / "provider.yaml").write_text(yaml.safe_dump(config))
+        served = Served(tmp_path / "provider.yaml", w["tls"])
+        try:
+            served.wait_for("row '2026/05 final' of")
+            auth = CeadAuth(w["regulator_wallet"], dataset=MONTHLY_DB, purpose=P_STATS)
+            listed = requests.get(served.url + "/series/monthly/releases", auth=auth, verify=w["bundle"], timeout=30)
+            assert listed.status_code == 200
+            assert [r["id"] for r in listed.json()["releases"]] == list(bodies)     # no NULL body, no bad id
+            for release in listed.json()["releases"]:
+                got = requests.get(release["url"], auth=auth, verify=w["bundle"], timeout=30)
+                assert got.status_code == 200 and got.headers["Content-Type"].startswith("text/csv")
+                assert sha256(got.content) == sha256(bodies[release["id"]])
+            stream = requests.get(served.url + "/series/monthly/events", auth=auth, stream=True, verify=w["bundle"],
+                                  timeout=30)
+            try:
+                assert stream.status_code == 200
+                new = csv_for("2026-06", 61).encode()
+                with engine.begin() as conn:
+                    conn.execute(insert, {"id": "2026-06", "at": "2026-06-28T09:00:00Z", "body": new})
+                    conn.execute(sa.text(f'UPDATE "{schema}".releases SET body = :b WHERE release_id = \'2026-04\''),
+                                 {"b": csv_for("2026-04", 44).encode()})     # its body written: released now
+                events = events_of(stream, time.monotonic() + 20)
+                announced = {next(e for e in events if e[0] == "release")[1] for _ in range(2)}
+                assert announced == {"2026-04", "2026-06"}
+            finally:
+                stream.close()
+            got = requests.get(served.url + "/series/monthly/releases/2026-06", auth=auth, verify=w["bundle"],
+                               timeout=30)
+            assert got.status_code == 200 and sha256(got.content) == sha256(new)
+            # the table goes away: the client is told the source cannot be read (not where the database is); the
+            # operator is told which table, where and why, once (not at every poll), and when it is back
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'ALTER TABLE "{schema}".releases RENAME TO gone'))
+            served.wait_for("series monthly: the release table")
+            down = requests.get(served.url + "/series/monthly/releases", auth=auth, verify=w["bundle"], timeout=30)
+            assert down.status_code == 503 and down.headers["Retry-After"]
+            assert down.json()["problems"][0]["code"] == "provider.source_unavailable"
+            assert schema not in down.text and shown not in down.text
+            time.sleep(1.2)                                   # six polls
+            said = [line for line in served.lines if f"the release table {schema}.releases at" in line]
+            assert len(said) == 2, said                       # the watcher's once, and the request's
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'ALTER TABLE "{schema}".gone RENAME TO releases'))
+            served.wait_for("series monthly: its source can be read again")
+        finally:
+            served.stop()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import click
@@ -38,24 +39,63 @@ def serve(config_path, host, port, tls_cert, tls_key, check) -> None:
 
     from .config import load_config
     from .service import Provider
+    _log_to_stderr()    # what the sources and pushes say (a row not served, a push refused), as it happens
     try:
         config = load_config(config_path)
         decider = Decider(load_policy(config.policy))
         wallet = _wallet(config) if any(s.push for s in config.series.values()) else None
         for series in config.series.values():
-            series.source.releases()      # a source that cannot be read is said now, not at the first request
+            try:      # a source that cannot be read is said now, not at the first request
+                series.source.releases()
+            except CeadError as exc:
+                raise CeadError(exc.code, exc.message if exc.message.startswith(f"series.{series.name}")
+                                else f"series.{series.name}.source: {exc.message}", **exc.detail) from None
+        service = Provider(config, decider, wallet)
+        service.check_push_targets()   # the node's network rules: where pushes may go
         if check:
             click.echo(json.dumps({"ok": True, "series": {s.name: s.dataset for s in config.series.values()}}))
             return
-        service = Provider(config, decider, wallet).start()
+
+        def in_worker() -> None:
+            # the watcher runs in the server's worker process, beside the event streams it announces to (a thread
+            # started here, before the fork, would not exist there); one worker, so each release is pushed once
+            service.after_fork()
+            service.start()
         try:
-            serve_wsgi(service, host, port, tls_cert, tls_key, announce=lambda url: click.echo(
+            serve_wsgi(service, host, port, tls_cert, tls_key, post_fork=in_worker, announce=lambda url: click.echo(
                 f"Serving {len(config.series)} series ({', '.join(config.series)}) at {url}, each request "
                 "decided by the gateway.", err=True))
         finally:
             service.stop()
     except CeadError as exc:
         _fail(exc)
+
+
+def _log_to_stderr() -> None:
+    """Each push (delivered, refused, failed and when it is tried again), each source that cannot be read and each
+    row a table holds that cannot be served, one line on stderr: the delivery log has the whole record of pushes
+    (docs/provider.md)."""
+    logger = logging.getLogger("wallet.provider")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a line is written."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def _wallet(config):

@@ -39,6 +39,7 @@ class PushTarget:
     dataset: str
     purpose: str | None = None
     after: datetime | None = None
+    key: str = "push"            # where it is in the configuration, e.g. series.q.push[0]
 
 
 @dataclass
@@ -74,7 +75,8 @@ def _https(key: str, value: Any, *, allow_loopback_http: bool = True) -> str:
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts.scheme not in ("https", "http") or not parts.hostname or (
             parts.scheme == "http" and not (allow_loopback_http and loopback)):
-        raise bad(key, f"{value!r} is not an absolute https URL (plain http only on 127.0.0.1).")
+        raise bad(key, f"{value!r} is not an absolute https URL"
+                  + (" (plain http only on 127.0.0.1)." if allow_loopback_http else "."))
     return value
 
 
@@ -128,7 +130,10 @@ def _source(data: Any, where: str, base: Path, ca_bundle: str | None):
             if not Path(path).is_file():
                 raise bad(f"{where}.database", f"no SQLite database file {path}; the provider reads an existing one "
                           "and creates nothing.")
-        return DatabaseSource(url, table, columns, data.get("schema"))
+        schema = data.get("schema")
+        if schema is not None and (not isinstance(schema, str) or not schema):
+            raise bad(f"{where}.schema", "give the name of the schema that holds the table.")
+        return DatabaseSource(url, table, columns, schema, where=where, given=data["database"])
     url = _https(f"{where}.api", data["api"])
     env = data.get("api_key_env")
     if not isinstance(env, str) or not env:
@@ -194,8 +199,10 @@ def parse_config(data: Any, path: Path) -> ProviderConfig:
                     after = parse_time(target["from"], f"{at}.from")
                 except CeadError as exc:
                     raise bad(f"{at}.from", exc.message) from None
-            pushes.append(PushTarget(_https(f"{at}.url", target.get("url")), target["dataset"],
-                                     target.get("purpose"), after))
+            # https only: the push carries the provider's presentation and the release (never plain http, not even
+            # on 127.0.0.1); where it may go is the node's network rules' to say (Provider.check_push_targets)
+            pushes.append(PushTarget(_https(f"{at}.url", target.get("url"), allow_loopback_http=False),
+                                     target["dataset"], target.get("purpose"), after, key=at))
         if pushes and node is None:
             raise bad("node", "pushing needs the provider's node (its wallet presents the approval).")
         series[name] = Series(name, dataset, _source(entry.get("source"), f"{where}.source", base, ca_bundle),

@@ -4,7 +4,12 @@
 The recipient's gateway (``CeadMiddleware``) decides the push: it checks that the provider holds an approval
 naming it as a recipient for the dataset the endpoint collects, bound to this request and this body. A refusal
 (401/403) is recorded with the gateway's reasons and not retried; a failure to reach the endpoint (or a 5xx) is
-recorded and retried at the next poll.
+recorded and retried (``Provider`` waits longer after each failure).
+
+The POST goes through ``guard``, a ``verifier.http.Fetcher`` with the provider's node's network rules
+(``Node.fetcher()``), as every request a node makes to an address it was given: https only, never to a loopback,
+private or link-local address unless the node's ``network.allow_private`` says so, checked when the name is resolved
+and again on the connected socket, before the presentation or the release is sent; no environment proxies.
 
 Every delivery is a line in ``<state>/deliveries.jsonl`` (appended and flushed to disk before the next), so a
 crash loses no record and a restart does not deliver a release twice.
@@ -24,9 +29,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import requests
 
 from verifier.decision import RECEIPT_HEADER
+from verifier.http import Fetcher, unreachable_reason, untrusted_certificate
 from verifier.results import CeadError
 
-from ..client import CeadAuth, _reasons
+from ..client import CeadAuth, _cead_cause, _reasons
 from .config import PushTarget
 from .sources import Release, iso
 
@@ -99,25 +105,64 @@ def push_url(target: PushTarget, release: Release) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+def refusal(url: str, exc: CeadError, setting: str | None = None) -> str:
+    """Why the node's network rules keep a push from ``url``, naming the address and, for a non-public one, the
+    setting that would allow it (``setting``: the node's config.yaml)."""
+    if exc.code != "http.address_refused":
+        return exc.message
+    return (f"{url} is at {exc.detail.get('address', 'a non-public address')}, a loopback, private or link-local "
+            f"address, and the provider's node does not allow pushing there. For a local test only, allow it: "
+            f"network.allow_private: true in {setting or 'the node config.yaml'} (`cead init "
+            "--allow-private-addresses`), then restart the provider.")
+
+
+def not_sent(url: str, exc: CeadError, setting: str | None = None) -> dict:
+    """The reason of a push the node's network rules stopped (``provider.push_failed``; the rule's code is its
+    ``cause``)."""
+    detail = {"cause": exc.code, **{k: v for k, v in exc.detail.items() if k == "address"}}
+    return {"code": "provider.push_failed", "message": f"Not pushed to {url}: {refusal(url, exc, setting)}",
+            "detail": detail}
+
+
 def deliver(wallet, series: str, release: Release, body: bytes, target: PushTarget, *,
-            session: requests.Session | None = None, verify: str | bool = True, timeout: float = 30.0) -> Delivery:
-    """POST one release to one recipient's ingest endpoint, presented with the provider's approval."""
+            guard: Fetcher | None = None, verify: str | bool = True, timeout: float = 30.0,
+            setting: str | None = None) -> Delivery:
+    """POST one release to one recipient's ingest endpoint, presented with the provider's approval, through
+    ``guard`` (the node's network rules; production rules when None). ``setting`` names where the node's
+    ``network.allow_private`` is (its config.yaml), for a refusal's message."""
+    guard = guard if guard is not None else Fetcher()
     url = push_url(target, release)
     now = iso(datetime.now(timezone.utc).replace(microsecond=0))
     base = dict(series=series, release=release.id, target=target.url, dataset=target.dataset, at=now)
+    try:
+        guard.check(url)       # before a presentation is made for it
+    except CeadError as exc:
+        return Delivery(**base, outcome=FAILED, reasons=[not_sent(url, exc, setting)])
     fields = csv_shape(body) if release.media_type.startswith("text/csv") else {}
     auth = CeadAuth(wallet, dataset=target.dataset, purpose=target.purpose, raise_on_denial=False,
                     manifest_fields=fields or None)
     try:
-        response = (session or requests.Session()).post(
+        response = guard.session().post(
             url, data=body, auth=auth, timeout=timeout, verify=verify, allow_redirects=False,
             headers={"Content-Type": release.media_type, "Cead-Release-Issued": iso(release.issued)})
-    except CeadError as exc:   # the wallet holds nothing to present, a redirect
-        return Delivery(**base, outcome=REFUSED if exc.code.startswith("wallet.") else FAILED,
-                        reasons=[exc.problem.to_dict()])
-    except requests.RequestException as exc:
+    except CeadError as exc:   # the wallet holds nothing to present; a redirect; the connected peer refused
+        if exc.code.startswith("wallet."):
+            return Delivery(**base, outcome=REFUSED, reasons=[exc.problem.to_dict()])
+        if exc.code.startswith("http."):
+            return Delivery(**base, outcome=FAILED, reasons=[not_sent(url, exc, setting)])
+        return Delivery(**base, outcome=FAILED, reasons=[{"code": "provider.push_failed", "message": exc.message,
+                                                          "detail": {"cause": exc.code}}])   # e.g. a redirect
+    except requests.exceptions.SSLError as exc:
+        untrusted = untrusted_certificate(target.url, exc)
         return Delivery(**base, outcome=FAILED, reasons=[{"code": "provider.push_failed", "message":
-                                                          f"Could not reach {target.url}: {exc.__class__.__name__}"}])
+                                                          f"Not pushed: {untrusted.message}",
+                                                          "detail": {"cause": untrusted.code}}])
+    except requests.RequestException as exc:
+        refused = _cead_cause(exc)    # the guard's session refused the peer it connected to (DNS rebinding)
+        if refused is not None:
+            return Delivery(**base, outcome=FAILED, reasons=[not_sent(url, refused, setting)])
+        return Delivery(**base, outcome=FAILED, reasons=[{"code": "provider.push_failed", "message":
+                                                          f"Could not reach {target.url}: {unreachable_reason(exc)}."}])
     receipt = response.headers.get(RECEIPT_HEADER)
     decision = response.headers.get("Cead-Decision")
     if response.status_code in (401, 403):

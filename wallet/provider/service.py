@@ -6,7 +6,10 @@ the release list, each release and the event stream. Only ``/healthz`` and ``/se
 of the series, public catalogue metadata) answer without a presentation.
 
 A watcher thread polls each series' source every ``poll_seconds``: each release it has not seen is announced to
-the stream's subscribers and pushed to the series' recipients (``deliveries``).
+the stream's subscribers and pushed to the series' recipients (``deliveries``), through the provider's node's
+network rules (``Node.fetcher()``). A push that fails is tried again after ``poll_seconds``, then after twice as
+long each time, up to ``RETRY_MAX_SECONDS``. The watcher must run in the process that serves the streams (under
+``cead provider serve``, the server's worker: ``after_fork`` then ``start``).
 """
 from __future__ import annotations
 
@@ -21,16 +24,18 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import get_current_url
 
 from verifier.decision import DECISION_HEADER
+from verifier.http import Fetcher
 from verifier.middleware import CeadMiddleware
 from verifier.results import CeadError, Problem
 
-from .config import ProviderConfig, Series
-from .deliveries import Delivery, DeliveryLog, deliver
+from .config import ProviderConfig, Series, bad
+from .deliveries import DELIVERED, FAILED, Delivery, DeliveryLog, deliver, refusal
 from .sources import Release, page, parse_time
 
 log = logging.getLogger(__name__)
 
 SERIES_ENV = "cead.provider.series"
+RETRY_MAX_SECONDS = 300.0     # a recipient that stays unreachable is tried at least this often
 
 
 def request_url(environ, public_url: str | None = None) -> str:
@@ -80,17 +85,32 @@ class Announcer:
                 self._cond.wait(left)
 
 
+def _without_key(message: str, series: Series) -> str:
+    """A source's message without the ``series.<name>.source:`` it may start with (the log line names the series)."""
+    prefix = f"series.{series.name}.source: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
 def _problem(status: int, code: str, message: str, headers: dict | None = None) -> Response:
     body = json.dumps({"problems": [Problem(code, message).to_dict()]})
     return Response(body, status=status, mimetype="application/json", headers=headers)
 
 
 class Provider:
-    def __init__(self, config: ProviderConfig, decider, wallet=None, *, session=None):
+    """``guard``: the ``verifier.http.Fetcher`` pushes go through; by default the network rules of the wallet's
+    node (``node.fetcher()``), or production rules (https, public addresses only) for a wallet without a node.
+    Pushes trust the configuration's ``ca_bundle``, else the node's ``network.ca_bundle``."""
+
+    def __init__(self, config: ProviderConfig, decider, wallet=None, *, guard: Fetcher | None = None):
         self.config = config
         self.decider = decider
         self.wallet = wallet
-        self.session = session
+        node = getattr(wallet, "_node", None)
+        self.guard = guard if guard is not None else (node.fetcher() if node is not None else Fetcher())
+        self.setting = f"{node.home / 'config.yaml'}" if node is not None else None   # where allow_private is
+        self.verify: str | bool = config.ca_bundle or self.guard.ca_bundle or True
+        self._retry: dict[tuple, tuple[int, float]] = {}   # what failed: (failures, when to try again)
+        self._down: dict[str, str] = {}                     # series whose source cannot be read: why
         self.announcer = Announcer()
         self.deliveries = DeliveryLog(config.state)
         self.known: dict[str, set[str]] | None = None
@@ -127,8 +147,10 @@ class Provider:
             try:
                 releases = series.source.releases()
             except CeadError as exc:
-                log.warning("series %s: %s", series.name, exc.message)
+                self._source_down(series, exc)
                 continue
+            if self._down.pop(series.name, None) is not None:
+                log.info("series %s: its source can be read again", series.name)
             first = series.name not in known     # what a source holds when first read was there already
             seen = known.setdefault(series.name, set())
             for release in releases:
@@ -139,12 +161,34 @@ class Provider:
             attempted += self._push(series, releases)
         return attempted
 
+    def _source_down(self, series: Series, exc: CeadError) -> None:
+        """Say that a source cannot be read, once until what is wrong changes (not at every poll)."""
+        if self._down.get(series.name) != exc.message:
+            self._down[series.name] = exc.message
+            log.warning("series %s: %s", series.name, _without_key(exc.message, series))
+
+    def _due(self, key: tuple, now: float) -> bool:
+        return key not in self._retry or self._retry[key][1] <= now
+
+    def _failed(self, key: tuple) -> float:
+        """Record one more failure of ``key``; returns how long until it is tried again."""
+        failures = self._retry.get(key, (0, 0.0))[0] + 1
+        wait = min(self.config.poll_seconds * 2 ** (failures - 1), RETRY_MAX_SECONDS)
+        self._retry[key] = (failures, time.monotonic() + wait)
+        return wait
+
     def _push(self, series: Series, releases: list[Release]) -> list[Delivery]:
         out = []
         for target in series.push:
+            # a target that did not answer waits as a whole (one attempt, one line in the log, per wait); a release
+            # it answered with an error for waits on its own
+            reach = (series.name, target.url)
+            if not self._due(reach, time.monotonic()):
+                continue
             for release in releases:
-                if self.deliveries.done(series.name, release.id, target.url) or (
-                        target.after is not None and release.issued <= target.after):
+                key = (series.name, release.id, target.url)
+                if self.deliveries.done(*key) or (target.after is not None and release.issued <= target.after) \
+                        or not self._due(key, time.monotonic()):
                     continue
                 try:
                     body = series.source.body(release.id)
@@ -153,25 +197,79 @@ class Provider:
                     continue
                 if body is None:
                     continue
-                delivery = deliver(self.wallet, series.name, release, body, target, session=self.session,
-                                   verify=self.config.ca_bundle or True)
+                delivery = deliver(self.wallet, series.name, release, body, target, guard=self.guard,
+                                   verify=self.verify, setting=self.setting)
                 self.deliveries.record(delivery)
-                log.info("push %s %s to %s: %s", series.name, release.id, target.url, delivery.outcome)
                 out.append(delivery)
+                if delivery.outcome != FAILED:
+                    self._retry.pop(key, None)
+                    self._retry.pop(reach, None)
+                    log.log(logging.INFO if delivery.outcome == DELIVERED else logging.WARNING,
+                            "push %s %s to %s: %s%s%s", series.name, release.id, target.url, delivery.outcome,
+                            f" (HTTP {delivery.status}{', receipt kept' if delivery.receipt else ''})"
+                            if delivery.status else "", "".join(f"; {r.get('code')}: {r.get('message')}"
+                                                                for r in delivery.reasons))
+                    continue
+                unanswered = delivery.status is None
+                wait = self._failed(reach if unanswered else key)
+                log.warning("push %s %s to %s: failed; %s (tried again in %g s)", series.name, release.id,
+                            target.url, "; ".join(str(r.get("message")) for r in delivery.reasons), wait)
+                if unanswered:
+                    break
         return out
 
+    def check_push_targets(self) -> None:
+        """Refuse, before anything is served, a push target the node's network rules would never let a push reach
+        (``provider.config_invalid`` naming its key, the address and the setting). A name that does not resolve now
+        is left to the pushes (tried again until it does)."""
+        for series in self.config.series.values():
+            for target in series.push:
+                try:
+                    self.guard.check(target.url)
+                except CeadError as exc:
+                    if exc.code == "http.unreachable":
+                        continue
+                    raise bad(f"{target.key}.url", refusal(target.url, exc, self.setting)) from None
+
     def start(self) -> "Provider":
-        self.poll_once()
+        """Note what the sources hold now (there already: not announced), then watch them in a thread, which pushes
+        at once and after every ``poll_seconds``."""
+        with self._poll_lock:
+            self._look()
+        self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="cead-provider-watch", daemon=True)
         self._thread.start()
         return self
 
+    def after_fork(self) -> None:
+        """In a server's worker process, before ``start``: no database connection shared with the parent."""
+        for series in self.config.series.values():
+            dispose = getattr(series.source, "dispose", None)
+            if dispose is not None:
+                dispose()
+        engine = getattr(getattr(self.wallet, "_node", None), "_engine", None)
+        if engine is not None:
+            engine.dispose(close=False)
+
+    def _look(self) -> None:
+        known = self.known if self.known is not None else {}
+        self.known = known
+        for series in self.config.series.values():
+            if series.name in known:
+                continue
+            try:
+                known[series.name] = {r.id for r in series.source.releases()}
+            except CeadError as exc:
+                self._source_down(series, exc)
+
     def _watch(self) -> None:
-        while not self._stop.wait(self.config.poll_seconds):
+        while not self._stop.is_set():
             try:
                 self.poll_once()
             except Exception:   # keep watching; the fault is in the log
                 log.exception("provider poll failed")
+            if self._stop.wait(self.config.poll_seconds):
+                break
 
     def stop(self) -> None:
         self._stop.set()
@@ -217,8 +315,12 @@ class Provider:
             return Response(json.dumps(self.listing(series, request)), mimetype="application/json",
                             headers=extra)(environ, start_response)
         except CeadError as exc:
-            status = 503 if exc.code in ("provider.source_unavailable", "provider.upstream_failed") else 400
-            return _problem(status, exc.code, exc.message)(environ, start_response)
+            if exc.code in ("provider.source_unavailable", "provider.upstream_failed"):
+                # the operator's log has where and why (a database host, an upstream URL); the client, that it failed
+                log.warning("series %s: %s", series.name, _without_key(exc.message, series))
+                return _problem(503, exc.code, f"The source of series {series.name} cannot be read now; try again "
+                                "shortly.", {"Retry-After": "5"})(environ, start_response)
+            return _problem(400, exc.code, exc.message)(environ, start_response)
 
     def _limit(self, request: Request) -> int:
         raw = request.args.get("limit")
@@ -299,7 +401,9 @@ class Provider:
                     yield b": heartbeat\n\n"
             yield b"event: end\ndata: {\"reason\": \"maximum stream duration\"}\n\n"
         except CeadError as exc:
-            yield b"event: error\ndata: " + json.dumps(exc.problem.to_dict()).encode() + b"\n\n"
+            log.warning("series %s: %s", series.name, _without_key(exc.message, series))
+            problem = Problem(exc.code, f"The source of series {series.name} cannot be read now; reconnect shortly.")
+            yield b"event: error\ndata: " + json.dumps(problem.to_dict()).encode() + b"\n\n"
 
 
 class _Held:

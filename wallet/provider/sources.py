@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from verifier.results import CeadError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,52 +102,96 @@ class FilesSource:
 
 class DatabaseSource:
     """A table with one row per release (SQLAlchemy URL: PostgreSQL or SQLite). ``columns`` maps ``id``,
-    ``issued``, ``media_type`` and ``body`` to the table's column names."""
+    ``issued``, ``media_type`` and ``body`` to the table's column names.
+
+    A row is a release once its body is there (a row whose body is NULL is not listed, so a producer may write the
+    row first and its body after). A row whose id cannot be a URL segment, or whose ``issued`` is not a time, is
+    left out and said once in the log (``wallet.provider.sources``), naming the row. Messages never show the
+    URL's password (give it in PGPASSWORD or ~/.pgpass rather than in the URL)."""
 
     COLUMNS = ("id", "issued", "media_type", "body")
 
-    def __init__(self, url: str, table: str, columns: dict[str, str] | None = None, schema: str | None = None):
+    def __init__(self, url: str, table: str, columns: dict[str, str] | None = None, schema: str | None = None,
+                 *, where: str = "database", given: str | None = None):
         import sqlalchemy as sa
         self.columns = {"id": "release_id", "issued": "issued", "media_type": "media_type", "body": "body"}
         self.columns.update(columns or {})
+        self.where = where
+        self.shown = _hide_password(given or url)      # as the configuration wrote it
         try:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
         except Exception as exc:  # an unknown dialect, a missing driver
-            raise CeadError("provider.config_invalid", f"database: cannot use {url!r}: {exc}", key="database") \
-                from None
+            reason = str(exc).replace(url, self.shown)
+            raise CeadError("provider.config_invalid", f"{where}.database: cannot use {self.shown}: {reason} "
+                            "(write postgresql://HOST/DB or sqlite:///FILE.db)", key=f"{where}.database") from None
         c = self.columns
         self.table = sa.Table(table, sa.MetaData(), sa.Column(c["id"], sa.String), sa.Column(c["issued"]),
                               sa.Column(c["media_type"], sa.String), sa.Column(c["body"]), schema=schema)
+        self.name = f"{schema}.{table}" if schema else table
         self._sa = sa
+        self._said: set[tuple[str, str]] = set()
+
+    def dispose(self) -> None:
+        """Forget the pooled connections (in a worker process after a fork: never share a parent's connection)."""
+        self.engine.dispose(close=False)
 
     def _run(self, statement):
         try:
             with self.engine.connect() as conn:
                 return list(conn.execute(statement))
         except self._sa.exc.SQLAlchemyError as exc:
-            raise CeadError("provider.source_unavailable", f"The release table cannot be read: "
-                            f"{str(exc).splitlines()[0]}") from None
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise CeadError("provider.source_unavailable", f"{self.where}: the release table {self.name} at "
+                            f"{self.shown} cannot be read: {reason}", key=self.where) from None
+
+    def _say_once(self, rid: str, why: str) -> None:
+        if (rid, why) not in self._said:
+            self._said.add((rid, why))
+            log.warning("%s: row %r of %s is not served: %s", self.where, rid, self.name, why)
 
     def releases(self, since: datetime | None = None) -> list[Release]:
         t, c = self.table.c, self.columns
-        query = self._sa.select(t[c["id"]], t[c["issued"]], t[c["media_type"]])
+        query = self._sa.select(t[c["id"]], t[c["issued"]], t[c["media_type"]]).where(t[c["body"]].is_not(None))
         out = []
         for rid, issued, media in self._run(query):
+            rid = str(rid)
+            if not RELEASE_ID.match(rid):
+                self._say_once(rid, f"its {c['id']} is not a release id (letters, digits, '.', '_', '-'; it is a "
+                               "URL segment)")
+                continue
             try:
-                moment = parse_time(issued, "issued")
-            except CeadError:
+                moment = parse_time(issued, c["issued"])
+            except CeadError as exc:
+                self._say_once(rid, exc.message)
                 continue
             if since is None or moment > since:
-                out.append(Release(str(rid), moment, media or "text/csv"))
+                out.append(Release(rid, moment, media or "text/csv"))
         return sorted(out, key=lambda r: r.key)
 
     def body(self, release_id: str) -> bytes | None:
+        if not RELEASE_ID.match(release_id):
+            return None
         t, c = self.table.c, self.columns
-        rows = self._run(self._sa.select(t[c["body"]]).where(t[c["id"]] == release_id))
+        rows = self._run(self._sa.select(t[c["body"]]).where(t[c["id"]] == release_id)
+                         .where(t[c["body"]].is_not(None)))
         if not rows:
             return None
         value = rows[0][0]
-        return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        raise CeadError("provider.source_unavailable", f"{self.where}: the {c['body']} of release {release_id} is "
+                        f"a {type(value).__name__}, not text or bytes (use a text or bytea/BLOB column).",
+                        key=self.where)
+
+
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:   # not a URL SQLAlchemy reads: say no more of it than its scheme
+        return url.split("://", 1)[0] + "://..."
 
 
 class ApiSource:
