@@ -319,8 +319,9 @@ class Demo:
         credential["credentialSubject"].update(self.substitute(step.changes))
         kind = next(t for t in credential["type"] if t != "VerifiableCredential")
         options: dict = {}
-        if step.under:
-            options["delegation"] = self.issued[step.under]
+        if step.under:   # the signer's delegation, after those it rests on (the guard rail verifies the chain)
+            chain = self._delegation_chain(self.issued[step.under])
+            options["delegation"] = chain if len(chain) > 1 else chain[0]
         subject = credential["credentialSubject"].get("id") or ", ".join(credential["credentialSubject"].get(
             "recipients", []))
         target = self.live[step.deliver_to].party.short if step.deliver_to else self._name_of(subject)
@@ -401,6 +402,20 @@ class Demo:
                 verify=str(self.ca.ca_pem))
         also = f", with {_rests_on_words(len(pinned))}" if pinned else ""
         self.echo(f"    delivered to the inbox of {recipient.party.name}{also}")
+
+    def _delegation_chain(self, signed: Any) -> list:
+        """``signed`` (a delegation) after the delegations it rests on, root first, followed through
+        ``parentDelegation`` among what the demo has issued."""
+        from verifier.credential import unwrap_enveloped
+        from wallet.store import jwt_payload
+        chain = [signed]
+        while True:
+            raw = unwrap_enveloped(chain[0])
+            ref = ((jwt_payload(raw) if isinstance(raw, str) else raw).get("credentialSubject") or {}).get(
+                "parentDelegation")
+            if not isinstance(ref, dict) or ref.get("id") not in self.by_id or len(chain) > 16:
+                return chain
+            chain.insert(0, self.by_id[ref["id"]])
 
     def _rests_on(self, credential: Any) -> list:
         """What ``credential`` pins by digest, recursively, as it was signed (the wallet's one walk of it)."""

@@ -51,12 +51,15 @@ def delegation_state(node, delegation: dict, now: datetime | None = None) -> tup
     return ("unknown", problems) if problems else ("active", [])
 
 
-def check_in_force(node, delegation: dict, now: datetime | None = None) -> None:
-    """Raise ``delegation.not_in_force`` (naming the state) unless the delegation is in force now."""
+def check_in_force(node, delegation: dict, now: datetime | None = None, *, rests_on: str | None = None) -> None:
+    """Raise ``delegation.not_in_force`` (naming the state) unless the delegation is in force now. ``rests_on``:
+    the id of the signer's own delegation when ``delegation`` is one it rests on (a link further up its chain)."""
     state, problems = delegation_state(node, delegation, now)
     if state == "active":
         return
     what = f"Your delegation {delegation.get('id') or '(no id)'}"
+    if rests_on is not None:
+        what = f"The delegation {delegation.get('id') or '(no id)'}, which your delegation {rests_on} rests on,"
     why = "; ".join(f"{p.code}: {p.message}" for p in problems)
     if state == "unknown":
         message = (f"{what} could not be shown to be in force, so nothing was signed: its status could not be "
@@ -69,4 +72,4 @@ def check_in_force(node, delegation: dict, now: datetime | None = None) -> None:
                "not_yet_valid": "Wait until it takes effect."}[state]
         message = f"{what} is {state.replace('_', ' ')}, so nothing was signed under it ({why}). {fix}"
     raise CeadError(CODE, message, status=state, delegation=delegation.get("id"),
-                    problems=[p.to_dict() for p in problems])
+                    problems=[p.to_dict() for p in problems], **({"under": rests_on} if rests_on else {}))

@@ -10,6 +10,7 @@ import copy
 import csv
 import io
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -383,26 +384,48 @@ def _purposes(options: dict) -> list[str]:
 
 
 def check_delegation(node, credential: dict, cead_type: str, delegation: Any) -> None:
-    """Guard rail: refuse a child whose scope is wider than the signer's own delegation (``scope.too_wide``)."""
+    """Guard rail: nothing is signed under a delegation that would not verify (its proof, and its chain back to the
+    organisation it acts for: ``delegation.invalid``) or is not in force (``delegation.not_in_force``), and a child
+    wider than the signer's own delegation is refused (``scope.too_wide``). ``delegation``: ``options.delegation``,
+    the signer's own delegation (a credential as signed, or the id of one in HOME/delegations/), or a list of
+    delegations, root first, ending with the signer's own: the chain it rests on (``issuer.delegation_chain``)."""
     if delegation is None:
         return
     if cead_type not in GUARDED_TYPES:   # given but meaningless: say so rather than ignore it
         raise _fail("options.invalid", f"options.delegation applies to delegations and approvals, not to a "
                     f"{cead_type or ' '.join(types_of(credential))}.", field="delegation")
-    parent = load_delegation(node, delegation)
+    from .delegation_chain import check_chain, document_of
+    items = delegation if isinstance(delegation, list) else [delegation]
+    if not items:
+        raise _fail("delegation.invalid", "options.delegation is an empty list; give the signer's own delegation "
+                    "(last, after the delegations it rests on).")
+    if len(items) > 16:
+        raise _fail("delegation.invalid", "options.delegation holds more than 16 delegations; no chain is longer.")
+    chain = [load_delegation(node, item) for item in items]
+    signed = chain[-1]
+    parent = document_of(signed)
     if "DelegatedAuthorityCredential" not in types_of(parent):
         raise _fail("delegation.invalid", "options.delegation must be a DelegatedAuthorityCredential.")
     subject = parent.get("credentialSubject")
     if not isinstance(subject, dict) or subject.get("id") != node.did:
         raise _fail("delegation.invalid", f"The delegation given is not held by this node ({node.did}).")
-    from .delegation_status import check_in_force
-    check_in_force(node, parent)   # suspended, revoked, expired or unknown: nothing is signed under it
+    # its proof and its chain to the controller verify, every link in force (suspended, revoked, expired or status
+    # unknown: nothing is signed under it)
+    check_chain(node, signed, chain[:-1])
     from schemas.models import DataSharingApproval, DelegatedAuthority
     from verifier import scope
     vocabulary = node.vocabulary   # with the node's own terms (config.yaml vocabulary), if any
     if cead_type == "DelegatedAuthorityCredential":
-        violations = scope.delegation_within(DelegatedAuthority.from_credential(credential), parent,
-                                             vocabulary=vocabulary)
+        child = DelegatedAuthority.from_credential(credential)
+        # a parent given as a credential must be pinned by the child's parentDelegation (id and digest); a vc+jwt
+        # is pinned by the digest of its compact form, which the scope algebra does not see, so it is compared here
+        violations = scope.delegation_within(child, signed if isinstance(signed, dict) else
+                                             DelegatedAuthority.from_credential(parent), vocabulary=vocabulary)
+        ref = child.parent_delegation
+        if not isinstance(signed, dict) and (ref is None or ref.id != parent.get("id")
+                                             or ref.digest != credential_digest(signed)):
+            violations.insert(0, scope.Violation("parentDelegation", "the parentDelegation id and digest do not "
+                                                 "match the parent credential", [child.parent]))
     else:
         violations = scope.approval_within(DataSharingApproval.from_credential(credential),
                                            DelegatedAuthority.from_credential(parent), vocabulary=vocabulary)
@@ -413,20 +436,38 @@ def check_delegation(node, credential: dict, cead_type: str, delegation: Any) ->
                     violations=[v.to_problem().to_dict() for v in violations])
 
 
-def load_delegation(node, delegation: Any) -> dict:
-    """The signer's own DelegatedAuthorityCredential: given as an object, or an id found in HOME/delegations/."""
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def load_delegation(node, delegation: Any) -> dict | str:
+    """A DelegatedAuthorityCredential as signed: given as an object (a Data Integrity credential, or a vc+jwt as an
+    EnvelopedVerifiableCredential), a compact vc+jwt, or the id of one kept in HOME/delegations/. A vc+jwt is
+    returned as its compact JWT (what its signature and digest are of)."""
+    from .delegation_chain import document_of
     if isinstance(delegation, dict):
-        return delegation
+        return _signed_form(delegation)
     if isinstance(delegation, str):
+        if _COMPACT_JWS.fullmatch(delegation.strip()):
+            return delegation.strip()
         for path in sorted((node.home / "delegations").glob("*.json")):
             try:
-                doc = json.loads(path.read_text())
-            except ValueError:
+                signed = _signed_form(json.loads(path.read_text()))
+                if document_of(signed).get("id") == delegation:
+                    return signed
+            except (ValueError, AttributeError, CeadError):
                 continue
-            if isinstance(doc, dict) and doc.get("id") == delegation:
-                return doc
         raise _fail("delegation.invalid", f"No delegation {delegation!r} in {node.home / 'delegations'}.")
-    raise _fail("delegation.invalid", "options.delegation must be a credential object or the id of one.")
+    raise _fail("delegation.invalid", "options.delegation must be a credential object or the id of one (or a list "
+                "of them, root first).")
+
+
+def _signed_form(delegation: Any) -> dict | str:
+    """A delegation object as signed: an EnvelopedVerifiableCredential becomes its compact JWT."""
+    from verifier.credential import unwrap_enveloped
+    try:
+        return unwrap_enveloped(delegation)
+    except CeadError as exc:
+        raise _fail("delegation.invalid", f"options.delegation: {exc.message}") from None
 
 
 def issue(node, credential: Any, options: Any = None, *, issued_by: str | None = None,

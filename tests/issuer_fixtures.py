@@ -85,3 +85,60 @@ def https_node(home, **init):
         node._passphrase = PASS
         holder["app"] = create_app(node)
         yield node, base_url, ca_bundle
+
+
+V2_CEAD = ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"]
+
+
+@contextlib.contextmanager
+def served_nodes(tmp, *names: str, **init):
+    """did:web nodes at ``https://localhost:<port>``, each serving its issuer app (DID document, status lists) over
+    HTTPS on 127.0.0.1 and trusting every one's test CA (``network``: ``allow_private``, one CA bundle), unlocked;
+    yields ``{name: node}``. ``init`` goes to every ``Node.init`` (e.g. ``vocabulary``)."""
+    from pathlib import Path
+
+    from helpers_https import https_server
+    from issuer.app import create_app
+
+    class Late:
+        app = None
+
+        def __call__(self, environ, start_response):
+            return self.app(environ, start_response)
+
+    tmp = Path(tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        served = {}
+        for name in names:
+            late = Late()
+            base, ca = stack.enter_context(https_server(late))
+            served[name] = (late, base, ca)
+        bundle = tmp / "ca-bundle.pem"
+        bundle.write_text("".join(Path(ca).read_text() for _, _, ca in served.values()))
+        nodes = {}
+        for name, (late, base, _) in served.items():
+            node, _ = Node.init(tmp / name, name.title(), PASS, domain=base.removeprefix("https://"),
+                                public_url=base, network={"allow_private": True, "ca_bundle": str(bundle)}, **init)
+            node._passphrase = PASS
+            late.app = create_app(node)
+            nodes[name] = node
+        yield nodes
+
+
+def delegation(issuer_node, delegate: str, scope: dict, *, controller: str | None = None, parent=None,
+               actions=("SubDelegate", "ApproveDisclosure"), options: dict | None = None, **subject):
+    """A DelegatedAuthorityCredential really issued by ``issuer_node`` (``service.issue``) to ``delegate``, acting
+    for ``controller`` (default: the issuer); ``parent``: the issuer's own delegation (an ``Issued``), pinned by
+    digest and given to the guard rail. Returns the ``Issued``."""
+    from issuer import service
+    from schemas.models import credential_digest
+    body = {"id": delegate, "role": "InformationAssetOwner", "onBehalfOf": controller or issuer_node.did,
+            "allowedActions": list(actions), "scope": scope, **subject}
+    opts = dict(options or {})
+    if parent is not None:
+        body["parentDelegation"] = {"id": parent.id, "digest": credential_digest(parent.credential)}
+        opts.setdefault("delegation", parent.credential)
+    credential = {"@context": V2_CEAD, "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
+                  "credentialSubject": body}
+    return service.issue(issuer_node, credential, opts)

@@ -13,7 +13,8 @@ from issuer.app import create_app
 from issuer.node import Node
 from verifier.results import CeadError
 
-from issuer_fixtures import PASS, certification, counts, https_node, postgresql_node, ready_node, token
+from issuer_fixtures import (PASS, certification, counts, delegation, https_node, postgresql_node, ready_node,
+                             served_nodes, token)
 
 
 @pytest.fixture
@@ -213,39 +214,39 @@ def test_full_loop_over_https(tmp_path):
             assert not result.verified and "status.revoked" in [p.code for p in result.problems]
 
 
-def test_guard_rail_refuses_a_delegation_wider_than_the_signers(node):
+def test_guard_rail_refuses_a_delegation_wider_than_the_signers(tmp_path):
+    """The signer (a DPO's node) holds a real delegation from the council, both served over HTTPS on 127.0.0.1."""
     from schemas.models import credential_digest
-    client = create_app(node).test_client()
-    tok = token(node)
-    meals, pupils = "https://data.fife.example/meals", "https://data.fife.example/pupils"
-    parent = {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
-              "id": "urn:uuid:parent-1", "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
-              "issuer": "did:web:council.example",
-              "credentialSubject": {"id": node.did, "role": "DataProtectionOfficer", "onBehalfOf":
-                                    "did:web:council.example", "allowedActions": ["SubDelegate", "ApproveDisclosure"],
-                                    "scope": {"datasets": [meals]}}}
+    with served_nodes(tmp_path, "council", "dpo") as nodes:
+        council, node = nodes["council"], nodes["dpo"]
+        client = create_app(node).test_client()
+        tok = token(node)
+        meals, pupils = "https://data.fife.example/meals", "https://data.fife.example/pupils"
+        parent = delegation(council, node.did, {"datasets": [meals]}, role="DataProtectionOfficer").credential
 
-    def child(datasets):
-        subject = {"id": "did:web:approver.example", "role": "InformationAssetOwner",
-                   "onBehalfOf": "did:web:council.example", "allowedActions": ["ApproveDisclosure"],
-                   "parentDelegation": {"id": parent["id"], "digest": credential_digest(parent)},
-                   "scope": {"datasets": datasets}}
-        return {"@context": parent["@context"], "type": parent["type"], "credentialSubject": subject}
+        def child(datasets):
+            subject = {"id": "did:web:approver.example", "role": "InformationAssetOwner",
+                       "onBehalfOf": council.did, "allowedActions": ["ApproveDisclosure"],
+                       "parentDelegation": {"id": parent["id"], "digest": credential_digest(parent)},
+                       "scope": {"datasets": datasets}}
+            return {"@context": parent["@context"], "type": parent["type"], "credentialSubject": subject}
 
-    wide = post(client, "/credentials/issue", {"credential": child([meals, pupils]),
-                                               "options": {"format": "vc+jwt", "delegation": parent}}, tok)
-    assert wide.status_code == 400, wide.get_json()
-    error = wide.get_json()["error"]
-    assert error["code"] == "scope.too_wide" and error["detail"]["dimensions"] == ["datasets"]
-    assert "datasets" in error["message"]
-    assert counts(node) == (0, 0)
-    narrow = post(client, "/credentials/issue", {"credential": child([meals]),
-                                                 "options": {"format": "vc+jwt", "delegation": parent}}, tok)
-    assert narrow.status_code == 201, narrow.get_json()
-    not_mine = {**parent, "credentialSubject": {**parent["credentialSubject"], "id": "did:web:someone.example"}}
-    resp = post(client, "/credentials/issue", {"credential": child([meals]),
-                                               "options": {"format": "vc+jwt", "delegation": not_mine}}, tok)
-    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "delegation.invalid"
+        wide = post(client, "/credentials/issue", {"credential": child([meals, pupils]),
+                                                   "options": {"format": "vc+jwt", "delegation": parent}}, tok)
+        assert wide.status_code == 400, wide.get_json()
+        error = wide.get_json()["error"]
+        assert error["code"] == "scope.too_wide" and error["detail"]["dimensions"] == ["datasets"]
+        assert "datasets" in error["message"]
+        assert counts(node) == (0, 0)
+        narrow = post(client, "/credentials/issue", {"credential": child([meals]),
+                                                     "options": {"format": "vc+jwt", "delegation": parent}}, tok)
+        assert narrow.status_code == 201, narrow.get_json()
+        # a real delegation, but to someone else
+        not_mine = delegation(council, "did:web:someone.example", {"datasets": [meals]}).credential
+        resp = post(client, "/credentials/issue", {"credential": child([meals]),
+                                                   "options": {"format": "vc+jwt", "delegation": not_mine}}, tok)
+        assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "delegation.invalid"
+        assert "not held by this node" in resp.get_json()["error"]["message"]
 
 
 def _racing_status_changes(node, rounds=6):

@@ -131,26 +131,48 @@ def test_a_delegation_on_behalf_of_another_without_delegation_warns(tmp_path):
     assert f"onBehalfOf is {POLICE}" in result.stderr and "--delegation" in result.stderr
 
 
+def _example_for(path: Path, dids: dict[str, str], out: Path, **changes) -> Path:
+    """An example credential with its DIDs replaced (longest first) and without the id and issuer it names, as a
+    file for --file."""
+    text = path.read_text()
+    for old in sorted(dids, key=len, reverse=True):
+        text = text.replace(f'"{old}"', f'"{dids[old]}"')
+    credential = json.loads(text)
+    del credential["id"], credential["issuer"]
+    credential["credentialSubject"].update(changes)
+    out.write_text(json.dumps(credential))
+    return out
+
+
 def test_no_warning_for_the_controller_or_with_a_delegation(tmp_path):
-    home = police(tmp_path)
-    delegation = tmp_path / "iao-delegation.json"
-    result = run("issue", "delegation", "--home", home, "--file", EXAMPLES / "police-delegation.json",
-                 "--out", delegation)
-    assert result.exit_code == 0 and "warning:" not in result.stderr, result.output
-    # its status list (at https://police.scot.example) cannot be read here, and the guard rail fails closed on a
-    # status it cannot establish (tests/test_firsthour.py): this test is about warnings, so the entry goes
-    held = json.loads(delegation.read_text())
-    del held["credentialStatus"]
-    delegation.write_text(json.dumps(held))
-    with_delegation = run("issue", "approval", "--home", iao(tmp_path), "--file", EXAMPLES / "police-approval.json",
-                          "--delegation", delegation)
-    assert with_delegation.exit_code == 0 and "warning:" not in with_delegation.stderr, with_delegation.output
-    approval = json.loads((EXAMPLES / "police-approval.json").read_text())
-    del approval["id"], approval["issuer"]
-    path = tmp_path / "approval.json"
-    path.write_text(json.dumps(approval))
-    by_controller = run("issue", "approval", "--home", home, "--file", path)
-    assert by_controller.exit_code == 0 and by_controller.stderr == "", by_controller.output
+    """The police node and its IAO's node, served over HTTPS on 127.0.0.1 (the guard rail verifies the IAO's
+    delegation against the police node's DID document and reads its status list)."""
+    from issuer_fixtures import served_nodes
+    from schemas.models import credential_digest
+    import yaml
+    with served_nodes(tmp_path, "police", "iao") as nodes:
+        home, iao_home = tmp_path / "police", tmp_path / "iao"
+        dids = {POLICE: nodes["police"].did, IAO: nodes["iao"].did}
+        # the IAO's vocabulary: the examples' catalogue, and the police node as the competent authority the
+        # rulebook knows police.scot.example to be (Part 3)
+        vocabulary = {**json.loads((EXAMPLES / "catalogue.json").read_text()),
+                      "competentAuthorities": [nodes["police"].did]}
+        (tmp_path / "vocabulary.json").write_text(json.dumps(vocabulary))
+        for where in (home, iao_home):
+            config = yaml.safe_load((where / "config.yaml").read_text())
+            config["vocabulary"] = str(tmp_path / "vocabulary.json")
+            (where / "config.yaml").write_text(yaml.safe_dump(config))
+        delegation = tmp_path / "iao-delegation.json"
+        result = run("issue", "delegation", "--home", home, "--file",
+                     _example_for(EXAMPLES / "police-delegation.json", dids, tmp_path / "d.json"), "--out", delegation)
+        assert result.exit_code == 0 and "warning:" not in result.stderr, result.output
+        held = json.loads(delegation.read_text())
+        pinned = {"delegationChain": [{"id": held["id"], "digest": credential_digest(held)}]}
+        approval = _example_for(EXAMPLES / "police-approval.json", dids, tmp_path / "a.json", **pinned)
+        with_delegation = run("issue", "approval", "--home", iao_home, "--file", approval, "--delegation", delegation)
+        assert with_delegation.exit_code == 0 and "warning:" not in with_delegation.stderr, with_delegation.output
+        by_controller = run("issue", "approval", "--home", home, "--file", approval)
+        assert by_controller.exit_code == 0 and by_controller.stderr == "", by_controller.output
 
 
 # ---- 3. no passphrase and no terminal ---------------------------------------------------------------------------

@@ -265,26 +265,24 @@ def test_bad_network_section_stops_open_and_serve(tmp_path, network, needle):
 
 def test_guard_rail_uses_the_nodes_vocabulary(tmp_path):
     """A delegation for a dataset inside the catalogue the signer's own delegation covers: within it only for a
-    node that knows the dataset is part of that catalogue."""
+    node that knows the dataset is part of that catalogue. The signers hold real delegations from a council (served
+    over HTTPS on 127.0.0.1: the guard rail verifies them)."""
     from schemas.models import credential_digest
+    from issuer_fixtures import delegation, served_nodes
     vocab = _vocabulary_file(tmp_path / "vocab.yaml")
     results = {}
     for name, extra in (("plain", {}), ("with-vocabulary", {"vocabulary": vocab})):
-        node = make_node(tmp_path / name, **extra)
-        context = ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"]
-        parent = {"@context": context, "id": f"urn:uuid:parent-{name}",
-                  "type": ["VerifiableCredential", "DelegatedAuthorityCredential"], "issuer": "did:web:council.example",
-                  "credentialSubject": {"id": node.did, "role": "DataProtectionOfficer",
-                                        "onBehalfOf": "did:web:council.example",
-                                        "allowedActions": ["SubDelegate", "ApproveDisclosure"],
-                                        "scope": {"datasets": [CATALOGUE]}}}
-        child = {"@context": context, "type": parent["type"], "credentialSubject": {
-            "id": "did:web:iao.example", "role": "InformationAssetOwner", "onBehalfOf": "did:web:council.example",
-            "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [MEALS]},
-            "parentDelegation": {"id": parent["id"], "digest": credential_digest(parent)}}}
-        try:
-            results[name] = service.issue(node, child, {"delegation": parent}).id
-        except CeadError as exc:
-            results[name] = exc.code
+        with served_nodes(tmp_path / name, "council", "dpo", **extra) as nodes:
+            council, node = nodes["council"], nodes["dpo"]
+            parent = delegation(council, node.did, {"datasets": [CATALOGUE]}, role="DataProtectionOfficer")
+            child = {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+                     "type": ["VerifiableCredential", "DelegatedAuthorityCredential"], "credentialSubject": {
+                         "id": "did:web:iao.example", "role": "InformationAssetOwner", "onBehalfOf": council.did,
+                         "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [MEALS]},
+                         "parentDelegation": {"id": parent.id, "digest": credential_digest(parent.credential)}}}
+            try:
+                results[name] = service.issue(node, child, {"delegation": parent.credential}).id
+            except CeadError as exc:
+                results[name] = exc.code
     assert results["plain"] == "scope.too_wide"
     assert results["with-vocabulary"].startswith("urn:uuid:")

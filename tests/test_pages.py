@@ -21,7 +21,7 @@ from schemas.models import credential_digest
 from wallet.app import create_node_app
 from wallet.store import Wallet, make_verifier
 
-from issuer_fixtures import CERT_SUBJECT, certification, make_node, token
+from issuer_fixtures import CERT_SUBJECT, certification, delegation, make_node, served_nodes, token
 from test_wallet_support import (StaticFetcher, StatusListFixture, approval_subject, certification_subject, identity,
                                  vc, CYBER_ESSENTIALS)
 
@@ -281,32 +281,38 @@ def test_issue_a_jwt_with_suspension(env):
     assert row.format == "vc+jwt" and len(json.loads(row.status_entries)) == 2
 
 
-def test_a_too_wide_delegation_names_the_dimension(env):
-    node, client = env["node"], env["client"]
-    signed_in(env)
-    parent = {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
-              "id": "urn:uuid:parent-1", "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
-              "issuer": "did:web:council.example",
-              "credentialSubject": {"id": node.did, "role": "DataProtectionOfficer", "onBehalfOf":
-                                    "did:web:council.example", "allowedActions": ["SubDelegate", "ApproveDisclosure"],
-                                    "scope": {"datasets": [MEALS]}}}
+def test_a_too_wide_delegation_names_the_dimension(tmp_path):
+    """The DPO's node holds a real delegation from the council (the guard rail verifies it: served over HTTPS on
+    127.0.0.1), and sub-delegates under it on the issuing page."""
+    with served_nodes(tmp_path, "council", "dpo") as nodes:
+        council, node = nodes["council"], nodes["dpo"]
+        env = dict(node=node, client=create_node_app(node, wallet=Wallet.from_node(node)).test_client())
+        client = env["client"]
+        signed_in(env)
+        parent = delegation(council, node.did, {"datasets": [MEALS]}, role="DataProtectionOfficer").credential
 
-    def child(datasets):
-        return {"id": "did:web:approver.example", "role": "InformationAssetOwner",
-                "onBehalfOf": "did:web:council.example", "allowedActions": ["ApproveDisclosure"],
-                "parentDelegation": {"id": parent["id"], "digest": credential_digest(parent)},
-                "scope": {"datasets": datasets}}
+        def child(datasets):
+            return {"id": "did:web:approver.example", "role": "InformationAssetOwner",
+                    "onBehalfOf": council.did, "allowedActions": ["ApproveDisclosure"],
+                    "parentDelegation": {"id": parent["id"], "digest": credential_digest(parent)},
+                    "scope": {"datasets": datasets}}
 
-    wide = _issue(client, kind="delegation", body=json.dumps(child([MEALS, PUPILS])),
-                  delegation=json.dumps(parent), format="vc+jwt")
-    assert wide.status_code == 422 and "scope.too_wide" in wide.text
-    assert "<strong>datasets</strong>" in wide.text and PUPILS in wide.text
-    assert json.dumps(child([MEALS, PUPILS])) in unescape(wide.text)               # the form keeps what was typed
-    assert service.register(node) == []
-    narrow = _issue(client, kind="delegation", body=json.dumps(child([MEALS])), delegation=json.dumps(parent))
-    assert narrow.status_code == 201, narrow.text
-    unknown = _issue(client, kind="delegation", body=json.dumps(child([MEALS])), delegation="urn:uuid:nope")
-    assert unknown.status_code == 422 and "delegation.invalid" in unknown.text
+        wide = _issue(client, kind="delegation", body=json.dumps(child([MEALS, PUPILS])),
+                      delegation=json.dumps(parent), format="vc+jwt")
+        assert wide.status_code == 422 and "scope.too_wide" in wide.text
+        assert "<strong>datasets</strong>" in wide.text and PUPILS in wide.text
+        assert json.dumps(child([MEALS, PUPILS])) in unescape(wide.text)               # the form keeps what was typed
+        assert service.register(node) == []
+        narrow = _issue(client, kind="delegation", body=json.dumps(child([MEALS])), delegation=json.dumps(parent))
+        assert narrow.status_code == 201, narrow.text
+        unknown = _issue(client, kind="delegation", body=json.dumps(child([MEALS])), delegation="urn:uuid:nope")
+        assert unknown.status_code == 422 and "delegation.invalid" in unknown.text
+        # the same delegation with its scope widened after signing is no delegation: nothing is signed under it
+        forged = {**parent, "credentialSubject": {**parent["credentialSubject"], "scope": {"datasets": [MEALS, PUPILS]}}}
+        refused = _issue(client, kind="delegation", body=json.dumps({**child([MEALS, PUPILS]), "parentDelegation": {
+            "id": parent["id"], "digest": credential_digest(forged)}}), delegation=json.dumps(forged))
+        assert refused.status_code == 422 and "delegation.invalid" in refused.text, refused.text
+        assert len(service.register(node)) == 1                                          # the narrow one only
 
 
 @pytest.mark.parametrize("fields, status, code", [

@@ -214,7 +214,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 form.parent.errors = [*form.parent.errors, f"{exc.message} Choose another authority."]
                 return page(form, 422)
             controller = (doc.get("credentialSubject") or {}).get("onBehalfOf") or controller
-            options_["delegation"] = doc
+            # as signed, with the chain it rests on as far as the wallet holds it: the guard rail verifies them all
+            options_["delegation"] = sharing.held_chain(wallet, sharing.resolve_delegation(node(), wallet, parent))[0]
         if form.suspendable.data:
             options_["credentialStatus"] = {"type": "BitstringStatusListEntry",
                                             "statusPurpose": ["revocation", "suspension"]}

@@ -536,7 +536,7 @@ def renew(node, wallet, row, choices: list[dict], until: date, *, by: str, scope
         if not state["usable"]:
             raise CeadError("web.delegation_unusable", f"The delegation the approval rests on is {state['status']}, "
                             "so it cannot be renewed under it: nothing was signed.")
-        options["delegation"] = desk._document(chosen["signed"])
+        options["delegation"] = sharing.held_chain(wallet, chosen["signed"])[0]   # as signed, with what it rests on
     credential = service.build_credential(node, sharing.APPROVAL, subject)
     credential["id"] = f"urn:uuid:{uuid.uuid4()}"
     pinned = sharing._pinned_credentials(wallet, credential, chosen["signed"] if chosen else None)

@@ -348,16 +348,27 @@ def resolve_delegation(node, wallet: Wallet, delegation: Any) -> dict | str:
 def delegation_chain(wallet: Wallet, delegation: dict | str) -> list[dict | str]:
     """The delegation and its ``parentDelegation``s held in the wallet, root first; each parent is the credential
     whose digest the child pins (``wallet.delegation_missing`` when one is not held)."""
+    chain, missing = held_chain(wallet, delegation)
+    if missing is not None:
+        raise CeadError("wallet.delegation_missing", f"The parent delegation {missing.get('id')} is not held "
+                        "here (pinned by digest).", reference=missing)
+    return chain
+
+
+def held_chain(wallet: Wallet, delegation: dict | str) -> tuple[list[dict | str], dict | None]:
+    """The delegation and as many of its ``parentDelegation``s as the wallet holds, root first, and the reference
+    of the first parent it does not hold (None when the chain is complete). What the issuer's guard rail is given
+    (``options.delegation`` as a list): it looks for the rest in ``HOME/delegations`` and refuses a chain that does
+    not reach the controller."""
     chain = [delegation]
     seen = {credential_digest(delegation)}
     while True:
         parent = (_document(chain[0]).get("credentialSubject") or {}).get("parentDelegation")
         if not isinstance(parent, dict):
-            return chain
+            return chain, None
         held = next((r for r in wallet.search(type=DELEGATION) if r.digest == parent.get("digest")), None)
         if held is None or held.digest in seen:
-            raise CeadError("wallet.delegation_missing", f"The parent delegation {parent.get('id')} is not held "
-                            "here (pinned by digest).", reference=parent)
+            return chain, parent
         seen.add(held.digest)
         chain.insert(0, held.credential)
 
@@ -411,8 +422,8 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
     signed_delegation = resolve_delegation(node, wallet, delegation) if delegation is not None else None
     credential = service.build_credential(node, APPROVAL, subject, valid_until=valid_until)
     options = dict(options or {})
-    if signed_delegation is not None:
-        options["delegation"] = _document(signed_delegation)
+    if signed_delegation is not None:   # as signed, with the chain it rests on: the guard rail verifies them all
+        options["delegation"] = delegation_chain(wallet, signed_delegation)
     pinned = _pinned_credentials(wallet, credential, signed_delegation)   # before signing: all must be held
     # always a fresh id: what is revoked if this approval is not completed is only ever what it issued itself
     credential["id"] = approval_id = f"urn:uuid:{uuid.uuid4()}"

@@ -203,7 +203,7 @@ def create(node, wallet, *, name: str, scope: dict, conditions: dict, valid_for:
         doc = sharing._document(signed_parent)
         subject["onBehalfOf"] = (doc.get("credentialSubject") or {}).get("onBehalfOf") or node.did
         subject["parentDelegation"] = {"id": doc.get("id"), "digest": credential_digest(signed_parent)}
-        options["delegation"] = doc
+        options["delegation"] = sharing.held_chain(wallet, signed_parent)[0]   # as signed, with what it rests on
         depth = (doc.get("credentialSubject") or {}).get("scope", {}).get("maxDelegationDepth")
         if isinstance(depth, int) and depth >= 2:      # the template itself delegates no further
             scope = {**scope, "maxDelegationDepth": depth - 1}

@@ -1,7 +1,10 @@
 """Stage 3b, who issued the approval: the dataset's controller, or the end of a delegation chain that starts at
 the controller, every link valid, in force, allowed to act and within its parent's scope (scope only narrows);
 and co-signed (a proof of its Data Integrity proof set) by every DID in its ``coSigners`` and in its chain's
-``requiredCoSigners``."""
+``requiredCoSigners``.
+
+The checks of the links themselves (``check_links``) are shared with the issuer's guard rail, which runs them on
+the signer's own delegation chain before it signs anything under it."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -87,10 +90,38 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
                                     {"ref": ref.to_json()}))
             return links
         links.append(link)
+    problems += check_links(ctx, links, controller, relied_on)
+    last: models.DelegatedAuthority = links[-1].model
+    if last.delegate != approval.issuer:
+        problems.append(Problem("delegation.no_chain", f"The delegation chain ends at {last.delegate}, but the "
+                                f"approval was issued by {approval.issuer}."))
+    if "ApproveDisclosure" not in last.allowed_actions:
+        problems.append(Problem("delegation.action_not_allowed", f"The delegation {links[-1].id} does not allow "
+                                "approving disclosures."))
+    for v in relation(ctx, "approval-within", approval, links[-1], lambda: approval_within(
+            model, last, vocabulary=vocabulary, approval_scope=scope_of(ctx, approval),
+            delegation_scope=scope_of(ctx, links[-1]))):
+        problems.append(Problem("approval.exceeds_delegation", f"The approval grants more than the delegation "
+                                f"{links[-1].id} allows: {v.dimension}: {v.message}.", {"dimension": v.dimension}))
+    return links
+
+
+def check_links(ctx: DecisionContext, links: list[Cred], controller: str,
+                relied_on: list[str] | None = None) -> list[Problem]:
+    """A delegation chain from ``controller``, root first (every link read as a ``DelegatedAuthority``): each link
+    verified and in force (its scope's window at ``ctx.now``); the first issued by the controller, acting for it
+    and naming no parent; every other issued by its parent's delegate, naming its parent by id and digest, and
+    within its parent's scope (scope only narrows). What the chain is for (an approval: its issuer is the last
+    delegate, who may approve, and it lies within the last link) is the caller's. The gateway runs it on an
+    approval's ``delegationChain`` (:func:`chain`); the issuer's guard rail on the signer's own delegation and the
+    delegations it rests on, before signing anything under it. Adds each link to ``relied_on``."""
+    vocabulary = ctx.vocabulary
+    problems: list[Problem] = []
     parent: Cred | None = None
     for depth, link in enumerate(links):
         d: models.DelegatedAuthority = link.model
-        relied_on.append(link.label)
+        if relied_on is not None:
+            relied_on.append(link.label)
         where = {"delegation": link.id, "depth": depth}
         if not link.result.verified:
             problems.append(Problem(state_code(link, "delegation"), f"The delegation {link.id} is not valid: "
@@ -119,19 +150,7 @@ def chain(ctx: DecisionContext, approval: Cred, controller: str, relied_on: list
                 problems.append(Problem(code, f"The delegation {link.id} against its parent {parent.id}: "
                                         f"{v.dimension}: {v.message}.", {**where, "dimension": v.dimension}))
         parent = link
-    last: models.DelegatedAuthority = links[-1].model
-    if last.delegate != approval.issuer:
-        problems.append(Problem("delegation.no_chain", f"The delegation chain ends at {last.delegate}, but the "
-                                f"approval was issued by {approval.issuer}."))
-    if "ApproveDisclosure" not in last.allowed_actions:
-        problems.append(Problem("delegation.action_not_allowed", f"The delegation {links[-1].id} does not allow "
-                                "approving disclosures."))
-    for v in relation(ctx, "approval-within", approval, links[-1], lambda: approval_within(
-            model, last, vocabulary=vocabulary, approval_scope=scope_of(ctx, approval),
-            delegation_scope=scope_of(ctx, links[-1]))):
-        problems.append(Problem("approval.exceeds_delegation", f"The approval grants more than the delegation "
-                                f"{links[-1].id} allows: {v.dimension}: {v.message}.", {"dimension": v.dimension}))
-    return links
+    return problems
 
 
 def co_signers(approval: Cred, links: list[Cred]) -> list[Problem]:

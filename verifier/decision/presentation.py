@@ -56,26 +56,30 @@ def credentials(vp: VerificationResult, model_cache=None) -> list[Cred]:
     verified credential is memoised in ``model_cache`` by the credential's exact digest)."""
     document = vp.document if isinstance(vp.document, dict) else {}
     entries = as_list(document.get("verifiableCredential"))
-    creds = []
-    for index, (entry, result) in enumerate(zip(entries, vp.credentials)):
-        raw = unwrap_enveloped(entry)
+    return [credential(index, entry, result, model_cache)
+            for index, (entry, result) in enumerate(zip(entries, vp.credentials))]
+
+
+def credential(index: int, entry: dict | str, result: VerificationResult, model_cache=None) -> Cred:
+    """One credential (as signed: a Data Integrity document, a vc+jwt or an EnvelopedVerifiableCredential) with
+    its verification result, read as its Cead model when it has one (``cred.model_problem`` when it cannot be)."""
+    raw = unwrap_enveloped(entry)
+    try:
+        digest = result.digest or models.credential_digest(raw)   # digested once, by the verifier
+    except CeadError as exc:
+        digest = f"unreadable-{index}"
+        result.add(exc.problem)
+    cred = Cred(index, raw, digest, result)
+    model_cls = models.model_for(cred.document)
+    if model_cls is not None:
         try:
-            digest = result.digest or models.credential_digest(raw)   # digested once, by the verifier
+            if model_cache is not None and result.verified and result.digest:
+                cred.model = model_cache.model(result.digest, cred.document, model_cls.from_credential)
+            else:
+                cred.model = model_cls.from_credential(cred.document)
         except CeadError as exc:
-            digest = f"unreadable-{index}"
-            result.add(exc.problem)
-        cred = Cred(index, raw, digest, result)
-        model_cls = models.model_for(cred.document)
-        if model_cls is not None:
-            try:
-                if model_cache is not None and result.verified and result.digest:
-                    cred.model = model_cache.model(result.digest, cred.document, model_cls.from_credential)
-                else:
-                    cred.model = model_cls.from_credential(cred.document)
-            except CeadError as exc:
-                cred.model_problem = Problem(exc.code, exc.message, {"credential": cred.id or index})
-        creds.append(cred)
-    return creds
+            cred.model_problem = Problem(exc.code, exc.message, {"credential": cred.id or index})
+    return cred
 
 
 def presentation_claims(ctx: DecisionContext, presentation: dict | str, vp: VerificationResult) -> list[Problem]:
