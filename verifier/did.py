@@ -329,7 +329,17 @@ class WebMethod(DidMethod):
             self._on_cache(cached is not None)
             if cached is not None:
                 return cached
-        return self._flight.do(did, lambda: self._fetch(did, url), lambda: CeadError(
+
+        def load() -> dict:
+            # one thread at a time per DID: one that missed the cache just before the previous fetch stored its
+            # document finds it here instead of fetching it again
+            if self._cache is not None:
+                with self._lock:
+                    stored = self._cache.get(did)
+                if stored is not None:
+                    return stored
+            return self._fetch(did, url)
+        return self._flight.do(did, load, lambda: CeadError(
             "did.unreachable", f"Cannot resolve {did}: another resolution of it did not finish in time.", did=did))
 
     def _fetch(self, did: str, url: str) -> dict:

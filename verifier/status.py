@@ -301,17 +301,37 @@ class StatusLists:
                            {"url": entry.url, "index": entry.index})
         return None
 
+    def _fresh_enough(self, cached: _Cached | None, now: float) -> bool:
+        # (a TTL longer than max_staleness must not keep a list in use past max_staleness)
+        return bool(cached) and now - cached.fetched < min(self.ttl, self.max_staleness, cached.fresh_for) \
+            and now < cached.usable_until
+
     def _list(self, url: str) -> _Cached:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(url)
-        fresh_enough = bool(cached) and now - cached.fetched < min(self.ttl, self.max_staleness, cached.fresh_for) \
-            and now < cached.usable_until
+        fresh_enough = self._fresh_enough(cached, now)
         self._on_cache(fresh_enough)
         if fresh_enough:
-            return cached  # (a TTL longer than max_staleness must not keep a list in use past max_staleness)
+            return cached
+
+        def load() -> _Cached:
+            # Run by one thread at a time per list. A thread that missed the cache just before the previous fetch
+            # stored its result finds that result here rather than fetching the list again; the result is stored
+            # before the flight ends, so no later caller misses both the cache and the flight.
+            with self._lock:
+                latest = self._cache.get(url)
+            if latest is not cached and self._fresh_enough(latest, self._clock()):
+                return latest
+            got = self._fetch(url, latest or cached)
+            with self._lock:
+                self._cache[url] = got
+                self._cache.move_to_end(url)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+            return got
         try:
-            fresh = self._flight.do(url, lambda: self._fetch(url, cached), lambda: CeadError(
+            return self._flight.do(url, load, lambda: CeadError(
                 "status.unreachable", f"Could not fetch the status list {url}: another fetch of it did not finish "
                 "in time.", url=url))
         except CeadError as exc:
@@ -325,12 +345,6 @@ class StatusLists:
                 raise CeadError("status.stale", f"Could not refresh the status list {url} and {why}.",
                                 url=url) from None
             raise
-        with self._lock:
-            self._cache[url] = fresh
-            self._cache.move_to_end(url)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return fresh
 
     def _fetch(self, url: str, cached: _Cached | None = None) -> _Cached:
         etag = cached.etag if cached is not None else None
