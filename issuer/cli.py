@@ -506,9 +506,28 @@ def _issue_command(kind: str):
         if not delegation:
             _warn_without_delegation(node, kind, credential)
         text = issued.credential if isinstance(issued.credential, str) else json.dumps(issued.credential, indent=2)
+        if issued.replayed:
+            already = _already_issued(node, issued.id)
+            _deliver(out, text, f"{already} Written to {out}.",
+                     f"the credential {issued.id} (issued before, not again) is")
+            if not out:
+                click.echo(already, err=True)
+            return
         _deliver(out, text, f"Issued {issued.id} -> {out}",
                  f"the credential {issued.id} is issued (it is in the register) and")
     return command
+
+
+def _already_issued(node: Node, credential_id: str) -> str:
+    """What to say when ``issue`` answered a repeat of a request it had already signed (``Issued.replayed``: the same
+    credential id and content): nothing new was signed or registered, and the credential given is the first one."""
+    from . import db
+    with node.session() as s:
+        row = s.get(db.IssuedCredential, credential_id)
+    when = f" at {row.issued_at}" if row is not None and row.issued_at else ""
+    return (f"Already issued{when}: this is that same credential, {credential_id}, not a new one (an earlier run of "
+            "this same request signed it; nothing was signed or registered now). To issue another, give it a new id, "
+            "or leave \"id\" out of the file.")
 
 
 @click.group("issue")
