@@ -166,9 +166,10 @@ def audit(node_url, did, witnesses, min_witnesses, out, ca_bundle, allow_private
     """Audit an organisation's log at NODE_URL: verify every checkpoint, rebuild the tree from every entry, list
     every approval with the transfers made under it, and write a CSV and printable HTML accountability report
     (with the DPA 2018 s.62 view of disclosures)."""
-    from verifier.http import Fetcher
+    from verifier.http import Fetcher, private_fix
     from . import audit as auditing
-    fetcher = Fetcher(allow_private=allow_private_addresses, ca_bundle=ca_bundle)
+    fetcher = Fetcher(allow_private=allow_private_addresses, ca_bundle=ca_bundle,
+                      private_fix=private_fix("`cead audit --allow-private-addresses`"))
     try:
         result = auditing.run(node_url, did=did, witnesses=list(witnesses), fetcher=fetcher,
                               min_witnesses=min_witnesses)
