@@ -571,7 +571,19 @@ def _status_command(action: str, help_text: str):
         node = _open(home, unlock=True)
         result = service.change_status(node, credential_id, action, by="cli", reason=reason)
         click.echo(f"{result['credentialId']}: {result['status']}")
+        click.echo(_when_gateways_see_it(action), err=True)
     return command
+
+
+def _when_gateways_see_it(action: str) -> str:
+    """A status change is published at once, but a gateway decides against its cached copy of the status list
+    until the copy is ``caches.status_lists.ttl`` seconds old (verifier.status.StatusLists; docs/gateway.md)."""
+    from verifier.policy import Caches
+    ttl = Caches().status_lists.ttl
+    meanwhile = "refuse it as suspended" if action == "reinstate" else "accept it"
+    return (f"Recorded in this node's status list. Gateways may still {meanwhile} until they refresh their copy of "
+            f"the list: for up to {ttl} s with a default trust policy (its caches.status_lists.ttl, which a gateway "
+            "can set shorter). See docs/gateway.md, \"How soon a status change is seen\".")
 
 
 revoke = _status_command("revoke", "Revoke a credential this node issued (final).")
