@@ -55,7 +55,9 @@ def finish(runner) -> None:
     echo(f"{witness_live.party.name} witnessed {live.party.name}'s log (checked it only grew, and co-signed it).")
     result = audit.run(live.url, fetcher=Fetcher(allow_private=True, ca_bundle=ca),
                        witnesses=[witness.witness_key(witness_node).vkey()])
-    csv_path, html_path = audit.write_report(result, runner.workdir / "audit")
+    named = {other._node.did: other.party.name for other in runner.live.values()}    # witnesses' keys name DIDs
+    # the auditor knows the organisations by name (`cead audit --names`); the log holds none
+    csv_path, html_path = audit.write_report(result, runner.workdir / "audit", names=named)
     mine = [r for r in runner.rows if r.kind == "transfer" and r.organisation.endswith(f"<- {live.party.short}")]
     allowed = sum(1 for r in mine if r.decision == "allow")
     decided = sum(1 for r in mine if r.decision in ("allow", "deny"))
@@ -65,7 +67,6 @@ def finish(runner) -> None:
     kept = sum(len(receipts.listing(other._node.engine, side=receipts.RECIPIENT)) for other in runner.live.values())
     stored = len(receipts.listing(node.engine, side=receipts.PROVIDER))
     latest = result.checkpoints[-1] if result.checkpoints else {}
-    named = {other._node.did: other.party.name for other in runner.live.values()}    # witnesses' keys name DIDs
     echo(f"Receipts: {live.party.name} stored {stored}; the recipients' wallets hold {kept} copies across all nodes.")
     echo(f"Audit of {live.party.name} ({result.did}): {result.size} log entries, checkpoints "
          f"{'consistent' if result.ok else 'NOT consistent'}, latest co-signed by "

@@ -162,26 +162,34 @@ def verify(receipt_id, payload, home) -> None:
 @click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Extra trust anchors (PEM) for the node's HTTPS.")
 @click.option("--allow-private-addresses", is_flag=True, help="Development: allow a node on a private address.")
-def audit(node_url, did, witnesses, min_witnesses, out, ca_bundle, allow_private_addresses) -> None:
+@click.option("--names", "names_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="JSON or YAML file of the names you know organisations and datasets by, {\"DID or IRI\": "
+                   "\"Name\"}: the report shows them beside the identifiers (the log holds none).")
+def audit(node_url, did, witnesses, min_witnesses, out, ca_bundle, allow_private_addresses, names_file) -> None:
     """Audit an organisation's log at NODE_URL: verify every checkpoint, rebuild the tree from every entry, list
     every approval with the transfers made under it, and write a CSV and printable HTML accountability report
     (with the DPA 2018 s.62 view of disclosures)."""
-    from verifier.http import Fetcher
+    from verifier.http import Fetcher, private_fix
     from . import audit as auditing
-    fetcher = Fetcher(allow_private=allow_private_addresses, ca_bundle=ca_bundle)
+    fetcher = Fetcher(allow_private=allow_private_addresses, ca_bundle=ca_bundle,
+                      private_fix=private_fix("`cead audit --allow-private-addresses`"))
     try:
+        names = auditing.load_names(names_file) if names_file else None
         result = auditing.run(node_url, did=did, witnesses=list(witnesses), fetcher=fetcher,
                               min_witnesses=min_witnesses)
-        csv_path, html_path = auditing.write_report(result, out)
+        csv_path, html_path = auditing.write_report(result, out, names)
     except CeadError as exc:
         _fail(exc)
     except OSError as exc:
         _fail(CeadError("output.unwritable", f"Cannot write the report in {out}: {exc.strerror or exc}"))
     allowed = sum(1 for r in result.receipts() if r["meta"].get("decision") == "allow")
-    click.echo(f"Audited {result.did}: {result.size} entries, {len(result.checkpoints)} checkpoints, "
-               f"{len(result.approvals())} approvals, {allowed} transfers ({len(result.receipts())} decisions); "
-               f"{'all checks passed' if result.ok else str(len(result.problems)) + ' problems'}; "
-               f"report {csv_path} and {html_path}")
+    relied = {r["meta"].get("approval") for r in result.receipts() if r["meta"].get("approval")}
+    n_cp, n_problems = len(result.checkpoints), len(result.problems)
+    verdict = (("all checks passed" + ("" if witnesses else " (witnesses not checked: no --witness given)"))
+               if result.ok else f"{n_problems} problem{'s' if n_problems != 1 else ''} found")
+    click.echo(f"Audited {result.did}: {result.size} entries, {n_cp} checkpoint{'s' if n_cp != 1 else ''}, "
+               f"{len(result.approvals())} approvals issued here and {len(relied)} relied on, {allowed} transfers "
+               f"({len(result.receipts())} decisions); {verdict}; report {csv_path} and {html_path}")
     for problem in result.problems:
         click.echo(f"  {problem.code}: {problem.message}", err=True)
     sys.exit(0 if result.ok else 1)

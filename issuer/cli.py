@@ -506,9 +506,28 @@ def _issue_command(kind: str):
         if not delegation:
             _warn_without_delegation(node, kind, credential)
         text = issued.credential if isinstance(issued.credential, str) else json.dumps(issued.credential, indent=2)
+        if issued.replayed:
+            already = _already_issued(node, issued.id)
+            _deliver(out, text, f"{already} Written to {out}.",
+                     f"the credential {issued.id} (issued before, not again) is")
+            if not out:
+                click.echo(already, err=True)
+            return
         _deliver(out, text, f"Issued {issued.id} -> {out}",
                  f"the credential {issued.id} is issued (it is in the register) and")
     return command
+
+
+def _already_issued(node: Node, credential_id: str) -> str:
+    """What to say when ``issue`` answered a repeat of a request it had already signed (``Issued.replayed``: the same
+    credential id and content): nothing new was signed or registered, and the credential given is the first one."""
+    from . import db
+    with node.session() as s:
+        row = s.get(db.IssuedCredential, credential_id)
+    when = f" at {row.issued_at}" if row is not None and row.issued_at else ""
+    return (f"Already issued{when}: this is that same credential, {credential_id}, not a new one (an earlier run of "
+            "this same request signed it; nothing was signed or registered now). To issue another, give it a new id, "
+            "or leave \"id\" out of the file.")
 
 
 @click.group("issue")
@@ -552,7 +571,19 @@ def _status_command(action: str, help_text: str):
         node = _open(home, unlock=True)
         result = service.change_status(node, credential_id, action, by="cli", reason=reason)
         click.echo(f"{result['credentialId']}: {result['status']}")
+        click.echo(_when_gateways_see_it(action), err=True)
     return command
+
+
+def _when_gateways_see_it(action: str) -> str:
+    """A status change is published at once, but a gateway decides against its cached copy of the status list
+    until the copy is ``caches.status_lists.ttl`` seconds old (verifier.status.StatusLists; docs/gateway.md)."""
+    from verifier.policy import Caches
+    ttl = Caches().status_lists.ttl
+    meanwhile = "refuse it as suspended" if action == "reinstate" else "accept it"
+    return (f"Recorded in this node's status list. Gateways may still {meanwhile} until they refresh their copy of "
+            f"the list: for up to {ttl} s with a default trust policy (its caches.status_lists.ttl, which a gateway "
+            "can set shorter). See docs/gateway.md, \"How soon a status change is seen\".")
 
 
 revoke = _status_command("revoke", "Revoke a credential this node issued (final).")

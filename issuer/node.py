@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from schemas.values import read_text
 from schemas.vocab import Vocabulary, extended, registry
-from verifier.http import Fetcher
+from verifier.http import NODE_PRIVATE_FIX, Fetcher
 from verifier.keys import ED25519, KINDS, P256, PublicKey
 from verifier.policy import Network, format_error
 from verifier.results import CeadError
@@ -368,7 +368,7 @@ class Node:
         """A ``verifier.http.Fetcher`` for DID documents and status lists, with the node's network settings."""
         net = self.network
         return Fetcher(allow_http=net.allow_http, allow_private=net.allow_private, ca_bundle=net.ca_bundle,
-                       timeout=net.timeout)
+                       timeout=net.timeout, private_fix=NODE_PRIVATE_FIX)
 
     # ---- database ---------------------------------------------------------------------------------------
     @property

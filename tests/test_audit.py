@@ -90,10 +90,11 @@ def test_audit_finds_every_transfer(served, tmp_path):
     from schemas.words import moment_words
     for r in rows:
         assert moment_words(r["decidedAt"], seconds=True) in page and r["decidedAt"] not in page
-    assert "<td>refused</td>" in page and "<td>allowed</td>" in page and "key added to the DID document" in page
-    assert "Every check passed" in page
+    assert '"decision">refused</td>' in page and '"decision">allowed</td>' in page
+    assert "key added to the DID document" in page
+    assert "Result: the log is intact" in page
     # each approval with what it was for, each refusal's reason in words with its code beside it
-    assert f"<h3>Approval {a1}" in page and "dataset https://data.example/ds, for" in page
+    assert f"<h3>Approval <code>{a1}</code>" in page and "Used for: dataset <code>https://data.example/ds</code>" in page
     assert "more rows than the approval allows in one transfer (transfer.volume_exceeded)" in page
 
     # the node's own page of transfers under each approval (from its public log)
@@ -101,7 +102,7 @@ def test_audit_finds_every_transfer(served, tmp_path):
     page = requests.get(base + "/log/transfers", verify=ca, timeout=10).text
     assert page.count("<h2>") == 2 and a1 in page and a2 in page
     assert "more rows than the approval allows in one transfer (transfer.volume_exceeded)" in page
-    assert "<td>refused</td>" in page and all(moment_words(r["decidedAt"], seconds=True) in page for r in rows)
+    assert '"decision">refused</td>' in page and all(moment_words(r["decidedAt"], seconds=True) in page for r in rows)
 
     # receipts on the node's command line
     env = {"CEAD_PASSPHRASE": PASS.decode()}
@@ -125,7 +126,8 @@ def test_audit_finds_every_transfer(served, tmp_path):
     result = runner.invoke(main, ["audit", base, "--ca-bundle", ca, "--allow-private-addresses", "--out", str(out)])
     assert result.exit_code == 1 and "audit.inconsistent" in result.output
     page = next(out.glob("*.html")).read_text()
-    assert "Problems found:" in page and page.count("<li>") >= 1 and ".;" not in page
+    assert "Result: problems found" in page and "audit.inconsistent" in page and page.count("<li>") >= 1
+    assert ".;" not in page and "Result: the log is intact" not in page
 
 
 def test_audit_names_purposes_it_knows():

@@ -114,6 +114,11 @@ def test_demo_fast_decisions_line_by_line_and_cleanup(tmp_path):
     assert f"for Fife Housing IAO, naming the delegate “{world.DELEGATES['fife-housing-iao']}”" in output
     # the audit names the witness that co-signed the audited log by its organisation's name, not its DID
     assert "checkpoints consistent, latest co-signed by Fife Council;" in output, output
+    # its printable report names the organisations as the demo knows them (as `cead audit --names` does)
+    page = next((tmp_path / "w" / "audit").glob("audit-*.html")).read_text()
+    assert "<title>Accountability report: Police Scotland</title>" in page
+    assert "Scottish Government Justice Analytical Services<span class=\"id\">did:web:127.0.0.1" in page
+    assert "Result: the log is intact" in page and "Fife Council" in page
     # every organisation and person ran as its own process, plus one data API and one receipt sequencer per provider
     providers = [p for p in world.CAST if p.provides_data]
     assert len(report["processes"]) == len(world.CAST) + 2 * len(providers)

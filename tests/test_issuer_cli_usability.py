@@ -111,6 +111,34 @@ def test_set_on_a_whole_credential_whose_subject_is_not_an_object_is_refused(tmp
     assert "not a single JSON object" in result.stderr and "Traceback" not in result.output
 
 
+def test_issuing_the_same_credential_again_says_it_was_already_issued(tmp_path):
+    """A re-run of the same `cead issue` (same credential id, same content) is answered with the credential first
+    signed (issuer.service._replay). It must not say "Issued" as if it were new: it says when it was issued and that
+    this is that same credential, and the register still holds one row."""
+    home = police(tmp_path)
+    first, again = tmp_path / "first.json", tmp_path / "again.json"
+    result = run("issue", "delegation", "--home", home, "--file", EXAMPLES / "police-delegation.json", "--out", first)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("Issued ") and "Already" not in result.stderr
+    from issuer import db
+    from issuer.node import Node
+    with Node.open(home).session() as s:
+        issued_at = s.get(db.IssuedCredential, json.loads(first.read_text())["id"]).issued_at
+
+    result = run("issue", "delegation", "--home", home, "--file", EXAMPLES / "police-delegation.json", "--out", again)
+    assert result.exit_code == 0, result.output
+    assert "Issued " not in result.stderr
+    assert result.stderr.startswith(f"Already issued at {issued_at}: this is that same credential")
+    assert f"Written to {again}" in result.stderr
+    assert again.read_text() == first.read_text()               # the first signature, not a new one
+
+    result = run("issue", "delegation", "--home", home, "--file", EXAMPLES / "police-delegation.json")   # to stdout
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(first.read_text())
+    assert f"Already issued at {issued_at}" in result.stderr
+    assert len(run("issued", "list", "--home", home).output.strip().splitlines()) == 1
+
+
 # ---- 2. issuing for another organisation without --delegation ---------------------------------------------------
 
 def test_an_approval_for_another_discloser_without_delegation_warns(tmp_path):

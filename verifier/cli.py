@@ -68,14 +68,32 @@ def _load_document(path: str):
         _fail(f"{path!r} holds a presentation nested too deeply.")
 
 
-def _decider(policy_path: str | None, replay_store: str | None = None, ledger=None):
+def _private_fix(command: str, policy_path: str | None) -> str:
+    """What ``http.address_refused`` tells the user of ``command`` to change: the trust policy it was given (or,
+    without --policy, that it needs one), and for the gateway that it reads it when it starts."""
+    from .http import private_fix
+    if command == "verify":
+        if policy_path is None:
+            return private_fix("a trust policy given to `cead verify --policy FILE` saying `network: {allow_private: "
+                               "true}` (there is no flag for it; docs/trust-policy.md)")
+        return private_fix(f"network.allow_private: true in the trust policy {policy_path} (--policy)")
+    if policy_path is None:
+        return private_fix("a trust policy given to `cead verifier serve --policy FILE` saying `network: "
+                           "{allow_private: true}` (there is no flag for it; docs/trust-policy.md)")
+    return private_fix(f"network.allow_private: true in the trust policy {policy_path} (--policy), then restart "
+                       "`cead verifier serve`: it reads the policy when it starts")
+
+
+def _decider(policy_path: str | None, replay_store: str | None = None, ledger=None, command: str = "verify"):
+    from .compose import fetcher_for
     from .decision import Decider
     from .policy import load_policy
     try:
         policy = load_policy(policy_path)
         if replay_store:
             policy = policy.model_copy(update={"replay_store": replay_store})
-        return Decider(policy, ledger=ledger)
+        fetcher = fetcher_for(policy.network, policy.path, _private_fix(command, policy_path))
+        return Decider(policy, ledger=ledger, fetcher=fetcher)
     except CeadError as exc:
         _fail(exc.message, exc.code)
     except ValueError as exc:   # e.g. a replay store URL that is not redis://
@@ -214,7 +232,7 @@ def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, wor
     if policy_path is None:
         click.echo("cead verifier: no --policy given, so no controller or certification body is trusted and every "
                    "transfer will be denied (VC-API verification still works).", err=True)
-    decider = _decider(policy_path, replay_store, ledger)
+    decider = _decider(policy_path, replay_store, ledger, command="serve")
     shared = decider.policy.replay_store is not None
     if workers is None:
         workers = (os.cpu_count() or 1) if shared else 1

@@ -16,17 +16,23 @@ from typing import Any, Callable
 from .context import Limits, VerificationContext, utc_now
 from .credential import Verifier
 from .did import Resolver
-from .http import Fetcher
+from .http import Fetcher, private_fix
 from .policy import TrustPolicy
 
+# Where a verifier built from a trust policy is allowed private addresses (http.address_refused says it).
+POLICY_PRIVATE_FIX = private_fix("network.allow_private: true in the trust policy (docs/trust-policy.md); a service "
+                                 "(`cead verifier serve`, `cead provider serve`) reads its policy when it starts, so "
+                                 "restart it")
 
-def fetcher_for(network: Any, base=None) -> Fetcher:
-    """A ``Fetcher`` with a policy's (or node's) network settings; ``base`` resolves a relative CA bundle path."""
+
+def fetcher_for(network: Any, base=None, private_fix: str | None = None) -> Fetcher:
+    """A ``Fetcher`` with a policy's network settings; ``base`` resolves a relative CA bundle path; ``private_fix``
+    (default: the trust policy's setting) is what ``http.address_refused`` tells the reader to change."""
     ca = getattr(network, "ca_bundle", None)
     if ca and base is not None:
         ca = str(base(ca))
     return Fetcher(allow_http=network.allow_http, allow_private=network.allow_private, ca_bundle=ca,
-                   timeout=network.timeout)
+                   timeout=network.timeout, private_fix=private_fix or POLICY_PRIVATE_FIX)
 
 
 def build_verifier(policy: TrustPolicy | None = None, *, fetcher: Fetcher | None = None, resolver=None,

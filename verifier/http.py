@@ -37,10 +37,19 @@ class FetchResult:
     url: str = ""
 
 
-# What to do about a refused private address: on one machine for a test, allow it; in production, never.
-PRIVATE_FIX = (" For a local test only (e.g. nodes on 127.0.0.1), allow private addresses: network.allow_private: "
-               "true in the node's config.yaml (`cead init --allow-private-addresses`) or the gateway's trust policy, "
-               "then restart it.")
+# What to do about a refused private address: on one machine for a test, allow it; in production, never. Whoever
+# builds a Fetcher names the setting that governs it (``private_fix``): the node's config.yaml, a trust policy, a
+# command's flag. PRIVATE_FIX is for a Fetcher built without one, so it names both places settings come from.
+def private_fix(setting: str) -> str:
+    """The sentence appended to ``http.address_refused``: allow private addresses by ``setting``, for a local test."""
+    return f" For a local test only (e.g. nodes on 127.0.0.1), allow private addresses with {setting}."
+
+
+PRIVATE_FIX = private_fix("network.allow_private: true in the node's config.yaml (`cead init "
+                          "--allow-private-addresses` sets it) or in the verifier's trust policy")
+NODE_PRIVATE_FIX = private_fix("network.allow_private: true in this node's config.yaml (what `cead init "
+                               "--allow-private-addresses` sets); each command reads it when it runs, a running "
+                               "`cead issuer serve` when it starts")
 
 
 def untrusted_certificate(url: str, exc: Exception) -> CeadError:
@@ -114,43 +123,48 @@ def _address_refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             or ip.is_unspecified or not ip.is_global)
 
 
-def _refuse_private_peer(sock: socket.socket, host: str) -> None:
+def _refuse_private_peer(sock: socket.socket, host: str, fix: str = PRIVATE_FIX) -> None:
     """Check the address actually connected to, before anything is sent (defeats DNS rebinding)."""
     ip = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
     if _address_refused(ip):
         sock.close()
         raise CeadError("http.address_refused", f"Refusing to talk to {host}: connected to non-public address {ip}."
-                        + PRIVATE_FIX, address=str(ip))
+                        + fix, address=str(ip))
 
 
 class _PublicHTTPConnection(urllib3.connection.HTTPConnection):
+    private_fix = PRIVATE_FIX
+
     def _new_conn(self):
         sock = super()._new_conn()
-        _refuse_private_peer(sock, self.host)
+        _refuse_private_peer(sock, self.host, self.private_fix)
         return sock
 
 
 class _PublicHTTPSConnection(urllib3.connection.HTTPSConnection):
+    private_fix = PRIVATE_FIX
+
     def _new_conn(self):
         sock = super()._new_conn()
-        _refuse_private_peer(sock, self.host)
+        _refuse_private_peer(sock, self.host, self.private_fix)
         return sock
 
 
-class _PublicHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _PublicHTTPConnection
-
-
-class _PublicHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _PublicHTTPSConnection
-
-
 class _PublicOnlyAdapter(requests.adapters.HTTPAdapter):
-    """A requests adapter whose connections refuse non-public peers."""
+    """A requests adapter whose connections refuse non-public peers, saying ``private_fix`` when they do."""
+
+    def __init__(self, private_fix: str = PRIVATE_FIX):
+        self.private_fix = private_fix      # before HTTPAdapter.__init__, which calls init_poolmanager
+        super().__init__()
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
+        fix = getattr(self, "private_fix", PRIVATE_FIX)
+        http = type("_PublicHTTPConnection", (_PublicHTTPConnection,), {"private_fix": fix})
+        https = type("_PublicHTTPSConnection", (_PublicHTTPSConnection,), {"private_fix": fix})
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("_PublicHTTPPool", (urllib3.HTTPConnectionPool,), {"ConnectionCls": http}),
+            "https": type("_PublicHTTPSPool", (urllib3.HTTPSConnectionPool,), {"ConnectionCls": https})}
 
 
 class Fetcher:
@@ -159,9 +173,10 @@ class Fetcher:
     checked (peer address) before anything is sent, a reused one was checked when it was made."""
 
     def __init__(self, allow_http: bool = False, allow_private: bool = False, ca_bundle: str | None = None,
-                 timeout: float = 5.0, max_bytes: int = 512 * 1024):
+                 timeout: float = 5.0, max_bytes: int = 512 * 1024, private_fix: str | None = None):
         self.allow_http = allow_http
         self.allow_private = allow_private
+        self.private_fix = private_fix or PRIVATE_FIX   # said with http.address_refused: the setting that allows it
         self.ca_bundle = ca_bundle
         self.timeout = float(timeout)
         self.max_bytes = int(max_bytes)
@@ -181,8 +196,8 @@ class Fetcher:
         caller's part (:meth:`check`)."""
         session.trust_env = False  # no proxies or .netrc from the environment: the checks above must hold
         if not self.allow_private:
-            session.mount("https://", _PublicOnlyAdapter())
-            session.mount("http://", _PublicOnlyAdapter())
+            session.mount("https://", _PublicOnlyAdapter(self.private_fix))
+            session.mount("http://", _PublicOnlyAdapter(self.private_fix))
         return session
 
     def session(self) -> requests.Session:
@@ -226,7 +241,7 @@ class Fetcher:
             if _address_refused(ip):
                 raise CeadError("http.address_refused",
                                 f"Refusing to fetch {url!r}: {host} resolves to non-public address {ip}."
-                                + PRIVATE_FIX, url=url, address=str(ip))
+                                + self.private_fix, url=url, address=str(ip))
 
     def check(self, url: str) -> None:
         """Refuse ``url`` as ``get`` would (scheme, credentials in it, non-public addresses), before another

@@ -4,7 +4,7 @@ stay in the log and in the audit's CSV)."""
 from __future__ import annotations
 
 import html
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from schemas.words import moment_words
 from verifier.decision.reasons import reasons_words
@@ -16,18 +16,28 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def transfers_table(entries: Iterable[dict]) -> str:
+def transfers_table(entries: Iterable[dict], name: Callable[[Any], str] | None = None) -> str:
     """An HTML table of logged receipt entries (each ``{"meta", "digests", "index", "at"}``, as the log decodes
     them): when, decision, recipient, dataset, rows, the payload's SHA-256 (first 16 hex digits), reasons (in words,
-    each with Cead's code: ``verifier.decision.reasons``) and the log entry."""
-    parts = ["<table><tr><th>when</th><th>decision</th><th>recipient</th><th>dataset</th><th>rows</th>"
-             "<th>payload SHA-256</th><th>reasons</th><th>log entry</th></tr>"]
+    each with Cead's code: ``verifier.decision.reasons``) and the log entry. ``name`` renders an identifier (a
+    recipient's DID, a dataset's IRI) as HTML, e.g. with a name the reader knows it by; default: the identifier.
+    An empty cell is said in words ("not known", "nothing moved"), and each cell carries its column's name
+    (``data-label``) so that a narrow screen can show the rows as cards."""
+    name = name or (lambda v: _e(v))
+    heads = ["when", "decision", "recipient", "dataset", "rows", "payload SHA-256 (first 16 digits)", "reasons",
+             "log entry"]
+    parts = ["<table class=\"rows\"><thead><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr></thead><tbody>"]
     for r in entries:
         m, decision = r["meta"], r["meta"].get("decision")
-        parts.append(f"<tr><td>{_e(moment_words(m.get('decidedAt') or r.get('at'), seconds=True))}</td>"
-                     f"<td>{_e(DECISION_WORDS.get(decision, decision))}</td><td>{_e(m.get('holder'))}</td>"
-                     f"<td>{_e(m.get('dataset'))}</td><td>{_e(m.get('rows'))}</td>"
-                     f"<td><code>{_e((r['digests'].get('payload') or '')[:16])}</code></td>"
-                     f"<td>{_e(reasons_words(m.get('reasons')))}</td><td>{r['index']}</td></tr>")
-    parts.append("</table>")
+        payload = (r["digests"].get("payload") or "")[:16]
+        cells = [_e(moment_words(m.get("decidedAt") or r.get("at"), seconds=True)),
+                 _e(DECISION_WORDS.get(decision, decision)),
+                 name(m["holder"]) if m.get("holder") else "not known (no presentation was read)",
+                 name(m["dataset"]) if m.get("dataset") else "not stated",
+                 _e(m["rows"]) if m.get("rows") is not None else ("not counted" if decision == "allow" else "none"),
+                 f"<code>{_e(payload)}</code>" if payload else ("not recorded" if decision == "allow"
+                                                                 else "nothing moved"),
+                 _e(reasons_words(m.get("reasons"))) or "&#8212;", str(r["index"])]
+        parts.append("<tr>" + "".join(f"<td data-label=\"{h}\">{c}</td>" for h, c in zip(heads, cells)) + "</tr>")
+    parts.append("</tbody></table>")
     return "".join(parts)

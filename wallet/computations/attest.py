@@ -143,10 +143,13 @@ def node_verifier(network, *, did_web_base: str | None = None):
     from verifier.compose import fetcher_for
     from verifier.credential import Verifier
     from verifier.did import Resolver
-    from verifier.http import Fetcher
+    from verifier.http import Fetcher, private_fix
     from verifier.policy import Network
     from verifier.status import StatusLists
-    fetcher = network if isinstance(network, Fetcher) else fetcher_for(Network(**network_settings(network)))
+    fix = private_fix("network.allow_private: true in the network settings the computation runs under (the node's "
+                      "config.yaml, which `cead init --allow-private-addresses` sets, or the process's config)")
+    fetcher = network if isinstance(network, Fetcher) else fetcher_for(Network(**network_settings(network)),
+                                                                        private_fix=fix)
     if did_web_base:
         fetcher = MirrorFetcher(did_web_base, fetcher)
     return Verifier(resolver=Resolver(fetcher=fetcher), status=StatusLists(fetcher, ttl=0))
