@@ -251,14 +251,19 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
     app = (app_factory or create_app)(node)
     from . import notifications
     notifications.subscriptions(node)   # a bad notifications: section fails now, not on the first event
-    notifications.start_dispatcher(node)
+    notifications.interval(node)
 
-    def fresh_connections() -> None:   # in the worker: no database connection carried across the fork
+    def in_worker() -> None:
         engine = getattr(node, "_engine", None)
-        if engine is not None:
+        if engine is not None:          # no database connection carried across the fork
             engine.dispose(close=False)
+        # the notification dispatcher runs in the worker, the process that serves and uses the database (a thread
+        # started before the fork runs in granian's main process only, which a restarted worker is forked from
+        # with that thread perhaps in the middle of a delivery, holding the node's or SQLite's locks)
+        notifications.start_dispatcher(node)
 
-    serve_wsgi(app, host, port, tls_cert, tls_key, post_fork=fresh_connections,
+    node.engine.dispose()   # this process holds no database connection from here on: none is carried into a worker
+    serve_wsgi(app, host, port, tls_cert, tls_key, post_fork=in_worker,
                announce=lambda url: click.echo(f"Serving {node.did} on {url}", err=True))
 
 
@@ -633,7 +638,8 @@ def notifications_group():
               help="Also queue credential.expiring for credentials this node issued that end within this many days.")
 @_fail_on_cead_error
 def notifications_send(home, expiring_within):
-    """Deliver every message that is due now, once (`cead issuer serve` does this every ten seconds)."""
+    """Deliver every message that is due now, once (`cead issuer serve` does this every notifications_interval
+    seconds, 10 by default); never one that the server is sending at the same time."""
     from . import notifications
     node = _open(home, unlock=True)
     queued = notifications.check_expiring(node, expiring_within)

@@ -6,8 +6,8 @@ Layout of a home directory (``--home``, ``$CEAD_HOME`` or ``./cead-home``)::
     config.yaml     name, domain, path, did, public_url, database_url (null = node.db here), keys,
                     network (how the node's wallet fetches DID documents and status lists: allow_http,
                     allow_private, ca_bundle, timeout, as in a trust policy), vocabulary (a JSON/YAML file of
-                    ``broader``/``isPartOf`` terms for the guard rail and the wallet); relative paths resolve
-                    against the home
+                    ``broader``/``isPartOf`` terms for the guard rail and the wallet), notifications and
+                    notifications_interval (docs/notifications.md); relative paths resolve against the home
     keys/*.pem      PKCS#8, encrypted with the passphrase ($CEAD_PASSPHRASE or a prompt), mode 0600
     node.db         SQLite database (unless database_url names another, e.g. PostgreSQL), mode 0600 (its -journal
                     and -wal files take the same mode)
@@ -442,16 +442,23 @@ def _default_public_url(domain: str, path: str | None) -> str:
 
 def _private_file(path: Path) -> None:
     """Make sure the SQLite file exists with mode 0600 before SQLite opens it (its journal and WAL files take the
-    database file's mode), and tighten an older one created world-readable."""
+    database file's mode), and tighten an older one created world-readable. An existing file is never opened here:
+    closing any descriptor of a file drops every POSIX lock this process holds on it, so opening and closing
+    node.db would take away the locks of a connection this process already has to it (another Node of the same
+    home), and another process could then checkpoint and remove the WAL under it (SQLite's "database disk image is
+    malformed")."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:
+            pass        # not ours to change: SQLite opens it as it is
+        return
     except OSError:
         return          # a home that cannot be written: SQLite says so, with the database's own error
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+    os.close(fd)        # new, so no connection of this process has it open
 
 
 def _write_key(path: Path, key: PrivateKey, passphrase: bytes) -> None:

@@ -13,8 +13,11 @@ Subscriptions are in ``config.yaml``::
 (``issuer_notification``) in the same database as everything else, so nothing is lost if the node stops before it
 is sent. ``deliver_due(node)`` sends what is due, without following redirects; a receiver that does not answer 2xx
 is tried again after 30 s, 1, 2, 4 ... minutes (doubling, at most an hour apart) up to ``MAX_ATTEMPTS`` times, then
-the message is marked failed (``cead notifications list`` shows it). ``start_dispatcher(node)`` runs that loop in
-a background thread of ``cead issuer serve``; ``cead notifications send`` runs it once.
+the message is marked failed (``cead notifications list`` shows it). Each message is claimed in the database before
+it is sent, so two senders (the server and ``cead notifications send`` from cron, or two server processes) never
+send one twice. ``start_dispatcher(node)`` runs that loop in a thread of the process that serves (under ``cead
+issuer serve``, the server's worker), at once and then every ``notifications_interval`` seconds of ``config.yaml``
+(``INTERVAL`` by default); ``cead notifications send`` runs it once.
 
 Every message carries ``Cead-Event-Signature``: a compact JWS by the node's own key (``typ`` ``cead-event+jwt``,
 ``kid`` a DID URL of the node) whose claims are the node's DID (``iss``), the message id (``jti``), the time
@@ -31,8 +34,9 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from sqlalchemy import update
 from sqlmodel import Field, SQLModel, select
 
 from verifier.results import CeadError
@@ -54,7 +58,11 @@ KINDS = ("webhook", "teams")
 MAX_ATTEMPTS = 8
 FIRST_RETRY = 30          # seconds; doubles each time
 MAX_RETRY = 3600
-TIMEOUT = 10.0
+TIMEOUT = 10.0            # seconds: the whole POST
+CLAIM_SECONDS = 60        # a message being sent is not due for others this long (well over TIMEOUT); one whose
+                          # sender was killed mid-POST is sent again after it
+INTERVAL = 10.0           # seconds between the served node's looks at the outbox (config.yaml notifications_interval)
+INTERVAL_RANGE = (0.1, 3600.0)
 SIGNATURE_HEADER = "Cead-Event-Signature"
 EVENT_TYP = "cead-event+jwt"
 
@@ -99,6 +107,19 @@ def subscriptions(node) -> list[dict]:
         out.append({"name": str(item.get("name") or f"subscription-{i + 1}"), "url": url, "kind": kind,
                     "events": list(events), "link": item.get("link")})
     return out
+
+
+def interval(node) -> float:
+    """Seconds between the served node's looks at the outbox: ``notifications_interval`` of ``config.yaml``
+    (``INTERVAL`` when absent), checked (``node.config_invalid``)."""
+    value = node.config.get("notifications_interval")
+    if value is None:
+        return INTERVAL
+    low, high = INTERVAL_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise CeadError("node.config_invalid", f"config.yaml notifications_interval: {value!r}; give seconds from "
+                        f"{low:g} to {high:g}.")
+    return float(value)
 
 
 def _stamp(moment: datetime) -> str:
@@ -184,12 +205,30 @@ def _retry_after(attempts: int) -> int:
     return min(MAX_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1))
 
 
-def deliver_due(node, *, now: datetime | None = None) -> dict:
-    """Send every due message once; returns ``{"delivered", "retrying", "failed"}`` counts. Each POST goes through
-    the node's network rules (``node.fetcher().post``: https, its CA bundle, no loopback, private or link-local
-    address unless ``network.allow_private``, checked when the name is resolved and again on the connected socket,
-    so a name rebound to an internal address after the check is refused too; no environment proxies); a refusal is
-    the message's error, naming the address and the setting."""
+def _claim(node, note: Notification, now: datetime) -> bool:
+    """Take ``note`` for sending: it stays undue for others for ``CLAIM_SECONDS`` from now (the clock's, when a run
+    has been going longer than that). False when another sender took it (or settled it) since it was read."""
+    now = max(now, datetime.now(timezone.utc))
+    with node.session() as s:
+        taken = s.execute(update(Notification)
+                          .where(Notification.id == note.id, Notification.attempts == note.attempts,
+                                 Notification.next_attempt == note.next_attempt,
+                                 Notification.delivered_at.is_(None), Notification.failed_at.is_(None))
+                          .values(next_attempt=_stamp(now + timedelta(seconds=CLAIM_SECONDS))))
+        s.commit()
+        return taken.rowcount == 1
+
+
+def deliver_due(node, *, now: datetime | None = None, stopping: Callable[[], bool] | None = None) -> dict:
+    """Send every due message once; returns ``{"delivered", "retrying", "failed"}`` counts. Each message is claimed
+    in the database first (``_claim``), so another sender running at the same time (``cead notifications send``
+    beside a served node) skips it rather than sending it twice; a message whose sending is cut short (the process
+    killed) is due again ``CLAIM_SECONDS`` later. ``stopping``: asked before each message; when it answers True,
+    the rest waits for the next run. Each POST goes through the node's network rules (``node.fetcher().post``:
+    https, its CA bundle, no loopback, private or link-local address unless ``network.allow_private``, checked when
+    the name is resolved and again on the connected socket, so a name rebound to an internal address after the
+    check is refused too; no environment proxies); a refusal is the message's error, naming the address and the
+    setting."""
     now = now or datetime.now(timezone.utc)
     fetcher = node.fetcher()
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
@@ -198,33 +237,40 @@ def deliver_due(node, *, now: datetime | None = None) -> dict:
                                                      Notification.failed_at.is_(None),
                                                      Notification.next_attempt <= _stamp(now))
                           .order_by(Notification.created).limit(200)))
-    for note in due:
-        body = note.body.encode("utf-8")
-        error = None
-        try:
-            response = fetcher.post(note.url, body, timeout=TIMEOUT,
-                                    headers={"Content-Type": "application/json", "Cead-Event-Id": note.id,
-                                             SIGNATURE_HEADER: sign(node, note.id, body)})
-            if not 200 <= response.status < 300:
-                error = f"HTTP {response.status}"
-        except CeadError as exc:
-            error = f"{exc.code}: {exc.message}"
-        with node.session() as s:
-            row = s.get(Notification, note.id)
-            row.attempts += 1
-            if error is None:
-                row.delivered_at, row.last_error = _stamp(now), None
-                counts["delivered"] += 1
-            elif row.attempts >= MAX_ATTEMPTS:
-                row.failed_at, row.last_error = _stamp(now), error
-                counts["failed"] += 1
-                log.warning("notification %s to %s failed for good: %s", row.id, row.subscription, error)
-            else:
-                row.next_attempt = _stamp(now + timedelta(seconds=_retry_after(row.attempts)))
-                row.last_error = error
-                counts["retrying"] += 1
-            s.add(row)
-            s.commit()
+    try:
+        for note in due:
+            if stopping is not None and stopping():
+                break
+            if not _claim(node, note, now):
+                continue
+            body = note.body.encode("utf-8")
+            error = None
+            try:
+                response = fetcher.post(note.url, body, timeout=TIMEOUT,
+                                        headers={"Content-Type": "application/json", "Cead-Event-Id": note.id,
+                                                 SIGNATURE_HEADER: sign(node, note.id, body)})
+                if not 200 <= response.status < 300:
+                    error = f"HTTP {response.status}"
+            except CeadError as exc:
+                error = f"{exc.code}: {exc.message}"
+            with node.session() as s:
+                row = s.get(Notification, note.id)
+                row.attempts += 1
+                if error is None:
+                    row.delivered_at, row.last_error = _stamp(now), None
+                    counts["delivered"] += 1
+                elif row.attempts >= MAX_ATTEMPTS:
+                    row.failed_at, row.last_error = _stamp(now), error
+                    counts["failed"] += 1
+                    log.warning("notification %s to %s failed for good: %s", row.id, row.subscription, error)
+                else:
+                    row.next_attempt = _stamp(now + timedelta(seconds=_retry_after(row.attempts)))
+                    row.last_error = error
+                    counts["retrying"] += 1
+                s.add(row)
+                s.commit()
+    finally:
+        fetcher.close()
     return counts
 
 
@@ -253,17 +299,30 @@ def outbox(node, limit: int = 100) -> list[Notification]:
         return list(s.exec(select(Notification).order_by(Notification.created.desc()).limit(limit)))
 
 
-def start_dispatcher(node, interval: float = 10.0) -> threading.Event:
-    """Deliver due messages every ``interval`` seconds in a daemon thread; set the returned event to stop."""
+def start_dispatcher(node, every: float | None = None) -> threading.Event:
+    """Deliver due messages now and then every ``every`` seconds (default: ``interval(node)``) in a thread of this
+    process, when the node has subscriptions; set the returned event to stop it. Start it in the process that
+    stays (under a pre-forking server, the worker: a thread is not copied into a forked child). The thread also
+    ends when this process's main thread has ended, after the message it is sending (its outcome recorded), so a
+    graceful stop (SIGTERM) neither cuts a message short nor waits for the rest, which stay due for the next start."""
+    every = interval(node) if every is None else float(every)
     stop = threading.Event()
+    main = threading.main_thread()
+
+    def stopping() -> bool:
+        return stop.is_set() or not main.is_alive()
 
     def loop():
-        while not stop.wait(interval):
+        while not stopping():
             try:
-                deliver_due(node)
+                deliver_due(node, stopping=stopping)
             except Exception:          # a database hiccup must not end the loop; it is logged and retried
                 log.exception("notification dispatch failed")
+            deadline = time.monotonic() + every
+            while not stopping() and time.monotonic() < deadline:
+                stop.wait(min(0.2, max(deadline - time.monotonic(), 0)))
 
     if subscriptions(node):
-        threading.Thread(target=loop, name="cead-notifications", daemon=True).start()
+        # not a daemon: the interpreter's exit waits for it, and it ends once the main thread has
+        threading.Thread(target=loop, name="cead-notifications", daemon=False).start()
     return stop

@@ -50,6 +50,39 @@ def test_node_db_is_created_private_and_an_old_one_is_tightened(tmp_path):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, extra
 
 
+def _read_locks_on(path: Path) -> int:
+    """How many POSIX read locks this process holds on ``path`` (from /proc/locks)."""
+    inode, pid, held = os.stat(path).st_ino, str(os.getpid()), 0
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()       # N: POSIX ADVISORY READ|WRITE PID MAJ:MIN:INODE START END ("->" for a waiter)
+        if "->" not in fields and fields[3] == "READ" and fields[4] == pid and \
+                int(fields[5].rsplit(":", 1)[1]) == inode:
+            held += 1
+    return held
+
+
+def test_opening_a_second_node_of_a_home_keeps_the_first_ones_sqlite_locks(tmp_path):
+    """Node.engine made sure of node.db's mode by opening and closing the file, and closing any descriptor of a file
+    drops every POSIX lock the process holds on it: a second Node of the same home took away the SQLite locks of the
+    first's open connection (another process could then checkpoint and remove the WAL under it; seen as "database
+    disk image is malformed" in tests/test_notifications_served.py). The first connection keeps its lock."""
+    node, _ = Node.init(tmp_path / "home", "Fife Council", b"pass", domain="fife.example")
+    db_file = tmp_path / "home" / "node.db"
+    first = node.engine.raw_connection()                    # open, idle (no transaction), as a pooled one is
+    try:
+        first.cursor().execute("select count(*) from sqlite_master").fetchall()
+        held = _read_locks_on(db_file)
+        assert held >= 1                                    # a WAL connection holds a shared lock while open
+        second = Node.open(tmp_path / "home")
+        with second.engine.connect() as conn:               # the second Node's engine, and a connection of its own
+            assert conn.exec_driver_sql("select count(*) from issuer_credential").scalar_one() == 0
+        assert _read_locks_on(db_file) == held
+        second.engine.dispose()
+    finally:
+        first.close()
+        node.engine.dispose()
+
+
 # ---- the guard rail and the delegation's status --------------------------------------------------------------
 
 def _delegation(w, **extra):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -21,10 +22,10 @@ from verifier.results import CeadError
 
 
 class Receiver:
-    """A webhook receiver that fails its first ``failures`` calls with 503."""
+    """A webhook receiver that fails its first ``failures`` calls with 503, answering after ``delay`` seconds."""
 
-    def __init__(self, failures: int = 0):
-        self.failures, self.calls, self.lock = failures, [], threading.Lock()
+    def __init__(self, failures: int = 0, delay: float = 0.0):
+        self.failures, self.delay, self.calls, self.lock = failures, delay, [], threading.Lock()
 
     def __call__(self, environ, start_response):
         from werkzeug.wrappers import Request, Response
@@ -32,6 +33,7 @@ class Receiver:
         with self.lock:
             self.calls.append((req.path, dict(req.headers), req.get_data()))
             status = 503 if len(self.calls) <= self.failures else 204
+        time.sleep(self.delay)
         return Response(status=status)(environ, start_response)
 
 
@@ -130,3 +132,43 @@ def test_bad_subscriptions_are_named(tmp_path, subs, fragment):
     with pytest.raises(CeadError) as info:
         notifications.subscriptions(node)
     assert info.value.code == "node.config_invalid" and fragment in info.value.message
+
+
+def test_two_senders_at_once_send_each_message_once(world):
+    """Two deliveries running together (as the served node's dispatcher and `cead notifications send` from cron do,
+    tests/test_notifications_served.py): each message is claimed before it is sent, so the receiver, which answers
+    slowly, gets each once, from one sender or the other; without the claim both senders sent both."""
+    node, receiver, _, _ = world
+    receiver.failures, receiver.delay = 0, 0.5
+    issued = service.issue(node, certification(node.did))
+    service.change_status(node, issued.id, "revoke")
+    results = []
+    senders = [threading.Thread(target=lambda: results.append(notifications.deliver_due(node))) for _ in range(2)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(30)
+    assert sum(r["delivered"] for r in results) == 2 and len(results) == 2
+    assert sorted(headers["Cead-Event-Id"] for _, headers, _ in receiver.calls) == sorted(
+        n.id for n in notifications.outbox(node))
+    assert all(n.delivered_at and n.attempts == 1 for n in notifications.outbox(node))
+
+
+@pytest.mark.parametrize("value", [0, 0.01, 7200, "10", True, [5]])
+def test_a_bad_notifications_interval_is_named(tmp_path, value):
+    node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain="fife.example")
+    config = yaml.safe_load((node.home / "config.yaml").read_text())
+    config["notifications_interval"] = value
+    (node.home / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(CeadError) as info:
+        notifications.interval(Node.open(node.home))
+    assert info.value.code == "node.config_invalid" and "notifications_interval" in info.value.message
+
+
+def test_the_notifications_interval_is_read_from_config(tmp_path):
+    node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain="fife.example")
+    assert notifications.interval(node) == notifications.INTERVAL == 10
+    node.config["notifications_interval"] = 0.5
+    assert notifications.interval(node) == 0.5
+    node.config["notifications_interval"] = None           # `notifications_interval:` left empty: the default
+    assert notifications.interval(node) == 10
