@@ -139,7 +139,7 @@ def run(node_url: str, *, did: str | None = None, witnesses: list[str] = (), fet
             audit.problems.append(Problem("audit.inconsistent", f"The checkpoint of {cp.size} entries does not match "
                                           "the entries the log serves: its history was rewritten or forked.",
                                           {"size": cp.size}))
-        names = [w.key.name for w in c.witnesses]
+        names = list(dict.fromkeys(w.key.name for w in c.witnesses))   # each witness once (two keys of one: one)
         if len(names) < min_witnesses:
             audit.problems.append(Problem("audit.witnesses_insufficient", f"The checkpoint of {cp.size} entries is "
                                           f"co-signed by {len(names)} of the witnesses given; {min_witnesses} "
