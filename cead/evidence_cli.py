@@ -1,5 +1,6 @@
-"""Evidence commands: `cead receipts list|show|verify` (receipts kept at this node: as provider or recipient) and
-`cead audit NODE_URL` (an auditor's check of another organisation's log, with a CSV and printable HTML report).
+"""Evidence commands: `cead receipts list|show|verify` (receipts kept at this node: as provider or recipient),
+`cead audit NODE_URL` (an auditor's check of another organisation's log, with a CSV and printable HTML report) and
+`cead witness key` (the key a witness's co-signatures are checked with, for `cead audit --witness`).
 
 Exit codes: 0 done (audit: every check passed), 1 a receipt that does not verify or an audit that found problems,
 2 bad input (unknown receipt, no node home, unreachable node). Errors are one JSON line on stderr."""
@@ -154,7 +155,9 @@ def verify(receipt_id, payload, home) -> None:
 @click.argument("node_url")
 @click.option("--did", default=None, help="The organisation's DID (default: the did:web of NODE_URL).")
 @click.option("--witness", "witnesses", multiple=True,
-              help="A witness's note verifier key (name+keyid+base64); repeat for each witness you trust.")
+              help="A witness's note verifier key (name+keyid+base64), as the witnessing organisation's "
+                   "`cead witness key` prints it (obtain it from that organisation, never from the node audited); "
+                   "repeat for each witness you trust.")
 @click.option("--min-witnesses", type=click.IntRange(0, 32), default=0,
               help="Cosignatures each checkpoint needs from those witnesses (default 0).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
@@ -193,3 +196,55 @@ def audit(node_url, did, witnesses, min_witnesses, out, ca_bundle, allow_private
     for problem in result.problems:
         click.echo(f"  {problem.code}: {problem.message}", err=True)
     sys.exit(0 if result.ok else 1)
+
+
+@click.group()
+def witness() -> None:
+    """This node as a witness of other organisations' logs (it co-signs their checkpoints, C2SP tlog-witness)."""
+
+
+@witness.command("key")
+@click.option("--all", "every", is_flag=True,
+              help="Also print the keys a key rotation left in use (checkpoints co-signed before the rotation "
+                   "carry those), one per line, the current key first.")
+@click.option("--did", default=None,
+              help="Instead of this node's key: compute the witness keys of the organisation with this DID from its "
+                   "DID document (one per Ed25519 key it lists for use).")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="With --did: extra trust anchors (PEM) for the DID document's HTTPS.")
+@click.option("--allow-private-addresses", is_flag=True,
+              help="With --did: development: allow a DID document on a private address.")
+@home_option
+def witness_key(every, did, ca_bundle, allow_private_addresses, home) -> None:
+    """Print this node's witness key: the C2SP note verifier key (name+keyid+base64) its co-signatures of other
+    organisations' checkpoints are checked with. An auditor gives it to `cead audit NODE_URL --witness KEY`, a
+    gateway lists it under its trust policy's transparency.witnesses. Send it to them yourself (in the sharing
+    agreement, a signed letter): an auditor must not take a witness's key from the node being audited.
+
+    With --did, an auditor computes the witness keys of the organisation named by that DID from its own DID
+    document (the witness's name is its DID, its key an Ed25519 key of that document), to check the key the
+    organisation sent."""
+    from issuer.evidence import witness as witnessing
+    if did:
+        from verifier.did import Resolver
+        from verifier.http import Fetcher, private_fix
+        fetcher = Fetcher(allow_private=allow_private_addresses, ca_bundle=ca_bundle,
+                          private_fix=private_fix("`cead witness key --did DID --allow-private-addresses`"))
+        try:
+            keys = witnessing.witness_keys_in(Resolver(fetcher).resolve(did))
+        except CeadError as exc:
+            _fail(exc)
+        if not keys:
+            _fail(CeadError("tlog.witness_key_missing", f"The DID document of {did} lists no Ed25519 key for use: "
+                            "it cannot co-sign as a witness."))
+    else:
+        if ca_bundle or allow_private_addresses:
+            raise click.UsageError("--ca-bundle and --allow-private-addresses go with --did.")
+        node = _node(home)
+        try:
+            keys = witnessing.witness_keys(node)
+        except CeadError as exc:
+            _fail(exc)
+        keys = keys if every else keys[:1]
+    for key in keys:
+        click.echo(key.vkey())
