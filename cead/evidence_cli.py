@@ -33,17 +33,38 @@ def _node(home):
 
 @click.group()
 def receipts() -> None:
-    """Decision receipts kept by this node: those its gateway signed (provider) and those it received (recipient)."""
+    """Decision receipts kept by this node: those its own gateway signed ("signed here"; --side provider) and the
+    copies it received from another organisation's gateway, whichever way the data moved ("copy received"; --side
+    recipient)."""
+
+
+# what `cead receipts list` says for each stored side: who signed the receipt, not which way the data moved (a
+# provider pushing data keeps the copy the recipient's gateway signed: a copy received, stored on the side
+# "recipient"). The stored names, and --side, stay as they were: scripts use them.
+SIDE_WORDS = {"provider": "signed here", "recipient": "copy received"}
+SIGNATURE_WORDS = {
+    "verified": "signature verified",
+    "invalid": "SIGNATURE INVALID",
+    "unverified": "signature not checked: signer unreachable when it arrived (try `cead receipts verify {id}` "
+                  "later)",
+    "uncheckable": "signature not checked: signer not named by a DID (cannot be checked against a DID document)",
+}
 
 
 @receipts.command("list")
 @click.option("--approval", default=None, help="Only receipts for decisions under this approval id.")
 @click.option("--side", type=click.Choice(["provider", "recipient"]), default=None,
-              help="Only receipts this node signed as provider, or received as recipient.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+              help="provider: only the receipts this node's own gateway signed (listed as \"signed here\"); "
+                   "recipient: only the copies it received from another organisation's gateway, whether it pulled "
+                   "data or pushed it (listed as \"copy received\").")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON instead of a table (side: provider or recipient, as --side names them).")
 @home_option
 def list_(approval, side, as_json, home) -> None:
-    """List stored receipts, oldest first, grouped by the approval they were made under."""
+    """List stored receipts, oldest first, grouped by the approval they were made under. Each line: when, the
+    decision, who signed the receipt ("signed here": this node's gateway; "copy received": another organisation's
+    gateway, whichever way the data moved), rows, the recipient, the receipt id, and for a copy received what was
+    checked as it arrived (the bytes against the receipt; the signature against the gateway's DID document)."""
     from issuer.evidence import receipts as store
     rows = store.listing(_node(home).engine, side=side, approval=approval)
     if as_json:
@@ -59,10 +80,11 @@ def list_(approval, side, as_json, home) -> None:
             click.echo(f"Approval {row.approval or '(none: refused before an approval was found)'}")
         check = {"matches": "  bytes match", "differs": "  BYTES DIFFER from the receipt"}.get(
             row.payload_check or "", "")
-        check += {"verified": "  signature verified", "invalid": "  SIGNATURE INVALID",
-                  "unverified": "  signature not checked (signer unreachable)"}.get(row.signature_check or "", "")
-        click.echo(f"  {row.at}  {row.decision:5}  {row.side:9}  rows={row.rows if row.rows is not None else '-':<6}"
-                   f"  {row.holder or '-'}  {row.id}{check}")
+        state = row.signature_state
+        check += f"  {SIGNATURE_WORDS[state].format(id=row.id)}" if state in SIGNATURE_WORDS else ""
+        side_words = SIDE_WORDS.get(row.side, row.side or "-")
+        click.echo(f"  {row.at}  {row.decision:5}  {side_words:13}  "
+                   f"rows={row.rows if row.rows is not None else '-':<6}  {row.holder or '-'}  {row.id}{check}")
 
 
 @receipts.command("show")
