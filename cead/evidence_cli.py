@@ -212,9 +212,12 @@ def audit(node_url, did, witnesses, min_witnesses, out, ca_bundle, allow_private
     n_cp, n_problems = len(result.checkpoints), len(result.problems)
     verdict = (("all checks passed" + ("" if witnesses else " (witnesses not checked: no --witness given)"))
                if result.ok else f"{n_problems} problem{'s' if n_problems != 1 else ''} found")
+    bare = len(result.without_presentation())   # health checks, probes: refused, nothing moved, nobody identified
+    decisions = f"{len(result.receipts())} decisions" + (
+        f", {bare} of them request{'s' if bare != 1 else ''} without any presentation" if bare else "")
     click.echo(f"Audited {result.did}: {result.size} entries, {n_cp} checkpoint{'s' if n_cp != 1 else ''}, "
                f"{len(result.approvals())} approvals issued here and {len(relied)} relied on, {allowed} transfers "
-               f"({len(result.receipts())} decisions); {verdict}; report {csv_path} and {html_path}")
+               f"({decisions}); {verdict}; report {csv_path} and {html_path}")
     for problem in result.problems:
         click.echo(f"  {problem.code}: {problem.message}", err=True)
     sys.exit(0 if result.ok else 1)
