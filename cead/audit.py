@@ -505,8 +505,8 @@ explained at the end, under <a href="#terms">What the terms mean</a>.</p>"""]
             when = f"on {e(first)}" if first == last else f"from {e(first)} to {e(last)}"
         codes = sorted({c for r in bare for c in r["meta"].get("reasons") or []})
         return (f"<h3>Requests without any presentation (probes, health checks, misconfigured clients)</h3>"
-                f"<p><b>{n} request{'s' if n != 1 else ''}, all refused: nothing moved and nobody was "
-                f"identified.</b></p>"
+                f"<p><b>{n} request{'s' if n != 1 else ''}, {'all ' if n != 1 else ''}refused: nothing moved and "
+                f"nobody was identified.</b></p>"
                 "<p>These requests reached the gateway carrying no presentation at all: no credential was sent, so "
                 "no requester was identified and there was no approval to check. A load balancer's or a monitoring "
                 "service's health checks, probes of the address and clients not set up to present their "
