@@ -231,7 +231,7 @@ def witness() -> None:
 @witness.command("key")
 @click.option("--all", "every", is_flag=True,
               help="Also print the keys a key rotation left in use (checkpoints co-signed before the rotation "
-                   "carry those), one per line, the current key first.")
+                   "carry those), one per line, the current key first (--did prints every key in use anyway).")
 @click.option("--did", default=None,
               help="Instead of this node's key: compute the witness keys of the organisation with this DID from its "
                    "DID document (one per Ed25519 key it lists for use).")
