@@ -26,7 +26,7 @@ from pathlib import Path
 
 from schemas import vocab
 from schemas.words import kind_name, moment_words
-from issuer.evidence.report import transfers_table
+from issuer.evidence.report import transfers_table, without_presentation
 from verifier.did import Resolver, did_web_from_url, ed25519_keys
 from verifier.http import Fetcher
 from verifier.results import CeadError, Problem
@@ -34,7 +34,8 @@ from verifier.tlog import merkle, note as notes, tiles
 from verifier.tlog.checkpoint import Checkpoint, open_checkpoint
 
 S62 = "https://www.legislation.gov.uk/ukpga/2018/12/section/62"
-NO_APPROVAL = "(no approval)"   # decisions refused before an approval was found (no presentation, say)
+NO_APPROVAL = "(no approval)"   # decisions refused before an approval was found (a presentation unreadable, say)
+NO_PRESENTATION = "(no presentation)"   # requests that carried no presentation at all (health checks, probes)
 MAX_ENTRIES = 5_000_000
 
 
@@ -64,10 +65,24 @@ class Audit:
     def receipts(self) -> list[dict]:
         return self.of_kind("receipt")
 
+    def without_presentation(self) -> list[dict]:
+        """The decisions on requests that carried no presentation at all (probes, health checks, misconfigured
+        clients): refused, nothing moved, nobody identified."""
+        return [r for r in self.receipts() if without_presentation(r["meta"])]
+
     def transfers_by_approval(self) -> dict[str, list[dict]]:
+        """Every decision under the approval it was made under; those refused before an approval was found under
+        ``NO_APPROVAL``, and those on requests without any presentation under ``NO_PRESENTATION`` (last)."""
         out: dict[str, list[dict]] = {a["meta"].get("credentialId"): [] for a in self.approvals()}
         for r in self.receipts():
+            if without_presentation(r["meta"]):
+                continue
             out.setdefault(r["meta"].get("approval") or NO_APPROVAL, []).append(r)
+        if NO_APPROVAL in out:
+            out[NO_APPROVAL] = out.pop(NO_APPROVAL)
+        bare = self.without_presentation()
+        if bare:
+            out[NO_PRESENTATION] = bare
         return out
 
 
@@ -139,7 +154,7 @@ def run(node_url: str, *, did: str | None = None, witnesses: list[str] = (), fet
             audit.problems.append(Problem("audit.inconsistent", f"The checkpoint of {cp.size} entries does not match "
                                           "the entries the log serves: its history was rewritten or forked.",
                                           {"size": cp.size}))
-        names = [w.key.name for w in c.witnesses]
+        names = list(dict.fromkeys(w.key.name for w in c.witnesses))   # each witness once (two keys of one: one)
         if len(names) < min_witnesses:
             audit.problems.append(Problem("audit.witnesses_insufficient", f"The checkpoint of {cp.size} entries is "
                                           f"co-signed by {len(names)} of the witnesses given; {min_witnesses} "
@@ -183,6 +198,17 @@ def _row(r: dict) -> dict:
             "purpose": meta.get("purpose"), "rows": meta.get("rows"), "payloadSha256": digests.get("payload"),
             "receiptSha256": digests.get("receipt"), "reasons": " ".join(meta.get("reasons") or []),
             "gateway": meta.get("gateway")}
+
+
+def index_ranges(indexes) -> str:
+    """Log entry numbers as ranges: "0-3, 17, 25-26"."""
+    spans: list[list[int]] = []
+    for i in sorted(indexes):
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _csv_safe(value) -> str:
@@ -405,6 +431,8 @@ explained at the end, under <a href="#terms">What the terms mean</a>.</p>"""]
                                       + " (by a delegate or another controller: their issuance is in their issuer's "
                                         "log)" if elsewhere else "")),
                  ("Decisions by its gateway", f"{len(receipts)}: {len(allowed)} allowed, {len(refused)} refused"),
+                 ("Of those refused: requests without any presentation (probes, health checks, misconfigured "
+                  "clients)", f"{len(a.without_presentation())}: nothing moved, nobody identified"),
                  ("Transfers (allowed decisions) and rows disclosed",
                   f"{len(allowed)} transfer{'s' if len(allowed) != 1 else ''}, {rows} rows"
                   + (f" (and {uncounted} transfer{'s' if uncounted != 1 else ''} whose rows were not counted)"
@@ -433,9 +461,14 @@ explained at the end, under <a href="#terms">What the terms mean</a>.</p>"""]
             rows = sum(t["meta"]["rows"] for t in allowed if isinstance(t["meta"].get("rows"), int))
             total = (f"<p><b>{len(transfers)} decision{'s' if len(transfers) != 1 else ''}: {len(allowed)} allowed "
                      f"({rows} rows disclosed), {len(transfers) - len(allowed)} refused.</b></p>")
+            if approval == NO_PRESENTATION:
+                parts.append(self.without_presentation(transfers))
+                continue
             if approval == NO_APPROVAL:
-                parts.append("<h3>Refused before an approval was found</h3><p>No approval was presented, or none "
-                             "could be read: these requests were refused and nothing moved.</p>" + total)
+                parts.append("<h3>Refused before an approval was found</h3><p>A presentation was sent, but no "
+                             "approval in it could be read or relied on: these requests were refused and nothing "
+                             "moved.</p>"
+                             + total)
                 parts.append(transfers_table(transfers, self.name))
                 continue
             x = issued.get(approval)
@@ -458,6 +491,30 @@ explained at the end, under <a href="#terms">What the terms mean</a>.</p>"""]
                 continue
             parts.append(total + transfers_table(transfers, self.name))
         return "".join(parts)
+
+    def without_presentation(self, bare: list[dict]) -> str:
+        """Requests that carried no presentation at all, as one group: how many, when, which log entries. Each is a
+        logged decision (counted in the totals; a row of the CSV), none an attempted disclosure by anyone identified."""
+        from verifier.decision.reasons import reasons_words
+        e = self.e
+        n = len(bare)
+        times = sorted(moment for moment in (r["meta"].get("decidedAt") or r.get("at") for r in bare) if moment)
+        when = ""
+        if times:
+            first, last = (moment_words(t, seconds=True) for t in (times[0], times[-1]))
+            when = f"on {e(first)}" if first == last else f"from {e(first)} to {e(last)}"
+        codes = sorted({c for r in bare for c in r["meta"].get("reasons") or []})
+        return (f"<h3>Requests without any presentation (probes, health checks, misconfigured clients)</h3>"
+                f"<p><b>{n} request{'s' if n != 1 else ''}, {'all ' if n != 1 else ''}refused: nothing moved and "
+                f"nobody was identified.</b></p>"
+                "<p>These requests reached the gateway carrying no presentation at all: no credential was sent, so "
+                "no requester was identified and there was no approval to check. A load balancer's or a monitoring "
+                "service's health checks, probes of the address and clients not set up to present their "
+                "credentials send such requests. The gateway refused each and logged the decision, so each is "
+                "counted in the totals above and is a row of the CSV; none disclosed anything.</p>"
+                + (f"<p>Reason: {e(reasons_words(codes))}.</p>" if codes else "")
+                + f"<p>Refused {when}; log entr{'ies' if n != 1 else 'y'} "
+                f"{e(index_ranges(r['index'] for r in bare))}.</p>")
 
     def other_credentials(self) -> str:
         a, e = self.audit, self.e

@@ -35,6 +35,7 @@ _COMMANDS = {
     "fetch": ("wallet.cli", "fetch"),
     "receipts": ("cead.evidence_cli", "receipts"),
     "audit": ("cead.evidence_cli", "audit"),
+    "witness": ("cead.evidence_cli", "witness"),
     "deliver": ("wallet.cli", "deliver"),
     "request": ("wallet.cli", "request_group"),
     "provider": ("wallet.provider.cli", "provider"),

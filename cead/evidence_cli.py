@@ -1,5 +1,6 @@
-"""Evidence commands: `cead receipts list|show|verify` (receipts kept at this node: as provider or recipient) and
-`cead audit NODE_URL` (an auditor's check of another organisation's log, with a CSV and printable HTML report).
+"""Evidence commands: `cead receipts list|show|verify` (receipts kept at this node: as provider or recipient),
+`cead audit NODE_URL` (an auditor's check of another organisation's log, with a CSV and printable HTML report) and
+`cead witness key` (the key a witness's co-signatures are checked with, for `cead audit --witness`).
 
 Exit codes: 0 done (audit: every check passed), 1 a receipt that does not verify or an audit that found problems,
 2 bad input (unknown receipt, no node home, unreachable node). Errors are one JSON line on stderr."""
@@ -32,17 +33,38 @@ def _node(home):
 
 @click.group()
 def receipts() -> None:
-    """Decision receipts kept by this node: those its gateway signed (provider) and those it received (recipient)."""
+    """Decision receipts kept by this node: those its own gateway signed ("signed here"; --side provider) and the
+    copies it received from another organisation's gateway, whichever way the data moved ("copy received"; --side
+    recipient)."""
+
+
+# what `cead receipts list` says for each stored side: who signed the receipt, not which way the data moved (a
+# provider pushing data keeps the copy the recipient's gateway signed: a copy received, stored on the side
+# "recipient"). The stored names, and --side, stay as they were: scripts use them.
+SIDE_WORDS = {"provider": "signed here", "recipient": "copy received"}
+SIGNATURE_WORDS = {
+    "verified": "signature verified",
+    "invalid": "SIGNATURE INVALID",
+    "unverified": "signature not checked: signer unreachable when it arrived (try `cead receipts verify {id}` "
+                  "later)",
+    "uncheckable": "signature not checked: signer not named by a DID (cannot be checked against a DID document)",
+}
 
 
 @receipts.command("list")
 @click.option("--approval", default=None, help="Only receipts for decisions under this approval id.")
 @click.option("--side", type=click.Choice(["provider", "recipient"]), default=None,
-              help="Only receipts this node signed as provider, or received as recipient.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+              help="provider: only the receipts this node's own gateway signed (listed as \"signed here\"); "
+                   "recipient: only the copies it received from another organisation's gateway, whether it pulled "
+                   "data or pushed it (listed as \"copy received\").")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON instead of a table (side: provider or recipient, as --side names them).")
 @home_option
 def list_(approval, side, as_json, home) -> None:
-    """List stored receipts, oldest first, grouped by the approval they were made under."""
+    """List stored receipts, oldest first, grouped by the approval they were made under. Each line: when, the
+    decision, who signed the receipt ("signed here": this node's gateway; "copy received": another organisation's
+    gateway, whichever way the data moved), rows, the recipient, the receipt id, and for a copy received what was
+    checked as it arrived (the bytes against the receipt; the signature against the gateway's DID document)."""
     from issuer.evidence import receipts as store
     rows = store.listing(_node(home).engine, side=side, approval=approval)
     if as_json:
@@ -58,10 +80,11 @@ def list_(approval, side, as_json, home) -> None:
             click.echo(f"Approval {row.approval or '(none: refused before an approval was found)'}")
         check = {"matches": "  bytes match", "differs": "  BYTES DIFFER from the receipt"}.get(
             row.payload_check or "", "")
-        check += {"verified": "  signature verified", "invalid": "  SIGNATURE INVALID",
-                  "unverified": "  signature not checked (signer unreachable)"}.get(row.signature_check or "", "")
-        click.echo(f"  {row.at}  {row.decision:5}  {row.side:9}  rows={row.rows if row.rows is not None else '-':<6}"
-                   f"  {row.holder or '-'}  {row.id}{check}")
+        state = row.signature_state
+        check += f"  {SIGNATURE_WORDS[state].format(id=row.id)}" if state in SIGNATURE_WORDS else ""
+        side_words = SIDE_WORDS.get(row.side, row.side or "-")
+        click.echo(f"  {row.at}  {row.decision:5}  {side_words:13}  "
+                   f"rows={row.rows if row.rows is not None else '-':<6}  {row.holder or '-'}  {row.id}{check}")
 
 
 @receipts.command("show")
@@ -154,7 +177,9 @@ def verify(receipt_id, payload, home) -> None:
 @click.argument("node_url")
 @click.option("--did", default=None, help="The organisation's DID (default: the did:web of NODE_URL).")
 @click.option("--witness", "witnesses", multiple=True,
-              help="A witness's note verifier key (name+keyid+base64); repeat for each witness you trust.")
+              help="A witness's note verifier key (name+keyid+base64), as the witnessing organisation's "
+                   "`cead witness key` prints it (obtain it from that organisation, never from the node audited); "
+                   "repeat for each witness you trust.")
 @click.option("--min-witnesses", type=click.IntRange(0, 32), default=0,
               help="Cosignatures each checkpoint needs from those witnesses (default 0).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
@@ -187,9 +212,64 @@ def audit(node_url, did, witnesses, min_witnesses, out, ca_bundle, allow_private
     n_cp, n_problems = len(result.checkpoints), len(result.problems)
     verdict = (("all checks passed" + ("" if witnesses else " (witnesses not checked: no --witness given)"))
                if result.ok else f"{n_problems} problem{'s' if n_problems != 1 else ''} found")
+    bare = len(result.without_presentation())   # health checks, probes: refused, nothing moved, nobody identified
+    decisions = f"{len(result.receipts())} decisions" + (
+        f", {bare} of them request{'s' if bare != 1 else ''} without any presentation" if bare else "")
     click.echo(f"Audited {result.did}: {result.size} entries, {n_cp} checkpoint{'s' if n_cp != 1 else ''}, "
                f"{len(result.approvals())} approvals issued here and {len(relied)} relied on, {allowed} transfers "
-               f"({len(result.receipts())} decisions); {verdict}; report {csv_path} and {html_path}")
+               f"({decisions}); {verdict}; report {csv_path} and {html_path}")
     for problem in result.problems:
         click.echo(f"  {problem.code}: {problem.message}", err=True)
     sys.exit(0 if result.ok else 1)
+
+
+@click.group()
+def witness() -> None:
+    """This node as a witness of other organisations' logs (it co-signs their checkpoints, C2SP tlog-witness)."""
+
+
+@witness.command("key")
+@click.option("--all", "every", is_flag=True,
+              help="Also print the keys a key rotation left in use (checkpoints co-signed before the rotation "
+                   "carry those), one per line, the current key first (--did prints every key in use anyway).")
+@click.option("--did", default=None,
+              help="Instead of this node's key: compute the witness keys of the organisation with this DID from its "
+                   "DID document (one per Ed25519 key it lists for use).")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="With --did: extra trust anchors (PEM) for the DID document's HTTPS.")
+@click.option("--allow-private-addresses", is_flag=True,
+              help="With --did: development: allow a DID document on a private address.")
+@home_option
+def witness_key(every, did, ca_bundle, allow_private_addresses, home) -> None:
+    """Print this node's witness key: the C2SP note verifier key (name+keyid+base64) its co-signatures of other
+    organisations' checkpoints are checked with. An auditor gives it to `cead audit NODE_URL --witness KEY`, a
+    gateway lists it under its trust policy's transparency.witnesses. Send it to them yourself (in the sharing
+    agreement, a signed letter): an auditor must not take a witness's key from the node being audited.
+
+    With --did, an auditor computes the witness keys of the organisation named by that DID from its own DID
+    document (the witness's name is its DID, its key an Ed25519 key of that document), to check the key the
+    organisation sent."""
+    from issuer.evidence import witness as witnessing
+    if did:
+        from verifier.did import Resolver
+        from verifier.http import Fetcher, private_fix
+        fetcher = Fetcher(allow_private=allow_private_addresses, ca_bundle=ca_bundle,
+                          private_fix=private_fix("`cead witness key --did DID --allow-private-addresses`"))
+        try:
+            keys = witnessing.witness_keys_in(Resolver(fetcher).resolve(did))
+        except CeadError as exc:
+            _fail(exc)
+        if not keys:
+            _fail(CeadError("tlog.witness_key_missing", f"The DID document of {did} lists no Ed25519 key for use: "
+                            "it cannot co-sign as a witness."))
+    else:
+        if ca_bundle or allow_private_addresses:
+            raise click.UsageError("--ca-bundle and --allow-private-addresses go with --did.")
+        node = _node(home)
+        try:
+            keys = witnessing.witness_keys(node)
+        except CeadError as exc:
+            _fail(exc)
+        keys = keys if every else keys[:1]
+    for key in keys:
+        click.echo(key.vkey())

@@ -134,10 +134,53 @@ def test_the_totals_are_the_sums_of_what_is_listed(world):
     # each approval's own totals
     assert "3 decisions: 2 allowed (6 rows disclosed), 1 refused." in seen
     assert "1 decision: 1 allowed (3 rows disclosed), 0 refused." in seen
-    assert "1 decision: 0 allowed (0 rows disclosed), 1 refused." in seen        # refused before an approval
+    # the request without any presentation: its own group, counted among the refusals
+    assert "Of those refused: requests without any presentation (probes, health checks, misconfigured clients) " \
+        "1: nothing moved, nobody identified" in seen
+    assert "1 request, refused: nothing moved and nobody was identified." in seen
     # the s.62 view's total line
     s62 = seen.split("DPA 2018 section 62")[1].split("Checkpoints")[0]
     assert "Total: 3 disclosures 2 recipients 9" in s62
+
+
+def test_requests_without_a_presentation_are_a_group_of_their_own_and_still_counted(world):
+    """A health check or probe (a request with no presentation at all) is a logged decision: listed and counted,
+    but as what it is, apart from the refusals of requests that did present something, and never with a recipient
+    "not known" as if someone had tried to take data."""
+    transfer(world.node, None, holder=None, allowed=False, reason="presentation.missing")
+    transfer(world.node, None, holder=None, allowed=False, reason="presentation.malformed")   # sent, unreadable
+    result, page, out = audit(world)
+    assert result.exit_code == 0, result.output
+    assert "3 transfers (7 decisions, 2 of them requests without any presentation)" in result.output
+    seen = text(page)
+    assert "Decisions by its gateway 7: 3 allowed, 4 refused" in seen
+    assert "requests without any presentation (probes, health checks, misconfigured clients) 2: nothing moved, " \
+        "nobody identified" in seen
+    section = seen.split("Approvals and the transfers made under each")[1].split("Other credentials")[0]
+    # the groups add up to the decisions: each approval's, the refusals before an approval, the bare requests
+    counts = [int(n) for n in re.findall(r"(\d+) decisions?: \d+ allowed", section)]
+    bare = section.split("Requests without any presentation (probes, health checks, misconfigured clients)")[1]
+    assert bare.startswith(" 2 requests, all refused: nothing moved and nobody was identified.")
+    assert sum(counts) + 2 == 7
+    # the refusal of a presentation that was sent stays where it was, with its reason; the bare requests are not
+    # in a table of transfers with a recipient "not known", but said to be nobody, with their log entries
+    before = section.split("Refused before an approval was found")[1].split("Requests without any presentation")[0]
+    assert "1 decision: 0 allowed (0 rows disclosed), 1 refused." in before
+    assert "the presentation could not be read (presentation.malformed)" in before
+    assert "presentation.missing" not in before
+    rows = list(csv.DictReader(io.StringIO(next(out.glob("*.csv")).read_text())))
+    bare_rows = [r for r in rows if r["reasons"] == "presentation.missing"]
+    assert len(rows) == 7 and len(bare_rows) == 2                              # still in the CSV, each a row
+    assert "no presentation was sent with the request (presentation.missing)" in bare
+    from cead.audit import index_ranges
+    assert f"log entries {index_ranges(int(r['logIndex']) for r in bare_rows)}." in bare
+    assert "not known (no presentation was read)" not in bare
+    # the node's own page of transfers groups them the same way
+    import requests
+    node_page = requests.get(world.base + "/log/transfers", verify=world.ca, timeout=10).text
+    assert "(no presentation: probes, health checks, misconfigured clients; refused, nothing moved, nobody " \
+        "identified)" in node_page
+    assert node_page.count("nobody (no presentation was sent)") == 2
 
 
 def test_every_credential_issued_is_listed_not_only_approvals(world):

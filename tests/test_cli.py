@@ -12,7 +12,7 @@ from cead.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["init", "issuer serve", "did show", "token create", "key rotate", "issue certification", "issue delegation",
          "issue approval", "revoke", "suspend", "reinstate", "issued list", "verify", "verifier serve",
-         "wallet import", "wallet list", "wallet show", "wallet present", "fetch", "demo", "lawful"]
+         "wallet import", "wallet list", "wallet show", "wallet present", "fetch", "demo", "lawful", "witness key"]
 
 
 def _walk(group, ctx, path=()):
@@ -165,10 +165,11 @@ def _closed_port() -> int:
 
 
 CLOSED = [["wallet", "import", "{url}/credential"], ["fetch", "{url}/data", "--discover"],
-          ["deliver", "{cred}", "--to", "{url}/inbox"], ["audit", "{url}", "--allow-private-addresses"]]
+          ["deliver", "{cred}", "--to", "{url}/inbox"], ["audit", "{url}", "--allow-private-addresses"],
+          ["witness", "key", "--did", "{did}", "--allow-private-addresses"]]
 
 
-@pytest.mark.parametrize("argv", CLOSED, ids=lambda a: a[0])
+@pytest.mark.parametrize("argv", CLOSED, ids=lambda a: " ".join(a[:2]) if a[0] == "witness" else a[0])
 def test_a_server_that_is_not_there_is_said_plainly(tmp_path, argv):
     """An https URL to a closed port on 127.0.0.1 fails at once saying the connection was refused, not with
     requests' 'HTTPSConnectionPool(...): Max retries exceeded ... NewConnectionError(...)' nor a bare
@@ -181,8 +182,9 @@ def test_a_server_that_is_not_there_is_said_plainly(tmp_path, argv):
     home = make_node(tmp_path / "home", public_url="https://fife.example", network={"allow_private": True}).home
     cred = tmp_path / "credential.json"
     cred.write_text('{"type": ["VerifiableCredential"], "credentialSubject": {}}')
-    url = f"https://127.0.0.1:{_closed_port()}"
-    proc = subprocess.run([sys.executable, "-m", "cead.cli", *(a.format(url=url, cred=cred) for a in argv)],
+    port = _closed_port()
+    url, did = f"https://127.0.0.1:{port}", f"did:web:127.0.0.1%3A{port}"
+    proc = subprocess.run([sys.executable, "-m", "cead.cli", *(a.format(url=url, cred=cred, did=did) for a in argv)],
                           env={**os.environ, "CEAD_HOME": str(home), "CEAD_PASSPHRASE": PASS.decode()},
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr

@@ -535,13 +535,21 @@ def receipt_header(token: str) -> dict[str, Any]:
         raise CeadError("receipt.invalid", "The receipt is not a compact JWS (nor a batched receipt).") from None
 
 
+def signer_did_url(token: str) -> str | None:
+    """The DID URL a receipt's ``kid`` names its signing key by, or None when the key is named otherwise (a
+    gateway without a DID names it by its thumbprint, ``urn:cead:receipt-key:...``): such a receipt can be checked
+    only with its key given (``verify_receipt``), never against a DID document. ``receipt.invalid`` when the token
+    is no receipt."""
+    kid = receipt_header(token).get("kid")
+    return kid if isinstance(kid, str) and kid.startswith("did:") and "#" in kid else None
+
+
 def verify_receipt_with(token: str, resolver, *, payload: bytes | None = None) -> dict[str, Any]:
     """Verify a receipt against its signer's DID document (``kid`` a DID URL; did:web or did:key) and, when
     ``payload`` is given, that it records exactly those bytes (``receipt.payload_mismatch`` otherwise)."""
     from .did import split_did_url
-    header = receipt_header(token)
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid.startswith("did:") or "#" not in kid:
+    kid = signer_did_url(token)
+    if kid is None:
         raise CeadError("receipt.signer_unknown", "The receipt's signer is not named by a DID URL (kid).")
     try:
         _, public = resolver.public_key_for(kid, "assertionMethod")

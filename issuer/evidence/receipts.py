@@ -30,9 +30,13 @@ table = sa.Table("evidence_receipt", metadata,
                  # receipt's payload hash), None when not checked (the provider's own, a stream, no hash)
                  sa.Column("payload_check", sa.String),
                  # the recipient's copy only: "verified" (the gateway's signature, against its DID, when it arrived),
-                 # "invalid" (it does not verify), "unverified" (its signer could not be resolved then), None
+                 # "invalid" (it does not verify), "unverified" (its signer could not be resolved then),
+                 # "uncheckable" (its key is not named by a DID URL: no DID document to check it against), None.
+                 # Copies stored before "uncheckable" existed say "unverified" for both: read them through
+                 # Stored.signature_state, which tells the two apart by the receipt's own kid.
                  sa.Column("signature_check", sa.String))
 PROVIDER, RECIPIENT = "provider", "recipient"
+VERIFIED, INVALID, UNVERIFIED, UNCHECKABLE = "verified", "invalid", "unverified", "uncheckable"
 
 
 def signer_for(node) -> ReceiptSigner:
@@ -60,7 +64,7 @@ class Stored:
     token: str
     at: str
     payload_check: str | None = None   # the recipient's copy: "matches" / "differs" the bytes that moved; None
-    signature_check: str | None = None  # the recipient's copy: "verified" / "invalid" / "unverified"; None
+    signature_check: str | None = None  # as stored: "verified" / "invalid" / "unverified" / "uncheckable"; None
     proof: list | None = None      # set by a ReceiptWriter with prove=True: inclusion proof under ``proof_size``
     proof_size: int | None = None
     newly_logged: bool = False     # appended to the log by this store (not by an earlier one: a replay, a re-sign)
@@ -69,12 +73,31 @@ class Stored:
     def claims(self) -> dict:
         return unverified_claims(self.token)
 
+    @property
+    def signature_state(self) -> str | None:
+        """What the check of the gateway's signature found when the copy arrived: ``signature_check``, except that
+        a copy stored as "unverified" whose signer is not named by a DID URL (stored before "uncheckable" existed)
+        reads "uncheckable": its signer was never unreachable, there was no DID document to reach."""
+        if self.signature_check == UNVERIFIED and not _names_did(self.token):
+            return UNCHECKABLE
+        return self.signature_check
+
     def summary(self) -> dict[str, Any]:
+        state = self.signature_state
         return {"id": self.id, "side": self.side, "decision": self.decision, "approval": self.approval,
                 "holder": self.holder, "gateway": self.gateway, "payloadSha256": self.payload_sha256,
                 "rows": self.rows, "logIndex": self.log_index, "at": self.at,
                 **({"payloadCheck": self.payload_check} if self.payload_check else {}),
-                **({"signatureCheck": self.signature_check} if self.signature_check else {})}
+                **({"signatureCheck": state} if state else {})}
+
+
+def _names_did(token: str) -> bool:
+    """Whether the receipt names its signing key by a DID URL (so a DID document can check it)."""
+    from verifier.receipts import signer_did_url
+    try:
+        return signer_did_url(token) is not None
+    except CeadError:
+        return False
 
 
 def keep(engine, token: str, side: str, *, node=None, payload_check: str | None = None,
@@ -324,8 +347,10 @@ def keep_copy(engine, token: str, sent: bytes | None = None, received: bytes | N
     for other bytes than those that moved is still kept (it is evidence), recorded as ``payload_check="differs"``
     (listed by ``cead receipts list``) and logged as a warning; one that names exactly those bytes, "matches".
     With ``resolver`` (the wallet's), the gateway's signature is checked against its DID document as it arrives:
-    ``signature_check`` "verified", "invalid" (kept, as evidence of what the gateway, or someone, sent; logged), or
-    "unverified" when its signer cannot be resolved now (``cead receipts verify`` checks it later)."""
+    ``signature_check`` "verified", "invalid" (kept, as evidence of what the gateway, or someone, sent; logged),
+    "unverified" when its signer cannot be resolved now (``cead receipts verify`` checks it later), or
+    "uncheckable" when the receipt names its key otherwise than by a DID URL (a gateway without a DID names it by
+    its thumbprint): there is no DID document to check it against, now or later."""
     try:
         claims = unverified_claims(token)
         direction = (claims.get("payload") or {}).get("direction")
@@ -339,14 +364,18 @@ def keep_copy(engine, token: str, sent: bytes | None = None, received: bytes | N
                 checked = "differs"
                 log.warning("receipt %s: %s", claims.get("jti"), exc.message)
         signature = None
-        if resolver is not None:
+        if resolver is not None and not _names_did(token):
+            signature = UNCHECKABLE
+            log.info("receipt %s: its signer is not named by a DID URL, so its signature cannot be checked against "
+                     "a DID document", claims.get("jti"))
+        elif resolver is not None:
             from verifier.receipts import verify_receipt_with
             try:
                 verify_receipt_with(token, resolver)
-                signature = "verified"
+                signature = VERIFIED
             except CeadError as exc:
-                signature = "invalid" if exc.code == "receipt.invalid" else "unverified"
-                (log.warning if signature == "invalid" else log.info)(
+                signature = INVALID if exc.code == "receipt.invalid" else UNVERIFIED
+                (log.warning if signature == INVALID else log.info)(
                     "receipt %s: %s (%s)", claims.get("jti"), exc.message, exc.code)
         return keep(engine, token, RECIPIENT, payload_check=checked, signature_check=signature)
     except CeadError as exc:

@@ -10,6 +10,15 @@ from schemas.words import moment_words
 from verifier.decision.reasons import reasons_words
 
 DECISION_WORDS = {"allow": "allowed", "deny": "refused"}
+NOBODY = "nobody (no presentation was sent)"
+
+
+def without_presentation(meta: dict) -> bool:
+    """Whether a logged decision is on a request that carried no presentation at all (``presentation.missing``): a
+    probe, a load balancer's or a monitor's health check, a client not set up to present. Refused before anyone was
+    identified (no requester, no approval) and nothing moved; still a decision the gateway logged."""
+    return (meta.get("decision") == "deny" and not meta.get("holder") and not meta.get("approval")
+            and "presentation.missing" in (meta.get("reasons") or []))
 
 
 def _e(value: Any) -> str:
@@ -32,7 +41,8 @@ def transfers_table(entries: Iterable[dict], name: Callable[[Any], str] | None =
         payload = (r["digests"].get("payload") or "")[:16]
         cells = [_e(moment_words(m.get("decidedAt") or r.get("at"), seconds=True)),
                  _e(DECISION_WORDS.get(decision, decision)),
-                 name(m["holder"]) if m.get("holder") else "not known (no presentation was read)",
+                 name(m["holder"]) if m.get("holder") else
+                 (NOBODY if without_presentation(m) else "not known (no presentation was read)"),
                  name(m["dataset"]) if m.get("dataset") else "not stated",
                  _e(m["rows"]) if m.get("rows") is not None else ("not counted" if decision == "allow" else "none"),
                  f"<code>{_e(payload)}</code>" if payload else ("not recorded" if decision == "allow"

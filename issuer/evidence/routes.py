@@ -88,13 +88,15 @@ def blueprint(node) -> Blueprint:
         (from the public log: nothing here is not already in /log/)."""
         import html as _html
         from .log import decode_entry
-        from .report import transfers_table
+        from .report import transfers_table, without_presentation
         e = lambda v: _html.escape("" if v is None else str(v))   # noqa: E731
         groups: dict[str, list[dict]] = {}
         for index, data in log().entries(kind=record.RECEIPT):
             entry = decode_entry(data)
-            groups.setdefault(entry["meta"].get("approval") or "(no approval: refused before one was found)",
-                              []).append({**entry, "index": index})
+            group = entry["meta"].get("approval") or (
+                "(no presentation: probes, health checks, misconfigured clients; refused, nothing moved, nobody "
+                "identified)" if without_presentation(entry["meta"]) else "(no approval: refused before one was found)")
+            groups.setdefault(group, []).append({**entry, "index": index})
         parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Transfers under each "
                  f"approval: {e(node.name)}</title><style>body{{font-family:sans-serif;margin:2em}} table{{"
                  f"border-collapse:collapse;width:100%}} th,td{{border:1px solid #999;padding:4px;font-size:13px;"

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from verifier.did import vm_public_key
+from verifier.keys import ED25519
 from verifier.results import CeadError
 from verifier.tlog import merkle, note as notes
 from verifier.tlog.checkpoint import Checkpoint, open_checkpoint
@@ -33,7 +35,45 @@ def witness_name(node) -> str:
 
 
 def witness_key(node) -> notes.NoteKey:
-    return notes.NoteKey(witness_name(node), notes.ALG_COSIGNATURE_V1, node.key.public.raw)
+    """The note verifier key this node's cosignatures are checked with (``.vkey()``: ``name+keyid+base64``, what
+    ``cead audit --witness`` and a trust policy's ``transparency.witnesses`` take): its DID and its current Ed25519
+    key. Read from the node's configuration (the public half): no passphrase needed. ``cead witness key`` prints it."""
+    return witness_keys(node)[0]
+
+
+def witness_keys(node) -> list[notes.NoteKey]:
+    """Every key this node may have cosigned with that its DID document still lists for use: the current one first,
+    then those a key rotation left in use (checkpoints it cosigned before the rotation carry those). Retired keys
+    are left out, as the DID document leaves them out of every purpose."""
+    keys = dict(node.public_keys())
+    current = node.verification_method_id
+    ordered = [current] + [vm for vm in reversed(list(keys)) if vm != current]
+    return [notes.NoteKey(witness_name(node), notes.ALG_COSIGNATURE_V1, keys[vm].raw) for vm in ordered
+            if keys[vm].kind == ED25519]
+
+
+def witness_keys_in(document: dict) -> list[notes.NoteKey]:
+    """The witness keys of the organisation whose (resolved) DID document this is: one per Ed25519 key the document
+    lists for use (``assertionMethod``), named by its DID, as a Cead node witnessing a log names its cosignatures
+    (:func:`witness_name`). Keys listed only as key material (retired) are left out."""
+    did = document.get("id") if isinstance(document, dict) else None
+    if not isinstance(did, str):
+        raise CeadError("did.document_invalid", "The DID document has no id.")
+    methods = {vm.get("id"): vm for vm in document.get("verificationMethod") or [] if isinstance(vm, dict)}
+    out: list[notes.NoteKey] = []
+    for ref in document.get("assertionMethod") or []:
+        vm = methods.get(ref) if isinstance(ref, str) else ref
+        if not isinstance(vm, dict):
+            continue
+        try:
+            key = vm_public_key(vm)
+        except CeadError:
+            continue
+        if key.kind == ED25519:
+            note_key = notes.NoteKey(did, notes.ALG_COSIGNATURE_V1, key.raw)
+            if note_key not in out:
+                out.append(note_key)
+    return out
 
 
 def watch(node, log_vkey: str) -> None:
