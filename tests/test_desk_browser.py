@@ -367,6 +367,18 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     main = phone.inner_text("main")
     assert "Decided by Ian Owner," in main and "approved by Ian Owner (Information Asset Owner)." in main, main
     assert "suspended approval by Ian Owner (Information Asset Owner)." in main and "by ian" not in main
+    # on the phone: reinstated and suspended again, each saying when gateways see it, and the register after
+    phone.click("button:has-text('Reinstate')")
+    assert "The approval is now active. Gateways that rely on it see this within about 5 minutes" in \
+        phone.inner_text("main")
+    check(phone, "09a-approval-reinstated-390px")
+    assert "within about 5 minutes" in phone.inner_text("#suspend-seen")
+    phone.click("button:has-text('Suspend')")
+    assert "until then a suspended approval may still be accepted" in phone.inner_text("main")
+    check(phone, "09b-approval-suspended-390px")
+    phone.goto(f"{w['iao']['url']}/dpo/register")
+    assert "within about 5 minutes" in phone.inner_text("#seen-by-gateways")
+    check(phone, "09c-register-suspended-390px")
 
 
 def test_a_request_outside_the_delegation_cannot_be_approved(world, browser):
