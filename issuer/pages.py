@@ -297,6 +297,17 @@ def _suspendable(row: db.IssuedCredential) -> bool:
     return any(isinstance(e, dict) and e.get("statusPurpose") == "suspension" for e in entries)
 
 
+def status_note(action: str, types: str) -> str:
+    """When gateways see ``action`` on a credential of ``types`` (the register's comma-separated types), in the
+    words every page uses (``statuslist.seen_by_gateways``): a delegation is met as the approvals made under it."""
+    kind = types.split(",")[-1]
+    if kind == "DelegatedAuthorityCredential":
+        return statuslist.seen_by_gateways(action, under=True)
+    noun = {"DataSharingApprovalCredential": "approval",
+            "OrganisationCertificationCredential": "certification"}.get(kind, "credential")
+    return statuslist.seen_by_gateways(action, noun)
+
+
 # ---- the blueprint -----------------------------------------------------------------------------------------
 
 def _subject_names():
@@ -332,6 +343,7 @@ def blueprint(node) -> Blueprint:
                 if token else None, "signed_in_role": getattr(token, "role_label", None) if token else None,
                 "may": may, "may_issue_any": lambda: any(may(f"issue:{k}") for k in KINDS),
                 "node_name": node.name, "wallet_pages": "cead_wallet" in current_app.blueprints,
+                "seen_by_gateways": statuslist.seen_by_gateways,
                 "oidc_button": oidc_settings.button if oidc_settings else None}
 
     @bp.get("/")
@@ -459,11 +471,14 @@ def blueprint(node) -> Blueprint:
                 row = s.get(db.IssuedCredential, credential_id)
             if row is None:
                 raise CeadError("credential.not_found", f"This node has not issued {credential_id}.")
-            return render_template("dpo_confirm_revoke.html", row=row)
+            return render_template("dpo_confirm_revoke.html", row=row, seen=status_note("revoke", row.types))
         result = service.change_status(node, credential_id, action, by=token.name, reason=reason,
                                        scopes=token.scopes.split(","))
         audit(f"{action} credential", target=credential_id, detail={"reason": reason} if reason else None)
-        flash(f"{result['credentialId']} is now {result['status']}.")
+        with node.session() as s:
+            row = s.get(db.IssuedCredential, credential_id)
+        flash(f"{result['credentialId']} is now {result['status']}. "
+              + status_note(action, row.types if row is not None else ""))
         return redirect(url_for(f"{BLUEPRINT}.register"))
 
     # -- issuing ----------------------------------------------------------------------------------------------

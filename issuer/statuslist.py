@@ -177,3 +177,40 @@ def sign_list(node, url: str, purpose: str, bits: bytes) -> dict:
 
 def _published(body: str) -> Published:
     return Published(body, '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"')
+
+
+# ---- what the pages say about when a status change takes effect ------------------------------------------------
+
+_CHANGED = {"suspend": "suspended", "reinstate": "reinstated", "revoke": "revoked"}
+
+
+def gateway_refresh_words(ttl: int | float | None = None) -> str:
+    """How long a gateway may decide on its cached copy of a status list, in words: ``5 minutes`` for the default
+    trust policy's ``caches.status_lists.ttl`` (300 s; ``verifier.policy.Caches``), ``90 seconds``, ``1 minute``."""
+    if ttl is None:
+        from verifier.policy import Caches
+        ttl = Caches().status_lists.ttl
+    seconds = int(ttl)
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def seen_by_gateways(action: str | None = None, noun: str = "credential", *, under: bool = False) -> str:
+    """The pages' one sentence on when gateways see a suspension, reinstatement or revocation: the change is in
+    this node's status list at once, but a gateway decides on its own copy of the list until it refreshes it, up to
+    ``caches.status_lists.ttl`` later (docs/gateway.md, "How soon a status change is seen"; ``cead suspend`` says
+    the same on stderr). ``noun`` names what changes ("approval"); ``under``: a delegation (a standing approval's
+    template too), which gateways meet as the approvals made under it. ``action`` None: the three at once, for a
+    page that offers them all."""
+    within = (f"within about {gateway_refresh_words()} (when they next refresh their copy of this node's status "
+              "list)")
+    if action is None:
+        return (f"Gateways that rely on a {noun} see a suspension, reinstatement or revocation {within}; until then "
+                f"a suspended or revoked {noun} may still be accepted, and a reinstated one may still be refused.")
+    if action not in _CHANGED:
+        raise ValueError(f"not a status action: {action!r}")
+    who = "approvals made under it" if under else f"a {_CHANGED[action]} {noun}"
+    then = "refused as suspended" if action == "reinstate" else "accepted"
+    return f"Gateways that rely on it see this {within}; until then {who} may still be {then}."

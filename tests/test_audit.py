@@ -102,7 +102,7 @@ def test_audit_finds_every_transfer(served, tmp_path):
     page = requests.get(base + "/log/transfers", verify=ca, timeout=10).text
     assert page.count("<h2>") == 2 and a1 in page and a2 in page
     assert "more rows than the approval allows in one transfer (transfer.volume_exceeded)" in page
-    assert '"decision">refused</td>' in page and all(moment_words(r["decidedAt"], seconds=True) in page for r in rows)
+    assert '"Decision">refused</td>' in page and all(moment_words(r["decidedAt"], seconds=True) in page for r in rows)
 
     # receipts on the node's command line
     env = {"CEAD_PASSPHRASE": PASS.decode()}

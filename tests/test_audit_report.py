@@ -178,8 +178,8 @@ def test_requests_without_a_presentation_are_a_group_of_their_own_and_still_coun
     # the node's own page of transfers groups them the same way
     import requests
     node_page = requests.get(world.base + "/log/transfers", verify=world.ca, timeout=10).text
-    assert "(no presentation: probes, health checks, misconfigured clients; refused, nothing moved, nobody " \
-        "identified)" in node_page
+    assert "Requests without any presentation (probes, health checks, misconfigured clients)" in node_page
+    assert "Refused: nothing moved and nobody was identified." in node_page
     assert node_page.count("nobody (no presentation was sent)") == 2
 
 

@@ -367,6 +367,18 @@ def test_an_analyst_asks_and_the_iao_approves_through_the_pages(world, browser):
     main = phone.inner_text("main")
     assert "Decided by Ian Owner," in main and "approved by Ian Owner (Information Asset Owner)." in main, main
     assert "suspended approval by Ian Owner (Information Asset Owner)." in main and "by ian" not in main
+    # on the phone: reinstated and suspended again, each saying when gateways see it, and the register after
+    phone.click("button:has-text('Reinstate')")
+    assert "The approval is now active. Gateways that rely on it see this within about 5 minutes" in \
+        phone.inner_text("main")
+    check(phone, "09a-approval-reinstated-390px")
+    assert "within about 5 minutes" in phone.inner_text("#suspend-seen")
+    phone.click("button:has-text('Suspend')")
+    assert "until then a suspended approval may still be accepted" in phone.inner_text("main")
+    check(phone, "09b-approval-suspended-390px")
+    phone.goto(f"{w['iao']['url']}/dpo/register")
+    assert "within about 5 minutes" in phone.inner_text("#seen-by-gateways")
+    check(phone, "09c-register-suspended-390px")
 
 
 def test_a_request_outside_the_delegation_cannot_be_approved(world, browser):
@@ -584,3 +596,46 @@ def test_an_approval_from_a_person_with_a_did_key_fits_a_phone_and_names_everyon
         signature.locator("summary").click()                # the key, for whoever checks it by other means
         assert iao.kid in signature.inner_text()
         check(page, f"31-summary-did-key-{width}-key-shown")
+
+
+def _logged(node, approval: str | None, holder: str | None, *, reasons: tuple[str, ...] = ()) -> None:
+    """A decision of the node's gateway, sealed as the gateway seals it (``verifier.receipts.seal`` with the node's
+    receipt signer into its receipt store, hence its public log); refused when ``reasons`` are given."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+    from issuer.evidence import receipts as store
+    from verifier.receipts import payload_evidence, seal
+    allowed = not reasons
+    decision = SimpleNamespace(
+        allowed=allowed, reasons=[SimpleNamespace(code=c) for c in reasons],
+        relied_on=[f"{approval} sha256-abc"] if approval else [], holder=holder, approval_id=approval, method="GET",
+        url="https://api.fife.example/meals", decided_at=datetime.now(timezone.utc),
+        manifest={"dataset": DATASET, "purpose": PURPOSE},
+        evidence={"binding": f"urn:uuid:{uuid.uuid4()}", "manifestSha256": "00" * 32, "payload": payload_evidence(
+            b"pupil_ref,meal_entitlement\nP1,yes\nP2,no\n" if allowed else None, "text/csv", "pull")},
+        receipt=None)
+    seal(store.signer_for(node), decision, store.sink(node))
+
+
+def test_the_node_s_public_page_of_transfers_fits_a_phone(world, browser):
+    """``/log/transfers`` (public, no sign-in): every decision the node's gateway logged, under the approval it was
+    made under, in the pages' look; at 390 px each decision is a box, each value under its column's name, and the
+    page does not scroll sideways."""
+    w = world
+    node, requester = w["iao"]["node"], w["requester"]["node"].did
+    approval = f"urn:uuid:{uuid.uuid4()}"
+    _logged(node, approval, requester)
+    _logged(node, approval, requester, reasons=("transfer.volume_exceeded", "transfer.column_not_approved"))
+    _logged(node, None, None, reasons=("presentation.missing",))
+    for width in (1200, 390):
+        visitor = person(browser, width).new_page()
+        visitor.goto(w["iao"]["url"] + "/log/transfers")
+        check(visitor, f"50-transfers-{width}")
+        assert visitor.evaluate("document.documentElement.scrollWidth") <= width
+        main = visitor.inner_text("main")
+        assert "Transfers under each approval" in visitor.inner_text("h1") and approval in main
+        assert "more rows than the approval allows in one transfer (transfer.volume_exceeded)" in main
+        assert "no presentation was sent with the request (presentation.missing)" in main
+        assert visitor.locator("table.cead-boxes").count() == 2        # the approval's, and those refused before one
+        shown = visitor.evaluate("getComputedStyle(document.querySelector('table.cead-boxes td')).display")
+        assert shown == ("block" if width < 768 else "table-cell"), shown

@@ -503,12 +503,12 @@ def register(bp, wallet, blueprint_name: str) -> None:
                             field="action")
         if action == "revoke" and request.form.get("confirm") != "yes":
             raise CeadError("web.form_invalid", "Tick the box to confirm that revoking is final.", field="confirm")
-        from issuer import service
+        from issuer import service, statuslist
         result = service.change_status(node(), row.approval_id, action, by=current_token().name,
                                        reason=(request.form.get("reason") or "").strip() or None,
                                        scopes=current_token().scopes.split(","))
         audit(f"{action.rstrip('e')}ed approval", target=request_id, detail={"approval": row.approval_id})
-        flash(f"The approval is now {result['status']}.")
+        flash(f"The approval is now {result['status']}. {statuslist.seen_by_gateways(action, 'approval')}")
         return redirect(url_for(f"{blueprint_name}.request_detail", request_id=request_id))
 
 

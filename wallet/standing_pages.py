@@ -299,7 +299,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             raise CeadError("web.form_invalid", "Choose suspend, reinstate or revoke.", field="action")
         if action == "revoke" and request.form.get("confirm") != "yes":
             raise CeadError("web.form_invalid", "Tick the box to confirm that revoking is final.", field="confirm")
-        from issuer import service
+        from issuer import service, statuslist
         if rule["delegation"] not in {r.id for r in service.register(node())}:
             held = wallet.get(rule["delegation"])
             raise CeadError("web.form_invalid", "This node did not sign this standing approval's template, so it "
@@ -311,7 +311,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
         audit(f"{action} standing approval", target=name, detail={"delegation": rule["delegation"]})
         flash(f"Standing approval {name} is now {result['status']}"
               + ("; nothing more is approved under it." if action != "reinstate" else
-                 "; routine requests inside it are approved automatically again."))
+                 "; routine requests inside it are approved automatically again.")
+              + f" {statuslist.seen_by_gateways(action, under=True)}")
         return redirect(url_for(f"{blueprint_name}.standing"))
 
 

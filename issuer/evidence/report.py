@@ -25,17 +25,29 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def transfers_table(entries: Iterable[dict], name: Callable[[Any], str] | None = None) -> str:
+def transfers_table(entries: Iterable[dict], name: Callable[[Any], str] | None = None, *,
+                    boxes: bool = False) -> str:
     """An HTML table of logged receipt entries (each ``{"meta", "digests", "index", "at"}``, as the log decodes
     them): when, decision, recipient, dataset, rows, the payload's SHA-256 (first 16 hex digits), reasons (in words,
     each with Cead's code: ``verifier.decision.reasons``) and the log entry. ``name`` renders an identifier (a
-    recipient's DID, a dataset's IRI) as HTML, e.g. with a name the reader knows it by; default: the identifier.
-    An empty cell is said in words ("not known", "nothing moved"), and each cell carries its column's name
-    (``data-label``) so that a narrow screen can show the rows as cards."""
-    name = name or (lambda v: _e(v))
+    recipient's DID, a dataset's IRI) as HTML, e.g. with a name the reader knows it by; default: the identifier
+    (with ``boxes``, in the pages' ``cead-id``).
+    An empty cell is said in words ("not known", "nothing moved"), and each cell carries its column's name so that
+    a narrow screen can show the rows as cards: ``data-label`` for ``cead audit``'s report (its own style sheet),
+    or, with ``boxes``, the node's pages' ``ds_table cead-boxes`` and ``data-heading`` (issuer/static/cead.css),
+    headings in sentence case as the pages write them."""
+    if name is None:    # on the pages an identifier may break anywhere (.cead-id), so the columns fit the page
+        name = (lambda v: f"<span class=\"cead-id\">{_e(v)}</span>") if boxes else _e
     heads = ["when", "decision", "recipient", "dataset", "rows", "payload SHA-256 (first 16 digits)", "reasons",
              "log entry"]
-    parts = ["<table class=\"rows\"><thead><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr></thead><tbody>"]
+    reasons = heads.index("reasons")
+    if boxes:
+        heads = [h[:1].upper() + h[1:] for h in heads]
+    table, attr = ("ds_table cead-boxes cead-log", "data-heading") if boxes else ("rows", "data-label")
+    th = "<th scope=\"col\">" if boxes else "<th>"
+    wrap = " class=\"cead-wrap\"" if boxes else ""        # the reasons: long words in the pages' long-text cell
+    mono = " class=\"cead-mono\"" if boxes else ""        # a digest in the pages' smaller monospace
+    parts = [f"<table class=\"{table}\"><thead><tr>" + "".join(f"{th}{h}</th>" for h in heads) + "</tr></thead><tbody>"]
     for r in entries:
         m, decision = r["meta"], r["meta"].get("decision")
         payload = (r["digests"].get("payload") or "")[:16]
@@ -45,9 +57,10 @@ def transfers_table(entries: Iterable[dict], name: Callable[[Any], str] | None =
                  (NOBODY if without_presentation(m) else "not known (no presentation was read)"),
                  name(m["dataset"]) if m.get("dataset") else "not stated",
                  _e(m["rows"]) if m.get("rows") is not None else ("not counted" if decision == "allow" else "none"),
-                 f"<code>{_e(payload)}</code>" if payload else ("not recorded" if decision == "allow"
+                 f"<code{mono}>{_e(payload)}</code>" if payload else ("not recorded" if decision == "allow"
                                                                  else "nothing moved"),
                  _e(reasons_words(m.get("reasons"))) or "&#8212;", str(r["index"])]
-        parts.append("<tr>" + "".join(f"<td data-label=\"{h}\">{c}</td>" for h, c in zip(heads, cells)) + "</tr>")
+        parts.append("<tr>" + "".join(f"<td {attr}=\"{h}\"{wrap if i == reasons else ''}>{c}</td>"
+                                      for i, (h, c) in enumerate(zip(heads, cells))) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)

@@ -85,29 +85,26 @@ def blueprint(node) -> Blueprint:
     @bp.get("/log/transfers")
     def transfers():
         """A printable page: every decision this node's gateway logged, grouped by the approval it was made under
-        (from the public log: nothing here is not already in /log/)."""
-        import html as _html
+        (from the public log: nothing here is not already in /log/), in the look of the node's other pages: on a
+        phone each decision is a box, each value under its column's name (``cead-boxes``, issuer/static/cead.css)."""
+        from flask import render_template
+        from markupsafe import Markup
+        from ..pages import CSP
         from .log import decode_entry
         from .report import transfers_table, without_presentation
-        e = lambda v: _html.escape("" if v is None else str(v))   # noqa: E731
-        groups: dict[str, list[dict]] = {}
+        groups: dict[tuple[int, str | None], list[dict]] = {}
         for index, data in log().entries(kind=record.RECEIPT):
             entry = decode_entry(data)
-            group = entry["meta"].get("approval") or (
-                "(no presentation: probes, health checks, misconfigured clients; refused, nothing moved, nobody "
-                "identified)" if without_presentation(entry["meta"]) else "(no approval: refused before one was found)")
-            groups.setdefault(group, []).append({**entry, "index": index})
-        parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Transfers under each "
-                 f"approval: {e(node.name)}</title><style>body{{font-family:sans-serif;margin:2em}} table{{"
-                 f"border-collapse:collapse;width:100%}} th,td{{border:1px solid #999;padding:4px;font-size:13px;"
-                 f"text-align:left}}</style></head><body><h1>Transfers under each approval</h1><p>{e(node.name)} "
-                 f"({e(node.did)}): every decision its gateway made, from its public log.</p>"]
-        if not groups:
-            parts.append("<p>No decisions logged yet.</p>")
-        for approval, rows in groups.items():
-            parts.append(f"<h2>{e(approval)}</h2>{transfers_table(rows)}")
-        parts.append("</body></html>")
-        return Response("".join(parts), mimetype="text/html", headers={"Cache-Control": "no-store"})
+            meta = entry["meta"]
+            key = (0, meta["approval"]) if meta.get("approval") else (2 if without_presentation(meta) else 1, None)
+            groups.setdefault(key, []).append({**entry, "index": index})
+        kinds = {0: "approval", 1: "refused", 2: "probe"}
+        ordered = [(kinds[rank], approval, Markup(transfers_table(rows, boxes=True)))   # escaped inside (report._e)
+                   for (rank, approval), rows in sorted(groups.items(), key=lambda item: item[0][0])]
+        page = render_template("cead_transfers.html", did=node.did, groups=ordered)
+        return Response(page, mimetype="text/html", headers={
+            "Cache-Control": "no-store", "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin"})
 
     @bp.post("/witness/add-checkpoint")
     def add_checkpoint():
