@@ -35,9 +35,10 @@ def token(node, scopes="issue:certification,issue:delegation,issue:approval,stat
     return tokens.create_token(node.engine, name, scopes)
 
 
-def ready_node(home) -> Node:
-    """A node whose key is unlocked (as `cead issuer serve` has it), publishing at https://fife.example."""
-    node = make_node(home, public_url="https://fife.example")
+def ready_node(home, domain: str = "fife.example") -> Node:
+    """A node whose key is unlocked (as `cead issuer serve` has it), publishing at https://DOMAIN (fife.example):
+    two organisations need two domains (a witness is known by its DID)."""
+    node = make_node(home, domain=domain, public_url=f"https://{domain}")
     node._passphrase = PASS
     return node
 

@@ -222,7 +222,7 @@ def test_a_forked_log_is_caught_by_two_witnesses(tmp_path):
         source.backup(copy)
     forked = TransparencyLog(db.migrate(f"sqlite:///{tmp_path / 'b.db'}"), "fork.example/log", key)
     assert forked.checkpoint() == honest.checkpoint()
-    w1, w2 = ready_node(tmp_path / "w1"), ready_node(tmp_path / "w2")
+    w1, w2 = ready_node(tmp_path / "w1"), ready_node(tmp_path / "w2", "dundee.example")
     for w in (w1, w2):
         witness.watch(w, honest.key.vkey())
         witness.submit(honest, _poster(w))               # both saw the same 4 entries

@@ -49,7 +49,7 @@ def env(tmp_path_factory):
         holder["app"] = create_app(node)
         bundle = tmp / "cas.pem"
         bundle.write_text(open(w.ca_bundle).read() + open(ca).read())
-        w1, w2 = ready_node(tmp / "w1"), ready_node(tmp / "w2")
+        w1, w2 = ready_node(tmp / "w1"), ready_node(tmp / "w2", "dundee.example")
         deputy = SimpleNamespace(did=node.did, key=node.key, kid=node.verification_method_id, name="deputy-web")
         w.d2 = w.delegation(w.iao, deputy, parent=w.d1, max_depth=0)
         w.approval = w.make_approval(deputy, chain=[w.d1, w.d2])

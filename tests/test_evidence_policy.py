@@ -39,7 +39,7 @@ def env(tmp_path_factory):
         holder["app"] = create_app(node)
         bundle = tmp / "cas.pem"
         bundle.write_text(open(w.ca_bundle).read() + open(ca).read())
-        w1, w2 = ready_node(tmp / "w1"), ready_node(tmp / "w2")
+        w1, w2 = ready_node(tmp / "w1"), ready_node(tmp / "w2", "dundee.example")
         deputy = SimpleNamespace(did=node.did, key=node.key, kid=node.verification_method_id, name="deputy-web")
         w.d2 = w.delegation(w.iao, deputy, parent=w.d1, max_depth=0)
         w.approval = w.make_approval(deputy, chain=[w.d1, w.d2])
@@ -47,7 +47,7 @@ def env(tmp_path_factory):
                         "witnesses": [witness.witness_key(w1).vkey(), witness.witness_key(w2).vkey()]}
         decider = w.decider(transparency=transparency,
                             network={"allow_private": True, "ca_bundle": str(bundle)})
-        yield SimpleNamespace(w=w, node=node, w1=w1, w2=w2, deputy=deputy, decider=decider)
+        yield SimpleNamespace(w=w, node=node, w1=w1, w2=w2, deputy=deputy, decider=decider, bundle=str(bundle))
 
 
 def decide(env):
@@ -106,3 +106,32 @@ def test_policy_names_real_witness_keys():
     assert err.value.code == "policy.invalid"
     with pytest.raises(CeadError):
         parse_policy({"transparency": {"witnesses": [], "min_witnesses": 1}})
+
+
+def test_one_witness_counts_once_however_many_of_its_keys_co_signed(env):
+    """After a witness rotates its key, a checkpoint submitted again carries a cosignature by each of its keys; a
+    policy that names both keys (as it must while older checkpoints are still in use) counts that witness once."""
+    if "transparency.not_logged" in codes(decide(env)):
+        _log(env, env.w.approval)
+    log = record.log_of(env.node)
+    for w in (env.w1, env.w2):
+        witness.watch(w, log.key.vkey())    # (idempotent: the first test may have made them watch it)
+        witness.submit(log, _poster(w))
+    before = witness.witness_key(env.w1).vkey()
+    env.w1.rotate_key()
+    after = witness.witness_key(env.w1).vkey()
+    assert after != before
+    witness.submit(log, _poster(env.w1))     # co-signed again, now with the new key: both cosignatures kept
+    both_keys = {"require_for": ["approval"], "min_witnesses": 2, "max_age": 3600, "witnesses": [before, after]}
+    network = {"allow_private": True, "ca_bundle": env.bundle}
+    one_witness = env.w.decider(transparency=both_keys, network=network)
+    decision = one_witness.decide(env.w.present(request := env.w.request()), request)
+    assert codes(decision) == {"transparency.witnesses_insufficient"}, [p.to_dict() for p in decision.reasons]
+    problem = next(p for p in decision.reasons if p.code == "transparency.witnesses_insufficient")
+    assert "co-signed by 1 of the witnesses" in problem.message
+    two_witnesses = env.w.decider(transparency={**both_keys, "witnesses": [before, after,
+                                                                          witness.witness_key(env.w2).vkey()]},
+                                  network=network)
+    decision = two_witnesses.decide(env.w.present(request := env.w.request()), request)
+    assert decision.allowed, [p.to_dict() for p in decision.reasons]
+

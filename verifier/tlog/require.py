@@ -99,11 +99,14 @@ def check_entry(evidence: dict, *, did: str, digest: str, kind: str, resolver, p
     if parsed.get("kind") != kind or digest not in digests.values() or (kind == ISSUED and meta.get("issuer") != did):
         problems.append(_problem("transparency.not_logged", f"The issuer's log holds no {kind} entry for {what}."))
     cosigned = [w for w in opened.witnesses if w.timestamp is not None]
-    if len(cosigned) < t.min_witnesses:
+    # each witness once, however many of its keys co-signed (after a witness rotates its key the policy names both,
+    # and a checkpoint submitted again carries a cosignature by each)
+    names = list(dict.fromkeys(w.key.name for w in cosigned))
+    if len(names) < t.min_witnesses:
         problems.append(_problem("transparency.witnesses_insufficient",
-                                 f"The log checkpoint for {what} is co-signed by {len(cosigned)} of the witnesses the "
+                                 f"The log checkpoint for {what} is co-signed by {len(names)} of the witnesses the "
                                  f"trust policy names; it needs {t.min_witnesses}.",
-                                 witnesses=[w.key.name for w in cosigned], needed=t.min_witnesses))
+                                 witnesses=names, needed=t.min_witnesses))
     elif t.min_witnesses:
         newest = max(w.timestamp for w in cosigned)
         age = now.timestamp() - newest
