@@ -381,3 +381,26 @@ def test_lawful_rule_results_are_shown_as_the_rule_engine_gives_them():
     assert desk.form_problem("DataSharingApprovalCredential: maxRowsPerTransfer: Input should be greater than 0") \
         == "Check “Row limit per transfer” above: Input should be greater than 0"
     assert desk.form_problem("something else went wrong") == "something else went wrong"
+
+
+def test_a_rule_met_reads_as_not_the_case_for_each_party_by_name():
+    """Rules are named for what they guard against ("No Art 6 lawful basis") and run once per party: a rule met is
+    shown "— not the case for <party's name>", without the engine's bare "met.", so a tick never sits beside a
+    problem's name, and the two parties' results are told apart; a rule unmet names its party too."""
+    from types import SimpleNamespace
+
+    from verifier.lawful import engine
+    fife, dundee = "did:web:fife.example", "did:web:dundee.example"
+    names = SimpleNamespace(name=lambda d: {fife: "Fife Council", dundee: "Dundee City Council"}.get(d, d))
+
+    def evaluate(subject):
+        return [engine.RuleResult("lawful.article6_missing", "No Art 6 lawful basis", "https://x/6", "Each party "
+                                  "needs a basis.", "Cite one.", engine.MET, fife, "met.").to_dict(),
+                engine.RuleResult("lawful.article6_missing", "No Art 6 lawful basis", "https://x/6", "Each party "
+                                  "needs a basis.", "Cite one.", engine.UNMET, dundee, "no Art 6(1) basis is "
+                                  "cited.").to_dict()]
+    met, unmet = desk._from_lawful(SimpleNamespace(evaluate=evaluate), {}, {"x": 1}, names)
+    assert met.state == "ok" and met.title == "No Art 6 lawful basis — not the case for Fife Council"
+    assert "met." not in met.text and "Cite one." not in met.text
+    assert unmet.state == "bad" and unmet.title == "No Art 6 lawful basis (Dundee City Council)"
+    assert "no Art 6(1) basis is cited." in unmet.text and "Cite one." in unmet.text

@@ -223,7 +223,7 @@ def rule_results(names: Directory, req: dict, categories: list[str], approval_su
             out.append(Check("warn", "Lawful-basis rules", "No approval was issued, so the rulebook had no approval "
                              "to check."))
         else:
-            out.extend(_from_lawful(lawful, req, approval_subject))
+            out.extend(_from_lawful(lawful, req, approval_subject, names))
     bases = [vocab.expand(b) for b in (req.get("lawfulBasis") or {}).get("legalBases", [])]
     terms = [vocab.LEGAL_BASES.get(b) for b in bases]
     art6 = [b for b in bases if "/article/6/1/" in b]
@@ -277,7 +277,7 @@ def _form_question(message: str) -> str | None:
     return label if isinstance(label, str) else None
 
 
-def _from_lawful(lawful, req: dict, subject: dict | None) -> list[Check]:
+def _from_lawful(lawful, req: dict, subject: dict | None, names: Directory | None = None) -> list[Check]:
     """Render what ``verifier.lawful`` reports for the approval as it would be issued (``evaluate(subject)``:
     results with an outcome met / unmet / advice, a title, a citation, an explanation, what was found and what
     would satisfy it; other shapes are shown as text). A failure to run is shown as a warning, never hidden."""
@@ -305,10 +305,20 @@ def _from_lawful(lawful, req: dict, subject: dict | None) -> list[Check]:
         state = {"pass": "ok", "passed": "ok", "met": "ok", "fail": "bad", "failed": "bad", "not_met": "bad",
                  "unmet": "bad", "advice": "warn", True: "ok", False: "bad"}.get(
                      state, state if state in ("ok", "bad", "warn") else "warn")
-        text = " ".join(str(x) for x in (get("explanation") or get("message") or get("plain"), get("finding"),
+        # A rule is named for what it guards against ("No Art 6 lawful basis"), and runs once for each party: a
+        # rule met reads "... — not the case for <party>", never a bare tick beside the problem's name
+        party = get("party")
+        who = str(names.name(party)) if names is not None and isinstance(party, str) and party else party
+        title = str(get("title") or get("rule") or get("code") or "Rule")
+        if state == "ok":
+            title += " — not the case" + (f" for {who}" if who else "")
+        elif who:
+            title += f" ({who})"
+        text = " ".join(str(x) for x in (get("explanation") or get("message") or get("plain"),
+                                         get("finding") if state != "ok" else None,
                                          get("satisfy") if state == "bad" else None) if x)
         cite = get("citation") or get("cite")
-        out.append(Check(state, str(get("title") or get("rule") or get("code") or "Rule"), text,
+        out.append(Check(state, title, text,
                          (words.law_words(cite), cite)
                          if isinstance(cite, str) and cite.startswith("http") else None,
                          detail=[str(cite)] if isinstance(cite, str) and not cite.startswith("http") else []))
