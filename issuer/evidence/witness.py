@@ -6,6 +6,12 @@ witness verifies the log's signature, that ``old`` is the size it last saw (else
 retry with the right proof), and the consistency proof from what it saw to the new checkpoint; only then does it
 record the new checkpoint and return its ``cosignature/v1`` line. A log that shows two histories cannot get the
 same witness to cosign both, and two witnesses that compare what they cosigned (:func:`compare`) catch the fork.
+
+Operating it (docs/evidence.md, "Witnesses"): a node watches another organisation's log with ``cead witness watch``
+(:func:`watch`, the key found by :func:`log_key_of` from the node's URL, or given as :func:`log_vkey` prints it);
+its own log is submitted to the witnesses of ``config.yaml witnesses:`` (:func:`targets`) by the served node's
+worker (:func:`start_submitter`) and ``cead witness submit`` (:func:`submit_to_witnesses`), each witness claimed in
+the ``tlog_submission`` table so the two never submit to one witness at the same time.
 """
 from __future__ import annotations
 
