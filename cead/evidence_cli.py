@@ -273,3 +273,148 @@ def witness_key(every, did, ca_bundle, allow_private_addresses, home) -> None:
         keys = keys if every else keys[:1]
     for key in keys:
         click.echo(key.vkey())
+
+
+@witness.command("log-key")
+@home_option
+def witness_log_key(home) -> None:
+    """Print this node's log verifier key (origin+keyid+base64): what another organisation gives `cead witness
+    watch` to witness this node's log, when it does not take it from this node's URL. Send it with the agreement
+    (no passphrase needed: it is public). After `cead key rotate` it changes: each witness must watch it again."""
+    from issuer.evidence import witness as witnessing
+    node = _node(home)
+    try:
+        click.echo(witnessing.log_vkey(node))
+    except CeadError as exc:
+        _fail(exc)
+
+
+@witness.command("watch")
+@click.argument("log")
+@click.option("--did", default=None,
+              help="With a NODE_URL: the organisation's DID, when it is not the did:web of the URL.")
+@home_option
+def witness_watch(log, did, home) -> None:
+    """Witness another organisation's log: from now on this node co-signs its checkpoints (at POST
+    /witness/add-checkpoint) as long as each extends the last one it co-signed.
+
+    LOG is the node's URL (https://police.example): its log's origin is read from /log/checkpoint and its key from
+    the organisation's DID document (the Ed25519 key listed for use that signs that checkpoint), over this node's
+    network rules. Or LOG is the log's verifier key (origin+keyid+base64) as the organisation's `cead witness
+    log-key` prints it. Run it again after the log's key rotation (the new key replaces the old; the history it
+    must extend stays)."""
+    from issuer.evidence import witness as witnessing
+    node = _node(home)
+    try:
+        if log.startswith(("https://", "http://")):
+            fetcher = node.fetcher()
+            try:
+                key = witnessing.log_key_of(log, fetcher, did=did)
+            finally:
+                fetcher.close()
+            vkey = key.vkey()
+            where = f" (its key from the DID document of {did or _did_web(log)})"
+        else:
+            if did:
+                raise click.UsageError("--did goes with a NODE_URL.")
+            vkey, where = log, ""
+        replaced = witnessing.watch(node, vkey)
+    except CeadError as exc:
+        _fail(exc)
+    origin = vkey.split("+", 1)[0]
+    click.echo(f"Watching {origin}{where}: {vkey}")
+    if replaced:
+        click.echo(f"  (it replaces the key {replaced}: the log's checkpoints must still extend the "
+                   "history this node co-signed)")
+    public = node.config.get("public_url")
+    click.echo(f"Send the log's organisation this node's witness URL, for its config.yaml witnesses:, "
+               f"{public.rstrip('/') + '/witness' if public else '(this node has no public_url)'}, and its witness "
+               f"key: {witnessing.witness_key(node).vkey()}", err=True)
+
+
+def _did_web(url: str) -> str:
+    from verifier.did import did_web_from_url
+    return did_web_from_url(url.rstrip("/"))
+
+
+@witness.command("unwatch")
+@click.argument("origin")
+@home_option
+def witness_unwatch(origin, home) -> None:
+    """Stop witnessing the log ORIGIN (as `cead witness list` shows it): its checkpoints are refused from now on."""
+    from issuer.evidence import witness as witnessing
+    if not witnessing.unwatch(_node(home), origin):
+        _fail(CeadError("tlog.not_watched", f"This node does not watch the log {origin} (see `cead witness list`)."))
+    click.echo(f"No longer watching {origin}.")
+
+
+@witness.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+@home_option
+def witness_list(as_json, home) -> None:
+    """The logs this node witnesses: origin, the size it last co-signed and when, the log key it checks them with;
+    then, if config.yaml names witnesses for this node's own log, what each of them last co-signed."""
+    from issuer.evidence import witness as witnessing
+    node = _node(home)
+    try:
+        watched = witnessing.watching(node)
+        submitted = witnessing.submission_state(node)
+    except CeadError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({
+            "watching": [{"origin": w.origin, "size": w.size, "at": w.at, "logKey": w.vkey} for w in watched],
+            "witnesses": [{"url": url, "size": row.size if row else None, "cosigner": row.cosigner if row else None,
+                           "cosignedAt": row.cosigned_at if row else None,
+                           "lastError": row.last_error if row else None} for url, row in submitted]}, indent=2))
+        return
+    if not watched:
+        click.echo("This node witnesses no log (cead witness watch NODE_URL).")
+    for w in watched:
+        state = f"co-signed size {w.size} at {w.at}" if w.size else f"nothing co-signed yet (watching since {w.at})"
+        click.echo(f"{w.origin}  {state}  key {w.vkey}")
+    for url, row in submitted:
+        if row is None or (row.size is None and not row.last_error):
+            state = "not submitted yet"
+        else:
+            state = (f"co-signed size {row.size} at {row.cosigned_at} as {row.cosigner}" if row.size is not None
+                     else "never co-signed")
+            if row.last_error:
+                state += f"; last refusal: {row.last_error}"
+        click.echo(f"this log -> {url}  {state}")
+
+
+@witness.command("submit")
+@click.option("--again", is_flag=True, help="Also to witnesses that co-signed the current size already.")
+@home_option
+def witness_submit(again, home) -> None:
+    """Submit this node's current checkpoint to each witness named under witnesses: in config.yaml, now, and keep
+    their cosignatures (served at /log/witnessed-checkpoint). Prints one line per witness: co-signed, or refused
+    with the reason. Exit 1 if any refused or could not be reached. `cead issuer serve` does this by itself every
+    witness_interval seconds; this is for cron or a check by hand (never at the same time as the server: each
+    witness is claimed in the database). Signing a new checkpoint needs the key passphrase ($CEAD_PASSPHRASE)."""
+    from issuer.evidence import record, witness as witnessing
+    from issuer.node import Node
+    node = _node(home)
+    try:
+        if not witnessing.targets(node):
+            _fail(CeadError("tlog.witnesses_missing", "config.yaml names no witnesses: add a witnesses: list of "
+                            "witness URLs (e.g. - https://fife.example/witness); see docs/evidence.md."))
+        log = record.log_of(node)
+        if log.checkpoint_at(log.size()) is None:     # a checkpoint to sign: the key is needed
+            from issuer.cli import _passphrase
+            node = Node.open(node.home, _passphrase(), migrate=True)
+        outcomes = witnessing.submit_to_witnesses(node, again=again, wait=2 * witnessing.SUBMIT_TIMEOUT + 5)
+    except CeadError as exc:
+        _fail(exc)
+    for o in outcomes:
+        if o.outcome == "cosigned":
+            click.echo(f"{o.url}: co-signed the checkpoint of {o.size} entries, as {o.cosigner}")
+        elif o.outcome == "already":
+            click.echo(f"{o.url}: co-signed the checkpoint of {o.size} entries already, at {o.at}, as {o.cosigner}")
+        elif o.outcome == "busy":
+            click.echo(f"{o.url}: not submitted: another process (the server?) is still submitting to it")
+        else:
+            status = f"HTTP {o.status}" if o.status else "not reached"
+            click.echo(f"{o.url}: REFUSED the checkpoint of {o.size} entries ({status}): {o.reason}")
+    sys.exit(1 if any(o.failed for o in outcomes) else 0)

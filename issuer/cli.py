@@ -238,7 +238,8 @@ app_factory = None
 @_fail_on_cead_error
 def serve(home, host, port, tls_cert, tls_key, public_url):
     """Serve the DID document, VC-API issuing and status endpoints, the status lists (and the wallet inbox) on
-    granian (one worker process of 8 threads; TLS with --tls-cert/--tls-key; SIGTERM stops it gracefully)."""
+    granian (one worker process of 8 threads; TLS with --tls-cert/--tls-key; SIGTERM stops it gracefully). Its
+    worker also sends due notifications and submits new log checkpoints to the witnesses of config.yaml."""
     from verifier.serving import serve_wsgi
 
     from .app import create_app
@@ -252,6 +253,9 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
     from . import notifications
     notifications.subscriptions(node)   # a bad notifications: section fails now, not on the first event
     notifications.interval(node)
+    from .evidence import witness
+    witness.targets(node)               # and a bad witnesses: section, not on the first checkpoint
+    witness.submit_interval(node)
 
     def in_worker() -> None:
         engine = getattr(node, "_engine", None)
@@ -261,6 +265,9 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
         # started before the fork runs in granian's main process only, which a restarted worker is forked from
         # with that thread perhaps in the middle of a delivery, holding the node's or SQLite's locks)
         notifications.start_dispatcher(node)
+        # likewise the submission of new checkpoints to the witnesses of config.yaml witnesses: (each witness
+        # claimed in the database, so `cead witness submit` from cron never submits to it at the same time)
+        witness.start_submitter(node)
 
     node.engine.dispose()   # this process holds no database connection from here on: none is carried into a worker
     serve_wsgi(app, host, port, tls_cert, tls_key, post_fork=in_worker,

@@ -7,7 +7,9 @@ Layout of a home directory (``--home``, ``$CEAD_HOME`` or ``./cead-home``)::
                     network (how the node's wallet fetches DID documents and status lists: allow_http,
                     allow_private, ca_bundle, timeout, as in a trust policy), vocabulary (a JSON/YAML file of
                     ``broader``/``isPartOf`` terms for the guard rail and the wallet), notifications and
-                    notifications_interval (docs/notifications.md); relative paths resolve against the home
+                    notifications_interval (docs/notifications.md), witnesses and witness_interval (the
+                    witness endpoints the log is submitted to, docs/evidence.md); relative paths resolve against
+                    the home
     keys/*.pem      PKCS#8, encrypted with the passphrase ($CEAD_PASSPHRASE or a prompt), mode 0600
     node.db         SQLite database (unless database_url names another, e.g. PostgreSQL), mode 0600 (its -journal
                     and -wal files take the same mode)

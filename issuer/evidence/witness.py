@@ -6,11 +6,18 @@ witness verifies the log's signature, that ``old`` is the size it last saw (else
 retry with the right proof), and the consistency proof from what it saw to the new checkpoint; only then does it
 record the new checkpoint and return its ``cosignature/v1`` line. A log that shows two histories cannot get the
 same witness to cosign both, and two witnesses that compare what they cosigned (:func:`compare`) catch the fork.
+
+Operating it (docs/evidence.md, "Witnesses"): a node watches another organisation's log with ``cead witness watch``
+(:func:`watch`, the key found by :func:`log_key_of` from the node's URL, or given as :func:`log_vkey` prints it);
+its own log is submitted to the witnesses of ``config.yaml witnesses:`` (:func:`targets`) by the served node's
+worker (:func:`start_submitter`) and ``cead witness submit`` (:func:`submit_to_witnesses`), each witness claimed in
+the ``tlog_submission`` table so the two never submit to one witness at the same time.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -23,6 +30,7 @@ from verifier.tlog.checkpoint import Checkpoint, open_checkpoint
 
 from ..db import utcnow
 
+log_ = logging.getLogger(__name__)
 metadata = sa.MetaData()
 witnessed = sa.Table("tlog_witnessed", metadata, sa.Column("origin", sa.String, primary_key=True),
                      sa.Column("vkey", sa.Text), sa.Column("size", sa.BigInteger), sa.Column("root", sa.LargeBinary),
@@ -222,3 +230,319 @@ def compare(first_note: str, second_note: str, log_key: notes.NoteKey, consisten
         return SplitView(log_key.name, first_note, second_note,
                          f"the tree of {b.size} entries does not extend the tree of {a.size}: {exc.message}")
     return None
+
+
+# ---- operating a witness: which logs this node watches, and how it learns a log's key -------------------------
+
+def log_vkey(node) -> str:
+    """This node's own log verifier key (``origin+keyid+base64``, key type 0x01): what another organisation's
+    ``cead witness watch`` takes. From the node's configuration (the public half of its current Ed25519 key): no
+    passphrase needed. ``cead witness log-key`` prints it."""
+    from .log import origin_for
+    keys = dict(node.public_keys())
+    return notes.NoteKey(origin_for(node), notes.ALG_ED25519, keys[node.verification_method_id].raw).vkey()
+
+
+def log_key_of(node_url: str, fetcher, did: str | None = None) -> notes.NoteKey:
+    """The verifier key of the log served at ``node_url``: its origin from ``GET /log/checkpoint`` (which must be
+    the node's URL without ``https://``, plus ``/log``, so one organisation cannot name another's log), and the key
+    from the organisation's DID document (``did``, by default the did:web of the URL): the Ed25519 key listed for
+    use (``assertionMethod``) that the served checkpoint is signed with. Raises ``tlog.log_key_unknown``."""
+    from verifier.did import Resolver, did_web_from_url
+    base = node_url.rstrip("/")
+    did = did or did_web_from_url(base)
+    note = fetcher.get(f"{base}/log/checkpoint", accept="text/plain").body.decode("utf-8", "replace")
+    try:
+        origin = Checkpoint.parse(notes.split(note)[0]).origin
+    except (CeadError, ValueError):
+        raise CeadError("tlog.log_key_unknown", f"{base}/log/checkpoint does not serve a signed checkpoint.",
+                        url=base) from None
+    expected = base.split("://", 1)[-1] + "/log"
+    if origin != expected:
+        raise CeadError("tlog.log_key_unknown", f"The log at {base} names itself {origin!r}, not {expected!r}: "
+                        "give its log verifier key instead (its organisation prints it with `cead witness "
+                        "log-key`).", url=base, origin=origin)
+    for key in witness_keys_in(Resolver(fetcher).resolve(did)):
+        candidate = notes.NoteKey(origin, notes.ALG_ED25519, key.public)
+        try:
+            open_checkpoint(note, candidate)
+        except CeadError:
+            continue
+        return candidate
+    raise CeadError("tlog.log_key_unknown", f"No Ed25519 key that the DID document of {did} lists for use signs the "
+                    f"checkpoint of {origin}: give its log verifier key instead (its organisation prints it with "
+                    "`cead witness log-key`), or --did if the node's DID is not the did:web of its URL.",
+                    url=base, did=did)
+
+
+def watch(node, log_vkey: str) -> str | None:
+    """Start witnessing the log whose note verifier key is ``log_vkey`` (its name is the log's origin). For a log
+    already watched, its key is replaced (after the log's key rotation: the size and root it last co-signed stay,
+    so the new key must still extend the same history). Returns the key it replaced, or None."""
+    key = notes.NoteKey.parse(log_vkey)
+    if key.alg != notes.ALG_ED25519:
+        raise CeadError("tlog.note_invalid", "A log's verifier key has type 0x01 (Ed25519).")
+    with node.engine.begin() as conn:
+        row = conn.execute(sa.select(witnessed.c.vkey).where(witnessed.c.origin == key.name)).first()
+        if row is None:
+            conn.execute(witnessed.insert().values(origin=key.name, vkey=log_vkey, size=0, root=merkle.EMPTY_ROOT,
+                                                   note=None, at=utcnow()))
+        elif row[0] != log_vkey:
+            conn.execute(witnessed.update().where(witnessed.c.origin == key.name).values(vkey=log_vkey))
+            return row[0]
+    return None
+
+
+@dataclass(frozen=True)
+class Watched:
+    origin: str
+    vkey: str
+    size: int                 # the size last co-signed (0: none yet)
+    at: str | None            # when (or when the watch began)
+
+
+def watching(node) -> list[Watched]:
+    """The logs this node witnesses, by origin."""
+    with node.engine.connect() as conn:
+        rows = conn.execute(sa.select(witnessed.c.origin, witnessed.c.vkey, witnessed.c.size, witnessed.c.at)
+                            .order_by(witnessed.c.origin)).all()
+    return [Watched(r.origin, r.vkey, int(r.size or 0), r.at) for r in rows]
+
+
+def unwatch(node, origin: str) -> bool:
+    """Stop witnessing ``origin`` (its submissions are refused with 404 from now on). False if it was not watched."""
+    with node.engine.begin() as conn:
+        return conn.execute(witnessed.delete().where(witnessed.c.origin == origin)).rowcount == 1
+
+
+# ---- operating a log: submitting this node's checkpoints to the witnesses it agreed with -------------------------
+
+submissions = sa.Table("tlog_submission", metadata, sa.Column("url", sa.String, primary_key=True),
+                       sa.Column("size", sa.BigInteger), sa.Column("cosigner", sa.String),
+                       sa.Column("cosigned_at", sa.String), sa.Column("failures", sa.Integer),
+                       sa.Column("last_error", sa.Text), sa.Column("refused_size", sa.BigInteger),
+                       sa.Column("next_attempt", sa.String),
+                       sa.Column("claimed_until", sa.String))
+
+SUBMIT_INTERVAL = 30.0            # seconds between the served node's looks for a new checkpoint (witness_interval)
+SUBMIT_INTERVAL_RANGE = (0.1, 86400.0)
+SUBMIT_TIMEOUT = 10.0             # seconds: one add-checkpoint POST
+CLAIM_SECONDS = 60                # a submission in progress is left alone this long (well over two POSTs)
+FIRST_RETRY, MAX_RETRY = 30, 3600   # after a refusal: 30 s, 1, 2, 4 ... minutes, at most an hour apart
+
+
+def targets(node) -> list[str]:
+    """The witness endpoints of ``witnesses:`` in ``config.yaml`` (each a base URL such as
+    ``https://fife.example/witness``; a trailing ``/add-checkpoint`` is taken off), checked: ``node.config_invalid``
+    naming what is wrong."""
+    items = node.config.get("witnesses")
+    if items is None:
+        return []
+    where = "config.yaml witnesses"
+    if not isinstance(items, list):
+        raise CeadError("node.config_invalid", f"{where}: must be a list of witness URLs, e.g. "
+                        "- https://fife.example/witness")
+    out: list[str] = []
+    for i, item in enumerate(items):
+        url = item.get("url") if isinstance(item, dict) and set(item) == {"url"} else item
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")) or any(c.isspace() for c in url) \
+                or "?" in url or "#" in url:
+            raise CeadError("node.config_invalid", f"{where}[{i}]: {item!r} is not a witness URL; give the witness "
+                            "node's base URL plus /witness, e.g. https://fife.example/witness.")
+        url = url.rstrip("/")
+        if url.endswith("/add-checkpoint"):
+            url = url[:-len("/add-checkpoint")]
+        if url in out:
+            raise CeadError("node.config_invalid", f"{where}[{i}]: {url} is listed twice.")
+        out.append(url)
+    return out
+
+
+def submit_interval(node) -> float:
+    """Seconds between the served node's looks for a checkpoint its witnesses have not co-signed:
+    ``witness_interval`` of ``config.yaml`` (``SUBMIT_INTERVAL`` when absent), checked (``node.config_invalid``)."""
+    value = node.config.get("witness_interval")
+    if value is None:
+        return SUBMIT_INTERVAL
+    low, high = SUBMIT_INTERVAL_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise CeadError("node.config_invalid", f"config.yaml witness_interval: {value!r}; give seconds from "
+                        f"{low:g} to {high:g}.")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What became of one witness: ``outcome`` is ``cosigned``, ``already`` (it co-signed this size before),
+    ``refused`` (``status``: its HTTP status; 0 when it could not be reached), ``busy`` (another process is
+    submitting to it now) or ``later`` (the served node waits before retrying after a refusal)."""
+    url: str
+    outcome: str
+    size: int
+    cosigner: str | None = None
+    at: str | None = None
+    status: int | None = None
+    reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "refused"
+
+
+def _stamp(seconds_from_now: float = 0) -> str:
+    from datetime import datetime, timedelta, timezone
+    moment = datetime.now(timezone.utc) + timedelta(seconds=seconds_from_now)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _claim(node, url: str) -> bool:
+    """Take ``url`` for one submission: no other process submits to it until it is released, or ``CLAIM_SECONDS``
+    have passed (its submitter killed). False when another process holds it."""
+    now = _stamp()
+    with node.engine.begin() as conn:
+        if conn.execute(sa.select(submissions.c.url).where(submissions.c.url == url)).first() is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(submissions.insert().values(url=url, failures=0))
+            except sa.exc.IntegrityError:     # another process added it just now
+                pass
+        taken = conn.execute(submissions.update().where(
+            submissions.c.url == url,
+            sa.or_(submissions.c.claimed_until.is_(None), submissions.c.claimed_until <= now))
+            .values(claimed_until=_stamp(CLAIM_SECONDS)))
+        return taken.rowcount == 1
+
+
+def _row(node, url: str):
+    with node.engine.connect() as conn:
+        return conn.execute(sa.select(submissions).where(submissions.c.url == url)).first()
+
+
+def submit_to_witnesses(node, *, due_only: bool = False, again: bool = False, wait: float = 0, stopping=None,
+                        timeout: float = SUBMIT_TIMEOUT) -> list[Submitted]:
+    """Submit this node's current checkpoint to each witness of ``targets(node)`` that has not co-signed its size
+    yet, through the node's fetcher (its network rules), and keep each cosignature with the checkpoint. Each
+    witness is claimed in the database first, so the served node and ``cead witness submit`` (cron) never submit
+    to one witness at the same time; a submission cut short (the process killed) leaves the claim to expire. A
+    refusal is recorded (``last_error``) and, with ``due_only`` (the served node's loop), retried after 30 s, 1, 2,
+    4 ... minutes (at most an hour apart), or at once when the log has grown. ``again``: submit also to witnesses
+    that co-signed this size already. ``wait``: seconds to wait for a witness another process is submitting to
+    (else it is left to that process: ``busy``). ``stopping()``: asked before each witness; True leaves the rest
+    for the next run."""
+    import time
+    from . import record
+    urls = targets(node)
+    if not urls:
+        return []
+    log = record.log_of(node)
+    note = log.checkpoint()           # signs the current size's checkpoint if none is signed yet
+    size = Checkpoint.parse(notes.split(note)[0]).size
+    out: list[Submitted] = []
+    fetcher = node.fetcher()
+    try:
+        for url in urls:
+            if stopping is not None and stopping():
+                break
+            row = _row(node, url)
+            if not again and row is not None and row.size is not None and row.size >= size and row.last_error is None:
+                out.append(Submitted(url, "already", int(row.size), row.cosigner, row.cosigned_at))
+                continue
+            if due_only and row is not None and row.last_error and row.next_attempt and row.next_attempt > _stamp() \
+                    and (row.refused_size or 0) >= size:    # refused lately, and the log has not grown since
+                out.append(Submitted(url, "later", size, reason=row.last_error))
+                continue
+            deadline = time.monotonic() + wait
+            while not (claimed := _claim(node, url)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not claimed:
+                out.append(Submitted(url, "busy", size))
+                continue
+            row = _row(node, url)        # another process may have had it co-signed while this one waited
+            if not again and row.size is not None and row.size >= size and row.last_error is None:
+                _release(node, url)
+                out.append(Submitted(url, "already", int(row.size), row.cosigner, row.cosigned_at))
+                continue
+            out.append(_submit_one(node, log, url, fetcher, timeout))
+    finally:
+        fetcher.close()
+    return out
+
+
+def _submit_one(node, log, url: str, fetcher, timeout: float) -> Submitted:
+    note = log.checkpoint()
+    size = Checkpoint.parse(notes.split(note)[0]).size
+    try:
+        try:
+            cosigned = submit(log, http_poster(url, fetcher, timeout))
+        except CeadError as exc:
+            status = int(exc.detail.get("status") or 0)
+            reason = exc.message
+            with node.engine.begin() as conn:
+                row = conn.execute(sa.select(submissions.c.failures).where(submissions.c.url == url)).first()
+                failures = (row.failures or 0) + 1 if row else 1
+                conn.execute(submissions.update().where(submissions.c.url == url).values(
+                    failures=failures, last_error=f"{exc.code}: {reason}", refused_size=size,
+                    next_attempt=_stamp(min(MAX_RETRY, FIRST_RETRY * 2 ** (failures - 1)))))
+            log_.warning("witness %s refused the checkpoint of %d entries: %s", url, size, reason)
+            return Submitted(url, "refused", size, status=status, reason=reason)
+        cosigner = _cosigner_of(cosigned, note)
+        at = _stamp()
+        with node.engine.begin() as conn:
+            conn.execute(submissions.update().where(submissions.c.url == url).values(
+                size=size, cosigner=cosigner, cosigned_at=at, failures=0, last_error=None, refused_size=None,
+                next_attempt=None))
+        return Submitted(url, "cosigned", size, cosigner, at)
+    finally:
+        _release(node, url)
+
+
+def _release(node, url: str) -> None:
+    with node.engine.begin() as conn:
+        conn.execute(submissions.update().where(submissions.c.url == url).values(claimed_until=None))
+
+
+def _cosigner_of(cosigned: str, before: str) -> str | None:
+    """The name in the cosignature line the witness added (the line of ``cosigned`` that ``before`` lacks)."""
+    old = set(before.split("\n"))
+    for line in cosigned.split("\n"):
+        if line.startswith("\u2014 ") and line not in old:
+            return line[2:].split(" ", 1)[0]
+    return None
+
+
+def submission_state(node) -> list:
+    """Per configured witness URL: the stored state (size co-signed, when, by whom, the last refusal)."""
+    with node.engine.connect() as conn:
+        rows = {r.url: r for r in conn.execute(sa.select(submissions))}
+    return [(url, rows.get(url)) for url in targets(node)]
+
+
+def start_submitter(node, every: float | None = None):
+    """Submit new checkpoints to the configured witnesses now and then every ``every`` seconds (default:
+    ``submit_interval(node)``) in a thread of this process, when ``witnesses:`` names any; set the returned event
+    to stop it. Like the notifications dispatcher, start it in the process that stays (the server's worker); the
+    thread ends once this process's main thread has (a graceful stop), after the witness it is talking to, whose
+    outcome is recorded; a failure (a witness refusing or unreachable, a database hiccup) is logged and retried,
+    and never ends the loop."""
+    import threading
+    import time
+    every = submit_interval(node) if every is None else float(every)
+    stop = threading.Event()
+    main = threading.main_thread()
+
+    def stopping() -> bool:
+        return stop.is_set() or not main.is_alive()
+
+    def loop():
+        while not stopping():
+            try:
+                submit_to_witnesses(node, due_only=True, stopping=stopping)
+            except Exception:
+                log_.exception("submitting the checkpoint to witnesses failed")
+            deadline = time.monotonic() + every
+            while not stopping() and time.monotonic() < deadline:
+                stop.wait(min(0.2, max(deadline - time.monotonic(), 0)))
+
+    if targets(node):
+        threading.Thread(target=loop, name="cead-witness-submit", daemon=False).start()
+    return stop
