@@ -304,25 +304,11 @@ def start_dispatcher(node, every: float | None = None) -> threading.Event:
     process, when the node has subscriptions; set the returned event to stop it. Start it in the process that
     stays (under a pre-forking server, the worker: a thread is not copied into a forked child). The thread also
     ends when this process's main thread has ended, after the message it is sending (its outcome recorded), so a
-    graceful stop (SIGTERM) neither cuts a message short nor waits for the rest, which stay due for the next start."""
-    every = interval(node) if every is None else float(every)
-    stop = threading.Event()
-    main = threading.main_thread()
-
-    def stopping() -> bool:
-        return stop.is_set() or not main.is_alive()
-
-    def loop():
-        while not stopping():
-            try:
-                deliver_due(node, stopping=stopping)
-            except Exception:          # a database hiccup must not end the loop; it is logged and retried
-                log.exception("notification dispatch failed")
-            deadline = time.monotonic() + every
-            while not stopping() and time.monotonic() < deadline:
-                stop.wait(min(0.2, max(deadline - time.monotonic(), 0)))
-
-    if subscriptions(node):
-        # not a daemon: the interpreter's exit waits for it, and it ends once the main thread has
-        threading.Thread(target=loop, name="cead-notifications", daemon=False).start()
-    return stop
+    graceful stop (SIGTERM) neither cuts a message short nor waits for the rest, which stay due for the next start
+    (``issuer.background.every``)."""
+    if not subscriptions(node):
+        return threading.Event()
+    from .background import every as periodically
+    return periodically(lambda stopping: deliver_due(node, stopping=stopping),
+                        interval(node) if every is None else float(every), "cead-notifications",
+                        "notification dispatch")

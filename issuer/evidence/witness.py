@@ -84,20 +84,6 @@ def witness_keys_in(document: dict) -> list[notes.NoteKey]:
     return out
 
 
-def watch(node, log_vkey: str) -> None:
-    """Start witnessing the log whose note verifier key is ``log_vkey`` (its name is the log's origin)."""
-    key = notes.NoteKey.parse(log_vkey)
-    if key.alg != notes.ALG_ED25519:
-        raise CeadError("tlog.note_invalid", "A log's verifier key has type 0x01 (Ed25519).")
-    with node.engine.begin() as conn:
-        row = conn.execute(sa.select(witnessed.c.vkey).where(witnessed.c.origin == key.name)).first()
-        if row is None:
-            conn.execute(witnessed.insert().values(origin=key.name, vkey=log_vkey, size=0, root=merkle.EMPTY_ROOT,
-                                                   note=None, at=utcnow()))
-        elif row[0] != log_vkey:
-            conn.execute(witnessed.update().where(witnessed.c.origin == key.name).values(vkey=log_vkey))
-
-
 @dataclass
 class Answer:
     status: int
@@ -523,26 +509,11 @@ def start_submitter(node, every: float | None = None):
     to stop it. Like the notifications dispatcher, start it in the process that stays (the server's worker); the
     thread ends once this process's main thread has (a graceful stop), after the witness it is talking to, whose
     outcome is recorded; a failure (a witness refusing or unreachable, a database hiccup) is logged and retried,
-    and never ends the loop."""
+    and never ends the loop (``issuer.background.every``)."""
     import threading
-    import time
-    every = submit_interval(node) if every is None else float(every)
-    stop = threading.Event()
-    main = threading.main_thread()
-
-    def stopping() -> bool:
-        return stop.is_set() or not main.is_alive()
-
-    def loop():
-        while not stopping():
-            try:
-                submit_to_witnesses(node, due_only=True, stopping=stopping)
-            except Exception:
-                log_.exception("submitting the checkpoint to witnesses failed")
-            deadline = time.monotonic() + every
-            while not stopping() and time.monotonic() < deadline:
-                stop.wait(min(0.2, max(deadline - time.monotonic(), 0)))
-
-    if targets(node):
-        threading.Thread(target=loop, name="cead-witness-submit", daemon=False).start()
-    return stop
+    if not targets(node):
+        return threading.Event()
+    from ..background import every as periodically
+    return periodically(lambda stopping: submit_to_witnesses(node, due_only=True, stopping=stopping),
+                        submit_interval(node) if every is None else float(every), "cead-witness-submit",
+                        "submitting the checkpoint to witnesses")
