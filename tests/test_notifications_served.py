@@ -23,6 +23,7 @@ from helpers_https import https_server
 from issuer import notifications
 from issuer.node import Node
 from issuer_fixtures import PASS, certification
+from served_issuer import ServedIssuer
 from verifier.did import Resolver
 from verifier.http import Fetcher
 
@@ -71,26 +72,12 @@ def cead(*args) -> str:
     return done.stdout
 
 
-class Served:
-    """`cead issuer serve` in its own process, over TLS, until ``stop`` (SIGTERM)."""
+class Served(ServedIssuer):
+    """`cead issuer serve` of the world's node in its own process, over TLS, until ``stop`` (SIGTERM)."""
 
     def __init__(self, world: dict):
-        self.base, self.ca, self.log_path = world["base"], world["ca"], world["tmp"] / "serve.log"
-        self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            python_argv("issuer", "serve", "--home", str(world["home"]), "--port", str(world["port"]),
-                        "--tls-cert", str(world["tls"] / "cert.pem"), "--tls-key", str(world["tls"] / "key.pem")),
-            env=ENV, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(self.base + "/.well-known/did.json", verify=self.ca, timeout=2)
-                return
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise AssertionError(self.log_path.read_text())
-                time.sleep(0.1)
+        super().__init__(world["home"], world["port"], world["tls"] / "cert.pem", world["tls"] / "key.pem",
+                         world["ca"], world["tmp"] / "serve.log", ENV)
 
     def post(self, path: str, token: str, body: dict) -> dict:
         answer = requests.post(self.base + path, json=body, headers={"Authorization": f"Bearer {token}"},
@@ -102,18 +89,6 @@ class Served:
         return self.post("/credentials/issue", token, {"credential": certification(did), "options": {
             "credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}}}
         )["verifiableCredential"]["id"]
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit status (killed after 40 s)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(40)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from cead.processes import free_port, python_argv
 from issuer_fixtures import PASS, certification
+from served_issuer import ServedIssuer
 from verifier.tlog import note as notes
 from verifier.tlog.checkpoint import open_checkpoint
 
@@ -36,43 +35,12 @@ def cead(*args, check=True, env=None):
     return done
 
 
-class Served:
+class Served(ServedIssuer):
     """`cead issuer serve` of one home in its own process, until ``stop`` (SIGTERM)."""
 
     def __init__(self, home: Path, port: int, ca: Path):
-        self.base, self.ca, self.log_path = f"https://localhost:{port}", str(ca / "ca.pem"), home.parent / (
-            home.name + "-serve.log")
-        self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            python_argv("issuer", "serve", "--home", str(home), "--port", str(port),
-                        "--tls-cert", str(ca / "server.pem"), "--tls-key", str(ca / "server-key.pem")),
-            env=ENV, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(self.base + "/.well-known/did.json", verify=self.ca, timeout=2)
-                return
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise AssertionError(self.log_path.read_text())
-                time.sleep(0.1)
-
-    def get(self, path: str) -> str:
-        answer = requests.get(self.base + path, verify=self.ca, timeout=10)
-        assert answer.status_code == 200, answer.text
-        return answer.text
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(40)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.log.close()
+        super().__init__(home, port, ca / "server.pem", ca / "server-key.pem", str(ca / "ca.pem"),
+                         home.parent / (home.name + "-serve.log"), ENV)
 
 
 def make_home(tmp: Path, name: str, short: str, ca: Path) -> tuple[Path, int, str]:
