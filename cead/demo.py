@@ -7,7 +7,7 @@ nodes to issue over their VC-API, delivers credentials to inboxes, pulls data wi
 every decision. It exits 0 only if every decision is the one the scenario expects.
 
 This module drives; it does no checking or signing of its own (the nodes, ``wallet`` and ``verifier`` do; an
-approver's decision runs ``wallet.requests.approve`` on that approver's node home, as its approvals page would).
+approver's decision runs ``wallet.sharing.approve`` on that approver's node home, as its approvals page would).
 """
 from __future__ import annotations
 
@@ -356,9 +356,9 @@ class Demo:
 
     def request(self, step: world.Request) -> None:
         """The requester's node sends a data-sharing request to the approver's node; the approver approves it with
-        ``wallet.requests.approve`` (as its approvals page does), which issues the approval under the approver's
+        ``wallet.sharing.approve`` (as its approvals page does), which issues the approval under the approver's
         delegation (guard rail) and delivers it, with the delegation it pins, to the requester's inbox."""
-        from wallet.requests import FROM_REQUEST, approve, send_request
+        from wallet.sharing import FROM_REQUEST, approve, send_request
         requester, approver = self.live[step.recipient], self.live[step.issuer]
         example = self.substitute(world.load_example(step.example))
         subject = example["credentialSubject"]

@@ -133,8 +133,8 @@ class Issue:
 
 @dataclass(frozen=True)
 class Request:
-    """``recipient``'s node sends a data-sharing request (``wallet.requests.send_request``) to ``issuer``'s node,
-    which approves it (``wallet.requests.approve``, the function behind the approvals page) under its delegation
+    """``recipient``'s node sends a data-sharing request (``wallet.sharing.send_request``) to ``issuer``'s node,
+    which approves it (``wallet.sharing.approve``, the function behind the approvals page) under its delegation
     ``under`` and delivers the approval to the requester's inbox.
 
     The request names what the approval ``example`` grants (datasets, data items, purposes, the recipient's lawful

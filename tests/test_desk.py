@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from issuer import staff
 from verifier.results import CeadError
 from wallet import desk
-from wallet import requests as sharing
+from wallet import sharing
 from wallet.app import create_node_app
 from wallet.casefile import RequestCase
 from wallet.names import Directory

@@ -33,7 +33,7 @@ from oidc_provider import CLIENT_ID, CLIENT_SECRET, LocalProvider
 from issuer import catalogue, service, staff
 from issuer.node import Node
 from test_wallet_support import CYBER_ESSENTIALS, certification_subject
-from wallet import requests as sharing
+from wallet import sharing
 from wallet.app import create_node_app
 from wallet.store import Wallet
 

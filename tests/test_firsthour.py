@@ -24,7 +24,7 @@ from verifier.decision import Decider, TransferRequest
 from verifier.definition import presentation_definition
 from verifier.policy import load_policy, parse_policy
 from verifier.results import CeadError
-from wallet import requests as sharing
+from wallet import sharing
 from wallet.pex import descriptor_matches
 
 from test_requests import DATASET, _credential, make_request, send, the_rest, world  # noqa: F401  (fixture)

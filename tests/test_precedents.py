@@ -12,7 +12,7 @@ from verifier.did import Resolver
 from verifier.http import Fetcher
 from verifier.results import CeadError
 from wallet import precedents
-from wallet import requests as sharing
+from wallet import sharing
 
 REFUSAL = "Pupils' names are not needed: use the pseudonymised pupil identifier instead."
 

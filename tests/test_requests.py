@@ -25,7 +25,7 @@ from verifier.decision import Decider
 from verifier.middleware import CeadMiddleware
 from verifier.policy import parse_policy
 from verifier.results import CeadError
-from wallet import requests as sharing
+from wallet import sharing
 from wallet.app import create_node_app
 from wallet.client import CeadAuth
 from wallet.present import build_presentation

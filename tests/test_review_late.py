@@ -8,7 +8,7 @@ import pytest
 
 from issuer import db, service
 from verifier.results import CeadError
-from wallet import requests as sharing
+from wallet import sharing
 
 from test_requests import _bound_body, make_request, rows, the_rest, world  # noqa: F401  (the fixture)
 

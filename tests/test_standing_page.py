@@ -11,7 +11,7 @@ import time
 import pytest
 
 from issuer import service, staff
-from wallet import requests as sharing
+from wallet import sharing
 from wallet import standing
 from wallet.app import create_node_app
 

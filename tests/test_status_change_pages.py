@@ -15,7 +15,7 @@ from html import unescape
 from issuer import service, statuslist
 from verifier.decision import Decider
 from verifier.policy import TrustPolicy
-from wallet import requests as sharing
+from wallet import sharing
 from wallet import standing
 
 from issuer_fixtures import certification, delegation

@@ -83,7 +83,7 @@ def test_request_bodies_with_duplicates_are_refused(tmp_path):
 
 
 def test_the_wallets_request_endpoint_and_the_verifier_service_refuse_duplicates(tmp_path):
-    from wallet.requests import receive
+    from wallet.sharing import receive
     from wallet.store import Wallet
     node = ready_node(tmp_path / "h")
     status, answer = receive(Wallet.from_node(node), b'{"request": {}, "request": {}, "presentation": {}}',

@@ -272,7 +272,7 @@ def test_importing_several_credentials_is_all_or_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("path, code, limit", [("/inbox", "inbox.too_large", "wallet.inbox:MAX_BYTES"),
-                                               ("/requests", "sharing.too_large", "wallet.requests:MAX_BYTES")])
+                                               ("/requests", "sharing.too_large", "wallet.sharing:MAX_BYTES")])
 def test_an_oversize_chunked_body_is_too_large_not_truncated(tmp_path, path, code, limit):
     """Sent in chunks (no Content-Length, a server that terminates the stream), an oversize body was cut at the
     limit by Werkzeug and judged as if that were all of it (400 malformed). Now one byte past the limit is read:

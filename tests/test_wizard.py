@@ -133,7 +133,7 @@ def test_the_guard_rail_s_refusal_is_shown_beside_the_approval_form_s_field(worl
     """The IAO approves on legitimate interests: the issuer's rulebook guard rail refuses to sign, and the page
     shows the rule beside "Your organisation's lawful basis", with its citation, keeping what was typed."""
     from issuer import service
-    from wallet import requests as sharing
+    from wallet import sharing
     from test_desk import account_sign_in
     from test_requests import send
     w = world
@@ -166,7 +166,7 @@ def test_the_attached_dpia_is_pinned_by_digest_in_the_approval(world):  # noqa: 
     from test_desk import account_sign_in
     from test_requests import make_request, send
     from wallet import approval_view
-    from wallet import requests as sharing
+    from wallet import sharing
     from wallet.names import Directory
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]

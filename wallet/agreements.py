@@ -47,7 +47,7 @@ def agreement_docx(node, wallet, request_id: str, *, approval_subject: dict | No
     from docx import Document
     from docx.shared import Pt
 
-    from . import requests as sharing
+    from . import sharing
     row = sharing.get_request(wallet, request_id)
     req = row.request
     approved = approval_subject or {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import answers, inbox, pages, precedents, requests
+from . import answers, inbox, pages, precedents, sharing
 from .store import Wallet
 
 
@@ -16,7 +16,7 @@ def create_node_app(node, *, wallet: Wallet | None = None, **issuer_options) -> 
     app = create_app(node, **issuer_options)
     wallet = wallet or Wallet.from_node(node)
     app.register_blueprint(inbox.blueprint(wallet, public_url=node.config.get("public_url")))
-    app.register_blueprint(requests.blueprint(wallet, public_url=node.config.get("public_url")))
+    app.register_blueprint(sharing.blueprint(wallet, public_url=node.config.get("public_url")))
     app.register_blueprint(answers.blueprint(wallet, public_url=node.config.get("public_url")))  # refusals back
     app.register_blueprint(pages.blueprint(wallet, public_url=node.config.get("public_url")))  # wallet pages
     app.register_blueprint(precedents.blueprint(node, wallet))   # GET /precedents: this node's signed decisions

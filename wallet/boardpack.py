@@ -71,7 +71,7 @@ STATUS_WORDS = {"pending": "Waiting for a decision", "approved": "Approved", "re
 
 def board_pack_html(node, wallet, request_id: str, *, now: datetime | None = None) -> str:
     from . import precedents
-    from . import requests as sharing
+    from . import sharing
     row = sharing.get_request(wallet, request_id)
     req = row.request
     basis = req.get("lawfulBasis") or {}

@@ -502,7 +502,7 @@ def request_create(datasets, items, purposes, legal_bases, regime, cadence, agre
     import base64
     import hashlib
     import uuid
-    from .requests import parse_request
+    from .sharing import parse_request
     node = _node(home)
     digest = hashlib.sha256(Path(agreement_file).read_bytes()).digest()
     if reply_to is None:
@@ -533,7 +533,7 @@ def request_create(datasets, items, purposes, legal_bases, regime, cadence, agre
 def request_send(file: Path, url: str, ca_bundle: str | None, home: Path | None) -> None:
     """Send a request (from `cead request create`) to the data holder's node, with a presentation of this node's
     certifications. Prints the request's id there. Needs $CEAD_PASSPHRASE."""
-    from .requests import send_request
+    from .sharing import send_request
     text = _read_text(file, f"the request {str(file)!r}")
     try:
         body = json.loads(text)
@@ -560,7 +560,7 @@ def request_send(file: Path, url: str, ca_bundle: str | None, home: Path | None)
 @home_option
 def request_list(status, as_json, quiet, home) -> None:
     """List the data-sharing requests this node received, pending first."""
-    from .requests import list_requests
+    from .sharing import list_requests
     rows = [r for r in list_requests(_wallet(home)) if status is None or r.status == status]
     if as_json:
         _print([{"id": r.id, "status": r.status, "requester": r.requester, "receivedAt": _when(r.received_at),
@@ -608,7 +608,7 @@ def request_approve(request_id, subject_file, delegation, valid_until, legal_bas
     the delegation is in force) and deliver it, with the delegations it rests on, to the requester's inbox. Needs
     $CEAD_PASSPHRASE."""
     from schemas.values import load_document
-    from . import requests as sharing
+    from . import sharing
     text = _read_text(subject_file, f"the approval subject {subject_file!r}")
     try:
         overrides = load_document(text, subject_file)
@@ -643,7 +643,7 @@ def request_approve(request_id, subject_file, delegation, valid_until, legal_bas
 @home_option
 def request_redeliver(request_id, ca_bundle, home) -> None:
     """Deliver an approved request's approval again (after a failed delivery)."""
-    from . import requests as sharing
+    from . import sharing
     node = _node(home, unlock=True)
     from .store import Wallet
     try:
@@ -659,7 +659,7 @@ def request_redeliver(request_id, ca_bundle, home) -> None:
 @home_option
 def request_refuse(request_id, reason, home) -> None:
     """Refuse a pending request, with the reason."""
-    from . import requests as sharing
+    from . import sharing
     try:
         sharing.refuse(_wallet(home), request_id, reason, by="cli")
     except CeadError as exc:
@@ -912,7 +912,7 @@ def precedents_refresh(home: Path | None) -> None:
 def precedents_search(request_id: str, count: int, as_json: bool, home: Path | None) -> None:
     """The earlier decisions nearest to a received request, own and followed, with what they share."""
     from . import precedents
-    from . import requests as sharing
+    from . import sharing
     wallet = _wallet(home)
     try:
         row = sharing.get_request(wallet, request_id)

@@ -200,7 +200,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
     def delegate_create():
         may_delegate()
         from issuer import service
-        from . import requests as sharing
+        from . import sharing
         names = Directory.for_pages(node(), wallet)
         form = make_form(request.form, names)
         if not form.validate():

@@ -30,7 +30,7 @@ from verifier.results import CeadError
 
 from . import desk
 from .approval_view import cadence_words, moment_words
-from . import requests as sharing
+from . import sharing
 from .forms import (CADENCE_HINT, DURATION_HINT, ApproveForm, DecideForm, _choices, cadence_from_words,
                     cadence_in_words, condition_choices, default_window, duration_from_words, duration_in_words,
                     legal_basis_choices, options)

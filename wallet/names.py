@@ -170,7 +170,7 @@ class Directory:
         """:meth:`for_node` with the certifications that came with every request received (the names a decision
         page learns from its own request): for the pages that name organisations outside one request (the register,
         standing approvals, the wallet), so an organisation has the same name on every page."""
-        from .requests import list_requests
+        from .sharing import list_requests
         return cls.for_node(node, wallet, [c for r in list_requests(wallet) for c in r.certification_list])
 
     def learn_certification(self, document: dict) -> None:

@@ -9,10 +9,10 @@ Signed-in pages (the DPO pages' sign-in, from ``issuer.pages``):
   now (``wallet.approval_view``), with a QR code leading to the public verification page below
   (``.svg`` / ``.png``: ``wallet.qr.summary_svg`` / ``summary_png``).
 
-- ``GET /wallet/requests``: data-sharing requests received (``wallet.requests``), pending first;
+- ``GET /wallet/requests``: data-sharing requests received (``wallet.sharing``), pending first;
   ``GET /wallet/requests/<id>`` shows one with an approval form prefilled from it; ``POST .../approve``,
   ``POST .../refuse``, ``POST .../deliver`` and ``POST .../reopen`` (scope ``issue:approval``) call
-  ``wallet.requests.approve`` / ``refuse`` / ``redeliver`` / ``reopen``.
+  ``wallet.sharing.approve`` / ``refuse`` / ``redeliver`` / ``reopen``.
 
 Public: ``GET /verify/<link>`` verifies the held credential now and says exactly what was checked (signature,
 validity, status read afresh from the status list; for an approval the approver's delegation chain up to the
@@ -32,7 +32,7 @@ from issuer.pages import current_token, http_status, parse_object, pretty, prote
 from verifier.results import CeadError
 
 from . import approval_view, delegate_pages, desk_pages, qr, standing_pages, wizard
-from . import requests as sharing
+from . import sharing
 from .approval_view import KIND_NAMES, moment_words
 from .store import Wallet, WalletCredential
 

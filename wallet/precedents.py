@@ -67,7 +67,7 @@ def _approval_subject(row) -> dict:
         delivery = json.loads(row.delivery or "{}")
     except ValueError:
         return {}
-    # the delivery is the approval followed by what it pins (wallet.requests.approve)
+    # the delivery is the approval followed by what it pins (wallet.sharing.approve)
     approval = delivery[0] if isinstance(delivery, list) and delivery else None
     try:
         doc = to_document(unverified_claims(approval), "vc") if isinstance(approval, str) else approval or {}

@@ -18,7 +18,7 @@ delegations it may use that way, with the conditions the automatic approval stat
         valid_for: P1Y                           # how long each automatic approval lasts (at most the delegation)
 
 When a request arrives, ``consider(node, wallet, request_id)`` tries each rule in turn through exactly the same path
-a person's approval takes (``wallet.requests.approve``: the guard rail checks the approval against the delegation,
+a person's approval takes (``wallet.sharing.approve``: the guard rail checks the approval against the delegation,
 its status, the lawful-basis rules, and nothing is signed otherwise). The first rule that yields a signed approval
 wins; it is recorded as decided by ``standing:<name>`` and delivered. If none does, the request stays pending for
 a person, and each rule's reason is recorded on it (``standing_note``), so the IAO sees why it was not automatic.
@@ -111,7 +111,7 @@ def _note(wallet, request_id: str, text: str) -> None:
 def _conditions(node, wallet, request_id: str, rule: dict) -> dict:
     """The rule's conditions over the request: a party the rule gives no lawful basis for (the requester, when
     the rule states only the discloser's) keeps the basis its request names, which the template must allow."""
-    from . import requests as sharing
+    from . import sharing
     conditions = dict(rule["conditions"])
     given = conditions.get("lawfulBases")
     if isinstance(given, list):
@@ -125,7 +125,7 @@ def _conditions(node, wallet, request_id: str, rule: dict) -> dict:
 def consider(node, wallet, request_id: str, *, verify: str | bool | None = None, now: datetime | None = None):
     """Approve ``request_id`` automatically if a standing approval covers it; returns the ``Approved`` result, or
     None (the request stays pending, with the reasons in its ``standing_note``)."""
-    from . import requests as sharing
+    from . import sharing
     active = rules(node)
     if not active:
         return None
@@ -185,7 +185,7 @@ def create(node, wallet, *, name: str, scope: dict, conditions: dict, valid_for:
     left half-made: a refusal signs nothing, and a failure after signing revokes what was signed."""
     from issuer import service
     from schemas.models import credential_digest
-    from . import requests as sharing
+    from . import sharing
     if not NAME.match(name or ""):
         raise CeadError("web.form_invalid", "A name is 2 to 63 lower-case letters, digits and dashes, starting with "
                         "a letter or digit (for example school-meals-monthly).", field="name")
@@ -232,7 +232,7 @@ def create(node, wallet, *, name: str, scope: dict, conditions: dict, valid_for:
 def history(wallet, rule_names: list[str]) -> dict[str, dict[str, list]]:
     """For each rule: the requests it approved (``approved``: decided by ``standing:<name>``) and those it did not
     cover (``outside``: ``(request, reason)`` from the request's ``standing_note``), newest first."""
-    from . import requests as sharing
+    from . import sharing
     out: dict[str, dict[str, list]] = {n: {"approved": [], "outside": []} for n in rule_names}
     for row in sharing.list_requests(wallet):
         by = row.decided_by or ""

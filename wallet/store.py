@@ -103,7 +103,7 @@ class WalletTerm(SQLModel, table=True):
 
 
 class WalletRequest(SQLModel, table=True):
-    """A data-sharing request received at ``POST /requests`` (``wallet.requests``), awaiting the IAO's decision."""
+    """A data-sharing request received at ``POST /requests`` (``wallet.sharing``), awaiting the IAO's decision."""
     __tablename__ = "wallet_request"
 
     id: str = Field(primary_key=True)                            # local identifier
@@ -262,7 +262,7 @@ def walk_pinned(document: dict, find: Callable[[dict], tuple[Any, dict] | None])
     breadth first: ``(kind, reference, found)`` as :func:`_pins` gives them, ``found`` being what ``find(reference)``
     returns first, ``(found, its JSON)``; or None when it is not found, and then nothing is followed from it.
     The one walk of "what this credential rests on": presenting (``wallet.present``) and delivering an approval
-    (``wallet.requests``) both use it."""
+    (``wallet.sharing``) both use it."""
     todo, seen = list(_pins(document)), set()
     while todo:
         kind, ref = todo.pop(0)

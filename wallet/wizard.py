@@ -13,7 +13,7 @@ SHA-256 digest and pinned in the request by that digest (the agreement is the re
 approver reads, and the approval pins, exactly what was sent. Before anything is sent the request is checked
 against the lawful-basis rulebook as the approval it asks for would be (``wallet.rule_fields.request_checks``): a
 rule it breaks is shown beside the field it concerns, with its citation, and what was typed is kept. The request
-goes through ``wallet.requests.send_request`` with the wallet's certifications.
+goes through ``wallet.sharing.send_request`` with the wallet's certifications.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from issuer.pages import audit, may, sign_in_required
 from schemas import vocab
 from verifier.results import CeadError
 
-from . import requests as sharing
+from . import sharing
 from .casefile import DPIA_SCREENING
 from .forms import (CADENCE_HINT, DURATION_HINT, WizardForm, _choices, cadence_from_words, condition_choices,
                     duration_from_words, legal_basis_choices, options)

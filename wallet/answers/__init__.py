@@ -85,7 +85,7 @@ def _refuse(status: int, code: str, message: str, **detail: Any) -> tuple[int, d
 
 def receive(wallet, body: bytes, url: str) -> tuple[int, dict]:
     """Check and keep one answer sent to ``url``; (HTTP status, JSON). Never raises for bad input."""
-    from ..requests import presentation_digest
+    from ..sharing import presentation_digest
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
