@@ -141,7 +141,7 @@ def _serve(policy: str, tmp: str, port: int, workers: int, threads: int, sample:
            store: str | None = "redis://127.0.0.1:6379/13", null: bool = False, cprofile: bool = False, early: bool = False, switch: float | None = None,
            server: str = "granian") -> None:
     from verifier.cli import _decider
-    from verifier.service import create_app
+    from verifier.app import create_app
     from verifier.serving import serve_wsgi
     if early:   # as before this round: ask Redis whether the presentation was seen, then record it
         from verifier.replay import RedisReplayStore

@@ -43,9 +43,9 @@ def _z(moment: datetime) -> str:
 
 
 def _issue_by_node(node, subject: dict) -> dict:
-    from issuer import service
-    credential = service.build_credential(node, "DataSharingApprovalCredential", subject)
-    return service.issue(node, credential, {}).credential
+    from issuer import issuing
+    credential = issuing.build_credential(node, "DataSharingApprovalCredential", subject)
+    return issuing.issue(node, credential, {}).credential
 
 
 def _issue_by_key(party, subject: dict) -> dict:

@@ -8,7 +8,7 @@ to its DPO. The scenario shows the refusals and the allowed transfer:
 
 - the DPO's node refuses to sign the same approval without an Art 9 condition (the lawful-basis guard rail);
 - the HSCP's first pull is denied at the board's gateway: the Caldicott Guardian has not co-signed yet;
-- the Caldicott Guardian co-signs (``issuer.service.cosign`` on their own node home) and the pull is allowed.
+- the Caldicott Guardian co-signs (``issuer.issuing.cosign`` on their own node home) and the pull is allowed.
 """
 from __future__ import annotations
 
@@ -62,9 +62,9 @@ def script() -> list:
 
 def cosign(demo, step: Cosign) -> None:
     """The co-signer's node adds its proof (as ``cead cosign`` does); the approval's issuer delivers it."""
-    from issuer import service
+    from issuer import issuing
     live = demo.live[step.cosigner]
-    signed = service.cosign(live._node, demo.issued[step.example])
+    signed = issuing.cosign(live._node, demo.issued[step.example])
     demo.issued[step.example] = signed
     demo.by_id[signed["id"]] = signed
     demo.echo(f"  - {live.party.name} co-signed {signed['id']}")

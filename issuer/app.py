@@ -18,7 +18,7 @@ from schemas.values import strict_json
 from verifier.results import CeadError
 from verifier.serving import read_bounded
 
-from . import catalogue, idempotency, offers, oid4vp, pages, service, statuslist, tokens
+from . import catalogue, idempotency, issuing, offers, oid4vp, pages, statuslist, tokens
 
 MAX_BODY = 256 * 1024
 RETRY_AFTER = 5   # seconds a client is asked to wait after a 503 (the database did not answer within its bounds)
@@ -47,7 +47,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
 
     @app.errorhandler(CeadError)
     def _cead_error(exc: CeadError):
-        status = service.VC_API_STATUS.get(exc.code, 400)
+        status = issuing.VC_API_STATUS.get(exc.code, 400)
         if exc.code == "status.list_not_ready":
             return _error(503, exc.code, exc.message,
                           headers={"Retry-After": str(exc.detail.get("retry_after", RETRY_AFTER))})
@@ -121,7 +121,7 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
         body = body_json()
         if "credential" not in body:
             raise CeadError("request.invalid", "The request needs a 'credential' object.", field="credential")
-        issued = service.issue(node, body["credential"], body.get("options"), issued_by=token.name,
+        issued = issuing.issue(node, body["credential"], body.get("options"), issued_by=token.name,
                                scopes=token.scopes.split(","),
                                idempotency_key=request.headers.get(idempotency.HEADER))
         return _json(201, issued.response(), {"Idempotent-Replayed": "true"} if issued.replayed else None)
@@ -130,8 +130,8 @@ def create_app(node, *, max_body: int = MAX_BODY, cache_seconds: int = 60) -> Fl
     def status():
         token = tokens.authenticate(node.engine, request.headers.get("Authorization"))
         tokens.require(token, "status:change")
-        credential_id, action = service.parse_status_request(body_json())
-        return _json(200, service.change_status(node, credential_id, action, by=token.name,
+        credential_id, action = issuing.parse_status_request(body_json())
+        return _json(200, issuing.change_status(node, credential_id, action, by=token.name,
                                                 scopes=token.scopes.split(",")))
 
     from .evidence import routes as evidence_routes

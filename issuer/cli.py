@@ -21,7 +21,7 @@ from verifier.keys import ED25519, JOSE_ALGS, KINDS
 from verifier.suites import DEFAULT_SUITES
 from verifier.results import CeadError
 
-from . import service, tokens
+from . import issuing, tokens
 from .node import Node, check_public_url, default_home, passphrase_from_env
 
 home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -350,7 +350,7 @@ def key_retire(home, key_id):
 
 # ---- issuing -----------------------------------------------------------------------------------------------------
 
-_KINDS = service.KINDS
+_KINDS = issuing.KINDS
 
 
 def _load_file(path: str) -> dict:
@@ -446,7 +446,7 @@ def _build(node: Node, kind: str, file: str | None, subject: str | None, sets: t
         _set_path(target, name, raw)
     if delegate_name is not None:
         target["name"] = delegate_name
-    return service.build_credential(node, _KINDS[kind], data, valid_until=valid_until)
+    return issuing.build_credential(node, _KINDS[kind], data, valid_until=valid_until)
 
 
 def _warn_without_delegation(node: Node, kind: str, credential: dict) -> None:
@@ -514,7 +514,7 @@ def _issue_command(kind: str):
                                            "statusPurpose": ["revocation", "suspension"]}
         if delegation:
             options["delegation"] = _load_file(delegation) if Path(delegation).is_file() else delegation
-        issued = service.issue(node, credential, options, issued_by="cli")
+        issued = issuing.issue(node, credential, options, issued_by="cli")
         if not delegation:
             _warn_without_delegation(node, kind, credential)
         text = issued.credential if isinstance(issued.credential, str) else json.dumps(issued.credential, indent=2)
@@ -568,7 +568,7 @@ def cosign(file, home, out):
     credential = text if not text.startswith(("{", "[")) and text.count(".") == 2 else _load_file(file)
     _check_out(out)
     node = _open(home, unlock=True)
-    signed = service.cosign(node, credential)
+    signed = issuing.cosign(node, credential)
     _deliver(out, json.dumps(signed, indent=2), f"Co-signed {signed.get('id', file)} as {node.did} -> {out}",
              "the co-signed credential")
 
@@ -581,7 +581,7 @@ def _status_command(action: str, help_text: str):
     @_fail_on_cead_error
     def command(home, credential_id, reason):
         node = _open(home, unlock=True)
-        result = service.change_status(node, credential_id, action, by="cli", reason=reason)
+        result = issuing.change_status(node, credential_id, action, by="cli", reason=reason)
         click.echo(f"{result['credentialId']}: {result['status']}")
         click.echo(_when_gateways_see_it(action), err=True)
     return command
@@ -616,14 +616,14 @@ def issued():
 def issued_list(home, as_csv, as_json):
     """List every credential this node issued: id, type, subject (with its name, where the credential states one),
     dates, status, digest."""
-    rows = service.register(_open(home))
+    rows = issuing.register(_open(home))
     if as_csv and as_json:
         raise CeadError("options.invalid", "Give --csv or --json, not both.")
     if as_csv:
-        click.echo(service.register_csv(rows), nl=False)
+        click.echo(issuing.register_csv(rows), nl=False)
         return
     if as_json:
-        click.echo(json.dumps([{f: getattr(row, f) for f in service.REGISTER_FIELDS} for row in rows], indent=2,
+        click.echo(json.dumps([{f: getattr(row, f) for f in issuing.REGISTER_FIELDS} for row in rows], indent=2,
                               default=str))
         return
     for row in rows:

@@ -5,9 +5,9 @@
   ``issuer.tokens.authenticate``. The session lives in Flask's signed cookie (HttpOnly, SameSite=Strict, Secure
   over HTTPS) keyed with ``HOME/web-secret`` (created once, mode 0600). The token itself is never kept: only the
   token row's id, re-checked on every request (a revoked token signs the browser out).
-- ``/dpo/register``: the register (``service.register``) with revoke / suspend / reinstate (``service.change_status``,
-  token scope ``status:change``) and a CSV download (``service.register_csv``).
-- ``/dpo/issue``: a form that issues through ``service.issue`` (the same path and guard rail as the VC-API).
+- ``/dpo/register``: the register (``issuing.register``) with revoke / suspend / reinstate (``issuing.change_status``,
+  token scope ``status:change``) and a CSV download (``issuing.register_csv``).
+- ``/dpo/issue``: a form that issues through ``issuing.issue`` (the same path and guard rail as the VC-API).
 
 The wallet's pages (``wallet.pages``) reuse the sign-in, CSRF and error handling from here through
 :func:`sign_in_required` and :func:`protect`. Every POST carries a CSRF token tied to the session.
@@ -37,14 +37,14 @@ from schemas import words as plain
 from schemas.values import load_document
 from verifier.results import CeadError
 
-from . import db, service, staff, statuslist, tokens
+from . import db, issuing, staff, statuslist, tokens
 
 log = logging.getLogger("cead.issuer.pages")
 
 SECRET_FILE = "web-secret"
 SESSION_LIFETIME = timedelta(hours=8)
 BLUEPRINT = "cead_pages"
-KINDS = service.KINDS
+KINDS = issuing.KINDS
 FORMATS = {"eddsa-rdfc-2022": {"cryptosuite": "eddsa-rdfc-2022"},
            "eddsa-jcs-2022": {"cryptosuite": "eddsa-jcs-2022"},
            "vc+jwt": {"format": "vc+jwt"},
@@ -201,7 +201,7 @@ def _safe_next(target: str | None) -> str:
 
 def http_status(code: str, extra: dict[str, int] | None = None) -> int:
     """The HTTP status a page answers a ``CeadError`` with (the API's mapping, then the pages' own)."""
-    return {**service.HTTP_STATUS, **PAGE_STATUS, **(extra or {})}.get(code, 400)
+    return {**issuing.HTTP_STATUS, **PAGE_STATUS, **(extra or {})}.get(code, 400)
 
 
 def protect(bp: Blueprint, statuses: dict[str, int] | None = None) -> None:
@@ -254,7 +254,7 @@ def parse_object(text: str, field: str) -> dict:
 
 
 def credential_from_form(node, form) -> tuple[dict, dict]:
-    """``(credential, options)`` for ``service.issue`` from the issue form's fields."""
+    """``(credential, options)`` for ``issuing.issue`` from the issue form's fields."""
     kind = form.get("kind", "")
     if kind not in KINDS:
         raise CeadError("web.form_invalid", f"Choose a credential type: {', '.join(KINDS)}.", field="kind")
@@ -277,7 +277,7 @@ def credential_from_form(node, form) -> tuple[dict, dict]:
                             "delegate's name cannot be added to it.", field="body")
         target["name"] = delegate_name
     valid_until = (form.get("valid_until") or "").strip() or None
-    credential = service.build_credential(node, KINDS[kind], data, valid_until=valid_until)
+    credential = issuing.build_credential(node, KINDS[kind], data, valid_until=valid_until)
     options = dict(FORMATS[fmt])
     if form.get("suspendable"):
         options["credentialStatus"] = {"type": "BitstringStatusListEntry",
@@ -444,18 +444,18 @@ def blueprint(node) -> Blueprint:
     @bp.get("/dpo/register")
     @sign_in_required
     def register():
-        rows = service.register(node)
+        rows = issuing.register(node)
         counts = {s: sum(1 for r in rows if r.status == s) for s in ("active", "suspended", "revoked")}
         return render_template("dpo_register.html", rows=rows, counts=counts, suspendable=_suspendable,
                                may_change="status:change" in current_token().scopes.split(","),
-                               changeable=lambda row: (service.status_scope(row.types.split(",")) or "status:change")
+                               changeable=lambda row: (issuing.status_scope(row.types.split(",")) or "status:change")
                                in current_token().scopes.split(","),
                                person=staff.person_words(node.engine), subject_name=_subject_names())
 
     @bp.get("/dpo/register.csv")
     @sign_in_required
     def register_csv():
-        return Response(service.register_csv(service.register(node)), mimetype="text/csv",
+        return Response(issuing.register_csv(issuing.register(node)), mimetype="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="cead-register.csv"'})
 
     @bp.post("/dpo/status")
@@ -472,7 +472,7 @@ def blueprint(node) -> Blueprint:
             if row is None:
                 raise CeadError("credential.not_found", f"This node has not issued {credential_id}.")
             return render_template("dpo_confirm_revoke.html", row=row, seen=status_note("revoke", row.types))
-        result = service.change_status(node, credential_id, action, by=token.name, reason=reason,
+        result = issuing.change_status(node, credential_id, action, by=token.name, reason=reason,
                                        scopes=token.scopes.split(","))
         audit(f"{action} credential", target=credential_id, detail={"reason": reason} if reason else None)
         with node.session() as s:
@@ -492,7 +492,7 @@ def blueprint(node) -> Blueprint:
         token = current_token()
         try:
             credential, options = credential_from_form(node, request.form)
-            issued = service.issue(node, credential, options, issued_by=token.name,
+            issued = issuing.issue(node, credential, options, issued_by=token.name,
                                    scopes=token.scopes.split(","))
         except CeadError as exc:
             status = http_status(exc.code)

@@ -129,10 +129,10 @@ def served_nodes(tmp, *names: str, **init):
 
 def delegation(issuer_node, delegate: str, scope: dict, *, controller: str | None = None, parent=None,
                actions=("SubDelegate", "ApproveDisclosure"), options: dict | None = None, **subject):
-    """A DelegatedAuthorityCredential really issued by ``issuer_node`` (``service.issue``) to ``delegate``, acting
+    """A DelegatedAuthorityCredential really issued by ``issuer_node`` (``issuing.issue``) to ``delegate``, acting
     for ``controller`` (default: the issuer); ``parent``: the issuer's own delegation (an ``Issued``), pinned by
     digest and given to the guard rail. Returns the ``Issued``."""
-    from issuer import service
+    from issuer import issuing
     from schemas.models import credential_digest
     body = {"id": delegate, "role": "InformationAssetOwner", "onBehalfOf": controller or issuer_node.did,
             "allowedActions": list(actions), "scope": scope, **subject}
@@ -142,4 +142,4 @@ def delegation(issuer_node, delegate: str, scope: dict, *, controller: str | Non
         opts.setdefault("delegation", parent.credential)
     credential = {"@context": V2_CEAD, "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
                   "credentialSubject": body}
-    return service.issue(issuer_node, credential, opts)
+    return issuing.issue(issuer_node, credential, opts)

@@ -139,15 +139,15 @@ def test_the_approvals_in_force_are_published_for_catalogues(tmp_path):
     agreement (assigner, assignees, purposes), as JSON-LD a catalogue (rdflib here) can read; a revoked approval
     drops out."""
     import rdflib
-    from issuer import service
+    from issuer import issuing
     from issuer.app import create_app
     from schemas.vocab import expand
     from test_wallet_support import DS_MEALS, P_MEALS, approval_subject
     node, _ = Node.init(tmp_path / "h", "Fife Council", PASS, domain="fife.example", public_url="https://fife.example")
     node._passphrase = PASS
     subject = approval_subject(node.did, "did:web:glasgow.example")
-    issued = service.issue(node, service.build_credential(node, "DataSharingApprovalCredential", subject))
-    service.issue(node, service.build_credential(node, "OrganisationCertificationCredential", {
+    issued = issuing.issue(node, issuing.build_credential(node, "DataSharingApprovalCredential", subject))
+    issuing.issue(node, issuing.build_credential(node, "OrganisationCertificationCredential", {
         "id": "did:web:glasgow.example", "legalName": "Glasgow City Council", "legalIdentifier": "SC-GCC",
         "scheme": "https://w3id.org/cead/vocab#CyberEssentials", "certificateNumber": "CE-1",
         "certificationBody": {"name": "IASME"}, "issueDate": "2025-01-01", "expiryDate": "2030-01-01"}))
@@ -163,7 +163,7 @@ def test_the_approvals_in_force_are_published_for_catalogues(tmp_path):
         P_MEALS.split(":")[-1])
     graph = rdflib.Graph().parse(data=json.dumps(doc), format="json-ld")
     assert (rdflib.URIRef(issued.id), rdflib.RDF.type, rdflib.URIRef("http://www.w3.org/ns/odrl/2/Agreement")) in graph
-    service.change_status(node, issued.id, "revoke")
+    issuing.change_status(node, issued.id, "revoke")
     assert len(client.get("/catalogue/approvals.jsonld").get_json()["@graph"]) == 1   # the catalogue, no dataset
 
 

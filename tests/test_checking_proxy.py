@@ -12,7 +12,7 @@ from helpers_https import https_server
 from transfer_world import world
 from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation
 from verifier.decision import TransferRequest
-from verifier.service import create_app
+from verifier.app import create_app
 
 TABLE_OK = "ageBand,localAuthority,outcome,count\n16-24,Fife,housed,12\n25-34,Fife,housed,40\n"
 TABLE_SMALL_CELL = "ageBand,localAuthority,outcome,count\n16-24,Fife,housed,3\n25-34,Fife,housed,40\n"

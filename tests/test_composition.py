@@ -255,7 +255,7 @@ def test_status_lists_are_revalidated_with_the_etag_the_issuer_sends():
 
 
 @pytest.mark.parametrize("module", ["verifier.gateway", "verifier.middleware", "verifier.decision",
-                                    "verifier.receipts", "verifier.service"])
+                                    "verifier.receipts", "verifier.app"])
 def test_each_public_verifier_module_imports_first_in_a_fresh_process(module):
     """A gateway operator's first line may be ``from verifier.gateway import decide_from_headers``: that failed
     with a circular import (verifier.decision re-exported the gateway's names) until they were looked up lazily."""

@@ -96,18 +96,18 @@ def test_did_web_port_must_be_ascii_digits():
 
 @pytest.mark.parametrize("value", NOT_DATETIME_STAMPS)
 def test_issuer_refuses_dates_its_verifier_would_refuse(tmp_path_factory, value):
-    from issuer import service
+    from issuer import issuing
     node = _node(tmp_path_factory)
     for name in ("validFrom", "validUntil"):
         with pytest.raises(CeadError) as err:
-            service.check_request(node, {**certification(node.did), name: value}, {})
+            issuing.check_request(node, {**certification(node.did), name: value}, {})
         assert err.value.code == "credential.invalid" and err.value.detail.get("field") == name, value
 
 
 def test_issuer_accepts_datetime_stamps(tmp_path_factory):
-    from issuer import service
+    from issuer import issuing
     node = _node(tmp_path_factory)
-    cred, _, _ = service.check_request(node, {**certification(node.did), "validFrom": "2025-01-01T00:00:00Z",
+    cred, _, _ = issuing.check_request(node, {**certification(node.did), "validFrom": "2025-01-01T00:00:00Z",
                                               "validUntil": "2030-01-01T00:00:00.5+01:00"}, {})
     assert cred["validUntil"] == "2030-01-01T00:00:00.5+01:00"
 
@@ -124,9 +124,9 @@ def _node(tmp_path_factory):
 @pytest.mark.parametrize("status", [["revoked"], {"status": "revoked"}, 1, None])
 def test_status_request_with_a_non_string_status_is_request_invalid(status):
     """VC-API POST /credentials/status: a list or object as `status` was a TypeError (a 500), not a 400."""
-    from issuer import service
+    from issuer import issuing
     with pytest.raises(CeadError) as err:
-        service.parse_status_request({"credentialId": "urn:uuid:x",
+        issuing.parse_status_request({"credentialId": "urn:uuid:x",
                                       "credentialStatus": [{"type": "BitstringStatusListCredential",
                                                             "status": status}]})
     assert err.value.code == "request.invalid" and err.value.detail.get("field") == "status"

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cead.cli import main
-from issuer import service
+from issuer import issuing
 from issuer.node import Node
 from issuer.signing import add_proof
 from verifier.credential import Verifier
@@ -194,8 +194,8 @@ def nodes(tmp_path_factory):
                                for p in (issuer.did, "did:web:gov.scot.example")]}
     files = {}
     for name, options in (("ldp", {}), ("jcs", {"cryptosuite": "eddsa-jcs-2022"}), ("jwt", {"format": "vc+jwt"})):
-        credential = service.build_credential(issuer, "DataSharingApprovalCredential", subject)
-        issued = service.issue(issuer, credential, options)
+        credential = issuing.build_credential(issuer, "DataSharingApprovalCredential", subject)
+        issued = issuing.issue(issuer, credential, options)
         files[name] = base / f"{name}.json"
         files[name].write_text(issued.credential if isinstance(issued.credential, str)
                                else json.dumps(issued.credential))

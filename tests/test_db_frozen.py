@@ -15,7 +15,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from issuer import db, service
+from issuer import db, issuing
 from issuer.app import create_app
 from verifier.serving import make_bounded_server
 
@@ -138,7 +138,7 @@ def test_a_frozen_database_answers_503_within_the_bound_and_recovers(frozen_worl
     with httpx.Client(timeout=60) as client:
         for _ in range(3):
             assert issue(client).status_code == 201
-        status_url = json.loads(service.register(node)[0].status_entries)[0]["statusListCredential"]
+        status_url = json.loads(issuing.register(node)[0].status_entries)[0]["statusListCredential"]
         status_path = "/status/" + status_url.rsplit("/", 1)[1]
         assert client.get(base + status_path).status_code == 200
 
@@ -193,7 +193,7 @@ def test_a_frozen_database_answers_503_within_the_bound_and_recovers(frozen_worl
         assert client.get(base + status_path).status_code == 200
     # nothing lost: every credential answered 201 is in the register, and register and status entries agree (one
     # statement, one snapshot: a transaction the proxy held back may still commit now that it flows again)
-    register = {row.id for row in service.register(node)}
+    register = {row.id for row in issuing.register(node)}
     assert set(issued) <= register
     with node.engine.connect() as conn:
         orphans = conn.execute(sa.text(

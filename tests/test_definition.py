@@ -19,7 +19,7 @@ from verifier.definition import presentation_definition, publish
 from verifier.middleware import CeadMiddleware
 from verifier.policy import parse_policy
 from verifier.results import CeadError
-from verifier.service import create_app
+from verifier.app import create_app
 from wallet import pex
 from wallet.client import CeadAuth, CeadHttpxAuth, fetch
 from wallet.store import jwt_payload, make_verifier

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from issuer import service
+from issuer import issuing
 from schemas import models
 from schemas.models import credential_digest
 from verifier.http import Fetcher
@@ -218,14 +218,14 @@ def test_the_dpo_names_the_delegate_on_the_issue_page(tmp_path):
     href = unescape(re.search(r'href="(data:[^"]+)" download=', response.text).group(1))
     credential = json.loads(unquote(href.partition(",")[2]))
     assert credential["credentialSubject"]["name"] == "Jane Smith"
-    assert service.register(node)[0].id == credential["id"]
+    assert issuing.register(node)[0].id == credential["id"]
     # the DPO's register says who it was issued to: the name the delegation states, above the delegate's DID
-    assert service.register(node)[0].subject_name == "Jane Smith"
+    assert issuing.register(node)[0].subject_name == "Jane Smith"
     register = client.get("/dpo/register").text
     assert '<span class="cead-subject-name">Jane Smith</span>' in register and DELEGATE in register
     refused = _issue(client, kind="certification", body=json.dumps({"id": DELEGATE}), delegate_name="Jane Smith")
     assert refused.status_code == 400 and "Delegate" in _text(refused.text)
-    assert len(service.register(node)) == 1
+    assert len(issuing.register(node)) == 1
 
 
 def test_the_command_line_names_the_delegate(tmp_path):
@@ -248,7 +248,7 @@ def test_the_iao_decision_page_names_who_delegated(world):  # noqa: F811
     w = world
     controller, node, wallet = w["controller"]["node"], w["iao"]["node"], w["iao"]["wallet"]
     dpo = identity()
-    first = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+    first = issuing.issue(controller, _credential("DelegatedAuthorityCredential", {
         "id": dpo.did, "name": "Alex Morgan", "role": "DataProtectionOfficer", "onBehalfOf": controller.did,
         "allowedActions": ["ApproveDisclosure", "SubDelegate"], "scope": {"datasets": [DATASET],
                                                                            "maxDelegationDepth": 1}}))

@@ -7,7 +7,7 @@ import re
 from datetime import date, timedelta
 from html import unescape
 
-from issuer import service, staff
+from issuer import issuing, staff
 from schemas import vocab
 from wallet import desk
 from wallet.app import create_node_app
@@ -61,14 +61,14 @@ def test_a_dpo_delegates_in_plain_questions_and_the_iao_s_node_receives_it(world
     assert "Delegate approval authority" in text and "The weakest privacy protocol they may approve" in text
     assert 'href="/wallet/delegate"' in page.text                        # in the DPO's navigation
     assert "it asks in plain questions" in client.get("/dpo/issue").text     # and offered where JSON is asked for
-    before = len(service.register(node))
+    before = len(issuing.register(node))
     done = client.post("/wallet/delegate", data=_form(csrf_of(page.text), delegate=iao.did,
                                                       deliver_to=w["iao"]["url"]))
     assert done.status_code == 201, _text(done.text)[:3000]
     shown = _text(done.text)
     assert "Delegation signed" in shown and "Delivered to Ian Owner" in shown
     assert "pupil_ref" in shown and "2 years" in shown and "at least 10 people" in shown   # what it allows, in words
-    assert len(service.register(node)) == before + 1
+    assert len(issuing.register(node)) == before + 1
     held = [r for r in iao_wallet.search(type="DelegatedAuthorityCredential") if r.issuer == node.did
             and (r.document["credentialSubject"].get("name") == "Ian Owner")]
     assert len(held) == 1                                                  # delivered to the IAO's node's inbox
@@ -87,7 +87,7 @@ def test_what_cannot_be_signed_comes_back_as_typed_with_the_reason_beside_it(wor
     w = world
     node, client = _dpo(w, "dora")
     csrf = csrf_of(client.get("/wallet/delegate").text)
-    before = len(service.register(node))
+    before = len(issuing.register(node))
     # questions left unanswered: each named beside its field, what was typed kept
     bad = client.post("/wallet/delegate", data=_form(csrf, delegate="iao.council.gov.scot", other_datasets="",
                                                      purposes=None, confirm=None, retention="ages"))
@@ -108,7 +108,7 @@ def test_what_cannot_be_signed_comes_back_as_typed_with_the_reason_beside_it(wor
     # an authority that is not there: said beside "Under which authority", not a bare error page
     gone = client.post("/wallet/delegate", data=_form(csrf, delegate="did:web:example.org", parent="urn:uuid:gone"))
     assert gone.status_code == 422 and "Choose another authority." in _beside(gone.text, "parent")
-    assert len(service.register(node)) == before                          # nothing signed
+    assert len(issuing.register(node)) == before                          # nothing signed
 
 
 def test_only_a_dpo_or_administrator_may_delegate(world):  # noqa: F811
@@ -129,7 +129,7 @@ def test_a_delegate_who_may_sub_delegate_can_only_narrow(world):  # noqa: F811
     from test_requests import _credential
     w = world
     controller, iao, wallet = w["controller"]["node"], w["iao"]["node"], w["iao"]["wallet"]
-    parent = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+    parent = issuing.issue(controller, _credential("DelegatedAuthorityCredential", {
         "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
         "allowedActions": ["ApproveDisclosure", "SubDelegate"],
         "scope": {"datasets": [DATASET], "maxRetention": "P1Y", "maxDelegationDepth": 2}}))
@@ -142,16 +142,16 @@ def test_a_delegate_who_may_sub_delegate_can_only_narrow(world):  # noqa: F811
     page = client.get("/wallet/delegate")
     assert f'value="{parent.id}"' in page.text                            # offered as the authority
     w_did = w["requester"]["node"].did
-    before = len(service.register(iao))
+    before = len(issuing.register(iao))
     wider = client.post("/wallet/delegate", data=_form(csrf_of(page.text), delegate=w_did, parent=parent.id,
                                                        retention="3 years"))
     assert wider.status_code == 422
     error = _text(wider.text.split('id="retention-error"', 1)[1].split("</p>", 1)[0])
     assert "Wider than the delegation it rests on" in error, _text(wider.text)[:2000]
-    assert len(service.register(iao)) == before                           # nothing signed
+    assert len(issuing.register(iao)) == before                           # nothing signed
     narrower = client.post("/wallet/delegate", data=_form(csrf_of(page.text), delegate=w_did, parent=parent.id,
                                                           retention="6 months"))
     assert narrower.status_code == 201, _text(narrower.text)[:2000]
-    assert len(service.register(iao)) == before + 1
-    signed = next(r for r in service.register(iao) if r.subject == w_did)
+    assert len(issuing.register(iao)) == before + 1
+    signed = next(r for r in issuing.register(iao) if r.subject == w_did)
     assert signed.id in narrower.text and "6 months" in _text(narrower.text)

@@ -199,7 +199,7 @@ def test_the_approval_form_keeps_what_was_typed_with_messages_beside_the_fields(
     client = create_node_app(node, wallet=wallet).test_client()
     assert account_sign_in(client, "ivy").status_code == 302
     page = client.get(f"/wallet/requests/{request_id}")
-    before = len(__import__("issuer.service", fromlist=["register"]).register(node))
+    before = len(__import__("issuer.issuing", fromlist=["register"]).register(node))
     bad = client.post(f"/wallet/requests/{request_id}/approve", data={
         "csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis":
         "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e", "protocol": "threshold", "min_cell_count": "",
@@ -211,7 +211,7 @@ def test_the_approval_form_keeps_what_was_typed_with_messages_beside_the_fields(
         assert f'id="{field}-error"' in bad.text, field
     assert 'value="one year"' in bad.text and 'value="250"' in bad.text            # what was typed is kept
     assert sharing.get_request(wallet, request_id).status == "pending"
-    assert len(__import__("issuer.service", fromlist=["register"]).register(node)) == before   # nothing signed
+    assert len(__import__("issuer.issuing", fromlist=["register"]).register(node)) == before   # nothing signed
 
 
 def test_one_delegation_choice_checks_the_page_again_under_it_and_keeps_what_was_typed(world):  # noqa: F811
@@ -227,7 +227,7 @@ def test_one_delegation_choice_checks_the_page_again_under_it_and_keeps_what_was
     page = client.get(f"/wallet/requests/{request_id}")
     assert page.text.count('name="delegation"') == 1                    # one choice, not two that can disagree
     assert "You are deciding under: <strong>" in page.text
-    before = len(__import__("issuer.service", fromlist=["register"]).register(node))
+    before = len(__import__("issuer.issuing", fromlist=["register"]).register(node))
     checked = client.post(f"/wallet/requests/{request_id}/approve", data={
         "csrf": csrf_of(page.text), "action": "check", "delegation": "", "retention": "2 years",
         "max_rows": "250"})
@@ -237,7 +237,7 @@ def test_one_delegation_choice_checks_the_page_again_under_it_and_keeps_what_was
     assert 'value="2 years"' in checked.text and 'value="250"' in checked.text      # what was typed is kept
     assert 'id="retention-error"' not in checked.text                    # a check, not a submission
     assert sharing.get_request(wallet, request_id).status == "pending"
-    assert len(__import__("issuer.service", fromlist=["register"]).register(node)) == before   # nothing signed
+    assert len(__import__("issuer.issuing", fromlist=["register"]).register(node)) == before   # nothing signed
 
 
 def test_only_a_certifier_the_node_trusts_names_an_organisation(tmp_path):

@@ -30,7 +30,7 @@ import pytest
 
 from helpers_https import https_server
 from oidc_provider import CLIENT_ID, CLIENT_SECRET, LocalProvider
-from issuer import catalogue, service, staff
+from issuer import catalogue, issuing, staff
 from issuer.node import Node
 from test_wallet_support import CYBER_ESSENTIALS, certification_subject
 from wallet import sharing
@@ -113,13 +113,13 @@ def world(tmp_path_factory):
             w[name] = {"node": node, "wallet": wallet, "url": base}
         w["op"] = op
         controller, iao, requester = (w[k]["node"] for k in ("controller", "iao", "requester"))
-        delegation = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+        delegation = issuing.issue(controller, _credential("DelegatedAuthorityCredential", {
             "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
             "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET]}}),
             {"credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
         assert w["iao"]["wallet"].import_credential(delegation.credential).ok
         w["delegation"] = delegation
-        cert = service.issue(controller, _credential("OrganisationCertificationCredential", {
+        cert = issuing.issue(controller, _credential("OrganisationCertificationCredential", {
             **certification_subject(requester.did, CYBER_ESSENTIALS),
             "certificationBody": {"id": controller.did, "name": "Fife Council"}}))
         assert w["requester"]["wallet"].import_credential(cert.credential).ok
@@ -393,25 +393,25 @@ def test_a_request_outside_the_delegation_cannot_be_approved(world, browser):
     sign_in(phone, w["iao"]["url"], "ian")
     phone.goto(f"{w['iao']['url']}/wallet/requests/{request_id}")
     assert columns_of(phone, "#data_categories") == 1        # the long list of boxes in one column on a phone
-    before = len(service.register(w["iao"]["node"]))
+    before = len(issuing.register(w["iao"]["node"]))
     iao.click("label:has-text('School enrolment')")
     iao.click("button:has-text('Approve, sign and deliver')")
     assert "Outside your delegation" in iao.inner_text("main")
     assert iao.input_value("#min_cell_count") == "10"                       # what was typed is kept
     check(iao, "11-outside-delegation-refused")
     assert sharing.get_request(w["iao"]["wallet"], request_id).status == "pending"
-    assert len(service.register(w["iao"]["node"])) == before                # nothing signed
+    assert len(issuing.register(w["iao"]["node"])) == before                # nothing signed
 
 
 def test_a_request_under_a_suspended_delegation_is_refused_before_signing(world, browser):
     w = world
     controller, iao_node = w["controller"]["node"], w["iao"]["node"]
-    second = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+    second = issuing.issue(controller, _credential("DelegatedAuthorityCredential", {
         "id": iao_node.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
         "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [SUSPENDED_DS]}}),
         {"credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
     assert w["iao"]["wallet"].import_credential(second.credential).ok
-    service.change_status(controller, second.id, "suspend", by="dpo")
+    issuing.change_status(controller, second.id, "suspend", by="dpo")
     request_id = send_direct(w, [SUSPENDED_DS])
     iao = person(browser).new_page()
     sign_in(iao, w["iao"]["url"], "ian")
@@ -419,13 +419,13 @@ def test_a_request_under_a_suspended_delegation_is_refused_before_signing(world,
     warning = iao.inner_text("#delegation-unusable")
     assert "suspended" in warning and "Fife Council" in warning                 # whom to escalate to
     check(iao, "12-suspended-delegation")
-    before = len(service.register(iao_node))
+    before = len(issuing.register(iao_node))
     iao.click("label:has-text('School enrolment')")
     iao.click("button:has-text('Approve, sign and deliver')")
     error = iao.inner_text("#delegation-error")
     assert "This delegation is suspended, so it cannot be used: nothing was signed" in error
     check(iao, "13-suspended-refused")
-    assert len(service.register(iao_node)) == before
+    assert len(issuing.register(iao_node)) == before
     assert sharing.get_request(w["iao"]["wallet"], request_id).status == "pending"
 
 
@@ -486,7 +486,7 @@ def test_a_dpo_signs_in_with_the_organisations_account_and_signs_a_standing_appr
     from wallet import standing
     w = world
     controller, iao_node = w["controller"]["node"], w["iao"]["node"]
-    sub = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+    sub = issuing.issue(controller, _credential("DelegatedAuthorityCredential", {
         "id": iao_node.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
         "allowedActions": ["ApproveDisclosure", "SubDelegate"],
         "scope": {"datasets": [DATASET], "maxDelegationDepth": 2}}))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from issuer import db, service
+from issuer import db, issuing
 from issuer.evidence import record, witness
 from issuer.evidence.log import TransparencyLog, decode_entry
 from issuer.keys import PrivateKey
@@ -81,8 +81,8 @@ def test_node_logs_issuing_status_and_key_changes(tmp_path):
     log = record.log_of(node)
     kinds = lambda: [decode_entry(e)["kind"] for _, e in log.entries()]   # noqa: E731
     assert kinds() == ["key.added", "key.added"]      # the node's keys, from its first moment
-    issued = service.issue(node, certification(node.did))
-    service.change_status(node, issued.id, "revoke")
+    issued = issuing.issue(node, certification(node.did))
+    issuing.change_status(node, issued.id, "revoke")
     node.rotate_key()
     assert kinds() == ["key.added", "key.added", "credential.issued", "credential.status", "key.added"]
     entry = decode_entry(log.entry(2))
@@ -92,7 +92,7 @@ def test_node_logs_issuing_status_and_key_changes(tmp_path):
     assert entry["meta"]["credentialId"] == issued.id and "legalName" not in log.entry(2).decode()
     # a refused issue leaves no entry behind (same transaction)
     with pytest.raises(CeadError):
-        service.issue(node, certification("did:web:someone-else.example"))
+        issuing.issue(node, certification("did:web:someone-else.example"))
     assert log.size() == 5
 
 
@@ -101,7 +101,7 @@ def test_log_served_as_c2sp_tiles_over_https(tmp_path):
     from issuer.app import create_app
     node = ready_node(tmp_path / "node")
     for _ in range(3):
-        service.issue(node, certification(node.did))
+        issuing.issue(node, certification(node.did))
     with https_server(create_app(node)) as (base, ca):
         fetch = Fetcher(allow_private=True, ca_bundle=ca)
         note = fetch.get(base + "/log/checkpoint", accept="text/plain").body.decode()
@@ -173,7 +173,7 @@ def test_sigkill_during_appends_postgresql():
 @pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="set CEAD_TEST_DATABASE_URL for PostgreSQL")
 def test_node_log_on_postgresql(tmp_path):
     with postgresql_node(tmp_path / "pg") as node:
-        service.issue(node, certification(node.did))
+        issuing.issue(node, certification(node.did))
         log = record.log_of(node)
         assert log.size() == 3
         open_checkpoint(log.checkpoint(), log.key)
@@ -198,7 +198,7 @@ def test_witnesses_cosign_only_consistent_growth(tmp_path):
     with https_server(create_app(w)) as (base, ca):
         post = witness.http_poster(base + "/witness", Fetcher(allow_private=True, ca_bundle=ca))
         first = witness.submit(log, post)
-        service.issue(log_node, certification(log_node.did))
+        issuing.issue(log_node, certification(log_node.did))
         second = witness.submit(log, post)           # the witness checks consistency from what it saw
     opened = open_checkpoint(second, log.key, [witness.witness_key(w)])
     assert opened.witness_names == [w.did] and opened.checkpoint.size == 3

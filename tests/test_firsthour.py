@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from issuer import service
+from issuer import issuing
 from issuer.node import Node
 from schemas import vocab
 from verifier.decision import Decider, TransferRequest
@@ -91,7 +91,7 @@ def _delegation(w, **extra):
         "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
         "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET]}})
     credential.update(extra)
-    issued = service.issue(controller, credential, {"credentialStatus": {
+    issued = issuing.issue(controller, credential, {"credentialStatus": {
         "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
     assert w["iao"]["wallet"].import_credential(issued.credential).ok
     return issued
@@ -107,16 +107,16 @@ def test_nothing_is_signed_under_a_suspended_delegation_and_it_is_named(world):
     w = world
     controller, iao = w["controller"]["node"], w["iao"]["node"]
     delegation = _delegation(w)
-    service.change_status(controller, delegation.id, "suspend")
-    before = len(service.register(iao))
+    issuing.change_status(controller, delegation.id, "suspend")
+    before = len(issuing.register(iao))
     request_id, approve = _approve(w, delegation.id)
     with pytest.raises(CeadError) as err:
         approve()
     assert err.value.code == "delegation.not_in_force" and err.value.detail["status"] == "suspended"
     assert "is suspended" in err.value.message and delegation.id in err.value.message
-    assert len(service.register(iao)) == before                      # nothing signed, nothing recorded
+    assert len(issuing.register(iao)) == before                      # nothing signed, nothing recorded
     assert sharing.get_request(w["iao"]["wallet"], request_id).status == sharing.PENDING
-    service.change_status(controller, delegation.id, "reinstate")
+    issuing.change_status(controller, delegation.id, "reinstate")
     done = approve()                                                  # reinstated: the same approval goes through
     assert done.request.status == sharing.APPROVED
 
@@ -150,7 +150,7 @@ def test_nothing_is_signed_under_a_revoked_or_expired_delegation(world):
     w = world
     controller = w["controller"]["node"]
     revoked = _delegation(w)
-    service.change_status(controller, revoked.id, "revoke")
+    issuing.change_status(controller, revoked.id, "revoke")
     with pytest.raises(CeadError) as err:
         _approve(w, revoked.id)[1]()
     assert err.value.detail["status"] == "revoked" and "is revoked" in err.value.message
@@ -158,7 +158,7 @@ def test_nothing_is_signed_under_a_revoked_or_expired_delegation(world):
     expired = _delegation_unimported(w, validFrom=_iso(now - timedelta(days=30)),
                                      validUntil=_iso(now - timedelta(days=1)))
     with pytest.raises(CeadError) as err:
-        service.issue(w["iao"]["node"], _credential("DelegatedAuthorityCredential", {
+        issuing.issue(w["iao"]["node"], _credential("DelegatedAuthorityCredential", {
             "id": "did:web:deputy.example", "role": "Deputy", "onBehalfOf": controller.did,
             "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET]}}),
             {"delegation": expired.credential})
@@ -175,7 +175,7 @@ def _delegation_unimported(w, **extra):
         "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
         "allowedActions": ["ApproveDisclosure", "SubDelegate"], "scope": {"datasets": [DATASET]}})
     credential.update(extra)
-    return service.issue(controller, credential)
+    return issuing.issue(controller, credential)
 
 
 def test_a_status_that_cannot_be_established_signs_nothing(world):
@@ -365,7 +365,7 @@ def test_the_approval_page_says_the_refusal_and_the_delegations_status(world):
     assert "once the requester&#39;s node is reachable" not in page.text
     # a suspended delegation: nothing signed, its status named
     delegation = _delegation(w)
-    service.change_status(w["controller"]["node"], delegation.id, "suspend")
+    issuing.change_status(w["controller"]["node"], delegation.id, "suspend")
     request_id = send(w)["id"]
     page = approve_on_the_page(request_id, delegation.id)
     assert page.status_code == 422 and "delegation.not_in_force" in page.text and "is suspended" in page.text

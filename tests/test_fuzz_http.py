@@ -21,7 +21,7 @@ from verifier.decision import Decider
 from verifier.middleware import CeadMiddleware
 from verifier.policy import parse_policy
 from verifier.results import CeadError
-from verifier.service import create_app as create_verifier_app
+from verifier.app import create_app as create_verifier_app
 from wallet.app import create_node_app
 from wallet.store import Wallet, make_verifier
 
@@ -178,7 +178,7 @@ def test_status_api_refuses_malformed_changes_and_changes_nothing(node_env, body
 
 @pytest.mark.parametrize("status", [["revoked"], {"a": 1}])
 def test_status_api_with_a_list_or_object_status_is_a_400(node_env, status):
-    """An unhashable status was a TypeError (500) in issuer/service.py parse_status_request."""
+    """An unhashable status was a TypeError (500) in issuer/issuing.py parse_status_request."""
     response = node_env["client"].post("/credentials/status", headers=node_env["auth"], json={
         "credentialId": "urn:uuid:x", "credentialStatus": {"type": "BitstringStatusListCredential", "status": status}})
     api_error(response)

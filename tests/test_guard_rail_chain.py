@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from issuer import service
+from issuer import issuing
 from issuer.app import create_app
 from issuer.signing import add_proof
 from schemas.models import credential_digest
@@ -111,7 +111,7 @@ def test_a_self_made_delegation_is_refused(nodes):
         assert error["code"] == "delegation.invalid" and error["detail"]["failed"] == ["signature"], (why, error)
         assert "credential.issuer_mismatch" in [p["code"] for p in error["detail"]["problems"]], (why, error)
     # properly signed, by the signer itself, for the council: not the council's, and resting on nothing from it
-    own = service.issue(dpo, {"@context": V2_CEAD, "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
+    own = issuing.issue(dpo, {"@context": V2_CEAD, "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
                               "credentialSubject": made_up["credentialSubject"]})
     before = counts(dpo)
     status, body = post(dpo, {"credential": sub_delegation(own.credential, "did:web:approver.example", council.did,
@@ -165,7 +165,7 @@ def test_a_link_up_the_chain_not_in_force_stops_it(nodes):
     council, iao = nodes["council"], nodes["iao"]
     first, second = _two_links(nodes)
     chain = [first.credential, second.credential]
-    service.change_status(council, first.id, "revoke")
+    issuing.change_status(council, first.id, "revoke")
     status, body = post(iao, {"credential": approval(council.did, identity().did, chain),
                               "options": {"delegation": chain}})
     assert status == 400, body
@@ -182,7 +182,7 @@ def test_a_link_wider_than_its_parent_is_refused(nodes):
     council, dpo, iao = nodes["council"], nodes["dpo"], nodes["iao"]
     first = delegation(council, dpo.did, {"datasets": [MEALS], "maxDelegationDepth": 1},
                        role="DataProtectionOfficer")
-    wide = service.issue(dpo, sub_delegation(first.credential, iao.did, council.did, [MEALS, PUPILS]))
+    wide = issuing.issue(dpo, sub_delegation(first.credential, iao.did, council.did, [MEALS, PUPILS]))
     status, body = post(iao, {"credential": approval(council.did, identity().did, [first.credential,
                                                                                   wide.credential]),
                               "options": {"delegation": [first.credential, wide.credential]}})

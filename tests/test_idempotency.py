@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from issuer import service
+from issuer import issuing
 from issuer.app import create_app
 
 from issuer_fixtures import PASS, certification, counts, make_node, ready_node, token
@@ -96,7 +96,7 @@ def test_a_retry_after_a_crash_between_commit_and_reply_returns_the_same_credent
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait()
-    rows = service.register(node)
+    rows = issuing.register(node)
     assert [row.id for row in rows] == [committed_id]   # one credential, signed once
     assert counts(node) == (1, 1)
 

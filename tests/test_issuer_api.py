@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from issuer import db, service
+from issuer import db, issuing
 from issuer.app import create_app
 from issuer.node import Node
 from verifier.results import CeadError
@@ -87,7 +87,7 @@ def test_issue_duplicate_id_and_status_endpoint(node):
                                                                       "status": "revoked"}]}, tok)
     assert resp.status_code == 200 and resp.get_json()["status"] == "revoked"
     # public: the list, with caching headers; a conditional GET gets 304
-    entry = json.loads(service.register(node)[0].status_entries)[0]
+    entry = json.loads(issuing.register(node)[0].status_entries)[0]
     path = "/" + entry["statusListCredential"].split("/", 3)[3]
     listing = client.get(path)
     assert listing.status_code == 200 and "max-age" in listing.headers["Cache-Control"]
@@ -111,7 +111,7 @@ def _update(cid, purpose, status, entry_type="BitstringStatusListEntry"):
                                                           "status": "active"}]}, "reinstate"),   # the earlier form
 ])
 def test_status_request_shapes(body, action):
-    assert service.parse_status_request(body) == ("urn:uuid:a", action)
+    assert issuing.parse_status_request(body) == ("urn:uuid:a", action)
 
 
 @pytest.mark.parametrize("body, field, words", [
@@ -126,7 +126,7 @@ def test_status_request_shapes(body, action):
 ])
 def test_status_request_refusals(body, field, words):
     with pytest.raises(CeadError) as err:
-        service.parse_status_request(body)
+        issuing.parse_status_request(body)
     assert err.value.code == "request.invalid" and err.value.detail.get("field") == field
     assert words in err.value.message
 
@@ -146,7 +146,7 @@ def test_status_endpoint_takes_the_vc_api_update_request(node):
     resp = post(client, "/credentials/status", _update(cred["id"], "revocation", False), tok)
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "request.invalid"
     assert "final" in resp.get_json()["error"]["message"]
-    assert service.register(node)[0].status == "revoked"
+    assert issuing.register(node)[0].status == "revoked"
 
 
 def _concurrent_issue(node, n=8):
@@ -162,7 +162,7 @@ def _concurrent_issue(node, n=8):
     with ThreadPoolExecutor(n) as pool:
         responses = list(pool.map(one, range(n)))
     assert [r.status_code for r in responses] == [201] * n, [r.get_json() for r in responses]
-    rows = service.register(node)
+    rows = issuing.register(node)
     assert len(rows) == n
     entries = [json.loads(r.status_entries)[0] for r in rows]
     assert len({(e["statusListCredential"], e["statusListIndex"]) for e in entries}) == n
@@ -252,15 +252,15 @@ def test_guard_rail_refuses_a_delegation_wider_than_the_signers(tmp_path):
 def _racing_status_changes(node, rounds=6):
     """Revoke and reinstate the same suspended credential at once: the register must agree with the list."""
     for _ in range(rounds):
-        issued = service.issue(node, certification(node.did), {"credentialStatus": {
+        issued = issuing.issue(node, certification(node.did), {"credentialStatus": {
             "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
-        service.change_status(node, issued.id, "suspend")
+        issuing.change_status(node, issued.id, "suspend")
         barrier = threading.Barrier(2)
 
         def act(action):
             barrier.wait()
             try:
-                service.change_status(node, issued.id, action)
+                issuing.change_status(node, issued.id, action)
             except Exception as exc:  # the reinstate may come second and be refused: that is the point
                 return getattr(exc, "code", repr(exc))
             return "ok"

@@ -113,7 +113,7 @@ def test_set_on_a_whole_credential_whose_subject_is_not_an_object_is_refused(tmp
 
 def test_issuing_the_same_credential_again_says_it_was_already_issued(tmp_path):
     """A re-run of the same `cead issue` (same credential id, same content) is answered with the credential first
-    signed (issuer.service._replay). It must not say "Issued" as if it were new: it says when it was issued and that
+    signed (issuer.issuing._replay). It must not say "Issued" as if it were new: it says when it was issued and that
     this is that same credential, and the register still holds one row."""
     home = police(tmp_path)
     first, again = tmp_path / "first.json", tmp_path / "again.json"

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from cead.cli import main
-from issuer import db, service
+from issuer import db, issuing
 from issuer.app import create_app
 from issuer.node import Node, check_public_url, did_web
 from verifier.credential import Verifier
@@ -83,12 +83,12 @@ class _AppFetcher:
 
 
 def test_status_list_is_resigned_after_the_key_is_rotated_and_retired(node):
-    first = service.issue(node, certification(node.did))
+    first = issuing.issue(node, certification(node.did))
     client = create_app(node).test_client()
     before = json.loads(client.get("/status/1").data)
     assert before["proof"]["verificationMethod"] == f"{node.did}#key-1"
     node.rotate_key()
-    second = service.issue(node, certification(node.did))
+    second = issuing.issue(node, certification(node.did))
     rotated = json.loads(client.get("/status/1").data)
     assert rotated["proof"]["verificationMethod"] == f"{node.did}#key-2"   # the current key, at once
     node.retire_key("key-1")
@@ -105,11 +105,11 @@ def test_status_list_is_resigned_after_the_key_is_rotated_and_retired(node):
 
 
 def test_status_list_names_the_new_public_url(node):
-    service.issue(node, certification(node.did))
+    issuing.issue(node, certification(node.did))
     client = create_app(node).test_client()
     assert json.loads(client.get("/status/1").data)["id"] == "https://fife.example/status/1"
     node.config["public_url"] = "https://new.example"          # what `cead issuer serve --public-url` does
-    issued = service.issue(node, certification(node.did))
+    issued = issuing.issue(node, certification(node.did))
     assert issued.credential["credentialStatus"]["statusListCredential"] == "https://new.example/status/1"
     served = json.loads(client.get("/status/1").data)
     assert served["id"] == "https://new.example/status/1"
@@ -142,7 +142,7 @@ def test_issue_out_that_fails_after_signing_prints_the_credential(tmp_path, monk
     assert result.exit_code == 1
     assert "error [output.unwritable]" in result.stderr and str(target) in result.stderr
     printed = json.loads(result.stdout)
-    rows = service.register(Node.open(home))
+    rows = issuing.register(Node.open(home))
     assert [r.id for r in rows] == [printed["id"]]     # the credential the register holds reached the DPO
 
 
@@ -223,7 +223,7 @@ def test_a_delegation_given_for_a_certification_is_refused_not_ignored(node):
 
 def test_a_misspelt_option_names_the_one_meant(node):
     with pytest.raises(CeadError) as err:
-        service.issue(node, certification(node.did), {"delegaton": {}})
+        issuing.issue(node, certification(node.did), {"delegaton": {}})
     assert "did you mean 'delegation'" in err.value.message
 
 
@@ -358,7 +358,7 @@ def test_unpaired_surrogates_are_refused_in_every_format(node, where):
 
 def test_unpaired_surrogates_in_options_are_refused(node):
     with pytest.raises(CeadError) as err:
-        service.issue(node, certification(node.did), {"delegation": "urn:uuid:\ud800"})
+        issuing.issue(node, certification(node.did), {"delegation": "urn:uuid:\ud800"})
     assert err.value.code == "options.invalid" and err.value.detail["field"] == "options.delegation"
 
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from cead.cli import main
-from issuer import db, service, tokens
+from issuer import db, issuing, tokens
 from issuer.node import Node, did_web
 from verifier.results import CeadError
 
@@ -120,15 +120,15 @@ def test_tokens_hashed_and_scoped(tmp_path):
 def test_revocation_is_final_and_register_records(tmp_path):
     node = make_node(tmp_path / "h", public_url="https://fife.example")
     node._passphrase = PASS
-    issued = service.issue(node, certification(node.did), {"format": "vc+jwt", "credentialStatus": {
+    issued = issuing.issue(node, certification(node.did), {"format": "vc+jwt", "credentialStatus": {
         "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
-    assert service.change_status(node, issued.id, "suspend")["status"] == "suspended"
-    assert service.change_status(node, issued.id, "reinstate")["status"] == "active"
-    assert service.change_status(node, issued.id, "revoke")["status"] == "revoked"
+    assert issuing.change_status(node, issued.id, "suspend")["status"] == "suspended"
+    assert issuing.change_status(node, issued.id, "reinstate")["status"] == "active"
+    assert issuing.change_status(node, issued.id, "revoke")["status"] == "revoked"
     with pytest.raises(CeadError) as err:
-        service.change_status(node, issued.id, "reinstate")
+        issuing.change_status(node, issued.id, "reinstate")
     assert err.value.code == "status.revoked_permanent"
-    [row] = service.register(node)
+    [row] = issuing.register(node)
     assert row.id == issued.id and row.status == "revoked" and row.subject == "did:web:nhs-fife.example"
     assert row.digest.startswith("sha256-") and len(json.loads(row.status_entries)) == 2
 
@@ -281,7 +281,7 @@ def test_guard_rail_uses_the_nodes_vocabulary(tmp_path):
                          "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [MEALS]},
                          "parentDelegation": {"id": parent.id, "digest": credential_digest(parent.credential)}}}
             try:
-                results[name] = service.issue(node, child, {"delegation": parent.credential}).id
+                results[name] = issuing.issue(node, child, {"delegation": parent.credential}).id
             except CeadError as exc:
                 results[name] = exc.code
     assert results["plain"] == "scope.too_wide"

@@ -3,7 +3,7 @@
 A table of cases, each citing the rule it exercises, with the expected outcome:
 
 - in the engine (``verifier.lawful.evaluate``): the rule is unmet, or it is met (or, for advice, only advised);
-- at the issuer (``issuer.service.issue`` on a real node): an unlawful approval is refused with the rule's code and
+- at the issuer (``issuer.issuing.issue`` on a real node): an unlawful approval is refused with the rule's code and
   nothing is signed or stored; a lawful one is signed;
 - in the approval form (the refusal the issue page and the IAO's approval form render): the rule's title, what
   would satisfy it, its citation and its code are shown;
@@ -21,7 +21,7 @@ from typing import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from issuer import service
+from issuer import issuing
 from issuer.signing import add_proof
 from schemas import vocab
 from schemas.models import DataSharingApproval, credential_digest
@@ -423,11 +423,11 @@ def test_issuer_and_form(case, node, app):
     credential, options = _issuer_request(node, case)
     before = counts(node)
     if case.outcome != "unmet":
-        issued = service.issue(node, credential, options)
+        issued = issuing.issue(node, credential, options)
         assert issued.id == credential["id"]
         return
     with pytest.raises(CeadError) as refused:
-        service.issue(node, credential, options)
+        issuing.issue(node, credential, options)
     assert counts(node) == before                                   # nothing signed or stored
     error = refused.value
     codes_given = [p["code"] for p in error.detail["problems"]]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from helpers_https import https_server
-from issuer import notifications, service
+from issuer import notifications, issuing
 from issuer.app import create_app
 from issuer.node import Node
 from issuer_fixtures import PASS, certification
@@ -68,12 +68,12 @@ def world(tmp_path):
 
 def test_signed_webhook_retried_until_the_receiver_answers(world):
     node, receiver, base_url, ca_bundle = world
-    issued = service.issue(node, certification(node.did), {"credentialStatus": {
+    issued = issuing.issue(node, certification(node.did), {"credentialStatus": {
         "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
     cid = issued.id
-    service.change_status(node, cid, "suspend")        # nobody asked for suspensions: nothing queued
+    issuing.change_status(node, cid, "suspend")        # nobody asked for suspensions: nothing queued
     assert notifications.outbox(node) == []
-    service.change_status(node, cid, "revoke")
+    issuing.change_status(node, cid, "revoke")
     assert sorted(n.subscription for n in notifications.outbox(node)) == ["ig", "teams"]
 
     now = datetime.now(timezone.utc)
@@ -109,7 +109,7 @@ def test_gives_up_after_the_last_attempt_and_expiry_warnings_once(world, monkeyp
     soon = (datetime.now(timezone.utc) + timedelta(days=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     cert = certification(node.did)
     cert["validUntil"] = soon
-    service.issue(node, cert)
+    issuing.issue(node, cert)
     assert notifications.check_expiring(node, 30) == 1
     assert notifications.check_expiring(node, 30) == 0                     # told once
     now = datetime.now(timezone.utc)
@@ -140,8 +140,8 @@ def test_two_senders_at_once_send_each_message_once(world):
     slowly, gets each once, from one sender or the other; without the claim both senders sent both."""
     node, receiver, _, _ = world
     receiver.failures, receiver.delay = 0, 0.5
-    issued = service.issue(node, certification(node.did))
-    service.change_status(node, issued.id, "revoke")
+    issued = issuing.issue(node, certification(node.did))
+    issuing.change_status(node, issued.id, "revoke")
     results = []
     senders = [threading.Thread(target=lambda: results.append(notifications.deliver_due(node))) for _ in range(2)]
     for sender in senders:

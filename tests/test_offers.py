@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from helpers_https import https_server
-from issuer import offers, service
+from issuer import offers, issuing
 from issuer.app import create_app
 from issuer.node import Node
 from issuer_fixtures import PASS, certification
@@ -41,7 +41,7 @@ def world(tmp_path):
 
 def _issue_to(dpo, did, fmt=None):
     options = {"format": "vc+jwt"} if fmt == "jwt" else {}
-    return service.issue(dpo, certification(dpo.did, id=did), options).verifiable_credential
+    return issuing.issue(dpo, certification(dpo.did, id=did), options).verifiable_credential
 
 
 @pytest.mark.parametrize("fmt", ["ldp", "jwt"])
@@ -92,7 +92,7 @@ def test_only_what_the_node_issued_can_be_offered(world):
     with pytest.raises(CeadError) as info:
         offers.make_offer(dpo, tampered)
     assert info.value.code == "offer.not_issued"
-    service.change_status(dpo, issued["id"], "revoke")
+    issuing.change_status(dpo, issued["id"], "revoke")
     with pytest.raises(CeadError) as info:
         offers.make_offer(dpo, issued)
     assert info.value.code == "offer.not_issued" and "revoked" in info.value.message

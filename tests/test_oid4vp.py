@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from helpers_https import https_server
-from issuer import oid4vp as rp, service
+from issuer import oid4vp as rp, issuing
 from issuer.app import create_app
 from issuer.node import Node
 from issuer_fixtures import PASS, certification
@@ -39,7 +39,7 @@ def world(tmp_path):
         iao._passphrase = PASS
         fetcher = Fetcher(allow_private=True, ca_bundle=ca_bundle)
         wallet = Wallet.from_node(iao)
-        issued = service.issue(dpo, certification(dpo.did, id=iao.did), {"format": "vc+jwt"})
+        issued = issuing.issue(dpo, certification(dpo.did, id=iao.did), {"format": "vc+jwt"})
         assert wallet.import_credential(issued.verifiable_credential).ok
         yield dpo, wallet, fetcher, base_url
 

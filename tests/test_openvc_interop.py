@@ -14,7 +14,7 @@ ovc = pytest.importorskip("openvc")
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519          # noqa: E402
 
-from issuer import service                                                  # noqa: E402
+from issuer import issuing                                                  # noqa: E402
 from issuer.keys import PrivateKey                                          # noqa: E402
 from issuer.node import Node                                                # noqa: E402
 from issuer_fixtures import PASS                                            # noqa: E402
@@ -70,7 +70,7 @@ def _training(node) -> dict:
 
 @pytest.mark.parametrize("options", [{"cryptosuite": "eddsa-jcs-2022"}, {"cryptosuite": "eddsa-rdfc-2022"}])
 def test_openvc_verifies_what_cead_issues(did_key_node, options):
-    issued = service.issue(did_key_node, _training(did_key_node), options, scopes=["issue:any"])
+    issued = issuing.issue(did_key_node, _training(did_key_node), options, scopes=["issue:any"])
     credential = issued.verifiable_credential
     result = ovc.verify_credential(credential, policy=ovc.VerificationPolicy(require_status=False))
     assert result.issuer == did_key_node.did

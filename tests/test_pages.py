@@ -15,7 +15,7 @@ import zxingcpp
 from PIL import Image
 from sqlmodel import select
 
-from issuer import db, service, tokens
+from issuer import db, issuing, tokens
 from issuer.pages import SECRET_FILE
 from schemas.models import credential_digest
 from wallet.app import create_node_app
@@ -63,7 +63,7 @@ def status_of(node, credential_id):
 
 def test_landing_page_is_public_and_shows_who_we_are(env):
     node, client = env["node"], env["client"]
-    service.issue(node, certification(node.did), issued_by="cli")      # opens the revocation list
+    issuing.issue(node, certification(node.did), issued_by="cli")      # opens the revocation list
     page = client.get("/")
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert node.did in page.text and "Fife Council" in page.text
@@ -142,14 +142,14 @@ def test_sign_out_ends_the_session(env):
 
 def test_register_lists_what_was_issued_with_a_csv(env):
     node, client = env["node"], env["client"]
-    issued = service.issue(node, certification(node.did), issued_by="cli")
+    issued = issuing.issue(node, certification(node.did), issued_by="cli")
     signed_in(env)
     page = client.get("/dpo/register")
     assert page.status_code == 200 and issued.id in page.text and "Organisation certification" in page.text
     assert CERT_SUBJECT["id"] in page.text and 'class="badge active"' in page.text
     # when it was issued, in words (the CSV keeps the ISO 8601 time, for machines)
     from schemas.words import moment_words
-    row = next(r for r in service.register(node) if r.id == issued.id)
+    row = next(r for r in issuing.register(node) if r.id == issued.id)
     assert moment_words(row.issued_at) in page.text and row.issued_at not in page.text
     assert page.headers["Cache-Control"] == "no-store"
     csv_file = client.get("/dpo/register.csv")
@@ -170,10 +170,10 @@ def test_the_register_names_an_approvals_recipients_when_the_node_knows_them(env
     subject = approval_subject(node.did, known)
     subject["recipients"].append(unknown)
     subject["lawfulBases"].append({**subject["lawfulBases"][-1], "party": unknown})
-    issued = service.issue(node, {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+    issued = issuing.issue(node, {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
                                   "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
                                   "credentialSubject": subject}, issued_by="cli")
-    row = next(r for r in service.register(node) if r.id == issued.id)
+    row = next(r for r in issuing.register(node) if r.id == issued.id)
     assert row.subject == f"{known} {unknown}" and row.subject_name is None     # stored as the credential says
     signed_in(env)
     page = client.get("/dpo/register").text
@@ -189,7 +189,7 @@ def test_the_register_names_an_approvals_recipients_when_the_node_knows_them(env
 
 def test_revoke_through_the_page_needs_csrf_confirmation_and_scope(env):
     node, client = env["node"], env["client"]
-    issued = service.issue(node, certification(node.did), issued_by="cli")
+    issued = issuing.issue(node, certification(node.did), issued_by="cli")
     signed_in(env, name="dpo")
     csrf = csrf_of(client.get("/dpo/register").text)
     form = {"credential_id": issued.id, "action": "revoke"}
@@ -217,7 +217,7 @@ def test_revoke_through_the_page_needs_csrf_confirmation_and_scope(env):
 
 def test_status_change_is_refused_without_the_scope(env):
     node, client = env["node"], env["client"]
-    issued = service.issue(node, certification(node.did), issued_by="cli")
+    issued = issuing.issue(node, certification(node.did), issued_by="cli")
     signed_in(env, scopes="issue:certification", name="issuer-only")
     page = client.get("/dpo/register")
     assert "does not carry the" in page.text and "Revoke" not in page.text
@@ -229,8 +229,8 @@ def test_status_change_is_refused_without_the_scope(env):
 
 def test_suspend_and_reinstate_from_the_register(env):
     node, client = env["node"], env["client"]
-    plain = service.issue(node, certification(node.did), issued_by="cli")
-    suspendable = service.issue(node, certification(node.did), {"credentialStatus": {
+    plain = issuing.issue(node, certification(node.did), issued_by="cli")
+    suspendable = issuing.issue(node, certification(node.did), {"credentialStatus": {
         "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}}, issued_by="cli")
     signed_in(env)
     page = client.get("/dpo/register")
@@ -267,7 +267,7 @@ def test_issue_a_certification_from_a_yaml_subject(env):
     assert credential["issuer"] == node.did and credential["proof"]["cryptosuite"] == "eddsa-jcs-2022"
     assert credential["validUntil"] == "2030-01-01T00:00:00Z"
     assert credential["credentialSubject"]["issueDate"] == "2025-01-01"          # YAML dates stay strings
-    row = service.register(node)[0]
+    row = issuing.register(node)[0]
     assert row.id == credential["id"] and row.issued_by == "dpo" and row.digest == credential_digest(credential)
 
 
@@ -277,7 +277,7 @@ def test_issue_a_jwt_with_suspension(env):
                       format="vc+jwt-es256", suspendable="yes")
     assert response.status_code == 201, response.text
     assert "data:application/vc+jwt" in response.text
-    row = service.register(env["node"])[0]
+    row = issuing.register(env["node"])[0]
     assert row.format == "vc+jwt" and len(json.loads(row.status_entries)) == 2
 
 
@@ -302,7 +302,7 @@ def test_a_too_wide_delegation_names_the_dimension(tmp_path):
         assert wide.status_code == 422 and "scope.too_wide" in wide.text
         assert "<strong>datasets</strong>" in wide.text and PUPILS in wide.text
         assert json.dumps(child([MEALS, PUPILS])) in unescape(wide.text)               # the form keeps what was typed
-        assert service.register(node) == []
+        assert issuing.register(node) == []
         narrow = _issue(client, kind="delegation", body=json.dumps(child([MEALS])), delegation=json.dumps(parent))
         assert narrow.status_code == 201, narrow.text
         unknown = _issue(client, kind="delegation", body=json.dumps(child([MEALS])), delegation="urn:uuid:nope")
@@ -312,7 +312,7 @@ def test_a_too_wide_delegation_names_the_dimension(tmp_path):
         refused = _issue(client, kind="delegation", body=json.dumps({**child([MEALS, PUPILS]), "parentDelegation": {
             "id": parent["id"], "digest": credential_digest(forged)}}), delegation=json.dumps(forged))
         assert refused.status_code == 422 and "delegation.invalid" in refused.text, refused.text
-        assert len(service.register(node)) == 1                                          # the narrow one only
+        assert len(issuing.register(node)) == 1                                          # the narrow one only
 
 
 @pytest.mark.parametrize("fields, status, code", [
@@ -334,14 +334,14 @@ def test_bad_issue_input_is_a_friendly_page(env, fields, status, code):
     response = _issue(env["client"], format=fields.pop("format", "eddsa-rdfc-2022"), **fields)
     assert response.status_code == status and code in response.text, response.text[:2000]
     assert response.mimetype == "text/html" and "Traceback" not in response.text
-    assert service.register(env["node"]) == []
+    assert issuing.register(env["node"]) == []
 
 
 def test_issuing_needs_the_scope_for_the_type(env):
     signed_in(env, scopes="issue:approval", name="approver")
     response = _issue(env["client"], kind="certification", body=json.dumps(CERT_SUBJECT))
     assert response.status_code == 403 and "auth.scope" in response.text
-    assert service.register(env["node"]) == []
+    assert issuing.register(env["node"]) == []
 
 
 # ---- wallet pages ------------------------------------------------------------------------------------------
@@ -429,8 +429,8 @@ def test_the_register_names_who_issued_by_their_full_name(env):
     from issuer import staff
     node, client = env["node"], env["client"]
     staff.create_account(node.engine, "ian", "Ian Owner", "iao", "a long enough passphrase 1")
-    service.issue(node, certification(node.did), issued_by="ian")
-    service.issue(node, certification(node.did, id="did:web:other.example"), issued_by="cli")
+    issuing.issue(node, certification(node.did), issued_by="ian")
+    issuing.issue(node, certification(node.did, id="did:web:other.example"), issued_by="cli")
     signed_in(env)
     page = client.get("/dpo/register").text
     assert '<td data-heading="By">Ian Owner</td>' in page and '<td data-heading="By">cli</td>' in page

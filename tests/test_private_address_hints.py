@@ -29,12 +29,12 @@ DID_DOCUMENT = "/.well-known/did.json"
 @pytest.fixture
 def local_credential(tmp_path):
     """A certification signed by a node whose did:web is on a real HTTPS server on 127.0.0.1 (localhost:PORT)."""
-    from issuer import service
+    from issuer import issuing
     with https_server(static={}) as (base, ca):
         host = base.removeprefix("https://")
         node = make_node(tmp_path / "node", domain=host, public_url=base)
         node._passphrase = PASS
-        signed = service.issue(node, certification(node.did)).credential
+        signed = issuing.issue(node, certification(node.did)).credential
         path = tmp_path / "credential.json"
         path.write_text(json.dumps(signed))
         yield path, base, ca

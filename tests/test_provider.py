@@ -25,7 +25,7 @@ from flask import Flask, jsonify, request as flask_request
 from jwcrypto import jwk
 
 from helpers_https import https_server
-from issuer import service
+from issuer import issuing
 from issuer.evidence import receipts as receipt_store
 from issuer.node import Node
 from verifier.decision import Decider
@@ -124,16 +124,16 @@ def estate(tmp_path_factory):
             w[name + "_wallet"] = wallet
         council, sg, regulator = w["council"], w["sg"], w["regulator"]
         # the Scottish Government approves the council to push its returns to the collection
-        push = service.issue(sg, _approval(sg.did, council.did, [COLLECTION]))
+        push = issuing.issue(sg, _approval(sg.did, council.did, [COLLECTION]))
         assert w["council_wallet"].import_credential(push.credential).ok
         w["push_approval"] = push
         # the council approves the regulator to pull its series
-        pull = service.issue(council, _approval(council.did, regulator.did, [MONTHLY, QUARTERLY, MONTHLY_DB, WAITING]))
+        pull = issuing.issue(council, _approval(council.did, regulator.did, [MONTHLY, QUARTERLY, MONTHLY_DB, WAITING]))
         assert w["regulator_wallet"].import_credential(pull.credential).ok
         # ... and small-area counts under a minimum cell count of 10
         small = _approval(council.did, regulator.did, [SMALL_AREAS])
         small["credentialSubject"]["privacyProtocol"] = {"kind": "threshold", "minCellCount": 10}
-        assert w["regulator_wallet"].import_credential(service.issue(council, small).credential).ok
+        assert w["regulator_wallet"].import_credential(issuing.issue(council, small).credential).ok
 
         # the Scottish Government's collection endpoint, behind its own gateway with a receipt key
         key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
@@ -392,7 +392,7 @@ def test_a_quarterly_return_is_pushed_checked_by_the_recipients_gateway_and_pull
     assert same.status_code == 200 and same.text == csv_for("2025-26 Q4", 120)
 
     # the Scottish Government revokes the council's approval: the next return is refused by its gateway
-    service.change_status(w["sg"], w["push_approval"].id, "revoke")
+    issuing.change_status(w["sg"], w["push_approval"].id, "revoke")
     (quarterly / "2026-06-30-q1.csv").write_text(csv_for("2026-27 Q1", 99))
     deliveries = delivered_now(provider, "2026-06-30-q1")
     assert len(deliveries) == 1 and deliveries[0].outcome == "refused", deliveries
@@ -673,7 +673,7 @@ def walk(estate, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("walk")
     subprocess.run([sys.executable, "-m", "cead.cli", "dev-ca", "--out", str(tmp / "dev-ca")], check=True,
                    capture_output=True)
-    approval = service.issue(w["sg"], _approval(w["sg"].did, w["council"].did, [WALK_COLLECTION]))
+    approval = issuing.issue(w["sg"], _approval(w["sg"].did, w["council"].did, [WALK_COLLECTION]))
     assert w["council_wallet"].import_credential(approval.credential).ok
     key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
     (tmp / "receipt.jwk").write_text(key.export_private())

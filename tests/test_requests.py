@@ -17,7 +17,7 @@ from flask import Flask, jsonify
 from sqlmodel import Session, select
 
 from helpers_https import https_server
-from issuer import service
+from issuer import issuing
 from issuer.node import Node
 from schemas.models import credential_digest
 from verifier.binding import origin, request_binding
@@ -74,12 +74,12 @@ def world(tmp_path_factory):
             w[name] = {"node": node, "wallet": wallet, "url": base}
         controller, iao, requester = (w[k]["node"] for k in ("controller", "iao", "requester"))
         # the controller delegates approval authority for the dataset to the IAO's node, and certifies the requester
-        delegation = service.issue(controller, _credential("DelegatedAuthorityCredential", {
+        delegation = issuing.issue(controller, _credential("DelegatedAuthorityCredential", {
             "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
             "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET]}}))
         assert w["iao"]["wallet"].import_credential(delegation.credential).ok
         w["delegation"] = delegation
-        cert = service.issue(controller, _credential("OrganisationCertificationCredential",
+        cert = issuing.issue(controller, _credential("OrganisationCertificationCredential",
                                                      certification_subject(requester.did, CYBER_ESSENTIALS)))
         assert w["requester"]["wallet"].import_credential(cert.credential).ok
         # a data API at the requester's reach, controlled by the controller

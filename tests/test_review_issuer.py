@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from issuer import service
+from issuer import issuing
 from issuer.app import create_app
 from issuer.node import Node
 from verifier.credential import Verifier
@@ -33,13 +33,13 @@ def test_a_vc_claim_cannot_smuggle_another_credential_into_a_jwt(tmp_path):
                 "type": ["VerifiableCredential", "DataSharingApprovalCredential"], "issuer": node.did,
                 "validFrom": "2025-01-01T00:00:00Z",
                 "credentialSubject": {"recipients": ["did:web:evil.example"], "anything": "goes"}}
-    with pytest.raises(service.CeadError) as err:
-        service.issue(node, {**certification(node.did), "vc": smuggled}, {"format": "vc+jwt"},
+    with pytest.raises(issuing.CeadError) as err:
+        issuing.issue(node, {**certification(node.did), "vc": smuggled}, {"format": "vc+jwt"},
                       scopes=["issue:certification"])
     assert err.value.code == "credential.invalid" and err.value.detail["field"] == "vc"
     assert counts(node) == (0, 0)
     # what is still signed verifies as exactly what the node checked
-    issued = service.issue(node, certification(node.did), {"format": "vc+jwt"}, scopes=["issue:certification"])
+    issued = issuing.issue(node, certification(node.did), {"format": "vc+jwt"}, scopes=["issue:certification"])
     result = Verifier(Resolver()).verify_credential(issued.credential)
     assert result.verified and "OrganisationCertificationCredential" in result.document["type"]
 
@@ -105,7 +105,7 @@ def test_a_status_list_id_too_large_for_the_database_is_a_404(node):
         assert resp.status_code == 404, resp.get_data()
         assert resp.get_json()["error"]["code"] == "status.list_not_found"
     cred = {**certification(node.did), "id": f"urn:uuid:{uuid.uuid4()}"}
-    service.issue(node, cred)
+    issuing.issue(node, cred)
     assert client.get("/status/1").status_code == 200
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from issuer import db, service
+from issuer import db, issuing
 from verifier.results import CeadError
 from wallet import sharing
 
@@ -46,7 +46,7 @@ def test_a_refusal_while_an_approval_is_being_signed_is_turned_away(world, monke
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]
     request_id = _received(w)
-    real_issue, refused = service.issue, []
+    real_issue, refused = issuing.issue, []
 
     def issue_while_another_refuses(*args, **kwargs):
         assert sharing.get_request(wallet, request_id).status == "approving"
@@ -55,7 +55,7 @@ def test_a_refusal_while_an_approval_is_being_signed_is_turned_away(world, monke
         refused.append(err.value.code)
         return real_issue(*args, **kwargs)
 
-    monkeypatch.setattr(service, "issue", issue_while_another_refuses)
+    monkeypatch.setattr(issuing, "issue", issue_while_another_refuses)
     done = sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
     assert refused == ["sharing.not_pending"]
     assert done.request.status == "approved" and done.request.approval_id == done.issued.id
@@ -68,13 +68,13 @@ def test_an_approval_that_fails_after_it_was_issued_is_revoked_and_the_request_r
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]
     request_id = _received(w)
-    real_issue, issued = service.issue, []
+    real_issue, issued = issuing.issue, []
 
     def issue_then_fail(*args, **kwargs):
         issued.append(real_issue(*args, **kwargs))
         raise CeadError("internal.error", "The database went away.")
 
-    monkeypatch.setattr(service, "issue", issue_then_fail)
+    monkeypatch.setattr(issuing, "issue", issue_then_fail)
     with pytest.raises(CeadError) as err:
         sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
     assert err.value.code == "internal.error"
@@ -82,7 +82,7 @@ def test_an_approval_that_fails_after_it_was_issued_is_revoked_and_the_request_r
     assert row.status == "pending" and row.approval_id is None and row.decided_at is None
     with node.session() as s:
         assert s.get(db.IssuedCredential, issued[0].id).status == "revoked"
-    monkeypatch.setattr(service, "issue", real_issue)
+    monkeypatch.setattr(issuing, "issue", real_issue)
     again = sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id)
     assert again.request.status == "approved" and again.issued.id != issued[0].id
 
@@ -95,11 +95,11 @@ def test_an_approval_interrupted_by_a_crash_is_reopened_and_what_was_signed_revo
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]
     request_id = _received(w)
-    credential = service.build_credential(node, sharing.APPROVAL, {
+    credential = issuing.build_credential(node, sharing.APPROVAL, {
         **sharing.draft_subject(node, wallet, request_id, delegation=w["delegation"].id), **the_rest(w)})
     credential["id"] = "urn:uuid:4d1c6f0e-0000-4000-8000-00000000c4a5"
     sharing._decide(wallet, request_id, sharing.APPROVING, approval_id=credential["id"], decided_by="iao")
-    service.issue(node, credential, {"delegation": w["delegation"].credential})
+    issuing.issue(node, credential, {"delegation": w["delegation"].credential})
     # ... and here the process died
 
     row = sharing.get_request(wallet, request_id)
@@ -203,7 +203,7 @@ def test_a_delegation_named_by_an_id_with_two_dots_is_found_not_read_as_a_jwt(wo
     w = world
     controller, iao = w["controller"]["node"], w["iao"]["node"]
     ident = "https://fife.gov.scot/delegations/7"
-    delegation = service.issue(controller, {**_credential("DelegatedAuthorityCredential", {
+    delegation = issuing.issue(controller, {**_credential("DelegatedAuthorityCredential", {
         "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
         "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET]}}), "id": ident})
     assert delegation.id == ident
@@ -241,7 +241,7 @@ def _unrelated_credential(w):
     """A credential the IAO's node issued that has nothing to do with any request (a certification)."""
     from test_requests import _credential
     from test_wallet_support import CYBER_ESSENTIALS, certification_subject
-    return service.issue(w["iao"]["node"], _credential("OrganisationCertificationCredential", certification_subject(
+    return issuing.issue(w["iao"]["node"], _credential("OrganisationCertificationCredential", certification_subject(
         w["requester"]["node"].did, CYBER_ESSENTIALS)))
 
 
@@ -316,7 +316,7 @@ def test_reopen_and_a_slow_approval_finishing_never_both_win(world, monkeypatch,
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]
     request_id = _received(w)
-    real_issue, real_change = service.issue, service.change_status
+    real_issue, real_change = issuing.issue, issuing.change_status
     go, issued, outcome = threading.Event(), [], {}
     main = threading.current_thread()
 
@@ -340,8 +340,8 @@ def test_reopen_and_a_slow_approval_finishing_never_both_win(world, monkeypatch,
         except CeadError as exc:
             outcome["error"] = exc.code
 
-    monkeypatch.setattr(service, "issue", slow_issue)
-    monkeypatch.setattr(service, "change_status", change_status)
+    monkeypatch.setattr(issuing, "issue", slow_issue)
+    monkeypatch.setattr(issuing, "change_status", change_status)
     approving = threading.Thread(target=run)
     approving.start()
     for _ in range(300):

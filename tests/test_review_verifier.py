@@ -147,7 +147,7 @@ def test_status_index_too_long_for_int_is_an_invalid_entry():
 
 
 def test_vc_api_credential_with_absurd_status_index_is_a_400_not_a_500(w):
-    from verifier.service import create_app
+    from verifier.app import create_app
 
     client = create_app(w.decider()).test_client()
     token = _self_signed_with_index("9" * 5000)

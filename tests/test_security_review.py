@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from issuer import service, staff
+from issuer import issuing, staff
 
 from issuer_fixtures import certification, token
 from test_pages import approval_subject, csrf_of, env, status_of  # noqa: F401 (the pages' node)
@@ -37,9 +37,9 @@ def test_an_iao_changes_approvals_but_not_the_dpo_s_certifications_or_delegation
     reinstate a delegation (its own) or a standing approval's template the DPO had suspended, or revoke the
     organisation's certification. The API's tokens follow the same rule."""
     node = env["node"]
-    cert = service.issue(node, certification(node.did), SUSPENDABLE, issued_by="cli")
-    approval = service.issue(node, _approval(node), SUSPENDABLE, issued_by="cli")
-    service.change_status(node, cert.id, "suspend", by="dpo")
+    cert = issuing.issue(node, certification(node.did), SUSPENDABLE, issued_by="cli")
+    approval = issuing.issue(node, _approval(node), SUSPENDABLE, issued_by="cli")
+    issuing.change_status(node, cert.id, "suspend", by="dpo")
     client = _staff(env, "ivo", "iao")
     register = client.get("/dpo/register")
     csrf = csrf_of(register.text)
@@ -101,7 +101,7 @@ def test_the_register_csv_neutralises_every_formula_lead(env, lead):  # noqa: F8
     import csv
     import io
     node, client = env["node"], env["client"]
-    issued = service.issue(node, certification(node.did, legalName=f"{lead}HYPERLINK(\"https://x.example\")"),
+    issued = issuing.issue(node, certification(node.did, legalName=f"{lead}HYPERLINK(\"https://x.example\")"),
                            issued_by="cli")
     staff_client = _staff(env, "dee", "dpo")
     rows = list(csv.DictReader(io.StringIO(staff_client.get("/dpo/register.csv").text)))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from issuer import service, staff
+from issuer import issuing, staff
 from wallet import sharing
 from wallet import standing
 from wallet.app import create_node_app
@@ -59,7 +59,7 @@ def desk(world):  # noqa: F811
     staff.create_account(node.engine, "ivan", "Ivan Owner", "iao", PASSWORD)
     staff.create_account(node.engine, "anne", "Anne Analyst", "analyst", PASSWORD)
     # the controller lets the IAO's node delegate further (a standing approval is a sub-delegation)
-    world["sub_delegable"] = service.issue(world["controller"]["node"], {
+    world["sub_delegable"] = issuing.issue(world["controller"]["node"], {
         "@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
         "type": ["VerifiableCredential", "DelegatedAuthorityCredential"],
         "credentialSubject": {"id": node.did, "role": "InformationAssetOwner",
@@ -79,7 +79,7 @@ def test_a_dpo_signs_a_standing_approval_and_routine_requests_are_approved_under
     assert page.status_code == 200 and "There are no standing approvals" in page.text
     assert "Sign a new standing approval" in page.text and 'name="min_cell_count"' in page.text
     csrf = csrf_of(page.text)
-    before = len(service.register(node))
+    before = len(issuing.register(node))
 
     # errors beside their fields, what was typed kept, nothing signed
     bad = dpo.post("/wallet/standing", data=form(w, csrf, name="School Meals!", columns="", confirm="",
@@ -90,17 +90,17 @@ def test_a_dpo_signs_a_standing_approval_and_routine_requests_are_approved_under
                          ("retention", "P1Y")):
         assert re.search(f'id="{field}-error">[^<]*{words}', bad.text), field
     assert 'value="School Meals!"' in bad.text and 'value="a year"' in bad.text
-    assert len(service.register(node)) == before and standing.rules(node) == []
+    assert len(issuing.register(node)) == before and standing.rules(node) == []
 
     # wider than the delegation it rests on: refused by the guard rail before signing, said beside the datasets
     wider = dpo.post("/wallet/standing", data=form(w, csrf, datasets=[DATASET, "https://data.example.gov.scot/"
                                                                       "dataset/council-tax"]))
     assert wider.status_code == 422 and "scope.too_wide" in wider.text and 'id="datasets-error"' in wider.text
-    assert len(service.register(node)) == before and standing.rules(node) == []
+    assert len(issuing.register(node)) == before and standing.rules(node) == []
     # under a delegation that does not allow delegating further: refused, saying so beside the choice
     flat = dpo.post("/wallet/standing", data=form(w, csrf, parent=w["delegation"].id))
     assert flat.status_code == 422 and "does not let this node delegate further" in flat.text
-    assert 'id="parent-error"' in flat.text and len(service.register(node)) == before
+    assert 'id="parent-error"' in flat.text and len(issuing.register(node)) == before
 
     made = dpo.post("/wallet/standing", data=form(w, csrf))
     assert made.status_code == 302, re.sub(r"\s+", " ", re.search(r"There is a problem.*?</ul>", made.text, re.S).group(0))

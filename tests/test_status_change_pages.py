@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from html import unescape
 
-from issuer import service, statuslist
+from issuer import issuing, statuslist
 from verifier.decision import Decider
 from verifier.policy import TrustPolicy
 from wallet import sharing
@@ -64,7 +64,7 @@ def test_the_words_name_the_gateways_default_refresh_and_what_may_happen_meanwhi
 
 def test_the_register_says_it_before_and_after_each_change(env):  # noqa: F811
     node, client = env["node"], env["client"]
-    cert = service.issue(node, certification(node.did), SUSPENDABLE, issued_by="cli")
+    cert = issuing.issue(node, certification(node.did), SUSPENDABLE, issued_by="cli")
     deleg = delegation(node, "did:web:iao.example", {"datasets": ["https://data.fife.example/meals"]},
                        options=SUSPENDABLE)
     signed_in(env)
@@ -103,7 +103,7 @@ def test_the_register_says_it_before_and_after_each_change(env):  # noqa: F811
 
 def test_without_the_scope_to_change_a_status_the_register_does_not_say_it(env):  # noqa: F811
     node, client = env["node"], env["client"]
-    service.issue(node, certification(node.did), issued_by="cli")
+    issuing.issue(node, certification(node.did), issued_by="cli")
     signed_in(env, scopes="issue:certification", name="issuer-only")
     page = client.get("/dpo/register").text
     assert 'id="seen-by-gateways"' not in page and "refresh their copy" not in page

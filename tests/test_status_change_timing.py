@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cead.cli import main
-from issuer import service
+from issuer import issuing
 from verifier.decision import Decider
 from verifier.policy import TrustPolicy, load_policy
 
@@ -22,7 +22,7 @@ DEFAULT_TTL = Decider(TrustPolicy()).status.ttl          # what a gateway with n
 
 
 def suspendable(node):
-    return service.issue(node, certification(node.did), {"credentialStatus": {
+    return issuing.issue(node, certification(node.did), {"credentialStatus": {
         "type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
 
 
@@ -72,7 +72,7 @@ def test_a_gateway_sees_a_suspension_and_a_reinstatement_once_its_copy_is_ttl_ol
 
         assert gateway.verify_credential(credential).verified              # the list is now cached
         read_at = time.monotonic()
-        service.change_status(node, issued.id, "suspend")
+        issuing.change_status(node, issued.id, "suspend")
         still = gateway.verify_credential(credential)
         assert time.monotonic() - read_at < ttl
         assert still.verified                                               # suspended, but not seen yet
@@ -80,7 +80,7 @@ def test_a_gateway_sees_a_suspension_and_a_reinstatement_once_its_copy_is_ttl_ol
         assert "status.suspended" in codes(gateway.verify_credential(credential))   # seen once refreshed
         read_at = time.monotonic()
 
-        service.change_status(node, issued.id, "reinstate")
+        issuing.change_status(node, issued.id, "reinstate")
         refused = gateway.verify_credential(credential)
         assert time.monotonic() - read_at < ttl
         assert "status.suspended" in codes(refused)                         # reinstated, but not seen yet
@@ -96,7 +96,7 @@ def test_ttl_zero_sees_a_reinstatement_at_the_next_decision(tmp_path):
                                       "caches": {"status_lists": {"size": 16, "ttl": 0}}}))
         gateway = Decider(load_policy(policy)).verifier
         issued = suspendable(node)
-        service.change_status(node, issued.id, "suspend")
+        issuing.change_status(node, issued.id, "suspend")
         assert "status.suspended" in codes(gateway.verify_credential(issued.credential))
-        service.change_status(node, issued.id, "reinstate")
+        issuing.change_status(node, issued.id, "reinstate")
         assert gateway.verify_credential(issued.credential).verified

@@ -92,7 +92,7 @@ def test_the_wallets_request_endpoint_and_the_verifier_service_refuse_duplicates
 
     from verifier.decision import Decider
     from verifier.policy import parse_policy
-    from verifier.service import create_app as verifier_app
+    from verifier.app import create_app as verifier_app
     app = verifier_app(Decider(parse_policy({})))
     r = app.test_client().post("/credentials/verify", data=b'{"verifiableCredential": {}, "verifiableCredential": 1}',
                                content_type="application/json")

@@ -33,7 +33,7 @@ from verifier.decision import Decider
 from verifier.did import did_key
 from verifier.keys import ED25519
 from verifier.policy import parse_policy
-from verifier.service import create_app as verifier_app
+from verifier.app import create_app as verifier_app
 
 VECTORS = Path(__file__).parent / "vectors" / "vc-data-model-suite"
 V2 = "https://www.w3.org/ns/credentials/v2"

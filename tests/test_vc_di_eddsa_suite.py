@@ -18,7 +18,7 @@ import pytest
 from helpers_https import https_server, vc_api_verify
 from verifier.decision import Decider
 from verifier.policy import parse_policy
-from verifier.service import create_app
+from verifier.app import create_app
 
 VECTORS = Path(__file__).parent / "vectors" / "vc-di-eddsa-suite"
 

@@ -120,7 +120,7 @@ def test_nothing_on_the_decision_path_reads_the_system_clock_directly():
     gives one: replay.py, dataintegrity.py, status.py, scope.py, Decision's dataclass default), and what is not a
     decision's "now" (the health endpoint; a receipt's and a log note's issue time)."""
     allowed = {"verifier/context.py", "verifier/replay.py", "verifier/dataintegrity.py", "verifier/status.py",
-               "verifier/scope.py", "verifier/decision/request.py", "verifier/service.py", "verifier/receipts.py",
+               "verifier/scope.py", "verifier/decision/request.py", "verifier/app.py", "verifier/receipts.py",
                "verifier/tlog/note.py"}
     found = []
     for path in (ROOT / "verifier").rglob("*.py"):

@@ -6,7 +6,7 @@ import requests
 
 from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation
 from verifier.decision import TransferRequest
-from verifier.service import create_app
+from verifier.app import create_app
 from helpers_https import https_server
 from transfer_world import API, OTHER_DATASET, world
 
@@ -180,13 +180,13 @@ def test_nginx_authz_query_string_is_part_of_the_binding(env):
 # ---- Envoy ext_authz (HTTP mode) -------------------------------------------------------------------------------
 
 def test_authz_answered_before_flask_as_flask_answers_it(env):
-    """/authz is answered from the WSGI environ in front of Flask (verifier.service.AuthzEndpoint): over HTTPS, each
+    """/authz is answered from the WSGI environ in front of Flask (verifier.app.AuthzEndpoint): over HTTPS, each
     kind of answer (allow, deny, no presentation, no original URI, an unbound body, HEAD, OPTIONS) has the status,
     decision headers, content type and JSON body that Flask's own /authz route gives for the same request, and the
     methods /authz does not serve still get Flask's 405 with Allow."""
     from werkzeug.test import Client
 
-    from verifier.service import AuthzEndpoint
+    from verifier.app import AuthzEndpoint
     w, base_url, ca_bundle = env
     app = create_app(w.decider())
     flask_route = app.wsgi_app.app.app   # CheckingProxy -> AuthzEndpoint -> Flask's own dispatch

@@ -14,7 +14,7 @@ import requests
 from flask import Flask, jsonify, request
 
 from helpers_https import https_server
-from issuer import service
+from issuer import issuing
 from issuer.node import Node
 from verifier.decision import Decider
 from verifier.http import Fetcher
@@ -82,7 +82,7 @@ def test_approval_delivered_then_three_pulls_then_revoked(tmp_path):
         subject = approval_subject(provider.did, recipient.did, datasets=[DATASET], purposes=[PURPOSE])
         credential = {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
                       "type": ["VerifiableCredential", "DataSharingApprovalCredential"], "credentialSubject": subject}
-        issued = service.issue(provider, credential, {"format": "vc+jwt"})
+        issued = issuing.issue(provider, credential, {"format": "vc+jwt"})
         answer = deliver(provider.did, provider.key, provider.verification_method_id, [issued.credential],
                          f"{base_b}/inbox", verify=str(bundle))
         stored = recipient_wallet.get(answer["stored"][0]["id"])
@@ -98,7 +98,7 @@ def test_approval_delivered_then_three_pulls_then_revoked(tmp_path):
         assert len(seen) == 3 and len(set(seen)) == 3
 
         # 3. the provider revokes the approval: the fourth pull is denied with the reason
-        service.change_status(provider, issued.id, "revoke", reason="agreement ended")
+        issuing.change_status(provider, issued.id, "revoke", reason="agreement ended")
         with pytest.raises(TransferDenied) as err:
             session.get(f"{base_d}/meals", params={"month": "2025-04"}, auth=auth, verify=str(bundle))
         assert err.value.status == 403
@@ -145,7 +145,7 @@ def test_nodes_set_up_with_cead_init_serve_their_inboxes_with_cead_issuer_serve(
         delegation = vc(controller, "DelegatedAuthorityCredential", delegation_subject(sender.did, controller.did))
         subject = approval_subject(controller.did, recipient.did, datasets=[DATASET], purposes=[PURPOSE],
                                    chain=[delegation])
-        approval = service.issue(sender, {"@context": ["https://www.w3.org/ns/credentials/v2",
+        approval = issuing.issue(sender, {"@context": ["https://www.w3.org/ns/credentials/v2",
                                                        "https://w3id.org/cead/v1"],
                                           "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
                                           "credentialSubject": subject}).credential
@@ -192,7 +192,7 @@ def test_a_reinstated_approval_is_pulled_under_again_without_a_manual_status_che
         late_d.app = api
 
         subject = approval_subject(provider.did, recipient.did, datasets=[DATASET], purposes=[PURPOSE])
-        issued = service.issue(provider, {"@context": ["https://www.w3.org/ns/credentials/v2",
+        issued = issuing.issue(provider, {"@context": ["https://www.w3.org/ns/credentials/v2",
                                                        "https://w3id.org/cead/v1"],
                                           "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
                                           "credentialSubject": subject},
@@ -202,13 +202,13 @@ def test_a_reinstated_approval_is_pulled_under_again_without_a_manual_status_che
         url = f"{base_d}/meals"
         assert fetch(wallet, url, dataset=DATASET, purpose=PURPOSE, verify=str(bundle)).json() == {"rows": 3}
 
-        service.change_status(provider, issued.id, "suspend")
+        issuing.change_status(provider, issued.id, "suspend")
         assert [p.detail["status"] for p in wallet.check_status()] == ["suspended"]
         with pytest.raises(CeadError) as err:
             fetch(wallet, url, dataset=DATASET, purpose=PURPOSE, verify=str(bundle))
         assert err.value.code == "wallet.no_approval" and "is suspended" in err.value.message
 
-        service.change_status(provider, issued.id, "reinstate")
+        issuing.change_status(provider, issued.id, "reinstate")
         assert fetch(wallet, url, dataset=DATASET, purpose=PURPOSE, verify=str(bundle)).json() == {"rows": 3}
         assert [r.status_now for r in select_for_transfer(wallet, DATASET, PURPOSE)] == ["active"]
         assert wallet.warnings() == []

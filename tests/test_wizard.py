@@ -132,7 +132,7 @@ def test_datasets_and_columns_are_required_beside_their_fields(env):
 def test_the_guard_rail_s_refusal_is_shown_beside_the_approval_form_s_field(world):  # noqa: F811
     """The IAO approves on legitimate interests: the issuer's rulebook guard rail refuses to sign, and the page
     shows the rule beside "Your organisation's lawful basis", with its citation, keeping what was typed."""
-    from issuer import service
+    from issuer import issuing
     from wallet import sharing
     from test_desk import account_sign_in
     from test_requests import send
@@ -144,7 +144,7 @@ def test_the_guard_rail_s_refusal_is_shown_beside_the_approval_form_s_field(worl
     client = create_node_app(node, wallet=wallet).test_client()
     assert account_sign_in(client, "lee").status_code == 302
     page = client.get(f"/wallet/requests/{request_id}")
-    before = len(service.register(node))
+    before = len(issuing.register(node))
     refused = client.post(f"/wallet/requests/{request_id}/approve", data={
         "csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis": LEGIT,
         "data_categories": "https://w3id.org/cead/vocab#SchoolEnrolment", "protocol": "threshold",
@@ -155,7 +155,7 @@ def test_the_guard_rail_s_refusal_is_shown_beside_the_approval_form_s_field(worl
     error = _error(refused.text, "controller_basis")
     assert "legitimate interests" in error.lower() and "UK GDPR Article 6(1)(f)" in error
     assert 'value="777"' in refused.text                                   # what was typed is kept
-    assert len(service.register(node)) == before                          # nothing signed
+    assert len(issuing.register(node)) == before                          # nothing signed
     assert sharing.get_request(wallet, request_id).status == "pending"
 
 

@@ -118,7 +118,7 @@ def verify(file, policy_path, method, url, body_path, manifest_path, dataset, ch
     Exit 2 means bad input.
     """
     from .decision import TransferRequest, is_presentation
-    from .service import vc_api_result
+    from .app import vc_api_result
 
     document = _load_document(file)
     if url is None and any(v is not None for v in (method, body_path, manifest_path, dataset)):
@@ -208,7 +208,7 @@ def serve(policy_path, host, port, tls_cert, tls_key, ledger_url, ledger_ca, wor
     import os
     from .ledger import HttpLedger
     from .serving import serve_wsgi
-    from .service import create_app
+    from .app import create_app
 
     ledger = None
     if ledger_url:

@@ -6,7 +6,7 @@
   further, until when; under a delegation this node holds or on the organisation's own behalf. What was chosen is
   shown back as the sentences the delegate's and other organisations' pages will show.
 - ``POST /wallet/delegate``: signs it (scope ``issue:delegation``) through the same issuing path as
-  ``cead issue delegation`` (``issuer.service.issue``: the guard rail checks it lies within the delegation it rests
+  ``cead issue delegation`` (``issuer.issuing.issue``: the guard rail checks it lies within the delegation it rests
   on; the lawful-basis and did:key checks run as for any credential), suspendable unless unticked, and, when the
   delegate's node address is given, delivers it to that node's inbox in a presentation signed by this node. On a
   refusal the form comes back as typed with each reason beside its field; nothing is signed.
@@ -199,7 +199,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
     @sign_in_required
     def delegate_create():
         may_delegate()
-        from issuer import service
+        from issuer import issuing
         from . import sharing
         names = Directory.for_pages(node(), wallet)
         form = make_form(request.form, names)
@@ -230,8 +230,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
                 if isinstance(depth, int) and depth >= 2:    # one level is used by this delegation itself
                     scope = subject["scope"]
                     scope["maxDelegationDepth"] = min(scope.get("maxDelegationDepth") or depth - 1, depth - 1)
-            credential = service.build_credential(node(), "DelegatedAuthorityCredential", subject)
-            issued = service.issue(node(), credential, options_, issued_by=who.name, scopes=who.scopes.split(","))
+            credential = issuing.build_credential(node(), "DelegatedAuthorityCredential", subject)
+            issued = issuing.issue(node(), credential, options_, issued_by=who.name, scopes=who.scopes.split(","))
         except CeadError as exc:
             detail = exc.problem.detail if isinstance(exc.problem.detail, dict) else {}
             placed = False

@@ -176,8 +176,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
             subject = {**draft, **overrides_from(form, draft)}
             out["subject"] = subject
             try:
-                from issuer import service
-                credential = service.build_credential(node(), sharing.APPROVAL, subject)
+                from issuer import issuing
+                credential = issuing.build_credential(node(), sharing.APPROVAL, subject)
                 approval = DataSharingApproval.from_credential(credential)
             except (CeadError, ValidationError) as exc:
                 out["model_problem"] = desk.form_problem(exc.message if isinstance(exc, CeadError)
@@ -251,8 +251,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
             except (ValueError, IndexError, TypeError, AttributeError, CeadError):
                 approved_lines = []
         if row.approval_id:
-            from issuer import service
-            reg = next((r for r in service.register(node()) if r.id == row.approval_id), None)
+            from issuer import issuing
+            reg = next((r for r in issuing.register(node()) if r.id == row.approval_id), None)
             approval_status = reg.status if reg is not None else None
         decide = decide or DecideForm()
         errors = [(f.id, e) for f in form for e in f.errors] + [(f.id, e) for f in decide for e in f.errors]
@@ -503,8 +503,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
                             field="action")
         if action == "revoke" and request.form.get("confirm") != "yes":
             raise CeadError("web.form_invalid", "Tick the box to confirm that revoking is final.", field="confirm")
-        from issuer import service, statuslist
-        result = service.change_status(node(), row.approval_id, action, by=current_token().name,
+        from issuer import issuing, statuslist
+        result = issuing.change_status(node(), row.approval_id, action, by=current_token().name,
                                        reason=(request.form.get("reason") or "").strip() or None,
                                        scopes=current_token().scopes.split(","))
         audit(f"{action.rstrip('e')}ed approval", target=request_id, detail={"approval": row.approval_id})
@@ -518,7 +518,7 @@ def renew(node, wallet, row, choices: list[dict], until: date, *, by: str, scope
     the earlier one stays valid until its own end (revoke it in the register if it should stop now). Returns
     ``(new approval id, delivery problem or None)``."""
     import uuid
-    from issuer import service
+    from issuer import issuing
     old = desk._document(json.loads(row.delivery)[0])
     subject = {k: v for k, v in (old.get("credentialSubject") or {}).items() if k != "id"}
     today = date.today()
@@ -537,10 +537,10 @@ def renew(node, wallet, row, choices: list[dict], until: date, *, by: str, scope
             raise CeadError("web.delegation_unusable", f"The delegation the approval rests on is {state['status']}, "
                             "so it cannot be renewed under it: nothing was signed.")
         options["delegation"] = sharing.held_chain(wallet, chosen["signed"])[0]   # as signed, with what it rests on
-    credential = service.build_credential(node, sharing.APPROVAL, subject)
+    credential = issuing.build_credential(node, sharing.APPROVAL, subject)
     credential["id"] = f"urn:uuid:{uuid.uuid4()}"
     pinned = sharing._pinned_credentials(wallet, credential, chosen["signed"] if chosen else None)
-    issued = service.issue(node, credential, options, issued_by=by, scopes=scopes)
+    issued = issuing.issue(node, credential, options, issued_by=by, scopes=scopes)
     done = sharing._decide(wallet, row.id, sharing.APPROVED, when=sharing.APPROVED, approval_id=issued.id,
                            decided_by=by, delivery=json.dumps([issued.credential, *pinned], ensure_ascii=False),
                            delivered_at=None)

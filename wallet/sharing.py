@@ -8,7 +8,7 @@
 - The data holder's node verifies the presentation and the binding, checks the request's shape and stores it as
   ``pending`` (:func:`receive`, served by :func:`blueprint`); nothing is stored when anything is refused.
 - The IAO approves (:func:`approve`: a ``DataSharingApprovalCredential`` built from the request, issued through
-  ``issuer.service.issue`` so the guard rail applies, and delivered with the delegation chain it pins to the
+  ``issuer.issuing.issue`` so the guard rail applies, and delivered with the delegation chain it pins to the
   request's ``replyTo`` inbox) or refuses (:func:`refuse`). The web pages call the same functions.
 - Approving is recorded before anything is signed: the request goes ``pending`` -> ``approving`` (naming the
   approval's id, always a fresh ``urn:uuid``) -> ``approved`` (keeping what was delivered, so :func:`redeliver` can
@@ -338,7 +338,7 @@ def resolve_delegation(node, wallet: Wallet, delegation: Any) -> dict | str:
         held = wallet.get(delegation)
         if held is not None:
             return held.credential
-        from issuer.service import load_delegation
+        from issuer.issuing import load_delegation
         return load_delegation(node, delegation)
     if not isinstance(delegation, (dict, str)):
         raise CeadError("delegation.invalid", "The delegation must be a credential or the id of one.")
@@ -395,7 +395,7 @@ def draft_subject(node, wallet: Wallet, request_id: str, *, delegation: Any = No
 @dataclass
 class Approved:
     request: WalletRequest
-    issued: Any             # issuer.service.Issued (None when delivered again)
+    issued: Any             # issuer.issuing.Issued (None when delivered again)
     delivered: dict         # the requester's inbox receipt
 
 
@@ -404,12 +404,12 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
             issued_by: str | None = None, scopes=None, verify: str | bool | None = None) -> Approved:
     """Approve a pending request: the approval subject is :func:`draft_subject` with
     ``approval_subject_overrides`` (subject fields only: a whole credential, or an ``id``, is refused with
-    ``sharing.invalid``) laid over it, built by ``issuer.service.build_credential`` under a fresh ``urn:uuid`` id and
-    issued by ``issuer.service.issue`` (the guard rail checks it against ``delegation``, the node's own delegation:
+    ``sharing.invalid``) laid over it, built by ``issuer.issuing.build_credential`` under a fresh ``urn:uuid`` id and
+    issued by ``issuer.issuing.issue`` (the guard rail checks it against ``delegation``, the node's own delegation:
     a credential or an id held in the wallet or ``HOME/delegations``; ``scopes`` as for a token). The approval is
     delivered with the credentials it pins to the request's ``replyTo`` (``verify``: the TLS CA bundle; default the
     node's ``network.ca_bundle``), then the request is marked approved."""
-    from issuer import service
+    from issuer import issuing
     _pending(wallet, request_id)
     overrides = {} if approval_subject_overrides is None else approval_subject_overrides
     if not isinstance(overrides, dict):
@@ -420,7 +420,7 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
                         "the credential around the subject and chooses its id.", field=given)
     subject = {**draft_subject(node, wallet, request_id, delegation=delegation), **overrides}
     signed_delegation = resolve_delegation(node, wallet, delegation) if delegation is not None else None
-    credential = service.build_credential(node, APPROVAL, subject, valid_until=valid_until)
+    credential = issuing.build_credential(node, APPROVAL, subject, valid_until=valid_until)
     options = dict(options or {})
     if signed_delegation is not None:   # as signed, with the chain it rests on: the guard rail verifies them all
         options["delegation"] = delegation_chain(wallet, signed_delegation)
@@ -431,7 +431,7 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
     started = _decide(wallet, request_id, APPROVING, approval_id=approval_id, decided_by=issued_by)
     issued = None
     try:
-        issued = service.issue(node, credential, options, issued_by=issued_by, scopes=scopes)
+        issued = issuing.issue(node, credential, options, issued_by=issued_by, scopes=scopes)
         done = _decide(wallet, request_id, APPROVED, when=APPROVING, started=approval_id,
                        delivery=json.dumps([issued.credential, *pinned], ensure_ascii=False))
     except BaseException:
@@ -574,10 +574,10 @@ def _abandon(node, wallet: Wallet, request_id: str, approval_id: str, *, started
     must show an approval signed since ``started``), then put the request back to pending if it is still this
     approval's (in state ``when``). Called while another error is on its way up, so by default it only logs its
     own failures."""
-    from issuer import service
+    from issuer import issuing
     try:
         if issued or _issued_by(node, approval_id, started):
-            service.change_status(node, approval_id, "revoke", by=by, reason=reason)
+            issuing.change_status(node, approval_id, "revoke", by=by, reason=reason)
         _decide(wallet, request_id, PENDING, when=when, started=approval_id, approval_id=None,
                 decided_by=None, decided_at=None)
     except Exception:

@@ -183,7 +183,7 @@ def create(node, wallet, *, name: str, scope: dict, conditions: dict, valid_for:
     the template is then a sub-delegation, checked by the guard rail to lie within it) or, without one, on this
     organisation's own behalf; it is kept in the wallet and the rule in ``HOME/standing/<name>.json``. Nothing is
     left half-made: a refusal signs nothing, and a failure after signing revokes what was signed."""
-    from issuer import service
+    from issuer import issuing
     from schemas.models import credential_digest
     from . import sharing
     if not NAME.match(name or ""):
@@ -208,8 +208,8 @@ def create(node, wallet, *, name: str, scope: dict, conditions: dict, valid_for:
         if isinstance(depth, int) and depth >= 2:      # the template itself delegates no further
             scope = {**scope, "maxDelegationDepth": depth - 1}
             subject["scope"] = scope
-    credential = service.build_credential(node, "DelegatedAuthorityCredential", subject)
-    issued = service.issue(node, credential, options, issued_by=by, scopes=scopes)
+    credential = issuing.build_credential(node, "DelegatedAuthorityCredential", subject)
+    issued = issuing.issue(node, credential, options, issued_by=by, scopes=scopes)
     try:
         imported = wallet.import_credential(issued.credential)
         if not imported.ok:
@@ -224,7 +224,7 @@ def create(node, wallet, *, name: str, scope: dict, conditions: dict, valid_for:
         tmp.write_text(json.dumps(rule, indent=2, ensure_ascii=False))
         tmp.replace(folder / f"{name}.json")
     except BaseException:
-        service.change_status(node, issued.id, "revoke", by=by, reason="The standing approval was not completed.")
+        issuing.change_status(node, issued.id, "revoke", by=by, reason="The standing approval was not completed.")
         raise
     return {**rule, "source": "page"}
 

@@ -215,8 +215,8 @@ def register(bp, wallet, blueprint_name: str) -> None:
     def page(form: StandingForm | None = None, status: int = 200, problem=None):
         names = Directory.for_pages(node(), wallet)
         rules = standing.rules(node())
-        from issuer import service
-        issued_here = {r.id for r in service.register(node())}
+        from issuer import issuing
+        issued_here = {r.id for r in issuing.register(node())}
         log = standing.history(wallet, [r["name"] for r in rules])
         shown = []
         for rule in rules:
@@ -299,13 +299,13 @@ def register(bp, wallet, blueprint_name: str) -> None:
             raise CeadError("web.form_invalid", "Choose suspend, reinstate or revoke.", field="action")
         if action == "revoke" and request.form.get("confirm") != "yes":
             raise CeadError("web.form_invalid", "Tick the box to confirm that revoking is final.", field="confirm")
-        from issuer import service, statuslist
-        if rule["delegation"] not in {r.id for r in service.register(node())}:
+        from issuer import issuing, statuslist
+        if rule["delegation"] not in {r.id for r in issuing.register(node())}:
             held = wallet.get(rule["delegation"])
             raise CeadError("web.form_invalid", "This node did not sign this standing approval's template, so it "
                             f"cannot {action} it: ask {held.issuer if held else 'its issuer'} to, or remove the rule "
                             "from config.yaml.")
-        result = service.change_status(node(), rule["delegation"], action, by=current_token().name,
+        result = issuing.change_status(node(), rule["delegation"], action, by=current_token().name,
                                        reason=(request.form.get("reason") or "").strip() or None,
                                        scopes=current_token().scopes.split(","))
         audit(f"{action} standing approval", target=name, detail={"delegation": rule["delegation"]})
