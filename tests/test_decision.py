@@ -16,13 +16,7 @@ from verifier.policy import load_policy, parse_policy
 from verifier.receipts import ReceiptSigner, relied_on, verify_receipt
 from verifier.results import CeadError
 from verifier.status import StatusLists
-from transfer_world import API, CEAD, DATASET, DPV, OTHER_DATASET, Party, codes, world
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
+from transfer_world import API, CEAD, DATASET, DPV, OTHER_DATASET, Party, codes
 
 
 def decide(w, credentials=None, decider=None, request=None, **present):
@@ -528,13 +522,6 @@ def test_example_policy_in_docs_loads():
 
 
 # ---- the refused examples in schemas/examples -------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def examples():
-    from transfer_world import scenarios
-    with scenarios() as found:
-        yield found
-
 
 @pytest.mark.parametrize("name, manifest_file, payload_file, code", [
     ("police", "police-transfer-refused-new-column.json", None, "transfer.column_not_approved"),

@@ -13,13 +13,8 @@ from issuer.app import create_app
 from issuer.node import Node
 from verifier.results import CeadError
 
-from issuer_fixtures import (PASS, certification, counts, delegation, https_node, postgresql_node, ready_node,
+from issuer_fixtures import (PASS, certification, counts, delegation, https_node, postgresql_node,
                              served_nodes, token)
-
-
-@pytest.fixture
-def node(tmp_path):
-    return ready_node(tmp_path / "h")
 
 
 def post(client, path, body, tok, raw=None, content_type="application/json"):

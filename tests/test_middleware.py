@@ -230,13 +230,6 @@ def test_malformed_headers_are_denied_cleanly(env):
 
 # ---- every worked example in schemas/examples, end to end ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def examples():
-    from transfer_world import scenarios
-    with scenarios() as found:
-        yield found
-
-
 @pytest.mark.parametrize("name", ["police", "homelessness", "fsm", "child-poverty"])
 def test_example_scenarios_allowed_through_middleware(examples, name, tmp_path):
     from issuer import db

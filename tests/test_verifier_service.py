@@ -363,13 +363,6 @@ def test_cead_verifier_serve_over_tls(tmp_path):
 
 # ---- every worked example in schemas/examples, through Envoy ext_authz ------------------------------------------
 
-@pytest.fixture(scope="module")
-def examples():
-    from transfer_world import scenarios
-    with scenarios() as found:
-        yield found
-
-
 @pytest.mark.parametrize("name", ["police", "homelessness", "fsm", "child-poverty"])
 def test_example_scenarios_allowed_through_the_service(examples, name, tmp_path):
     """Through Envoy: the verifier service reaches the data owner's node ledger over its authenticated local
