@@ -108,6 +108,31 @@ def test_verify_proofless_presentation(env):
     assert response.status_code == 200, response.text
 
 
+def _self_signed_with_index(index: str) -> str:
+    from issuer.keys import PrivateKey
+    from issuer.signing import sign_jwt
+    from verifier.did import did_key
+
+    key = PrivateKey.generate()
+    did = did_key(key.public)
+    doc = {"@context": ["https://www.w3.org/ns/credentials/v2"], "id": "urn:uuid:1", "type": ["VerifiableCredential"],
+           "issuer": did, "credentialSubject": {"id": did},
+           "credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": "revocation",
+                                "statusListIndex": index, "statusListCredential": "https://status.example/1"}}
+    return sign_jwt(doc, key, f"{did}#{key.public.to_multikey()}")
+
+
+def test_vc_api_credential_with_absurd_status_index_is_a_400_not_a_500(w):
+    """An absurd status index is a bad entry, never an exception (a 500 on /credentials/verify)."""
+    client = create_app(w.decider()).test_client()
+    token = _self_signed_with_index("9" * 5000)
+    response = client.post("/credentials/verify", json={"verifiableCredential": {
+        "@context": "https://www.w3.org/ns/credentials/v2", "type": "EnvelopedVerifiableCredential",
+        "id": f"data:application/vc+jwt,{token}"}})
+    assert response.status_code == 400, response.data[:300]
+    assert "status.entry_invalid" in {e["code"] for e in response.get_json()["errors"]}
+
+
 # ---- nginx auth_request ------------------------------------------------------------------------------------------
 
 def authz_headers(w, request: TransferRequest, vp=None) -> dict:
