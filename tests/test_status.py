@@ -329,6 +329,20 @@ def test_the_lists_own_ttl_shortens_the_cache(env):
     assert codes(checker.check(entry)) == ["status.list_invalid"]
 
 
+@pytest.mark.parametrize("field,value,expected", [("ttl", 10 ** 400, []),
+                                                  ("validUntil", "next Tuesday", ["status.list_invalid"]),
+                                                  ("validUntil", "2030-01-01T00:00:00", ["status.list_invalid"])])
+def test_a_status_list_ttl_too_big_for_a_float_or_an_unreadable_valid_until(env, field, value, expected):
+    """A ttl too long for a float is simply longer than any cache lives (not an internal error); a validUntil that
+    is not a date-time with a zone (a VC 1.1 list is not format-checked for it) makes the list invalid."""
+    fetcher, _, checker = env
+    publish(fetcher)
+    target = fetcher.lists[URL]["credentialSubject"] if field == "ttl" else fetcher.lists[URL]
+    target[field] = value
+    problems = checker.check(credential(make_entry(URL, 5, "revocation")))
+    assert [p.code for p in problems] == expected
+
+
 def test_status_list_not_relied_on_past_max_staleness_even_within_ttl():
     """A cache TTL longer than the maximum staleness must not keep an old list in use."""
     fetcher, clock = FakeFetcher(), Clock()
