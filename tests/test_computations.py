@@ -21,17 +21,11 @@ from wallet.computations.psi import PsiRefused, decoy_offset, discrete_laplace, 
 
 from computations_world import (aggregation_inputs, aggregation_protocol, approval, lawful, psi_holder,
                                 psi_protocol)
-from transfer_world import Party, world
+from transfer_world import Party
 
 
 def codes(problems) -> set[str]:
     return {p.code for p in problems}
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
 
 
 # ---- the pieces -------------------------------------------------------------------------------------------------

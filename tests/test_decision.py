@@ -16,13 +16,7 @@ from verifier.policy import load_policy, parse_policy
 from verifier.receipts import ReceiptSigner, relied_on, verify_receipt
 from verifier.results import CeadError
 from verifier.status import StatusLists
-from transfer_world import API, CEAD, DATASET, DPV, OTHER_DATASET, Party, codes, world
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
+from transfer_world import API, CEAD, DATASET, DPV, OTHER_DATASET, Party, codes
 
 
 def decide(w, credentials=None, decider=None, request=None, **present):
@@ -200,6 +194,18 @@ def test_garbage_presentation_is_a_denial_not_an_exception(w):
         denied(w.decider().decide(junk, w.request()), code)
 
 
+def test_proofless_presentation_with_more_than_64_credentials_is_not_verified(w):
+    """VC-API proofless presentations: every credential is checked, or the presentation is refused."""
+    decider = w.decider()
+    good = {"type": ["VerifiablePresentation"], "verifiableCredential": [w.cert]}
+    assert decider.verify_proofless(good).verified
+    # 64 good credentials and a forged 65th: before the fix only the first 64 were looked at
+    crowded = {"type": ["VerifiablePresentation"], "verifiableCredential": [w.cert] * 64 + ["forged.jwt.value"]}
+    result = decider.verify_proofless(crowded)
+    assert not result.verified
+    assert "presentation.malformed" in {p.code for p in result.problems}
+
+
 # ---- step 2 and 3: credentials, approval and delegation ---------------------------------------------------------
 
 def test_holder_is_not_the_recipient(w):
@@ -334,6 +340,55 @@ def test_protocol_check_on_pushed_table(w):
            "protocol.cell_below_threshold")
     # a pull whose table is not going to be checked on the way out is denied, not waved through
     denied(decide(w, [approval, w.cert]), "protocol.payload_missing")
+
+
+def _lawful(party):
+    return {"party": party.did, "regime": "UKGDPR",
+            "legalBases": ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]}
+
+
+def _secure_aggregation_approval(w):
+    """Two approved recipients, but only the stranger may learn the secure aggregation's output."""
+    # three input parties at least, compute parties independent of the output party (issue 14)
+    protocol = {"kind": "secureAggregation",
+                "inputParties": [w.controller.did, "did:web:dundeecity.example", "did:web:pkc.example"],
+                "computeParties": ["did:web:mpc.ed.ac.uk.example", "did:web:mpc.strath.ac.uk.example"],
+                "outputParties": [w.stranger.did], "collusionThreshold": 1}
+    return w.make_approval(w.controller, recipients=[w.recipient.did, w.stranger.did],
+                           lawfulBases=[_lawful(w.controller), _lawful(w.recipient), _lawful(w.stranger)],
+                           privacyProtocol=protocol), protocol
+
+
+def test_holder_outside_output_parties_is_denied_even_without_a_manifest_recipient(w):
+    approval, protocol = _secure_aggregation_approval(w)
+    request = w.request(protocolRun=[protocol])           # the manifest names no recipient
+    decision = decide(w, [approval, w.cert], request=request)
+    assert not decision.allowed
+    assert "protocol.output_party_not_allowed" in codes(decision)
+
+
+def test_manifest_naming_another_recipient_than_the_holder_is_denied(w):
+    approval, protocol = _secure_aggregation_approval(w)
+    # the holder (w.recipient) claims to send to the stranger, who is an allowed output party
+    request = w.request(protocolRun=[protocol], recipient=w.stranger.did)
+    decision = decide(w, [approval, w.cert], request=request)
+    assert not decision.allowed
+    assert "transfer.recipient_mismatch" in codes(decision)
+
+
+def test_output_party_holder_is_allowed(w):
+    approval, protocol = _secure_aggregation_approval(w)
+    request = w.request(protocolRun=[protocol])
+    # the stranger holds no certification: require none for this check
+    approval2 = w.make_approval(w.controller, recipients=[w.recipient.did, w.stranger.did],
+                                lawfulBases=[_lawful(w.controller), _lawful(w.recipient), _lawful(w.stranger)],
+                                privacyProtocol=protocol, recipientRequirements=[])
+    vp = w.present(request, [approval2], holder=w.stranger)
+    # the output-party rule alone: the run's evidence is required by default (attestation.missing, the run's own
+    # tests are in test_computations), so this gateway explicitly accepts the weaker declared protocolRun
+    decision = w.decider(run_attestations="when_given").decide(vp, request)
+    assert decision.allowed, decision.to_dict()
+    assert "attestation.missing" in codes(w.decider().decide(vp, request))
 
 
 # ---- status and DID failures ------------------------------------------------------------------------------------
@@ -528,13 +583,6 @@ def test_example_policy_in_docs_loads():
 
 
 # ---- the refused examples in schemas/examples -------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def examples():
-    from transfer_world import scenarios
-    with scenarios() as found:
-        yield found
-
 
 @pytest.mark.parametrize("name, manifest_file, payload_file, code", [
     ("police", "police-transfer-refused-new-column.json", None, "transfer.column_not_approved"),

@@ -2,8 +2,6 @@
 added to the list (``verifier.decision.APPROVAL_STAGES`` or ``Decider(stages=...)``)."""
 from __future__ import annotations
 
-import pytest
-
 from verifier import decision as decision_pkg
 from verifier.decision import APPROVAL_STAGES, Attempt, Decider, DecisionContext
 from verifier.decision import approval, certification, delegation, transfer
@@ -11,13 +9,6 @@ from verifier.decision.codes import http_status, status_of
 from verifier.decision.presentation import check_credentials, check_presentation
 from verifier.policy import parse_policy
 from verifier.results import Problem
-from transfer_world import world
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
 
 
 def _context(w, decider: Decider, request, credentials=None):

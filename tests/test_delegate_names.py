@@ -27,15 +27,8 @@ from test_issuer_cli_usability import DELEGATE, EXAMPLES, police, run
 from test_pages import _issue, sign_in, signed_in
 from test_requests import DATASET, _credential, send, world  # noqa: F401 (the three-node HTTPS world)
 from test_wallet_support import StaticFetcher, approval_subject, identity, vc
-from transfer_world import world as transfer_world
 
 JANE = "Jane Smith (Information Asset Owner for Fife Council)"
-
-
-@pytest.fixture(scope="module")
-def w():
-    with transfer_world() as w:
-        yield w
 
 
 def named(w, issuer, delegate, name="Jane Smith", *, parent=None, fmt="jwt", on_behalf_of=None, **kw):

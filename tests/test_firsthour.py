@@ -229,13 +229,6 @@ def test_the_definition_asks_for_cyber_essentials_plus_where_cyber_essentials_is
 EXAMPLE_POLICY = ROOT / "docs" / "examples" / "policy.yaml"
 
 
-@pytest.fixture(scope="module")
-def examples():
-    from transfer_world import scenarios
-    with scenarios() as found:
-        yield found
-
-
 def test_the_example_gateway_trusts_the_bodies_that_certify_the_example_recipients():
     policy = load_policy(EXAMPLE_POLICY)
     examples_dir = ROOT / "schemas" / "examples"

@@ -11,15 +11,12 @@ import sqlalchemy as sa
 from issuer import db, issuing
 from issuer.app import create_app
 from issuer.node import Node
+from verifier.credential import Verifier
+from verifier.did import Resolver
 from verifier.results import CeadError
 
-from issuer_fixtures import (PASS, certification, counts, delegation, https_node, postgresql_node, ready_node,
+from issuer_fixtures import (PASS, certification, counts, delegation, https_node, postgresql_node,
                              served_nodes, token)
-
-
-@pytest.fixture
-def node(tmp_path):
-    return ready_node(tmp_path / "h")
 
 
 def post(client, path, body, tok, raw=None, content_type="application/json"):
@@ -302,3 +299,97 @@ def test_the_issuer_never_signs_what_verifiers_would_refuse(node, options, chang
     error = response.get_json()["error"]
     assert error["code"] == "credential.invalid" and code in error["message"]
     assert counts(node) == before
+
+
+# ---- what a caller can get signed: bad input is a 4xx and never a 500 ---------------------------------------------
+
+FORMATS = [{}, {"format": "vc+jwt"}, {"cryptosuite": "eddsa-jcs-2022"}]
+
+
+def issue(client, tok, credential, options):
+    return client.post("/credentials/issue", data=json.dumps({"credential": credential, "options": options}),
+                       headers={"Authorization": f"Bearer {tok}"}, content_type="application/json")
+
+
+def test_a_vc_claim_cannot_smuggle_another_credential_into_a_jwt(tmp_path):
+    """A VC 1.1 reader takes a JWT's ``vc`` claim as the whole credential. A token that may only issue
+    certifications must not get a verifying approval (unchecked subject, no status entry) signed that way."""
+    node, _ = Node.init(tmp_path / "k", "Service", PASS, did_method="key", public_url="https://k.example")
+    smuggled = {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+                "type": ["VerifiableCredential", "DataSharingApprovalCredential"], "issuer": node.did,
+                "validFrom": "2025-01-01T00:00:00Z",
+                "credentialSubject": {"recipients": ["did:web:evil.example"], "anything": "goes"}}
+    with pytest.raises(issuing.CeadError) as err:
+        issuing.issue(node, {**certification(node.did), "vc": smuggled}, {"format": "vc+jwt"},
+                      scopes=["issue:certification"])
+    assert err.value.code == "credential.invalid" and err.value.detail["field"] == "vc"
+    assert counts(node) == (0, 0)
+    # what is still signed verifies as exactly what the node checked
+    issued = issuing.issue(node, certification(node.did), {"format": "vc+jwt"}, scopes=["issue:certification"])
+    result = Verifier(Resolver()).verify_credential(issued.credential)
+    assert result.verified and "OrganisationCertificationCredential" in result.document["type"]
+
+
+@pytest.mark.parametrize("claim, value", [("vc", {"type": "VerifiableCredential"}), ("vp", {}),
+                                          ("iss", "did:web:evil.example"), ("exp", 1), ("nbf", 4102444800),
+                                          ("sub", "did:web:evil.example"), ("cnf", {"kid": "x"})])
+def test_jwt_claims_in_the_request_are_refused(node, claim, value):
+    client = create_app(node).test_client()
+    tok = token(node)
+    for options in FORMATS:
+        resp = issue(client, tok, {**certification(node.did), claim: value}, options)
+        assert resp.status_code == 400, (claim, options, resp.get_json())
+        assert resp.get_json()["error"]["code"] == "credential.invalid"
+        assert resp.get_json()["error"]["detail"]["field"] == claim
+    assert counts(node) == (0, 0)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"validUntil": "garbage"}, "validUntil"),
+    ({"validFrom": "2025-01-01T00:00:00"}, "validFrom"),                       # no time zone
+    ({"validFrom": ["2025-01-01T00:00:00Z"]}, "validFrom"),
+    ({"validFrom": "2030-01-01T00:00:00Z", "validUntil": "2026-01-01T00:00:00Z"}, "validUntil"),
+    ({"validUntil": "2000-01-01T00:00:00Z"}, "validUntil"),                    # before the default validFrom (now)
+    ({"type": ["VerifiableCredential", "OrganisationCertificationCredential", 5]}, "type"),
+    ({"type": ["VerifiableCredential", "OrganisationCertificationCredential", {"id": "x"}]}, "type"),
+])
+def test_credentials_that_could_never_verify_are_refused_not_signed(node, changes, field):
+    client = create_app(node).test_client()
+    tok = token(node)
+    for options in FORMATS:
+        resp = issue(client, tok, {**certification(node.did), **changes}, options)
+        assert resp.status_code == 400, (changes, options, resp.get_json())
+        error = resp.get_json()["error"]
+        assert error["code"] == "credential.invalid" and error["detail"]["field"] == field
+    assert counts(node) == (0, 0)
+
+
+def test_a_valid_window_is_still_accepted(node):
+    client = create_app(node).test_client()
+    tok = token(node)
+    cred = {**certification(node.did), "validFrom": "2025-01-01T00:00:00Z", "validUntil": "2031-01-01T00:00:00+01:00"}
+    assert issue(client, tok, cred, {"format": "vc+jwt"}).status_code == 201
+
+
+def test_an_issuer_object_naming_two_ids_is_refused(node):
+    client = create_app(node).test_client()
+    tok = token(node)
+    for issuer in ({"id": node.did, "@id": "did:web:evil.example"}, {"@id": "did:web:evil.example"}):
+        for options in FORMATS:
+            resp = issue(client, tok, {**certification(node.did), "issuer": issuer}, options)
+            assert resp.status_code == 400, (issuer, options, resp.get_json())
+            assert resp.get_json()["error"]["code"] == "credential.issuer_mismatch"
+    assert counts(node) == (0, 0)
+    assert issue(client, tok, {**certification(node.did), "issuer": {"@id": node.did, "name": "Fife"}},
+                 {"format": "vc+jwt"}).status_code == 201
+
+
+def test_a_status_list_id_too_large_for_the_database_is_a_404(node):
+    client = create_app(node).test_client()
+    for path in ("/status/99999999999999999999999", f"/status/{2 ** 63}"):
+        resp = client.get(path)
+        assert resp.status_code == 404, resp.get_data()
+        assert resp.get_json()["error"]["code"] == "status.list_not_found"
+    cred = {**certification(node.did), "id": f"urn:uuid:{uuid.uuid4()}"}
+    issuing.issue(node, cred)
+    assert client.get("/status/1").status_code == 200

@@ -22,15 +22,10 @@ from verifier.policy import Network
 from verifier.results import CeadError
 from verifier.status import StatusLists
 
-from issuer_fixtures import PASS, certification, counts, make_node, ready_node, token
+from issuer_fixtures import PASS, certification, counts, make_node, token
 
 FORMATS = [{}, {"format": "vc+jwt"}, {"cryptosuite": "eddsa-jcs-2022"}]
 UNREACHABLE_PG = "postgresql://cead:secret@127.0.0.1:1/cead"
-
-
-@pytest.fixture
-def node(tmp_path):
-    return ready_node(tmp_path / "h")
 
 
 def run(*args, env=None):

@@ -70,6 +70,32 @@ def test_rotate_then_retire(tmp_path):
     assert old not in doc["assertionMethod"] and new in doc["assertionMethod"]
 
 
+def test_keys_and_config_reach_the_disk_before_they_are_relied_on(tmp_path, monkeypatch):
+    """A crash right after ``cead init`` or ``cead key rotate`` must not leave an empty config.yaml or key file:
+    each is fsynced before it is renamed into place or named by the config. config.yaml is mode 0600."""
+    synced: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        assert str(src) in synced, f"{src} renamed into place before it was flushed to disk"
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    node = make_node(tmp_path / "h", public_url="https://fife.example")
+    node._passphrase = PASS
+    assert any(p.endswith("keys/key-1.pem") for p in synced)
+    synced.clear()
+    node.rotate_key()
+    assert any(p.endswith("keys/key-2.pem") for p in synced)
+    assert any(p.endswith("config.yaml.tmp") for p in synced)
+    assert stat.S_IMODE((tmp_path / "h" / "config.yaml").stat().st_mode) == 0o600
+
+
 def test_every_revision_id_fits_alembics_version_column():
     """alembic keeps the revision id in a VARCHAR(32): SQLite ignores the length, PostgreSQL refuses a longer id
     (an id of 33 characters failed every PostgreSQL migration while every SQLite test passed)."""

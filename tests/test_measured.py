@@ -9,7 +9,7 @@ import requests
 from flask import Flask
 
 from helpers_https import https_server
-from transfer_world import DATASET, codes, world
+from transfer_world import DATASET, codes
 from verifier.binding import MANIFEST_HEADER, PRESENTATION_HEADER, encode_manifest, encode_presentation
 from verifier.decision import TransferRequest
 from verifier.decision.measured import shape
@@ -17,12 +17,6 @@ from verifier.middleware import CeadMiddleware
 
 HEADER = "ageBand,localAuthority,outcome,count\n"
 ROW = "16-24,Fife,housed,12\n"
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
 
 
 def decide(w, approval, request):

@@ -228,14 +228,38 @@ def test_malformed_headers_are_denied_cleanly(env):
     assert bad.status_code == 403 and bad.json()["reasons"][0]["code"] == "manifest.invalid"
 
 
+def test_chunked_body_is_not_waved_through_as_no_body(w):
+    """A chunked body (no Content-Length) must be bound and checked like any other."""
+    received: list[bytes] = []
+    app = Flask("data-api")
+
+    @app.post("/datasets/homelessness")
+    def push():
+        received.append(flask_request.get_data())
+        return {"received": len(received[-1])}
+
+    app.wsgi_app = CeadMiddleware(app.wsgi_app, w.decider(), dataset_for=lambda environ: DATASET)
+    with https_server(app) as (base_url, ca_bundle):
+        url = base_url + "/datasets/homelessness"
+        manifest = w.manifest()
+        bound_to_no_body = TransferRequest("POST", url, body=None, manifest=manifest)
+        headers = {MANIFEST_HEADER: encode_manifest(manifest),
+                   PRESENTATION_HEADER: encode_presentation(w.present(bound_to_no_body))}
+        payload = b"ageBand,localAuthority,outcome,count\n16-24,Fife,housed,3\n"
+        response = requests.post(url, data=iter([payload]), headers=headers, verify=ca_bundle, timeout=10)
+        assert response.status_code == 403, response.text
+        assert "presentation.binding_mismatch" in response.headers["Cead-Decision-Reasons"]
+        assert received == []
+        # the same chunked body, with a presentation bound to it, is decided on that body and reaches the app
+        bound = TransferRequest("POST", url, body=payload, manifest=manifest)
+        headers[PRESENTATION_HEADER] = encode_presentation(w.present(bound))
+        response = requests.post(url, data=iter([payload[:10], payload[10:]]), headers=headers, verify=ca_bundle,
+                                 timeout=10)
+        assert response.status_code == 200, response.text
+        assert received == [payload]
+
+
 # ---- every worked example in schemas/examples, end to end ---------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def examples():
-    from transfer_world import scenarios
-    with scenarios() as found:
-        yield found
-
 
 @pytest.mark.parametrize("name", ["police", "homelessness", "fsm", "child-poverty"])
 def test_example_scenarios_allowed_through_middleware(examples, name, tmp_path):

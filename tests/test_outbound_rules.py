@@ -69,13 +69,6 @@ def test_fetcher_post_follows_no_redirect_and_limits_the_answer():
 
 # ---- the computations' fetches (DID documents, status lists) ----------------------------------------------------
 
-@pytest.fixture(scope="module")
-def w():
-    from transfer_world import world
-    with world() as w:
-        yield w
-
-
 def _psi_approval(w, name: str):
     """A holder, a learner and the holder's approval; ``name`` keeps each test's status lists its own."""
     from computations_world import approval, psi_protocol

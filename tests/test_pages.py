@@ -15,7 +15,7 @@ import zxingcpp
 from PIL import Image
 from sqlmodel import select
 
-from issuer import db, issuing, tokens
+from issuer import db, issuing, staff, tokens
 from issuer.pages import SECRET_FILE
 from schemas.models import credential_digest
 from wallet.app import create_node_app
@@ -434,3 +434,76 @@ def test_the_register_names_who_issued_by_their_full_name(env):
     signed_in(env)
     page = client.get("/dpo/register").text
     assert '<td data-heading="By">Ian Owner</td>' in page and '<td data-heading="By">cli</td>' in page
+
+
+# ---- staff roles: who may change which credential's status; the register's CSV ------------------------------------
+
+PASSWORD = "correct horse battery staple"
+SUSPENDABLE = {"credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}}
+
+
+def _approval(node):
+    return {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+            "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
+            "credentialSubject": approval_subject(node.did, "did:web:council.example")}
+
+
+def _staff(env, username: str, role: str):
+    staff.migrate(env["node"].engine)
+    staff.create_account(env["node"].engine, username, username.title(), role, PASSWORD)
+    client = env["client"]
+    page = client.get("/dpo/sign-in")
+    assert client.post("/dpo/sign-in", data={"username": username, "password": PASSWORD,
+                                             "csrf": csrf_of(page.text)}).status_code == 302
+    return client
+
+
+def test_an_iao_changes_approvals_but_not_the_dpo_s_certifications_or_delegations(env):
+    """The role table: an IAO suspends, reinstates and revokes approvals; delegations and certifications are the
+    DPO's. ``/dpo/status`` took any credential the node issued from anyone with ``status:change``, so an IAO could
+    reinstate a delegation (its own) or a standing approval's template the DPO had suspended, or revoke the
+    organisation's certification. The API's tokens follow the same rule."""
+    node = env["node"]
+    cert = issuing.issue(node, certification(node.did), SUSPENDABLE, issued_by="cli")
+    approval = issuing.issue(node, _approval(node), SUSPENDABLE, issued_by="cli")
+    issuing.change_status(node, cert.id, "suspend", by="dpo")
+    client = _staff(env, "ivo", "iao")
+    register = client.get("/dpo/register")
+    csrf = csrf_of(register.text)
+    assert "for the Data Protection Officer" in register.text           # no buttons it may not use
+    for action in ("reinstate", "revoke"):
+        refused = client.post("/dpo/status", data={"credential_id": cert.id, "action": action, "confirm": "yes",
+                                                   "csrf": csrf})
+        assert refused.status_code == 403 and "auth.scope" in refused.text and "issue:certification" in refused.text
+    assert status_of(node, cert.id) == "suspended"
+    done = client.post("/dpo/status", data={"credential_id": approval.id, "action": "suspend", "csrf": csrf})
+    assert done.status_code == 302 and status_of(node, approval.id) == "suspended"
+
+    api = env["client"]
+    secret = token(node, "status:change", name="ops")
+    body = {"credentialId": cert.id, "credentialStatus": {"type": "BitstringStatusListEntry",
+                                                           "statusPurpose": "suspension"}, "status": False}
+    answer = api.post("/credentials/status", json=body, headers={"Authorization": f"Bearer {secret}"})
+    assert answer.status_code == 403 and answer.json["error"]["code"] == "auth.scope"
+    assert status_of(node, cert.id) == "suspended"
+    answer = api.post("/credentials/status", json={**body, "credentialId": approval.id},
+                      headers={"Authorization": f"Bearer {secret}"})
+    assert answer.status_code == 200 and status_of(node, approval.id) == "active"
+    dpo = token(node, "status:change,issue:certification", name="dpo-token")
+    answer = api.post("/credentials/status", json=body, headers={"Authorization": f"Bearer {dpo}"})
+    assert answer.status_code == 200 and status_of(node, cert.id) == "active"
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
+def test_the_register_csv_neutralises_every_formula_lead(env, lead):
+    """A spreadsheet runs a cell that starts with =, +, -, @, a tab or a carriage return (OWASP's list, which
+    ``cead audit``'s CSV already followed); the register's CSV missed the tab and the carriage return, and a
+    certification's legalName is whatever its request said."""
+    import csv
+    node, client = env["node"], env["client"]
+    issued = issuing.issue(node, certification(node.did, legalName=f"{lead}HYPERLINK(\"https://x.example\")"),
+                           issued_by="cli")
+    staff_client = _staff(env, "dee", "dpo")
+    rows = list(csv.DictReader(io.StringIO(staff_client.get("/dpo/register.csv").text)))
+    name = next(r["subject_name"] for r in rows if r["id"] == issued.id)
+    assert name == "'" + lead + 'HYPERLINK("https://x.example")'

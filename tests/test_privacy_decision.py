@@ -3,20 +3,12 @@ approval needs the TRE itself with an accreditation credential; a pseudonymised 
 refused, pushed or pulled; tables released are kept by the provider and later ones differenced against them."""
 from __future__ import annotations
 
-import pytest
-
 from issuer import db
 from issuer.ledger import SqlLedger
-from transfer_world import CEAD, DATASET, codes, world
+from transfer_world import CEAD, DATASET, codes
 from verifier.decision import TransferRequest
 
 DEA = CEAD + "DEAAccreditedProcessor"
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
 
 
 def decide(w, approval, extra=(), decider=None, request=None, **policy):

@@ -163,6 +163,18 @@ def test_which_columns_are_counts_is_not_the_manifests_to_decide():
     assert codes(check_transfer(THRESHOLD, {"countColumns": "households"}, table)) == ["protocol.payload_unparseable"]
 
 
+def test_count_column_is_checked_even_when_the_manifest_names_other_count_columns():
+    """Threshold: the recipient's manifest cannot steer the check away from the count column."""
+    from schemas.models import Threshold
+
+    table = b"localAuthority,count,total\nFife,3,140\nGlasgow,40,140\n"
+    protocol = [Threshold(min_cell_count=10)]
+    honest = {"columns": ["localAuthority", "count", "total"], "countColumns": ["count"]}
+    steered = {"columns": ["localAuthority", "count", "total"], "countColumns": ["total"]}
+    assert "protocol.cell_below_threshold" in {p.code for p in check_transfer(protocol, honest, table)}
+    assert "protocol.cell_below_threshold" in {p.code for p in check_transfer(protocol, steered, table)}
+
+
 def test_odd_manifests_and_huge_counts_are_named_not_internal_errors():
     assert codes(check_transfer(THRESHOLD, {"columns": 5}, b"area,count\nx,12\n")) == ["protocol.payload_unparseable"]
     huge = "9" * 5000

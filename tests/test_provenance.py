@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from schemas.models import DataSharingApproval, credential_digest
 from verifier.scope import derived_within
-from transfer_world import Party, codes, world
+from transfer_world import Party, codes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "schemas" / "examples"
 BASIS = ["https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]
@@ -67,12 +65,6 @@ def test_the_child_poverty_example_satisfies_the_rule():
     down = DataSharingApproval.from_credential(load("child-poverty-derived-approval.json"))
     assert down.discloser in up.recipients
     assert "discloser" not in {v.dimension for v in derived_within(down, [up])}
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
 
 
 def test_decision_denies_a_discloser_that_did_not_receive_the_upstream_data(w):

@@ -525,6 +525,16 @@ def test_bad_config_names_the_key(estate, change, key):
     assert err.value.message.startswith(key + ":")
 
 
+def test_names_and_release_ids_admit_no_trailing_newline():
+    """`$` matches before a final newline: a standing approval's name, a provider series name or a release id
+    with one would pass as valid and reach file names and URLs."""
+    from wallet.provider.config import NAME as SERIES
+    from wallet.provider.sources import RELEASE_ID
+    from wallet.standing import NAME
+    for pattern, good in ((NAME, "school-meals"), (SERIES, "homelessness-monthly"), (RELEASE_ID, "2026-01")):
+        assert pattern.match(good) and not pattern.match(good + "\n")
+
+
 def test_cli_says_a_bad_config_in_one_line(estate, tmp_path):
     from click.testing import CliRunner
     from cead.cli import main

@@ -6,21 +6,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from transfer_world import codes, world
+from transfer_world import codes
 from verifier.decision import Decider
 from verifier.decision.codes import http_status
 from verifier.policy import parse_policy
 from verifier.replay import MemoryReplayStore, RedisReplayStore, ReplayGuard
 
 REDIS = "redis://127.0.0.1:6379/11"     # a database of its own; each test a key prefix of its own
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
 
 
 def test_an_id_is_kept_until_its_presentation_expires_plus_the_skew():

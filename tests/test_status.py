@@ -212,6 +212,15 @@ def test_bad_entries(env):
     assert codes(checker.check({"credentialStatus": "revoked"})) == ["status.entry_invalid"]
 
 
+def test_status_index_too_long_for_int_is_an_invalid_entry():
+    """An absurd index is a bad entry, never an exception."""
+    lists = StatusLists(fetcher=None)
+    doc = {"issuer": "did:key:z6Mk", "credentialStatus": {
+        "type": "BitstringStatusListEntry", "statusPurpose": "revocation", "statusListIndex": "1" * 5000,
+        "statusListCredential": "https://status.example/1"}}
+    assert [p.code for p in lists.check(doc)] == ["status.entry_invalid"]
+
+
 def test_lists_are_verified_by_a_status_less_verifier():
     """A list credential that itself carries credentialStatus must not send the checker into a loop: the list
     client verifies lists with a verifier that has no status checker (a given one is replaced by its status-less
@@ -318,6 +327,34 @@ def test_the_lists_own_ttl_shortens_the_cache(env):
     fetcher.lists[URL]["credentialSubject"]["ttl"] = "soon"
     clock.t += 6
     assert codes(checker.check(entry)) == ["status.list_invalid"]
+
+
+@pytest.mark.parametrize("field,value,expected", [("ttl", 10 ** 400, []),
+                                                  ("validUntil", "next Tuesday", ["status.list_invalid"]),
+                                                  ("validUntil", "2030-01-01T00:00:00", ["status.list_invalid"])])
+def test_a_status_list_ttl_too_big_for_a_float_or_an_unreadable_valid_until(env, field, value, expected):
+    """A ttl too long for a float is simply longer than any cache lives (not an internal error); a validUntil that
+    is not a date-time with a zone (a VC 1.1 list is not format-checked for it) makes the list invalid."""
+    fetcher, _, checker = env
+    publish(fetcher)
+    target = fetcher.lists[URL]["credentialSubject"] if field == "ttl" else fetcher.lists[URL]
+    target[field] = value
+    problems = checker.check(credential(make_entry(URL, 5, "revocation")))
+    assert [p.code for p in problems] == expected
+
+
+def test_status_list_not_relied_on_past_max_staleness_even_within_ttl():
+    """A cache TTL longer than the maximum staleness must not keep an old list in use."""
+    fetcher, clock = FakeFetcher(), Clock()
+    checker = StatusLists(fetcher, FakeVerifier(), ttl=3600, max_staleness=timedelta(seconds=60), clock=clock)
+    publish(fetcher)
+    entry = credential(make_entry(URL, 5, "revocation"))
+    assert checker.check(entry) == []
+    publish(fetcher, set_indexes=[5])          # revoked at the source
+    clock.t += 30
+    assert checker.check(entry) == []          # within max_staleness: the cached copy may be used
+    clock.t += 100                             # older than max_staleness (though within ttl): refetch
+    assert [p.code for p in checker.check(entry)] == ["status.revoked"]
 
 
 def test_a_list_past_its_valid_until_is_never_used_from_the_cache(env):

@@ -108,6 +108,31 @@ def test_verify_proofless_presentation(env):
     assert response.status_code == 200, response.text
 
 
+def _self_signed_with_index(index: str) -> str:
+    from issuer.keys import PrivateKey
+    from issuer.signing import sign_jwt
+    from verifier.did import did_key
+
+    key = PrivateKey.generate()
+    did = did_key(key.public)
+    doc = {"@context": ["https://www.w3.org/ns/credentials/v2"], "id": "urn:uuid:1", "type": ["VerifiableCredential"],
+           "issuer": did, "credentialSubject": {"id": did},
+           "credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": "revocation",
+                                "statusListIndex": index, "statusListCredential": "https://status.example/1"}}
+    return sign_jwt(doc, key, f"{did}#{key.public.to_multikey()}")
+
+
+def test_vc_api_credential_with_absurd_status_index_is_a_400_not_a_500(w):
+    """An absurd status index is a bad entry, never an exception (a 500 on /credentials/verify)."""
+    client = create_app(w.decider()).test_client()
+    token = _self_signed_with_index("9" * 5000)
+    response = client.post("/credentials/verify", json={"verifiableCredential": {
+        "@context": "https://www.w3.org/ns/credentials/v2", "type": "EnvelopedVerifiableCredential",
+        "id": f"data:application/vc+jwt,{token}"}})
+    assert response.status_code == 400, response.data[:300]
+    assert "status.entry_invalid" in {e["code"] for e in response.get_json()["errors"]}
+
+
 # ---- nginx auth_request ------------------------------------------------------------------------------------------
 
 def authz_headers(w, request: TransferRequest, vp=None) -> dict:
@@ -362,13 +387,6 @@ def test_cead_verifier_serve_over_tls(tmp_path):
 
 
 # ---- every worked example in schemas/examples, through Envoy ext_authz ------------------------------------------
-
-@pytest.fixture(scope="module")
-def examples():
-    from transfer_world import scenarios
-    with scenarios() as found:
-        yield found
-
 
 @pytest.mark.parametrize("name", ["police", "homelessness", "fsm", "child-poverty"])
 def test_example_scenarios_allowed_through_the_service(examples, name, tmp_path):

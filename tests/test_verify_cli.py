@@ -8,13 +8,7 @@ from click.testing import CliRunner
 
 from verifier.cli import verify
 from verifier.decision import TransferRequest
-from transfer_world import API, world
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
+from transfer_world import API
 
 
 @pytest.fixture

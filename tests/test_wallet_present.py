@@ -194,6 +194,34 @@ def test_pex_invalid_definitions_are_reported(definition):
     assert err.value.code == "pex.definition_invalid"
 
 
+DOC = {"type": ["VerifiableCredential"], "credentialSubject": {"id": "did:web:a.example", "n": "x"}}
+
+
+@pytest.mark.parametrize("descriptor", [
+    {"id": "d", "constraints": [1]},
+    {"id": "d", "constraints": "x"},
+    {"id": "d", "constraints": {"fields": ["$.type"]}},
+    {"id": "d", "constraints": {"fields": [None]}},
+    {"id": "d", "constraints": {"fields": [{"path": ["$.type"], "filter": 5}]}},
+    {"id": "d", "constraints": {"fields": [{"path": ["$.type"], "filter": ["string"]}]}},
+    {"id": "d", "constraints": {"fields": [{"path": ["$.type"], "filter": {"$ref": "https://127.0.0.1:9/s"}}]}},
+    {"id": "d", "constraints": {"fields": [{"path": ["$.type"], "filter": {"$ref": "#/definitions/nope"}}]}},
+    {"id": "d", "constraints": {"fields": [{"path": ["$.credentialSubject.missing"], "optional": "no"}]}},
+])
+def test_a_bad_presentation_definition_is_invalid_not_a_crash(descriptor):
+    with pytest.raises(CeadError) as err:
+        pex.select({"id": "def", "input_descriptors": [descriptor]}, [("cred", DOC)])
+    assert err.value.code == "pex.definition_invalid"
+
+
+def test_good_definitions_still_select():
+    field = {"path": ["$.credentialSubject.n"], "filter": {"type": "string", "const": "x"}}
+    optional = {"path": ["$.credentialSubject.missing"], "optional": True}
+    chosen = pex.select({"id": "def", "input_descriptors": [{"id": "d", "constraints": {"fields": [field, optional]}}]},
+                        [("cred", DOC)])
+    assert chosen.credentials == ["cred"]
+
+
 def test_a_pattern_built_to_backtrack_is_refused_not_run_for_ever():
     """ReDoS: the provider's pattern "^(a|a)*$" against "aaa...a!" takes exponential time on a backtracking engine."""
     hostile = {"id": "d", "input_descriptors": [{"id": "a", "constraints": {"fields": [

@@ -247,3 +247,18 @@ def test_a_citation_is_named_as_people_write_it_and_never_guessed():
     assert law_words(base + "ukpga/2017/30/part/5") == "Digital Economy Act 2017 Part 5"
     for unknown in (base + "ukpga/2010/15/section/1", base + "eur/2016/679/article", "https://example.org/a/6"):
         assert law_words(unknown) == unknown                     # an Act or a path it cannot read: as given
+
+
+def test_the_wizard_keeps_a_document_by_its_digest_never_by_a_path(env):
+    """A document attached on an earlier try comes back as its digest (``agreement_pin``), the name of a file in
+    ``HOME/documents``. The page took any text there as a path: ``../web-secret`` or ``/etc/hostname`` showed as
+    "Attached already" with its size (a file probe for any analyst) and would have been pinned into the request."""
+    node, client = env["node"], env["client"]          # the catalogue imported, Ana (an analyst) signed in
+    kept = _form(client, action="columns", agreement_file=(io.BytesIO(b"Our agreement."), "dsa.docx"))
+    digest = kept.text.split('name="agreement_pin" value="', 1)[1].split('"', 1)[0]
+    again = _form(client, action="columns", agreement_file=None, agreement_pin=digest, agreement_title="dsa.docx")
+    assert "Attached already: dsa.docx (14 bytes)" in _text(again.text)         # a real pin still works
+    for probe in ("../web-secret", str(node.home / "web-secret"), "../config.yaml", "/etc/hostname"):
+        page = _form(client, action="columns", agreement_file=None, agreement_pin=probe, agreement_title="x")
+        assert page.status_code == 200 and "Attached already" not in _text(page.text), probe
+        assert probe not in page.text

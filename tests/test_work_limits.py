@@ -7,15 +7,9 @@ import pytest
 from verifier.decision import TransferRequest, limits
 from verifier.decision import protocol as protocol_stage
 from verifier.results import CeadError
-from transfer_world import API, codes, world
+from transfer_world import API, codes
 
 HEADER = b"ageBand,localAuthority,outcome,count\n"
-
-
-@pytest.fixture(scope="module")
-def w():
-    with world() as w:
-        yield w
 
 
 def decide(w, credentials, request):
