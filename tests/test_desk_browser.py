@@ -639,3 +639,89 @@ def test_the_node_s_public_page_of_transfers_fits_a_phone(world, browser):
         assert visitor.locator("table.cead-boxes").count() == 2        # the approval's, and those refused before one
         shown = visitor.evaluate("getComputedStyle(document.querySelector('table.cead-boxes td')).display")
         assert shown == ("block" if width < 768 else "table-cell"), shown
+
+
+def approve_through_the_page(page, w, request_id: str, *, not_before: str | None = None,
+                             not_after: str | None = None) -> str:
+    """The IAO approves a request on its decision page (the form's defaults, School enrolment ticked, the window
+    when given); returns the approval's id."""
+    page.goto(f"{w['iao']['url']}/wallet/requests/{request_id}")
+    page.click("label:has-text('School enrolment')")
+    if not_before:
+        page.fill("#not_before", not_before)
+    if not_after:
+        page.fill("#not_after", not_after)
+    page.click("button:has-text('Approve, sign and deliver')")
+    assert "Approved and delivered to" in page.inner_text("main"), page.inner_text("main")[:2000]
+    return sharing.get_request(w["iao"]["wallet"], request_id).approval_id
+
+
+def tag_of(page, selector: str) -> str:
+    return page.inner_text(f"{selector} .ds_tag").strip()
+
+
+def test_an_approval_no_longer_in_force_never_reads_approved(world, browser):
+    """An approval the IAO suspended, one revoked and one whose time has run out read "suspended", "revoked" and
+    "expired" wherever they are badged, in words: the approval's own page (the badge under its title and "Status
+    now"), the list of requests, the DPO's register, and the requester's wallet (its list and the credential's
+    page). One still in force reads "approved" on the desk and "in force" as its status now."""
+    w = world
+    base = w["iao"]["url"]
+    iao = person(browser).new_page()
+    sign_in(iao, base, "ian")
+    ids = {name: send_direct(w, [DATASET]) for name in ("suspended", "revoked", "expired", "in force")}
+    approvals = {name: approve_through_the_page(iao, w, rid) for name, rid in ids.items() if name != "expired"}
+    approvals["expired"] = approve_through_the_page(iao, w, ids["expired"], not_before="2025-01-01",
+                                                    not_after="2025-12-31")
+    iao.goto(f"{base}/wallet/requests/{ids['suspended']}")
+    iao.click("button:has-text('Suspend')")
+    assert "now suspended" in iao.inner_text("main")
+    iao.goto(f"{base}/wallet/requests/{ids['revoked']}")
+    iao.fill("#revoke-reason", "The sharing agreement ended.")
+    iao.click("label[for=confirm]")
+    iao.click("button[value=revoke]")
+    assert "now revoked" in iao.inner_text("main")
+
+    for width in (1200, 390):
+        page = person(browser, width).new_page()
+        sign_in(page, base, "ian")
+        for name, rid in ids.items():
+            page.goto(f"{base}/wallet/requests/{rid}")
+            badge, now = tag_of(page, "h1 + p"), tag_of(page, "h2#approval + p")   # under the title; "Status now"
+            assert (badge, now) == (("approved", "in force") if name == "in force" else (name, name)), (name, badge)
+            check(page, f"60-approval-{name.replace(' ', '-')}-{width}")
+        page.goto(f"{base}/wallet/requests")
+        for name, rid in ids.items():
+            assert tag_of(page, f"tr[data-request='{rid}']") == ("approved" if name == "in force" else name), name
+        check(page, f"61-requests-list-{width}")
+
+    admin = person(browser).new_page()
+    sign_in(admin, base, "ada")
+    admin.goto(base + "/dpo/register")
+    for name, approval in approvals.items():
+        status = admin.inner_text(f"tr:has(td:text-is('{approval}')) td[data-heading=Status]").strip()
+        assert status == ("active" if name == "in force" else name), (name, status)
+    ended = admin.inner_text(f"tr:has(td:text-is('{approvals['expired']}')) td[data-heading='Valid until']")
+    assert ended.startswith("31 December 2025"), ended             # its notAfter, when the register has no more
+    check(admin, "62-register-statuses-1200")
+
+    # the requester's wallet, once it has read the status lists again
+    wallet = w["requester"]["wallet"]
+    held = {name: next(r.id for r in wallet.search(type="DataSharingApprovalCredential")
+                       if r.credential_id == approval) for name, approval in approvals.items()}
+    for width in (1200, 390):
+        analyst = person(browser, width).new_page()
+        sign_in(analyst, w["requester"]["url"], "ana")
+        analyst.goto(w["requester"]["url"] + "/wallet/")
+        analyst.click("button:has-text('Re-check status lists now')")
+        for name, ident in held.items():
+            row = analyst.locator(f"tr:has(a[href$='/wallet/{ident}'])")
+            shown = row.locator("td[data-heading=Status]").inner_text().strip()
+            assert shown == ("valid" if name == "in force" else name), (name, shown)
+            if name == "expired":
+                assert row.locator("td[data-heading='Valid until']").inner_text().startswith("31 December 2025")
+        check(analyst, f"63-holdings-statuses-{width}")
+        analyst.goto(f"{w['requester']['url']}/wallet/{held['expired']}")
+        assert analyst.inner_text("#credential-status").startswith("expired")
+        check(analyst, f"64-held-expired-{width}")
+
