@@ -725,3 +725,28 @@ def test_an_approval_no_longer_in_force_never_reads_approved(world, browser):
         assert analyst.inner_text("#credential-status").startswith("expired")
         check(analyst, f"64-held-expired-{width}")
 
+
+def test_the_register_shows_names_as_text_and_identifiers_in_monospace(world, browser):
+    """The DPO's register: an organisation's name (as a certification states it, or as the node knows a recipient)
+    in the pages' ordinary type, its DID under it in the smaller monospace of identifiers."""
+    w = world
+    base = w["iao"]["url"]
+    requester = w["requester"]["node"].did
+    issuing.issue(w["iao"]["node"], _credential("OrganisationCertificationCredential", {
+        **certification_subject(requester, CYBER_ESSENTIALS),
+        "certificationBody": {"id": w["iao"]["node"].did, "name": "Fife Council Education Service"}}))
+    for width in (1200, 390):
+        admin = person(browser, width).new_page()
+        sign_in(admin, base, "ada")
+        admin.goto(base + "/dpo/register")
+        check(admin, f"65-register-names-{width}")
+        fonts = admin.evaluate("""() => [...document.querySelectorAll('td[data-heading="Subject / recipients"]')]
+            .filter(td => td.querySelector('.cead-subject-name')).map(td => [
+                td.querySelector('.cead-subject-name').textContent,
+                getComputedStyle(td.querySelector('.cead-subject-name')).fontFamily,
+                getComputedStyle(td.querySelector('.mono')).fontFamily,
+                getComputedStyle(document.querySelector('main p')).fontFamily])""")
+        assert any(name == "Example Council" for name, *_ in fonts), fonts
+        for name, font, id_font, body_font in fonts:
+            assert font == body_font and "monospace" not in font, (name, font)
+            assert "monospace" in id_font, (name, id_font)
