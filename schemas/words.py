@@ -82,8 +82,8 @@ def moment_words(value: datetime | str | None, *, seconds: bool = False) -> str:
 # active one ``in_force`` ("valid"; on the desk, a request's approval in force reads "approved")
 STATUS_WORDS = {"revoked": "revoked", "suspended": "suspended", "unknown": "status not known"}
 # the colour of each (the design system's tags: macro ``tag``; the older ``.badge`` classes: ``STATUS_BADGE``)
-STATUS_BADGE = {"valid": "ok", "approved": "ok", "in force": "ok", "active": "active", "suspended": "suspended", "revoked": "revoked",
-                "expired": "revoked", "status not known": "warn", "not yet in force": ""}
+STATUS_BADGE = {"valid": "ok", "approved": "ok", "in force": "ok", "active": "active", "suspended": "suspended",
+                "revoked": "revoked", "expired": "revoked", "status not known": "warn", "not yet in force": ""}
 
 
 def _instant(value: datetime | str | None) -> datetime | None:
