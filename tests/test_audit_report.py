@@ -217,6 +217,18 @@ def test_requests_without_a_presentation_are_a_group_of_their_own_and_still_coun
     assert node_page.count("nobody (no presentation was sent)") == 2
 
 
+def test_the_node_s_page_of_transfers_names_whom_its_names_file_names(world):
+    """The issuer alone (no wallet mounted) names a recipient on /log/transfers by the name its HOME/names.json
+    gives (the shape `cead audit --names` takes), the DID beside it; a recipient it has no name for, by its DID."""
+    import requests
+    (world.node.home / "names.json").write_text(json.dumps({RECIPIENT: "Justice Analytical Services"}))
+    page = requests.get(world.base + "/log/transfers", verify=world.ca, timeout=10).text
+    assert ('<span class="cead-name">Justice Analytical Services</span> '
+            f'<span class="cead-id cead-id-beside">{RECIPIENT}</span>') in page
+    assert f'<td data-heading="Recipient"><span class="cead-id">{OTHER_RECIPIENT}</span></td>' in page
+    assert '<td data-heading="When" class="cead-when">' in page
+
+
 def test_every_credential_issued_is_listed_not_only_approvals(world):
     _, page, _ = audit(world)
     seen = text(page)

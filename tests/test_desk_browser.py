@@ -620,12 +620,19 @@ def _logged(node, approval: str | None, holder: str | None, *, reasons: tuple[st
 def test_the_node_s_public_page_of_transfers_fits_a_phone(world, browser):
     """``/log/transfers`` (public, no sign-in): every decision the node's gateway logged, under the approval it was
     made under, in the pages' look; at 390 px each decision is a box, each value under its column's name, and the
-    page does not scroll sideways."""
+    page does not scroll sideways. At 1200 px each time is on one line. A recipient or dataset the node knows a name
+    for (its names.json, its catalogue) reads by that name, its identifier beside it in smaller monospace; one it
+    does not know, by its identifier."""
     w = world
     node, requester = w["iao"]["node"], w["requester"]["node"].did
+    stranger = "did:web:stranger.example"
+    names = node.home / "names.json"
+    known = json.loads(names.read_text()) if names.exists() else {}
+    names.write_text(json.dumps({**known, requester: "Example Council"}))
     approval = f"urn:uuid:{uuid.uuid4()}"
     _logged(node, approval, requester)
     _logged(node, approval, requester, reasons=("transfer.volume_exceeded", "transfer.column_not_approved"))
+    _logged(node, approval, stranger)
     _logged(node, None, None, reasons=("presentation.missing",))
     for width in (1200, 390):
         visitor = person(browser, width).new_page()
@@ -636,9 +643,30 @@ def test_the_node_s_public_page_of_transfers_fits_a_phone(world, browser):
         assert "Transfers under each approval" in visitor.inner_text("h1") and approval in main
         assert "more rows than the approval allows in one transfer (transfer.volume_exceeded)" in main
         assert "no presentation was sent with the request (presentation.missing)" in main
-        assert visitor.locator("table.cead-boxes").count() == 2        # the approval's, and those refused before one
+        assert visitor.locator("table.cead-boxes").count() == 2        # the approval's, and the bare requests'
         shown = visitor.evaluate("getComputedStyle(document.querySelector('table.cead-boxes td')).display")
         assert shown == ("block" if width < 768 else "table-cell"), shown
+        cells = visitor.evaluate("""() => [...document.querySelectorAll('td[data-heading=Recipient], td[data-heading=Dataset]')]
+            .filter(td => td.querySelector('.cead-id')).map(td => {
+                const name = td.querySelector('.cead-name'), id = td.querySelector('.cead-id');
+                return {name: name && name.textContent, nameFont: name && getComputedStyle(name).fontFamily,
+                        nameSize: name && parseFloat(getComputedStyle(name).fontSize), id: id.textContent,
+                        idFont: getComputedStyle(id).fontFamily, idSize: parseFloat(getComputedStyle(id).fontSize)};
+            })""")
+        by_id = {c["id"]: c for c in cells}
+        assert by_id[requester]["name"] == "Example Council" and by_id[DATASET]["name"] == "School meals register"
+        assert by_id[stranger]["name"] is None                          # not known: the identifier alone
+        for c in (by_id[requester], by_id[DATASET]):
+            assert "monospace" not in c["nameFont"] and "monospace" in c["idFont"], c
+            assert c["idSize"] < c["nameSize"], c
+        if width >= 768:   # each time on one line: the text's line boxes all at one height
+            lines = visitor.evaluate("""() => [...document.querySelectorAll('td[data-heading=When]')].map(td => {
+                const r = document.createRange(); r.selectNodeContents(td);
+                return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; })""")
+            assert lines and set(lines) == {1}, lines
+            fits = visitor.evaluate("""() => [...document.querySelectorAll('.cead-scroll')].every(
+                box => box.scrollWidth <= box.clientWidth + 1)""")
+            assert fits, "a table of transfers scrolls sideways at 1200 px"
 
 
 def approve_through_the_page(page, w, request_id: str, *, not_before: str | None = None,
