@@ -31,7 +31,7 @@ from verifier.did import Resolver, did_web_from_url, ed25519_keys
 from verifier.http import Fetcher
 from verifier.results import CeadError, Problem
 from verifier.tlog import merkle, note as notes, tiles
-from verifier.tlog.checkpoint import Checkpoint, open_checkpoint
+from verifier.tlog.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 
 S62 = "https://www.legislation.gov.uk/ukpga/2018/12/section/62"
 NO_APPROVAL = "(no approval)"   # decisions refused before an approval was found (a presentation unreadable, say)
@@ -114,12 +114,12 @@ def run(node_url: str, *, did: str | None = None, witnesses: list[str] = (), fet
     notes_seen = list(listing.get("checkpoints") or [])
     if latest not in notes_seen:
         notes_seen.append(latest)
-    opened = []
+    opened, bad_cosigners = [], {}
     for note in notes_seen:
         found = None
-        for raw in keys:
+        for raw in keys:           # the organisation's own signature first, alone: a bad cosignature is not its
             try:
-                found = open_checkpoint(note, notes.NoteKey(audit.origin, notes.ALG_ED25519, raw), witness_keys)
+                found = open_checkpoint(note, notes.NoteKey(audit.origin, notes.ALG_ED25519, raw))
                 break
             except CeadError:
                 continue
@@ -127,7 +127,13 @@ def run(node_url: str, *, did: str | None = None, witnesses: list[str] = (), fet
             audit.problems.append(Problem("audit.checkpoint_invalid", "A checkpoint is not signed by a key of "
                                           f"{did}.", {"checkpoint": note[:200]}))
             continue
-        opened.append(found)
+        cosigned, bad = cosignatures(note, witness_keys)
+        for name in bad:
+            audit.problems.append(Problem("audit.cosignature_invalid",
+                                          bad_cosignature_words(name, found.checkpoint.size),
+                                          {"size": found.checkpoint.size, "witness": name}))
+        bad_cosigners[found.checkpoint.size] = bad
+        opened.append(SignedCheckpoint(found.checkpoint, found.note, tuple(cosigned)))
     opened.sort(key=lambda c: c.checkpoint.size)
     size = max((c.checkpoint.size for c in opened), default=0)
     if size > MAX_ENTRIES:
@@ -160,10 +166,32 @@ def run(node_url: str, *, did: str | None = None, witnesses: list[str] = (), fet
                                           f"co-signed by {len(names)} of the witnesses given; {min_witnesses} "
                                           "needed.", {"size": cp.size}))
         audit.checkpoints.append({"size": cp.size, "root": cp.root.hex(), "consistent": consistent,
-                                  "witnesses": names,
+                                  "witnesses": names, "badCosignatures": bad_cosigners.get(cp.size, []),
                                   "witnessedAt": [datetime.fromtimestamp(w.timestamp, timezone.utc).isoformat()
                                                   for w in c.witnesses if w.timestamp is not None]})
     return audit
+
+
+def bad_cosignature_words(witness: str, size: int) -> str:
+    """The finding for a witness's cosignature that does not verify (``witness``: its name, as text or HTML)."""
+    return (f"The cosignature of the witness {witness} on the checkpoint of {size} entries does not verify: the "
+            "log serves a cosignature that witness did not make over this checkpoint (ask the organisation why; the "
+            "witness can say what it co-signed). The organisation's own signature on it is good.")
+
+
+def cosignatures(note: str, witness_keys: list) -> tuple[list, list[str]]:
+    """The cosignatures on ``note`` by the witness keys given, each checked on its own: ``(verified, bad)``, the
+    verified cosignatures (``notes.Verified``) and the names of the witnesses whose cosignature is there but does
+    not verify (each once). A witness key that did not co-sign is in neither."""
+    verified, bad = [], []
+    for key in witness_keys:
+        try:
+            verified += notes.verify(note, [key])[1]
+        except CeadError as exc:
+            if exc.code != "tlog.signature_invalid":
+                raise
+            bad.append(key.name)
+    return verified, list(dict.fromkeys(bad))
 
 
 def _roots_at(leaves: list[bytes], sizes: list[int]) -> dict[int, bytes]:
@@ -397,7 +425,8 @@ explained at the end, under <a href="#terms">What the terms mean</a>.</p>"""]
         else:
             head = ('<div class="verdict bad"><h2 class="answer">Result: problems found: do not rely on this log '
                     'until the organisation explains them</h2>')
-            checks = [f'<span class="no">&#10007; {e(p.message)}</span> <code>{e(p.code)}</code>' for p in a.problems]
+            checks = [f'<span class="no">&#10007; {self.problem_words(p)}</span> <code>{e(p.code)}</code>'
+                      for p in a.problems]
             tail = (f"<p>Checked: {n_cp} checkpoint{'s' if n_cp != 1 else ''} signed by the organisation, against "
                     f"{a.size} entries. The counts and tables below are what the log serves now, not proven.</p>")
         scope = ("<p class=\"note\">What this shows: what {org}'s node logged about the credentials it issued, their "
@@ -406,6 +435,12 @@ explained at the end, under <a href="#terms">What the terms mean</a>.</p>"""]
                  "its signature is checked with <code>cead receipts verify</code> on the node, or by comparing a "
                  "recipient's copy with the fingerprint.</p>").format(org=e(self.plain_name(a.did)))
         return head + "<ul>" + "".join(f"<li>{c}</li>" for c in checks) + "</ul>" + tail + scope + "</div>"
+
+    def problem_words(self, p: Problem) -> str:
+        """A finding as HTML: a witness whose cosignature is bad by the auditor's name for it, with its DID."""
+        if p.code == "audit.cosignature_invalid" and p.detail.get("witness"):
+            return bad_cosignature_words(self.inline(p.detail["witness"]), p.detail.get("size"))
+        return self.e(p.message)
 
     def summary(self) -> str:
         a = self.audit
@@ -594,11 +629,13 @@ organisation; only a Part 3 controller is bound by s.62.</p>
         for c in self.audit.checkpoints:
             cosigned = ", ".join(f"{self.plain_name(w)}" for w in c["witnesses"])
             when = ", ".join(moment_words(t, seconds=True) for t in c.get("witnessedAt") or [])
+            bad = "".join(f'<br><span class="no">the cosignature of {e(self.plain_name(w))} does NOT verify</span>'
+                          for w in c.get("badCosignatures") or [])
             rows.append([str(c["size"]), f"<code>{e(c['root'])}</code>",
                          '<span class="yes">yes</span>' if c["consistent"] else '<span class="no">NO</span>',
-                         (e(cosigned) + (f" ({e(when)})" if when else "")) if cosigned else
-                         ("none of the witnesses named" if self.audit.witness_keys else "not checked (no witness "
-                                                                                       "key given)")])
+                         ((e(cosigned) + (f" ({e(when)})" if when else "")) if cosigned else
+                          ("none of the witnesses named" if self.audit.witness_keys else "not checked (no witness "
+                                                                                        "key given)")) + bad])
         return ("<h2>Checkpoints</h2><p>Each checkpoint the organisation signed: how many entries it covers, the root "
                 "hash of those entries, whether the entries served produce that root, and which of the witnesses "
                 "you named co-signed it.</p>"

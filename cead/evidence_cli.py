@@ -58,10 +58,15 @@ SIGNATURE_WORDS = {
                    "recipient: only the copies it received from another organisation's gateway, whether it pulled "
                    "data or pushed it (listed as \"copy received\").")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print JSON instead of a table (side: provider or recipient, as --side names them).")
+              help="Print JSON instead of a table (side: provider or recipient, as --side names them; group: "
+                   "approval, noApproval or withoutPresentation, the group the table lists it in; reasons: its "
+                   "reason codes).")
 @home_option
 def list_(approval, side, as_json, home) -> None:
-    """List stored receipts, oldest first, grouped by the approval they were made under. Each line: when, the
+    """List stored receipts, oldest first, grouped by the approval they were made under; then those refused before
+    an approval was found (a presentation was sent, but no approval in it could be read or relied on); last, apart,
+    requests without any presentation (probes, health checks, misconfigured clients), as `cead audit` and the
+    node's /log/transfers group them. Each line: when, the
     decision, who signed the receipt ("signed here": this node's gateway; "copy received": another organisation's
     gateway, whichever way the data moved), rows, the recipient, the receipt id, and for a copy received what was
     checked as it arrived (the bytes against the receipt; the signature against the gateway's DID document)."""
@@ -73,18 +78,28 @@ def list_(approval, side, as_json, home) -> None:
     if not rows:
         click.echo("No receipts stored.")
         return
+    from issuer.evidence.report import NOBODY
+    heads = {store.NO_APPROVAL: "Refused before an approval was found (a presentation was sent, but no approval in "
+                                "it could be read or relied on)",
+             store.WITHOUT_PRESENTATION: "Requests without any presentation (probes, health checks, misconfigured "
+                                         "clients): refused, nothing moved, nobody identified"}
     current = object()
-    for row in sorted(rows, key=lambda r: (r.approval or "", r.at)):
-        if row.approval != current:
-            current = row.approval
-            click.echo(f"Approval {row.approval or '(none: refused before an approval was found)'}")
+    # as the audit report and /log/transfers group them: each approval's, then those refused before an approval
+    # was found, then the requests that carried no presentation at all
+    grouped = sorted(((r.group, r) for r in rows), key=lambda g: (store.GROUPS.index(g[0]), g[1].approval or "",
+                                                                  g[1].at))
+    for kind, row in grouped:
+        if (kind, row.approval) != current:
+            current = (kind, row.approval)
+            click.echo(f"Approval {row.approval}" if kind == store.APPROVAL_GROUP else heads[kind])
         check = {"matches": "  bytes match", "differs": "  BYTES DIFFER from the receipt"}.get(
             row.payload_check or "", "")
         state = row.signature_state
         check += f"  {SIGNATURE_WORDS[state].format(id=row.id)}" if state in SIGNATURE_WORDS else ""
         side_words = SIDE_WORDS.get(row.side, row.side or "-")
         click.echo(f"  {row.at}  {row.decision:5}  {side_words:13}  "
-                   f"rows={row.rows if row.rows is not None else '-':<6}  {row.holder or '-'}  {row.id}{check}")
+                   f"rows={row.rows if row.rows is not None else '-':<6}  "
+                   f"{row.holder or (NOBODY if kind == store.WITHOUT_PRESENTATION else '-')}  {row.id}{check}")
 
 
 @receipts.command("show")

@@ -722,6 +722,45 @@ def register(node) -> list[db.IssuedCredential]:
                                                                  db.IssuedCredential.id)))
 
 
+def status_words(node, rows: Iterable[db.IssuedCredential], *, in_force: str = "active",
+                 now=None) -> dict[str, str]:
+    """Each register row's standing in plain words, by credential id, as a badge shows it
+    (``schemas.words.status_words``): "revoked", "expired", "suspended", "not yet in force", else ``in_force``.
+    The time a credential is in force is its validity narrowed by the ``notBefore``/``notAfter`` it states (an
+    approval's window, a delegation's scope), read from the credential as issued (``IssueRecord``); the register's
+    own ``valid_from``/``valid_until`` where that is not kept."""
+    from schemas import words
+    rows = list(rows)
+    windows = in_force_windows(node, [r.id for r in rows])
+    out = {}
+    for r in rows:
+        starts, ends = windows.get(r.id, (None, None))
+        out[r.id] = words.status_words(r.status, valid_until=ends or r.valid_until,
+                                       valid_from=starts or r.valid_from, now=now, in_force=in_force)
+    return out
+
+
+def in_force_windows(node, ids: list[str]) -> dict[str, tuple]:
+    """``{credential id: (from, until)}`` for those of ``ids`` whose signed credential the node kept
+    (``IssueRecord``): ``schemas.words.in_force_window`` of it."""
+    from schemas import words
+    from verifier.jose import unverified_claims
+    if not ids:
+        return {}
+    out = {}
+    with node.session() as s:
+        for chunk in range(0, len(ids), 500):
+            for record in s.exec(select(db.IssueRecord).where(db.IssueRecord.credential_id.in_(
+                    ids[chunk:chunk + 500]))):
+                try:
+                    signed = json.loads(record.response).get("credential")
+                    document = unverified_claims(signed) if isinstance(signed, str) else signed
+                except (ValueError, AttributeError, CeadError):
+                    continue
+                out[record.credential_id] = words.in_force_window(document)
+    return out
+
+
 def register_csv(rows: Iterable[db.IssuedCredential]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

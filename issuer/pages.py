@@ -445,8 +445,12 @@ def blueprint(node) -> Blueprint:
     @sign_in_required
     def register():
         rows = issuing.register(node)
-        counts = {s: sum(1 for r in rows if r.status == s) for s in ("active", "suspended", "revoked")}
+        shown = issuing.status_words(node, rows)    # what each badge says: "expired" too, which no list says
+        ends = {i: until for i, (_, until) in issuing.in_force_windows(node, [r.id for r in rows]).items()}
+        counts = {s: sum(1 for r in rows if shown[r.id] == s) for s in ("active", "suspended", "revoked", "expired",
+                                                                         "not yet in force")}
         return render_template("dpo_register.html", rows=rows, counts=counts, suspendable=_suspendable,
+                               shown=shown, badge=plain.STATUS_BADGE, ends=ends,
                                may_change="status:change" in current_token().scopes.split(","),
                                changeable=lambda row: (issuing.status_scope(row.types.split(",")) or "status:change")
                                in current_token().scopes.split(","),
@@ -471,7 +475,9 @@ def blueprint(node) -> Blueprint:
                 row = s.get(db.IssuedCredential, credential_id)
             if row is None:
                 raise CeadError("credential.not_found", f"This node has not issued {credential_id}.")
-            return render_template("dpo_confirm_revoke.html", row=row, seen=status_note("revoke", row.types))
+            shown = issuing.status_words(node, [row])[row.id]
+            return render_template("dpo_confirm_revoke.html", row=row, seen=status_note("revoke", row.types),
+                                   shown=shown, badge=plain.STATUS_BADGE)
         result = issuing.change_status(node, credential_id, action, by=token.name, reason=reason,
                                        scopes=token.scopes.split(","))
         audit(f"{action} credential", target=credential_id, detail={"reason": reason} if reason else None)

@@ -75,6 +75,63 @@ def moment_words(value: datetime | str | None, *, seconds: bool = False) -> str:
     return f"{day_words(value)}, {value.strftime('%H:%M:%S' if seconds else '%H:%M')} UTC"
 
 
+
+# what a credential's status badge says (the register, the wallet, the approver's desk): the status list's word for
+# it, except that a credential past its validUntil reads "expired" (no status list says so, and the register's and
+# the wallet's stored status stay "active"), one not yet in force "not yet in force", one with no status list or an
+# active one ``in_force`` ("valid"; on the desk, a request's approval in force reads "approved")
+STATUS_WORDS = {"revoked": "revoked", "suspended": "suspended", "unknown": "status not known"}
+# the colour of each (the design system's tags: macro ``tag``; the older ``.badge`` classes: ``STATUS_BADGE``)
+STATUS_BADGE = {"valid": "ok", "approved": "ok", "in force": "ok", "active": "active", "suspended": "suspended",
+                "revoked": "revoked", "expired": "revoked", "status not known": "warn", "not yet in force": ""}
+
+
+def _instant(value: datetime | str | None) -> datetime | None:
+    if isinstance(value, str) and value:
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+
+def in_force_window(document: dict | None) -> tuple[datetime | None, datetime | None]:
+    """When a credential is in force, ``(from, until)``: its ``validFrom``/``validUntil`` narrowed by the
+    ``notBefore``/``notAfter`` its subject states (an approval's) or its scope states (a delegation's), which a
+    gateway checks as it checks validity; None where nothing bounds it."""
+    document = document if isinstance(document, dict) else {}
+    subject = document.get("credentialSubject")
+    subject = subject if isinstance(subject, dict) else {}
+    scope = subject.get("scope") if isinstance(subject.get("scope"), dict) else {}
+    starts = [_instant(v) for v in (document.get("validFrom"), subject.get("notBefore"), scope.get("notBefore"))]
+    ends = [_instant(v) for v in (document.get("validUntil"), subject.get("notAfter"), scope.get("notAfter"))]
+    starts, ends = [v for v in starts if v is not None], [v for v in ends if v is not None]
+    return (max(starts) if starts else None), (min(ends) if ends else None)
+
+
+def status_words(status: str | None, *, valid_until: datetime | str | None = None,
+                 valid_from: datetime | str | None = None, now: datetime | None = None,
+                 in_force: str = "valid") -> str:
+    """A credential's standing in one or two plain words, as a badge shows it: ``revoked`` (final, whatever else
+    holds), ``expired`` (past ``valid_until``), ``suspended``, ``not yet in force`` (before ``valid_from``),
+    ``status not known`` (its status list could not be read), otherwise ``in_force``. ``status`` is the register's
+    or the wallet's (``active``, ``suspended``, ``revoked``, ``none``: no status list, ``unknown``)."""
+    if status == "revoked":
+        return STATUS_WORDS[status]
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    until, since = _instant(valid_until), _instant(valid_from)
+    if until is not None and until <= now:
+        return "expired"
+    if status in STATUS_WORDS:
+        return STATUS_WORDS[status]
+    if since is not None and since > now:
+        return "not yet in force"
+    return in_force
+
+
 # the Acts the rulebook cites (legislation.gov.uk paths), by the names people use for them
 ACT_NAMES = {"eur/2016/679": "UK GDPR", "ukpga/2018/12": "Data Protection Act 2018",
              "ukpga/2017/30": "Digital Economy Act 2017"}

@@ -24,6 +24,8 @@ from issuer.evidence import receipts as store
 from issuer.evidence import record, witness
 from issuer.node import Node
 from verifier.receipts import payload_evidence, seal
+from verifier.tlog import note as notes
+from verifier.tlog.checkpoint import Checkpoint
 
 from helpers_https import https_server
 from issuer_fixtures import PASS, ready_node
@@ -115,6 +117,38 @@ def test_with_the_witness_the_verdict_says_who_co_signed(world):
     assert "not checked" not in seen
 
 
+def test_a_bad_cosignature_names_the_witness_not_the_organisation(world):
+    """A checkpoint served with a witness's cosignature that does not verify over it (here a real cosignature the
+    witness made over an earlier checkpoint, carried over to a later one, as a node faking its witnessing would):
+    the finding names that witness (by the auditor's name for it, and its DID), not the organisation's node, whose
+    own signature on the checkpoint is good; the checkpoint still counts as the organisation's, not co-signed."""
+    log = record.log_of(world.node)
+    first = log.checkpoint()
+    size = Checkpoint.parse(notes.split(first)[0]).size
+    [line] = [s.line() for s in notes.split(first)[1] if s.name == world.witness_did]   # the witness's, real
+    transfer(world.node, world.a1)                                                  # the log grows...
+    later = log.checkpoint()
+    later_size = Checkpoint.parse(notes.split(later)[0]).size
+    assert later_size > size
+    log.add_cosignature(later_size, line)                                          # ...and the old line is reused
+    names = world.tmp / "names.json"
+    names.write_text(json.dumps({world.witness_did: "Fife Council", world.node.did: "Police Scotland"}))
+    result, page, _ = audit(world, "--witness", world.witness, "--names", names)
+    assert result.exit_code == 1, result.output
+    assert "audit.cosignature_invalid" in result.output and world.witness_did in result.output
+    assert "audit.checkpoint_invalid" not in result.output and "not signed by a key of" not in result.output
+    seen = text(page)
+    finding = seen.split("Result: problems found")[1].split("Checked:")[0]
+    assert f"The cosignature of the witness Fife Council ( {world.witness_did} ) on the checkpoint of {later_size} " \
+        "entries does not verify" in finding, finding
+    assert "Police Scotland" not in finding and "audit.cosignature_invalid" in finding
+    assert f"Checked: 2 checkpoints signed by the organisation" in seen          # its own signature is good
+    rows = seen.split("Checkpoints")[-1]
+    assert re.search(rf"{later_size} [0-9a-f]{{64}} yes none of the witnesses named the cosignature of Fife "
+                     "Council does NOT verify", rows), rows
+    assert re.search(rf"{size} [0-9a-f]{{64}} yes Fife Council \(", rows), rows      # the first: truly co-signed
+
+
 def test_the_totals_are_the_sums_of_what_is_listed(world):
     result, page, out = audit(world)
     rows = list(csv.DictReader(io.StringIO(next(out.glob("*.csv")).read_text())))
@@ -181,6 +215,18 @@ def test_requests_without_a_presentation_are_a_group_of_their_own_and_still_coun
     assert "Requests without any presentation (probes, health checks, misconfigured clients)" in node_page
     assert "Refused: nothing moved and nobody was identified." in node_page
     assert node_page.count("nobody (no presentation was sent)") == 2
+
+
+def test_the_node_s_page_of_transfers_names_whom_its_names_file_names(world):
+    """The issuer alone (no wallet mounted) names a recipient on /log/transfers by the name its HOME/names.json
+    gives (the shape `cead audit --names` takes), the DID beside it; a recipient it has no name for, by its DID."""
+    import requests
+    (world.node.home / "names.json").write_text(json.dumps({RECIPIENT: "Justice Analytical Services"}))
+    page = requests.get(world.base + "/log/transfers", verify=world.ca, timeout=10).text
+    assert ('<span class="cead-name">Justice Analytical Services</span> '
+            f'<span class="cead-id cead-id-beside">{RECIPIENT}</span>') in page
+    assert f'<td data-heading="Recipient"><span class="cead-id">{OTHER_RECIPIENT}</span></td>' in page
+    assert '<td data-heading="When" class="cead-when">' in page
 
 
 def test_every_credential_issued_is_listed_not_only_approvals(world):

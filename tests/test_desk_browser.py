@@ -620,12 +620,19 @@ def _logged(node, approval: str | None, holder: str | None, *, reasons: tuple[st
 def test_the_node_s_public_page_of_transfers_fits_a_phone(world, browser):
     """``/log/transfers`` (public, no sign-in): every decision the node's gateway logged, under the approval it was
     made under, in the pages' look; at 390 px each decision is a box, each value under its column's name, and the
-    page does not scroll sideways."""
+    page does not scroll sideways. At 1200 px each time is on one line. A recipient or dataset the node knows a name
+    for (its names.json, its catalogue) reads by that name, its identifier beside it in smaller monospace; one it
+    does not know, by its identifier."""
     w = world
     node, requester = w["iao"]["node"], w["requester"]["node"].did
+    stranger = "did:web:stranger.example"
+    names = node.home / "names.json"
+    known = json.loads(names.read_text()) if names.exists() else {}
+    names.write_text(json.dumps({**known, requester: "Example Council"}))
     approval = f"urn:uuid:{uuid.uuid4()}"
     _logged(node, approval, requester)
     _logged(node, approval, requester, reasons=("transfer.volume_exceeded", "transfer.column_not_approved"))
+    _logged(node, approval, stranger)
     _logged(node, None, None, reasons=("presentation.missing",))
     for width in (1200, 390):
         visitor = person(browser, width).new_page()
@@ -636,6 +643,138 @@ def test_the_node_s_public_page_of_transfers_fits_a_phone(world, browser):
         assert "Transfers under each approval" in visitor.inner_text("h1") and approval in main
         assert "more rows than the approval allows in one transfer (transfer.volume_exceeded)" in main
         assert "no presentation was sent with the request (presentation.missing)" in main
-        assert visitor.locator("table.cead-boxes").count() == 2        # the approval's, and those refused before one
+        assert visitor.locator("table.cead-boxes").count() == 2        # the approval's, and the bare requests'
         shown = visitor.evaluate("getComputedStyle(document.querySelector('table.cead-boxes td')).display")
         assert shown == ("block" if width < 768 else "table-cell"), shown
+        cells = visitor.evaluate("""() => [...document.querySelectorAll('td[data-heading=Recipient], td[data-heading=Dataset]')]
+            .filter(td => td.querySelector('.cead-id')).map(td => {
+                const name = td.querySelector('.cead-name'), id = td.querySelector('.cead-id');
+                return {name: name && name.textContent, nameFont: name && getComputedStyle(name).fontFamily,
+                        nameSize: name && parseFloat(getComputedStyle(name).fontSize), id: id.textContent,
+                        idFont: getComputedStyle(id).fontFamily, idSize: parseFloat(getComputedStyle(id).fontSize)};
+            })""")
+        by_id = {c["id"]: c for c in cells}
+        assert by_id[requester]["name"] == "Example Council" and by_id[DATASET]["name"] == "School meals register"
+        assert by_id[stranger]["name"] is None                          # not known: the identifier alone
+        for c in (by_id[requester], by_id[DATASET]):
+            assert "monospace" not in c["nameFont"] and "monospace" in c["idFont"], c
+            assert c["idSize"] < c["nameSize"], c
+        if width >= 768:   # each time on one line: the text's line boxes all at one height
+            lines = visitor.evaluate("""() => [...document.querySelectorAll('td[data-heading=When]')].map(td => {
+                const r = document.createRange(); r.selectNodeContents(td);
+                return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; })""")
+            assert lines and set(lines) == {1}, lines
+            fits = visitor.evaluate("""() => [...document.querySelectorAll('.cead-scroll')].every(
+                box => box.scrollWidth <= box.clientWidth + 1)""")
+            assert fits, "a table of transfers scrolls sideways at 1200 px"
+
+
+def approve_through_the_page(page, w, request_id: str, *, not_before: str | None = None,
+                             not_after: str | None = None) -> str:
+    """The IAO approves a request on its decision page (the form's defaults, School enrolment ticked, the window
+    when given); returns the approval's id."""
+    page.goto(f"{w['iao']['url']}/wallet/requests/{request_id}")
+    page.click("label:has-text('School enrolment')")
+    if not_before:
+        page.fill("#not_before", not_before)
+    if not_after:
+        page.fill("#not_after", not_after)
+    page.click("button:has-text('Approve, sign and deliver')")
+    assert "Approved and delivered to" in page.inner_text("main"), page.inner_text("main")[:2000]
+    return sharing.get_request(w["iao"]["wallet"], request_id).approval_id
+
+
+def tag_of(page, selector: str) -> str:
+    return page.inner_text(f"{selector} .ds_tag").strip()
+
+
+def test_an_approval_no_longer_in_force_never_reads_approved(world, browser):
+    """An approval the IAO suspended, one revoked and one whose time has run out read "suspended", "revoked" and
+    "expired" wherever they are badged, in words: the approval's own page (the badge under its title and "Status
+    now"), the list of requests, the DPO's register, and the requester's wallet (its list and the credential's
+    page). One still in force reads "approved" on the desk and "in force" as its status now."""
+    w = world
+    base = w["iao"]["url"]
+    iao = person(browser).new_page()
+    sign_in(iao, base, "ian")
+    ids = {name: send_direct(w, [DATASET]) for name in ("suspended", "revoked", "expired", "in force")}
+    approvals = {name: approve_through_the_page(iao, w, rid) for name, rid in ids.items() if name != "expired"}
+    approvals["expired"] = approve_through_the_page(iao, w, ids["expired"], not_before="2025-01-01",
+                                                    not_after="2025-12-31")
+    iao.goto(f"{base}/wallet/requests/{ids['suspended']}")
+    iao.click("button:has-text('Suspend')")
+    assert "now suspended" in iao.inner_text("main")
+    iao.goto(f"{base}/wallet/requests/{ids['revoked']}")
+    iao.fill("#revoke-reason", "The sharing agreement ended.")
+    iao.click("label[for=confirm]")
+    iao.click("button[value=revoke]")
+    assert "now revoked" in iao.inner_text("main")
+
+    for width in (1200, 390):
+        page = person(browser, width).new_page()
+        sign_in(page, base, "ian")
+        for name, rid in ids.items():
+            page.goto(f"{base}/wallet/requests/{rid}")
+            badge, now = tag_of(page, "h1 + p"), tag_of(page, "h2#approval + p")   # under the title; "Status now"
+            assert (badge, now) == (("approved", "in force") if name == "in force" else (name, name)), (name, badge)
+            check(page, f"60-approval-{name.replace(' ', '-')}-{width}")
+        page.goto(f"{base}/wallet/requests")
+        for name, rid in ids.items():
+            assert tag_of(page, f"tr[data-request='{rid}']") == ("approved" if name == "in force" else name), name
+        check(page, f"61-requests-list-{width}")
+
+    admin = person(browser).new_page()
+    sign_in(admin, base, "ada")
+    admin.goto(base + "/dpo/register")
+    for name, approval in approvals.items():
+        status = admin.inner_text(f"tr:has(td:text-is('{approval}')) td[data-heading=Status]").strip()
+        assert status == ("active" if name == "in force" else name), (name, status)
+    ended = admin.inner_text(f"tr:has(td:text-is('{approvals['expired']}')) td[data-heading='Valid until']")
+    assert ended.startswith("31 December 2025"), ended             # its notAfter, when the register has no more
+    check(admin, "62-register-statuses-1200")
+
+    # the requester's wallet, once it has read the status lists again
+    wallet = w["requester"]["wallet"]
+    held = {name: next(r.id for r in wallet.search(type="DataSharingApprovalCredential")
+                       if r.credential_id == approval) for name, approval in approvals.items()}
+    for width in (1200, 390):
+        analyst = person(browser, width).new_page()
+        sign_in(analyst, w["requester"]["url"], "ana")
+        analyst.goto(w["requester"]["url"] + "/wallet/")
+        analyst.click("button:has-text('Re-check status lists now')")
+        for name, ident in held.items():
+            row = analyst.locator(f"tr:has(a[href$='/wallet/{ident}'])")
+            shown = row.locator("td[data-heading=Status]").inner_text().strip()
+            assert shown == ("valid" if name == "in force" else name), (name, shown)
+            if name == "expired":
+                assert row.locator("td[data-heading='Valid until']").inner_text().startswith("31 December 2025")
+        check(analyst, f"63-holdings-statuses-{width}")
+        analyst.goto(f"{w['requester']['url']}/wallet/{held['expired']}")
+        assert analyst.inner_text("#credential-status").startswith("expired")
+        check(analyst, f"64-held-expired-{width}")
+
+
+def test_the_register_shows_names_as_text_and_identifiers_in_monospace(world, browser):
+    """The DPO's register: an organisation's name (as a certification states it, or as the node knows a recipient)
+    in the pages' ordinary type, its DID under it in the smaller monospace of identifiers."""
+    w = world
+    base = w["iao"]["url"]
+    requester = w["requester"]["node"].did
+    issuing.issue(w["iao"]["node"], _credential("OrganisationCertificationCredential", {
+        **certification_subject(requester, CYBER_ESSENTIALS),
+        "certificationBody": {"id": w["iao"]["node"].did, "name": "Fife Council Education Service"}}))
+    for width in (1200, 390):
+        admin = person(browser, width).new_page()
+        sign_in(admin, base, "ada")
+        admin.goto(base + "/dpo/register")
+        check(admin, f"65-register-names-{width}")
+        fonts = admin.evaluate("""() => [...document.querySelectorAll('td[data-heading="Subject / recipients"]')]
+            .filter(td => td.querySelector('.cead-subject-name')).map(td => [
+                td.querySelector('.cead-subject-name').textContent,
+                getComputedStyle(td.querySelector('.cead-subject-name')).fontFamily,
+                getComputedStyle(td.querySelector('.mono')).fontFamily,
+                getComputedStyle(document.querySelector('main p')).fontFamily])""")
+        assert any(name == "Example Council" for name, *_ in fonts), fonts
+        for name, font, id_font, body_font in fonts:
+            assert font == body_font and "monospace" not in font, (name, font)
+            assert "monospace" in id_font, (name, id_font)

@@ -507,3 +507,42 @@ def test_the_register_csv_neutralises_every_formula_lead(env, lead):
     rows = list(csv.DictReader(io.StringIO(staff_client.get("/dpo/register.csv").text)))
     name = next(r["subject_name"] for r in rows if r["id"] == issued.id)
     assert name == "'" + lead + 'HYPERLINK("https://x.example")'
+
+
+def test_a_status_badge_says_in_words_where_a_credential_stands():
+    """``schemas.words.status_words``: what every status badge says (register, wallet, desk). Revoked is final
+    whatever else holds; past the end of its time a credential is expired, suspended or not; no status list, or an
+    active one, is in force."""
+    from datetime import datetime, timezone
+    from schemas.words import in_force_window, status_words
+    now = datetime(2026, 12, 4, 12, tzinfo=timezone.utc)
+    assert status_words("active", now=now) == "valid" and status_words("none", now=now) == "valid"
+    assert status_words("active", now=now, in_force="approved") == "approved"
+    assert status_words("suspended", now=now) == "suspended" and status_words("unknown", now=now) == "status not known"
+    assert status_words("revoked", valid_until="2025-01-01T00:00:00Z", now=now) == "revoked"
+    assert status_words("suspended", valid_until="2025-12-31T23:59:59Z", now=now) == "expired"
+    assert status_words("active", valid_until="2026-12-04T11:59:59Z", now=now) == "expired"
+    assert status_words("active", valid_from="2027-01-01T00:00:00Z", now=now) == "not yet in force"
+    # an approval's notBefore/notAfter (a delegation's scope) narrow its validity
+    starts, ends = in_force_window({"validFrom": "2026-01-01T00:00:00Z", "credentialSubject": {
+        "notBefore": "2026-02-01T00:00:00Z", "notAfter": "2026-06-30T23:59:59Z"}})
+    assert (starts.isoformat(), ends.isoformat()) == ("2026-02-01T00:00:00+00:00", "2026-06-30T23:59:59+00:00")
+    assert in_force_window({"credentialSubject": {"scope": {"notAfter": "2027-01-01T00:00:00Z"}}})[1].year == 2027
+    assert in_force_window({"credentialSubject": {"notAfter": 5}}) == (None, None)     # not a time: no bound
+
+
+def test_the_register_says_an_approval_past_its_not_after_has_expired(env):
+    """An approval whose notAfter has passed is in the register as active (no status list says "expired"); the
+    register's badge and its count say expired, and its Valid until is the notAfter the approval states."""
+    node, client = env["node"], env["client"]
+    subject = {**approval_subject(node.did, "did:web:council.example"),
+               "notBefore": "2025-01-01T00:00:00Z", "notAfter": "2025-12-31T23:59:59Z"}
+    issued = issuing.issue(node, {"@context": ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"],
+                                  "type": ["VerifiableCredential", "DataSharingApprovalCredential"],
+                                  "credentialSubject": subject}, issued_by="cli")
+    assert status_of(node, issued.id) == "active"
+    signed_in(env)
+    page = client.get("/dpo/register").text
+    row = page.split(issued.id, 1)[1].split("</tr>", 1)[0]
+    assert '<span class="badge revoked">expired</span>' in row and "31 December 2025" in row
+    assert "0 active, 0 suspended, 0 revoked, 1 expired." in " ".join(page.split())

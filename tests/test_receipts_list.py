@@ -163,3 +163,52 @@ def test_each_receipt_says_who_signed_it_and_side_still_filters(world):
     assert jti(own) not in listing(w.council, "--side", "recipient")
     sides = {r["id"]: r["side"] for r in json.loads(listing(w.council, "--json"))}
     assert sides == {jti(own): "provider", jti(pushed): "recipient"}
+
+
+def refused(signer, sink, reason: str) -> str:
+    """A refusal before any approval was found, as the gateway seals it: nobody identified, nothing moved."""
+    d = SimpleNamespace(
+        allowed=False, reasons=[SimpleNamespace(code=reason)], relied_on=[], holder=None, approval_id=None,
+        method="GET", url="https://api.example/data", decided_at=datetime.now(timezone.utc), manifest=None,
+        evidence={"binding": "urn:x", "manifestSha256": "00" * 32, "payload": payload_evidence(None, "text/csv",
+                                                                                              "pull")}, receipt=None)
+    seal(signer, d, sink)
+    return d.receipt
+
+
+def test_requests_without_any_presentation_are_a_group_of_their_own(world):
+    """A request that carried no presentation at all (a health check, a probe: presentation.missing) is listed
+    apart from a refusal of a presentation that was sent but held no approval that could be relied on, under the
+    headings `cead audit` and /log/transfers use, after the approvals' groups; --json keeps every key it had and
+    says the group (and the reasons) of each."""
+    w = world
+    signer, sink = store.signer_for(w.council), store.sink(w.council)
+    probe = refused(signer, sink, "presentation.missing")
+    under = signed(signer, sink=sink)
+    unreadable = refused(signer, sink, "presentation.malformed")
+    probe2 = refused(signer, sink, "presentation.missing")
+    out = listing(w.council).splitlines()
+    heads = [line for line in out if not line.startswith("  ")]
+    assert heads == [f"Approval {APPROVAL}",
+                     "Refused before an approval was found (a presentation was sent, but no approval in it could be "
+                     "read or relied on)",
+                     "Requests without any presentation (probes, health checks, misconfigured clients): refused, "
+                     "nothing moved, nobody identified"], out
+    group_of = {}
+    for line in out:
+        if not line.startswith("  "):
+            head = line
+        else:
+            group_of[line.split()[-1]] = head
+    assert group_of[jti(under)] == heads[0] and group_of[jti(unreadable)] == heads[1]
+    assert group_of[jti(probe)] == group_of[jti(probe2)] == heads[2]
+    assert "nobody (no presentation was sent)" in line_of("\n".join(out), jti(probe))
+    listed = {r["id"]: r for r in json.loads(listing(w.council, "--json"))}
+    assert {i: r["group"] for i, r in listed.items()} == {
+        jti(under): "approval", jti(unreadable): "noApproval", jti(probe): "withoutPresentation",
+        jti(probe2): "withoutPresentation"}
+    assert listed[jti(probe)]["reasons"] == ["presentation.missing"] and listed[jti(under)]["reasons"] == []
+    for r in listed.values():                     # the keys it had before, unchanged
+        assert {"id", "side", "decision", "approval", "holder", "gateway", "payloadSha256", "rows", "logIndex",
+                "at"} <= set(r)
+    assert listed[jti(probe)]["approval"] is None and listed[jti(probe)]["side"] == "provider"

@@ -73,6 +73,20 @@ def requester(names: Directory, row, policy, ends: date | None) -> dict:
     return {"name": names.name(row.requester), "certifications": certs}
 
 
+def request_status_words(node, rows: list, now: datetime | None = None) -> dict[str, str]:
+    """What each request's status badge says, by request id: its decision ("pending", "refused", "changes
+    requested", ...), except that an approved request says where its approval stands now, from the register of
+    what this node issued (``issuer.issuing.status_words``): "approved" while it is in force, otherwise
+    "suspended", "revoked", "expired" (or "not yet in force"): never "approved" for an approval a gateway would
+    refuse."""
+    from issuer import issuing
+    approvals = {row.approval_id for row in rows if row.status == "approved" and row.approval_id}
+    issued = [r for r in issuing.register(node) if r.id in approvals] if approvals else []
+    shown = issuing.status_words(node, issued, in_force="approved", now=now)
+    return {row.id: shown.get(row.approval_id, row.status) if row.status == "approved" else row.status
+            for row in rows}
+
+
 # ---- the delegation ---------------------------------------------------------------------------------------------
 
 def delegation_status(wallet, signed: dict | str) -> dict:

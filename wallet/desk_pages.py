@@ -242,7 +242,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
         categories = list(form.data_categories.data or [])
         ends = form.not_after.data if isinstance(form.not_after.data, date) else None
         policy = node_policy(node())
-        approval_status, approved_lines = None, []
+        approval_status, approval_words, approved_lines, shown_status = None, None, [], row.status
         if row.delivery:
             try:
                 delivered = json.loads(row.delivery)[0]
@@ -254,6 +254,10 @@ def register(bp, wallet, blueprint_name: str) -> None:
             from issuer import issuing
             reg = next((r for r in issuing.register(node()) if r.id == row.approval_id), None)
             approval_status = reg.status if reg is not None else None
+            if reg is not None:         # in words: a suspended, revoked or expired approval never reads "approved"
+                approval_words = issuing.status_words(node(), [reg], in_force="in force")[reg.id]
+                if row.status == sharing.APPROVED:
+                    shown_status = "approved" if approval_words == "in force" else approval_words
         decide = decide or DecideForm()
         errors = [(f.id, e) for f in form for e in f.errors] + [(f.id, e) for f in decide for e in f.errors]
         if error is not None and any(error.message == e for _, e in errors):
@@ -271,6 +275,7 @@ def register(bp, wallet, blueprint_name: str) -> None:
             error=error, errors=errors if row.status == sharing.PENDING else [], document=json.dumps(
                 req, indent=2, ensure_ascii=False), date=moment_words, cadence_words=cadence_words, interrupted=sharing.is_interrupted(row),
             reopen_after=int(sharing.INTERRUPTED_AFTER.total_seconds() // 60), approval_status=approval_status, approved_lines=approved_lines, when=_when,
+            approval_words=approval_words, shown_status=shown_status,
             renew_default=(date.today().replace(year=date.today().year + 1)).isoformat(),
             may_decide=may("issue:approval"), may_change=may("status:change"),
             log=__import__("issuer.staff", fromlist=["audit_log"]).audit_log(node().engine, target=row.id),

@@ -304,6 +304,14 @@ class Directory:
         named = self._known(value, vocab.expand(value)) if isinstance(value, str) else None
         return named.label if named is not None else None
 
+    def known_publicly(self, value: Any) -> str | None:
+        """The name this node knows for a DID or IRI from its own sources only (its own name, ``names.json``,
+        catalogues, certifications from certifiers it trusts): an organisation's or a dataset's, never a delegate's
+        (a person's) from a delegation. For pages anyone may read (``/log/transfers``); None when it knows none."""
+        if not isinstance(value, str):
+            return None
+        return self.names.get(vocab.expand(value)) or self.names.get(value)
+
     def _known(self, value: str, iri: str) -> Named | None:
         """A name from this node's sources (names, certifications, catalogues) or a believed delegation."""
         if iri in self.names:

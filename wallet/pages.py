@@ -29,6 +29,7 @@ from flask import Blueprint, Response, current_app, flash, redirect, render_temp
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from issuer.pages import current_token, http_status, parse_object, pretty, protect, sign_in_required
+from schemas import words as wording
 from verifier.results import CeadError
 
 from . import approval_view, delegate_pages, desk_pages, qr, standing_pages, wizard
@@ -44,7 +45,24 @@ MEDIA_TYPES = {"jwt": "application/vc+jwt", "ldp": "application/vc"}
 APPROVER_FIELDS = ("lawfulBases (your own entry)", "dataCategories", "dataSubjects", "dpia", "sensitivity",
                    "recipientRequirements", "maxRowsPerTransfer", "retention", "onwardSharing", "privacyProtocol",
                    "coSigners", "notBefore", "notAfter")
-STATUS_BADGES = {"active": "ok", "none": "", "suspended": "suspended", "revoked": "revoked", "unknown": "warn"}
+STATUS_BADGES = wording.STATUS_BADGE     # the badge's colour for each status_words() answer
+
+
+def in_force(record: WalletCredential) -> tuple:
+    """When a held credential is in force, ``(from, until)``: its validity narrowed by the notBefore/notAfter it
+    states (``schemas.words.in_force_window``)."""
+    try:
+        starts, ends = wording.in_force_window(record.document)
+    except (ValueError, CeadError):
+        starts, ends = None, None
+    return starts or record.valid_from, ends or record.valid_until
+
+
+def status_shown(record: WalletCredential) -> str:
+    """A held credential's standing in words (``schemas.words.status_words``): its status as last read from its
+    status list, except that one past the end of its validity (or of the notAfter it states) reads "expired"."""
+    starts, ends = in_force(record)
+    return wording.status_words(record.status_now, valid_until=ends, valid_from=starts)
 
 
 def _kinds(record: WalletCredential) -> list[str]:
@@ -89,7 +107,8 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         records = wallet.search(type=kind)
         warnings = warnings_by_id()
         rows = [{"record": r, "kinds": _kinds(r), "datasets": wallet.terms(r.id).get("dataset", []),
-                 "valid_until": moment_words(r.valid_until), "warnings": warnings.get(r.id, [])} for r in records]
+                 "valid_until": moment_words(in_force(r)[1]), "warnings": warnings.get(r.id, []),
+                 "status": status_shown(r)} for r in records]
         return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES, names=directory(),
                                kind_names=KIND_NAMES,
                                warn_days=wallet.expiry_warning_days,
@@ -113,8 +132,10 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         names = Directory.for_node(current_app.config["CEAD_NODE"], wallet,
                                    [c for r in rows for c in r.certification_list])
         from .answers import list_answers
+        from . import desk
         return render_template("wallet_requests.html", rows=rows, date=moment_words, names=names,
-                               answers=list_answers(wallet))
+                               answers=list_answers(wallet),
+                               shown=desk.request_status_words(current_app.config["CEAD_NODE"], rows))
 
     wizard.register(bp, wallet, BLUEPRINT)         # the analyst's request wizard (before /<request_id>)
     desk_pages.register(bp, wallet, BLUEPRINT)     # the decision page, approve, refuse, ask for changes, status
@@ -158,8 +179,11 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         return render_template("wallet_detail.html", record=record, kinds=_kinds(record), names=directory(),
                                kind_names=KIND_NAMES, terms=wallet.terms(
             record.id), warnings=warnings_by_id().get(record.id, []), document=pretty(record.document),
-            badges=STATUS_BADGES, valid_from=moment_words(record.valid_from), valid_until=moment_words(record.valid_until),
-            received=moment_words(record.received_at))
+            badges=STATUS_BADGES, valid_from=moment_words(in_force(record)[0]),
+            valid_until=moment_words(in_force(record)[1]),
+            received=moment_words(record.received_at), status=status_shown(record),
+            status_at_receipt=wording.status_words(record.status_at_receipt),
+            status_checked=moment_words(record.status_checked_at) if record.status_at_receipt != "none" else "")
 
     def download(record: WalletCredential) -> Response:
         name = record.id + (".jwt" if record.format == "jwt" else ".json")

@@ -241,8 +241,10 @@ def register(bp, wallet, blueprint_name: str) -> None:
         if form is None and may("issue:delegation"):
             form = make_form(defaults(names), names)
         errors = [(f.id, e) for f in form for e in f.errors] if form is not None else []
+        listed = [r for lists in log.values() for r in [*lists["approved"], *(row for row, _ in lists["outside"])]]
         return render_template("wallet_standing.html", duration_hint=DURATION_HINT, entries=shown, form=form,
                                errors=errors, problem=problem, names=names, date=moment_words,
+                               status_of=desk.request_status_words(node(), listed),
                                person=staff.person_words(node().engine)), status
 
     @bp.get("/wallet/standing", endpoint="standing")

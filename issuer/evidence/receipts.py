@@ -36,6 +36,9 @@ table = sa.Table("evidence_receipt", metadata,
                  # Stored.signature_state, which tells the two apart by the receipt's own kid.
                  sa.Column("signature_check", sa.String))
 PROVIDER, RECIPIENT = "provider", "recipient"
+# the groups a receipt is listed in (Stored.group), in the order they are listed
+APPROVAL_GROUP, NO_APPROVAL, WITHOUT_PRESENTATION = "approval", "noApproval", "withoutPresentation"
+GROUPS = (APPROVAL_GROUP, NO_APPROVAL, WITHOUT_PRESENTATION)
 VERIFIED, INVALID, UNVERIFIED, UNCHECKABLE = "verified", "invalid", "unverified", "uncheckable"
 
 
@@ -82,13 +85,35 @@ class Stored:
             return UNCHECKABLE
         return self.signature_check
 
+    @property
+    def reasons(self) -> list[str]:
+        """The receipt's reason codes (a refusal's), as it states them."""
+        try:
+            reasons = self.claims.get("reasons") or []
+        except CeadError:
+            return []
+        return [str(r) for r in reasons] if isinstance(reasons, list) else []
+
+    @property
+    def group(self) -> str:
+        """Where `cead receipts list` (and the audit report, and /log/transfers) put it: ``approval`` (made under
+        the approval it names), ``withoutPresentation`` (a request that carried no presentation at all: a probe, a
+        health check, a misconfigured client; refused, nothing moved, nobody identified) or ``noApproval`` (refused
+        before an approval was found: a presentation was sent, but no approval in it could be read or relied on)."""
+        if self.approval:
+            return APPROVAL_GROUP
+        from .report import without_presentation
+        meta = {"decision": self.decision, "holder": self.holder, "approval": self.approval, "reasons": self.reasons}
+        return WITHOUT_PRESENTATION if without_presentation(meta) else NO_APPROVAL
+
     def summary(self) -> dict[str, Any]:
         state = self.signature_state
         return {"id": self.id, "side": self.side, "decision": self.decision, "approval": self.approval,
                 "holder": self.holder, "gateway": self.gateway, "payloadSha256": self.payload_sha256,
                 "rows": self.rows, "logIndex": self.log_index, "at": self.at,
                 **({"payloadCheck": self.payload_check} if self.payload_check else {}),
-                **({"signatureCheck": state} if state else {})}
+                **({"signatureCheck": state} if state else {}),
+                "group": self.group, "reasons": self.reasons}
 
 
 def _names_did(token: str) -> bool:

@@ -25,6 +25,18 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def named(known: Callable[[str], str | None]) -> Callable[[Any], str]:
+    """An identifier as the node's pages show it in a table: the name ``known`` gives for it, with the identifier
+    beside it in small monospace (``cead-id cead-id-beside``); the identifier alone (``cead-id``) when it knows
+    none."""
+    def render(value: Any) -> str:
+        name = known(value) if isinstance(value, str) else None
+        if not name:
+            return f"<span class=\"cead-id\">{_e(value)}</span>"
+        return f"<span class=\"cead-name\">{_e(name)}</span> <span class=\"cead-id cead-id-beside\">{_e(value)}</span>"
+    return render
+
+
 def transfers_table(entries: Iterable[dict], name: Callable[[Any], str] | None = None, *,
                     boxes: bool = False) -> str:
     """An HTML table of logged receipt entries (each ``{"meta", "digests", "index", "at"}``, as the log decodes
@@ -46,6 +58,7 @@ def transfers_table(entries: Iterable[dict], name: Callable[[Any], str] | None =
     table, attr = ("ds_table cead-boxes cead-log", "data-heading") if boxes else ("rows", "data-label")
     th = "<th scope=\"col\">" if boxes else "<th>"
     wrap = " class=\"cead-wrap\"" if boxes else ""        # the reasons: long words in the pages' long-text cell
+    when = " class=\"cead-when\"" if boxes else ""        # the time: one line on a wide screen (cead.css)
     mono = " class=\"cead-mono\"" if boxes else ""        # a digest in the pages' smaller monospace
     parts = [f"<table class=\"{table}\"><thead><tr>" + "".join(f"{th}{h}</th>" for h in heads) + "</tr></thead><tbody>"]
     for r in entries:
@@ -60,7 +73,8 @@ def transfers_table(entries: Iterable[dict], name: Callable[[Any], str] | None =
                  f"<code{mono}>{_e(payload)}</code>" if payload else ("not recorded" if decision == "allow"
                                                                  else "nothing moved"),
                  _e(reasons_words(m.get("reasons"))) or "&#8212;", str(r["index"])]
-        parts.append("<tr>" + "".join(f"<td {attr}=\"{h}\"{wrap if i == reasons else ''}>{c}</td>"
+        extra = {0: when, reasons: wrap}
+        parts.append("<tr>" + "".join(f"<td {attr}=\"{h}\"{extra.get(i, '')}>{c}</td>"
                                       for i, (h, c) in enumerate(zip(heads, cells))) + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)

@@ -91,7 +91,7 @@ def blueprint(node) -> Blueprint:
         from markupsafe import Markup
         from ..pages import CSP
         from .log import decode_entry
-        from .report import transfers_table, without_presentation
+        from .report import named, transfers_table, without_presentation
         groups: dict[tuple[int, str | None], list[dict]] = {}
         for index, data in log().entries(kind=record.RECEIPT):
             entry = decode_entry(data)
@@ -99,12 +99,32 @@ def blueprint(node) -> Blueprint:
             key = (0, meta["approval"]) if meta.get("approval") else (2 if without_presentation(meta) else 1, None)
             groups.setdefault(key, []).append({**entry, "index": index})
         kinds = {0: "approval", 1: "refused", 2: "probe"}
-        ordered = [(kinds[rank], approval, Markup(transfers_table(rows, boxes=True)))   # escaped inside (report._e)
+        name = named(page_names(node))       # an organisation or a dataset by name where the node knows one
+        ordered = [(kinds[rank], approval, Markup(transfers_table(rows, name, boxes=True)))   # escaped inside
                    for (rank, approval), rows in sorted(groups.items(), key=lambda item: item[0][0])]
         page = render_template("cead_transfers.html", did=node.did, groups=ordered)
         return Response(page, mimetype="text/html", headers={
             "Cache-Control": "no-store", "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "same-origin"})
+
+    def page_names(node):
+        """``value -> name or None`` for the public page of transfers: with the wallet mounted, the names the node's
+        pages use (``CEAD_DIRECTORY``: its own name, ``names.json``, catalogues, certifications from certifiers it
+        trusts; ``known_publicly``, never a person's name from a delegation); the issuer alone, its own name and
+        ``HOME/names.json`` (the shape ``cead audit --names`` takes)."""
+        from flask import current_app
+        from schemas import vocab
+        make = current_app.config.get("CEAD_DIRECTORY")
+        if make is not None:
+            return make().known_publicly
+        try:
+            data = json.loads((node.home / "names.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        names = {vocab.expand(k): v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} \
+            if isinstance(data, dict) else {}
+        names[node.did] = node.name
+        return lambda value: names.get(vocab.expand(value)) or names.get(value)
 
     @bp.post("/witness/add-checkpoint")
     def add_checkpoint():
