@@ -143,7 +143,9 @@ def add_checkpoint(node, body: bytes | str) -> Answer:
 
 
 def _not_signed(origin: str, vkey: str, exc: CeadError) -> str:
-    """A 403's text: which key the witness has, and what the two operators can do about it."""
+    """A 403's text: which key the witness has, and what the two operators can do about it (also in this node's
+    own log, for the witness's operator)."""
+    log_.warning("refused a checkpoint of the log %s: %s (this witness has its key %s)", origin, exc.message, vkey)
     if "not signed by the log key" not in exc.message:
         return exc.message + "\n"
     again = "the new log key" if origin.startswith("key.") else "https://" + origin.rsplit("/log", 1)[0]
@@ -206,17 +208,17 @@ def add_key(node, body: bytes | str) -> Answer:
                 raise CeadError("tlog.proof_invalid", "An empty tree holds no key change.")
             merkle.verify_inclusion(merkle.leaf_hash(entry), cp.size - 1, cp.size, inclusion, cp.root)
         except CeadError as exc:
-            return Answer(422, f"{exc.message} A key is followed only from a checkpoint that extends what this "
-                          "witness co-signed and ends with the log's key.added entry naming it.\n")
+            return _refused_key(cp.origin, f"{exc.message} A key is followed only from a checkpoint that extends "
+                                "what this witness co-signed and ends with the log's key.added entry naming it.")
         new = _key_added(entry, cp.origin)
         if new is None:
-            return Answer(422, "The last entry of that checkpoint's tree is not a key.added entry naming an "
-                          "Ed25519 key: there is no key change to follow.\n")
+            return _refused_key(cp.origin, "The last entry of that checkpoint's tree is not a key.added entry "
+                                "naming an Ed25519 key: there is no key change to follow.")
         try:
             open_checkpoint(note, new)
         except CeadError:
-            return Answer(422, f"The checkpoint is not signed by the new key its last entry names ({new.vkey()}): "
-                          "a rotation's checkpoint is signed by the old key and the new one.\n")
+            return _refused_key(cp.origin, f"The checkpoint is not signed by the new key its last entry names "
+                                f"({new.vkey()}): a rotation's checkpoint is signed by the old key and the new one.")
         line = notes.cosign(cp.text(), witness_name(node), node.key)
         values = dict(size=cp.size, root=cp.root, note=note + line, at=utcnow())
         if new.vkey() != row.vkey:
@@ -225,6 +227,12 @@ def add_key(node, body: bytes | str) -> Answer:
                          "by the key it had): %s replaces %s", cp.origin, cp.size, cp.size - 1, new.vkey(), row.vkey)
         conn.execute(witnessed.update().where(witnessed.c.origin == cp.origin).values(**values))
     return Answer(200, line)
+
+
+def _refused_key(origin: str, reason: str) -> Answer:
+    """A 422 to add-key: the key is not followed (said in this node's own log too, for the witness's operator)."""
+    log_.warning("did not follow a key change of the log %s: %s", origin, reason)
+    return Answer(422, reason + "\n")
 
 
 def _key_added(entry: bytes, origin: str) -> notes.NoteKey | None:
@@ -314,7 +322,8 @@ def follow(log, post_key) -> tuple[int, str]:
     naming the next (:func:`add_key` checks both). A witness answers 403 to a handover not signed by the key it
     has (it is at another step of the chain): that one is skipped. Returns ``(size, "")`` of the last handover
     the witness co-signed, or ``(0, why)`` when it followed none."""
-    old, last, why = 0, 0, "the log has no rotation it could follow"
+    old, last = 0, 0
+    why = "this log has no rotation's checkpoint the witness has not passed"
     for size, note in log.handovers():
         status, text = 0, ""
         for _ in range(3):
@@ -326,18 +335,23 @@ def follow(log, post_key) -> tuple[int, str]:
                 old = int(text.strip())
                 continue
             break
+        reason = text.strip()[:400].rstrip(".")
         if status == 200:
             log.add_cosignature(size, text)
             old, last = size, size
         elif status == 403:
-            why = (f"the witness refused the handover at size {size} as not signed by the key it has: its key "
-                   "for this log is not one this log has named")
+            why = (f"it refused the rotation's checkpoint of {size} entries as not signed by the key it has, "
+                   "so the key it has is not one this log handed over from")
+        elif status == 422:
+            why = (f"it refused the rotation's checkpoint of {size} entries (422): {reason}. If this log's history "
+                   "is not the one the witness co-signed, that is for both organisations to look into (a fork), "
+                   "not for `cead witness watch` to paper over")
+            break
         elif status != -1:
-            why = f"the witness refused the handover at size {size} ({status}): {text.strip()[:400]}"
-            if status in (404, 422, 400):
+            why = f"it refused the rotation's checkpoint of {size} entries ({status}): {reason}"
+            if status in (400, 404):
                 break
-    return (last, "") if last else (0, why + ". Its operator can check the new key with this organisation "
-                                    "(`cead witness log-key`) and run `cead witness watch` again.")
+    return (last, "") if last else (0, why + ".")
 
 
 def http_poster(url: str, fetcher, timeout: float = 10, endpoint: str = "add-checkpoint"):
