@@ -295,7 +295,8 @@ def witness_key(every, did, ca_bundle, allow_private_addresses, home) -> None:
 def witness_log_key(home) -> None:
     """Print this node's log verifier key (origin+keyid+base64): what another organisation gives `cead witness
     watch` to witness this node's log, when it does not take it from this node's URL. Send it with the agreement
-    (no passphrase needed: it is public). After `cead key rotate` it changes: each witness must watch it again."""
+    (no passphrase needed: it is public). After `cead key rotate` it changes; the witnesses follow the rotation by
+    themselves (the log hands them over to the new key), so it is needed again only for a witness that cannot."""
     from issuer.evidence import witness as witnessing
     node = _node(home)
     try:
@@ -316,8 +317,10 @@ def witness_watch(log, did, home) -> None:
     LOG is the node's URL (https://police.example): its log's origin is read from /log/checkpoint and its key from
     the organisation's DID document (the Ed25519 key listed for use that signs that checkpoint), over this node's
     network rules. Or LOG is the log's verifier key (origin+keyid+base64) as the organisation's `cead witness
-    log-key` prints it. Run it again after the log's key rotation (the new key replaces the old; the history it
-    must extend stays)."""
+    log-key` prints it. After the log's key rotation this node follows by itself when the log proves the handover
+    (the old key signed the tree that ends with the entry naming the new key); run it again only for a rotation
+    the log cannot prove, after checking the new key with the log's organisation (the new key replaces the old;
+    the history it must extend stays)."""
     from issuer.evidence import witness as witnessing
     node = _node(home)
     try:
@@ -378,7 +381,10 @@ def witness_list(as_json, home) -> None:
         _fail(exc)
     if as_json:
         click.echo(json.dumps({
-            "watching": [{"origin": w.origin, "size": w.size, "at": w.at, "logKey": w.vkey} for w in watched],
+            "watching": [{"origin": w.origin, "size": w.size, "at": w.at, "logKey": w.vkey,
+                          "followed": None if w.key_since is None else {
+                              "from": w.previous_vkey, "atSize": w.key_since, "at": w.key_followed_at}}
+                         for w in watched],
             "witnesses": [{"url": url, "size": row.size if row else None, "cosigner": row.cosigner if row else None,
                            "cosignedAt": row.cosigned_at if row else None,
                            "lastError": row.last_error if row else None} for url, row in submitted]}, indent=2))
@@ -388,6 +394,9 @@ def witness_list(as_json, home) -> None:
     for w in watched:
         state = f"co-signed size {w.size} at {w.at}" if w.size else f"nothing co-signed yet (watching since {w.at})"
         click.echo(f"{w.origin}  {state}  key {w.vkey}")
+        if w.key_since is not None:
+            click.echo(f"  followed the log's key rotation at size {w.key_since} ({w.key_followed_at}), from "
+                       f"{w.previous_vkey}: the old key vouched for the new one in the log")
     for url, row in submitted:
         if row is None or (row.size is None and not row.last_error):
             state = "not submitted yet"

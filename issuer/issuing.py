@@ -487,7 +487,7 @@ def issue(node, credential: Any, options: Any = None, *, issued_by: str | None =
     replayed = _replay(node, idem_key, credential["id"], digest, issued_by)
     if replayed is not None:
         return replayed
-    key, vm = node.signing_key(kind), node.verification_method_for(kind)
+    key, vm = node.signer(kind)       # read together: a rotation meanwhile cannot pair one key with the other's id
     try:
         with node.session() as s:
             if s.get(db.IssuedCredential, credential["id"]) is not None:
@@ -592,7 +592,8 @@ def cosign(node, credential: Any, *, verifier=None) -> dict:
     issuer_proof = next((p for p in as_list(credential["proof"])
                          if p.get("verificationMethod") == result.verification_method), {})
     suite = issuer_proof.get("cryptosuite") if issuer_proof.get("cryptosuite") in CRYPTOSUITES else CRYPTOSUITES[0]
-    return add_proof(credential, node.signing_key(ED25519), node.verification_method_for(ED25519), cryptosuite=suite)
+    key, vm = node.signer(ED25519)
+    return add_proof(credential, key, vm, cryptosuite=suite)
 
 
 def status_scope(types: Iterable[str]) -> str | None:

@@ -18,6 +18,8 @@ The passphrase is never stored. ``cead init`` on an existing home never overwrit
 """
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import ssl
 import threading
@@ -38,6 +40,7 @@ from verifier.results import CeadError
 from . import db
 from .keys import PrivateKey
 
+log_ = logging.getLogger(__name__)
 CONFIG = "config.yaml"
 PASSPHRASE_ENV = "CEAD_PASSPHRASE"
 HOME_ENV = "CEAD_HOME"
@@ -124,6 +127,11 @@ class Node:
         self._keys: dict[str, PrivateKey] = {}
         self._engine = None
         self._lock = threading.Lock()
+        # which config.yaml the keys were read from (inode, mtime, size): another process's `cead key rotate` or
+        # `cead key retire` replaces the file, and a running node (`cead issuer serve`) takes its new keys from
+        # it on its next use of a key (_fresh), without a restart
+        self._config_stamp = _stamp_of(self.home / CONFIG)
+        self._config_lock = threading.Lock()
         # how the guard rail reads the status of the signer's own delegation (issuer.delegation_status); None: a
         # StatusLists with this node's network settings
         self.status_checker = None
@@ -219,6 +227,7 @@ class Node:
     def open(cls, home: str | Path | None = None, passphrase: bytes | str | None = None,
              migrate: bool = False) -> "Node":
         home = Path(home) if home else default_home()
+        stamp = _stamp_of(home / CONFIG)     # before reading: a change made while it is read is seen next time
         try:
             text = read_text(home / CONFIG, str(home / CONFIG))
         except FileNotFoundError:
@@ -236,6 +245,7 @@ class Node:
         if isinstance(passphrase, str):
             passphrase = passphrase.encode()
         node = cls(home, config, passphrase)
+        node._config_stamp = stamp
         if migrate:
             db.migrate(node.engine)
         return node
@@ -253,6 +263,32 @@ class Node:
             os.fsync(fh.fileno())
         os.replace(tmp, self.home / CONFIG)
         _fsync_dir(self.home)
+        self._config_stamp = _stamp_of(self.home / CONFIG)
+
+    def _fresh(self) -> None:
+        """Take the keys from config.yaml again if the file changed since they were read: a key rotation or
+        retirement by another process (`cead key rotate` while `cead issuer serve` runs) holds in this one from its
+        next signature on, so a running node never goes on signing with a key that was rotated away or retired.
+        Only ``keys`` is taken (settings given at start, such as `serve --public-url`, stay); a file that cannot be
+        read as a node's config leaves the keys as they were (logged)."""
+        path = self.home / CONFIG
+        stamp = _stamp_of(path)
+        if stamp is None or stamp == self._config_stamp:
+            return
+        with self._config_lock:
+            if stamp == self._config_stamp:
+                return
+            try:
+                data = yaml.safe_load(read_text(path, str(path)))
+                keys = data.get("keys") if isinstance(data, dict) else None
+                if data.get("did") != self.did or not _keys_valid(keys):
+                    raise ValueError("its did or keys are missing or malformed")
+            except (OSError, ValueError, yaml.YAMLError, AttributeError) as exc:
+                log_.warning("%s changed but was not taken: %s; the node keeps the keys it had", path, exc)
+                self._config_stamp = stamp
+                return
+            self.config["keys"] = keys
+            self._config_stamp = stamp
 
     # ---- identity ---------------------------------------------------------------------------------------
     @property
@@ -272,6 +308,7 @@ class Node:
         return url.rstrip("/")
 
     def _active(self, kind: str) -> dict:
+        self._fresh()
         for meta in reversed(self.config["keys"]):
             if meta["kind"] == kind and meta.get("status") == "active":
                 return meta
@@ -279,6 +316,7 @@ class Node:
 
     def has_key(self, kind: str) -> bool:
         """Whether the node has a current signing key of ``kind`` (a did:key node has only its Ed25519 key)."""
+        self._fresh()
         return any(m["kind"] == kind and m.get("status") == "active" for m in self.config["keys"])
 
     def vm_id(self, meta: dict) -> str:
@@ -294,7 +332,29 @@ class Node:
 
     def signing_key(self, kind: str = ED25519) -> PrivateKey:
         """The current signing key of ``kind`` (decrypted on first use with the passphrase)."""
+        return self._private(self._active(kind))
+
+    def signer(self, kind: str = ED25519) -> tuple[PrivateKey, str]:
+        """The current signing key of ``kind`` and its verification method id, read together (a rotation by
+        another process between two separate reads could otherwise pair one key with the other's id)."""
         meta = self._active(kind)
+        return self._private(meta), self.vm_id(meta)
+
+    def private_key_for(self, public_multikey: str) -> PrivateKey:
+        """The private half of the node's key whose public key is ``public_multikey``, if it is not retired (the
+        log's checkpoints are signed with the key the log itself names: ``issuer.evidence.log``). Raises
+        ``key.missing`` (config.yaml does not hold it) or ``key.retired``."""
+        self._fresh()
+        for meta in self.config["keys"]:
+            if meta.get("public") == public_multikey:
+                if meta.get("status") == "retired":
+                    raise CeadError("key.retired", f"The key {meta['id']} is retired: nothing is signed with it "
+                                    "any more.", key=meta["id"])
+                return self._private(meta)
+        raise CeadError("key.missing", f"config.yaml of {self.home} holds no key {public_multikey[:24]}...",
+                        key=public_multikey)
+
+    def _private(self, meta: dict) -> PrivateKey:
         with self._lock:
             if meta["id"] not in self._keys:
                 passphrase = self._passphrase or passphrase_from_env()
@@ -309,6 +369,7 @@ class Node:
 
     def public_keys(self, retired: bool = False) -> list[tuple[str, PublicKey]]:
         """``[(vm_id, PublicKey)]`` of the keys that are (``retired=False``) or are not in use any more."""
+        self._fresh()
         return [(self.vm_id(m), PublicKey.from_multikey(m["public"]))
                 for m in self.config["keys"] if (m.get("status") == "retired") == retired]
 
@@ -319,7 +380,14 @@ class Node:
 
     # ---- key rotation -----------------------------------------------------------------------------------
     def rotate_key(self, kind: str = ED25519) -> str:
-        """Add a new active key of ``kind``; the previous one stays in the DID document until retired."""
+        """Add a new active key of ``kind``; the previous one stays in the DID document until retired.
+
+        The new key is written, then named in config.yaml (a running node takes it from there on its next
+        signature), then logged (``key.added``). For the Ed25519 key, which signs the log's checkpoints, the entry
+        and the checkpoint of the tree that ends with it are written in one transaction, that checkpoint signed by
+        the previous key and the new one: the previous key vouches for the new one in the log, which is what lets
+        a witness follow the rotation (``issuer.evidence.witness.add_key``). Should logging fail, config.yaml and
+        the key file are put back as they were: a key is never left in use without its log entry."""
         if self.did.startswith("did:key:"):
             raise CeadError("key.rotate_unsupported", "A did:key node cannot rotate keys; its DID is its key.")
         passphrase = self._passphrase or passphrase_from_env()
@@ -327,6 +395,7 @@ class Node:
             raise CeadError("key.locked", f"Set {PASSPHRASE_ENV} to encrypt the new key.")
         if kind not in KINDS:
             raise CeadError("key.unsupported", f"Unsupported key type {kind!r}; use one of {', '.join(KINDS)}.")
+        self._fresh()
         # proves the passphrase is the node's before writing a key with it (a first key of a new curve is
         # proven with the node's Ed25519 key)
         self.signing_key(kind if self.has_key(kind) else ED25519)
@@ -334,7 +403,9 @@ class Node:
         n = 1 + sum(1 for m in self.config["keys"] if m["kind"] == kind)
         key_id = f"{prefix}-{n}"
         key = PrivateKey.generate(kind)
-        _write_key(self.home / f"keys/{key_id}.pem", key, passphrase)
+        path = self.home / f"keys/{key_id}.pem"
+        _write_key(path, key, passphrase)
+        before = copy.deepcopy(self.config["keys"])
         for meta in self.config["keys"]:
             if meta["kind"] == kind and meta.get("status") == "active":
                 meta["status"] = "previous"
@@ -342,16 +413,29 @@ class Node:
                                     "public": key.public.to_multikey(), "status": "active",
                                     "created": db.utcnow()})
         self.save_config()
-        self._log_keys("key.added", self.config["keys"][-1:])
+        try:
+            from .evidence import record
+            record.key_changed(self, "key.added", self.vm_id(self.config["keys"][-1]), key.public.to_multikey(),
+                               handover=kind == ED25519)
+        except BaseException:
+            self.config["keys"] = before
+            self.save_config()
+            path.unlink(missing_ok=True)
+            raise
         return self.vm_id(self.config["keys"][-1])
 
     def retire_key(self, key_id: str) -> None:
         """Remove a previous key from the DID document: credentials it signed stop verifying."""
         key_id = key_id.split("#")[-1]
+        self._fresh()
         for meta in self.config["keys"]:
             if meta["id"] == key_id:
                 if meta.get("status") == "active":
                     raise CeadError("key.retire_active", f"{key_id} is the current signing key; rotate first.")
+                from .evidence import record
+                if meta.get("public") == record.log_of(self).named_key():
+                    raise CeadError("key.retire_active", f"{key_id} is the key the node's log names as its "
+                                    "current one (its rotation was cut short): run `cead key rotate` first.")
                 meta["status"] = "retired"
                 meta["retired"] = db.utcnow()
                 self.save_config()
@@ -461,6 +545,22 @@ def _private_file(path: Path) -> None:
     except OSError:
         return          # a home that cannot be written: SQLite says so, with the database's own error
     os.close(fd)        # new, so no connection of this process has it open
+
+
+def _stamp_of(path: Path) -> tuple[int, int, int] | None:
+    """What tells one config.yaml from the next: a save replaces the file (a new inode), an edit changes its time or
+    size. None when there is no file (yet)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _keys_valid(keys: Any) -> bool:
+    return isinstance(keys, list) and bool(keys) and all(
+        isinstance(m, dict) and isinstance(m.get("id"), str) and isinstance(m.get("kind"), str)
+        and isinstance(m.get("public"), str) and isinstance(m.get("file", ""), str) for m in keys)
 
 
 def _write_key(path: Path, key: PrivateKey, passphrase: bytes) -> None:

@@ -181,7 +181,7 @@ def sign(node, message_id: str, body: bytes, now: float | None = None) -> str:
     from .signing import sign_jwt
     claims = {"iss": node.did, "jti": message_id, "iat": int(now or time.time()),
               "body_sha256": hashlib.sha256(body).hexdigest()}
-    return sign_jwt(claims, node.signing_key(), node.verification_method_id, typ=EVENT_TYP)
+    return sign_jwt(claims, *node.signer(), typ=EVENT_TYP)
 
 
 def verify_signature(signature: str, body: bytes, resolver, *, max_age: int = 3600) -> dict:

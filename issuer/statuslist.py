@@ -159,7 +159,8 @@ def publish(node, list_id: int) -> Published:
 def _signed_as(body: str, url: str, vm: str) -> bool:
     """Whether a cached signed list still is what this node would serve: the list's ``id`` is its URL under the
     node's current public URL, and its proof is made with the node's current assertion key. A key rotated or
-    retired since (``Node.rotate_key``/``retire_key``, a restart after ``cead key rotate``), or a new public URL
+    retired since (``Node.rotate_key``/``retire_key``, here or by another process: ``cead key rotate`` beside a
+    running node), or a new public URL
     (``cead issuer serve --public-url``), makes the next request re-sign."""
     try:
         doc = json.loads(body)
@@ -172,7 +173,8 @@ def _signed_as(body: str, url: str, vm: str) -> bool:
 def sign_list(node, url: str, purpose: str, bits: bytes) -> dict:
     from .signing import add_proof
     credential = make_list_credential(url, node.did, purpose, bits, db.utcnow())
-    return add_proof(credential, node.signing_key(), node.verification_method_id, cryptosuite=LIST_CRYPTOSUITE)
+    key, vm = node.signer()
+    return add_proof(credential, key, vm, cryptosuite=LIST_CRYPTOSUITE)
 
 
 def _published(body: str) -> Published:

@@ -116,7 +116,7 @@ def feed(node, wallet, now: float | None = None) -> str:
     from issuer.signing import sign_jwt
     claims = {"iss": node.did, "iat": int(now or time.time()),
               "items": [_public(i) for i in own_precedents(wallet)]}
-    return sign_jwt(claims, node.signing_key(), node.verification_method_id, typ=FEED_TYP)
+    return sign_jwt(claims, *node.signer(), typ=FEED_TYP)
 
 
 def read_feed(token: str, resolver) -> tuple[str, list[dict]]:

@@ -357,9 +357,19 @@ class Wallet:
 
     @property
     def key(self):
-        if self._key is None and self._node is not None:
-            self._key = self._node.key
+        """The presenting key: a node's wallet asks the node each time (its current key, decrypted on first use),
+        so a key rotated while the node runs (`cead key rotate` beside `cead issuer serve`) is used at once."""
+        if self._node is not None:
+            return self._node.key
         return self._key
+
+    @property
+    def kid(self) -> str | None:
+        return self._node.verification_method_id if self._node is not None else self._kid
+
+    @kid.setter
+    def kid(self, value: str | None) -> None:
+        self._kid = value
 
     @property
     def verifier(self):

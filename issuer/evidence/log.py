@@ -13,7 +13,9 @@ crash; an index is never skipped or reused.
 
 Proofs read the stored complete-subtree hashes (about two rows per entry), so an inclusion or consistency proof is
 one indexed query of at most ~2 log2(n) rows, with no rehashing. Checkpoints (C2SP tlog-checkpoint) are signed with
-the node's Ed25519 key as a C2SP signed note named after the log's origin and kept, one per size signed.
+the node's Ed25519 key as a C2SP signed note named after the log's origin and kept, one per size signed: the key the
+log itself names (its newest Ed25519 ``key.added`` entry), and for the tree that ends with such an entry (a key
+rotation's handover) the key before it as well (:meth:`TransparencyLog.signers`).
 """
 from __future__ import annotations
 
@@ -311,18 +313,102 @@ class TransparencyLog:
         return None
 
     # ---- checkpoints -------------------------------------------------------------------------------------
-    def checkpoint(self) -> str:
-        """The signed checkpoint of the current size (signed once per size and kept)."""
-        with self.engine.begin() as conn:
-            size = conn.execute(sa.select(head_table.c.size).where(head_table.c.id == 1)).scalar_one()
-            row = conn.execute(sa.select(checkpoint_table.c.note).where(checkpoint_table.c.size == size)).first()
-            if row is not None:
-                return row[0]
-            root = merkle.EMPTY_ROOT if size == 0 else self._prove([(0, size)], conn)[0]
-            text = Checkpoint(self.origin, size, root).text()
-            signed = notes.signed(text, [notes.sign(text, self.origin, self.signer)])
-            conn.execute(checkpoint_table.insert().values(size=size, note=signed, at=utcnow()))
+    def checkpoint(self, conn=None) -> str:
+        """The signed checkpoint of the current size (signed once per size and kept), by the key the log itself
+        names (:meth:`signers`). ``conn``: sign within the caller's transaction (a key rotation signs the tree
+        that ends with its own ``key.added`` entry before any other entry can be appended)."""
+        if conn is None:
+            with self.engine.begin() as conn:
+                return self._checkpoint(conn)
+        return self._checkpoint(conn)
+
+    def _checkpoint(self, conn) -> str:
+        size = conn.execute(sa.select(head_table.c.size).where(head_table.c.id == 1)).scalar_one()
+        row = conn.execute(sa.select(checkpoint_table.c.note).where(checkpoint_table.c.size == size)).first()
+        if row is not None:
+            return row[0]
+        root = merkle.EMPTY_ROOT if size == 0 else self._prove([(0, size)], conn)[0]
+        text = Checkpoint(self.origin, size, root).text()
+        signed = notes.signed(text, [notes.sign(text, self.origin, key) for key in self.signers(size, conn)])
+        conn.execute(checkpoint_table.insert().values(size=size, note=signed, at=utcnow()))
         return signed
+
+    # ---- which key signs: the one the log names -------------------------------------------------------------
+    def named_keys(self, size: int | None = None, conn=None) -> list[tuple[int, str, str]]:
+        """The log's own record of its signing keys: ``(index, verificationMethod, publicKeyMultibase)`` of each
+        ``key.added`` entry for an Ed25519 key among the first ``size`` entries (all by default), oldest first."""
+        from verifier.keys import ED25519, PublicKey
+        query = sa.select(entry_table.c.idx, entry_table.c.entry).where(entry_table.c.kind == "key.added")
+        if size is not None:
+            query = query.where(entry_table.c.idx < size)
+        query = query.order_by(entry_table.c.idx)
+        if conn is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        else:
+            rows = conn.execute(query).all()
+        out = []
+        for index, data in rows:
+            meta = (decode_entry(bytes(data)).get("meta") or {})
+            multikey = meta.get("publicKeyMultibase")
+            try:
+                if not isinstance(multikey, str) or PublicKey.from_multikey(multikey).kind != ED25519:
+                    continue
+            except (CeadError, ValueError):
+                continue
+            out.append((index, str(meta.get("verificationMethod") or ""), multikey))
+        return out
+
+    def named_key(self) -> str | None:
+        """The public key (multikey) the log names as its current signing key: that of its newest Ed25519
+        ``key.added`` entry; None for a log that names none (one older than key logging)."""
+        named = self.named_keys()
+        return named[-1][2] if named else None
+
+    def signers(self, size: int, conn=None) -> list:
+        """The keys that sign the checkpoint of ``size`` entries. The log's checkpoints are signed with the key
+        its newest Ed25519 ``key.added`` entry in that tree names, whatever a process's configuration says (a
+        running node whose config.yaml a rotation changed signs with the key the log has named, never with one it
+        has not named yet); and the tree that *ends* with such an entry (a rotation's handover) is signed by the
+        key before it as well, unless that one is retired. A log without a node (``TransparencyLog(engine,
+        origin, signer)``) signs with its ``signer``; a log that names no key, with the node's current key.
+        Raises ``tlog.key_unavailable`` when the named key is retired or not in config.yaml."""
+        node = getattr(self, "_node", None)
+        if node is None:
+            return [self.signer]
+        named = self.named_keys(size, conn)
+        if not named:
+            return [node.key]
+        index, vm, current = named[-1]
+        out = []
+        if index == size - 1 and len(named) > 1 and named[-2][2] != current:
+            try:
+                out.append(node.private_key_for(named[-2][2]))
+            except CeadError as exc:
+                if exc.code not in ("key.retired", "key.missing"):
+                    raise
+        try:
+            out.append(node.private_key_for(current))
+        except CeadError as exc:
+            if exc.code not in ("key.retired", "key.missing"):
+                raise
+            raise CeadError("tlog.key_unavailable", f"The log's checkpoints are signed with the key its newest "
+                            f"key.added entry names ({vm or current[:24]}), and this node cannot use it: "
+                            f"{exc.message} Run `cead key rotate` to log a new key.", key=vm) from None
+        return out
+
+    def handovers(self) -> list[tuple[int, str]]:
+        """``(size, note)`` of each key rotation's handover checkpoint, oldest first: the checkpoint of the tree
+        that ends with a ``key.added`` entry naming a new Ed25519 key, signed by the key before it and the new one
+        (what a witness follows the rotation by: ``issuer.evidence.witness.add_key``)."""
+        named = self.named_keys()
+        sizes = [index + 1 for (index, _, key), (_, _, before) in zip(named[1:], named) if key != before]
+        if not sizes:
+            return []
+        with self.engine.connect() as conn:
+            rows = dict(conn.execute(sa.select(checkpoint_table.c.size, checkpoint_table.c.note)
+                                     .where(checkpoint_table.c.size.in_(sizes))).all())
+        return [(size, rows[size]) for size in sizes if size in rows]
 
     def add_cosignature(self, size: int, line: str) -> str:
         """Keep a witness's cosignature line with the checkpoint of ``size`` (served with it from then on)."""

@@ -44,7 +44,8 @@ VERIFIED, INVALID, UNVERIFIED, UNCHECKABLE = "verified", "invalid", "unverified"
 
 def signer_for(node) -> ReceiptSigner:
     """A receipt signer with the node's current Ed25519 key, named by its DID URL (the gateway is the node)."""
-    return ReceiptSigner(jwk.JWK(**node.key.private_jwk()), kid=node.verification_method_id)
+    key, vm = node.signer()
+    return ReceiptSigner(jwk.JWK(**key.private_jwk()), kid=vm)
 
 
 def is_final(claims: dict) -> bool:

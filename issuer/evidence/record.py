@@ -44,9 +44,21 @@ def status_changed(node, session, *, credential_id: str, action: str, status: st
                   {"credentialId": credential_id, "action": action, "status": status}, session=session)
 
 
-def key_changed(node, kind: str, verification_method: str, public_multikey: str) -> Appended:
-    return append(node, kind, {"key": key_digest(public_multikey)},
-                  {"verificationMethod": verification_method, "publicKeyMultibase": public_multikey})
+def key_changed(node, kind: str, verification_method: str, public_multikey: str, *, handover: bool = False
+                ) -> Appended:
+    """Log a key change. ``handover`` (a rotation of the Ed25519 key, which signs the log's checkpoints): the
+    checkpoint of the tree that ends with this entry is signed in the same transaction, by the previous key and the
+    new one (``TransparencyLog.checkpoint``), so no other entry can come between the two: the previous key's
+    signature over a tree whose newest entry names the new key is what a witness follows the rotation by."""
+    digests = {"key": key_digest(public_multikey)}
+    meta = {"verificationMethod": verification_method, "publicKeyMultibase": public_multikey}
+    if not handover:
+        return append(node, kind, digests, meta)
+    log = log_of(node)
+    with node.engine.begin() as conn:
+        appended = log.append(kind, digests, meta, session=conn)
+        log.checkpoint(conn=conn)
+    return appended
 
 
 def key_digest(public_multikey: str) -> str:

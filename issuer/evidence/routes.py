@@ -9,6 +9,7 @@
 ``GET /log/proof/consistency?old=&new=`` a consistency proof (JSON, base64 hashes)
 ``GET /log/transfers``                  a page: every logged decision, grouped by the approval it was made under
 ``POST /witness/add-checkpoint``        the witness endpoint (C2SP tlog-witness)
+``POST /witness/add-key``               a watched log hands the witness over to its new key (a Cead extension)
 """
 from __future__ import annotations
 
@@ -132,6 +133,14 @@ def blueprint(node) -> Blueprint:
         if len(body) > MAX_WITNESS_BODY:
             return text("Request too large.\n", 413)
         answer = witness.add_checkpoint(node, body)
+        return text(answer.body, answer.status, answer.content_type)
+
+    @bp.post("/witness/add-key")
+    def add_key():
+        body = request.get_data(cache=False)
+        if len(body) > MAX_WITNESS_BODY:
+            return text("Request too large.\n", 413)
+        answer = witness.add_key(node, body)
         return text(answer.body, answer.status, answer.content_type)
 
     return bp

@@ -7,6 +7,11 @@ retry with the right proof), and the consistency proof from what it saw to the n
 record the new checkpoint and return its ``cosignature/v1`` line. A log that shows two histories cannot get the
 same witness to cosign both, and two witnesses that compare what they cosigned (:func:`compare`) catch the fork.
 
+After the log's key rotation the witness follows the new key by itself, on the log's proof only (:func:`add_key`,
+``POST /witness/add-key``): a checkpoint signed by the key it has, consistent with what it co-signed, whose tree
+ends with the ``key.added`` entry naming the new key, and signed by that key too. The log's submitter sends those
+handover checkpoints when a witness refuses its checkpoint as not signed by the key it has (:func:`follow`).
+
 Operating it (docs/evidence.md, "Witnesses"): a node watches another organisation's log with ``cead witness watch``
 (:func:`watch`, the key found by :func:`log_key_of` from the node's URL, or given as :func:`log_vkey` prints it);
 its own log is submitted to the witnesses of ``config.yaml witnesses:`` (:func:`targets`) by the served node's
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from dataclasses import dataclass
 
@@ -34,7 +40,11 @@ log_ = logging.getLogger(__name__)
 metadata = sa.MetaData()
 witnessed = sa.Table("tlog_witnessed", metadata, sa.Column("origin", sa.String, primary_key=True),
                      sa.Column("vkey", sa.Text), sa.Column("size", sa.BigInteger), sa.Column("root", sa.LargeBinary),
-                     sa.Column("note", sa.Text), sa.Column("at", sa.String))
+                     sa.Column("note", sa.Text), sa.Column("at", sa.String),
+                     # set when the witness followed the log's key rotation by itself (add_key): the key it
+                     # followed from, the size of the handover checkpoint, when
+                     sa.Column("previous_vkey", sa.Text), sa.Column("key_since", sa.BigInteger),
+                     sa.Column("key_followed_at", sa.String))
 
 
 def witness_name(node) -> str:
@@ -114,7 +124,7 @@ def add_checkpoint(node, body: bytes | str) -> Answer:
         try:
             signed = open_checkpoint(note, notes.NoteKey.parse(row.vkey))
         except CeadError as exc:
-            return Answer(403, exc.message + "\n")
+            return Answer(403, _not_signed(cp.origin, row.vkey, exc))
         if old != row.size:
             return Answer(409, f"{row.size}\n", "text/x.tlog.size")
         if cp.size < old:
@@ -132,6 +142,119 @@ def add_checkpoint(node, body: bytes | str) -> Answer:
     return Answer(200, line)
 
 
+def _not_signed(origin: str, vkey: str, exc: CeadError) -> str:
+    """A 403's text: which key the witness has, and what the two operators can do about it (also in this node's
+    own log, for the witness's operator)."""
+    log_.warning("refused a checkpoint of the log %s: %s (this witness has its key %s)", origin, exc.message, vkey)
+    if "not signed by the log key" not in exc.message:
+        return exc.message + "\n"
+    again = "the new log key" if origin.startswith("key.") else "https://" + origin.rsplit("/log", 1)[0]
+    return (f"The checkpoint is not signed by the key this witness has for the log {origin} ({vkey}). After a key "
+            "rotation the log's node hands its witnesses over to the new key itself (POST /witness/add-key with "
+            "the rotation's checkpoint, signed by the old key); a key the log has not handed over so is not "
+            "followed: the witness's operator checks the new key with the log's organisation (its `cead witness "
+            f"log-key`) and runs `cead witness watch {again}` again.\n")
+
+
+def add_key(node, body: bytes | str) -> Answer:
+    """``POST /witness/add-key``: follow a watched log's key rotation (a Cead extension of c2sp.org/tlog-witness).
+
+    The rule (docs/evidence.md, "When the log's key is rotated"): the witness moves from the key it has for the
+    log (K) to a new key (N) only on a checkpoint that
+
+    1. is signed by K and extends, by a consistency proof, the tree this witness last co-signed (``old`` must be
+       its size: 409 with its size otherwise), exactly as ``add-checkpoint`` requires;
+    2. ends with a ``key.added`` entry naming N as an Ed25519 key: the entry's bytes and its inclusion proof as
+       the *last* entry of that tree are given, and checked against the checkpoint's root (an earlier key.added
+       entry, such as the one that named K or a key before it, cannot be replayed, and no later key change can
+       hide behind it);
+    3. is signed by N as well (the log's node holds N).
+
+    Then it co-signs that checkpoint (as add-checkpoint would) and has N for the log from then on; K is kept
+    as ``previous_vkey``. JSON body: ``{"old": size, "consistency": [base64], "checkpoint": note, "entry":
+    base64, "inclusion": [base64]}``. Refusals: 400 malformed, 404 not watched, 403 not signed by K, 409 ``old``
+    is not its size, 422 inconsistent, or not a key change, or not signed by N."""
+    try:
+        data = json.loads(body)
+        old, note = data["old"], data["checkpoint"]
+        if not isinstance(old, int) or isinstance(old, bool) or old < 0 or not isinstance(note, str) \
+                or not isinstance(data["entry"], str):
+            raise ValueError
+        consistency = [base64.b64decode(h, validate=True) for h in data["consistency"]]
+        inclusion = [base64.b64decode(h, validate=True) for h in data["inclusion"]]
+        entry = base64.b64decode(data["entry"], validate=True)
+        cp = Checkpoint.parse(notes.split(note)[0])
+    except CeadError as exc:
+        return Answer(400, exc.message + "\n")
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return Answer(400, "Malformed add-key request: a JSON object with old, consistency, checkpoint, entry "
+                      "and inclusion.\n")
+    with node.engine.begin() as conn:
+        row = conn.execute(sa.select(witnessed).where(witnessed.c.origin == cp.origin).with_for_update()).first()
+        if row is None:
+            return Answer(404, f"This witness does not watch the log {cp.origin}.\n")
+        try:
+            open_checkpoint(note, notes.NoteKey.parse(row.vkey))
+        except CeadError as exc:
+            return Answer(403, _not_signed(cp.origin, row.vkey, exc))
+        if old != row.size:
+            return Answer(409, f"{row.size}\n", "text/x.tlog.size")
+        if cp.size < old:
+            return Answer(400, "The checkpoint is older than the one this witness has seen.\n")
+        try:
+            if old > 0:
+                merkle.verify_consistency(old, cp.size, consistency, bytes(row.root), cp.root)
+            if cp.size == 0:
+                raise CeadError("tlog.proof_invalid", "An empty tree holds no key change.")
+            merkle.verify_inclusion(merkle.leaf_hash(entry), cp.size - 1, cp.size, inclusion, cp.root)
+        except CeadError as exc:
+            return _refused_key(cp.origin, f"{exc.message} A key is followed only from a checkpoint that extends "
+                                "what this witness co-signed and ends with the log's key.added entry naming it.")
+        new = _key_added(entry, cp.origin)
+        if new is None:
+            return _refused_key(cp.origin, "The last entry of that checkpoint's tree is not a key.added entry "
+                                "naming an Ed25519 key: there is no key change to follow.")
+        try:
+            open_checkpoint(note, new)
+        except CeadError:
+            return _refused_key(cp.origin, f"The checkpoint is not signed by the new key its last entry names "
+                                f"({new.vkey()}): a rotation's checkpoint is signed by the old key and the new one.")
+        line = notes.cosign(cp.text(), witness_name(node), node.key)
+        values = dict(size=cp.size, root=cp.root, note=note + line, at=utcnow())
+        if new.vkey() != row.vkey:
+            values.update(vkey=new.vkey(), previous_vkey=row.vkey, key_since=cp.size, key_followed_at=values["at"])
+            log_.warning("followed the key rotation of the log %s at size %d (its key.added entry %d, vouched for "
+                         "by the key it had): %s replaces %s", cp.origin, cp.size, cp.size - 1, new.vkey(), row.vkey)
+        conn.execute(witnessed.update().where(witnessed.c.origin == cp.origin).values(**values))
+    return Answer(200, line)
+
+
+def _refused_key(origin: str, reason: str) -> Answer:
+    """A 422 to add-key: the key is not followed (said in this node's own log too, for the witness's operator)."""
+    log_.warning("did not follow a key change of the log %s: %s", origin, reason)
+    return Answer(422, reason + "\n")
+
+
+def _key_added(entry: bytes, origin: str) -> notes.NoteKey | None:
+    """The log key (named ``origin``) a ``key.added`` entry names, when it names an Ed25519 key; else None."""
+    import hashlib
+
+    from verifier.keys import PublicKey
+    try:
+        value = json.loads(entry)
+        meta, digests = value.get("meta") or {}, value.get("digests") or {}
+        multikey = meta.get("publicKeyMultibase")
+        if value.get("kind") != "key.added" or not isinstance(multikey, str) \
+                or digests.get("key") != hashlib.sha256(multikey.encode()).hexdigest():
+            return None
+        key = PublicKey.from_multikey(multikey)
+    except (ValueError, AttributeError, CeadError):
+        return None
+    if key.kind != ED25519:
+        return None
+    return notes.NoteKey(origin, notes.ALG_ED25519, key.raw)
+
+
 def seen(node, origin: str) -> str | None:
     """The newest checkpoint of ``origin`` this witness cosigned (with its cosignature)."""
     with node.engine.connect() as conn:
@@ -143,27 +266,95 @@ def request_body(old: int, proof: list[bytes], note: str) -> bytes:
     return ("old %d\n" % old + "".join(base64.b64encode(h).decode() + "\n" for h in proof) + "\n" + note).encode()
 
 
-def submit(log, post) -> str:
+def submit(log, post, post_key=None) -> str:
     """Have one witness cosign ``log``'s newest checkpoint. ``post(body) -> (status, text)`` sends an
-    add-checkpoint request (over HTTPS under the node's network rules: :func:`http_poster`). Keeps the cosignature with the checkpoint and returns
-    the cosigned note. Raises ``tlog.witness_refused`` if the witness will not cosign."""
+    add-checkpoint request (over HTTPS under the node's network rules: :func:`http_poster`). Keeps the cosignature
+    with the checkpoint and returns the cosigned note. Raises ``tlog.witness_refused`` if the witness will not
+    cosign.
+
+    ``post_key(body) -> (status, text)`` sends an add-key request (``http_poster(url, fetcher, endpoint=
+    "add-key")``): when the witness refuses the checkpoint as not signed by the key it has (403) and this log
+    has rotated its key, the witness is handed over to the new key first (:func:`follow`), then asked again."""
     note = log.checkpoint()
     cp = Checkpoint.parse(notes.split(note)[0])
+    try:
+        return _submit_note(log, post, note, cp.size)
+    except CeadError as exc:
+        if exc.detail.get("status") != 403 or post_key is None or not log.handovers():
+            raise
+        refused = exc
+    followed, why = follow(log, post_key)
+    if not followed:
+        raise CeadError("tlog.witness_refused", f"{refused.message} The witness was not handed over to this log's "
+                        f"new key: {why}", status=403)
+    if followed == cp.size:               # the checkpoint it just co-signed is the newest one
+        return log.checkpoint_at(cp.size)
+    return _submit_note(log, post, note, cp.size)
+
+
+def _submit_note(log, post, note: str, size: int) -> str:
     old = 0
     for _ in range(2):
-        proof = log.consistency_proof(old, cp.size) if 0 < old <= cp.size else []
+        proof = log.consistency_proof(old, size) if 0 < old <= size else []
         status, text = post(request_body(old, proof, note))
         if status == 409 and text.strip().isdigit() and int(text.strip()) != old:
             old = int(text.strip())
             continue
         if status != 200:
             raise CeadError("tlog.witness_refused", f"The witness refused the checkpoint ({status}): "
-                            f"{text.strip()[:300]}", status=status)
-        return log.add_cosignature(cp.size, text)
+                            f"{text.strip()[:600]}", status=status)
+        return log.add_cosignature(size, text)
     raise CeadError("tlog.witness_refused", "The witness kept asking for another size.")
 
 
-def http_poster(url: str, fetcher, timeout: float = 10):
+def key_request_body(log, old: int, size: int, note: str) -> bytes:
+    """The add-key request for the handover checkpoint ``note`` of ``size`` entries, from the witness's ``old``."""
+    b64 = lambda h: base64.b64encode(h).decode()   # noqa: E731
+    return json.dumps({
+        "old": old, "consistency": [b64(h) for h in (log.consistency_proof(old, size) if 0 < old < size else [])],
+        "checkpoint": note, "entry": b64(log.entry(size - 1)),
+        "inclusion": [b64(h) for h in log.inclusion_proof(size - 1, size)]}).encode()
+
+
+def follow(log, post_key) -> tuple[int, str]:
+    """Hand one witness over to this log's newest key, through each rotation's handover checkpoint (oldest first)
+    that it has not passed: each is signed by the key before the rotation and ends with the ``key.added`` entry
+    naming the next (:func:`add_key` checks both). A witness answers 403 to a handover not signed by the key it
+    has (it is at another step of the chain): that one is skipped. Returns ``(size, "")`` of the last handover
+    the witness co-signed, or ``(0, why)`` when it followed none."""
+    old, last = 0, 0
+    why = "this log has no rotation's checkpoint the witness has not passed"
+    for size, note in log.handovers():
+        status, text = 0, ""
+        for _ in range(3):
+            if size < old:                   # the witness has passed this rotation
+                status = -1
+                break
+            status, text = post_key(key_request_body(log, old, size, note))
+            if status == 409 and text.strip().isdigit() and int(text.strip()) != old:
+                old = int(text.strip())
+                continue
+            break
+        reason = text.strip()[:400].rstrip(".")
+        if status == 200:
+            log.add_cosignature(size, text)
+            old, last = size, size
+        elif status == 403:
+            why = (f"it refused the rotation's checkpoint of {size} entries as not signed by the key it has, "
+                   "so the key it has is not one this log handed over from")
+        elif status == 422:
+            why = (f"it refused the rotation's checkpoint of {size} entries (422): {reason}. If this log's history "
+                   "is not the one the witness co-signed, that is for both organisations to look into (a fork), "
+                   "not for `cead witness watch` to paper over")
+            break
+        elif status != -1:
+            why = f"it refused the rotation's checkpoint of {size} entries ({status}): {reason}"
+            if status in (400, 404):
+                break
+    return (last, "") if last else (0, why + ".")
+
+
+def http_poster(url: str, fetcher, timeout: float = 10, endpoint: str = "add-checkpoint"):
     """``post(body) -> (status, text)`` for :func:`submit`: an add-checkpoint request to the witness at ``url``
     (its base, e.g. ``https://witness.example/witness``), sent through ``fetcher``: the submitting node's
     ``node.fetcher()``, so the node's network rules hold (https, its CA bundle, no loopback, private or link-local
@@ -172,11 +363,14 @@ def http_poster(url: str, fetcher, timeout: float = 10):
     if not callable(getattr(fetcher, "post", None)):
         raise TypeError("http_poster(url, fetcher): give the node's fetcher (node.fetcher()), which carries its CA "
                         f"bundle and network rules, not {type(fetcher).__name__}")
-    target = url.rstrip("/") + "/add-checkpoint"
+    if endpoint not in ("add-checkpoint", "add-key"):
+        raise ValueError(f"endpoint: add-checkpoint or add-key, not {endpoint!r}")
+    target = url.rstrip("/") + "/" + endpoint
 
     def post(body: bytes):
         try:
-            answer = fetcher.post(target, body, headers={"Content-Type": "text/plain"}, timeout=timeout)
+            answer = fetcher.post(target, body, headers={"Content-Type": "text/plain" if endpoint == "add-checkpoint"
+                                                     else "application/json"}, timeout=timeout)
         except CeadError as exc:
             raise CeadError("tlog.witness_unreachable", f"The checkpoint was not sent to the witness at {url}: {exc.message}",
                             url=url, cause=exc.code) from None
@@ -273,8 +467,9 @@ def watch(node, log_vkey: str) -> str | None:
         if row is None:
             conn.execute(witnessed.insert().values(origin=key.name, vkey=log_vkey, size=0, root=merkle.EMPTY_ROOT,
                                                    note=None, at=utcnow()))
-        elif row[0] != log_vkey:
-            conn.execute(witnessed.update().where(witnessed.c.origin == key.name).values(vkey=log_vkey))
+        elif row[0] != log_vkey:      # the operator's choice replaces any key the witness followed by itself
+            conn.execute(witnessed.update().where(witnessed.c.origin == key.name).values(
+                vkey=log_vkey, previous_vkey=None, key_since=None, key_followed_at=None))
             return row[0]
     return None
 
@@ -285,14 +480,19 @@ class Watched:
     vkey: str
     size: int                 # the size last co-signed (0: none yet)
     at: str | None            # when (or when the watch began)
+    previous_vkey: str | None = None    # when the witness followed the log's key rotation by itself: the key before,
+    key_since: int | None = None        # the size of the rotation's checkpoint it followed at,
+    key_followed_at: str | None = None  # and when
 
 
 def watching(node) -> list[Watched]:
     """The logs this node witnesses, by origin."""
     with node.engine.connect() as conn:
-        rows = conn.execute(sa.select(witnessed.c.origin, witnessed.c.vkey, witnessed.c.size, witnessed.c.at)
+        rows = conn.execute(sa.select(witnessed.c.origin, witnessed.c.vkey, witnessed.c.size, witnessed.c.at,
+                                      witnessed.c.previous_vkey, witnessed.c.key_since, witnessed.c.key_followed_at)
                             .order_by(witnessed.c.origin)).all()
-    return [Watched(r.origin, r.vkey, int(r.size or 0), r.at) for r in rows]
+    return [Watched(r.origin, r.vkey, int(r.size or 0), r.at, r.previous_vkey,
+                    None if r.key_since is None else int(r.key_since), r.key_followed_at) for r in rows]
 
 
 def unwatch(node, origin: str) -> bool:
@@ -459,7 +659,8 @@ def _submit_one(node, log, url: str, fetcher, timeout: float) -> Submitted:
     size = Checkpoint.parse(notes.split(note)[0]).size
     try:
         try:
-            cosigned = submit(log, http_poster(url, fetcher, timeout))
+            cosigned = submit(log, http_poster(url, fetcher, timeout),
+                              http_poster(url, fetcher, timeout, endpoint="add-key"))
         except CeadError as exc:
             status = int(exc.detail.get("status") or 0)
             reason = exc.message
