@@ -139,7 +139,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
 
     wizard.register(bp, wallet, BLUEPRINT)         # the analyst's request wizard (before /<request_id>)
     desk_pages.register(bp)         # the decision page, approve, refuse, ask for changes, status
-    standing_pages.register(bp, wallet, BLUEPRINT)  # standing approvals: what is in force, made, suspended
+    standing_pages.register(bp)     # standing approvals: what is in force, made, suspended
     delegate_pages.register(bp, wallet, BLUEPRINT)  # the DPO delegates approval authority, in a guided form
 
     def may_approve() -> list[str]:
