@@ -137,7 +137,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
                                answers=list_answers(wallet),
                                shown=desk.request_status_words(current_app.config["CEAD_NODE"], rows))
 
-    wizard.register(bp, wallet, BLUEPRINT)         # the analyst's request wizard (before /<request_id>)
+    wizard.register(bp)             # the analyst's request wizard (before /<request_id>)
     desk_pages.register(bp)         # the decision page, approve, refuse, ask for changes, status
     standing_pages.register(bp)     # standing approvals: what is in force, made, suspended
     delegate_pages.register(bp, wallet, BLUEPRINT)  # the DPO delegates approval authority, in a guided form
