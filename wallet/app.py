@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import answers, inbox, pages, precedents, sharing
+from . import answers, current, inbox, pages, precedents, sharing
 from .store import Wallet
 
 
@@ -15,12 +15,12 @@ def create_node_app(node, *, wallet: Wallet | None = None, **issuer_options) -> 
     from issuer.app import create_app
     app = create_app(node, **issuer_options)
     wallet = wallet or Wallet.from_node(node)
+    current.install(app, wallet)     # app.extensions["cead_wallet"]: where the wallet pages' views find it
     app.register_blueprint(inbox.blueprint(wallet, public_url=node.config.get("public_url")))
     app.register_blueprint(sharing.blueprint(wallet, public_url=node.config.get("public_url")))
     app.register_blueprint(answers.blueprint(wallet, public_url=node.config.get("public_url")))  # refusals back
     app.register_blueprint(pages.blueprint(wallet, public_url=node.config.get("public_url")))  # wallet pages
     app.register_blueprint(precedents.blueprint(node, wallet))   # GET /precedents: this node's signed decisions
-    app.config["CEAD_WALLET"] = wallet
     from .names import Directory
     app.config["CEAD_DIRECTORY"] = lambda: Directory.for_pages(node, wallet)   # names for the issuer's register
     return app

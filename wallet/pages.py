@@ -137,9 +137,9 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
                                answers=list_answers(wallet),
                                shown=desk.request_status_words(current_app.config["CEAD_NODE"], rows))
 
-    wizard.register(bp, wallet, BLUEPRINT)         # the analyst's request wizard (before /<request_id>)
-    desk_pages.register(bp, wallet, BLUEPRINT)     # the decision page, approve, refuse, ask for changes, status
-    standing_pages.register(bp, wallet, BLUEPRINT)  # standing approvals: what is in force, made, suspended
+    wizard.register(bp)             # the analyst's request wizard (before /<request_id>)
+    desk_pages.register(bp)         # the decision page, approve, refuse, ask for changes, status
+    standing_pages.register(bp)     # standing approvals: what is in force, made, suspended
     delegate_pages.register(bp, wallet, BLUEPRINT)  # the DPO delegates approval authority, in a guided form
 
     def may_approve() -> list[str]:

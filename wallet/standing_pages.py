@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from wtforms import (BooleanField, DateField, Form, IntegerField, RadioField, SelectField, StringField,
                      TextAreaField)
@@ -27,7 +27,7 @@ from schemas import vocab
 from schemas import words as plain
 from verifier.results import CeadError
 
-from . import desk, standing
+from . import current, desk, standing
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
     authority_choices, condition_choices, dataset_choices, duration_from_words, legal_basis_choices, options
 from .forms import held_delegations as held
@@ -174,147 +174,155 @@ def bounds(names: Directory, scope, rule: dict) -> list[str]:
     return out
 
 
-def register(bp, wallet, blueprint_name: str) -> None:
-
-    def node():
-        return current_app.config["CEAD_NODE"]
-
-    def may_view():
-        if not (may("issue:approval") or may("issue:delegation")):
-            raise CeadError("auth.scope", "Only those who decide requests (IAO, DPO, admin) see standing approvals.",
-                            scope="issue:approval")
-
-    def may_sign():
-        if not may("issue:delegation"):
-            raise CeadError("auth.scope", "Only a DPO or an administrator may sign, suspend or revoke a standing "
-                            "approval.", scope="issue:delegation")
-
-    def held_delegations() -> list:
-        return held(wallet, node().did)
-
-    def make_form(formdata: MultiDict | None, names: Directory) -> StandingForm:
-        form = StandingForm(formdata)
-        parents = held_delegations()
-        form.parent.choices = authority_choices(names, parents, node().name, with_datasets=True)
-        form.datasets.choices = dataset_choices(names, parents)
-        form.purposes.choices = _choices(vocab.PURPOSES)
-        form.basis.choices = options([("", "Choose a lawful basis")]) + legal_basis_choices()
-        form.condition.choices = condition_choices()
-        form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
-        return form
-
-    def defaults(names: Directory) -> MultiDict:
-        start = date.today()
-        parents = held_delegations()
-        return MultiDict({"parent": parents[0].credential_id if parents else "", "protocol": "threshold",
-                          "min_cell_count": "10", "max_transfers": "12", "retention": "P1Y", "valid_for": "P6M",
-                          "onward_sharing": "Prohibited", "sensitivity": "Pseudonymised", "dpia_outcome": "LowRisk",
-                          "basis": "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e",
-                          "not_before": start.isoformat(), "not_after": (start + timedelta(days=365)).isoformat()})
-
-    def page(form: StandingForm | None = None, status: int = 200, problem=None):
-        names = Directory.for_pages(node(), wallet)
-        rules = standing.rules(node())
-        from issuer import issuing
-        issued_here = {r.id for r in issuing.register(node())}
-        log = standing.history(wallet, [r["name"] for r in rules])
-        shown = []
-        for rule in rules:
-            held = wallet.get(rule["delegation"])
-            signed = held.credential if held is not None else None
-            entry: dict[str, Any] = {"rule": rule, "words": [], "status": {"status": "unknown", "usable": False,
-                                                                         "problems": []},
-                                     "issuer": None, "here": rule["delegation"] in issued_here,
-                                     "approved": log[rule["name"]]["approved"], "outside": log[rule["name"]]["outside"]}
-            if signed is not None:
-                try:
-                    model = desk.delegation_model(signed)
-                    entry["words"] = bounds(names, model.scope, rule)
-                    entry["issuer"] = names.name(held.issuer)
-                except (CeadError, ValueError) as exc:
-                    entry["words"] = [f"The template could not be read: {getattr(exc, 'message', exc)}"]
-                entry["status"] = desk.delegation_status(wallet, signed)
-            else:
-                entry["words"] = [f"The template {rule['delegation']} is not held by this node, so nothing is "
-                                  "approved under this rule."]
-            shown.append(entry)
-        if form is None and may("issue:delegation"):
-            form = make_form(defaults(names), names)
-        errors = [(f.id, e) for f in form for e in f.errors] if form is not None else []
-        listed = [r for lists in log.values() for r in [*lists["approved"], *(row for row, _ in lists["outside"])]]
-        return render_template("wallet_standing.html", duration_hint=DURATION_HINT, entries=shown, form=form,
-                               errors=errors, problem=problem, names=names, date=moment_words,
-                               status_of=desk.request_status_words(node(), listed),
-                               person=staff.person_words(node().engine)), status
-
-    @bp.get("/wallet/standing", endpoint="standing")
-    @sign_in_required
-    def standing_page():
-        may_view()
-        return page()
-
-    @bp.post("/wallet/standing", endpoint="standing_create")
-    @sign_in_required
-    def standing_create():
-        may_sign()
-        names = Directory.for_pages(node(), wallet)
-        form = make_form(request.form, names)
-        if not form.validate():
-            return page(form, 400)
-        parent = form.parent.data or None
-        discloser = node().did
-        if parent:
-            held = wallet.get(parent)
-            discloser = (held.document.get("credentialSubject") or {}).get("onBehalfOf") or discloser if held \
-                else discloser
-        scope, conditions = template_of(form, discloser)
-        who = current_token()
-        try:
-            rule = standing.create(node(), wallet, name=form.name.data, scope=scope, conditions=conditions,
-                                   valid_for=duration_from_words(form.valid_for.data), by=who.name, scopes=who.scopes.split(","),
-                                   parent=parent)
-        except CeadError as exc:
-            field = exc.problem.detail.get("field") if isinstance(exc.problem.detail, dict) else None
-            if field and hasattr(form, field):
-                getattr(form, field).errors = [*getattr(form, field).errors, exc.message]
-            for dim in (exc.problem.detail.get("dimensions") or []) if isinstance(exc.problem.detail, dict) else []:
-                target = getattr(form, FIELD_OF.get(dim.split(".")[0], "parent"))
-                said = SUB_DELEGATION if dim == "maxDelegationDepth" else \
-                    f"Wider than the delegation it rests on ({words(dim)})."
-                target.errors = list(dict.fromkeys([*target.errors, said]))
-            audit("standing approval refused before signing", target=form.name.data, detail={"code": exc.code})
-            return page(form, 422, problem=exc.problem)
-        audit("signed standing approval", target=rule["name"], detail={"delegation": rule["delegation"]})
-        flash(f"Standing approval {rule['name']} signed and in force: routine requests inside it are now approved "
-              "automatically.")
-        return redirect(url_for(f"{blueprint_name}.standing"))
-
-    @bp.post("/wallet/standing/<name>/status", endpoint="standing_status")
-    @sign_in_required
-    def standing_status(name: str):
-        may_sign()
-        rule = next((r for r in standing.rules(node()) if r["name"] == name), None)
-        if rule is None:
-            raise CeadError("web.form_invalid", f"There is no standing approval called {name!r}.")
-        action = request.form.get("action", "")
-        if action not in ACTIONS:
-            raise CeadError("web.form_invalid", "Choose suspend, reinstate or revoke.", field="action")
-        if action == "revoke" and request.form.get("confirm") != "yes":
-            raise CeadError("web.form_invalid", "Tick the box to confirm that revoking is final.", field="confirm")
-        from issuer import issuing, statuslist
-        if rule["delegation"] not in {r.id for r in issuing.register(node())}:
-            held = wallet.get(rule["delegation"])
-            raise CeadError("web.form_invalid", "This node did not sign this standing approval's template, so it "
-                            f"cannot {action} it: ask {held.issuer if held else 'its issuer'} to, or remove the rule "
-                            "from config.yaml.")
-        result = issuing.change_status(node(), rule["delegation"], action, by=current_token().name,
-                                       reason=(request.form.get("reason") or "").strip() or None,
-                                       scopes=current_token().scopes.split(","))
-        audit(f"{action} standing approval", target=name, detail={"delegation": rule["delegation"]})
-        flash(f"Standing approval {name} is now {result['status']}"
-              + ("; nothing more is approved under it." if action != "reinstate" else
-                 "; routine requests inside it are approved automatically again.")
-              + f" {statuslist.seen_by_gateways(action, under=True)}")
-        return redirect(url_for(f"{blueprint_name}.standing"))
+def may_view():
+    if not (may("issue:approval") or may("issue:delegation")):
+        raise CeadError("auth.scope", "Only those who decide requests (IAO, DPO, admin) see standing approvals.",
+                        scope="issue:approval")
 
 
+def may_sign():
+    if not may("issue:delegation"):
+        raise CeadError("auth.scope", "Only a DPO or an administrator may sign, suspend or revoke a standing "
+                        "approval.", scope="issue:delegation")
+
+
+def make_form(node, wallet, formdata: MultiDict | None, names: Directory) -> StandingForm:
+    form = StandingForm(formdata)
+    parents = held(wallet, node.did)
+    form.parent.choices = authority_choices(names, parents, node.name, with_datasets=True)
+    form.datasets.choices = dataset_choices(names, parents)
+    form.purposes.choices = _choices(vocab.PURPOSES)
+    form.basis.choices = options([("", "Choose a lawful basis")]) + legal_basis_choices()
+    form.condition.choices = condition_choices()
+    form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
+    return form
+
+
+def defaults(node, wallet) -> MultiDict:
+    start = date.today()
+    parents = held(wallet, node.did)
+    return MultiDict({"parent": parents[0].credential_id if parents else "", "protocol": "threshold",
+                      "min_cell_count": "10", "max_transfers": "12", "retention": "P1Y", "valid_for": "P6M",
+                      "onward_sharing": "Prohibited", "sensitivity": "Pseudonymised", "dpia_outcome": "LowRisk",
+                      "basis": "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e",
+                      "not_before": start.isoformat(), "not_after": (start + timedelta(days=365)).isoformat()})
+
+
+def page(node, wallet, form: StandingForm | None = None, status: int = 200, problem=None):
+    """The standing-approvals page and its HTTP status; ``form`` as typed, else (for a DPO) the form with its
+    defaults."""
+    names = Directory.for_pages(node, wallet)
+    rules = standing.rules(node)
+    from issuer import issuing
+    issued_here = {r.id for r in issuing.register(node)}
+    log = standing.history(wallet, [r["name"] for r in rules])
+    shown = []
+    for rule in rules:
+        held = wallet.get(rule["delegation"])
+        signed = held.credential if held is not None else None
+        entry: dict[str, Any] = {"rule": rule, "words": [], "status": {"status": "unknown", "usable": False,
+                                                                     "problems": []},
+                                 "issuer": None, "here": rule["delegation"] in issued_here,
+                                 "approved": log[rule["name"]]["approved"], "outside": log[rule["name"]]["outside"]}
+        if signed is not None:
+            try:
+                model = desk.delegation_model(signed)
+                entry["words"] = bounds(names, model.scope, rule)
+                entry["issuer"] = names.name(held.issuer)
+            except (CeadError, ValueError) as exc:
+                entry["words"] = [f"The template could not be read: {getattr(exc, 'message', exc)}"]
+            entry["status"] = desk.delegation_status(wallet, signed)
+        else:
+            entry["words"] = [f"The template {rule['delegation']} is not held by this node, so nothing is "
+                              "approved under this rule."]
+        shown.append(entry)
+    if form is None and may("issue:delegation"):
+        form = make_form(node, wallet, defaults(node, wallet), names)
+    errors = [(f.id, e) for f in form for e in f.errors] if form is not None else []
+    listed = [r for lists in log.values() for r in [*lists["approved"], *(row for row, _ in lists["outside"])]]
+    return render_template("wallet_standing.html", duration_hint=DURATION_HINT, entries=shown, form=form,
+                           errors=errors, problem=problem, names=names, date=moment_words,
+                           status_of=desk.request_status_words(node, listed),
+                           person=staff.person_words(node.engine)), status
+
+
+# -- the views (URL rules in :func:`register`) ----------------------------------------------------------------------
+
+@sign_in_required
+def standing_page():
+    may_view()
+    return page(current.node(), current.wallet())
+
+
+@sign_in_required
+def standing_create():
+    may_sign()
+    node, wallet = current.node(), current.wallet()
+    names = Directory.for_pages(node, wallet)
+    form = make_form(node, wallet, request.form, names)
+    if not form.validate():
+        return page(node, wallet, form, 400)
+    parent = form.parent.data or None
+    discloser = node.did
+    if parent:
+        held = wallet.get(parent)
+        discloser = (held.document.get("credentialSubject") or {}).get("onBehalfOf") or discloser if held \
+            else discloser
+    scope, conditions = template_of(form, discloser)
+    who = current_token()
+    try:
+        rule = standing.create(node, wallet, name=form.name.data, scope=scope, conditions=conditions,
+                               valid_for=duration_from_words(form.valid_for.data), by=who.name, scopes=who.scopes.split(","),
+                               parent=parent)
+    except CeadError as exc:
+        field = exc.problem.detail.get("field") if isinstance(exc.problem.detail, dict) else None
+        if field and hasattr(form, field):
+            getattr(form, field).errors = [*getattr(form, field).errors, exc.message]
+        for dim in (exc.problem.detail.get("dimensions") or []) if isinstance(exc.problem.detail, dict) else []:
+            target = getattr(form, FIELD_OF.get(dim.split(".")[0], "parent"))
+            said = SUB_DELEGATION if dim == "maxDelegationDepth" else \
+                f"Wider than the delegation it rests on ({words(dim)})."
+            target.errors = list(dict.fromkeys([*target.errors, said]))
+        audit("standing approval refused before signing", target=form.name.data, detail={"code": exc.code})
+        return page(node, wallet, form, 422, problem=exc.problem)
+    audit("signed standing approval", target=rule["name"], detail={"delegation": rule["delegation"]})
+    flash(f"Standing approval {rule['name']} signed and in force: routine requests inside it are now approved "
+          "automatically.")
+    return redirect(url_for(".standing"))
+
+
+@sign_in_required
+def standing_status(name: str):
+    may_sign()
+    node, wallet = current.node(), current.wallet()
+    rule = next((r for r in standing.rules(node) if r["name"] == name), None)
+    if rule is None:
+        raise CeadError("web.form_invalid", f"There is no standing approval called {name!r}.")
+    action = request.form.get("action", "")
+    if action not in ACTIONS:
+        raise CeadError("web.form_invalid", "Choose suspend, reinstate or revoke.", field="action")
+    if action == "revoke" and request.form.get("confirm") != "yes":
+        raise CeadError("web.form_invalid", "Tick the box to confirm that revoking is final.", field="confirm")
+    from issuer import issuing, statuslist
+    if rule["delegation"] not in {r.id for r in issuing.register(node)}:
+        held = wallet.get(rule["delegation"])
+        raise CeadError("web.form_invalid", "This node did not sign this standing approval's template, so it "
+                        f"cannot {action} it: ask {held.issuer if held else 'its issuer'} to, or remove the rule "
+                        "from config.yaml.")
+    result = issuing.change_status(node, rule["delegation"], action, by=current_token().name,
+                                   reason=(request.form.get("reason") or "").strip() or None,
+                                   scopes=current_token().scopes.split(","))
+    audit(f"{action} standing approval", target=name, detail={"delegation": rule["delegation"]})
+    flash(f"Standing approval {name} is now {result['status']}"
+          + ("; nothing more is approved under it." if action != "reinstate" else
+             "; routine requests inside it are approved automatically again.")
+          + f" {statuslist.seen_by_gateways(action, under=True)}")
+    return redirect(url_for(".standing"))
+
+
+def register(bp) -> None:
+    """Add the standing-approvals URL rules to the wallet pages' blueprint (``wallet.pages.blueprint``), under the
+    endpoints ``url_for`` names (``cead_wallet.standing``, ...)."""
+    bp.add_url_rule("/wallet/standing", "standing", standing_page, methods=["GET"])
+    bp.add_url_rule("/wallet/standing", "standing_create", standing_create, methods=["POST"])
+    bp.add_url_rule("/wallet/standing/<name>/status", "standing_status", standing_status, methods=["POST"])

@@ -23,13 +23,13 @@ import re
 import uuid
 from pathlib import Path
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 
 from issuer.pages import audit, may, sign_in_required
 from schemas import vocab
 from verifier.results import CeadError
 
-from . import sharing
+from . import current, sharing
 from .casefile import DPIA_SCREENING
 from .forms import (CADENCE_HINT, DURATION_HINT, WizardForm, _choices, cadence_from_words, condition_choices,
                     duration_from_words, legal_basis_choices, options)
@@ -117,134 +117,150 @@ def suggestions(form) -> list[dict]:
     return out
 
 
-def register(bp, wallet, blueprint_name: str) -> None:
+def page(node, form: WizardForm, attached: dict, status: int = 200, problem=None, rules: dict | None = None):
+    """The wizard page and its HTTP status: the datasets chosen, then those matching the search words (at most
+    ``MAX_LISTED``); the documents ``attached`` so far."""
+    catalogue = catalogue_choices(node)
+    wanted = set(form.datasets.data or [])
+    chosen = [d for d in catalogue if d["iri"] in wanted]
+    shown = {c["name"] for d in chosen for c in d["columns"]}
+    # a council's catalogue has hundreds of datasets: the chosen ones, then those matching the search words
+    words = (request.form.get("dataset_search") or "").lower().split() if request.method == "POST" else []
+    listed = [d for d in catalogue if d["iri"] not in wanted and all(
+        w in f"{d['label']} {d['description'] or ''} {d['iri']}".lower() for w in words)]
+    more = max(0, len(listed) - MAX_LISTED)
+    form.datasets.choices = options((d["iri"], d["label"]) for d in chosen + listed[:MAX_LISTED])
+    errors = [(f.id, e) for f in form for e in f.errors] + \
+             [(k, v) for k, v in attached.get("errors", {}).items()]
+    return render_template("wallet_wizard.html", cadence_hint=CADENCE_HINT, duration_hint=DURATION_HINT,
+                           form=form, attached=attached, errors=errors, problem=problem,
+                           catalogue=catalogue, chosen=chosen, picked=set(form.columns.data or []),
+                           unshown=[c for c in form.columns.data or [] if c not in shown], suggestions=suggestions(form),
+                           screening=DPIA_SCREENING, rules=rules or {}, more=more,
+                           search=" ".join(words)), status
 
-    def page(form: WizardForm, attached: dict, status: int = 200, problem=None, rules: dict | None = None):
-        node = current_app.config["CEAD_NODE"]
-        catalogue = catalogue_choices(node)
-        wanted = set(form.datasets.data or [])
-        chosen = [d for d in catalogue if d["iri"] in wanted]
-        shown = {c["name"] for d in chosen for c in d["columns"]}
-        # a council's catalogue has hundreds of datasets: the chosen ones, then those matching the search words
-        words = (request.form.get("dataset_search") or "").lower().split() if request.method == "POST" else []
-        listed = [d for d in catalogue if d["iri"] not in wanted and all(
-            w in f"{d['label']} {d['description'] or ''} {d['iri']}".lower() for w in words)]
-        more = max(0, len(listed) - MAX_LISTED)
-        form.datasets.choices = options((d["iri"], d["label"]) for d in chosen + listed[:MAX_LISTED])
-        errors = [(f.id, e) for f in form for e in f.errors] + \
-                 [(k, v) for k, v in attached.get("errors", {}).items()]
-        return render_template("wallet_wizard.html", cadence_hint=CADENCE_HINT, duration_hint=DURATION_HINT,
-                               form=form, attached=attached, errors=errors, problem=problem,
-                               catalogue=catalogue, chosen=chosen, picked=set(form.columns.data or []),
-                               unshown=[c for c in form.columns.data or [] if c not in shown], suggestions=suggestions(form),
-                               screening=DPIA_SCREENING, rules=rules or {}, more=more,
-                               search=" ".join(words)), status
 
-    def make(formdata=None) -> WizardForm:
-        form = WizardForm(formdata)
-        node = current_app.config["CEAD_NODE"]
-        catalogue = catalogue_choices(node)
-        form.datasets.choices = options((d["iri"], d["label"]) for d in catalogue)
-        form.columns.choices = options((c["name"], c["name"]) for d in catalogue for c in d["columns"])
-        form.purpose.choices = options([("", "Choose a purpose")]) + _choices(vocab.PURPOSES)
-        form.legal_basis.choices = legal_basis_choices()
-        form.condition.choices = condition_choices()
-        if formdata is None:
-            form.legal_basis.data = suggested_bases(None)[0]
-        return form
+def make(node, formdata=None) -> WizardForm:
+    form = WizardForm(formdata)
+    catalogue = catalogue_choices(node)
+    form.datasets.choices = options((d["iri"], d["label"]) for d in catalogue)
+    form.columns.choices = options((c["name"], c["name"]) for d in catalogue for c in d["columns"])
+    form.purpose.choices = options([("", "Choose a purpose")]) + _choices(vocab.PURPOSES)
+    form.legal_basis.choices = legal_basis_choices()
+    form.condition.choices = condition_choices()
+    if formdata is None:
+        form.legal_basis.data = suggested_bases(None)[0]
+    return form
 
-    def may_send():
-        if not may("request:send"):
-            raise CeadError("auth.scope", "You may not send data-sharing requests.", scope="request:send")
 
-    @bp.get("/wallet/requests/new", endpoint="wizard")
-    @sign_in_required
-    def wizard():
-        may_send()
-        return page(make(), {})
+def may_send():
+    if not may("request:send"):
+        raise CeadError("auth.scope", "You may not send data-sharing requests.", scope="request:send")
 
-    @bp.post("/wallet/requests/new", endpoint="wizard_send")
-    @sign_in_required
-    def wizard_send():
-        may_send()
-        node = current_app.config["CEAD_NODE"]
-        form = make(request.form)
-        action = request.form.get("action", "send")
-        attached: dict = {"errors": {}}
-        for kind in ("agreement", "dpia"):
-            try:
-                pin = store_document(node.home, request.files.get(f"{kind}_file"))
-            except ValueError as exc:
-                attached["errors"][f"{kind}_file"] = str(exc)
-                continue
-            if pin is None and request.form.get(f"{kind}_pin"):        # attached on an earlier try
-                digest = request.form[f"{kind}_pin"]
-                # only a digest this page made names a kept document: never a path ("../web-secret", "/etc/...")
-                if DIGEST.fullmatch(digest) and (node.home / "documents" / digest).is_file():
-                    pin = {"title": request.form.get(f"{kind}_title", kind)[:300],
-                           "id": f"urn:cead:document:{digest}", "digest": digest,
-                           "size": (node.home / "documents" / digest).stat().st_size}
-            if pin is not None:
-                attached[kind] = pin
-        if action in ("columns", "suggest", "search"):        # the same page again, with what was typed: nothing is sent
-            return page(form, {**attached, "errors": {}})
-        if "agreement" not in attached and "agreement_file" not in attached["errors"]:
-            attached["errors"]["agreement_file"] = "Attach the data sharing agreement (a Word or PDF document)."
-        screening = set(form.dpia_screening.data or [])
-        if screening and "dpia" not in attached and "dpia_file" not in attached["errors"]:
-            attached["errors"]["dpia_file"] = ("You ticked a DPIA screening question, so a DPIA is needed: "
-                                               "attach it.")
-        valid = form.validate()
-        if not valid or attached["errors"]:
-            return page(form, attached, 400)
-        holder = wallet.holder
-        base = (node.config.get("public_url") or request.url_root).rstrip("/")
-        documents = [{"kind": k, **attached[k]} for k in ("agreement", "dpia") if k in attached]
-        case = {
-            "publicBenefit": {"whoBenefits": form.who_benefits.data, "how": form.how.data,
-                              **({"evidence": form.evidence.data} if form.evidence.data else {}),
-                              **({"withoutTheData": form.without.data} if form.without.data else {})},
-            "fiveSafes": {k: getattr(form, f"safe_{k}").data for k in ("people", "projects", "settings", "data",
-                                                                        "outputs") if getattr(form, f"safe_{k}").data},
-            "dpiaScreening": {k: k in screening for k in DPIA_SCREENING},
-            "retention": duration_from_words(form.retention.data),
-            **{k: getattr(form, k).data for k in ("review", "transparency", "rights") if getattr(form, k).data},
-            "proposedProtocol": {"kind": form.protocol.data, **({"minCellCount": form.min_cell_count.data}
-                                                                if form.protocol.data == "threshold" else {})},
-            "documents": [{k: v for k, v in d.items() if k in ("kind", "title", "id", "digest", "size",
-                                                                "mediaType")} for d in documents],
-        }
-        body = {
-            "requester": holder, "datasets": form.dataset_list(),
-            "dataItems": form.column_list(), "purposes": [form.purpose.data],
-            "lawfulBasis": {"party": holder, "regime": form.regime.data, "legalBases": [b for b in (form.legal_basis.data,
-                                                                                    form.condition.data) if b]},
-            "cadence": cadence_from_words(form.cadence.data),
-            "agreement": {"id": attached["agreement"]["id"], "digest": attached["agreement"]["digest"]},
-            "justification": (form.justification.data or
-                              f"{form.how.data} (benefits {form.who_benefits.data})")[:4000],
-            "replyTo": f"{base}/inbox", "case": case,
-        }
-        from .rule_fields import WIZARD_FIELDS, beside, holder_did, request_checks
-        broken = request_checks(body, holder_did(form.holder_url.data), vocabulary=getattr(node, "vocabulary", None))
-        if broken:     # the law would not allow what is asked: beside the fields, nothing sent
-            for name, messages in beside(broken, WIZARD_FIELDS, "legal_basis").items():
-                getattr(form, name).errors = [*getattr(form, name).errors, *messages]
-            audit("request not sent", target=form.holder_url.data, detail={"rules": [r.rule for r in broken]})
-            return page(form, attached, 422)
-        url = form.holder_url.data.rstrip("/") + "/requests"
+
+# -- the views (URL rules in :func:`register`) ----------------------------------------------------------------------
+
+@sign_in_required
+def wizard():
+    may_send()
+    node = current.node()
+    return page(node, make(node), {})
+
+
+@sign_in_required
+def wizard_send():
+    may_send()
+    node, wallet = current.node(), current.wallet()
+    form = make(node, request.form)
+    action = request.form.get("action", "send")
+    attached: dict = {"errors": {}}
+    for kind in ("agreement", "dpia"):
         try:
-            answer = sharing.send_request(wallet, url, body, verify=node.network.ca_bundle or True)
-        except CeadError as exc:
-            if exc.code == "sharing.invalid" and exc.detail.get("field"):
-                where = {"datasets": "datasets", "dataItems": "columns", "cadence": "cadence",
-                         "purposes": "purpose", "lawfulBasis": "legal_basis"}
-                target = where.get(str(exc.detail["field"]).split(".")[0])
-                if target:
-                    getattr(form, target).errors = [*getattr(form, target).errors, exc.message]
-            audit("request not sent", target=url, detail={"code": exc.code})
-            return page(form, attached, 502 if exc.code == "sharing.unreachable" else 400, exc.problem)
-        audit("sent request", target=answer.get("id"), detail={"to": url, "datasets": body["datasets"]})
-        flash(f"Request sent to {form.holder_url.data}: it is {answer.get('status', 'pending')} (their reference "
-              f"{answer.get('id')}). The approval, when given, arrives in this node's wallet.")
-        return redirect(url_for(f"{blueprint_name}.requests_list"))
+            pin = store_document(node.home, request.files.get(f"{kind}_file"))
+        except ValueError as exc:
+            attached["errors"][f"{kind}_file"] = str(exc)
+            continue
+        if pin is None and request.form.get(f"{kind}_pin"):        # attached on an earlier try
+            digest = request.form[f"{kind}_pin"]
+            # only a digest this page made names a kept document: never a path ("../web-secret", "/etc/...")
+            if DIGEST.fullmatch(digest) and (node.home / "documents" / digest).is_file():
+                pin = {"title": request.form.get(f"{kind}_title", kind)[:300],
+                       "id": f"urn:cead:document:{digest}", "digest": digest,
+                       "size": (node.home / "documents" / digest).stat().st_size}
+        if pin is not None:
+            attached[kind] = pin
+    if action in ("columns", "suggest", "search"):        # the same page again, with what was typed: nothing is sent
+        return page(node, form, {**attached, "errors": {}})
+    if "agreement" not in attached and "agreement_file" not in attached["errors"]:
+        attached["errors"]["agreement_file"] = "Attach the data sharing agreement (a Word or PDF document)."
+    screening = set(form.dpia_screening.data or [])
+    if screening and "dpia" not in attached and "dpia_file" not in attached["errors"]:
+        attached["errors"]["dpia_file"] = ("You ticked a DPIA screening question, so a DPIA is needed: "
+                                           "attach it.")
+    valid = form.validate()
+    if not valid or attached["errors"]:
+        return page(node, form, attached, 400)
+    body = request_body(node, wallet, form, attached, screening)
+    from .rule_fields import WIZARD_FIELDS, beside, holder_did, request_checks
+    broken = request_checks(body, holder_did(form.holder_url.data), vocabulary=getattr(node, "vocabulary", None))
+    if broken:     # the law would not allow what is asked: beside the fields, nothing sent
+        for name, messages in beside(broken, WIZARD_FIELDS, "legal_basis").items():
+            getattr(form, name).errors = [*getattr(form, name).errors, *messages]
+        audit("request not sent", target=form.holder_url.data, detail={"rules": [r.rule for r in broken]})
+        return page(node, form, attached, 422)
+    url = form.holder_url.data.rstrip("/") + "/requests"
+    try:
+        answer = sharing.send_request(wallet, url, body, verify=node.network.ca_bundle or True)
+    except CeadError as exc:
+        if exc.code == "sharing.invalid" and exc.detail.get("field"):
+            where = {"datasets": "datasets", "dataItems": "columns", "cadence": "cadence",
+                     "purposes": "purpose", "lawfulBasis": "legal_basis"}
+            target = where.get(str(exc.detail["field"]).split(".")[0])
+            if target:
+                getattr(form, target).errors = [*getattr(form, target).errors, exc.message]
+        audit("request not sent", target=url, detail={"code": exc.code})
+        return page(node, form, attached, 502 if exc.code == "sharing.unreachable" else 400, exc.problem)
+    audit("sent request", target=answer.get("id"), detail={"to": url, "datasets": body["datasets"]})
+    flash(f"Request sent to {form.holder_url.data}: it is {answer.get('status', 'pending')} (their reference "
+          f"{answer.get('id')}). The approval, when given, arrives in this node's wallet.")
+    return redirect(url_for(".requests_list"))
+
+
+def request_body(node, wallet, form: WizardForm, attached: dict, screening: set) -> dict:
+    """The data-sharing request a valid wizard form asks for, with its case (``case``) and the documents
+    ``attached`` pinned by their digests; replies come to this node's ``/inbox``."""
+    holder = wallet.holder
+    base = (node.config.get("public_url") or request.url_root).rstrip("/")
+    documents = [{"kind": k, **attached[k]} for k in ("agreement", "dpia") if k in attached]
+    case = {
+        "publicBenefit": {"whoBenefits": form.who_benefits.data, "how": form.how.data,
+                          **({"evidence": form.evidence.data} if form.evidence.data else {}),
+                          **({"withoutTheData": form.without.data} if form.without.data else {})},
+        "fiveSafes": {k: getattr(form, f"safe_{k}").data for k in ("people", "projects", "settings", "data",
+                                                                    "outputs") if getattr(form, f"safe_{k}").data},
+        "dpiaScreening": {k: k in screening for k in DPIA_SCREENING},
+        "retention": duration_from_words(form.retention.data),
+        **{k: getattr(form, k).data for k in ("review", "transparency", "rights") if getattr(form, k).data},
+        "proposedProtocol": {"kind": form.protocol.data, **({"minCellCount": form.min_cell_count.data}
+                                                            if form.protocol.data == "threshold" else {})},
+        "documents": [{k: v for k, v in d.items() if k in ("kind", "title", "id", "digest", "size",
+                                                            "mediaType")} for d in documents],
+    }
+    return {
+        "requester": holder, "datasets": form.dataset_list(),
+        "dataItems": form.column_list(), "purposes": [form.purpose.data],
+        "lawfulBasis": {"party": holder, "regime": form.regime.data, "legalBases": [b for b in (form.legal_basis.data,
+                                                                                form.condition.data) if b]},
+        "cadence": cadence_from_words(form.cadence.data),
+        "agreement": {"id": attached["agreement"]["id"], "digest": attached["agreement"]["digest"]},
+        "justification": (form.justification.data or
+                          f"{form.how.data} (benefits {form.who_benefits.data})")[:4000],
+        "replyTo": f"{base}/inbox", "case": case,
+    }
+
+
+def register(bp) -> None:
+    """Add the wizard's URL rules to the wallet pages' blueprint (``wallet.pages.blueprint``), before the desk's
+    ``/wallet/requests/<request_id>``, under the endpoints ``url_for`` names (``cead_wallet.wizard``, ...)."""
+    bp.add_url_rule("/wallet/requests/new", "wizard", wizard, methods=["GET"])
+    bp.add_url_rule("/wallet/requests/new", "wizard_send", wizard_send, methods=["POST"])
