@@ -6,6 +6,7 @@ CEAD_PASSPHRASE and PYTHONPATH, so the process runs this tree with the home's ke
 long a stop takes and how much work it does."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,9 +76,10 @@ def sigterm_measured(proc: subprocess.Popen, within: float = 40) -> tuple[int, f
     """SIGTERM to a served process: its exit status, the seconds until it exited, and the CPU seconds its processes
     spent stopping (user + system: from /proc just before the signal, and from the exit's resource usage, which
     includes the workers the main process reaped). The CPU is the work a stop does, which a loaded machine does not
-    stretch as it stretches the seconds. Killed (and AssertionError) if it has not exited ``within`` seconds."""
-    main = proc.pid
-    spent = cpu_seconds(main, children=True) + sum(cpu_seconds(pid) for pid in workers(proc))
+    stretch as it stretches the seconds. Killed, workers and all (and AssertionError), if it has not exited ``within``
+    seconds."""
+    main, children = proc.pid, workers(proc)
+    spent = cpu_seconds(main, children=True) + sum(cpu_seconds(pid) for pid in children)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     while True:
@@ -86,7 +88,9 @@ def sigterm_measured(proc: subprocess.Popen, within: float = 40) -> tuple[int, f
             proc.returncode = os.waitstatus_to_exitcode(status)
             return proc.returncode, time.monotonic() - started, usage.ru_utime + usage.ru_stime - spent
         if time.monotonic() - started > within:
-            proc.kill()
+            for pid in [*workers(proc), main]:      # the workers too: a worker whose parent is gone stays
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             proc.wait(10)
             raise AssertionError(f"the server did not stop within {within} s of SIGTERM")
         time.sleep(0.005)
