@@ -101,6 +101,24 @@ class Answer:
     content_type: str = "text/plain; charset=utf-8"
 
 
+def _watched(conn, cp: Checkpoint, note: str, old: int):
+    """``(row, None)`` for a checkpoint of a log this witness watches, signed by the key it has for the log, whose
+    ``old`` is the size this witness last co-signed; else ``(None, the refusal)``: 404 not watched, 403 not signed
+    by that key, 409 (with its size) another ``old``, 400 older than what it has seen. Locks the log's row."""
+    row = conn.execute(sa.select(witnessed).where(witnessed.c.origin == cp.origin).with_for_update()).first()
+    if row is None:
+        return None, Answer(404, f"This witness does not watch the log {cp.origin}.\n")
+    try:
+        open_checkpoint(note, notes.NoteKey.parse(row.vkey))
+    except CeadError as exc:
+        return None, Answer(403, _not_signed(cp.origin, row.vkey, exc))
+    if old != row.size:
+        return None, Answer(409, f"{row.size}\n", "text/x.tlog.size")
+    if cp.size < old:
+        return None, Answer(400, "The checkpoint is older than the one this witness has seen.\n")
+    return row, None
+
+
 def add_checkpoint(node, body: bytes | str) -> Answer:
     """The ``POST /add-checkpoint`` handler (c2sp.org/tlog-witness)."""
     try:
@@ -118,17 +136,9 @@ def add_checkpoint(node, body: bytes | str) -> Answer:
     except CeadError as exc:
         return Answer(400, exc.message + "\n")
     with node.engine.begin() as conn:
-        row = conn.execute(sa.select(witnessed).where(witnessed.c.origin == cp.origin).with_for_update()).first()
-        if row is None:
-            return Answer(404, f"This witness does not watch the log {cp.origin}.\n")
-        try:
-            signed = open_checkpoint(note, notes.NoteKey.parse(row.vkey))
-        except CeadError as exc:
-            return Answer(403, _not_signed(cp.origin, row.vkey, exc))
-        if old != row.size:
-            return Answer(409, f"{row.size}\n", "text/x.tlog.size")
-        if cp.size < old:
-            return Answer(400, "The checkpoint is older than the one this witness has seen.\n")
+        row, refused = _watched(conn, cp, note, old)
+        if refused is not None:
+            return refused
         try:
             if old > 0:
                 merkle.verify_consistency(old, cp.size, proof, bytes(row.root), cp.root)
@@ -136,7 +146,7 @@ def add_checkpoint(node, body: bytes | str) -> Answer:
                 raise CeadError("tlog.proof_invalid", "No proof is needed from an empty tree.")
         except CeadError as exc:
             return Answer(422, f"{exc.message}\n")
-        line = notes.cosign(signed.checkpoint.text(), witness_name(node), node.key)
+        line = notes.cosign(cp.text(), witness_name(node), node.key)
         conn.execute(witnessed.update().where(witnessed.c.origin == cp.origin).values(
             size=cp.size, root=cp.root, note=note + line, at=utcnow()))
     return Answer(200, line)
@@ -190,17 +200,9 @@ def add_key(node, body: bytes | str) -> Answer:
         return Answer(400, "Malformed add-key request: a JSON object with old, consistency, checkpoint, entry "
                       "and inclusion.\n")
     with node.engine.begin() as conn:
-        row = conn.execute(sa.select(witnessed).where(witnessed.c.origin == cp.origin).with_for_update()).first()
-        if row is None:
-            return Answer(404, f"This witness does not watch the log {cp.origin}.\n")
-        try:
-            open_checkpoint(note, notes.NoteKey.parse(row.vkey))
-        except CeadError as exc:
-            return Answer(403, _not_signed(cp.origin, row.vkey, exc))
-        if old != row.size:
-            return Answer(409, f"{row.size}\n", "text/x.tlog.size")
-        if cp.size < old:
-            return Answer(400, "The checkpoint is older than the one this witness has seen.\n")
+        row, refused = _watched(conn, cp, note, old)
+        if refused is not None:
+            return refused
         try:
             if old > 0:
                 merkle.verify_consistency(old, cp.size, consistency, bytes(row.root), cp.root)
