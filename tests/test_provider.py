@@ -372,7 +372,8 @@ def test_stream_ends_after_its_maximum_duration(estate):
         short.public_url = None
         answer = requests.get(base + "/series/homelessness-monthly/events", verify=str(bundle), timeout=30,
                               auth=CeadAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS))
-        assert answer.status_code == 200 and "event: end" in answer.text
+        assert answer.status_code == 200
+        assert answer.text.endswith('event: end\ndata: {"reason": "maximum stream duration"}\n\n'), answer.text
 
 
 def test_a_quarterly_return_is_pushed_checked_by_the_recipients_gateway_and_pulled_by_a_second_recipient(estate):
