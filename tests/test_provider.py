@@ -372,7 +372,8 @@ def test_stream_ends_after_its_maximum_duration(estate):
         short.public_url = None
         answer = requests.get(base + "/series/homelessness-monthly/events", verify=str(bundle), timeout=30,
                               auth=CeadAuth(w["regulator_wallet"], dataset=MONTHLY, purpose=P_STATS))
-        assert answer.status_code == 200 and "event: end" in answer.text
+        assert answer.status_code == 200
+        assert answer.text.endswith('event: end\ndata: {"reason": "maximum stream duration"}\n\n'), answer.text
 
 
 def test_a_quarterly_return_is_pushed_checked_by_the_recipients_gateway_and_pulled_by_a_second_recipient(estate):
@@ -935,3 +936,51 @@ def test_walk_a_postgresql_table_served_and_streamed_through_the_command(walk, t
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+def test_walk_a_stop_ends_the_event_streams_at_once(walk, tmp_path):
+    """SIGTERM to `cead provider serve` with a subscriber on the event stream (docs/deploy.md, "Stopping"): the
+    stream is ended at once, its last event `end` with the reason, its connection closed cleanly (the client sees
+    the stream's end and reconnects, to another provider or to this one restarted, after the stream's `retry`), and
+    the server exits with status 0 in well under a second. Before: the stream went on sending heartbeats until
+    granian killed the worker 30 s into the stop (exit in 30.0 s), and the client saw its connection cut."""
+    from served_issuer import sigterm_measured
+    w = walk
+    (tmp_path / "returns").mkdir()
+    (tmp_path / "returns" / "2026-03-31-q4.csv").write_text(csv_for("2025-26 Q4", 50))
+    (tmp_path / "provider.yaml").write_text(yaml.safe_dump({
+        "policy": str(w["tmp"] / "policy.yaml"), "state": str(tmp_path / "state"), "poll_seconds": 0.2,
+        "stream": {"heartbeat_seconds": 0.5, "max_seconds": 300},
+        "series": {"housing-quarterly": {"dataset": QUARTERLY, "source": {"files": str(tmp_path / "returns")}}}}))
+    served = Served(tmp_path / "provider.yaml", w["tls"])
+    try:
+        auth = CeadAuth(w["regulator_wallet"], dataset=QUARTERLY, purpose=P_STATS)
+        stream = requests.get(served.url + "/series/housing-quarterly/events", auth=auth, stream=True,
+                              verify=w["bundle"], timeout=30)
+        assert stream.status_code == 200
+        lines = stream.iter_lines(chunk_size=None, decode_unicode=True)
+        assert next(lines) == "retry: 3000"
+        assert next(line for line in lines if line) == ": heartbeat"        # the stream is open and waiting
+        seen: list[str] = []
+
+        def read_to_the_end() -> None:
+            try:
+                seen.extend(lines)
+                seen.append("<closed>")
+            except requests.RequestException as exc:
+                seen.append(f"<cut: {type(exc).__name__}>")
+        reader = threading.Thread(target=read_to_the_end, daemon=True)
+        reader.start()
+        status, took, _cpu = sigterm_measured(served.process, within=40)
+        reader.join(timeout=5)
+        stream.close()
+        print(f"stop with a subscriber connected: exit {status} in {took:.2f} s; the stream's tail: {seen[-4:]}")
+        assert status == 0 and took < 2.0, (status, took, served.lines[-10:])
+        assert seen[-1] == "<closed>", seen[-4:]                              # ended cleanly, not cut
+        ends = [i for i, line in enumerate(seen) if line == "event: end"]
+        assert ends and json.loads(seen[ends[-1] + 1][len("data: "):]) == {"reason": "server stopping"}, seen[-6:]
+    finally:
+        if served.process.poll() is None:
+            served.process.kill()
+        served.process.wait(timeout=30)
+        served.reader.join(timeout=5)

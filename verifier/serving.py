@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
+import socket
 import ssl
 import threading
 from typing import Callable
@@ -74,7 +76,7 @@ SERVERS = ("granian", "gunicorn")
 def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None,
                announce: Callable[[str], None] | None = None, *, workers: int = 1, threads: int = 8,
                post_fork: Callable[[], None] | None = None, graceful_timeout: int = 30,
-               server: str = "granian") -> None:
+               server: str = "granian", on_stop: Callable[[], None] | None = None) -> None:
     """Serve ``app`` with ``workers`` processes of ``threads`` threads each until SIGTERM or Ctrl-C, then stop
     gracefully: no new connections, idle keep-alive ones closed, requests in flight finish (up to
     ``graceful_timeout`` s). A worker that dies is forked again (docs/deploy.md, "Stopping, restarting").
@@ -84,10 +86,16 @@ def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: 
     to ``MAX_HEADER_FIELD`` bytes (the largest presentation Cead makes); keep-alive connections. ``announce``
     receives the URL once the server accepts connections (port 0 picks a free port). ``post_fork`` runs in each
     worker before it serves (e.g. to drop database connections made before the fork). The app is built once, before
-    the workers fork.
+    the workers fork. ``on_stop`` runs in each worker (in a thread of its own) as soon as the worker is told to stop
+    (SIGTERM or SIGINT, from the main process or sent to the worker itself), before the server waits for the requests
+    in flight: an app whose responses never end by themselves (an event stream) ends them there, or the stop waits
+    ``graceful_timeout`` s and the worker is killed (granian only; the gunicorn workers watch the signals
+    themselves).
     """
     if server not in SERVERS:
         raise ValueError(f"server must be one of {SERVERS}")
+    if on_stop is not None and server != "granian":
+        raise ValueError("on_stop is run under granian only")
     if bool(tls_cert) != bool(tls_key):
         raise CeadError("serve.tls", "Give both --tls-cert and --tls-key, or neither.")
     if tls_cert:   # check now, with a clear error, rather than in every worker
@@ -96,7 +104,6 @@ def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: 
             context.load_cert_chain(tls_cert, tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise CeadError("serve.tls", f"Cannot use the TLS certificate and key: {exc}") from None
-    run = _granian if server == "granian" else _gunicorn
     # Everything built so far (the app, its caches, the imported modules) lives as long as this process and its
     # forked workers: moved out of the garbage collector's sight, it is never walked again. In the workers the
     # collector then leaves those pages shared with this process (copy-on-write), and at a stop the interpreter's
@@ -104,8 +111,13 @@ def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: 
     # CPU, 0.4-2.4 s on a loaded machine, against 0.08 s and about 0.1 s now; tests/test_serve_lifecycle.py).
     gc.freeze()
     try:
-        run(app, host, port, tls_cert, tls_key, announce, workers=max(int(workers), 1),
-            threads=max(int(threads), 1), post_fork=post_fork, graceful_timeout=graceful_timeout)
+        if server == "granian":
+            _granian(app, host, port, tls_cert, tls_key, announce, workers=max(int(workers), 1),
+                     threads=max(int(threads), 1), post_fork=post_fork, graceful_timeout=graceful_timeout,
+                     on_stop=on_stop)
+        else:
+            _gunicorn(app, host, port, tls_cert, tls_key, announce, workers=max(int(workers), 1),
+                      threads=max(int(threads), 1), post_fork=post_fork, graceful_timeout=graceful_timeout)
     except KeyboardInterrupt:
         pass
     except SystemExit as exc:   # the server exits on its own signals; a clean stop is not an error
@@ -114,12 +126,45 @@ def serve_wsgi(app, host: str, port: int, tls_cert: str | None = None, tls_key: 
                             "above.") from None
 
 
-def _granian(app, host, port, tls_cert, tls_key, announce, *, workers, threads, post_fork, graceful_timeout):
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def when_told_to_stop(on_stop: Callable[[], None]) -> None:
+    """Call ``on_stop`` in a thread of this process as soon as it receives SIGTERM or SIGINT, whoever handles the
+    signal. Run it in the main thread (``signal.set_wakeup_fd`` may only be set there), in a worker before the
+    server serves. The signal's number is written to a socket at once (the interpreter does so for every signal
+    that has a Python handler, before the handler runs), and a thread waiting on that socket calls ``on_stop``:
+    granian's worker, whose main thread is inside the server until every response has ended, handles the signal
+    itself (it stops accepting and waits for the requests in flight) and has no hook of its own for it."""
+    told, wakeup = socket.socketpair()
+    wakeup.setblocking(False)
+    signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
+
+    def watch() -> None:
+        try:
+            while True:
+                got = told.recv(64)
+                if not got:
+                    return
+                if any(number in STOP_SIGNALS for number in got):
+                    break
+        except OSError:
+            return
+        try:
+            on_stop()
+        except Exception:   # the stop goes on regardless; the fault is in the log
+            logging.getLogger(__name__).exception("stopping the app failed")
+    threading.Thread(target=watch, name="cead-on-stop", daemon=True).start()
+    # the sockets live as long as the worker (the wakeup fd is a plain number to the interpreter)
+    when_told_to_stop.sockets = (told, wakeup)   # type: ignore[attr-defined]
+
+
+def _granian(app, host, port, tls_cert, tls_key, announce, *, workers, threads, post_fork, graceful_timeout,
+             on_stop=None):
     """granian's WSGI interface: each worker binds its own listening socket to the port (SO_REUSEPORT), so this
     process holds the port (bound, not listening: it receives no connections) from before the workers start until
     they stop, which also fixes the port that 0 picks."""
     import multiprocessing
-    import socket
     import time
     from pathlib import Path
 
@@ -176,9 +221,11 @@ def _granian(app, host, port, tls_cert, tls_key, announce, *, workers, threads, 
         environ["wsgi.input_terminated"] = True
         return app(environ, start_response)
 
-    def load(_target):   # in each worker, after the fork
+    def load(_target):   # in each worker, after the fork, in its main thread
         if post_fork is not None:
             post_fork()
+        if on_stop is not None:
+            when_told_to_stop(on_stop)
         return terminated
 
     # the workers are forked from this process with the app built (as gunicorn's preload): a worker started any

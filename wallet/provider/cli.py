@@ -62,9 +62,11 @@ def serve(config_path, host, port, tls_cert, tls_key, check) -> None:
             service.after_fork()
             service.start()
         try:
-            serve_wsgi(service, host, port, tls_cert, tls_key, post_fork=in_worker, announce=lambda url: click.echo(
-                f"Serving {len(config.series)} series ({', '.join(config.series)}) at {url}, each request "
-                "decided by the gateway.", err=True))
+            # a stop (SIGTERM) ends the event streams at once: the server waits for every response to end
+            serve_wsgi(service, host, port, tls_cert, tls_key, post_fork=in_worker, on_stop=service.stopping,
+                       announce=lambda url: click.echo(
+                           f"Serving {len(config.series)} series ({', '.join(config.series)}) at {url}, each "
+                           "request decided by the gateway.", err=True))
         finally:
             service.stop()
     except CeadError as exc:

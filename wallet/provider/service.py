@@ -60,6 +60,17 @@ class Announcer:
         self._events: list[tuple[int, str, Release]] = []
         self._seq = 0
         self.keep = keep
+        self._closed = False
+
+    def close(self) -> None:
+        """The server is stopping: every subscriber waiting is woken at once (``wait`` no longer waits)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
 
     @property
     def seq(self) -> int:
@@ -80,7 +91,7 @@ class Announcer:
             while True:
                 found = [r for seq, s, r in self._events if seq > after and s == series]
                 left = deadline - time.monotonic()
-                if found or left <= 0:
+                if found or left <= 0 or self._closed:
                     return self._seq, found
                 self._cond.wait(left)
 
@@ -237,6 +248,7 @@ class Provider:
         with self._poll_lock:
             self._look()
         self._stop.clear()
+        self.announcer.reopen()
         self._thread = threading.Thread(target=self._watch, name="cead-provider-watch", daemon=True)
         self._thread.start()
         return self
@@ -271,8 +283,15 @@ class Provider:
             if self._stop.wait(self.config.poll_seconds):
                 break
 
-    def stop(self) -> None:
+    def stopping(self) -> None:
+        """The server is stopping (under ``cead provider serve``, its worker was sent SIGTERM): each event stream
+        sends ``event: end`` and ends now, so the server, which waits for every response to end, exits at once; the
+        watcher finishes the poll in hand and starts no other."""
         self._stop.set()
+        self.announcer.close()
+
+    def stop(self) -> None:
+        self.stopping()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -377,7 +396,8 @@ class Provider:
 
     def _stream(self, series: Series, since, base: str):
         """The events of one subscriber: releases after ``since`` first (when given), then each new one; a comment
-        every ``heartbeat_seconds``; closed after ``stream.max_seconds`` (the client reconnects with ``since``)."""
+        every ``heartbeat_seconds``; closed after ``stream.max_seconds``, or at once when the server stops
+        (``stopping``), with ``event: end`` and the reason (the client reconnects with ``since``)."""
         try:
             after = self.announcer.seq
             yield b"retry: 3000\n\n"
@@ -397,9 +417,12 @@ class Provider:
                 for release in fresh:
                     sent.add(release.id)
                     yield _event(release, base)
-                if not fresh:
+                if not fresh and not self._stop.is_set():
                     yield b": heartbeat\n\n"
-            yield b"event: end\ndata: {\"reason\": \"maximum stream duration\"}\n\n"
+            # the client reconnects (an EventSource after the stream's `retry`) with `since`: to this provider once
+            # it is back, or to another behind the same name
+            reason = "server stopping" if self._stop.is_set() else "maximum stream duration"
+            yield b"event: end\ndata: " + json.dumps({"reason": reason}).encode() + b"\n\n"
         except CeadError as exc:
             log.warning("series %s: %s", series.name, _without_key(exc.message, series))
             problem = Problem(exc.code, f"The source of series {series.name} cannot be read now; reconnect shortly.")
