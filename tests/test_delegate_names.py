@@ -25,7 +25,7 @@ from wallet.store import Wallet, jwt_payload, make_verifier
 from issuer_fixtures import make_node, token
 from test_issuer_cli_usability import DELEGATE, EXAMPLES, police, run
 from test_pages import _issue, sign_in, signed_in
-from test_requests import DATASET, _credential, send, world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import DATASET, _credential, send, world  # noqa: F401 (the three-node HTTPS world)
 from test_wallet_support import StaticFetcher, approval_subject, identity, vc
 
 JANE = "Jane Smith (Information Asset Owner for Fife Council)"

@@ -1,6 +1,6 @@
 """The DPO's guided delegation page (wallet.delegate_pages): a delegation of approval authority made in plain
 questions, signed through the issuer's guard rails, delivered to the IAO's node, and refused with reasons beside
-the fields when it cannot be signed. Real HTTPS nodes (tests/test_requests.py's world)."""
+the fields when it cannot be signed. Real HTTPS nodes (tests/test_sharing.py's world)."""
 from __future__ import annotations
 
 import re
@@ -13,7 +13,7 @@ from wallet import desk
 from wallet.app import create_node_app
 
 from test_pages import csrf_of
-from test_requests import DATASET, world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import DATASET, world  # noqa: F401 (the three-node HTTPS world)
 
 PASSWORD = "correct horse battery staple"
 PURPOSE = "https://w3id.org/cead/vocab#FreeSchoolMealAutoEnrolment"
@@ -126,7 +126,7 @@ def test_only_a_dpo_or_administrator_may_delegate(world):  # noqa: F811
 def test_a_delegate_who_may_sub_delegate_can_only_narrow(world):  # noqa: F811
     """Under a delegation the node holds (with SubDelegate), the form offers it as the authority; a wider
     sub-delegation is refused with the reason beside the question it concerns, and a narrower one rests on it."""
-    from test_requests import _credential
+    from test_sharing import _credential
     w = world
     controller, iao, wallet = w["controller"]["node"], w["iao"]["node"], w["iao"]["wallet"]
     parent = issuing.issue(controller, _credential("DelegatedAuthorityCredential", {

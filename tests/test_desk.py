@@ -17,7 +17,7 @@ from wallet.casefile import RequestCase
 from wallet.names import Directory
 
 from test_pages import csrf_of
-from test_requests import make_request, send, world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import make_request, send, world  # noqa: F401 (the three-node HTTPS world)
 
 PASSWORD = "correct horse battery staple"
 

@@ -27,7 +27,7 @@ from verifier.results import CeadError
 from wallet import sharing
 from wallet.pex import descriptor_matches
 
-from test_requests import DATASET, _credential, make_request, send, the_rest, world  # noqa: F401  (fixture)
+from test_sharing import DATASET, _credential, make_request, send, the_rest, world  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 CEAD = "https://w3id.org/cead/vocab#"

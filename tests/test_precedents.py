@@ -7,7 +7,7 @@ from __future__ import annotations
 import requests as http
 from pathlib import Path
 
-from test_requests import DATASET, PURPOSE, make_request, send, the_rest, world  # noqa: F401 (fixture)
+from test_sharing import DATASET, PURPOSE, make_request, send, the_rest, world  # noqa: F401 (fixture)
 from verifier.did import Resolver
 from verifier.http import Fetcher
 from verifier.results import CeadError

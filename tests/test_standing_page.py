@@ -16,7 +16,7 @@ from wallet import standing
 from wallet.app import create_node_app
 
 from test_pages import csrf_of
-from test_requests import DATASET, make_request, send, world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import DATASET, make_request, send, world  # noqa: F401 (the three-node HTTPS world)
 
 PASSWORD = "correct horse battery staple"
 PURPOSE = "https://w3id.org/cead/vocab#FreeSchoolMealAutoEnrolment"

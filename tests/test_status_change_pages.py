@@ -6,7 +6,7 @@ the same words on every page, where the person confirms and where the result is 
 revoke confirmation, the approval's page, the standing-approvals page and the delegation form.
 
 Real parts: the register on a node's app (Flask's test client), and the approval and standing-approval pages
-between three nodes over HTTPS on 127.0.0.1 (tests/test_requests.py's world)."""
+between three nodes over HTTPS on 127.0.0.1 (tests/test_sharing.py's world)."""
 from __future__ import annotations
 
 import re
@@ -20,7 +20,7 @@ from wallet import standing
 
 from issuer_fixtures import certification, delegation
 from test_pages import csrf_of, env, signed_in, status_of  # noqa: F401 (env: a node's app and test client)
-from test_requests import send, world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import send, world  # noqa: F401 (the three-node HTTPS world)
 from test_standing_page import desk, form, sign_in  # noqa: F401 (staff accounts on the IAO's node)
 
 DEFAULT_TTL = Decider(TrustPolicy()).status.ttl              # what a gateway whose policy sets no caches uses

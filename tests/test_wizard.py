@@ -16,7 +16,7 @@ from wallet.store import Wallet
 
 from issuer_fixtures import make_node
 from test_pages import csrf_of
-from test_requests import world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import world  # noqa: F401 (the three-node HTTPS world)
 
 PASSWORD = "correct horse battery staple"
 MEALS = "https://data.fife.example/dataset/school-meals"
@@ -135,7 +135,7 @@ def test_the_guard_rail_s_refusal_is_shown_beside_the_approval_form_s_field(worl
     from issuer import issuing
     from wallet import sharing
     from test_desk import account_sign_in
-    from test_requests import send
+    from test_sharing import send
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]
     staff.migrate(node.engine)
@@ -164,7 +164,7 @@ def test_the_attached_dpia_is_pinned_by_digest_in_the_approval(world):  # noqa: 
     """A request with a DPIA attached: the approval form starts with the DPIA's reference, which carries its digest,
     and the approval as issued (and its summary) pins it."""
     from test_desk import account_sign_in
-    from test_requests import make_request, send
+    from test_sharing import make_request, send
     from wallet import approval_view
     from wallet import sharing
     from wallet.names import Directory
