@@ -32,7 +32,7 @@ from issuer.pages import current_token, http_status, parse_object, pretty, prote
 from schemas import words as wording
 from verifier.results import CeadError
 
-from . import approval_view, delegate_pages, desk_pages, qr, standing_pages, wizard
+from . import approval_view, delegate_pages, desk_pages, precedents, qr, standing_pages, wizard
 from . import sharing
 from .approval_view import KIND_NAMES, moment_words
 from .store import Wallet, WalletCredential
@@ -73,6 +73,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     """The wallet pages for ``wallet``; ``public_url`` is the node's external base URL, used in the QR codes
     (default: the URL the page was requested at)."""
     bp = Blueprint(BLUEPRINT, __name__, template_folder="templates")
+    bp.add_app_template_global(precedents.why_near, "why_near")   # precedents' reasons in words (decision page)
     protect(bp, {"wallet.not_found": 404, "web.link_invalid": 404, "sharing.not_found": 404,
                  "sharing.not_pending": 409, "sharing.not_approved": 409, "sharing.in_progress": 409,
                  "wallet.delegation_missing": 422, "sharing.undelivered": 502})
