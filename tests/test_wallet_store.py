@@ -132,7 +132,8 @@ def test_an_approval_or_delegation_ending_by_its_not_after_is_warned_as_its_badg
     warned = {p.detail["id"]: p for p in w.warnings()}
     assert set(warned) == {approval.id, delegation.id}
     assert {p.code for p in warned.values()} == {"wallet.expiring"}
-    assert warned[approval.id].detail["endsBy"] == "notAfter" and warned[approval.id].detail["ends"] == subject["notAfter"]
+    assert warned[approval.id].detail["endsBy"] == "notAfter"
+    assert warned[approval.id].detail["ends"] == subject["notAfter"]
     assert "the notAfter it states" in warned[approval.id].message
     assert "Data-sharing approval" in warned[approval.id].message       # the kind in words, not its type code
     later = now() + timedelta(days=12)
