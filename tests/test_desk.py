@@ -129,7 +129,7 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     again = client.get(f"/wallet/requests/{third['id']}").text
     precedents = again[again.index('id="precedents"'):again.index('id="approve"')]
     assert "No lawful basis for the health columns." in precedents and "By this node" in precedents
-    assert "the same requester asked for the same datasets and purposes" in precedents
+    assert "the same organisation asked for the same datasets for the same purposes" in precedents
     pack = client.get(f"/wallet/requests/{third['id']}/board-pack.html")
     assert pack.status_code == 200 and "text/html" in pack.content_type
     # the board reads names and dates, identifiers beside them: the requester as its trusted certifier names it
@@ -404,3 +404,39 @@ def test_a_rule_met_reads_as_not_the_case_for_each_party_by_name():
     assert "met." not in met.text and "Cite one." not in met.text
     assert unmet.state == "bad" and unmet.title == "No Art 6 lawful basis (Dundee City Council)"
     assert "no Art 6(1) basis is cited." in unmet.text and "Cite one." in unmet.text
+
+
+def test_why_an_earlier_decision_is_near_is_said_in_words_with_the_identifiers_behind_a_disclosure(world):  # noqa: F811
+    """"What was decided before": each precedent says why it is near by the names the node knows (the dataset's
+    title from its catalogue, the lawful basis's plain name as the rule results give it, the purpose's), never by
+    IRIs; the identifiers stay one click away, in a disclosure. The board pack says the same."""
+    import html
+    import json
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "nia", "Nia Owner", "iao", PASSWORD)
+    catalogue = node.home / "catalogue.json"
+    catalogue.write_text(json.dumps({"@id": "https://data.example.gov.scot/catalogue", "dcat:dataset": [
+        {"@id": "https://data.example.gov.scot/dataset/school-meals", "dct:title": "School meals register"}]}))
+    try:
+        earlier = send(w)
+        sharing.refuse(wallet, earlier["id"], "The pupil identifiers are not needed.", by="nia")
+        now = send(w)
+        client = create_node_app(node, wallet=wallet).test_client()
+        assert account_sign_in(client, "nia").status_code == 302
+        page = client.get(f"/wallet/requests/{now['id']}").text
+        section = page[page.index('id="precedents"'):page.index('id="documents"')]
+        why = html.unescape(re.search(r"Why it is near: (.*?)</span>", section, re.S).group(1))
+        assert "the same dataset (School meals register)" in why, why
+        assert "the same lawful basis (UK GDPR Art 6(1)(e) public task)" in why, why
+        assert "the same purpose (Free school meal auto-enrolment)" in why, why
+        assert "the same columns (entitlement, pupil_id)" in why, why
+        assert "https://" not in why and "legalBases" not in why and "cead:" not in why, why
+        disclosure = re.search(r"<details.*?</details>", section[section.index("Why it is near"):], re.S).group(0)
+        assert "https://data.example.gov.scot/dataset/school-meals" in disclosure
+        assert "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e" in disclosure
+        pack = client.get(f"/wallet/requests/{now['id']}/board-pack.html").text
+        assert "The same dataset (School meals register)" in pack and "same legalBases" not in pack
+    finally:
+        catalogue.unlink()

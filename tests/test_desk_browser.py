@@ -778,3 +778,116 @@ def test_the_register_shows_names_as_text_and_identifiers_in_monospace(world, br
         for name, font, id_font, body_font in fonts:
             assert font == body_font and "monospace" not in font, (name, font)
             assert "monospace" in id_font, (name, id_font)
+
+
+def lines_of(page, selector: str) -> list[int]:
+    """How many lines the text of each cell matching ``selector`` takes, as drawn (distinct tops of its line
+    boxes)."""
+    return page.evaluate("""(sel) => [...document.querySelectorAll(sel)].map(td => {
+        const r = document.createRange(); r.selectNodeContents(td);
+        return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; })""", selector)
+
+
+def boxes_fit(page) -> bool:
+    """Every scrolling box's content within its box (nothing to scroll sideways to)."""
+    return page.evaluate("""() => [...document.querySelectorAll('.cead-scroll')].every(
+        box => box.scrollWidth <= box.clientWidth + 1)""")
+
+
+def considered(w, request_id: str) -> str:
+    """``request_id`` once the node's standing approvals (if any, from an earlier test) have considered it: until
+    then it may be claimed for an automatic approval, and deciding it would race that."""
+    import time
+    from wallet import standing
+    if standing.rules(w["iao"]["node"]):
+        for _ in range(300):
+            if sharing.get_request(w["iao"]["wallet"], request_id).standing_note:
+                break
+            time.sleep(0.2)
+    return request_id
+
+
+def test_precedents_warnings_and_dates_read_as_words_on_one_line(world, browser):
+    """What the people who decide read, at 1200 and 390 px in an en-GB browser:
+
+    - the decision page's "What was decided before" says why each earlier decision is near by names (the dataset's
+      catalogue title, the lawful basis and purpose by their plain names), the identifiers behind a disclosure;
+    - the requester's wallet warns of an approval whose notAfter has passed, as "Data-sharing approval from <name>
+      expired on <date in words>", the DID under the name in the small monospace of identifiers; the credential's
+      own page says the same;
+    - the dates of the requests list (Received), the register (Issued, Valid until), the wallet (Valid until) and the
+      staff log (When) each stay on one line at 1200 px, with each table within its box; at 390 px nothing widens
+      the page (each list a column of boxes)."""
+    w = world
+    base, iao_did = w["iao"]["url"], w["iao"]["node"].did
+    names = w["requester"]["node"].home / "names.json"
+    known = json.loads(names.read_text()) if names.exists() else {}
+    names.write_text(json.dumps({**known, iao_did: "Fife Council Education Service"}))
+    earlier = considered(w, send_direct(w, [DATASET]))
+    sharing.refuse(w["iao"]["wallet"], earlier, "Use the pupil reference only, not names.", by="ian")
+    iao = person(browser).new_page()
+    sign_in(iao, base, "ian")
+    ended = approve_through_the_page(iao, w, considered(w, send_direct(w, [DATASET])), not_before="2025-01-01",
+                                     not_after="2025-12-31")
+    now = considered(w, send_direct(w, [DATASET]))
+    held = next(r for r in w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
+                if r.credential_id == ended)
+
+    for width in (1200, 390):
+        page = person(browser, width).new_page()
+        sign_in(page, base, "ian")
+        page.goto(f"{base}/wallet/requests/{now}")
+        near = page.locator("#precedents + ul")
+        why = [t.strip() for t in near.locator(".cead-why-near").all_inner_texts()]
+        assert why and all("https://" not in t and "cead:" not in t and "legalBases" not in t for t in why), why
+        assert any("the same dataset (School meals register)" in t for t in why), why
+        assert any("the same lawful basis (UK GDPR Art 6(1)(e) public task)" in t for t in why), why
+        assert any("the same purpose (Free school meal auto-enrolment)" in t for t in why), why
+        near.locator("details summary").first.click()                 # the identifiers, for whoever checks them
+        assert DATASET in near.locator("details").first.inner_text()
+        page.locator("#precedents").scroll_into_view_if_needed()
+        check(page, f"70-precedents-in-words-{width}")
+
+        page.goto(f"{base}/wallet/requests")
+        check(page, f"71-requests-list-dates-{width}")
+        if width == 1200:
+            assert set(lines_of(page, "td[data-heading=Received]")) == {1}
+            assert boxes_fit(page), "the requests list scrolls sideways at 1200 px"
+
+        analyst = person(browser, width).new_page()
+        sign_in(analyst, w["requester"]["url"], "ana")
+        analyst.goto(w["requester"]["url"] + "/wallet/")
+        row = analyst.locator(f"tr:has(a[href$='/wallet/{held.id}'])")
+        warning = row.locator("[data-code='wallet.expired']")
+        said = warning.inner_text()
+        assert said.startswith("⚠ Data-sharing approval from Fife Council Education Service expired on 31 December "
+                               "2025, 23:59 UTC (the end of the period it approves)."), said
+        assert "DataSharingApprovalCredential" not in analyst.inner_text("main")
+        did = warning.locator(".cead-id-beside")
+        assert did.inner_text() == iao_did
+        sizes = analyst.evaluate("""(el) => [getComputedStyle(el).fontFamily, parseFloat(getComputedStyle(el).fontSize),
+            parseFloat(getComputedStyle(el.parentElement).fontSize)]""", did.element_handle())
+        assert "monospace" in sizes[0] and sizes[1] < sizes[2], sizes
+        check(analyst, f"72-wallet-warnings-{width}")
+        if width == 1200:
+            assert set(lines_of(analyst, "td[data-heading='Valid until']")) == {1}
+            assert boxes_fit(analyst), "the wallet's list scrolls sideways at 1200 px"
+        analyst.goto(f"{w['requester']['url']}/wallet/{held.id}")
+        assert analyst.inner_text("[data-code='wallet.expired']").startswith(
+            "⚠ Data-sharing approval from Fife Council Education Service expired on 31 December 2025")
+        check(analyst, f"73-credential-warning-{width}")
+
+        admin = person(browser, width).new_page()
+        sign_in(admin, base, "ada")
+        admin.goto(base + "/dpo/register")
+        check(admin, f"74-register-dates-{width}")
+        if width == 1200:
+            assert set(lines_of(admin, "td[data-heading=Issued]")) == {1}
+            assert set(lines_of(admin, "td[data-heading='Valid until']")) == {1}
+            assert boxes_fit(admin), "the register scrolls sideways at 1200 px"
+        admin.goto(base + "/dpo/staff")
+        check(admin, f"75-staff-dates-{width}")
+        if width == 1200:
+            assert set(lines_of(admin, "td[data-heading=When]")) == {1}
+            assert set(lines_of(admin, "td[data-heading=Since]")) == {1}
+            assert boxes_fit(admin), "the staff pages' tables scroll sideways at 1200 px"

@@ -22,8 +22,9 @@ from wallet.app import create_node_app
 from wallet.store import Wallet, make_verifier
 
 from issuer_fixtures import CERT_SUBJECT, certification, delegation, make_node, served_nodes, token
+from schemas.words import moment_words
 from test_wallet_support import (StaticFetcher, StatusListFixture, approval_subject, certification_subject, identity,
-                                 vc, CYBER_ESSENTIALS)
+                                 now, vc, CYBER_ESSENTIALS)
 
 MEALS, PUPILS = "https://data.fife.example/meals", "https://data.fife.example/pupils"
 
@@ -382,6 +383,51 @@ def test_wallet_holdings_show_credentials_and_warnings(env):
     assert raw.mimetype == "application/vc+jwt" and raw.text == approval.raw
     missing = client.get("/wallet/nothing-here")
     assert missing.status_code == 404 and "wallet.not_found" in missing.text and missing.mimetype == "text/html"
+
+
+def _warnings_of(page: str) -> dict[str, str]:
+    """The warnings on a wallet page, by code: their text as read (tags dropped), the issuer's DID apart."""
+    found = re.findall(r'class="[^"]*warning[^"]*" data-code="([^"]+)">(.*?)</(?:div|p)>', page, re.S)
+    return {code: unescape(re.sub(r"<[^>]+>", " ", text)) for code, text in found}
+
+
+def test_wallet_warnings_name_the_kind_and_the_issuer_in_words_and_an_ended_approval_is_warned(env):
+    """The wallet's warnings in the words the pages use: the kind of credential by name (not its type code), the
+    issuer by the name the node knows (its DID beside it, in the small monospace of identifiers), dates in words;
+    and an approval whose notAfter has passed is warned as expired, as its badge says."""
+    from test_wallet_support import _ts
+    client, node = env["client"], env["node"]
+    issuer, approval, cert = _hold(env)
+    (node.home / "names.json").write_text(json.dumps({issuer.did: "Lothian Health Board"}))
+    subject = approval_subject(issuer.did, node.did)
+    subject["notAfter"] = _ts(now() - timedelta(days=2))            # its period is over; its validUntil is not
+    ended = env["wallet"].import_credential(vc(issuer, "DataSharingApprovalCredential", subject,
+                                               valid_for=timedelta(days=3650)))
+    assert ended.ok, ended.problems
+    signed_in(env)
+    page = client.get("/wallet/")
+    assert page.status_code == 200
+    client.post("/wallet/check-status", data={"csrf": csrf_of(page.text)})
+    page = client.get("/wallet/").text
+    warned = _warnings_of(page)
+    assert set(warned) == {"wallet.expiring", "wallet.expired", "wallet.status_changed"}, warned
+    ends = moment_words(approval.valid_until)
+    assert f"Data-sharing approval from Lothian Health Board expires on {ends}, within 30 days." in warned[
+        "wallet.expiring"], warned
+    assert "Data-sharing approval from Lothian Health Board expired on" in warned["wallet.expired"]
+    assert "(the end of the period it approves)." in warned["wallet.expired"]
+    assert ("Organisation certification from Lothian Health Board is now revoked (it was valid when it arrived)."
+            in warned["wallet.status_changed"])
+    for text in warned.values():
+        assert "Credential" not in text and "T00:" not in text, text     # no type codes, no ISO times
+        assert text.count(issuer.did) == 1, text                         # the DID once, beside the name
+    beside = re.findall(r'<span class="cead-id cead-id-beside">([^<]+)</span>', page)
+    assert beside.count(issuer.did) == 3
+    row = page[page.index(f'/wallet/{ended.record.id}"') - 3000:page.index(f'/wallet/{ended.record.id}"')]
+    assert "expired" in row                                            # the badge says the same
+    detail = client.get(f"/wallet/{ended.record.id}").text
+    assert "expired on" in _warnings_of(detail)["wallet.expired"]
+    assert "from Lothian Health Board" in _warnings_of(detail)["wallet.expired"]
 
 
 def test_summary_qr_leads_to_the_verification_page(env):

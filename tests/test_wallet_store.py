@@ -112,6 +112,36 @@ def test_warnings_expiring_and_expired(tmp_path):
     assert soon.id not in {r.id for r in w.search(usable=True, now=later)}
 
 
+def test_an_approval_or_delegation_ending_by_its_not_after_is_warned_as_its_badge_says(tmp_path):
+    """An approval's notAfter (the end of the period it approves), or a delegation's scope.notAfter, before its
+    validUntil ends it: it is warned as expiring, then as expired, as the status badge says, naming what ended it."""
+    from test_wallet_support import _ts, delegation_subject
+    holder, issuer = identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    w.expiry_warning_days = 20
+    subject = approval_subject(issuer.did, holder.did)
+    subject["notAfter"] = _ts(now() + timedelta(days=10))
+    approval = w.import_credential(vc(issuer, "DataSharingApprovalCredential", subject,
+                                      valid_for=timedelta(days=3650))).record
+    scoped = delegation_subject(holder.did, issuer.did)
+    scoped["scope"]["notAfter"] = _ts(now() + timedelta(days=15))
+    delegation = w.import_credential(vc(issuer, "DelegatedAuthorityCredential", scoped,
+                                        valid_for=timedelta(days=3650))).record
+    lasting = approval_subject(issuer.did, holder.did)          # its notAfter (2030) and validUntil far off
+    w.import_credential(vc(issuer, "DataSharingApprovalCredential", lasting, valid_for=timedelta(days=3650)))
+    warned = {p.detail["id"]: p for p in w.warnings()}
+    assert set(warned) == {approval.id, delegation.id}
+    assert {p.code for p in warned.values()} == {"wallet.expiring"}
+    assert warned[approval.id].detail["endsBy"] == "notAfter"
+    assert warned[approval.id].detail["ends"] == subject["notAfter"]
+    assert "the notAfter it states" in warned[approval.id].message
+    assert "Data-sharing approval" in warned[approval.id].message       # the kind in words, not its type code
+    later = now() + timedelta(days=12)
+    assert {p.detail["id"]: p.code for p in w.warnings(now=later)} == {approval.id: "wallet.expired",
+                                                                       delegation.id: "wallet.expiring"}
+    assert w.warnings(days=5) == []
+
+
 def test_status_change_since_receipt_is_warned(tmp_path):
     holder, issuer = identity(), identity()
     fetcher = StaticFetcher()

@@ -65,6 +65,14 @@ def _list(values, names: Directory | None = None) -> str:
     return "<br>".join(_named(v, names) for v in items)
 
 
+def _why(precedent: dict, names: Directory) -> str:
+    """Why a precedent is near, in words (``wallet.precedents.why_near``), each reason's identifiers beside it."""
+    from .precedents import why_near
+    return "<br>".join(_e(r["text"][:1].upper() + r["text"][1:])
+                       + (f" <span class='muted'>{_e(', '.join(compact(i) for i in r['identifiers']))}</span>"
+                          if r["identifiers"] else "") for r in why_near(precedent, names))
+
+
 STATUS_WORDS = {"pending": "Waiting for a decision", "approved": "Approved", "refused": "Refused",
                 "changes requested": "Changes asked for"}
 
@@ -100,7 +108,7 @@ def board_pack_html(node, wallet, request_id: str, *, now: datetime | None = Non
     near = precedents.nearest(wallet, dict(req, _id=row.id), k=3, requester=row.requester)
     prec = "".join(f"<tr><th>{_e(STATUS_WORDS.get(p['outcome'], p['outcome']))}"
                    f"{', ' + _e(_day(p['decidedAt'])) if p.get('decidedAt') else ''}<div class='muted'>"
-                   f"{'by this organisation' if p['mine'] else 'by ' + _named(p['decider'], names)}</div></th><td>{'<br>'.join(_e(w) for w in p['why'])}"
+                   f"{'by this organisation' if p['mine'] else 'by ' + _named(p['decider'], names)}</div></th><td>{_why(p, names)}"
                    f"{'<br><b>Reasons:</b> ' + _e(p['reasons']) if p.get('reasons') else ''}</td></tr>" for p in near)
     decision = (f"{_e(STATUS_WORDS.get(row.status, row.status))}"
                 + (f" by {_e(person(row.decided_by))} on {day_words(row.decided_at)}" if row.decided_at else "")

@@ -32,7 +32,7 @@ from issuer.pages import current_token, http_status, parse_object, pretty, prote
 from schemas import words as wording
 from verifier.results import CeadError
 
-from . import approval_view, delegate_pages, desk_pages, qr, standing_pages, wizard
+from . import approval_view, delegate_pages, desk_pages, precedents, qr, standing_pages, wizard
 from . import sharing
 from .approval_view import KIND_NAMES, moment_words
 from .store import Wallet, WalletCredential
@@ -50,12 +50,34 @@ STATUS_BADGES = wording.STATUS_BADGE     # the badge's colour for each status_wo
 
 def in_force(record: WalletCredential) -> tuple:
     """When a held credential is in force, ``(from, until)``: its validity narrowed by the notBefore/notAfter it
-    states (``schemas.words.in_force_window``)."""
-    try:
-        starts, ends = wording.in_force_window(record.document)
-    except (ValueError, CeadError):
-        starts, ends = None, None
-    return starts or record.valid_from, ends or record.valid_until
+    states (``WalletCredential.in_force``)."""
+    return record.in_force()
+
+
+# what a notAfter ends, by kind of credential (a warning says why a credential without a nearer validUntil ends)
+STATED_ENDS = {"DataSharingApprovalCredential": "the end of the period it approves",
+               "DelegatedAuthorityCredential": "the end of the period it delegates for"}
+
+
+def warning_words(problem, record: WalletCredential, names) -> dict:
+    """A wallet warning (``Wallet.warnings``) in the words the pages use: the credential's kind by name
+    (``schemas.words.kind_name``), its issuer as ``names`` (a ``wallet.names.Directory``) knows it (``issuer``: a
+    ``Named``, whose DID the page shows beside it in small monospace), and what happened, dated in words:
+    ``{"code", "kind", "issuer", "says"}``, read as "<kind> from <issuer> <says>."."""
+    detail = problem.detail or {}
+    kind = _kinds(record)[0]
+    if problem.code in ("wallet.expired", "wallet.expiring"):
+        ends = moment_words(detail.get("ends") or detail.get("validUntil"))
+        why = f" ({STATED_ENDS.get(kind, 'the end it states')})" if detail.get("endsBy") == "notAfter" else ""
+        says = (f"expired on {ends}{why}" if problem.code == "wallet.expired" else
+                f"expires on {ends}{why}, within {detail.get('days')} days")
+    elif problem.code == "wallet.status_changed":
+        says = (f"is now {wording.status_words(detail.get('status'))} (it was "
+                f"{wording.status_words(record.status_at_receipt)} when it arrived)")
+    else:
+        says = f"has a warning: {problem.message}"
+    return {"code": problem.code, "kind": wording.kind_name(kind), "issuer": names.name(record.issuer),
+            "says": says}
 
 
 def status_shown(record: WalletCredential) -> str:
@@ -73,6 +95,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     """The wallet pages for ``wallet``; ``public_url`` is the node's external base URL, used in the QR codes
     (default: the URL the page was requested at)."""
     bp = Blueprint(BLUEPRINT, __name__, template_folder="templates")
+    bp.add_app_template_global(precedents.why_near, "why_near")   # precedents' reasons in words (decision page)
     protect(bp, {"wallet.not_found": 404, "web.link_invalid": 404, "sharing.not_found": 404,
                  "sharing.not_pending": 409, "sharing.not_approved": 409, "sharing.in_progress": 409,
                  "wallet.delegation_missing": 422, "sharing.undelivered": 502})
@@ -106,10 +129,12 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
         kind = request.args.get("type") or None
         records = wallet.search(type=kind)
         warnings = warnings_by_id()
+        names = directory()
         rows = [{"record": r, "kinds": _kinds(r), "datasets": wallet.terms(r.id).get("dataset", []),
-                 "valid_until": moment_words(in_force(r)[1]), "warnings": warnings.get(r.id, []),
+                 "valid_until": moment_words(in_force(r)[1]),
+                 "warnings": [warning_words(p, r, names) for p in warnings.get(r.id, [])],
                  "status": status_shown(r)} for r in records]
-        return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES, names=directory(),
+        return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES, names=names,
                                kind_names=KIND_NAMES,
                                warn_days=wallet.expiry_warning_days,
                                kinds=["DataSharingApprovalCredential", "DelegatedAuthorityCredential",
@@ -176,9 +201,11 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     @sign_in_required
     def detail(ident: str):
         record = record_or_404(ident)
-        return render_template("wallet_detail.html", record=record, kinds=_kinds(record), names=directory(),
-                               kind_names=KIND_NAMES, terms=wallet.terms(
-            record.id), warnings=warnings_by_id().get(record.id, []), document=pretty(record.document),
+        names = directory()
+        return render_template("wallet_detail.html", record=record, kinds=_kinds(record), names=names,
+                               kind_names=KIND_NAMES, terms=wallet.terms(record.id), warnings=[
+            warning_words(p, record, names) for p in warnings_by_id().get(record.id, [])],
+            document=pretty(record.document),
             badges=STATUS_BADGES, valid_from=moment_words(in_force(record)[0]),
             valid_until=moment_words(in_force(record)[1]),
             received=moment_words(record.received_at), status=status_shown(record),

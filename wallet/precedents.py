@@ -205,7 +205,10 @@ def _jaccard(a: Iterable[str], b: Iterable[str]) -> float:
 
 def nearest(wallet, request: dict, *, k: int = 5, requester: str | None = None) -> list[dict]:
     """The ``k`` precedents nearest to ``request`` (a data-sharing request object), best first, each with
-    ``score``, ``mine`` (this node decided it) and ``why`` (what they share)."""
+    ``score``, ``mine`` (this node decided it), ``shared`` (the datasets, data items, purposes, legal bases and
+    protocol kinds it shares with the request, by kind), ``sameAsk`` (the same requester asked for the same
+    datasets and purposes) and ``why`` (what they share, as identifiers: for the command line; pages say it with
+    :func:`why_near`)."""
     import bm25s
     corpus = [dict(i, _mine=True) for i in own_precedents(wallet)] + [dict(i, _mine=False) for i in followed(wallet)]
     corpus = [i for i in corpus if i.get("_request") is None or i["_request"] != request.get("_id")]
@@ -235,9 +238,53 @@ def nearest(wallet, request: dict, *, k: int = 5, requester: str | None = None) 
         why = [f"same {name}: {', '.join(v[:3])}" for name, v in shared.items() if v]
         if same_ask:
             why.insert(0, "the same requester asked for the same datasets and purposes")
-        ranked.append({"score": round(score, 3), "mine": item["_mine"], "why": why, **_public(item)})
+        ranked.append({"score": round(score, 3), "mine": item["_mine"], "why": why, "sameAsk": same_ask,
+                       "shared": {name: v for name, v in shared.items() if v}, **_public(item)})
     ranked.sort(key=lambda r: -r["score"])
     return [r for r in ranked if r["score"] > 0][:k]
+
+
+# ---- why a precedent is near, in words ------------------------------------------------------------------------
+
+# what each kind of shared term is called, one and several
+SHARED_WORDS = {"datasets": ("the same dataset", "the same datasets"),
+                "dataItems": ("the same column", "the same columns"),
+                "purposes": ("the same purpose", "the same purposes"),
+                "legalBases": ("the same lawful basis", "the same lawful bases"),
+                "protocols": ("the same kind of privacy protocol", "the same kinds of privacy protocol")}
+# a privacy protocol's kind in words (the summary carries the kind only, not its parameters)
+PROTOCOL_KIND_WORDS = {"threshold": "counts with a minimum cell count", "dominance": "a dominance rule",
+                       "differentialPrivacy": "differential privacy", "secureAggregation": "secure aggregation",
+                       "psiCardinality": "a private set intersection count",
+                       "pseudonymisation": "pseudonymised records",
+                       "treOnly": "a trusted research environment only", "rounding": "rounding",
+                       "cellKeyPerturbation": "cell key perturbation"}
+SHOWN = 3       # the shared terms of each kind named (the others counted)
+
+
+def why_near(item: dict, names) -> list[dict]:
+    """Why a precedent from :func:`nearest` is near, in words for the person deciding: each reason's ``text``
+    ("the same dataset (School meals register)"), with the datasets, purposes and lawful bases by the names
+    ``names`` (a ``wallet.names.Directory``) knows, and their ``identifiers`` (those whose name is not the
+    identifier itself) for a disclosure beside it. Columns are named as the request names them; a protocol by its
+    kind in words."""
+    out = []
+    if item.get("sameAsk"):
+        out.append({"text": "the same organisation asked for the same datasets for the same purposes",
+                    "identifiers": []})
+    for kind, values in (item.get("shared") or {}).items():
+        if kind not in SHARED_WORDS or not values:
+            continue
+        if kind in ("datasets", "purposes", "legalBases"):
+            named = [names.name(v) for v in values]
+            labels = [n.label for n in named]
+            identifiers = [n.iri for n in named[:SHOWN] if n.iri != n.label]
+        else:
+            labels = [PROTOCOL_KIND_WORDS.get(v, v) for v in values] if kind == "protocols" else list(values)
+            identifiers = []
+        shown = ", ".join(labels[:SHOWN]) + (f" and {len(labels) - SHOWN} more" if len(labels) > SHOWN else "")
+        out.append({"text": f"{SHARED_WORDS[kind][len(values) > 1]} ({shown})", "identifiers": identifiers})
+    return out
 
 
 def blueprint(node, wallet) -> Blueprint:

@@ -80,6 +80,19 @@ class WalletCredential(SQLModel, table=True):
         """The credential as JSON (the JWT payload for VC-JOSE)."""
         return jwt_payload(self.raw) if self.format == "jwt" else json.loads(self.raw)
 
+    def in_force(self) -> tuple[datetime | None, datetime | None]:
+        """When it is in force, ``(from, until)``: its validity as stored, narrowed by the ``notBefore`` /
+        ``notAfter`` its subject (an approval's) or its scope (a delegation's) states
+        (``schemas.words.in_force_window``), which a gateway checks as it checks validity."""
+        from schemas.words import in_force_window
+        try:
+            starts, ends = in_force_window(self.document)
+        except (ValueError, CeadError):
+            starts, ends = None, None
+        froms = [v for v in (starts, _aware(self.valid_from)) if v is not None]
+        untils = [v for v in (ends, _aware(self.valid_until)) if v is not None]
+        return (max(froms) if froms else None), (min(untils) if untils else None)
+
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id, "credentialId": self.credential_id, "format": self.format,
@@ -604,18 +617,33 @@ class Wallet:
 
     def warnings(self, days: int | None = None, now: datetime | None = None) -> list[Problem]:
         """Credentials expired or expiring within ``days`` (default: the wallet's setting), and credentials whose
-        status changed since receipt (as of the last :meth:`check_status`)."""
+        status changed since receipt (as of the last :meth:`check_status`). A credential ends at the end of its
+        validity or at the ``notAfter`` it states (an approval's, a delegation's scope), whichever comes first
+        (:meth:`WalletCredential.in_force`), as its status badge says: ``detail`` gives ``ends`` and ``endsBy``
+        (``validUntil`` or ``notAfter``)."""
         days = self.expiry_warning_days if days is None else days
         now = (now or _utcnow()).astimezone(timezone.utc)
+        try:
+            horizon: datetime | None = now + timedelta(days=days)
+        except OverflowError:
+            horizon = None          # further off than any date: every credential that ends at all ends within it
+        # those whose validity ends within the window, and every kind of credential that may state a notAfter
+        candidates = {r.id: r for r in self.search(expiring_within=days, now=now)}
+        for kind in STATES_AN_END:
+            candidates.update({r.id: r for r in self.search(type=kind, now=now)})
         out: list[Problem] = []
-        for row in self.search(expiring_within=days, now=now):
-            label = _label(row)
-            if _aware(row.valid_until) <= now:
-                out.append(Problem("wallet.expired", f"{label} expired on {_iso(row.valid_until)}.",
-                                   {"id": row.id, "validUntil": _iso(row.valid_until)}))
+        for row in sorted(candidates.values(), key=lambda r: (-_aware(r.received_at).timestamp(), r.id)):
+            ends = row.in_force()[1]
+            if ends is None or (horizon is not None and ends > horizon):
+                continue
+            by = "validUntil" if row.valid_until is not None and ends == _aware(row.valid_until) else "notAfter"
+            label, said = _label(row), _iso(ends) + (" (the notAfter it states)" if by == "notAfter" else "")
+            detail = {"id": row.id, "ends": _iso(ends), "endsBy": by, "validUntil": _iso(row.valid_until),
+                      "days": days}
+            if ends <= now:
+                out.append(Problem("wallet.expired", f"{label} expired on {said}.", detail))
             else:
-                out.append(Problem("wallet.expiring", f"{label} expires on {_iso(row.valid_until)} "
-                                   f"(within {days} days).", {"id": row.id, "validUntil": _iso(row.valid_until)}))
+                out.append(Problem("wallet.expiring", f"{label} expires on {said} (within {days} days).", detail))
         with Session(self.engine) as session:
             changed = session.exec(select(WalletCredential).where(
                 WalletCredential.status_now != WalletCredential.status_at_receipt,
@@ -627,9 +655,14 @@ class Wallet:
         return out
 
 
+# the kinds of credential that may state a notAfter of their own (an approval's period, a delegation's scope)
+STATES_AN_END = ("DataSharingApprovalCredential", "DelegatedAuthorityCredential")
+
+
 def _label(row: WalletCredential) -> str:
+    from schemas.words import kind_name
     kinds = [t for t in row.type_list if t != "VerifiableCredential"] or ["Credential"]
-    return f"{kinds[0]} {row.id} from {row.issuer}"
+    return f"{kind_name(kinds[0])} {row.id} from {row.issuer}"
 
 
 # ---- schema migrations --------------------------------------------------------------------------------------
