@@ -657,8 +657,8 @@ class Wallet:
         """Credentials expired or expiring within ``days`` (default: the wallet's setting), and credentials whose
         status changed since receipt (as of the last :meth:`check_status`). A credential ends at the end of its
         validity or at the ``notAfter`` it states (an approval's, a delegation's scope), whichever comes first
-        (:meth:`WalletCredential.ends`, as :meth:`search` reads it), as its status badge says: ``detail`` gives ``ends`` and ``endsBy``
-        (``validUntil`` or ``notAfter``)."""
+        (:meth:`WalletCredential.ends`, as :meth:`search` reads it), as its status badge says: ``detail`` gives
+        ``ends`` and ``endsBy`` (``validUntil`` or ``notAfter``)."""
         days = self.expiry_warning_days if days is None else days
         now = (now or _utcnow()).astimezone(timezone.utc)
         out: list[Problem] = []
