@@ -737,3 +737,49 @@ def test_approvals_a_run_attestation_pins_are_presented_with_its_output(populate
                                   definition=only)
     entries = jwt_payload(decode_presentation(headers["Cead-Presentation"]))["verifiableCredential"]
     assert len(entries) == 1
+
+
+def test_an_approval_whose_period_has_ended_is_not_presented_and_the_wallet_says_renew_it(tmp_path):
+    """An approval whose validity runs on but whose period (its notAfter) has ended would be refused by the gateway:
+    the wallet does not present it, by dataset or from a gateway's definition, and says in words which approval
+    ended when and to renew it. An approval still in force is chosen over a newer one that has ended."""
+    from test_wallet_support import _ts, now
+    holder, council = identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    subject = approval_subject(council.did, holder.did)
+    subject["notAfter"] = _ts(now() - timedelta(days=1))
+    ended = w.import_credential(vc(council, "DataSharingApprovalCredential", subject,
+                                   valid_for=timedelta(days=3650)))
+    assert ended.ok, ended.problems
+    record = ended.record
+    with pytest.raises(CeadError) as err:
+        present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS)
+    e = err.value
+    assert e.code == "wallet.no_approval"
+    assert f"approval {record.id} from {council.did} is expired (since {subject['notAfter']}" in e.message
+    assert "the period it approves ended then (its notAfter)" in e.message
+    assert "renew it" in e.message and "new approval for a new period" in e.message
+    assert e.detail["held"] == [{"id": record.id, "credentialId": record.credential_id, "issuer": council.did,
+                                 "state": "expired", "ends": subject["notAfter"], "endsBy": "notAfter",
+                                 "validUntil": e.detail["held"][0]["validUntil"]}]
+    assert e.detail["held"][0]["validUntil"] > subject["notAfter"]
+    definition = {"id": "meals", "input_descriptors": [{"id": "approval", "constraints": {"fields": [
+        {"path": ["$.type"], "filter": {"type": "array", "contains": {"const": "DataSharingApprovalCredential"}}}]}}]}
+    with pytest.raises(CeadError) as discovered:                    # the gateway's definition, as in discovery
+        present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS, definition=definition)
+    assert discovered.value.code == "pex.unsatisfied" and "renew it" in discovered.value.message
+    assert discovered.value.detail["held"][0]["endsBy"] == "notAfter" and discovered.value.detail["missing"]
+    # an older approval still in force is presented, not the newer one that has ended
+    in_force = w.import_credential(vc(council, "DataSharingApprovalCredential",
+                                      approval_subject(council.did, holder.did))).record
+    from sqlmodel import Session
+    from wallet.store import WalletCredential
+    with Session(w.engine) as s:                                    # received before the ended one
+        row = s.get(WalletCredential, in_force.id)
+        row.received_at = row.received_at - timedelta(days=30)
+        s.add(row)
+        s.commit()
+    assert [r.id for r in select_for_transfer(w, DS_MEALS, P_MEALS)] == [in_force.id]
+    headers = present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS, definition=definition)
+    presented = jwt_payload(decode_presentation(headers["Cead-Presentation"]))["verifiableCredential"]
+    assert [c["id"].removeprefix("data:application/vc+jwt,") for c in presented] == [in_force.credential]

@@ -412,3 +412,38 @@ def test_killed_import_is_all_or_nothing(tmp_path, kill_at_flush):
     _consistent(w.engine)
     assert w.import_credential(cred).ok
     assert len(w.search()) == 1
+
+
+def test_search_reads_the_end_an_approval_or_delegation_states_as_the_warnings_do(tmp_path):
+    """``usable`` and ``include_expired=False`` (what choosing credentials to present reads) and ``expiring_within``
+    take a credential as ended at its validUntil or at the notAfter it states, whichever comes first: the same
+    rule as the warnings and the status badge (``WalletCredential.ends``), on the real SQLite store."""
+    from test_wallet_support import _ts, delegation_subject
+    holder, issuer = identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    assert w.engine.dialect.name == "sqlite"
+    subject = approval_subject(issuer.did, holder.did)
+    subject["notAfter"] = _ts(now() + timedelta(days=10))
+    approval = w.import_credential(vc(issuer, "DataSharingApprovalCredential", subject,
+                                      valid_for=timedelta(days=3650))).record
+    scoped = delegation_subject(holder.did, issuer.did)
+    scoped["scope"]["notAfter"] = _ts(now() + timedelta(days=15))
+    delegation = w.import_credential(vc(issuer, "DelegatedAuthorityCredential", scoped,
+                                        valid_for=timedelta(days=3650))).record
+    lasting = w.import_credential(vc(issuer, "DataSharingApprovalCredential",
+                                     approval_subject(issuer.did, holder.did), valid_for=timedelta(days=3650))).record
+    ids = lambda rows: {r.id for r in rows}  # noqa: E731
+    everything = {approval.id, delegation.id, lasting.id}
+    assert ids(w.search(usable=True)) == everything
+    assert ids(w.search(expiring_within=12)) == {approval.id}              # by its notAfter, not its validUntil
+    later = now() + timedelta(days=12)
+    assert ids(w.search(usable=True, now=later)) == {delegation.id, lasting.id}
+    assert ids(w.search(include_expired=False, now=later)) == {delegation.id, lasting.id}
+    assert ids(w.search(now=later)) == everything                          # still held, and listed
+    assert approval.ends() == (approval.in_force()[1], "notAfter") and approval.out_of_force(later) == "ended"
+    assert lasting.ends()[1] == "notAfter"                                 # 2030, before its validUntil
+    even_later = now() + timedelta(days=20)
+    assert ids(w.search(usable=True, now=even_later)) == {lasting.id}
+    # the warnings read the same rule: what search no longer takes as usable is warned as expired
+    assert {p.detail["id"] for p in w.warnings(days=0, now=even_later) if p.code == "wallet.expired"} == {
+        approval.id, delegation.id}

@@ -79,13 +79,17 @@ def build_presentation(holder_did: str, key, kid: str, credentials: Iterable[dic
 # ---- choosing credentials -------------------------------------------------------------------------------------
 def _unusable(record, now: datetime | None = None) -> str | None:
     """Why a held credential cannot be presented now (``revoked``, ``expired``, ``not yet valid``, ``suspended``:
-    the first that applies, as last seen by the wallet), or None when it can."""
+    the first that applies, as last seen by the wallet), or None when it can. It has expired at the end of its
+    validity or at the ``notAfter`` it states (an approval's period, a delegation's scope), whichever comes first,
+    and is not yet valid before its start likewise (``WalletCredential.out_of_force``: the rule ``Wallet.search``
+    and the warnings read), since the gateway refuses it then."""
     now = now or datetime.now(timezone.utc)
     if record.status_now == STATUS_REVOKED:
         return "revoked"
-    if record.valid_until is not None and _aware(record.valid_until) <= now:
+    standing = record.out_of_force(now)
+    if standing == "ended":
         return "expired"
-    if record.valid_from is not None and _aware(record.valid_from) > now:
+    if standing == "not yet in force":
         return "not yet valid"
     if record.status_now == STATUS_SUSPENDED:
         return "suspended"
@@ -211,20 +215,35 @@ def _revive_approvals(wallet, dataset: str, purpose: str | None) -> bool:
 
 def no_approval(wallet, dataset: str, purpose: str | None = None) -> CeadError:
     """``wallet.no_approval`` for a transfer of ``dataset`` (for ``purpose``), saying why: the approvals held that
-    would cover it but are revoked, suspended, expired or not yet valid (``detail.held``), or the purposes the
-    approvals held for the dataset do cover."""
+    would cover it but are revoked, suspended, expired or not yet valid (``detail.held``; an expired one with when
+    it ended, ``ends``, and what ended it, ``endsBy``: ``validUntil``, or ``notAfter``, the end of the period it
+    approves), or the purposes the approvals held for the dataset do cover. An approval that has ended is to be
+    renewed (a new approval for a new period), and the message says so."""
+    from schemas.words import moment_words
     what = f"dataset {dataset}" + (f" for purpose {purpose}" if purpose else "")
     message = f"The wallet holds no valid {APPROVAL} for {wallet.holder} covering {what}."
-    held = [{"id": r.id, "credentialId": r.credential_id, "issuer": r.issuer, "state": why,
-             **({"validUntil": _aware(r.valid_until).isoformat().replace("+00:00", "Z")}
-                if why == "expired" else {})}
-            for r, why in _unusable_approvals(wallet, dataset, purpose)]
+    held, said = [], []
+    for r, why in _unusable_approvals(wallet, dataset, purpose):
+        entry = {"id": r.id, "credentialId": r.credential_id, "issuer": r.issuer, "state": why}
+        words = f"approval {r.id} from {r.issuer} is {why}"
+        if why == "expired":
+            ends, by = r.ends()
+            entry.update(ends=_iso(ends), endsBy=by, **({"validUntil": _iso(r.valid_until)} if r.valid_until else {}))
+            words += (f" (since {_iso(ends)}, {moment_words(ends)}: "
+                      + ("the period it approves ended then (its notAfter), although its validity runs on; a "
+                         "gateway refuses it" if by == "notAfter" else "the end of its validity") + ")")
+        held.append(entry)
+        said.append(words)
     if held:
-        listed = "; ".join(f"{h['id']} from {h['issuer']} is {h['state']}"
-                           + (f" (since {h['validUntil']})" if "validUntil" in h else "") for h in held[:5])
+        listed = "; ".join(said[:5])
         more = f"; and {len(held) - 5} more" if len(held) > 5 else ""
-        message += (f" It holds {len(held)} that would cover it but cannot be used: {listed}{more}. Ask the approving "
-                    "organisation for a new (or reinstated) approval.")
+        message += f" It holds {len(held)} that would cover it but cannot be used: {listed}{more}."
+        if all(h["state"] == "expired" for h in held):
+            which = "it" if len(held) == 1 else "one"
+            message += (f" Ask the approving organisation to renew {which}: an approval that has ended is not used "
+                        "again, it is replaced by a new approval for a new period.")
+        else:
+            message += " Ask the approving organisation for a new (or reinstated) approval."
     other: list[str] = []
     if purpose:
         for _, subject in _approvals_for(wallet, dataset, None):
@@ -233,6 +252,10 @@ def no_approval(wallet, dataset: str, purpose: str | None = None) -> CeadError:
             message += f" The approvals it holds for the dataset cover other purposes: {', '.join(other[:10])}."
     return CeadError("wallet.no_approval", message, dataset=dataset, purpose=purpose,
                      **({"held": held} if held else {}), **({"otherPurposes": other} if other else {}))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else _aware(value).isoformat().replace("+00:00", "Z")
 
 
 @_one_selection
@@ -331,10 +354,21 @@ def select_credentials(wallet, *, dataset: str | None = None, purpose: str | Non
                        definition: dict | None = None) -> list[dict | str]:
     """Credentials to present: from a Presentation Exchange definition if given, else by dataset and purpose.
     With both a definition and a dataset, the definition chooses only among :func:`transfer_candidates` for that
-    dataset (and purpose): what it asks for beyond them is unsatisfied (``pex.unsatisfied``)."""
+    dataset (and purpose): what it asks for beyond them is unsatisfied (``pex.unsatisfied``; when no approval for
+    it is usable, the message and ``detail.held`` say which are held and why not, as :func:`no_approval` does)."""
     if definition is not None:
         records = wallet.search(usable=True) if dataset is None else transfer_candidates(wallet, dataset, purpose)
-        return pex.select(definition, [(r.credential, r.document) for r in records], holder=wallet.holder).credentials
+        try:
+            return pex.select(definition, [(r.credential, r.document) for r in records],
+                              holder=wallet.holder).credentials
+        except CeadError as exc:
+            if exc.code != "pex.unsatisfied" or dataset is None or any(APPROVAL in r.type_list for r in records):
+                raise
+            why = no_approval(wallet, dataset, purpose)      # no usable approval for it: say why, as by dataset
+            if "held" not in why.detail:
+                raise
+            raise CeadError("pex.unsatisfied", f"{exc.message} {why.message}",
+                            **{**exc.detail, "held": why.detail["held"]}) from None
     if dataset is None:
         raise CeadError("wallet.selection_missing", "Give a dataset (and purpose) or a presentation definition.")
     return [r.credential for r in select_for_transfer(wallet, dataset, purpose)]

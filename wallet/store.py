@@ -93,6 +93,27 @@ class WalletCredential(SQLModel, table=True):
         untils = [v for v in (ends, _aware(self.valid_until)) if v is not None]
         return (max(froms) if froms else None), (min(untils) if untils else None)
 
+    def ends(self) -> tuple[datetime | None, str | None]:
+        """When it ends and what ends it: ``(until, "validUntil" | "notAfter")`` from :meth:`in_force` (the end of
+        its validity or the ``notAfter`` it states, whichever comes first), or ``(None, None)`` when nothing does.
+        The one end rule: the status badge, the warnings and choosing what to present all read it."""
+        until = self.in_force()[1]
+        if until is None:
+            return None, None
+        return until, ("validUntil" if self.valid_until is not None and until == _aware(self.valid_until)
+                       else "notAfter")
+
+    def out_of_force(self, now: datetime | None = None) -> str | None:
+        """``"ended"`` (at or past the end :meth:`ends` gives), ``"not yet in force"`` (before the start
+        :meth:`in_force` gives), or None when it is in force at ``now`` (default: now). Status is not read here."""
+        now = (now or _utcnow()).astimezone(timezone.utc)
+        starts, until = self.in_force()
+        if until is not None and until <= now:
+            return "ended"
+        if starts is not None and starts > now:
+            return "not yet in force"
+        return None
+
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id, "credentialId": self.credential_id, "format": self.format,
@@ -510,8 +531,11 @@ class Wallet:
                ) -> list[WalletCredential]:
         """Credentials matching every given criterion, newest first.
 
-        ``expiring_within``: only those whose validity ends within that many days; ``usable``: only those
-        currently valid (not expired, not known to be revoked or suspended).
+        ``expiring_within``: only those that end within that many days; ``include_expired=False``: only those
+        not ended; ``usable``: only those in force now (not ended, not before their start, not known to be revoked
+        or suspended). A credential ends at the end of its validity or at the ``notAfter`` it states (an
+        approval's period, a delegation's scope), whichever comes first (:meth:`WalletCredential.ends`), as its
+        status badge and the warnings say: the database narrows by validity, then each row is read by that rule.
         """
         now = (now or _utcnow()).astimezone(timezone.utc)
         query = select(WalletCredential)
@@ -520,12 +544,18 @@ class Wallet:
                 value = expand(value) if kind in ("dataset", "purpose") else value
                 query = query.where(WalletCredential.id.in_(
                     select(WalletTerm.credential_id).where(WalletTerm.kind == kind, WalletTerm.value == value)))
+        horizon: datetime | None = None
         if expiring_within is not None:
-            query = query.where(WalletCredential.valid_until.is_not(None))
             try:
-                query = query.where(WalletCredential.valid_until <= now + timedelta(days=expiring_within))
+                horizon = now + timedelta(days=expiring_within)
             except OverflowError:
-                pass        # further off than any date: every credential that ends at all ends within it
+                horizon = None      # further off than any date: every credential that ends at all ends within it
+            # ends within it by its validity, or is of a kind that may state an earlier end of its own
+            states_an_end = WalletCredential.id.in_(select(WalletTerm.credential_id).where(
+                WalletTerm.kind == "type", WalletTerm.value.in_(STATES_AN_END)))
+            by_validity = (WalletCredential.valid_until.is_not(None) if horizon is None
+                           else WalletCredential.valid_until <= horizon)
+            query = query.where(by_validity | states_an_end)
         if not include_expired or usable:
             query = query.where((WalletCredential.valid_until.is_(None)) | (WalletCredential.valid_until > now))
         if usable:
@@ -533,7 +563,15 @@ class Wallet:
                                 (WalletCredential.valid_from.is_(None)) | (WalletCredential.valid_from <= now))
         query = query.order_by(WalletCredential.received_at.desc(), WalletCredential.id)
         with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.exec(query).all())
+            rows = list(session.exec(query).all())
+        if expiring_within is not None:
+            ends = {r.id: r.ends()[0] for r in rows}
+            rows = [r for r in rows if ends[r.id] is not None and (horizon is None or ends[r.id] <= horizon)]
+        if usable:
+            rows = [r for r in rows if r.out_of_force(now) is None]
+        elif not include_expired:
+            rows = [r for r in rows if r.out_of_force(now) != "ended"]
+        return rows
 
     def terms(self, credential_id: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -619,24 +657,13 @@ class Wallet:
         """Credentials expired or expiring within ``days`` (default: the wallet's setting), and credentials whose
         status changed since receipt (as of the last :meth:`check_status`). A credential ends at the end of its
         validity or at the ``notAfter`` it states (an approval's, a delegation's scope), whichever comes first
-        (:meth:`WalletCredential.in_force`), as its status badge says: ``detail`` gives ``ends`` and ``endsBy``
-        (``validUntil`` or ``notAfter``)."""
+        (:meth:`WalletCredential.ends`, as :meth:`search` reads it), as its status badge says: ``detail`` gives
+        ``ends`` and ``endsBy`` (``validUntil`` or ``notAfter``)."""
         days = self.expiry_warning_days if days is None else days
         now = (now or _utcnow()).astimezone(timezone.utc)
-        try:
-            horizon: datetime | None = now + timedelta(days=days)
-        except OverflowError:
-            horizon = None          # further off than any date: every credential that ends at all ends within it
-        # those whose validity ends within the window, and every kind of credential that may state a notAfter
-        candidates = {r.id: r for r in self.search(expiring_within=days, now=now)}
-        for kind in STATES_AN_END:
-            candidates.update({r.id: r for r in self.search(type=kind, now=now)})
         out: list[Problem] = []
-        for row in sorted(candidates.values(), key=lambda r: (-_aware(r.received_at).timestamp(), r.id)):
-            ends = row.in_force()[1]
-            if ends is None or (horizon is not None and ends > horizon):
-                continue
-            by = "validUntil" if row.valid_until is not None and ends == _aware(row.valid_until) else "notAfter"
+        for row in self.search(expiring_within=days, now=now):
+            ends, by = row.ends()
             label, said = _label(row), _iso(ends) + (" (the notAfter it states)" if by == "notAfter" else "")
             detail = {"id": row.id, "ends": _iso(ends), "endsBy": by, "validUntil": _iso(row.valid_until),
                       "days": days}
