@@ -673,6 +673,7 @@ def approve_through_the_page(page, w, request_id: str, *, not_before: str | None
                              not_after: str | None = None) -> str:
     """The IAO approves a request on its decision page (the form's defaults, School enrolment ticked, the window
     when given); returns the approval's id."""
+    considered(w, request_id)       # a standing approval's attempt holds the request ("being approved") meanwhile
     page.goto(f"{w['iao']['url']}/wallet/requests/{request_id}")
     page.click("label:has-text('School enrolment')")
     if not_before:
