@@ -214,6 +214,37 @@ def test_the_approval_form_keeps_what_was_typed_with_messages_beside_the_fields(
     assert len(__import__("issuer.issuing", fromlist=["register"]).register(node)) == before   # nothing signed
 
 
+def test_an_approval_for_a_period_already_over_is_refused_beside_its_date(world):  # noqa: F811
+    """An IAO who types last year's end date is told beside the field that the approval could never be used, and
+    nothing is signed; an end date of today is accepted by the form (it is in force to 23:59:59 UTC)."""
+    from datetime import date, timedelta
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "isla", "Isla Owner", "iao", PASSWORD)
+    request_id = send(w)["id"]
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, "isla").status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    before = len(__import__("issuer.issuing", fromlist=["register"]).register(node))
+    yesterday, today = date.today() - timedelta(days=1), date.today()
+    form = {"csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis":
+            "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e", "protocol": "threshold", "min_cell_count": "10",
+            "retention": "P1Y", "cadence": "R/2026-01-01T00:00:00Z/P1M", "sensitivity": "Pseudonymised",
+            "dpia_outcome": "LowRisk", "onward_sharing": "Prohibited", "not_before": "2025-01-01",
+            "not_after": yesterday.isoformat()}
+    bad = client.post(f"/wallet/requests/{request_id}/approve", data=form)
+    assert bad.status_code == 400
+    error = bad.text[bad.text.index('id="not_after-error"'):][:600]
+    assert f"{yesterday.day} {yesterday:%B %Y} is before today: the approval would already have ended" in error, error
+    assert sharing.get_request(wallet, request_id).status == "pending"
+    assert len(__import__("issuer.issuing", fromlist=["register"]).register(node)) == before   # nothing signed
+    fine = client.post(f"/wallet/requests/{request_id}/approve", data={**form, "not_after": today.isoformat(),
+                                                                        "action": "check"})     # checked, not signed
+    assert fine.status_code == 200 and "is before today" not in fine.text
+    assert 'id="not_after-error"' not in fine.text
+
+
 def test_one_delegation_choice_checks_the_page_again_under_it_and_keeps_what_was_typed(world):  # noqa: F811
     """The page has one place to choose the delegation: the field the approval is signed under. "Check under this
     delegation" shows the page's checks under the one chosen, with the form as typed, and signs nothing."""

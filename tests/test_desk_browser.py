@@ -685,6 +685,36 @@ def approve_through_the_page(page, w, request_id: str, *, not_before: str | None
     return sharing.get_request(w["iao"]["wallet"], request_id).approval_id
 
 
+def refused_window(page, w, request_id: str) -> str:
+    """The decision page's answer to an approval for 2025 (a period over): the error beside "Valid until"."""
+    considered(w, request_id)
+    page.goto(f"{w['iao']['url']}/wallet/requests/{request_id}")
+    page.click("label:has-text('School enrolment')")
+    page.fill("#not_before", "2025-01-01")
+    page.fill("#not_after", "2025-12-31")
+    page.click("button:has-text('Approve, sign and deliver')")
+    assert sharing.get_request(w["iao"]["wallet"], request_id).status == "pending"      # nothing signed
+    return page.inner_text("#not_after-error")
+
+
+def approve_ended(w, request_id: str) -> str:
+    """An approval whose period (2025) is over: the decision page refuses to sign one (it could never be used), so
+    the IAO's node signs it directly, with the conditions the page gives (School enrolment, public task), under the
+    IAO's delegation, suspendable, by Ian Owner; returns the approval's id."""
+    from test_wallet_support import approval_subject
+    from wallet.desk_pages import SUSPENDABLE
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    considered(w, request_id)
+    draft = sharing.draft_subject(node, wallet, request_id, delegation=w["delegation"].id)
+    subject = approval_subject(draft["discloser"], w["requester"]["node"].did, datasets=[DATASET], purposes=[PURPOSE])
+    rest = {k: v for k, v in subject.items() if k not in sharing.FROM_REQUEST}
+    rest.update(lawfulBases=[*draft["lawfulBases"], {"party": draft["discloser"], "regime": "UKGDPR", "legalBases": [
+        "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e"]}],dataCategories=["https://w3id.org/cead#SchoolEnrolment"], privacyProtocol=[{"kind": "threshold", "minCellCount": 10}],
+                notBefore="2025-01-01T00:00:00Z", notAfter="2025-12-31T23:59:59Z")
+    sharing.approve(node, wallet, request_id, rest, delegation=w["delegation"].id, options=SUSPENDABLE, issued_by="ian")
+    return sharing.get_request(wallet, request_id).approval_id
+
+
 def tag_of(page, selector: str) -> str:
     return page.inner_text(f"{selector} .ds_tag").strip()
 
@@ -700,8 +730,11 @@ def test_an_approval_no_longer_in_force_never_reads_approved(world, browser):
     sign_in(iao, base, "ian")
     ids = {name: send_direct(w, [DATASET]) for name in ("suspended", "revoked", "expired", "in force")}
     approvals = {name: approve_through_the_page(iao, w, rid) for name, rid in ids.items() if name != "expired"}
-    approvals["expired"] = approve_through_the_page(iao, w, ids["expired"], not_before="2025-01-01",
-                                                    not_after="2025-12-31")
+    approvals["expired"] = approve_ended(w, ids["expired"])
+    # the page itself refuses a period already over, saying why beside the date
+    page_says = refused_window(iao, w, send_direct(w, [DATASET]))
+    assert "31 December 2025 is before today: the approval would already have ended" in page_says, page_says
+    check(iao, "59-approval-window-over")
     iao.goto(f"{base}/wallet/requests/{ids['suspended']}")
     iao.click("button:has-text('Suspend')")
     assert "now suspended" in iao.inner_text("main")
@@ -813,9 +846,10 @@ def test_precedents_warnings_and_dates_read_as_words_on_one_line(world, browser)
 
     - the decision page's "What was decided before" says why each earlier decision is near by names (the dataset's
       catalogue title, the lawful basis and purpose by their plain names), the identifiers behind a disclosure;
-    - the requester's wallet warns of an approval whose notAfter has passed, as "Data-sharing approval from <name>
-      expired on <date in words>", the DID under the name in the small monospace of identifiers; the credential's
-      own page says the same;
+    - the requester's wallet lists an approval whose notAfter has passed with the warning "Expired on <date in
+      words>" (its row's Type and From say what and whose); the credential's own page says it whole, "Data-sharing
+      approval from <name> expired on <date in words>", the DID under the name in the small monospace of
+      identifiers;
     - the dates of the requests list (Received), the register (Issued, Valid until), the wallet (Valid until) and the
       staff log (When) each stay on one line at 1200 px, with each table within its box; at 390 px nothing widens
       the page (each list a column of boxes)."""
@@ -828,8 +862,7 @@ def test_precedents_warnings_and_dates_read_as_words_on_one_line(world, browser)
     sharing.refuse(w["iao"]["wallet"], earlier, "Use the pupil reference only, not names.", by="ian")
     iao = person(browser).new_page()
     sign_in(iao, base, "ian")
-    ended = approve_through_the_page(iao, w, considered(w, send_direct(w, [DATASET])), not_before="2025-01-01",
-                                     not_after="2025-12-31")
+    ended = approve_ended(w, send_direct(w, [DATASET]))
     now = considered(w, send_direct(w, [DATASET]))
     held = next(r for r in w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
                 if r.credential_id == ended)
@@ -860,22 +893,25 @@ def test_precedents_warnings_and_dates_read_as_words_on_one_line(world, browser)
         analyst.goto(w["requester"]["url"] + "/wallet/")
         row = analyst.locator(f"tr:has(a[href$='/wallet/{held.id}'])")
         warning = row.locator("[data-code='wallet.expired']")
-        said = warning.inner_text()
-        assert said.startswith("⚠ Data-sharing approval from Fife Council Education Service expired on 31 December "
-                               "2025, 23:59 UTC (the end of the period it approves)."), said
+        # in the list the row's own Type and From say what and whose; the warning says what happened
+        said = warning.inner_text().strip()
+        assert said == "⚠ Expired on 31 December 2025, 23:59 UTC (the end of the period it approves).", said
+        assert row.locator("td[data-heading=From]").inner_text().startswith("Fife Council Education Service")
         assert "DataSharingApprovalCredential" not in analyst.inner_text("main")
-        did = warning.locator(".cead-id-beside")
-        assert did.inner_text() == iao_did
-        sizes = analyst.evaluate("""(el) => [getComputedStyle(el).fontFamily, parseFloat(getComputedStyle(el).fontSize),
-            parseFloat(getComputedStyle(el.parentElement).fontSize)]""", did.element_handle())
-        assert "monospace" in sizes[0] and sizes[1] < sizes[2], sizes
         check(analyst, f"72-wallet-warnings-{width}")
         if width == 1200:
             assert set(lines_of(analyst, "td[data-heading='Valid until']")) == {1}
             assert boxes_fit(analyst), "the wallet's list scrolls sideways at 1200 px"
         analyst.goto(f"{w['requester']['url']}/wallet/{held.id}")
-        assert analyst.inner_text("[data-code='wallet.expired']").startswith(
-            "⚠ Data-sharing approval from Fife Council Education Service expired on 31 December 2025")
+        warning = analyst.locator("[data-code='wallet.expired']")
+        assert warning.inner_text().startswith(
+            "⚠ Data-sharing approval from Fife Council Education Service expired on 31 December 2025, 23:59 UTC "
+            "(the end of the period it approves)."), warning.inner_text()
+        did = warning.locator(".cead-id-beside")            # on the credential's own page, the sender's DID under it
+        assert did.inner_text() == iao_did
+        sizes = analyst.evaluate("""(el) => [getComputedStyle(el).fontFamily, parseFloat(getComputedStyle(el).fontSize),
+            parseFloat(getComputedStyle(el.parentElement).fontSize)]""", did.element_handle())
+        assert "monospace" in sizes[0] and sizes[1] < sizes[2], sizes
         check(analyst, f"73-credential-warning-{width}")
 
         admin = person(browser, width).new_page()

@@ -373,7 +373,7 @@ def test_wallet_holdings_show_credentials_and_warnings(env):
     checked = client.post("/wallet/check-status", data={"csrf": csrf_of(page.text)})
     assert checked.status_code == 302
     page = client.get("/wallet/")
-    assert 'data-code="wallet.status_changed"' in page.text and "now revoked" in page.text
+    assert 'data-code="wallet.status_changed"' in page.text and "Now revoked" in page.text
     only = client.get("/wallet/?type=OrganisationCertificationCredential")
     assert "DataSharingApprovalCredential</td>" not in only.text and cert.id in only.text
     detail = client.get(f"/wallet/{cert.id}")
@@ -392,9 +392,10 @@ def _warnings_of(page: str) -> dict[str, str]:
 
 
 def test_wallet_warnings_name_the_kind_and_the_issuer_in_words_and_an_ended_approval_is_warned(env):
-    """The wallet's warnings in the words the pages use: the kind of credential by name (not its type code), the
-    issuer by the name the node knows (its DID beside it, in the small monospace of identifiers), dates in words;
-    and an approval whose notAfter has passed is warned as expired, as its badge says."""
+    """The wallet's warnings in the words the pages use, dates in words, and an approval whose notAfter has passed
+    warned as expired, as its badge says. In the list, whose row names the kind and the sender already, a warning
+    says what happened; on the credential's own page it says it whole: the kind of credential by name (not its
+    type code), the issuer by the name the node knows (its DID beside it, in the small monospace of identifiers)."""
     from test_wallet_support import _ts
     client, node = env["client"], env["node"]
     issuer, approval, cert = _hold(env)
@@ -412,22 +413,31 @@ def test_wallet_warnings_name_the_kind_and_the_issuer_in_words_and_an_ended_appr
     warned = _warnings_of(page)
     assert set(warned) == {"wallet.expiring", "wallet.expired", "wallet.status_changed"}, warned
     ends = moment_words(approval.valid_until)
-    assert f"Data-sharing approval from Lothian Health Board expires on {ends}, within 30 days." in warned[
-        "wallet.expiring"], warned
-    assert "Data-sharing approval from Lothian Health Board expired on" in warned["wallet.expired"]
-    assert "(the end of the period it approves)." in warned["wallet.expired"]
-    assert ("Organisation certification from Lothian Health Board is now revoked (it was valid when it arrived)."
-            in warned["wallet.status_changed"])
-    for text in warned.values():
+    assert warned["wallet.expiring"].strip() == f"⚠ Expires on {ends}, within 30 days.", warned
+    assert warned["wallet.expired"].strip().startswith("⚠ Expired on "), warned
+    assert warned["wallet.expired"].strip().endswith("(the end of the period it approves)."), warned
+    assert warned["wallet.status_changed"].strip() == "⚠ Now revoked (it was valid when it arrived).", warned
+    for record in (approval, cert, ended.record):                   # each row names its sender and its kind
+        at = page.index(f'/wallet/{record.id}"')
+        row = page[page.rindex("<tr>", 0, at):at]
+        assert re.search(r'data-heading="From">Lothian Health Board<', row), row
+        assert re.search(r'data-heading="Type">(Data-sharing approval|Organisation certification)<', row), row
+        assert "Credential<" not in row and "T00:" not in row                        # no type codes, no ISO times
+    row = page[page.rindex("<tr>", 0, page.index(f'/wallet/{ended.record.id}"')):page.index(f'/wallet/{ended.record.id}"')]
+    assert ">expired<" in row                                          # the badge says the same
+    wholes = {"wallet.expiring": f"Data-sharing approval from Lothian Health Board expires on {ends}, within 30 days.",
+              "wallet.expired": "Data-sharing approval from Lothian Health Board expired on ",
+              "wallet.status_changed": "Organisation certification from Lothian Health Board is now revoked (it was "
+                                       "valid when it arrived)."}
+    for record, code in ((approval, "wallet.expiring"), (ended.record, "wallet.expired"), (cert, "wallet.status_changed")):
+        detail = client.get(f"/wallet/{record.id}").text
+        text = _warnings_of(detail)[code]
+        assert wholes[code] in text, text
         assert "Credential" not in text and "T00:" not in text, text     # no type codes, no ISO times
         assert text.count(issuer.did) == 1, text                         # the DID once, beside the name
-    beside = re.findall(r'<span class="cead-id cead-id-beside">([^<]+)</span>', page)
-    assert beside.count(issuer.did) == 3
-    row = page[page.index(f'/wallet/{ended.record.id}"') - 3000:page.index(f'/wallet/{ended.record.id}"')]
-    assert "expired" in row                                            # the badge says the same
-    detail = client.get(f"/wallet/{ended.record.id}").text
-    assert "expired on" in _warnings_of(detail)["wallet.expired"]
-    assert "from Lothian Health Board" in _warnings_of(detail)["wallet.expired"]
+        assert re.findall(r'<span class="cead-id cead-id-beside">([^<]+)</span>', detail) == [issuer.did]
+    assert "(the end of the period it approves)." in _warnings_of(client.get(f"/wallet/{ended.record.id}").text)[
+        "wallet.expired"]
 
 
 def test_summary_qr_leads_to_the_verification_page(env):

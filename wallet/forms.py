@@ -220,6 +220,9 @@ class ApproveForm(Form):
     def validate_not_after(self, field):
         if self.not_before.data and field.data and field.data <= self.not_before.data:
             raise ValidationError("The end date must be after the start date.")
+        if field.data and field.data < date.today():     # it is in force to 23:59:59 UTC of that day
+            raise ValidationError(f"{field.data:%-d %B %Y} is before today: the approval would already have ended and "
+                                  "could never be used. Give today or a later date.")
 
     def validate_co_signers(self, field):
         bad = [d for d in self.co_signer_list() if not d.startswith("did:")]

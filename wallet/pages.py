@@ -63,7 +63,9 @@ def warning_words(problem, record: WalletCredential, names) -> dict:
     """A wallet warning (``Wallet.warnings``) in the words the pages use: the credential's kind by name
     (``schemas.words.kind_name``), its issuer as ``names`` (a ``wallet.names.Directory``) knows it (``issuer``: a
     ``Named``, whose DID the page shows beside it in small monospace), and what happened, dated in words:
-    ``{"code", "kind", "issuer", "says"}``, read as "<kind> from <issuer> <says>."."""
+    ``{"code", "kind", "issuer", "says", "short"}``, read as "<kind> from <issuer> <says>."; ``short`` says only
+    what happened, as a sentence ("Expired on ...", "Now revoked ..."), for a list whose row names the kind and the
+    issuer already."""
     detail = problem.detail or {}
     kind = _kinds(record)[0]
     if problem.code in ("wallet.expired", "wallet.expiring"):
@@ -76,8 +78,9 @@ def warning_words(problem, record: WalletCredential, names) -> dict:
                 f"{wording.status_words(record.status_at_receipt)} when it arrived)")
     else:
         says = f"has a warning: {problem.message}"
+    short = says.removeprefix("is ").removeprefix("has ")
     return {"code": problem.code, "kind": wording.kind_name(kind), "issuer": names.name(record.issuer),
-            "says": says}
+            "says": says, "short": short[:1].upper() + short[1:]}
 
 
 def status_shown(record: WalletCredential) -> str:
