@@ -193,6 +193,7 @@ def test_the_staff_audit_log_says_who_did_what_and_on_what_in_words(world):  # n
     assert client.post(f"/wallet/requests/{request_id}/decide", data={
         "csrf": csrf, "decision": "refuse", "reason": "Counts by school are enough."}).status_code == 302
     client.post("/dpo/sign-out", data={"csrf": csrf})
+    assert account_sign_in(client, "isla", "not the password").status_code == 401
     # a delegation this node signed, revoked from the register by the administrator
     issued = issuing.issue(node, _credential("DelegatedAuthorityCredential", {
         "id": "did:web:deputy.example", "name": "Dee Deputy", "role": "InformationAssetOwner",
@@ -237,6 +238,9 @@ def test_the_staff_audit_log_says_who_did_what_and_on_what_in_words(world):  # n
     assert row("added a staff account", ">nell<")["On"] == 'Nell New<span class="cead-id cead-id-beside">nell</span>'
     signed_in = [(r["Who"].split("<")[0], r["Role"]) for r, t in zip(rows, said) if t["Action"] == "signed in"]
     assert {("Isla Owner", "Information Asset Owner"), ("Adele Admin", "Administrator")} <= set(signed_in)
+    [typed] = [r for r, t in zip(rows, said) if t["Action"].startswith("a sign-in with this username was refused")
+               and r["Who"] == "isla"]            # the username typed, not read as Isla Owner having tried
+    assert typed["Role"] == "" and typed["On"] == ""
     unknown = row("exported the moon", "moon-1")                                           # shown as itself, no error
     assert unknown["On"] == '<span class="cead-id">moon-1</span>'
     assert not any(s.get("Action") in ("refused", "revoke credential", "created staff account")

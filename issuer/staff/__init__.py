@@ -215,7 +215,8 @@ ACTION_WORDS: dict[str, str] = {
     # signing in and out (issuer/pages.py, issuer/staff/oidc_pages.py)
     "signed in": "signed in",
     "signed out": "signed out",
-    "sign-in refused": "tried to sign in and was refused (a wrong password, or an unknown or disabled account)",
+    "sign-in refused": "a sign-in with this username was refused (a wrong password, or an unknown or disabled "
+                       "account)",
     # staff accounts (issuer/pages.py, issuer/staff/cli.py, issuer/staff/oidc_pages.py)
     "created staff account": "added a staff account",
     "disabled staff account": "disabled a staff account",
@@ -306,7 +307,8 @@ def _credential_words(row, name: Callable[[str], str | None]) -> str:
 
 def log_lines(engine, entries: list[StaffAudit], *, name: Callable[[str], str | None] | None = None,
               more: Callable[[StaffAudit], str | None] | None = None) -> list[LogLine]:
-    """Each entry in words. Who: a staff account's full name. On: a credential in this node's register by its kind
+    """Each entry in words. Who: a staff account's full name (not for a refused sign-in: the username is only what
+    someone typed). On: a credential in this node's register by its kind
     and subject (and an approval's datasets), a staff account by the person's full name, anything else by
     ``more(entry)`` (the wallet names its data-sharing requests: the top layer passes it; the issuer never imports
     the wallet), else by the name the node knows for it (a delegate's DID), else not at all (the identifier alone
@@ -322,6 +324,8 @@ def log_lines(engine, entries: list[StaffAudit], *, name: Callable[[str], str | 
     for e in entries:
         if e.who and e.who.startswith("standing:"):
             who = f"the standing approval {e.who.partition(':')[2]}"
+        elif e.action == "sign-in refused":     # what someone typed: not to be read as that person having tried
+            who = None
         else:
             who = people.get(e.who or "")
         on = None
