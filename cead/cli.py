@@ -61,6 +61,8 @@ def _import(module: str):
     mod = importlib.import_module(module)
     if module == "issuer.cli":
         _compose(mod)
+    if module == "issuer.staff.cli":
+        _compose_staff(mod)
     return mod
 
 
@@ -72,6 +74,16 @@ def _compose(issuer_cli) -> None:
             from wallet.app import create_node_app
             return create_node_app(node)
         issuer_cli.app_factory = node_app
+
+
+def _compose_staff(staff_cli) -> None:
+    """`cead staff log` names the wallet's data-sharing requests (who asks, for which datasets) and the DIDs and
+    datasets the node knows, when the wallet is installed."""
+    if staff_cli.log_names is None and importlib.util.find_spec("wallet") is not None:
+        def log_names(node):
+            from wallet.desk import audit_names
+            return audit_names(node)
+        staff_cli.log_names = log_names
 
 
 class _LazyGroup(click.Group):

@@ -437,8 +437,11 @@ def blueprint(node) -> Blueprint:
                 audit("created staff account", target=made.username, detail={"role": made.role})
                 flash(f"Account {made.username} ({staff.ROLES[made.role]['label']}) created.")
                 return redirect(url_for(f"{BLUEPRINT}.staff"))
+        make = current_app.config.get("CEAD_AUDIT_NAMES")   # set when the wallet is mounted: its requests, names
+        name, more = make() if make is not None else (None, None)
+        log = staff.log_lines(node.engine, staff.audit_log(node.engine), name=name, more=more)
         return render_template("dpo_staff.html", accounts=staff.list_accounts(node.engine), roles=staff.ROLES,
-                               log=staff.audit_log(node.engine), form=form, error=error), status
+                               log=log, form=form, error=error), status
 
     # -- the register -----------------------------------------------------------------------------------------
     @bp.get("/dpo/register")

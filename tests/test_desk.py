@@ -17,7 +17,7 @@ from wallet.casefile import RequestCase
 from wallet.names import Directory
 
 from test_pages import csrf_of
-from test_sharing import make_request, send, world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import DATASET, _credential, make_request, send, world  # noqa: F401 (the three-node HTTPS world)
 
 PASSWORD = "correct horse battery staple"
 
@@ -159,6 +159,150 @@ def test_roles_decide_who_may_approve_and_every_decision_is_audited(world):  # n
     actions = [(e.who, e.role, e.action) for e in staff.audit_log(node.engine)]
     assert ("ida", "iao", "refused") in actions and ("ida", "iao", "asked for changes") in actions
     assert ("ida", "iao", "signed in") in actions and ("ida", None, "sign-in refused") in actions
+
+
+def _audit_rows(page: str) -> list[dict]:
+    """The staff page's audit log: each row's cells by heading, as text and as HTML."""
+    table = page[page.index("cead-audit-log"):]
+    table = table[:table.index("</table>")]
+    rows = []
+    for tr in re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]:
+        cells = dict(re.findall(r'<td data-heading="([^"]+)"[^>]*>(.*?)</td>', tr, re.S))
+        rows.append(cells)
+    return rows
+
+
+def test_the_staff_audit_log_says_who_did_what_and_on_what_in_words(world):  # noqa: F811
+    """For an auditor: who by full name (username under it, in the identifiers' monospace), the role by its label,
+    the action as a phrase (an unknown code as it is written), and what it was done on by name (a request by who
+    asks and for which dataset, a credential by its kind and subject, a person by name), the identifier under it;
+    ``cead staff log`` says the same, and its --json keeps the codes and adds the words."""
+    import html
+    import json
+    from cead.cli import main
+    from issuer import issuing
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "isla", "Isla Owner", "iao", PASSWORD)
+    staff.create_account(node.engine, "adele", "Adele Admin", "admin", PASSWORD)
+    request_id = send(w)["id"]
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, "isla").status_code == 302
+    csrf = csrf_of(client.get(f"/wallet/requests/{request_id}").text)
+    assert client.post(f"/wallet/requests/{request_id}/decide", data={
+        "csrf": csrf, "decision": "refuse", "reason": "Counts by school are enough."}).status_code == 302
+    client.post("/dpo/sign-out", data={"csrf": csrf})
+    assert account_sign_in(client, "isla", "not the password").status_code == 401
+    # a delegation this node signed, revoked from the register by the administrator
+    issued = issuing.issue(node, _credential("DelegatedAuthorityCredential", {
+        "id": "did:web:deputy.example", "name": "Dee Deputy", "role": "InformationAssetOwner",
+        "onBehalfOf": node.did, "allowedActions": ["ApproveDisclosure"], "scope": {"datasets": [DATASET]}}),
+        {"credentialStatus": {"type": "BitstringStatusListEntry", "statusPurpose": ["revocation", "suspension"]}})
+    assert account_sign_in(client, "adele").status_code == 302
+    csrf = csrf_of(client.get("/dpo/register").text)
+    assert client.post("/dpo/status", data={"csrf": csrf, "credential_id": issued.id, "action": "revoke",
+                                            "confirm": "yes"}).status_code == 302
+    made = client.post("/dpo/staff", data={"csrf": csrf, "username": "nell", "full_name": "Nell New",
+                                           "role": "analyst", "password": PASSWORD})
+    assert made.status_code == 302
+    staff.record(node.engine, "adele", "exported the moon", role="admin", target="moon-1")   # a code no page writes
+
+    names = node.home / "names.json"            # the names this node knows: the requester's and the dataset's
+    assert not names.exists()
+    names.write_text(json.dumps({w["requester"]["node"].did: "Requesting Council", DATASET: "School meals register"}))
+    try:
+        page = client.get("/dpo/staff")
+        out = CliRunner().invoke(main, ["staff", "log", "--home", str(node.home), "--limit", "200"])
+        as_json = CliRunner().invoke(main, ["staff", "log", "--home", str(node.home), "--json"])
+    finally:
+        names.unlink()
+    assert page.status_code == 200
+    rows = _audit_rows(page.text)
+    text = [{k: html.unescape(re.sub(r"<[^>]+>", " ", v)).split() for k, v in r.items()} for r in rows]
+    said = [{k: " ".join(v) for k, v in r.items()} for r in text]
+
+    def row(action: str, target: str) -> dict:
+        [found] = [r for r, s in zip(rows, said) if s.get("Action") == action and target in r.get("On", "")]
+        return found
+
+    refused = row("refused a data-sharing request", request_id)
+    assert refused["Who"] == 'Isla Owner<span class="cead-id cead-id-beside">isla</span>'
+    assert refused["Role"] == "Information Asset Owner"
+    assert refused["On"] == ("the request from Requesting Council for School meals register"
+                             f'<span class="cead-id cead-id-beside">{request_id}</span>')
+    revoked = row("revoked a credential", issued.id)
+    assert revoked["Who"].startswith("Adele Admin<") and revoked["Role"] == "Administrator"
+    assert revoked["On"] == ('Delegation of approval authority for Dee Deputy'
+                             f'<span class="cead-id cead-id-beside">{issued.id}</span>')
+    assert row("added a staff account", ">nell<")["On"] == 'Nell New<span class="cead-id cead-id-beside">nell</span>'
+    signed_in = [(r["Who"].split("<")[0], r["Role"]) for r, t in zip(rows, said) if t["Action"] == "signed in"]
+    assert {("Isla Owner", "Information Asset Owner"), ("Adele Admin", "Administrator")} <= set(signed_in)
+    [typed] = [r for r, t in zip(rows, said) if t["Action"].startswith("a sign-in with this username was refused")
+               and r["Who"] == "isla"]            # the username typed, not read as Isla Owner having tried
+    assert typed["Role"] == "" and typed["On"] == ""
+    unknown = row("exported the moon", "moon-1")                                           # shown as itself, no error
+    assert unknown["On"] == '<span class="cead-id">moon-1</span>'
+    assert not any(s.get("Action") in ("refused", "revoke credential", "created staff account")
+                   for s in said)                                                # no code where words exist
+    assert not any(s.get("Role") in staff.ROLES for s in said)
+
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert any(line.endswith("\tIsla Owner (isla)\tInformation Asset Owner\trefused a data-sharing request\t"
+                             f"the request from Requesting Council for School meals register ({request_id})")
+               for line in lines), lines[:8]
+    assert any(line.endswith(f"\tAdele Admin (adele)\tAdministrator\trevoked a credential\tDelegation of approval "
+                             f"authority for Dee Deputy ({issued.id})") for line in lines), lines[:8]
+    assert any(line.endswith("\tAdele Admin (adele)\tAdministrator\texported the moon\tmoon-1") for line in lines)
+    assert as_json.exit_code == 0, as_json.output
+    entries = json.loads(as_json.output)
+    [moon] = [e for e in entries if e["action"] == "exported the moon"]
+    assert moon == {"at": moon["at"], "who": "adele", "role": "admin", "action": "exported the moon",
+                    "target": "moon-1", "detail": None, "who_name": "Adele Admin", "role_label": "Administrator",
+                    "action_words": "exported the moon", "target_words": None}
+    [gone] = [e for e in entries if e["action"] == "revoke credential"]
+    assert (gone["who"], gone["role"], gone["target"]) == ("adele", "admin", issued.id)
+    assert (gone["action_words"], gone["target_words"]) == ("revoked a credential",
+                                                            "Delegation of approval authority for Dee Deputy")
+
+
+def test_every_action_code_the_code_writes_has_words():
+    """Every action code recorded anywhere (``audit(...)`` and ``record(...)`` calls, their f-strings expanded
+    over the values they take) has a phrase in ``staff.ACTION_WORDS``; an unknown code is itself."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    found = set()
+    for path in [*root.joinpath("issuer").rglob("*.py"), *root.joinpath("wallet").rglob("*.py")]:
+        for call in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", None))
+                    in ("audit", "record")):
+                continue
+            args = [a for a in call.args if isinstance(a, (ast.Constant, ast.JoinedStr))]
+            if getattr(call.func, "id", getattr(call.func, "attr", None)) == "record":
+                args = call.args[2:3] if len(call.args) >= 3 else []
+            else:
+                args = call.args[:1]
+            for a in args:
+                if isinstance(a, ast.Constant) and isinstance(a.value, str):
+                    found.add(a.value)
+                elif isinstance(a, ast.JoinedStr):
+                    found.add(ast.unparse(a))
+    plain = {f for f in found if not f.startswith("f")}
+    assert {"signed in", "sign-in refused", "approved", "refused", "sent request"} <= plain    # the search works
+    assert plain <= set(staff.ACTION_WORDS), plain - set(staff.ACTION_WORDS)
+    # the f-strings, with every value each takes
+    from issuer.issuing import KINDS
+    expanded = {f"{a} credential" for a in ("revoke", "suspend", "reinstate")} \
+        | {f"issued {k}" for k in [*KINDS.values(), "credential"]} \
+        | {f"{h} staff account at first OpenID Connect sign-in" for h in ("created", "linked")} \
+        | {f"{a} standing approval" for a in ("revoke", "suspend", "reinstate")} \
+        | {f"{a.rstrip('e')}ed approval" for a in ("revoke", "suspend", "reinstate")}
+    assert len([f for f in found if f.startswith("f")]) == 5, sorted(f for f in found if f.startswith("f"))
+    assert expanded <= set(staff.ACTION_WORDS), expanded - set(staff.ACTION_WORDS)
+    assert staff.action_words("a code nobody wrote") == "a code nobody wrote" and staff.action_words(None) == ""
+    assert staff.role_words("iao") == "Information Asset Owner" and staff.role_words("robot") == "robot"
 
 
 def test_an_answer_is_taken_only_bound_to_its_url_addressed_to_the_holder_and_once(world):  # noqa: F811

@@ -863,6 +863,8 @@ def test_precedents_warnings_and_dates_read_as_words_on_one_line(world, browser)
     iao = person(browser).new_page()
     sign_in(iao, base, "ian")
     ended = approve_ended(w, send_direct(w, [DATASET]))
+    approved_id = considered(w, send_direct(w, [DATASET]))          # decided on the page: the staff log records it
+    approve_through_the_page(iao, w, approved_id)
     now = considered(w, send_direct(w, [DATASET]))
     held = next(r for r in w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
                 if r.credential_id == ended)
@@ -928,3 +930,19 @@ def test_precedents_warnings_and_dates_read_as_words_on_one_line(world, browser)
             assert set(lines_of(admin, "td[data-heading=When]")) == {1}
             assert set(lines_of(admin, "td[data-heading=Since]")) == {1}
             assert boxes_fit(admin), "the staff pages' tables scroll sideways at 1200 px"
+        # the audit log for an auditor: who by name, the username under it in the identifiers' small monospace;
+        # the role by its label; the action in words; the request by who asks and for which dataset, its id under it
+        approved = admin.locator(f"table.cead-audit-log tr:has(td[data-code=approved]):has-text('{approved_id}')")
+        assert approved.locator("td[data-heading=Action]").inner_text() == "approved a data-sharing request"
+        assert approved.locator("td[data-heading=Role]").inner_text() == "Information Asset Owner"
+        who = approved.locator("td[data-heading=Who]")
+        assert who.locator(".cead-id").inner_text() == "ian" and who.inner_text().startswith("Ian Owner")
+        sizes = admin.evaluate("""(el) => [getComputedStyle(el).fontFamily, parseFloat(getComputedStyle(el).fontSize),
+            parseFloat(getComputedStyle(el.parentElement).fontSize), getComputedStyle(el).display]""",
+                               who.locator(".cead-id").element_handle())
+        assert "monospace" in sizes[0] and sizes[1] < sizes[2] and sizes[3] == "block", sizes
+        on = approved.locator("td[data-heading=On]")
+        assert on.inner_text().startswith("the request from ") and "School meals register" in on.inner_text()
+        assert on.locator(".cead-id").inner_text() == approved_id
+        if width == 390:     # each entry a box, as the other lists
+            assert admin.evaluate("(el) => getComputedStyle(el).display", approved.element_handle()) == "block"

@@ -23,4 +23,6 @@ def create_node_app(node, *, wallet: Wallet | None = None, **issuer_options) -> 
     app.register_blueprint(precedents.blueprint(node, wallet))   # GET /precedents: this node's signed decisions
     from .names import Directory
     app.config["CEAD_DIRECTORY"] = lambda: Directory.for_pages(node, wallet)   # names for the issuer's register
+    from .desk import audit_names
+    app.config["CEAD_AUDIT_NAMES"] = lambda: audit_names(node, wallet)   # the staff audit log's items, named
     return app

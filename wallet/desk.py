@@ -17,13 +17,16 @@ signs or changes anything.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from schemas import vocab, words
 from schemas.models import DataSharingApproval, DelegatedAuthority
+from verifier.results import CeadError
 
 from .approval_view import ACTION_WORDS, _day, cadence_words, day_words, duration_words
 from .casefile import DPIA_SCREENING, FIVE_SAFES, RequestCase
@@ -486,3 +489,39 @@ def precedents(rows: list, row, limit: int = 3) -> list[dict]:
                         "same_request": score >= 4.5})
     out.sort(key=lambda p: (-p["score"], -(p["row"].decided_at or p["row"].received_at).timestamp()))
     return out[:limit]
+
+
+# ---- the staff audit log, in words ------------------------------------------------------------------------------
+
+def audit_names(node, wallet=None):
+    """``(name, more)`` for the staff audit log in words (``issuer.staff.log_lines``): ``name(value)``, the name
+    this node knows for a DID or a dataset's address (or None); ``more(entry)``, what an entry was done on, when it is
+    a data-sharing request: one received here by who asks and for which datasets, one sent from here by where it
+    went and for which datasets (or None). The top layer passes them to the issuer's staff page and ``cead staff
+    log`` (the issuer never imports the wallet)."""
+    from .sharing import get_request
+    from .store import Wallet
+    wallet = wallet or Wallet.from_node(node)
+    names = Directory.for_pages(node, wallet)
+
+    def datasets(values) -> str:
+        return ", ".join(names.name(d).label for d in values if isinstance(d, str))
+
+    def more(entry) -> str | None:
+        if entry.action == "sent request":
+            try:
+                detail = json.loads(entry.detail or "{}")
+            except ValueError:
+                detail = {}
+            detail = detail if isinstance(detail, dict) else {}
+            host = urlsplit(str(detail.get("to") or "")).hostname
+            shown = datasets(detail.get("datasets") or [])
+            return ("a request" + (f" to the node at {host}" if host else "")
+                    + (f" for {shown}" if shown else "")) if host or shown else None
+        try:
+            row = get_request(wallet, entry.target)
+        except CeadError:   # not a request received here: nothing to name it by
+            return None
+        shown = datasets(row.request.get("datasets") or [])
+        return f"the request from {names.name(row.requester).label}" + (f" for {shown}" if shown else "")
+    return names.known, more

@@ -10,7 +10,9 @@
   linked at a person's first sign-in (``oidc_issuer`` and ``oidc_subject``), and its role follows the identity
   provider's claim at every sign-in. Such an account has no password here.
 - The audit log (``staff_audit``): every action taken on the pages, with who (name and role), when (UTC), what and
-  on which item. :func:`record` writes it; :func:`audit_log` reads it newest first.
+  on which item. :func:`record` writes it; :func:`audit_log` reads it newest first; :func:`log_lines` says each
+  entry in words for an auditor (the person's full name, the role's label, what they did as a phrase from
+  :data:`ACTION_WORDS`, and what it was done on, named where the node can name it), the codes kept beside them.
 
 Tables are made by this package's own Alembic history (``alembic_version_staff``) through :func:`migrate`.
 """
@@ -19,15 +21,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
+from schemas.words import kind_name
 from verifier.results import CeadError
 
+from ..db import IssuedCredential
 from ..db import migrate as _migrate
 from ..db import utcnow
 
@@ -201,3 +205,136 @@ def audit_log(engine, limit: int = 200, target: str | None = None) -> list[Staff
         if target is not None:
             query = query.where(StaffAudit.target == target)
         return list(s.exec(query.order_by(StaffAudit.id.desc()).limit(limit)))
+
+
+# Every action code written to the audit log (``record`` and the pages' ``audit``, in the issuer's and the wallet's
+# pages and ``cead staff``), as a phrase that follows the person's name: "Ida Owner refused a data-sharing request".
+# One place: the staff page and ``cead staff log`` read it. A code not here is shown as it is written.
+_STATUS = {"revoke": "revoked", "suspend": "suspended", "reinstate": "reinstated"}
+ACTION_WORDS: dict[str, str] = {
+    # signing in and out (issuer/pages.py, issuer/staff/oidc_pages.py)
+    "signed in": "signed in",
+    "signed out": "signed out",
+    "sign-in refused": "a sign-in with this username was refused (a wrong password, or an unknown or disabled "
+                       "account)",
+    # staff accounts (issuer/pages.py, issuer/staff/cli.py, issuer/staff/oidc_pages.py)
+    "created staff account": "added a staff account",
+    "disabled staff account": "disabled a staff account",
+    "enabled staff account": "enabled a staff account again",
+    "created staff account at first OpenID Connect sign-in":
+        "was given a staff account at a first sign-in with the organisation's account",
+    "linked staff account at first OpenID Connect sign-in":
+        "linked a staff account to the organisation's account at a first sign-in with it",
+    "role changed by the sign-in service": "had their role changed by the organisation's sign-in service",
+    # the register and issuing (issuer/pages.py)
+    **{f"{code} credential": f"{done} a credential" for code, done in _STATUS.items()},
+    "issued OrganisationCertificationCredential": "issued an organisation certification",
+    "issued DelegatedAuthorityCredential": "issued a delegation of approval authority",
+    "issued DataSharingApprovalCredential": "issued a data-sharing approval",
+    "issued credential": "issued a credential",
+    "issued delegation (guided)": "issued a delegation of approval authority (with the guided form)",
+    "delegation refused before signing": "tried to sign a delegation, which was refused before signing",
+    # data-sharing requests: sending (wallet/wizard.py) and deciding (wallet/desk_pages.py)
+    "sent request": "sent a data-sharing request",
+    "request not sent": "tried to send a data-sharing request, which was not sent",
+    "approved": "approved a data-sharing request",
+    "approval refused before signing": "tried to approve a data-sharing request, which was refused before signing",
+    "approval failed": "tried to approve a data-sharing request, and the approval failed",
+    "refused": "refused a data-sharing request",
+    "asked for changes": "asked for changes to a data-sharing request",
+    "answer delivered": "delivered the answer to a data-sharing request",
+    "answer not delivered": "could not deliver the answer to a data-sharing request",
+    "drafted the data sharing agreement": "drafted the data sharing agreement for a request",
+    "renewed approval": "renewed the approval of a data-sharing request",
+    **{f"{done} approval": f"{done} the approval of a data-sharing request" for done in _STATUS.values()},
+    # standing approvals (wallet/standing_pages.py)
+    "signed standing approval": "signed a standing approval",
+    "standing approval refused before signing": "tried to sign a standing approval, which was refused before signing",
+    **{f"{code} standing approval": f"{done} a standing approval" for code, done in _STATUS.items()},
+}
+# what a role recorded beside an action is called: a staff role's label, or a bearer token (issuer.pages.audit)
+_ROLE_WORDS = {"token": "Access token"}
+
+
+def action_words(action: str | None) -> str:
+    """What an audit log entry's action code says, in words (:data:`ACTION_WORDS`); an unknown code as it is."""
+    return ACTION_WORDS.get(action or "", action or "")
+
+
+def role_words(role: str | None) -> str | None:
+    """A role code as people read it: ``iao`` -> ``Information Asset Owner``; an unknown one as it is written."""
+    if not role:
+        return None
+    return ROLES[role]["label"] if role in ROLES else _ROLE_WORDS.get(role, role)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One audit log entry for an auditor: the entry's own fields (the codes), and the same in words. ``who_name``,
+    ``role_label`` and ``target_words`` are None when there is nothing more to say than the code (then the code is
+    what is shown)."""
+    entry: StaffAudit
+    who_name: str | None        # the person's full name (a staff account), "the standing approval X"
+    role_label: str | None      # the role's label
+    action_words: str           # what they did, a phrase from ACTION_WORDS (or the code itself)
+    target_words: str | None    # what it was done on, named: a credential's kind and subject, a request, a person
+
+    def as_dict(self) -> dict:
+        """The entry's keys (``at``, ``who``, ``role``, ``action``, ``target``, ``detail``) and the words beside
+        them (``who_name``, ``role_label``, ``action_words``, ``target_words``), for ``cead staff log --json``."""
+        e = self.entry
+        return {"at": e.at, "who": e.who, "role": e.role, "action": e.action, "target": e.target,
+                "detail": e.detail, "who_name": self.who_name, "role_label": self.role_label,
+                "action_words": self.action_words, "target_words": self.target_words}
+
+
+_ACCOUNT_ACTIONS = ("staff account", "role changed by the sign-in service")
+
+
+def _credential_words(row, name: Callable[[str], str | None]) -> str:
+    """``Data-sharing approval for Example Council (School meals register)``: the register row's kind, its
+    subject by the name the credential states or the node knows, an approval's datasets by name."""
+    kind = kind_name(row.types.split(",")[-1])
+    subject = row.subject_name or "; ".join(dict.fromkeys(
+        n for n in (name(d) for d in (row.subject or "").split()) if n)) or None
+    try:
+        datasets = [d for d in json.loads(row.datasets or "[]") if isinstance(d, str)]
+    except ValueError:
+        datasets = []
+    shown = ", ".join(name(d) or d for d in datasets)
+    return kind + (f" for {subject}" if subject else "") + (f" ({shown})" if shown else "")
+
+
+def log_lines(engine, entries: list[StaffAudit], *, name: Callable[[str], str | None] | None = None,
+              more: Callable[[StaffAudit], str | None] | None = None) -> list[LogLine]:
+    """Each entry in words. Who: a staff account's full name (not for a refused sign-in: the username is only what
+    someone typed). On: a credential in this node's register by its kind
+    and subject (and an approval's datasets), a staff account by the person's full name, anything else by
+    ``more(entry)`` (the wallet names its data-sharing requests: the top layer passes it; the issuer never imports
+    the wallet), else by the name the node knows for it (a delegate's DID), else not at all (the identifier alone
+    is shown). ``name(value)``: the name the node knows for a DID or a dataset's address, or None (the wallet's
+    directory when it is mounted)."""
+    name = name or (lambda value: None)
+    people = {a.username: a.full_name for a in list_accounts(engine)}
+    targets = {e.target for e in entries if e.target}
+    with Session(engine) as s:
+        issued = {row.id: _credential_words(row, name) for row in
+                  s.exec(select(IssuedCredential).where(IssuedCredential.id.in_(targets)))} if targets else {}
+    out = []
+    for e in entries:
+        if e.who and e.who.startswith("standing:"):
+            who = f"the standing approval {e.who.partition(':')[2]}"
+        elif e.action == "sign-in refused":     # what someone typed: not to be read as that person having tried
+            who = None
+        else:
+            who = people.get(e.who or "")
+        on = None
+        if e.target:
+            if e.target in issued:
+                on = issued[e.target]
+            elif any(a in (e.action or "") for a in _ACCOUNT_ACTIONS) and e.target in people:
+                on = people[e.target]
+            else:
+                on = (more(e) if more is not None else None) or name(e.target)
+        out.append(LogLine(e, who, role_words(e.role), action_words(e.action), on))
+    return out

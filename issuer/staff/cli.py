@@ -1,16 +1,21 @@
 """``cead staff``: the node's staff accounts for its web pages (add, list, disable, enable) and the audit log."""
 from __future__ import annotations
 
+import json
 import os
+from typing import Callable
 
 import click
 
 from verifier.results import CeadError
 
 from ..cli import _fail_on_cead_error, _on_a_terminal, _open, home_option
-from . import ROLES, create_account, list_accounts, migrate, audit_log, record, set_disabled
+from . import ROLES, audit_log, create_account, list_accounts, log_lines, migrate, record, set_disabled
 
 PASSWORD_ENV = "CEAD_STAFF_PASSWORD"
+# ``node -> (name, more)`` for :func:`issuer.staff.log_lines`: the wallet's names for DIDs and datasets and for its
+# data-sharing requests. Set by the top layer (``cead.cli``) when the wallet is installed; the issuer never imports it.
+log_names: Callable | None = None
 
 
 @click.group("staff")
@@ -84,8 +89,23 @@ def staff_enable(home, username):
 @home_option
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="How many entries, newest first (at least 1).")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON for scripts: a list, newest first; each entry's codes (at, who, role, action, target, "
+                   "detail) and the same in words (who_name, role_label, action_words, target_words).")
 @_fail_on_cead_error
-def staff_log(home, limit):
-    """The audit log of what staff did on the pages: when, who, role, action, item."""
-    for e in audit_log(_engine(home), limit=limit):
-        click.echo(f"{e.at}\t{e.who}\t{e.role or ''}\t{e.action}\t{e.target or ''}")
+def staff_log(home, limit, as_json):
+    """The audit log of what staff did on the pages, in words: when (UTC), who (full name, username in
+    brackets), role, what they did, and what on (named where the node can name it, its identifier in brackets).
+    One entry a line, the five separated by tabs."""
+    node = _open(home)
+    migrate(node.engine)
+    name, more = log_names(node) if log_names is not None else (None, None)
+    lines = log_lines(node.engine, audit_log(node.engine, limit=limit), name=name, more=more)
+    if as_json:
+        click.echo(json.dumps([line.as_dict() for line in lines], indent=2, ensure_ascii=False))
+        return
+    for line in lines:
+        e = line.entry
+        who = f"{line.who_name} ({e.who})" if line.who_name else e.who
+        on = f"{line.target_words} ({e.target})" if line.target_words else (e.target or "")
+        click.echo(f"{e.at}\t{who}\t{line.role_label or ''}\t{line.action_words}\t{on}")
