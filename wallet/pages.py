@@ -292,7 +292,7 @@ def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     wizard.register(bp)             # the analyst's request wizard (before /<request_id>)
     desk_pages.register(bp)         # the decision page, approve, refuse, ask for changes, status
     standing_pages.register(bp)     # standing approvals: what is in force, made, suspended
-    delegate_pages.register(bp, wallet, BLUEPRINT)  # the DPO delegates approval authority, in a guided form
+    delegate_pages.register(bp)     # the DPO delegates approval authority, in a guided form
     bp.add_url_rule("/wallet/requests/<request_id>/deliver", "request_deliver", request_deliver, methods=["POST"])
     bp.add_url_rule("/wallet/requests/<request_id>/reopen", "request_reopen", request_reopen, methods=["POST"])
     bp.add_url_rule("/wallet/<ident>", "detail", detail, methods=["GET"])
