@@ -12,7 +12,7 @@ pass what they got to their helpers.
 """
 from __future__ import annotations
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 
 from .store import Wallet
 
@@ -39,3 +39,13 @@ def public_url() -> str | None:
 def node():
     """The node (``issuer.node.Node``) of the app handling the current request."""
     return current_app.config["CEAD_NODE"]
+
+
+def posted(make_form):
+    """``(node, wallet, names, form)`` for the form posted to the current request: ``make_form(node, wallet,
+    request.form, names)`` builds it with the choices this node offers; ``names`` is the pages'
+    ``wallet.names.Directory``."""
+    from .names import Directory
+    here, held = node(), wallet()
+    names = Directory.for_pages(here, held)
+    return here, held, names, make_form(here, held, request.form, names)

@@ -20,7 +20,7 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from flask import render_template, request
+from flask import render_template
 from werkzeug.datastructures import MultiDict
 from wtforms import BooleanField, DateField, Form, IntegerField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
@@ -230,9 +230,7 @@ def delegate_create():
     may_delegate()
     from issuer import issuing
     from . import sharing
-    node, wallet = current.node(), current.wallet()
-    names = Directory.for_pages(node, wallet)
-    form = make_form(node, wallet, request.form, names)
+    node, wallet, names, form = current.posted(make_form)
     if not form.validate():
         return page(form, 400)
     controller, options_ = node.did, {}
