@@ -27,8 +27,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
@@ -39,7 +40,7 @@ from schemas.values import strict_json
 from .decision import Decider
 from .gateway import decide_from_headers, decision_headers, nginx_authz
 from .definition import publish
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from .proxy import PREFIX as PROXY_PREFIX, CheckingProxy
 from .results import CeadError, Problem, VerificationResult
 
@@ -76,7 +77,151 @@ def vc_api_result(result: VerificationResult, extra_checks: tuple[str, ...] = ()
     }
 
 
+# ---- the views (URL rules in create_app) -----------------------------------------------------------------------
+
+SERVICE = "cead_verifier"       # the key in app.extensions
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the service's views work on, kept in ``app.extensions["cead_verifier"]`` by :func:`create_app` and read
+    through :func:`service` while handling a request."""
+    decider: Decider
+    envoy_prefix: str
+    metrics: Metrics    # the decider's metrics as the app was made: what GET /metrics renders
+
+
+def service() -> Service:
+    """What the app handling the current request verifies and decides with."""
+    return current_app.extensions[SERVICE]
+
+
+def bad_request(message: str, code: str = "request.invalid") -> Response:
+    problem = {"code": code, "message": message}
+    return _json(400, {"verified": False, "checks": [], "warnings": [], "errors": [problem],
+                       "problemDetails": [{"type": f"urn:cead:problem:{code}", "title": code, "detail": message}]})
+
+
+def body_json() -> dict:
+    try:
+        data = strict_json(request.get_data(cache=False), "the request body")
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    except RecursionError:
+        raise CeadError("request.invalid", "The request body is JSON nested too deeply.") from None
+    if not isinstance(data, dict):
+        raise CeadError("request.invalid", "The request body must be a JSON object.")
+    options = data.get("options", {})
+    if options is not None and not isinstance(options, dict):
+        raise CeadError("request.invalid", "'options' must be a JSON object.")
+    return data
+
+
+def verify_credential():
+    try:
+        data = body_json()
+        if "verifiableCredential" not in data:
+            raise CeadError("request.invalid", "The body needs 'verifiableCredential'.")
+        credential = data["verifiableCredential"]   # an EnvelopedVerifiableCredential is unwrapped by the verifier
+        if not isinstance(credential, dict):
+            # VC-API: a credential is a JSON object; a JWT travels as an EnvelopedVerifiableCredential
+            raise CeadError("request.invalid", "'verifiableCredential' must be a JSON object; send a vc+jwt as "
+                            "{\"@context\": \"https://www.w3.org/ns/credentials/v2\", \"type\": "
+                            "\"EnvelopedVerifiableCredential\", \"id\": \"data:application/vc+jwt,<jwt>\"}.")
+    except CeadError as exc:
+        return bad_request(exc.message, exc.code)
+    result = service().decider.verify_credential(credential)
+    return _json(200 if result.verified else 400, vc_api_result(result))
+
+
+def verify_presentation():
+    try:
+        data = body_json()
+        options = data.get("options") or {}
+        challenge, domain = options.get("challenge"), options.get("domain")
+        if not all(v is None or isinstance(v, str) for v in (challenge, domain)):
+            raise CeadError("request.invalid", "options.challenge and options.domain must be strings.")
+        if "verifiablePresentation" in data:
+            vp = data["verifiablePresentation"]   # so is an EnvelopedVerifiablePresentation
+            if not isinstance(vp, (dict, str)):
+                raise CeadError("request.invalid", "'verifiablePresentation' must be a JSON object (or an "
+                                "EnvelopedVerifiablePresentation around a vp+jwt).")
+        elif isinstance(data.get("presentation"), dict):  # proofless: verify the credentials only
+            vp = None
+        else:
+            raise CeadError("request.invalid", "The body needs 'verifiablePresentation' (or 'presentation').")
+    except CeadError as exc:
+        return bad_request(exc.message, exc.code)
+    # VC-API (VCALM): 200 whenever the verification ran, whatever it found (``verified`` says); 400 only for
+    # input that could not be verified at all: not a presentation, or not one in any form Cead reads
+    decider = service().decider
+    if vp is None:
+        result, extra = decider.verify_proofless(data["presentation"]), ()
+    else:
+        result = decider.verify_presentation(vp, challenge=challenge, domain=domain)
+        extra = tuple(name for name, v in (("challenge", challenge), ("domain", domain)) if v is not None)
+    unreadable = any(p.code in UNREADABLE for p in result.problems)
+    return _json(400 if unreadable else 200, vc_api_result(result, extra))
+
+
+def nginx_authz_route():   # answered by AuthzEndpoint in front of Flask; here for Flask's 405s and url_map
+    status, decision = nginx_authz(service().decider, request.headers, request.scheme, request.host)
+    return _json(status, decision.to_dict(), decision_headers(decision))
+
+
+def envoy_authz(path: str):
+    envoy_prefix = service().envoy_prefix
+    original = request.full_path if request.query_string else request.path
+    uri = original[len(envoy_prefix):] or "/"
+    proto = request.headers.get("X-Forwarded-Proto", request.scheme)
+    body = request.get_data(cache=False) or None
+    status, decision = decide_from_headers(service().decider, request.headers, request.method,
+                                           f"{proto}://{request.host}{uri}", body)
+    return _json(status, decision.to_dict(), decision_headers(decision))
+
+
+def presentation_definition():
+    decider = service().decider
+    try:
+        if any(len(request.args.getlist(name)) > 1 for name in ("dataset", "purpose")):
+            raise CeadError("definition.query_invalid", "Give one dataset and at most one purpose.")
+        published = publish(decider.policy, request.args.get("dataset"), request.args.get("purpose"),
+                            vocabulary=decider.vocabulary)
+    except CeadError as exc:
+        status = 404 if exc.code == "definition.dataset_unknown" else 400
+        return _json(status, {"problems": [exc.problem.to_dict()]})
+    return _json(200, published)
+
+
+def metrics_endpoint():
+    return Response(service().metrics.render(), mimetype=None, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def healthz():
+    return _json(200, {"status": "ok", "time": int(time.time())})
+
+
+def http_error(exc: HTTPException):
+    """Every HTTP error (unknown path, method not served, body too large) is JSON with a stable code."""
+    if exc.code == 413:
+        return bad_request(f"The request body is larger than {MAX_BODY} bytes.", "request.too_large")
+    codes = {404: "request.not_found", 405: "request.method_not_allowed"}
+    return _json(exc.code or 400, {"problems": [{"code": codes.get(exc.code, "request.invalid"),
+                                                 "message": exc.description or exc.name}]},
+                 {k: v for k, v in exc.get_headers() if k == "Allow"})
+
+
+def unexpected(exc: Exception):
+    """A bug: JSON, never a stack trace; nothing is allowed (the gateway endpoints decide in a guard)."""
+    log.exception("unexpected error in the verifier service")
+    return _json(500, {"problems": [{"code": "verifier.internal_error",
+                                     "message": "Unexpected error in the verifier; see its log."}]})
+
+
 # ---- the app ---------------------------------------------------------------------------------------------------
+
+ENVOY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
 
 def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX, upstream: str | None = None,
                upstream_ca: str | None = None, proxy_prefix: str = PROXY_PREFIX) -> Flask:
@@ -87,127 +232,17 @@ def create_app(decider: Decider, *, envoy_prefix: str = ENVOY_PREFIX, upstream: 
     # never answer a gateway with a redirect to this service's own URLs (werkzeug merges "//" with a 308): an
     # original path with "//" in it is a 404 (which Envoy treats as a denial), never a Location to follow
     app.url_map.merge_slashes = False
-    metrics = decider.metrics
-
-    def bad_request(message: str, code: str = "request.invalid") -> Response:
-        problem = {"code": code, "message": message}
-        return _json(400, {"verified": False, "checks": [], "warnings": [], "errors": [problem],
-                           "problemDetails": [{"type": f"urn:cead:problem:{code}", "title": code, "detail": message}]})
-
-    def body_json() -> dict:
-        try:
-            data = strict_json(request.get_data(cache=False), "the request body")
-        except (ValueError, UnicodeDecodeError):
-            data = None
-        except RecursionError:
-            raise CeadError("request.invalid", "The request body is JSON nested too deeply.") from None
-        if not isinstance(data, dict):
-            raise CeadError("request.invalid", "The request body must be a JSON object.")
-        options = data.get("options", {})
-        if options is not None and not isinstance(options, dict):
-            raise CeadError("request.invalid", "'options' must be a JSON object.")
-        return data
-
-    @app.post("/credentials/verify")
-    def verify_credential():
-        try:
-            data = body_json()
-            if "verifiableCredential" not in data:
-                raise CeadError("request.invalid", "The body needs 'verifiableCredential'.")
-            credential = data["verifiableCredential"]   # an EnvelopedVerifiableCredential is unwrapped by the verifier
-            if not isinstance(credential, dict):
-                # VC-API: a credential is a JSON object; a JWT travels as an EnvelopedVerifiableCredential
-                raise CeadError("request.invalid", "'verifiableCredential' must be a JSON object; send a vc+jwt as "
-                                "{\"@context\": \"https://www.w3.org/ns/credentials/v2\", \"type\": "
-                                "\"EnvelopedVerifiableCredential\", \"id\": \"data:application/vc+jwt,<jwt>\"}.")
-        except CeadError as exc:
-            return bad_request(exc.message, exc.code)
-        result = decider.verify_credential(credential)
-        return _json(200 if result.verified else 400, vc_api_result(result))
-
-    @app.post("/presentations/verify")
-    def verify_presentation():
-        try:
-            data = body_json()
-            options = data.get("options") or {}
-            challenge, domain = options.get("challenge"), options.get("domain")
-            if not all(v is None or isinstance(v, str) for v in (challenge, domain)):
-                raise CeadError("request.invalid", "options.challenge and options.domain must be strings.")
-            if "verifiablePresentation" in data:
-                vp = data["verifiablePresentation"]   # so is an EnvelopedVerifiablePresentation
-                if not isinstance(vp, (dict, str)):
-                    raise CeadError("request.invalid", "'verifiablePresentation' must be a JSON object (or an "
-                                    "EnvelopedVerifiablePresentation around a vp+jwt).")
-            elif isinstance(data.get("presentation"), dict):  # proofless: verify the credentials only
-                vp = None
-            else:
-                raise CeadError("request.invalid", "The body needs 'verifiablePresentation' (or 'presentation').")
-        except CeadError as exc:
-            return bad_request(exc.message, exc.code)
-        # VC-API (VCALM): 200 whenever the verification ran, whatever it found (``verified`` says); 400 only for
-        # input that could not be verified at all: not a presentation, or not one in any form Cead reads
-        if vp is None:
-            result, extra = decider.verify_proofless(data["presentation"]), ()
-        else:
-            result = decider.verify_presentation(vp, challenge=challenge, domain=domain)
-            extra = tuple(name for name, v in (("challenge", challenge), ("domain", domain)) if v is not None)
-        unreadable = any(p.code in UNREADABLE for p in result.problems)
-        return _json(400 if unreadable else 200, vc_api_result(result, extra))
-
-    @app.route("/authz", methods=sorted(AUTHZ_METHODS))
-    def nginx_authz_route():   # answered by AuthzEndpoint in front of Flask; here for Flask's 405s and url_map
-        status, decision = nginx_authz(decider, request.headers, request.scheme, request.host)
-        return _json(status, decision.to_dict(), decision_headers(decision))
-
-    @app.route(f"{envoy_prefix}/", defaults={"path": ""},
-               methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-    @app.route(f"{envoy_prefix}/<path:path>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-    def envoy_authz(path: str):
-        original = request.full_path if request.query_string else request.path
-        uri = original[len(envoy_prefix):] or "/"
-        proto = request.headers.get("X-Forwarded-Proto", request.scheme)
-        body = request.get_data(cache=False) or None
-        status, decision = decide_from_headers(decider, request.headers, request.method,
-                                          f"{proto}://{request.host}{uri}", body)
-        return _json(status, decision.to_dict(), decision_headers(decision))
-
-    @app.get("/presentation-definition")
-    def presentation_definition():
-        try:
-            if any(len(request.args.getlist(name)) > 1 for name in ("dataset", "purpose")):
-                raise CeadError("definition.query_invalid", "Give one dataset and at most one purpose.")
-            published = publish(decider.policy, request.args.get("dataset"), request.args.get("purpose"),
-                                vocabulary=decider.vocabulary)
-        except CeadError as exc:
-            status = 404 if exc.code == "definition.dataset_unknown" else 400
-            return _json(status, {"problems": [exc.problem.to_dict()]})
-        return _json(200, published)
-
-    @app.get("/metrics")
-    def metrics_endpoint():
-        return Response(metrics.render(), mimetype=None, headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-    @app.get("/healthz")
-    def healthz():
-        return _json(200, {"status": "ok", "time": int(time.time())})
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        """Every HTTP error (unknown path, method not served, body too large) is JSON with a stable code."""
-        if exc.code == 413:
-            return bad_request(f"The request body is larger than {MAX_BODY} bytes.", "request.too_large")
-        codes = {404: "request.not_found", 405: "request.method_not_allowed"}
-        return _json(exc.code or 400, {"problems": [{"code": codes.get(exc.code, "request.invalid"),
-                                                     "message": exc.description or exc.name}]},
-                     {k: v for k, v in exc.get_headers() if k == "Allow"})
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
-        """A bug: JSON, never a stack trace; nothing is allowed (the gateway endpoints decide in a guard)."""
-        log.exception("unexpected error in the verifier service")
-        return _json(500, {"problems": [{"code": "verifier.internal_error",
-                                         "message": "Unexpected error in the verifier; see its log."}]})
-
+    app.extensions[SERVICE] = Service(decider, envoy_prefix, decider.metrics)
+    app.add_url_rule("/credentials/verify", view_func=verify_credential, methods=["POST"])
+    app.add_url_rule("/presentations/verify", view_func=verify_presentation, methods=["POST"])
+    app.add_url_rule("/authz", view_func=nginx_authz_route, methods=sorted(AUTHZ_METHODS))
+    app.add_url_rule(f"{envoy_prefix}/<path:path>", view_func=envoy_authz, methods=ENVOY_METHODS)
+    app.add_url_rule(f"{envoy_prefix}/", view_func=envoy_authz, defaults={"path": ""}, methods=ENVOY_METHODS)
+    app.add_url_rule("/presentation-definition", view_func=presentation_definition, methods=["GET"])
+    app.add_url_rule("/metrics", view_func=metrics_endpoint, methods=["GET"])
+    app.add_url_rule("/healthz", view_func=healthz, methods=["GET"])
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected)
     # the checking reverse proxy (for pulls whose table must be checked behind nginx or Envoy): in front of Flask,
     # so that the forwarded request and answer are streamed as they are, with the middleware's limits
     app.wsgi_app = CheckingProxy(AuthzEndpoint(app.wsgi_app, decider), decider, upstream, prefix=proxy_prefix,

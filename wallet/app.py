@@ -15,7 +15,7 @@ def create_node_app(node, *, wallet: Wallet | None = None, **issuer_options) -> 
     from issuer.app import create_app
     app = create_app(node, **issuer_options)
     wallet = wallet or Wallet.from_node(node)
-    current.install(app, wallet)     # app.extensions["cead_wallet"]: where the wallet pages' views find it
+    current.install(app, wallet, public_url=node.config.get("public_url"))  # where the wallet pages' views find them
     app.register_blueprint(inbox.blueprint(wallet, public_url=node.config.get("public_url")))
     app.register_blueprint(sharing.blueprint(wallet, public_url=node.config.get("public_url")))
     app.register_blueprint(answers.blueprint(wallet, public_url=node.config.get("public_url")))  # refusals back

@@ -20,7 +20,7 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import render_template
 from werkzeug.datastructures import MultiDict
 from wtforms import BooleanField, DateField, Form, IntegerField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
@@ -30,7 +30,7 @@ from schemas import vocab
 from schemas import words as plain
 from verifier.results import CeadError
 
-from . import approval_view
+from . import approval_view, current
 from .forms import DURATION, DURATION_HINT, PROTOCOLS, MultiCheckboxField, _choices, _for_threshold, \
     authority_choices, dataset_choices, duration_from_words, held_delegations, options
 from .names import Directory
@@ -159,122 +159,137 @@ def subject_of(form: DelegateForm, controller: str) -> dict[str, Any]:
     return subject
 
 
-def register(bp, wallet, blueprint_name: str) -> None:
+def may_delegate():
+    if not may("issue:delegation"):
+        raise CeadError("auth.scope", "Only a Data Protection Officer or an administrator may delegate approval "
+                        "authority.", scope="issue:delegation")
 
-    def node():
-        return current_app.config["CEAD_NODE"]
 
-    def may_delegate():
-        if not may("issue:delegation"):
-            raise CeadError("auth.scope", "Only a Data Protection Officer or an administrator may delegate approval "
-                            "authority.", scope="issue:delegation")
+def make_form(node, wallet, formdata: MultiDict, names: Directory) -> DelegateForm:
+    form = DelegateForm(formdata)
+    parents = held_delegations(wallet, node.did, may_delegate=True)
+    form.parent.choices = authority_choices(names, parents, node.name)
+    form.datasets.choices = dataset_choices(names, parents)
+    form.purposes.choices = _choices(vocab.PURPOSES)
+    form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
+    return form
 
-    def make_form(formdata: MultiDict, names: Directory) -> DelegateForm:
-        form = DelegateForm(formdata)
-        parents = held_delegations(wallet, node().did, may_delegate=True)
-        form.parent.choices = authority_choices(names, parents, node().name)
-        form.datasets.choices = dataset_choices(names, parents)
-        form.purposes.choices = _choices(vocab.PURPOSES)
-        form.data_categories.choices = _choices(vocab.DATA_CATEGORIES)
-        return form
 
-    def defaults() -> MultiDict:
-        return MultiDict({"role": "InformationAssetOwner", "protocol": "threshold", "min_cell_count": "10",
-                          "retention": "1 year", "onward_sharing": "Prohibited", "sensitivity": "Pseudonymised",
-                          "dpia_outcome": "LowRisk", "suspendable": "y",
-                          "valid_until": (date.today() + timedelta(days=365)).isoformat()})
+def defaults() -> MultiDict:
+    return MultiDict({"role": "InformationAssetOwner", "protocol": "threshold", "min_cell_count": "10",
+                      "retention": "1 year", "onward_sharing": "Prohibited", "sensitivity": "Pseudonymised",
+                      "dpia_outcome": "LowRisk", "suspendable": "y",
+                      "valid_until": (date.today() + timedelta(days=365)).isoformat()})
 
-    def page(form: DelegateForm, status: int = 200, problem=None):
-        errors = [(f.id, e) for f in form for e in f.errors]
-        return render_template("wallet_delegate.html", form=form, errors=errors, problem=problem,
-                               duration_hint=DURATION_HINT), status
 
-    @bp.get("/wallet/delegate", endpoint="delegate")
-    @sign_in_required
-    def delegate_page():
-        may_delegate()
-        return page(make_form(defaults(), Directory.for_pages(node(), wallet)))
+def page(form: DelegateForm, status: int = 200, problem=None):
+    errors = [(f.id, e) for f in form for e in f.errors]
+    return render_template("wallet_delegate.html", form=form, errors=errors, problem=problem,
+                           duration_hint=DURATION_HINT), status
 
-    @bp.post("/wallet/delegate", endpoint="delegate_create")
-    @sign_in_required
-    def delegate_create():
-        may_delegate()
-        from issuer import issuing
-        from . import sharing
-        names = Directory.for_pages(node(), wallet)
-        form = make_form(request.form, names)
-        if not form.validate():
-            return page(form, 400)
-        controller, options_ = node().did, {}
-        parent = form.parent.data or None
-        if parent:
-            try:
-                doc = sharing._document(sharing.resolve_delegation(node(), wallet, parent))
-            except CeadError as exc:
-                form.parent.errors = [*form.parent.errors, f"{exc.message} Choose another authority."]
-                return page(form, 422)
-            controller = (doc.get("credentialSubject") or {}).get("onBehalfOf") or controller
-            # as signed, with the chain it rests on as far as the wallet holds it: the guard rail verifies them all
-            options_["delegation"] = sharing.held_chain(wallet, sharing.resolve_delegation(node(), wallet, parent))[0]
-        if form.suspendable.data:
-            options_["credentialStatus"] = {"type": "BitstringStatusListEntry",
-                                            "statusPurpose": ["revocation", "suspension"]}
-        who = current_token()
+
+def place_refusal(form: DelegateForm, exc: CeadError) -> bool:
+    """Put each reason of a refusal before signing beside the field it concerns (the field the problem names, the
+    typed model's own findings by field, the scope dimensions wider than the delegation it rests on); whether any
+    was placed (if none, the page shows the problem itself)."""
+    detail = exc.problem.detail if isinstance(exc.problem.detail, dict) else {}
+    placed = False
+    field = _field_for(detail.get("field")) if isinstance(detail.get("field"), str) else None
+    if field is not None:
+        target = getattr(form, field)
+        target.errors = [*target.errors, exc.message]
+        placed = True
+    for e in detail.get("errors") or []:    # the typed model's own findings (schema.invalid), by field
+        field = _field_for(e.get("at")) if isinstance(e, dict) else None
+        if field is not None:
+            target = getattr(form, field)
+            problem = str(e.get("problem") or "").removeprefix("Value error, ")
+            target.errors = list(dict.fromkeys([*target.errors, problem[:1].upper() + problem[1:] + "."
+                                                if not problem.endswith(".") else problem]))
+            placed = True
+    for v in detail.get("violations") or []:
+        dim = ((v.get("detail") or {}).get("dimension") or "") if isinstance(v, dict) else ""
+        target = getattr(form, FIELD_OF.get(dim.split(".")[0], "parent"))
+        target.errors = list(dict.fromkeys([*target.errors, f"Wider than the delegation it rests on "
+                                            f"({words(dim)}): {v.get('message', '')}".rstrip(": ")]))
+        placed = True
+    return placed
+
+
+# -- the views (URL rules in :func:`register`) ----------------------------------------------------------------------
+
+@sign_in_required
+def delegate_page():
+    may_delegate()
+    node, wallet = current.node(), current.wallet()
+    return page(make_form(node, wallet, defaults(), Directory.for_pages(node, wallet)))
+
+
+@sign_in_required
+def delegate_create():
+    may_delegate()
+    from issuer import issuing
+    from . import sharing
+    node, wallet, names, form = current.posted(make_form)
+    if not form.validate():
+        return page(form, 400)
+    controller, options_ = node.did, {}
+    parent = form.parent.data or None
+    if parent:
         try:
-            subject = subject_of(form, controller)
-            if parent:
-                from schemas.models import credential_digest
-                subject["parentDelegation"] = {"id": doc.get("id"), "digest": credential_digest(
-                    sharing.resolve_delegation(node(), wallet, parent))}
-                depth = ((doc.get("credentialSubject") or {}).get("scope") or {}).get("maxDelegationDepth")
-                if isinstance(depth, int) and depth >= 2:    # one level is used by this delegation itself
-                    scope = subject["scope"]
-                    scope["maxDelegationDepth"] = min(scope.get("maxDelegationDepth") or depth - 1, depth - 1)
-            credential = issuing.build_credential(node(), "DelegatedAuthorityCredential", subject)
-            issued = issuing.issue(node(), credential, options_, issued_by=who.name, scopes=who.scopes.split(","))
+            doc = sharing._document(sharing.resolve_delegation(node, wallet, parent))
         except CeadError as exc:
-            detail = exc.problem.detail if isinstance(exc.problem.detail, dict) else {}
-            placed = False
-            field = _field_for(detail.get("field")) if isinstance(detail.get("field"), str) else None
-            if field is not None:
-                target = getattr(form, field)
-                target.errors = [*target.errors, exc.message]
-                placed = True
-            for e in detail.get("errors") or []:    # the typed model's own findings (schema.invalid), by field
-                field = _field_for(e.get("at")) if isinstance(e, dict) else None
-                if field is not None:
-                    target = getattr(form, field)
-                    problem = str(e.get("problem") or "").removeprefix("Value error, ")
-                    target.errors = list(dict.fromkeys([*target.errors, problem[:1].upper() + problem[1:] + "."
-                                                        if not problem.endswith(".") else problem]))
-                    placed = True
-            for v in detail.get("violations") or []:
-                dim = ((v.get("detail") or {}).get("dimension") or "") if isinstance(v, dict) else ""
-                target = getattr(form, FIELD_OF.get(dim.split(".")[0], "parent"))
-                target.errors = list(dict.fromkeys([*target.errors, f"Wider than the delegation it rests on "
-                                                    f"({words(dim)}): {v.get('message', '')}".rstrip(": ")]))
-                placed = True
-            audit("delegation refused before signing", target=form.delegate.data, detail={"code": exc.code})
-            return page(form, 422, problem=None if placed else exc.problem)
-        audit("issued delegation (guided)", target=issued.id, detail={"delegate": subject["id"]})
-        delivered, undelivered = None, None
-        address = (form.deliver_to.data or "").strip().rstrip("/")
-        if address:
-            from .client import deliver
-            try:
-                deliver(node().did, node().key, node().verification_method_id, [issued.credential],
-                        address + "/inbox", verify=node().network.ca_bundle or True, guard=node().fetcher())
-                delivered = address
-            except CeadError as exc:
-                undelivered = exc.message
-        # signed as Data Integrity (the default format): the credential is the document
-        document = issued.credential if isinstance(issued.credential, dict) else credential
-        text = json.dumps(issued.credential, indent=2, ensure_ascii=False) \
-            if isinstance(issued.credential, dict) else str(issued.credential)
-        filename = issued.id.split(":")[-1] + ".json"
-        from issuer.pages import download_href
-        return render_template(
-            "wallet_delegated.html", issued=issued, sections=approval_view.conditions(document, names),
-            delegate=names.name(subject["id"]) if not subject.get("name") else subject["name"],
-            delivered=delivered, undelivered=undelivered, href=download_href(text, "application/vc"),
-            filename=filename), 201
+            form.parent.errors = [*form.parent.errors, f"{exc.message} Choose another authority."]
+            return page(form, 422)
+        controller = (doc.get("credentialSubject") or {}).get("onBehalfOf") or controller
+        # as signed, with the chain it rests on as far as the wallet holds it: the guard rail verifies them all
+        options_["delegation"] = sharing.held_chain(wallet, sharing.resolve_delegation(node, wallet, parent))[0]
+    if form.suspendable.data:
+        options_["credentialStatus"] = {"type": "BitstringStatusListEntry",
+                                        "statusPurpose": ["revocation", "suspension"]}
+    who = current_token()
+    try:
+        subject = subject_of(form, controller)
+        if parent:
+            from schemas.models import credential_digest
+            subject["parentDelegation"] = {"id": doc.get("id"), "digest": credential_digest(
+                sharing.resolve_delegation(node, wallet, parent))}
+            depth = ((doc.get("credentialSubject") or {}).get("scope") or {}).get("maxDelegationDepth")
+            if isinstance(depth, int) and depth >= 2:    # one level is used by this delegation itself
+                scope = subject["scope"]
+                scope["maxDelegationDepth"] = min(scope.get("maxDelegationDepth") or depth - 1, depth - 1)
+        credential = issuing.build_credential(node, "DelegatedAuthorityCredential", subject)
+        issued = issuing.issue(node, credential, options_, issued_by=who.name, scopes=who.scopes.split(","))
+    except CeadError as exc:
+        placed = place_refusal(form, exc)
+        audit("delegation refused before signing", target=form.delegate.data, detail={"code": exc.code})
+        return page(form, 422, problem=None if placed else exc.problem)
+    audit("issued delegation (guided)", target=issued.id, detail={"delegate": subject["id"]})
+    delivered, undelivered = None, None
+    address = (form.deliver_to.data or "").strip().rstrip("/")
+    if address:
+        from .client import deliver
+        try:
+            deliver(node.did, node.key, node.verification_method_id, [issued.credential],
+                    address + "/inbox", verify=node.network.ca_bundle or True, guard=node.fetcher())
+            delivered = address
+        except CeadError as exc:
+            undelivered = exc.message
+    # signed as Data Integrity (the default format): the credential is the document
+    document = issued.credential if isinstance(issued.credential, dict) else credential
+    text = json.dumps(issued.credential, indent=2, ensure_ascii=False) \
+        if isinstance(issued.credential, dict) else str(issued.credential)
+    filename = issued.id.split(":")[-1] + ".json"
+    from issuer.pages import download_href
+    return render_template(
+        "wallet_delegated.html", issued=issued, sections=approval_view.conditions(document, names),
+        delegate=names.name(subject["id"]) if not subject.get("name") else subject["name"],
+        delivered=delivered, undelivered=undelivered, href=download_href(text, "application/vc"),
+        filename=filename), 201
+
+
+def register(bp) -> None:
+    """Add the delegation page's URL rules to the wallet pages' blueprint (``wallet.pages.blueprint``), under the
+    endpoints ``url_for`` names (``cead_wallet.delegate``, ``cead_wallet.delegate_create``)."""
+    bp.add_url_rule("/wallet/delegate", "delegate", delegate_page, methods=["GET"])
+    bp.add_url_rule("/wallet/delegate", "delegate_create", delegate_create, methods=["POST"])

@@ -32,7 +32,7 @@ from issuer.pages import current_token, http_status, parse_object, pretty, prote
 from schemas import words as wording
 from verifier.results import CeadError
 
-from . import approval_view, delegate_pages, desk_pages, precedents, qr, standing_pages, wizard
+from . import approval_view, current, delegate_pages, desk_pages, precedents, qr, standing_pages, wizard
 from . import sharing
 from .approval_view import KIND_NAMES, moment_words
 from .store import Wallet, WalletCredential
@@ -94,183 +94,214 @@ def _kinds(record: WalletCredential) -> list[str]:
     return [t for t in record.type_list if t != "VerifiableCredential"] or ["Credential"]
 
 
+def directory(node, wallet: Wallet):
+    """The names the pages show (``wallet.names.Directory``)."""
+    from .names import Directory
+    return Directory.for_pages(node, wallet)
+
+
+def links() -> URLSafeSerializer:
+    """Signs and reads the public verification links (the local id signed with the app's web secret)."""
+    return URLSafeSerializer(current_app.secret_key, salt=LINK_SALT)
+
+
+def record_or_404(wallet: Wallet, ident: str) -> WalletCredential:
+    record = wallet.get(ident)
+    if record is None:
+        raise CeadError("wallet.not_found", "This wallet holds no such credential.")
+    return record
+
+
+def verify_url(record: WalletCredential) -> str:
+    """The public verification page of ``record``, under the node's external base URL (``current.public_url``),
+    else the URL the page was requested at."""
+    base = (current.public_url() or request.url_root).rstrip("/")
+    return f"{base}{url_for(f'{BLUEPRINT}.verify', link=links().dumps(record.id))}"
+
+
+def warnings_by_id(wallet: Wallet) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for problem in wallet.warnings():
+        out.setdefault(problem.detail.get("id"), []).append(problem)
+    return out
+
+
+def download(record: WalletCredential) -> Response:
+    name = record.id + (".jwt" if record.format == "jwt" else ".json")
+    return Response(record.raw, mimetype=MEDIA_TYPES[record.format],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def plain(node, wallet: Wallet, record: WalletCredential) -> dict:
+    """Every condition in plain words and what was verified, read now (``wallet.approval_view``)."""
+    names = directory(node, wallet)
+    kinds = _kinds(record)
+    return {"sections": approval_view.conditions(record.document, names), "is_approval":
+            approval_view.APPROVAL in kinds, "report": approval_view.verification(wallet, record, names),
+            "issuer_name": names.name(record.issuer), "kind_name": KIND_NAMES.get(kinds[0], kinds[0])}
+
+
+def from_link(wallet: Wallet, link: str) -> WalletCredential:
+    try:
+        ident = links().loads(link)
+    except BadSignature:
+        raise CeadError("web.link_invalid", "This verification link is not valid (mistyped, or withdrawn by "
+                        "the holder).") from None
+    record = wallet.get(ident) if isinstance(ident, str) else None
+    if record is None:
+        raise CeadError("web.link_invalid", "The holder no longer holds this credential.")
+    return record
+
+
+def may_approve() -> list[str]:
+    scopes = current_token().scopes.split(",")
+    if "issue:approval" not in scopes:
+        raise CeadError("auth.scope", "This token may not decide data-sharing requests (needs issue:approval).",
+                        scope="issue:approval")
+    return scopes
+
+
+# -- the views (URL rules in :func:`blueprint`) ---------------------------------------------------------------------
+
+@sign_in_required
+def holdings():
+    node, wallet = current.node(), current.wallet()
+    kind = request.args.get("type") or None
+    records = wallet.search(type=kind)
+    warnings = warnings_by_id(wallet)
+    names = directory(node, wallet)
+    rows = [{"record": r, "kinds": _kinds(r), "datasets": wallet.terms(r.id).get("dataset", []),
+             "valid_until": moment_words(in_force(r)[1]),
+             "warnings": [warning_words(p, r, names) for p in warnings.get(r.id, [])],
+             "status": status_shown(r)} for r in records]
+    return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES, names=names,
+                           kind_names=KIND_NAMES,
+                           warn_days=wallet.expiry_warning_days,
+                           kinds=["DataSharingApprovalCredential", "DelegatedAuthorityCredential",
+                                  "OrganisationCertificationCredential"])
+
+
+@sign_in_required
+def check_status():
+    changed = current.wallet().check_status()
+    flash(f"Status lists read again: {len(changed)} credential(s) changed since receipt." if changed
+          else "Status lists read again: no credential has been revoked or suspended since receipt.")
+    return redirect(url_for(f"{BLUEPRINT}.holdings"))
+
+
+# -- data-sharing requests (the IAO's approvals interface) ---------------------------------------------------------
+@sign_in_required
+def requests_list():
+    from .names import Directory
+    node, wallet = current.node(), current.wallet()
+    rows = sharing.list_requests(wallet)
+    names = Directory.for_node(node, wallet, [c for r in rows for c in r.certification_list])
+    from .answers import list_answers
+    from . import desk
+    return render_template("wallet_requests.html", rows=rows, date=moment_words, names=names,
+                           answers=list_answers(wallet), shown=desk.request_status_words(node, rows))
+
+
+@sign_in_required
+def request_deliver(request_id: str):
+    may_approve()
+    try:
+        done = sharing.redeliver(current.node(), current.wallet(), request_id)
+    except CeadError as exc:
+        if exc.code != "sharing.undelivered":
+            raise
+        flash(f"Not delivered: {exc.message}")
+        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id)), 302
+    flash(f"Delivered {done.request.approval_id} again to {done.request.request['replyTo']}.")
+    return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
+
+
+@sign_in_required
+def request_reopen(request_id: str):
+    may_approve()
+    row = sharing.reopen(current.node(), current.wallet(), request_id, by=current_token().name)
+    flash(f"Reopened: the request is {row.status} again; an approval signed before it was "
+          "interrupted, if any, has been revoked.")
+    return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
+
+
+@sign_in_required
+def detail(ident: str):
+    node, wallet = current.node(), current.wallet()
+    record = record_or_404(wallet, ident)
+    names = directory(node, wallet)
+    return render_template("wallet_detail.html", record=record, kinds=_kinds(record), names=names,
+                           kind_names=KIND_NAMES, terms=wallet.terms(record.id), warnings=[
+        warning_words(p, record, names) for p in warnings_by_id(wallet).get(record.id, [])],
+        document=pretty(record.document),
+        badges=STATUS_BADGES, valid_from=moment_words(in_force(record)[0]),
+        valid_until=moment_words(in_force(record)[1]),
+        received=moment_words(record.received_at), status=status_shown(record),
+        status_at_receipt=wording.status_words(record.status_at_receipt),
+        status_checked=moment_words(record.status_checked_at) if record.status_at_receipt != "none" else "")
+
+
+@sign_in_required
+def credential(ident: str):
+    return download(record_or_404(current.wallet(), ident))
+
+
+@sign_in_required
+def summary(ident: str):
+    node, wallet = current.node(), current.wallet()
+    record = record_or_404(wallet, ident)
+    url = verify_url(record)
+    return render_template("wallet_summary.html", record=record, verify_url=url, qr_svg=qr.qr_svg(url),
+                           **plain(node, wallet, record))
+
+
+@sign_in_required
+def summary_image(ident: str, ext: str):
+    node, wallet = current.node(), current.wallet()
+    record = record_or_404(wallet, ident)
+    if ext == "svg":
+        return Response(qr.summary_svg(record.document, verify_url(record), directory(node, wallet)),
+                        mimetype="image/svg+xml")
+    if ext == "png":
+        return Response(qr.summary_png(record.document, verify_url(record), directory(node, wallet)),
+                        mimetype="image/png")
+    raise CeadError("wallet.not_found", "A summary is available as .svg or .png.")
+
+
+def verify(link: str):
+    node, wallet = current.node(), current.wallet()
+    record = from_link(wallet, link)
+    return render_template("wallet_verify.html", record=record, kinds=_kinds(record), link=link,
+                           **plain(node, wallet, record))
+
+
+def verify_download(link: str):
+    return download(from_link(current.wallet(), link))
+
+
 def blueprint(wallet: Wallet, *, public_url: str | None = None) -> Blueprint:
     """The wallet pages for ``wallet``; ``public_url`` is the node's external base URL, used in the QR codes
-    (default: the URL the page was requested at)."""
+    (default: the URL the page was requested at). Registering it on an app keeps both there
+    (``wallet.current.install``), where the views read them while handling a request."""
     bp = Blueprint(BLUEPRINT, __name__, template_folder="templates")
+    bp.record_once(lambda state: current.install(state.app, wallet, public_url=public_url))
     bp.add_app_template_global(precedents.why_near, "why_near")   # precedents' reasons in words (decision page)
     protect(bp, {"wallet.not_found": 404, "web.link_invalid": 404, "sharing.not_found": 404,
                  "sharing.not_pending": 409, "sharing.not_approved": 409, "sharing.in_progress": 409,
                  "wallet.delegation_missing": 422, "sharing.undelivered": 502})
-
-    def directory():
-        from .names import Directory
-        return Directory.for_pages(current_app.config["CEAD_NODE"], wallet)
-
-    def links() -> URLSafeSerializer:
-        return URLSafeSerializer(current_app.secret_key, salt=LINK_SALT)
-
-    def record_or_404(ident: str) -> WalletCredential:
-        record = wallet.get(ident)
-        if record is None:
-            raise CeadError("wallet.not_found", "This wallet holds no such credential.")
-        return record
-
-    def verify_url(record: WalletCredential) -> str:
-        base = (public_url or request.url_root).rstrip("/")
-        return f"{base}{url_for(f'{BLUEPRINT}.verify', link=links().dumps(record.id))}"
-
-    def warnings_by_id() -> dict[str, list]:
-        out: dict[str, list] = {}
-        for problem in wallet.warnings():
-            out.setdefault(problem.detail.get("id"), []).append(problem)
-        return out
-
-    @bp.get("/wallet/")
-    @sign_in_required
-    def holdings():
-        kind = request.args.get("type") or None
-        records = wallet.search(type=kind)
-        warnings = warnings_by_id()
-        names = directory()
-        rows = [{"record": r, "kinds": _kinds(r), "datasets": wallet.terms(r.id).get("dataset", []),
-                 "valid_until": moment_words(in_force(r)[1]),
-                 "warnings": [warning_words(p, r, names) for p in warnings.get(r.id, [])],
-                 "status": status_shown(r)} for r in records]
-        return render_template("wallet_holdings.html", rows=rows, kind=kind, badges=STATUS_BADGES, names=names,
-                               kind_names=KIND_NAMES,
-                               warn_days=wallet.expiry_warning_days,
-                               kinds=["DataSharingApprovalCredential", "DelegatedAuthorityCredential",
-                                      "OrganisationCertificationCredential"])
-
-    @bp.post("/wallet/check-status")
-    @sign_in_required
-    def check_status():
-        changed = wallet.check_status()
-        flash(f"Status lists read again: {len(changed)} credential(s) changed since receipt." if changed
-              else "Status lists read again: no credential has been revoked or suspended since receipt.")
-        return redirect(url_for(f"{BLUEPRINT}.holdings"))
-
-    # -- data-sharing requests (the IAO's approvals interface) ---------------------------------------------------
-    @bp.get("/wallet/requests")
-    @sign_in_required
-    def requests_list():
-        from .names import Directory
-        rows = sharing.list_requests(wallet)
-        names = Directory.for_node(current_app.config["CEAD_NODE"], wallet,
-                                   [c for r in rows for c in r.certification_list])
-        from .answers import list_answers
-        from . import desk
-        return render_template("wallet_requests.html", rows=rows, date=moment_words, names=names,
-                               answers=list_answers(wallet),
-                               shown=desk.request_status_words(current_app.config["CEAD_NODE"], rows))
-
+    bp.add_url_rule("/wallet/", "holdings", holdings, methods=["GET"])
+    bp.add_url_rule("/wallet/check-status", "check_status", check_status, methods=["POST"])
+    bp.add_url_rule("/wallet/requests", "requests_list", requests_list, methods=["GET"])
     wizard.register(bp)             # the analyst's request wizard (before /<request_id>)
     desk_pages.register(bp)         # the decision page, approve, refuse, ask for changes, status
     standing_pages.register(bp)     # standing approvals: what is in force, made, suspended
-    delegate_pages.register(bp, wallet, BLUEPRINT)  # the DPO delegates approval authority, in a guided form
-
-    def may_approve() -> list[str]:
-        scopes = current_token().scopes.split(",")
-        if "issue:approval" not in scopes:
-            raise CeadError("auth.scope", "This token may not decide data-sharing requests (needs issue:approval).",
-                            scope="issue:approval")
-        return scopes
-
-    @bp.post("/wallet/requests/<request_id>/deliver")
-    @sign_in_required
-    def request_deliver(request_id: str):
-        may_approve()
-        try:
-            done = sharing.redeliver(current_app.config["CEAD_NODE"], wallet, request_id)
-        except CeadError as exc:
-            if exc.code != "sharing.undelivered":
-                raise
-            flash(f"Not delivered: {exc.message}")
-            return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id)), 302
-        flash(f"Delivered {done.request.approval_id} again to {done.request.request['replyTo']}.")
-        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
-
-    @bp.post("/wallet/requests/<request_id>/reopen")
-    @sign_in_required
-    def request_reopen(request_id: str):
-        may_approve()
-        row = sharing.reopen(current_app.config["CEAD_NODE"], wallet, request_id, by=current_token().name)
-        flash(f"Reopened: the request is {row.status} again; an approval signed before it was "
-              "interrupted, if any, has been revoked.")
-        return redirect(url_for(f"{BLUEPRINT}.request_detail", request_id=request_id))
-
-    @bp.get("/wallet/<ident>")
-    @sign_in_required
-    def detail(ident: str):
-        record = record_or_404(ident)
-        names = directory()
-        return render_template("wallet_detail.html", record=record, kinds=_kinds(record), names=names,
-                               kind_names=KIND_NAMES, terms=wallet.terms(record.id), warnings=[
-            warning_words(p, record, names) for p in warnings_by_id().get(record.id, [])],
-            document=pretty(record.document),
-            badges=STATUS_BADGES, valid_from=moment_words(in_force(record)[0]),
-            valid_until=moment_words(in_force(record)[1]),
-            received=moment_words(record.received_at), status=status_shown(record),
-            status_at_receipt=wording.status_words(record.status_at_receipt),
-            status_checked=moment_words(record.status_checked_at) if record.status_at_receipt != "none" else "")
-
-    def download(record: WalletCredential) -> Response:
-        name = record.id + (".jwt" if record.format == "jwt" else ".json")
-        return Response(record.raw, mimetype=MEDIA_TYPES[record.format],
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-    @bp.get("/wallet/<ident>/credential")
-    @sign_in_required
-    def credential(ident: str):
-        return download(record_or_404(ident))
-
-    @bp.get("/wallet/<ident>/summary")
-    @sign_in_required
-    def summary(ident: str):
-        record = record_or_404(ident)
-        url = verify_url(record)
-        return render_template("wallet_summary.html", record=record, verify_url=url, qr_svg=qr.qr_svg(url),
-                               **plain(record))
-
-    @bp.get("/wallet/<ident>/summary.<ext>")
-    @sign_in_required
-    def summary_image(ident: str, ext: str):
-        record = record_or_404(ident)
-        if ext == "svg":
-            return Response(qr.summary_svg(record.document, verify_url(record), directory()),
-                            mimetype="image/svg+xml")
-        if ext == "png":
-            return Response(qr.summary_png(record.document, verify_url(record), directory()), mimetype="image/png")
-        raise CeadError("wallet.not_found", "A summary is available as .svg or .png.")
-
-    def plain(record: WalletCredential) -> dict:
-        """Every condition in plain words and what was verified, read now (``wallet.approval_view``)."""
-        names = directory()
-        kinds = _kinds(record)
-        return {"sections": approval_view.conditions(record.document, names), "is_approval":
-                approval_view.APPROVAL in kinds, "report": approval_view.verification(wallet, record, names),
-                "issuer_name": names.name(record.issuer), "kind_name": KIND_NAMES.get(kinds[0], kinds[0])}
-
-    def from_link(link: str) -> WalletCredential:
-        try:
-            ident = links().loads(link)
-        except BadSignature:
-            raise CeadError("web.link_invalid", "This verification link is not valid (mistyped, or withdrawn by "
-                            "the holder).") from None
-        record = wallet.get(ident) if isinstance(ident, str) else None
-        if record is None:
-            raise CeadError("web.link_invalid", "The holder no longer holds this credential.")
-        return record
-
-    @bp.get("/verify/<link>")
-    def verify(link: str):
-        record = from_link(link)
-        return render_template("wallet_verify.html", record=record, kinds=_kinds(record), link=link,
-                               **plain(record))
-
-    @bp.get("/verify/<link>/credential")
-    def verify_download(link: str):
-        return download(from_link(link))
-
+    delegate_pages.register(bp)     # the DPO delegates approval authority, in a guided form
+    bp.add_url_rule("/wallet/requests/<request_id>/deliver", "request_deliver", request_deliver, methods=["POST"])
+    bp.add_url_rule("/wallet/requests/<request_id>/reopen", "request_reopen", request_reopen, methods=["POST"])
+    bp.add_url_rule("/wallet/<ident>", "detail", detail, methods=["GET"])
+    bp.add_url_rule("/wallet/<ident>/credential", "credential", credential, methods=["GET"])
+    bp.add_url_rule("/wallet/<ident>/summary", "summary", summary, methods=["GET"])
+    bp.add_url_rule("/wallet/<ident>/summary.<ext>", "summary_image", summary_image, methods=["GET"])
+    bp.add_url_rule("/verify/<link>", "verify", verify, methods=["GET"])
+    bp.add_url_rule("/verify/<link>/credential", "verify_download", verify_download, methods=["GET"])
     return bp

@@ -257,9 +257,7 @@ def standing_page():
 @sign_in_required
 def standing_create():
     may_sign()
-    node, wallet = current.node(), current.wallet()
-    names = Directory.for_pages(node, wallet)
-    form = make_form(node, wallet, request.form, names)
+    node, wallet, _, form = current.posted(make_form)
     if not form.validate():
         return page(node, wallet, form, 400)
     parent = form.parent.data or None
