@@ -334,22 +334,31 @@ def test_an_answer_is_taken_only_bound_to_its_url_addressed_to_the_holder_and_on
     assert len(answers.list_answers(requester)) == before + 1
 
 
+def _approval_form(w, username: str, full_name: str, **fields) -> tuple:
+    """An IAO signed in on a new request's decision page: (client, request id, the register's size, the approval
+    form with the page's CSRF token and ``fields`` over a complete set of answers)."""
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, username, full_name, "iao", PASSWORD)
+    request_id = send(w)["id"]
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, username).status_code == 302
+    page = client.get(f"/wallet/requests/{request_id}")
+    before = len(__import__("issuer.issuing", fromlist=["register"]).register(node))
+    form = {"csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis":
+            "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e", "protocol": "threshold", "min_cell_count": "10",
+            "retention": "P1Y", "cadence": "R/2026-01-01T00:00:00Z/P1M", "sensitivity": "Pseudonymised",
+            "dpia_outcome": "LowRisk", "onward_sharing": "Prohibited", "not_before": "2026-12-03",
+            "not_after": "2027-06-30", **fields}
+    return client, request_id, before, form
+
+
 def test_the_approval_form_keeps_what_was_typed_with_messages_beside_the_fields(world):  # noqa: F811
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]
-    staff.migrate(node.engine)
-    staff.create_account(node.engine, "ivy", "Ivy Owner", "iao", PASSWORD)
-    request_id = send(w)["id"]
-    client = create_node_app(node, wallet=wallet).test_client()
-    assert account_sign_in(client, "ivy").status_code == 302
-    page = client.get(f"/wallet/requests/{request_id}")
-    before = len(__import__("issuer.issuing", fromlist=["register"]).register(node))
-    bad = client.post(f"/wallet/requests/{request_id}/approve", data={
-        "csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis":
-        "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e", "protocol": "threshold", "min_cell_count": "",
-        "retention": "one year", "cadence": "R/2025-01-01T00:00:00Z/P1M", "sensitivity": "Pseudonymised",
-        "dpia_outcome": "LowRisk", "onward_sharing": "Prohibited", "not_before": "2026-12-03",
-        "not_after": "2026-01-01", "max_rows": "250"})
+    client, request_id, before, form = _approval_form(w, "ivy", "Ivy Owner", min_cell_count="", retention="one year",
+                                                      not_after="2026-01-01", max_rows="250")
+    bad = client.post(f"/wallet/requests/{request_id}/approve", data=form)
     assert bad.status_code == 400
     for field in ("data_categories", "min_cell_count", "retention", "not_after"):
         assert f'id="{field}-error"' in bad.text, field
@@ -364,19 +373,9 @@ def test_an_approval_for_a_period_already_over_is_refused_beside_its_date(world)
     from datetime import date, timedelta
     w = world
     node, wallet = w["iao"]["node"], w["iao"]["wallet"]
-    staff.migrate(node.engine)
-    staff.create_account(node.engine, "isla", "Isla Owner", "iao", PASSWORD)
-    request_id = send(w)["id"]
-    client = create_node_app(node, wallet=wallet).test_client()
-    assert account_sign_in(client, "isla").status_code == 302
-    page = client.get(f"/wallet/requests/{request_id}")
-    before = len(__import__("issuer.issuing", fromlist=["register"]).register(node))
     yesterday, today = date.today() - timedelta(days=1), date.today()
-    form = {"csrf": csrf_of(page.text), "delegation": w["delegation"].id, "controller_basis":
-            "https://www.legislation.gov.uk/eur/2016/679/article/6/1/e", "protocol": "threshold", "min_cell_count": "10",
-            "retention": "P1Y", "cadence": "R/2026-01-01T00:00:00Z/P1M", "sensitivity": "Pseudonymised",
-            "dpia_outcome": "LowRisk", "onward_sharing": "Prohibited", "not_before": "2025-01-01",
-            "not_after": yesterday.isoformat()}
+    client, request_id, before, form = _approval_form(w, "ilse", "Ilse Owner", not_before="2025-01-01",
+                                                      not_after=yesterday.isoformat())
     bad = client.post(f"/wallet/requests/{request_id}/approve", data=form)
     assert bad.status_code == 400
     error = bad.text[bad.text.index('id="not_after-error"'):][:600]
