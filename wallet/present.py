@@ -108,19 +108,21 @@ def delegation_words(document: dict) -> str:
     issuer = document.get("issuer")
     issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
     role, behalf = subject.get("role"), subject.get("onBehalfOf")
-    about = ", ".join(x for x in (role_name(role) if isinstance(role, str) else None,
-                                  f"acting for {behalf}" if isinstance(behalf, str) and behalf != issuer else None) if x)
+    parts = (role_name(role) if isinstance(role, str) else None,
+             f"acting for {behalf}" if isinstance(behalf, str) and behalf != issuer else None)
+    about = ", ".join(x for x in parts if x)
     return (f"the delegation {document.get('id') or '(no id)'} from {issuer or 'an unnamed issuer'} to "
             f"{subject.get('id') or 'an unnamed delegate'}" + (f" ({about})" if about else ""))
 
 
 def delegation_not_in_force(record, why: str, *, relied_on_by: str, fix: str, under: str | None = None,
-                            **extra) -> CeadError:
+                            read: str = "as this node last read its status list", **extra) -> CeadError:
     """``delegation.not_in_force`` (the guard rail's code for the same fact, ``detail.status`` naming the state) for
     a held delegation that cannot be used now (``why``: what :func:`_unusable` says of ``record``): which delegation
     in words (from whom to whom), since when it has ended (the end rule of ``WalletCredential.ends``: validUntil, or
     the notAfter its scope states) or that it is suspended or revoked, as the wallet last read its status; then
-    ``fix``. ``relied_on_by``: what rests on it, e.g. "The approval urn:uuid:..."; ``extra``: more detail."""
+    ``fix``. ``relied_on_by``: what rests on it, e.g. "The approval urn:uuid:... rests on"; ``read``: where a suspension or
+    revocation was read; ``extra``: more detail."""
     from schemas.words import moment_words
     document = record.document
     named = delegation_words(document)
@@ -140,8 +142,8 @@ def delegation_not_in_force(record, why: str, *, relied_on_by: str, fix: str, un
         detail["starts"] = _iso(starts)
         state = f"does not take effect until {moment_words(starts)}"
     else:
-        state = f"is {why} (as this node last read its status list)"
-    return CeadError("delegation.not_in_force", f"{relied_on_by} rests on {named}, which {state}: a gateway "
+        state = f"is {why} ({read})"
+    return CeadError("delegation.not_in_force", f"{relied_on_by} {named}, which {state}: a gateway "
                      f"refuses what rests on it. {fix}", **detail)
 
 
@@ -403,8 +405,8 @@ def _add_pinned(wallet, document: dict, chosen: list, *, strict: bool = True) ->
                        if why in ("expired", "revoked") else
                        "Ask the organisation that approved it to have the delegation reinstated, or to approve again "
                        "under another." if why == "suspended" else "Present it once the delegation takes effect.")
-                raise delegation_not_in_force(unusable, why, relied_on_by=f"The approval {approval}", fix=fix,
-                                              reference=ref)
+                raise delegation_not_in_force(unusable, why, relied_on_by=f"The approval {approval} rests on",
+                                              fix=fix, reference=ref)
             raise CeadError("wallet.delegation_missing", f"The approval relies on the delegation {ref.get('id')}, "
                             "which the wallet does not hold.", reference=ref)
 
