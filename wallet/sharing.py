@@ -13,9 +13,10 @@
 - Approving is recorded before anything is signed: the request goes ``pending`` -> ``approving`` (naming the
   approval's id, always a fresh ``urn:uuid``) -> ``approved`` (keeping what was delivered, so :func:`redeliver` can
   send it again). Whatever fails in between revokes the approval if this approval issued it and puts the request
-  back to ``pending``; a node that crashed in between leaves it ``approving``, and :func:`reopen` does the same once
-  the approval has been stuck for :data:`INTERRUPTED_AFTER`, after claiming the request (``reopening``) so that a
-  slow approval finishing meanwhile is revoked, not recorded.
+  back to ``pending`` (a delegation the node already knows cannot be used is refused before the request is
+  claimed: :func:`known_out_of_force`); a node that crashed in between leaves it ``approving``, and :func:`reopen`
+  does the same once the approval has been stuck for :data:`INTERRUPTED_AFTER`, after claiming the request
+  (``reopening``) so that a slow approval finishing meanwhile is revoked, not recorded.
 """
 from __future__ import annotations
 
@@ -457,7 +458,8 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
     issued by ``issuer.issuing.issue`` (the guard rail checks it against ``delegation``, the node's own delegation:
     a credential or an id held in the wallet or ``HOME/delegations``; ``scopes`` as for a token). The approval is
     delivered with the credentials it pins to the request's ``replyTo`` (``verify``: the TLS CA bundle; default the
-    node's ``network.ca_bundle``), then the request is marked approved."""
+    node's ``network.ca_bundle``), then the request is marked approved. A delegation the node already knows cannot
+    be used (:func:`known_out_of_force`) raises ``delegation.not_in_force`` before the request is claimed."""
     from issuer import issuing
     _pending(wallet, request_id)
     overrides = {} if approval_subject_overrides is None else approval_subject_overrides
