@@ -121,8 +121,8 @@ def delegation_not_in_force(record, why: str, *, relied_on_by: str, fix: str, un
     a held delegation that cannot be used now (``why``: what :func:`_unusable` says of ``record``): which delegation
     in words (from whom to whom), since when it has ended (the end rule of ``WalletCredential.ends``: validUntil, or
     the notAfter its scope states) or that it is suspended or revoked, as the wallet last read its status; then
-    ``fix``. ``relied_on_by``: what rests on it, e.g. "The approval urn:uuid:... rests on"; ``read``: where a suspension or
-    revocation was read; ``extra``: more detail."""
+    ``fix``. ``relied_on_by``: what rests on it, e.g. "The approval urn:uuid:... rests on"; ``read``: where a
+    suspension or revocation was read; ``extra``: more detail."""
     from schemas.words import moment_words
     document = record.document
     named = delegation_words(document)
@@ -236,7 +236,8 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
     dataset, the ``upstream`` approvals (pinned by digest, each with its own chain and upstream); and, for each
     scheme in ``recipientRequirements``, a valid OrganisationCertificationCredential of this wallet's holder.
     Raises ``wallet.no_approval`` (saying which approvals held for the dataset are revoked, suspended or expired:
-    :func:`no_approval`) / ``wallet.delegation_missing`` / ``wallet.upstream_missing`` /
+    :func:`no_approval`) / ``wallet.delegation_missing`` (``delegation.not_in_force`` for a pinned delegation held
+    but ended, suspended or revoked: :func:`delegation_not_in_force`) / ``wallet.upstream_missing`` /
     ``wallet.certification_missing``. What is missing but held, last seen suspended, is re-checked live first and
     used if it has been reinstated.
     """
@@ -374,7 +375,8 @@ def _add_pinned(wallet, document: dict, chosen: list, *, strict: bool = True) ->
     """Append to ``chosen`` what the approval (its JSON ``document``) pins by digest: its delegation chain
     (following ``parentDelegation``) and its upstream approvals, each with what it pins in turn
     (``wallet.store.walk_pinned``), each as the usable credential held (:func:`_held`). ``strict=False``: what is
-    not held, or cannot be read as what it is pinned as, is skipped instead of raising."""
+    not held, or cannot be read as what it is pinned as, is skipped instead of raising. A delegation held but not
+    usable is named as such (``delegation.not_in_force``), not as missing."""
     def find(ref: dict):
         held = _held(wallet, ref)
         return (held, held.document) if held is not None else None
