@@ -17,7 +17,7 @@ from wallet.casefile import RequestCase
 from wallet.names import Directory
 
 from test_pages import csrf_of
-from test_sharing import DATASET, _credential, make_request, send, world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import DATASET, _credential, make_request, send, the_rest, world  # noqa: F401 (the three-node HTTPS world)
 
 PASSWORD = "correct horse battery staple"
 
@@ -614,3 +614,46 @@ def test_why_an_earlier_decision_is_near_is_said_in_words_with_the_identifiers_b
         assert "The same dataset (School meals register)" in pack and "same legalBases" not in pack
     finally:
         catalogue.unlink()
+
+
+def test_renewing_under_a_delegation_that_has_ended_says_which_when_and_to_ask_for_a_new_one(world):  # noqa: F811
+    """Renew on the decision page under a delegation the wallet holds but whose end has passed (its validity, as
+    the wallet's copy says: moved into the past here): nothing is signed and the page says delegation.not_in_force
+    in words (which delegation, from whom to whom, the day it ended, ask the DPO for a new one), not
+    wallet.delegation_missing, which stays for a delegation not held at all."""
+    from datetime import datetime, timedelta, timezone
+    from sqlmodel import Session
+    from issuer import issuing
+    from schemas.words import moment_words
+    from wallet.store import WalletCredential
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    staff.migrate(node.engine)
+    staff.create_account(node.engine, "rhona", "Rhona Owner", "iao", PASSWORD)
+    request_id = send(w)["id"]
+    sharing.approve(node, wallet, request_id, the_rest(w), delegation=w["delegation"].id, verify=w["bundle"])
+    client = create_node_app(node, wallet=wallet).test_client()
+    assert account_sign_in(client, "rhona").status_code == 302
+    csrf = csrf_of(client.get(f"/wallet/requests/{request_id}").text)
+    record = wallet.get(w["delegation"].id)
+    ended_at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1)
+    with Session(wallet.engine) as s:
+        row = s.get(WalletCredential, record.id)
+        kept, row.valid_until = row.valid_until, ended_at
+        s.add(row)
+        s.commit()
+    try:
+        before = len(issuing.register(node))
+        page = client.post(f"/wallet/requests/{request_id}/renew", data={"csrf": csrf, "renew_until": "2028-03-31"})
+        text = re.sub(r"\s+", " ", page.text)
+        assert page.status_code == 422 and "delegation.not_in_force" in text and "delegation_missing" not in text
+        assert f"the delegation {w['delegation'].id} from {w['controller']['node'].did} to {node.did}" in text
+        assert f"ended on {moment_words(ended_at)} (the end of its validity)" in text
+        assert "Nothing was signed. Ask your Data Protection Officer for a new delegation" in text
+        assert len(issuing.register(node)) == before
+    finally:
+        with Session(wallet.engine) as s:
+            row = s.get(WalletCredential, record.id)
+            row.valid_until = kept
+            s.add(row)
+            s.commit()

@@ -542,6 +542,28 @@ def test_a_dpo_signs_in_with_the_organisations_account_and_signs_a_standing_appr
     dpo.click("button:has-text('Suspend school-meals-auto')")
     assert "is now suspended" in dpo.inner_text("main")
     check(dpo, "44-standing-suspended")
+    # a routine request now is never claimed for an automatic approval under it: it waits for a person, with why
+    waiting = considered(w, send_direct(w, [DATASET]))
+    row = sharing.get_request(w["iao"]["wallet"], waiting)
+    assert row.status == "pending" and "is suspended" in row.standing_note, row.standing_note
+    # while an automatic approval is tried (claimed here by hand, as the node does under a rule in force), the
+    # request's page says so in plain words and offers "Check again"; it does not reload by itself
+    sharing._decide(w["iao"]["wallet"], waiting, sharing.APPROVING, approval_id="urn:uuid:trying",
+                    decided_by="standing:school-meals-auto")
+    try:
+        for width in (1200, 390):
+            iao = person(browser, width=width).new_page()
+            sign_in(iao, w["iao"]["url"], "ian")
+            iao.goto(w["iao"]["url"] + f"/wallet/requests/{waiting}")
+            said = iao.inner_text("main")
+            assert "An automatic approval is being tried under the standing approval school-meals-auto" in said
+            check(iao, f"46-being-approved-automatically-{width}px")
+            iao.click("#check-again")
+            iao.wait_for_load_state()
+            assert iao.url.endswith(f"/wallet/requests/{waiting}") and "Check again" in iao.inner_text("main")
+    finally:
+        sharing._decide(w["iao"]["wallet"], waiting, sharing.PENDING, when=sharing.APPROVING,
+                        started="urn:uuid:trying", approval_id=None, decided_by=None, decided_at=None)
     # someone the organisation has given no Cead role: refused, with what to ask for, on the page
     w["op"].user = "nora"
     nobody = person(browser).new_page()

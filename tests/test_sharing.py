@@ -722,3 +722,38 @@ def test_reopen_and_a_slow_approval_finishing_never_both_win(world, monkeypatch,
     assert not (row.status == "approved" and status == "revoked"), (reopened, outcome, row.status)
     assert reopened == "pending" and outcome == {"error": "sharing.not_pending"}
     assert row.status == "pending" and row.approval_id is None and status == "revoked"
+
+
+def test_approving_under_a_delegation_that_has_ended_is_refused_in_words_before_the_request_is_claimed(
+        world, monkeypatch):
+    """The IAO node's delegation has ended (its scope's notAfter passed; its validity runs on). Approving under it
+    put the request into "approving" (so another person saw it being approved) before the guard rail refused it
+    with its own terms. The wallet knows the end already (WalletCredential.ends, the rule the rest of the wallet
+    uses): it now refuses before claiming the request, with delegation.not_in_force naming the delegation from whom
+    to whom, the day it ended in words and the fix; the request stays pending throughout."""
+    from datetime import datetime, timedelta, timezone
+    from schemas.words import moment_words
+    w = world
+    controller, iao, wallet = w["controller"]["node"], w["iao"]["node"], w["iao"]["wallet"]
+    ended_at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
+    ended = issuing.issue(controller, _credential("DelegatedAuthorityCredential", {
+        "id": iao.did, "role": "InformationAssetOwner", "onBehalfOf": controller.did,
+        "allowedActions": ["ApproveDisclosure"],
+        "scope": {"datasets": [DATASET], "notAfter": ended_at.isoformat().replace("+00:00", "Z")}}))
+    assert wallet.import_credential(ended.credential).ok
+    answer = send(w)
+    states = []
+    real = sharing._decide
+    monkeypatch.setattr(sharing, "_decide", lambda *a, **k: states.append(a[2]) or real(*a, **k))
+    with pytest.raises(CeadError) as err:
+        sharing.approve(iao, wallet, answer["id"], the_rest(w), delegation=ended.id)
+    e = err.value
+    assert e.code == "delegation.not_in_force" and e.detail["status"] == "expired", e.message
+    assert f"the delegation {ended.id} from {controller.did} to {iao.did} (Information Asset Owner)" in e.message
+    assert f"ended on {moment_words(ended_at)}" in e.message and "its notAfter" in e.message
+    assert "Nothing was signed. Ask your Data Protection Officer" in e.message and "new delegation" in e.message
+    assert states == [] and sharing.get_request(wallet, answer["id"]).status == "pending"
+    monkeypatch.undo()
+    # the same request is approved under the delegation in force
+    done = sharing.approve(iao, wallet, answer["id"], the_rest(w), delegation=w["delegation"].id, verify=w["bundle"])
+    assert done.request.status == "approved"

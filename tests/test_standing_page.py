@@ -174,3 +174,65 @@ def test_the_standing_page_names_the_controller_as_the_decision_page_does(world,
         assert "The delegation from the organisation at" not in page
     finally:
         policy.unlink()
+
+
+def test_a_suspended_standing_approval_never_claims_a_request_and_the_page_says_an_automatic_approval_is_tried(
+        world, desk, monkeypatch):  # noqa: F811
+    """Seen in the browser tests: with a standing approval suspended, every request was still tried under it in the
+    background, marked "approving" before the guard rail refused the suspended template, so an IAO who opened it
+    meanwhile saw it "being approved right now" and no form. The node knows the template is suspended (it signed it:
+    its register says so), so the rule is skipped before the request is claimed, with the reason in the standing
+    note; and while an automatic approval is being tried, the page says so plainly and offers "Check again"."""
+    w = world
+    node, wallet = w["iao"]["node"], w["iao"]["wallet"]
+    dpo = desk.test_client()
+    sign_in(dpo, "dora")
+    csrf = csrf_of(dpo.get("/wallet/standing").text)
+    made = dpo.post("/wallet/standing", data=form(w, csrf, name="meals-paused"))
+    assert made.status_code == 302
+    rule = next(r for r in standing.rules(node) if r["name"] == "meals-paused")
+    assert dpo.post("/wallet/standing/meals-paused/status", data={"csrf": csrf, "action": "suspend"}
+                    ).status_code == 302
+    claimed = []
+    real = sharing._decide
+    monkeypatch.setattr(sharing, "_decide", lambda wallet_, request_id, status, *a, **k: claimed.append(
+        (request_id, status)) or real(wallet_, request_id, status, *a, **k))
+    asked = send(w)
+    row = settled(w, asked["id"], "pending")
+    assert (asked["id"], sharing.APPROVING) not in claimed and row.decided_by is None and row.approval_id is None
+    note = row.standing_note
+    assert note.startswith("Not approved automatically: ") and "meals-paused: delegation.not_in_force: " in note
+    assert f"the delegation {rule['delegation']} from {node.did} to {node.did}" in note and "is suspended" in note
+    assert "reinstate it" in note
+    monkeypatch.undo()
+    # the history on the standing-approvals page lists it under the rule, with the reason
+    shown = dpo.get("/wallet/standing").text
+    assert re.search(r'<tr data-outside="%s">.*?is suspended' % asked["id"], shown, re.S)
+
+    # while an automatic approval is tried (claimed by hand here, as the background thread does), the IAO's page
+    # says so and offers to check again; no reload happens by itself
+    iao = desk.test_client()
+    sign_in(iao, "ivan")
+    sharing._decide(wallet, asked["id"], sharing.APPROVING, approval_id="urn:uuid:trying", decided_by="standing:"
+                    "meals-paused")
+    try:
+        page = iao.get(f"/wallet/requests/{asked['id']}")
+        text = re.sub(r"\s+", " ", page.text)
+        assert page.status_code == 200 and "Being approved" in text and "Interrupted approval" not in text
+        assert "An automatic approval is being tried under the standing approval meals-paused" in text
+        assert "comes back to you here with the reason" in text
+        assert re.search(r'<a id="check-again"[^>]*href="/wallet/requests/%s"[^>]*>Check again</a>' % asked["id"],
+                         page.text)
+        assert 'http-equiv="refresh"' not in page.text and "Reopen the request" not in text
+    finally:
+        sharing._decide(wallet, asked["id"], sharing.PENDING, when=sharing.APPROVING, started="urn:uuid:trying",
+                        approval_id=None, decided_by=None, decided_at=None)
+    # a person's approval under way: by whom, and the same way to check again
+    sharing._decide(wallet, asked["id"], sharing.APPROVING, approval_id="urn:uuid:by-hand", decided_by="ivan")
+    try:
+        text = re.sub(r"\s+", " ", iao.get(f"/wallet/requests/{asked['id']}").text)
+        assert "This request is being approved by Ivan Owner right now" in text and "Check again" in text
+        assert "automatic approval" not in text
+    finally:
+        sharing._decide(wallet, asked["id"], sharing.PENDING, when=sharing.APPROVING, started="urn:uuid:by-hand",
+                        approval_id=None, decided_by=None, decided_at=None)

@@ -524,7 +524,7 @@ def _suspendable_world(tmp_path):
 
 
 @pytest.mark.parametrize("name, code", [("approval", "wallet.no_approval"),
-                                        ("delegation", "wallet.delegation_missing"),
+                                        ("delegation", "delegation.not_in_force"),
                                         ("cert", "wallet.certification_missing")])
 def test_a_reinstated_credential_is_used_without_a_manual_status_check(tmp_path, name, code):
     """After a suspension the wallet saw (--check-status), a reinstatement made the transfer fail with
@@ -538,6 +538,8 @@ def test_a_reinstated_credential_is_used_without_a_manual_status_check(tmp_path,
     assert still.value.code == code
     if name == "approval":
         assert "is suspended" in still.value.message and still.value.detail["held"][0]["state"] == "suspended"
+    if name == "delegation":                     # held, but suspended: said so, not "not held"
+        assert "is suspended" in still.value.message and still.value.detail["status"] == "suspended"
     lists[name].set(1, False)                    # cead reinstate
     chosen = [r.credential for r in select_for_transfer(w, DS_MEALS, P_MEALS)]
     assert chosen == [c["approval"], c["delegation"], c["cert"]]
@@ -783,3 +785,64 @@ def test_an_approval_whose_period_has_ended_is_not_presented_and_the_wallet_says
     headers = present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS, definition=definition)
     presented = jwt_payload(decode_presentation(headers["Cead-Presentation"]))["verifiableCredential"]
     assert [c["id"].removeprefix("data:application/vc+jwt,") for c in presented] == [in_force.credential]
+
+
+# ---- an approval resting on a delegation that has ended is named as such, not as "not held" -----------------------
+@pytest.mark.parametrize("ended_by", ["notAfter", "validUntil"])
+def test_an_approval_under_a_delegation_that_has_ended_names_it_its_end_and_the_fix(tmp_path, ended_by):
+    """The approval is in force, but the delegation it rests on has ended (its scope's notAfter, or its validUntil):
+    the wallet said wallet.delegation_missing ("does not hold"), though it holds it. It now says
+    delegation.not_in_force (the guard rail's code for the same fact), naming the delegation from whom to whom, the
+    day it ended in words, and to ask for the approval to be renewed under a new delegation."""
+    from sqlmodel import Session
+    from schemas.words import moment_words
+    from test_wallet_support import _ts, now
+    from wallet.store import WalletCredential
+    holder, council, approver = identity(), identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    subject = delegation_subject(approver.did, council.did)
+    ended_at = now().replace(microsecond=0) - timedelta(days=2)
+    if ended_by == "notAfter":
+        subject["scope"]["notAfter"] = _ts(ended_at)
+    delegation = vc(council, "DelegatedAuthorityCredential", subject, valid_for=timedelta(days=3650))
+    approval = vc(approver, "DataSharingApprovalCredential",
+                  approval_subject(council.did, holder.did, chain=[delegation]))
+    held = w.import_credential(delegation).record
+    assert w.import_credential(approval).ok
+    if ended_by == "validUntil":
+        with Session(w.engine) as s:               # its validity ended two days ago
+            row = s.get(WalletCredential, held.id)
+            row.valid_until = ended_at
+            s.add(row)
+            s.commit()
+    with pytest.raises(CeadError) as err:
+        present_for_request(w, "GET", URL, None, dataset=DS_MEALS, purpose=P_MEALS)
+    e = err.value
+    assert e.code == "delegation.not_in_force", e.message
+    assert f"rests on the delegation {jwt_payload(delegation)['id']} from {council.did} to {approver.did}" in e.message
+    assert f"ended on {moment_words(ended_at)}" in e.message
+    assert ("its notAfter" if ended_by == "notAfter" else "the end of its validity") in e.message
+    assert "renew the approval" in e.message and "new delegation" in e.message
+    assert "does not hold" not in e.message
+    assert e.detail["status"] == "expired" and e.detail["endsBy"] == ended_by and e.detail["ends"] == _ts(ended_at)
+    assert e.detail["delegation"] == jwt_payload(delegation)["id"]
+
+
+def test_a_revoked_delegation_is_named_and_one_not_held_is_still_missing(tmp_path):
+    w, lists, c = _suspendable_world(tmp_path)
+    from sqlmodel import Session
+    from wallet.store import WalletCredential
+    record = next(r for r in w.search() if r.credential == c["delegation"])
+    with Session(w.engine) as s:                    # as the wallet last read it
+        row = s.get(WalletCredential, record.id)
+        row.status_now = "revoked"
+        s.add(row)
+        s.commit()
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_MEALS, P_MEALS)
+    assert err.value.code == "delegation.not_in_force" and err.value.detail["status"] == "revoked"
+    assert "is revoked" in err.value.message and "renew the approval" in err.value.message
+    w.delete(record.id)                             # genuinely not held: as before
+    with pytest.raises(CeadError) as gone:
+        select_for_transfer(w, DS_MEALS, P_MEALS)
+    assert gone.value.code == "wallet.delegation_missing" and "does not hold" in gone.value.message

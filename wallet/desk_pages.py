@@ -574,6 +574,9 @@ def renew(node, wallet, row, choices: list[dict], until: date, *, by: str, scope
         if chosen is None:
             raise CeadError("wallet.delegation_missing", "The delegation the approval rests on is no longer held "
                             "here; approve a new request instead.")
+        known = sharing.known_out_of_force(node, wallet, chosen["signed"])   # ended by its dates, say: in words
+        if known is not None:
+            raise known
         state = desk.delegation_status(wallet, chosen["signed"])
         if not state["usable"]:
             raise CeadError("web.delegation_unusable", f"The delegation the approval rests on is {state['status']}, "

@@ -96,6 +96,57 @@ def _unusable(record, now: datetime | None = None) -> str | None:
     return None
 
 
+# what _unusable says, as the guard rail's ``delegation.not_in_force`` names it in ``detail.status``
+_STATE = {"revoked": "revoked", "expired": "expired", "not yet valid": "not_yet_valid", "suspended": "suspended"}
+
+
+def delegation_words(document: dict) -> str:
+    """A delegation in words, as who delegated to whom: "the delegation urn:uuid:... from did:A to did:B
+    (Information Asset Owner, acting for did:C)"."""
+    from schemas.words import role_name
+    subject = document.get("credentialSubject") if isinstance(document.get("credentialSubject"), dict) else {}
+    issuer = document.get("issuer")
+    issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+    role, behalf = subject.get("role"), subject.get("onBehalfOf")
+    parts = (role_name(role) if isinstance(role, str) else None,
+             f"acting for {behalf}" if isinstance(behalf, str) and behalf != issuer else None)
+    about = ", ".join(x for x in parts if x)
+    return (f"the delegation {document.get('id') or '(no id)'} from {issuer or 'an unnamed issuer'} to "
+            f"{subject.get('id') or 'an unnamed delegate'}" + (f" ({about})" if about else ""))
+
+
+def delegation_not_in_force(record, why: str, *, relied_on_by: str, fix: str, under: str | None = None,
+                            read: str = "as this node last read its status list", **extra) -> CeadError:
+    """``delegation.not_in_force`` (the guard rail's code for the same fact, ``detail.status`` naming the state) for
+    a held delegation that cannot be used now (``why``: what :func:`_unusable` says of ``record``): which delegation
+    in words (from whom to whom), since when it has ended (the end rule of ``WalletCredential.ends``: validUntil, or
+    the notAfter its scope states) or that it is suspended or revoked, as the wallet last read its status; then
+    ``fix``. ``relied_on_by``: what rests on it, e.g. "The approval urn:uuid:... rests on"; ``read``: where a
+    suspension or revocation was read; ``extra``: more detail."""
+    from schemas.words import moment_words
+    document = record.document
+    named = delegation_words(document)
+    detail: dict[str, Any] = {"status": _STATE.get(why, why), "delegation": document.get("id") or record.credential_id,
+                              "issuer": record.issuer, "delegate": record.subject}
+    if under:
+        detail["under"] = under
+    detail.update(extra)
+    if why == "expired":
+        ends, by = record.ends()
+        detail.update(ends=_iso(ends), endsBy=by)
+        state = (f"ended on {moment_words(ends)} ("
+                 + ("the end of the period its scope covers, its notAfter" if by == "notAfter"
+                    else "the end of its validity") + ")")
+    elif why == "not yet valid":
+        starts = record.in_force()[0]
+        detail["starts"] = _iso(starts)
+        state = f"does not take effect until {moment_words(starts)}"
+    else:
+        state = f"is {why} ({read})"
+    return CeadError("delegation.not_in_force", f"{relied_on_by} {named}, which {state}: a gateway "
+                     f"refuses what rests on it. {fix}", **detail)
+
+
 class _Rechecks:
     """What one selection re-reads live: each credential last seen suspended at most once, through one verifier
     that reads each status list afresh at most once (the wallet verifier's cached lists are left alone)."""
@@ -185,7 +236,8 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
     dataset, the ``upstream`` approvals (pinned by digest, each with its own chain and upstream); and, for each
     scheme in ``recipientRequirements``, a valid OrganisationCertificationCredential of this wallet's holder.
     Raises ``wallet.no_approval`` (saying which approvals held for the dataset are revoked, suspended or expired:
-    :func:`no_approval`) / ``wallet.delegation_missing`` / ``wallet.upstream_missing`` /
+    :func:`no_approval`) / ``wallet.delegation_missing`` (``delegation.not_in_force`` for a pinned delegation held
+    but ended, suspended or revoked: :func:`delegation_not_in_force`) / ``wallet.upstream_missing`` /
     ``wallet.certification_missing``. What is missing but held, last seen suspended, is re-checked live first and
     used if it has been reinstated.
     """
@@ -323,7 +375,8 @@ def _add_pinned(wallet, document: dict, chosen: list, *, strict: bool = True) ->
     """Append to ``chosen`` what the approval (its JSON ``document``) pins by digest: its delegation chain
     (following ``parentDelegation``) and its upstream approvals, each with what it pins in turn
     (``wallet.store.walk_pinned``), each as the usable credential held (:func:`_held`). ``strict=False``: what is
-    not held, or cannot be read as what it is pinned as, is skipped instead of raising."""
+    not held, or cannot be read as what it is pinned as, is skipped instead of raising. A delegation held but not
+    usable is named as such (``delegation.not_in_force``), not as missing."""
     def find(ref: dict):
         held = _held(wallet, ref)
         return (held, held.document) if held is not None else None
@@ -345,8 +398,19 @@ def _add_pinned(wallet, document: dict, chosen: list, *, strict: bool = True) ->
                             f"approval {ref.get('id')}, which the wallet does not hold (or which is no longer "
                             "valid).", reference=ref)
         elif strict:
+            unusable = wallet._by_digest(ref.get("digest")) if isinstance(ref.get("digest"), str) else None
+            why = _unusable(unusable) if unusable is not None else None
+            if why is not None:     # held, but ended, suspended or revoked: say so, and what to do
+                approval = document.get("id") or "(no id)"
+                fix = ("Ask the organisation that approved it to renew the approval: its Data Protection Officer "
+                       "gives its approver a new delegation (a renewal), and a new approval is issued under it."
+                       if why in ("expired", "revoked") else
+                       "Ask the organisation that approved it to have the delegation reinstated, or to approve again "
+                       "under another." if why == "suspended" else "Present it once the delegation takes effect.")
+                raise delegation_not_in_force(unusable, why, relied_on_by=f"The approval {approval} rests on",
+                                              fix=fix, reference=ref)
             raise CeadError("wallet.delegation_missing", f"The approval relies on the delegation {ref.get('id')}, "
-                            "which the wallet does not hold (or which is no longer valid).", reference=ref)
+                            "which the wallet does not hold.", reference=ref)
 
 
 @_one_selection

@@ -13,9 +13,10 @@
 - Approving is recorded before anything is signed: the request goes ``pending`` -> ``approving`` (naming the
   approval's id, always a fresh ``urn:uuid``) -> ``approved`` (keeping what was delivered, so :func:`redeliver` can
   send it again). Whatever fails in between revokes the approval if this approval issued it and puts the request
-  back to ``pending``; a node that crashed in between leaves it ``approving``, and :func:`reopen` does the same once
-  the approval has been stuck for :data:`INTERRUPTED_AFTER`, after claiming the request (``reopening``) so that a
-  slow approval finishing meanwhile is revoked, not recorded.
+  back to ``pending`` (a delegation the node already knows cannot be used is refused before the request is
+  claimed: :func:`known_out_of_force`); a node that crashed in between leaves it ``approving``, and :func:`reopen`
+  does the same once the approval has been stuck for :data:`INTERRUPTED_AFTER`, after claiming the request
+  (``reopening``) so that a slow approval finishing meanwhile is revoked, not recorded.
 """
 from __future__ import annotations
 
@@ -373,6 +374,55 @@ def held_chain(wallet: Wallet, delegation: dict | str) -> tuple[list[dict | str]
         chain.insert(0, held.credential)
 
 
+def known_out_of_force(node, wallet: Wallet, delegation: dict | str, *, recheck: bool = True) -> CeadError | None:
+    """``delegation.not_in_force`` when the node already knows that ``delegation`` (as signed) or a delegation it
+    rests on (its held ``parentDelegation``s) cannot be used now, else None: one that has ended or has not yet
+    begun (the wallet's end rule, ``WalletCredential.ends``: validUntil or the notAfter its scope states), or that
+    is revoked or suspended as this node's own register says (for what it issued itself, a standing approval's
+    template) or as the wallet last read its status list (one last seen suspended is re-read live first with
+    ``recheck``: a suspension may have been lifted). Read before a request is claimed, so that nothing is marked
+    "approving" under a delegation that cannot be used; the guard rail still decides whenever anything is signed
+    (what is not known here, it finds)."""
+    from .present import _unusable, delegation_not_in_force
+    chain = held_chain(wallet, delegation)[0]
+    own = _document(delegation).get("id")
+    for credential in reversed(chain):        # the signer's own first, then what it rests on
+        record = wallet._by_digest(credential_digest(credential))
+        if record is None:
+            continue                          # kept in HOME/delegations only: the guard rail reads it
+        why = _unusable(record)
+        issued = _register_status(node, record)
+        read = "as this node last read its status list"
+        if why not in ("revoked", "expired", "not yet valid"):    # dates, and a revocation, are final
+            if issued is not None:
+                why = issued if issued in ("revoked", "suspended") else None
+                read = "this node signed it, and its register says so"
+            elif why == "suspended" and recheck and wallet.recheck_suspended([record]):
+                why = None
+        if why is None:
+            continue
+        under = own if record.credential_id != own else None
+        fix = {"expired": "Ask your Data Protection Officer for a new delegation (a renewal), then approve under it.",
+               "revoked": "A revoked delegation is not used again: ask your Data Protection Officer for a new one.",
+               "suspended": "Ask your Data Protection Officer to reinstate it, or approve under another delegation.",
+               "not yet valid": "Approve under it once it takes effect, or under another delegation."}[why]
+        what = "The approval would rest on" if under is None else \
+            f"The approval would rest (through your delegation {own}) on"
+        return delegation_not_in_force(record, why, relied_on_by=what, under=under, read=read,
+                                       fix=f"Nothing was signed. {fix}")
+    return None
+
+
+def _register_status(node, record) -> str | None:
+    """The status this node's register gives ``record`` (a held credential), when this node issued it, else None."""
+    from issuer import db
+    if not record.credential_id:
+        return None
+    with node.session() as s:
+        row = s.get(db.IssuedCredential, record.credential_id)
+    return row.status if row is not None and row.digest == record.digest else None
+
+
 def draft_subject(node, wallet: Wallet, request_id: str, *, delegation: Any = None) -> dict:
     """The approval subject the request asks for: discloser (the delegation's controller, or this node), recipient
     (the requester), datasets, dataItems, purposes, the requester's lawful basis, cadence, agreement and the
@@ -408,7 +458,8 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
     issued by ``issuer.issuing.issue`` (the guard rail checks it against ``delegation``, the node's own delegation:
     a credential or an id held in the wallet or ``HOME/delegations``; ``scopes`` as for a token). The approval is
     delivered with the credentials it pins to the request's ``replyTo`` (``verify``: the TLS CA bundle; default the
-    node's ``network.ca_bundle``), then the request is marked approved."""
+    node's ``network.ca_bundle``), then the request is marked approved. A delegation the node already knows cannot
+    be used (:func:`known_out_of_force`) raises ``delegation.not_in_force`` before the request is claimed."""
     from issuer import issuing
     _pending(wallet, request_id)
     overrides = {} if approval_subject_overrides is None else approval_subject_overrides
@@ -425,6 +476,8 @@ def approve(node, wallet: Wallet, request_id: str, approval_subject_overrides: d
     if signed_delegation is not None:   # as signed, with the chain it rests on: the guard rail verifies them all
         options["delegation"] = delegation_chain(wallet, signed_delegation)
     pinned = _pinned_credentials(wallet, credential, signed_delegation)   # before signing: all must be held
+    if signed_delegation is not None and (known := known_out_of_force(node, wallet, signed_delegation)) is not None:
+        raise known                   # known already to be unusable: the request is not claimed for nothing
     # always a fresh id: what is revoked if this approval is not completed is only ever what it issued itself
     credential["id"] = approval_id = f"urn:uuid:{uuid.uuid4()}"
     # recorded before signing: a second approver, or a refusal in another tab, now finds it taken

@@ -22,6 +22,10 @@ a person's approval takes (``wallet.sharing.approve``: the guard rail checks the
 its status, the lawful-basis rules, and nothing is signed otherwise). The first rule that yields a signed approval
 wins; it is recorded as decided by ``standing:<name>`` and delivered. If none does, the request stays pending for
 a person, and each rule's reason is recorded on it (``standing_note``), so the IAO sees why it was not automatic.
+A rule whose template the node already knows cannot be used (ended by its dates, or revoked or suspended in this
+node's register or as last read: ``wallet.sharing.known_out_of_force``) is refused before the request is claimed
+("approving"), so a suspended standing approval never holds a request as "being approved"; the guard rail remains
+the authority whenever a rule is tried.
 Standing approvals never widen anything: a request outside the delegation cannot be approved by it, automatically
 or otherwise.
 
@@ -124,7 +128,9 @@ def _conditions(node, wallet, request_id: str, rule: dict) -> dict:
 
 def consider(node, wallet, request_id: str, *, verify: str | bool | None = None, now: datetime | None = None):
     """Approve ``request_id`` automatically if a standing approval covers it; returns the ``Approved`` result, or
-    None (the request stays pending, with the reasons in its ``standing_note``)."""
+    None (the request stays pending, with the reasons in its ``standing_note``). A rule whose delegation is known
+    to be out of force is skipped without claiming the request (``sharing.approve`` refuses it before claiming:
+    ``delegation.not_in_force``, in words, recorded as that rule's reason)."""
     from . import sharing
     active = rules(node)
     if not active:
