@@ -4,6 +4,8 @@
   signs with the new key from then on, lists it in its DID document, and never signs with a retired key.
 - The log's checkpoints are signed by the key the log names; the rotation's own checkpoint (the tree ending with
   the key.added entry) by the old key and the new.
+- Two checkpoints either side of a rotation are compared with the log's two keys (witness.compare): one history
+  is no split view, a fork still is; a checkpoint signed by neither key is an error naming them.
 - A witness follows a rotation only on that proof (issuer.evidence.witness.add_key): a replayed older key.added
   entry, an entry that is not the tree's last, a checkpoint the new key did not sign, one inconsistent with what
   it co-signed, are refused; a chain of rotations is followed step by step.
@@ -223,3 +225,74 @@ def test_a_rotation_whose_log_entry_fails_leaves_the_node_as_it_was(tmp_path, mo
     assert not (tmp_path / "h" / "keys" / "key-2.pem").exists()
     monkeypatch.undo()
     assert node.rotate_key().endswith("#key-2")
+
+
+def _fork_of(node, home):
+    """A second node with the same home (keys, config.yaml) and a copy of the database as it stands: what a log
+    that shows two histories runs."""
+    import shutil
+    import sqlite3
+    shutil.copytree(node.home, home, ignore=shutil.ignore_patterns("node.db*"))
+    with sqlite3.connect(node.home / "node.db") as source, sqlite3.connect(home / "node.db") as copy:
+        source.backup(copy)
+    fork = Node.open(home, PASS)
+    fork._passphrase = PASS
+    return fork
+
+
+def test_checkpoints_either_side_of_a_rotation_are_compared_with_the_log_s_two_keys(tmp_path):
+    police = ready_node(tmp_path / "police", "police.example")
+    fife = ready_node(tmp_path / "fife", "fife.example")
+    dundee = ready_node(tmp_path / "dundee", "dundee.example")
+    for w in (fife, dundee):
+        witness.watch(w, witness.log_vkey(police))
+    log = record.log_of(police)
+    record.append(police, "budget.released", {}, {"n": 1})
+    fork = _fork_of(police, tmp_path / "fork")              # the same key and history so far
+    forked = record.log_of(fork)
+    k1 = key_of(police)
+    # the honest log: seen by both witnesses, then rotated, then seen by Fife under the new key
+    witness.submit(log, *posters(dundee))
+    before = witness.seen(dundee, log.origin)
+    witness.submit(log, *posters(fife))
+    police.rotate_key()
+    k2 = key_of(police)
+    record.append(police, "budget.released", {}, {"n": 2})
+    witness.submit(log, *posters(fife))
+    after = witness.seen(fife, log.origin)
+    assert signed_by(before, k1, k2) == [k1] and signed_by(after, k1, k2) == [k2]
+    # one history across the rotation: consistent, with the keys in either order
+    assert witness.compare(before, after, [k1, k2], log.consistency_proof) is None
+    assert witness.compare(after, before, [k2, k1], log.consistency_proof) is None
+    # with the new key alone the older checkpoint is not the log's word: an error naming the keys, not a split view
+    with pytest.raises(CeadError) as err:
+        witness.compare(before, after, k2, log.consistency_proof)
+    assert err.value.code == "tlog.signature_invalid"
+    assert "first checkpoint" in err.value.message and k2.vkey() in err.value.message
+    assert "key before the rotation and the key after it" in err.value.message
+    # a key the log never named (another organisation's, under this log's name) is refused the same way
+    text = notes.split(after)[0]
+    with pytest.raises(CeadError) as err:
+        witness.compare(before, notes.signed(text, [notes.sign(text, log.origin, dundee.key)]), [k1, k2])
+    assert err.value.code == "tlog.signature_invalid" and "second checkpoint" in err.value.message
+    with pytest.raises(CeadError) as err:
+        witness.compare(before, after, [k1, witness.witness_key(fife)])
+    assert err.value.code == "tlog.note_invalid"
+    # the split view: the fork shows Dundee another entry under the old key; the honest log rotates, and Fife has
+    # co-signed its newer checkpoint under the new key: still caught across the rotation
+    dundee2 = ready_node(tmp_path / "dundee2", "dundee2.example")
+    witness.watch(dundee2, witness.log_vkey(fork))
+    record.append(fork, "credential.issued", {"credential": "bb" * 32}, {})
+    witness.submit(forked, *posters(dundee2))
+    other = witness.seen(dundee2, log.origin)
+    assert signed_by(other, k1, k2) == [k1] and size_of(other) < size_of(after)
+    split = witness.compare(other, after, [k1, k2], log.consistency_proof)
+    assert split is not None and split.origin == log.origin
+    assert f"does not extend the tree of {size_of(other)}" in split.reason
+    # and a fork of the same size, one side signed by each key
+    record.append(fork, "credential.issued", {"credential": "cc" * 32}, {})
+    while forked.size() < log.size():
+        record.append(fork, "credential.issued", {"credential": "dd" * 32}, {})
+    assert forked.size() == log.size()
+    split = witness.compare(forked.checkpoint(), log.checkpoint(), [k2, k1])
+    assert split is not None and "two different trees" in split.reason

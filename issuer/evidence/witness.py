@@ -389,18 +389,27 @@ class SplitView:
     reason: str
 
 
-def compare(first_note: str, second_note: str, log_key: notes.NoteKey, consistency=None) -> SplitView | None:
+def compare(first_note: str, second_note: str, log_key, consistency=None) -> SplitView | None:
     """Compare two checkpoints of one log (e.g. what two witnesses cosigned). The same size with different roots
     is a fork outright; for different sizes, ``consistency(old, new) -> proof`` asks the log for a consistency
-    proof, and a log that cannot give one that verifies has forked. Returns the evidence, or None if consistent."""
-    a = open_checkpoint(first_note, log_key).checkpoint
-    b = open_checkpoint(second_note, log_key).checkpoint
+    proof, and a log that cannot give one that verifies has forked. Returns the evidence, or None if consistent.
+
+    ``log_key``: the log's key, or its keys (a ``NoteKey`` or a list of them, all named after the log's origin):
+    across a key rotation give the key before it and the key after it (the DID document lists both until the old
+    one is retired; a witness that followed the rotation shows both in ``cead witness list``), so a checkpoint
+    signed before the rotation can be compared with one signed after it; each note must be signed by one of them.
+    A note signed by none raises ``tlog.signature_invalid`` naming the keys given (not a split view: nothing says
+    that checkpoint is the log's)."""
+    keys = _log_keys(log_key)
+    a, first_by = _opened(first_note, keys, "first")
+    b, second_by = _opened(second_note, keys, "second")
+    origin = keys[0].name
     if a.size > b.size:
         a, b = b, a
         first_note, second_note = second_note, first_note
     if a.size == b.size:
         if a.root != b.root:
-            return SplitView(log_key.name, first_note, second_note,
+            return SplitView(origin, first_note, second_note,
                              f"two different trees of {a.size} entries, both signed by the log")
         return None
     if a.size == 0:
@@ -409,9 +418,40 @@ def compare(first_note: str, second_note: str, log_key: notes.NoteKey, consisten
         proof = consistency(a.size, b.size) if consistency else []
         merkle.verify_consistency(a.size, b.size, proof, a.root, b.root)
     except CeadError as exc:
-        return SplitView(log_key.name, first_note, second_note,
+        return SplitView(origin, first_note, second_note,
                          f"the tree of {b.size} entries does not extend the tree of {a.size}: {exc.message}")
     return None
+
+
+def _log_keys(log_key) -> list[notes.NoteKey]:
+    """:func:`compare`'s ``log_key`` as a checked list: Ed25519 note keys of one origin."""
+    keys = [log_key] if isinstance(log_key, notes.NoteKey) else list(log_key or [])
+    if not keys or not all(isinstance(k, notes.NoteKey) for k in keys):
+        raise CeadError("tlog.note_invalid", "Give the log's key, or its keys across a rotation, as note verifier "
+                        "keys (NoteKey.parse of what `cead witness log-key` prints).")
+    if any(k.alg != notes.ALG_ED25519 for k in keys):
+        raise CeadError("tlog.note_invalid", "A log's verifier key has type 0x01 (Ed25519); a witness's "
+                        "cosignature key (0x04) does not sign a log's checkpoints.")
+    if len({k.name for k in keys}) != 1:
+        raise CeadError("tlog.note_invalid", "The keys given name different logs ("
+                        + ", ".join(sorted({k.name for k in keys})) + "): a comparison is of one log's checkpoints, "
+                        "and each of its keys is named after its origin.")
+    return keys
+
+
+def _opened(note: str, keys: list[notes.NoteKey], which: str) -> tuple[Checkpoint, notes.NoteKey]:
+    """The checkpoint of ``note`` and the first of ``keys`` that signed it; ``tlog.signature_invalid`` naming the
+    keys when none did."""
+    for key in keys:
+        try:
+            return open_checkpoint(note, key).checkpoint, key
+        except CeadError as exc:
+            if exc.code != "tlog.signature_invalid" or "not signed by the log key" not in exc.message:
+                raise CeadError(exc.code, f"The {which} checkpoint: {exc.message}", **exc.detail) from None
+    raise CeadError("tlog.signature_invalid", f"The {which} checkpoint is not signed by any of the log keys given ("
+                    + ", ".join(k.vkey() for k in keys) + "). If the log's key was rotated between the two, give "
+                    "the key before the rotation and the key after it; a key the log never named is not its "
+                    "key, and its checkpoint is no evidence of a split view.", keys=[k.vkey() for k in keys])
 
 
 # ---- operating a witness: which logs this node watches, and how it learns a log's key -------------------------
