@@ -6,6 +6,8 @@
   the key.added entry) by the old key and the new.
 - Two checkpoints either side of a rotation are compared with the log's two keys (witness.compare): one history
   is no split view, a fork still is; a checkpoint signed by neither key is an error naming them.
+- A rotation killed between its writes (SIGKILL in a subprocess) leaves no key in use that the log does not
+  name, loses nothing, and `cead key rotate` again completes it with the key it had made.
 - A witness follows a rotation only on that proof (issuer.evidence.witness.add_key): a replayed older key.added
   entry, an entry that is not the tree's last, a checkpoint the new key did not sign, one inconsistent with what
   it co-signed, are refused; a chain of rotations is followed step by step.
@@ -203,6 +205,11 @@ def test_the_log_signs_only_with_a_key_it_named(tmp_path):
     with pytest.raises(CeadError) as err:
         operator.retire_key("key-1")
     assert err.value.code == "key.retire_active" and "cut short" in err.value.message
+    # rotating again completes that rotation (from before rotations went through a pending key): the active key
+    # is logged, handed over by the key before it, rather than a third key made
+    assert operator.unfinished_rotation()["id"] == "key-2"
+    assert operator.rotate_key().endswith("#key-2") and operator.unfinished_rotation() is None
+    assert log.named_key() == node.key.public.to_multikey() and len(log.handovers()) == 1
     # a log whose named key is not in config.yaml signs nothing, and says what to do
     (tmp_path / "h" / "config.yaml").write_text(yaml.safe_dump({**config, "keys": config["keys"][1:] + [
         {**config["keys"][0], "public": "z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"}]}))
@@ -296,3 +303,117 @@ def test_checkpoints_either_side_of_a_rotation_are_compared_with_the_log_s_two_k
     assert forked.size() == log.size()
     split = witness.compare(forked.checkpoint(), log.checkpoint(), [k2, k1])
     assert split is not None and "two different trees" in split.reason
+
+
+CRASH = """
+import os, signal, sys
+from issuer.evidence import record
+from issuer.node import Node
+node = Node.open(sys.argv[1], {pass_!r})
+where = sys.argv[2]
+if where == "before-log":           # config.yaml names the new key; its key.added entry is not written yet
+    record.key_changed = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+else:                               # the entry and its handover checkpoint are committed; config.yaml not final yet
+    save, calls = Node.save_config, []
+    def second_save(self):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        save(self)
+    Node.save_config = second_save
+node.rotate_key()
+print("not killed")
+"""
+
+
+def _rotate_and_crash(home, where: str) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-c", CRASH.format(pass_=PASS), str(home), where], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, (proc.returncode, proc.stdout, proc.stderr)
+
+
+def _signed_only_with_named_keys(node) -> None:
+    """Every credential in the register and every checkpoint the log keeps is signed by a key the log names."""
+    from sqlmodel import select
+
+    from issuer import db
+    log = record.log_of(node)
+    named = {multikey for _, _, multikey in log.named_keys()}
+    by_vm = {node.vm_id(m): m["public"] for m in node.config["keys"]}
+    with node.session() as s:
+        vms = [row.verification_method for row in s.exec(select(db.IssuedCredential))]
+    assert vms and all(by_vm[vm] in named for vm in vms), (vms, named)
+    from verifier.keys import PublicKey
+    keys = [notes.NoteKey(log.origin, notes.ALG_ED25519, PublicKey.from_multikey(m).raw) for m in named]
+    for note in log.checkpoints():
+        ids = {sig.id for sig in notes.split(note)[1] if sig.name == log.origin}
+        assert ids and ids <= {k.id for k in keys}, note
+        assert signed_by(note, *keys)
+
+
+@pytest.mark.parametrize("where", ["before-log", "after-log"])
+def test_a_rotation_killed_between_its_writes_leaves_no_unlogged_key_in_use_and_completes_when_run_again(
+        tmp_path, where):
+    from issuer import issuing
+    from issuer_fixtures import certification
+    home = tmp_path / "h"
+    node = ready_node(home, "police.example")
+    issuing.issue(node, certification(node.did))
+    log = record.log_of(node)
+    entries = log.entries()
+    k1 = key_of(node)
+    _rotate_and_crash(home, where)
+    # what the killed rotation left: the new key written and named pending in config.yaml, never active
+    node = Node.open(home, PASS)
+    log = record.log_of(node)
+    assert [(m["id"], m["status"]) for m in node.config["keys"] if m["kind"] == "Ed25519"] == \
+        [("key-1", "active"), ("key-2", "pending")]
+    assert (home / "keys" / "key-2.pem").exists()
+    pending = node.config["keys"][-1]["public"]
+    logged = bool(log.find(record.key_digest(pending), kind="key.added"))
+    assert logged == (where == "after-log")
+    assert log.entries()[:len(entries)] == entries                  # nothing stored before is lost
+    assert node.unfinished_rotation()["id"] == "key-2"
+    # the node goes on: its credentials are signed by the key it had, its checkpoints by the key the log names
+    assert node.verification_method_id.endswith("#key-1")
+    issuing.issue(node, certification(node.did))
+    record.append(node, "budget.released", {}, {"n": 1})
+    assert signed_by(log.checkpoint(), k1, key_of_multikey(log.origin, pending)) == \
+        ([key_of_multikey(log.origin, pending)] if logged else [k1])
+    _signed_only_with_named_keys(node)
+    with pytest.raises(CeadError) as err:
+        node.retire_key("key-2")
+    assert err.value.code == "key.retire_active" and "cead key rotate" in err.value.message
+    # `cead key rotate` again completes it with the same key (no key-3), logged once, handed over by key-1
+    from click.testing import CliRunner
+
+    from cead.cli import main
+    done = CliRunner().invoke(main, ["key", "rotate", "--home", str(home)], env={"CEAD_PASSPHRASE": PASS.decode()})
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip().endswith("#key-2") and "Completed the rotation to key-2" in done.stderr
+    node = Node.open(home, PASS)
+    log = record.log_of(node)
+    assert [(m["id"], m["status"]) for m in node.config["keys"] if m["kind"] == "Ed25519"] == \
+        [("key-1", "previous"), ("key-2", "active")]
+    assert not (home / "keys" / "key-3.pem").exists() and node.unfinished_rotation() is None
+    assert len(log.find(record.key_digest(pending), kind="key.added")) == 1
+    k2 = key_of(node)
+    assert k2 == key_of_multikey(log.origin, pending)
+    [(size, handover)] = log.handovers()
+    assert signed_by(handover, k1, k2) == [k1, k2]
+    issuing.issue(node, certification(node.did))
+    record.append(node, "budget.released", {}, {"n": 2})
+    assert signed_by(log.checkpoint(), k1, k2) == [k2]
+    _signed_only_with_named_keys(node)
+    assert log.entries()[:len(entries)] == entries
+    assert Node.open(home, PASS).rotate_key().endswith("#key-3")     # and the next rotation is a new key
+
+
+def key_of_multikey(origin: str, multikey: str) -> notes.NoteKey:
+    from verifier.keys import PublicKey
+    return notes.NoteKey(origin, notes.ALG_ED25519, PublicKey.from_multikey(multikey).raw)
