@@ -699,10 +699,19 @@ def submit_to_witnesses(node, *, due_only: bool = False, again: bool = False, wa
 def _submit_one(node, log, url: str, fetcher, timeout: float) -> Submitted:
     note = log.checkpoint()
     size = Checkpoint.parse(notes.split(note)[0]).size
+    answers: list[str] = []           # the witness's cosignature lines (the log keeps one per witness key)
+
+    def kept(post):
+        def send(body):
+            status, text = post(body)
+            if status == 200:
+                answers.append(text)
+            return status, text
+        return send
     try:
         try:
-            cosigned = submit(log, http_poster(url, fetcher, timeout),
-                              http_poster(url, fetcher, timeout, endpoint="add-key"))
+            submit(log, kept(http_poster(url, fetcher, timeout)),
+                   kept(http_poster(url, fetcher, timeout, endpoint="add-key")))
         except CeadError as exc:
             status = int(exc.detail.get("status") or 0)
             reason = exc.message
@@ -714,7 +723,7 @@ def _submit_one(node, log, url: str, fetcher, timeout: float) -> Submitted:
                     next_attempt=_stamp(min(MAX_RETRY, FIRST_RETRY * 2 ** (failures - 1)))))
             log_.warning("witness %s refused the checkpoint of %d entries: %s", url, size, reason)
             return Submitted(url, "refused", size, status=status, reason=reason)
-        cosigner = _cosigner_of(cosigned, note)
+        cosigner = _cosigner_of(answers[-1] if answers else "")
         at = _stamp()
         with node.engine.begin() as conn:
             conn.execute(submissions.update().where(submissions.c.url == url).values(
@@ -730,11 +739,10 @@ def _release(node, url: str) -> None:
         conn.execute(submissions.update().where(submissions.c.url == url).values(claimed_until=None))
 
 
-def _cosigner_of(cosigned: str, before: str) -> str | None:
-    """The name in the cosignature line the witness added (the line of ``cosigned`` that ``before`` lacks)."""
-    old = set(before.split("\n"))
-    for line in cosigned.split("\n"):
-        if line.startswith("\u2014 ") and line not in old:
+def _cosigner_of(answer: str) -> str | None:
+    """The name in the witness's cosignature line (its add-checkpoint answer)."""
+    for line in answer.split("\n"):
+        if line.startswith("\u2014 "):
             return line[2:].split(" ", 1)[0]
     return None
 
