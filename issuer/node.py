@@ -406,7 +406,14 @@ class Node:
         # proven with the node's Ed25519 key)
         self.signing_key(kind if self.has_key(kind) else ED25519)
         unfinished = self.unfinished_rotation(kind)
-        if unfinished is not None:
+        if unfinished is not None and not (self.home / unfinished["file"]).exists() \
+                and unfinished.get("status") == "pending" and not self._logged(unfinished):
+            # its key file is gone and nothing names or used it: that rotation is undone, and a new one made
+            log_.warning("the rotation to %s was cut short and its key file %s is gone: undone", unfinished["id"],
+                         unfinished["file"])
+            self.config["keys"] = [m for m in self.config["keys"] if m is not unfinished]
+            self.save_config()
+        elif unfinished is not None:
             return self._finish_rotation(unfinished)
         prefix = "key" if kind == ED25519 else "key-" + kind.replace("-", "").lower()   # key-p256-2, key-p384-1
         n = 1 + sum(1 for m in self.config["keys"] if m["kind"] == kind)
@@ -454,10 +461,13 @@ class Node:
         from .evidence import record
         record.key_changed(self, record.KEY_ADDED, self.vm_id(meta), meta["public"], handover=meta["kind"] == ED25519)
 
+    def _logged(self, meta: dict) -> bool:
+        from .evidence import record
+        return bool(record.log_of(self).find(record.key_digest(meta["public"]), kind=record.KEY_ADDED))
+
     def _finish_rotation(self, meta: dict) -> str:
         """Steps 2 (when the log does not name ``meta`` yet) and 3 of a rotation."""
-        from .evidence import record
-        if not record.log_of(self).find(record.key_digest(meta["public"]), kind=record.KEY_ADDED):
+        if not self._logged(meta):
             self._private(meta)      # its file is there and opens with the passphrase (else: said, nothing logged)
             self._log_added(meta)
         self._fresh()                # config.yaml as it is now (another process may have written it meanwhile)

@@ -417,3 +417,17 @@ def test_a_rotation_killed_between_its_writes_leaves_no_unlogged_key_in_use_and_
 def key_of_multikey(origin: str, multikey: str) -> notes.NoteKey:
     from verifier.keys import PublicKey
     return notes.NoteKey(origin, notes.ALG_ED25519, PublicKey.from_multikey(multikey).raw)
+
+
+def test_a_rotation_cut_short_whose_key_file_is_gone_is_undone_and_made_afresh(tmp_path):
+    home = tmp_path / "h"
+    ready_node(home, "police.example")
+    _rotate_and_crash(home, "before-log")
+    node = Node.open(home, PASS)
+    lost = node.config["keys"][-1]["public"]
+    (home / "keys" / "key-2.pem").unlink()
+    assert node.rotate_key().endswith("#key-2")
+    [(_, new)] = [(m["status"], m["public"]) for m in node.config["keys"] if m["id"] == "key-2"]
+    assert new != lost and record.log_of(node).named_key() == new
+    assert not record.log_of(node).find(record.key_digest(lost))
+    assert [m["status"] for m in node.config["keys"] if m["kind"] == "Ed25519"] == ["previous", "active"]
