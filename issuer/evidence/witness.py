@@ -458,11 +458,17 @@ def _opened(note: str, keys: list[notes.NoteKey], which: str) -> tuple[Checkpoin
 
 def log_vkey(node) -> str:
     """This node's own log verifier key (``origin+keyid+base64``, key type 0x01): what another organisation's
-    ``cead witness watch`` takes. From the node's configuration (the public half of its current Ed25519 key): no
-    passphrase needed. ``cead witness log-key`` prints it."""
+    ``cead witness watch`` takes: the key that signs its checkpoints, the one the log names (its newest Ed25519
+    ``key.added`` entry; the same as the node's current Ed25519 key except while a rotation cut short is unfinished),
+    or for a log that names none the node's current Ed25519 key. Public: no passphrase needed. ``cead witness
+    log-key`` prints it."""
+    from verifier.keys import PublicKey
+
+    from . import record
     from .log import origin_for
-    keys = dict(node.public_keys())
-    return notes.NoteKey(origin_for(node), notes.ALG_ED25519, keys[node.verification_method_id].raw).vkey()
+    named = record.log_of(node).named_key()
+    raw = PublicKey.from_multikey(named).raw if named else dict(node.public_keys())[node.verification_method_id].raw
+    return notes.NoteKey(origin_for(node), notes.ALG_ED25519, raw).vkey()
 
 
 def log_key_of(node_url: str, fetcher, did: str | None = None) -> notes.NoteKey:
