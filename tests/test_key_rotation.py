@@ -386,6 +386,7 @@ def test_a_rotation_killed_between_its_writes_leaves_no_unlogged_key_in_use_and_
     signing = key_of_multikey(log.origin, pending) if logged else k1
     assert signed_by(log.checkpoint(), k1, key_of_multikey(log.origin, pending)) == [signing]
     assert key_of(node) == signing                 # `cead witness log-key` prints the key that signs checkpoints
+    assert [k.public for k in witness.witness_keys(node)] == [node.key.public.raw]   # and cosigns only with key-1
     _signed_only_with_named_keys(node)
     with pytest.raises(CeadError) as err:
         node.retire_key("key-2")

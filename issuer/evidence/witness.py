@@ -62,8 +62,12 @@ def witness_key(node) -> notes.NoteKey:
 def witness_keys(node) -> list[notes.NoteKey]:
     """Every key this node may have cosigned with that its DID document still lists for use: the current one first,
     then those a key rotation left in use (checkpoints it cosigned before the rotation carry those). Retired keys
-    are left out, as the DID document leaves them out of every purpose."""
+    are left out, as the DID document leaves them out of every purpose, and so is the pending key of a rotation
+    cut short (it has signed nothing)."""
     keys = dict(node.public_keys())
+    for meta in node.config["keys"]:
+        if meta.get("status") == "pending":
+            keys.pop(node.vm_id(meta), None)
     current = node.verification_method_id
     ordered = [current] + [vm for vm in reversed(list(keys)) if vm != current]
     return [notes.NoteKey(witness_name(node), notes.ALG_COSIGNATURE_V1, keys[vm].raw) for vm in ordered
