@@ -247,6 +247,12 @@ def serve(home, host, port, tls_cert, tls_key, public_url):
         raise CeadError("serve.tls", "Give both --tls-cert and --tls-key, or neither.")
     node = _open(home, unlock=True)
     node.signing_key()  # fail now, not on the first request, if the passphrase is wrong
+    for kind in KINDS:
+        unfinished = node.unfinished_rotation(kind)
+        if unfinished is not None:      # safe to serve (it signs nothing yet), but the rotation is not done
+            click.echo(f"warning: the rotation to the {kind} key {unfinished['id']} was cut short; credentials are "
+                       "still signed with the key before it: run `cead key rotate"
+                       + ("" if kind == ED25519 else f" --kind {kind}") + "` to complete it.", err=True)
     if public_url is not None:
         node.config["public_url"] = check_public_url(public_url, node.network)
     app = (app_factory or create_app)(node)
@@ -331,11 +337,16 @@ def key():
                    "(ES512 JWTs).")
 @_fail_on_cead_error
 def key_rotate(home, kind):
-    """Add a new signing key; the previous one keeps verifying until retired."""
+    """Add a new signing key; the previous one keeps verifying until retired. A rotation cut short (a crash
+    part-way) is completed instead, with the key it had made."""
     home = home or default_home()
     Node.open(home)         # a missing or broken home is said before anyone is asked for a passphrase
     node = Node.open(home, _passphrase())
-    click.echo(node.rotate_key(kind))
+    unfinished = node.unfinished_rotation(kind)
+    vm = node.rotate_key(kind)
+    if unfinished is not None:
+        click.echo(f"Completed the rotation to {unfinished['id']} that was cut short (no new key made).", err=True)
+    click.echo(vm)
 
 
 @key.command("retire")

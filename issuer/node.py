@@ -382,12 +382,18 @@ class Node:
     def rotate_key(self, kind: str = ED25519) -> str:
         """Add a new active key of ``kind``; the previous one stays in the DID document until retired.
 
-        The new key is written, then named in config.yaml (a running node takes it from there on its next
-        signature), then logged (``key.added``). For the Ed25519 key, which signs the log's checkpoints, the entry
-        and the checkpoint of the tree that ends with it are written in one transaction, that checkpoint signed by
-        the previous key and the new one: the previous key vouches for the new one in the log, which is what lets
-        a witness follow the rotation (``issuer.evidence.witness.add_key``). Should logging fail, config.yaml and
-        the key file are put back as they were: a key is never left in use without its log entry."""
+        Crash-safe in three durable steps, each leaving the node signing only with keys its log names: (1) the new
+        key's file is written and config.yaml names it ``pending`` (nothing signs with a pending key: credentials
+        are signed by the ``active`` one, checkpoints by the key the log names); (2) it is logged (``key.added``);
+        (3) config.yaml makes it ``active`` and the one before ``previous``. For the Ed25519 key, which signs the
+        log's checkpoints, step 2 writes the entry and the checkpoint of the tree that ends with it in one
+        transaction, that checkpoint signed by the previous key and the new one: the previous key vouches for the
+        new one in the log, which is what lets a witness follow the rotation (``issuer.evidence.witness.add_key``).
+
+        A rotation cut short (a crash, a failing database) is completed by rotating again: a pending key is
+        logged if it is not yet, then made active, rather than a further key made; so is an active key a rotation
+        from before this order left without its entry. Should step 2 fail in this process, config.yaml and the key
+        file are put back as they were."""
         if self.did.startswith("did:key:"):
             raise CeadError("key.rotate_unsupported", "A did:key node cannot rotate keys; its DID is its key.")
         passphrase = self._passphrase or passphrase_from_env()
@@ -399,6 +405,16 @@ class Node:
         # proves the passphrase is the node's before writing a key with it (a first key of a new curve is
         # proven with the node's Ed25519 key)
         self.signing_key(kind if self.has_key(kind) else ED25519)
+        unfinished = self.unfinished_rotation(kind)
+        if unfinished is not None and not (self.home / unfinished["file"]).exists() \
+                and unfinished.get("status") == "pending" and not self._logged(unfinished):
+            # its key file is gone and nothing names or used it: that rotation is undone, and a new one made
+            log_.warning("the rotation to %s was cut short and its key file %s is gone: undone", unfinished["id"],
+                         unfinished["file"])
+            self.config["keys"] = [m for m in self.config["keys"] if m is not unfinished]
+            self.save_config()
+        elif unfinished is not None:
+            return self._finish_rotation(unfinished)
         prefix = "key" if kind == ED25519 else "key-" + kind.replace("-", "").lower()   # key-p256-2, key-p384-1
         n = 1 + sum(1 for m in self.config["keys"] if m["kind"] == kind)
         key_id = f"{prefix}-{n}"
@@ -406,23 +422,63 @@ class Node:
         path = self.home / f"keys/{key_id}.pem"
         _write_key(path, key, passphrase)
         before = copy.deepcopy(self.config["keys"])
-        for meta in self.config["keys"]:
-            if meta["kind"] == kind and meta.get("status") == "active":
-                meta["status"] = "previous"
-        self.config["keys"].append({"id": key_id, "kind": kind, "file": f"keys/{key_id}.pem",
-                                    "public": key.public.to_multikey(), "status": "active",
-                                    "created": db.utcnow()})
+        meta = {"id": key_id, "kind": kind, "file": f"keys/{key_id}.pem", "public": key.public.to_multikey(),
+                "status": "pending", "created": db.utcnow()}
+        self.config["keys"].append(meta)
         self.save_config()
         try:
-            from .evidence import record
-            record.key_changed(self, "key.added", self.vm_id(self.config["keys"][-1]), key.public.to_multikey(),
-                               handover=kind == ED25519)
+            self._log_added(meta)
         except BaseException:
             self.config["keys"] = before
             self.save_config()
             path.unlink(missing_ok=True)
             raise
-        return self.vm_id(self.config["keys"][-1])
+        return self._finish_rotation(meta)
+
+    def unfinished_rotation(self, kind: str = ED25519) -> dict | None:
+        """The key of ``kind`` a rotation was cut short on, or None: the newest ``pending`` key of config.yaml
+        (its rotation stopped before making it active, with or without its log entry); else the active key, when
+        the log names an earlier key of ``kind`` but not it (a rotation from before the pending step, cut short
+        before its log entry). ``cead key rotate`` completes it."""
+        from .evidence import record
+        self._fresh()
+        keys = [m for m in self.config["keys"] if m["kind"] == kind]
+        pending = [m for m in keys if m.get("status") == "pending"]
+        if pending:
+            return pending[-1]
+        active = [m for m in keys if m.get("status") == "active"]
+        if not active or len(keys) < 2:
+            return None
+        log = record.log_of(self)
+        if log.find(record.key_digest(active[-1]["public"]), kind=record.KEY_ADDED):
+            return None
+        logged = any(log.find(record.key_digest(m["public"]), kind=record.KEY_ADDED)
+                     for m in keys if m is not active[-1])
+        return active[-1] if logged else None
+
+    def _log_added(self, meta: dict) -> None:
+        """Step 2 of a rotation: the ``key.added`` entry for ``meta`` (with its handover checkpoint for Ed25519)."""
+        from .evidence import record
+        record.key_changed(self, record.KEY_ADDED, self.vm_id(meta), meta["public"], handover=meta["kind"] == ED25519)
+
+    def _logged(self, meta: dict) -> bool:
+        from .evidence import record
+        return bool(record.log_of(self).find(record.key_digest(meta["public"]), kind=record.KEY_ADDED))
+
+    def _finish_rotation(self, meta: dict) -> str:
+        """Steps 2 (when the log does not name ``meta`` yet) and 3 of a rotation."""
+        if not self._logged(meta):
+            self._private(meta)      # its file is there and opens with the passphrase (else: said, nothing logged)
+            self._log_added(meta)
+        self._fresh()                # config.yaml as it is now (another process may have written it meanwhile)
+        meta = next((m for m in self.config["keys"] if m["id"] == meta["id"]), meta)
+        if meta.get("status") != "active":
+            for other in self.config["keys"]:
+                if other["kind"] == meta["kind"] and other.get("status") == "active":
+                    other["status"] = "previous"
+            meta["status"] = "active"
+            self.save_config()
+        return self.vm_id(meta)
 
     def retire_key(self, key_id: str) -> None:
         """Remove a previous key from the DID document: credentials it signed stop verifying."""
@@ -432,6 +488,9 @@ class Node:
             if meta["id"] == key_id:
                 if meta.get("status") == "active":
                     raise CeadError("key.retire_active", f"{key_id} is the current signing key; rotate first.")
+                if meta.get("status") == "pending":
+                    raise CeadError("key.retire_active", f"{key_id} is the key a rotation was cut short on: run "
+                                    "`cead key rotate` to complete it, then retire the key before it.")
                 from .evidence import record
                 if meta.get("public") == record.log_of(self).named_key():
                     raise CeadError("key.retire_active", f"{key_id} is the key the node's log names as its "

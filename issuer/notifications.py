@@ -15,9 +15,12 @@ is sent. ``deliver_due(node)`` sends what is due, without following redirects; a
 is tried again after 30 s, 1, 2, 4 ... minutes (doubling, at most an hour apart) up to ``MAX_ATTEMPTS`` times, then
 the message is marked failed (``cead notifications list`` shows it). Each message is claimed in the database before
 it is sent, so two senders (the server and ``cead notifications send`` from cron, or two server processes) never
-send one twice. ``start_dispatcher(node)`` runs that loop in a thread of the process that serves (under ``cead
-issuer serve``, the server's worker), at once and then every ``notifications_interval`` seconds of ``config.yaml``
-(``INTERVAL`` by default); ``cead notifications send`` runs it once.
+send one twice; one whose sender was killed mid-POST is sent again after ``CLAIM_SECONDS``, with the same
+``Cead-Event-Id`` header (the message id, also the webhook body's ``id`` and the signature's ``jti``: one per
+message, the same on every attempt), by which the receiver drops a repeat. ``start_dispatcher(node)`` runs that
+loop in a thread of the process that serves (under ``cead issuer serve``, the server's worker), at once and then
+every ``notifications_interval`` seconds of ``config.yaml`` (``INTERVAL`` by default); ``cead notifications send``
+runs it once.
 
 Every message carries ``Cead-Event-Signature``: a compact JWS by the node's own key (``typ`` ``cead-event+jwt``,
 ``kid`` a DID URL of the node) whose claims are the node's DID (``iss``), the message id (``jti``), the time

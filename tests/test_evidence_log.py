@@ -188,6 +188,47 @@ def _poster(node):
     return post
 
 
+def test_a_checkpoint_submitted_again_moves_nothing_and_is_kept_once(tmp_path, monkeypatch):
+    """A submission retried after its claim lapsed (the submitter killed after the witness co-signed, before it
+    recorded that): the very same request again is answered 409 with the witness's size and changes nothing; the
+    submitter's retry from that size is co-signed again at the same size and root; the log keeps one cosignature
+    per witness key."""
+    import types
+    police, fife = ready_node(tmp_path / "police", "police.example"), ready_node(tmp_path / "fife")
+    witness.watch(fife, witness.log_vkey(police))
+    log = record.log_of(police)
+    record.append(police, "budget.released", {}, {"n": 1})
+    witness.submit(log, _poster(fife))
+    first_size = log.size()
+    record.append(police, "budget.released", {}, {"n": 2})
+    note, size = log.checkpoint(), log.size()
+    body = witness.request_body(first_size, log.consistency_proof(first_size, size), note)
+    answer = witness.add_checkpoint(fife, body)
+    assert answer.status == 200
+    [before] = witness.watching(fife)
+    seen = witness.seen(fife, log.origin)
+    assert before.size == size
+    # the log did not record that cosignature (killed); the same request is sent again
+    again = witness.add_checkpoint(fife, body)
+    assert (again.status, again.body) == (409, f"{size}\n")
+    assert witness.watching(fife) == [before] and witness.seen(fife, log.origin) == seen
+    # the submitter's path: from the size the 409 gave, the same checkpoint is co-signed again, a second later
+    import time
+    kept = witness.submit(log, _poster(fife))
+    monkeypatch.setattr(notes, "time", types.SimpleNamespace(time=lambda: time.time() + 5))
+    cosigned = witness.submit(log, _poster(fife))
+    [after] = witness.watching(fife)
+    assert (after.size, after.vkey) == (size, before.vkey)
+    with fife.engine.connect() as conn:
+        root = conn.execute(sa.select(witness.witnessed.c.root)).scalar_one()
+    assert bytes(root) == log.root(size)
+    key = witness.witness_key(fife)
+    assert open_checkpoint(cosigned, log.key, [key]).witness_names == [key.name]
+    lines = [line for line in log.checkpoint_at(size).split("\n") if line.startswith("\u2014 " + key.name + " ")]
+    assert len(lines) == 1 and lines[0] in kept.split("\n")     # one cosignature per witness key: the first
+    assert cosigned == kept
+
+
 def test_witnesses_cosign_only_consistent_growth(tmp_path):
     from helpers_https import https_server
     from issuer.app import create_app

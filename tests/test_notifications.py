@@ -83,6 +83,9 @@ def test_signed_webhook_retried_until_the_receiver_answers(world):
     later = notifications.deliver_due(node, now=now + timedelta(seconds=notifications.FIRST_RETRY + 1))
     assert later == {"delivered": 2, "retrying": 0, "failed": 0}
     assert len(receiver.calls) == 4
+    # a retry is the same message: the receiver can drop a repeat by its Cead-Event-Id (the event's id)
+    ig_ids = [headers["Cead-Event-Id"] for path, headers, _ in receiver.calls if path == "/hooks/ig"]
+    assert len(ig_ids) == 2 and ig_ids[0] == ig_ids[1]
 
     path, headers, body = next(c for c in receiver.calls[2:] if c[0] == "/hooks/ig")
     event = json.loads(body)
@@ -90,7 +93,7 @@ def test_signed_webhook_retried_until_the_receiver_answers(world):
     assert event["source"] == node.did
     resolver = Resolver(Fetcher(allow_private=True, ca_bundle=ca_bundle))
     claims = notifications.verify_signature(headers[notifications.SIGNATURE_HEADER], body, resolver)
-    assert claims["iss"] == node.did and claims["jti"] == event["id"]
+    assert claims["iss"] == node.did and claims["jti"] == event["id"] == ig_ids[0]
     with pytest.raises(CeadError) as info:                                 # another body, the same signature
         notifications.verify_signature(headers[notifications.SIGNATURE_HEADER], body + b" ", resolver)
     assert info.value.code == "event.signature_invalid"
@@ -152,6 +155,46 @@ def test_two_senders_at_once_send_each_message_once(world):
     assert sorted(headers["Cead-Event-Id"] for _, headers, _ in receiver.calls) == sorted(
         n.id for n in notifications.outbox(node))
     assert all(n.delivered_at and n.attempts == 1 for n in notifications.outbox(node))
+
+
+def test_a_message_sent_again_after_its_sender_was_killed_carries_the_same_id(world, monkeypatch):
+    """A sender killed after its POST, before recording it, leaves the message claimed; a minute later it is sent
+    again, with the Cead-Event-Id (and body, and signed jti) of the first time, so the receiver can drop it."""
+    node, receiver, _, _ = world
+    receiver.failures = 0
+    issued = issuing.issue(node, certification(node.did))
+    issuing.change_status(node, issued.id, "revoke")
+    real = type(node).fetcher
+
+    def killed_after_the_post(self):
+        fetcher = real(self)
+        post = fetcher.post
+
+        def post_then_die(*args, **kwargs):
+            post(*args, **kwargs)
+            raise KeyboardInterrupt("killed before the delivery was recorded")
+        fetcher.post = post_then_die
+        return fetcher
+    monkeypatch.setattr(type(node), "fetcher", killed_after_the_post)
+    now = datetime.now(timezone.utc)
+    with pytest.raises(KeyboardInterrupt):
+        notifications.deliver_due(node, now=now)
+    monkeypatch.undo()
+    assert len(receiver.calls) == 1
+    assert notifications.deliver_due(node, now=now) == {"delivered": 1, "retrying": 0, "failed": 0}  # the other one
+    later = now + timedelta(seconds=notifications.CLAIM_SECONDS + 1)
+    assert notifications.deliver_due(node, now=later) == {"delivered": 1, "retrying": 0, "failed": 0}
+    assert all(n.delivered_at for n in notifications.outbox(node))
+    ids = [headers["Cead-Event-Id"] for _, headers, _ in receiver.calls]
+    assert len(ids) == 3 and ids[0] == ids[2] != ids[1] and sorted(set(ids)) == sorted(
+        n.id for n in notifications.outbox(node))
+    (_, first, body1), (_, again, body2) = receiver.calls[0], receiver.calls[2]
+    assert body1 == body2
+    if receiver.calls[0][0] == "/hooks/ig":
+        assert json.loads(body1)["id"] == ids[0]
+    resolver = Resolver(Fetcher(allow_private=True, ca_bundle=world[3]))
+    assert notifications.verify_signature(first[notifications.SIGNATURE_HEADER], body1, resolver)["jti"] == \
+        notifications.verify_signature(again[notifications.SIGNATURE_HEADER], body2, resolver)["jti"] == ids[0]
 
 
 @pytest.mark.parametrize("value", [0, 0.01, 7200, "10", True, [5]])

@@ -118,6 +118,19 @@ def origin_for(node) -> str:
     return node.did.replace("did:key:", "key.") + "/log"   # a did:key node has no URL; its DID names its log
 
 
+def _signer_of(line: str) -> tuple[str, bytes] | None:
+    """``(name, key ID)`` of a note's signature line, None for any other line."""
+    import base64
+    import binascii
+    if not line.startswith(notes.DASH):
+        return None
+    name, _, blob = line[len(notes.DASH):].strip("\n").partition(" ")
+    try:
+        return name, base64.b64decode(blob, validate=True)[:4]
+    except (binascii.Error, ValueError):
+        return None
+
+
 class TransparencyLog:
     """The log of one node. ``engine``: the node database (migrated); ``origin``: the checkpoint origin;
     ``signer``: an object with ``sign(bytes)`` and ``public.raw`` (the node's Ed25519 key) for checkpoints."""
@@ -411,13 +424,16 @@ class TransparencyLog:
         return [(size, rows[size]) for size in sizes if size in rows]
 
     def add_cosignature(self, size: int, line: str) -> str:
-        """Keep a witness's cosignature line with the checkpoint of ``size`` (served with it from then on)."""
+        """Keep a witness's cosignature line with the checkpoint of ``size`` (served with it from then on). One
+        line per witness key: a checkpoint submitted again (its submitter killed after the witness co-signed, the
+        claim lapsed) gets a second cosignature of another time from the same key, and the first is kept."""
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(checkpoint_table.c.note).where(checkpoint_table.c.size == size)
                                .with_for_update()).first()
             if row is None:
                 raise CeadError("tlog.not_found", f"No checkpoint of size {size} was signed by this log.")
-            if line in row[0]:
+            signer = _signer_of(line)
+            if line in row[0] or (signer is not None and signer in {_signer_of(kept) for kept in row[0].split("\n")}):
                 return row[0]
             updated = row[0] + line
             conn.execute(checkpoint_table.update().where(checkpoint_table.c.size == size).values(note=updated))

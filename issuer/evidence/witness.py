@@ -62,8 +62,12 @@ def witness_key(node) -> notes.NoteKey:
 def witness_keys(node) -> list[notes.NoteKey]:
     """Every key this node may have cosigned with that its DID document still lists for use: the current one first,
     then those a key rotation left in use (checkpoints it cosigned before the rotation carry those). Retired keys
-    are left out, as the DID document leaves them out of every purpose."""
+    are left out, as the DID document leaves them out of every purpose, and so is the pending key of a rotation
+    cut short (it has signed nothing)."""
     keys = dict(node.public_keys())
+    for meta in node.config["keys"]:
+        if meta.get("status") == "pending":
+            keys.pop(node.vm_id(meta), None)
     current = node.verification_method_id
     ordered = [current] + [vm for vm in reversed(list(keys)) if vm != current]
     return [notes.NoteKey(witness_name(node), notes.ALG_COSIGNATURE_V1, keys[vm].raw) for vm in ordered
@@ -389,18 +393,27 @@ class SplitView:
     reason: str
 
 
-def compare(first_note: str, second_note: str, log_key: notes.NoteKey, consistency=None) -> SplitView | None:
+def compare(first_note: str, second_note: str, log_key, consistency=None) -> SplitView | None:
     """Compare two checkpoints of one log (e.g. what two witnesses cosigned). The same size with different roots
     is a fork outright; for different sizes, ``consistency(old, new) -> proof`` asks the log for a consistency
-    proof, and a log that cannot give one that verifies has forked. Returns the evidence, or None if consistent."""
-    a = open_checkpoint(first_note, log_key).checkpoint
-    b = open_checkpoint(second_note, log_key).checkpoint
+    proof, and a log that cannot give one that verifies has forked. Returns the evidence, or None if consistent.
+
+    ``log_key``: the log's key, or its keys (a ``NoteKey`` or a list of them, all named after the log's origin):
+    across a key rotation give the key before it and the key after it (the DID document lists both until the old
+    one is retired; a witness that followed the rotation shows both in ``cead witness list``), so a checkpoint
+    signed before the rotation can be compared with one signed after it; each note must be signed by one of them.
+    A note signed by none raises ``tlog.signature_invalid`` naming the keys given (not a split view: nothing says
+    that checkpoint is the log's)."""
+    keys = _log_keys(log_key)
+    a, first_by = _opened(first_note, keys, "first")
+    b, second_by = _opened(second_note, keys, "second")
+    origin = keys[0].name
     if a.size > b.size:
         a, b = b, a
         first_note, second_note = second_note, first_note
     if a.size == b.size:
         if a.root != b.root:
-            return SplitView(log_key.name, first_note, second_note,
+            return SplitView(origin, first_note, second_note,
                              f"two different trees of {a.size} entries, both signed by the log")
         return None
     if a.size == 0:
@@ -409,20 +422,57 @@ def compare(first_note: str, second_note: str, log_key: notes.NoteKey, consisten
         proof = consistency(a.size, b.size) if consistency else []
         merkle.verify_consistency(a.size, b.size, proof, a.root, b.root)
     except CeadError as exc:
-        return SplitView(log_key.name, first_note, second_note,
+        return SplitView(origin, first_note, second_note,
                          f"the tree of {b.size} entries does not extend the tree of {a.size}: {exc.message}")
     return None
+
+
+def _log_keys(log_key) -> list[notes.NoteKey]:
+    """:func:`compare`'s ``log_key`` as a checked list: Ed25519 note keys of one origin."""
+    keys = [log_key] if isinstance(log_key, notes.NoteKey) else list(log_key or [])
+    if not keys or not all(isinstance(k, notes.NoteKey) for k in keys):
+        raise CeadError("tlog.note_invalid", "Give the log's key, or its keys across a rotation, as note verifier "
+                        "keys (NoteKey.parse of what `cead witness log-key` prints).")
+    if any(k.alg != notes.ALG_ED25519 for k in keys):
+        raise CeadError("tlog.note_invalid", "A log's verifier key has type 0x01 (Ed25519); a witness's "
+                        "cosignature key (0x04) does not sign a log's checkpoints.")
+    if len({k.name for k in keys}) != 1:
+        raise CeadError("tlog.note_invalid", "The keys given name different logs ("
+                        + ", ".join(sorted({k.name for k in keys})) + "): a comparison is of one log's checkpoints, "
+                        "and each of its keys is named after its origin.")
+    return keys
+
+
+def _opened(note: str, keys: list[notes.NoteKey], which: str) -> tuple[Checkpoint, notes.NoteKey]:
+    """The checkpoint of ``note`` and the first of ``keys`` that signed it; ``tlog.signature_invalid`` naming the
+    keys when none did."""
+    for key in keys:
+        try:
+            return open_checkpoint(note, key).checkpoint, key
+        except CeadError as exc:
+            if exc.code != "tlog.signature_invalid" or "not signed by the log key" not in exc.message:
+                raise CeadError(exc.code, f"The {which} checkpoint: {exc.message}", **exc.detail) from None
+    raise CeadError("tlog.signature_invalid", f"The {which} checkpoint is not signed by any of the log keys given ("
+                    + ", ".join(k.vkey() for k in keys) + "). If the log's key was rotated between the two, give "
+                    "the key before the rotation and the key after it; a key the log never named is not its "
+                    "key, and its checkpoint is no evidence of a split view.", keys=[k.vkey() for k in keys])
 
 
 # ---- operating a witness: which logs this node watches, and how it learns a log's key -------------------------
 
 def log_vkey(node) -> str:
     """This node's own log verifier key (``origin+keyid+base64``, key type 0x01): what another organisation's
-    ``cead witness watch`` takes. From the node's configuration (the public half of its current Ed25519 key): no
-    passphrase needed. ``cead witness log-key`` prints it."""
+    ``cead witness watch`` takes: the key that signs its checkpoints, the one the log names (its newest Ed25519
+    ``key.added`` entry; the same as the node's current Ed25519 key except while a rotation cut short is unfinished),
+    or for a log that names none the node's current Ed25519 key. Public: no passphrase needed. ``cead witness
+    log-key`` prints it."""
+    from verifier.keys import PublicKey
+
+    from . import record
     from .log import origin_for
-    keys = dict(node.public_keys())
-    return notes.NoteKey(origin_for(node), notes.ALG_ED25519, keys[node.verification_method_id].raw).vkey()
+    named = record.log_of(node).named_key()
+    raw = PublicKey.from_multikey(named).raw if named else dict(node.public_keys())[node.verification_method_id].raw
+    return notes.NoteKey(origin_for(node), notes.ALG_ED25519, raw).vkey()
 
 
 def log_key_of(node_url: str, fetcher, did: str | None = None) -> notes.NoteKey:
@@ -659,10 +709,19 @@ def submit_to_witnesses(node, *, due_only: bool = False, again: bool = False, wa
 def _submit_one(node, log, url: str, fetcher, timeout: float) -> Submitted:
     note = log.checkpoint()
     size = Checkpoint.parse(notes.split(note)[0]).size
+    answers: list[str] = []           # the witness's cosignature lines (the log keeps one per witness key)
+
+    def kept(post):
+        def send(body):
+            status, text = post(body)
+            if status == 200:
+                answers.append(text)
+            return status, text
+        return send
     try:
         try:
-            cosigned = submit(log, http_poster(url, fetcher, timeout),
-                              http_poster(url, fetcher, timeout, endpoint="add-key"))
+            submit(log, kept(http_poster(url, fetcher, timeout)),
+                   kept(http_poster(url, fetcher, timeout, endpoint="add-key")))
         except CeadError as exc:
             status = int(exc.detail.get("status") or 0)
             reason = exc.message
@@ -674,7 +733,7 @@ def _submit_one(node, log, url: str, fetcher, timeout: float) -> Submitted:
                     next_attempt=_stamp(min(MAX_RETRY, FIRST_RETRY * 2 ** (failures - 1)))))
             log_.warning("witness %s refused the checkpoint of %d entries: %s", url, size, reason)
             return Submitted(url, "refused", size, status=status, reason=reason)
-        cosigner = _cosigner_of(cosigned, note)
+        cosigner = _cosigner_of(answers[-1] if answers else "")
         at = _stamp()
         with node.engine.begin() as conn:
             conn.execute(submissions.update().where(submissions.c.url == url).values(
@@ -690,11 +749,10 @@ def _release(node, url: str) -> None:
         conn.execute(submissions.update().where(submissions.c.url == url).values(claimed_until=None))
 
 
-def _cosigner_of(cosigned: str, before: str) -> str | None:
-    """The name in the cosignature line the witness added (the line of ``cosigned`` that ``before`` lacks)."""
-    old = set(before.split("\n"))
-    for line in cosigned.split("\n"):
-        if line.startswith("\u2014 ") and line not in old:
+def _cosigner_of(answer: str) -> str | None:
+    """The name in the witness's cosignature line (its add-checkpoint answer)."""
+    for line in answer.split("\n"):
+        if line.startswith("\u2014 "):
             return line[2:].split(" ", 1)[0]
     return None
 
