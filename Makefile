@@ -20,8 +20,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cead demo
 
+# the fifteen slowest tests are listed at the end: CI's time varies with the machine, and this says where it goes
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # every benchmark prints its figures, their targets and PASS/FAIL; the target fails if any benchmark failed
 # (httpload.py is bench.py's load helper, http_profile.py and receipt_profile.py profiling tools and http_servers.py
