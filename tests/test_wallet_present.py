@@ -968,3 +968,26 @@ def test_an_ended_approval_two_hops_up_is_named_with_the_approval_that_pins_it(t
     assert (f"The approval {jwt_payload(derived)['id']} is for data derived (through the upstream approval "
             f"{second_pin['id']}) under the upstream approval {first_pin['id']}") in err.value.message
     assert err.value.detail["pinnedBy"] == second_pin["id"] and err.value.detail["reference"] == first_pin
+
+
+def test_an_upstream_approval_not_yet_in_force_is_named_with_its_start(tmp_path):
+    """The period the upstream approval approves has not begun (its notBefore): provenance.upstream.invalid (as a
+    gateway says of a credential not yet valid), status not_yet_valid, with the day it takes effect in words."""
+    from schemas.words import moment_words
+    from test_wallet_support import _ts, now
+    holder, deriver, council = identity(), identity(), identity()
+    starts = now().replace(microsecond=0) + timedelta(days=3)
+    upstream = vc(council, "DataSharingApprovalCredential",
+                  {**approval_subject(council.did, deriver.did), "notBefore": _ts(starts)})
+    pin = {"id": jwt_payload(upstream)["id"], "digest": credential_digest(upstream)}
+    derived = vc(deriver, "DataSharingApprovalCredential",
+                 {**approval_subject(deriver.did, holder.did, datasets=[DS_CLOTHING]), "upstream": [pin]})
+    w = make_wallet(tmp_path, holder)
+    for credential in (derived, upstream):
+        assert w.import_credential(credential).ok
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_CLOTHING)
+    e = err.value
+    assert e.code == "provenance.upstream.invalid" and e.detail["status"] == "not_yet_valid"
+    assert e.detail["starts"] == _ts(starts) and f"does not take effect until {moment_words(starts)}" in e.message
+    assert f"by which {council.did} approved sharing {DS_MEALS} with {deriver.did}" in e.message
