@@ -282,3 +282,64 @@ def test_a_database_that_cannot_be_reached_is_one_coded_line(home, how, args):
     assert _error(result)["code"] == "db.unavailable"
     fetched = CliRunner().invoke(fetch, ["https://127.0.0.1:9/data", "--dataset", DS_MEALS])
     assert fetched.exit_code == 2 and _error(fetched)["code"] == "db.unavailable"
+
+
+# ---- what the wallet holds but cannot present exits 1, as wallet.no_approval does ---------------------------------
+def _cannot_present(home, case: str) -> str:
+    """Import into the node's wallet an approval for DS_MEALS that cannot be presented because of ``case``; the code
+    the wallet answers with."""
+    from datetime import datetime, timezone
+
+    from schemas.models import credential_digest
+    from test_wallet_support import CYBER_ESSENTIALS, delegation_subject
+    issuer, council = identity(), identity()
+    past = (datetime.now(timezone.utc) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    to_import = []
+    if case in ("delegation_missing", "delegation_ended"):
+        subject = delegation_subject(issuer.did, council.did)
+        if case == "delegation_ended":
+            subject["scope"]["notAfter"] = past
+        delegation = vc(council, "DelegatedAuthorityCredential", subject)
+        approval = vc(issuer, "DataSharingApprovalCredential",
+                      approval_subject(council.did, home.did, chain=[delegation]))
+        to_import = [approval] + ([delegation] if case == "delegation_ended" else [])
+    elif case in ("upstream_missing", "upstream_ended"):
+        subject = approval_subject(council.did, issuer.did)
+        if case == "upstream_ended":
+            subject["notAfter"] = past
+        upstream = vc(council, "DataSharingApprovalCredential", subject)
+        pin = {"id": jwt_payload(upstream)["id"], "digest": credential_digest(upstream)}
+        derived = vc(issuer, "DataSharingApprovalCredential",
+                     {**approval_subject(issuer.did, home.did), "upstream": [pin]})
+        to_import = [derived] + ([upstream] if case == "upstream_ended" else [])
+    elif case == "certification_missing":
+        to_import = [vc(issuer, "DataSharingApprovalCredential",
+                        approval_subject(issuer.did, home.did, requirements=[CYBER_ESSENTIALS]))]
+    elif case == "approval_ended":
+        ended = {**approval_subject(issuer.did, home.did), "notAfter": past}     # the period it approves ended
+        to_import = [vc(issuer, "DataSharingApprovalCredential", ended)]
+    for credential in to_import:
+        imported = run("import", "-", input=credential if isinstance(credential, str) else json.dumps(credential))
+        assert imported.exit_code == 0, imported.output
+    return {"delegation_missing": "wallet.delegation_missing", "delegation_ended": "delegation.not_in_force",
+            "upstream_missing": "wallet.upstream_missing", "upstream_ended": "provenance.upstream.expired",
+            "certification_missing": "wallet.certification_missing", "approval_ended": "wallet.no_approval",
+            "nothing": "wallet.no_approval"}[case]
+
+
+@pytest.mark.parametrize("case", ["nothing", "approval_ended", "delegation_missing", "delegation_ended",
+                                  "upstream_missing", "upstream_ended", "certification_missing"])
+@pytest.mark.parametrize("command", ["fetch", "present"])
+def test_an_approval_the_wallet_cannot_present_exits_1_like_no_approval(home, case, command):
+    """docs/wallet.md: `cead fetch` exits 1 with wallet.no_approval "(and the like) when the wallet has nothing
+    usable to present", 2 for bad input or a setup it cannot use. A delegation or upstream approval not held, or
+    held but ended (delegation.not_in_force, provenance.upstream.expired), or a certification missing exited 2, as
+    if the pipeline had been called wrongly: it is the same outcome as no approval (nothing is sent; someone must
+    renew or supply a credential), so it exits 1 with its code, and `cead wallet present` alike."""
+    code = _cannot_present(home, case)
+    if command == "fetch":
+        result = CliRunner().invoke(fetch, ["https://127.0.0.1:9/data", "--dataset", DS_MEALS])
+    else:
+        result = CliRunner().invoke(wallet, ["present", "--dataset", DS_MEALS])
+    assert (result.exit_code, _error(result)["code"]) == (1, code), result.output
+    assert len(result.output.strip().splitlines()) == 1            # one JSON line, no stack trace

@@ -846,3 +846,148 @@ def test_a_revoked_delegation_is_named_and_one_not_held_is_still_missing(tmp_pat
     with pytest.raises(CeadError) as gone:
         select_for_transfer(w, DS_MEALS, P_MEALS)
     assert gone.value.code == "wallet.delegation_missing" and "does not hold" in gone.value.message
+
+
+# ---- a derived approval whose UPSTREAM approval has ended is named as such, not as "not held" ----------------------
+def _derived_world(tmp_path, *, ended_at=None, ended_by=None):
+    """A recipient wallet holding a derived approval (from ``deriver``) that pins an upstream approval (by
+    ``approver`` for ``council``'s school-meals data, to ``deriver``; on the approver's suspension list, index 1),
+    the upstream's delegation and everything else it needs. ``ended_by``: the upstream approval ended at
+    ``ended_at`` by its own ``notAfter`` or by its ``validUntil``."""
+    from sqlmodel import Session
+    from test_wallet_support import StaticFetcher, StatusListFixture, _ts
+    from wallet.store import WalletCredential
+    holder, deriver, council, approver = (identity() for _ in range(4))
+    fetcher = StaticFetcher()
+    suspension = StatusListFixture(approver, fetcher, "https://status.example/upstream", purpose="suspension")
+    delegation = vc(council, "DelegatedAuthorityCredential", delegation_subject(approver.did, council.did))
+    subject = approval_subject(council.did, deriver.did, chain=[delegation])
+    if ended_by == "notAfter":
+        subject["notAfter"] = _ts(ended_at)
+    upstream = vc(approver, "DataSharingApprovalCredential", subject, status=suspension.entry(1))
+    pin = {"id": jwt_payload(upstream)["id"], "digest": credential_digest(upstream)}
+    derived = vc(deriver, "DataSharingApprovalCredential",
+                 {**approval_subject(deriver.did, holder.did, datasets=[DS_CLOTHING]), "upstream": [pin]})
+    w = make_wallet(tmp_path, holder, fetcher)
+    for credential in (derived, delegation):
+        assert w.import_credential(credential).ok
+    held = w.import_credential(upstream).record
+    assert held is not None
+    if ended_by == "validUntil":
+        with Session(w.engine) as s:
+            row = s.get(WalletCredential, held.id)
+            row.valid_until = ended_at
+            s.add(row)
+            s.commit()
+    people = dict(holder=holder, deriver=deriver, council=council, approver=approver)
+    return w, suspension, dict(upstream=upstream, derived=derived, delegation=delegation, pin=pin, held=held), people
+
+
+@pytest.mark.parametrize("ended_by", ["notAfter", "validUntil"])
+def test_an_upstream_approval_that_has_ended_is_named_with_its_end_and_the_fix(tmp_path, ended_by):
+    """The derived approval is in force, but the upstream approval it pins has ended (the period it approves, its
+    notAfter; or its validity): the wallet said wallet.upstream_missing ("does not hold"), though it holds it. It
+    now says provenance.upstream.expired (the gateway's code for the same fact), naming the upstream approval in
+    words (who approved sharing what with whom), the day it ended, and what to do."""
+    from schemas.words import moment_words
+    from test_wallet_support import _ts, now
+    ended_at = now().replace(microsecond=0) - timedelta(days=2)
+    w, _, c, p = _derived_world(tmp_path, ended_at=ended_at, ended_by=ended_by)
+    with pytest.raises(CeadError) as err:
+        present_for_request(w, "GET", URL, None, dataset=DS_CLOTHING)
+    e = err.value
+    assert e.code == "provenance.upstream.expired", e.message
+    derived_id, upstream_id = jwt_payload(c["derived"])["id"], c["pin"]["id"]
+    assert f"The approval {derived_id} is for data derived under the upstream approval {upstream_id}" in e.message
+    assert (f"by which {p['approver'].did} approved sharing {DS_MEALS} from {p['council'].did} with "
+            f"{p['deriver'].did}") in e.message
+    assert f"ended on {moment_words(ended_at)}" in e.message
+    assert ("the period it approves, its notAfter" if ended_by == "notAfter" else "the end of its validity") \
+        in e.message
+    assert "renew" in e.message and "approve the derived data again" in e.message
+    assert "does not hold" not in e.message
+    assert e.detail["status"] == "expired" and e.detail["endsBy"] == ended_by and e.detail["ends"] == _ts(ended_at)
+    assert e.detail["upstream"] == upstream_id and e.detail["reference"] == c["pin"]
+    assert e.detail["approval"] == derived_id and e.detail["issuer"] == p["approver"].did
+
+
+def test_a_suspended_or_revoked_upstream_approval_is_named_and_one_not_held_is_still_missing(tmp_path):
+    from sqlmodel import Session
+    from wallet.store import WalletCredential
+    w, suspension, c, p = _derived_world(tmp_path)
+    assert [r.credential for r in select_for_transfer(w, DS_CLOTHING)][:2] == [c["derived"], c["upstream"]]
+    suspension.set(1, True)                          # cead suspend, seen by the wallet
+    assert [x.code for x in w.check_status()] == ["wallet.status_changed"]
+    with pytest.raises(CeadError) as err:            # re-read live: still suspended
+        select_for_transfer(w, DS_CLOTHING)
+    assert err.value.code == "provenance.upstream.suspended" and err.value.detail["status"] == "suspended"
+    assert "is suspended" in err.value.message and "reinstate" in err.value.message
+    suspension.set(1, False)                         # cead reinstate: used again with no manual re-check
+    assert [r.credential for r in select_for_transfer(w, DS_CLOTHING)][:2] == [c["derived"], c["upstream"]]
+    with Session(w.engine) as s:                     # revoked, as the wallet last read it
+        row = s.get(WalletCredential, c["held"].id)
+        row.status_now = "revoked"
+        s.add(row)
+        s.commit()
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_CLOTHING)
+    assert err.value.code == "provenance.upstream.revoked" and err.value.detail["status"] == "revoked"
+    assert "is revoked" in err.value.message and "new approval" in err.value.message
+    w.delete(c["held"].id)                           # genuinely not held: as before
+    with pytest.raises(CeadError) as gone:
+        select_for_transfer(w, DS_CLOTHING)
+    assert gone.value.code == "wallet.upstream_missing" and "does not hold" in gone.value.message
+    assert gone.value.detail["reference"] == c["pin"]
+
+
+def test_an_ended_approval_two_hops_up_is_named_with_the_approval_that_pins_it(tmp_path):
+    """Upstream of the upstream: the message says through which upstream approval the derived one rests on it."""
+    from sqlmodel import Session
+    from test_wallet_support import now
+    from wallet.store import WalletCredential
+    holder, deriver, middle, council = (identity() for _ in range(4))
+    first = vc(council, "DataSharingApprovalCredential", approval_subject(council.did, middle.did))
+    first_pin = {"id": jwt_payload(first)["id"], "digest": credential_digest(first)}
+    second = vc(middle, "DataSharingApprovalCredential",
+                {**approval_subject(middle.did, deriver.did, datasets=[DS_CLOTHING]), "upstream": [first_pin]})
+    second_pin = {"id": jwt_payload(second)["id"], "digest": credential_digest(second)}
+    derived = vc(deriver, "DataSharingApprovalCredential",
+                 {**approval_subject(deriver.did, holder.did, datasets=[DS_CLOTHING]), "upstream": [second_pin]})
+    w = make_wallet(tmp_path, holder)
+    held = {}
+    for name, credential in (("derived", derived), ("second", second), ("first", first)):
+        held[name] = w.import_credential(credential).record
+    with Session(w.engine) as s:
+        row = s.get(WalletCredential, held["first"].id)
+        row.valid_until = now() - timedelta(hours=1)
+        s.add(row)
+        s.commit()
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_CLOTHING)
+    assert err.value.code == "provenance.upstream.expired"
+    assert (f"The approval {jwt_payload(derived)['id']} is for data derived (through the upstream approval "
+            f"{second_pin['id']}) under the upstream approval {first_pin['id']}") in err.value.message
+    assert err.value.detail["pinnedBy"] == second_pin["id"] and err.value.detail["reference"] == first_pin
+
+
+def test_an_upstream_approval_not_yet_in_force_is_named_with_its_start(tmp_path):
+    """The period the upstream approval approves has not begun (its notBefore): provenance.upstream.invalid (as a
+    gateway says of a credential not yet valid), status not_yet_valid, with the day it takes effect in words."""
+    from schemas.words import moment_words
+    from test_wallet_support import _ts, now
+    holder, deriver, council = identity(), identity(), identity()
+    starts = now().replace(microsecond=0) + timedelta(days=3)
+    upstream = vc(council, "DataSharingApprovalCredential",
+                  {**approval_subject(council.did, deriver.did), "notBefore": _ts(starts)})
+    pin = {"id": jwt_payload(upstream)["id"], "digest": credential_digest(upstream)}
+    derived = vc(deriver, "DataSharingApprovalCredential",
+                 {**approval_subject(deriver.did, holder.did, datasets=[DS_CLOTHING]), "upstream": [pin]})
+    w = make_wallet(tmp_path, holder)
+    for credential in (derived, upstream):
+        assert w.import_credential(credential).ok
+    with pytest.raises(CeadError) as err:
+        select_for_transfer(w, DS_CLOTHING)
+    e = err.value
+    assert e.code == "provenance.upstream.invalid" and e.detail["status"] == "not_yet_valid"
+    assert e.detail["starts"] == _ts(starts) and f"does not take effect until {moment_words(starts)}" in e.message
+    assert f"by which {council.did} approved sharing {DS_MEALS} with {deriver.did}" in e.message

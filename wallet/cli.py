@@ -2,7 +2,8 @@
 --to INBOX` and `cead request create|send|list|approve|deliver|refuse`. Registered by ``cead.cli``.
 
 Exit codes: 0 done, 1 refused or denied (a credential that does not verify, a transfer the gateway denies, a
-definition the wallet cannot satisfy, no usable approval), 2 bad input or an unusable setup (unreadable file,
+definition the wallet cannot satisfy, no usable approval or nothing usable that it rests on: ``_CANNOT_PRESENT``),
+2 bad input or an unusable setup (unreadable file,
 unwritable output file, unknown id, bad option, no node home, a database that cannot be reached: ``db.unavailable``
 or fails: ``db.error``). Errors go to stderr as JSON ``{"error": {"code", "message"}}``, one line, never a stack
 trace; private keys are never printed.
@@ -20,7 +21,14 @@ from verifier.results import CeadError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_DAYS = 36500          # --expiring-within / --warn-days: a century (a date further off does not exist)
-_REFUSALS = ("transfer.denied", "pex.unsatisfied", "wallet.no_approval")
+# the wallet holds nothing usable to present (docs/wallet.md: "1 with wallet.no_approval (and the like) when the
+# wallet has nothing usable to present"): no usable approval, or what it rests on is not held, or held but ended,
+# suspended or revoked. Nothing was sent and someone must renew or supply a credential: the same outcome as a
+# denial, not a pipeline called wrongly (2)
+_CANNOT_PRESENT = ("wallet.no_approval", "wallet.delegation_missing", "wallet.upstream_missing",
+                   "wallet.certification_missing", "delegation.not_in_force", "provenance.upstream.expired",
+                   "provenance.upstream.revoked", "provenance.upstream.suspended", "provenance.upstream.invalid")
+_REFUSALS = ("transfer.denied", "pex.unsatisfied", *_CANNOT_PRESENT)
 # a request id that names nothing to decide (no such request, decided already, another decision under way) or
 # overrides that do not fit: bad input (2), as for `cead request refuse`, not a refusal of the approval (1)
 _NOT_DECIDABLE = ("sharing.not_found", "sharing.not_pending", "sharing.not_approved", "sharing.in_progress",
@@ -367,7 +375,9 @@ def _manifest_file(path: Path) -> dict:
 def fetch(url: str, dataset: str | None, purpose: str | None, discover: bool, row_count: int | None,
           manifest_path: Path | None, output: Path | None, ca_bundle: str | None, home: Path | None) -> None:
     """GET URL from a Cead-protected data API, presenting the approval for DATASET (or, with --discover, what the
-    gateway's presentation definition asks for). A denial exits 1 with the verifier's reasons."""
+    gateway's presentation definition asks for). A denial exits 1 with the verifier's reasons; so does nothing
+    usable to present (no usable approval, or what it rests on not held, ended, suspended or revoked), before
+    anything is sent. Bad input or a setup that cannot be used exits 2."""
     from schemas.vocab import expand
 
     from .client import TransferDenied

@@ -147,6 +147,78 @@ def delegation_not_in_force(record, why: str, *, relied_on_by: str, fix: str, un
                      f"refuses what rests on it. {fix}", **detail)
 
 
+def approval_words(document: dict) -> str:
+    """An approval in words, as who approved sharing what with whom: "the upstream approval urn:uuid:..., by which
+    did:A approved sharing DATASET from did:B with did:C" ("by which did:B approved sharing DATASET with did:C" when
+    the discloser approved it itself)."""
+    subject = document.get("credentialSubject") if isinstance(document.get("credentialSubject"), dict) else {}
+    issuer = document.get("issuer")
+    issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+
+    def listed(value, none: str) -> str:
+        items = [str(x) for x in (value if isinstance(value, list) else [value] if value else [])]
+        return (", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]) if items else none
+
+    discloser = subject.get("discloser")
+    source = f" from {discloser}" if isinstance(discloser, str) and discloser != issuer else ""
+    return (f"the upstream approval {document.get('id') or '(no id)'}, by which {issuer or 'an unnamed issuer'} "
+            f"approved sharing {listed(subject.get('datasets'), 'its datasets')}{source} with "
+            f"{listed(subject.get('recipients'), 'its recipients')}")
+
+
+def upstream_not_in_force(record, why: str, *, approval: str, reference: dict, derived_by: str | None = None,
+                          pinned_by: str | None = None) -> CeadError:
+    """``provenance.upstream.expired|revoked|suspended|invalid`` (the gateway's codes for the same fact;
+    ``detail.status`` names the state: ``expired``, ``revoked``, ``suspended``, ``not_yet_valid``) for a held
+    upstream approval that cannot be used now (``why``: what :func:`_unusable` says of ``record``), pinned
+    (``reference``) by the derived ``approval`` (its id; issued by ``derived_by``), directly or through the
+    upstream approval ``pinned_by``: which approval in words (who approved sharing what with whom), since when it
+    has ended (the end rule of ``WalletCredential.ends``: validUntil, or the notAfter of the period it approves),
+    or that it is suspended or revoked as the wallet last read its status list; and what to do. A renewal is a new
+    approval, which the derived approval does not pin (it pins the ended one by digest): the derived data are
+    approved again under it."""
+    from schemas.words import moment_words
+    document = record.document
+    subject = document.get("credentialSubject") if isinstance(document.get("credentialSubject"), dict) else {}
+    owner = subject.get("discloser") if isinstance(subject.get("discloser"), str) else record.issuer
+    who = derived_by or "the organisation that approved the derived data"
+    again = (f"then ask {who} to approve the derived data again under the new one (this approval pins the old one "
+             "exactly, so it cannot rest on another)" if not pinned_by else
+             f"then the approvals resting on it are issued again in turn, the upstream approval {pinned_by} and then "
+             f"this one (ask {who} to approve the derived data again): each pins the one before it exactly")
+    detail: dict[str, Any] = {"status": _STATE.get(why, why), "upstream": document.get("id") or record.credential_id,
+                              "issuer": record.issuer, "discloser": owner, "approval": approval,
+                              "reference": reference}
+    if pinned_by:
+        detail["pinnedBy"] = pinned_by
+    if why == "expired":
+        ends, by = record.ends()
+        detail.update(ends=_iso(ends), endsBy=by)
+        state = (f"ended on {moment_words(ends)} ("
+                 + ("the end of the period it approves, its notAfter" if by == "notAfter"
+                    else "the end of its validity") + ")")
+        fix = (f"Ask {owner}, who holds the upstream data, to renew it (an approval that has ended is replaced by a "
+               f"new approval for a new period); {again}.")
+    elif why == "not yet valid":
+        starts = record.in_force()[0]
+        detail["starts"] = _iso(starts)
+        state = f"does not take effect until {moment_words(starts)}"
+        fix = "Fetch the derived data once it takes effect."
+    elif why == "revoked":
+        state = "is revoked (as this wallet last read its status list)"
+        fix = (f"A revoked approval is not used again: ask {owner}, who holds the upstream data, for a new approval; "
+               f"{again}.")
+    else:
+        state = f"is {why} (as this wallet last read its status list)"
+        fix = (f"Ask {owner}, who holds the upstream data, to reinstate it: the next fetch then uses it again, "
+               "with nothing else to do.")
+    code = {"expired": "provenance.upstream.expired", "revoked": "provenance.upstream.revoked",
+            "suspended": "provenance.upstream.suspended"}.get(why, "provenance.upstream.invalid")
+    through = f" (through the upstream approval {pinned_by})" if pinned_by else ""
+    return CeadError(code, f"The approval {approval} is for data derived{through} under {approval_words(document)}, "
+                     f"which {state}: a gateway refuses a derived transfer resting on it. {fix}", **detail)
+
+
 class _Rechecks:
     """What one selection re-reads live: each credential last seen suspended at most once, through one verifier
     that reads each status list afresh at most once (the wallet verifier's cached lists are left alone)."""
@@ -237,8 +309,9 @@ def select_for_transfer(wallet, dataset: str, purpose: str | None = None) -> lis
     scheme in ``recipientRequirements``, a valid OrganisationCertificationCredential of this wallet's holder.
     Raises ``wallet.no_approval`` (saying which approvals held for the dataset are revoked, suspended or expired:
     :func:`no_approval`) / ``wallet.delegation_missing`` (``delegation.not_in_force`` for a pinned delegation held
-    but ended, suspended or revoked: :func:`delegation_not_in_force`) / ``wallet.upstream_missing`` /
-    ``wallet.certification_missing``. What is missing but held, last seen suspended, is re-checked live first and
+    but ended, suspended or revoked: :func:`delegation_not_in_force`) / ``wallet.upstream_missing``
+    (``provenance.upstream.expired|revoked|suspended|invalid`` for a pinned upstream approval held but ended,
+    suspended, revoked or not yet in force: :func:`upstream_not_in_force`) / ``wallet.certification_missing``. What is missing but held, last seen suspended, is re-checked live first and
     used if it has been reinstated.
     """
     approval = next(_approvals_for(wallet, dataset, purpose), None)
@@ -375,14 +448,22 @@ def _add_pinned(wallet, document: dict, chosen: list, *, strict: bool = True) ->
     """Append to ``chosen`` what the approval (its JSON ``document``) pins by digest: its delegation chain
     (following ``parentDelegation``) and its upstream approvals, each with what it pins in turn
     (``wallet.store.walk_pinned``), each as the usable credential held (:func:`_held`). ``strict=False``: what is
-    not held, or cannot be read as what it is pinned as, is skipped instead of raising. A delegation held but not
-    usable is named as such (``delegation.not_in_force``), not as missing."""
+    not held, or cannot be read as what it is pinned as, is skipped instead of raising. A delegation or upstream
+    approval held but not usable is named as such (``delegation.not_in_force``, ``provenance.upstream.<state>``),
+    not as missing."""
+    from .store import _pins
+    approval = document.get("id") or "(no id)"
+    pinned_by: dict[str, str] = {}        # an upstream approval's digest -> the upstream approval pinning it
+
     def find(ref: dict):
         held = _held(wallet, ref)
         return (held, held.document) if held is not None else None
 
     for kind, ref, held in walk_pinned(document, find):
         if held is not None:
+            if kind == "upstream":
+                pinned_by.update((r.get("digest"), held.document.get("id") or held.credential_id)
+                                 for k, r in _pins(held.document) if k == "upstream")
             model = DataSharingApproval if kind == "upstream" else DelegatedAuthority
             try:
                 model.from_credential(held.document)
@@ -394,14 +475,19 @@ def _add_pinned(wallet, document: dict, chosen: list, *, strict: bool = True) ->
             if held.digest not in {r.digest for r in chosen}:
                 chosen.append(held)
         elif strict and kind == "upstream":
-            raise CeadError("wallet.upstream_missing", f"The approval is for a dataset derived under the upstream "
-                            f"approval {ref.get('id')}, which the wallet does not hold (or which is no longer "
-                            "valid).", reference=ref)
+            unusable = wallet._by_digest(ref.get("digest")) if isinstance(ref.get("digest"), str) else None
+            why = _unusable(unusable) if unusable is not None else None
+            if why is not None:     # held, but ended, suspended or revoked: say so, and what to do
+                issuer = document.get("issuer")
+                raise upstream_not_in_force(unusable, why, approval=approval, reference=ref,
+                                            derived_by=issuer.get("id") if isinstance(issuer, dict) else issuer,
+                                            pinned_by=pinned_by.get(ref.get("digest")))
+            raise CeadError("wallet.upstream_missing", f"The approval {approval} is for a dataset derived under the "
+                            f"upstream approval {ref.get('id')}, which the wallet does not hold.", reference=ref)
         elif strict:
             unusable = wallet._by_digest(ref.get("digest")) if isinstance(ref.get("digest"), str) else None
             why = _unusable(unusable) if unusable is not None else None
             if why is not None:     # held, but ended, suspended or revoked: say so, and what to do
-                approval = document.get("id") or "(no id)"
                 fix = ("Ask the organisation that approved it to renew the approval: its Data Protection Officer "
                        "gives its approver a new delegation (a renewal), and a new approval is issued under it."
                        if why in ("expired", "revoked") else
