@@ -447,3 +447,71 @@ def test_search_reads_the_end_an_approval_or_delegation_states_as_the_warnings_d
     # the warnings read the same rule: what search no longer takes as usable is warned as expired
     assert {p.detail["id"] for p in w.warnings(days=0, now=even_later) if p.code == "wallet.expired"} == {
         approval.id, delegation.id}
+
+
+def test_a_wallet_from_before_the_stored_window_is_read_by_the_same_end_rule(tmp_path):
+    """A wallet whose tables are at wallet_0005 (no in_force_from / in_force_until) upgrades in place: every
+    credential kept as it was, and its window read from it by the end rule (``WalletCredential.in_force``), so an
+    approval ended by the notAfter it states is not usable, one not yet in force by its notBefore neither."""
+    from issuer.db import ISSUER_VERSIONS, _upgrade, make_engine
+    from test_wallet_support import _ts
+    from wallet.store import VERSIONS_DIR, Wallet, describe, jwt_payload, make_verifier
+    from schemas.models import credential_digest
+    holder, issuer = identity(), identity()
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _upgrade(engine, ISSUER_VERSIONS, "alembic_version_issuer")
+    _upgrade(engine, Path(VERSIONS_DIR).resolve(), "alembic_version_wallet", revision="wallet_0005")
+    ended, later, lasting = (approval_subject(issuer.did, holder.did) for _ in range(3))
+    ended["notAfter"] = _ts(now() - timedelta(days=1))
+    later["notBefore"] = _ts(now() + timedelta(days=1))
+    creds = {name: vc(issuer, "DataSharingApprovalCredential", s, valid_for=timedelta(days=3650))
+             for name, s in (("ended", ended), ("later", later), ("lasting", lasting))}
+    with engine.begin() as conn:       # as the previous code stored them
+        for name, cred in creds.items():
+            facts = describe(jwt_payload(cred), holder.did)
+            conn.execute(text("INSERT INTO wallet_credential (id, digest, format, raw, credential_id, types, issuer, "
+                              "subject, valid_from, valid_until, status_at_receipt, status_now, received_at) VALUES "
+                              "(:id, :digest, 'jwt', :raw, :cid, :types, :issuer, NULL, :vf, :vu, 'none', 'none', "
+                              "'2026-11-01 10:00:00')"),
+                         {"id": name, "digest": credential_digest(cred), "raw": cred, "cid": facts["credential_id"],
+                          "types": json.dumps(facts["types"]), "issuer": facts["issuer"],
+                          "vf": facts["valid_from"].strftime("%Y-%m-%d %H:%M:%S.%f"),
+                          "vu": facts["valid_until"].strftime("%Y-%m-%d %H:%M:%S.%f")})
+    upgrade(engine)
+    w = Wallet(engine, holder.did, verifier=make_verifier(StaticFetcher()))
+    assert {r.id: r.raw for r in w.search()} == creds                      # kept, unchanged
+    assert [r.id for r in w.search(usable=True)] == ["lasting"]
+    assert {r.id for r in w.search(include_expired=False)} == {"later", "lasting"}
+    for row in w.search():
+        assert (_aware(row.in_force_from), _aware(row.in_force_until)) == row.in_force()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version_wallet")).scalars().all() == [_head()]
+
+
+def _aware(value):
+    from wallet.store import _aware as aware
+    return aware(value)
+
+
+def test_search_narrows_by_datasets_subject_and_digests(tmp_path):
+    """The criteria choosing what to present narrows by: any of several datasets, the subject, the digests."""
+    holder, issuer = identity(), identity()
+    w = make_wallet(tmp_path, holder)
+    meals = w.import_credential(vc(issuer, "DataSharingApprovalCredential",
+                                   approval_subject(issuer.did, holder.did))).record
+    clothing = w.import_credential(vc(issuer, "DataSharingApprovalCredential",
+                                      approval_subject(issuer.did, holder.did, datasets=(DS_CLOTHING,)))).record
+    cert = w.import_credential(vc(issuer, "OrganisationCertificationCredential",
+                                  certification_subject(holder.did, CYBER_ESSENTIALS))).record
+    other = w.import_credential(vc(issuer, "OrganisationCertificationCredential",
+                                   certification_subject(issuer.did, CYBER_ESSENTIALS))).record
+    ids = lambda rows: [r.id for r in rows]  # noqa: E731
+    assert ids(w.search(datasets=[DS_MEALS])) == [meals.id]
+    assert set(ids(w.search(datasets=[DS_MEALS, DS_CLOTHING]))) == {meals.id, clothing.id}
+    assert ids(w.search(datasets=[])) == []
+    assert ids(w.search(subject=holder.did, type="OrganisationCertificationCredential")) == [cert.id]
+    assert ids(w.search(subject=issuer.did)) == [other.id]
+    assert ids(w.search(digests=[clothing.digest, other.digest], usable=True)) == [other.id, clothing.id]
+    assert ids(w.search(digests=[])) == []
+    assert ids(w.search(status="none", type="OrganisationCertificationCredential")) == [other.id, cert.id]
+    assert ids(w.search(status="suspended")) == []

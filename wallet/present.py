@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from schemas.models import DataSharingApproval, DelegatedAuthority, OrganisationCertification
+from schemas.models import DataSharingApproval, DelegatedAuthority, OrganisationCertification, credential_digest
 from schemas.values import xsd_datetime
 from schemas.vocab import compact, expand, registry
 from verifier.binding import (MANIFEST_HEADER, PRESENTATION_HEADER, RECEIPT_FORMS_HEADER, encode_manifest,
@@ -227,6 +227,7 @@ class _Rechecks:
         self.wallet = wallet
         self.done: set[str] = set()
         self.verifier = None
+        self.read: dict[tuple[type, str], Any] = {}   # (model, digest) -> what the held credential reads as
 
     def revive(self, records) -> bool:
         todo = [r for r in records if _unusable(r) == "suspended" and r.id not in self.done]
@@ -256,6 +257,22 @@ def _one_selection(fn):
     return run
 
 
+def _read(model, record):
+    """``model.from_credential(record.document)`` (raising its CeadError as that does), read once per selection: a
+    held credential never changes, and one selection reads the holder's certifications, say, several times."""
+    current = _rechecks.get()
+    memo = current.read if current is not None else {}
+    key = (model, record.digest)
+    if key not in memo:
+        try:
+            memo[key] = model.from_credential(record.document)
+        except CeadError as exc:
+            memo[key] = exc
+    if isinstance(memo[key], CeadError):
+        raise memo[key]
+    return memo[key]
+
+
 def _revived(wallet, records) -> bool:
     """Re-read, live, the status of those of ``records`` the wallet last saw suspended and that are otherwise
     usable (a suspension may have been lifted since: ``cead reinstate``); True when any is active again. Within a
@@ -270,9 +287,9 @@ def _held(wallet, ref: dict):
     digest = ref.get("digest") if isinstance(ref, dict) else None
     if not digest:
         return None
-    held = next((r for r in wallet.search(usable=True) if r.digest == digest), None)
-    if held is None and _revived(wallet, [r for r in wallet.search() if r.digest == digest]):
-        held = next((r for r in wallet.search(usable=True) if r.digest == digest), None)
+    held = next(iter(wallet.search(usable=True, digests=[digest])), None)
+    if held is None and _revived(wallet, wallet.search(digests=[digest])):
+        held = next(iter(wallet.search(usable=True, digests=[digest])), None)
     return held
 
 
@@ -285,13 +302,18 @@ def _covers(wallet, subject: DataSharingApproval, dataset_iri: str, purpose_iri:
 
 
 def _approvals_for(wallet, dataset: str, purpose: str | None, records=None):
-    """``(record, subject)`` for every usable approval covering the dataset (and purpose), newest first."""
+    """``(record, subject)`` for every usable approval covering the dataset (and purpose), newest first. Only
+    approvals indexed under the dataset or one it lies within are read (an approval covers the dataset only
+    through a dataset it names, and every dataset it names is indexed): not every approval held."""
     dataset_iri, purpose_iri = expand(dataset), expand(purpose) if purpose else None
-    for record in records if records is not None else wallet.search(type=APPROVAL, usable=True):
+    if records is None:
+        records = wallet.search(type=APPROVAL, usable=True,
+                                datasets=sorted((wallet.vocabulary or registry()).ancestors(dataset_iri)))
+    for record in records:
         if APPROVAL not in record.type_list:
             continue
         try:
-            subject = DataSharingApproval.from_credential(record.document)
+            subject = _read(DataSharingApproval, record)
         except CeadError:
             continue  # not a Cead approval (e.g. another vocabulary): never chosen
         if _covers(wallet, subject, dataset_iri, purpose_iri):
@@ -400,20 +422,24 @@ def transfer_candidates(wallet, dataset: str, purpose: str | None = None) -> lis
         chosen = [record]
         _add_pinned(wallet, record.document, chosen, strict=False)
         allowed.update(r.digest for r in chosen)
-    certified = {cert.scheme for _, cert in _own_certifications(wallet) if cert.status == "Certified"}
-    _revived(wallet, [r for r, cert in _own_certifications(wallet, usable=False)
-                      if cert.status == "Certified" and cert.scheme not in certified])
-    allowed.update(r.digest for r, _ in _own_certifications(wallet))
-    return [r for r in wallet.search(usable=True) if r.digest in allowed]   # after any re-check: as now held
+    own = _own_certifications(wallet)
+    certified = {cert.scheme for _, cert in own if cert.status == "Certified"}
+    if _revived(wallet, [r for r, cert in _own_certifications(wallet, usable=False, suspended=True)
+                         if cert.status == "Certified" and cert.scheme not in certified]):
+        own = _own_certifications(wallet)     # one is active again (nothing else changes by a re-check)
+    allowed.update(r.digest for r, _ in own)
+    return wallet.search(usable=True, digests=allowed)   # after any re-check: as now held
 
 
-def _own_certifications(wallet, usable: bool = True) -> list[tuple[Any, OrganisationCertification]]:
+def _own_certifications(wallet, usable: bool = True,
+                        suspended: bool = False) -> list[tuple[Any, OrganisationCertification]]:
     """``(record, certification)`` for the held certifications about this wallet's holder (usable ones only, by
-    default), newest first."""
+    default; ``suspended``: only those last seen suspended, the ones a re-check may revive), newest first."""
     out = []
-    for r in wallet.search(type=CERTIFICATION, usable=usable):
+    for r in wallet.search(type=CERTIFICATION, usable=usable, subject=wallet.holder,   # its subject: cert.id
+                           status=STATUS_SUSPENDED if suspended else None):
         try:
-            cert = OrganisationCertification.from_credential(r.document)
+            cert = _read(OrganisationCertification, r)
         except CeadError:
             continue
         if cert.id == wallet.holder:
@@ -431,7 +457,7 @@ def _with_requirements(wallet, record, subject: DataSharingApproval, chosen: lis
     for scheme in subject.required_certifications:
         held = next((r for r, cert in certifications
                      if cert.status == "Certified" and vocab.within(cert.scheme, scheme)), None)
-        if held is None and _revived(wallet, [r for r, cert in _own_certifications(wallet, usable=False)
+        if held is None and _revived(wallet, [r for r, cert in _own_certifications(wallet, usable=False, suspended=True)
                                               if cert.status == "Certified" and vocab.within(cert.scheme, scheme)]):
             certifications = _own_certifications(wallet)
             held = next((r for r, cert in certifications
@@ -531,7 +557,13 @@ def complete_selection(wallet, credentials: list, *, dataset: str | None = None,
     cannot ask for (credentials pinned by digest, the approval's own recipientRequirements): the credentials, and
     the approval (None, and the credentials unchanged, when none was selected). With ``dataset`` (and ``purpose``),
     only an approval naming this holder and covering them counts."""
-    held = wallet.search(usable=True)
+    digests = set()
+    for credential in credentials:
+        try:
+            digests.add(credential_digest(credential))
+        except CeadError:
+            continue     # not a credential at all: none held is equal to it
+    held = wallet.search(usable=True, digests=digests)   # a credential held equal to c has c's digest
     chosen = [r for c in credentials for r in held if r.credential == c]
     dataset_iri, purpose_iri = (expand(dataset), expand(purpose) if purpose else None) if dataset else (None, None)
     for record in chosen:

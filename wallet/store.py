@@ -59,6 +59,10 @@ class WalletCredential(SQLModel, table=True):
     subject: str | None = Field(default=None, index=True)
     valid_from: datetime | None = None
     valid_until: datetime | None = Field(default=None, index=True)
+    # when it is in force, as :meth:`in_force` reads it on receipt (the credential never changes once held), so
+    # choosing what is usable now is narrowed in the database without reading every row's JSON (wallet_0006)
+    in_force_from: datetime | None = None
+    in_force_until: datetime | None = Field(default=None, index=True)
     status_at_receipt: str = STATUS_NONE
     status_now: str = STATUS_NONE
     status_checked_at: datetime | None = None
@@ -493,6 +497,8 @@ class Wallet:
                     credential_id=facts["credential_id"], types=json.dumps(facts["types"]), issuer=facts["issuer"],
                     subject=facts["subject"], valid_from=facts["valid_from"], valid_until=facts["valid_until"],
                     status_at_receipt=status, status_now=status, status_checked_at=_utcnow(), source=source)
+                record.in_force_from, record.in_force_until = (
+                    v and v.astimezone(timezone.utc) for v in record.in_force())   # UTC, as every stored time
                 terms = [("type", t) for t in facts["types"]] + [("dataset", d) for d in facts["datasets"]] + \
                         [("purpose", p) for p in facts["purposes"]] + [("party", p) for p in facts["parties"]]
                 session.add(record)
@@ -527,15 +533,22 @@ class Wallet:
 
     def search(self, *, type: str | None = None, dataset: str | None = None, purpose: str | None = None,
                counterparty: str | None = None, expiring_within: int | None = None,
-               include_expired: bool = True, usable: bool = False, now: datetime | None = None
-               ) -> list[WalletCredential]:
+               include_expired: bool = True, usable: bool = False, now: datetime | None = None,
+               datasets: Iterable[str] | None = None, subject: str | None = None,
+               digests: Iterable[str] | None = None, status: str | None = None) -> list[WalletCredential]:
         """Credentials matching every given criterion, newest first.
+
+        ``datasets``: only those indexed under any of these datasets; ``subject``: only those whose (first)
+        subject is this; ``digests``: only those with one of these digests (``schemas.models.credential_digest``);
+        ``status``: only those last seen with this status (``STATUS_SUSPENDED``, ...).
 
         ``expiring_within``: only those that end within that many days; ``include_expired=False``: only those
         not ended; ``usable``: only those in force now (not ended, not before their start, not known to be revoked
         or suspended). A credential ends at the end of its validity or at the ``notAfter`` it states (an
         approval's period, a delegation's scope), whichever comes first (:meth:`WalletCredential.ends`), as its
-        status badge and the warnings say: the database narrows by validity, then each row is read by that rule.
+        status badge and the warnings say. That rule is read once, on receipt, into ``in_force_from`` /
+        ``in_force_until`` (:meth:`WalletCredential.in_force`), so the database narrows by it (and by validity as
+        stored) without each row's JSON being read.
         """
         now = (now or _utcnow()).astimezone(timezone.utc)
         query = select(WalletCredential)
@@ -544,6 +557,15 @@ class Wallet:
                 value = expand(value) if kind in ("dataset", "purpose") else value
                 query = query.where(WalletCredential.id.in_(
                     select(WalletTerm.credential_id).where(WalletTerm.kind == kind, WalletTerm.value == value)))
+        if datasets is not None:
+            query = query.where(WalletCredential.id.in_(select(WalletTerm.credential_id).where(
+                WalletTerm.kind == "dataset", WalletTerm.value.in_([expand(d) for d in datasets]))))
+        if subject is not None:
+            query = query.where(WalletCredential.subject == subject)
+        if digests is not None:
+            query = query.where(WalletCredential.digest.in_(list(digests)))
+        if status is not None:
+            query = query.where(WalletCredential.status_now == status)
         horizon: datetime | None = None
         if expiring_within is not None:
             try:
@@ -557,20 +579,18 @@ class Wallet:
                            else WalletCredential.valid_until <= horizon)
             query = query.where(by_validity | states_an_end)
         if not include_expired or usable:
-            query = query.where((WalletCredential.valid_until.is_(None)) | (WalletCredential.valid_until > now))
+            query = query.where((WalletCredential.valid_until.is_(None)) | (WalletCredential.valid_until > now),
+                                WalletCredential.in_force_until.is_(None) | (WalletCredential.in_force_until > now))
         if usable:
             query = query.where(WalletCredential.status_now.in_([STATUS_NONE, STATUS_ACTIVE, STATUS_UNKNOWN]),
-                                (WalletCredential.valid_from.is_(None)) | (WalletCredential.valid_from <= now))
+                                (WalletCredential.valid_from.is_(None)) | (WalletCredential.valid_from <= now),
+                                WalletCredential.in_force_from.is_(None) | (WalletCredential.in_force_from <= now))
         query = query.order_by(WalletCredential.received_at.desc(), WalletCredential.id)
         with Session(self.engine, expire_on_commit=False) as session:
             rows = list(session.exec(query).all())
         if expiring_within is not None:
             ends = {r.id: r.ends()[0] for r in rows}
             rows = [r for r in rows if ends[r.id] is not None and (horizon is None or ends[r.id] <= horizon)]
-        if usable:
-            rows = [r for r in rows if r.out_of_force(now) is None]
-        elif not include_expired:
-            rows = [r for r in rows if r.out_of_force(now) != "ended"]
         return rows
 
     def terms(self, credential_id: str) -> dict[str, list[str]]:
