@@ -227,6 +227,7 @@ def test_once_its_period_is_over_a_credential_is_not_offered_suspension_nor_take
     signed_in(env)
     page = client.get("/dpo/register").text
     csrf = csrf_of(page)
+    assert "3 issued: 1 active, 2 expired." in said(page)               # counts of none left out
 
     for row, nothing_to in ((row_of(page, ended.id), "suspend"), (row_of(page, paused.id), "reinstate")):
         assert 'class="badge revoked">expired<' in row
