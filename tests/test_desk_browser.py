@@ -779,15 +779,26 @@ def test_an_approval_no_longer_in_force_never_reads_approved(world, browser):
             assert tag_of(page, f"tr[data-request='{rid}']") == ("approved" if name == "in force" else name), name
         check(page, f"61-requests-list-{width}")
 
-    admin = person(browser).new_page()
-    sign_in(admin, base, "ada")
-    admin.goto(base + "/dpo/register")
-    for name, approval in approvals.items():
-        status = admin.inner_text(f"tr:has(td:text-is('{approval}')) td[data-heading=Status]").strip()
-        assert status == ("active" if name == "in force" else name), (name, status)
-    ended = admin.inner_text(f"tr:has(td:text-is('{approvals['expired']}')) td[data-heading='Valid until']")
-    assert ended.startswith("31 December 2025"), ended             # its notAfter, when the register has no more
-    check(admin, "62-register-statuses-1200")
+    for width in (1200, 390):
+        admin = person(browser, width).new_page()
+        sign_in(admin, base, "ada")
+        admin.goto(base + "/dpo/register")
+        for name, approval in approvals.items():
+            status = admin.inner_text(f"{register_row(approval)} td[data-heading=Status]").strip()
+            assert status == ("active" if name == "in force" else name), (name, status)
+        ended = admin.inner_text(f"{register_row(approvals['expired'])} td[data-heading='Valid until']")
+        assert ended.startswith("31 December 2025"), ended         # its notAfter, when the register has no more
+        # an approval whose period is over is not offered suspension (it is no longer in force either way), only
+        # revocation; one in force still is
+        actions = admin.locator(f"{register_row(approvals['expired'])} td.cead-box-action")
+        assert actions.locator("button").all_inner_texts() == ["Revoke…"], actions.inner_text()
+        assert "Its period is over: nothing to suspend." in actions.inner_text()
+        assert admin.locator(f"{register_row(approvals['in force'])} td.cead-box-action button").all_inner_texts() \
+            == ["Suspend", "Revoke…"]
+        check(admin, f"62-register-statuses-{width}")
+        if width == 1200:    # each id in full under its kind, in a few lines, and the register within the page
+            assert max(lines_of(admin, "td[data-heading=Credential] .cead-id")) <= 3
+            assert boxes_fit(admin), "the register scrolls sideways at 1200 px"
 
     # the requester's wallet, once it has read the status lists again
     wallet = w["requester"]["wallet"]
@@ -824,16 +835,21 @@ def test_the_register_shows_names_as_text_and_identifiers_in_monospace(world, br
         sign_in(admin, base, "ada")
         admin.goto(base + "/dpo/register")
         check(admin, f"65-register-names-{width}")
-        fonts = admin.evaluate("""() => [...document.querySelectorAll('td[data-heading="Subject / recipients"]')]
+        fonts = admin.evaluate("""() => [...document.querySelectorAll('td[data-heading="Issued to"]')]
             .filter(td => td.querySelector('.cead-subject-name')).map(td => [
                 td.querySelector('.cead-subject-name').textContent,
                 getComputedStyle(td.querySelector('.cead-subject-name')).fontFamily,
-                getComputedStyle(td.querySelector('.mono')).fontFamily,
+                getComputedStyle(td.querySelector('.cead-id')).fontFamily,
                 getComputedStyle(document.querySelector('main p')).fontFamily])""")
         assert any(name == "Example Council" for name, *_ in fonts), fonts
         for name, font, id_font, body_font in fonts:
             assert font == body_font and "monospace" not in font, (name, font)
             assert "monospace" in id_font, (name, id_font)
+
+
+def register_row(credential_id: str) -> str:
+    """The selector of the register's row for ``credential_id`` (its full id, under its kind and format)."""
+    return f"tr:has(td[data-heading=Credential] .cead-id:text-is('{credential_id}'))"
 
 
 def lines_of(page, selector: str) -> list[int]:

@@ -202,3 +202,53 @@ def test_the_standing_approvals_page_says_it_for_the_approvals_made_under_one(wo
     assert flashed(dpo.get("/wallet/standing").text) == (
         "Standing approval notes-auto is now revoked; nothing more is approved under it. Gateways that rely on it "
         f"see this {WITHIN}; until then approvals made under it may still be accepted.")
+
+
+def row_of(html: str, credential_id: str) -> str:
+    """The register's row (``<tr>...</tr>``) whose Credential cell holds ``credential_id``."""
+    at = html.index(f'<span class="cead-id cead-id-beside">{credential_id}</span>')
+    start = html.rindex("<tr>", 0, at)
+    return html[start:html.index("</tr>", at)]
+
+
+def test_once_its_period_is_over_a_credential_is_not_offered_suspension_nor_takes_it(env):  # noqa: F811
+    """A credential whose period is over (the badge "expired": here a delegation whose scope ended in 2025) is no
+    longer in force either way, so the register offers no Suspend (nor Reinstate, when it was suspended before it
+    ended), says so in its place, and still offers Revoke (final, and in the status list relying parties read). A
+    crafted form asking to suspend or reinstate it is refused with the same reason, naming the date, and changes
+    nothing; revoking it still works. One still in force keeps its Suspend."""
+    node, client = env["node"], env["client"]
+    scope = {"datasets": ["https://data.fife.example/meals"]}
+    ended = delegation(node, "did:web:iao.example", {**scope, "notAfter": "2025-12-31T23:59:59Z"}, options=SUSPENDABLE)
+    paused = delegation(node, "did:web:iao.example", {**scope, "notAfter": "2025-12-31T23:59:59Z"},
+                        options=SUSPENDABLE)
+    issuing.change_status(node, paused.id, "suspend", by="cli")           # suspended, then its period ran out
+    live = delegation(node, "did:web:iao.example", scope, options=SUSPENDABLE)
+    signed_in(env)
+    page = client.get("/dpo/register").text
+    csrf = csrf_of(page)
+    assert "3 issued: 1 active, 2 expired." in said(page)               # counts of none left out
+
+    for row, nothing_to in ((row_of(page, ended.id), "suspend"), (row_of(page, paused.id), "reinstate")):
+        assert 'class="badge revoked">expired<' in row
+        assert 'value="suspend"' not in row and 'value="reinstate"' not in row, row
+        assert said(row).count(f"Its period is over: nothing to {nothing_to}.") == 1, said(row)
+        assert 'value="revoke"' in row                                    # revocation is final, and still offered
+    assert 'value="suspend"' in row_of(page, live.id) and "period is over" not in row_of(page, live.id)
+    # each id in full, under its kind and format, in the identifiers' style (no column of its own)
+    assert re.search(r'data-heading="Credential"[^>]*>Delegation of approval authority<span class="cead-format">'
+                     rf'[^<]+</span><span class="cead-id cead-id-beside">{ended.id}</span></td>', page), page
+    assert "Credential id" not in page
+
+    for credential_id, action in ((ended.id, "suspend"), (paused.id, "reinstate")):
+        refused = client.post("/dpo/status", data={"credential_id": credential_id, "action": action, "csrf": csrf})
+        assert refused.status_code == 409 and "status.period_over" in refused.text
+        assert (f"Delegation of approval authority {credential_id} ended on 31 December 2025, 23:59 UTC: it is no "
+                f"longer in force, so there is nothing to {action}. It can still be revoked, which is final."
+                ) in said(refused.text), said(refused.text)
+    assert (status_of(node, ended.id), status_of(node, paused.id)) == ("active", "suspended")     # nothing changed
+
+    client.post("/dpo/status", data={"credential_id": ended.id, "action": "revoke", "confirm": "yes", "csrf": csrf})
+    assert status_of(node, ended.id) == "revoked"
+    assert client.post("/dpo/status", data={"credential_id": live.id, "action": "suspend", "csrf": csrf}
+                       ).status_code == 302 and status_of(node, live.id) == "suspended"
