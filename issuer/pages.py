@@ -493,7 +493,8 @@ def blueprint(node) -> Blueprint:
                 raise CeadError("credential.not_found", f"This node has not issued {credential_id}.")
             shown = issuing.status_words(node, [row])[row.id]
             return render_template("dpo_confirm_revoke.html", row=row, seen=status_note("revoke", row.types),
-                                   shown=shown, badge=plain.STATUS_BADGE)
+                                   shown=shown, badge=plain.STATUS_BADGE, person=staff.person_words(node.engine),
+                                   subject_name=_subject_names())
         if action in ("suspend", "reinstate"):
             with node.session() as s:
                 row = s.get(db.IssuedCredential, credential_id)

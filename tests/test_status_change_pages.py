@@ -87,6 +87,9 @@ def test_the_register_says_it_before_and_after_each_change(env):  # noqa: F811
     # revoking: the confirmation says it, and so does the result
     confirm = client.post("/dpo/status", data={"credential_id": cert.id, "action": "revoke", "csrf": csrf})
     assert confirm.status_code == 200 and "Revoke permanently" in confirm.text
+    # what is about to be revoked, in the register's words: its kind by name (the id under it), whom it was issued to
+    assert "<dd>Organisation certification<span class=\"cead-id cead-id-beside\">" + cert.id in confirm.text
+    assert "<dt>Issued to</dt>" in confirm.text and "Subject / recipients" not in confirm.text
     assert element(confirm.text, "seen-by-gateways") == statuslist.seen_by_gateways("revoke", "certification")
     client.post("/dpo/status", data={"credential_id": cert.id, "action": "revoke", "confirm": "yes", "csrf": csrf})
     assert status_of(node, cert.id) == "revoked"
