@@ -77,7 +77,7 @@ HTTP_STATUS = {
     "auth.missing": 401, "auth.invalid": 401, "auth.scope": 403, "auth.not_local": 403,
     "credential.type_unknown": 422, "credential.issuer_mismatch": 422, "scope.too_wide": 422,
     "delegation.invalid": 422, "credential.duplicate_id": 409, "credential.not_found": 404,
-    "status.no_entry": 409, "status.revoked_permanent": 409, "status.list_not_found": 404,
+    "status.no_entry": 409, "status.revoked_permanent": 409, "status.period_over": 409, "status.list_not_found": 404,
     "schema.invalid": 422, "key.locked": 500, "key.missing": 500, "node.public_url_missing": 500,
     "db.unavailable": 503, "db.error": 500, "idempotency.key_reused": 422, "idempotency.key_invalid": 400,
 }
@@ -616,7 +616,8 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
                   reason: str | None = None, scopes: Iterable[str] | None = None) -> dict:
     """Revoke, suspend or reinstate; committed before returning. Revocation is final. ``scopes`` (None = all, for
     the DPO's command line): besides ``status:change`` (checked by the caller), a credential other than an approval
-    needs the scope to issue its kind (:func:`status_scope`), else ``auth.scope``."""
+    needs the scope to issue its kind (:func:`status_scope`), else ``auth.scope``. A credential whose period is over
+    is neither suspended nor reinstated (:func:`period_over`, ``status.period_over``); it can still be revoked."""
     if action not in ACTIONS:
         raise _fail("request.invalid", f"Unknown status action {action!r}; use revoke, suspend or reinstate.")
     if not isinstance(credential_id, str) or not credential_id:
@@ -634,6 +635,9 @@ def change_status(node, credential_id: str, action: str, *, by: str | None = Non
                         "Officer).", scope=needed)
         if row.status == "revoked" and action != "revoke":
             raise _fail("status.revoked_permanent", f"{credential_id} is revoked; revocation cannot be undone.")
+        refused = period_over(s, row, action)        # in this session: no second one while the row is locked
+        if refused:
+            raise _fail("status.period_over", refused)
         statuslist.set_status(s, credential_id, purpose, value)
         if row.status != new_status:
             row.status = new_status
@@ -744,22 +748,47 @@ def status_words(node, rows: Iterable[db.IssuedCredential], *, in_force: str = "
 def in_force_windows(node, ids: list[str]) -> dict[str, tuple]:
     """``{credential id: (from, until)}`` for those of ``ids`` whose signed credential the node kept
     (``IssueRecord``): ``schemas.words.in_force_window`` of it."""
-    from schemas import words
-    from verifier.jose import unverified_claims
     if not ids:
         return {}
-    out = {}
     with node.session() as s:
-        for chunk in range(0, len(ids), 500):
-            for record in s.exec(select(db.IssueRecord).where(db.IssueRecord.credential_id.in_(
-                    ids[chunk:chunk + 500]))):
-                try:
-                    signed = json.loads(record.response).get("credential")
-                    document = unverified_claims(signed) if isinstance(signed, str) else signed
-                except (ValueError, AttributeError, CeadError):
-                    continue
-                out[record.credential_id] = words.in_force_window(document)
+        return _in_force_windows(s, ids)
+
+
+def _in_force_windows(s, ids: list[str]) -> dict[str, tuple]:
+    """:func:`in_force_windows`, read in the session ``s`` (one the caller already holds)."""
+    from schemas import words
+    from verifier.jose import unverified_claims
+    out = {}
+    for chunk in range(0, len(ids), 500):
+        for record in s.exec(select(db.IssueRecord).where(db.IssueRecord.credential_id.in_(
+                ids[chunk:chunk + 500]))):
+            try:
+                signed = json.loads(record.response).get("credential")
+                document = unverified_claims(signed) if isinstance(signed, str) else signed
+            except (ValueError, AttributeError, CeadError):
+                continue
+            out[record.credential_id] = words.in_force_window(document)
     return out
+
+
+def period_over(s, row: db.IssuedCredential | None, action: str, *, now=None) -> str | None:
+    """Why ``action`` (suspend or reinstate) is refused for ``row``, a credential whose period is over (the badge
+    "expired", as :func:`status_words` gives it: its validity, narrowed by the ``notBefore``/``notAfter`` it states,
+    ended), else None. ``s`` is a session the caller holds (:func:`change_status` reads this while it has the row
+    locked). Such a credential is no longer in force either way, so suspending it or lifting its suspension changes
+    nothing a relying party may act on; revoking it is still allowed (final, and shown in the status list). The
+    register offers no such button (``issuer.pages``); every path (the API, ``cead suspend``/``reinstate``, the
+    pages) is refused by this, in these words."""
+    from schemas import words
+    if row is None or action not in ("suspend", "reinstate"):
+        return None
+    starts, ends = _in_force_windows(s, [row.id]).get(row.id, (None, None))
+    if words.status_words(row.status, valid_until=ends or row.valid_until, valid_from=starts or row.valid_from,
+                          now=now) != "expired":
+        return None
+    ended = words.moment_words(ends or row.valid_until)
+    return (f"{words.kind_name(row.types.split(',')[-1])} {row.id} ended on {ended}: it is no longer in force, so "
+            f"there is nothing to {action}. It can still be revoked, which is final.")
 
 
 def register_csv(rows: Iterable[db.IssuedCredential]) -> str:

@@ -57,7 +57,7 @@ MEDIA_TYPES = {"vc+jwt": "application/vc+jwt"}          # anything else: applica
 CSP = ("default-src 'none'; style-src 'self'; font-src 'self'; img-src 'self' data:; script-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 PAGE_STATUS = {"web.csrf_invalid": 403, "web.form_invalid": 400, "request.invalid": 400,
-               "status.period_over": 409, "token.scope_invalid": 400, "options.invalid": 400, "credential.invalid": 400}
+               "token.scope_invalid": 400, "options.invalid": 400, "credential.invalid": 400}
 
 
 # ---- the session secret ------------------------------------------------------------------------------------
@@ -297,19 +297,6 @@ def _suspendable(row: db.IssuedCredential) -> bool:
     return any(isinstance(e, dict) and e.get("statusPurpose") == "suspension" for e in entries)
 
 
-def period_over(node, row: db.IssuedCredential | None, action: str) -> str | None:
-    """Why the register will not ``action`` (suspend or reinstate) ``row``, a credential whose period is over (the
-    badge "expired": ``issuing.status_words``), else None. It is no longer in force either way, so suspending it or
-    lifting its suspension changes nothing a relying party may act on; revoking it is still allowed (final, and
-    shown in the status list). The register offers no such button; this refuses a crafted form the same."""
-    if row is None or action not in ("suspend", "reinstate") or issuing.status_words(node, [row])[row.id] != "expired":
-        return None
-    _, ends = issuing.in_force_windows(node, [row.id]).get(row.id, (None, None))
-    ended = plain.moment_words(ends or row.valid_until)
-    return (f"{plain.kind_name(row.types.split(',')[-1])} {row.id} ended on {ended}: it is no longer in force, so "
-            f"there is nothing to {action}. It can still be revoked, which is final.")
-
-
 def status_note(action: str, types: str) -> str:
     """When gateways see ``action`` on a credential of ``types`` (the register's comma-separated types), in the
     words every page uses (``statuslist.seen_by_gateways``): a delegation is met as the approvals made under it."""
@@ -495,12 +482,6 @@ def blueprint(node) -> Blueprint:
             return render_template("dpo_confirm_revoke.html", row=row, seen=status_note("revoke", row.types),
                                    shown=shown, badge=plain.STATUS_BADGE, person=staff.person_words(node.engine),
                                    subject_name=_subject_names())
-        if action in ("suspend", "reinstate"):
-            with node.session() as s:
-                row = s.get(db.IssuedCredential, credential_id)
-            refused = period_over(node, row, action)        # outside: it opens sessions of its own
-            if refused:
-                raise CeadError("status.period_over", refused)
         result = issuing.change_status(node, credential_id, action, by=token.name, reason=reason,
                                        scopes=token.scopes.split(","))
         audit(f"{action} credential", target=credential_id, detail={"reason": reason} if reason else None)

@@ -393,3 +393,64 @@ def test_a_status_list_id_too_large_for_the_database_is_a_404(node):
     cred = {**certification(node.did), "id": f"urn:uuid:{uuid.uuid4()}"}
     issuing.issue(node, cred)
     assert client.get("/status/1").status_code == 200
+
+
+SUSPENDABLE = {"credentialStatus": {"type": "BitstringStatusListEntry",
+                                    "statusPurpose": ["revocation", "suspension"]}}
+
+
+def ended_words(credential_id: str, action: str) -> str:
+    """What every path (the API, `cead suspend`/`reinstate`, the register) says when asked to ``action`` a
+    delegation whose scope ended at the end of 2025 (``issuing.period_over``)."""
+    return (f"Delegation of approval authority {credential_id} ended on 31 December 2025, 23:59 UTC: it is no longer "
+            f"in force, so there is nothing to {action}. It can still be revoked, which is final.")
+
+
+def _state(node, credential_id):
+    """(register status, suspension bit, revocation bit, number of status events) of ``credential_id``."""
+    with node.session() as s:
+        row = s.get(db.IssuedCredential, credential_id)
+        bits = dict(s.exec(sa.select(db.StatusEntry.purpose, db.StatusEntry.value).where(
+            db.StatusEntry.credential_id == credential_id)).all())
+        events = len(s.exec(sa.select(db.StatusEvent.id).where(db.StatusEvent.credential_id == credential_id)).all())
+    return row.status, bits["suspension"], bits["revocation"], events
+
+
+def _period_over_refused_but_revocable(node):
+    """A credential whose period is over (here a delegation whose scope ended in 2025: the badge "expired") is no
+    longer in force either way: the API refuses to suspend or reinstate it, `status.period_over` (a 400 on this
+    VC-API endpoint, as every refusal of the request is; the pages answer 409), in the register's words, and changes
+    nothing; revoking it still works (final, and read from the status list). One still in force is suspended."""
+    client, tok = create_app(node).test_client(), token(node)
+    scope = {"datasets": ["https://data.fife.example/meals"]}
+    ended = delegation(node, "did:web:iao.example", {**scope, "notAfter": "2025-12-31T23:59:59Z"},
+                       options=SUSPENDABLE)
+    live = delegation(node, "did:web:iao.example", scope, options=SUSPENDABLE)
+    for wanted, action in ((True, "suspend"), (False, "reinstate")):
+        refused = post(client, "/credentials/status", _update(ended.id, "suspension", wanted), tok)
+        assert refused.status_code == 400, refused.get_json()
+        error = refused.get_json()["error"]
+        assert (error["code"], error["message"]) == ("status.period_over", ended_words(ended.id, action))
+        with pytest.raises(CeadError) as err:                      # the same for any caller of change_status
+            issuing.change_status(node, ended.id, action, by="cli")
+        assert (err.value.code, err.value.message) == ("status.period_over", ended_words(ended.id, action))
+    assert _state(node, ended.id) == ("active", False, False, 0)       # nothing changed, nothing logged
+
+    assert post(client, "/credentials/status", _update(live.id, "suspension", True), tok).get_json() == {
+        "credentialId": live.id, "status": "suspended"}
+    revoked = post(client, "/credentials/status", _update(ended.id, "revocation", True), tok)
+    assert revoked.status_code == 200 and revoked.get_json() == {"credentialId": ended.id, "status": "revoked"}
+    assert _state(node, ended.id) == ("revoked", False, True, 1)
+    # revoked and over: revocation is final, and that is what it says
+    again = post(client, "/credentials/status", _update(ended.id, "suspension", True), tok)
+    assert again.get_json()["error"]["code"] == "status.revoked_permanent"
+
+
+def test_a_credential_whose_period_is_over_is_not_suspended_by_the_api_sqlite(node):
+    _period_over_refused_but_revocable(node)
+
+
+@pytest.mark.skipif(not os.environ.get("CEAD_TEST_DATABASE_URL"), reason="set CEAD_TEST_DATABASE_URL for PostgreSQL")
+def test_a_credential_whose_period_is_over_is_not_suspended_by_the_api_postgresql(tmp_path):
+    with postgresql_node(tmp_path / "pg") as node:
+        _period_over_refused_but_revocable(node)

@@ -166,6 +166,28 @@ def run(*args, env=None):
     return result
 
 
+def test_cli_will_not_suspend_or_reinstate_a_credential_whose_period_is_over(tmp_path):
+    """`cead suspend` / `cead reinstate` of a credential no longer in force (a delegation whose scope ended in 2025)
+    stop with the register's reason on one line, `error [status.period_over]: ...`, exit 1, as the other refusals
+    (`status.revoked_permanent`) do, and change nothing; `cead revoke` still revokes it."""
+    from issuer_fixtures import delegation
+    from test_issuer_api import SUSPENDABLE, _state, ended_words
+    home = tmp_path / "h"
+    node = make_node(home, public_url="https://fife.example")
+    node._passphrase = PASS
+    ended = delegation(node, "did:web:iao.example", {"datasets": ["https://data.fife.example/meals"],
+                                                     "notAfter": "2025-12-31T23:59:59Z"}, options=SUSPENDABLE)
+    for action in ("suspend", "reinstate"):
+        refused = run(action, ended.id, "--home", str(home))
+        assert refused.exit_code == 1, refused.output
+        assert refused.stderr == f"error [status.period_over]: {ended_words(ended.id, action)}\n"
+        assert refused.stdout == "" and "Traceback" not in refused.output
+    assert _state(node, ended.id) == ("active", False, False, 0)
+    revoked = run("revoke", ended.id, "--home", str(home))
+    assert revoked.exit_code == 0 and revoked.stdout == f"{ended.id}: revoked\n", revoked.output
+    assert _state(node, ended.id)[0] == "revoked"
+
+
 def test_cli_init_twice_issue_revoke_and_csv(tmp_path):
     home = str(tmp_path / "h")
     first = run("init", "--name", "Fife Council", "--domain", "fife.example", "--home", home)
