@@ -774,6 +774,13 @@ def test_an_approval_no_longer_in_force_never_reads_approved(world, browser):
             badge, now = tag_of(page, "h1 + p"), tag_of(page, "h2#approval + p")   # under the title; "Status now"
             assert (badge, now) == (("approved", "in force") if name == "in force" else (name, name)), (name, badge)
             check(page, f"60-approval-{name.replace(' ', '-')}-{width}")
+            if name == "expired":          # nothing to suspend once its period is over; revoking and renewing stay
+                assert page.locator("button[value=suspend]").count() == 0
+                assert "nothing to suspend or reinstate" in page.inner_text("#period-over")
+                assert "until 31 December 2025: that period is over." in page.inner_text("main")
+                assert page.locator("button[value=revoke]").count() == 1
+            elif name == "in force":
+                assert page.locator("button[value=suspend]").count() == 1
         page.goto(f"{base}/wallet/requests")
         for name, rid in ids.items():
             assert tag_of(page, f"tr[data-request='{rid}']") == ("approved" if name == "in force" else name), name

@@ -456,8 +456,12 @@ def what_approving_allows(names: Directory, subject: dict) -> list[str]:
         lines.append("The approval is valid only once co-signed by "
                      + ", ".join(str(names.name(c)) for c in subject["coSigners"]) + ".")
     if subject.get("notBefore") and subject.get("notAfter"):
-        lines.append(f"From {_day(subject['notBefore'])} until {_day(subject['notAfter'])}; you can suspend or "
-                     "revoke it from this page at any time.")
+        try:
+            over = datetime.fromisoformat(str(subject["notAfter"]).replace("Z", "+00:00")) < now_utc()
+        except ValueError:
+            over = False
+        lines.append(f"From {_day(subject['notBefore'])} until {_day(subject['notAfter'])}" + (
+            ": that period is over." if over else "; you can suspend or revoke it from this page at any time."))
     return lines
 
 
