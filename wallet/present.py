@@ -132,11 +132,7 @@ def delegation_not_in_force(record, why: str, *, relied_on_by: str, fix: str, un
         detail["under"] = under
     detail.update(extra)
     if why == "expired":
-        ends, by = record.ends()
-        detail.update(ends=_iso(ends), endsBy=by)
-        state = (f"ended on {moment_words(ends)} ("
-                 + ("the end of the period its scope covers, its notAfter" if by == "notAfter"
-                    else "the end of its validity") + ")")
+        state = _ended(record, detail, "the period its scope covers")
     elif why == "not yet valid":
         starts = record.in_force()[0]
         detail["starts"] = _iso(starts)
@@ -145,6 +141,16 @@ def delegation_not_in_force(record, why: str, *, relied_on_by: str, fix: str, un
         state = f"is {why} ({read})"
     return CeadError("delegation.not_in_force", f"{relied_on_by} {named}, which {state}: a gateway "
                      f"refuses what rests on it. {fix}", **detail)
+
+
+def _ended(record, detail: dict, period: str) -> str:
+    """When ``record`` ended, in words ("ended on <date> (the end of <period>, its notAfter)" or "(the end of its
+    validity)"), its ``ends`` and ``endsBy`` added to ``detail``."""
+    from schemas.words import moment_words
+    ends, by = record.ends()
+    detail.update(ends=_iso(ends), endsBy=by)
+    return (f"ended on {moment_words(ends)} ("
+            + (f"the end of {period}, its notAfter" if by == "notAfter" else "the end of its validity") + ")")
 
 
 def approval_words(document: dict) -> str:
@@ -192,11 +198,7 @@ def upstream_not_in_force(record, why: str, *, approval: str, reference: dict, d
     if pinned_by:
         detail["pinnedBy"] = pinned_by
     if why == "expired":
-        ends, by = record.ends()
-        detail.update(ends=_iso(ends), endsBy=by)
-        state = (f"ended on {moment_words(ends)} ("
-                 + ("the end of the period it approves, its notAfter" if by == "notAfter"
-                    else "the end of its validity") + ")")
+        state = _ended(record, detail, "the period it approves")
         fix = (f"Ask {owner}, who holds the upstream data, to renew it (an approval that has ended is replaced by a "
                f"new approval for a new period); {again}.")
     elif why == "not yet valid":
