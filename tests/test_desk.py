@@ -388,6 +388,21 @@ def test_an_approval_for_a_period_already_over_is_refused_beside_its_date(world)
     assert 'id="not_after-error"' not in fine.text
 
 
+def test_the_decision_page_says_where_each_part_is(world):  # noqa: F811
+    """A long page: "On this page" lists its parts, each link leading to a part that is there, the approval form
+    and the refusal among them while the request waits for a decision."""
+    import re
+    w = world
+    client, request_id, _, _ = _approval_form(w, "iain", "Iain Owner")
+    page = client.get(f"/wallet/requests/{request_id}").text
+    nav = page[page.index('aria-labelledby="on-this-page"'):page.index("</nav>", page.index('id="on-this-page"'))]
+    anchors = re.findall(r'href="#([^"]+)">([^<]+)</a>', nav)
+    assert [a for a, _ in anchors] == ["what", "who", "delegation-fit", "rule-results", "ico-checklist",
+                                       "minimisation", "precedents", "documents", "approve", "decide", "history"]
+    for anchor, _ in anchors:
+        assert page.count(f'id="{anchor}"') == 1, anchor
+
+
 def test_one_delegation_choice_checks_the_page_again_under_it_and_keeps_what_was_typed(world):  # noqa: F811
     """The page has one place to choose the delegation: the field the approval is signed under. "Check under this
     delegation" shows the page's checks under the one chosen, with the form as typed, and signs nothing."""
