@@ -803,6 +803,14 @@ def test_an_approval_no_longer_in_force_never_reads_approved(world, browser):
         assert admin.locator(f"{register_row(approvals['in force'])} td.cead-box-action button").all_inner_texts() \
             == ["Suspend", "Revoke…"]
         check(admin, f"62-register-statuses-{width}")
+        # "Revoke…" asks first, in the register's words: the kind by name and its id, issued to whom, by whom
+        admin.click(f"{register_row(approvals['in force'])} button:has-text('Revoke…')")
+        facts = admin.inner_text("dl.facts")
+        assert "Data-sharing approval" in facts and approvals["in force"] in facts, facts
+        assert "Example Council" in facts and "Ian Owner" in facts, facts
+        check(admin, f"62a-revoke-confirm-{width}")
+        admin.click("a:has-text('Cancel')")
+        assert admin.url.endswith("/dpo/register")
         if width == 1200:    # each id in full under its kind, in a few lines, and the register within the page
             assert max(lines_of(admin, "td[data-heading=Credential] .cead-id")) <= 3
             assert boxes_fit(admin), "the register scrolls sideways at 1200 px"
