@@ -112,13 +112,13 @@ def test_warnings_expiring_and_expired(tmp_path):
     assert soon.id not in {r.id for r in w.search(usable=True, now=later)}
 
 
-def test_an_approval_or_delegation_ending_by_its_not_after_is_warned_as_its_badge_says(tmp_path):
-    """An approval's notAfter (the end of the period it approves), or a delegation's scope.notAfter, before its
-    validUntil ends it: it is warned as expiring, then as expired, as the status badge says, naming what ended it."""
+def _ending_by_not_after(tmp_path):
+    """A wallet holding, each valid for ten years: an approval whose notAfter is in 10 days, a delegation whose
+    scope.notAfter is in 15, and an approval whose notAfter (2030) and validUntil are far off; returns the wallet
+    and the three records."""
     from test_wallet_support import _ts, delegation_subject
     holder, issuer = identity(), identity()
     w = make_wallet(tmp_path, holder)
-    w.expiry_warning_days = 20
     subject = approval_subject(issuer.did, holder.did)
     subject["notAfter"] = _ts(now() + timedelta(days=10))
     approval = w.import_credential(vc(issuer, "DataSharingApprovalCredential", subject,
@@ -127,13 +127,21 @@ def test_an_approval_or_delegation_ending_by_its_not_after_is_warned_as_its_badg
     scoped["scope"]["notAfter"] = _ts(now() + timedelta(days=15))
     delegation = w.import_credential(vc(issuer, "DelegatedAuthorityCredential", scoped,
                                         valid_for=timedelta(days=3650))).record
-    lasting = approval_subject(issuer.did, holder.did)          # its notAfter (2030) and validUntil far off
-    w.import_credential(vc(issuer, "DataSharingApprovalCredential", lasting, valid_for=timedelta(days=3650)))
+    lasting = w.import_credential(vc(issuer, "DataSharingApprovalCredential",
+                                     approval_subject(issuer.did, holder.did), valid_for=timedelta(days=3650))).record
+    return w, approval, delegation, lasting
+
+
+def test_an_approval_or_delegation_ending_by_its_not_after_is_warned_as_its_badge_says(tmp_path):
+    """An approval's notAfter (the end of the period it approves), or a delegation's scope.notAfter, before its
+    validUntil ends it: it is warned as expiring, then as expired, as the status badge says, naming what ended it."""
+    w, approval, delegation, _ = _ending_by_not_after(tmp_path)
+    w.expiry_warning_days = 20
     warned = {p.detail["id"]: p for p in w.warnings()}
     assert set(warned) == {approval.id, delegation.id}
     assert {p.code for p in warned.values()} == {"wallet.expiring"}
     assert warned[approval.id].detail["endsBy"] == "notAfter"
-    assert warned[approval.id].detail["ends"] == subject["notAfter"]
+    assert warned[approval.id].detail["ends"] == approval.document["credentialSubject"]["notAfter"]
     assert "the notAfter it states" in warned[approval.id].message
     assert "Data-sharing approval" in warned[approval.id].message       # the kind in words, not its type code
     later = now() + timedelta(days=12)
@@ -418,20 +426,8 @@ def test_search_reads_the_end_an_approval_or_delegation_states_as_the_warnings_d
     """``usable`` and ``include_expired=False`` (what choosing credentials to present reads) and ``expiring_within``
     take a credential as ended at its validUntil or at the notAfter it states, whichever comes first: the same
     rule as the warnings and the status badge (``WalletCredential.ends``), on the real SQLite store."""
-    from test_wallet_support import _ts, delegation_subject
-    holder, issuer = identity(), identity()
-    w = make_wallet(tmp_path, holder)
+    w, approval, delegation, lasting = _ending_by_not_after(tmp_path)
     assert w.engine.dialect.name == "sqlite"
-    subject = approval_subject(issuer.did, holder.did)
-    subject["notAfter"] = _ts(now() + timedelta(days=10))
-    approval = w.import_credential(vc(issuer, "DataSharingApprovalCredential", subject,
-                                      valid_for=timedelta(days=3650))).record
-    scoped = delegation_subject(holder.did, issuer.did)
-    scoped["scope"]["notAfter"] = _ts(now() + timedelta(days=15))
-    delegation = w.import_credential(vc(issuer, "DelegatedAuthorityCredential", scoped,
-                                        valid_for=timedelta(days=3650))).record
-    lasting = w.import_credential(vc(issuer, "DataSharingApprovalCredential",
-                                     approval_subject(issuer.did, holder.did), valid_for=timedelta(days=3650))).record
     ids = lambda rows: {r.id for r in rows}  # noqa: E731
     everything = {approval.id, delegation.id, lasting.id}
     assert ids(w.search(usable=True)) == everything
