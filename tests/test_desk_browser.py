@@ -32,6 +32,7 @@ from helpers_https import https_server
 from oidc_provider import CLIENT_ID, CLIENT_SECRET, LocalProvider
 from issuer import catalogue, issuing, staff
 from issuer.node import Node
+from test_sharing import Late, _credential
 from test_wallet_support import CYBER_ESSENTIALS, certification_subject
 from wallet import sharing
 from wallet.app import create_node_app
@@ -57,7 +58,6 @@ HOLDER_CATALOGUE = "\n".join([
     "    [ csvw:name \"meal_entitlement\" ; csvw:titles \"Meal entitlement\" ]",
     "    [ csvw:name \"home_postcode\" ; csvw:titles \"Home postcode\" ] ) ] ] .",
     f"<{OTHER}> a dcat:Dataset ; dct:title \"Pupil health records\" ; dct:publisher <https://data.example.gov.scot/org/fife> ."])
-V2 = ["https://www.w3.org/ns/credentials/v2", "https://w3id.org/cead/v1"]
 
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CEAD_REQUIRE_CHROMIUM"):
@@ -65,17 +65,6 @@ if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it in CI)",
                 allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
-
-
-class Late:
-    app = None
-
-    def __call__(self, environ, start_response):
-        return self.app(environ, start_response)
-
-
-def _credential(kind: str, subject: dict) -> dict:
-    return {"@context": V2, "type": ["VerifiableCredential", kind], "credentialSubject": subject}
 
 
 @pytest.fixture(scope="module")

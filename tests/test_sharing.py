@@ -7,6 +7,7 @@ approval in its inbox, pulls data through ``CeadMiddleware``).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from contextlib import ExitStack
 from urllib.parse import urlsplit
@@ -50,6 +51,17 @@ class Late:
 
 def _credential(kind: str, subject: dict) -> dict:
     return {"@context": V2, "type": ["VerifiableCredential", kind], "credentialSubject": subject}
+
+
+def settled(w, request_id: str, wanted: str, timeout: float = 60.0):
+    """The IAO's request ``request_id`` once its standing approvals have considered it and it is ``wanted``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = sharing.get_request(w["iao"]["wallet"], request_id)
+        if row.status == wanted and row.standing_note:
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"request {request_id} is {row.status} ({row.standing_note})")
 
 
 @pytest.fixture(scope="module")
@@ -331,30 +343,20 @@ def test_a_standing_approval_approves_routine_requests_and_queues_the_rest(world
     """wallet.standing: with a standing approval under the IAO node's delegation, a request inside it is approved
     automatically (decided by standing:<name>, delivered to the requester); one outside it stays pending for a
     person, with the reason recorded."""
-    import time
     w = world
     node = w["iao"]["node"]
     node.config["standing_approvals"] = [{"name": "school-meals", "delegation": w["delegation"].id,
                                           "conditions": the_rest(w), "valid_for": "P6M"}]
 
-    def settled(request_id, wanted, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            row = sharing.get_request(w["iao"]["wallet"], request_id)
-            if row.status == wanted and row.standing_note:
-                return row
-            time.sleep(0.2)
-        raise AssertionError(f"request {request_id} is {row.status} ({row.standing_note})")
-
     try:
         inside = send(w)
-        row = settled(inside["id"], "approved")
+        row = settled(w, inside["id"], "approved")
         assert row.decided_by == "standing:school-meals" and "automatically" in row.standing_note
         held = w["requester"]["wallet"].search(type="DataSharingApprovalCredential")
         assert row.approval_id in [r.credential_id for r in held]
 
         outside = send(w, make_request(w, datasets=["https://data.example.gov.scot/dataset/council-tax"]))
-        row = settled(outside["id"], "pending")
+        row = settled(w, outside["id"], "pending")
         assert row.standing_note.startswith("Not approved automatically: school-meals: ")
         assert row.approval_id is None
     finally:

@@ -6,7 +6,6 @@ axe-core and at 390 px: tests/test_desk_browser.py.)"""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -16,7 +15,7 @@ from wallet import standing
 from wallet.app import create_node_app
 
 from test_pages import csrf_of
-from test_sharing import DATASET, make_request, send, world  # noqa: F401 (the three-node HTTPS world)
+from test_sharing import DATASET, make_request, send, settled, world  # noqa: F401 (the three-node HTTPS world)
 
 PASSWORD = "correct horse battery staple"
 PURPOSE = "https://w3id.org/cead/vocab#FreeSchoolMealAutoEnrolment"
@@ -39,16 +38,6 @@ def form(w, csrf: str, **changes) -> dict:
             "not_after": "2029-12-31", "valid_for": "P6M", "confirm": "y"}
     data.update(changes)
     return data
-
-
-def settled(w, request_id: str, wanted: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = sharing.get_request(w["iao"]["wallet"], request_id)
-        if row.status == wanted and row.standing_note:
-            return row
-        time.sleep(0.2)
-    raise AssertionError(f"request {request_id} is {row.status} ({row.standing_note})")
 
 
 @pytest.fixture(scope="module")
